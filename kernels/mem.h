@@ -1,0 +1,20 @@
+/* mem.h: host allocation that reports failure as a status instead of exiting, and the
+ * process's resident-memory readings used by tests and `ftune plan` comparisons. */
+#ifndef FT_MEM_H
+#define FT_MEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/status.h"
+
+/* *out = malloc(bytes) (calloc for ft_calloc); FT_E_OOM with `what` in the message on failure. */
+ft_status ft_malloc(void **out, size_t bytes, const char *what);
+ft_status ft_calloc(void **out, size_t bytes, const char *what);
+void ft_free(void *p);
+
+/* Current and peak resident set size of this process in bytes (from /proc/self/status). */
+int64_t ft_rss_bytes(void);
+int64_t ft_peak_rss_bytes(void);
+
+#endif

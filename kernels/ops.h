@@ -1,0 +1,134 @@
+/* ops.h: the op interface. The one decoder (trainer/model.c), the optimizer (optim/) and the
+ * loader call only these; each backend (kernels/cpu, kernels/cuda) implements all of them.
+ *
+ * Conventions
+ * - Letters: N tokens in a micro-batch (N = B*T, row-major token-major), C hidden size,
+ *   H query heads, Hkv key/value heads, D head_dim, F intermediate size, V vocabulary, R LoRA rank.
+ * - "act" = backend memory in the backend's activation dtype (ft_backend_act_dtype: F32 on CPU,
+ *   BF16 on CUDA). "f32" = backend memory in float32. "i32" = backend memory int32.
+ * - Backward ops write the input gradient (overwrite) unless the parameter is named `accumulate`;
+ *   LoRA weight gradients always accumulate (+=), so micro-batches add up.
+ * - Ops may use backend-internal scratch; they never keep pointers across calls.
+ * - Every op returns FT_OK or a status with a message (bad shapes are FT_E_INTERNAL: the caller's
+ *   invariants, not user input). */
+#ifndef FT_OPS_H
+#define FT_OPS_H
+
+#include <stdint.h>
+
+#include "kernels/backend.h"
+#include "kernels/weight.h"
+
+/* ---- embedding --------------------------------------------------------------------------- */
+/* out[N,C] (act) = table[ids[n], :]; ids i32 [N]; table [V,C]. */
+ft_status ft_op_embed(ft_backend *be, void *out, const int32_t *ids, const ft_weight *table, int64_t N);
+
+/* ---- RMSNorm ----------------------------------------------------------------------------- */
+/* out[N,C] = x * rsqrt(mean(x^2) + eps) * w; rstd[N] (f32, may be NULL) saves the rsqrt for
+ * the backward. Math in f32 (as transformers: normalize in f32, then multiply by the weight). */
+ft_status ft_op_rmsnorm(ft_backend *be, void *out, float *rstd, const void *x, const ft_weight *w,
+                        int64_t N, int64_t C, float eps);
+/* dx[N,C] (overwrite) from dout[N,C], the forward input x and rstd. Weight is frozen: no dw. */
+ft_status ft_op_rmsnorm_bwd(ft_backend *be, void *dx, const void *dout, const void *x,
+                            const ft_weight *w, const float *rstd, int64_t N, int64_t C);
+
+/* ---- frozen linear (F32/F16/BF16/NF4 weight) ---------------------------------------------- */
+/* y[N,out] (=, or += if accumulate) x[N,in] . W[out,in]^T (+ bias[out] if bias != NULL). */
+ft_status ft_op_linear(ft_backend *be, void *y, const void *x, const ft_weight *W, const ft_weight *bias,
+                       int64_t N, int accumulate);
+/* dx[N,in] (=, or += if accumulate) dy[N,out] . W[out,in]. No weight or bias gradient. */
+ft_status ft_op_linear_bwd_x(ft_backend *be, void *dx, const void *dy, const ft_weight *W, int64_t N,
+                             int accumulate);
+
+/* ---- LoRA (trainable, f32 master weights) -------------------------------------------------- */
+/* t[N,R] (act) = xd[N,in] . A[R,in]^T;  y[N,out] += scale * t . B[out,R]^T.
+ * xd is the (dropout-applied) layer input. */
+ft_status ft_op_lora_fwd(ft_backend *be, void *y, void *t, const void *xd, const float *A, const float *B,
+                         int64_t N, int64_t in, int64_t out, int64_t R, float scale);
+/* Given dy[N,out], the forward xd[N,in] and t[N,R]:
+ *   dB[out,R] += scale * dy^T . t;   dt = scale * dy . B;   dA[R,in] += dt^T . xd;
+ *   dxd[N,in] (overwrite) = dt . A. */
+ft_status ft_op_lora_bwd(ft_backend *be, void *dxd, float *dA, float *dB, const void *dy, const void *xd,
+                         const void *t, const float *A, const float *B, int64_t N, int64_t in, int64_t out,
+                         int64_t R, float scale);
+
+/* out[n] = in[n] * keep(seed, i) / (1 - p), keep(seed, i) a counter-based Bernoulli(1-p) draw
+ * (ft_dropout_keep in kernels/rng.h), so a recomputation or another backend draws the same mask.
+ * out may alias in. p == 0 copies. */
+ft_status ft_op_dropout(ft_backend *be, void *out, const void *in, int64_t n, float p, uint64_t seed);
+
+/* ---- rotary embedding ------------------------------------------------------------------- */
+/* In place on x[N, nh, D] (nh heads of D), rotating pairs (i, i + D/2) (Hugging Face layout) by
+ * angle pos[n] * inv_freq[i] (inv_freq f32 [D/2], see kernels/rope.h). inverse != 0 rotates by
+ * the negative angle, which is the backward of the forward rotation. */
+ft_status ft_op_rope(ft_backend *be, void *x, const int32_t *pos, const float *inv_freq, int64_t N,
+                     int64_t nh, int64_t D, int inverse);
+
+/* ---- causal GQA attention ------------------------------------------------------------------ */
+/* q[N,H*D], k[N,Hkv*D], v[N,Hkv*D], out[N,H*D] (act), N = B*T. Query head h uses kv head
+ * h / (H/Hkv). Query token i of row b attends to keys j of the same row with
+ * doc_start[i] <= j <= i (doc_start i32 [N]: the position within the row where i's packed
+ * example begins; NULL means 0, plain causal). lse[N,H] (f32) saves log-sum-exp of the scaled
+ * scores for the backward. scale is usually 1/sqrt(D). */
+ft_status ft_op_attention(ft_backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
+                          const int32_t *doc_start, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D,
+                          float scale);
+/* dq, dk, dv (overwrite) from dout and the forward's q, k, v, out, lse. */
+ft_status ft_op_attention_bwd(ft_backend *be, void *dq, void *dk, void *dv, const void *dout, const void *q,
+                              const void *k, const void *v, const void *out, const float *lse,
+                              const int32_t *doc_start, int64_t B, int64_t T, int64_t H, int64_t Hkv,
+                              int64_t D, float scale);
+
+/* ---- SwiGLU ------------------------------------------------------------------------------- */
+/* out[n] = silu(gate[n]) * up[n]. */
+ft_status ft_op_swiglu(ft_backend *be, void *out, const void *gate, const void *up, int64_t n);
+/* dgate, dup (overwrite) from dout and the forward inputs. */
+ft_status ft_op_swiglu_bwd(ft_backend *be, void *dgate, void *dup, const void *dout, const void *gate,
+                           const void *up, int64_t n);
+
+/* ---- elementwise ---------------------------------------------------------------------------- */
+/* y[n] += x[n] (act). */
+ft_status ft_op_add(ft_backend *be, void *y, const void *x, int64_t n);
+
+/* ---- cross-entropy ------------------------------------------------------------------------ */
+/* logits[n,V] (act) with labels i32 [n] (label < 0: ignored). Adds the summed loss over the
+ * non-ignored rows to *loss_sum (f32 scalar, backend memory) and the count of those rows to
+ * *count (f32 scalar, may be NULL). If grad_scale != 0, overwrites logits with
+ * grad_scale * d(loss)/d(logits) (softmax - onehot; zero rows for ignored labels); else leaves
+ * logits untouched. Chunking over the sequence is the caller's (bounded logits buffer). */
+ft_status ft_op_xent(ft_backend *be, float *loss_sum, float *count, void *logits, const int32_t *labels,
+                     int64_t n, int64_t V, float grad_scale);
+
+/* ---- f32 vector ops for gradients and the optimizer ----------------------------------------- */
+/* *out += sum(x[i]^2) (out f32 scalar, backend memory). */
+ft_status ft_op_sumsq(ft_backend *be, float *out, const float *x, int64_t n);
+/* x[n] *= s. */
+ft_status ft_op_scale(ft_backend *be, float *x, int64_t n, float s);
+
+/* AdamW scalars, in this order, in an f32 array in backend memory, so a step reads them from
+ * device memory (CUDA-graph friendly). */
+enum {
+    FT_ADAMW_LR = 0,     /* learning rate of this step */
+    FT_ADAMW_BETA1,
+    FT_ADAMW_BETA2,
+    FT_ADAMW_EPS,
+    FT_ADAMW_WD,         /* decoupled weight decay */
+    FT_ADAMW_BC1,        /* 1 - beta1^t */
+    FT_ADAMW_BC2,        /* 1 - beta2^t */
+    FT_ADAMW_GSCALE,     /* gradient multiplier (clipping factor) */
+    FT_ADAMW_NSCALARS
+};
+/* torch.optim.AdamW semantics: p *= 1 - lr*wd; g' = g*gscale; m = b1 m + (1-b1) g';
+ * v = b2 v + (1-b2) g'^2; p -= lr * (m/bc1) / (sqrt(v/bc2) + eps). */
+ft_status ft_op_adamw(ft_backend *be, float *p, const float *g, float *m, float *v, int64_t n,
+                      const float *scalars);
+
+/* ---- NF4 ---------------------------------------------------------------------------------- */
+/* Quantizes src (backend memory, n = rows*cols elements of src_dtype F32/F16/BF16) into the
+ * already-allocated NF4 weight w, bit-exact with bitsandbytes quantize_4bit(nf4, blocksize 64,
+ * compress_statistics=True). */
+ft_status ft_op_nf4_quantize(ft_backend *be, ft_weight *w, const void *src, ft_dtype src_dtype);
+/* out[rows*cols] (act) = dequantized w. */
+ft_status ft_op_nf4_dequantize(ft_backend *be, void *out, const ft_weight *w);
+
+#endif

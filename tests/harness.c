@@ -1,0 +1,133 @@
+/* harness.c: see harness.h. */
+#include "tests/harness.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef struct { int passed, failed; char tmp[512]; } ft_test_state;
+static ft_test_state ft_ts; /* test-process state only (never in the product) */
+
+int ft_check_impl(int ok, const char *file, int line, const char *fmt, ...) {
+    if (ok) {
+        ft_ts.passed++;
+        return 1;
+    }
+    ft_ts.failed++;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stdout, "FAIL %s:%d: ", file, line);
+    vfprintf(stdout, fmt, ap);
+    fputc('\n', stdout);
+    va_end(ap);
+    fflush(stdout);
+    return 0;
+}
+
+ft_cmp ft_compare_f32(const float *a, const float *ref, int64_t n) {
+    ft_cmp c = {0, 0, -1, 0};
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(a[i]) || !isfinite(ref[i])) {
+            c.n_nonfinite++;
+            continue;
+        }
+        double d = (double)a[i] - (double)ref[i];
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+        if (fabs(d) > c.max_abs || c.worst < 0) {
+            c.max_abs = fabs(d);
+            c.worst = i;
+        }
+    }
+    c.rel_l2 = den > 0 ? sqrt(num / den) : sqrt(num);
+    return c;
+}
+
+int ft_check_close_impl(const float *a, const float *ref, int64_t n, double tol, const char *what, const char *file,
+                        int line) {
+    ft_cmp c = ft_compare_f32(a, ref, n);
+    int ok = c.n_nonfinite == 0 && c.rel_l2 <= tol;
+    if (!ok) {
+        return ft_check_impl(0, file, line,
+                             "%s: rel_l2 %.3e (tol %.1e), max_abs %.3e at %lld (%g vs ref %g), %lld non-finite of %lld",
+                             what, c.rel_l2, tol, c.max_abs, (long long)c.worst,
+                             c.worst >= 0 ? a[c.worst] : 0.0, c.worst >= 0 ? ref[c.worst] : 0.0,
+                             (long long)c.n_nonfinite, (long long)n);
+    }
+    printf("ok   %s: rel_l2 %.3e (tol %.1e) over %lld values\n", what, c.rel_l2, tol, (long long)n);
+    return ft_check_impl(1, file, line, "%s", what);
+}
+
+int ft_test_failures(void) { return ft_ts.failed; }
+
+int ft_test_finish(void) {
+    printf("%d passed, %d failed\n", ft_ts.passed, ft_ts.failed);
+    if (ft_ts.tmp[0] && ft_ts.failed == 0 && !getenv("FT_KEEP_TMP")) {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", ft_ts.tmp);
+        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", ft_ts.tmp);
+    }
+    return ft_ts.failed ? 1 : 0;
+}
+
+const char *ft_test_src_dir(void) { return FT_SOURCE_DIR; }
+const char *ft_test_shared_dir(void) {
+    const char *e = getenv("FT_SHARED_DIR");
+    return e ? e : FT_SHARED_DIR;
+}
+const char *ft_test_binary(void) { return FT_BINARY; }
+
+const char *ft_test_tmpdir(void) {
+    if (!ft_ts.tmp[0]) {
+        const char *base = getenv("TMPDIR");
+        snprintf(ft_ts.tmp, sizeof ft_ts.tmp, "%s/ftune-test-XXXXXX", base ? base : "/tmp");
+        if (!mkdtemp(ft_ts.tmp)) {
+            perror("mkdtemp");
+            abort();
+        }
+    }
+    return ft_ts.tmp;
+}
+
+ft_status ft_test_read_file(const char *path, char **out, int64_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return FT_ERR(FT_E_IO, "%s: cannot open", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        fclose(f);
+        free(buf);
+        return FT_ERR(FT_E_IO, "%s: read failed", path);
+    }
+    buf[n] = 0;
+    fclose(f);
+    *out = buf;
+    if (len) *len = n;
+    return FT_OK;
+}
+
+int ft_test_run(const char *cmd, char **output) {
+    char full[8192];
+    snprintf(full, sizeof full, "%s 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    if (!p) return -1;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    size_t got;
+    while ((got = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += got;
+        if (cap - len < 2) buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = 0;
+    int rc = pclose(p);
+    if (output) *output = buf; else free(buf);
+    if (WIFEXITED(rc)) return WEXITSTATUS(rc);
+    return -1;
+}

@@ -1,0 +1,54 @@
+/* harness.h: the test harness: checks that count failures, the one NaN-aware comparator of the
+ * tree, fixture loading, and running the ftune binary.
+ *
+ * Every comparison is written `!(err <= tol)` so a NaN fails. Tests end with
+ * `return ft_test_finish();`, which prints "N passed, N failed" and returns the exit code. */
+#ifndef FT_HARNESS_H
+#define FT_HARNESS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "kernels/status.h"
+
+/* Records one check. Prints file:line and the message when it fails. */
+int ft_check_impl(int ok, const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+#define FT_CHECK(cond, ...) ft_check_impl(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
+/* Checks that a status is FT_OK, printing the error message otherwise. */
+#define FT_CHECK_OK(expr)                                                                          \
+    do {                                                                                           \
+        ft_status s_ = (expr);                                                                     \
+        ft_check_impl(s_ == FT_OK, __FILE__, __LINE__, "%s -> %s: %s", #expr, ft_status_str(s_),   \
+                      ft_error_msg());                                                             \
+    } while (0)
+
+typedef struct ft_cmp {
+    double rel_l2;      /* ||a - b|| / ||b|| (||a-b|| if ||b|| == 0) */
+    double max_abs;     /* max |a - b| */
+    int64_t worst;      /* index of max |a - b| */
+    int64_t n_nonfinite;/* elements where a or b is NaN/Inf */
+} ft_cmp;
+
+ft_cmp ft_compare_f32(const float *a, const float *ref, int64_t n);
+/* Compares and records a check: fails when any value is non-finite or !(rel_l2 <= tol). */
+int ft_check_close_impl(const float *a, const float *ref, int64_t n, double tol, const char *what,
+                        const char *file, int line);
+#define FT_CHECK_CLOSE(a, ref, n, tol, what) ft_check_close_impl((a), (ref), (n), (tol), (what), __FILE__, __LINE__)
+
+int ft_test_finish(void);
+int ft_test_failures(void);
+
+/* Paths: the source tree, the shared assets and a fresh temporary directory per test run. */
+const char *ft_test_src_dir(void);
+const char *ft_test_shared_dir(void);
+const char *ft_test_binary(void);
+/* Creates (once) and returns a temporary directory unique to this process. */
+const char *ft_test_tmpdir(void);
+
+/* Reads a whole file. *out is malloc'd and NUL-terminated; *len excludes the NUL. */
+ft_status ft_test_read_file(const char *path, char **out, int64_t *len);
+/* Runs a shell command, capturing stdout+stderr into *output (malloc'd). Returns the exit code
+ * (or -1 if it could not run / was killed by a signal: *sig set). */
+int ft_test_run(const char *cmd, char **output);
+
+#endif
