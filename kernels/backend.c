@@ -21,9 +21,6 @@ ft_backend_kind ft_backend_kind_of(const ft_backend *be) { return be->vt->kind; 
 const char *ft_backend_name(const ft_backend *be) { return be->vt->name; }
 ft_dtype ft_backend_act_dtype(const ft_backend *be) { return be->vt->act_dtype; }
 
-/* Allocation sizes are kept in a small header before each block so release can account. */
-typedef struct { int64_t bytes; int64_t pad[7]; } ft_alloc_hdr; /* 64 bytes keeps alignment */
-
 ft_status ft_backend_alloc(ft_backend *be, void **ptr, int64_t bytes, const char *what) {
     *ptr = NULL;
     if (bytes < 0) return FT_ERR(FT_E_INTERNAL, "negative allocation for %s", what);
@@ -58,8 +55,6 @@ int64_t ft_backend_bytes_in_use(const ft_backend *be) { return be->bytes_in_use;
 int64_t ft_backend_bytes_peak(const ft_backend *be) { return be->bytes_peak; }
 void ft_backend_reset_peak(ft_backend *be) { be->bytes_peak = be->bytes_in_use; }
 
-/* Backends call this from their release() with the size they freed. */
-void ft_backend_account_release(ft_backend *be, int64_t bytes);
 void ft_backend_account_release(ft_backend *be, int64_t bytes) { be->bytes_in_use -= bytes; }
 
 #define FT_REQUIRE(cond, ...) \

@@ -54,4 +54,8 @@ struct ft_backend {
     int64_t bytes_in_use, bytes_peak;
 };
 
+/* Backends call this from their release() with the size they freed (backend.c added it to
+ * bytes_in_use when ft_backend_alloc succeeded). */
+void ft_backend_account_release(ft_backend *be, int64_t bytes);
+
 #endif

@@ -15,6 +15,8 @@
 
 #include <stdint.h>
 
+#include "kernels/status.h"
+
 #define FT_NF4_BLOCK 64
 #define FT_NF4_BLOCK2 256
 
@@ -38,5 +40,37 @@ static inline int64_t ft_nf4_nblocks2(int64_t n) {
 static inline int64_t ft_nf4_nbytes(int64_t n) {
     return (n + 1) / 2 + ft_nf4_nblocks(n) + 4 * ft_nf4_nblocks2(n);
 }
+
+/* ---- host reference (plain host memory), shared by every backend ----------------------------
+ * Bit-exactness notes (bitsandbytes 0.50 on CPU, the reference the fixtures come from):
+ * - NF4 codes: full blocks scale by x * (1/absmax) (reciprocal first), the partial tail block by
+ *   x / absmax; clamp to [-1, 1]; code = number of float32 midpoints (l[i] + l[i+1]) / 2 strictly
+ *   below the value (a value on a midpoint takes the lower code). An odd n pads the last low nibble
+ *   with the code of 0.0 (7).
+ * - offset = mean(absmax) as torch's CPU float32 sum (cascade sum, 8-lane AVX2 kernel, one thread)
+ *   divided by nb in float32: ft_nf4_absmax_mean. torch splits sums of >= 32768 values across its
+ *   threads, so for tensors of >= 2M elements bitsandbytes' own offset depends on its thread count.
+ * - The nested 8-bit quantization does not search the dynamic map: libbitsandbytes_cpu maps
+ *   v = dev * (1/absmax2) to one of 65536 bins, idx = (int)fmaf((clamp(v) + 1) * 0.5f, 65535, 0.5f),
+ *   and reads the code from a table built on the map's float32 midpoints (ft_nf4_qlut_build).
+ *   A 256-block whose absmax2 is 0 gets code 0.
+ * - Recovery is two float32 roundings (no FMA): absmax_b = dynmap[q] * absmax2 + offset. */
+#define FT_NF4_QLUT_SIZE 65536
+/* Builds bitsandbytes' 8-bit quantization lookup table for ft_nf4_dynmap: lut[FT_NF4_QLUT_SIZE]. */
+void ft_nf4_qlut_build(uint8_t *lut);
+/* The 8-bit code of v = dev * (1/absmax2) through that table. */
+uint8_t ft_nf4_qlut_code(const uint8_t *lut, float v);
+/* offset = mean(absmax[nb]) exactly as torch computes it on CPU (see above). */
+float ft_nf4_absmax_mean(const float *absmax, int64_t nb);
+
+/* Quantizes x[n] (host f32) into q's codes, qabsmax, absmax2 (here HOST arrays of the sizes above)
+ * and q->offset, bit-exact with bitsandbytes quantize_4bit(nf4, blocksize 64,
+ * compress_statistics=True). nthreads <= 0: OpenMP default. FT_E_OOM if scratch cannot be had. */
+ft_status ft_nf4_quantize_host(const float *x, int64_t n, ft_nf4 *q, int nthreads);
+/* out[n] (host f32) = dequantized q (host arrays), bit-exact with bitsandbytes dequantize_4bit to
+ * float32. */
+void ft_nf4_dequantize_host(const ft_nf4 *q, int64_t n, float *out, int nthreads);
+/* Dequantizes elements [start, start + count) of q (host arrays) into out[count]. */
+void ft_nf4_dequantize_range(const ft_nf4 *q, int64_t start, int64_t count, float *out);
 
 #endif

@@ -1,0 +1,121 @@
+/* matmul_cpu.c: frozen linear layers and LoRA on the CPU, through OpenBLAS sgemm.
+ *
+ * Layouts are PyTorch's, row-major: x[N,in], W[out,in], y[N,out]. An F32 weight goes to sgemm as
+ * is; a BF16/F16/NF4 weight is converted a tile of FT_CPU_WTILE rows at a time into an f32 scratch
+ * [tile, in] and multiplied tile by tile, so the scratch stays small for 128k-row embeddings. The
+ * tile order is fixed, so results are deterministic. LoRA math follows ops.h:
+ *   fwd  t = xd . A^T;  y += scale * t . B^T
+ *   bwd  dB += scale * dy^T . t;  dt = scale * dy . B;  dA += dt^T . xd;  dxd = dt . A */
+#include <cblas.h>
+#include <omp.h>
+
+#include "kernels/cpu/cpu_impl.h"
+#include "kernels/mem.h"
+
+enum { FT_CPU_WTILE = 256 };
+
+/* Rows [r0, r0 + nr) of W as f32 in tile[nr, cols]. */
+static void ft_cpu_weight_rows(const ft_weight *W, int64_t r0, int64_t nr, float *tile, int nt) {
+    const int64_t cols = W->cols;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t r = 0; r < nr; r++) ft_cpu_weight_f32(W, (r0 + r) * cols, cols, tile + r * cols);
+}
+
+ft_status ft_cpu_linear(ft_backend *be, void *yv, const void *xv, const ft_weight *W, const ft_weight *bias,
+                        int64_t N, int accumulate) {
+    float *y = yv; /* [N, out] */
+    const float *x = xv; /* [N, in] */
+    const int64_t out = W->rows, in = W->cols;
+    const int nt = ft_cpu_threads(be);
+    if (N == 0) return FT_OK;
+    if (W->dtype == FT_F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)out, (int)in, 1.0f, x, (int)in,
+                    (const float *)W->data, (int)in, accumulate ? 1.0f : 0.0f, y, (int)out);
+    } else {
+        const int64_t tr = out < FT_CPU_WTILE ? out : FT_CPU_WTILE;
+        float *tile;
+        FT_TRY(ft_malloc((void **)&tile, (size_t)(tr * in) * sizeof(float), "linear weight tile"));
+        for (int64_t r0 = 0; r0 < out; r0 += tr) {
+            const int64_t nr = out - r0 < tr ? out - r0 : tr;
+            ft_cpu_weight_rows(W, r0, nr, tile, nt);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)nr, (int)in, 1.0f, x, (int)in, tile,
+                        (int)in, accumulate ? 1.0f : 0.0f, y + r0, (int)out);
+        }
+        ft_free(tile);
+    }
+    if (bias) {
+        float *b;
+        FT_TRY(ft_cpu_weight_vec(bias, &b));
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t o = 0; o < out; o++) y[n * out + o] += b[o];
+        ft_free(b);
+    }
+    return FT_OK;
+}
+
+ft_status ft_cpu_linear_bwd_x(ft_backend *be, void *dxv, const void *dyv, const ft_weight *W, int64_t N,
+                              int accumulate) {
+    float *dx = dxv; /* [N, in] */
+    const float *dy = dyv; /* [N, out] */
+    const int64_t out = W->rows, in = W->cols;
+    if (N == 0) return FT_OK;
+    if (W->dtype == FT_F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)in, (int)out, 1.0f, dy, (int)out,
+                    (const float *)W->data, (int)in, accumulate ? 1.0f : 0.0f, dx, (int)in);
+        return FT_OK;
+    }
+    /* dx = sum over row tiles of dy[:, tile] . W[tile, :], the first tile overwriting unless accumulate. */
+    const int64_t tr = out < FT_CPU_WTILE ? out : FT_CPU_WTILE;
+    float *tile;
+    FT_TRY(ft_malloc((void **)&tile, (size_t)(tr * in) * sizeof(float), "linear_bwd_x weight tile"));
+    for (int64_t r0 = 0; r0 < out; r0 += tr) {
+        const int64_t nr = out - r0 < tr ? out - r0 : tr;
+        ft_cpu_weight_rows(W, r0, nr, tile, ft_cpu_threads(be));
+        const float beta = (r0 == 0 && !accumulate) ? 0.0f : 1.0f;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)in, (int)nr, 1.0f, dy + r0, (int)out,
+                    tile, (int)in, beta, dx, (int)in);
+    }
+    ft_free(tile);
+    return FT_OK;
+}
+
+ft_status ft_cpu_lora_fwd(ft_backend *be, void *yv, void *tv, const void *xdv, const float *A, const float *B,
+                          int64_t N, int64_t in, int64_t out, int64_t R, float scale) {
+    (void)be;
+    float *y = yv, *t = tv; /* y[N, out], t[N, R] */
+    const float *xd = xdv;  /* [N, in]; A[R, in], B[out, R] */
+    if (N == 0) return FT_OK;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)R, (int)in, 1.0f, xd, (int)in, A, (int)in,
+                0.0f, t, (int)R);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)out, (int)R, scale, t, (int)R, B, (int)R,
+                1.0f, y, (int)out);
+    return FT_OK;
+}
+
+ft_status ft_cpu_lora_bwd(ft_backend *be, void *dxdv, float *dA, float *dB, const void *dyv, const void *xdv,
+                          const void *tv, const float *A, const float *B, int64_t N, int64_t in, int64_t out,
+                          int64_t R, float scale) {
+    (void)be;
+    float *dxd = dxdv;                          /* [N, in] */
+    const float *dy = dyv, *xd = xdv, *t = tv;  /* dy[N, out], xd[N, in], t[N, R] */
+    if (N == 0) {
+        return FT_OK;
+    }
+    float *dt; /* [N, R] */
+    FT_TRY(ft_malloc((void **)&dt, (size_t)(N * R) * sizeof(float), "lora_bwd dt"));
+    /* dB[out, R] += scale * dy^T . t */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)R, (int)N, scale, dy, (int)out, t, (int)R,
+                1.0f, dB, (int)R);
+    /* dt[N, R] = scale * dy . B */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)R, (int)out, scale, dy, (int)out, B,
+                (int)R, 0.0f, dt, (int)R);
+    /* dA[R, in] += dt^T . xd */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)R, (int)in, (int)N, 1.0f, dt, (int)R, xd, (int)in,
+                1.0f, dA, (int)in);
+    /* dxd[N, in] = dt . A */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)in, (int)R, 1.0f, dt, (int)R, A, (int)in,
+                0.0f, dxd, (int)in);
+    ft_free(dt);
+    return FT_OK;
+}

@@ -1,0 +1,123 @@
+/* weight.c: frozen weights on a backend: size, allocation, filling from host data (converting or
+ * NF4-quantizing) and reading back as f32.
+ *
+ * An NF4 weight holds three backend allocations (codes, qabsmax, absmax2) whose sizes add up to
+ * ft_weight_nbytes, the number `ftune plan` uses. Conversions between host dtypes run in bounded
+ * chunks so filling a 2 GB embedding never needs a second 4 GB f32 copy on the host. Reading an NF4
+ * weight back downloads its three arrays and dequantizes on the host with the reference code, so
+ * the result is exact f32 on every backend (the backend's own dequantize writes act, BF16 on CUDA). */
+#include "kernels/weight.h"
+
+#include <string.h>
+
+#include "kernels/mem.h"
+#include "kernels/ops.h"
+
+enum { FT_WEIGHT_CHUNK = 1 << 20 }; /* elements per host conversion chunk */
+
+int64_t ft_weight_nbytes(ft_dtype dtype, int64_t rows, int64_t cols) {
+    const int64_t n = rows * cols;
+    return dtype == FT_NF4 ? ft_nf4_nbytes(n) : ft_dtype_nbytes(dtype, n);
+}
+
+ft_status ft_weight_alloc(ft_backend *be, ft_weight *w, ft_dtype dtype, int64_t rows, int64_t cols,
+                          const char *name) {
+    memset(w, 0, sizeof *w);
+    if (rows < 0 || cols < 0) return FT_ERR(FT_E_INTERNAL, "%s: negative shape", name);
+    w->dtype = dtype;
+    w->rows = rows;
+    w->cols = cols;
+    const int64_t n = rows * cols;
+    if (dtype == FT_NF4) {
+        ft_status st;
+        FT_CHECK_GOTO(st, ft_backend_alloc(be, (void **)&w->nf4.codes, (n + 1) / 2, name), fail);
+        FT_CHECK_GOTO(st, ft_backend_alloc(be, (void **)&w->nf4.qabsmax, ft_nf4_nblocks(n), name), fail);
+        FT_CHECK_GOTO(st, ft_backend_alloc(be, (void **)&w->nf4.absmax2, 4 * ft_nf4_nblocks2(n), name), fail);
+        return FT_OK;
+    fail:
+        ft_weight_release(be, w);
+        return st;
+    }
+    if (dtype != FT_F32 && dtype != FT_F16 && dtype != FT_BF16)
+        return FT_ERR(FT_E_UNSUPPORTED, "%s: weights of dtype %s are not supported", name, ft_dtype_name(dtype));
+    return ft_backend_alloc(be, &w->data, ft_dtype_nbytes(dtype, n), name);
+}
+
+void ft_weight_release(ft_backend *be, ft_weight *w) {
+    ft_backend_release(be, w->data);
+    ft_backend_release(be, w->nf4.codes);
+    ft_backend_release(be, w->nf4.qabsmax);
+    ft_backend_release(be, w->nf4.absmax2);
+    w->data = NULL;
+    w->nf4.codes = w->nf4.qabsmax = NULL;
+    w->nf4.absmax2 = NULL;
+}
+
+static int ft_is_host_float(ft_dtype t) { return t == FT_F32 || t == FT_F16 || t == FT_BF16; }
+
+ft_status ft_weight_set(ft_backend *be, ft_weight *w, const void *host_src, ft_dtype src_dtype) {
+    const int64_t n = ft_weight_numel(w);
+    if (!ft_is_host_float(src_dtype))
+        return FT_ERR(FT_E_INTERNAL, "weight_set: source dtype %s", ft_dtype_name(src_dtype));
+    if (w->dtype == FT_NF4) { /* quantize on the backend from an uploaded copy of the source */
+        void *tmp;
+        FT_TRY(ft_backend_alloc(be, &tmp, ft_dtype_nbytes(src_dtype, n), "weight to quantize"));
+        ft_status st = ft_backend_upload(be, tmp, host_src, ft_dtype_nbytes(src_dtype, n));
+        if (st == FT_OK) st = ft_op_nf4_quantize(be, w, tmp, src_dtype);
+        if (st == FT_OK) st = ft_backend_sync(be);
+        ft_backend_release(be, tmp);
+        return st;
+    }
+    if (w->dtype == src_dtype) return ft_backend_upload(be, w->data, host_src, ft_dtype_nbytes(src_dtype, n));
+    const int64_t chunk = n < FT_WEIGHT_CHUNK ? n : FT_WEIGHT_CHUNK;
+    float *f32 = NULL;
+    void *conv = NULL;
+    ft_status st;
+    FT_CHECK_GOTO(st, ft_malloc((void **)&f32, (size_t)(chunk > 0 ? chunk : 1) * 4, "weight conversion"), done);
+    FT_CHECK_GOTO(st, ft_malloc(&conv, (size_t)(chunk > 0 ? chunk : 1) * 4, "weight conversion"), done);
+    for (int64_t i = 0; i < n; i += chunk) {
+        const int64_t m = n - i < chunk ? n - i : chunk;
+        ft_to_f32(f32, (const char *)host_src + ft_dtype_nbytes(src_dtype, i), src_dtype, m);
+        ft_from_f32(conv, w->dtype, f32, m);
+        FT_CHECK_GOTO(st, ft_backend_upload(be, (char *)w->data + ft_dtype_nbytes(w->dtype, i), conv,
+                                            ft_dtype_nbytes(w->dtype, m)), done);
+    }
+    st = FT_OK;
+done:
+    ft_free(conv);
+    ft_free(f32);
+    return st;
+}
+
+ft_status ft_weight_get_f32(ft_backend *be, const ft_weight *w, float *dst) {
+    const int64_t n = ft_weight_numel(w);
+    FT_TRY(ft_backend_sync(be));
+    if (w->dtype == FT_F32) return ft_backend_download(be, dst, w->data, 4 * n);
+    if (w->dtype == FT_NF4) {
+        const int64_t nc = (n + 1) / 2, nb = ft_nf4_nblocks(n), nb2 = ft_nf4_nblocks2(n);
+        ft_nf4 h = {NULL, NULL, NULL, w->nf4.offset};
+        ft_status st;
+        FT_CHECK_GOTO(st, ft_malloc((void **)&h.codes, (size_t)(nc + nb + 4 * nb2 + 4), "nf4 readback"), done);
+        h.qabsmax = h.codes + nc;
+        h.absmax2 = (float *)(void *)(h.qabsmax + nb + ((4 - (nc + nb) % 4) % 4)); /* 4-aligned */
+        FT_CHECK_GOTO(st, ft_backend_download(be, h.codes, w->nf4.codes, nc), done);
+        FT_CHECK_GOTO(st, ft_backend_download(be, h.qabsmax, w->nf4.qabsmax, nb), done);
+        FT_CHECK_GOTO(st, ft_backend_download(be, h.absmax2, w->nf4.absmax2, 4 * nb2), done);
+        ft_nf4_dequantize_host(&h, n, dst, 0);
+    done:
+        ft_free(h.codes);
+        return st;
+    }
+    /* F16/BF16: download in chunks and widen. */
+    const int64_t chunk = n < FT_WEIGHT_CHUNK ? n : FT_WEIGHT_CHUNK;
+    uint16_t *buf;
+    FT_TRY(ft_malloc((void **)&buf, (size_t)(chunk > 0 ? chunk : 1) * 2, "weight readback"));
+    ft_status st = FT_OK;
+    for (int64_t i = 0; i < n && st == FT_OK; i += chunk) {
+        const int64_t m = n - i < chunk ? n - i : chunk;
+        st = ft_backend_download(be, buf, (const uint16_t *)w->data + i, 2 * m);
+        if (st == FT_OK) ft_to_f32(dst + i, buf, w->dtype, m);
+    }
+    ft_free(buf);
+    return st;
+}

@@ -1,0 +1,42 @@
+/* adamw.h: AdamW over the LoRA parameter vector (one f32 allocation), torch.optim.AdamW
+ * semantics (decoupled weight decay, bias correction), with global-norm gradient clipping
+ * folded into the step as a gradient multiplier.
+ *
+ * The state is two f32 vectors (m, v) the size of the parameters plus the step count; the
+ * per-step scalars live in a small backend array so the kernels read them from device memory. */
+#ifndef FT_ADAMW_H
+#define FT_ADAMW_H
+
+#include <stdint.h>
+
+#include "kernels/backend.h"
+
+typedef struct ft_adamw_cfg {
+    double beta1, beta2, eps, weight_decay;
+    double clip;         /* max global grad norm; <= 0 disables clipping */
+} ft_adamw_cfg;
+
+typedef struct ft_adamw {
+    ft_adamw_cfg cfg;
+    int64_t n;           /* parameters */
+    int64_t t;           /* optimizer steps taken */
+    float *m, *v;        /* backend f32 [n] each: one allocation of 2n, m first */
+    float *scalars;      /* backend f32 [FT_ADAMW_NSCALARS] */
+    float *norm_acc;     /* backend f32 scalar for the grad-norm reduction */
+} ft_adamw;
+
+/* Bytes of optimizer state for n parameters (the size function plan and the allocator share). */
+int64_t ft_adamw_state_bytes(int64_t n);
+ft_status ft_adamw_create(ft_adamw **out, ft_backend *be, int64_t n, const ft_adamw_cfg *cfg);
+void ft_adamw_free(ft_adamw *o, ft_backend *be);
+
+/* Global L2 norm of grads[n] (f32 backend memory). */
+ft_status ft_grad_norm(ft_backend *be, float *acc, const float *grads, int64_t n, double *norm);
+
+/* One step at learning rate lr: clips by the configured max norm (torch clip_grad_norm_:
+ * factor min(1, clip / (norm + 1e-6))) and updates params. *grad_norm receives the pre-clip
+ * norm. Non-finite norms are reported to the caller, which decides to skip. */
+ft_status ft_adamw_step(ft_adamw *o, ft_backend *be, float *params, const float *grads, double lr,
+                        double grad_norm);
+
+#endif

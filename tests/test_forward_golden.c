@@ -1,0 +1,99 @@
+/* test_forward_golden.c: the CPU forward pass against transformers on tiny random models of
+ * every supported architecture (fixtures by tests/ref/make_forward_golden.py): logits and loss
+ * with the weights as stored, and with the linear weights quantized to NF4 (compared with
+ * transformers run on bitsandbytes' dequantization of the same NF4 codes). */
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/harness.h"
+#include "trainer/loader.h"
+#include "trainer/token_file.h"
+
+static double ft_json_number(const char *path, const char *key) {
+    char *txt = NULL;
+    if (ft_test_read_file(path, &txt, NULL) != FT_OK) return NAN;
+    cJSON *j = cJSON_Parse(txt);
+    free(txt);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    double r = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    cJSON_Delete(j);
+    return r;
+}
+
+/* Runs one case with the given quantization against logits file `lname` and loss file. */
+static void ft_check_case(ft_backend *be, const char *dir, ft_quant q, const char *lname, const char *jname) {
+    char path[1024], what[256];
+    snprintf(path, sizeof path, "%s/%s", dir, lname);
+    if (access(path, R_OK) != 0) return;
+    ft_load_opts lo = {.quant = q};
+    ft_model *m = NULL;
+    ft_token_seqs seqs = {0};
+    char tok_path[1024];
+    snprintf(tok_path, sizeof tok_path, "%s/tokens.txt", dir);
+    FT_CHECK_OK(ft_token_file_read(tok_path, &seqs));
+    FT_CHECK_OK(ft_model_load(&m, be, dir, &lo));
+    if (!m || !seqs.n) return;
+    int64_t V = ft_model_get_dims(m)->V, total_tok = seqs.start[seqs.n];
+    float *ours = calloc((size_t)(total_tok * V), 4), *ref = NULL;
+    char *raw = NULL;
+    int64_t len = 0;
+    double loss = 0;
+    int64_t n = 0;
+    for (int64_t s = 0; s < seqs.n; s++) {
+        int64_t T = seqs.start[s + 1] - seqs.start[s];
+        const int32_t *ids = seqs.ids + seqs.start[s];
+        int32_t *labels = malloc((size_t)T * 4);
+        for (int64_t t = 0; t < T; t++) labels[t] = t + 1 < T ? ids[t + 1] : -100;
+        ft_batch b = {.B = 1, .T = T, .tokens = ids, .labels = labels};
+        FT_CHECK_OK(ft_model_logits(m, &b, ours + seqs.start[s] * V));
+        FT_CHECK_OK(ft_model_step(m, &b, 0.0f, 0, &loss, &n));
+        free(labels);
+    }
+    FT_CHECK_OK(ft_test_read_file(path, &raw, &len));
+    snprintf(what, sizeof what, "%s %s logits", strrchr(dir, '/') + 1, q == FT_QUANT_NF4 ? "nf4" : "f32");
+    if (FT_CHECK(len == total_tok * V * 4, "%s: %s has %lld bytes, want %lld", what, path, (long long)len,
+                 (long long)(total_tok * V * 4))) {
+        ref = (float *)raw;
+        FT_CHECK_CLOSE(ours, ref, total_tok * V, 1e-5, what);
+    }
+    snprintf(path, sizeof path, "%s/%s", dir, jname);
+    double ref_loss = ft_json_number(path, "loss"), our_loss = n ? loss / (double)n : NAN;
+    double rel = fabs(our_loss - ref_loss) / fabs(ref_loss);
+    FT_CHECK(rel <= 1e-5, "%s: loss %.8f vs transformers %.8f (rel %.2e)", what, our_loss, ref_loss, rel);
+    printf("ok   %s: loss %.8f vs %.8f (rel %.2e)\n", what, our_loss, ref_loss, rel);
+    free(raw);
+    free(ours);
+    ft_model_free(m);
+    ft_token_seqs_free(&seqs);
+}
+
+int main(void) {
+    char root[1024];
+    snprintf(root, sizeof root, "%s/tests/fixtures/forward", ft_test_src_dir());
+    ft_backend *be = NULL;
+    FT_CHECK_OK(ft_backend_cpu_create(&be, 0));
+    DIR *dp = opendir(root);
+    FT_CHECK(dp != NULL, "cannot open %s", root);
+    int cases = 0;
+    struct dirent *e;
+    char names[32][256];
+    while (dp && (e = readdir(dp)) && cases < 32) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(names[cases++], 256, "%s", e->d_name);
+    }
+    if (dp) closedir(dp);
+    qsort(names, (size_t)cases, 256, (int (*)(const void *, const void *))strcmp);
+    for (int i = 0; i < cases; i++) {
+        char dir[1300];
+        snprintf(dir, sizeof dir, "%s/%s", root, names[i]);
+        ft_check_case(be, dir, FT_QUANT_NONE, "logits.bin", "loss.json");
+        ft_check_case(be, dir, FT_QUANT_NF4, "logits_nf4.bin", "loss_nf4.json");
+    }
+    FT_CHECK(cases >= 5, "expected at least 5 architecture cases, found %d", cases);
+    ft_backend_free(be);
+    return ft_test_finish();
+}

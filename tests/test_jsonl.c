@@ -1,0 +1,306 @@
+/* test_jsonl.c: the JSONL/JSON record reader: each format and its auto-detection, ShareGPT
+ * chats, blank lines and CRLF, a 1 MiB line, malformed records reported as FILE:LINE under the
+ * skip and fatal policies, rejection by a later stage, a .json array, and the shared real
+ * datasets (mlx WikiSQL text, mlx WWDC prompt-completion, LLaMA-Factory identity.json). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/jsonl.h"
+#include "kernels/log.h"
+#include "tests/harness.h"
+
+static const char *write_tmp(const char *name, const char *content) {
+    static char path[1024];
+    snprintf(path, sizeof path, "%s/%s", ft_test_tmpdir(), name);
+    FILE *f = fopen(path, "wb");
+    fputs(content, f);
+    fclose(f);
+    return path;
+}
+
+/* Reads all records; returns count, fills stats. */
+static int64_t read_all(const char *path, ft_data_format fmt, int fatal, ft_status *st_out, ft_jsonl_stats *stats,
+                        ft_data_format *detected) {
+    ft_jsonl *r;
+    ft_jsonl_opts o = {.format = fmt, .fatal = fatal};
+    ft_status st = ft_jsonl_open(&r, path, &o);
+    *st_out = st;
+    if (st != FT_OK) return -1;
+    int64_t n = 0;
+    const ft_record *rec;
+    while ((st = ft_jsonl_next(r, &rec)) == FT_OK && rec) n++;
+    *st_out = st;
+    ft_jsonl_get_stats(r, stats);
+    if (detected) *detected = ft_jsonl_format(r);
+    ft_jsonl_close(r);
+    return n;
+}
+
+static void test_formats(void) {
+    /* text, with a blank line, CRLF and a BOM */
+    const char *p = write_tmp("text.jsonl", "\xEF\xBB\xBF{\"text\": \"hello\"}\r\n\n   \n{\"text\": \"w\\u00f6rld\"}\n");
+    ft_jsonl *r;
+    FT_CHECK_OK(ft_jsonl_open(&r, p, NULL));
+    const ft_record *rec;
+    FT_CHECK_OK(ft_jsonl_next(r, &rec));
+    FT_CHECK(rec && rec->format == FT_FMT_TEXT && strcmp(rec->text, "hello") == 0 && rec->line == 1, "text 1");
+    FT_CHECK_OK(ft_jsonl_next(r, &rec));
+    FT_CHECK(rec && strcmp(rec->text, "w\xc3\xb6rld") == 0 && rec->line == 4 && rec->index == 1, "text 2 utf-8");
+    FT_CHECK_OK(ft_jsonl_next(r, &rec));
+    FT_CHECK(rec == NULL, "end");
+    ft_jsonl_stats s;
+    ft_jsonl_get_stats(r, &s);
+    FT_CHECK(s.lines == 4 && s.blank == 2 && s.records == 2 && s.skipped == 0, "stats lines %lld blank %lld",
+             (long long)s.lines, (long long)s.blank);
+    ft_jsonl_close(r);
+
+    /* alpaca with and without input */
+    p = write_tmp("alpaca.jsonl", "{\"instruction\": \"Add\", \"input\": \"1 2\", \"output\": \"3\"}\n"
+                                  "{\"instruction\": \"Say hi\", \"output\": \"hi\"}\n");
+    FT_CHECK_OK(ft_jsonl_open(&r, p, NULL));
+    FT_CHECK_OK(ft_jsonl_next(r, &rec));
+    FT_CHECK(rec && rec->format == FT_FMT_ALPACA && !strcmp(rec->instruction, "Add") && !strcmp(rec->input, "1 2") &&
+                 !strcmp(rec->output, "3"),
+             "alpaca 1");
+    FT_CHECK_OK(ft_jsonl_next(r, &rec));
+    FT_CHECK(rec && !strcmp(rec->input, "") && !strcmp(rec->output, "hi"), "alpaca without input");
+    ft_jsonl_close(r);
+
+    p = write_tmp("pc.jsonl", "{\"prompt\": \"Q?\", \"completion\": \" A.\", \"extra\": 1}\n");
+    FT_CHECK_OK(ft_jsonl_open(&r, p, NULL));
+    FT_CHECK_OK(ft_jsonl_next(r, &rec));
+    FT_CHECK(rec && rec->format == FT_FMT_PROMPT_COMPLETION && !strcmp(rec->prompt, "Q?") &&
+                 !strcmp(rec->completion, " A."),
+             "prompt-completion");
+    ft_jsonl_close(r);
+
+    p = write_tmp("chat.jsonl",
+                  "{\"messages\": [{\"role\": \"system\", \"content\": \"S\"}, {\"role\": \"user\", \"content\": "
+                  "\"U\"}, {\"role\": \"assistant\", \"content\": \"A\", \"reasoning_content\": \"R\"}]}\n"
+                  "{\"conversations\": [{\"from\": \"human\", \"value\": \"hu\"}, {\"from\": \"gpt\", \"value\": "
+                  "\"gp\"}]}\n");
+    FT_CHECK_OK(ft_jsonl_open(&r, p, NULL));
+    FT_CHECK_OK(ft_jsonl_next(r, &rec));
+    FT_CHECK(rec && rec->format == FT_FMT_CHAT && rec->n_messages == 3 && rec->messages[0].role == FT_ROLE_SYSTEM &&
+                 rec->messages[2].role == FT_ROLE_ASSISTANT && !strcmp(rec->messages[2].content, "A") &&
+                 rec->messages[2].reasoning && !strcmp(rec->messages[2].reasoning, "R") &&
+                 rec->messages[1].reasoning == NULL,
+             "chat messages");
+    FT_CHECK_OK(ft_jsonl_next(r, &rec));
+    FT_CHECK(rec && rec->n_messages == 2 && rec->messages[0].role == FT_ROLE_USER &&
+                 !strcmp(rec->messages[1].content, "gp"),
+             "sharegpt");
+    ft_jsonl_close(r);
+
+    ft_data_format f;
+    FT_CHECK(ft_data_format_parse("prompt-completion", &f) == FT_OK && f == FT_FMT_PROMPT_COMPLETION, "parse name");
+    FT_CHECK(ft_data_format_parse("bogus", &f) == FT_E_ARG && strstr(ft_error_msg(), "bogus"), "bad name");
+}
+
+static void test_long_line(void) {
+    int64_t n = 1 << 20;
+    char *buf = malloc((size_t)n + 64);
+    strcpy(buf, "{\"text\": \"");
+    size_t o = strlen(buf);
+    for (int64_t i = 0; i < n; i++) buf[o + i] = (char)('a' + i % 26);
+    strcpy(buf + o + n, "\"}\n");
+    const char *p = write_tmp("long.jsonl", buf);
+    ft_jsonl *r;
+    const ft_record *rec;
+    FT_CHECK_OK(ft_jsonl_open(&r, p, NULL));
+    FT_CHECK_OK(ft_jsonl_next(r, &rec));
+    FT_CHECK(rec && (int64_t)strlen(rec->text) == n && rec->text[n - 1] == (char)('a' + (n - 1) % 26), "1 MiB line");
+    ft_jsonl_close(r);
+    free(buf);
+}
+
+static const char *BAD =
+    "{\"instruction\": \"a\", \"output\": \"b\"}\n"            /* 1 ok: locks alpaca */
+    "{\"instruction\": \"a\", \"output\": \"b\"\n"             /* 2 bad JSON */
+    "{\"instruction\": \"a\"}\n"                               /* 3 missing output */
+    "{\"instruction\": 5, \"output\": \"b\"}\n"                /* 4 wrong type */
+    "\n"                                                        /* 5 blank */
+    "[1, 2]\n"                                                  /* 6 not an object */
+    "{\"instruction\": \"a\", \"output\": \"\"}\n"             /* 7 empty output */
+    "{\"text\": \"other format\"}\n"                           /* 8 not alpaca */
+    "{\"instruction\": \"c\", \"input\": \"d\", \"output\": \"e\"}\n"; /* 9 ok */
+
+static void test_malformed(void) {
+    const char *p = write_tmp("bad.jsonl", BAD);
+    char path[1024];
+    snprintf(path, sizeof path, "%s", p);
+    ft_status st;
+    ft_jsonl_stats s;
+    ft_log_set_level(FT_LOG_ERROR); /* the skip warnings are expected here */
+    int64_t n = read_all(path, FT_FMT_AUTO, 0, &st, &s, NULL);
+    ft_log_set_level(FT_LOG_INFO);
+    FT_CHECK(st == FT_OK && n == 2, "skip policy keeps 2 records, got %lld (%s)", (long long)n, ft_error_msg());
+    FT_CHECK(s.skipped == 6 && s.blank == 1 && s.lines == 9, "skipped %lld blank %lld lines %lld",
+             (long long)s.skipped, (long long)s.blank, (long long)s.lines);
+    char want[1100];
+    snprintf(want, sizeof want, "%s:2: invalid JSON", path);
+    FT_CHECK(strstr(s.first_error, want) != NULL, "first error names file:line: %s", s.first_error);
+
+    /* fatal policy: each malformed line alone gives FILE:LINE: problem */
+    static const struct { int line; const char *needle; } cases[] = {
+        {2, "invalid JSON"}, {3, "missing key \"output\""}, {4, "\"instruction\" is a number"},
+        {6, "record is an array, expected a JSON object"}, {7, "empty \"output\""}, {8, "missing key \"instruction\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        /* keep lines 1..line so the error is the first one hit */
+        char *content = strdup(BAD);
+        char *q = content;
+        for (int l = 0; l < cases[i].line; l++) q = strchr(q, '\n') + 1;
+        *q = 0;
+        /* drop earlier bad lines by blanking them (lines 2..line-1) so line numbers hold */
+        char *ln = strchr(content, '\n') + 1;
+        for (int l = 2; l < cases[i].line; l++) {
+            char *e = strchr(ln, '\n');
+            memset(ln, ' ', (size_t)(e - ln));
+            ln = e + 1;
+        }
+        p = write_tmp("bad1.jsonl", content);
+        snprintf(path, sizeof path, "%s", p);
+        free(content);
+        n = read_all(path, FT_FMT_AUTO, 1, &st, &s, NULL);
+        snprintf(want, sizeof want, "%s:%d: %s", path, cases[i].line, cases[i].needle);
+        FT_CHECK(st == FT_E_FORMAT && strstr(ft_error_msg(), want), "fatal line %d: got \"%s\" want \"%s\"",
+                 cases[i].line, ft_error_msg(), want);
+    }
+
+    /* chat problems */
+    p = write_tmp("badchat.jsonl",
+                  "{\"messages\": [{\"role\": \"user\", \"content\": \"u\"}, {\"role\": \"tool\", \"content\": \"t\"}]}\n"
+                  "{\"messages\": []}\n"
+                  "{\"messages\": [{\"role\": \"user\", \"content\": \"u\"}]}\n"
+                  "{\"messages\": [{\"role\": \"user\", \"content\": null}, {\"role\": \"assistant\", \"content\": \"a\"}]}\n"
+                  "{\"messages\": \"hi\"}\n");
+    snprintf(path, sizeof path, "%s", p);
+    ft_jsonl *r;
+    ft_jsonl_opts o = {.format = FT_FMT_CHAT, .fatal = 0, .max_logged = 100};
+    FT_CHECK_OK(ft_jsonl_open(&r, path, &o));
+    const ft_record *rec;
+    ft_log_set_level(FT_LOG_ERROR);
+    FT_CHECK_OK(ft_jsonl_next(r, &rec));
+    ft_log_set_level(FT_LOG_INFO);
+    FT_CHECK(rec == NULL, "all chat lines malformed");
+    ft_jsonl_get_stats(r, &s);
+    FT_CHECK(s.skipped == 5, "5 chat lines skipped, got %lld", (long long)s.skipped);
+    snprintf(want, sizeof want, "%s:1: messages[1]: unknown role \"tool\"", path);
+    FT_CHECK(strstr(s.first_error, want) != NULL, "unknown role message: %s", s.first_error);
+    ft_jsonl_close(r);
+    static const struct { int line; const char *needle; } chat_cases[] = {
+        {1, "unknown role \"tool\""}, {2, "empty \"messages\""}, {3, "no assistant message"},
+        {4, "\"content\" is null"}, {5, "\"messages\" is a string"},
+    };
+    for (size_t i = 0; i < sizeof chat_cases / sizeof chat_cases[0]; i++) {
+        char content[4096] = "";
+        const char *all = "{\"messages\": [{\"role\": \"user\", \"content\": \"u\"}, {\"role\": \"tool\", \"content\": \"t\"}]}\n"
+                          "{\"messages\": []}\n"
+                          "{\"messages\": [{\"role\": \"user\", \"content\": \"u\"}]}\n"
+                          "{\"messages\": [{\"role\": \"user\", \"content\": null}, {\"role\": \"assistant\", \"content\": \"a\"}]}\n"
+                          "{\"messages\": \"hi\"}\n";
+        const char *q = all;
+        for (int l = 1; l < chat_cases[i].line; l++) {
+            q = strchr(q, '\n') + 1;
+            strcat(content, "\n");
+        }
+        strncat(content, q, (size_t)(strchr(q, '\n') - q + 1));
+        p = write_tmp("badchat1.jsonl", content);
+        snprintf(path, sizeof path, "%s", p);
+        read_all(path, FT_FMT_AUTO, 1, &st, &s, NULL);
+        snprintf(want, sizeof want, "%s:%d:", path, chat_cases[i].line);
+        FT_CHECK(st == FT_E_FORMAT && strstr(ft_error_msg(), want) && strstr(ft_error_msg(), chat_cases[i].needle),
+                 "chat fatal line %d: got \"%s\"", chat_cases[i].line, ft_error_msg());
+    }
+
+    /* rejection by a later stage */
+    p = write_tmp("rej.jsonl", "{\"text\": \"a\"}\n{\"text\": \"b\"}\n{\"text\": \"c\"}\n");
+    snprintf(path, sizeof path, "%s", p);
+    FT_CHECK_OK(ft_jsonl_open(&r, path, NULL));
+    int kept = 0;
+    ft_log_set_level(FT_LOG_ERROR);
+    while (ft_jsonl_next(r, &rec) == FT_OK && rec) {
+        if (!strcmp(rec->text, "b")) FT_CHECK_OK(ft_jsonl_reject(r, "too long (%d tokens)", 99));
+        else kept++;
+    }
+    ft_log_set_level(FT_LOG_INFO);
+    ft_jsonl_get_stats(r, &s);
+    snprintf(want, sizeof want, "%s:2: too long (99 tokens)", path);
+    FT_CHECK(kept == 2 && s.records == 2 && s.skipped == 1 && strstr(s.first_error, want), "reject: %s",
+             s.first_error);
+    ft_jsonl_close(r);
+    o = (ft_jsonl_opts){.fatal = 1};
+    FT_CHECK_OK(ft_jsonl_open(&r, path, &o));
+    FT_CHECK_OK(ft_jsonl_next(r, &rec));
+    FT_CHECK(ft_jsonl_reject(r, "refused") == FT_E_FORMAT && strstr(ft_error_msg(), ":1: refused"), "fatal reject");
+    ft_jsonl_close(r);
+
+    /* a missing file */
+    FT_CHECK(ft_jsonl_open(&r, "/nonexistent/x.jsonl", NULL) == FT_E_IO && strstr(ft_error_msg(), "/nonexistent/x.jsonl"),
+             "missing file names the path");
+}
+
+static void test_json_array(void) {
+    const char *p = write_tmp("arr.json", "[\n  {\"prompt\": \"p1\", \"completion\": \"c1\"},\n"
+                                         "  {\"prompt\": \"p2\"},\n"
+                                         "  {\"prompt\": \"p3\",\n   \"completion\": \"c3\"}\n]\n");
+    char path[1024];
+    snprintf(path, sizeof path, "%s", p);
+    ft_jsonl *r;
+    const ft_record *rec;
+    FT_CHECK_OK(ft_jsonl_open(&r, path, NULL));
+    ft_log_set_level(FT_LOG_ERROR);
+    FT_CHECK_OK(ft_jsonl_next(r, &rec));
+    FT_CHECK(rec && rec->line == 2 && !strcmp(rec->completion, "c1"), "array elem 1 at line 2");
+    FT_CHECK_OK(ft_jsonl_next(r, &rec));
+    FT_CHECK(rec && rec->line == 4 && !strcmp(rec->completion, "c3"), "array elem 3 at line 4 (elem 2 skipped)");
+    FT_CHECK_OK(ft_jsonl_next(r, &rec));
+    ft_log_set_level(FT_LOG_INFO);
+    FT_CHECK(rec == NULL, "array end");
+    ft_jsonl_stats s;
+    ft_jsonl_get_stats(r, &s);
+    char want[1100];
+    snprintf(want, sizeof want, "%s:3: missing key \"completion\"", path);
+    FT_CHECK(s.skipped == 1 && strstr(s.first_error, want), "array error at line 3: %s", s.first_error);
+    ft_jsonl_close(r);
+
+    p = write_tmp("arrbad.json", "[\n {\"text\": \"a\"},\n {\"text\": \"b\",,}\n]");
+    snprintf(path, sizeof path, "%s", p);
+    ft_status st;
+    read_all(path, FT_FMT_AUTO, 0, &st, &s, NULL);
+    FT_CHECK(st == FT_E_FORMAT && strstr(ft_error_msg(), ":3: invalid JSON"), "array syntax error fatal: %s",
+             ft_error_msg());
+    p = write_tmp("arrtrunc.json", "[\n {\"text\": \"a\"},\n");
+    snprintf(path, sizeof path, "%s", p);
+    read_all(path, FT_FMT_AUTO, 0, &st, &s, NULL);
+    FT_CHECK(st == FT_E_FORMAT && strstr(ft_error_msg(), "unterminated"), "unterminated array: %s", ft_error_msg());
+}
+
+static void test_real_datasets(void) {
+    char path[1024];
+    ft_status st;
+    ft_jsonl_stats s;
+    ft_data_format f;
+    static const struct { const char *rel; ft_data_format fmt; int64_t n; } sets[] = {
+        {"datasets/mlx-wikisql-text/train.jsonl", FT_FMT_TEXT, 1000},
+        {"datasets/mlx-wwdc25-prompt-completion/train.jsonl", FT_FMT_PROMPT_COMPLETION, 1800},
+        {"datasets/llamafactory/identity.json", FT_FMT_ALPACA, 91},
+    };
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
+        snprintf(path, sizeof path, "%s/assets/%s", ft_test_shared_dir(), sets[i].rel);
+        int64_t n = read_all(path, FT_FMT_AUTO, 1, &st, &s, &f);
+        FT_CHECK(st == FT_OK && n == sets[i].n && f == sets[i].fmt && s.skipped == 0, "%s: %lld records as %s (%s)",
+                 sets[i].rel, (long long)n, ft_data_format_name(f), ft_error_msg());
+    }
+}
+
+int main(void) {
+    test_formats();
+    test_long_line();
+    test_malformed();
+    test_json_array();
+    test_real_datasets();
+    return ft_test_finish();
+}

@@ -1,0 +1,190 @@
+/* test_shard.c: zstd example shards. An exact round trip of a multi-shard dataset (tokens, masks,
+ * boundaries), no temporary files left behind, and clear errors naming the shard for a truncated
+ * shard, a bit flip in the compressed data, a bit flip in the header, a missing shard, a shard
+ * swapped between datasets, and a fingerprint mismatch. Prints read throughput (MB/s of shard
+ * files and of payload, tokens/s). */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "data/shard.h"
+#include "kernels/rng.h"
+#include "tests/harness.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Token ids with a skewed distribution (frequent small ids, a long tail up to 150k), roughly
+ * like real text, so the compression ratio is not that of pure noise. */
+static void make_examples(ft_examples *ex, int64_t target_tokens, uint64_t seed) {
+    ft_examples_init(ex);
+    ft_rng rng = {seed};
+    int32_t *tok = malloc(4096 * sizeof *tok);
+    uint8_t *mask = malloc(4096);
+    while (ex->n_tokens < target_tokens) {
+        int64_t len = 2 + (int64_t)(ft_rng_next(&rng) % 3000);
+        int64_t prompt = (int64_t)(ft_rng_next(&rng) % (uint64_t)len);
+        for (int64_t k = 0; k < len; k++) {
+            uint64_t r = ft_rng_next(&rng);
+            int bits = 4 + (int)(r % 14);
+            tok[k] = (int32_t)((r >> 8) & ((1u << bits) - 1));
+            mask[k] = k >= prompt;
+        }
+        FT_CHECK_OK(ft_examples_add(ex, tok, mask, len));
+    }
+    free(tok);
+    free(mask);
+}
+
+static int same_examples(const ft_examples *a, const ft_examples *b) {
+    return a->n == b->n && a->n_tokens == b->n_tokens &&
+           !memcmp(a->offsets, b->offsets, (size_t)(a->n + 1) * 8) &&
+           !memcmp(a->tokens, b->tokens, (size_t)a->n_tokens * 4) && !memcmp(a->mask, b->mask, (size_t)a->n_tokens);
+}
+
+static void copy_file(const char *from, const char *to, long truncate_by, long flip_at) {
+    char *buf;
+    int64_t len;
+    FT_CHECK_OK(ft_test_read_file(from, &buf, &len));
+    if (flip_at >= 0) buf[flip_at < 0 ? 0 : (flip_at < len ? flip_at : len - 1)] ^= 0x10;
+    FILE *f = fopen(to, "wb");
+    fwrite(buf, 1, (size_t)(len - truncate_by), f);
+    fclose(f);
+    free(buf);
+}
+
+static char dirbuf[1024];
+static const char *subdir(const char *name) {
+    snprintf(dirbuf, sizeof dirbuf, "%s/%s", ft_test_tmpdir(), name);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dirbuf);
+    if (system(cmd) != 0) printf("mkdir failed\n");
+    return dirbuf;
+}
+
+static void test_roundtrip_and_speed(void) {
+    ft_examples ex, back;
+    make_examples(&ex, 24 << 20, 1);
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", subdir("big"));
+    ft_shard_writer *w;
+    ft_shard_writer_opts o = {.shard_tokens = 4 << 20, .fingerprint = "tok=abc;tmpl=llama3;mask=assistant"};
+    double t0 = now_s();
+    FT_CHECK_OK(ft_shard_writer_open(&w, dir, "train", &o));
+    FT_CHECK_OK(ft_shard_writer_add_all(w, &ex));
+    FT_CHECK_OK(ft_shard_writer_finish(w));
+    double t_write = now_s() - t0;
+    char idx[1100];
+    snprintf(idx, sizeof idx, "%s/train.index.json", dir);
+    ft_shard_info info;
+    t0 = now_s();
+    FT_CHECK_OK(ft_shards_load(idx, "tok=abc;tmpl=llama3;mask=assistant", &back, &info));
+    double t_read = now_s() - t0;
+    FT_CHECK(same_examples(&ex, &back), "exact round trip of %lld examples / %lld tokens", (long long)ex.n,
+             (long long)ex.n_tokens);
+    FT_CHECK(info.n_shards == 6 && info.n_tokens == ex.n_tokens && info.n_examples == ex.n, "info: %lld shards",
+             (long long)info.n_shards);
+    printf("shards: %lld examples, %lld tokens, %lld shards, %.1f MB payload -> %.1f MB files (ratio %.2f); "
+           "write %.2f s\n",
+           (long long)info.n_examples, (long long)info.n_tokens, (long long)info.n_shards, info.payload_bytes / 1e6,
+           info.compressed_bytes / 1e6, (double)info.payload_bytes / (double)info.compressed_bytes, t_write);
+    printf("shard read throughput: %.0f MB/s of files, %.0f MB/s of payload, %.1f M tokens/s (%.3f s)\n",
+           info.compressed_bytes / 1e6 / t_read, info.payload_bytes / 1e6 / t_read, info.n_tokens / 1e6 / t_read,
+           t_read);
+    ft_examples_free(&back);
+
+    /* no temporaries left behind */
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    int tmp = 0, files = 0;
+    while ((de = readdir(d))) {
+        tmp += strstr(de->d_name, ".tmp") != NULL;
+        files += de->d_name[0] != '.';
+    }
+    closedir(d);
+    FT_CHECK(tmp == 0 && files == 7, "6 shards + index, no temporaries (%d files, %d tmp)", files, tmp);
+
+    /* reading one shard alone */
+    char shard[1100];
+    snprintf(shard, sizeof shard, "%s/train-00002.ftshard", dir);
+    ft_examples one;
+    ft_examples_init(&one);
+    FT_CHECK_OK(ft_shard_read(shard, &one));
+    FT_CHECK(one.n > 0 && one.n_tokens >= 4 << 20, "single shard read");
+    ft_examples_free(&one);
+    ft_examples_free(&ex);
+}
+
+/* Loading must fail with a message containing needle1 (the shard path) and needle2. */
+static void expect_fail(const char *idx, const char *fp, const char *needle1, const char *needle2, const char *what) {
+    ft_examples back;
+    ft_status st = ft_shards_load(idx, fp, &back, NULL);
+    FT_CHECK(st != FT_OK && strstr(ft_error_msg(), needle1) && strstr(ft_error_msg(), needle2),
+             "%s: got %s \"%s\"", what, ft_status_str(st), ft_error_msg());
+    if (st == FT_OK) ft_examples_free(&back);
+    else printf("ok   %s -> %s\n", what, ft_error_msg());
+}
+
+static void test_corruption(void) {
+    ft_examples ex;
+    make_examples(&ex, 300000, 2);
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", subdir("small"));
+    ft_shard_writer *w;
+    ft_shard_writer_opts o = {.shard_tokens = 100000, .fingerprint = "fp1"};
+    FT_CHECK_OK(ft_shard_writer_open(&w, dir, "ds", &o));
+    FT_CHECK_OK(ft_shard_writer_add_all(w, &ex));
+    FT_CHECK_OK(ft_shard_writer_finish(w));
+    char idx[1100], s1[1100], keep[1200];
+    snprintf(idx, sizeof idx, "%s/ds.index.json", dir);
+    snprintf(s1, sizeof s1, "%s/ds-00001.ftshard", dir);
+    snprintf(keep, sizeof keep, "%s.orig", s1);
+    copy_file(s1, keep, 0, -1);
+    ft_examples back;
+    FT_CHECK_OK(ft_shards_load(idx, "fp1", &back, NULL));
+    FT_CHECK(same_examples(&ex, &back), "small round trip");
+    ft_examples_free(&back);
+
+    copy_file(keep, s1, 100, -1);
+    expect_fail(idx, "fp1", s1, "truncated", "truncated shard");
+    copy_file(keep, s1, 0, 5000);
+    expect_fail(idx, "fp1", s1, "corrupt", "bit flip in compressed data");
+    copy_file(keep, s1, 0, 20);
+    expect_fail(idx, "fp1", s1, "header checksum", "bit flip in header");
+    copy_file(keep, s1, 0, 3);
+    expect_fail(idx, "fp1", s1, "bad magic", "bit flip in magic");
+    /* a shard cut inside its header */
+    {
+        char *buf;
+        int64_t len;
+        FT_CHECK_OK(ft_test_read_file(keep, &buf, &len));
+        FILE *f = fopen(s1, "wb");
+        fwrite(buf, 1, 40, f);
+        fclose(f);
+        free(buf);
+    }
+    expect_fail(idx, "fp1", s1, "shorter than the 80-byte header", "shard cut inside its header");
+    /* a valid shard from another position: counts/number differ from the index entry */
+    char s0[1100];
+    snprintf(s0, sizeof s0, "%s/ds-00000.ftshard", dir);
+    copy_file(s0, s1, 0, -1);
+    expect_fail(idx, "fp1", s1, "does not match its index entry", "shard swapped for another");
+    remove(s1);
+    expect_fail(idx, "fp1", s1, "cannot open shard", "missing shard");
+    copy_file(keep, s1, 0, -1);
+    expect_fail(idx, "fp2", idx, "fingerprint \"fp1\"", "fingerprint mismatch");
+    FT_CHECK_OK(ft_shards_load(idx, NULL, &back, NULL));
+    ft_examples_free(&back);
+    ft_examples_free(&ex);
+}
+
+int main(void) {
+    test_roundtrip_and_speed();
+    test_corruption();
+    return ft_test_finish();
+}

@@ -1,0 +1,400 @@
+/* test_train_golden.c: LoRA training on the CPU backend against PEFT (fixtures by
+ * tests/ref/make_train_golden.py, over the tiny models of tests/fixtures/forward/<case>/).
+ *
+ * Per case, through the library (ft_model_load, ft_lora_create + ft_lora_load, ft_train_tokens):
+ *   (a) first-step LoRA gradients (micro-batch 2 of unequal-length rows, dumped with dump_grads)
+ *       against PEFT's: every tensor rel-L2 <= 1e-4;
+ *   (b) a 20-step AdamW + cosine/warmup + clipping curve with grad-accum 2 x micro-batch 1
+ *       (unequal target counts per micro-batch): loss and grad norm within 1e-4, lr within 1e-6
+ *       relative at every step;
+ *   (c) (a) and (b) with NF4 base weights against PEFT over bitsandbytes' NF4 round trip;
+ *   (d) recompute on and off give bit-identical gradient files (f32 and nf4);
+ *   (e) grad-accum 2 x micro-batch 1 over {seq 0, seq 1} gives the same first-step gradients and
+ *       updated adapter as one padded micro-batch of 2;
+ *   (f) LoRA dropout 0.1: gradients differ from dropout 0, and the same seed reproduces them bit
+ *       for bit (a different seed does not). */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/harness.h"
+#include "trainer/loader.h"
+#include "trainer/safetensors_read.h"
+#include "trainer/train.h"
+
+#define FT_NSTEPS 20
+
+static const char *const ft_cases[] = {"llama_gqa4", "llama_mha_tied", "mistral", "qwen2", "qwen3"};
+
+typedef struct ft_curve {
+    int64_t n;
+    double loss[64], lr[64], grad_norm[64];
+    int64_t targets[64];
+} ft_curve;
+
+static ft_status ft_capture(void *user, const ft_step_info *s) {
+    ft_curve *c = user;
+    if (c->n < 64) {
+        c->loss[c->n] = s->loss, c->lr[c->n] = s->lr, c->grad_norm[c->n] = s->grad_norm;
+        c->targets[c->n] = s->targets;
+        c->n++;
+    }
+    return FT_OK;
+}
+
+/* Reads the arrays of a curve JSON file; returns the step count (0 on failure). */
+static int64_t ft_read_curve(const char *path, ft_curve *c) {
+    char *txt = NULL;
+    memset(c, 0, sizeof *c);
+    if (ft_test_read_file(path, &txt, NULL) != FT_OK) return 0;
+    cJSON *j = cJSON_Parse(txt);
+    free(txt);
+    const char *keys[4] = {"loss", "lr", "grad_norm", "targets"};
+    int64_t n = -1;
+    for (int k = 0; k < 4; k++) {
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, keys[k]);
+        int64_t len = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : 0;
+        if (len > 64) len = 64;
+        if (n < 0 || len < n) n = len;
+        for (int64_t i = 0; i < len; i++) {
+            double v = cJSON_GetArrayItem(a, (int)i)->valuedouble;
+            if (k == 0) c->loss[i] = v;
+            if (k == 1) c->lr[i] = v;
+            if (k == 2) c->grad_norm[i] = v;
+            if (k == 3) c->targets[i] = (int64_t)v;
+        }
+    }
+    cJSON_Delete(j);
+    c->n = n < 0 ? 0 : n;
+    return c->n;
+}
+
+static double ft_json_sub_number(const char *path, const char *obj, const char *key) {
+    char *txt = NULL;
+    if (ft_test_read_file(path, &txt, NULL) != FT_OK) return NAN;
+    cJSON *j = cJSON_Parse(txt);
+    free(txt);
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(j, obj);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    double r = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    cJSON_Delete(j);
+    return r;
+}
+
+static double ft_rel(double a, double ref) { return ref != 0 ? fabs(a - ref) / fabs(ref) : fabs(a - ref); }
+
+/* One training run from the fixture's initial adapter. Returns the adapter (caller frees) or NULL. */
+typedef struct ft_run {
+    int64_t steps, B, K;
+    ft_sched_type sched;
+    double lr, wd, dropout;
+    uint64_t seed;
+    const char *dump;        /* gradient dump path or NULL */
+} ft_run;
+
+static ft_lora *ft_train_run(ft_backend *be, ft_model *m, const ft_token_seqs *seqs, const char *init,
+                             const ft_run *r, ft_curve *curve) {
+    ft_lora_cfg lc = {.r = 4, .alpha = 8.0, .dropout = r->dropout, .targets = FT_MOD_ALL, .seed = 42};
+    ft_lora_shapes shapes = ft_model_lora_shapes(ft_model_get_dims(m));
+    ft_lora *lora = NULL;
+    ft_status st = ft_lora_create(&lora, be, &lc, &shapes, ft_model_get_dims(m)->L);
+    FT_CHECK_OK(st);
+    if (st != FT_OK) return NULL;
+    st = ft_lora_load(lora, be, init);
+    FT_CHECK_OK(st);
+    ft_train_cfg tc = {.steps = r->steps, .micro_batch = r->B, .grad_accum = r->K, .seed = r->seed,
+                       .dump_grads = r->dump};
+    tc.sched = (ft_schedule){.type = r->sched, .lr = r->lr, .warmup = r->sched == FT_SCHED_COSINE ? 3 : 0,
+                             .total = r->steps};
+    tc.opt = (ft_adamw_cfg){.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = r->wd, .clip = 1.0};
+    ft_curve local;
+    if (!curve) curve = &local;
+    memset(curve, 0, sizeof *curve);
+    if (st == FT_OK) st = ft_train_tokens(m, lora, seqs, &tc, ft_capture, curve);
+    FT_CHECK_OK(st);
+    ft_model_set_lora(m, NULL);
+    if (st != FT_OK) {
+        ft_lora_free(lora, be);
+        return NULL;
+    }
+    return lora;
+}
+
+/* Compares every tensor of a gradient file with the golden; returns the worst rel-L2. */
+static double ft_compare_grads(const char *ours_path, const char *ref_path, const char *what, double tol) {
+    ft_st_model *a = NULL, *b = NULL;
+    double worst = -1;
+    FT_CHECK_OK(ft_st_open(&a, ours_path));
+    FT_CHECK_OK(ft_st_open(&b, ref_path));
+    if (!a || !b) goto done;
+    FT_CHECK(ft_st_count(a) == ft_st_count(b), "%s: %lld tensors, golden has %lld", what, (long long)ft_st_count(a),
+             (long long)ft_st_count(b));
+    const char *worst_name = "";
+    ft_cmp worst_cmp = {0};
+    int bad = 0;
+    for (int64_t i = 0; i < ft_st_count(b); i++) {
+        const ft_st_tensor *rt = ft_st_at(b, i), *ot = ft_st_lookup(a, rt->name);
+        if (!FT_CHECK(ot != NULL, "%s: no tensor %s in %s", what, rt->name, ours_path)) continue;
+        if (!FT_CHECK(ot->st_dtype == FT_ST_F32 && rt->st_dtype == FT_ST_F32 && ot->numel == rt->numel &&
+                          ot->ndim == 2 && ot->shape[0] == rt->shape[0] && ot->shape[1] == rt->shape[1],
+                      "%s: %s shape/dtype differs", what, rt->name))
+            continue;
+        float *x = malloc((size_t)rt->numel * 4), *y = malloc((size_t)rt->numel * 4);
+        memcpy(x, ot->data, (size_t)rt->numel * 4);
+        memcpy(y, rt->data, (size_t)rt->numel * 4);
+        ft_cmp c = ft_compare_f32(x, y, rt->numel);
+        double rel = c.n_nonfinite ? INFINITY : c.rel_l2;
+        if (!(rel <= tol)) {
+            bad++;
+            printf("     %s: %s rel_l2 %.3e max_abs %.3e at %lld (%g vs %g)\n", what, rt->name, rel, c.max_abs,
+                   (long long)c.worst, c.worst >= 0 ? x[c.worst] : 0.0, c.worst >= 0 ? y[c.worst] : 0.0);
+        }
+        if (!(rel <= worst)) worst = rel, worst_name = rt->name, worst_cmp = c;
+        free(x);
+        free(y);
+    }
+    FT_CHECK(bad == 0 && worst >= 0, "%s: %d of %lld gradient tensors over rel-L2 %.0e (worst %.3e, %s)", what, bad,
+             (long long)ft_st_count(b), tol, worst, worst_name);
+    printf("%s %s: worst gradient rel_l2 %.3e (%s, max_abs %.2e) over %lld tensors\n", bad ? "FAIL" : "ok  ", what,
+           worst, worst_name, worst_cmp.max_abs, (long long)ft_st_count(b));
+done:
+    ft_st_close(a);
+    ft_st_close(b);
+    return worst;
+}
+
+static int ft_files_equal(const char *p1, const char *p2) {
+    char *a = NULL, *b = NULL;
+    int64_t la = -1, lb = -2;
+    int eq = ft_test_read_file(p1, &a, &la) == FT_OK && ft_test_read_file(p2, &b, &lb) == FT_OK && la == lb &&
+             memcmp(a, b, (size_t)la) == 0;
+    free(a);
+    free(b);
+    return eq;
+}
+
+/* rel-L2 between two gradient files over all tensors together. */
+static double ft_grad_files_rel(const char *p1, const char *ref) {
+    ft_st_model *a = NULL, *b = NULL;
+    double num = 0, den = 0;
+    if (ft_st_open(&a, p1) != FT_OK || ft_st_open(&b, ref) != FT_OK) {
+        ft_st_close(a);
+        return NAN;
+    }
+    for (int64_t i = 0; i < ft_st_count(b); i++) {
+        const ft_st_tensor *rt = ft_st_at(b, i), *ot = ft_st_lookup(a, rt->name);
+        if (!ot || ot->numel != rt->numel) {
+            num = NAN;
+            break;
+        }
+        for (int64_t k = 0; k < rt->numel; k++) {
+            float x, y;
+            memcpy(&x, (const char *)ot->data + 4 * k, 4);
+            memcpy(&y, (const char *)rt->data + 4 * k, 4);
+            num += ((double)x - y) * ((double)x - y), den += (double)y * y;
+        }
+    }
+    ft_st_close(a);
+    ft_st_close(b);
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* (a)/(c): first-step gradients; (b)/(c): the curve. Raises *worst_grad / *worst_curve. */
+static void ft_check_golden(ft_backend *be, ft_model *m, const ft_token_seqs *seqs, const char *fix,
+                            const char *cname, const char *sfx, double *worst_grad, double *worst_curve) {
+    char init[1200], ref[1200], dump[1200], what[256], path[1200];
+    snprintf(init, sizeof init, "%s/lora_init.safetensors", fix);
+    snprintf(ref, sizeof ref, "%s/grads%s.safetensors", fix, sfx);
+    snprintf(dump, sizeof dump, "%s/%s_grads%s.safetensors", ft_test_tmpdir(), cname, sfx);
+    snprintf(what, sizeof what, "%s %s", cname, *sfx ? "nf4" : "f32");
+
+    /* (a) one step, micro-batch 2 = sequences 0 and 1 (padded), lr 0: the gradients as dumped */
+    ft_run r = {.steps = 1, .B = 2, .K = 1, .sched = FT_SCHED_COSINE, .lr = 0, .dump = dump};
+    ft_curve c1;
+    ft_lora *l = ft_train_run(be, m, seqs, init, &r, &c1);
+    ft_lora_free(l, be);
+    if (!l) return;
+    snprintf(path, sizeof path, "%s/meta.json", fix);
+    char key[32];
+    snprintf(key, sizeof key, "grads%s", sfx);
+    double ref_loss = ft_json_sub_number(path, key, "loss"), ref_norm = ft_json_sub_number(path, key, "grad_norm");
+    FT_CHECK(c1.n == 1 && c1.targets[0] == 42, "%s: step targets %lld, want 42", what, (long long)c1.targets[0]);
+    FT_CHECK(ft_rel(c1.loss[0], ref_loss) <= 1e-5, "%s: first-step loss %.8f vs PEFT %.8f (rel %.2e)", what,
+             c1.loss[0], ref_loss, ft_rel(c1.loss[0], ref_loss));
+    FT_CHECK(ft_rel(c1.grad_norm[0], ref_norm) <= 1e-4, "%s: first-step grad norm %.8f vs PEFT %.8f (rel %.2e)",
+             what, c1.grad_norm[0], ref_norm, ft_rel(c1.grad_norm[0], ref_norm));
+    printf("     %s: micro-batch 2 loss %.8f vs PEFT %.8f (rel %.2e), grad norm rel %.2e\n", what, c1.loss[0], ref_loss,
+           ft_rel(c1.loss[0], ref_loss), ft_rel(c1.grad_norm[0], ref_norm));
+    double wg = ft_compare_grads(dump, ref, what, 1e-4);
+    if (wg > *worst_grad) *worst_grad = wg;
+
+    /* (b) 20 steps, grad-accum 2 x micro-batch 1, cosine with warmup 3, wd 0.01, clip 1 */
+    ft_curve want, got;
+    snprintf(path, sizeof path, "%s/curve%s.json", fix, sfx);
+    int64_t nwant = ft_read_curve(path, &want);
+    FT_CHECK(nwant == FT_NSTEPS, "%s: %s has %lld steps", what, path, (long long)nwant);
+    ft_run rc = {.steps = FT_NSTEPS, .B = 1, .K = 2, .sched = FT_SCHED_COSINE, .lr = 1e-3, .wd = 0.01};
+    l = ft_train_run(be, m, seqs, init, &rc, &got);
+    ft_lora_free(l, be);
+    if (!l || !FT_CHECK(got.n == FT_NSTEPS, "%s: %lld steps reported", what, (long long)got.n)) return;
+    double wl = 0, wlr = 0, wn = 0;
+    int bad = 0;
+    for (int64_t s = 0; s < FT_NSTEPS; s++) {
+        double el = ft_rel(got.loss[s], want.loss[s]), er = ft_rel(got.lr[s], want.lr[s]);
+        double en = ft_rel(got.grad_norm[s], want.grad_norm[s]);
+        int ok = el <= 1e-4 && er <= 1e-6 && en <= 1e-4 && got.targets[s] == want.targets[s];
+        if (!ok) {
+            bad++;
+            printf("     %s step %lld: loss %.8f vs %.8f (%.2e), lr %.8e vs %.8e, grad_norm %.8f vs %.8f (%.2e), "
+                   "targets %lld vs %lld\n", what, (long long)s + 1, got.loss[s], want.loss[s], el, got.lr[s],
+                   want.lr[s], got.grad_norm[s], want.grad_norm[s], en, (long long)got.targets[s],
+                   (long long)want.targets[s]);
+        }
+        if (!(el <= wl)) wl = el;
+        if (!(er <= wlr)) wlr = er;
+        if (!(en <= wn)) wn = en;
+    }
+    FT_CHECK(bad == 0, "%s: %d of %d curve steps outside tolerance (loss 1e-4, lr 1e-6, grad norm 1e-4)", what, bad,
+             FT_NSTEPS);
+    printf("%s %s: 20-step curve worst rel: loss %.2e, lr %.2e, grad_norm %.2e (loss %.5f -> %.5f)\n",
+           bad ? "FAIL" : "ok  ", what, wl, wlr, wn, got.loss[0], got.loss[FT_NSTEPS - 1]);
+    if (wl > *worst_curve) *worst_curve = wl;
+    if (wn > *worst_curve) *worst_curve = wn;
+}
+
+/* (d): gradients with recomputation off equal those with it on, bit for bit. */
+static void ft_check_recompute(ft_backend *be, const char *model_dir, const ft_token_seqs *seqs, const char *fix,
+                               const char *cname, ft_quant q) {
+    const char *sfx = q == FT_QUANT_NF4 ? "_nf4" : "";
+    char init[1200], on[1200], off[1200];
+    snprintf(init, sizeof init, "%s/lora_init.safetensors", fix);
+    snprintf(on, sizeof on, "%s/%s_grads%s.safetensors", ft_test_tmpdir(), cname, sfx); /* from (a) */
+    snprintf(off, sizeof off, "%s/%s_grads%s_norecompute.safetensors", ft_test_tmpdir(), cname, sfx);
+    ft_load_opts lo = {.quant = q, .model = {.recompute = 0}};
+    ft_model *m = NULL;
+    FT_CHECK_OK(ft_model_load(&m, be, model_dir, &lo));
+    if (!m) return;
+    ft_run r = {.steps = 1, .B = 2, .K = 1, .sched = FT_SCHED_COSINE, .lr = 0, .dump = off};
+    ft_lora_free(ft_train_run(be, m, seqs, init, &r, NULL), be);
+    ft_model_free(m);
+    int eq = ft_files_equal(on, off);
+    FT_CHECK(eq, "%s %s: gradients with recompute off differ from recompute on (rel %.3e)", cname,
+             *sfx ? "nf4" : "f32", ft_grad_files_rel(off, on));
+    if (eq) printf("ok   %s %s: recompute on/off gradients bit-identical\n", cname, *sfx ? "nf4" : "f32");
+}
+
+/* (e) and (f) on the f32 model. */
+static void ft_check_accum_dropout(ft_backend *be, ft_model *m, const ft_token_seqs *seqs, const char *fix,
+                                   const char *cname) {
+    char init[1200], g1[1200], g2[1200], g0[1200], g3[1200], g4[1200];
+    const char *tmp = ft_test_tmpdir();
+    snprintf(init, sizeof init, "%s/lora_init.safetensors", fix);
+    snprintf(g1, sizeof g1, "%s/%s_accum_k2b1.safetensors", tmp, cname);
+    snprintf(g2, sizeof g2, "%s/%s_accum_k1b2.safetensors", tmp, cname);
+
+    /* (e) sequences 0 and 1 (19 and 23 targets): two micro-batches of 1 vs one padded micro-batch of 2 */
+    ft_run ra = {.steps = 1, .B = 1, .K = 2, .sched = FT_SCHED_CONSTANT, .lr = 1e-3, .wd = 0.01, .dump = g1};
+    ft_run rb = ra;
+    rb.B = 2, rb.K = 1, rb.dump = g2;
+    ft_curve ca, cb;
+    ft_lora *la = ft_train_run(be, m, seqs, init, &ra, &ca);
+    ft_lora *lb = ft_train_run(be, m, seqs, init, &rb, &cb);
+    if (la && lb) {
+        int64_t n = la->n_params;
+        float *pa = malloc((size_t)n * 4), *pb = malloc((size_t)n * 4), *p0 = malloc((size_t)n * 4);
+        FT_CHECK_OK(ft_backend_download(be, pa, la->params, n * 4));
+        FT_CHECK_OK(ft_backend_download(be, pb, lb->params, n * 4));
+        double grel = ft_grad_files_rel(g1, g2);
+        ft_cmp c = ft_compare_f32(pa, pb, n);
+        /* the update itself (params after - before), the part that accumulation could get wrong */
+        ft_lora *l0 = ft_train_run(be, m, seqs, init, &(ft_run){.steps = 1, .B = 2, .K = 1, .lr = 0}, NULL);
+        double unum = 0, uden = 0;
+        if (l0) {
+            FT_CHECK_OK(ft_backend_download(be, p0, l0->params, n * 4));
+            for (int64_t i = 0; i < n; i++) {
+                double ua = (double)pa[i] - p0[i], ub = (double)pb[i] - p0[i];
+                unum += (ua - ub) * (ua - ub), uden += ub * ub;
+            }
+        }
+        ft_lora_free(l0, be);
+        double urel = uden > 0 ? sqrt(unum / uden) : NAN;
+        FT_CHECK(ca.targets[0] == 42 && cb.targets[0] == 42, "%s accum: targets %lld / %lld, want 42", cname,
+                 (long long)ca.targets[0], (long long)cb.targets[0]);
+        FT_CHECK(ft_rel(ca.loss[0], cb.loss[0]) <= 1e-6, "%s accum: loss %.8f (K=2,B=1) vs %.8f (K=1,B=2)", cname,
+                 ca.loss[0], cb.loss[0]);
+        FT_CHECK(grel <= 1e-5, "%s accum: gradients K=2,B=1 vs K=1,B=2 rel-L2 %.3e", cname, grel);
+        FT_CHECK(c.n_nonfinite == 0 && c.rel_l2 <= 1e-6, "%s accum: adapter after one step rel-L2 %.3e", cname,
+                 c.rel_l2);
+        FT_CHECK(urel <= 1e-4, "%s accum: update rel-L2 %.3e", cname, urel);
+        printf("ok   %s accum (K=2,B=1 vs K=1,B=2): loss rel %.2e, grads rel %.2e, params rel %.2e, update rel %.2e\n",
+               cname, ft_rel(ca.loss[0], cb.loss[0]), grel, c.rel_l2, urel);
+        free(pa);
+        free(pb);
+        free(p0);
+    }
+    ft_lora_free(la, be);
+    ft_lora_free(lb, be);
+
+    /* (f) LoRA dropout 0.1: differs from dropout 0, reproducible with the same seed */
+    snprintf(g0, sizeof g0, "%s/%s_grads.safetensors", tmp, cname); /* dropout 0, from (a) */
+    snprintf(g3, sizeof g3, "%s/%s_drop_a.safetensors", tmp, cname);
+    snprintf(g4, sizeof g4, "%s/%s_drop_b.safetensors", tmp, cname);
+    ft_run rd = {.steps = 1, .B = 2, .K = 1, .sched = FT_SCHED_COSINE, .lr = 0, .dropout = 0.1, .seed = 7,
+                 .dump = g3};
+    ft_lora_free(ft_train_run(be, m, seqs, init, &rd, NULL), be);
+    rd.dump = g4;
+    ft_lora_free(ft_train_run(be, m, seqs, init, &rd, NULL), be);
+    int same = ft_files_equal(g3, g4);
+    double vs0 = ft_grad_files_rel(g3, g0);
+    FT_CHECK(same, "%s dropout: same seed gives different gradients (rel %.3e)", cname, ft_grad_files_rel(g3, g4));
+    FT_CHECK(vs0 > 1e-3 && isfinite(vs0), "%s dropout: gradients with dropout 0.1 vs 0 rel-L2 %.3e (want > 1e-3)",
+             cname, vs0);
+    rd.seed = 8;
+    ft_lora_free(ft_train_run(be, m, seqs, init, &rd, NULL), be);
+    double vs_seed = ft_grad_files_rel(g4, g3);
+    FT_CHECK(vs_seed > 1e-3 && isfinite(vs_seed), "%s dropout: seed 8 vs seed 7 rel-L2 %.3e (want > 1e-3)", cname,
+             vs_seed);
+    printf("%s %s dropout 0.1: same seed bit-identical %s, vs dropout 0 rel %.3e, vs other seed rel %.3e\n",
+           same && vs0 > 1e-3 && vs_seed > 1e-3 ? "ok  " : "FAIL", cname, same ? "yes" : "NO", vs0, vs_seed);
+}
+
+int main(void) {
+    ft_backend *be = NULL;
+    FT_CHECK_OK(ft_backend_cpu_create(&be, 0));
+    if (!be) return ft_test_finish();
+    double summary[5][4];
+    int ncases = (int)(sizeof ft_cases / sizeof *ft_cases);
+    for (int i = 0; i < ncases; i++)
+        for (int k = 0; k < 4; k++) summary[i][k] = -1;
+    for (int i = 0; i < ncases; i++) {
+        const char *cname = ft_cases[i];
+        char fix[1024], model_dir[1024], tok[1100];
+        snprintf(fix, sizeof fix, "%s/tests/fixtures/train/%s", ft_test_src_dir(), cname);
+        snprintf(model_dir, sizeof model_dir, "%s/tests/fixtures/forward/%s", ft_test_src_dir(), cname);
+        snprintf(tok, sizeof tok, "%s/tokens.txt", fix);
+        ft_token_seqs seqs = {0};
+        FT_CHECK_OK(ft_token_file_read(tok, &seqs));
+        if (!FT_CHECK(seqs.n == 4, "%s: %lld sequences, want 4", tok, (long long)seqs.n)) continue;
+        for (int qi = 0; qi < 2; qi++) {
+            ft_quant q = qi ? FT_QUANT_NF4 : FT_QUANT_NONE;
+            ft_load_opts lo = {.quant = q, .model = {.recompute = 1}};
+            ft_model *m = NULL;
+            FT_CHECK_OK(ft_model_load(&m, be, model_dir, &lo));
+            if (!m) continue;
+            ft_check_golden(be, m, &seqs, fix, cname, qi ? "_nf4" : "", &summary[i][2 * qi], &summary[i][2 * qi + 1]);
+            if (!qi) ft_check_accum_dropout(be, m, &seqs, fix, cname);
+            ft_model_free(m);
+            ft_check_recompute(be, model_dir, &seqs, fix, cname, q);
+        }
+        ft_token_seqs_free(&seqs);
+    }
+    printf("\nsummary (worst relative error vs PEFT)\n%-15s %12s %12s %12s %12s\n", "case", "grads f32", "curve f32",
+           "grads nf4", "curve nf4");
+    for (int i = 0; i < ncases; i++)
+        printf("%-15s %12.3e %12.3e %12.3e %12.3e\n", ft_cases[i], summary[i][0], summary[i][1], summary[i][2],
+               summary[i][3]);
+    ft_backend_free(be);
+    return ft_test_finish();
+}

@@ -1,0 +1,128 @@
+/* cmd_train.c: `ftune train` with flags over token-id data (recipes arrive with the recipe
+ * module; these flags stay as shortcuts for recipe keys). Prints one line per optimizer step
+ * and can dump the first step's LoRA gradients and save the trained adapter, both under PEFT
+ * tensor names, so any reference can be compared from outside. */
+#include <stdio.h>
+#include <string.h>
+
+#include "kernels/log.h"
+#include "trainer/cli.h"
+#include "trainer/commands.h"
+#include "trainer/loader.h"
+#include "trainer/train.h"
+
+static const ft_opt ft_train_opts[] = {
+    {"model", FT_OPT_STR, "DIR", NULL, "Hugging Face model directory"},
+    {"tokens", FT_OPT_STR, "FILE", NULL, "training token ids, one sequence per line"},
+    {"quant", FT_OPT_STR, "nf4|none", "nf4", "storage of the frozen linear weights"},
+    {"steps", FT_OPT_INT, "N", "10", "optimizer steps"},
+    {"lr", FT_OPT_FLOAT, "X", "2e-4", "peak learning rate"},
+    {"schedule", FT_OPT_STR, "S", "cosine", "constant, linear or cosine (with warmup)"},
+    {"warmup", FT_OPT_INT, "N", "0", "warmup steps"},
+    {"weight-decay", FT_OPT_FLOAT, "X", "0", "AdamW decoupled weight decay"},
+    {"beta1", FT_OPT_FLOAT, "X", "0.9", "AdamW beta1"},
+    {"beta2", FT_OPT_FLOAT, "X", "0.999", "AdamW beta2"},
+    {"eps", FT_OPT_FLOAT, "X", "1e-8", "AdamW epsilon"},
+    {"clip", FT_OPT_FLOAT, "X", "1.0", "max global gradient norm (0: off)"},
+    {"lora-r", FT_OPT_INT, "R", "16", "LoRA rank"},
+    {"lora-alpha", FT_OPT_FLOAT, "A", "32", "LoRA alpha"},
+    {"lora-dropout", FT_OPT_FLOAT, "P", "0", "LoRA dropout"},
+    {"lora-targets", FT_OPT_STR, "LIST", "all", "comma list of q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"},
+    {"rslora", FT_OPT_FLAG, NULL, NULL, "scale by alpha/sqrt(r) instead of alpha/r"},
+    {"lora-init", FT_OPT_STR, "FILE", NULL, "initial A/B from a safetensors file under PEFT names"},
+    {"micro-batch", FT_OPT_INT, "B", "1", "sequences per micro-batch"},
+    {"grad-accum", FT_OPT_INT, "K", "1", "micro-batches per optimizer step"},
+    {"max-len", FT_OPT_INT, "T", "0", "truncate sequences to T tokens (0: no limit)"},
+    {"seed", FT_OPT_INT, "S", "42", "seed for LoRA initialization and dropout"},
+    {"no-recompute", FT_OPT_FLAG, NULL, NULL, "keep every layer's activations instead of recomputing"},
+    {"dump-grads", FT_OPT_STR, "OUT", NULL, "write the first step's LoRA gradients (safetensors)"},
+    {"save", FT_OPT_STR, "OUT", NULL, "write the trained adapter weights (safetensors, PEFT names)"},
+    {"device", FT_OPT_STR, "cpu|cuda|auto", "cpu", "compute backend"},
+    {"threads", FT_OPT_INT, "N", "0", "CPU threads (0: all cores)"},
+};
+
+static ft_status ft_print_step(void *user, const ft_step_info *s) {
+    (void)user;
+    printf("step %lld loss %.6f lr %.6e grad_norm %.6f tokens %lld time %.3fs\n", (long long)s->step, s->loss, s->lr,
+           s->grad_norm, (long long)s->targets, s->seconds);
+    fflush(stdout);
+    return FT_OK;
+}
+
+ft_status ft_cmd_train(int argc, char **argv) {
+    ft_cli cli = {.command = "train", .summary = "Train LoRA/QLoRA adapters on token-id data.",
+                  .opts = ft_train_opts, .nopts = sizeof ft_train_opts / sizeof *ft_train_opts};
+    ft_status st = ft_cli_parse(&cli, argc, argv);
+    ft_backend *be = NULL;
+    ft_model *model = NULL;
+    ft_lora *lora = NULL;
+    ft_token_seqs seqs = {0};
+    if (st != FT_OK) goto done;
+    if (cli.help) {
+        ft_cli_usage(&cli);
+        goto done;
+    }
+    const char *dir, *tokens, *quant_s, *sched_s, *targets_s, *init, *save, *device;
+    int64_t r, B, K, seed, threads, warmup, steps, max_len;
+    double lr, wd, alpha, dropout;
+    ft_train_cfg tc = {0};
+    ft_lora_cfg lc = {0};
+    ft_load_opts lo = {0};
+    FT_CHECK_GOTO(st, ft_cli_req(&cli, "model", &dir), done);
+    FT_CHECK_GOTO(st, ft_cli_req(&cli, "tokens", &tokens), done);
+    FT_CHECK_GOTO(st, ft_cli_str(&cli, "quant", &quant_s), done);
+    FT_CHECK_GOTO(st, ft_cli_str(&cli, "schedule", &sched_s), done);
+    FT_CHECK_GOTO(st, ft_cli_str(&cli, "lora-targets", &targets_s), done);
+    FT_CHECK_GOTO(st, ft_cli_str(&cli, "lora-init", &init), done);
+    FT_CHECK_GOTO(st, ft_cli_str(&cli, "save", &save), done);
+    FT_CHECK_GOTO(st, ft_cli_str(&cli, "dump-grads", &tc.dump_grads), done);
+    FT_CHECK_GOTO(st, ft_cli_str(&cli, "device", &device), done);
+    FT_CHECK_GOTO(st, ft_cli_int(&cli, "steps", &steps), done);
+    FT_CHECK_GOTO(st, ft_cli_int(&cli, "lora-r", &r), done);
+    FT_CHECK_GOTO(st, ft_cli_int(&cli, "micro-batch", &B), done);
+    FT_CHECK_GOTO(st, ft_cli_int(&cli, "grad-accum", &K), done);
+    FT_CHECK_GOTO(st, ft_cli_int(&cli, "seed", &seed), done);
+    FT_CHECK_GOTO(st, ft_cli_int(&cli, "threads", &threads), done);
+    FT_CHECK_GOTO(st, ft_cli_int(&cli, "warmup", &warmup), done);
+    FT_CHECK_GOTO(st, ft_cli_int(&cli, "max-len", &max_len), done);
+    FT_CHECK_GOTO(st, ft_cli_float(&cli, "lr", &lr), done);
+    FT_CHECK_GOTO(st, ft_cli_float(&cli, "weight-decay", &wd), done);
+    FT_CHECK_GOTO(st, ft_cli_float(&cli, "lora-alpha", &alpha), done);
+    FT_CHECK_GOTO(st, ft_cli_float(&cli, "lora-dropout", &dropout), done);
+    FT_CHECK_GOTO(st, ft_cli_float(&cli, "beta1", &tc.opt.beta1), done);
+    FT_CHECK_GOTO(st, ft_cli_float(&cli, "beta2", &tc.opt.beta2), done);
+    FT_CHECK_GOTO(st, ft_cli_float(&cli, "eps", &tc.opt.eps), done);
+    FT_CHECK_GOTO(st, ft_cli_float(&cli, "clip", &tc.opt.clip), done);
+    if (steps < 1 || B < 1 || K < 1 || r < 1 || warmup < 0 || max_len < 0 || !(lr >= 0)) {
+        st = FT_ERR(FT_E_ARG, "train: need --steps, --micro-batch, --grad-accum, --lora-r >= 1, --warmup, --max-len "
+                              ">= 0 and --lr >= 0");
+        goto done;
+    }
+    FT_CHECK_GOTO(st, ft_quant_parse(quant_s, &lo.quant), done);
+    FT_CHECK_GOTO(st, ft_sched_parse(sched_s, &tc.sched.type), done);
+    FT_CHECK_GOTO(st, ft_lora_parse_targets(targets_s, &lc.targets), done);
+    lo.model.recompute = !ft_cli_flag(&cli, "no-recompute");
+    tc.steps = steps, tc.micro_batch = B, tc.grad_accum = K, tc.max_len = max_len, tc.seed = (uint64_t)seed;
+    tc.sched.lr = lr, tc.sched.warmup = warmup, tc.sched.total = steps;
+    tc.opt.weight_decay = wd;
+    lc.r = r, lc.alpha = alpha, lc.dropout = dropout, lc.rslora = ft_cli_flag(&cli, "rslora"), lc.seed = (uint64_t)seed;
+
+    FT_CHECK_GOTO(st, ft_token_file_read(tokens, &seqs), done);
+    FT_CHECK_GOTO(st, ft_backend_open(&be, device, (int)threads), done);
+    FT_CHECK_GOTO(st, ft_model_load(&model, be, dir, &lo), done);
+    ft_lora_shapes shapes = ft_model_lora_shapes(ft_model_get_dims(model));
+    FT_CHECK_GOTO(st, ft_lora_create(&lora, be, &lc, &shapes, ft_model_get_dims(model)->L), done);
+    if (init) FT_CHECK_GOTO(st, ft_lora_load(lora, be, init), done);
+    ft_info("training %lld LoRA parameters (r=%lld, alpha=%g, scale %.4g) on %s", (long long)lora->n_params,
+            (long long)r, alpha, lora->scale, ft_backend_name(be));
+    FT_CHECK_GOTO(st, ft_train_tokens(model, lora, &seqs, &tc, ft_print_step, NULL), done);
+    if (save) FT_CHECK_GOTO(st, ft_lora_save(lora, be, save, 'p'), done);
+done:
+    if (model) ft_model_set_lora(model, NULL);
+    ft_lora_free(lora, be);
+    ft_model_free(model);
+    ft_backend_free(be);
+    ft_token_seqs_free(&seqs);
+    ft_cli_free(&cli);
+    return st;
+}

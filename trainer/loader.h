@@ -1,0 +1,29 @@
+/* loader.h: from a Hugging Face checkpoint directory to an ft_model on a backend.
+ *
+ * Reads config.json (hf_config.h), then streams every tensor from the mmap'd safetensors
+ * shards: the seven linear weights of each layer are quantized to NF4 as they are read (or kept
+ * at 16/32 bits with quant "none"); embeddings, norms, biases and lm_head keep their width.
+ * Each tensor's pages are released after use, so peak resident memory stays near the
+ * quantized model plus the largest tensor, never the 16-bit model. */
+#ifndef FT_LOADER_H
+#define FT_LOADER_H
+
+#include "kernels/backend.h"
+#include "trainer/model.h"
+
+typedef enum { FT_QUANT_NONE = 0, FT_QUANT_NF4 } ft_quant;
+
+typedef struct ft_load_opts {
+    ft_quant quant;
+    ft_model_opts model;
+} ft_load_opts;
+
+ft_status ft_quant_parse(const char *s, ft_quant *out);
+
+/* Loads DIR (config.json + safetensors). Errors name the file and the problem. */
+ft_status ft_model_load(ft_model **out, ft_backend *be, const char *dir, const ft_load_opts *opts);
+
+/* "cpu", "cuda" or "auto" (cuda when a GPU is present, else cpu). threads <= 0: all cores. */
+ft_status ft_backend_open(ft_backend **out, const char *device, int threads);
+
+#endif

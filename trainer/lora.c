@@ -1,0 +1,123 @@
+/* lora.c: adapter layout, PEFT-default initialization, PEFT tensor names. Loading and saving
+ * of adapter files is in lora_io.c. */
+#include "trainer/lora.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kernels/mem.h"
+#include "kernels/rng.h"
+
+static const char *const ft_mod_names[FT_MOD_COUNT] = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                                        "gate_proj", "up_proj", "down_proj"};
+static const char *const ft_mod_paths[FT_MOD_COUNT] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                                        "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj",
+                                                        "mlp.down_proj"};
+
+const char *ft_module_name(ft_module m) { return m < FT_MOD_COUNT ? ft_mod_names[m] : "?"; }
+const char *ft_module_path(ft_module m) { return m < FT_MOD_COUNT ? ft_mod_paths[m] : "?"; }
+
+ft_status ft_lora_parse_targets(const char *list, unsigned *mask) {
+    *mask = 0;
+    if (!list || !*list) return FT_ERR(FT_E_ARG, "empty LoRA target list");
+    if (strcmp(list, "all") == 0 || strcmp(list, "all-linear") == 0) {
+        *mask = FT_MOD_ALL;
+        return FT_OK;
+    }
+    const char *p = list;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        int found = 0;
+        for (int m = 0; m < FT_MOD_COUNT; m++) {
+            if (strlen(ft_mod_names[m]) == len && strncmp(p, ft_mod_names[m], len) == 0) {
+                *mask |= 1u << m;
+                found = 1;
+            }
+        }
+        if (!found)
+            return FT_ERR(FT_E_ARG, "unknown LoRA target '%.*s' (expected q_proj, k_proj, v_proj, o_proj, gate_proj, "
+                                    "up_proj, down_proj or all)", (int)len, p);
+        p += len;
+        if (*p == ',') p++;
+    }
+    return FT_OK;
+}
+
+int64_t ft_lora_param_count(const ft_lora_cfg *cfg, const ft_lora_shapes *s, int64_t n_layers) {
+    int64_t per_layer = 0;
+    for (int m = 0; m < FT_MOD_COUNT; m++)
+        if (cfg->targets & (1u << m)) per_layer += cfg->r * (s->in[m] + s->out[m]);
+    return per_layer * n_layers;
+}
+
+void ft_lora_tensor_name(char *buf, size_t cap, int64_t layer, ft_module m, char which) {
+    snprintf(buf, cap, "base_model.model.model.layers.%lld.%s.lora_%c.weight", (long long)layer, ft_mod_paths[m],
+             which);
+}
+
+ft_status ft_lora_create(ft_lora **out, ft_backend *be, const ft_lora_cfg *cfg, const ft_lora_shapes *s,
+                         int64_t n_layers) {
+    *out = NULL;
+    if (cfg->r <= 0) return FT_ERR(FT_E_ARG, "LoRA rank must be positive (got %lld)", (long long)cfg->r);
+    if (!(cfg->dropout >= 0.0 && cfg->dropout < 1.0))
+        return FT_ERR(FT_E_ARG, "LoRA dropout must be in [0, 1) (got %g)", cfg->dropout);
+    if (!cfg->targets) return FT_ERR(FT_E_ARG, "no LoRA target modules");
+    ft_lora *l = NULL;
+    ft_status st;
+    FT_TRY(ft_calloc((void **)&l, sizeof *l, "lora"));
+    l->cfg = *cfg;
+    l->n_layers = n_layers;
+    l->scale = (float)(cfg->rslora ? cfg->alpha / sqrt((double)cfg->r) : cfg->alpha / (double)cfg->r);
+    FT_CHECK_GOTO(st, ft_calloc((void **)&l->t, (size_t)(n_layers * FT_MOD_COUNT) * sizeof *l->t, "lora table"),
+                  fail);
+    int64_t off = 0;
+    for (int64_t layer = 0; layer < n_layers; layer++) {
+        for (int m = 0; m < FT_MOD_COUNT; m++) {
+            if (!(cfg->targets & (1u << m))) continue;
+            ft_lora_tensor *t = &l->t[layer * FT_MOD_COUNT + m];
+            t->in = s->in[m], t->out = s->out[m];
+            t->a_off = off, off += cfg->r * t->in;
+            t->b_off = off, off += t->out * cfg->r;
+        }
+    }
+    l->n_params = off;
+    FT_CHECK_GOTO(st, ft_backend_alloc(be, (void **)&l->params, off * 4, "LoRA weights"), fail);
+    FT_CHECK_GOTO(st, ft_backend_alloc(be, (void **)&l->grads, off * 4, "LoRA gradients"), fail);
+    FT_CHECK_GOTO(st, ft_backend_memset(be, l->grads, 0, off * 4), fail);
+
+    /* PEFT default init on the host, uploaded once: A ~ U(-1/sqrt(in), 1/sqrt(in)), B = 0.
+     * Element i of the whole parameter vector draws from (seed, i): independent of layout order. */
+    float *host = NULL;
+    FT_CHECK_GOTO(st, ft_calloc((void **)&host, (size_t)off * 4, "LoRA init"), fail);
+    for (int64_t i = 0; i < n_layers * FT_MOD_COUNT; i++) {
+        const ft_lora_tensor *t = &l->t[i];
+        if (!t->in) continue;
+        float bound = (float)(1.0 / sqrt((double)t->in));
+        for (int64_t j = 0; j < cfg->r * t->in; j++) {
+            uint64_t idx = (uint64_t)(t->a_off + j);
+            host[t->a_off + j] = (2.0f * ft_uniform(cfg->seed, idx) - 1.0f) * bound;
+        }
+    }
+    st = ft_backend_upload(be, l->params, host, off * 4);
+    ft_free(host);
+    if (st != FT_OK) goto fail;
+    *out = l;
+    return FT_OK;
+fail:
+    ft_lora_free(l, be);
+    return st;
+}
+
+void ft_lora_free(ft_lora *l, ft_backend *be) {
+    if (!l) return;
+    ft_backend_release(be, l->params);
+    ft_backend_release(be, l->grads);
+    ft_free(l->t);
+    ft_free(l);
+}
+
+ft_status ft_lora_zero_grads(ft_lora *l, ft_backend *be) {
+    return ft_backend_memset(be, l->grads, 0, l->n_params * 4);
+}

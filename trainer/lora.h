@@ -1,0 +1,77 @@
+/* lora.h: LoRA adapters over the frozen linear layers of the decoder.
+ *
+ * For a target module with frozen W[out,in]: y = W x + scale * B (A dropout(x)),
+ * A[R,in], B[out,R], scale = alpha/R (alpha/sqrt(R) with rsLoRA). Initialization is PEFT's
+ * default: A ~ kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)) from ftune's counter RNG
+ * (seeded, reproducible; not torch's stream), B = 0.
+ *
+ * All adapter parameters live in ONE f32 backend allocation (and their gradients in another of
+ * the same layout), so the optimizer state is two more allocations of the same size that a later
+ * stage can page. Tensor names follow PEFT: base_model.model.model.layers.L.self_attn.q_proj.lora_A.weight. */
+#ifndef FT_LORA_H
+#define FT_LORA_H
+
+#include <stdint.h>
+
+#include "kernels/backend.h"
+
+typedef enum {
+    FT_MOD_Q = 0, FT_MOD_K, FT_MOD_V, FT_MOD_O, FT_MOD_GATE, FT_MOD_UP, FT_MOD_DOWN, FT_MOD_COUNT
+} ft_module;
+
+#define FT_MOD_ALL ((1u << FT_MOD_COUNT) - 1u)
+
+/* "q_proj", ... "down_proj". */
+const char *ft_module_name(ft_module m);
+/* HF path of a module inside a layer: "self_attn.q_proj", "mlp.down_proj". */
+const char *ft_module_path(ft_module m);
+/* Parses "q_proj,k_proj,..." (or "all") into a bitmask. */
+ft_status ft_lora_parse_targets(const char *list, unsigned *mask);
+
+typedef struct ft_lora_cfg {
+    int64_t r;        /* rank R */
+    double alpha;     /* lora_alpha */
+    double dropout;   /* lora_dropout, in [0, 1) */
+    int rslora;       /* scale = alpha / sqrt(r) */
+    unsigned targets; /* bitmask over ft_module */
+    uint64_t seed;    /* initialization seed */
+} ft_lora_cfg;
+
+typedef struct ft_lora_tensor {
+    int64_t a_off, b_off;  /* offsets (floats) of A[R,in] and B[out,R] in params/grads */
+    int64_t in, out;
+} ft_lora_tensor;
+
+typedef struct ft_lora {
+    ft_lora_cfg cfg;
+    float scale;
+    int64_t n_layers;
+    ft_lora_tensor *t;     /* [n_layers * FT_MOD_COUNT]; in == 0 where not targeted */
+    int64_t n_params;      /* floats in params (and grads) */
+    float *params;         /* backend f32 [n_params] */
+    float *grads;          /* backend f32 [n_params] */
+} ft_lora;
+
+/* Module shapes [out, in] per module for one layer, from the model dims. */
+typedef struct ft_lora_shapes { int64_t out[FT_MOD_COUNT], in[FT_MOD_COUNT]; } ft_lora_shapes;
+
+/* Bytes of params (and of grads, and of each optimizer moment) for this config. */
+int64_t ft_lora_param_count(const ft_lora_cfg *cfg, const ft_lora_shapes *s, int64_t n_layers);
+
+ft_status ft_lora_create(ft_lora **out, ft_backend *be, const ft_lora_cfg *cfg, const ft_lora_shapes *s,
+                         int64_t n_layers);
+void ft_lora_free(ft_lora *l, ft_backend *be);
+static inline const ft_lora_tensor *ft_lora_get(const ft_lora *l, int64_t layer, ft_module m) {
+    const ft_lora_tensor *t = &l->t[layer * FT_MOD_COUNT + m];
+    return t->in ? t : NULL;
+}
+/* PEFT name of a tensor: which = 'A' or 'B'. */
+void ft_lora_tensor_name(char *buf, size_t cap, int64_t layer, ft_module m, char which);
+ft_status ft_lora_zero_grads(ft_lora *l, ft_backend *be);
+/* Loads A/B from a PEFT-named safetensors file (every adapter tensor must be present with its
+ * shape; F32/F16/BF16). */
+ft_status ft_lora_load(ft_lora *l, ft_backend *be, const char *path);
+/* Writes params (which = 'p') or grads ('g') under PEFT names to a safetensors file. */
+ft_status ft_lora_save(const ft_lora *l, ft_backend *be, const char *path, char which);
+
+#endif

@@ -1,0 +1,56 @@
+/* main.c: ftune's entry point. Dispatches subcommands, turns a status into one line on stderr
+ * and an exit code: 0 success, 1 failure, 2 usage error (unknown command or option). */
+#include <stdio.h>
+#include <string.h>
+
+#include "kernels/log.h"
+#include "kernels/status.h"
+#include "trainer/commands.h"
+
+typedef struct {
+    const char *name;
+    ft_status (*run)(int argc, char **argv);
+    const char *summary;
+} ft_command;
+
+static const ft_command ft_commands[] = {
+    {"eval", ft_cmd_eval, "loss and perplexity of a model on token-id sequences"},
+    {"generate", ft_cmd_generate, "greedy or top-p sampling from a model"},
+    {"train", ft_cmd_train, "train LoRA/QLoRA adapters"},
+};
+
+static void ft_usage(FILE *f) {
+    fprintf(f, "usage: ftune <command> [options]\n\n"
+               "ftune fine-tunes Llama 3.x, Qwen2.5/Qwen3 and Mistral models with LoRA and QLoRA.\n\n"
+               "commands:\n");
+    for (size_t i = 0; i < sizeof ft_commands / sizeof *ft_commands; i++)
+        fprintf(f, "  %-10s %s\n", ft_commands[i].name, ft_commands[i].summary);
+    fprintf(f, "  %-10s %s\n", "tokenize", "encode or decode text with a tokenizer.json");
+    fprintf(f, "\nRun 'ftune <command> --help' for the options of a command. 'ftune --version' prints the version.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        ft_usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        ft_usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("ftune %s\n", FT_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "tokenize") == 0) return ft_cmd_tokenize(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof ft_commands / sizeof *ft_commands; i++) {
+        if (strcmp(cmd, ft_commands[i].name) != 0) continue;
+        ft_status st = ft_commands[i].run(argc - 1, argv + 1);
+        if (st == FT_OK) return 0;
+        fprintf(stderr, "ftune: error: %s\n", ft_error_msg());
+        return st == FT_E_ARG ? 2 : 1;
+    }
+    fprintf(stderr, "ftune: error: unknown command '%s' (see 'ftune --help')\n", cmd);
+    return 2;
+}

@@ -1,0 +1,593 @@
+/* model.c: the decoder's forward, recomputation and backward through kernels/ops.h.
+ *
+ * Per layer (x = layer input [N,C]):
+ *   a   = RMSNorm(x) * attn_norm                       rstd1[N]
+ *   q   = a Wq^T (+bq) (+LoRA)   [N,H*D]   k, v = ... [N,Hkv*D]
+ *   (Qwen3) q = RMSNorm_D(q) * q_norm, k likewise     rstd_q[N*H], rstd_k[N*Hkv]
+ *   q, k  rotated in place (RoPE)
+ *   att = causal GQA attention(q, k, v)  [N,H*D]      lse[N,H]
+ *   x2  = x + att Wo^T (+bo) (+LoRA)                   [N,C]
+ *   f   = RMSNorm(x2) * ffn_norm                       rstd2[N]
+ *   g, u = f Wg^T, f Wu^T (+LoRA)                      [N,F]
+ *   s   = silu(g) * u                                   [N,F]
+ *   out = x2 + s Wd^T (+LoRA)                           [N,C] (the next layer's input)
+ * The backward walks the same list in reverse. Activation buffers are carved from one backend
+ * allocation sized by ft_model_act_bytes (the function `ftune plan` reports). */
+#include "trainer/model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/mem.h"
+#include "kernels/ops.h"
+#include "kernels/rng.h"
+
+/* One layer's forward working set; pointers into the activation block. */
+typedef struct ft_layer_acts {
+    void *a;                 /* [N,C] attention-norm output */
+    float *rstd1;            /* [N] */
+    void *q_pre, *k_pre;     /* [N,H*D], [N,Hkv*D] projections before q/k-norm (Qwen3 only) */
+    void *q, *k, *v;         /* [N,H*D], [N,Hkv*D], [N,Hkv*D] attention inputs (after RoPE) */
+    float *rstd_q, *rstd_k;  /* [N*H], [N*Hkv] (Qwen3 only) */
+    void *att;               /* [N,H*D] */
+    float *lse;              /* [N,H] */
+    void *x2;                /* [N,C] */
+    void *f;                 /* [N,C] */
+    float *rstd2;            /* [N] */
+    void *g, *u, *s;         /* [N,F] */
+    void *t[FT_MOD_COUNT];   /* [N,R] LoRA A-products (targeted modules only) */
+} ft_layer_acts;
+
+/* Backward scratch of one layer. */
+typedef struct ft_bwd_scratch {
+    void *ds, *dg, *du;      /* [N,F] */
+    void *df, *dx2, *da;     /* [N,C] */
+    void *datt, *dq, *dqp;   /* [N,H*D] */
+    void *dk, *dkp, *dv;     /* [N,Hkv*D] */
+    void *dxd;               /* [N,W] LoRA input gradient, W = max(C, H*D, F) */
+} ft_bwd_scratch;
+
+struct ft_model {
+    ft_backend *be;
+    ft_model_dims d;
+    ft_model_opts opts;
+    ft_dtype act;
+    int64_t es;              /* bytes per activation element */
+    ft_model_weights w;
+    ft_lora *lora;
+    float *inv_freq;         /* backend f32 [D/2] */
+
+    /* activation block: layout depends on N = B*T only */
+    void *block;
+    int64_t capN, cap_recompute; /* sized for capN tokens, recompute mode */
+    void **bound;            /* [L+1] boundaries [N,C] */
+    ft_layer_acts *acts;     /* [1] with recompute, [L] without */
+    ft_bwd_scratch bs;
+    void *xdrop;             /* [N,W] dropout-applied LoRA input */
+    void *hn, *dhn;          /* [N,C] final-norm output and its gradient */
+    float *rstdn;            /* [N] */
+    void *dh[2];             /* [N,C] ping-pong residual-stream gradients */
+    void *logits;            /* [chunk,V] */
+    int32_t *tokens, *labels, *pos, *doc_start; /* [N] */
+    float *scalars;          /* [2] loss sum, target count */
+};
+
+static int64_t ft_max3(int64_t a, int64_t b, int64_t c) {
+    int64_t m = a > b ? a : b;
+    return m > c ? m : c;
+}
+
+ft_lora_shapes ft_model_lora_shapes(const ft_model_dims *d) {
+    ft_lora_shapes s;
+    int64_t hd = d->H * d->D, kvd = d->Hkv * d->D;
+    s.out[FT_MOD_Q] = hd, s.in[FT_MOD_Q] = d->C;
+    s.out[FT_MOD_K] = kvd, s.in[FT_MOD_K] = d->C;
+    s.out[FT_MOD_V] = kvd, s.in[FT_MOD_V] = d->C;
+    s.out[FT_MOD_O] = d->C, s.in[FT_MOD_O] = hd;
+    s.out[FT_MOD_GATE] = d->F, s.in[FT_MOD_GATE] = d->C;
+    s.out[FT_MOD_UP] = d->F, s.in[FT_MOD_UP] = d->C;
+    s.out[FT_MOD_DOWN] = d->C, s.in[FT_MOD_DOWN] = d->F;
+    return s;
+}
+
+/* ---- activation sizing: one walk used both to measure and to carve ------------------------ */
+
+typedef struct ft_carver {
+    char *base;     /* NULL while measuring */
+    int64_t off;
+} ft_carver;
+
+static void *ft_carve(ft_carver *c, int64_t bytes) {
+    int64_t at = (c->off + 255) & ~(int64_t)255;
+    c->off = at + bytes;
+    return c->base ? c->base + at : NULL;
+}
+
+static int64_t ft_logits_chunk(const ft_model_dims *d, int64_t N, int64_t chunk) {
+    if (chunk <= 0) {
+        /* bound the logits buffer near 64 Mi elements (256 MiB f32), at least 16 rows */
+        chunk = (64LL << 20) / (d->V > 0 ? d->V : 1);
+        if (chunk < 16) chunk = 16;
+    }
+    return chunk < N ? chunk : N;
+}
+
+/* Lays out every activation buffer for N = B*T tokens; returns the per-part byte counts. */
+static ft_act_bytes ft_layout(ft_model *m, const ft_model_dims *d, ft_carver *c, int64_t B, int64_t T,
+                              int64_t R, int recompute, int64_t chunk, int64_t es) {
+    ft_act_bytes r = {0};
+    int64_t N = B * T, hd = d->H * d->D, kvd = d->Hkv * d->D, W = ft_max3(d->C, hd, d->F);
+    int64_t n_sets = recompute ? 1 : d->L, start;
+
+    start = c->off;
+    for (int64_t l = 0; l <= d->L; l++) {
+        void *p = ft_carve(c, N * d->C * es);
+        if (m) m->bound[l] = p;
+    }
+    r.boundaries = c->off - start;
+
+    start = c->off;
+    for (int64_t i = 0; i < n_sets; i++) {
+        ft_layer_acts la = {0};
+        la.a = ft_carve(c, N * d->C * es);
+        la.rstd1 = ft_carve(c, N * 4);
+        if (d->qk_norm) {
+            la.q_pre = ft_carve(c, N * hd * es);
+            la.k_pre = ft_carve(c, N * kvd * es);
+            la.rstd_q = ft_carve(c, N * d->H * 4);
+            la.rstd_k = ft_carve(c, N * d->Hkv * 4);
+        }
+        la.q = ft_carve(c, N * hd * es);
+        la.k = ft_carve(c, N * kvd * es);
+        la.v = ft_carve(c, N * kvd * es);
+        la.att = ft_carve(c, N * hd * es);
+        la.lse = ft_carve(c, N * d->H * 4);
+        la.x2 = ft_carve(c, N * d->C * es);
+        la.f = ft_carve(c, N * d->C * es);
+        la.rstd2 = ft_carve(c, N * 4);
+        la.g = ft_carve(c, N * d->F * es);
+        la.u = ft_carve(c, N * d->F * es);
+        la.s = ft_carve(c, N * d->F * es);
+        if (R > 0)
+            for (int mod = 0; mod < FT_MOD_COUNT; mod++) la.t[mod] = ft_carve(c, N * R * es);
+        if (m) m->acts[i] = la;
+    }
+    r.layer_working = c->off - start;
+
+    start = c->off;
+    ft_bwd_scratch bs = {0};
+    bs.ds = ft_carve(c, N * d->F * es);
+    bs.dg = ft_carve(c, N * d->F * es);
+    bs.du = ft_carve(c, N * d->F * es);
+    bs.df = ft_carve(c, N * d->C * es);
+    bs.dx2 = ft_carve(c, N * d->C * es);
+    bs.da = ft_carve(c, N * d->C * es);
+    bs.datt = ft_carve(c, N * hd * es);
+    bs.dq = ft_carve(c, N * hd * es);
+    bs.dk = ft_carve(c, N * kvd * es);
+    bs.dv = ft_carve(c, N * kvd * es);
+    if (d->qk_norm) {
+        bs.dqp = ft_carve(c, N * hd * es);
+        bs.dkp = ft_carve(c, N * kvd * es);
+    }
+    bs.dxd = ft_carve(c, N * W * es);
+    void *xdrop = ft_carve(c, N * W * es);
+    void *dh0 = ft_carve(c, N * d->C * es), *dh1 = ft_carve(c, N * d->C * es);
+    void *dhn = ft_carve(c, N * d->C * es);
+    r.backward = c->off - start;
+
+    start = c->off;
+    void *hn = ft_carve(c, N * d->C * es);
+    float *rstdn = ft_carve(c, N * 4);
+    void *logits = ft_carve(c, ft_logits_chunk(d, N, chunk) * d->V * es);
+    int32_t *tok = ft_carve(c, N * 4), *lab = ft_carve(c, N * 4), *pos = ft_carve(c, N * 4),
+            *ds = ft_carve(c, N * 4);
+    float *scal = ft_carve(c, 2 * 4);
+    r.logits = c->off - start;
+    r.total = c->off;
+    if (m) {
+        m->bs = bs, m->xdrop = xdrop, m->dh[0] = dh0, m->dh[1] = dh1, m->dhn = dhn;
+        m->hn = hn, m->rstdn = rstdn, m->logits = logits;
+        m->tokens = tok, m->labels = lab, m->pos = pos, m->doc_start = ds, m->scalars = scal;
+    }
+    return r;
+}
+
+ft_act_bytes ft_model_act_bytes(const ft_model_dims *d, int64_t B, int64_t T, int64_t lora_r, int recompute,
+                                int64_t logits_chunk, ft_dtype act) {
+    ft_carver c = {NULL, 0};
+    return ft_layout(NULL, d, &c, B, T, lora_r, recompute, logits_chunk, ft_dtype_nbytes(act, 1));
+}
+
+static ft_status ft_model_reserve(ft_model *m, int64_t B, int64_t T) {
+    int rc = m->opts.recompute;
+    if (m->block && B * T <= m->capN && rc == m->cap_recompute) return FT_OK;
+    ft_backend_release(m->be, m->block);
+    m->block = NULL;
+    int64_t R = m->lora ? m->lora->cfg.r : 0;
+    ft_act_bytes sz = ft_model_act_bytes(&m->d, B, T, R, rc, m->opts.logits_chunk, m->act);
+    void *blk;
+    FT_TRY(ft_backend_alloc(m->be, &blk, sz.total + 256, "activations"));
+    ft_carver c = {(char *)(((uintptr_t)blk + 255) & ~(uintptr_t)255), 0};
+    ft_layout(m, &m->d, &c, B, T, R, rc, m->opts.logits_chunk, m->es);
+    m->block = blk, m->capN = B * T, m->cap_recompute = rc;
+    return FT_OK;
+}
+
+/* ---- creation ------------------------------------------------------------------------------ */
+
+static ft_status ft_walloc(ft_model *m, ft_weight *w, ft_dtype t, int64_t rows, int64_t cols, const char *what) {
+    return ft_weight_alloc(m->be, w, t, rows, cols, what);
+}
+
+ft_status ft_model_create(ft_model **out, ft_backend *be, const ft_model_dims *d, ft_dtype linear_dtype,
+                          ft_dtype other_dtype, const ft_model_opts *opts) {
+    ft_status st;
+    ft_model *m = NULL;
+    *out = NULL;
+    FT_TRY(ft_calloc((void **)&m, sizeof *m, "model"));
+    m->be = be, m->d = *d, m->act = ft_backend_act_dtype(be), m->es = ft_dtype_nbytes(m->act, 1);
+    if (opts) m->opts = *opts;
+    FT_CHECK_GOTO(st, ft_calloc((void **)&m->w.layers, (size_t)d->L * sizeof *m->w.layers, "layers"), fail);
+    FT_CHECK_GOTO(st, ft_calloc((void **)&m->bound, (size_t)(d->L + 1) * sizeof *m->bound, "boundaries"), fail);
+    FT_CHECK_GOTO(st, ft_calloc((void **)&m->acts, (size_t)d->L * sizeof *m->acts, "layer acts"), fail);
+
+    int64_t hd = d->H * d->D, kvd = d->Hkv * d->D;
+    ft_lora_shapes s = ft_model_lora_shapes(d);
+    FT_CHECK_GOTO(st, ft_walloc(m, &m->w.embed, other_dtype, d->V, d->C, "embed_tokens"), fail);
+    FT_CHECK_GOTO(st, ft_walloc(m, &m->w.final_norm, other_dtype, 1, d->C, "norm"), fail);
+    if (d->tied) {
+        m->w.lm_head = m->w.embed;
+    } else {
+        FT_CHECK_GOTO(st, ft_walloc(m, &m->w.lm_head, other_dtype, d->V, d->C, "lm_head"), fail);
+    }
+    for (int64_t l = 0; l < d->L; l++) {
+        ft_layer_weights *lw = &m->w.layers[l];
+        FT_CHECK_GOTO(st, ft_walloc(m, &lw->attn_norm, other_dtype, 1, d->C, "input_layernorm"), fail);
+        FT_CHECK_GOTO(st, ft_walloc(m, &lw->ffn_norm, other_dtype, 1, d->C, "post_attention_layernorm"), fail);
+        for (int mod = 0; mod < FT_MOD_COUNT; mod++) {
+            FT_CHECK_GOTO(st, ft_walloc(m, &lw->lin[mod], linear_dtype, s.out[mod], s.in[mod], ft_module_name(mod)),
+                          fail);
+        }
+        if (d->qkv_bias) {
+            FT_CHECK_GOTO(st, ft_walloc(m, &lw->q_bias, other_dtype, 1, hd, "q_proj.bias"), fail);
+            FT_CHECK_GOTO(st, ft_walloc(m, &lw->k_bias, other_dtype, 1, kvd, "k_proj.bias"), fail);
+            FT_CHECK_GOTO(st, ft_walloc(m, &lw->v_bias, other_dtype, 1, kvd, "v_proj.bias"), fail);
+        }
+        if (d->o_bias) FT_CHECK_GOTO(st, ft_walloc(m, &lw->o_bias, other_dtype, 1, d->C, "o_proj.bias"), fail);
+        if (d->qk_norm) {
+            FT_CHECK_GOTO(st, ft_walloc(m, &lw->q_norm, other_dtype, 1, d->D, "q_norm"), fail);
+            FT_CHECK_GOTO(st, ft_walloc(m, &lw->k_norm, other_dtype, 1, d->D, "k_norm"), fail);
+        }
+    }
+    float *inv = NULL;
+    FT_CHECK_GOTO(st, ft_malloc((void **)&inv, (size_t)(d->D / 2) * 4, "rope frequencies"), fail);
+    ft_rope_cfg rc = d->rope;
+    rc.dim = d->D;
+    st = ft_rope_inv_freq(&rc, inv);
+    if (st == FT_OK) st = ft_backend_alloc(be, (void **)&m->inv_freq, d->D / 2 * 4, "rope frequencies");
+    if (st == FT_OK) st = ft_backend_upload(be, m->inv_freq, inv, d->D / 2 * 4);
+    ft_free(inv);
+    if (st != FT_OK) goto fail;
+    *out = m;
+    return FT_OK;
+fail:
+    ft_model_free(m);
+    return st;
+}
+
+void ft_model_free(ft_model *m) {
+    if (!m) return;
+    if (m->w.layers) {
+        for (int64_t l = 0; l < m->d.L; l++) {
+            ft_layer_weights *lw = &m->w.layers[l];
+            ft_weight *all[] = {&lw->attn_norm, &lw->ffn_norm, &lw->q_bias, &lw->k_bias, &lw->v_bias,
+                                &lw->o_bias, &lw->q_norm, &lw->k_norm};
+            for (size_t i = 0; i < sizeof all / sizeof *all; i++) ft_weight_release(m->be, all[i]);
+            for (int mod = 0; mod < FT_MOD_COUNT; mod++) ft_weight_release(m->be, &lw->lin[mod]);
+        }
+    }
+    if (!m->d.tied) ft_weight_release(m->be, &m->w.lm_head);
+    ft_weight_release(m->be, &m->w.embed);
+    ft_weight_release(m->be, &m->w.final_norm);
+    ft_backend_release(m->be, m->inv_freq);
+    ft_backend_release(m->be, m->block);
+    ft_free(m->w.layers);
+    ft_free(m->bound);
+    ft_free(m->acts);
+    ft_free(m);
+}
+
+ft_model_weights *ft_model_get_weights(ft_model *m) { return &m->w; }
+const ft_model_dims *ft_model_get_dims(const ft_model *m) { return &m->d; }
+ft_backend *ft_model_backend(ft_model *m) { return m->be; }
+void ft_model_set_lora(ft_model *m, ft_lora *lora) {
+    if (lora != m->lora) {
+        /* LoRA changes the activation layout (t buffers): re-carve on next use */
+        ft_backend_release(m->be, m->block);
+        m->block = NULL;
+    }
+    m->lora = lora;
+}
+
+/* ---- projections with LoRA -------------------------------------------------------------------- */
+
+typedef struct ft_pass {
+    ft_model *m;
+    int64_t B, T, N;
+    uint64_t seed;     /* dropout seed of this micro-batch */
+} ft_pass;
+
+static uint64_t ft_drop_seed(const ft_pass *p, int64_t layer, int mod) {
+    return ft_mix64(p->seed ^ ft_mix64((uint64_t)(layer * FT_MOD_COUNT + mod) + 0x5eed));
+}
+
+static const ft_weight *ft_bias_of(const ft_layer_weights *lw, int mod) {
+    const ft_weight *b = NULL;
+    if (mod == FT_MOD_Q) b = &lw->q_bias;
+    if (mod == FT_MOD_K) b = &lw->k_bias;
+    if (mod == FT_MOD_V) b = &lw->v_bias;
+    if (mod == FT_MOD_O) b = &lw->o_bias;
+    return b && b->rows ? b : NULL;
+}
+
+/* The LoRA input: x itself, or dropout(x) drawn into m->xdrop. */
+static ft_status ft_lora_input(const ft_pass *p, int64_t l, int mod, const void *x, int64_t in, const void **xd) {
+    ft_model *m = p->m;
+    float pdrop = (float)m->lora->cfg.dropout;
+    *xd = x;
+    if (pdrop > 0.0f) {
+        FT_TRY(ft_op_dropout(m->be, m->xdrop, x, p->N * in, pdrop, ft_drop_seed(p, l, mod)));
+        *xd = m->xdrop;
+    }
+    return FT_OK;
+}
+
+/* y (=, or += with accumulate) = x W^T (+ bias) (+ scale B A dropout(x)); t saved for backward. */
+static ft_status ft_proj(const ft_pass *p, int64_t l, int mod, ft_layer_acts *la, void *y, const void *x,
+                         int accumulate) {
+    ft_model *m = p->m;
+    const ft_layer_weights *lw = &m->w.layers[l];
+    FT_TRY(ft_op_linear(m->be, y, x, &lw->lin[mod], ft_bias_of(lw, mod), p->N, accumulate));
+    const ft_lora_tensor *lt = m->lora ? ft_lora_get(m->lora, l, mod) : NULL;
+    if (!lt) return FT_OK;
+    const void *xd;
+    FT_TRY(ft_lora_input(p, l, mod, x, lt->in, &xd));
+    return ft_op_lora_fwd(m->be, y, la->t[mod], xd, m->lora->params + lt->a_off, m->lora->params + lt->b_off, p->N,
+                          lt->in, lt->out, m->lora->cfg.r, m->lora->scale);
+}
+
+/* dx (=, or +=) = dy W (+ LoRA input gradient); LoRA dA, dB accumulate. x is the forward input. */
+static ft_status ft_proj_bwd(const ft_pass *p, int64_t l, int mod, ft_layer_acts *la, void *dx, const void *dy,
+                             const void *x, int accumulate) {
+    ft_model *m = p->m;
+    const ft_layer_weights *lw = &m->w.layers[l];
+    FT_TRY(ft_op_linear_bwd_x(m->be, dx, dy, &lw->lin[mod], p->N, accumulate));
+    const ft_lora_tensor *lt = m->lora ? ft_lora_get(m->lora, l, mod) : NULL;
+    if (!lt) return FT_OK;
+    const void *xd;
+    FT_TRY(ft_lora_input(p, l, mod, x, lt->in, &xd));
+    ft_lora *lo = m->lora;
+    FT_TRY(ft_op_lora_bwd(m->be, m->bs.dxd, lo->grads + lt->a_off, lo->grads + lt->b_off, dy, xd, la->t[mod],
+                          lo->params + lt->a_off, lo->params + lt->b_off, p->N, lt->in, lt->out, lo->cfg.r,
+                          lo->scale));
+    float pdrop = (float)lo->cfg.dropout;
+    if (pdrop > 0.0f) /* through the same mask: d(dropout(x))/dx = mask / (1-p) */
+        FT_TRY(ft_op_dropout(m->be, m->bs.dxd, m->bs.dxd, p->N * lt->in, pdrop, ft_drop_seed(p, l, mod)));
+    return ft_op_add(m->be, dx, m->bs.dxd, p->N * lt->in);
+}
+
+/* ---- one layer ---------------------------------------------------------------------------------- */
+
+static ft_status ft_layer_forward(const ft_pass *p, int64_t l, ft_layer_acts *la, const void *x, void *out) {
+    ft_model *m = p->m;
+    ft_backend *be = m->be;
+    const ft_model_dims *d = &m->d;
+    const ft_layer_weights *lw = &m->w.layers[l];
+    int64_t N = p->N, hd = d->H * d->D;
+
+    FT_TRY(ft_op_rmsnorm(be, la->a, la->rstd1, x, &lw->attn_norm, N, d->C, d->eps));
+    FT_TRY(ft_proj(p, l, FT_MOD_Q, la, d->qk_norm ? la->q_pre : la->q, la->a, 0));
+    FT_TRY(ft_proj(p, l, FT_MOD_K, la, d->qk_norm ? la->k_pre : la->k, la->a, 0));
+    FT_TRY(ft_proj(p, l, FT_MOD_V, la, la->v, la->a, 0));
+    if (d->qk_norm) {
+        FT_TRY(ft_op_rmsnorm(be, la->q, la->rstd_q, la->q_pre, &lw->q_norm, N * d->H, d->D, d->eps));
+        FT_TRY(ft_op_rmsnorm(be, la->k, la->rstd_k, la->k_pre, &lw->k_norm, N * d->Hkv, d->D, d->eps));
+    }
+    FT_TRY(ft_op_rope(be, la->q, m->pos, m->inv_freq, N, d->H, d->D, 0));
+    FT_TRY(ft_op_rope(be, la->k, m->pos, m->inv_freq, N, d->Hkv, d->D, 0));
+    FT_TRY(ft_op_attention(be, la->att, la->lse, la->q, la->k, la->v, m->doc_start, p->B, p->T, d->H, d->Hkv, d->D,
+                           1.0f / sqrtf((float)d->D)));
+    FT_TRY(ft_backend_copy(be, la->x2, x, N * d->C * m->es));
+    FT_TRY(ft_proj(p, l, FT_MOD_O, la, la->x2, la->att, 1));
+    FT_TRY(ft_op_rmsnorm(be, la->f, la->rstd2, la->x2, &lw->ffn_norm, N, d->C, d->eps));
+    FT_TRY(ft_proj(p, l, FT_MOD_GATE, la, la->g, la->f, 0));
+    FT_TRY(ft_proj(p, l, FT_MOD_UP, la, la->u, la->f, 0));
+    FT_TRY(ft_op_swiglu(be, la->s, la->g, la->u, N * d->F));
+    FT_TRY(ft_backend_copy(be, out, la->x2, N * d->C * m->es));
+    (void)hd;
+    return ft_proj(p, l, FT_MOD_DOWN, la, out, la->s, 1);
+}
+
+/* dx[N,C] = d(loss)/d(x) given dout[N,C] = d(loss)/d(out); x is the layer input. */
+static ft_status ft_layer_backward(const ft_pass *p, int64_t l, ft_layer_acts *la, const void *x, const void *dout,
+                                   void *dx) {
+    ft_model *m = p->m;
+    ft_backend *be = m->be;
+    const ft_model_dims *d = &m->d;
+    const ft_layer_weights *lw = &m->w.layers[l];
+    const ft_bwd_scratch *s = &m->bs;
+    int64_t N = p->N;
+
+    /* MLP branch: out = x2 + down(silu(gate f) * up f) */
+    FT_TRY(ft_proj_bwd(p, l, FT_MOD_DOWN, la, s->ds, dout, la->s, 0));
+    FT_TRY(ft_op_swiglu_bwd(be, s->dg, s->du, s->ds, la->g, la->u, N * d->F));
+    FT_TRY(ft_proj_bwd(p, l, FT_MOD_GATE, la, s->df, s->dg, la->f, 0));
+    FT_TRY(ft_proj_bwd(p, l, FT_MOD_UP, la, s->df, s->du, la->f, 1));
+    FT_TRY(ft_op_rmsnorm_bwd(be, s->dx2, s->df, la->x2, &lw->ffn_norm, la->rstd2, N, d->C));
+    FT_TRY(ft_op_add(be, s->dx2, dout, N * d->C));
+
+    /* attention branch: x2 = x + o(attention(rope(q), rope(k), v)) */
+    FT_TRY(ft_proj_bwd(p, l, FT_MOD_O, la, s->datt, s->dx2, la->att, 0));
+    FT_TRY(ft_op_attention_bwd(be, s->dq, s->dk, s->dv, s->datt, la->q, la->k, la->v, la->att, la->lse, m->doc_start,
+                               p->B, p->T, d->H, d->Hkv, d->D, 1.0f / sqrtf((float)d->D)));
+    FT_TRY(ft_op_rope(be, s->dq, m->pos, m->inv_freq, N, d->H, d->D, 1));
+    FT_TRY(ft_op_rope(be, s->dk, m->pos, m->inv_freq, N, d->Hkv, d->D, 1));
+    void *dq = s->dq, *dk = s->dk;
+    if (d->qk_norm) {
+        FT_TRY(ft_op_rmsnorm_bwd(be, s->dqp, s->dq, la->q_pre, &lw->q_norm, la->rstd_q, N * d->H, d->D));
+        FT_TRY(ft_op_rmsnorm_bwd(be, s->dkp, s->dk, la->k_pre, &lw->k_norm, la->rstd_k, N * d->Hkv, d->D));
+        dq = s->dqp, dk = s->dkp;
+    }
+    FT_TRY(ft_proj_bwd(p, l, FT_MOD_Q, la, s->da, dq, la->a, 0));
+    FT_TRY(ft_proj_bwd(p, l, FT_MOD_K, la, s->da, dk, la->a, 1));
+    FT_TRY(ft_proj_bwd(p, l, FT_MOD_V, la, s->da, s->dv, la->a, 1));
+    FT_TRY(ft_op_rmsnorm_bwd(be, dx, s->da, x, &lw->attn_norm, la->rstd1, N, d->C));
+    return ft_op_add(be, dx, s->dx2, N * d->C);
+}
+
+/* ---- passes ---------------------------------------------------------------------------------------- */
+
+static ft_status ft_upload_batch(ft_model *m, const ft_batch *b) {
+    int64_t N = b->B * b->T;
+    for (int64_t i = 0; i < N; i++) {
+        if (b->tokens[i] < 0 || b->tokens[i] >= m->d.V)
+            return FT_ERR(FT_E_FORMAT, "token id %d at position %lld is outside the vocabulary (0..%lld)", b->tokens[i],
+                          (long long)i, (long long)m->d.V - 1);
+        if (b->labels && b->labels[i] >= m->d.V)
+            return FT_ERR(FT_E_FORMAT, "label %d at position %lld is outside the vocabulary", b->labels[i], (long long)i);
+    }
+    ft_backend *be = m->be;
+    FT_TRY(ft_backend_upload(be, m->tokens, b->tokens, N * 4));
+    int32_t *tmp = NULL;
+    FT_TRY(ft_malloc((void **)&tmp, (size_t)N * 4, "batch positions"));
+    ft_status st = FT_OK;
+    if (!b->pos || !b->labels) {
+        for (int64_t i = 0; i < N; i++) tmp[i] = (int32_t)(i % b->T);
+    }
+    st = ft_backend_upload(be, m->pos, b->pos ? b->pos : tmp, N * 4);
+    if (st == FT_OK && !b->labels) {
+        for (int64_t i = 0; i < N; i++) tmp[i] = -100;
+    }
+    if (st == FT_OK) st = ft_backend_upload(be, m->labels, b->labels ? b->labels : tmp, N * 4);
+    if (st == FT_OK) {
+        if (b->doc_start) {
+            st = ft_backend_upload(be, m->doc_start, b->doc_start, N * 4);
+        } else {
+            memset(tmp, 0, (size_t)N * 4);
+            st = ft_backend_upload(be, m->doc_start, tmp, N * 4);
+        }
+    }
+    ft_free(tmp);
+    return st;
+}
+
+/* Forward through every layer, leaving the final hidden state in bound[L] and, without
+ * recomputation, every layer's working set in acts[l]. */
+static ft_status ft_forward_layers(const ft_pass *p) {
+    ft_model *m = p->m;
+    FT_TRY(ft_op_embed(m->be, m->bound[0], m->tokens, &m->w.embed, p->N));
+    for (int64_t l = 0; l < m->d.L; l++) {
+        ft_layer_acts *la = &m->acts[m->opts.recompute ? 0 : l];
+        FT_TRY(ft_layer_forward(p, l, la, m->bound[l], m->bound[l + 1]));
+    }
+    return FT_OK;
+}
+
+static ft_status ft_prepare(ft_model *m, const ft_batch *b, ft_pass *p, uint64_t seed) {
+    if (b->B <= 0 || b->T <= 0) return FT_ERR(FT_E_ARG, "empty batch");
+    FT_TRY(ft_model_reserve(m, b->B, b->T));
+    FT_TRY(ft_upload_batch(m, b));
+    p->m = m, p->B = b->B, p->T = b->T, p->N = b->B * b->T, p->seed = seed;
+    return FT_OK;
+}
+
+ft_status ft_model_step(ft_model *m, const ft_batch *b, float grad_scale, uint64_t dropout_seed, double *loss_sum,
+                        int64_t *n_targets) {
+    ft_pass p;
+    ft_backend *be = m->be;
+    const ft_model_dims *d = &m->d;
+    int grad = grad_scale != 0.0f;
+    if (grad && !m->lora) return FT_ERR(FT_E_INTERNAL, "backward without adapters");
+    FT_TRY(ft_prepare(m, b, &p, dropout_seed));
+    FT_TRY(ft_forward_layers(&p));
+
+    /* head: final norm, then lm_head + cross-entropy chunk by chunk */
+    int64_t N = p.N, C = d->C, chunk = ft_logits_chunk(d, N, m->opts.logits_chunk);
+    FT_TRY(ft_op_rmsnorm(be, m->hn, m->rstdn, m->bound[d->L], &m->w.final_norm, N, C, d->eps));
+    FT_TRY(ft_backend_memset(be, m->scalars, 0, 2 * 4));
+    for (int64_t r0 = 0; r0 < N; r0 += chunk) {
+        int64_t n = N - r0 < chunk ? N - r0 : chunk;
+        const char *hrow = (const char *)m->hn + r0 * C * m->es;
+        FT_TRY(ft_op_linear(be, m->logits, hrow, &m->w.lm_head, NULL, n, 0));
+        FT_TRY(ft_op_xent(be, &m->scalars[0], &m->scalars[1], m->logits, m->labels + r0, n, d->V, grad_scale));
+        if (grad) FT_TRY(ft_op_linear_bwd_x(be, (char *)m->dhn + r0 * C * m->es, m->logits, &m->w.lm_head, n, 0));
+    }
+    float sc[2];
+    FT_TRY(ft_backend_download(be, sc, m->scalars, sizeof sc));
+    *loss_sum += sc[0];
+    *n_targets += (int64_t)llroundf(sc[1]);
+    if (!grad) return FT_OK;
+
+    /* backward through the layers, recomputing each from its boundary when asked */
+    void *dcur = m->dh[0], *dnext = m->dh[1];
+    FT_TRY(ft_op_rmsnorm_bwd(be, dcur, m->dhn, m->bound[d->L], &m->w.final_norm, m->rstdn, N, C));
+    for (int64_t l = d->L - 1; l >= 0; l--) {
+        ft_layer_acts *la = &m->acts[m->opts.recompute ? 0 : l];
+        if (m->opts.recompute) FT_TRY(ft_layer_forward(&p, l, la, m->bound[l], m->bound[l + 1]));
+        FT_TRY(ft_layer_backward(&p, l, la, m->bound[l], dcur, dnext));
+        void *t = dcur;
+        dcur = dnext, dnext = t;
+    }
+    return FT_OK;
+}
+
+/* Shared inference head: logits for rows [r0, r0+n) of hn into host memory. */
+static ft_status ft_head_rows(ft_model *m, const void *h, int64_t n, float *host_out) {
+    ft_backend *be = m->be;
+    FT_TRY(ft_op_linear(be, m->logits, h, &m->w.lm_head, NULL, n, 0));
+    int64_t cnt = n * m->d.V;
+    if (m->act == FT_F32) return ft_backend_download(be, host_out, m->logits, cnt * 4);
+    /* non-f32 activations: download then widen in place from the back */
+    FT_TRY(ft_backend_download(be, host_out, m->logits, cnt * m->es));
+    uint16_t *h16 = (uint16_t *)host_out;
+    for (int64_t i = cnt - 1; i >= 0; i--) {
+        uint16_t v = h16[i];
+        host_out[i] = m->act == FT_BF16 ? ft_bf16_to_f32(v) : ft_f16_to_f32(v);
+    }
+    return FT_OK;
+}
+
+ft_status ft_model_logits(ft_model *m, const ft_batch *b, float *logits) {
+    ft_pass p;
+    FT_TRY(ft_prepare(m, b, &p, 0));
+    FT_TRY(ft_forward_layers(&p));
+    int64_t N = p.N, C = m->d.C, chunk = ft_logits_chunk(&m->d, N, m->opts.logits_chunk);
+    FT_TRY(ft_op_rmsnorm(m->be, m->hn, m->rstdn, m->bound[m->d.L], &m->w.final_norm, N, C, m->d.eps));
+    for (int64_t r0 = 0; r0 < N; r0 += chunk) {
+        int64_t n = N - r0 < chunk ? N - r0 : chunk;
+        FT_TRY(ft_head_rows(m, (const char *)m->hn + r0 * C * m->es, n, logits + r0 * m->d.V));
+    }
+    return FT_OK;
+}
+
+ft_status ft_model_last_logits(ft_model *m, const ft_batch *b, float *logits) {
+    ft_pass p;
+    FT_TRY(ft_prepare(m, b, &p, 0));
+    FT_TRY(ft_forward_layers(&p));
+    int64_t C = m->d.C;
+    size_t row = (size_t)(C * m->es);
+    for (int64_t r = 0; r < b->B; r++) { /* gather the last position of each row into bs.df */
+        const char *src = (const char *)m->bound[m->d.L] + ((r + 1) * b->T - 1) * row;
+        FT_TRY(ft_backend_copy(m->be, (char *)m->bs.df + r * row, src, (int64_t)row));
+    }
+    FT_TRY(ft_op_rmsnorm(m->be, m->hn, m->rstdn, m->bs.df, &m->w.final_norm, b->B, C, m->d.eps));
+    for (int64_t r0 = 0; r0 < b->B;) {
+        int64_t chunk = ft_logits_chunk(&m->d, p.N, m->opts.logits_chunk);
+        int64_t n = b->B - r0 < chunk ? b->B - r0 : chunk;
+        FT_TRY(ft_head_rows(m, (const char *)m->hn + r0 * row, n, logits + r0 * m->d.V));
+        r0 += n;
+    }
+    return FT_OK;
+}

@@ -1,0 +1,99 @@
+/* model.h: the one decoder (Llama 3.x, Mistral, Qwen2/2.5, Qwen3) over kernels/ops.h.
+ *
+ * The same code runs forward, recomputation and backward on every backend; family differences
+ * (q/k/v/o biases, Qwen3 q/k RMSNorm, tied embeddings, head_dim != C/H, GQA ratio, RoPE scaling)
+ * are data in ft_model_dims, not code copies.
+ *
+ * Training keeps only each decoder layer's input (the "boundary", [N,C] per layer) when
+ * recompute is on, and recomputes the layer in the backward pass; with recompute off it keeps
+ * every layer's working set. Both paths run the same ops in the same order, so on the CPU
+ * backend their gradients are bit-identical. The lm_head + cross-entropy runs over chunks of
+ * rows so full-sequence logits [N,V] are never materialized. */
+#ifndef FT_MODEL_H
+#define FT_MODEL_H
+
+#include <stdint.h>
+
+#include "kernels/backend.h"
+#include "kernels/rope.h"
+#include "kernels/weight.h"
+#include "trainer/lora.h"
+
+typedef struct ft_model_dims {
+    int64_t C, F, L, H, Hkv, D, V;  /* hidden, intermediate, layers, heads, kv heads, head_dim, vocab */
+    float eps;                      /* rms_norm_eps */
+    ft_rope_cfg rope;
+    int qkv_bias, o_bias, qk_norm, tied;
+} ft_model_dims;
+
+/* Frozen weights of one layer ([out,in] for linears; NULL data / rows == 0 when absent). */
+typedef struct ft_layer_weights {
+    ft_weight attn_norm, ffn_norm;        /* [C] */
+    ft_weight lin[FT_MOD_COUNT];          /* q [H*D,C], k,v [Hkv*D,C], o [C,H*D], gate,up [F,C], down [C,F] */
+    ft_weight q_bias, k_bias, v_bias, o_bias;
+    ft_weight q_norm, k_norm;             /* [D] (Qwen3) */
+} ft_layer_weights;
+
+typedef struct ft_model_weights {
+    ft_weight embed;                      /* [V,C] */
+    ft_weight final_norm;                 /* [C] */
+    ft_weight lm_head;                    /* [V,C]; aliases embed when tied */
+    ft_layer_weights *layers;             /* [L] */
+} ft_model_weights;
+
+typedef struct ft_model ft_model;
+
+/* One micro-batch on the host: B rows of T tokens. labels < 0 are ignored; pos are the RoPE
+ * positions; doc_start (may be NULL) marks packed-example starts (see ft_op_attention). */
+typedef struct ft_batch {
+    int64_t B, T;
+    const int32_t *tokens;    /* [B*T] */
+    const int32_t *labels;    /* [B*T] next-token targets, -100 = ignore */
+    const int32_t *pos;       /* [B*T] or NULL: 0..T-1 per row */
+    const int32_t *doc_start; /* [B*T] or NULL */
+} ft_batch;
+
+typedef struct ft_model_opts {
+    int recompute;            /* keep only layer boundaries, recompute in backward */
+    int64_t logits_chunk;     /* rows of logits materialized at once (0: auto) */
+} ft_model_opts;
+
+/* Creates a model with allocated (unfilled) weights on `be`. linear_dtype is the storage of the
+ * seven frozen linear weights (FT_NF4, or FT_F32/FT_BF16/FT_F16 to keep 16/32-bit);
+ * other_dtype that of embeddings, norms, biases and lm_head. */
+ft_status ft_model_create(ft_model **out, ft_backend *be, const ft_model_dims *dims, ft_dtype linear_dtype,
+                          ft_dtype other_dtype, const ft_model_opts *opts);
+void ft_model_free(ft_model *m);
+ft_model_weights *ft_model_get_weights(ft_model *m);
+const ft_model_dims *ft_model_get_dims(const ft_model *m);
+ft_backend *ft_model_backend(ft_model *m);
+/* Attaches LoRA adapters (not owned; NULL detaches). */
+void ft_model_set_lora(ft_model *m, ft_lora *lora);
+/* Adapter module shapes for this model. */
+ft_lora_shapes ft_model_lora_shapes(const ft_model_dims *d);
+
+/* Forward (and, if grad_scale != 0, backward into lora->grads, accumulating) over one
+ * micro-batch. Adds the summed token loss to *loss_sum and the number of target tokens to
+ * *n_targets. grad_scale multiplies d(sum loss) (use 1/total targets of the optimizer step).
+ * dropout_seed seeds this micro-batch's LoRA dropout masks. */
+ft_status ft_model_step(ft_model *m, const ft_batch *b, float grad_scale, uint64_t dropout_seed,
+                        double *loss_sum, int64_t *n_targets);
+
+/* Inference forward: logits of every position to host memory, logits[B*T*V] (float32). */
+ft_status ft_model_logits(ft_model *m, const ft_batch *b, float *logits);
+/* Inference forward for the last position of each row: logits[B*V]. */
+ft_status ft_model_last_logits(ft_model *m, const ft_batch *b, float *logits);
+
+/* Backend bytes of activations for a micro-batch of B x T (the size function the allocator
+ * uses and `ftune plan` reports). */
+typedef struct ft_act_bytes {
+    int64_t boundaries;    /* (L+1) x N x C layer inputs */
+    int64_t layer_working; /* one layer's forward working set (x L when recompute is off) */
+    int64_t backward;      /* backward scratch of one layer */
+    int64_t logits;        /* one logits chunk and its head scratch */
+    int64_t total;
+} ft_act_bytes;
+ft_act_bytes ft_model_act_bytes(const ft_model_dims *d, int64_t B, int64_t T, int64_t lora_r, int recompute,
+                                int64_t logits_chunk, ft_dtype act);
+
+#endif
