@@ -56,8 +56,9 @@ static ft_status ft_tok_cfg_id(ft_tok *t, const cJSON *cfg, const char *key, con
     const char *s = ft_tok_cfg_token(cfg, key);
     if (!s) return FT_OK;
     int32_t id = ft_tok_token_to_id(t, s);
-    if (id < 0) return FT_ERR(FT_E_FORMAT, "%s: %s \"%s\" is not a token of %s", path, key, s, t->path);
-    *out = id;
+    /* transformers would add such a token; we cannot give it an embedding, so it stays unset. */
+    if (id < 0) ft_warn("%s: %s \"%s\" is not a token of %s; ignored", path, key, s, t->path);
+    else *out = id;
     return FT_OK;
 }
 

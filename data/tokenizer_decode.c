@@ -170,7 +170,7 @@ static ft_status ft_decode_with(const ft_tok *t, ft_tok_state *st, const int32_t
     int64_t w = 0;
     for (int64_t i = 0; i < sp->n; i++) {
         if (!t->has_decoder && i > 0) o[w++] = ' ';
-        memcpy(o + w, b + sp->v[i].off, (size_t)sp->v[i].len);
+        if (sp->v[i].len) memcpy(o + w, b + sp->v[i].off, (size_t)sp->v[i].len);
         w += sp->v[i].len;
     }
     o[w] = 0;

@@ -268,12 +268,16 @@ static void grad_lora(void) {
 
 /* ---- cross-entropy ------------------------------------------------------------------------------ */
 typedef struct { float *logits, *tmp; int32_t *labels; int64_t n, V; double mult; } xent_ctx;
-static double xent_loss(void *p) {
+static double xent_loss(void *p) { /* row by row, so the float32 loss_sum rounds small numbers */
     xent_ctx *c = p;
-    float ls = 0.0f, cnt = 0.0f;
+    double L = 0;
     memcpy(c->tmp, c->logits, (size_t)(c->n * c->V) * sizeof(float));
-    FT_CHECK_OK(ft_op_xent(be, &ls, &cnt, c->tmp, c->labels, c->n, c->V, 0.0f));
-    return c->mult * ls;
+    for (int64_t r = 0; r < c->n; r++) {
+        float ls = 0.0f;
+        FT_CHECK_OK(ft_op_xent(be, &ls, NULL, c->tmp + r * c->V, c->labels + r, 1, c->V, 0.0f));
+        L += ls;
+    }
+    return c->mult * L;
 }
 static void grad_xent(const char *what, float grad_scale) {
     const int64_t n = 6, V = 37;

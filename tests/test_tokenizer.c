@@ -295,6 +295,45 @@ static void test_meta_vectors(void) {
     ft_tok_free(tok);
 }
 
+/* Long and hostile inputs: llama3's byte-level BPE must give decode(encode(x)) == x (after the
+ * UTF-8 repair) on runs of 100k+ spaces, letters, digits, emoji and random bytes. */
+static void test_stress(void) {
+    char dir[4200];
+    if (!prepare("llama3", dir, sizeof dir)) return;
+    ft_tok *tok;
+    if (ft_tok_load(&tok, dir) != FT_OK) return;
+    enum { N = 300000 };
+    char *s = malloc(N * 4 + 8);
+    uint64_t r = 88172645463325252ULL;
+    for (int kind = 0; kind < 6; kind++) {
+        int64_t n = 0;
+        for (int64_t i = 0; i < N; i++) {
+            r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+            switch (kind) {
+            case 0: s[n++] = i + 1 < N ? ' ' : 'x'; break;
+            case 1: s[n++] = 'a'; break;
+            case 2: s[n++] = (char)('0' + i % 10); break;
+            case 3: if (i % 4 == 0) { memcpy(s + n, "\xF0\x9F\x98\x80", 4); n += 4; } break;
+            case 4: s[n++] = (char)(r & 0xFF); break; /* random bytes: mostly invalid UTF-8 */
+            case 5: n += ft_utf8_encode((uint32_t)(0x20 + r % 0x2FE0), s + n); break;
+            }
+        }
+        s[n] = 0;
+        int32_t *ids;
+        int64_t nid;
+        char *back = NULL, *want = NULL;
+        int64_t bl = 0, wl = 0;
+        int ok = ft_tok_encode(tok, s, n, 0, &ids, &nid) == FT_OK && ft_tok_decode(tok, ids, nid, 0, &back, &bl) == FT_OK &&
+                 ft_utf8_lossy(s, n, &want, &wl) == FT_OK && bl == wl && memcmp(back, want, (size_t)wl) == 0;
+        FT_CHECK(ok, "stress input %d (%lld bytes -> %lld ids) round-trips", kind, (long long)n, (long long)nid);
+        free(ids);
+        free(back);
+        free(want);
+    }
+    free(s);
+    ft_tok_free(tok);
+}
+
 typedef struct {
     const ft_tok *tok;
     const cJSON *corpus;
@@ -442,6 +481,7 @@ int main(void) {
     test_llamacpp("llama2-spm", "llama-spm");
     test_meta_vectors();
     test_threads(corpus);
+    test_stress();
     test_nfc_fast_path();
     test_errors();
     test_cmd();
