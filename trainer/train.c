@@ -57,6 +57,59 @@ static int64_t ft_count_targets(const ft_batch *b) {
     return n;
 }
 
+ft_status ft_train_step(const ft_step_ctx *c, int64_t step, ft_microbatch_fn get, void *user,
+                        ft_step_guard_fn guard, void *guard_user, ft_step_info *info) {
+    ft_backend *be = ft_model_backend(c->m);
+    const int64_t K = c->grad_accum;
+    const double t0 = ft_now();
+    memset(info, 0, sizeof *info);
+    info->step = step + 1;
+    /* the step's target count first: it normalizes every micro-batch's gradient */
+    int64_t total = 0, tokens = 0;
+    for (int64_t k = 0; k < K; k++) {
+        ft_batch b;
+        FT_TRY(get(user, k, &b));
+        total += ft_count_targets(&b);
+        tokens += b.B * b.T;
+    }
+    if (total == 0)
+        return FT_ERR(FT_E_FORMAT, "step %lld has no target tokens (sequences shorter than 2 tokens?)",
+                      (long long)step + 1);
+    FT_TRY(ft_lora_zero_grads(c->lora, be));
+    double loss = 0;
+    int64_t n = 0;
+    for (int64_t k = 0; k < K; k++) {
+        ft_batch b;
+        FT_TRY(get(user, k, &b));
+        uint64_t seed = ft_mix64(c->seed ^ ft_mix64((uint64_t)(step * K + k)));
+        FT_TRY(ft_model_step(c->m, &b, (float)(1.0 / (double)total), seed, &loss, &n));
+    }
+    if (step == 0 && c->dump_grads) FT_TRY(ft_lora_save(c->lora, be, c->dump_grads, 'g'));
+    info->loss = loss / (double)total;
+    info->targets = total;
+    info->tokens = tokens;
+    FT_TRY(ft_grad_norm(be, c->opt->norm_acc, c->lora->grads, c->lora->n_params, &info->grad_norm));
+    info->lr = ft_sched_lr(c->sched, step);
+    if (guard && !guard(guard_user, info)) {
+        info->skipped = 1;
+    } else {
+        FT_TRY(ft_adamw_step(c->opt, be, c->lora->params, c->lora->grads, info->lr, info->grad_norm));
+    }
+    FT_TRY(ft_backend_sync(be));
+    info->seconds = ft_now() - t0;
+    return FT_OK;
+}
+
+typedef struct ft_seq_source {
+    ft_seq_batcher *sb;
+    int64_t base;             /* step * K */
+} ft_seq_source;
+
+static ft_status ft_seq_get(void *user, int64_t k, ft_batch *out) {
+    ft_seq_source *s = user;
+    return ft_seq_batch(s->sb, s->base + k, out);
+}
+
 ft_status ft_train_tokens(ft_model *m, ft_lora *lora, const ft_token_seqs *seqs, const ft_train_cfg *cfg,
                           ft_step_cb cb, void *user) {
     ft_backend *be = ft_model_backend(m);
@@ -65,37 +118,12 @@ ft_status ft_train_tokens(ft_model *m, ft_lora *lora, const ft_token_seqs *seqs,
     ft_status st;
     FT_TRY(ft_adamw_create(&opt, be, lora->n_params, &cfg->opt));
     ft_model_set_lora(m, lora);
-    int64_t K = cfg->grad_accum;
+    ft_step_ctx ctx = {.m = m, .lora = lora, .opt = opt, .sched = &cfg->sched, .grad_accum = cfg->grad_accum,
+                       .seed = cfg->seed, .dump_grads = cfg->dump_grads};
     for (int64_t step = 0; step < cfg->steps; step++) {
-        double t0 = ft_now();
-        /* the step's target count first: it normalizes every micro-batch's gradient */
-        int64_t total = 0;
-        for (int64_t k = 0; k < K; k++) {
-            ft_batch b;
-            FT_CHECK_GOTO(st, ft_seq_batch(&sb, step * K + k, &b), done);
-            total += ft_count_targets(&b);
-        }
-        if (total == 0) {
-            st = FT_ERR(FT_E_FORMAT, "step %lld has no target tokens (sequences shorter than 2 tokens?)",
-                        (long long)step + 1);
-            goto done;
-        }
-        FT_CHECK_GOTO(st, ft_lora_zero_grads(lora, be), done);
-        double loss = 0;
-        int64_t n = 0;
-        for (int64_t k = 0; k < K; k++) {
-            ft_batch b;
-            FT_CHECK_GOTO(st, ft_seq_batch(&sb, step * K + k, &b), done);
-            uint64_t seed = ft_mix64(cfg->seed ^ ft_mix64((uint64_t)(step * K + k)));
-            FT_CHECK_GOTO(st, ft_model_step(m, &b, (float)(1.0 / (double)total), seed, &loss, &n), done);
-        }
-        if (step == 0 && cfg->dump_grads) FT_CHECK_GOTO(st, ft_lora_save(lora, be, cfg->dump_grads, 'g'), done);
-        ft_step_info info = {.step = step + 1, .loss = loss / (double)total, .targets = total};
-        FT_CHECK_GOTO(st, ft_grad_norm(be, opt->norm_acc, lora->grads, lora->n_params, &info.grad_norm), done);
-        info.lr = ft_sched_lr(&cfg->sched, step);
-        FT_CHECK_GOTO(st, ft_adamw_step(opt, be, lora->params, lora->grads, info.lr, info.grad_norm), done);
-        FT_CHECK_GOTO(st, ft_backend_sync(be), done);
-        info.seconds = ft_now() - t0;
+        ft_seq_source src = {&sb, step * cfg->grad_accum};
+        ft_step_info info;
+        FT_CHECK_GOTO(st, ft_train_step(&ctx, step, ft_seq_get, &src, NULL, NULL, &info), done);
         if (cb) FT_CHECK_GOTO(st, cb(user, &info), done);
     }
     st = FT_OK;
