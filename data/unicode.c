@@ -191,14 +191,23 @@ int ft_uni_quick_stable(ft_norm_form form, const char *s, int64_t len) {
     return 1;
 }
 
-ft_status ft_uni_normalize(ft_norm_form form, const char *s, int64_t len, char **out, int64_t *out_len) {
-    int opt = UTF8PROC_STABLE;
-    switch (form) {
-    case FT_NF_NFC: opt |= UTF8PROC_COMPOSE; break;
-    case FT_NF_NFD: opt |= UTF8PROC_DECOMPOSE; break;
-    case FT_NF_NFKC: opt |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT; break;
-    case FT_NF_NFKD: opt |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT; break;
+extern const uint32_t ft_uni_hf_inert[];
+extern const int ft_uni_hf_inert_n;
+
+/* 1 when HF treats cp as an inert starter that utf8proc knows better (unicode_hf_table.c). */
+static int ft_uni_hf_is_inert(uint32_t cp) {
+    if (cp < ft_uni_hf_inert[0]) return 0;
+    int lo = 0, hi = ft_uni_hf_inert_n - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (ft_uni_hf_inert[mid] == cp) return 1;
+        if (ft_uni_hf_inert[mid] < cp) lo = mid + 1;
+        else hi = mid - 1;
     }
+    return 0;
+}
+
+static ft_status ft_uni_normalize_chunk(int opt, const char *s, int64_t len, char **out, int64_t *out_len) {
     if (len == 0) {
         FT_TRY(ft_calloc((void **)out, 1, "normalized text"));
         *out_len = 0;
@@ -212,6 +221,60 @@ ft_status ft_uni_normalize(ft_norm_form form, const char *s, int64_t len, char *
     }
     *out = (char *)dst;
     *out_len = r;
+    return FT_OK;
+}
+
+ft_status ft_uni_normalize(ft_norm_form form, const char *s, int64_t len, char **out, int64_t *out_len) {
+    int opt = UTF8PROC_STABLE;
+    switch (form) {
+    case FT_NF_NFC: opt |= UTF8PROC_COMPOSE; break;
+    case FT_NF_NFD: opt |= UTF8PROC_DECOMPOSE; break;
+    case FT_NF_NFKC: opt |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT; break;
+    case FT_NF_NFKD: opt |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT; break;
+    }
+    /* HF's tables predate some code points; it treats them as inert starters, which never
+     * reorder or compose with their neighbours: normalizing the runs between them separately and
+     * keeping them as they are gives HF's result. */
+    const uint8_t *p = (const uint8_t *)s;
+    char *o = NULL;
+    int64_t on = 0, ocap = 0, run = 0;
+    ft_status st = FT_OK;
+    for (int64_t i = 0; i <= len && st == FT_OK;) {
+        int n = 1, inert = 0;
+        if (i < len && p[i] >= 0x80) {
+            int32_t cp = ft_utf8_decode(p + i, len - i, &n);
+            inert = cp >= 0 && ft_uni_hf_is_inert((uint32_t)cp);
+        }
+        if (i == len || inert) {
+            if (!o && i == len) return ft_uni_normalize_chunk(opt, s, len, out, out_len); /* none found */
+            char *c = NULL;
+            int64_t cn = 0;
+            st = ft_uni_normalize_chunk(opt, s + run, i - run, &c, &cn);
+            if (st == FT_OK && on + cn + n + 1 > ocap) {
+                int64_t cap = (on + cn + n + 1) * 2;
+                char *g = realloc(o, (size_t)cap);
+                if (!g) st = FT_ERR(FT_E_OOM, "out of memory normalizing %lld bytes", (long long)len);
+                else o = g, ocap = cap;
+            }
+            if (st == FT_OK) {
+                memcpy(o + on, c, (size_t)cn);
+                on += cn;
+                if (i < len) memcpy(o + on, s + i, (size_t)n);
+                if (i < len) on += n;
+                o[on] = 0;
+            }
+            free(c);
+            if (i == len) break;
+            run = i + n;
+        }
+        i += n;
+    }
+    if (st != FT_OK) {
+        free(o);
+        return st;
+    }
+    *out = o;
+    *out_len = on;
     return FT_OK;
 }
 

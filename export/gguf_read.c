@@ -122,14 +122,14 @@ ft_status ft_gguf_open(ft_gguf **out, const char *path) {
     }
     g->map = m;
     ft_cur c = {g->map, g->size};
-    char magic[4];
+    char magic[4] = {0};
     ft_rd(&c, magic, 4);
     if (memcmp(magic, "GGUF", 4) != 0) FAIL("%s: not a GGUF file (bad magic)", path);
     ft_rd(&c, &g->version, 4);
     if (g->version == 1) FAIL("%s: GGUF version 1 is not supported", path);
     if ((g->version & 0xFFFF) == 0) FAIL("%s: GGUF version %u looks byte-swapped (big-endian file?)", path, g->version);
     if (g->version > 3) FAIL("%s: GGUF version %u is newer than 3", path, g->version);
-    int64_t nt, nkv;
+    int64_t nt = 0, nkv = 0;
     ft_rd(&c, &nt, 8);
     ft_rd(&c, &nkv, 8);
     if (nt < 0 || nkv < 0 || nt > c.left / 8 || nkv > c.left / 8)

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/tokenizer.h"
 #include "kernels/mem.h"
 #include "kernels/rng.h"
 #include "trainer/cli.h"
@@ -16,6 +17,8 @@
 static const ft_opt ft_gen_opts[] = {
     {"model", FT_OPT_STR, "DIR", NULL, "Hugging Face model directory"},
     {"tokens", FT_OPT_STR, "IDS", "1", "prompt token ids, e.g. \"1 403 11\""},
+    {"prompt", FT_OPT_STR, "TEXT", NULL, "prompt text, encoded with the model's tokenizer.json (BOS added)"},
+    {"text", FT_OPT_FLAG, NULL, NULL, "print the decoded text instead of ids"},
     {"n", FT_OPT_INT, "N", "32", "tokens to generate"},
     {"temperature", FT_OPT_FLOAT, "T", "0", "0 for greedy argmax"},
     {"top-p", FT_OPT_FLOAT, "P", "0.9", "nucleus sampling mass (with temperature > 0)"},
@@ -66,17 +69,20 @@ ft_status ft_cmd_generate(int argc, char **argv) {
     int32_t *ids = NULL;
     float *logits = NULL;
     ft_cand *cand = NULL;
+    ft_tok *tok = NULL;
+    char *text = NULL;
     if (st != FT_OK) goto done;
     if (cli.help) {
         ft_cli_usage(&cli);
         goto done;
     }
-    const char *dir, *tok_s, *quant_s, *device, *stop_s;
+    const char *dir, *tok_s, *quant_s, *device, *stop_s, *prompt_s;
     int64_t n, seed, threads;
     double temp, top_p;
     ft_load_opts lo = {0};
     FT_CHECK_GOTO(st, ft_cli_req(&cli, "model", &dir), done);
     FT_CHECK_GOTO(st, ft_cli_str(&cli, "tokens", &tok_s), done);
+    FT_CHECK_GOTO(st, ft_cli_str(&cli, "prompt", &prompt_s), done);
     FT_CHECK_GOTO(st, ft_cli_int(&cli, "n", &n), done);
     FT_CHECK_GOTO(st, ft_cli_float(&cli, "temperature", &temp), done);
     FT_CHECK_GOTO(st, ft_cli_float(&cli, "top-p", &top_p), done);
@@ -90,7 +96,18 @@ ft_status ft_cmd_generate(int argc, char **argv) {
         goto done;
     }
     FT_CHECK_GOTO(st, ft_quant_parse(quant_s, &lo.quant), done);
-    FT_CHECK_GOTO(st, ft_token_list_parse(tok_s, "--tokens", &prompt), done);
+    if (prompt_s || ft_cli_flag(&cli, "text")) FT_CHECK_GOTO(st, ft_tok_load(&tok, dir), done);
+    if (prompt_s) {
+        int32_t *pids = NULL;
+        int64_t np = 0;
+        FT_CHECK_GOTO(st, ft_tok_encode(tok, prompt_s, (int64_t)strlen(prompt_s), 1, &pids, &np), done);
+        prompt.ids = pids, prompt.n = 1;
+        st = ft_malloc((void **)&prompt.start, 2 * sizeof *prompt.start, "prompt");
+        if (st != FT_OK) goto done;
+        prompt.start[0] = 0, prompt.start[1] = np;
+    } else {
+        FT_CHECK_GOTO(st, ft_token_list_parse(tok_s, "--tokens", &prompt), done);
+    }
     if (stop_s) FT_CHECK_GOTO(st, ft_token_list_parse(stop_s, "--stop", &stop), done);
     FT_CHECK_GOTO(st, ft_backend_open(&be, device, (int)threads), done);
     FT_CHECK_GOTO(st, ft_model_load(&model, be, dir, &lo), done);
@@ -109,9 +126,16 @@ ft_status ft_cmd_generate(int argc, char **argv) {
         for (int64_t k = 0; stop.n && k < stop.start[1]; k++) stop_now |= stop.ids[k] == next;
         if (stop_now) break;
     }
-    for (int64_t i = 0; i < len; i++) printf(i ? " %d" : "%d", ids[i]);
-    printf("\n");
+    if (ft_cli_flag(&cli, "text")) {
+        FT_CHECK_GOTO(st, ft_tok_decode(tok, ids, len, 1, &text, NULL), done);
+        printf("%s\n", text);
+    } else {
+        for (int64_t i = 0; i < len; i++) printf(i ? " %d" : "%d", ids[i]);
+        printf("\n");
+    }
 done:
+    free(text);
+    ft_tok_free(tok);
     free(ids);
     free(logits);
     free(cand);

@@ -40,7 +40,7 @@ typedef enum {
     RK_STRS,    /* list of strings: char *[max_items] + int count */
 } rk_type;
 
-enum { RK_GT = 1, RK_LT = 2, RK_REQUIRED = 4 }; /* min exclusive, max exclusive, required key */
+enum { RK_GT = 1, RK_LT = 2, RK_REQUIRED = 4, RK_NONEMPTY = 8 }; /* min/max exclusive, required, non-empty list */
 
 typedef struct rk {
     const char *key;     /* dotted path: "training.lr" */
@@ -82,6 +82,7 @@ static const rk ft_recipe_keys[] = {
      .help = "dropout on the LoRA input"},
     {.key = "lora.targets", .type = RK_ENUMS, .off = F(lora.targets), .def = "all",
      .choices = "all|q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj", .aliases = "all-linear=all",
+     .flags = RK_NONEMPTY,
      .help = "adapted modules: all, or a list (YAML list or comma string) of module names"},
     {.key = "lora.rslora", .type = RK_BOOL, .off = F(lora.rslora), .def = "false",
      .help = "rank-stabilized scaling alpha / sqrt(r)"},
@@ -235,32 +236,36 @@ static int rk_edit_distance(const char *a, const char *b) {
     return row[lb];
 }
 
-/* " (did you mean training.lr?)" for the closest key or section, or "". */
+/* " (did you mean training.lr?)" for the closest key or section name, or "". */
 static void rk_suggest(const char *path, char *buf, size_t cap) {
     int best = 1000;
-    const char *best_key = NULL;
-    char sec[64];
+    char best_name[128] = "", name[128];
     for (int i = 0; i < RK_COUNT; i++) {
-        const char *k = ft_recipe_keys[i].key, *dot = strchr(k, '.');
-        int d = rk_edit_distance(path, k);
-        if (d < best) best = d, best_key = k;
-        if (dot && (size_t)(dot - k) < sizeof sec) { /* the section itself */
-            memcpy(sec, k, (size_t)(dot - k));
-            sec[dot - k] = 0;
-            d = rk_edit_distance(path, sec);
-            if (d < best) best = d, best_key = ft_recipe_keys[i].key; /* suggest a key of it below */
-            if (d == best && best_key == ft_recipe_keys[i].key) {
-                /* keep the section name, not a key, as the suggestion */
-                static const char *const secs[] = {"model", "lora", "data", "training", "checkpoint", "eval", "export"};
-                for (size_t s = 0; s < sizeof secs / sizeof *secs; s++)
-                    if (strcmp(secs[s], sec) == 0) best_key = secs[s];
-            }
+        const char *k = ft_recipe_keys[i].key;
+        for (const char *dot = k;; dot++) { /* the key itself and each of its sections */
+            dot = strchr(dot, '.');
+            size_t n = dot ? (size_t)(dot - k) : strlen(k);
+            if (n >= sizeof name) break;
+            memcpy(name, k, n);
+            name[n] = 0;
+            int d = rk_edit_distance(path, name);
+            if (d < best) best = d, snprintf(best_name, sizeof best_name, "%s", name);
+            if (!dot) break;
         }
     }
     int limit = (int)strlen(path) / 3;
     if (limit < 2) limit = 2;
-    if (best_key && best <= limit) snprintf(buf, cap, " (did you mean %s?)", best_key);
+    if (best_name[0] && best <= limit) snprintf(buf, cap, " (did you mean %s?)", best_name);
     else buf[0] = 0;
+}
+
+/* The first key of a section, for examples in messages. */
+static const char *rk_first_in(const char *section) {
+    size_t n = strlen(section);
+    for (int i = 0; i < RK_COUNT; i++)
+        if (strncmp(ft_recipe_keys[i].key, section, n) == 0 && ft_recipe_keys[i].key[n] == '.')
+            return ft_recipe_keys[i].key;
+    return section;
 }
 
 /* Lexically normalized absolute path: base/rel with ".", "..", "//" folded; "~/" is $HOME. */
@@ -329,10 +334,6 @@ static void rk_where(const rorigin *o, char *buf, size_t cap) {
         return FT_ERR(FT_E_ARG, "%s%s: %s", w_, (k)->key, m_);                                    \
     } while (0)
 
-static const char *rv_kind_name(int kind) {
-    return kind == RV_MAP ? "a mapping" : kind == RV_LIST ? "a list" : kind == RV_NULL ? "nothing" : "a scalar";
-}
-
 /* Looks a word up in "a|b|c" (aliases "x=a|..." first). Returns the canonical choice (static
  * storage in the table) via *canon and its length. */
 static int rk_choice(const rk *k, const char *s, size_t len, const char **canon, size_t *clen) {
@@ -387,9 +388,9 @@ static int rk_bool_word(const char *s, int *out) {
 static ft_status rk_check_range(const rorigin *o, const rk *k, double v, const char *text) {
     int lo_ok = (k->flags & RK_GT) ? v > k->min : v >= k->min;
     int hi_ok = (k->flags & RK_LT) ? v < k->max : v <= k->max;
-    if (lo_ok && hi_ok) return FT_OK;
-    RK_FAIL(o, k, "must be in %c%.15g, %.15g%c (got %s)", (k->flags & RK_GT) ? '(' : '[', k->min, k->max,
-            (k->flags & RK_LT) ? ')' : ']', text);
+    if (!lo_ok) RK_FAIL(o, k, "must be %s %.15g (got %s)", (k->flags & RK_GT) ? ">" : ">=", k->min, text);
+    if (!hi_ok) RK_FAIL(o, k, "must be %s %.15g (got %s)", (k->flags & RK_LT) ? "<" : "<=", k->max, text);
+    return FT_OK;
 }
 
 /* Validates and appends one comma-separated piece list of choices into buf. */
@@ -427,7 +428,7 @@ static ft_status rk_set(ft_recipe *r, const rk *k, const rv *v, const char *base
     switch (k->type) {
     case RK_STR:
     case RK_PATH: {
-        char *nv;
+        char *nv = NULL;
         if (k->type == RK_PATH && s[0]) FT_TRY(rk_resolve(base, s, &nv));
         else FT_TRY(rk_strdup(&nv, s, strlen(s)));
         free(*rk_str(r, k));
@@ -470,7 +471,7 @@ static ft_status rk_set(ft_recipe *r, const rk *k, const rv *v, const char *base
             rk_choices_text(k, choices, sizeof choices);
             RK_FAIL(o, k, "expected %s, got '%s'", choices, s);
         }
-        char *nv;
+        char *nv = NULL;
         FT_TRY(rk_strdup(&nv, canon, clen));
         free(*rk_str(r, k));
         *rk_str(r, k) = nv;
@@ -489,8 +490,8 @@ static ft_status rk_set(ft_recipe *r, const rk *k, const rv *v, const char *base
         if (strstr(buf, "all") == buf && buf[3] == ',')
             RK_FAIL(o, k, "'all' cannot be combined with module names");
         if (strstr(buf, ",all")) RK_FAIL(o, k, "'all' cannot be combined with module names");
-        if (!buf[0] && k->def[0]) RK_FAIL(o, k, "expected at least one value");
-        char *nv;
+        if (!buf[0] && (k->flags & RK_NONEMPTY)) RK_FAIL(o, k, "expected at least one value");
+        char *nv = NULL;
         FT_TRY(rk_strdup(&nv, buf, strlen(buf)));
         free(*rk_str(r, k));
         *rk_str(r, k) = nv;
@@ -633,9 +634,8 @@ static ft_status rk_walk(rctx *c, yaml_node_t *map, const char *prefix, int dept
             }
             if (vn->type == YAML_SCALAR_NODE && rv_is_null_scalar(vn)) continue; /* "eval:" with no keys */
             if (vn->type != YAML_MAPPING_NODE || depth > 4)
-                return FT_ERR(FT_E_ARG, "%s:%d:%d: %s: expected a mapping of keys (e.g. %s.%s), got %s", c->file,
-                              (int)vn->start_mark.line + 1, (int)vn->start_mark.column + 1, path, path,
-                              strchr(ft_recipe_keys[0].key, '.') && strcmp(path, "model") ? "..." : "path",
+                return FT_ERR(FT_E_ARG, "%s:%d:%d: %s: expected a mapping of keys (e.g. %s), got %s", c->file,
+                              (int)vn->start_mark.line + 1, (int)vn->start_mark.column + 1, path, rk_first_in(path),
                               vn->type == YAML_SEQUENCE_NODE ? "a list" : "a scalar");
             FT_TRY(rk_walk(c, vn, path, depth + 1));
         } else {
@@ -707,8 +707,8 @@ static ft_status rk_apply_set(rctx *c, const char *arg, const char *cwd) {
     if (!k) {
         char hint[128];
         if (rk_is_section(key))
-            return FT_ERR(FT_E_ARG, "--set %s: '%s' is a section; set one of its keys (e.g. %s.%s)", arg, key, key,
-                          strcmp(key, "training") == 0 ? "lr" : "...");
+            return FT_ERR(FT_E_ARG, "--set %s: '%s' is a section; set one of its keys (e.g. %s=...)", arg, key,
+                          rk_first_in(key));
         rk_suggest(key, hint, sizeof hint);
         return FT_ERR(FT_E_ARG, "--set %s: unknown key '%s'%s", arg, key, hint);
     }
@@ -720,7 +720,6 @@ static ft_status rk_apply_set(rctx *c, const char *arg, const char *cwd) {
     ft_status st;
     if ((rk_is_list(k) || k->type == RK_ENUMS) && vl >= 2 && val[0] == '[' && val[vl - 1] == ']') {
         /* a YAML flow list: [a, "b, with comma"] */
-        rctx sub = *c;
         yaml_parser_t parser;
         yaml_document_t doc;
         if (!yaml_parser_initialize(&parser)) return FT_ERR(FT_E_OOM, "out of memory");
@@ -732,7 +731,6 @@ static ft_status rk_apply_set(rctx *c, const char *arg, const char *cwd) {
             return st;
         }
         yaml_node_t *root = yaml_document_get_root_node(&doc);
-        (void)sub;
         if (root) rv_from_node(&doc, root, &v);
         st = rk_set(c->r, k, &v, cwd, &o);
         yaml_document_delete(&doc);

@@ -19,6 +19,7 @@ typedef struct ft_recipe {
 
     struct {
         char *path;               /* model.path: HF checkpoint directory (config.json + safetensors) */
+        char *config;             /* model.config: config.json for `ftune plan` ("" = model.path/config.json) */
         char *quant;              /* model.quant: nf4 | bf16 (none) */
         char *arch;               /* model.arch: optional check against config.json architectures[0] */
         char *device;             /* model.device: cpu | cuda | auto */

@@ -56,7 +56,7 @@ EDGE = [
     "ctrl\x01\x02\x7f chars", "▁already▁meta", "  ▁ mixed", "<0x41> literal",
     "https://example.com/path?q=1&r=2#frag", "def f(x):\n    return x ** 2\n", "SELECT * FROM t WHERE a = 'b';",
     "a-b-c;d,e", "word--dash", "x = [1, 2, 3]  # comment", "\u00e9\u0300 combined", "ñ vs n\u0303",
-    "🤗🤗🤗🤗🤗🤗🤗🤗🤗🤗", "a" * 300, " " * 50 + "x", "\n" * 20, "ab" * 100, "😀" * 40,
+    "x\u1ac6\u1aba y\u0301\u1ac6\u0316 \U00011935\U00011930 \u0898\u0300 newer marks", "🤗🤗🤗🤗🤗🤗🤗🤗🤗🤗", "a" * 300, " " * 50 + "x", "\n" * 20, "ab" * 100, "😀" * 40,
 ]
 
 

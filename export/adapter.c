@@ -1,0 +1,470 @@
+/* adapter.c: see adapter.h. */
+#include "export/adapter.h"
+
+#include <cJSON.h>
+#include <cblas.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "export/export_util.h"
+#include "export/gguf.h"
+#include "export/safetensors_write.h"
+#include "kernels/fileio.h"
+#include "kernels/log.h"
+#include "kernels/mem.h"
+#include "trainer/safetensors_read.h"
+
+static int ft_has_config(const char *dir) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/adapter_config.json", dir);
+    return ft_is_file(p);
+}
+
+ft_status ft_adapter_resolve(const char *path, char *out, size_t cap) {
+    if (!ft_is_dir(path)) return FT_ERR(FT_E_ARG, "%s: not a directory (expected a PEFT adapter, run or checkpoint directory)", path);
+    char c[4200];
+    if (ft_has_config(path)) return ft_copy_path(out, cap, path);
+    static const char *const subs[] = {"adapter", "final", "final/adapter"};
+    for (size_t i = 0; i < sizeof subs / sizeof *subs; i++) {
+        snprintf(c, sizeof c, "%s/%s", path, subs[i]);
+        if (ft_has_config(c)) return ft_copy_path(out, cap, c);
+    }
+    /* newest checkpoint: the name that sorts last among checkpoints/ entries holding a config */
+    snprintf(c, sizeof c, "%s/checkpoints", path);
+    DIR *d = opendir(c);
+    char best[256] = "";
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (e->d_name[0] == '.' || strlen(e->d_name) >= sizeof best) continue;
+            char p[4500];
+            snprintf(p, sizeof p, "%s/checkpoints/%s", path, e->d_name);
+            char p2[4600];
+            snprintf(p2, sizeof p2, "%s/adapter", p);
+            if (!ft_has_config(p) && !ft_has_config(p2)) continue;
+            /* compare numerically when both end in digits (step-9 < step-10) */
+            size_t lb = strlen(best), le = strlen(e->d_name);
+            if (!best[0] || (le > lb) || (le == lb && strcmp(e->d_name, best) > 0)) snprintf(best, sizeof best, "%s", e->d_name);
+        }
+        closedir(d);
+    }
+    if (best[0]) {
+        snprintf(c, sizeof c, "%s/checkpoints/%s", path, best);
+        if (ft_has_config(c)) return ft_copy_path(out, cap, c);
+        snprintf(c, sizeof c, "%s/checkpoints/%s/adapter", path, best);
+        return ft_copy_path(out, cap, c);
+    }
+    return FT_ERR(FT_E_ARG,
+                  "%s: no adapter found: expected adapter_config.json + adapter_model.safetensors here, in adapter/ or "
+                  "final/, or in a checkpoints/* directory",
+                  path);
+}
+
+void ft_adapter_free(ft_adapter *a) {
+    if (!a) return;
+    for (int64_t i = 0; i < a->n; i++) free(a->m[i].A), free(a->m[i].B);
+    free(a->m);
+    free(a->rank_pattern);
+    free(a->alpha_pattern);
+    memset(a, 0, sizeof *a);
+}
+
+/* PEFT's pattern rule: key matches module name `mod` when mod == key or mod ends with "." + key. */
+static int ft_pattern_match(const char *mod, const char *key) {
+    size_t lm = strlen(mod), lk = strlen(key);
+    if (lm == lk) return strcmp(mod, key) == 0;
+    return lm > lk && mod[lm - lk - 1] == '.' && strcmp(mod + lm - lk, key) == 0;
+}
+
+static int ft_mod_cmp(const void *x, const void *y) {
+    const ft_adapter_mod *a = x, *b = y;
+    if (a->layer != b->layer) return a->layer < b->layer ? -1 : 1;
+    return (int)a->lin - (int)b->lin;
+}
+
+/* Parses "model.layers.N.<module path>" into (layer, linear). */
+static int ft_parse_module(const char *name, int64_t *layer, ft_linear *lin) {
+    const char *pre = "model.layers.";
+    if (strncmp(name, pre, strlen(pre)) != 0) return 0;
+    char *end;
+    long long l = strtoll(name + strlen(pre), &end, 10);
+    if (end == name + strlen(pre) || *end != '.' || l < 0) return 0;
+    for (int k = 0; k < FT_LIN_COUNT; k++) {
+        const ft_linear_info *li = ft_linear_info_get((ft_linear)k);
+        const char *suffix = strstr(li->hf_module, "%d") + 2; /* ".self_attn.q_proj" */
+        if (strcmp(end, suffix) == 0) {
+            *layer = l, *lin = (ft_linear)k;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+ft_status ft_adapter_load(ft_adapter *a, const char *path) {
+    memset(a, 0, sizeof *a);
+    ft_status st;
+    char cfgp[4200], stp[4200];
+    char *text = NULL;
+    cJSON *j = NULL;
+    ft_st_model *sm = NULL;
+    FT_TRY(ft_adapter_resolve(path, a->dir, sizeof a->dir));
+    snprintf(cfgp, sizeof cfgp, "%s/adapter_config.json", a->dir);
+    snprintf(stp, sizeof stp, "%s/adapter_model.safetensors", a->dir);
+    FT_CHECK_GOTO(st, ft_read_text(cfgp, &text, NULL), fail);
+    j = cJSON_Parse(text);
+    if (!j || !cJSON_IsObject(j)) {
+        st = FT_ERR(FT_E_FORMAT, "%s: not a JSON object", cfgp);
+        goto fail;
+    }
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "peft_type");
+    if (!cJSON_IsString(v) || strcmp(v->valuestring, "LORA") != 0) {
+        st = FT_ERR(FT_E_UNSUPPORTED, "%s: peft_type is %s; only LORA adapters can be exported", cfgp,
+                    cJSON_IsString(v) ? v->valuestring : "missing");
+        goto fail;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(j, "r");
+    if (!cJSON_IsNumber(v) || v->valuedouble < 1) {
+        st = FT_ERR(FT_E_FORMAT, "%s: r must be a positive integer", cfgp);
+        goto fail;
+    }
+    a->r = (int64_t)v->valuedouble;
+    v = cJSON_GetObjectItemCaseSensitive(j, "lora_alpha");
+    a->alpha = cJSON_IsNumber(v) ? v->valuedouble : 8.0;
+    v = cJSON_GetObjectItemCaseSensitive(j, "lora_dropout");
+    a->dropout = cJSON_IsNumber(v) ? v->valuedouble : 0.0;
+    a->rslora = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "use_rslora"));
+    v = cJSON_GetObjectItemCaseSensitive(j, "base_model_name_or_path");
+    if (cJSON_IsString(v)) snprintf(a->base, sizeof a->base, "%s", v->valuestring);
+    static const char *const unsupported[] = {"use_dora", "fan_in_fan_out", "lora_bias"};
+    for (size_t k = 0; k < sizeof unsupported / sizeof *unsupported; k++) {
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, unsupported[k]))) {
+            st = FT_ERR(FT_E_UNSUPPORTED, "%s: %s is true; llama.cpp adapters and ftune support plain LoRA and rsLoRA only",
+                        cfgp, unsupported[k]);
+            goto fail;
+        }
+    }
+    v = cJSON_GetObjectItemCaseSensitive(j, "bias");
+    if (cJSON_IsString(v) && strcmp(v->valuestring, "none") != 0) {
+        st = FT_ERR(FT_E_UNSUPPORTED, "%s: bias is \"%s\"; only \"none\" is supported", cfgp, v->valuestring);
+        goto fail;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(j, "modules_to_save");
+    if (cJSON_IsArray(v) && cJSON_GetArraySize(v) > 0) {
+        st = FT_ERR(FT_E_UNSUPPORTED, "%s: modules_to_save is set; fully trained modules cannot go into a LoRA GGUF", cfgp);
+        goto fail;
+    }
+    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(j, "rank_pattern");
+    const cJSON *ap = cJSON_GetObjectItemCaseSensitive(j, "alpha_pattern");
+    a->rank_pattern = cJSON_IsObject(rp) ? cJSON_PrintUnformatted(rp) : strdup("{}");
+    a->alpha_pattern = cJSON_IsObject(ap) ? cJSON_PrintUnformatted(ap) : strdup("{}");
+    if (!a->rank_pattern || !a->alpha_pattern) {
+        st = FT_ERR(FT_E_OOM, "out of memory");
+        goto fail;
+    }
+
+    FT_CHECK_GOTO(st, ft_st_open(&sm, stp), fail);
+    int64_t nt = ft_st_count(sm);
+    FT_CHECK_GOTO(st, ft_calloc((void **)&a->m, (size_t)(nt / 2 + 1) * sizeof *a->m, "adapter modules"), fail);
+    for (int64_t i = 0; i < nt; i++) {
+        const ft_st_tensor *t = ft_st_at(sm, i);
+        const char *nm = t->name;
+        size_t ln = strlen(nm), lp = strlen(FT_PEFT_PREFIX);
+        int isA = ln > strlen(FT_PEFT_LORA_A) && strcmp(nm + ln - strlen(FT_PEFT_LORA_A), FT_PEFT_LORA_A) == 0;
+        int isB = ln > strlen(FT_PEFT_LORA_B) && strcmp(nm + ln - strlen(FT_PEFT_LORA_B), FT_PEFT_LORA_B) == 0;
+        if (!isA && !isB) {
+            st = FT_ERR(FT_E_UNSUPPORTED, "%s: tensor %s is not a LoRA A/B weight of a linear layer (embedding/lm_head "
+                        "LoRA, DoRA magnitudes and saved modules are not supported)", stp, nm);
+            goto fail;
+        }
+        char mod[512];
+        size_t lm = ln - strlen(FT_PEFT_LORA_A);
+        if (strncmp(nm, FT_PEFT_PREFIX, lp) != 0 || lm - lp >= sizeof mod) {
+            st = FT_ERR(FT_E_FORMAT, "%s: tensor %s does not start with %s", stp, nm, FT_PEFT_PREFIX);
+            goto fail;
+        }
+        memcpy(mod, nm + lp, lm - lp);
+        mod[lm - lp] = 0;
+        int64_t layer;
+        ft_linear lin;
+        if (!ft_parse_module(mod, &layer, &lin)) {
+            st = FT_ERR(FT_E_UNSUPPORTED, "%s: tensor %s: module %s is not one of the decoder linears "
+                        "(q/k/v/o_proj, gate/up/down_proj of model.layers.N)", stp, nm, mod);
+            goto fail;
+        }
+        ft_dtype dt;
+        FT_CHECK_GOTO(st, ft_st_tensor_dtype(t, &dt), fail);
+        if (t->ndim != 2 || !(dt == FT_F32 || dt == FT_F16 || dt == FT_BF16)) {
+            st = FT_ERR(FT_E_FORMAT, "%s: tensor %s must be a 2-D F32/F16/BF16 matrix", stp, nm);
+            goto fail;
+        }
+        ft_adapter_mod *m = NULL;
+        for (int64_t k = 0; k < a->n; k++)
+            if (a->m[k].layer == layer && a->m[k].lin == lin) m = &a->m[k];
+        if (!m) {
+            if (a->n >= nt / 2 + 1) {
+                st = FT_ERR(FT_E_FORMAT, "%s: unpaired LoRA tensors", stp);
+                goto fail;
+            }
+            m = &a->m[a->n++];
+            m->layer = layer, m->lin = lin;
+        }
+        float **dst = isA ? &m->A : &m->B;
+        if (*dst) {
+            st = FT_ERR(FT_E_FORMAT, "%s: tensor %s appears twice", stp, nm);
+            goto fail;
+        }
+        FT_CHECK_GOTO(st, ft_malloc((void **)dst, (size_t)t->numel * 4, "LoRA tensor"), fail);
+        ft_to_f32(*dst, t->data, dt, t->numel);
+        if (isA) m->r = t->shape[0], m->in = t->shape[1];
+        else {
+            if (m->A && m->r != t->shape[1]) goto rank_mismatch;
+            m->out = t->shape[0];
+            if (!m->A) m->r = t->shape[1];
+        }
+        if (isA && m->B && m->r != t->shape[0]) {
+        rank_mismatch:
+            st = FT_ERR(FT_E_FORMAT, "%s: module %s: lora_A has %lld rows but lora_B %lld columns", stp, mod,
+                        (long long)m->r, (long long)t->shape[isA ? 0 : 1]);
+            goto fail;
+        }
+        /* effective scaling: alpha_pattern overrides lora_alpha for matching modules */
+        double alpha = a->alpha;
+        if (cJSON_IsObject(ap)) {
+            const cJSON *e;
+            cJSON_ArrayForEach(e, ap) {
+                if (cJSON_IsNumber(e) && ft_pattern_match(mod, e->string)) alpha = e->valuedouble;
+            }
+        }
+        m->scale = alpha; /* divided by r (or sqrt r) once both halves are known */
+    }
+    if (a->n == 0) {
+        st = FT_ERR(FT_E_FORMAT, "%s: no LoRA tensors", stp);
+        goto fail;
+    }
+    for (int64_t k = 0; k < a->n; k++) {
+        ft_adapter_mod *m = &a->m[k];
+        if (!m->A || !m->B) {
+            st = FT_ERR(FT_E_FORMAT, "%s: layer %lld %s has only lora_%s", stp, (long long)m->layer,
+                        ft_linear_info_get(m->lin)->peft_name, m->A ? "A" : "B");
+            goto fail;
+        }
+        m->scale = a->rslora ? m->scale / sqrt((double)m->r) : m->scale / (double)m->r;
+    }
+    qsort(a->m, (size_t)a->n, sizeof *a->m, ft_mod_cmp);
+    st = FT_OK;
+    goto done;
+fail:
+    ft_adapter_free(a);
+done:
+    ft_st_close(sm);
+    cJSON_Delete(j);
+    free(text);
+    return st;
+}
+
+const ft_adapter_mod *ft_adapter_find(const ft_adapter *a, int64_t layer, ft_linear lin) {
+    for (int64_t k = 0; k < a->n; k++)
+        if (a->m[k].layer == layer && a->m[k].lin == lin) return &a->m[k];
+    return NULL;
+}
+
+ft_status ft_adapter_base_config(const ft_adapter *a, const char *base_dir, ft_model_config *cfg, char *base_out,
+                                 size_t cap) {
+    char p[8400];
+    if (base_dir) {
+        FT_TRY(ft_copy_path(base_out, cap, base_dir));
+        snprintf(p, sizeof p, "%s/config.json", base_dir);
+        return ft_cfg_load(cfg, p);
+    }
+    if (a->base[0]) {
+        const char *cands[2] = {a->base, NULL};
+        char rel[8400];
+        if (a->base[0] != '/') {
+            snprintf(rel, sizeof rel, "%s/%s", a->dir, a->base);
+            cands[1] = rel;
+        }
+        for (int i = 0; i < 2 && cands[i]; i++) {
+            snprintf(p, sizeof p, "%s/config.json", cands[i]);
+            if (ft_is_file(p)) {
+                FT_TRY(ft_copy_path(base_out, cap, cands[i]));
+                return ft_cfg_load(cfg, p);
+            }
+        }
+    }
+    return FT_ERR(FT_E_ARG,
+                  "%s: cannot find the base model's config.json (base_model_name_or_path is \"%s\"): pass --base DIR",
+                  a->dir, a->base);
+}
+
+ft_status ft_adapter_check(const ft_adapter *a, const ft_model_config *cfg, const char *base_dir) {
+    for (int64_t k = 0; k < a->n; k++) {
+        const ft_adapter_mod *m = &a->m[k];
+        const ft_linear_info *li = ft_linear_info_get(m->lin);
+        if (m->layer >= cfg->num_hidden_layers)
+            return FT_ERR(FT_E_FORMAT, "%s: adapter has layer %lld but the base model %s has %lld layers", a->dir,
+                          (long long)m->layer, base_dir, (long long)cfg->num_hidden_layers);
+        int64_t out = ft_cfg_dim(cfg, li->out_dim), in = ft_cfg_dim(cfg, li->in_dim);
+        if (m->out != out || m->in != in)
+            return FT_ERR(FT_E_FORMAT,
+                          "%s: layer %lld %s: adapter is [%lld, %lld] (lora_B rows x lora_A columns) but the base model %s "
+                          "has [%lld, %lld]: the adapter was trained on another model",
+                          a->dir, (long long)m->layer, li->peft_name, (long long)m->out, (long long)m->in, base_dir,
+                          (long long)out, (long long)in);
+    }
+    return FT_OK;
+}
+
+void ft_adapter_add_delta(const ft_adapter_mod *m, int64_t row0, int64_t nrows, float *dst) {
+    /* dst[nrows, in] += scale * B[row0:row0+nrows, r] @ A[r, in] */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nrows, (int)m->in, (int)m->r, (float)m->scale,
+                m->B + row0 * m->r, (int)m->r, m->A, (int)m->in, 1.0f, dst, (int)m->in);
+}
+
+/* ---- GGUF ----------------------------------------------------------------------------------- */
+
+typedef struct {
+    const ft_adapter_mod *m;
+    int is_b;
+    int64_t perm_d;   /* >0: permute rows with heads of this many rows */
+    float factor;     /* multiplies lora_b */
+} ft_lora_src;
+
+static ft_status ft_lora_rows(void *user, int64_t row0, int64_t nrows, float *dst) {
+    const ft_lora_src *s = user;
+    const ft_adapter_mod *m = s->m;
+    if (!s->is_b) {
+        memcpy(dst, m->A + row0 * m->in, (size_t)(nrows * m->in) * 4);
+        return FT_OK;
+    }
+    for (int64_t r = 0; r < nrows; r++) {
+        int64_t src = s->perm_d ? ft_gguf_permuted_row(row0 + r, s->perm_d) : row0 + r;
+        for (int64_t c = 0; c < m->r; c++) dst[r * m->r + c] = m->B[src * m->r + c] * s->factor;
+    }
+    return FT_OK;
+}
+
+ft_status ft_adapter_write_gguf(const ft_adapter *a, const ft_model_config *cfg, const char *path, ft_ggml_type type) {
+    if (type != FT_GGML_F32 && type != FT_GGML_F16 && type != FT_GGML_BF16 && type != FT_GGML_Q8_0)
+        return FT_ERR(FT_E_ARG, "adapter GGUF type must be f32, f16, bf16 or q8_0 (got %s)", ft_ggml_type_name(type));
+    const ft_arch_info *ai = ft_arch_get(cfg->arch);
+    ft_ggufw *w = NULL;
+    ft_lora_src *src = NULL;
+    ft_status st;
+    FT_TRY(ft_ggufw_open(&w, path));
+    FT_CHECK_GOTO(st, ft_calloc((void **)&src, (size_t)a->n * 2 * sizeof *src, "adapter sources"), fail);
+    /* one global alpha: s*r of the first module; other modules get s*r/alpha folded into lora_b */
+    double alpha_w = a->m[0].scale * (double)a->m[0].r;
+    int n_folded = 0;
+    FT_CHECK_GOTO(st, ft_ggufw_set_str(w, "general.architecture", ai->gguf_arch), fail);
+    FT_CHECK_GOTO(st, ft_ggufw_set_str(w, "general.type", "adapter"), fail);
+    FT_CHECK_GOTO(st, ft_ggufw_set_str(w, "general.name", "ftune LoRA adapter"), fail);
+    FT_CHECK_GOTO(st, ft_ggufw_set_str(w, "adapter.type", "lora"), fail);
+    FT_CHECK_GOTO(st, ft_ggufw_set_f32(w, "adapter.lora.alpha", (float)alpha_w), fail);
+    FT_CHECK_GOTO(st, ft_ggufw_set_u32(w, "general.quantization_version", 2), fail);
+    int warned = 0;
+    for (int64_t k = 0; k < a->n; k++) {
+        const ft_adapter_mod *m = &a->m[k];
+        const ft_linear_info *li = ft_linear_info_get(m->lin);
+        char base[64], name[96];
+        ft_arch_name(base, sizeof base, li->gguf_base, m->layer);
+        ft_lora_src *sa = &src[2 * k], *sb = &src[2 * k + 1];
+        sa->m = sb->m = m;
+        sb->is_b = 1;
+        sb->factor = (float)(m->scale * (double)m->r / alpha_w);
+        if (fabs(m->scale * (double)m->r - alpha_w) > 1e-9 * fabs(alpha_w)) n_folded++;
+        else sb->factor = 1.0f;
+        if (ai->gguf_permute_qk && (m->lin == FT_LIN_Q || m->lin == FT_LIN_K)) sb->perm_d = cfg->head_dim;
+        ft_ggml_type ta = type, tb = type;
+        if (type == FT_GGML_Q8_0 && (m->in % 32 || m->r % 32)) {
+            if (m->in % 32) ta = FT_GGML_F16;
+            if (m->r % 32) tb = FT_GGML_F16;
+            if (!warned++) ft_warn("%s: rank %lld is not a multiple of 32: lora_b tensors written as F16 instead of Q8_0", path, (long long)m->r);
+        }
+        int64_t nea[2] = {m->in, m->r}, neb[2] = {m->r, m->out};
+        snprintf(name, sizeof name, "%s.weight" FT_GGUF_LORA_A, base);
+        FT_CHECK_GOTO(st, ft_ggufw_add_tensor(w, name, ta, 2, nea, ft_lora_rows, sa), fail);
+        snprintf(name, sizeof name, "%s.weight" FT_GGUF_LORA_B, base);
+        FT_CHECK_GOTO(st, ft_ggufw_add_tensor(w, name, tb, 2, neb, ft_lora_rows, sb), fail);
+    }
+    if (n_folded)
+        ft_info("%s: %d modules have their own scale (rank/alpha patterns): folded into their lora_b", path, n_folded);
+    st = ft_ggufw_finish(w);
+    w = NULL;
+fail:
+    ft_ggufw_discard(w);
+    free(src);
+    return st;
+}
+
+/* ---- PEFT ----------------------------------------------------------------------------------- */
+
+ft_status ft_adapter_write_peft(const ft_adapter *a, const char *dir, const char *base_name) {
+    ft_status st;
+    ft_stw *w = NULL;
+    cJSON *j = NULL;
+    char *txt = NULL;
+    char p[4200];
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return FT_ERR(FT_E_IO, "%s: cannot create directory: %s", dir, strerror(errno));
+    if (!ft_is_dir(dir)) return FT_ERR(FT_E_IO, "%s: not a directory", dir);
+    /* config first is harmless; tensors are what PEFT loads. Both files are atomic. */
+    j = cJSON_CreateObject();
+    cJSON *tm = cJSON_CreateArray();
+    unsigned seen = 0;
+    for (int64_t k = 0; k < a->n; k++) {
+        if (seen & (1u << a->m[k].lin)) continue;
+        seen |= 1u << a->m[k].lin;
+    }
+    for (int k = 0; k < FT_LIN_COUNT; k++)
+        if (seen & (1u << k)) cJSON_AddItemToArray(tm, cJSON_CreateString(ft_linear_info_get((ft_linear)k)->peft_name));
+    cJSON_AddStringToObject(j, "peft_type", "LORA");
+    cJSON_AddStringToObject(j, "task_type", "CAUSAL_LM");
+    const char *bn = base_name ? base_name : a->base;
+    if (bn[0]) cJSON_AddStringToObject(j, "base_model_name_or_path", bn);
+    else cJSON_AddNullToObject(j, "base_model_name_or_path");
+    cJSON_AddNumberToObject(j, "r", (double)a->r);
+    cJSON_AddNumberToObject(j, "lora_alpha", a->alpha);
+    cJSON_AddNumberToObject(j, "lora_dropout", a->dropout);
+    cJSON_AddItemToObject(j, "target_modules", tm);
+    cJSON_AddStringToObject(j, "bias", "none");
+    cJSON_AddBoolToObject(j, "use_rslora", a->rslora);
+    cJSON_AddBoolToObject(j, "use_dora", 0);
+    cJSON_AddBoolToObject(j, "fan_in_fan_out", 0);
+    cJSON_AddBoolToObject(j, "inference_mode", 1);
+    cJSON_AddBoolToObject(j, "init_lora_weights", 1);
+    cJSON_AddNullToObject(j, "modules_to_save");
+    cJSON_AddItemToObject(j, "rank_pattern", cJSON_Parse(a->rank_pattern ? a->rank_pattern : "{}"));
+    cJSON_AddItemToObject(j, "alpha_pattern", cJSON_Parse(a->alpha_pattern ? a->alpha_pattern : "{}"));
+    txt = cJSON_Print(j);
+    if (!txt) {
+        st = FT_ERR(FT_E_OOM, "out of memory");
+        goto done;
+    }
+    snprintf(p, sizeof p, "%s/adapter_model.safetensors", dir);
+    FT_CHECK_GOTO(st, ft_stw_open(&w, p), done);
+    FT_CHECK_GOTO(st, ft_stw_set_metadata(w, "format", "pt"), done);
+    for (int64_t k = 0; k < a->n; k++) {
+        const ft_adapter_mod *m = &a->m[k];
+        char mod[128], name[192];
+        ft_arch_name(mod, sizeof mod, ft_linear_info_get(m->lin)->hf_module, m->layer);
+        int64_t sa[2] = {m->r, m->in}, sb[2] = {m->out, m->r};
+        snprintf(name, sizeof name, FT_PEFT_PREFIX "%s" FT_PEFT_LORA_A, mod);
+        FT_CHECK_GOTO(st, ft_stw_add(w, name, FT_ST_F32, 2, sa, m->A), done);
+        snprintf(name, sizeof name, FT_PEFT_PREFIX "%s" FT_PEFT_LORA_B, mod);
+        FT_CHECK_GOTO(st, ft_stw_add(w, name, FT_ST_F32, 2, sb, m->B), done);
+    }
+    st = ft_stw_finish(w);
+    w = NULL;
+    if (st != FT_OK) goto done;
+    snprintf(p, sizeof p, "%s/adapter_config.json", dir);
+    st = ft_write_text(p, txt);
+done:
+    ft_stw_discard(w);
+    free(txt);
+    cJSON_Delete(j);
+    return st;
+}

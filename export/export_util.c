@@ -1,0 +1,86 @@
+/* export_util.c: see export_util.h. */
+#include "export/export_util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "kernels/fileio.h"
+
+int ft_is_file(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+int ft_is_dir(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+ft_status ft_copy_path(char *dst, size_t cap, const char *src) {
+    size_t n = strlen(src);
+    if (n >= cap) return FT_ERR(FT_E_ARG, "path too long: %s", src);
+    memcpy(dst, src, n + 1);
+    return FT_OK;
+}
+
+ft_status ft_read_text(const char *path, char **out, int64_t *len) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return FT_ERR(FT_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n + 65536 + 1 > cap) {
+            cap = (cap + 65536) * 2;
+            char *p = realloc(buf, cap);
+            if (!p) {
+                free(buf);
+                fclose(f);
+                return FT_ERR(FT_E_OOM, "%s: out of memory", path);
+            }
+            buf = p;
+        }
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0) break;
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (err) {
+        free(buf);
+        return FT_ERR(FT_E_IO, "%s: read failed", path);
+    }
+    buf[n] = 0;
+    *out = buf;
+    if (len) *len = (int64_t)n;
+    return FT_OK;
+}
+
+ft_status ft_write_text(const char *path, const char *text) {
+    ft_afile af;
+    FT_TRY(ft_afile_open(&af, path));
+    ft_status st = ft_afile_write(&af, text, (int64_t)strlen(text));
+    if (st != FT_OK) {
+        ft_afile_abort(&af);
+        return st;
+    }
+    return ft_afile_commit(&af);
+}
+
+ft_status ft_copy_file(const char *src, const char *dst) {
+    char *buf = NULL;
+    int64_t n = 0;
+    FT_TRY(ft_read_text(src, &buf, &n));
+    ft_afile af;
+    ft_status st = ft_afile_open(&af, dst);
+    if (st == FT_OK) {
+        st = ft_afile_write(&af, buf, n);
+        if (st == FT_OK) st = ft_afile_commit(&af);
+        else ft_afile_abort(&af);
+    }
+    free(buf);
+    return st;
+}

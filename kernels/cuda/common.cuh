@@ -1,0 +1,113 @@
+/* common.cuh: device helpers shared by every kernels/cuda/*.cu file: BF16 activation loads and
+ * stores, warp and block reductions with a fixed combination order (so every reduction is
+ * deterministic run to run), 64-bit index helpers, launch-size helpers and the read-only view of
+ * a frozen weight (F32/F16/BF16/NF4) that kernels index element by element.
+ *
+ * Conventions for all CUDA files (style.md §6 point 14): each file is kernel(s), then the launcher
+ * that picks the grid, then the op entry (ft_cuda_<op>, declared in cuda_impl.h) that validates and
+ * calls the launcher. Every index into a tensor is int64_t: a 70B model's tensors pass 2^31
+ * elements. Activations are `act` = __nv_bfloat16 on this backend; math is float32. */
+#ifndef FT_CUDA_COMMON_CUH
+#define FT_CUDA_COMMON_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+extern "C" {
+#include "kernels/dtype.h"
+#include "kernels/nf4.h"
+}
+
+typedef __nv_bfloat16 act_t;
+
+#define FT_WARP 32
+#define FT_FULL_MASK 0xffffffffu
+
+static inline int64_t ft_cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* Blocks for a grid-stride loop over n items with `threads` threads and at most `cap` blocks. */
+static inline unsigned ft_grid_1d(int64_t n, int threads, int64_t cap) {
+    int64_t b = ft_cdiv(n > 0 ? n : 1, threads);
+    return (unsigned)(b < cap ? b : cap);
+}
+
+/* Global 64-bit thread index and stride of a 1-D grid (never 32-bit: llm.c adamw.cuh:22). */
+__device__ __forceinline__ int64_t ft_gtid() { return (int64_t)blockIdx.x * blockDim.x + threadIdx.x; }
+__device__ __forceinline__ int64_t ft_gstride() { return (int64_t)gridDim.x * blockDim.x; }
+
+__device__ __forceinline__ float ft_ld(const act_t *p, int64_t i) { return __bfloat162float(p[i]); }
+__device__ __forceinline__ void ft_st(act_t *p, int64_t i, float v) { p[i] = __float2bfloat16_rn(v); }
+
+/* ---- reductions: fixed butterfly order, so results do not depend on scheduling --------------- */
+__device__ __forceinline__ float ft_warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FT_FULL_MASK, v, o);
+    return v;
+}
+__device__ __forceinline__ double ft_warp_sum_d(double v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FT_FULL_MASK, v, o);
+    return v;
+}
+__device__ __forceinline__ float ft_warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FT_FULL_MASK, v, o));
+    return v;
+}
+
+/* Sum over the block (blockDim.x a multiple of 32, <= 1024); every thread gets the result.
+ * `sh` is __shared__ scratch of 32 elements; the function syncs before reusing it, so it may be
+ * called repeatedly with the same scratch. */
+template <typename T>
+__device__ __forceinline__ T ft_block_sum(T v, T *sh) {
+    const int lane = threadIdx.x % FT_WARP, warp = threadIdx.x / FT_WARP, nw = blockDim.x / FT_WARP;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FT_FULL_MASK, v, o);
+    __syncthreads(); /* previous use of sh is finished */
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    T r = lane < nw ? sh[lane] : (T)0;
+    for (int o = 16; o > 0; o >>= 1) r += __shfl_xor_sync(FT_FULL_MASK, r, o);
+    return r;
+}
+__device__ __forceinline__ float ft_block_max(float v, float *sh) {
+    const int lane = threadIdx.x % FT_WARP, warp = threadIdx.x / FT_WARP, nw = blockDim.x / FT_WARP;
+    v = ft_warp_max(v);
+    __syncthreads();
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    float r = lane < nw ? sh[lane] : -INFINITY;
+    return ft_warp_max(r);
+}
+
+/* ---- frozen weights ------------------------------------------------------------------------ */
+/* A weight as kernels read it. For NF4, `tables` is the backend's device copy of
+ * ft_nf4_levels[16] followed by ft_nf4_dynmap[256]. */
+typedef struct ft_cu_wview {
+    int dtype;               /* ft_dtype: FT_F32, FT_F16, FT_BF16 or FT_NF4 */
+    const void *data;        /* F32/F16/BF16 elements */
+    const uint8_t *codes;    /* NF4 [ceil(n/2)] */
+    const uint8_t *qabsmax;  /* NF4 [nb] */
+    const float *absmax2;    /* NF4 [nb2] */
+    const float *tables;     /* NF4 levels[16], dynmap[256] */
+    float offset;            /* NF4 */
+} ft_cu_wview;
+
+/* The absmax of NF4 block b, rounded as the reference (kernels/nf4.h: two float32 roundings, no
+ * FMA: nvcc would otherwise contract the multiply-add). */
+__device__ __forceinline__ float ft_nf4_absmax_dev(const ft_cu_wview &w, int64_t b) {
+    const float *dyn = w.tables + 16;
+    return __fadd_rn(__fmul_rn(dyn[w.qabsmax[b]], w.absmax2[b / FT_NF4_BLOCK2]), w.offset);
+}
+/* Element i of the weight as float (exactly the reference value for every dtype). */
+__device__ __forceinline__ float ft_weight_at(const ft_cu_wview &w, int64_t i) {
+    switch (w.dtype) {
+    case FT_F32: return ((const float *)w.data)[i];
+    case FT_F16: return __half2float(((const __half *)w.data)[i]);
+    case FT_BF16: return __bfloat162float(((const __nv_bfloat16 *)w.data)[i]);
+    default: { /* FT_NF4: element 2i in the high nibble */
+        const uint8_t byte = w.codes[i >> 1];
+        const int code = (i & 1) ? (byte & 15) : (byte >> 4);
+        return __fmul_rn(w.tables[code], ft_nf4_absmax_dev(w, i / FT_NF4_BLOCK));
+    }
+    }
+}
+
+#endif

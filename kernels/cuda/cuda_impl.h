@@ -1,0 +1,139 @@
+/* cuda_impl.h: internals of the CUDA backend, shared by the kernels/cuda sources only (the twin of
+ * kernels/cpu/cpu_impl.h).
+ *
+ * The backend owns one device, one non-blocking stream on which every op and copy is enqueued (so
+ * ops are ordered without events), a cuBLASLt handle with its workspace, grow-only scratch buffers
+ * that ops borrow for the duration of one call (weight dequantization, LoRA casts, reduction
+ * partials), the NF4 tables in device memory, and one device word of error flags that kernels
+ * raise for bad indices (token ids, labels, document starts) and ft_cuda_sync reports. Activations
+ * are BF16; LoRA weights, gradients, optimizer state, rstd and lse are F32 (backend.h).
+ *
+ * Accounting: every ft_backend_alloc is recorded in a host table (pointer -> bytes) so release()
+ * can report its size (device memory has no room for a header). Scratch and workspace are counted
+ * in the header's bytes_in_use/bytes_peak too, since `ftune plan` must see them. */
+#ifndef FT_CUDA_IMPL_H
+#define FT_CUDA_IMPL_H
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+extern "C" {
+#include "kernels/backend_impl.h"
+}
+
+/* Scratch slots: an op may hold several slots at once, never the same slot twice. */
+enum {
+    FT_SCR_WEIGHT = 0, /* BF16 copy of a frozen weight (dequantized NF4 / converted F32, F16) */
+    FT_SCR_BIAS,       /* BF16 bias */
+    FT_SCR_LORA_A,     /* BF16 copy of A [R,in] */
+    FT_SCR_LORA_B,     /* BF16 copy of B [out,R] */
+    FT_SCR_LORA_DT,    /* BF16 dt [N,R] */
+    FT_SCR_REDUCE,     /* per-block / per-row partials of deterministic reductions */
+    FT_SCR_NF4,        /* NF4 quantization: absmax [nb] f32 + offset */
+    FT_SCR_ATTN,       /* attention backward: Dl[N,H] f32 */
+    FT_SCR_COUNT
+};
+
+/* Device error flags (bits of *err), raised by kernels, reported and cleared by ft_cuda_sync. */
+enum {
+    FT_CUERR_EMBED_ID = 1,   /* token id outside [0, V) */
+    FT_CUERR_XENT_LABEL = 2, /* label >= V */
+    FT_CUERR_DOC_START = 4,  /* doc_start[i] outside [0, i] */
+};
+
+typedef struct ft_cuda_scratch {
+    void *ptr;
+    int64_t bytes;
+} ft_cuda_scratch;
+
+typedef struct ft_cuda_alloc_entry {
+    void *ptr;     /* NULL: empty; FT_CUDA_TOMBSTONE: deleted */
+    int64_t bytes;
+} ft_cuda_alloc_entry;
+
+typedef struct ft_gemm_key ft_gemm_key; /* matmul.cu */
+typedef struct ft_gemm_cache_entry ft_gemm_cache_entry;
+
+enum { FT_GEMM_CACHE = 256 };
+
+typedef struct ft_backend_cuda {
+    struct ft_backend base; /* must be first */
+    int device;
+    int sm_count;
+    int cc_major, cc_minor;
+    size_t smem_optin;      /* max dynamic shared memory per block after opt-in */
+    cudaStream_t stream;
+    cublasLtHandle_t lt;
+    void *lt_ws;            /* cuBLASLt workspace */
+    size_t lt_ws_bytes;
+    float *nf4_tables;      /* device [16 + 256]: ft_nf4_levels, ft_nf4_dynmap */
+    uint8_t *nf4_qlut;      /* device [FT_NF4_QLUT_SIZE]: ft_nf4_qlut_build */
+    unsigned *err;          /* device [1]: FT_CUERR_* bits */
+    ft_cuda_scratch scratch[FT_SCR_COUNT];
+    ft_cuda_alloc_entry *allocs; /* open addressing, capacity a power of two */
+    int64_t alloc_cap, alloc_used;
+    ft_gemm_cache_entry *gemm_cache; /* [FT_GEMM_CACHE] cuBLASLt algorithms by problem */
+    int gemm_simt;          /* FT_CUDA_GEMM=simt: our own GEMM instead of cuBLASLt (cross-check) */
+} ft_backend_cuda;
+
+static inline ft_backend_cuda *ft_cu(ft_backend *be) { return (ft_backend_cuda *)be; }
+static inline cudaStream_t ft_cu_stream(ft_backend *be) { return ((ft_backend_cuda *)be)->stream; }
+
+/* A scratch buffer of at least `bytes` for slot `slot` (grown, never shrunk; the old buffer is
+ * freed in stream order, so earlier kernels that still use it are unaffected). */
+ft_status ft_cuda_scratch_get(ft_backend *be, int slot, int64_t bytes, void **out);
+
+/* ---- shared by several op files -------------------------------------------------------------- */
+/* A BF16 copy of any float weight, or the weight itself when it is BF16 already (no copy).
+ * NF4 is dequantized. Uses `slot`. out[numel] BF16 in device memory. */
+ft_status ft_cuda_weight_bf16(ft_backend *be, const ft_weight *w, int slot, const void **out);
+/* dst[n] (BF16) = src[n] (F32), for the LoRA casts. */
+ft_status ft_cuda_f32_to_bf16(ft_backend *be, void *dst, const float *src, int64_t n);
+/* The GEMM every product goes through, in cuBLAS's column-major terms:
+ *   D[m,n] = alpha * op(A)[m,k] . op(B)[k,n] + beta * D (+ bias[m] if bias != NULL)
+ * A, B BF16; D BF16 or F32 (d_f32); bias BF16; lda/ldb/ldd leading dimensions. */
+ft_status ft_cuda_gemm(ft_backend *be, int transa, int transb, int64_t m, int64_t n, int64_t k, float alpha,
+                       const void *A, int64_t lda, const void *B, int64_t ldb, float beta, void *D, int64_t ldd,
+                       int d_f32, const void *bias);
+void ft_cuda_gemm_cache_free(ft_backend_cuda *b);
+
+/* ---- ops (signatures of ft_op_* in kernels/ops.h) ---------------------------------------- */
+ft_status ft_cuda_embed(ft_backend *be, void *out, const int32_t *ids, const ft_weight *table, int64_t N);
+ft_status ft_cuda_rmsnorm(ft_backend *be, void *out, float *rstd, const void *x, const ft_weight *w, int64_t N,
+                          int64_t C, float eps);
+ft_status ft_cuda_rmsnorm_bwd(ft_backend *be, void *dx, const void *dout, const void *x, const ft_weight *w,
+                              const float *rstd, int64_t N, int64_t C);
+ft_status ft_cuda_linear(ft_backend *be, void *y, const void *x, const ft_weight *W, const ft_weight *bias,
+                         int64_t N, int accumulate);
+ft_status ft_cuda_linear_bwd_x(ft_backend *be, void *dx, const void *dy, const ft_weight *W, int64_t N,
+                               int accumulate);
+ft_status ft_cuda_lora_fwd(ft_backend *be, void *y, void *t, const void *xd, const float *A, const float *B,
+                           int64_t N, int64_t in, int64_t out, int64_t R, float scale);
+ft_status ft_cuda_lora_bwd(ft_backend *be, void *dxd, float *dA, float *dB, const void *dy, const void *xd,
+                           const void *t, const float *A, const float *B, int64_t N, int64_t in, int64_t out,
+                           int64_t R, float scale);
+ft_status ft_cuda_dropout(ft_backend *be, void *out, const void *in, int64_t n, float p, uint64_t seed);
+ft_status ft_cuda_rope(ft_backend *be, void *x, const int32_t *pos, const float *inv_freq, int64_t N, int64_t nh,
+                       int64_t D, int inverse);
+ft_status ft_cuda_attention(ft_backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
+                            const int32_t *doc_start, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D,
+                            float scale);
+ft_status ft_cuda_attention_bwd(ft_backend *be, void *dq, void *dk, void *dv, const void *dout, const void *q,
+                                const void *k, const void *v, const void *out, const float *lse,
+                                const int32_t *doc_start, int64_t B, int64_t T, int64_t H, int64_t Hkv,
+                                int64_t D, float scale);
+ft_status ft_cuda_swiglu(ft_backend *be, void *out, const void *gate, const void *up, int64_t n);
+ft_status ft_cuda_swiglu_bwd(ft_backend *be, void *dgate, void *dup, const void *dout, const void *gate,
+                             const void *up, int64_t n);
+ft_status ft_cuda_add(ft_backend *be, void *y, const void *x, int64_t n);
+ft_status ft_cuda_xent(ft_backend *be, float *loss_sum, float *count, void *logits, const int32_t *labels,
+                       int64_t n, int64_t V, float grad_scale);
+ft_status ft_cuda_sumsq(ft_backend *be, float *out, const float *x, int64_t n);
+ft_status ft_cuda_scale(ft_backend *be, float *x, int64_t n, float s);
+ft_status ft_cuda_adamw(ft_backend *be, float *p, const float *g, float *m, float *v, int64_t n,
+                        const float *scalars);
+ft_status ft_cuda_nf4_quantize(ft_backend *be, ft_weight *w, const void *src, ft_dtype src_dtype);
+ft_status ft_cuda_nf4_dequantize(ft_backend *be, void *out, const ft_weight *w);
+
+#endif

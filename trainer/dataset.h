@@ -1,0 +1,94 @@
+/* dataset.h: a recipe's data, from JSONL files to micro-batches of packed rows.
+ *
+ * ft_dataset_open runs the data pipeline of data/ once per run:
+ *   tokenizer (data.tokenizer, default model.path)
+ *   -> records of data.train (and data.valid) files, malformed ones skipped or fatal per
+ *      data.on_error, counts reported
+ *   -> rendered per data.format / data.template / data.loss (chat template, Alpaca, raw text with
+ *      the tokenizer's BOS/EOS and loss on everything) and encoded to ids + loss mask
+ *   -> split: data.valid when given, else a data.val_fraction held out by training.seed
+ *   -> zstd shards + index under OUTPUT_DIR/data/, named by a fingerprint (XXH3 of the tokenizer
+ *      files, the data files' contents and every key that changes the examples), so a resumed or
+ *      re-run job with the same inputs never tokenizes again
+ *   -> packed into rows of data.seq_len (data.packing, data.long_examples)
+ *   -> a resumable training batcher of training.micro_batch rows and an evaluation batcher.
+ * The training position is a small ft_data_cursor a checkpoint stores; restoring it yields the
+ * micro-batches the interrupted run would have seen next (a changed dataset is refused).
+ *
+ * This header deliberately does not include data/batcher.h: that header's ft_batch (rows with
+ * positions) and trainer/model.h's ft_batch share a name, so only dataset.c sees the former and
+ * hands rows out as ft_rows. */
+#ifndef FT_DATASET_H
+#define FT_DATASET_H
+
+#include <stdint.h>
+
+#include "kernels/status.h"
+#include "trainer/recipe.h"
+
+typedef struct ft_dataset ft_dataset;
+
+/* The training data position (data/batcher.h ft_batcher_state, field for field). */
+typedef struct ft_data_cursor {
+    uint64_t seed;
+    int64_t epoch;        /* epoch of the next row (0-based) */
+    int64_t index;        /* position of the next row in that epoch's order */
+    int64_t rows;         /* packed rows per epoch of the plan it belongs to */
+    uint64_t plan_hash;   /* ft_pack_hash of that plan */
+} ft_data_cursor;
+
+/* One micro-batch of B packed rows of T tokens: every array [B*T] (N = B*T, row-major). */
+typedef struct ft_rows {
+    int64_t B, T;
+    int32_t *tokens;
+    int32_t *labels;      /* next-token targets, -100 where ignored */
+    int32_t *pos;         /* RoPE positions, restarting per packed example */
+    int32_t *doc_start;   /* query t attends keys doc_start[t] .. t of its row */
+    int64_t n_rows;       /* rows holding data (0: evaluation is over) */
+    int64_t n_targets;
+} ft_rows;
+
+typedef struct ft_dataset_info {
+    int64_t train_examples, valid_examples;
+    int64_t train_rows, valid_rows;
+    int64_t train_targets;      /* trainable tokens per epoch */
+    int64_t skipped_records;    /* malformed or unrenderable records skipped (data.on_error: skip) */
+    int cached;                 /* the tokenized shards were reused */
+    const char *format;         /* data format in use ("text", "chat", ...) */
+    const char *template_name;  /* chat template in use ("none" for raw) */
+} ft_dataset_info;
+
+/* Prepares the recipe's data under output_dir/data (created if needed). */
+ft_status ft_dataset_open(ft_dataset **out, const ft_recipe *r, const char *output_dir);
+void ft_dataset_free(ft_dataset *ds);
+void ft_dataset_get_info(const ft_dataset *ds, ft_dataset_info *info);
+/* ceil(train_rows / micro_batch): micro-batches per epoch. */
+int64_t ft_dataset_batches_per_epoch(const ft_dataset *ds);
+/* Epochs done, fractional. */
+double ft_dataset_epoch(const ft_dataset *ds);
+
+/* Buffers for this dataset's micro-batches (B = training.micro_batch, T = data.seq_len). */
+ft_status ft_rows_alloc(const ft_dataset *ds, ft_rows *rows);
+void ft_rows_free(ft_rows *rows);
+
+/* The next training micro-batch (always B full rows; epochs run on without a gap). */
+ft_status ft_dataset_next(ft_dataset *ds, ft_rows *rows);
+void ft_dataset_get_cursor(const ft_dataset *ds, ft_data_cursor *c);
+/* FT_E_ARG naming what changed when the cursor belongs to other data, packing or seed. */
+ft_status ft_dataset_set_cursor(ft_dataset *ds, const ft_data_cursor *c);
+
+/* Validation: rewinds to the first held-out row; ft_dataset_eval_next then yields the held-out
+ * rows once in order (the last batch padded with empty rows) and n_rows == 0 at the end. */
+ft_status ft_dataset_eval_begin(ft_dataset *ds);
+ft_status ft_dataset_eval_next(ft_dataset *ds, ft_rows *rows);
+
+/* A generation prompt as the model saw prompts in training: through the chat template with the
+ * assistant header when one is in use, else the Alpaca prompt or the raw text, after BOS when the
+ * tokenizer adds one. *ids is malloc'd. */
+ft_status ft_dataset_prompt_ids(const ft_dataset *ds, const char *prompt, int32_t **ids, int64_t *n);
+/* Decodes ids (special tokens skipped) into a malloc'd string. */
+ft_status ft_dataset_decode(const ft_dataset *ds, const int32_t *ids, int64_t n, char **text);
+/* 1 when id ends a generated answer: the tokenizer's EOS or the chat template's end of turn. */
+int ft_dataset_is_stop(const ft_dataset *ds, int32_t id);
+
+#endif

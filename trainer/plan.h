@@ -1,0 +1,120 @@
+/* plan.h: `ftune plan`: the memory and time a recipe's run needs, computed from config.json
+ * alone (and a tokenized dataset's index when there is one), before any weight is read.
+ *
+ * Every byte figure comes from the size functions the allocators use (ft_weight_nbytes,
+ * ft_lora_param_count, ft_adamw_state_bytes, ft_model_act_bytes), evaluated with the dtypes the
+ * chosen backend would use: on the CPU backend activations are f32 and frozen weights keep the
+ * checkpoint's dtype (config.json torch_dtype) unless quantized; on CUDA activations and 16-bit
+ * weights are bf16. So on the CPU backend the plan's backend total equals what
+ * ft_backend_bytes_peak measures for the same run (tests/test_plan.c holds it within 10%).
+ *
+ * FLOPs per token (docs: peers.md section 3, frozen base, LoRA, full recomputation):
+ *   F = 6 N_blocks + 4 N_head + 4.5 A_fwd + 8 r sum(in + out)   (recompute on)
+ *   F = 4 N_blocks + 4 N_head + 3.5 A_fwd + 6 r sum(in + out)   (recompute off)
+ * with N_blocks the decoder linears' parameters, N_head = V*C, A_fwd = 2 L H D S (causal). Time is
+ * F / sustained rate plus, for NF4 on a GPU, the dequantization traffic (NF4 read + bf16 write of
+ * every linear, once per pass) at the device's bandwidth. */
+#ifndef FT_PLAN_H
+#define FT_PLAN_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "kernels/backend.h"
+#include "trainer/hf_config.h"
+#include "trainer/model.h"
+#include "trainer/recipe.h"
+
+/* Fraction of a device's peak rate a whole training step sustains, when --tflops is not given. */
+#define FT_PLAN_SUSTAINED_FRACTION 0.5
+/* cuBLAS(Lt) workspace the CUDA backend reserves (NVIDIA's recommendation for Hopper). */
+#define FT_PLAN_CUBLAS_WORKSPACE ((int64_t)32 << 20)
+
+typedef struct ft_plan_device {
+    const char *name;       /* "h100" */
+    const char *desc;       /* "NVIDIA H100 80GB SXM" */
+    ft_backend_kind backend;
+    double mem_gib;         /* memory a run may use, GiB */
+    double peak_tflops;     /* dense BF16 GEMM rate measured with cuBLAS (CPU: f32 estimate) */
+    double mem_gbps;        /* memory bandwidth, GB/s (0: not modelled) */
+    const char *note;       /* where the figures come from */
+} ft_plan_device;
+
+/* Figures for "cpu" (this machine), "h100", "h200" or "gb10"; FT_E_ARG for other names. */
+ft_status ft_plan_device_get(const char *name, ft_plan_device *out);
+/* "cpu, h100, h200, gb10". */
+const char *ft_plan_device_list(void);
+
+typedef enum {
+    FT_PLAN_LINEARS = 0, /* frozen linear weights: NF4 codes + quantization constants, or 16-bit */
+    FT_PLAN_EMBED,       /* embed_tokens + lm_head (16/32-bit) */
+    FT_PLAN_SMALL,       /* norms, biases, RoPE frequencies */
+    FT_PLAN_LORA,        /* LoRA A/B, f32 */
+    FT_PLAN_GRADS,       /* LoRA gradients, f32 */
+    FT_PLAN_OPTIM,       /* AdamW m and v, f32 */
+    FT_PLAN_BOUNDARIES,  /* activation checkpoints: (L+1) layer inputs [N,C] */
+    FT_PLAN_LAYER,       /* one layer's forward working set (recompute), or all L of them */
+    FT_PLAN_BACKWARD,    /* backward scratch of one layer */
+    FT_PLAN_LOGITS,      /* one logits chunk and the head's scratch */
+    FT_PLAN_WORKSPACE,   /* CUDA: bf16 dequant buffer of the largest linear + cuBLAS; CPU: host-heap
+                          * scratch of the reference kernels (weight tile, attention) */
+    FT_PLAN_NLINES
+} ft_plan_line_id;
+
+typedef struct ft_plan_line {
+    const char *name;
+    char detail[96];
+    int64_t bytes;
+} ft_plan_line;
+
+typedef struct ft_plan_opts {
+    const char *device;     /* NULL: "cpu" when model.device is cpu, else "h100" */
+    double tflops;          /* sustained TFLOP/s; <= 0: FT_PLAN_SUSTAINED_FRACTION of the peak */
+    double memory_gib;      /* device memory override, GiB; <= 0: the device's figure */
+} ft_plan_opts;
+
+typedef struct ft_plan {
+    char config_path[4096];
+    ft_model_config cfg;
+    ft_model_dims dims;
+    ft_plan_device dev;
+    ft_dtype linear_dtype, other_dtype, act_dtype;
+
+    /* the run */
+    int64_t B, T, K, R;       /* micro_batch, seq_len, grad_accum, lora.r */
+    unsigned targets;         /* LoRA module mask */
+    int recompute;
+    int64_t lora_params;
+
+    /* memory */
+    ft_plan_line line[FT_PLAN_NLINES];
+    int64_t train_bytes;      /* sum of the lines: a training step's peak */
+    int64_t load_bytes;       /* backend peak while loading: weights + one linear staged for quantization */
+    int64_t host_bytes;       /* part of train_bytes outside backend memory (CPU workspace) */
+    int64_t backend_bytes;    /* max(train - host, load): what ft_backend_bytes_peak measures */
+    int64_t total_bytes;      /* max(train, load) */
+    int64_t device_bytes;
+    int fits;
+    char advice[512];         /* "reduce training.micro_batch to 2 ..." when it does not fit */
+
+    /* compute */
+    int64_t n_blocks, n_head; /* parameters of the decoder linears, of lm_head */
+    double f_base, f_head, f_attn, f_lora, flops_per_token;
+    double tflops;            /* sustained rate used */
+    double dequant_s;         /* NF4 dequantization seconds per micro-batch */
+    int64_t tokens_per_step;  /* micro_batch x grad_accum x seq_len */
+    int64_t steps;            /* 0: unknown (epochs without a dataset index) */
+    char steps_from[160];
+    int64_t total_tokens;
+    double tokens_per_s, step_s, hours;
+} ft_plan;
+
+/* Plans the recipe's run: reads model.config (or model.path/config.json) and, for an epochs-based
+ * recipe, a dataset index (see ft_plan_make's notes in plan.c). */
+ft_status ft_plan_make(ft_plan *p, const ft_recipe *r, const ft_plan_opts *opts);
+/* The same from an already-loaded config. */
+ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_recipe *r, const ft_plan_opts *opts);
+/* The aligned report (stdout of `ftune plan`). */
+void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f);
+
+#endif
