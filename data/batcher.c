@@ -46,7 +46,7 @@ void ft_batcher_free(ft_batcher *b) {
     free(b);
 }
 
-ft_status ft_batch_alloc(const ft_batcher *b, ft_batch *batch) {
+ft_status ft_row_batch_alloc(const ft_batcher *b, ft_row_batch *batch) {
     memset(batch, 0, sizeof *batch);
     const int64_t B = b->o.batch_rows, T = b->plan->seq_len;
     const size_t bytes = (size_t)(B * T) * sizeof(int32_t);
@@ -55,7 +55,7 @@ ft_status ft_batch_alloc(const ft_batcher *b, ft_batch *batch) {
     if (st == FT_OK) st = ft_malloc((void **)&batch->positions, bytes, "batch positions");
     if (st == FT_OK) st = ft_malloc((void **)&batch->doc_start, bytes, "batch doc_start");
     if (st != FT_OK) {
-        ft_batch_free(batch);
+        ft_row_batch_free(batch);
         return st;
     }
     batch->B = B;
@@ -63,7 +63,7 @@ ft_status ft_batch_alloc(const ft_batcher *b, ft_batch *batch) {
     return FT_OK;
 }
 
-void ft_batch_free(ft_batch *batch) {
+void ft_row_batch_free(ft_row_batch *batch) {
     free(batch->tokens);
     free(batch->labels);
     free(batch->positions);
@@ -81,7 +81,7 @@ static void empty_row(const ft_pack *p, int32_t *tk, int32_t *lb, int32_t *ps, i
     }
 }
 
-ft_status ft_batcher_next(ft_batcher *b, ft_batch *batch) {
+ft_status ft_batcher_next(ft_batcher *b, ft_row_batch *batch) {
     const ft_pack *p = b->plan;
     const int64_t B = b->o.batch_rows, T = p->seq_len, rows = p->n_rows;
     if (batch->B != B || batch->T != T)

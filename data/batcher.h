@@ -35,7 +35,7 @@ typedef struct ft_batcher_state {
 } ft_batcher_state;
 
 /* One micro-batch; all arrays [B * T] (N = B*T tokens, row-major by row). */
-typedef struct ft_batch {
+typedef struct ft_row_batch {
     int64_t B, T;
     int32_t *tokens;
     int32_t *labels;     /* next-token targets, -100 where ignored */
@@ -44,18 +44,18 @@ typedef struct ft_batch {
     int64_t n_rows;      /* rows holding data: B, or fewer for the last eval batch, 0 at the end */
     int64_t n_targets;   /* labels != -100 */
     int64_t epoch;       /* epoch of the first row */
-} ft_batch;
+} ft_row_batch;
 
 typedef struct ft_batcher ft_batcher;
 
 /* plan and ex must outlive the batcher. */
 ft_status ft_batcher_create(ft_batcher **out, const ft_pack *plan, const ft_examples *ex, const ft_batcher_opts *o);
 void ft_batcher_free(ft_batcher *b);
-/* Allocates a batch for this batcher's B and T (release with ft_batch_free). */
-ft_status ft_batch_alloc(const ft_batcher *b, ft_batch *batch);
-void ft_batch_free(ft_batch *batch);
+/* Allocates a batch for this batcher's B and T (release with ft_row_batch_free). */
+ft_status ft_row_batch_alloc(const ft_batcher *b, ft_row_batch *batch);
+void ft_row_batch_free(ft_row_batch *batch);
 /* Fills the next micro-batch and advances. */
-ft_status ft_batcher_next(ft_batcher *b, ft_batch *batch);
+ft_status ft_batcher_next(ft_batcher *b, ft_row_batch *batch);
 
 void ft_batcher_get_state(const ft_batcher *b, ft_batcher_state *s);
 /* Moves to a saved position; FT_E_ARG when the state belongs to another plan or seed. */

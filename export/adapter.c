@@ -3,7 +3,6 @@
 
 #include <cJSON.h>
 #include <cblas.h>
-#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -26,7 +25,7 @@ static int ft_has_config(const char *dir) {
 }
 
 ft_status ft_adapter_resolve(const char *path, char *out, size_t cap) {
-    if (!ft_is_dir(path)) return FT_ERR(FT_E_ARG, "%s: not a directory (expected a PEFT adapter, run or checkpoint directory)", path);
+    if (!ft_is_dir(path)) return FT_ERR(FT_E_IO, "%s: not a directory (expected a PEFT adapter, run or checkpoint directory)", path);
     char c[4200];
     if (ft_has_config(path)) return ft_copy_path(out, cap, path);
     static const char *const subs[] = {"adapter", "final", "final/adapter"};
@@ -34,34 +33,9 @@ ft_status ft_adapter_resolve(const char *path, char *out, size_t cap) {
         snprintf(c, sizeof c, "%s/%s", path, subs[i]);
         if (ft_has_config(c)) return ft_copy_path(out, cap, c);
     }
-    /* newest checkpoint: the name that sorts last among checkpoints/ entries holding a config */
-    snprintf(c, sizeof c, "%s/checkpoints", path);
-    DIR *d = opendir(c);
-    char best[256] = "";
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (e->d_name[0] == '.' || strlen(e->d_name) >= sizeof best) continue;
-            char p[4500];
-            snprintf(p, sizeof p, "%s/checkpoints/%s", path, e->d_name);
-            char p2[4600];
-            snprintf(p2, sizeof p2, "%s/adapter", p);
-            if (!ft_has_config(p) && !ft_has_config(p2)) continue;
-            /* compare numerically when both end in digits (step-9 < step-10) */
-            size_t lb = strlen(best), le = strlen(e->d_name);
-            if (!best[0] || (le > lb) || (le == lb && strcmp(e->d_name, best) > 0)) snprintf(best, sizeof best, "%s", e->d_name);
-        }
-        closedir(d);
-    }
-    if (best[0]) {
-        snprintf(c, sizeof c, "%s/checkpoints/%s", path, best);
-        if (ft_has_config(c)) return ft_copy_path(out, cap, c);
-        snprintf(c, sizeof c, "%s/checkpoints/%s/adapter", path, best);
-        return ft_copy_path(out, cap, c);
-    }
-    return FT_ERR(FT_E_ARG,
-                  "%s: no adapter found: expected adapter_config.json + adapter_model.safetensors here, in adapter/ or "
-                  "final/, or in a checkpoints/* directory",
+    return FT_ERR(FT_E_FORMAT,
+                  "%s: no adapter found: expected adapter_config.json + adapter_model.safetensors here or in final/ "
+                  "(a run directory), or checkpoints/step-N.ckpt",
                   path);
 }
 
@@ -302,6 +276,16 @@ ft_status ft_adapter_base_config(const ft_adapter *a, const char *base_dir, ft_m
 }
 
 ft_status ft_adapter_check(const ft_adapter *a, const ft_model_config *cfg, const char *base_dir) {
+    /* the family the adapter was trained on, when its base is at hand */
+    ft_model_config trained;
+    char tdir[4096];
+    if (a->base[0] && ft_adapter_base_config(a, NULL, &trained, tdir, sizeof tdir) == FT_OK) {
+        if (trained.arch != cfg->arch)
+            return FT_ERR(FT_E_FORMAT, "%s: the adapter was trained on a %s model (%s) but the base %s is %s", a->dir,
+                          trained.architecture, tdir, base_dir, cfg->architecture);
+    } else {
+        ft_error_clear();
+    }
     for (int64_t k = 0; k < a->n; k++) {
         const ft_adapter_mod *m = &a->m[k];
         const ft_linear_info *li = ft_linear_info_get(m->lin);

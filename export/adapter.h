@@ -46,8 +46,8 @@ typedef struct ft_adapter {
 } ft_adapter;
 
 /* Finds the PEFT directory of `path`: itself when it holds adapter_config.json, else (a run
- * directory) adapter/, final/, then the newest checkpoints/<name>/ (or <name>/adapter/) holding one.
- * FT_E_ARG naming what was looked for when none does. */
+ * directory, trainer/run.h) final/ or adapter/. FT_E_FORMAT naming what was looked for when none
+ * does (a run's checkpoints/step-N.ckpt files are turned into adapters by trainer/cmd_export.c). */
 ft_status ft_adapter_resolve(const char *path, char *out, size_t cap);
 ft_status ft_adapter_load(ft_adapter *a, const char *path);
 void ft_adapter_free(ft_adapter *a);

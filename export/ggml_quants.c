@@ -25,7 +25,7 @@ static const ft_ggml_traits ft_traits[] = {
     {FT_GGML_Q5_0, "Q5_0", 32, 22, 1, 1}, {FT_GGML_Q5_1, "Q5_1", 32, 24, 0, 1},
     {FT_GGML_Q8_0, "Q8_0", 32, 34, 1, 1}, {FT_GGML_Q2_K, "Q2_K", 256, 84, 0, 0},
     {FT_GGML_Q3_K, "Q3_K", 256, 110, 0, 0}, {FT_GGML_Q4_K, "Q4_K", 256, 144, 1, 1},
-    {FT_GGML_Q5_K, "Q5_K", 256, 176, 0, 0}, {FT_GGML_Q6_K, "Q6_K", 256, 210, 1, 1},
+    {FT_GGML_Q5_K, "Q5_K", 256, 176, 1, 1}, {FT_GGML_Q6_K, "Q6_K", 256, 210, 1, 1},
     {FT_GGML_I8, "I8", 1, 1, 0, 0},       {FT_GGML_I16, "I16", 1, 2, 0, 0},
     {FT_GGML_I32, "I32", 1, 4, 0, 0},     {FT_GGML_I64, "I64", 1, 8, 0, 0},
     {FT_GGML_F64, "F64", 1, 8, 0, 0},     {FT_GGML_BF16, "BF16", 1, 2, 1, 1},
@@ -276,11 +276,15 @@ static inline void ft_get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint
     }
 }
 
-/* block_q4_K: d @0, dmin @2, scales[12] @4, qs[128] @16 */
-static void ft_q4_k(const float *x, uint8_t *y, int64_t k) {
+/* Q4_K and Q5_K share the super-block fit: 8 sub-blocks of 32 with 6-bit scales and mins.
+ * block_q4_K: d @0, dmin @2, scales[12] @4, qs[128] @16 (144 bytes)
+ * block_q5_K: d @0, dmin @2, scales[12] @4, qh[32] @16, qs[128] @48 (176 bytes) */
+static void ft_qk_k(const float *x, uint8_t *y, int64_t k, int five) {
     uint8_t L[FT_QK_K], Laux[32];
     float weights[32], mins[FT_QK_K / 32], scales[FT_QK_K / 32];
-    for (int64_t i = 0; i < k / FT_QK_K; i++, x += FT_QK_K, y += 144) {
+    const int nmax = five ? 31 : 15;
+    const int64_t bs = five ? 176 : 144;
+    for (int64_t i = 0; i < k / FT_QK_K; i++, x += FT_QK_K, y += bs) {
         uint8_t *ysc = y + 4;
         memset(ysc, 0, 12);
         float max_scale = 0, max_min = 0;
@@ -289,7 +293,8 @@ static void ft_q4_k(const float *x, uint8_t *y, int64_t k) {
             for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
             float av_x = sqrtf(sum_x2 / 32);
             for (int l = 0; l < 32; ++l) weights[l] = av_x + fabsf(x[32 * j + l]);
-            scales[j] = ft_make_qkx2_quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.f, 0.1f, 20);
+            scales[j] = five ? ft_make_qkx2_quants(32, 31, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.5f, 0.1f, 15)
+                             : ft_make_qkx2_quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.f, 0.1f, 20);
             if (scales[j] > max_scale) max_scale = scales[j];
             if (mins[j] > max_min) max_min = mins[j];
         }
@@ -320,14 +325,31 @@ static void ft_q4_k(const float *x, uint8_t *y, int64_t k) {
             const float dm = ft_f16_to_f32(mh) * m;
             for (int ii = 0; ii < 32; ++ii) {
                 int l = ft_nearest_int((x[32 * j + ii] + dm) / d);
-                l = FT_MAX(0, FT_MIN(15, l));
+                l = FT_MAX(0, FT_MIN(nmax, l));
                 L[32 * j + ii] = (uint8_t)l;
             }
         }
-        uint8_t *q = y + 16;
-        for (int j = 0; j < FT_QK_K; j += 64) {
-            for (int l = 0; l < 32; ++l) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
-            q += 32;
+        if (!five) {
+            uint8_t *q = y + 16;
+            for (int j = 0; j < FT_QK_K; j += 64) {
+                for (int l = 0; l < 32; ++l) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+                q += 32;
+            }
+        } else {
+            uint8_t *qh = y + 16, *ql = y + 48;
+            memset(qh, 0, FT_QK_K / 8);
+            uint8_t m1 = 1, m2 = 2;
+            for (int n = 0; n < FT_QK_K; n += 64) {
+                for (int j = 0; j < 32; ++j) {
+                    int l1 = L[n + j];
+                    if (l1 > 15) l1 -= 16, qh[j] |= m1;
+                    int l2 = L[n + j + 32];
+                    if (l2 > 15) l2 -= 16, qh[j] |= m2;
+                    ql[j] = (uint8_t)(l1 | (l2 << 4));
+                }
+                m1 = (uint8_t)(m1 << 2), m2 = (uint8_t)(m2 << 2);
+                ql += 32;
+            }
         }
     }
 }
@@ -395,7 +417,8 @@ int ft_ggml_quantize_row(int t, const float *x, void *dst, int64_t n) {
     case FT_GGML_Q8_0: ft_q8_0(x, y, n); break;
     case FT_GGML_Q4_0: ft_q4_0(x, y, n); break;
     case FT_GGML_Q5_0: ft_q5_0(x, y, n); break;
-    case FT_GGML_Q4_K: ft_q4_k(x, y, n); break;
+    case FT_GGML_Q4_K: ft_qk_k(x, y, n, 0); break;
+    case FT_GGML_Q5_K: ft_qk_k(x, y, n, 1); break;
     case FT_GGML_Q6_K: ft_q6_k(x, y, n); break;
     default: return -1;
     }
@@ -476,6 +499,26 @@ int ft_ggml_dequantize_row(int t, const void *src, float *y, int64_t n) {
                 for (int l = 0; l < 32; ++l) *y++ = d2 * (q[l] >> 4) - m2;
                 q += 32;
                 is += 2;
+            }
+        }
+        break;
+    case FT_GGML_Q5_K:
+        for (int64_t i = 0; i < n / FT_QK_K; i++, x += 176) {
+            const float d = ft_get16f(x), min = ft_get16f(x + 2);
+            const uint8_t *ql = x + 48, *qh = x + 16, *sc8 = x + 4;
+            int is = 0;
+            uint8_t u1 = 1, u2 = 2;
+            for (int j = 0; j < FT_QK_K; j += 64) {
+                uint8_t sc, m;
+                ft_get_scale_min_k4(is + 0, sc8, &sc, &m);
+                const float d1 = d * sc, m1 = min * m;
+                ft_get_scale_min_k4(is + 1, sc8, &sc, &m);
+                const float d2 = d * sc, m2 = min * m;
+                for (int l = 0; l < 32; ++l) *y++ = d1 * ((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
+                for (int l = 0; l < 32; ++l) *y++ = d2 * ((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
+                ql += 32;
+                is += 2;
+                u1 = (uint8_t)(u1 << 2), u2 = (uint8_t)(u2 << 2);
             }
         }
         break;

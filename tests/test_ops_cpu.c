@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kernels/backend.h"
 #include "kernels/nf4.h"
@@ -93,6 +94,9 @@ typedef struct {
     int nbuf;
     ft_weight w[MAXW];
     int nw;
+    uint64_t salt;      /* xor'ed into every input seed: 0 here; fresh per run in test_ops_cuda.c */
+    int reps;           /* perf mode (test_ops_cuda.c): > 0 repeats the case's op and times it */
+    double op_seconds;  /* perf mode: mean time of one call of the case's op */
 } run_ctx;
 
 typedef struct {
@@ -135,11 +139,38 @@ static float *hcopy(const float *src, int64_t n) {
 static float *gen(const run_ctx *c, uint64_t seed, int64_t n, float scale) {
     float *p = hmalloc(n);
     for (int64_t i = 0; i < n; i++) {
-        p[i] = (2.0f * ft_uniform(seed, (uint64_t)i) - 1.0f) * scale;
+        p[i] = (2.0f * ft_uniform(seed ^ c->salt, (uint64_t)i) - 1.0f) * scale;
         if (c->round_act) p[i] = ft_bf16_to_f32(ft_f32_to_bf16(p[i]));
     }
     return p;
 }
+
+/* Runs an op call and checks its status. When `is_main` (the call is the op the case is about) and
+ * the context is in perf mode, repeats the call and records its mean time (host clock around a
+ * backend sync; about 0.2 s of repeats, at most c->reps). Perf mode never compares outputs, so
+ * repeating in-place or accumulating ops is harmless. */
+static double op_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+#define OP_RUN(c, is_main, call)                                                                   \
+    do {                                                                                           \
+        FT_CHECK_OK(call);                                                                         \
+        if ((is_main) && (c)->be && (c)->reps > 0) {                                               \
+            FT_CHECK_OK(ft_backend_sync((c)->be));                                                 \
+            double t0_ = op_now();                                                                 \
+            (void)(call);                                                                          \
+            FT_CHECK_OK(ft_backend_sync((c)->be));                                                 \
+            const double t1_ = op_now() - t0_;                                                     \
+            int n_ = t1_ > 0 ? (int)(0.2 / t1_) : (c)->reps;                                       \
+            n_ = n_ < 1 ? 1 : n_ > (c)->reps ? (c)->reps : n_;                                     \
+            t0_ = op_now();                                                                        \
+            for (int r_ = 0; r_ < n_; r_++) (void)(call);                                          \
+            FT_CHECK_OK(ft_backend_sync((c)->be));                                                 \
+            (c)->op_seconds = (op_now() - t0_) / n_;                                               \
+        }                                                                                          \
+    } while (0)
 
 static void *dev_alloc(run_ctx *c, int64_t bytes) {
     void *p;
@@ -231,7 +262,7 @@ static void op_embed(run_ctx *c, const op_case *k, op_out *o) {
     if (c->be) {
         ft_weight *w = up_weight(c, tab, V, C, k->wt);
         void *di = up_raw(c, ids, 4 * N), *out = poison(c, act_size(c) * N * C);
-        FT_CHECK_OK(ft_op_embed(c->be, out, di, w, N));
+        OP_RUN(c, 1, ft_op_embed(c->be, out, di, w, N));
         out_add(o, "out", down_act(c, out, N * C), N * C);
     } else {
         float *wv = weight_values(tab, V * C, k->wt), *out = hmalloc(N * C);
@@ -252,13 +283,13 @@ static void op_rmsnorm(run_ctx *c, const op_case *k, op_out *o) {
     if (c->be) {
         ft_weight *dw = up_weight(c, w, 1, C, k->wt);
         void *dx = up_act(c, x, N * C), *out = poison(c, act_size(c) * N * C), *rstd = poison(c, 4 * N);
-        FT_CHECK_OK(ft_op_rmsnorm(c->be, out, rstd, dx, dw, N, C, eps));
+        OP_RUN(c, k->op == OP_RMSNORM, ft_op_rmsnorm(c->be, out, rstd, dx, dw, N, C, eps));
         if (k->op == OP_RMSNORM) {
             out_add(o, "out", down_act(c, out, N * C), N * C);
             out_add(o, "rstd", down_f32(c, rstd, N), N);
         } else {
             void *dd = up_act(c, dout, N * C), *gx = poison(c, act_size(c) * N * C);
-            FT_CHECK_OK(ft_op_rmsnorm_bwd(c->be, gx, dd, dx, dw, rstd, N, C));
+            OP_RUN(c, 1, ft_op_rmsnorm_bwd(c->be, gx, dd, dx, dw, rstd, N, C));
             out_add(o, "dx", down_act(c, gx, N * C), N * C);
         }
     } else {
@@ -300,11 +331,11 @@ static void op_linear(run_ctx *c, const op_case *k, op_out *o) {
         ft_weight *dw = up_weight(c, W, out, in, k->wt), *db = bias ? up_weight(c, b, 1, out, FT_BF16) : NULL;
         if (k->op == OP_LINEAR) {
             void *dxx = up_act(c, x, N * in), *y = acc ? up_act(c, y0, N * out) : poison(c, act_size(c) * N * out);
-            FT_CHECK_OK(ft_op_linear(c->be, y, dxx, dw, db, N, acc));
+            OP_RUN(c, 1, ft_op_linear(c->be, y, dxx, dw, db, N, acc));
             out_add(o, "y", down_act(c, y, N * out), N * out);
         } else {
             void *ddy = up_act(c, dy, N * out), *dx = acc ? up_act(c, dx0, N * in) : poison(c, act_size(c) * N * in);
-            FT_CHECK_OK(ft_op_linear_bwd_x(c->be, dx, ddy, dw, N, acc));
+            OP_RUN(c, 1, ft_op_linear_bwd_x(c->be, dx, ddy, dw, N, acc));
             out_add(o, "dx", down_act(c, dx, N * in), N * in);
         }
     } else {
@@ -346,14 +377,14 @@ static void op_lora(run_ctx *c, const op_case *k, op_out *o) {
     if (c->be) {
         void *dxd = up_act(c, xd, N * in), *dAw = up_raw(c, A, 4 * R * in), *dBw = up_raw(c, B, 4 * out * R);
         void *y = up_act(c, y0, N * out), *t = poison(c, act_size(c) * N * R);
-        FT_CHECK_OK(ft_op_lora_fwd(c->be, y, t, dxd, dAw, dBw, N, in, out, R, scale));
+        OP_RUN(c, k->op == OP_LORA_FWD, ft_op_lora_fwd(c->be, y, t, dxd, dAw, dBw, N, in, out, R, scale));
         if (k->op == OP_LORA_FWD) {
             out_add(o, "y", down_act(c, y, N * out), N * out);
             out_add(o, "t", down_act(c, t, N * R), N * R);
         } else {
             void *ddy = up_act(c, dy, N * out), *gx = poison(c, act_size(c) * N * in);
             void *gA = up_raw(c, dA0, 4 * R * in), *gB = up_raw(c, dB0, 4 * out * R);
-            FT_CHECK_OK(ft_op_lora_bwd(c->be, gx, gA, gB, ddy, dxd, t, dAw, dBw, N, in, out, R, scale));
+            OP_RUN(c, 1, ft_op_lora_bwd(c->be, gx, gA, gB, ddy, dxd, t, dAw, dBw, N, in, out, R, scale));
             out_add(o, "dxd", down_act(c, gx, N * in), N * in);
             out_add(o, "dA", down_f32(c, gA, R * in), R * in);
             out_add(o, "dB", down_f32(c, gB, out * R), out * R);
@@ -407,7 +438,7 @@ static void op_dropout(run_ctx *c, const op_case *k, op_out *o) {
     float *x = gen(c, 51, n, 2.0f);
     if (c->be) {
         void *in = up_act(c, x, n), *out = (k->flag >> 16) & F_INPLACE ? in : poison(c, act_size(c) * n);
-        FT_CHECK_OK(ft_op_dropout(c->be, out, in, n, p, seed));
+        OP_RUN(c, 1, ft_op_dropout(c->be, out, in, n, p, seed));
         out_add(o, "out", down_act(c, out, n), n);
     } else {
         float *out = hmalloc(n);
@@ -428,11 +459,11 @@ static void op_rope(run_ctx *c, const op_case *k, op_out *o) {
     const int64_t N = k->s[0], nh = k->s[1], D = k->s[2], n = N * nh * D;
     float *x = gen(c, 61, n, 1.0f), inv[512];
     rope_freqs(k->flag & F_LLAMA3, D, inv);
-    int32_t pos[64];
+    int32_t *pos = malloc((size_t)N * sizeof(int32_t));
     for (int64_t i = 0; i < N; i++) pos[i] = (int32_t)(i == N - 1 ? 100000 : i * 37 % 5000);
     if (c->be) {
         void *dx = up_act(c, x, n), *dpos = up_raw(c, pos, 4 * N), *dinv = up_raw(c, inv, 4 * (D / 2));
-        FT_CHECK_OK(ft_op_rope(c->be, dx, dpos, dinv, N, nh, D, k->flag & F_INV));
+        OP_RUN(c, 1, ft_op_rope(c->be, dx, dpos, dinv, N, nh, D, k->flag & F_INV));
         out_add(o, "x", down_act(c, dx, n), n);
     } else {
         /* transformers: angle = float(pos) * inv_freq in float32, then cos/sin of that angle */
@@ -451,6 +482,7 @@ static void op_rope(run_ctx *c, const op_case *k, op_out *o) {
         free(y);
     }
     free(x);
+    free(pos);
 }
 
 /* Packed documents: within each row, documents start at 0 and at a few row-dependent positions. */
@@ -477,14 +509,14 @@ static void op_attention(run_ctx *c, const op_case *k, op_out *o) {
         void *dq = up_act(c, q, nq), *dk = up_act(c, kk, nk), *dv = up_act(c, v, nk);
         void *dds = (k->flag & F_PACK) ? up_raw(c, ds, 4 * N) : NULL;
         void *out = poison(c, act_size(c) * nq), *lse = poison(c, 4 * N * H);
-        FT_CHECK_OK(ft_op_attention(c->be, out, lse, dq, dk, dv, dds, B, T, H, Hkv, D, scale));
+        OP_RUN(c, k->op == OP_ATTN, ft_op_attention(c->be, out, lse, dq, dk, dv, dds, B, T, H, Hkv, D, scale));
         if (k->op == OP_ATTN) {
             out_add(o, "out", down_act(c, out, nq), nq);
             out_add(o, "lse", down_f32(c, lse, N * H), N * H);
         } else {
             void *gq = poison(c, act_size(c) * nq), *gk = poison(c, act_size(c) * nk), *gv = poison(c, act_size(c) * nk);
             void *ddo = up_act(c, dout, nq);
-            FT_CHECK_OK(ft_op_attention_bwd(c->be, gq, gk, gv, ddo, dq, dk, dv, out, lse, dds, B, T, H, Hkv, D, scale));
+            OP_RUN(c, 1, ft_op_attention_bwd(c->be, gq, gk, gv, ddo, dq, dk, dv, out, lse, dds, B, T, H, Hkv, D, scale));
             out_add(o, "dq", down_act(c, gq, nq), nq);
             out_add(o, "dk", down_act(c, gk, nk), nk);
             out_add(o, "dv", down_act(c, gv, nk), nk);
@@ -561,11 +593,11 @@ static void op_swiglu(run_ctx *c, const op_case *k, op_out *o) {
         void *dg = up_act(c, g, n), *du = up_act(c, u, n);
         if (k->op == OP_SWIGLU) {
             void *out = poison(c, act_size(c) * n);
-            FT_CHECK_OK(ft_op_swiglu(c->be, out, dg, du, n));
+            OP_RUN(c, 1, ft_op_swiglu(c->be, out, dg, du, n));
             out_add(o, "out", down_act(c, out, n), n);
         } else {
             void *dd = up_act(c, dout, n), *gg = poison(c, act_size(c) * n), *gu = poison(c, act_size(c) * n);
-            FT_CHECK_OK(ft_op_swiglu_bwd(c->be, gg, gu, dd, dg, du, n));
+            OP_RUN(c, 1, ft_op_swiglu_bwd(c->be, gg, gu, dd, dg, du, n));
             out_add(o, "dgate", down_act(c, gg, n), n);
             out_add(o, "dup", down_act(c, gu, n), n);
         }
@@ -597,7 +629,7 @@ static void op_add(run_ctx *c, const op_case *k, op_out *o) {
     float *x = gen(c, 91, n, 1.0f), *y = gen(c, 92, n, 1.0f);
     if (c->be) {
         void *dx = up_act(c, x, n), *dy = up_act(c, y, n);
-        FT_CHECK_OK(ft_op_add(c->be, dy, dx, n));
+        OP_RUN(c, 1, ft_op_add(c->be, dy, dx, n));
         out_add(o, "y", down_act(c, dy, n), n);
     } else {
         float *r = hmalloc(n);
@@ -616,7 +648,7 @@ static void op_xent(run_ctx *c, const op_case *k, op_out *o) {
     for (int64_t r = 0; r < n; r++) lab[r] = r % 3 == 1 ? -100 : (int32_t)((r * 131) % V);
     if (c->be) {
         void *dl = up_act(c, lg, n * V), *dlab = up_raw(c, lab, 4 * n), *acc = up_raw(c, init, 8);
-        FT_CHECK_OK(ft_op_xent(c->be, acc, (float *)acc + 1, dl, dlab, n, V, gs));
+        OP_RUN(c, 1, ft_op_xent(c->be, acc, (float *)acc + 1, dl, dlab, n, V, gs));
         out_add(o, "logits/grad", down_act(c, dl, n * V), n * V);
         out_add(o, "loss_sum,count", down_f32(c, acc, 2), 2);
     } else {
@@ -653,10 +685,10 @@ static void op_reduce(run_ctx *c, const op_case *k, op_out *o) {
         void *dx = up_raw(c, x, 4 * n);
         if (k->op == OP_SUMSQ) {
             void *acc = up_raw(c, &two, 4);
-            FT_CHECK_OK(ft_op_sumsq(c->be, acc, dx, n));
+            OP_RUN(c, 1, ft_op_sumsq(c->be, acc, dx, n));
             out_add(o, "sumsq", down_f32(c, acc, 1), 1);
         } else {
-            FT_CHECK_OK(ft_op_scale(c->be, dx, n, 0.37f));
+            OP_RUN(c, 1, ft_op_scale(c->be, dx, n, 0.37f));
             out_add(o, "x", down_f32(c, dx, n), n);
         }
     } else {
@@ -690,7 +722,7 @@ static void op_adamw(run_ctx *c, const op_case *k, op_out *o) {
     if (c->be) {
         void *dp = up_raw(c, p, 4 * n), *dg = up_raw(c, g, 4 * n), *dm = up_raw(c, m, 4 * n), *dv = up_raw(c, v, 4 * n);
         void *ds = up_raw(c, sc, sizeof sc);
-        FT_CHECK_OK(ft_op_adamw(c->be, dp, dg, dm, dv, n, ds));
+        OP_RUN(c, 1, ft_op_adamw(c->be, dp, dg, dm, dv, n, ds));
         out_add(o, "p", down_f32(c, dp, n), n);
         out_add(o, "m", down_f32(c, dm, n), n);
         out_add(o, "v", down_f32(c, dv, n), n);
@@ -736,14 +768,14 @@ static void op_nf4(run_ctx *c, const op_case *k, op_out *o) {
         ft_from_f32(tmp, k->wt, x, n);
         FT_CHECK_OK(ft_backend_upload(c->be, src, tmp, ft_dtype_nbytes(k->wt, n)));
         free(tmp);
-        FT_CHECK_OK(ft_op_nf4_quantize(c->be, w, src, k->wt));
+        OP_RUN(c, 1, ft_op_nf4_quantize(c->be, w, src, k->wt));
         FT_CHECK_OK(ft_backend_sync(c->be));
         FT_CHECK_OK(ft_backend_download(c->be, h.codes, w->nf4.codes, nc));
         FT_CHECK_OK(ft_backend_download(c->be, h.qabsmax, w->nf4.qabsmax, nb));
         FT_CHECK_OK(ft_backend_download(c->be, h.absmax2, w->nf4.absmax2, 4 * nb2));
         h.offset = w->nf4.offset;
         void *out = poison(c, act_size(c) * n);
-        FT_CHECK_OK(ft_op_nf4_dequantize(c->be, out, w));
+        OP_RUN(c, 0, ft_op_nf4_dequantize(c->be, out, w));
         free(deq);
         deq = down_act(c, out, n);
     } else {
@@ -780,6 +812,9 @@ static void run_case(run_ctx *c, const op_case *k, op_out *o) {
     }
 }
 
+/* tests/test_ops_cuda.c includes this file for the table, the op runners and test_memory, and
+ * brings its own main (modes, real layer shapes, the GPU summary table). */
+#ifndef FT_OPS_TABLE_NO_MAIN
 /* Runs every case on `be` and compares with the double references (ref_be == NULL) or with the
  * same case run on ref_be (the CPU backend). Returns the number of failed comparisons. */
 static int check_backend(ft_backend *be, ft_backend *ref_be) {
@@ -788,7 +823,8 @@ static int check_backend(ft_backend *be, ft_backend *ref_be) {
     printf("== %s vs %s\n", ft_backend_name(be), ref_be ? ft_backend_name(ref_be) : "double reference");
     for (int i = 0; i < NCASES; i++) {
         const op_case *k = &cases[i];
-        run_ctx rc = {be, ref_be && bf16, {0}, 0, {{0}}, 0}, cc = {ref_be, ref_be && bf16, {0}, 0, {{0}}, 0};
+        run_ctx rc = {be, ref_be && bf16, {0}, 0, {{0}}, 0, 0, 0, 0};
+        run_ctx cc = {ref_be, ref_be && bf16, {0}, 0, {{0}}, 0, 0, 0, 0};
         op_out got = {0}, want = {0};
         run_case(&rc, k, &got);
         run_case(&cc, k, &want);
@@ -845,6 +881,8 @@ static void test_rope_freqs(void) {
     FT_CHECK(ft_rope_inv_freq(&bad, tmp) == FT_E_ARG, "odd rotary dim accepted");
 }
 
+#endif /* FT_OPS_TABLE_NO_MAIN */
+
 /* ---- memory accounting -------------------------------------------------------------------------- */
 static void test_memory(ft_backend *be) {
     const int64_t base = ft_backend_bytes_in_use(be);
@@ -876,6 +914,7 @@ static void test_memory(ft_backend *be) {
     FT_CHECK(ft_backend_bytes_in_use(be) == base, "leak: %lld bytes", (long long)(ft_backend_bytes_in_use(be) - base));
 }
 
+#ifndef FT_OPS_TABLE_NO_MAIN
 int main(void) {
     ft_backend *cpu = NULL;
     FT_CHECK_OK(ft_backend_cpu_create(&cpu, 2));
@@ -895,3 +934,4 @@ int main(void) {
     ft_backend_free(cpu);
     return ft_test_finish();
 }
+#endif /* FT_OPS_TABLE_NO_MAIN */

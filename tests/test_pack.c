@@ -263,8 +263,8 @@ static void test_batcher(void) {
     ft_batcher *b;
     ft_batcher_opts bo = {.batch_rows = B, .mode = FT_BATCH_TRAIN, .seed = 1234};
     FT_CHECK_OK(ft_batcher_create(&b, &p, &ex, &bo));
-    ft_batch bt;
-    FT_CHECK_OK(ft_batch_alloc(b, &bt));
+    ft_row_batch bt;
+    FT_CHECK_OK(ft_row_batch_alloc(b, &bt));
     /* three epochs: each row exactly once per epoch, orders differ between epochs */
     int64_t *order = malloc((size_t)(3 * rows + B) * sizeof *order), n = 0;
     int64_t targets = 0, want_targets = 0;
@@ -304,9 +304,9 @@ static void test_batcher(void) {
     FT_CHECK_OK(ft_pack_build(&ex_copy, &po, &p2));
     FT_CHECK_OK(ft_batcher_create(&b2, &p2, &ex_copy, &bo));
     FT_CHECK_OK(ft_batcher_set_state(b2, &saved));
-    ft_batch x1, x2;
-    FT_CHECK_OK(ft_batch_alloc(b1, &x1));
-    FT_CHECK_OK(ft_batch_alloc(b2, &x2));
+    ft_row_batch x1, x2;
+    FT_CHECK_OK(ft_row_batch_alloc(b1, &x1));
+    FT_CHECK_OK(ft_row_batch_alloc(b2, &x2));
     int same = 1;
     for (int64_t i = 0; i < 2 * rows / B + 3; i++) {
         FT_CHECK_OK(ft_batcher_next(b1, &x1));
@@ -317,8 +317,8 @@ static void test_batcher(void) {
                 x1.epoch == x2.epoch;
     }
     FT_CHECK(same, "resumed cursor yields identical batches across epoch boundaries");
-    ft_batch_free(&x1);
-    ft_batch_free(&x2);
+    ft_row_batch_free(&x1);
+    ft_row_batch_free(&x2);
 
     /* refused states */
     ft_pack_opts po3 = po;
@@ -357,7 +357,7 @@ static void test_batcher(void) {
     ft_batcher_free(b);
     ft_batcher_free(b1);
     ft_batcher_free(b2);
-    ft_batch_free(&bt);
+    ft_row_batch_free(&bt);
     free(order);
     ft_pack_free(&p);
     ft_pack_free(&p2);

@@ -1,14 +1,22 @@
-/* cmd_train.c: `ftune train` with flags over token-id data (recipes arrive with the recipe
- * module; these flags stay as shortcuts for recipe keys). Prints one line per optimizer step
- * and can dump the first step's LoRA gradients and save the trained adapter, both under PEFT
- * tensor names, so any reference can be compared from outside. */
+/* cmd_train.c: `ftune train`, two ways.
+ *
+ *   ftune train RECIPE.yaml [--set key=value]... [--resume [latest|CKPT]] [--resume-fallback]
+ *       a recipe run (trainer/run.h): JSONL data, checkpoints, resume, metrics, evaluation, final/.
+ *   ftune train --model DIR --tokens FILE [--steps N --lr X ...]
+ *       the flag mode over token-id data (tests and reference comparisons): one line per
+ *       optimizer step on stdout, optionally the first step's LoRA gradients (--dump-grads) and the
+ *       trained adapter (--save), both under PEFT tensor names.
+ * Both run the same optimizer step (train.h). `--resume` without a value means "latest". */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/log.h"
 #include "trainer/cli.h"
 #include "trainer/commands.h"
 #include "trainer/loader.h"
+#include "trainer/recipe.h"
+#include "trainer/run.h"
 #include "trainer/train.h"
 
 static const ft_opt ft_train_opts[] = {
@@ -39,7 +47,59 @@ static const ft_opt ft_train_opts[] = {
     {"save", FT_OPT_STR, "OUT", NULL, "write the trained adapter weights (safetensors, PEFT names)"},
     {"device", FT_OPT_STR, "cpu|cuda|auto", "cpu", "compute backend"},
     {"threads", FT_OPT_INT, "N", "0", "CPU threads (0: all cores)"},
+    {"set", FT_OPT_LIST, "KEY=VALUE", NULL, "with a recipe: override a recipe key (repeatable)"},
+    {"resume", FT_OPT_STR, "[latest|CKPT]", NULL, "with a recipe: continue from the newest (or the given) checkpoint"},
+    {"resume-fallback", FT_OPT_FLAG, NULL, NULL, "with --resume: if the checkpoint is corrupt, use the previous one"},
 };
+
+/* Options that belong to one mode only. */
+static const char *const ft_flag_only[] = {"model", "tokens", "quant", "steps", "lr", "schedule", "warmup",
+                                           "weight-decay", "beta1", "beta2", "eps", "clip", "lora-r", "lora-alpha",
+                                           "lora-dropout", "lora-targets", "rslora", "lora-init", "micro-batch",
+                                           "grad-accum", "max-len", "seed", "no-recompute", "dump-grads", "save",
+                                           "device", "threads"};
+
+static int ft_is_recipe_arg(const char *a) {
+    size_t n = strlen(a);
+    return (n > 5 && strcmp(a + n - 5, ".yaml") == 0) || (n > 4 && strcmp(a + n - 4, ".yml") == 0);
+}
+
+static ft_status ft_cmd_train_recipe(ft_cli *cli) {
+    const char *sets_joined, *resume;
+    FT_TRY(ft_cli_str(cli, "set", &sets_joined));
+    FT_TRY(ft_cli_str(cli, "resume", &resume));
+    for (size_t i = 0; i < sizeof ft_flag_only / sizeof *ft_flag_only; i++)
+        if (ft_cli_has(cli, ft_flag_only[i]))
+            return FT_ERR(FT_E_ARG, "train: --%s is an option of the flag mode; with a recipe use --set KEY=VALUE "
+                                    "(see docs/recipes.md)", ft_flag_only[i]);
+    if (cli->npos != 1) return FT_ERR(FT_E_ARG, "train: give one recipe file (see 'ftune train --help')");
+    /* split the joined --set values */
+    const char *sets[64];
+    int n_sets = 0;
+    char *copy = sets_joined ? strdup(sets_joined) : NULL;
+    if (sets_joined && !copy) return FT_ERR(FT_E_OOM, "out of memory");
+    char *save = NULL;
+    for (char *t = copy ? strtok_r(copy, "\n", &save) : NULL; t; t = strtok_r(NULL, "\n", &save)) {
+        if (n_sets == 64) {
+            free(copy);
+            return FT_ERR(FT_E_ARG, "train: more than 64 --set options");
+        }
+        sets[n_sets++] = t;
+    }
+    ft_recipe r;
+    memset(&r, 0, sizeof r);
+    ft_status st = ft_recipe_load(&r, cli->pos[0], sets, n_sets);
+    if (st == FT_OK) st = ft_recipe_check_files(&r);
+    if (st == FT_OK) {
+        ft_run_opts o = {.recipe_path = cli->pos[0], .resume = resume,
+                         .resume_fallback = ft_cli_flag(cli, "resume-fallback")};
+        if (o.resume_fallback && !o.resume) st = FT_ERR(FT_E_ARG, "train: --resume-fallback needs --resume");
+        else st = ft_run(&r, &o);
+    }
+    ft_recipe_free(&r);
+    free(copy);
+    return st;
+}
 
 static ft_status ft_print_step(void *user, const ft_step_info *s) {
     (void)user;
@@ -50,9 +110,24 @@ static ft_status ft_print_step(void *user, const ft_step_info *s) {
 }
 
 ft_status ft_cmd_train(int argc, char **argv) {
-    ft_cli cli = {.command = "train", .summary = "Train LoRA/QLoRA adapters on token-id data.",
+    ft_cli cli = {.command = "train",
+                  .summary = "Train LoRA/QLoRA adapters: from a recipe (JSONL data, checkpoints, resume), or with "
+                             "flags on token-id data.",
+                  .positional = "[RECIPE.yaml]",
                   .opts = ft_train_opts, .nopts = sizeof ft_train_opts / sizeof *ft_train_opts};
-    ft_status st = ft_cli_parse(&cli, argc, argv);
+    /* "--resume" may stand alone: give it its default value */
+    char **args = malloc((size_t)(argc + 1) * sizeof *args);
+    if (!args) return FT_ERR(FT_E_OOM, "out of memory");
+    int nargs = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(argv[i], "--resume") == 0 && (!next || strncmp(next, "--", 2) == 0 || ft_is_recipe_arg(next)))
+            args[nargs++] = "--resume=latest";
+        else
+            args[nargs++] = argv[i];
+    }
+    args[nargs] = NULL;
+    ft_status st = ft_cli_parse(&cli, nargs, args);
     ft_backend *be = NULL;
     ft_model *model = NULL;
     ft_lora *lora = NULL;
@@ -60,6 +135,14 @@ ft_status ft_cmd_train(int argc, char **argv) {
     if (st != FT_OK) goto done;
     if (cli.help) {
         ft_cli_usage(&cli);
+        goto done;
+    }
+    if (cli.npos > 0 || ft_cli_has(&cli, "set") || ft_cli_has(&cli, "resume")) {
+        st = ft_cmd_train_recipe(&cli);
+        goto done;
+    }
+    if (ft_cli_has(&cli, "resume-fallback")) {
+        st = FT_ERR(FT_E_ARG, "train: --resume-fallback works with a recipe and --resume");
         goto done;
     }
     const char *dir, *tokens, *quant_s, *sched_s, *targets_s, *init, *save, *device;
@@ -124,5 +207,6 @@ done:
     ft_backend_free(be);
     ft_token_seqs_free(&seqs);
     ft_cli_free(&cli);
+    free(args);
     return st;
 }

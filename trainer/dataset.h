@@ -53,6 +53,7 @@ typedef struct ft_dataset_info {
     int64_t train_rows, valid_rows;
     int64_t train_targets;      /* trainable tokens per epoch */
     int64_t skipped_records;    /* malformed or unrenderable records skipped (data.on_error: skip) */
+    int32_t max_token_id;       /* largest id in the examples (must be < the model's vocabulary) */
     int cached;                 /* the tokenized shards were reused */
     const char *format;         /* data format in use ("text", "chat", ...) */
     const char *template_name;  /* chat template in use ("none" for raw) */

@@ -1,5 +1,6 @@
 /* main.c: ftune's entry point. Dispatches subcommands, turns a status into one line on stderr
- * and an exit code: 0 success, 1 failure, 2 usage error (unknown command or option). */
+ * and an exit code: 0 success (or a run interrupted by SIGINT/SIGTERM after saving its state),
+ * 1 failure, 2 usage error (unknown command or option). */
 #include <stdio.h>
 #include <string.h>
 
@@ -16,7 +17,11 @@ typedef struct {
 static const ft_command ft_commands[] = {
     {"eval", ft_cmd_eval, "loss and perplexity of a model on token-id sequences"},
     {"generate", ft_cmd_generate, "greedy or top-p sampling from a model"},
+    {"plan", ft_cmd_plan, "memory and time a recipe's run needs on a device (reads config.json only)"},
     {"train", ft_cmd_train, "train LoRA/QLoRA adapters"},
+    {"export", ft_cmd_export, "convert an adapter to a llama.cpp LoRA GGUF (+ Ollama Modelfile) or PEFT"},
+    {"merge", ft_cmd_merge, "write a base model, or base + adapter merged, as a llama.cpp GGUF or HF checkpoint"},
+    {"inspect", ft_cmd_inspect, "print the metadata and tensor table of a GGUF file"},
 };
 
 static void ft_usage(FILE *f) {
@@ -48,6 +53,10 @@ int main(int argc, char **argv) {
         if (strcmp(cmd, ft_commands[i].name) != 0) continue;
         ft_status st = ft_commands[i].run(argc - 1, argv + 1);
         if (st == FT_OK) return 0;
+        if (st == FT_E_INTERRUPTED) { /* SIGINT/SIGTERM honoured: the state is saved, not a failure */
+            fprintf(stderr, "ftune: %s\n", ft_error_msg());
+            return 0;
+        }
         fprintf(stderr, "ftune: error: %s\n", ft_error_msg());
         return st == FT_E_ARG ? 2 : 1;
     }

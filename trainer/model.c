@@ -317,6 +317,7 @@ typedef struct ft_pass {
     ft_model *m;
     int64_t B, T, N;
     uint64_t seed;     /* dropout seed of this micro-batch */
+    int train;         /* LoRA dropout is drawn only in training passes, never at inference */
 } ft_pass;
 
 static uint64_t ft_drop_seed(const ft_pass *p, int64_t layer, int mod) {
@@ -335,7 +336,7 @@ static const ft_weight *ft_bias_of(const ft_layer_weights *lw, int mod) {
 /* The LoRA input: x itself, or dropout(x) drawn into m->xdrop. */
 static ft_status ft_lora_input(const ft_pass *p, int64_t l, int mod, const void *x, int64_t in, const void **xd) {
     ft_model *m = p->m;
-    float pdrop = (float)m->lora->cfg.dropout;
+    float pdrop = p->train ? (float)m->lora->cfg.dropout : 0.0f;
     *xd = x;
     if (pdrop > 0.0f) {
         FT_TRY(ft_op_dropout(m->be, m->xdrop, x, p->N * in, pdrop, ft_drop_seed(p, l, mod)));
@@ -495,11 +496,11 @@ static ft_status ft_forward_layers(const ft_pass *p) {
     return FT_OK;
 }
 
-static ft_status ft_prepare(ft_model *m, const ft_batch *b, ft_pass *p, uint64_t seed) {
+static ft_status ft_prepare(ft_model *m, const ft_batch *b, ft_pass *p, uint64_t seed, int train) {
     if (b->B <= 0 || b->T <= 0) return FT_ERR(FT_E_ARG, "empty batch");
     FT_TRY(ft_model_reserve(m, b->B, b->T));
     FT_TRY(ft_upload_batch(m, b));
-    p->m = m, p->B = b->B, p->T = b->T, p->N = b->B * b->T, p->seed = seed;
+    p->m = m, p->B = b->B, p->T = b->T, p->N = b->B * b->T, p->seed = seed, p->train = train;
     return FT_OK;
 }
 
@@ -510,7 +511,7 @@ ft_status ft_model_step(ft_model *m, const ft_batch *b, float grad_scale, uint64
     const ft_model_dims *d = &m->d;
     int grad = grad_scale != 0.0f;
     if (grad && !m->lora) return FT_ERR(FT_E_INTERNAL, "backward without adapters");
-    FT_TRY(ft_prepare(m, b, &p, dropout_seed));
+    FT_TRY(ft_prepare(m, b, &p, dropout_seed, grad));
     FT_TRY(ft_forward_layers(&p));
 
     /* head: final norm, then lm_head + cross-entropy chunk by chunk */
@@ -561,7 +562,7 @@ static ft_status ft_head_rows(ft_model *m, const void *h, int64_t n, float *host
 
 ft_status ft_model_logits(ft_model *m, const ft_batch *b, float *logits) {
     ft_pass p;
-    FT_TRY(ft_prepare(m, b, &p, 0));
+    FT_TRY(ft_prepare(m, b, &p, 0, 0));
     FT_TRY(ft_forward_layers(&p));
     int64_t N = p.N, C = m->d.C, chunk = ft_logits_chunk(&m->d, N, m->opts.logits_chunk);
     FT_TRY(ft_op_rmsnorm(m->be, m->hn, m->rstdn, m->bound[m->d.L], &m->w.final_norm, N, C, m->d.eps));
@@ -574,7 +575,7 @@ ft_status ft_model_logits(ft_model *m, const ft_batch *b, float *logits) {
 
 ft_status ft_model_last_logits(ft_model *m, const ft_batch *b, float *logits) {
     ft_pass p;
-    FT_TRY(ft_prepare(m, b, &p, 0));
+    FT_TRY(ft_prepare(m, b, &p, 0, 0));
     FT_TRY(ft_forward_layers(&p));
     int64_t C = m->d.C;
     size_t row = (size_t)(C * m->es);

@@ -56,8 +56,9 @@ typedef enum {
     FT_PLAN_LAYER,       /* one layer's forward working set (recompute), or all L of them */
     FT_PLAN_BACKWARD,    /* backward scratch of one layer */
     FT_PLAN_LOGITS,      /* one logits chunk and the head's scratch */
-    FT_PLAN_WORKSPACE,   /* CUDA: bf16 dequant buffer of the largest linear + cuBLAS; CPU: host-heap
-                          * scratch of the reference kernels (weight tile, attention) */
+    FT_PLAN_WORKSPACE,   /* CUDA: the backend's scratch (bf16 dequant of the largest linear, LoRA
+                          * casts, attention) + cuBLAS workspace; CPU: host-heap scratch of the
+                          * reference kernels (weight tile, attention), outside backend memory */
     FT_PLAN_NLINES
 } ft_plan_line_id;
 
@@ -104,7 +105,7 @@ typedef struct ft_plan {
     double dequant_s;         /* NF4 dequantization seconds per micro-batch */
     int64_t tokens_per_step;  /* micro_batch x grad_accum x seq_len */
     int64_t steps;            /* 0: unknown (epochs without a dataset index) */
-    char steps_from[160];
+    char steps_from[4400];
     int64_t total_tokens;
     double tokens_per_s, step_s, hours;
 } ft_plan;
@@ -114,6 +115,8 @@ typedef struct ft_plan {
 ft_status ft_plan_make(ft_plan *p, const ft_recipe *r, const ft_plan_opts *opts);
 /* The same from an already-loaded config. */
 ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_recipe *r, const ft_plan_opts *opts);
+/* "55.9 GiB" (>= 1 GiB) or "13.2 MiB": how the report states a total. */
+void ft_plan_format_bytes(int64_t bytes, char *buf, size_t cap);
 /* The aligned report (stdout of `ftune plan`). */
 void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f);
 

@@ -177,7 +177,7 @@ static const rk ft_recipe_keys[] = {
      .help = "also write the base model merged with the adapter as a GGUF of this type (empty = no)"},
 
     {.key = "output_dir", .type = RK_PATH, .off = F(output_dir), .def = "",
-     .help = "checkpoints, logs and exports (default: runs/<recipe file name> in the current directory)"},
+     .help = "checkpoints, logs and exports (default: runs/RECIPE-NAME in the current directory, RECIPE-NAME being the recipe file name without .yaml)"},
 };
 enum { RK_COUNT = (int)(sizeof ft_recipe_keys / sizeof ft_recipe_keys[0]) };
 
@@ -481,7 +481,7 @@ static ft_status rk_set(ft_recipe *r, const rk *k, const rv *v, const char *base
         char buf[512] = "";
         if (v->kind == RV_LIST) {
             for (int i = 0; i < v->n; i++) {
-                if (!v->items[i]) RK_FAIL(o, k, "item %d: expected a module name, got a list or mapping", i + 1);
+                if (!v->items[i]) RK_FAIL(o, k, "item %d: expected a name, got a list or mapping", i + 1);
                 FT_TRY(rk_add_choices(o, k, v->items[i], buf, sizeof buf));
             }
         } else {
@@ -979,7 +979,16 @@ static void rk_quote(FILE *f, const char *s) {
 static void rk_write_value(FILE *f, const ft_recipe *r, const rk *k, const char *indent) {
     switch (k->type) {
     case RK_INT: fprintf(f, " %lld\n", (long long)*rk_int((ft_recipe *)r, k)); break;
-    case RK_FLOAT: fprintf(f, " %.17g\n", *rk_float((ft_recipe *)r, k)); break;
+    case RK_FLOAT: { /* the shortest text that reads back as the same double */
+        double v = *rk_float((ft_recipe *)r, k);
+        char buf[64];
+        for (int prec = 15; prec <= 17; prec++) {
+            snprintf(buf, sizeof buf, "%.*g", prec, v);
+            if (strtod(buf, NULL) == v) break;
+        }
+        fprintf(f, " %s\n", buf);
+        break;
+    }
     case RK_BOOL: fprintf(f, " %s\n", *rk_bool((ft_recipe *)r, k) ? "true" : "false"); break;
     case RK_PATHS:
     case RK_STRS: {
@@ -1085,9 +1094,9 @@ void ft_recipe_doc(void *file) {
         } else if (k->type == RK_BOOL) {
             snprintf(allowed, sizeof allowed, "`true`, `false`");
         } else if (rk_is_list(k)) {
-            snprintf(allowed, sizeof allowed, "up to %d", k->max_items);
+            snprintf(allowed, sizeof allowed, "up to %d%s", k->max_items, k->type == RK_PATHS ? ", relative to the recipe" : "");
         } else {
-            snprintf(allowed, sizeof allowed, " ");
+            snprintf(allowed, sizeof allowed, "%s", k->type == RK_PATH ? "relative to the recipe" : "any");
         }
         fprintf(f, "| `%s` | %s | %s | %s | %s |\n", k->key, rk_type_name(k), def, allowed, k->help);
     }

@@ -1,4 +1,4 @@
-/* common.cuh: device helpers shared by every kernels/cuda/*.cu file: BF16 activation loads and
+/* common.cuh: device helpers shared by every .cu file of kernels/cuda: BF16 activation loads and
  * stores, warp and block reductions with a fixed combination order (so every reduction is
  * deterministic run to run), 64-bit index helpers, launch-size helpers and the read-only view of
  * a frozen weight (F32/F16/BF16/NF4) that kernels index element by element.
@@ -12,11 +12,13 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <math.h>
 #include <stdint.h>
 
 extern "C" {
 #include "kernels/dtype.h"
 #include "kernels/nf4.h"
+#include "kernels/weight.h"
 }
 
 typedef __nv_bfloat16 act_t;
@@ -24,7 +26,7 @@ typedef __nv_bfloat16 act_t;
 #define FT_WARP 32
 #define FT_FULL_MASK 0xffffffffu
 
-static inline int64_t ft_cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static inline __host__ __device__ int64_t ft_cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 /* Blocks for a grid-stride loop over n items with `threads` threads and at most `cap` blocks. */
 static inline unsigned ft_grid_1d(int64_t n, int threads, int64_t cap) {
@@ -89,6 +91,18 @@ typedef struct ft_cu_wview {
     const float *tables;     /* NF4 levels[16], dynmap[256] */
     float offset;            /* NF4 */
 } ft_cu_wview;
+
+static inline ft_cu_wview ft_cu_view(const ft_weight *w, const float *tables) {
+    ft_cu_wview v;
+    v.dtype = (int)w->dtype;
+    v.data = w->data;
+    v.codes = w->nf4.codes;
+    v.qabsmax = w->nf4.qabsmax;
+    v.absmax2 = w->nf4.absmax2;
+    v.tables = tables;
+    v.offset = w->nf4.offset;
+    return v;
+}
 
 /* The absmax of NF4 block b, rounded as the reference (kernels/nf4.h: two float32 roundings, no
  * FMA: nvcc would otherwise contract the multiply-add). */

@@ -74,6 +74,7 @@ typedef struct ft_backend_cuda {
     ft_cuda_alloc_entry *allocs; /* open addressing, capacity a power of two */
     int64_t alloc_cap, alloc_used;
     ft_gemm_cache_entry *gemm_cache; /* [FT_GEMM_CACHE] cuBLASLt algorithms by problem */
+    int use_pool;           /* cudaMallocAsync (else cudaMalloc; FT_CUDA_MALLOC=sync) */
     int gemm_simt;          /* FT_CUDA_GEMM=simt: our own GEMM instead of cuBLASLt (cross-check) */
 } ft_backend_cuda;
 

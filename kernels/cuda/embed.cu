@@ -1,0 +1,43 @@
+/* embed.cu: token embedding gather, out[n, :] = table[ids[n], :] rounded to BF16, for tables of any
+ * frozen dtype (F32/F16/BF16, or NF4 dequantized element by element exactly as the reference).
+ *
+ * One block per token (grid-stride over tokens), threads over the C columns. An id outside
+ * [0, V) is the caller's broken invariant (model.c validates ids on the host before upload): the
+ * row is filled with NaN, so it cannot pass silently, and FT_CUERR_EMBED_ID is raised for
+ * ft_backend_sync to report. The table is frozen, so there is no backward (ops.h). */
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/cuda_impl.h"
+
+__global__ void ft_k_embed(act_t *out, const int32_t *ids, ft_cu_wview w, int64_t N, int64_t V, int64_t C,
+                           unsigned *err) {
+    for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
+        const int32_t id = ids[n];
+        act_t *o = out + n * C;
+        if (id < 0 || id >= V) {
+            if (threadIdx.x == 0) atomicOr(err, (unsigned)FT_CUERR_EMBED_ID);
+            for (int64_t c = threadIdx.x; c < C; c += blockDim.x) ft_st(o, c, __int_as_float(0x7fc00000));
+            continue;
+        }
+        const int64_t base = (int64_t)id * C;
+        if (w.dtype == FT_BF16) { /* the common case: a straight copy */
+            const act_t *row = (const act_t *)w.data + base;
+            for (int64_t c = threadIdx.x; c < C; c += blockDim.x) o[c] = row[c];
+        } else {
+            for (int64_t c = threadIdx.x; c < C; c += blockDim.x) ft_st(o, c, ft_weight_at(w, base + c));
+        }
+    }
+}
+
+ft_status ft_cuda_embed(ft_backend *be, void *out, const int32_t *ids, const ft_weight *table, int64_t N) {
+    ft_backend_cuda *b = ft_cu(be);
+    const int64_t V = table->rows, C = table->cols;
+    if (N == 0 || C == 0) return FT_OK;
+    if (table->dtype != FT_F32 && table->dtype != FT_F16 && table->dtype != FT_BF16 && table->dtype != FT_NF4)
+        return FT_ERR(FT_E_UNSUPPORTED, "embed: table dtype %s", ft_dtype_name(table->dtype));
+    const int threads = C >= 1024 ? 256 : 128;
+    const unsigned grid = (unsigned)(N < 65535LL * 16 ? N : 65535LL * 16);
+    ft_k_embed<<<grid, threads, 0, b->stream>>>((act_t *)out, ids, ft_cu_view(table, b->nf4_tables), N, V, C, b->err);
+    FT_CUDA_LAUNCH_TRY("ft_k_embed");
+    return FT_OK;
+}

@@ -1,0 +1,88 @@
+/* reduce.cu: elementwise and reduction ops: residual add (BF16), dropout (BF16), and on f32
+ * vectors the gradient norm's sum of squares and scaling (kernels/cpu/reduce_cpu.c).
+ *
+ * dropout draws keep(seed, i) from the counter-based generator of kernels/rng.h (the same function
+ * the CPU calls, compiled for the device through FT_HD), so both backends, and a recomputation,
+ * draw the same mask; kept values are multiplied by 1 / (1 - p) in float, as torch.
+ * sumsq is deterministic: a grid whose size depends only on n sums fixed strided subsets in double
+ * per thread, blocks reduce in a fixed butterfly order into per-block partials, and one block adds
+ * the partials in index order: *out = float(double(*out) + total), as the CPU rounds. Nothing uses
+ * atomics, so the global gradient norm is bit-identical run to run. */
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/cuda_impl.h"
+
+extern "C" {
+#include "kernels/rng.h"
+}
+
+enum { FT_SUMSQ_THREADS = 256, FT_SUMSQ_MAX_BLOCKS = 1024 };
+
+__global__ void ft_k_add(act_t *y, const act_t *x, int64_t n) {
+    for (int64_t i = ft_gtid(); i < n; i += ft_gstride()) ft_st(y, i, ft_ld(y, i) + ft_ld(x, i));
+}
+
+__global__ void ft_k_dropout(act_t *out, const act_t *in, int64_t n, float p, float s, uint64_t seed) {
+    for (int64_t i = ft_gtid(); i < n; i += ft_gstride())
+        ft_st(out, i, ft_dropout_keep(seed, (uint64_t)i, p) ? ft_ld(in, i) * s : 0.0f);
+}
+
+__global__ void ft_k_sumsq_partial(double *part, const float *x, int64_t n) {
+    __shared__ double sh[32];
+    double s = 0.0;
+    for (int64_t i = ft_gtid(); i < n; i += ft_gstride()) s += (double)x[i] * (double)x[i];
+    s = ft_block_sum(s, sh);
+    if (threadIdx.x == 0) part[blockIdx.x] = s;
+}
+
+/* One block: out += sum(part[np]) in a fixed order. */
+__global__ void ft_k_sumsq_final(float *out, const double *part, int64_t np) {
+    __shared__ double sh[32];
+    double s = 0.0;
+    for (int64_t i = threadIdx.x; i < np; i += blockDim.x) s += part[i];
+    s = ft_block_sum(s, sh);
+    if (threadIdx.x == 0) *out = (float)((double)*out + s);
+}
+
+__global__ void ft_k_scale(float *x, int64_t n, float s) {
+    for (int64_t i = ft_gtid(); i < n; i += ft_gstride()) x[i] *= s;
+}
+
+ft_status ft_cuda_add(ft_backend *be, void *y, const void *x, int64_t n) {
+    if (n == 0) return FT_OK;
+    ft_k_add<<<ft_grid_1d(n, 256, 64LL * ft_cu(be)->sm_count), 256, 0, ft_cu_stream(be)>>>((act_t *)y,
+                                                                                          (const act_t *)x, n);
+    FT_CUDA_LAUNCH_TRY("ft_k_add");
+    return FT_OK;
+}
+
+ft_status ft_cuda_dropout(ft_backend *be, void *out, const void *in, int64_t n, float p, uint64_t seed) {
+    if (n == 0) return FT_OK;
+    if (p == 0.0f) {
+        if (out != in) FT_CUDA_TRY(cudaMemcpyAsync(out, in, (size_t)n * 2, cudaMemcpyDeviceToDevice, ft_cu_stream(be)));
+        return FT_OK;
+    }
+    const float s = 1.0f / (1.0f - p);
+    ft_k_dropout<<<ft_grid_1d(n, 256, 64LL * ft_cu(be)->sm_count), 256, 0, ft_cu_stream(be)>>>(
+        (act_t *)out, (const act_t *)in, n, p, s, seed);
+    FT_CUDA_LAUNCH_TRY("ft_k_dropout");
+    return FT_OK;
+}
+
+ft_status ft_cuda_sumsq(ft_backend *be, float *out, const float *x, int64_t n) {
+    const unsigned nb = ft_grid_1d(n, FT_SUMSQ_THREADS * 8, FT_SUMSQ_MAX_BLOCKS);
+    void *part = NULL;
+    FT_TRY(ft_cuda_scratch_get(be, FT_SCR_REDUCE, (int64_t)nb * 8, &part));
+    ft_k_sumsq_partial<<<nb, FT_SUMSQ_THREADS, 0, ft_cu_stream(be)>>>((double *)part, x, n);
+    FT_CUDA_LAUNCH_TRY("ft_k_sumsq_partial");
+    ft_k_sumsq_final<<<1, 1024, 0, ft_cu_stream(be)>>>(out, (const double *)part, nb);
+    FT_CUDA_LAUNCH_TRY("ft_k_sumsq_final");
+    return FT_OK;
+}
+
+ft_status ft_cuda_scale(ft_backend *be, float *x, int64_t n, float s) {
+    if (n == 0) return FT_OK;
+    ft_k_scale<<<ft_grid_1d(n, 256, 64LL * ft_cu(be)->sm_count), 256, 0, ft_cu_stream(be)>>>(x, n, s);
+    FT_CUDA_LAUNCH_TRY("ft_k_scale");
+    return FT_OK;
+}

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# export / merge / inspect end to end on stories260K with a PEFT adapter "trained elsewhere"
+# (tests/fixtures/export/stories_adapter: rsLoRA r=4 on q/v, base given as a relative path):
+#   - export --format gguf (+ --ollama) and --format peft; the PEFT round trip gives the same GGUF;
+#   - merge of the base alone and base + adapter at every type; inspect shows what was written;
+#   - merge --check: NF4 training-time loss beside the merged file's loss; --merge-into nf4 at F32
+#     reproduces the training-time loss;
+#   - merge --type safetensors loads in `ftune eval`;
+#   - bad input: wrong base (shape/architecture), missing tokenizer, unwritable output, a file size
+#     limit mid-write (full disk): one clear line, exit 1, nothing left at the output path.
+# usage: export.sh FTUNE SRC_DIR
+set -u
+ftune="$1"; src="$2"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+pass=0; fail=0
+ok()   { pass=$((pass+1)); echo "ok   $*"; }
+bad()  { fail=$((fail+1)); echo "FAIL $*"; }
+# expect CODE PATTERN -- command...: exit code and a stderr line matching PATTERN
+expect() {
+  local code="$1" pat="$2"; shift 3
+  "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?
+  if [ "$rc" -eq "$code" ] && grep -qE -e "$pat" "$tmp/err"; then
+    ok "exit $rc: $(grep -E -e "$pat" "$tmp/err" | head -c 200)"
+  else
+    bad "expected exit $code and /$pat/; got exit $rc: $(head -c 400 "$tmp/err")"
+  fi
+}
+run() { "$@" >"$tmp/out" 2>"$tmp/err" || { bad "$* -> $(cat "$tmp/err")"; return 1; }; }
+nofile() { if ls "$1"* >/dev/null 2>&1; then bad "left $(ls "$1"*)"; else ok "nothing left at $1"; fi; }
+
+model="$src/models/stories260K"
+adapter="$src/tests/fixtures/export/stories_adapter"
+tokens="$src/tests/fixtures/stories260K/sample_tokens.txt"
+cd "$tmp"
+
+# --- export ------------------------------------------------------------------------------------
+run "$ftune" export "$adapter" --format gguf --out "$tmp/a.gguf" --ollama --ollama-from ./base.gguf && ok "export gguf"
+run "$ftune" inspect "$tmp/a.gguf"
+grep -q "general.type .* adapter" "$tmp/out" && grep -q "adapter.type .* lora" "$tmp/out" && ok "inspect: adapter metadata" || bad "adapter metadata: $(head -20 "$tmp/out")"
+# rsLoRA r=4, alpha=8: llama.cpp's alpha/r must give alpha/sqrt(r) -> alpha written = 8*sqrt(4) = 16
+grep -qE "adapter.lora.alpha +FLOAT32 +16$" "$tmp/out" && ok "rsLoRA alpha rescaled to 16" || bad "alpha: $(grep alpha "$tmp/out")"
+grep -q "blk.4.attn_v.weight.lora_b .*\[4, 32\]" "$tmp/out" && ok "lora_b ne = [r, out]" || bad "lora_b shape"
+grep -q "tensors: 20" "$tmp/out" && ok "20 tensors (5 layers x q,v x a,b)" || bad "tensor count: $(grep tensors: "$tmp/out")"
+grep -q "^FROM ./base.gguf" "$tmp/Modelfile" && grep -q "^ADAPTER ./a.gguf" "$tmp/Modelfile" && ok "Modelfile" || bad "Modelfile: $(cat "$tmp/Modelfile")"
+run "$ftune" export "$adapter" --format peft --out "$tmp/peft" && ok "export peft"
+[ -s "$tmp/peft/adapter_model.safetensors" ] && grep -qE '"use_rslora":[[:space:]]*true' "$tmp/peft/adapter_config.json" && ok "PEFT files" || bad "PEFT files"
+run "$ftune" export "$tmp/peft" --format gguf --base "$model" --out "$tmp/b.gguf"
+cmp -s "$tmp/a.gguf" "$tmp/b.gguf" && ok "PEFT round trip gives the same GGUF bytes" || bad "PEFT round trip differs"
+for t in f16 bf16 q8_0; do
+  run "$ftune" export "$adapter" --format gguf --type $t --out "$tmp/a-$t.gguf" && ok "export --type $t"
+done
+run "$ftune" inspect "$tmp/a-q8_0.gguf"
+grep -q "attn_q.weight.lora_b .*F16" "$tmp/out" && ok "q8_0: rank 4 lora_b falls back to F16" || bad "q8_0 fallback"
+
+# --- merge ---------------------------------------------------------------------------------------
+run "$ftune" merge --base "$model" --out "$tmp/base.gguf" --type f16 && ok "merge base alone"
+run "$ftune" inspect "$tmp/base.gguf"
+grep -q "tokenizer.ggml.tokens .*\[512 x STRING\]" "$tmp/out" && grep -q "llama.block_count .* 5" "$tmp/out" && ok "inspect: base metadata + tokenizer" || bad "base inspect"
+for t in f32 f16 bf16 q8_0 q4_0 q4_k_m; do
+  run "$ftune" merge --base "$model" --adapter "$adapter" --out "$tmp/m-$t.gguf" --type $t && ok "merge --type $t"
+done
+run "$ftune" inspect "$tmp/m-q8_0.gguf"
+grep -qE "general.file_type +UINT32 +7" "$tmp/out" && grep -q "blk.0.attn_q.weight .*Q8_0" "$tmp/out" && grep -q "blk.0.ffn_down.weight .*F16" "$tmp/out" && ok "inspect: Q8_0 (ffn_down 172 cols -> F16)" || bad "q8_0 inspect"
+run "$ftune" inspect "$tmp/m-q4_k_m.gguf"
+grep -qE "general.file_type +UINT32 +15" "$tmp/out" && grep -q "blk.0.attn_q.weight .*Q5_0" "$tmp/out" && grep -q "token_embd.weight .*Q8_0" "$tmp/out" && ok "inspect: Q4_K_M mix with llama.cpp's fallbacks for 64-wide rows" || bad "q4_k_m inspect"
+
+# --check: the merge costs (almost) nothing at F32; merging into the NF4 round trip reproduces
+# the training-time model exactly
+run "$ftune" merge --base "$model" --adapter "$adapter" --out "$tmp/c.gguf" --type f32 --merge-into nf4 --check "$tokens" --threads 2
+cat "$tmp/out"
+train=$(sed -n 's/.*training-time loss *\([0-9.]*\).*/\1/p' "$tmp/out"); merged=$(sed -n 's/.*merged .* loss *\([0-9.]*\).*/\1/p' "$tmp/out")
+awk -v a="$train" -v b="$merged" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a > 0 && d < 1e-4) }' && ok "--merge-into nf4 f32: merged loss $merged == training-time $train" || bad "nf4 check: $train vs $merged"
+run "$ftune" merge --base "$model" --adapter "$adapter" --out "$tmp/c8.gguf" --type q8_0 --check "$tokens" --threads 2
+grep -q "merge cost" "$tmp/out" && ok "--check q8_0: $(grep 'merge cost' "$tmp/out")" || bad "check q8_0"
+run "$ftune" merge --base "$model" --adapter "$adapter" --out "$tmp/merged_hf" --type safetensors && ok "merge safetensors"
+run "$ftune" eval --model "$tmp/merged_hf" --tokens "$tokens" && ok "eval loads the merged checkpoint: $(grep '^loss' "$tmp/out")"
+
+# --- bad input -----------------------------------------------------------------------------------
+other="$src/tests/fixtures/forward/qwen2"
+expect 1 "trained on a LlamaForCausalLM model" -- "$ftune" merge --base "$other" --adapter "$adapter" --out "$tmp/x.gguf"
+nofile "$tmp/x.gguf"
+mkdir -p "$tmp/llama2"; cp "$src/tests/fixtures/forward/llama_gqa4/config.json" "$src/tests/fixtures/forward/llama_gqa4/model.safetensors" "$tmp/llama2/"
+expect 1 "adapter is \[.*\] .* but the base model .* has \[" -- "$ftune" export "$adapter" --format gguf --base "$tmp/llama2" --out "$tmp/y.gguf"
+nofile "$tmp/y.gguf"
+expect 1 "no tokenizer.json or tokenizer.model" -- "$ftune" merge --base "$tmp/llama2" --out "$tmp/z.gguf"
+nofile "$tmp/z.gguf"
+expect 1 "cannot create file" -- "$ftune" merge --base "$model" --out "$tmp/no/such/dir/m.gguf"
+expect 1 "no adapter found" -- "$ftune" export "$tmp" --format gguf
+expect 2 "unknown --type 'q3'" -- "$ftune" merge --base "$model" --out "$tmp/q.gguf" --type q3
+# full disk: a 64 KiB file size limit stops the write half way
+( ulimit -f 64; "$ftune" merge --base "$model" --adapter "$adapter" --out "$tmp/full.gguf" --type f32 ) >"$tmp/out" 2>"$tmp/err"; rc=$?
+[ "$rc" -eq 1 ] && grep -q "write failed" "$tmp/err" && ok "file size limit: $(head -c 160 "$tmp/err")" || bad "full disk: exit $rc $(cat "$tmp/err")"
+nofile "$tmp/full.gguf"
+printf 'GGUF\003\000\000\000garbage' > "$tmp/bad.gguf"
+expect 1 "bad.gguf" -- "$ftune" inspect "$tmp/bad.gguf"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

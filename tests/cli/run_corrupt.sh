@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Corrupt checkpoints: a bit-flipped or truncated newest checkpoint is detected on resume with a
+# clear error naming it ("checksum mismatch (file corrupt)") and a hint; --resume-fallback resumes
+# from the previous good one (the bad file is moved aside), and the finished run's adapter is
+# still byte-identical to an uninterrupted run's. Also: --resume without checkpoints, and
+# --resume PATH naming a corrupt file.
+# usage: run_corrupt.sh FTUNE SRC_DIR
+set -u
+ftune=$(realpath "$1"); src=$(realpath "$2")
+recipe="$src/tests/fixtures/run/tiny.yaml"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+pass=0; fail=0
+ok()  { pass=$((pass+1)); echo "ok   $*"; }
+bad() { fail=$((fail+1)); echo "FAIL $*"; }
+run=(--set training.steps=12 --set output_dir="$tmp/r")
+
+# flip BYTE: xor one byte of a file with 0x01 at a random offset in its middle half
+flip() {
+  local f="$1" size off b
+  size=$(stat -c %s "$f"); off=$(( size / 4 + (RANDOM * 32768 + RANDOM) % (size / 2) ))
+  b=$(od -An -tu1 -j "$off" -N1 "$f" | tr -d ' ')
+  printf "$(printf '\\%03o' $(( b ^ 1 )))" | dd of="$f" bs=1 seek="$off" conv=notrunc 2>/dev/null
+  echo "$off"
+}
+
+"$ftune" train "$recipe" "${run[@]}" --resume >/dev/null 2>"$tmp/none.err"; rc=$?
+[ $rc -ne 0 ] && grep -q "no checkpoint to resume from" "$tmp/none.err" && ok "--resume with no checkpoint: $(head -c 150 "$tmp/none.err")" || bad "--resume with none: exit $rc $(cat "$tmp/none.err")"
+rm -rf "$tmp/r"
+
+"$ftune" train "$recipe" "${run[@]}" >/dev/null 2>"$tmp/a.err" || bad "first run: $(tail -2 "$tmp/a.err")"
+cp "$tmp/r/final/adapter_model.safetensors" "$tmp/ref.safetensors"
+ck="$tmp/r/checkpoints"
+[ -e "$ck/step-000008.ckpt" ] && [ -e "$ck/step-000012.ckpt" ] && ok "checkpoints: $(ls "$ck" | tr '\n' ' ')" || bad "checkpoints: $(ls "$ck")"
+
+# bit flip in the newest: clear error, no fallback unless asked
+off=$(flip "$ck/step-000012.ckpt")
+"$ftune" train "$recipe" "${run[@]}" --resume >/dev/null 2>"$tmp/flip.err"; rc=$?
+if [ $rc -eq 1 ] && grep -q "step-000012.ckpt: checksum mismatch (file corrupt)" "$tmp/flip.err" && grep -q -- "--resume-fallback" "$tmp/flip.err"; then
+  ok "bit flip at byte $off detected: $(cat "$tmp/flip.err")"
+else
+  bad "bit flip: exit $rc: $(cat "$tmp/flip.err")"
+fi
+[ -e "$ck/step-000012.ckpt" ] && ok "without --resume-fallback the corrupt file is left in place" || bad "corrupt file was moved without fallback"
+"$ftune" train "$recipe" "${run[@]}" --resume "$ck/step-000012.ckpt" >/dev/null 2>"$tmp/path.err"; rc=$?
+[ $rc -eq 1 ] && grep -q "checksum mismatch" "$tmp/path.err" && ok "--resume PATH to a corrupt file: exit 1" || bad "--resume PATH: exit $rc $(cat "$tmp/path.err")"
+
+"$ftune" train "$recipe" "${run[@]}" --resume --resume-fallback >/dev/null 2>"$tmp/fb.err"; rc=$?
+if [ $rc -eq 0 ] && grep -q "falling back to step-000008.ckpt" "$tmp/fb.err" && grep -q "resumed from .*step-000008.ckpt at step 8" "$tmp/fb.err"; then
+  ok "--resume-fallback resumed from step 8: $(grep -o 'warning: .*falling back[^;]*' "$tmp/fb.err" | head -1)"
+else
+  bad "fallback: exit $rc: $(tail -4 "$tmp/fb.err")"
+fi
+[ -e "$ck/step-000012.ckpt.corrupt" ] && ok "corrupt checkpoint moved aside to step-000012.ckpt.corrupt" || bad "no .corrupt file: $(ls "$ck")"
+cmp -s "$tmp/ref.safetensors" "$tmp/r/final/adapter_model.safetensors" && ok "adapter after fallback is byte-identical to the uninterrupted one" || bad "adapter after fallback differs"
+
+# truncation of the (new) newest
+truncate -s -777 "$ck/step-000012.ckpt"
+"$ftune" train "$recipe" "${run[@]}" --resume >/dev/null 2>"$tmp/trunc.err"; rc=$?
+[ $rc -eq 1 ] && grep -q "step-000012.ckpt: checksum mismatch (file corrupt)" "$tmp/trunc.err" && ok "truncated checkpoint detected: exit 1" || bad "truncation: exit $rc $(cat "$tmp/trunc.err")"
+"$ftune" train "$recipe" "${run[@]}" --resume --resume-fallback >/dev/null 2>"$tmp/fb2.err"; rc=$?
+[ $rc -eq 0 ] && cmp -s "$tmp/ref.safetensors" "$tmp/r/final/adapter_model.safetensors" && ok "fallback after truncation: same adapter" || bad "fallback after truncation: exit $rc $(tail -3 "$tmp/fb2.err")"
+
+# an empty file and a file that is not a checkpoint at all
+: > "$tmp/empty.ckpt"
+"$ftune" train "$recipe" "${run[@]}" --resume "$tmp/empty.ckpt" >/dev/null 2>"$tmp/empty.err"; rc=$?
+[ $rc -eq 1 ] && grep -q "empty.ckpt: checksum mismatch" "$tmp/empty.err" && ok "empty file: exit 1" || bad "empty file: exit $rc $(cat "$tmp/empty.err")"
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]

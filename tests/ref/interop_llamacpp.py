@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""Real llama.cpp (llama-cpp-python, built from PyPI) against ftune's GGUF files.
+
+For each family's tiny model (llama = the trained stories260K with its SentencePiece tokenizer, and
+llama3 = Llama 3 byte-level BPE + llama3 rope scaling; mistral, qwen2, qwen3: generated from a seed
+by make_export_golden.py, each with a real tokenizer whose vocabulary matches):
+  1. ftune writes: the base F16 GGUF (`merge` without --adapter), the LoRA adapter GGUF (`export`,
+     plus its Ollama Modelfile), and the merged GGUF at F16, Q8_0 and Q4_K_M;
+  2. llama.cpp loads (a) the merged F16 GGUF and (b) the base F16 GGUF with our adapter applied
+     (--lora), and its logits on fixed tokens must match PEFT's merged model in transformers
+     (tests/fixtures/export/<name>/ref_logits.bin, FP32): ||d|| / ||ref|| <= 1e-3;
+  3. llama.cpp's own quantizer (llama_model_quantize) quantizes our merged F16 file to Q8_0 and
+     Q4_K_M; read back with gguf's dequantizers, every tensor of our Q8_0/Q4_K_M files must have
+     the type llama.cpp chose and an error (vs the F16 values) no worse than 1.05x of llama.cpp's;
+  4. stories: llama.cpp's greedy tokens from our Q8_0 file equal those from the F16 file on the
+     demo prompt.
+Prints each comparison and ends with "N passed, N failed" (exit 1 on any failure).
+Needs: numpy, gguf, llama-cpp-python (scripts/setup-interop-venv.sh). No torch.
+"""
+import argparse
+import ctypes
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_export_golden as G  # noqa: E402
+
+PASS = FAIL = 0
+_LOG_CB = None
+DEMO_PROMPT = b"Once upon a time, there was a little girl"
+
+
+def check(ok, msg):
+    global PASS, FAIL
+    if ok:
+        PASS += 1
+        print("ok   " + msg, flush=True)
+    else:
+        FAIL += 1
+        print("FAIL " + msg, flush=True)
+
+
+def run(cmd):
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if r.returncode != 0:
+        print(r.stdout)
+        raise RuntimeError("command failed: " + " ".join(cmd))
+    return r.stdout
+
+
+def llama_logits(model, tokens, lora=None, kv_f32=False):
+    from llama_cpp import Llama
+    kw = dict(model_path=model, n_ctx=64, logits_all=True, verbose=False, n_threads=2, n_batch=64)
+    if kv_f32:  # llama.cpp keeps K/V in F16 by default, which alone costs ~1e-4
+        kw.update(type_k=0, type_v=0)
+    if lora:
+        kw["lora_path"] = lora
+    llm = Llama(**kw)
+    llm.eval(tokens)
+    out = np.array(llm.scores[:len(tokens)], dtype=np.float32)
+    del llm
+    return out
+
+
+def llama_greedy(model, n=24):
+    from llama_cpp import Llama
+    llm = Llama(model_path=model, n_ctx=128, logits_all=True, verbose=False, n_threads=2)
+    toks = llm.tokenize(DEMO_PROMPT, add_bos=True)
+    out = []
+    llm.eval(toks)
+    for _ in range(n):
+        t = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        out.append(t)
+        llm.eval([t])
+    del llm
+    return toks, out
+
+
+def llama_quantize(src, dst, ftype):
+    import llama_cpp
+    p = llama_cpp.llama_model_quantize_default_params()
+    p.ftype = ftype
+    p.nthread = 2
+    rc = llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(p))
+    if rc != 0:
+        raise RuntimeError("llama_model_quantize failed")
+
+
+def read_tensors(path):
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+    r = GGUFReader(path)
+    out = {}
+    for t in r.tensors:
+        out[t.name] = (int(t.tensor_type), np.asarray(dequantize(t.data, t.tensor_type), np.float32).reshape(-1))
+    return out
+
+
+def compare_quant(name, ours_path, f16_path, llama_path, label):
+    ours, ref, lc = read_tensors(ours_path), read_tensors(f16_path), read_tensors(llama_path)
+    worst, types_ok, n = 0.0, True, 0
+    from gguf import GGMLQuantizationType as Q
+    for k, (lt, lv) in lc.items():
+        ot, ov = ours[k]
+        rv = ref[k][1]
+        if ot != lt:
+            types_ok = False
+            print(f"     {k}: ours {Q(ot).name}, llama.cpp {Q(lt).name}")
+            continue
+        el = np.linalg.norm(lv - rv)
+        eo = np.linalg.norm(ov - rv)
+        if el == 0:
+            if eo > 0 and lt not in (0, 1):
+                worst = max(worst, float("inf"))
+            continue
+        ratio = eo / el
+        n += 1
+        worst = max(worst, ratio)
+    check(types_ok, f"{name} {label}: every tensor has the type llama.cpp's quantizer chose ({len(lc)} tensors)")
+    check(worst <= 1.05, f"{name} {label}: per-tensor error vs F16, ours / llama.cpp's quantizer: worst ratio "
+                         f"{worst:.4f} over {n} quantized tensors (<= 1.05)")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ftune", required=True)
+    ap.add_argument("--work", default=None)
+    ap.add_argument("--models", default="stories,llama3,mistral,qwen2,qwen3")
+    a = ap.parse_args()
+    import llama_cpp
+    print("llama-cpp-python", llama_cpp.__version__, flush=True)
+    global _LOG_CB  # keep the callback alive: llama.cpp's own log lines are silenced
+    _LOG_CB = llama_cpp.llama_log_callback(lambda level, text, user: None)
+    llama_cpp.llama_log_set(_LOG_CB, ctypes.c_void_p(0))
+    # llama.cpp's extra CPU buffer types (AMX / repacked weights) crash this build on tiny Q8_0
+    # models on AMX-capable CPUs: llama.cpp's own Q8_0 file of stories260K segfaults the same way.
+    # Plain CPU buffers compute the same math; turn the extras off for every load.
+    orig = llama_cpp.llama_model_default_params
+
+    def plain_bufts():
+        p = orig()
+        p.use_extra_bufts = False
+        return p
+    llama_cpp.llama_model_default_params = plain_bufts
+    import llama_cpp.llama as llama_mod
+    llama_mod.llama_cpp.llama_model_default_params = plain_bufts
+    work = a.work or tempfile.mkdtemp(prefix="ftune-interop-")
+    ft = a.ftune
+    t0 = time.time()
+    for name in a.models.split(","):
+        t1 = time.time()
+        d = os.path.join(work, name)
+        os.makedirs(d, exist_ok=True)
+        base = G.make_model(name, os.path.join(d, "base"))
+        adapter = G.make_adapter(name, base, os.path.join(d, "adapter"))
+        fx = os.path.join(G.FIXTURES, name)
+        with open(os.path.join(fx, "ref.json")) as f:
+            meta = json.load(f)
+        ref = np.fromfile(os.path.join(fx, "ref_logits.bin"), np.float32).reshape(meta["shape"])
+        toks, subset = G.fixed_tokens(name, base)
+        assert toks == meta["tokens"], "generator drifted from the committed reference"
+        p = lambda s: os.path.join(d, s)  # noqa: E731
+        run([ft, "export", adapter, "--format", "gguf", "--type", "f32", "--out", p("adapter.gguf"), "--ollama",
+             "--ollama-from", "./base-f16.gguf"])
+        run([ft, "merge", "--base", base, "--out", p("base-f16.gguf"), "--type", "f16"])
+        for t in ("f32", "f16", "q8_0", "q4_k_m"):
+            run([ft, "merge", "--base", base, "--adapter", adapter, "--out", p(f"merged-{t}.gguf"), "--type", t])
+
+        def rel(x):
+            x = x if subset is None else x[:, subset]
+            return float(np.linalg.norm(x - ref) / np.linalg.norm(ref))
+
+        r = rel(llama_logits(p("merged-f32.gguf"), toks, kv_f32=True))
+        check(r <= 1e-5, f"{name}: llama.cpp on our merged F32 GGUF (F32 KV cache) vs PEFT merged (transformers "
+                         f"FP32): rel {r:.3e} (<= 1e-5: the conversion itself is exact)")
+        r = rel(llama_logits(p("merged-f16.gguf"), toks))
+        check(r <= 1e-3, f"{name}: llama.cpp on our merged F16 GGUF vs PEFT merged (transformers FP32): "
+                         f"rel {r:.3e} over {ref.size} logits (<= 1e-3)")
+        r = rel(llama_logits(p("base-f16.gguf"), toks, lora=p("adapter.gguf")))
+        check(r <= 1e-3, f"{name}: llama.cpp on our base F16 GGUF + our adapter GGUF (--lora) vs PEFT merged: "
+                         f"rel {r:.3e} (<= 1e-3)")
+        if name == "stories":
+            for t, tol in (("f16", 1e-3), ("q8_0", 1e-2)):
+                run([ft, "export", adapter, "--format", "gguf", "--type", t, "--out", p(f"adapter-{t}.gguf")])
+                r = rel(llama_logits(p("base-f16.gguf"), toks, lora=p(f"adapter-{t}.gguf")))
+                check(r <= tol, f"{name}: base F16 + adapter GGUF at {t.upper()}: rel {r:.3e} (<= {tol:g})")
+        # llama.cpp's quantizer on our merged F16 file
+        llama_quantize(p("merged-f16.gguf"), p("llama-q8_0.gguf"), 7)
+        llama_quantize(p("merged-f16.gguf"), p("llama-q4_k_m.gguf"), 15)
+        compare_quant(name, p("merged-q8_0.gguf"), p("merged-f16.gguf"), p("llama-q8_0.gguf"), "Q8_0")
+        compare_quant(name, p("merged-q4_k_m.gguf"), p("merged-f16.gguf"), p("llama-q4_k_m.gguf"), "Q4_K_M")
+        r8 = rel(llama_logits(p("merged-q8_0.gguf"), toks))
+        r4 = rel(llama_logits(p("merged-q4_k_m.gguf"), toks))
+        print(f"note {name}: llama.cpp logits of our Q8_0 / Q4_K_M merged GGUF vs PEFT (FP32): rel {r8:.3e} / {r4:.3e}")
+        if name == "stories":
+            pt, g16 = llama_greedy(p("merged-f16.gguf"))
+            _, g8 = llama_greedy(p("merged-q8_0.gguf"))
+            check(g16 == g8, f"{name}: llama.cpp greedy tokens from our Q8_0 == F16 on the demo prompt "
+                             f"({len(pt)} prompt tokens, {len(g16)} generated: {g16[:8]}...)")
+        print(f"     {name}: {time.time() - t1:.1f}s", flush=True)
+    print(f"interop total {time.time() - t0:.1f}s")
+    print(f"{PASS} passed, {FAIL} failed")
+    return 1 if FAIL else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

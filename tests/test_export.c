@@ -1,0 +1,201 @@
+/* test_export.c: adapter conversion and merging (export/adapter.h, export/merge.h,
+ * export/gguf_vocab.h) checked against independent arithmetic on stories260K and the committed PEFT
+ * adapter tests/fixtures/export/stories_adapter (rsLoRA, r=4, alpha=8, q_proj + v_proj):
+ * - PEFT load: modules, ranks, rsLoRA scale alpha/sqrt(r);
+ * - LoRA GGUF: lora_a = A as-is, lora_b = B with llama's Q/K row permutation (k_proj: per kv head),
+ *   alpha rescaled so llama.cpp's alpha/r equals alpha/sqrt(r); a per-module alpha folded into lora_b;
+ * - merged F32 GGUF: every tensor equals W + s*B*A (permuted for q/k) computed here in double;
+ *   untouched tensors are bit-exact; the tokenizer metadata matches tokenizer.model;
+ * - the merged safetensors checkpoint holds the unpermuted merged weights;
+ * - the Q/K permutation is the one of convert_hf_to_gguf.py (a hand-checked head). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "export/adapter.h"
+#include "export/gguf.h"
+#include "export/merge.h"
+#include "tests/harness.h"
+#include "trainer/safetensors_read.h"
+
+static char g_model[4096], g_adapter[4096];
+
+static void test_permutation(void) {
+    /* LlamaModel.permute for one head of D=8: reshape(2, 4) -> swap -> rows 0,4,1,5,2,6,3,7 */
+    int64_t want[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+    for (int64_t k = 0; k < 8; k++) FT_CHECK(ft_gguf_permuted_row(k, 8) == want[k], "perm[%lld]", (long long)k);
+    FT_CHECK(ft_gguf_permuted_row(8 + 3, 8) == 8 + 5, "second head");
+}
+
+static void test_adapter_gguf(const ft_adapter *a, const ft_model_config *cfg) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/a.gguf", ft_test_tmpdir());
+    FT_CHECK_OK(ft_adapter_write_gguf(a, cfg, path, FT_GGML_F32));
+    ft_gguf *g = NULL;
+    FT_CHECK_OK(ft_gguf_open(&g, path));
+    if (!g) return;
+    float alpha = 0;
+    FT_CHECK(ft_gguf_get_f32(g, ft_gguf_find_key(g, "adapter.lora.alpha"), &alpha) && fabsf(alpha - 16.0f) < 1e-6f,
+             "alpha %g = 8*sqrt(4)", alpha);
+    const char *s;
+    int64_t n;
+    FT_CHECK(ft_gguf_get_str(g, ft_gguf_find_key(g, "general.type"), &s, &n) && n == 7 && !memcmp(s, "adapter", 7), "type");
+    FT_CHECK(ft_gguf_tensor_count(g) == 2 * a->n, "two tensors per module");
+    for (int64_t k = 0; k < a->n; k++) {
+        const ft_adapter_mod *m = &a->m[k];
+        char nm[96];
+        snprintf(nm, sizeof nm, "blk.%lld.%s.weight.lora_a", (long long)m->layer, m->lin == FT_LIN_Q ? "attn_q" : "attn_v");
+        const ft_gguf_tensor *ta = ft_gguf_tensor_find(g, nm);
+        nm[strlen(nm) - 1] = 'b';
+        const ft_gguf_tensor *tb = ft_gguf_tensor_find(g, nm);
+        FT_CHECK(ta && tb, "tensors of layer %lld", (long long)m->layer);
+        if (!ta || !tb) continue;
+        FT_CHECK(ta->ne[0] == m->in && ta->ne[1] == m->r && tb->ne[0] == m->r && tb->ne[1] == m->out, "shapes");
+        FT_CHECK(memcmp(ta->data, m->A, (size_t)(m->r * m->in) * 4) == 0, "lora_a == A");
+        const float *b = tb->data;
+        int exact = 1;
+        for (int64_t row = 0; row < m->out; row++) {
+            int64_t src = m->lin == FT_LIN_Q ? ft_gguf_permuted_row(row, cfg->head_dim) : row;
+            exact &= memcmp(b + row * m->r, m->B + src * m->r, (size_t)m->r * 4) == 0;
+        }
+        FT_CHECK(exact, "layer %lld %s lora_b = B (rows permuted for q)", (long long)m->layer,
+                 m->lin == FT_LIN_Q ? "q" : "v");
+    }
+    ft_gguf_close(g);
+
+    /* a module with its own alpha: its lora_b carries (s*r)/alpha_written */
+    ft_adapter b = *a;
+    ft_adapter_mod *mods = malloc((size_t)a->n * sizeof *mods);
+    memcpy(mods, a->m, (size_t)a->n * sizeof *mods);
+    b.m = mods;
+    mods[1].scale *= 3.0; /* layer 0 v_proj */
+    FT_CHECK_OK(ft_adapter_write_gguf(&b, cfg, path, FT_GGML_F32));
+    FT_CHECK_OK(ft_gguf_open(&g, path));
+    if (g) {
+        const ft_gguf_tensor *t = ft_gguf_tensor_find(g, "blk.0.attn_v.weight.lora_b");
+        const float *v = t ? t->data : NULL;
+        FT_CHECK(v && fabsf(v[5] - 3.0f * mods[1].B[5]) <= 1e-6f * fabsf(v[5]) + 1e-12f, "folded factor 3");
+        t = ft_gguf_tensor_find(g, "blk.1.attn_v.weight.lora_b");
+        FT_CHECK(t && memcmp(t->data, mods[3].B, (size_t)(mods[3].out * mods[3].r) * 4) == 0, "others untouched");
+        ft_gguf_close(g);
+    }
+    free(mods);
+}
+
+static void test_merged(const ft_adapter *a, const ft_model_config *cfg) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/m.gguf", ft_test_tmpdir());
+    ft_merge_opts o = {.base_dir = g_model, .adapter = a, .out = path, .kind = FT_MERGE_F32};
+    ft_vocab_info vi;
+    FT_CHECK_OK(ft_merge(&o, &vi));
+    FT_CHECK(vi.bos == 1 && vi.eos == 2 && strcmp(vi.model, "llama") == 0, "vocab info");
+    ft_vocab_info_free(&vi);
+    ft_gguf *g = NULL;
+    ft_st_model *sm = NULL;
+    FT_CHECK_OK(ft_gguf_open(&g, path));
+    FT_CHECK_OK(ft_st_open(&sm, g_model));
+    if (!g || !sm) return;
+    const int64_t D = cfg->head_dim;
+    double worst = 0;
+    int exact_untouched = 1, n_checked = 0;
+    for (int64_t l = 0; l < cfg->num_hidden_layers; l++) {
+        static const char *const hf[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.down_proj"};
+        static const char *const gg[] = {"attn_q", "attn_k", "attn_v", "ffn_down"};
+        static const ft_linear lin[] = {FT_LIN_Q, FT_LIN_K, FT_LIN_V, FT_LIN_DOWN};
+        for (int k = 0; k < 4; k++) {
+            char hn[128], gn[64];
+            snprintf(hn, sizeof hn, "model.layers.%lld.%s.weight", (long long)l, hf[k]);
+            snprintf(gn, sizeof gn, "blk.%lld.%s.weight", (long long)l, gg[k]);
+            const ft_st_tensor *w = ft_st_lookup(sm, hn);
+            const ft_gguf_tensor *t = ft_gguf_tensor_find(g, gn);
+            FT_CHECK(w && t && t->type == FT_GGML_F32, "%s present as F32", gn);
+            if (!w || !t) continue;
+            const float *W = w->data, *M = t->data;
+            const ft_adapter_mod *m = ft_adapter_find(a, l, lin[k]);
+            int perm = lin[k] == FT_LIN_Q || lin[k] == FT_LIN_K;
+            int64_t rows = w->shape[0], cols = w->shape[1];
+            for (int64_t r = 0; r < rows; r++) {
+                int64_t sr = perm ? ft_gguf_permuted_row(r, D) : r;
+                for (int64_t c = 0; c < cols; c++) {
+                    double want = W[sr * cols + c];
+                    if (m) {
+                        double acc = 0;
+                        for (int64_t j = 0; j < m->r; j++) acc += (double)m->B[sr * m->r + j] * m->A[j * m->in + c];
+                        want += m->scale * acc;
+                    }
+                    double got = M[r * cols + c];
+                    if (m) {
+                        double e = fabs(got - want) / (fabs(want) + 1e-3);
+                        if (e > worst) worst = e;
+                    } else {
+                        exact_untouched &= got == want;
+                    }
+                }
+            }
+            n_checked++;
+        }
+    }
+    FT_CHECK(n_checked == 4 * cfg->num_hidden_layers, "all checked");
+    FT_CHECK(worst <= 1e-5, "merged q/v = W + s*B*A (permuted q): worst relative error %.3g", worst);
+    FT_CHECK(exact_untouched, "k (permuted) and ffn_down without adapter are bit-exact copies");
+    /* tokenizer from tokenizer.model: <0x00> is a BYTE token, <s> CONTROL */
+    int64_t kt = ft_gguf_find_key(g, "tokenizer.ggml.token_type"), kk = ft_gguf_find_key(g, "tokenizer.ggml.tokens");
+    double ty;
+    const char *tok;
+    int64_t tl;
+    FT_CHECK(ft_gguf_arr_n(g, kk) == 512 && ft_gguf_arr_str(g, kk, 3, &tok, &tl) && tl == 6 && !memcmp(tok, "<0x00>", 6),
+             "token 3 = <0x00>");
+    FT_CHECK(ft_gguf_arr_num(g, kt, 3, &ty) && ty == 6, "BYTE type");
+    FT_CHECK(ft_gguf_arr_num(g, kt, 1, &ty) && ty == 3, "<s> CONTROL");
+    FT_CHECK(ft_gguf_find_key(g, "tokenizer.ggml.scores") >= 0 && ft_gguf_find_key(g, "tokenizer.ggml.merges") < 0,
+             "SPM: scores, no merges");
+    ft_gguf_close(g);
+    ft_st_close(sm);
+
+    /* merged HF checkpoint: unpermuted */
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/merged_hf", ft_test_tmpdir());
+    ft_merge_opts os = {.base_dir = g_model, .adapter = a, .out = dir, .kind = FT_MERGE_SAFETENSORS};
+    FT_CHECK_OK(ft_merge(&os, NULL));
+    ft_st_model *mm = NULL, *bm = NULL;
+    FT_CHECK_OK(ft_st_open(&mm, dir));
+    FT_CHECK_OK(ft_st_open(&bm, g_model));
+    if (mm && bm) {
+        const ft_adapter_mod *m = ft_adapter_find(a, 2, FT_LIN_Q);
+        const ft_st_tensor *w = ft_st_lookup(bm, "model.layers.2.self_attn.q_proj.weight");
+        const ft_st_tensor *t = ft_st_lookup(mm, "model.layers.2.self_attn.q_proj.weight");
+        FT_CHECK(w && t && t->st_dtype == w->st_dtype && m, "merged q_proj present, same dtype");
+        if (w && t && m) {
+            const float *W = w->data, *M = t->data;
+            double acc = 0;
+            for (int64_t j = 0; j < m->r; j++) acc += (double)m->B[7 * m->r + j] * m->A[j * m->in + 9];
+            double want = W[7 * 64 + 9] + m->scale * acc;
+            FT_CHECK(fabs(M[7 * 64 + 9] - want) <= 1e-6 * (fabs(want) + 1), "merged HF element (7,9) unpermuted");
+        }
+        FT_CHECK(ft_st_count(mm) == ft_st_count(bm), "same tensors");
+    }
+    ft_st_close(mm);
+    ft_st_close(bm);
+}
+
+int main(void) {
+    snprintf(g_model, sizeof g_model, "%s/models/stories260K", ft_test_src_dir());
+    snprintf(g_adapter, sizeof g_adapter, "%s/tests/fixtures/export/stories_adapter", ft_test_src_dir());
+    test_permutation();
+    ft_adapter a;
+    FT_CHECK_OK(ft_adapter_load(&a, g_adapter));
+    FT_CHECK(a.n == 10 && a.r == 4 && a.rslora, "10 modules, r=4, rsLoRA");
+    FT_CHECK(a.n > 0 && fabs(a.m[0].scale - 4.0) < 1e-12, "scale alpha/sqrt(r) = 4 (got %g)", a.n ? a.m[0].scale : 0);
+    FT_CHECK(a.n > 1 && a.m[0].layer == 0 && a.m[0].lin == FT_LIN_Q && a.m[1].lin == FT_LIN_V, "sorted by layer, module");
+    ft_model_config cfg;
+    char base[4096];
+    FT_CHECK_OK(ft_adapter_base_config(&a, NULL, &cfg, base, sizeof base)); /* relative base_model_name_or_path */
+    FT_CHECK_OK(ft_adapter_check(&a, &cfg, base));
+    if (a.n == 10) {
+        test_adapter_gguf(&a, &cfg);
+        test_merged(&a, &cfg);
+    }
+    ft_adapter_free(&a);
+    return ft_test_finish();
+}

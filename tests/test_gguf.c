@@ -1,0 +1,289 @@
+/* test_gguf.c: the GGUF writer and reader (export/gguf.h) and ggml quantization
+ * (export/ggml_quants.h).
+ * - quantizers against the bytes ggml's own ggml_quantize_chunk gives on the same rows
+ *   (tests/fixtures/export/quant, made by tests/ref/make_export_golden.py with the libggml that
+ *   llama-cpp-python builds): Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K; where a block differs (fused
+ *   multiply-add in a ggml build can move a rounding), our row error must be no worse than ggml's;
+ * - decoders: round trip error bounds per type;
+ * - writer -> reader round trip: metadata of every type, tensors of every writable type, offsets,
+ *   alignment; declared file size equals the written size;
+ * - reader rejects garbage (truncations at every length, bad magic/version, nested arrays)
+ *   without crashing, and the writer leaves nothing at the output path on failure;
+ * - the Q4_K_M / Q4_0 / Q8_0 tensor-type rules of llama.cpp's llama_tensor_get_type. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "export/ggml_quants.h"
+#include "export/gguf.h"
+#include "export/merge.h"
+#include "tests/harness.h"
+
+static const char *const qnames[] = {"q8_0", "q4_0", "q5_0", "q4_k", "q5_k", "q6_k"};
+static const ft_ggml_type qtypes[] = {FT_GGML_Q8_0, FT_GGML_Q4_0, FT_GGML_Q5_0, FT_GGML_Q4_K, FT_GGML_Q5_K, FT_GGML_Q6_K};
+
+static double row_err(int type, const void *q, const float *x, int64_t n) {
+    float *y = malloc((size_t)n * 4);
+    ft_ggml_dequantize_row(type, q, y, n);
+    double e = 0;
+    for (int64_t i = 0; i < n; i++) e += ((double)y[i] - x[i]) * ((double)y[i] - x[i]);
+    free(y);
+    return sqrt(e);
+}
+
+static void test_quant_golden(void) {
+    char p[4096];
+    char *buf = NULL;
+    int64_t len = 0;
+    snprintf(p, sizeof p, "%s/tests/fixtures/export/quant/input_f32.bin", ft_test_src_dir());
+    FT_CHECK_OK(ft_test_read_file(p, &buf, &len));
+    if (!buf) return;
+    const int64_t rows = 16, cols = 1024;
+    FT_CHECK(len == rows * cols * 4, "input size %lld", (long long)len);
+    const float *x = (const float *)buf;
+    for (int k = 0; k < 6; k++) {
+        char *gold = NULL;
+        int64_t glen = 0;
+        snprintf(p, sizeof p, "%s/tests/fixtures/export/quant/%s.bin", ft_test_src_dir(), qnames[k]);
+        FT_CHECK_OK(ft_test_read_file(p, &gold, &glen));
+        int64_t rs = ft_ggml_row_size(qtypes[k], cols);
+        FT_CHECK(glen == rows * rs, "%s golden size", qnames[k]);
+        uint8_t *ours = malloc((size_t)(rows * rs));
+        int64_t blocks = 0, same = 0;
+        int64_t bs = ft_ggml_type_size(qtypes[k]), blk = ft_ggml_block_size(qtypes[k]);
+        for (int64_t r = 0; r < rows; r++) {
+            FT_CHECK(ft_ggml_quantize_row(qtypes[k], x + r * cols, ours + r * rs, cols) == 0, "quantize");
+            for (int64_t b = 0; b < cols / blk; b++, blocks++)
+                same += memcmp(ours + r * rs + b * bs, gold + r * rs + b * bs, (size_t)bs) == 0;
+            double eo = row_err(qtypes[k], ours + r * rs, x + r * cols, cols);
+            double eg = row_err(qtypes[k], gold + r * rs, x + r * cols, cols);
+            FT_CHECK(eo <= eg * 1.0001 + 1e-30, "%s row %lld: error %.6g vs ggml %.6g", qnames[k], (long long)r, eo, eg);
+        }
+        printf("%s: %lld/%lld blocks bit-identical to ggml_quantize_chunk\n", qnames[k], (long long)same,
+               (long long)blocks);
+        FT_CHECK(same * 1000 >= blocks * 995, "%s: only %lld of %lld blocks identical", qnames[k], (long long)same,
+                 (long long)blocks);
+        free(ours);
+        free(gold);
+    }
+    free(buf);
+}
+
+static void test_roundtrip_errors(void) {
+    /* decoding what we encode: max error per element relative to the block's absmax */
+    const int64_t n = 1024;
+    float x[1024], y[1024];
+    uint8_t q[4096];
+    for (int64_t i = 0; i < n; i++) x[i] = sinf((float)i * 0.37f) * (1.0f + (float)(i % 7));
+    struct { ft_ggml_type t; double tol; } cases[] = {{FT_GGML_F32, 0}, {FT_GGML_F16, 1e-3}, {FT_GGML_BF16, 8e-3},
+                                                     {FT_GGML_Q8_0, 1.0 / 127}, {FT_GGML_Q4_0, 1.0 / 8},
+                                                     {FT_GGML_Q5_0, 1.0 / 16}, {FT_GGML_Q4_K, 0.15}, {FT_GGML_Q5_K, 0.08}, {FT_GGML_Q6_K, 0.04}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        FT_CHECK(ft_ggml_quantize_row(cases[c].t, x, q, n) == 0, "encode %s", ft_ggml_type_name(cases[c].t));
+        FT_CHECK(ft_ggml_dequantize_row(cases[c].t, q, y, n) == 0, "decode %s", ft_ggml_type_name(cases[c].t));
+        double worst = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double e = fabs((double)y[i] - x[i]) / 7.0; /* |x| <= 7 */
+            if (e > worst) worst = e;
+        }
+        FT_CHECK(worst <= cases[c].tol + 1e-7, "%s: worst relative error %.4g > %.4g", ft_ggml_type_name(cases[c].t),
+                 worst, cases[c].tol);
+    }
+    FT_CHECK(ft_ggml_quantize_row(FT_GGML_Q4_K, x, q, 100) == -1, "partial block refused");
+    FT_CHECK(ft_ggml_quantize_row(FT_GGML_Q2_K, x, q, 256) == -1, "unsupported type refused");
+}
+
+typedef struct {
+    int64_t cols;
+    float base;
+} src_t;
+
+static ft_status rows_fn(void *user, int64_t row0, int64_t nrows, float *dst) {
+    const src_t *s = user;
+    for (int64_t r = 0; r < nrows; r++)
+        for (int64_t c = 0; c < s->cols; c++) dst[r * s->cols + c] = s->base + (float)(row0 + r) * 0.5f + (float)c * 0.01f;
+    return FT_OK;
+}
+
+static ft_status fail_fn(void *user, int64_t row0, int64_t nrows, float *dst) {
+    (void)user, (void)row0, (void)nrows, (void)dst;
+    return FT_ERR(FT_E_IO, "simulated failure");
+}
+
+static void test_write_read(void) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/t.gguf", ft_test_tmpdir());
+    ft_ggufw *w = NULL;
+    FT_CHECK_OK(ft_ggufw_open(&w, path));
+    FT_CHECK_OK(ft_ggufw_set_str(w, "general.architecture", "llama"));
+    FT_CHECK_OK(ft_ggufw_set_u32(w, "llama.block_count", 7));
+    FT_CHECK_OK(ft_ggufw_set_i32(w, "x.i32", -5));
+    FT_CHECK_OK(ft_ggufw_set_f32(w, "x.f32", 0.25f));
+    FT_CHECK_OK(ft_ggufw_set_bool(w, "x.bool", 1));
+    FT_CHECK_OK(ft_ggufw_set_u32(w, "llama.block_count", 8)); /* replaces */
+    const char *strs[] = {"a", "bc", ""};
+    FT_CHECK_OK(ft_ggufw_set_arr_str(w, "x.strs", strs, 3));
+    int32_t iv[] = {1, -2, 3};
+    FT_CHECK_OK(ft_ggufw_set_arr_i32(w, "x.i32s", iv, 3));
+    float fv[] = {0.5f, 1.5f};
+    FT_CHECK_OK(ft_ggufw_set_arr_f32(w, "x.f32s", fv, 2));
+    src_t s1 = {256, 0.0f}, s2 = {64, 1.0f}, s3 = {5, -1.0f};
+    int64_t ne1[2] = {256, 3}, ne2[2] = {64, 4}, ne3[1] = {5};
+    ft_ggml_type types[] = {FT_GGML_F32, FT_GGML_F16, FT_GGML_BF16, FT_GGML_Q8_0, FT_GGML_Q4_0, FT_GGML_Q5_0,
+                            FT_GGML_Q4_K, FT_GGML_Q5_K, FT_GGML_Q6_K};
+    for (size_t k = 0; k < sizeof types / sizeof *types; k++) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "t.%s", ft_ggml_type_name(types[k]));
+        FT_CHECK_OK(ft_ggufw_add_tensor(w, nm, types[k], 2, ne1, rows_fn, &s1));
+    }
+    FT_CHECK_OK(ft_ggufw_add_tensor(w, "small.q8", FT_GGML_Q8_0, 2, ne2, rows_fn, &s2));
+    FT_CHECK_OK(ft_ggufw_add_tensor(w, "vec", FT_GGML_F32, 1, ne3, rows_fn, &s3));
+    FT_CHECK(ft_ggufw_add_tensor(w, "bad.q4k", FT_GGML_Q4_K, 2, ne2, rows_fn, &s2) == FT_E_ARG, "64 not a Q4_K block");
+    FT_CHECK(ft_ggufw_add_tensor(w, "a_name_that_is_far_too_long_for_ggml_which_allows_only_63_bytes_x", FT_GGML_F32, 1,
+                                 ne3, rows_fn, &s3) == FT_E_ARG,
+             "64-byte name refused");
+    int64_t expect_size = ft_ggufw_file_size(w);
+    FT_CHECK_OK(ft_ggufw_finish(w));
+    struct stat sb;
+    FT_CHECK(stat(path, &sb) == 0 && sb.st_size == expect_size, "file size %lld, declared %lld",
+             (long long)sb.st_size, (long long)expect_size);
+
+    ft_gguf *g = NULL;
+    FT_CHECK_OK(ft_gguf_open(&g, path));
+    if (!g) return;
+    uint32_t u;
+    int32_t i32;
+    float f;
+    int b;
+    const char *sp;
+    int64_t sl;
+    FT_CHECK(ft_gguf_get_u32(g, ft_gguf_find_key(g, "llama.block_count"), &u) && u == 8, "u32 replaced");
+    FT_CHECK(ft_gguf_kv_count(g) == 8, "8 keys (replacement kept one)");
+    FT_CHECK(ft_gguf_get_i32(g, ft_gguf_find_key(g, "x.i32"), &i32) && i32 == -5, "i32");
+    FT_CHECK(ft_gguf_get_f32(g, ft_gguf_find_key(g, "x.f32"), &f) && f == 0.25f, "f32");
+    FT_CHECK(ft_gguf_get_bool(g, ft_gguf_find_key(g, "x.bool"), &b) && b == 1, "bool");
+    FT_CHECK(!ft_gguf_get_u32(g, ft_gguf_find_key(g, "x.i32"), &u), "type-strict getter");
+    FT_CHECK(ft_gguf_get_str(g, ft_gguf_find_key(g, "general.architecture"), &sp, &sl) && sl == 5 &&
+                 memcmp(sp, "llama", 5) == 0, "string");
+    int64_t ks = ft_gguf_find_key(g, "x.strs");
+    FT_CHECK(ft_gguf_arr_n(g, ks) == 3 && ft_gguf_arr_str(g, ks, 1, &sp, &sl) && sl == 2 && memcmp(sp, "bc", 2) == 0,
+             "string array");
+    double d;
+    FT_CHECK(ft_gguf_arr_num(g, ft_gguf_find_key(g, "x.i32s"), 1, &d) && d == -2, "i32 array");
+    FT_CHECK(ft_gguf_arr_num(g, ft_gguf_find_key(g, "x.f32s"), 1, &d) && d == 1.5, "f32 array");
+    FT_CHECK(ft_gguf_tensor_count(g) == 11, "11 tensors");
+    float got[3 * 256], want[3 * 256];
+    rows_fn(&s1, 0, 3, want);
+    for (size_t k = 0; k < sizeof types / sizeof *types; k++) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "t.%s", ft_ggml_type_name(types[k]));
+        const ft_gguf_tensor *t = ft_gguf_tensor_find(g, nm);
+        FT_CHECK(t && t->type == (int)types[k] && t->ne[0] == 256 && t->ne[1] == 3 && t->n_dims == 2, "%s info", nm);
+        if (!t) continue;
+        FT_CHECK(t->offset % 32 == 0, "aligned");
+        FT_CHECK_OK(ft_gguf_tensor_rows_f32(g, t, 0, 3, got));
+        double tol = types[k] == FT_GGML_F32 ? 0 : types[k] == FT_GGML_F16 ? 1e-3 : types[k] == FT_GGML_BF16 ? 4e-3 : 0.06;
+        FT_CHECK_CLOSE(got, want, 3 * 256, tol, nm);
+    }
+    const ft_gguf_tensor *v = ft_gguf_tensor_find(g, "vec");
+    FT_CHECK(v && v->n_dims == 1 && v->ne[0] == 5 && ((const float *)v->data)[4] == -1.0f + 0.04f, "1-D f32 exact");
+    ft_gguf_close(g);
+
+    /* a failing row source: nothing left at the path, an existing file untouched */
+    FT_CHECK_OK(ft_ggufw_open(&w, path));
+    FT_CHECK_OK(ft_ggufw_add_tensor(w, "x", FT_GGML_F32, 1, ne3, fail_fn, NULL));
+    FT_CHECK(ft_ggufw_finish(w) == FT_E_IO, "failure propagates");
+    FT_CHECK(strstr(ft_error_msg(), "simulated failure") != NULL, "message kept: %s", ft_error_msg());
+    FT_CHECK(stat(path, &sb) == 0 && sb.st_size == expect_size, "old file untouched");
+    char other[4200];
+    snprintf(other, sizeof other, "%s/new.gguf", ft_test_tmpdir());
+    FT_CHECK_OK(ft_ggufw_open(&w, other));
+    FT_CHECK_OK(ft_ggufw_add_tensor(w, "x", FT_GGML_F32, 1, ne3, fail_fn, NULL));
+    FT_CHECK(ft_ggufw_finish(w) != FT_OK, "fails");
+    FT_CHECK(access(other, F_OK) != 0, "no partial file");
+    /* duplicate tensor names */
+    FT_CHECK_OK(ft_ggufw_open(&w, other));
+    FT_CHECK_OK(ft_ggufw_add_tensor(w, "x", FT_GGML_F32, 1, ne3, rows_fn, &s3));
+    FT_CHECK_OK(ft_ggufw_add_tensor(w, "x", FT_GGML_F32, 1, ne3, rows_fn, &s3));
+    FT_CHECK(ft_ggufw_finish(w) == FT_E_ARG && access(other, F_OK) != 0, "duplicate refused");
+    /* unwritable directory */
+    FT_CHECK_OK(ft_ggufw_open(&w, "/nonexistent-dir/x.gguf"));
+    FT_CHECK_OK(ft_ggufw_add_tensor(w, "x", FT_GGML_F32, 1, ne3, rows_fn, &s3));
+    FT_CHECK(ft_ggufw_finish(w) == FT_E_IO, "unwritable output is an IO error");
+
+    /* truncated copies at many lengths and corrupted headers: clean errors, no crash */
+    char *buf = NULL;
+    int64_t len = 0;
+    FT_CHECK_OK(ft_test_read_file(path, &buf, &len));
+    char cut[4200];
+    snprintf(cut, sizeof cut, "%s/cut.gguf", ft_test_tmpdir());
+    int rejected = 0, tried = 0;
+    for (int64_t n = 0; n < len; n += (n < 600 ? 1 : 97)) {
+        FILE *fo = fopen(cut, "wb");
+        fwrite(buf, 1, (size_t)n, fo);
+        fclose(fo);
+        tried++;
+        if (ft_gguf_open(&g, cut) != FT_OK) rejected++;
+        else ft_gguf_close(g);
+    }
+    FT_CHECK(rejected == tried, "every truncation rejected (%d of %d)", rejected, tried);
+    struct { int64_t off; uint32_t val; const char *what; } bad[] = {
+        {0, 0x46554748, "magic"}, {4, 1, "version 1"}, {4, 0x00030000, "byte-swapped version"}, {4, 4, "version 4"}};
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        char *c = malloc((size_t)len);
+        memcpy(c, buf, (size_t)len);
+        memcpy(c + bad[k].off, &bad[k].val, 4);
+        FILE *fo = fopen(cut, "wb");
+        fwrite(c, 1, (size_t)len, fo);
+        fclose(fo);
+        free(c);
+        FT_CHECK(ft_gguf_open(&g, cut) == FT_E_FORMAT, "%s rejected", bad[k].what);
+    }
+    free(buf);
+    FT_CHECK(ft_gguf_open(&g, "/nonexistent.gguf") == FT_E_IO, "missing file is IO");
+}
+
+static void test_mix_rules(void) {
+    /* Q4_K_M on a 32-layer model, hidden 4096 (formats.md 4.5 example) */
+    int q6[32] = {0};
+    for (int i = 0; i < 32; i++) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "blk.%d.ffn_down.weight", i);
+        q6[i] = ft_merge_tensor_type(FT_MERGE_Q4_K_M, nm, 2, 14336, 0, 32, i, 32, 0, 0) == FT_GGML_Q6_K;
+    }
+    int want[] = {0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31};
+    int n6 = 0;
+    for (int i = 0; i < 32; i++) n6 += q6[i];
+    FT_CHECK(n6 == 16, "16 Q6_K ffn_down layers, got %d", n6);
+    for (size_t k = 0; k < sizeof want / sizeof *want; k++) FT_CHECK(q6[want[k]], "layer %d is Q6_K", want[k]);
+    FT_CHECK(ft_merge_tensor_type(FT_MERGE_Q4_K_M, "blk.4.attn_v.weight", 2, 4096, 4, 32, 4, 32, 0, 0) == FT_GGML_Q4_K, "attn_v 4");
+    FT_CHECK(ft_merge_tensor_type(FT_MERGE_Q4_K_M, "blk.0.attn_v.weight", 2, 4096, 0, 32, 0, 32, 0, 0) == FT_GGML_Q6_K, "attn_v 0");
+    FT_CHECK(ft_merge_tensor_type(FT_MERGE_Q4_K_M, "output.weight", 2, 4096, 0, 32, -1, 32, 0, 0) == FT_GGML_Q6_K, "output");
+    FT_CHECK(ft_merge_tensor_type(FT_MERGE_Q4_K_M, "token_embd.weight", 2, 4096, 0, 32, -1, 32, 0, 0) == FT_GGML_Q4_K, "embd untied");
+    FT_CHECK(ft_merge_tensor_type(FT_MERGE_Q4_K_M, "token_embd.weight", 2, 4096, 0, 32, -1, 32, 1, 0) == FT_GGML_Q6_K, "embd tied");
+    FT_CHECK(ft_merge_tensor_type(FT_MERGE_Q4_K_M, "token_embd.weight", 2, 896, 0, 32, -1, 32, 1, 0) == FT_GGML_Q8_0, "embd tied 896");
+    FT_CHECK(ft_merge_tensor_type(FT_MERGE_Q4_K_M, "blk.3.attn_q.weight", 2, 896, 0, 24, 3, 24, 1, 0) == FT_GGML_Q5_0, "896 fallback");
+    FT_CHECK(ft_merge_tensor_type(FT_MERGE_Q4_K_M, "blk.3.ffn_down.weight", 2, 172, 0, 5, 0, 5, 1, 0) == FT_GGML_F16, "172 -> F16");
+    FT_CHECK(ft_merge_tensor_type(FT_MERGE_Q4_K_M, "blk.3.attn_norm.weight", 1, 4096, 0, 32, 3, 32, 0, 0) == FT_GGML_F32, "norm");
+    FT_CHECK(ft_merge_tensor_type(FT_MERGE_Q4_K_M, "blk.3.attn_q_norm.weight", 1, 128, 0, 32, 3, 32, 0, 0) == FT_GGML_F32, "qnorm");
+    FT_CHECK(ft_merge_tensor_type(FT_MERGE_Q8_0, "blk.3.ffn_down.weight", 2, 172, 0, 5, 3, 5, 0, 0) == FT_GGML_F16, "q8 172");
+    FT_CHECK(ft_merge_tensor_type(FT_MERGE_Q8_0, "output.weight", 2, 4096, 0, 5, 3, 5, 0, 0) == FT_GGML_Q8_0, "q8 output");
+    FT_CHECK(ft_merge_tensor_type(FT_MERGE_Q4_0, "output.weight", 2, 4096, 0, 5, 3, 5, 0, 0) == FT_GGML_Q6_K, "q4_0 output");
+    FT_CHECK(ft_merge_tensor_type(FT_MERGE_Q4_0, "output.weight", 2, 64, 0, 5, 3, 5, 0, 0) == FT_GGML_Q8_0, "q4_0 output 64");
+    FT_CHECK(ft_merge_tensor_type(FT_MERGE_F16, "blk.0.attn_q.bias", 1, 64, 0, 5, 0, 5, 0, 0) == FT_GGML_F32, "bias f32");
+    FT_CHECK(ft_merge_tensor_type(FT_MERGE_Q4_K_M, "blk.20.attn_v.weight", 2, 8192, 20, 80, 20, 80, 0, 1) == FT_GGML_Q5_K, "70B attn_v Q5_K");
+    FT_CHECK(ft_merge_tensor_type(FT_MERGE_Q4_K_M, "blk.0.attn_v.weight", 2, 8192, 0, 80, 0, 80, 0, 1) == FT_GGML_Q6_K, "70B attn_v 0 Q6_K");
+    FT_CHECK(ft_merge_tensor_type(FT_MERGE_Q4_K_M, "blk.4.attn_q.weight", 2, 8192, 4, 80, 4, 80, 0, 1) == FT_GGML_Q4_K, "70B attn_q Q4_K");
+    FT_CHECK(ft_merge_tensor_type(FT_MERGE_BF16, "blk.0.attn_q.weight", 2, 64, 0, 5, 0, 5, 0, 0) == FT_GGML_BF16, "bf16");
+}
+
+int main(void) {
+    test_quant_golden();
+    test_roundtrip_errors();
+    test_write_read();
+    test_mix_rules();
+    return ft_test_finish();
+}

@@ -1,0 +1,142 @@
+/* test_run_checkpoint.c: the checkpoint file (trainer/checkpoint.h).
+ *   - round trip: every scalar of the state (doubles bit for bit, u64 above 2^53) and the three
+ *     f32 vectors (special values included) come back exactly;
+ *   - every single-byte corruption of a checkpoint (each byte of the file XOR 0x01, in turn) and
+ *     truncations to many lengths are refused with "PATH: checksum mismatch (file corrupt)";
+ *   - a write into a missing directory fails with FT_E_IO and leaves nothing;
+ *   - listing (ascending steps, temporary and foreign names ignored), pruning to the last K, and
+ *     removal of temporary files left by a killed write. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kernels/rng.h"
+#include "tests/harness.h"
+#include "trainer/checkpoint.h"
+
+#define N 1000
+
+static int same_double(double a, double b) { return memcmp(&a, &b, sizeof a) == 0; }
+
+static void touch(const char *dir, const char *name) {
+    char p[8400];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "wb");
+    if (f) fclose(f);
+}
+
+static int exists(const char *dir, const char *name) {
+    char p[8400];
+    struct stat sb;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return stat(p, &sb) == 0;
+}
+
+int main(void) {
+    const char *tmp = ft_test_tmpdir();
+    char path[4096];
+    ft_ckpt_path(path, sizeof path, tmp, 120);
+    FT_CHECK(strstr(path, "/step-000120.ckpt") != NULL, "path format: %s", path);
+
+    /* ---- round trip ---- */
+    ft_ckpt_state s = {.step = 120, .steps_total = 600, .seed = 0xfedcba9876543210ull, .n_params = N, .lora_r = 8,
+                       .lora_layers = 5, .lora_targets = 0x7f, .adamw_t = 118,
+                       .cursor = {.seed = 18446744073709551615ull, .epoch = 3, .index = 7, .rows = 40,
+                                  .plan_hash = 0x8000000000000001ull},
+                       .guard = {.n = 110, .mean = 1.0 / 3.0, .var = 1e-300, .consecutive = 2, .skipped = 5},
+                       .elapsed_s = 12345.678901234567, .tokens_seen = 9876543210};
+    float *v = malloc(3 * N * sizeof *v);
+    ft_rng rng = {42};
+    for (int i = 0; i < 3 * N; i++) v[i] = (ft_rng_uniform(&rng) - 0.5f) * 1e-3f;
+    v[0] = -0.0f, v[1] = 1e-42f /* denormal */, v[2] = INFINITY, v[3] = 3.4e38f;
+    FT_CHECK_OK(ft_ckpt_write(path, &s, v, v + N, v + 2 * N));
+    ft_ckpt_state r;
+    float *back = NULL;
+    FT_CHECK_OK(ft_ckpt_read(path, &r, &back));
+    FT_CHECK(back && memcmp(back, v, 3 * N * sizeof *v) == 0, "tensors round trip bit for bit");
+    FT_CHECK(r.step == s.step && r.steps_total == s.steps_total && r.seed == s.seed && r.n_params == s.n_params &&
+                 r.lora_r == s.lora_r && r.lora_layers == s.lora_layers && r.lora_targets == s.lora_targets &&
+                 r.adamw_t == s.adamw_t && r.tokens_seen == s.tokens_seen,
+             "integer state round trips");
+    FT_CHECK(r.cursor.seed == s.cursor.seed && r.cursor.epoch == s.cursor.epoch && r.cursor.index == s.cursor.index &&
+                 r.cursor.rows == s.cursor.rows && r.cursor.plan_hash == s.cursor.plan_hash,
+             "data cursor round trips (u64 seed %llu)", (unsigned long long)r.cursor.seed);
+    FT_CHECK(r.guard.n == s.guard.n && same_double(r.guard.mean, s.guard.mean) && same_double(r.guard.var, s.guard.var) &&
+                 r.guard.consecutive == s.guard.consecutive && r.guard.skipped == s.guard.skipped &&
+                 same_double(r.elapsed_s, s.elapsed_s),
+             "doubles round trip bit for bit");
+    free(back);
+
+    /* ---- every single-byte corruption ---- */
+    char *file = NULL;
+    int64_t size = 0;
+    FT_CHECK_OK(ft_test_read_file(path, &file, &size));
+    char bad[4200];
+    snprintf(bad, sizeof bad, "%s/bad.ckpt", tmp);
+    int64_t undetected = 0, wrong_msg = 0;
+    for (int64_t i = 0; i < size; i++) {
+        file[i] ^= 1;
+        FILE *f = fopen(bad, "wb");
+        fwrite(file, 1, (size_t)size, f);
+        fclose(f);
+        file[i] ^= 1;
+        float *d = NULL;
+        ft_status st = ft_ckpt_read(bad, &r, &d);
+        free(d);
+        if (st == FT_OK) undetected++;
+        else if (st != FT_E_FORMAT || !strstr(ft_error_msg(), "bad.ckpt: checksum mismatch (file corrupt)")) wrong_msg++;
+    }
+    FT_CHECK(undetected == 0 && wrong_msg == 0, "all %lld single-byte flips detected (%lld undetected, %lld other messages)",
+             (long long)size, (long long)undetected, (long long)wrong_msg);
+    printf("single-byte corruption: %lld of %lld flips detected\n", (long long)(size - undetected), (long long)size);
+    undetected = 0;
+    int64_t tried = 0;
+    for (int64_t len = 0; len < size; len += len < 64 ? 1 : 97, tried++) {
+        FILE *f = fopen(bad, "wb");
+        fwrite(file, 1, (size_t)len, f);
+        fclose(f);
+        float *d = NULL;
+        ft_status st = ft_ckpt_read(bad, &r, &d);
+        free(d);
+        if (st == FT_OK || !strstr(ft_error_msg(), "checksum mismatch (file corrupt)")) undetected++;
+    }
+    FT_CHECK(undetected == 0, "all %lld truncations detected", (long long)tried);
+    free(file);
+
+    /* ---- failed write leaves nothing ---- */
+    char nodir[4200];
+    snprintf(nodir, sizeof nodir, "%s/missing/step-000001.ckpt", tmp);
+    ft_status st = ft_ckpt_write(nodir, &s, v, v + N, v + 2 * N);
+    FT_CHECK(st == FT_E_IO && strstr(ft_error_msg(), "missing/step-000001.ckpt"), "write into a missing dir: %s",
+             ft_error_msg());
+
+    /* ---- listing, pruning, temporary files ---- */
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/ck", tmp);
+    mkdir(dir, 0777);
+    const char *names[] = {"step-000005.ckpt", "step-000001.ckpt", "step-000010.ckpt", "step-1234567.ckpt",
+                           "step-000003.ckpt", "step-000007.ckpt.tmp.999", "step-000002.ckpt.corrupt",
+                           "step-12.ckpt", "notes.txt"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) touch(dir, names[i]);
+    int64_t *steps = NULL, n = 0;
+    FT_CHECK_OK(ft_ckpt_list(dir, &steps, &n));
+    int64_t want[] = {1, 3, 5, 10, 1234567};
+    FT_CHECK(n == 5 && steps && memcmp(steps, want, sizeof want) == 0, "list: %lld checkpoints in ascending order",
+             (long long)n);
+    free(steps);
+    FT_CHECK_OK(ft_ckpt_prune(dir, 2));
+    FT_CHECK(!exists(dir, "step-000001.ckpt") && !exists(dir, "step-000003.ckpt") && !exists(dir, "step-000005.ckpt") &&
+                 exists(dir, "step-000010.ckpt") && exists(dir, "step-1234567.ckpt") &&
+                 exists(dir, "step-000002.ckpt.corrupt") && exists(dir, "notes.txt"),
+             "prune keeps the newest 2 and nothing else is touched");
+    ft_ckpt_clean_tmp(dir);
+    FT_CHECK(!exists(dir, "step-000007.ckpt.tmp.999") && exists(dir, "notes.txt"), "temporary file removed");
+    snprintf(nodir, sizeof nodir, "%s/nope", tmp);
+    FT_CHECK_OK(ft_ckpt_list(nodir, &steps, &n));
+    FT_CHECK(n == 0, "a missing directory lists as empty");
+    free(v);
+    return ft_test_finish();
+}

@@ -1,0 +1,374 @@
+/* cmd_merge.c: `ftune merge`: base (+ adapter) -> llama.cpp model GGUF or merged HF checkpoint
+ * (export/merge.c), and with --check the validation loss of the training-time model (NF4 base +
+ * adapter, as trained) beside the loss of exactly what was written (the merged file read back:
+ * the GGUF's tensors dequantized and un-permuted into the one model of trainer/model.c, or the
+ * merged safetensors loaded as they are), so the cost of merging and quantizing is a number. */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "export/adapter.h"
+#include "export/gguf.h"
+#include "export/merge.h"
+#include "kernels/log.h"
+#include "kernels/mem.h"
+#include "trainer/cli.h"
+#include "trainer/commands.h"
+#include "trainer/hf_config.h"
+#include "trainer/loader.h"
+#include "trainer/dataset.h"
+#include "trainer/recipe.h"
+#include "trainer/token_file.h"
+
+#include <ftw.h>
+#include <limits.h>
+#include <unistd.h>
+
+static const ft_opt ft_merge_opts_tab[] = {
+    {"base", FT_OPT_STR, "DIR", NULL, "base Hugging Face model (config.json, safetensors, tokenizer)"},
+    {"adapter", FT_OPT_STR, "DIR", NULL, "run directory, checkpoint or PEFT adapter to merge (none: base alone)"},
+    {"out", FT_OPT_STR, "PATH", NULL, "output .gguf file (or directory with --type safetensors)"},
+    {"type", FT_OPT_STR, "TYPE", "f16", "f32, f16, bf16, q8_0, q4_0, q4_k_m or safetensors"},
+    {"merge-into", FT_OPT_STR, "base|nf4", "base", "merge into the original weights or their NF4 round trip"},
+    {"name", FT_OPT_STR, "NAME", NULL, "general.name of the GGUF (default: base directory name)"},
+    {"check", FT_OPT_STR, "VALID", NULL,
+     "validation data (.jsonl/.json rendered as in training, or a token-id file): loss before and after merging"},
+    {"device", FT_OPT_STR, "cpu|cuda|auto", "cpu", "compute backend of --check"},
+    {"threads", FT_OPT_INT, "N", "0", "CPU threads of --check (0: all cores)"},
+};
+
+/* Validation data: a token-id file (one sequence per line, as `ftune eval --tokens`), or JSONL/JSON
+ * records rendered, encoded and packed by the training data pipeline (trainer/dataset.h) with the
+ * run's recipe when the adapter comes from a run (its data.format/template/loss/seq_len), else
+ * recipe defaults. */
+typedef struct {
+    ft_token_seqs seqs;
+    ft_recipe rec;
+    int have_rec;
+    ft_dataset *ds;
+    ft_rows rows;
+    char tmp[64];
+} ft_valid;
+
+static int ft_rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *f) {
+    (void)sb, (void)flag, (void)f;
+    return remove(p);
+}
+
+static void ft_valid_close(ft_valid *v) {
+    ft_rows_free(&v->rows);
+    ft_dataset_free(v->ds);
+    v->ds = NULL;
+    if (v->have_rec) ft_recipe_free(&v->rec);
+    v->have_rec = 0;
+    ft_token_seqs_free(&v->seqs);
+    if (v->tmp[0]) nftw(v->tmp, ft_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    v->tmp[0] = 0;
+}
+
+/* recipe.yaml of the run an adapter path belongs to ("" when none). */
+static void ft_run_recipe(const char *adapter, char *out, size_t cap) {
+    static const char *const up[] = {"", "/..", "/../.."};
+    out[0] = 0;
+    for (int i = 0; adapter && i < 3; i++) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s%s/recipe.yaml", adapter, up[i]);
+        if (access(p, R_OK) == 0) {
+            snprintf(out, cap, "%s", p);
+            return;
+        }
+    }
+}
+
+static ft_status ft_valid_open(ft_valid *v, const char *path, const char *base, const char *adapter) {
+    memset(v, 0, sizeof *v);
+    size_t n = strlen(path);
+    int records = (n > 6 && strcmp(path + n - 6, ".jsonl") == 0) || (n > 5 && strcmp(path + n - 5, ".json") == 0);
+    if (!records) return ft_token_file_read(path, &v->seqs);
+    char absv[PATH_MAX], absb[PATH_MAX], recipe[4200];
+    if (!realpath(path, absv)) return FT_ERR(FT_E_IO, "%s: cannot open", path);
+    if (!realpath(base, absb)) return FT_ERR(FT_E_IO, "%s: cannot open", base);
+    snprintf(v->tmp, sizeof v->tmp, "/tmp/ftune-check-XXXXXX");
+    if (!mkdtemp(v->tmp)) {
+        v->tmp[0] = 0;
+        return FT_ERR(FT_E_IO, "cannot create a temporary directory");
+    }
+    char s_model[PATH_MAX + 16], s_train[PATH_MAX + 16], s_valid[PATH_MAX + 16], s_out[128];
+    snprintf(s_model, sizeof s_model, "model.path=%s", absb);
+    snprintf(s_train, sizeof s_train, "data.train=%s", absv);
+    snprintf(s_valid, sizeof s_valid, "data.valid=%s", absv);
+    snprintf(s_out, sizeof s_out, "output_dir=%s", v->tmp);
+    const char *sets[] = {s_model, s_train, s_valid, s_out, "data.tokenizer="};
+    ft_run_recipe(adapter, recipe, sizeof recipe);
+    ft_status st = recipe[0] ? ft_recipe_load(&v->rec, recipe, sets, 5) : ft_recipe_defaults(&v->rec, sets, 5);
+    if (st != FT_OK) return st;
+    v->have_rec = 1;
+    if (recipe[0]) ft_info("--check: %s rendered as in %s", path, recipe);
+    FT_TRY(ft_dataset_open(&v->ds, &v->rec, v->tmp));
+    return ft_rows_alloc(v->ds, &v->rows);
+}
+
+/* Mean next-token loss of a model over the validation data. */
+static ft_status ft_valid_loss(ft_valid *v, ft_model *m, double *mean) {
+    double total = 0;
+    int64_t count = 0;
+    int32_t *labels = NULL;
+    ft_status st = FT_OK;
+    if (v->ds) {
+        FT_TRY(ft_dataset_eval_begin(v->ds));
+        for (;;) {
+            FT_TRY(ft_dataset_eval_next(v->ds, &v->rows));
+            if (v->rows.n_rows == 0) break;
+            ft_batch b = {.B = v->rows.B, .T = v->rows.T, .tokens = v->rows.tokens, .labels = v->rows.labels,
+                          .pos = v->rows.pos, .doc_start = v->rows.doc_start};
+            double loss = 0;
+            int64_t n = 0;
+            FT_TRY(ft_model_step(m, &b, 0.0f, 0, &loss, &n));
+            total += loss, count += n;
+        }
+    }
+    for (int64_t s = 0; s < v->seqs.n; s++) {
+        int64_t T = v->seqs.start[s + 1] - v->seqs.start[s];
+        const int32_t *ids = v->seqs.ids + v->seqs.start[s];
+        free(labels);
+        labels = NULL;
+        FT_CHECK_GOTO(st, ft_malloc((void **)&labels, (size_t)(T + 1) * 4, "labels"), done);
+        for (int64_t t = 0; t < T; t++) labels[t] = t + 1 < T ? ids[t + 1] : -100;
+        ft_batch b = {.B = 1, .T = T, .tokens = ids, .labels = labels};
+        double loss = 0;
+        int64_t n = 0;
+        FT_CHECK_GOTO(st, ft_model_step(m, &b, 0.0f, 0, &loss, &n), done);
+        total += loss, count += n;
+    }
+    if (!count) st = FT_ERR(FT_E_FORMAT, "--check: the validation data has no target tokens");
+    *mean = count ? total / (double)count : 0;
+done:
+    free(labels);
+    return st;
+}
+
+/* The weight of the model that GGUF tensor (role, layer) fills. */
+static ft_weight *ft_weight_of(ft_model_weights *w, ft_tensor_role r, int64_t l) {
+    ft_layer_weights *lw = l >= 0 ? &w->layers[l] : NULL;
+    switch (r) {
+    case FT_TR_TOKEN_EMBD: return &w->embed;
+    case FT_TR_OUTPUT_NORM: return &w->final_norm;
+    case FT_TR_OUTPUT: return &w->lm_head;
+    case FT_TR_ATTN_NORM: return &lw->attn_norm;
+    case FT_TR_FFN_NORM: return &lw->ffn_norm;
+    case FT_TR_ATTN_Q: return &lw->lin[FT_MOD_Q];
+    case FT_TR_ATTN_K: return &lw->lin[FT_MOD_K];
+    case FT_TR_ATTN_V: return &lw->lin[FT_MOD_V];
+    case FT_TR_ATTN_O: return &lw->lin[FT_MOD_O];
+    case FT_TR_FFN_GATE: return &lw->lin[FT_MOD_GATE];
+    case FT_TR_FFN_UP: return &lw->lin[FT_MOD_UP];
+    case FT_TR_FFN_DOWN: return &lw->lin[FT_MOD_DOWN];
+    case FT_TR_ATTN_Q_BIAS: return &lw->q_bias;
+    case FT_TR_ATTN_K_BIAS: return &lw->k_bias;
+    case FT_TR_ATTN_V_BIAS: return &lw->v_bias;
+    case FT_TR_ATTN_O_BIAS: return &lw->o_bias;
+    case FT_TR_ATTN_Q_NORM: return &lw->q_norm;
+    case FT_TR_ATTN_K_NORM: return &lw->k_norm;
+    default: return NULL;
+    }
+}
+
+/* A model with float32 weights read back from our GGUF (dequantized, q/k un-permuted). */
+static ft_status ft_load_gguf_model(ft_model **out, ft_backend *be, const char *gguf_path, const ft_model_config *c) {
+    ft_gguf *g = NULL;
+    ft_model *m = NULL;
+    float *x = NULL, *y = NULL;
+    ft_status st;
+    ft_model_dims d = {.C = c->hidden_size, .F = c->intermediate_size, .L = c->num_hidden_layers,
+                       .H = c->num_attention_heads, .Hkv = c->num_key_value_heads, .D = c->head_dim,
+                       .V = c->vocab_size, .eps = (float)c->rms_norm_eps, .rope = c->rope, .qkv_bias = c->qkv_bias,
+                       .o_bias = c->o_bias, .qk_norm = c->qk_norm, .tied = c->tie_word_embeddings};
+    ft_model_opts mo = {0};
+    FT_TRY(ft_gguf_open(&g, gguf_path));
+    FT_CHECK_GOTO(st, ft_model_create(&m, be, &d, FT_F32, FT_F32, &mo), done);
+    ft_model_weights *w = ft_model_get_weights(m);
+    int permute = ft_arch_get(c->arch)->gguf_permute_qk;
+    for (int64_t l = -1; l < d.L; l++) {
+        for (int r = 0; r < FT_TR_COUNT; r++) {
+            const ft_tensor_info *ti = ft_tensor_info_get((ft_tensor_role)r);
+            if ((l >= 0) != ti->per_layer || !ft_cfg_has_tensor(c, ti->role)) continue;
+            char name[128];
+            ft_arch_name(name, sizeof name, ti->gguf, l);
+            const ft_gguf_tensor *t = ft_gguf_tensor_find(g, name);
+            if (!t) {
+                st = FT_ERR(FT_E_FORMAT, "%s: no tensor %s", gguf_path, name);
+                goto done;
+            }
+            int64_t n = t->nelem, rows = t->nelem / t->ne[0];
+            free(x), free(y);
+            x = y = NULL;
+            FT_CHECK_GOTO(st, ft_malloc((void **)&x, (size_t)n * 4, "check weights"), done);
+            FT_CHECK_GOTO(st, ft_malloc((void **)&y, (size_t)n * 4, "check weights"), done);
+            FT_CHECK_GOTO(st, ft_gguf_tensor_rows_f32(g, t, 0, rows, x), done);
+            const float *src = x;
+            if (permute && (ti->linear == FT_LIN_Q || ti->linear == FT_LIN_K)) {
+                /* GGUF row k holds HF row perm(k): undo it (1-D biases: elements) */
+                int64_t nr = ti->ndim == 2 ? rows : n, nc = ti->ndim == 2 ? t->ne[0] : 1;
+                for (int64_t k = 0; k < nr; k++)
+                    memcpy(y + ft_gguf_permuted_row(k, c->head_dim) * nc, x + k * nc, (size_t)nc * 4);
+                src = y;
+            }
+            ft_weight *wt = ft_weight_of(w, ti->role, l);
+            if (ft_weight_numel(wt) != n) {
+                st = FT_ERR(FT_E_FORMAT, "%s: tensor %s has %lld values, the model %lld", gguf_path, name,
+                            (long long)n, (long long)ft_weight_numel(wt));
+                goto done;
+            }
+            FT_CHECK_GOTO(st, ft_weight_set(be, wt, src, FT_F32), done);
+        }
+    }
+    *out = m;
+    m = NULL;
+done:
+    free(x);
+    free(y);
+    ft_model_free(m);
+    ft_gguf_close(g);
+    return st;
+}
+
+/* Copies the adapter's A/B into the trainer's LoRA layout (same rank everywhere). */
+static ft_status ft_lora_set_from(ft_lora *l, ft_backend *be, const ft_adapter *a) {
+    float *host = NULL;
+    FT_TRY(ft_calloc((void **)&host, (size_t)l->n_params * 4, "LoRA weights"));
+    for (int64_t k = 0; k < a->n; k++) {
+        const ft_adapter_mod *m = &a->m[k];
+        const ft_lora_tensor *t = ft_lora_get(l, m->layer, (ft_module)m->lin);
+        if (!t || t->in != m->in || t->out != m->out) {
+            free(host);
+            return FT_ERR(FT_E_INTERNAL, "adapter layout mismatch at layer %lld", (long long)m->layer);
+        }
+        memcpy(host + t->a_off, m->A, (size_t)(m->r * m->in) * 4);
+        memcpy(host + t->b_off, m->B, (size_t)(m->out * m->r) * 4);
+    }
+    ft_status st = ft_backend_upload(be, l->params, host, l->n_params * 4);
+    free(host);
+    return st;
+}
+
+static ft_status ft_merge_check(const char *valid, const char *base, const ft_adapter *a, const char *adapter_path,
+                                const char *out, ft_merge_kind kind, const char *device, int threads) {
+    ft_valid vd = {0};
+    ft_backend *be = NULL;
+    ft_model *m = NULL;
+    ft_lora *lora = NULL;
+    ft_status st;
+    ft_model_config c;
+    char p[4200];
+    double loss_train = NAN, loss_base = NAN, loss_merged = NAN;
+    snprintf(p, sizeof p, "%s/config.json", base);
+    FT_TRY(ft_cfg_load(&c, p));
+    FT_CHECK_GOTO(st, ft_valid_open(&vd, valid, base, adapter_path), done);
+    FT_CHECK_GOTO(st, ft_backend_open(&be, device, threads), done);
+    /* 1. the training-time model: NF4 base + adapter (or the NF4 base alone) */
+    ft_load_opts lo = {.quant = FT_QUANT_NF4};
+    FT_CHECK_GOTO(st, ft_model_load(&m, be, base, &lo), done);
+    FT_CHECK_GOTO(st, ft_valid_loss(&vd, m, &loss_base), done);
+    if (a) {
+        ft_lora_cfg lc = {.r = a->r, .alpha = a->alpha, .rslora = a->rslora};
+        int uniform = 1;
+        for (int64_t k = 0; k < a->n; k++) {
+            lc.targets |= 1u << a->m[k].lin;
+            uniform &= a->m[k].r == a->r && fabs(a->m[k].scale * (a->rslora ? sqrt((double)a->r) : (double)a->r) - a->alpha) < 1e-9 * fabs(a->alpha);
+        }
+        if (uniform && a->n == c.num_hidden_layers * __builtin_popcount(lc.targets)) {
+            ft_lora_shapes shapes = ft_model_lora_shapes(ft_model_get_dims(m));
+            FT_CHECK_GOTO(st, ft_lora_create(&lora, be, &lc, &shapes, c.num_hidden_layers), done);
+            FT_CHECK_GOTO(st, ft_lora_set_from(lora, be, a), done);
+            ft_model_set_lora(m, lora);
+            FT_CHECK_GOTO(st, ft_valid_loss(&vd, m, &loss_train), done);
+            ft_model_set_lora(m, NULL);
+        } else {
+            ft_warn("--check: the adapter has per-module ranks/alphas or partial layers: training-time loss skipped");
+        }
+    }
+    ft_model_free(m);
+    m = NULL;
+    /* 2. the merged file as written */
+    if (kind == FT_MERGE_SAFETENSORS) {
+        ft_load_opts lm = {.quant = FT_QUANT_NONE};
+        FT_CHECK_GOTO(st, ft_model_load(&m, be, out, &lm), done);
+    } else {
+        FT_CHECK_GOTO(st, ft_load_gguf_model(&m, be, out, &c), done);
+    }
+    FT_CHECK_GOTO(st, ft_valid_loss(&vd, m, &loss_merged), done);
+    printf("check %s:\n", valid);
+    printf("  base NF4 loss            %.6f\n", loss_base);
+    if (a) printf("  training-time loss       %.6f   (NF4 base + adapter)\n", loss_train);
+    printf("  merged %-8s loss      %.6f   (%s)\n", ft_merge_kind_name(kind), loss_merged, out);
+    if (a && !isnan(loss_train)) printf("  merge cost               %+.6f\n", loss_merged - loss_train);
+done:
+    if (m) ft_model_set_lora(m, NULL);
+    ft_lora_free(lora, be);
+    ft_model_free(m);
+    ft_backend_free(be);
+    ft_valid_close(&vd);
+    return st;
+}
+
+ft_status ft_cmd_merge(int argc, char **argv) {
+    ft_cli cli = {.command = "merge",
+                  .summary = "Write a base model (+ a merged LoRA adapter) as a llama.cpp GGUF or HF checkpoint.",
+                  .opts = ft_merge_opts_tab,
+                  .nopts = sizeof ft_merge_opts_tab / sizeof *ft_merge_opts_tab};
+    ft_status st = ft_cli_parse(&cli, argc, argv);
+    ft_adapter a = {0};
+    int have_adapter = 0;
+    if (st != FT_OK) goto done;
+    if (cli.help) {
+        ft_cli_usage(&cli);
+        goto done;
+    }
+    const char *base, *adapter, *out, *type_s, *into, *name, *check, *device;
+    int64_t threads;
+    FT_CHECK_GOTO(st, ft_cli_req(&cli, "base", &base), done);
+    FT_CHECK_GOTO(st, ft_cli_req(&cli, "out", &out), done);
+    FT_CHECK_GOTO(st, ft_cli_str(&cli, "adapter", &adapter), done);
+    FT_CHECK_GOTO(st, ft_cli_str(&cli, "type", &type_s), done);
+    FT_CHECK_GOTO(st, ft_cli_str(&cli, "merge-into", &into), done);
+    FT_CHECK_GOTO(st, ft_cli_str(&cli, "name", &name), done);
+    FT_CHECK_GOTO(st, ft_cli_str(&cli, "check", &check), done);
+    FT_CHECK_GOTO(st, ft_cli_str(&cli, "device", &device), done);
+    FT_CHECK_GOTO(st, ft_cli_int(&cli, "threads", &threads), done);
+    ft_merge_opts o = {.base_dir = base, .out = out, .name = name};
+    if (!ft_merge_kind_parse(type_s, &o.kind)) {
+        st = FT_ERR(FT_E_ARG, "merge: unknown --type '%s' (expected f32, f16, bf16, q8_0, q4_0, q4_k_m or safetensors)",
+                    type_s);
+        goto done;
+    }
+    if (strcmp(into, "nf4") == 0) o.merge_into_nf4 = 1;
+    else if (strcmp(into, "base") != 0) {
+        st = FT_ERR(FT_E_ARG, "merge: unknown --merge-into '%s' (expected base or nf4)", into);
+        goto done;
+    }
+    if (adapter) {
+        FT_CHECK_GOTO(st, ft_export_load_adapter(adapter, &a), done);
+        have_adapter = 1;
+        o.adapter = &a;
+    }
+    signal(SIGXFSZ, SIG_IGN); /* a file size limit is a clean write error, not a kill mid-file */
+    ft_vocab_info vi = {0};
+    FT_CHECK_GOTO(st, ft_merge(&o, o.kind == FT_MERGE_SAFETENSORS ? NULL : &vi), done);
+    if (o.kind == FT_MERGE_SAFETENSORS)
+        printf("wrote %s: merged Hugging Face checkpoint%s\n", out, have_adapter ? " (base + adapter)" : "");
+    else
+        printf("wrote %s: %s GGUF%s, tokenizer %s/%s with %lld tokens\n", out, ft_merge_kind_name(o.kind),
+               have_adapter ? " (base + adapter merged)" : " (base)", vi.model, vi.pre, (long long)vi.n_tokens);
+    ft_vocab_info_free(&vi);
+    ft_info("merge: peak RSS %.1f MiB", (double)ft_peak_rss_bytes() / (1 << 20));
+    if (check)
+        FT_CHECK_GOTO(st, ft_merge_check(check, base, have_adapter ? &a : NULL, adapter, out, o.kind,
+                                         device, (int)threads),
+                      done);
+done:
+    ft_adapter_free(&a);
+    ft_cli_free(&cli);
+    return st;
+}

@@ -1,0 +1,459 @@
+/* dataset.c: see dataset.h. The only trainer file that includes data/batcher.h. */
+#include "trainer/dataset.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <xxhash.h>
+
+#include "data/batcher.h"
+#include "data/chat_template.h"
+#include "data/jsonl.h"
+#include "data/pack.h"
+#include "data/shard.h"
+#include "data/tokenizer.h"
+#include "kernels/log.h"
+#include "kernels/mem.h"
+
+struct ft_dataset {
+    ft_tok *tok;
+    ft_render_opts ro;
+    ft_data_format format;      /* of the first training file */
+    ft_examples train, valid;
+    ft_pack train_plan, valid_plan;
+    ft_batcher *train_b, *valid_b;
+    int64_t B, T;
+    int32_t eos, eot;
+    int64_t skipped;
+    int cached;
+};
+
+/* recipe spellings use '_' where the data layer's names use '-' ("prompt_completion", "mistral_v3") */
+static void ft_dash(char *dst, size_t cap, const char *src) {
+    snprintf(dst, cap, "%s", src);
+    for (char *p = dst; *p; p++)
+        if (*p == '_') *p = '-';
+}
+
+/* ---- fingerprint -------------------------------------------------------------------------- */
+
+static ft_status ft_hash_file(XXH3_state_t *h, const char *path, int required) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (!required && errno == ENOENT) return FT_OK;
+        return FT_ERR(FT_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    }
+    static const size_t cap = 1 << 20;
+    char *buf = malloc(cap);
+    if (!buf) {
+        fclose(f);
+        return FT_ERR(FT_E_OOM, "out of memory hashing %s", path);
+    }
+    size_t n;
+    uint64_t len = 0;
+    while ((n = fread(buf, 1, cap, f)) > 0) {
+        XXH3_64bits_update(h, buf, n);
+        len += n;
+    }
+    int err = ferror(f);
+    free(buf);
+    fclose(f);
+    if (err) return FT_ERR(FT_E_IO, "%s: read failed", path);
+    XXH3_64bits_update(h, &len, sizeof len); /* separates one file from the next */
+    return FT_OK;
+}
+
+static void ft_hash_str(XXH3_state_t *h, const char *s) { XXH3_64bits_update(h, s ? s : "", strlen(s ? s : "") + 1); }
+
+/* Identity of everything that decides the tokenized examples and the split. */
+static ft_status ft_fingerprint(const ft_recipe *r, const char *tok_dir, uint64_t *out) {
+    XXH3_state_t *h = XXH3_createState();
+    if (!h) return FT_ERR(FT_E_OOM, "out of memory");
+    XXH3_64bits_reset(h);
+    ft_status st = FT_OK;
+    char path[4096];
+    ft_hash_str(h, "ftune-data/1");
+    snprintf(path, sizeof path, "%s/tokenizer.json", tok_dir);
+    FT_CHECK_GOTO(st, ft_hash_file(h, path, 1), done);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", tok_dir);
+    FT_CHECK_GOTO(st, ft_hash_file(h, path, 0), done);
+    for (int i = 0; i < r->data.n_train; i++) {
+        ft_hash_str(h, "train");
+        FT_CHECK_GOTO(st, ft_hash_file(h, r->data.train[i], 1), done);
+    }
+    for (int i = 0; i < r->data.n_valid; i++) {
+        ft_hash_str(h, "valid");
+        FT_CHECK_GOTO(st, ft_hash_file(h, r->data.valid[i], 1), done);
+    }
+    char num[64];
+    ft_hash_str(h, r->data.format);
+    ft_hash_str(h, r->data.template_name);
+    ft_hash_str(h, r->data.loss);
+    ft_hash_str(h, r->data.on_error);
+    if (r->data.n_valid == 0) { /* the held-out split depends on these */
+        snprintf(num, sizeof num, "%a/%lld", r->data.val_fraction, (long long)r->training.seed);
+        ft_hash_str(h, num);
+    }
+    *out = XXH3_64bits_digest(h);
+done:
+    XXH3_freeState(h);
+    return st;
+}
+
+/* ---- tokenization ------------------------------------------------------------------------- */
+
+static ft_status ft_resolve_template(ft_dataset *ds, const ft_recipe *r) {
+    char name[64];
+    ft_dash(name, sizeof name, r->data.template_name);
+    if (strcmp(name, "auto") == 0) {
+        const char *jinja = ft_tok_chat_template(ds->tok);
+        ds->ro.tmpl = FT_TMPL_NONE;
+        if (jinja && ft_chat_template_detect(jinja, &ds->ro.tmpl) != FT_OK) {
+            ft_warn("data.template: the chat template of %s is not one ftune knows; rendering without a template "
+                    "(set data.template to use one)", ft_tok_path(ds->tok));
+            ft_error_clear();
+            ds->ro.tmpl = FT_TMPL_NONE;
+        }
+        return FT_OK;
+    }
+    ft_status st = ft_chat_template_parse(name, &ds->ro.tmpl);
+    return st == FT_OK ? FT_OK : ft_error_wrap(st, "data.template");
+}
+
+/* Reads, renders and encodes every record of the files into ex. */
+static ft_status ft_tokenize_files(ft_dataset *ds, const ft_recipe *r, char *const *files, int n_files,
+                                   ft_examples *ex) {
+    ft_jsonl_opts jo = {.fatal = strcmp(r->data.on_error, "fatal") == 0};
+    char fmt[64];
+    ft_dash(fmt, sizeof fmt, r->data.format);
+    ft_status st = ft_data_format_parse(fmt, &jo.format);
+    if (st != FT_OK) return ft_error_wrap(st, "data.format");
+    ft_rendered rd = {0};
+    ft_encoded enc = {0};
+    ft_jsonl *jl = NULL;
+    for (int i = 0; i < n_files; i++) {
+        FT_CHECK_GOTO(st, ft_jsonl_open(&jl, files[i], &jo), done);
+        int64_t n0 = ex->n;
+        for (;;) {
+            const ft_record *rec;
+            FT_CHECK_GOTO(st, ft_jsonl_next(jl, &rec), done);
+            if (!rec) break;
+            if (ds->format == FT_FMT_AUTO) ds->format = rec->format;
+            if (rec->format == FT_FMT_CHAT && ds->ro.tmpl == FT_TMPL_NONE) {
+                st = FT_ERR(FT_E_ARG,
+                            "%s:%lld: chat records need a chat template, and the tokenizer at %s has none ftune "
+                            "knows: set data.template (llama3, llama3.1, qwen2.5, qwen3, mistral, mistral_v3)",
+                            rec->source, (long long)rec->line, ft_tok_path(ds->tok));
+                goto done;
+            }
+            ft_status rs = ft_render_record(rec, &ds->ro, &rd);
+            if (rs == FT_OK) rs = ft_rendered_encode(ds->tok, &rd, &enc);
+            if (rs != FT_OK) {
+                char msg[1024];
+                snprintf(msg, sizeof msg, "%s", ft_error_msg());
+                FT_CHECK_GOTO(st, ft_jsonl_reject(jl, "%s", msg), done);
+                continue;
+            }
+            FT_CHECK_GOTO(st, ft_examples_add(ex, enc.ids, enc.mask, enc.n), done);
+        }
+        ft_jsonl_stats js;
+        ft_jsonl_get_stats(jl, &js);
+        ds->skipped += js.skipped;
+        if (js.skipped)
+            ft_info("data: %s: %lld examples (%lld records skipped, see above)", files[i], (long long)(ex->n - n0),
+                    (long long)js.skipped);
+        else
+            ft_info("data: %s: %lld examples", files[i], (long long)(ex->n - n0));
+        ft_jsonl_close(jl);
+        jl = NULL;
+    }
+    st = FT_OK;
+done:
+    ft_jsonl_close(jl);
+    ft_rendered_free(&rd);
+    ft_encoded_free(&enc);
+    return st;
+}
+
+static ft_status ft_write_shards(const char *dir, const char *name, const char *fp, const ft_examples *ex) {
+    ft_shard_writer *w = NULL;
+    ft_shard_writer_opts o = {.fingerprint = fp};
+    FT_TRY(ft_shard_writer_open(&w, dir, name, &o));
+    ft_status st = ft_shard_writer_add_all(w, ex);
+    if (st != FT_OK) {
+        ft_shard_writer_abort(w);
+        return st;
+    }
+    return ft_shard_writer_finish(w);
+}
+
+/* Examples from the cache when its index matches the fingerprint, else tokenized and cached. */
+static ft_status ft_load_examples(ft_dataset *ds, const ft_recipe *r, const char *data_dir, uint64_t fp) {
+    char fps[64], tname[64], vname[64], tidx[4200], vidx[4200];
+    snprintf(fps, sizeof fps, "ftune-data/1 %016llx", (unsigned long long)fp);
+    snprintf(tname, sizeof tname, "train-%016llx", (unsigned long long)fp);
+    snprintf(vname, sizeof vname, "valid-%016llx", (unsigned long long)fp);
+    snprintf(tidx, sizeof tidx, "%s/%s.index.json", data_dir, tname);
+    snprintf(vidx, sizeof vidx, "%s/%s.index.json", data_dir, vname);
+    struct stat sb;
+    if (stat(tidx, &sb) == 0 && stat(vidx, &sb) == 0) {
+        ft_shard_info ti, vi;
+        ft_status st = ft_shards_load(tidx, fps, &ds->train, &ti);
+        if (st == FT_OK) st = ft_shards_load(vidx, fps, &ds->valid, &vi);
+        if (st == FT_OK) {
+            ds->cached = 1;
+            ft_info("data: reusing tokenized data %s (%lld + %lld examples)", tname, (long long)ds->train.n,
+                    (long long)ds->valid.n);
+            /* the format decides how prompts render; read it from the first record cheaply */
+            char fmt[64];
+            ft_dash(fmt, sizeof fmt, r->data.format);
+            if (ft_data_format_parse(fmt, &ds->format) != FT_OK) ft_error_clear();
+            if (ds->format == FT_FMT_AUTO) {
+                ft_jsonl *jl = NULL;
+                const ft_record *rec = NULL;
+                if (ft_jsonl_open(&jl, r->data.train[0], NULL) == FT_OK && ft_jsonl_next(jl, &rec) == FT_OK && rec)
+                    ds->format = rec->format;
+                ft_jsonl_close(jl);
+                ft_error_clear();
+            }
+            return FT_OK;
+        }
+        ft_warn("data: cached tokenized data is unusable (%s); tokenizing again", ft_error_msg());
+        ft_error_clear();
+        ft_examples_free(&ds->train);
+        ft_examples_free(&ds->valid);
+    }
+    ft_examples all;
+    ft_examples_init(&all);
+    ft_status st = ft_tokenize_files(ds, r, r->data.train, r->data.n_train, &all);
+    if (st == FT_OK && r->data.n_valid > 0) {
+        ft_examples_init(&ds->valid);
+        ds->train = all;
+        ft_examples_init(&all);
+        st = ft_tokenize_files(ds, r, r->data.valid, r->data.n_valid, &ds->valid);
+    } else if (st == FT_OK) {
+        st = ft_examples_split(&all, r->data.val_fraction, (uint64_t)r->training.seed, &ds->train, &ds->valid);
+    }
+    ft_examples_free(&all);
+    if (st != FT_OK) return st;
+    if (ds->train.n == 0)
+        return FT_ERR(FT_E_FORMAT, "data.train: no usable training examples in %s%s", r->data.train[0],
+                      r->data.n_train > 1 ? " and the other files" : "");
+    FT_TRY(ft_write_shards(data_dir, tname, fps, &ds->train));
+    FT_TRY(ft_write_shards(data_dir, vname, fps, &ds->valid));
+    return FT_OK;
+}
+
+/* ---- open --------------------------------------------------------------------------------- */
+
+static ft_status ft_mkdir(const char *path) {
+    if (mkdir(path, 0777) == 0 || errno == EEXIST) return FT_OK;
+    return FT_ERR(FT_E_IO, "%s: cannot create directory: %s", path, strerror(errno));
+}
+
+ft_status ft_dataset_open(ft_dataset **out, const ft_recipe *r, const char *output_dir) {
+    *out = NULL;
+    if (r->data.n_train < 1) return FT_ERR(FT_E_ARG, "data.train: no training files given");
+    ft_dataset *ds;
+    FT_TRY(ft_calloc((void **)&ds, sizeof *ds, "dataset"));
+    ft_examples_init(&ds->train);
+    ft_examples_init(&ds->valid);
+    ds->B = r->training.micro_batch;
+    ds->T = r->data.seq_len;
+    ds->eot = -1;
+    ft_status st;
+    const char *tok_dir = r->data.tokenizer && r->data.tokenizer[0] ? r->data.tokenizer : r->model.path;
+    char data_dir[4096];
+    snprintf(data_dir, sizeof data_dir, "%s/data", output_dir);
+    FT_CHECK_GOTO(st, ft_mkdir(data_dir), fail);
+    FT_CHECK_GOTO(st, ft_tok_load(&ds->tok, tok_dir), fail);
+    ft_render_opts_from_tok(&ds->ro, ds->tok);
+    FT_CHECK_GOTO(st, ft_loss_mode_parse(r->data.loss, &ds->ro.loss), fail_loss);
+    FT_CHECK_GOTO(st, ft_resolve_template(ds, r), fail);
+    uint64_t fp = 0;
+    FT_CHECK_GOTO(st, ft_fingerprint(r, tok_dir, &fp), fail);
+    FT_CHECK_GOTO(st, ft_load_examples(ds, r, data_dir, fp), fail);
+    ds->eos = ft_tok_eos_id(ds->tok);
+    if (ds->ro.tmpl == FT_TMPL_LLAMA3 || ds->ro.tmpl == FT_TMPL_LLAMA31) ds->eot = ft_tok_token_to_id(ds->tok, "<|eot_id|>");
+    if (ds->ro.tmpl == FT_TMPL_QWEN25 || ds->ro.tmpl == FT_TMPL_QWEN3) ds->eot = ft_tok_token_to_id(ds->tok, "<|im_end|>");
+
+    ft_pack_opts po = {.seq_len = r->data.seq_len};
+    po.strategy = strcmp(r->data.packing, "none") == 0         ? FT_PACK_NONE
+                  : strcmp(r->data.packing, "sequential") == 0 ? FT_PACK_SEQUENTIAL
+                                                               : FT_PACK_BFD;
+    po.long_policy = strcmp(r->data.long_examples, "drop") == 0 ? FT_LONG_DROP : FT_LONG_TRUNCATE;
+    int32_t pad = ft_tok_pad_id(ds->tok);
+    po.pad_id = pad >= 0 ? pad : ds->eos >= 0 ? ds->eos : 0;
+    FT_CHECK_GOTO(st, ft_pack_build(&ds->train, &po, &ds->train_plan), fail);
+    FT_CHECK_GOTO(st, ft_pack_build(&ds->valid, &po, &ds->valid_plan), fail);
+    char line[256];
+    ft_pack_stats_str(&ds->train_plan.stats, line, sizeof line);
+    ft_info("data: train %lld examples -> %s", (long long)ds->train.n, line);
+    if (ds->valid_plan.n_rows > 0) {
+        ft_pack_stats_str(&ds->valid_plan.stats, line, sizeof line);
+        ft_info("data: valid %lld examples -> %s", (long long)ds->valid.n, line);
+    }
+    if (ds->train_plan.n_rows < 1) {
+        st = FT_ERR(FT_E_FORMAT, "data.train: nothing left to train on after packing into data.seq_len %lld (%lld "
+                                 "examples dropped as too long or without targets)",
+                    (long long)r->data.seq_len,
+                    (long long)(ds->train_plan.stats.dropped_long + ds->train_plan.stats.dropped_empty));
+        goto fail;
+    }
+    ft_batcher_opts bo = {.batch_rows = ds->B, .mode = FT_BATCH_TRAIN, .seed = (uint64_t)r->training.seed};
+    FT_CHECK_GOTO(st, ft_batcher_create(&ds->train_b, &ds->train_plan, &ds->train, &bo), fail);
+    if (ds->valid_plan.n_rows > 0) {
+        bo.mode = FT_BATCH_EVAL;
+        FT_CHECK_GOTO(st, ft_batcher_create(&ds->valid_b, &ds->valid_plan, &ds->valid, &bo), fail);
+    }
+    *out = ds;
+    return FT_OK;
+fail_loss:
+    st = ft_error_wrap(st, "data.loss");
+fail:
+    ft_dataset_free(ds);
+    return st;
+}
+
+void ft_dataset_free(ft_dataset *ds) {
+    if (!ds) return;
+    ft_batcher_free(ds->train_b);
+    ft_batcher_free(ds->valid_b);
+    ft_pack_free(&ds->train_plan);
+    ft_pack_free(&ds->valid_plan);
+    ft_examples_free(&ds->train);
+    ft_examples_free(&ds->valid);
+    ft_tok_free(ds->tok);
+    ft_free(ds);
+}
+
+void ft_dataset_get_info(const ft_dataset *ds, ft_dataset_info *info) {
+    memset(info, 0, sizeof *info);
+    info->train_examples = ds->train.n;
+    info->valid_examples = ds->valid.n;
+    info->train_rows = ds->train_plan.n_rows;
+    info->valid_rows = ds->valid_plan.n_rows;
+    info->train_targets = ds->train_plan.stats.targets;
+    info->skipped_records = ds->skipped;
+    info->max_token_id = -1;
+    const ft_examples *sets[2] = {&ds->train, &ds->valid};
+    for (int k = 0; k < 2; k++)
+        for (int64_t i = 0; i < sets[k]->n_tokens; i++)
+            if (sets[k]->tokens[i] > info->max_token_id) info->max_token_id = sets[k]->tokens[i];
+    info->cached = ds->cached;
+    info->format = ft_data_format_name(ds->format);
+    info->template_name = ft_chat_template_name(ds->ro.tmpl);
+}
+
+int64_t ft_dataset_batches_per_epoch(const ft_dataset *ds) { return ft_batcher_batches_per_epoch(ds->train_b); }
+double ft_dataset_epoch(const ft_dataset *ds) { return ft_batcher_progress(ds->train_b); }
+
+/* ---- batches ------------------------------------------------------------------------------ */
+
+ft_status ft_rows_alloc(const ft_dataset *ds, ft_rows *rows) {
+    memset(rows, 0, sizeof *rows);
+    const size_t bytes = (size_t)(ds->B * ds->T) * sizeof(int32_t);
+    ft_status st = ft_malloc((void **)&rows->tokens, bytes, "batch tokens");
+    if (st == FT_OK) st = ft_malloc((void **)&rows->labels, bytes, "batch labels");
+    if (st == FT_OK) st = ft_malloc((void **)&rows->pos, bytes, "batch positions");
+    if (st == FT_OK) st = ft_malloc((void **)&rows->doc_start, bytes, "batch doc_start");
+    if (st != FT_OK) {
+        ft_rows_free(rows);
+        return st;
+    }
+    rows->B = ds->B, rows->T = ds->T;
+    return FT_OK;
+}
+
+void ft_rows_free(ft_rows *rows) {
+    ft_free(rows->tokens);
+    ft_free(rows->labels);
+    ft_free(rows->pos);
+    ft_free(rows->doc_start);
+    memset(rows, 0, sizeof *rows);
+}
+
+static ft_status ft_next_from(ft_batcher *b, ft_rows *rows) {
+    ft_row_batch batch = {.B = rows->B, .T = rows->T, .tokens = rows->tokens, .labels = rows->labels,
+                      .positions = rows->pos, .doc_start = rows->doc_start};
+    FT_TRY(ft_batcher_next(b, &batch));
+    rows->n_rows = batch.n_rows, rows->n_targets = batch.n_targets;
+    return FT_OK;
+}
+
+ft_status ft_dataset_next(ft_dataset *ds, ft_rows *rows) { return ft_next_from(ds->train_b, rows); }
+
+void ft_dataset_get_cursor(const ft_dataset *ds, ft_data_cursor *c) {
+    ft_batcher_state s;
+    ft_batcher_get_state(ds->train_b, &s);
+    c->seed = s.seed, c->epoch = s.epoch, c->index = s.index, c->rows = s.rows, c->plan_hash = s.plan_hash;
+}
+
+ft_status ft_dataset_set_cursor(ft_dataset *ds, const ft_data_cursor *c) {
+    ft_batcher_state s = {.seed = c->seed, .epoch = c->epoch, .index = c->index, .rows = c->rows,
+                          .plan_hash = c->plan_hash};
+    return ft_batcher_set_state(ds->train_b, &s);
+}
+
+ft_status ft_dataset_eval_begin(ft_dataset *ds) {
+    if (!ds->valid_b) return FT_OK;
+    ft_batcher_state s;
+    ft_batcher_get_state(ds->valid_b, &s);
+    s.epoch = 0, s.index = 0;
+    return ft_batcher_set_state(ds->valid_b, &s);
+}
+
+ft_status ft_dataset_eval_next(ft_dataset *ds, ft_rows *rows) {
+    if (!ds->valid_b) {
+        rows->n_rows = rows->n_targets = 0;
+        return FT_OK;
+    }
+    return ft_next_from(ds->valid_b, rows);
+}
+
+/* ---- prompts ------------------------------------------------------------------------------ */
+
+ft_status ft_dataset_prompt_ids(const ft_dataset *ds, const char *prompt, int32_t **ids, int64_t *n) {
+    ft_rendered rd = {0};
+    ft_encoded enc = {0};
+    ft_status st;
+    *ids = NULL, *n = 0;
+    if (ds->ro.tmpl != FT_TMPL_NONE && ds->format != FT_FMT_TEXT) {
+        ft_render_opts o = ds->ro;
+        o.add_generation_prompt = 1;
+        ft_chat_msg msg = {FT_ROLE_USER, prompt, NULL};
+        FT_CHECK_GOTO(st, ft_chat_render(&msg, 1, &o, &rd), done);
+        FT_CHECK_GOTO(st, ft_rendered_encode(ds->tok, &rd, &enc), done);
+    } else {
+        ft_tok_ids v = {0};
+        int32_t bos = ft_tok_bos_id(ds->tok);
+        if (bos >= 0 && ft_tok_adds_bos(ds->tok)) FT_CHECK_GOTO(st, ft_tok_ids_push(&v, bos), raw_fail);
+        if (ds->format == FT_FMT_ALPACA) {
+            FT_CHECK_GOTO(st, ft_alpaca_prompt(prompt, "", &rd), raw_fail);
+            FT_CHECK_GOTO(st, ft_tok_encode_append(ds->tok, rd.text, rd.len, 0, &v), raw_fail);
+        } else {
+            FT_CHECK_GOTO(st, ft_tok_encode_append(ds->tok, prompt, -1, 0, &v), raw_fail);
+        }
+        *ids = v.ids, *n = v.n;
+        ft_rendered_free(&rd);
+        return FT_OK;
+    raw_fail:
+        ft_tok_ids_free(&v);
+        goto done;
+    }
+    *ids = enc.ids, *n = enc.n;
+    enc.ids = NULL;
+    st = FT_OK;
+done:
+    ft_rendered_free(&rd);
+    ft_encoded_free(&enc);
+    return st;
+}
+
+ft_status ft_dataset_decode(const ft_dataset *ds, const int32_t *ids, int64_t n, char **text) {
+    return ft_tok_decode(ds->tok, ids, n, 1, text, NULL);
+}
+
+int ft_dataset_is_stop(const ft_dataset *ds, int32_t id) { return id >= 0 && (id == ds->eos || id == ds->eot); }

@@ -1,0 +1,211 @@
+/* metrics.c: see metrics.h. */
+#include "trainer/metrics.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/fileio.h"
+#include "kernels/log.h"
+#include "kernels/mem.h"
+#include "trainer/svg.h"
+
+typedef struct ft_curve {
+    double *x, *y;
+    int64_t n, cap;
+} ft_curve;
+
+struct ft_metrics {
+    char *path;
+    FILE *f;
+    ft_curve train, eval;
+};
+
+static ft_status ft_curve_add(ft_curve *c, double x, double y) {
+    if (c->n == c->cap) {
+        int64_t cap = c->cap ? 2 * c->cap : 256;
+        double *nx = realloc(c->x, (size_t)cap * sizeof *nx);
+        if (nx) c->x = nx;
+        double *ny = nx ? realloc(c->y, (size_t)cap * sizeof *ny) : NULL;
+        if (ny) c->y = ny;
+        if (!nx || !ny) return FT_ERR(FT_E_OOM, "out of memory keeping the loss history");
+        c->cap = cap;
+    }
+    c->x[c->n] = x, c->y[c->n] = y;
+    c->n++;
+    return FT_OK;
+}
+
+static void ft_curve_free(ft_curve *c) {
+    free(c->x);
+    free(c->y);
+    memset(c, 0, sizeof *c);
+}
+
+/* A number for JSON: non-finite values are null. */
+static const char *ft_num(char *buf, size_t cap, const char *fmt, double v) {
+    if (!isfinite(v)) return "null";
+    snprintf(buf, cap, fmt, v);
+    return buf;
+}
+
+/* Keeps the lines of steps <= resume_step from the existing file (rewritten atomically). */
+static ft_status ft_metrics_cut(ft_metrics *m, int64_t resume_step) {
+    FILE *in = fopen(m->path, "rb");
+    if (!in) {
+        if (errno == ENOENT) {
+            ft_warn("%s: not found; the metrics of steps 1-%lld are lost", m->path, (long long)resume_step);
+            return FT_OK;
+        }
+        return FT_ERR(FT_E_IO, "%s: cannot open: %s", m->path, strerror(errno));
+    }
+    ft_afile af;
+    ft_status st = ft_afile_open(&af, m->path);
+    if (st != FT_OK) {
+        fclose(in);
+        return st;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int64_t dropped = 0;
+    while ((len = getline(&line, &cap, in)) > 0) {
+        if (line[len - 1] != '\n') { /* torn last line of a killed run */
+            dropped++;
+            continue;
+        }
+        cJSON *j = cJSON_ParseWithLength(line, (size_t)len);
+        const cJSON *step = cJSON_GetObjectItemCaseSensitive(j, "step");
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "type");
+        if (!cJSON_IsNumber(step) || !cJSON_IsString(type) || (int64_t)step->valuedouble > resume_step) {
+            dropped++;
+            cJSON_Delete(j);
+            continue;
+        }
+        double s = step->valuedouble;
+        if (strcmp(type->valuestring, "train") == 0) {
+            const cJSON *loss = cJSON_GetObjectItemCaseSensitive(j, "loss");
+            const cJSON *skip = cJSON_GetObjectItemCaseSensitive(j, "skipped");
+            if (cJSON_IsNumber(loss) && !cJSON_IsString(skip)) st = ft_curve_add(&m->train, s, loss->valuedouble);
+        } else if (strcmp(type->valuestring, "eval") == 0) {
+            const cJSON *vl = cJSON_GetObjectItemCaseSensitive(j, "val_loss");
+            if (cJSON_IsNumber(vl)) st = ft_curve_add(&m->eval, s, vl->valuedouble);
+        }
+        cJSON_Delete(j);
+        if (st == FT_OK) st = ft_afile_write(&af, line, len);
+        if (st != FT_OK) break;
+    }
+    free(line);
+    fclose(in);
+    if (st != FT_OK) {
+        ft_afile_abort(&af);
+        return st;
+    }
+    FT_TRY(ft_afile_commit(&af));
+    if (dropped) ft_info("%s: dropped %lld lines after step %lld (written after the checkpoint)", m->path,
+                         (long long)dropped, (long long)resume_step);
+    return FT_OK;
+}
+
+ft_status ft_metrics_open(ft_metrics **out, const char *path, int64_t resume_step) {
+    *out = NULL;
+    ft_metrics *m;
+    FT_TRY(ft_calloc((void **)&m, sizeof *m, "metrics"));
+    ft_status st = FT_OK;
+    m->path = strdup(path);
+    if (!m->path) {
+        st = FT_ERR(FT_E_OOM, "out of memory");
+        goto fail;
+    }
+    if (resume_step >= 0) FT_CHECK_GOTO(st, ft_metrics_cut(m, resume_step), fail);
+    m->f = fopen(path, resume_step >= 0 ? "ab" : "wb");
+    if (!m->f) {
+        st = FT_ERR(FT_E_IO, "%s: cannot open for writing: %s", path, strerror(errno));
+        goto fail;
+    }
+    *out = m;
+    return FT_OK;
+fail:
+    ft_metrics_close(m);
+    return st;
+}
+
+void ft_metrics_close(ft_metrics *m) {
+    if (!m) return;
+    if (m->f) fclose(m->f);
+    ft_curve_free(&m->train);
+    ft_curve_free(&m->eval);
+    free(m->path);
+    ft_free(m);
+}
+
+static ft_status ft_metrics_flush(ft_metrics *m) {
+    if (ferror(m->f) || fflush(m->f) != 0) {
+        clearerr(m->f);
+        return FT_ERR(FT_E_IO, "%s: write failed: %s", m->path, strerror(errno));
+    }
+    return FT_OK;
+}
+
+ft_status ft_metrics_train_line(ft_metrics *m, const ft_metrics_train *t) {
+    char a[32], b[32], c[32], z[48] = "";
+    if (t->skipped) snprintf(z, sizeof z, ",\"z\":%s", ft_num(c, sizeof c, "%.4g", t->z));
+    fprintf(m->f,
+            "{\"type\":\"train\",\"step\":%lld,\"loss\":%s,\"lr\":%s,\"grad_norm\":%s,\"targets\":%lld,"
+            "\"tokens\":%lld,\"epoch\":%.4f,\"skipped\":%s%s%s%s",
+            (long long)t->step, ft_num(a, sizeof a, "%.9g", t->loss), ft_num(b, sizeof b, "%.9g", t->lr),
+            ft_num(c, sizeof c, "%.9g", t->grad_norm), (long long)t->targets, (long long)t->tokens, t->epoch,
+            t->skipped ? "\"" : "", t->skipped ? t->skipped : "null", t->skipped ? "\"" : "", z);
+    fprintf(m->f, ",\"wall\":{\"elapsed_s\":%.3f,\"step_s\":%.4f,\"tok_s\":%.1f,\"mem_mb\":%.1f,\"rss_mb\":%.1f}}\n",
+            t->elapsed_s, t->step_s, t->tok_s, (double)t->mem_bytes / 1048576.0, (double)t->rss_bytes / 1048576.0);
+    if (!t->skipped && isfinite(t->loss)) FT_TRY(ft_curve_add(&m->train, (double)t->step, t->loss));
+    return ft_metrics_flush(m);
+}
+
+ft_status ft_metrics_eval_line(ft_metrics *m, int64_t step, double val_loss, int64_t val_targets, double elapsed_s) {
+    char a[32], b[32];
+    fprintf(m->f,
+            "{\"type\":\"eval\",\"step\":%lld,\"val_loss\":%s,\"val_ppl\":%s,\"val_targets\":%lld,"
+            "\"wall\":{\"elapsed_s\":%.3f}}\n",
+            (long long)step, ft_num(a, sizeof a, "%.9g", val_loss), ft_num(b, sizeof b, "%.9g", exp(val_loss)),
+            (long long)val_targets, elapsed_s);
+    if (isfinite(val_loss)) FT_TRY(ft_curve_add(&m->eval, (double)step, val_loss));
+    return ft_metrics_flush(m);
+}
+
+double ft_metrics_last_eval(const ft_metrics *m) { return m->eval.n ? m->eval.y[m->eval.n - 1] : NAN; }
+
+ft_status ft_metrics_plot(const ft_metrics *m, const char *svg_path, const char *title, int64_t total_steps) {
+    /* smoothed training loss: EMA with a time constant of ~2% of the run (at least 5 steps) */
+    double *smooth = NULL;
+    int64_t n = m->train.n;
+    FT_TRY(ft_malloc((void **)&smooth, (size_t)(n ? n : 1) * sizeof *smooth, "loss chart"));
+    double span = total_steps / 50.0 < 5 ? 5 : total_steps / 50.0, a = 2.0 / (span + 1), e = 0;
+    for (int64_t i = 0; i < n; i++) {
+        e = i == 0 ? m->train.y[0] : e + a * (m->train.y[i] - e);
+        smooth[i] = e;
+    }
+    char sub[160];
+    double last_val = ft_metrics_last_eval(m);
+    int64_t last_step = n ? (int64_t)m->train.x[n - 1] : 0;
+    if (isfinite(last_val))
+        snprintf(sub, sizeof sub, "step %lld of %lld   train loss %.4f (smoothed)   val loss %.4f (ppl %.2f)",
+                 (long long)last_step, (long long)total_steps, n ? smooth[n - 1] : NAN, last_val, exp(last_val));
+    else
+        snprintf(sub, sizeof sub, "step %lld of %lld   train loss %.4f (smoothed)", (long long)last_step,
+                 (long long)total_steps, n ? smooth[n - 1] : NAN);
+    ft_svg_series s[3] = {
+        {.name = "train loss", .color = "#9ecae1", .x = m->train.x, .y = m->train.y, .n = n, .width = 1.0},
+        {.name = "train loss (smoothed)", .color = "#1f5fa8", .x = m->train.x, .y = smooth, .n = n, .width = 2.2},
+        {.name = "validation loss", .color = "#e6550d", .x = m->eval.x, .y = m->eval.y, .n = m->eval.n,
+         .width = 1.8, .markers = 1},
+    };
+    ft_svg_chart c = {.title = title, .subtitle = sub, .xlabel = "optimizer step", .ylabel = "loss (nats/token)",
+                      .xmax = (double)total_steps};
+    ft_status st = ft_svg_write(svg_path, &c, s, 3);
+    ft_free(smooth);
+    return st;
+}

@@ -1,0 +1,475 @@
+/* plan.c: see plan.h. One function (pl_memory) evaluates the allocators' size functions for a
+ * given micro-batch, sequence length, rank, recompute flag and linear dtype; the report and the
+ * "which knob gets it under" search both call it, so the advice is computed, not guessed.
+ *
+ * Device figures (docs/recipes.md "Devices"): peak is the dense BF16 GEMM rate cuBLAS reaches
+ * (H100/H200 ~790 TFLOP/s measured of 989 nominal; GB10 ~62), memory what a run may use (H100
+ * 80 GB: ~78 GiB after the CUDA context; H200 141 GB: ~139 GiB; GB10: 119.7 GiB visible to CUDA
+ * of 128 GB unified, less ~8 GiB for the OS, the data pipeline and page cache).
+ *
+ * Dataset index: an epochs-based recipe (training.steps = 0) needs the dataset's token count.
+ * It is read from the tokenized dataset's index (data/shard.h: n_tokens, n_examples) a run caches
+ * as <output_dir>/data/train-<fingerprint>.index.json (trainer/dataset.h; the newest one), so a
+ * plan after a first run, or after `ftune train` has tokenized the data, knows the step count;
+ * rows are estimated from the average example length and data.seq_len. Without an index the
+ * step count is reported unknown and time is given per million tokens. */
+#include "trainer/plan.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "optim/adamw.h"
+#include "trainer/loader.h"
+
+#define PL_GIB (1024.0 * 1024.0 * 1024.0)
+
+/* ---- devices ------------------------------------------------------------------------------- */
+
+static const ft_plan_device pl_devices[] = {
+    {"h100", "NVIDIA H100 80GB", FT_BACKEND_CUDA, 78.0, 790.0, 3350.0,
+     "~78 GiB usable of 80 GB; cuBLAS BF16 ~790 TFLOP/s measured (989 nominal); 3.35 TB/s"},
+    {"h200", "NVIDIA H200 141GB", FT_BACKEND_CUDA, 139.0, 790.0, 4800.0,
+     "~139 GiB usable of 141 GB; cuBLAS BF16 ~790 TFLOP/s measured (989 nominal); 4.8 TB/s"},
+    {"gb10", "NVIDIA GB10 (DGX Spark)", FT_BACKEND_CUDA, 112.0, 62.0, 273.0,
+     "128 GB unified, 119.7 GiB visible to CUDA, ~8 GiB kept for the OS and data pipeline; ~62 TFLOP/s BF16; "
+     "273 GB/s"},
+};
+
+const char *ft_plan_device_list(void) { return "cpu, h100, h200, gb10"; }
+
+ft_status ft_plan_device_get(const char *name, ft_plan_device *out) {
+    for (size_t i = 0; i < sizeof pl_devices / sizeof *pl_devices; i++) {
+        if (strcmp(pl_devices[i].name, name) == 0) {
+            *out = pl_devices[i];
+            return FT_OK;
+        }
+    }
+    if (strcmp(name, "cpu") == 0) {
+        long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE), ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        if (ncpu < 1) ncpu = 1;
+        *out = (ft_plan_device){"cpu", "this machine's CPU (reference backend)", FT_BACKEND_CPU,
+                                pages > 0 && psize > 0 ? (double)pages * (double)psize / PL_GIB : 0.0,
+                                0.05 * (double)ncpu, 0.0,
+                                "physical RAM; ~50 GFLOP/s f32 per core (AVX2 FMA): holds for GEMM-bound models, tiny ones run ~10x slower"};
+        return FT_OK;
+    }
+    return FT_ERR(FT_E_ARG, "unknown device '%s' (expected %s)", name, ft_plan_device_list());
+}
+
+/* ---- shapes ---------------------------------------------------------------------------------- */
+
+static void pl_dims(const ft_model_config *c, ft_model_dims *d) {
+    memset(d, 0, sizeof *d);
+    d->C = c->hidden_size, d->F = c->intermediate_size, d->L = c->num_hidden_layers;
+    d->H = c->num_attention_heads, d->Hkv = c->num_key_value_heads, d->D = c->head_dim, d->V = c->vocab_size;
+    d->eps = (float)c->rms_norm_eps;
+    d->rope = c->rope;
+    d->qkv_bias = c->qkv_bias, d->o_bias = c->o_bias, d->qk_norm = c->qk_norm, d->tied = c->tie_word_embeddings;
+}
+
+/* The checkpoint's float dtype as config.json states it (bf16 when absent). */
+static ft_dtype pl_ckpt_dtype(const ft_model_config *c) {
+    if (strcmp(c->torch_dtype, "float32") == 0) return FT_F32;
+    if (strcmp(c->torch_dtype, "float16") == 0) return FT_F16;
+    return FT_BF16;
+}
+
+static int64_t pl_max(int64_t a, int64_t b) { return a > b ? a : b; }
+
+static const char *pl_si(double v, const char *unit, char *buf, size_t cap) {
+    if (v >= 1e12) snprintf(buf, cap, "%.1f T%s", v / 1e12, unit);
+    else if (v >= 1e9) snprintf(buf, cap, "%.2f %s%s", v / 1e9, unit[0] ? "G" : "B", unit); /* 70.55 B params */
+    else if (v >= 1e6) snprintf(buf, cap, "%.2f M%s", v / 1e6, unit);
+    else if (v >= 1e3) snprintf(buf, cap, "%.2f K%s", v / 1e3, unit);
+    else snprintf(buf, cap, "%.0f%s%s", v, unit[0] ? " " : "", unit);
+    return buf;
+}
+
+/* ---- memory ---------------------------------------------------------------------------------- */
+
+typedef struct pl_in {
+    int64_t B, T, R;
+    int recompute;
+    ft_dtype lin;
+} pl_in;
+
+static void pl_set(ft_plan_line *l, const char *name, int64_t bytes, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void pl_set(ft_plan_line *l, const char *name, int64_t bytes, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(l->detail, sizeof l->detail, fmt, ap);
+    va_end(ap);
+    l->name = name, l->bytes = bytes;
+}
+
+/* Fills p->line and the totals for the run `in`. threads: CPU threads (for host scratch). */
+static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
+    const ft_model_dims *d = &p->dims;
+    const ft_dtype o = p->other_dtype;
+    const int cuda = p->dev.backend == FT_BACKEND_CUDA;
+    ft_lora_shapes s = ft_model_lora_shapes(d);
+    int64_t lin = 0, max_lin = 0, max_in = 0, hd = d->H * d->D, kvd = d->Hkv * d->D;
+    for (int m = 0; m < FT_MOD_COUNT; m++) {
+        lin += ft_weight_nbytes(in->lin, s.out[m], s.in[m]);
+        max_lin = pl_max(max_lin, s.out[m] * s.in[m]);
+        max_in = pl_max(max_in, s.in[m]);
+    }
+    lin *= d->L;
+    double bits = 8.0 * (double)lin / (double)(p->n_blocks > 0 ? p->n_blocks : 1);
+    char num[48];
+    pl_set(&p->line[FT_PLAN_LINEARS], "frozen linear weights", lin, "%s, %.3f bits/param, %s params",
+           ft_dtype_name(in->lin), bits, pl_si((double)p->n_blocks, "", num, sizeof num));
+
+    int64_t emb = ft_weight_nbytes(o, d->V, d->C) * (d->tied ? 1 : 2);
+    pl_set(&p->line[FT_PLAN_EMBED], "embeddings + lm_head", emb, "%s, %s%lld x %lld", ft_dtype_name(o),
+           d->tied ? "tied, " : "2 x ", (long long)d->V, (long long)d->C);
+
+    int64_t per_layer = 2 * ft_weight_nbytes(o, 1, d->C);
+    if (d->qkv_bias) per_layer += ft_weight_nbytes(o, 1, hd) + 2 * ft_weight_nbytes(o, 1, kvd);
+    if (d->o_bias) per_layer += ft_weight_nbytes(o, 1, d->C);
+    if (d->qk_norm) per_layer += 2 * ft_weight_nbytes(o, 1, d->D);
+    int64_t small = d->L * per_layer + ft_weight_nbytes(o, 1, d->C) + d->D / 2 * 4;
+    pl_set(&p->line[FT_PLAN_SMALL], "norms, biases, RoPE", small, "%s", ft_dtype_name(o));
+
+    ft_lora_cfg lc = {.r = in->R, .targets = p->targets};
+    int64_t n = ft_lora_param_count(&lc, &s, d->L);
+    p->lora_params = n;
+    pl_set(&p->line[FT_PLAN_LORA], "LoRA weights", n * 4, "F32, %s params", pl_si((double)n, "", num, sizeof num));
+    pl_set(&p->line[FT_PLAN_GRADS], "LoRA gradients", n * 4, "F32");
+    pl_set(&p->line[FT_PLAN_OPTIM], "optimizer state", ft_adamw_state_bytes(n), "AdamW m + v, F32");
+
+    ft_act_bytes a = ft_model_act_bytes(d, in->B, in->T, in->R, in->recompute, 0, p->act_dtype);
+    int64_t N = in->B * in->T;
+    const char *an = ft_dtype_name(p->act_dtype);
+    pl_set(&p->line[FT_PLAN_BOUNDARIES], "activation checkpoints", a.boundaries, "%lld x %lld tokens x %lld, %s",
+           (long long)(d->L + 1), (long long)N, (long long)d->C, an);
+    pl_set(&p->line[FT_PLAN_LAYER], in->recompute ? "layer recompute working set" : "saved layer activations",
+           a.layer_working, "%s, %s", in->recompute ? "one layer" : "every layer (training.recompute off)", an);
+    pl_set(&p->line[FT_PLAN_BACKWARD], "backward scratch", a.backward, "one layer, %s", an);
+    int64_t chunk = (64LL << 20) / (d->V > 0 ? d->V : 1);
+    if (chunk < 16) chunk = 16;
+    if (chunk > N) chunk = N;
+    /* + 256: the activation block is allocated with room to align its start */
+    pl_set(&p->line[FT_PLAN_LOGITS], "logits chunk", a.logits + 256, "%lld rows x %lld, %s + final norm",
+           (long long)chunk, (long long)d->V, an);
+
+    int64_t ws, ws_load = 0;
+    if (cuda) {
+        /* kernels/cuda (cuda_impl.h): grow-only scratch slots, each up to 9/8 of its largest
+         * request, plus the cuBLASLt workspace: a bf16 copy of the largest non-bf16 linear
+         * (dequantized NF4), bf16 LoRA A/B and dt, attention-backward Dl [N,H] f32, reduction
+         * partials, and the NF4 quantizer's absmax while loading */
+        int64_t max_out = 0;
+        for (int m = 0; m < FT_MOD_COUNT; m++) max_out = pl_max(max_out, s.out[m]);
+        int64_t weight = in->lin == FT_BF16 ? 0 : 2 * max_lin;
+        int64_t lora = 2 * in->R * max_in + 2 * max_out * in->R + 2 * N * in->R;
+        int64_t nf4q = in->lin == FT_NF4 ? 4 * (max_lin / 64 + 1) : 0;
+        ws = (weight + lora + 4 * N * d->H + 16 * N + nf4q) / 8 * 9 + FT_PLAN_CUBLAS_WORKSPACE;
+        ws_load = nf4q / 8 * 9 + FT_PLAN_CUBLAS_WORKSPACE;
+        pl_set(&p->line[FT_PLAN_WORKSPACE], "workspace", ws, "bf16 dequant of the largest linear, cuBLAS %d MiB",
+               (int)(FT_PLAN_CUBLAS_WORKSPACE >> 20));
+    } else {
+        /* kernels/cpu: a 256-row f32 weight tile, attention scores/accumulators per thread, LoRA dt */
+        int64_t tile = 256 * pl_max(max_in, d->C) * 4;
+        int64_t att = pl_max(threads * (in->T + d->D) * 8, N * d->H * 8 + threads * 2 * d->D * 8);
+        ws = pl_max(pl_max(tile, att), N * in->R * 4);
+        pl_set(&p->line[FT_PLAN_WORKSPACE], "workspace", ws, "host heap: weight tile, attention scratch");
+    }
+
+    p->train_bytes = 0;
+    for (int i = 0; i < FT_PLAN_NLINES; i++) p->train_bytes += p->line[i].bytes;
+    p->host_bytes = cuda ? 0 : ws;
+    int64_t src_es = ft_dtype_nbytes(cuda ? FT_BF16 : pl_ckpt_dtype(&p->cfg), 1);
+    p->load_bytes = lin + emb + small + ws_load + (in->lin == FT_NF4 ? max_lin * src_es : 0);
+    p->backend_bytes = pl_max(p->train_bytes - p->host_bytes, p->load_bytes);
+    p->total_bytes = pl_max(p->train_bytes, p->load_bytes);
+}
+
+typedef enum { PL_KNOB_B, PL_KNOB_T, PL_KNOB_R } pl_knob;
+
+/* Largest value of one knob in [lo, hi] with which the run fits (0 if none); memory grows with
+ * each knob, so a binary search. */
+static int64_t pl_largest(ft_plan *p, pl_in in, pl_knob k, int64_t lo, int64_t hi, int64_t threads) {
+    int64_t best = 0;
+    while (lo <= hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (k == PL_KNOB_B) in.B = mid;
+        else if (k == PL_KNOB_T) in.T = mid;
+        else in.R = mid;
+        pl_memory(p, &in, threads);
+        if (p->total_bytes <= p->device_bytes) best = mid, lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return best;
+}
+
+/* Which knob gets the run under the device's memory: recompute, micro_batch, seq_len, quant,
+ * then rank. */
+static void pl_advise(ft_plan *p, const pl_in *cur, int64_t threads) {
+    char *a = p->advice;
+    size_t cap = sizeof p->advice, n = 0;
+    pl_in in;
+    a[0] = 0;
+#define PL_ADD(...) (n += (size_t)snprintf(a + n, n < cap ? cap - n : 0, __VA_ARGS__))
+    if (!cur->recompute) {
+        in = *cur, in.recompute = 1;
+        pl_memory(p, &in, threads);
+        if (p->total_bytes <= p->device_bytes) PL_ADD("set training.recompute: true");
+    }
+    int64_t b = cur->B > 1 ? pl_largest(p, *cur, PL_KNOB_B, 1, cur->B - 1, threads) : 0;
+    if (b > 0) {
+        int64_t k = (cur->B * p->K + b - 1) / b;
+        PL_ADD("%sreduce training.micro_batch to %lld (training.grad_accum %lld keeps %lld tokens per step)",
+               n ? ", or " : "", (long long)b, (long long)k, (long long)(b * k * cur->T));
+    }
+    int64_t t = cur->T > 16 ? pl_largest(p, *cur, PL_KNOB_T, 16, cur->T - 1, threads) : 0;
+    if (t >= 128) t -= t % 64;
+    if (t >= 16) PL_ADD("%sreduce data.seq_len to %lld", n ? ", or " : "", (long long)t);
+    if (cur->lin != FT_NF4) {
+        in = *cur, in.lin = FT_NF4;
+        pl_memory(p, &in, threads);
+        if (p->total_bytes <= p->device_bytes) PL_ADD("%sset model.quant: nf4", n ? ", or " : "");
+    }
+    int64_t r = !n && cur->R > 1 ? pl_largest(p, *cur, PL_KNOB_R, 1, cur->R - 1, threads) : 0;
+    if (r > 0) PL_ADD("reduce lora.r to %lld", (long long)r);
+    if (!n) {
+        in = *cur, in.B = 1, in.T = 16, in.R = 1, in.recompute = 1;
+        pl_memory(p, &in, threads);
+        PL_ADD("even micro_batch 1, seq_len 16, r 1 needs %.1f GiB: use a device with more memory",
+               (double)p->total_bytes / PL_GIB);
+    }
+#undef PL_ADD
+    pl_memory(p, cur, threads); /* restore the report's lines */
+}
+
+/* ---- dataset index ------------------------------------------------------------------------- */
+
+static int pl_read_index(const char *path, int64_t *tokens, int64_t *examples) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    cJSON *j = cJSON_Parse(buf); /* the totals come before the (possibly long, then cut) shard list */
+    if (!j) {
+        char *cut = strstr(buf, "\"shards\"");
+        if (cut) strcpy(cut, "\"x\": 0}");
+        j = cJSON_Parse(buf);
+    }
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "n_tokens"), *e = cJSON_GetObjectItemCaseSensitive(j, "n_examples");
+    int ok = cJSON_IsNumber(t) && cJSON_IsNumber(e);
+    if (ok) *tokens += (int64_t)t->valuedouble, *examples += (int64_t)e->valuedouble;
+    cJSON_Delete(j);
+    return ok;
+}
+
+/* The newest <output_dir>/data/train-<fingerprint>.index.json (trainer/dataset.c's cache). */
+static int pl_newest_index(const char *output_dir, char *out, size_t cap) {
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/data", output_dir);
+    DIR *dp = opendir(dir);
+    if (!dp) return 0;
+    time_t best = 0;
+    int found = 0;
+    for (struct dirent *e; (e = readdir(dp));) {
+        size_t l = strlen(e->d_name);
+        if (strncmp(e->d_name, "train-", 6) != 0 || l < 17 || strcmp(e->d_name + l - 11, ".index.json") != 0) continue;
+        char p[4500];
+        struct stat sb;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (stat(p, &sb) == 0 && (!found || sb.st_mtime > best)) {
+            best = sb.st_mtime, found = 1;
+            snprintf(out, cap, "%s", p);
+        }
+    }
+    closedir(dp);
+    return found;
+}
+
+static void pl_steps(ft_plan *p, const ft_recipe *r) {
+    if (r->training.steps > 0) {
+        p->steps = r->training.steps;
+        snprintf(p->steps_from, sizeof p->steps_from, "training.steps");
+        return;
+    }
+    int64_t tokens = 0, examples = 0;
+    char path[4600] = "";
+    int found = pl_newest_index(r->output_dir, path, sizeof path) && pl_read_index(path, &tokens, &examples);
+    if (!found) {
+        p->steps = 0;
+        snprintf(p->steps_from, sizeof p->steps_from,
+                 "unknown: training.epochs %g and no tokenized dataset index (set training.steps)", r->training.epochs);
+        return;
+    }
+    /* packed rows, approximately: whole examples per row, and rows at least tokens / seq_len */
+    double avg = examples > 0 ? (double)tokens / (double)examples : 1.0, per_row = floor((double)p->T / avg);
+    if (per_row < 1 || strcmp(r->data.packing, "none") == 0) per_row = 1;
+    double rows = fmax(ceil((double)tokens / (double)p->T), ceil((double)examples / per_row));
+    /* (the cached index is the train split already: no val_fraction to take off) */
+    p->steps = (int64_t)ceil(r->training.epochs * rows / (double)(p->B * p->K));
+    if (p->steps < 1) p->steps = 1;
+    snprintf(p->steps_from, sizeof p->steps_from, "%g epochs of ~%.0f rows, %lld examples, %lld tokens: %s",
+             r->training.epochs, rows, (long long)examples, (long long)tokens, path);
+}
+
+/* ---- the plan ---------------------------------------------------------------------------------- */
+
+ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_recipe *r, const ft_plan_opts *opts) {
+    ft_plan_opts o = opts ? *opts : (ft_plan_opts){0};
+    char keep_path[sizeof p->config_path];
+    snprintf(keep_path, sizeof keep_path, "%s", p->config_path);
+    memset(p, 0, sizeof *p);
+    snprintf(p->config_path, sizeof p->config_path, "%s", keep_path);
+    p->cfg = *cfg;
+    pl_dims(cfg, &p->dims);
+    const char *dev = o.device ? o.device : strcmp(r->model.device, "cpu") == 0 ? "cpu" : "h100";
+    FT_TRY(ft_plan_device_get(dev, &p->dev));
+    if (o.memory_gib > 0) p->dev.mem_gib = o.memory_gib;
+    p->device_bytes = (int64_t)(p->dev.mem_gib * PL_GIB);
+    const int cuda = p->dev.backend == FT_BACKEND_CUDA;
+    p->act_dtype = cuda ? FT_BF16 : FT_F32;
+    p->other_dtype = cuda ? FT_BF16 : pl_ckpt_dtype(cfg);
+    p->linear_dtype = strcmp(r->model.quant, "nf4") == 0 ? FT_NF4 : p->other_dtype;
+    FT_TRY(ft_lora_parse_targets(r->lora.targets, &p->targets));
+    p->B = r->training.micro_batch, p->T = r->data.seq_len, p->K = r->training.grad_accum, p->R = r->lora.r;
+    p->recompute = r->training.recompute;
+
+    const ft_model_dims *d = &p->dims;
+    ft_lora_shapes s = ft_model_lora_shapes(d);
+    int64_t per_layer = 0, lora_io = 0;
+    for (int m = 0; m < FT_MOD_COUNT; m++) {
+        per_layer += s.out[m] * s.in[m];
+        if (p->targets & (1u << m)) lora_io += s.in[m] + s.out[m];
+    }
+    p->n_blocks = per_layer * d->L;
+    p->n_head = d->V * d->C;
+
+    int64_t threads = r->model.threads > 0 ? r->model.threads : sysconf(_SC_NPROCESSORS_ONLN);
+    if (threads < 1) threads = 1;
+    pl_in in = {p->B, p->T, p->R, p->recompute, p->linear_dtype};
+    pl_memory(p, &in, threads);
+    p->fits = p->total_bytes <= p->device_bytes;
+    if (!p->fits) pl_advise(p, &in, threads);
+
+    /* FLOPs per token */
+    double A = 2.0 * (double)d->L * (double)(d->H * d->D) * (double)p->T;
+    double lora = (double)p->R * (double)lora_io * (double)d->L;
+    p->f_base = (p->recompute ? 6.0 : 4.0) * (double)p->n_blocks;
+    p->f_head = 4.0 * (double)p->n_head;
+    p->f_attn = (p->recompute ? 4.5 : 3.5) * A;
+    p->f_lora = (p->recompute ? 8.0 : 6.0) * lora;
+    p->flops_per_token = p->f_base + p->f_head + p->f_attn + p->f_lora;
+    p->tflops = o.tflops > 0 ? o.tflops : FT_PLAN_SUSTAINED_FRACTION * p->dev.peak_tflops;
+
+    /* NF4 on a GPU: each pass (forward, recompute, backward) dequantizes every linear: read the
+     * NF4 bytes, write bf16 */
+    if (cuda && p->linear_dtype == FT_NF4 && p->dev.mem_gbps > 0) {
+        double passes = p->recompute ? 3.0 : 2.0;
+        double bytes = passes * ((double)p->line[FT_PLAN_LINEARS].bytes + 2.0 * (double)p->n_blocks);
+        p->dequant_s = bytes / (p->dev.mem_gbps * 1e9);
+    }
+    double micro_tokens = (double)(p->B * p->T);
+    double micro_s = micro_tokens * p->flops_per_token / (p->tflops * 1e12) + p->dequant_s;
+    p->tokens_per_s = micro_tokens / micro_s;
+    p->tokens_per_step = p->B * p->K * p->T;
+    p->step_s = micro_s * (double)p->K;
+    pl_steps(p, r);
+    p->total_tokens = p->steps * p->tokens_per_step;
+    p->hours = (double)p->total_tokens / p->tokens_per_s / 3600.0;
+    return FT_OK;
+}
+
+ft_status ft_plan_make(ft_plan *p, const ft_recipe *r, const ft_plan_opts *opts) {
+    ft_model_config cfg;
+    if (r->model.config[0]) snprintf(p->config_path, sizeof p->config_path, "%s", r->model.config);
+    else if (r->model.path[0]) snprintf(p->config_path, sizeof p->config_path, "%s/config.json", r->model.path);
+    else return FT_ERR(FT_E_ARG, "%s: model.path: required (or model.config for planning)", r->source);
+    FT_TRY(ft_cfg_load(&cfg, p->config_path));
+    if (r->model.arch[0] && strcmp(r->model.arch, cfg.architecture) != 0 && strcmp(r->model.arch, cfg.model_type) != 0)
+        return FT_ERR(FT_E_ARG, "%s: model.arch: recipe expects %s, %s is %s", r->source, r->model.arch,
+                      p->config_path, cfg.architecture);
+    return ft_plan_make_cfg(p, &cfg, r, opts);
+}
+
+/* ---- report ------------------------------------------------------------------------------------ */
+
+void ft_plan_format_bytes(int64_t bytes, char *buf, size_t cap) {
+    if (bytes >= (int64_t)1 << 30) snprintf(buf, cap, "%.1f GiB", (double)bytes / PL_GIB);
+    else snprintf(buf, cap, "%.1f MiB", (double)bytes / (1024.0 * 1024.0));
+}
+
+static const char *pl_duration(double s, char *buf, size_t cap) {
+    if (s >= 3600) snprintf(buf, cap, "%.1f h", s / 3600);
+    else if (s >= 60) snprintf(buf, cap, "%.1f min", s / 60);
+    else snprintf(buf, cap, "%.2f s", s);
+    return buf;
+}
+
+void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
+    const ft_model_dims *d = &p->dims;
+    const int gib = p->total_bytes >= (int64_t)1 << 30;
+    const double unit = gib ? PL_GIB : 1024.0 * 1024.0;
+    char b1[48];
+    ft_param_counts pc;
+    if (ft_cfg_param_counts(&p->cfg, &pc) != FT_OK) memset(&pc, 0, sizeof pc);
+    fprintf(f, "ftune plan: %s\n", r->source[0] ? r->source : "(recipe from flags)");
+    fprintf(f, "model      %s: %lld layers, hidden %lld, intermediate %lld, heads %lld/%lld x %lld, vocab %lld%s\n",
+            p->cfg.architecture, (long long)d->L, (long long)d->C, (long long)d->F, (long long)d->H, (long long)d->Hkv,
+            (long long)d->D, (long long)d->V, d->tied ? " (tied)" : "");
+    fprintf(f, "           %s parameters, from %s\n", pl_si((double)pc.total, "", b1, sizeof b1), p->config_path);
+    fprintf(f, "lora       r %lld on %s: %s trainable parameters\n", (long long)p->R, r->lora.targets,
+            pl_si((double)p->lora_params, "", b1, sizeof b1));
+    fprintf(f, "run        micro_batch %lld x grad_accum %lld x seq_len %lld = %lld tokens per step\n", (long long)p->B,
+            (long long)p->K, (long long)p->T, (long long)p->tokens_per_step);
+    fprintf(f, "device     %s: %s, %.1f GiB, %.3g TFLOP/s peak %s\n", p->dev.name, p->dev.desc, p->dev.mem_gib,
+            p->dev.peak_tflops, p->dev.backend == FT_BACKEND_CUDA ? "BF16" : "F32");
+    fprintf(f, "           (%s)\n", p->dev.note);
+    fprintf(f, "\nmemory (%s backend: frozen weights %s + %s, activations %s)\n",
+            p->dev.backend == FT_BACKEND_CUDA ? "cuda" : "cpu", ft_dtype_name(p->linear_dtype),
+            ft_dtype_name(p->other_dtype), ft_dtype_name(p->act_dtype));
+    for (int i = 0; i < FT_PLAN_NLINES; i++)
+        fprintf(f, "  %-28s %-50s %9.2f %s\n", p->line[i].name, p->line[i].detail, (double)p->line[i].bytes / unit,
+                gib ? "GiB" : "MiB");
+    fprintf(f, "  %-79s ---------\n", "");
+    fprintf(f, "  %-28s %-50s %9.2f %s\n", "total",
+            p->load_bytes > p->train_bytes ? "peak while loading" : "peak of a training step",
+            (double)p->total_bytes / unit, gib ? "GiB" : "MiB");
+    ft_plan_format_bytes(p->load_bytes, b1, sizeof b1);
+    fprintf(f, "  (while loading: %s, the weights and one linear staged for quantization)\n", b1);
+    ft_plan_format_bytes(p->total_bytes, b1, sizeof b1);
+    if (p->fits) fprintf(f, "  fits (%s of %.1f GiB)\n", b1, p->dev.mem_gib);
+    else fprintf(f, "  does not fit (%s of %.1f GiB): %s\n", b1, p->dev.mem_gib, p->advice);
+
+    fprintf(f, "\ncompute\n");
+    double fs = p->flops_per_token >= 1e9 ? 1e9 : p->flops_per_token >= 1e6 ? 1e6 : 1e3;
+    const char *fu = fs == 1e9 ? "GFLOP" : fs == 1e6 ? "MFLOP" : "KFLOP";
+    fprintf(f, "  %-28s %.1f %s = %.1f (%g N_blocks) + %.1f (4 N_head) + %.1f (%g A_fwd) + %.1f (LoRA)\n",
+            "FLOPs per token", p->flops_per_token / fs, fu, p->f_base / fs, p->recompute ? 6.0 : 4.0, p->f_head / fs,
+            p->f_attn / fs, p->recompute ? 4.5 : 3.5, p->f_lora / fs);
+    fprintf(f, "  %-28s %.3g TFLOP/s (%s)\n", "sustained rate", p->tflops,
+            p->tflops == FT_PLAN_SUSTAINED_FRACTION * p->dev.peak_tflops ? "50% of peak; --tflops to change"
+                                                                          : "--tflops");
+    if (p->dequant_s > 0)
+        fprintf(f, "  %-28s %.3f s per micro-batch (%d passes over the weights at %.0f GB/s)\n", "NF4 dequantization",
+                p->dequant_s, p->recompute ? 3 : 2, p->dev.mem_gbps);
+    fprintf(f, "  %-28s %.0f\n", "tokens/s", p->tokens_per_s);
+    fprintf(f, "  %-28s %s\n", "time per optimizer step", pl_duration(p->step_s, b1, sizeof b1));
+    if (p->steps > 0) {
+        fprintf(f, "  %-28s %lld (%s)\n", "steps", (long long)p->steps, p->steps_from);
+        fprintf(f, "  %-28s %s\n", "total tokens", pl_si((double)p->total_tokens, "", b1, sizeof b1));
+        fprintf(f, "  %-28s %s\n", "estimated time", pl_duration(p->hours * 3600.0, b1, sizeof b1));
+    } else {
+        fprintf(f, "  %-28s %s\n", "steps", p->steps_from);
+        fprintf(f, "  %-28s %s per million tokens\n", "estimated time",
+                pl_duration(1e6 / p->tokens_per_s, b1, sizeof b1));
+    }
+}

@@ -1,0 +1,361 @@
+/* run.c: see run.h. Set-up, the loop and the signal handling; checkpoints are in run_ckpt.c,
+ * evaluation and the final adapter in run_eval.c. */
+#include "trainer/run.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kernels/log.h"
+#include "kernels/mem.h"
+#include "trainer/checkpoint.h"
+#include "trainer/loader.h"
+#include "trainer/run_impl.h"
+
+/* The signal number that asked the run to stop (0: none). Process state by necessity: a signal
+ * handler can reach nothing else. Written only by the handler, read and reset by ft_run. */
+static volatile sig_atomic_t ft_run_signal = 0;
+
+static void ft_run_on_signal(int sig) { ft_run_signal = sig; }
+
+typedef struct ft_sigsave {
+    struct sigaction intr, term, xfsz;
+} ft_sigsave;
+
+static void ft_signals_install(ft_sigsave *save) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = ft_run_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND | SA_RESTART; /* one-shot: a second Ctrl-C terminates at once */
+    ft_run_signal = 0;
+    sigaction(SIGINT, &sa, &save->intr);
+    if (save->intr.sa_handler == SIG_IGN) sigaction(SIGINT, &save->intr, NULL); /* a background job of a script */
+    sigaction(SIGTERM, &sa, &save->term);
+    sa.sa_handler = SIG_IGN;
+    sa.sa_flags = 0;
+    sigaction(SIGXFSZ, &sa, &save->xfsz);
+}
+
+static void ft_signals_restore(const ft_sigsave *save) {
+    sigaction(SIGINT, &save->intr, NULL);
+    sigaction(SIGTERM, &save->term, NULL);
+    sigaction(SIGXFSZ, &save->xfsz, NULL);
+}
+
+double ft_run_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double ft_run_elapsed(const ft_run_state *R) { return R->elapsed_base + (ft_run_now() - R->t_start); }
+
+/* ---- set-up ------------------------------------------------------------------------------- */
+
+static ft_status ft_mkdir_p(const char *path) {
+    char buf[FT_PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return FT_ERR(FT_E_IO, "output_dir: cannot create %s: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        return FT_ERR(FT_E_IO, "output_dir: cannot create %s: %s", buf, strerror(errno));
+    struct stat sb;
+    if (stat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return FT_ERR(FT_E_IO, "output_dir: %s is not a directory", buf);
+    return FT_OK;
+}
+
+static ft_status ft_run_dirs(ft_run_state *R) {
+    const char *d = R->r->output_dir;
+    if (!d || !d[0]) return FT_ERR(FT_E_ARG, "output_dir: not set");
+    if (strlen(d) > FT_PATH_MAX - 64) return FT_ERR(FT_E_ARG, "output_dir: path too long");
+    snprintf(R->dir, sizeof R->dir, "%s", d);
+    snprintf(R->ckpt_dir, sizeof R->ckpt_dir, "%s/checkpoints", d);
+    snprintf(R->samples_dir, sizeof R->samples_dir, "%s/samples", d);
+    snprintf(R->final_dir, sizeof R->final_dir, "%s/final", d);
+    snprintf(R->metrics_path, sizeof R->metrics_path, "%s/metrics.jsonl", d);
+    snprintf(R->svg_path, sizeof R->svg_path, "%s/loss.svg", d);
+    FT_TRY(ft_mkdir_p(R->dir));
+    /* one run per directory at a time */
+    char lock[FT_PATH_MAX + 8];
+    snprintf(lock, sizeof lock, "%s/.lock", d);
+    R->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (R->lock_fd < 0) return FT_ERR(FT_E_IO, "output_dir: cannot write in %s: %s", d, strerror(errno));
+    if (flock(R->lock_fd, LOCK_EX | LOCK_NB) != 0)
+        return FT_ERR(FT_E_IO, "output_dir: %s is in use by another ftune run (it holds %s)", d, lock);
+    FT_TRY(ft_mkdir_p(R->ckpt_dir));
+    FT_TRY(ft_mkdir_p(R->samples_dir));
+    ft_ckpt_clean_tmp(R->ckpt_dir);
+    return FT_OK;
+}
+
+/* The resolved recipe as the run directory's record. On resume a changed recipe is reported. */
+static ft_status ft_run_write_recipe(ft_run_state *R) {
+    char path[FT_PATH_MAX + 16], tmp[FT_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/recipe.yaml", R->dir);
+    if (!R->o->resume) return ft_recipe_write(R->r, path);
+    snprintf(tmp, sizeof tmp, "%s/recipe.resume.yaml", R->dir);
+    FT_TRY(ft_recipe_write(R->r, tmp));
+    FILE *a = fopen(path, "rb"), *b = fopen(tmp, "rb");
+    const int had = a != NULL;
+    int same = a && b;
+    while (same) {
+        int ca = fgetc(a), cb = fgetc(b);
+        if (ca != cb) same = 0;
+        if (ca == EOF || cb == EOF) break;
+    }
+    if (a) fclose(a);
+    if (b) fclose(b);
+    if (!same && had) ft_warn("the recipe differs from the one this run started with (%s); continuing with the new one", path);
+    if (rename(tmp, path) != 0) return FT_ERR(FT_E_IO, "%s: cannot rename into place: %s", path, strerror(errno));
+    return FT_OK;
+}
+
+static ft_status ft_run_build_model(ft_run_state *R) {
+    const ft_recipe *r = R->r;
+    ft_load_opts lo = {0};
+    ft_lora_cfg lc = {0};
+    ft_adamw_cfg oc = {0};
+    FT_TRY(ft_quant_parse(r->model.quant, &lo.quant));
+    lo.model.recompute = r->training.recompute;
+    FT_TRY(ft_lora_parse_targets(r->lora.targets, &lc.targets));
+    lc.r = r->lora.r, lc.alpha = r->lora.alpha, lc.dropout = r->lora.dropout, lc.rslora = r->lora.rslora;
+    lc.seed = (uint64_t)r->training.seed;
+    FT_TRY(ft_backend_open(&R->be, r->model.device, (int)r->model.threads));
+    FT_TRY(ft_model_load(&R->model, R->be, r->model.path, &lo));
+    const ft_model_dims *d = ft_model_get_dims(R->model);
+    ft_lora_shapes shapes = ft_model_lora_shapes(d);
+    FT_TRY(ft_lora_create(&R->lora, R->be, &lc, &shapes, d->L));
+    if (r->lora.init && r->lora.init[0]) FT_TRY(ft_lora_load(R->lora, R->be, r->lora.init));
+    ft_model_set_lora(R->model, R->lora);
+    oc.beta1 = r->training.beta1, oc.beta2 = r->training.beta2, oc.eps = r->training.eps;
+    oc.weight_decay = r->training.weight_decay, oc.clip = r->training.clip;
+    FT_TRY(ft_adamw_create(&R->opt, R->be, R->lora->n_params, &oc));
+    FT_TRY(ft_malloc((void **)&R->logits, (size_t)d->V * sizeof *R->logits, "generation logits"));
+    return FT_OK;
+}
+
+static ft_status ft_run_plan(ft_run_state *R) {
+    const ft_recipe *r = R->r;
+    R->K = r->training.grad_accum;
+    int64_t bpe = ft_dataset_batches_per_epoch(R->ds);
+    if (r->training.steps > 0) {
+        R->total = r->training.steps;
+    } else {
+        R->total = (int64_t)ceil(r->training.epochs * (double)bpe / (double)R->K - 1e-9);
+        if (R->total < 1) R->total = 1;
+    }
+    FT_TRY(ft_sched_parse(r->training.schedule, &R->sched.type));
+    R->sched.lr = r->training.lr;
+    R->sched.total = R->total;
+    R->sched.warmup = r->training.warmup > 0 ? r->training.warmup : llround(r->training.warmup_ratio * (double)R->total);
+    R->sched.min_lr_ratio = r->training.min_lr_ratio;
+    R->ctx = (ft_step_ctx){.m = R->model, .lora = R->lora, .opt = R->opt, .sched = &R->sched, .grad_accum = R->K,
+                           .seed = (uint64_t)r->training.seed};
+    ft_dataset_info di;
+    ft_dataset_get_info(R->ds, &di);
+    const int64_t V = ft_model_get_dims(R->model)->V;
+    if (di.max_token_id >= V)
+        return FT_ERR(FT_E_ARG, "data.tokenizer: the data has token id %d but %s has a vocabulary of %lld: the "
+                                "tokenizer does not belong to this model",
+                      di.max_token_id, r->model.path, (long long)V);
+    FT_TRY(ft_calloc((void **)&R->mb, (size_t)R->K * sizeof *R->mb, "micro-batches"));
+    for (int64_t k = 0; k < R->K; k++) FT_TRY(ft_rows_alloc(R->ds, &R->mb[k]));
+    ft_info("run: %s: %lld steps of %lld x %lld rows x %lld tokens (%.2f epochs of %lld micro-batches), "
+            "warmup %lld, %s lr %g",
+            R->dir, (long long)R->total, (long long)R->K, (long long)r->training.micro_batch,
+            (long long)r->data.seq_len, (double)(R->total * R->K) / (double)bpe, (long long)bpe,
+            (long long)R->sched.warmup, ft_sched_name(R->sched.type), r->training.lr);
+    ft_info("run: %lld LoRA parameters (r=%lld, alpha=%g, targets %s) on %s", (long long)R->lora->n_params,
+            (long long)r->lora.r, r->lora.alpha, r->lora.targets, ft_backend_name(R->be));
+    return FT_OK;
+}
+
+/* ---- the loop ----------------------------------------------------------------------------- */
+
+static ft_status ft_run_get(void *user, int64_t k, ft_batch *out) {
+    const ft_rows *rw = &((ft_run_state *)user)->mb[k];
+    *out = (ft_batch){.B = rw->B, .T = rw->T, .tokens = rw->tokens, .labels = rw->labels, .pos = rw->pos,
+                      .doc_start = rw->doc_start};
+    return FT_OK;
+}
+
+static int ft_run_guard(void *user, const ft_step_info *info) {
+    ft_run_state *R = user;
+    R->verdict = ft_guard_check(&R->guard, R->r->training.spike_zscore, info->loss, info->grad_norm, &R->z);
+    return R->verdict == FT_GUARD_OK;
+}
+
+static void ft_run_log_skip(ft_run_state *R, const ft_step_info *s) {
+    ft_progress_clear(&R->prog);
+    if (R->verdict == FT_GUARD_NONFINITE)
+        ft_warn("step %lld skipped: non-finite loss %g or gradient norm %g (update not applied)", (long long)s->step,
+                s->loss, s->grad_norm);
+    else
+        ft_warn("step %lld skipped: loss %.4f is a spike (z-score %.1f > training.spike_zscore %g; recent mean %.4f)",
+                (long long)s->step, s->loss, R->z, R->r->training.spike_zscore, R->guard.mean);
+}
+
+static void ft_run_record(ft_run_state *R, const ft_step_info *s) {
+    ft_metrics_train t = {.step = s->step, .loss = s->loss, .lr = s->lr, .grad_norm = s->grad_norm,
+                          .targets = s->targets, .tokens = s->tokens, .epoch = ft_dataset_epoch(R->ds),
+                          .skipped = s->skipped ? ft_guard_verdict_name(R->verdict) : NULL, .z = R->z,
+                          .elapsed_s = ft_run_elapsed(R), .step_s = s->seconds,
+                          .tok_s = s->seconds > 0 ? (double)s->tokens / s->seconds : 0,
+                          .mem_bytes = ft_backend_bytes_in_use(R->be), .rss_bytes = ft_rss_bytes()};
+    if (ft_metrics_train_line(R->metrics, &t) != FT_OK) { /* a log: carry on, the checkpoint decides */
+        ft_progress_clear(&R->prog);
+        ft_warn("%s", ft_error_msg());
+    }
+    ft_progress_step p = {.step = s->step, .loss = s->loss, .lr = s->lr, .tok_s = t.tok_s, .step_s = s->seconds,
+                          .mem_bytes = t.mem_bytes, .skipped = s->skipped};
+    ft_progress_update(&R->prog, &p);
+}
+
+static void ft_run_plot(ft_run_state *R) {
+    char title[FT_PATH_MAX + 32];
+    snprintf(title, sizeof title, "ftune: %s", R->dir);
+    if (ft_metrics_plot(R->metrics, R->svg_path, title, R->total) != FT_OK) {
+        ft_progress_clear(&R->prog);
+        ft_warn("loss chart not updated: %s", ft_error_msg());
+    }
+}
+
+static ft_status ft_run_interrupted(ft_run_state *R) {
+    ft_progress_clear(&R->prog);
+    int sig = ft_run_signal;
+    ft_info("received %s: stopping after step %lld", sig == SIGINT ? "SIGINT" : "SIGTERM", (long long)R->step);
+    if (R->step == 0) return FT_ERR(FT_E_INTERRUPTED, "interrupted before the first step: nothing to save");
+    if (R->last_ckpt_step != R->step) {
+        ft_run_plot(R);
+        FT_TRY(ft_run_save_checkpoint(R));
+    }
+    return FT_ERR(FT_E_INTERRUPTED, "interrupted at step %lld: checkpoint written to %s; resume with: ftune train %s --resume",
+                  (long long)R->step, R->last_ckpt_path, R->o->recipe_path ? R->o->recipe_path : "RECIPE");
+}
+
+static ft_status ft_run_loop(ft_run_state *R) {
+    const ft_recipe *r = R->r;
+    ft_progress_init(&R->prog, R->total);
+    R->t_start = ft_run_now();
+    R->last_ckpt_time = R->t_start;
+    while (R->step < R->total) {
+        if (ft_run_signal) return ft_run_interrupted(R);
+        for (int64_t k = 0; k < R->K; k++) FT_TRY(ft_dataset_next(R->ds, &R->mb[k]));
+        ft_step_info s;
+        R->verdict = FT_GUARD_OK;
+        R->z = 0;
+        FT_TRY(ft_train_step(&R->ctx, R->step, ft_run_get, R, ft_run_guard, R, &s));
+        R->step++;
+        R->tokens_seen += s.tokens;
+        ft_guard_record(&R->guard, R->verdict, s.loss);
+        if (s.skipped) ft_run_log_skip(R, &s);
+        ft_run_record(R, &s);
+        if (s.skipped && r->training.max_skips > 0 && R->guard.consecutive >= r->training.max_skips) {
+            ft_run_plot(R);
+            FT_TRY(ft_run_save_checkpoint(R));
+            return FT_ERR(FT_E_FORMAT,
+                          "stopped at step %lld: %lld steps in a row were skipped (training.max_skips), the last for "
+                          "%s; the adapter is that of the last good step, saved in %s. Lower training.lr or set "
+                          "training.clip, check the data, then resume with: ftune train %s --resume",
+                          (long long)R->step, (long long)R->guard.consecutive,
+                          R->verdict == FT_GUARD_SPIKE ? "a loss spike" : "a non-finite loss or gradient",
+                          R->last_ckpt_path, R->o->recipe_path ? R->o->recipe_path : "RECIPE");
+        }
+        int last = R->step == R->total;
+        if (last || (r->eval.every_steps > 0 && R->step % r->eval.every_steps == 0)) {
+            FT_TRY(ft_run_eval(R));
+            ft_run_plot(R);
+        }
+        int ckpt_on = r->checkpoint.every_steps > 0 || r->checkpoint.every_minutes > 0;
+        int due = (r->checkpoint.every_steps > 0 && R->step % r->checkpoint.every_steps == 0) ||
+                  (r->checkpoint.every_minutes > 0 && ft_run_now() - R->last_ckpt_time >= 60 * r->checkpoint.every_minutes);
+        if (due || (last && ckpt_on)) {
+            ft_run_plot(R);
+            FT_TRY(ft_run_save_checkpoint(R));
+        }
+    }
+    ft_progress_clear(&R->prog);
+    return FT_OK;
+}
+
+/* ---- entry -------------------------------------------------------------------------------- */
+
+static void ft_run_free(ft_run_state *R) {
+    if (R->mb)
+        for (int64_t k = 0; k < R->K; k++) ft_rows_free(&R->mb[k]);
+    ft_free(R->mb);
+    ft_free(R->logits);
+    ft_metrics_close(R->metrics);
+    if (R->model) ft_model_set_lora(R->model, NULL);
+    ft_adamw_free(R->opt, R->be);
+    ft_lora_free(R->lora, R->be);
+    ft_model_free(R->model);
+    ft_backend_free(R->be);
+    ft_dataset_free(R->ds);
+    if (R->lock_fd >= 0) close(R->lock_fd);
+}
+
+ft_status ft_run(const ft_recipe *r, const ft_run_opts *o) {
+    ft_run_state R;
+    memset(&R, 0, sizeof R);
+    R.r = r, R.o = o, R.lock_fd = -1, R.last_ckpt_step = -1, R.last_eval_step = -1;
+    ft_sigsave save;
+    ft_signals_install(&save);
+    ft_status st;
+    FT_CHECK_GOTO(st, ft_run_dirs(&R), done);
+    {
+        int64_t *steps, n;
+        FT_CHECK_GOTO(st, ft_ckpt_list(R.ckpt_dir, &steps, &n), done);
+        int64_t newest = n ? steps[n - 1] : -1;
+        free(steps);
+        if (o->resume && newest < 0 && strcmp(o->resume, "latest") == 0) {
+            st = FT_ERR(FT_E_ARG, "%s: no checkpoint to resume from (run 'ftune train %s' without --resume to start)",
+                        R.ckpt_dir, o->recipe_path ? o->recipe_path : "RECIPE");
+            goto done;
+        }
+        if (!o->resume && newest >= 0) {
+            st = FT_ERR(FT_E_ARG,
+                        "%s holds checkpoints of an earlier run (up to step %lld): continue it with 'ftune train %s "
+                        "--resume', or choose another output_dir (or delete that one) to start over",
+                        R.ckpt_dir, (long long)newest, o->recipe_path ? o->recipe_path : "RECIPE");
+            goto done;
+        }
+    }
+    FT_CHECK_GOTO(st, ft_run_write_recipe(&R), done);
+    FT_CHECK_GOTO(st, ft_dataset_open(&R.ds, r, R.dir), done);
+    if (ft_run_signal) {
+        st = FT_ERR(FT_E_INTERRUPTED, "interrupted while preparing the data: nothing to save");
+        goto done;
+    }
+    FT_CHECK_GOTO(st, ft_run_build_model(&R), done);
+    FT_CHECK_GOTO(st, ft_run_plan(&R), done);
+    if (o->resume) FT_CHECK_GOTO(st, ft_run_resume(&R), done);
+    FT_CHECK_GOTO(st, ft_metrics_open(&R.metrics, R.metrics_path, o->resume ? R.step : -1), done);
+    if (R.step >= R.total)
+        ft_info("the run is already complete at step %lld (training.steps %lld); writing the final adapter",
+                (long long)R.step, (long long)R.total);
+    FT_CHECK_GOTO(st, ft_run_loop(&R), done);
+    ft_run_plot(&R);
+    FT_CHECK_GOTO(st, ft_run_write_final(&R), done);
+    st = FT_OK;
+done:
+    ft_progress_clear(&R.prog);
+    ft_run_free(&R);
+    ft_signals_restore(&save);
+    return st;
+}

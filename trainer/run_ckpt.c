@@ -1,0 +1,167 @@
+/* run_ckpt.c: a run's checkpoints: the state of run_impl.h to and from checkpoint.h files,
+ * choosing the checkpoint to resume from, and rotation. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "kernels/log.h"
+#include "kernels/mem.h"
+#include "trainer/checkpoint.h"
+#include "trainer/run_impl.h"
+
+static const char *ft_base(const char *path) {
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+ft_status ft_run_save_checkpoint(ft_run_state *R) {
+    const double t0 = ft_run_now();
+    const int64_t n = R->lora->n_params;
+    float *host = NULL;
+    FT_TRY(ft_malloc((void **)&host, (size_t)(3 * n > 0 ? 3 * n : 1) * sizeof *host, "checkpoint staging"));
+    ft_status st;
+    FT_CHECK_GOTO(st, ft_backend_download(R->be, host, R->lora->params, n * 4), done);
+    FT_CHECK_GOTO(st, ft_backend_download(R->be, host + n, R->opt->m, 2 * n * 4), done); /* m then v */
+    ft_ckpt_state s = {.step = R->step, .steps_total = R->total, .seed = (uint64_t)R->r->training.seed,
+                       .n_params = n, .lora_r = R->lora->cfg.r, .lora_layers = R->lora->n_layers,
+                       .lora_targets = R->lora->cfg.targets, .adamw_t = R->opt->t, .guard = R->guard,
+                       .elapsed_s = ft_run_elapsed(R), .tokens_seen = R->tokens_seen};
+    ft_dataset_get_cursor(R->ds, &s.cursor);
+    char path[FT_PATH_MAX + 32];
+    ft_ckpt_path(path, sizeof path, R->ckpt_dir, R->step);
+    st = ft_ckpt_write(path, &s, host, host + n, host + 2 * n);
+    if (st != FT_OK) {
+        char msg[1024], prev[FT_PATH_MAX + 128];
+        snprintf(msg, sizeof msg, "%s", ft_error_msg());
+        if (R->last_ckpt_step >= 0)
+            snprintf(prev, sizeof prev, "the previous checkpoint %s (step %lld) is intact", R->last_ckpt_path,
+                     (long long)R->last_ckpt_step);
+        else
+            snprintf(prev, sizeof prev, "there is no earlier checkpoint");
+        ft_progress_clear(&R->prog);
+        st = FT_ERR(st, "checkpoint at step %lld failed: %s; nothing was left half-written and %s; free disk space "
+                        "or fix the directory, then resume with: ftune train %s --resume",
+                    (long long)R->step, msg, prev, R->o->recipe_path ? R->o->recipe_path : "RECIPE");
+        goto done;
+    }
+    snprintf(R->last_ckpt_path, sizeof R->last_ckpt_path, "%s", path);
+    R->last_ckpt_step = R->step;
+    R->last_ckpt_time = ft_run_now();
+    FT_CHECK_GOTO(st, ft_ckpt_prune(R->ckpt_dir, R->r->checkpoint.keep), done);
+    ft_progress_clear(&R->prog);
+    struct stat sb;
+    ft_info("checkpoint: %s (%.1f MB, %.2f s)", path, stat(path, &sb) == 0 ? (double)sb.st_size / 1048576.0 : 0.0,
+            ft_run_now() - t0);
+done:
+    ft_free(host);
+    return st;
+}
+
+/* Moves a checkpoint file out of the run's line: "<path><suffix>". */
+static void ft_set_aside(const char *path, const char *suffix) {
+    char to[FT_PATH_MAX + 32];
+    snprintf(to, sizeof to, "%s%s", path, suffix);
+    if (rename(path, to) == 0) ft_warn("moved %s aside to %s", path, ft_base(to));
+    else ft_warn("cannot rename %s: %s", path, strerror(errno));
+}
+
+/* Loads the first intact checkpoint of cand[0..n) (newest first); falls back only when asked. */
+static ft_status ft_pick(ft_run_state *R, char (*cand)[FT_PATH_MAX + 32], int64_t n, ft_ckpt_state *s, float **data,
+                         int64_t *used) {
+    for (int64_t i = 0; i < n; i++) {
+        ft_status st = ft_ckpt_read(cand[i], s, data);
+        if (st == FT_OK) {
+            *used = i;
+            return FT_OK;
+        }
+        if (st != FT_E_FORMAT) return st;
+        if (!R->o->resume_fallback) {
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", ft_error_msg());
+            if (i + 1 < n)
+                return FT_ERR(st, "%s; run again with --resume-fallback to resume from the previous checkpoint (%s)",
+                              msg, ft_base(cand[i + 1]));
+            return st;
+        }
+        ft_warn("%s; falling back to %s", ft_error_msg(), i + 1 < n ? ft_base(cand[i + 1]) : "(none left)");
+        ft_error_clear();
+        ft_set_aside(cand[i], ".corrupt");
+    }
+    return FT_ERR(FT_E_FORMAT, "%s: no intact checkpoint left to resume from", R->ckpt_dir);
+}
+
+ft_status ft_run_resume(ft_run_state *R) {
+    char (*cand)[FT_PATH_MAX + 32] = NULL;
+    int64_t *steps = NULL, n = 0, used = 0;
+    float *data = NULL;
+    ft_ckpt_state s;
+    ft_status st;
+    const char *recipe = R->o->recipe_path ? R->o->recipe_path : "RECIPE";
+    FT_CHECK_GOTO(st, ft_ckpt_list(R->ckpt_dir, &steps, &n), done);
+    if (strcmp(R->o->resume, "latest") == 0) {
+        if (n == 0) {
+            st = FT_ERR(FT_E_ARG, "%s: no checkpoint to resume from (run 'ftune train %s' without --resume to start)",
+                        R->ckpt_dir, recipe);
+            goto done;
+        }
+        FT_CHECK_GOTO(st, ft_malloc((void **)&cand, (size_t)n * sizeof *cand, "checkpoint list"), done);
+        for (int64_t i = 0; i < n; i++) ft_ckpt_path(cand[i], sizeof cand[i], R->ckpt_dir, steps[n - 1 - i]);
+        FT_CHECK_GOTO(st, ft_pick(R, cand, n, &s, &data, &used), done);
+    } else {
+        FT_CHECK_GOTO(st, ft_malloc((void **)&cand, sizeof *cand, "checkpoint list"), done);
+        snprintf(cand[0], sizeof cand[0], "%s", R->o->resume);
+        FT_CHECK_GOTO(st, ft_ckpt_read(cand[0], &s, &data), done);
+    }
+    const char *path = cand[used];
+    const ft_lora *l = R->lora;
+    if (s.n_params != l->n_params || s.lora_r != l->cfg.r || s.lora_layers != l->n_layers ||
+        s.lora_targets != l->cfg.targets) {
+        st = FT_ERR(FT_E_ARG,
+                    "%s: the checkpoint holds an adapter of %lld parameters (r=%lld, target mask 0x%x), this recipe "
+                    "makes %lld (r=%lld, target mask 0x%x): resume with the recipe the run was started with",
+                    path, (long long)s.n_params, (long long)s.lora_r, s.lora_targets, (long long)l->n_params,
+                    (long long)l->cfg.r, l->cfg.targets);
+        goto done;
+    }
+    if (s.seed != (uint64_t)R->r->training.seed) {
+        st = FT_ERR(FT_E_ARG, "%s: the checkpoint was made with training.seed %llu, the recipe has %lld", path,
+                    (unsigned long long)s.seed, (long long)R->r->training.seed);
+        goto done;
+    }
+    st = ft_dataset_set_cursor(R->ds, &s.cursor);
+    if (st != FT_OK) {
+        st = ft_error_wrap(st, "%s", path);
+        goto done;
+    }
+    const int64_t np = l->n_params;
+    FT_CHECK_GOTO(st, ft_backend_upload(R->be, R->lora->params, data, np * 4), done);
+    FT_CHECK_GOTO(st, ft_backend_upload(R->be, R->opt->m, data + np, 2 * np * 4), done);
+    R->opt->t = s.adamw_t;
+    R->guard = s.guard;
+    R->step = s.step;
+    R->elapsed_base = s.elapsed_s;
+    R->tokens_seen = s.tokens_seen;
+    R->last_ckpt_step = s.step;
+    snprintf(R->last_ckpt_path, sizeof R->last_ckpt_path, "%s", path);
+    if (s.steps_total != R->total)
+        ft_info("resume: the run was planned for %lld steps, the recipe now gives %lld; the schedule follows the new "
+                "total", (long long)s.steps_total, (long long)R->total);
+    /* checkpoints past this one belong to an abandoned future of the run */
+    for (int64_t i = 0; i < n; i++) {
+        if (steps[i] <= s.step) continue;
+        char p[FT_PATH_MAX + 32];
+        ft_ckpt_path(p, sizeof p, R->ckpt_dir, steps[i]);
+        struct stat sb;
+        if (stat(p, &sb) == 0) ft_set_aside(p, ".superseded");
+    }
+    ft_info("resumed from %s at step %lld of %lld (%.1f s of training so far)", path, (long long)s.step,
+            (long long)R->total, s.elapsed_s);
+    st = FT_OK;
+done:
+    free(steps);
+    ft_free(cand);
+    ft_free(data);
+    return st;
+}

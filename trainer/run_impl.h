@@ -1,0 +1,66 @@
+/* run_impl.h: the state of one recipe run, shared by run.c (set-up and loop), run_ckpt.c
+ * (checkpoints and resume) and run_eval.c (evaluation, samples, final adapter). Private to
+ * those three files. */
+#ifndef FT_RUN_IMPL_H
+#define FT_RUN_IMPL_H
+
+#include <stdint.h>
+
+#include "trainer/dataset.h"
+#include "trainer/guard.h"
+#include "trainer/metrics.h"
+#include "trainer/model.h"
+#include "trainer/progress.h"
+#include "trainer/run.h"
+#include "trainer/train.h"
+
+#define FT_PATH_MAX 4096
+
+typedef struct ft_run_state {
+    const ft_recipe *r;
+    const ft_run_opts *o;
+    char dir[FT_PATH_MAX], ckpt_dir[FT_PATH_MAX], samples_dir[FT_PATH_MAX], final_dir[FT_PATH_MAX];
+    char metrics_path[FT_PATH_MAX], svg_path[FT_PATH_MAX];
+    int lock_fd;
+
+    ft_dataset *ds;
+    ft_backend *be;
+    ft_model *model;
+    ft_lora *lora;
+    ft_adamw *opt;
+    ft_schedule sched;
+    ft_step_ctx ctx;
+    ft_rows *mb;              /* [K] micro-batch buffers of the current step */
+    int64_t K;
+    float *logits;            /* [V] generation scratch */
+
+    ft_metrics *metrics;
+    ft_progress prog;
+    ft_guard guard;
+    ft_guard_verdict verdict; /* of the current step */
+    double z;
+
+    int64_t step;             /* optimizer steps completed */
+    int64_t total;            /* planned steps */
+    int64_t tokens_seen;
+    double elapsed_base;      /* training seconds before this process (from the checkpoint) */
+    double t_start;           /* monotonic time this process started training */
+    int64_t last_ckpt_step;   /* -1: none written or loaded */
+    double last_ckpt_time;
+    int64_t last_eval_step;
+    char last_ckpt_path[FT_PATH_MAX + 32];
+} ft_run_state;
+
+double ft_run_now(void);
+double ft_run_elapsed(const ft_run_state *R);
+
+/* run_ckpt.c */
+ft_status ft_run_save_checkpoint(ft_run_state *R);
+/* Picks and loads the checkpoint named by R->o->resume; sets R->step etc. */
+ft_status ft_run_resume(ft_run_state *R);
+
+/* run_eval.c */
+ft_status ft_run_eval(ft_run_state *R);
+ft_status ft_run_write_final(ft_run_state *R);
+
+#endif
