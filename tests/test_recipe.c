@@ -336,7 +336,7 @@ static void test_docs(void) {
             snprintf(fix, sizeof fix, "%s/recipes.keys.md", ft_test_tmpdir());
             FILE *f = fopen(fix, "wb");
             if (f) fwrite(table, 1, tlen, f), fclose(f);
-            FT_CHECK(0, "docs/recipes.md is out of date with the key table in trainer/recipe.c: replace the lines "
+            FT_CHECK(0, "docs/recipes.md is out of date with the key table in trainer/recipe_keys.c: replace the lines "
                         "between the keys markers with the output of `ftune plan --keys` (written to %s)", fix);
         }
     }

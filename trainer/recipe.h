@@ -1,6 +1,6 @@
 /* recipe.h: a training recipe (one YAML file, libyaml) as a validated struct.
  *
- * Every key has a type, a default, bounds and a help line in ONE table (recipe.c) that drives
+ * Every key has a type, a default, bounds and a help line in ONE table (recipe_keys.c) that drives
  * parsing, `--set key=value` overrides, validation messages ("recipe.yaml:12: training.lr: must be
  * > 0") and docs/recipes.md, so they cannot drift. Unknown keys, wrong types, out-of-range values
  * and missing files are rejected before any weight is loaded. Strings are owned by the recipe. */
