@@ -19,7 +19,7 @@
 #include "trainer/safetensors_read.h"
 
 static int ft_has_config(const char *dir) {
-    char p[4200];
+    char p[4400];
     snprintf(p, sizeof p, "%s/adapter_config.json", dir);
     return ft_is_file(p);
 }

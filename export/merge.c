@@ -369,7 +369,7 @@ static ft_status ft_merge_gguf(const ft_merge_opts *o, const ft_model_config *c,
     ft_plan pl = {.o = o, .c = c, .ai = ai, .sm = sm, .w = w, .v = &v, .tied = c->tie_word_embeddings};
     FT_CHECK_GOTO(st, ft_plan_add(&pl, FT_TR_TOKEN_EMBD, -1), done);
     if (c->rope.type == FT_ROPE_LLAMA3 && ai->gguf_permute_qk) {
-        ft_src *s;
+        ft_src *s = NULL;
         FT_CHECK_GOTO(st, ft_srcs_new(&v, &s), done);
         FT_CHECK_GOTO(st, ft_malloc((void **)&rope, (size_t)(c->head_dim / 2) * 4, "rope_freqs"), done);
         ft_rope_freqs(c, rope);

@@ -12,6 +12,16 @@ echo "== ftune eval: forward-pass loss of the pretrained demo model on a sample"
 echo "== ftune generate: greedy continuation of BOS, then the text"
 ids=$("$ftune" generate --model "$model" --tokens 1 -n 48)
 echo "$ids"
-if "$ftune" tokenize --help >/dev/null 2>&1; then
-  echo "$ids" | "$ftune" tokenize --tokenizer "$model" --decode
-fi
+echo "$ids" | "$ftune" tokenize --tokenizer "$model" --decode
+echo "== ftune plan: memory and time of the demo recipe, before anything is loaded"
+"$ftune" plan "$root/recipes/demo-stories260k.yaml" --device cpu
+echo "== ftune train: LoRA on an NF4 base over 200 short stories (writes ./runs/demo-stories260k)"
+rm -rf runs/demo-stories260k
+"$ftune" train "$root/recipes/demo-stories260k.yaml"
+run=runs/demo-stories260k
+echo "== samples the model wrote during training:"
+tail -n 4 "$(ls "$run"/samples/step-*.txt | tail -1)"
+echo "== ftune inspect: the exported llama.cpp adapter and the merged Q8_0 model"
+"$ftune" inspect "$run/final/adapter.gguf" | sed -n 1,16p
+"$ftune" inspect "$run/final/model-q8_0.gguf" | sed -n 1,40p
+echo "== done: $run holds the adapter (PEFT + GGUF), the merged Q8_0 GGUF, metrics.jsonl and loss.svg"

@@ -10,7 +10,11 @@
  * tolerance `tol`). check_backend(be, cpu) compares another backend against the CPU backend on the
  * same inputs (rounded to that backend's activation dtype first; tolerance `tol_act` when that is
  * BF16): main() runs it for CUDA when a GPU is present. Also checked here: ft_rope_inv_freq against
- * transformers (tests/fixtures/rope), and backend memory accounting. */
+ * transformers (tests/fixtures/rope), and backend memory accounting.
+ *
+ * tests/test_ops_cuda.c includes this file (FT_OPS_TABLE_NO_MAIN) to run the same cases, plus
+ * mid-size and real layer shapes, in test / grad / perf modes: run_ctx's `salt` draws fresh inputs
+ * and `reps` times the case's op (OP_RUN); both are 0 here, so this suite is unchanged by them. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

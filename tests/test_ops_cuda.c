@@ -11,17 +11,20 @@
  * Without a GPU (CI) it checks what needs none: the NF4 offset formulation of
  * kernels/cuda/nf4_mean.h against the CPU's ft_nf4_absmax_mean, bit for bit, over many sizes; that
  * every vtable op has a case in both tables; and that this executable carries device code for
- * every architecture of the build (FT_CUDA_ARCHS, sm_90 and sm_121 by default). Then it prints SKIP for the device part and passes.
+ * every architecture of the build (FT_CUDA_ARCHS, sm_90 and sm_121 by default). Then it prints
+ * SKIP for the device part and passes.
  *
  * With a GPU each case runs on the CUDA backend and on the CPU backend from the same inputs,
  * drawn fresh each run (a random salt, printed; --seed repeats a run) and rounded to BF16 for both.
- * Tolerances on ||cuda - cpu|| / ||cpu||: the case's tol_act for the small table; for real
- * shapes 1e-2 for BF16 results and 1e-5 for f32 results (rstd, lse, loss sums, sums of squares,
+ * Tolerances on ||cuda - cpu|| / ||cpu||: the case's tol_act for the small table; for the mid
+ * and real shapes 1e-2 for BF16 results and 1e-5 for f32 results (rstd, lse, loss sums, sums of squares,
  * AdamW, scale); NF4 codes exact. NaN or Inf fails. GPU memory must return to its level after
  * each case (a second run tells a leak from grow-only scratch).
  *
- * Usage: test_ops_cuda [--mode test|grad|perf|all] [--filter a,b] [--small|--big] [--seed S]
- *                      [--reps R] [--summary FILE]
+ * Usage: test_ops_cuda [--mode test|grad|perf|all] [--filter a,b] [--small] [--mid] [--big]
+ *                      [--seed S] [--reps R] [--summary FILE]
+ *   --small / --mid / --big pick tables (default all three): the shared small table, odd mid-size
+ *   shapes (every attention head_dim class, several tiles), the real layer shapes.
  *   test  compare every case with the CPU backend (default)
  *   grad  only the backward cases (GPU gradients against CPU gradients; the finite-difference
  *         checks of the CPU backward ops themselves are test_ops_grad)
@@ -40,15 +43,58 @@
 #define FT_CUDA_ARCHS ""
 #endif
 
+/* ---- mid-size shapes: odd sizes and every attention head_dim class ----------------------------------
+ * Several key/query tiles per attention row, D = 32/64/128/256 (each template instance), odd token
+ * counts and widths (the scalar paths next to the vector ones), multi-block NF4 double quantization.
+ * Cheap enough for the CUDA emulator of tests/gpu/emu as well. */
+#define BT 1e-2 /* BF16 results */
+static const op_case mid_cases[] = {
+    {"m linear nf4 odd N",             OP_LINEAR,      {33, 256, 520},           FT_NF4,  0,                0,   BT},
+    {"m linear bf16 +bias +acc",       OP_LINEAR,      {17, 264, 136},           FT_BF16, F_ACC | F_BIAS,   0,   BT},
+    {"m linear_bwd_x nf4",             OP_LINEAR_BWD_X,{33, 520, 256},           FT_NF4,  0,                0,   BT},
+    {"m linear_bwd_x f16 +acc",        OP_LINEAR_BWD_X,{12, 100, 90},            FT_F16,  F_ACC,            0,   BT},
+    {"m lora r16",                     OP_LORA_FWD,    {40, 136, 72, 16},        FT_F32,  0,                0,   BT},
+    {"m lora r16",                     OP_LORA_BWD,    {40, 136, 72, 16},        FT_F32,  0,                0,   BT},
+    {"m rmsnorm vec8",                 OP_RMSNORM,     {9, 256},                 FT_BF16, 0,                0,   BT},
+    {"m rmsnorm scalar",               OP_RMSNORM,     {5, 100},                 FT_F32,  0,                0,   BT},
+    {"m rmsnorm_bwd vec8",             OP_RMSNORM_BWD, {9, 256},                 FT_BF16, 0,                0,   BT},
+    {"m rmsnorm_bwd scalar f16 w",     OP_RMSNORM_BWD, {6, 90},                  FT_F16,  0,                0,   BT},
+    {"m rope llama3",                  OP_ROPE,        {40, 4, 128},             FT_F32,  F_LLAMA3,         0,   BT},
+    {"m rope inverse D256",            OP_ROPE,        {7, 3, 256},              FT_F32,  F_INV,            0,   BT},
+    {"m attention D128",               OP_ATTN,        {1, 80, 4, 2, 128},       FT_F32,  0,                0,   BT},
+    {"m attention D128 packed",        OP_ATTN,        {1, 80, 4, 2, 128},       FT_F32,  F_PACK,           0,   BT},
+    {"m attention D64 B2 packed",      OP_ATTN,        {2, 70, 4, 1, 64},        FT_F32,  F_PACK,           0,   BT},
+    {"m attention D256",               OP_ATTN,        {1, 40, 2, 2, 256},       FT_F32,  0,                0,   BT},
+    {"m attention D32",                OP_ATTN,        {1, 65, 4, 4, 32},        FT_F32,  0,                0,   BT},
+    {"m attention D128",               OP_ATTN_BWD,    {1, 80, 4, 2, 128},       FT_F32,  0,                0,   BT},
+    {"m attention D128 packed",        OP_ATTN_BWD,    {1, 80, 4, 2, 128},       FT_F32,  F_PACK,           0,   BT},
+    {"m attention D64 B2 packed",      OP_ATTN_BWD,    {2, 70, 4, 1, 64},        FT_F32,  F_PACK,           0,   BT},
+    {"m attention D256",               OP_ATTN_BWD,    {1, 40, 2, 2, 256},       FT_F32,  0,                0,   BT},
+    {"m attention D32",                OP_ATTN_BWD,    {1, 65, 4, 4, 32},        FT_F32,  0,                0,   BT},
+    {"m swiglu",                       OP_SWIGLU,      {5000},                   FT_F32,  0,                0,   BT},
+    {"m swiglu",                       OP_SWIGLU_BWD,  {5000},                   FT_F32,  0,                0,   BT},
+    {"m add",                          OP_ADD,         {3001},                   FT_F32,  0,                0,   BT},
+    {"m dropout p=0.25",               OP_DROPOUT,     {4097},                   FT_F32,  250,              0,   BT},
+    {"m xent grad 1",                  OP_XENT,        {6, 5000},                FT_F32,  1,                0,   BT},
+    {"m xent loss only",               OP_XENT,        {5, 3000},                FT_F32,  0,                0,   BT},
+    {"m embed bf16",                   OP_EMBED,       {300, 264, 40},           FT_BF16, 0,                0,   BT},
+    {"m embed nf4",                    OP_EMBED,       {100, 130, 20},           FT_NF4,  0,                0,   BT},
+    {"m sumsq",                        OP_SUMSQ,       {1000003},                FT_F32,  0,                0,   1e-5},
+    {"m scale",                        OP_SCALE,       {70001},                  FT_F32,  0,                0,   1e-5},
+    {"m adamw",                        OP_ADAMW,       {70001},                  FT_F32,  0,                0,   1e-5},
+    {"m nf4 f32 (17 256-blocks)",      OP_NF4,         {64, 4100},               FT_F32,  0,                0,   0},
+    {"m nf4 bf16 odd n",               OP_NF4,         {333, 777},               FT_BF16, 0,                0,   0},
+};
+enum { NMID = sizeof mid_cases / sizeof mid_cases[0] };
+
 /* ---- real layer shapes ---------------------------------------------------------------------------
  * Llama-3-70B  (L70): C 8192, F 28672, H 64, Hkv 8, D 128, V 128256, llama3 rope
  * Qwen3-32B    (Q32): C 5120, F 25600, H 64, Hkv 8, D 128, V 151936, q/k-norm
  * Mistral-S-24B(M24): C 5120, F 32768, H 32, Hkv 8, D 128, V 131072
  * Token counts stay small (N = 128 for products, 256 for norms, T = 512 for attention) so the CPU
  * reference finishes in seconds; the weights are full size. */
-#define BT 1e-2 /* BF16 results */
 static const op_case big_cases[] = {
-    /* name                            op              shape                     wt       flag              tol  tol_act */
+    /* name                            op              shape                     wt       flag          tol tol_act */
     {"L70 q_proj",                     OP_LINEAR,      {128, 8192, 8192},        FT_NF4,  0,                0,   BT},
     {"L70 k_proj",                     OP_LINEAR,      {128, 8192, 1024},        FT_NF4,  0,                0,   BT},
     {"L70 gate_proj",                  OP_LINEAR,      {128, 8192, 28672},       FT_NF4,  0,                0,   BT},
@@ -241,7 +287,7 @@ static void check_archs(void) {
 
 typedef struct {
     const char *mode, *filter, *summary;
-    int small, big, reps;
+    int table[3], reps; /* tables to run: small, mid, real */
     uint64_t seed;
 } opts;
 
@@ -343,6 +389,36 @@ static void run_perf(ft_backend *gpu, const op_case *k, uint64_t salt, int reps,
     r->fails += ft_test_failures() - fails0;
 }
 
+/* The work of one call of a case's op, for the rate column: floating-point operations of the
+ * products (causal attention counts the visible half; its backward 2.5x the forward, as usual)
+ * or, for memory-bound ops, the fewest bytes the op must move (each input read once, each output
+ * written once; BF16 activations). */
+static void case_work(const op_case *k, double *flops, double *bytes) {
+    double s0 = (double)k->s[0], s1 = (double)k->s[1], s2 = (double)k->s[2], s3 = (double)k->s[3];
+    double s4 = (double)k->s[4];
+    const double wb = k->wt == FT_NF4 ? 0.5 + 1.0 / 64 : (double)ft_dtype_nbytes(k->wt, 1);
+    *flops = 0, *bytes = 0;
+    switch (k->op) {
+    case OP_EMBED: *bytes = s2 * s1 * (2 + wb); break;
+    case OP_RMSNORM: *bytes = s0 * s1 * 4 + s0 * 4; break;
+    case OP_RMSNORM_BWD: *bytes = s0 * s1 * 6 + s0 * 4; break;
+    case OP_LINEAR: case OP_LINEAR_BWD_X: *flops = 2 * s0 * s1 * s2; break;
+    case OP_LORA_FWD: *flops = 2 * s0 * s3 * (s1 + s2); break;
+    case OP_LORA_BWD: *flops = 4 * s0 * s3 * (s1 + s2); break;
+    case OP_DROPOUT: case OP_ADD: *bytes = s0 * (k->op == OP_ADD ? 6 : 4); break;
+    case OP_SWIGLU: *bytes = s0 * 6; break;
+    case OP_SWIGLU_BWD: *bytes = s0 * 10; break;
+    case OP_ROPE: *bytes = s0 * s1 * s2 * 4; break;
+    case OP_ATTN: *flops = 4 * s0 * s2 * s4 * (s1 * (s1 + 1) / 2); break;
+    case OP_ATTN_BWD: *flops = 2.5 * 4 * s0 * s2 * s4 * (s1 * (s1 + 1) / 2); break;
+    case OP_XENT: *bytes = s0 * s1 * (k->flag ? 4 : 2); break;
+    case OP_SUMSQ: *bytes = s0 * 4; break;
+    case OP_SCALE: *bytes = s0 * 8; break;
+    case OP_ADAMW: *bytes = s0 * 28; break;
+    case OP_NF4: *bytes = s0 * s1 * ((double)ft_dtype_nbytes(k->wt, 1) + 0.5); break;
+    }
+}
+
 static void print_row(FILE *f, const char *table, const op_case *k, const row_result *r, int tsv) {
     char shape[96], err[32] = "-", tol[32] = "-", ms[32] = "-";
     shape_str(k, shape, sizeof shape);
@@ -353,25 +429,32 @@ static void print_row(FILE *f, const char *table, const op_case *k, const row_re
             snprintf(err, sizeof err, "%.2e", r->err);
         snprintf(tol, sizeof tol, "%.0e", r->tol);
     }
-    if (r->ran_perf) snprintf(ms, sizeof ms, "%.3f", r->ms);
+    char rate[32] = "-";
+    if (r->ran_perf) {
+        double fl, by;
+        case_work(k, &fl, &by);
+        snprintf(ms, sizeof ms, "%.3f", r->ms);
+        if (r->ms > 0 && fl > 0) snprintf(rate, sizeof rate, "%.1f TF/s", fl / (r->ms * 1e-3) / 1e12);
+        else if (r->ms > 0 && by > 0) snprintf(rate, sizeof rate, "%.0f GB/s", by / (r->ms * 1e-3) / 1e9);
+    }
     const char *st = r->fails ? (r->nonfinite ? "FAIL(NaN)" : "FAIL") : "ok";
     const int bwd = op_is_bwd(k->op);
     if (tsv)
-        fprintf(f, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", table, op_name(k->op), k->name, shape,
-                bwd ? "-" : err, bwd ? err : "-", tol, r->ran_test ? r->worst : "-", ms, st);
+        fprintf(f, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", table, op_name(k->op), k->name, shape,
+                bwd ? "-" : err, bwd ? err : "-", tol, r->ran_test ? r->worst : "-", ms, rate, st);
     else
-        fprintf(f, "%-5s %-13s %-30s %-34s %9s %9s %6s %10s  %s\n", table, op_name(k->op), k->name, shape,
-                bwd ? "-" : err, bwd ? err : "-", tol, ms, st);
+        fprintf(f, "%-5s %-13s %-30s %-34s %9s %9s %6s %9s %11s  %s\n", table, op_name(k->op), k->name, shape,
+                bwd ? "-" : err, bwd ? err : "-", tol, ms, rate, st);
 }
 
 static void usage(void) {
-    printf("usage: test_ops_cuda [--mode test|grad|perf|all] [--filter a,b] [--small|--big] [--seed S] "
+    printf("usage: test_ops_cuda [--mode test|grad|perf|all] [--filter a,b] [--small] [--mid] [--big] [--seed S] "
            "[--reps R] [--summary FILE]\n");
 }
 
 int main(int argc, char **argv) {
-    opts o = {"test", NULL, NULL, 1, 1, 50, 0};
-    int seeded = 0;
+    opts o = {"test", NULL, NULL, {0, 0, 0}, 50, 0};
+    int seeded = 0, picked = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--mode") && v) o.mode = v, i++;
@@ -379,13 +462,15 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--summary") && v) o.summary = v, i++;
         else if (!strcmp(a, "--seed") && v) o.seed = strtoull(v, NULL, 0), seeded = 1, i++;
         else if (!strcmp(a, "--reps") && v) o.reps = atoi(v), i++;
-        else if (!strcmp(a, "--small")) o.big = 0;
-        else if (!strcmp(a, "--big")) o.small = 0;
+        else if (!strcmp(a, "--small")) o.table[0] = 1, picked = 1;
+        else if (!strcmp(a, "--mid")) o.table[1] = 1, picked = 1;
+        else if (!strcmp(a, "--big")) o.table[2] = 1, picked = 1;
         else {
             usage();
             return 2;
         }
     }
+    if (!picked) o.table[0] = o.table[1] = o.table[2] = 1;
     const int do_test = strcmp(o.mode, "perf") != 0, do_perf = !strcmp(o.mode, "perf") || !strcmp(o.mode, "all");
     const int only_bwd = !strcmp(o.mode, "grad");
     if (strcmp(o.mode, "test") && strcmp(o.mode, "grad") && strcmp(o.mode, "perf") && strcmp(o.mode, "all")) {
@@ -411,34 +496,35 @@ int main(int argc, char **argv) {
 
     FILE *sum = o.summary ? fopen(o.summary, "w") : NULL;
     if (o.summary) FT_CHECK(sum != NULL, "cannot write %s", o.summary);
-    if (sum) fprintf(sum, "table\top\tcase\tshape\tfwd_err\tbwd_err\ttol\tworst_output\tms\tstatus\n");
+    if (sum) fprintf(sum, "table\top\tcase\tshape\tfwd_err\tbwd_err\ttol\tworst_output\tms\trate\tstatus\n");
     char *table_txt = NULL;
     size_t table_len = 0;
     FILE *tab = open_memstream(&table_txt, &table_len);
     int nrows = 0, nfail = 0;
-    for (int t = 0; t < 2; t++) {
-        if ((t == 0 && !o.small) || (t == 1 && !o.big)) continue;
-        const op_case *list = t == 0 ? cases : big_cases;
-        const int n = t == 0 ? NCASES : NBIG;
+    static const char *tname[3] = {"small", "mid", "real"};
+    for (int t = 0; t < 3; t++) {
+        if (!o.table[t]) continue;
+        const op_case *list = t == 0 ? cases : t == 1 ? mid_cases : big_cases;
+        const int n = t == 0 ? NCASES : t == 1 ? NMID : NBIG;
         for (int i = 0; i < n; i++) {
             const op_case *k = &list[i];
             if (!matches(o.filter, k) || (only_bwd && !op_is_bwd(k->op))) continue;
             row_result r;
             memset(&r, 0, sizeof r);
             const uint64_t salt = ft_mix64(o.seed + (uint64_t)(t * 1000 + i));
-            printf("-- %s %s [%s]\n", op_name(k->op), k->name, t ? "real shape" : "small");
+            printf("-- %s %s [%s]\n", op_name(k->op), k->name, tname[t]);
             fflush(stdout);
-            if (do_test) run_compare(gpu, cpu, k, t == 1, salt, &r);
+            if (do_test) run_compare(gpu, cpu, k, t > 0, salt, &r);
             if (do_perf) run_perf(gpu, k, salt, o.reps, &r);
-            print_row(tab, t ? "real" : "small", k, &r, 0);
-            if (sum) print_row(sum, t ? "real" : "small", k, &r, 1);
+            print_row(tab, tname[t], k, &r, 0);
+            if (sum) print_row(sum, tname[t], k, &r, 1);
             nrows++;
             nfail += r.fails > 0;
         }
     }
     fclose(tab);
-    printf("\n%-5s %-13s %-30s %-34s %9s %9s %6s %10s  %s\n", "table", "op", "case", "shape", "fwd err", "bwd err",
-           "tol", "ms", "status");
+    printf("\n%-5s %-13s %-30s %-34s %9s %9s %6s %9s %11s  %s\n", "table", "op", "case", "shape", "fwd err",
+           "bwd err", "tol", "ms", "rate", "status");
     fputs(table_txt ? table_txt : "", stdout);
     printf("%d cases, %d failed\n", nrows, nfail);
     free(table_txt);

@@ -17,7 +17,7 @@ static const ft_opt ft_eval_opts[] = {
     {"tokens", FT_OPT_STR, "FILE", NULL, "token ids, one sequence per line"},
     {"quant", FT_OPT_STR, "nf4|none", "none", "storage of the frozen linear weights"},
     {"dump-logits", FT_OPT_STR, "OUT", NULL, "write logits as float32 [sequences, positions, vocab]"},
-    {"device", FT_OPT_STR, "cpu|cuda|auto", "cpu", "compute backend"},
+    {"device", FT_OPT_STR, "auto|cpu|cuda", "auto", "compute backend (auto: cuda when a GPU is present)"},
     {"threads", FT_OPT_INT, "N", "0", "CPU threads (0: all cores)"},
 };
 

@@ -25,7 +25,7 @@ static const ft_opt ft_gen_opts[] = {
     {"seed", FT_OPT_INT, "S", "42", "sampling seed"},
     {"stop", FT_OPT_STR, "IDS", NULL, "stop after generating one of these ids"},
     {"quant", FT_OPT_STR, "nf4|none", "none", "storage of the frozen linear weights"},
-    {"device", FT_OPT_STR, "cpu|cuda|auto", "cpu", "compute backend"},
+    {"device", FT_OPT_STR, "auto|cpu|cuda", "auto", "compute backend (auto: cuda when a GPU is present)"},
     {"threads", FT_OPT_INT, "N", "0", "CPU threads (0: all cores)"},
 };
 

@@ -45,7 +45,7 @@ static const ft_opt ft_train_opts[] = {
     {"no-recompute", FT_OPT_FLAG, NULL, NULL, "keep every layer's activations instead of recomputing"},
     {"dump-grads", FT_OPT_STR, "OUT", NULL, "write the first step's LoRA gradients (safetensors)"},
     {"save", FT_OPT_STR, "OUT", NULL, "write the trained adapter weights (safetensors, PEFT names)"},
-    {"device", FT_OPT_STR, "cpu|cuda|auto", "cpu", "compute backend"},
+    {"device", FT_OPT_STR, "auto|cpu|cuda", "auto", "compute backend (auto: cuda when a GPU is present)"},
     {"threads", FT_OPT_INT, "N", "0", "CPU threads (0: all cores)"},
     {"set", FT_OPT_LIST, "KEY=VALUE", NULL, "with a recipe: override a recipe key (repeatable)"},
     {"resume", FT_OPT_STR, "[latest|CKPT]", NULL, "with a recipe: continue from the newest (or the given) checkpoint"},
@@ -92,7 +92,7 @@ static ft_status ft_cmd_train_recipe(ft_cli *cli) {
     if (st == FT_OK) st = ft_recipe_check_files(&r);
     if (st == FT_OK) {
         ft_run_opts o = {.recipe_path = cli->pos[0], .resume = resume,
-                         .resume_fallback = ft_cli_flag(cli, "resume-fallback")};
+                         .resume_fallback = ft_cli_flag(cli, "resume-fallback"), .export_fn = ft_run_exports};
         if (o.resume_fallback && !o.resume) st = FT_ERR(FT_E_ARG, "train: --resume-fallback needs --resume");
         else st = ft_run(&r, &o);
     }

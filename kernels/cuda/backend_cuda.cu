@@ -24,6 +24,10 @@ extern "C" {
 #include "kernels/mem.h"
 }
 
+#ifndef FT_CUDA_ARCHS /* set by kernels/CMakeLists.txt */
+#define FT_CUDA_ARCHS "?"
+#endif
+
 enum { FT_CUDA_ALIGN = 256 };
 static const size_t FT_LT_WORKSPACE = (size_t)32 << 20; /* cuBLASLt on Hopper wants 32 MiB */
 
@@ -336,9 +340,9 @@ static ft_status ft_cuda_init(ft_backend_cuda *b, int device) {
     b->gemm_simt = g && strcmp(g, "simt") == 0;
     size_t fr = 0, tot = 0;
     FT_CUDA_TRY(cudaMemGetInfo(&fr, &tot));
-    ft_info("cuda: device %d %s, compute capability %d.%d, %d SMs, %.1f of %.1f GiB free%s%s", device, prop.name,
-            prop.major, prop.minor, prop.multiProcessorCount, (double)fr / (1 << 30), (double)tot / (1 << 30),
-            b->use_pool ? ", stream-ordered allocator" : ", cudaMalloc",
+    ft_info("cuda: device %d %s, compute capability %d.%d, %d SMs, %.1f of %.1f GiB free, built for sm %s%s%s",
+            device, prop.name, prop.major, prop.minor, prop.multiProcessorCount, (double)fr / (1 << 30),
+            (double)tot / (1 << 30), FT_CUDA_ARCHS, b->use_pool ? ", stream-ordered allocator" : ", cudaMalloc",
             b->gemm_simt ? ", FT_CUDA_GEMM=simt" : "");
     return FT_OK;
 }

@@ -209,7 +209,8 @@ ft_status ft_cuda_gemm(ft_backend *be, int transa, int transb, int64_t m, int64_
     if (k <= 0) { /* empty reduction: D = beta D (+ bias); rare enough for the simple kernel */
         return ft_gemm_simt(be, transa, transb, m, n, 0, alpha, A, lda, B, ldb, beta, D, ldd, d_f32, bias);
     }
-    if (b->gemm_simt) return ft_gemm_simt(be, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, D, ldd, d_f32, bias);
+    if (b->gemm_simt)
+        return ft_gemm_simt(be, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, D, ldd, d_f32, bias);
     if (!b->gemm_cache)
         FT_TRY(ft_calloc((void **)&b->gemm_cache, FT_GEMM_CACHE * sizeof(ft_gemm_cache_entry), "gemm cache"));
     ft_gemm_key key;

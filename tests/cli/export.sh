@@ -10,7 +10,7 @@
 #     limit mid-write (full disk): one clear line, exit 1, nothing left at the output path.
 # usage: export.sh FTUNE SRC_DIR
 set -u
-ftune="$1"; src="$2"
+ftune="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; src="$(cd "$2" && pwd)"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 pass=0; fail=0
 ok()   { pass=$((pass+1)); echo "ok   $*"; }
@@ -74,6 +74,20 @@ run "$ftune" merge --base "$model" --adapter "$adapter" --out "$tmp/c8.gguf" --t
 grep -q "merge cost" "$tmp/out" && ok "--check q8_0: $(grep 'merge cost' "$tmp/out")" || bad "check q8_0"
 run "$ftune" merge --base "$model" --adapter "$adapter" --out "$tmp/merged_hf" --type safetensors && ok "merge safetensors"
 run "$ftune" eval --model "$tmp/merged_hf" --tokens "$tokens" && ok "eval loads the merged checkpoint: $(grep '^loss' "$tmp/out")"
+
+# --- a training run: RUN_DIR (final/) and a checkpoint file give the same adapter -------------
+cp -r "$src/recipes" "$src/models" "$tmp/"
+if "$ftune" train "$tmp/recipes/demo-stories260k.yaml" --set training.steps=2 --set training.warmup=0 \
+     --set checkpoint.every_steps=1 --set output_dir="$tmp/run" >"$tmp/out" 2>"$tmp/err"; then
+  run "$ftune" export "$tmp/run" --format gguf --out "$tmp/run_final.gguf"
+  run "$ftune" export "$tmp/run/checkpoints/step-000002.ckpt" --format gguf --out "$tmp/run_ckpt.gguf"
+  cmp -s "$tmp/run_final.gguf" "$tmp/run_ckpt.gguf" && ok "export RUN_DIR == export of its last checkpoint" || bad "run vs checkpoint"
+  run "$ftune" merge --base "$tmp/models/stories260K" --adapter "$tmp/run" --out "$tmp/run_q8.gguf" --type q8_0 \
+      --check "$tmp/recipes/data/stories-valid.jsonl" --threads 2
+  grep -q "training-time loss" "$tmp/out" && ok "--check on JSONL through the run's recipe: $(grep 'training-time' "$tmp/out")" || bad "jsonl check"
+else
+  bad "demo recipe training failed: $(tail -2 "$tmp/err")"
+fi
 
 # --- bad input -----------------------------------------------------------------------------------
 other="$src/tests/fixtures/forward/qwen2"

@@ -6,7 +6,7 @@
 # FT_SKIP_INTEROP=1 skips it on a machine without PyPI; CI never sets it.
 # usage: export_interop.sh FTUNE SRC_DIR
 set -euo pipefail
-ftune="$1"; src="$2"
+ftune="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; src="$(cd "$2" && pwd)"
 if [ "${FT_SKIP_INTEROP:-0}" = 1 ]; then
   echo "interop skipped (FT_SKIP_INTEROP=1)"; echo "0 passed, 0 failed"; exit 0
 fi

@@ -6,15 +6,18 @@
 # steps on both backends and compares the loss curves step by step, runs `ftune bench` when that
 # command exists, prints one summary table and writes full logs under $OUT.
 #
-# Usage: tests/gpu/run.sh [phase...]      phases: build ops e2e bench (default: all four, in order)
-#   OUT              where logs go (the device tool sets it; default ./gpu-out)
+# Usage: tests/gpu/run.sh [phase...]   phases: build ops e2e sanitize bench (default: all, in order)
+#   sanitize  compute-sanitizer memcheck, racecheck and initcheck over the small op table
+#   OUT              where logs go (the device tool sets it; default build-gpu-out, git-ignored)
 #   FT_GPU_BUILD     build directory (default build-gpu; kept between calls on a warm machine)
 #   FT_GPU_ARCH      CUDA architectures (default 90)
 #   FT_OPS_ARGS      extra arguments for test_ops_cuda, e.g. "--filter attention --seed 0x1234"
 #   FT_E2E_STEPS     training steps per backend (default 50); FT_E2E_TOL relative loss gap (0.02)
 #   FT_GPU_DEPS      "carried": use build-gpudeps even where the system has the libraries
-# The whole run fits the device tool's 10-minute command limit on an H100 (build ~2-3 min, ops
-# ~4 min, e2e < 1 min); to stay well inside it, split: `run.sh build ops`, then `run.sh e2e bench`.
+# Expected times on an H100 machine: build 1-2 min, ops 3-5 min (the CPU reference of the real
+# shapes dominates), e2e < 1 min, sanitize 1-2 min. To stay well inside the device tool's 10-minute
+# command limit, split: `run.sh build ops`, then `run.sh e2e sanitize bench` (the build directory
+# survives between calls while the machine is warm; $OUT does not).
 #
 # Dependencies: if the machine lacks the libraries ftune builds against (no registry there), run
 # tests/gpu/fetch-deps.sh here first and carry build-gpudeps; this script unpacks it under
@@ -23,7 +26,7 @@
 # Exit status: 0 only when every phase that ran passed.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-OUT="${OUT:-$root/gpu-out}"
+OUT="${OUT:-$root/build-gpu-out}" # under /build*/, so git (and the device tool) ignore it
 build="${FT_GPU_BUILD:-$root/build-gpu}"
 arch="${FT_GPU_ARCH:-90}"
 steps="${FT_E2E_STEPS:-50}"
@@ -32,7 +35,13 @@ mkdir -p "$OUT"
 summary="$OUT/summary.txt"
 : >"$summary"
 phases=("$@")
-[ ${#phases[@]} -eq 0 ] && phases=(build ops e2e bench)
+[ ${#phases[@]} -eq 0 ] && phases=(build ops e2e sanitize bench)
+for p in "${phases[@]}"; do
+  case "$p" in
+    build | ops | e2e | sanitize | bench) ;;
+    *) echo "run.sh: unknown phase '$p' (phases: build ops e2e sanitize bench)" >&2; exit 2 ;;
+  esac
+done
 declare -A result
 overall=0
 
@@ -53,7 +62,7 @@ fi
   echo "  nvcc: $(nvcc --version 2>&1 | grep -o 'release [0-9.]*' || echo missing)"
   echo "  cmake: $(cmake --version 2>&1 | head -1)"
   echo "  cores: $(nproc), phases: ${phases[*]}, build: $build, arch: $arch"
-} >>"$summary" 2>&1
+} 2>&1 | tee -a "$summary" >&2
 
 # ---- dependencies -------------------------------------------------------------------------------------
 need_pc=(libcjson yaml-0.1 libzstd libpcre2-8 libxxhash libutf8proc)
@@ -80,7 +89,7 @@ use_carried_deps() {
   local debs=("$root"/build-gpudeps/*.deb)
   say "dependencies: unpacked ${#debs[@]} carried packages under $pre"
 }
-if want build || want ops || want e2e || want bench; then
+if want build || want ops || want e2e || want sanitize || want bench; then
   if [ "${FT_GPU_DEPS:-}" = carried ] && use_carried_deps; then  # force the carried packages (testing)
     :
   elif have_system_deps; then
@@ -129,11 +138,14 @@ if want ops; then
     # shellcheck disable=SC2086
     "$build/tests/test_ops_cuda" --mode all --summary "$ops_tsv" ${FT_OPS_ARGS:-} >"$OUT/ops.log" 2>&1
     rc_ops=$?
-    # cross-check: the same products through our own GEMM instead of cuBLASLt
+    # cross-check: the same products through our own GEMM instead of cuBLASLt (its TSV stays in the
+    # build directory: the device tool brings back at most 8 files from $OUT)
     echo "== cross-check: FT_CUDA_GEMM=simt (linear and LoRA through the tiled SIMT GEMM)" >>"$OUT/ops.log"
-    FT_CUDA_GEMM=simt "$build/tests/test_ops_cuda" --mode test --filter linear,lora --summary "$OUT/ops_simt.tsv" \
-      >>"$OUT/ops.log" 2>&1
+    rm -f "$build"/ops_simt*.tsv
+    simt() { FT_CUDA_GEMM=simt "$build/tests/test_ops_cuda" --mode test "$@" >>"$OUT/ops.log" 2>&1; }
+    simt --small --filter linear,lora --summary "$build/ops_simt1.tsv"
     rc_simt=$?
+    simt --big --filter "k_proj,o_proj r16,q_proj r64" --summary "$build/ops_simt2.tsv" || rc_simt=1
     # the CPU suite's own run of the small table against CUDA (check_backend(gpu, cpu))
     echo "== test_ops_cpu (its cuda vs cpu pass)" >>"$OUT/ops.log"
     "$build/tests/test_ops_cpu" >>"$OUT/ops.log" 2>&1
@@ -193,6 +205,33 @@ if want e2e; then
   fi
 fi
 
+# ---- sanitize: memory errors, shared-memory races and uninitialized reads on the real hardware -------
+if want sanitize; then
+  san="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)"
+  if [ ! -x "$san" ]; then
+    mark sanitize skipped
+    say "sanitize: skipped (compute-sanitizer not found)"
+  elif [ ! -x "$build/tests/test_ops_cuda" ]; then
+    mark sanitize FAIL
+    say "sanitize: $build/tests/test_ops_cuda is missing (build first)"
+  else
+    t0=$(date +%s)
+    : >"$OUT/sanitize.log"
+    san_rc=0
+    for tool in memcheck racecheck initcheck; do
+      echo "== compute-sanitizer --tool $tool" >>"$OUT/sanitize.log"
+      "$san" --tool "$tool" --error-exitcode 97 "$build/tests/test_ops_cuda" --small --mode test \
+        >>"$OUT/sanitize.log" 2>&1
+      rc=$?
+      echo "== $tool exit $rc" >>"$OUT/sanitize.log"
+      [ $rc -eq 0 ] || san_rc=1
+      say "sanitize: $tool exit $rc ($(grep -c '^=========.*[Ee]rror' "$OUT/sanitize.log") error lines so far)"
+    done
+    if [ $san_rc -eq 0 ]; then mark sanitize ok; else mark sanitize FAIL; fi
+    say "sanitize: ${result[sanitize]} in $(($(date +%s) - t0))s (sanitize.log)"
+  fi
+fi
+
 # ---- bench (issue 8: `ftune bench` does not exist yet) ----------------------------------------------------
 if want bench; then
   if [ -x "$ftune" ] && "$ftune" bench --help >/dev/null 2>&1; then
@@ -208,17 +247,20 @@ fi
 {
   echo
   if [ -s "$ops_tsv" ]; then
-    echo "== ops: cuda vs cpu (rel_l2 = ||cuda - cpu|| / ||cpu||; BF16 results 1e-2, f32 results 1e-5; ms per call)"
-    awk -F'\t' 'NR > 1 { printf "%-5s %-13s %-30s %-34s %9s %9s %6s %9s  %s\n", $1, $2, $3, $4, $5, $6, $7, $9, $10 }
-                NR == 1 { printf "%-5s %-13s %-30s %-34s %9s %9s %6s %9s  %s\n", "table", "op", "case", "shape", "fwd err", "bwd err", "tol", "ms", "status" }' "$ops_tsv"
-    echo "   $(awk -F'\t' 'NR > 1 { n++; if ($10 != "ok") f++ } END { printf "%d cases, %d failed", n, f }' "$ops_tsv")"
-    if [ -s "$OUT/ops_simt.tsv" ]; then
-      echo "   simt GEMM cross-check: $(awk -F'\t' 'NR > 1 { n++; if ($10 != "ok") f++ } END { printf "%d cases, %d failed", n, f }' "$OUT/ops_simt.tsv")"
+    echo "== ops: cuda vs cpu (rel_l2 = ||cuda - cpu|| / ||cpu||; BF16 results 1e-2, f32 results 1e-5; ms per call;"
+    echo "   rate: TFLOP/s of the products, or GB/s of the fewest bytes a memory-bound op must move)"
+    awk -F'\t' 'NR == 1 { printf "%-5s %-13s %-30s %-34s %9s %9s %6s %9s %11s  %s\n", "table", "op", "case",
+                                 "shape", "fwd err", "bwd err", "tol", "ms", "rate", "status" }
+                NR > 1 { printf "%-5s %-13s %-30s %-34s %9s %9s %6s %9s %11s  %s\n", $1, $2, $3, $4, $5, $6, $7, $9,
+                                $10, $11 }' "$ops_tsv"
+    echo "   $(awk -F'\t' 'NR > 1 { n++; if ($11 != "ok") f++ } END { printf "%d cases, %d failed", n, f }' "$ops_tsv")"
+    if ls "$build"/ops_simt*.tsv >/dev/null 2>&1; then
+      echo "   simt GEMM cross-check: $(awk -F'\t' 'FNR > 1 { n++; if ($11 != "ok") f++ } END { printf "%d cases, %d failed", n, f }' "$build"/ops_simt*.tsv)"
     fi
   fi
   echo
   echo "== phases"
-  for p in build ops e2e bench; do
+  for p in build ops e2e sanitize bench; do
     [ -n "${result[$p]:-}" ] && printf "  %-6s %s\n" "$p" "${result[$p]}"
   done
   echo "  logs: $OUT ($(cd "$OUT" && echo *))"

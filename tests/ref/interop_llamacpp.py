@@ -68,6 +68,29 @@ def llama_logits(model, tokens, lora=None, kv_f32=False):
     return out
 
 
+# (No text starts with whitespace: for SentencePiece models llama.cpp always adds its space prefix,
+# while HF's Metaspace(prepend_scheme="first") skips it when the text already starts with a space;
+# llama.cpp's own converter writes the same vocabulary, so that difference is llama.cpp's.)
+TOKENIZE_TEXTS = ["Hello world, it's 2024! Once upon a time, there was a little girl named Lily.",
+                  "Ünïcödé → 東京タワー; naïve café 123456789 3.14159\n\tdef f(x):\n\t\treturn x**2  \n\n",
+                  "I'm SHOUTING, you're whispering... don't they'll we've"]
+
+
+def llama_tokenize(model, text):
+    from llama_cpp import Llama
+    llm = Llama(model_path=model, vocab_only=True, verbose=False)
+    ids = llm.tokenize(text.encode(), add_bos=False, special=False)
+    del llm
+    return ids
+
+
+def ftune_tokenize(ft, tok_dir, text, work):
+    f = os.path.join(work, "text.json")
+    with open(f, "w", encoding="utf-8") as fh:
+        json.dump([text], fh)
+    return json.loads(run([ft, "tokenize", "--tokenizer", tok_dir, "--json", "--file", f]))[0]
+
+
 def llama_greedy(model, n=24):
     from llama_cpp import Llama
     llm = Llama(model_path=model, n_ctx=128, logits_all=True, verbose=False, n_threads=2)
@@ -176,6 +199,10 @@ def main():
             x = x if subset is None else x[:, subset]
             return float(np.linalg.norm(x - ref) / np.linalg.norm(ref))
 
+        if os.path.exists(os.path.join(base, "tokenizer.json")):
+            same = all(llama_tokenize(p("base-f16.gguf"), t) == ftune_tokenize(ft, base, t, d) for t in TOKENIZE_TEXTS)
+            check(same, f"{name}: llama.cpp tokenizes {len(TOKENIZE_TEXTS)} texts with our GGUF vocabulary exactly as "
+                        f"the Hugging Face tokenizer does (ftune tokenize, HF-exact)")
         r = rel(llama_logits(p("merged-f32.gguf"), toks, kv_f32=True))
         check(r <= 1e-5, f"{name}: llama.cpp on our merged F32 GGUF (F32 KV cache) vs PEFT merged (transformers "
                          f"FP32): rel {r:.3e} (<= 1e-5: the conversion itself is exact)")

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Export references: tiny models + adapters for the four families, and what they must give.
+"""Export references: tiny models + adapters for the four families (llama twice: the SentencePiece
+stories260K and a Llama 3 tokenizer model), and what they must give.
 
 Importable with numpy alone (tests/ref/interop_llamacpp.py uses the generators at test time, so
 the large models are never committed): make_model(name, out_dir) writes a seeded Hugging Face

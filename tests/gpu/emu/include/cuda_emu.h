@@ -1,0 +1,132 @@
+// cuda_emu.h: a minimal CUDA-on-CPU emulator for checking kernel logic (not performance).
+// Every block runs its threads as std::threads; blocks run one after another. __syncthreads and
+// warp collectives use std::barrier with arrive_and_drop for exited threads.
+#pragma once
+#include <atomic>
+#include <barrier>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <vector>
+#include <mutex>
+#include <math.h>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__ static
+#define __align__(n) alignas(n)
+
+struct dim3 {
+    unsigned x, y, z;
+    dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
+};
+typedef dim3 uint3;
+struct float2 { float x, y; };
+struct alignas(16) uint4 { unsigned x, y, z, w; };
+
+struct ft_emu_block;
+extern thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
+extern thread_local ft_emu_block *ft_emu_cur;
+extern thread_local int ft_emu_tid;
+
+struct ft_emu_warp {
+    std::barrier<> *bar;
+    uint64_t slot[32];
+};
+struct ft_emu_block {
+    std::barrier<> *bar;
+    std::vector<ft_emu_warp> warps;
+    std::vector<unsigned char> dyn;
+};
+
+inline void __syncthreads() { ft_emu_cur->bar->arrive_and_wait(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { ft_emu_cur->warps[ft_emu_tid / 32].bar->arrive_and_wait(); }
+
+template <typename T> inline T ft_emu_exchange(T v, int src_lane) {
+    ft_emu_warp &w = ft_emu_cur->warps[ft_emu_tid / 32];
+    uint64_t bits = 0;
+    static_assert(sizeof(T) <= 8, "shuffle of a large type");
+    memcpy(&bits, &v, sizeof(T));
+    w.slot[ft_emu_tid % 32] = bits;
+    w.bar->arrive_and_wait();
+    uint64_t got = w.slot[src_lane & 31];
+    w.bar->arrive_and_wait();
+    T r;
+    memcpy(&r, &got, sizeof(T));
+    return r;
+}
+template <typename T> inline T __shfl_xor_sync(unsigned, T v, int m) { return ft_emu_exchange(v, (ft_emu_tid % 32) ^ m); }
+template <typename T> inline T __shfl_sync(unsigned, T v, int src) { return ft_emu_exchange(v, src); }
+inline int __any_sync(unsigned, int p) {
+    ft_emu_warp &w = ft_emu_cur->warps[ft_emu_tid / 32];
+    w.slot[ft_emu_tid % 32] = p ? 1 : 0;
+    w.bar->arrive_and_wait();
+    int any = 0;
+    for (int i = 0; i < 32; i++) any |= (int)w.slot[i];
+    w.bar->arrive_and_wait();
+    return any;
+}
+
+inline unsigned atomicOr(unsigned *p, unsigned v) { return __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST); }
+inline unsigned long long atomicMin(unsigned long long *p, unsigned long long v) {
+    unsigned long long old = __atomic_load_n(p, __ATOMIC_SEQ_CST);
+    while (v < old && !__atomic_compare_exchange_n(p, &old, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {}
+    return old;
+}
+
+static inline float ft_emu_vol(float x) { volatile float v = x; return v; }
+inline float __fmul_rn(float a, float b) { return ft_emu_vol(a * b); }
+inline float __fadd_rn(float a, float b) { return ft_emu_vol(a + b); }
+inline float __fsub_rn(float a, float b) { return ft_emu_vol(a - b); }
+inline float __fdiv_rn(float a, float b) { return ft_emu_vol(a / b); }
+inline float __fsqrt_rn(float a) { return ft_emu_vol(sqrtf(a)); }
+inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
+inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
+using std::min;
+using std::max;
+
+inline void *ft_emu_dyn_smem() { return ft_emu_cur->dyn.data(); }
+
+template <typename... P, typename... A>
+void ft_emu_launch(void (*k)(P...), dim3 g, dim3 b, size_t smem, A... args) {
+    const int nt = (int)(b.x * b.y * b.z);
+    if (nt % 32 != 0 && nt > 32) { fprintf(stderr, "emu: block of %d threads\n", nt); abort(); }
+    for (unsigned bz = 0; bz < g.z; bz++)
+        for (unsigned by = 0; by < g.y; by++)
+            for (unsigned bx = 0; bx < g.x; bx++) {
+                ft_emu_block blk;
+                std::barrier<> bbar(nt);
+                blk.bar = &bbar;
+                const int nw = (nt + 31) / 32;
+                std::vector<std::unique_ptr<std::barrier<>>> wb;
+                blk.warps.resize(nw);
+                for (int w = 0; w < nw; w++) {
+                    int lanes = nt - 32 * w < 32 ? nt - 32 * w : 32;
+                    wb.emplace_back(new std::barrier<>(lanes));
+                    blk.warps[w].bar = wb.back().get();
+                }
+                blk.dyn.assign(smem + 16, 0xAB); // garbage, not zeros
+                std::vector<std::thread> th;
+                for (int t = 0; t < nt; t++) {
+                    th.emplace_back([&, t]() {
+                        ft_emu_cur = &blk;
+                        ft_emu_tid = t;
+                        threadIdx = dim3(t % b.x, (t / b.x) % b.y, t / (b.x * b.y));
+                        blockIdx = dim3(bx, by, bz);
+                        blockDim = b;
+                        gridDim = g;
+                        k(args...);
+                        blk.warps[t / 32].bar->arrive_and_drop();
+                        blk.bar->arrive_and_drop();
+                    });
+                }
+                for (auto &x : th) x.join();
+            }
+}

@@ -1,0 +1,30 @@
+# pre.py: rewrites a .cu file for the CPU emulator (tests/gpu/emu/run.sh): kernel<<<grid, block, smem,
+# stream>>>(args) becomes ft_emu_launch(kernel, dim3(grid), dim3(block), smem, args), and
+# `extern __shared__ float x[];` becomes a pointer to the block's dynamic shared memory.
+import re, sys
+src = open(sys.argv[1]).read()
+def split_top(s):
+    parts, depth, cur = [], 0, ''
+    for ch in s:
+        if ch in '([{': depth += 1
+        if ch in ')]}': depth -= 1
+        if ch == ',' and depth == 0: parts.append(cur); cur = ''
+        else: cur += ch
+    parts.append(cur); return [p.strip() for p in parts]
+out, i = '', 0
+while True:
+    j = src.find('<<<', i)
+    if j < 0: out += src[i:]; break
+    # kernel name: back to the previous delimiter
+    k = j
+    while k > 0 and (src[k-1].isalnum() or src[k-1] in '_<>'): k -= 1
+    # handle template like name<1> : name chars include <digits>
+    name = src[k:j]
+    e = src.find('>>>', j)
+    cfg = split_top(src[j+3:e])
+    while len(cfg) < 4: cfg.append('0' if len(cfg) == 2 else 'nullptr')
+    assert src[e+3] == '(', src[e:e+20]
+    out += src[i:k] + 'ft_emu_launch(%s, dim3(%s), dim3(%s), (size_t)(%s), ' % (name, cfg[0], cfg[1], cfg[2])
+    i = e + 4
+out = re.sub(r'extern __shared__ float (\w+)\[\];', r'float *\1 = (float *)ft_emu_dyn_smem();', out)
+sys.stdout.write(out)
