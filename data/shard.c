@@ -16,6 +16,7 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include "kernels/le.h"
 #include "kernels/fileio.h"
 #include "kernels/log.h"
 #include "kernels/mem.h"
@@ -25,22 +26,6 @@
 static int sh_little_endian(void) {
     const uint16_t one = 1;
     return *(const uint8_t *)&one == 1;
-}
-static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get_u32(const uint8_t *p) {
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--) v = v << 8 | p[i];
-    return v;
-}
-static uint64_t get_u64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
-    return v;
 }
 
 /* Writes n parts to path atomically (kernels/fileio.h: temp + fsync + rename + dir fsync). */
@@ -138,16 +123,16 @@ static ft_status sh_flush(ft_shard_writer *w) {
     }
     uint8_t hdr[FT_SHARD_HEADER_BYTES] = {0};
     memcpy(hdr, FT_SHARD_MAGIC, 8);
-    put_u32(hdr + 8, FT_SHARD_VERSION);
-    put_u32(hdr + 12, FT_SHARD_HEADER_BYTES);
-    put_u64(hdr + 16, (uint64_t)b->n);
-    put_u64(hdr + 24, (uint64_t)b->n_tokens);
-    put_u64(hdr + 32, payload);
-    put_u64(hdr + 40, zo.pos);
-    put_u64(hdr + 48, xx);
-    put_u64(hdr + 56, w->fp_hash);
-    put_u64(hdr + 64, (uint64_t)w->n_shards);
-    put_u64(hdr + 72, XXH3_64bits(hdr, 72));
+    ft_put_u32(hdr + 8, FT_SHARD_VERSION);
+    ft_put_u32(hdr + 12, FT_SHARD_HEADER_BYTES);
+    ft_put_u64(hdr + 16, (uint64_t)b->n);
+    ft_put_u64(hdr + 24, (uint64_t)b->n_tokens);
+    ft_put_u64(hdr + 32, payload);
+    ft_put_u64(hdr + 40, zo.pos);
+    ft_put_u64(hdr + 48, xx);
+    ft_put_u64(hdr + 56, w->fp_hash);
+    ft_put_u64(hdr + 64, (uint64_t)w->n_shards);
+    ft_put_u64(hdr + 72, XXH3_64bits(hdr, 72));
     const void *fparts[2] = {hdr, w->zbuf};
     const size_t fsizes[2] = {sizeof hdr, zo.pos};
     FT_TRY(sh_write_atomic(path, fparts, fsizes, 2));
@@ -285,23 +270,23 @@ static ft_status sh_read(const char *path, ft_examples *ex, sh_header *h) {
         st = FT_ERR(FT_E_FORMAT, "%s: not an ftune shard (bad magic)", path);
         goto done;
     }
-    uint32_t version = get_u32(p + 8), hbytes = get_u32(p + 12);
+    uint32_t version = ft_get_u32(p + 8), hbytes = ft_get_u32(p + 12);
     if (version != FT_SHARD_VERSION) {
         st = FT_ERR(FT_E_FORMAT, "%s: shard version %u is not supported (this build reads version %d)", path, version,
                     FT_SHARD_VERSION);
         goto done;
     }
-    if (hbytes != FT_SHARD_HEADER_BYTES || get_u64(p + 72) != XXH3_64bits(p, 72)) {
+    if (hbytes != FT_SHARD_HEADER_BYTES || ft_get_u64(p + 72) != XXH3_64bits(p, 72)) {
         st = FT_ERR(FT_E_FORMAT, "%s: shard header checksum mismatch (corrupt header)", path);
         goto done;
     }
-    h->n_examples = get_u64(p + 16);
-    h->n_tokens = get_u64(p + 24);
-    h->payload_bytes = get_u64(p + 32);
-    h->compressed_bytes = get_u64(p + 40);
-    h->xxh3 = get_u64(p + 48);
-    h->fp_hash = get_u64(p + 56);
-    h->number = get_u64(p + 64);
+    h->n_examples = ft_get_u64(p + 16);
+    h->n_tokens = ft_get_u64(p + 24);
+    h->payload_bytes = ft_get_u64(p + 32);
+    h->compressed_bytes = ft_get_u64(p + 40);
+    h->xxh3 = ft_get_u64(p + 48);
+    h->fp_hash = ft_get_u64(p + 56);
+    h->number = ft_get_u64(p + 64);
     if (h->n_examples > ((uint64_t)1 << 40) || h->n_tokens > ((uint64_t)1 << 40) ||
         h->payload_bytes != (h->n_examples + 1) * 8 + h->n_tokens * 5) {
         st = FT_ERR(FT_E_FORMAT, "%s: inconsistent shard header (%llu examples, %llu tokens, %llu payload bytes)", path,

@@ -123,34 +123,12 @@ struct ft_stw {
     int64_t nmeta, mcap;
 };
 
-static ft_status ft_stw_strdup(char **out, const char *s, const char *what) {
-    size_t len = strlen(s);
-    FT_TRY(ft_malloc((void **)out, len + 1, what));
-    memcpy(*out, s, len + 1);
-    return FT_OK;
-}
-
-/* Grows an array of `elem`-byte items to hold at least need items (ft_malloc + copy: mem.h has no
- * realloc). */
-static ft_status ft_stw_grow(void **arr, int64_t *cap, int64_t need, size_t elem, const char *what) {
-    if (need <= *cap) return FT_OK;
-    int64_t ncap = *cap ? *cap * 2 : 16;
-    while (ncap < need) ncap *= 2;
-    void *p;
-    FT_TRY(ft_malloc(&p, (size_t)ncap * elem, what));
-    if (*arr) memcpy(p, *arr, (size_t)*cap * elem);
-    ft_free(*arr);
-    *arr = p;
-    *cap = ncap;
-    return FT_OK;
-}
-
 ft_status ft_stw_open(ft_stw **out, const char *path) {
     *out = NULL;
     if (!path || !path[0]) return FT_ERR(FT_E_ARG, "safetensors writer: empty output path");
     ft_stw *w;
     FT_TRY(ft_calloc((void **)&w, sizeof *w, "safetensors writer"));
-    ft_status st = ft_stw_strdup(&w->path, path, "safetensors writer path");
+    ft_status st = ft_strdup(&w->path, path, "safetensors writer path");
     if (st != FT_OK) {
         ft_free(w);
         return st;
@@ -180,18 +158,18 @@ ft_status ft_stw_set_metadata(ft_stw *w, const char *key, const char *value) {
     for (int64_t i = 0; i < w->nmeta; i++) {
         if (strcmp(w->mkey[i], key) == 0) {
             char *v;
-            FT_TRY(ft_stw_strdup(&v, value, "safetensors metadata"));
+            FT_TRY(ft_strdup(&v, value, "safetensors metadata"));
             ft_free(w->mval[i]);
             w->mval[i] = v;
             return FT_OK;
         }
     }
     int64_t kcap = w->mcap;
-    FT_TRY(ft_stw_grow((void **)&w->mkey, &kcap, w->nmeta + 1, sizeof(char *), "safetensors metadata"));
-    FT_TRY(ft_stw_grow((void **)&w->mval, &w->mcap, w->nmeta + 1, sizeof(char *), "safetensors metadata"));
+    FT_TRY(ft_grow((void **)&w->mkey, &kcap, w->nmeta + 1, sizeof(char *), "safetensors metadata"));
+    FT_TRY(ft_grow((void **)&w->mval, &w->mcap, w->nmeta + 1, sizeof(char *), "safetensors metadata"));
     char *k, *v;
-    FT_TRY(ft_stw_strdup(&k, key, "safetensors metadata"));
-    ft_status st = ft_stw_strdup(&v, value, "safetensors metadata");
+    FT_TRY(ft_strdup(&k, key, "safetensors metadata"));
+    ft_status st = ft_strdup(&v, value, "safetensors metadata");
     if (st != FT_OK) {
         ft_free(k);
         return st;
@@ -216,10 +194,10 @@ static ft_status ft_stw_add_impl(ft_stw *w, const char *name, ft_st_dtype dtype,
     ft_status st = ft_st_dtype_nbytes(dtype, ndim, shape, NULL, &nbytes);
     if (st != FT_OK) return ft_error_wrap(FT_E_ARG, "%s: tensor \"%s\"", w->path, name);
     if (nbytes > 0 && !data && !fill) return FT_ERR(FT_E_ARG, "%s: tensor \"%s\": no data", w->path, name);
-    FT_TRY(ft_stw_grow((void **)&w->e, &w->cap, w->n + 1, sizeof *w->e, "safetensors writer"));
+    FT_TRY(ft_grow((void **)&w->e, &w->cap, w->n + 1, sizeof *w->e, "safetensors writer"));
     ft_stw_entry *e = &w->e[w->n];
     memset(e, 0, sizeof *e);
-    FT_TRY(ft_stw_strdup(&e->name, name, "safetensors tensor name"));
+    FT_TRY(ft_strdup(&e->name, name, "safetensors tensor name"));
     e->dtype = dtype;
     e->ndim = ndim;
     for (int i = 0; i < ndim; i++) e->shape[i] = shape[i];

@@ -19,6 +19,24 @@ ft_status ft_calloc(void **out, size_t bytes, const char *what) {
 
 void ft_free(void *p) { free(p); }
 
+ft_status ft_strdup(char **out, const char *s, const char *what) {
+    size_t len = strlen(s);
+    FT_TRY(ft_malloc((void **)out, len + 1, what));
+    memcpy(*out, s, len + 1);
+    return FT_OK;
+}
+
+ft_status ft_grow(void **arr, int64_t *cap, int64_t need, size_t elem, const char *what) {
+    if (need <= *cap) return FT_OK;
+    int64_t ncap = *cap ? *cap * 2 : 16;
+    while (ncap < need) ncap *= 2;
+    void *p = realloc(*arr, (size_t)ncap * elem);
+    if (!p) return FT_ERR(FT_E_OOM, "out of memory growing %s to %lld items", what, (long long)ncap);
+    *arr = p;
+    *cap = ncap;
+    return FT_OK;
+}
+
 static int64_t ft_proc_status_kb(const char *key) {
     FILE *f = fopen("/proc/self/status", "r");
     if (!f) return -1;

@@ -12,6 +12,11 @@
 ft_status ft_malloc(void **out, size_t bytes, const char *what);
 ft_status ft_calloc(void **out, size_t bytes, const char *what);
 void ft_free(void *p);
+/* *out = a malloc'd copy of s. */
+ft_status ft_strdup(char **out, const char *s, const char *what);
+/* Grows the array *arr of elem-byte items (capacity *cap) to hold at least `need` items,
+ * doubling; contents are kept. */
+ft_status ft_grow(void **arr, int64_t *cap, int64_t need, size_t elem, const char *what);
 
 /* Current and peak resident set size of this process in bytes (from /proc/self/status). */
 int64_t ft_rss_bytes(void);

@@ -15,6 +15,7 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include "kernels/le.h"
 #include "kernels/fileio.h"
 #include "kernels/log.h"
 #include "kernels/mem.h"
@@ -25,22 +26,6 @@
 
 static const char *const ft_sections[3] = {"lora.params", "adamw.m", "adamw.v"};
 
-static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get_u32(const uint8_t *p) {
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--) v = v << 8 | p[i];
-    return v;
-}
-static uint64_t get_u64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
-    return v;
-}
 
 /* ---- write -------------------------------------------------------------------------------- */
 
@@ -109,10 +94,10 @@ ft_status ft_ckpt_write(const char *path, const ft_ckpt_state *s, const float *p
     const size_t meta_len = strlen(meta), vec = (size_t)s->n_params * 4;
     uint8_t hdr[FT_CKPT_HEADER] = {0};
     memcpy(hdr, FT_CKPT_MAGIC, 8);
-    put_u32(hdr + 8, FT_CKPT_VERSION);
-    put_u32(hdr + 12, FT_CKPT_HEADER);
-    put_u64(hdr + 16, meta_len);
-    put_u64(hdr + 24, 3 * (uint64_t)vec);
+    ft_put_u32(hdr + 8, FT_CKPT_VERSION);
+    ft_put_u32(hdr + 12, FT_CKPT_HEADER);
+    ft_put_u64(hdr + 16, meta_len);
+    ft_put_u64(hdr + 24, 3 * (uint64_t)vec);
     FT_CHECK_GOTO(st, ft_afile_open(&o.af, path), done);
     opened = 1;
     FT_CHECK_GOTO(st, ft_out(&o, hdr, sizeof hdr), done);
@@ -139,9 +124,9 @@ ft_status ft_ckpt_write(const char *path, const ft_ckpt_state *s, const float *p
         }
     }
     uint8_t tail[8];
-    put_u64(tail, zbytes);
+    ft_put_u64(tail, zbytes);
     FT_CHECK_GOTO(st, ft_out(&o, tail, 8), done);
-    put_u64(tail, XXH3_64bits_digest(o.h));
+    ft_put_u64(tail, XXH3_64bits_digest(o.h));
     FT_CHECK_GOTO(st, ft_afile_write(&o.af, tail, 8), done);
     opened = 0;
     st = ft_afile_commit(&o.af);
@@ -185,7 +170,7 @@ static ft_status ft_verify(FILE *f, const char *path, int64_t size) {
         st = FT_ERR(FT_E_IO, "%s: read failed: %s", path, strerror(errno));
         goto done;
     }
-    if (get_u64(tail) != XXH3_64bits_digest(h)) st = ft_corrupt(path);
+    if (ft_get_u64(tail) != XXH3_64bits_digest(h)) st = ft_corrupt(path);
 done:
     XXH3_freeState(h);
     free(buf);
@@ -294,17 +279,17 @@ ft_status ft_ckpt_read(const char *path, ft_ckpt_state *s, float **data) {
         st = FT_ERR(FT_E_FORMAT, "%s: not an ftune checkpoint", path);
         goto done;
     }
-    if (get_u32(hdr + 8) != FT_CKPT_VERSION || get_u32(hdr + 12) != FT_CKPT_HEADER) {
+    if (ft_get_u32(hdr + 8) != FT_CKPT_VERSION || ft_get_u32(hdr + 12) != FT_CKPT_HEADER) {
         st = FT_ERR(FT_E_FORMAT, "%s: checkpoint version %u is not supported (this build reads version %d)", path,
-                    get_u32(hdr + 8), FT_CKPT_VERSION);
+                    ft_get_u32(hdr + 8), FT_CKPT_VERSION);
         goto done;
     }
-    const uint64_t meta_len = get_u64(hdr + 16), payload = get_u64(hdr + 24);
+    const uint64_t meta_len = ft_get_u64(hdr + 16), payload = ft_get_u64(hdr + 24);
     if (fseeko(f, size - FT_CKPT_TRAILER, SEEK_SET) != 0 || fread(tail, 1, 8, f) != 8) {
         st = FT_ERR(FT_E_IO, "%s: read failed", path);
         goto done;
     }
-    const uint64_t zbytes = get_u64(tail);
+    const uint64_t zbytes = ft_get_u64(tail);
     if (meta_len > (uint64_t)size || zbytes > (uint64_t)size ||
         FT_CKPT_HEADER + meta_len + zbytes + FT_CKPT_TRAILER != (uint64_t)size) {
         st = FT_ERR(FT_E_FORMAT, "%s: checkpoint sections do not add up to the file size", path);

@@ -55,26 +55,6 @@ typedef struct ft_st_pending {
     int64_t order; /* position in the header: the tie-break among zero-size tensors */
 } ft_st_pending;
 
-static ft_status ft_st_strdup(char **out, const char *s, const char *what) {
-    size_t len = strlen(s);
-    FT_TRY(ft_malloc((void **)out, len + 1, what));
-    memcpy(*out, s, len + 1);
-    return FT_OK;
-}
-
-static ft_status ft_st_grow(void **arr, int64_t *cap, int64_t need, size_t elem, const char *what) {
-    if (need <= *cap) return FT_OK;
-    int64_t ncap = *cap ? *cap * 2 : 64;
-    while (ncap < need) ncap *= 2;
-    void *p;
-    FT_TRY(ft_malloc(&p, (size_t)ncap * elem, what));
-    if (*arr) memcpy(p, *arr, (size_t)*cap * elem);
-    ft_free(*arr);
-    *arr = p;
-    *cap = ncap;
-    return FT_OK;
-}
-
 /* Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF), as Rust's from_utf8. */
 static int64_t ft_st_utf8_error(const uint8_t *s, int64_t n) {
     int64_t i = 0;
@@ -172,10 +152,10 @@ static ft_status ft_st_add_meta(ft_st_model *m, const char *path, const cJSON *m
     for (const cJSON *v = md->child; v; v = v->next) {
         if (!cJSON_IsString(v))
             return FT_ERR(FT_E_FORMAT, "%s: \"__metadata__\" value of \"%.200s\" is not a string", path, v->string);
-        FT_TRY(ft_st_grow((void **)&m->meta, &m->meta_cap, m->n_meta + 1, sizeof *m->meta, "safetensors metadata"));
+        FT_TRY(ft_grow((void **)&m->meta, &m->meta_cap, m->n_meta + 1, sizeof *m->meta, "safetensors metadata"));
         ft_st_meta *e = &m->meta[m->n_meta];
-        FT_TRY(ft_st_strdup(&e->key, v->string, "safetensors metadata"));
-        ft_status st = ft_st_strdup(&e->value, v->valuestring, "safetensors metadata");
+        FT_TRY(ft_strdup(&e->key, v->string, "safetensors metadata"));
+        ft_status st = ft_strdup(&e->value, v->valuestring, "safetensors metadata");
         if (st != FT_OK) {
             ft_free(e->key);
             return st;
@@ -231,10 +211,10 @@ static ft_status ft_st_take_header(ft_st_model *m, int32_t si, const cJSON *root
                     "exactly)", sh->path, (long long)(data_len - prev), (long long)data_len);
         goto fail;
     }
-    FT_CHECK_GOTO(st, ft_st_grow((void **)&m->t, &m->cap, m->n + n, sizeof *m->t, "safetensors tensor list"), fail);
+    FT_CHECK_GOTO(st, ft_grow((void **)&m->t, &m->cap, m->n + n, sizeof *m->t, "safetensors tensor list"), fail);
     for (int64_t i = 0; i < n; i++) {
         char *name;
-        FT_CHECK_GOTO(st, ft_st_strdup(&name, p[i].t.name, "safetensors tensor name"), fail);
+        FT_CHECK_GOTO(st, ft_strdup(&name, p[i].t.name, "safetensors tensor name"), fail);
         m->t[m->n] = p[i].t;
         m->t[m->n].name = name;
         m->total_bytes += p[i].t.nbytes;
@@ -503,7 +483,7 @@ ft_status ft_st_open(ft_st_model **out, const char *path) {
     m->page = pg > 0 ? pg : 4096;
     ft_status st;
     char *file = NULL;
-    FT_CHECK_GOTO(st, ft_st_strdup(&m->path, path, "safetensors path"), fail);
+    FT_CHECK_GOTO(st, ft_strdup(&m->path, path, "safetensors path"), fail);
     const char *target = path;
     if (S_ISDIR(sb.st_mode)) {
         size_t n = strlen(path) + 64;
@@ -522,7 +502,7 @@ ft_status ft_st_open(ft_st_model **out, const char *path) {
         FT_CHECK_GOTO(st, ft_st_open_index(m, target), fail);
     } else {
         FT_CHECK_GOTO(st, ft_st_alloc_shards(m, 1), fail);
-        FT_CHECK_GOTO(st, ft_st_strdup(&m->shards[0].path, target, "safetensors path"), fail);
+        FT_CHECK_GOTO(st, ft_strdup(&m->shards[0].path, target, "safetensors path"), fail);
         FT_CHECK_GOTO(st, ft_st_load_shard(m, 0), fail);
         FT_CHECK_GOTO(st, ft_st_index_names(m), fail);
     }
