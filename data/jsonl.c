@@ -13,6 +13,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "kernels/fileio.h"
 #include "kernels/log.h"
 #include "kernels/mem.h"
 
@@ -85,7 +86,7 @@ static ft_status jl_bad(ft_jsonl *r, int64_t line, const char *problem) {
     if (r->opts.fatal) return FT_ERR(FT_E_FORMAT, "%s", msg);
     r->st.skipped++;
     if (!r->st.first_error[0]) snprintf(r->st.first_error, sizeof r->st.first_error, "%s", msg);
-    if (r->st.skipped <= r->opts.max_logged) ft_warn("skipping %s", msg);
+    if (!r->opts.quiet && r->st.skipped <= r->opts.max_logged) ft_warn("skipping %s", msg);
     return FT_OK;
 }
 
@@ -104,7 +105,7 @@ ft_status ft_jsonl_reject(ft_jsonl *r, const char *fmt, ...) {
 static void jl_summary(ft_jsonl *r) {
     if (r->summarized) return;
     r->summarized = 1;
-    if (r->st.skipped > 0) {
+    if (r->st.skipped > 0 && !r->opts.quiet) {
         int64_t hidden = r->st.skipped - r->opts.max_logged;
         ft_warn("%s: skipped %lld malformed record(s), kept %lld (first: %s)%s", r->path, (long long)r->st.skipped,
                 (long long)r->st.records, r->st.first_error, hidden > 0 ? " (not all shown)" : "");
@@ -300,7 +301,8 @@ static ft_status jl_take(ft_jsonl *r, cJSON *v, int64_t line, int *ready) {
     if (jl_parse_record(r, v, fmt, err, sizeof err)) return jl_bad(r, line, err);
     if (r->fmt == FT_FMT_AUTO) {
         r->fmt = fmt;
-        ft_debug("%s: detected %s format at line %lld", r->path, ft_data_format_name(fmt), (long long)line);
+        if (!r->opts.quiet)
+            ft_debug("%s: detected %s format at line %lld", r->path, ft_data_format_name(fmt), (long long)line);
     }
     r->rec.line = line;
     r->rec.index = r->st.records;
@@ -336,20 +338,16 @@ ft_status ft_jsonl_open(ft_jsonl **out, const char *path, const ft_jsonl_opts *o
     } while (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == 0xEF || c == 0xBB || c == 0xBF);
     r->is_array = c == '[' || (c == EOF && jl_ends_with_json(path));
     rewind(r->f);
-    if (r->is_array) {
-        if (fseeko(r->f, 0, SEEK_END) != 0) goto io;
-        off_t n = ftello(r->f);
-        if (n < 0 || fseeko(r->f, 0, SEEK_SET) != 0) goto io;
-        ft_status st = ft_malloc((void **)&r->buf, (size_t)n + 1, path);
+    if (r->is_array) { /* parsed from memory: the stream is not needed */
+        fclose(r->f);
+        r->f = NULL;
+        ft_status st = ft_read_file(path, 0, &r->buf, &r->buf_len, NULL);
         if (st != FT_OK) {
             ft_jsonl_close(r);
             return st;
         }
-        if (fread(r->buf, 1, (size_t)n, r->f) != (size_t)n) goto io;
-        r->buf[n] = 0;
-        r->buf_len = n;
         r->pos_line = 1;
-        char *lb = memchr(r->buf, '[', (size_t)n);
+        char *lb = memchr(r->buf, '[', (size_t)r->buf_len);
         if (!lb) {
             ft_jsonl_close(r);
             return FT_ERR(FT_E_FORMAT, "%s:1: expected a JSON array of records", path);
@@ -359,10 +357,6 @@ ft_status ft_jsonl_open(ft_jsonl **out, const char *path, const ft_jsonl_opts *o
     }
     *out = r;
     return FT_OK;
-io:;
-    int e = errno;
-    ft_jsonl_close(r);
-    return FT_ERR(FT_E_IO, "%s: read failed: %s", path, strerror(e));
 }
 
 static void jl_free_cur(ft_jsonl *r) {

@@ -60,6 +60,7 @@ typedef struct ft_jsonl_opts {
     ft_data_format format; /* FT_FMT_AUTO: detect from the first well-formed record */
     int fatal;             /* 1: the first malformed record fails; 0: skip, count and report */
     int64_t max_logged;    /* skipped records logged one by one (then only counted); 0 = 20 */
+    int quiet;             /* 1: log nothing (a look-ahead reader whose records another reader reports) */
 } ft_jsonl_opts;
 
 typedef struct ft_jsonl_stats {

@@ -4,13 +4,11 @@
 #include "data/shard.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <xxhash.h>
@@ -227,38 +225,13 @@ typedef struct sh_header {
     uint64_t n_examples, n_tokens, payload_bytes, compressed_bytes, xxh3, fp_hash, number;
 } sh_header;
 
-static ft_status sh_read_file(const char *path, uint8_t **buf, int64_t *len) {
-    *buf = NULL;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return FT_ERR(FT_E_IO, "%s: cannot open shard: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        close(fd);
-        return FT_ERR(FT_E_IO, "%s: stat failed: %s", path, strerror(errno));
-    }
-    ft_status st = ft_malloc((void **)buf, (size_t)sb.st_size + 1, path);
-    int64_t got = 0;
-    while (st == FT_OK && got < sb.st_size) {
-        ssize_t r = read(fd, *buf + got, (size_t)(sb.st_size - got));
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) st = FT_ERR(FT_E_IO, "%s: read failed: %s", path, r < 0 ? strerror(errno) : "unexpected end of file");
-        else got += r;
-    }
-    close(fd);
-    if (st != FT_OK) {
-        free(*buf);
-        *buf = NULL;
-        return st;
-    }
-    *len = got;
-    return FT_OK;
-}
-
 static ft_status sh_read(const char *path, ft_examples *ex, sh_header *h) {
     if (!sh_little_endian()) return FT_ERR(FT_E_UNSUPPORTED, "shards are little-endian; this host is not");
     uint8_t *buf = NULL, *payload = NULL;
     int64_t len;
-    FT_TRY(sh_read_file(path, &buf, &len));
+    int missing = 0;
+    FT_TRY(ft_read_file(path, 0, (char **)&buf, &len, &missing));
+    if (missing) return FT_ERR(FT_E_IO, "%s: cannot open shard: %s", path, strerror(ENOENT));
     ft_status st = FT_OK;
     const uint8_t *p = buf;
     if (len < FT_SHARD_HEADER_BYTES) {
@@ -366,12 +339,11 @@ ft_status ft_shards_load(const char *index_path, const char *fingerprint, ft_exa
     ft_examples_init(ex);
     ft_shard_info inf;
     memset(&inf, 0, sizeof inf);
-    uint8_t *text = NULL;
+    char *text = NULL;
     int64_t len;
-    ft_status st = sh_read_file(index_path, &text, &len);
-    if (st != FT_OK) return st;
-    text[len] = 0;
-    cJSON *idx = cJSON_ParseWithLength((const char *)text, (size_t)len);
+    FT_TRY(ft_read_file(index_path, 0, &text, &len, NULL));
+    ft_status st = FT_OK;
+    cJSON *idx = cJSON_ParseWithLength(text, (size_t)len);
     free(text);
     if (!idx) return FT_ERR(FT_E_FORMAT, "%s: shard index is not valid JSON", index_path);
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(idx, "format");

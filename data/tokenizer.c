@@ -1,45 +1,15 @@
 /* tokenizer.c: ft_tok lifecycle (load from a directory or files, free), tokenizer_config.json
  * (special tokens, add_bos/eos, chat template), the public look-ups, and the pool of per-call
  * scratch states that makes a const ft_tok safe to share between threads. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cjson/cJSON.h>
 
 #include "data/tokenizer_impl.h"
+#include "kernels/fileio.h"
 #include "kernels/log.h"
 #include "kernels/mem.h"
-
-static ft_status ft_tok_read(const char *path, char **out, int64_t *len, int *missing) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (missing) {
-            *missing = 1;
-            return FT_OK;
-        }
-        return FT_ERR(FT_E_IO, "%s: cannot open: %s", path, strerror(errno));
-    }
-    ft_status st = FT_OK;
-    char *buf = NULL;
-    if (fseeko(f, 0, SEEK_END) != 0) st = FT_ERR(FT_E_IO, "%s: cannot seek: %s", path, strerror(errno));
-    int64_t n = st == FT_OK ? (int64_t)ftello(f) : -1;
-    if (st == FT_OK && n < 0) st = FT_ERR(FT_E_IO, "%s: cannot tell size: %s", path, strerror(errno));
-    if (st == FT_OK && fseeko(f, 0, SEEK_SET) != 0) st = FT_ERR(FT_E_IO, "%s: cannot seek: %s", path, strerror(errno));
-    if (st == FT_OK) st = ft_malloc((void **)&buf, (size_t)n + 1, path);
-    if (st == FT_OK && fread(buf, 1, (size_t)n, f) != (size_t)n)
-        st = FT_ERR(FT_E_IO, "%s: short read", path);
-    fclose(f);
-    if (st != FT_OK) {
-        free(buf);
-        return st;
-    }
-    buf[n] = 0;
-    *out = buf;
-    *len = n;
-    if (missing) *missing = 0;
-    return FT_OK;
-}
 
 /* bos_token etc.: a string, an AddedToken object {"content": ...}, or null. */
 static const char *ft_tok_cfg_token(const cJSON *cfg, const char *key) {
@@ -123,14 +93,14 @@ ft_status ft_tok_load_files(ft_tok **out, const char *tokenizer_json, const char
     ft_status st = ft_malloc((void **)&t->path, pl + 1, "tokenizer path");
     if (st == FT_OK) {
         memcpy(t->path, tokenizer_json, pl + 1);
-        st = ft_tok_read(tokenizer_json, &json, &len, NULL);
+        st = ft_read_file(tokenizer_json, 0, &json, &len, NULL);
     }
     if (st == FT_OK) st = ft_tok_parse_json(t, json, len);
     free(json);
     json = NULL;
     if (st == FT_OK && config_path) {
         int missing = 0;
-        st = ft_tok_read(config_path, &json, &len, &missing);
+        st = ft_read_file(config_path, 0, &json, &len, &missing);
         if (st == FT_OK && !missing) st = ft_tok_parse_config(t, json, len, config_path);
         free(json);
     }
@@ -161,7 +131,7 @@ ft_status ft_tok_load(ft_tok **out, const char *dir) {
         char *tx = NULL;
         int64_t len;
         int missing = 1;
-        st = ft_tok_read(jj, &tx, &len, &missing);
+        st = ft_read_file(jj, 0, &tx, &len, &missing);
         if (st == FT_OK && !missing) (*out)->chat_template = tx;
         if (st != FT_OK) {
             ft_tok_free(*out);

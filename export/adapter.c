@@ -89,7 +89,7 @@ ft_status ft_adapter_load(ft_adapter *a, const char *path) {
     FT_TRY(ft_adapter_resolve(path, a->dir, sizeof a->dir));
     snprintf(cfgp, sizeof cfgp, "%s/adapter_config.json", a->dir);
     snprintf(stp, sizeof stp, "%s/adapter_model.safetensors", a->dir);
-    FT_CHECK_GOTO(st, ft_read_text(cfgp, &text, NULL), fail);
+    FT_CHECK_GOTO(st, ft_read_file(cfgp, 0, &text, NULL, NULL), fail);
     j = cJSON_Parse(text);
     if (!j || !cJSON_IsObject(j)) {
         st = FT_ERR(FT_E_FORMAT, "%s: not a JSON object", cfgp);

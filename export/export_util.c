@@ -1,8 +1,6 @@
 /* export_util.c: see export_util.h. */
 #include "export/export_util.h"
 
-#include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -26,39 +24,6 @@ ft_status ft_copy_path(char *dst, size_t cap, const char *src) {
     return FT_OK;
 }
 
-ft_status ft_read_text(const char *path, char **out, int64_t *len) {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return FT_ERR(FT_E_IO, "%s: cannot open: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 65536 + 1 > cap) {
-            cap = (cap + 65536) * 2;
-            char *p = realloc(buf, cap);
-            if (!p) {
-                free(buf);
-                fclose(f);
-                return FT_ERR(FT_E_OOM, "%s: out of memory", path);
-            }
-            buf = p;
-        }
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) break;
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (err) {
-        free(buf);
-        return FT_ERR(FT_E_IO, "%s: read failed", path);
-    }
-    buf[n] = 0;
-    *out = buf;
-    if (len) *len = (int64_t)n;
-    return FT_OK;
-}
-
 ft_status ft_write_text(const char *path, const char *text) {
     ft_afile af;
     FT_TRY(ft_afile_open(&af, path));
@@ -73,7 +38,7 @@ ft_status ft_write_text(const char *path, const char *text) {
 ft_status ft_copy_file(const char *src, const char *dst) {
     char *buf = NULL;
     int64_t n = 0;
-    FT_TRY(ft_read_text(src, &buf, &n));
+    FT_TRY(ft_read_file(src, 0, &buf, &n, NULL));
     ft_afile af;
     ft_status st = ft_afile_open(&af, dst);
     if (st == FT_OK) {

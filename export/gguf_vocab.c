@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "export/export_util.h"
+#include "kernels/fileio.h"
 #include "kernels/log.h"
 #include "kernels/mem.h"
 
@@ -27,7 +28,7 @@ void ft_vocab_info_free(ft_vocab_info *info) {
 
 static cJSON *ft_load_json(const char *path, ft_status *st) {
     char *text = NULL;
-    *st = ft_read_text(path, &text, NULL);
+    *st = ft_read_file(path, 0, &text, NULL, NULL);
     if (*st != FT_OK) return NULL;
     cJSON *j = cJSON_Parse(text);
     free(text);
@@ -124,7 +125,7 @@ static ft_status ft_spm_load(const char *path, ft_spm *s) {
     char *buf = NULL;
     int64_t len = 0;
     memset(s, 0, sizeof *s);
-    FT_TRY(ft_read_text(path, &buf, &len));
+    FT_TRY(ft_read_file(path, 0, &buf, &len, NULL));
     const uint8_t *p = (const uint8_t *)buf, *end = p + len;
     int64_t cap = 0;
     ft_status st = FT_OK;
@@ -216,7 +217,7 @@ static ft_status ft_read_template(const char *dir, const cJSON *tc, char **out) 
     } else {
         char p[4200];
         snprintf(p, sizeof p, "%s/chat_template.jinja", dir);
-        if (ft_is_file(p)) return ft_read_text(p, out, NULL);
+        if (ft_is_file(p)) return ft_read_file(p, 0, out, NULL, NULL);
         return FT_OK;
     }
     return *out ? FT_OK : FT_ERR(FT_E_OOM, "out of memory");

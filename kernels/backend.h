@@ -35,9 +35,91 @@ ft_status ft_backend_download(ft_backend *be, void *host_dst, const void *src, i
 ft_status ft_backend_copy(ft_backend *be, void *dst, const void *src, int64_t bytes);
 ft_status ft_backend_memset(ft_backend *be, void *dst, int value, int64_t bytes);
 ft_status ft_backend_sync(ft_backend *be);
-/* Bytes currently allocated through ft_backend_alloc, and the high-water mark. */
+/* Bytes currently allocated through ft_backend_alloc (and ft_backend_alloc_paged), and the
+ * high-water mark. */
 int64_t ft_backend_bytes_in_use(const ft_backend *be);
 int64_t ft_backend_bytes_peak(const ft_backend *be);
 void ft_backend_reset_peak(ft_backend *be);
+
+/* ---- paged and host memory ------------------------------------------------------------------
+ * Paged memory may move out of the device under memory pressure instead of failing an allocation
+ * (CUDA: managed memory that prefers the device, mapped there, prefetched before use; on a
+ * unified-memory GPU such as GB10 it is the one copy. CPU: plain backend memory). It is accounted
+ * as backend memory (so `ftune plan` and the run agree) and also in ft_backend_bytes_paged;
+ * release it with ft_backend_release. The optimizer moments and the LoRA master weights use it. */
+ft_status ft_backend_alloc_paged(ft_backend *be, void **ptr, int64_t bytes, const char *what);
+/* Moves paged memory to the device ahead of its use, in queue order (no-op where nothing pages). */
+ft_status ft_backend_prefetch(ft_backend *be, const void *ptr, int64_t bytes);
+int64_t ft_backend_bytes_paged(const ft_backend *be);
+
+/* Host memory the backend copies to and from without staging (CUDA: pinned, cudaHostAlloc; CPU:
+ * the heap). Not backend memory: accounted apart, in ft_backend_host_bytes(_peak). Used for the
+ * layer boundaries a long-context run keeps on the host (trainer/model.h host_boundaries). */
+ft_status ft_backend_alloc_host(ft_backend *be, void **ptr, int64_t bytes, const char *what);
+void ft_backend_release_host(ft_backend *be, void *ptr);
+int64_t ft_backend_host_bytes(const ft_backend *be);
+int64_t ft_backend_host_bytes_peak(const ft_backend *be);
+
+/* A copy (backend <-> ft_backend_alloc_host memory, or backend -> backend) that may run alongside
+ * the ops enqueued after it: it starts once every op enqueued before it is done, and nothing waits
+ * for it until ft_backend_copy_wait(be, ticket), after which later ops may read dst or overwrite
+ * src. The CPU backend copies at once (the wait is a no-op). CUDA: a side stream and events. */
+ft_status ft_backend_copy_async(ft_backend *be, void *dst, const void *src, int64_t bytes, int64_t *ticket);
+ft_status ft_backend_copy_wait(ft_backend *be, int64_t ticket);
+
+/* Free and total memory of the device (CPU: available and physical RAM). */
+ft_status ft_backend_mem_info(ft_backend *be, int64_t *free_bytes, int64_t *total_bytes);
+
+/* Out-of-memory explanations: when an allocation fails for lack of memory, the backend's message
+ * ("allocating 1.2 GiB on cuda for activations (70.1 GiB in use): out of GPU memory ...") is
+ * followed by what fn writes into buf (what the plan predicted for `what`, which knob to turn).
+ * fn = NULL removes it. trainer/plan.h's ft_plan_oom_explain is the usual fn. */
+typedef void (*ft_oom_explain_fn)(void *user, const char *what, int64_t bytes, char *buf, size_t cap);
+void ft_backend_set_oom_explain(ft_backend *be, ft_oom_explain_fn fn, void *user);
+
+/* ---- time per phase of a step ------------------------------------------------------------------
+ * While timing is on, every op is attributed to a phase by the dispatcher (backend.c): linear ->
+ * gemm (the CUDA backend times the NF4 dequantization inside it as dequant), attention -> attention,
+ * rmsnorm/rope/swiglu/add/embed/copies -> elementwise, lora_* and dropout -> lora, xent -> xent,
+ * sumsq/scale/clip/adamw -> optimizer, the rest (uploads, memsets, waits) -> other. A mark is
+ * taken only when the phase changes: CUDA records an event on the stream (never synchronizing),
+ * CPU reads the clock; the time from one mark to the next belongs to the first one's phase, so the
+ * phases add up to the time between start and stop. ft_backend_phase_begin forces a phase on
+ * everything until ft_backend_phase_end. */
+typedef enum {
+    FT_PHASE_OTHER = 0,
+    FT_PHASE_DEQUANT,
+    FT_PHASE_GEMM,
+    FT_PHASE_ATTENTION,
+    FT_PHASE_ELEMENTWISE,
+    FT_PHASE_LORA,
+    FT_PHASE_XENT,
+    FT_PHASE_OPTIMIZER,
+    FT_PHASE_COUNT
+} ft_phase;
+const char *ft_phase_name(ft_phase p); /* "gemm", ... */
+ft_status ft_backend_timing_start(ft_backend *be);
+/* Waits for the device, adds the milliseconds spent in each phase since start to ms[] (which the
+ * caller zeroes), and stops timing. */
+ft_status ft_backend_timing_stop(ft_backend *be, double ms[FT_PHASE_COUNT]);
+void ft_backend_phase_begin(ft_backend *be, ft_phase p);
+void ft_backend_phase_end(ft_backend *be);
+
+/* ---- sizes the CUDA backend allocates, shared with `ftune plan` --------------------------------
+ * Scratch slots grow to their largest request rounded up to FT_CUDA_SCRATCH_ROUND. Streaming a
+ * weight in (loader, bench initialization) holds FT_LOAD_SLOTS device chunks of
+ * FT_LOAD_CHUNK_BYTES (NF4 targets only) plus the f32 absmax of the largest NF4 tensor, released
+ * when loading ends (the next ft_backend_sync). */
+#define FT_CUDA_SCRATCH_ROUND ((int64_t)1 << 20)
+#define FT_LOAD_SLOTS 3
+#ifndef FT_LOAD_CHUNK_BYTES /* the CPU emulator (tests/gpu/emu) builds with small chunks */
+#define FT_LOAD_CHUNK_BYTES ((int64_t)32 << 20)
+#endif
+static inline int64_t ft_cuda_scratch_bytes(int64_t request) {
+    return (request + FT_CUDA_SCRATCH_ROUND - 1) / FT_CUDA_SCRATCH_ROUND * FT_CUDA_SCRATCH_ROUND;
+}
+/* Backend bytes of a CUDA weight-streaming session whose largest NF4 tensor has max_nf4_numel
+ * elements (0: no NF4 target, nothing on the device). */
+int64_t ft_backend_cuda_load_bytes(int64_t max_nf4_numel);
 
 #endif

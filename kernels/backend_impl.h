@@ -20,6 +20,25 @@ typedef struct ft_backend_vtbl {
     ft_status (*memset)(ft_backend *be, void *dst, int value, int64_t bytes);
     ft_status (*sync)(ft_backend *be);
 
+    /* Optional hooks: NULL selects backend.c's (or weight.c's) generic version, which is what the
+     * CPU backend uses. */
+    ft_status (*alloc_paged)(ft_backend *, void **, int64_t);   /* generic: alloc */
+    ft_status (*prefetch)(ft_backend *, const void *, int64_t); /* generic: nothing */
+    ft_status (*alloc_host)(ft_backend *, void **, int64_t);    /* generic: aligned heap */
+    int64_t (*release_host)(ft_backend *, void *);              /* returns the bytes freed */
+    /* generic: copy now; ticket 0 */
+    ft_status (*copy_async)(ft_backend *, void *, const void *, int64_t, int64_t *);
+    ft_status (*copy_wait)(ft_backend *, int64_t);
+    ft_status (*mem_info)(ft_backend *, int64_t *, int64_t *);  /* generic: RAM */
+    /* Phase timers (generic: the host clock). timer_mark takes mark `idx` now in queue order;
+     * timer_read waits for the last of n marks and writes ms[i] = time from mark i to i + 1. */
+    ft_status (*timer_mark)(ft_backend *, int64_t idx);
+    ft_status (*timer_read)(ft_backend *, int64_t n, double *ms);
+    /* ft_weight_set / ft_weight_init_random (kernels/weight.h) for this backend */
+    ft_status (*weight_set)(ft_backend *, ft_weight *, const void *, ft_dtype);
+    ft_status (*weight_init)(ft_backend *, ft_weight *, uint64_t, float, float);
+
+    /* The ops (kernels/ops.h), from here to the end: tests/test_ops_cuda.c counts them. */
     ft_status (*embed)(ft_backend *, void *, const int32_t *, const ft_weight *, int64_t);
     ft_status (*rmsnorm)(ft_backend *, void *, float *, const void *, const ft_weight *, int64_t, int64_t, float);
     ft_status (*rmsnorm_bwd)(ft_backend *, void *, const void *, const void *, const ft_weight *, const float *,
@@ -46,16 +65,33 @@ typedef struct ft_backend_vtbl {
     ft_status (*adamw)(ft_backend *, float *, const float *, float *, float *, int64_t, const float *);
     ft_status (*nf4_quantize)(ft_backend *, ft_weight *, const void *, ft_dtype);
     ft_status (*nf4_dequantize)(ft_backend *, void *, const ft_weight *);
+    ft_status (*clip_factor)(ft_backend *, float *, const float *, double);
+
 } ft_backend_vtbl;
+
+typedef struct ft_phase_clock ft_phase_clock; /* backend.c */
 
 /* Every backend struct starts with this header (C-style inheritance). */
 struct ft_backend {
     const ft_backend_vtbl *vt;
     int64_t bytes_in_use, bytes_peak;
+    int64_t bytes_paged;               /* part of bytes_in_use allocated by ft_backend_alloc_paged */
+    int64_t host_bytes, host_peak;     /* ft_backend_alloc_host */
+    ft_phase_clock *clock;             /* phase timers (NULL until first used) */
+    ft_oom_explain_fn oom_fn;
+    void *oom_user;
 };
 
 /* Backends call this from their release() with the size they freed (backend.c added it to
  * bytes_in_use when ft_backend_alloc succeeded). */
 void ft_backend_account_release(ft_backend *be, int64_t bytes);
+/* The same for a pointer ft_backend_alloc_paged returned. */
+void ft_backend_account_release_paged(ft_backend *be, int64_t bytes);
+/* A backend-internal allocation (scratch, staging) failed with st: the message says for what and
+ * how much, and carries the caller's explanation (ft_backend_set_oom_explain) for lack of memory. */
+ft_status ft_backend_alloc_failed(ft_backend *be, ft_status st, int64_t bytes, const char *what);
+/* Backend-internal phase change (the CUDA linear times its dequantization as FT_PHASE_DEQUANT,
+ * then returns to FT_PHASE_GEMM). No-op unless timing is on. */
+void ft_backend_phase_note(ft_backend *be, ft_phase p);
 
 #endif

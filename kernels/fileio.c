@@ -6,7 +6,85 @@
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include "kernels/mem.h"
+
+ft_status ft_read_file(const char *path, int64_t max_bytes, char **out, int64_t *len, int *missing) {
+    *out = NULL;
+    if (len) *len = 0;
+    if (missing) *missing = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        if (missing && (e == ENOENT || e == ENOTDIR)) {
+            *missing = 1;
+            return FT_OK;
+        }
+        return FT_ERR(FT_E_IO, "%s: cannot open: %s", path, strerror(e));
+    }
+    struct stat sb;
+    ft_status st = FT_OK;
+    char *buf = NULL;
+    int64_t n = 0, cap = 0;
+    if (fstat(fd, &sb) != 0) {
+        st = FT_ERR(FT_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    } else if (S_ISDIR(sb.st_mode)) {
+        st = FT_ERR(FT_E_IO, "%s: cannot open: %s", path, strerror(EISDIR));
+    } else if (max_bytes > 0 && S_ISREG(sb.st_mode) && (int64_t)sb.st_size > max_bytes) {
+        st = FT_ERR(FT_E_FORMAT, "%s: %lld bytes exceeds the %lld-byte limit", path, (long long)sb.st_size,
+                    (long long)max_bytes);
+    } else {
+        /* The size from fstat sizes the buffer; reading goes on to end of file (files in /proc
+         * report 0, a pipe reports nothing), growing only when the file is longer than that. */
+        cap = (S_ISREG(sb.st_mode) ? (int64_t)sb.st_size : 0) + 1;
+        if (cap < 4096 && !S_ISREG(sb.st_mode)) cap = 4096;
+        st = ft_malloc((void **)&buf, (size_t)cap, path);
+    }
+    while (st == FT_OK) {
+        if (n + 1 >= cap) { /* full: probe for end of file before growing */
+            char probe[4096];
+            ssize_t r = read(fd, probe, sizeof probe);
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0) {
+                st = FT_ERR(FT_E_IO, "%s: read failed: %s", path, strerror(errno));
+                break;
+            }
+            if (r == 0) break;
+            if (max_bytes > 0 && n + r > max_bytes) {
+                st = FT_ERR(FT_E_FORMAT, "%s: exceeds the %lld-byte limit", path, (long long)max_bytes);
+                break;
+            }
+            st = ft_grow((void **)&buf, &cap, n + r + 1, 1, path);
+            if (st != FT_OK) break;
+            memcpy(buf + n, probe, (size_t)r);
+            n += r;
+            continue;
+        }
+        ssize_t r = read(fd, buf + n, (size_t)(cap - 1 - n));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            st = FT_ERR(FT_E_IO, "%s: read failed: %s", path, strerror(errno));
+            break;
+        }
+        if (r == 0) break;
+        n += r;
+        if (max_bytes > 0 && n > max_bytes) {
+            st = FT_ERR(FT_E_FORMAT, "%s: exceeds the %lld-byte limit", path, (long long)max_bytes);
+            break;
+        }
+    }
+    close(fd);
+    if (st != FT_OK) {
+        free(buf);
+        return st;
+    }
+    buf[n] = 0;
+    *out = buf;
+    if (len) *len = n;
+    return FT_OK;
+}
 
 ft_status ft_afile_open(ft_afile *af, const char *path) {
     memset(af, 0, sizeof *af);

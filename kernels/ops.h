@@ -122,6 +122,12 @@ enum {
  * v = b2 v + (1-b2) g'^2; p -= lr * (m/bc1) / (sqrt(v/bc2) + eps). */
 ft_status ft_op_adamw(ft_backend *be, float *p, const float *g, float *m, float *v, int64_t n,
                       const float *scalars);
+/* scalars[FT_ADAMW_GSCALE] = torch clip_grad_norm_'s factor min(1, max_norm / (norm + 1e-6)),
+ * norm = sqrt(*sumsq) (sumsq: the f32 sum of squared gradients ft_op_sumsq left in backend
+ * memory), all in double and rounded to f32 once; 1 when max_norm <= 0 or the factor is not
+ * below 1 (a NaN norm gives 1). Computing it where the norm is lets a step clip without reading
+ * the norm on the host. */
+ft_status ft_op_clip_factor(ft_backend *be, float *scalars, const float *sumsq, double max_norm);
 
 /* ---- NF4 ---------------------------------------------------------------------------------- */
 /* Quantizes src (backend memory, n = rows*cols elements of src_dtype F32/F16/BF16) into the

@@ -10,8 +10,10 @@
 
 #include <string.h>
 
+#include "kernels/backend_impl.h"
 #include "kernels/mem.h"
 #include "kernels/ops.h"
+#include "kernels/rng.h"
 
 enum { FT_WEIGHT_CHUNK = 1 << 20 }; /* elements per host conversion chunk */
 
@@ -59,6 +61,7 @@ ft_status ft_weight_set(ft_backend *be, ft_weight *w, const void *host_src, ft_d
     const int64_t n = ft_weight_numel(w);
     if (!ft_is_host_float(src_dtype))
         return FT_ERR(FT_E_INTERNAL, "weight_set: source dtype %s", ft_dtype_name(src_dtype));
+    if (be->vt->weight_set) return be->vt->weight_set(be, w, host_src, src_dtype); /* CUDA: streamed */
     if (w->dtype == FT_NF4) { /* quantize on the backend from an uploaded copy of the source */
         void *tmp;
         FT_TRY(ft_backend_alloc(be, &tmp, ft_dtype_nbytes(src_dtype, n), "weight to quantize"));
@@ -78,6 +81,47 @@ ft_status ft_weight_set(ft_backend *be, ft_weight *w, const void *host_src, ft_d
     for (int64_t i = 0; i < n; i += chunk) {
         const int64_t m = n - i < chunk ? n - i : chunk;
         ft_to_f32(f32, (const char *)host_src + ft_dtype_nbytes(src_dtype, i), src_dtype, m);
+        ft_from_f32(conv, w->dtype, f32, m);
+        FT_CHECK_GOTO(st, ft_backend_upload(be, (char *)w->data + ft_dtype_nbytes(w->dtype, i), conv,
+                                            ft_dtype_nbytes(w->dtype, m)), done);
+    }
+    st = FT_OK;
+done:
+    ft_free(conv);
+    ft_free(f32);
+    return st;
+}
+
+/* Element i of ft_weight_init_random's sequence before the BF16 rounding. The CUDA kernel writes
+ * the same two roundings with __fmul_rn / __fadd_rn (this file is compiled without contraction). */
+static float ft_init_value(uint64_t seed, int64_t i, float mean, float scale) {
+    const float t = 2.0f * ft_uniform(seed, (uint64_t)i) - 1.0f; /* exact */
+    const float p = t * scale;
+    return p + mean;
+}
+
+ft_status ft_weight_init_random(ft_backend *be, ft_weight *w, uint64_t seed, float mean, float scale) {
+    if (be->vt->weight_init) return be->vt->weight_init(be, w, seed, mean, scale);
+    const int64_t n = ft_weight_numel(w);
+    if (w->dtype == FT_NF4) { /* one BF16 host copy of the tensor, then the ordinary path */
+        uint16_t *h = NULL;
+        FT_TRY(ft_malloc((void **)&h, (size_t)(n > 0 ? n : 1) * 2, "weight initialization"));
+        for (int64_t i = 0; i < n; i++) h[i] = ft_f32_to_bf16(ft_init_value(seed, i, mean, scale));
+        ft_status st = ft_weight_set(be, w, h, FT_BF16);
+        ft_free(h);
+        return st;
+    }
+    if (!ft_is_host_float(w->dtype))
+        return FT_ERR(FT_E_UNSUPPORTED, "weight_init: dtype %s", ft_dtype_name(w->dtype));
+    const int64_t chunk = n < FT_WEIGHT_CHUNK ? n : FT_WEIGHT_CHUNK;
+    float *f32 = NULL;
+    void *conv = NULL;
+    ft_status st;
+    FT_CHECK_GOTO(st, ft_malloc((void **)&f32, (size_t)(chunk > 0 ? chunk : 1) * 4, "weight initialization"), done);
+    FT_CHECK_GOTO(st, ft_malloc(&conv, (size_t)(chunk > 0 ? chunk : 1) * 4, "weight initialization"), done);
+    for (int64_t i = 0; i < n; i += chunk) {
+        const int64_t m = n - i < chunk ? n - i : chunk;
+        for (int64_t j = 0; j < m; j++) f32[j] = ft_bf16_to_f32(ft_f32_to_bf16(ft_init_value(seed, i + j, mean, scale)));
         ft_from_f32(conv, w->dtype, f32, m);
         FT_CHECK_GOTO(st, ft_backend_upload(be, (char *)w->data + ft_dtype_nbytes(w->dtype, i), conv,
                                             ft_dtype_nbytes(w->dtype, m)), done);

@@ -7,6 +7,7 @@
 #include "kernels/ops.h"
 
 int64_t ft_adamw_state_bytes(int64_t n) { return 2 * n * 4; }
+int64_t ft_adamw_scalar_bytes(void) { return (FT_ADAMW_NSCALARS + 1) * 4; }
 
 ft_status ft_adamw_create(ft_adamw **out, ft_backend *be, int64_t n, const ft_adamw_cfg *cfg) {
     ft_adamw *o = NULL;
@@ -14,12 +15,11 @@ ft_status ft_adamw_create(ft_adamw **out, ft_backend *be, int64_t n, const ft_ad
     *out = NULL;
     FT_TRY(ft_calloc((void **)&o, sizeof *o, "optimizer"));
     o->cfg = *cfg, o->n = n;
-    FT_CHECK_GOTO(st, ft_backend_alloc(be, (void **)&o->m, ft_adamw_state_bytes(n), "optimizer state (AdamW m, v)"),
-                  fail);
+    FT_CHECK_GOTO(st, ft_backend_alloc_paged(be, (void **)&o->m, ft_adamw_state_bytes(n),
+                                             "optimizer state (AdamW m, v)"), fail);
     o->v = o->m + n;
     FT_CHECK_GOTO(st, ft_backend_memset(be, o->m, 0, ft_adamw_state_bytes(n)), fail);
-    FT_CHECK_GOTO(st, ft_backend_alloc(be, (void **)&o->scalars, (FT_ADAMW_NSCALARS + 1) * 4, "optimizer scalars"),
-                  fail);
+    FT_CHECK_GOTO(st, ft_backend_alloc(be, (void **)&o->scalars, ft_adamw_scalar_bytes(), "optimizer scalars"), fail);
     o->norm_acc = o->scalars + FT_ADAMW_NSCALARS;
     *out = o;
     return FT_OK;
@@ -35,23 +35,24 @@ void ft_adamw_free(ft_adamw *o, ft_backend *be) {
     ft_free(o);
 }
 
+ft_status ft_grad_norm_start(ft_backend *be, float *acc, const float *grads, int64_t n) {
+    FT_TRY(ft_backend_memset(be, acc, 0, 4));
+    return ft_op_sumsq(be, acc, grads, n);
+}
+
 ft_status ft_grad_norm(ft_backend *be, float *acc, const float *grads, int64_t n, double *norm) {
     float s;
-    FT_TRY(ft_backend_memset(be, acc, 0, 4));
-    FT_TRY(ft_op_sumsq(be, acc, grads, n));
+    FT_TRY(ft_grad_norm_start(be, acc, grads, n));
     FT_TRY(ft_backend_download(be, &s, acc, 4));
     *norm = sqrt((double)s);
     return FT_OK;
 }
 
-ft_status ft_adamw_step(ft_adamw *o, ft_backend *be, float *params, const float *grads, double lr,
-                        double grad_norm) {
+/* Uploads this step's scalars (gradient multiplier gscale) and runs the update. With dev_clip the
+ * multiplier is replaced on the device by ft_op_clip_factor before the update reads it. */
+static ft_status ft_adamw_run(ft_adamw *o, ft_backend *be, float *params, const float *grads, double lr,
+                              double gscale, int dev_clip) {
     o->t++;
-    double gscale = 1.0;
-    if (o->cfg.clip > 0) {
-        double c = o->cfg.clip / (grad_norm + 1e-6);
-        if (c < 1.0) gscale = c;
-    }
     float sc[FT_ADAMW_NSCALARS];
     sc[FT_ADAMW_LR] = (float)lr;
     sc[FT_ADAMW_BETA1] = (float)o->cfg.beta1;
@@ -62,5 +63,21 @@ ft_status ft_adamw_step(ft_adamw *o, ft_backend *be, float *params, const float 
     sc[FT_ADAMW_BC2] = (float)(1.0 - pow(o->cfg.beta2, (double)o->t));
     sc[FT_ADAMW_GSCALE] = (float)gscale;
     FT_TRY(ft_backend_upload(be, o->scalars, sc, sizeof sc));
+    if (dev_clip) FT_TRY(ft_op_clip_factor(be, o->scalars, o->norm_acc, o->cfg.clip));
+    FT_TRY(ft_backend_prefetch(be, o->m, ft_adamw_state_bytes(o->n))); /* paged: bring m, v back */
     return ft_op_adamw(be, params, grads, o->m, o->v, o->n, o->scalars);
+}
+
+ft_status ft_adamw_step(ft_adamw *o, ft_backend *be, float *params, const float *grads, double lr,
+                        double grad_norm) {
+    double gscale = 1.0;
+    if (o->cfg.clip > 0) {
+        double c = o->cfg.clip / (grad_norm + 1e-6);
+        if (c < 1.0) gscale = c;
+    }
+    return ft_adamw_run(o, be, params, grads, lr, gscale, 0);
+}
+
+ft_status ft_adamw_step_dev(ft_adamw *o, ft_backend *be, float *params, const float *grads, double lr) {
+    return ft_adamw_run(o, be, params, grads, lr, 1.0, o->cfg.clip > 0);
 }

@@ -2,8 +2,12 @@
  * semantics (decoupled weight decay, bias correction), with global-norm gradient clipping
  * folded into the step as a gradient multiplier.
  *
- * The state is two f32 vectors (m, v) the size of the parameters plus the step count; the
- * per-step scalars live in a small backend array so the kernels read them from device memory. */
+ * The state is two f32 vectors (m, v) the size of the parameters plus the step count, in paged
+ * backend memory (ft_backend_alloc_paged: CUDA managed memory that pages to the host under
+ * memory pressure instead of failing, prefetched to the device before each step). The per-step
+ * scalars live in a small backend array so the kernels read them from device memory; the clipping
+ * factor is computed there too, from the norm accumulator (ft_op_clip_factor), so a step needs
+ * no host round trip (ft_grad_norm_start + ft_adamw_step_dev). */
 #ifndef FT_ADAMW_H
 #define FT_ADAMW_H
 
@@ -27,16 +31,25 @@ typedef struct ft_adamw {
 
 /* Bytes of optimizer state for n parameters (the size function plan and the allocator share). */
 int64_t ft_adamw_state_bytes(int64_t n);
+/* Bytes of the per-step scalars and the norm accumulator (one more small allocation). */
+int64_t ft_adamw_scalar_bytes(void);
 ft_status ft_adamw_create(ft_adamw **out, ft_backend *be, int64_t n, const ft_adamw_cfg *cfg);
 void ft_adamw_free(ft_adamw *o, ft_backend *be);
 
 /* Global L2 norm of grads[n] (f32 backend memory). */
 ft_status ft_grad_norm(ft_backend *be, float *acc, const float *grads, int64_t n, double *norm);
+/* The same without reading it: *acc (backend f32) = sum of squares; read it later with
+ * ft_backend_download and take the square root (ft_grad_norm does exactly that). */
+ft_status ft_grad_norm_start(ft_backend *be, float *acc, const float *grads, int64_t n);
 
 /* One step at learning rate lr: clips by the configured max norm (torch clip_grad_norm_:
  * factor min(1, clip / (norm + 1e-6))) and updates params. *grad_norm receives the pre-clip
  * norm. Non-finite norms are reported to the caller, which decides to skip. */
 ft_status ft_adamw_step(ft_adamw *o, ft_backend *be, float *params, const float *grads, double lr,
                         double grad_norm);
+/* The same step with the clipping factor computed on the device from o->norm_acc, which
+ * ft_grad_norm_start(be, o->norm_acc, grads, n) filled: bit-identical to ft_adamw_step given the
+ * norm, and it never waits for the device. */
+ft_status ft_adamw_step_dev(ft_adamw *o, ft_backend *be, float *params, const float *grads, double lr);
 
 #endif

@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kernels/fileio.h"
+
 typedef struct { int passed, failed; char tmp[512]; } ft_test_state;
 static ft_test_state ft_ts; /* test-process state only (never in the product) */
 
@@ -95,22 +97,7 @@ const char *ft_test_tmpdir(void) {
 }
 
 ft_status ft_test_read_file(const char *path, char **out, int64_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return FT_ERR(FT_E_IO, "%s: cannot open", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        fclose(f);
-        free(buf);
-        return FT_ERR(FT_E_IO, "%s: read failed", path);
-    }
-    buf[n] = 0;
-    fclose(f);
-    *out = buf;
-    if (len) *len = n;
-    return FT_OK;
+    return ft_read_file(path, 0, out, len, NULL);
 }
 
 int ft_test_run(const char *cmd, char **output) {

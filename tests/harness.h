@@ -45,7 +45,7 @@ const char *ft_test_binary(void);
 /* Creates (once) and returns a temporary directory unique to this process. */
 const char *ft_test_tmpdir(void);
 
-/* Reads a whole file. *out is malloc'd and NUL-terminated; *len excludes the NUL. */
+/* Reads a whole file: ft_read_file (kernels/fileio.h) with no size limit. len may be NULL. */
 ft_status ft_test_read_file(const char *path, char **out, int64_t *len);
 /* Runs a shell command, capturing stdout+stderr into *output (malloc'd). Returns the exit code
  * (or -1 if it could not run / was killed by a signal: *sig set). */

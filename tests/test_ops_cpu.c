@@ -31,7 +31,7 @@
 enum {
     OP_EMBED, OP_RMSNORM, OP_RMSNORM_BWD, OP_LINEAR, OP_LINEAR_BWD_X, OP_LORA_FWD, OP_LORA_BWD, OP_DROPOUT,
     OP_ROPE, OP_ATTN, OP_ATTN_BWD, OP_SWIGLU, OP_SWIGLU_BWD, OP_ADD, OP_XENT, OP_SUMSQ, OP_SCALE, OP_ADAMW,
-    OP_NF4,
+    OP_NF4, OP_CLIP,
 };
 enum { F_ACC = 1, F_BIAS = 2, F_PACK = 1, F_INV = 1, F_LLAMA3 = 2, F_INPLACE = 2 };
 
@@ -84,6 +84,7 @@ static const op_case cases[] = {
     {"sumsq",                       OP_SUMSQ,       {200003},             FT_F32,  0,        1e-7,   1e-6},
     {"scale",                       OP_SCALE,       {1234},               FT_F32,  0,        1e-7,   1e-7},
     {"adamw",                       OP_ADAMW,       {1000},               FT_F32,  0,        1e-6,   1e-6},
+    {"clip_factor",                 OP_CLIP,        {11},                 FT_F32,  0,        0,      0},
     {"nf4 from f32",                OP_NF4,         {33, 200},            FT_F32,  0,        0,      0},
     {"nf4 from bf16 (odd n)",       OP_NF4,         {17, 129},            FT_BF16, 0,        0,      0},
 };
@@ -753,6 +754,37 @@ static void op_adamw(run_ctx *c, const op_case *k, op_out *o) {
     free(p), free(g), free(m), free(v);
 }
 
+/* s = {n}: the clipping factor of n gradient sums of squares (zero, tiny, huge, NaN, Inf) under
+ * max norms cycling through 1.0, 0.3, 0 (off) and -1 (off); exact: the op computes it in double as
+ * optim/adamw.c always did on the host. */
+static void op_clip(run_ctx *c, const op_case *k, op_out *o) {
+    const int64_t n = k->s[0];
+    static const double norms[] = {1.0, 0.3, 0.0, -1.0};
+    float *x = gen(c, 141, n, 3.0f), *r = hmalloc(n);
+    for (int64_t i = 0; i < n; i++) x[i] = x[i] * x[i] * (float)pow(10.0, (double)(i % 7) - 3.0);
+    if (n > 3) x[0] = 0.0f, x[1] = NAN, x[2] = INFINITY, x[3] = 1e-30f;
+    float sc[FT_ADAMW_NSCALARS] = {0};
+    void *ds = c->be ? up_raw(c, sc, sizeof sc) : NULL, *dx = c->be ? up_raw(c, x, 4 * n) : NULL;
+    for (int64_t i = 0; i < n; i++) {
+        const double mx = norms[i % 4];
+        if (c->be) {
+            OP_RUN(c, i == 0, ft_op_clip_factor(c->be, ds, (const float *)dx + i, mx));
+            float *got = down_f32(c, ds, FT_ADAMW_NSCALARS);
+            r[i] = got[FT_ADAMW_GSCALE];
+            free(got);
+        } else {
+            double g = 1.0;
+            if (mx > 0) {
+                const double f = mx / (sqrt((double)x[i]) + 1e-6);
+                if (f < 1.0) g = f;
+            }
+            r[i] = (float)g;
+        }
+    }
+    out_add(o, "gscale", r, n);
+    free(x);
+}
+
 /* s = {rows, cols}; wt = source dtype. Outputs the packed codes, qabsmax, absmax2 and offset as
  * floats (exact) and the op's dequantized weight; the reference is the host quantizer. */
 static void op_nf4(run_ctx *c, const op_case *k, op_out *o) {
@@ -813,6 +845,7 @@ static void run_case(run_ctx *c, const op_case *k, op_out *o) {
     case OP_SUMSQ: case OP_SCALE: op_reduce(c, k, o); break;
     case OP_ADAMW: op_adamw(c, k, o); break;
     case OP_NF4: op_nf4(c, k, o); break;
+    case OP_CLIP: op_clip(c, k, o); break;
     }
 }
 

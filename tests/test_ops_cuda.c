@@ -82,6 +82,7 @@ static const op_case mid_cases[] = {
     {"m sumsq",                        OP_SUMSQ,       {1000003},                FT_F32,  0,                0,   1e-5},
     {"m scale",                        OP_SCALE,       {70001},                  FT_F32,  0,                0,   1e-5},
     {"m adamw",                        OP_ADAMW,       {70001},                  FT_F32,  0,                0,   1e-5},
+    {"m clip_factor",                  OP_CLIP,        {40},                     FT_F32,  0,                0,   0},
     {"m nf4 f32 (17 256-blocks)",      OP_NF4,         {64, 4100},               FT_F32,  0,                0,   0},
     {"m nf4 bf16 odd n",               OP_NF4,         {333, 777},               FT_BF16, 0,                0,   0},
 };
@@ -153,6 +154,7 @@ static const op_case big_cases[] = {
     {"LoRA grads 16M",                 OP_SUMSQ,       {16777217},               FT_F32,  0,                0,   1e-5},
     {"LoRA grads 16M",                 OP_SCALE,       {16777217},               FT_F32,  0,                0,   1e-5},
     {"LoRA params 16M",                OP_ADAMW,       {16777217},               FT_F32,  0,                0,   1e-5},
+    {"grad-norm clip factor",          OP_CLIP,        {16},                     FT_F32,  0,                0,   0},
     {"L70 q_proj load",                OP_NF4,         {8192, 8192},             FT_F32,  0,                0,   0},
     {"L70 gate_proj load",             OP_NF4,         {28672, 8192},            FT_BF16, 0,                0,   0},
 };
@@ -216,6 +218,7 @@ static const struct { size_t off; int op; const char *name; } vt_ops[] = {
     {offsetof(ft_backend_vtbl, adamw), OP_ADAMW, "adamw"},
     {offsetof(ft_backend_vtbl, nf4_quantize), OP_NF4, "nf4_quantize"},
     {offsetof(ft_backend_vtbl, nf4_dequantize), OP_NF4, "nf4_dequantize"},
+    {offsetof(ft_backend_vtbl, clip_factor), OP_CLIP, "clip_factor"},
 };
 
 static void check_coverage(void) {
@@ -309,7 +312,7 @@ static void shape_str(const op_case *k, char *s, size_t n) {
         [OP_ROPE] = {"N", "nh", "D"},           [OP_ATTN] = {"B", "T", "H", "Hkv", "D"},
         [OP_ATTN_BWD] = {"B", "T", "H", "Hkv", "D"}, [OP_SWIGLU] = {"n"}, [OP_SWIGLU_BWD] = {"n"}, [OP_ADD] = {"n"},
         [OP_XENT] = {"n", "V"},                 [OP_SUMSQ] = {"n"},               [OP_SCALE] = {"n"},
-        [OP_ADAMW] = {"n"},                     [OP_NF4] = {"rows", "cols"}};
+        [OP_ADAMW] = {"n"},                     [OP_NF4] = {"rows", "cols"},     [OP_CLIP] = {"n"}};
     size_t at = 0;
     s[0] = 0;
     for (int i = 0; i < 5 && lab[k->op][i]; i++)
@@ -321,7 +324,7 @@ static void shape_str(const op_case *k, char *s, size_t n) {
 
 /* Results of f32 ops (held to 1e-5 in the real-shape table). */
 static int f32_output(int op, const char *name) {
-    return op == OP_SUMSQ || op == OP_SCALE || op == OP_ADAMW || (op == OP_RMSNORM && !strcmp(name, "rstd")) ||
+    return op == OP_SUMSQ || op == OP_SCALE || op == OP_ADAMW || op == OP_CLIP || (op == OP_RMSNORM && !strcmp(name, "rstd")) ||
            (op == OP_ATTN && !strcmp(name, "lse")) || (op == OP_XENT && !strcmp(name, "loss_sum,count"));
 }
 
@@ -416,6 +419,7 @@ static void case_work(const op_case *k, double *flops, double *bytes) {
     case OP_SCALE: *bytes = s0 * 8; break;
     case OP_ADAMW: *bytes = s0 * 28; break;
     case OP_NF4: *bytes = s0 * s1 * ((double)ft_dtype_nbytes(k->wt, 1) + 0.5); break;
+    case OP_CLIP: *bytes = s0 * 8; break;
     }
 }
 

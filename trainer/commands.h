@@ -9,11 +9,13 @@
 ft_status ft_cmd_eval(int argc, char **argv);
 ft_status ft_cmd_generate(int argc, char **argv);
 ft_status ft_cmd_plan(int argc, char **argv);
+ft_status ft_cmd_data(int argc, char **argv);
 ft_status ft_cmd_train(int argc, char **argv);
 int ft_cmd_tokenize(int argc, char **argv); /* returns the exit code itself */
 ft_status ft_cmd_export(int argc, char **argv);
 ft_status ft_cmd_merge(int argc, char **argv);
 ft_status ft_cmd_inspect(int argc, char **argv);
+ft_status ft_cmd_bench(int argc, char **argv);
 
 /* cmd_export.c: the adapter a user names (PEFT directory, run directory, or checkpoint file; a
  * checkpoint is read with its run's recipe.yaml), shared by `export` and `merge`. */

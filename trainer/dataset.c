@@ -2,11 +2,14 @@
 #include "trainer/dataset.h"
 
 #include <errno.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <xxhash.h>
+
+#include <cjson/cJSON.h>
 
 #include "data/batcher.h"
 #include "data/chat_template.h"
@@ -14,8 +17,10 @@
 #include "data/pack.h"
 #include "data/shard.h"
 #include "data/tokenizer.h"
+#include "kernels/fileio.h"
 #include "kernels/log.h"
 #include "kernels/mem.h"
+#include "trainer/dataset_tokenize.h"
 
 struct ft_dataset {
     ft_tok *tok;
@@ -28,6 +33,12 @@ struct ft_dataset {
     int32_t eos, eot;
     int64_t skipped;
     int cached;
+    int threads;                /* encoding threads */
+    int64_t records;            /* records read, kept + skipped */
+    char first_error[512];
+    double tokenize_seconds;
+    char train_index[4200], valid_index[4200];
+    char train_packing[256];
 };
 
 /* recipe spellings use '_' where the data layer's names use '-' ("prompt_completion", "mistral_v3") */
@@ -122,58 +133,22 @@ static ft_status ft_resolve_template(ft_dataset *ds, const ft_recipe *r) {
     return st == FT_OK ? FT_OK : ft_error_wrap(st, "data.template");
 }
 
-/* Reads, renders and encodes every record of the files into ex. */
-static ft_status ft_tokenize_files(ft_dataset *ds, const ft_recipe *r, char *const *files, int n_files,
-                                   ft_examples *ex) {
-    ft_jsonl_opts jo = {.fatal = strcmp(r->data.on_error, "fatal") == 0};
+/* Reads, renders and encodes every record of the files into ex (dataset_tokenize.h: on
+ * ds->threads threads, with the result of doing it one record at a time). */
+static ft_status ft_tokenize(ft_dataset *ds, const ft_recipe *r, char *const *files, int n_files, ft_examples *ex) {
+    ft_tokenize_job job = {.tok = ds->tok, .ro = &ds->ro, .threads = ds->threads, .format = ds->format,
+                           .records = ds->records, .skipped = ds->skipped};
+    job.jo.fatal = strcmp(r->data.on_error, "fatal") == 0;
     char fmt[64];
     ft_dash(fmt, sizeof fmt, r->data.format);
-    ft_status st = ft_data_format_parse(fmt, &jo.format);
+    ft_status st = ft_data_format_parse(fmt, &job.jo.format);
     if (st != FT_OK) return ft_error_wrap(st, "data.format");
-    ft_rendered rd = {0};
-    ft_encoded enc = {0};
-    ft_jsonl *jl = NULL;
-    for (int i = 0; i < n_files; i++) {
-        FT_CHECK_GOTO(st, ft_jsonl_open(&jl, files[i], &jo), done);
-        int64_t n0 = ex->n;
-        for (;;) {
-            const ft_record *rec;
-            FT_CHECK_GOTO(st, ft_jsonl_next(jl, &rec), done);
-            if (!rec) break;
-            if (ds->format == FT_FMT_AUTO) ds->format = rec->format;
-            if (rec->format == FT_FMT_CHAT && ds->ro.tmpl == FT_TMPL_NONE) {
-                st = FT_ERR(FT_E_ARG,
-                            "%s:%lld: chat records need a chat template, and the tokenizer at %s has none ftune "
-                            "knows: set data.template (llama3, llama3.1, qwen2.5, qwen3, mistral, mistral_v3)",
-                            rec->source, (long long)rec->line, ft_tok_path(ds->tok));
-                goto done;
-            }
-            ft_status rs = ft_render_record(rec, &ds->ro, &rd);
-            if (rs == FT_OK) rs = ft_rendered_encode(ds->tok, &rd, &enc);
-            if (rs != FT_OK) {
-                char msg[1024];
-                snprintf(msg, sizeof msg, "%s", ft_error_msg());
-                FT_CHECK_GOTO(st, ft_jsonl_reject(jl, "%s", msg), done);
-                continue;
-            }
-            FT_CHECK_GOTO(st, ft_examples_add(ex, enc.ids, enc.mask, enc.n), done);
-        }
-        ft_jsonl_stats js;
-        ft_jsonl_get_stats(jl, &js);
-        ds->skipped += js.skipped;
-        if (js.skipped)
-            ft_info("data: %s: %lld examples (%lld records skipped, see above)", files[i], (long long)(ex->n - n0),
-                    (long long)js.skipped);
-        else
-            ft_info("data: %s: %lld examples", files[i], (long long)(ex->n - n0));
-        ft_jsonl_close(jl);
-        jl = NULL;
-    }
-    st = FT_OK;
-done:
-    ft_jsonl_close(jl);
-    ft_rendered_free(&rd);
-    ft_encoded_free(&enc);
+    snprintf(job.first_error, sizeof job.first_error, "%s", ds->first_error);
+    st = ft_tokenize_files(&job, files, n_files, ex);
+    ds->format = job.format;
+    ds->records = job.records, ds->skipped = job.skipped;
+    snprintf(ds->first_error, sizeof ds->first_error, "%s", job.first_error);
+    ds->tokenize_seconds += job.seconds;
     return st;
 }
 
@@ -197,6 +172,8 @@ static ft_status ft_load_examples(ft_dataset *ds, const ft_recipe *r, const char
     snprintf(vname, sizeof vname, "valid-%016llx", (unsigned long long)fp);
     snprintf(tidx, sizeof tidx, "%s/%s.index.json", data_dir, tname);
     snprintf(vidx, sizeof vidx, "%s/%s.index.json", data_dir, vname);
+    snprintf(ds->train_index, sizeof ds->train_index, "%s", tidx);
+    snprintf(ds->valid_index, sizeof ds->valid_index, "%s", vidx);
     struct stat sb;
     if (stat(tidx, &sb) == 0 && stat(vidx, &sb) == 0) {
         ft_shard_info ti, vi;
@@ -227,20 +204,22 @@ static ft_status ft_load_examples(ft_dataset *ds, const ft_recipe *r, const char
     }
     ft_examples all;
     ft_examples_init(&all);
-    ft_status st = ft_tokenize_files(ds, r, r->data.train, r->data.n_train, &all);
+    ft_status st = ft_tokenize(ds, r, r->data.train, r->data.n_train, &all);
     if (st == FT_OK && r->data.n_valid > 0) {
         ft_examples_init(&ds->valid);
         ds->train = all;
         ft_examples_init(&all);
-        st = ft_tokenize_files(ds, r, r->data.valid, r->data.n_valid, &ds->valid);
+        st = ft_tokenize(ds, r, r->data.valid, r->data.n_valid, &ds->valid);
     } else if (st == FT_OK) {
         st = ft_examples_split(&all, r->data.val_fraction, (uint64_t)r->training.seed, &ds->train, &ds->valid);
     }
     ft_examples_free(&all);
     if (st != FT_OK) return st;
     if (ds->train.n == 0)
-        return FT_ERR(FT_E_FORMAT, "data.train: no usable training examples in %s%s", r->data.train[0],
-                      r->data.n_train > 1 ? " and the other files" : "");
+        return FT_ERR(FT_E_FORMAT, "data.train: no usable training examples in %s%s%s%s%s", r->data.train[0],
+                      r->data.n_train > 1 ? " and the other files" : "",
+                      ds->first_error[0] ? " (records were skipped; the first: " : "", ds->first_error,
+                      ds->first_error[0] ? ")" : "");
     FT_TRY(ft_write_shards(data_dir, tname, fps, &ds->train));
     FT_TRY(ft_write_shards(data_dir, vname, fps, &ds->valid));
     return FT_OK;
@@ -248,8 +227,18 @@ static ft_status ft_load_examples(ft_dataset *ds, const ft_recipe *r, const char
 
 /* ---- open --------------------------------------------------------------------------------- */
 
+/* mkdir -p: `ftune data` may be the first to write in output_dir. */
 static ft_status ft_mkdir(const char *path) {
-    if (mkdir(path, 0777) == 0 || errno == EEXIST) return FT_OK;
+    char p[4096];
+    snprintf(p, sizeof p, "%s", path);
+    for (char *c = p + 1; *c; c++) {
+        if (*c != '/') continue;
+        *c = 0;
+        if (mkdir(p, 0777) != 0 && errno != EEXIST)
+            return FT_ERR(FT_E_IO, "%s: cannot create directory: %s", p, strerror(errno));
+        *c = '/';
+    }
+    if (mkdir(p, 0777) == 0 || errno == EEXIST) return FT_OK;
     return FT_ERR(FT_E_IO, "%s: cannot create directory: %s", path, strerror(errno));
 }
 
@@ -263,6 +252,7 @@ ft_status ft_dataset_open(ft_dataset **out, const ft_recipe *r, const char *outp
     ds->B = r->training.micro_batch;
     ds->T = r->data.seq_len;
     ds->eot = -1;
+    ds->threads = r->model.threads > 0 ? (int)r->model.threads : omp_get_max_threads();
     ft_status st;
     const char *tok_dir = r->data.tokenizer && r->data.tokenizer[0] ? r->data.tokenizer : r->model.path;
     char data_dir[4096];
@@ -289,8 +279,8 @@ ft_status ft_dataset_open(ft_dataset **out, const ft_recipe *r, const char *outp
     FT_CHECK_GOTO(st, ft_pack_build(&ds->train, &po, &ds->train_plan), fail);
     FT_CHECK_GOTO(st, ft_pack_build(&ds->valid, &po, &ds->valid_plan), fail);
     char line[256];
-    ft_pack_stats_str(&ds->train_plan.stats, line, sizeof line);
-    ft_info("data: train %lld examples -> %s", (long long)ds->train.n, line);
+    ft_pack_stats_str(&ds->train_plan.stats, ds->train_packing, sizeof ds->train_packing);
+    ft_info("data: train %lld examples -> %s", (long long)ds->train.n, ds->train_packing);
     if (ds->valid_plan.n_rows > 0) {
         ft_pack_stats_str(&ds->valid_plan.stats, line, sizeof line);
         ft_info("data: valid %lld examples -> %s", (long long)ds->valid.n, line);
@@ -329,6 +319,26 @@ void ft_dataset_free(ft_dataset *ds) {
     ft_free(ds);
 }
 
+/* Shard files and their bytes as an index lists them (0 when it cannot be read: a summary only). */
+static void ft_index_totals(const char *path, int64_t *files, int64_t *bytes) {
+    char *buf = NULL;
+    int missing = 0;
+    if (ft_read_file(path, 0, &buf, NULL, &missing) != FT_OK || !buf) {
+        ft_error_clear();
+        return;
+    }
+    cJSON *idx = cJSON_Parse(buf);
+    free(buf);
+    const cJSON *shards = idx ? cJSON_GetObjectItemCaseSensitive(idx, "shards") : NULL;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, shards) {
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(e, "bytes");
+        *files += 1;
+        if (cJSON_IsNumber(b)) *bytes += (int64_t)b->valuedouble;
+    }
+    cJSON_Delete(idx);
+}
+
 void ft_dataset_get_info(const ft_dataset *ds, ft_dataset_info *info) {
     memset(info, 0, sizeof *info);
     info->train_examples = ds->train.n;
@@ -345,6 +355,23 @@ void ft_dataset_get_info(const ft_dataset *ds, ft_dataset_info *info) {
     info->cached = ds->cached;
     info->format = ft_data_format_name(ds->format);
     info->template_name = ft_chat_template_name(ds->ro.tmpl);
+    info->records = ds->records;
+    info->first_error = ds->first_error;
+    info->train_tokens = ds->train.n_tokens;
+    info->valid_tokens = ds->valid.n_tokens;
+    info->valid_targets = ds->valid_plan.stats.targets;
+    info->train_fill = ds->train_plan.stats.fill;
+    info->train_efficiency = ds->train_plan.stats.efficiency;
+    info->train_packing = ds->train_packing;
+    info->train_index = ds->train_index;
+    info->tokenize_seconds = ds->tokenize_seconds;
+    info->threads = ds->threads;
+    const char *idx[2] = {ds->train_index, ds->valid_index};
+    for (int k = 0; k < 2; k++) {
+        int64_t files = 0, bytes = 0;
+        ft_index_totals(idx[k], &files, &bytes);
+        info->shard_files += files, info->shard_bytes += bytes;
+    }
 }
 
 int64_t ft_dataset_batches_per_epoch(const ft_dataset *ds) { return ft_batcher_batches_per_epoch(ds->train_b); }

@@ -5,7 +5,9 @@
  *   -> records of data.train (and data.valid) files, malformed ones skipped or fatal per
  *      data.on_error, counts reported
  *   -> rendered per data.format / data.template / data.loss (chat template, Alpaca, raw text with
- *      the tokenizer's BOS/EOS and loss on everything) and encoded to ids + loss mask
+ *      the tokenizer's BOS/EOS and loss on everything) and encoded to ids + loss mask on
+ *      model.threads threads (0 = all cores), chunk by chunk; the examples, their order, the
+ *      shards and every message are the same for any thread count (trainer/dataset_tokenize.h)
  *   -> split: data.valid when given, else a data.val_fraction held out by training.seed
  *   -> zstd shards + index under OUTPUT_DIR/data/, named by a fingerprint (XXH3 of the tokenizer
  *      files, the data files' contents and every key that changes the examples), so a resumed or
@@ -57,9 +59,22 @@ typedef struct ft_dataset_info {
     int cached;                 /* the tokenized shards were reused */
     const char *format;         /* data format in use ("text", "chat", ...) */
     const char *template_name;  /* chat template in use ("none" for raw) */
+    /* the preparation itself (`ftune data` prints these; strings belong to the dataset) */
+    int64_t records;            /* records read (kept + skipped); 0 when cached */
+    const char *first_error;    /* "FILE:LINE: problem" of the first skipped record, "" if none */
+    int64_t train_tokens, valid_tokens;  /* tokens of the examples */
+    int64_t valid_targets;      /* trainable tokens of the held-out rows */
+    double train_fill;          /* packing of the training rows: real tokens / slots */
+    double train_efficiency;    /* targets / slots */
+    const char *train_packing;  /* ft_pack_stats_str of the training rows */
+    int64_t shard_files, shard_bytes;    /* train + valid shard files on disk (headers included) */
+    const char *train_index;    /* OUTPUT_DIR/data/train-<fingerprint>.index.json */
+    double tokenize_seconds;    /* reading, rendering and encoding (0 when cached) */
+    int threads;                /* threads that encoded (model.threads, 0 = all cores) */
 } ft_dataset_info;
 
-/* Prepares the recipe's data under output_dir/data (created if needed). */
+/* Prepares the recipe's data under output_dir/data (created, with its parents, if needed). The run
+ * and `ftune data` both call it. */
 ft_status ft_dataset_open(ft_dataset **out, const ft_recipe *r, const char *output_dir);
 void ft_dataset_free(ft_dataset *ds);
 void ft_dataset_get_info(const ft_dataset *ds, ft_dataset_info *info);

@@ -5,14 +5,12 @@
 #include "trainer/hf_config.h"
 
 #include <cJSON.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
+#include "kernels/fileio.h"
 #include "kernels/mem.h"
 
 #define FT_CFG_DIM_MAX 2147483647LL
@@ -327,27 +325,9 @@ ft_status ft_cfg_load(ft_model_config *cfg, const char *path) {
     struct stat sb;
     if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) snprintf(file, sizeof file, "%s/config.json", path);
     else snprintf(file, sizeof file, "%s", path);
-    int fd = open(file, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return FT_ERR(FT_E_IO, "%s: cannot open: %s", file, strerror(errno));
-    ft_status st = FT_OK;
     char *buf = NULL;
     int64_t got = 0;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        st = FT_ERR(FT_E_IO, "%s: not a readable regular file", file);
-    } else if (sb.st_size > (16 << 20)) {
-        st = FT_ERR(FT_E_FORMAT, "%s: %lld bytes is too large for a config.json", file, (long long)sb.st_size);
-    } else if ((st = ft_malloc((void **)&buf, (size_t)sb.st_size + 1, "config.json")) == FT_OK) {
-        while (got < sb.st_size) {
-            ssize_t r = read(fd, buf + got, (size_t)(sb.st_size - got));
-            if (r < 0 && errno == EINTR) continue;
-            if (r <= 0) {
-                st = FT_ERR(FT_E_IO, "%s: read failed: %s", file, r < 0 ? strerror(errno) : "file shrank");
-                break;
-            }
-            got += r;
-        }
-    }
-    close(fd);
+    ft_status st = ft_read_file(file, 16 << 20, &buf, &got, NULL);
     if (st == FT_OK) st = ft_cfg_parse(cfg, buf, got, file);
     ft_free(buf);
     return st;

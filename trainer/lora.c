@@ -83,7 +83,8 @@ ft_status ft_lora_create(ft_lora **out, ft_backend *be, const ft_lora_cfg *cfg, 
         }
     }
     l->n_params = off;
-    FT_CHECK_GOTO(st, ft_backend_alloc(be, (void **)&l->params, off * 4, "LoRA weights"), fail);
+    /* the f32 master weights page under memory pressure (CUDA managed memory), like the moments */
+    FT_CHECK_GOTO(st, ft_backend_alloc_paged(be, (void **)&l->params, off * 4, "LoRA weights"), fail);
     FT_CHECK_GOTO(st, ft_backend_alloc(be, (void **)&l->grads, off * 4, "LoRA gradients"), fail);
     FT_CHECK_GOTO(st, ft_backend_memset(be, l->grads, 0, off * 4), fail);
 

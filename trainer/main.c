@@ -18,10 +18,12 @@ static const ft_command ft_commands[] = {
     {"eval", ft_cmd_eval, "loss and perplexity of a model on token-id sequences"},
     {"generate", ft_cmd_generate, "greedy or top-p sampling from a model"},
     {"plan", ft_cmd_plan, "memory and time a recipe's run needs on a device (reads config.json only)"},
+    {"data", ft_cmd_data, "tokenize a recipe's data into the shards a run reuses, with a summary"},
     {"train", ft_cmd_train, "train LoRA/QLoRA adapters"},
     {"export", ft_cmd_export, "convert an adapter to a llama.cpp LoRA GGUF (+ Ollama Modelfile) or PEFT"},
     {"merge", ft_cmd_merge, "write a base model, or base + adapter merged, as a llama.cpp GGUF or HF checkpoint"},
     {"inspect", ft_cmd_inspect, "print the metadata and tensor table of a GGUF file"},
+    {"bench", ft_cmd_bench, "training throughput, memory and time per phase on a random model of a real shape"},
 };
 
 static void ft_usage(FILE *f) {

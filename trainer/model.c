@@ -12,7 +12,14 @@
  *   s   = silu(g) * u                                   [N,F]
  *   out = x2 + s Wd^T (+LoRA)                           [N,C] (the next layer's input)
  * The backward walks the same list in reverse. Activation buffers are carved from one backend
- * allocation sized by ft_model_act_bytes (the function `ftune plan` reports). */
+ * allocation sized by ft_model_act_bytes (the function `ftune plan` reports).
+ *
+ * Host-kept boundaries (opts.host_boundaries, with recompute): boundary l lives in device slot
+ * l % 2 while it is used and in host memory otherwise. Forward: before layer l runs, boundary l's
+ * copy to the host starts (side queue) and layer l waits only for boundary l-1's copy, whose slot
+ * it overwrites. Backward: layer l-1's boundary is copied in while layer l recomputes (into a third
+ * slot) and runs its backward. Boundaries L-1 (still in its slot after the forward) and L (the head
+ * reads it) never leave the device. The ops and their inputs are the same, so are the results. */
 #include "trainer/model.h"
 
 #include <math.h>
@@ -60,8 +67,10 @@ struct ft_model {
 
     /* activation block: layout depends on N = B*T only */
     void *block;
-    int64_t capN, cap_recompute; /* sized for capN tokens, recompute mode */
-    void **bound;            /* [L+1] boundaries [N,C] */
+    int64_t capN, cap_recompute, cap_host; /* sized for capN tokens, recompute mode, host boundaries */
+    void **bound;            /* [L+1] boundaries [N,C] (host boundaries: unused) */
+    void *slot[3];           /* host boundaries: device slots [N,C] (l % 2; 2 = recompute output) */
+    char *hbound;            /* host boundaries: [L-1][N,C] in ft_backend_alloc_host memory */
     ft_layer_acts *acts;     /* [1] with recompute, [L] without */
     ft_bwd_scratch bs;
     void *xdrop;             /* [N,W] dropout-applied LoRA input */
@@ -70,7 +79,8 @@ struct ft_model {
     void *dh[2];             /* [N,C] ping-pong residual-stream gradients */
     void *logits;            /* [chunk,V] */
     int32_t *tokens, *labels, *pos, *doc_start; /* [N] */
-    float *scalars;          /* [2] loss sum, target count */
+    float *scalars;          /* [FT_MODEL_LOSS_SLOTS][2] loss sum, target count per micro-batch: its own
+                              * allocation, so a re-carved activation block keeps a step's losses */
 };
 
 static int64_t ft_max3(int64_t a, int64_t b, int64_t c) {
@@ -115,15 +125,23 @@ static int64_t ft_logits_chunk(const ft_model_dims *d, int64_t N, int64_t chunk)
 
 /* Lays out every activation buffer for N = B*T tokens; returns the per-part byte counts. */
 static ft_act_bytes ft_layout(ft_model *m, const ft_model_dims *d, ft_carver *c, int64_t B, int64_t T,
-                              int64_t R, int recompute, int64_t chunk, int64_t es) {
+                              int64_t R, int recompute, int host, int64_t chunk, int64_t es) {
     ft_act_bytes r = {0};
     int64_t N = B * T, hd = d->H * d->D, kvd = d->Hkv * d->D, W = ft_max3(d->C, hd, d->F);
     int64_t n_sets = recompute ? 1 : d->L, start;
 
     start = c->off;
-    for (int64_t l = 0; l <= d->L; l++) {
-        void *p = ft_carve(c, N * d->C * es);
-        if (m) m->bound[l] = p;
+    if (host) {
+        for (int i = 0; i < 3; i++) {
+            void *p = ft_carve(c, N * d->C * es);
+            if (m) m->slot[i] = p;
+        }
+        r.boundaries_host = (d->L > 1 ? d->L - 1 : 0) * N * d->C * es;
+    } else {
+        for (int64_t l = 0; l <= d->L; l++) {
+            void *p = ft_carve(c, N * d->C * es);
+            if (m) m->bound[l] = p;
+        }
     }
     r.boundaries = c->off - start;
 
@@ -183,37 +201,63 @@ static ft_act_bytes ft_layout(ft_model *m, const ft_model_dims *d, ft_carver *c,
     void *logits = ft_carve(c, ft_logits_chunk(d, N, chunk) * d->V * es);
     int32_t *tok = ft_carve(c, N * 4), *lab = ft_carve(c, N * 4), *pos = ft_carve(c, N * 4),
             *ds = ft_carve(c, N * 4);
-    float *scal = ft_carve(c, 2 * 4);
     r.logits = c->off - start;
     r.total = c->off;
     if (m) {
         m->bs = bs, m->xdrop = xdrop, m->dh[0] = dh0, m->dh[1] = dh1, m->dhn = dhn;
         m->hn = hn, m->rstdn = rstdn, m->logits = logits;
-        m->tokens = tok, m->labels = lab, m->pos = pos, m->doc_start = ds, m->scalars = scal;
+        m->tokens = tok, m->labels = lab, m->pos = pos, m->doc_start = ds;
     }
     return r;
 }
 
+int64_t ft_model_fixed_bytes(void) { return FT_MODEL_LOSS_SLOTS * 2 * 4; }
+
+ft_act_bytes ft_model_act_bytes_opts(const ft_model_dims *d, int64_t B, int64_t T, int64_t lora_r,
+                                     const ft_model_opts *o, ft_dtype act) {
+    ft_carver c = {NULL, 0};
+    return ft_layout(NULL, d, &c, B, T, lora_r, o->recompute, o->recompute && o->host_boundaries, o->logits_chunk,
+                     ft_dtype_nbytes(act, 1));
+}
+
 ft_act_bytes ft_model_act_bytes(const ft_model_dims *d, int64_t B, int64_t T, int64_t lora_r, int recompute,
                                 int64_t logits_chunk, ft_dtype act) {
-    ft_carver c = {NULL, 0};
-    return ft_layout(NULL, d, &c, B, T, lora_r, recompute, logits_chunk, ft_dtype_nbytes(act, 1));
+    ft_model_opts o = {.recompute = recompute, .logits_chunk = logits_chunk};
+    return ft_model_act_bytes_opts(d, B, T, lora_r, &o, act);
+}
+
+static void ft_model_unreserve(ft_model *m) {
+    ft_backend_release(m->be, m->block);
+    ft_backend_release_host(m->be, m->hbound);
+    m->block = NULL;
+    m->hbound = NULL;
 }
 
 static ft_status ft_model_reserve(ft_model *m, int64_t B, int64_t T) {
-    int rc = m->opts.recompute;
-    if (m->block && B * T <= m->capN && rc == m->cap_recompute) return FT_OK;
-    ft_backend_release(m->be, m->block);
-    m->block = NULL;
+    int rc = m->opts.recompute, host = rc && m->opts.host_boundaries;
+    if (m->block && B * T <= m->capN && rc == m->cap_recompute && host == m->cap_host) return FT_OK;
+    ft_model_unreserve(m);
     int64_t R = m->lora ? m->lora->cfg.r : 0;
-    ft_act_bytes sz = ft_model_act_bytes(&m->d, B, T, R, rc, m->opts.logits_chunk, m->act);
+    ft_act_bytes sz = ft_model_act_bytes_opts(&m->d, B, T, R, &m->opts, m->act);
     void *blk;
     FT_TRY(ft_backend_alloc(m->be, &blk, sz.total + 256, "activations"));
+    if (host && sz.boundaries_host > 0) {
+        ft_status st = ft_backend_alloc_host(m->be, (void **)&m->hbound, sz.boundaries_host, "layer boundaries (host)");
+        if (st != FT_OK) {
+            ft_backend_release(m->be, blk);
+            return st;
+        }
+    }
     ft_carver c = {(char *)(((uintptr_t)blk + 255) & ~(uintptr_t)255), 0};
-    ft_layout(m, &m->d, &c, B, T, R, rc, m->opts.logits_chunk, m->es);
-    m->block = blk, m->capN = B * T, m->cap_recompute = rc;
+    ft_layout(m, &m->d, &c, B, T, R, rc, host, m->opts.logits_chunk, m->es);
+    m->block = blk, m->capN = B * T, m->cap_recompute = rc, m->cap_host = host;
     return FT_OK;
 }
+
+/* Device memory holding boundary l now (host boundaries: its slot). */
+static void *ft_bdev(const ft_model *m, int64_t l) { return m->cap_host ? m->slot[l & 1] : m->bound[l]; }
+/* Host copy of boundary l (host boundaries, 0 <= l <= L-2) for N tokens. */
+static void *ft_bhost(const ft_model *m, int64_t N, int64_t l) { return m->hbound + l * N * m->d.C * m->es; }
 
 /* ---- creation ------------------------------------------------------------------------------ */
 
@@ -268,6 +312,7 @@ ft_status ft_model_create(ft_model **out, ft_backend *be, const ft_model_dims *d
     st = ft_rope_inv_freq(&rc, inv);
     if (st == FT_OK) st = ft_backend_alloc(be, (void **)&m->inv_freq, d->D / 2 * 4, "rope frequencies");
     if (st == FT_OK) st = ft_backend_upload(be, m->inv_freq, inv, d->D / 2 * 4);
+    if (st == FT_OK) st = ft_backend_alloc(be, (void **)&m->scalars, ft_model_fixed_bytes(), "loss accumulators");
     ft_free(inv);
     if (st != FT_OK) goto fail;
     *out = m;
@@ -292,7 +337,8 @@ void ft_model_free(ft_model *m) {
     ft_weight_release(m->be, &m->w.embed);
     ft_weight_release(m->be, &m->w.final_norm);
     ft_backend_release(m->be, m->inv_freq);
-    ft_backend_release(m->be, m->block);
+    ft_backend_release(m->be, m->scalars);
+    ft_model_unreserve(m);
     ft_free(m->w.layers);
     ft_free(m->bound);
     ft_free(m->acts);
@@ -305,8 +351,7 @@ ft_backend *ft_model_backend(ft_model *m) { return m->be; }
 void ft_model_set_lora(ft_model *m, ft_lora *lora) {
     if (lora != m->lora) {
         /* LoRA changes the activation layout (t buffers): re-carve on next use */
-        ft_backend_release(m->be, m->block);
-        m->block = NULL;
+        ft_model_unreserve(m);
     }
     m->lora = lora;
 }
@@ -484,14 +529,25 @@ static ft_status ft_upload_batch(ft_model *m, const ft_batch *b) {
     return st;
 }
 
-/* Forward through every layer, leaving the final hidden state in bound[L] and, without
- * recomputation, every layer's working set in acts[l]. */
-static ft_status ft_forward_layers(const ft_pass *p) {
+/* Forward through every layer, leaving the final hidden state in boundary L (ft_bdev) and,
+ * without recomputation, every layer's working set in acts[l]. offload: host boundaries are
+ * copied out for a backward pass. */
+static ft_status ft_forward_layers(const ft_pass *p, int offload) {
     ft_model *m = p->m;
-    FT_TRY(ft_op_embed(m->be, m->bound[0], m->tokens, &m->w.embed, p->N));
-    for (int64_t l = 0; l < m->d.L; l++) {
+    ft_backend *be = m->be;
+    const int64_t L = m->d.L, bytes = p->N * m->d.C * m->es;
+    int64_t out_ticket[2] = {0, 0}; /* copy to the host pending on each slot */
+    FT_TRY(ft_op_embed(be, ft_bdev(m, 0), m->tokens, &m->w.embed, p->N));
+    for (int64_t l = 0; l < L; l++) {
         ft_layer_acts *la = &m->acts[m->opts.recompute ? 0 : l];
-        FT_TRY(ft_layer_forward(p, l, la, m->bound[l], m->bound[l + 1]));
+        if (m->cap_host) {
+            /* layer l writes the slot of boundary l-1: its copy out must be done */
+            FT_TRY(ft_backend_copy_wait(be, out_ticket[(l + 1) & 1]));
+            out_ticket[(l + 1) & 1] = 0;
+            if (offload && l <= L - 2)
+                FT_TRY(ft_backend_copy_async(be, ft_bhost(m, p->N, l), ft_bdev(m, l), bytes, &out_ticket[l & 1]));
+        }
+        FT_TRY(ft_layer_forward(p, l, la, ft_bdev(m, l), ft_bdev(m, l + 1)));
     }
     return FT_OK;
 }
@@ -504,43 +560,66 @@ static ft_status ft_prepare(ft_model *m, const ft_batch *b, ft_pass *p, uint64_t
     return FT_OK;
 }
 
-ft_status ft_model_step(ft_model *m, const ft_batch *b, float grad_scale, uint64_t dropout_seed, double *loss_sum,
-                        int64_t *n_targets) {
+ft_status ft_model_step_async(ft_model *m, const ft_batch *b, float grad_scale, uint64_t dropout_seed,
+                              int64_t slot) {
     ft_pass p;
     ft_backend *be = m->be;
     const ft_model_dims *d = &m->d;
     int grad = grad_scale != 0.0f;
     if (grad && !m->lora) return FT_ERR(FT_E_INTERNAL, "backward without adapters");
+    if (slot < 0 || slot >= FT_MODEL_LOSS_SLOTS) return FT_ERR(FT_E_INTERNAL, "loss slot %lld", (long long)slot);
     FT_TRY(ft_prepare(m, b, &p, dropout_seed, grad));
-    FT_TRY(ft_forward_layers(&p));
+    FT_TRY(ft_forward_layers(&p, grad));
 
     /* head: final norm, then lm_head + cross-entropy chunk by chunk */
     int64_t N = p.N, C = d->C, chunk = ft_logits_chunk(d, N, m->opts.logits_chunk);
-    FT_TRY(ft_op_rmsnorm(be, m->hn, m->rstdn, m->bound[d->L], &m->w.final_norm, N, C, d->eps));
-    FT_TRY(ft_backend_memset(be, m->scalars, 0, 2 * 4));
+    float *sc = m->scalars + 2 * slot;
+    void *top = ft_bdev(m, d->L);
+    FT_TRY(ft_op_rmsnorm(be, m->hn, m->rstdn, top, &m->w.final_norm, N, C, d->eps));
+    FT_TRY(ft_backend_memset(be, sc, 0, 2 * 4));
     for (int64_t r0 = 0; r0 < N; r0 += chunk) {
         int64_t n = N - r0 < chunk ? N - r0 : chunk;
         const char *hrow = (const char *)m->hn + r0 * C * m->es;
         FT_TRY(ft_op_linear(be, m->logits, hrow, &m->w.lm_head, NULL, n, 0));
-        FT_TRY(ft_op_xent(be, &m->scalars[0], &m->scalars[1], m->logits, m->labels + r0, n, d->V, grad_scale));
+        FT_TRY(ft_op_xent(be, &sc[0], &sc[1], m->logits, m->labels + r0, n, d->V, grad_scale));
         if (grad) FT_TRY(ft_op_linear_bwd_x(be, (char *)m->dhn + r0 * C * m->es, m->logits, &m->w.lm_head, n, 0));
     }
-    float sc[2];
-    FT_TRY(ft_backend_download(be, sc, m->scalars, sizeof sc));
-    *loss_sum += sc[0];
-    *n_targets += (int64_t)llroundf(sc[1]);
     if (!grad) return FT_OK;
 
     /* backward through the layers, recomputing each from its boundary when asked */
     void *dcur = m->dh[0], *dnext = m->dh[1];
-    FT_TRY(ft_op_rmsnorm_bwd(be, dcur, m->dhn, m->bound[d->L], &m->w.final_norm, m->rstdn, N, C));
+    const int64_t bytes = N * C * m->es;
+    int64_t in_ticket = 0; /* host boundaries: boundary l's copy in */
+    FT_TRY(ft_op_rmsnorm_bwd(be, dcur, m->dhn, top, &m->w.final_norm, m->rstdn, N, C));
     for (int64_t l = d->L - 1; l >= 0; l--) {
         ft_layer_acts *la = &m->acts[m->opts.recompute ? 0 : l];
-        if (m->opts.recompute) FT_TRY(ft_layer_forward(&p, l, la, m->bound[l], m->bound[l + 1]));
-        FT_TRY(ft_layer_backward(&p, l, la, m->bound[l], dcur, dnext));
+        void *out = m->cap_host ? m->slot[2] : m->bound[l + 1];
+        if (m->cap_host) {
+            FT_TRY(ft_backend_copy_wait(be, in_ticket));
+            in_ticket = 0;
+            /* boundary l-1 goes to the slot of boundary l+1, whose last reader is already enqueued */
+            if (l >= 1) FT_TRY(ft_backend_copy_async(be, ft_bdev(m, l - 1), ft_bhost(m, p.N, l - 1), bytes, &in_ticket));
+        }
+        if (m->opts.recompute) FT_TRY(ft_layer_forward(&p, l, la, ft_bdev(m, l), out));
+        FT_TRY(ft_layer_backward(&p, l, la, ft_bdev(m, l), dcur, dnext));
         void *t = dcur;
         dcur = dnext, dnext = t;
     }
+    return FT_OK;
+}
+
+ft_status ft_model_read_losses(ft_model *m, int64_t n, float *out) {
+    if (n < 0 || n > FT_MODEL_LOSS_SLOTS || !m->scalars) return FT_ERR(FT_E_INTERNAL, "read_losses(%lld)", (long long)n);
+    return ft_backend_download(m->be, out, m->scalars, n * 2 * 4);
+}
+
+ft_status ft_model_step(ft_model *m, const ft_batch *b, float grad_scale, uint64_t dropout_seed, double *loss_sum,
+                        int64_t *n_targets) {
+    float sc[2];
+    FT_TRY(ft_model_step_async(m, b, grad_scale, dropout_seed, 0));
+    FT_TRY(ft_model_read_losses(m, 1, sc));
+    *loss_sum += sc[0];
+    *n_targets += (int64_t)llroundf(sc[1]);
     return FT_OK;
 }
 
@@ -563,9 +642,9 @@ static ft_status ft_head_rows(ft_model *m, const void *h, int64_t n, float *host
 ft_status ft_model_logits(ft_model *m, const ft_batch *b, float *logits) {
     ft_pass p;
     FT_TRY(ft_prepare(m, b, &p, 0, 0));
-    FT_TRY(ft_forward_layers(&p));
+    FT_TRY(ft_forward_layers(&p, 0));
     int64_t N = p.N, C = m->d.C, chunk = ft_logits_chunk(&m->d, N, m->opts.logits_chunk);
-    FT_TRY(ft_op_rmsnorm(m->be, m->hn, m->rstdn, m->bound[m->d.L], &m->w.final_norm, N, C, m->d.eps));
+    FT_TRY(ft_op_rmsnorm(m->be, m->hn, m->rstdn, ft_bdev(m, m->d.L), &m->w.final_norm, N, C, m->d.eps));
     for (int64_t r0 = 0; r0 < N; r0 += chunk) {
         int64_t n = N - r0 < chunk ? N - r0 : chunk;
         FT_TRY(ft_head_rows(m, (const char *)m->hn + r0 * C * m->es, n, logits + r0 * m->d.V));
@@ -576,11 +655,11 @@ ft_status ft_model_logits(ft_model *m, const ft_batch *b, float *logits) {
 ft_status ft_model_last_logits(ft_model *m, const ft_batch *b, float *logits) {
     ft_pass p;
     FT_TRY(ft_prepare(m, b, &p, 0, 0));
-    FT_TRY(ft_forward_layers(&p));
+    FT_TRY(ft_forward_layers(&p, 0));
     int64_t C = m->d.C;
     size_t row = (size_t)(C * m->es);
     for (int64_t r = 0; r < b->B; r++) { /* gather the last position of each row into bs.df */
-        const char *src = (const char *)m->bound[m->d.L] + ((r + 1) * b->T - 1) * row;
+        const char *src = (const char *)ft_bdev(m, m->d.L) + ((r + 1) * b->T - 1) * row;
         FT_TRY(ft_backend_copy(m->be, (char *)m->bs.df + r * row, src, (int64_t)row));
     }
     FT_TRY(ft_op_rmsnorm(m->be, m->hn, m->rstdn, m->bs.df, &m->w.final_norm, b->B, C, m->d.eps));

@@ -56,6 +56,13 @@ typedef struct ft_batch {
 typedef struct ft_model_opts {
     int recompute;            /* keep only layer boundaries, recompute in backward */
     int64_t logits_chunk;     /* rows of logits materialized at once (0: auto) */
+    /* With recompute: keep the layer boundaries in host memory (ft_backend_alloc_host: pinned on
+     * CUDA) instead of on the device, for contexts whose L x N x C boundaries do not fit beside the
+     * model on a discrete GPU. The device then holds three [N,C] slots: the forward copies each
+     * layer's input out while the next layer runs, the backward copies layer l-1's input in while
+     * layer l recomputes and runs backward (ft_backend_copy_async), so the copies overlap compute.
+     * Results are identical to keeping them on the device. Ignored without recompute. */
+    int host_boundaries;
 } ft_model_opts;
 
 /* Creates a model with allocated (unfilled) weights on `be`. linear_dtype is the storage of the
@@ -79,6 +86,18 @@ ft_lora_shapes ft_model_lora_shapes(const ft_model_dims *d);
 ft_status ft_model_step(ft_model *m, const ft_batch *b, float grad_scale, uint64_t dropout_seed,
                         double *loss_sum, int64_t *n_targets);
 
+/* The same without waiting for the device: the micro-batch's f32 loss sum and target count stay in
+ * loss slot `slot` (0 <= slot < FT_MODEL_LOSS_SLOTS) of a small backend array until
+ * ft_model_read_losses downloads slots [0, n) as out[2n] = {loss_sum, count} pairs. ft_model_step
+ * is this with slot 0, then the read. The training loop gives each micro-batch of a step its own
+ * slot and reads them once, at the end of the step. */
+#define FT_MODEL_LOSS_SLOTS 64
+/* Backend bytes a model holds besides weights and activations: the loss slots. */
+int64_t ft_model_fixed_bytes(void);
+ft_status ft_model_step_async(ft_model *m, const ft_batch *b, float grad_scale, uint64_t dropout_seed,
+                              int64_t slot);
+ft_status ft_model_read_losses(ft_model *m, int64_t n, float *out);
+
 /* Inference forward: logits of every position to host memory, logits[B*T*V] (float32). */
 ft_status ft_model_logits(ft_model *m, const ft_batch *b, float *logits);
 /* Inference forward for the last position of each row: logits[B*V]. */
@@ -87,13 +106,17 @@ ft_status ft_model_last_logits(ft_model *m, const ft_batch *b, float *logits);
 /* Backend bytes of activations for a micro-batch of B x T (the size function the allocator
  * uses and `ftune plan` reports). */
 typedef struct ft_act_bytes {
-    int64_t boundaries;    /* (L+1) x N x C layer inputs */
+    int64_t boundaries;    /* (L+1) x N x C layer inputs (host_boundaries: 3 x N x C device slots) */
     int64_t layer_working; /* one layer's forward working set (x L when recompute is off) */
     int64_t backward;      /* backward scratch of one layer */
-    int64_t logits;        /* one logits chunk and its head scratch */
-    int64_t total;
+    int64_t logits;        /* one logits chunk and its head scratch (and the loss slots) */
+    int64_t total;         /* backend bytes: the sum of the above (one allocation) */
+    int64_t boundaries_host; /* host_boundaries: (L-1) x N x C in host memory (not in total) */
 } ft_act_bytes;
 ft_act_bytes ft_model_act_bytes(const ft_model_dims *d, int64_t B, int64_t T, int64_t lora_r, int recompute,
                                 int64_t logits_chunk, ft_dtype act);
+/* The same for any options (recompute, logits_chunk, host_boundaries). */
+ft_act_bytes ft_model_act_bytes_opts(const ft_model_dims *d, int64_t B, int64_t T, int64_t lora_r,
+                                     const ft_model_opts *o, ft_dtype act);
 
 #endif

@@ -96,7 +96,7 @@ static const char *pl_si(double v, const char *unit, char *buf, size_t cap) {
 
 typedef struct pl_in {
     int64_t B, T, R;
-    int recompute;
+    int recompute, host;
     ft_dtype lin;
 } pl_in;
 
@@ -136,21 +136,29 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
     if (d->qkv_bias) per_layer += ft_weight_nbytes(o, 1, hd) + 2 * ft_weight_nbytes(o, 1, kvd);
     if (d->o_bias) per_layer += ft_weight_nbytes(o, 1, d->C);
     if (d->qk_norm) per_layer += 2 * ft_weight_nbytes(o, 1, d->D);
-    int64_t small = d->L * per_layer + ft_weight_nbytes(o, 1, d->C) + d->D / 2 * 4;
-    pl_set(&p->line[FT_PLAN_SMALL], "norms, biases, RoPE", small, "%s", ft_dtype_name(o));
+    int64_t small = d->L * per_layer + ft_weight_nbytes(o, 1, d->C) + d->D / 2 * 4 + ft_model_fixed_bytes();
+    pl_set(&p->line[FT_PLAN_SMALL], "norms, biases, RoPE", small, "%s (and the loss slots)", ft_dtype_name(o));
 
     ft_lora_cfg lc = {.r = in->R, .targets = p->targets};
     int64_t n = ft_lora_param_count(&lc, &s, d->L);
     p->lora_params = n;
-    pl_set(&p->line[FT_PLAN_LORA], "LoRA weights", n * 4, "F32, %s params", pl_si((double)n, "", num, sizeof num));
+    pl_set(&p->line[FT_PLAN_LORA], "LoRA weights", n * 4, "F32, %s params%s", pl_si((double)n, "", num, sizeof num),
+           cuda ? ", paged" : "");
     pl_set(&p->line[FT_PLAN_GRADS], "LoRA gradients", n * 4, "F32");
-    pl_set(&p->line[FT_PLAN_OPTIM], "optimizer state", ft_adamw_state_bytes(n), "AdamW m + v, F32");
+    pl_set(&p->line[FT_PLAN_OPTIM], "optimizer state", ft_adamw_state_bytes(n) + ft_adamw_scalar_bytes(),
+           "AdamW m + v, F32%s", cuda ? ", paged (managed memory)" : "");
 
-    ft_act_bytes a = ft_model_act_bytes(d, in->B, in->T, in->R, in->recompute, 0, p->act_dtype);
+    ft_model_opts mo = {.recompute = in->recompute, .host_boundaries = in->host};
+    ft_act_bytes a = ft_model_act_bytes_opts(d, in->B, in->T, in->R, &mo, p->act_dtype);
     int64_t N = in->B * in->T;
     const char *an = ft_dtype_name(p->act_dtype);
-    pl_set(&p->line[FT_PLAN_BOUNDARIES], "activation checkpoints", a.boundaries, "%lld x %lld tokens x %lld, %s",
-           (long long)(d->L + 1), (long long)N, (long long)d->C, an);
+    p->pinned_bytes = a.boundaries_host;
+    if (a.boundaries_host > 0 || (in->recompute && in->host))
+        pl_set(&p->line[FT_PLAN_BOUNDARIES], "activation checkpoints", a.boundaries,
+               "3 device slots of %lld tokens x %lld, %s (the rest on the host)", (long long)N, (long long)d->C, an);
+    else
+        pl_set(&p->line[FT_PLAN_BOUNDARIES], "activation checkpoints", a.boundaries, "%lld x %lld tokens x %lld, %s",
+               (long long)(d->L + 1), (long long)N, (long long)d->C, an);
     pl_set(&p->line[FT_PLAN_LAYER], in->recompute ? "layer recompute working set" : "saved layer activations",
            a.layer_working, "%s, %s", in->recompute ? "one layer" : "every layer (training.recompute off)", an);
     pl_set(&p->line[FT_PLAN_BACKWARD], "backward scratch", a.backward, "one layer, %s", an);
@@ -163,17 +171,24 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
 
     int64_t ws, ws_load = 0;
     if (cuda) {
-        /* kernels/cuda (cuda_impl.h): grow-only scratch slots, each up to 9/8 of its largest
-         * request, plus the cuBLASLt workspace: a bf16 copy of the largest non-bf16 linear
-         * (dequantized NF4), bf16 LoRA A/B and dt, attention-backward Dl [N,H] f32, reduction
-         * partials, and the NF4 quantizer's absmax while loading */
+        /* kernels/cuda (cuda_impl.h): one grow-only scratch slot per use, each its largest request
+         * rounded up as ft_cuda_scratch_bytes (kernels/backend.h): FT_SCR_WEIGHT a bf16 copy of the
+         * largest non-bf16 linear (dequantized NF4), FT_SCR_LORA_A/B/DT bf16 A [R,in], B [out,R],
+         * dt [N,R], FT_SCR_REDUCE xent's 16 bytes per logits row (or sumsq's partials),
+         * FT_SCR_ATTN attention-backward Dl [N,H] f32; plus the cuBLASLt workspace and the tables.
+         * Loading (and bench's initialization) streams weights through FT_LOAD_SLOTS device chunks
+         * and the largest NF4 tensor's absmax: ft_backend_cuda_load_bytes. */
         int64_t max_out = 0;
         for (int m = 0; m < FT_MOD_COUNT; m++) max_out = pl_max(max_out, s.out[m]);
-        int64_t weight = in->lin == FT_BF16 ? 0 : 2 * max_lin;
-        int64_t lora = 2 * in->R * max_in + 2 * max_out * in->R + 2 * N * in->R;
-        int64_t nf4q = in->lin == FT_NF4 ? 4 * (max_lin / 64 + 1) : 0;
-        ws = (weight + lora + 4 * N * d->H + 16 * N + nf4q) / 8 * 9 + FT_PLAN_CUBLAS_WORKSPACE;
-        ws_load = nf4q / 8 * 9 + FT_PLAN_CUBLAS_WORKSPACE;
+        int64_t chunk_rows = (64LL << 20) / (d->V > 0 ? d->V : 1);
+        if (chunk_rows < 16) chunk_rows = 16;
+        if (chunk_rows > N) chunk_rows = N;
+        const int64_t slot[] = {in->lin == FT_BF16 ? 0 : 2 * max_lin, 2 * in->R * max_in, 2 * max_out * in->R,
+                                2 * N * in->R, pl_max(16 * chunk_rows, 8 * 1024), 4 * N * d->H};
+        ws = FT_PLAN_CUBLAS_WORKSPACE + FT_PLAN_CUDA_TABLES;
+        for (size_t i = 0; i < sizeof slot / sizeof *slot; i++) ws += slot[i] > 0 ? ft_cuda_scratch_bytes(slot[i]) : 0;
+        ws_load = FT_PLAN_CUBLAS_WORKSPACE + FT_PLAN_CUDA_TABLES +
+                  ft_backend_cuda_load_bytes(in->lin == FT_NF4 ? max_lin : 0);
         pl_set(&p->line[FT_PLAN_WORKSPACE], "workspace", ws, "bf16 dequant of the largest linear, cuBLAS %d MiB",
                (int)(FT_PLAN_CUBLAS_WORKSPACE >> 20));
     } else {
@@ -187,8 +202,9 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
     p->train_bytes = 0;
     for (int i = 0; i < FT_PLAN_NLINES; i++) p->train_bytes += p->line[i].bytes;
     p->host_bytes = cuda ? 0 : ws;
-    int64_t src_es = ft_dtype_nbytes(cuda ? FT_BF16 : pl_ckpt_dtype(&p->cfg), 1);
-    p->load_bytes = lin + emb + small + ws_load + (in->lin == FT_NF4 ? max_lin * src_es : 0);
+    /* CPU: ft_weight_set uploads a whole linear before quantizing it; CUDA streams it (ws_load) */
+    int64_t src_es = ft_dtype_nbytes(pl_ckpt_dtype(&p->cfg), 1);
+    p->load_bytes = lin + emb + small + ws_load + (!cuda && in->lin == FT_NF4 ? max_lin * src_es : 0);
     p->backend_bytes = pl_max(p->train_bytes - p->host_bytes, p->load_bytes);
     p->total_bytes = pl_max(p->train_bytes, p->load_bytes);
 }
@@ -223,6 +239,13 @@ static void pl_advise(ft_plan *p, const pl_in *cur, int64_t threads) {
         in = *cur, in.recompute = 1;
         pl_memory(p, &in, threads);
         if (p->total_bytes <= p->device_bytes) PL_ADD("set training.recompute: true");
+    }
+    if (cur->recompute && !cur->host && p->dev.backend == FT_BACKEND_CUDA) {
+        in = *cur, in.host = 1;
+        pl_memory(p, &in, threads);
+        if (p->total_bytes <= p->device_bytes)
+            PL_ADD("%skeep the layer boundaries in host memory (host_boundaries, %.1f GiB pinned)", n ? ", or " : "",
+                   (double)p->pinned_bytes / PL_GIB);
     }
     int64_t b = cur->B > 1 ? pl_largest(p, *cur, PL_KNOB_B, 1, cur->B - 1, threads) : 0;
     if (b > 0) {
@@ -342,6 +365,7 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     FT_TRY(ft_lora_parse_targets(r->lora.targets, &p->targets));
     p->B = r->training.micro_batch, p->T = r->data.seq_len, p->K = r->training.grad_accum, p->R = r->lora.r;
     p->recompute = r->training.recompute;
+    p->host_boundaries = o.host_boundaries && p->recompute;
 
     const ft_model_dims *d = &p->dims;
     ft_lora_shapes s = ft_model_lora_shapes(d);
@@ -355,7 +379,8 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
 
     int64_t threads = r->model.threads > 0 ? r->model.threads : sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1) threads = 1;
-    pl_in in = {p->B, p->T, p->R, p->recompute, p->linear_dtype};
+    p->threads = threads;
+    pl_in in = {p->B, p->T, p->R, p->recompute, p->host_boundaries, p->linear_dtype};
     pl_memory(p, &in, threads);
     p->fits = p->total_bytes <= p->device_bytes;
     if (!p->fits) pl_advise(p, &in, threads);
@@ -444,7 +469,12 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
             p->load_bytes > p->train_bytes ? "peak while loading" : "peak of a training step",
             (double)p->total_bytes / unit, gib ? "GiB" : "MiB");
     ft_plan_format_bytes(p->load_bytes, b1, sizeof b1);
-    fprintf(f, "  (while loading: %s, the weights and one linear staged for quantization)\n", b1);
+    fprintf(f, "  (while loading: %s, the weights and %s)\n", b1,
+            p->dev.backend == FT_BACKEND_CUDA ? "the streaming chunks" : "one linear staged for quantization");
+    if (p->pinned_bytes > 0) {
+        ft_plan_format_bytes(p->pinned_bytes, b1, sizeof b1);
+        fprintf(f, "  (plus %s of layer boundaries in pinned host memory, not in the total)\n", b1);
+    }
     ft_plan_format_bytes(p->total_bytes, b1, sizeof b1);
     if (p->fits) fprintf(f, "  fits (%s of %.1f GiB)\n", b1, p->dev.mem_gib);
     else fprintf(f, "  does not fit (%s of %.1f GiB): %s\n", b1, p->dev.mem_gib, p->advice);
@@ -472,4 +502,77 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
         fprintf(f, "  %-28s %s per million tokens\n", "estimated time",
                 pl_duration(1e6 / p->tokens_per_s, b1, sizeof b1));
     }
+}
+
+/* ---- longest context, out-of-memory explanations ------------------------------------------------ */
+
+static pl_in pl_current(const ft_plan *p) {
+    pl_in in = {p->B, p->T, p->R, p->recompute, p->host_boundaries, p->linear_dtype};
+    return in;
+}
+
+int64_t ft_plan_max_seq(ft_plan *p, int64_t multiple, int64_t max_T) {
+    if (multiple < 1) multiple = 1;
+    pl_in in = pl_current(p);
+    int64_t lo = 1, hi = max_T / multiple, found = 0; /* in units of `multiple`; memory grows with T */
+    while (lo <= hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        in.T = mid * multiple;
+        pl_memory(p, &in, p->threads);
+        if (p->total_bytes <= p->device_bytes) found = mid, lo = mid + 1;
+        else hi = mid - 1;
+    }
+    in = pl_current(p);
+    pl_memory(p, &in, p->threads); /* restore the report's lines */
+    return found * multiple;
+}
+
+/* The plan line an allocation named `what` belongs to (trainer/model.c, lora.c, optim/adamw.c names). */
+static int pl_line_of(const char *what) {
+    if (strcmp(what, "activations") == 0) return -2; /* four lines */
+    if (strncmp(what, "optimizer", 9) == 0) return FT_PLAN_OPTIM;
+    if (strcmp(what, "LoRA weights") == 0) return FT_PLAN_LORA;
+    if (strcmp(what, "LoRA gradients") == 0) return FT_PLAN_GRADS;
+    if (strncmp(what, "layer boundaries", 16) == 0) return -3;
+    if (strstr(what, "_proj")) return FT_PLAN_LINEARS;
+    if (strcmp(what, "embed_tokens") == 0 || strcmp(what, "lm_head") == 0) return FT_PLAN_EMBED;
+    if (strstr(what, "norm") || strstr(what, "bias") || strstr(what, "rope") || strstr(what, "loss"))
+        return FT_PLAN_SMALL;
+    return FT_PLAN_WORKSPACE;
+}
+
+void ft_plan_oom_explain(void *plan, const char *what, int64_t bytes, char *buf, size_t cap) {
+    const ft_plan *p = plan;
+    char part[48], total[48], dev[48];
+    int line = pl_line_of(what);
+    int64_t predicted;
+    const char *label;
+    if (line == -2) {
+        predicted = p->line[FT_PLAN_BOUNDARIES].bytes + p->line[FT_PLAN_LAYER].bytes + p->line[FT_PLAN_BACKWARD].bytes +
+                    p->line[FT_PLAN_LOGITS].bytes;
+        label = "activations";
+    } else if (line == -3) {
+        predicted = p->pinned_bytes;
+        label = "host-kept boundaries";
+    } else {
+        predicted = p->line[line].bytes;
+        label = p->line[line].name;
+    }
+    (void)bytes;
+    ft_plan_format_bytes(predicted, part, sizeof part);
+    ft_plan_format_bytes(p->total_bytes, total, sizeof total);
+    ft_plan_format_bytes(p->device_bytes, dev, sizeof dev);
+    /* the knob that gets the run under 90% of its planned total */
+    ft_plan *q = malloc(sizeof *q);
+    char advice[sizeof p->advice] = "";
+    if (q) {
+        *q = *p;
+        q->device_bytes = (int64_t)(0.9 * (double)p->total_bytes);
+        pl_in in = pl_current(q);
+        pl_advise(q, &in, q->threads);
+        snprintf(advice, sizeof advice, "%s", q->advice);
+        free(q);
+    }
+    snprintf(buf, cap, "ftune plan predicted %s for %s and %s in all (%s device: %s); to need 10%% less: %s", part,
+             label, total, p->dev.name, dev, advice[0] ? advice : "use a device with more memory");
 }

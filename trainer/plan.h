@@ -29,6 +29,10 @@
 #define FT_PLAN_SUSTAINED_FRACTION 0.5
 /* cuBLAS(Lt) workspace the CUDA backend reserves (NVIDIA's recommendation for Hopper). */
 #define FT_PLAN_CUBLAS_WORKSPACE ((int64_t)32 << 20)
+/* What else a CUDA backend holds from its creation (kernels/cuda/backend_cuda.cu ft_cuda_init):
+ * the NF4 level and dynamic-map tables (272 f32), the 64 KiB quantization lookup table and the
+ * error word. */
+#define FT_PLAN_CUDA_TABLES ((int64_t)(272 * 4 + 65536 + 4))
 
 typedef struct ft_plan_device {
     const char *name;       /* "h100" */
@@ -56,9 +60,10 @@ typedef enum {
     FT_PLAN_LAYER,       /* one layer's forward working set (recompute), or all L of them */
     FT_PLAN_BACKWARD,    /* backward scratch of one layer */
     FT_PLAN_LOGITS,      /* one logits chunk and the head's scratch */
-    FT_PLAN_WORKSPACE,   /* CUDA: the backend's scratch (bf16 dequant of the largest linear, LoRA
-                          * casts, attention) + cuBLAS workspace; CPU: host-heap scratch of the
-                          * reference kernels (weight tile, attention), outside backend memory */
+    FT_PLAN_WORKSPACE,   /* CUDA: the backend's scratch slots (bf16 dequant of the largest linear,
+                          * LoRA casts, attention, reductions; each rounded as ft_cuda_scratch_bytes)
+                          * + cuBLAS workspace + tables; CPU: host-heap scratch of the reference
+                          * kernels (weight tile, attention), outside backend memory */
     FT_PLAN_NLINES
 } ft_plan_line_id;
 
@@ -72,6 +77,7 @@ typedef struct ft_plan_opts {
     const char *device;     /* NULL: "cpu" when model.device is cpu, else "h100" */
     double tflops;          /* sustained TFLOP/s; <= 0: FT_PLAN_SUSTAINED_FRACTION of the peak */
     double memory_gib;      /* device memory override, GiB; <= 0: the device's figure */
+    int host_boundaries;    /* layer boundaries kept in host memory (ft_model_opts.host_boundaries) */
 } ft_plan_opts;
 
 typedef struct ft_plan {
@@ -85,6 +91,8 @@ typedef struct ft_plan {
     int64_t B, T, K, R;       /* micro_batch, seq_len, grad_accum, lora.r */
     unsigned targets;         /* LoRA module mask */
     int recompute;
+    int host_boundaries;      /* with recompute: boundaries in pinned host memory */
+    int64_t threads;          /* CPU threads (host scratch) */
     int64_t lora_params;
 
     /* memory */
@@ -92,6 +100,7 @@ typedef struct ft_plan {
     int64_t train_bytes;      /* sum of the lines: a training step's peak */
     int64_t load_bytes;       /* backend peak while loading: weights + one linear staged for quantization */
     int64_t host_bytes;       /* part of train_bytes outside backend memory (CPU workspace) */
+    int64_t pinned_bytes;     /* host-kept layer boundaries (not in any total above) */
     int64_t backend_bytes;    /* max(train - host, load): what ft_backend_bytes_peak measures */
     int64_t total_bytes;      /* max(train, load) */
     int64_t device_bytes;
@@ -119,5 +128,15 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
 void ft_plan_format_bytes(int64_t bytes, char *buf, size_t cap);
 /* The aligned report (stdout of `ftune plan`). */
 void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f);
+
+/* The longest sequence (a multiple of `multiple`, at most max_T) with which the planned run (its
+ * micro-batch, rank, recompute and host_boundaries) fits p->device_bytes; 0 if none. p's lines are
+ * left as they were. */
+int64_t ft_plan_max_seq(ft_plan *p, int64_t multiple, int64_t max_T);
+
+/* An ft_oom_explain_fn (kernels/backend.h) over a const ft_plan *: what the plan predicted for the
+ * allocation `what` names and for the whole run, and which knob gets the run under 90% of that
+ * (computed as the plan's own advice). */
+void ft_plan_oom_explain(void *plan, const char *what, int64_t bytes, char *buf, size_t cap);
 
 #endif

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "kernels/fileio.h"
 #include "trainer/arch.h"
 #include "trainer/recipe_impl.h"
 
@@ -258,42 +259,6 @@ static ft_status rk_set_defaults(ft_recipe *r) {
     return FT_OK;
 }
 
-static ft_status rk_read_file(const char *path, char **out, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return FT_ERR(FT_E_IO, "%s: cannot open recipe: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 4096 + 1 > cap) {
-            cap = cap * 2 + 8192;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return FT_ERR(FT_E_OOM, "%s: out of memory reading the recipe", path);
-            }
-            buf = nb;
-        }
-        size_t got = fread(buf + n, 1, 4096, f);
-        n += got;
-        if (got < 4096) break;
-        if (n > (16u << 20)) {
-            free(buf);
-            fclose(f);
-            return FT_ERR(FT_E_ARG, "%s: recipe larger than 16 MiB", path);
-        }
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (err) {
-        free(buf);
-        return FT_ERR(FT_E_IO, "%s: read failed", path);
-    }
-    buf[n] = 0;
-    *out = buf, *len = n;
-    return FT_OK;
-}
-
 static ft_status rk_cwd(char *buf, size_t cap) {
     if (!getcwd(buf, cap)) return FT_ERR(FT_E_IO, "cannot read the current directory: %s", strerror(errno));
     return FT_OK;
@@ -325,7 +290,7 @@ static ft_status rk_finish(rctx *c, const char *const *sets, int n_sets, int req
 ft_status ft_recipe_load(ft_recipe *r, const char *path, const char *const *sets, int n_sets) {
     rctx c;
     char *text = NULL, *abs = NULL;
-    size_t len = 0;
+    int64_t len = 0;
     char cwd[4096];
     ft_status st;
     memset(r, 0, sizeof *r);
@@ -339,8 +304,12 @@ ft_status ft_recipe_load(ft_recipe *r, const char *path, const char *const *sets
     if (slash == abs) slash[1] = 0;
     else *slash = 0;
     c.dir = abs;
-    FT_CHECK_GOTO(st, rk_read_file(path, &text, &len), fail);
-    FT_CHECK_GOTO(st, rk_parse_yaml(&c, text, len), fail);
+    st = ft_read_file(path, 16 << 20, &text, &len, NULL);
+    if (st != FT_OK) { /* a recipe over the limit stays a bad argument (exit 2) */
+        st = ft_error_wrap(st == FT_E_FORMAT ? FT_E_ARG : st, "recipe");
+        goto fail;
+    }
+    FT_CHECK_GOTO(st, rk_parse_yaml(&c, text, (size_t)len), fail);
     FT_CHECK_GOTO(st, rk_finish(&c, sets, n_sets, 1), fail);
     free(text);
     free(abs);

@@ -33,7 +33,7 @@ const rk ft_recipe_keys[] = {
     {.key = "model.device", .type = RK_ENUM, .off = F(model.device), .def = "auto", .choices = "auto|cpu|cuda",
      .help = "compute backend; auto = cuda when a GPU is present, else cpu"},
     {.key = "model.threads", .type = RK_INT, .off = F(model.threads), .def = "0", .min = 0, .max = 4096,
-     .help = "CPU threads (0 = all cores)"},
+     .help = "CPU threads of the cpu backend and of tokenizing the data (0 = all cores)"},
 
     {.key = "lora.r", .type = RK_INT, .off = F(lora.r), .def = "16", .min = 1, .max = 4096, .help = "LoRA rank"},
     {.key = "lora.alpha", .type = RK_FLOAT, .off = F(lora.alpha), .def = "32", .min = 0, .max = 1e6, .flags = RK_GT,

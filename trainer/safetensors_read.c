@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kernels/fileio.h"
 #include "kernels/log.h"
 #include "kernels/mem.h"
 
@@ -323,37 +324,6 @@ static ft_status ft_st_alloc_shards(ft_st_model *m, int32_t n) {
     return FT_OK;
 }
 
-/* Reads a whole small file (the index) into a NUL-terminated buffer. */
-static ft_status ft_st_slurp(const char *path, char **out, int64_t *len) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return FT_ERR(FT_E_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    ft_status st = FT_OK;
-    char *buf = NULL;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        st = FT_ERR(FT_E_IO, "%s: not a readable regular file", path);
-    } else if (sb.st_size > FT_ST_HEADER_MAX) {
-        st = FT_ERR(FT_E_FORMAT, "%s: %lld bytes is too large for a safetensors index", path, (long long)sb.st_size);
-    } else if ((st = ft_malloc((void **)&buf, (size_t)sb.st_size + 1, "safetensors index")) == FT_OK) {
-        int64_t got = 0;
-        while (got < sb.st_size) {
-            ssize_t r = read(fd, buf + got, (size_t)(sb.st_size - got));
-            if (r < 0 && errno == EINTR) continue;
-            if (r <= 0) {
-                st = FT_ERR(FT_E_IO, "%s: read failed: %s", path, r < 0 ? strerror(errno) : "file shrank");
-                break;
-            }
-            got += r;
-        }
-        buf[got] = 0;
-        *len = got;
-    }
-    close(fd);
-    if (st != FT_OK) ft_free(buf);
-    else *out = buf;
-    return st;
-}
-
 typedef struct ft_st_wm {
     const char *tensor, *shard;
 } ft_st_wm;
@@ -368,7 +338,7 @@ static ft_status ft_st_open_index(ft_st_model *m, const char *ipath) {
     ft_st_wm *wm = NULL;
     cJSON *root = NULL;
     ft_status st;
-    FT_CHECK_GOTO(st, ft_st_slurp(ipath, &text, &len), out);
+    FT_CHECK_GOTO(st, ft_read_file(ipath, FT_ST_HEADER_MAX, &text, &len, NULL), out);
     root = cJSON_ParseWithLength(text, (size_t)len);
     if (!root) {
         st = FT_ERR(FT_E_FORMAT, "%s: not valid JSON", ipath);

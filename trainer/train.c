@@ -57,6 +57,18 @@ static int64_t ft_count_targets(const ft_batch *b) {
     return n;
 }
 
+/* Adds the losses of micro-batches [first, first + n) from their slots to *loss and *count, in
+ * micro-batch order, in double (as ft_model_step's callers always summed them). */
+static ft_status ft_take_losses(ft_model *m, int64_t n, double *loss, int64_t *count) {
+    float sc[2 * FT_MODEL_LOSS_SLOTS];
+    FT_TRY(ft_model_read_losses(m, n, sc));
+    for (int64_t i = 0; i < n; i++) {
+        *loss += sc[2 * i];
+        *count += (int64_t)llroundf(sc[2 * i + 1]);
+    }
+    return FT_OK;
+}
+
 ft_status ft_train_step(const ft_step_ctx *c, int64_t step, ft_microbatch_fn get, void *user,
                         ft_step_guard_fn guard, void *guard_user, ft_step_info *info) {
     ft_backend *be = ft_model_backend(c->m);
@@ -75,25 +87,44 @@ ft_status ft_train_step(const ft_step_ctx *c, int64_t step, ft_microbatch_fn get
     if (total == 0)
         return FT_ERR(FT_E_FORMAT, "step %lld has no target tokens (sequences shorter than 2 tokens?)",
                       (long long)step + 1);
+    FT_TRY(ft_backend_prefetch(be, c->lora->params, c->lora->n_params * 4)); /* paged master weights */
     FT_TRY(ft_lora_zero_grads(c->lora, be));
+    /* Nothing below waits for the device until the losses and the norm are read for the report
+     * (or for the guard): each micro-batch leaves its loss in its own slot. */
     double loss = 0;
-    int64_t n = 0;
+    int64_t n = 0, pending = 0;
     for (int64_t k = 0; k < K; k++) {
         ft_batch b;
         FT_TRY(get(user, k, &b));
+        if (pending == FT_MODEL_LOSS_SLOTS) { /* more micro-batches than slots: empty them */
+            FT_TRY(ft_take_losses(c->m, pending, &loss, &n));
+            pending = 0;
+        }
         uint64_t seed = ft_mix64(c->seed ^ ft_mix64((uint64_t)(step * K + k)));
-        FT_TRY(ft_model_step(c->m, &b, (float)(1.0 / (double)total), seed, &loss, &n));
+        FT_TRY(ft_model_step_async(c->m, &b, (float)(1.0 / (double)total), seed, pending++));
     }
     if (step == 0 && c->dump_grads) FT_TRY(ft_lora_save(c->lora, be, c->dump_grads, 'g'));
-    info->loss = loss / (double)total;
     info->targets = total;
     info->tokens = tokens;
-    FT_TRY(ft_grad_norm(be, c->opt->norm_acc, c->lora->grads, c->lora->n_params, &info->grad_norm));
     info->lr = ft_sched_lr(c->sched, step);
-    if (guard && !guard(guard_user, info)) {
-        info->skipped = 1;
-    } else {
-        FT_TRY(ft_adamw_step(c->opt, be, c->lora->params, c->lora->grads, info->lr, info->grad_norm));
+    FT_TRY(ft_grad_norm_start(be, c->opt->norm_acc, c->lora->grads, c->lora->n_params));
+    float sumsq = 0;
+    if (guard) { /* the guard decides on the host: read loss and norm first */
+        FT_TRY(ft_take_losses(c->m, pending, &loss, &n));
+        FT_TRY(ft_backend_download(be, &sumsq, c->opt->norm_acc, 4));
+        info->loss = loss / (double)total;
+        info->grad_norm = sqrt((double)sumsq);
+        if (!guard(guard_user, info)) {
+            info->skipped = 1;
+        } else {
+            FT_TRY(ft_adamw_step_dev(c->opt, be, c->lora->params, c->lora->grads, info->lr));
+        }
+    } else { /* the update first, then one read for the report */
+        FT_TRY(ft_adamw_step_dev(c->opt, be, c->lora->params, c->lora->grads, info->lr));
+        FT_TRY(ft_take_losses(c->m, pending, &loss, &n));
+        FT_TRY(ft_backend_download(be, &sumsq, c->opt->norm_acc, 4));
+        info->loss = loss / (double)total;
+        info->grad_norm = sqrt((double)sumsq);
     }
     FT_TRY(ft_backend_sync(be));
     info->seconds = ft_now() - t0;

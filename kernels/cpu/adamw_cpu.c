@@ -33,3 +33,15 @@ ft_status ft_cpu_adamw(ft_backend *be, float *p, const float *g, float *m, float
     }
     return FT_OK;
 }
+
+/* As optim/adamw.c always computed it on the host: the norm and the factor in double. */
+ft_status ft_cpu_clip_factor(ft_backend *be, float *scalars, const float *sumsq, double max_norm) {
+    (void)be;
+    double gscale = 1.0;
+    if (max_norm > 0) {
+        const double c = max_norm / (sqrt((double)*sumsq) + 1e-6);
+        if (c < 1.0) gscale = c;
+    }
+    scalars[FT_ADAMW_GSCALE] = (float)gscale;
+    return FT_OK;
+}

@@ -86,6 +86,7 @@ static const ft_backend_vtbl ft_cpu_vtbl = {
     .adamw = ft_cpu_adamw,
     .nf4_quantize = ft_cpu_nf4_quantize,
     .nf4_dequantize = ft_cpu_nf4_dequantize,
+    .clip_factor = ft_cpu_clip_factor,
 };
 
 ft_status ft_backend_cpu_create(ft_backend **out, int nthreads) {

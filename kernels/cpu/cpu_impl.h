@@ -59,6 +59,7 @@ ft_status ft_cpu_sumsq(ft_backend *be, float *out, const float *x, int64_t n);
 ft_status ft_cpu_scale(ft_backend *be, float *x, int64_t n, float s);
 ft_status ft_cpu_adamw(ft_backend *be, float *p, const float *g, float *m, float *v, int64_t n,
                        const float *scalars);
+ft_status ft_cpu_clip_factor(ft_backend *be, float *scalars, const float *sumsq, double max_norm);
 ft_status ft_cpu_nf4_quantize(ft_backend *be, ft_weight *w, const void *src, ft_dtype src_dtype);
 ft_status ft_cpu_nf4_dequantize(ft_backend *be, void *out, const ft_weight *w);
 

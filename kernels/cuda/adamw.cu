@@ -49,3 +49,20 @@ ft_status ft_cuda_adamw(ft_backend *be, float *p, const float *g, float *m, floa
     FT_CUDA_LAUNCH_TRY("ft_k_adamw");
     return FT_OK;
 }
+
+/* One thread: the clipping factor in double, as kernels/cpu/adamw_cpu.c (IEEE double sqrt and
+ * division are correctly rounded on the device too, so the f32 factor is bit-identical). */
+__global__ void ft_k_clip_factor(float *scalars, const float *sumsq, double max_norm) {
+    double gscale = 1.0;
+    if (max_norm > 0) {
+        const double c = max_norm / (sqrt((double)*sumsq) + 1e-6);
+        if (c < 1.0) gscale = c;
+    }
+    scalars[FT_ADAMW_GSCALE] = (float)gscale;
+}
+
+ft_status ft_cuda_clip_factor(ft_backend *be, float *scalars, const float *sumsq, double max_norm) {
+    ft_k_clip_factor<<<1, 1, 0, ft_cu_stream(be)>>>(scalars, sumsq, max_norm);
+    FT_CUDA_LAUNCH_TRY("ft_k_clip_factor");
+    return FT_OK;
+}

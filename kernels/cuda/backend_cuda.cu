@@ -9,6 +9,9 @@
  * could later be captured as a CUDA graph. Downloads synchronize the stream (the caller reads the
  * bytes next); uploads from pageable host memory return once the driver has consumed the source.
  *
+ * Beside the compute stream (cuda_impl.h): a side stream for overlapping copies, a pinned upload
+ * ring, managed memory for paged allocations, pinned host memory, and phase-timer events.
+ *
  * Failure policy: no call here exits. A missing driver or device is FT_E_UNSUPPORTED with the
  * runtime's reason (the CPU backend remains usable); library errors are FT_E_CUDA via check.h. */
 #include "kernels/cuda/check.h"
@@ -66,25 +69,36 @@ static ft_status ft_alloc_map_grow(ft_backend_cuda *b) {
     return FT_OK;
 }
 
-static ft_status ft_alloc_map_put(ft_backend_cuda *b, void *p, int64_t bytes) {
+static ft_status ft_alloc_map_put(ft_backend_cuda *b, void *p, int64_t bytes, int kind) {
     if (2 * (b->alloc_used + 1) > b->alloc_cap) FT_TRY(ft_alloc_map_grow(b));
     const uint64_t mask = (uint64_t)(b->alloc_cap - 1);
     uint64_t h = ft_ptr_hash(p) & mask;
     while (b->allocs[h].ptr) h = (h + 1) & mask;
     b->allocs[h].ptr = p;
     b->allocs[h].bytes = bytes;
+    b->allocs[h].kind = kind;
     b->alloc_used++;
     return FT_OK;
 }
 
-/* Removes p and returns its size, or -1 if p was not allocated here. */
-static int64_t ft_alloc_map_take(ft_backend_cuda *b, void *p) {
+/* The entry of p, or NULL. */
+static const ft_cuda_alloc_entry *ft_alloc_map_find(const ft_backend_cuda *b, const void *p) {
+    if (!b->alloc_cap) return NULL;
+    const uint64_t mask = (uint64_t)(b->alloc_cap - 1);
+    uint64_t h = ft_ptr_hash(p) & mask;
+    while (b->allocs[h].ptr && b->allocs[h].ptr != p) h = (h + 1) & mask;
+    return b->allocs[h].ptr ? &b->allocs[h] : NULL;
+}
+
+/* Removes p and returns its size (and *kind), or -1 if p was not allocated here. */
+static int64_t ft_alloc_map_take(ft_backend_cuda *b, void *p, int *kind) {
     if (!b->alloc_cap) return -1;
     const uint64_t mask = (uint64_t)(b->alloc_cap - 1);
     uint64_t h = ft_ptr_hash(p) & mask;
     while (b->allocs[h].ptr && b->allocs[h].ptr != p) h = (h + 1) & mask;
     if (!b->allocs[h].ptr) return -1;
     const int64_t bytes = b->allocs[h].bytes;
+    *kind = b->allocs[h].kind;
     /* backward-shift deletion keeps every probe chain unbroken */
     uint64_t i = h, j = h;
     for (;;) {
@@ -98,6 +112,7 @@ static int64_t ft_alloc_map_take(ft_backend_cuda *b, void *p) {
     }
     b->allocs[i].ptr = NULL;
     b->allocs[i].bytes = 0;
+    b->allocs[i].kind = 0;
     b->alloc_used--;
     return bytes;
 }
@@ -107,7 +122,7 @@ static int64_t ft_alloc_map_take(ft_backend_cuda *b, void *p) {
 
 /* Raw device allocation (not accounted). Rounded up to 256 bytes so every buffer starts aligned
  * for 16-byte vector access and for cuBLASLt's preferred alignment. */
-static ft_status ft_cuda_raw_alloc(ft_backend_cuda *b, void **ptr, int64_t bytes) {
+ft_status ft_cuda_raw_alloc(ft_backend_cuda *b, void **ptr, int64_t bytes) {
     const size_t sz = (size_t)((bytes + FT_CUDA_ALIGN - 1) / FT_CUDA_ALIGN * FT_CUDA_ALIGN) + (bytes == 0);
     void *p = NULL;
     cudaError_t e = b->use_pool ? cudaMallocAsync(&p, sz, b->stream) : cudaMalloc(&p, sz);
@@ -127,7 +142,7 @@ static ft_status ft_cuda_raw_alloc(ft_backend_cuda *b, void **ptr, int64_t bytes
     return FT_OK;
 }
 
-static void ft_cuda_raw_free(ft_backend_cuda *b, void *p) {
+void ft_cuda_raw_free(ft_backend_cuda *b, void *p) {
     if (!p) return;
     /* Stream-ordered free: kernels already enqueued that use p finish first. Errors here cannot be
      * reported (release returns void) and would resurface at the next checked call. */
@@ -137,11 +152,16 @@ static void ft_cuda_raw_free(ft_backend_cuda *b, void *p) {
         (void)cudaFree(p);
 }
 
+void ft_cuda_account(ft_backend_cuda *b, int64_t bytes) {
+    b->base.bytes_in_use += bytes;
+    if (b->base.bytes_in_use > b->base.bytes_peak) b->base.bytes_peak = b->base.bytes_in_use;
+}
+
 static ft_status ft_cuda_alloc(ft_backend *be, void **ptr, int64_t bytes) {
     ft_backend_cuda *b = ft_cu(be);
     void *p = NULL;
     FT_TRY(ft_cuda_raw_alloc(b, &p, bytes));
-    ft_status st = ft_alloc_map_put(b, p, bytes);
+    ft_status st = ft_alloc_map_put(b, p, bytes, FT_CUDA_MEM_DEVICE);
     if (st != FT_OK) {
         ft_cuda_raw_free(b, p);
         return st;
@@ -152,18 +172,102 @@ static ft_status ft_cuda_alloc(ft_backend *be, void **ptr, int64_t bytes) {
 
 static void ft_cuda_release(ft_backend *be, void *ptr) {
     ft_backend_cuda *b = ft_cu(be);
-    const int64_t bytes = ft_alloc_map_take(b, ptr);
-    FT_ASSERT(bytes >= 0 && "ft_backend_release of a pointer this CUDA backend did not allocate");
+    int kind = 0;
+    if (b->loader) ft_cuda_load_forget(b, ptr);
+    const int64_t bytes = ft_alloc_map_take(b, ptr, &kind);
+    FT_ASSERT(bytes >= 0 && kind != FT_CUDA_MEM_HOST &&
+              "ft_backend_release of a pointer this CUDA backend did not allocate as backend memory");
+    if (kind == FT_CUDA_MEM_MANAGED) {
+        ft_backend_account_release_paged(be, bytes);
+        (void)cudaStreamSynchronize(b->stream); /* cudaFree of managed memory is not stream-ordered */
+        (void)cudaFree(ptr);
+        return;
+    }
     ft_backend_account_release(be, bytes);
     ft_cuda_raw_free(b, ptr);
+}
+
+/* Managed memory that prefers the device and is mapped there: it pages to the host under memory
+ * pressure instead of failing, and on an integrated GPU it is the only copy. Without concurrent
+ * managed access (or with FT_CUDA_PAGED=0) it is plain device memory. */
+static ft_status ft_cuda_alloc_paged(ft_backend *be, void **ptr, int64_t bytes) {
+    ft_backend_cuda *b = ft_cu(be);
+    if (!b->managed) return ft_cuda_alloc(be, ptr, bytes);
+    const size_t sz = (size_t)((bytes + 255) / 256 * 256) + (bytes == 0);
+    void *p = NULL;
+    cudaError_t e = cudaMallocManaged(&p, sz, cudaMemAttachGlobal);
+    if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        return FT_ERR(FT_E_OOM, "out of managed memory: %.1f MiB requested", (double)bytes / (1 << 20));
+    }
+    FT_CUDA_TRY(e);
+    cudaMemLocation dev;
+    dev.type = cudaMemLocationTypeDevice;
+    dev.id = b->device;
+    ft_status st = ft_cuda_status(cudaMemAdvise(p, sz, cudaMemAdviseSetPreferredLocation, dev),
+                                  "cudaMemAdvise(PreferredLocation)", __func__, __FILE__, __LINE__);
+    if (st == FT_OK)
+        st = ft_cuda_status(cudaMemAdvise(p, sz, cudaMemAdviseSetAccessedBy, dev), "cudaMemAdvise(AccessedBy)",
+                            __func__, __FILE__, __LINE__);
+    if (st == FT_OK)
+        st = ft_cuda_status(cudaMemPrefetchAsync(p, sz, dev, 0, b->stream), "cudaMemPrefetchAsync", __func__,
+                            __FILE__, __LINE__);
+    if (st == FT_OK) st = ft_alloc_map_put(b, p, bytes, FT_CUDA_MEM_MANAGED);
+    if (st != FT_OK) {
+        (void)cudaFree(p);
+        return st;
+    }
+    b->base.bytes_paged += bytes;
+    *ptr = p;
+    return FT_OK;
+}
+
+static ft_status ft_cuda_prefetch(ft_backend *be, const void *ptr, int64_t bytes) {
+    ft_backend_cuda *b = ft_cu(be);
+    const ft_cuda_alloc_entry *e = ft_alloc_map_find(b, ptr);
+    if (!e || e->kind != FT_CUDA_MEM_MANAGED) return FT_OK;
+    cudaMemLocation dev;
+    dev.type = cudaMemLocationTypeDevice;
+    dev.id = b->device;
+    FT_CUDA_TRY(cudaMemPrefetchAsync(ptr, (size_t)(bytes < e->bytes ? bytes : e->bytes), dev, 0, b->stream));
+    return FT_OK;
+}
+
+static ft_status ft_cuda_alloc_host(ft_backend *be, void **ptr, int64_t bytes) {
+    ft_backend_cuda *b = ft_cu(be);
+    void *p = NULL;
+    cudaError_t e = cudaHostAlloc(&p, (size_t)(bytes > 0 ? bytes : 1), cudaHostAllocDefault);
+    if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        return FT_ERR(FT_E_OOM, "out of pinned host memory: %.1f MiB requested", (double)bytes / (1 << 20));
+    }
+    FT_CUDA_TRY(e);
+    ft_status st = ft_alloc_map_put(b, p, bytes, FT_CUDA_MEM_HOST);
+    if (st != FT_OK) {
+        (void)cudaFreeHost(p);
+        return st;
+    }
+    *ptr = p;
+    return FT_OK;
+}
+
+static int64_t ft_cuda_release_host(ft_backend *be, void *ptr) {
+    ft_backend_cuda *b = ft_cu(be);
+    int kind = 0;
+    const int64_t bytes = ft_alloc_map_take(b, ptr, &kind);
+    FT_ASSERT(bytes >= 0 && kind == FT_CUDA_MEM_HOST && "ft_backend_release_host of a pointer not from alloc_host");
+    (void)cudaStreamSynchronize(b->side); /* copies from or to it may still run */
+    (void)cudaStreamSynchronize(b->stream);
+    (void)cudaFreeHost(ptr);
+    return bytes;
 }
 
 ft_status ft_cuda_scratch_get(ft_backend *be, int slot, int64_t bytes, void **out) {
     ft_backend_cuda *b = ft_cu(be);
     ft_cuda_scratch *s = &b->scratch[slot];
     if (s->bytes < bytes) {
-        /* grow by at least 1/8 so a slowly rising demand does not reallocate every call */
-        int64_t want = bytes + bytes / 8;
+        /* grown to the request rounded up (kernels/backend.h), the size `ftune plan` counts */
+        int64_t want = ft_cuda_scratch_bytes(bytes);
         void *p = NULL;
         if (s->ptr) {
             ft_cuda_raw_free(b, s->ptr);
@@ -171,18 +275,103 @@ ft_status ft_cuda_scratch_get(ft_backend *be, int slot, int64_t bytes, void **ou
             s->ptr = NULL;
             s->bytes = 0;
         }
-        FT_TRY(ft_cuda_raw_alloc(b, &p, want));
+        ft_status st = ft_cuda_raw_alloc(b, &p, want);
+        if (st != FT_OK) {
+            static const char *const names[FT_SCR_COUNT] = {
+                "workspace (bf16 copy of a frozen weight)", "workspace (bf16 bias)", "workspace (bf16 LoRA A)",
+                "workspace (bf16 LoRA B)", "workspace (LoRA dt)", "workspace (reduction partials)",
+                "workspace (NF4 absmax)", "workspace (attention backward)"};
+            return ft_backend_alloc_failed(be, st, want, names[slot]);
+        }
         s->ptr = p;
         s->bytes = want;
-        be->bytes_in_use += want;
-        if (be->bytes_in_use > be->bytes_peak) be->bytes_peak = be->bytes_in_use;
+        ft_cuda_account(b, want);
     }
     *out = s->ptr;
     return FT_OK;
 }
 
+/* Through the pinned upload ring: each piece is copied into the next slot (after that slot's
+ * previous DMA has finished, which only waits when the device is FT_UPLOAD_SLOTS pieces behind)
+ * and its DMA is enqueued on the compute stream. Returns once src has been read, without waiting
+ * for the device: a step's uploads (batch, optimizer scalars) never synchronize. */
 static ft_status ft_cuda_upload(ft_backend *be, void *dst, const void *src, int64_t bytes) {
-    FT_CUDA_TRY(cudaMemcpyAsync(dst, src, (size_t)bytes, cudaMemcpyHostToDevice, ft_cu_stream(be)));
+    ft_backend_cuda *b = ft_cu(be);
+    for (int64_t off = 0; off < bytes; off += FT_UPLOAD_SLOT_BYTES) {
+        const int64_t n = bytes - off < FT_UPLOAD_SLOT_BYTES ? bytes - off : FT_UPLOAD_SLOT_BYTES;
+        const int s = (int)(b->up_next++ % FT_UPLOAD_SLOTS);
+        char *slot = b->up_host + (int64_t)s * FT_UPLOAD_SLOT_BYTES;
+        if (b->up_used[s]) FT_CUDA_TRY(cudaEventSynchronize(b->up_done[s]));
+        memcpy(slot, (const char *)src + off, (size_t)n);
+        FT_CUDA_TRY(cudaMemcpyAsync((char *)dst + off, slot, (size_t)n, cudaMemcpyHostToDevice, b->stream));
+        FT_CUDA_TRY(cudaEventRecord(b->up_done[s], b->stream));
+        b->up_used[s] = 1;
+    }
+    return FT_OK;
+}
+
+/* Side-stream copy: starts after everything enqueued so far on the compute stream; the compute
+ * stream waits for it only in ft_cuda_copy_wait. Reusing a slot's events for a newer ticket is safe:
+ * the side stream is in order, so waiting for the newer copy also waits for the older one. */
+static ft_status ft_cuda_copy_async(ft_backend *be, void *dst, const void *src, int64_t bytes, int64_t *ticket) {
+    ft_backend_cuda *b = ft_cu(be);
+    const int64_t t = ++b->side_next;
+    const int s = (int)(t % FT_SIDE_EVENTS);
+    FT_CUDA_TRY(cudaEventRecord(b->side_pre[s], b->stream));
+    FT_CUDA_TRY(cudaStreamWaitEvent(b->side, b->side_pre[s], 0));
+    FT_CUDA_TRY(cudaMemcpyAsync(dst, src, (size_t)bytes, cudaMemcpyDefault, b->side));
+    FT_CUDA_TRY(cudaEventRecord(b->side_done[s], b->side));
+    *ticket = t;
+    return FT_OK;
+}
+
+static ft_status ft_cuda_copy_wait(ft_backend *be, int64_t ticket) {
+    ft_backend_cuda *b = ft_cu(be);
+    if (ticket <= 0 || ticket > b->side_next) return FT_OK;
+    FT_CUDA_TRY(cudaStreamWaitEvent(b->stream, b->side_done[ticket % FT_SIDE_EVENTS], 0));
+    return FT_OK;
+}
+
+static ft_status ft_cuda_mem_info(ft_backend *be, int64_t *free_bytes, int64_t *total_bytes) {
+    size_t fr = 0, tot = 0;
+    (void)be;
+    FT_CUDA_TRY(cudaMemGetInfo(&fr, &tot));
+    *free_bytes = (int64_t)fr;
+    *total_bytes = (int64_t)tot;
+    return FT_OK;
+}
+
+/* Phase timers: one event per mark, recorded on the compute stream (never a synchronization). */
+static ft_status ft_cuda_timer_mark(ft_backend *be, int64_t idx) {
+    ft_backend_cuda *b = ft_cu(be);
+    if (idx >= b->timer_cap) {
+        int64_t cap = b->timer_cap ? 2 * b->timer_cap : 4096;
+        while (cap <= idx) cap *= 2;
+        cudaEvent_t *ev = (cudaEvent_t *)realloc(b->timer_ev, (size_t)cap * sizeof *ev);
+        if (!ev) return FT_ERR(FT_E_OOM, "phase timer events");
+        b->timer_ev = ev;
+        for (int64_t i = b->timer_cap; i < cap; i++) {
+            cudaError_t e = cudaEventCreate(&ev[i]);
+            if (e != cudaSuccess) {
+                b->timer_cap = i;
+                return ft_cuda_status(e, "cudaEventCreate", __func__, __FILE__, __LINE__);
+            }
+        }
+        b->timer_cap = cap;
+    }
+    FT_CUDA_TRY(cudaEventRecord(b->timer_ev[idx], b->stream));
+    return FT_OK;
+}
+
+static ft_status ft_cuda_timer_read(ft_backend *be, int64_t n, double *ms) {
+    ft_backend_cuda *b = ft_cu(be);
+    if (n < 2) return FT_OK;
+    FT_CUDA_TRY(cudaEventSynchronize(b->timer_ev[n - 1]));
+    for (int64_t i = 0; i + 1 < n; i++) {
+        float f = 0.0f;
+        FT_CUDA_TRY(cudaEventElapsedTime(&f, b->timer_ev[i], b->timer_ev[i + 1]));
+        ms[i] = (double)f;
+    }
     return FT_OK;
 }
 
@@ -193,7 +382,8 @@ static ft_status ft_cuda_download(ft_backend *be, void *dst, const void *src, in
 }
 
 static ft_status ft_cuda_copy(ft_backend *be, void *dst, const void *src, int64_t bytes) {
-    FT_CUDA_TRY(cudaMemcpyAsync(dst, src, (size_t)bytes, cudaMemcpyDeviceToDevice, ft_cu_stream(be)));
+    /* Default: device, managed or pinned host memory on either side (unified addressing) */
+    FT_CUDA_TRY(cudaMemcpyAsync(dst, src, (size_t)bytes, cudaMemcpyDefault, ft_cu_stream(be)));
     return FT_OK;
 }
 
@@ -207,6 +397,7 @@ static ft_status ft_cuda_memset(ft_backend *be, void *dst, int value, int64_t by
 static ft_status ft_cuda_sync(ft_backend *be) {
     ft_backend_cuda *b = ft_cu(be);
     unsigned flags = 0;
+    FT_TRY(ft_cuda_load_settle(be)); /* a weight-streaming session ends here */
     FT_CUDA_TRY(cudaStreamSynchronize(b->stream));
     FT_CUDA_TRY(cudaMemcpyAsync(&flags, b->err, sizeof flags, cudaMemcpyDeviceToHost, b->stream));
     FT_CUDA_TRY(cudaStreamSynchronize(b->stream));
@@ -220,7 +411,23 @@ static ft_status ft_cuda_sync(ft_backend *be) {
 
 static void ft_cuda_destroy(ft_backend *be) {
     ft_backend_cuda *b = ft_cu(be);
-    if (b->stream) (void)cudaStreamSynchronize(b->stream);
+    if (b->stream) {
+        if (b->loader) (void)ft_cuda_load_end(b);
+        (void)cudaStreamSynchronize(b->stream);
+    }
+    if (b->side) {
+        (void)cudaStreamSynchronize(b->side);
+        (void)cudaStreamDestroy(b->side);
+    }
+    for (int i = 0; i < FT_SIDE_EVENTS; i++) {
+        if (b->side_pre[i]) (void)cudaEventDestroy(b->side_pre[i]);
+        if (b->side_done[i]) (void)cudaEventDestroy(b->side_done[i]);
+    }
+    for (int i = 0; i < FT_UPLOAD_SLOTS; i++)
+        if (b->up_done[i]) (void)cudaEventDestroy(b->up_done[i]);
+    if (b->up_host) (void)cudaFreeHost(b->up_host);
+    for (int64_t i = 0; i < b->timer_cap; i++) (void)cudaEventDestroy(b->timer_ev[i]);
+    free(b->timer_ev);
     for (int i = 0; i < FT_SCR_COUNT; i++) ft_cuda_raw_free(b, b->scratch[i].ptr);
     ft_cuda_raw_free(b, b->lt_ws);
     ft_cuda_raw_free(b, b->nf4_tables);
@@ -272,6 +479,18 @@ static ft_backend_vtbl ft_cuda_make_vtbl(void) {
     v.adamw = ft_cuda_adamw;
     v.nf4_quantize = ft_cuda_nf4_quantize;
     v.nf4_dequantize = ft_cuda_nf4_dequantize;
+    v.clip_factor = ft_cuda_clip_factor;
+    v.alloc_paged = ft_cuda_alloc_paged;
+    v.prefetch = ft_cuda_prefetch;
+    v.alloc_host = ft_cuda_alloc_host;
+    v.release_host = ft_cuda_release_host;
+    v.copy_async = ft_cuda_copy_async;
+    v.copy_wait = ft_cuda_copy_wait;
+    v.mem_info = ft_cuda_mem_info;
+    v.timer_mark = ft_cuda_timer_mark;
+    v.timer_read = ft_cuda_timer_read;
+    v.weight_set = ft_cuda_weight_set;
+    v.weight_init = ft_cuda_weight_init;
     return v;
 }
 static const ft_backend_vtbl ft_cuda_vtbl = ft_cuda_make_vtbl();
@@ -300,6 +519,18 @@ static ft_status ft_cuda_init(ft_backend_cuda *b, int device) {
                       device, prop.name, prop.major, prop.minor, cudaGetErrorString(pe), prop.major, prop.minor);
     }
     FT_CUDA_TRY(cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking));
+    FT_CUDA_TRY(cudaStreamCreateWithFlags(&b->side, cudaStreamNonBlocking));
+    for (int i = 0; i < FT_SIDE_EVENTS; i++) {
+        FT_CUDA_TRY(cudaEventCreateWithFlags(&b->side_pre[i], cudaEventDisableTiming));
+        FT_CUDA_TRY(cudaEventCreateWithFlags(&b->side_done[i], cudaEventDisableTiming));
+    }
+    for (int i = 0; i < FT_UPLOAD_SLOTS; i++) FT_CUDA_TRY(cudaEventCreateWithFlags(&b->up_done[i], cudaEventDisableTiming));
+    FT_CUDA_TRY(cudaHostAlloc((void **)&b->up_host, (size_t)(FT_UPLOAD_SLOTS * FT_UPLOAD_SLOT_BYTES), cudaHostAllocDefault));
+    int cma = 0;
+    FT_CUDA_TRY(cudaDeviceGetAttribute(&cma, cudaDevAttrConcurrentManagedAccess, device));
+    const char *pg = getenv("FT_CUDA_PAGED");
+    b->managed = cma && !(pg && strcmp(pg, "0") == 0);
+    b->integrated = prop.integrated;
     const char *me = getenv("FT_CUDA_MALLOC");
     int pools = 0;
     FT_CUDA_TRY(cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, device));
@@ -340,10 +571,11 @@ static ft_status ft_cuda_init(ft_backend_cuda *b, int device) {
     b->gemm_simt = g && strcmp(g, "simt") == 0;
     size_t fr = 0, tot = 0;
     FT_CUDA_TRY(cudaMemGetInfo(&fr, &tot));
-    ft_info("cuda: device %d %s, compute capability %d.%d, %d SMs, %.1f of %.1f GiB free, built for sm %s%s%s",
+    ft_info("cuda: device %d %s, compute capability %d.%d, %d SMs, %.1f of %.1f GiB free, built for sm %s%s%s%s%s",
             device, prop.name, prop.major, prop.minor, prop.multiProcessorCount, (double)fr / (1 << 30),
             (double)tot / (1 << 30), FT_CUDA_ARCHS, b->use_pool ? ", stream-ordered allocator" : ", cudaMalloc",
-            b->gemm_simt ? ", FT_CUDA_GEMM=simt" : "");
+            b->managed ? ", managed memory for optimizer state" : ", no managed memory (optimizer state on the device)",
+            b->integrated ? ", integrated (unified memory)" : "", b->gemm_simt ? ", FT_CUDA_GEMM=simt" : "");
     return FT_OK;
 }
 

@@ -8,9 +8,20 @@
  * raise for bad indices (token ids, labels, document starts) and ft_cuda_sync reports. Activations
  * are BF16; LoRA weights, gradients, optimizer state, rstd and lse are F32 (backend.h).
  *
- * Accounting: every ft_backend_alloc is recorded in a host table (pointer -> bytes) so release()
- * can report its size (device memory has no room for a header). Scratch and workspace are counted
- * in the header's bytes_in_use/bytes_peak too, since `ftune plan` must see them. */
+ * Accounting: every ft_backend_alloc is recorded in a host table (pointer -> bytes, kind) so
+ * release() can report its size (device memory has no room for a header). Scratch and workspace are
+ * counted in the header's bytes_in_use/bytes_peak too, since `ftune plan` must see them; scratch
+ * slots are sized ft_cuda_scratch_bytes(largest request) (kernels/backend.h), which plan.c uses.
+ *
+ * Around the one compute stream (all ops, in order):
+ * - a side stream for ft_backend_copy_async (host-kept layer boundaries) and for the host-to-device
+ *   copies of streamed weights, ordered against the compute stream with events only;
+ * - a ring of pinned upload slots, so ft_backend_upload of pageable memory (batches, optimizer
+ *   scalars) never synchronizes: the bytes are copied into a slot and the slot's DMA is enqueued;
+ * - managed memory for ft_backend_alloc_paged (optimizer state, LoRA master weights), pinned host
+ *   memory for ft_backend_alloc_host;
+ * - events for the phase timers, recorded on the compute stream and read after a step;
+ * - a weight-streaming session (load.cu) while weights are loaded or initialized. */
 #ifndef FT_CUDA_IMPL_H
 #define FT_CUDA_IMPL_H
 
@@ -47,10 +58,19 @@ typedef struct ft_cuda_scratch {
     int64_t bytes;
 } ft_cuda_scratch;
 
+/* Kinds of allocation in the table. */
+enum { FT_CUDA_MEM_DEVICE = 0, FT_CUDA_MEM_MANAGED, FT_CUDA_MEM_HOST };
+
 typedef struct ft_cuda_alloc_entry {
-    void *ptr;     /* NULL: empty; FT_CUDA_TOMBSTONE: deleted */
+    void *ptr;     /* NULL: empty */
     int64_t bytes;
+    int kind;      /* FT_CUDA_MEM_* */
 } ft_cuda_alloc_entry;
+
+enum { FT_SIDE_EVENTS = 16, FT_UPLOAD_SLOTS = 16 };
+#define FT_UPLOAD_SLOT_BYTES ((int64_t)4 << 20)
+
+typedef struct ft_cuda_loader ft_cuda_loader; /* load.cu */
 
 typedef struct ft_gemm_key ft_gemm_key; /* matmul.cu */
 typedef struct ft_gemm_cache_entry ft_gemm_cache_entry;
@@ -76,6 +96,20 @@ typedef struct ft_backend_cuda {
     ft_gemm_cache_entry *gemm_cache; /* [FT_GEMM_CACHE] cuBLASLt algorithms by problem */
     int use_pool;           /* cudaMallocAsync (else cudaMalloc; FT_CUDA_MALLOC=sync) */
     int gemm_simt;          /* FT_CUDA_GEMM=simt: our own GEMM instead of cuBLASLt (cross-check) */
+    int managed;            /* paged allocations are managed memory (concurrent managed access, and
+                             * not FT_CUDA_PAGED=0); else they are plain device memory */
+    int integrated;         /* the GPU shares the host's memory (GB10) */
+    cudaStream_t side;      /* copies that overlap compute */
+    cudaEvent_t side_pre[FT_SIDE_EVENTS];  /* compute-stream point a side copy starts after */
+    cudaEvent_t side_done[FT_SIDE_EVENTS]; /* a side copy's end */
+    int64_t side_next;      /* tickets issued (ticket t uses slot t % FT_SIDE_EVENTS) */
+    char *up_host;          /* pinned [FT_UPLOAD_SLOTS][FT_UPLOAD_SLOT_BYTES] */
+    cudaEvent_t up_done[FT_UPLOAD_SLOTS];
+    int up_used[FT_UPLOAD_SLOTS];
+    int64_t up_next;
+    cudaEvent_t *timer_ev;  /* phase-timer marks [timer_cap] */
+    int64_t timer_cap;
+    ft_cuda_loader *loader; /* weight-streaming session, or NULL */
 } ft_backend_cuda;
 
 static inline ft_backend_cuda *ft_cu(ft_backend *be) { return (ft_backend_cuda *)be; }
@@ -84,6 +118,33 @@ static inline cudaStream_t ft_cu_stream(ft_backend *be) { return ((ft_backend_cu
 /* A scratch buffer of at least `bytes` for slot `slot` (grown, never shrunk; the old buffer is
  * freed in stream order, so earlier kernels that still use it are unaffected). */
 ft_status ft_cuda_scratch_get(ft_backend *be, int slot, int64_t bytes, void **out);
+/* Raw device allocation outside the table (scratch, staging), rounded to 256 bytes; the caller
+ * accounts it with ft_cuda_account. */
+ft_status ft_cuda_raw_alloc(ft_backend_cuda *b, void **ptr, int64_t bytes);
+void ft_cuda_raw_free(ft_backend_cuda *b, void *p);
+void ft_cuda_account(ft_backend_cuda *b, int64_t bytes); /* +bytes (or -) to bytes_in_use, peak */
+
+/* ---- weight streaming (load.cu) ---------------------------------------------------------------
+ * ft_cuda_weight_set / ft_cuda_weight_init are the vtable's weight_set / weight_init. They leave
+ * each NF4 weight's offset (a host field) to be filled when the session ends: ft_cuda_load_end,
+ * called by ft_cuda_sync, before any op reads a weight (ft_cuda_load_settle), and at destroy. */
+ft_status ft_cuda_weight_set(ft_backend *be, ft_weight *w, const void *src, ft_dtype src_dtype);
+ft_status ft_cuda_weight_init(ft_backend *be, ft_weight *w, uint64_t seed, float mean, float scale);
+/* Waits for the session's work, fills the offsets and frees its staging; no-op without one. */
+ft_status ft_cuda_load_end(ft_backend_cuda *b);
+static inline ft_status ft_cuda_load_settle(ft_backend *be) {
+    return ((ft_backend_cuda *)be)->loader ? ft_cuda_load_end((ft_backend_cuda *)be) : FT_OK;
+}
+/* A pointer about to be freed: forget a pending offset whose weight owns it (load.cu). */
+void ft_cuda_load_forget(ft_backend_cuda *b, const void *ptr);
+
+/* ---- NF4 quantization in pieces (nf4.cu), on the compute stream ------------------------------- */
+/* codes of elements [0, n) of one chunk (n % 64 == 0 unless it ends the tensor) from src[n] and
+ * their 64-block absmax[ceil(n/64)]. */
+ft_status ft_cuda_nf4_blocks(ft_backend *be, uint8_t *codes, float *absmax, const void *src, ft_dtype src_dtype,
+                             int64_t n);
+/* *offset_dev = mean(absmax[nb]) and w's qabsmax/absmax2 (nb = ft_nf4_nblocks(numel(w))). */
+ft_status ft_cuda_nf4_finish(ft_backend *be, ft_weight *w, const float *absmax, float *offset_dev);
 
 /* ---- shared by several op files -------------------------------------------------------------- */
 /* A BF16 copy of any float weight, or the weight itself when it is BF16 already (no copy).
@@ -136,5 +197,6 @@ ft_status ft_cuda_adamw(ft_backend *be, float *p, const float *g, float *m, floa
                         const float *scalars);
 ft_status ft_cuda_nf4_quantize(ft_backend *be, ft_weight *w, const void *src, ft_dtype src_dtype);
 ft_status ft_cuda_nf4_dequantize(ft_backend *be, void *out, const ft_weight *w);
+ft_status ft_cuda_clip_factor(ft_backend *be, float *scalars, const float *sumsq, double max_norm);
 
 #endif

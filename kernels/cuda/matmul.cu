@@ -262,6 +262,7 @@ ft_status ft_cuda_weight_bf16(ft_backend *be, const ft_weight *w, int slot, cons
         *out = w->data;
         return FT_OK;
     }
+    FT_TRY(ft_cuda_load_settle(be)); /* streamed NF4 weights get their offsets first */
     void *buf = NULL;
     FT_TRY(ft_cuda_scratch_get(be, slot, 2 * (n > 0 ? n : 1), &buf));
     if (w->dtype == FT_NF4) {
@@ -292,8 +293,10 @@ ft_status ft_cuda_linear(ft_backend *be, void *y, const void *x, const ft_weight
     const int64_t out = W->rows, in = W->cols;
     if (N == 0 || out == 0) return FT_OK;
     const void *w16 = NULL, *b16 = NULL;
+    if (W->dtype != FT_BF16) ft_backend_phase_note(be, FT_PHASE_DEQUANT); /* timed apart from the product */
     FT_TRY(ft_cuda_weight_bf16(be, W, FT_SCR_WEIGHT, &w16));
     if (bias) FT_TRY(ft_cuda_weight_bf16(be, bias, FT_SCR_BIAS, &b16));
+    ft_backend_phase_note(be, FT_PHASE_GEMM);
     /* y^T[out,N] = W[out,in] . x^T[in,N] (+ y^T) (+ bias) */
     return ft_cuda_gemm(be, 1, 0, out, N, in, 1.0f, w16, in, x, in, accumulate ? 1.0f : 0.0f, y, out, 0, b16);
 }
@@ -303,7 +306,9 @@ ft_status ft_cuda_linear_bwd_x(ft_backend *be, void *dx, const void *dy, const f
     const int64_t out = W->rows, in = W->cols;
     if (N == 0 || in == 0) return FT_OK;
     const void *w16 = NULL;
+    if (W->dtype != FT_BF16) ft_backend_phase_note(be, FT_PHASE_DEQUANT);
     FT_TRY(ft_cuda_weight_bf16(be, W, FT_SCR_WEIGHT, &w16));
+    ft_backend_phase_note(be, FT_PHASE_GEMM);
     /* dx^T[in,N] = W^T[in,out] . dy^T[out,N] */
     return ft_cuda_gemm(be, 0, 0, in, N, out, 1.0f, w16, in, dy, out, accumulate ? 1.0f : 0.0f, dx, in, 0, NULL);
 }

@@ -11,8 +11,9 @@
  *     through bitsandbytes' lookup table (fmaf bin index, truncation), uploaded once per backend.
  * Every product, quotient and sum is written with an explicit _rn intrinsic where nvcc could
  * otherwise contract it into an FMA, so each rounds exactly as the reference's float32 C.
- * The offset is a host field of ft_nf4, so quantization ends by downloading it (one sync per
- * weight, at load time only).
+ * The offset is a host field of ft_nf4, so ft_op_nf4_quantize ends by downloading it (one sync per
+ * weight); the streaming loader (load.cu) runs the same kernels chunk by chunk (ft_cuda_nf4_blocks,
+ * ft_cuda_nf4_finish) and collects the offsets once, when loading ends.
  *
  * Dequantization: x = nf4[code] * (dynmap[q] * absmax2 + offset), the two roundings of the
  * reference, then rounded to BF16: 8 elements (4 code bytes, one 64-block) per thread with a
@@ -138,9 +139,32 @@ __global__ void ft_k_nf4_dequant(act_t *out, ft_cu_wview w, int64_t n, int align
     }
 }
 
-ft_status ft_cuda_nf4_quantize(ft_backend *be, ft_weight *w, const void *src, ft_dtype src_dtype) {
+ft_status ft_cuda_nf4_blocks(ft_backend *be, uint8_t *codes, float *absmax, const void *src, ft_dtype src_dtype,
+                             int64_t n) {
+    ft_backend_cuda *b = ft_cu(be);
+    if (n <= 0) return FT_OK;
+    const int threads = 256, wpb = threads / FT_WARP;
+    ft_k_nf4_blocks<<<ft_grid_1d(ft_nf4_nblocks(n), wpb, 16LL * b->sm_count * 8), threads, 0, b->stream>>>(
+        codes, absmax, src, (int)src_dtype, n, b->nf4_tables);
+    FT_CUDA_LAUNCH_TRY("ft_k_nf4_blocks");
+    return FT_OK;
+}
+
+ft_status ft_cuda_nf4_finish(ft_backend *be, ft_weight *w, const float *absmax, float *offset_dev) {
     ft_backend_cuda *b = ft_cu(be);
     const int64_t n = ft_weight_numel(w), nb = ft_nf4_nblocks(n), nb2 = ft_nf4_nblocks2(n);
+    if (nb2 > 0x7fffffff) return FT_ERR(FT_E_UNSUPPORTED, "nf4 quantize: tensor of %lld elements", (long long)n);
+    ft_k_nf4_offset<<<1, FT_WARP, 0, b->stream>>>(offset_dev, absmax, nb);
+    FT_CUDA_LAUNCH_TRY("ft_k_nf4_offset");
+    ft_k_nf4_double<<<(unsigned)nb2, FT_NF4_BLOCK2, 0, b->stream>>>(w->nf4.qabsmax, w->nf4.absmax2, absmax, offset_dev,
+                                                                   nb, b->nf4_qlut);
+    FT_CUDA_LAUNCH_TRY("ft_k_nf4_double");
+    return FT_OK;
+}
+
+ft_status ft_cuda_nf4_quantize(ft_backend *be, ft_weight *w, const void *src, ft_dtype src_dtype) {
+    ft_backend_cuda *b = ft_cu(be);
+    const int64_t n = ft_weight_numel(w), nb = ft_nf4_nblocks(n);
     if (n == 0) {
         w->nf4.offset = 0.0f;
         return FT_OK;
@@ -148,16 +172,8 @@ ft_status ft_cuda_nf4_quantize(ft_backend *be, ft_weight *w, const void *src, ft
     void *scr = NULL; /* absmax [nb] f32, then the offset */
     FT_TRY(ft_cuda_scratch_get(be, FT_SCR_NF4, 4 * (nb + 1), &scr));
     float *absmax = (float *)scr, *offset = absmax + nb;
-    const int threads = 256, wpb = threads / FT_WARP;
-    ft_k_nf4_blocks<<<ft_grid_1d(nb, wpb, 16LL * b->sm_count * 8), threads, 0, b->stream>>>(
-        w->nf4.codes, absmax, src, (int)src_dtype, n, b->nf4_tables);
-    FT_CUDA_LAUNCH_TRY("ft_k_nf4_blocks");
-    ft_k_nf4_offset<<<1, FT_WARP, 0, b->stream>>>(offset, absmax, nb);
-    FT_CUDA_LAUNCH_TRY("ft_k_nf4_offset");
-    if (nb2 > 0x7fffffff) return FT_ERR(FT_E_UNSUPPORTED, "nf4 quantize: tensor of %lld elements", (long long)n);
-    ft_k_nf4_double<<<(unsigned)nb2, FT_NF4_BLOCK2, 0, b->stream>>>(w->nf4.qabsmax, w->nf4.absmax2, absmax, offset,
-                                                                   nb, b->nf4_qlut);
-    FT_CUDA_LAUNCH_TRY("ft_k_nf4_double");
+    FT_TRY(ft_cuda_nf4_blocks(be, w->nf4.codes, absmax, src, src_dtype, n));
+    FT_TRY(ft_cuda_nf4_finish(be, w, absmax, offset));
     /* the offset lives on the host (ft_nf4.offset): the download synchronizes the stream */
     FT_CUDA_TRY(cudaMemcpyAsync(&w->nf4.offset, offset, sizeof(float), cudaMemcpyDeviceToHost, b->stream));
     FT_CUDA_TRY(cudaStreamSynchronize(b->stream));
@@ -168,6 +184,7 @@ ft_status ft_cuda_nf4_dequantize(ft_backend *be, void *out, const ft_weight *w) 
     ft_backend_cuda *b = ft_cu(be);
     const int64_t n = ft_weight_numel(w);
     if (n == 0) return FT_OK;
+    FT_TRY(ft_cuda_load_settle(be)); /* streamed weights get their offsets first */
     const int aligned16 = ((uintptr_t)out % 16) == 0;
     ft_k_nf4_dequant<<<ft_grid_1d(ft_cdiv(n, 8), 256, 32LL * b->sm_count * 8), 256, 0, b->stream>>>(
         (act_t *)out, ft_cu_view(w, b->nf4_tables), n, aligned16);

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "data/tokenizer.h"
+#include "kernels/fileio.h"
 
 static double now(void) {
     struct timespec ts;
@@ -27,15 +28,12 @@ int main(int argc, char **argv) {
         return 1;
     }
     double t_load = now() - t0;
-    FILE *f = fopen(argv[2], "rb");
-    if (!f) return 1;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (fread(buf, 1, (size_t)n, f) != (size_t)n) return 1;
-    fclose(f);
-    buf[n] = 0;
+    char *buf;
+    int64_t n;
+    if (ft_read_file(argv[2], 0, &buf, &n, NULL) != FT_OK) {
+        fprintf(stderr, "read: %s\n", ft_error_msg());
+        return 1;
+    }
     /* lines, split on '\n' (as Python's str.split('\n')) */
     int64_t nl = 1;
     for (long i = 0; i < n; i++) nl += buf[i] == '\n';

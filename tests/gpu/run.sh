@@ -3,21 +3,37 @@
 # sm_90, checks every CUDA op forward and backward against the CPU reference on fresh random inputs
 # (the op table of tests/test_ops_cpu.c plus the real layer shapes of Llama-3-70B, Qwen3-32B and
 # Mistral-Small-24B in tests/test_ops_cuda.c), times each op, trains the stories260K demo for 50
-# steps on both backends and compares the loss curves step by step, runs `ftune bench` when that
-# command exists, prints one summary table and writes full logs under $OUT.
+# steps on both backends and compares the loss curves step by step, benchmarks training on random
+# models of the real shapes (`ftune bench`), checks loading and exact resume on the GPU, prints one
+# summary table and writes full logs under $OUT.
 #
-# Usage: tests/gpu/run.sh [phase...]   phases: build ops e2e sanitize bench (default: all, in order)
+# Usage: tests/gpu/run.sh [phase...]
+#   phases: build ops e2e sanitize load resume bench context (default: all, in order)
 #   sanitize  compute-sanitizer memcheck, racecheck and initcheck over the small op table
+#   load      stories260K and a multi-shard random bf16 checkpoint of several GB (FT_LOAD_SHAPE,
+#             default llama-3-8b with 8 layers, 4 shards: 5.6 GB) load on the GPU with NF4 codes,
+#             constants and offsets identical to the CPU loader's; load time against read time
+#   resume    tests/gpu/resume.sh: exact resume on CUDA (SIGKILL and SIGTERM, byte-identical
+#             adapters) and the CUDA loss within BF16 tolerance of the CPU's
+#   bench     `ftune bench --check --peak` at seq 4096, micro-batch 1, 10 steps for the shapes in
+#             FT_BENCH_SHAPES (default llama-3-70b qwen3-32b mistral-small-24b): finite falling
+#             loss, peak memory within 10% of the plan (the `memory` column), tokens/s, F x tokens/s
+#             against the measured GEMM peak, time per phase
+#   context   the longest sequence `ftune plan` fits for the 70B shape, with the boundaries on the
+#             device and in host memory, trained for FT_CONTEXT_STEPS (default 1) steps each
 #   OUT              where logs go (the device tool sets it; default build-gpu-out, git-ignored)
 #   FT_GPU_BUILD     build directory (default build-gpu; kept between calls on a warm machine)
 #   FT_GPU_ARCH      CUDA architectures (default 90)
 #   FT_OPS_ARGS      extra arguments for test_ops_cuda, e.g. "--filter attention --seed 0x1234"
 #   FT_E2E_STEPS     training steps per backend (default 50); FT_E2E_TOL relative loss gap (0.02)
 #   FT_GPU_DEPS      "carried": use build-gpudeps even where the system has the libraries
+#   FT_BENCH_SHAPES, FT_BENCH_STEPS (10), FT_BENCH_SEQ (4096), FT_BENCH_ARGS (extra bench options)
 # Expected times on an H100 machine: build 1-2 min, ops 3-5 min (the CPU reference of the real
-# shapes dominates), e2e < 1 min, sanitize 1-2 min. To stay well inside the device tool's 10-minute
-# command limit, split: `run.sh build ops`, then `run.sh e2e sanitize bench` (the build directory
-# survives between calls while the machine is warm; $OUT does not).
+# shapes dominates), e2e < 1 min, sanitize 1-2 min, load 1-2 min, resume 1-2 min, bench 3-5 min
+# (the 70B shape: ~1 min to make, ~5-8 s a step), context 3-8 min. To stay inside the device tool's
+# 10-minute command limit, split: `run.sh build ops`, `run.sh e2e sanitize load resume`,
+# `run.sh bench`, `run.sh context` (the build directory survives between calls while the machine
+# is warm; $OUT does not).
 #
 # Dependencies: if the machine lacks the libraries ftune builds against (no registry there), run
 # tests/gpu/fetch-deps.sh here first and carry build-gpudeps; this script unpacks it under
@@ -35,11 +51,12 @@ mkdir -p "$OUT"
 summary="$OUT/summary.txt"
 : >"$summary"
 phases=("$@")
-[ ${#phases[@]} -eq 0 ] && phases=(build ops e2e sanitize bench)
+all_phases=(build ops e2e sanitize load resume bench context)
+[ ${#phases[@]} -eq 0 ] && phases=("${all_phases[@]}")
 for p in "${phases[@]}"; do
   case "$p" in
-    build | ops | e2e | sanitize | bench) ;;
-    *) echo "run.sh: unknown phase '$p' (phases: build ops e2e sanitize bench)" >&2; exit 2 ;;
+    build | ops | e2e | sanitize | load | resume | bench | context) ;;
+    *) echo "run.sh: unknown phase '$p' (phases: ${all_phases[*]})" >&2; exit 2 ;;
   esac
 done
 declare -A result
@@ -89,7 +106,7 @@ use_carried_deps() {
   local debs=("$root"/build-gpudeps/*.deb)
   say "dependencies: unpacked ${#debs[@]} carried packages under $pre"
 }
-if want build || want ops || want e2e || want sanitize || want bench; then
+if want build || want ops || want e2e || want sanitize || want load || want resume || want bench || want context; then
   if [ "${FT_GPU_DEPS:-}" = carried ] && use_carried_deps; then  # force the carried packages (testing)
     :
   elif have_system_deps; then
@@ -232,14 +249,119 @@ if want sanitize; then
   fi
 fi
 
-# ---- bench (issue 8: `ftune bench` does not exist yet) ----------------------------------------------------
-if want bench; then
-  if [ -x "$ftune" ] && "$ftune" bench --help >/dev/null 2>&1; then
-    if "$ftune" bench --device cuda >"$OUT/bench.log" 2>&1; then mark bench ok; else mark bench FAIL; fi
-    say "bench: ${result[bench]} (bench.log)"
+# ---- load: NF4 on the GPU identical to the CPU loader's; load time against read time --------------------
+if want load; then
+  if [ ! -x "$ftune" ]; then
+    mark load FAIL
+    say "load: $ftune is missing (build first)"
   else
-    mark bench skipped
-    say "bench: skipped (ftune bench not present yet)"
+    t0=$(date +%s)
+    synth="${FT_LOAD_DIR:-/tmp/ftune-synth-ckpt}"
+    lshape="${FT_LOAD_SHAPE:-llama-3-8b}"
+    : >"$OUT/load.log"
+    rc_l=0
+    "$ftune" bench --load "$root/models/stories260K" --device cuda --compare-cpu >>"$OUT/load.log" 2>&1 || rc_l=1
+    if [ ! -f "$synth/config.json" ]; then
+      "$ftune" bench --write-checkpoint "$synth" --shape "$lshape" --layers "${FT_LOAD_LAYERS:-8}" \
+        --shards "${FT_LOAD_SHARDS:-4}" >>"$OUT/load.log" 2>&1 || rc_l=1
+    fi
+    "$ftune" bench --load "$synth" --device cuda --compare-cpu >>"$OUT/load.log" 2>&1 || rc_l=1
+    if [ $rc_l -eq 0 ]; then mark load ok; else mark load FAIL; fi
+    say "load: ${result[load]} in $(($(date +%s) - t0))s (load.log)"
+    grep -E "^load |read \(second|load on|compared" "$OUT/load.log" | sed 's/^/  /' | tee -a "$summary" >&2
+  fi
+fi
+
+# ---- resume: exact resume on CUDA, and CUDA against CPU ---------------------------------------------------
+if want resume; then
+  if [ ! -x "$ftune" ]; then
+    mark resume FAIL
+    say "resume: $ftune is missing (build first)"
+  else
+    t0=$(date +%s)
+    mkdir -p "$build/resume" # the runs' own logs stay on the machine: $OUT brings back 8 files at most
+    if bash "$root/tests/gpu/resume.sh" "$ftune" "$root" "$build/resume" >"$OUT/resume.log" 2>&1; then mark resume ok; else mark resume FAIL; fi
+    say "resume: ${result[resume]} in $(($(date +%s) - t0))s: $(tail -1 "$OUT/resume.log")"
+    grep -E "^(FAIL|ok   cuda loss)" "$OUT/resume.log" | sed 's/^/  /' | tee -a "$summary" >&2
+  fi
+fi
+
+# ---- bench: random models of the real shapes --------------------------------------------------------------
+# One row per run from its JSON: tokens/s, F x tokens/s and its share of the GEMM peak measured in the
+# same run, peak memory against the plan (the `memory` check: within 10%), loss first -> last, and the
+# phases' share of a step.
+bench_table() {
+  python3 - "$@" <<'PYEOF'
+import json, sys
+ph = ["dequant", "gemm", "attention", "elementwise", "lora", "xent", "optimizer", "other"]
+print("%-18s %6s %6s %9s %8s %7s %6s %8s %8s %6s  %-17s %s" % ("shape", "layers", "seq", "tokens/s", "TFLOP/s",
+      "peak", "MFU", "mem GiB", "plan GiB", "mem", "loss", " ".join("%s%%" % p[:5] for p in ph)))
+for f in sys.argv[1:]:
+    try:
+        r = json.load(open(f))
+    except Exception as e:
+        print("%s: %s" % (f, e)); continue
+    tot = sum(r["phase_ms"].values()) or 1
+    print("%-18s %6d %6d %9.1f %8.1f %7.1f %5.1f%% %8.2f %8.2f %+5.1f%%  %7.3f -> %7.3f %s" % (
+        r["shape"], r["layers"], r["seq"], r["tokens_per_s"], r["achieved_tflops"], r["peak_tflops"], 100 * r["mfu"],
+        r["mem_peak"] / 2**30, r["mem_plan"] / 2**30, 100 * (r["mem_ratio"] - 1), r["steps"][0]["loss"],
+        r["steps"][-1]["loss"], " ".join("%5.1f" % (100 * r["phase_ms"][p] / tot) for p in ph)))
+PYEOF
+}
+if want bench; then
+  if [ ! -x "$ftune" ]; then
+    mark bench FAIL
+    say "bench: $ftune is missing (build first)"
+  else
+    t0=$(date +%s)
+    rc_b=0
+    jsons=()
+    mkdir -p "$build/bench"
+    : >"$OUT/bench.log"
+    for shape in ${FT_BENCH_SHAPES:-llama-3-70b qwen3-32b mistral-small-24b}; do
+      rm -f "$build/bench/$shape.json"
+      # shellcheck disable=SC2086
+      "$ftune" bench --device cuda --shape "$shape" --seq "${FT_BENCH_SEQ:-4096}" --micro-batch 1 \
+        --steps "${FT_BENCH_STEPS:-10}" --peak --check --json "$build/bench/$shape.json" ${FT_BENCH_ARGS:-} \
+        >"$build/bench/$shape.log" 2>&1
+      rc=$?
+      { echo "== $shape (exit $rc)"; cat "$build/bench/$shape.log"; cat "$build/bench/$shape.json" 2>/dev/null; } >>"$OUT/bench.log"
+      [ $rc -eq 0 ] || { rc_b=1; say "bench: $shape exit $rc: $(tail -2 "$build/bench/$shape.log" | tr '\n' ' ')"; }
+      [ -s "$build/bench/$shape.json" ] && jsons+=("$build/bench/$shape.json")
+    done
+    if [ $rc_b -eq 0 ]; then mark bench ok; else mark bench FAIL; fi
+    say "bench: ${result[bench]} in $(($(date +%s) - t0))s (bench.log: each run's report and JSON)"
+    [ ${#jsons[@]} -gt 0 ] && bench_table "${jsons[@]}" | sed 's/^/  /' | tee -a "$summary" >&2
+  fi
+fi
+
+# ---- context: the longest sequence of the 70B shape, boundaries on the device and on the host -------------
+if want context; then
+  if [ ! -x "$ftune" ]; then
+    mark context FAIL
+    say "context: $ftune is missing (build first)"
+  else
+    t0=$(date +%s)
+    rc_c=0
+    jsons=()
+    mkdir -p "$build/context"
+    : >"$OUT/context.log"
+    for where in device host; do
+      extra=()
+      [ $where = host ] && extra=(--host-boundaries)
+      log="$build/context/$where.log" js="$build/context/$where.json"
+      rm -f "$js"
+      "$ftune" bench --device cuda --shape "${FT_CONTEXT_SHAPE:-llama-3-70b}" --seq max --micro-batch 1 \
+        --steps "${FT_CONTEXT_STEPS:-1}" "${extra[@]}" --json "$js" >"$log" 2>&1
+      rc=$?
+      { echo "== boundaries on the $where (exit $rc)"; cat "$log"; cat "$js" 2>/dev/null; } >>"$OUT/context.log"
+      [ $rc -eq 0 ] || rc_c=1
+      say "context ($where boundaries): exit $rc, $(grep -m1 -o 'seq [0-9]* (longest that fits)' "$log"), $(grep -m1 'peak memory' "$log" | sed 's/^ *//')"
+      [ -s "$js" ] && jsons+=("$js")
+    done
+    if [ $rc_c -eq 0 ]; then mark context ok; else mark context FAIL; fi
+    say "context: ${result[context]} in $(($(date +%s) - t0))s"
+    [ ${#jsons[@]} -gt 0 ] && bench_table "${jsons[@]}" | sed 's/^/  /' | tee -a "$summary" >&2
   fi
 fi
 
@@ -260,7 +382,7 @@ fi
   fi
   echo
   echo "== phases"
-  for p in build ops e2e sanitize bench; do
+  for p in "${all_phases[@]}"; do
     [ -n "${result[$p]:-}" ] && printf "  %-6s %s\n" "$p" "${result[$p]}"
   done
   echo "  logs: $OUT ($(cd "$OUT" && echo *))"

@@ -4,7 +4,8 @@
 #
 # Each .cu file is rewritten by pre.py (launch syntax, dynamic shared memory) and compiled by g++
 # against the headers in include/: every block runs its threads as std::threads, __syncthreads and
-# warp shuffles are barriers, the CUDA runtime is malloc/memcpy, and cuBLASLt is a double-precision
+# warp shuffles are barriers, the CUDA runtime is malloc/memcpy (streams synchronous, events the host
+# clock at record time, managed and pinned memory plain heap), and cuBLASLt is a double-precision
 # GEMM that checks the layouts it is given (so the descriptors matmul.cu builds are checked too).
 # The result is tests/test_ops_cuda linked against that emulated backend: it compares the kernels
 # with the CPU backend exactly as on a GPU. It proves index arithmetic, masks, synchronization
@@ -13,36 +14,77 @@
 # table a few minutes; the real shapes are out of reach.
 #
 # Usage: tests/gpu/emu/run.sh [test_ops_cuda arguments]      (default: --small --mid)
+#        tests/gpu/emu/run.sh ftune ARGS...                   the whole ftune binary on the emulated
+#            backend (build-emu/ftune_emu), e.g. `ftune bench --device cuda --shape tiny --steps 3`
+#            or `ftune train --device cuda ...`: the training loop, streaming loader, managed and
+#            host memory, side-stream copies and phase timers run through the emulated runtime
 #   FT_EMU_NO_LT=1      cuBLASLt offers no algorithm, so every product takes the SIMT GEMM fallback
 #   FT_CUDA_GEMM=simt   the backend's own switch to the SIMT GEMM
-# Needs g++ with C++20 (<barrier>), python3, OpenBLAS and OpenMP; not nvcc.
+#   FT_EMU_CFLAGS       extra compiler flags, e.g. -DFT_LOAD_CHUNK_BYTES=65536 (weights stream in many
+#                       small chunks, to exercise the pipeline on small models); objects do not know
+#                       the flags they were built with: give each set its own FT_EMU_BUILD directory
+#   FT_EMU_BUILD        build directory (default build-emu)
+# Objects are rebuilt only when their source, or any header of the tree, is newer.
+# Needs g++ with C++20 (<barrier>), python3, OpenBLAS, OpenMP and (for ftune) the libraries ftune
+# links (pkg-config); not nvcc.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../../.." && pwd)"
 emu="$root/tests/gpu/emu"
 out="${FT_EMU_BUILD:-$root/build-emu}"
-mkdir -p "$out/gen" "$out/obj"
+mkdir -p "$out/gen" "$out/obj" "$out/obj_ft"
 blas_inc=""
 for d in /usr/include/x86_64-linux-gnu/openblas-pthread /usr/include/aarch64-linux-gnu/openblas-pthread \
   /usr/include/openblas; do
   [ -f "$d/cblas.h" ] && blas_inc="$d" && break
 done
 cxxf=(-std=c++20 -O1 -g -ffp-contract=off -D_GNU_SOURCE -DFT_HAVE_CUDA=1 -I"$emu/include" -I"$root"
-      -include cuda_emu.h -Wall -Wextra -Wno-unused-parameter -Wno-unused-function -Wno-unknown-pragmas)
+      -include cuda_emu.h -Wall -Wextra -Wno-unused-parameter -Wno-unused-function -Wno-unknown-pragmas
+      ${FT_EMU_CFLAGS:-})
 cf=(-std=c11 -O1 -g -ffp-contract=off -D_GNU_SOURCE -DFT_HAVE_CUDA=1 -DFT_CUDA_ARCHS=\"emulated\" -I"$root"
     ${blas_inc:+-I"$blas_inc"} -fopenmp -DFT_SOURCE_DIR=\""$root"\" -DFT_BINARY=\"/bin/true\"
-    -DFT_SHARED_DIR=\""$root/../shared"\" -DFT_VERSION=\"emu\")
+    -DFT_SHARED_DIR=\""$root/../shared"\" -DFT_VERSION=\"emu\" ${FT_EMU_CFLAGS:-})
+newest_h=$(find "$root/kernels" "$root/trainer" "$root/optim" "$root/data" "$root/export" "$emu" \
+  \( -name '*.h' -o -name '*.cuh' -o -name '*.py' \) -printf '%T@\n' | sort -n | tail -1)
+stale() { # stale OBJ SRC: the object is missing or older than its source or the newest header
+  [ ! -f "$1" ] && return 0
+  local o; o=$(stat -c %Y "$1")
+  [ "$(stat -c %Y "$2")" -ge "$o" ] && return 0
+  awk -v a="$newest_h" -v b="$o" 'BEGIN { exit !(a >= b) }'
+}
+jobs_max=$(nproc)
 pids=()
+run() { "$@" & pids+=($!); if [ ${#pids[@]} -ge "$jobs_max" ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi; }
 for f in "$root"/kernels/cuda/*.cu; do
-  g="$out/gen/$(basename "$f" .cu).cpp"
+  g="$out/gen/$(basename "$f" .cu).cpp" o="$out/obj/cu_$(basename "$f" .cu).o"
+  stale "$o" "$f" || continue
   python3 "$emu/pre.py" "$f" >"$g"
-  g++ "${cxxf[@]}" -c "$g" -o "$out/obj/cu_$(basename "$f" .cu).o" & pids+=($!)
+  run g++ "${cxxf[@]}" -c "$g" -o "$o"
 done
-g++ "${cxxf[@]}" -c "$emu/emu_globals.cpp" -o "$out/obj/emu_globals.o" & pids+=($!)
+stale "$out/obj/emu_globals.o" "$emu/emu_globals.cpp" && run g++ "${cxxf[@]}" -c "$emu/emu_globals.cpp" -o "$out/obj/emu_globals.o"
 for f in "$root"/kernels/*.c "$root"/kernels/cpu/*.c "$root"/tests/harness.c; do
-  gcc "${cf[@]}" -c "$f" -o "$out/obj/c_$(basename "$f" .c).o" & pids+=($!)
+  o="$out/obj/c_$(basename "$f" .c).o"
+  stale "$o" "$f" && run gcc "${cf[@]}" -c "$f" -o "$o"
 done
-gcc "${cf[@]}" -Wall -Wextra -c "$root/tests/test_ops_cuda.c" -o "$out/obj/test_ops_cuda.o" & pids+=($!)
+if [ "${1:-}" = ftune ]; then
+  shift
+  pcf=$(pkg-config --cflags libcjson yaml-0.1 libzstd libpcre2-8 libxxhash libutf8proc)
+  for f in "$root"/optim/*.c "$root"/data/*.c "$root"/export/*.c "$root"/trainer/*.c; do
+    o="$out/obj_ft/$(basename "$(dirname "$f")")_$(basename "$f" .c).o"
+    # shellcheck disable=SC2086
+    stale "$o" "$f" && run gcc "${cf[@]}" $pcf -c "$f" -o "$o"
+  done
+  for p in "${pids[@]}"; do wait "$p"; done
+  objs=("$out"/obj/cu_*.o "$out"/obj/emu_globals.o)
+  for o in "$out"/obj/c_*.o; do [ "$(basename "$o")" = c_harness.o ] || objs+=("$o"); done
+  # shellcheck disable=SC2046
+  g++ -o "$out/ftune_emu" "${objs[@]}" "$out"/obj_ft/*.o -fopenmp -lopenblas -lm -pthread \
+    $(pkg-config --libs libcjson yaml-0.1 libzstd libpcre2-8 libxxhash libutf8proc)
+  exec "$out/ftune_emu" "$@"
+fi
+stale "$out/obj/test_ops_cuda.o" "$root/tests/test_ops_cuda.c" &&
+  run gcc "${cf[@]}" -Wall -Wextra -c "$root/tests/test_ops_cuda.c" -o "$out/obj/test_ops_cuda.o"
 for p in "${pids[@]}"; do wait "$p"; done
-g++ -o "$out/test_ops_cuda_emu" "$out"/obj/*.o -fopenmp -lopenblas -lm -pthread
+g++ -o "$out/test_ops_cuda_emu" "$out"/obj/cu_*.o "$out"/obj/emu_globals.o "$out"/obj/c_*.o "$out"/obj/test_ops_cuda.o \
+  -fopenmp -lopenblas -lm -pthread
 [ $# -eq 0 ] && set -- --small --mid
 exec "$out/test_ops_cuda_emu" "$@"

@@ -5,12 +5,33 @@ typedef int cudaError_t;
 enum { cudaSuccess = 0, cudaErrorMemoryAllocation = 2, cudaErrorInvalidValue = 1 };
 typedef struct ft_emu_stream *cudaStream_t;
 typedef void *cudaMemPool_t;
-enum cudaMemcpyKind { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice };
+enum cudaMemcpyKind { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice, cudaMemcpyDefault };
 enum { cudaStreamNonBlocking = 1 };
-enum cudaDeviceAttr { cudaDevAttrMemoryPoolsSupported = 1 };
+enum cudaDeviceAttr { cudaDevAttrMemoryPoolsSupported = 1, cudaDevAttrConcurrentManagedAccess = 2 };
 enum cudaMemPoolAttr { cudaMemPoolAttrReleaseThreshold = 1 };
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 1 };
-struct cudaDeviceProp { char name[256]; int multiProcessorCount, major, minor; size_t sharedMemPerBlockOptin; };
+struct cudaDeviceProp { char name[256]; int multiProcessorCount, major, minor, integrated; size_t sharedMemPerBlockOptin; };
+// events: the host clock when recorded (streams are synchronous, so that is when the work before it ended)
+struct ft_emu_event { double t; };
+typedef ft_emu_event *cudaEvent_t;
+enum { cudaEventDefault = 0, cudaEventDisableTiming = 2, cudaHostAllocDefault = 0, cudaMemAttachGlobal = 1 };
+enum cudaMemLocationType { cudaMemLocationTypeInvalid = 0, cudaMemLocationTypeDevice = 1, cudaMemLocationTypeHost = 2 };
+struct cudaMemLocation { cudaMemLocationType type; int id; };
+enum cudaMemoryAdvise { cudaMemAdviseSetPreferredLocation = 3, cudaMemAdviseSetAccessedBy = 5 };
+#include <time.h>
+inline double ft_emu_now() { timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts); return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec; }
+inline cudaError_t cudaEventCreate(cudaEvent_t *e) { *e = new ft_emu_event{0.0}; return 0; }
+inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) { return cudaEventCreate(e); }
+inline cudaError_t cudaEventDestroy(cudaEvent_t e) { delete e; return 0; }
+inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) { e->t = ft_emu_now(); return 0; }
+inline cudaError_t cudaEventSynchronize(cudaEvent_t) { return 0; }
+inline cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) { *ms = (float)(1e3 * (b->t - a->t)); return 0; }
+inline cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned) { return 0; }
+inline cudaError_t cudaHostAlloc(void **p, size_t n, unsigned) { *p = aligned_alloc(256, (n + 255) / 256 * 256); return *p ? 0 : 2; }
+inline cudaError_t cudaFreeHost(void *p) { free(p); return 0; }
+inline cudaError_t cudaMallocManaged(void **p, size_t n, unsigned) { *p = aligned_alloc(256, (n + 255) / 256 * 256); if (*p) memset(*p, 0xCD, n); return *p ? 0 : 2; }
+inline cudaError_t cudaMemAdvise(const void *, size_t, cudaMemoryAdvise, cudaMemLocation loc) { return loc.type == cudaMemLocationTypeDevice ? 0 : 1; }
+inline cudaError_t cudaMemPrefetchAsync(const void *, size_t, cudaMemLocation loc, unsigned, cudaStream_t) { return loc.type == cudaMemLocationTypeDevice ? 0 : 1; }
 struct cudaFuncAttributes { int dummy; };
 inline const char *cudaGetErrorString(cudaError_t) { return "emu error"; }
 inline const char *cudaGetErrorName(cudaError_t) { return "cudaErrorEmu"; }

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# `ftune data RECIPE.yaml [--set k=v]...`: the data preparation of a recipe alone.
+#   - the demo recipe: the summary (records, examples, tokens, targets, packing, shards, time) on
+#     stdout, shards + index under OUTPUT_DIR/data; a second call reuses them; `ftune plan` counts
+#     an epochs-based run from the index; `ftune train` then reuses the shards (its log says so);
+#   - a messy file over several look-ahead chunks: model.threads 1 and 2 write byte-identical
+#     shards and the same log, the skipped records and the first FILE:LINE error are reported;
+#   - errors: a bad key (exit 2), a missing data file (exit 1), no recipe (exit 2), each one line.
+# usage: data.sh FTUNE SRC_DIR
+set -u
+ftune=$(realpath "$1"); src=$(realpath "$2")
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+pass=0; fail=0
+ok()  { pass=$((pass+1)); echo "ok   $*"; }
+bad() { fail=$((fail+1)); echo "FAIL $*"; }
+has() { grep -qE -- "$2" "$1" && ok "$3" || bad "$3: no /$2/ in: $(cat "$1")"; }
+
+recipe="$src/recipes/demo-stories260k.yaml"
+out="$tmp/run"
+
+# ---- the demo recipe ----
+"$ftune" data "$recipe" --set output_dir="$out" --set model.threads=2 >"$tmp/o1" 2>"$tmp/e1"; rc=$?
+[ $rc -eq 0 ] && ok "data: exit 0" || bad "data: exit $rc: $(tail -3 "$tmp/e1")"
+has "$tmp/o1" "^data: $recipe\$" "summary names the recipe"
+has "$tmp/o1" "records +220 read, 220 kept, 0 skipped" "records read/kept/skipped"
+has "$tmp/o1" "examples +220: train 200, valid 20 \(data.valid\)" "examples and the split"
+has "$tmp/o1" "tokens +[0-9]+: train [0-9]+, valid [0-9]+" "tokens"
+has "$tmp/o1" "targets +train [0-9]+ per epoch" "targets"
+has "$tmp/o1" "packing +data.seq_len 128 \(bfd\): efficiency [0-9.]+%, fill [0-9.]+%; train [0-9]+ rows, valid 20 rows" "packing"
+has "$tmp/o1" "shards +2 files, [0-9]+ bytes \(index $out/data/train-[0-9a-f]{16}.index.json\)" "shard files and bytes"
+has "$tmp/o1" "time +[0-9.]+ s, tokenized in [0-9.]+ s: [0-9]+ records/s, [0-9]+ tokens/s on 2 threads" "time and tokens/s"
+n_idx=$(ls "$out"/data/*.index.json 2>/dev/null | wc -l); n_sh=$(ls "$out"/data/*.ftshard 2>/dev/null | wc -l)
+[ "$n_idx" = 2 ] && [ "$n_sh" = 2 ] && ok "2 indexes + 2 shards in $out/data" || bad "files in $out/data: $(ls "$out/data" 2>&1)"
+[ "$(wc -l <"$tmp/e1")" -le 8 ] && ok "stderr: $(wc -l <"$tmp/e1") log lines" || bad "stderr: $(cat "$tmp/e1")"
+before=$(ls -l --time-style=+%s.%N "$out/data")
+
+"$ftune" data "$recipe" --set output_dir="$out" >"$tmp/o2" 2>"$tmp/e2"; rc=$?
+[ $rc -eq 0 ] && ok "again: exit 0" || bad "again: exit $rc"
+has "$tmp/o2" "records +not read: the tokenized data of these inputs was reused" "again: reused"
+has "$tmp/e2" "data: reusing tokenized data train-" "again: reuse logged"
+[ "$(ls -l --time-style=+%s.%N "$out/data")" = "$before" ] && ok "again: no file rewritten" || bad "again: files changed"
+
+"$ftune" plan "$recipe" --set output_dir="$out" --set training.steps=0 --set training.epochs=2 >"$tmp/o3" 2>"$tmp/e3"
+has "$tmp/o3" "2 epochs of ~[0-9]+ rows, 200 examples, [0-9]+ tokens: $out/data/train-" "plan: steps from the index"
+
+"$ftune" train "$recipe" --set output_dir="$out" --set model.threads=1 --set training.steps=2 --set training.warmup=0 \
+  --set eval.prompts= --set export.formats=peft --set export.merged= --set checkpoint.every_steps=0 \
+  >"$tmp/o4" 2>"$tmp/e4"; rc=$?
+[ $rc -eq 0 ] && ok "train: exit 0" || bad "train: exit $rc: $(tail -3 "$tmp/e4")"
+has "$tmp/e4" "data: reusing tokenized data train-[0-9a-f]{16} \(200 \+ 20 examples\)" "train reuses the shards"
+grep -q "data: tokenized" "$tmp/e4" && bad "train tokenized again" || ok "train did not tokenize"
+
+# ---- several chunks, bad lines, 1 vs 2 threads ----
+big="$tmp/big.jsonl"
+for i in $(seq 30); do
+  cat "$src/recipes/data/stories-train.jsonl"
+  [ "$i" = 3 ] && echo '{"text": "cut off'
+  [ "$i" = 17 ] && echo '{"prompt": "wrong format", "completion": "x"}' && echo
+done >"$big"
+bad1=$((3 * 200 + 1))
+for t in 1 2; do
+  "$ftune" data "$recipe" --set data.train="$big" --set output_dir="$tmp/t$t" --set model.threads=$t \
+    >"$tmp/ot$t" 2>"$tmp/et$t"; rc=$?
+  [ $rc -eq 0 ] && ok "big, $t threads: exit 0" || bad "big, $t threads: exit $rc: $(tail -3 "$tmp/et$t")"
+done
+has "$tmp/ot2" "records +6022 read, 6020 kept, 2 skipped" "big: 2 malformed records skipped"
+has "$tmp/ot2" "first error $big:$bad1: invalid JSON" "big: first error FILE:LINE"
+has "$tmp/et2" "skipping $big:$bad1: invalid JSON" "big: skipped record logged"
+[ "$(grep -c "skipping $big:" "$tmp/et2")" = 2 ] && [ "$(grep -c "skipped 2 malformed" "$tmp/et2")" = 1 ] \
+  && ok "big: each skipped record logged once, one summary" || bad "big: skip log: $(grep skip "$tmp/et2")"
+same=1
+for f in "$tmp/t1/data/"*; do cmp -s "$f" "$tmp/t2/data/$(basename "$f")" || same=0; done
+[ $same = 1 ] && [ "$(ls "$tmp/t1/data" | wc -l)" -ge 4 ] && ok "big: shards identical with 1 and 2 threads ($(ls "$tmp/t1/data" | wc -l) files)" \
+  || bad "big: shards differ: $(ls -l "$tmp/t1/data" "$tmp/t2/data")"
+norm() { grep -v "data: tokenized .* records into" "$1" | sed "s#$tmp/t[12]#OUT#g"; }
+[ "$(norm "$tmp/et1")" = "$(norm "$tmp/et2")" ] && ok "big: the same log with 1 and 2 threads" \
+  || bad "big: logs differ: $(diff <(norm "$tmp/et1") <(norm "$tmp/et2"))"
+diff <(grep -v "^  time" "$tmp/ot1" | sed "s#$tmp/t[12]#OUT#g") <(grep -v "^  time" "$tmp/ot2" | sed "s#$tmp/t[12]#OUT#g") >/dev/null \
+  && ok "big: the same summary with 1 and 2 threads" || bad "big: summaries differ"
+"$ftune" data "$recipe" --set data.train="$big" --set output_dir="$tmp/tf" --set data.on_error=fatal >"$tmp/of" 2>"$tmp/ef"; rc=$?
+[ $rc -eq 1 ] && [ "$(wc -l <"$tmp/ef")" = 1 ] && grep -q "^ftune: error: $big:$bad1: invalid JSON" "$tmp/ef" \
+  && ok "big, fatal: exit 1, $(cat "$tmp/ef")" || bad "big, fatal: exit $rc: $(cat "$tmp/ef")"
+
+# ---- errors: one line each ----
+"$ftune" data "$recipe" --set no.such_key=1 >"$tmp/o5" 2>"$tmp/e5"; rc=$?
+[ $rc -eq 2 ] && [ "$(wc -l <"$tmp/e5")" = 1 ] && grep -q "^ftune: error: .*no.such_key" "$tmp/e5" && [ ! -s "$tmp/o5" ] \
+  && ok "bad key: exit 2, $(cat "$tmp/e5")" || bad "bad key: exit $rc: $(cat "$tmp/e5")"
+"$ftune" data "$recipe" --set data.train="$tmp/missing.jsonl" --set output_dir="$tmp/m" >"$tmp/o6" 2>"$tmp/e6"; rc=$?
+[ $rc -eq 1 ] && [ "$(wc -l <"$tmp/e6")" = 1 ] && grep -q "^ftune: error: .*data.train.*missing.jsonl" "$tmp/e6" \
+  && ok "missing data file: exit 1, $(cat "$tmp/e6")" || bad "missing data file: exit $rc: $(cat "$tmp/e6")"
+"$ftune" data >"$tmp/o7" 2>"$tmp/e7"; rc=$?
+[ $rc -eq 2 ] && [ "$(wc -l <"$tmp/e7")" = 1 ] && ok "no recipe: exit 2, $(cat "$tmp/e7")" || bad "no recipe: exit $rc: $(cat "$tmp/e7")"
+"$ftune" --help | grep -qE "^  data +tokenize a recipe's data" && ok "--help lists data" || bad "--help: $("$ftune" --help)"
+"$ftune" data --help >"$tmp/o8" 2>&1 && grep -q -- "--set" "$tmp/o8" && ok "data --help" || bad "data --help: $(cat "$tmp/o8")"
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]

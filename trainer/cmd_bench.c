@@ -1,0 +1,147 @@
+/* cmd_bench.c: `ftune bench` (trainer/bench.h), three ways.
+ *
+ *   ftune bench --shape llama-3-70b --seq 4096 --micro-batch 1 [--peak] [--steps 10] ...
+ *       trains a random model of a real shape and reports tokens/s, F x tokens/s against the
+ *       measured GEMM peak, peak memory against `ftune plan`, and time per phase;
+ *   ftune bench --load DIR [--compare-cpu]
+ *       times loading a checkpoint on the device against reading its files, and checks its NF4
+ *       weights against the CPU loader's;
+ *   ftune bench --write-checkpoint DIR --shape S [--layers N] [--shards K]
+ *       writes a random bf16 checkpoint of a shape to load.
+ * --check turns the issue's acceptance bounds into the exit status: finite, falling loss and
+ * peak memory within 10% of the plan (exit 1 otherwise, with the reason). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "trainer/bench.h"
+#include "trainer/cli.h"
+#include "trainer/commands.h"
+
+static const ft_opt ft_bench_cli[] = {
+    {"shape", FT_OPT_STR, "NAME", "llama-3-8b",
+     "llama-3-70b, llama-3-8b, qwen3-32b, qwen3-14b, mistral-small-24b or tiny"},
+    {"layers", FT_OPT_INT, "N", "0", "keep the first N layers of the shape (0: all)"},
+    {"vocab", FT_OPT_INT, "V", "0", "vocabulary size override (0: the shape's)"},
+    {"seq", FT_OPT_STR, "T|max", "4096", "tokens per sequence; max: the longest the plan fits in free memory"},
+    {"micro-batch", FT_OPT_INT, "B", "1", "sequences per micro-batch"},
+    {"grad-accum", FT_OPT_INT, "K", "1", "micro-batches per optimizer step"},
+    {"steps", FT_OPT_INT, "N", "10", "optimizer steps (the first is a warm-up, left out of tokens/s)"},
+    {"lora-r", FT_OPT_INT, "R", "16", "LoRA rank"},
+    {"lora-targets", FT_OPT_STR, "LIST", "all", "LoRA target modules"},
+    {"quant", FT_OPT_STR, "nf4|none", "nf4", "storage of the frozen linear weights"},
+    {"lr", FT_OPT_FLOAT, "X", "1e-3", "learning rate (constant)"},
+    {"no-recompute", FT_OPT_FLAG, NULL, NULL, "keep every layer's activations instead of recomputing"},
+    {"host-boundaries", FT_OPT_FLAG, NULL, NULL, "keep the layer boundaries in pinned host memory (long context)"},
+    {"peak", FT_OPT_FLAG, NULL, NULL, "measure the BF16 GEMM rate in the same run and report F x tokens/s against it"},
+    {"peak-n", FT_OPT_INT, "N", "0", "GEMM size for --peak (0: 8192 on CUDA, 1024 on CPU)"},
+    {"seed", FT_OPT_INT, "S", "1", "seed of the random model, data and LoRA"},
+    {"device", FT_OPT_STR, "auto|cpu|cuda", "auto", "compute backend"},
+    {"threads", FT_OPT_INT, "N", "0", "CPU threads (0: all cores)"},
+    {"json", FT_OPT_STR, "FILE", NULL, "also write the result as JSON"},
+    {"check", FT_OPT_FLAG, NULL, NULL, "fail unless the loss is finite and falling and peak memory is within 10% of the plan"},
+    {"load", FT_OPT_STR, "DIR", NULL, "time loading the checkpoint DIR instead of training"},
+    {"compare-cpu", FT_OPT_FLAG, NULL, NULL, "with --load: compare every weight with the CPU loader's"},
+    {"write-checkpoint", FT_OPT_STR, "DIR", NULL, "write a random bf16 checkpoint of --shape (--layers, --vocab) to DIR"},
+    {"shards", FT_OPT_INT, "K", "1", "with --write-checkpoint: number of safetensors files"},
+};
+
+static ft_status ft_bench_check(const ft_bench_result *r) {
+    if (!r->loss_finite) return FT_ERR(FT_E_INTERNAL, "bench --check: a loss or gradient norm is not finite");
+    if (r->nsteps > 1 && !r->loss_fell)
+        return FT_ERR(FT_E_INTERNAL, "bench --check: the loss did not fall (%.5f -> %.5f)", r->steps[0].loss,
+                      r->steps[r->nsteps - 1].loss);
+    if (!(fabs(r->mem_ratio - 1.0) <= 0.10))
+        return FT_ERR(FT_E_INTERNAL, "bench --check: peak memory %lld bytes is %.1f%% off the plan's %lld",
+                      (long long)r->mem_peak, 100.0 * (r->mem_ratio - 1.0), (long long)r->mem_plan);
+    return FT_OK;
+}
+
+ft_status ft_cmd_bench(int argc, char **argv) {
+    ft_cli cli = {.command = "bench",
+                  .summary = "Training throughput, memory and time per phase on a random model of a real shape; "
+                             "or checkpoint loading speed.",
+                  .opts = ft_bench_cli, .nopts = sizeof ft_bench_cli / sizeof *ft_bench_cli};
+    ft_status st = ft_cli_parse(&cli, argc, argv);
+    ft_bench_result res;
+    memset(&res, 0, sizeof res);
+    if (st != FT_OK) goto done;
+    if (cli.help) {
+        ft_cli_usage(&cli);
+        goto done;
+    }
+    if (cli.npos > 0) {
+        st = FT_ERR(FT_E_ARG, "bench: unexpected argument '%s' (see 'ftune bench --help')", cli.pos[0]);
+        goto done;
+    }
+    ft_bench_opts o;
+    memset(&o, 0, sizeof o);
+    int64_t threads = 0, seed = 1, shards = 1;
+    const char *seq_s, *json, *load, *wckpt;
+    FT_CHECK_GOTO(st, ft_cli_str(&cli, "shape", &o.shape), done);
+    FT_CHECK_GOTO(st, ft_cli_int(&cli, "layers", &o.layers), done);
+    FT_CHECK_GOTO(st, ft_cli_int(&cli, "vocab", &o.vocab), done);
+    FT_CHECK_GOTO(st, ft_cli_str(&cli, "seq", &seq_s), done);
+    FT_CHECK_GOTO(st, ft_cli_int(&cli, "micro-batch", &o.micro_batch), done);
+    FT_CHECK_GOTO(st, ft_cli_int(&cli, "grad-accum", &o.grad_accum), done);
+    FT_CHECK_GOTO(st, ft_cli_int(&cli, "steps", &o.steps), done);
+    FT_CHECK_GOTO(st, ft_cli_int(&cli, "lora-r", &o.lora_r), done);
+    FT_CHECK_GOTO(st, ft_cli_str(&cli, "lora-targets", &o.targets), done);
+    FT_CHECK_GOTO(st, ft_cli_str(&cli, "quant", &o.quant), done);
+    FT_CHECK_GOTO(st, ft_cli_float(&cli, "lr", &o.lr), done);
+    FT_CHECK_GOTO(st, ft_cli_int(&cli, "peak-n", &o.peak_n), done);
+    FT_CHECK_GOTO(st, ft_cli_int(&cli, "seed", &seed), done);
+    FT_CHECK_GOTO(st, ft_cli_str(&cli, "device", &o.device), done);
+    FT_CHECK_GOTO(st, ft_cli_int(&cli, "threads", &threads), done);
+    FT_CHECK_GOTO(st, ft_cli_str(&cli, "json", &json), done);
+    FT_CHECK_GOTO(st, ft_cli_str(&cli, "load", &load), done);
+    FT_CHECK_GOTO(st, ft_cli_str(&cli, "write-checkpoint", &wckpt), done);
+    FT_CHECK_GOTO(st, ft_cli_int(&cli, "shards", &shards), done);
+    o.threads = (int)threads, o.seed = (uint64_t)seed, o.out = stdout;
+    o.recompute = !ft_cli_flag(&cli, "no-recompute");
+    o.host_boundaries = ft_cli_flag(&cli, "host-boundaries");
+    o.peak = ft_cli_flag(&cli, "peak");
+    if (strcmp(o.quant, "nf4") != 0 && strcmp(o.quant, "none") != 0) {
+        st = FT_ERR(FT_E_ARG, "bench: --quant %s (expected nf4 or none)", o.quant);
+        goto done;
+    }
+    if (wckpt) {
+        const ft_bench_shape *s = ft_bench_shape_find(o.shape);
+        if (!s) {
+            st = FT_ERR(FT_E_ARG, "bench: unknown shape '%s' (expected %s)", o.shape, ft_bench_shape_list());
+            goto done;
+        }
+        if (shards < 1 || shards > 9999) {
+            st = FT_ERR(FT_E_ARG, "bench: --shards %lld out of 1..9999", (long long)shards);
+            goto done;
+        }
+        FT_CHECK_GOTO(st, ft_bench_write_checkpoint(s, o.layers, o.vocab, (int)shards, wckpt, o.seed), done);
+        printf("wrote a random bf16 %s checkpoint (%lld layers) in %lld shards to %s\n", s->name,
+               (long long)(o.layers > 0 ? o.layers : s->L), (long long)shards, wckpt);
+        goto done;
+    }
+    if (load) {
+        ft_bench_load_opts lo = {.dir = load, .device = o.device, .threads = o.threads,
+                                 .compare_cpu = ft_cli_flag(&cli, "compare-cpu"), .out = stdout};
+        ft_bench_load_result lr;
+        st = ft_bench_load(&lo, &lr);
+        goto done;
+    }
+    if (strcmp(seq_s, "max") == 0) {
+        o.seq = 0;
+    } else {
+        FT_CHECK_GOTO(st, ft_parse_int(seq_s, &o.seq), done);
+        if (o.seq < 2) {
+            st = FT_ERR(FT_E_ARG, "bench: --seq %lld (need >= 2, or max)", (long long)o.seq);
+            goto done;
+        }
+    }
+    FT_CHECK_GOTO(st, ft_bench_run(&o, &res), done);
+    if (json) FT_CHECK_GOTO(st, ft_bench_write_json(&res, json), done);
+    if (ft_cli_flag(&cli, "check")) st = ft_bench_check(&res);
+done:
+    ft_bench_result_free(&res);
+    ft_cli_free(&cli);
+    return st;
+}
