@@ -1,6 +1,7 @@
 /* tokenizer.c: ft_tok lifecycle (load from a directory or files, free), tokenizer_config.json
  * (special tokens, add_bos/eos, chat template), the public look-ups, and the pool of per-call
- * scratch states that makes a const ft_tok safe to share between threads. */
+ * scratch states that makes a const ft_tok safe to share between threads (a thread mostly gets
+ * back, without a lock, the state it used last). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,14 +179,28 @@ void ft_tok_free(ft_tok *t) {
         ft_tok_state_free(s);
         s = n;
     }
+    for (int i = 0; i < FT_TOK_AFFINE_SLOTS; i++) {
+        ft_tok_state *a = atomic_load(&t->affine[i].s);
+        if (a) ft_tok_state_free(a);
+    }
     pthread_mutex_destroy(&t->pool_lock);
     free(t->chat_template);
     free(t->path);
     free(t);
 }
 
+/* The affine slot of the calling thread (Fibonacci hash of its id). */
+static int ft_tok_affine_slot(void) {
+    return (int)((((uint64_t)pthread_self() * 0x9E3779B97F4A7C15ull) >> 32) % FT_TOK_AFFINE_SLOTS);
+}
+
 ft_status ft_tok_state_get(const ft_tok *tc, ft_tok_state **out) {
-    ft_tok *t = (ft_tok *)tc; /* only the mutex-guarded pool is touched */
+    ft_tok *t = (ft_tok *)tc; /* only the pool (atomic slots, mutex-guarded list) is touched */
+    ft_tok_state *mine = atomic_exchange(&t->affine[ft_tok_affine_slot()].s, NULL);
+    if (mine) {
+        *out = mine;
+        return FT_OK;
+    }
     pthread_mutex_lock(&t->pool_lock);
     ft_tok_state *s = t->pool;
     if (s) t->pool = s->next_free;
@@ -208,6 +223,8 @@ ft_status ft_tok_state_get(const ft_tok *tc, ft_tok_state **out) {
 
 void ft_tok_state_put(const ft_tok *tc, ft_tok_state *s) {
     ft_tok *t = (ft_tok *)tc;
+    ft_tok_state *empty = NULL;
+    if (atomic_compare_exchange_strong(&t->affine[ft_tok_affine_slot()].s, &empty, s)) return;
     pthread_mutex_lock(&t->pool_lock);
     s->next_free = t->pool;
     t->pool = s;

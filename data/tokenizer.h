@@ -19,9 +19,9 @@
  * maximal invalid subpart becomes U+FFFD), which is what HF sees for bytes decoded with
  * errors="replace".
  *
- * Thread safety: a loaded ft_tok is immutable except for an internal, mutex-guarded pool of
- * per-call scratch states (each with its pre-token cache); any number of threads may encode and
- * decode with one ft_tok concurrently. */
+ * Thread safety: a loaded ft_tok is immutable except for an internal pool of per-call scratch
+ * states (each with its pre-token cache; a thread mostly gets back the one it used last, without a
+ * lock); any number of threads may encode and decode with one ft_tok concurrently. */
 #ifndef FT_TOKENIZER_H
 #define FT_TOKENIZER_H
 

@@ -10,11 +10,14 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "data/tokenizer.h"
 #include "kernels/status.h"
+
+#define FT_TOK_AFFINE_SLOTS 16
 
 /* ---- growable byte buffer and span lists ---- */
 typedef struct ft_tok_buf {
@@ -241,9 +244,14 @@ struct ft_tok {
     /* config */
     int32_t bos_id, eos_id, pad_id, cfg_unk_id;
     char *chat_template;
-    /* scratch pool */
+    /* scratch pool: a thread first tries the affine slot its id hashes to (no lock, and mostly the
+     * state it used last, its pre-token cache warm in its core's cache), then the locked list */
     pthread_mutex_t pool_lock;
     ft_tok_state *pool;
+    struct {
+        _Atomic(ft_tok_state *) s;
+        char pad[64 - sizeof(void *)]; /* one cache line each */
+    } affine[FT_TOK_AFFINE_SLOTS];
     int cache_cap_log2;
 };
 

@@ -46,7 +46,13 @@ ft_status ft_error_wrap(ft_status s, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, ft_err_tls.msg, sizeof old);
-    snprintf(ft_err_tls.msg, sizeof ft_err_tls.msg, "%s: %s", prefix, old);
+    /* prefix + ": " + old message, truncated to the buffer (the end of a long message goes first) */
+    size_t np = strnlen(prefix, FT_ERRBUF - 3);
+    memcpy(ft_err_tls.msg, prefix, np);
+    ft_err_tls.msg[np] = ':', ft_err_tls.msg[np + 1] = ' ';
+    size_t room = FT_ERRBUF - np - 3, no = strnlen(old, room);
+    memcpy(ft_err_tls.msg + np + 2, old, no);
+    ft_err_tls.msg[np + 2 + no] = 0;
     return s;
 }
 

@@ -163,7 +163,7 @@ enum { NBIG = sizeof big_cases / sizeof big_cases[0] };
 static const char *op_name(int op) {
     static const char *n[] = {"embed", "rmsnorm", "rmsnorm_bwd", "linear", "linear_bwd_x", "lora_fwd", "lora_bwd",
                               "dropout", "rope", "attention", "attention_bwd", "swiglu", "swiglu_bwd", "add", "xent",
-                              "sumsq", "scale", "adamw", "nf4"};
+                              "sumsq", "scale", "adamw", "nf4", "clip_factor"};
     return op >= 0 && op < (int)(sizeof n / sizeof *n) ? n[op] : "?";
 }
 static int op_is_bwd(int op) {

@@ -171,6 +171,9 @@ ft_status ft_model_load(ft_model **out, ft_backend *be, const char *dir, const f
         s->found = 1;
         ft_st_release_tensor_pages(st_m, t);
     }
+    /* the CUDA backend streams tensors in and completes them (NF4 offsets) when loading ends here,
+     * freeing its staging, so what is in use after loading is the weights alone */
+    FT_CHECK_GOTO(st, ft_backend_sync(be), done);
     for (int64_t i = 0; i < slots.n; i++) {
         if (!slots.s[i].found) {
             st = FT_ERR(FT_E_FORMAT, "%s: checkpoint has no tensor %s (required by config.json)", dir,

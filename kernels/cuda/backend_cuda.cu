@@ -200,19 +200,21 @@ static ft_status ft_cuda_alloc_paged(ft_backend *be, void **ptr, int64_t bytes) 
         (void)cudaGetLastError();
         return FT_ERR(FT_E_OOM, "out of managed memory: %.1f MiB requested", (double)bytes / (1 << 20));
     }
-    FT_CUDA_TRY(e);
     cudaMemLocation dev;
     dev.type = cudaMemLocationTypeDevice;
     dev.id = b->device;
-    ft_status st = ft_cuda_status(cudaMemAdvise(p, sz, cudaMemAdviseSetPreferredLocation, dev),
-                                  "cudaMemAdvise(PreferredLocation)", __func__, __FILE__, __LINE__);
-    if (st == FT_OK)
-        st = ft_cuda_status(cudaMemAdvise(p, sz, cudaMemAdviseSetAccessedBy, dev), "cudaMemAdvise(AccessedBy)",
-                            __func__, __FILE__, __LINE__);
-    if (st == FT_OK)
-        st = ft_cuda_status(cudaMemPrefetchAsync(p, sz, dev, 0, b->stream), "cudaMemPrefetchAsync", __func__,
-                            __FILE__, __LINE__);
-    if (st == FT_OK) st = ft_alloc_map_put(b, p, bytes, FT_CUDA_MEM_MANAGED);
+    if (e == cudaSuccess) e = cudaMemAdvise(p, sz, cudaMemAdviseSetPreferredLocation, dev);
+    if (e == cudaSuccess) e = cudaMemAdvise(p, sz, cudaMemAdviseSetAccessedBy, dev);
+    if (e == cudaSuccess) e = cudaMemPrefetchAsync(p, sz, dev, 0, b->stream);
+    if (e != cudaSuccess) { /* managed memory refused (a VM, a driver setting): plain device memory from now on */
+        (void)cudaGetLastError();
+        if (p) (void)cudaFree(p);
+        ft_warn("cuda: managed memory unavailable (%s): optimizer state and LoRA weights go to device memory",
+                cudaGetErrorString(e));
+        b->managed = 0;
+        return ft_cuda_alloc(be, ptr, bytes);
+    }
+    ft_status st = ft_alloc_map_put(b, p, bytes, FT_CUDA_MEM_MANAGED);
     if (st != FT_OK) {
         (void)cudaFree(p);
         return st;

@@ -35,6 +35,7 @@ ft_status ft_cuda_embed(ft_backend *be, void *out, const int32_t *ids, const ft_
     if (N == 0 || C == 0) return FT_OK;
     if (table->dtype != FT_F32 && table->dtype != FT_F16 && table->dtype != FT_BF16 && table->dtype != FT_NF4)
         return FT_ERR(FT_E_UNSUPPORTED, "embed: table dtype %s", ft_dtype_name(table->dtype));
+    FT_TRY(ft_cuda_load_settle(be)); /* a streamed NF4 table gets its offset first */
     const int threads = C >= 1024 ? 256 : 128;
     const unsigned grid = (unsigned)(N < 65535LL * 16 ? N : 65535LL * 16);
     ft_k_embed<<<grid, threads, 0, b->stream>>>((act_t *)out, ids, ft_cu_view(table, b->nf4_tables), N, V, C, b->err);

@@ -111,6 +111,7 @@ ft_status ft_cuda_rmsnorm(ft_backend *be, void *out, float *rstd, const void *x,
     ft_backend_cuda *b = ft_cu(be);
     if (N == 0) return FT_OK;
     FT_TRY(ft_rms_check_w(w));
+    FT_TRY(ft_cuda_load_settle(be)); /* weights streamed in are complete */
     const int threads = 256;
     const unsigned grid = ft_grid_1d(N, threads / FT_WARP, 64LL * b->sm_count);
     const ft_cu_wview wv = ft_cu_view(w, b->nf4_tables);
@@ -127,6 +128,7 @@ ft_status ft_cuda_rmsnorm_bwd(ft_backend *be, void *dx, const void *dout, const 
     ft_backend_cuda *b = ft_cu(be);
     if (N == 0) return FT_OK;
     FT_TRY(ft_rms_check_w(w));
+    FT_TRY(ft_cuda_load_settle(be)); /* weights streamed in are complete */
     const int threads = 256;
     const unsigned grid = ft_grid_1d(N, threads / FT_WARP, 64LL * b->sm_count);
     const ft_cu_wview wv = ft_cu_view(w, b->nf4_tables);
