@@ -105,8 +105,7 @@ static ft_status ft_tensor_float_dtype(const ft_st_model *st, const char *name, 
     return FT_OK;
 }
 
-/* The model's view of a config. */
-static void ft_cfg_to_dims(const ft_model_config *c, ft_model_dims *d) {
+void ft_model_dims_from_config(const ft_model_config *c, ft_model_dims *d) {
     memset(d, 0, sizeof *d);
     d->C = c->hidden_size, d->F = c->intermediate_size, d->L = c->num_hidden_layers;
     d->H = c->num_attention_heads, d->Hkv = c->num_key_value_heads, d->D = c->head_dim, d->V = c->vocab_size;
@@ -126,7 +125,7 @@ ft_status ft_model_load(ft_model **out, ft_backend *be, const char *dir, const f
     *out = NULL;
     snprintf(path, sizeof path, "%s/config.json", dir);
     FT_TRY(ft_cfg_load(&cfg, path));
-    ft_cfg_to_dims(&cfg, &d);
+    ft_model_dims_from_config(&cfg, &d);
     FT_CHECK_GOTO(st, ft_st_open(&st_m, dir), done);
 
     /* frozen linears: NF4, or the checkpoint's own width; everything else keeps its width */

@@ -20,6 +20,10 @@ typedef struct ft_load_opts {
 
 ft_status ft_quant_parse(const char *s, ft_quant *out);
 
+/* The model's view of a config.json (shared with `ftune plan`, so both size the same model). */
+typedef struct ft_model_config ft_model_config;
+void ft_model_dims_from_config(const ft_model_config *c, ft_model_dims *d);
+
 /* Loads DIR (config.json + safetensors). Errors name the file and the problem. */
 ft_status ft_model_load(ft_model **out, ft_backend *be, const char *dir, const ft_load_opts *opts);
 

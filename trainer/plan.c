@@ -65,15 +65,6 @@ ft_status ft_plan_device_get(const char *name, ft_plan_device *out) {
 
 /* ---- shapes ---------------------------------------------------------------------------------- */
 
-static void pl_dims(const ft_model_config *c, ft_model_dims *d) {
-    memset(d, 0, sizeof *d);
-    d->C = c->hidden_size, d->F = c->intermediate_size, d->L = c->num_hidden_layers;
-    d->H = c->num_attention_heads, d->Hkv = c->num_key_value_heads, d->D = c->head_dim, d->V = c->vocab_size;
-    d->eps = (float)c->rms_norm_eps;
-    d->rope = c->rope;
-    d->qkv_bias = c->qkv_bias, d->o_bias = c->o_bias, d->qk_norm = c->qk_norm, d->tied = c->tie_word_embeddings;
-}
-
 /* The checkpoint's float dtype as config.json states it (bf16 when absent). */
 static ft_dtype pl_ckpt_dtype(const ft_model_config *c) {
     if (strcmp(c->torch_dtype, "float32") == 0) return FT_F32;
@@ -353,7 +344,7 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     memset(p, 0, sizeof *p);
     snprintf(p->config_path, sizeof p->config_path, "%s", keep_path);
     p->cfg = *cfg;
-    pl_dims(cfg, &p->dims);
+    ft_model_dims_from_config(cfg, &p->dims);
     const char *dev = o.device ? o.device : strcmp(r->model.device, "cpu") == 0 ? "cpu" : "h100";
     FT_TRY(ft_plan_device_get(dev, &p->dev));
     if (o.memory_gib > 0) p->dev.mem_gib = o.memory_gib;
