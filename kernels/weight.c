@@ -57,6 +57,39 @@ void ft_weight_release(ft_backend *be, ft_weight *w) {
 
 static int ft_is_host_float(ft_dtype t) { return t == FT_F32 || t == FT_F16 || t == FT_BF16; }
 
+/* Fills f32[0..m) with elements [i, i+m) of a weight's source values. */
+typedef void (*ft_fill_f32_fn)(const void *user, float *f32, int64_t i, int64_t m);
+
+/* Converts a weight's source values to its dtype chunk by chunk and uploads them, so host
+ * scratch stays at FT_WEIGHT_CHUNK elements whatever the tensor's size. */
+static ft_status ft_upload_chunks(ft_backend *be, ft_weight *w, ft_fill_f32_fn fill, const void *user,
+                                  const char *what) {
+    const int64_t n = ft_weight_numel(w), chunk = n < FT_WEIGHT_CHUNK ? n : FT_WEIGHT_CHUNK;
+    float *f32 = NULL;
+    void *conv = NULL;
+    ft_status st;
+    FT_CHECK_GOTO(st, ft_malloc((void **)&f32, (size_t)(chunk > 0 ? chunk : 1) * 4, what), done);
+    FT_CHECK_GOTO(st, ft_malloc(&conv, (size_t)(chunk > 0 ? chunk : 1) * 4, what), done);
+    for (int64_t i = 0; i < n; i += chunk) {
+        const int64_t m = n - i < chunk ? n - i : chunk;
+        fill(user, f32, i, m);
+        ft_from_f32(conv, w->dtype, f32, m);
+        FT_CHECK_GOTO(st, ft_backend_upload(be, (char *)w->data + ft_dtype_nbytes(w->dtype, i), conv,
+                                            ft_dtype_nbytes(w->dtype, m)), done);
+    }
+    st = FT_OK;
+done:
+    ft_free(conv);
+    ft_free(f32);
+    return st;
+}
+
+typedef struct { const void *src; ft_dtype dtype; } ft_host_src;
+static void ft_fill_from_host(const void *user, float *f32, int64_t i, int64_t m) {
+    const ft_host_src *h = user;
+    ft_to_f32(f32, (const char *)h->src + ft_dtype_nbytes(h->dtype, i), h->dtype, m);
+}
+
 ft_status ft_weight_set(ft_backend *be, ft_weight *w, const void *host_src, ft_dtype src_dtype) {
     const int64_t n = ft_weight_numel(w);
     if (!ft_is_host_float(src_dtype))
@@ -72,24 +105,8 @@ ft_status ft_weight_set(ft_backend *be, ft_weight *w, const void *host_src, ft_d
         return st;
     }
     if (w->dtype == src_dtype) return ft_backend_upload(be, w->data, host_src, ft_dtype_nbytes(src_dtype, n));
-    const int64_t chunk = n < FT_WEIGHT_CHUNK ? n : FT_WEIGHT_CHUNK;
-    float *f32 = NULL;
-    void *conv = NULL;
-    ft_status st;
-    FT_CHECK_GOTO(st, ft_malloc((void **)&f32, (size_t)(chunk > 0 ? chunk : 1) * 4, "weight conversion"), done);
-    FT_CHECK_GOTO(st, ft_malloc(&conv, (size_t)(chunk > 0 ? chunk : 1) * 4, "weight conversion"), done);
-    for (int64_t i = 0; i < n; i += chunk) {
-        const int64_t m = n - i < chunk ? n - i : chunk;
-        ft_to_f32(f32, (const char *)host_src + ft_dtype_nbytes(src_dtype, i), src_dtype, m);
-        ft_from_f32(conv, w->dtype, f32, m);
-        FT_CHECK_GOTO(st, ft_backend_upload(be, (char *)w->data + ft_dtype_nbytes(w->dtype, i), conv,
-                                            ft_dtype_nbytes(w->dtype, m)), done);
-    }
-    st = FT_OK;
-done:
-    ft_free(conv);
-    ft_free(f32);
-    return st;
+    ft_host_src hs = {host_src, src_dtype};
+    return ft_upload_chunks(be, w, ft_fill_from_host, &hs, "weight conversion");
 }
 
 /* Element i of ft_weight_init_random's sequence before the BF16 rounding. The CUDA kernel writes
@@ -98,6 +115,13 @@ static float ft_init_value(uint64_t seed, int64_t i, float mean, float scale) {
     const float t = 2.0f * ft_uniform(seed, (uint64_t)i) - 1.0f; /* exact */
     const float p = t * scale;
     return p + mean;
+}
+
+typedef struct { uint64_t seed; float mean, scale; } ft_init_src;
+static void ft_fill_random(const void *user, float *f32, int64_t i, int64_t m) {
+    const ft_init_src *r = user;
+    for (int64_t j = 0; j < m; j++)
+        f32[j] = ft_bf16_to_f32(ft_f32_to_bf16(ft_init_value(r->seed, i + j, r->mean, r->scale)));
 }
 
 ft_status ft_weight_init_random(ft_backend *be, ft_weight *w, uint64_t seed, float mean, float scale) {
@@ -113,24 +137,8 @@ ft_status ft_weight_init_random(ft_backend *be, ft_weight *w, uint64_t seed, flo
     }
     if (!ft_is_host_float(w->dtype))
         return FT_ERR(FT_E_UNSUPPORTED, "weight_init: dtype %s", ft_dtype_name(w->dtype));
-    const int64_t chunk = n < FT_WEIGHT_CHUNK ? n : FT_WEIGHT_CHUNK;
-    float *f32 = NULL;
-    void *conv = NULL;
-    ft_status st;
-    FT_CHECK_GOTO(st, ft_malloc((void **)&f32, (size_t)(chunk > 0 ? chunk : 1) * 4, "weight initialization"), done);
-    FT_CHECK_GOTO(st, ft_malloc(&conv, (size_t)(chunk > 0 ? chunk : 1) * 4, "weight initialization"), done);
-    for (int64_t i = 0; i < n; i += chunk) {
-        const int64_t m = n - i < chunk ? n - i : chunk;
-        for (int64_t j = 0; j < m; j++) f32[j] = ft_bf16_to_f32(ft_f32_to_bf16(ft_init_value(seed, i + j, mean, scale)));
-        ft_from_f32(conv, w->dtype, f32, m);
-        FT_CHECK_GOTO(st, ft_backend_upload(be, (char *)w->data + ft_dtype_nbytes(w->dtype, i), conv,
-                                            ft_dtype_nbytes(w->dtype, m)), done);
-    }
-    st = FT_OK;
-done:
-    ft_free(conv);
-    ft_free(f32);
-    return st;
+    ft_init_src is = {seed, mean, scale};
+    return ft_upload_chunks(be, w, ft_fill_random, &is, "weight initialization");
 }
 
 ft_status ft_weight_get_f32(ft_backend *be, const ft_weight *w, float *dst) {
