@@ -54,10 +54,18 @@ static void ft_account(ft_backend *be, int64_t bytes) {
     if (be->bytes_in_use > be->bytes_peak) be->bytes_peak = be->bytes_in_use;
 }
 
+/* FT_E_OOM when `bytes` more would pass the memory limit: the same status a full device gives,
+ * so the caller's handling and the explanation are the same too. */
+static ft_status ft_over_limit(const ft_backend *be, int64_t bytes) {
+    if (be->mem_limit <= 0 || be->bytes_in_use + bytes <= be->mem_limit) return FT_OK;
+    return FT_ERR(FT_E_OOM, "over this backend's memory limit of %.1f MiB", ft_mib(be->mem_limit));
+}
+
 ft_status ft_backend_alloc(ft_backend *be, void **ptr, int64_t bytes, const char *what) {
     *ptr = NULL;
     if (bytes < 0) return FT_ERR(FT_E_INTERNAL, "negative allocation for %s", what);
-    ft_status st = be->vt->alloc(be, ptr, bytes);
+    ft_status st = ft_over_limit(be, bytes);
+    if (st == FT_OK) st = be->vt->alloc(be, ptr, bytes);
     if (st != FT_OK) return ft_alloc_failed(be, st, bytes, what, "backend");
     ft_account(be, bytes);
     return FT_OK;
@@ -66,12 +74,16 @@ ft_status ft_backend_alloc(ft_backend *be, void **ptr, int64_t bytes, const char
 ft_status ft_backend_alloc_paged(ft_backend *be, void **ptr, int64_t bytes, const char *what) {
     *ptr = NULL;
     if (bytes < 0) return FT_ERR(FT_E_INTERNAL, "negative allocation for %s", what);
-    ft_status st = be->vt->alloc_paged ? be->vt->alloc_paged(be, ptr, bytes) : be->vt->alloc(be, ptr, bytes);
+    ft_status st = ft_over_limit(be, bytes);
+    if (st == FT_OK) st = be->vt->alloc_paged ? be->vt->alloc_paged(be, ptr, bytes) : be->vt->alloc(be, ptr, bytes);
     if (st != FT_OK) return ft_alloc_failed(be, st, bytes, what, "paged");
     ft_account(be, bytes); /* the hook adds to bytes_paged what really is paged */
     return FT_OK;
 }
 
+ft_status ft_backend_weight_cache(ft_backend *be, int64_t bytes) {
+    return be->vt->weight_cache ? be->vt->weight_cache(be, bytes) : FT_OK;
+}
 ft_status ft_backend_prefetch(ft_backend *be, const void *ptr, int64_t bytes) {
     return be->vt->prefetch && ptr && bytes > 0 ? be->vt->prefetch(be, ptr, bytes) : FT_OK;
 }
@@ -129,12 +141,23 @@ ft_status ft_backend_copy_wait(ft_backend *be, int64_t ticket) {
 }
 
 ft_status ft_backend_mem_info(ft_backend *be, int64_t *free_bytes, int64_t *total_bytes) {
-    if (be->vt->mem_info) return be->vt->mem_info(be, free_bytes, total_bytes);
-    long pages = sysconf(_SC_PHYS_PAGES), avail = sysconf(_SC_AVPHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
-    *total_bytes = pages > 0 && psize > 0 ? (int64_t)pages * psize : 0;
-    *free_bytes = avail > 0 && psize > 0 ? (int64_t)avail * psize : 0;
+    if (be->vt->mem_info) {
+        FT_TRY(be->vt->mem_info(be, free_bytes, total_bytes));
+    } else {
+        long pages = sysconf(_SC_PHYS_PAGES), avail = sysconf(_SC_AVPHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+        *total_bytes = pages > 0 && psize > 0 ? (int64_t)pages * psize : 0;
+        *free_bytes = avail > 0 && psize > 0 ? (int64_t)avail * psize : 0;
+    }
+    if (be->mem_limit > 0) {
+        const int64_t left = be->mem_limit > be->bytes_in_use ? be->mem_limit - be->bytes_in_use : 0;
+        if (*total_bytes > be->mem_limit) *total_bytes = be->mem_limit;
+        if (*free_bytes > left) *free_bytes = left;
+    }
     return FT_OK;
 }
+
+void ft_backend_set_memory_limit(ft_backend *be, int64_t bytes) { be->mem_limit = bytes > 0 ? bytes : 0; }
+int64_t ft_backend_memory_limit(const ft_backend *be) { return be->mem_limit; }
 
 void ft_backend_set_oom_explain(ft_backend *be, ft_oom_explain_fn fn, void *user) {
     be->oom_fn = fn;

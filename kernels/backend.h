@@ -48,6 +48,18 @@ void ft_backend_reset_peak(ft_backend *be);
  * as backend memory (so `ftune plan` and the run agree) and also in ft_backend_bytes_paged;
  * release it with ft_backend_release. The optimizer moments and the LoRA master weights use it. */
 ft_status ft_backend_alloc_paged(ft_backend *be, void **ptr, int64_t bytes, const char *what);
+/* Room for `bytes` of BF16 copies of dequantized frozen weights, reused while they last (0: none,
+ * the default). CUDA keeps a ring that the training step's access order turns into one fewer
+ * dequantization per weight per step (kernels/cuda/wcache.cu); other backends ignore it. The bytes
+ * are backend memory, accounted like scratch. Size it with ft_weight_cache_bytes. Set
+ * FT_CUDA_WCACHE=0 to measure without it. */
+ft_status ft_backend_weight_cache(ft_backend *be, int64_t bytes);
+/* Bytes a weight cache needs to hold BF16 copies of n weights of numel[i] elements at once. */
+static inline int64_t ft_weight_cache_bytes(const int64_t *numel, int n) {
+    int64_t b = 0;
+    for (int i = 0; i < n; i++) b += (2 * numel[i] + 255) / 256 * 256; /* entries stay 256-byte aligned */
+    return b;
+}
 /* Moves paged memory to the device ahead of its use, in queue order (no-op where nothing pages). */
 ft_status ft_backend_prefetch(ft_backend *be, const void *ptr, int64_t bytes);
 int64_t ft_backend_bytes_paged(const ft_backend *be);
@@ -67,8 +79,17 @@ int64_t ft_backend_host_bytes_peak(const ft_backend *be);
 ft_status ft_backend_copy_async(ft_backend *be, void *dst, const void *src, int64_t bytes, int64_t *ticket);
 ft_status ft_backend_copy_wait(ft_backend *be, int64_t ticket);
 
-/* Free and total memory of the device (CPU: available and physical RAM). */
+/* Free and total memory of the device (CPU: available and physical RAM); with a memory limit,
+ * total is at most the limit and free at most what the limit leaves. */
 ft_status ft_backend_mem_info(ft_backend *be, int64_t *free_bytes, int64_t *total_bytes);
+
+/* A cap on backend memory (recipe model.memory_gib): ft_backend_alloc and ft_backend_alloc_paged
+ * fail with FT_E_OOM, exactly as a full device would, when bytes in use would pass it. So a run
+ * keeps within a share of a GPU (or of a unified-memory machine), and the CPU backend can stand in
+ * for a device of that size. A backend's own scratch (CUDA workspace, weight streaming) is counted
+ * in bytes in use but not refused. bytes <= 0: no cap. */
+void ft_backend_set_memory_limit(ft_backend *be, int64_t bytes);
+int64_t ft_backend_memory_limit(const ft_backend *be);
 
 /* Out-of-memory explanations: when an allocation fails for lack of memory, the backend's message
  * ("allocating 1.2 GiB on cuda for activations (70.1 GiB in use): out of GPU memory ...") is

@@ -37,6 +37,8 @@ typedef struct ft_backend_vtbl {
     /* ft_weight_set / ft_weight_init_random (kernels/weight.h) for this backend */
     ft_status (*weight_set)(ft_backend *, ft_weight *, const void *, ft_dtype);
     ft_status (*weight_init)(ft_backend *, ft_weight *, uint64_t, float, float);
+    /* ft_backend_weight_cache (generic: nothing; the backend dequantizes on every use) */
+    ft_status (*weight_cache)(ft_backend *, int64_t bytes);
 
     /* The ops (kernels/ops.h), from here to the end: tests/test_ops_cuda.c counts them. */
     ft_status (*embed)(ft_backend *, void *, const int32_t *, const ft_weight *, int64_t);
@@ -80,6 +82,7 @@ struct ft_backend {
     ft_phase_clock *clock;             /* phase timers (NULL until first used) */
     ft_oom_explain_fn oom_fn;
     void *oom_user;
+    int64_t mem_limit;                 /* ft_backend_set_memory_limit (0: none) */
 };
 
 /* Backends call this from their release() with the size they freed (backend.c added it to

@@ -7,7 +7,9 @@
  *     shape at seq 4096 gives peers.md's F (~441 GFLOP/token) and fits an H100 in NF4;
  *   - ft_op_clip_factor equals the host formula of optim/adamw.c bit for bit (NaN and clip <= 0
  *     included); the phase timers attribute and force phases;
- *   - an out-of-memory failure names the allocation, the plan's figure and a knob;
+ *   - an out-of-memory failure names the allocation, the plan's figure and a knob; a backend memory
+ *     limit (model.memory_gib) refuses past it as a full device would, and the plan made on the
+ *     backend (ft_plan_for_backend, as `ftune train` makes it) plans for it;
  *   - the CLI: bench --check --json, --write-checkpoint with shards, --load --compare-cpu. */
 #include <math.h>
 #include <stdio.h>
@@ -149,6 +151,70 @@ static void check_shapes(void) {
     ft_recipe_free(&rec);
 }
 
+/* The backend's memory limit (recipe model.memory_gib) and the plan `ftune train` and bench make on
+ * their backend (ft_plan_for_backend): past the limit an allocation fails as on a full device, with
+ * the plan's explanation, and mem_info reports the limit. */
+static void check_memory_limit(void) {
+    ft_backend *be = NULL;
+    FT_CHECK_OK(ft_backend_cpu_create(&be, 1));
+    const int64_t mib = 1 << 20;
+    ft_backend_set_memory_limit(be, 2 * mib);
+    FT_CHECK(ft_backend_memory_limit(be) == 2 * mib, "limit %lld", (long long)ft_backend_memory_limit(be));
+    void *a = NULL, *b = NULL, *c = NULL;
+    FT_CHECK_OK(ft_backend_alloc(be, &a, mib, "first"));
+    int64_t fr = 0, tot = 0;
+    FT_CHECK_OK(ft_backend_mem_info(be, &fr, &tot));
+    FT_CHECK(tot == 2 * mib && fr == mib, "mem_info under a limit: free %lld, total %lld", (long long)fr, (long long)tot);
+    ft_status st = ft_backend_alloc(be, &b, mib + 1, "activations");
+    FT_CHECK(st == FT_E_OOM && !b && strstr(ft_error_msg(), "for activations") &&
+                 strstr(ft_error_msg(), "memory limit of 2.0 MiB"),
+             "past the limit: %s", ft_error_msg());
+    st = ft_backend_alloc_paged(be, &b, mib + 1, "optimizer state");
+    FT_CHECK(st == FT_E_OOM && !b, "paged past the limit: %s", ft_error_msg());
+    FT_CHECK(ft_backend_bytes_in_use(be) == mib, "a refused allocation is not accounted");
+    FT_CHECK_OK(ft_backend_alloc(be, &b, mib, "up to the limit"));
+    ft_backend_release(be, a);
+    ft_backend_release(be, b);
+    ft_backend_set_memory_limit(be, 0);
+    FT_CHECK_OK(ft_backend_alloc(be, &c, 3 * mib, "no limit"));
+    ft_backend_release(be, c);
+
+    /* the plan on the backend: the tiny shape's run (~49 MiB) under model.memory_gib 16 MiB */
+    ft_model_config cfg;
+    FT_CHECK_OK(ft_bench_config(ft_bench_shape_find("tiny"), 0, 0, &cfg));
+    const char *sets[] = {"model.path=/x", "model.device=cpu", "lora.r=8", "training.micro_batch=8", "training.steps=1",
+                          "data.seq_len=256", "model.memory_gib=0.015625"};
+    ft_recipe rec;
+    memset(&rec, 0, sizeof rec);
+    FT_CHECK_OK(ft_recipe_defaults(&rec, sets, (int)(sizeof sets / sizeof *sets)));
+    ft_plan *p = calloc(1, sizeof *p);
+    ft_backend_set_memory_limit(be, 16 * mib);
+    FT_CHECK_OK(ft_plan_for_backend(p, &cfg, &rec, be));
+    FT_CHECK(p->device_bytes == 16 * mib && p->mem_source && strcmp(p->mem_source, "model.memory_gib") == 0 && !p->fits,
+             "plan under model.memory_gib: device %lld, source %s, fits %d, total %lld", (long long)p->device_bytes,
+             p->mem_source ? p->mem_source : "(none)", p->fits, (long long)p->total_bytes);
+    st = ft_backend_alloc(be, &a, p->total_bytes, "activations");
+    const char *msg = ft_error_msg();
+    FT_CHECK(st == FT_E_OOM && strstr(msg, "ftune plan predicted") && strstr(msg, "more than the cpu device's 16.0 MiB") &&
+                 strstr(msg, "training.micro_batch") && strstr(msg, "raise model.memory_gib"),
+             "explanation under model.memory_gib: %s", msg);
+    printf("ok   memory limit: %s\n", msg);
+    /* without the key: the memory free now, and the hook installed all the same */
+    ft_backend_set_memory_limit(be, 0);
+    ft_recipe_free(&rec);
+    FT_CHECK_OK(ft_recipe_defaults(&rec, sets, (int)(sizeof sets / sizeof *sets) - 1));
+    FT_CHECK_OK(ft_plan_for_backend(p, &cfg, &rec, be));
+    FT_CHECK(p->fits && p->mem_source && strstr(p->mem_source, "free"), "plan on free memory: fits %d, source %s", p->fits,
+             p->mem_source ? p->mem_source : "(none)");
+    st = ft_backend_alloc(be, &a, (int64_t)1 << 60, "LoRA weights");
+    FT_CHECK(st == FT_E_OOM && strstr(ft_error_msg(), "ftune plan predicted") && strstr(ft_error_msg(), "10% less"),
+             "explanation of a plan that fitted: %s", ft_error_msg());
+    ft_backend_set_oom_explain(be, NULL, NULL);
+    ft_backend_free(be);
+    ft_recipe_free(&rec);
+    free(p);
+}
+
 static void check_clip_and_phases(void) {
     ft_backend *be = NULL;
     FT_CHECK_OK(ft_backend_cpu_create(&be, 1));
@@ -238,6 +304,7 @@ static void check_cli(void) {
 
 int main(void) {
     check_clip_and_phases();
+    check_memory_limit();
     check_shapes();
     check_tiny();
     check_cli();

@@ -71,6 +71,11 @@ static const bad_case bad_cases[] = {
     {BASE "  micro_batch: 0\n", NULL, FT_E_ARG, "training.micro_batch: must be >= 1 (got 0)"},
     {BASE "checkpoint:\n  keep: 0\n", NULL, FT_E_ARG, "checkpoint.keep: must be >= 1 (got 0)"},
     {BASE "  beta2: 1\n", NULL, FT_E_ARG, "training.beta2: must be < 1 (got 1)"},
+    {BASE "  host_boundaries: sometimes\n", NULL, FT_E_ARG,
+     "r.yaml:7:20: training.host_boundaries: expected true or false, got 'sometimes'"},
+    {BASE "  host_boundaries: [true]\n", NULL, FT_E_ARG, "training.host_boundaries: expected a single value, got a list"},
+    {BASE "model.memory_gib: -1\n", NULL, FT_E_ARG, "r.yaml:7:19: model.memory_gib: must be >= 0 (got -1)"},
+    {BASE "model.memory_gib: lots\n", NULL, FT_E_ARG, "model.memory_gib: expected a number, got 'lots'"},
     /* keys and structure */
     {BASE "  lrr: 1e-4\n", NULL, FT_E_ARG, "r.yaml:7:3: unknown key 'training.lrr' (did you mean training.lr?)"},
     {BASE "trainig:\n  lr: 1\n", NULL, FT_E_ARG, "r.yaml:7:1: unknown key 'trainig' (did you mean training?)"},
@@ -105,6 +110,8 @@ static const bad_case bad_cases[] = {
     {BASE, "lora.r=100000", FT_E_ARG, "--set lora.r=100000: lora.r: must be <= 4096 (got 100000)"},
     {BASE, "training.warmup=11", FT_E_ARG, "--set training.warmup=11: training.warmup: must not exceed training.steps"},
     {BASE, "data.train=[a, {b: 1}]", FT_E_ARG, "data.train: item 2: expected a string"},
+    {BASE, "training.host_boundaries=2", FT_E_ARG,
+     "--set training.host_boundaries=2: training.host_boundaries: expected true or false, got '2'"},
 };
 
 static void test_bad(void) {
@@ -161,7 +168,8 @@ static void test_good(void) {
     FT_CHECK(r.training.grad_accum == 8 && r.training.steps == 0 && r.training.recompute == 1 &&
                  strcmp(r.training.schedule, "cosine") == 0 && r.checkpoint.keep == 3 && r.training.seed == 42 &&
                  r.lora.dropout == 0 && strcmp(r.model.device, "auto") == 0 && r.data.n_valid == 0 &&
-                 strcmp(r.lora.init, "") == 0 && strcmp(r.data.packing, "bfd") == 0,
+                 strcmp(r.lora.init, "") == 0 && strcmp(r.data.packing, "bfd") == 0 && r.training.host_boundaries == 0 &&
+                 r.model.memory_gib == 0,
              "defaults");
     char cwd[4096];
     FT_CHECK(getcwd(cwd, sizeof cwd) != NULL, "getcwd");
@@ -196,7 +204,8 @@ static void test_good(void) {
     /* --set overrides (after the file, in order; paths against the current directory) */
     const char *sets[] = {"training.lr=3e-5", "lora.r=8", "lora.r=64", "lora.targets=q_proj, k_proj",
                           "data.train=x.jsonl,y.jsonl", "eval.prompts=[\"a, b\", c]", "export.merged=",
-                          "training.recompute=false", "model.path=/abs/model"};
+                          "training.recompute=false", "model.path=/abs/model", "training.host_boundaries=yes",
+                          "model.memory_gib=0.5"};
     FT_CHECK_OK(ft_recipe_load(&r, path, sets, (int)(sizeof sets / sizeof *sets)));
     snprintf(want, sizeof want, "%s/x.jsonl", cwd);
     FT_CHECK(r.training.lr == 3e-5 && r.lora.r == 64, "set lr %g r %lld", r.training.lr, (long long)r.lora.r);
@@ -207,6 +216,8 @@ static void test_good(void) {
              "set a flow list");
     FT_CHECK(strcmp(r.exports.merged, "") == 0 && r.training.recompute == 0 && strcmp(r.model.path, "/abs/model") == 0,
              "set empty / bool / absolute path");
+    FT_CHECK(r.training.host_boundaries == 1 && r.model.memory_gib == 0.5, "set host_boundaries %d, memory_gib %g",
+             r.training.host_boundaries, r.model.memory_gib);
     ft_recipe_free(&r);
 
     /* defaults alone (flag-built runs) do not require model.path / data.train */

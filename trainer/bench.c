@@ -1,7 +1,7 @@
 /* bench.c: see bench.h. The plan (trainer/plan.h) is made first, from the same config, recipe
  * values and backend the run uses: it gives F per token, the memory prediction the run is checked
  * against, the longest sequence for --seq max, and the out-of-memory explanation installed on the
- * backend (ft_plan_oom_explain). The model is then created and filled at random
+ * backend (ft_plan_for_backend, as `ftune train` does). The model is then created and filled at random
  * (ft_weight_init_random), LoRA and AdamW are created as a training run does, and every step is
  * trainer/train.h's ft_train_step between ft_backend_timing_start and _stop. */
 #include "trainer/bench.h"
@@ -170,23 +170,25 @@ static void ft_bench_plan_sets(const ft_bench_opts *o, const char *device, int64
     snprintf(buf[k], 96, "training.grad_accum=%lld", (long long)o->grad_accum), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "training.steps=%lld", (long long)o->steps), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "training.recompute=%s", o->recompute ? "true" : "false"), sets[k] = buf[k], k++;
+    snprintf(buf[k], 96, "training.host_boundaries=%s", o->host_boundaries ? "true" : "false"), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "data.seq_len=%lld", (long long)T), sets[k] = buf[k], k++;
     *n = k;
 }
 
-static ft_status ft_bench_make_plan(const ft_bench_opts *o, const ft_model_config *cfg, const char *device,
-                                    const char *plan_dev, double mem_gib, int64_t T, ft_plan *p) {
+/* The plan of the bench's run at sequence length T on be, the same way `ftune train` plans its run
+ * (ft_plan_for_backend), which also installs the out-of-memory explanation. */
+static ft_status ft_bench_make_plan(const ft_bench_opts *o, const ft_model_config *cfg, ft_backend *be, int64_t T,
+                                    ft_plan *p) {
     char buf[16][96];
     const char *sets[16];
     int n = 0;
     ft_recipe rec;
     memset(&rec, 0, sizeof rec);
-    ft_bench_plan_sets(o, device, T, buf, sets, &n);
+    ft_bench_plan_sets(o, ft_backend_kind_of(be) == FT_BACKEND_CUDA ? "cuda" : "cpu", T, buf, sets, &n);
     FT_TRY(ft_recipe_defaults(&rec, sets, n));
-    ft_plan_opts po = {.device = plan_dev, .memory_gib = mem_gib, .host_boundaries = o->host_boundaries};
     memset(p, 0, sizeof *p);
     snprintf(p->config_path, sizeof p->config_path, "(bench shape %s)", o->shape);
-    ft_status st = ft_plan_make_cfg(p, cfg, &rec, &po);
+    ft_status st = ft_plan_for_backend(p, cfg, &rec, be);
     ft_recipe_free(&rec);
     return st;
 }
@@ -229,18 +231,14 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
     const int cuda = ft_backend_kind_of(be) == FT_BACKEND_CUDA;
     int64_t dev_free = 0, dev_total = 0;
     FT_CHECK_GOTO(st, ft_backend_mem_info(be, &dev_free, &dev_total), done);
-    /* the plan for this backend: its dtypes, and the memory free now (less 2% for the allocator) */
-    const char *plan_dev = cuda ? (dev_total > (int64_t)(100 * GIB) ? "h200" : "h100") : "cpu";
-    const double mem_gib = 0.98 * (double)(dev_free + ft_backend_bytes_in_use(be)) / GIB;
     plan = calloc(1, sizeof *plan);
     if (!plan) {
         st = FT_ERR(FT_E_OOM, "out of memory");
         goto done;
     }
     int64_t T = o->seq;
-    const char *dname = cuda ? "cuda" : "cpu";
     if (T == 0) { /* the longest sequence that fits */
-        FT_CHECK_GOTO(st, ft_bench_make_plan(o, &cfg, dname, plan_dev, mem_gib, 256, plan), done);
+        FT_CHECK_GOTO(st, ft_bench_make_plan(o, &cfg, be, 256, plan), done);
         T = ft_plan_max_seq(plan, 256, 1 << 20);
         if (plan->host_boundaries && plan->dims.L > 1) { /* and the pinned boundaries in half the RAM */
             const long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
@@ -250,12 +248,13 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
             if (pages > 0 && psize > 0 && t_ram < T) T = t_ram;
         }
         if (T < 256) {
-            st = FT_ERR(FT_E_OOM, "bench: not even --seq 256 fits in %.1f GiB: %s", mem_gib, plan->advice);
+            char have[48];
+            ft_plan_format_bytes(plan->device_bytes, have, sizeof have);
+            st = FT_ERR(FT_E_OOM, "bench: not even --seq 256 fits in %s: %s", have, plan->advice);
             goto done;
         }
     }
-    FT_CHECK_GOTO(st, ft_bench_make_plan(o, &cfg, dname, plan_dev, mem_gib, T, plan), done);
-    ft_backend_set_oom_explain(be, ft_plan_oom_explain, plan);
+    FT_CHECK_GOTO(st, ft_bench_make_plan(o, &cfg, be, T, plan), done);
     snprintf(r->shape, sizeof r->shape, "%s", shape->name);
     r->layers = plan->dims.L, r->T = T, r->B = o->micro_batch, r->K = o->grad_accum;
     r->tokens_per_step = r->B * r->K * T;

@@ -16,7 +16,10 @@ static const ft_opt ft_plan_cli_opts[] = {
     {"device", FT_OPT_STR, "cpu|h100|h200|gb10", NULL,
      "device whose memory and speed to plan for (default: cpu when model.device is cpu, else h100)"},
     {"tflops", FT_OPT_FLOAT, "X", NULL, "sustained TFLOP/s of a whole training step (default: 50% of the device's peak)"},
-    {"memory-gb", FT_OPT_FLOAT, "X", NULL, "device memory in GiB (default: the device's usable memory)"},
+    {"memory-gb", FT_OPT_FLOAT, "X", NULL,
+     "device memory in GiB (default: model.memory_gib when set, else the device's usable memory)"},
+    {"host-boundaries", FT_OPT_FLAG, NULL, NULL,
+     "plan with the layer boundaries in host memory (training.host_boundaries: true; needs training.recompute)"},
     {"keys", FT_OPT_FLAG, NULL, NULL, "print the table of recipe keys (markdown, as in docs/recipes.md) and exit"},
 };
 
@@ -59,6 +62,7 @@ ft_status ft_cmd_plan(int argc, char **argv) {
     ft_plan_opts po = {0};
     const char *set_s;
     FT_CHECK_GOTO(st, ft_cli_str(&cli, "device", &po.device), done);
+    po.host_boundaries = ft_cli_flag(&cli, "host-boundaries");
     if (ft_cli_has(&cli, "tflops")) FT_CHECK_GOTO(st, ft_cli_float(&cli, "tflops", &po.tflops), done);
     if (ft_cli_has(&cli, "memory-gb")) FT_CHECK_GOTO(st, ft_cli_float(&cli, "memory-gb", &po.memory_gib), done);
     if ((ft_cli_has(&cli, "tflops") && !(po.tflops > 0)) || (ft_cli_has(&cli, "memory-gb") && !(po.memory_gib > 0))) {
@@ -84,8 +88,11 @@ ft_status ft_cmd_plan(int argc, char **argv) {
     FT_CHECK_GOTO(st, ft_plan_make(p, &r, &po), done);
     ft_plan_print(p, &r, stdout);
     fflush(stdout);
-    if (!p->fits)
-        st = FT_ERR(FT_E_OOM, "plan: the run does not fit in %s's %.1f GiB: %s", p->dev.name, p->dev.mem_gib, p->advice);
+    if (!p->fits) {
+        char have[48];
+        ft_plan_format_bytes(p->device_bytes, have, sizeof have);
+        st = FT_ERR(FT_E_OOM, "plan: the run does not fit in %s's %s: %s", p->dev.name, have, p->advice);
+    }
 done:
     free(p);
     free(sets_buf);

@@ -313,6 +313,7 @@ ft_status ft_model_create(ft_model **out, ft_backend *be, const ft_model_dims *d
     if (st == FT_OK) st = ft_backend_alloc(be, (void **)&m->inv_freq, d->D / 2 * 4, "rope frequencies");
     if (st == FT_OK) st = ft_backend_upload(be, m->inv_freq, inv, d->D / 2 * 4);
     if (st == FT_OK) st = ft_backend_alloc(be, (void **)&m->scalars, ft_model_fixed_bytes(), "loss accumulators");
+    if (st == FT_OK) st = ft_backend_weight_cache(be, ft_model_weight_cache_bytes(d, linear_dtype, &m->opts));
     ft_free(inv);
     if (st != FT_OK) goto fail;
     *out = m;
@@ -320,6 +321,14 @@ ft_status ft_model_create(ft_model **out, ft_backend *be, const ft_model_dims *d
 fail:
     ft_model_free(m);
     return st;
+}
+
+int64_t ft_model_weight_cache_bytes(const ft_model_dims *d, ft_dtype linear_dtype, const ft_model_opts *o) {
+    if (!o || !o->recompute || linear_dtype == FT_BF16) return 0;
+    ft_lora_shapes s = ft_model_lora_shapes(d);
+    int64_t numel[FT_MOD_COUNT];
+    for (int mod = 0; mod < FT_MOD_COUNT; mod++) numel[mod] = s.out[mod] * s.in[mod];
+    return ft_weight_cache_bytes(numel, FT_MOD_COUNT);
 }
 
 void ft_model_free(ft_model *m) {
@@ -338,6 +347,7 @@ void ft_model_free(ft_model *m) {
     ft_weight_release(m->be, &m->w.final_norm);
     ft_backend_release(m->be, m->inv_freq);
     ft_backend_release(m->be, m->scalars);
+    (void)ft_backend_weight_cache(m->be, 0); /* frees the cache; cannot fail */
     ft_model_unreserve(m);
     ft_free(m->w.layers);
     ft_free(m->bound);

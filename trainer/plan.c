@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kernels/log.h"
 #include "optim/adamw.h"
 #include "trainer/loader.h"
 
@@ -146,7 +147,7 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
     p->pinned_bytes = a.boundaries_host;
     if (a.boundaries_host > 0 || (in->recompute && in->host))
         pl_set(&p->line[FT_PLAN_BOUNDARIES], "activation checkpoints", a.boundaries,
-               "3 device slots of %lld tokens x %lld, %s (the rest on the host)", (long long)N, (long long)d->C, an);
+               "3 x %lld tokens x %lld, %s (the rest on host)", (long long)N, (long long)d->C, an);
     else
         pl_set(&p->line[FT_PLAN_BOUNDARIES], "activation checkpoints", a.boundaries, "%lld x %lld tokens x %lld, %s",
                (long long)(d->L + 1), (long long)N, (long long)d->C, an);
@@ -168,20 +169,23 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
          * dt [N,R], FT_SCR_REDUCE xent's 16 bytes per logits row (or sumsq's partials),
          * FT_SCR_ATTN attention-backward Dl [N,H] f32; plus the cuBLASLt workspace and the tables.
          * Loading (and bench's initialization) streams weights through FT_LOAD_SLOTS device chunks
-         * and the largest NF4 tensor's absmax: ft_backend_cuda_load_bytes. */
+         * and the largest NF4 tensor's absmax: ft_backend_cuda_load_bytes. With recompute, the
+         * model gives the backend a cache of one layer's dequantized linears instead of the
+         * FT_SCR_WEIGHT slot (ft_model_weight_cache_bytes, kernels/cuda/wcache.cu). */
+        const int64_t wcache = ft_model_weight_cache_bytes(d, in->lin, &mo);
         int64_t max_out = 0;
         for (int m = 0; m < FT_MOD_COUNT; m++) max_out = pl_max(max_out, s.out[m]);
         int64_t chunk_rows = (64LL << 20) / (d->V > 0 ? d->V : 1);
         if (chunk_rows < 16) chunk_rows = 16;
         if (chunk_rows > N) chunk_rows = N;
-        const int64_t slot[] = {in->lin == FT_BF16 ? 0 : 2 * max_lin, 2 * in->R * max_in, 2 * max_out * in->R,
+        const int64_t slot[] = {in->lin == FT_BF16 || wcache ? 0 : 2 * max_lin, 2 * in->R * max_in, 2 * max_out * in->R,
                                 2 * N * in->R, pl_max(16 * chunk_rows, 8 * 1024), 4 * N * d->H};
-        ws = FT_PLAN_CUBLAS_WORKSPACE + FT_PLAN_CUDA_TABLES;
+        ws = FT_PLAN_CUBLAS_WORKSPACE + FT_PLAN_CUDA_TABLES + (wcache ? ft_cuda_scratch_bytes(wcache) : 0);
         for (size_t i = 0; i < sizeof slot / sizeof *slot; i++) ws += slot[i] > 0 ? ft_cuda_scratch_bytes(slot[i]) : 0;
         ws_load = FT_PLAN_CUBLAS_WORKSPACE + FT_PLAN_CUDA_TABLES +
                   ft_backend_cuda_load_bytes(in->lin == FT_NF4 ? max_lin : 0);
-        pl_set(&p->line[FT_PLAN_WORKSPACE], "workspace", ws, "bf16 dequant of the largest linear, cuBLAS %d MiB",
-               (int)(FT_PLAN_CUBLAS_WORKSPACE >> 20));
+        pl_set(&p->line[FT_PLAN_WORKSPACE], "workspace", ws, "bf16 dequant of %s, cuBLAS %d MiB",
+               wcache ? "one layer's linears (reused)" : "the largest linear", (int)(FT_PLAN_CUBLAS_WORKSPACE >> 20));
     } else {
         /* kernels/cpu: a 256-row f32 weight tile, attention scores/accumulators per thread, LoRA dt */
         int64_t tile = 256 * pl_max(max_in, d->C) * 4;
@@ -231,12 +235,16 @@ static void pl_advise(ft_plan *p, const pl_in *cur, int64_t threads) {
         pl_memory(p, &in, threads);
         if (p->total_bytes <= p->device_bytes) PL_ADD("set training.recompute: true");
     }
+    /* (CUDA only: on the CPU backend host memory is the same RAM) */
     if (cur->recompute && !cur->host && p->dev.backend == FT_BACKEND_CUDA) {
         in = *cur, in.host = 1;
         pl_memory(p, &in, threads);
-        if (p->total_bytes <= p->device_bytes)
-            PL_ADD("%skeep the layer boundaries in host memory (host_boundaries, %.1f GiB pinned)", n ? ", or " : "",
-                   (double)p->pinned_bytes / PL_GIB);
+        if (p->total_bytes <= p->device_bytes) {
+            char pinned[48];
+            ft_plan_format_bytes(p->pinned_bytes, pinned, sizeof pinned);
+            PL_ADD("%sset training.host_boundaries: true (layer boundaries in host memory, %s pinned)", n ? ", or " : "",
+                   pinned);
+        }
     }
     int64_t b = cur->B > 1 ? pl_largest(p, *cur, PL_KNOB_B, 1, cur->B - 1, threads) : 0;
     if (b > 0) {
@@ -257,8 +265,9 @@ static void pl_advise(ft_plan *p, const pl_in *cur, int64_t threads) {
     if (!n) {
         in = *cur, in.B = 1, in.T = 16, in.R = 1, in.recompute = 1;
         pl_memory(p, &in, threads);
-        PL_ADD("even micro_batch 1, seq_len 16, r 1 needs %.1f GiB: use a device with more memory",
-               (double)p->total_bytes / PL_GIB);
+        char least[48];
+        ft_plan_format_bytes(p->total_bytes, least, sizeof least);
+        PL_ADD("even micro_batch 1, seq_len 16, r 1 needs %s: use a device with more memory", least);
     }
 #undef PL_ADD
     pl_memory(p, cur, threads); /* restore the report's lines */
@@ -347,7 +356,8 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     ft_model_dims_from_config(cfg, &p->dims);
     const char *dev = o.device ? o.device : strcmp(r->model.device, "cpu") == 0 ? "cpu" : "h100";
     FT_TRY(ft_plan_device_get(dev, &p->dev));
-    if (o.memory_gib > 0) p->dev.mem_gib = o.memory_gib;
+    if (o.memory_gib > 0) p->dev.mem_gib = o.memory_gib, p->mem_source = "--memory-gb";
+    else if (r->model.memory_gib > 0) p->dev.mem_gib = r->model.memory_gib, p->mem_source = "model.memory_gib";
     p->device_bytes = (int64_t)(p->dev.mem_gib * PL_GIB);
     const int cuda = p->dev.backend == FT_BACKEND_CUDA;
     p->act_dtype = cuda ? FT_BF16 : FT_F32;
@@ -356,7 +366,11 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     FT_TRY(ft_lora_parse_targets(r->lora.targets, &p->targets));
     p->B = r->training.micro_batch, p->T = r->data.seq_len, p->K = r->training.grad_accum, p->R = r->lora.r;
     p->recompute = r->training.recompute;
-    p->host_boundaries = o.host_boundaries && p->recompute;
+    const int host = o.host_boundaries || r->training.host_boundaries;
+    p->host_boundaries = host && p->recompute;
+    if (host && !p->recompute) /* model.c ignores it too: without recompute there are no boundaries to move */
+        ft_warn("training.host_boundaries ignored: layer boundaries go to host memory only with training.recompute: "
+                "true (without it every layer's activations stay on the device)");
 
     const ft_model_dims *d = &p->dims;
     ft_lora_shapes s = ft_model_lora_shapes(d);
@@ -386,10 +400,11 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     p->flops_per_token = p->f_base + p->f_head + p->f_attn + p->f_lora;
     p->tflops = o.tflops > 0 ? o.tflops : FT_PLAN_SUSTAINED_FRACTION * p->dev.peak_tflops;
 
-    /* NF4 on a GPU: each pass (forward, recompute, backward) dequantizes every linear: read the
-     * NF4 bytes, write bf16 */
+    /* NF4 on a GPU: the forward and the recompute dequantize every linear (read the NF4 bytes,
+     * write bf16); the backward reuses the recompute's copies from the weight cache. Without
+     * recompute the forward and the backward both dequantize. */
     if (cuda && p->linear_dtype == FT_NF4 && p->dev.mem_gbps > 0) {
-        double passes = p->recompute ? 3.0 : 2.0;
+        double passes = 2.0;
         double bytes = passes * ((double)p->line[FT_PLAN_LINEARS].bytes + 2.0 * (double)p->n_blocks);
         p->dequant_s = bytes / (p->dev.mem_gbps * 1e9);
     }
@@ -414,6 +429,23 @@ ft_status ft_plan_make(ft_plan *p, const ft_recipe *r, const ft_plan_opts *opts)
         return FT_ERR(FT_E_ARG, "%s: model.arch: recipe expects %s, %s is %s", r->source, r->model.arch,
                       p->config_path, cfg.architecture);
     return ft_plan_make_cfg(p, &cfg, r, opts);
+}
+
+ft_status ft_plan_for_backend(ft_plan *p, const ft_model_config *cfg, const ft_recipe *r, ft_backend *be) {
+    int64_t dev_free = 0, dev_total = 0;
+    FT_TRY(ft_backend_mem_info(be, &dev_free, &dev_total));
+    const int cuda = ft_backend_kind_of(be) == FT_BACKEND_CUDA;
+    ft_plan_opts po = {.device = cuda ? (dev_total > (int64_t)(100 * PL_GIB) ? "h200" : "h100") : "cpu"};
+    /* the memory the run may have: free now plus what the backend already holds, less 2% for the
+     * allocator's rounding and fragmentation; model.memory_gib, when set, is the backend's limit
+     * itself and ft_plan_make_cfg takes it from the recipe */
+    const int own = !(r->model.memory_gib > 0);
+    if (own) po.memory_gib = 0.98 * (double)(dev_free + ft_backend_bytes_in_use(be)) / PL_GIB;
+    ft_backend_set_oom_explain(be, NULL, NULL); /* p is remade: no explanation from a half-made plan */
+    FT_TRY(cfg ? ft_plan_make_cfg(p, cfg, r, &po) : ft_plan_make(p, r, &po));
+    if (own) p->mem_source = "free when the run started";
+    ft_backend_set_oom_explain(be, ft_plan_oom_explain, p);
+    return FT_OK;
 }
 
 /* ---- report ------------------------------------------------------------------------------------ */
@@ -446,7 +478,12 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
             pl_si((double)p->lora_params, "", b1, sizeof b1));
     fprintf(f, "run        micro_batch %lld x grad_accum %lld x seq_len %lld = %lld tokens per step\n", (long long)p->B,
             (long long)p->K, (long long)p->T, (long long)p->tokens_per_step);
-    fprintf(f, "device     %s: %s, %.1f GiB, %.3g TFLOP/s peak %s\n", p->dev.name, p->dev.desc, p->dev.mem_gib,
+    fprintf(f, "           recompute %s%s\n", p->recompute ? "on" : "off",
+            p->host_boundaries ? ", layer boundaries in host memory (training.host_boundaries)" : "");
+    char dev[48];
+    ft_plan_format_bytes(p->device_bytes, dev, sizeof dev);
+    fprintf(f, "device     %s: %s, %s%s%s%s, %.3g TFLOP/s peak %s\n", p->dev.name, p->dev.desc, dev,
+            p->mem_source ? " (" : "", p->mem_source ? p->mem_source : "", p->mem_source ? ")" : "",
             p->dev.peak_tflops, p->dev.backend == FT_BACKEND_CUDA ? "BF16" : "F32");
     fprintf(f, "           (%s)\n", p->dev.note);
     fprintf(f, "\nmemory (%s backend: frozen weights %s + %s, activations %s)\n",
@@ -462,13 +499,14 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
     ft_plan_format_bytes(p->load_bytes, b1, sizeof b1);
     fprintf(f, "  (while loading: %s, the weights and %s)\n", b1,
             p->dev.backend == FT_BACKEND_CUDA ? "the streaming chunks" : "one linear staged for quantization");
-    if (p->pinned_bytes > 0) {
-        ft_plan_format_bytes(p->pinned_bytes, b1, sizeof b1);
-        fprintf(f, "  (plus %s of layer boundaries in pinned host memory, not in the total)\n", b1);
-    }
+    if (p->pinned_bytes > 0) /* the host's share, in the same unit, beside (not in) the device total */
+        fprintf(f, "  %-28s %-50s %9.2f %s\n", "host memory",
+                p->dev.backend == FT_BACKEND_CUDA ? "layer boundaries, pinned; not in the total"
+                                                  : "layer boundaries; not in the total",
+                (double)p->pinned_bytes / unit, gib ? "GiB" : "MiB");
     ft_plan_format_bytes(p->total_bytes, b1, sizeof b1);
-    if (p->fits) fprintf(f, "  fits (%s of %.1f GiB)\n", b1, p->dev.mem_gib);
-    else fprintf(f, "  does not fit (%s of %.1f GiB): %s\n", b1, p->dev.mem_gib, p->advice);
+    if (p->fits) fprintf(f, "  fits (%s of %s)\n", b1, dev);
+    else fprintf(f, "  does not fit (%s of %s): %s\n", b1, dev, p->advice);
 
     fprintf(f, "\ncompute\n");
     double fs = p->flops_per_token >= 1e9 ? 1e9 : p->flops_per_token >= 1e6 ? 1e6 : 1e3;
@@ -481,7 +519,7 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
                                                                           : "--tflops");
     if (p->dequant_s > 0)
         fprintf(f, "  %-28s %.3f s per micro-batch (%d passes over the weights at %.0f GB/s)\n", "NF4 dequantization",
-                p->dequant_s, p->recompute ? 3 : 2, p->dev.mem_gbps);
+                p->dequant_s, 2, p->dev.mem_gbps);
     fprintf(f, "  %-28s %.0f\n", "tokens/s", p->tokens_per_s);
     fprintf(f, "  %-28s %s\n", "time per optimizer step", pl_duration(p->step_s, b1, sizeof b1));
     if (p->steps > 0) {
@@ -553,7 +591,15 @@ void ft_plan_oom_explain(void *plan, const char *what, int64_t bytes, char *buf,
     ft_plan_format_bytes(predicted, part, sizeof part);
     ft_plan_format_bytes(p->total_bytes, total, sizeof total);
     ft_plan_format_bytes(p->device_bytes, dev, sizeof dev);
-    /* the knob that gets the run under 90% of its planned total */
+    const char *src = p->mem_source ? p->mem_source : "";
+    const char *raise = p->mem_source && strcmp(p->mem_source, "model.memory_gib") == 0 ? ", or raise model.memory_gib" : "";
+    if (!p->fits) { /* the plan said so already: its advice is the knob that gets under the device */
+        snprintf(buf, cap, "ftune plan predicted %s for %s and %s in all, more than the %s device's %s%s%s%s: %s%s",
+                 part, label, total, p->dev.name, dev, src[0] ? " (" : "", src, src[0] ? ")" : "", p->advice, raise);
+        return;
+    }
+    /* the plan fitted (the device holds less than it had, or the plan is off): the knob that gets
+     * the run under 90% of its planned total */
     ft_plan *q = malloc(sizeof *q);
     char advice[sizeof p->advice] = "";
     if (q) {
@@ -564,6 +610,7 @@ void ft_plan_oom_explain(void *plan, const char *what, int64_t bytes, char *buf,
         snprintf(advice, sizeof advice, "%s", q->advice);
         free(q);
     }
-    snprintf(buf, cap, "ftune plan predicted %s for %s and %s in all (%s device: %s); to need 10%% less: %s", part,
-             label, total, p->dev.name, dev, advice[0] ? advice : "use a device with more memory");
+    snprintf(buf, cap, "ftune plan predicted %s for %s and %s in all (%s device: %s%s%s); to need 10%% less: %s%s",
+             part, label, total, p->dev.name, dev, src[0] ? ", " : "", src,
+             advice[0] ? advice : "use a device with more memory", raise);
 }

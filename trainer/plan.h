@@ -76,8 +76,10 @@ typedef struct ft_plan_line {
 typedef struct ft_plan_opts {
     const char *device;     /* NULL: "cpu" when model.device is cpu, else "h100" */
     double tflops;          /* sustained TFLOP/s; <= 0: FT_PLAN_SUSTAINED_FRACTION of the peak */
-    double memory_gib;      /* device memory override, GiB; <= 0: the device's figure */
-    int host_boundaries;    /* layer boundaries kept in host memory (ft_model_opts.host_boundaries) */
+    double memory_gib;      /* device memory override, GiB; <= 0: the recipe's model.memory_gib, else the
+                             * device's figure */
+    int host_boundaries;    /* 1: boundaries in host memory whatever training.host_boundaries says
+                             * (`--host-boundaries`); 0: as the recipe says */
 } ft_plan_opts;
 
 typedef struct ft_plan {
@@ -91,7 +93,8 @@ typedef struct ft_plan {
     int64_t B, T, K, R;       /* micro_batch, seq_len, grad_accum, lora.r */
     unsigned targets;         /* LoRA module mask */
     int recompute;
-    int host_boundaries;      /* with recompute: boundaries in pinned host memory */
+    int host_boundaries;      /* with recompute: boundaries in pinned host memory (asked for without
+                               * recompute, it is 0 and a warning says it is ignored) */
     int64_t threads;          /* CPU threads (host scratch) */
     int64_t lora_params;
 
@@ -104,6 +107,8 @@ typedef struct ft_plan {
     int64_t backend_bytes;    /* max(train - host, load): what ft_backend_bytes_peak measures */
     int64_t total_bytes;      /* max(train, load) */
     int64_t device_bytes;
+    const char *mem_source;   /* where device_bytes came from when not the device's figure:
+                               * "--memory-gb", "model.memory_gib", "free when the run started"; or NULL */
     int fits;
     char advice[512];         /* "reduce training.micro_batch to 2 ..." when it does not fit */
 
@@ -124,6 +129,14 @@ typedef struct ft_plan {
 ft_status ft_plan_make(ft_plan *p, const ft_recipe *r, const ft_plan_opts *opts);
 /* The same from an already-loaded config. */
 ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_recipe *r, const ft_plan_opts *opts);
+/* The plan of r's run on the backend it runs on (`ftune train`, `ftune bench`): the backend's
+ * dtypes (cpu; a GPU plans as h200 above 100 GiB, else h100), its memory as it is now (98% of free
+ * + in use, the rest left to the allocator; model.memory_gib when set), from cfg (NULL: the
+ * recipe's config.json as ft_plan_make reads it). Then installs ft_plan_oom_explain over p on be,
+ * so an allocation that runs out of memory says what the plan predicted and which knob to turn:
+ * p must stay valid while be allocates, or be removed with ft_backend_set_oom_explain(be, NULL,
+ * NULL). */
+ft_status ft_plan_for_backend(ft_plan *p, const ft_model_config *cfg, const ft_recipe *r, ft_backend *be);
 /* "55.9 GiB" (>= 1 GiB) or "13.2 MiB": how the report states a total. */
 void ft_plan_format_bytes(int64_t bytes, char *buf, size_t cap);
 /* The aligned report (stdout of `ftune plan`). */
@@ -135,8 +148,8 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f);
 int64_t ft_plan_max_seq(ft_plan *p, int64_t multiple, int64_t max_T);
 
 /* An ft_oom_explain_fn (kernels/backend.h) over a const ft_plan *: what the plan predicted for the
- * allocation `what` names and for the whole run, and which knob gets the run under 90% of that
- * (computed as the plan's own advice). */
+ * allocation `what` names and for the whole run, and which knob gets the run under the device's
+ * memory (the plan's own advice) or, when the plan fitted, under 90% of its total. */
 void ft_plan_oom_explain(void *plan, const char *what, int64_t bytes, char *buf, size_t cap);
 
 #endif

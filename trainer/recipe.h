@@ -24,6 +24,7 @@ typedef struct ft_recipe {
         char *arch;               /* model.arch: optional check against config.json architectures[0] */
         char *device;             /* model.device: cpu | cuda | auto */
         int64_t threads;          /* model.threads: CPU threads (0 = all) */
+        double memory_gib;        /* model.memory_gib: cap on the run's backend memory, GiB (0 = none) */
     } model;
 
     struct {
@@ -66,6 +67,7 @@ typedef struct ft_recipe {
         double beta1, beta2, eps; /* training.beta1 / beta2 / eps */
         int64_t seed;             /* training.seed */
         int recompute;            /* training.recompute: gradient checkpointing per layer */
+        int host_boundaries;      /* training.host_boundaries: with recompute, layer boundaries in host memory */
         double spike_zscore;      /* training.spike_zscore: skip a step whose loss is this many sd above the recent mean (0 = off) */
         int64_t max_skips;        /* training.max_skips: consecutive skipped steps before the run stops */
     } training;

@@ -34,6 +34,9 @@ const rk ft_recipe_keys[] = {
      .help = "compute backend; auto = cuda when a GPU is present, else cpu"},
     {.key = "model.threads", .type = RK_INT, .off = F(model.threads), .def = "0", .min = 0, .max = 4096,
      .help = "CPU threads of the cpu backend and of tokenizing the data (0 = all cores)"},
+    {.key = "model.memory_gib", .type = RK_FLOAT, .off = F(model.memory_gib), .def = "0", .min = 0, .max = 1e6,
+     .help = "cap on the backend memory a run allocates, GiB (0 = none); `ftune plan` plans for it and an "
+             "allocation past it fails as on a full device (a GPU shared with other jobs)"},
 
     {.key = "lora.r", .type = RK_INT, .off = F(lora.r), .def = "16", .min = 1, .max = 4096, .help = "LoRA rank"},
     {.key = "lora.alpha", .type = RK_FLOAT, .off = F(lora.alpha), .def = "32", .min = 0, .max = 1e6, .flags = RK_GT,
@@ -109,6 +112,9 @@ const rk ft_recipe_keys[] = {
      .help = "seed of LoRA initialization, data order and dropout"},
     {.key = "training.recompute", .type = RK_BOOL, .off = F(training.recompute), .def = "true",
      .help = "keep only layer inputs and recompute each layer in the backward pass (gradient checkpointing)"},
+    {.key = "training.host_boundaries", .type = RK_BOOL, .off = F(training.host_boundaries), .def = "false",
+     .help = "with training.recompute: keep the layer inputs in (pinned) host memory, 3 slots on the device, "
+             "copied alongside compute; same results, less device memory for long sequences"},
     {.key = "training.spike_zscore", .type = RK_FLOAT, .off = F(training.spike_zscore), .def = "0", .min = 0,
      .max = 1000, .help = "skip a step whose loss is this many standard deviations above the recent mean (0 = off)"},
     {.key = "training.max_skips", .type = RK_INT, .off = F(training.max_skips), .def = "10", .min = 1, .max = 1e6,

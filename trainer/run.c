@@ -125,6 +125,26 @@ static ft_status ft_run_write_recipe(ft_run_state *R) {
     return FT_OK;
 }
 
+/* One line on what the plan predicts; a warning when it predicts running out of a device whose
+ * size is known (a GPU, or model.memory_gib: the CPU's free RAM is only a snapshot). */
+static void ft_run_plan_note(const ft_plan *p) {
+    char need[48], have[48], host[96] = "";
+    ft_plan_format_bytes(p->total_bytes, need, sizeof need);
+    ft_plan_format_bytes(p->device_bytes, have, sizeof have);
+    if (p->pinned_bytes > 0) {
+        char b[48];
+        ft_plan_format_bytes(p->pinned_bytes, b, sizeof b);
+        snprintf(host, sizeof host, " + %s of layer boundaries in host memory", b);
+    }
+    const char *src = p->mem_source ? p->mem_source : "the device's figure";
+    const int known = p->dev.backend == FT_BACKEND_CUDA || (p->mem_source && strcmp(p->mem_source, "model.memory_gib") == 0);
+    if (p->fits || !known)
+        ft_info("run: the plan predicts %s of memory%s; the %s device has %s (%s)", need, host, p->dev.name, have, src);
+    else
+        ft_warn("run: the plan predicts %s of memory%s, more than the %s the %s device has (%s): %s", need, host, have,
+                p->dev.name, src, p->advice);
+}
+
 static ft_status ft_run_build_model(ft_run_state *R) {
     const ft_recipe *r = R->r;
     ft_load_opts lo = {0};
@@ -132,10 +152,19 @@ static ft_status ft_run_build_model(ft_run_state *R) {
     ft_adamw_cfg oc = {0};
     FT_TRY(ft_quant_parse(r->model.quant, &lo.quant));
     lo.model.recompute = r->training.recompute;
+    lo.model.host_boundaries = r->training.host_boundaries; /* (the model ignores it without recompute) */
     FT_TRY(ft_lora_parse_targets(r->lora.targets, &lc.targets));
     lc.r = r->lora.r, lc.alpha = r->lora.alpha, lc.dropout = r->lora.dropout, lc.rslora = r->lora.rslora;
     lc.seed = (uint64_t)r->training.seed;
     FT_TRY(ft_backend_open(&R->be, r->model.device, (int)r->model.threads));
+    if (r->model.memory_gib > 0)
+        ft_backend_set_memory_limit(R->be, (int64_t)(r->model.memory_gib * 1024.0 * 1024.0 * 1024.0));
+    /* The run's own plan (this recipe, this backend) before the first allocation, so that running
+     * out of memory anywhere (loading, LoRA, optimizer state, the first step's activations) says
+     * what the plan predicted and which knob to turn. */
+    FT_TRY(ft_calloc((void **)&R->plan, sizeof *R->plan, "run plan"));
+    FT_TRY(ft_plan_for_backend(R->plan, NULL, r, R->be));
+    ft_run_plan_note(R->plan);
     FT_TRY(ft_model_load(&R->model, R->be, r->model.path, &lo));
     const ft_model_dims *d = ft_model_get_dims(R->model);
     ft_lora_shapes shapes = ft_model_lora_shapes(d);
@@ -306,6 +335,7 @@ static void ft_run_free(ft_run_state *R) {
     ft_lora_free(R->lora, R->be);
     ft_model_free(R->model);
     ft_backend_free(R->be);
+    ft_free(R->plan); /* after the backend: its explanation hook reads the plan */
     ft_dataset_free(R->ds);
     if (R->lock_fd >= 0) close(R->lock_fd);
 }

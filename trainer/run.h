@@ -10,6 +10,10 @@
  *   final/                    adapter_config.json + adapter_model.safetensors (PEFT layout)
  *   .lock                     held (flock) while a run uses the directory
  *
+ * Before any weight is read, the run plans itself (plan.h ft_plan_for_backend: this recipe on the
+ * backend it opened, model.memory_gib capping that backend when set) and keeps the plan beside the
+ * backend, so running out of memory anywhere names the allocation, the plan's figures and the knob.
+ *
  * The loop is train.h's ft_train_step over micro-batches from the dataset's batcher, with the
  * guard (guard.h) deciding whether each update is applied. Evaluation every eval.every_steps
  * (and at the end); a checkpoint every checkpoint.every_steps / every_minutes and at the end.

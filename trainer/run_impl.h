@@ -10,6 +10,7 @@
 #include "trainer/guard.h"
 #include "trainer/metrics.h"
 #include "trainer/model.h"
+#include "trainer/plan.h"
 #include "trainer/progress.h"
 #include "trainer/run.h"
 #include "trainer/train.h"
@@ -25,6 +26,7 @@ typedef struct ft_run_state {
 
     ft_dataset *ds;
     ft_backend *be;
+    ft_plan *plan;            /* the run's plan on be; be's out-of-memory explanation reads it */
     ft_model *model;
     ft_lora *lora;
     ft_adamw *opt;

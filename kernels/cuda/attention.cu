@@ -7,11 +7,12 @@
  * scores. A doc_start outside [0, i] raises FT_CUERR_DOC_START (reported by ft_backend_sync) and is
  * clamped, so the kernels never read out of bounds.
  *
- * These are SIMT kernels for any head_dim D <= 256 (template DPL = head-dim values per lane:
- * D <= 32 * DPL): the reference GPU implementation, the fallback for every shape, and the
- * cross-check of a faster path. cuDNN's fused SDPA is not used: cudnn_frontend (header-only) is not
- * installed with this toolkit, and the raw cuDNN backend API is left for a later change; a
- * tensor-core (mma.sync) variant for D = 64/128 is the planned fast path (docs/ops.md).
+ * The op entries at the end take the tensor-core kernels of attention_tc.cu for head_dim 64 and
+ * 128 (aligned tensors; not under FT_CUDA_ATTN=simt). The SIMT kernels here serve any head_dim
+ * D <= 256 (template DPL = head-dim values per lane: D <= 32 * DPL): the fallback for every other
+ * shape and the cross-check of the fast path. cuDNN's fused SDPA is not used: cudnn_frontend
+ * (header-only) is not installed with this toolkit, and the raw cuDNN backend API is left for a
+ * later change (docs/ops.md).
  *
  * Work split (8 warps per block, 4 rows per warp, key/query tiles of 32 in shared memory):
  *  forward  grid (T/32, H, B): each warp owns 4 query rows; for a key tile, lane L scores key L
@@ -23,22 +24,10 @@
  *    dk,dv grid (T/32, Hkv, B): each warp owns 4 key rows; for every query head of the group and
  *           every query tile at or after the keys, lane L takes query L: P and dS as above, then
  *           dv += P dout_i and dk += dS q_i with lanes over d. */
+#include "kernels/cuda/attention.cuh"
 #include "kernels/cuda/check.h"
-#include "kernels/cuda/common.cuh"
-#include "kernels/cuda/cuda_impl.h"
 
 enum { FT_AT_WARPS = 8, FT_AT_ROWS = 4, FT_AT_BQ = FT_AT_WARPS * FT_AT_ROWS, FT_AT_BK = 32 };
-
-/* lo(i) for query row `row` (= b*T + i), validated and clamped; err (may be NULL) gets the flag. */
-__device__ __forceinline__ int64_t ft_at_lo(const int32_t *doc_start, int64_t row, int64_t i, unsigned *err) {
-    if (!doc_start) return 0;
-    int64_t lo = doc_start[row];
-    if (lo < 0 || lo > i) {
-        if (err) atomicOr(err, (unsigned)FT_CUERR_DOC_START);
-        lo = lo < 0 ? 0 : i;
-    }
-    return lo;
-}
 
 /* ---- forward ---------------------------------------------------------------------------------- */
 template <int DPL>
@@ -396,6 +385,10 @@ ft_status ft_cuda_attention(ft_backend *be, void *out, float *lse, const void *q
     if (B == 0 || T == 0 || H == 0) return FT_OK;
     const size_t smem = sizeof(float) * (size_t)(FT_AT_BQ * D + FT_AT_BK * (D + 1) + FT_AT_BK * D);
     FT_TRY(ft_at_check(b, "attention", B, T, H, D, smem));
+    const void *ptrs[] = {out, q, k, v};
+    if (ft_attn_tc_ok(b, D, ptrs, 4, 0))
+        return ft_attn_tc_fwd(b, (act_t *)out, lse, (const act_t *)q, (const act_t *)k, (const act_t *)v, doc_start, B,
+                              T, H, Hkv, D, scale);
     const dim3 grid((unsigned)ft_cdiv(T, FT_AT_BQ), (unsigned)H, (unsigned)B);
     FT_AT_LAUNCH(ft_k_attn_fwd, grid, smem, b->stream, (act_t *)out, lse, (const act_t *)q, (const act_t *)k,
                  (const act_t *)v, doc_start, T, H, Hkv, D, scale, b->err);
@@ -417,6 +410,11 @@ ft_status ft_cuda_attention_bwd(ft_backend *be, void *dq, void *dk, void *dv, co
     ft_k_attn_dl<<<ft_grid_1d(N * H, 8, 64LL * b->sm_count), 256, 0, b->stream>>>((float *)dl, (const act_t *)dout,
                                                                                  (const act_t *)out, N * H, D);
     FT_CUDA_LAUNCH_TRY("ft_k_attn_dl");
+    const void *ptrs[] = {dq, dk, dv, dout, q, k, v};
+    if (ft_attn_tc_ok(b, D, ptrs, 7, 1))
+        return ft_attn_tc_bwd(b, (act_t *)dq, (act_t *)dk, (act_t *)dv, (const act_t *)dout, (const act_t *)q,
+                              (const act_t *)k, (const act_t *)v, lse, (const float *)dl, doc_start, B, T, H, Hkv, D,
+                              scale);
     const dim3 gq((unsigned)ft_cdiv(T, FT_AT_BQ), (unsigned)H, (unsigned)B);
     FT_AT_LAUNCH(ft_k_attn_dq, gq, smem_q, b->stream, (act_t *)dq, (const act_t *)dout, (const act_t *)q,
                  (const act_t *)k, (const act_t *)v, lse, (const float *)dl, doc_start, T, H, Hkv, D, scale, b->err);

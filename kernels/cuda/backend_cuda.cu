@@ -175,6 +175,7 @@ static void ft_cuda_release(ft_backend *be, void *ptr) {
     int kind = 0;
     if (b->loader) ft_cuda_load_forget(b, ptr);
     const int64_t bytes = ft_alloc_map_take(b, ptr, &kind);
+    ft_cuda_wcache_forget(b, ptr, bytes);
     FT_ASSERT(bytes >= 0 && kind != FT_CUDA_MEM_HOST &&
               "ft_backend_release of a pointer this CUDA backend did not allocate as backend memory");
     if (kind == FT_CUDA_MEM_MANAGED) {
@@ -299,6 +300,7 @@ ft_status ft_cuda_scratch_get(ft_backend *be, int slot, int64_t bytes, void **ou
  * for the device: a step's uploads (batch, optimizer scalars) never synchronize. */
 static ft_status ft_cuda_upload(ft_backend *be, void *dst, const void *src, int64_t bytes) {
     ft_backend_cuda *b = ft_cu(be);
+    ft_cuda_wcache_forget(b, dst, bytes);
     for (int64_t off = 0; off < bytes; off += FT_UPLOAD_SLOT_BYTES) {
         const int64_t n = bytes - off < FT_UPLOAD_SLOT_BYTES ? bytes - off : FT_UPLOAD_SLOT_BYTES;
         const int s = (int)(b->up_next++ % FT_UPLOAD_SLOTS);
@@ -319,6 +321,7 @@ static ft_status ft_cuda_copy_async(ft_backend *be, void *dst, const void *src, 
     ft_backend_cuda *b = ft_cu(be);
     const int64_t t = ++b->side_next;
     const int s = (int)(t % FT_SIDE_EVENTS);
+    ft_cuda_wcache_forget(b, dst, bytes);
     FT_CUDA_TRY(cudaEventRecord(b->side_pre[s], b->stream));
     FT_CUDA_TRY(cudaStreamWaitEvent(b->side, b->side_pre[s], 0));
     FT_CUDA_TRY(cudaMemcpyAsync(dst, src, (size_t)bytes, cudaMemcpyDefault, b->side));
@@ -385,11 +388,13 @@ static ft_status ft_cuda_download(ft_backend *be, void *dst, const void *src, in
 
 static ft_status ft_cuda_copy(ft_backend *be, void *dst, const void *src, int64_t bytes) {
     /* Default: device, managed or pinned host memory on either side (unified addressing) */
+    ft_cuda_wcache_forget(ft_cu(be), dst, bytes);
     FT_CUDA_TRY(cudaMemcpyAsync(dst, src, (size_t)bytes, cudaMemcpyDefault, ft_cu_stream(be)));
     return FT_OK;
 }
 
 static ft_status ft_cuda_memset(ft_backend *be, void *dst, int value, int64_t bytes) {
+    ft_cuda_wcache_forget(ft_cu(be), dst, bytes);
     FT_CUDA_TRY(cudaMemsetAsync(dst, value, (size_t)bytes, ft_cu_stream(be)));
     return FT_OK;
 }
@@ -431,6 +436,7 @@ static void ft_cuda_destroy(ft_backend *be) {
     for (int64_t i = 0; i < b->timer_cap; i++) (void)cudaEventDestroy(b->timer_ev[i]);
     free(b->timer_ev);
     for (int i = 0; i < FT_SCR_COUNT; i++) ft_cuda_raw_free(b, b->scratch[i].ptr);
+    ft_cuda_raw_free(b, b->wcache.arena);
     ft_cuda_raw_free(b, b->lt_ws);
     ft_cuda_raw_free(b, b->nf4_tables);
     ft_cuda_raw_free(b, b->nf4_qlut);
@@ -445,6 +451,12 @@ static void ft_cuda_destroy(ft_backend *be) {
         ft_warn("cuda backend freed with %lld allocations still live", (long long)b->alloc_used);
     ft_free(b->allocs);
     ft_free(b);
+}
+
+/* FT_CUDA_WCACHE=0 keeps the cache off, to measure what it saves. */
+static ft_status ft_cuda_weight_cache(ft_backend *be, int64_t bytes) {
+    const char *e = getenv("FT_CUDA_WCACHE");
+    return ft_cuda_wcache_set(ft_cu(be), e && strcmp(e, "0") == 0 ? 0 : bytes);
 }
 
 static ft_backend_vtbl ft_cuda_make_vtbl(void) {
@@ -493,6 +505,7 @@ static ft_backend_vtbl ft_cuda_make_vtbl(void) {
     v.timer_read = ft_cuda_timer_read;
     v.weight_set = ft_cuda_weight_set;
     v.weight_init = ft_cuda_weight_init;
+    v.weight_cache = ft_cuda_weight_cache;
     return v;
 }
 static const ft_backend_vtbl ft_cuda_vtbl = ft_cuda_make_vtbl();
@@ -571,13 +584,16 @@ static ft_status ft_cuda_init(ft_backend_cuda *b, int device) {
     b->base.bytes_peak = b->base.bytes_in_use;
     const char *g = getenv("FT_CUDA_GEMM");
     b->gemm_simt = g && strcmp(g, "simt") == 0;
+    const char *at = getenv("FT_CUDA_ATTN");
+    b->attn_simt = at && strcmp(at, "simt") == 0;
     size_t fr = 0, tot = 0;
     FT_CUDA_TRY(cudaMemGetInfo(&fr, &tot));
-    ft_info("cuda: device %d %s, compute capability %d.%d, %d SMs, %.1f of %.1f GiB free, built for sm %s%s%s%s%s",
+    ft_info("cuda: device %d %s, compute capability %d.%d, %d SMs, %.1f of %.1f GiB free, built for sm %s%s%s%s%s%s",
             device, prop.name, prop.major, prop.minor, prop.multiProcessorCount, (double)fr / (1 << 30),
             (double)tot / (1 << 30), FT_CUDA_ARCHS, b->use_pool ? ", stream-ordered allocator" : ", cudaMalloc",
             b->managed ? ", managed memory for optimizer state" : ", no managed memory (optimizer state on the device)",
-            b->integrated ? ", integrated (unified memory)" : "", b->gemm_simt ? ", FT_CUDA_GEMM=simt" : "");
+            b->integrated ? ", integrated (unified memory)" : "", b->gemm_simt ? ", FT_CUDA_GEMM=simt" : "",
+            b->attn_simt ? ", FT_CUDA_ATTN=simt" : "");
     return FT_OK;
 }
 

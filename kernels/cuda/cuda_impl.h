@@ -72,6 +72,21 @@ enum { FT_SIDE_EVENTS = 16, FT_UPLOAD_SLOTS = 16 };
 
 typedef struct ft_cuda_loader ft_cuda_loader; /* load.cu */
 
+/* The ring of dequantized frozen weights (wcache.cu). */
+enum { FT_WCACHE_ENTRIES = 64 };
+typedef struct ft_cuda_wcache_entry {
+    const void *key; /* ft_cuda_wcache_key: the weight's NF4 codes or data pointer */
+    int64_t numel;
+    int dtype;
+    int64_t off, bytes; /* the BF16 copy at arena + off */
+} ft_cuda_wcache_entry;
+typedef struct ft_cuda_wcache {
+    char *arena; /* [cap] bytes, NULL when off */
+    int64_t cap, head;
+    ft_cuda_wcache_entry e[FT_WCACHE_ENTRIES];
+    int n;
+} ft_cuda_wcache;
+
 typedef struct ft_gemm_key ft_gemm_key; /* matmul.cu */
 typedef struct ft_gemm_cache_entry ft_gemm_cache_entry;
 
@@ -96,6 +111,7 @@ typedef struct ft_backend_cuda {
     ft_gemm_cache_entry *gemm_cache; /* [FT_GEMM_CACHE] cuBLASLt algorithms by problem */
     int use_pool;           /* cudaMallocAsync (else cudaMalloc; FT_CUDA_MALLOC=sync) */
     int gemm_simt;          /* FT_CUDA_GEMM=simt: our own GEMM instead of cuBLASLt (cross-check) */
+    int attn_simt;          /* FT_CUDA_ATTN=simt: the SIMT attention kernels for every shape */
     int managed;            /* paged allocations are managed memory (concurrent managed access, and
                              * not FT_CUDA_PAGED=0); else they are plain device memory */
     int integrated;         /* the GPU shares the host's memory (GB10) */
@@ -110,6 +126,7 @@ typedef struct ft_backend_cuda {
     cudaEvent_t *timer_ev;  /* phase-timer marks [timer_cap] */
     int64_t timer_cap;
     ft_cuda_loader *loader; /* weight-streaming session, or NULL */
+    ft_cuda_wcache wcache;  /* dequantized weights reused within a layer's recompute + backward */
 } ft_backend_cuda;
 
 static inline ft_backend_cuda *ft_cu(ft_backend *be) { return (ft_backend_cuda *)be; }
@@ -137,6 +154,19 @@ static inline ft_status ft_cuda_load_settle(ft_backend *be) {
 }
 /* A pointer about to be freed: forget a pending offset whose weight owns it (load.cu). */
 void ft_cuda_load_forget(ft_backend_cuda *b, const void *ptr);
+
+/* ---- the cache of dequantized weights (wcache.cu) --------------------------------------------- */
+/* Gives the ring `bytes` of device memory (0: off; entries dropped either way). */
+ft_status ft_cuda_wcache_set(ft_backend_cuda *b, int64_t bytes);
+/* What an entry is keyed by: the weight's storage (NF4 codes, else data). */
+const void *ft_cuda_wcache_key(const ft_weight *w);
+/* The cached BF16 copy of w, or NULL. */
+const void *ft_cuda_wcache_find(ft_backend_cuda *b, const ft_weight *w);
+/* Room for w's BF16 copy (bytes) at the ring's head, evicting what it overlaps; NULL when the
+ * cache is off or too small. The caller fills it before any other op runs. */
+void *ft_cuda_wcache_put(ft_backend_cuda *b, const ft_weight *w, int64_t bytes);
+/* Drops the entries whose weight data lies in [ptr, ptr + bytes) (memory written or freed). */
+void ft_cuda_wcache_forget(ft_backend_cuda *b, const void *ptr, int64_t bytes);
 
 /* ---- NF4 quantization in pieces (nf4.cu), on the compute stream ------------------------------- */
 /* codes of elements [0, n) of one chunk (n % 64 == 0 unless it ends the tensor) from src[n] and

@@ -264,7 +264,15 @@ ft_status ft_cuda_weight_bf16(ft_backend *be, const ft_weight *w, int slot, cons
     }
     FT_TRY(ft_cuda_load_settle(be)); /* streamed NF4 weights get their offsets first */
     void *buf = NULL;
-    FT_TRY(ft_cuda_scratch_get(be, slot, 2 * (n > 0 ? n : 1), &buf));
+    if (slot == FT_SCR_WEIGHT) { /* frozen linear weights go through the cache when it is on */
+        const void *hit = ft_cuda_wcache_find(ft_cu(be), w);
+        if (hit) {
+            *out = hit;
+            return FT_OK;
+        }
+        buf = ft_cuda_wcache_put(ft_cu(be), w, 2 * (n > 0 ? n : 1));
+    }
+    if (!buf) FT_TRY(ft_cuda_scratch_get(be, slot, 2 * (n > 0 ? n : 1), &buf));
     if (w->dtype == FT_NF4) {
         FT_TRY(ft_cuda_nf4_dequantize(be, buf, w));
     } else if (w->dtype == FT_F32 || w->dtype == FT_F16) {

@@ -164,6 +164,7 @@ ft_status ft_cuda_nf4_finish(ft_backend *be, ft_weight *w, const float *absmax, 
 
 ft_status ft_cuda_nf4_quantize(ft_backend *be, ft_weight *w, const void *src, ft_dtype src_dtype) {
     ft_backend_cuda *b = ft_cu(be);
+    ft_cuda_wcache_forget(b, ft_cuda_wcache_key(w), 1); /* the weight's values change */
     const int64_t n = ft_weight_numel(w), nb = ft_nf4_nblocks(n);
     if (n == 0) {
         w->nf4.offset = 0.0f;

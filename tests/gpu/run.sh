@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # tests/gpu/run.sh: the one command for a session on a GPU machine (H100/H200). It builds ftune for
 # sm_90, checks every CUDA op forward and backward against the CPU reference on fresh random inputs
-# (the op table of tests/test_ops_cpu.c plus the real layer shapes of Llama-3-70B, Qwen3-32B and
-# Mistral-Small-24B in tests/test_ops_cuda.c), times each op, trains the stories260K demo for 50
-# steps on both backends and compares the loss curves step by step, benchmarks training on random
-# models of the real shapes (`ftune bench`), checks loading and exact resume on the GPU, prints one
-# summary table and writes full logs under $OUT.
+# (tests/test_ops_cuda over the op table of tests/op_table_cases.c: the small and mid tiers and the
+# real layer shapes of Llama-3-70B, Qwen3-32B and Mistral-Small-24B), times each op, trains the
+# stories260K demo for 50 steps on both backends and compares the loss curves step by step,
+# benchmarks training on random models of the real shapes (`ftune bench`), checks loading and exact
+# resume on the GPU, prints one summary table and writes full logs under $OUT.
 #
 # Usage: tests/gpu/run.sh [phase...]
-#   phases: build ops e2e sanitize load resume bench context (default: all, in order)
+#   phases: build ops e2e sanitize load resume bench peft context (default: all, in order)
 #   sanitize  compute-sanitizer memcheck, racecheck and initcheck over the small op table
 #   load      stories260K and a multi-shard random bf16 checkpoint of several GB (FT_LOAD_SHAPE,
 #             default llama-3-8b with 8 layers, 4 shards: 5.6 GB) load on the GPU with NF4 codes,
@@ -19,6 +19,14 @@
 #             FT_BENCH_SHAPES (default llama-3-70b qwen3-32b mistral-small-24b): finite falling
 #             loss, peak memory within 10% of the plan (the `memory` column), tokens/s, F x tokens/s
 #             against the measured GEMM peak, time per phase
+#   peft      the bench phase's runs again through transformers + PEFT + bitsandbytes
+#             (tests/ref/bench_peft.py: NF4 double quant, LoRA r 16 on all seven linears, gradient
+#             checkpointing, sdpa, AdamW): same shapes, layers, seq and micro-batch (from the bench
+#             JSON in the build directory, else FT_BENCH_SEQ/FT_BENCH_ARGS), FT_PEFT_STEPS (5) steps;
+#             installs the wheels carried in build-gpudeps/whl (tests/gpu/fetch-deps.sh) under
+#             /tmp/site; a table of ftune tokens/s against PEFT's, their ratio (the issue's target:
+#             >= 2.5x, FT_PEFT_TARGET) and both peak memories. A PEFT run out of memory is a result
+#             ("OOM"), not a failure; the ratio is reported, not enforced
 #   context   the longest sequence `ftune plan` fits for the 70B shape, with the boundaries on the
 #             device and in host memory, trained for FT_CONTEXT_STEPS (default 1) steps each
 #   OUT              where logs go (the device tool sets it; default build-gpu-out, git-ignored)
@@ -28,12 +36,14 @@
 #   FT_E2E_STEPS     training steps per backend (default 50); FT_E2E_TOL relative loss gap (0.02)
 #   FT_GPU_DEPS      "carried": use build-gpudeps even where the system has the libraries
 #   FT_BENCH_SHAPES, FT_BENCH_STEPS (10), FT_BENCH_SEQ (4096), FT_BENCH_ARGS (extra bench options)
+#   FT_PEFT_STEPS (5), FT_PEFT_TIMEOUT (seconds per shape, 300), FT_PEFT_PYTHON (python3),
+#   FT_PEFT_ARGS (extra bench_peft.py options), FT_PEFT_TARGET (2.5)
 # Expected times on an H100 machine: build 1-2 min, ops 3-5 min (the CPU reference of the real
 # shapes dominates), e2e < 1 min, sanitize 1-2 min, load 1-2 min, resume 1-2 min, bench 3-5 min
-# (the 70B shape: ~1 min to make, ~5-8 s a step), context 3-8 min. To stay inside the device tool's
-# 10-minute command limit, split: `run.sh build ops`, `run.sh e2e sanitize load resume`,
-# `run.sh bench`, `run.sh context` (the build directory survives between calls while the machine
-# is warm; $OUT does not).
+# (the 70B shape: ~1 min to make, ~5-8 s a step), peft 3-8 min (an estimate: not yet timed), context 3-8 min. To stay inside the
+# device tool's 10-minute command limit, split: `run.sh build ops`, `run.sh e2e sanitize load resume`,
+# `run.sh bench`, `run.sh peft`, `run.sh context` (the build directory survives between calls while
+# the machine is warm; $OUT does not).
 #
 # Dependencies: if the machine lacks the libraries ftune builds against (no registry there), run
 # tests/gpu/fetch-deps.sh here first and carry build-gpudeps; this script unpacks it under
@@ -51,11 +61,11 @@ mkdir -p "$OUT"
 summary="$OUT/summary.txt"
 : >"$summary"
 phases=("$@")
-all_phases=(build ops e2e sanitize load resume bench context)
+all_phases=(build ops e2e sanitize load resume bench peft context)
 [ ${#phases[@]} -eq 0 ] && phases=("${all_phases[@]}")
 for p in "${phases[@]}"; do
   case "$p" in
-    build | ops | e2e | sanitize | load | resume | bench | context) ;;
+    build | ops | e2e | sanitize | load | resume | bench | peft | context) ;;
     *) echo "run.sh: unknown phase '$p' (phases: ${all_phases[*]})" >&2; exit 2 ;;
   esac
 done
@@ -163,6 +173,12 @@ if want ops; then
     simt --small --filter linear,lora --summary "$build/ops_simt1.tsv"
     rc_simt=$?
     simt --big --filter "k_proj,o_proj r16,q_proj r64" --summary "$build/ops_simt2.tsv" || rc_simt=1
+    # attention through the SIMT kernels too (D 64/128 otherwise take the tensor-core kernels),
+    # with perf rows, so the log holds both kernels' TFLOP/s at the real shapes side by side
+    echo "== cross-check: FT_CUDA_ATTN=simt (attention through the SIMT flash kernels)" >>"$OUT/ops.log"
+    FT_CUDA_ATTN=simt "$build/tests/test_ops_cuda" --mode all --mid --big --filter attention \
+      --summary "$build/ops_simt3.tsv" >>"$OUT/ops.log" 2>&1 || rc_simt=1
+    grep -E "attention" "$build/ops_simt3.tsv" 2>/dev/null | sed 's/^/simt-attn\t/' >>"$OUT/ops.log"
     # the CPU suite's own run of the small table against CUDA (check_backend(gpu, cpu))
     echo "== test_ops_cpu (its cuda vs cpu pass)" >>"$OUT/ops.log"
     "$build/tests/test_ops_cpu" >>"$OUT/ops.log" 2>&1
@@ -332,6 +348,119 @@ if want bench; then
     if [ $rc_b -eq 0 ]; then mark bench ok; else mark bench FAIL; fi
     say "bench: ${result[bench]} in $(($(date +%s) - t0))s (bench.log: each run's report and JSON)"
     [ ${#jsons[@]} -gt 0 ] && bench_table "${jsons[@]}" | sed 's/^/  /' | tee -a "$summary" >&2
+  fi
+fi
+
+# ---- peft: the bench runs again through transformers + PEFT + bitsandbytes ----------------------------
+# One row per shape: ftune's tokens/s (the bench phase's JSON in $build/bench) against PEFT's
+# (tests/ref/bench_peft.py's JSON in $build/peft), the ratio against the issue's target, and both peak
+# memories (ftune: its allocator's accounted peak; PEFT: torch.cuda.max_memory_allocated, and reserved).
+peft_table() {
+  python3 - "$build/bench" "$build/peft" "${FT_PEFT_TARGET:-2.5}" "$@" <<'PYEOF'
+import json, os, sys
+bench, peft, target, shapes = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4:]
+def load(d, s):
+    try:
+        return json.load(open(os.path.join(d, s + ".json")))
+    except Exception:
+        return None
+G = 2**30
+print("%-18s %6s %6s %3s %10s %10s %7s %-7s %10s %10s %10s  %s" % ("shape", "layers", "seq", "B", "ftune t/s",
+      "PEFT t/s", "ratio", "target", "ftune GiB", "PEFT GiB", "PEFT rsv", "PEFT loss"))
+for s in shapes:
+    f, p = load(bench, s), load(peft, s)
+    if p is None:
+        print("%-18s (no PEFT result: see peft.log)" % s); continue
+    ft = f["tokens_per_s"] if f else None
+    pt = p.get("tokens_per_s")
+    same = f is None or (f["seq"], f["layers"], f["micro_batch"]) == (p["seq"], p["layers"], p["micro_batch"])
+    ratio = ft / pt if ft and pt else None
+    verdict = "OOM" if p.get("oom") else "-" if ratio is None else "met" if ratio >= target else "BELOW"
+    if not same:
+        verdict = "differ"  # ftune's JSON is from another seq/layers/micro-batch: rerun bench
+    loss = "%.3f -> %.3f" % (p["losses"][0], p["losses"][-1]) if p.get("losses") else "-"
+    print("%-18s %6s %6s %3s %10s %10s %7s %-7s %10s %10s %10s  %s" % (s, p["layers"], p["seq"], p["micro_batch"],
+          "%.1f" % ft if ft else "-", "%.1f" % pt if pt else "OOM" if p.get("oom") else "-",
+          "%.2fx" % ratio if ratio else "-", verdict, "%.2f" % (f["mem_peak"] / G) if f else "-",
+          "%.2f" % (p["peak_bytes"] / G) if p.get("peak_bytes") else "-",
+          "%.2f" % (p["peak_reserved_bytes"] / G) if p.get("peak_reserved_bytes") else "-", loss))
+v = {}
+for s in shapes:
+    p = load(peft, s)
+    if p: v = p.get("versions", {}); break
+if v:
+    print("PEFT stack: " + ", ".join("%s %s" % (k, v[k]) for k in ("torch", "cuda", "transformers", "peft",
+          "bitsandbytes", "accelerate") if k in v) + "; target: ftune >= %gx PEFT tokens/s" % target)
+PYEOF
+}
+# The options of FT_BENCH_ARGS that bench_peft.py shares (the rest are ftune's own): --layers, --vocab,
+# --micro-batch, --seq, --lr, --seed as they are, --lora-r as --rank; "--opt value" or "--opt=value".
+# One argument a line.
+peft_args_from_bench() {
+  local a=() i o v
+  read -ra a <<<"${FT_BENCH_ARGS:-}"
+  for ((i = 0; i < ${#a[@]}; i++)); do
+    o="${a[i]}" v=""
+    case "$o" in
+      --*=*) v="${o#*=}" o="${o%%=*}" ;;
+      --layers | --vocab | --micro-batch | --seq | --lr | --seed | --lora-r) v="${a[i + 1]:-}" i=$((i + 1)) ;;
+    esac
+    case "$o" in
+      --layers | --vocab | --micro-batch | --seq | --lr | --seed) printf '%s\n' "$o" "$v" ;;
+      --lora-r) printf '%s\n' --rank "$v" ;;
+    esac
+  done
+}
+if want peft; then
+  t0=$(date +%s)
+  py="${FT_PEFT_PYTHON:-python3}"
+  mkdir -p "$build/peft"
+  : >"$OUT/peft.log"
+  rc_p=0
+  whls=("$root"/build-gpudeps/whl/*.whl)
+  if [ -e "${whls[0]}" ]; then
+    if "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+      "${whls[@]}" >>"$OUT/peft.log" 2>&1; then
+      export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+      say "peft: installed ${#whls[@]} carried wheels under /tmp/site ($(cd "$root/build-gpudeps/whl" && echo *.whl))"
+    else
+      say "peft: pip install of the carried wheels failed (peft.log)"
+    fi
+  fi
+  if ! "$py" -c "import torch, transformers, peft, accelerate, bitsandbytes; assert torch.cuda.is_available()" \
+    >>"$OUT/peft.log" 2>&1; then
+    mark peft FAIL
+    say "peft: $py cannot import torch (with CUDA), transformers, peft, accelerate and bitsandbytes:"
+    say "  run tests/gpu/fetch-deps.sh here and carry build-gpudeps; $(tail -1 "$OUT/peft.log")"
+  else
+    read -ra shapes <<<"${FT_BENCH_SHAPES:-llama-3-70b qwen3-32b mistral-small-24b}"
+    mapfile -t shared < <(peft_args_from_bench)
+    for shape in "${shapes[@]}"; do
+      # what ftune ran, from its JSON when the bench phase left one (this call or an earlier one on
+      # this machine); else the bench phase's settings, in its order (argparse: the last one wins)
+      run=(--seq "${FT_BENCH_SEQ:-4096}" --micro-batch 1 "${shared[@]}")
+      if [ -s "$build/bench/$shape.json" ]; then
+        read -ra fromjson < <(python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))
+print("--layers %d --seq %d --micro-batch %d" % (r["layers"], r["seq"], r["micro_batch"]))' "$build/bench/$shape.json")
+        run+=("${fromjson[@]}") # last wins in argparse
+      fi
+      js="$build/peft/$shape.json" log="$build/peft/$shape.log"
+      rm -f "$js"
+      # shellcheck disable=SC2086
+      timeout "${FT_PEFT_TIMEOUT:-300}" "$py" "$root/tests/ref/bench_peft.py" --device cuda --shape "$shape" \
+        "${run[@]}" --steps "${FT_PEFT_STEPS:-5}" --json "$js" ${FT_PEFT_ARGS:-} >"$log" 2>&1
+      rc=$?
+      { echo "== $shape (exit $rc): bench_peft.py --shape $shape ${run[*]}"; cat "$log"; } >>"$OUT/peft.log"
+      if [ $rc -ne 0 ]; then
+        rc_p=1
+        say "peft: $shape exit $rc$([ $rc -eq 124 ] && echo " (timed out after ${FT_PEFT_TIMEOUT:-300}s)"): $(grep -v '^ *$' "$log" | tail -2 | tr '\n' ' ')"
+      elif grep -q '"oom": true' "$js" 2>/dev/null; then
+        say "peft: $shape: out of memory ($(grep -m1 '^result' "$log"))"
+      fi
+    done
+    if [ $rc_p -eq 0 ]; then mark peft ok; else mark peft FAIL; fi
+    say "peft: ${result[peft]} in $(($(date +%s) - t0))s (peft.log: each run's report and JSON)"
+    peft_table "${shapes[@]}" | sed 's/^/  /' | tee -a "$summary" >&2
   fi
 fi
 

@@ -7,9 +7,10 @@
 # warp shuffles are barriers, the CUDA runtime is malloc/memcpy (streams synchronous, events the host
 # clock at record time, managed and pinned memory plain heap), and cuBLASLt is a double-precision
 # GEMM that checks the layouts it is given (so the descriptors matmul.cu builds are checked too).
-# The result is tests/test_ops_cuda linked against that emulated backend: it compares the kernels
-# with the CPU backend exactly as on a GPU. It proves index arithmetic, masks, synchronization
-# structure and reduction orders; not speed, coalescing, or races that only real hardware shows.
+# The result is tests/test_ops_cuda (with the op test table library, tests/op_table*.c) linked
+# against that emulated backend: it compares the kernels with the CPU backend exactly as on a GPU.
+# It proves index arithmetic, masks, synchronization structure and reduction orders; not speed,
+# coalescing, or races that only real hardware shows.
 # Emulation is slow (one OS thread per CUDA thread): the small table takes about a minute, the mid
 # table a few minutes; the real shapes are out of reach.
 #
@@ -43,13 +44,14 @@ cxxf=(-std=c++20 -O1 -g -ffp-contract=off -D_GNU_SOURCE -DFT_HAVE_CUDA=1 -I"$emu
 cf=(-std=c11 -O1 -g -ffp-contract=off -D_GNU_SOURCE -DFT_HAVE_CUDA=1 -DFT_CUDA_ARCHS=\"emulated\" -I"$root"
     ${blas_inc:+-I"$blas_inc"} -fopenmp -DFT_SOURCE_DIR=\""$root"\" -DFT_BINARY=\"/bin/true\"
     -DFT_SHARED_DIR=\""$root/../shared"\" -DFT_VERSION=\"emu\" ${FT_EMU_CFLAGS:-})
-newest_h=$(find "$root/kernels" "$root/trainer" "$root/optim" "$root/data" "$root/export" "$emu" \
-  \( -name '*.h' -o -name '*.cuh' -o -name '*.py' \) -printf '%T@\n' | sort -n | tail -1)
-stale() { # stale OBJ SRC: the object is missing or older than its source or the newest header
+newest() { find "$@" \( -name '*.h' -o -name '*.cuh' -o -name '*.py' \) -printf '%T@\n' | sort -n | tail -1; }
+newest_h=$(newest "$root/kernels" "$root/trainer" "$root/optim" "$root/data" "$root/export" "$emu")
+newest_t=$(newest "$root/kernels" "$root/trainer" "$root/optim" "$root/data" "$root/export" "$emu" "$root"/tests/*.h)
+stale() { # stale OBJ SRC [NEWEST]: the object is missing or older than its source or the newest header
   [ ! -f "$1" ] && return 0
   local o; o=$(stat -c %Y "$1")
   [ "$(stat -c %Y "$2")" -ge "$o" ] && return 0
-  awk -v a="$newest_h" -v b="$o" 'BEGIN { exit !(a >= b) }'
+  awk -v a="${3:-$newest_h}" -v b="$o" 'BEGIN { exit !(a >= b) }'
 }
 jobs_max=$(nproc)
 pids=()
@@ -61,9 +63,13 @@ for f in "$root"/kernels/cuda/*.cu; do
   run g++ "${cxxf[@]}" -c "$g" -o "$o"
 done
 stale "$out/obj/emu_globals.o" "$emu/emu_globals.cpp" && run g++ "${cxxf[@]}" -c "$emu/emu_globals.cpp" -o "$out/obj/emu_globals.o"
-for f in "$root"/kernels/*.c "$root"/kernels/cpu/*.c "$root"/tests/harness.c; do
+for f in "$root"/kernels/*.c "$root"/kernels/cpu/*.c; do
   o="$out/obj/c_$(basename "$f" .c).o"
   stale "$o" "$f" && run gcc "${cf[@]}" -c "$f" -o "$o"
+done
+for f in "$root"/tests/harness.c "$root"/tests/op_table*.c; do # the test libraries (tests/*.h too)
+  o="$out/obj/c_$(basename "$f" .c).o"
+  stale "$o" "$f" "$newest_t" && run gcc "${cf[@]}" -c "$f" -o "$o"
 done
 if [ "${1:-}" = ftune ]; then
   shift
@@ -75,13 +81,15 @@ if [ "${1:-}" = ftune ]; then
   done
   for p in "${pids[@]}"; do wait "$p"; done
   objs=("$out"/obj/cu_*.o "$out"/obj/emu_globals.o)
-  for o in "$out"/obj/c_*.o; do [ "$(basename "$o")" = c_harness.o ] || objs+=("$o"); done
+  for o in "$out"/obj/c_*.o; do # everything but the test libraries
+    case "$(basename "$o")" in c_harness.o | c_op_table*.o) ;; *) objs+=("$o") ;; esac
+  done
   # shellcheck disable=SC2046
   g++ -o "$out/ftune_emu" "${objs[@]}" "$out"/obj_ft/*.o -fopenmp -lopenblas -lm -pthread \
     $(pkg-config --libs libcjson yaml-0.1 libzstd libpcre2-8 libxxhash libutf8proc)
   exec "$out/ftune_emu" "$@"
 fi
-stale "$out/obj/test_ops_cuda.o" "$root/tests/test_ops_cuda.c" &&
+stale "$out/obj/test_ops_cuda.o" "$root/tests/test_ops_cuda.c" "$newest_t" &&
   run gcc "${cf[@]}" -Wall -Wextra -c "$root/tests/test_ops_cuda.c" -o "$out/obj/test_ops_cuda.o"
 for p in "${pids[@]}"; do wait "$p"; done
 g++ -o "$out/test_ops_cuda_emu" "$out"/obj/cu_*.o "$out"/obj/emu_globals.o "$out"/obj/c_*.o "$out"/obj/test_ops_cuda.o \

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Memory knobs of a recipe run on the demo recipe (CPU backend), in about 15 s:
+# (1) `ftune plan` with training.host_boundaries (the key through --set, or --host-boundaries):
+#     a "host memory" line, a smaller device total, the same figures either way; with recompute off
+#     one warning line and the figures of no host boundaries.
+# (2) `ftune train` with training.host_boundaries true gives exactly the losses, gradient norms,
+#     validation losses and adapter of a run without, with less backend memory.
+# (3) Out of memory: model.memory_gib caps the backend below the plan's total; the run fails with
+#     exit 1, no crash, and one error line naming the allocation, the plan's prediction and a knob;
+#     `ftune plan` says the same beforehand; the knob it names (micro_batch) then runs under the cap.
+# usage: run_memory.sh FTUNE SRC_DIR
+set -u
+ftune=$(realpath "$1"); src=$(realpath "$2")
+recipe="$src/recipes/demo-stories260k.yaml"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+pass=0; fail=0
+ok()  { pass=$((pass+1)); echo "ok   $*"; }
+bad() { fail=$((fail+1)); echo "FAIL $*"; }
+# the figure (MiB) of a plan report's line: plan_mib FILE LABEL
+plan_mib() { grep -E "^  $2 " "$1" | head -1 | awk '{print $(NF-1)}'; }
+strip() { sed 's/,"wall":{[^}]*}//' "$1"; }
+
+# --- (1) plan ---------------------------------------------------------------------------------
+"$ftune" plan "$recipe" >"$tmp/p0" 2>"$tmp/p0.err" || bad "plan: exit $?: $(cat "$tmp/p0.err")"
+"$ftune" plan "$recipe" --host-boundaries >"$tmp/p1" 2>"$tmp/p1.err" || bad "plan --host-boundaries: exit $?"
+"$ftune" plan "$recipe" --set training.host_boundaries=true >"$tmp/p2" 2>"$tmp/p2.err" || bad "plan --set: exit $?"
+t0=$(plan_mib "$tmp/p0" total); t1=$(plan_mib "$tmp/p1" total); h1=$(plan_mib "$tmp/p1" "host memory")
+[ -n "$t0" ] && [ -n "$t1" ] && awk "BEGIN{exit !($t1 < $t0)}" && ok "plan: device total $t0 MiB -> $t1 MiB with host boundaries" \
+  || bad "plan totals: '$t0' -> '$t1'"
+[ -n "$h1" ] && awk "BEGIN{exit !($h1 > 0)}" && ! grep -q "^  host memory" "$tmp/p0" \
+  && ok "plan: host memory line: $(grep '^  host memory' "$tmp/p1" | tr -s ' ')" || bad "host memory line: '$h1'"
+cmp -s "$tmp/p1" "$tmp/p2" && ok "--host-boundaries and --set training.host_boundaries=true agree" \
+  || bad "flag and key differ: $(diff "$tmp/p1" "$tmp/p2")"
+"$ftune" plan "$recipe" --set training.recompute=false >"$tmp/p3" 2>/dev/null
+"$ftune" plan "$recipe" --set training.recompute=false --host-boundaries >"$tmp/p4" 2>"$tmp/p4.err"; rc=$?
+[ $rc -eq 0 ] && [ "$(grep -c 'warning: training.host_boundaries ignored' "$tmp/p4.err")" = 1 ] && cmp -s "$tmp/p3" "$tmp/p4" \
+  && ok "recompute off: ignored with one warning: $(cat "$tmp/p4.err")" || bad "recompute off: exit $rc $(cat "$tmp/p4.err")"
+
+# --- (2) training with and without host boundaries ---------------------------------------------
+short=(--set training.steps=4 --set training.warmup=1 --set eval.every_steps=2 --set eval.prompts=
+       --set export.formats=peft --set export.merged= --set checkpoint.every_steps=0 --set checkpoint.every_minutes=0
+       --set model.threads=1)
+"$ftune" train "$recipe" "${short[@]}" --set output_dir="$tmp/dev" >/dev/null 2>"$tmp/dev.err" \
+  || bad "run on the device: exit $?: $(tail -3 "$tmp/dev.err")"
+"$ftune" train "$recipe" "${short[@]}" --set output_dir="$tmp/host" --set training.host_boundaries=true >/dev/null \
+  2>"$tmp/host.err" || bad "run with host boundaries: exit $?: $(tail -3 "$tmp/host.err")"
+n=$(grep -c '"type":"train"' "$tmp/dev/metrics.jsonl")
+[ "$n" = 4 ] && cmp -s <(strip "$tmp/dev/metrics.jsonl") <(strip "$tmp/host/metrics.jsonl") \
+  && ok "host boundaries: metrics.jsonl identical (4 steps, 2 evaluations; losses $(grep -o '"loss":[0-9.]*' "$tmp/host/metrics.jsonl" | cut -d: -f2 | tr '\n' ' '))" \
+  || bad "metrics differ: $(diff <(strip "$tmp/dev/metrics.jsonl") <(strip "$tmp/host/metrics.jsonl") | head -4)"
+cmp -s "$tmp/dev/final/adapter_model.safetensors" "$tmp/host/final/adapter_model.safetensors" \
+  && ok "host boundaries: identical final adapter" || bad "final adapters differ"
+m0=$(grep -m1 -o '"mem_mb":[0-9.]*' "$tmp/dev/metrics.jsonl" | cut -d: -f2)
+m1=$(grep -m1 -o '"mem_mb":[0-9.]*' "$tmp/host/metrics.jsonl" | cut -d: -f2)
+[ -n "$m0" ] && [ -n "$m1" ] && awk "BEGIN{exit !($m1 < $m0)}" && grep -q "of layer boundaries in host memory" "$tmp/host.err" \
+  && ok "backend memory $m0 MB -> $m1 MB; $(grep -o 'the plan predicts.*' "$tmp/host.err")" || bad "memory $m0 -> $m1"
+
+# --- (3) out of memory under model.memory_gib ---------------------------------------------------
+cap=(--set model.memory_gib=0.008)   # 8.2 MiB; the demo plans 14.3 MiB
+"$ftune" plan "$recipe" "${cap[@]}" >"$tmp/pc" 2>"$tmp/pc.err"; rc=$?
+[ $rc -eq 1 ] && grep -q "does not fit (14.3 MiB of 8.2 MiB)" "$tmp/pc" && ok "plan under the cap: exit 1, $(grep 'does not fit' "$tmp/pc" | cut -c1-60)..." \
+  || bad "plan under the cap: exit $rc $(grep 'fit' "$tmp/pc")"
+"$ftune" train "$recipe" "${short[@]}" "${cap[@]}" --set output_dir="$tmp/oom" >"$tmp/oom.out" 2>"$tmp/oom.err"; rc=$?
+err=$(grep 'error:' "$tmp/oom.err")
+[ $rc -eq 1 ] && ok "out of memory: exit 1" || bad "out of memory: exit $rc (want 1): $(tail -3 "$tmp/oom.err")"
+[ "$(grep -c 'error:' "$tmp/oom.err")" = 1 ] && echo "$err" | grep -q "allocating .* for activations" \
+  && echo "$err" | grep -q "over this backend's memory limit of 8.2 MiB" \
+  && echo "$err" | grep -q "ftune plan predicted 13.2 MiB for activations and 14.3 MiB in all" \
+  && echo "$err" | grep -q "reduce training.micro_batch to [0-9]" && echo "$err" | grep -q "raise model.memory_gib" \
+  && ok "one error line names the allocation, the plan and the knobs: $err" || bad "error line: $(cat "$tmp/oom.err")"
+grep -q "warning: run: the plan predicts 14.3 MiB of memory, more than the 8.2 MiB" "$tmp/oom.err" \
+  && ok "the run warned before loading" || bad "no warning before loading: $(cat "$tmp/oom.err")"
+# the knob it named, under the same cap
+b=$(echo "$err" | sed -n 's/.*reduce training.micro_batch to \([0-9]*\) (training.grad_accum \([0-9]*\).*/\1/p')
+k=$(echo "$err" | sed -n 's/.*reduce training.micro_batch to \([0-9]*\) (training.grad_accum \([0-9]*\).*/\2/p')
+"$ftune" train "$recipe" "${short[@]}" "${cap[@]}" --set training.steps=2 --set eval.every_steps=0 \
+  --set training.micro_batch="$b" --set training.grad_accum="$k" --set output_dir="$tmp/fit" >/dev/null 2>"$tmp/fit.err"; rc=$?
+[ $rc -eq 0 ] && [ -s "$tmp/fit/final/adapter_model.safetensors" ] \
+  && ok "the advised micro_batch $b x grad_accum $k trains under the same cap" || bad "advised run: exit $rc: $(tail -3 "$tmp/fit.err")"
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]

@@ -1,0 +1,160 @@
+/* op_table_cases.c: every op test case, one row each (a row whose op is OP_<op>_AND_BWD is the
+ * forward case and the backward case of the same shape): the one table of tests/op_table.h.
+ *
+ * Rows are grouped by op (a backward op after its forward op); within an op, by tier:
+ *   small  tiny shapes, checked against the double reference (tol) by test_ops_cpu, and against the
+ *          CPU backend (tol_act) for a backend with BF16 activations;
+ *   mid    odd sizes and every attention head_dim class: several key/query tiles per attention row,
+ *          D = 32/64/128/256 (each template instance), odd token counts and widths (the scalar paths
+ *          next to the vector ones), multi-block NF4 double quantization. Cheap enough for the CUDA
+ *          emulator of tests/gpu/emu as well;
+ *   real   the real layer shapes of Llama-3-70B (L70: C 8192, F 28672, H 64, Hkv 8, D 128, V 128256,
+ *          llama3 rope), Qwen3-32B (Q32: C 5120, F 25600, H 64, Hkv 8, D 128, V 151936, q/k-norm) and
+ *          Mistral-Small-24B (M24: C 5120, F 32768, H 32, Hkv 8, D 128, V 131072). Token counts stay
+ *          small (N = 128 for products, 256 for norms, T = 512 for attention) so the CPU reference
+ *          finishes in seconds; the weights are full size.
+ * The mid and real tiers run only against the CPU backend (test_ops_cuda): their tol is 0 (unused),
+ * tol_act is 1e-2 for BF16 results (BT) and f32 results are held to 1e-5 whatever the row says
+ * (ot_ops[].f32); the shape letters of s[] are ot_ops[op].dims (tests/op_table.c). */
+#include "tests/op_table.h"
+
+#define BT 1e-2 /* BF16 results in the mid and real tiers */
+
+const ot_case ot_rows[] = {
+    /* op                tier      name                              shape                   wt       flag             tol   tol_act */
+    {OP_EMBED,           OT_SMALL, "embed f32",                      {50, 24, 17},           FT_F32,  0,               0,    8e-3},
+    {OP_EMBED,           OT_SMALL, "embed bf16",                     {50, 24, 17},           FT_BF16, 0,               0,    0},
+    {OP_EMBED,           OT_SMALL, "embed f16",                      {50, 24, 17},           FT_F16,  0,               0,    8e-3},
+    {OP_EMBED,           OT_SMALL, "embed nf4",                      {37, 40, 9},            FT_NF4,  0,               1e-7, 8e-3},
+    {OP_EMBED,           OT_MID,   "m embed bf16",                   {300, 264, 40},         FT_BF16, 0,               0,    BT},
+    {OP_EMBED,           OT_MID,   "m embed nf4",                    {100, 130, 20},         FT_NF4,  0,               0,    BT},
+    {OP_EMBED,           OT_REAL,  "L70 embed bf16 (V cut to 4096)", {4096, 8192, 256},      FT_BF16, 0,               0,    BT},
+    {OP_EMBED,           OT_REAL,  "Q32 embed nf4 (V cut to 4096)",  {4096, 5120, 256},      FT_NF4,  0,               0,    BT},
+
+    {OP_RMSNORM,         OT_SMALL, "rmsnorm bf16 w",                 {7, 96},                FT_BF16, 0,               1e-6, 1e-2},
+    {OP_RMSNORM,         OT_SMALL, "rmsnorm qk-norm [N*H, D]",       {20, 16},               FT_F32,  0,               1e-6, 1e-2},
+    {OP_RMSNORM,         OT_MID,   "m rmsnorm vec8",                 {9, 256},               FT_BF16, 0,               0,    BT},
+    {OP_RMSNORM,         OT_MID,   "m rmsnorm scalar",               {5, 100},               FT_F32,  0,               0,    BT},
+    {OP_RMSNORM_AND_BWD, OT_REAL,  "L70 input_layernorm",            {256, 8192},            FT_BF16, 0,               0,    BT},
+    {OP_RMSNORM,         OT_REAL,  "Q32 input_layernorm",            {256, 5120},            FT_BF16, 0,               0,    BT},
+    {OP_RMSNORM,         OT_REAL,  "Q32 q_norm [N*H, D]",            {256 * 64, 128},        FT_BF16, 0,               0,    BT},
+    {OP_RMSNORM_BWD,     OT_SMALL, "rmsnorm_bwd",                    {7, 96},                FT_BF16, 0,               1e-6, 2e-2},
+    {OP_RMSNORM_BWD,     OT_MID,   "m rmsnorm_bwd vec8",             {9, 256},               FT_BF16, 0,               0,    BT},
+    {OP_RMSNORM_BWD,     OT_MID,   "m rmsnorm_bwd scalar f16 w",     {6, 90},                FT_F16,  0,               0,    BT},
+    {OP_RMSNORM_BWD,     OT_REAL,  "M24 input_layernorm",            {256, 5120},            FT_BF16, 0,               0,    BT},
+    {OP_RMSNORM_BWD,     OT_REAL,  "Q32 k_norm [N*Hkv, D]",          {256 * 8, 128},         FT_BF16, 0,               0,    BT},
+
+    {OP_LINEAR,          OT_SMALL, "linear f32",                     {9, 70, 300},           FT_F32,  0,               1e-6, 1e-2},
+    {OP_LINEAR,          OT_SMALL, "linear f32 +bias +acc",          {9, 70, 300},           FT_F32,  F_ACC | F_BIAS,  1e-6, 1e-2},
+    {OP_LINEAR,          OT_SMALL, "linear bf16",                    {9, 70, 300},           FT_BF16, 0,               1e-6, 1e-2},
+    {OP_LINEAR,          OT_SMALL, "linear f16 +bias",               {5, 64, 33},            FT_F16,  F_BIAS,          1e-6, 1e-2},
+    {OP_LINEAR,          OT_SMALL, "linear nf4",                     {9, 70, 300},           FT_NF4,  0,               1e-6, 1e-2},
+    {OP_LINEAR,          OT_SMALL, "linear nf4 +bias +acc",          {3, 130, 257},          FT_NF4,  F_ACC | F_BIAS,  1e-6, 1e-2},
+    {OP_LINEAR,          OT_MID,   "m linear nf4 odd N",             {33, 256, 520},         FT_NF4,  0,               0,    BT},
+    {OP_LINEAR,          OT_MID,   "m linear bf16 +bias +acc",       {17, 264, 136},         FT_BF16, F_ACC | F_BIAS,  0,    BT},
+    {OP_LINEAR_AND_BWD,  OT_REAL,  "L70 q_proj",                     {128, 8192, 8192},      FT_NF4,  0,               0,    BT},
+    {OP_LINEAR,          OT_REAL,  "L70 k_proj",                     {128, 8192, 1024},      FT_NF4,  0,               0,    BT},
+    {OP_LINEAR_AND_BWD,  OT_REAL,  "L70 gate_proj",                  {128, 8192, 28672},     FT_NF4,  0,               0,    BT},
+    {OP_LINEAR_AND_BWD,  OT_REAL,  "L70 down_proj",                  {128, 28672, 8192},     FT_NF4,  0,               0,    BT},
+    {OP_LINEAR,          OT_REAL,  "L70 q_proj bf16 +bias +acc",     {128, 8192, 8192},      FT_BF16, F_ACC | F_BIAS,  0,    BT},
+    {OP_LINEAR,          OT_REAL,  "Q32 q_proj",                     {128, 5120, 8192},      FT_NF4,  0,               0,    BT},
+    {OP_LINEAR,          OT_REAL,  "Q32 k_proj",                     {128, 5120, 1024},      FT_NF4,  0,               0,    BT},
+    {OP_LINEAR_AND_BWD,  OT_REAL,  "Q32 o_proj",                     {128, 8192, 5120},      FT_NF4,  0,               0,    BT},
+    {OP_LINEAR_AND_BWD,  OT_REAL,  "Q32 gate_proj",                  {128, 5120, 25600},     FT_NF4,  0,               0,    BT},
+    {OP_LINEAR,          OT_REAL,  "Q32 down_proj",                  {128, 25600, 5120},     FT_NF4,  0,               0,    BT},
+    {OP_LINEAR,          OT_REAL,  "M24 q_proj",                     {128, 5120, 4096},      FT_NF4,  0,               0,    BT},
+    {OP_LINEAR,          OT_REAL,  "M24 o_proj",                     {128, 4096, 5120},      FT_NF4,  0,               0,    BT},
+    {OP_LINEAR,          OT_REAL,  "M24 gate_proj",                  {128, 5120, 32768},     FT_NF4,  0,               0,    BT},
+    {OP_LINEAR_AND_BWD,  OT_REAL,  "M24 down_proj",                  {128, 32768, 5120},     FT_NF4,  0,               0,    BT},
+    {OP_LINEAR_BWD_X,    OT_SMALL, "linear_bwd_x f32",               {9, 70, 300},           FT_F32,  0,               1e-6, 1e-2},
+    {OP_LINEAR_BWD_X,    OT_SMALL, "linear_bwd_x bf16 +acc",         {9, 70, 300},           FT_BF16, F_ACC,           1e-6, 1e-2},
+    {OP_LINEAR_BWD_X,    OT_SMALL, "linear_bwd_x nf4",               {9, 70, 600},           FT_NF4,  0,               1e-6, 1e-2},
+    {OP_LINEAR_BWD_X,    OT_MID,   "m linear_bwd_x nf4",             {33, 520, 256},         FT_NF4,  0,               0,    BT},
+    {OP_LINEAR_BWD_X,    OT_MID,   "m linear_bwd_x f16 +acc",        {12, 100, 90},          FT_F16,  F_ACC,           0,    BT},
+    {OP_LINEAR_BWD_X,    OT_REAL,  "L70 k_proj +acc",                {128, 8192, 1024},      FT_NF4,  F_ACC,           0,    BT},
+
+    {OP_LORA_FWD,        OT_SMALL, "lora_fwd",                       {11, 40, 33, 8},        FT_F32,  0,               1e-6, 1e-2},
+    {OP_LORA_AND_BWD,    OT_MID,   "m lora r16",                     {40, 136, 72, 16},      FT_F32,  0,               0,    BT},
+    {OP_LORA_AND_BWD,    OT_REAL,  "L70 gate_proj r16",              {128, 8192, 28672, 16}, FT_F32,  0,               0,    BT},
+    {OP_LORA_AND_BWD,    OT_REAL,  "L70 down_proj r16",              {128, 28672, 8192, 16}, FT_F32,  0,               0,    BT},
+    {OP_LORA_AND_BWD,    OT_REAL,  "Q32 q_proj r64",                 {128, 5120, 8192, 64},  FT_F32,  0,               0,    BT},
+    {OP_LORA_BWD,        OT_SMALL, "lora_bwd",                       {11, 40, 33, 8},        FT_F32,  0,               1e-6, 2e-2},
+    {OP_LORA_BWD,        OT_REAL,  "M24 o_proj r16",                 {128, 4096, 5120, 16},  FT_F32,  0,               0,    BT},
+
+    {OP_DROPOUT,         OT_SMALL, "dropout p=0.1",                  {1000},                 FT_F32,  100,             1e-7, 8e-3},
+    {OP_DROPOUT,         OT_SMALL, "dropout p=0.1 in place",         {1001},                 FT_F32,  100 | (F_INPLACE << 16), 1e-7, 8e-3},
+    {OP_DROPOUT,         OT_SMALL, "dropout p=0",                    {999},                  FT_F32,  0,               0,    8e-3},
+    {OP_DROPOUT,         OT_MID,   "m dropout p=0.25",               {4097},                 FT_F32,  250,             0,    BT},
+    {OP_DROPOUT,         OT_REAL,  "L70 lora dropout p=0.1",         {128 * 28672},          FT_F32,  100,             0,    BT},
+
+    {OP_ROPE,            OT_SMALL, "rope default",                   {6, 3, 16},             FT_F32,  0,               1e-6, 1e-2},
+    {OP_ROPE,            OT_SMALL, "rope llama3 inverse",            {6, 2, 64},             FT_F32,  F_INV | F_LLAMA3, 1e-6, 1e-2},
+    {OP_ROPE,            OT_MID,   "m rope llama3",                  {40, 4, 128},           FT_F32,  F_LLAMA3,        0,    BT},
+    {OP_ROPE,            OT_MID,   "m rope inverse D256",            {7, 3, 256},            FT_F32,  F_INV,           0,    BT},
+    {OP_ROPE,            OT_REAL,  "L70 rope q llama3",              {256, 64, 128},         FT_F32,  F_LLAMA3,        0,    BT},
+    {OP_ROPE,            OT_REAL,  "L70 rope k llama3 inverse",      {256, 8, 128},          FT_F32,  F_LLAMA3 | F_INV, 0,    BT},
+    {OP_ROPE,            OT_REAL,  "M24 rope q",                     {256, 32, 128},         FT_F32,  0,               0,    BT},
+
+    {OP_ATTN,            OT_SMALL, "attention gqa 2:1",              {2, 9, 4, 2, 8},        FT_F32,  0,               1e-6, 2e-2},
+    {OP_ATTN,            OT_SMALL, "attention gqa 4:1 packed",       {2, 13, 8, 2, 6},       FT_F32,  F_PACK,          1e-6, 2e-2},
+    {OP_ATTN,            OT_SMALL, "attention mha packed",           {1, 17, 3, 3, 16},      FT_F32,  F_PACK,          1e-6, 2e-2},
+    {OP_ATTN_AND_BWD,    OT_MID,   "m attention D128",               {1, 80, 4, 2, 128},     FT_F32,  0,               0,    BT},
+    {OP_ATTN_AND_BWD,    OT_MID,   "m attention D128 packed",        {1, 80, 4, 2, 128},     FT_F32,  F_PACK,          0,    BT},
+    {OP_ATTN_AND_BWD,    OT_MID,   "m attention D64 B2 packed",      {2, 70, 4, 1, 64},      FT_F32,  F_PACK,          0,    BT},
+    {OP_ATTN_AND_BWD,    OT_MID,   "m attention D256",               {1, 40, 2, 2, 256},     FT_F32,  0,               0,    BT},
+    {OP_ATTN_AND_BWD,    OT_MID,   "m attention D32",                {1, 65, 4, 4, 32},      FT_F32,  0,               0,    BT},
+    /* the tensor-core path (D 64/128, 64x64 tiles): partial and whole tiles, GQA 4:1 and 8:1,
+     * documents crossing tile edges */
+    {OP_ATTN_AND_BWD,    OT_MID,   "m attention tc D128 T200 B2 4:1 packed", {2, 200, 8, 2, 128}, FT_F32, F_PACK,         0,    BT},
+    {OP_ATTN_AND_BWD,    OT_MID,   "m attention tc D64 T130 B2 8:1", {2, 130, 8, 1, 64},     FT_F32,  0,               0,    BT},
+    {OP_ATTN_AND_BWD,    OT_MID,   "m attention tc D128 T128",       {1, 128, 2, 2, 128},    FT_F32,  0,               0,    BT},
+    {OP_ATTN_AND_BWD,    OT_REAL,  "L70 attention",                  {1, 512, 64, 8, 128},   FT_F32,  0,               0,    BT},
+    {OP_ATTN_AND_BWD,    OT_REAL,  "L70 attention packed",           {1, 512, 64, 8, 128},   FT_F32,  F_PACK,          0,    BT},
+    {OP_ATTN_AND_BWD,    OT_REAL,  "Q32 attention B2",               {2, 256, 64, 8, 128},   FT_F32,  0,               0,    BT},
+    {OP_ATTN_AND_BWD,    OT_REAL,  "M24 attention packed",           {1, 512, 32, 8, 128},   FT_F32,  F_PACK,          0,    BT},
+    {OP_ATTN_BWD,        OT_SMALL, "attention_bwd gqa 2:1",          {2, 9, 4, 2, 8},        FT_F32,  0,               1e-6, 3e-2},
+    {OP_ATTN_BWD,        OT_SMALL, "attention_bwd gqa 4:1 packed",   {2, 13, 8, 2, 6},       FT_F32,  F_PACK,          1e-6, 3e-2},
+
+    {OP_SWIGLU,          OT_SMALL, "swiglu",                         {1000},                 FT_F32,  0,               1e-6, 1e-2},
+    {OP_SWIGLU_AND_BWD,  OT_MID,   "m swiglu",                       {5000},                 FT_F32,  0,               0,    BT},
+    {OP_SWIGLU_AND_BWD,  OT_REAL,  "L70 mlp N=128",                  {128 * 28672},          FT_F32,  0,               0,    BT},
+    {OP_SWIGLU_BWD,      OT_SMALL, "swiglu_bwd",                     {1000},                 FT_F32,  0,               1e-6, 2e-2},
+    {OP_SWIGLU_BWD,      OT_REAL,  "M24 mlp N=128",                  {128 * 32768},          FT_F32,  0,               0,    BT},
+
+    {OP_ADD,             OT_SMALL, "add",                            {777},                  FT_F32,  0,               1e-7, 8e-3},
+    {OP_ADD,             OT_MID,   "m add",                          {3001},                 FT_F32,  0,               0,    BT},
+    {OP_ADD,             OT_REAL,  "L70 residual N=256",             {256 * 8192},           FT_F32,  0,               0,    BT},
+
+    {OP_XENT,            OT_SMALL, "xent grad 1",                    {7, 50},                FT_F32,  1,               1e-6, 2e-2},
+    {OP_XENT,            OT_SMALL, "xent grad 0.25",                 {9, 300},               FT_F32,  2,               1e-6, 2e-2},
+    {OP_XENT,            OT_SMALL, "xent loss only",                 {5, 64},                FT_F32,  0,               1e-6, 2e-2},
+    {OP_XENT,            OT_MID,   "m xent grad 1",                  {6, 5000},              FT_F32,  1,               0,    BT},
+    {OP_XENT,            OT_MID,   "m xent loss only",               {5, 3000},              FT_F32,  0,               0,    BT},
+    {OP_XENT,            OT_REAL,  "L70 lm_head chunk grad 1",       {64, 128256},           FT_F32,  1,               0,    BT},
+    {OP_XENT,            OT_REAL,  "Q32 lm_head chunk grad 0.25",    {64, 151936},           FT_F32,  2,               0,    BT},
+    {OP_XENT,            OT_REAL,  "M24 lm_head chunk loss only",    {64, 131072},           FT_F32,  0,               0,    BT},
+
+    {OP_SUMSQ,           OT_SMALL, "sumsq",                          {200003},               FT_F32,  0,               1e-7, 1e-6},
+    {OP_SUMSQ,           OT_MID,   "m sumsq",                        {1000003},              FT_F32,  0,               0,    1e-5},
+    {OP_SUMSQ,           OT_REAL,  "LoRA grads 16M",                 {16777217},             FT_F32,  0,               0,    1e-5},
+
+    {OP_SCALE,           OT_SMALL, "scale",                          {1234},                 FT_F32,  0,               1e-7, 1e-7},
+    {OP_SCALE,           OT_MID,   "m scale",                        {70001},                FT_F32,  0,               0,    1e-5},
+    {OP_SCALE,           OT_REAL,  "LoRA grads 16M",                 {16777217},             FT_F32,  0,               0,    1e-5},
+
+    {OP_ADAMW,           OT_SMALL, "adamw",                          {1000},                 FT_F32,  0,               1e-6, 1e-6},
+    {OP_ADAMW,           OT_MID,   "m adamw",                        {70001},                FT_F32,  0,               0,    1e-5},
+    {OP_ADAMW,           OT_REAL,  "LoRA params 16M",                {16777217},             FT_F32,  0,               0,    1e-5},
+
+    {OP_CLIP,            OT_SMALL, "clip_factor",                    {11},                   FT_F32,  0,               0,    0},
+    {OP_CLIP,            OT_MID,   "m clip_factor",                  {40},                   FT_F32,  0,               0,    0},
+    {OP_CLIP,            OT_REAL,  "grad-norm clip factor",          {16},                   FT_F32,  0,               0,    0},
+
+    {OP_NF4,             OT_SMALL, "nf4 from f32",                   {33, 200},              FT_F32,  0,               0,    0},
+    {OP_NF4,             OT_SMALL, "nf4 from bf16 (odd n)",          {17, 129},              FT_BF16, 0,               0,    0},
+    {OP_NF4,             OT_MID,   "m nf4 f32 (17 256-blocks)",      {64, 4100},             FT_F32,  0,               0,    0},
+    {OP_NF4,             OT_MID,   "m nf4 bf16 odd n",               {333, 777},             FT_BF16, 0,               0,    0},
+    {OP_NF4,             OT_REAL,  "L70 q_proj load",                {8192, 8192},           FT_F32,  0,               0,    0},
+    {OP_NF4,             OT_REAL,  "L70 gate_proj load",             {28672, 8192},          FT_BF16, 0,               0,    0},
+};
+const int ot_nrows = (int)(sizeof ot_rows / sizeof ot_rows[0]);
