@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tests/gpu/emu/run.sh: runs the CUDA kernels of kernels/cuda/ on the CPU, for checking their logic
-# on a machine without a GPU. A development tool, not part of CI or of the product.
+# on a machine without a GPU. Not part of the product; CTest runs `--small --mid` as the test
+# cuda_emulator (label emu), so CI checks every kernel change without a GPU.
 #
 # Each .cu file is rewritten by pre.py (launch syntax, dynamic shared memory) and compiled by g++
 # against the headers in include/: every block runs its threads as std::threads, __syncthreads and
@@ -29,6 +30,10 @@
 # Needs g++ with C++20 (<barrier>), python3, OpenBLAS, OpenMP and (for ftune) the libraries ftune
 # links (pkg-config); not nvcc.
 set -euo pipefail
+if ! echo '#include <barrier>' | g++ -std=c++20 -x c++ -fsyntax-only - 2>/dev/null; then
+  echo "SKIP: g++ with C++20 <barrier> is needed to emulate CUDA threads" >&2
+  exit 77
+fi
 root="$(cd "$(dirname "$0")/../../.." && pwd)"
 emu="$root/tests/gpu/emu"
 out="${FT_EMU_BUILD:-$root/build-emu}"
