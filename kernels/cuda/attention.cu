@@ -29,6 +29,28 @@
 
 enum { FT_AT_WARPS = 8, FT_AT_ROWS = 4, FT_AT_BQ = FT_AT_WARPS * FT_AT_ROWS, FT_AT_BK = 32 };
 
+/* acc[r][.] += sum over the tile's 32 keys jj of c[r] of lane jj (a warp-wide shuffle) times
+ * row jj of X (shared memory, pitch ld, D values, lanes over d): the P.V product of the forward and
+ * the dS.K product of dq, for the warp's FT_AT_ROWS rows. */
+template <int DPL>
+__device__ __forceinline__ void ft_at_accumulate_rows(float (&acc)[FT_AT_ROWS][DPL], const float (&c)[FT_AT_ROWS],
+                                                      const float *X, int64_t ld, int64_t D, int lane) {
+    for (int jj = 0; jj < FT_AT_BK; jj++) {
+        float xt[DPL];
+#pragma unroll
+        for (int t = 0; t < DPL; t++) {
+            const int64_t d = lane + FT_WARP * t;
+            xt[t] = d < D ? X[jj * ld + d] : 0.0f;
+        }
+#pragma unroll
+        for (int r = 0; r < FT_AT_ROWS; r++) {
+            const float cj = __shfl_sync(FT_FULL_MASK, c[r], jj);
+#pragma unroll
+            for (int t = 0; t < DPL; t++) acc[r][t] += cj * xt[t];
+        }
+    }
+}
+
 /* ---- forward ---------------------------------------------------------------------------------- */
 template <int DPL>
 __global__ void __launch_bounds__(FT_AT_WARPS * FT_WARP)
@@ -101,20 +123,7 @@ ft_k_attn_fwd(act_t *out, float *lse, const act_t *q, const act_t *k, const act_
 #pragma unroll
                 for (int t = 0; t < DPL; t++) acc[r][t] *= corr;
             }
-            for (int jj = 0; jj < FT_AT_BK; jj++) {
-                float vt[DPL];
-#pragma unroll
-                for (int t = 0; t < DPL; t++) {
-                    const int64_t d = lane + FT_WARP * t;
-                    vt[t] = d < D ? Vs[jj * D + d] : 0.0f;
-                }
-#pragma unroll
-                for (int r = 0; r < FT_AT_ROWS; r++) {
-                    const float pj = __shfl_sync(FT_FULL_MASK, p[r], jj);
-#pragma unroll
-                    for (int t = 0; t < DPL; t++) acc[r][t] += pj * vt[t];
-                }
-            }
+            ft_at_accumulate_rows<DPL>(acc, p, Vs, D, D, lane);
         }
         __syncthreads();
     }
@@ -214,20 +223,7 @@ ft_k_attn_dq(act_t *dq, const act_t *dout, const act_t *q, const act_t *k, const
                 const float p = ok ? expf(s[r] * scale - L[r]) : 0.0f;
                 ds[r] = p * (dp[r] - Dr[r]);
             }
-            for (int jj = 0; jj < FT_AT_BK; jj++) {
-                float kt[DPL];
-#pragma unroll
-                for (int t = 0; t < DPL; t++) {
-                    const int64_t d = lane + FT_WARP * t;
-                    kt[t] = d < D ? Ks[jj * (D + 1) + d] : 0.0f;
-                }
-#pragma unroll
-                for (int r = 0; r < FT_AT_ROWS; r++) {
-                    const float dsj = __shfl_sync(FT_FULL_MASK, ds[r], jj);
-#pragma unroll
-                    for (int t = 0; t < DPL; t++) acc[r][t] += dsj * kt[t];
-                }
-            }
+            ft_at_accumulate_rows<DPL>(acc, ds, Ks, D + 1, D, lane);
         }
         __syncthreads();
     }

@@ -75,6 +75,21 @@ __device__ __forceinline__ void ft_tc_abt(ft_facc &acc, const act_t *A, const ac
     }
 }
 
+/* The backward's two score-shaped products of a warp: S[16, 64] = A1 . B1^T and dP[16, 64] = A2 . B2^T
+ * (A1, A2 the warp's 16 rows, B1, B2 64-row tiles, pitch LD), stored F32 with pitch FLD. */
+template <int D>
+__device__ __forceinline__ void ft_tc_two_products(float *S, float *dP, const act_t *A1, const act_t *B1,
+                                                   const act_t *A2, const act_t *B2) {
+#pragma unroll
+    for (int n = 0; n < FT_TC_TILE / 16; n++) {
+        ft_facc s, dp;
+        ft_tc_abt<D>(s, A1, B1 + n * 16 * ft_tc_dims<D>::LD);
+        ft_tc_abt<D>(dp, A2, B2 + n * 16 * ft_tc_dims<D>::LD);
+        wmma::store_matrix_sync(S + n * 16, s, FT_TC_FLD, wmma::mem_row_major);
+        wmma::store_matrix_sync(dP + n * 16, dp, FT_TC_FLD, wmma::mem_row_major);
+    }
+}
+
 /* acc[n] += P[16, 64] (BF16, pitch PLD) . X[64, D] (pitch LD), for the 16-column block n of X. */
 template <int D>
 __device__ __forceinline__ void ft_tc_pv(ft_facc &acc, const act_t *P, const act_t *X, int n) {
@@ -257,14 +272,7 @@ ft_k_attn_dq_tc(act_t *dq, const act_t *dout, const act_t *q, const act_t *k, co
         ft_tc_load_tile<D>(Vs, vb, jt, T, ks);
         __syncthreads();
         if (wi1 < w0 || jt > wi1 || jt + FT_TC_TILE - 1 < wlo) continue;
-#pragma unroll
-        for (int n = 0; n < FT_TC_TILE / 16; n++) {
-            ft_facc s, dp;
-            ft_tc_abt<D>(s, Qs + warp * 16 * dm::LD, Ks + n * 16 * dm::LD);
-            ft_tc_abt<D>(dp, Gs + warp * 16 * dm::LD, Vs + n * 16 * dm::LD);
-            wmma::store_matrix_sync(Sf + n * 16, s, FT_TC_FLD, wmma::mem_row_major);
-            wmma::store_matrix_sync(Pf + n * 16, dp, FT_TC_FLD, wmma::mem_row_major);
-        }
+        ft_tc_two_products<D>(Sf, Pf, Qs + warp * 16 * dm::LD, Ks, Gs + warp * 16 * dm::LD, Vs);
         __syncwarp();
 #pragma unroll
         for (int c = 0; c < 32; c++) {
@@ -335,14 +343,7 @@ ft_k_attn_dkv_tc(act_t *dk, act_t *dv, const act_t *dout, const act_t *q, const 
             const int64_t ia = it + lane, ib = it + lane + 32;
             const bool va = ia < T && ia >= wj0 && LOs[lane] <= wj1, vb = ib < T && ib >= wj0 && LOs[lane + 32] <= wj1;
             if (!__any_sync(FT_FULL_MASK, va || vb)) continue;
-#pragma unroll
-            for (int n = 0; n < FT_TC_TILE / 16; n++) {
-                ft_facc s, dp;
-                ft_tc_abt<D>(s, Kb + warp * 16 * dm::LD, Qs + n * 16 * dm::LD);
-                ft_tc_abt<D>(dp, Vb + warp * 16 * dm::LD, Gs + n * 16 * dm::LD);
-                wmma::store_matrix_sync(Sf + n * 16, s, FT_TC_FLD, wmma::mem_row_major);
-                wmma::store_matrix_sync(Pf + n * 16, dp, FT_TC_FLD, wmma::mem_row_major);
-            }
+            ft_tc_two_products<D>(Sf, Pf, Kb + warp * 16 * dm::LD, Qs, Vb + warp * 16 * dm::LD, Gs);
             __syncwarp();
 #pragma unroll
             for (int c = 0; c < 32; c++) {
