@@ -8,7 +8,7 @@
 # resume on the GPU, prints one summary table and writes full logs under $OUT.
 #
 # Usage: tests/gpu/run.sh [phase...]
-#   phases: build ops e2e sanitize load resume bench peft context (default: all, in order)
+#   phases: build ops e2e sanitize load resume bench ablate peft context (default: all, in order)
 #   sanitize  compute-sanitizer memcheck, racecheck and initcheck over the small op table
 #   load      stories260K and a multi-shard random bf16 checkpoint of several GB (FT_LOAD_SHAPE,
 #             default llama-3-8b with 8 layers, 4 shards: 5.6 GB) load on the GPU with NF4 codes,
@@ -36,11 +36,12 @@
 #   FT_E2E_STEPS     training steps per backend (default 50); FT_E2E_TOL relative loss gap (0.02)
 #   FT_GPU_DEPS      "carried": use build-gpudeps even where the system has the libraries
 #   FT_BENCH_SHAPES, FT_BENCH_STEPS (10), FT_BENCH_SEQ (4096), FT_BENCH_ARGS (extra bench options)
+#   FT_ABLATE_ARGS   the ablate phase's bench options (default: llama-3-70b --layers 8, 4 steps)
 #   FT_PEFT_STEPS (5), FT_PEFT_TIMEOUT (seconds per shape, 300), FT_PEFT_PYTHON (python3),
 #   FT_PEFT_ARGS (extra bench_peft.py options), FT_PEFT_TARGET (2.5)
 # Expected times on an H100 machine: build 1-2 min, ops 3-5 min (the CPU reference of the real
 # shapes dominates), e2e < 1 min, sanitize 1-2 min, load 1-2 min, resume 1-2 min, bench 3-5 min
-# (the 70B shape: ~1 min to make, ~5-8 s a step), peft 3-8 min (an estimate: not yet timed), context 3-8 min. To stay inside the
+# (the 70B shape: ~1 min to make, ~5-8 s a step), ablate 2-4 min, peft 3-8 min (an estimate: not yet timed), context 3-8 min. To stay inside the
 # device tool's 10-minute command limit, split: `run.sh build ops`, `run.sh e2e sanitize load resume`,
 # `run.sh bench`, `run.sh peft`, `run.sh context` (the build directory survives between calls while
 # the machine is warm; $OUT does not).
@@ -61,11 +62,11 @@ mkdir -p "$OUT"
 summary="$OUT/summary.txt"
 : >"$summary"
 phases=("$@")
-all_phases=(build ops e2e sanitize load resume bench peft context)
+all_phases=(build ops e2e sanitize load resume bench ablate peft context)
 [ ${#phases[@]} -eq 0 ] && phases=("${all_phases[@]}")
 for p in "${phases[@]}"; do
   case "$p" in
-    build | ops | e2e | sanitize | load | resume | bench | peft | context) ;;
+    build | ops | e2e | sanitize | load | resume | bench | ablate | peft | context) ;;
     *) echo "run.sh: unknown phase '$p' (phases: ${all_phases[*]})" >&2; exit 2 ;;
   esac
 done
@@ -175,14 +176,16 @@ if want ops; then
     simt --big --filter "k_proj,o_proj r16,q_proj r64" --summary "$build/ops_simt2.tsv" || rc_simt=1
     # attention through the SIMT kernels too (D 64/128 otherwise take the tensor-core kernels),
     # with perf rows, so the log holds both kernels' TFLOP/s at the real shapes side by side
-    echo "== cross-check: FT_CUDA_ATTN=simt (attention through the SIMT flash kernels)" >>"$OUT/ops.log"
-    FT_CUDA_ATTN=simt "$build/tests/test_ops_cuda" --mode all --mid --big --filter attention \
-      --summary "$build/ops_simt3.tsv" >>"$OUT/ops.log" 2>&1 || rc_simt=1
-    grep -E "attention" "$build/ops_simt3.tsv" 2>/dev/null | sed 's/^/simt-attn\t/' >>"$OUT/ops.log"
-    # the CPU suite's own run of the small table against CUDA (check_backend(gpu, cpu))
-    echo "== test_ops_cpu (its cuda vs cpu pass)" >>"$OUT/ops.log"
-    "$build/tests/test_ops_cpu" >>"$OUT/ops.log" 2>&1
-    rc_cpu=$?
+    {
+      echo "== cross-check: FT_CUDA_ATTN=simt (attention through the SIMT flash kernels)"
+      FT_CUDA_ATTN=simt "$build/tests/test_ops_cuda" --mode all --mid --big --filter attention \
+        --summary "$build/ops_simt3.tsv" 2>&1 || rc_simt=1
+      grep -E "attention" "$build/ops_simt3.tsv" 2>/dev/null | sed 's/^/simt-attn\t/'
+      # the CPU suite's own run of the small table against CUDA (check_backend(gpu, cpu))
+      echo "== test_ops_cpu (its cuda vs cpu pass)"
+      "$build/tests/test_ops_cpu" 2>&1
+      rc_cpu=$?
+    } >>"$OUT/ops.log"
     secs=$(($(date +%s) - t0))
     if grep -q "^SKIP cuda" "$OUT/ops.log"; then
       mark ops FAIL # this script exists to run on a GPU: a skipped device part is a failure here
@@ -348,6 +351,65 @@ if want bench; then
     if [ $rc_b -eq 0 ]; then mark bench ok; else mark bench FAIL; fi
     say "bench: ${result[bench]} in $(($(date +%s) - t0))s (bench.log: each run's report and JSON)"
     [ ${#jsons[@]} -gt 0 ] && bench_table "${jsons[@]}" | sed 's/^/  /' | tee -a "$summary" >&2
+  fi
+fi
+
+# ---- ablate: what each speed change buys, measured in one run --------------------------------------------
+# The same bench (70B layer shapes, fewer layers) with each optimization switched off in turn: the
+# weight cache (FT_CUDA_WCACHE=0: 3 NF4 dequantizations per weight per step instead of 2) and the
+# tensor-core attention (FT_CUDA_ATTN=simt), at seq 4096 and at the dequant-bound seq 512. One row
+# per variant: tokens/s, its ratio to the default, and the phases' mean milliseconds per timed step (docs/perf.md
+# records the predicted gain of each change beside these).
+ablate_table() {
+  python3 - "$@" <<'PYEOF'
+import json, sys
+ph = ["dequant", "gemm", "attention", "elementwise", "lora", "xent", "optimizer", "other"]
+print("%-26s %6s %9s %7s  %s   (ms per step)" % ("variant", "seq", "tokens/s", "x base", " ".join("%9s" % p[:9] for p in ph)))
+base = {}
+for arg in sys.argv[1:]:
+    name, f = arg.split("=", 1)
+    try:
+        r = json.load(open(f))
+    except Exception as e:
+        print("%-26s %s" % (name, e)); continue
+    seq = r["seq"]
+    base.setdefault(seq, r["tokens_per_s"])
+    print("%-26s %6d %9.1f %6.2fx  %s" % (name, seq, r["tokens_per_s"], r["tokens_per_s"] / base[seq],
+          " ".join("%9.1f" % r["phase_ms"][p] for p in ph)))
+PYEOF
+}
+if want ablate; then
+  if [ ! -x "$ftune" ]; then
+    mark ablate FAIL
+    say "ablate: $ftune is missing (build first)"
+  else
+    t0=$(date +%s)
+    rc_a=0
+    args=()
+    rows=()
+    mkdir -p "$build/ablate"
+    : >"$OUT/ablate.log"
+    # shellcheck disable=SC2206
+    args=(${FT_ABLATE_ARGS:---shape llama-3-70b --layers 8 --steps 4})
+    for seq in 4096 512; do
+      for v in default wcache-off attn-simt; do
+        env=()
+        [ "$v" = wcache-off ] && env=(FT_CUDA_WCACHE=0)
+        [ "$v" = attn-simt ] && env=(FT_CUDA_ATTN=simt)
+        [ "$v" = attn-simt ] && [ "$seq" = 512 ] && continue # attention is small at 512
+        j="$build/ablate/$v-$seq.json"
+        rm -f "$j"
+        env "${env[@]}" "$ftune" bench --device cuda --seq "$seq" --micro-batch 1 "${args[@]}" --json "$j" \
+          >"$build/ablate/$v-$seq.log" 2>&1
+        rc=$?
+        { echo "== $v seq $seq (exit $rc)"; cat "$build/ablate/$v-$seq.log"; } >>"$OUT/ablate.log"
+        [ $rc -eq 0 ] || { rc_a=1; say "ablate: $v seq $seq exit $rc: $(tail -2 "$build/ablate/$v-$seq.log" | tr '\n' ' ')"; }
+        [ -s "$j" ] && rows+=("$v=$j")
+      done
+    done
+    if [ $rc_a -eq 0 ]; then mark ablate ok; else mark ablate FAIL; fi
+    say "ablate: ${result[ablate]} in $(($(date +%s) - t0))s (ablate.log)"
+    [ ${#rows[@]} -gt 0 ] && ablate_table "${rows[@]}" | sed 's/^/  /' | tee -a "$summary" >&2
   fi
 fi
 
