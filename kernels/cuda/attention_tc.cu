@@ -147,7 +147,7 @@ __global__ void __launch_bounds__(FT_TC_THREADS)
 ft_k_attn_fwd_tc(act_t *out, float *lse, const act_t *q, const act_t *k, const act_t *v, const int32_t *doc_start,
                  int64_t T, int64_t H, int64_t Hkv, float scale, unsigned *err) {
     typedef ft_tc_dims<D> dm;
-    extern __shared__ float smem[];
+    extern __shared__ __align__(128) float smem[]; /* WMMA pointers must be 32-byte aligned */
     const int lane = threadIdx.x % FT_WARP, warp = threadIdx.x / FT_WARP, r = lane >> 1, half = lane & 1;
     act_t *Qs = (act_t *)smem, *Ks = Qs + FT_TC_TILE * dm::LD, *Vs = Ks + FT_TC_TILE * dm::LD;
     float *Sf = (float *)(Vs + FT_TC_TILE * dm::LD) + warp * 16 * dm::SLD;                 /* [16][SLD] */
@@ -242,7 +242,7 @@ ft_k_attn_dq_tc(act_t *dq, const act_t *dout, const act_t *q, const act_t *k, co
                 const float *Dl, const int32_t *doc_start, int64_t T, int64_t H, int64_t Hkv, float scale,
                 unsigned *err) {
     typedef ft_tc_dims<D> dm;
-    extern __shared__ float smem[];
+    extern __shared__ __align__(128) float smem[]; /* WMMA pointers must be 32-byte aligned */
     const int lane = threadIdx.x % FT_WARP, warp = threadIdx.x / FT_WARP, r = lane >> 1, half = lane & 1;
     act_t *Qs = (act_t *)smem, *Gs = Qs + FT_TC_TILE * dm::LD, *Ks = Gs + FT_TC_TILE * dm::LD,
           *Vs = Ks + FT_TC_TILE * dm::LD;
@@ -302,7 +302,7 @@ ft_k_attn_dkv_tc(act_t *dk, act_t *dv, const act_t *dout, const act_t *q, const 
                  const float *lse, const float *Dl, const int32_t *doc_start, int64_t T, int64_t H, int64_t Hkv,
                  float scale) {
     typedef ft_tc_dims<D> dm;
-    extern __shared__ float smem[];
+    extern __shared__ __align__(128) float smem[]; /* WMMA pointers must be 32-byte aligned */
     __shared__ float Ls[FT_TC_TILE], Ds[FT_TC_TILE];
     __shared__ int64_t LOs[FT_TC_TILE];
     const int lane = threadIdx.x % FT_WARP, warp = threadIdx.x / FT_WARP, r = lane >> 1, half = lane & 1;

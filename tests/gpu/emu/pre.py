@@ -26,5 +26,5 @@ while True:
     assert src[e+3] == '(', src[e:e+20]
     out += src[i:k] + 'ft_emu_launch(%s, dim3(%s), dim3(%s), (size_t)(%s), ' % (name, cfg[0], cfg[1], cfg[2])
     i = e + 4
-out = re.sub(r'extern __shared__ float (\w+)\[\];', r'float *\1 = (float *)ft_emu_dyn_smem();', out)
+out = re.sub(r'extern __shared__ (?:__align__\(\d+\) )?float (\w+)\[\];', r'float *\1 = (float *)ft_emu_dyn_smem();', out)
 sys.stdout.write(out)

@@ -92,7 +92,8 @@ inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
 using std::min;
 using std::max;
 
-inline void *ft_emu_dyn_smem() { return ft_emu_cur->dyn.data(); }
+// Dynamic shared memory starts 128-byte aligned, as on the GPU (mma.h checks WMMA's 32-byte rule).
+inline void *ft_emu_dyn_smem() { return (void *)(((uintptr_t)ft_emu_cur->dyn.data() + 127) & ~(uintptr_t)127); }
 
 template <typename... P, typename... A>
 void ft_emu_launch(void (*k)(P...), dim3 g, dim3 b, size_t smem, A... args) {
@@ -112,7 +113,7 @@ void ft_emu_launch(void (*k)(P...), dim3 g, dim3 b, size_t smem, A... args) {
                     wb.emplace_back(new std::barrier<>(lanes));
                     blk.warps[w].bar = wb.back().get();
                 }
-                blk.dyn.assign(smem + 16, 0xAB); // garbage, not zeros
+                blk.dyn.assign(smem + 128 + 16, 0xAB); // garbage, not zeros; room to align
                 std::vector<std::thread> th;
                 for (int t = 0; t < nt; t++) {
                     th.emplace_back([&, t]() {

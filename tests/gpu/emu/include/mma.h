@@ -29,6 +29,14 @@ template <class Use, int M, int N, int K, class T, class Layout = void> struct f
     T x[num_elements];
 };
 
+// WMMA's rule: every fragment pointer is 256-bit aligned. A kernel that breaks it is wrong on the GPU.
+inline void ft_emu_wmma_align(const void *p, const char *what) {
+    if ((uintptr_t)p % 32 != 0) {
+        fprintf(stderr, "emu: %s pointer %p is not 32-byte aligned (WMMA needs 256-bit alignment)\n", what, p);
+        abort();
+    }
+}
+
 inline float ft_emu_f(float v) { return v; }
 inline float ft_emu_f(__nv_bfloat16 v) { return __bfloat162float(v); }
 inline float ft_emu_f(__half v) { return __half2float(v); }
@@ -40,21 +48,25 @@ inline void fill_fragment(fragment<Use, M, N, K, T, L> &f, const V &v) {
 
 template <class Use, int M, int N, int K, class T>
 inline void load_matrix_sync(fragment<Use, M, N, K, T, row_major> &f, const T *p, unsigned ldm) {
+    ft_emu_wmma_align(p, "load_matrix_sync");
     for (int r = 0; r < f.rows; r++)
         for (int c = 0; c < f.cols; c++) f.x[r * f.cols + c] = p[(size_t)r * ldm + c];
 }
 template <class Use, int M, int N, int K, class T>
 inline void load_matrix_sync(fragment<Use, M, N, K, T, col_major> &f, const T *p, unsigned ldm) {
+    ft_emu_wmma_align(p, "load_matrix_sync");
     for (int r = 0; r < f.rows; r++)
         for (int c = 0; c < f.cols; c++) f.x[r * f.cols + c] = p[(size_t)c * ldm + r];
 }
 template <int M, int N, int K>
 inline void load_matrix_sync(fragment<accumulator, M, N, K, float> &f, const float *p, unsigned ldm, layout_t l) {
+    ft_emu_wmma_align(p, "load_matrix_sync");
     for (int r = 0; r < M; r++)
         for (int c = 0; c < N; c++) f.x[r * N + c] = l == mem_row_major ? p[(size_t)r * ldm + c] : p[(size_t)c * ldm + r];
 }
 template <int M, int N, int K>
 inline void store_matrix_sync(float *p, const fragment<accumulator, M, N, K, float> &f, unsigned ldm, layout_t l) {
+    ft_emu_wmma_align(p, "store_matrix_sync");
     for (int r = 0; r < M; r++)
         for (int c = 0; c < N; c++) (l == mem_row_major ? p[(size_t)r * ldm + c] : p[(size_t)c * ldm + r]) = f.x[r * N + c];
 }
