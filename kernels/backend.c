@@ -84,6 +84,9 @@ ft_status ft_backend_alloc_paged(ft_backend *be, void **ptr, int64_t bytes, cons
 ft_status ft_backend_weight_cache(ft_backend *be, int64_t bytes) {
     return be->vt->weight_cache ? be->vt->weight_cache(be, bytes) : FT_OK;
 }
+ft_status ft_backend_weight_prefetch(ft_backend *be, const ft_weight *w) {
+    return be->vt->weight_prefetch ? be->vt->weight_prefetch(be, w) : FT_OK;
+}
 ft_status ft_backend_prefetch(ft_backend *be, const void *ptr, int64_t bytes) {
     return be->vt->prefetch && ptr && bytes > 0 ? be->vt->prefetch(be, ptr, bytes) : FT_OK;
 }

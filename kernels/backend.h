@@ -54,6 +54,11 @@ ft_status ft_backend_alloc_paged(ft_backend *be, void **ptr, int64_t bytes, cons
  * are backend memory, accounted like scratch. Size it with ft_weight_cache_bytes. Set
  * FT_CUDA_WCACHE=0 to measure without it. */
 ft_status ft_backend_weight_cache(ft_backend *be, int64_t bytes);
+/* Says that w is the next frozen weight a product will read: with a weight cache, CUDA
+ * dequantizes it now on a second stream, so the work overlaps the product in flight (ordered by
+ * events; FT_CUDA_PREFETCH=0 turns it off). Values are the same either way; other backends ignore it. */
+struct ft_weight; /* kernels/weight.h, which includes this header */
+ft_status ft_backend_weight_prefetch(ft_backend *be, const struct ft_weight *w);
 /* Bytes a weight cache needs to hold BF16 copies of n weights of numel[i] elements at once. */
 static inline int64_t ft_weight_cache_bytes(const int64_t *numel, int n) {
     int64_t b = 0;

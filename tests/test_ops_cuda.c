@@ -226,6 +226,47 @@ static void check_weight_cache(ft_backend *gpu, uint64_t seed) {
     free(w1), free(w2), free(ref), free(y), free(xh);
 }
 
+/* The ring under pressure, with prefetching: three weights of 0.5 MiB (BF16) through a cache of
+ * 1 MiB (two of them), used as a layer's modules are: in order with the next one prefetched,
+ * twice, then in reverse (as the backward after a recompute). Prefetches evict entries a product
+ * may still read and land on the second stream; every product must equal the uncached one. */
+static void check_weight_cache_ring(ft_backend *gpu, uint64_t seed) {
+    enum { NW = 3 };
+    const int64_t N = 4, out = 256, in = 1024;
+    ft_weight W[NW];
+    float *ref[NW], *y = ot_hmalloc(N * out), *src = ot_hmalloc(out * in);
+    uint16_t *xh = calloc((size_t)(N * in), 2);
+    if (!xh) abort();
+    for (int64_t i = 0; i < N * in; i++) xh[i] = ft_f32_to_bf16(ft_uniform(seed + 7, (uint64_t)i));
+    FT_CHECK_OK(ft_backend_weight_cache(gpu, 0));
+    for (int k = 0; k < NW; k++) {
+        memset(&W[k], 0, sizeof W[k]);
+        FT_CHECK_OK(ft_weight_alloc(gpu, &W[k], FT_NF4, out, in, "W"));
+        for (int64_t i = 0; i < out * in; i++) src[i] = ft_uniform(seed + 10 + (uint64_t)k, (uint64_t)i) * 0.1f;
+        FT_CHECK_OK(ft_weight_set(gpu, &W[k], src, FT_F32));
+        ref[k] = ot_hmalloc(N * out);
+        wc_linear(gpu, xh, &W[k], N, ref[k]);
+    }
+    int64_t numel[2] = {out * in, out * in};
+    FT_CHECK_OK(ft_backend_weight_cache(gpu, ft_weight_cache_bytes(numel, 2)));
+    static const int order[] = {0, 1, 2, 0, 1, 2, 2, 1, 0};
+    const int n = (int)(sizeof order / sizeof *order);
+    int bad = 0;
+    for (int s = 0; s < n; s++) {
+        if (s + 1 < n && s < 6) FT_CHECK_OK(ft_backend_weight_prefetch(gpu, &W[order[s + 1]]));
+        wc_linear(gpu, xh, &W[order[s]], N, y);
+        bad += memcmp(y, ref[order[s]], sizeof(float) * (size_t)(N * out)) != 0;
+    }
+    FT_CHECK(bad == 0, "weight cache ring with prefetch: %d of %d products differ from the uncached product", bad, n);
+    if (bad == 0) printf("ok   weight cache ring with prefetch: %d products through a two-weight ring match the uncached product bit for bit\n", n);
+    FT_CHECK_OK(ft_backend_weight_cache(gpu, 0));
+    for (int k = 0; k < NW; k++) {
+        ft_weight_release(gpu, &W[k]);
+        free(ref[k]);
+    }
+    free(y), free(src), free(xh);
+}
+
 static void print_row(FILE *f, const char *table, const ot_case *k, const ot_result *r, int tsv) {
     char shape[96], err[32] = "-", tol[32] = "-", ms[32] = "-";
     ot_case_shape(k, shape, sizeof shape);
@@ -297,6 +338,7 @@ int main(int argc, char **argv) {
            (unsigned long long)seed, (unsigned long long)seed);
     ot_test_memory(gpu);
     check_weight_cache(gpu, seed);
+    check_weight_cache_ring(gpu, seed);
 
     FILE *sum = summary ? fopen(summary, "w") : NULL;
     if (summary) FT_CHECK(sum != NULL, "cannot write %s", summary);

@@ -373,6 +373,7 @@ typedef struct ft_pass {
     int64_t B, T, N;
     uint64_t seed;     /* dropout seed of this micro-batch */
     int train;         /* LoRA dropout is drawn only in training passes, never at inference */
+    int next_layer;    /* layers run in increasing order (not the recompute): prefetch across them */
 } ft_pass;
 
 static uint64_t ft_drop_seed(const ft_pass *p, int64_t layer, int mod) {
@@ -400,11 +401,22 @@ static ft_status ft_lora_input(const ft_pass *p, int64_t l, int mod, const void 
     return FT_OK;
 }
 
-/* y (=, or += with accumulate) = x W^T (+ bias) (+ scale B A dropout(x)); t saved for backward. */
+/* y (=, or += with accumulate) = x W^T (+ bias) (+ scale B A dropout(x)); t saved for backward.
+ * First names the weight the next projection reads (ft_backend_weight_prefetch), so a backend
+ * with a weight cache dequantizes it while this product runs: the layer's next module, or after
+ * `down` the next layer's q in the forward pass (p->next_layer); in the recompute the next
+ * weights are this layer's own, already cached, for its backward. */
 static ft_status ft_proj(const ft_pass *p, int64_t l, int mod, ft_layer_acts *la, void *y, const void *x,
                          int accumulate) {
     ft_model *m = p->m;
     const ft_layer_weights *lw = &m->w.layers[l];
+    if (mod == 0) /* a layer's first weight goes into the ring first (a no-op when prefetched): the
+                   * ring then holds every layer at the same offsets, and a recompute keeps all seven */
+        FT_TRY(ft_backend_weight_prefetch(m->be, &lw->lin[0]));
+    if (mod + 1 < FT_MOD_COUNT)
+        FT_TRY(ft_backend_weight_prefetch(m->be, &lw->lin[mod + 1]));
+    else if (p->next_layer && l + 1 < m->d.L)
+        FT_TRY(ft_backend_weight_prefetch(m->be, &m->w.layers[l + 1].lin[0]));
     FT_TRY(ft_op_linear(m->be, y, x, &lw->lin[mod], ft_bias_of(lw, mod), p->N, accumulate));
     const ft_lora_tensor *lt = m->lora ? ft_lora_get(m->lora, l, mod) : NULL;
     if (!lt) return FT_OK;
@@ -542,7 +554,10 @@ static ft_status ft_upload_batch(ft_model *m, const ft_batch *b) {
 /* Forward through every layer, leaving the final hidden state in boundary L (ft_bdev) and,
  * without recomputation, every layer's working set in acts[l]. offload: host boundaries are
  * copied out for a backward pass. */
-static ft_status ft_forward_layers(const ft_pass *p, int offload) {
+static ft_status ft_forward_layers(const ft_pass *pass, int offload) {
+    ft_pass fwd = *pass;
+    fwd.next_layer = 1; /* layers in increasing order: the next layer's q may be prefetched */
+    const ft_pass *p = &fwd;
     ft_model *m = p->m;
     ft_backend *be = m->be;
     const int64_t L = m->d.L, bytes = p->N * m->d.C * m->es;
@@ -566,7 +581,7 @@ static ft_status ft_prepare(ft_model *m, const ft_batch *b, ft_pass *p, uint64_t
     if (b->B <= 0 || b->T <= 0) return FT_ERR(FT_E_ARG, "empty batch");
     FT_TRY(ft_model_reserve(m, b->B, b->T));
     FT_TRY(ft_upload_batch(m, b));
-    p->m = m, p->B = b->B, p->T = b->T, p->N = b->B * b->T, p->seed = seed, p->train = train;
+    p->m = m, p->B = b->B, p->T = b->T, p->N = b->B * b->T, p->seed = seed, p->train = train, p->next_layer = 0;
     return FT_OK;
 }
 

@@ -175,7 +175,7 @@ static void ft_cuda_release(ft_backend *be, void *ptr) {
     int kind = 0;
     if (b->loader) ft_cuda_load_forget(b, ptr);
     const int64_t bytes = ft_alloc_map_take(b, ptr, &kind);
-    ft_cuda_wcache_forget(b, ptr, bytes);
+    (void)ft_cuda_wcache_forget(b, ptr, bytes); /* only waits are enqueued; an error resurfaces at the next call */
     FT_ASSERT(bytes >= 0 && kind != FT_CUDA_MEM_HOST &&
               "ft_backend_release of a pointer this CUDA backend did not allocate as backend memory");
     if (kind == FT_CUDA_MEM_MANAGED) {
@@ -300,7 +300,7 @@ ft_status ft_cuda_scratch_get(ft_backend *be, int slot, int64_t bytes, void **ou
  * for the device: a step's uploads (batch, optimizer scalars) never synchronize. */
 static ft_status ft_cuda_upload(ft_backend *be, void *dst, const void *src, int64_t bytes) {
     ft_backend_cuda *b = ft_cu(be);
-    ft_cuda_wcache_forget(b, dst, bytes);
+    FT_TRY(ft_cuda_wcache_forget(b, dst, bytes));
     for (int64_t off = 0; off < bytes; off += FT_UPLOAD_SLOT_BYTES) {
         const int64_t n = bytes - off < FT_UPLOAD_SLOT_BYTES ? bytes - off : FT_UPLOAD_SLOT_BYTES;
         const int s = (int)(b->up_next++ % FT_UPLOAD_SLOTS);
@@ -321,7 +321,7 @@ static ft_status ft_cuda_copy_async(ft_backend *be, void *dst, const void *src, 
     ft_backend_cuda *b = ft_cu(be);
     const int64_t t = ++b->side_next;
     const int s = (int)(t % FT_SIDE_EVENTS);
-    ft_cuda_wcache_forget(b, dst, bytes);
+    FT_TRY(ft_cuda_wcache_forget(b, dst, bytes));
     FT_CUDA_TRY(cudaEventRecord(b->side_pre[s], b->stream));
     FT_CUDA_TRY(cudaStreamWaitEvent(b->side, b->side_pre[s], 0));
     FT_CUDA_TRY(cudaMemcpyAsync(dst, src, (size_t)bytes, cudaMemcpyDefault, b->side));
@@ -388,13 +388,13 @@ static ft_status ft_cuda_download(ft_backend *be, void *dst, const void *src, in
 
 static ft_status ft_cuda_copy(ft_backend *be, void *dst, const void *src, int64_t bytes) {
     /* Default: device, managed or pinned host memory on either side (unified addressing) */
-    ft_cuda_wcache_forget(ft_cu(be), dst, bytes);
+    FT_TRY(ft_cuda_wcache_forget(ft_cu(be), dst, bytes));
     FT_CUDA_TRY(cudaMemcpyAsync(dst, src, (size_t)bytes, cudaMemcpyDefault, ft_cu_stream(be)));
     return FT_OK;
 }
 
 static ft_status ft_cuda_memset(ft_backend *be, void *dst, int value, int64_t bytes) {
-    ft_cuda_wcache_forget(ft_cu(be), dst, bytes);
+    FT_TRY(ft_cuda_wcache_forget(ft_cu(be), dst, bytes));
     FT_CUDA_TRY(cudaMemsetAsync(dst, value, (size_t)bytes, ft_cu_stream(be)));
     return FT_OK;
 }
@@ -436,7 +436,7 @@ static void ft_cuda_destroy(ft_backend *be) {
     for (int64_t i = 0; i < b->timer_cap; i++) (void)cudaEventDestroy(b->timer_ev[i]);
     free(b->timer_ev);
     for (int i = 0; i < FT_SCR_COUNT; i++) ft_cuda_raw_free(b, b->scratch[i].ptr);
-    ft_cuda_raw_free(b, b->wcache.arena);
+    ft_cuda_wcache_free(b);
     ft_cuda_raw_free(b, b->lt_ws);
     ft_cuda_raw_free(b, b->nf4_tables);
     ft_cuda_raw_free(b, b->nf4_qlut);
@@ -451,6 +451,10 @@ static void ft_cuda_destroy(ft_backend *be) {
         ft_warn("cuda backend freed with %lld allocations still live", (long long)b->alloc_used);
     ft_free(b->allocs);
     ft_free(b);
+}
+
+static ft_status ft_cuda_weight_prefetch(ft_backend *be, const ft_weight *w) {
+    return ft_cuda_wcache_prefetch(ft_cu(be), w);
 }
 
 /* FT_CUDA_WCACHE=0 keeps the cache off, to measure what it saves. */
@@ -506,6 +510,7 @@ static ft_backend_vtbl ft_cuda_make_vtbl(void) {
     v.weight_set = ft_cuda_weight_set;
     v.weight_init = ft_cuda_weight_init;
     v.weight_cache = ft_cuda_weight_cache;
+    v.weight_prefetch = ft_cuda_weight_prefetch;
     return v;
 }
 static const ft_backend_vtbl ft_cuda_vtbl = ft_cuda_make_vtbl();

@@ -79,12 +79,17 @@ typedef struct ft_cuda_wcache_entry {
     int64_t numel;
     int dtype;
     int64_t off, bytes; /* the BF16 copy at arena + off */
+    int valid;
+    int ready_rec;      /* written on the prefetch stream: `ready` marks the end of that write */
+    int used;           /* `use` marks the main stream after the last product that read it */
 } ft_cuda_wcache_entry;
 typedef struct ft_cuda_wcache {
     char *arena; /* [cap] bytes, NULL when off */
     int64_t cap, head;
-    ft_cuda_wcache_entry e[FT_WCACHE_ENTRIES];
-    int n;
+    ft_cuda_wcache_entry e[FT_WCACHE_ENTRIES]; /* slot i owns events ready[i], use[i] */
+    int cur;                                   /* the entry the current product reads, or -1 */
+    cudaStream_t ws;                           /* prefetch stream (NULL: no prefetching) */
+    cudaEvent_t ready[FT_WCACHE_ENTRIES], use[FT_WCACHE_ENTRIES], main_mark;
 } ft_cuda_wcache;
 
 typedef struct ft_gemm_key ft_gemm_key; /* matmul.cu */
@@ -158,15 +163,18 @@ void ft_cuda_load_forget(ft_backend_cuda *b, const void *ptr);
 /* ---- the cache of dequantized weights (wcache.cu) --------------------------------------------- */
 /* Gives the ring `bytes` of device memory (0: off; entries dropped either way). */
 ft_status ft_cuda_wcache_set(ft_backend_cuda *b, int64_t bytes);
+void ft_cuda_wcache_free(ft_backend_cuda *b); /* at destroy */
 /* What an entry is keyed by: the weight's storage (NF4 codes, else data). */
 const void *ft_cuda_wcache_key(const ft_weight *w);
-/* The cached BF16 copy of w, or NULL. */
-const void *ft_cuda_wcache_find(ft_backend_cuda *b, const ft_weight *w);
-/* Room for w's BF16 copy (bytes) at the ring's head, evicting what it overlaps; NULL when the
- * cache is off or too small. The caller fills it before any other op runs. */
-void *ft_cuda_wcache_put(ft_backend_cuda *b, const ft_weight *w, int64_t bytes);
+/* w's BF16 copy for a product on the main stream: *filled = 1 when cached (prefetched or kept),
+ * else room to dequantize into before any other op runs (*filled = 0); *out = NULL when the
+ * cache is off or too small. Call ft_cuda_wcache_used after the product is enqueued. */
+ft_status ft_cuda_wcache_get(ft_backend_cuda *b, const ft_weight *w, void **out, int *filled);
+ft_status ft_cuda_wcache_used(ft_backend_cuda *b);
+/* Dequantizes NF4 weight w into the ring on the prefetch stream (no-op when cached or off). */
+ft_status ft_cuda_wcache_prefetch(ft_backend_cuda *b, const ft_weight *w);
 /* Drops the entries whose weight data lies in [ptr, ptr + bytes) (memory written or freed). */
-void ft_cuda_wcache_forget(ft_backend_cuda *b, const void *ptr, int64_t bytes);
+ft_status ft_cuda_wcache_forget(ft_backend_cuda *b, const void *ptr, int64_t bytes);
 
 /* ---- NF4 quantization in pieces (nf4.cu), on the compute stream ------------------------------- */
 /* codes of elements [0, n) of one chunk (n % 64 == 0 unless it ends the tensor) from src[n] and
@@ -227,6 +235,8 @@ ft_status ft_cuda_adamw(ft_backend *be, float *p, const float *g, float *m, floa
                         const float *scalars);
 ft_status ft_cuda_nf4_quantize(ft_backend *be, ft_weight *w, const void *src, ft_dtype src_dtype);
 ft_status ft_cuda_nf4_dequantize(ft_backend *be, void *out, const ft_weight *w);
+/* The same on stream s (the weight cache's prefetch). */
+ft_status ft_cuda_nf4_dequantize_on(ft_backend_cuda *b, void *out, const ft_weight *w, cudaStream_t s);
 ft_status ft_cuda_clip_factor(ft_backend *be, float *scalars, const float *sumsq, double max_norm);
 
 #endif

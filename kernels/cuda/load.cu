@@ -232,7 +232,7 @@ static ft_status ft_load_chunk(ft_backend_cuda *b, const char *src, int64_t nbyt
 
 ft_status ft_cuda_weight_set(ft_backend *be, ft_weight *w, const void *src, ft_dtype src_dtype) {
     ft_backend_cuda *b = ft_cu(be);
-    ft_cuda_wcache_forget(b, ft_cuda_wcache_key(w), 1); /* the weight's values change */
+    FT_TRY(ft_cuda_wcache_forget(b, ft_cuda_wcache_key(w), 1)); /* the weight's values change */
     const int64_t n = ft_weight_numel(w), es = ft_dtype_nbytes(src_dtype, 1);
     if (n == 0) {
         w->nf4.offset = 0.0f;
@@ -289,7 +289,7 @@ ft_status ft_cuda_weight_set(ft_backend *be, ft_weight *w, const void *src, ft_d
 
 ft_status ft_cuda_weight_init(ft_backend *be, ft_weight *w, uint64_t seed, float mean, float scale) {
     ft_backend_cuda *b = ft_cu(be);
-    ft_cuda_wcache_forget(b, ft_cuda_wcache_key(w), 1); /* the weight's values change */
+    FT_TRY(ft_cuda_wcache_forget(b, ft_cuda_wcache_key(w), 1)); /* the weight's values change */
     const int64_t n = ft_weight_numel(w);
     if (n == 0) {
         w->nf4.offset = 0.0f;

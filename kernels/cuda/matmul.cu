@@ -265,12 +265,12 @@ ft_status ft_cuda_weight_bf16(ft_backend *be, const ft_weight *w, int slot, cons
     FT_TRY(ft_cuda_load_settle(be)); /* streamed NF4 weights get their offsets first */
     void *buf = NULL;
     if (slot == FT_SCR_WEIGHT) { /* frozen linear weights go through the cache when it is on */
-        const void *hit = ft_cuda_wcache_find(ft_cu(be), w);
-        if (hit) {
-            *out = hit;
+        int filled = 0;
+        FT_TRY(ft_cuda_wcache_get(ft_cu(be), w, &buf, &filled));
+        if (buf && filled) {
+            *out = buf;
             return FT_OK;
         }
-        buf = ft_cuda_wcache_put(ft_cu(be), w, 2 * (n > 0 ? n : 1));
     }
     if (!buf) FT_TRY(ft_cuda_scratch_get(be, slot, 2 * (n > 0 ? n : 1), &buf));
     if (w->dtype == FT_NF4) {
@@ -306,7 +306,8 @@ ft_status ft_cuda_linear(ft_backend *be, void *y, const void *x, const ft_weight
     if (bias) FT_TRY(ft_cuda_weight_bf16(be, bias, FT_SCR_BIAS, &b16));
     ft_backend_phase_note(be, FT_PHASE_GEMM);
     /* y^T[out,N] = W[out,in] . x^T[in,N] (+ y^T) (+ bias) */
-    return ft_cuda_gemm(be, 1, 0, out, N, in, 1.0f, w16, in, x, in, accumulate ? 1.0f : 0.0f, y, out, 0, b16);
+    FT_TRY(ft_cuda_gemm(be, 1, 0, out, N, in, 1.0f, w16, in, x, in, accumulate ? 1.0f : 0.0f, y, out, 0, b16));
+    return ft_cuda_wcache_used(ft_cu(be)); /* a prefetch may now overwrite the copy it read */
 }
 
 ft_status ft_cuda_linear_bwd_x(ft_backend *be, void *dx, const void *dy, const ft_weight *W, int64_t N,
@@ -318,7 +319,8 @@ ft_status ft_cuda_linear_bwd_x(ft_backend *be, void *dx, const void *dy, const f
     FT_TRY(ft_cuda_weight_bf16(be, W, FT_SCR_WEIGHT, &w16));
     ft_backend_phase_note(be, FT_PHASE_GEMM);
     /* dx^T[in,N] = W^T[in,out] . dy^T[out,N] */
-    return ft_cuda_gemm(be, 0, 0, in, N, out, 1.0f, w16, in, dy, out, accumulate ? 1.0f : 0.0f, dx, in, 0, NULL);
+    FT_TRY(ft_cuda_gemm(be, 0, 0, in, N, out, 1.0f, w16, in, dy, out, accumulate ? 1.0f : 0.0f, dx, in, 0, NULL));
+    return ft_cuda_wcache_used(ft_cu(be));
 }
 
 ft_status ft_cuda_lora_fwd(ft_backend *be, void *y, void *t, const void *xd, const float *A, const float *B,

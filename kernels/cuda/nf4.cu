@@ -164,7 +164,7 @@ ft_status ft_cuda_nf4_finish(ft_backend *be, ft_weight *w, const float *absmax, 
 
 ft_status ft_cuda_nf4_quantize(ft_backend *be, ft_weight *w, const void *src, ft_dtype src_dtype) {
     ft_backend_cuda *b = ft_cu(be);
-    ft_cuda_wcache_forget(b, ft_cuda_wcache_key(w), 1); /* the weight's values change */
+    FT_TRY(ft_cuda_wcache_forget(b, ft_cuda_wcache_key(w), 1)); /* the weight's values change */
     const int64_t n = ft_weight_numel(w), nb = ft_nf4_nblocks(n);
     if (n == 0) {
         w->nf4.offset = 0.0f;
@@ -182,12 +182,15 @@ ft_status ft_cuda_nf4_quantize(ft_backend *be, ft_weight *w, const void *src, ft
 }
 
 ft_status ft_cuda_nf4_dequantize(ft_backend *be, void *out, const ft_weight *w) {
-    ft_backend_cuda *b = ft_cu(be);
+    return ft_cuda_nf4_dequantize_on(ft_cu(be), out, w, ft_cu(be)->stream);
+}
+
+ft_status ft_cuda_nf4_dequantize_on(ft_backend_cuda *b, void *out, const ft_weight *w, cudaStream_t s) {
     const int64_t n = ft_weight_numel(w);
     if (n == 0) return FT_OK;
-    FT_TRY(ft_cuda_load_settle(be)); /* streamed weights get their offsets first */
+    FT_TRY(ft_cuda_load_settle(&b->base)); /* streamed weights get their offsets first */
     const int aligned16 = ((uintptr_t)out % 16) == 0;
-    ft_k_nf4_dequant<<<ft_grid_1d(ft_cdiv(n, 8), 256, 32LL * b->sm_count * 8), 256, 0, b->stream>>>(
+    ft_k_nf4_dequant<<<ft_grid_1d(ft_cdiv(n, 8), 256, 32LL * b->sm_count * 8), 256, 0, s>>>(
         (act_t *)out, ft_cu_view(w, b->nf4_tables), n, aligned16);
     FT_CUDA_LAUNCH_TRY("ft_k_nf4_dequant");
     return FT_OK;

@@ -356,8 +356,10 @@ fi
 
 # ---- ablate: what each speed change buys, measured in one run --------------------------------------------
 # The same bench (70B layer shapes, fewer layers) with each optimization switched off in turn: the
-# weight cache (FT_CUDA_WCACHE=0: 3 NF4 dequantizations per weight per step instead of 2) and the
-# tensor-core attention (FT_CUDA_ATTN=simt), at seq 4096 and at the dequant-bound seq 512. One row
+# dequantization on the second stream (FT_CUDA_PREFETCH=0: on the main stream, not overlapped), the
+# weight cache (FT_CUDA_WCACHE=0: 3 NF4 dequantizations per weight per step instead of 2, none
+# overlapped) and the tensor-core attention (FT_CUDA_ATTN=simt), at seq 4096 and at the
+# dequant-bound seq 512. One row
 # per variant: tokens/s, its ratio to the default, and the phases' mean milliseconds per timed step (docs/perf.md
 # records the predicted gain of each change beside these).
 ablate_table() {
@@ -392,8 +394,9 @@ if want ablate; then
     # shellcheck disable=SC2206
     args=(${FT_ABLATE_ARGS:---shape llama-3-70b --layers 8 --steps 4})
     for seq in 4096 512; do
-      for v in default wcache-off attn-simt; do
+      for v in default prefetch-off wcache-off attn-simt; do
         env=()
+        [ "$v" = prefetch-off ] && env=(FT_CUDA_PREFETCH=0)
         [ "$v" = wcache-off ] && env=(FT_CUDA_WCACHE=0)
         [ "$v" = attn-simt ] && env=(FT_CUDA_ATTN=simt)
         [ "$v" = attn-simt ] && [ "$seq" = 512 ] && continue # attention is small at 512
