@@ -117,7 +117,8 @@ use_carried_deps() {
   local debs=("$root"/build-gpudeps/*.deb)
   say "dependencies: unpacked ${#debs[@]} carried packages under $pre"
 }
-if want build || want ops || want e2e || want sanitize || want load || want resume || want bench || want context; then
+if want build || want ops || want e2e || want sanitize || want load || want resume || want bench || want ablate ||
+  want context; then
   if [ "${FT_GPU_DEPS:-}" = carried ] && use_carried_deps; then  # force the carried packages (testing)
     :
   elif have_system_deps; then
