@@ -76,6 +76,13 @@ overall=0
 say() { echo "run.sh: $*" | tee -a "$summary" >&2; }
 want() { local p; for p in "${phases[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
 mark() { result[$1]="$2"; [ "$2" = ok ] || [ "$2" = skipped ] || overall=1; }
+# have_ftune PHASE: the built ftune exists; else PHASE fails with a line saying so.
+have_ftune() {
+  [ -x "$ftune" ] && return 0
+  mark "$1" FAIL
+  say "$1: $ftune is missing (build first)"
+  return 1
+}
 
 if [ -x /usr/local/cuda/bin/nvcc ] && ! command -v nvcc >/dev/null 2>&1; then
   export PATH="/usr/local/cuda/bin:$PATH"
@@ -203,43 +210,38 @@ if want ops; then
 fi
 
 # ---- e2e: stories260K on both backends ---------------------------------------------------------------
-if want e2e; then
-  if [ ! -x "$ftune" ]; then
-    mark e2e FAIL
-    say "e2e: $ftune is missing (build first)"
-  else
-    args=(train --model "$root/models/stories260K" --tokens "$root/tests/fixtures/stories260K/sample_tokens.txt"
-          --steps "$steps" --quant nf4 --seed 42)
-    t0=$(date +%s)
-    "$ftune" "${args[@]}" --device cpu >"$OUT/train_cpu.log" 2>&1
-    rc_c=$?
-    "$ftune" "${args[@]}" --device cuda >"$OUT/train_cuda.log" 2>&1
-    rc_g=$?
-    secs=$(($(date +%s) - t0))
-    # step N loss X ... : compare at every step; a missing step or a NaN fails
-    cmp=$(awk -v tol="$e2e_tol" -v steps="$steps" '
-      FNR == 1 { f++ }
-      $1 == "step" && $3 == "loss" { if (f == 1) c[$2] = $4; else g[$2] = $4 }
-      END {
-        worst = 0; ws = 0; bad = 0
-        for (s = 1; s <= steps; s++) {
-          if (!(s in c) || !(s in g)) { if (++miss <= 3) printf "  step %d missing (cpu %s, cuda %s)\n", s, (s in c) ? "present" : "absent", (s in g) ? "present" : "absent"; bad++; continue }
-          d = c[s] - g[s]; if (d < 0) d = -d
-          r = (c[s] != 0) ? d / (c[s] < 0 ? -c[s] : c[s]) : d
-          if (g[s] != g[s] + 0 || g[s] == "nan" || g[s] == "-nan" || !(r <= tol)) bad++
-          if (r > worst) { worst = r; ws = s }
-          if (s <= 3 || s % 10 == 0 || !(r <= tol)) printf "  step %3d  cpu %.6f  cuda %.6f  rel %.2e%s\n", s, c[s], g[s], r, (r <= tol) ? "" : "  FAIL"
-        }
-        if (miss > 3) printf "  ... %d steps missing in all\n", miss
-        printf "RESULT %d %.3e %d\n", bad, worst, ws
-      }' "$OUT/train_cpu.log" "$OUT/train_cuda.log")
-    bad=$(echo "$cmp" | awk '/^RESULT/ {print $2}')
-    worst=$(echo "$cmp" | awk '/^RESULT/ {print $3" at step "$4}')
-    if [ $rc_c -eq 0 ] && [ $rc_g -eq 0 ] && [ "${bad:-1}" = 0 ]; then mark e2e ok; else mark e2e FAIL; fi
-    say "e2e: ${result[e2e]} in ${secs}s: stories260K nf4, $steps steps, cpu rc $rc_c, cuda rc $rc_g, worst loss gap $worst (tol $e2e_tol)"
-    echo "$cmp" | grep -v '^RESULT' | tee -a "$summary" >&2
-    [ $rc_g -eq 0 ] || tail -5 "$OUT/train_cuda.log" | sed 's/^/  /' | tee -a "$summary" >&2
-  fi
+if want e2e && have_ftune e2e; then
+  args=(train --model "$root/models/stories260K" --tokens "$root/tests/fixtures/stories260K/sample_tokens.txt"
+        --steps "$steps" --quant nf4 --seed 42)
+  t0=$(date +%s)
+  "$ftune" "${args[@]}" --device cpu >"$OUT/train_cpu.log" 2>&1
+  rc_c=$?
+  "$ftune" "${args[@]}" --device cuda >"$OUT/train_cuda.log" 2>&1
+  rc_g=$?
+  secs=$(($(date +%s) - t0))
+  # step N loss X ... : compare at every step; a missing step or a NaN fails
+  cmp=$(awk -v tol="$e2e_tol" -v steps="$steps" '
+    FNR == 1 { f++ }
+    $1 == "step" && $3 == "loss" { if (f == 1) c[$2] = $4; else g[$2] = $4 }
+    END {
+      worst = 0; ws = 0; bad = 0
+      for (s = 1; s <= steps; s++) {
+        if (!(s in c) || !(s in g)) { if (++miss <= 3) printf "  step %d missing (cpu %s, cuda %s)\n", s, (s in c) ? "present" : "absent", (s in g) ? "present" : "absent"; bad++; continue }
+        d = c[s] - g[s]; if (d < 0) d = -d
+        r = (c[s] != 0) ? d / (c[s] < 0 ? -c[s] : c[s]) : d
+        if (g[s] != g[s] + 0 || g[s] == "nan" || g[s] == "-nan" || !(r <= tol)) bad++
+        if (r > worst) { worst = r; ws = s }
+        if (s <= 3 || s % 10 == 0 || !(r <= tol)) printf "  step %3d  cpu %.6f  cuda %.6f  rel %.2e%s\n", s, c[s], g[s], r, (r <= tol) ? "" : "  FAIL"
+      }
+      if (miss > 3) printf "  ... %d steps missing in all\n", miss
+      printf "RESULT %d %.3e %d\n", bad, worst, ws
+    }' "$OUT/train_cpu.log" "$OUT/train_cuda.log")
+  bad=$(echo "$cmp" | awk '/^RESULT/ {print $2}')
+  worst=$(echo "$cmp" | awk '/^RESULT/ {print $3" at step "$4}')
+  if [ $rc_c -eq 0 ] && [ $rc_g -eq 0 ] && [ "${bad:-1}" = 0 ]; then mark e2e ok; else mark e2e FAIL; fi
+  say "e2e: ${result[e2e]} in ${secs}s: stories260K nf4, $steps steps, cpu rc $rc_c, cuda rc $rc_g, worst loss gap $worst (tol $e2e_tol)"
+  echo "$cmp" | grep -v '^RESULT' | tee -a "$summary" >&2
+  [ $rc_g -eq 0 ] || tail -5 "$OUT/train_cuda.log" | sed 's/^/  /' | tee -a "$summary" >&2
 fi
 
 # ---- sanitize: memory errors, shared-memory races and uninitialized reads on the real hardware -------
@@ -270,40 +272,30 @@ if want sanitize; then
 fi
 
 # ---- load: NF4 on the GPU identical to the CPU loader's; load time against read time --------------------
-if want load; then
-  if [ ! -x "$ftune" ]; then
-    mark load FAIL
-    say "load: $ftune is missing (build first)"
-  else
-    t0=$(date +%s)
-    synth="${FT_LOAD_DIR:-/tmp/ftune-synth-ckpt}"
-    lshape="${FT_LOAD_SHAPE:-llama-3-8b}"
-    : >"$OUT/load.log"
-    rc_l=0
-    "$ftune" bench --load "$root/models/stories260K" --device cuda --compare-cpu >>"$OUT/load.log" 2>&1 || rc_l=1
-    if [ ! -f "$synth/config.json" ]; then
-      "$ftune" bench --write-checkpoint "$synth" --shape "$lshape" --layers "${FT_LOAD_LAYERS:-8}" \
-        --shards "${FT_LOAD_SHARDS:-4}" >>"$OUT/load.log" 2>&1 || rc_l=1
-    fi
-    "$ftune" bench --load "$synth" --device cuda --compare-cpu >>"$OUT/load.log" 2>&1 || rc_l=1
-    if [ $rc_l -eq 0 ]; then mark load ok; else mark load FAIL; fi
-    say "load: ${result[load]} in $(($(date +%s) - t0))s (load.log)"
-    grep -E "^load |read \(second|load on|compared" "$OUT/load.log" | sed 's/^/  /' | tee -a "$summary" >&2
+if want load && have_ftune load; then
+  t0=$(date +%s)
+  synth="${FT_LOAD_DIR:-/tmp/ftune-synth-ckpt}"
+  lshape="${FT_LOAD_SHAPE:-llama-3-8b}"
+  : >"$OUT/load.log"
+  rc_l=0
+  "$ftune" bench --load "$root/models/stories260K" --device cuda --compare-cpu >>"$OUT/load.log" 2>&1 || rc_l=1
+  if [ ! -f "$synth/config.json" ]; then
+    "$ftune" bench --write-checkpoint "$synth" --shape "$lshape" --layers "${FT_LOAD_LAYERS:-8}" \
+      --shards "${FT_LOAD_SHARDS:-4}" >>"$OUT/load.log" 2>&1 || rc_l=1
   fi
+  "$ftune" bench --load "$synth" --device cuda --compare-cpu >>"$OUT/load.log" 2>&1 || rc_l=1
+  if [ $rc_l -eq 0 ]; then mark load ok; else mark load FAIL; fi
+  say "load: ${result[load]} in $(($(date +%s) - t0))s (load.log)"
+  grep -E "^load |read \(second|load on|compared" "$OUT/load.log" | sed 's/^/  /' | tee -a "$summary" >&2
 fi
 
 # ---- resume: exact resume on CUDA, and CUDA against CPU ---------------------------------------------------
-if want resume; then
-  if [ ! -x "$ftune" ]; then
-    mark resume FAIL
-    say "resume: $ftune is missing (build first)"
-  else
-    t0=$(date +%s)
-    mkdir -p "$build/resume" # the runs' own logs stay on the machine: $OUT brings back 8 files at most
-    if bash "$root/tests/gpu/resume.sh" "$ftune" "$root" "$build/resume" >"$OUT/resume.log" 2>&1; then mark resume ok; else mark resume FAIL; fi
-    say "resume: ${result[resume]} in $(($(date +%s) - t0))s: $(tail -1 "$OUT/resume.log")"
-    grep -E "^(FAIL|ok   cuda loss)" "$OUT/resume.log" | sed 's/^/  /' | tee -a "$summary" >&2
-  fi
+if want resume && have_ftune resume; then
+  t0=$(date +%s)
+  mkdir -p "$build/resume" # the runs' own logs stay on the machine: $OUT brings back 8 files at most
+  if bash "$root/tests/gpu/resume.sh" "$ftune" "$root" "$build/resume" >"$OUT/resume.log" 2>&1; then mark resume ok; else mark resume FAIL; fi
+  say "resume: ${result[resume]} in $(($(date +%s) - t0))s: $(tail -1 "$OUT/resume.log")"
+  grep -E "^(FAIL|ok   cuda loss)" "$OUT/resume.log" | sed 's/^/  /' | tee -a "$summary" >&2
 fi
 
 # ---- bench: random models of the real shapes --------------------------------------------------------------
@@ -328,31 +320,26 @@ for f in sys.argv[1:]:
         r["steps"][-1]["loss"], " ".join("%5.1f" % (100 * r["phase_ms"][p] / tot) for p in ph)))
 PYEOF
 }
-if want bench; then
-  if [ ! -x "$ftune" ]; then
-    mark bench FAIL
-    say "bench: $ftune is missing (build first)"
-  else
-    t0=$(date +%s)
-    rc_b=0
-    jsons=()
-    mkdir -p "$build/bench"
-    : >"$OUT/bench.log"
-    for shape in ${FT_BENCH_SHAPES:-llama-3-70b qwen3-32b mistral-small-24b}; do
-      rm -f "$build/bench/$shape.json"
-      # shellcheck disable=SC2086
-      "$ftune" bench --device cuda --shape "$shape" --seq "${FT_BENCH_SEQ:-4096}" --micro-batch 1 \
-        --steps "${FT_BENCH_STEPS:-10}" --peak --check --json "$build/bench/$shape.json" ${FT_BENCH_ARGS:-} \
-        >"$build/bench/$shape.log" 2>&1
-      rc=$?
-      { echo "== $shape (exit $rc)"; cat "$build/bench/$shape.log"; cat "$build/bench/$shape.json" 2>/dev/null; } >>"$OUT/bench.log"
-      [ $rc -eq 0 ] || { rc_b=1; say "bench: $shape exit $rc: $(tail -2 "$build/bench/$shape.log" | tr '\n' ' ')"; }
-      [ -s "$build/bench/$shape.json" ] && jsons+=("$build/bench/$shape.json")
-    done
-    if [ $rc_b -eq 0 ]; then mark bench ok; else mark bench FAIL; fi
-    say "bench: ${result[bench]} in $(($(date +%s) - t0))s (bench.log: each run's report and JSON)"
-    [ ${#jsons[@]} -gt 0 ] && bench_table "${jsons[@]}" | sed 's/^/  /' | tee -a "$summary" >&2
-  fi
+if want bench && have_ftune bench; then
+  t0=$(date +%s)
+  rc_b=0
+  jsons=()
+  mkdir -p "$build/bench"
+  : >"$OUT/bench.log"
+  for shape in ${FT_BENCH_SHAPES:-llama-3-70b qwen3-32b mistral-small-24b}; do
+    rm -f "$build/bench/$shape.json"
+    # shellcheck disable=SC2086
+    "$ftune" bench --device cuda --shape "$shape" --seq "${FT_BENCH_SEQ:-4096}" --micro-batch 1 \
+      --steps "${FT_BENCH_STEPS:-10}" --peak --check --json "$build/bench/$shape.json" ${FT_BENCH_ARGS:-} \
+      >"$build/bench/$shape.log" 2>&1
+    rc=$?
+    { echo "== $shape (exit $rc)"; cat "$build/bench/$shape.log"; cat "$build/bench/$shape.json" 2>/dev/null; } >>"$OUT/bench.log"
+    [ $rc -eq 0 ] || { rc_b=1; say "bench: $shape exit $rc: $(tail -2 "$build/bench/$shape.log" | tr '\n' ' ')"; }
+    [ -s "$build/bench/$shape.json" ] && jsons+=("$build/bench/$shape.json")
+  done
+  if [ $rc_b -eq 0 ]; then mark bench ok; else mark bench FAIL; fi
+  say "bench: ${result[bench]} in $(($(date +%s) - t0))s (bench.log: each run's report and JSON)"
+  [ ${#jsons[@]} -gt 0 ] && bench_table "${jsons[@]}" | sed 's/^/  /' | tee -a "$summary" >&2
 fi
 
 # ---- ablate: what each speed change buys, measured in one run --------------------------------------------
@@ -381,40 +368,35 @@ for arg in sys.argv[1:]:
           " ".join("%9.1f" % r["phase_ms"][p] for p in ph)))
 PYEOF
 }
-if want ablate; then
-  if [ ! -x "$ftune" ]; then
-    mark ablate FAIL
-    say "ablate: $ftune is missing (build first)"
-  else
-    t0=$(date +%s)
-    rc_a=0
-    args=()
-    rows=()
-    mkdir -p "$build/ablate"
-    : >"$OUT/ablate.log"
-    # shellcheck disable=SC2206
-    args=(${FT_ABLATE_ARGS:---shape llama-3-70b --layers 8 --steps 4})
-    for seq in 4096 512; do
-      for v in default prefetch-off wcache-off attn-simt; do
-        env=()
-        [ "$v" = prefetch-off ] && env=(FT_CUDA_PREFETCH=0)
-        [ "$v" = wcache-off ] && env=(FT_CUDA_WCACHE=0)
-        [ "$v" = attn-simt ] && env=(FT_CUDA_ATTN=simt)
-        [ "$v" = attn-simt ] && [ "$seq" = 512 ] && continue # attention is small at 512
-        j="$build/ablate/$v-$seq.json"
-        rm -f "$j"
-        env "${env[@]}" "$ftune" bench --device cuda --seq "$seq" --micro-batch 1 "${args[@]}" --json "$j" \
-          >"$build/ablate/$v-$seq.log" 2>&1
-        rc=$?
-        { echo "== $v seq $seq (exit $rc)"; cat "$build/ablate/$v-$seq.log"; } >>"$OUT/ablate.log"
-        [ $rc -eq 0 ] || { rc_a=1; say "ablate: $v seq $seq exit $rc: $(tail -2 "$build/ablate/$v-$seq.log" | tr '\n' ' ')"; }
-        [ -s "$j" ] && rows+=("$v=$j")
-      done
+if want ablate && have_ftune ablate; then
+  t0=$(date +%s)
+  rc_a=0
+  args=()
+  rows=()
+  mkdir -p "$build/ablate"
+  : >"$OUT/ablate.log"
+  # shellcheck disable=SC2206
+  args=(${FT_ABLATE_ARGS:---shape llama-3-70b --layers 8 --steps 4})
+  for seq in 4096 512; do
+    for v in default prefetch-off wcache-off attn-simt; do
+      env=()
+      [ "$v" = prefetch-off ] && env=(FT_CUDA_PREFETCH=0)
+      [ "$v" = wcache-off ] && env=(FT_CUDA_WCACHE=0)
+      [ "$v" = attn-simt ] && env=(FT_CUDA_ATTN=simt)
+      [ "$v" = attn-simt ] && [ "$seq" = 512 ] && continue # attention is small at 512
+      j="$build/ablate/$v-$seq.json"
+      rm -f "$j"
+      env "${env[@]}" "$ftune" bench --device cuda --seq "$seq" --micro-batch 1 "${args[@]}" --json "$j" \
+        >"$build/ablate/$v-$seq.log" 2>&1
+      rc=$?
+      { echo "== $v seq $seq (exit $rc)"; cat "$build/ablate/$v-$seq.log"; } >>"$OUT/ablate.log"
+      [ $rc -eq 0 ] || { rc_a=1; say "ablate: $v seq $seq exit $rc: $(tail -2 "$build/ablate/$v-$seq.log" | tr '\n' ' ')"; }
+      [ -s "$j" ] && rows+=("$v=$j")
     done
-    if [ $rc_a -eq 0 ]; then mark ablate ok; else mark ablate FAIL; fi
-    say "ablate: ${result[ablate]} in $(($(date +%s) - t0))s (ablate.log)"
-    [ ${#rows[@]} -gt 0 ] && ablate_table "${rows[@]}" | sed 's/^/  /' | tee -a "$summary" >&2
-  fi
+  done
+  if [ $rc_a -eq 0 ]; then mark ablate ok; else mark ablate FAIL; fi
+  say "ablate: ${result[ablate]} in $(($(date +%s) - t0))s (ablate.log)"
+  [ ${#rows[@]} -gt 0 ] && ablate_table "${rows[@]}" | sed 's/^/  /' | tee -a "$summary" >&2
 fi
 
 # ---- peft: the bench runs again through transformers + PEFT + bitsandbytes ----------------------------
@@ -531,33 +513,28 @@ print("--layers %d --seq %d --micro-batch %d" % (r["layers"], r["seq"], r["micro
 fi
 
 # ---- context: the longest sequence of the 70B shape, boundaries on the device and on the host -------------
-if want context; then
-  if [ ! -x "$ftune" ]; then
-    mark context FAIL
-    say "context: $ftune is missing (build first)"
-  else
-    t0=$(date +%s)
-    rc_c=0
-    jsons=()
-    mkdir -p "$build/context"
-    : >"$OUT/context.log"
-    for where in device host; do
-      extra=()
-      [ $where = host ] && extra=(--host-boundaries)
-      log="$build/context/$where.log" js="$build/context/$where.json"
-      rm -f "$js"
-      "$ftune" bench --device cuda --shape "${FT_CONTEXT_SHAPE:-llama-3-70b}" --seq max --micro-batch 1 \
-        --steps "${FT_CONTEXT_STEPS:-1}" "${extra[@]}" --json "$js" >"$log" 2>&1
-      rc=$?
-      { echo "== boundaries on the $where (exit $rc)"; cat "$log"; cat "$js" 2>/dev/null; } >>"$OUT/context.log"
-      [ $rc -eq 0 ] || rc_c=1
-      say "context ($where boundaries): exit $rc, $(grep -m1 -o 'seq [0-9]* (longest that fits)' "$log"), $(grep -m1 'peak memory' "$log" | sed 's/^ *//')"
-      [ -s "$js" ] && jsons+=("$js")
-    done
-    if [ $rc_c -eq 0 ]; then mark context ok; else mark context FAIL; fi
-    say "context: ${result[context]} in $(($(date +%s) - t0))s"
-    [ ${#jsons[@]} -gt 0 ] && bench_table "${jsons[@]}" | sed 's/^/  /' | tee -a "$summary" >&2
-  fi
+if want context && have_ftune context; then
+  t0=$(date +%s)
+  rc_c=0
+  jsons=()
+  mkdir -p "$build/context"
+  : >"$OUT/context.log"
+  for where in device host; do
+    extra=()
+    [ $where = host ] && extra=(--host-boundaries)
+    log="$build/context/$where.log" js="$build/context/$where.json"
+    rm -f "$js"
+    "$ftune" bench --device cuda --shape "${FT_CONTEXT_SHAPE:-llama-3-70b}" --seq max --micro-batch 1 \
+      --steps "${FT_CONTEXT_STEPS:-1}" "${extra[@]}" --json "$js" >"$log" 2>&1
+    rc=$?
+    { echo "== boundaries on the $where (exit $rc)"; cat "$log"; cat "$js" 2>/dev/null; } >>"$OUT/context.log"
+    [ $rc -eq 0 ] || rc_c=1
+    say "context ($where boundaries): exit $rc, $(grep -m1 -o 'seq [0-9]* (longest that fits)' "$log"), $(grep -m1 'peak memory' "$log" | sed 's/^ *//')"
+    [ -s "$js" ] && jsons+=("$js")
+  done
+  if [ $rc_c -eq 0 ]; then mark context ok; else mark context FAIL; fi
+  say "context: ${result[context]} in $(($(date +%s) - t0))s"
+  [ ${#jsons[@]} -gt 0 ] && bench_table "${jsons[@]}" | sed 's/^/  /' | tee -a "$summary" >&2
 fi
 
 # ---- the one summary table -----------------------------------------------------------------------------
