@@ -90,7 +90,7 @@ static void check_tiny(void) {
 }
 
 static void check_shapes(void) {
-    const char *names[] = {"llama-3-70b", "llama-3-8b", "qwen3-32b", "qwen3-14b", "mistral-small-24b", "tiny"};
+    const char *names[] = {"llama-3-70b", "llama-3-8b", "qwen3-32b", "qwen3-14b", "mistral-small-24b", "tiny", "tiny-d128"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         const ft_bench_shape *s = ft_bench_shape_find(names[i]);
         FT_CHECK(s != NULL, "shape %s", names[i]);
@@ -98,7 +98,7 @@ static void check_shapes(void) {
         ft_model_config cfg;
         FT_CHECK_OK(ft_bench_config(s, 0, 0, &cfg));
         FT_CHECK(cfg.hidden_size == s->C && cfg.num_hidden_layers == s->L && cfg.head_dim == s->D &&
-                     cfg.vocab_size == s->V && cfg.qk_norm == (strncmp(s->name, "qwen3", 5) == 0) &&
+                     cfg.vocab_size == s->V && cfg.qk_norm == (strcmp(s->arch, "Qwen3ForCausalLM") == 0) &&
                      cfg.sliding_window == 0 && !cfg.tie_word_embeddings,
                  "%s: config", s->name);
         FT_CHECK(cfg.rope.type == (s->llama3_rope ? FT_ROPE_LLAMA3 : FT_ROPE_DEFAULT), "%s: rope", s->name);

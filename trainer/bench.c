@@ -36,6 +36,9 @@ static const ft_bench_shape ft_shapes[] = {
     {"qwen3-14b", "Qwen3ForCausalLM", 5120, 17408, 40, 40, 8, 128, 151936, 1000000.0, 0, 1e-6},
     {"mistral-small-24b", "MistralForCausalLM", 5120, 32768, 40, 32, 8, 128, 131072, 100000000.0, 0, 1e-5},
     {"tiny", "LlamaForCausalLM", 128, 384, 2, 4, 2, 32, 512, 10000.0, 0, 1e-5},
+    /* head_dim 128 and q/k-norm at a tiny width: the tensor-core attention inside a training step,
+     * small enough to compare the CUDA and CPU backends step by step (tests/gpu/run.sh e2e) */
+    {"tiny-d128", "Qwen3ForCausalLM", 256, 512, 2, 4, 2, 128, 512, 1000000.0, 0, 1e-6},
 };
 
 const ft_bench_shape *ft_bench_shape_find(const char *name) {
@@ -44,7 +47,9 @@ const ft_bench_shape *ft_bench_shape_find(const char *name) {
     return NULL;
 }
 
-const char *ft_bench_shape_list(void) { return "llama-3-70b, llama-3-8b, qwen3-32b, qwen3-14b, mistral-small-24b, tiny"; }
+const char *ft_bench_shape_list(void) {
+    return "llama-3-70b, llama-3-8b, qwen3-32b, qwen3-14b, mistral-small-24b, tiny, tiny-d128";
+}
 
 void ft_bench_config_json(const ft_bench_shape *s, int64_t layers, int64_t vocab, char *json, size_t cap) {
     char extra[512] = "";

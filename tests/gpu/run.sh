@@ -242,6 +242,32 @@ if want e2e && have_ftune e2e; then
   say "e2e: ${result[e2e]} in ${secs}s: stories260K nf4, $steps steps, cpu rc $rc_c, cuda rc $rc_g, worst loss gap $worst (tol $e2e_tol)"
   echo "$cmp" | grep -v '^RESULT' | tee -a "$summary" >&2
   [ $rc_g -eq 0 ] || tail -5 "$OUT/train_cuda.log" | sed 's/^/  /' | tee -a "$summary" >&2
+  # stories260K has head_dim 8 (the SIMT attention): the tensor-core attention (head_dim 128) and
+  # q/k-norm inside training steps come from the bench shape tiny-d128, the same random model and
+  # batches on both backends, loss compared at every step with the same tolerance
+  for dev in cpu cuda; do
+    "$ftune" bench --device "$dev" --shape tiny-d128 --seq 256 --micro-batch 2 --steps "${FT_E2E_D128_STEPS:-20}" \
+      --json "$build/e2e_d128_$dev.json" >"$build/e2e_d128_$dev.log" 2>&1 || echo "exit $? on $dev" >>"$build/e2e_d128_$dev.log"
+  done
+  cat "$build/e2e_d128_cpu.log" "$build/e2e_d128_cuda.log" >>"$OUT/train_cuda.log"
+  d128=$(python3 - "$build/e2e_d128_cpu.json" "$build/e2e_d128_cuda.json" "$e2e_tol" <<'PYEOF'
+import json, math, sys
+try:
+    c, g = (json.load(open(f))["steps"] for f in sys.argv[1:3])
+except Exception as e:
+    print("FAIL no result (%s)" % e); sys.exit()
+tol, worst, bad = float(sys.argv[3]), 0.0, 0
+for a, b in zip(c, g):
+    r = abs(a["loss"] - b["loss"]) / max(abs(a["loss"]), 1e-30)
+    bad += not (r <= tol) or not math.isfinite(b["loss"])
+    worst = max(worst, r) if math.isfinite(r) else float("inf")
+bad += len(c) != len(g) or len(c) == 0
+print("%s %d steps, worst loss gap %.2e, first %.5f/%.5f, last %.5f/%.5f (cpu/cuda)" % ("ok" if bad == 0 else "FAIL",
+      len(g), worst, c[0]["loss"], g[0]["loss"], c[-1]["loss"], g[-1]["loss"]))
+PYEOF
+)
+  case "$d128" in ok*) ;; *) mark e2e FAIL ;; esac
+  say "e2e: tiny-d128 (tensor-core attention, q/k-norm): $d128"
 fi
 
 # ---- sanitize: memory errors, shared-memory races and uninitialized reads on the real hardware -------
