@@ -47,7 +47,7 @@ static ft_status ft_wc_evict(ft_backend_cuda *b, int i, cudaStream_t s) {
 }
 
 /* Waits for the prefetch stream and releases the arena, its stream and events. */
-static void ft_wc_release(ft_backend_cuda *b) {
+void ft_cuda_wcache_free(ft_backend_cuda *b) {
     ft_cuda_wcache *c = &b->wcache;
     if (c->ws) (void)cudaStreamSynchronize(c->ws); /* no prefetch may still write the arena */
     if (c->arena) {
@@ -64,13 +64,11 @@ static void ft_wc_release(ft_backend_cuda *b) {
     c->cur = -1;
 }
 
-void ft_cuda_wcache_free(ft_backend_cuda *b) { ft_wc_release(b); }
-
 ft_status ft_cuda_wcache_set(ft_backend_cuda *b, int64_t bytes) {
     ft_cuda_wcache *c = &b->wcache;
     bytes = bytes > 0 ? ft_cuda_scratch_bytes(bytes) : 0;
     if (bytes == c->cap) return FT_OK;
-    ft_wc_release(b);
+    ft_cuda_wcache_free(b);
     if (bytes == 0) return FT_OK;
     void *p = NULL;
     ft_status st = ft_cuda_raw_alloc(b, &p, bytes);
