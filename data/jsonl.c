@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "kernels/fileio.h"
+#include "kernels/json.h"
 #include "kernels/log.h"
 #include "kernels/mem.h"
 
@@ -412,6 +413,7 @@ static ft_status jl_next_array(ft_jsonl *r, const ft_record **rec) {
         r->array_state = 1;
         r->line_no = line;
         r->cur = v;
+        FT_TRY(ft_json_dedupe(v, r->path)); /* a repeated key: the last wins, as json.load */
         int ready;
         ft_status st = jl_take(r, v, line, &ready);
         if (st != FT_OK) return st;
@@ -451,18 +453,20 @@ ft_status ft_jsonl_next(ft_jsonl *r, const ft_record **rec) {
             r->st.blank++;
             continue;
         }
-        const char *end = NULL;
-        /* cJSON wants the terminating NUL inside the length to accept the end of input. */
-        cJSON *v = cJSON_ParseWithLengthOpts(s, (size_t)n + 1, &end, 1);
+        /* one JSON value, only whitespace after it (as json.loads(line)); a repeated key: the last wins */
+        int64_t at = 0;
+        int after = 0;
+        cJSON *v = ft_json_parse_quiet(s, (int64_t)n, &at, &after);
         if (!v) {
             char err[128];
-            long col = end ? (long)(end - s) + 1 : 0;
             if (memchr(s, 0, (size_t)n)) snprintf(err, sizeof err, "NUL byte in line");
-            else snprintf(err, sizeof err, "invalid JSON near column %ld", col);
+            else if (after) snprintf(err, sizeof err, "invalid JSON: unexpected data after the value at column %lld", (long long)at + 1);
+            else snprintf(err, sizeof err, "invalid JSON near column %lld", (long long)at + 1);
             FT_TRY(jl_bad(r, r->line_no, err));
             continue;
         }
         r->cur = v;
+        FT_TRY(ft_json_dedupe(v, r->path));
         int ready;
         FT_TRY(jl_take(r, v, r->line_no, &ready));
         if (ready) {

@@ -16,6 +16,7 @@
 
 #include "kernels/le.h"
 #include "kernels/fileio.h"
+#include "kernels/json.h"
 #include "kernels/log.h"
 #include "kernels/mem.h"
 
@@ -343,9 +344,12 @@ ft_status ft_shards_load(const char *index_path, const char *fingerprint, ft_exa
     int64_t len;
     FT_TRY(ft_read_file(index_path, 0, &text, &len, NULL));
     ft_status st = FT_OK;
-    cJSON *idx = cJSON_ParseWithLength(text, (size_t)len);
+    cJSON *idx = NULL;
+    char what[4200];
+    snprintf(what, sizeof what, "%s (shard index)", index_path);
+    st = ft_json_parse(text, len, what, &idx);
     free(text);
-    if (!idx) return FT_ERR(FT_E_FORMAT, "%s: shard index is not valid JSON", index_path);
+    FT_TRY(st);
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(idx, "format");
     const cJSON *fp = cJSON_GetObjectItemCaseSensitive(idx, "fingerprint");
     const cJSON *shards = cJSON_GetObjectItemCaseSensitive(idx, "shards");

@@ -9,6 +9,7 @@
 
 #include "data/tokenizer_impl.h"
 #include "kernels/fileio.h"
+#include "kernels/json.h"
 #include "kernels/log.h"
 #include "kernels/mem.h"
 
@@ -34,8 +35,8 @@ static ft_status ft_tok_cfg_id(ft_tok *t, const cJSON *cfg, const char *key, con
 }
 
 ft_status ft_tok_parse_config(ft_tok *t, const char *json, int64_t len, const char *path) {
-    cJSON *cfg = cJSON_ParseWithLength(json, (size_t)len);
-    if (!cfg) return FT_ERR(FT_E_FORMAT, "%s: not valid JSON", path);
+    cJSON *cfg = NULL;
+    FT_TRY(ft_json_parse(json, len, path, &cfg)); /* as transformers reads it: a repeated key, the last wins */
     ft_status st = FT_OK;
     if (!cJSON_IsObject(cfg)) st = FT_ERR(FT_E_FORMAT, "%s: not a JSON object", path);
     if (st == FT_OK) st = ft_tok_cfg_id(t, cfg, "bos_token", path, &t->bos_id);

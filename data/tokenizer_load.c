@@ -9,6 +9,7 @@
 
 #include "data/tokenizer_impl.h"
 #include "data/unicode.h"
+#include "kernels/json.h"
 #include "kernels/mem.h"
 
 #define P (t->path)
@@ -137,7 +138,10 @@ static ft_status ft_tok_pattern(ft_tok *t, const cJSON *pat, const char *what, p
     if (re && src[0]) {
         char err[200];
         *re = ft_tok_compile_regex(src, (int64_t)strlen(src), s != NULL, err, sizeof err);
-        if (!*re) return FT_ERR(FT_E_FORMAT, "%s: %s regex /%s/: %s", P, what, src, err);
+        if (!*re) {
+            if (str) free(*str), *str = NULL; /* the caller owns nothing on failure */
+            return FT_ERR(FT_E_FORMAT, "%s: %s regex /%s/: %s", P, what, src, err);
+        }
     }
     return FT_OK;
 }
@@ -236,8 +240,7 @@ static ft_status ft_tok_parse_pre(ft_tok *t, const cJSON *j) {
     ft_tok_pre p = {0};
     if (!strcmp(type, "Split")) {
         p.kind = FT_PRE_SPLIT;
-        FT_TRY(ft_tok_pattern(t, cJSON_GetObjectItemCaseSensitive(j, "pattern"), "Split pre_tokenizer", &p.re,
-                              &p.empty_pattern, NULL, NULL));
+        /* the behavior is checked before the pattern is compiled, so that an error leaks no regex */
         const char *b = ft_json_str(j, "behavior");
         if (!b || !strcmp(b, "Isolated")) p.behavior = FT_SPLIT_ISOLATED;
         else if (!strcmp(b, "Removed")) p.behavior = FT_SPLIT_REMOVED;
@@ -246,6 +249,8 @@ static ft_status ft_tok_parse_pre(ft_tok *t, const cJSON *j) {
         else if (!strcmp(b, "Contiguous")) p.behavior = FT_SPLIT_CONTIGUOUS;
         else return FT_ERR(FT_E_FORMAT, "%s: unknown Split behavior \"%s\"", P, b);
         p.invert = ft_json_bool(j, "invert", 0);
+        FT_TRY(ft_tok_pattern(t, cJSON_GetObjectItemCaseSensitive(j, "pattern"), "Split pre_tokenizer", &p.re,
+                              &p.empty_pattern, NULL, NULL));
     } else if (!strcmp(type, "ByteLevel")) {
         p.kind = FT_PRE_BYTELEVEL;
         p.add_prefix_space = ft_json_bool(j, "add_prefix_space", 1);
@@ -293,10 +298,10 @@ static ft_status ft_tok_parse_dec(ft_tok *t, const cJSON *j) {
         int bl = 0;
         uint32_t cp;
         FT_TRY(ft_tok_utf8_char(t, r ? r : "\xE2\x96\x81", "Metaspace replacement", buf, &bl, &cp));
-        FT_TRY(ft_tok_strdup(&d.a, buf, d.alen = bl));
         ft_tok_prepend_scheme ps;
-        FT_TRY(ft_tok_parse_prepend(t, j, &ps));
+        FT_TRY(ft_tok_parse_prepend(t, j, &ps)); /* before the copy below, which an error would leak */
         d.prepend = ps != FT_PREPEND_NEVER;
+        FT_TRY(ft_tok_strdup(&d.a, buf, d.alen = bl));
     } else if (!strcmp(type, "Replace")) {
         d.kind = FT_DEC_REPLACE;
         const cJSON *pat = cJSON_GetObjectItemCaseSensitive(j, "pattern");
@@ -598,9 +603,8 @@ static ft_status ft_tok_build_pieces(ft_tok *t) {
 }
 
 ft_status ft_tok_parse_json(ft_tok *t, const char *json, int64_t len) {
-    cJSON *root = cJSON_ParseWithLength(json, (size_t)len);
-    if (!root) return FT_ERR(FT_E_FORMAT, "%s: not valid JSON (near byte %lld)", P,
-                             (long long)(cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() - json : 0));
+    cJSON *root = NULL;
+    FT_TRY(ft_json_parse(json, len, P, &root)); /* trailing data rejected; a repeated key: the last wins */
     ft_status st = FT_OK;
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     const cJSON *trunc = cJSON_GetObjectItemCaseSensitive(root, "truncation");

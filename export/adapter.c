@@ -14,6 +14,7 @@
 #include "export/gguf.h"
 #include "export/safetensors_write.h"
 #include "kernels/fileio.h"
+#include "kernels/json.h"
 #include "kernels/log.h"
 #include "kernels/mem.h"
 #include "trainer/safetensors_read.h"
@@ -89,9 +90,10 @@ ft_status ft_adapter_load(ft_adapter *a, const char *path) {
     FT_TRY(ft_adapter_resolve(path, a->dir, sizeof a->dir));
     snprintf(cfgp, sizeof cfgp, "%s/adapter_config.json", a->dir);
     snprintf(stp, sizeof stp, "%s/adapter_model.safetensors", a->dir);
-    FT_CHECK_GOTO(st, ft_read_file(cfgp, 0, &text, NULL, NULL), fail);
-    j = cJSON_Parse(text);
-    if (!j || !cJSON_IsObject(j)) {
+    int64_t text_len = 0;
+    FT_CHECK_GOTO(st, ft_read_file(cfgp, 0, &text, &text_len, NULL), fail);
+    FT_CHECK_GOTO(st, ft_json_parse(text, text_len, cfgp, &j), fail); /* as peft reads it: last key wins */
+    if (!cJSON_IsObject(j)) {
         st = FT_ERR(FT_E_FORMAT, "%s: not a JSON object", cfgp);
         goto fail;
     }

@@ -64,6 +64,8 @@ int64_t ft_ggml_type_size(int t) {
 int64_t ft_ggml_row_size(int t, int64_t n) {
     const ft_ggml_traits *tr = ft_tr(t);
     if (!tr || n < 0 || n % tr->blck) return -1;
+    /* a file can declare any ne[0]: -1 rather than a signed overflow for a row of over 8 EiB */
+    if (n / tr->blck > INT64_MAX / tr->size) return -1;
     return n / tr->blck * tr->size;
 }
 int ft_ggml_can_encode(int t) {

@@ -237,8 +237,12 @@ ft_status ft_gguf_open(ft_gguf **out, const char *path) {
                  (long long)t->ne[0], ft_ggml_type_name(type));
         int64_t rs = ft_ggml_row_size(type, t->ne[0]);
         int64_t rows = t->ne[0] ? t->nelem / t->ne[0] : 0;
-        if (rows && rs > INT64_MAX / rows) FAIL("%s: tensor %s: too large", path, t->name);
+        if (rs < 0 || (rows && rs > INT64_MAX / rows)) FAIL("%s: tensor %s: too large", path, t->name);
         t->nbytes = rs * rows;
+        /* checked here, not only after the loop, so that `expect` below cannot overflow */
+        if (t->nbytes > g->size)
+            FAIL("%s: tensor %s: %lld bytes of data, more than the whole file (truncated file?)", path, t->name,
+                 (long long)t->nbytes);
         t->offset = (int64_t)off;
         if ((int64_t)off != expect)
             FAIL("%s: tensor %s: data offset %llu, expected %lld (tensors must be consecutive)", path, t->name,

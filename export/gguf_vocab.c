@@ -9,6 +9,7 @@
 
 #include "export/export_util.h"
 #include "kernels/fileio.h"
+#include "kernels/json.h"
 #include "kernels/log.h"
 #include "kernels/mem.h"
 
@@ -28,11 +29,12 @@ void ft_vocab_info_free(ft_vocab_info *info) {
 
 static cJSON *ft_load_json(const char *path, ft_status *st) {
     char *text = NULL;
-    *st = ft_read_file(path, 0, &text, NULL, NULL);
+    int64_t len = 0;
+    *st = ft_read_file(path, 0, &text, &len, NULL);
     if (*st != FT_OK) return NULL;
-    cJSON *j = cJSON_Parse(text);
+    cJSON *j = NULL;
+    *st = ft_json_parse(text, len, path, &j); /* as transformers reads it: last key wins */
     free(text);
-    if (!j) *st = FT_ERR(FT_E_FORMAT, "%s: not valid JSON", path);
     return j;
 }
 

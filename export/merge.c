@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "export/export_util.h"
 #include "export/gguf.h"
@@ -429,7 +430,8 @@ static ft_status ft_merge_safetensors(const ft_merge_opts *o, ft_st_model *sm) {
     ft_stw *w = NULL;
     ft_src *srcs = NULL;
     char p[4200], q[4200];
-    if (mkdir(o->out, 0755) != 0 && errno != EEXIST)
+    int created = mkdir(o->out, 0755) == 0; /* removed again if the merge fails and leaves it empty */
+    if (!created && errno != EEXIST)
         return FT_ERR(FT_E_IO, "%s: cannot create directory: %s", o->out, strerror(errno));
     if (!ft_is_dir(o->out)) return FT_ERR(FT_E_IO, "%s: not a directory", o->out);
     int64_t n = ft_st_count(sm);
@@ -454,6 +456,14 @@ static ft_status ft_merge_safetensors(const ft_merge_opts *o, ft_st_model *sm) {
             if (t->ndim == 2 && ft_hf_linear(t->name, &layer, &lin)) {
                 if (o->adapter) s->mod = ft_adapter_find(o->adapter, layer, lin);
                 s->nf4 = o->merge_into_nf4;
+                /* the delta is B[out, r] @ A[r, in] added row by row: a base tensor of another shape
+                 * (e.g. transposed, same size) would be read and written out of bounds */
+                if (s->mod && (s->mod->out != s->rows || s->mod->in != s->cols)) {
+                    st = FT_ERR(FT_E_FORMAT, "%s: tensor %s has shape [%lld, %lld] but the adapter's module is [%lld, %lld]",
+                                t->shard, t->name, (long long)s->rows, (long long)s->cols, (long long)s->mod->out,
+                                (long long)s->mod->in);
+                    goto done;
+                }
             }
             FT_CHECK_GOTO(st, ft_stw_add_fill(w, t->name, t->st_dtype, t->ndim, t->shape, ft_src_fill, s), done);
         } else {
@@ -476,6 +486,7 @@ done:
     if (srcs)
         for (int64_t i = 0; i < n; i++) ft_src_free(&srcs[i]);
     free(srcs);
+    if (st != FT_OK && created) rmdir(o->out); /* only when empty: what a failed copy left is kept */
     return st;
 }
 

@@ -30,6 +30,9 @@ void ft_backend_free(ft_backend *be) {
 }
 ft_backend_kind ft_backend_kind_of(const ft_backend *be) { return be->vt->kind; }
 const char *ft_backend_name(const ft_backend *be) { return be->vt->name; }
+const char *ft_backend_device_name(const ft_backend *be) {
+    return be->device_name[0] ? be->device_name : be->vt->name;
+}
 ft_dtype ft_backend_act_dtype(const ft_backend *be) { return be->vt->act_dtype; }
 
 static double ft_mib(int64_t b) { return (double)b / (1 << 20); }

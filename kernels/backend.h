@@ -25,6 +25,10 @@ void ft_backend_free(ft_backend *be);
 
 ft_backend_kind ft_backend_kind_of(const ft_backend *be);
 const char *ft_backend_name(const ft_backend *be);
+/* The device's own name, for matching it to a planning profile (trainer/plan.h
+ * ft_plan_device_detect): CUDA's cudaDeviceProp.name ("NVIDIA H100 80GB HBM3"), else the backend's
+ * name ("cpu"). */
+const char *ft_backend_device_name(const ft_backend *be);
 ft_dtype ft_backend_act_dtype(const ft_backend *be);
 
 /* Backend memory. `what` names the allocation in out-of-memory messages. */

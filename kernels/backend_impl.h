@@ -84,6 +84,7 @@ struct ft_backend {
     ft_oom_explain_fn oom_fn;
     void *oom_user;
     int64_t mem_limit;                 /* ft_backend_set_memory_limit (0: none) */
+    char device_name[256];             /* ft_backend_device_name; set at creation (empty: vt->name) */
 };
 
 /* Backends call this from their release() with the size they freed (backend.c added it to

@@ -280,7 +280,47 @@ static void test_mix_rules(void) {
     FT_CHECK(ft_merge_tensor_type(FT_MERGE_BF16, "blk.0.attn_q.weight", 2, 64, 0, 5, 0, 5, 0, 0) == FT_GGML_BF16, "bf16");
 }
 
+/* Hand-built headers with hostile tensor dimensions (found by the fuzz sweep): one tensor "x",
+ * no metadata, 32 bytes of data. Each must be a clean FT_E_FORMAT, not a signed overflow in the
+ * row size or in the running data offset. */
+static void test_hostile_dims(void) {
+    struct { int32_t type; int64_t ne0, ne1; const char *what; } cases[] = {
+        {FT_GGML_F32, INT64_MAX, 1, "f32 ne[0] = INT64_MAX (row size overflows)"},
+        {FT_GGML_Q8_0, INT64_MAX / 32 * 32, 1, "q8_0 ne[0] near INT64_MAX"},
+        {FT_GGML_F32, 1, INT64_MAX / 4 + 1, "f32 rows * 4 bytes overflows"},
+        {FT_GGML_F32, 1 << 20, 1 << 20, "4 TiB tensor in a tiny file"},
+    };
+    char path[4200];
+    snprintf(path, sizeof path, "%s/dims.gguf", ft_test_tmpdir());
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        uint8_t b[256] = {0}, *p = b;
+        const uint32_t version = 3, nd = 2;
+        const uint64_t nt = 1, nkv = 0, name_len = 1, off = 0;
+        memcpy(p, "GGUF", 4), p += 4;
+        memcpy(p, &version, 4), p += 4;
+        memcpy(p, &nt, 8), p += 8;
+        memcpy(p, &nkv, 8), p += 8;
+        memcpy(p, &name_len, 8), p += 8;
+        *p++ = 'x';
+        memcpy(p, &nd, 4), p += 4;
+        memcpy(p, &cases[k].ne0, 8), p += 8;
+        memcpy(p, &cases[k].ne1, 8), p += 8;
+        memcpy(p, &cases[k].type, 4), p += 4;
+        memcpy(p, &off, 8), p += 8;
+        size_t len = (size_t)(p - b + 31) / 32 * 32 + 32;
+        FILE *fo = fopen(path, "wb");
+        fwrite(b, 1, len, fo);
+        fclose(fo);
+        ft_gguf *g = NULL;
+        ft_status st = ft_gguf_open(&g, path);
+        FT_CHECK(st == FT_E_FORMAT && strstr(ft_error_msg(), "dims.gguf"), "%s: status %d, %s", cases[k].what, (int)st,
+                 st ? ft_error_msg() : "accepted");
+        if (st == FT_OK) ft_gguf_close(g);
+    }
+}
+
 int main(void) {
+    test_hostile_dims();
     test_quant_golden();
     test_roundtrip_errors();
     test_write_read();

@@ -447,6 +447,54 @@ static void test_real_checkpoints(void) {
     printf("ok   %d transformers checkpoints match the tables\n", n);
 }
 
+/* config.json as transformers reads it (json.load): a repeated key means its last value, and nothing but
+ * whitespace may follow the object (cJSON alone reads the first occurrence and accepts a prefix). */
+static void write_config(const char *file, const char *json) {
+    FILE *f = fopen(file, "w");
+    fputs(json, f);
+    fclose(f);
+}
+
+static void test_json_rules(void) {
+    char base[4096], json[4200], dir[1024], file[1100];
+    build_config(base, sizeof base, NULL, 0);
+    size_t bl = strlen(base);
+    snprintf(dir, sizeof dir, "%s/jsonrules", ft_test_tmpdir());
+    mkdir(dir, 0755);
+    snprintf(file, sizeof file, "%s/config.json", dir);
+    ft_model_config c;
+    /* num_hidden_layers 2 in the base; repeated after it (7) and before it (9): the last one counts */
+    snprintf(json, sizeof json, "%.*s, \"num_hidden_layers\": 7}", (int)(bl - 1), base);
+    write_config(file, json);
+    FT_CHECK_OK(ft_cfg_load(&c, dir));
+    FT_CHECK(c.num_hidden_layers == 7, "duplicate num_hidden_layers: last value (7), got %lld",
+             (long long)c.num_hidden_layers);
+    snprintf(json, sizeof json, "{\"num_hidden_layers\": 9, %s", base + 1);
+    write_config(file, json);
+    FT_CHECK_OK(ft_cfg_load(&c, dir));
+    FT_CHECK(c.num_hidden_layers == 2, "duplicate num_hidden_layers first: last value (2), got %lld",
+             (long long)c.num_hidden_layers);
+    /* nested: rope_scaling with rope_type twice */
+    snprintf(json, sizeof json, "%.*s, \"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 2.0, \"rope_type\": \"linear\"}}",
+             (int)(bl - 1), base);
+    write_config(file, json);
+    FT_CHECK_OK(ft_cfg_load(&c, dir));
+    FT_CHECK(c.rope.type == FT_ROPE_LINEAR && c.rope.factor == 2.0, "nested duplicate rope_type: last (linear)");
+    /* trailing whitespace is fine, trailing garbage is not */
+    snprintf(json, sizeof json, "%s\n\n  \t\r\n", base);
+    write_config(file, json);
+    FT_CHECK_OK(ft_cfg_load(&c, dir));
+    snprintf(json, sizeof json, "%s\n}\n", base);
+    write_config(file, json);
+    c.hidden_size = 77;
+    ft_status st = ft_cfg_load(&c, dir);
+    const char *msg = ft_error_msg();
+    FT_CHECK(st == FT_E_FORMAT && strstr(msg, file) && strstr(msg, "unexpected data after the JSON value at byte") &&
+                 c.hidden_size == 0,
+             "trailing garbage rejected naming the file: %s", msg);
+    printf("ok   config.json: duplicate keys last-wins, trailing garbage rejected\n");
+}
+
 int main(void) {
     test_tables();
     test_real_checkpoints();
@@ -454,5 +502,6 @@ int main(void) {
     test_shapes();
     test_variants();
     test_bad_configs();
+    test_json_rules();
     return ft_test_finish();
 }

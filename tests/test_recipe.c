@@ -132,6 +132,31 @@ static void test_bad(void) {
     }
 }
 
+/* Deeply nested YAML (fuzz sweep): libyaml alone takes minutes on 200 KB of brackets, so the
+ * loader refuses a recipe nested deeper than any real one, in the file and in a --set list. */
+static void test_deep(void) {
+    const int n = 20000;
+    char *y = malloc((size_t)(2 * n) + 256), *set = malloc((size_t)(2 * n) + 256);
+    char *p = y + sprintf(y, BASE "  lr: ");
+    memset(p, '[', (size_t)n), memset(p + n, ']', (size_t)n), p[2 * n] = 0;
+    write_text(g_path, y);
+    ft_recipe r;
+    ft_status st = ft_recipe_load(&r, g_path, NULL, 0);
+    FT_CHECK(st == FT_E_FORMAT && strstr(ft_error_msg(), "r.yaml:7:37: malformed YAML: nested more than 32 levels deep"),
+             "deep file: %s", st ? ft_error_msg() : "accepted");
+    if (st == FT_OK) ft_recipe_free(&r);
+    write_text(g_path, BASE);
+    p = set + sprintf(set, "data.train=");
+    memset(p, '[', (size_t)n), memset(p + n, ']', (size_t)n), p[2 * n] = 0;
+    const char *sets[1] = {set};
+    st = ft_recipe_load(&r, g_path, sets, 1);
+    FT_CHECK(st == FT_E_ARG && strstr(ft_error_msg(), "data.train: malformed list: nested more than"),
+             "deep --set: %s", st ? ft_error_msg() : "accepted");
+    if (st == FT_OK) ft_recipe_free(&r);
+    free(y);
+    free(set);
+}
+
 static void test_good(void) {
     const char *tmp = ft_test_tmpdir();
     char sub[4200], path[4300], want[4400];
@@ -283,7 +308,7 @@ static void test_files(void) {
 
 /* Every recipe in recipes/ loads and plans; the demo's files are in the repo; each fits the
  * device it is written for (named in the file name: -h100, -spark) and states its planned total
- * in its header comment. */
+ * (and, for a GPU, its planned tokens/s) in its header comment. */
 static void test_shipped(void) {
     char dir[4300];
     snprintf(dir, sizeof dir, "%s/recipes", ft_test_src_dir());
@@ -317,6 +342,11 @@ static void test_shipped(void) {
         ft_plan_format_bytes(plan->total_bytes, want, sizeof want);
         FT_CHECK(text && strstr(text, want), "%s: header comment should state the planned total '%s' (device %s)",
                  e->d_name, want, device);
+        if (strcmp(device, "cpu") != 0) { /* a CPU's rate depends on the machine; a GPU profile's does not */
+            snprintf(want, sizeof want, "~%.0f tokens/s", plan->tokens_per_s);
+            FT_CHECK(text && strstr(text, want), "%s: header comment should state the planned rate '%s' (device %s)",
+                     e->d_name, want, device);
+        }
         free(text);
         free(plan);
         ft_recipe_free(&r);
@@ -358,6 +388,7 @@ static void test_docs(void) {
 int main(void) {
     snprintf(g_path, sizeof g_path, "%s/r.yaml", ft_test_tmpdir());
     test_bad();
+    test_deep();
     test_good();
     test_files();
     test_shipped();

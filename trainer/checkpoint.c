@@ -17,6 +17,7 @@
 
 #include "kernels/le.h"
 #include "kernels/fileio.h"
+#include "kernels/json.h"
 #include "kernels/log.h"
 #include "kernels/mem.h"
 
@@ -212,8 +213,10 @@ static double js_hexf(const cJSON *o, const char *key, int *ok) {
 }
 
 static ft_status ft_parse_meta(const char *path, const char *text, size_t len, ft_ckpt_state *s) {
-    cJSON *j = cJSON_ParseWithLength(text, len);
-    if (!j) return FT_ERR(FT_E_FORMAT, "%s: checkpoint metadata is not valid JSON", path);
+    cJSON *j = NULL;
+    char what[4200];
+    snprintf(what, sizeof what, "%s (checkpoint metadata)", path);
+    FT_TRY(ft_json_parse(text, (int64_t)len, what, &j));
     int ok = 1;
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(j, "format");
     const cJSON *lora = cJSON_GetObjectItemCaseSensitive(j, "lora");

@@ -1,11 +1,14 @@
 /* cmd_plan.c: `ftune plan RECIPE.yaml`: the memory budget line by line, FLOPs per token and the
  * estimated time of the recipe's run on a device, from config.json alone (trainer/plan.h).
- * Exits 0 when the run fits, 1 with the knob to turn when it does not. `--keys` prints the
- * recipe key table (the generated part of docs/recipes.md). */
+ * Without --device, a recipe that may run on a GPU (model.device auto or cuda) is planned for the
+ * GPU of this machine when ftune is built with CUDA and one is present (its profile and memory),
+ * else for an h100. Exits 0 when the run fits, 1 with the knob to turn when it does not. `--keys`
+ * prints the recipe key table (the generated part of docs/recipes.md). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/backend.h"
 #include "trainer/cli.h"
 #include "trainer/commands.h"
 #include "trainer/plan.h"
@@ -14,8 +17,10 @@
 static const ft_opt ft_plan_cli_opts[] = {
     {"set", FT_OPT_LIST, "KEY=VALUE", NULL, "override a recipe key (repeatable)"},
     {"device", FT_OPT_STR, "cpu|h100|h200|gb10", NULL,
-     "device whose memory and speed to plan for (default: cpu when model.device is cpu, else h100)"},
-    {"tflops", FT_OPT_FLOAT, "X", NULL, "sustained TFLOP/s of a whole training step (default: 50% of the device's peak)"},
+     "device whose memory and speed to plan for (default: cpu when model.device is cpu, else the GPU present, "
+     "else h100)"},
+    {"tflops", FT_OPT_FLOAT, "X", NULL,
+     "sustained TFLOP/s of a whole training step, flat (default: the sum of the step's parts at the device's rates)"},
     {"memory-gb", FT_OPT_FLOAT, "X", NULL,
      "device memory in GiB (default: model.memory_gib when set, else the device's usable memory)"},
     {"host-boundaries", FT_OPT_FLAG, NULL, NULL,
@@ -33,6 +38,16 @@ static int ft_split_sets(char *joined, const char **out, int cap) {
         p = nl ? nl + 1 : NULL;
     }
     return n;
+}
+
+/* The profile of this machine's GPU, when ftune has CUDA and one is present: 1 and *out filled,
+ * else 0 (no error left behind). Opening the backend is the device query `ftune train` makes. */
+static int ft_plan_local_gpu(ft_plan_device *out) {
+    ft_backend *be = NULL;
+    int found = ft_backend_cuda_create(&be, 0) == FT_OK && ft_plan_device_detect(be, out) == FT_OK;
+    if (!found) ft_error_clear();
+    ft_backend_free(be);
+    return found;
 }
 
 ft_status ft_cmd_plan(int argc, char **argv) {
@@ -85,6 +100,8 @@ ft_status ft_cmd_plan(int argc, char **argv) {
         st = FT_ERR(FT_E_OOM, "out of memory");
         goto done;
     }
+    ft_plan_device gpu;
+    if (!po.device && strcmp(r.model.device, "cpu") != 0 && ft_plan_local_gpu(&gpu)) po.dev = &gpu;
     FT_CHECK_GOTO(st, ft_plan_make(p, &r, &po), done);
     ft_plan_print(p, &r, stdout);
     fflush(stdout);

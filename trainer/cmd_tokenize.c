@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "data/tokenizer.h"
+#include "kernels/json.h"
 #include "kernels/mem.h"
 #include "trainer/cli.h"
 #include "trainer/commands.h"
@@ -109,8 +110,10 @@ static ft_status ft_tokz_json(const ft_tok *tok, FILE *in, const char *name, int
     char *buf = NULL;
     int64_t len = 0;
     FT_TRY(ft_tokz_read_all(in, name, &buf, &len));
-    cJSON *arr = cJSON_ParseWithLength(buf, (size_t)len);
+    cJSON *arr = NULL;
+    ft_status pst = ft_json_parse(buf, len, name, &arr);
     free(buf);
+    FT_TRY(pst);
     if (!cJSON_IsArray(arr)) {
         cJSON_Delete(arr);
         return FT_ERR(FT_E_FORMAT, "%s: --json input must be one JSON array", name);

@@ -12,9 +12,11 @@
 #include <string.h>
 
 #include "kernels/log.h"
+#include "kernels/mem.h"
 #include "trainer/cli.h"
 #include "trainer/commands.h"
 #include "trainer/loader.h"
+#include "trainer/plan.h"
 #include "trainer/recipe.h"
 #include "trainer/run.h"
 #include "trainer/train.h"
@@ -101,6 +103,59 @@ static ft_status ft_cmd_train_recipe(ft_cli *cli) {
     return st;
 }
 
+/* The flag run's plan on its backend, made as a recipe run makes its own (plan.h
+ * ft_plan_for_backend), before the first allocation: running out of memory then says what the plan
+ * predicted and which knob to turn (named by its recipe key: training.micro_batch is
+ * --micro-batch). The planned seq_len is the longest sequence after --max-len. A flag run the
+ * recipe keys cannot express (a sequence under 16 tokens) is planned at their bound; one that
+ * cannot be planned at all runs without the explanation. NULL: no plan. */
+static ft_plan *ft_flag_plan(ft_backend *be, const char *dir, const char *quant, const char *targets, int64_t r,
+                             double dropout, int64_t B, int64_t K, int64_t steps, int64_t threads, int recompute,
+                             int64_t max_len, const ft_token_seqs *seqs) {
+    int64_t T = 16;
+    for (int64_t i = 0; i < seqs->n; i++) {
+        int64_t len = seqs->start[i + 1] - seqs->start[i];
+        if (max_len > 0 && len > max_len) len = max_len;
+        if (len > T) T = len;
+    }
+    char k[10][4200];
+    snprintf(k[0], sizeof k[0], "model.path=%s", dir);
+    snprintf(k[1], sizeof k[1], "model.quant=%s", quant);
+    snprintf(k[2], sizeof k[2], "lora.targets=%s", targets);
+    snprintf(k[3], sizeof k[3], "lora.r=%lld", (long long)r);
+    snprintf(k[4], sizeof k[4], "lora.dropout=%.17g", dropout);
+    snprintf(k[5], sizeof k[5], "training.micro_batch=%lld", (long long)B);
+    snprintf(k[6], sizeof k[6], "training.grad_accum=%lld", (long long)K);
+    snprintf(k[7], sizeof k[7], "training.steps=%lld", (long long)steps);
+    snprintf(k[8], sizeof k[8], "data.seq_len=%lld", (long long)T);
+    snprintf(k[9], sizeof k[9], "training.recompute=%s", recompute ? "true" : "false");
+    char th[64];
+    snprintf(th, sizeof th, "model.threads=%lld", (long long)threads);
+    const char *sets[] = {k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], th};
+    ft_recipe rec;
+    ft_plan *p = NULL;
+    ft_status st = ft_calloc((void **)&p, sizeof *p, "plan");
+    if (st == FT_OK) st = ft_recipe_defaults(&rec, sets, (int)(sizeof sets / sizeof *sets));
+    if (st == FT_OK) {
+        st = ft_plan_for_backend(p, NULL, &rec, be);
+        ft_recipe_free(&rec);
+    }
+    if (st != FT_OK) {
+        ft_info("train: no plan, so no explanation if memory runs out (%s)", ft_error_msg());
+        ft_error_clear();
+        ft_free(p);
+        return NULL;
+    }
+    char need[48], have[48];
+    ft_plan_format_bytes(p->total_bytes, need, sizeof need);
+    ft_plan_format_bytes(p->device_bytes, have, sizeof have);
+    if (p->fits) ft_info("train: the plan predicts %s of memory at seq_len %lld; %s has %s", need, (long long)T,
+                         p->dev.name, have);
+    else ft_warn("train: the plan predicts %s of memory at seq_len %lld, more than %s's %s: %s", need, (long long)T,
+                 p->dev.name, have, p->advice);
+    return p;
+}
+
 static ft_status ft_print_step(void *user, const ft_step_info *s) {
     (void)user;
     printf("step %lld loss %.6f lr %.6e grad_norm %.6f tokens %lld time %.3fs\n", (long long)s->step, s->loss, s->lr,
@@ -132,6 +187,7 @@ ft_status ft_cmd_train(int argc, char **argv) {
     ft_model *model = NULL;
     ft_lora *lora = NULL;
     ft_token_seqs seqs = {0};
+    ft_plan *plan = NULL;
     if (st != FT_OK) goto done;
     if (cli.help) {
         ft_cli_usage(&cli);
@@ -192,6 +248,8 @@ ft_status ft_cmd_train(int argc, char **argv) {
 
     FT_CHECK_GOTO(st, ft_token_file_read(tokens, &seqs), done);
     FT_CHECK_GOTO(st, ft_backend_open(&be, device, (int)threads), done);
+    plan = ft_flag_plan(be, dir, quant_s, targets_s, r, dropout, B, K, steps, threads, lo.model.recompute, max_len,
+                        &seqs);
     FT_CHECK_GOTO(st, ft_model_load(&model, be, dir, &lo), done);
     ft_lora_shapes shapes = ft_model_lora_shapes(ft_model_get_dims(model));
     FT_CHECK_GOTO(st, ft_lora_create(&lora, be, &lc, &shapes, ft_model_get_dims(model)->L), done);
@@ -204,7 +262,8 @@ done:
     if (model) ft_model_set_lora(model, NULL);
     ft_lora_free(lora, be);
     ft_model_free(model);
-    ft_backend_free(be);
+    ft_backend_free(be); /* before the plan its out-of-memory explanation reads */
+    ft_free(plan);
     ft_token_seqs_free(&seqs);
     ft_cli_free(&cli);
     free(args);

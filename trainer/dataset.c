@@ -18,6 +18,7 @@
 #include "data/shard.h"
 #include "data/tokenizer.h"
 #include "kernels/fileio.h"
+#include "kernels/json.h"
 #include "kernels/log.h"
 #include "kernels/mem.h"
 #include "trainer/dataset_tokenize.h"
@@ -323,11 +324,13 @@ void ft_dataset_free(ft_dataset *ds) {
 static void ft_index_totals(const char *path, int64_t *files, int64_t *bytes) {
     char *buf = NULL;
     int missing = 0;
-    if (ft_read_file(path, 0, &buf, NULL, &missing) != FT_OK || !buf) {
+    int64_t blen = 0;
+    if (ft_read_file(path, 0, &buf, &blen, &missing) != FT_OK || !buf) {
         ft_error_clear();
         return;
     }
-    cJSON *idx = cJSON_Parse(buf);
+    cJSON *idx = NULL;
+    if (ft_json_parse(buf, blen, path, &idx) != FT_OK) ft_error_clear(); /* a summary: nothing to report */
     free(buf);
     const cJSON *shards = idx ? cJSON_GetObjectItemCaseSensitive(idx, "shards") : NULL;
     const cJSON *e;

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "kernels/fileio.h"
+#include "kernels/json.h"
 #include "kernels/mem.h"
 
 #define FT_CFG_DIM_MAX 2147483647LL
@@ -312,8 +313,8 @@ static ft_status ft_cfg_fill(const char *path, const cJSON *root, ft_model_confi
 
 ft_status ft_cfg_parse(ft_model_config *cfg, const char *json, int64_t len, const char *path) {
     memset(cfg, 0, sizeof *cfg);
-    cJSON *root = cJSON_ParseWithLength(json, (size_t)len);
-    if (!root) return FT_ERR(FT_E_FORMAT, "%s: not valid JSON", path);
+    cJSON *root = NULL;
+    FT_TRY(ft_json_parse(json, len, path, &root)); /* trailing data rejected, duplicate keys last-wins */
     ft_status st = cJSON_IsObject(root) ? ft_cfg_fill(path, root, cfg) : FT_ERR(FT_E_FORMAT, "%s: not a JSON object", path);
     cJSON_Delete(root);
     if (st != FT_OK) memset(cfg, 0, sizeof *cfg);

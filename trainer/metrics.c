@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "kernels/fileio.h"
+#include "kernels/json.h"
 #include "kernels/log.h"
 #include "kernels/mem.h"
 #include "trainer/svg.h"
@@ -77,7 +78,8 @@ static ft_status ft_metrics_cut(ft_metrics *m, int64_t resume_step) {
             dropped++;
             continue;
         }
-        cJSON *j = cJSON_ParseWithLength(line, (size_t)len);
+        cJSON *j = NULL;
+        if (ft_json_parse(line, (int64_t)len, m->path, &j) != FT_OK) ft_error_clear(); /* dropped below */
         const cJSON *step = cJSON_GetObjectItemCaseSensitive(j, "step");
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "type");
         if (!cJSON_IsNumber(step) || !cJSON_IsString(type) || (int64_t)step->valuedouble > resume_step) {

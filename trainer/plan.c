@@ -5,7 +5,9 @@
  * Device figures (docs/recipes.md "Devices"): peak is the dense BF16 GEMM rate cuBLAS reaches
  * (H100/H200 ~790 TFLOP/s measured of 989 nominal; GB10 ~62), memory what a run may use (H100
  * 80 GB: ~78 GiB after the CUDA context; H200 141 GB: ~139 GiB; GB10: 119.7 GiB visible to CUDA
- * of 128 GB unified, less ~8 GiB for the OS, the data pipeline and page cache).
+ * of 128 GB unified, less ~8 GiB for the OS, the data pipeline and page cache). The time model's
+ * rates (GEMM efficiency, attention rate, bandwidth efficiency) are predictions until `ftune bench`
+ * measures them (see pl_devices).
  *
  * Dataset index: an epochs-based recipe (training.steps = 0) needs the dataset's token count.
  * It is read from the tokenized dataset's index (data/shard.h: n_tokens, n_examples) a run caches
@@ -33,15 +35,36 @@
 
 /* ---- devices ------------------------------------------------------------------------------- */
 
+/* Time-model rates (gemm_eff, attn_tflops, bw_eff) are docs/perf.md's predictions for the 70B shape
+ * on an H100, written before any measurement: replace them with what `ftune bench --peak` measures
+ * on each device (tokens/s, the share of the GEMM peak, and the milliseconds of each phase). */
 static const ft_plan_device pl_devices[] = {
-    {"h100", "NVIDIA H100 80GB", FT_BACKEND_CUDA, 78.0, 790.0, 3350.0,
-     "~78 GiB usable of 80 GB; cuBLAS BF16 ~790 TFLOP/s measured (989 nominal); 3.35 TB/s"},
-    {"h200", "NVIDIA H200 141GB", FT_BACKEND_CUDA, 139.0, 790.0, 4800.0,
-     "~139 GiB usable of 141 GB; cuBLAS BF16 ~790 TFLOP/s measured (989 nominal); 4.8 TB/s"},
-    {"gb10", "NVIDIA GB10 (DGX Spark)", FT_BACKEND_CUDA, 112.0, 62.0, 273.0,
-     "128 GB unified, 119.7 GiB visible to CUDA, ~8 GiB kept for the OS and data pipeline; ~62 TFLOP/s BF16; "
-     "273 GB/s"},
+    {.name = "h100", .desc = "NVIDIA H100 80GB", .backend = FT_BACKEND_CUDA, .mem_gib = 78.0, .peak_tflops = 790.0,
+     .mem_gbps = 3350.0,
+     .gemm_eff = 0.89,    /* prediction: cuBLASLt at the model's shapes, ~700 of the 8192^3 rate's 790 */
+     .attn_tflops = 150.0,/* prediction: tensor-core attention (attention_tc.cu), forward + backward */
+     .bw_eff = 0.90,      /* prediction: ~3.0 TB/s device copy of 3.35 nominal */
+     .reserve_gib = 1.65, /* cudaMemGetInfo's 79.65 GiB total, less the CUDA context and the pool's slack */
+     .note = "~78 GiB usable of 80 GB; cuBLAS BF16 ~790 TFLOP/s measured (989 nominal); 3.35 TB/s"},
+    {.name = "h200", .desc = "NVIDIA H200 141GB", .backend = FT_BACKEND_CUDA, .mem_gib = 139.0, .peak_tflops = 790.0,
+     .mem_gbps = 4800.0,
+     .gemm_eff = 0.89,    /* prediction: the H100's (same SMs and clocks) */
+     .attn_tflops = 150.0,/* prediction: the H100's */
+     .bw_eff = 0.90,      /* prediction: the H100's share */
+     .reserve_gib = 1.4,  /* of the 140.4 GiB cudaMemGetInfo reports */
+     .note = "~139 GiB usable of 141 GB; cuBLAS BF16 ~790 TFLOP/s measured (989 nominal); 4.8 TB/s"},
+    {.name = "gb10", .desc = "NVIDIA GB10 (DGX Spark)", .backend = FT_BACKEND_CUDA, .mem_gib = 112.0,
+     .peak_tflops = 62.0, .mem_gbps = 273.0,
+     .gemm_eff = 0.89,    /* prediction: the H100's share of the 8192^3 rate */
+     .attn_tflops = 12.0, /* prediction: the H100's 150 scaled by the GEMM peaks, 62 / 790 */
+     .bw_eff = 0.80,      /* prediction: LPDDR5X shared with the CPU reaches less of its nominal rate */
+     .reserve_gib = 7.7,  /* 119.7 GiB visible to CUDA, ~8 GiB kept for the OS and the data pipeline */
+     .note = "128 GB unified, 119.7 GiB visible to CUDA, ~8 GiB kept for the OS and data pipeline; ~62 TFLOP/s BF16; "
+             "273 GB/s"},
 };
+
+/* What a CUDA device's name contains for each profile (GH200's Hopper plans as an H200). */
+static const char *const pl_device_match[][2] = {{"GB10", "gb10"}, {"H200", "h200"}, {"H100", "h100"}};
 
 const char *ft_plan_device_list(void) { return "cpu, h100, h200, gb10"; }
 
@@ -55,13 +78,35 @@ ft_status ft_plan_device_get(const char *name, ft_plan_device *out) {
     if (strcmp(name, "cpu") == 0) {
         long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE), ncpu = sysconf(_SC_NPROCESSORS_ONLN);
         if (ncpu < 1) ncpu = 1;
-        *out = (ft_plan_device){"cpu", "this machine's CPU (reference backend)", FT_BACKEND_CPU,
-                                pages > 0 && psize > 0 ? (double)pages * (double)psize / PL_GIB : 0.0,
-                                0.05 * (double)ncpu, 0.0,
-                                "physical RAM; ~50 GFLOP/s f32 per core (AVX2 FMA): holds for GEMM-bound models, tiny ones run ~10x slower"};
+        const double peak = 0.05 * (double)ncpu;
+        *out = (ft_plan_device){
+            .name = "cpu", .desc = "this machine's CPU (reference backend)", .backend = FT_BACKEND_CPU,
+            .mem_gib = pages > 0 && psize > 0 ? (double)pages * (double)psize / PL_GIB : 0.0, .peak_tflops = peak,
+            .mem_gbps = 0.0, /* the reference kernels are compute-bound at the shapes that take time */
+            .gemm_eff = 0.5, /* estimate: OpenBLAS sgemm at half the f32 FMA peak */
+            .attn_tflops = 0.5 * peak, .bw_eff = 0.0,
+            .note = "physical RAM; ~50 GFLOP/s f32 per core (AVX2 FMA): holds for GEMM-bound models, tiny ones run "
+                    "~10x slower"};
         return FT_OK;
     }
     return FT_ERR(FT_E_ARG, "unknown device '%s' (expected %s)", name, ft_plan_device_list());
+}
+
+ft_status ft_plan_device_detect(ft_backend *be, ft_plan_device *out) {
+    if (ft_backend_kind_of(be) != FT_BACKEND_CUDA) return ft_plan_device_get("cpu", out);
+    const char *gpu = ft_backend_device_name(be), *profile = NULL;
+    for (size_t i = 0; i < sizeof pl_device_match / sizeof *pl_device_match && !profile; i++)
+        if (strstr(gpu, pl_device_match[i][0])) profile = pl_device_match[i][1];
+    FT_TRY(ft_plan_device_get(profile ? profile : "h100", out));
+    if (!profile) /* rates unknown: the H100's, which the report says */
+        out->note = "a GPU without a profile: the h100 figures; --tflops to set a flat rate";
+    int64_t free_b = 0, total_b = 0;
+    FT_TRY(ft_backend_mem_info(be, &free_b, &total_b));
+    const double total = (double)total_b / PL_GIB;
+    out->mem_gib = profile ? total - out->reserve_gib : 0.98 * total;
+    if (out->mem_gib <= 0) out->mem_gib = 0.98 * total;
+    snprintf(out->desc, sizeof out->desc, "%s", gpu);
+    return FT_OK;
 }
 
 /* ---- shapes ---------------------------------------------------------------------------------- */
@@ -344,6 +389,130 @@ static void pl_steps(ft_plan *p, const ft_recipe *r) {
              r->training.epochs, rows, (long long)examples, (long long)tokens, path);
 }
 
+/* ---- time ---------------------------------------------------------------------------------------
+ * A micro-batch's parts, each at the rate that bounds it on the device (ft_plan_device's rates),
+ * added up as if nothing overlapped: the GPU does overlap some (the weight cache's prefetch hides
+ * dequantization behind GEMMs; docs/perf.md), so the sum errs slow. Bytes moved are counted from the
+ * ops trainer/model.c runs, per token, so the parts that grow with the model's width (SwiGLU's
+ * [N, intermediate] tensors, the LoRA inputs) and those that do not (dequantization: once per
+ * weight per pass whatever the batch) scale as they do in a run. */
+
+/* Elements of the activation dtype that one layer's non-GEMM ops read and write per token. */
+typedef struct pl_traffic {
+    double fwd, bwd; /* one forward (or recompute) pass, the backward pass */
+} pl_traffic;
+
+/* ft_layer_forward / ft_layer_backward (trainer/model.c); the accumulating o and down products
+ * add into the residual in their GEMM epilogue, which the GEMM time covers. */
+static pl_traffic pl_elementwise_elems(const ft_model_dims *d) {
+    const double C = (double)d->C, F = (double)d->F, qk = (double)((d->H + d->Hkv) * d->D);
+    pl_traffic t;
+    /* 2 RMSNorms (read x, write the normalized copy), 2 residual copies (x -> x2, x2 -> out), RoPE
+     * on q and k in place, Qwen3's q/k norms, SwiGLU (read gate and up, write their product) */
+    t.fwd = 2 * 2 * C + 2 * 2 * C + 2 * qk + (d->qk_norm ? 2 * qk : 0) + 3 * F;
+    /* SwiGLU backward (read ds, gate, up; write dgate, dup), 2 RMSNorm backwards (read dy and x,
+     * write dx), 2 residual adds (read two, write one), RoPE in place, the q/k norms' backward */
+    t.bwd = 5 * F + 2 * 3 * C + 2 * 3 * C + 2 * qk + (d->qk_norm ? 3 * qk : 0);
+    return t;
+}
+
+/* The LoRA products of the targeted modules (ft_proj, ft_proj_bwd): rank-r products are bound by
+ * reading their [N, in] input and updating their [N, out] output, not by their FLOPs. */
+static pl_traffic pl_lora_elems(const ft_model_dims *d, unsigned targets, int dropout) {
+    ft_lora_shapes s = ft_model_lora_shapes(d);
+    pl_traffic t = {0, 0};
+    for (int m = 0; m < FT_MOD_COUNT; m++) {
+        if (!(targets & (1u << m))) continue;
+        const double in = (double)s.in[m], out = (double)s.out[m];
+        /* read the input, read and write the output the update adds to; dropout writes a copy */
+        t.fwd += in + 2 * out + (dropout ? 2 * in : 0);
+        /* read dy twice (dB, then dt) and the input, write dxd, dx += dxd; dropout draws the input
+         * again and masks dxd */
+        t.bwd += 2 * out + 2 * in + 3 * in + (dropout ? 4 * in : 0);
+    }
+    return t;
+}
+
+static void pl_part(ft_plan *p, ft_plan_time_id id, const char *name, double s, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void pl_part(ft_plan *p, ft_plan_time_id id, const char *name, double s, const char *fmt, ...) {
+    ft_plan_time *t = &p->time[id];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->detail, sizeof t->detail, fmt, ap);
+    va_end(ap);
+    t->name = name, t->s = s;
+}
+
+/* Fills p->time for a micro-batch of N tokens. */
+static void pl_parts(ft_plan *p, const ft_recipe *r) {
+    const ft_model_dims *d = &p->dims;
+    const ft_plan_device *v = &p->dev;
+    const double N = (double)(p->B * p->T), e = (double)ft_dtype_nbytes(p->act_dtype, 1);
+    const double bw = v->mem_gbps * v->bw_eff * 1e9; /* bytes/s; 0: traffic not modelled */
+    const double fwd_passes = p->recompute ? 2.0 : 1.0; /* forward, and the recompute */
+    char b1[32], b2[32];
+
+    const double gemm_flops = p->f_base + p->f_head + p->f_lora;
+    pl_part(p, FT_PLAN_T_GEMM, "GEMMs", N * gemm_flops / (v->gemm_eff * v->peak_tflops * 1e12),
+            "%s/token at %.0f%% of %.3g TFLOP/s", pl_si(gemm_flops, "FLOP", b1, sizeof b1), 100 * v->gemm_eff,
+            v->peak_tflops);
+    pl_part(p, FT_PLAN_T_ATTENTION, "attention", N * p->f_attn / (v->attn_tflops * 1e12),
+            "%s/token at %.3g TFLOP/s (forward + backward)", pl_si(p->f_attn, "FLOP", b1, sizeof b1), v->attn_tflops);
+    if (!(bw > 0)) {
+        for (int i = FT_PLAN_T_DEQUANT; i < FT_PLAN_NTIMES; i++) pl_part(p, (ft_plan_time_id)i, "", 0, "%s", "");
+        return;
+    }
+    /* the forward and the recompute dequantize every linear (read the codes and constants, write
+     * bf16); the backward reuses the recompute's copies from the weight cache (kernels/cuda/wcache.cu).
+     * Without recompute the forward and the backward dequantize. */
+    if (p->linear_dtype == FT_NF4) {
+        const double codes = (double)p->line[FT_PLAN_LINEARS].bytes, bf16 = 2.0 * (double)p->n_blocks;
+        pl_part(p, FT_PLAN_T_DEQUANT, "NF4 dequantization", 2.0 * (codes + bf16) / bw,
+                "2 passes x (%s NF4 read + %s BF16 written)", pl_si(codes, "B", b1, sizeof b1),
+                pl_si(bf16, "B", b2, sizeof b2));
+    } else {
+        pl_part(p, FT_PLAN_T_DEQUANT, "", 0, "%s", "");
+    }
+    pl_traffic el = pl_elementwise_elems(d);
+    const double el_layer = (fwd_passes * el.fwd + el.bwd) * e, el_final = 5.0 * (double)d->C * e; /* final norm */
+    pl_part(p, FT_PLAN_T_ELEMENTWISE, "elementwise", N * ((double)d->L * el_layer + el_final) / bw,
+            "%.2f MB/token/layer over %.0f passes: norms, RoPE, SwiGLU, adds", el_layer / 1e6, fwd_passes + 1);
+    pl_traffic lo = pl_lora_elems(d, p->targets, r->lora.dropout > 0);
+    const double lo_layer = (fwd_passes * lo.fwd + lo.bwd) * e;
+    /* every pass casts the f32 masters to bf16 (read 4 B, write 2, the product reads 2); the
+     * backward reads and writes the f32 gradients */
+    const double lo_weights = (double)p->lora_params * (8.0 * (fwd_passes + 1) + 8.0);
+    pl_part(p, FT_PLAN_T_LORA, "LoRA products", (N * (double)d->L * lo_layer + lo_weights) / bw,
+            "%.2f MB/token/layer%s (inputs, outputs; FLOPs in GEMMs)", lo_layer / 1e6,
+            r->lora.dropout > 0 ? " with dropout" : "");
+    /* each logits chunk: read twice (max and sum, then the gradient), the gradient written over it */
+    pl_part(p, FT_PLAN_T_XENT, "cross-entropy", N * 3.0 * (double)d->V * e / bw,
+            "%lld-wide logits: 2 reads + 1 write per token", (long long)d->V);
+    /* gradient norm (read g), AdamW (read p, g, m, v; write p, m, v), gradients zeroed: f32 */
+    pl_part(p, FT_PLAN_T_OPTIM, "optimizer", (double)p->lora_params * 36.0 / bw,
+            "per step: AdamW over %s params, 36 B each", pl_si((double)p->lora_params, "", b1, sizeof b1));
+}
+
+/* The step's time: the parts, or (tflops > 0, `--tflops`) a flat rate for all of it. */
+static void pl_time(ft_plan *p, const ft_recipe *r, double tflops) {
+    const double N = (double)(p->B * p->T);
+    double opt_s = 0;
+    p->flat = tflops > 0;
+    if (p->flat) {
+        p->micro_s = N * p->flops_per_token / (tflops * 1e12);
+    } else {
+        pl_parts(p, r);
+        p->micro_s = 0;
+        for (int i = 0; i < FT_PLAN_NTIMES; i++)
+            if (i != FT_PLAN_T_OPTIM) p->micro_s += p->time[i].s;
+        opt_s = p->time[FT_PLAN_T_OPTIM].s;
+    }
+    p->step_s = p->micro_s * (double)p->K + opt_s;
+    p->tokens_per_s = (double)p->tokens_per_step / p->step_s;
+    p->tflops = p->flat ? tflops : p->flops_per_token * p->tokens_per_s / 1e12;
+}
+
 /* ---- the plan ---------------------------------------------------------------------------------- */
 
 ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_recipe *r, const ft_plan_opts *opts) {
@@ -354,8 +523,13 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     snprintf(p->config_path, sizeof p->config_path, "%s", keep_path);
     p->cfg = *cfg;
     ft_model_dims_from_config(cfg, &p->dims);
-    const char *dev = o.device ? o.device : strcmp(r->model.device, "cpu") == 0 ? "cpu" : "h100";
-    FT_TRY(ft_plan_device_get(dev, &p->dev));
+    if (!o.device && o.dev) {
+        p->dev = *o.dev;
+        p->mem_source = "the GPU found, less its reserve";
+    } else {
+        const char *dev = o.device ? o.device : strcmp(r->model.device, "cpu") == 0 ? "cpu" : "h100";
+        FT_TRY(ft_plan_device_get(dev, &p->dev));
+    }
     if (o.memory_gib > 0) p->dev.mem_gib = o.memory_gib, p->mem_source = "--memory-gb";
     else if (r->model.memory_gib > 0) p->dev.mem_gib = r->model.memory_gib, p->mem_source = "model.memory_gib";
     p->device_bytes = (int64_t)(p->dev.mem_gib * PL_GIB);
@@ -398,21 +572,8 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     p->f_attn = (p->recompute ? 4.5 : 3.5) * A;
     p->f_lora = (p->recompute ? 8.0 : 6.0) * lora;
     p->flops_per_token = p->f_base + p->f_head + p->f_attn + p->f_lora;
-    p->tflops = o.tflops > 0 ? o.tflops : FT_PLAN_SUSTAINED_FRACTION * p->dev.peak_tflops;
-
-    /* NF4 on a GPU: the forward and the recompute dequantize every linear (read the NF4 bytes,
-     * write bf16); the backward reuses the recompute's copies from the weight cache. Without
-     * recompute the forward and the backward both dequantize. */
-    if (cuda && p->linear_dtype == FT_NF4 && p->dev.mem_gbps > 0) {
-        double passes = 2.0;
-        double bytes = passes * ((double)p->line[FT_PLAN_LINEARS].bytes + 2.0 * (double)p->n_blocks);
-        p->dequant_s = bytes / (p->dev.mem_gbps * 1e9);
-    }
-    double micro_tokens = (double)(p->B * p->T);
-    double micro_s = micro_tokens * p->flops_per_token / (p->tflops * 1e12) + p->dequant_s;
-    p->tokens_per_s = micro_tokens / micro_s;
     p->tokens_per_step = p->B * p->K * p->T;
-    p->step_s = micro_s * (double)p->K;
+    pl_time(p, r, o.tflops);
     pl_steps(p, r);
     p->total_tokens = p->steps * p->tokens_per_step;
     p->hours = (double)p->total_tokens / p->tokens_per_s / 3600.0;
@@ -434,8 +595,9 @@ ft_status ft_plan_make(ft_plan *p, const ft_recipe *r, const ft_plan_opts *opts)
 ft_status ft_plan_for_backend(ft_plan *p, const ft_model_config *cfg, const ft_recipe *r, ft_backend *be) {
     int64_t dev_free = 0, dev_total = 0;
     FT_TRY(ft_backend_mem_info(be, &dev_free, &dev_total));
-    const int cuda = ft_backend_kind_of(be) == FT_BACKEND_CUDA;
-    ft_plan_opts po = {.device = cuda ? (dev_total > (int64_t)(100 * PL_GIB) ? "h200" : "h100") : "cpu"};
+    ft_plan_device dev;
+    FT_TRY(ft_plan_device_detect(be, &dev));
+    ft_plan_opts po = {.dev = &dev};
     /* the memory the run may have: free now plus what the backend already holds, less 2% for the
      * allocator's rounding and fragmentation; model.memory_gib, when set, is the backend's limit
      * itself and ft_plan_make_cfg takes it from the recipe */
@@ -460,6 +622,43 @@ static const char *pl_duration(double s, char *buf, size_t cap) {
     else if (s >= 60) snprintf(buf, cap, "%.1f min", s / 60);
     else snprintf(buf, cap, "%.2f s", s);
     return buf;
+}
+
+/* "12.3 s", "123 ms", "12.3 ms", "0.123 ms": a part of a step, with 3 or 4 digits. */
+static const char *pl_ms(double s, char *buf, size_t cap) {
+    const double ms = 1e3 * s;
+    if (s >= 10) snprintf(buf, cap, "%.1f s", s);
+    else if (s >= 1) snprintf(buf, cap, "%.2f s", s);
+    else snprintf(buf, cap, ms >= 100 ? "%.0f ms" : ms >= 10 ? "%.1f ms" : ms >= 1 ? "%.2f ms" : "%.3f ms", ms);
+    return buf;
+}
+
+/* The time per micro-batch and its parts with their shares of the optimizer step, then the rate. */
+static void pl_print_time(const ft_plan *p, FILE *f) {
+    char b1[48], b2[48];
+    const long long n = (long long)(p->B * p->T);
+    if (p->flat) {
+        fprintf(f, "  %-28s %s for %lld tokens\n", "time per micro-batch", pl_ms(p->micro_s, b1, sizeof b1), n);
+        fprintf(f, "  %-28s %.3g TFLOP/s (--tflops: the whole step at this rate, no breakdown)\n", "sustained rate",
+                p->tflops);
+        return;
+    }
+    fprintf(f, "  %-28s %s for %lld tokens: the parts below added up (no overlap assumed: errs slow)\n",
+            "time per micro-batch", pl_ms(p->micro_s, b1, sizeof b1), n);
+    for (int i = 0; i < FT_PLAN_NTIMES; i++) {
+        const ft_plan_time *t = &p->time[i];
+        if (!(t->s > 0)) continue; /* not modelled on this device, or nothing to do (no NF4) */
+        const double of_step = i == FT_PLAN_T_OPTIM ? t->s : t->s * (double)p->K;
+        snprintf(b2, sizeof b2, "%.1f%%", 100.0 * of_step / p->step_s);
+        fprintf(f, "    %-26s %10s %6s  %s\n", t->name, pl_ms(t->s, b1, sizeof b1), b2, t->detail);
+    }
+    if (p->dev.mem_gbps > 0)
+        fprintf(f, "    (the parts after attention move bytes at %.0f GB/s, %.0f%% of %.0f)\n",
+                p->dev.mem_gbps * p->dev.bw_eff, 100.0 * p->dev.bw_eff, p->dev.mem_gbps);
+    else
+        fprintf(f, "    (memory traffic not modelled on this device)\n");
+    fprintf(f, "  %-28s %.3g TFLOP/s, %.0f%% of peak (the parts' sum; --tflops X sets a flat rate)\n",
+            "sustained rate", p->tflops, 100.0 * p->tflops / p->dev.peak_tflops);
 }
 
 void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
@@ -514,12 +713,7 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
     fprintf(f, "  %-28s %.1f %s = %.1f (%g N_blocks) + %.1f (4 N_head) + %.1f (%g A_fwd) + %.1f (LoRA)\n",
             "FLOPs per token", p->flops_per_token / fs, fu, p->f_base / fs, p->recompute ? 6.0 : 4.0, p->f_head / fs,
             p->f_attn / fs, p->recompute ? 4.5 : 3.5, p->f_lora / fs);
-    fprintf(f, "  %-28s %.3g TFLOP/s (%s)\n", "sustained rate", p->tflops,
-            p->tflops == FT_PLAN_SUSTAINED_FRACTION * p->dev.peak_tflops ? "50% of peak; --tflops to change"
-                                                                          : "--tflops");
-    if (p->dequant_s > 0)
-        fprintf(f, "  %-28s %.3f s per micro-batch (%d passes over the weights at %.0f GB/s)\n", "NF4 dequantization",
-                p->dequant_s, 2, p->dev.mem_gbps);
+    pl_print_time(p, f);
     fprintf(f, "  %-28s %.0f\n", "tokens/s", p->tokens_per_s);
     fprintf(f, "  %-28s %s\n", "time per optimizer step", pl_duration(p->step_s, b1, sizeof b1));
     if (p->steps > 0) {

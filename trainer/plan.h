@@ -11,9 +11,16 @@
  * FLOPs per token (docs: peers.md section 3, frozen base, LoRA, full recomputation):
  *   F = 6 N_blocks + 4 N_head + 4.5 A_fwd + 8 r sum(in + out)   (recompute on)
  *   F = 4 N_blocks + 4 N_head + 3.5 A_fwd + 6 r sum(in + out)   (recompute off)
- * with N_blocks the decoder linears' parameters, N_head = V*C, A_fwd = 2 L H D S (causal). Time is
- * F / sustained rate plus, for NF4 on a GPU, the dequantization traffic (NF4 read + bf16 write of
- * every linear, once per pass) at the device's bandwidth. */
+ * with N_blocks the decoder linears' parameters, N_head = V*C, A_fwd = 2 L H D S (causal).
+ *
+ * Time (plan.c "time"), per micro-batch of N = micro_batch x seq_len tokens, as the parts of a step
+ * `ftune bench` times (its phase table): GEMMs (N (6 N_blocks + 4 N_head + LoRA) FLOPs at the
+ * device's GEMM efficiency x peak), attention (N x 4.5 A_fwd at the device's attention rate), NF4
+ * dequantization (NF4 read + bf16 write of every linear, 2 passes with the weight cache), the
+ * elementwise ops and the LoRA products (bytes read and written, from the model's shapes, over the
+ * forward, recompute and backward passes) and cross-entropy (the logits) at the device's bandwidth x
+ * efficiency; plus, once per optimizer step, AdamW's traffic. The parts are added as if none
+ * overlapped, so the estimate errs slow. `--tflops` replaces all of it with a flat rate. */
 #ifndef FT_PLAN_H
 #define FT_PLAN_H
 
@@ -25,8 +32,6 @@
 #include "trainer/model.h"
 #include "trainer/recipe.h"
 
-/* Fraction of a device's peak rate a whole training step sustains, when --tflops is not given. */
-#define FT_PLAN_SUSTAINED_FRACTION 0.5
 /* cuBLAS(Lt) workspace the CUDA backend reserves (NVIDIA's recommendation for Hopper). */
 #define FT_PLAN_CUBLAS_WORKSPACE ((int64_t)32 << 20)
 /* What else a CUDA backend holds from its creation (kernels/cuda/backend_cuda.cu ft_cuda_init):
@@ -36,11 +41,18 @@
 
 typedef struct ft_plan_device {
     const char *name;       /* "h100" */
-    const char *desc;       /* "NVIDIA H100 80GB SXM" */
+    char desc[128];         /* "NVIDIA H100 80GB", or the name of the GPU found (ft_plan_device_detect) */
     ft_backend_kind backend;
     double mem_gib;         /* memory a run may use, GiB */
     double peak_tflops;     /* dense BF16 GEMM rate measured with cuBLAS (CPU: f32 estimate) */
-    double mem_gbps;        /* memory bandwidth, GB/s (0: not modelled) */
+    double mem_gbps;        /* memory bandwidth, GB/s (0: memory traffic not modelled) */
+    /* The time model's rates. Predictions (docs/perf.md "Predictions to check on the first GPU run"),
+     * to be replaced by the figures `ftune bench --peak` measures on the device (its phase table). */
+    double gemm_eff;        /* share of peak_tflops the model's GEMMs reach at their shapes */
+    double attn_tflops;     /* attention forward + backward, FLOPs of 3.5 or 4.5 A_fwd per second / 1e12 */
+    double bw_eff;          /* share of mem_gbps streaming kernels (dequantization, elementwise) reach */
+    double reserve_gib;     /* of the total memory the GPU reports, what a run cannot have (CUDA context;
+                             * on unified memory also the OS and the data pipeline) */
     const char *note;       /* where the figures come from */
 } ft_plan_device;
 
@@ -48,6 +60,10 @@ typedef struct ft_plan_device {
 ft_status ft_plan_device_get(const char *name, ft_plan_device *out);
 /* "cpu, h100, h200, gb10". */
 const char *ft_plan_device_list(void);
+/* The profile of the device behind be: CPU -> "cpu"; a GPU whose name (ft_backend_device_name)
+ * contains H100, H200 or GB10 -> that profile, with desc the GPU's name and mem_gib its total
+ * memory less the profile's reserve; another GPU -> the h100 figures, said so in note. */
+ft_status ft_plan_device_detect(ft_backend *be, ft_plan_device *out);
 
 typedef enum {
     FT_PLAN_LINEARS = 0, /* frozen linear weights: NF4 codes + quantization constants, or 16-bit */
@@ -73,9 +89,29 @@ typedef struct ft_plan_line {
     int64_t bytes;
 } ft_plan_line;
 
+/* The parts of a training step's time (plan.c "time"), in `ftune bench`'s phase order. */
+typedef enum {
+    FT_PLAN_T_GEMM = 0,   /* base, lm_head and LoRA products' FLOPs */
+    FT_PLAN_T_ATTENTION,
+    FT_PLAN_T_DEQUANT,    /* NF4 -> bf16 of the frozen linears (GPU, NF4 only) */
+    FT_PLAN_T_ELEMENTWISE,/* norms, RoPE, SwiGLU, copies, residual adds: their memory traffic */
+    FT_PLAN_T_LORA,       /* the LoRA products' memory traffic (activations, dropout, master weights) */
+    FT_PLAN_T_XENT,       /* cross-entropy's passes over the logits */
+    FT_PLAN_T_OPTIM,      /* AdamW and the gradient norm: once per optimizer step */
+    FT_PLAN_NTIMES
+} ft_plan_time_id;
+
+typedef struct ft_plan_time {
+    const char *name;
+    char detail[112];
+    double s;             /* seconds per micro-batch (FT_PLAN_T_OPTIM: per optimizer step); 0: not modelled */
+} ft_plan_time;
+
 typedef struct ft_plan_opts {
-    const char *device;     /* NULL: "cpu" when model.device is cpu, else "h100" */
-    double tflops;          /* sustained TFLOP/s; <= 0: FT_PLAN_SUSTAINED_FRACTION of the peak */
+    const char *device;     /* NULL: dev when given, else "cpu" when model.device is cpu, else "h100" */
+    const ft_plan_device *dev; /* figures of a device found on this machine (ft_plan_device_detect),
+                                * used when device is NULL */
+    double tflops;          /* a flat sustained TFLOP/s for the whole step; <= 0: the time model */
     double memory_gib;      /* device memory override, GiB; <= 0: the recipe's model.memory_gib, else the
                              * device's figure */
     int host_boundaries;    /* 1: boundaries in host memory whatever training.host_boundaries says
@@ -108,20 +144,23 @@ typedef struct ft_plan {
     int64_t total_bytes;      /* max(train, load) */
     int64_t device_bytes;
     const char *mem_source;   /* where device_bytes came from when not the device's figure:
-                               * "--memory-gb", "model.memory_gib", "free when the run started"; or NULL */
+                               * "--memory-gb", "model.memory_gib", "free when the run started",
+                               * "the GPU found, less ..."; or NULL */
     int fits;
     char advice[512];         /* "reduce training.micro_batch to 2 ..." when it does not fit */
 
     /* compute */
     int64_t n_blocks, n_head; /* parameters of the decoder linears, of lm_head */
     double f_base, f_head, f_attn, f_lora, flops_per_token;
-    double tflops;            /* sustained rate used */
-    double dequant_s;         /* NF4 dequantization seconds per micro-batch */
+    ft_plan_time time[FT_PLAN_NTIMES]; /* the parts (all 0 with --tflops) */
+    int flat;                 /* 1: --tflops gave the rate of the whole step */
+    double micro_s;           /* seconds per micro-batch: the parts' sum, or N F / --tflops */
+    double tflops;            /* sustained rate: --tflops, or F x tokens/s of the parts' sum */
     int64_t tokens_per_step;  /* micro_batch x grad_accum x seq_len */
     int64_t steps;            /* 0: unknown (epochs without a dataset index) */
     char steps_from[4400];
     int64_t total_tokens;
-    double tokens_per_s, step_s, hours;
+    double tokens_per_s, step_s, hours; /* step_s = grad_accum x micro_s + the optimizer's part */
 } ft_plan;
 
 /* Plans the recipe's run: reads model.config (or model.path/config.json) and, for an epochs-based
@@ -130,7 +169,7 @@ ft_status ft_plan_make(ft_plan *p, const ft_recipe *r, const ft_plan_opts *opts)
 /* The same from an already-loaded config. */
 ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_recipe *r, const ft_plan_opts *opts);
 /* The plan of r's run on the backend it runs on (`ftune train`, `ftune bench`): the backend's
- * dtypes (cpu; a GPU plans as h200 above 100 GiB, else h100), its memory as it is now (98% of free
+ * dtypes and device profile (ft_plan_device_detect), its memory as it is now (98% of free
  * + in use, the rest left to the allocator; model.memory_gib when set), from cfg (NULL: the
  * recipe's config.json as ft_plan_make reads it). Then installs ft_plan_oom_explain over p on be,
  * so an allocation that runs out of memory says what the plan predicted and which knob to turn:

@@ -109,10 +109,41 @@ static ft_status rk_walk(rctx *c, yaml_node_t *map, const char *prefix, int dept
     return FT_OK;
 }
 
+/* libyaml's scanner takes time quadratic in the nesting depth (every token rechecks each open
+ * level): a 200 KB file of nested brackets keeps yaml_parser_load busy for minutes. A recipe
+ * nests 3 levels (section, key, list), so a first pass over the events stops at this depth, long
+ * before the cost grows. Returns 0 and the position of the first too-deep node, or 1. Syntax
+ * errors end the pass quietly: yaml_parser_load reports them. */
+#define RK_MAX_DEPTH 32
+static int rk_depth_ok(const char *text, size_t len, int *line, int *col) {
+    yaml_parser_t parser;
+    yaml_event_t e;
+    int depth = 0, ok = 1;
+    if (!yaml_parser_initialize(&parser)) return 1; /* the load reports the failure */
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    while (ok && yaml_parser_parse(&parser, &e)) {
+        const yaml_event_type_t t = e.type;
+        if ((t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) && ++depth > RK_MAX_DEPTH) {
+            ok = 0;
+            *line = (int)e.start_mark.line + 1;
+            *col = (int)e.start_mark.column + 1;
+        }
+        if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT) depth--;
+        yaml_event_delete(&e);
+        if (t == YAML_STREAM_END_EVENT) break;
+    }
+    yaml_parser_delete(&parser);
+    return ok;
+}
+
 static ft_status rk_parse_yaml(rctx *c, const char *text, size_t len) {
     yaml_parser_t parser;
     yaml_document_t doc;
     ft_status st = FT_OK;
+    int dl, dc;
+    if (!rk_depth_ok(text, len, &dl, &dc))
+        return FT_ERR(FT_E_FORMAT, "%s:%d:%d: malformed YAML: nested more than %d levels deep", c->file, dl, dc,
+                      RK_MAX_DEPTH);
     if (!yaml_parser_initialize(&parser)) return FT_ERR(FT_E_OOM, "out of memory starting the YAML parser");
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     if (!yaml_parser_load(&parser, &doc)) {
@@ -184,6 +215,10 @@ static ft_status rk_apply_set(rctx *c, const char *arg, const char *cwd) {
         /* a YAML flow list: [a, "b, with comma"] */
         yaml_parser_t parser;
         yaml_document_t doc;
+        int dl, dc;
+        if (!rk_depth_ok(val, vl, &dl, &dc))
+            return FT_ERR(FT_E_ARG, "--set %.40s...: %s: malformed list: nested more than %d levels deep", arg, k->key,
+                          RK_MAX_DEPTH);
         if (!yaml_parser_initialize(&parser)) return FT_ERR(FT_E_OOM, "out of memory");
         yaml_parser_set_input_string(&parser, (const unsigned char *)val, vl);
         if (!yaml_parser_load(&parser, &doc)) {

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "kernels/fileio.h"
+#include "kernels/json.h"
 #include "kernels/log.h"
 #include "kernels/mem.h"
 
@@ -275,6 +276,17 @@ static ft_status ft_st_load_shard(ft_st_model *m, int32_t si) {
             }
         }
     }
+    /* A key repeated inside an entry (or "__metadata__" twice) is rejected, as the reference reader rejects
+     * a duplicate field; cJSON would read the first occurrence. A repeated tensor name is reported by
+     * ft_st_index_names. */
+    for (const cJSON *e = st == FT_OK ? root->child : NULL; e && st == FT_OK; e = e->next) {
+        const cJSON *d = ft_json_dup_key(e);
+        if (d) st = FT_ERR(FT_E_FORMAT, "%s: key \"%.200s\" appears twice in header entry \"%.200s\"", path, d->string,
+                           e->string);
+        else if (e != root->child && !strcmp(e->string, "__metadata__"))
+            for (const cJSON *f = root->child; f != e && st == FT_OK; f = f->next)
+                if (!strcmp(f->string, "__metadata__")) st = FT_ERR(FT_E_FORMAT, "%s: \"__metadata__\" appears twice in the header", path);
+    }
     if (st == FT_OK) st = ft_st_take_header(m, si, root);
     cJSON_Delete(root);
     return st;
@@ -339,11 +351,16 @@ static ft_status ft_st_open_index(ft_st_model *m, const char *ipath) {
     cJSON *root = NULL;
     ft_status st;
     FT_CHECK_GOTO(st, ft_read_file(ipath, FT_ST_HEADER_MAX, &text, &len, NULL), out);
-    root = cJSON_ParseWithLength(text, (size_t)len);
-    if (!root) {
-        st = FT_ERR(FT_E_FORMAT, "%s: not valid JSON", ipath);
-        goto out;
+    FT_CHECK_GOTO(st, ft_json_parse_keep_dups(text, len, ipath, &root), out); /* "not valid JSON (...)" */
+    /* a tensor listed twice is an error (below); any other repeated key means its last value, as in Python */
+    for (const cJSON *e = cJSON_IsObject(root) ? root->child : NULL; e; e = e->next) {
+        const cJSON *d = strcmp(e->string, "weight_map") == 0 ? ft_json_dup_key(e) : NULL;
+        if (d) {
+            st = FT_ERR(FT_E_FORMAT, "%s: weight_map lists tensor \"%.200s\" twice", ipath, d->string);
+            goto out;
+        }
     }
+    FT_CHECK_GOTO(st, ft_json_dedupe(root, ipath), out);
     if (!cJSON_IsObject(root)) {
         st = FT_ERR(FT_E_FORMAT, "%s: not a JSON object", ipath);
         goto out;

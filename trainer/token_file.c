@@ -83,8 +83,16 @@ ft_status ft_token_file_read(const char *path, ft_token_seqs *out) {
     size_t lcap = 0;
     int32_t *ids = NULL;
     int64_t icap = 0, n, lineno = 0;
-    while (st == FT_OK && getline(&line, &lcap, f) != -1) {
+    ssize_t len;
+    while (st == FT_OK && (len = getline(&line, &lcap, f)) != -1) {
         lineno++;
+        /* the parser stops at a NUL: without this check the rest of the line would be dropped
+         * silently (a binary or corrupt file would train on whatever ids precede the NUL) */
+        if (memchr(line, '\0', (size_t)len)) {
+            st = FT_ERR(FT_E_FORMAT, "%s:%lld: NUL byte in the line (not a text file of token ids?)", path,
+                        (long long)lineno);
+            break;
+        }
         const char *p = line;
         while (*p == ' ' || *p == '\t') p++;
         if (*p == '#' || *p == '\n' || *p == '\r' || !*p) continue;

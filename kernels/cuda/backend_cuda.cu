@@ -32,6 +32,8 @@ extern "C" {
 #endif
 
 enum { FT_CUDA_ALIGN = 256 };
+/* Free device memory a discrete GPU keeps beyond a managed allocation (ft_cuda_alloc_paged). */
+static const int64_t FT_CUDA_MANAGED_MARGIN = (int64_t)512 << 20;
 static const size_t FT_LT_WORKSPACE = (size_t)32 << 20; /* cuBLASLt on Hopper wants 32 MiB */
 
 ft_status ft_cuda_fail(const char *lib, int code, const char *name, const char *text, const char *stmt,
@@ -126,6 +128,15 @@ ft_status ft_cuda_raw_alloc(ft_backend_cuda *b, void **ptr, int64_t bytes) {
     const size_t sz = (size_t)((bytes + FT_CUDA_ALIGN - 1) / FT_CUDA_ALIGN * FT_CUDA_ALIGN) + (bytes == 0);
     void *p = NULL;
     cudaError_t e = b->use_pool ? cudaMallocAsync(&p, sz, b->stream) : cudaMalloc(&p, sz);
+    if (e == cudaErrorMemoryAllocation && b->use_pool) {
+        /* The pool keeps what was freed (release threshold: all) in blocks of earlier sizes; a
+         * larger request can fail while those sit unused. Once: give them back, then ask again. */
+        cudaMemPool_t pool;
+        (void)cudaGetLastError();
+        if (cudaStreamSynchronize(b->stream) == cudaSuccess && cudaDeviceGetDefaultMemPool(&pool, b->device) == cudaSuccess &&
+            cudaMemPoolTrimTo(pool, 0) == cudaSuccess)
+            e = cudaMallocAsync(&p, sz, b->stream);
+    }
     if (e == cudaErrorMemoryAllocation) {
         (void)cudaGetLastError();
         size_t fr = 0, tot = 0;
@@ -195,6 +206,15 @@ static ft_status ft_cuda_alloc_paged(ft_backend *be, void **ptr, int64_t bytes) 
     ft_backend_cuda *b = ft_cu(be);
     if (!b->managed) return ft_cuda_alloc(be, ptr, bytes);
     const size_t sz = (size_t)((bytes + 255) / 256 * 256) + (bytes == 0);
+    if (!b->integrated) {
+        /* On a discrete GPU, never ask for more managed memory than the card has free: past that,
+         * paging under oversubscription can stall the whole GPU, not only this process (the
+         * device notes, .library/device/README.md). Beyond that point plain device memory fails
+         * cleanly, with the plan's explanation. */
+        size_t fr = 0, tot = 0;
+        FT_CUDA_TRY(cudaMemGetInfo(&fr, &tot));
+        if ((int64_t)sz + FT_CUDA_MANAGED_MARGIN > (int64_t)fr) return ft_cuda_alloc(be, ptr, bytes);
+    }
     void *p = NULL;
     cudaError_t e = cudaMallocManaged(&p, sz, cudaMemAttachGlobal);
     if (e == cudaErrorMemoryAllocation) {
@@ -524,6 +544,7 @@ static ft_status ft_cuda_init(ft_backend_cuda *b, int device) {
     cudaDeviceProp prop;
     FT_CUDA_TRY(cudaSetDevice(device));
     FT_CUDA_TRY(cudaGetDeviceProperties(&prop, device));
+    snprintf(b->base.device_name, sizeof b->base.device_name, "%s", prop.name); /* ft_backend_device_name */
     b->device = device;
     b->sm_count = prop.multiProcessorCount;
     b->cc_major = prop.major;

@@ -88,6 +88,8 @@ typedef struct ft_cuda_wcache {
     int64_t cap, head;
     ft_cuda_wcache_entry e[FT_WCACHE_ENTRIES]; /* slot i owns events ready[i], use[i] */
     int cur;                                   /* the entry the current product reads, or -1 */
+    int orphan; /* 1 + a slot whose `ready` follows a prefetch the prefetch stream evicted before the
+                 * main stream read it (that kernel may still be writing its old region); 0: none */
     cudaStream_t ws;                           /* prefetch stream (NULL: no prefetching) */
     cudaEvent_t ready[FT_WCACHE_ENTRIES], use[FT_WCACHE_ENTRIES], main_mark;
 } ft_cuda_wcache;

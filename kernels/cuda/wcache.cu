@@ -42,6 +42,11 @@ static ft_status ft_wc_evict(ft_backend_cuda *b, int i, cudaStream_t s) {
     ft_cuda_wcache_entry *e = &c->e[i];
     if (e->ready_rec) FT_CUDA_TRY(cudaStreamWaitEvent(s, c->ready[i], 0));
     if (e->used && s != b->stream) FT_CUDA_TRY(cudaStreamWaitEvent(s, c->use[i], 0));
+    /* An unread prefetch dropped by the prefetch stream: its kernel may still be writing the region,
+     * and the part the new entry does not cover can go to a main-stream fill that finds no entry to
+     * wait for. That fill waits for this event (recorded after the kernel; a later record of the
+     * same slot is later still on that stream). */
+    if (e->ready_rec && s != b->stream) c->orphan = 1 + i;
     e->valid = e->ready_rec = e->used = 0;
     return FT_OK;
 }
@@ -107,6 +112,10 @@ static ft_status ft_wc_put(ft_backend_cuda *b, const ft_weight *w, cudaStream_t 
     *slot = -1;
     if (!c->arena || bytes > c->cap || !ft_cuda_wcache_key(w)) return FT_OK;
     if (c->head + bytes > c->cap) c->head = 0;
+    if (s == b->stream && c->orphan) {
+        FT_CUDA_TRY(cudaStreamWaitEvent(s, c->ready[c->orphan - 1], 0));
+        c->orphan = 0;
+    }
     const int64_t lo = c->head, hi = c->head + bytes;
     int free_i = -1;
     for (int i = 0; i < FT_WCACHE_ENTRIES; i++) {

@@ -39,6 +39,9 @@ expect 1 "nope/config.json" -- "$ftune" eval --model "$tmp/nope" --tokens "$tmp/
 expect 1 "missing.txt: cannot open" -- "$ftune" eval --model "$model" --tokens "$tmp/missing.txt"
 printf '1 2 x3\n' > "$tmp/badtok.txt"
 expect 1 "badtok.txt:1: 'x3' is not a token id" -- "$ftune" eval --model "$model" --tokens "$tmp/badtok.txt"
+# a NUL byte must not end the line silently (the ids after it would be dropped): fuzz sweep
+printf '1 2\0003 4\n' > "$tmp/nultok.txt"
+expect 1 "nultok.txt:1: NUL byte" -- "$ftune" eval --model "$model" --tokens "$tmp/nultok.txt"
 printf '1 2 9999\n' > "$tmp/oov.txt"
 expect 1 "outside the vocabulary" -- "$ftune" eval --model "$model" --tokens "$tmp/oov.txt"
 

@@ -98,6 +98,14 @@ expect 1 "adapter is \[.*\] .* but the base model .* has \[" -- "$ftune" export 
 nofile "$tmp/y.gguf"
 expect 1 "no tokenizer.json or tokenizer.model" -- "$ftune" merge --base "$tmp/llama2" --out "$tmp/z.gguf"
 nofile "$tmp/z.gguf"
+# a base whose v_proj is stored transposed ([64, 32], same size): merging the adapter's [32, 64]
+# delta into it read and wrote out of bounds (fuzz sweep); now one line naming the tensor's file
+mkdir -p "$tmp/transposed"; cp "$model"/*.json "$tmp/transposed/"
+LC_ALL=C sed 's/"shape":\[32,64\]/"shape":[64,32]/g' "$model/model.safetensors" > "$tmp/transposed/model.safetensors"
+expect 1 "transposed/model.safetensors: tensor model.layers.0.self_attn.v_proj.weight has shape \[64, 32\] but the adapter's module is \[32, 64\]" -- \
+  "$ftune" merge --base "$tmp/transposed" --adapter "$adapter" --out "$tmp/tr_hf" --type safetensors
+nofile "$tmp/tr_hf/model.safetensors"
+[ ! -e "$tmp/tr_hf" ] && ok "failed merge removed the output directory it created" || bad "failed merge left $tmp/tr_hf: $(ls -A "$tmp/tr_hf")"
 expect 1 "cannot create file" -- "$ftune" merge --base "$model" --out "$tmp/no/such/dir/m.gguf"
 expect 1 "no adapter found" -- "$ftune" export "$tmp" --format gguf
 expect 2 "unknown --type 'q3'" -- "$ftune" merge --base "$model" --out "$tmp/q.gguf" --type q3

@@ -39,6 +39,15 @@
 #   FT_ABLATE_ARGS   the ablate phase's bench options (default: llama-3-70b --layers 8, 4 steps)
 #   FT_PEFT_STEPS (5), FT_PEFT_TIMEOUT (seconds per shape, 300), FT_PEFT_PYTHON (python3),
 #   FT_PEFT_ARGS (extra bench_peft.py options), FT_PEFT_TARGET (2.5)
+# Rehearsal without a GPU (tests/gpu/emu/rehearse.sh sets these to run every phase's own logic on the
+# CUDA emulator at tiny shapes, so a phase's script bugs cost no device time):
+#   FT_GPU_FTUNE, FT_GPU_OPS_CUDA, FT_GPU_OPS_CPU   the binaries (default: the build's ftune, tests/test_ops_cuda,
+#                    tests/test_ops_cpu)
+#   FT_OPS_BIG       the op-table tier of the SIMT-GEMM cross-check (default --big: the real layer shapes)
+#   FT_OPS_ATTN_TIERS the tiers of the SIMT-attention cross-check (default "--mid --big")
+#   FT_ABLATE_SEQS   the ablate phase's sequence lengths (default "4096 512")
+#   FT_PEFT_DEVICE   bench_peft.py's device (default cuda)
+#   FT_GPU_SANITIZER compute-sanitizer's path ("none": the phase is skipped)
 # Expected times on an H100 machine: build 1-2 min, ops 3-5 min (the CPU reference of the real
 # shapes dominates), e2e < 1 min, sanitize 1-2 min, load 1-2 min, resume 1-2 min, bench 3-5 min
 # (the 70B shape: ~1 min to make, ~5-8 s a step), ablate 2-4 min, peft 3-8 min (an estimate: not yet timed), context 3-8 min. To stay inside the
@@ -104,8 +113,11 @@ need_pc=(libcjson yaml-0.1 libzstd libpcre2-8 libxxhash libutf8proc)
 have_system_deps() {
   command -v pkg-config >/dev/null 2>&1 || return 1
   pkg-config --exists "${need_pc[@]}" 2>/dev/null || return 1
-  ls /usr/include/cblas.h /usr/include/*/cblas.h /usr/include/*/*/cblas.h /usr/include/openblas/cblas.h \
-    >/dev/null 2>&1 || return 1
+  local h # any one of them will do (ls of the list fails when one is missing)
+  for h in /usr/include/cblas.h /usr/include/*/cblas.h /usr/include/*/*/cblas.h /usr/include/openblas/cblas.h; do
+    [ -f "$h" ] && return 0
+  done
+  return 1
 }
 use_carried_deps() {
   local pre=/tmp/ftdeps multi=x86_64-linux-gnu
@@ -139,7 +151,11 @@ if want build || want ops || want e2e || want sanitize || want load || want resu
 fi
 
 # ---- build ----------------------------------------------------------------------------------------------
-ftune="$build/ftune"
+ftune="${FT_GPU_FTUNE:-$build/ftune}"
+ops_cuda="${FT_GPU_OPS_CUDA:-$build/tests/test_ops_cuda}"
+ops_cpu="${FT_GPU_OPS_CPU:-$build/tests/test_ops_cpu}"
+ops_big="${FT_OPS_BIG---big}"
+ops_attn="${FT_OPS_ATTN_TIERS---mid --big}"
 if want build; then
   t0=$(date +%s)
   gen=()
@@ -166,32 +182,32 @@ fi
 # ---- ops ------------------------------------------------------------------------------------------------
 ops_tsv="$OUT/ops.tsv"
 if want ops; then
-  if [ ! -x "$build/tests/test_ops_cuda" ]; then
+  if [ ! -x "$ops_cuda" ]; then
     mark ops FAIL
-    say "ops: $build/tests/test_ops_cuda is missing (build first)"
+    say "ops: $ops_cuda is missing (build first)"
   else
     t0=$(date +%s)
     # shellcheck disable=SC2086
-    "$build/tests/test_ops_cuda" --mode all --summary "$ops_tsv" ${FT_OPS_ARGS:-} >"$OUT/ops.log" 2>&1
+    "$ops_cuda" --mode all --summary "$ops_tsv" ${FT_OPS_ARGS:-} >"$OUT/ops.log" 2>&1
     rc_ops=$?
     # cross-check: the same products through our own GEMM instead of cuBLASLt (its TSV stays in the
     # build directory: the device tool brings back at most 8 files from $OUT)
     echo "== cross-check: FT_CUDA_GEMM=simt (linear and LoRA through the tiled SIMT GEMM)" >>"$OUT/ops.log"
     rm -f "$build"/ops_simt*.tsv
-    simt() { FT_CUDA_GEMM=simt "$build/tests/test_ops_cuda" --mode test "$@" >>"$OUT/ops.log" 2>&1; }
+    simt() { FT_CUDA_GEMM=simt "$ops_cuda" --mode test "$@" >>"$OUT/ops.log" 2>&1; }
     simt --small --filter linear,lora --summary "$build/ops_simt1.tsv"
     rc_simt=$?
-    simt --big --filter "k_proj,o_proj r16,q_proj r64" --summary "$build/ops_simt2.tsv" || rc_simt=1
+    simt $ops_big --filter "k_proj,o_proj r16,q_proj r64" --summary "$build/ops_simt2.tsv" || rc_simt=1
     # attention through the SIMT kernels too (D 64/128 otherwise take the tensor-core kernels),
     # with perf rows, so the log holds both kernels' TFLOP/s at the real shapes side by side
     {
       echo "== cross-check: FT_CUDA_ATTN=simt (attention through the SIMT flash kernels)"
-      FT_CUDA_ATTN=simt "$build/tests/test_ops_cuda" --mode all --mid --big --filter attention \
+      FT_CUDA_ATTN=simt "$ops_cuda" --mode all $ops_attn --filter attention \
         --summary "$build/ops_simt3.tsv" 2>&1 || rc_simt=1
       grep -E "attention" "$build/ops_simt3.tsv" 2>/dev/null | sed 's/^/simt-attn\t/'
       # the CPU suite's own run of the small table against CUDA (check_backend(gpu, cpu))
       echo "== test_ops_cpu (its cuda vs cpu pass)"
-      "$build/tests/test_ops_cpu" 2>&1
+      "$ops_cpu" 2>&1
       rc_cpu=$?
     } >>"$OUT/ops.log"
     secs=$(($(date +%s) - t0))
@@ -272,22 +288,26 @@ fi
 
 # ---- sanitize: memory errors, shared-memory races and uninitialized reads on the real hardware -------
 if want sanitize; then
-  san="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)"
+  san="${FT_GPU_SANITIZER:-$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)}"
   if [ ! -x "$san" ]; then
     mark sanitize skipped
     say "sanitize: skipped (compute-sanitizer not found)"
-  elif [ ! -x "$build/tests/test_ops_cuda" ]; then
+  elif [ ! -x "$ops_cuda" ]; then
     mark sanitize FAIL
-    say "sanitize: $build/tests/test_ops_cuda is missing (build first)"
+    say "sanitize: $ops_cuda is missing (build first)"
   else
     t0=$(date +%s)
     : >"$OUT/sanitize.log"
     san_rc=0
     for tool in memcheck racecheck initcheck; do
       echo "== compute-sanitizer --tool $tool" >>"$OUT/sanitize.log"
-      "$san" --tool "$tool" --error-exitcode 97 "$build/tests/test_ops_cuda" --small --mode test \
+      "$san" --tool "$tool" --error-exitcode 97 "$ops_cuda" --small --mode test \
         >>"$OUT/sanitize.log" 2>&1
       rc=$?
+      # the tensor-core attention (head_dim 64/128) is only in the mid tier: its shared-memory
+      # choreography (WMMA stores, __syncwarp, tile overlays) is what racecheck is for
+      "$san" --tool "$tool" --error-exitcode 97 "$ops_cuda" --mid --filter "attention tc" --mode test \
+        >>"$OUT/sanitize.log" 2>&1 || rc=1
       echo "== $tool exit $rc" >>"$OUT/sanitize.log"
       [ $rc -eq 0 ] || san_rc=1
       say "sanitize: $tool exit $rc ($(grep -c '^=========.*[Ee]rror' "$OUT/sanitize.log") error lines so far)"
@@ -403,7 +423,7 @@ if want ablate && have_ftune ablate; then
   : >"$OUT/ablate.log"
   # shellcheck disable=SC2206
   args=(${FT_ABLATE_ARGS:---shape llama-3-70b --layers 8 --steps 4})
-  for seq in 4096 512; do
+  for seq in ${FT_ABLATE_SEQS:-4096 512}; do
     for v in default prefetch-off wcache-off attn-simt; do
       env=()
       [ "$v" = prefetch-off ] && env=(FT_CUDA_PREFETCH=0)
@@ -501,10 +521,12 @@ if want peft; then
       say "peft: pip install of the carried wheels failed (peft.log)"
     fi
   fi
-  if ! "$py" -c "import torch, transformers, peft, accelerate, bitsandbytes; assert torch.cuda.is_available()" \
+  pdev="${FT_PEFT_DEVICE:-cuda}"
+  if ! "$py" -c "import sys, torch, transformers, peft, accelerate, bitsandbytes
+assert sys.argv[1] != 'cuda' or torch.cuda.is_available(), 'torch sees no GPU'" "$pdev" \
     >>"$OUT/peft.log" 2>&1; then
     mark peft FAIL
-    say "peft: $py cannot import torch (with CUDA), transformers, peft, accelerate and bitsandbytes:"
+    say "peft: $py cannot import torch (with CUDA when FT_PEFT_DEVICE is cuda), transformers, peft, accelerate and bitsandbytes:"
     say "  run tests/gpu/fetch-deps.sh here and carry build-gpudeps; $(tail -1 "$OUT/peft.log")"
   else
     read -ra shapes <<<"${FT_BENCH_SHAPES:-llama-3-70b qwen3-32b mistral-small-24b}"
@@ -521,7 +543,7 @@ print("--layers %d --seq %d --micro-batch %d" % (r["layers"], r["seq"], r["micro
       js="$build/peft/$shape.json" log="$build/peft/$shape.log"
       rm -f "$js"
       # shellcheck disable=SC2086
-      timeout "${FT_PEFT_TIMEOUT:-300}" "$py" "$root/tests/ref/bench_peft.py" --device cuda --shape "$shape" \
+      timeout "${FT_PEFT_TIMEOUT:-300}" "$py" "$root/tests/ref/bench_peft.py" --device "$pdev" --shape "$shape" \
         "${run[@]}" --steps "${FT_PEFT_STEPS:-5}" --json "$js" ${FT_PEFT_ARGS:-} >"$log" 2>&1
       rc=$?
       { echo "== $shape (exit $rc): bench_peft.py --shape $shape ${run[*]}"; cat "$log"; } >>"$OUT/peft.log"

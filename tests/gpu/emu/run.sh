@@ -16,6 +16,7 @@
 # table a few minutes; the real shapes are out of reach.
 #
 # Usage: tests/gpu/emu/run.sh [test_ops_cuda arguments]      (default: --small --mid)
+#        tests/gpu/emu/run.sh build                           only build test_ops_cuda_emu and test_ops_cpu_emu
 #        tests/gpu/emu/run.sh ftune ARGS...                   the whole ftune binary on the emulated
 #            backend (build-emu/ftune_emu), e.g. `ftune bench --device cuda --shape tiny --steps 3`
 #            or `ftune train --device cuda ...`: the training loop, streaming loader, managed and
@@ -26,6 +27,7 @@
 #                       small chunks, to exercise the pipeline on small models); objects do not know
 #                       the flags they were built with: give each set its own FT_EMU_BUILD directory
 #   FT_EMU_BUILD        build directory (default build-emu)
+#   FT_EMU_MEM_MIB      the device memory cudaMemGetInfo reports, MiB (default 32 GiB total, 16 free)
 # Objects are rebuilt only when their source, or any header of the tree, is newer.
 # Needs g++ with C++20 (<barrier>), python3, OpenBLAS, OpenMP and (for ftune) the libraries ftune
 # links (pkg-config); not nvcc.
@@ -94,10 +96,16 @@ if [ "${1:-}" = ftune ]; then
     $(pkg-config --libs libcjson yaml-0.1 libzstd libpcre2-8 libxxhash libutf8proc)
   exec "$out/ftune_emu" "$@"
 fi
-stale "$out/obj/test_ops_cuda.o" "$root/tests/test_ops_cuda.c" "$newest_t" &&
-  run gcc "${cf[@]}" -Wall -Wextra -c "$root/tests/test_ops_cuda.c" -o "$out/obj/test_ops_cuda.o"
+for t in test_ops_cuda test_ops_cpu; do # the drivers (test_ops_cpu's cuda-vs-cpu pass runs here too)
+  stale "$out/obj/$t.o" "$root/tests/$t.c" "$newest_t" &&
+    run gcc "${cf[@]}" -Wall -Wextra -c "$root/tests/$t.c" -o "$out/obj/$t.o"
+done
 for p in "${pids[@]}"; do wait "$p"; done
-g++ -o "$out/test_ops_cuda_emu" "$out"/obj/cu_*.o "$out"/obj/emu_globals.o "$out"/obj/c_*.o "$out"/obj/test_ops_cuda.o \
-  -fopenmp -lopenblas -lm -pthread
+for t in test_ops_cuda test_ops_cpu; do
+  # shellcheck disable=SC2046
+  g++ -o "$out/${t}_emu" "$out"/obj/cu_*.o "$out"/obj/emu_globals.o "$out"/obj/c_*.o "$out/obj/$t.o" \
+    -fopenmp -lopenblas -lm -pthread $(pkg-config --libs libcjson) # kernels/json.c
+done
+[ "${1:-}" = build ] && exit 0
 [ $# -eq 0 ] && set -- --small --mid
 exec "$out/test_ops_cuda_emu" "$@"

@@ -49,6 +49,7 @@ inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return 0; }
 inline cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr, int) { *v = 1; return 0; }
 inline cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t *p, int) { *p = 0; return 0; }
 inline cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t, cudaMemPoolAttr, void *) { return 0; }
+inline cudaError_t cudaMemPoolTrimTo(cudaMemPool_t, size_t) { return 0; }
 inline cudaError_t cudaMalloc(void **p, size_t n) { *p = aligned_alloc(256, (n + 255) / 256 * 256); memset(*p, 0xCD, n); return *p ? 0 : 2; }
 inline cudaError_t cudaMallocAsync(void **p, size_t n, cudaStream_t) { return cudaMalloc(p, n); }
 inline cudaError_t cudaFree(void *p) { free(p); return 0; }
@@ -56,4 +57,11 @@ inline cudaError_t cudaFreeAsync(void *p, cudaStream_t) { free(p); return 0; }
 inline cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t) { memmove(d, s, n); return 0; }
 inline cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t) { memset(d, v, n); return 0; }
 inline cudaError_t cudaGetLastError() { return 0; }
-inline cudaError_t cudaMemGetInfo(size_t *f, size_t *t) { *f = 1ull << 34; *t = 1ull << 35; return 0; }
+// FT_EMU_MEM_MIB: a small device (rehearse.sh: `ftune bench --seq max` then picks a short sequence)
+inline cudaError_t cudaMemGetInfo(size_t *f, size_t *t) {
+    const char *e = getenv("FT_EMU_MEM_MIB");
+    const size_t mib = e ? (size_t)strtoull(e, NULL, 10) : 0;
+    *t = mib ? mib << 20 : 1ull << 35;
+    *f = mib ? *t : 1ull << 34;
+    return 0;
+}

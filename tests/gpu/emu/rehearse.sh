@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# tests/gpu/emu/rehearse.sh: a dress rehearsal of tests/gpu/run.sh on a machine without a GPU. Every
+# phase's own logic (commands, log parsing, JSON tables, pass/fail marking, the summary) runs for real,
+# with the CUDA kernels on the emulator (emu/run.sh) and tiny shapes in place of the real ones, so a
+# bug in the script costs no device time: a GPU session gets 30 minutes in all.
+#
+# What it stands in for: `build` (the emulated binaries replace the nvcc build; the real sm_90 build
+# of the same targets is `tests/gpu/run.sh build` here, with nvcc and no GPU), the op table's real
+# shapes (the small tier instead), the bench shapes (tiny, seq 32), compute-sanitizer (skipped), the
+# device memory (FT_EMU_MEM_MIB, so `--seq max` finds a short sequence) and PyTorch's device (cpu,
+# when the venv has torch, peft and bitsandbytes; else the peft phase reports that it cannot import
+# them). What it proves: each phase runs to its summary lines and marks ok; not speed, not the real
+# shapes, not the hardware.
+#
+# usage: tests/gpu/emu/rehearse.sh [phase...]       (default: every phase but build, sanitize and resume:
+#        resume trains four 10-step runs, which take the emulator an hour or more; name it to run it)
+#   FT_EMU_BUILD  the emulator's build directory (default build-emu-rehearse)
+#   FT_PEFT_PYTHON python with torch, transformers, peft, accelerate and bitsandbytes (default
+#                 /work/venv/bin/python when it exists, else python3)
+#   OUT           where run.sh writes its logs (default build-emu-rehearse/out)
+# Takes 10-20 minutes on two cores (the emulator runs one OS thread per CUDA thread).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../../.." && pwd)"
+export FT_EMU_BUILD="${FT_EMU_BUILD:-$root/build-emu-rehearse}"
+emu="$root/tests/gpu/emu/run.sh"
+"$emu" build >/dev/null                  # test_ops_cuda_emu, test_ops_cpu_emu
+"$emu" ftune --version >/dev/null        # ftune_emu
+[ $# -eq 0 ] && set -- ops e2e load bench ablate peft context
+
+export OUT="${OUT:-$FT_EMU_BUILD/out}"
+export FT_GPU_BUILD="$FT_EMU_BUILD/gpu"
+export FT_GPU_FTUNE="$FT_EMU_BUILD/ftune_emu"
+export FT_GPU_OPS_CUDA="$FT_EMU_BUILD/test_ops_cuda_emu"
+export FT_GPU_OPS_CPU="$FT_EMU_BUILD/test_ops_cpu_emu"
+export FT_GPU_SANITIZER=none
+export FT_OPS_ARGS="--small" FT_OPS_BIG="--small" FT_OPS_ATTN_TIERS="--small"
+export FT_E2E_STEPS=3 FT_E2E_D128_STEPS=2
+export FT_LOAD_SHAPE=tiny FT_LOAD_LAYERS=2 FT_LOAD_SHARDS=2 FT_LOAD_DIR="$FT_EMU_BUILD/synth-ckpt"
+export FT_RESUME_STEPS=10
+export FT_BENCH_SHAPES="tiny" FT_BENCH_SEQ=32 FT_BENCH_STEPS=3 FT_BENCH_ARGS="--peak-n 64"
+export FT_ABLATE_ARGS="--shape tiny --steps 2" FT_ABLATE_SEQS="64 32"
+export FT_PEFT_DEVICE=cpu FT_PEFT_STEPS=2
+[ -z "${FT_PEFT_PYTHON:-}" ] && [ -x /work/venv/bin/python ] && export FT_PEFT_PYTHON=/work/venv/bin/python
+export FT_CONTEXT_SHAPE=tiny
+mkdir -p "$FT_GPU_BUILD" "$OUT"
+# the context phase on a 24 MiB device (`--seq max` then picks a short sequence), the rest on the
+# emulator's default 32 GiB; each run writes its own summary
+rest=() ctx=0 rc=0
+for p in "$@"; do if [ "$p" = context ]; then ctx=1; else rest+=("$p"); fi; done
+if [ ${#rest[@]} -gt 0 ]; then "$root/tests/gpu/run.sh" "${rest[@]}" || rc=1; fi
+if [ $ctx -eq 1 ]; then
+  OUT="$OUT/context" FT_EMU_MEM_MIB="${FT_EMU_MEM_MIB:-24}" "$root/tests/gpu/run.sh" context || rc=1
+fi
+exit $rc
