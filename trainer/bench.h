@@ -79,6 +79,12 @@ typedef struct ft_bench_result {
     double tokens_per_s;    /* steps 2.. (all of them when there is one) */
     double step_s;          /* mean of the same steps */
     double phase_ms[FT_PHASE_COUNT]; /* mean per step over the same steps */
+    /* What `ftune plan`'s time model predicts for this run on this device (plan.h "Time"), per
+     * step and phase, and its tokens/s: each measured part beside its prediction, so one run
+     * checks the model and the device profile's rates (0 where the plan has no part: "other") */
+    double plan_phase_ms[FT_PHASE_COUNT];
+    double plan_tokens_per_s;
+    char plan_device[16];   /* the profile the prediction used ("h100", "cpu") */
     double flops_per_token; /* ftune plan's F */
     double achieved_tflops; /* F * tokens/s */
     double peak_tflops;     /* measured GEMM rate (0 without --peak) */

@@ -352,18 +352,26 @@ bench_table() {
   python3 - "$@" <<'PYEOF'
 import json, sys
 ph = ["dequant", "gemm", "attention", "elementwise", "lora", "xent", "optimizer", "other"]
-print("%-18s %6s %6s %9s %8s %7s %6s %8s %8s %6s  %-17s %s" % ("shape", "layers", "seq", "tokens/s", "TFLOP/s",
-      "peak", "MFU", "mem GiB", "plan GiB", "mem", "loss", " ".join("%s%%" % p[:5] for p in ph)))
+print("%-18s %6s %6s %9s %9s %8s %7s %6s %8s %8s %6s  %-17s %s" % ("shape", "layers", "seq", "tokens/s", "plan t/s",
+      "TFLOP/s", "peak", "MFU", "mem GiB", "plan GiB", "mem", "loss", " ".join("%s%%" % p[:5] for p in ph)))
+cmp = []
 for f in sys.argv[1:]:
     try:
         r = json.load(open(f))
     except Exception as e:
         print("%s: %s" % (f, e)); continue
     tot = sum(r["phase_ms"].values()) or 1
-    print("%-18s %6d %6d %9.1f %8.1f %7.1f %5.1f%% %8.2f %8.2f %+5.1f%%  %7.3f -> %7.3f %s" % (
-        r["shape"], r["layers"], r["seq"], r["tokens_per_s"], r["achieved_tflops"], r["peak_tflops"], 100 * r["mfu"],
-        r["mem_peak"] / 2**30, r["mem_plan"] / 2**30, 100 * (r["mem_ratio"] - 1), r["steps"][0]["loss"],
-        r["steps"][-1]["loss"], " ".join("%5.1f" % (100 * r["phase_ms"][p] / tot) for p in ph)))
+    print("%-18s %6d %6d %9.1f %9.1f %8.1f %7.1f %5.1f%% %8.2f %8.2f %+5.1f%%  %7.3f -> %7.3f %s" % (
+        r["shape"], r["layers"], r["seq"], r["tokens_per_s"], r.get("plan_tokens_per_s", 0), r["achieved_tflops"],
+        r["peak_tflops"], 100 * r["mfu"], r["mem_peak"] / 2**30, r["mem_plan"] / 2**30, 100 * (r["mem_ratio"] - 1),
+        r["steps"][0]["loss"], r["steps"][-1]["loss"], " ".join("%5.1f" % (100 * r["phase_ms"][p] / tot) for p in ph)))
+    pp = r.get("plan_phase_ms")
+    if pp:  # measured against `ftune plan`'s time model, per phase (ms per step): the model's calibration
+        cmp.append("%-18s %6d  %s" % (r["shape"], r["seq"], "  ".join("%s %.4g/%.4g" % (p[:5], r["phase_ms"][p], pp[p])
+                   for p in ph if pp.get(p, 0) > 0)))
+if cmp:
+    print("measured/planned ms per step, by phase (plan.h time model; device profile %s):" % r.get("plan_device", "?"))
+    print("\n".join(cmp))
 PYEOF
 }
 if want bench && have_ftune bench; then

@@ -43,12 +43,12 @@ export FT_PEFT_DEVICE=cpu FT_PEFT_STEPS=2
 [ -z "${FT_PEFT_PYTHON:-}" ] && [ -x /work/venv/bin/python ] && export FT_PEFT_PYTHON=/work/venv/bin/python
 export FT_CONTEXT_SHAPE=tiny
 mkdir -p "$FT_GPU_BUILD" "$OUT"
-# the context phase on a 24 MiB device (`--seq max` then picks a short sequence), the rest on the
+# the context phase on a 132 MiB device (`--seq max` then picks a short sequence), the rest on the
 # emulator's default 32 GiB; each run writes its own summary
 rest=() ctx=0 rc=0
 for p in "$@"; do if [ "$p" = context ]; then ctx=1; else rest+=("$p"); fi; done
 if [ ${#rest[@]} -gt 0 ]; then "$root/tests/gpu/run.sh" "${rest[@]}" || rc=1; fi
 if [ $ctx -eq 1 ]; then
-  OUT="$OUT/context" FT_EMU_MEM_MIB="${FT_EMU_MEM_MIB:-24}" "$root/tests/gpu/run.sh" context || rc=1
+  OUT="$OUT/context" FT_EMU_MEM_MIB="${FT_EMU_MEM_MIB:-132}" "$root/tests/gpu/run.sh" context || rc=1
 fi
 exit $rc

@@ -1,6 +1,7 @@
 // cuda_runtime.h (emulator): the runtime calls kernels/cuda uses, on host memory; streams are synchronous.
 #pragma once
 #include "cuda_emu.h"
+#include <malloc.h>
 typedef int cudaError_t;
 enum { cudaSuccess = 0, cudaErrorMemoryAllocation = 2, cudaErrorInvalidValue = 1 };
 typedef struct ft_emu_stream *cudaStream_t;
@@ -29,7 +30,30 @@ inline cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b)
 inline cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned) { return 0; }
 inline cudaError_t cudaHostAlloc(void **p, size_t n, unsigned) { *p = aligned_alloc(256, (n + 255) / 256 * 256); return *p ? 0 : 2; }
 inline cudaError_t cudaFreeHost(void *p) { free(p); return 0; }
-inline cudaError_t cudaMallocManaged(void **p, size_t n, unsigned) { *p = aligned_alloc(256, (n + 255) / 256 * 256); if (*p) memset(*p, 0xCD, n); return *p ? 0 : 2; }
+// Device memory (cudaMalloc, cudaMallocAsync, cudaMallocManaged) is counted, so cudaMemGetInfo's
+// free memory falls as the program allocates, as on a GPU; with FT_EMU_MEM_MIB set, an allocation
+// past that size fails with cudaErrorMemoryAllocation (the out-of-memory paths, on the CPU).
+extern std::atomic<long long> ft_emu_dev_used;
+inline size_t ft_emu_mem_total() {
+    const char *e = getenv("FT_EMU_MEM_MIB");
+    const size_t mib = e ? (size_t)strtoull(e, NULL, 10) : 0;
+    return mib ? mib << 20 : 1ull << 35;
+}
+inline cudaError_t ft_emu_dev_alloc(void **p, size_t n) {
+    const size_t sz = (n + 255) / 256 * 256 + (n == 0) * 256;
+    *p = NULL;
+    if (getenv("FT_EMU_MEM_MIB") && (size_t)ft_emu_dev_used.load() + sz > ft_emu_mem_total()) return cudaErrorMemoryAllocation;
+    *p = aligned_alloc(256, sz);
+    if (!*p) return cudaErrorMemoryAllocation;
+    ft_emu_dev_used += (long long)malloc_usable_size(*p);
+    memset(*p, 0xCD, n);
+    return 0;
+}
+inline void ft_emu_dev_free(void *p) {
+    if (p) ft_emu_dev_used -= (long long)malloc_usable_size(p);
+    free(p);
+}
+inline cudaError_t cudaMallocManaged(void **p, size_t n, unsigned) { return ft_emu_dev_alloc(p, n); }
 inline cudaError_t cudaMemAdvise(const void *, size_t, cudaMemoryAdvise, cudaMemLocation loc) { return loc.type == cudaMemLocationTypeDevice ? 0 : 1; }
 inline cudaError_t cudaMemPrefetchAsync(const void *, size_t, cudaMemLocation loc, unsigned, cudaStream_t) { return loc.type == cudaMemLocationTypeDevice ? 0 : 1; }
 struct cudaFuncAttributes { int dummy; };
@@ -50,18 +74,18 @@ inline cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr, int) { *v = 1;
 inline cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t *p, int) { *p = 0; return 0; }
 inline cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t, cudaMemPoolAttr, void *) { return 0; }
 inline cudaError_t cudaMemPoolTrimTo(cudaMemPool_t, size_t) { return 0; }
-inline cudaError_t cudaMalloc(void **p, size_t n) { *p = aligned_alloc(256, (n + 255) / 256 * 256); memset(*p, 0xCD, n); return *p ? 0 : 2; }
-inline cudaError_t cudaMallocAsync(void **p, size_t n, cudaStream_t) { return cudaMalloc(p, n); }
-inline cudaError_t cudaFree(void *p) { free(p); return 0; }
-inline cudaError_t cudaFreeAsync(void *p, cudaStream_t) { free(p); return 0; }
+inline cudaError_t cudaMalloc(void **p, size_t n) { return ft_emu_dev_alloc(p, n); }
+inline cudaError_t cudaMallocAsync(void **p, size_t n, cudaStream_t) { return ft_emu_dev_alloc(p, n); }
+inline cudaError_t cudaFree(void *p) { ft_emu_dev_free(p); return 0; }
+inline cudaError_t cudaFreeAsync(void *p, cudaStream_t) { ft_emu_dev_free(p); return 0; }
 inline cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t) { memmove(d, s, n); return 0; }
 inline cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t) { memset(d, v, n); return 0; }
 inline cudaError_t cudaGetLastError() { return 0; }
-// FT_EMU_MEM_MIB: a small device (rehearse.sh: `ftune bench --seq max` then picks a short sequence)
+// FT_EMU_MEM_MIB: a small device (rehearse.sh: `ftune bench --seq max` then picks a short sequence);
+// without it 32 GiB, of which at most 16 free
 inline cudaError_t cudaMemGetInfo(size_t *f, size_t *t) {
-    const char *e = getenv("FT_EMU_MEM_MIB");
-    const size_t mib = e ? (size_t)strtoull(e, NULL, 10) : 0;
-    *t = mib ? mib << 20 : 1ull << 35;
-    *f = mib ? *t : 1ull << 34;
+    *t = ft_emu_mem_total();
+    const long long cap = getenv("FT_EMU_MEM_MIB") ? (long long)*t : 1ll << 34, used = ft_emu_dev_used.load();
+    *f = (size_t)(used < cap ? cap - used : 0);
     return 0;
 }
