@@ -169,6 +169,15 @@ static void test_malformed(void) {
                  cases[i].line, ft_error_msg(), want);
     }
 
+    /* data after a record's JSON value is a malformed record, as Python's json.loads rejects it
+     * (cJSON alone would take the prefix) */
+    p = write_tmp("trail.jsonl", "{\"text\": \"fine\"}\n{\"text\": \"a\"} {\"text\": \"b\"}\n");
+    snprintf(path, sizeof path, "%s", p);
+    n = read_all(path, FT_FMT_AUTO, 1, &st, &s, NULL);
+    snprintf(want, sizeof want, "%s:2: invalid JSON: unexpected data after the value", path);
+    FT_CHECK(st == FT_E_FORMAT && strstr(ft_error_msg(), want), "trailing data: got \"%s\" want \"%s\"",
+             ft_error_msg(), want);
+
     /* chat problems */
     p = write_tmp("badchat.jsonl",
                   "{\"messages\": [{\"role\": \"user\", \"content\": \"u\"}, {\"role\": \"tool\", \"content\": \"t\"}]}\n"
@@ -282,7 +291,7 @@ static void test_real_datasets(void) {
     char path[1024];
     ft_status st;
     ft_jsonl_stats s;
-    ft_data_format f;
+    ft_data_format f = FT_FMT_AUTO;
     static const struct { const char *rel; ft_data_format fmt; int64_t n; } sets[] = {
         {"datasets/mlx-wikisql-text/train.jsonl", FT_FMT_TEXT, 1000},
         {"datasets/mlx-wwdc25-prompt-completion/train.jsonl", FT_FMT_PROMPT_COMPLETION, 1800},

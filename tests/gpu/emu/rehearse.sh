@@ -18,7 +18,9 @@
 #   FT_PEFT_PYTHON python with torch, transformers, peft, accelerate and bitsandbytes (default
 #                 /work/venv/bin/python when it exists, else python3)
 #   OUT           where run.sh writes its logs (default build-emu-rehearse/out)
-# Takes 10-20 minutes on two cores (the emulator runs one OS thread per CUDA thread).
+# Slow (the emulator runs one OS thread per CUDA thread); measured 2026-11-23 on two cores shared
+# with other jobs: ops 5 min, e2e 11, load 0.5, bench 2.5, ablate 20, peft 0.2, context (a step of
+# ~7,400 tokens on each side) more than 30. Name the phases that changed.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../../.." && pwd)"
 export FT_EMU_BUILD="${FT_EMU_BUILD:-$root/build-emu-rehearse}"
