@@ -12,22 +12,24 @@
 # them). What it proves: each phase runs to its summary lines and marks ok; not speed, not the real
 # shapes, not the hardware.
 #
-# usage: tests/gpu/emu/rehearse.sh [phase...]       (default: every phase but build, sanitize and resume:
-#        resume trains four 10-step runs, which take the emulator an hour or more; name it to run it)
+# usage: tests/gpu/emu/rehearse.sh [phase...]       (default: every phase but build, sanitize, resume and
+#        context: resume trains four 10-step runs and context one step of the longest sequence a
+#        132 MiB device fits (~7,400 tokens of the tiny shape), each an hour or more here; name them
+#        to run them)
 #   FT_EMU_BUILD  the emulator's build directory (default build-emu-rehearse)
 #   FT_PEFT_PYTHON python with torch, transformers, peft, accelerate and bitsandbytes (default
 #                 /work/venv/bin/python when it exists, else python3)
 #   OUT           where run.sh writes its logs (default build-emu-rehearse/out)
 # Slow (the emulator runs one OS thread per CUDA thread); measured 2026-11-23 on two cores shared
-# with other jobs: ops 5 min, e2e 11, load 0.5, bench 2.5, ablate 20, peft 0.2, context (a step of
-# ~7,400 tokens on each side) more than 30. Name the phases that changed.
+# with other jobs: ops 5 min, e2e 11, load 0.5, bench 2.5, ablate 20, peft 0.2; context chose its
+# sequence (7,424) but its step had not ended after 30 min. Name the phases that changed.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../../.." && pwd)"
 export FT_EMU_BUILD="${FT_EMU_BUILD:-$root/build-emu-rehearse}"
 emu="$root/tests/gpu/emu/run.sh"
 "$emu" build >/dev/null                  # test_ops_cuda_emu, test_ops_cpu_emu
 "$emu" ftune --version >/dev/null        # ftune_emu
-[ $# -eq 0 ] && set -- ops e2e load bench ablate peft context
+[ $# -eq 0 ] && set -- ops e2e load bench ablate peft
 
 export OUT="${OUT:-$FT_EMU_BUILD/out}"
 export FT_GPU_BUILD="$FT_EMU_BUILD/gpu"
@@ -45,7 +47,7 @@ export FT_PEFT_DEVICE=cpu FT_PEFT_STEPS=2
 [ -z "${FT_PEFT_PYTHON:-}" ] && [ -x /work/venv/bin/python ] && export FT_PEFT_PYTHON=/work/venv/bin/python
 export FT_CONTEXT_SHAPE=tiny
 mkdir -p "$FT_GPU_BUILD" "$OUT"
-# the context phase on a 132 MiB device (`--seq max` then picks a short sequence), the rest on the
+# the context phase on a 132 MiB device (`--seq max` then picks ~7,400 tokens, not 1M), the rest on the
 # emulator's default 32 GiB; each run writes its own summary
 rest=() ctx=0 rc=0
 for p in "$@"; do if [ "$p" = context ]; then ctx=1; else rest+=("$p"); fi; done
