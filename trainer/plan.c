@@ -7,7 +7,7 @@
  * 80 GB: ~78 GiB after the CUDA context; H200 141 GB: ~139 GiB; GB10: 119.7 GiB visible to CUDA
  * of 128 GB unified, less ~8 GiB for the OS, the data pipeline and page cache). The time model's
  * rates (GEMM efficiency, attention rate, bandwidth efficiency) are predictions until `ftune bench`
- * measures them (see pl_devices).
+ * measures them (see pl_devices); the time model itself is plan_time.c.
  *
  * Dataset index: an epochs-based recipe (training.steps = 0) needs the dataset's token count.
  * It is read from the tokenized dataset's index (data/shard.h: n_tokens, n_examples) a run caches
@@ -30,6 +30,7 @@
 #include "kernels/log.h"
 #include "optim/adamw.h"
 #include "trainer/loader.h"
+#include "trainer/plan_impl.h"
 
 #define PL_GIB (1024.0 * 1024.0 * 1024.0)
 
@@ -120,7 +121,7 @@ static ft_dtype pl_ckpt_dtype(const ft_model_config *c) {
 
 static int64_t pl_max(int64_t a, int64_t b) { return a > b ? a : b; }
 
-static const char *pl_si(double v, const char *unit, char *buf, size_t cap) {
+const char *ft_plan_si(double v, const char *unit, char *buf, size_t cap) {
     if (v >= 1e12) snprintf(buf, cap, "%.1f T%s", v / 1e12, unit);
     else if (v >= 1e9) snprintf(buf, cap, "%.2f %s%s", v / 1e9, unit[0] ? "G" : "B", unit); /* 70.55 B params */
     else if (v >= 1e6) snprintf(buf, cap, "%.2f M%s", v / 1e6, unit);
@@ -163,7 +164,7 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
     double bits = 8.0 * (double)lin / (double)(p->n_blocks > 0 ? p->n_blocks : 1);
     char num[48];
     pl_set(&p->line[FT_PLAN_LINEARS], "frozen linear weights", lin, "%s, %.3f bits/param, %s params",
-           ft_dtype_name(in->lin), bits, pl_si((double)p->n_blocks, "", num, sizeof num));
+           ft_dtype_name(in->lin), bits, ft_plan_si((double)p->n_blocks, "", num, sizeof num));
 
     int64_t emb = ft_weight_nbytes(o, d->V, d->C) * (d->tied ? 1 : 2);
     pl_set(&p->line[FT_PLAN_EMBED], "embeddings + lm_head", emb, "%s, %s%lld x %lld", ft_dtype_name(o),
@@ -179,7 +180,7 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
     ft_lora_cfg lc = {.r = in->R, .targets = p->targets};
     int64_t n = ft_lora_param_count(&lc, &s, d->L);
     p->lora_params = n;
-    pl_set(&p->line[FT_PLAN_LORA], "LoRA weights", n * 4, "F32, %s params%s", pl_si((double)n, "", num, sizeof num),
+    pl_set(&p->line[FT_PLAN_LORA], "LoRA weights", n * 4, "F32, %s params%s", ft_plan_si((double)n, "", num, sizeof num),
            cuda ? ", paged" : "");
     pl_set(&p->line[FT_PLAN_GRADS], "LoRA gradients", n * 4, "F32");
     pl_set(&p->line[FT_PLAN_OPTIM], "optimizer state", ft_adamw_state_bytes(n) + ft_adamw_scalar_bytes(),
@@ -389,130 +390,6 @@ static void pl_steps(ft_plan *p, const ft_recipe *r) {
              r->training.epochs, rows, (long long)examples, (long long)tokens, path);
 }
 
-/* ---- time ---------------------------------------------------------------------------------------
- * A micro-batch's parts, each at the rate that bounds it on the device (ft_plan_device's rates),
- * added up as if nothing overlapped: the GPU does overlap some (the weight cache's prefetch hides
- * dequantization behind GEMMs; docs/perf.md), so the sum errs slow. Bytes moved are counted from the
- * ops trainer/model.c runs, per token, so the parts that grow with the model's width (SwiGLU's
- * [N, intermediate] tensors, the LoRA inputs) and those that do not (dequantization: once per
- * weight per pass whatever the batch) scale as they do in a run. */
-
-/* Elements of the activation dtype that one layer's non-GEMM ops read and write per token. */
-typedef struct pl_traffic {
-    double fwd, bwd; /* one forward (or recompute) pass, the backward pass */
-} pl_traffic;
-
-/* ft_layer_forward / ft_layer_backward (trainer/model.c); the accumulating o and down products
- * add into the residual in their GEMM epilogue, which the GEMM time covers. */
-static pl_traffic pl_elementwise_elems(const ft_model_dims *d) {
-    const double C = (double)d->C, F = (double)d->F, qk = (double)((d->H + d->Hkv) * d->D);
-    pl_traffic t;
-    /* 2 RMSNorms (read x, write the normalized copy), 2 residual copies (x -> x2, x2 -> out), RoPE
-     * on q and k in place, Qwen3's q/k norms, SwiGLU (read gate and up, write their product) */
-    t.fwd = 2 * 2 * C + 2 * 2 * C + 2 * qk + (d->qk_norm ? 2 * qk : 0) + 3 * F;
-    /* SwiGLU backward (read ds, gate, up; write dgate, dup), 2 RMSNorm backwards (read dy and x,
-     * write dx), 2 residual adds (read two, write one), RoPE in place, the q/k norms' backward */
-    t.bwd = 5 * F + 2 * 3 * C + 2 * 3 * C + 2 * qk + (d->qk_norm ? 3 * qk : 0);
-    return t;
-}
-
-/* The LoRA products of the targeted modules (ft_proj, ft_proj_bwd): rank-r products are bound by
- * reading their [N, in] input and updating their [N, out] output, not by their FLOPs. */
-static pl_traffic pl_lora_elems(const ft_model_dims *d, unsigned targets, int dropout) {
-    ft_lora_shapes s = ft_model_lora_shapes(d);
-    pl_traffic t = {0, 0};
-    for (int m = 0; m < FT_MOD_COUNT; m++) {
-        if (!(targets & (1u << m))) continue;
-        const double in = (double)s.in[m], out = (double)s.out[m];
-        /* read the input, read and write the output the update adds to; dropout writes a copy */
-        t.fwd += in + 2 * out + (dropout ? 2 * in : 0);
-        /* read dy twice (dB, then dt) and the input, write dxd, dx += dxd; dropout draws the input
-         * again and masks dxd */
-        t.bwd += 2 * out + 2 * in + 3 * in + (dropout ? 4 * in : 0);
-    }
-    return t;
-}
-
-static void pl_part(ft_plan *p, ft_plan_time_id id, const char *name, double s, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static void pl_part(ft_plan *p, ft_plan_time_id id, const char *name, double s, const char *fmt, ...) {
-    ft_plan_time *t = &p->time[id];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(t->detail, sizeof t->detail, fmt, ap);
-    va_end(ap);
-    t->name = name, t->s = s;
-}
-
-/* Fills p->time for a micro-batch of N tokens. */
-static void pl_parts(ft_plan *p, const ft_recipe *r) {
-    const ft_model_dims *d = &p->dims;
-    const ft_plan_device *v = &p->dev;
-    const double N = (double)(p->B * p->T), e = (double)ft_dtype_nbytes(p->act_dtype, 1);
-    const double bw = v->mem_gbps * v->bw_eff * 1e9; /* bytes/s; 0: traffic not modelled */
-    const double fwd_passes = p->recompute ? 2.0 : 1.0; /* forward, and the recompute */
-    char b1[32], b2[32];
-
-    const double gemm_flops = p->f_base + p->f_head + p->f_lora;
-    pl_part(p, FT_PLAN_T_GEMM, "GEMMs", N * gemm_flops / (v->gemm_eff * v->peak_tflops * 1e12),
-            "%s/token at %.0f%% of %.3g TFLOP/s", pl_si(gemm_flops, "FLOP", b1, sizeof b1), 100 * v->gemm_eff,
-            v->peak_tflops);
-    pl_part(p, FT_PLAN_T_ATTENTION, "attention", N * p->f_attn / (v->attn_tflops * 1e12),
-            "%s/token at %.3g TFLOP/s (forward + backward)", pl_si(p->f_attn, "FLOP", b1, sizeof b1), v->attn_tflops);
-    if (!(bw > 0)) {
-        for (int i = FT_PLAN_T_DEQUANT; i < FT_PLAN_NTIMES; i++) pl_part(p, (ft_plan_time_id)i, "", 0, "%s", "");
-        return;
-    }
-    /* the forward and the recompute dequantize every linear (read the codes and constants, write
-     * bf16); the backward reuses the recompute's copies from the weight cache (kernels/cuda/wcache.cu).
-     * Without recompute the forward and the backward dequantize. */
-    if (p->linear_dtype == FT_NF4) {
-        const double codes = (double)p->line[FT_PLAN_LINEARS].bytes, bf16 = 2.0 * (double)p->n_blocks;
-        pl_part(p, FT_PLAN_T_DEQUANT, "NF4 dequantization", 2.0 * (codes + bf16) / bw,
-                "2 passes x (%s NF4 read + %s BF16 written)", pl_si(codes, "B", b1, sizeof b1),
-                pl_si(bf16, "B", b2, sizeof b2));
-    } else {
-        pl_part(p, FT_PLAN_T_DEQUANT, "", 0, "%s", "");
-    }
-    pl_traffic el = pl_elementwise_elems(d);
-    const double el_layer = (fwd_passes * el.fwd + el.bwd) * e, el_final = 5.0 * (double)d->C * e; /* final norm */
-    pl_part(p, FT_PLAN_T_ELEMENTWISE, "elementwise", N * ((double)d->L * el_layer + el_final) / bw,
-            "%.2f MB/token/layer over %.0f passes: norms, RoPE, SwiGLU, adds", el_layer / 1e6, fwd_passes + 1);
-    pl_traffic lo = pl_lora_elems(d, p->targets, r->lora.dropout > 0);
-    const double lo_layer = (fwd_passes * lo.fwd + lo.bwd) * e;
-    /* every pass casts the f32 masters to bf16 (read 4 B, write 2, the product reads 2); the
-     * backward reads and writes the f32 gradients */
-    const double lo_weights = (double)p->lora_params * (8.0 * (fwd_passes + 1) + 8.0);
-    pl_part(p, FT_PLAN_T_LORA, "LoRA products", (N * (double)d->L * lo_layer + lo_weights) / bw,
-            "%.2f MB/token/layer%s (inputs, outputs; FLOPs in GEMMs)", lo_layer / 1e6,
-            r->lora.dropout > 0 ? " with dropout" : "");
-    /* each logits chunk: read twice (max and sum, then the gradient), the gradient written over it */
-    pl_part(p, FT_PLAN_T_XENT, "cross-entropy", N * 3.0 * (double)d->V * e / bw,
-            "%lld-wide logits: 2 reads + 1 write per token", (long long)d->V);
-    /* gradient norm (read g), AdamW (read p, g, m, v; write p, m, v), gradients zeroed: f32 */
-    pl_part(p, FT_PLAN_T_OPTIM, "optimizer", (double)p->lora_params * 36.0 / bw,
-            "per step: AdamW over %s params, 36 B each", pl_si((double)p->lora_params, "", b1, sizeof b1));
-}
-
-/* The step's time: the parts, or (tflops > 0, `--tflops`) a flat rate for all of it. */
-static void pl_time(ft_plan *p, const ft_recipe *r, double tflops) {
-    const double N = (double)(p->B * p->T);
-    double opt_s = 0;
-    p->flat = tflops > 0;
-    if (p->flat) {
-        p->micro_s = N * p->flops_per_token / (tflops * 1e12);
-    } else {
-        pl_parts(p, r);
-        p->micro_s = 0;
-        for (int i = 0; i < FT_PLAN_NTIMES; i++)
-            if (i != FT_PLAN_T_OPTIM) p->micro_s += p->time[i].s;
-        opt_s = p->time[FT_PLAN_T_OPTIM].s;
-    }
-    p->step_s = p->micro_s * (double)p->K + opt_s;
-    p->tokens_per_s = (double)p->tokens_per_step / p->step_s;
-    p->tflops = p->flat ? tflops : p->flops_per_token * p->tokens_per_s / 1e12;
-}
-
 /* ---- the plan ---------------------------------------------------------------------------------- */
 
 ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_recipe *r, const ft_plan_opts *opts) {
@@ -573,7 +450,7 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     p->f_lora = (p->recompute ? 8.0 : 6.0) * lora;
     p->flops_per_token = p->f_base + p->f_head + p->f_attn + p->f_lora;
     p->tokens_per_step = p->B * p->K * p->T;
-    pl_time(p, r, o.tflops);
+    ft_plan_time_model(p, r, o.tflops);
     pl_steps(p, r);
     p->total_tokens = p->steps * p->tokens_per_step;
     p->hours = (double)p->total_tokens / p->tokens_per_s / 3600.0;
@@ -672,9 +549,9 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
     fprintf(f, "model      %s: %lld layers, hidden %lld, intermediate %lld, heads %lld/%lld x %lld, vocab %lld%s\n",
             p->cfg.architecture, (long long)d->L, (long long)d->C, (long long)d->F, (long long)d->H, (long long)d->Hkv,
             (long long)d->D, (long long)d->V, d->tied ? " (tied)" : "");
-    fprintf(f, "           %s parameters, from %s\n", pl_si((double)pc.total, "", b1, sizeof b1), p->config_path);
+    fprintf(f, "           %s parameters, from %s\n", ft_plan_si((double)pc.total, "", b1, sizeof b1), p->config_path);
     fprintf(f, "lora       r %lld on %s: %s trainable parameters\n", (long long)p->R, r->lora.targets,
-            pl_si((double)p->lora_params, "", b1, sizeof b1));
+            ft_plan_si((double)p->lora_params, "", b1, sizeof b1));
     fprintf(f, "run        micro_batch %lld x grad_accum %lld x seq_len %lld = %lld tokens per step\n", (long long)p->B,
             (long long)p->K, (long long)p->T, (long long)p->tokens_per_step);
     fprintf(f, "           recompute %s%s\n", p->recompute ? "on" : "off",
@@ -718,7 +595,7 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
     fprintf(f, "  %-28s %s\n", "time per optimizer step", pl_duration(p->step_s, b1, sizeof b1));
     if (p->steps > 0) {
         fprintf(f, "  %-28s %lld (%s)\n", "steps", (long long)p->steps, p->steps_from);
-        fprintf(f, "  %-28s %s\n", "total tokens", pl_si((double)p->total_tokens, "", b1, sizeof b1));
+        fprintf(f, "  %-28s %s\n", "total tokens", ft_plan_si((double)p->total_tokens, "", b1, sizeof b1));
         fprintf(f, "  %-28s %s\n", "estimated time", pl_duration(p->hours * 3600.0, b1, sizeof b1));
     } else {
         fprintf(f, "  %-28s %s\n", "steps", p->steps_from);

@@ -1,0 +1,17 @@
+/* plan_impl.h: what plan.c and plan_time.c share; not for other modules. */
+#ifndef FT_PLAN_IMPL_H
+#define FT_PLAN_IMPL_H
+
+#include <stddef.h>
+
+#include "trainer/plan.h"
+#include "trainer/recipe.h"
+
+/* "70.55 B", "35.31 GB", "416.57 GFLOP": v with an SI prefix and unit, into buf. */
+const char *ft_plan_si(double v, const char *unit, char *buf, size_t cap);
+/* The step's time into p (time[], micro_s, step_s, tokens_per_s, tflops): the parts at the device
+ * profile's rates, or, with tflops > 0 (`--tflops`), a flat rate for all of it. Needs p's shapes,
+ * FLOPs and memory lines filled. */
+void ft_plan_time_model(ft_plan *p, const ft_recipe *r, double tflops);
+
+#endif

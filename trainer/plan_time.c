@@ -1,0 +1,130 @@
+/* plan_time.c: `ftune plan`'s time model (plan.h "Time"): a training step's parts, each at the rate
+ * that bounds it on the device, from the plan's shapes (plan.c fills those first). */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "trainer/plan.h"
+#include "trainer/plan_impl.h"
+
+/* ---- time ----------------------------------------------------------------------------------------
+ * A micro-batch's parts, each at the rate that bounds it on the device (ft_plan_device's rates),
+ * added up as if nothing overlapped: the GPU does overlap some (the weight cache's prefetch hides
+ * dequantization behind GEMMs; docs/perf.md), so the sum errs slow. Bytes moved are counted from the
+ * ops trainer/model.c runs, per token, so the parts that grow with the model's width (SwiGLU's
+ * [N, intermediate] tensors, the LoRA inputs) and those that do not (dequantization: once per
+ * weight per pass whatever the batch) scale as they do in a run. */
+
+/* Elements of the activation dtype that one layer's non-GEMM ops read and write per token. */
+typedef struct pl_traffic {
+    double fwd, bwd; /* one forward (or recompute) pass, the backward pass */
+} pl_traffic;
+
+/* ft_layer_forward / ft_layer_backward (trainer/model.c); the accumulating o and down products
+ * add into the residual in their GEMM epilogue, which the GEMM time covers. */
+static pl_traffic pl_elementwise_elems(const ft_model_dims *d) {
+    const double C = (double)d->C, F = (double)d->F, qk = (double)((d->H + d->Hkv) * d->D);
+    pl_traffic t;
+    /* 2 RMSNorms (read x, write the normalized copy), 2 residual copies (x -> x2, x2 -> out), RoPE
+     * on q and k in place, Qwen3's q/k norms, SwiGLU (read gate and up, write their product) */
+    t.fwd = 2 * 2 * C + 2 * 2 * C + 2 * qk + (d->qk_norm ? 2 * qk : 0) + 3 * F;
+    /* SwiGLU backward (read ds, gate, up; write dgate, dup), 2 RMSNorm backwards (read dy and x,
+     * write dx), 2 residual adds (read two, write one), RoPE in place, the q/k norms' backward */
+    t.bwd = 5 * F + 2 * 3 * C + 2 * 3 * C + 2 * qk + (d->qk_norm ? 3 * qk : 0);
+    return t;
+}
+
+/* The LoRA products of the targeted modules (ft_proj, ft_proj_bwd): rank-r products are bound by
+ * reading their [N, in] input and updating their [N, out] output, not by their FLOPs. */
+static pl_traffic pl_lora_elems(const ft_model_dims *d, unsigned targets, int dropout) {
+    ft_lora_shapes s = ft_model_lora_shapes(d);
+    pl_traffic t = {0, 0};
+    for (int m = 0; m < FT_MOD_COUNT; m++) {
+        if (!(targets & (1u << m))) continue;
+        const double in = (double)s.in[m], out = (double)s.out[m];
+        /* read the input, read and write the output the update adds to; dropout writes a copy */
+        t.fwd += in + 2 * out + (dropout ? 2 * in : 0);
+        /* read dy twice (dB, then dt) and the input, write dxd, dx += dxd; dropout draws the input
+         * again and masks dxd */
+        t.bwd += 2 * out + 2 * in + 3 * in + (dropout ? 4 * in : 0);
+    }
+    return t;
+}
+
+static void pl_part(ft_plan *p, ft_plan_time_id id, const char *name, double s, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void pl_part(ft_plan *p, ft_plan_time_id id, const char *name, double s, const char *fmt, ...) {
+    ft_plan_time *t = &p->time[id];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->detail, sizeof t->detail, fmt, ap);
+    va_end(ap);
+    t->name = name, t->s = s;
+}
+
+/* Fills p->time for a micro-batch of N tokens. */
+static void pl_parts(ft_plan *p, const ft_recipe *r) {
+    const ft_model_dims *d = &p->dims;
+    const ft_plan_device *v = &p->dev;
+    const double N = (double)(p->B * p->T), e = (double)ft_dtype_nbytes(p->act_dtype, 1);
+    const double bw = v->mem_gbps * v->bw_eff * 1e9; /* bytes/s; 0: traffic not modelled */
+    const double fwd_passes = p->recompute ? 2.0 : 1.0; /* forward, and the recompute */
+    char b1[32], b2[32];
+
+    const double gemm_flops = p->f_base + p->f_head + p->f_lora;
+    pl_part(p, FT_PLAN_T_GEMM, "GEMMs", N * gemm_flops / (v->gemm_eff * v->peak_tflops * 1e12),
+            "%s/token at %.0f%% of %.3g TFLOP/s", ft_plan_si(gemm_flops, "FLOP", b1, sizeof b1), 100 * v->gemm_eff,
+            v->peak_tflops);
+    pl_part(p, FT_PLAN_T_ATTENTION, "attention", N * p->f_attn / (v->attn_tflops * 1e12),
+            "%s/token at %.3g TFLOP/s (forward + backward)", ft_plan_si(p->f_attn, "FLOP", b1, sizeof b1), v->attn_tflops);
+    if (!(bw > 0)) {
+        for (int i = FT_PLAN_T_DEQUANT; i < FT_PLAN_NTIMES; i++) pl_part(p, (ft_plan_time_id)i, "", 0, "%s", "");
+        return;
+    }
+    /* the forward and the recompute dequantize every linear (read the codes and constants, write
+     * bf16); the backward reuses the recompute's copies from the weight cache (kernels/cuda/wcache.cu).
+     * Without recompute the forward and the backward dequantize. */
+    if (p->linear_dtype == FT_NF4) {
+        const double codes = (double)p->line[FT_PLAN_LINEARS].bytes, bf16 = 2.0 * (double)p->n_blocks;
+        pl_part(p, FT_PLAN_T_DEQUANT, "NF4 dequantization", 2.0 * (codes + bf16) / bw,
+                "2 passes x (%s NF4 read + %s BF16 written)", ft_plan_si(codes, "B", b1, sizeof b1),
+                ft_plan_si(bf16, "B", b2, sizeof b2));
+    } else {
+        pl_part(p, FT_PLAN_T_DEQUANT, "", 0, "%s", "");
+    }
+    pl_traffic el = pl_elementwise_elems(d);
+    const double el_layer = (fwd_passes * el.fwd + el.bwd) * e, el_final = 5.0 * (double)d->C * e; /* final norm */
+    pl_part(p, FT_PLAN_T_ELEMENTWISE, "elementwise", N * ((double)d->L * el_layer + el_final) / bw,
+            "%.2f MB/token/layer over %.0f passes: norms, RoPE, SwiGLU, adds", el_layer / 1e6, fwd_passes + 1);
+    pl_traffic lo = pl_lora_elems(d, p->targets, r->lora.dropout > 0);
+    const double lo_layer = (fwd_passes * lo.fwd + lo.bwd) * e;
+    /* every pass casts the f32 masters to bf16 (read 4 B, write 2, the product reads 2); the
+     * backward reads and writes the f32 gradients */
+    const double lo_weights = (double)p->lora_params * (8.0 * (fwd_passes + 1) + 8.0);
+    pl_part(p, FT_PLAN_T_LORA, "LoRA products", (N * (double)d->L * lo_layer + lo_weights) / bw,
+            "%.2f MB/token/layer%s (inputs, outputs; FLOPs in GEMMs)", lo_layer / 1e6,
+            r->lora.dropout > 0 ? " with dropout" : "");
+    /* each logits chunk: read twice (max and sum, then the gradient), the gradient written over it */
+    pl_part(p, FT_PLAN_T_XENT, "cross-entropy", N * 3.0 * (double)d->V * e / bw,
+            "%lld-wide logits: 2 reads + 1 write per token", (long long)d->V);
+    /* gradient norm (read g), AdamW (read p, g, m, v; write p, m, v), gradients zeroed: f32 */
+    pl_part(p, FT_PLAN_T_OPTIM, "optimizer", (double)p->lora_params * 36.0 / bw,
+            "per step: AdamW over %s params, 36 B each", ft_plan_si((double)p->lora_params, "", b1, sizeof b1));
+}
+
+void ft_plan_time_model(ft_plan *p, const ft_recipe *r, double tflops) {
+    const double N = (double)(p->B * p->T);
+    double opt_s = 0;
+    p->flat = tflops > 0;
+    if (p->flat) {
+        p->micro_s = N * p->flops_per_token / (tflops * 1e12);
+    } else {
+        pl_parts(p, r);
+        p->micro_s = 0;
+        for (int i = 0; i < FT_PLAN_NTIMES; i++)
+            if (i != FT_PLAN_T_OPTIM) p->micro_s += p->time[i].s;
+        opt_s = p->time[FT_PLAN_T_OPTIM].s;
+    }
+    p->step_s = p->micro_s * (double)p->K + opt_s;
+    p->tokens_per_s = (double)p->tokens_per_step / p->step_s;
+    p->tflops = p->flat ? tflops : p->flops_per_token * p->tokens_per_s / 1e12;
+}
