@@ -13,6 +13,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "data/unicode.h"
 #include "kernels/fileio.h"
 #include "kernels/json.h"
 #include "kernels/log.h"
@@ -81,6 +82,17 @@ const char *ft_role_name(ft_role r) {
 /* ---- errors ------------------------------------------------------------------------------ */
 
 /* Reports a malformed record at `line` according to the policy. */
+/* Byte offset of the first byte of s[0, n) that is not valid UTF-8, or -1. */
+static int64_t jl_utf8_bad_at(const char *s, int64_t n) {
+    if (ft_utf8_valid(s, n)) return -1;
+    for (int64_t i = 0; i < n;) {
+        int k = 1;
+        if (ft_utf8_decode((const uint8_t *)s + i, n - i, &k) < 0) return i;
+        i += k;
+    }
+    return -1;
+}
+
 static ft_status jl_bad(ft_jsonl *r, int64_t line, const char *problem) {
     char msg[sizeof r->st.first_error];
     snprintf(msg, sizeof msg, "%s:%lld: %s", r->path, (long long)line, problem);
@@ -451,6 +463,15 @@ ft_status ft_jsonl_next(ft_jsonl *r, const ft_record **rec) {
         while (i < n && isspace((unsigned char)s[i])) i++;
         if (i == n) {
             r->st.blank++;
+            continue;
+        }
+        /* UTF-8 first: Python reads the file as text and fails on the first bad byte, cJSON would
+         * pass the bytes through (and the tokenizer repair them) */
+        int64_t bad = jl_utf8_bad_at(s, (int64_t)n);
+        if (bad >= 0) {
+            char err[96];
+            snprintf(err, sizeof err, "not valid UTF-8 at column %lld", (long long)bad + 1);
+            FT_TRY(jl_bad(r, r->line_no, err));
             continue;
         }
         /* one JSON value, only whitespace after it (as json.loads(line)); a repeated key: the last wins */

@@ -178,6 +178,14 @@ static void test_malformed(void) {
     FT_CHECK(st == FT_E_FORMAT && strstr(ft_error_msg(), want), "trailing data: got \"%s\" want \"%s\"",
              ft_error_msg(), want);
 
+    /* a byte that is not UTF-8 (Python's text read of the file fails there): a malformed record */
+    p = write_tmp("utf8.jsonl", "{\"text\": \"fine\"}\n{\"text\": \"caf\xe9\"}\n");
+    snprintf(path, sizeof path, "%s", p);
+    n = read_all(path, FT_FMT_AUTO, 1, &st, &s, NULL);
+    snprintf(want, sizeof want, "%s:2: not valid UTF-8 at column 14", path);
+    FT_CHECK(st == FT_E_FORMAT && strstr(ft_error_msg(), want), "invalid UTF-8: got \"%s\" want \"%s\"",
+             ft_error_msg(), want);
+
     /* chat problems */
     p = write_tmp("badchat.jsonl",
                   "{\"messages\": [{\"role\": \"user\", \"content\": \"u\"}, {\"role\": \"tool\", \"content\": \"t\"}]}\n"
