@@ -126,6 +126,18 @@ static const char *BAD =
     "{\"text\": \"other format\"}\n"                           /* 8 not alpaca */
     "{\"instruction\": \"c\", \"input\": \"d\", \"output\": \"e\"}\n"; /* 9 ok */
 
+/* The file NAME holding CONTENT, read with the fatal policy, fails with "PATH:WANT". */
+static void expect_fatal(const char *name, const char *content, const char *want) {
+    char path[1024], full[1200];
+    snprintf(path, sizeof path, "%s", write_tmp(name, content));
+    snprintf(full, sizeof full, "%s:%s", path, want);
+    ft_status st;
+    ft_jsonl_stats s;
+    read_all(path, FT_FMT_AUTO, 1, &st, &s, NULL);
+    FT_CHECK(st == FT_E_FORMAT && strstr(ft_error_msg(), full), "%s: got \"%s\" want \"%s\"", name, ft_error_msg(),
+             full);
+}
+
 static void test_malformed(void) {
     const char *p = write_tmp("bad.jsonl", BAD);
     char path[1024];
@@ -169,22 +181,12 @@ static void test_malformed(void) {
                  cases[i].line, ft_error_msg(), want);
     }
 
-    /* data after a record's JSON value is a malformed record, as Python's json.loads rejects it
-     * (cJSON alone would take the prefix) */
-    p = write_tmp("trail.jsonl", "{\"text\": \"fine\"}\n{\"text\": \"a\"} {\"text\": \"b\"}\n");
-    snprintf(path, sizeof path, "%s", p);
-    n = read_all(path, FT_FMT_AUTO, 1, &st, &s, NULL);
-    snprintf(want, sizeof want, "%s:2: invalid JSON: unexpected data after the value", path);
-    FT_CHECK(st == FT_E_FORMAT && strstr(ft_error_msg(), want), "trailing data: got \"%s\" want \"%s\"",
-             ft_error_msg(), want);
-
-    /* a byte that is not UTF-8 (Python's text read of the file fails there): a malformed record */
-    p = write_tmp("utf8.jsonl", "{\"text\": \"fine\"}\n{\"text\": \"caf\xe9\"}\n");
-    snprintf(path, sizeof path, "%s", p);
-    n = read_all(path, FT_FMT_AUTO, 1, &st, &s, NULL);
-    snprintf(want, sizeof want, "%s:2: not valid UTF-8 at column 14", path);
-    FT_CHECK(st == FT_E_FORMAT && strstr(ft_error_msg(), want), "invalid UTF-8: got \"%s\" want \"%s\"",
-             ft_error_msg(), want);
+    /* data after a record's JSON value (Python's json.loads rejects it; cJSON alone would take the
+     * prefix), and a byte that is not UTF-8 (Python's text read of the file fails there): each a
+     * malformed record, named by file:line */
+    expect_fatal("trail.jsonl", "{\"text\": \"fine\"}\n{\"text\": \"a\"} {\"text\": \"b\"}\n",
+                 "2: invalid JSON: unexpected data after the value");
+    expect_fatal("utf8.jsonl", "{\"text\": \"fine\"}\n{\"text\": \"caf\xe9\"}\n", "2: not valid UTF-8 at column 14");
 
     /* chat problems */
     p = write_tmp("badchat.jsonl",
