@@ -7,8 +7,10 @@
  * scores. A doc_start outside [0, i] raises FT_CUERR_DOC_START (reported by ft_backend_sync) and is
  * clamped, so the kernels never read out of bounds.
  *
- * The op entries at the end take the tensor-core kernels of attention_tc.cu for head_dim 64 and
- * 128 (aligned tensors; not under FT_CUDA_ATTN=simt). The SIMT kernels here serve any head_dim
+ * The op entries at the end take the tensor-core kernels for head_dim 64 and 128 (aligned tensors):
+ * those of attention_mma.cu (mma.sync, softmax in registers), else, where their shared memory does
+ * not fit or under FT_CUDA_ATTN=wmma, those of attention_tc.cu (WMMA); never under
+ * FT_CUDA_ATTN=simt. The SIMT kernels here serve any head_dim
  * D <= 256 (template DPL = head-dim values per lane: D <= 32 * DPL): the fallback for every other
  * shape and the cross-check of the fast path. cuDNN's fused SDPA is not used: cudnn_frontend
  * (header-only) is not installed with this toolkit, and the raw cuDNN backend API is left for a
@@ -382,6 +384,9 @@ ft_status ft_cuda_attention(ft_backend *be, void *out, float *lse, const void *q
     const size_t smem = sizeof(float) * (size_t)(FT_AT_BQ * D + FT_AT_BK * (D + 1) + FT_AT_BK * D);
     FT_TRY(ft_at_check(b, "attention", B, T, H, D, smem));
     const void *ptrs[] = {out, q, k, v};
+    if (ft_attn_mma_ok(b, D, ptrs, 4, 0))
+        return ft_attn_mma_fwd(b, (act_t *)out, lse, (const act_t *)q, (const act_t *)k, (const act_t *)v, doc_start,
+                               B, T, H, Hkv, D, scale);
     if (ft_attn_tc_ok(b, D, ptrs, 4, 0))
         return ft_attn_tc_fwd(b, (act_t *)out, lse, (const act_t *)q, (const act_t *)k, (const act_t *)v, doc_start, B,
                               T, H, Hkv, D, scale);
@@ -407,6 +412,10 @@ ft_status ft_cuda_attention_bwd(ft_backend *be, void *dq, void *dk, void *dv, co
                                                                                  (const act_t *)out, N * H, D);
     FT_CUDA_LAUNCH_TRY("ft_k_attn_dl");
     const void *ptrs[] = {dq, dk, dv, dout, q, k, v};
+    if (ft_attn_mma_ok(b, D, ptrs, 7, 1))
+        return ft_attn_mma_bwd(b, (act_t *)dq, (act_t *)dk, (act_t *)dv, (const act_t *)dout, (const act_t *)q,
+                               (const act_t *)k, (const act_t *)v, lse, (const float *)dl, doc_start, B, T, H, Hkv, D,
+                               scale);
     if (ft_attn_tc_ok(b, D, ptrs, 7, 1))
         return ft_attn_tc_bwd(b, (act_t *)dq, (act_t *)dk, (act_t *)dv, (const act_t *)dout, (const act_t *)q,
                               (const act_t *)k, (const act_t *)v, lse, (const float *)dl, doc_start, B, T, H, Hkv, D,

@@ -1,4 +1,4 @@
-/* attention.cuh: what the two attention files share: the validated lower bound of a query's keys
+/* attention.cuh: what the attention files share: the validated lower bound of a query's keys
  * (packed documents) and the tensor-core path's entry points (attention_tc.cu), which
  * attention.cu's op entries call when the shape and alignment allow. */
 #ifndef FT_CUDA_ATTENTION_CUH
@@ -33,5 +33,16 @@ ft_status ft_attn_tc_bwd(ft_backend_cuda *b, act_t *dq, act_t *dk, act_t *dv, co
                          const act_t *k, const act_t *v, const float *lse, const float *Dl,
                          const int32_t *doc_start, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D,
                          float scale);
+
+/* The mma.sync kernels of attention_mma.cu, taken first: the same shapes and alignment rule as
+ * the WMMA ones, not under FT_CUDA_ATTN=simt or =wmma, when their shared memory fits. */
+int ft_attn_mma_ok(ft_backend_cuda *b, int64_t D, const void *const *ptrs, int nptrs, int bwd);
+ft_status ft_attn_mma_fwd(ft_backend_cuda *b, act_t *out, float *lse, const act_t *q, const act_t *k,
+                          const act_t *v, const int32_t *doc_start, int64_t B, int64_t T, int64_t H, int64_t Hkv,
+                          int64_t D, float scale);
+ft_status ft_attn_mma_bwd(ft_backend_cuda *b, act_t *dq, act_t *dk, act_t *dv, const act_t *dout, const act_t *q,
+                          const act_t *k, const act_t *v, const float *lse, const float *Dl,
+                          const int32_t *doc_start, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D,
+                          float scale);
 
 #endif

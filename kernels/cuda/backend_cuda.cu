@@ -612,6 +612,7 @@ static ft_status ft_cuda_init(ft_backend_cuda *b, int device) {
     b->gemm_simt = g && strcmp(g, "simt") == 0;
     const char *at = getenv("FT_CUDA_ATTN");
     b->attn_simt = at && strcmp(at, "simt") == 0;
+    b->attn_wmma = at && strcmp(at, "wmma") == 0;
     size_t fr = 0, tot = 0;
     FT_CUDA_TRY(cudaMemGetInfo(&fr, &tot));
     ft_info("cuda: device %d %s, compute capability %d.%d, %d SMs, %.1f of %.1f GiB free, built for sm %s%s%s%s%s%s",
@@ -619,7 +620,7 @@ static ft_status ft_cuda_init(ft_backend_cuda *b, int device) {
             (double)tot / (1 << 30), FT_CUDA_ARCHS, b->use_pool ? ", stream-ordered allocator" : ", cudaMalloc",
             b->managed ? ", managed memory for optimizer state" : ", no managed memory (optimizer state on the device)",
             b->integrated ? ", integrated (unified memory)" : "", b->gemm_simt ? ", FT_CUDA_GEMM=simt" : "",
-            b->attn_simt ? ", FT_CUDA_ATTN=simt" : "");
+            b->attn_simt ? ", FT_CUDA_ATTN=simt" : b->attn_wmma ? ", FT_CUDA_ATTN=wmma" : "");
     return FT_OK;
 }
 

@@ -119,6 +119,7 @@ typedef struct ft_backend_cuda {
     int use_pool;           /* cudaMallocAsync (else cudaMalloc; FT_CUDA_MALLOC=sync) */
     int gemm_simt;          /* FT_CUDA_GEMM=simt: our own GEMM instead of cuBLASLt (cross-check) */
     int attn_simt;          /* FT_CUDA_ATTN=simt: the SIMT attention kernels for every shape */
+    int attn_wmma;          /* FT_CUDA_ATTN=wmma: the WMMA kernels (attention_tc.cu) where mma.sync would run */
     int managed;            /* paged allocations are managed memory (concurrent managed access, and
                              * not FT_CUDA_PAGED=0); else they are plain device memory */
     int integrated;         /* the GPU shares the host's memory (GB10) */

@@ -39,6 +39,7 @@ extern thread_local int ft_emu_tid;
 struct ft_emu_warp {
     std::barrier<> *bar;
     uint64_t slot[32];
+    uint32_t words[32][8]; // ft_emu_gather32: mma.sync and ldmatrix emulation (kernels/cuda/mma.cuh)
 };
 struct ft_emu_block {
     std::barrier<> *bar;
@@ -61,6 +62,17 @@ template <typename T> inline T ft_emu_exchange(T v, int src_lane) {
     T r;
     memcpy(&r, &got, sizeof(T));
     return r;
+}
+// Every lane of the warp publishes n (<= 8) 32-bit words; every lane then gets all 32 lanes' words
+// in all[lane][0..n). One exchange for what a warp-wide instruction (mma.sync, ldmatrix) reads
+// from its lanes' registers.
+#define FT_CUDA_EMULATED 1
+inline void ft_emu_gather32(const uint32_t *mine, int n, uint32_t all[32][8]) {
+    ft_emu_warp &w = ft_emu_cur->warps[ft_emu_tid / 32];
+    memcpy(w.words[ft_emu_tid % 32], mine, sizeof(uint32_t) * (size_t)n);
+    w.bar->arrive_and_wait();
+    memcpy(all, w.words, sizeof(w.words));
+    w.bar->arrive_and_wait();
 }
 template <typename T> inline T __shfl_xor_sync(unsigned, T v, int m) { return ft_emu_exchange(v, (ft_emu_tid % 32) ^ m); }
 template <typename T> inline T __shfl_sync(unsigned, T v, int src) { return ft_emu_exchange(v, src); }

@@ -1,0 +1,147 @@
+/* mma.cuh: warp-level BF16 tensor-core primitives with a documented register layout: mma.sync
+ * m16n8k16 (F32 accumulators), ldmatrix (plain and transposed) and cp.async 16-byte copies.
+ * Used by attention_mma.cu, whose online softmax works on the accumulators in registers; that is
+ * why these are PTX and not WMMA, whose fragment layout is unspecified.
+ *
+ * Fragment layouts (PTX ISA, "Matrix Fragments for mma.m16n8k16", .bf16), with g = lane / 4 and
+ * t = lane % 4; a 32-bit register holds two BF16, the lower column (or row, for B) in the low half:
+ *   A 16x16 (row-major): a[0] = A[g][2t..2t+1]   a[1] = A[g+8][2t..]   a[2] = A[g][2t+8..]   a[3] = A[g+8][2t+8..]
+ *   B 16x8  (k x n):     b[0] = B[2t..2t+1][g]   b[1] = B[2t+8..2t+9][g]
+ *   C 16x8  (F32):       c[0..1] = C[g][2t..2t+1]                c[2..3] = C[g+8][2t..2t+1]
+ * So the C fragments of two adjacent n-tiles are, once packed to BF16, the A fragment of a 16-wide
+ * k-step (FlashAttention-2's trick): P never leaves registers.
+ *
+ * ldmatrix.x4 loads four 8x8 BF16 matrices; lane l gives the row address of row l % 8 of matrix
+ * l / 8 (16-byte aligned), and register i receives matrix i's row g, columns 2t..2t+1 (plain), or
+ * rows 2t..2t+1 of column g (.trans). The callers below pick the row addresses so that the four
+ * registers are exactly an A fragment or the B fragments of two n-tiles.
+ *
+ * Without a GPU (tests/gpu/emu, FT_CUDA_EMULATED) each primitive is computed from the layouts
+ * above by exchanging the lanes' registers, so the emulator checks the kernels' index arithmetic
+ * against the documented semantics, not against a second layout-free implementation. */
+#ifndef FT_CUDA_MMA_CUH
+#define FT_CUDA_MMA_CUH
+
+#include "kernels/cuda/common.cuh"
+
+/* Two floats to one register of two BF16 (lo in the low half). */
+__device__ __forceinline__ uint32_t ft_pack_bf16(float lo, float hi) {
+    union {
+        act_t h[2];
+        uint32_t u;
+    } p;
+    p.h[0] = __float2bfloat16_rn(lo);
+    p.h[1] = __float2bfloat16_rn(hi);
+    return p.u;
+}
+
+#if defined(FT_CUDA_EMULATED)
+__device__ __forceinline__ float ft_emu_bf16_half(uint32_t w, int hi) {
+    union {
+        uint16_t s;
+        act_t h;
+    } p;
+    p.s = (uint16_t)(hi ? w >> 16 : w & 0xffffu);
+    return __bfloat162float(p.h);
+}
+#endif
+
+/* d[16x8] += A[16x16] . B[16x8], BF16 operands, F32 accumulation. */
+__device__ __forceinline__ void ft_mma_bf16(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+#if defined(__CUDA_ARCH__)
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#elif defined(FT_CUDA_EMULATED)
+    const uint32_t mine[6] = {a[0], a[1], a[2], a[3], b0, b1};
+    uint32_t all[32][8];
+    ft_emu_gather32(mine, 6, all);
+    const int lane = ft_emu_tid % 32, g = lane / 4, t = lane % 4;
+    for (int e = 0; e < 4; e++) {
+        const int row = g + (e >= 2 ? 8 : 0), col = 2 * t + (e & 1);
+        float s = d[e];
+        for (int k = 0; k < 16; k++) {
+            /* A[row][k]: lane (row % 8) * 4 + (k % 8) / 2, register (row >= 8) + 2 (k >= 8) */
+            const float av = ft_emu_bf16_half(all[(row % 8) * 4 + (k % 8) / 2][(row >= 8) + 2 * (k >= 8)], k & 1);
+            /* B[k][col]: lane col * 4 + (k % 8) / 2, register 4 + (k >= 8) */
+            const float bv = ft_emu_bf16_half(all[col * 4 + (k % 8) / 2][4 + (k >= 8)], k & 1);
+            s += av * bv;
+        }
+        d[e] = s;
+    }
+#endif
+}
+
+/* r[0..3] = four 8x8 matrices, row addresses from the lanes as described above. */
+__device__ __forceinline__ void ft_ldsm_x4(uint32_t r[4], const act_t *row_addr) {
+#if defined(__CUDA_ARCH__)
+    const unsigned s = (unsigned)__cvta_generic_to_shared(row_addr);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s));
+#elif defined(FT_CUDA_EMULATED)
+    uint64_t p = (uint64_t)(uintptr_t)row_addr;
+    if (p % 16) { fprintf(stderr, "emu: ldmatrix row address %p is not 16-byte aligned\n", (const void *)row_addr); abort(); }
+    const uint32_t mine[2] = {(uint32_t)p, (uint32_t)(p >> 32)};
+    uint32_t all[32][8];
+    ft_emu_gather32(mine, 2, all);
+    const int lane = ft_emu_tid % 32, g = lane / 4, t = lane % 4;
+    for (int i = 0; i < 4; i++) {
+        const int src = i * 8 + g;
+        const act_t *row = (const act_t *)(uintptr_t)((uint64_t)all[src][0] | (uint64_t)all[src][1] << 32);
+        uint32_t w;
+        memcpy(&w, row + 2 * t, 4);
+        r[i] = w;
+    }
+#endif
+}
+
+__device__ __forceinline__ void ft_ldsm_x4_trans(uint32_t r[4], const act_t *row_addr) {
+#if defined(__CUDA_ARCH__)
+    const unsigned s = (unsigned)__cvta_generic_to_shared(row_addr);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s));
+#elif defined(FT_CUDA_EMULATED)
+    uint64_t p = (uint64_t)(uintptr_t)row_addr;
+    if (p % 16) { fprintf(stderr, "emu: ldmatrix row address %p is not 16-byte aligned\n", (const void *)row_addr); abort(); }
+    const uint32_t mine[2] = {(uint32_t)p, (uint32_t)(p >> 32)};
+    uint32_t all[32][8];
+    ft_emu_gather32(mine, 2, all);
+    const int lane = ft_emu_tid % 32, g = lane / 4, t = lane % 4;
+    for (int i = 0; i < 4; i++) {
+        uint16_t h[2];
+        for (int e = 0; e < 2; e++) {
+            const int src = i * 8 + 2 * t + e;
+            const act_t *row = (const act_t *)(uintptr_t)((uint64_t)all[src][0] | (uint64_t)all[src][1] << 32);
+            memcpy(&h[e], row + g, 2);
+        }
+        r[i] = (uint32_t)h[0] | (uint32_t)h[1] << 16;
+    }
+#endif
+}
+
+/* 16 bytes global -> shared, asynchronously; zeros when !pred (gmem must still be a valid address). */
+__device__ __forceinline__ void ft_cp_async16(void *smem, const void *gmem, bool pred) {
+#if defined(__CUDA_ARCH__)
+    const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(pred ? 16 : 0));
+#elif defined(FT_CUDA_EMULATED)
+    if (pred) memcpy(smem, gmem, 16);
+    else memset(smem, 0, 16);
+#endif
+}
+__device__ __forceinline__ void ft_cp_async_commit() {
+#if defined(__CUDA_ARCH__)
+    asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+/* Waits until at most N of this thread's committed groups are still in flight. */
+template <int N> __device__ __forceinline__ void ft_cp_async_wait() {
+#if defined(__CUDA_ARCH__)
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+#endif
+}
+
+#endif
