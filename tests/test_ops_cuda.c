@@ -31,6 +31,7 @@
  *         checks of the CPU backward ops themselves are test_ops_grad)
  *   perf  time each case's op (no comparison, no CPU run)
  *   all   test, then perf, one row per case */
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,7 +161,21 @@ static void check_archs(void) {
 
 /* ---- the device run ----------------------------------------------------------------------------- */
 
-/* y[N,out] (host f32) = x . W^T through the backend's linear op. */
+/* y[N,out] (host f32) = x . W^T through the backend's linear op.
+ * y is poisoned first, as the op table poisons every output (0xFF bytes: NaN in BF16), and every
+ * element must come back finite. Two reasons. (1) Without the poison an element the product skipped
+ * would keep the previous call's value (the allocator hands back the same address), and the callers'
+ * bit-for-bit comparisons of two such calls would pass. (2) compute-sanitizer initcheck does not see
+ * cuBLASLt's writes on sm_90. On an H100 it flagged the download of y as uninitialized over its
+ * whole 1536 bytes (8 x 96 BF16), not a tail, call after call: 1536 errors per run, as many as
+ * 16 calls x 48 32-byte sectors here plus 12 x 64 for the 4 x 256 ring check. Yet y is exactly the out x N matrix the
+ * GEMM writes (ldd = out, no padding), memcheck was clean, and the op table's linear cases (outputs
+ * poisoned, compared with the CPU) pass through the same cuBLASLt path, so every element is
+ * written. Compute Sanitizer's release notes (known limitations): "Some tensormap ... instructions
+ * accessing global memory are not currently supported, which may result in initcheck false
+ * positives"; the sm_90 GEMM kernels store through TMA (tensormap) instructions. The memset makes
+ * initcheck treat y as initialized (its checks of device-side reads stay), and the finite check
+ * catches an unwritten element on every run, with or without the sanitizer. */
 static void wc_linear(ft_backend *be, const uint16_t *xh, const ft_weight *W, int64_t N, float *y) {
     void *x = NULL, *yd = NULL;
     uint16_t *yh = calloc((size_t)(N * W->rows), 2);
@@ -168,9 +183,16 @@ static void wc_linear(ft_backend *be, const uint16_t *xh, const ft_weight *W, in
     FT_CHECK_OK(ft_backend_alloc(be, &x, 2 * N * W->cols, "x"));
     FT_CHECK_OK(ft_backend_alloc(be, &yd, 2 * N * W->rows, "y"));
     FT_CHECK_OK(ft_backend_upload(be, x, xh, 2 * N * W->cols));
+    FT_CHECK_OK(ft_backend_memset(be, yd, 0xFF, 2 * N * W->rows));
     FT_CHECK_OK(ft_op_linear(be, yd, x, W, NULL, N, 0));
     FT_CHECK_OK(ft_backend_download(be, yh, yd, 2 * N * W->rows));
-    for (int64_t i = 0; i < N * W->rows; i++) y[i] = ft_bf16_to_f32(yh[i]);
+    int64_t unwritten = 0;
+    for (int64_t i = 0; i < N * W->rows; i++) {
+        y[i] = ft_bf16_to_f32(yh[i]);
+        unwritten += !isfinite(y[i]);
+    }
+    FT_CHECK(unwritten == 0, "linear, weight %lldx%lld, N %lld: %lld of %lld outputs not finite (unwritten: poison)",
+             (long long)W->rows, (long long)W->cols, (long long)N, (long long)unwritten, (long long)(N * W->rows));
     ft_backend_release(be, x);
     ft_backend_release(be, yd);
     free(yh);

@@ -277,6 +277,39 @@ static ft_status ft_run_interrupted(ft_run_state *R) {
                   (long long)R->step, R->last_ckpt_path, R->o->recipe_path ? R->o->recipe_path : "RECIPE");
 }
 
+/* ---- fault injection: a test hook ------------------------------------------------------------------
+ * The resume tests (tests/cli/run_resume.sh, tests/gpu/resume.sh) must interrupt a run at a known
+ * step on any machine. A script that waits for a checkpoint file and then sends a signal races the
+ * run: on an H100 the whole 24-step tiny run ended within the 0.3 s between the step-8 checkpoint
+ * and the SIGKILL. So the run can signal itself at the end of step N, after everything that step
+ * writes (its metrics line, its evaluation, and its checkpoint when one is due):
+ *   FT_FAULT_KILL_AFTER_STEP=N  raise(SIGKILL): a crash at a known point. Nothing is flushed or
+ *                               cleaned up, as in a real kill; --resume must continue from the last
+ *                               checkpoint and drop whatever the run logged after it.
+ *   FT_FAULT_TERM_AFTER_STEP=N  raise(SIGTERM): the handler's flag stops the loop before step N+1,
+ *                               exactly as a SIGTERM that arrives during step N does.
+ * Unset or empty: off. Not a user setting (docs/design.md lists them as test hooks); a run that has
+ * one armed says so on stderr, so that it never surprises anyone. */
+static ft_status ft_run_fault_step(const char *name, const char *sig_name, int64_t *step) {
+    *step = 0;
+    const char *v = getenv(name);
+    if (!v || !*v) return FT_OK;
+    char *end = NULL;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno != 0 || *end != '\0' || n < 1)
+        return FT_ERR(FT_E_ARG, "%s=%s: expected a step number >= 1 (a test hook; unset it for a normal run)", name,
+                      v);
+    *step = (int64_t)n;
+    ft_warn("%s=%lld: test hook armed: this run will raise %s on itself after step %lld", name, n, sig_name, n);
+    return FT_OK;
+}
+
+static void ft_run_fault(const ft_run_state *R) {
+    if (R->step == R->fault_term_step) raise(SIGTERM); /* sets ft_run_signal; the loop stops next */
+    if (R->step == R->fault_kill_step) raise(SIGKILL); /* does not return */
+}
+
 static ft_status ft_run_loop(ft_run_state *R) {
     const ft_recipe *r = R->r;
     ft_progress_init(&R->prog, R->total);
@@ -317,6 +350,7 @@ static ft_status ft_run_loop(ft_run_state *R) {
             ft_run_plot(R);
             FT_TRY(ft_run_save_checkpoint(R));
         }
+        ft_run_fault(R);
     }
     ft_progress_clear(&R->prog);
     return FT_OK;
@@ -347,6 +381,8 @@ ft_status ft_run(const ft_recipe *r, const ft_run_opts *o) {
     ft_sigsave save;
     ft_signals_install(&save);
     ft_status st;
+    FT_CHECK_GOTO(st, ft_run_fault_step("FT_FAULT_KILL_AFTER_STEP", "SIGKILL", &R.fault_kill_step), done);
+    FT_CHECK_GOTO(st, ft_run_fault_step("FT_FAULT_TERM_AFTER_STEP", "SIGTERM", &R.fault_term_step), done);
     FT_CHECK_GOTO(st, ft_run_dirs(&R), done);
     {
         int64_t *steps, n;

@@ -51,6 +51,9 @@ typedef struct ft_run_state {
     double last_ckpt_time;
     int64_t last_eval_step;
     char last_ckpt_path[FT_PATH_MAX + 32];
+
+    int64_t fault_kill_step;  /* FT_FAULT_KILL_AFTER_STEP (0: off); test hook, see run.c */
+    int64_t fault_term_step;  /* FT_FAULT_TERM_AFTER_STEP (0: off) */
 } ft_run_state;
 
 double ft_run_now(void);

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Exact resume of a recipe run (CPU backend). Run A goes uninterrupted. Run B is killed with
-# SIGKILL at a random moment after its second checkpoint, then resumed with --resume. Run C gets
-# SIGTERM after its first checkpoint: it must finish the step, write a checkpoint, print the resume
-# hint and exit 0; then it is resumed. The final adapters of B and C must be byte-identical to A's,
-# and their metrics.jsonl must agree with A's line by line (the wall-clock "wall" object aside).
+# SIGKILL at the end of a random step from 9 to 16 (after its second checkpoint, at step 8; on a
+# checkpoint step or between two), then resumed with --resume. Run C gets SIGTERM during a random
+# step from 5 to 7 (after its first checkpoint): it must finish the step, write a checkpoint, print
+# the resume hint and exit 0; then it is resumed. The final adapters of B and C must be
+# byte-identical to A's, and their metrics.jsonl must agree with A's line by line (the wall-clock
+# "wall" object aside). The runs signal themselves (FT_FAULT_KILL_AFTER_STEP and
+# FT_FAULT_TERM_AFTER_STEP, the test hook of trainer/run.c): a signal sent by this script after a
+# sleep races the run, and a fast machine finishes first. The step drawn is printed.
 # Also checks the run directory layout and that a second run refuses a directory with checkpoints.
 # usage: run_resume.sh FTUNE SRC_DIR
 set -u
@@ -16,9 +20,6 @@ bad() { fail=$((fail+1)); echo "FAIL $*"; }
 steps=40
 common=(--set training.steps=$steps)
 strip() { sed 's/,"wall":{[^}]*}//' "$1"; }
-
-# wait_for FILE: until it exists (30 s at most)
-wait_for() { for _ in $(seq 1 600); do [ -e "$1" ] && return 0; sleep 0.05; done; return 1; }
 
 # --- A: uninterrupted -----------------------------------------------------------------------
 t0=$(date +%s.%N)
@@ -44,21 +45,23 @@ rc=$?
 [ $rc -ne 0 ] && grep -q "holds checkpoints of an earlier run" "$tmp/again.err" && ok "refuses to overwrite a run: $(head -c 120 "$tmp/again.err")" \
   || bad "second run into the same dir: exit $rc $(cat "$tmp/again.err")"
 
-# --- B: SIGKILL at a random step after a checkpoint, then --resume -----------------------------
-"$ftune" train "$recipe" "${common[@]}" --set output_dir="$tmp/b" >"$tmp/b1.out" 2>"$tmp/b1.err" &
-pid=$!
-wait_for "$tmp/b/checkpoints/step-000008.ckpt" || bad "run B wrote no checkpoint"
-sleep "0.$((RANDOM % 8))$((RANDOM % 10))"
-kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+# --- B: SIGKILL at the end of a random step after a checkpoint, then --resume -------------------
+kill_step=$((9 + RANDOM % 8))
+{ FT_FAULT_KILL_AFTER_STEP=$kill_step "$ftune" train "$recipe" "${common[@]}" --set output_dir="$tmp/b" \
+  >"$tmp/b1.out" 2>"$tmp/b1.err"; } 2>/dev/null # (the shell's "Killed" notice)
+rc=$?
 killed_at=$(grep -c '"type":"train"' "$tmp/b/metrics.jsonl")
-if [ -e "$tmp/b/final/adapter_model.safetensors" ]; then
-  bad "run B finished before it was killed (machine too fast for this test?)"
+if [ $rc -eq 137 ] && [ "$killed_at" -eq $kill_step ] && [ ! -e "$tmp/b/final/adapter_model.safetensors" ]; then
+  ok "run B killed by SIGKILL after step $killed_at (FT_FAULT_KILL_AFTER_STEP=$kill_step; checkpoints: $(ls "$tmp/b/checkpoints" | tr '\n' ' '))"
 else
-  ok "run B killed by SIGKILL after step $killed_at (checkpoints: $(ls "$tmp/b/checkpoints" | tr '\n' ' '))"
+  bad "run B (FT_FAULT_KILL_AFTER_STEP=$kill_step): exit $rc (want 137), $killed_at train lines: $(tail -3 "$tmp/b1.err")"
 fi
+ckpt_step=$((kill_step / 4 * 4)) # checkpoint.every_steps 4 in tiny.yaml
 "$ftune" train "$recipe" "${common[@]}" --set output_dir="$tmp/b" --resume >"$tmp/b2.out" 2>"$tmp/b2.err"
 rc=$?
-[ $rc -eq 0 ] && ok "run B resumed: $(grep -o 'resumed from [^ ]* at step [0-9]*' "$tmp/b2.err")" || bad "resume B exit $rc: $(tail -3 "$tmp/b2.err")"
+[ $rc -eq 0 ] && grep -q "resumed from [^ ]*step-$(printf %06d $ckpt_step).ckpt at step $ckpt_step " "$tmp/b2.err" \
+  && ok "run B resumed: $(grep -o 'resumed from [^ ]* at step [0-9]*' "$tmp/b2.err")" \
+  || bad "resume B (want: from step $ckpt_step) exit $rc: $(tail -3 "$tmp/b2.err")"
 grep -q "reusing tokenized data" "$tmp/b2.err" && ok "resume reuses the tokenized shards" || bad "resume tokenized again"
 cmp -s "$tmp/a/final/adapter_model.safetensors" "$tmp/b/final/adapter_model.safetensors" \
   && ok "run B final adapter is byte-identical to run A's" || bad "run B final adapter differs from run A's"
@@ -70,15 +73,16 @@ fi
 cmp -s "$tmp/a/samples/step-000040.txt" "$tmp/b/samples/step-000040.txt" && ok "run B samples agree" || bad "run B samples differ"
 
 # --- C: SIGTERM: checkpoint, message, exit 0; then resume --------------------------------------
-"$ftune" train "$recipe" "${common[@]}" --set output_dir="$tmp/c" >"$tmp/c1.out" 2>"$tmp/c1.err" &
-pid=$!
-wait_for "$tmp/c/checkpoints/step-000004.ckpt" || bad "run C wrote no checkpoint"
-sleep 0.$((RANDOM % 5))
-kill -TERM $pid; wait $pid; rc=$?
+term_step=$((5 + RANDOM % 3))
+FT_FAULT_TERM_AFTER_STEP=$term_step "$ftune" train "$recipe" "${common[@]}" --set output_dir="$tmp/c" \
+  >"$tmp/c1.out" 2>"$tmp/c1.err"
+rc=$?
 msg=$(grep -o 'interrupted at step [0-9]*: checkpoint written to [^;]*; resume with: ftune train .* --resume' "$tmp/c1.err")
 if [ $rc -eq 0 ] && [ -n "$msg" ]; then ok "SIGTERM: exit 0, \"$msg\""; else bad "SIGTERM: exit $rc: $(tail -3 "$tmp/c1.err")"; fi
 stopped=$(echo "$msg" | grep -o 'step [0-9]*' | head -1 | grep -o '[0-9]*')
-[ -n "$stopped" ] && [ -e "$tmp/c/checkpoints/step-$(printf %06d "$stopped").ckpt" ] && ok "checkpoint of step $stopped exists" || bad "no checkpoint for the interrupted step"
+[ "$stopped" = "$term_step" ] && [ -e "$tmp/c/checkpoints/step-$(printf %06d "$stopped").ckpt" ] \
+  && ok "stopped at step $stopped (FT_FAULT_TERM_AFTER_STEP=$term_step) and its checkpoint exists" \
+  || bad "stopped at step '$stopped', want $term_step with its checkpoint"
 "$ftune" train "$recipe" "${common[@]}" --set output_dir="$tmp/c" --resume >"$tmp/c2.out" 2>"$tmp/c2.err"
 rc=$?
 [ $rc -eq 0 ] && ok "run C resumed from step $stopped" || bad "resume C exit $rc: $(tail -3 "$tmp/c2.err")"
