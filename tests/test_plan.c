@@ -264,7 +264,9 @@ static void check_time(void) {
     check_gemm_time(q, "70B h100 seq 512 B1");
     const double share_big = p->time[FT_PLAN_T_DEQUANT].s / p->micro_s,
                  share_small = q->time[FT_PLAN_T_DEQUANT].s / q->micro_s;
-    FT_CHECK(share_small > share_big && share_small > 0.1, "dequantization share: %.3f at seq 512 B1, %.3f at 4096 B2",
+    /* 16x fewer tokens per micro-batch over the same dequantization: a share ~16x larger (the H100
+     * profile hides 93% of it behind the GEMMs, as measured, so both shares are small) */
+    FT_CHECK(share_big > 0 && share_small > 10 * share_big, "dequantization share: %.4f at seq 512 B1, %.4f at 4096 B2",
              share_small, share_big);
     /* the same weights are dequantized per micro-batch whatever its size */
     FT_CHECK(p->time[FT_PLAN_T_DEQUANT].s == q->time[FT_PLAN_T_DEQUANT].s, "dequantization %.4f vs %.4f s",

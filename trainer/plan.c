@@ -36,29 +36,34 @@
 
 /* ---- devices ------------------------------------------------------------------------------- */
 
-/* Time-model rates (gemm_eff, attn_tflops, bw_eff) are docs/perf.md's predictions for the 70B shape
- * on an H100, written before any measurement: replace them with what `ftune bench --peak` measures
- * on each device (tokens/s, the share of the GEMM peak, and the milliseconds of each phase). */
+/* Time-model rates. h100: measured 2026-11-23 (docs/perf.md, `tests/gpu/run.sh bench ablate`: the
+ * 70B, Qwen3-32B and Mistral-Small-24B shapes at seq 4096, phase milliseconds over the FLOPs or bytes
+ * plan_time.c counts). h200 and gb10 are not measured yet: their rates are the H100's, scaled where
+ * said, and are predictions until a bench on them replaces them. */
 static const ft_plan_device pl_devices[] = {
     {.name = "h100", .desc = "NVIDIA H100 80GB", .backend = FT_BACKEND_CUDA, .mem_gib = 78.0, .peak_tflops = 790.0,
      .mem_gbps = 3350.0,
-     .gemm_eff = 0.89,    /* prediction: cuBLASLt at the model's shapes, ~700 of the 8192^3 rate's 790 */
-     .attn_tflops = 150.0,/* prediction: tensor-core attention (attention_tc.cu), forward + backward */
-     .bw_eff = 0.90,      /* prediction: ~3.0 TB/s device copy of 3.35 nominal */
-     .reserve_gib = 1.65, /* cudaMemGetInfo's 79.65 GiB total, less the CUDA context and the pool's slack */
+     .gemm_eff = 0.99,       /* measured: the model's GEMMs at 784-791 TFLOP/s, the 8192^3 rate */
+     .attn_tflops = 113.0,   /* measured: mma.sync attention (attention_mma.cu), forward + recompute + backward */
+     .bw_eff = 0.82,         /* measured: AdamW streams 2746 GB/s */
+     .elem_eff = 0.40,       /* measured: 1307-1365 GB/s of the counted bytes (norms, RoPE, SwiGLU, adds) */
+     .lora_eff = 0.60,       /* measured: 1933-2129 GB/s of the counted bytes */
+     .dequant_hidden = 0.93, /* measured: 8.2 of 114 ms left on the main stream at seq 4096, 0.8 of 12 at 512 */
+     .reserve_gib = 1.65,    /* cudaMemGetInfo's 79.65 GiB total, less the CUDA context and the pool's slack */
      .note = "~78 GiB usable of 80 GB; cuBLAS BF16 ~790 TFLOP/s measured (989 nominal); 3.35 TB/s"},
     {.name = "h200", .desc = "NVIDIA H200 141GB", .backend = FT_BACKEND_CUDA, .mem_gib = 139.0, .peak_tflops = 790.0,
      .mem_gbps = 4800.0,
-     .gemm_eff = 0.89,    /* prediction: the H100's (same SMs and clocks) */
-     .attn_tflops = 150.0,/* prediction: the H100's */
-     .bw_eff = 0.90,      /* prediction: the H100's share */
+     .gemm_eff = 0.99, .attn_tflops = 113.0, /* prediction: the H100's (same SMs and clocks) */
+     .bw_eff = 0.82, .elem_eff = 0.40, .lora_eff = 0.60, /* prediction: the H100's shares of its bandwidth */
+     .dequant_hidden = 0.93,                              /* prediction: the H100's */
      .reserve_gib = 1.4,  /* of the 140.4 GiB cudaMemGetInfo reports */
      .note = "~139 GiB usable of 141 GB; cuBLAS BF16 ~790 TFLOP/s measured (989 nominal); 4.8 TB/s"},
     {.name = "gb10", .desc = "NVIDIA GB10 (DGX Spark)", .backend = FT_BACKEND_CUDA, .mem_gib = 112.0,
      .peak_tflops = 62.0, .mem_gbps = 273.0,
-     .gemm_eff = 0.89,    /* prediction: the H100's share of the 8192^3 rate */
-     .attn_tflops = 12.0, /* prediction: the H100's 150 scaled by the GEMM peaks, 62 / 790 */
-     .bw_eff = 0.80,      /* prediction: LPDDR5X shared with the CPU reaches less of its nominal rate */
+     .gemm_eff = 0.99,     /* prediction: the H100's share of the 8192^3 rate */
+     .attn_tflops = 8.9,   /* prediction: the H100's 113 scaled by the GEMM peaks, 62 / 790 */
+     .bw_eff = 0.73, .elem_eff = 0.36, .lora_eff = 0.53, /* prediction: the H100's shares x 0.9 (LPDDR5X shared with the CPU) */
+     .dequant_hidden = 0.0, /* prediction: none hidden; the prefetch competes for the same 273 GB/s */
      .reserve_gib = 7.7,  /* 119.7 GiB visible to CUDA, ~8 GiB kept for the OS and the data pipeline */
      .note = "128 GB unified, 119.7 GiB visible to CUDA, ~8 GiB kept for the OS and data pipeline; ~62 TFLOP/s BF16; "
              "273 GB/s"},
@@ -520,7 +525,7 @@ static void pl_print_time(const ft_plan *p, FILE *f) {
                 p->tflops);
         return;
     }
-    fprintf(f, "  %-28s %s for %lld tokens: the parts below added up (no overlap assumed: errs slow)\n",
+    fprintf(f, "  %-28s %s for %lld tokens: the parts below added up (rates measured on the device where it has been)\n",
             "time per micro-batch", pl_ms(p->micro_s, b1, sizeof b1), n);
     for (int i = 0; i < FT_PLAN_NTIMES; i++) {
         const ft_plan_time *t = &p->time[i];
@@ -530,8 +535,11 @@ static void pl_print_time(const ft_plan *p, FILE *f) {
         fprintf(f, "    %-26s %10s %6s  %s\n", t->name, pl_ms(t->s, b1, sizeof b1), b2, t->detail);
     }
     if (p->dev.mem_gbps > 0)
-        fprintf(f, "    (the parts after attention move bytes at %.0f GB/s, %.0f%% of %.0f)\n",
-                p->dev.mem_gbps * p->dev.bw_eff, 100.0 * p->dev.bw_eff, p->dev.mem_gbps);
+        fprintf(f, "    (the parts after attention move bytes at %.0f GB/s, %.0f%% of %.0f; elementwise at %.0f, "
+                   "LoRA at %.0f)\n",
+                p->dev.mem_gbps * p->dev.bw_eff, 100.0 * p->dev.bw_eff, p->dev.mem_gbps,
+                p->dev.mem_gbps * (p->dev.elem_eff > 0 ? p->dev.elem_eff : p->dev.bw_eff),
+                p->dev.mem_gbps * (p->dev.lora_eff > 0 ? p->dev.lora_eff : p->dev.bw_eff));
     else
         fprintf(f, "    (memory traffic not modelled on this device)\n");
     fprintf(f, "  %-28s %.3g TFLOP/s, %.0f%% of peak (the parts' sum; --tflops X sets a flat rate)\n",

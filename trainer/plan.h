@@ -46,11 +46,14 @@ typedef struct ft_plan_device {
     double mem_gib;         /* memory a run may use, GiB */
     double peak_tflops;     /* dense BF16 GEMM rate measured with cuBLAS (CPU: f32 estimate) */
     double mem_gbps;        /* memory bandwidth, GB/s (0: memory traffic not modelled) */
-    /* The time model's rates. Predictions (docs/perf.md "Predictions to check on the first GPU run"),
-     * to be replaced by the figures `ftune bench --peak` measures on the device (its phase table). */
+    /* The time model's rates: what `ftune bench --peak` measured on the device (its phase table,
+     * docs/perf.md), or, for a device not measured yet, a prediction said to be one. */
     double gemm_eff;        /* share of peak_tflops the model's GEMMs reach at their shapes */
     double attn_tflops;     /* attention forward + backward, FLOPs of 3.5 or 4.5 A_fwd per second / 1e12 */
-    double bw_eff;          /* share of mem_gbps streaming kernels (dequantization, elementwise) reach */
+    double bw_eff;          /* share of mem_gbps streaming kernels (dequantization, cross-entropy, AdamW) reach */
+    double elem_eff;        /* share of mem_gbps at which the elementwise kernels move the bytes plan_time.c counts */
+    double lora_eff;        /* the same for the LoRA products' traffic */
+    double dequant_hidden;  /* share of the NF4 dequantization the weight cache's prefetch hides behind the GEMMs */
     double reserve_gib;     /* of the total memory the GPU reports, what a run cannot have (CUDA context;
                              * on unified memory also the OS and the data pipeline) */
     const char *note;       /* where the figures come from */

@@ -67,6 +67,9 @@ static void pl_parts(ft_plan *p, const ft_recipe *r) {
     const ft_plan_device *v = &p->dev;
     const double N = (double)(p->B * p->T), e = (double)ft_dtype_nbytes(p->act_dtype, 1);
     const double bw = v->mem_gbps * v->bw_eff * 1e9; /* bytes/s; 0: traffic not modelled */
+    /* the elementwise and LoRA kernels' own measured rates over the bytes counted below */
+    const double bw_el = v->elem_eff > 0 ? v->mem_gbps * v->elem_eff * 1e9 : bw;
+    const double bw_lo = v->lora_eff > 0 ? v->mem_gbps * v->lora_eff * 1e9 : bw;
     const double fwd_passes = p->recompute ? 2.0 : 1.0; /* forward, and the recompute */
     char b1[32], b2[32];
 
@@ -85,22 +88,24 @@ static void pl_parts(ft_plan *p, const ft_recipe *r) {
      * Without recompute the forward and the backward dequantize. */
     if (p->linear_dtype == FT_NF4) {
         const double codes = (double)p->line[FT_PLAN_LINEARS].bytes, bf16 = 2.0 * (double)p->n_blocks;
-        pl_part(p, FT_PLAN_T_DEQUANT, "NF4 dequantization", 2.0 * (codes + bf16) / bw,
-                "2 passes x (%s NF4 read + %s BF16 written)", ft_plan_si(codes, "B", b1, sizeof b1),
-                ft_plan_si(bf16, "B", b2, sizeof b2));
+        /* the weight cache's prefetch dequantizes the next weights on a second stream while the
+         * GEMMs run: only the part it does not hide is on the step's path */
+        pl_part(p, FT_PLAN_T_DEQUANT, "NF4 dequantization", 2.0 * (codes + bf16) / bw * (1.0 - v->dequant_hidden),
+                "2 passes x (%s NF4 read + %s BF16 written), %.0f%% hidden by the prefetch",
+                ft_plan_si(codes, "B", b1, sizeof b1), ft_plan_si(bf16, "B", b2, sizeof b2), 100 * v->dequant_hidden);
     } else {
         pl_part(p, FT_PLAN_T_DEQUANT, "", 0, "%s", "");
     }
     pl_traffic el = pl_elementwise_elems(d);
     const double el_layer = (fwd_passes * el.fwd + el.bwd) * e, el_final = 5.0 * (double)d->C * e; /* final norm */
-    pl_part(p, FT_PLAN_T_ELEMENTWISE, "elementwise", N * ((double)d->L * el_layer + el_final) / bw,
+    pl_part(p, FT_PLAN_T_ELEMENTWISE, "elementwise", N * ((double)d->L * el_layer + el_final) / bw_el,
             "%.2f MB/token/layer over %.0f passes: norms, RoPE, SwiGLU, adds", el_layer / 1e6, fwd_passes + 1);
     pl_traffic lo = pl_lora_elems(d, p->targets, r->lora.dropout > 0);
     const double lo_layer = (fwd_passes * lo.fwd + lo.bwd) * e;
     /* every pass casts the f32 masters to bf16 (read 4 B, write 2, the product reads 2); the
      * backward reads and writes the f32 gradients */
     const double lo_weights = (double)p->lora_params * (8.0 * (fwd_passes + 1) + 8.0);
-    pl_part(p, FT_PLAN_T_LORA, "LoRA products", (N * (double)d->L * lo_layer + lo_weights) / bw,
+    pl_part(p, FT_PLAN_T_LORA, "LoRA products", (N * (double)d->L * lo_layer + lo_weights) / bw_lo,
             "%.2f MB/token/layer%s (inputs, outputs; FLOPs in GEMMs)", lo_layer / 1e6,
             r->lora.dropout > 0 ? " with dropout" : "");
     /* each logits chunk: read twice (max and sum, then the gradient), the gradient written over it */
