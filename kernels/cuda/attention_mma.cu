@@ -21,7 +21,9 @@
  *           in two 32-query halves, S^T = K Q^T, dP^T = V dO^T, dv += P^T dO, dk += dS^T Q. The
  *           group's heads are summed in the accumulators: no atomics, deterministic gradients.
  * Shared tiles are [64][D + 8] BF16: the 16-byte pad puts the 8 rows of an ldmatrix in different
- * banks. */
+ * banks. The backward's streamed tiles are double-buffered (ST = 2) where the device's shared
+ * memory per block holds it (H100: 227 KiB); on GB10 (99 KiB) head_dim 128 needs 104 KiB that way,
+ * so there they are single-buffered (ST = 1: load, then compute), the other kernels unchanged. */
 #include "kernels/cuda/attention.cuh"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/mma.cuh"
@@ -240,14 +242,14 @@ ft_k_attn_fwd_mma(act_t *out, float *lse, const act_t *q, const act_t *k, const 
 }
 
 /* ---- backward: dq ---------------------------------------------------------------------------- */
-template <int D>
+template <int D, int ST>
 __global__ void __launch_bounds__(FT_AM_THREADS, 2)
 ft_k_attn_dq_mma(act_t *dq, const act_t *dout, const act_t *q, const act_t *k, const act_t *v, const float *lse,
                  const float *Dl, const int32_t *doc_start, int64_t T, int64_t H, int64_t Hkv, float scale,
                  unsigned *err) {
     constexpr int LD = D + 8, NK = D / 16, ND = D / 8;
     extern __shared__ __align__(128) float smem[];
-    act_t *Qs = (act_t *)smem, *Gs = Qs + FT_AM_TILE * LD, *Ks = Gs + FT_AM_TILE * LD, *Vs = Ks + 2 * FT_AM_TILE * LD;
+    act_t *Qs = (act_t *)smem, *Gs = Qs + FT_AM_TILE * LD, *Ks = Gs + FT_AM_TILE * LD, *Vs = Ks + ST * FT_AM_TILE * LD;
     const int lane = threadIdx.x % FT_WARP, warp = threadIdx.x / FT_WARP, t = lane & 3;
     const int64_t b = blockIdx.z, h = blockIdx.y, kh = h / (H / Hkv);
     const int64_t i0 = (int64_t)(gridDim.x - 1 - blockIdx.x) * FT_AM_TILE;
@@ -275,13 +277,18 @@ ft_k_attn_dq_mma(act_t *dq, const act_t *dout, const act_t *q, const act_t *k, c
     uint32_t qf[NK][4];
     for (int it = 0; it < ntiles; it++) {
         const int64_t jt = jstart + (int64_t)it * FT_AM_TILE;
-        if (it + 1 < ntiles) {
+        if (ST == 2 && it + 1 < ntiles) { /* the next tile streams in while this one is computed */
             const int st = (it + 1) & 1;
             ft_am_load<D>(Ks + st * FT_AM_TILE * LD, kb, jt + FT_AM_TILE, T, ks);
             ft_am_load<D>(Vs + st * FT_AM_TILE * LD, vb, jt + FT_AM_TILE, T, ks);
             ft_cp_async_commit();
             ft_cp_async_wait<1>();
         } else {
+            if (ST == 1 && it > 0) { /* one stage (less shared memory, GB10): load, then compute */
+                ft_am_load<D>(Ks, kb, jt, T, ks);
+                ft_am_load<D>(Vs, vb, jt, T, ks);
+                ft_cp_async_commit();
+            }
             ft_cp_async_wait<0>();
         }
         __syncthreads();
@@ -289,7 +296,8 @@ ft_k_attn_dq_mma(act_t *dq, const act_t *dout, const act_t *q, const act_t *k, c
 #pragma unroll
             for (int kk = 0; kk < NK; kk++) ft_ldsm_x4(qf[kk], ft_am_a(Qs, LD, warp * 16, kk * 16));
         }
-        const act_t *Kt = Ks + (it & 1) * FT_AM_TILE * LD, *Vt = Vs + (it & 1) * FT_AM_TILE * LD;
+        const int cur = ST == 2 ? (it & 1) : 0;
+        const act_t *Kt = Ks + cur * FT_AM_TILE * LD, *Vt = Vs + cur * FT_AM_TILE * LD;
         if (w0 < T && jt <= wlast && jt + FT_AM_TILE - 1 >= lo.wmin) {
             const bool full = jt + FT_AM_TILE - 1 <= w0 && jt >= lo.wmax;
 #pragma unroll
@@ -348,16 +356,16 @@ ft_k_attn_dq_mma(act_t *dq, const act_t *dout, const act_t *q, const act_t *k, c
 }
 
 /* ---- backward: dk, dv ------------------------------------------------------------------------ */
-template <int D>
+template <int D, int ST>
 __global__ void __launch_bounds__(FT_AM_THREADS, 2)
 ft_k_attn_dkv_mma(act_t *dk, act_t *dv, const act_t *dout, const act_t *q, const act_t *k, const act_t *v,
                   const float *lse, const float *Dl, const int32_t *doc_start, int64_t T, int64_t H, int64_t Hkv,
                   float scale) {
     constexpr int LD = D + 8, NK = D / 16, ND = D / 8;
     extern __shared__ __align__(128) float smem[];
-    act_t *Kb = (act_t *)smem, *Vb = Kb + FT_AM_TILE * LD, *Qs = Vb + FT_AM_TILE * LD, *Gs = Qs + 2 * FT_AM_TILE * LD;
-    float *Ls = (float *)(Gs + 2 * FT_AM_TILE * LD), *Ds = Ls + 2 * FT_AM_TILE; /* [2][64] each */
-    int64_t *LOs = (int64_t *)(Ds + 2 * FT_AM_TILE);                            /* [2][64] */
+    act_t *Kb = (act_t *)smem, *Vb = Kb + FT_AM_TILE * LD, *Qs = Vb + FT_AM_TILE * LD, *Gs = Qs + ST * FT_AM_TILE * LD;
+    float *Ls = (float *)(Gs + ST * FT_AM_TILE * LD), *Ds = Ls + ST * FT_AM_TILE; /* [ST][64] each */
+    int64_t *LOs = (int64_t *)(Ds + ST * FT_AM_TILE);                             /* [ST][64] */
     const int lane = threadIdx.x % FT_WARP, warp = threadIdx.x / FT_WARP, t = lane & 3;
     const int64_t b = blockIdx.z, kh = blockIdx.y, j0 = (int64_t)blockIdx.x * FT_AM_TILE, grp = H / Hkv;
     const int64_t qs = H * D, ks = Hkv * D, wj0 = j0 + warp * 16, ja = wj0 + (lane >> 2), jb = ja + 8;
@@ -386,15 +394,19 @@ ft_k_attn_dkv_mma(act_t *dk, act_t *dv, const act_t *dout, const act_t *q, const
 #pragma unroll
     for (int n = 0; n < ND; n++) ak[n][0] = ak[n][1] = ak[n][2] = ak[n][3] = av[n][0] = av[n][1] = av[n][2] = av[n][3] = 0.0f;
     for (int64_t n = 0; n < total; n++) {
-        if (n + 1 < total) {
+        if (ST == 2 && n + 1 < total) {
             issue(n + 1, (int)((n + 1) & 1));
             ft_cp_async_commit();
             ft_cp_async_wait<1>();
         } else {
+            if (ST == 1 && n > 0) { /* one stage: load, then compute */
+                issue(n, 0);
+                ft_cp_async_commit();
+            }
             ft_cp_async_wait<0>();
         }
         __syncthreads();
-        const int st = (int)(n & 1);
+        const int st = ST == 2 ? (int)(n & 1) : 0;
         const int64_t it = j0 + (n % ntq) * FT_AM_TILE;
         const act_t *Qt = Qs + st * FT_AM_TILE * LD, *Gt = Gs + st * FT_AM_TILE * LD;
         const float *Lt = Ls + st * FT_AM_TILE, *Dt = Ds + st * FT_AM_TILE;
@@ -473,54 +485,71 @@ ft_k_attn_dkv_mma(act_t *dk, act_t *dv, const act_t *dout, const act_t *q, const
 
 /* ---- launchers ------------------------------------------------------------------------------- */
 
-/* Dynamic shared memory of each kernel (bytes), from the carve-ups above. */
-static size_t ft_am_smem(int64_t D, int kernel) {
+/* Dynamic shared memory of each kernel (bytes), from the carve-ups above, with `st` stages of the
+ * streamed tiles (2: double-buffered; 1: GB10's 99 KiB per block does not hold the backward's 2). */
+static size_t ft_am_smem(int64_t D, int kernel, int st) {
     const size_t tile = 2 * FT_AM_TILE * ((size_t)D + 8);
     switch (kernel) {
-    case 0: return 5 * tile;                                         /* fwd: Q, 2 x (K, V) */
-    case 1: return 6 * tile;                                         /* dq: Q, dO, 2 x (K, V) */
-    default: return 6 * tile + 2 * FT_AM_TILE * (4 + 4 + 8);         /* dkv: K, V, 2 x (Q, dO, L, D, lo) */
+    case 0: return (1 + 2 * (size_t)st) * tile;                               /* fwd: Q, st x (K, V) */
+    case 1: return (2 + 2 * (size_t)st) * tile;                               /* dq: Q, dO, st x (K, V) */
+    default: return (2 + 2 * (size_t)st) * tile + (size_t)st * FT_AM_TILE * (4 + 4 + 8); /* dkv: K, V, st x (Q, dO, L, D, lo) */
     }
+}
+
+/* Stages of the backward's kernels on this device (0: they do not fit). */
+static int ft_am_bwd_stages(const ft_backend_cuda *b, int64_t D) {
+    if (ft_am_smem(D, 1, 2) <= b->smem_optin && ft_am_smem(D, 2, 2) <= b->smem_optin) return 2;
+    if (ft_am_smem(D, 1, 1) <= b->smem_optin && ft_am_smem(D, 2, 1) <= b->smem_optin) return 1;
+    return 0;
 }
 
 int ft_attn_mma_ok(ft_backend_cuda *b, int64_t D, const void *const *ptrs, int nptrs, int bwd) {
     if (b->attn_simt || b->attn_wmma || (D != 64 && D != 128)) return 0;
     for (int i = 0; i < nptrs; i++)
         if (ptrs[i] && ((uintptr_t)ptrs[i] & 15u)) return 0;
-    const size_t need = bwd ? ft_am_smem(D, 2) : ft_am_smem(D, 0);
-    return need <= b->smem_optin;
+    return bwd ? ft_am_bwd_stages(b, D) > 0 : ft_am_smem(D, 0, 2) <= b->smem_optin;
 }
 
-#define FT_AM_LAUNCH(kern, grid, smem, stream, ...)                                                  \
+#define FT_AM_LAUNCH1(k, grid, smem, stream, ...)                                                    \
     do {                                                                                             \
-        if (D == 64) {                                                                               \
-            FT_CUDA_TRY(cudaFuncSetAttribute(kern<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)(smem))); \
-            kern<64><<<grid, FT_AM_THREADS, smem, stream>>>(__VA_ARGS__);                            \
-        } else {                                                                                     \
-            FT_CUDA_TRY(cudaFuncSetAttribute(kern<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)(smem))); \
-            kern<128><<<grid, FT_AM_THREADS, smem, stream>>>(__VA_ARGS__);                           \
-        }                                                                                            \
-        FT_CUDA_LAUNCH_TRY(#kern);                                                                   \
+        FT_CUDA_TRY(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)(smem))); \
+        k<<<grid, FT_AM_THREADS, smem, stream>>>(__VA_ARGS__);                                        \
     } while (0)
 
 ft_status ft_attn_mma_fwd(ft_backend_cuda *b, act_t *out, float *lse, const act_t *q, const act_t *k,
                           const act_t *v, const int32_t *doc_start, int64_t B, int64_t T, int64_t H, int64_t Hkv,
                           int64_t D, float scale) {
     const dim3 grid((unsigned)ft_cdiv(T, FT_AM_TILE), (unsigned)H, (unsigned)B);
-    FT_AM_LAUNCH(ft_k_attn_fwd_mma, grid, ft_am_smem(D, 0), b->stream, out, lse, q, k, v, doc_start, T, H, Hkv,
-                 scale, b->err);
+    const size_t smem = ft_am_smem(D, 0, 2);
+    if (D == 64) FT_AM_LAUNCH1(ft_k_attn_fwd_mma<64>, grid, smem, b->stream, out, lse, q, k, v, doc_start, T, H, Hkv, scale, b->err);
+    else FT_AM_LAUNCH1(ft_k_attn_fwd_mma<128>, grid, smem, b->stream, out, lse, q, k, v, doc_start, T, H, Hkv, scale, b->err);
+    FT_CUDA_LAUNCH_TRY("ft_k_attn_fwd_mma");
     return FT_OK;
 }
+
+/* dq, then dk/dv, as kern<D, ST> (through pointers: a template's comma cannot pass through a macro). */
+#define FT_AM_BWD(D_, ST_)                                                                           \
+    do {                                                                                             \
+        auto kq = ft_k_attn_dq_mma<D_, ST_>;                                                         \
+        auto kkv = ft_k_attn_dkv_mma<D_, ST_>;                                                       \
+        FT_AM_LAUNCH1(kq, gq, ft_am_smem(D_, 1, ST_), b->stream, dq, dout, q, k, v, lse, Dl, doc_start, T, H, Hkv, \
+                      scale, b->err);                                                                \
+        FT_CUDA_LAUNCH_TRY("ft_k_attn_dq_mma");                                                      \
+        FT_AM_LAUNCH1(kkv, gkv, ft_am_smem(D_, 2, ST_), b->stream, dk, dv, dout, q, k, v, lse, Dl, doc_start, T, H, \
+                      Hkv, scale);                                                                   \
+        FT_CUDA_LAUNCH_TRY("ft_k_attn_dkv_mma");                                                     \
+    } while (0)
 
 ft_status ft_attn_mma_bwd(ft_backend_cuda *b, act_t *dq, act_t *dk, act_t *dv, const act_t *dout, const act_t *q,
                           const act_t *k, const act_t *v, const float *lse, const float *Dl,
                           const int32_t *doc_start, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D,
                           float scale) {
     const dim3 gq((unsigned)ft_cdiv(T, FT_AM_TILE), (unsigned)H, (unsigned)B);
-    FT_AM_LAUNCH(ft_k_attn_dq_mma, gq, ft_am_smem(D, 1), b->stream, dq, dout, q, k, v, lse, Dl, doc_start, T, H,
-                 Hkv, scale, b->err);
     const dim3 gkv((unsigned)ft_cdiv(T, FT_AM_TILE), (unsigned)Hkv, (unsigned)B);
-    FT_AM_LAUNCH(ft_k_attn_dkv_mma, gkv, ft_am_smem(D, 2), b->stream, dk, dv, dout, q, k, v, lse, Dl, doc_start,
-                 T, H, Hkv, scale);
+    const int st = ft_am_bwd_stages(b, D);
+    if (D == 64 && st == 2) FT_AM_BWD(64, 2);
+    else if (D == 64) FT_AM_BWD(64, 1);
+    else if (st == 2) FT_AM_BWD(128, 2);
+    else FT_AM_BWD(128, 1);
     return FT_OK;
 }

@@ -8,7 +8,7 @@
 # resume on the GPU, prints one summary table and writes full logs under $OUT.
 #
 # Usage: tests/gpu/run.sh [phase...]
-#   phases: build ops e2e sanitize load resume bench ablate peft context (default: all, in order)
+#   phases: build ops e2e sanitize load resume bench ablate peft context profile (default: all, in order)
 #   sanitize  compute-sanitizer memcheck, racecheck and initcheck over the small op table
 #   load      stories260K and a multi-shard random bf16 checkpoint of several GB (FT_LOAD_SHAPE,
 #             default llama-3-8b with 8 layers, 4 shards: 5.6 GB) load on the GPU with NF4 codes,
@@ -29,6 +29,11 @@
 #             ("OOM"), not a failure; the ratio is reported, not enforced
 #   context   the longest sequence `ftune plan` fits for the 70B shape, with the boundaries on the
 #             device and in host memory, trained for FT_CONTEXT_STEPS (default 1) steps each
+#   profile   Nsight Compute (ncu --clock-control none, SpeedOfLight section) over one training step of
+#             our own kernels (ft_k_*; cuBLASLt's run at the GEMM peak) in `ftune bench` of the 70B shape
+#             with FT_PROFILE_ARGS (default --layers 2, seq 4096): per kernel the calls, total and mean
+#             time, and its compute and memory throughput as % of the device's: which kernels to work
+#             on, and whether each is limited by compute or by memory (ncu.csv, profile.log)
 #   OUT              where logs go (the device tool sets it; default build-gpu-out, git-ignored)
 #   FT_GPU_BUILD     build directory (default build-gpu; kept between calls on a warm machine)
 #   FT_GPU_ARCH      CUDA architectures (default 90)
@@ -48,12 +53,13 @@
 #   FT_ABLATE_SEQS   the ablate phase's sequence lengths (default "4096 512")
 #   FT_PEFT_DEVICE   bench_peft.py's device (default cuda)
 #   FT_GPU_SANITIZER compute-sanitizer's path ("none": the phase is skipped)
-# Expected times on an H100 machine: build 1-2 min, ops 3-5 min (the CPU reference of the real
-# shapes dominates), e2e < 1 min, sanitize 1-2 min, load 1-2 min, resume 1-2 min, bench 3-5 min
-# (the 70B shape: ~1 min to make, ~5-8 s a step), ablate 2-4 min, peft 3-8 min (an estimate: not yet timed), context 3-8 min. To stay inside the
-# device tool's 10-minute command limit, split: `run.sh build ops`, `run.sh e2e sanitize load resume`,
-# `run.sh bench`, `run.sh peft`, `run.sh context` (the build directory survives between calls while
-# the machine is warm; $OUT does not).
+# Measured times on an H100 machine (2026-11-23, docs/perf.md; the machine's start adds ~1 min):
+# build 16-19 s, ops 190 s (26 s with FT_OPS_ARGS="--filter attention"), e2e 110 s, sanitize 22-35 s,
+# load 46 s, resume 165-179 s, bench 103 s (three shapes), ablate 22 s, peft 131 s (three shapes),
+# context not yet run. Within the device tool's 10-minute command limit, e.g.
+# `run.sh build ops e2e bench` (~7 min) then `run.sh build sanitize load resume ablate peft`
+# (~7.5 min): the build directory survives between calls only while the machine stays warm (30 s
+# after a call), and $OUT does not.
 #
 # Dependencies: if the machine lacks the libraries ftune builds against (no registry there), run
 # tests/gpu/fetch-deps.sh here first and carry build-gpudeps; this script unpacks it under
@@ -71,11 +77,11 @@ mkdir -p "$OUT"
 summary="$OUT/summary.txt"
 : >"$summary"
 phases=("$@")
-all_phases=(build ops e2e sanitize load resume bench ablate peft context)
+all_phases=(build ops e2e sanitize load resume bench ablate peft context profile)
 [ ${#phases[@]} -eq 0 ] && phases=("${all_phases[@]}")
 for p in "${phases[@]}"; do
   case "$p" in
-    build | ops | e2e | sanitize | load | resume | bench | ablate | peft | context) ;;
+    build | ops | e2e | sanitize | load | resume | bench | ablate | peft | context | profile) ;;
     *) echo "run.sh: unknown phase '$p' (phases: ${all_phases[*]})" >&2; exit 2 ;;
   esac
 done
@@ -137,7 +143,7 @@ use_carried_deps() {
   say "dependencies: unpacked ${#debs[@]} carried packages under $pre"
 }
 if want build || want ops || want e2e || want sanitize || want load || want resume || want bench || want ablate ||
-  want context; then
+  want context || want profile; then
   if [ "${FT_GPU_DEPS:-}" = carried ] && use_carried_deps; then  # force the carried packages (testing)
     :
   elif have_system_deps; then
@@ -602,6 +608,55 @@ if want context && have_ftune context; then
   if [ $rc_c -eq 0 ]; then mark context ok; else mark context FAIL; fi
   say "context: ${result[context]} in $(($(date +%s) - t0))s"
   [ ${#jsons[@]} -gt 0 ] && bench_table "${jsons[@]}" | sed 's/^/  /' | tee -a "$summary" >&2
+fi
+
+# ---- profile: where one step's time goes, kernel by kernel (Nsight Compute) -----------------------------
+if want profile && have_ftune profile; then
+  t0=$(date +%s)
+  ncu_bin="${FT_GPU_NCU:-$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | tail -1)}"
+  if [ -z "$ncu_bin" ] || [ ! -x "$ncu_bin" ]; then
+    mark profile FAIL
+    say "profile: ncu not found (FT_GPU_NCU names it)"
+  else
+    # shellcheck disable=SC2206
+    pargs=(${FT_PROFILE_ARGS:---shape llama-3-70b --layers 2 --seq 4096 --micro-batch 1})
+    # bench's first step is its warm-up; skip about one step's launches of ours, then profile the next
+    # step's (a 2-layer 70B step launches ~400 of our kernels)
+    "$ncu_bin" --clock-control none --section SpeedOfLight -k 'regex:^ft_k_' --launch-skip "${FT_PROFILE_SKIP:-400}" \
+      --launch-count "${FT_PROFILE_COUNT:-400}" --csv "$ftune" bench --device cuda "${pargs[@]}" --steps 3 \
+      >"$OUT/ncu.csv" 2>"$OUT/profile.log"
+    rc_p=$?
+    table=$(python3 - "$OUT/ncu.csv" <<'PYEOF'
+import csv, re, sys
+rows = [r for r in csv.reader(open(sys.argv[1], errors="replace")) if len(r) > 10]
+if not rows or "Kernel Name" not in rows[0]:
+    print("no ncu rows"); sys.exit(1)
+h = rows[0]; ki, ii, mi, ui, vi = (h.index(x) for x in ("Kernel Name", "ID", "Metric Name", "Metric Unit", "Metric Value"))
+k = {}
+scale = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3, "second": 1e6}
+for r in rows[1:]:
+    name = re.sub(r"\(.*", "", r[ki]).strip()
+    d = k.setdefault(name, {"ids": set(), "us": 0.0, "sm": [], "mem": []})
+    d["ids"].add(r[ii])
+    m, u = r[mi], r[ui]
+    try: v = float(r[vi].replace(",", ""))
+    except ValueError: continue
+    if m == "Duration": d["us"] += v * scale.get(u, 1.0)
+    elif m == "Compute (SM) Throughput": d["sm"].append(v)
+    elif m == "Memory Throughput": d["mem"].append(v)
+tot = sum(d["us"] for d in k.values()) or 1.0
+print("%-44s %6s %10s %9s %6s %6s %6s" % ("kernel (ours; cuBLASLt not profiled)", "calls", "total ms", "mean us", "share", "SM %", "mem %"))
+for name, d in sorted(k.items(), key=lambda x: -x[1]["us"]):
+    n = len(d["ids"]); avg = lambda a: sum(a) / len(a) if a else float("nan")
+    print("%-44s %6d %10.3f %9.1f %5.1f%% %6.1f %6.1f" % (name[:44], n, d["us"] / 1e3, d["us"] / max(n, 1), 100 * d["us"] / tot, avg(d["sm"]), avg(d["mem"])))
+PYEOF
+    )
+    rc_t=$?
+    if [ $rc_p -eq 0 ] && [ $rc_t -eq 0 ]; then mark profile ok; else mark profile FAIL; fi
+    say "profile: ${result[profile]} in $(($(date +%s) - t0))s (ncu exit $rc_p; ncu.csv, profile.log)"
+    echo "$table" | sed 's/^/  /' | tee -a "$summary" >&2
+    [ $rc_p -eq 0 ] || tail -5 "$OUT/profile.log" | sed 's/^/  /' | tee -a "$summary" >&2
+  fi
 fi
 
 # ---- the one summary table -----------------------------------------------------------------------------

@@ -64,7 +64,9 @@ inline cudaError_t cudaGetDevice(int *d) { *d = 0; return 0; }
 inline cudaError_t cudaSetDevice(int) { return 0; }
 inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int) {
     memset(p, 0, sizeof *p); strcpy(p->name, "emulated"); p->multiProcessorCount = 2; p->major = 9; p->minor = 0;
-    p->sharedMemPerBlockOptin = 227 * 1024; return 0; }
+    // FT_EMU_SMEM_KIB: the opt-in shared memory per block (default the H100's 227 KiB; 99 for GB10)
+    const char *sk = getenv("FT_EMU_SMEM_KIB");
+    p->sharedMemPerBlockOptin = (size_t)(sk && atoi(sk) > 0 ? atoi(sk) : 227) * 1024; return 0; }
 template <typename T> cudaError_t cudaFuncGetAttributes(cudaFuncAttributes *, T) { return 0; }
 template <typename T> cudaError_t cudaFuncSetAttribute(T, cudaFuncAttribute, int) { return 0; }
 inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { *s = (cudaStream_t)0x1; return 0; }
