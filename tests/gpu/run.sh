@@ -3,7 +3,7 @@
 # sm_90, checks every CUDA op forward and backward against the CPU reference on fresh random inputs
 # (tests/test_ops_cuda over the op table of tests/op_table_cases.c: the small and mid tiers and the
 # real layer shapes of Llama-3-70B, Qwen3-32B and Mistral-Small-24B), times each op, trains the
-# stories260K demo for 50 steps on both backends and compares the loss curves step by step,
+# stories260K demo recipe for 50 steps on both backends and compares the loss curves step by step,
 # benchmarks training on random models of the real shapes (`ftune bench`), checks loading and exact
 # resume on the GPU, prints one summary table and writes full logs under $OUT.
 #
@@ -238,36 +238,58 @@ fi
 
 # ---- e2e: stories260K on both backends ---------------------------------------------------------------
 if want e2e && have_ftune e2e; then
-  args=(train --model "$root/models/stories260K" --tokens "$root/tests/fixtures/stories260K/sample_tokens.txt"
-        --steps "$steps" --quant nf4 --seed 42)
+  # The demo recipe (recipes/demo-stories260k.yaml: stories260K NF4, LoRA r 8 on every linear with
+  # dropout 0.05, 8 x 2 rows of 128 tokens a step from the JSONL stories, lr 3e-3 after 5 warm-up
+  # steps) for $steps steps on each backend; loss compared at every step. (Until 2026-11-23 this
+  # trained on tests/fixtures/stories260K/sample_tokens.txt, 74-87 tokens a step: on the H100 the
+  # CUDA loss was +0.5-1% above the CPU's and step 4 crossed 2% (2.216e-2, docs/perf.md); the
+  # issue's check is the demo, whose steps average over ~1,700 targets.)
   t0=$(date +%s)
-  "$ftune" "${args[@]}" --device cpu >"$OUT/train_cpu.log" 2>&1
-  rc_c=$?
-  "$ftune" "${args[@]}" --device cuda >"$OUT/train_cuda.log" 2>&1
-  rc_g=$?
+  short=()
+  [ "$steps" -lt 5 ] && short=(--set training.warmup=0) # the recipe warms up over 5 steps (rehearsals run fewer)
+  for dev in cpu cuda; do
+    rm -rf "$build/e2e_$dev"
+    "$ftune" train "$root/recipes/demo-stories260k.yaml" --set training.steps="$steps" --set model.device="$dev" \
+      --set model.threads=0 --set output_dir="$build/e2e_$dev" "${short[@]}" >"$OUT/train_$dev.log" 2>&1
+    eval "rc_$dev=\$?"
+  done
+  rc_c=$rc_cpu rc_g=$rc_cuda
   secs=$(($(date +%s) - t0))
-  # step N loss X ... : compare at every step; a missing step or a NaN fails
-  cmp=$(awk -v tol="$e2e_tol" -v steps="$steps" '
-    FNR == 1 { f++ }
-    $1 == "step" && $3 == "loss" { if (f == 1) c[$2] = $4; else g[$2] = $4 }
-    END {
-      worst = 0; ws = 0; bad = 0
-      for (s = 1; s <= steps; s++) {
-        if (!(s in c) || !(s in g)) { if (++miss <= 3) printf "  step %d missing (cpu %s, cuda %s)\n", s, (s in c) ? "present" : "absent", (s in g) ? "present" : "absent"; bad++; continue }
-        d = c[s] - g[s]; if (d < 0) d = -d
-        r = (c[s] != 0) ? d / (c[s] < 0 ? -c[s] : c[s]) : d
-        if (g[s] != g[s] + 0 || g[s] == "nan" || g[s] == "-nan" || !(r <= tol)) bad++
-        if (r > worst) { worst = r; ws = s }
-        if (s <= 3 || s % 10 == 0 || !(r <= tol)) printf "  step %3d  cpu %.6f  cuda %.6f  rel %.2e%s\n", s, c[s], g[s], r, (r <= tol) ? "" : "  FAIL"
-      }
-      if (miss > 3) printf "  ... %d steps missing in all\n", miss
-      printf "RESULT %d %.3e %d\n", bad, worst, ws
-    }' "$OUT/train_cpu.log" "$OUT/train_cuda.log")
+  # every step present on both, finite, relative gap <= tol
+  cmp=$(python3 - "$build/e2e_cpu/metrics.jsonl" "$build/e2e_cuda/metrics.jsonl" "$e2e_tol" "$steps" <<'PYEOF'
+import json, math, sys
+def losses(f):
+    out = {}
+    try:
+        for line in open(f):
+            r = json.loads(line)
+            if r.get("type") == "train": out[r["step"]] = r["loss"]
+    except Exception as e:
+        print("  %s: %s" % (f, e))
+    return out
+c, g = losses(sys.argv[1]), losses(sys.argv[2])
+tol, steps, worst, ws, bad = float(sys.argv[3]), int(sys.argv[4]), 0.0, 0, 0
+for s in range(1, steps + 1):
+    if s not in c or s not in g:
+        bad += 1
+        if bad <= 3: print("  step %d missing (cpu %s, cuda %s)" % (s, s in c, s in g))
+        continue
+    a, b = c[s], g[s]
+    r = abs(a - b) / max(abs(a), 1e-30) if a is not None and b is not None else float("inf")
+    ok = b is not None and math.isfinite(b) and r <= tol
+    bad += not ok
+    if ws == 0 or not (r <= worst): worst, ws = r, s
+    if s <= 3 or s % 10 == 0 or not ok:
+        print("  step %3d  cpu %.6f  cuda %s  rel %.2e%s" % (s, a, "%.6f" % b if b is not None else "null", r, "" if ok else "  FAIL"))
+print("RESULT %d %.3e %d" % (bad, worst, ws))
+PYEOF
+)
   bad=$(echo "$cmp" | awk '/^RESULT/ {print $2}')
   worst=$(echo "$cmp" | awk '/^RESULT/ {print $3" at step "$4}')
   if [ $rc_c -eq 0 ] && [ $rc_g -eq 0 ] && [ "${bad:-1}" = 0 ]; then mark e2e ok; else mark e2e FAIL; fi
-  say "e2e: ${result[e2e]} in ${secs}s: stories260K nf4, $steps steps, cpu rc $rc_c, cuda rc $rc_g, worst loss gap $worst (tol $e2e_tol)"
+  say "e2e: ${result[e2e]} in ${secs}s: demo recipe (stories260K nf4), $steps steps, cpu rc $rc_c, cuda rc $rc_g, worst loss gap $worst (tol $e2e_tol)"
   echo "$cmp" | grep -v '^RESULT' | tee -a "$summary" >&2
+  [ $rc_c -eq 0 ] || tail -5 "$OUT/train_cpu.log" | sed 's/^/  /' | tee -a "$summary" >&2
   [ $rc_g -eq 0 ] || tail -5 "$OUT/train_cuda.log" | sed 's/^/  /' | tee -a "$summary" >&2
   # stories260K has head_dim 8 (the SIMT attention): the tensor-core attention (head_dim 128) and
   # q/k-norm inside training steps come from the bench shape tiny-d128, the same random model and
