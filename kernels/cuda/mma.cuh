@@ -44,6 +44,15 @@ __device__ __forceinline__ float ft_emu_bf16_half(uint32_t w, int hi) {
     p.s = (uint16_t)(hi ? w >> 16 : w & 0xffffu);
     return __bfloat162float(p.h);
 }
+/* ldmatrix's exchange: every lane's row address, as rows[lane] on every lane. */
+__device__ __forceinline__ void ft_emu_ldsm_rows(const act_t *row_addr, const act_t *rows[32]) {
+    const uint64_t p = (uint64_t)(uintptr_t)row_addr;
+    if (p % 16) { fprintf(stderr, "emu: ldmatrix row address %p is not 16-byte aligned\n", (const void *)row_addr); abort(); }
+    const uint32_t mine[2] = {(uint32_t)p, (uint32_t)(p >> 32)};
+    uint32_t all[32][8];
+    ft_emu_gather32(mine, 2, all);
+    for (int l = 0; l < 32; l++) rows[l] = (const act_t *)(uintptr_t)((uint64_t)all[l][0] | (uint64_t)all[l][1] << 32);
+}
 #endif
 
 /* d[16x8] += A[16x16] . B[16x8], BF16 operands, F32 accumulation. */
@@ -81,19 +90,10 @@ __device__ __forceinline__ void ft_ldsm_x4(uint32_t r[4], const act_t *row_addr)
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(s));
 #elif defined(FT_CUDA_EMULATED)
-    uint64_t p = (uint64_t)(uintptr_t)row_addr;
-    if (p % 16) { fprintf(stderr, "emu: ldmatrix row address %p is not 16-byte aligned\n", (const void *)row_addr); abort(); }
-    const uint32_t mine[2] = {(uint32_t)p, (uint32_t)(p >> 32)};
-    uint32_t all[32][8];
-    ft_emu_gather32(mine, 2, all);
+    const act_t *rows[32];
+    ft_emu_ldsm_rows(row_addr, rows);
     const int lane = ft_emu_tid % 32, g = lane / 4, t = lane % 4;
-    for (int i = 0; i < 4; i++) {
-        const int src = i * 8 + g;
-        const act_t *row = (const act_t *)(uintptr_t)((uint64_t)all[src][0] | (uint64_t)all[src][1] << 32);
-        uint32_t w;
-        memcpy(&w, row + 2 * t, 4);
-        r[i] = w;
-    }
+    for (int i = 0; i < 4; i++) memcpy(&r[i], rows[i * 8 + g] + 2 * t, 4); /* matrix i, row g, columns 2t, 2t+1 */
 #endif
 }
 
@@ -104,19 +104,13 @@ __device__ __forceinline__ void ft_ldsm_x4_trans(uint32_t r[4], const act_t *row
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(s));
 #elif defined(FT_CUDA_EMULATED)
-    uint64_t p = (uint64_t)(uintptr_t)row_addr;
-    if (p % 16) { fprintf(stderr, "emu: ldmatrix row address %p is not 16-byte aligned\n", (const void *)row_addr); abort(); }
-    const uint32_t mine[2] = {(uint32_t)p, (uint32_t)(p >> 32)};
-    uint32_t all[32][8];
-    ft_emu_gather32(mine, 2, all);
+    const act_t *rows[32];
+    ft_emu_ldsm_rows(row_addr, rows);
     const int lane = ft_emu_tid % 32, g = lane / 4, t = lane % 4;
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 4; i++) { /* matrix i, rows 2t and 2t+1, column g */
         uint16_t h[2];
-        for (int e = 0; e < 2; e++) {
-            const int src = i * 8 + 2 * t + e;
-            const act_t *row = (const act_t *)(uintptr_t)((uint64_t)all[src][0] | (uint64_t)all[src][1] << 32);
-            memcpy(&h[e], row + g, 2);
-        }
+        memcpy(&h[0], rows[i * 8 + 2 * t] + g, 2);
+        memcpy(&h[1], rows[i * 8 + 2 * t + 1] + g, 2);
         r[i] = (uint32_t)h[0] | (uint32_t)h[1] << 16;
     }
 #endif
