@@ -176,6 +176,7 @@ static void ft_bench_plan_sets(const ft_bench_opts *o, const char *device, int64
     snprintf(buf[k], 96, "training.steps=%lld", (long long)o->steps), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "training.recompute=%s", o->recompute ? "true" : "false"), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "training.host_boundaries=%s", o->host_boundaries ? "true" : "false"), sets[k] = buf[k], k++;
+    snprintf(buf[k], 96, "training.keep_attention=%s", o->keep_attention ? "true" : "false"), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "data.seq_len=%lld", (long long)T), sets[k] = buf[k], k++;
     *n = k;
 }
@@ -289,13 +290,16 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
     ft_bench_say(o, "  seq %lld%s x micro-batch %lld x grad-accum %lld = %lld tokens per step, recompute %s%s, %lld steps, "
                     "device %s (%s total)\n", (long long)T, o->seq == 0 ? " (longest that fits)" : "",
                  (long long)o->micro_batch, (long long)o->grad_accum, (long long)r->tokens_per_step,
-                 o->recompute ? "on" : "off", plan->host_boundaries ? ", boundaries in host memory" : "",
+                 o->recompute ? "on" : "off",
+                 plan->host_boundaries ? ", boundaries in host memory"
+                 : plan->keep_attention ? ", attention outputs kept" : "",
                  (long long)o->steps, ft_backend_name(be), b2);
     ft_bench_say(o, "  plan: %s of backend memory, F %.4g GFLOP per token\n", b1, plan->flops_per_token / 1e9);
 
     /* the model, at random, directly in its storage dtype */
     double t0 = ft_bench_now();
-    ft_model_opts mo = {.recompute = o->recompute, .host_boundaries = o->host_boundaries};
+    ft_model_opts mo = {.recompute = o->recompute, .host_boundaries = o->host_boundaries,
+                        .keep_attention = o->keep_attention};
     FT_CHECK_GOTO(st, ft_model_create(&m, be, &plan->dims, plan->linear_dtype, plan->other_dtype, &mo), done);
     FT_CHECK_GOTO(st, ft_bench_init(be, m, o->seed), done);
     r->init_s = ft_bench_now() - t0;

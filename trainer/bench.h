@@ -59,6 +59,7 @@ typedef struct ft_bench_opts {
     const char *quant;      /* "nf4" or "none" (bf16 linears) */
     double lr;
     int recompute, host_boundaries;
+    int keep_attention; /* with recompute: attention outputs kept, not recomputed (training.keep_attention) */
     int peak;               /* time an n x n x n GEMM */
     int64_t peak_n, peak_reps; /* 0: 8192 and 10 on CUDA, 1024 and 3 on CPU */
     uint64_t seed;

@@ -34,6 +34,8 @@ static const ft_opt ft_bench_cli[] = {
     {"lr", FT_OPT_FLOAT, "X", "1e-3", "learning rate (constant)"},
     {"no-recompute", FT_OPT_FLAG, NULL, NULL, "keep every layer's activations instead of recomputing"},
     {"host-boundaries", FT_OPT_FLAG, NULL, NULL, "keep the layer boundaries in pinned host memory (long context)"},
+    {"keep-attention", FT_OPT_FLAG, NULL, NULL,
+     "keep each layer's attention output instead of recomputing attention (training.keep_attention)"},
     {"peak", FT_OPT_FLAG, NULL, NULL, "measure the BF16 GEMM rate in the same run and report F x tokens/s against it"},
     {"peak-n", FT_OPT_INT, "N", "0", "GEMM size for --peak (0: 8192 on CUDA, 1024 on CPU)"},
     {"seed", FT_OPT_INT, "S", "1", "seed of the random model, data and LoRA"},
@@ -101,6 +103,7 @@ ft_status ft_cmd_bench(int argc, char **argv) {
     o.threads = (int)threads, o.seed = (uint64_t)seed, o.out = stdout;
     o.recompute = !ft_cli_flag(&cli, "no-recompute");
     o.host_boundaries = ft_cli_flag(&cli, "host-boundaries");
+    o.keep_attention = ft_cli_flag(&cli, "keep-attention");
     o.peak = ft_cli_flag(&cli, "peak");
     if (strcmp(o.quant, "nf4") != 0 && strcmp(o.quant, "none") != 0) {
         st = FT_ERR(FT_E_ARG, "bench: --quant %s (expected nf4 or none)", o.quant);

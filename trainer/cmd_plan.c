@@ -25,6 +25,8 @@ static const ft_opt ft_plan_cli_opts[] = {
      "device memory in GiB (default: model.memory_gib when set, else the device's usable memory)"},
     {"host-boundaries", FT_OPT_FLAG, NULL, NULL,
      "plan with the layer boundaries in host memory (training.host_boundaries: true; needs training.recompute)"},
+    {"keep-attention", FT_OPT_FLAG, NULL, NULL,
+     "plan with every layer's attention output kept (training.keep_attention: true; needs training.recompute)"},
     {"keys", FT_OPT_FLAG, NULL, NULL, "print the table of recipe keys (markdown, as in docs/recipes.md) and exit"},
 };
 
@@ -78,6 +80,7 @@ ft_status ft_cmd_plan(int argc, char **argv) {
     const char *set_s;
     FT_CHECK_GOTO(st, ft_cli_str(&cli, "device", &po.device), done);
     po.host_boundaries = ft_cli_flag(&cli, "host-boundaries");
+    po.keep_attention = ft_cli_flag(&cli, "keep-attention");
     if (ft_cli_has(&cli, "tflops")) FT_CHECK_GOTO(st, ft_cli_float(&cli, "tflops", &po.tflops), done);
     if (ft_cli_has(&cli, "memory-gb")) FT_CHECK_GOTO(st, ft_cli_float(&cli, "memory-gb", &po.memory_gib), done);
     if ((ft_cli_has(&cli, "tflops") && !(po.tflops > 0)) || (ft_cli_has(&cli, "memory-gb") && !(po.memory_gib > 0))) {

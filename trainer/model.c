@@ -67,8 +67,11 @@ struct ft_model {
 
     /* activation block: layout depends on N = B*T only */
     void *block;
-    int64_t capN, cap_recompute, cap_host; /* sized for capN tokens, recompute mode, host boundaries */
+    int64_t capN, cap_recompute, cap_host, cap_keep; /* sized for capN tokens, recompute mode, host
+                                                       * boundaries, kept attention */
     void **bound;            /* [L+1] boundaries [N,C] (host boundaries: unused) */
+    void **katt;             /* keep_attention: [L] attention outputs [N,H*D] */
+    float **klse;            /* keep_attention: [L] log-sum-exp [N,H] */
     void *slot[3];           /* host boundaries: device slots [N,C] (l % 2; 2 = recompute output) */
     char *hbound;            /* host boundaries: [L-1][N,C] in ft_backend_alloc_host memory */
     ft_layer_acts *acts;     /* [1] with recompute, [L] without */
@@ -125,7 +128,7 @@ static int64_t ft_logits_chunk(const ft_model_dims *d, int64_t N, int64_t chunk)
 
 /* Lays out every activation buffer for N = B*T tokens; returns the per-part byte counts. */
 static ft_act_bytes ft_layout(ft_model *m, const ft_model_dims *d, ft_carver *c, int64_t B, int64_t T,
-                              int64_t R, int recompute, int host, int64_t chunk, int64_t es) {
+                              int64_t R, int recompute, int host, int keep, int64_t chunk, int64_t es) {
     ft_act_bytes r = {0};
     int64_t N = B * T, hd = d->H * d->D, kvd = d->Hkv * d->D, W = ft_max3(d->C, hd, d->F);
     int64_t n_sets = recompute ? 1 : d->L, start;
@@ -159,8 +162,10 @@ static ft_act_bytes ft_layout(ft_model *m, const ft_model_dims *d, ft_carver *c,
         la.q = ft_carve(c, N * hd * es);
         la.k = ft_carve(c, N * kvd * es);
         la.v = ft_carve(c, N * kvd * es);
-        la.att = ft_carve(c, N * hd * es);
-        la.lse = ft_carve(c, N * d->H * 4);
+        if (!keep) { /* else each layer's own, below */
+            la.att = ft_carve(c, N * hd * es);
+            la.lse = ft_carve(c, N * d->H * 4);
+        }
         la.x2 = ft_carve(c, N * d->C * es);
         la.f = ft_carve(c, N * d->C * es);
         la.rstd2 = ft_carve(c, N * 4);
@@ -172,6 +177,14 @@ static ft_act_bytes ft_layout(ft_model *m, const ft_model_dims *d, ft_carver *c,
         if (m) m->acts[i] = la;
     }
     r.layer_working = c->off - start;
+
+    start = c->off;
+    for (int64_t l = 0; keep && l < d->L; l++) {
+        void *att = ft_carve(c, N * hd * es);
+        float *lse = ft_carve(c, N * d->H * 4);
+        if (m) m->katt[l] = att, m->klse[l] = lse;
+    }
+    r.attention_kept = c->off - start;
 
     start = c->off;
     ft_bwd_scratch bs = {0};
@@ -216,8 +229,8 @@ int64_t ft_model_fixed_bytes(void) { return FT_MODEL_LOSS_SLOTS * 2 * 4; }
 ft_act_bytes ft_model_act_bytes_opts(const ft_model_dims *d, int64_t B, int64_t T, int64_t lora_r,
                                      const ft_model_opts *o, ft_dtype act) {
     ft_carver c = {NULL, 0};
-    return ft_layout(NULL, d, &c, B, T, lora_r, o->recompute, o->recompute && o->host_boundaries, o->logits_chunk,
-                     ft_dtype_nbytes(act, 1));
+    return ft_layout(NULL, d, &c, B, T, lora_r, o->recompute, o->recompute && o->host_boundaries,
+                     o->recompute && o->keep_attention, o->logits_chunk, ft_dtype_nbytes(act, 1));
 }
 
 ft_act_bytes ft_model_act_bytes(const ft_model_dims *d, int64_t B, int64_t T, int64_t lora_r, int recompute,
@@ -234,8 +247,9 @@ static void ft_model_unreserve(ft_model *m) {
 }
 
 static ft_status ft_model_reserve(ft_model *m, int64_t B, int64_t T) {
-    int rc = m->opts.recompute, host = rc && m->opts.host_boundaries;
-    if (m->block && B * T <= m->capN && rc == m->cap_recompute && host == m->cap_host) return FT_OK;
+    int rc = m->opts.recompute, host = rc && m->opts.host_boundaries, keep = rc && m->opts.keep_attention;
+    if (m->block && B * T <= m->capN && rc == m->cap_recompute && host == m->cap_host && keep == m->cap_keep)
+        return FT_OK;
     ft_model_unreserve(m);
     int64_t R = m->lora ? m->lora->cfg.r : 0;
     ft_act_bytes sz = ft_model_act_bytes_opts(&m->d, B, T, R, &m->opts, m->act);
@@ -249,8 +263,8 @@ static ft_status ft_model_reserve(ft_model *m, int64_t B, int64_t T) {
         }
     }
     ft_carver c = {(char *)(((uintptr_t)blk + 255) & ~(uintptr_t)255), 0};
-    ft_layout(m, &m->d, &c, B, T, R, rc, host, m->opts.logits_chunk, m->es);
-    m->block = blk, m->capN = B * T, m->cap_recompute = rc, m->cap_host = host;
+    ft_layout(m, &m->d, &c, B, T, R, rc, host, keep, m->opts.logits_chunk, m->es);
+    m->block = blk, m->capN = B * T, m->cap_recompute = rc, m->cap_host = host, m->cap_keep = keep;
     return FT_OK;
 }
 
@@ -276,6 +290,8 @@ ft_status ft_model_create(ft_model **out, ft_backend *be, const ft_model_dims *d
     FT_CHECK_GOTO(st, ft_calloc((void **)&m->w.layers, (size_t)d->L * sizeof *m->w.layers, "layers"), fail);
     FT_CHECK_GOTO(st, ft_calloc((void **)&m->bound, (size_t)(d->L + 1) * sizeof *m->bound, "boundaries"), fail);
     FT_CHECK_GOTO(st, ft_calloc((void **)&m->acts, (size_t)d->L * sizeof *m->acts, "layer acts"), fail);
+    FT_CHECK_GOTO(st, ft_calloc((void **)&m->katt, (size_t)d->L * sizeof *m->katt, "kept attention"), fail);
+    FT_CHECK_GOTO(st, ft_calloc((void **)&m->klse, (size_t)d->L * sizeof *m->klse, "kept attention lse"), fail);
 
     int64_t hd = d->H * d->D, kvd = d->Hkv * d->D;
     ft_lora_shapes s = ft_model_lora_shapes(d);
@@ -351,6 +367,8 @@ void ft_model_free(ft_model *m) {
     ft_model_unreserve(m);
     ft_free(m->w.layers);
     ft_free(m->bound);
+    ft_free(m->katt);
+    ft_free(m->klse);
     ft_free(m->acts);
     ft_free(m);
 }
@@ -448,7 +466,10 @@ static ft_status ft_proj_bwd(const ft_pass *p, int64_t l, int mod, ft_layer_acts
 
 /* ---- one layer ---------------------------------------------------------------------------------- */
 
-static ft_status ft_layer_forward(const ft_pass *p, int64_t l, ft_layer_acts *la, const void *x, void *out) {
+/* recompute: the backward's recompute of layer l; with kept attention it skips the attention,
+ * whose output and lse the forward left in the layer's own buffers. */
+static ft_status ft_layer_forward(const ft_pass *p, int64_t l, ft_layer_acts *la, const void *x, void *out,
+                                  int recompute) {
     ft_model *m = p->m;
     ft_backend *be = m->be;
     const ft_model_dims *d = &m->d;
@@ -465,8 +486,10 @@ static ft_status ft_layer_forward(const ft_pass *p, int64_t l, ft_layer_acts *la
     }
     FT_TRY(ft_op_rope(be, la->q, m->pos, m->inv_freq, N, d->H, d->D, 0));
     FT_TRY(ft_op_rope(be, la->k, m->pos, m->inv_freq, N, d->Hkv, d->D, 0));
-    FT_TRY(ft_op_attention(be, la->att, la->lse, la->q, la->k, la->v, m->doc_start, p->B, p->T, d->H, d->Hkv, d->D,
-                           1.0f / sqrtf((float)d->D)));
+    if (m->cap_keep) la->att = m->katt[l], la->lse = m->klse[l];
+    if (!(recompute && m->cap_keep))
+        FT_TRY(ft_op_attention(be, la->att, la->lse, la->q, la->k, la->v, m->doc_start, p->B, p->T, d->H, d->Hkv,
+                               d->D, 1.0f / sqrtf((float)d->D)));
     FT_TRY(ft_backend_copy(be, la->x2, x, N * d->C * m->es));
     FT_TRY(ft_proj(p, l, FT_MOD_O, la, la->x2, la->att, 1));
     FT_TRY(ft_op_rmsnorm(be, la->f, la->rstd2, la->x2, &lw->ffn_norm, N, d->C, d->eps));
@@ -572,7 +595,7 @@ static ft_status ft_forward_layers(const ft_pass *pass, int offload) {
             if (offload && l <= L - 2)
                 FT_TRY(ft_backend_copy_async(be, ft_bhost(m, p->N, l), ft_bdev(m, l), bytes, &out_ticket[l & 1]));
         }
-        FT_TRY(ft_layer_forward(p, l, la, ft_bdev(m, l), ft_bdev(m, l + 1)));
+        FT_TRY(ft_layer_forward(p, l, la, ft_bdev(m, l), ft_bdev(m, l + 1), 0));
     }
     return FT_OK;
 }
@@ -625,7 +648,7 @@ ft_status ft_model_step_async(ft_model *m, const ft_batch *b, float grad_scale, 
             /* boundary l-1 goes to the slot of boundary l+1, whose last reader is already enqueued */
             if (l >= 1) FT_TRY(ft_backend_copy_async(be, ft_bdev(m, l - 1), ft_bhost(m, p.N, l - 1), bytes, &in_ticket));
         }
-        if (m->opts.recompute) FT_TRY(ft_layer_forward(&p, l, la, ft_bdev(m, l), out));
+        if (m->opts.recompute) FT_TRY(ft_layer_forward(&p, l, la, ft_bdev(m, l), out, 1));
         FT_TRY(ft_layer_backward(&p, l, la, ft_bdev(m, l), dcur, dnext));
         void *t = dcur;
         dcur = dnext, dnext = t;

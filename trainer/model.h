@@ -63,6 +63,12 @@ typedef struct ft_model_opts {
      * layer l recomputes and runs backward (ft_backend_copy_async), so the copies overlap compute.
      * Results are identical to keeping them on the device. Ignored without recompute. */
     int host_boundaries;
+    /* With recompute: keep every layer's attention output [N, H*D] and log-sum-exp [N, H] from the
+     * forward instead of recomputing attention in the backward (selective recomputation: the rest
+     * of the layer is still recomputed, q, k and v included, which the attention backward reads).
+     * One attention forward less per layer and step, for L x N x (H*D*es + H*4) bytes. Results are
+     * identical (the attention kernels are deterministic). Ignored without recompute. */
+    int keep_attention;
 } ft_model_opts;
 
 /* Creates a model with allocated (unfilled) weights on `be`. linear_dtype is the storage of the
@@ -115,12 +121,13 @@ typedef struct ft_act_bytes {
     int64_t layer_working; /* one layer's forward working set (x L when recompute is off) */
     int64_t backward;      /* backward scratch of one layer */
     int64_t logits;        /* one logits chunk and its head scratch (and the loss slots) */
+    int64_t attention_kept; /* keep_attention: L x N x (H*D activations + H f32) */
     int64_t total;         /* backend bytes: the sum of the above (one allocation) */
     int64_t boundaries_host; /* host_boundaries: (L-1) x N x C in host memory (not in total) */
 } ft_act_bytes;
 ft_act_bytes ft_model_act_bytes(const ft_model_dims *d, int64_t B, int64_t T, int64_t lora_r, int recompute,
                                 int64_t logits_chunk, ft_dtype act);
-/* The same for any options (recompute, logits_chunk, host_boundaries). */
+/* The same for any options (recompute, logits_chunk, host_boundaries, keep_attention). */
 ft_act_bytes ft_model_act_bytes_opts(const ft_model_dims *d, int64_t B, int64_t T, int64_t lora_r,
                                      const ft_model_opts *o, ft_dtype act);
 

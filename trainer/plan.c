@@ -141,6 +141,7 @@ typedef struct pl_in {
     int64_t B, T, R;
     int recompute, host;
     ft_dtype lin;
+    int keep; /* with recompute: attention outputs kept (training.keep_attention) */
 } pl_in;
 
 static void pl_set(ft_plan_line *l, const char *name, int64_t bytes, const char *fmt, ...)
@@ -191,7 +192,7 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
     pl_set(&p->line[FT_PLAN_OPTIM], "optimizer state", ft_adamw_state_bytes(n) + ft_adamw_scalar_bytes(),
            "AdamW m + v, F32%s", cuda ? ", paged (managed memory)" : "");
 
-    ft_model_opts mo = {.recompute = in->recompute, .host_boundaries = in->host};
+    ft_model_opts mo = {.recompute = in->recompute, .host_boundaries = in->host, .keep_attention = in->keep};
     ft_act_bytes a = ft_model_act_bytes_opts(d, in->B, in->T, in->R, &mo, p->act_dtype);
     int64_t N = in->B * in->T;
     const char *an = ft_dtype_name(p->act_dtype);
@@ -203,7 +204,8 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
         pl_set(&p->line[FT_PLAN_BOUNDARIES], "activation checkpoints", a.boundaries, "%lld x %lld tokens x %lld, %s",
                (long long)(d->L + 1), (long long)N, (long long)d->C, an);
     pl_set(&p->line[FT_PLAN_LAYER], in->recompute ? "layer recompute working set" : "saved layer activations",
-           a.layer_working, "%s, %s", in->recompute ? "one layer" : "every layer (training.recompute off)", an);
+           a.layer_working + a.attention_kept, "%s%s, %s", in->recompute ? "one layer" : "every layer (training.recompute off)",
+           a.attention_kept > 0 ? " + every layer's attention output (training.keep_attention)" : "", an);
     pl_set(&p->line[FT_PLAN_BACKWARD], "backward scratch", a.backward, "one layer, %s", an);
     int64_t chunk = (64LL << 20) / (d->V > 0 ? d->V : 1);
     if (chunk < 16) chunk = 16;
@@ -424,6 +426,7 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     p->recompute = r->training.recompute;
     const int host = o.host_boundaries || r->training.host_boundaries;
     p->host_boundaries = host && p->recompute;
+    p->keep_attention = (o.keep_attention || r->training.keep_attention) && p->recompute; /* as model.c */
     if (host && !p->recompute) /* model.c ignores it too: without recompute there are no boundaries to move */
         ft_warn("training.host_boundaries ignored: layer boundaries go to host memory only with training.recompute: "
                 "true (without it every layer's activations stay on the device)");
@@ -441,7 +444,7 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     int64_t threads = r->model.threads > 0 ? r->model.threads : sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1) threads = 1;
     p->threads = threads;
-    pl_in in = {p->B, p->T, p->R, p->recompute, p->host_boundaries, p->linear_dtype};
+    pl_in in = {p->B, p->T, p->R, p->recompute, p->host_boundaries, p->linear_dtype, p->keep_attention};
     pl_memory(p, &in, threads);
     p->fits = p->total_bytes <= p->device_bytes;
     if (!p->fits) pl_advise(p, &in, threads);
@@ -451,7 +454,7 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     double lora = (double)p->R * (double)lora_io * (double)d->L;
     p->f_base = (p->recompute ? 6.0 : 4.0) * (double)p->n_blocks;
     p->f_head = 4.0 * (double)p->n_head;
-    p->f_attn = (p->recompute ? 4.5 : 3.5) * A;
+    p->f_attn = (p->recompute && !p->keep_attention ? 4.5 : 3.5) * A; /* the recompute's attention forward */
     p->f_lora = (p->recompute ? 8.0 : 6.0) * lora;
     p->flops_per_token = p->f_base + p->f_head + p->f_attn + p->f_lora;
     p->tokens_per_step = p->B * p->K * p->T;
@@ -615,7 +618,7 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
 /* ---- longest context, out-of-memory explanations ------------------------------------------------ */
 
 static pl_in pl_current(const ft_plan *p) {
-    pl_in in = {p->B, p->T, p->R, p->recompute, p->host_boundaries, p->linear_dtype};
+    pl_in in = {p->B, p->T, p->R, p->recompute, p->host_boundaries, p->linear_dtype, p->keep_attention};
     return in;
 }
 

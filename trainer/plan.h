@@ -119,6 +119,8 @@ typedef struct ft_plan_opts {
                              * device's figure */
     int host_boundaries;    /* 1: boundaries in host memory whatever training.host_boundaries says
                              * (`--host-boundaries`); 0: as the recipe says */
+    int keep_attention;     /* 1: attention outputs kept whatever training.keep_attention says
+                             * (`--keep-attention`); 0: as the recipe says */
 } ft_plan_opts;
 
 typedef struct ft_plan {
@@ -134,6 +136,7 @@ typedef struct ft_plan {
     int recompute;
     int host_boundaries;      /* with recompute: boundaries in pinned host memory (asked for without
                                * recompute, it is 0 and a warning says it is ignored) */
+    int keep_attention;       /* with recompute: every layer's attention output kept (0 without) */
     int64_t threads;          /* CPU threads (host scratch) */
     int64_t lora_params;
 

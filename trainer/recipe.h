@@ -68,6 +68,7 @@ typedef struct ft_recipe {
         int64_t seed;             /* training.seed */
         int recompute;            /* training.recompute: gradient checkpointing per layer */
         int host_boundaries;      /* training.host_boundaries: with recompute, layer boundaries in host memory */
+        int keep_attention;       /* training.keep_attention: with recompute, attention outputs kept, not recomputed */
         double spike_zscore;      /* training.spike_zscore: skip a step whose loss is this many sd above the recent mean (0 = off) */
         int64_t max_skips;        /* training.max_skips: consecutive skipped steps before the run stops */
     } training;

@@ -115,6 +115,9 @@ const rk ft_recipe_keys[] = {
     {.key = "training.host_boundaries", .type = RK_BOOL, .off = F(training.host_boundaries), .def = "false",
      .help = "with training.recompute: keep the layer inputs in (pinned) host memory, 3 slots on the device, "
              "copied alongside compute; same results, less device memory for long sequences"},
+    {.key = "training.keep_attention", .type = RK_BOOL, .off = F(training.keep_attention), .def = "false",
+     .help = "with training.recompute: keep each layer's attention output and log-sum-exp instead of recomputing "
+             "attention in the backward; same results, one attention forward less per layer, more device memory"},
     {.key = "training.spike_zscore", .type = RK_FLOAT, .off = F(training.spike_zscore), .def = "0", .min = 0,
      .max = 1000, .help = "skip a step whose loss is this many standard deviations above the recent mean (0 = off)"},
     {.key = "training.max_skips", .type = RK_INT, .off = F(training.max_skips), .def = "10", .min = 1, .max = 1e6,

@@ -153,6 +153,7 @@ static ft_status ft_run_build_model(ft_run_state *R) {
     FT_TRY(ft_quant_parse(r->model.quant, &lo.quant));
     lo.model.recompute = r->training.recompute;
     lo.model.host_boundaries = r->training.host_boundaries; /* (the model ignores it without recompute) */
+    lo.model.keep_attention = r->training.keep_attention;   /* (likewise) */
     FT_TRY(ft_lora_parse_targets(r->lora.targets, &lc.targets));
     lc.r = r->lora.r, lc.alpha = r->lora.alpha, lc.dropout = r->lora.dropout, lc.rslora = r->lora.rslora;
     lc.seed = (uint64_t)r->training.seed;

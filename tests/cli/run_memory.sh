@@ -4,7 +4,8 @@
 #     a "host memory" line, a smaller device total, the same figures either way; with recompute off
 #     one warning line and the figures of no host boundaries.
 # (2) `ftune train` with training.host_boundaries true gives exactly the losses, gradient norms,
-#     validation losses and adapter of a run without, with less backend memory.
+#     validation losses and adapter of a run without, with less backend memory; so does
+#     training.keep_attention true, with more (and `ftune plan --keep-attention` counts it).
 # (3) Out of memory: model.memory_gib caps the backend below the plan's total; the run fails with
 #     exit 1, no crash, and one error line naming the allocation, the plan's prediction and a knob;
 #     `ftune plan` says the same beforehand; the knob it names (micro_batch) then runs under the cap.
@@ -54,6 +55,19 @@ m0=$(grep -m1 -o '"mem_mb":[0-9.]*' "$tmp/dev/metrics.jsonl" | cut -d: -f2)
 m1=$(grep -m1 -o '"mem_mb":[0-9.]*' "$tmp/host/metrics.jsonl" | cut -d: -f2)
 [ -n "$m0" ] && [ -n "$m1" ] && awk "BEGIN{exit !($m1 < $m0)}" && grep -q "of layer boundaries in host memory" "$tmp/host.err" \
   && ok "backend memory $m0 MB -> $m1 MB; $(grep -o 'the plan predicts.*' "$tmp/host.err")" || bad "memory $m0 -> $m1"
+
+# --- (2b) training with attention outputs kept: the same run, one attention forward less a layer ---
+"$ftune" train "$recipe" "${short[@]}" --set output_dir="$tmp/keep" --set training.keep_attention=true >/dev/null \
+  2>"$tmp/keep.err" || bad "run with kept attention: exit $?: $(tail -3 "$tmp/keep.err")"
+cmp -s <(strip "$tmp/dev/metrics.jsonl") <(strip "$tmp/keep/metrics.jsonl") \
+  && cmp -s "$tmp/dev/final/adapter_model.safetensors" "$tmp/keep/final/adapter_model.safetensors" \
+  && ok "kept attention: metrics.jsonl and final adapter identical" \
+  || bad "kept attention: results differ: $(diff <(strip "$tmp/dev/metrics.jsonl") <(strip "$tmp/keep/metrics.jsonl") | head -4)"
+m2=$(grep -m1 -o '"mem_mb":[0-9.]*' "$tmp/keep/metrics.jsonl" | cut -d: -f2)
+"$ftune" plan "$recipe" --keep-attention >"$tmp/pk" 2>/dev/null
+[ -n "$m0" ] && [ -n "$m2" ] && awk "BEGIN{exit !($m2 > $m0)}" && grep -q "training.keep_attention" "$tmp/pk" \
+  && ok "kept attention: backend memory $m0 MB -> $m2 MB, and plan --keep-attention counts it" \
+  || bad "kept attention memory $m0 -> $m2 (plan: $(grep -c keep_attention "$tmp/pk") lines)"
 
 # --- (3) out of memory under model.memory_gib ---------------------------------------------------
 cap=(--set model.memory_gib=0.008)   # 8.2 MiB; the demo plans 14.3 MiB

@@ -438,7 +438,8 @@ fi
 # The same bench (70B layer shapes, fewer layers) with each optimization switched off in turn: the
 # dequantization on the second stream (FT_CUDA_PREFETCH=0: on the main stream, not overlapped), the
 # weight cache (FT_CUDA_WCACHE=0: 3 NF4 dequantizations per weight per step instead of 2, none
-# overlapped) and the mma.sync attention (FT_CUDA_ATTN=wmma: the WMMA kernels; =simt: no tensor cores), at seq 4096 and at the
+# overlapped) and the mma.sync attention (FT_CUDA_ATTN=wmma: the WMMA kernels; =simt: no tensor cores),
+# and one change switched on: keep-attn (--keep-attention: no attention forward in the recompute), at seq 4096 and at the
 # dequant-bound seq 512. One row
 # per variant: tokens/s, its ratio to the default, and the phases' mean milliseconds per timed step (docs/perf.md
 # records the predicted gain of each change beside these).
@@ -470,16 +471,17 @@ if want ablate && have_ftune ablate; then
   # shellcheck disable=SC2206
   args=(${FT_ABLATE_ARGS:---shape llama-3-70b --layers 8 --steps 4})
   for seq in ${FT_ABLATE_SEQS:-4096 512}; do
-    for v in default prefetch-off wcache-off attn-wmma attn-simt; do
-      env=()
+    for v in default keep-attn prefetch-off wcache-off attn-wmma attn-simt; do
+      env=() extra=()
+      [ "$v" = keep-attn ] && extra=(--keep-attention) # one attention forward less a layer (more memory)
       [ "$v" = prefetch-off ] && env=(FT_CUDA_PREFETCH=0)
       [ "$v" = wcache-off ] && env=(FT_CUDA_WCACHE=0)
       [ "$v" = attn-wmma ] && env=(FT_CUDA_ATTN=wmma)
       [ "$v" = attn-simt ] && env=(FT_CUDA_ATTN=simt)
-      case "$v" in attn-*) [ "$seq" = 512 ] && continue ;; esac # attention is small at 512
+      case "$v" in attn-* | keep-attn) [ "$seq" = 512 ] && continue ;; esac # attention is small at 512
       j="$build/ablate/$v-$seq.json"
       rm -f "$j"
-      env "${env[@]}" "$ftune" bench --device cuda --seq "$seq" --micro-batch 1 "${args[@]}" --json "$j" \
+      env "${env[@]}" "$ftune" bench --device cuda --seq "$seq" --micro-batch 1 "${args[@]}" "${extra[@]}" --json "$j" \
         >"$build/ablate/$v-$seq.log" 2>&1
       rc=$?
       { echo "== $v seq $seq (exit $rc)"; cat "$build/ablate/$v-$seq.log"; } >>"$OUT/ablate.log"
