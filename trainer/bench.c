@@ -253,6 +253,9 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
     const int cuda = ft_backend_kind_of(be) == FT_BACKEND_CUDA;
     int64_t dev_free = 0, dev_total = 0;
     FT_CHECK_GOTO(st, ft_backend_mem_info(be, &dev_free, &dev_total), done);
+    /* the device in use before the run: the context, not what the backend allocated when it opened
+     * (cuBLAS workspace, tables), which the plan counts */
+    const int64_t dev_used_open = dev_total - dev_free - ft_backend_bytes_in_use(be);
     plan = calloc(1, sizeof *plan);
     if (!plan) {
         st = FT_ERR(FT_E_OOM, "out of memory");
@@ -345,6 +348,8 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
     r->host_plan = plan->pinned_bytes;
     r->paged = ft_backend_bytes_paged(be);
     FT_CHECK_GOTO(st, ft_backend_mem_info(be, &dev_free, &dev_total), done);
+    r->dev_delta = cuda ? (dev_total - dev_free) - dev_used_open : 0;
+    r->mem_plan_train = plan->train_bytes - plan->host_bytes;
     r->dev_used = dev_total - dev_free, r->dev_total = dev_total;
 
     /* steady state: every step after the first */
@@ -393,6 +398,10 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
         ft_plan_format_bytes(r->dev_used, b1, sizeof b1);
         ft_plan_format_bytes(r->dev_total, b2, sizeof b2);
         ft_bench_say(o, "; device in use %s of %s (pool and CUDA context included)", b1, b2);
+        ft_plan_format_bytes(r->dev_delta, b1, sizeof b1);
+        ft_plan_format_bytes(r->mem_plan_train, b2, sizeof b2);
+        ft_bench_say(o, "; taken by the run after its steps %s, the plan's training step %s (%+.1f%%)", b1, b2,
+                     r->mem_plan_train > 0 ? 100.0 * ((double)r->dev_delta / (double)r->mem_plan_train - 1.0) : 0.0);
     }
     ft_bench_say(o, "\n");
     if (r->host_plan > 0) {
@@ -457,6 +466,8 @@ ft_status ft_bench_write_json(const ft_bench_result *r, const char *path) {
     cJSON_AddNumberToObject(j, "host_plan", (double)r->host_plan);
     cJSON_AddNumberToObject(j, "paged", (double)r->paged);
     cJSON_AddNumberToObject(j, "dev_used", (double)r->dev_used);
+    cJSON_AddNumberToObject(j, "dev_delta", (double)r->dev_delta);
+    cJSON_AddNumberToObject(j, "mem_plan_train", (double)r->mem_plan_train);
     cJSON_AddNumberToObject(j, "dev_total", (double)r->dev_total);
     cJSON_AddBoolToObject(j, "loss_finite", r->loss_finite);
     cJSON_AddBoolToObject(j, "loss_fell", r->loss_fell);

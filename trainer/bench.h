@@ -95,6 +95,12 @@ typedef struct ft_bench_result {
     double mem_ratio;       /* mem_peak / mem_plan */
     int64_t host_peak, host_plan; /* host-kept boundaries: measured, planned */
     int64_t dev_used, dev_total;  /* ft_backend_mem_info after the steps */
+    int64_t dev_delta;      /* CUDA: device memory in use after the steps less the context's at the
+                             * backend's opening (cudaMemGetInfo: the pool's slack and cuBLAS's own
+                             * allocations included),
+                             * a measure of the run's footprint independent of the backend's accounting */
+    int64_t mem_plan_train; /* the plan's backend bytes of a training step (what is held after the steps;
+                             * mem_plan may be the loading peak instead, on small models) */
     int64_t paged;          /* bytes in paged (managed) memory */
     int loss_finite, loss_fell;
 } ft_bench_result;

@@ -42,7 +42,9 @@ static const ft_opt ft_bench_cli[] = {
     {"device", FT_OPT_STR, "auto|cpu|cuda", "auto", "compute backend"},
     {"threads", FT_OPT_INT, "N", "0", "CPU threads (0: all cores)"},
     {"json", FT_OPT_STR, "FILE", NULL, "also write the result as JSON"},
-    {"check", FT_OPT_FLAG, NULL, NULL, "fail unless the loss is finite and falling and peak memory is within 10% of the plan"},
+    {"check", FT_OPT_FLAG, NULL, NULL,
+     "fail unless the loss is finite and falling and peak memory (accounted, and on CUDA as the device reports it) is "
+     "within 10% of the plan"},
     {"load", FT_OPT_STR, "DIR", NULL, "time loading the checkpoint DIR instead of training"},
     {"compare-cpu", FT_OPT_FLAG, NULL, NULL, "with --load: compare every weight with the CPU loader's"},
     {"write-checkpoint", FT_OPT_STR, "DIR", NULL, "write a random bf16 checkpoint of --shape (--layers, --vocab) to DIR"},
@@ -57,6 +59,13 @@ static ft_status ft_bench_check(const ft_bench_result *r) {
     if (!(fabs(r->mem_ratio - 1.0) <= 0.10))
         return FT_ERR(FT_E_INTERNAL, "bench --check: peak memory %lld bytes is %.1f%% off the plan's %lld",
                       (long long)r->mem_peak, 100.0 * (r->mem_ratio - 1.0), (long long)r->mem_plan);
+    /* the same against what the device says the run took: the accounting above and the plan share
+     * their size functions, cudaMemGetInfo does not */
+    const double dev_ratio = r->mem_plan_train > 0 ? (double)r->dev_delta / (double)r->mem_plan_train : 1.0;
+    if (r->dev_delta > 0 && !(fabs(dev_ratio - 1.0) <= 0.10))
+        return FT_ERR(FT_E_INTERNAL, "bench --check: the device reports %lld bytes taken by the run after its steps, "
+                      "%.1f%% off the plan's %lld for a training step", (long long)r->dev_delta, 100.0 * (dev_ratio - 1.0),
+                      (long long)r->mem_plan_train);
     return FT_OK;
 }
 

@@ -384,14 +384,15 @@ fi
 
 # ---- bench: random models of the real shapes --------------------------------------------------------------
 # One row per run from its JSON: tokens/s, F x tokens/s and its share of the GEMM peak measured in the
-# same run, peak memory against the plan (the `memory` check: within 10%), loss first -> last, and the
+# same run, peak memory against the plan (the `mem` check: within 10%, accounted; `device`: what
+# cudaMemGetInfo says the run took, also held within 10% by bench --check), loss first -> last, and the
 # phases' share of a step.
 bench_table() {
   python3 - "$@" <<'PYEOF'
 import json, sys
 ph = ["dequant", "gemm", "attention", "elementwise", "lora", "xent", "optimizer", "other"]
-print("%-18s %6s %6s %9s %9s %8s %7s %6s %8s %8s %6s  %-17s %s" % ("shape", "layers", "seq", "tokens/s", "plan t/s",
-      "TFLOP/s", "peak", "MFU", "mem GiB", "plan GiB", "mem", "loss", " ".join("%s%%" % p[:5] for p in ph)))
+print("%-18s %6s %6s %9s %9s %8s %7s %6s %8s %8s %6s %6s  %-17s %s" % ("shape", "layers", "seq", "tokens/s", "plan t/s",
+      "TFLOP/s", "peak", "MFU", "mem GiB", "plan GiB", "mem", "device", "loss", " ".join("%s%%" % p[:5] for p in ph)))
 cmp = []
 for f in sys.argv[1:]:
     try:
@@ -399,9 +400,12 @@ for f in sys.argv[1:]:
     except Exception as e:
         print("%s: %s" % (f, e)); continue
     tot = sum(r["phase_ms"].values()) or 1
-    print("%-18s %6d %6d %9.1f %9.1f %8.1f %7.1f %5.1f%% %8.2f %8.2f %+5.1f%%  %7.3f -> %7.3f %s" % (
+    dd = r.get("dev_delta", 0)  # what cudaMemGetInfo says the run took, against the plan
+    mt = r.get("mem_plan_train", 0)
+    dev = "%+5.1f%%" % (100 * (dd / mt - 1)) if dd > 0 and mt > 0 else "-"
+    print("%-18s %6d %6d %9.1f %9.1f %8.1f %7.1f %5.1f%% %8.2f %8.2f %+5.1f%% %6s  %7.3f -> %7.3f %s" % (
         r["shape"], r["layers"], r["seq"], r["tokens_per_s"], r.get("plan_tokens_per_s", 0), r["achieved_tflops"],
-        r["peak_tflops"], 100 * r["mfu"], r["mem_peak"] / 2**30, r["mem_plan"] / 2**30, 100 * (r["mem_ratio"] - 1),
+        r["peak_tflops"], 100 * r["mfu"], r["mem_peak"] / 2**30, r["mem_plan"] / 2**30, 100 * (r["mem_ratio"] - 1), dev,
         r["steps"][0]["loss"], r["steps"][-1]["loss"], " ".join("%5.1f" % (100 * r["phase_ms"][p] / tot) for p in ph)))
     pp = r.get("plan_phase_ms")
     if pp:  # measured against `ftune plan`'s time model, per phase (ms per step): the model's calibration
