@@ -334,6 +334,26 @@ static void check_epochs(void) {
     free(p);
 }
 
+/* training.keep_attention: every layer keeps its attention output [N, H*D] bf16 and lse [N, H] f32
+ * (the one-layer working set no longer holds its own pair: L-1 pairs more), the attention FLOPs
+ * drop from 4.5 to 3.5 A_fwd, and a plan without it offers it when it fits. */
+static void check_keep_attention(void) {
+    ft_plan *p = calloc(1, sizeof *p), *q = calloc(1, sizeof *q);
+    const char *base[] = {"data.seq_len=4096", "training.micro_batch=2"},
+               *keep[] = {"data.seq_len=4096", "training.micro_batch=2", "training.keep_attention=true"};
+    plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", base, 2);
+    plan_cfg(q, "Llama-3.3-70B-Instruct", "h100", keep, 3);
+    const int64_t N = 2 * 4096, want = (80 - 1) * N * (64 * 128 * 2 + 64 * 4);
+    FT_CHECK(q->keep_attention == 1 && q->train_bytes - p->train_bytes == want, "kept attention: %lld more bytes, want %lld",
+             (long long)(q->train_bytes - p->train_bytes), (long long)want);
+    FT_CHECK(!(fabs(q->f_attn / p->f_attn - 3.5 / 4.5) > 1e-12), "attention FLOPs %.6g vs %.6g", q->f_attn, p->f_attn);
+    FT_CHECK(p->keep_total_bytes == q->total_bytes && q->keep_total_bytes == 0,
+             "offer: %lld, the kept run's total %lld", (long long)p->keep_total_bytes, (long long)q->total_bytes);
+    FT_CHECK(q->tokens_per_s > p->tokens_per_s, "tokens/s %.1f with, %.1f without", q->tokens_per_s, p->tokens_per_s);
+    free(p);
+    free(q);
+}
+
 int main(void) {
     static const char *const models[] = {"tests/fixtures/forward/llama_gqa4", "tests/fixtures/forward/llama_mha_tied",
                                          "tests/fixtures/forward/mistral", "tests/fixtures/forward/qwen2",
@@ -349,6 +369,7 @@ int main(void) {
     check_run_on(1, "tests/fixtures/forward/qwen3", "bf16", 4, 128, 16, "all", 1);
     check_70b();
     check_time();
+    check_keep_attention();
     check_epochs();
     return ft_test_finish();
 }

@@ -148,6 +148,8 @@ typedef struct ft_plan {
     int64_t pinned_bytes;     /* host-kept layer boundaries (not in any total above) */
     int64_t backend_bytes;    /* max(train - host, load): what ft_backend_bytes_peak measures */
     int64_t total_bytes;      /* max(train, load) */
+    int64_t keep_total_bytes; /* total_bytes with training.keep_attention, when the run fits on a GPU with
+                               * recompute and without it (0 otherwise): the plan offers it if it fits */
     int64_t device_bytes;
     const char *mem_source;   /* where device_bytes came from when not the device's figure:
                                * "--memory-gb", "model.memory_gib", "free when the run started",
