@@ -203,8 +203,7 @@ ft_k_attn_fwd_mma(act_t *out, float *lse, const act_t *q, const act_t *k, const 
                 const float p2 = exp2f(s[n][2] - z_b), p3 = exp2f(s[n][3] - z_b);
                 sum_a += p0 + p1;
                 sum_b += p2 + p3;
-                pf[n >> 1][(n & 1) * 2] = ft_pack_bf16(p0, p1);
-                pf[n >> 1][(n & 1) * 2 + 1] = ft_pack_bf16(p2, p3);
+                ft_c_to_a(pf, n, p0, p1, p2, p3);
             }
             l_a = l_a * c_a + sum_a; /* per lane; the quad's sum is taken at the end */
             l_b = l_b * c_b + sum_b;
@@ -334,8 +333,7 @@ ft_k_attn_dq_mma(act_t *dq, const act_t *dout, const act_t *q, const act_t *k, c
                         ds[e] = pa * (dp[n][e] - D_a);
                         ds[2 + e] = pb * (dp[n][2 + e] - D_b);
                     }
-                    df[n >> 1][(n & 1) * 2] = ft_pack_bf16(ds[0], ds[1]);
-                    df[n >> 1][(n & 1) * 2 + 1] = ft_pack_bf16(ds[2], ds[3]);
+                    ft_c_to_a(df, n, ds[0], ds[1], ds[2], ds[3]);
                 }
 #pragma unroll
                 for (int kk = 0; kk < 2; kk++) {
@@ -456,10 +454,8 @@ ft_k_attn_dkv_mma(act_t *dk, act_t *dv, const act_t *dout, const act_t *q, const
                         ds[e] = p[e] * (dp[n4][e] - Dd);
                         ds[2 + e] = p[2 + e] * (dp[n4][2 + e] - Dd);
                     }
-                    pf[n4 >> 1][(n4 & 1) * 2] = ft_pack_bf16(p[0], p[1]);
-                    pf[n4 >> 1][(n4 & 1) * 2 + 1] = ft_pack_bf16(p[2], p[3]);
-                    df[n4 >> 1][(n4 & 1) * 2] = ft_pack_bf16(ds[0], ds[1]);
-                    df[n4 >> 1][(n4 & 1) * 2 + 1] = ft_pack_bf16(ds[2], ds[3]);
+                    ft_c_to_a(pf, n4, p[0], p[1], p[2], p[3]);
+                    ft_c_to_a(df, n4, ds[0], ds[1], ds[2], ds[3]);
                 }
 #pragma unroll
                 for (int kk = 0; kk < 2; kk++) {

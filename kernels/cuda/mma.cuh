@@ -35,6 +35,13 @@ __device__ __forceinline__ uint32_t ft_pack_bf16(float lo, float hi) {
     return p.u;
 }
 
+/* The C fragment c[0..3] of n-tile n (of 8 columns), packed to BF16 into the A fragments a[k][4] of
+ * 16-wide k-steps: n-tiles 2k and 2k+1 are k-step k (the layouts above). */
+__device__ __forceinline__ void ft_c_to_a(uint32_t (*a)[4], int n, float c0, float c1, float c2, float c3) {
+    a[n >> 1][(n & 1) * 2] = ft_pack_bf16(c0, c1);
+    a[n >> 1][(n & 1) * 2 + 1] = ft_pack_bf16(c2, c3);
+}
+
 #if defined(FT_CUDA_EMULATED)
 __device__ __forceinline__ float ft_emu_bf16_half(uint32_t w, int hi) {
     union {
