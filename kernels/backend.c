@@ -367,18 +367,18 @@ ft_status ft_op_linear_bwd_x(ft_backend *be, void *dx, const void *dy, const ft_
 }
 
 ft_status ft_op_lora_fwd(ft_backend *be, void *y, void *t, const void *xd, const float *A, const float *B,
-                         int64_t N, int64_t in, int64_t out, int64_t R, float scale) {
+                         int64_t N, int64_t in, int64_t out, int64_t R, float scale, int accumulate) {
     FT_REQUIRE(R > 0 && in > 0 && out > 0, "lora_fwd: bad shape");
     FT_PH(be, FT_PHASE_LORA);
-    return be->vt->lora_fwd(be, y, t, xd, A, B, N, in, out, R, scale);
+    return be->vt->lora_fwd(be, y, t, xd, A, B, N, in, out, R, scale, accumulate);
 }
 
 ft_status ft_op_lora_bwd(ft_backend *be, void *dxd, float *dA, float *dB, const void *dy, const void *xd,
                          const void *t, const float *A, const float *B, int64_t N, int64_t in, int64_t out,
-                         int64_t R, float scale) {
+                         int64_t R, float scale, int accumulate) {
     FT_REQUIRE(R > 0 && in > 0 && out > 0, "lora_bwd: bad shape");
     FT_PH(be, FT_PHASE_LORA);
-    return be->vt->lora_bwd(be, dxd, dA, dB, dy, xd, t, A, B, N, in, out, R, scale);
+    return be->vt->lora_bwd(be, dxd, dA, dB, dy, xd, t, A, B, N, in, out, R, scale, accumulate);
 }
 
 ft_status ft_op_dropout(ft_backend *be, void *out, const void *in, int64_t n, float p, uint64_t seed) {
@@ -395,21 +395,27 @@ ft_status ft_op_rope(ft_backend *be, void *x, const int32_t *pos, const float *i
 }
 
 ft_status ft_op_attention(ft_backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
-                          const int32_t *doc_start, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D,
-                          float scale) {
+                          const int32_t *doc_start, int64_t ndocs, int64_t B, int64_t T, int64_t H, int64_t Hkv,
+                          int64_t D, float scale) {
     FT_REQUIRE(Hkv > 0 && H % Hkv == 0, "attention: %lld heads not a multiple of %lld kv heads", (long long)H,
                (long long)Hkv);
     FT_PH(be, FT_PHASE_ATTENTION);
-    return be->vt->attention(be, out, lse, q, k, v, doc_start, B, T, H, Hkv, D, scale);
+    return be->vt->attention(be, out, lse, q, k, v, doc_start, ndocs, B, T, H, Hkv, D, scale);
 }
 
 ft_status ft_op_attention_bwd(ft_backend *be, void *dq, void *dk, void *dv, const void *dout, const void *q,
                               const void *k, const void *v, const void *out, const float *lse,
-                              const int32_t *doc_start, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D,
-                              float scale) {
+                              const int32_t *doc_start, int64_t ndocs, int64_t B, int64_t T, int64_t H, int64_t Hkv,
+                              int64_t D, float scale) {
     FT_REQUIRE(Hkv > 0 && H % Hkv == 0, "attention_bwd: bad heads");
     FT_PH(be, FT_PHASE_ATTENTION);
-    return be->vt->attention_bwd(be, dq, dk, dv, dout, q, k, v, out, lse, doc_start, B, T, H, Hkv, D, scale);
+    return be->vt->attention_bwd(be, dq, dk, dv, dout, q, k, v, out, lse, doc_start, ndocs, B, T, H, Hkv, D, scale);
+}
+
+int64_t ft_attn_doc_count(const int32_t *doc_start, int64_t B, int64_t T) {
+    int64_t n = 0;
+    for (int64_t i = 0; i < B * T; i++) n += i % T == 0 || (doc_start && doc_start[i] == i % T);
+    return n;
 }
 
 ft_status ft_op_swiglu(ft_backend *be, void *out, const void *gate, const void *up, int64_t n) {

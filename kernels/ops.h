@@ -41,16 +41,17 @@ ft_status ft_op_linear_bwd_x(ft_backend *be, void *dx, const void *dy, const ft_
                              int accumulate);
 
 /* ---- LoRA (trainable, f32 master weights) -------------------------------------------------- */
-/* t[N,R] (act) = xd[N,in] . A[R,in]^T;  y[N,out] += scale * t . B[out,R]^T.
- * xd is the (dropout-applied) layer input. */
+/* t[N,R] (act) = xd[N,in] . A[R,in]^T;  y[N,out] (=, or += if accumulate) scale * t . B[out,R]^T.
+ * xd is the (dropout-applied) layer input. The model writes the LoRA product first and lets the
+ * frozen linear accumulate on top, where reading y costs its compute-bound GEMM next to nothing. */
 ft_status ft_op_lora_fwd(ft_backend *be, void *y, void *t, const void *xd, const float *A, const float *B,
-                         int64_t N, int64_t in, int64_t out, int64_t R, float scale);
+                         int64_t N, int64_t in, int64_t out, int64_t R, float scale, int accumulate);
 /* Given dy[N,out], the forward xd[N,in] and t[N,R]:
  *   dB[out,R] += scale * dy^T . t;   dt = scale * dy . B;   dA[R,in] += dt^T . xd;
- *   dxd[N,in] (overwrite) = dt . A. */
+ *   dxd[N,in] (=, or += if accumulate) dt . A. dA and dB always accumulate. */
 ft_status ft_op_lora_bwd(ft_backend *be, void *dxd, float *dA, float *dB, const void *dy, const void *xd,
                          const void *t, const float *A, const float *B, int64_t N, int64_t in, int64_t out,
-                         int64_t R, float scale);
+                         int64_t R, float scale, int accumulate);
 
 /* out[n] = in[n] * keep(seed, i) / (1 - p), keep(seed, i) a counter-based Bernoulli(1-p) draw
  * (ft_dropout_keep in kernels/rng.h), so a recomputation or another backend draws the same mask.
@@ -68,16 +69,22 @@ ft_status ft_op_rope(ft_backend *be, void *x, const int32_t *pos, const float *i
 /* q[N,H*D], k[N,Hkv*D], v[N,Hkv*D], out[N,H*D] (act), N = B*T. Query head h uses kv head
  * h / (H/Hkv). Query token i of row b attends to keys j of the same row with
  * doc_start[i] <= j <= i (doc_start i32 [N]: the position within the row where i's packed
- * example begins; NULL means 0, plain causal). lse[N,H] (f32) saves log-sum-exp of the scaled
- * scores for the backward. scale is usually 1/sqrt(D). */
+ * example begins; NULL means 0, plain causal). ndocs: how many documents doc_start holds
+ * (ft_attn_doc_count of its host copy), or 0 when not known; a backend that runs each document as
+ * its own sequence sizes its launch by it (CUDA under FT_CUDA_ATTN=cudnn), the others ignore it.
+ * lse[N,H] (f32) saves log-sum-exp of the scaled scores for the backward. scale is usually
+ * 1/sqrt(D). */
 ft_status ft_op_attention(ft_backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
-                          const int32_t *doc_start, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D,
-                          float scale);
+                          const int32_t *doc_start, int64_t ndocs, int64_t B, int64_t T, int64_t H, int64_t Hkv,
+                          int64_t D, float scale);
 /* dq, dk, dv (overwrite) from dout and the forward's q, k, v, out, lse. */
 ft_status ft_op_attention_bwd(ft_backend *be, void *dq, void *dk, void *dv, const void *dout, const void *q,
                               const void *k, const void *v, const void *out, const float *lse,
-                              const int32_t *doc_start, int64_t B, int64_t T, int64_t H, int64_t Hkv,
-                              int64_t D, float scale);
+                              const int32_t *doc_start, int64_t ndocs, int64_t B, int64_t T, int64_t H,
+                              int64_t Hkv, int64_t D, float scale);
+/* The documents of a host doc_start[B*T]: token t of a row starts one when t == 0 or
+ * doc_start[t] == t. */
+int64_t ft_attn_doc_count(const int32_t *doc_start, int64_t B, int64_t T);
 
 /* ---- SwiGLU ------------------------------------------------------------------------------- */
 /* out[n] = silu(gate[n]) * up[n]. */

@@ -72,15 +72,16 @@ void ot_run_attention(ot_ctx *c, const ot_case *k, ot_out *o) {
     if (c->be) {
         void *dq = ot_up_act(c, q, nq), *dk = ot_up_act(c, kk, nk), *dv = ot_up_act(c, v, nk);
         void *dds = (k->flag & F_PACK) ? ot_up_raw(c, ds, 4 * N) : NULL;
+        const int64_t nd = (k->flag & F_PACK) ? ft_attn_doc_count(ds, B, T) : 0; /* what the model passes */
         void *out = ot_poison(c, ot_act_size(c) * nq), *lse = ot_poison(c, 4 * N * H);
-        OT_RUN(c, k->op == OP_ATTN, ft_op_attention(c->be, out, lse, dq, dk, dv, dds, B, T, H, Hkv, D, scale));
+        OT_RUN(c, k->op == OP_ATTN, ft_op_attention(c->be, out, lse, dq, dk, dv, dds, nd, B, T, H, Hkv, D, scale));
         if (k->op == OP_ATTN) {
             ot_out_add(o, "out", ot_down_act(c, out, nq), nq);
             ot_out_add(o, "lse", ot_down_f32(c, lse, N * H), N * H);
         } else {
             void *gq = ot_poison(c, ot_act_size(c) * nq), *gk = ot_poison(c, ot_act_size(c) * nk), *gv = ot_poison(c, ot_act_size(c) * nk);
             void *ddo = ot_up_act(c, dout, nq);
-            OT_RUN(c, 1, ft_op_attention_bwd(c->be, gq, gk, gv, ddo, dq, dk, dv, out, lse, dds, B, T, H, Hkv, D, scale));
+            OT_RUN(c, 1, ft_op_attention_bwd(c->be, gq, gk, gv, ddo, dq, dk, dv, out, lse, dds, nd, B, T, H, Hkv, D, scale));
             ot_out_add(o, "dq", ot_down_act(c, gq, nq), nq);
             ot_out_add(o, "dk", ot_down_act(c, gk, nk), nk);
             ot_out_add(o, "dv", ot_down_act(c, gv, nk), nk);

@@ -54,25 +54,30 @@ void ot_run_linear(ot_ctx *c, const ot_case *k, ot_out *o) {
     free(x), free(W), free(b), free(dy), free(y0), free(dx0);
 }
 
-/* s = {N, in, out, R}; scale 1.5 */
+/* s = {N, in, out, R}; scale 1.5; flag F_ACC: y (lora_fwd) and dxd (lora_bwd) start from random data
+ * and accumulate, else they start poisoned and are overwritten. dA and dB always accumulate. The
+ * backward case runs lora_fwd with the same flag first, for its t. */
 void ot_run_lora(ot_ctx *c, const ot_case *k, ot_out *o) {
     const int64_t N = k->s[0], in = k->s[1], out = k->s[2], R = k->s[3];
+    const int acc = k->flag & F_ACC;
     const float scale = 1.5f;
     c->flops = (k->op == OP_LORA_FWD ? 2.0 : 4.0) * N * R * (in + out);
     float *xd = ot_gen(c, 41, N * in, 1.0f), *A = ot_gen(c, 42, R * in, 0.3f), *B = ot_gen(c, 43, out * R, 0.3f);
     float *y0 = ot_gen(c, 44, N * out, 1.0f), *dy = ot_gen(c, 45, N * out, 1.0f);
-    float *dA0 = ot_gen(c, 46, R * in, 0.1f), *dB0 = ot_gen(c, 47, out * R, 0.1f);
+    float *dA0 = ot_gen(c, 46, R * in, 0.1f), *dB0 = ot_gen(c, 47, out * R, 0.1f), *dx0 = ot_gen(c, 48, N * in, 1.0f);
     if (c->be) {
         void *dxd = ot_up_act(c, xd, N * in), *dAw = ot_up_raw(c, A, 4 * R * in), *dBw = ot_up_raw(c, B, 4 * out * R);
-        void *y = ot_up_act(c, y0, N * out), *t = ot_poison(c, ot_act_size(c) * N * R);
-        OT_RUN(c, k->op == OP_LORA_FWD, ft_op_lora_fwd(c->be, y, t, dxd, dAw, dBw, N, in, out, R, scale));
+        void *y = acc ? ot_up_act(c, y0, N * out) : ot_poison(c, ot_act_size(c) * N * out);
+        void *t = ot_poison(c, ot_act_size(c) * N * R);
+        OT_RUN(c, k->op == OP_LORA_FWD, ft_op_lora_fwd(c->be, y, t, dxd, dAw, dBw, N, in, out, R, scale, acc));
         if (k->op == OP_LORA_FWD) {
             ot_out_add(o, "y", ot_down_act(c, y, N * out), N * out);
             ot_out_add(o, "t", ot_down_act(c, t, N * R), N * R);
         } else {
-            void *ddy = ot_up_act(c, dy, N * out), *gx = ot_poison(c, ot_act_size(c) * N * in);
+            void *ddy = ot_up_act(c, dy, N * out);
+            void *gx = acc ? ot_up_act(c, dx0, N * in) : ot_poison(c, ot_act_size(c) * N * in);
             void *gA = ot_up_raw(c, dA0, 4 * R * in), *gB = ot_up_raw(c, dB0, 4 * out * R);
-            OT_RUN(c, 1, ft_op_lora_bwd(c->be, gx, gA, gB, ddy, dxd, t, dAw, dBw, N, in, out, R, scale));
+            OT_RUN(c, 1, ft_op_lora_bwd(c->be, gx, gA, gB, ddy, dxd, t, dAw, dBw, N, in, out, R, scale, acc));
             ot_out_add(o, "dxd", ot_down_act(c, gx, N * in), N * in);
             ot_out_add(o, "dA", ot_down_f32(c, gA, R * in), R * in);
             ot_out_add(o, "dB", ot_down_f32(c, gB, out * R), out * R);
@@ -87,7 +92,7 @@ void ot_run_lora(ot_ctx *c, const ot_case *k, ot_out *o) {
             for (int64_t j = 0; j < out; j++) {
                 double s = 0;
                 for (int64_t r = 0; r < R; r++) s += t[n * R + r] * B[j * R + r];
-                y[n * out + j] = y0[n * out + j] + scale * s;
+                y[n * out + j] = (acc ? y0[n * out + j] : 0.0) + scale * s;
             }
         for (int64_t n = 0; n < N; n++)
             for (int64_t r = 0; r < R; r++)
@@ -103,8 +108,10 @@ void ot_run_lora(ot_ctx *c, const ot_case *k, ot_out *o) {
                 for (int64_t n = 0; n < N; n++) gA[r * in + i] += dt[n * R + r] * xd[n * in + i];
             }
         for (int64_t n = 0; n < N; n++)
-            for (int64_t i = 0; i < in; i++)
+            for (int64_t i = 0; i < in; i++) {
+                gx[n * in + i] = acc ? dx0[n * in + i] : 0.0;
                 for (int64_t r = 0; r < R; r++) gx[n * in + i] += dt[n * R + r] * A[r * in + i];
+            }
         if (k->op == OP_LORA_FWD) {
             ot_out_add(o, "y", ot_f32_of_double(y, N * out), N * out);
             ot_out_add(o, "t", ot_f32_of_double(t, N * R), N * R);
@@ -115,5 +122,5 @@ void ot_run_lora(ot_ctx *c, const ot_case *k, ot_out *o) {
         }
         free(t), free(y), free(dt), free(gx), free(gA), free(gB);
     }
-    free(xd), free(A), free(B), free(y0), free(dy), free(dA0), free(dB0);
+    free(xd), free(A), free(B), free(y0), free(dy), free(dA0), free(dB0), free(dx0);
 }

@@ -157,8 +157,8 @@ static void grad_rope(const char *what, ft_rope_cfg cfg, int64_t N, int64_t nh) 
 typedef struct { float *q, *k, *v, *out, *lse, *wout; int32_t *ds; int64_t B, T, H, Hkv, D; } attn_ctx;
 static double attn_loss(void *p) {
     attn_ctx *c = p;
-    FT_CHECK_OK(ft_op_attention(be, c->out, c->lse, c->q, c->k, c->v, c->ds, c->B, c->T, c->H, c->Hkv, c->D,
-                                1.0f / sqrtf((float)c->D)));
+    FT_CHECK_OK(ft_op_attention(be, c->out, c->lse, c->q, c->k, c->v, c->ds, ft_attn_doc_count(c->ds, c->B, c->T),
+                                c->B, c->T, c->H, c->Hkv, c->D, 1.0f / sqrtf((float)c->D)));
     return wsum(c->wout, c->out, c->B * c->T * c->H * c->D);
 }
 static void grad_attention(const char *what, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D, int pack) {
@@ -174,8 +174,10 @@ static void grad_attention(const char *what, int64_t B, int64_t T, int64_t H, in
     float *gq = zeros(nq), *gk = zeros(nk), *gv = zeros(nk), *gq2 = zeros(nq), *gk2 = zeros(nk), *gv2 = zeros(nk);
     const float scale = 1.0f / sqrtf((float)D);
     attn_loss(&c);
-    FT_CHECK_OK(ft_op_attention_bwd(be, gq, gk, gv, c.wout, c.q, c.k, c.v, c.out, c.lse, c.ds, B, T, H, Hkv, D, scale));
-    FT_CHECK_OK(ft_op_attention_bwd(be, gq2, gk2, gv2, c.wout, c.q, c.k, c.v, c.out, c.lse, c.ds, B, T, H, Hkv, D, scale));
+    const int64_t nd = ft_attn_doc_count(c.ds, B, T);
+    FT_CHECK_OK(ft_op_attention_bwd(be, gq, gk, gv, c.wout, c.q, c.k, c.v, c.out, c.lse, c.ds, nd, B, T, H, Hkv, D, scale));
+    FT_CHECK_OK(ft_op_attention_bwd(be, gq2, gk2, gv2, c.wout, c.q, c.k, c.v, c.out, c.lse, c.ds, nd, B, T, H, Hkv, D,
+                                    scale));
     char name[128];
     snprintf(name, sizeof name, "%s dq", what);
     check_same(name, gq, gq2, nq);
@@ -237,8 +239,7 @@ static void grad_linear(const char *what, ft_dtype wt, int bias) {
 typedef struct { float *xd, *A, *B, *y, *t, *wout; int64_t N, in, out, R; float scale; } lora_ctx;
 static double lora_loss(void *p) {
     lora_ctx *c = p;
-    memset(c->y, 0, (size_t)(c->N * c->out) * sizeof(float));
-    FT_CHECK_OK(ft_op_lora_fwd(be, c->y, c->t, c->xd, c->A, c->B, c->N, c->in, c->out, c->R, c->scale));
+    FT_CHECK_OK(ft_op_lora_fwd(be, c->y, c->t, c->xd, c->A, c->B, c->N, c->in, c->out, c->R, c->scale, 0));
     return wsum(c->wout, c->y, c->N * c->out);
 }
 static void grad_lora(void) {
@@ -248,8 +249,8 @@ static void grad_lora(void) {
     float *gx = zeros(N * in), *gA = zeros(R * in), *gB = zeros(out * R);
     float *gx2 = zeros(N * in), *gA2 = zeros(R * in), *gB2 = zeros(out * R);
     lora_loss(&c);
-    FT_CHECK_OK(ft_op_lora_bwd(be, gx, gA, gB, c.wout, c.xd, c.t, c.A, c.B, N, in, out, R, c.scale));
-    FT_CHECK_OK(ft_op_lora_bwd(be, gx2, gA2, gB2, c.wout, c.xd, c.t, c.A, c.B, N, in, out, R, c.scale));
+    FT_CHECK_OK(ft_op_lora_bwd(be, gx, gA, gB, c.wout, c.xd, c.t, c.A, c.B, N, in, out, R, c.scale, 0));
+    FT_CHECK_OK(ft_op_lora_bwd(be, gx2, gA2, gB2, c.wout, c.xd, c.t, c.A, c.B, N, in, out, R, c.scale, 0));
     check_same("lora dxd", gx, gx2, N * in);
     check_same("lora dA", gA, gA2, R * in);
     check_same("lora dB", gB, gB2, out * R);
@@ -257,7 +258,7 @@ static void grad_lora(void) {
     fd_check("lora dA", c.A, R * in, gA, lora_loss, &c);
     fd_check("lora dB", c.B, out * R, gB, lora_loss, &c);
     /* weight gradients accumulate: a second backward adds the same again */
-    FT_CHECK_OK(ft_op_lora_bwd(be, gx2, gA, gB, c.wout, c.xd, c.t, c.A, c.B, N, in, out, R, c.scale));
+    FT_CHECK_OK(ft_op_lora_bwd(be, gx2, gA, gB, c.wout, c.xd, c.t, c.A, c.B, N, in, out, R, c.scale, 0));
     int acc = 1;
     for (int64_t i = 0; i < R * in; i++) acc &= fabsf(gA[i] - 2.0f * gA2[i]) <= 1e-5f * (1.0f + fabsf(gA2[i]));
     for (int64_t i = 0; i < out * R; i++) acc &= fabsf(gB[i] - 2.0f * gB2[i]) <= 1e-5f * (1.0f + fabsf(gB2[i]));

@@ -82,6 +82,9 @@ struct ft_model {
     void *dh[2];             /* [N,C] ping-pong residual-stream gradients */
     void *logits;            /* [chunk,V] */
     int32_t *tokens, *labels, *pos, *doc_start; /* [N] */
+    const int32_t *attn_docs; /* doc_start when the batch packs documents in a row, else NULL: plain
+                               * causal attention, which a backend may serve faster (cuDNN's) */
+    int64_t ndocs;            /* the batch's documents (ft_attn_doc_count), for attn_docs */
     float *scalars;          /* [FT_MODEL_LOSS_SLOTS][2] loss sum, target count per micro-batch: its own
                               * allocation, so a re-carved activation block keeps a step's losses */
 };
@@ -420,9 +423,14 @@ static ft_status ft_lora_input(const ft_pass *p, int64_t l, int mod, const void 
 }
 
 /* y (=, or += with accumulate) = x W^T (+ bias) (+ scale B A dropout(x)); t saved for backward.
+ * The LoRA product goes first, writing (or adding into) y, and the frozen linear accumulates on
+ * top: the rank-r product is bound by memory, and overwriting y spares it the read of y[N,out] that
+ * adding after the base product cost, while the big GEMM is bound by compute and reads y in its
+ * epilogue for next to nothing. bf16 activations then round y once, after the base product, instead
+ * of after each product.
  * First names the weight the next projection reads (ft_backend_weight_prefetch), so a backend
- * with a weight cache dequantizes it while this product runs: the layer's next module, or after
- * `down` the next layer's q in the forward pass (p->next_layer); in the recompute the next
+ * with a weight cache dequantizes it while this module's products run: the layer's next module,
+ * or after `down` the next layer's q in the forward pass (p->next_layer); in the recompute the next
  * weights are this layer's own, already cached, for its backward. */
 static ft_status ft_proj(const ft_pass *p, int64_t l, int mod, ft_layer_acts *la, void *y, const void *x,
                          int accumulate) {
@@ -435,33 +443,43 @@ static ft_status ft_proj(const ft_pass *p, int64_t l, int mod, ft_layer_acts *la
         FT_TRY(ft_backend_weight_prefetch(m->be, &lw->lin[mod + 1]));
     else if (p->next_layer && l + 1 < m->d.L)
         FT_TRY(ft_backend_weight_prefetch(m->be, &m->w.layers[l + 1].lin[0]));
-    FT_TRY(ft_op_linear(m->be, y, x, &lw->lin[mod], ft_bias_of(lw, mod), p->N, accumulate));
     const ft_lora_tensor *lt = m->lora ? ft_lora_get(m->lora, l, mod) : NULL;
-    if (!lt) return FT_OK;
-    const void *xd;
-    FT_TRY(ft_lora_input(p, l, mod, x, lt->in, &xd));
-    return ft_op_lora_fwd(m->be, y, la->t[mod], xd, m->lora->params + lt->a_off, m->lora->params + lt->b_off, p->N,
-                          lt->in, lt->out, m->lora->cfg.r, m->lora->scale);
+    if (lt) {
+        const void *xd;
+        FT_TRY(ft_lora_input(p, l, mod, x, lt->in, &xd));
+        FT_TRY(ft_op_lora_fwd(m->be, y, la->t[mod], xd, m->lora->params + lt->a_off, m->lora->params + lt->b_off,
+                              p->N, lt->in, lt->out, m->lora->cfg.r, m->lora->scale, accumulate));
+        accumulate = 1; /* y holds the LoRA term (and whatever it added to): the base adds on top */
+    }
+    return ft_op_linear(m->be, y, x, &lw->lin[mod], ft_bias_of(lw, mod), p->N, accumulate);
 }
 
-/* dx (=, or +=) = dy W (+ LoRA input gradient); LoRA dA, dB accumulate. x is the forward input. */
+/* dx (=, or +=) = dy W (+ LoRA input gradient); LoRA dA, dB accumulate. x is the forward input.
+ * As in ft_proj, the LoRA input gradient (a rank-r product, bound by memory) goes into dx first
+ * and the frozen linear's backward (bound by compute) accumulates on top, which saves writing it
+ * to a scratch and adding that to dx. Dropout's mask applies to the LoRA term alone: with dx
+ * overwritten it masks dx in place before the base term lands; when dx already holds another
+ * module's gradient the term takes the scratch m->bs.dxd, is masked there and added. */
 static ft_status ft_proj_bwd(const ft_pass *p, int64_t l, int mod, ft_layer_acts *la, void *dx, const void *dy,
                              const void *x, int accumulate) {
     ft_model *m = p->m;
     const ft_layer_weights *lw = &m->w.layers[l];
-    FT_TRY(ft_op_linear_bwd_x(m->be, dx, dy, &lw->lin[mod], p->N, accumulate));
     const ft_lora_tensor *lt = m->lora ? ft_lora_get(m->lora, l, mod) : NULL;
-    if (!lt) return FT_OK;
+    if (!lt) return ft_op_linear_bwd_x(m->be, dx, dy, &lw->lin[mod], p->N, accumulate);
+    ft_lora *lo = m->lora;
+    const float pdrop = (float)lo->cfg.dropout;
+    const int via_scratch = pdrop > 0.0f && accumulate;
+    if (via_scratch) FT_TRY(ft_op_linear_bwd_x(m->be, dx, dy, &lw->lin[mod], p->N, accumulate));
+    void *dl = via_scratch ? m->bs.dxd : dx; /* [N, in]: where the LoRA input gradient lands */
     const void *xd;
     FT_TRY(ft_lora_input(p, l, mod, x, lt->in, &xd));
-    ft_lora *lo = m->lora;
-    FT_TRY(ft_op_lora_bwd(m->be, m->bs.dxd, lo->grads + lt->a_off, lo->grads + lt->b_off, dy, xd, la->t[mod],
+    FT_TRY(ft_op_lora_bwd(m->be, dl, lo->grads + lt->a_off, lo->grads + lt->b_off, dy, xd, la->t[mod],
                           lo->params + lt->a_off, lo->params + lt->b_off, p->N, lt->in, lt->out, lo->cfg.r,
-                          lo->scale));
-    float pdrop = (float)lo->cfg.dropout;
+                          lo->scale, via_scratch ? 0 : accumulate));
     if (pdrop > 0.0f) /* through the same mask: d(dropout(x))/dx = mask / (1-p) */
-        FT_TRY(ft_op_dropout(m->be, m->bs.dxd, m->bs.dxd, p->N * lt->in, pdrop, ft_drop_seed(p, l, mod)));
-    return ft_op_add(m->be, dx, m->bs.dxd, p->N * lt->in);
+        FT_TRY(ft_op_dropout(m->be, dl, dl, p->N * lt->in, pdrop, ft_drop_seed(p, l, mod)));
+    if (via_scratch) return ft_op_add(m->be, dx, m->bs.dxd, p->N * lt->in);
+    return ft_op_linear_bwd_x(m->be, dx, dy, &lw->lin[mod], p->N, 1);
 }
 
 /* ---- one layer ---------------------------------------------------------------------------------- */
@@ -488,8 +506,8 @@ static ft_status ft_layer_forward(const ft_pass *p, int64_t l, ft_layer_acts *la
     FT_TRY(ft_op_rope(be, la->k, m->pos, m->inv_freq, N, d->Hkv, d->D, 0));
     if (m->cap_keep) la->att = m->katt[l], la->lse = m->klse[l];
     if (!(recompute && m->cap_keep))
-        FT_TRY(ft_op_attention(be, la->att, la->lse, la->q, la->k, la->v, m->doc_start, p->B, p->T, d->H, d->Hkv,
-                               d->D, 1.0f / sqrtf((float)d->D)));
+        FT_TRY(ft_op_attention(be, la->att, la->lse, la->q, la->k, la->v, m->attn_docs, m->ndocs, p->B, p->T, d->H,
+                               d->Hkv, d->D, 1.0f / sqrtf((float)d->D)));
     FT_TRY(ft_backend_copy(be, la->x2, x, N * d->C * m->es));
     FT_TRY(ft_proj(p, l, FT_MOD_O, la, la->x2, la->att, 1));
     FT_TRY(ft_op_rmsnorm(be, la->f, la->rstd2, la->x2, &lw->ffn_norm, N, d->C, d->eps));
@@ -521,8 +539,8 @@ static ft_status ft_layer_backward(const ft_pass *p, int64_t l, ft_layer_acts *l
 
     /* attention branch: x2 = x + o(attention(rope(q), rope(k), v)) */
     FT_TRY(ft_proj_bwd(p, l, FT_MOD_O, la, s->datt, s->dx2, la->att, 0));
-    FT_TRY(ft_op_attention_bwd(be, s->dq, s->dk, s->dv, s->datt, la->q, la->k, la->v, la->att, la->lse, m->doc_start,
-                               p->B, p->T, d->H, d->Hkv, d->D, 1.0f / sqrtf((float)d->D)));
+    FT_TRY(ft_op_attention_bwd(be, s->dq, s->dk, s->dv, s->datt, la->q, la->k, la->v, la->att, la->lse, m->attn_docs,
+                               m->ndocs, p->B, p->T, d->H, d->Hkv, d->D, 1.0f / sqrtf((float)d->D)));
     FT_TRY(ft_op_rope(be, s->dq, m->pos, m->inv_freq, N, d->H, d->D, 1));
     FT_TRY(ft_op_rope(be, s->dk, m->pos, m->inv_freq, N, d->Hkv, d->D, 1));
     void *dq = s->dq, *dk = s->dk;
@@ -562,6 +580,8 @@ static ft_status ft_upload_batch(ft_model *m, const ft_batch *b) {
         for (int64_t i = 0; i < N; i++) tmp[i] = -100;
     }
     if (st == FT_OK) st = ft_backend_upload(be, m->labels, b->labels ? b->labels : tmp, N * 4);
+    m->ndocs = ft_attn_doc_count(b->doc_start, b->B, b->T);
+    m->attn_docs = m->ndocs > b->B ? m->doc_start : NULL; /* a second document starts in some row */
     if (st == FT_OK) {
         if (b->doc_start) {
             st = ft_backend_upload(be, m->doc_start, b->doc_start, N * 4);

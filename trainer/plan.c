@@ -47,7 +47,8 @@ static const ft_plan_device pl_devices[] = {
      .attn_tflops = 113.0,   /* measured: mma.sync attention (attention_mma.cu), forward + recompute + backward */
      .bw_eff = 0.82,         /* measured: AdamW streams 2746 GB/s */
      .elem_eff = 0.40,       /* measured: 1307-1365 GB/s of the counted bytes (norms, RoPE, SwiGLU, adds) */
-     .lora_eff = 0.60,       /* measured: 1933-2129 GB/s of the counted bytes */
+     .lora_eff = 0.60,       /* measured: 1933-2129 GB/s of the bytes counted before the LoRA products wrote
+                              * their outputs first (plan_time.c): assumed unchanged until a bench refits it */
      .dequant_hidden = 0.93, /* measured: 8.2 of 114 ms left on the main stream at seq 4096, 0.8 of 12 at 512 */
      .reserve_gib = 1.65,    /* cudaMemGetInfo's 79.65 GiB total, less the CUDA context and the pool's slack */
      .note = "~78 GiB usable of 80 GB; cuBLAS BF16 ~790 TFLOP/s measured (989 nominal); 3.35 TB/s"},

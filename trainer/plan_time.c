@@ -33,19 +33,34 @@ static pl_traffic pl_elementwise_elems(const ft_model_dims *d) {
     return t;
 }
 
+/* Which modules' outputs already hold a sum when ft_layer_forward / ft_layer_backward (trainer/model.c)
+ * call ft_proj / ft_proj_bwd for them (their accumulate argument): o and down add into the residual;
+ * up, k and v add into the input gradient gate, q wrote. */
+static const unsigned pl_fwd_acc = (1u << FT_MOD_O) | (1u << FT_MOD_DOWN);
+static const unsigned pl_bwd_acc = (1u << FT_MOD_UP) | (1u << FT_MOD_K) | (1u << FT_MOD_V);
+
 /* The LoRA products of the targeted modules (ft_proj, ft_proj_bwd): rank-r products are bound by
- * reading their [N, in] input and updating their [N, out] output, not by their FLOPs. */
+ * reading their [N, in] input and writing their [N, out] output, not by their FLOPs. The LoRA
+ * product runs before the frozen GEMM and writes the output, which the GEMM then adds to in its
+ * epilogue (covered by the GEMM time): so the LoRA product reads the output only where the module
+ * accumulates, and the backward needs no scratch and no add unless dropout meets accumulation. */
 static pl_traffic pl_lora_elems(const ft_model_dims *d, unsigned targets, int dropout) {
     ft_lora_shapes s = ft_model_lora_shapes(d);
     pl_traffic t = {0, 0};
     for (int m = 0; m < FT_MOD_COUNT; m++) {
         if (!(targets & (1u << m))) continue;
         const double in = (double)s.in[m], out = (double)s.out[m];
-        /* read the input, read and write the output the update adds to; dropout writes a copy */
-        t.fwd += in + 2 * out + (dropout ? 2 * in : 0);
-        /* read dy twice (dB, then dt) and the input, write dxd, dx += dxd; dropout draws the input
-         * again and masks dxd */
-        t.bwd += 2 * out + 2 * in + 3 * in + (dropout ? 4 * in : 0);
+        const int fwd_acc = (pl_fwd_acc >> m) & 1, bwd_acc = (pl_bwd_acc >> m) & 1;
+        /* read the input; write the output (read it too where it accumulates); dropout writes a copy */
+        t.fwd += in + (fwd_acc ? 2 : 1) * out + (dropout ? 2 * in : 0);
+        /* read dy twice (dB, then dt) and the input; dropout draws the input again (read, write) */
+        t.bwd += 2 * out + in + (dropout ? 2 * in : 0);
+        if (!dropout) /* the input gradient goes into dx: written, and read where dx accumulates */
+            t.bwd += (bwd_acc ? 2 : 1) * in;
+        else if (!bwd_acc) /* written into dx, masked there in place (read, write) */
+            t.bwd += 3 * in;
+        else /* written into a scratch, masked in place, dx += scratch (read two, write one) */
+            t.bwd += in + 2 * in + 3 * in;
     }
     return t;
 }

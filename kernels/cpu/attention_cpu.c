@@ -35,8 +35,9 @@ static inline double ft_dot(const float *a, const float *b, int64_t D) {
 }
 
 ft_status ft_cpu_attention(ft_backend *be, void *outv, float *lse, const void *qv, const void *kv, const void *vv,
-                           const int32_t *doc_start, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D,
-                           float scale) {
+                           const int32_t *doc_start, int64_t ndocs, int64_t B, int64_t T, int64_t H, int64_t Hkv,
+                           int64_t D, float scale) {
+    (void)ndocs; /* the reference masks each query by its doc_start */
     float *out = outv;
     const float *q = qv, *k = kv, *v = vv;
     const int64_t grp = H / Hkv, qs = H * D, ks = Hkv * D; /* token strides */
@@ -77,8 +78,9 @@ ft_status ft_cpu_attention(ft_backend *be, void *outv, float *lse, const void *q
 
 ft_status ft_cpu_attention_bwd(ft_backend *be, void *dqv, void *dkv, void *dvv, const void *doutv, const void *qv,
                                const void *kv, const void *vv, const void *outv, const float *lse,
-                               const int32_t *doc_start, int64_t B, int64_t T, int64_t H, int64_t Hkv,
+                               const int32_t *doc_start, int64_t ndocs, int64_t B, int64_t T, int64_t H, int64_t Hkv,
                                int64_t D, float scale) {
+    (void)ndocs;
     float *dq = dqv, *dk = dkv, *dv = dvv;
     const float *dout = doutv, *q = qv, *k = kv, *v = vv, *out = outv;
     const int64_t grp = H / Hkv, qs = H * D, ks = Hkv * D, N = B * T;

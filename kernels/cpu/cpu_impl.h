@@ -35,19 +35,19 @@ ft_status ft_cpu_linear(ft_backend *be, void *y, const void *x, const ft_weight 
 ft_status ft_cpu_linear_bwd_x(ft_backend *be, void *dx, const void *dy, const ft_weight *W, int64_t N,
                               int accumulate);
 ft_status ft_cpu_lora_fwd(ft_backend *be, void *y, void *t, const void *xd, const float *A, const float *B,
-                          int64_t N, int64_t in, int64_t out, int64_t R, float scale);
+                          int64_t N, int64_t in, int64_t out, int64_t R, float scale, int accumulate);
 ft_status ft_cpu_lora_bwd(ft_backend *be, void *dxd, float *dA, float *dB, const void *dy, const void *xd,
                           const void *t, const float *A, const float *B, int64_t N, int64_t in, int64_t out,
-                          int64_t R, float scale);
+                          int64_t R, float scale, int accumulate);
 ft_status ft_cpu_dropout(ft_backend *be, void *out, const void *in, int64_t n, float p, uint64_t seed);
 ft_status ft_cpu_rope(ft_backend *be, void *x, const int32_t *pos, const float *inv_freq, int64_t N, int64_t nh,
                       int64_t D, int inverse);
 ft_status ft_cpu_attention(ft_backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
-                           const int32_t *doc_start, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D,
+                           const int32_t *doc_start, int64_t ndocs, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D,
                            float scale);
 ft_status ft_cpu_attention_bwd(ft_backend *be, void *dq, void *dk, void *dv, const void *dout, const void *q,
                                const void *k, const void *v, const void *out, const float *lse,
-                               const int32_t *doc_start, int64_t B, int64_t T, int64_t H, int64_t Hkv,
+                               const int32_t *doc_start, int64_t ndocs, int64_t B, int64_t T, int64_t H, int64_t Hkv,
                                int64_t D, float scale);
 ft_status ft_cpu_swiglu(ft_backend *be, void *out, const void *gate, const void *up, int64_t n);
 ft_status ft_cpu_swiglu_bwd(ft_backend *be, void *dgate, void *dup, const void *dout, const void *gate,

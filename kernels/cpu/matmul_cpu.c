@@ -4,8 +4,8 @@
  * is; a BF16/F16/NF4 weight is converted a tile of FT_CPU_WTILE rows at a time into an f32 scratch
  * [tile, in] and multiplied tile by tile, so the scratch stays small for 128k-row embeddings. The
  * tile order is fixed, so results are deterministic. LoRA math follows ops.h:
- *   fwd  t = xd . A^T;  y += scale * t . B^T
- *   bwd  dB += scale * dy^T . t;  dt = scale * dy . B;  dA += dt^T . xd;  dxd = dt . A */
+ *   fwd  t = xd . A^T;  y (=, or +=) scale * t . B^T
+ *   bwd  dB += scale * dy^T . t;  dt = scale * dy . B;  dA += dt^T . xd;  dxd (=, or +=) dt . A */
 #include <cblas.h>
 #include <omp.h>
 
@@ -81,7 +81,7 @@ ft_status ft_cpu_linear_bwd_x(ft_backend *be, void *dxv, const void *dyv, const 
 }
 
 ft_status ft_cpu_lora_fwd(ft_backend *be, void *yv, void *tv, const void *xdv, const float *A, const float *B,
-                          int64_t N, int64_t in, int64_t out, int64_t R, float scale) {
+                          int64_t N, int64_t in, int64_t out, int64_t R, float scale, int accumulate) {
     (void)be;
     float *y = yv, *t = tv; /* y[N, out], t[N, R] */
     const float *xd = xdv;  /* [N, in]; A[R, in], B[out, R] */
@@ -89,13 +89,13 @@ ft_status ft_cpu_lora_fwd(ft_backend *be, void *yv, void *tv, const void *xdv, c
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)R, (int)in, 1.0f, xd, (int)in, A, (int)in,
                 0.0f, t, (int)R);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)out, (int)R, scale, t, (int)R, B, (int)R,
-                1.0f, y, (int)out);
+                accumulate ? 1.0f : 0.0f, y, (int)out);
     return FT_OK;
 }
 
 ft_status ft_cpu_lora_bwd(ft_backend *be, void *dxdv, float *dA, float *dB, const void *dyv, const void *xdv,
                           const void *tv, const float *A, const float *B, int64_t N, int64_t in, int64_t out,
-                          int64_t R, float scale) {
+                          int64_t R, float scale, int accumulate) {
     (void)be;
     float *dxd = dxdv;                          /* [N, in] */
     const float *dy = dyv, *xd = xdv, *t = tv;  /* dy[N, out], xd[N, in], t[N, R] */
@@ -113,9 +113,9 @@ ft_status ft_cpu_lora_bwd(ft_backend *be, void *dxdv, float *dA, float *dB, cons
     /* dA[R, in] += dt^T . xd */
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)R, (int)in, (int)N, 1.0f, dt, (int)R, xd, (int)in,
                 1.0f, dA, (int)in);
-    /* dxd[N, in] = dt . A */
+    /* dxd[N, in] (=, or +=) dt . A */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)in, (int)R, 1.0f, dt, (int)R, A, (int)in,
-                0.0f, dxd, (int)in);
+                accumulate ? 1.0f : 0.0f, dxd, (int)in);
     ft_free(dt);
     return FT_OK;
 }

@@ -12,9 +12,8 @@
  * not fit or under FT_CUDA_ATTN=wmma, those of attention_tc.cu (WMMA); never under
  * FT_CUDA_ATTN=simt. The SIMT kernels here serve any head_dim
  * D <= 256 (template DPL = head-dim values per lane: D <= 32 * DPL): the fallback for every other
- * shape and the cross-check of the fast path. cuDNN's fused SDPA is not used: cudnn_frontend
- * (header-only) is not installed with this toolkit, and the raw cuDNN backend API is left for a
- * later change (docs/ops.md).
+ * shape and the cross-check of the fast path. Under FT_CUDA_ATTN=cudnn, cuDNN's fused attention
+ * (attention_cudnn.cu) takes the plain causal calls it serves first.
  *
  * Work split (8 warps per block, 4 rows per warp, key/query tiles of 32 in shared memory):
  *  forward  grid (T/32, H, B): each warp owns 4 query rows; for a key tile, lane L scores key L
@@ -377,12 +376,16 @@ static ft_status ft_at_check(ft_backend_cuda *b, const char *op, int64_t B, int6
     } while (0)
 
 ft_status ft_cuda_attention(ft_backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
-                            const int32_t *doc_start, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D,
+                            const int32_t *doc_start, int64_t ndocs, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D,
                             float scale) {
     ft_backend_cuda *b = ft_cu(be);
     if (B == 0 || T == 0 || H == 0) return FT_OK;
     const size_t smem = sizeof(float) * (size_t)(FT_AT_BQ * D + FT_AT_BK * (D + 1) + FT_AT_BK * D);
     FT_TRY(ft_at_check(b, "attention", B, T, H, D, smem));
+    if (b->attn_cudnn) { /* FT_CUDA_ATTN=cudnn: cuDNN where it serves, else ours */
+        const ft_status cs = ft_cuda_attn_cudnn_fwd(b, out, lse, q, k, v, doc_start, ndocs, B, T, H, Hkv, D, scale);
+        if (cs != FT_E_UNSUPPORTED) return cs;
+    }
     const void *ptrs[] = {out, q, k, v};
     if (ft_attn_mma_ok(b, D, ptrs, 4, 0))
         return ft_attn_mma_fwd(b, (act_t *)out, lse, (const act_t *)q, (const act_t *)k, (const act_t *)v, doc_start,
@@ -398,13 +401,18 @@ ft_status ft_cuda_attention(ft_backend *be, void *out, float *lse, const void *q
 
 ft_status ft_cuda_attention_bwd(ft_backend *be, void *dq, void *dk, void *dv, const void *dout, const void *q,
                                 const void *k, const void *v, const void *out, const float *lse,
-                                const int32_t *doc_start, int64_t B, int64_t T, int64_t H, int64_t Hkv,
+                                const int32_t *doc_start, int64_t ndocs, int64_t B, int64_t T, int64_t H, int64_t Hkv,
                                 int64_t D, float scale) {
     ft_backend_cuda *b = ft_cu(be);
     if (B == 0 || T == 0 || H == 0) return FT_OK;
     const size_t smem_q = sizeof(float) * (size_t)(2 * FT_AT_BQ * D + 2 * FT_AT_BK * (D + 1));
     const size_t smem_kv = sizeof(float) * (size_t)(2 * FT_AT_BK * D + 2 * FT_AT_BQ * (D + 1));
     FT_TRY(ft_at_check(b, "attention_bwd", B, T, H, D, smem_q > smem_kv ? smem_q : smem_kv));
+    if (b->attn_cudnn) {
+        const ft_status cs =
+            ft_cuda_attn_cudnn_bwd(b, dq, dk, dv, dout, q, k, v, out, lse, doc_start, ndocs, B, T, H, Hkv, D, scale);
+        if (cs != FT_E_UNSUPPORTED) return cs;
+    }
     const int64_t N = B * T;
     void *dl = NULL;
     FT_TRY(ft_cuda_scratch_get(be, FT_SCR_ATTN, 4 * N * H, &dl));

@@ -303,7 +303,7 @@ ft_status ft_cuda_scratch_get(ft_backend *be, int slot, int64_t bytes, void **ou
             static const char *const names[FT_SCR_COUNT] = {
                 "workspace (bf16 copy of a frozen weight)", "workspace (bf16 bias)", "workspace (bf16 LoRA A)",
                 "workspace (bf16 LoRA B)", "workspace (LoRA dt)", "workspace (reduction partials)",
-                "workspace (NF4 absmax)", "workspace (attention backward)"};
+                "workspace (NF4 absmax)", "workspace (attention backward)", "workspace (cuDNN attention)"};
             return ft_backend_alloc_failed(be, st, want, names[slot]);
         }
         s->ptr = p;
@@ -462,6 +462,7 @@ static void ft_cuda_destroy(ft_backend *be) {
     ft_cuda_raw_free(b, b->nf4_qlut);
     ft_cuda_raw_free(b, b->err);
     ft_cuda_gemm_cache_free(b);
+    ft_cuda_cudnn_free(b);
     if (b->lt) (void)cublasLtDestroy(b->lt);
     if (b->stream) {
         (void)cudaStreamSynchronize(b->stream);
@@ -613,6 +614,7 @@ static ft_status ft_cuda_init(ft_backend_cuda *b, int device) {
     const char *at = getenv("FT_CUDA_ATTN");
     b->attn_simt = at && strcmp(at, "simt") == 0;
     b->attn_wmma = at && strcmp(at, "wmma") == 0;
+    b->attn_cudnn = at && strcmp(at, "cudnn") == 0;
     size_t fr = 0, tot = 0;
     FT_CUDA_TRY(cudaMemGetInfo(&fr, &tot));
     ft_info("cuda: device %d %s, compute capability %d.%d, %d SMs, %.1f of %.1f GiB free, built for sm %s%s%s%s%s%s",
@@ -620,7 +622,10 @@ static ft_status ft_cuda_init(ft_backend_cuda *b, int device) {
             (double)tot / (1 << 30), FT_CUDA_ARCHS, b->use_pool ? ", stream-ordered allocator" : ", cudaMalloc",
             b->managed ? ", managed memory for optimizer state" : ", no managed memory (optimizer state on the device)",
             b->integrated ? ", integrated (unified memory)" : "", b->gemm_simt ? ", FT_CUDA_GEMM=simt" : "",
-            b->attn_simt ? ", FT_CUDA_ATTN=simt" : b->attn_wmma ? ", FT_CUDA_ATTN=wmma" : "");
+            b->attn_simt    ? ", FT_CUDA_ATTN=simt"
+            : b->attn_wmma  ? ", FT_CUDA_ATTN=wmma"
+            : b->attn_cudnn ? ", FT_CUDA_ATTN=cudnn"
+                            : "");
     return FT_OK;
 }
 

@@ -43,6 +43,7 @@ enum {
     FT_SCR_REDUCE,     /* per-block / per-row partials of deterministic reductions */
     FT_SCR_NF4,        /* NF4 quantization: absmax [nb] f32 + offset */
     FT_SCR_ATTN,       /* attention backward: Dl[N,H] f32 */
+    FT_SCR_CUDNN,      /* cuDNN attention: the plan's workspace (+ its f32 dq accumulator) */
     FT_SCR_COUNT
 };
 
@@ -120,6 +121,8 @@ typedef struct ft_backend_cuda {
     int gemm_simt;          /* FT_CUDA_GEMM=simt: our own GEMM instead of cuBLASLt (cross-check) */
     int attn_simt;          /* FT_CUDA_ATTN=simt: the SIMT attention kernels for every shape */
     int attn_wmma;          /* FT_CUDA_ATTN=wmma: the WMMA kernels (attention_tc.cu) where mma.sync would run */
+    int attn_cudnn;         /* FT_CUDA_ATTN=cudnn: cuDNN's fused attention where it serves (attention_cudnn.cu) */
+    struct ft_cuda_cudnn *cudnn; /* its handle and plans, made on first use */
     int managed;            /* paged allocations are managed memory (concurrent managed access, and
                              * not FT_CUDA_PAGED=0); else they are plain device memory */
     int integrated;         /* the GPU shares the host's memory (GB10) */
@@ -212,20 +215,32 @@ ft_status ft_cuda_linear(ft_backend *be, void *y, const void *x, const ft_weight
 ft_status ft_cuda_linear_bwd_x(ft_backend *be, void *dx, const void *dy, const ft_weight *W, int64_t N,
                                int accumulate);
 ft_status ft_cuda_lora_fwd(ft_backend *be, void *y, void *t, const void *xd, const float *A, const float *B,
-                           int64_t N, int64_t in, int64_t out, int64_t R, float scale);
+                           int64_t N, int64_t in, int64_t out, int64_t R, float scale, int accumulate);
 ft_status ft_cuda_lora_bwd(ft_backend *be, void *dxd, float *dA, float *dB, const void *dy, const void *xd,
                            const void *t, const float *A, const float *B, int64_t N, int64_t in, int64_t out,
-                           int64_t R, float scale);
+                           int64_t R, float scale, int accumulate);
 ft_status ft_cuda_dropout(ft_backend *be, void *out, const void *in, int64_t n, float p, uint64_t seed);
 ft_status ft_cuda_rope(ft_backend *be, void *x, const int32_t *pos, const float *inv_freq, int64_t N, int64_t nh,
                        int64_t D, int inverse);
 ft_status ft_cuda_attention(ft_backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
-                            const int32_t *doc_start, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D,
+                            const int32_t *doc_start, int64_t ndocs, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D,
                             float scale);
 ft_status ft_cuda_attention_bwd(ft_backend *be, void *dq, void *dk, void *dv, const void *dout, const void *q,
                                 const void *k, const void *v, const void *out, const float *lse,
-                                const int32_t *doc_start, int64_t B, int64_t T, int64_t H, int64_t Hkv,
+                                const int32_t *doc_start, int64_t ndocs, int64_t B, int64_t T, int64_t H, int64_t Hkv,
                                 int64_t D, float scale);
+/* cuDNN's fused attention (attention_cudnn.cu) under FT_CUDA_ATTN=cudnn: plain causal rows
+ * (doc_start NULL), or packed documents (ndocs of them, counted by the caller): FT_OK when it ran,
+ * FT_E_UNSUPPORTED when it does not serve the call (the caller runs its own kernels), any other
+ * status on a failure. */
+ft_status ft_cuda_attn_cudnn_fwd(ft_backend_cuda *b, void *out, float *lse, const void *q, const void *k,
+                                 const void *v, const int32_t *doc_start, int64_t ndocs, int64_t B, int64_t T,
+                                 int64_t H, int64_t Hkv, int64_t D, float scale);
+ft_status ft_cuda_attn_cudnn_bwd(ft_backend_cuda *b, void *dq, void *dk, void *dv, const void *dout, const void *q,
+                                 const void *k, const void *v, const void *out, const float *lse,
+                                 const int32_t *doc_start, int64_t ndocs, int64_t B, int64_t T, int64_t H,
+                                 int64_t Hkv, int64_t D, float scale);
+void ft_cuda_cudnn_free(ft_backend_cuda *b); /* at destroy */
 ft_status ft_cuda_swiglu(ft_backend *be, void *out, const void *gate, const void *up, int64_t n);
 ft_status ft_cuda_swiglu_bwd(ft_backend *be, void *dgate, void *dup, const void *dout, const void *gate,
                              const void *up, int64_t n);

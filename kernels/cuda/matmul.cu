@@ -324,7 +324,7 @@ ft_status ft_cuda_linear_bwd_x(ft_backend *be, void *dx, const void *dy, const f
 }
 
 ft_status ft_cuda_lora_fwd(ft_backend *be, void *y, void *t, const void *xd, const float *A, const float *B,
-                           int64_t N, int64_t in, int64_t out, int64_t R, float scale) {
+                           int64_t N, int64_t in, int64_t out, int64_t R, float scale, int accumulate) {
     if (N == 0) return FT_OK;
     void *a16 = NULL, *b16 = NULL;
     FT_TRY(ft_cuda_scratch_get(be, FT_SCR_LORA_A, 2 * R * in, &a16));
@@ -333,13 +333,14 @@ ft_status ft_cuda_lora_fwd(ft_backend *be, void *y, void *t, const void *xd, con
     FT_TRY(ft_cuda_f32_to_bf16(be, b16, B, out * R));
     /* t^T[R,N] = A[R,in] . xd^T[in,N] */
     FT_TRY(ft_cuda_gemm(be, 1, 0, R, N, in, 1.0f, a16, in, xd, in, 0.0f, t, R, 0, NULL));
-    /* y^T[out,N] += scale * B[out,R] . t^T[R,N] */
-    return ft_cuda_gemm(be, 1, 0, out, N, R, scale, b16, R, t, R, 1.0f, y, out, 0, NULL);
+    /* y^T[out,N] (=, or +=) scale * B[out,R] . t^T[R,N]: bandwidth-bound (K = R), so beta 0 saves
+     * reading y; the model then lets the frozen linear add on top in its epilogue */
+    return ft_cuda_gemm(be, 1, 0, out, N, R, scale, b16, R, t, R, accumulate ? 1.0f : 0.0f, y, out, 0, NULL);
 }
 
 ft_status ft_cuda_lora_bwd(ft_backend *be, void *dxd, float *dA, float *dB, const void *dy, const void *xd,
                            const void *t, const float *A, const float *B, int64_t N, int64_t in, int64_t out,
-                           int64_t R, float scale) {
+                           int64_t R, float scale, int accumulate) {
     if (N == 0) return FT_OK;
     void *a16 = NULL, *b16 = NULL, *dt = NULL;
     FT_TRY(ft_cuda_scratch_get(be, FT_SCR_LORA_A, 2 * R * in, &a16));
@@ -353,6 +354,6 @@ ft_status ft_cuda_lora_bwd(ft_backend *be, void *dxd, float *dA, float *dB, cons
     FT_TRY(ft_cuda_gemm(be, 0, 0, R, N, out, scale, b16, R, dy, out, 0.0f, dt, R, 0, NULL));
     /* dA^T[in,R] += xd^T[in,N] . dt[N,R]                     (f32, beta 1) */
     FT_TRY(ft_cuda_gemm(be, 0, 1, in, R, N, 1.0f, xd, in, dt, R, 1.0f, dA, in, 1, NULL));
-    /* dxd^T[in,N] = A^T[in,R] . dt^T[R,N] */
-    return ft_cuda_gemm(be, 0, 0, in, N, R, 1.0f, a16, in, dt, R, 0.0f, dxd, in, 0, NULL);
+    /* dxd^T[in,N] (=, or +=) A^T[in,R] . dt^T[R,N] */
+    return ft_cuda_gemm(be, 0, 0, in, N, R, 1.0f, a16, in, dt, R, accumulate ? 1.0f : 0.0f, dxd, in, 0, NULL);
 }

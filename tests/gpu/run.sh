@@ -9,6 +9,10 @@
 #
 # Usage: tests/gpu/run.sh [phase...]
 #   phases: build ops e2e sanitize load resume bench ablate peft context profile (default: all, in order)
+#   ops       test_ops_cuda, then the cross-checks: the SIMT GEMM, the SIMT and WMMA attention, cuDNN's
+#             fused attention (FT_CUDA_ATTN=cudnn; fails if cuDNN served no call), test_sdpa_graph on
+#             the device (plans for the real shapes, the device's cuDNN description, a bit-identical
+#             backward over two runs) and test_ops_cpu's cuda-vs-cpu pass
 #   sanitize  compute-sanitizer memcheck, racecheck and initcheck over the small op table
 #   load      stories260K and a multi-shard random bf16 checkpoint of several GB (FT_LOAD_SHAPE,
 #             default llama-3-8b with 8 layers, 4 shards: 5.6 GB) load on the GPU with NF4 codes,
@@ -16,7 +20,8 @@
 #   resume    tests/gpu/resume.sh: exact resume on CUDA (SIGKILL and SIGTERM, byte-identical
 #             adapters) and the CUDA loss within BF16 tolerance of the CPU's
 #   bench     `ftune bench --check --peak` at seq 4096, micro-batch 1, 10 steps for the shapes in
-#             FT_BENCH_SHAPES (default llama-3-70b qwen3-32b mistral-small-24b): finite falling
+#             FT_BENCH_SHAPES (default llama-3-70b qwen3-32b mistral-small-24b llama-3-70b:512, shape:seq
+#             entries at their own seq): finite falling
 #             loss, peak memory within 10% of the plan (the `memory` column), tokens/s, F x tokens/s
 #             against the measured GEMM peak, time per phase
 #   peft      the bench phase's runs again through transformers + PEFT + bitsandbytes
@@ -28,7 +33,9 @@
 #             >= 2.5x, FT_PEFT_TARGET) and both peak memories. A PEFT run out of memory is a result
 #             ("OOM"), not a failure; the ratio is reported, not enforced
 #   context   the longest sequence `ftune plan` fits for the 70B shape, with the boundaries on the
-#             device and in host memory, trained for FT_CONTEXT_STEPS (default 1) steps each
+#             device and in host memory, trained for FT_CONTEXT_STEPS (default 1) steps each; then
+#             transformers + PEFT + bitsandbytes on the same shape (bench_peft.py --seq max; skipped with
+#             FT_CONTEXT_PEFT=0; FT_CONTEXT_PEFT_TIMEOUT seconds, default 480)
 #   profile   Nsight Compute (ncu --clock-control none, SpeedOfLight section) over one training step of
 #             our own kernels (ft_k_*; cuBLASLt's run at the GEMM peak) in `ftune bench` of the 70B shape
 #             with FT_PROFILE_ARGS (default --layers 2, seq 4096): per kernel the calls, total and mean
@@ -160,6 +167,7 @@ fi
 ftune="${FT_GPU_FTUNE:-$build/ftune}"
 ops_cuda="${FT_GPU_OPS_CUDA:-$build/tests/test_ops_cuda}"
 ops_cpu="${FT_GPU_OPS_CPU:-$build/tests/test_ops_cpu}"
+sdpa_test="${FT_GPU_SDPA_TEST:-$build/tests/test_sdpa_graph}"
 ops_big="${FT_OPS_BIG---big}"
 ops_attn="${FT_OPS_ATTN_TIERS---mid --big}"
 if want build; then
@@ -171,7 +179,7 @@ if want build; then
     cmake -S "$root" -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DFT_CUDA=ON \
       -DCMAKE_CUDA_ARCHITECTURES="$arch" &&
       echo "== build" &&
-      cmake --build "$build" -j"$(nproc)" --target ftune test_ops_cuda test_ops_cpu
+      cmake --build "$build" -j"$(nproc)" --target ftune test_ops_cuda test_ops_cpu test_sdpa_graph
   } >"$OUT/build.log" 2>&1
   rc=$?
   secs=$(($(date +%s) - t0))
@@ -196,6 +204,7 @@ if want ops; then
     # shellcheck disable=SC2086
     "$ops_cuda" --mode all --summary "$ops_tsv" ${FT_OPS_ARGS:-} >"$OUT/ops.log" 2>&1
     rc_ops=$?
+    rc_cudnn=0
     # cross-check: the same products through our own GEMM instead of cuBLASLt (its TSV stays in the
     # build directory: the device tool brings back at most 8 files from $OUT)
     echo "== cross-check: FT_CUDA_GEMM=simt (linear and LoRA through the tiled SIMT GEMM)" >>"$OUT/ops.log"
@@ -216,21 +225,41 @@ if want ops; then
       FT_CUDA_ATTN=wmma "$ops_cuda" --mode all $ops_attn --filter attention \
         --summary "$build/ops_wmma.tsv" 2>&1 || rc_simt=1
       grep -E "attention" "$build/ops_wmma.tsv" 2>/dev/null | sed 's/^/wmma-attn\t/'
+      # and through cuDNN's fused attention (FT_CUDA_ATTN=cudnn, attention_cudnn.cu) where it serves
+      # (plain causal cases; packed ones keep our kernels); then test_sdpa_graph on this device: the
+      # real device description (printed, to replace tests/gpu/h100-deviceprop.json), a finalized
+      # plan for every case, and the backward bit-identical over two runs
+      echo "== cross-check: FT_CUDA_ATTN=cudnn (attention through cuDNN's fused SDPA)"
+      FT_CUDA_ATTN=cudnn "$ops_cuda" --mode all $ops_attn --filter attention \
+        --summary "$build/ops_cudnn.tsv" 2>&1 || rc_cudnn=1
+      grep -E "attention" "$build/ops_cudnn.tsv" 2>/dev/null | sed 's/^/cudnn-attn\t/'
+      echo "== test_sdpa_graph (cuDNN plans on this device, determinism)"
+      if [ -x "$sdpa_test" ]; then
+        FT_CUDNN_DEVPROP_OUT="$build/cudnn-deviceprop.json" "$sdpa_test" 2>&1 || rc_cudnn=1
+      else
+        echo "$sdpa_test is missing"
+        rc_cudnn=1
+      fi
       # the CPU suite's own run of the small table against CUDA (check_backend(gpu, cpu))
       echo "== test_ops_cpu (its cuda vs cpu pass)"
       "$ops_cpu" 2>&1
       rc_cpu=$?
     } >>"$OUT/ops.log"
     secs=$(($(date +%s) - t0))
+    cudnn_plans=$(grep -c "cuDNN attention .* plan for" "$OUT/ops.log")
+    if [ "$cudnn_plans" -eq 0 ] && [ -z "${FT_GPU_REHEARSAL:-}" ]; then
+      rc_cudnn=1 # FT_CUDA_ATTN=cudnn fell back on every call: the cross-check compared nothing
+      echo "FAIL cuDNN attention served no call under FT_CUDA_ATTN=cudnn" >>"$OUT/ops.log"
+    fi
     if grep -q "^SKIP cuda" "$OUT/ops.log"; then
       mark ops FAIL # this script exists to run on a GPU: a skipped device part is a failure here
       say "ops: FAIL: the CUDA backend did not start: $(grep -m1 '^SKIP cuda' "$OUT/ops.log")"
-    elif [ $rc_ops -eq 0 ] && [ $rc_simt -eq 0 ] && [ $rc_cpu -eq 0 ]; then
+    elif [ $rc_ops -eq 0 ] && [ $rc_simt -eq 0 ] && [ $rc_cpu -eq 0 ] && [ $rc_cudnn -eq 0 ]; then
       mark ops ok
     else
       mark ops FAIL
     fi
-    say "ops: ${result[ops]} in ${secs}s (test_ops_cuda $rc_ops, simt cross-check $rc_simt, test_ops_cpu $rc_cpu)"
+    say "ops: ${result[ops]} in ${secs}s (test_ops_cuda $rc_ops, simt cross-check $rc_simt, test_ops_cpu $rc_cpu, cudnn $rc_cudnn: $cudnn_plans plans)"
     grep -m1 "inputs salted" "$OUT/ops.log" | sed 's/^/  /' | tee -a "$summary" >&2
     grep -E "^FAIL" "$OUT/ops.log" | head -20 | sed 's/^/  /' | tee -a "$summary" >&2
   fi
@@ -383,6 +412,8 @@ if want resume && have_ftune resume; then
 fi
 
 # ---- bench: random models of the real shapes --------------------------------------------------------------
+# The three shapes at seq 4096 and the 70B shape at seq 512 (issue 9: dequant-bound, >= 40% of the peak).
+bench_shapes_default="llama-3-70b qwen3-32b mistral-small-24b llama-3-70b:512"
 # One row per run from its JSON: tokens/s, F x tokens/s and its share of the GEMM peak measured in the
 # same run, peak memory against the plan (the `mem` check: within 10%, accounted; `device`: what
 # cudaMemGetInfo says the run took, also held within 10% by bench --check), loss first -> last, and the
@@ -422,16 +453,18 @@ if want bench && have_ftune bench; then
   jsons=()
   mkdir -p "$build/bench"
   : >"$OUT/bench.log"
-  for shape in ${FT_BENCH_SHAPES:-llama-3-70b qwen3-32b mistral-small-24b}; do
-    rm -f "$build/bench/$shape.json"
+  for entry in ${FT_BENCH_SHAPES:-$bench_shapes_default}; do
+    shape="${entry%%:*}" seq="${FT_BENCH_SEQ:-4096}"
+    [ "$entry" != "$shape" ] && seq="${entry#*:}" # shape:seq, e.g. llama-3-70b:512
+    rm -f "$build/bench/$entry.json"
     # shellcheck disable=SC2086
-    "$ftune" bench --device cuda --shape "$shape" --seq "${FT_BENCH_SEQ:-4096}" --micro-batch 1 \
-      --steps "${FT_BENCH_STEPS:-10}" --peak --check --json "$build/bench/$shape.json" ${FT_BENCH_ARGS:-} \
-      >"$build/bench/$shape.log" 2>&1
+    "$ftune" bench --device cuda --shape "$shape" --seq "$seq" --micro-batch 1 \
+      --steps "${FT_BENCH_STEPS:-10}" --peak --check --json "$build/bench/$entry.json" ${FT_BENCH_ARGS:-} \
+      >"$build/bench/$entry.log" 2>&1
     rc=$?
-    { echo "== $shape (exit $rc)"; cat "$build/bench/$shape.log"; cat "$build/bench/$shape.json" 2>/dev/null; } >>"$OUT/bench.log"
-    [ $rc -eq 0 ] || { rc_b=1; say "bench: $shape exit $rc: $(tail -2 "$build/bench/$shape.log" | tr '\n' ' ')"; }
-    [ -s "$build/bench/$shape.json" ] && jsons+=("$build/bench/$shape.json")
+    { echo "== $entry (exit $rc)"; cat "$build/bench/$entry.log"; cat "$build/bench/$entry.json" 2>/dev/null; } >>"$OUT/bench.log"
+    [ $rc -eq 0 ] || { rc_b=1; say "bench: $entry exit $rc: $(tail -2 "$build/bench/$entry.log" | tr '\n' ' ')"; }
+    [ -s "$build/bench/$entry.json" ] && jsons+=("$build/bench/$entry.json")
   done
   if [ $rc_b -eq 0 ]; then mark bench ok; else mark bench FAIL; fi
   say "bench: ${result[bench]} in $(($(date +%s) - t0))s (bench.log: each run's report and JSON)"
@@ -443,7 +476,8 @@ fi
 # dequantization on the second stream (FT_CUDA_PREFETCH=0: on the main stream, not overlapped), the
 # weight cache (FT_CUDA_WCACHE=0: 3 NF4 dequantizations per weight per step instead of 2, none
 # overlapped) and the mma.sync attention (FT_CUDA_ATTN=wmma: the WMMA kernels; =simt: no tensor cores),
-# and one change switched on: keep-attn (--keep-attention: no attention forward in the recompute), at seq 4096 and at the
+# and changes switched on: keep-attn (--keep-attention: no attention forward in the recompute) and
+# attn-cudnn (FT_CUDA_ATTN=cudnn: cuDNN's fused attention instead of ours), at seq 4096 and at the
 # dequant-bound seq 512. One row
 # per variant: tokens/s, its ratio to the default, and the phases' mean milliseconds per timed step (docs/perf.md
 # records the predicted gain of each change beside these).
@@ -475,11 +509,12 @@ if want ablate && have_ftune ablate; then
   # shellcheck disable=SC2206
   args=(${FT_ABLATE_ARGS:---shape llama-3-70b --layers 8 --steps 4})
   for seq in ${FT_ABLATE_SEQS:-4096 512}; do
-    for v in default keep-attn prefetch-off wcache-off attn-wmma attn-simt; do
+    for v in default keep-attn attn-cudnn prefetch-off wcache-off attn-wmma attn-simt; do
       env=() extra=()
       [ "$v" = keep-attn ] && extra=(--keep-attention) # one attention forward less a layer (more memory)
       [ "$v" = prefetch-off ] && env=(FT_CUDA_PREFETCH=0)
       [ "$v" = wcache-off ] && env=(FT_CUDA_WCACHE=0)
+      [ "$v" = attn-cudnn ] && env=(FT_CUDA_ATTN=cudnn) # cuDNN's fused attention (bench rows are unpacked)
       [ "$v" = attn-wmma ] && env=(FT_CUDA_ATTN=wmma)
       [ "$v" = attn-simt ] && env=(FT_CUDA_ATTN=simt)
       case "$v" in attn-* | keep-attn) [ "$seq" = 512 ] && continue ;; esac # attention is small at 512
@@ -558,53 +593,62 @@ peft_args_from_bench() {
     esac
   done
 }
-if want peft; then
-  t0=$(date +%s)
-  py="${FT_PEFT_PYTHON:-python3}"
-  mkdir -p "$build/peft"
-  : >"$OUT/peft.log"
-  rc_p=0
-  whls=("$root"/build-gpudeps/whl/*.whl)
-  if [ -e "${whls[0]}" ]; then
+# Makes the PEFT stack importable (the carried wheels under /tmp/site, once a call) and checks it;
+# appends to $1 (a log); returns 1 when torch (with CUDA for FT_PEFT_DEVICE cuda), transformers, peft,
+# accelerate or bitsandbytes cannot be imported.
+py="${FT_PEFT_PYTHON:-python3}"
+pdev="${FT_PEFT_DEVICE:-cuda}"
+peft_ready_done=""
+peft_ready() {
+  local whls=("$root"/build-gpudeps/whl/*.whl)
+  if [ -z "$peft_ready_done" ] && [ -e "${whls[0]}" ]; then
+    peft_ready_done=1
     if "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-      "${whls[@]}" >>"$OUT/peft.log" 2>&1; then
+      "${whls[@]}" >>"$1" 2>&1; then
       export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
       say "peft: installed ${#whls[@]} carried wheels under /tmp/site ($(cd "$root/build-gpudeps/whl" && echo *.whl))"
     else
-      say "peft: pip install of the carried wheels failed (peft.log)"
+      say "peft: pip install of the carried wheels failed ($(basename "$1"))"
     fi
   fi
-  pdev="${FT_PEFT_DEVICE:-cuda}"
-  if ! "$py" -c "import sys, torch, transformers, peft, accelerate, bitsandbytes
-assert sys.argv[1] != 'cuda' or torch.cuda.is_available(), 'torch sees no GPU'" "$pdev" \
-    >>"$OUT/peft.log" 2>&1; then
+  "$py" -c "import sys, torch, transformers, peft, accelerate, bitsandbytes
+assert sys.argv[1] != 'cuda' or torch.cuda.is_available(), 'torch sees no GPU'" "$pdev" >>"$1" 2>&1
+}
+if want peft; then
+  t0=$(date +%s)
+  mkdir -p "$build/peft"
+  : >"$OUT/peft.log"
+  rc_p=0
+  if ! peft_ready "$OUT/peft.log"; then
     mark peft FAIL
     say "peft: $py cannot import torch (with CUDA when FT_PEFT_DEVICE is cuda), transformers, peft, accelerate and bitsandbytes:"
     say "  run tests/gpu/fetch-deps.sh here and carry build-gpudeps; $(tail -1 "$OUT/peft.log")"
   else
-    read -ra shapes <<<"${FT_BENCH_SHAPES:-llama-3-70b qwen3-32b mistral-small-24b}"
+    read -ra shapes <<<"${FT_BENCH_SHAPES:-$bench_shapes_default}"
     mapfile -t shared < <(peft_args_from_bench)
-    for shape in "${shapes[@]}"; do
+    for entry in "${shapes[@]}"; do
+      shape="${entry%%:*}"
       # what ftune ran, from its JSON when the bench phase left one (this call or an earlier one on
       # this machine); else the bench phase's settings, in its order (argparse: the last one wins)
       run=(--seq "${FT_BENCH_SEQ:-4096}" --micro-batch 1 "${shared[@]}")
-      if [ -s "$build/bench/$shape.json" ]; then
+      [ "$entry" != "$shape" ] && run+=(--seq "${entry#*:}")
+      if [ -s "$build/bench/$entry.json" ]; then
         read -ra fromjson < <(python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))
-print("--layers %d --seq %d --micro-batch %d" % (r["layers"], r["seq"], r["micro_batch"]))' "$build/bench/$shape.json")
+print("--layers %d --seq %d --micro-batch %d" % (r["layers"], r["seq"], r["micro_batch"]))' "$build/bench/$entry.json")
         run+=("${fromjson[@]}") # last wins in argparse
       fi
-      js="$build/peft/$shape.json" log="$build/peft/$shape.log"
+      js="$build/peft/$entry.json" log="$build/peft/$entry.log"
       rm -f "$js"
       # shellcheck disable=SC2086
       timeout "${FT_PEFT_TIMEOUT:-300}" "$py" "$root/tests/ref/bench_peft.py" --device "$pdev" --shape "$shape" \
         "${run[@]}" --steps "${FT_PEFT_STEPS:-5}" --json "$js" ${FT_PEFT_ARGS:-} >"$log" 2>&1
       rc=$?
-      { echo "== $shape (exit $rc): bench_peft.py --shape $shape ${run[*]}"; cat "$log"; } >>"$OUT/peft.log"
+      { echo "== $entry (exit $rc): bench_peft.py --shape $shape ${run[*]}"; cat "$log"; } >>"$OUT/peft.log"
       if [ $rc -ne 0 ]; then
         rc_p=1
-        say "peft: $shape exit $rc$([ $rc -eq 124 ] && echo " (timed out after ${FT_PEFT_TIMEOUT:-300}s)"): $(grep -v '^ *$' "$log" | tail -2 | tr '\n' ' ')"
+        say "peft: $entry exit $rc$([ $rc -eq 124 ] && echo " (timed out after ${FT_PEFT_TIMEOUT:-300}s)"): $(grep -v '^ *$' "$log" | tail -2 | tr '\n' ' ')"
       elif grep -q '"oom": true' "$js" 2>/dev/null; then
-        say "peft: $shape: out of memory ($(grep -m1 '^result' "$log"))"
+        say "peft: $entry: out of memory ($(grep -m1 '^result' "$log"))"
       fi
     done
     if [ $rc_p -eq 0 ]; then mark peft ok; else mark peft FAIL; fi
@@ -633,6 +677,24 @@ if want context && have_ftune context; then
     say "context ($where boundaries): exit $rc, $(grep -m1 -o 'seq [0-9]* (longest that fits)' "$log"), $(grep -m1 'peak memory' "$log" | sed 's/^ *//')"
     [ -s "$js" ] && jsons+=("$js")
   done
+  # and transformers + PEFT + bitsandbytes on the same shape: bench_peft.py --seq max (one model
+  # build, then one step per length tried, doubling from 4096 and bisecting to 1024 tokens)
+  if [ "${FT_CONTEXT_PEFT:-1}" != 0 ]; then
+    if peft_ready "$OUT/context.log"; then
+      log="$build/context/peft.log" js="$build/context/peft.json"
+      rm -f "$js"
+      timeout "${FT_CONTEXT_PEFT_TIMEOUT:-480}" "$py" "$root/tests/ref/bench_peft.py" --device "$pdev" \
+        --shape "${FT_CONTEXT_SHAPE:-llama-3-70b}" --seq max --micro-batch 1 --steps 1 --warmup 0 --json "$js" \
+        ${FT_CONTEXT_PEFT_ARGS:-} >"$log" 2>&1
+      rc=$?
+      { echo "== transformers + PEFT + bitsandbytes, --seq max (exit $rc)"; cat "$log"; } >>"$OUT/context.log"
+      [ $rc -eq 0 ] || rc_c=1
+      say "context (PEFT): exit $rc, $(python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))
+print("seq %s (longest that fits), peak %.2f GiB" % (r.get("seq"), r.get("peak_bytes", 0) / 2**30))' "$js" 2>/dev/null || tail -1 "$log")"
+    else
+      say "context (PEFT): skipped, the PEFT stack cannot be imported (context.log)"
+    fi
+  fi
   if [ $rc_c -eq 0 ]; then mark context ok; else mark context FAIL; fi
   say "context: ${result[context]} in $(($(date +%s) - t0))s"
   [ ${#jsons[@]} -gt 0 ] && bench_table "${jsons[@]}" | sed 's/^/  /' | tee -a "$summary" >&2

@@ -39,15 +39,18 @@ export FT_GPU_FTUNE="$FT_EMU_BUILD/ftune_emu"
 export FT_GPU_OPS_CUDA="$FT_EMU_BUILD/test_ops_cuda_emu"
 export FT_GPU_OPS_CPU="$FT_EMU_BUILD/test_ops_cpu_emu"
 export FT_GPU_SANITIZER=none
+# the emulator has no cuDNN: the FT_CUDA_ATTN=cudnn cross-check falls back to our kernels there, and
+# test_sdpa_graph (a CTest on the CPU build) is not rerun
+export FT_GPU_REHEARSAL=1 FT_GPU_SDPA_TEST=/bin/true
 export FT_OPS_ARGS="--small" FT_OPS_BIG="--small" FT_OPS_ATTN_TIERS="--small"
 export FT_E2E_STEPS="${FT_E2E_STEPS:-1}" FT_E2E_D128_STEPS=2
 export FT_LOAD_SHAPE=tiny FT_LOAD_LAYERS=2 FT_LOAD_SHARDS=2 FT_LOAD_DIR="$FT_EMU_BUILD/synth-ckpt"
 export FT_RESUME_STEPS=10
-export FT_BENCH_SHAPES="tiny" FT_BENCH_SEQ=32 FT_BENCH_STEPS=3 FT_BENCH_ARGS="--peak-n 64"
+export FT_BENCH_SHAPES="tiny tiny:16" FT_BENCH_SEQ=32 FT_BENCH_STEPS=3 FT_BENCH_ARGS="--peak-n 64"
 export FT_ABLATE_ARGS="--shape tiny --steps 2" FT_ABLATE_SEQS="64 32"
 export FT_PEFT_DEVICE=cpu FT_PEFT_STEPS=2
 [ -z "${FT_PEFT_PYTHON:-}" ] && [ -x /work/venv/bin/python ] && export FT_PEFT_PYTHON=/work/venv/bin/python
-export FT_CONTEXT_SHAPE=tiny
+export FT_CONTEXT_SHAPE=tiny FT_CONTEXT_PEFT=0 # bench_peft.py --seq max needs CUDA
 mkdir -p "$FT_GPU_BUILD" "$OUT"
 # the context phase on a 132 MiB device (`--seq max` then picks ~7,400 tokens, not 1M), the rest on the
 # emulator's default 32 GiB; each run writes its own summary
