@@ -346,10 +346,10 @@ ft_status ft_op_rmsnorm(ft_backend *be, void *out, float *rstd, const void *x, c
 }
 
 ft_status ft_op_rmsnorm_bwd(ft_backend *be, void *dx, const void *dout, const void *x, const ft_weight *w,
-                            const float *rstd, int64_t N, int64_t C) {
+                            const float *rstd, int64_t N, int64_t C, int accumulate) {
     FT_REQUIRE(ft_weight_numel(w) == C && rstd, "rmsnorm_bwd: bad arguments");
     FT_PH(be, FT_PHASE_ELEMENTWISE);
-    return be->vt->rmsnorm_bwd(be, dx, dout, x, w, rstd, N, C);
+    return be->vt->rmsnorm_bwd(be, dx, dout, x, w, rstd, N, C, accumulate);
 }
 
 ft_status ft_op_linear(ft_backend *be, void *y, const void *x, const ft_weight *W, const ft_weight *bias,
@@ -369,6 +369,7 @@ ft_status ft_op_linear_bwd_x(ft_backend *be, void *dx, const void *dy, const ft_
 ft_status ft_op_lora_fwd(ft_backend *be, void *y, void *t, const void *xd, const float *A, const float *B,
                          int64_t N, int64_t in, int64_t out, int64_t R, float scale, int accumulate) {
     FT_REQUIRE(R > 0 && in > 0 && out > 0, "lora_fwd: bad shape");
+    FT_REQUIRE(y || !accumulate, "lora_fwd: accumulate into no output");
     FT_PH(be, FT_PHASE_LORA);
     return be->vt->lora_fwd(be, y, t, xd, A, B, N, in, out, R, scale, accumulate);
 }

@@ -45,7 +45,7 @@ typedef struct ft_backend_vtbl {
     ft_status (*embed)(ft_backend *, void *, const int32_t *, const ft_weight *, int64_t);
     ft_status (*rmsnorm)(ft_backend *, void *, float *, const void *, const ft_weight *, int64_t, int64_t, float);
     ft_status (*rmsnorm_bwd)(ft_backend *, void *, const void *, const void *, const ft_weight *, const float *,
-                             int64_t, int64_t);
+                             int64_t, int64_t, int);
     ft_status (*linear)(ft_backend *, void *, const void *, const ft_weight *, const ft_weight *, int64_t, int);
     ft_status (*linear_bwd_x)(ft_backend *, void *, const void *, const ft_weight *, int64_t, int);
     ft_status (*lora_fwd)(ft_backend *, void *, void *, const void *, const float *, const float *, int64_t,

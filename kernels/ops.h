@@ -28,9 +28,11 @@ ft_status ft_op_embed(ft_backend *be, void *out, const int32_t *ids, const ft_we
  * the backward. Math in f32 (as transformers: normalize in f32, then multiply by the weight). */
 ft_status ft_op_rmsnorm(ft_backend *be, void *out, float *rstd, const void *x, const ft_weight *w,
                         int64_t N, int64_t C, float eps);
-/* dx[N,C] (overwrite) from dout[N,C], the forward input x and rstd. Weight is frozen: no dw. */
+/* dx[N,C] (=, or += if accumulate) from dout[N,C], the forward input x and rstd. Weight is frozen:
+ * no dw. accumulate adds the norm's input gradient to the residual gradient already in dx, one
+ * rounding and no separate add pass (the model's residual stream). */
 ft_status ft_op_rmsnorm_bwd(ft_backend *be, void *dx, const void *dout, const void *x,
-                            const ft_weight *w, const float *rstd, int64_t N, int64_t C);
+                            const ft_weight *w, const float *rstd, int64_t N, int64_t C, int accumulate);
 
 /* ---- frozen linear (F32/F16/BF16/NF4 weight) ---------------------------------------------- */
 /* y[N,out] (=, or += if accumulate) x[N,in] . W[out,in]^T (+ bias[out] if bias != NULL). */
@@ -43,7 +45,8 @@ ft_status ft_op_linear_bwd_x(ft_backend *be, void *dx, const void *dy, const ft_
 /* ---- LoRA (trainable, f32 master weights) -------------------------------------------------- */
 /* t[N,R] (act) = xd[N,in] . A[R,in]^T;  y[N,out] (=, or += if accumulate) scale * t . B[out,R]^T.
  * xd is the (dropout-applied) layer input. The model writes the LoRA product first and lets the
- * frozen linear accumulate on top, where reading y costs its compute-bound GEMM next to nothing. */
+ * frozen linear accumulate on top, where reading y costs its compute-bound GEMM next to nothing.
+ * y NULL: only t, which is all a recompute needs of a module whose output it does not use. */
 ft_status ft_op_lora_fwd(ft_backend *be, void *y, void *t, const void *xd, const float *A, const float *B,
                          int64_t N, int64_t in, int64_t out, int64_t R, float scale, int accumulate);
 /* Given dy[N,out], the forward xd[N,in] and t[N,R]:

@@ -40,8 +40,12 @@ const ot_case ot_rows[] = {
     {OP_RMSNORM,         OT_REAL,  "Q32 q_norm [N*H, D]",            {256 * 64, 128},        FT_BF16, 0,               0,    BT},
     {OP_RMSNORM_BWD,     OT_SMALL, "rmsnorm_bwd",                    {7, 96},                FT_BF16, 0,               1e-6, 2e-2},
     {OP_RMSNORM_BWD,     OT_MID,   "m rmsnorm_bwd vec8",             {9, 256},               FT_BF16, 0,               0,    BT},
+    {OP_RMSNORM_BWD,     OT_SMALL, "rmsnorm_bwd +acc",               {7, 96},                FT_BF16, F_ACC,           1e-6, 2e-2},
+    {OP_RMSNORM_BWD,     OT_MID,   "m rmsnorm_bwd vec8 +acc",        {9, 256},               FT_BF16, F_ACC,           0,    BT},
+    {OP_RMSNORM_BWD,     OT_MID,   "m rmsnorm_bwd scalar +acc",      {6, 90},                FT_F32,  F_ACC,           0,    BT},
+    {OP_RMSNORM_BWD,     OT_MID,   "m rmsnorm_bwd vec8 f32 w +acc",  {9, 256},               FT_F32,  F_ACC,           0,    BT},
     {OP_RMSNORM_BWD,     OT_MID,   "m rmsnorm_bwd scalar f16 w",     {6, 90},                FT_F16,  0,               0,    BT},
-    {OP_RMSNORM_BWD,     OT_REAL,  "M24 input_layernorm",            {256, 5120},            FT_BF16, 0,               0,    BT},
+    {OP_RMSNORM_BWD,     OT_REAL,  "M24 input_layernorm +acc",       {256, 5120},            FT_BF16, F_ACC,           0,    BT},
     {OP_RMSNORM_BWD,     OT_REAL,  "Q32 k_norm [N*Hkv, D]",          {256 * 8, 128},         FT_BF16, 0,               0,    BT},
 
     {OP_LINEAR,          OT_SMALL, "linear f32",                     {9, 70, 300},           FT_F32,  0,               1e-6, 1e-2},
@@ -77,6 +81,7 @@ const ot_case ot_rows[] = {
      * (the frozen linear then accumulates on top: trainer/model.c ft_proj) */
     {OP_LORA_FWD,        OT_SMALL, "lora_fwd",                       {11, 40, 33, 8},        FT_F32,  0,               1e-6, 1e-2},
     {OP_LORA_FWD,        OT_SMALL, "lora_fwd +acc",                  {11, 40, 33, 8},        FT_F32,  F_ACC,           1e-6, 1e-2},
+    {OP_LORA_FWD,        OT_SMALL, "lora_fwd t only",                {11, 40, 33, 8},        FT_F32,  F_TONLY,         1e-6, 1e-2},
     {OP_LORA_AND_BWD,    OT_MID,   "m lora r16",                     {40, 136, 72, 16},      FT_F32,  0,               0,    BT},
     {OP_LORA_AND_BWD,    OT_MID,   "m lora r8 odd +acc",             {37, 96, 130, 8},       FT_F32,  F_ACC,           0,    BT},
     {OP_LORA_AND_BWD,    OT_REAL,  "L70 gate_proj r16",              {128, 8192, 28672, 16}, FT_F32,  0,               0,    BT},
@@ -92,6 +97,8 @@ const ot_case ot_rows[] = {
     {OP_DROPOUT,         OT_SMALL, "dropout p=0.1 in place",         {1001},                 FT_F32,  100 | (F_INPLACE << 16), 1e-7, 8e-3},
     {OP_DROPOUT,         OT_SMALL, "dropout p=0",                    {999},                  FT_F32,  0,               0,    8e-3},
     {OP_DROPOUT,         OT_MID,   "m dropout p=0.25",               {4097},                 FT_F32,  250,             0,    BT},
+    {OP_DROPOUT,         OT_MID,   "m dropout p=0.25 vec8",          {4096},                 FT_F32,  250,             0,    BT},
+    {OP_DROPOUT,         OT_MID,   "m dropout p=0.25 in place vec8", {4096},                 FT_F32,  250 | (F_INPLACE << 16), 0, BT},
     {OP_DROPOUT,         OT_REAL,  "L70 lora dropout p=0.1",         {128 * 28672},          FT_F32,  100,             0,    BT},
 
     {OP_ROPE,            OT_SMALL, "rope default",                   {6, 3, 16},             FT_F32,  0,               1e-6, 1e-2},
@@ -123,13 +130,15 @@ const ot_case ot_rows[] = {
     {OP_ATTN_BWD,        OT_SMALL, "attention_bwd gqa 4:1 packed",   {2, 13, 8, 2, 6},       FT_F32,  F_PACK,          1e-6, 3e-2},
 
     {OP_SWIGLU,          OT_SMALL, "swiglu",                         {1000},                 FT_F32,  0,               1e-6, 1e-2},
-    {OP_SWIGLU_AND_BWD,  OT_MID,   "m swiglu",                       {5000},                 FT_F32,  0,               0,    BT},
+    {OP_SWIGLU_AND_BWD,  OT_MID,   "m swiglu vec8",                  {5000},                 FT_F32,  0,               0,    BT},
+    {OP_SWIGLU_AND_BWD,  OT_MID,   "m swiglu scalar",                {4999},                 FT_F32,  0,               0,    BT},
     {OP_SWIGLU_AND_BWD,  OT_REAL,  "L70 mlp N=128",                  {128 * 28672},          FT_F32,  0,               0,    BT},
     {OP_SWIGLU_BWD,      OT_SMALL, "swiglu_bwd",                     {1000},                 FT_F32,  0,               1e-6, 2e-2},
     {OP_SWIGLU_BWD,      OT_REAL,  "M24 mlp N=128",                  {128 * 32768},          FT_F32,  0,               0,    BT},
 
     {OP_ADD,             OT_SMALL, "add",                            {777},                  FT_F32,  0,               1e-7, 8e-3},
-    {OP_ADD,             OT_MID,   "m add",                          {3001},                 FT_F32,  0,               0,    BT},
+    {OP_ADD,             OT_MID,   "m add scalar",                   {3001},                 FT_F32,  0,               0,    BT},
+    {OP_ADD,             OT_MID,   "m add vec8",                     {3000},                 FT_F32,  0,               0,    BT},
     {OP_ADD,             OT_REAL,  "L70 residual N=256",             {256 * 8192},           FT_F32,  0,               0,    BT},
 
     {OP_XENT,            OT_SMALL, "xent grad 1",                    {7, 50},                FT_F32,  1,               1e-6, 2e-2},

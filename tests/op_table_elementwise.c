@@ -32,12 +32,15 @@ void ot_run_embed(ot_ctx *c, const ot_case *k, ot_out *o) {
     free(ids);
 }
 
-/* s = {N, C}; eps 1e-5 */
+/* s = {N, C}; eps 1e-5; flag F_ACC (rmsnorm_bwd): dx starts from random data and accumulates, else
+ * it starts poisoned and is overwritten */
 void ot_run_rmsnorm(ot_ctx *c, const ot_case *k, ot_out *o) {
     const int64_t N = k->s[0], C = k->s[1];
     const float eps = 1e-5f;
-    c->bytes = (double)N * C * (k->op == OP_RMSNORM ? 4 : 6) + (double)N * 4;
+    const int acc = k->op != OP_RMSNORM && (k->flag & F_ACC);
+    c->bytes = (double)N * C * (k->op == OP_RMSNORM ? 4 : acc ? 8 : 6) + (double)N * 4;
     float *x = ot_gen(c, 21, N * C, 3.0f), *w = ot_gen(c, 22, C, 1.5f), *dout = ot_gen(c, 23, N * C, 1.0f);
+    float *dx0 = ot_gen(c, 24, N * C, 1.0f);
     if (c->be) {
         ft_weight *dw = ot_up_weight(c, w, 1, C, k->wt);
         void *dx = ot_up_act(c, x, N * C), *out = ot_poison(c, ot_act_size(c) * N * C), *rstd = ot_poison(c, 4 * N);
@@ -46,8 +49,9 @@ void ot_run_rmsnorm(ot_ctx *c, const ot_case *k, ot_out *o) {
             ot_out_add(o, "out", ot_down_act(c, out, N * C), N * C);
             ot_out_add(o, "rstd", ot_down_f32(c, rstd, N), N);
         } else {
-            void *dd = ot_up_act(c, dout, N * C), *gx = ot_poison(c, ot_act_size(c) * N * C);
-            OT_RUN(c, 1, ft_op_rmsnorm_bwd(c->be, gx, dd, dx, dw, rstd, N, C));
+            void *dd = ot_up_act(c, dout, N * C);
+            void *gx = acc ? ot_up_act(c, dx0, N * C) : ot_poison(c, ot_act_size(c) * N * C);
+            OT_RUN(c, 1, ft_op_rmsnorm_bwd(c->be, gx, dd, dx, dw, rstd, N, C, acc));
             ot_out_add(o, "dx", ot_down_act(c, gx, N * C), N * C);
         }
     } else {
@@ -61,7 +65,7 @@ void ot_run_rmsnorm(ot_ctx *c, const ot_case *k, ot_out *o) {
             for (int64_t j = 0; j < C; j++) out[n * C + j] = wv[j] * x[n * C + j] * r;
             for (int64_t j = 0; j < C; j++) dot += (double)wv[j] * dout[n * C + j] * x[n * C + j];
             for (int64_t j = 0; j < C; j++)
-                gx[n * C + j] = r * wv[j] * dout[n * C + j] - x[n * C + j] * r * r * r * dot / C;
+                gx[n * C + j] = (acc ? dx0[n * C + j] : 0.0) + r * wv[j] * dout[n * C + j] - x[n * C + j] * r * r * r * dot / C;
         }
         if (k->op == OP_RMSNORM) {
             ot_out_add(o, "out", ot_f32_of_double(out, N * C), N * C);
@@ -77,6 +81,7 @@ void ot_run_rmsnorm(ot_ctx *c, const ot_case *k, ot_out *o) {
     free(x);
     free(w);
     free(dout);
+    free(dx0);
 }
 
 /* s = {n}; flag: p in 1/1000 (low 16 bits), F_INPLACE << 16 */

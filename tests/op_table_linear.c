@@ -56,10 +56,11 @@ void ot_run_linear(ot_ctx *c, const ot_case *k, ot_out *o) {
 
 /* s = {N, in, out, R}; scale 1.5; flag F_ACC: y (lora_fwd) and dxd (lora_bwd) start from random data
  * and accumulate, else they start poisoned and are overwritten. dA and dB always accumulate. The
- * backward case runs lora_fwd with the same flag first, for its t. */
+ * backward case runs lora_fwd with the same flag first, for its t. F_TONLY (lora_fwd): y is NULL,
+ * only t comes out (the recompute's down_proj). */
 void ot_run_lora(ot_ctx *c, const ot_case *k, ot_out *o) {
     const int64_t N = k->s[0], in = k->s[1], out = k->s[2], R = k->s[3];
-    const int acc = k->flag & F_ACC;
+    const int acc = k->flag & F_ACC, tonly = k->op == OP_LORA_FWD && (k->flag & F_TONLY);
     const float scale = 1.5f;
     c->flops = (k->op == OP_LORA_FWD ? 2.0 : 4.0) * N * R * (in + out);
     float *xd = ot_gen(c, 41, N * in, 1.0f), *A = ot_gen(c, 42, R * in, 0.3f), *B = ot_gen(c, 43, out * R, 0.3f);
@@ -67,11 +68,11 @@ void ot_run_lora(ot_ctx *c, const ot_case *k, ot_out *o) {
     float *dA0 = ot_gen(c, 46, R * in, 0.1f), *dB0 = ot_gen(c, 47, out * R, 0.1f), *dx0 = ot_gen(c, 48, N * in, 1.0f);
     if (c->be) {
         void *dxd = ot_up_act(c, xd, N * in), *dAw = ot_up_raw(c, A, 4 * R * in), *dBw = ot_up_raw(c, B, 4 * out * R);
-        void *y = acc ? ot_up_act(c, y0, N * out) : ot_poison(c, ot_act_size(c) * N * out);
+        void *y = tonly ? NULL : acc ? ot_up_act(c, y0, N * out) : ot_poison(c, ot_act_size(c) * N * out);
         void *t = ot_poison(c, ot_act_size(c) * N * R);
         OT_RUN(c, k->op == OP_LORA_FWD, ft_op_lora_fwd(c->be, y, t, dxd, dAw, dBw, N, in, out, R, scale, acc));
         if (k->op == OP_LORA_FWD) {
-            ot_out_add(o, "y", ot_down_act(c, y, N * out), N * out);
+            if (!tonly) ot_out_add(o, "y", ot_down_act(c, y, N * out), N * out);
             ot_out_add(o, "t", ot_down_act(c, t, N * R), N * R);
         } else {
             void *ddy = ot_up_act(c, dy, N * out);
@@ -113,7 +114,7 @@ void ot_run_lora(ot_ctx *c, const ot_case *k, ot_out *o) {
                 for (int64_t r = 0; r < R; r++) gx[n * in + i] += dt[n * R + r] * A[r * in + i];
             }
         if (k->op == OP_LORA_FWD) {
-            ot_out_add(o, "y", ot_f32_of_double(y, N * out), N * out);
+            if (!tonly) ot_out_add(o, "y", ot_f32_of_double(y, N * out), N * out);
             ot_out_add(o, "t", ot_f32_of_double(t, N * R), N * R);
         } else {
             ot_out_add(o, "dxd", ot_f32_of_double(gx, N * in), N * in);

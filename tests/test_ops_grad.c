@@ -121,8 +121,8 @@ static void grad_rmsnorm(const char *what, int64_t N, int64_t C, ft_dtype wt) {
     rms_ctx c = {arr(N * C, 1, 2.0f), zeros(N * C), arr(N * C, 2, 1.0f), &w, N, C};
     float *rstd = zeros(N), *g = zeros(N * C), *g2 = zeros(N * C);
     FT_CHECK_OK(ft_op_rmsnorm(be, c.out, rstd, c.x, &w, N, C, 1e-6f));
-    FT_CHECK_OK(ft_op_rmsnorm_bwd(be, g, c.wout, c.x, &w, rstd, N, C));
-    FT_CHECK_OK(ft_op_rmsnorm_bwd(be, g2, c.wout, c.x, &w, rstd, N, C));
+    FT_CHECK_OK(ft_op_rmsnorm_bwd(be, g, c.wout, c.x, &w, rstd, N, C, 0));
+    FT_CHECK_OK(ft_op_rmsnorm_bwd(be, g2, c.wout, c.x, &w, rstd, N, C, 0));
     check_same(what, g, g2, N * C);
     fd_check(what, c.x, N * C, g, rms_loss, &c);
     ft_weight_release(be, &w);

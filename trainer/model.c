@@ -17,8 +17,8 @@
  * Host-kept boundaries (opts.host_boundaries, with recompute): boundary l lives in device slot
  * l % 2 while it is used and in host memory otherwise. Forward: before layer l runs, boundary l's
  * copy to the host starts (side queue) and layer l waits only for boundary l-1's copy, whose slot
- * it overwrites. Backward: layer l-1's boundary is copied in while layer l recomputes (into a third
- * slot) and runs its backward. Boundaries L-1 (still in its slot after the forward) and L (the head
+ * it overwrites. Backward: layer l-1's boundary is copied in while layer l recomputes (which writes
+ * no boundary) and runs its backward. Boundaries L-1 (still in its slot after the forward) and L (the head
  * reads it) never leave the device. The ops and their inputs are the same, so are the results. */
 #include "trainer/model.h"
 
@@ -49,7 +49,7 @@ typedef struct ft_layer_acts {
 /* Backward scratch of one layer. */
 typedef struct ft_bwd_scratch {
     void *ds, *dg, *du;      /* [N,F] */
-    void *df, *dx2, *da;     /* [N,C] */
+    void *df, *da;           /* [N,C] */
     void *datt, *dq, *dqp;   /* [N,H*D] */
     void *dk, *dkp, *dv;     /* [N,Hkv*D] */
     void *dxd;               /* [N,W] LoRA input gradient, W = max(C, H*D, F) */
@@ -72,14 +72,14 @@ struct ft_model {
     void **bound;            /* [L+1] boundaries [N,C] (host boundaries: unused) */
     void **katt;             /* keep_attention: [L] attention outputs [N,H*D] */
     float **klse;            /* keep_attention: [L] log-sum-exp [N,H] */
-    void *slot[3];           /* host boundaries: device slots [N,C] (l % 2; 2 = recompute output) */
+    void *slot[2];           /* host boundaries: device slots [N,C] (l % 2) */
     char *hbound;            /* host boundaries: [L-1][N,C] in ft_backend_alloc_host memory */
     ft_layer_acts *acts;     /* [1] with recompute, [L] without */
     ft_bwd_scratch bs;
     void *xdrop;             /* [N,W] dropout-applied LoRA input */
     void *hn, *dhn;          /* [N,C] final-norm output and its gradient */
     float *rstdn;            /* [N] */
-    void *dh[2];             /* [N,C] ping-pong residual-stream gradients */
+    void *dres;              /* [N,C] the residual stream's gradient, updated in place layer by layer */
     void *logits;            /* [chunk,V] */
     int32_t *tokens, *labels, *pos, *doc_start; /* [N] */
     const int32_t *attn_docs; /* doc_start when the batch packs documents in a row, else NULL: plain
@@ -138,7 +138,7 @@ static ft_act_bytes ft_layout(ft_model *m, const ft_model_dims *d, ft_carver *c,
 
     start = c->off;
     if (host) {
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < 2; i++) {
             void *p = ft_carve(c, N * d->C * es);
             if (m) m->slot[i] = p;
         }
@@ -195,7 +195,6 @@ static ft_act_bytes ft_layout(ft_model *m, const ft_model_dims *d, ft_carver *c,
     bs.dg = ft_carve(c, N * d->F * es);
     bs.du = ft_carve(c, N * d->F * es);
     bs.df = ft_carve(c, N * d->C * es);
-    bs.dx2 = ft_carve(c, N * d->C * es);
     bs.da = ft_carve(c, N * d->C * es);
     bs.datt = ft_carve(c, N * hd * es);
     bs.dq = ft_carve(c, N * hd * es);
@@ -207,7 +206,7 @@ static ft_act_bytes ft_layout(ft_model *m, const ft_model_dims *d, ft_carver *c,
     }
     bs.dxd = ft_carve(c, N * W * es);
     void *xdrop = ft_carve(c, N * W * es);
-    void *dh0 = ft_carve(c, N * d->C * es), *dh1 = ft_carve(c, N * d->C * es);
+    void *dres = ft_carve(c, N * d->C * es);
     void *dhn = ft_carve(c, N * d->C * es);
     r.backward = c->off - start;
 
@@ -220,7 +219,7 @@ static ft_act_bytes ft_layout(ft_model *m, const ft_model_dims *d, ft_carver *c,
     r.logits = c->off - start;
     r.total = c->off;
     if (m) {
-        m->bs = bs, m->xdrop = xdrop, m->dh[0] = dh0, m->dh[1] = dh1, m->dhn = dhn;
+        m->bs = bs, m->xdrop = xdrop, m->dres = dres, m->dhn = dhn;
         m->hn = hn, m->rstdn = rstdn, m->logits = logits;
         m->tokens = tok, m->labels = lab, m->pos = pos, m->doc_start = ds;
     }
@@ -431,7 +430,9 @@ static ft_status ft_lora_input(const ft_pass *p, int64_t l, int mod, const void 
  * First names the weight the next projection reads (ft_backend_weight_prefetch), so a backend
  * with a weight cache dequantizes it while this module's products run: the layer's next module,
  * or after `down` the next layer's q in the forward pass (p->next_layer); in the recompute the next
- * weights are this layer's own, already cached, for its backward. */
+ * weights are this layer's own, already cached, for its backward.
+ * y NULL (the recompute's `down`, whose output the backward never reads): only the LoRA t the
+ * backward needs, no frozen product. */
 static ft_status ft_proj(const ft_pass *p, int64_t l, int mod, ft_layer_acts *la, void *y, const void *x,
                          int accumulate) {
     ft_model *m = p->m;
@@ -448,9 +449,10 @@ static ft_status ft_proj(const ft_pass *p, int64_t l, int mod, ft_layer_acts *la
         const void *xd;
         FT_TRY(ft_lora_input(p, l, mod, x, lt->in, &xd));
         FT_TRY(ft_op_lora_fwd(m->be, y, la->t[mod], xd, m->lora->params + lt->a_off, m->lora->params + lt->b_off,
-                              p->N, lt->in, lt->out, m->lora->cfg.r, m->lora->scale, accumulate));
+                              p->N, lt->in, lt->out, m->lora->cfg.r, m->lora->scale, y ? accumulate : 0));
         accumulate = 1; /* y holds the LoRA term (and whatever it added to): the base adds on top */
     }
+    if (!y) return FT_OK;
     return ft_op_linear(m->be, y, x, &lw->lin[mod], ft_bias_of(lw, mod), p->N, accumulate);
 }
 
@@ -484,15 +486,23 @@ static ft_status ft_proj_bwd(const ft_pass *p, int64_t l, int mod, ft_layer_acts
 
 /* ---- one layer ---------------------------------------------------------------------------------- */
 
-/* recompute: the backward's recompute of layer l; with kept attention it skips the attention,
- * whose output and lse the forward left in the layer's own buffers. */
+/* recompute: the backward's recompute of layer l. It stops at what the backward reads: not the
+ * layer's output (the next boundary, which the forward kept), so neither the residual copy nor the
+ * frozen `down` product (a quarter of a layer's GEMM FLOPs for Llama/Qwen/Mistral shapes), only
+ * down's LoRA t; with kept attention it skips the attention too, whose output and lse the forward
+ * left in the layer's own buffers. */
 static ft_status ft_layer_forward(const ft_pass *p, int64_t l, ft_layer_acts *la, const void *x, void *out,
                                   int recompute) {
     ft_model *m = p->m;
     ft_backend *be = m->be;
     const ft_model_dims *d = &m->d;
     const ft_layer_weights *lw = &m->w.layers[l];
-    int64_t N = p->N, hd = d->H * d->D;
+    int64_t N = p->N;
+    /* With recomputation the forward pass keeps nothing of the layer but its output, so x2 is built
+     * in the output itself and `down` adds onto it there: one residual copy instead of two. The
+     * recompute (whose x2 the backward reads) and a run without recomputation keep x2. */
+    const int x2_in_out = !recompute && m->opts.recompute;
+    void *x2 = x2_in_out ? out : la->x2;
 
     FT_TRY(ft_op_rmsnorm(be, la->a, la->rstd1, x, &lw->attn_norm, N, d->C, d->eps));
     FT_TRY(ft_proj(p, l, FT_MOD_Q, la, d->qk_norm ? la->q_pre : la->q, la->a, 0));
@@ -508,20 +518,21 @@ static ft_status ft_layer_forward(const ft_pass *p, int64_t l, ft_layer_acts *la
     if (!(recompute && m->cap_keep))
         FT_TRY(ft_op_attention(be, la->att, la->lse, la->q, la->k, la->v, m->attn_docs, m->ndocs, p->B, p->T, d->H,
                                d->Hkv, d->D, 1.0f / sqrtf((float)d->D)));
-    FT_TRY(ft_backend_copy(be, la->x2, x, N * d->C * m->es));
-    FT_TRY(ft_proj(p, l, FT_MOD_O, la, la->x2, la->att, 1));
-    FT_TRY(ft_op_rmsnorm(be, la->f, la->rstd2, la->x2, &lw->ffn_norm, N, d->C, d->eps));
+    FT_TRY(ft_backend_copy(be, x2, x, N * d->C * m->es));
+    FT_TRY(ft_proj(p, l, FT_MOD_O, la, x2, la->att, 1));
+    FT_TRY(ft_op_rmsnorm(be, la->f, la->rstd2, x2, &lw->ffn_norm, N, d->C, d->eps));
     FT_TRY(ft_proj(p, l, FT_MOD_GATE, la, la->g, la->f, 0));
     FT_TRY(ft_proj(p, l, FT_MOD_UP, la, la->u, la->f, 0));
     FT_TRY(ft_op_swiglu(be, la->s, la->g, la->u, N * d->F));
-    FT_TRY(ft_backend_copy(be, out, la->x2, N * d->C * m->es));
-    (void)hd;
+    if (recompute) return ft_proj(p, l, FT_MOD_DOWN, la, NULL, la->s, 0);
+    if (!x2_in_out) FT_TRY(ft_backend_copy(be, out, x2, N * d->C * m->es));
     return ft_proj(p, l, FT_MOD_DOWN, la, out, la->s, 1);
 }
 
-/* dx[N,C] = d(loss)/d(x) given dout[N,C] = d(loss)/d(out); x is the layer input. */
-static ft_status ft_layer_backward(const ft_pass *p, int64_t l, ft_layer_acts *la, const void *x, const void *dout,
-                                   void *dx) {
+/* dres[N,C] holds d(loss)/d(out) on entry and d(loss)/d(x) on return (x is the layer input): the
+ * residual stream's gradient stays in one buffer, and each RMSNorm's backward adds its branch's
+ * input gradient into it (one pass, no separate add). */
+static ft_status ft_layer_backward(const ft_pass *p, int64_t l, ft_layer_acts *la, const void *x, void *dres) {
     ft_model *m = p->m;
     ft_backend *be = m->be;
     const ft_model_dims *d = &m->d;
@@ -530,30 +541,28 @@ static ft_status ft_layer_backward(const ft_pass *p, int64_t l, ft_layer_acts *l
     int64_t N = p->N;
 
     /* MLP branch: out = x2 + down(silu(gate f) * up f) */
-    FT_TRY(ft_proj_bwd(p, l, FT_MOD_DOWN, la, s->ds, dout, la->s, 0));
+    FT_TRY(ft_proj_bwd(p, l, FT_MOD_DOWN, la, s->ds, dres, la->s, 0));
     FT_TRY(ft_op_swiglu_bwd(be, s->dg, s->du, s->ds, la->g, la->u, N * d->F));
     FT_TRY(ft_proj_bwd(p, l, FT_MOD_GATE, la, s->df, s->dg, la->f, 0));
     FT_TRY(ft_proj_bwd(p, l, FT_MOD_UP, la, s->df, s->du, la->f, 1));
-    FT_TRY(ft_op_rmsnorm_bwd(be, s->dx2, s->df, la->x2, &lw->ffn_norm, la->rstd2, N, d->C));
-    FT_TRY(ft_op_add(be, s->dx2, dout, N * d->C));
+    FT_TRY(ft_op_rmsnorm_bwd(be, dres, s->df, la->x2, &lw->ffn_norm, la->rstd2, N, d->C, 1)); /* now d/d(x2) */
 
     /* attention branch: x2 = x + o(attention(rope(q), rope(k), v)) */
-    FT_TRY(ft_proj_bwd(p, l, FT_MOD_O, la, s->datt, s->dx2, la->att, 0));
+    FT_TRY(ft_proj_bwd(p, l, FT_MOD_O, la, s->datt, dres, la->att, 0));
     FT_TRY(ft_op_attention_bwd(be, s->dq, s->dk, s->dv, s->datt, la->q, la->k, la->v, la->att, la->lse, m->attn_docs,
                                m->ndocs, p->B, p->T, d->H, d->Hkv, d->D, 1.0f / sqrtf((float)d->D)));
     FT_TRY(ft_op_rope(be, s->dq, m->pos, m->inv_freq, N, d->H, d->D, 1));
     FT_TRY(ft_op_rope(be, s->dk, m->pos, m->inv_freq, N, d->Hkv, d->D, 1));
     void *dq = s->dq, *dk = s->dk;
     if (d->qk_norm) {
-        FT_TRY(ft_op_rmsnorm_bwd(be, s->dqp, s->dq, la->q_pre, &lw->q_norm, la->rstd_q, N * d->H, d->D));
-        FT_TRY(ft_op_rmsnorm_bwd(be, s->dkp, s->dk, la->k_pre, &lw->k_norm, la->rstd_k, N * d->Hkv, d->D));
+        FT_TRY(ft_op_rmsnorm_bwd(be, s->dqp, s->dq, la->q_pre, &lw->q_norm, la->rstd_q, N * d->H, d->D, 0));
+        FT_TRY(ft_op_rmsnorm_bwd(be, s->dkp, s->dk, la->k_pre, &lw->k_norm, la->rstd_k, N * d->Hkv, d->D, 0));
         dq = s->dqp, dk = s->dkp;
     }
     FT_TRY(ft_proj_bwd(p, l, FT_MOD_Q, la, s->da, dq, la->a, 0));
     FT_TRY(ft_proj_bwd(p, l, FT_MOD_K, la, s->da, dk, la->a, 1));
     FT_TRY(ft_proj_bwd(p, l, FT_MOD_V, la, s->da, s->dv, la->a, 1));
-    FT_TRY(ft_op_rmsnorm_bwd(be, dx, s->da, x, &lw->attn_norm, la->rstd1, N, d->C));
-    return ft_op_add(be, dx, s->dx2, N * d->C);
+    return ft_op_rmsnorm_bwd(be, dres, s->da, x, &lw->attn_norm, la->rstd1, N, d->C, 1); /* now d/dx */
 }
 
 /* ---- passes ---------------------------------------------------------------------------------------- */
@@ -655,23 +664,20 @@ ft_status ft_model_step_async(ft_model *m, const ft_batch *b, float grad_scale, 
     if (!grad) return FT_OK;
 
     /* backward through the layers, recomputing each from its boundary when asked */
-    void *dcur = m->dh[0], *dnext = m->dh[1];
+    void *dres = m->dres;
     const int64_t bytes = N * C * m->es;
     int64_t in_ticket = 0; /* host boundaries: boundary l's copy in */
-    FT_TRY(ft_op_rmsnorm_bwd(be, dcur, m->dhn, top, &m->w.final_norm, m->rstdn, N, C));
+    FT_TRY(ft_op_rmsnorm_bwd(be, dres, m->dhn, top, &m->w.final_norm, m->rstdn, N, C, 0));
     for (int64_t l = d->L - 1; l >= 0; l--) {
         ft_layer_acts *la = &m->acts[m->opts.recompute ? 0 : l];
-        void *out = m->cap_host ? m->slot[2] : m->bound[l + 1];
         if (m->cap_host) {
             FT_TRY(ft_backend_copy_wait(be, in_ticket));
             in_ticket = 0;
             /* boundary l-1 goes to the slot of boundary l+1, whose last reader is already enqueued */
             if (l >= 1) FT_TRY(ft_backend_copy_async(be, ft_bdev(m, l - 1), ft_bhost(m, p.N, l - 1), bytes, &in_ticket));
         }
-        if (m->opts.recompute) FT_TRY(ft_layer_forward(&p, l, la, ft_bdev(m, l), out, 1));
-        FT_TRY(ft_layer_backward(&p, l, la, ft_bdev(m, l), dcur, dnext));
-        void *t = dcur;
-        dcur = dnext, dnext = t;
+        if (m->opts.recompute) FT_TRY(ft_layer_forward(&p, l, la, ft_bdev(m, l), NULL, 1));
+        FT_TRY(ft_layer_backward(&p, l, la, ft_bdev(m, l), dres));
     }
     return FT_OK;
 }

@@ -462,9 +462,18 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     double lora = (double)p->R * (double)lora_io * (double)d->L;
     p->f_base = (p->recompute ? 6.0 : 4.0) * (double)p->n_blocks;
     p->f_head = 4.0 * (double)p->n_head;
-    p->f_attn = (p->recompute && !p->keep_attention ? 4.5 : 3.5) * A; /* the recompute's attention forward */
+    p->f_attn = (p->recompute ? 4.5 : 3.5) * A; /* the recompute's attention forward */
     p->f_lora = (p->recompute ? 8.0 : 6.0) * lora;
     p->flops_per_token = p->f_base + p->f_head + p->f_attn + p->f_lora;
+    /* What the step runs, for the time model: the recompute stops before `down`'s frozen product
+     * and its LoRA B product (the layer's output is the next boundary, kept), and with kept
+     * attention it skips the attention forward (trainer/model.c ft_layer_forward). */
+    p->w_gemm = p->f_base + p->f_head + p->f_lora;
+    if (p->recompute) {
+        p->w_gemm -= 2.0 * (double)(d->C * d->F * d->L);
+        if (p->targets & (1u << FT_MOD_DOWN)) p->w_gemm -= 2.0 * (double)(p->R * d->C * d->L);
+    }
+    p->w_attn = (p->recompute && !p->keep_attention ? 4.5 : 3.5) * A;
     p->tokens_per_step = p->B * p->K * p->T;
     ft_plan_time_model(p, r, o.tflops);
     pl_steps(p, r);
@@ -617,6 +626,9 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
     fprintf(f, "  %-28s %.1f %s = %.1f (%g N_blocks) + %.1f (4 N_head) + %.1f (%g A_fwd) + %.1f (LoRA)\n",
             "FLOPs per token", p->flops_per_token / fs, fu, p->f_base / fs, p->recompute ? 6.0 : 4.0, p->f_head / fs,
             p->f_attn / fs, p->recompute ? 4.5 : 3.5, p->f_lora / fs);
+    if (p->recompute)
+        fprintf(f, "  %-28s %.1f %s: the recompute skips down_proj's frozen product%s\n", "of which the step runs",
+                (p->w_gemm + p->w_attn) / fs, fu, p->keep_attention ? " and the kept attention" : "");
     pl_print_time(p, f);
     fprintf(f, "  %-28s %.0f\n", "tokens/s", p->tokens_per_s);
     fprintf(f, "  %-28s %s\n", "time per optimizer step", pl_duration(p->step_s, b1, sizeof b1));

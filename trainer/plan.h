@@ -15,7 +15,8 @@
  *
  * Time (plan.c "time"), per micro-batch of N = micro_batch x seq_len tokens, as the parts of a step
  * `ftune bench` times (its phase table): GEMMs (N (6 N_blocks + 4 N_head + LoRA) FLOPs at the
- * device's GEMM efficiency x peak), attention (N x 4.5 A_fwd at the device's attention rate), NF4
+ * device's GEMM efficiency x peak, less the down_proj product the recompute skips: w_gemm),
+ * attention (N x 4.5 A_fwd, 3.5 with kept attention, at the device's attention rate), NF4
  * dequantization (NF4 read + bf16 write of every linear, 2 passes with the weight cache), the
  * elementwise ops and the LoRA products (bytes read and written, from the model's shapes, over the
  * forward, recompute and backward passes) and cross-entropy (the logits) at the device's bandwidth x
@@ -159,7 +160,9 @@ typedef struct ft_plan {
 
     /* compute */
     int64_t n_blocks, n_head; /* parameters of the decoder linears, of lm_head */
-    double f_base, f_head, f_attn, f_lora, flops_per_token;
+    double f_base, f_head, f_attn, f_lora, flops_per_token; /* F as defined above */
+    double w_gemm, w_attn;    /* FLOPs per token the step runs in GEMMs (base, head, LoRA) and attention:
+                               * less than F's parts with recompute (no `down` product in it) and kept attention */
     ft_plan_time time[FT_PLAN_NTIMES]; /* the parts (all 0 with --tflops) */
     int flat;                 /* 1: --tflops gave the rate of the whole step */
     double micro_s;           /* seconds per micro-batch: the parts' sum, or N F / --tflops */

@@ -16,20 +16,24 @@
 
 /* Elements of the activation dtype that one layer's non-GEMM ops read and write per token. */
 typedef struct pl_traffic {
-    double fwd, bwd; /* one forward (or recompute) pass, the backward pass */
+    double fwd, bwd; /* all forward passes (the forward, and the recompute), the backward pass */
 } pl_traffic;
 
 /* ft_layer_forward / ft_layer_backward (trainer/model.c); the accumulating o and down products
  * add into the residual in their GEMM epilogue, which the GEMM time covers. */
-static pl_traffic pl_elementwise_elems(const ft_model_dims *d) {
+static pl_traffic pl_elementwise_elems(const ft_model_dims *d, int recompute) {
     const double C = (double)d->C, F = (double)d->F, qk = (double)((d->H + d->Hkv) * d->D);
+    /* a pass: 2 RMSNorms (read x, write the normalized copy), RoPE on q and k in place, Qwen3's q/k
+     * norms, SwiGLU (read gate and up, write their product) */
+    const double pass = 2 * 2 * C + 2 * qk + (d->qk_norm ? 2 * qk : 0) + 3 * F;
     pl_traffic t;
-    /* 2 RMSNorms (read x, write the normalized copy), 2 residual copies (x -> x2, x2 -> out), RoPE
-     * on q and k in place, Qwen3's q/k norms, SwiGLU (read gate and up, write their product) */
-    t.fwd = 2 * 2 * C + 2 * 2 * C + 2 * qk + (d->qk_norm ? 2 * qk : 0) + 3 * F;
-    /* SwiGLU backward (read ds, gate, up; write dgate, dup), 2 RMSNorm backwards (read dy and x,
-     * write dx), 2 residual adds (read two, write one), RoPE in place, the q/k norms' backward */
-    t.bwd = 5 * F + 2 * 3 * C + 2 * 3 * C + 2 * qk + (d->qk_norm ? 3 * qk : 0);
+    /* residual copies (read C, write C): x -> x2 and x2 -> out without recompute; with it the
+     * forward builds x2 in out and the recompute, which writes no output, copies x -> x2 only */
+    t.fwd = recompute ? 2 * pass + 2 * (2 * C) : pass + 2 * (2 * C);
+    /* SwiGLU backward (read ds, gate, up; write dgate, dup), 2 RMSNorm backwards adding into the
+     * residual gradient (read dy, x and the residual gradient, write it), RoPE in place, the q/k
+     * norms' backward (read dy and x, write dx) */
+    t.bwd = 5 * F + 2 * 4 * C + 2 * qk + (d->qk_norm ? 3 * qk : 0);
     return t;
 }
 
@@ -88,12 +92,11 @@ static void pl_parts(ft_plan *p, const ft_recipe *r) {
     const double fwd_passes = p->recompute ? 2.0 : 1.0; /* forward, and the recompute */
     char b1[32], b2[32];
 
-    const double gemm_flops = p->f_base + p->f_head + p->f_lora;
-    pl_part(p, FT_PLAN_T_GEMM, "GEMMs", N * gemm_flops / (v->gemm_eff * v->peak_tflops * 1e12),
-            "%s/token at %.0f%% of %.3g TFLOP/s", ft_plan_si(gemm_flops, "FLOP", b1, sizeof b1), 100 * v->gemm_eff,
+    pl_part(p, FT_PLAN_T_GEMM, "GEMMs", N * p->w_gemm / (v->gemm_eff * v->peak_tflops * 1e12),
+            "%s/token at %.0f%% of %.3g TFLOP/s", ft_plan_si(p->w_gemm, "FLOP", b1, sizeof b1), 100 * v->gemm_eff,
             v->peak_tflops);
-    pl_part(p, FT_PLAN_T_ATTENTION, "attention", N * p->f_attn / (v->attn_tflops * 1e12),
-            "%s/token at %.3g TFLOP/s (forward + backward)", ft_plan_si(p->f_attn, "FLOP", b1, sizeof b1), v->attn_tflops);
+    pl_part(p, FT_PLAN_T_ATTENTION, "attention", N * p->w_attn / (v->attn_tflops * 1e12),
+            "%s/token at %.3g TFLOP/s (forward + backward)", ft_plan_si(p->w_attn, "FLOP", b1, sizeof b1), v->attn_tflops);
     if (!(bw > 0)) {
         for (int i = FT_PLAN_T_DEQUANT; i < FT_PLAN_NTIMES; i++) pl_part(p, (ft_plan_time_id)i, "", 0, "%s", "");
         return;
@@ -111,12 +114,15 @@ static void pl_parts(ft_plan *p, const ft_recipe *r) {
     } else {
         pl_part(p, FT_PLAN_T_DEQUANT, "", 0, "%s", "");
     }
-    pl_traffic el = pl_elementwise_elems(d);
-    const double el_layer = (fwd_passes * el.fwd + el.bwd) * e, el_final = 5.0 * (double)d->C * e; /* final norm */
+    pl_traffic el = pl_elementwise_elems(d, p->recompute);
+    const double el_layer = (el.fwd + el.bwd) * e;
+    const double el_final = 5.0 * (double)d->C * e; /* final norm */
     pl_part(p, FT_PLAN_T_ELEMENTWISE, "elementwise", N * ((double)d->L * el_layer + el_final) / bw_el,
             "%.2f MB/token/layer over %.0f passes: norms, RoPE, SwiGLU, adds", el_layer / 1e6, fwd_passes + 1);
     pl_traffic lo = pl_lora_elems(d, p->targets, r->lora.dropout > 0);
-    const double lo_layer = (fwd_passes * lo.fwd + lo.bwd) * e;
+    double lo_layer = (fwd_passes * lo.fwd + lo.bwd) * e;
+    if (p->recompute && (p->targets & (1u << FT_MOD_DOWN))) /* the recompute's down: t only, no output */
+        lo_layer -= 2.0 * (double)d->C * e;
     /* every pass casts the f32 masters to bf16 (read 4 B, write 2, the product reads 2); the
      * backward reads and writes the f32 gradients */
     const double lo_weights = (double)p->lora_params * (8.0 * (fwd_passes + 1) + 8.0);

@@ -113,7 +113,7 @@ const rk ft_recipe_keys[] = {
     {.key = "training.recompute", .type = RK_BOOL, .off = F(training.recompute), .def = "true",
      .help = "keep only layer inputs and recompute each layer in the backward pass (gradient checkpointing)"},
     {.key = "training.host_boundaries", .type = RK_BOOL, .off = F(training.host_boundaries), .def = "false",
-     .help = "with training.recompute: keep the layer inputs in (pinned) host memory, 3 slots on the device, "
+     .help = "with training.recompute: keep the layer inputs in (pinned) host memory, 2 slots on the device, "
              "copied alongside compute; same results, less device memory for long sequences"},
     {.key = "training.keep_attention", .type = RK_BOOL, .off = F(training.keep_attention), .def = "false",
      .help = "with training.recompute: keep each layer's attention output and log-sum-exp instead of recomputing "

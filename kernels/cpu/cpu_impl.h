@@ -29,7 +29,7 @@ ft_status ft_cpu_embed(ft_backend *be, void *out, const int32_t *ids, const ft_w
 ft_status ft_cpu_rmsnorm(ft_backend *be, void *out, float *rstd, const void *x, const ft_weight *w, int64_t N,
                          int64_t C, float eps);
 ft_status ft_cpu_rmsnorm_bwd(ft_backend *be, void *dx, const void *dout, const void *x, const ft_weight *w,
-                             const float *rstd, int64_t N, int64_t C);
+                             const float *rstd, int64_t N, int64_t C, int accumulate);
 ft_status ft_cpu_linear(ft_backend *be, void *y, const void *x, const ft_weight *W, const ft_weight *bias,
                         int64_t N, int accumulate);
 ft_status ft_cpu_linear_bwd_x(ft_backend *be, void *dx, const void *dy, const ft_weight *W, int64_t N,

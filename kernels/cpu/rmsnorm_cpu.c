@@ -33,7 +33,7 @@ ft_status ft_cpu_rmsnorm(ft_backend *be, void *outv, float *rstd, const void *xv
 }
 
 ft_status ft_cpu_rmsnorm_bwd(ft_backend *be, void *dxv, const void *doutv, const void *xv, const ft_weight *w,
-                             const float *rstd, int64_t N, int64_t C) {
+                             const float *rstd, int64_t N, int64_t C, int accumulate) {
     float *dx = dxv;            /* [N, C] */
     const float *dout = doutv;  /* [N, C] */
     const float *x = xv;        /* [N, C] */
@@ -47,7 +47,10 @@ ft_status ft_cpu_rmsnorm_bwd(ft_backend *be, void *dxv, const void *doutv, const
         for (int64_t c = 0; c < C; c++) dot += (double)wf[c] * dr[c] * xr[c];
         const double k = r * r * r * dot / (double)C;
         float *o = dx + n * C;
-        for (int64_t c = 0; c < C; c++) o[c] = (float)(r * ((double)wf[c] * dr[c]) - (double)xr[c] * k);
+        for (int64_t c = 0; c < C; c++) { /* the float result, then added: as a separate add would */
+            const float g = (float)(r * ((double)wf[c] * dr[c]) - (double)xr[c] * k);
+            o[c] = accumulate ? o[c] + g : g;
+        }
     }
     ft_free(wf);
     return FT_OK;

@@ -41,6 +41,47 @@ __device__ __forceinline__ int64_t ft_gstride() { return (int64_t)gridDim.x * bl
 __device__ __forceinline__ float ft_ld(const act_t *p, int64_t i) { return __bfloat162float(p[i]); }
 __device__ __forceinline__ void ft_st(act_t *p, int64_t i, float v) { p[i] = __float2bfloat16_rn(v); }
 
+/* VEC consecutive BF16 values to and from float: VEC 8 is one 16-byte access (p 16-byte aligned),
+ * which memory-bound kernels need to approach the bandwidth that 2-byte accesses leave unused;
+ * VEC 1 is the scalar path for odd sizes and unaligned views. */
+template <int VEC>
+__device__ __forceinline__ void ft_ld_vec(const act_t *p, float *v) {
+    if (VEC == 8) {
+        const uint4 u = *(const uint4 *)p;
+        const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            const float2 f = __bfloat1622float2(h[q]);
+            v[2 * q] = f.x;
+            v[2 * q + 1] = f.y;
+        }
+    } else {
+        v[0] = __bfloat162float(p[0]);
+    }
+}
+
+template <int VEC>
+__device__ __forceinline__ void ft_st_vec(act_t *p, const float *v) {
+    if (VEC == 8) {
+        uint4 u;
+        __nv_bfloat162 *h = (__nv_bfloat162 *)&u;
+#pragma unroll
+        for (int q = 0; q < 4; q++) h[q] = __floats2bfloat162_rn(v[2 * q], v[2 * q + 1]);
+        *(uint4 *)p = u;
+    } else {
+        p[0] = __float2bfloat16_rn(v[0]);
+    }
+}
+
+/* 1: every pointer is 16-byte aligned and n a multiple of 8, so a kernel may take VEC = 8. */
+static inline int ft_vec8_ok(int64_t n, const void *a, const void *b = NULL, const void *c = NULL,
+                             const void *d = NULL, const void *e = NULL) {
+    const void *p[5] = {a, b, c, d, e};
+    for (int i = 0; i < 5; i++)
+        if (p[i] && (uintptr_t)p[i] % 16 != 0) return 0;
+    return n % 8 == 0;
+}
+
 /* ---- reductions: fixed butterfly order, so results do not depend on scheduling --------------- */
 __device__ __forceinline__ float ft_warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FT_FULL_MASK, v, o);
@@ -110,6 +151,26 @@ __device__ __forceinline__ float ft_nf4_absmax_dev(const ft_cu_wview &w, int64_t
     const float *dyn = w.tables + 16;
     return __fadd_rn(__fmul_rn(dyn[w.qabsmax[b]], w.absmax2[b / FT_NF4_BLOCK2]), w.offset);
 }
+/* Elements c..c+VEC-1 of a weight as float, the values of ft_weight_at: with VEC 8 and a BF16 or
+ * F32 weight whose data is 16-byte aligned (vec, from ft_wview_vec8), one or two 16-byte loads
+ * instead of eight loads and dtype switches. */
+__device__ __forceinline__ float ft_weight_at(const ft_cu_wview &w, int64_t i);
+template <int VEC>
+__device__ __forceinline__ void ft_weight_vec(const ft_cu_wview &w, int64_t c, int vec, float *v) {
+    if (VEC == 8 && vec && w.dtype == FT_BF16) {
+        ft_ld_vec<8>((const act_t *)w.data + c, v);
+    } else if (VEC == 8 && vec && w.dtype == FT_F32) {
+        const float4 a = *(const float4 *)((const float *)w.data + c), b = *(const float4 *)((const float *)w.data + c + 4);
+        v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+    } else {
+#pragma unroll
+        for (int q = 0; q < VEC; q++) v[q] = ft_weight_at(w, c + q);
+    }
+}
+static inline int ft_wview_vec8(const ft_cu_wview &w) {
+    return (w.dtype == FT_BF16 || w.dtype == FT_F32) && (uintptr_t)w.data % 16 == 0;
+}
+
 /* Element i of the weight as float (exactly the reference value for every dtype). */
 __device__ __forceinline__ float ft_weight_at(const ft_cu_wview &w, int64_t i) {
     switch (w.dtype) {

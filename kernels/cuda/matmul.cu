@@ -328,11 +328,12 @@ ft_status ft_cuda_lora_fwd(ft_backend *be, void *y, void *t, const void *xd, con
     if (N == 0) return FT_OK;
     void *a16 = NULL, *b16 = NULL;
     FT_TRY(ft_cuda_scratch_get(be, FT_SCR_LORA_A, 2 * R * in, &a16));
-    FT_TRY(ft_cuda_scratch_get(be, FT_SCR_LORA_B, 2 * out * R, &b16));
     FT_TRY(ft_cuda_f32_to_bf16(be, a16, A, R * in));
-    FT_TRY(ft_cuda_f32_to_bf16(be, b16, B, out * R));
     /* t^T[R,N] = A[R,in] . xd^T[in,N] */
     FT_TRY(ft_cuda_gemm(be, 1, 0, R, N, in, 1.0f, a16, in, xd, in, 0.0f, t, R, 0, NULL));
+    if (!y) return FT_OK; /* t alone */
+    FT_TRY(ft_cuda_scratch_get(be, FT_SCR_LORA_B, 2 * out * R, &b16));
+    FT_TRY(ft_cuda_f32_to_bf16(be, b16, B, out * R));
     /* y^T[out,N] (=, or +=) scale * B[out,R] . t^T[R,N]: bandwidth-bound (K = R), so beta 0 saves
      * reading y; the model then lets the frozen linear add on top in its epilogue */
     return ft_cuda_gemm(be, 1, 0, out, N, R, scale, b16, R, t, R, accumulate ? 1.0f : 0.0f, y, out, 0, NULL);

@@ -18,13 +18,28 @@ extern "C" {
 
 enum { FT_SUMSQ_THREADS = 256, FT_SUMSQ_MAX_BLOCKS = 1024 };
 
+/* add and dropout move 8 BF16 values per 16-byte access where n and the pointers allow (VEC 8) */
+template <int VEC>
 __global__ void ft_k_add(act_t *y, const act_t *x, int64_t n) {
-    for (int64_t i = ft_gtid(); i < n; i += ft_gstride()) ft_st(y, i, ft_ld(y, i) + ft_ld(x, i));
+    float a[VEC], b[VEC];
+    for (int64_t i = ft_gtid() * VEC; i < n; i += ft_gstride() * VEC) {
+        ft_ld_vec<VEC>(y + i, a);
+        ft_ld_vec<VEC>(x + i, b);
+#pragma unroll
+        for (int q = 0; q < VEC; q++) a[q] += b[q];
+        ft_st_vec<VEC>(y + i, a);
+    }
 }
 
+template <int VEC>
 __global__ void ft_k_dropout(act_t *out, const act_t *in, int64_t n, float p, float s, uint64_t seed) {
-    for (int64_t i = ft_gtid(); i < n; i += ft_gstride())
-        ft_st(out, i, ft_dropout_keep(seed, (uint64_t)i, p) ? ft_ld(in, i) * s : 0.0f);
+    float v[VEC];
+    for (int64_t i = ft_gtid() * VEC; i < n; i += ft_gstride() * VEC) {
+        ft_ld_vec<VEC>(in + i, v);
+#pragma unroll
+        for (int q = 0; q < VEC; q++) v[q] = ft_dropout_keep(seed, (uint64_t)(i + q), p) ? v[q] * s : 0.0f;
+        ft_st_vec<VEC>(out + i, v);
+    }
 }
 
 __global__ void ft_k_sumsq_partial(double *part, const float *x, int64_t n) {
@@ -50,8 +65,11 @@ __global__ void ft_k_scale(float *x, int64_t n, float s) {
 
 ft_status ft_cuda_add(ft_backend *be, void *y, const void *x, int64_t n) {
     if (n == 0) return FT_OK;
-    ft_k_add<<<ft_grid_1d(n, 256, 64LL * ft_cu(be)->sm_count), 256, 0, ft_cu_stream(be)>>>((act_t *)y,
-                                                                                          (const act_t *)x, n);
+    const int64_t cap = 64LL * ft_cu(be)->sm_count;
+    if (ft_vec8_ok(n, y, x))
+        ft_k_add<8><<<ft_grid_1d(n / 8, 256, cap), 256, 0, ft_cu_stream(be)>>>((act_t *)y, (const act_t *)x, n);
+    else
+        ft_k_add<1><<<ft_grid_1d(n, 256, cap), 256, 0, ft_cu_stream(be)>>>((act_t *)y, (const act_t *)x, n);
     FT_CUDA_LAUNCH_TRY("ft_k_add");
     return FT_OK;
 }
@@ -63,8 +81,13 @@ ft_status ft_cuda_dropout(ft_backend *be, void *out, const void *in, int64_t n, 
         return FT_OK;
     }
     const float s = 1.0f / (1.0f - p);
-    ft_k_dropout<<<ft_grid_1d(n, 256, 64LL * ft_cu(be)->sm_count), 256, 0, ft_cu_stream(be)>>>(
-        (act_t *)out, (const act_t *)in, n, p, s, seed);
+    const int64_t cap = 64LL * ft_cu(be)->sm_count;
+    if (ft_vec8_ok(n, out, in))
+        ft_k_dropout<8><<<ft_grid_1d(n / 8, 256, cap), 256, 0, ft_cu_stream(be)>>>((act_t *)out, (const act_t *)in, n,
+                                                                                   p, s, seed);
+    else
+        ft_k_dropout<1><<<ft_grid_1d(n, 256, cap), 256, 0, ft_cu_stream(be)>>>((act_t *)out, (const act_t *)in, n, p,
+                                                                               s, seed);
     FT_CUDA_LAUNCH_TRY("ft_k_dropout");
     return FT_OK;
 }

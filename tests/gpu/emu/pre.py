@@ -17,8 +17,13 @@ while True:
     if j < 0: out += src[i:]; break
     # kernel name: back to the previous delimiter
     k = j
-    while k > 0 and (src[k-1].isalnum() or src[k-1] in '_<>'): k -= 1
-    # handle template like name<1> : name chars include <digits>
+    if src[k-1] == '>': # template arguments, commas and spaces included: back to the matching '<'
+        depth = 0
+        while True:
+            k -= 1
+            depth += {'>': 1, '<': -1}.get(src[k], 0)
+            if depth == 0: break
+    while k > 0 and (src[k-1].isalnum() or src[k-1] == '_'): k -= 1
     name = src[k:j]
     e = src.find('>>>', j)
     cfg = split_top(src[j+3:e])
