@@ -370,6 +370,7 @@ ft_status ft_op_lora_fwd(ft_backend *be, void *y, void *t, const void *xd, const
                          int64_t N, int64_t in, int64_t out, int64_t R, float scale, int accumulate) {
     FT_REQUIRE(R > 0 && in > 0 && out > 0, "lora_fwd: bad shape");
     FT_REQUIRE(y || !accumulate, "lora_fwd: accumulate into no output");
+    FT_REQUIRE(y || xd, "lora_fwd: neither input nor output");
     FT_PH(be, FT_PHASE_LORA);
     return be->vt->lora_fwd(be, y, t, xd, A, B, N, in, out, R, scale, accumulate);
 }

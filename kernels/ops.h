@@ -46,7 +46,8 @@ ft_status ft_op_linear_bwd_x(ft_backend *be, void *dx, const void *dy, const ft_
 /* t[N,R] (act) = xd[N,in] . A[R,in]^T;  y[N,out] (=, or += if accumulate) scale * t . B[out,R]^T.
  * xd is the (dropout-applied) layer input. The model writes the LoRA product first and lets the
  * frozen linear accumulate on top, where reading y costs its compute-bound GEMM next to nothing.
- * y NULL: only t, which is all a recompute needs of a module whose output it does not use. */
+ * y NULL: only t, for a module whose output is not used. xd NULL: t is given (the forward's, kept
+ * for the recompute), only y's product runs. */
 ft_status ft_op_lora_fwd(ft_backend *be, void *y, void *t, const void *xd, const float *A, const float *B,
                          int64_t N, int64_t in, int64_t out, int64_t R, float scale, int accumulate);
 /* Given dy[N,out], the forward xd[N,in] and t[N,R]:

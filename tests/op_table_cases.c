@@ -82,6 +82,7 @@ const ot_case ot_rows[] = {
     {OP_LORA_FWD,        OT_SMALL, "lora_fwd",                       {11, 40, 33, 8},        FT_F32,  0,               1e-6, 1e-2},
     {OP_LORA_FWD,        OT_SMALL, "lora_fwd +acc",                  {11, 40, 33, 8},        FT_F32,  F_ACC,           1e-6, 1e-2},
     {OP_LORA_FWD,        OT_SMALL, "lora_fwd t only",                {11, 40, 33, 8},        FT_F32,  F_TONLY,         1e-6, 1e-2},
+    {OP_LORA_FWD,        OT_SMALL, "lora_fwd t, then y from t +acc", {11, 40, 33, 8},        FT_F32,  F_TGIVEN | F_ACC, 1e-6, 1e-2},
     {OP_LORA_AND_BWD,    OT_MID,   "m lora r16",                     {40, 136, 72, 16},      FT_F32,  0,               0,    BT},
     {OP_LORA_AND_BWD,    OT_MID,   "m lora r8 odd +acc",             {37, 96, 130, 8},       FT_F32,  F_ACC,           0,    BT},
     {OP_LORA_AND_BWD,    OT_REAL,  "L70 gate_proj r16",              {128, 8192, 28672, 16}, FT_F32,  0,               0,    BT},

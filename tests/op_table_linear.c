@@ -57,10 +57,12 @@ void ot_run_linear(ot_ctx *c, const ot_case *k, ot_out *o) {
 /* s = {N, in, out, R}; scale 1.5; flag F_ACC: y (lora_fwd) and dxd (lora_bwd) start from random data
  * and accumulate, else they start poisoned and are overwritten. dA and dB always accumulate. The
  * backward case runs lora_fwd with the same flag first, for its t. F_TONLY (lora_fwd): y is NULL,
- * only t comes out (the recompute's down_proj). */
+ * only t comes out (the recompute's down_proj). F_TGIVEN (lora_fwd): t alone first (y NULL), then y from
+ * that t with no input (xd NULL), as the forward and the recompute split it. */
 void ot_run_lora(ot_ctx *c, const ot_case *k, ot_out *o) {
     const int64_t N = k->s[0], in = k->s[1], out = k->s[2], R = k->s[3];
     const int acc = k->flag & F_ACC, tonly = k->op == OP_LORA_FWD && (k->flag & F_TONLY);
+    const int tgiven = k->op == OP_LORA_FWD && (k->flag & F_TGIVEN);
     const float scale = 1.5f;
     c->flops = (k->op == OP_LORA_FWD ? 2.0 : 4.0) * N * R * (in + out);
     float *xd = ot_gen(c, 41, N * in, 1.0f), *A = ot_gen(c, 42, R * in, 0.3f), *B = ot_gen(c, 43, out * R, 0.3f);
@@ -70,7 +72,12 @@ void ot_run_lora(ot_ctx *c, const ot_case *k, ot_out *o) {
         void *dxd = ot_up_act(c, xd, N * in), *dAw = ot_up_raw(c, A, 4 * R * in), *dBw = ot_up_raw(c, B, 4 * out * R);
         void *y = tonly ? NULL : acc ? ot_up_act(c, y0, N * out) : ot_poison(c, ot_act_size(c) * N * out);
         void *t = ot_poison(c, ot_act_size(c) * N * R);
-        OT_RUN(c, k->op == OP_LORA_FWD, ft_op_lora_fwd(c->be, y, t, dxd, dAw, dBw, N, in, out, R, scale, acc));
+        if (tgiven) {
+            OT_RUN(c, 0, ft_op_lora_fwd(c->be, NULL, t, dxd, dAw, dBw, N, in, out, R, scale, 0));
+            OT_RUN(c, 1, ft_op_lora_fwd(c->be, y, t, NULL, dAw, dBw, N, in, out, R, scale, acc));
+        } else {
+            OT_RUN(c, k->op == OP_LORA_FWD, ft_op_lora_fwd(c->be, y, t, dxd, dAw, dBw, N, in, out, R, scale, acc));
+        }
         if (k->op == OP_LORA_FWD) {
             if (!tonly) ot_out_add(o, "y", ot_down_act(c, y, N * out), N * out);
             ot_out_add(o, "t", ot_down_act(c, t, N * R), N * R);

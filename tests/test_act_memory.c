@@ -1,8 +1,8 @@
 /* test_act_memory.c: with recomputation, activation memory grows with depth only by the layer
- * boundaries (one [N,C] per layer) — every layer's working set is recomputed, not kept. Two
- * models of the same width, 2 and 8 layers, each run one training step (forward + backward) in
- * a forked child; the growth of peak RSS over the post-load RSS between them must stay under the
- * formula's 6 x N x C x 4 bytes + 10%. Without recomputation the same growth is far larger (the
+ * boundaries (one [N,C] per layer) and the LoRA A-products (7 x [N,r]) the recompute reuses —
+ * every layer's working set is recomputed, not kept. Two models of the same width, 2 and 8 layers,
+ * each run one training step (forward + backward) in a forked child; the growth of peak RSS over
+ * the post-load RSS between them must stay under the formula's 6 x N x (C + 7 r) x 4 bytes + 10%. Without recomputation the same growth is far larger (the
  * test checks that too, so it can fail). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,11 +118,13 @@ int main(void) {
     write_model(d8, 8);
     int64_t g2 = step_growth(d2, 1), g8 = step_growth(d8, 1);
     int64_t n2 = step_growth(d2, 0), n8 = step_growth(d8, 0);
-    double formula = 6.0 * B * T * C * 4;  /* six more boundaries [N,C] f32 */
+    /* six more boundaries [N,C] f32, and six more layers' LoRA A-products t, 7 x [N,r] f32 (r 8),
+     * which the recompute reuses */
+    double formula = 6.0 * B * T * (C + 7 * 8) * 4;
     ft_model_dims dims = {.C = C, .F = F, .L = 1, .H = H, .Hkv = H, .D = C / H, .V = V};
     ft_act_bytes one = ft_model_act_bytes(&dims, B, T, 8, 1, 0, FT_F32);
     printf("peak step RSS growth with recompute: 2 layers %.1f MB, 8 layers %.1f MB -> +%.1f MB for 6 layers "
-           "(formula: 6 x N x C x 4 = %.1f MB, +10%% = %.1f MB)\n",
+           "(formula: 6 x N x (C + 7 r) x 4 = %.1f MB, +10%% = %.1f MB)\n",
            g2 / 1e6, g8 / 1e6, (g8 - g2) / 1e6, formula / 1e6, formula * 1.1 / 1e6);
     printf("without recompute: 2 layers %.1f MB, 8 layers %.1f MB -> +%.1f MB (one layer's working set %.1f MB)\n",
            n2 / 1e6, n8 / 1e6, (n8 - n2) / 1e6, one.layer_working / 1e6);

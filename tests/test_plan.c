@@ -182,9 +182,11 @@ static void check_gemm_time(const ft_plan *p, const char *tag) {
     const double lora_io = (C + hd) + 2 * (C + kvd) + (hd + C) + 3 * (C + F);
     FT_CHECK(p->recompute && p->targets == (1u << FT_MOD_COUNT) - 1, "%s: the check assumes recompute, all targets",
              tag);
-    /* the recompute skips down's frozen product (2 C F) and its LoRA B product (2 r C) */
+    /* the recompute skips down's frozen product (2 C F), its LoRA B product (2 r C) and every LoRA
+     * A-product (2 r in: their t are the forward's) */
+    const double lora_in = 5 * C + hd + F;
     const double flops = (6 * per_layer - 2 * C * F) * (double)d->L + 4 * (double)d->V * C +
-                         (8 * (double)p->R * lora_io - 2 * (double)p->R * C) * (double)d->L;
+                         (8 * (double)p->R * lora_io - 2 * (double)p->R * (C + lora_in)) * (double)d->L;
     const double want = (double)(p->B * p->T) * flops / (p->dev.gemm_eff * p->dev.peak_tflops * 1e12);
     FT_CHECK(fabs(p->time[FT_PLAN_T_GEMM].s / want - 1.0) < 1e-9, "%s: GEMM time %.6f s, from the dims %.6f s", tag,
              p->time[FT_PLAN_T_GEMM].s, want);
@@ -305,7 +307,9 @@ static void check_time(void) {
     plan_cfg(q, "Qwen3-14B", "cpu", cpu, 3);
     check_time_parts(q, "Qwen3-14B cpu");
     const ft_model_dims *qd = &q->dims;
-    const double run = q->flops_per_token - 2.0 * (double)(qd->C * qd->F * qd->L) - 2.0 * (double)(q->R * qd->C * qd->L);
+    const double lora_in = (double)(5 * qd->C + qd->H * qd->D + qd->F);
+    const double run = q->flops_per_token - 2.0 * (double)(qd->C * qd->F * qd->L) -
+                       2.0 * (double)(q->R * qd->L) * ((double)qd->C + lora_in);
     FT_CHECK(!(fabs(q->w_gemm + q->w_attn - run) > 1e-6 * run), "FLOPs run %.6g, F less down's %.6g",
              q->w_gemm + q->w_attn, run);
     const double cpu_step = (double)q->tokens_per_step * run / (0.5 * q->dev.peak_tflops * 1e12);

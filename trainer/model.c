@@ -67,11 +67,13 @@ struct ft_model {
 
     /* activation block: layout depends on N = B*T only */
     void *block;
-    int64_t capN, cap_recompute, cap_host, cap_keep; /* sized for capN tokens, recompute mode, host
-                                                       * boundaries, kept attention */
+    int64_t capN, cap_recompute, cap_host, cap_keep, cap_r; /* sized for capN tokens, recompute mode, host
+                                                              * boundaries, kept attention, LoRA rank */
     void **bound;            /* [L+1] boundaries [N,C] (host boundaries: unused) */
     void **katt;             /* keep_attention: [L] attention outputs [N,H*D] */
     float **klse;            /* keep_attention: [L] log-sum-exp [N,H] */
+    void **kt;               /* recompute with LoRA: [L * FT_MOD_COUNT] each layer's A-products t [N,R], kept
+                              * from the forward so the recompute neither redraws dropout nor re-reads inputs */
     void *slot[2];           /* host boundaries: device slots [N,C] (l % 2) */
     char *hbound;            /* host boundaries: [L-1][N,C] in ft_backend_alloc_host memory */
     ft_layer_acts *acts;     /* [1] with recompute, [L] without */
@@ -175,7 +177,7 @@ static ft_act_bytes ft_layout(ft_model *m, const ft_model_dims *d, ft_carver *c,
         la.g = ft_carve(c, N * d->F * es);
         la.u = ft_carve(c, N * d->F * es);
         la.s = ft_carve(c, N * d->F * es);
-        if (R > 0)
+        if (R > 0 && !recompute) /* with recompute each layer keeps its own, below */
             for (int mod = 0; mod < FT_MOD_COUNT; mod++) la.t[mod] = ft_carve(c, N * R * es);
         if (m) m->acts[i] = la;
     }
@@ -188,6 +190,13 @@ static ft_act_bytes ft_layout(ft_model *m, const ft_model_dims *d, ft_carver *c,
         if (m) m->katt[l] = att, m->klse[l] = lse;
     }
     r.attention_kept = c->off - start;
+
+    start = c->off;
+    for (int64_t i = 0; recompute && R > 0 && i < d->L * FT_MOD_COUNT; i++) {
+        void *t = ft_carve(c, N * R * es);
+        if (m) m->kt[i] = t;
+    }
+    r.lora_kept = c->off - start;
 
     start = c->off;
     ft_bwd_scratch bs = {0};
@@ -250,10 +259,11 @@ static void ft_model_unreserve(ft_model *m) {
 
 static ft_status ft_model_reserve(ft_model *m, int64_t B, int64_t T) {
     int rc = m->opts.recompute, host = rc && m->opts.host_boundaries, keep = rc && m->opts.keep_attention;
-    if (m->block && B * T <= m->capN && rc == m->cap_recompute && host == m->cap_host && keep == m->cap_keep)
+    int64_t R = m->lora ? m->lora->cfg.r : 0; /* the LoRA t buffers' width: adapters attached later re-lay out */
+    if (m->block && B * T <= m->capN && rc == m->cap_recompute && host == m->cap_host && keep == m->cap_keep &&
+        R == m->cap_r)
         return FT_OK;
     ft_model_unreserve(m);
-    int64_t R = m->lora ? m->lora->cfg.r : 0;
     ft_act_bytes sz = ft_model_act_bytes_opts(&m->d, B, T, R, &m->opts, m->act);
     void *blk;
     FT_TRY(ft_backend_alloc(m->be, &blk, sz.total + 256, "activations"));
@@ -266,7 +276,7 @@ static ft_status ft_model_reserve(ft_model *m, int64_t B, int64_t T) {
     }
     ft_carver c = {(char *)(((uintptr_t)blk + 255) & ~(uintptr_t)255), 0};
     ft_layout(m, &m->d, &c, B, T, R, rc, host, keep, m->opts.logits_chunk, m->es);
-    m->block = blk, m->capN = B * T, m->cap_recompute = rc, m->cap_host = host, m->cap_keep = keep;
+    m->block = blk, m->capN = B * T, m->cap_recompute = rc, m->cap_host = host, m->cap_keep = keep, m->cap_r = R;
     return FT_OK;
 }
 
@@ -294,6 +304,7 @@ ft_status ft_model_create(ft_model **out, ft_backend *be, const ft_model_dims *d
     FT_CHECK_GOTO(st, ft_calloc((void **)&m->acts, (size_t)d->L * sizeof *m->acts, "layer acts"), fail);
     FT_CHECK_GOTO(st, ft_calloc((void **)&m->katt, (size_t)d->L * sizeof *m->katt, "kept attention"), fail);
     FT_CHECK_GOTO(st, ft_calloc((void **)&m->klse, (size_t)d->L * sizeof *m->klse, "kept attention lse"), fail);
+    FT_CHECK_GOTO(st, ft_calloc((void **)&m->kt, (size_t)(d->L * FT_MOD_COUNT) * sizeof *m->kt, "kept LoRA t"), fail);
 
     int64_t hd = d->H * d->D, kvd = d->Hkv * d->D;
     ft_lora_shapes s = ft_model_lora_shapes(d);
@@ -371,6 +382,7 @@ void ft_model_free(ft_model *m) {
     ft_free(m->bound);
     ft_free(m->katt);
     ft_free(m->klse);
+    ft_free(m->kt);
     ft_free(m->acts);
     ft_free(m);
 }
@@ -394,6 +406,7 @@ typedef struct ft_pass {
     uint64_t seed;     /* dropout seed of this micro-batch */
     int train;         /* LoRA dropout is drawn only in training passes, never at inference */
     int next_layer;    /* layers run in increasing order (not the recompute): prefetch across them */
+    int t_kept;        /* the recompute: each LoRA module's t is the forward's, kept (m->kt) */
 } ft_pass;
 
 static uint64_t ft_drop_seed(const ft_pass *p, int64_t layer, int mod) {
@@ -431,8 +444,9 @@ static ft_status ft_lora_input(const ft_pass *p, int64_t l, int mod, const void 
  * with a weight cache dequantizes it while this module's products run: the layer's next module,
  * or after `down` the next layer's q in the forward pass (p->next_layer); in the recompute the next
  * weights are this layer's own, already cached, for its backward.
- * y NULL (the recompute's `down`, whose output the backward never reads): only the LoRA t the
- * backward needs, no frozen product. */
+ * In the recompute (p->t_kept) the LoRA t is the forward's: only its B product runs, with no
+ * dropout draw and no read of x; y NULL (the recompute's `down`, whose output the backward never
+ * reads) leaves only the prefetch, or without kept t the LoRA t alone. */
 static ft_status ft_proj(const ft_pass *p, int64_t l, int mod, ft_layer_acts *la, void *y, const void *x,
                          int accumulate) {
     ft_model *m = p->m;
@@ -445,9 +459,9 @@ static ft_status ft_proj(const ft_pass *p, int64_t l, int mod, ft_layer_acts *la
     else if (p->next_layer && l + 1 < m->d.L)
         FT_TRY(ft_backend_weight_prefetch(m->be, &m->w.layers[l + 1].lin[0]));
     const ft_lora_tensor *lt = m->lora ? ft_lora_get(m->lora, l, mod) : NULL;
-    if (lt) {
-        const void *xd;
-        FT_TRY(ft_lora_input(p, l, mod, x, lt->in, &xd));
+    if (lt && (y || !p->t_kept)) {
+        const void *xd = NULL; /* NULL: t is the forward's */
+        if (!p->t_kept) FT_TRY(ft_lora_input(p, l, mod, x, lt->in, &xd));
         FT_TRY(ft_op_lora_fwd(m->be, y, la->t[mod], xd, m->lora->params + lt->a_off, m->lora->params + lt->b_off,
                               p->N, lt->in, lt->out, m->lora->cfg.r, m->lora->scale, y ? accumulate : 0));
         accumulate = 1; /* y holds the LoRA term (and whatever it added to): the base adds on top */
@@ -486,10 +500,19 @@ static ft_status ft_proj_bwd(const ft_pass *p, int64_t l, int mod, ft_layer_acts
 
 /* ---- one layer ---------------------------------------------------------------------------------- */
 
+/* Points the one-layer working set at layer l's own kept buffers: its attention output and lse
+ * (keep_attention), its LoRA A-products (recompute with LoRA). */
+static void ft_layer_bind(ft_model *m, int64_t l, ft_layer_acts *la) {
+    if (m->cap_keep) la->att = m->katt[l], la->lse = m->klse[l];
+    if (m->cap_recompute && m->lora)
+        for (int mod = 0; mod < FT_MOD_COUNT; mod++) la->t[mod] = m->kt[l * FT_MOD_COUNT + mod];
+}
+
 /* recompute: the backward's recompute of layer l. It stops at what the backward reads: not the
  * layer's output (the next boundary, which the forward kept), so neither the residual copy nor the
- * frozen `down` product (a quarter of a layer's GEMM FLOPs for Llama/Qwen/Mistral shapes), only
- * down's LoRA t; with kept attention it skips the attention too, whose output and lse the forward
+ * frozen `down` product (a quarter of a layer's GEMM FLOPs for Llama/Qwen/Mistral shapes). The
+ * LoRA A-products t are the forward's (kept per layer, [N,R] each): the recompute runs only their
+ * B products. With kept attention it skips the attention too, whose output and lse the forward
  * left in the layer's own buffers. */
 static ft_status ft_layer_forward(const ft_pass *p, int64_t l, ft_layer_acts *la, const void *x, void *out,
                                   int recompute) {
@@ -503,6 +526,10 @@ static ft_status ft_layer_forward(const ft_pass *p, int64_t l, ft_layer_acts *la
      * recompute (whose x2 the backward reads) and a run without recomputation keep x2. */
     const int x2_in_out = !recompute && m->opts.recompute;
     void *x2 = x2_in_out ? out : la->x2;
+    ft_layer_bind(m, l, la);
+    ft_pass rp = *p;
+    rp.t_kept = recompute && m->cap_recompute;
+    p = &rp;
 
     FT_TRY(ft_op_rmsnorm(be, la->a, la->rstd1, x, &lw->attn_norm, N, d->C, d->eps));
     FT_TRY(ft_proj(p, l, FT_MOD_Q, la, d->qk_norm ? la->q_pre : la->q, la->a, 0));
@@ -514,7 +541,6 @@ static ft_status ft_layer_forward(const ft_pass *p, int64_t l, ft_layer_acts *la
     }
     FT_TRY(ft_op_rope(be, la->q, m->pos, m->inv_freq, N, d->H, d->D, 0));
     FT_TRY(ft_op_rope(be, la->k, m->pos, m->inv_freq, N, d->Hkv, d->D, 0));
-    if (m->cap_keep) la->att = m->katt[l], la->lse = m->klse[l];
     if (!(recompute && m->cap_keep))
         FT_TRY(ft_op_attention(be, la->att, la->lse, la->q, la->k, la->v, m->attn_docs, m->ndocs, p->B, p->T, d->H,
                                d->Hkv, d->D, 1.0f / sqrtf((float)d->D)));
@@ -633,7 +659,7 @@ static ft_status ft_prepare(ft_model *m, const ft_batch *b, ft_pass *p, uint64_t
     if (b->B <= 0 || b->T <= 0) return FT_ERR(FT_E_ARG, "empty batch");
     FT_TRY(ft_model_reserve(m, b->B, b->T));
     FT_TRY(ft_upload_batch(m, b));
-    p->m = m, p->B = b->B, p->T = b->T, p->N = b->B * b->T, p->seed = seed, p->train = train, p->next_layer = 0;
+    *p = (ft_pass){.m = m, .B = b->B, .T = b->T, .N = b->B * b->T, .seed = seed, .train = train};
     return FT_OK;
 }
 

@@ -117,11 +117,12 @@ ft_status ft_model_last_logits(ft_model *m, const ft_batch *b, float *logits);
 /* Backend bytes of activations for a micro-batch of B x T (the size function the allocator
  * uses and `ftune plan` reports). */
 typedef struct ft_act_bytes {
-    int64_t boundaries;    /* (L+1) x N x C layer inputs (host_boundaries: 3 x N x C device slots) */
+    int64_t boundaries;    /* (L+1) x N x C layer inputs (host_boundaries: 2 x N x C device slots) */
     int64_t layer_working; /* one layer's forward working set (x L when recompute is off) */
     int64_t backward;      /* backward scratch of one layer */
     int64_t logits;        /* one logits chunk and its head scratch (and the loss slots) */
     int64_t attention_kept; /* keep_attention: L x N x (H*D activations + H f32) */
+    int64_t lora_kept;     /* recompute with LoRA: L x 7 x N x r, each layer's A-products t */
     int64_t total;         /* backend bytes: the sum of the above (one allocation) */
     int64_t boundaries_host; /* host_boundaries: (L-1) x N x C in host memory (not in total) */
 } ft_act_bytes;

@@ -200,13 +200,15 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
     p->pinned_bytes = a.boundaries_host;
     if (a.boundaries_host > 0 || (in->recompute && in->host))
         pl_set(&p->line[FT_PLAN_BOUNDARIES], "activation checkpoints", a.boundaries,
-               "3 x %lld tokens x %lld, %s (the rest on host)", (long long)N, (long long)d->C, an);
+               "2 x %lld tokens x %lld, %s (the rest on host)", (long long)N, (long long)d->C, an);
     else
         pl_set(&p->line[FT_PLAN_BOUNDARIES], "activation checkpoints", a.boundaries, "%lld x %lld tokens x %lld, %s",
                (long long)(d->L + 1), (long long)N, (long long)d->C, an);
     pl_set(&p->line[FT_PLAN_LAYER], in->recompute ? "layer recompute working set" : "saved layer activations",
-           a.layer_working + a.attention_kept, "%s%s, %s", in->recompute ? "one layer" : "every layer (training.recompute off)",
-           a.attention_kept > 0 ? " + every layer's attention output (training.keep_attention)" : "", an);
+           a.layer_working + a.attention_kept + a.lora_kept, "%s%s%s, %s",
+           in->recompute ? "one layer" : "every layer (training.recompute off)",
+           a.lora_kept > 0 ? " + every layer's LoRA x.A^T" : "",
+           a.attention_kept > 0 ? " + attention outputs (training.keep_attention)" : "", an);
     pl_set(&p->line[FT_PLAN_BACKWARD], "backward scratch", a.backward, "one layer, %s", an);
     int64_t chunk = (64LL << 20) / (d->V > 0 ? d->V : 1);
     if (chunk < 16) chunk = 16;
@@ -466,12 +468,15 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     p->f_lora = (p->recompute ? 8.0 : 6.0) * lora;
     p->flops_per_token = p->f_base + p->f_head + p->f_attn + p->f_lora;
     /* What the step runs, for the time model: the recompute stops before `down`'s frozen product
-     * and its LoRA B product (the layer's output is the next boundary, kept), and with kept
-     * attention it skips the attention forward (trainer/model.c ft_layer_forward). */
+     * and its LoRA B product (the layer's output is the next boundary, kept), runs no LoRA A-product
+     * (their t are kept from the forward), and with kept attention it skips the attention forward
+     * (trainer/model.c ft_layer_forward). */
     p->w_gemm = p->f_base + p->f_head + p->f_lora;
     if (p->recompute) {
         p->w_gemm -= 2.0 * (double)(d->C * d->F * d->L);
-        if (p->targets & (1u << FT_MOD_DOWN)) p->w_gemm -= 2.0 * (double)(p->R * d->C * d->L);
+        for (int m = 0; m < FT_MOD_COUNT; m++)
+            if (p->targets & (1u << m))
+                p->w_gemm -= 2.0 * (double)(p->R * d->L) * (double)(s.in[m] + (m == FT_MOD_DOWN ? s.out[m] : 0));
     }
     p->w_attn = (p->recompute && !p->keep_attention ? 4.5 : 3.5) * A;
     p->tokens_per_step = p->B * p->K * p->T;

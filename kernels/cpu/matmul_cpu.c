@@ -86,8 +86,9 @@ ft_status ft_cpu_lora_fwd(ft_backend *be, void *yv, void *tv, const void *xdv, c
     float *y = yv, *t = tv; /* y[N, out], t[N, R] */
     const float *xd = xdv;  /* [N, in]; A[R, in], B[out, R] */
     if (N == 0) return FT_OK;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)R, (int)in, 1.0f, xd, (int)in, A, (int)in,
-                0.0f, t, (int)R);
+    if (xd) /* else t is given */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)R, (int)in, 1.0f, xd, (int)in, A, (int)in,
+                    0.0f, t, (int)R);
     if (!y) return FT_OK; /* t alone */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)out, (int)R, scale, t, (int)R, B, (int)R,
                 accumulate ? 1.0f : 0.0f, y, (int)out);

@@ -327,10 +327,12 @@ ft_status ft_cuda_lora_fwd(ft_backend *be, void *y, void *t, const void *xd, con
                            int64_t N, int64_t in, int64_t out, int64_t R, float scale, int accumulate) {
     if (N == 0) return FT_OK;
     void *a16 = NULL, *b16 = NULL;
-    FT_TRY(ft_cuda_scratch_get(be, FT_SCR_LORA_A, 2 * R * in, &a16));
-    FT_TRY(ft_cuda_f32_to_bf16(be, a16, A, R * in));
-    /* t^T[R,N] = A[R,in] . xd^T[in,N] */
-    FT_TRY(ft_cuda_gemm(be, 1, 0, R, N, in, 1.0f, a16, in, xd, in, 0.0f, t, R, 0, NULL));
+    if (xd) { /* else t is given */
+        FT_TRY(ft_cuda_scratch_get(be, FT_SCR_LORA_A, 2 * R * in, &a16));
+        FT_TRY(ft_cuda_f32_to_bf16(be, a16, A, R * in));
+        /* t^T[R,N] = A[R,in] . xd^T[in,N] */
+        FT_TRY(ft_cuda_gemm(be, 1, 0, R, N, in, 1.0f, a16, in, xd, in, 0.0f, t, R, 0, NULL));
+    }
     if (!y) return FT_OK; /* t alone */
     FT_TRY(ft_cuda_scratch_get(be, FT_SCR_LORA_B, 2 * out * R, &b16));
     FT_TRY(ft_cuda_f32_to_bf16(be, b16, B, out * R));
