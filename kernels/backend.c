@@ -366,21 +366,23 @@ ft_status ft_op_linear_bwd_x(ft_backend *be, void *dx, const void *dy, const ft_
     return be->vt->linear_bwd_x(be, dx, dy, W, N, accumulate);
 }
 
-ft_status ft_op_lora_fwd(ft_backend *be, void *y, void *t, const void *xd, const float *A, const float *B,
-                         int64_t N, int64_t in, int64_t out, int64_t R, float scale, int accumulate) {
+ft_status ft_op_lora_fwd(ft_backend *be, void *y, void *t, const void *x, ft_lora_drop drop, const float *A,
+                         const float *B, int64_t N, int64_t in, int64_t out, int64_t R, float scale, int accumulate) {
     FT_REQUIRE(R > 0 && in > 0 && out > 0, "lora_fwd: bad shape");
     FT_REQUIRE(y || !accumulate, "lora_fwd: accumulate into no output");
-    FT_REQUIRE(y || xd, "lora_fwd: neither input nor output");
+    FT_REQUIRE(y || x, "lora_fwd: neither input nor output");
+    FT_REQUIRE(drop.p >= 0.0f && drop.p < 1.0f, "lora_fwd: dropout p = %g out of [0, 1)", drop.p);
     FT_PH(be, FT_PHASE_LORA);
-    return be->vt->lora_fwd(be, y, t, xd, A, B, N, in, out, R, scale, accumulate);
+    return be->vt->lora_fwd(be, y, t, x, drop, A, B, N, in, out, R, scale, accumulate);
 }
 
-ft_status ft_op_lora_bwd(ft_backend *be, void *dxd, float *dA, float *dB, const void *dy, const void *xd,
-                         const void *t, const float *A, const float *B, int64_t N, int64_t in, int64_t out,
-                         int64_t R, float scale, int accumulate) {
+ft_status ft_op_lora_bwd(ft_backend *be, void *dx, float *dA, float *dB, const void *dy, const void *x,
+                         ft_lora_drop drop, const void *t, const float *A, const float *B, int64_t N, int64_t in,
+                         int64_t out, int64_t R, float scale, int accumulate) {
     FT_REQUIRE(R > 0 && in > 0 && out > 0, "lora_bwd: bad shape");
+    FT_REQUIRE(drop.p >= 0.0f && drop.p < 1.0f, "lora_bwd: dropout p = %g out of [0, 1)", drop.p);
     FT_PH(be, FT_PHASE_LORA);
-    return be->vt->lora_bwd(be, dxd, dA, dB, dy, xd, t, A, B, N, in, out, R, scale, accumulate);
+    return be->vt->lora_bwd(be, dx, dA, dB, dy, x, drop, t, A, B, N, in, out, R, scale, accumulate);
 }
 
 ft_status ft_op_dropout(ft_backend *be, void *out, const void *in, int64_t n, float p, uint64_t seed) {

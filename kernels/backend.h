@@ -151,5 +151,18 @@ static inline int64_t ft_cuda_scratch_bytes(int64_t request) {
 /* Backend bytes of a CUDA weight-streaming session whose largest NF4 tensor has max_nf4_numel
  * elements (0: no NF4 target, nothing on the device). */
 int64_t ft_backend_cuda_load_bytes(int64_t max_nf4_numel);
+/* LoRA products with dropout (kernels/cuda/lora.cu) draw the mask inside their own kernels for
+ * ranks 8, 16 and 32 (when the input's rows are a multiple of 8 elements): the A-product sums
+ * each row in chunks of FT_LORA_KCHUNK input columns and dA each column over FT_LORA_NSPLIT parts
+ * of the tokens, into f32 partials that a second kernel adds in a fixed order
+ * (ft_cuda_lora_part_bytes, the larger of the two). Other ranks draw dropout(x), and with
+ * accumulation the masked input gradient, into [N, in] BF16 scratch, two slots. */
+#define FT_LORA_KCHUNK 1024
+#define FT_LORA_NSPLIT 8
+static inline int ft_cuda_lora_fused(int64_t R, int64_t in) { return (R == 8 || R == 16 || R == 32) && in % 8 == 0; }
+static inline int64_t ft_cuda_lora_part_bytes(int64_t N, int64_t in, int64_t R) {
+    const int64_t t_part = 4 * ((in + FT_LORA_KCHUNK - 1) / FT_LORA_KCHUNK) * N * R, a_part = 4 * FT_LORA_NSPLIT * R * in;
+    return t_part > a_part ? t_part : a_part;
+}
 
 #endif

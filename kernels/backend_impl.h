@@ -48,10 +48,10 @@ typedef struct ft_backend_vtbl {
                              int64_t, int64_t, int);
     ft_status (*linear)(ft_backend *, void *, const void *, const ft_weight *, const ft_weight *, int64_t, int);
     ft_status (*linear_bwd_x)(ft_backend *, void *, const void *, const ft_weight *, int64_t, int);
-    ft_status (*lora_fwd)(ft_backend *, void *, void *, const void *, const float *, const float *, int64_t,
-                          int64_t, int64_t, int64_t, float, int);
-    ft_status (*lora_bwd)(ft_backend *, void *, float *, float *, const void *, const void *, const void *,
-                          const float *, const float *, int64_t, int64_t, int64_t, int64_t, float, int);
+    ft_status (*lora_fwd)(ft_backend *, void *, void *, const void *, ft_lora_drop, const float *, const float *,
+                          int64_t, int64_t, int64_t, int64_t, float, int);
+    ft_status (*lora_bwd)(ft_backend *, void *, float *, float *, const void *, const void *, ft_lora_drop,
+                          const void *, const float *, const float *, int64_t, int64_t, int64_t, int64_t, float, int);
     ft_status (*dropout)(ft_backend *, void *, const void *, int64_t, float, uint64_t);
     ft_status (*rope)(ft_backend *, void *, const int32_t *, const float *, int64_t, int64_t, int64_t, int);
     ft_status (*attention)(ft_backend *, void *, float *, const void *, const void *, const void *,

@@ -43,19 +43,29 @@ ft_status ft_op_linear_bwd_x(ft_backend *be, void *dx, const void *dy, const ft_
                              int accumulate);
 
 /* ---- LoRA (trainable, f32 master weights) -------------------------------------------------- */
-/* t[N,R] (act) = xd[N,in] . A[R,in]^T;  y[N,out] (=, or += if accumulate) scale * t . B[out,R]^T.
- * xd is the (dropout-applied) layer input. The model writes the LoRA product first and lets the
- * frozen linear accumulate on top, where reading y costs its compute-bound GEMM next to nothing.
- * y NULL: only t, for a module whose output is not used. xd NULL: t is given (the forward's, kept
- * for the recompute), only y's product runs. */
-ft_status ft_op_lora_fwd(ft_backend *be, void *y, void *t, const void *xd, const float *A, const float *B,
-                         int64_t N, int64_t in, int64_t out, int64_t R, float scale, int accumulate);
-/* Given dy[N,out], the forward xd[N,in] and t[N,R]:
+/* The dropout on a LoRA product's input (PEFT's lora_dropout): xd = dropout(x) is
+ * ft_op_dropout(x, p, seed) over the [N, in] input as one flat array; p 0: none. The ops apply the
+ * mask themselves, so a backend can draw it inside its products instead of writing xd (and the
+ * masked input gradient) out and reading it back. */
+typedef struct ft_lora_drop {
+    float p;
+    uint64_t seed;
+} ft_lora_drop;
+
+/* t[N,R] (act) = xd[N,in] . A[R,in]^T, xd = dropout(x);
+ * y[N,out] (=, or += if accumulate) scale * t . B[out,R]^T.
+ * The model writes the LoRA product first and lets the frozen linear accumulate on top, where
+ * reading y costs its compute-bound GEMM next to nothing. y NULL: only t, for a module whose output
+ * is not used. x NULL: t is given (the forward's, kept for the recompute), only y's product runs. */
+ft_status ft_op_lora_fwd(ft_backend *be, void *y, void *t, const void *x, ft_lora_drop drop, const float *A,
+                         const float *B, int64_t N, int64_t in, int64_t out, int64_t R, float scale, int accumulate);
+/* Given dy[N,out], the forward input x[N,in] (xd = dropout(x), the same mask) and t[N,R]:
  *   dB[out,R] += scale * dy^T . t;   dt = scale * dy . B;   dA[R,in] += dt^T . xd;
- *   dxd[N,in] (=, or += if accumulate) dt . A. dA and dB always accumulate. */
-ft_status ft_op_lora_bwd(ft_backend *be, void *dxd, float *dA, float *dB, const void *dy, const void *xd,
-                         const void *t, const float *A, const float *B, int64_t N, int64_t in, int64_t out,
-                         int64_t R, float scale, int accumulate);
+ *   dx[N,in] (=, or += if accumulate) mask / (1 - p) * (dt . A), the gradient through the dropout.
+ * dA and dB always accumulate. */
+ft_status ft_op_lora_bwd(ft_backend *be, void *dx, float *dA, float *dB, const void *dy, const void *x,
+                         ft_lora_drop drop, const void *t, const float *A, const float *B, int64_t N, int64_t in,
+                         int64_t out, int64_t R, float scale, int accumulate);
 
 /* out[n] = in[n] * keep(seed, i) / (1 - p), keep(seed, i) a counter-based Bernoulli(1-p) draw
  * (ft_dropout_keep in kernels/rng.h), so a recomputation or another backend draws the same mask.

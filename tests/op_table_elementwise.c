@@ -98,7 +98,9 @@ void ot_run_dropout(ot_ctx *c, const ot_case *k, ot_out *o) {
     } else {
         float *out = ot_hmalloc(n);
         for (int64_t i = 0; i < n; i++)
-            out[i] = p == 0.0f ? x[i] : ft_uniform(seed, (uint64_t)i) >= p ? (float)(x[i] / (1.0 - p)) : 0.0f;
+            out[i] = p == 0.0f                                            ? x[i]
+                     : ft_dropout_keep(seed, (uint64_t)i, ft_dropout_threshold(p)) ? (float)(x[i] / (1.0 - p))
+                                                                                   : 0.0f;
         ot_out_add(o, "out", out, n);
     }
     free(x);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "kernels/ops.h"
+#include "kernels/rng.h"
 #include "tests/op_table.h"
 
 /* s = {N, in, out}; flag F_ACC, F_BIAS */
@@ -54,29 +55,32 @@ void ot_run_linear(ot_ctx *c, const ot_case *k, ot_out *o) {
     free(x), free(W), free(b), free(dy), free(y0), free(dx0);
 }
 
-/* s = {N, in, out, R}; scale 1.5; flag F_ACC: y (lora_fwd) and dxd (lora_bwd) start from random data
+/* s = {N, in, out, R}; scale 1.5; flag F_ACC: y (lora_fwd) and dx (lora_bwd) start from random data
  * and accumulate, else they start poisoned and are overwritten. dA and dB always accumulate. The
  * backward case runs lora_fwd with the same flag first, for its t. F_TONLY (lora_fwd): y is NULL,
  * only t comes out (the recompute's down_proj). F_TGIVEN (lora_fwd): t alone first (y NULL), then y from
- * that t with no input (xd NULL), as the forward and the recompute split it. */
+ * that t with no input (x NULL), as the forward and the recompute split it. F_DROP: dropout 0.1 on
+ * the input, the reference masking with kernels/rng.h's draw (the mask's definition). */
 void ot_run_lora(ot_ctx *c, const ot_case *k, ot_out *o) {
     const int64_t N = k->s[0], in = k->s[1], out = k->s[2], R = k->s[3];
     const int acc = k->flag & F_ACC, tonly = k->op == OP_LORA_FWD && (k->flag & F_TONLY);
     const int tgiven = k->op == OP_LORA_FWD && (k->flag & F_TGIVEN);
     const float scale = 1.5f;
+    const ft_lora_drop drop = {k->flag & F_DROP ? 0.1f : 0.0f, 0x5eed};
     c->flops = (k->op == OP_LORA_FWD ? 2.0 : 4.0) * N * R * (in + out);
-    float *xd = ot_gen(c, 41, N * in, 1.0f), *A = ot_gen(c, 42, R * in, 0.3f), *B = ot_gen(c, 43, out * R, 0.3f);
+    float *x = ot_gen(c, 41, N * in, 1.0f), *A = ot_gen(c, 42, R * in, 0.3f), *B = ot_gen(c, 43, out * R, 0.3f);
     float *y0 = ot_gen(c, 44, N * out, 1.0f), *dy = ot_gen(c, 45, N * out, 1.0f);
     float *dA0 = ot_gen(c, 46, R * in, 0.1f), *dB0 = ot_gen(c, 47, out * R, 0.1f), *dx0 = ot_gen(c, 48, N * in, 1.0f);
     if (c->be) {
-        void *dxd = ot_up_act(c, xd, N * in), *dAw = ot_up_raw(c, A, 4 * R * in), *dBw = ot_up_raw(c, B, 4 * out * R);
+        void *dxv = ot_up_act(c, x, N * in), *dAw = ot_up_raw(c, A, 4 * R * in), *dBw = ot_up_raw(c, B, 4 * out * R);
         void *y = tonly ? NULL : acc ? ot_up_act(c, y0, N * out) : ot_poison(c, ot_act_size(c) * N * out);
         void *t = ot_poison(c, ot_act_size(c) * N * R);
         if (tgiven) {
-            OT_RUN(c, 0, ft_op_lora_fwd(c->be, NULL, t, dxd, dAw, dBw, N, in, out, R, scale, 0));
-            OT_RUN(c, 1, ft_op_lora_fwd(c->be, y, t, NULL, dAw, dBw, N, in, out, R, scale, acc));
+            OT_RUN(c, 0, ft_op_lora_fwd(c->be, NULL, t, dxv, drop, dAw, dBw, N, in, out, R, scale, 0));
+            OT_RUN(c, 1, ft_op_lora_fwd(c->be, y, t, NULL, drop, dAw, dBw, N, in, out, R, scale, acc));
         } else {
-            OT_RUN(c, k->op == OP_LORA_FWD, ft_op_lora_fwd(c->be, y, t, dxd, dAw, dBw, N, in, out, R, scale, acc));
+            OT_RUN(c, k->op == OP_LORA_FWD,
+                   ft_op_lora_fwd(c->be, y, t, dxv, drop, dAw, dBw, N, in, out, R, scale, acc));
         }
         if (k->op == OP_LORA_FWD) {
             if (!tonly) ot_out_add(o, "y", ot_down_act(c, y, N * out), N * out);
@@ -85,17 +89,23 @@ void ot_run_lora(ot_ctx *c, const ot_case *k, ot_out *o) {
             void *ddy = ot_up_act(c, dy, N * out);
             void *gx = acc ? ot_up_act(c, dx0, N * in) : ot_poison(c, ot_act_size(c) * N * in);
             void *gA = ot_up_raw(c, dA0, 4 * R * in), *gB = ot_up_raw(c, dB0, 4 * out * R);
-            OT_RUN(c, 1, ft_op_lora_bwd(c->be, gx, gA, gB, ddy, dxd, t, dAw, dBw, N, in, out, R, scale, acc));
-            ot_out_add(o, "dxd", ot_down_act(c, gx, N * in), N * in);
+            OT_RUN(c, 1, ft_op_lora_bwd(c->be, gx, gA, gB, ddy, dxv, drop, t, dAw, dBw, N, in, out, R, scale, acc));
+            ot_out_add(o, "dx", ot_down_act(c, gx, N * in), N * in);
             ot_out_add(o, "dA", ot_down_f32(c, gA, R * in), R * in);
             ot_out_add(o, "dB", ot_down_f32(c, gB, out * R), out * R);
         }
     } else {
         double *t = ot_dzeros(N * R), *y = ot_dzeros(N * out), *dt = ot_dzeros(N * R);
         double *gx = ot_dzeros(N * in), *gA = ot_dzeros(R * in), *gB = ot_dzeros(out * R);
+        double *xd = ot_dzeros(N * in), *mask = ot_dzeros(N * in); /* dropout(x), and its factor */
+        const uint32_t thr = ft_dropout_threshold(drop.p);
+        for (int64_t i = 0; i < N * in; i++) {
+            mask[i] = drop.p == 0.0f ? 1.0 : ft_dropout_keep(drop.seed, (uint64_t)i, thr) ? 1.0 / (1.0 - drop.p) : 0.0;
+            xd[i] = x[i] * mask[i];
+        }
         for (int64_t n = 0; n < N; n++)
             for (int64_t r = 0; r < R; r++)
-                for (int64_t i = 0; i < in; i++) t[n * R + r] += (double)xd[n * in + i] * A[r * in + i];
+                for (int64_t i = 0; i < in; i++) t[n * R + r] += xd[n * in + i] * A[r * in + i];
         for (int64_t n = 0; n < N; n++)
             for (int64_t j = 0; j < out; j++) {
                 double s = 0;
@@ -117,18 +127,19 @@ void ot_run_lora(ot_ctx *c, const ot_case *k, ot_out *o) {
             }
         for (int64_t n = 0; n < N; n++)
             for (int64_t i = 0; i < in; i++) {
-                gx[n * in + i] = acc ? dx0[n * in + i] : 0.0;
-                for (int64_t r = 0; r < R; r++) gx[n * in + i] += dt[n * R + r] * A[r * in + i];
+                double g = 0.0;
+                for (int64_t r = 0; r < R; r++) g += dt[n * R + r] * A[r * in + i];
+                gx[n * in + i] = (acc ? dx0[n * in + i] : 0.0) + mask[n * in + i] * g;
             }
         if (k->op == OP_LORA_FWD) {
             if (!tonly) ot_out_add(o, "y", ot_f32_of_double(y, N * out), N * out);
             ot_out_add(o, "t", ot_f32_of_double(t, N * R), N * R);
         } else {
-            ot_out_add(o, "dxd", ot_f32_of_double(gx, N * in), N * in);
+            ot_out_add(o, "dx", ot_f32_of_double(gx, N * in), N * in);
             ot_out_add(o, "dA", ot_f32_of_double(gA, R * in), R * in);
             ot_out_add(o, "dB", ot_f32_of_double(gB, out * R), out * R);
         }
-        free(t), free(y), free(dt), free(gx), free(gA), free(gB);
+        free(t), free(y), free(dt), free(gx), free(gA), free(gB), free(xd), free(mask);
     }
-    free(xd), free(A), free(B), free(y0), free(dy), free(dA0), free(dB0), free(dx0);
+    free(x), free(A), free(B), free(y0), free(dy), free(dA0), free(dB0), free(dx0);
 }

@@ -236,34 +236,46 @@ static void grad_linear(const char *what, ft_dtype wt, int bias) {
 }
 
 /* ---- LoRA -------------------------------------------------------------------------------------- */
-typedef struct { float *xd, *A, *B, *y, *t, *wout; int64_t N, in, out, R; float scale; } lora_ctx;
+typedef struct { float *x, *A, *B, *y, *t, *wout; int64_t N, in, out, R; float scale; ft_lora_drop drop; } lora_ctx;
 static double lora_loss(void *p) {
     lora_ctx *c = p;
-    FT_CHECK_OK(ft_op_lora_fwd(be, c->y, c->t, c->xd, c->A, c->B, c->N, c->in, c->out, c->R, c->scale, 0));
+    FT_CHECK_OK(ft_op_lora_fwd(be, c->y, c->t, c->x, c->drop, c->A, c->B, c->N, c->in, c->out, c->R, c->scale, 0));
     return wsum(c->wout, c->y, c->N * c->out);
 }
-static void grad_lora(void) {
+/* p > 0: the input gradient goes through the forward's dropout mask (the op draws it both times). */
+static void grad_lora(float p) {
     const int64_t N = 7, in = 40, out = 30, R = 4;
     lora_ctx c = {arr(N * in, 51, 1.0f), arr(R * in, 52, 0.5f), arr(out * R, 53, 0.5f), zeros(N * out), zeros(N * R),
-                  arr(N * out, 54, 1.0f), N, in, out, R, 2.0f};
+                  arr(N * out, 54, 1.0f), N, in, out, R, 2.0f, {p, 0x1234}};
     float *gx = zeros(N * in), *gA = zeros(R * in), *gB = zeros(out * R);
     float *gx2 = zeros(N * in), *gA2 = zeros(R * in), *gB2 = zeros(out * R);
+    char what[3][32];
+    snprintf(what[0], sizeof what[0], "lora p=%g dx", p);
+    snprintf(what[1], sizeof what[1], "lora p=%g dA", p);
+    snprintf(what[2], sizeof what[2], "lora p=%g dB", p);
     lora_loss(&c);
-    FT_CHECK_OK(ft_op_lora_bwd(be, gx, gA, gB, c.wout, c.xd, c.t, c.A, c.B, N, in, out, R, c.scale, 0));
-    FT_CHECK_OK(ft_op_lora_bwd(be, gx2, gA2, gB2, c.wout, c.xd, c.t, c.A, c.B, N, in, out, R, c.scale, 0));
-    check_same("lora dxd", gx, gx2, N * in);
-    check_same("lora dA", gA, gA2, R * in);
-    check_same("lora dB", gB, gB2, out * R);
-    fd_check("lora dxd", c.xd, N * in, gx, lora_loss, &c);
-    fd_check("lora dA", c.A, R * in, gA, lora_loss, &c);
-    fd_check("lora dB", c.B, out * R, gB, lora_loss, &c);
-    /* weight gradients accumulate: a second backward adds the same again */
-    FT_CHECK_OK(ft_op_lora_bwd(be, gx2, gA, gB, c.wout, c.xd, c.t, c.A, c.B, N, in, out, R, c.scale, 0));
-    int acc = 1;
+    FT_CHECK_OK(ft_op_lora_bwd(be, gx, gA, gB, c.wout, c.x, c.drop, c.t, c.A, c.B, N, in, out, R, c.scale, 0));
+    FT_CHECK_OK(ft_op_lora_bwd(be, gx2, gA2, gB2, c.wout, c.x, c.drop, c.t, c.A, c.B, N, in, out, R, c.scale, 0));
+    check_same(what[0], gx, gx2, N * in);
+    check_same(what[1], gA, gA2, R * in);
+    check_same(what[2], gB, gB2, out * R);
+    fd_check(what[0], c.x, N * in, gx, lora_loss, &c);
+    fd_check(what[1], c.A, R * in, gA, lora_loss, &c);
+    fd_check(what[2], c.B, out * R, gB, lora_loss, &c);
+    /* weight gradients accumulate: a second backward adds the same again; so does dx with
+     * accumulate, onto what it held (x here) */
+    memcpy(gx2, c.x, (size_t)(N * in) * 4);
+    FT_CHECK_OK(ft_op_lora_bwd(be, gx2, gA, gB, c.wout, c.x, c.drop, c.t, c.A, c.B, N, in, out, R, c.scale, 1));
+    int acc = 1, dropped = 0;
     for (int64_t i = 0; i < R * in; i++) acc &= fabsf(gA[i] - 2.0f * gA2[i]) <= 1e-5f * (1.0f + fabsf(gA2[i]));
     for (int64_t i = 0; i < out * R; i++) acc &= fabsf(gB[i] - 2.0f * gB2[i]) <= 1e-5f * (1.0f + fabsf(gB2[i]));
-    FT_CHECK(acc, "lora_bwd: dA/dB do not accumulate");
-    free(c.xd), free(c.A), free(c.B), free(c.y), free(c.t), free(c.wout);
+    FT_CHECK(acc, "lora_bwd p=%g: dA/dB do not accumulate", p);
+    for (int64_t i = 0; i < N * in; i++) acc &= fabsf(gx2[i] - (c.x[i] + gx[i])) <= 1e-5f * (1.0f + fabsf(gx2[i]));
+    for (int64_t i = 0; i < N * in; i++) dropped += gx[i] == 0.0f;
+    FT_CHECK(acc, "lora_bwd p=%g: dx does not accumulate", p);
+    FT_CHECK(p > 0 ? dropped > 0 : dropped == 0, "lora_bwd p=%g: %d of %lld input gradients are 0", p, dropped,
+             (long long)(N * in));
+    free(c.x), free(c.A), free(c.B), free(c.y), free(c.t), free(c.wout);
     free(gx), free(gA), free(gB), free(gx2), free(gA2), free(gB2);
 }
 
@@ -326,6 +338,42 @@ static void grad_dropout(void) {
     free(c.x), free(c.out), free(c.wout), free(g), free(g2);
 }
 
+/* The mask's statistics (kernels/rng.h draws 4 elements from one SplitMix64 output, 16 bits each):
+ * the drop rate, and the joint drop rate of two elements in the same group, in neighbouring groups
+ * and under neighbouring seeds, each within 5 standard deviations of a Bernoulli(p) law's. */
+static void check_dropout_mask(void) {
+    const int64_t n = 1 << 20;
+    const float ps[] = {0.05f, 0.25f};
+    float *x = malloc((size_t)n * 4), *a = malloc((size_t)n * 4), *b = malloc((size_t)n * 4);
+    for (int64_t i = 0; i < n; i++) x[i] = 1.0f;
+    for (int k = 0; k < 2; k++) {
+        const double p = ps[k], pe = ft_dropout_threshold(ps[k]) / 65536.0;
+        FT_CHECK(fabs(pe - p) <= 0.5 / 65536, "dropout threshold for p=%g is %g", p, pe);
+        FT_CHECK_OK(ft_op_dropout(be, a, x, n, ps[k], 0x5eed));
+        FT_CHECK_OK(ft_op_dropout(be, b, x, n, ps[k], 0x5eee));
+        int64_t d = 0, d_in = 0, d_next = 0, d_seed = 0, n_in = 0, n_next = 0;
+        for (int64_t i = 0; i < n; i++) {
+            const int da = a[i] == 0.0f;
+            d += da;
+            d_seed += da && b[i] == 0.0f;
+            if (i % 4 != 3) d_in += da && a[i + 1] == 0.0f, n_in++;         /* same group */
+            if (i + 4 < n) d_next += da && a[i + 4] == 0.0f, n_next++;      /* next group */
+        }
+        const struct { const char *what; int64_t hits, trials; double q; } st[] = {
+            {"drop rate", d, n, pe},
+            {"both dropped, same group", d_in, n_in, pe * pe},
+            {"both dropped, next group", d_next, n_next, pe * pe},
+            {"both dropped, next seed", d_seed, n, pe * pe},
+        };
+        for (int j = 0; j < 4; j++) {
+            const double mean = st[j].q * st[j].trials, sd = sqrt(st[j].trials * st[j].q * (1 - st[j].q));
+            FT_CHECK(!(fabs(st[j].hits - mean) > 5 * sd), "dropout p=%g %s: %lld of %lld, expected %.0f +- %.0f", p,
+                     st[j].what, (long long)st[j].hits, (long long)st[j].trials, mean, 5 * sd);
+        }
+    }
+    free(x), free(a), free(b);
+}
+
 /* ---- embedding (forward only: the table is frozen) ------------------------------------------- */
 static void check_embed(void) {
     const int64_t V = 20, C = 12, N = 9;
@@ -361,10 +409,12 @@ int main(void) {
     grad_linear("linear_bwd_x bf16", FT_BF16, 0);
     grad_linear("linear_bwd_x nf4", FT_NF4, 0);
     grad_linear("linear_bwd_x f16 with bias", FT_F16, 1);
-    grad_lora();
+    grad_lora(0.0f);
+    grad_lora(0.25f);
     grad_xent("xent grad_scale 1 (ignored labels)", 1.0f);
     grad_xent("xent grad_scale 0.5", 0.5f);
     grad_dropout();
+    check_dropout_mask();
     check_embed();
     FT_CHECK(ft_backend_bytes_in_use(be) == 0, "leak: %lld bytes", (long long)ft_backend_bytes_in_use(be));
     ft_backend_free(be);

@@ -170,6 +170,7 @@ static void ft_bench_plan_sets(const ft_bench_opts *o, const char *device, int64
     snprintf(buf[k], 96, "model.device=%s", device), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "model.threads=%d", o->threads), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "lora.r=%lld", (long long)o->lora_r), sets[k] = buf[k], k++;
+    snprintf(buf[k], 96, "lora.dropout=%g", o->lora_dropout), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "lora.targets=%s", o->targets), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "training.micro_batch=%lld", (long long)o->micro_batch), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "training.grad_accum=%lld", (long long)o->grad_accum), sets[k] = buf[k], k++;
@@ -236,6 +237,8 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
     if (!shape) return FT_ERR(FT_E_ARG, "bench: unknown shape '%s' (expected %s)", o->shape, ft_bench_shape_list());
     if (o->micro_batch < 1 || o->grad_accum < 1 || o->steps < 1 || o->lora_r < 1 || (o->seq != 0 && o->seq < 2))
         return FT_ERR(FT_E_ARG, "bench: need --micro-batch, --grad-accum, --steps, --lora-r >= 1 and --seq >= 2");
+    if (!(o->lora_dropout >= 0.0 && o->lora_dropout < 1.0))
+        return FT_ERR(FT_E_ARG, "bench: --dropout %g out of [0, 1)", o->lora_dropout);
     if (o->layers < 0 || o->layers > shape->L)
         return FT_ERR(FT_E_ARG, "bench: --layers %lld: %s has %lld layers", (long long)o->layers, shape->name,
                       (long long)shape->L);
@@ -287,9 +290,10 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
     ft_plan_format_bytes(plan->backend_bytes, b1, sizeof b1);
     ft_plan_format_bytes(dev_total, b2, sizeof b2);
     ft_bench_say(o, "bench %s: %lld of %lld layers, C %lld, F %lld, H %lld/%lld x %lld, V %lld, %s linears, LoRA r %lld on "
-                    "%s\n", shape->name, (long long)plan->dims.L, (long long)shape->L, (long long)plan->dims.C,
+                    "%s, dropout %g\n", shape->name, (long long)plan->dims.L, (long long)shape->L, (long long)plan->dims.C,
                  (long long)plan->dims.F, (long long)plan->dims.H, (long long)plan->dims.Hkv, (long long)plan->dims.D,
-                 (long long)plan->dims.V, ft_dtype_name(plan->linear_dtype), (long long)o->lora_r, o->targets);
+                 (long long)plan->dims.V, ft_dtype_name(plan->linear_dtype), (long long)o->lora_r, o->targets,
+                 o->lora_dropout);
     ft_bench_say(o, "  seq %lld%s x micro-batch %lld x grad-accum %lld = %lld tokens per step, recompute %s%s, %lld steps, "
                     "device %s (%s total)\n", (long long)T, o->seq == 0 ? " (longest that fits)" : "",
                  (long long)o->micro_batch, (long long)o->grad_accum, (long long)r->tokens_per_step,
@@ -309,7 +313,7 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
     ft_bench_say(o, "  random model made on %s in %.2f s (%.2f GiB of weights)\n", ft_backend_name(be), r->init_s,
                  (double)ft_backend_bytes_in_use(be) / GIB);
 
-    ft_lora_cfg lc = {.r = o->lora_r, .alpha = 2.0 * (double)o->lora_r, .seed = o->seed};
+    ft_lora_cfg lc = {.r = o->lora_r, .alpha = 2.0 * (double)o->lora_r, .dropout = o->lora_dropout, .seed = o->seed};
     FT_CHECK_GOTO(st, ft_lora_parse_targets(o->targets, &lc.targets), done);
     ft_lora_shapes shapes = ft_model_lora_shapes(&plan->dims);
     FT_CHECK_GOTO(st, ft_lora_create(&lora, be, &lc, &shapes, plan->dims.L), done);

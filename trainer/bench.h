@@ -55,6 +55,7 @@ typedef struct ft_bench_opts {
     int64_t seq;            /* tokens per row; 0: the longest that fits (plan) */
     int64_t micro_batch, grad_accum, steps;
     int64_t lora_r;
+    double lora_dropout;    /* lora.dropout (0, as the PEFT side runs; the recipes use 0.05) */
     const char *targets;    /* "all" or a module list */
     const char *quant;      /* "nf4" or "none" (bf16 linears) */
     double lr;

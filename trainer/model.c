@@ -52,7 +52,6 @@ typedef struct ft_bwd_scratch {
     void *df, *da;           /* [N,C] */
     void *datt, *dq, *dqp;   /* [N,H*D] */
     void *dk, *dkp, *dv;     /* [N,Hkv*D] */
-    void *dxd;               /* [N,W] LoRA input gradient, W = max(C, H*D, F) */
 } ft_bwd_scratch;
 
 struct ft_model {
@@ -78,7 +77,6 @@ struct ft_model {
     char *hbound;            /* host boundaries: [L-1][N,C] in ft_backend_alloc_host memory */
     ft_layer_acts *acts;     /* [1] with recompute, [L] without */
     ft_bwd_scratch bs;
-    void *xdrop;             /* [N,W] dropout-applied LoRA input */
     void *hn, *dhn;          /* [N,C] final-norm output and its gradient */
     float *rstdn;            /* [N] */
     void *dres;              /* [N,C] the residual stream's gradient, updated in place layer by layer */
@@ -90,11 +88,6 @@ struct ft_model {
     float *scalars;          /* [FT_MODEL_LOSS_SLOTS][2] loss sum, target count per micro-batch: its own
                               * allocation, so a re-carved activation block keeps a step's losses */
 };
-
-static int64_t ft_max3(int64_t a, int64_t b, int64_t c) {
-    int64_t m = a > b ? a : b;
-    return m > c ? m : c;
-}
 
 ft_lora_shapes ft_model_lora_shapes(const ft_model_dims *d) {
     ft_lora_shapes s;
@@ -135,7 +128,7 @@ static int64_t ft_logits_chunk(const ft_model_dims *d, int64_t N, int64_t chunk)
 static ft_act_bytes ft_layout(ft_model *m, const ft_model_dims *d, ft_carver *c, int64_t B, int64_t T,
                               int64_t R, int recompute, int host, int keep, int64_t chunk, int64_t es) {
     ft_act_bytes r = {0};
-    int64_t N = B * T, hd = d->H * d->D, kvd = d->Hkv * d->D, W = ft_max3(d->C, hd, d->F);
+    int64_t N = B * T, hd = d->H * d->D, kvd = d->Hkv * d->D;
     int64_t n_sets = recompute ? 1 : d->L, start;
 
     start = c->off;
@@ -213,8 +206,6 @@ static ft_act_bytes ft_layout(ft_model *m, const ft_model_dims *d, ft_carver *c,
         bs.dqp = ft_carve(c, N * hd * es);
         bs.dkp = ft_carve(c, N * kvd * es);
     }
-    bs.dxd = ft_carve(c, N * W * es);
-    void *xdrop = ft_carve(c, N * W * es);
     void *dres = ft_carve(c, N * d->C * es);
     void *dhn = ft_carve(c, N * d->C * es);
     r.backward = c->off - start;
@@ -228,7 +219,7 @@ static ft_act_bytes ft_layout(ft_model *m, const ft_model_dims *d, ft_carver *c,
     r.logits = c->off - start;
     r.total = c->off;
     if (m) {
-        m->bs = bs, m->xdrop = xdrop, m->dres = dres, m->dhn = dhn;
+        m->bs = bs, m->dres = dres, m->dhn = dhn;
         m->hn = hn, m->rstdn = rstdn, m->logits = logits;
         m->tokens = tok, m->labels = lab, m->pos = pos, m->doc_start = ds;
     }
@@ -422,16 +413,12 @@ static const ft_weight *ft_bias_of(const ft_layer_weights *lw, int mod) {
     return b && b->rows ? b : NULL;
 }
 
-/* The LoRA input: x itself, or dropout(x) drawn into m->xdrop. */
-static ft_status ft_lora_input(const ft_pass *p, int64_t l, int mod, const void *x, int64_t in, const void **xd) {
-    ft_model *m = p->m;
-    float pdrop = p->train ? (float)m->lora->cfg.dropout : 0.0f;
-    *xd = x;
-    if (pdrop > 0.0f) {
-        FT_TRY(ft_op_dropout(m->be, m->xdrop, x, p->N * in, pdrop, ft_drop_seed(p, l, mod)));
-        *xd = m->xdrop;
-    }
-    return FT_OK;
+/* The dropout on module mod's LoRA input: drawn only in training passes, never at inference; the
+ * ops apply it (ops.h), the recompute needs none (the kept t). */
+static ft_lora_drop ft_lora_drop_of(const ft_pass *p, int64_t l, int mod) {
+    ft_lora_drop dr = {p->train ? (float)p->m->lora->cfg.dropout : 0.0f, 0};
+    if (dr.p > 0.0f) dr.seed = ft_drop_seed(p, l, mod);
+    return dr;
 }
 
 /* y (=, or += with accumulate) = x W^T (+ bias) (+ scale B A dropout(x)); t saved for backward.
@@ -459,11 +446,10 @@ static ft_status ft_proj(const ft_pass *p, int64_t l, int mod, ft_layer_acts *la
     else if (p->next_layer && l + 1 < m->d.L)
         FT_TRY(ft_backend_weight_prefetch(m->be, &m->w.layers[l + 1].lin[0]));
     const ft_lora_tensor *lt = m->lora ? ft_lora_get(m->lora, l, mod) : NULL;
-    if (lt && (y || !p->t_kept)) {
-        const void *xd = NULL; /* NULL: t is the forward's */
-        if (!p->t_kept) FT_TRY(ft_lora_input(p, l, mod, x, lt->in, &xd));
-        FT_TRY(ft_op_lora_fwd(m->be, y, la->t[mod], xd, m->lora->params + lt->a_off, m->lora->params + lt->b_off,
-                              p->N, lt->in, lt->out, m->lora->cfg.r, m->lora->scale, y ? accumulate : 0));
+    if (lt && (y || !p->t_kept)) { /* x NULL: t is the forward's */
+        FT_TRY(ft_op_lora_fwd(m->be, y, la->t[mod], p->t_kept ? NULL : x, ft_lora_drop_of(p, l, mod),
+                              m->lora->params + lt->a_off, m->lora->params + lt->b_off, p->N, lt->in, lt->out,
+                              m->lora->cfg.r, m->lora->scale, y ? accumulate : 0));
         accumulate = 1; /* y holds the LoRA term (and whatever it added to): the base adds on top */
     }
     if (!y) return FT_OK;
@@ -471,11 +457,9 @@ static ft_status ft_proj(const ft_pass *p, int64_t l, int mod, ft_layer_acts *la
 }
 
 /* dx (=, or +=) = dy W (+ LoRA input gradient); LoRA dA, dB accumulate. x is the forward input.
- * As in ft_proj, the LoRA input gradient (a rank-r product, bound by memory) goes into dx first
- * and the frozen linear's backward (bound by compute) accumulates on top, which saves writing it
- * to a scratch and adding that to dx. Dropout's mask applies to the LoRA term alone: with dx
- * overwritten it masks dx in place before the base term lands; when dx already holds another
- * module's gradient the term takes the scratch m->bs.dxd, is masked there and added. */
+ * As in ft_proj, the LoRA input gradient (a rank-r product, bound by memory, masked by the dropout
+ * inside the op) goes into dx first and the frozen linear's backward (bound by compute) accumulates
+ * on top, which saves writing it to a scratch and adding that to dx. */
 static ft_status ft_proj_bwd(const ft_pass *p, int64_t l, int mod, ft_layer_acts *la, void *dx, const void *dy,
                              const void *x, int accumulate) {
     ft_model *m = p->m;
@@ -483,18 +467,9 @@ static ft_status ft_proj_bwd(const ft_pass *p, int64_t l, int mod, ft_layer_acts
     const ft_lora_tensor *lt = m->lora ? ft_lora_get(m->lora, l, mod) : NULL;
     if (!lt) return ft_op_linear_bwd_x(m->be, dx, dy, &lw->lin[mod], p->N, accumulate);
     ft_lora *lo = m->lora;
-    const float pdrop = (float)lo->cfg.dropout;
-    const int via_scratch = pdrop > 0.0f && accumulate;
-    if (via_scratch) FT_TRY(ft_op_linear_bwd_x(m->be, dx, dy, &lw->lin[mod], p->N, accumulate));
-    void *dl = via_scratch ? m->bs.dxd : dx; /* [N, in]: where the LoRA input gradient lands */
-    const void *xd;
-    FT_TRY(ft_lora_input(p, l, mod, x, lt->in, &xd));
-    FT_TRY(ft_op_lora_bwd(m->be, dl, lo->grads + lt->a_off, lo->grads + lt->b_off, dy, xd, la->t[mod],
-                          lo->params + lt->a_off, lo->params + lt->b_off, p->N, lt->in, lt->out, lo->cfg.r,
-                          lo->scale, via_scratch ? 0 : accumulate));
-    if (pdrop > 0.0f) /* through the same mask: d(dropout(x))/dx = mask / (1-p) */
-        FT_TRY(ft_op_dropout(m->be, dl, dl, p->N * lt->in, pdrop, ft_drop_seed(p, l, mod)));
-    if (via_scratch) return ft_op_add(m->be, dx, m->bs.dxd, p->N * lt->in);
+    FT_TRY(ft_op_lora_bwd(m->be, dx, lo->grads + lt->a_off, lo->grads + lt->b_off, dy, x, ft_lora_drop_of(p, l, mod),
+                          la->t[mod], lo->params + lt->a_off, lo->params + lt->b_off, p->N, lt->in, lt->out,
+                          lo->cfg.r, lo->scale, accumulate));
     return ft_op_linear_bwd_x(m->be, dx, dy, &lw->lin[mod], p->N, 1);
 }
 

@@ -143,6 +143,7 @@ typedef struct pl_in {
     int recompute, host;
     ft_dtype lin;
     int keep; /* with recompute: attention outputs kept (training.keep_attention) */
+    int drop; /* lora.dropout > 0 */
 } pl_in;
 
 static void pl_set(ft_plan_line *l, const char *name, int64_t bytes, const char *fmt, ...)
@@ -223,7 +224,9 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
          * rounded up as ft_cuda_scratch_bytes (kernels/backend.h): FT_SCR_WEIGHT a bf16 copy of the
          * largest non-bf16 linear (dequantized NF4), FT_SCR_LORA_A/B/DT bf16 A [R,in], B [out,R],
          * dt [N,R], FT_SCR_REDUCE xent's 16 bytes per logits row (or sumsq's partials),
-         * FT_SCR_ATTN attention-backward Dl [N,H] f32; plus the cuBLASLt workspace and the tables.
+         * FT_SCR_ATTN attention-backward Dl [N,H] f32; with LoRA dropout FT_SCR_LORA_PART the fused
+         * products' f32 partials, or for the modules they do not serve (ft_cuda_lora_fused) the
+         * [N, in] BF16 dropout(x) and input-gradient slots; plus the cuBLASLt workspace and the tables.
          * Loading (and bench's initialization) streams weights through FT_LOAD_SLOTS device chunks
          * and the largest NF4 tensor's absmax: ft_backend_cuda_load_bytes. With recompute, the
          * model gives the backend a cache of one layer's dequantized linears instead of the
@@ -234,8 +237,19 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
         int64_t chunk_rows = (64LL << 20) / (d->V > 0 ? d->V : 1);
         if (chunk_rows < 16) chunk_rows = 16;
         if (chunk_rows > N) chunk_rows = N;
+        int64_t part = 0, unfused_in = 0, unfused_acc_in = 0; /* the input gradient's slot: where it adds up */
+        for (int m = 0; in->drop && m < FT_MOD_COUNT; m++) {
+            if (!(p->targets & (1u << m))) continue;
+            if (ft_cuda_lora_fused(in->R, s.in[m])) {
+                part = pl_max(part, ft_cuda_lora_part_bytes(N, s.in[m], in->R));
+            } else {
+                unfused_in = pl_max(unfused_in, s.in[m]);
+                if (m == FT_MOD_UP || m == FT_MOD_K || m == FT_MOD_V) unfused_acc_in = pl_max(unfused_acc_in, s.in[m]);
+            }
+        }
         const int64_t slot[] = {in->lin == FT_BF16 || wcache ? 0 : 2 * max_lin, 2 * in->R * max_in, 2 * max_out * in->R,
-                                2 * N * in->R, pl_max(16 * chunk_rows, 8 * 1024), 4 * N * d->H};
+                                2 * N * in->R, pl_max(16 * chunk_rows, 8 * 1024), 4 * N * d->H, part,
+                                2 * N * unfused_in, 2 * N * unfused_acc_in};
         ws = FT_PLAN_CUBLAS_WORKSPACE + FT_PLAN_CUDA_TABLES + (wcache ? ft_cuda_scratch_bytes(wcache) : 0);
         for (size_t i = 0; i < sizeof slot / sizeof *slot; i++) ws += slot[i] > 0 ? ft_cuda_scratch_bytes(slot[i]) : 0;
         ws_load = FT_PLAN_CUBLAS_WORKSPACE + FT_PLAN_CUDA_TABLES +
@@ -243,10 +257,11 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
         pl_set(&p->line[FT_PLAN_WORKSPACE], "workspace", ws, "bf16 dequant of %s, cuBLAS %d MiB",
                wcache ? "one layer's linears (reused)" : "the largest linear", (int)(FT_PLAN_CUBLAS_WORKSPACE >> 20));
     } else {
-        /* kernels/cpu: a 256-row f32 weight tile, attention scores/accumulators per thread, LoRA dt */
+        /* kernels/cpu: a 256-row f32 weight tile, attention scores/accumulators per thread, LoRA dt
+         * (with dropout also the f32 dropout(x) and masked input gradient [N, in]) */
         int64_t tile = 256 * pl_max(max_in, d->C) * 4;
         int64_t att = pl_max(threads * (in->T + d->D) * 8, N * d->H * 8 + threads * 2 * d->D * 8);
-        ws = pl_max(pl_max(tile, att), N * in->R * 4);
+        ws = pl_max(pl_max(tile, att), N * in->R * 4 + (in->drop ? 2 * N * max_in * 4 : 0));
         pl_set(&p->line[FT_PLAN_WORKSPACE], "workspace", ws, "host heap: weight tile, attention scratch");
     }
 
@@ -426,6 +441,7 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     p->linear_dtype = strcmp(r->model.quant, "nf4") == 0 ? FT_NF4 : p->other_dtype;
     FT_TRY(ft_lora_parse_targets(r->lora.targets, &p->targets));
     p->B = r->training.micro_batch, p->T = r->data.seq_len, p->K = r->training.grad_accum, p->R = r->lora.r;
+    p->lora_dropout = r->lora.dropout > 0;
     p->recompute = r->training.recompute;
     const int host = o.host_boundaries || r->training.host_boundaries;
     p->host_boundaries = host && p->recompute;
@@ -447,7 +463,7 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     int64_t threads = r->model.threads > 0 ? r->model.threads : sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1) threads = 1;
     p->threads = threads;
-    pl_in in = {p->B, p->T, p->R, p->recompute, p->host_boundaries, p->linear_dtype, p->keep_attention};
+    pl_in in = {p->B, p->T, p->R, p->recompute, p->host_boundaries, p->linear_dtype, p->keep_attention, p->lora_dropout};
     pl_memory(p, &in, threads);
     p->fits = p->total_bytes <= p->device_bytes;
     if (!p->fits) pl_advise(p, &in, threads);
@@ -651,7 +667,7 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
 /* ---- longest context, out-of-memory explanations ------------------------------------------------ */
 
 static pl_in pl_current(const ft_plan *p) {
-    pl_in in = {p->B, p->T, p->R, p->recompute, p->host_boundaries, p->linear_dtype, p->keep_attention};
+    pl_in in = {p->B, p->T, p->R, p->recompute, p->host_boundaries, p->linear_dtype, p->keep_attention, p->lora_dropout};
     return in;
 }
 

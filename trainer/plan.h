@@ -138,6 +138,7 @@ typedef struct ft_plan {
     int host_boundaries;      /* with recompute: boundaries in pinned host memory (asked for without
                                * recompute, it is 0 and a warning says it is ignored) */
     int keep_attention;       /* with recompute: every layer's attention output kept (0 without) */
+    int lora_dropout;         /* 1: lora.dropout > 0 (its scratch and traffic) */
     int64_t threads;          /* CPU threads (host scratch) */
     int64_t lora_params;
 

@@ -1,5 +1,6 @@
 /* plan_time.c: `ftune plan`'s time model (plan.h "Time"): a training step's parts, each at the rate
  * that bounds it on the device, from the plan's shapes (plan.c fills those first). */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -47,25 +48,34 @@ static const unsigned pl_bwd_acc = (1u << FT_MOD_UP) | (1u << FT_MOD_K) | (1u <<
  * reading their [N, in] input and writing their [N, out] output, not by their FLOPs. The LoRA
  * product runs before the frozen GEMM and writes the output, which the GEMM then adds to in its
  * epilogue (covered by the GEMM time): so the LoRA product reads the output only where the module
- * accumulates, and the backward needs no scratch and no add unless dropout meets accumulation.
- * The recompute reuses the forward's A-products t (kept per layer): it runs only the B products,
- * writing the output, and nothing for `down`, whose output it does not compute. */
+ * accumulates. The recompute reuses the forward's A-products t (kept per layer): it runs only the B
+ * products, writing the output, and nothing for `down`, whose output it does not compute.
+ * Dropout: for ranks 8/16/32 the CUDA kernels draw the mask inside the products
+ * (kernels/cuda/lora.cu), so the traffic is the same as without it, plus their f32 partial sums
+ * (t: 4 bytes x R per FT_LORA_KCHUNK input columns, written and read, per token; dA:
+ * FT_LORA_NSPLIT x R x in per micro-batch); other ranks write dropout(x) out and read it back,
+ * and mask the input gradient in a pass of its own. In elements of e bytes, per token. */
 typedef struct pl_lora_traffic {
     double fwd, rec, bwd; /* the forward, the recompute, the backward */
 } pl_lora_traffic;
-static pl_lora_traffic pl_lora_elems(const ft_model_dims *d, unsigned targets, int dropout) {
+static pl_lora_traffic pl_lora_elems(const ft_model_dims *d, unsigned targets, int dropout, int64_t R, double N,
+                                     double e) {
     ft_lora_shapes s = ft_model_lora_shapes(d);
     pl_lora_traffic t = {0, 0, 0};
     for (int m = 0; m < FT_MOD_COUNT; m++) {
         if (!(targets & (1u << m))) continue;
         const double in = (double)s.in[m], out = (double)s.out[m];
         const int fwd_acc = (pl_fwd_acc >> m) & 1, bwd_acc = (pl_bwd_acc >> m) & 1;
-        /* read the input; write the output (read it too where it accumulates); dropout writes a copy */
-        t.fwd += in + (fwd_acc ? 2 : 1) * out + (dropout ? 2 * in : 0);
+        const int fused = dropout && ft_cuda_lora_fused(R, s.in[m]), unfused = dropout && !fused;
+        /* read the input; write the output (read it too where it accumulates); unfused dropout
+         * writes a copy and the product reads that */
+        t.fwd += in + (fwd_acc ? 2 : 1) * out + (unfused ? 2 * in : 0);
+        if (fused) t.fwd += 8.0 * (double)R * ceil(in / FT_LORA_KCHUNK) / e;
         if (m != FT_MOD_DOWN) t.rec += (fwd_acc ? 2 : 1) * out;
-        /* read dy twice (dB, then dt) and the input; dropout draws the input again (read, write) */
-        t.bwd += 2 * out + in + (dropout ? 2 * in : 0);
-        if (!dropout) /* the input gradient goes into dx: written, and read where dx accumulates */
+        /* read dy twice (dB, then dt) and the input; unfused dropout draws the input again */
+        t.bwd += 2 * out + in + (unfused ? 2 * in : 0);
+        if (fused) t.bwd += 8.0 * FT_LORA_NSPLIT * (double)R * in / N / e;
+        if (!unfused) /* the input gradient goes into dx: written, and read where dx accumulates */
             t.bwd += (bwd_acc ? 2 : 1) * in;
         else if (!bwd_acc) /* written into dx, masked there in place (read, write) */
             t.bwd += 3 * in;
@@ -125,7 +135,7 @@ static void pl_parts(ft_plan *p, const ft_recipe *r) {
     const double el_final = 5.0 * (double)d->C * e; /* final norm */
     pl_part(p, FT_PLAN_T_ELEMENTWISE, "elementwise", N * ((double)d->L * el_layer + el_final) / bw_el,
             "%.2f MB/token/layer over %.0f passes: norms, RoPE, SwiGLU, adds", el_layer / 1e6, fwd_passes + 1);
-    pl_lora_traffic lo = pl_lora_elems(d, p->targets, r->lora.dropout > 0);
+    pl_lora_traffic lo = pl_lora_elems(d, p->targets, r->lora.dropout > 0, p->R, N, e);
     const double lo_layer = (lo.fwd + (p->recompute ? lo.rec : 0.0) + lo.bwd) * e;
     /* every pass casts the f32 masters to bf16 (read 4 B, write 2, the product reads 2); the
      * backward reads and writes the f32 gradients */

@@ -34,11 +34,12 @@ ft_status ft_cpu_linear(ft_backend *be, void *y, const void *x, const ft_weight 
                         int64_t N, int accumulate);
 ft_status ft_cpu_linear_bwd_x(ft_backend *be, void *dx, const void *dy, const ft_weight *W, int64_t N,
                               int accumulate);
-ft_status ft_cpu_lora_fwd(ft_backend *be, void *y, void *t, const void *xd, const float *A, const float *B,
-                          int64_t N, int64_t in, int64_t out, int64_t R, float scale, int accumulate);
-ft_status ft_cpu_lora_bwd(ft_backend *be, void *dxd, float *dA, float *dB, const void *dy, const void *xd,
-                          const void *t, const float *A, const float *B, int64_t N, int64_t in, int64_t out,
-                          int64_t R, float scale, int accumulate);
+ft_status ft_cpu_lora_fwd(ft_backend *be, void *y, void *t, const void *x, ft_lora_drop drop, const float *A,
+                          const float *B, int64_t N, int64_t in, int64_t out, int64_t R, float scale,
+                          int accumulate);
+ft_status ft_cpu_lora_bwd(ft_backend *be, void *dx, float *dA, float *dB, const void *dy, const void *x,
+                          ft_lora_drop drop, const void *t, const float *A, const float *B, int64_t N, int64_t in,
+                          int64_t out, int64_t R, float scale, int accumulate);
 ft_status ft_cpu_dropout(ft_backend *be, void *out, const void *in, int64_t n, float p, uint64_t seed);
 ft_status ft_cpu_rope(ft_backend *be, void *x, const int32_t *pos, const float *inv_freq, int64_t N, int64_t nh,
                       int64_t D, int inverse);

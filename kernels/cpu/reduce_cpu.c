@@ -3,7 +3,7 @@
  *
  * sumsq sums fixed 64k-element chunks in double and adds the chunk sums in order, so the result is
  * the same for any thread count. dropout draws keep(i) from the counter-based generator of
- * kernels/rng.h, so the backward (the same op with the same seed on the upstream gradient) and
+ * kernels/rng.h (one draw per aligned group of 4 elements), so the backward (the same op with the same seed on the upstream gradient) and
  * every other backend see the same mask; out = in * (1 / (1 - p)) for kept elements, as torch. */
 #include <omp.h>
 #include <string.h>
@@ -30,8 +30,13 @@ ft_status ft_cpu_dropout(ft_backend *be, void *outv, const void *inv, int64_t n,
         return FT_OK;
     }
     const float s = 1.0f / (1.0f - p);
+    const uint32_t thr = ft_dropout_threshold(p);
 #pragma omp parallel for num_threads(ft_cpu_threads(be)) schedule(static)
-    for (int64_t i = 0; i < n; i++) out[i] = ft_dropout_keep(seed, (uint64_t)i, p) ? in[i] * s : 0.0f;
+    for (int64_t g = 0; g < (n + 3) / 4; g++) { /* one draw per group of 4 (kernels/rng.h) */
+        const uint64_t bits = ft_dropout_bits(seed, (uint64_t)g);
+        for (int64_t j = 0, i = 4 * g; j < 4 && i < n; j++, i++)
+            out[i] = ft_dropout_keep_in(bits, (int)j, thr) ? in[i] * s : 0.0f;
+    }
     return FT_OK;
 }
 

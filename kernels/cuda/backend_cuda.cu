@@ -303,7 +303,9 @@ ft_status ft_cuda_scratch_get(ft_backend *be, int slot, int64_t bytes, void **ou
             static const char *const names[FT_SCR_COUNT] = {
                 "workspace (bf16 copy of a frozen weight)", "workspace (bf16 bias)", "workspace (bf16 LoRA A)",
                 "workspace (bf16 LoRA B)", "workspace (LoRA dt)", "workspace (reduction partials)",
-                "workspace (NF4 absmax)", "workspace (attention backward)", "workspace (cuDNN attention)"};
+                "workspace (NF4 absmax)", "workspace (attention backward)", "workspace (cuDNN attention)",
+                "workspace (LoRA dropout partials)", "workspace (LoRA dropout input)",
+                "workspace (LoRA dropout input gradient)"};
             return ft_backend_alloc_failed(be, st, want, names[slot]);
         }
         s->ptr = p;
@@ -615,9 +617,11 @@ static ft_status ft_cuda_init(ft_backend_cuda *b, int device) {
     b->attn_simt = at && strcmp(at, "simt") == 0;
     b->attn_wmma = at && strcmp(at, "wmma") == 0;
     b->attn_cudnn = at && strcmp(at, "cudnn") == 0;
+    const char *lo = getenv("FT_CUDA_LORA");
+    b->lora_unfused = lo && strcmp(lo, "unfused") == 0;
     size_t fr = 0, tot = 0;
     FT_CUDA_TRY(cudaMemGetInfo(&fr, &tot));
-    ft_info("cuda: device %d %s, compute capability %d.%d, %d SMs, %.1f of %.1f GiB free, built for sm %s%s%s%s%s%s",
+    ft_info("cuda: device %d %s, compute capability %d.%d, %d SMs, %.1f of %.1f GiB free, built for sm %s%s%s%s%s%s%s",
             device, prop.name, prop.major, prop.minor, prop.multiProcessorCount, (double)fr / (1 << 30),
             (double)tot / (1 << 30), FT_CUDA_ARCHS, b->use_pool ? ", stream-ordered allocator" : ", cudaMalloc",
             b->managed ? ", managed memory for optimizer state" : ", no managed memory (optimizer state on the device)",
@@ -625,7 +629,8 @@ static ft_status ft_cuda_init(ft_backend_cuda *b, int device) {
             b->attn_simt    ? ", FT_CUDA_ATTN=simt"
             : b->attn_wmma  ? ", FT_CUDA_ATTN=wmma"
             : b->attn_cudnn ? ", FT_CUDA_ATTN=cudnn"
-                            : "");
+                            : "",
+            b->lora_unfused ? ", FT_CUDA_LORA=unfused" : "");
     return FT_OK;
 }
 

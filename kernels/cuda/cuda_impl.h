@@ -44,6 +44,9 @@ enum {
     FT_SCR_NF4,        /* NF4 quantization: absmax [nb] f32 + offset */
     FT_SCR_ATTN,       /* attention backward: Dl[N,H] f32 */
     FT_SCR_CUDNN,      /* cuDNN attention: the plan's workspace (+ its f32 dq accumulator) */
+    FT_SCR_LORA_PART,  /* LoRA with dropout, fused: f32 partial sums (ft_cuda_lora_part_bytes) */
+    FT_SCR_LORA_X,     /* LoRA with dropout, other ranks: BF16 dropout(x) [N,in] */
+    FT_SCR_LORA_DX,    /* LoRA with dropout, other ranks: BF16 masked input gradient [N,in] */
     FT_SCR_COUNT
 };
 
@@ -122,6 +125,7 @@ typedef struct ft_backend_cuda {
     int attn_simt;          /* FT_CUDA_ATTN=simt: the SIMT attention kernels for every shape */
     int attn_wmma;          /* FT_CUDA_ATTN=wmma: the WMMA kernels (attention_tc.cu) where mma.sync would run */
     int attn_cudnn;         /* FT_CUDA_ATTN=cudnn: cuDNN's fused attention where it serves (attention_cudnn.cu) */
+    int lora_unfused;       /* FT_CUDA_LORA=unfused: LoRA dropout drawn into memory, not in the products (lora.cu) */
     struct ft_cuda_cudnn *cudnn; /* its handle and plans, made on first use */
     int managed;            /* paged allocations are managed memory (concurrent managed access, and
                              * not FT_CUDA_PAGED=0); else they are plain device memory */
@@ -214,11 +218,12 @@ ft_status ft_cuda_linear(ft_backend *be, void *y, const void *x, const ft_weight
                          int64_t N, int accumulate);
 ft_status ft_cuda_linear_bwd_x(ft_backend *be, void *dx, const void *dy, const ft_weight *W, int64_t N,
                                int accumulate);
-ft_status ft_cuda_lora_fwd(ft_backend *be, void *y, void *t, const void *xd, const float *A, const float *B,
-                           int64_t N, int64_t in, int64_t out, int64_t R, float scale, int accumulate);
-ft_status ft_cuda_lora_bwd(ft_backend *be, void *dxd, float *dA, float *dB, const void *dy, const void *xd,
-                           const void *t, const float *A, const float *B, int64_t N, int64_t in, int64_t out,
-                           int64_t R, float scale, int accumulate);
+ft_status ft_cuda_lora_fwd(ft_backend *be, void *y, void *t, const void *x, ft_lora_drop drop, const float *A,
+                           const float *B, int64_t N, int64_t in, int64_t out, int64_t R, float scale,
+                           int accumulate);
+ft_status ft_cuda_lora_bwd(ft_backend *be, void *dx, float *dA, float *dB, const void *dy, const void *x,
+                           ft_lora_drop drop, const void *t, const float *A, const float *B, int64_t N, int64_t in,
+                           int64_t out, int64_t R, float scale, int accumulate);
 ft_status ft_cuda_dropout(ft_backend *be, void *out, const void *in, int64_t n, float p, uint64_t seed);
 ft_status ft_cuda_rope(ft_backend *be, void *x, const int32_t *pos, const float *inv_freq, int64_t N, int64_t nh,
                        int64_t D, int inverse);

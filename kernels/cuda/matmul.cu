@@ -9,9 +9,7 @@
  * one BF16 scratch buffer (FT_SCR_WEIGHT, reused by every call) right before its product. A fused
  * NF4-dequant GEMM can replace this where it measurably wins (docs/ops.md).
  * Bias: cuBLASLt's BIAS epilogue (bias converted to BF16, the dtype HF checkpoints store it in).
- * LoRA: the f32 master A and B are cast to BF16 for the products; t and dt are BF16 activations;
- * dA and dB are accumulated in f32 by cuBLASLt with an f32 C/D and beta = 1 (ops.h: LoRA gradients
- * always accumulate), so micro-batches add up without a separate add.
+ * The LoRA products (lora.cu) go through ft_cuda_gemm too.
  *
  * cuBLASLt algorithms are chosen by its heuristic once per problem (shape, transposes, output dtype,
  * bias, pointer alignment) and cached in the backend. If the heuristic offers none, or
@@ -321,42 +319,4 @@ ft_status ft_cuda_linear_bwd_x(ft_backend *be, void *dx, const void *dy, const f
     /* dx^T[in,N] = W^T[in,out] . dy^T[out,N] */
     FT_TRY(ft_cuda_gemm(be, 0, 0, in, N, out, 1.0f, w16, in, dy, out, accumulate ? 1.0f : 0.0f, dx, in, 0, NULL));
     return ft_cuda_wcache_used(ft_cu(be));
-}
-
-ft_status ft_cuda_lora_fwd(ft_backend *be, void *y, void *t, const void *xd, const float *A, const float *B,
-                           int64_t N, int64_t in, int64_t out, int64_t R, float scale, int accumulate) {
-    if (N == 0) return FT_OK;
-    void *a16 = NULL, *b16 = NULL;
-    if (xd) { /* else t is given */
-        FT_TRY(ft_cuda_scratch_get(be, FT_SCR_LORA_A, 2 * R * in, &a16));
-        FT_TRY(ft_cuda_f32_to_bf16(be, a16, A, R * in));
-        /* t^T[R,N] = A[R,in] . xd^T[in,N] */
-        FT_TRY(ft_cuda_gemm(be, 1, 0, R, N, in, 1.0f, a16, in, xd, in, 0.0f, t, R, 0, NULL));
-    }
-    if (!y) return FT_OK; /* t alone */
-    FT_TRY(ft_cuda_scratch_get(be, FT_SCR_LORA_B, 2 * out * R, &b16));
-    FT_TRY(ft_cuda_f32_to_bf16(be, b16, B, out * R));
-    /* y^T[out,N] (=, or +=) scale * B[out,R] . t^T[R,N]: bandwidth-bound (K = R), so beta 0 saves
-     * reading y; the model then lets the frozen linear add on top in its epilogue */
-    return ft_cuda_gemm(be, 1, 0, out, N, R, scale, b16, R, t, R, accumulate ? 1.0f : 0.0f, y, out, 0, NULL);
-}
-
-ft_status ft_cuda_lora_bwd(ft_backend *be, void *dxd, float *dA, float *dB, const void *dy, const void *xd,
-                           const void *t, const float *A, const float *B, int64_t N, int64_t in, int64_t out,
-                           int64_t R, float scale, int accumulate) {
-    if (N == 0) return FT_OK;
-    void *a16 = NULL, *b16 = NULL, *dt = NULL;
-    FT_TRY(ft_cuda_scratch_get(be, FT_SCR_LORA_A, 2 * R * in, &a16));
-    FT_TRY(ft_cuda_scratch_get(be, FT_SCR_LORA_B, 2 * out * R, &b16));
-    FT_TRY(ft_cuda_scratch_get(be, FT_SCR_LORA_DT, 2 * N * R, &dt));
-    FT_TRY(ft_cuda_f32_to_bf16(be, a16, A, R * in));
-    FT_TRY(ft_cuda_f32_to_bf16(be, b16, B, out * R));
-    /* dB^T[R,out] += scale * t^T[R,N] . dy[N,out]            (f32, beta 1) */
-    FT_TRY(ft_cuda_gemm(be, 0, 1, R, out, N, scale, t, R, dy, out, 1.0f, dB, R, 1, NULL));
-    /* dt^T[R,N] = scale * B^T[R,out] . dy^T[out,N]           (B row-major [out,R] is column-major [R,out]) */
-    FT_TRY(ft_cuda_gemm(be, 0, 0, R, N, out, scale, b16, R, dy, out, 0.0f, dt, R, 0, NULL));
-    /* dA^T[in,R] += xd^T[in,N] . dt[N,R]                     (f32, beta 1) */
-    FT_TRY(ft_cuda_gemm(be, 0, 1, in, R, N, 1.0f, xd, in, dt, R, 1.0f, dA, in, 1, NULL));
-    /* dxd^T[in,N] (=, or +=) A^T[in,R] . dt^T[R,N] */
-    return ft_cuda_gemm(be, 0, 0, in, N, R, 1.0f, a16, in, dt, R, accumulate ? 1.0f : 0.0f, dxd, in, 0, NULL);
 }

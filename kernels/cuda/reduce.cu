@@ -3,7 +3,8 @@
  *
  * dropout draws keep(seed, i) from the counter-based generator of kernels/rng.h (the same function
  * the CPU calls, compiled for the device through FT_HD), so both backends, and a recomputation,
- * draw the same mask; kept values are multiplied by 1 / (1 - p) in float, as torch.
+ * draw the same mask (one draw per aligned group of 4 elements); kept values are multiplied by
+ * 1 / (1 - p) in float, as torch.
  * sumsq is deterministic: a grid whose size depends only on n sums fixed strided subsets in double
  * per thread, blocks reduce in a fixed butterfly order into per-block partials, and one block adds
  * the partials in index order: *out = float(double(*out) + total), as the CPU rounds. Nothing uses
@@ -31,13 +32,20 @@ __global__ void ft_k_add(act_t *y, const act_t *x, int64_t n) {
     }
 }
 
+/* VEC 8 covers two whole groups of 4 (i is a multiple of 8): two draws for 8 elements */
 template <int VEC>
-__global__ void ft_k_dropout(act_t *out, const act_t *in, int64_t n, float p, float s, uint64_t seed) {
+__global__ void ft_k_dropout(act_t *out, const act_t *in, int64_t n, uint32_t thr, float s, uint64_t seed) {
     float v[VEC];
     for (int64_t i = ft_gtid() * VEC; i < n; i += ft_gstride() * VEC) {
         ft_ld_vec<VEC>(in + i, v);
+        if (VEC == 8) {
+            const uint64_t b0 = ft_dropout_bits(seed, (uint64_t)i >> 2), b1 = ft_dropout_bits(seed, ((uint64_t)i >> 2) + 1);
 #pragma unroll
-        for (int q = 0; q < VEC; q++) v[q] = ft_dropout_keep(seed, (uint64_t)(i + q), p) ? v[q] * s : 0.0f;
+            for (int q = 0; q < VEC; q++) v[q] = ft_dropout_keep_in(q < 4 ? b0 : b1, q & 3, thr) ? v[q] * s : 0.0f;
+        } else {
+#pragma unroll
+            for (int q = 0; q < VEC; q++) v[q] = ft_dropout_keep(seed, (uint64_t)(i + q), thr) ? v[q] * s : 0.0f;
+        }
         ft_st_vec<VEC>(out + i, v);
     }
 }
@@ -81,12 +89,13 @@ ft_status ft_cuda_dropout(ft_backend *be, void *out, const void *in, int64_t n, 
         return FT_OK;
     }
     const float s = 1.0f / (1.0f - p);
+    const uint32_t thr = ft_dropout_threshold(p);
     const int64_t cap = 64LL * ft_cu(be)->sm_count;
     if (ft_vec8_ok(n, out, in))
         ft_k_dropout<8><<<ft_grid_1d(n / 8, 256, cap), 256, 0, ft_cu_stream(be)>>>((act_t *)out, (const act_t *)in, n,
-                                                                                   p, s, seed);
+                                                                                   thr, s, seed);
     else
-        ft_k_dropout<1><<<ft_grid_1d(n, 256, cap), 256, 0, ft_cu_stream(be)>>>((act_t *)out, (const act_t *)in, n, p,
+        ft_k_dropout<1><<<ft_grid_1d(n, 256, cap), 256, 0, ft_cu_stream(be)>>>((act_t *)out, (const act_t *)in, n, thr,
                                                                                s, seed);
     FT_CUDA_LAUNCH_TRY("ft_k_dropout");
     return FT_OK;

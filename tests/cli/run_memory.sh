@@ -70,19 +70,19 @@ m2=$(grep -m1 -o '"mem_mb":[0-9.]*' "$tmp/keep/metrics.jsonl" | cut -d: -f2)
   || bad "kept attention memory $m0 -> $m2 (plan: $(grep -c keep_attention "$tmp/pk") lines)"
 
 # --- (3) out of memory under model.memory_gib ---------------------------------------------------
-cap=(--set model.memory_gib=0.008)   # 8.2 MiB; the demo plans 14.6 MiB
+cap=(--set model.memory_gib=0.008)   # 8.2 MiB; the demo plans 14.5 MiB
 "$ftune" plan "$recipe" "${cap[@]}" >"$tmp/pc" 2>"$tmp/pc.err"; rc=$?
-[ $rc -eq 1 ] && grep -q "does not fit (14.6 MiB of 8.2 MiB)" "$tmp/pc" && ok "plan under the cap: exit 1, $(grep 'does not fit' "$tmp/pc" | cut -c1-60)..." \
+[ $rc -eq 1 ] && grep -q "does not fit (14.5 MiB of 8.2 MiB)" "$tmp/pc" && ok "plan under the cap: exit 1, $(grep 'does not fit' "$tmp/pc" | cut -c1-60)..." \
   || bad "plan under the cap: exit $rc $(grep 'fit' "$tmp/pc")"
 "$ftune" train "$recipe" "${short[@]}" "${cap[@]}" --set output_dir="$tmp/oom" >"$tmp/oom.out" 2>"$tmp/oom.err"; rc=$?
 err=$(grep 'error:' "$tmp/oom.err")
 [ $rc -eq 1 ] && ok "out of memory: exit 1" || bad "out of memory: exit $rc (want 1): $(tail -3 "$tmp/oom.err")"
 [ "$(grep -c 'error:' "$tmp/oom.err")" = 1 ] && echo "$err" | grep -q "allocating .* for activations" \
   && echo "$err" | grep -q "over this backend's memory limit of 8.2 MiB" \
-  && echo "$err" | grep -q "ftune plan predicted 13.5 MiB for activations and 14.6 MiB in all" \
+  && echo "$err" | grep -q "ftune plan predicted 12.2 MiB for activations and 14.5 MiB in all" \
   && echo "$err" | grep -q "reduce training.micro_batch to [0-9]" && echo "$err" | grep -q "raise model.memory_gib" \
   && ok "one error line names the allocation, the plan and the knobs: $err" || bad "error line: $(cat "$tmp/oom.err")"
-grep -q "warning: run: the plan predicts 14.6 MiB of memory, more than the 8.2 MiB" "$tmp/oom.err" \
+grep -q "warning: run: the plan predicts 14.5 MiB of memory, more than the 8.2 MiB" "$tmp/oom.err" \
   && ok "the run warned before loading" || bad "no warning before loading: $(cat "$tmp/oom.err")"
 # the knob it named, under the same cap
 b=$(echo "$err" | sed -n 's/.*reduce training.micro_batch to \([0-9]*\) (training.grad_accum \([0-9]*\).*/\1/p')

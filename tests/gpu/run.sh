@@ -478,7 +478,9 @@ fi
 # overlapped) and the mma.sync attention (FT_CUDA_ATTN=wmma: the WMMA kernels; =simt: no tensor cores),
 # and changes switched on: keep-attn (--keep-attention: no attention forward in the recompute) and
 # attn-cudnn (FT_CUDA_ATTN=cudnn: cuDNN's fused attention instead of ours), at seq 4096 and at the
-# dequant-bound seq 512. One row
+# dequant-bound seq 512; and the recipes' LoRA dropout 0.05 (dropout: the mask drawn inside the
+# LoRA products, kernels/cuda/lora.cu; dropout-unfused: FT_CUDA_LORA=unfused, drawn into memory),
+# whose rows against the default say what the dropout costs. One row
 # per variant: tokens/s, its ratio to the default, and the phases' mean milliseconds per timed step (docs/perf.md
 # records the predicted gain of each change beside these).
 ablate_table() {
@@ -509,9 +511,11 @@ if want ablate && have_ftune ablate; then
   # shellcheck disable=SC2206
   args=(${FT_ABLATE_ARGS:---shape llama-3-70b --layers 8 --steps 4})
   for seq in ${FT_ABLATE_SEQS:-4096 512}; do
-    for v in default keep-attn attn-cudnn prefetch-off wcache-off attn-wmma attn-simt; do
+    for v in default keep-attn attn-cudnn dropout dropout-unfused prefetch-off wcache-off attn-wmma attn-simt; do
       env=() extra=()
       [ "$v" = keep-attn ] && extra=(--keep-attention) # one attention forward less a layer (more memory)
+      [ "$v" = dropout ] && extra=(--dropout 0.05)
+      [ "$v" = dropout-unfused ] && extra=(--dropout 0.05) env=(FT_CUDA_LORA=unfused)
       [ "$v" = prefetch-off ] && env=(FT_CUDA_PREFETCH=0)
       [ "$v" = wcache-off ] && env=(FT_CUDA_WCACHE=0)
       [ "$v" = attn-cudnn ] && env=(FT_CUDA_ATTN=cudnn) # cuDNN's fused attention (bench rows are unpacked)

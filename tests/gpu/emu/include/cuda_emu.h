@@ -29,6 +29,7 @@ struct dim3 {
 };
 typedef dim3 uint3;
 struct float2 { float x, y; };
+struct alignas(8) uint2 { unsigned x, y; };
 struct alignas(16) float4 { float x, y, z, w; };
 struct alignas(16) uint4 { unsigned x, y, z, w; };
 
