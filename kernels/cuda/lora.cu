@@ -80,8 +80,10 @@ __device__ __forceinline__ void ft_mask_ct(float *v, uint64_t i, uint64_t seed, 
  * 256 columns at a time, each 32 padded by 4 floats so the 8 kg's 16-byte reads hit distinct banks.
  * part[chunk][N][R]. */
 #define FT_LT_PAD(k) ((k) + ((k) >> 5) * 4)
+/* at least 2 blocks (16 warps) an SM, for the loads in flight a memory-bound kernel needs: at R 32
+ * that caps ptxas at 128 registers (from 143; 12 bytes spilled), R 8 and 16 fit anyway */
 template <int R>
-__global__ void __launch_bounds__(FT_LT_THREADS) ft_k_lora_t_drop(float *part, const act_t *x, const float *A, int64_t N,
+__global__ void __launch_bounds__(FT_LT_THREADS, 2) ft_k_lora_t_drop(float *part, const act_t *x, const float *A, int64_t N,
                                                                  int64_t in, uint32_t thr, float s, uint64_t seed) {
     __align__(16) __shared__ float As[R * FT_LT_PAD(FT_LT_KSUB)];
     const int tid = threadIdx.x, kg = tid & 7, rp = tid >> 3;
