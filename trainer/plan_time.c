@@ -57,16 +57,18 @@ static const unsigned pl_bwd_acc = (1u << FT_MOD_UP) | (1u << FT_MOD_K) | (1u <<
  * and mask the input gradient in a pass of its own. In elements of e bytes, per token. */
 typedef struct pl_lora_traffic {
     double fwd, rec, bwd; /* the forward, the recompute, the backward */
+    int unfused;          /* modules whose dropout is drawn into memory (rank or width not fused) */
 } pl_lora_traffic;
 static pl_lora_traffic pl_lora_elems(const ft_model_dims *d, unsigned targets, int dropout, int64_t R, double N,
                                      double e) {
     ft_lora_shapes s = ft_model_lora_shapes(d);
-    pl_lora_traffic t = {0, 0, 0};
+    pl_lora_traffic t = {0, 0, 0, 0};
     for (int m = 0; m < FT_MOD_COUNT; m++) {
         if (!(targets & (1u << m))) continue;
         const double in = (double)s.in[m], out = (double)s.out[m];
         const int fwd_acc = (pl_fwd_acc >> m) & 1, bwd_acc = (pl_bwd_acc >> m) & 1;
         const int fused = dropout && ft_cuda_lora_fused(R, s.in[m]), unfused = dropout && !fused;
+        t.unfused += unfused;
         /* read the input; write the output (read it too where it accumulates); unfused dropout
          * writes a copy and the product reads that */
         t.fwd += in + (fwd_acc ? 2 : 1) * out + (unfused ? 2 * in : 0);
@@ -141,8 +143,10 @@ static void pl_parts(ft_plan *p, const ft_recipe *r) {
      * backward reads and writes the f32 gradients */
     const double lo_weights = (double)p->lora_params * (8.0 * (fwd_passes + 1) + 8.0);
     pl_part(p, FT_PLAN_T_LORA, "LoRA products", (N * (double)d->L * lo_layer + lo_weights) / bw_lo,
-            "%.2f MB/token/layer%s (inputs, outputs; FLOPs in GEMMs)", lo_layer / 1e6,
-            r->lora.dropout > 0 ? " with dropout" : "");
+            "%.2f MB/token/layer (inputs, outputs%s", lo_layer / 1e6,
+            !(r->lora.dropout > 0) ? "; FLOPs in GEMMs)"
+            : lo.unfused           ? ", dropout copies: fused at r 8/16/32 only)"
+                                   : "), dropout drawn in the products");
     /* each logits chunk: read twice (max and sum, then the gradient), the gradient written over it */
     pl_part(p, FT_PLAN_T_XENT, "cross-entropy", N * 3.0 * (double)d->V * e / bw,
             "%lld-wide logits: 2 reads + 1 write per token", (long long)d->V);
