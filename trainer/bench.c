@@ -285,6 +285,7 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
     FT_CHECK_GOTO(st, ft_bench_make_plan(o, &cfg, be, T, plan), done);
     snprintf(r->shape, sizeof r->shape, "%s", shape->name);
     r->layers = plan->dims.L, r->T = T, r->B = o->micro_batch, r->K = o->grad_accum;
+    r->lora_r = o->lora_r, r->lora_dropout = o->lora_dropout;
     r->tokens_per_step = r->B * r->K * T;
     char b1[48], b2[48];
     ft_plan_format_bytes(plan->backend_bytes, b1, sizeof b1);
@@ -455,6 +456,8 @@ ft_status ft_bench_write_json(const ft_bench_result *r, const char *path) {
     cJSON_AddNumberToObject(j, "seq", (double)r->T);
     cJSON_AddNumberToObject(j, "micro_batch", (double)r->B);
     cJSON_AddNumberToObject(j, "grad_accum", (double)r->K);
+    cJSON_AddNumberToObject(j, "lora_r", (double)r->lora_r);
+    cJSON_AddNumberToObject(j, "lora_dropout", r->lora_dropout);
     cJSON_AddNumberToObject(j, "tokens_per_step", (double)r->tokens_per_step);
     cJSON_AddNumberToObject(j, "init_s", r->init_s);
     cJSON_AddNumberToObject(j, "tokens_per_s", r->tokens_per_s);

@@ -75,6 +75,8 @@ typedef struct ft_bench_step {
 typedef struct ft_bench_result {
     char shape[64];
     int64_t layers, T, B, K, tokens_per_step;
+    int64_t lora_r;
+    double lora_dropout;
     int64_t nsteps;
     ft_bench_step *steps;   /* [nsteps] */
     double init_s;          /* making the random model, to the last byte on the device */
