@@ -123,7 +123,8 @@ ft_status ft_cpu_lora_bwd(ft_backend *be, void *dxv, float *dA, float *dB, const
     const float *xd;                            /* [N, in] */
     ft_status st = ft_malloc((void **)&dt, (size_t)(N * R) * sizeof(float), "lora_bwd dt");
     if (st == FT_OK) st = ft_cpu_lora_input(be, xv, drop, N * in, &xd, &own);
-    if (st == FT_OK && drops && accumulate) st = ft_malloc((void **)&dxd, (size_t)(N * in) * sizeof(float), "lora_bwd dx");
+    if (st == FT_OK && drops && accumulate)
+        st = ft_malloc((void **)&dxd, (size_t)(N * in) * sizeof(float), "lora_bwd dx");
     if (st == FT_OK) {
         /* dB[out, R] += scale * dy^T . t */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)R, (int)N, scale, dy, (int)out, t, (int)R,

@@ -46,7 +46,8 @@ template <int CT>
 __device__ __forceinline__ void ft_ld_ct(const act_t *p, float *v) {
     if (CT == 4) {
         const uint2 u = *(const uint2 *)p;
-        const float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)&u.x), b = __bfloat1622float2(*(const __nv_bfloat162 *)&u.y);
+        const float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)&u.x);
+        const float2 b = __bfloat1622float2(*(const __nv_bfloat162 *)&u.y);
         v[0] = a.x, v[1] = a.y, v[2] = b.x, v[3] = b.y;
     } else {
         const float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)p);
@@ -83,8 +84,9 @@ __device__ __forceinline__ void ft_mask_ct(float *v, uint64_t i, uint64_t seed, 
 /* at least 2 blocks (16 warps) an SM, for the loads in flight a memory-bound kernel needs: at R 32
  * that caps ptxas at 128 registers (from 143; 12 bytes spilled), R 8 and 16 fit anyway */
 template <int R>
-__global__ void __launch_bounds__(FT_LT_THREADS, 2) ft_k_lora_t_drop(float *part, const act_t *x, const float *A, int64_t N,
-                                                                 int64_t in, uint32_t thr, float s, uint64_t seed) {
+__global__ void __launch_bounds__(FT_LT_THREADS, 2)
+    ft_k_lora_t_drop(float *part, const act_t *x, const float *A, int64_t N, int64_t in, uint32_t thr, float s,
+                     uint64_t seed) {
     __align__(16) __shared__ float As[R * FT_LT_PAD(FT_LT_KSUB)];
     const int tid = threadIdx.x, kg = tid & 7, rp = tid >> 3;
     const int64_t n0 = (int64_t)blockIdx.x * FT_LT_ROWS + rp, n1 = n0 + 32;
@@ -191,7 +193,10 @@ __global__ void __launch_bounds__(FT_LT_THREADS) ft_k_lora_da_drop(float *part, 
 #pragma unroll
             for (int r = 0; r < R; r++)
 #pragma unroll
-                for (int q = 0; q < CT; q++) red[r * W + lane * CT + q] = (w ? red[r * W + lane * CT + q] : 0.0f) + acc[r][q];
+                for (int q = 0; q < CT; q++) {
+                    float *e = &red[r * W + lane * CT + q];
+                    *e = (w ? *e : 0.0f) + acc[r][q];
+                }
         __syncthreads();
     }
     float *out = part + (int64_t)blockIdx.y * R * in;

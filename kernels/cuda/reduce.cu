@@ -39,7 +39,7 @@ __global__ void ft_k_dropout(act_t *out, const act_t *in, int64_t n, uint32_t th
     for (int64_t i = ft_gtid() * VEC; i < n; i += ft_gstride() * VEC) {
         ft_ld_vec<VEC>(in + i, v);
         if (VEC == 8) {
-            const uint64_t b0 = ft_dropout_bits(seed, (uint64_t)i >> 2), b1 = ft_dropout_bits(seed, ((uint64_t)i >> 2) + 1);
+            const uint64_t g = (uint64_t)i >> 2, b0 = ft_dropout_bits(seed, g), b1 = ft_dropout_bits(seed, g + 1);
 #pragma unroll
             for (int q = 0; q < VEC; q++) v[q] = ft_dropout_keep_in(q < 4 ? b0 : b1, q & 3, thr) ? v[q] * s : 0.0f;
         } else {
