@@ -368,6 +368,30 @@ static void check_keep_attention(void) {
     free(q);
 }
 
+/* The longest context the report offers: it fits, 256 tokens more does not (the plan of that run,
+ * made as `ftune plan --set data.seq_len=...` would); host-kept boundaries reach further. */
+static void check_max_seq(void) {
+    ft_plan *p = calloc(1, sizeof *p), *q = calloc(1, sizeof *q);
+    const char *base[] = {"data.seq_len=4096", "training.micro_batch=2"};
+    plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", base, 2);
+    FT_CHECK(p->max_seq >= 4096 && p->max_seq_host > p->max_seq && p->max_seq % 256 == 0,
+             "70B h100 micro-batch 2: longest %lld tokens, %lld with host boundaries", (long long)p->max_seq,
+             (long long)p->max_seq_host);
+    for (int host = 0; host < 2; host++)
+        for (int more = 0; more < 2; more++) {
+            char seq[64], hb[64];
+            snprintf(seq, sizeof seq, "data.seq_len=%lld",
+                     (long long)((host ? p->max_seq_host : p->max_seq) + 256 * more));
+            snprintf(hb, sizeof hb, "training.host_boundaries=%s", host ? "true" : "false");
+            const char *x[] = {seq, "training.micro_batch=2", hb};
+            plan_cfg(q, "Llama-3.3-70B-Instruct", "h100", x, 3);
+            FT_CHECK(q->fits == !more, "%s %s: fits %d", seq, hb, q->fits);
+        }
+    FT_CHECK(p->T == 4096 && p->fits && p->host_boundaries == 0, "the report's own run is unchanged");
+    free(p);
+    free(q);
+}
+
 int main(void) {
     static const char *const models[] = {"tests/fixtures/forward/llama_gqa4", "tests/fixtures/forward/llama_mha_tied",
                                          "tests/fixtures/forward/mistral", "tests/fixtures/forward/qwen2",
@@ -384,6 +408,7 @@ int main(void) {
     check_70b();
     check_time();
     check_keep_attention();
+    check_max_seq();
     check_epochs();
     return ft_test_finish();
 }

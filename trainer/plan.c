@@ -474,6 +474,16 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
         p->keep_total_bytes = p->total_bytes;
         pl_memory(p, &in, threads); /* restore the report's lines */
     }
+    if (cuda && p->recompute) { /* how long a context: with the boundaries where the recipe keeps them, and
+                                 * the other way */
+        const int host = p->host_boundaries;
+        p->host_boundaries = 0;
+        p->max_seq = ft_plan_max_seq(p, 256, (int64_t)1 << 20);
+        p->host_boundaries = 1;
+        p->max_seq_host = ft_plan_max_seq(p, 256, (int64_t)1 << 20);
+        p->host_boundaries = host;
+        pl_memory(p, &in, threads);
+    }
 
     /* FLOPs per token */
     double A = 2.0 * (double)d->L * (double)(d->H * d->D) * (double)p->T;
@@ -640,6 +650,11 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
                    "~%.0f%% faster by the time model below (not yet measured on a GPU)\n",
                 b1, dev, 100.0 * saved / (p->step_s - saved));
     }
+
+    if (p->max_seq_host > 0)
+        fprintf(f, "  longest data.seq_len that fits at micro_batch %lld: %lld tokens (%lld with "
+                   "training.host_boundaries: true)\n",
+                (long long)p->B, (long long)p->max_seq, (long long)p->max_seq_host);
 
     fprintf(f, "\ncompute\n");
     double fs = p->flops_per_token >= 1e9 ? 1e9 : p->flops_per_token >= 1e6 ? 1e6 : 1e3;

@@ -152,6 +152,9 @@ typedef struct ft_plan {
     int64_t total_bytes;      /* max(train, load) */
     int64_t keep_total_bytes; /* total_bytes with training.keep_attention, when the run fits on a GPU with
                                * recompute and without it (0 otherwise): the plan offers it if it fits */
+    int64_t max_seq, max_seq_host; /* on a GPU with recompute: the longest data.seq_len (a multiple of 256)
+                                    * that fits at this micro-batch, with the layer boundaries on the
+                                    * device and in host memory (training.host_boundaries); 0 otherwise */
     int64_t device_bytes;
     const char *mem_source;   /* where device_bytes came from when not the device's figure:
                                * "--memory-gb", "model.memory_gib", "free when the run started",
