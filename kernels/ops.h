@@ -69,7 +69,9 @@ ft_status ft_op_lora_bwd(ft_backend *be, void *dx, float *dA, float *dB, const v
 
 /* out[n] = in[n] * keep(seed, i) / (1 - p), keep(seed, i) a counter-based Bernoulli(1-p) draw
  * (ft_dropout_keep in kernels/rng.h), so a recomputation or another backend draws the same mask.
- * out may alias in. p == 0 copies. */
+ * out may alias in. p == 0 copies. The mask the LoRA ops apply; the model itself no longer calls
+ * it (nor `add`): both stay ops so the op table tests the backends' kernels that the LoRA ops'
+ * unfused paths are built from. */
 ft_status ft_op_dropout(ft_backend *be, void *out, const void *in, int64_t n, float p, uint64_t seed);
 
 /* ---- rotary embedding ------------------------------------------------------------------- */
