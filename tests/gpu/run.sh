@@ -62,7 +62,8 @@
 #   FT_GPU_SANITIZER compute-sanitizer's path ("none": the phase is skipped)
 # Measured times on an H100 machine (2026-11-23, docs/perf.md; the machine's start adds ~1 min):
 # build 16-19 s, ops 190 s (26 s with FT_OPS_ARGS="--filter attention"), e2e 110 s, sanitize 22-35 s,
-# load 46 s, resume 165-179 s, bench 103 s (three shapes), ablate 22 s, peft 131 s (three shapes),
+# load 46 s, resume 165-179 s, bench 103 s (three shapes), ablate 22 s (5 variants then, 9 now:
+# ~40 s predicted), peft 131 s (three shapes),
 # context not yet run. Within the device tool's 10-minute command limit, e.g.
 # `run.sh build ops e2e bench` (~7 min) then `run.sh build sanitize load resume ablate peft`
 # (~7.5 min): the build directory survives between calls only while the machine stays warm (30 s
