@@ -277,20 +277,20 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
 
 typedef enum { PL_KNOB_B, PL_KNOB_T, PL_KNOB_R } pl_knob;
 
-/* Largest value of one knob in [lo, hi] with which the run fits (0 if none); memory grows with
- * each knob, so a binary search. */
-static int64_t pl_largest(ft_plan *p, pl_in in, pl_knob k, int64_t lo, int64_t hi, int64_t threads) {
+/* Largest value of one knob, a multiple of `unit` in [lo, hi] units, with which the run fits (0 if
+ * none); memory grows with each knob, so a binary search. Leaves p's lines at the last try. */
+static int64_t pl_largest(ft_plan *p, pl_in in, pl_knob k, int64_t lo, int64_t hi, int64_t unit, int64_t threads) {
     int64_t best = 0;
     while (lo <= hi) {
         int64_t mid = lo + (hi - lo) / 2;
-        if (k == PL_KNOB_B) in.B = mid;
-        else if (k == PL_KNOB_T) in.T = mid;
-        else in.R = mid;
+        if (k == PL_KNOB_B) in.B = mid * unit;
+        else if (k == PL_KNOB_T) in.T = mid * unit;
+        else in.R = mid * unit;
         pl_memory(p, &in, threads);
         if (p->total_bytes <= p->device_bytes) best = mid, lo = mid + 1;
         else hi = mid - 1;
     }
-    return best;
+    return best * unit;
 }
 
 /* Which knob gets the run under the device's memory: recompute, micro_batch, seq_len, quant,
@@ -317,13 +317,13 @@ static void pl_advise(ft_plan *p, const pl_in *cur, int64_t threads) {
                    pinned);
         }
     }
-    int64_t b = cur->B > 1 ? pl_largest(p, *cur, PL_KNOB_B, 1, cur->B - 1, threads) : 0;
+    int64_t b = cur->B > 1 ? pl_largest(p, *cur, PL_KNOB_B, 1, cur->B - 1, 1, threads) : 0;
     if (b > 0) {
         int64_t k = (cur->B * p->K + b - 1) / b;
         PL_ADD("%sreduce training.micro_batch to %lld (training.grad_accum %lld keeps %lld tokens per step)",
                n ? ", or " : "", (long long)b, (long long)k, (long long)(b * k * cur->T));
     }
-    int64_t t = cur->T > 16 ? pl_largest(p, *cur, PL_KNOB_T, 16, cur->T - 1, threads) : 0;
+    int64_t t = cur->T > 16 ? pl_largest(p, *cur, PL_KNOB_T, 16, cur->T - 1, 1, threads) : 0;
     if (t >= 128) t -= t % 64;
     if (t >= 16) PL_ADD("%sreduce data.seq_len to %lld", n ? ", or " : "", (long long)t);
     if (cur->lin != FT_NF4) {
@@ -331,7 +331,7 @@ static void pl_advise(ft_plan *p, const pl_in *cur, int64_t threads) {
         pl_memory(p, &in, threads);
         if (p->total_bytes <= p->device_bytes) PL_ADD("%sset model.quant: nf4", n ? ", or " : "");
     }
-    int64_t r = !n && cur->R > 1 ? pl_largest(p, *cur, PL_KNOB_R, 1, cur->R - 1, threads) : 0;
+    int64_t r = !n && cur->R > 1 ? pl_largest(p, *cur, PL_KNOB_R, 1, cur->R - 1, 1, threads) : 0;
     if (r > 0) PL_ADD("reduce lora.r to %lld", (long long)r);
     if (!n) {
         in = *cur, in.B = 1, in.T = 16, in.R = 1, in.recompute = 1;
@@ -474,15 +474,13 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
         p->keep_total_bytes = p->total_bytes;
         pl_memory(p, &in, threads); /* restore the report's lines */
     }
-    if (cuda && p->recompute) { /* how long a context: with the boundaries where the recipe keeps them, and
-                                 * the other way */
-        const int host = p->host_boundaries;
-        p->host_boundaries = 0;
-        p->max_seq = ft_plan_max_seq(p, 256, (int64_t)1 << 20);
-        p->host_boundaries = 1;
-        p->max_seq_host = ft_plan_max_seq(p, 256, (int64_t)1 << 20);
-        p->host_boundaries = host;
-        pl_memory(p, &in, threads);
+    if (cuda && p->recompute) { /* how long a context, with the boundaries on the device and on the host */
+        pl_in h = in;
+        h.host = 0;
+        p->max_seq = pl_largest(p, h, PL_KNOB_T, 1, ((int64_t)1 << 20) / 256, 256, threads);
+        h.host = 1;
+        p->max_seq_host = pl_largest(p, h, PL_KNOB_T, 1, ((int64_t)1 << 20) / 256, 256, threads);
+        pl_memory(p, &in, threads); /* restore the report's lines */
     }
 
     /* FLOPs per token */
@@ -689,17 +687,9 @@ static pl_in pl_current(const ft_plan *p) {
 int64_t ft_plan_max_seq(ft_plan *p, int64_t multiple, int64_t max_T) {
     if (multiple < 1) multiple = 1;
     pl_in in = pl_current(p);
-    int64_t lo = 1, hi = max_T / multiple, found = 0; /* in units of `multiple`; memory grows with T */
-    while (lo <= hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        in.T = mid * multiple;
-        pl_memory(p, &in, p->threads);
-        if (p->total_bytes <= p->device_bytes) found = mid, lo = mid + 1;
-        else hi = mid - 1;
-    }
-    in = pl_current(p);
+    const int64_t found = pl_largest(p, in, PL_KNOB_T, 1, max_T / multiple, multiple, p->threads);
     pl_memory(p, &in, p->threads); /* restore the report's lines */
-    return found * multiple;
+    return found;
 }
 
 /* The plan line an allocation named `what` belongs to (trainer/model.c, lora.c, optim/adamw.c names). */
