@@ -77,9 +77,19 @@ static int patch(char *json, const char *from, const char *to) {
     return 1;
 }
 
+/* The device's memory from its description (totalGlobalMem), 0 when absent. */
+static int64_t device_bytes(const char *json) {
+    const char *p = strstr(json, "\"totalGlobalMem\":");
+    return p ? strtoll(p + strlen("\"totalGlobalMem\":"), NULL, 10) : 0;
+}
+
 /* want_engines: 1 every case has engines, 2 the plain (unpacked) cases have (GB10: cuDNN's ragged
- * engines need sm_90 instructions, so packed rows fall back there), 0 none has (the control). */
+ * engines need sm_90 instructions, so packed rows fall back there), 0 none has (the control).
+ * With engines, the smallest workspace they ask for is held against ft_sdpa_workspace_cap (what the
+ * op entry accepts): the plain cases must fit; packed ones past it are reported (they fall back, the
+ * deterministic backward's dP workspace growing with slots * T^2). */
 static void check_device(const char *json, int want_engines, const char *what) {
+    const int64_t cap = ft_sdpa_workspace_cap(device_bytes(json));
     void *dp = NULL;
     FT_CHECK_OK(ft_sdpa_devprop_from_json(json, &dp));
     if (!dp) return;
@@ -92,8 +102,8 @@ static void check_device(const char *json, int want_engines, const char *what) {
         const ft_sdpa_shape s = {c->B, c->T, c->H, c->Hkv, c->D, 1.0f / 8.0f, c->docs};
         if (want_engines == 2 && c->docs) continue;
         for (int kind = FT_SDPA_FWD; kind <= FT_SDPA_BWD; kind++) {
-            int64_t viable = -1;
-            ft_status st = ft_sdpa_graph_check(&s, kind, 1, dp, &viable);
+            int64_t viable = -1, ws = -1;
+            ft_status st = ft_sdpa_graph_check(&s, kind, 1, dp, &viable, &ws);
             const char *k = kind == FT_SDPA_FWD ? "forward" : "backward (deterministic)";
             if (want_engines)
                 FT_CHECK(st == FT_OK && viable >= 1, "%s: %s %s: %lld engine configs (%s)", what, c->name, k,
@@ -101,8 +111,12 @@ static void check_device(const char *json, int want_engines, const char *what) {
             else
                 FT_CHECK(st == FT_E_UNSUPPORTED && viable == 0, "%s: %s %s is refused (%lld engine configs)", what,
                          c->name, k, (long long)viable);
+            if (want_engines && st == FT_OK && !c->docs)
+                FT_CHECK(ws >= 0 && ws <= cap, "%s: %s %s: workspace %.2f GiB within the op's %.2f GiB", what, c->name,
+                         k, (double)ws / (1 << 30), (double)cap / (1 << 30));
             if (want_engines && st == FT_OK)
-                printf("ok   %s: %s %s, %lld engine configs\n", what, c->name, k, (long long)viable);
+                printf("ok   %s: %s %s, %lld engine configs, workspace %.2f GiB%s\n", what, c->name, k,
+                       (long long)viable, (double)ws / (1 << 30), ws > cap ? " (past the cap: ours run it)" : "");
         }
     }
     ft_sdpa_devprop_free(dp);
@@ -131,14 +145,15 @@ static void check_deterministic(cudnnHandle_t h, void *dp) {
     if (!fwd || !bwd) goto out;
     uint16_t *hq = malloc(2 * nq), *hk = malloc(2 * nk), *hv = malloc(2 * nk), *hdo = malloc(2 * nq);
     uint16_t *r1 = malloc(2 * (2 * nq + 2 * nk)), *r2 = malloc(2 * (2 * nq + 2 * nk));
+    float *hl = malloc(4 * nl), *hl2 = malloc(4 * nl); /* lse moved between the graphs' layouts */
     void *d = NULL;
     const int64_t ws = ft_sdpa_graph_workspace(fwd) > ft_sdpa_graph_workspace(bwd) ? ft_sdpa_graph_workspace(fwd)
                                                                                     : ft_sdpa_graph_workspace(bwd);
     /* q k v dout | out dq dk dv | lse | workspace */
     const int64_t bytes = 2 * (nq + 2 * nk + nq) + 2 * (nq + nq + 2 * nk) + 4 * nl + ws + 256;
-    FT_CHECK(hq && hk && hv && hdo && r1 && r2 && cudaMalloc(&d, (size_t)bytes) == cudaSuccess,
+    FT_CHECK(hq && hk && hv && hdo && r1 && r2 && hl && hl2 && cudaMalloc(&d, (size_t)bytes) == cudaSuccess,
              "memory for the determinism check (%lld bytes)", (long long)bytes);
-    if (d && hq && hk && hv && hdo && r1 && r2) {
+    if (d && hq && hk && hv && hdo && r1 && r2 && hl && hl2) {
         char *p = (char *)d;
         ft_sdpa_ptrs pt;
         memset(&pt, 0, sizeof pt);
@@ -159,6 +174,14 @@ static void check_deterministic(cudnnHandle_t h, void *dp) {
         cudaMemcpy((void *)pt.dout, hdo, 2 * nq, cudaMemcpyHostToDevice);
         for (int rep = 0; rep < 2; rep++) {
             FT_CHECK_OK(ft_sdpa_graph_run(fwd, h, &pt));
+            if (ft_sdpa_graph_lse_bht(fwd) != ft_sdpa_graph_lse_bht(bwd)) { /* [T, H] <-> [H, T] (B = 1) */
+                const int to_bht = ft_sdpa_graph_lse_bht(bwd);
+                cudaMemcpy(hl, pt.lse, 4 * nl, cudaMemcpyDeviceToHost);
+                for (int64_t t = 0; t < s.T; t++)
+                    for (int64_t hh = 0; hh < s.H; hh++)
+                        hl2[to_bht ? hh * s.T + t : t * s.H + hh] = hl[to_bht ? t * s.H + hh : hh * s.T + t];
+                cudaMemcpy(pt.lse, hl2, 4 * nl, cudaMemcpyHostToDevice);
+            }
             FT_CHECK_OK(ft_sdpa_graph_run(bwd, h, &pt));
             FT_CHECK(cudaDeviceSynchronize() == cudaSuccess, "run %d: %s", rep, cudaGetErrorString(cudaGetLastError()));
             cudaMemcpy(rep ? r2 : r1, pt.out, 2 * (2 * nq + 2 * nk), cudaMemcpyDeviceToHost); /* out dq dk dv */
@@ -173,7 +196,7 @@ static void check_deterministic(cudnnHandle_t h, void *dp) {
                  (long long)differ, (long long)nonfinite);
     }
     if (d) cudaFree(d);
-    free(hq), free(hk), free(hv), free(hdo), free(r1), free(r2);
+    free(hq), free(hk), free(hv), free(hdo), free(r1), free(r2), free(hl), free(hl2);
 out:
     ft_sdpa_graph_free(fwd);
     ft_sdpa_graph_free(bwd);

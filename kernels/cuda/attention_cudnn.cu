@@ -11,7 +11,10 @@
  * engines need Hopper instructions; on GB10 the op falls back).
  *
  * Plans are built on first use per shape (cuDNN compiles the kernel at run time: ~1 s, once) and
- * kept; a shape without a plan is remembered too, with the reason logged once. The backward uses
+ * kept; a shape without a plan is remembered too, with the reason logged once. So is a plan whose
+ * workspace passes ft_sdpa_workspace_cap: the deterministic backward keeps dP there (slots * H *
+ * T^2 * 2 bytes), which the memory plan does not count. Where cuDNN does not honour lse's strides
+ * (ft_sdpa_graph_lse_bht) lse goes through a packed [B, H, T] copy. The backward uses
  * cuDNN's deterministic graph (dq without atomics), so a resumed run stays bit-identical, as with
  * our own kernels. lse is the same log-sum-exp either way, so a forward from one path and a
  * backward from the other agree. */
@@ -41,6 +44,7 @@ typedef struct ft_cudnn_plan {
 struct ft_cuda_cudnn {
     cudnnHandle_t h;
     void *devprop;
+    int64_t ws_cap; /* ft_sdpa_workspace_cap of the device */
     int broken; /* the handle could not be made: never try again */
     ft_cudnn_plan plan[FT_CUDNN_PLANS];
     int nplan, next; /* filled entries; the next one to replace when full */
@@ -54,14 +58,17 @@ static ft_status ft_cudnn_ctx(ft_backend_cuda *b, struct ft_cuda_cudnn **out) {
         struct ft_cuda_cudnn *c = b->cudnn;
         cudnnStatus_t e = cudnnCreate(&c->h);
         if (e == CUDNN_STATUS_SUCCESS) e = cudnnSetStream(c->h, b->stream);
+        size_t mem_free = 0, mem_total = 0;
+        if (cudaMemGetInfo(&mem_free, &mem_total) != cudaSuccess) mem_total = 0, (void)cudaGetLastError();
+        c->ws_cap = ft_sdpa_workspace_cap((int64_t)mem_total);
         ft_status st = e == CUDNN_STATUS_SUCCESS ? ft_sdpa_devprop_from_handle(c->h, &c->devprop) : FT_E_UNSUPPORTED;
         if (e != CUDNN_STATUS_SUCCESS || st != FT_OK) {
             ft_warn("cuda: FT_CUDA_ATTN=cudnn, but cuDNN %zu cannot start here (%s); attention runs ftune's own "
                     "kernels", cudnnGetVersion(), e != CUDNN_STATUS_SUCCESS ? cudnnGetErrorString(e) : ft_error_msg());
             c->broken = 1;
         } else {
-            ft_info("cuda: attention through cuDNN %zu's fused SDPA where it serves (causal rows without packed "
-                    "documents)", cudnnGetVersion());
+            ft_info("cuda: attention through cuDNN %zu's fused SDPA where it serves (causal rows, packed documents "
+                    "in its ragged layout)", cudnnGetVersion());
         }
     }
     if (b->cudnn->broken) return FT_E_UNSUPPORTED;
@@ -84,6 +91,16 @@ static ft_status ft_cudnn_plan_get(ft_backend_cuda *b, int kind, const ft_sdpa_s
     }
     ft_sdpa_graph *g = NULL;
     ft_status st = ft_sdpa_graph_build(s, kind, 1, c->devprop, &g);
+    if (st == FT_OK && ft_sdpa_graph_workspace(g) + ft_sdpa_graph_dq_accum_bytes(g) > c->ws_cap) {
+        st = FT_ERR(FT_E_UNSUPPORTED, "cudnn sdpa %s (B %lld T %lld H %lld/%lld D %lld%s): %s needs %.1f GiB of "
+                    "workspace, more than the %.1f GiB allowed", kind == FT_SDPA_FWD ? "forward" : "backward",
+                    (long long)s->B, (long long)s->T, (long long)s->H, (long long)s->Hkv, (long long)s->D,
+                    s->docs ? ", packed documents" : "", ft_sdpa_graph_desc(g),
+                    (double)(ft_sdpa_graph_workspace(g) + ft_sdpa_graph_dq_accum_bytes(g)) / (1 << 30),
+                    (double)c->ws_cap / (1 << 30));
+        ft_sdpa_graph_free(g);
+        g = NULL;
+    }
     if (st == FT_OK)
         ft_info("cuda: cuDNN attention %s plan for B %lld T %lld H %lld/%lld D %lld%s: %s, workspace %.1f MiB",
                 kind == FT_SDPA_FWD ? "forward" : "backward", (long long)s->B, (long long)s->T, (long long)s->H,
@@ -98,6 +115,7 @@ static ft_status ft_cudnn_plan_get(ft_backend_cuda *b, int kind, const ft_sdpa_s
         p = &c->plan[c->nplan++];
     } else { /* full: replace round-robin (a run uses a handful of shapes) */
         p = &c->plan[c->next];
+        if (p->g) FT_CUDA_TRY(cudaStreamSynchronize(b->stream)); /* its kernel may still run */
         ft_sdpa_graph_free(p->g);
         c->next = (c->next + 1) % FT_CUDNN_PLANS;
     }
@@ -138,13 +156,24 @@ ft_k_cudnn_docs(int32_t *seq_len, int32_t *off_q, int32_t *off_kv, int32_t *off_
     __syncthreads();
     for (int64_t k = threadIdx.x; k <= nslots; k += FT_DOCS_THREADS) {
         const int64_t a = k < ndocs ? start[k] : N, e = k + 1 < ndocs ? start[k + 1] : N;
-        if (k < nslots) seq_len[k] = (int32_t)(k < ndocs ? e - a : 0);
+        if (k < nslots) seq_len[k] = (int32_t)(k < ndocs ? (e - a < T ? e - a : T) : 0); /* <= T, the dims */
         off_q[k] = (int32_t)(a * hd);
         off_kv[k] = (int32_t)(a * hkd);
     }
     __syncthreads(); /* every read of start[] is done: now overwrite it with the lse offsets */
     for (int64_t k = threadIdx.x; k <= nslots; k += FT_DOCS_THREADS)
         off_lse[k] = (int32_t)((k < ndocs ? (int64_t)off_q[k] / hd : N) * H);
+}
+
+/* lse [B*T, H] <-> the packed [B, H, T] Stats copy (ft_sdpa_graph_lse_bht); to_bht picks the direction. */
+__global__ void ft_k_cudnn_lse_bht(float *lse, float *bht, int64_t T, int64_t H, int64_t n, int to_bht) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t h = i % H, row = i / H, bt = (row / T * H + h) * T + row % T; /* i = row * H + h */
+        if (to_bht)
+            bht[bt] = lse[i];
+        else
+            lse[i] = bht[bt];
+    }
 }
 
 /* Sequence slots for ndocs documents: a power of two >= 8, so batches share plans. */
@@ -160,26 +189,45 @@ static int ft_cudnn_aligned(const void *const *p, int n) {
     return 1;
 }
 
-/* Runs g with its workspace, zeroed dq accumulator and document table from the cuDNN scratch slot. */
+/* Runs g with its workspace, zeroed dq accumulator, document table and packed lse copy from the
+ * cuDNN scratch slot (p->lse: the caller's lse [N, H]). */
 static ft_status ft_cudnn_run(ft_backend_cuda *b, ft_sdpa_graph *g, const ft_sdpa_shape *s, const int32_t *doc_start,
                               ft_sdpa_ptrs *p) {
     const int64_t ws = ft_sdpa_graph_workspace(g), acc = ft_sdpa_graph_dq_accum_bytes(g);
     const int64_t ws_r = (ws + 255) / 256 * 256, acc_r = (acc + 255) / 256 * 256;
-    const int64_t table = s->docs > 0 ? 4 * 4 * (s->docs + 1) : 0; /* seq_len, off_q, off_kv, off_lse */
+    /* seq_len, off_q, off_kv, off_lse, each 16-byte aligned: the graph declares 16 for every tensor,
+     * and cuDNN may refuse a pointer below that (CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER) */
+    const int64_t n = (s->docs + 1 + 3) / 4 * 4;
+    const int64_t table = s->docs > 0 ? 4 * 4 * n : 0, table_r = (table + 255) / 256 * 256;
+    const int64_t nl = s->B * s->T * s->H, bht = ft_sdpa_graph_lse_bht(g) ? 4 * nl : 0;
+    float *lse = p->lse;
     char *buf = NULL;
-    if (ws_r + acc_r + table > 0) FT_TRY(ft_cuda_scratch_get(&b->base, FT_SCR_CUDNN, ws_r + acc_r + table, (void **)&buf));
+    if (ws_r + acc_r + table_r + bht > 0)
+        FT_TRY(ft_cuda_scratch_get(&b->base, FT_SCR_CUDNN, ws_r + acc_r + table_r + bht, (void **)&buf));
     p->workspace = ws ? buf : NULL;
     p->dq_accum = acc ? buf + ws_r : NULL;
     if (acc) FT_CUDA_TRY(cudaMemsetAsync(p->dq_accum, 0, (size_t)acc, b->stream));
     if (table) {
         int32_t *t = (int32_t *)(buf + ws_r + acc_r);
-        const int64_t n = s->docs + 1;
         p->seq_len = t, p->off_q = t + n, p->off_kv = t + 2 * n, p->off_lse = t + 3 * n;
         ft_k_cudnn_docs<<<1, FT_DOCS_THREADS, 0, b->stream>>>(t, t + n, t + 2 * n, t + 3 * n, doc_start, s->B * s->T,
                                                               s->T, s->docs, s->H * s->D, s->Hkv * s->D, s->H);
         FT_CUDA_LAUNCH_TRY("ft_k_cudnn_docs");
     }
-    return ft_sdpa_graph_run(g, b->cudnn->h, p);
+    const unsigned grid = (unsigned)ft_grid_1d(nl, 256, 64LL * b->sm_count);
+    if (bht) {
+        p->lse = (float *)(buf + ws_r + acc_r + table_r);
+        if (p->dout) { /* the backward reads it */
+            ft_k_cudnn_lse_bht<<<grid, 256, 0, b->stream>>>(lse, p->lse, s->T, s->H, nl, 1);
+            FT_CUDA_LAUNCH_TRY("ft_k_cudnn_lse_bht");
+        }
+    }
+    FT_TRY(ft_sdpa_graph_run(g, b->cudnn->h, p));
+    if (bht && !p->dout) { /* the forward wrote it */
+        ft_k_cudnn_lse_bht<<<grid, 256, 0, b->stream>>>(lse, p->lse, s->T, s->H, nl, 0);
+        FT_CUDA_LAUNCH_TRY("ft_k_cudnn_lse_bht");
+    }
+    return FT_OK;
 }
 
 /* The shape cuDNN sees: plain rows, or packed documents in ft_cudnn_slots(ndocs) slots (FT_OK), or

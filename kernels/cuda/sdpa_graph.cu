@@ -37,6 +37,8 @@ struct ft_sdpa_graph {
     char why[512];
     cudnnBackendDescriptor_t plan;
     int64_t workspace, dq_accum_bytes;
+    int64_t cfg_workspace; /* the smallest workspace among the viable configurations (check) */
+    int lse_bht;           /* Stats is a packed [B, H, T] buffer, not lse [N, H] (sdpa_graph.h) */
     float scale, lowest, one; /* by-value scalars, bound by address at each run */
     /* packed documents (s.docs > 0): each document is one of s.docs sequences of at most s.T tokens,
      * given per call by its length and the element offsets of its first token in q/out/dq/dout,
@@ -238,15 +240,22 @@ static cudnnBackendDescriptor_t ft_sdpa_padding(ft_sdpa_graph *g, cudnnBackendDe
     return y;
 }
 
-/* The masked, scaled scores s = mask(scale * q.k^T) [Bn,H,T,T] f32 (virtual), as both graphs start. */
+/* The masked, scaled scores s = mask(scale * q.k^T) [Bn,H,T,T] f32 (virtual), as both graphs start;
+ * with stats (the backward), mask(scale * q.k^T - stats): cudnn_frontend's backward subtracts the
+ * statistics right after the scale and masks after that. */
 static cudnnBackendDescriptor_t ft_sdpa_scores(ft_sdpa_graph *g, cudnnBackendDescriptor_t q,
-                                               cudnnBackendDescriptor_t kt) {
+                                               cudnnBackendDescriptor_t kt, cudnnBackendDescriptor_t stats) {
     const int64_t Bn = ft_sdpa_nseq(g), H = g->s.H, T = g->s.T;
     const ft_d4 sd = ft_dim(Bn, H, T, T), ss = ft_dim(H * T * T, T * T, T, 1);
     cudnnBackendDescriptor_t s0 = ft_gb_virt(g, CUDNN_DATA_FLOAT, sd, ss);
     ft_gb_matmul(g, q, kt, s0, FT_MM_M | FT_MM_N, "sdpa q.k^T");
     cudnnBackendDescriptor_t s1 = ft_gb_virt(g, CUDNN_DATA_FLOAT, sd, ss);
     ft_gb_pw(g, CUDNN_POINTWISE_MUL, CUDNN_DATA_FLOAT, -1, s0, ft_gb_scalar(g, FT_UID_SCALE), NULL, s1, "sdpa scale");
+    if (stats) {
+        cudnnBackendDescriptor_t sl = ft_gb_virt(g, CUDNN_DATA_FLOAT, sd, ss);
+        ft_gb_pw(g, CUDNN_POINTWISE_SUB, CUDNN_DATA_FLOAT, -1, s1, stats, NULL, sl, "sdpa s - lse");
+        s1 = sl;
+    }
     s1 = ft_sdpa_padding(g, s1, sd, ss, "sdpa padding mask");
     /* causal: keep s where row (query) >= column (key), else the lowest float, so exp gives 0 */
     cudnnBackendDescriptor_t row = ft_gb_virt(g, CUDNN_DATA_INT32, sd, ss);
@@ -272,10 +281,12 @@ static void ft_sdpa_doc_tensors(ft_sdpa_graph *g) {
                               0);
 }
 
+/* Stats [Bn,H,T,1] f32: our lse [N, H] (ragged by off_lse with packed documents), or the packed
+ * [B, H, T] copy where cuDNN would not honour the strides (lse_bht, sdpa_graph.h). */
 static cudnnBackendDescriptor_t ft_sdpa_stats_tensor(ft_sdpa_graph *g) {
     const int64_t Bn = ft_sdpa_nseq(g), H = g->s.H, T = g->s.T;
-    return ft_gb_tensor_r(g, FT_UID_STATS, CUDNN_DATA_FLOAT, ft_dim(Bn, H, T, 1), ft_dim(T * H, 1, H, 1), 0, 0, 0,
-                          g->off_lse);
+    const ft_d4 st = g->lse_bht ? ft_dim(H * T, T, 1, 1) : ft_dim(T * H, 1, H, 1);
+    return ft_gb_tensor_r(g, FT_UID_STATS, CUDNN_DATA_FLOAT, ft_dim(Bn, H, T, 1), st, 0, 0, 0, g->off_lse);
 }
 
 static void ft_sdpa_fwd_graph(ft_sdpa_graph *g) {
@@ -290,7 +301,7 @@ static void ft_sdpa_fwd_graph(ft_sdpa_graph *g) {
     cudnnBackendDescriptor_t stats = ft_sdpa_stats_tensor(g);
     const ft_d4 sd = ft_dim(B, H, T, T), ss = ft_dim(H * T * T, T * T, T, 1);
     const ft_d4 rd = ft_dim(B, H, T, 1), rs = ft_dim(H * T, T, 1, 1);
-    cudnnBackendDescriptor_t s = ft_sdpa_scores(g, q, kt);
+    cudnnBackendDescriptor_t s = ft_sdpa_scores(g, q, kt, NULL);
     /* softmax with statistics, as cudnn_frontend's composite softmax node lowers it */
     cudnnBackendDescriptor_t m = ft_gb_virt(g, CUDNN_DATA_FLOAT, rd, rs);
     ft_gb_reduce(g, CUDNN_REDUCE_TENSOR_MAX, s, m, "sdpa row max");
@@ -351,12 +362,8 @@ static void ft_sdpa_bwd_graph(ft_sdpa_graph *g, int with_dq_accum) {
     cudnnBackendDescriptor_t dl = ft_gb_virt(g, CUDNN_DATA_FLOAT, rd, rs);
     ft_gb_pw(g, CUDNN_POINTWISE_MUL, CUDNN_DATA_FLOAT, -1, dl0, ft_gb_scalar(g, FT_UID_ONE), NULL, dl, "sdpa Dl");
 
-    /* P = exp(s - lse), recomputed (padding applied again after the subtraction, as cudnn_frontend
-     * does for cuDNN 9) */
-    cudnnBackendDescriptor_t s = ft_sdpa_scores(g, q, kt);
-    cudnnBackendDescriptor_t sl = ft_gb_virt(g, CUDNN_DATA_FLOAT, sd, ss);
-    ft_gb_pw(g, CUDNN_POINTWISE_SUB, CUDNN_DATA_FLOAT, -1, s, stats, NULL, sl, "sdpa s - lse");
-    sl = ft_sdpa_padding(g, sl, sd, ss, "sdpa padding mask after lse");
+    /* P = exp(mask(scale * q.k^T - lse)), recomputed */
+    cudnnBackendDescriptor_t sl = ft_sdpa_scores(g, q, kt, stats);
     cudnnBackendDescriptor_t p = ft_gb_virt(g, CUDNN_DATA_FLOAT, sd, ss);
     ft_gb_pw(g, CUDNN_POINTWISE_EXP, CUDNN_DATA_FLOAT, -1, sl, NULL, NULL, p, "sdpa P");
 
@@ -465,7 +472,16 @@ static void ft_sdpa_plan(ft_sdpa_graph *g, int deterministic, cudnnBackendDescri
     int tried = 0, skipped = 0;
     if (viable) {
         *viable = 0;
-        for (int64_t i = 0; i < ncfg; i++) *viable += !(deterministic && ft_cfg_nondeterministic(cfg[i]));
+        g->cfg_workspace = -1;
+        for (int64_t i = 0; i < ncfg; i++) {
+            if (deterministic && ft_cfg_nondeterministic(cfg[i])) continue;
+            int64_t ws = -1, n = 0;
+            ++*viable;
+            if (cudnnBackendGetAttribute(cfg[i], CUDNN_ATTR_ENGINECFG_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &n, &ws) ==
+                    CUDNN_STATUS_SUCCESS &&
+                ws >= 0 && (g->cfg_workspace < 0 || ws < g->cfg_workspace))
+                g->cfg_workspace = ws;
+        }
         if (*viable == 0)
             return ft_gb_fail(g, CUDNN_STATUS_NOT_SUPPORTED, "heuristics: every engine for this graph is nondeterministic");
     }
@@ -503,7 +519,7 @@ static void ft_sdpa_plan(ft_sdpa_graph *g, int deterministic, cudnnBackendDescri
 }
 
 static ft_status ft_sdpa_make(const ft_sdpa_shape *s, int kind, int deterministic, void *devprop, int finalize,
-                              int64_t *viable, ft_sdpa_graph **out) {
+                              int64_t *viable, int64_t *workspace, ft_sdpa_graph **out) {
     *out = NULL;
     if (s->B <= 0 || s->T <= 0 || s->H <= 0 || s->Hkv <= 0 || s->H % s->Hkv || s->D % 8 || s->D > 128 || s->docs < 0)
         return FT_ERR(FT_E_UNSUPPORTED, "cudnn sdpa: shape B %lld T %lld H %lld/%lld D %lld not served",
@@ -515,6 +531,9 @@ static ft_status ft_sdpa_make(const ft_sdpa_shape *s, int kind, int deterministi
     g->next_uid = FT_UID_VIRTUAL;
     g->st = CUDNN_STATUS_SUCCESS;
     g->scale = s->scale, g->lowest = -3.402823466e38f, g->one = 1.0f;
+    /* cuDNN's forward honours a non-ragged Stats' strides from 9.12, its backward from 9.26 (before,
+     * packed BHSD whatever the strides; cudnn_frontend's sdpa_support_surface.h refuses the rest) */
+    g->lse_bht = s->docs == 0 && cudnnGetVersion() < (kind == FT_SDPA_FWD ? 91200u : 92600u);
     if (kind == FT_SDPA_FWD)
         ft_sdpa_fwd_graph(g);
     else /* cuDNN's deterministic backward is the graph without the f32 dq accumulator (which the
@@ -528,6 +547,7 @@ static ft_status ft_sdpa_make(const ft_sdpa_shape *s, int kind, int deterministi
         ft_sdpa_graph_free(g);
         return e;
     }
+    if (workspace) *workspace = g->cfg_workspace;
     if (finalize)
         *out = g;
     else
@@ -537,16 +557,20 @@ static ft_status ft_sdpa_make(const ft_sdpa_shape *s, int kind, int deterministi
 
 ft_status ft_sdpa_graph_build(const ft_sdpa_shape *s, int kind, int deterministic, void *devprop,
                               ft_sdpa_graph **out) {
-    return ft_sdpa_make(s, kind, deterministic, devprop, 1, NULL, out);
+    return ft_sdpa_make(s, kind, deterministic, devprop, 1, NULL, NULL, out);
 }
 
-ft_status ft_sdpa_graph_check(const ft_sdpa_shape *s, int kind, int deterministic, void *devprop, int64_t *viable) {
+ft_status ft_sdpa_graph_check(const ft_sdpa_shape *s, int kind, int deterministic, void *devprop, int64_t *viable,
+                              int64_t *workspace) {
     ft_sdpa_graph *g = NULL;
+    int64_t v = 0;
     *viable = 0;
-    return ft_sdpa_make(s, kind, deterministic, devprop, 0, viable, &g);
+    if (workspace) *workspace = -1;
+    return ft_sdpa_make(s, kind, deterministic, devprop, 0, viable ? viable : &v, workspace, &g);
 }
 
 int64_t ft_sdpa_graph_workspace(const ft_sdpa_graph *g) { return g->workspace; }
+int ft_sdpa_graph_lse_bht(const ft_sdpa_graph *g) { return g->lse_bht; }
 int64_t ft_sdpa_graph_dq_accum_bytes(const ft_sdpa_graph *g) { return g->dq_accum_bytes; }
 const char *ft_sdpa_graph_desc(const ft_sdpa_graph *g) { return g->text; }
 
@@ -648,6 +672,10 @@ ft_status ft_sdpa_devprop_json(void *devprop, char *buf, int64_t cap) {
 void ft_sdpa_devprop_free(void *devprop) {
     if (devprop) cudnnBackendDestroyDescriptor((cudnnBackendDescriptor_t)devprop);
 }
+
+/* 1/16 of the device: the 70B layer's deterministic backward at T 4096 (2.3 GB) passes on an H100,
+ * packed documents in 16-64 slots of T 4096 (36-146 GB) do not. */
+int64_t ft_sdpa_workspace_cap(int64_t device_bytes) { return device_bytes / 16; }
 #else /* no cuDNN */
 #include <stddef.h>
 
@@ -666,11 +694,15 @@ ft_status ft_sdpa_graph_build(const ft_sdpa_shape *s, int kind, int deterministi
     (void)s, (void)kind, (void)deterministic, (void)devprop, *out = NULL;
     return ft_no_cudnn();
 }
-ft_status ft_sdpa_graph_check(const ft_sdpa_shape *s, int kind, int deterministic, void *devprop, int64_t *viable) {
+ft_status ft_sdpa_graph_check(const ft_sdpa_shape *s, int kind, int deterministic, void *devprop, int64_t *viable,
+                              int64_t *workspace) {
     (void)s, (void)kind, (void)deterministic, (void)devprop, *viable = 0;
+    if (workspace) *workspace = -1;
     return ft_no_cudnn();
 }
 int64_t ft_sdpa_graph_workspace(const ft_sdpa_graph *g) { (void)g; return 0; }
+int ft_sdpa_graph_lse_bht(const ft_sdpa_graph *g) { (void)g; return 0; }
+int64_t ft_sdpa_workspace_cap(int64_t device_bytes) { return device_bytes / 16; }
 int64_t ft_sdpa_graph_dq_accum_bytes(const ft_sdpa_graph *g) { (void)g; return 0; }
 const char *ft_sdpa_graph_desc(const ft_sdpa_graph *g) { (void)g; return ""; }
 ft_status ft_sdpa_graph_run(ft_sdpa_graph *g, void *handle, const ft_sdpa_ptrs *p) {
