@@ -19,6 +19,9 @@ typedef enum { FT_BACKEND_CPU = 0, FT_BACKEND_CUDA } ft_backend_kind;
 
 /* nthreads <= 0: all cores (OpenMP default). */
 ft_status ft_backend_cpu_create(ft_backend **out, int nthreads);
+/* Switches a CPU backend to BF16 activation storage, as CUDA stores them (kernels/cpu/bf16_cpu.c):
+ * f32 arithmetic, every activation an op writes rounded to BF16. A diagnostic (FT_CPU_BF16=1). */
+ft_status ft_backend_cpu_bf16(ft_backend *be);
 /* FT_E_UNSUPPORTED when ftune was built without CUDA or no GPU is present. */
 ft_status ft_backend_cuda_create(ft_backend **out, int device);
 void ft_backend_free(ft_backend *be);
@@ -151,15 +154,18 @@ static inline int64_t ft_cuda_scratch_bytes(int64_t request) {
 /* Backend bytes of a CUDA weight-streaming session whose largest NF4 tensor has max_nf4_numel
  * elements (0: no NF4 target, nothing on the device). */
 int64_t ft_backend_cuda_load_bytes(int64_t max_nf4_numel);
-/* LoRA products with dropout (kernels/cuda/lora.cu) draw the mask inside their own kernels for
- * ranks 8, 16 and 32 (when the input's rows are a multiple of 8 elements): the A-product sums
- * each row in chunks of FT_LORA_KCHUNK input columns and dA each column over FT_LORA_NSPLIT parts
+/* LoRA products with dropout draw the mask inside their own kernels for ranks 8, 16 and 32
+ * (kernels/cuda/lora.cu) and 64 and 128 (lora_mma.cu, tensor cores), when the input's rows are a
+ * multiple of 8 elements: the A-product sums each row in chunks of at most FT_LORA_KCHUNK input
+ * columns and dA each column over FT_LORA_NSPLIT parts
  * of the tokens, into f32 partials that a second kernel adds in a fixed order
  * (ft_cuda_lora_part_bytes, the larger of the two). Other ranks draw dropout(x), and with
  * accumulation the masked input gradient, into [N, in] BF16 scratch, two slots. */
 #define FT_LORA_KCHUNK 1024
 #define FT_LORA_NSPLIT 8
-static inline int ft_cuda_lora_fused(int64_t R, int64_t in) { return (R == 8 || R == 16 || R == 32) && in % 8 == 0; }
+static inline int ft_cuda_lora_fused(int64_t R, int64_t in) {
+    return (R == 8 || R == 16 || R == 32 || R == 64 || R == 128) && in % 8 == 0;
+}
 static inline int64_t ft_cuda_lora_part_bytes(int64_t N, int64_t in, int64_t R) {
     const int64_t t_part = 4 * ((in + FT_LORA_KCHUNK - 1) / FT_LORA_KCHUNK) * N * R, a_part = 4 * FT_LORA_NSPLIT * R * in;
     return t_part > a_part ? t_part : a_part;

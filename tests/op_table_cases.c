@@ -94,7 +94,8 @@ const ot_case ot_rows[] = {
     {OP_LORA_BWD,        OT_REAL,  "M24 o_proj r16",                 {128, 4096, 5120, 16},  FT_F32,  0,               0,    BT},
     {OP_LORA_BWD,        OT_REAL,  "L70 k_proj r16 +acc",            {128, 8192, 1024, 16},  FT_F32,  F_ACC,           0,    BT},
     /* F_DROP: dropout 0.1 on the input, drawn inside the ops (CUDA fuses it into its products for
-     * R 8, 16, 32 and rows of a multiple of 8 elements; other ranks and odd widths take the unfused path) */
+     * R 8, 16, 32 on the CUDA cores and 64, 128 on the tensor cores, rows of a multiple of 8 elements;
+     * other ranks and odd widths take the unfused path) */
     {OP_LORA_FWD,        OT_SMALL, "lora_fwd drop",                  {11, 40, 33, 8},        FT_F32,  F_DROP,          1e-6, 1e-2},
     {OP_LORA_BWD,        OT_SMALL, "lora_bwd drop",                  {11, 40, 33, 8},        FT_F32,  F_DROP,          1e-6, 2e-2},
     {OP_LORA_BWD,        OT_SMALL, "lora_bwd drop +acc",             {11, 40, 33, 8},        FT_F32,  F_DROP | F_ACC,  1e-6, 2e-2},
@@ -103,9 +104,14 @@ const ot_case ot_rows[] = {
     {OP_LORA_AND_BWD,    OT_MID,   "m lora r8 drop odd width",       {37, 98, 130, 8},       FT_F32,  F_DROP,          0,    BT},
     {OP_LORA_AND_BWD,    OT_MID,   "m lora r12 drop +acc",           {33, 96, 40, 12},       FT_F32,  F_DROP | F_ACC,  0,    BT},
     {OP_LORA_FWD,        OT_MID,   "m lora_fwd r16 drop t only",     {70, 520, 72, 16},      FT_F32,  F_DROP | F_TONLY, 0,   BT},
+    /* tensor cores: partial 64-row and 64-column tiles, two t chunks (in 1064), N not a multiple of 8 */
+    {OP_LORA_AND_BWD,    OT_MID,   "m lora r64 drop",                {70, 200, 72, 64},      FT_F32,  F_DROP,          0,    BT},
+    {OP_LORA_AND_BWD,    OT_MID,   "m lora r128 drop +acc",          {37, 1064, 40, 128},    FT_F32,  F_DROP | F_ACC,  0,    BT},
+    {OP_LORA_FWD,        OT_MID,   "m lora_fwd r64 drop t only",     {130, 1064, 72, 64},    FT_F32,  F_DROP | F_TONLY, 0,   BT},
     {OP_LORA_AND_BWD,    OT_REAL,  "L70 gate_proj r16 drop",         {128, 8192, 28672, 16}, FT_F32,  F_DROP,          0,    BT},
     {OP_LORA_BWD,        OT_REAL,  "L70 down_proj r16 drop +acc",    {128, 28672, 8192, 16}, FT_F32,  F_DROP | F_ACC,  0,    BT},
     {OP_LORA_AND_BWD,    OT_REAL,  "Q32 q_proj r64 drop",            {128, 5120, 8192, 64},  FT_F32,  F_DROP,          0,    BT},
+    {OP_LORA_BWD,        OT_REAL,  "L70 down_proj r128 drop +acc",   {128, 28672, 8192, 128}, FT_F32, F_DROP | F_ACC,  0,    BT},
 
     {OP_DROPOUT,         OT_SMALL, "dropout p=0.1",                  {1000},                 FT_F32,  100,             1e-7, 8e-3},
     {OP_DROPOUT,         OT_SMALL, "dropout p=0.1 in place",         {1001},                 FT_F32,  100 | (F_INPLACE << 16), 1e-7, 8e-3},

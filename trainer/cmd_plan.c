@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "kernels/backend.h"
+#include "kernels/log.h"
 #include "trainer/cli.h"
 #include "trainer/commands.h"
 #include "trainer/plan.h"
@@ -104,10 +105,15 @@ ft_status ft_cmd_plan(int argc, char **argv) {
         goto done;
     }
     ft_plan_device gpu;
-    if (!po.device && strcmp(r.model.device, "cpu") != 0 && ft_plan_local_gpu(&gpu)) po.dev = &gpu;
+    const int gpu_recipe = strcmp(r.model.device, "cpu") != 0;
+    if (!po.device && gpu_recipe && ft_plan_local_gpu(&gpu)) po.dev = &gpu;
     FT_CHECK_GOTO(st, ft_plan_make(p, &r, &po), done);
     ft_plan_print(p, &r, stdout);
     fflush(stdout);
+    /* a recipe written for a Spark, planned on a laptop, must not pass for the Spark's plan */
+    if (!po.device && !po.dev && gpu_recipe)
+        ft_warn("plan: no GPU on this machine, so this is the h100's plan; --device h200 or --device gb10 for "
+                "another");
     if (!p->fits) {
         char have[48];
         ft_plan_format_bytes(p->device_bytes, have, sizeof have);

@@ -19,13 +19,25 @@ ft_status ft_quant_parse(const char *s, ft_quant *out) {
     return FT_OK;
 }
 
+/* FT_CPU_BF16=1: the CPU backend rounds its activations to BF16 as CUDA stores them, to measure
+ * what BF16 storage alone does to a run (the e2e noise floor of tests/gpu/run.sh) */
+static ft_status ft_cpu_open(ft_backend **out, int threads) {
+    FT_TRY(ft_backend_cpu_create(out, threads));
+    const char *e = getenv("FT_CPU_BF16");
+    if (e && strcmp(e, "1") == 0) {
+        ft_warn("FT_CPU_BF16=1: the cpu backend stores activations as BF16 (a diagnostic)");
+        return ft_backend_cpu_bf16(*out);
+    }
+    return FT_OK;
+}
+
 ft_status ft_backend_open(ft_backend **out, const char *device, int threads) {
-    if (strcmp(device, "cpu") == 0) return ft_backend_cpu_create(out, threads);
+    if (strcmp(device, "cpu") == 0) return ft_cpu_open(out, threads);
     if (strcmp(device, "cuda") == 0) return ft_backend_cuda_create(out, 0);
     if (strcmp(device, "auto") == 0) {
         if (ft_backend_cuda_create(out, 0) == FT_OK) return FT_OK;
         ft_error_clear();
-        return ft_backend_cpu_create(out, threads);
+        return ft_cpu_open(out, threads);
     }
     return FT_ERR(FT_E_ARG, "unknown device '%s' (expected cpu, cuda or auto)", device);
 }

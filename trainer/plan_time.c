@@ -50,9 +50,10 @@ static const unsigned pl_bwd_acc = (1u << FT_MOD_UP) | (1u << FT_MOD_K) | (1u <<
  * epilogue (covered by the GEMM time): so the LoRA product reads the output only where the module
  * accumulates. The recompute reuses the forward's A-products t (kept per layer): it runs only the B
  * products, writing the output, and nothing for `down`, whose output it does not compute.
- * Dropout: for ranks 8/16/32 the CUDA kernels draw the mask inside the products
- * (kernels/cuda/lora.cu), so the traffic is the same as without it, plus their f32 partial sums
- * (t: 4 bytes x R per FT_LORA_KCHUNK input columns, written and read, per token; dA:
+ * Dropout: for ranks 8/16/32 and 64/128 the CUDA kernels draw the mask inside the products
+ * (kernels/cuda/lora.cu, lora_mma.cu), so the traffic is the same as without it, plus their f32
+ * partial sums (t: 4 bytes x R per FT_LORA_KCHUNK input columns, written and read, per token, an
+ * upper bound for ranks 64/128, whose chunks widen until the grid has ~4 blocks an SM; dA:
  * FT_LORA_NSPLIT x R x in per micro-batch); other ranks write dropout(x) out and read it back,
  * and mask the input gradient in a pass of its own. In elements of e bytes, per token. */
 typedef struct pl_lora_traffic {
@@ -145,7 +146,7 @@ static void pl_parts(ft_plan *p, const ft_recipe *r) {
     pl_part(p, FT_PLAN_T_LORA, "LoRA products", (N * (double)d->L * lo_layer + lo_weights) / bw_lo,
             "%.2f MB/token/layer (inputs, outputs%s", lo_layer / 1e6,
             !(r->lora.dropout > 0) ? "; FLOPs in GEMMs)"
-            : lo.unfused           ? ", dropout copies: fused at r 8/16/32 only)"
+            : lo.unfused           ? ", dropout copies: fused at r 8/16/32/64/128 only)"
                                    : "), dropout drawn in the products");
     /* each logits chunk: read twice (max and sum, then the gradient), the gradient written over it */
     pl_part(p, FT_PLAN_T_XENT, "cross-entropy", N * 3.0 * (double)d->V * e / bw,

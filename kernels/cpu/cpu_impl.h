@@ -15,6 +15,7 @@
 typedef struct ft_backend_cpu {
     struct ft_backend base; /* must be first */
     int nthreads;           /* OpenMP threads used by every op (>= 1) */
+    ft_backend_vtbl vt_bf16; /* ft_backend_cpu_bf16's op table (bf16_cpu.c), when selected */
 } ft_backend_cpu;
 
 static inline int ft_cpu_threads(const ft_backend *be) { return ((const ft_backend_cpu *)be)->nthreads; }

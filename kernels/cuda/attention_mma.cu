@@ -44,24 +44,6 @@ __device__ __forceinline__ void ft_am_load(act_t *dst, const act_t *src, int64_t
     }
 }
 
-/* ldmatrix row address of the A fragment (16 rows from row0, 16 columns from col0) of a tile with
- * pitch LD: lane l reads row l % 16, column half l / 16. */
-__device__ __forceinline__ const act_t *ft_am_a(const act_t *tile, int LD, int row0, int col0) {
-    const int lane = threadIdx.x % FT_WARP;
-    return tile + (row0 + (lane & 15)) * LD + col0 + (lane >> 4) * 8;
-}
-/* ldmatrix row address for the B fragments of two n-tiles (n0.., n0+8..) over the k-step k0.. of
- * a tile stored [n][k] (K for Q K^T): registers 0,1 = n-tile n0, 2,3 = n-tile n0 + 8. */
-__device__ __forceinline__ const act_t *ft_am_b_nk(const act_t *tile, int LD, int n0, int k0) {
-    const int lane = threadIdx.x % FT_WARP;
-    return tile + (n0 + (lane >> 4) * 8 + (lane & 7)) * LD + k0 + ((lane >> 3) & 1) * 8;
-}
-/* The same for a tile stored [k][n] (V for P V), read with ldmatrix.trans. */
-__device__ __forceinline__ const act_t *ft_am_b_kn(const act_t *tile, int LD, int k0, int n0) {
-    const int lane = threadIdx.x % FT_WARP;
-    return tile + (k0 + ((lane >> 3) & 1) * 8 + (lane & 7)) * LD + n0 + (lane >> 4) * 8;
-}
-
 /* The document bounds of a lane's two rows ia, ib (= w0 + g, w0 + g + 8): lo of each (INT64_MAX
  * past T), the warp's smallest and largest lo, and the block's smallest (syncs the block). */
 struct ft_am_bounds {
@@ -155,7 +137,7 @@ ft_k_attn_fwd_mma(act_t *out, float *lse, const act_t *q, const act_t *k, const 
         __syncthreads();
         if (it == 0) {
 #pragma unroll
-            for (int kk = 0; kk < NK; kk++) ft_ldsm_x4(qf[kk], ft_am_a(Qs, LD, warp * 16, kk * 16));
+            for (int kk = 0; kk < NK; kk++) ft_ldsm_x4(qf[kk], ft_frag_a(Qs, LD, warp * 16, kk * 16));
         }
         const act_t *Kt = Ks + (it & 1) * FT_AM_TILE * LD, *Vt = Vs + (it & 1) * FT_AM_TILE * LD;
         if (w0 < T && jt <= wlast && jt + FT_AM_TILE - 1 >= lo.wmin) { /* warp-uniform */
@@ -167,7 +149,7 @@ ft_k_attn_fwd_mma(act_t *out, float *lse, const act_t *q, const act_t *k, const 
 #pragma unroll
                 for (int np = 0; np < 4; np++) {
                     uint32_t kf[4];
-                    ft_ldsm_x4(kf, ft_am_b_nk(Kt, LD, np * 16, kk * 16));
+                    ft_ldsm_x4(kf, ft_frag_b_nk(Kt, LD, np * 16, kk * 16));
                     ft_mma_bf16(s[2 * np], qf[kk], kf[0], kf[1]);
                     ft_mma_bf16(s[2 * np + 1], qf[kk], kf[2], kf[3]);
                 }
@@ -221,7 +203,7 @@ ft_k_attn_fwd_mma(act_t *out, float *lse, const act_t *q, const act_t *k, const 
 #pragma unroll
                 for (int dp = 0; dp < D / 16; dp++) {
                     uint32_t vf[4];
-                    ft_ldsm_x4_trans(vf, ft_am_b_kn(Vt, LD, kk * 16, dp * 16));
+                    ft_ldsm_x4_trans(vf, ft_frag_b_kn(Vt, LD, kk * 16, dp * 16));
                     ft_mma_bf16(o[2 * dp], pf[kk], vf[0], vf[1]);
                     ft_mma_bf16(o[2 * dp + 1], pf[kk], vf[2], vf[3]);
                 }
@@ -293,7 +275,7 @@ ft_k_attn_dq_mma(act_t *dq, const act_t *dout, const act_t *q, const act_t *k, c
         __syncthreads();
         if (it == 0) {
 #pragma unroll
-            for (int kk = 0; kk < NK; kk++) ft_ldsm_x4(qf[kk], ft_am_a(Qs, LD, warp * 16, kk * 16));
+            for (int kk = 0; kk < NK; kk++) ft_ldsm_x4(qf[kk], ft_frag_a(Qs, LD, warp * 16, kk * 16));
         }
         const int cur = ST == 2 ? (it & 1) : 0;
         const act_t *Kt = Ks + cur * FT_AM_TILE * LD, *Vt = Vs + cur * FT_AM_TILE * LD;
@@ -307,12 +289,12 @@ ft_k_attn_dq_mma(act_t *dq, const act_t *dout, const act_t *q, const act_t *k, c
 #pragma unroll
                 for (int kk = 0; kk < NK; kk++) {
                     uint32_t gf[4];
-                    ft_ldsm_x4(gf, ft_am_a(Gs, LD, warp * 16, kk * 16));
+                    ft_ldsm_x4(gf, ft_frag_a(Gs, LD, warp * 16, kk * 16));
 #pragma unroll
                     for (int np = 0; np < 2; np++) {
                         uint32_t kf[4], vf[4];
-                        ft_ldsm_x4(kf, ft_am_b_nk(Kt, LD, hh * 32 + np * 16, kk * 16));
-                        ft_ldsm_x4(vf, ft_am_b_nk(Vt, LD, hh * 32 + np * 16, kk * 16));
+                        ft_ldsm_x4(kf, ft_frag_b_nk(Kt, LD, hh * 32 + np * 16, kk * 16));
+                        ft_ldsm_x4(vf, ft_frag_b_nk(Vt, LD, hh * 32 + np * 16, kk * 16));
                         ft_mma_bf16(s[2 * np], qf[kk], kf[0], kf[1]);
                         ft_mma_bf16(s[2 * np + 1], qf[kk], kf[2], kf[3]);
                         ft_mma_bf16(dp[2 * np], gf, vf[0], vf[1]);
@@ -340,7 +322,7 @@ ft_k_attn_dq_mma(act_t *dq, const act_t *dout, const act_t *q, const act_t *k, c
 #pragma unroll
                     for (int dp2 = 0; dp2 < D / 16; dp2++) {
                         uint32_t kf[4];
-                        ft_ldsm_x4_trans(kf, ft_am_b_kn(Kt, LD, hh * 32 + kk * 16, dp2 * 16));
+                        ft_ldsm_x4_trans(kf, ft_frag_b_kn(Kt, LD, hh * 32 + kk * 16, dp2 * 16));
                         ft_mma_bf16(acc[2 * dp2], df[kk], kf[0], kf[1]);
                         ft_mma_bf16(acc[2 * dp2 + 1], df[kk], kf[2], kf[3]);
                     }
@@ -425,13 +407,13 @@ ft_k_attn_dkv_mma(act_t *dk, act_t *dv, const act_t *dout, const act_t *q, const
 #pragma unroll
                 for (int kk = 0; kk < NK; kk++) {
                     uint32_t kf[4], vf[4];
-                    ft_ldsm_x4(kf, ft_am_a(Kb, LD, warp * 16, kk * 16));
-                    ft_ldsm_x4(vf, ft_am_a(Vb, LD, warp * 16, kk * 16));
+                    ft_ldsm_x4(kf, ft_frag_a(Kb, LD, warp * 16, kk * 16));
+                    ft_ldsm_x4(vf, ft_frag_a(Vb, LD, warp * 16, kk * 16));
 #pragma unroll
                     for (int np = 0; np < 2; np++) {
                         uint32_t qf[4], gf[4];
-                        ft_ldsm_x4(qf, ft_am_b_nk(Qt, LD, qh * 32 + np * 16, kk * 16));
-                        ft_ldsm_x4(gf, ft_am_b_nk(Gt, LD, qh * 32 + np * 16, kk * 16));
+                        ft_ldsm_x4(qf, ft_frag_b_nk(Qt, LD, qh * 32 + np * 16, kk * 16));
+                        ft_ldsm_x4(gf, ft_frag_b_nk(Gt, LD, qh * 32 + np * 16, kk * 16));
                         ft_mma_bf16(s[2 * np], kf, qf[0], qf[1]);
                         ft_mma_bf16(s[2 * np + 1], kf, qf[2], qf[3]);
                         ft_mma_bf16(dp[2 * np], vf, gf[0], gf[1]);
@@ -462,8 +444,8 @@ ft_k_attn_dkv_mma(act_t *dk, act_t *dv, const act_t *dout, const act_t *q, const
 #pragma unroll
                     for (int dp2 = 0; dp2 < D / 16; dp2++) {
                         uint32_t gf[4], qf[4];
-                        ft_ldsm_x4_trans(gf, ft_am_b_kn(Gt, LD, qh * 32 + kk * 16, dp2 * 16));
-                        ft_ldsm_x4_trans(qf, ft_am_b_kn(Qt, LD, qh * 32 + kk * 16, dp2 * 16));
+                        ft_ldsm_x4_trans(gf, ft_frag_b_kn(Gt, LD, qh * 32 + kk * 16, dp2 * 16));
+                        ft_ldsm_x4_trans(qf, ft_frag_b_kn(Qt, LD, qh * 32 + kk * 16, dp2 * 16));
                         ft_mma_bf16(av[2 * dp2], pf[kk], gf[0], gf[1]);
                         ft_mma_bf16(av[2 * dp2 + 1], pf[kk], gf[2], gf[3]);
                         ft_mma_bf16(ak[2 * dp2], df[kk], qf[0], qf[1]);

@@ -224,6 +224,15 @@ ft_status ft_cuda_lora_fwd(ft_backend *be, void *y, void *t, const void *x, ft_l
 ft_status ft_cuda_lora_bwd(ft_backend *be, void *dx, float *dA, float *dB, const void *dy, const void *x,
                            ft_lora_drop drop, const void *t, const float *A, const float *B, int64_t N, int64_t in,
                            int64_t out, int64_t R, float scale, int accumulate);
+/* lora.cu's reductions of the fused kernels' f32 partial sums, chunks (or parts) in order:
+ * t[nr] = BF16(sum of nk chunks); dA[n] += sum of the FT_LORA_NSPLIT parts */
+ft_status ft_cuda_lora_t_sum(ft_backend *be, void *t, const float *part, int64_t nr, int64_t nk);
+ft_status ft_cuda_lora_da_sum(ft_backend *be, float *dA, const float *part, int64_t n);
+/* lora_mma.cu: the fused products with dropout at ranks 64 and 128 on the tensor cores */
+ft_status ft_cuda_lora_t_mma(ft_backend *be, void *t, const void *x, const float *A, int64_t N, int64_t in,
+                             int64_t R, ft_lora_drop drop);
+ft_status ft_cuda_lora_bwd_mma(ft_backend *be, void *dx, float *dA, const void *x, const void *dt, const float *A,
+                               int64_t N, int64_t in, int64_t R, ft_lora_drop drop, int accumulate);
 ft_status ft_cuda_dropout(ft_backend *be, void *out, const void *in, int64_t n, float p, uint64_t seed);
 ft_status ft_cuda_rope(ft_backend *be, void *x, const int32_t *pos, const float *inv_freq, int64_t N, int64_t nh,
                        int64_t D, int inverse);

@@ -22,9 +22,9 @@
  * These read x (or write dx) once, in 8- or 16-byte accesses, and do R multiply-adds per element on
  * the CUDA cores, about what the memory time allows for R <= 32 (docs/ops.md has the count); the
  * rank-r products are bound by memory either way. Every sum runs in a fixed order, so results are
- * bit-identical run to run. Other ranks (and rows that are not a multiple of 8 elements) take the
- * unfused path, as does every rank under FT_CUDA_LORA=unfused: dropout into BF16 scratch, then
- * cuBLASLt. */
+ * bit-identical run to run. Ranks 64 and 128 run the same products on the tensor cores
+ * (lora_mma.cu). Other ranks (and rows that are not a multiple of 8 elements) take the unfused path,
+ * as does every rank under FT_CUDA_LORA=unfused: dropout into BF16 scratch, then cuBLASLt. */
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_impl.h"
@@ -258,6 +258,19 @@ __global__ void __launch_bounds__(FT_LT_THREADS) ft_k_lora_dx_drop(act_t *dx, co
 
 /* ---- launchers -------------------------------------------------------------------------------------- */
 
+/* the partial sums' reductions, shared with lora_mma.cu */
+ft_status ft_cuda_lora_t_sum(ft_backend *be, void *t, const float *part, int64_t nr, int64_t nk) {
+    ft_k_lora_t_sum<<<ft_grid_1d(nr, 256, 16LL * ft_cu(be)->sm_count), 256, 0, ft_cu_stream(be)>>>((act_t *)t, part,
+                                                                                                    nr, nk);
+    FT_CUDA_LAUNCH_TRY("ft_k_lora_t_sum");
+    return FT_OK;
+}
+ft_status ft_cuda_lora_da_sum(ft_backend *be, float *dA, const float *part, int64_t n) {
+    ft_k_lora_da_sum<<<ft_grid_1d(n, 256, 16LL * ft_cu(be)->sm_count), 256, 0, ft_cu_stream(be)>>>(dA, part, n);
+    FT_CUDA_LAUNCH_TRY("ft_k_lora_da_sum");
+    return FT_OK;
+}
+
 template <int R>
 static ft_status ft_lora_t_drop_launch(ft_backend *be, void *t, const void *x, const float *A, int64_t N, int64_t in,
                                        ft_lora_drop dr) {
@@ -269,10 +282,7 @@ static ft_status ft_lora_t_drop_launch(ft_backend *be, void *t, const void *x, c
                                                                       ft_dropout_threshold(dr.p), 1.0f / (1.0f - dr.p),
                                                                       dr.seed);
     FT_CUDA_LAUNCH_TRY("ft_k_lora_t_drop");
-    ft_k_lora_t_sum<<<ft_grid_1d(N * R, 256, 16LL * ft_cu(be)->sm_count), 256, 0, ft_cu_stream(be)>>>((act_t *)t, part,
-                                                                                                       N * R, nk);
-    FT_CUDA_LAUNCH_TRY("ft_k_lora_t_sum");
-    return FT_OK;
+    return ft_cuda_lora_t_sum(be, t, part, N * R, nk);
 }
 
 template <int R>
@@ -286,17 +296,16 @@ static ft_status ft_lora_bwd_drop_launch(ft_backend *be, void *dx, float *dA, co
     ft_k_lora_da_drop<R><<<dim3((unsigned)ft_cdiv(in, W), FT_LORA_NSPLIT), FT_LT_THREADS, 0, ft_cu_stream(be)>>>(
         part, (const act_t *)x, (const act_t *)dt, N, in, thr, s, dr.seed);
     FT_CUDA_LAUNCH_TRY("ft_k_lora_da_drop");
-    ft_k_lora_da_sum<<<ft_grid_1d(R * in, 256, 16LL * ft_cu(be)->sm_count), 256, 0, ft_cu_stream(be)>>>(dA, part,
-                                                                                                         R * in);
-    FT_CUDA_LAUNCH_TRY("ft_k_lora_da_sum");
+    FT_TRY(ft_cuda_lora_da_sum(be, dA, part, R * in));
     ft_k_lora_dx_drop<R><<<dim3((unsigned)ft_cdiv(in, W), (unsigned)ft_cdiv(N, FT_LDX_ROWS)), FT_LT_THREADS, 0,
                            ft_cu_stream(be)>>>((act_t *)dx, (const act_t *)dt, A, N, in, thr, s, dr.seed, accumulate);
     FT_CUDA_LAUNCH_TRY("ft_k_lora_dx_drop");
     return FT_OK;
 }
 
-/* 1: the fused kernels serve this product (ranks 8/16/32, 16-byte aligned rows of a multiple of 8;
- * not under FT_CUDA_LORA=unfused, which the GPU script's ablation compares against) */
+/* 1: the fused kernels serve this product (ranks 8/16/32 here, 64/128 in lora_mma.cu; 16-byte aligned
+ * rows of a multiple of 8; not under FT_CUDA_LORA=unfused, which the GPU script's ablation compares
+ * against) */
 static int ft_lora_fused_ok(ft_backend *be, int64_t R, int64_t in, const void *a, const void *b) {
     return !ft_cu(be)->lora_unfused && ft_cuda_lora_fused(R, in) && ft_vec8_ok(in, a, b);
 }
@@ -312,6 +321,7 @@ ft_status ft_cuda_lora_fwd(ft_backend *be, void *y, void *t, const void *x, ft_l
         if (R == 8) FT_TRY(ft_lora_t_drop_launch<8>(be, t, x, A, N, in, drop));
         if (R == 16) FT_TRY(ft_lora_t_drop_launch<16>(be, t, x, A, N, in, drop));
         if (R == 32) FT_TRY(ft_lora_t_drop_launch<32>(be, t, x, A, N, in, drop));
+        if (R > 32) FT_TRY(ft_cuda_lora_t_mma(be, t, x, A, N, in, R, drop));
     } else if (x) { /* else t is given */
         const void *xd = x;
         if (drop.p > 0.0f) { /* other ranks: dropout(x) into scratch */
@@ -349,7 +359,8 @@ ft_status ft_cuda_lora_bwd(ft_backend *be, void *dx, float *dA, float *dB, const
     if (fused) {
         if (R == 8) return ft_lora_bwd_drop_launch<8>(be, dx, dA, x, dt, A, N, in, drop, accumulate);
         if (R == 16) return ft_lora_bwd_drop_launch<16>(be, dx, dA, x, dt, A, N, in, drop, accumulate);
-        return ft_lora_bwd_drop_launch<32>(be, dx, dA, x, dt, A, N, in, drop, accumulate);
+        if (R == 32) return ft_lora_bwd_drop_launch<32>(be, dx, dA, x, dt, A, N, in, drop, accumulate);
+        return ft_cuda_lora_bwd_mma(be, dx, dA, x, dt, A, N, in, R, drop, accumulate);
     }
     const void *xd = x;
     void *dl = dx; /* where dt . A lands: dx, or with dropout and accumulation a scratch */

@@ -1,7 +1,7 @@
 /* mma.cuh: warp-level BF16 tensor-core primitives with a documented register layout: mma.sync
  * m16n8k16 (F32 accumulators), ldmatrix (plain and transposed) and cp.async 16-byte copies.
- * Used by attention_mma.cu, whose online softmax works on the accumulators in registers; that is
- * why these are PTX and not WMMA, whose fragment layout is unspecified.
+ * Used by attention_mma.cu, whose online softmax works on the accumulators in registers (that is
+ * why these are PTX and not WMMA, whose fragment layout is unspecified), and by lora_mma.cu.
  *
  * Fragment layouts (PTX ISA, "Matrix Fragments for mma.m16n8k16", .bf16), with g = lane / 4 and
  * t = lane % 4; a 32-bit register holds two BF16, the lower column (or row, for B) in the low half:
@@ -123,6 +123,31 @@ __device__ __forceinline__ void ft_ldsm_x4_trans(uint32_t r[4], const act_t *row
 #endif
 }
 
+/* ldmatrix row addresses (for ft_ldsm_x4 / _trans) of whole fragments out of a shared tile with
+ * pitch LD (elements; LD * 2 a multiple of 16):
+ * ft_frag_a     the A fragment (16 rows from row0, 16 columns from col0) of a tile stored [m][k]:
+ *               lane l reads row l % 16, column half l / 16 (plain ldmatrix);
+ * ft_frag_a_km  the same A fragment from a tile stored [k][m] (A transposed in memory), with
+ *               ldmatrix.trans: matrix l / 8 is (m half (l/8) & 1, k half (l/8) >> 1);
+ * ft_frag_b_nk  the B fragments of two n-tiles (n0.., n0+8..) over the k-step k0.. of a tile stored
+ *               [n][k] (K for Q K^T): registers 0,1 = n-tile n0, 2,3 = n-tile n0 + 8 (plain);
+ * ft_frag_b_kn  the same from a tile stored [k][n] (V for P V), with ldmatrix.trans. */
+__device__ __forceinline__ const act_t *ft_frag_a(const act_t *tile, int LD, int row0, int col0) {
+    const int lane = threadIdx.x % FT_WARP;
+    return tile + (row0 + (lane & 15)) * LD + col0 + (lane >> 4) * 8;
+}
+__device__ __forceinline__ const act_t *ft_frag_a_km(const act_t *tile, int LD, int m0, int k0) {
+    const int lane = threadIdx.x % FT_WARP;
+    return tile + (k0 + (lane >> 4) * 8 + (lane & 7)) * LD + m0 + ((lane >> 3) & 1) * 8;
+}
+__device__ __forceinline__ const act_t *ft_frag_b_nk(const act_t *tile, int LD, int n0, int k0) {
+    const int lane = threadIdx.x % FT_WARP;
+    return tile + (n0 + (lane >> 4) * 8 + (lane & 7)) * LD + k0 + ((lane >> 3) & 1) * 8;
+}
+__device__ __forceinline__ const act_t *ft_frag_b_kn(const act_t *tile, int LD, int k0, int n0) {
+    const int lane = threadIdx.x % FT_WARP;
+    return tile + (k0 + ((lane >> 3) & 1) * 8 + (lane & 7)) * LD + n0 + (lane >> 4) * 8;
+}
 /* 16 bytes global -> shared, asynchronously; zeros when !pred (gmem must still be a valid address). */
 __device__ __forceinline__ void ft_cp_async16(void *smem, const void *gmem, bool pred) {
 #if defined(__CUDA_ARCH__)

@@ -61,9 +61,10 @@
 #   FT_PEFT_DEVICE   bench_peft.py's device (default cuda)
 #   FT_GPU_SANITIZER compute-sanitizer's path ("none": the phase is skipped)
 # Measured times on an H100 machine (2026-11-23, docs/perf.md; the machine's start adds ~1 min):
-# build 16-19 s, ops 190 s (26 s with FT_OPS_ARGS="--filter attention"), e2e 110 s, sanitize 22-35 s,
-# load 46 s, resume 165-179 s, bench 103 s (three shapes), ablate 22 s (5 variants then, 9 now:
-# ~40 s predicted), peft 131 s (three shapes),
+# build 16-19 s, ops 190 s (26 s with FT_OPS_ARGS="--filter attention"), e2e 110 s (the old 74-token
+# batches; it now trains the demo recipe three times: cpu, cpu-bf16, cuda), sanitize 22-35 s,
+# load 46 s, resume 165-179 s, bench 103 s (three shapes), ablate 22 s (5 variants then, 12 now:
+# ~60 s predicted), peft 131 s (three shapes),
 # context not yet run. Within the device tool's 10-minute command limit, e.g.
 # `run.sh build ops e2e bench` (~7 min) then `run.sh build sanitize load resume ablate peft`
 # (~7.5 min): the build directory survives between calls only while the machine stays warm (30 s
@@ -277,16 +278,20 @@ if want e2e && have_ftune e2e; then
   t0=$(date +%s)
   short=()
   [ "$steps" -lt 5 ] && short=(--set training.warmup=0) # the recipe warms up over 5 steps (rehearsals run fewer)
-  for dev in cpu cuda; do
+  # cpu_bf16: the CPU backend storing activations as BF16 (FT_CPU_BF16=1, kernels/cpu/bf16_cpu.c),
+  # f32 arithmetic: its gap to the CPU is what BF16 storage alone does, the floor CUDA's gap is read
+  # against (reported, not a pass condition)
+  for dev in cpu cpu_bf16 cuda; do
     rm -rf "$build/e2e_$dev"
-    "$ftune" train "$root/recipes/demo-stories260k.yaml" --set training.steps="$steps" --set model.device="$dev" \
-      --set model.threads=0 --set output_dir="$build/e2e_$dev" "${short[@]}" >"$OUT/train_$dev.log" 2>&1
+    FT_CPU_BF16=$([ $dev = cpu_bf16 ] && echo 1 || echo 0) "$ftune" train "$root/recipes/demo-stories260k.yaml" \
+      --set training.steps="$steps" --set model.device="${dev%_bf16}" --set model.threads=0 \
+      --set output_dir="$build/e2e_$dev" "${short[@]}" >"$OUT/train_$dev.log" 2>&1
     eval "rc_$dev=\$?"
   done
   rc_c=$rc_cpu rc_g=$rc_cuda
   secs=$(($(date +%s) - t0))
   # every step present on both, finite, relative gap <= tol
-  cmp=$(python3 - "$build/e2e_cpu/metrics.jsonl" "$build/e2e_cuda/metrics.jsonl" "$e2e_tol" "$steps" <<'PYEOF'
+  e2e_cmp() { python3 - "$@" <<'PYEOF'
 import json, math, sys
 def losses(f):
     out = {}
@@ -313,11 +318,15 @@ for s in range(1, steps + 1):
         print("  step %3d  cpu %.6f  cuda %s  rel %.2e%s" % (s, a, "%.6f" % b if b is not None else "null", r, "" if ok else "  FAIL"))
 print("RESULT %d %.3e %d" % (bad, worst, ws))
 PYEOF
-)
+  }
+  cmp=$(e2e_cmp "$build/e2e_cpu/metrics.jsonl" "$build/e2e_cuda/metrics.jsonl" "$e2e_tol" "$steps")
+  floor=$(e2e_cmp "$build/e2e_cpu/metrics.jsonl" "$build/e2e_cpu_bf16/metrics.jsonl" "$e2e_tol" "$steps" |
+    awk '/^RESULT/ {print $3" at step "$4}')
   bad=$(echo "$cmp" | awk '/^RESULT/ {print $2}')
   worst=$(echo "$cmp" | awk '/^RESULT/ {print $3" at step "$4}')
   if [ $rc_c -eq 0 ] && [ $rc_g -eq 0 ] && [ "${bad:-1}" = 0 ]; then mark e2e ok; else mark e2e FAIL; fi
-  say "e2e: ${result[e2e]} in ${secs}s: demo recipe (stories260K nf4), $steps steps, cpu rc $rc_c, cuda rc $rc_g, worst loss gap $worst (tol $e2e_tol)"
+  say "e2e: ${result[e2e]} in ${secs}s: demo recipe (stories260K nf4), $steps steps, cpu rc $rc_c, cuda rc $rc_g," \
+    "worst loss gap $worst (tol $e2e_tol); BF16 storage alone (cpu-bf16 vs cpu, rc $rc_cpu_bf16): ${floor:-none}"
   echo "$cmp" | grep -v '^RESULT' | tee -a "$summary" >&2
   [ $rc_c -eq 0 ] || tail -5 "$OUT/train_cpu.log" | sed 's/^/  /' | tee -a "$summary" >&2
   [ $rc_g -eq 0 ] || tail -5 "$OUT/train_cuda.log" | sed 's/^/  /' | tee -a "$summary" >&2
@@ -481,7 +490,8 @@ fi
 # attn-cudnn (FT_CUDA_ATTN=cudnn: cuDNN's fused attention instead of ours), at seq 4096 and at the
 # dequant-bound seq 512; and the recipes' LoRA dropout 0.05 (dropout: the mask drawn inside the
 # LoRA products, kernels/cuda/lora.cu; dropout-unfused: FT_CUDA_LORA=unfused, drawn into memory),
-# whose rows against the default say what the dropout costs. One row
+# whose rows against the default say what the dropout costs; the same at rank 64 (QLoRA's paper's
+# rank; the tensor-core kernels of lora_mma.cu), against r64 without dropout, at seq 4096. One row
 # per variant: tokens/s, its ratio to the default, and the phases' mean milliseconds per timed step (docs/perf.md
 # records the predicted gain of each change beside these).
 ablate_table() {
@@ -512,17 +522,21 @@ if want ablate && have_ftune ablate; then
   # shellcheck disable=SC2206
   args=(${FT_ABLATE_ARGS:---shape llama-3-70b --layers 8 --steps 4})
   for seq in ${FT_ABLATE_SEQS:-4096 512}; do
-    for v in default keep-attn attn-cudnn dropout dropout-unfused prefetch-off wcache-off attn-wmma attn-simt; do
+    for v in default keep-attn attn-cudnn dropout dropout-unfused r64 r64-dropout r64-dropout-unfused prefetch-off \
+      wcache-off attn-wmma attn-simt; do
       env=() extra=()
       [ "$v" = keep-attn ] && extra=(--keep-attention) # one attention forward less a layer (more memory)
       [ "$v" = dropout ] && extra=(--dropout 0.05)
       [ "$v" = dropout-unfused ] && extra=(--dropout 0.05) env=(FT_CUDA_LORA=unfused)
+      [ "$v" = r64 ] && extra=(--lora-r 64)
+      [ "$v" = r64-dropout ] && extra=(--lora-r 64 --dropout 0.05)
+      [ "$v" = r64-dropout-unfused ] && extra=(--lora-r 64 --dropout 0.05) env=(FT_CUDA_LORA=unfused)
       [ "$v" = prefetch-off ] && env=(FT_CUDA_PREFETCH=0)
       [ "$v" = wcache-off ] && env=(FT_CUDA_WCACHE=0)
       [ "$v" = attn-cudnn ] && env=(FT_CUDA_ATTN=cudnn) # cuDNN's fused attention (bench rows are unpacked)
       [ "$v" = attn-wmma ] && env=(FT_CUDA_ATTN=wmma)
       [ "$v" = attn-simt ] && env=(FT_CUDA_ATTN=simt)
-      case "$v" in attn-* | keep-attn) [ "$seq" = 512 ] && continue ;; esac # attention is small at 512
+      case "$v" in attn-* | keep-attn | r64*) [ "$seq" = 512 ] && continue ;; esac # attention is small at 512
       j="$build/ablate/$v-$seq.json"
       rm -f "$j"
       env "${env[@]}" "$ftune" bench --device cuda --seq "$seq" --micro-batch 1 "${args[@]}" "${extra[@]}" --json "$j" \
