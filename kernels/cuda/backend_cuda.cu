@@ -619,6 +619,7 @@ static ft_status ft_cuda_init(ft_backend_cuda *b, int device) {
     b->attn_cudnn = at && strcmp(at, "cudnn") == 0;
     const char *lo = getenv("FT_CUDA_LORA");
     b->lora_unfused = lo && strcmp(lo, "unfused") == 0;
+    b->lora_mma = lo && strcmp(lo, "mma") == 0;
     size_t fr = 0, tot = 0;
     FT_CUDA_TRY(cudaMemGetInfo(&fr, &tot));
     ft_info("cuda: device %d %s, compute capability %d.%d, %d SMs, %.1f of %.1f GiB free, built for sm %s%s%s%s%s%s%s",
@@ -630,7 +631,7 @@ static ft_status ft_cuda_init(ft_backend_cuda *b, int device) {
             : b->attn_wmma  ? ", FT_CUDA_ATTN=wmma"
             : b->attn_cudnn ? ", FT_CUDA_ATTN=cudnn"
                             : "",
-            b->lora_unfused ? ", FT_CUDA_LORA=unfused" : "");
+            b->lora_unfused ? ", FT_CUDA_LORA=unfused" : b->lora_mma ? ", FT_CUDA_LORA=mma" : "");
     return FT_OK;
 }
 

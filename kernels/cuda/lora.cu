@@ -23,8 +23,9 @@
  * the CUDA cores, about what the memory time allows for R <= 32 (docs/ops.md has the count); the
  * rank-r products are bound by memory either way. Every sum runs in a fixed order, so results are
  * bit-identical run to run. Ranks 64 and 128 run the same products on the tensor cores
- * (lora_mma.cu). Other ranks (and rows that are not a multiple of 8 elements) take the unfused path,
- * as does every rank under FT_CUDA_LORA=unfused: dropout into BF16 scratch, then cuBLASLt. */
+ * (lora_mma.cu), as do 16 and 32 under FT_CUDA_LORA=mma. Other ranks (and rows that are not a
+ * multiple of 8 elements) take the unfused path, as does every rank under FT_CUDA_LORA=unfused:
+ * dropout into BF16 scratch, then cuBLASLt. */
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_impl.h"
@@ -309,6 +310,9 @@ static ft_status ft_lora_bwd_drop_launch(ft_backend *be, void *dx, float *dA, co
 static int ft_lora_fused_ok(ft_backend *be, int64_t R, int64_t in, const void *a, const void *b) {
     return !ft_cu(be)->lora_unfused && ft_cuda_lora_fused(R, in) && ft_vec8_ok(in, a, b);
 }
+/* 1: a fused product of rank R runs on the tensor cores (lora_mma.cu): ranks 64 and 128, and 16 and
+ * 32 under FT_CUDA_LORA=mma */
+static int ft_lora_on_mma(ft_backend *be, int64_t R) { return R > 32 || (ft_cu(be)->lora_mma && R >= 16); }
 
 /* ---- op entries -------------------------------------------------------------------------------------- */
 
@@ -318,10 +322,10 @@ ft_status ft_cuda_lora_fwd(ft_backend *be, void *y, void *t, const void *x, ft_l
     if (N == 0) return FT_OK;
     void *a16 = NULL, *b16 = NULL;
     if (x && drop.p > 0.0f && ft_lora_fused_ok(be, R, in, x, t)) {
-        if (R == 8) FT_TRY(ft_lora_t_drop_launch<8>(be, t, x, A, N, in, drop));
-        if (R == 16) FT_TRY(ft_lora_t_drop_launch<16>(be, t, x, A, N, in, drop));
-        if (R == 32) FT_TRY(ft_lora_t_drop_launch<32>(be, t, x, A, N, in, drop));
-        if (R > 32) FT_TRY(ft_cuda_lora_t_mma(be, t, x, A, N, in, R, drop));
+        if (ft_lora_on_mma(be, R)) FT_TRY(ft_cuda_lora_t_mma(be, t, x, A, N, in, R, drop));
+        else if (R == 8) FT_TRY(ft_lora_t_drop_launch<8>(be, t, x, A, N, in, drop));
+        else if (R == 16) FT_TRY(ft_lora_t_drop_launch<16>(be, t, x, A, N, in, drop));
+        else FT_TRY(ft_lora_t_drop_launch<32>(be, t, x, A, N, in, drop));
     } else if (x) { /* else t is given */
         const void *xd = x;
         if (drop.p > 0.0f) { /* other ranks: dropout(x) into scratch */
@@ -357,10 +361,10 @@ ft_status ft_cuda_lora_bwd(ft_backend *be, void *dx, float *dA, float *dB, const
     /* dt^T[R,N] = scale * B^T[R,out] . dy^T[out,N]           (B row-major [out,R] is column-major [R,out]) */
     FT_TRY(ft_cuda_gemm(be, 0, 0, R, N, out, scale, b16, R, dy, out, 0.0f, dt, R, 0, NULL));
     if (fused) {
+        if (ft_lora_on_mma(be, R)) return ft_cuda_lora_bwd_mma(be, dx, dA, x, dt, A, N, in, R, drop, accumulate);
         if (R == 8) return ft_lora_bwd_drop_launch<8>(be, dx, dA, x, dt, A, N, in, drop, accumulate);
         if (R == 16) return ft_lora_bwd_drop_launch<16>(be, dx, dA, x, dt, A, N, in, drop, accumulate);
-        if (R == 32) return ft_lora_bwd_drop_launch<32>(be, dx, dA, x, dt, A, N, in, drop, accumulate);
-        return ft_cuda_lora_bwd_mma(be, dx, dA, x, dt, A, N, in, R, drop, accumulate);
+        return ft_lora_bwd_drop_launch<32>(be, dx, dA, x, dt, A, N, in, drop, accumulate);
     }
     const void *xd = x;
     void *dl = dx; /* where dt . A lands: dx, or with dropout and accumulation a scratch */

@@ -1,8 +1,10 @@
 /* lora_mma.cu: the LoRA products with the dropout mask drawn inside them at ranks 64 and 128, on the
- * tensor cores (mma.sync m16n8k16, kernels/cuda/mma.cuh). lora.cu's CUDA-core kernels serve ranks
- * 8-32, where R multiply-adds per element fit in the memory time; at rank 64 that is 2x the FMA
- * issue the memory time allows (docs/ops.md), and the unfused path (dropout(x) into memory, read
- * back twice, and a masking pass over dx) adds about 5% to a 70B step. These kernels run the same
+ * tensor cores (mma.sync m16n8k16, kernels/cuda/mma.cuh); at ranks 16 and 32 too under
+ * FT_CUDA_LORA=mma, against lora.cu's CUDA-core kernels, which serve ranks 8-32 by default: R
+ * multiply-adds per element about fit in the memory time at R 16, are ~2x over it at R 32 and
+ * would be ~4x at R 64 (docs/ops.md), where the unfused path (dropout(x) into memory, read back
+ * twice, and a masking pass over dx) adds about 5% to a 70B step. Which wins at 16 and 32 is for a
+ * GPU to say (`run.sh ablate`: dropout-mma). These kernels run the same
  * three products as BF16 mma with f32 accumulation, reading x (or writing dx) once:
  *   ft_k_lora_t_mma   part[chunk][N][R] = xd[N, chunk] . A[R, chunk]^T: a block is 128 rows (8
  *                     warps of 16) by one chunk of input columns, in steps of 64 columns staged in
@@ -133,25 +135,31 @@ __global__ void __launch_bounds__(FT_LM_THREADS8) ft_k_lora_t_mma(float *part, c
 }
 
 /* ---- dA += dt^T . dropout(x) ------------------------------------------------------------------------
- * grid (ceil(in / 128), FT_LORA_NSPLIT); block y sums the tokens of part y (ceil(N / NSPLIT) rows);
- * warp w owns A's rows (w % 4) * R/4 .. (MT = R/64 m-tiles of 16) and columns (w / 4) * 64 .. of the
- * block's 128. part[split][R][in]. */
+ * grid (ceil(in / 128), FT_LORA_NSPLIT); block y sums the tokens of part y (ceil(N / NSPLIT) rows).
+ * The 8 warps tile the block's R x 128 outputs as RG row groups (MT m-tiles of 16 rows each) by CG
+ * column groups of WC columns: R 16: 1 x 8 of 16 columns; R 32: 2 x 4 of 32; R 64: 4 x 2 of 64;
+ * R 128: 4 x 2 of 64 with 2 m-tiles. part[split][R][in]. */
 enum { FT_LM_DACOLS = 128, FT_LM_DALD = FT_LM_DACOLS + 8 };
+template <int R>
+struct ft_lm_da_tiling {
+    static constexpr int MT = R >= 64 ? R / 64 : 1, RG = R / (16 * MT), WC = FT_LM_DACOLS * RG / 8, NP = WC / 16;
+};
 template <int R>
 __global__ void __launch_bounds__(FT_LM_THREADS8) ft_k_lora_da_mma(float *part, const act_t *x, const act_t *dt,
                                                                   int64_t N, int64_t in, uint32_t thr, float s,
                                                                   uint64_t seed) {
-    constexpr int MT = R / 64, LDD = R + 8;
+    constexpr int MT = ft_lm_da_tiling<R>::MT, RG = ft_lm_da_tiling<R>::RG, WC = ft_lm_da_tiling<R>::WC;
+    constexpr int NP = ft_lm_da_tiling<R>::NP, LDD = R + 8;
     __align__(16) __shared__ act_t Xs[FT_LM_TILE * FT_LM_DALD], Ds[FT_LM_TILE * LDD];
     const int lane = threadIdx.x % FT_WARP, warp = threadIdx.x / FT_WARP, g = lane >> 2, t = lane & 3;
-    const int wr = warp & 3, wc = (warp >> 2) * 64; /* the warp's row group and its column half */
+    const int wr = warp % RG, wc = (warp / RG) * WC; /* the warp's row group and its first column */
     const int64_t c0 = (int64_t)blockIdx.x * FT_LM_DACOLS + wc;
     const int64_t rows = ft_cdiv(N, FT_LORA_NSPLIT), nb = (int64_t)blockIdx.y * rows, ne = min(N, nb + rows);
-    float acc[MT][8][4];
+    float acc[MT][2 * NP][4];
 #pragma unroll
     for (int m = 0; m < MT; m++)
 #pragma unroll
-        for (int n = 0; n < 8; n++) acc[m][n][0] = acc[m][n][1] = acc[m][n][2] = acc[m][n][3] = 0.0f;
+        for (int n = 0; n < 2 * NP; n++) acc[m][n][0] = acc[m][n][1] = acc[m][n][2] = acc[m][n][3] = 0.0f;
     for (int64_t n0 = nb; n0 < ne; n0 += FT_LM_TILE) {
         __syncthreads();
         ft_lm_load_x<FT_LM_TILE, FT_LM_DACOLS, FT_LM_THREADS8>(Xs, x, n0, ne, c0 - wc, in, in, seed, thr);
@@ -159,16 +167,16 @@ __global__ void __launch_bounds__(FT_LM_THREADS8) ft_k_lora_da_mma(float *part, 
         __syncthreads();
 #pragma unroll
         for (int kk = 0; kk < FT_LM_TILE / 16; kk++) { /* 16 tokens */
-            uint32_t bf[4][4];
+            uint32_t bf[NP][4];
 #pragma unroll
-            for (int np = 0; np < 4; np++)
+            for (int np = 0; np < NP; np++)
                 ft_ldsm_x4_trans(bf[np], ft_frag_b_kn(Xs, FT_LM_DALD, kk * 16, wc + np * 16));
 #pragma unroll
             for (int m = 0; m < MT; m++) {
                 uint32_t af[4];
                 ft_ldsm_x4_trans(af, ft_frag_a_km(Ds, LDD, (wr * MT + m) * 16, kk * 16));
 #pragma unroll
-                for (int np = 0; np < 4; np++) {
+                for (int np = 0; np < NP; np++) {
                     ft_mma_bf16(acc[m][2 * np], af, bf[np][0], bf[np][1]);
                     ft_mma_bf16(acc[m][2 * np + 1], af, bf[np][2], bf[np][3]);
                 }
@@ -180,7 +188,7 @@ __global__ void __launch_bounds__(FT_LM_THREADS8) ft_k_lora_da_mma(float *part, 
     for (int m = 0; m < MT; m++) {
         const int64_t ra = (wr * MT + m) * 16 + g, rb = ra + 8;
 #pragma unroll
-        for (int n = 0; n < 8; n++) {
+        for (int n = 0; n < 2 * NP; n++) {
             const int64_t col = c0 + n * 8 + 2 * t; /* even, and in is a multiple of 8: the pair is in or out */
             if (col < in) {
                 *(float2 *)(out + ra * in + col) = make_float2(acc[m][n][0] * s, acc[m][n][1] * s);
@@ -296,6 +304,8 @@ static ft_status ft_lm_bwd(ft_backend *be, void *dx, float *dA, const void *x, c
 
 ft_status ft_cuda_lora_t_mma(ft_backend *be, void *t, const void *x, const float *A, int64_t N, int64_t in,
                              int64_t R, ft_lora_drop drop) {
+    if (R == 16) return ft_lm_t<16>(be, t, x, A, N, in, drop);
+    if (R == 32) return ft_lm_t<32>(be, t, x, A, N, in, drop);
     if (R == 64) return ft_lm_t<64>(be, t, x, A, N, in, drop);
     if (R == 128) return ft_lm_t<128>(be, t, x, A, N, in, drop);
     return FT_ERR(FT_E_INTERNAL, "lora_mma: rank %lld", (long long)R);
@@ -303,6 +313,8 @@ ft_status ft_cuda_lora_t_mma(ft_backend *be, void *t, const void *x, const float
 
 ft_status ft_cuda_lora_bwd_mma(ft_backend *be, void *dx, float *dA, const void *x, const void *dt, const float *A,
                                int64_t N, int64_t in, int64_t R, ft_lora_drop drop, int accumulate) {
+    if (R == 16) return ft_lm_bwd<16>(be, dx, dA, x, dt, A, N, in, drop, accumulate);
+    if (R == 32) return ft_lm_bwd<32>(be, dx, dA, x, dt, A, N, in, drop, accumulate);
     if (R == 64) return ft_lm_bwd<64>(be, dx, dA, x, dt, A, N, in, drop, accumulate);
     if (R == 128) return ft_lm_bwd<128>(be, dx, dA, x, dt, A, N, in, drop, accumulate);
     return FT_ERR(FT_E_INTERNAL, "lora_mma: rank %lld", (long long)R);

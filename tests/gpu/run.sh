@@ -9,7 +9,8 @@
 #
 # Usage: tests/gpu/run.sh [phase...]
 #   phases: build ops e2e sanitize load resume bench ablate peft context profile (default: all, in order)
-#   ops       test_ops_cuda, then the cross-checks: the SIMT GEMM, the SIMT and WMMA attention, cuDNN's
+#   ops       test_ops_cuda, then the cross-checks: the SIMT GEMM, LoRA dropout on the tensor cores at
+#             every rank (FT_CUDA_LORA=mma), the SIMT and WMMA attention, cuDNN's
 #             fused attention (FT_CUDA_ATTN=cudnn; fails if cuDNN served no call), test_sdpa_graph on
 #             the device (plans for the real shapes, the device's cuDNN description, a bit-identical
 #             backward over two runs) and test_ops_cpu's cuda-vs-cpu pass
@@ -55,7 +56,8 @@
 # CUDA emulator at tiny shapes, so a phase's script bugs cost no device time):
 #   FT_GPU_FTUNE, FT_GPU_OPS_CUDA, FT_GPU_OPS_CPU   the binaries (default: the build's ftune, tests/test_ops_cuda,
 #                    tests/test_ops_cpu)
-#   FT_OPS_BIG       the op-table tier of the SIMT-GEMM cross-check (default --big: the real layer shapes)
+#   FT_OPS_BIG       the op-table tier of the SIMT-GEMM and LoRA-mma cross-checks (default --big: the real
+#                    layer shapes)
 #   FT_OPS_ATTN_TIERS the tiers of the SIMT-attention cross-check (default "--mid --big")
 #   FT_ABLATE_SEQS   the ablate phase's sequence lengths (default "4096 512")
 #   FT_PEFT_DEVICE   bench_peft.py's device (default cuda)
@@ -63,7 +65,7 @@
 # Measured times on an H100 machine (2026-11-23, docs/perf.md; the machine's start adds ~1 min):
 # build 16-19 s, ops 190 s (26 s with FT_OPS_ARGS="--filter attention"), e2e 110 s (the old 74-token
 # batches; it now trains the demo recipe three times: cpu, cpu-bf16, cuda), sanitize 22-35 s,
-# load 46 s, resume 165-179 s, bench 103 s (three shapes), ablate 22 s (5 variants then, 12 now:
+# load 46 s, resume 165-179 s, bench 103 s (three shapes), ablate 22 s (5 variants then, 13 now:
 # ~60 s predicted), peft 131 s (three shapes),
 # context not yet run. Within the device tool's 10-minute command limit, e.g.
 # `run.sh build ops e2e bench` (~7 min) then `run.sh build sanitize load resume ablate peft`
@@ -215,6 +217,12 @@ if want ops; then
     simt --small --filter linear,lora --summary "$build/ops_simt1.tsv"
     rc_simt=$?
     simt $ops_big --filter "k_proj,o_proj r16,q_proj r64" --summary "$build/ops_simt2.tsv" || rc_simt=1
+    # the LoRA products with dropout through the tensor-core kernels at ranks 16 and 32 as well
+    # (FT_CUDA_LORA=mma; by default lora.cu's CUDA-core kernels serve them), every tier
+    echo "== cross-check: FT_CUDA_LORA=mma (LoRA dropout on the tensor cores at ranks 16-128)" >>"$OUT/ops.log"
+    # shellcheck disable=SC2086
+    FT_CUDA_LORA=mma "$ops_cuda" --mode test --small --mid $ops_big --filter drop --summary "$build/ops_mma.tsv" \
+      >>"$OUT/ops.log" 2>&1 || rc_simt=1
     # attention through the SIMT kernels too (D 64/128 otherwise take the tensor-core kernels),
     # with perf rows, so the log holds both kernels' TFLOP/s at the real shapes side by side
     {
@@ -490,8 +498,9 @@ fi
 # attn-cudnn (FT_CUDA_ATTN=cudnn: cuDNN's fused attention instead of ours), at seq 4096 and at the
 # dequant-bound seq 512; and the recipes' LoRA dropout 0.05 (dropout: the mask drawn inside the
 # LoRA products, kernels/cuda/lora.cu; dropout-unfused: FT_CUDA_LORA=unfused, drawn into memory),
-# whose rows against the default say what the dropout costs; the same at rank 64 (QLoRA's paper's
-# rank; the tensor-core kernels of lora_mma.cu), against r64 without dropout, at seq 4096. One row
+# whose rows against the default say what the dropout costs (dropout-mma: rank 16 through the
+# tensor-core kernels of lora_mma.cu instead of lora.cu's CUDA-core ones, FT_CUDA_LORA=mma); the same
+# at rank 64 (the QLoRA paper's rank; lora_mma.cu), against r64 without dropout, at seq 4096. One row
 # per variant: tokens/s, its ratio to the default, and the phases' mean milliseconds per timed step (docs/perf.md
 # records the predicted gain of each change beside these).
 ablate_table() {
@@ -522,12 +531,13 @@ if want ablate && have_ftune ablate; then
   # shellcheck disable=SC2206
   args=(${FT_ABLATE_ARGS:---shape llama-3-70b --layers 8 --steps 4})
   for seq in ${FT_ABLATE_SEQS:-4096 512}; do
-    for v in default keep-attn attn-cudnn dropout dropout-unfused r64 r64-dropout r64-dropout-unfused prefetch-off \
-      wcache-off attn-wmma attn-simt; do
+    for v in default keep-attn attn-cudnn dropout dropout-unfused dropout-mma r64 r64-dropout r64-dropout-unfused \
+      prefetch-off wcache-off attn-wmma attn-simt; do
       env=() extra=()
       [ "$v" = keep-attn ] && extra=(--keep-attention) # one attention forward less a layer (more memory)
       [ "$v" = dropout ] && extra=(--dropout 0.05)
       [ "$v" = dropout-unfused ] && extra=(--dropout 0.05) env=(FT_CUDA_LORA=unfused)
+      [ "$v" = dropout-mma ] && extra=(--dropout 0.05) env=(FT_CUDA_LORA=mma) # r16 on the tensor cores
       [ "$v" = r64 ] && extra=(--lora-r 64)
       [ "$v" = r64-dropout ] && extra=(--lora-r 64 --dropout 0.05)
       [ "$v" = r64-dropout-unfused ] && extra=(--lora-r 64 --dropout 0.05) env=(FT_CUDA_LORA=unfused)
