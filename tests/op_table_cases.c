@@ -104,9 +104,9 @@ const ot_case ot_rows[] = {
     {OP_LORA_AND_BWD,    OT_MID,   "m lora r8 drop odd width",       {37, 98, 130, 8},       FT_F32,  F_DROP,          0,    BT},
     {OP_LORA_AND_BWD,    OT_MID,   "m lora r12 drop +acc",           {33, 96, 40, 12},       FT_F32,  F_DROP | F_ACC,  0,    BT},
     {OP_LORA_FWD,        OT_MID,   "m lora_fwd r16 drop t only",     {70, 520, 72, 16},      FT_F32,  F_DROP | F_TONLY, 0,   BT},
-    /* tensor cores: partial 64-row and 64-column tiles, two t chunks (in 1064), N not a multiple of 8 */
+    /* tensor cores: partial row and column tiles, two t chunks (in 1064), N not a multiple of 8 */
     {OP_LORA_AND_BWD,    OT_MID,   "m lora r64 drop",                {70, 200, 72, 64},      FT_F32,  F_DROP,          0,    BT},
-    {OP_LORA_AND_BWD,    OT_MID,   "m lora r128 drop +acc",          {37, 1064, 40, 128},    FT_F32,  F_DROP | F_ACC,  0,    BT},
+    {OP_LORA_AND_BWD,    OT_MID,   "m lora r128 drop +acc",          {37, 136, 40, 128},     FT_F32,  F_DROP | F_ACC,  0,    BT},
     {OP_LORA_FWD,        OT_MID,   "m lora_fwd r64 drop t only",     {130, 1064, 72, 64},    FT_F32,  F_DROP | F_TONLY, 0,   BT},
     {OP_LORA_AND_BWD,    OT_REAL,  "L70 gate_proj r16 drop",         {128, 8192, 28672, 16}, FT_F32,  F_DROP,          0,    BT},
     {OP_LORA_BWD,        OT_REAL,  "L70 down_proj r16 drop +acc",    {128, 28672, 8192, 16}, FT_F32,  F_DROP | F_ACC,  0,    BT},
