@@ -277,18 +277,14 @@ fi
 
 # ---- e2e: stories260K on both backends ---------------------------------------------------------------
 if want e2e && have_ftune e2e; then
-  # The demo recipe (recipes/demo-stories260k.yaml: stories260K NF4, LoRA r 8 on every linear with
-  # dropout 0.05, 8 x 2 rows of 128 tokens a step from the JSONL stories, lr 3e-3 after 5 warm-up
-  # steps) for $steps steps on each backend; loss compared at every step. (Until 2026-11-23 this
-  # trained on tests/fixtures/stories260K/sample_tokens.txt, 74-87 tokens a step: on the H100 the
-  # CUDA loss was +0.5-1% above the CPU's and step 4 crossed 2% (2.216e-2, docs/perf.md); the
-  # issue's check is the demo, whose steps average over ~1,700 targets.)
+  # The demo recipe (recipes/demo-stories260k.yaml: stories260K NF4, LoRA r 8 with dropout 0.05,
+  # 8 x 2 rows of 128 tokens a step) for $steps steps on each backend; loss compared at every step.
+  # (The old 74-token batches crossed 2% once on the H100: BF16 noise, docs/perf.md.)
   t0=$(date +%s)
   short=()
   [ "$steps" -lt 5 ] && short=(--set training.warmup=0) # the recipe warms up over 5 steps (rehearsals run fewer)
-  # cpu_bf16: the CPU backend storing activations as BF16 (FT_CPU_BF16=1, kernels/cpu/bf16_cpu.c),
-  # f32 arithmetic: its gap to the CPU is what BF16 storage alone does, the floor CUDA's gap is read
-  # against (reported, not a pass condition)
+  # cpu_bf16: the CPU storing activations in BF16 (FT_CPU_BF16=1, kernels/cpu/bf16_cpu.c): its gap to
+  # the CPU is what BF16 alone does, the floor CUDA's gap is read against (reported, not a condition)
   for dev in cpu cpu_bf16 cuda; do
     rm -rf "$build/e2e_$dev"
     FT_CPU_BF16=$([ $dev = cpu_bf16 ] && echo 1 || echo 0) "$ftune" train "$root/recipes/demo-stories260k.yaml" \
