@@ -563,10 +563,9 @@ ft_status ft_sdpa_graph_build(const ft_sdpa_shape *s, int kind, int deterministi
 ft_status ft_sdpa_graph_check(const ft_sdpa_shape *s, int kind, int deterministic, void *devprop, int64_t *viable,
                               int64_t *workspace) {
     ft_sdpa_graph *g = NULL;
-    int64_t v = 0;
     *viable = 0;
     if (workspace) *workspace = -1;
-    return ft_sdpa_make(s, kind, deterministic, devprop, 0, viable ? viable : &v, workspace, &g);
+    return ft_sdpa_make(s, kind, deterministic, devprop, 0, viable, workspace, &g);
 }
 
 int64_t ft_sdpa_graph_workspace(const ft_sdpa_graph *g) { return g->workspace; }
