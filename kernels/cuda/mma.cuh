@@ -24,15 +24,29 @@
 
 #include "kernels/cuda/common.cuh"
 
-/* Two floats to one register of two BF16 (lo in the low half). */
+/* Two floats to one register of two BF16 (lo in the low half), in one cvt.rn.bf16x2 (F2FP): two
+ * scalar conversions cost a PRMT besides and, per softmax element, showed up in the count of the
+ * attention kernels' instructions between products. */
 __device__ __forceinline__ uint32_t ft_pack_bf16(float lo, float hi) {
     union {
-        act_t h[2];
+        __nv_bfloat162 h;
         uint32_t u;
     } p;
-    p.h[0] = __float2bfloat16_rn(lo);
-    p.h[1] = __float2bfloat16_rn(hi);
+    p.h = __floats2bfloat162_rn(lo, hi);
     return p.u;
+}
+
+/* 2^x with the MUFU alone (ex2.approx.ftz: ~2 ulp, as exp2f). exp2f adds a fix-up for results
+ * below 2^-126 (a compare and two multiplies per call); softmax weights that small are 0 to the
+ * sums they enter, so the attention kernels flush them. */
+__device__ __forceinline__ float ft_ex2(float x) {
+#if defined(__CUDA_ARCH__)
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+#else
+    return exp2f(x);
+#endif
 }
 
 /* The C fragment c[0..3] of n-tile n (of 8 columns), packed to BF16 into the A fragments a[k][4] of
@@ -156,6 +170,17 @@ __device__ __forceinline__ void ft_cp_async16(void *smem, const void *gmem, bool
 #elif defined(FT_CUDA_EMULATED)
     if (pred) memcpy(smem, gmem, 16);
     else memset(smem, 0, 16);
+#endif
+}
+/* 4 bytes global -> shared, asynchronously (cp.async.ca: the only size below 16 it takes); zeros
+ * when !pred (gmem must still be a valid address). For per-row scalars of strided layouts. */
+__device__ __forceinline__ void ft_cp_async4(void *smem, const void *gmem, bool pred) {
+#if defined(__CUDA_ARCH__)
+    const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem), "r"(pred ? 4 : 0));
+#elif defined(FT_CUDA_EMULATED)
+    if (pred) memcpy(smem, gmem, 4);
+    else memset(smem, 0, 4);
 #endif
 }
 __device__ __forceinline__ void ft_cp_async_commit() {
