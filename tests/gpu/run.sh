@@ -41,7 +41,9 @@
 #             our own kernels (ft_k_*; cuBLASLt's run at the GEMM peak) in `ftune bench` of the 70B shape
 #             with FT_PROFILE_ARGS (default --layers 2, seq 4096): per kernel the calls, total and mean
 #             time, and its compute and memory throughput as % of the device's: which kernels to work
-#             on, and whether each is limited by compute or by memory (ncu.csv, profile.log)
+#             on, and whether each is limited by compute or by memory; then, for the longest ones, the
+#             issue slots, tensor and shared-memory pipes and occupancy they reach and what their warps
+#             stall on (tests/gpu/ncu_table.py; ncu.csv, profile.log)
 #   OUT              where logs go (the device tool sets it; default build-gpu-out, git-ignored)
 #   FT_GPU_BUILD     build directory (default build-gpu; kept between calls on a warm machine)
 #   FT_GPU_ARCH      CUDA architectures (default 90)
@@ -737,35 +739,17 @@ if want profile && have_ftune profile; then
     pargs=(${FT_PROFILE_ARGS:---shape llama-3-70b --layers 2 --seq 4096 --micro-batch 1})
     # bench's first step is its warm-up; skip about one step's launches of ours, then profile the next
     # step's (a 2-layer 70B step launches ~400 of our kernels)
-    "$ncu_bin" --clock-control none --section SpeedOfLight -k 'regex:^ft_k_' --launch-skip "${FT_PROFILE_SKIP:-400}" \
-      --launch-count "${FT_PROFILE_COUNT:-400}" --csv "$ftune" bench --device cuda "${pargs[@]}" --steps 3 \
+    # besides SpeedOfLight, why warps wait (ncu_table.py's second table): stall reasons, pipes, occupancy
+    why=smsp__issue_active.avg.pct_of_peak_sustained_active,sm__warps_active.avg.pct_of_peak_sustained_active
+    for p in tensor shared; do why+=",sm__pipe_${p}_cycles_active.avg.pct_of_peak_sustained_active"; done
+    for r in long_scoreboard short_scoreboard mio_throttle barrier wait math_pipe_throttle not_selected lg_throttle \
+      no_instruction dispatch_stall branch_resolving; do why+=",smsp__average_warps_issue_stalled_${r}_per_issue_active.ratio"; done
+    "$ncu_bin" --clock-control none --section SpeedOfLight --metrics "$why" -k 'regex:^ft_k_' \
+      --launch-skip "${FT_PROFILE_SKIP:-400}" --launch-count "${FT_PROFILE_COUNT:-400}" --csv \
+      "$ftune" bench --device cuda "${pargs[@]}" --steps 3 \
       >"$OUT/ncu.csv" 2>"$OUT/profile.log"
     rc_p=$?
-    table=$(python3 - "$OUT/ncu.csv" <<'PYEOF'
-import csv, re, sys
-rows = [r for r in csv.reader(open(sys.argv[1], errors="replace")) if len(r) > 10]
-if not rows or "Kernel Name" not in rows[0]:
-    print("no ncu rows"); sys.exit(1)
-h = rows[0]; ki, ii, mi, ui, vi = (h.index(x) for x in ("Kernel Name", "ID", "Metric Name", "Metric Unit", "Metric Value"))
-k = {}
-scale = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3, "second": 1e6}
-for r in rows[1:]:
-    name = re.sub(r"\(.*", "", r[ki]).strip()
-    d = k.setdefault(name, {"ids": set(), "us": 0.0, "sm": [], "mem": []})
-    d["ids"].add(r[ii])
-    m, u = r[mi], r[ui]
-    try: v = float(r[vi].replace(",", ""))
-    except ValueError: continue
-    if m == "Duration": d["us"] += v * scale.get(u, 1.0)
-    elif m == "Compute (SM) Throughput": d["sm"].append(v)
-    elif m == "Memory Throughput": d["mem"].append(v)
-tot = sum(d["us"] for d in k.values()) or 1.0
-print("%-44s %6s %10s %9s %6s %6s %6s" % ("kernel (ours; cuBLASLt not profiled)", "calls", "total ms", "mean us", "share", "SM %", "mem %"))
-for name, d in sorted(k.items(), key=lambda x: -x[1]["us"]):
-    n = len(d["ids"]); avg = lambda a: sum(a) / len(a) if a else float("nan")
-    print("%-44s %6d %10.3f %9.1f %5.1f%% %6.1f %6.1f" % (name[:44], n, d["us"] / 1e3, d["us"] / max(n, 1), 100 * d["us"] / tot, avg(d["sm"]), avg(d["mem"])))
-PYEOF
-    )
+    table=$(python3 "$root/tests/gpu/ncu_table.py" "$OUT/ncu.csv")
     rc_t=$?
     if [ $rc_p -eq 0 ] && [ $rc_t -eq 0 ]; then mark profile ok; else mark profile FAIL; fi
     say "profile: ${result[profile]} in $(($(date +%s) - t0))s (ncu exit $rc_p; ncu.csv, profile.log)"
