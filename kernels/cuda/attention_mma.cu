@@ -214,12 +214,16 @@ ft_k_attn_fwd_mma(act_t *out, float *lse, const act_t *q, const act_t *k, const 
             l_b = l_b * c_b + sum_b;
             m_a = mn_a;
             m_b = mn_b;
+            /* rescale only when some row's maximum moved (exact: the skipped factors are 1); past
+             * a row's first tiles it rarely does, and this is ND x 4 multiplies a lane */
+            if (__any_sync(FT_FULL_MASK, c_a != 1.0f || c_b != 1.0f)) {
 #pragma unroll
-            for (int n = 0; n < ND; n++) {
-                o[n][0] *= c_a;
-                o[n][1] *= c_a;
-                o[n][2] *= c_b;
-                o[n][3] *= c_b;
+                for (int n = 0; n < ND; n++) {
+                    o[n][0] *= c_a;
+                    o[n][1] *= c_a;
+                    o[n][2] *= c_b;
+                    o[n][3] *= c_b;
+                }
             }
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) {
