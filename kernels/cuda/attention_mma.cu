@@ -21,9 +21,11 @@
  *           in two 32-query halves, S^T = K Q^T, dP^T = V dO^T, dv += P^T dO, dk += dS^T Q. The
  *           group's heads are summed in the accumulators: no atomics, deterministic gradients.
  * Shared tiles are [64][D + 8] BF16: the 16-byte pad puts the 8 rows of an ldmatrix in different
- * banks. The backward's streamed tiles are double-buffered (ST = 2) where the device's shared
- * memory per block holds it (H100: 227 KiB); on GB10 (99 KiB) head_dim 128 needs 104 KiB that way,
- * so there they are single-buffered (ST = 1: load, then compute), the other kernels unchanged.
+ * banks. Streamed tiles are double-buffered: the next one loads while this one is computed. The
+ * backward's are 64 rows where the device's shared memory per block holds that (H100: 227 KiB);
+ * on GB10 (99 KiB) head_dim 128 would need 104 KiB, so there they are 32 rows (70 KiB: twice the
+ * steps and barriers, each step one 32-row half of the compute; single-buffered 64-row tiles, as
+ * before, left every step waiting for its tiles from memory).
  * Tiles that every row sees whole (all but the diagonal and document-boundary tiles of a long row)
  * take a mask-free instantiation of the softmax step: counted in the sm_90 SASS, the instructions
  * between a backward half's products fell from ~375 to ~100 (dk/dv) and ~330 to ~70 (dq), a third
@@ -36,12 +38,12 @@ static constexpr int FT_AM_WARPS = 4, FT_AM_THREADS = FT_AM_WARPS * FT_WARP, FT_
 #define FT_AM_LOG2E 1.4426950408889634f
 #define FT_AM_LN2 0.6931471805599453f
 
-/* dst[64][D + 8] <- rows row0.. of src (row r at src + r * stride), zeros at and after row T;
+/* dst[ROWS][D + 8] <- rows row0.. of src (row r at src + r * stride), zeros at and after row T;
  * cp.async: the caller commits and waits. */
-template <int D>
+template <int D, int ROWS = FT_AM_TILE>
 __device__ __forceinline__ void ft_am_load(act_t *dst, const act_t *src, int64_t row0, int64_t T, int64_t stride) {
     constexpr int V = D / 8, LD = D + 8;
-    for (int e = threadIdx.x; e < FT_AM_TILE * V; e += FT_AM_THREADS) {
+    for (int e = threadIdx.x; e < ROWS * V; e += FT_AM_THREADS) {
         const int r = e / V, c = e % V;
         const bool ok = row0 + r < T;
         ft_cp_async16(dst + r * LD + c * 8, ok ? src + (row0 + r) * stride + c * 8 : src, ok);
@@ -250,14 +252,14 @@ ft_k_attn_fwd_mma(act_t *out, float *lse, const act_t *q, const act_t *k, const 
 }
 
 /* ---- backward: dq ---------------------------------------------------------------------------- */
-template <int D, int ST>
+template <int D, int KT>
 __global__ void __launch_bounds__(FT_AM_THREADS, 2)
 ft_k_attn_dq_mma(act_t *dq, const act_t *dout, const act_t *q, const act_t *k, const act_t *v, const float *lse,
                  const float *Dl, const int32_t *doc_start, int64_t T, int64_t H, int64_t Hkv, float scale,
                  unsigned *err) {
     constexpr int LD = D + 8, NK = D / 16, ND = D / 8;
     extern __shared__ __align__(128) float smem[];
-    act_t *Qs = (act_t *)smem, *Gs = Qs + FT_AM_TILE * LD, *Ks = Gs + FT_AM_TILE * LD, *Vs = Ks + ST * FT_AM_TILE * LD;
+    act_t *Qs = (act_t *)smem, *Gs = Qs + FT_AM_TILE * LD, *Ks = Gs + FT_AM_TILE * LD, *Vs = Ks + 2 * KT * LD;
     const int lane = threadIdx.x % FT_WARP, warp = threadIdx.x / FT_WARP, t = lane & 3;
     const int64_t b = blockIdx.z, h = blockIdx.y, kh = h / (H / Hkv);
     const int64_t i0 = (int64_t)(gridDim.x - 1 - blockIdx.x) * FT_AM_TILE;
@@ -269,10 +271,10 @@ ft_k_attn_dq_mma(act_t *dq, const act_t *dout, const act_t *q, const act_t *k, c
     ft_am_load<D>(Gs, dout + b * T * qs + h * D, i0, T, qs);
     ft_cp_async_commit();
     const ft_am_bounds lo = ft_am_rows(doc_start, b * T, T, ia, ib, t == 0 ? err : NULL);
-    const int64_t jstart = lo.bmin / FT_AM_TILE * FT_AM_TILE, jlast = min(T - 1, i0 + FT_AM_TILE - 1);
-    const int ntiles = (int)((jlast - jstart) / FT_AM_TILE) + 1;
-    ft_am_load<D>(Ks, kb, jstart, T, ks);
-    ft_am_load<D>(Vs, vb, jstart, T, ks);
+    const int64_t jstart = lo.bmin / KT * KT, jlast = min(T - 1, i0 + FT_AM_TILE - 1);
+    const int ntiles = (int)((jlast - jstart) / KT) + 1;
+    ft_am_load<D, KT>(Ks, kb, jstart, T, ks);
+    ft_am_load<D, KT>(Vs, vb, jstart, T, ks);
     ft_cp_async_commit();
 
     const float sl2 = scale * FT_AM_LOG2E;
@@ -284,19 +286,14 @@ ft_k_attn_dq_mma(act_t *dq, const act_t *dout, const act_t *q, const act_t *k, c
     for (int n = 0; n < ND; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
     uint32_t qf[NK][4];
     for (int it = 0; it < ntiles; it++) {
-        const int64_t jt = jstart + (int64_t)it * FT_AM_TILE;
-        if (ST == 2 && it + 1 < ntiles) { /* the next tile streams in while this one is computed */
+        const int64_t jt = jstart + (int64_t)it * KT;
+        if (it + 1 < ntiles) { /* the next tile streams in while this one is computed */
             const int st = (it + 1) & 1;
-            ft_am_load<D>(Ks + st * FT_AM_TILE * LD, kb, jt + FT_AM_TILE, T, ks);
-            ft_am_load<D>(Vs + st * FT_AM_TILE * LD, vb, jt + FT_AM_TILE, T, ks);
+            ft_am_load<D, KT>(Ks + st * KT * LD, kb, jt + KT, T, ks);
+            ft_am_load<D, KT>(Vs + st * KT * LD, vb, jt + KT, T, ks);
             ft_cp_async_commit();
             ft_cp_async_wait<1>();
         } else {
-            if (ST == 1 && it > 0) { /* one stage (less shared memory, GB10): load, then compute */
-                ft_am_load<D>(Ks, kb, jt, T, ks);
-                ft_am_load<D>(Vs, vb, jt, T, ks);
-                ft_cp_async_commit();
-            }
             ft_cp_async_wait<0>();
         }
         __syncthreads();
@@ -304,12 +301,11 @@ ft_k_attn_dq_mma(act_t *dq, const act_t *dout, const act_t *q, const act_t *k, c
 #pragma unroll
             for (int kk = 0; kk < NK; kk++) ft_ldsm_x4(qf[kk], ft_frag_a(Qs, LD, warp * 16, kk * 16));
         }
-        const int cur = ST == 2 ? (it & 1) : 0;
-        const act_t *Kt = Ks + cur * FT_AM_TILE * LD, *Vt = Vs + cur * FT_AM_TILE * LD;
-        if (w0 < T && jt <= wlast && jt + FT_AM_TILE - 1 >= lo.wmin) {
-            const bool full = jt + FT_AM_TILE - 1 <= w0 && jt >= lo.wmax;
+        const act_t *Kt = Ks + (it & 1) * KT * LD, *Vt = Vs + (it & 1) * KT * LD;
+        if (w0 < T && jt <= wlast && jt + KT - 1 >= lo.wmin) {
+            const bool full = jt + KT - 1 <= w0 && jt >= lo.wmax;
 #pragma unroll
-            for (int hh = 0; hh < 2; hh++) { /* 32 keys at a time: fewer live registers */
+            for (int hh = 0; hh < KT / 32; hh++) { /* 32 keys at a time: fewer live registers */
                 float s[4][4], dp[4][4];
 #pragma unroll
                 for (int n = 0; n < 4; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.0f;
@@ -373,42 +369,41 @@ ft_k_attn_dq_mma(act_t *dq, const act_t *dout, const act_t *q, const act_t *k, c
 }
 
 /* ---- backward: dk, dv ------------------------------------------------------------------------ */
-template <int D, int ST>
+template <int D, int QT>
 __global__ void __launch_bounds__(FT_AM_THREADS, 2)
 ft_k_attn_dkv_mma(act_t *dk, act_t *dv, const act_t *dout, const act_t *q, const act_t *k, const act_t *v,
                   const float *lse, const float *Dl, const int32_t *doc_start, int64_t T, int64_t H, int64_t Hkv,
                   float scale) {
     constexpr int LD = D + 8, NK = D / 16, ND = D / 8;
     extern __shared__ __align__(128) float smem[];
-    act_t *Kb = (act_t *)smem, *Vb = Kb + FT_AM_TILE * LD, *Qs = Vb + FT_AM_TILE * LD, *Gs = Qs + ST * FT_AM_TILE * LD;
-    /* per query of a streamed tile: lse, Dl and the raw doc_start ([ST][64] each) */
-    float *Ls = (float *)(Gs + ST * FT_AM_TILE * LD), *Ds = Ls + ST * FT_AM_TILE;
-    int32_t *LOs = (int32_t *)(Ds + ST * FT_AM_TILE);
+    act_t *Kb = (act_t *)smem, *Vb = Kb + FT_AM_TILE * LD, *Qs = Vb + FT_AM_TILE * LD, *Gs = Qs + 2 * QT * LD;
+    /* per query of a streamed tile: lse, Dl and the raw doc_start ([2][QT] each) */
+    float *Ls = (float *)(Gs + 2 * QT * LD), *Ds = Ls + 2 * QT;
+    int32_t *LOs = (int32_t *)(Ds + 2 * QT);
     const int lane = threadIdx.x % FT_WARP, warp = threadIdx.x / FT_WARP, t = lane & 3;
     const int64_t b = blockIdx.z, kh = blockIdx.y, j0 = (int64_t)blockIdx.x * FT_AM_TILE, grp = H / Hkv;
     const int64_t qs = H * D, ks = Hkv * D, wj0 = j0 + warp * 16, ja = wj0 + (lane >> 2), jb = ja + 8;
     const int64_t wj1 = min(T - 1, wj0 + 15);
     const float sl2 = scale * FT_AM_LOG2E;
-    const int64_t ntq = ft_cdiv(T - j0, FT_AM_TILE), total = grp * ntq; /* (head, query tile) steps */
+    const int64_t ntq = ft_cdiv(T - j0, QT), total = grp * ntq; /* (head, query tile) steps */
 
     ft_am_load<D>(Kb, k + b * T * ks + kh * D, j0, T, ks);
     ft_am_load<D>(Vb, v + b * T * ks + kh * D, j0, T, ks);
-    if (!doc_start && threadIdx.x < FT_AM_TILE)
-        for (int st = 0; st < ST; st++) LOs[st * FT_AM_TILE + threadIdx.x] = 0;
-    /* step n: query head kh * grp + n / ntq, query tile j0 + (n % ntq) * 64, into stage st. The
+    if (!doc_start && threadIdx.x < 2 * QT) LOs[threadIdx.x] = 0;
+    /* step n: query head kh * grp + n / ntq, query tile j0 + (n % ntq) * QT, into stage st. The
      * per-query scalars come by cp.async too: a plain load here would hold warps 0-1 for a
      * global-memory latency at every step, and the block with them at the step's barrier. */
     auto issue = [&](int64_t n, int st) {
-        const int64_t h = kh * grp + n / ntq, it = j0 + (n % ntq) * FT_AM_TILE;
-        ft_am_load<D>(Qs + st * FT_AM_TILE * LD, q + b * T * qs + h * D, it, T, qs);
-        ft_am_load<D>(Gs + st * FT_AM_TILE * LD, dout + b * T * qs + h * D, it, T, qs);
-        if (threadIdx.x < FT_AM_TILE) {
+        const int64_t h = kh * grp + n / ntq, it = j0 + (n % ntq) * QT;
+        ft_am_load<D, QT>(Qs + st * QT * LD, q + b * T * qs + h * D, it, T, qs);
+        ft_am_load<D, QT>(Gs + st * QT * LD, dout + b * T * qs + h * D, it, T, qs);
+        if (threadIdx.x < QT) {
             const int64_t iq = it + threadIdx.x, row = b * T + (iq < T ? iq : 0); /* zeros past T */
-            ft_cp_async4(Ls + st * FT_AM_TILE + threadIdx.x, lse + row * H + h, iq < T);
-            ft_cp_async4(Ds + st * FT_AM_TILE + threadIdx.x, Dl + row * H + h, iq < T);
+            ft_cp_async4(Ls + st * QT + threadIdx.x, lse + row * H + h, iq < T);
+            ft_cp_async4(Ds + st * QT + threadIdx.x, Dl + row * H + h, iq < T);
             /* unclamped: the dq kernel validates the same rows and fails the call on a bad one;
              * here a bad value only changes which products are skipped */
-            if (doc_start) ft_cp_async4(LOs + st * FT_AM_TILE + threadIdx.x, doc_start + row, iq < T);
+            if (doc_start) ft_cp_async4(LOs + st * QT + threadIdx.x, doc_start + row, iq < T);
         }
     };
     issue(0, 0);
@@ -417,33 +412,31 @@ ft_k_attn_dkv_mma(act_t *dk, act_t *dv, const act_t *dout, const act_t *q, const
 #pragma unroll
     for (int n = 0; n < ND; n++) ak[n][0] = ak[n][1] = ak[n][2] = ak[n][3] = av[n][0] = av[n][1] = av[n][2] = av[n][3] = 0.0f;
     for (int64_t n = 0; n < total; n++) {
-        if (ST == 2 && n + 1 < total) {
+        if (n + 1 < total) { /* the next step's tiles stream in while this one is computed */
             issue(n + 1, (int)((n + 1) & 1));
             ft_cp_async_commit();
             ft_cp_async_wait<1>();
         } else {
-            if (ST == 1 && n > 0) { /* one stage: load, then compute */
-                issue(n, 0);
-                ft_cp_async_commit();
-            }
             ft_cp_async_wait<0>();
         }
         __syncthreads();
-        const int st = ST == 2 ? (int)(n & 1) : 0;
-        const int64_t it = j0 + (n % ntq) * FT_AM_TILE;
-        const act_t *Qt = Qs + st * FT_AM_TILE * LD, *Gt = Gs + st * FT_AM_TILE * LD;
-        const float *Lt = Ls + st * FT_AM_TILE, *Dt = Ds + st * FT_AM_TILE;
-        const int32_t *LOt = LOs + st * FT_AM_TILE;
-        /* skip the tile when no query in it sees any of the warp's keys (warp-uniform) */
+        const int st = (int)(n & 1);
+        const int64_t it = j0 + (n % ntq) * QT;
+        const act_t *Qt = Qs + st * QT * LD, *Gt = Gs + st * QT * LD;
+        const float *Lt = Ls + st * QT, *Dt = Ds + st * QT;
+        const int32_t *LOt = LOs + st * QT;
+        /* skip the tile when no query in it sees any of the warp's keys (warp-uniform); a lane
+         * checks queries lane and lane + 32 */
         const int64_t qa = it + lane, qb = it + lane + 32;
-        const bool va = qa < T && qa >= wj0 && LOt[lane] <= wj1, vb = qb < T && qb >= wj0 && LOt[lane + 32] <= wj1;
+        const bool va = qa < T && qa >= wj0 && LOt[lane] <= wj1;
+        const bool vb = QT > 32 && qb < T && qb >= wj0 && LOt[(lane + 32) % QT] <= wj1;
         /* every query of the tile sees every key of the warp (the common case of long causal
          * sequences): no per-element mask */
-        const bool full = it >= wj1 && it + FT_AM_TILE <= T && wj1 == wj0 + 15 &&
-                          !__any_sync(FT_FULL_MASK, LOt[lane] > wj0 || LOt[lane + 32] > wj0);
+        const bool full = it >= wj1 && it + QT <= T && wj1 == wj0 + 15 &&
+                          !__any_sync(FT_FULL_MASK, LOt[lane] > wj0 || LOt[(lane + 32) % QT] > wj0);
         if (wj0 < T && __any_sync(FT_FULL_MASK, va || vb)) {
 #pragma unroll
-            for (int qh = 0; qh < 2; qh++) { /* 32 queries at a time */
+            for (int qh = 0; qh < QT / 32; qh++) { /* 32 queries at a time */
                 float s[4][4], dp[4][4];
 #pragma unroll
                 for (int n4 = 0; n4 < 4; n4++) s[n4][0] = s[n4][1] = s[n4][2] = s[n4][3] = dp[n4][0] = dp[n4][1] = dp[n4][2] = dp[n4][3] = 0.0f;
@@ -473,9 +466,9 @@ ft_k_attn_dkv_mma(act_t *dk, act_t *dv, const act_t *dout, const act_t *q, const
                      * doc_start's do) */
                     int fa = 0, fb = 0, qn = 0, ja32 = 0, jb32 = 0;
                     if (decltype(masked)::value) {
-                        fa = ja < T ? (int)max((int64_t)0, min(ja - it, (int64_t)FT_AM_TILE)) : FT_AM_TILE;
-                        fb = jb < T ? (int)max((int64_t)0, min(jb - it, (int64_t)FT_AM_TILE)) : FT_AM_TILE;
-                        qn = (int)min(T - it, (int64_t)FT_AM_TILE);
+                        fa = ja < T ? (int)max((int64_t)0, min(ja - it, (int64_t)QT)) : QT;
+                        fb = jb < T ? (int)max((int64_t)0, min(jb - it, (int64_t)QT)) : QT;
+                        qn = (int)min(T - it, (int64_t)QT);
                         ja32 = (int)min(ja, (int64_t)INT32_MAX);
                         jb32 = (int)min(jb, (int64_t)INT32_MAX);
                     }
@@ -527,21 +520,21 @@ ft_k_attn_dkv_mma(act_t *dk, act_t *dv, const act_t *dout, const act_t *q, const
 
 /* ---- launchers ------------------------------------------------------------------------------- */
 
-/* Dynamic shared memory of each kernel (bytes), from the carve-ups above, with `st` stages of the
- * streamed tiles (2: double-buffered; 1: GB10's 99 KiB per block does not hold the backward's 2). */
-static size_t ft_am_smem(int64_t D, int kernel, int st) {
-    const size_t tile = 2 * FT_AM_TILE * ((size_t)D + 8);
+/* Dynamic shared memory of each kernel (bytes), from the carve-ups above, with the backward's
+ * streamed tiles `rows` high (64; 32 where a block's shared memory does not hold 64, GB10). */
+static size_t ft_am_smem(int64_t D, int kernel, int rows) {
+    const size_t tile = 2 * FT_AM_TILE * ((size_t)D + 8), streamed = 2 * (size_t)rows * ((size_t)D + 8);
     switch (kernel) {
-    case 0: return (1 + 2 * (size_t)st) * tile;                               /* fwd: Q, st x (K, V) */
-    case 1: return (2 + 2 * (size_t)st) * tile;                               /* dq: Q, dO, st x (K, V) */
-    default: return (2 + 2 * (size_t)st) * tile + (size_t)st * FT_AM_TILE * (4 + 4 + 4); /* dkv: K, V, st x (Q, dO, L, D, lo) */
+    case 0: return 5 * tile;                                           /* fwd: Q, 2 x (K, V) */
+    case 1: return 2 * tile + 4 * streamed;                            /* dq: Q, dO, 2 x (K, V) */
+    default: return 2 * tile + 4 * streamed + 2 * (size_t)rows * 12; /* dkv: K, V, 2 x (Q, dO, L, D, lo) */
     }
 }
 
-/* Stages of the backward's kernels on this device (0: they do not fit). */
-static int ft_am_bwd_stages(const ft_backend_cuda *b, int64_t D) {
-    if (ft_am_smem(D, 1, 2) <= b->smem_optin && ft_am_smem(D, 2, 2) <= b->smem_optin) return 2;
-    if (ft_am_smem(D, 1, 1) <= b->smem_optin && ft_am_smem(D, 2, 1) <= b->smem_optin) return 1;
+/* The backward's streamed tile height on this device (0: the kernels do not fit). */
+static int ft_am_bwd_rows(const ft_backend_cuda *b, int64_t D) {
+    for (int rows = FT_AM_TILE; rows >= 32; rows /= 2)
+        if (ft_am_smem(D, 1, rows) <= b->smem_optin && ft_am_smem(D, 2, rows) <= b->smem_optin) return rows;
     return 0;
 }
 
@@ -549,7 +542,7 @@ int ft_attn_mma_ok(ft_backend_cuda *b, int64_t D, const void *const *ptrs, int n
     if (b->attn_simt || b->attn_wmma || (D != 64 && D != 128)) return 0;
     for (int i = 0; i < nptrs; i++)
         if (ptrs[i] && ((uintptr_t)ptrs[i] & 15u)) return 0;
-    return bwd ? ft_am_bwd_stages(b, D) > 0 : ft_am_smem(D, 0, 2) <= b->smem_optin;
+    return bwd ? ft_am_bwd_rows(b, D) > 0 : ft_am_smem(D, 0, FT_AM_TILE) <= b->smem_optin;
 }
 
 #define FT_AM_LAUNCH1(k, grid, smem, stream, ...)                                                    \
@@ -562,22 +555,22 @@ ft_status ft_attn_mma_fwd(ft_backend_cuda *b, act_t *out, float *lse, const act_
                           const act_t *v, const int32_t *doc_start, int64_t B, int64_t T, int64_t H, int64_t Hkv,
                           int64_t D, float scale) {
     const dim3 grid((unsigned)ft_cdiv(T, FT_AM_TILE), (unsigned)H, (unsigned)B);
-    const size_t smem = ft_am_smem(D, 0, 2);
+    const size_t smem = ft_am_smem(D, 0, FT_AM_TILE);
     if (D == 64) FT_AM_LAUNCH1(ft_k_attn_fwd_mma<64>, grid, smem, b->stream, out, lse, q, k, v, doc_start, T, H, Hkv, scale, b->err);
     else FT_AM_LAUNCH1(ft_k_attn_fwd_mma<128>, grid, smem, b->stream, out, lse, q, k, v, doc_start, T, H, Hkv, scale, b->err);
     FT_CUDA_LAUNCH_TRY("ft_k_attn_fwd_mma");
     return FT_OK;
 }
 
-/* dq, then dk/dv, as kern<D, ST> (through pointers: a template's comma cannot pass through a macro). */
-#define FT_AM_BWD(D_, ST_)                                                                           \
+/* dq, then dk/dv, as kern<D, ROWS> (through pointers: a template's comma cannot pass through a macro). */
+#define FT_AM_BWD(D_, R_)                                                                            \
     do {                                                                                             \
-        auto kq = ft_k_attn_dq_mma<D_, ST_>;                                                         \
-        auto kkv = ft_k_attn_dkv_mma<D_, ST_>;                                                       \
-        FT_AM_LAUNCH1(kq, gq, ft_am_smem(D_, 1, ST_), b->stream, dq, dout, q, k, v, lse, Dl, doc_start, T, H, Hkv, \
+        auto kq = ft_k_attn_dq_mma<D_, R_>;                                                          \
+        auto kkv = ft_k_attn_dkv_mma<D_, R_>;                                                        \
+        FT_AM_LAUNCH1(kq, gq, ft_am_smem(D_, 1, R_), b->stream, dq, dout, q, k, v, lse, Dl, doc_start, T, H, Hkv, \
                       scale, b->err);                                                                \
         FT_CUDA_LAUNCH_TRY("ft_k_attn_dq_mma");                                                      \
-        FT_AM_LAUNCH1(kkv, gkv, ft_am_smem(D_, 2, ST_), b->stream, dk, dv, dout, q, k, v, lse, Dl, doc_start, T, H, \
+        FT_AM_LAUNCH1(kkv, gkv, ft_am_smem(D_, 2, R_), b->stream, dk, dv, dout, q, k, v, lse, Dl, doc_start, T, H, \
                       Hkv, scale);                                                                   \
         FT_CUDA_LAUNCH_TRY("ft_k_attn_dkv_mma");                                                     \
     } while (0)
@@ -588,10 +581,10 @@ ft_status ft_attn_mma_bwd(ft_backend_cuda *b, act_t *dq, act_t *dk, act_t *dv, c
                           float scale) {
     const dim3 gq((unsigned)ft_cdiv(T, FT_AM_TILE), (unsigned)H, (unsigned)B);
     const dim3 gkv((unsigned)ft_cdiv(T, FT_AM_TILE), (unsigned)Hkv, (unsigned)B);
-    const int st = ft_am_bwd_stages(b, D);
-    if (D == 64 && st == 2) FT_AM_BWD(64, 2);
-    else if (D == 64) FT_AM_BWD(64, 1);
-    else if (st == 2) FT_AM_BWD(128, 2);
-    else FT_AM_BWD(128, 1);
+    const int rows = ft_am_bwd_rows(b, D);
+    if (D == 64 && rows == FT_AM_TILE) FT_AM_BWD(64, 64);
+    else if (D == 64) FT_AM_BWD(64, 32);
+    else if (rows == FT_AM_TILE) FT_AM_BWD(128, 64);
+    else FT_AM_BWD(128, 32);
     return FT_OK;
 }

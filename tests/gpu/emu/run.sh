@@ -29,7 +29,7 @@
 #   FT_EMU_BUILD        build directory (default build-emu)
 #   FT_EMU_MEM_MIB      the device memory cudaMemGetInfo reports, MiB (default 32 GiB total, 16 free)
 #   FT_EMU_SMEM_KIB     the opt-in shared memory per block, KiB (default 227, the H100's; 99 as on GB10,
-#                       where the mma attention backward runs single-buffered)
+#                       where the mma attention backward streams 32-row tiles)
 # Objects are rebuilt only when their source, or any header of the tree, is newer.
 # Needs g++ with C++20 (<barrier>), python3, OpenBLAS, OpenMP and (for ftune) the libraries ftune
 # links (pkg-config); not nvcc.
