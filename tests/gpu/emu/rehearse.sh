@@ -21,7 +21,7 @@
 #                 /work/venv/bin/python when it exists, else python3)
 #   OUT           where run.sh writes its logs (default build-emu-rehearse/out)
 # Slow (the emulator runs one OS thread per CUDA thread); measured 2026-11-23 on two cores shared
-# with other jobs: ops 5 min, e2e 11, load 0.5, bench 2.5, ablate 20, peft 0.2; context chose its
+# with other jobs: ops 5 min, e2e 11, load 0.5, bench 2.5, ablate 20, peft 0.2, profile 2.6 (fake ncu); context chose its
 # sequence (7,424) but its step had not ended after 30 min. Name the phases that changed. e2e
 # now trains the demo recipe (2,048 tokens a step, ~28x the old e2e's): run only when named, with
 # FT_E2E_STEPS=1 (its parsing and pass/fail logic were checked on CPU binaries instead).
@@ -31,7 +31,7 @@ export FT_EMU_BUILD="${FT_EMU_BUILD:-$root/build-emu-rehearse}"
 emu="$root/tests/gpu/emu/run.sh"
 "$emu" build >/dev/null                  # test_ops_cuda_emu, test_ops_cpu_emu
 "$emu" ftune --version >/dev/null        # ftune_emu
-[ $# -eq 0 ] && set -- ops load bench ablate peft
+[ $# -eq 0 ] && set -- ops load bench ablate peft profile
 
 export OUT="${OUT:-$FT_EMU_BUILD/out}"
 export FT_GPU_BUILD="$FT_EMU_BUILD/gpu"
@@ -51,6 +51,8 @@ export FT_ABLATE_ARGS="--shape tiny --steps 2" FT_ABLATE_SEQS="64 32"
 export FT_PEFT_DEVICE=cpu FT_PEFT_STEPS=2
 [ -z "${FT_PEFT_PYTHON:-}" ] && [ -x /work/venv/bin/python ] && export FT_PEFT_PYTHON=/work/venv/bin/python
 export FT_CONTEXT_SHAPE=tiny FT_CONTEXT_PEFT=0 # bench_peft.py --seq max needs CUDA
+# no Nsight Compute without a GPU: fake-ncu.sh checks run.sh's options, runs the bench, prints made-up rows
+export FT_GPU_NCU="$root/tests/gpu/emu/fake-ncu.sh" FT_PROFILE_ARGS="--shape tiny --layers 2 --seq 32 --micro-batch 1"
 mkdir -p "$FT_GPU_BUILD" "$OUT"
 # the context phase on a 132 MiB device (`--seq max` then picks ~7,400 tokens, not 1M), the rest on the
 # emulator's default 32 GiB; each run writes its own summary
