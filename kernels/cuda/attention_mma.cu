@@ -531,9 +531,10 @@ static size_t ft_am_smem(int64_t D, int kernel, int rows) {
     }
 }
 
-/* The backward's streamed tile height on this device (0: the kernels do not fit). */
+/* The backward's streamed tile height on this device (0: the kernels do not fit); FT_CUDA_ATTN=mma32
+ * takes GB10's 32 rows anywhere, so an H100 run can check that layout too (tests/gpu/run.sh ops). */
 static int ft_am_bwd_rows(const ft_backend_cuda *b, int64_t D) {
-    for (int rows = FT_AM_TILE; rows >= 32; rows /= 2)
+    for (int rows = b->attn_rows32 ? 32 : FT_AM_TILE; rows >= 32; rows /= 2)
         if (ft_am_smem(D, 1, rows) <= b->smem_optin && ft_am_smem(D, 2, rows) <= b->smem_optin) return rows;
     return 0;
 }

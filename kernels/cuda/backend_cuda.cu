@@ -617,6 +617,7 @@ static ft_status ft_cuda_init(ft_backend_cuda *b, int device) {
     b->attn_simt = at && strcmp(at, "simt") == 0;
     b->attn_wmma = at && strcmp(at, "wmma") == 0;
     b->attn_cudnn = at && strcmp(at, "cudnn") == 0;
+    b->attn_rows32 = at && strcmp(at, "mma32") == 0;
     const char *lo = getenv("FT_CUDA_LORA");
     b->lora_unfused = lo && strcmp(lo, "unfused") == 0;
     b->lora_mma = lo && strcmp(lo, "mma") == 0;
@@ -630,7 +631,8 @@ static ft_status ft_cuda_init(ft_backend_cuda *b, int device) {
             b->attn_simt    ? ", FT_CUDA_ATTN=simt"
             : b->attn_wmma  ? ", FT_CUDA_ATTN=wmma"
             : b->attn_cudnn ? ", FT_CUDA_ATTN=cudnn"
-                            : "",
+            : b->attn_rows32 ? ", FT_CUDA_ATTN=mma32"
+                             : "",
             b->lora_unfused ? ", FT_CUDA_LORA=unfused" : b->lora_mma ? ", FT_CUDA_LORA=mma" : "");
     return FT_OK;
 }

@@ -125,6 +125,7 @@ typedef struct ft_backend_cuda {
     int attn_simt;          /* FT_CUDA_ATTN=simt: the SIMT attention kernels for every shape */
     int attn_wmma;          /* FT_CUDA_ATTN=wmma: the WMMA kernels (attention_tc.cu) where mma.sync would run */
     int attn_cudnn;         /* FT_CUDA_ATTN=cudnn: cuDNN's fused attention where it serves (attention_cudnn.cu) */
+    int attn_rows32;        /* FT_CUDA_ATTN=mma32: the mma backward with GB10's 32-row streamed tiles */
     int lora_unfused;       /* FT_CUDA_LORA=unfused: LoRA dropout drawn into memory, not in the products (lora.cu) */
     int lora_mma;           /* FT_CUDA_LORA=mma: ranks 16 and 32 too take the tensor-core LoRA kernels (lora_mma.cu) */
     struct ft_cuda_cudnn *cudnn; /* its handle and plans, made on first use */

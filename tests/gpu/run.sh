@@ -10,7 +10,8 @@
 # Usage: tests/gpu/run.sh [phase...]
 #   phases: build ops e2e sanitize load resume bench ablate peft context profile (default: all, in order)
 #   ops       test_ops_cuda, then the cross-checks: the SIMT GEMM, LoRA dropout on the tensor cores at
-#             every rank (FT_CUDA_LORA=mma), the SIMT and WMMA attention, cuDNN's
+#             every rank (FT_CUDA_LORA=mma), the SIMT and WMMA attention, the mma backward with GB10's
+#             32-row tiles (FT_CUDA_ATTN=mma32), cuDNN's
 #             fused attention (FT_CUDA_ATTN=cudnn; fails if cuDNN served no call), test_sdpa_graph on
 #             the device (plans for the real shapes, the device's cuDNN description, a bit-identical
 #             backward over two runs) and test_ops_cpu's cuda-vs-cpu pass
@@ -237,6 +238,11 @@ if want ops; then
       FT_CUDA_ATTN=wmma "$ops_cuda" --mode all $ops_attn --filter attention \
         --summary "$build/ops_wmma.tsv" 2>&1 || rc_simt=1
       grep -E "attention" "$build/ops_wmma.tsv" 2>/dev/null | sed 's/^/wmma-attn\t/'
+      # and the mma backward with GB10's 32-row streamed tiles (what 99 KiB of shared memory holds)
+      echo "== cross-check: FT_CUDA_ATTN=mma32 (the mma backward with 32-row streamed tiles, as on GB10)"
+      FT_CUDA_ATTN=mma32 "$ops_cuda" --mode all $ops_attn --filter attention \
+        --summary "$build/ops_mma32.tsv" 2>&1 || rc_simt=1
+      grep -E "attention" "$build/ops_mma32.tsv" 2>/dev/null | sed 's/^/mma32-attn\t/'
       # and through cuDNN's fused attention (FT_CUDA_ATTN=cudnn, attention_cudnn.cu) where it serves
       # (plain causal cases; packed ones keep our kernels); then test_sdpa_graph on this device: the
       # real device description (printed, to replace tests/gpu/h100-deviceprop.json), a finalized
