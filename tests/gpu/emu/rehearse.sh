@@ -21,7 +21,8 @@
 #                 /work/venv/bin/python when it exists, else python3)
 #   OUT           where run.sh writes its logs (default build-emu-rehearse/out)
 # Slow (the emulator runs one OS thread per CUDA thread); measured 2026-11-23 on two cores shared
-# with other jobs: ops 5 min, e2e 11, load 0.5, bench 2.5, ablate 20, peft 0.2, profile 2.6 (fake ncu); context chose its
+# with other jobs: ops 5 min (24 on 2026-11-24, alone, with every attention cross-check), e2e 11,
+# load 0.5, bench 2.5, ablate 20, peft 0.2, profile 2.6 (fake ncu); context chose its
 # sequence (7,424) but its step had not ended after 30 min. Name the phases that changed. e2e
 # now trains the demo recipe (2,048 tokens a step, ~28x the old e2e's): run only when named, with
 # FT_E2E_STEPS=1 (its parsing and pass/fail logic were checked on CPU binaries instead).
