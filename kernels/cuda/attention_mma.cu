@@ -46,7 +46,7 @@ __device__ __forceinline__ void ft_am_load(act_t *dst, const act_t *src, int64_t
     for (int e = threadIdx.x; e < ROWS * V; e += FT_AM_THREADS) {
         const int r = e / V, c = e % V;
         const bool ok = row0 + r < T;
-        ft_cp_async16(dst + r * LD + c * 8, ok ? src + (row0 + r) * stride + c * 8 : src, ok);
+        ft_cp_async<16>(dst + r * LD + c * 8, ok ? src + (row0 + r) * stride + c * 8 : src, ok);
     }
 }
 
@@ -399,11 +399,11 @@ ft_k_attn_dkv_mma(act_t *dk, act_t *dv, const act_t *dout, const act_t *q, const
         ft_am_load<D, QT>(Gs + st * QT * LD, dout + b * T * qs + h * D, it, T, qs);
         if (threadIdx.x < QT) {
             const int64_t iq = it + threadIdx.x, row = b * T + (iq < T ? iq : 0); /* zeros past T */
-            ft_cp_async4(Ls + st * QT + threadIdx.x, lse + row * H + h, iq < T);
-            ft_cp_async4(Ds + st * QT + threadIdx.x, Dl + row * H + h, iq < T);
+            ft_cp_async<4>(Ls + st * QT + threadIdx.x, lse + row * H + h, iq < T);
+            ft_cp_async<4>(Ds + st * QT + threadIdx.x, Dl + row * H + h, iq < T);
             /* unclamped: the dq kernel validates the same rows and fails the call on a bad one;
              * here a bad value only changes which products are skipped */
-            if (doc_start) ft_cp_async4(LOs + st * QT + threadIdx.x, doc_start + row, iq < T);
+            if (doc_start) ft_cp_async<4>(LOs + st * QT + threadIdx.x, doc_start + row, iq < T);
         }
     };
     issue(0, 0);

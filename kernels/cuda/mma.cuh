@@ -1,5 +1,5 @@
 /* mma.cuh: warp-level BF16 tensor-core primitives with a documented register layout: mma.sync
- * m16n8k16 (F32 accumulators), ldmatrix (plain and transposed) and cp.async 16-byte copies.
+ * m16n8k16 (F32 accumulators), ldmatrix (plain and transposed) and cp.async copies (4 to 16 bytes).
  * Used by attention_mma.cu, whose online softmax works on the accumulators in registers (that is
  * why these are PTX and not WMMA, whose fragment layout is unspecified), and by lora_mma.cu.
  *
@@ -162,25 +162,21 @@ __device__ __forceinline__ const act_t *ft_frag_b_kn(const act_t *tile, int LD, 
     const int lane = threadIdx.x % FT_WARP;
     return tile + (k0 + ((lane >> 3) & 1) * 8 + (lane & 7)) * LD + n0 + (lane >> 4) * 8;
 }
-/* 16 bytes global -> shared, asynchronously; zeros when !pred (gmem must still be a valid address). */
-__device__ __forceinline__ void ft_cp_async16(void *smem, const void *gmem, bool pred) {
+/* BYTES (4, 8 or 16) global -> shared, asynchronously; zeros when !pred (gmem must still be a valid
+ * address). 16-byte copies skip L1 (.cg); the smaller ones, per-row scalars of strided layouts,
+ * must go through it (.ca takes every size, .cg only 16). */
+template <int BYTES> __device__ __forceinline__ void ft_cp_async(void *smem, const void *gmem, bool pred) {
+    static_assert(BYTES == 4 || BYTES == 8 || BYTES == 16, "cp.async copies 4, 8 or 16 bytes");
 #if defined(__CUDA_ARCH__)
     const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(pred ? 16 : 0));
+    if (BYTES == 16)
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(pred ? 16 : 0));
+    else
+        asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(s), "l"(gmem), "n"(BYTES),
+                     "r"(pred ? BYTES : 0));
 #elif defined(FT_CUDA_EMULATED)
-    if (pred) memcpy(smem, gmem, 16);
-    else memset(smem, 0, 16);
-#endif
-}
-/* 4 bytes global -> shared, asynchronously (cp.async.ca: the only size below 16 it takes); zeros
- * when !pred (gmem must still be a valid address). For per-row scalars of strided layouts. */
-__device__ __forceinline__ void ft_cp_async4(void *smem, const void *gmem, bool pred) {
-#if defined(__CUDA_ARCH__)
-    const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem), "r"(pred ? 4 : 0));
-#elif defined(FT_CUDA_EMULATED)
-    if (pred) memcpy(smem, gmem, 4);
-    else memset(smem, 0, 4);
+    if (pred) memcpy(smem, gmem, BYTES);
+    else memset(smem, 0, BYTES);
 #endif
 }
 __device__ __forceinline__ void ft_cp_async_commit() {
