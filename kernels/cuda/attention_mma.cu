@@ -34,6 +34,8 @@
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/mma.cuh"
 
+#include <type_traits> /* std::true_type / false_type: the two instantiations of a softmax step */
+
 static constexpr int FT_AM_WARPS = 4, FT_AM_THREADS = FT_AM_WARPS * FT_WARP, FT_AM_TILE = 64;
 #define FT_AM_LOG2E 1.4426950408889634f
 #define FT_AM_LN2 0.6931471805599453f
@@ -348,8 +350,8 @@ ft_k_attn_dq_mma(act_t *dq, const act_t *dout, const act_t *q, const act_t *k, c
                         ft_c_to_a(df, n, ds[0], ds[1], ds[2], ds[3]);
                     }
                 };
-                if (full) probs(ft_false{});
-                else probs(ft_true{});
+                if (full) probs(std::false_type{});
+                else probs(std::true_type{});
 #pragma unroll
                 for (int kk = 0; kk < 2; kk++) {
 #pragma unroll
@@ -494,8 +496,8 @@ ft_k_attn_dkv_mma(act_t *dk, act_t *dv, const act_t *dout, const act_t *q, const
                         ft_c_to_a(df, n4, ds[0], ds[1], ds[2], ds[3]);
                     }
                 };
-                if (full) probs(ft_false{});
-                else probs(ft_true{});
+                if (full) probs(std::false_type{});
+                else probs(std::true_type{});
 #pragma unroll
                 for (int kk = 0; kk < 2; kk++) {
 #pragma unroll

@@ -25,14 +25,6 @@ typedef __nv_bfloat16 act_t;
 
 #define FT_WARP 32
 #define FT_FULL_MASK 0xffffffffu
-/* Compile-time flags for generic lambdas (`[&](auto masked) { if (decltype(masked)::value) ... }`):
- * one body, two instantiations, a warp-uniform branch between them. */
-struct ft_true {
-    static constexpr bool value = true;
-};
-struct ft_false {
-    static constexpr bool value = false;
-};
 
 static inline __host__ __device__ int64_t ft_cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
