@@ -368,6 +368,56 @@ static void check_keep_attention(void) {
     free(q);
 }
 
+/* training.keep_layers on the Qwen3-32B shape (config.json: hidden 5120, intermediate 25600, heads
+ * 64/8 x 128, 64 layers, q/k norms) at 4096 tokens: each kept layer holds, in bf16, q and k before
+ * their norms, q, k, v, the attention output, x2, gate and up, and in f32 the four norms' rstd and
+ * the lse; the F count moves from 6 to 4 N_blocks as the recomputed share goes to 0 (4 + 2 x 48/64
+ * with 16 kept); the GEMM FLOPs the step runs drop by what the recompute ran for those layers (every
+ * linear but down, and the LoRA B products but down's); the report offers the most layers that fit
+ * in 96% of the device, and a recipe keeping too many is told to keep fewer. */
+static void check_keep_layers(void) {
+    ft_plan *p = calloc(1, sizeof *p), *q = calloc(1, sizeof *q);
+    const char *base[] = {"data.seq_len=4096", "training.micro_batch=1", "lora.dropout=0"},
+               *k16[] = {"data.seq_len=4096", "training.micro_batch=1", "lora.dropout=0", "training.keep_layers=16"};
+    plan_cfg(p, "Qwen3-32B", "h100", base, 3);
+    plan_cfg(q, "Qwen3-32B", "h100", k16, 4);
+    const int64_t N = 4096, C = 5120, F = 25600, hd = 64 * 128, kvd = 8 * 128, L = 64, R = 16;
+    const int64_t per = N * (2 * (hd + kvd) + 2 * (hd + 2 * kvd) + 2 * hd + 2 * C + 2 * 2 * F) +
+                        N * 4 * (1 + 64 + 8 + 64 + 1);
+    FT_CHECK(q->keep_layers == 16 && q->train_bytes - p->train_bytes == 16 * per, "16 kept layers: %lld more bytes, want %lld",
+             (long long)(q->train_bytes - p->train_bytes), (long long)(16 * per));
+    const double nb = (double)p->n_blocks;
+    FT_CHECK(!(fabs(q->f_base - (4.0 + 2.0 * 48.0 / 64.0) * nb) > 1e-9 * nb) && !(fabs(p->f_base - 6.0 * nb) > 1e-9 * nb),
+             "F's base %.6g with 16 kept, %.6g without (N_blocks %.6g)", q->f_base, p->f_base, nb);
+    /* per token and kept layer: 2 x (every linear but down) + 2 R x (every out but down's) */
+    const double rec = 2.0 * (double)(C * hd + 2 * C * kvd + hd * C + 2 * C * F) +
+                       2.0 * (double)R * (double)(hd + 2 * kvd + C + 2 * F);
+    FT_CHECK(!(fabs((p->w_gemm - q->w_gemm) - 16.0 * rec) > 1e-9 * p->w_gemm), "GEMM FLOPs run: %.6g less, want %.6g",
+             p->w_gemm - q->w_gemm, 16.0 * rec);
+    FT_CHECK(q->tokens_per_s > p->tokens_per_s, "tokens/s %.1f with 16 kept, %.1f without", q->tokens_per_s,
+             p->tokens_per_s);
+    check_time_parts(q, "keep_layers 16");
+    /* the offer: p->kept_max fits in 96% of the device, one more does not (or it is every layer) */
+    FT_CHECK(p->kept_max > 16 && p->kept_max <= L && p->kept_max_bytes <= (int64_t)(0.96 * (double)p->device_bytes),
+             "offered %lld layers, %lld bytes of %lld", (long long)p->kept_max, (long long)p->kept_max_bytes,
+             (long long)p->device_bytes);
+    if (p->kept_max < L) {
+        char kl[64];
+        snprintf(kl, sizeof kl, "training.keep_layers=%lld", (long long)p->kept_max + 1);
+        const char *more[] = {"data.seq_len=4096", "training.micro_batch=1", "lora.dropout=0", kl};
+        plan_cfg(q, "Qwen3-32B", "h100", more, 4);
+        FT_CHECK(q->total_bytes > (int64_t)(0.96 * (double)q->device_bytes), "%s: %lld bytes of %lld", kl,
+                 (long long)q->total_bytes, (long long)q->device_bytes);
+    }
+    /* too many for the device: the advice keeps fewer first */
+    const char *all[] = {"data.seq_len=8192", "training.micro_batch=1", "lora.dropout=0", "training.keep_layers=64"};
+    plan_cfg(q, "Qwen3-32B", "h100", all, 4);
+    FT_CHECK(!q->fits && strncmp(q->advice, "reduce training.keep_layers to ", 31) == 0, "64 kept at 8192 tokens: %s",
+             q->advice);
+    free(p);
+    free(q);
+}
+
 /* The longest context the report offers: it fits, 256 tokens more does not (the plan of that run,
  * made as `ftune plan --set data.seq_len=...` would); host-kept boundaries reach further. */
 static void check_max_seq(void) {
@@ -408,6 +458,7 @@ int main(void) {
     check_70b();
     check_time();
     check_keep_attention();
+    check_keep_layers();
     check_max_seq();
     check_epochs();
     return ft_test_finish();

@@ -178,6 +178,8 @@ static void ft_bench_plan_sets(const ft_bench_opts *o, const char *device, int64
     snprintf(buf[k], 96, "training.recompute=%s", o->recompute ? "true" : "false"), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "training.host_boundaries=%s", o->host_boundaries ? "true" : "false"), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "training.keep_attention=%s", o->keep_attention ? "true" : "false"), sets[k] = buf[k], k++;
+    snprintf(buf[k], 96, "training.keep_layers=%lld", (long long)(o->keep_layers > 0 ? o->keep_layers : 0)),
+        sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "data.seq_len=%lld", (long long)T), sets[k] = buf[k], k++;
     *n = k;
 }
@@ -283,6 +285,13 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
         }
     }
     FT_CHECK_GOTO(st, ft_bench_make_plan(o, &cfg, be, T, plan), done);
+    ft_bench_opts ok = *o; /* --keep-layers max: what the plan offers (0 when it offers none) */
+    if (o->keep_layers < 0 && o->recompute) {
+        ok.keep_layers = plan->kept_max;
+        FT_CHECK_GOTO(st, ft_bench_make_plan(&ok, &cfg, be, T, plan), done);
+    }
+    o = &ok;
+    r->keep_layers = plan->keep_layers;
     snprintf(r->shape, sizeof r->shape, "%s", shape->name);
     r->layers = plan->dims.L, r->T = T, r->B = o->micro_batch, r->K = o->grad_accum;
     r->lora_r = o->lora_r, r->lora_dropout = o->lora_dropout;
@@ -302,12 +311,15 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
                  plan->host_boundaries ? ", boundaries in host memory"
                  : plan->keep_attention ? ", attention outputs kept" : "",
                  (long long)o->steps, ft_backend_name(be), b2);
+    if (plan->keep_layers > 0)
+        ft_bench_say(o, "  %lld of %lld layers kept, not recomputed (training.keep_layers%s)\n",
+                     (long long)plan->keep_layers, (long long)plan->dims.L, o->keep_layers < 0 ? ", max" : "");
     ft_bench_say(o, "  plan: %s of backend memory, F %.4g GFLOP per token\n", b1, plan->flops_per_token / 1e9);
 
     /* the model, at random, directly in its storage dtype */
     double t0 = ft_bench_now();
     ft_model_opts mo = {.recompute = o->recompute, .host_boundaries = o->host_boundaries,
-                        .keep_attention = o->keep_attention};
+                        .keep_attention = o->keep_attention, .keep_layers = plan->keep_layers};
     FT_CHECK_GOTO(st, ft_model_create(&m, be, &plan->dims, plan->linear_dtype, plan->other_dtype, &mo), done);
     FT_CHECK_GOTO(st, ft_bench_init(be, m, o->seed), done);
     r->init_s = ft_bench_now() - t0;
@@ -367,6 +379,7 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
     r->step_s = secs / (double)nt;
     r->tokens_per_s = (double)(r->tokens_per_step * nt) / secs;
     r->flops_per_token = plan->flops_per_token;
+    r->flops_full = plan->flops_full;
     r->achieved_tflops = r->flops_per_token * r->tokens_per_s / 1e12;
     r->loss_finite = 1;
     for (int64_t s = 0; s < r->nsteps; s++) r->loss_finite &= isfinite(r->steps[s].loss) && isfinite(r->steps[s].grad_norm);
@@ -381,6 +394,7 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
         int64_t n = o->peak_n > 0 ? o->peak_n : cuda ? 8192 : 1024, reps = o->peak_reps > 0 ? o->peak_reps : cuda ? 10 : 3;
         FT_CHECK_GOTO(st, ft_bench_peak(be, n, reps, &r->peak_tflops), done);
         r->mfu = r->achieved_tflops / r->peak_tflops;
+        r->mfu_full = r->flops_full * r->tokens_per_s / 1e12 / r->peak_tflops;
         ft_bench_say(o, "  GEMM peak: %lld^3 %s products, %lld reps: %.1f TFLOP/s\n", (long long)n,
                      cuda ? "bf16" : "f32", (long long)reps, r->peak_tflops);
     }
@@ -396,6 +410,10 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
     ft_bench_say(o, "  F x tokens/s           %.2f TFLOP/s", r->achieved_tflops);
     if (r->peak_tflops > 0) ft_bench_say(o, " = %.1f%% of the measured GEMM peak %.1f TFLOP/s", 100.0 * r->mfu, r->peak_tflops);
     ft_bench_say(o, "\n");
+    if (r->flops_full != r->flops_per_token) /* kept layers or no recompute: the full-recompute yardstick too */
+        ft_bench_say(o, "  F with full recompute  %.3f %s x tokens/s = %.2f TFLOP/s%s%.1f%s\n", r->flops_full / fu, fn,
+                     r->flops_full * r->tokens_per_s / 1e12, r->peak_tflops > 0 ? " = " : "",
+                     r->peak_tflops > 0 ? 100.0 * r->mfu_full : 0.0, r->peak_tflops > 0 ? "% of the peak" : "");
     ft_plan_format_bytes(r->mem_peak, b1, sizeof b1);
     ft_plan_format_bytes(r->mem_plan, b2, sizeof b2);
     ft_bench_say(o, "  peak memory            %s accounted, plan %s (%+.1f%%)", b1, b2, 100.0 * (r->mem_ratio - 1.0));
@@ -453,6 +471,7 @@ ft_status ft_bench_write_json(const ft_bench_result *r, const char *path) {
     if (!j) return FT_ERR(FT_E_OOM, "out of memory");
     cJSON_AddStringToObject(j, "shape", r->shape);
     cJSON_AddNumberToObject(j, "layers", (double)r->layers);
+    cJSON_AddNumberToObject(j, "keep_layers", (double)r->keep_layers);
     cJSON_AddNumberToObject(j, "seq", (double)r->T);
     cJSON_AddNumberToObject(j, "micro_batch", (double)r->B);
     cJSON_AddNumberToObject(j, "grad_accum", (double)r->K);
@@ -466,6 +485,8 @@ ft_status ft_bench_write_json(const ft_bench_result *r, const char *path) {
     cJSON_AddNumberToObject(j, "achieved_tflops", r->achieved_tflops);
     cJSON_AddNumberToObject(j, "peak_tflops", r->peak_tflops);
     cJSON_AddNumberToObject(j, "mfu", r->mfu);
+    cJSON_AddNumberToObject(j, "flops_full", r->flops_full);
+    cJSON_AddNumberToObject(j, "mfu_full", r->mfu_full);
     cJSON_AddNumberToObject(j, "mem_peak", (double)r->mem_peak);
     cJSON_AddNumberToObject(j, "mem_plan", (double)r->mem_plan);
     cJSON_AddNumberToObject(j, "mem_ratio", r->mem_ratio);

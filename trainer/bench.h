@@ -61,6 +61,8 @@ typedef struct ft_bench_opts {
     double lr;
     int recompute, host_boundaries;
     int keep_attention; /* with recompute: attention outputs kept, not recomputed (training.keep_attention) */
+    int64_t keep_layers;    /* with recompute: the last layers kept, not recomputed (training.keep_layers);
+                             * -1: as many as the plan offers in the memory the run finds */
     int peak;               /* time an n x n x n GEMM */
     int64_t peak_n, peak_reps; /* 0: 8192 and 10 on CUDA, 1024 and 3 on CPU */
     uint64_t seed;
@@ -75,6 +77,7 @@ typedef struct ft_bench_step {
 typedef struct ft_bench_result {
     char shape[64];
     int64_t layers, T, B, K, tokens_per_step;
+    int64_t keep_layers;    /* layers kept, not recomputed (--keep-layers, max resolved) */
     int64_t lora_r;
     double lora_dropout;
     int64_t nsteps;
@@ -93,6 +96,9 @@ typedef struct ft_bench_result {
     double achieved_tflops; /* F * tokens/s */
     double peak_tflops;     /* measured GEMM rate (0 without --peak) */
     double mfu;             /* achieved / peak */
+    double flops_full;      /* the plan's F with full recomputation (the count), per token */
+    double mfu_full;        /* flops_full x tokens/s / peak: differs from mfu only where layers are kept
+                             * or recompute is off */
     int64_t mem_peak;       /* ft_backend_bytes_peak of the whole run */
     int64_t mem_plan;       /* the plan's backend bytes (max of training and loading) */
     double mem_ratio;       /* mem_peak / mem_plan */

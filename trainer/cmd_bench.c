@@ -37,6 +37,9 @@ static const ft_opt ft_bench_cli[] = {
     {"host-boundaries", FT_OPT_FLAG, NULL, NULL, "keep the layer boundaries in pinned host memory (long context)"},
     {"keep-attention", FT_OPT_FLAG, NULL, NULL,
      "keep each layer's attention output instead of recomputing attention (training.keep_attention)"},
+    {"keep-layers", FT_OPT_STR, "N|max", "0",
+     "keep the last N layers' activations instead of recomputing them (training.keep_layers); max: as many as "
+     "the plan fits"},
     {"peak", FT_OPT_FLAG, NULL, NULL, "measure the BF16 GEMM rate in the same run and report F x tokens/s against it"},
     {"peak-n", FT_OPT_INT, "N", "0", "GEMM size for --peak (0: 8192 on CUDA, 1024 on CPU)"},
     {"seed", FT_OPT_INT, "S", "1", "seed of the random model, data and LoRA"},
@@ -90,11 +93,12 @@ ft_status ft_cmd_bench(int argc, char **argv) {
     ft_bench_opts o;
     memset(&o, 0, sizeof o);
     int64_t threads = 0, seed = 1, shards = 1;
-    const char *seq_s, *json, *load, *wckpt;
+    const char *seq_s, *json, *load, *wckpt, *kl_s;
     FT_CHECK_GOTO(st, ft_cli_str(&cli, "shape", &o.shape), done);
     FT_CHECK_GOTO(st, ft_cli_int(&cli, "layers", &o.layers), done);
     FT_CHECK_GOTO(st, ft_cli_int(&cli, "vocab", &o.vocab), done);
     FT_CHECK_GOTO(st, ft_cli_str(&cli, "seq", &seq_s), done);
+    FT_CHECK_GOTO(st, ft_cli_str(&cli, "keep-layers", &kl_s), done);
     FT_CHECK_GOTO(st, ft_cli_int(&cli, "micro-batch", &o.micro_batch), done);
     FT_CHECK_GOTO(st, ft_cli_int(&cli, "grad-accum", &o.grad_accum), done);
     FT_CHECK_GOTO(st, ft_cli_int(&cli, "steps", &o.steps), done);
@@ -141,6 +145,15 @@ ft_status ft_cmd_bench(int argc, char **argv) {
         ft_bench_load_result lr;
         st = ft_bench_load(&lo, &lr);
         goto done;
+    }
+    if (strcmp(kl_s, "max") == 0) {
+        o.keep_layers = -1;
+    } else {
+        FT_CHECK_GOTO(st, ft_parse_int(kl_s, &o.keep_layers), done);
+        if (o.keep_layers < 0) {
+            st = FT_ERR(FT_E_ARG, "bench: --keep-layers %lld (need >= 0, or max)", (long long)o.keep_layers);
+            goto done;
+        }
     }
     if (strcmp(seq_s, "max") == 0) {
         o.seq = 0;

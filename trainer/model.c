@@ -12,7 +12,11 @@
  *   s   = silu(g) * u                                   [N,F]
  *   out = x2 + s Wd^T (+LoRA)                           [N,C] (the next layer's input)
  * The backward walks the same list in reverse. Activation buffers are carved from one backend
- * allocation sized by ft_model_act_bytes (the function `ftune plan` reports).
+ * allocation sized by ft_model_act_bytes (the function `ftune plan` reports; trainer/model_acts.c).
+ *
+ * Recompute (opts.recompute): the forward keeps each layer's input (its boundary) and the backward
+ * runs the layer's forward again from it before its backward, except the last opts.keep_layers
+ * layers, which keep their own working sets and recompute only three elementwise outputs.
  *
  * Host-kept boundaries (opts.host_boundaries, with recompute): boundary l lives in device slot
  * l % 2 while it is used and in host memory otherwise. Forward: before layer l runs, boundary l's
@@ -20,7 +24,7 @@
  * it overwrites. Backward: layer l-1's boundary is copied in while layer l recomputes (which writes
  * no boundary) and runs its backward. Boundaries L-1 (still in its slot after the forward) and L (the head
  * reads it) never leave the device. The ops and their inputs are the same, so are the results. */
-#include "trainer/model.h"
+#include "trainer/model_impl.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -29,65 +33,6 @@
 #include "kernels/mem.h"
 #include "kernels/ops.h"
 #include "kernels/rng.h"
-
-/* One layer's forward working set; pointers into the activation block. */
-typedef struct ft_layer_acts {
-    void *a;                 /* [N,C] attention-norm output */
-    float *rstd1;            /* [N] */
-    void *q_pre, *k_pre;     /* [N,H*D], [N,Hkv*D] projections before q/k-norm (Qwen3 only) */
-    void *q, *k, *v;         /* [N,H*D], [N,Hkv*D], [N,Hkv*D] attention inputs (after RoPE) */
-    float *rstd_q, *rstd_k;  /* [N*H], [N*Hkv] (Qwen3 only) */
-    void *att;               /* [N,H*D] */
-    float *lse;              /* [N,H] */
-    void *x2;                /* [N,C] */
-    void *f;                 /* [N,C] */
-    float *rstd2;            /* [N] */
-    void *g, *u, *s;         /* [N,F] */
-    void *t[FT_MOD_COUNT];   /* [N,R] LoRA A-products (targeted modules only) */
-} ft_layer_acts;
-
-/* Backward scratch of one layer. */
-typedef struct ft_bwd_scratch {
-    void *ds, *dg, *du;      /* [N,F] */
-    void *df, *da;           /* [N,C] */
-    void *datt, *dq, *dqp;   /* [N,H*D] */
-    void *dk, *dkp, *dv;     /* [N,Hkv*D] */
-} ft_bwd_scratch;
-
-struct ft_model {
-    ft_backend *be;
-    ft_model_dims d;
-    ft_model_opts opts;
-    ft_dtype act;
-    int64_t es;              /* bytes per activation element */
-    ft_model_weights w;
-    ft_lora *lora;
-    float *inv_freq;         /* backend f32 [D/2] */
-
-    /* activation block: layout depends on N = B*T only */
-    void *block;
-    int64_t capN, cap_recompute, cap_host, cap_keep, cap_r; /* sized for capN tokens, recompute mode, host
-                                                              * boundaries, kept attention, LoRA rank */
-    void **bound;            /* [L+1] boundaries [N,C] (host boundaries: unused) */
-    void **katt;             /* keep_attention: [L] attention outputs [N,H*D] */
-    float **klse;            /* keep_attention: [L] log-sum-exp [N,H] */
-    void **kt;               /* recompute with LoRA: [L * FT_MOD_COUNT] each layer's A-products t [N,R], kept
-                              * from the forward so the recompute neither redraws dropout nor re-reads inputs */
-    void *slot[2];           /* host boundaries: device slots [N,C] (l % 2) */
-    char *hbound;            /* host boundaries: [L-1][N,C] in ft_backend_alloc_host memory */
-    ft_layer_acts *acts;     /* [1] with recompute, [L] without */
-    ft_bwd_scratch bs;
-    void *hn, *dhn;          /* [N,C] final-norm output and its gradient */
-    float *rstdn;            /* [N] */
-    void *dres;              /* [N,C] the residual stream's gradient, updated in place layer by layer */
-    void *logits;            /* [chunk,V] */
-    int32_t *tokens, *labels, *pos, *doc_start; /* [N] */
-    const int32_t *attn_docs; /* doc_start when the batch packs documents in a row, else NULL: plain
-                               * causal attention, which a backend may serve faster (cuDNN's) */
-    int64_t ndocs;            /* the batch's documents (ft_attn_doc_count), for attn_docs */
-    float *scalars;          /* [FT_MODEL_LOSS_SLOTS][2] loss sum, target count per micro-batch: its own
-                              * allocation, so a re-carved activation block keeps a step's losses */
-};
 
 ft_lora_shapes ft_model_lora_shapes(const ft_model_dims *d) {
     ft_lora_shapes s;
@@ -100,175 +45,6 @@ ft_lora_shapes ft_model_lora_shapes(const ft_model_dims *d) {
     s.out[FT_MOD_UP] = d->F, s.in[FT_MOD_UP] = d->C;
     s.out[FT_MOD_DOWN] = d->C, s.in[FT_MOD_DOWN] = d->F;
     return s;
-}
-
-/* ---- activation sizing: one walk used both to measure and to carve ------------------------ */
-
-typedef struct ft_carver {
-    char *base;     /* NULL while measuring */
-    int64_t off;
-} ft_carver;
-
-static void *ft_carve(ft_carver *c, int64_t bytes) {
-    int64_t at = (c->off + 255) & ~(int64_t)255;
-    c->off = at + bytes;
-    return c->base ? c->base + at : NULL;
-}
-
-static int64_t ft_logits_chunk(const ft_model_dims *d, int64_t N, int64_t chunk) {
-    if (chunk <= 0) {
-        /* bound the logits buffer near 64 Mi elements (256 MiB f32), at least 16 rows */
-        chunk = (64LL << 20) / (d->V > 0 ? d->V : 1);
-        if (chunk < 16) chunk = 16;
-    }
-    return chunk < N ? chunk : N;
-}
-
-/* Lays out every activation buffer for N = B*T tokens; returns the per-part byte counts. */
-static ft_act_bytes ft_layout(ft_model *m, const ft_model_dims *d, ft_carver *c, int64_t B, int64_t T,
-                              int64_t R, int recompute, int host, int keep, int64_t chunk, int64_t es) {
-    ft_act_bytes r = {0};
-    int64_t N = B * T, hd = d->H * d->D, kvd = d->Hkv * d->D;
-    int64_t n_sets = recompute ? 1 : d->L, start;
-
-    start = c->off;
-    if (host) {
-        for (int i = 0; i < 2; i++) {
-            void *p = ft_carve(c, N * d->C * es);
-            if (m) m->slot[i] = p;
-        }
-        r.boundaries_host = (d->L > 1 ? d->L - 1 : 0) * N * d->C * es;
-    } else {
-        for (int64_t l = 0; l <= d->L; l++) {
-            void *p = ft_carve(c, N * d->C * es);
-            if (m) m->bound[l] = p;
-        }
-    }
-    r.boundaries = c->off - start;
-
-    start = c->off;
-    for (int64_t i = 0; i < n_sets; i++) {
-        ft_layer_acts la = {0};
-        la.a = ft_carve(c, N * d->C * es);
-        la.rstd1 = ft_carve(c, N * 4);
-        if (d->qk_norm) {
-            la.q_pre = ft_carve(c, N * hd * es);
-            la.k_pre = ft_carve(c, N * kvd * es);
-            la.rstd_q = ft_carve(c, N * d->H * 4);
-            la.rstd_k = ft_carve(c, N * d->Hkv * 4);
-        }
-        la.q = ft_carve(c, N * hd * es);
-        la.k = ft_carve(c, N * kvd * es);
-        la.v = ft_carve(c, N * kvd * es);
-        if (!keep) { /* else each layer's own, below */
-            la.att = ft_carve(c, N * hd * es);
-            la.lse = ft_carve(c, N * d->H * 4);
-        }
-        la.x2 = ft_carve(c, N * d->C * es);
-        la.f = ft_carve(c, N * d->C * es);
-        la.rstd2 = ft_carve(c, N * 4);
-        la.g = ft_carve(c, N * d->F * es);
-        la.u = ft_carve(c, N * d->F * es);
-        la.s = ft_carve(c, N * d->F * es);
-        if (R > 0 && !recompute) /* with recompute each layer keeps its own, below */
-            for (int mod = 0; mod < FT_MOD_COUNT; mod++) la.t[mod] = ft_carve(c, N * R * es);
-        if (m) m->acts[i] = la;
-    }
-    r.layer_working = c->off - start;
-
-    start = c->off;
-    for (int64_t l = 0; keep && l < d->L; l++) {
-        void *att = ft_carve(c, N * hd * es);
-        float *lse = ft_carve(c, N * d->H * 4);
-        if (m) m->katt[l] = att, m->klse[l] = lse;
-    }
-    r.attention_kept = c->off - start;
-
-    start = c->off;
-    for (int64_t i = 0; recompute && R > 0 && i < d->L * FT_MOD_COUNT; i++) {
-        void *t = ft_carve(c, N * R * es);
-        if (m) m->kt[i] = t;
-    }
-    r.lora_kept = c->off - start;
-
-    start = c->off;
-    ft_bwd_scratch bs = {0};
-    bs.ds = ft_carve(c, N * d->F * es);
-    bs.dg = ft_carve(c, N * d->F * es);
-    bs.du = ft_carve(c, N * d->F * es);
-    bs.df = ft_carve(c, N * d->C * es);
-    bs.da = ft_carve(c, N * d->C * es);
-    bs.datt = ft_carve(c, N * hd * es);
-    bs.dq = ft_carve(c, N * hd * es);
-    bs.dk = ft_carve(c, N * kvd * es);
-    bs.dv = ft_carve(c, N * kvd * es);
-    if (d->qk_norm) {
-        bs.dqp = ft_carve(c, N * hd * es);
-        bs.dkp = ft_carve(c, N * kvd * es);
-    }
-    void *dres = ft_carve(c, N * d->C * es);
-    void *dhn = ft_carve(c, N * d->C * es);
-    r.backward = c->off - start;
-
-    start = c->off;
-    void *hn = ft_carve(c, N * d->C * es);
-    float *rstdn = ft_carve(c, N * 4);
-    void *logits = ft_carve(c, ft_logits_chunk(d, N, chunk) * d->V * es);
-    int32_t *tok = ft_carve(c, N * 4), *lab = ft_carve(c, N * 4), *pos = ft_carve(c, N * 4),
-            *ds = ft_carve(c, N * 4);
-    r.logits = c->off - start;
-    r.total = c->off;
-    if (m) {
-        m->bs = bs, m->dres = dres, m->dhn = dhn;
-        m->hn = hn, m->rstdn = rstdn, m->logits = logits;
-        m->tokens = tok, m->labels = lab, m->pos = pos, m->doc_start = ds;
-    }
-    return r;
-}
-
-int64_t ft_model_fixed_bytes(void) { return FT_MODEL_LOSS_SLOTS * 2 * 4; }
-
-ft_act_bytes ft_model_act_bytes_opts(const ft_model_dims *d, int64_t B, int64_t T, int64_t lora_r,
-                                     const ft_model_opts *o, ft_dtype act) {
-    ft_carver c = {NULL, 0};
-    return ft_layout(NULL, d, &c, B, T, lora_r, o->recompute, o->recompute && o->host_boundaries,
-                     o->recompute && o->keep_attention, o->logits_chunk, ft_dtype_nbytes(act, 1));
-}
-
-ft_act_bytes ft_model_act_bytes(const ft_model_dims *d, int64_t B, int64_t T, int64_t lora_r, int recompute,
-                                int64_t logits_chunk, ft_dtype act) {
-    ft_model_opts o = {.recompute = recompute, .logits_chunk = logits_chunk};
-    return ft_model_act_bytes_opts(d, B, T, lora_r, &o, act);
-}
-
-static void ft_model_unreserve(ft_model *m) {
-    ft_backend_release(m->be, m->block);
-    ft_backend_release_host(m->be, m->hbound);
-    m->block = NULL;
-    m->hbound = NULL;
-}
-
-static ft_status ft_model_reserve(ft_model *m, int64_t B, int64_t T) {
-    int rc = m->opts.recompute, host = rc && m->opts.host_boundaries, keep = rc && m->opts.keep_attention;
-    int64_t R = m->lora ? m->lora->cfg.r : 0; /* the LoRA t buffers' width: adapters attached later re-lay out */
-    if (m->block && B * T <= m->capN && rc == m->cap_recompute && host == m->cap_host && keep == m->cap_keep &&
-        R == m->cap_r)
-        return FT_OK;
-    ft_model_unreserve(m);
-    ft_act_bytes sz = ft_model_act_bytes_opts(&m->d, B, T, R, &m->opts, m->act);
-    void *blk;
-    FT_TRY(ft_backend_alloc(m->be, &blk, sz.total + 256, "activations"));
-    if (host && sz.boundaries_host > 0) {
-        ft_status st = ft_backend_alloc_host(m->be, (void **)&m->hbound, sz.boundaries_host, "layer boundaries (host)");
-        if (st != FT_OK) {
-            ft_backend_release(m->be, blk);
-            return st;
-        }
-    }
-    ft_carver c = {(char *)(((uintptr_t)blk + 255) & ~(uintptr_t)255), 0};
-    ft_layout(m, &m->d, &c, B, T, R, rc, host, keep, m->opts.logits_chunk, m->es);
-    m->block = blk, m->capN = B * T, m->cap_recompute = rc, m->cap_host = host, m->cap_keep = keep, m->cap_r = R;
-    return FT_OK;
 }
 
 /* Device memory holding boundary l now (host boundaries: its slot). */
@@ -290,9 +66,14 @@ ft_status ft_model_create(ft_model **out, ft_backend *be, const ft_model_dims *d
     FT_TRY(ft_calloc((void **)&m, sizeof *m, "model"));
     m->be = be, m->d = *d, m->act = ft_backend_act_dtype(be), m->es = ft_dtype_nbytes(m->act, 1);
     if (opts) m->opts = *opts;
+    if (m->opts.keep_layers < 0 || m->opts.keep_layers > d->L) {
+        st = FT_ERR(FT_E_ARG, "keep_layers %lld: the model has %lld layers", (long long)m->opts.keep_layers,
+                    (long long)d->L);
+        goto fail;
+    }
     FT_CHECK_GOTO(st, ft_calloc((void **)&m->w.layers, (size_t)d->L * sizeof *m->w.layers, "layers"), fail);
     FT_CHECK_GOTO(st, ft_calloc((void **)&m->bound, (size_t)(d->L + 1) * sizeof *m->bound, "boundaries"), fail);
-    FT_CHECK_GOTO(st, ft_calloc((void **)&m->acts, (size_t)d->L * sizeof *m->acts, "layer acts"), fail);
+    FT_CHECK_GOTO(st, ft_calloc((void **)&m->acts, (size_t)(d->L + 1) * sizeof *m->acts, "layer acts"), fail);
     FT_CHECK_GOTO(st, ft_calloc((void **)&m->katt, (size_t)d->L * sizeof *m->katt, "kept attention"), fail);
     FT_CHECK_GOTO(st, ft_calloc((void **)&m->klse, (size_t)d->L * sizeof *m->klse, "kept attention lse"), fail);
     FT_CHECK_GOTO(st, ft_calloc((void **)&m->kt, (size_t)(d->L * FT_MOD_COUNT) * sizeof *m->kt, "kept LoRA t"), fail);
@@ -475,6 +256,16 @@ static ft_status ft_proj_bwd(const ft_pass *p, int64_t l, int mod, ft_layer_acts
 
 /* ---- one layer ---------------------------------------------------------------------------------- */
 
+/* Layer l is kept (ft_model_opts.keep_layers): one of the last cap_kl, not recomputed. */
+static int ft_layer_kept(const ft_model *m, int64_t l) { return m->cap_recompute && l >= m->d.L - m->cap_kl; }
+
+/* Layer l's working set: its own without recompute, a kept layer's, or the one every recomputed
+ * layer shares. */
+static ft_layer_acts *ft_acts_of(ft_model *m, int64_t l) {
+    if (!m->cap_recompute) return &m->acts[l];
+    return ft_layer_kept(m, l) ? &m->acts[1 + l - (m->d.L - m->cap_kl)] : &m->acts[0];
+}
+
 /* Points the one-layer working set at layer l's own kept buffers: its attention output and lse
  * (keep_attention), its LoRA A-products (recompute with LoRA). */
 static void ft_layer_bind(ft_model *m, int64_t l, ft_layer_acts *la) {
@@ -498,8 +289,8 @@ static ft_status ft_layer_forward(const ft_pass *p, int64_t l, ft_layer_acts *la
     int64_t N = p->N;
     /* With recomputation the forward pass keeps nothing of the layer but its output, so x2 is built
      * in the output itself and `down` adds onto it there: one residual copy instead of two. The
-     * recompute (whose x2 the backward reads) and a run without recomputation keep x2. */
-    const int x2_in_out = !recompute && m->opts.recompute;
+     * recompute (whose x2 the backward reads), a kept layer and a run without recomputation keep x2. */
+    const int x2_in_out = !recompute && m->cap_recompute && !ft_layer_kept(m, l);
     void *x2 = x2_in_out ? out : la->x2;
     ft_layer_bind(m, l, la);
     ft_pass rp = *p;
@@ -528,6 +319,22 @@ static ft_status ft_layer_forward(const ft_pass *p, int64_t l, ft_layer_acts *la
     if (recompute) return ft_proj(p, l, FT_MOD_DOWN, la, NULL, la->s, 0);
     if (!x2_in_out) FT_TRY(ft_backend_copy(be, out, x2, N * d->C * m->es));
     return ft_proj(p, l, FT_MOD_DOWN, la, out, la->s, 1);
+}
+
+/* Before a kept layer's backward: what it did not keep, the two RMSNorm outputs and SwiGLU's, from
+ * x, x2, gate and up (the same ops on the same inputs: the same values; rstd is rewritten as it
+ * was). Its weights go into the backend's cache first, in the forward's order: the cache's ring then
+ * holds every layer at the same offsets as a recompute leaves them (kernels/cuda/wcache.cu). */
+static ft_status ft_layer_refresh(const ft_pass *p, int64_t l, ft_layer_acts *la, const void *x) {
+    ft_model *m = p->m;
+    ft_backend *be = m->be;
+    const ft_model_dims *d = &m->d;
+    const ft_layer_weights *lw = &m->w.layers[l];
+    ft_layer_bind(m, l, la);
+    for (int mod = 0; mod < FT_MOD_COUNT; mod++) FT_TRY(ft_backend_weight_prefetch(be, &lw->lin[mod]));
+    FT_TRY(ft_op_rmsnorm(be, la->a, la->rstd1, x, &lw->attn_norm, p->N, d->C, d->eps));
+    FT_TRY(ft_op_rmsnorm(be, la->f, la->rstd2, la->x2, &lw->ffn_norm, p->N, d->C, d->eps));
+    return ft_op_swiglu(be, la->s, la->g, la->u, p->N * d->F);
 }
 
 /* dres[N,C] holds d(loss)/d(out) on entry and d(loss)/d(x) on return (x is the layer input): the
@@ -617,7 +424,7 @@ static ft_status ft_forward_layers(const ft_pass *pass, int offload) {
     int64_t out_ticket[2] = {0, 0}; /* copy to the host pending on each slot */
     FT_TRY(ft_op_embed(be, ft_bdev(m, 0), m->tokens, &m->w.embed, p->N));
     for (int64_t l = 0; l < L; l++) {
-        ft_layer_acts *la = &m->acts[m->opts.recompute ? 0 : l];
+        ft_layer_acts *la = ft_acts_of(m, l);
         if (m->cap_host) {
             /* layer l writes the slot of boundary l-1: its copy out must be done */
             FT_TRY(ft_backend_copy_wait(be, out_ticket[(l + 1) & 1]));
@@ -650,7 +457,7 @@ ft_status ft_model_step_async(ft_model *m, const ft_batch *b, float grad_scale, 
     FT_TRY(ft_forward_layers(&p, grad));
 
     /* head: final norm, then lm_head + cross-entropy chunk by chunk */
-    int64_t N = p.N, C = d->C, chunk = ft_logits_chunk(d, N, m->opts.logits_chunk);
+    int64_t N = p.N, C = d->C, chunk = ft_model_logits_chunk(d, N, m->opts.logits_chunk);
     float *sc = m->scalars + 2 * slot;
     void *top = ft_bdev(m, d->L);
     FT_TRY(ft_op_rmsnorm(be, m->hn, m->rstdn, top, &m->w.final_norm, N, C, d->eps));
@@ -664,20 +471,21 @@ ft_status ft_model_step_async(ft_model *m, const ft_batch *b, float grad_scale, 
     }
     if (!grad) return FT_OK;
 
-    /* backward through the layers, recomputing each from its boundary when asked */
+    /* backward through the layers, recomputing each from its boundary when asked (not the kept ones) */
     void *dres = m->dres;
     const int64_t bytes = N * C * m->es;
     int64_t in_ticket = 0; /* host boundaries: boundary l's copy in */
     FT_TRY(ft_op_rmsnorm_bwd(be, dres, m->dhn, top, &m->w.final_norm, m->rstdn, N, C, 0));
     for (int64_t l = d->L - 1; l >= 0; l--) {
-        ft_layer_acts *la = &m->acts[m->opts.recompute ? 0 : l];
+        ft_layer_acts *la = ft_acts_of(m, l);
         if (m->cap_host) {
             FT_TRY(ft_backend_copy_wait(be, in_ticket));
             in_ticket = 0;
             /* boundary l-1 goes to the slot of boundary l+1, whose last reader is already enqueued */
             if (l >= 1) FT_TRY(ft_backend_copy_async(be, ft_bdev(m, l - 1), ft_bhost(m, p.N, l - 1), bytes, &in_ticket));
         }
-        if (m->opts.recompute) FT_TRY(ft_layer_forward(&p, l, la, ft_bdev(m, l), NULL, 1));
+        if (ft_layer_kept(m, l)) FT_TRY(ft_layer_refresh(&p, l, la, ft_bdev(m, l)));
+        else if (m->cap_recompute) FT_TRY(ft_layer_forward(&p, l, la, ft_bdev(m, l), NULL, 1));
         FT_TRY(ft_layer_backward(&p, l, la, ft_bdev(m, l), dres));
     }
     return FT_OK;
@@ -718,7 +526,7 @@ ft_status ft_model_logits(ft_model *m, const ft_batch *b, float *logits) {
     ft_pass p;
     FT_TRY(ft_prepare(m, b, &p, 0, 0));
     FT_TRY(ft_forward_layers(&p, 0));
-    int64_t N = p.N, C = m->d.C, chunk = ft_logits_chunk(&m->d, N, m->opts.logits_chunk);
+    int64_t N = p.N, C = m->d.C, chunk = ft_model_logits_chunk(&m->d, N, m->opts.logits_chunk);
     FT_TRY(ft_op_rmsnorm(m->be, m->hn, m->rstdn, ft_bdev(m, m->d.L), &m->w.final_norm, N, C, m->d.eps));
     for (int64_t r0 = 0; r0 < N; r0 += chunk) {
         int64_t n = N - r0 < chunk ? N - r0 : chunk;
@@ -739,7 +547,7 @@ ft_status ft_model_last_logits(ft_model *m, const ft_batch *b, float *logits) {
     }
     FT_TRY(ft_op_rmsnorm(m->be, m->hn, m->rstdn, m->bs.df, &m->w.final_norm, b->B, C, m->d.eps));
     for (int64_t r0 = 0; r0 < b->B;) {
-        int64_t chunk = ft_logits_chunk(&m->d, p.N, m->opts.logits_chunk);
+        int64_t chunk = ft_model_logits_chunk(&m->d, p.N, m->opts.logits_chunk);
         int64_t n = b->B - r0 < chunk ? b->B - r0 : chunk;
         FT_TRY(ft_head_rows(m, (const char *)m->hn + r0 * row, n, logits + r0 * m->d.V));
         r0 += n;

@@ -69,6 +69,15 @@ typedef struct ft_model_opts {
      * One attention forward less per layer and step, for L x N x (H*D*es + H*4) bytes. Results are
      * identical (the attention kernels are deterministic). Ignored without recompute. */
     int keep_attention;
+    /* With recompute: the last keep_layers layers (0..L) are not recomputed. Each keeps what its
+     * backward reads from the forward (q, k, v, the attention output and lse, x2, gate and up, the
+     * norms' rstd; [N, 2C + 2H*D + 2Hkv*D + 2F] and more for Qwen3's q/k norms) except the two
+     * RMSNorm outputs and SwiGLU's, which its backward recomputes from x, x2, gate and up: three
+     * elementwise passes instead of six GEMMs and an attention forward. The memory the device has
+     * left over after the one-layer working set buys back recompute FLOPs layer by layer (`ftune
+     * plan` says how many fit). Results are identical. keep_layers = L is training without
+     * recompute but with the weight cache. Ignored without recompute. */
+    int64_t keep_layers;
 } ft_model_opts;
 
 /* Creates a model with allocated (unfilled) weights on `be`. linear_dtype is the storage of the
@@ -123,12 +132,13 @@ typedef struct ft_act_bytes {
     int64_t logits;        /* one logits chunk and its head scratch (and the loss slots) */
     int64_t attention_kept; /* keep_attention: L x N x (H*D activations + H f32) */
     int64_t lora_kept;     /* recompute with LoRA: L x 7 x N x r, each layer's A-products t */
+    int64_t layers_kept;   /* keep_layers x what a kept layer holds (ft_model_opts.keep_layers) */
     int64_t total;         /* backend bytes: the sum of the above (one allocation) */
     int64_t boundaries_host; /* host_boundaries: (L-1) x N x C in host memory (not in total) */
 } ft_act_bytes;
 ft_act_bytes ft_model_act_bytes(const ft_model_dims *d, int64_t B, int64_t T, int64_t lora_r, int recompute,
                                 int64_t logits_chunk, ft_dtype act);
-/* The same for any options (recompute, logits_chunk, host_boundaries, keep_attention). */
+/* The same for any options (recompute, logits_chunk, host_boundaries, keep_attention, keep_layers). */
 ft_act_bytes ft_model_act_bytes_opts(const ft_model_dims *d, int64_t B, int64_t T, int64_t lora_r,
                                      const ft_model_opts *o, ft_dtype act);
 

@@ -144,7 +144,14 @@ typedef struct pl_in {
     ft_dtype lin;
     int keep; /* with recompute: attention outputs kept (training.keep_attention) */
     int drop; /* lora.dropout > 0 */
+    int64_t kl; /* with recompute: layers kept, not recomputed (training.keep_layers) */
 } pl_in;
+
+/* The run p plans, as pl_memory takes it. */
+static pl_in pl_current(const ft_plan *p) {
+    return (pl_in){.B = p->B, .T = p->T, .R = p->R, .recompute = p->recompute, .host = p->host_boundaries,
+                   .lin = p->linear_dtype, .keep = p->keep_attention, .drop = p->lora_dropout, .kl = p->keep_layers};
+}
 
 static void pl_set(ft_plan_line *l, const char *name, int64_t bytes, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -194,7 +201,8 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
     pl_set(&p->line[FT_PLAN_OPTIM], "optimizer state", ft_adamw_state_bytes(n) + ft_adamw_scalar_bytes(),
            "AdamW m + v, F32%s", cuda ? ", paged (managed memory)" : "");
 
-    ft_model_opts mo = {.recompute = in->recompute, .host_boundaries = in->host, .keep_attention = in->keep};
+    ft_model_opts mo = {.recompute = in->recompute, .host_boundaries = in->host, .keep_attention = in->keep,
+                        .keep_layers = in->recompute ? in->kl : 0};
     ft_act_bytes a = ft_model_act_bytes_opts(d, in->B, in->T, in->R, &mo, p->act_dtype);
     int64_t N = in->B * in->T;
     const char *an = ft_dtype_name(p->act_dtype);
@@ -205,9 +213,11 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
     else
         pl_set(&p->line[FT_PLAN_BOUNDARIES], "activation checkpoints", a.boundaries, "%lld x %lld tokens x %lld, %s",
                (long long)(d->L + 1), (long long)N, (long long)d->C, an);
+    char kept[64] = "";
+    if (a.layers_kept > 0) snprintf(kept, sizeof kept, " + %lld kept layers", (long long)mo.keep_layers);
     pl_set(&p->line[FT_PLAN_LAYER], in->recompute ? "layer recompute working set" : "saved layer activations",
-           a.layer_working + a.attention_kept + a.lora_kept, "%s%s%s, %s",
-           in->recompute ? "one layer" : "every layer (training.recompute off)",
+           a.layer_working + a.layers_kept + a.attention_kept + a.lora_kept, "%s%s%s%s, %s",
+           in->recompute ? "one layer" : "every layer (training.recompute off)", kept,
            a.lora_kept > 0 ? " + every layer's LoRA x.A^T" : "",
            a.attention_kept > 0 ? " + attention outputs (training.keep_attention)" : "", an);
     pl_set(&p->line[FT_PLAN_BACKWARD], "backward scratch", a.backward, "one layer, %s", an);
@@ -275,7 +285,7 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
     p->total_bytes = pl_max(p->train_bytes, p->load_bytes);
 }
 
-typedef enum { PL_KNOB_B, PL_KNOB_T, PL_KNOB_R } pl_knob;
+typedef enum { PL_KNOB_B, PL_KNOB_T, PL_KNOB_R, PL_KNOB_KL } pl_knob;
 
 /* Largest value of one knob, a multiple of `unit` in [lo, hi] units, with which the run fits (0 if
  * none); memory grows with each knob, so a binary search. Leaves p's lines at the last try. */
@@ -285,6 +295,7 @@ static int64_t pl_largest(ft_plan *p, pl_in in, pl_knob k, int64_t lo, int64_t h
         int64_t mid = lo + (hi - lo) / 2;
         if (k == PL_KNOB_B) in.B = mid * unit;
         else if (k == PL_KNOB_T) in.T = mid * unit;
+        else if (k == PL_KNOB_KL) in.kl = mid * unit;
         else in.R = mid * unit;
         pl_memory(p, &in, threads);
         if (p->total_bytes <= p->device_bytes) best = mid, lo = mid + 1;
@@ -293,14 +304,21 @@ static int64_t pl_largest(ft_plan *p, pl_in in, pl_knob k, int64_t lo, int64_t h
     return best * unit;
 }
 
-/* Which knob gets the run under the device's memory: recompute, micro_batch, seq_len, quant,
- * then rank. */
+/* Which knob gets the run under the device's memory: fewer kept layers, recompute, micro_batch,
+ * seq_len, quant, then rank. */
 static void pl_advise(ft_plan *p, const pl_in *cur, int64_t threads) {
     char *a = p->advice;
     size_t cap = sizeof p->advice, n = 0;
     pl_in in;
     a[0] = 0;
 #define PL_ADD(...) (n += (size_t)snprintf(a + n, n < cap ? cap - n : 0, __VA_ARGS__))
+    if (cur->recompute && cur->kl > 0) { /* the kept layers first: the same run, only slower */
+        in = *cur, in.kl = 0;
+        pl_memory(p, &in, threads);
+        if (p->total_bytes <= p->device_bytes)
+            PL_ADD("reduce training.keep_layers to %lld",
+                   (long long)(cur->kl > 1 ? pl_largest(p, *cur, PL_KNOB_KL, 1, cur->kl - 1, 1, threads) : 0));
+    }
     if (!cur->recompute) {
         in = *cur, in.recompute = 1;
         pl_memory(p, &in, threads);
@@ -415,6 +433,55 @@ static void pl_steps(ft_plan *p, const ft_recipe *r) {
              r->training.epochs, rows, (long long)examples, (long long)tokens, path);
 }
 
+/* FLOPs per token: F (plan.h) for the run's recomputation, every layer's but the kept ones', and
+ * what the step runs (w_gemm, w_attn): the recompute stops before `down`'s frozen product and its
+ * LoRA B product (the layer's output is the next boundary, kept), runs no LoRA A-product (their t
+ * are kept from the forward), and with kept attention it skips the attention forward
+ * (trainer/model.c ft_layer_forward). lora_io: the targeted modules' in + out widths of a layer. */
+static void pl_flops(ft_plan *p, int64_t lora_io) {
+    const ft_model_dims *d = &p->dims;
+    const ft_lora_shapes s = ft_model_lora_shapes(d);
+    const int64_t rl = p->recompute ? d->L - p->keep_layers : 0; /* layers recomputed */
+    const double rec = d->L > 0 ? (double)rl / (double)d->L : 0.0;
+    const double A = 2.0 * (double)d->L * (double)(d->H * d->D) * (double)p->T;
+    const double lora = (double)p->R * (double)lora_io * (double)d->L;
+    p->f_base = (4.0 + 2.0 * rec) * (double)p->n_blocks;
+    p->f_head = 4.0 * (double)p->n_head;
+    p->f_attn = (3.5 + rec) * A; /* the recompute's attention forward */
+    p->f_lora = (6.0 + 2.0 * rec) * lora;
+    p->flops_per_token = p->f_base + p->f_head + p->f_attn + p->f_lora;
+    p->flops_full = 6.0 * (double)p->n_blocks + p->f_head + 4.5 * A + 8.0 * lora;
+    p->w_gemm = p->f_base + p->f_head + p->f_lora - 2.0 * (double)(d->C * d->F * rl);
+    for (int m = 0; m < FT_MOD_COUNT; m++)
+        if (p->targets & (1u << m))
+            p->w_gemm -= 2.0 * (double)(p->R * rl) * (double)(s.in[m] + (m == FT_MOD_DOWN ? s.out[m] : 0));
+    p->w_attn = (3.5 + (p->keep_attention ? 0.0 : rec)) * A;
+}
+
+/* With recompute on a GPU: how many layers the device holds kept (training.keep_layers) beside the
+ * run with 4% of it to spare (for what the plan does not see: the allocator's rounding, a
+ * fragmented free list, a display), and the time model's tokens/s with that many, which the report
+ * offers when it is more than the recipe keeps. */
+static void pl_offer_kept(ft_plan *p, const ft_recipe *r, int64_t lora_io) {
+    pl_in in = pl_current(p);
+    const int64_t dev = p->device_bytes;
+    p->device_bytes = (int64_t)(0.96 * (double)dev);
+    const int64_t most = pl_largest(p, in, PL_KNOB_KL, 1, p->dims.L, 1, p->threads);
+    p->device_bytes = dev;
+    ft_plan *q = most > p->keep_layers ? malloc(sizeof *q) : NULL;
+    if (q) {
+        *q = *p;
+        q->keep_layers = in.kl = most;
+        pl_memory(q, &in, q->threads);
+        pl_flops(q, lora_io);
+        ft_plan_time_model(q, r, 0);
+        p->kept_max = most, p->kept_max_bytes = q->total_bytes, p->kept_max_tokens_per_s = q->tokens_per_s;
+        free(q);
+    }
+    in = pl_current(p);
+    pl_memory(p, &in, p->threads); /* restore the report's lines */
+}
+
 /* ---- the plan ---------------------------------------------------------------------------------- */
 
 ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_recipe *r, const ft_plan_opts *opts) {
@@ -446,6 +513,10 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     const int host = o.host_boundaries || r->training.host_boundaries;
     p->host_boundaries = host && p->recompute;
     p->keep_attention = (o.keep_attention || r->training.keep_attention) && p->recompute; /* as model.c */
+    p->keep_layers = p->recompute ? r->training.keep_layers : 0;
+    if (p->keep_layers > p->dims.L)
+        return FT_ERR(FT_E_ARG, "%s: training.keep_layers: %lld, but %s has %lld layers", r->source,
+                      (long long)p->keep_layers, p->config_path, (long long)p->dims.L);
     if (host && !p->recompute) /* model.c ignores it too: without recompute there are no boundaries to move */
         ft_warn("training.host_boundaries ignored: layer boundaries go to host memory only with training.recompute: "
                 "true (without it every layer's activations stay on the device)");
@@ -463,7 +534,7 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     int64_t threads = r->model.threads > 0 ? r->model.threads : sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1) threads = 1;
     p->threads = threads;
-    pl_in in = {p->B, p->T, p->R, p->recompute, p->host_boundaries, p->linear_dtype, p->keep_attention, p->lora_dropout};
+    pl_in in = pl_current(p);
     pl_memory(p, &in, threads);
     p->fits = p->total_bytes <= p->device_bytes;
     if (!p->fits) pl_advise(p, &in, threads);
@@ -483,28 +554,10 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
         pl_memory(p, &in, threads); /* restore the report's lines */
     }
 
-    /* FLOPs per token */
-    double A = 2.0 * (double)d->L * (double)(d->H * d->D) * (double)p->T;
-    double lora = (double)p->R * (double)lora_io * (double)d->L;
-    p->f_base = (p->recompute ? 6.0 : 4.0) * (double)p->n_blocks;
-    p->f_head = 4.0 * (double)p->n_head;
-    p->f_attn = (p->recompute ? 4.5 : 3.5) * A; /* the recompute's attention forward */
-    p->f_lora = (p->recompute ? 8.0 : 6.0) * lora;
-    p->flops_per_token = p->f_base + p->f_head + p->f_attn + p->f_lora;
-    /* What the step runs, for the time model: the recompute stops before `down`'s frozen product
-     * and its LoRA B product (the layer's output is the next boundary, kept), runs no LoRA A-product
-     * (their t are kept from the forward), and with kept attention it skips the attention forward
-     * (trainer/model.c ft_layer_forward). */
-    p->w_gemm = p->f_base + p->f_head + p->f_lora;
-    if (p->recompute) {
-        p->w_gemm -= 2.0 * (double)(d->C * d->F * d->L);
-        for (int m = 0; m < FT_MOD_COUNT; m++)
-            if (p->targets & (1u << m))
-                p->w_gemm -= 2.0 * (double)(p->R * d->L) * (double)(s.in[m] + (m == FT_MOD_DOWN ? s.out[m] : 0));
-    }
-    p->w_attn = (p->recompute && !p->keep_attention ? 4.5 : 3.5) * A;
+    pl_flops(p, lora_io);
     p->tokens_per_step = p->B * p->K * p->T;
     ft_plan_time_model(p, r, o.tflops);
+    if (p->fits && cuda && p->recompute && !p->flat) pl_offer_kept(p, r, lora_io);
     pl_steps(p, r);
     p->total_tokens = p->steps * p->tokens_per_step;
     p->hours = (double)p->total_tokens / p->tokens_per_s / 3600.0;
@@ -640,13 +693,21 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
     ft_plan_format_bytes(p->total_bytes, b1, sizeof b1);
     if (p->fits) fprintf(f, "  fits (%s of %s)\n", b1, dev);
     else fprintf(f, "  does not fit (%s of %s): %s\n", b1, dev, p->advice);
-    if (p->keep_total_bytes > 0 && p->keep_total_bytes <= p->device_bytes && !p->flat) {
-        /* the recompute's attention forward is 1 of the 4.5 A_fwd the attention part counts */
-        const double saved = p->time[FT_PLAN_T_ATTENTION].s * (double)p->K / 4.5;
+    if (p->keep_total_bytes > 0 && p->keep_total_bytes <= p->device_bytes && !p->flat && p->keep_layers < d->L) {
+        /* the recompute's attention forward is rec of the 3.5 + rec A_fwd the attention part counts */
+        const double rec = (double)(d->L - p->keep_layers) / (double)d->L;
+        const double saved = p->time[FT_PLAN_T_ATTENTION].s * (double)p->K * rec / (3.5 + rec);
         ft_plan_format_bytes(p->keep_total_bytes, b1, sizeof b1);
         fprintf(f, "  training.keep_attention: true also fits (%s of %s) and skips the attention in the recompute: "
                    "~%.0f%% faster by the time model below (not yet measured on a GPU)\n",
                 b1, dev, 100.0 * saved / (p->step_s - saved));
+    }
+    if (p->kept_max > 0) {
+        ft_plan_format_bytes(p->kept_max_bytes, b1, sizeof b1);
+        fprintf(f, "  training.keep_layers: %lld of %lld layers fit kept (%s of %s), not recomputed: %.0f tokens/s, "
+                   "~%.0f%% faster by the time model below (not yet measured on a GPU)\n",
+                (long long)p->kept_max, (long long)d->L, b1, dev, p->kept_max_tokens_per_s,
+                100.0 * (p->kept_max_tokens_per_s / p->tokens_per_s - 1.0));
     }
 
     if (p->max_seq_host > 0)
@@ -657,10 +718,14 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
     fprintf(f, "\ncompute\n");
     double fs = p->flops_per_token >= 1e9 ? 1e9 : p->flops_per_token >= 1e6 ? 1e6 : 1e3;
     const char *fu = fs == 1e9 ? "GFLOP" : fs == 1e6 ? "MFLOP" : "KFLOP";
-    fprintf(f, "  %-28s %.1f %s = %.1f (%g N_blocks) + %.1f (4 N_head) + %.1f (%g A_fwd) + %.1f (LoRA)\n",
-            "FLOPs per token", p->flops_per_token / fs, fu, p->f_base / fs, p->recompute ? 6.0 : 4.0, p->f_head / fs,
-            p->f_attn / fs, p->recompute ? 4.5 : 3.5, p->f_lora / fs);
-    if (p->recompute)
+    const double rec = p->recompute && d->L > 0 ? (double)(d->L - p->keep_layers) / (double)d->L : 0.0;
+    fprintf(f, "  %-28s %.1f %s = %.1f (%.3g N_blocks) + %.1f (4 N_head) + %.1f (%.3g A_fwd) + %.1f (LoRA)\n",
+            "FLOPs per token", p->flops_per_token / fs, fu, p->f_base / fs, 4.0 + 2.0 * rec, p->f_head / fs,
+            p->f_attn / fs, 3.5 + rec, p->f_lora / fs);
+    if (p->keep_layers > 0)
+        fprintf(f, "  %-28s %lld of %lld layers kept, not recomputed (training.keep_layers)\n", "",
+                (long long)p->keep_layers, (long long)d->L);
+    if (p->recompute && rec > 0)
         fprintf(f, "  %-28s %.1f %s: the recompute skips down_proj's frozen product%s\n", "of which the step runs",
                 (p->w_gemm + p->w_attn) / fs, fu, p->keep_attention ? " and the kept attention" : "");
     pl_print_time(p, f);
@@ -679,10 +744,6 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
 
 /* ---- longest context, out-of-memory explanations ------------------------------------------------ */
 
-static pl_in pl_current(const ft_plan *p) {
-    pl_in in = {p->B, p->T, p->R, p->recompute, p->host_boundaries, p->linear_dtype, p->keep_attention, p->lora_dropout};
-    return in;
-}
 
 int64_t ft_plan_max_seq(ft_plan *p, int64_t multiple, int64_t max_T) {
     if (multiple < 1) multiple = 1;

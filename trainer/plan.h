@@ -138,6 +138,7 @@ typedef struct ft_plan {
     int host_boundaries;      /* with recompute: boundaries in pinned host memory (asked for without
                                * recompute, it is 0 and a warning says it is ignored) */
     int keep_attention;       /* with recompute: every layer's attention output kept (0 without) */
+    int64_t keep_layers;      /* with recompute: the last layers kept, not recomputed (0 without) */
     int lora_dropout;         /* 1: lora.dropout > 0 (its scratch and traffic) */
     int64_t threads;          /* CPU threads (host scratch) */
     int64_t lora_params;
@@ -152,6 +153,10 @@ typedef struct ft_plan {
     int64_t total_bytes;      /* max(train, load) */
     int64_t keep_total_bytes; /* total_bytes with training.keep_attention, when the run fits on a GPU with
                                * recompute and without it (0 otherwise): the plan offers it if it fits */
+    int64_t kept_max;         /* on a GPU with recompute: the most layers training.keep_layers could keep in
+                               * the device's memory, when more than the recipe keeps (0 otherwise) */
+    int64_t kept_max_bytes;   /* total_bytes with them */
+    double kept_max_tokens_per_s; /* the time model's tokens/s with them */
     int64_t max_seq, max_seq_host; /* on a GPU with recompute: the longest data.seq_len (a multiple of 256)
                                     * that fits at this micro-batch, with the layer boundaries on the
                                     * device and in host memory (training.host_boundaries); 0 otherwise */
@@ -165,6 +170,8 @@ typedef struct ft_plan {
     /* compute */
     int64_t n_blocks, n_head; /* parameters of the decoder linears, of lm_head */
     double f_base, f_head, f_attn, f_lora, flops_per_token; /* F as defined above */
+    double flops_full;        /* F with full recomputation (6 N_blocks + 4 N_head + 4.5 A_fwd + 8 r sum(in + out)),
+                               * whatever the run recomputes: the one yardstick of tokens/s across settings */
     double w_gemm, w_attn;    /* FLOPs per token the step runs in GEMMs (base, head, LoRA) and attention:
                                * less than F's parts with recompute (no `down` product in it) and kept attention */
     ft_plan_time time[FT_PLAN_NTIMES]; /* the parts (all 0 with --tflops) */

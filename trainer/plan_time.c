@@ -20,17 +20,21 @@ typedef struct pl_traffic {
     double fwd, bwd; /* all forward passes (the forward, and the recompute), the backward pass */
 } pl_traffic;
 
-/* ft_layer_forward / ft_layer_backward (trainer/model.c); the accumulating o and down products
- * add into the residual in their GEMM epilogue, which the GEMM time covers. */
-static pl_traffic pl_elementwise_elems(const ft_model_dims *d, int recompute) {
+/* ft_layer_forward / ft_layer_backward (trainer/model.c), averaged over the layers: a share rec of
+ * them recomputed, the rest kept (training.keep_layers) or, without recompute, saved whole; the
+ * accumulating o and down products add into the residual in their GEMM epilogue, which the GEMM
+ * time covers. */
+static pl_traffic pl_elementwise_elems(const ft_model_dims *d, int recompute, double rec) {
     const double C = (double)d->C, F = (double)d->F, qk = (double)((d->H + d->Hkv) * d->D);
     /* a pass: 2 RMSNorms (read x, write the normalized copy), RoPE on q and k in place, Qwen3's q/k
      * norms, SwiGLU (read gate and up, write their product) */
     const double pass = 2 * 2 * C + 2 * qk + (d->qk_norm ? 2 * qk : 0) + 3 * F;
     pl_traffic t;
-    /* residual copies (read C, write C): x -> x2 and x2 -> out without recompute; with it the
-     * forward builds x2 in out and the recompute, which writes no output, copies x -> x2 only */
-    t.fwd = recompute ? 2 * pass + 2 * (2 * C) : pass + 2 * (2 * C);
+    /* residual copies (read C, write C): x -> x2 and x2 -> out without recompute and in a kept
+     * layer; with it the forward builds x2 in out and the recompute, which writes no output, copies
+     * x -> x2 only. A kept layer's backward recomputes the two norms' outputs and SwiGLU's. */
+    const double kept = pass + 2 * (2 * C) + 2 * 2 * C + 3 * F;
+    t.fwd = !recompute ? pass + 2 * (2 * C) : rec * (2 * pass + 2 * (2 * C)) + (1 - rec) * kept;
     /* SwiGLU backward (read ds, gate, up; write dgate, dup), 2 RMSNorm backwards adding into the
      * residual gradient (read dy, x and the residual gradient, write it), RoPE in place, the q/k
      * norms' backward (read dy and x, write dx) */
@@ -108,7 +112,9 @@ static void pl_parts(ft_plan *p, const ft_recipe *r) {
     /* the elementwise and LoRA kernels' own measured rates over the bytes counted below */
     const double bw_el = v->elem_eff > 0 ? v->mem_gbps * v->elem_eff * 1e9 : bw;
     const double bw_lo = v->lora_eff > 0 ? v->mem_gbps * v->lora_eff * 1e9 : bw;
-    const double fwd_passes = p->recompute ? 2.0 : 1.0; /* forward, and the recompute */
+    /* the share of the layers the backward recomputes (the rest: training.keep_layers) */
+    const double rec = p->recompute && d->L > 0 ? (double)(d->L - p->keep_layers) / (double)d->L : 0.0;
+    const double fwd_passes = 1.0 + rec; /* forward, and the recompute */
     char b1[32], b2[32];
 
     pl_part(p, FT_PLAN_T_GEMM, "GEMMs", N * p->w_gemm / (v->gemm_eff * v->peak_tflops * 1e12),
@@ -122,24 +128,29 @@ static void pl_parts(ft_plan *p, const ft_recipe *r) {
     }
     /* the forward and the recompute dequantize every linear (read the codes and constants, write
      * bf16); the backward reuses the recompute's copies from the weight cache (kernels/cuda/wcache.cu).
-     * Without recompute the forward and the backward dequantize. */
+     * Without recompute the forward and the backward dequantize; so does a kept layer's backward. */
     if (p->linear_dtype == FT_NF4) {
         const double codes = (double)p->line[FT_PLAN_LINEARS].bytes, bf16 = 2.0 * (double)p->n_blocks;
         /* the weight cache's prefetch dequantizes the next weights on a second stream while the
-         * GEMMs run: only the part it does not hide is on the step's path */
-        pl_part(p, FT_PLAN_T_DEQUANT, "NF4 dequantization", 2.0 * (codes + bf16) / bw * (1.0 - v->dequant_hidden),
+         * GEMMs run: only the part it does not hide is on the step's path. A kept layer's backward
+         * (with recompute) waits for all seven of its weights, which its ring entries take over
+         * only once the layer after it has finished (ft_layer_refresh): not hidden. */
+        const double shown = (2.0 - (p->recompute ? 1.0 - rec : 0.0)) * (1.0 - v->dequant_hidden) +
+                             (p->recompute ? 1.0 - rec : 0.0);
+        pl_part(p, FT_PLAN_T_DEQUANT, "NF4 dequantization", (codes + bf16) / bw * shown,
                 "2 passes x (%s NF4 read + %s BF16 written), %.0f%% hidden by the prefetch",
-                ft_plan_si(codes, "B", b1, sizeof b1), ft_plan_si(bf16, "B", b2, sizeof b2), 100 * v->dequant_hidden);
+                ft_plan_si(codes, "B", b1, sizeof b1), ft_plan_si(bf16, "B", b2, sizeof b2),
+                100 * (1.0 - shown / 2.0));
     } else {
         pl_part(p, FT_PLAN_T_DEQUANT, "", 0, "%s", "");
     }
-    pl_traffic el = pl_elementwise_elems(d, p->recompute);
+    pl_traffic el = pl_elementwise_elems(d, p->recompute, rec);
     const double el_layer = (el.fwd + el.bwd) * e;
     const double el_final = 5.0 * (double)d->C * e; /* final norm */
     pl_part(p, FT_PLAN_T_ELEMENTWISE, "elementwise", N * ((double)d->L * el_layer + el_final) / bw_el,
-            "%.2f MB/token/layer over %.0f passes: norms, RoPE, SwiGLU, adds", el_layer / 1e6, fwd_passes + 1);
+            "%.2f MB/token/layer over %.3g passes: norms, RoPE, SwiGLU, adds", el_layer / 1e6, fwd_passes + 1);
     pl_lora_traffic lo = pl_lora_elems(d, p->targets, r->lora.dropout > 0, p->R, N, e);
-    const double lo_layer = (lo.fwd + (p->recompute ? lo.rec : 0.0) + lo.bwd) * e;
+    const double lo_layer = (lo.fwd + rec * lo.rec + lo.bwd) * e;
     /* every pass casts the f32 masters to bf16 (read 4 B, write 2, the product reads 2); the
      * backward reads and writes the f32 gradients */
     const double lo_weights = (double)p->lora_params * (8.0 * (fwd_passes + 1) + 8.0);

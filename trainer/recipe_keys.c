@@ -118,6 +118,10 @@ const rk ft_recipe_keys[] = {
     {.key = "training.keep_attention", .type = RK_BOOL, .off = F(training.keep_attention), .def = "false",
      .help = "with training.recompute: keep each layer's attention output and log-sum-exp instead of recomputing "
              "attention in the backward; same results, one attention forward less per layer, more device memory"},
+    {.key = "training.keep_layers", .type = RK_INT, .off = F(training.keep_layers), .def = "0", .min = 0, .max = 1e6,
+     .help = "with training.recompute: the last N layers keep their activations and are not recomputed (at most the "
+             "model's layers); same results, one layer's recompute less per layer kept, more device memory "
+             "(`ftune plan` says how many fit)"},
     {.key = "training.spike_zscore", .type = RK_FLOAT, .off = F(training.spike_zscore), .def = "0", .min = 0,
      .max = 1000, .help = "skip a step whose loss is this many standard deviations above the recent mean (0 = off)"},
     {.key = "training.max_skips", .type = RK_INT, .off = F(training.max_skips), .def = "10", .min = 1, .max = 1e6,

@@ -154,6 +154,7 @@ static ft_status ft_run_build_model(ft_run_state *R) {
     lo.model.recompute = r->training.recompute;
     lo.model.host_boundaries = r->training.host_boundaries; /* (the model ignores it without recompute) */
     lo.model.keep_attention = r->training.keep_attention;   /* (likewise) */
+    lo.model.keep_layers = r->training.recompute ? r->training.keep_layers : 0;
     FT_TRY(ft_lora_parse_targets(r->lora.targets, &lc.targets));
     lc.r = r->lora.r, lc.alpha = r->lora.alpha, lc.dropout = r->lora.dropout, lc.rslora = r->lora.rslora;
     lc.seed = (uint64_t)r->training.seed;

@@ -5,7 +5,9 @@
 #     one warning line and the figures of no host boundaries.
 # (2) `ftune train` with training.host_boundaries true gives exactly the losses, gradient norms,
 #     validation losses and adapter of a run without, with less backend memory; so does
-#     training.keep_attention true, with more (and `ftune plan --keep-attention` counts it).
+#     training.keep_attention true, with more (and `ftune plan --keep-attention` counts it), and
+#     training.keep_layers 2 and 5 (of the demo's 5), with more yet (`ftune plan` counts them; 6
+#     is refused, naming the key and the model's layers).
 # (3) Out of memory: model.memory_gib caps the backend below the plan's total; the run fails with
 #     exit 1, no crash, and one error line naming the allocation, the plan's prediction and a knob;
 #     `ftune plan` says the same beforehand; the knob it names (micro_batch) then runs under the cap.
@@ -68,6 +70,28 @@ m2=$(grep -m1 -o '"mem_mb":[0-9.]*' "$tmp/keep/metrics.jsonl" | cut -d: -f2)
 [ -n "$m0" ] && [ -n "$m2" ] && awk "BEGIN{exit !($m2 > $m0)}" && grep -q "training.keep_attention" "$tmp/pk" \
   && ok "kept attention: backend memory $m0 MB -> $m2 MB, and plan --keep-attention counts it" \
   || bad "kept attention memory $m0 -> $m2 (plan: $(grep -c keep_attention "$tmp/pk") lines)"
+
+# --- (2c) the last layers kept whole: the same run again, without their recompute ---------------
+for kl in 2 5; do
+  "$ftune" train "$recipe" "${short[@]}" --set output_dir="$tmp/kl$kl" --set training.keep_layers=$kl >/dev/null \
+    2>"$tmp/kl$kl.err" || bad "run with keep_layers $kl: exit $?: $(tail -3 "$tmp/kl$kl.err")"
+  cmp -s <(strip "$tmp/dev/metrics.jsonl") <(strip "$tmp/kl$kl/metrics.jsonl") \
+    && cmp -s "$tmp/dev/final/adapter_model.safetensors" "$tmp/kl$kl/final/adapter_model.safetensors" \
+    && ok "keep_layers $kl: metrics.jsonl and final adapter identical" \
+    || bad "keep_layers $kl: results differ: $(diff <(strip "$tmp/dev/metrics.jsonl") <(strip "$tmp/kl$kl/metrics.jsonl") | head -4)"
+  "$ftune" plan "$recipe" --set training.keep_layers=$kl >"$tmp/pkl$kl" 2>/dev/null
+done
+m2=$(grep -m1 -o '"mem_mb":[0-9.]*' "$tmp/kl2/metrics.jsonl" | cut -d: -f2)
+m5=$(grep -m1 -o '"mem_mb":[0-9.]*' "$tmp/kl5/metrics.jsonl" | cut -d: -f2)
+w0=$(plan_mib "$tmp/p0" "layer recompute working set"); w2=$(plan_mib "$tmp/pkl2" "layer recompute working set")
+w5=$(plan_mib "$tmp/pkl5" "layer recompute working set")
+[ -n "$m2" ] && [ -n "$m5" ] && awk "BEGIN{exit !($m0 < $m2 && $m2 < $m5 && $w0 < $w2 && $w2 < $w5)}" \
+  && grep -q "+ 2 kept layers" "$tmp/pkl2" && grep -q "5 of 5 layers kept" "$tmp/pkl5" \
+  && ok "keep_layers: backend memory $m0 -> $m2 -> $m5 MB, the plan's working set $w0 -> $w2 -> $w5 MiB" \
+  || bad "keep_layers memory $m0 -> $m2 -> $m5 MB, plan $w0 -> $w2 -> $w5 MiB"
+"$ftune" plan "$recipe" --set training.keep_layers=6 >/dev/null 2>"$tmp/kl6.err"; rc=$?
+[ $rc -ne 0 ] && [ "$(wc -l <"$tmp/kl6.err")" = 1 ] && grep -q "training.keep_layers: 6, but .* has 5 layers" "$tmp/kl6.err" \
+  && ok "keep_layers 6 of 5: exit $rc, $(cat "$tmp/kl6.err")" || bad "keep_layers 6: exit $rc: $(cat "$tmp/kl6.err")"
 
 # --- (3) out of memory under model.memory_gib ---------------------------------------------------
 cap=(--set model.memory_gib=0.008)   # 8.2 MiB; the demo plans 14.5 MiB

@@ -434,8 +434,11 @@ if want resume && have_ftune resume; then
 fi
 
 # ---- bench: random models of the real shapes --------------------------------------------------------------
-# The three shapes at seq 4096 and the 70B shape at seq 512 (issue 9: dequant-bound, >= 40% of the peak).
-bench_shapes_default="llama-3-70b qwen3-32b mistral-small-24b llama-3-70b:512"
+# The three shapes at seq 4096 and the 70B shape at seq 512 (issue 9: dequant-bound, >= 40% of the peak),
+# then the three again with as many layers kept, not recomputed, as the plan fits (`+keep`:
+# --keep-layers max, training.keep_layers; their MFUfull column counts F with full recompute, the issue's
+# yardstick, where MFU counts what the run's recompute needs).
+bench_shapes_default="llama-3-70b qwen3-32b mistral-small-24b llama-3-70b:512 llama-3-70b+keep qwen3-32b+keep mistral-small-24b+keep"
 # One row per run from its JSON: tokens/s, F x tokens/s and its share of the GEMM peak measured in the
 # same run, peak memory against the plan (the `mem` check: within 10%, accounted; `device`: what
 # cudaMemGetInfo says the run took, also held within 10% by bench --check), loss first -> last, and the
@@ -444,8 +447,9 @@ bench_table() {
   python3 - "$@" <<'PYEOF'
 import json, sys
 ph = ["dequant", "gemm", "attention", "elementwise", "lora", "xent", "optimizer", "other"]
-print("%-18s %6s %6s %9s %9s %8s %7s %6s %8s %8s %6s %6s  %-17s %s" % ("shape", "layers", "seq", "tokens/s", "plan t/s",
-      "TFLOP/s", "peak", "MFU", "mem GiB", "plan GiB", "mem", "device", "loss", " ".join("%s%%" % p[:5] for p in ph)))
+print("%-18s %6s %4s %6s %9s %9s %8s %7s %6s %7s %8s %8s %6s %6s  %-17s %s" % ("shape", "layers", "kept", "seq", "tokens/s",
+      "plan t/s", "TFLOP/s", "peak", "MFU", "MFUfull", "mem GiB", "plan GiB", "mem", "device", "loss",
+      " ".join("%s%%" % p[:5] for p in ph)))
 cmp = []
 for f in sys.argv[1:]:
     try:
@@ -456,9 +460,10 @@ for f in sys.argv[1:]:
     dd = r.get("dev_delta", 0)  # what cudaMemGetInfo says the run took, against the plan
     mt = r.get("mem_plan_train", 0)
     dev = "%+5.1f%%" % (100 * (dd / mt - 1)) if dd > 0 and mt > 0 else "-"
-    print("%-18s %6d %6d %9.1f %9.1f %8.1f %7.1f %5.1f%% %8.2f %8.2f %+5.1f%% %6s  %7.3f -> %7.3f %s" % (
-        r["shape"], r["layers"], r["seq"], r["tokens_per_s"], r.get("plan_tokens_per_s", 0), r["achieved_tflops"],
-        r["peak_tflops"], 100 * r["mfu"], r["mem_peak"] / 2**30, r["mem_plan"] / 2**30, 100 * (r["mem_ratio"] - 1), dev,
+    print("%-18s %6d %4d %6d %9.1f %9.1f %8.1f %7.1f %5.1f%% %6.1f%% %8.2f %8.2f %+5.1f%% %6s  %7.3f -> %7.3f %s" % (
+        r["shape"], r["layers"], r.get("keep_layers", 0), r["seq"], r["tokens_per_s"], r.get("plan_tokens_per_s", 0),
+        r["achieved_tflops"], r["peak_tflops"], 100 * r["mfu"], 100 * r.get("mfu_full", r["mfu"]), r["mem_peak"] / 2**30,
+        r["mem_plan"] / 2**30, 100 * (r["mem_ratio"] - 1), dev,
         r["steps"][0]["loss"], r["steps"][-1]["loss"], " ".join("%5.1f" % (100 * r["phase_ms"][p] / tot) for p in ph)))
     pp = r.get("plan_phase_ms")
     if pp:  # measured against `ftune plan`'s time model, per phase (ms per step): the model's calibration
@@ -476,12 +481,13 @@ if want bench && have_ftune bench; then
   mkdir -p "$build/bench"
   : >"$OUT/bench.log"
   for entry in ${FT_BENCH_SHAPES:-$bench_shapes_default}; do
-    shape="${entry%%:*}" seq="${FT_BENCH_SEQ:-4096}"
-    [ "$entry" != "$shape" ] && seq="${entry#*:}" # shape:seq, e.g. llama-3-70b:512
+    shape="${entry%%[:+]*}" seq="${FT_BENCH_SEQ:-4096}" keep=()
+    case "$entry" in *:*) seq="${entry#*:}" seq="${seq%%+*}" ;; esac # shape:seq, e.g. llama-3-70b:512
+    case "$entry" in *+keep) keep=(--keep-layers max) ;; esac      # shape+keep: the plan's most kept layers
     rm -f "$build/bench/$entry.json"
     # shellcheck disable=SC2086
     "$ftune" bench --device cuda --shape "$shape" --seq "$seq" --micro-batch 1 \
-      --steps "${FT_BENCH_STEPS:-10}" --peak --check --json "$build/bench/$entry.json" ${FT_BENCH_ARGS:-} \
+      --steps "${FT_BENCH_STEPS:-10}" --peak --check --json "$build/bench/$entry.json" "${keep[@]}" ${FT_BENCH_ARGS:-} \
       >"$build/bench/$entry.log" 2>&1
     rc=$?
     { echo "== $entry (exit $rc)"; cat "$build/bench/$entry.log"; cat "$build/bench/$entry.json" 2>/dev/null; } >>"$OUT/bench.log"
@@ -498,7 +504,8 @@ fi
 # dequantization on the second stream (FT_CUDA_PREFETCH=0: on the main stream, not overlapped), the
 # weight cache (FT_CUDA_WCACHE=0: 3 NF4 dequantizations per weight per step instead of 2, none
 # overlapped) and the mma.sync attention (FT_CUDA_ATTN=wmma: the WMMA kernels; =simt: no tensor cores),
-# and changes switched on: keep-attn (--keep-attention: no attention forward in the recompute) and
+# and changes switched on: keep-attn (--keep-attention: no attention forward in the recompute), keep-layers
+# and keep-half (--keep-layers max and 4: those layers not recomputed at all, training.keep_layers) and
 # attn-cudnn (FT_CUDA_ATTN=cudnn: cuDNN's fused attention instead of ours), at seq 4096 and at the
 # dequant-bound seq 512; and the recipes' LoRA dropout 0.05 (dropout: the mask drawn inside the
 # LoRA products, kernels/cuda/lora.cu; dropout-unfused: FT_CUDA_LORA=unfused, drawn into memory),
@@ -535,10 +542,12 @@ if want ablate && have_ftune ablate; then
   # shellcheck disable=SC2206
   args=(${FT_ABLATE_ARGS:---shape llama-3-70b --layers 8 --steps 4})
   for seq in ${FT_ABLATE_SEQS:-4096 512}; do
-    for v in default keep-attn attn-cudnn dropout dropout-unfused dropout-mma r64 r64-dropout r64-dropout-unfused \
+    for v in default keep-attn keep-layers keep-half attn-cudnn dropout dropout-unfused dropout-mma r64 r64-dropout r64-dropout-unfused \
       prefetch-off wcache-off attn-wmma attn-simt; do
       env=() extra=()
       [ "$v" = keep-attn ] && extra=(--keep-attention) # one attention forward less a layer (more memory)
+      [ "$v" = keep-layers ] && extra=(--keep-layers max) # no recompute in the layers that fit (all 8 here)
+      [ "$v" = keep-half ] && extra=(--keep-layers 4)     # half kept: both kinds of layer in one step
       [ "$v" = dropout ] && extra=(--dropout 0.05)
       [ "$v" = dropout-unfused ] && extra=(--dropout 0.05) env=(FT_CUDA_LORA=unfused)
       [ "$v" = dropout-mma ] && extra=(--dropout 0.05) env=(FT_CUDA_LORA=mma) # r16 on the tensor cores
@@ -550,7 +559,7 @@ if want ablate && have_ftune ablate; then
       [ "$v" = attn-cudnn ] && env=(FT_CUDA_ATTN=cudnn) # cuDNN's fused attention (bench rows are unpacked)
       [ "$v" = attn-wmma ] && env=(FT_CUDA_ATTN=wmma)
       [ "$v" = attn-simt ] && env=(FT_CUDA_ATTN=simt)
-      case "$v" in attn-* | keep-attn | r64*) [ "$seq" = 512 ] && continue ;; esac # attention is small at 512
+      case "$v" in attn-* | keep-attn | keep-half | r64*) [ "$seq" = 512 ] && continue ;; esac # attention is small at 512
       j="$build/ablate/$v-$seq.json"
       rm -f "$j"
       env "${env[@]}" "$ftune" bench --device cuda --seq "$seq" --micro-batch 1 "${args[@]}" "${extra[@]}" --json "$j" \

@@ -1,0 +1,75 @@
+/* model_impl.h: the model's structures, shared by model.c (the passes) and model_acts.c (the
+ * activation memory: its sizes and its layout); not for other modules. */
+#ifndef FT_MODEL_IMPL_H
+#define FT_MODEL_IMPL_H
+
+#include "trainer/model.h"
+
+/* One layer's forward working set; pointers into the activation block. */
+typedef struct ft_layer_acts {
+    void *a;                 /* [N,C] attention-norm output */
+    float *rstd1;            /* [N] */
+    void *q_pre, *k_pre;     /* [N,H*D], [N,Hkv*D] projections before q/k-norm (Qwen3 only) */
+    void *q, *k, *v;         /* [N,H*D], [N,Hkv*D], [N,Hkv*D] attention inputs (after RoPE) */
+    float *rstd_q, *rstd_k;  /* [N*H], [N*Hkv] (Qwen3 only) */
+    void *att;               /* [N,H*D] */
+    float *lse;              /* [N,H] */
+    void *x2;                /* [N,C] */
+    void *f;                 /* [N,C] */
+    float *rstd2;            /* [N] */
+    void *g, *u, *s;         /* [N,F] */
+    void *t[FT_MOD_COUNT];   /* [N,R] LoRA A-products (targeted modules only) */
+} ft_layer_acts;
+
+/* Backward scratch of one layer. */
+typedef struct ft_bwd_scratch {
+    void *ds, *dg, *du;      /* [N,F] */
+    void *df, *da;           /* [N,C] */
+    void *datt, *dq, *dqp;   /* [N,H*D] */
+    void *dk, *dkp, *dv;     /* [N,Hkv*D] */
+} ft_bwd_scratch;
+
+struct ft_model {
+    ft_backend *be;
+    ft_model_dims d;
+    ft_model_opts opts;
+    ft_dtype act;
+    int64_t es;              /* bytes per activation element */
+    ft_model_weights w;
+    ft_lora *lora;
+    float *inv_freq;         /* backend f32 [D/2] */
+
+    /* activation block: layout depends on N = B*T only */
+    void *block;
+    int64_t capN, cap_recompute, cap_host, cap_keep, cap_r, cap_kl; /* sized for capN tokens, recompute mode,
+                                                              * host boundaries, kept attention, LoRA rank,
+                                                              * kept layers */
+    void **bound;            /* [L+1] boundaries [N,C] (host boundaries: unused) */
+    void **katt;             /* keep_attention: [L] attention outputs [N,H*D] */
+    float **klse;            /* keep_attention: [L] log-sum-exp [N,H] */
+    void **kt;               /* recompute with LoRA: [L * FT_MOD_COUNT] each layer's A-products t [N,R], kept
+                              * from the forward so the recompute neither redraws dropout nor re-reads inputs */
+    void *slot[2];           /* host boundaries: device slots [N,C] (l % 2) */
+    char *hbound;            /* host boundaries: [L-1][N,C] in ft_backend_alloc_host memory */
+    ft_layer_acts *acts;     /* [L] without recompute; with it [0] the recompute's, [1 + i] kept layer L - kl + i */
+    ft_bwd_scratch bs;
+    void *hn, *dhn;          /* [N,C] final-norm output and its gradient */
+    float *rstdn;            /* [N] */
+    void *dres;              /* [N,C] the residual stream's gradient, updated in place layer by layer */
+    void *logits;            /* [chunk,V] */
+    int32_t *tokens, *labels, *pos, *doc_start; /* [N] */
+    const int32_t *attn_docs; /* doc_start when the batch packs documents in a row, else NULL: plain
+                               * causal attention, which a backend may serve faster (cuDNN's) */
+    int64_t ndocs;            /* the batch's documents (ft_attn_doc_count), for attn_docs */
+    float *scalars;          /* [FT_MODEL_LOSS_SLOTS][2] loss sum, target count per micro-batch: its own
+                              * allocation, so a re-carved activation block keeps a step's losses */
+};
+
+/* Rows of logits materialized at once for N tokens (chunk <= 0: about 64 Mi elements). */
+int64_t ft_model_logits_chunk(const ft_model_dims *d, int64_t N, int64_t chunk);
+/* Lays out the activation block for micro-batches of B x T under m->opts (a no-op when the current
+ * one already serves them); ft_model_unreserve frees it. */
+ft_status ft_model_reserve(ft_model *m, int64_t B, int64_t T);
+void ft_model_unreserve(ft_model *m);
+
+#endif
