@@ -397,18 +397,29 @@ static void check_keep_layers(void) {
     FT_CHECK(q->tokens_per_s > p->tokens_per_s, "tokens/s %.1f with 16 kept, %.1f without", q->tokens_per_s,
              p->tokens_per_s);
     check_time_parts(q, "keep_layers 16");
-    /* the offer: p->kept_max fits in 96% of the device, one more does not (or it is every layer) */
-    FT_CHECK(p->kept_max > 16 && p->kept_max <= L && p->kept_max_bytes <= (int64_t)(0.96 * (double)p->device_bytes),
-             "offered %lld layers, %lld bytes of %lld", (long long)p->kept_max, (long long)p->kept_max_bytes,
+    /* the offer: p->kept.kept fits in 96% of the device, one more does not (or it is every layer) */
+    FT_CHECK(p->kept.kept > 16 && p->kept.kept <= L && p->kept.bytes <= (int64_t)(0.96 * (double)p->device_bytes),
+             "offered %lld layers, %lld bytes of %lld", (long long)p->kept.kept, (long long)p->kept.bytes,
              (long long)p->device_bytes);
-    if (p->kept_max < L) {
+    if (p->kept.kept < L) {
         char kl[64];
-        snprintf(kl, sizeof kl, "training.keep_layers=%lld", (long long)p->kept_max + 1);
+        snprintf(kl, sizeof kl, "training.keep_layers=%lld", (long long)p->kept.kept + 1);
         const char *more[] = {"data.seq_len=4096", "training.micro_batch=1", "lora.dropout=0", kl};
         plan_cfg(q, "Qwen3-32B", "h100", more, 4);
         FT_CHECK(q->total_bytes > (int64_t)(0.96 * (double)q->device_bytes), "%s: %lld bytes of %lld", kl,
                  (long long)q->total_bytes, (long long)q->device_bytes);
     }
+    /* at micro-batch 4 x 4: fewer layers fit; a smaller micro-batch with the same tokens per step
+     * keeps more and is offered when the time model finds it faster */
+    const char *mb4[] = {"data.seq_len=4096", "training.micro_batch=4", "training.grad_accum=4", "lora.dropout=0"};
+    plan_cfg(q, "Qwen3-32B", "h100", mb4, 4);
+    FT_CHECK(q->kept.kept > 0 && q->kept.kept < p->kept.kept && q->kept_mb.B >= 1 && q->kept_mb.B < 4 &&
+                 q->kept_mb.B * q->kept_mb.K == 16 && q->kept_mb.kept > q->kept.kept &&
+                 q->kept_mb.bytes <= (int64_t)(0.96 * (double)q->device_bytes) &&
+                 q->kept_mb.tokens_per_s > 1.02 * q->kept.tokens_per_s,
+             "micro-batch 4: %lld kept (%.0f t/s); offered micro-batch %lld x %lld with %lld kept (%.0f t/s)",
+             (long long)q->kept.kept, q->kept.tokens_per_s, (long long)q->kept_mb.B, (long long)q->kept_mb.K,
+             (long long)q->kept_mb.kept, q->kept_mb.tokens_per_s);
     /* too many for the device: the advice keeps fewer first */
     const char *all[] = {"data.seq_len=8192", "training.micro_batch=1", "lora.dropout=0", "training.keep_layers=64"};
     plan_cfg(q, "Qwen3-32B", "h100", all, 4);

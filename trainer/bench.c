@@ -287,7 +287,7 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
     FT_CHECK_GOTO(st, ft_bench_make_plan(o, &cfg, be, T, plan), done);
     ft_bench_opts ok = *o; /* --keep-layers max: what the plan offers (0 when it offers none) */
     if (o->keep_layers < 0 && o->recompute) {
-        ok.keep_layers = plan->kept_max;
+        ok.keep_layers = plan->kept.kept;
         FT_CHECK_GOTO(st, ft_bench_make_plan(&ok, &cfg, be, T, plan), done);
     }
     o = &ok;

@@ -32,7 +32,6 @@
 #include "trainer/loader.h"
 #include "trainer/plan_impl.h"
 
-#define PL_GIB (1024.0 * 1024.0 * 1024.0)
 
 /* ---- devices ------------------------------------------------------------------------------- */
 
@@ -458,27 +457,44 @@ static void pl_flops(ft_plan *p, int64_t lora_io) {
     p->w_attn = (3.5 + (p->keep_attention ? 0.0 : rec)) * A;
 }
 
-/* With recompute on a GPU: how many layers the device holds kept (training.keep_layers) beside the
- * run with 4% of it to spare (for what the plan does not see: the allocator's rounding, a
- * fragmented free list, a display), and the time model's tokens/s with that many, which the report
- * offers when it is more than the recipe keeps. */
-static void pl_offer_kept(ft_plan *p, const ft_recipe *r, int64_t lora_io) {
+/* The run p with micro-batch B (grad_accum K: the same tokens per step) and as many layers kept
+ * (training.keep_layers) as fit in 96% of the device, the 4% left for what the plan does not see
+ * (the allocator's rounding, a fragmented free list, a display): its offer, kept 0 when none fits
+ * or no more than p keeps at p's micro-batch. q: scratch for the plan of that run. */
+static struct ft_plan_offer pl_kept_at(ft_plan *p, ft_plan *q, const ft_recipe *r, int64_t lora_io, int64_t B,
+                                       int64_t K) {
+    struct ft_plan_offer o = {B, K, 0, 0, 0.0};
     pl_in in = pl_current(p);
+    in.B = B;
     const int64_t dev = p->device_bytes;
     p->device_bytes = (int64_t)(0.96 * (double)dev);
     const int64_t most = pl_largest(p, in, PL_KNOB_KL, 1, p->dims.L, 1, p->threads);
     p->device_bytes = dev;
-    ft_plan *q = most > p->keep_layers ? malloc(sizeof *q) : NULL;
-    if (q) {
-        *q = *p;
-        q->keep_layers = in.kl = most;
-        pl_memory(q, &in, q->threads);
-        pl_flops(q, lora_io);
-        ft_plan_time_model(q, r, 0);
-        p->kept_max = most, p->kept_max_bytes = q->total_bytes, p->kept_max_tokens_per_s = q->tokens_per_s;
-        free(q);
+    if (most == 0 || (B == p->B && most <= p->keep_layers)) return o;
+    *q = *p;
+    q->B = B, q->K = K, q->keep_layers = in.kl = most;
+    pl_memory(q, &in, q->threads);
+    pl_flops(q, lora_io);
+    ft_plan_time_model(q, r, 0);
+    o.kept = most, o.bytes = q->total_bytes, o.tokens_per_s = q->tokens_per_s;
+    return o;
+}
+
+/* With recompute on a GPU: what the memory the run leaves over buys in kept layers, at the recipe's
+ * micro-batch and, if faster, at a smaller one (plan.h kept, kept_mb). At 4096 tokens a micro-batch
+ * of 1 keeps the GEMMs as busy as more, so memory goes further as kept layers than as rows. */
+static void pl_offer_kept(ft_plan *p, const ft_recipe *r, int64_t lora_io) {
+    ft_plan *q = malloc(sizeof *q);
+    if (!q) return; /* no offer: the plan itself stands */
+    p->kept = pl_kept_at(p, q, r, lora_io, p->B, p->K);
+    double best = p->kept.kept > 0 ? p->kept.tokens_per_s : p->tokens_per_s;
+    for (int64_t b = 1; b < p->B; b++) {
+        if ((p->B * p->K) % b != 0) continue;
+        struct ft_plan_offer o = pl_kept_at(p, q, r, lora_io, b, p->B * p->K / b);
+        if (o.kept > 0 && o.tokens_per_s > 1.02 * best) p->kept_mb = o, best = o.tokens_per_s;
     }
-    in = pl_current(p);
+    free(q);
+    pl_in in = pl_current(p);
     pl_memory(p, &in, p->threads); /* restore the report's lines */
 }
 
@@ -592,154 +608,6 @@ ft_status ft_plan_for_backend(ft_plan *p, const ft_model_config *cfg, const ft_r
     if (own) p->mem_source = "free when the run started";
     ft_backend_set_oom_explain(be, ft_plan_oom_explain, p);
     return FT_OK;
-}
-
-/* ---- report ------------------------------------------------------------------------------------ */
-
-void ft_plan_format_bytes(int64_t bytes, char *buf, size_t cap) {
-    if (bytes >= (int64_t)1 << 30) snprintf(buf, cap, "%.1f GiB", (double)bytes / PL_GIB);
-    else snprintf(buf, cap, "%.1f MiB", (double)bytes / (1024.0 * 1024.0));
-}
-
-static const char *pl_duration(double s, char *buf, size_t cap) {
-    if (s >= 3600) snprintf(buf, cap, "%.1f h", s / 3600);
-    else if (s >= 60) snprintf(buf, cap, "%.1f min", s / 60);
-    else snprintf(buf, cap, "%.2f s", s);
-    return buf;
-}
-
-/* "12.3 s", "123 ms", "12.3 ms", "0.123 ms": a part of a step, with 3 or 4 digits. */
-static const char *pl_ms(double s, char *buf, size_t cap) {
-    const double ms = 1e3 * s;
-    if (s >= 10) snprintf(buf, cap, "%.1f s", s);
-    else if (s >= 1) snprintf(buf, cap, "%.2f s", s);
-    else snprintf(buf, cap, ms >= 100 ? "%.0f ms" : ms >= 10 ? "%.1f ms" : ms >= 1 ? "%.2f ms" : "%.3f ms", ms);
-    return buf;
-}
-
-/* The time per micro-batch and its parts with their shares of the optimizer step, then the rate. */
-static void pl_print_time(const ft_plan *p, FILE *f) {
-    char b1[48], b2[48];
-    const long long n = (long long)(p->B * p->T);
-    if (p->flat) {
-        fprintf(f, "  %-28s %s for %lld tokens\n", "time per micro-batch", pl_ms(p->micro_s, b1, sizeof b1), n);
-        fprintf(f, "  %-28s %.3g TFLOP/s (--tflops: the whole step at this rate, no breakdown)\n", "sustained rate",
-                p->tflops);
-        return;
-    }
-    fprintf(f, "  %-28s %s for %lld tokens: the parts below added up (rates measured on the device where it has been)\n",
-            "time per micro-batch", pl_ms(p->micro_s, b1, sizeof b1), n);
-    for (int i = 0; i < FT_PLAN_NTIMES; i++) {
-        const ft_plan_time *t = &p->time[i];
-        if (!(t->s > 0)) continue; /* not modelled on this device, or nothing to do (no NF4) */
-        const double of_step = i == FT_PLAN_T_OPTIM ? t->s : t->s * (double)p->K;
-        snprintf(b2, sizeof b2, "%.1f%%", 100.0 * of_step / p->step_s);
-        fprintf(f, "    %-26s %10s %6s  %s\n", t->name, pl_ms(t->s, b1, sizeof b1), b2, t->detail);
-    }
-    if (p->dev.mem_gbps > 0)
-        fprintf(f, "    (the parts after attention move bytes at %.0f GB/s, %.0f%% of %.0f; elementwise at %.0f, "
-                   "LoRA at %.0f)\n",
-                p->dev.mem_gbps * p->dev.bw_eff, 100.0 * p->dev.bw_eff, p->dev.mem_gbps,
-                p->dev.mem_gbps * (p->dev.elem_eff > 0 ? p->dev.elem_eff : p->dev.bw_eff),
-                p->dev.mem_gbps * (p->dev.lora_eff > 0 ? p->dev.lora_eff : p->dev.bw_eff));
-    else
-        fprintf(f, "    (memory traffic not modelled on this device)\n");
-    fprintf(f, "  %-28s %.3g TFLOP/s, %.0f%% of peak (the parts' sum; --tflops X sets a flat rate)\n",
-            "sustained rate", p->tflops, 100.0 * p->tflops / p->dev.peak_tflops);
-}
-
-void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
-    const ft_model_dims *d = &p->dims;
-    const int gib = p->total_bytes >= (int64_t)1 << 30;
-    const double unit = gib ? PL_GIB : 1024.0 * 1024.0;
-    char b1[48];
-    ft_param_counts pc;
-    if (ft_cfg_param_counts(&p->cfg, &pc) != FT_OK) memset(&pc, 0, sizeof pc);
-    fprintf(f, "ftune plan: %s\n", r->source[0] ? r->source : "(recipe from flags)");
-    fprintf(f, "model      %s: %lld layers, hidden %lld, intermediate %lld, heads %lld/%lld x %lld, vocab %lld%s\n",
-            p->cfg.architecture, (long long)d->L, (long long)d->C, (long long)d->F, (long long)d->H, (long long)d->Hkv,
-            (long long)d->D, (long long)d->V, d->tied ? " (tied)" : "");
-    fprintf(f, "           %s parameters, from %s\n", ft_plan_si((double)pc.total, "", b1, sizeof b1), p->config_path);
-    fprintf(f, "lora       r %lld on %s: %s trainable parameters\n", (long long)p->R, r->lora.targets,
-            ft_plan_si((double)p->lora_params, "", b1, sizeof b1));
-    fprintf(f, "run        micro_batch %lld x grad_accum %lld x seq_len %lld = %lld tokens per step\n", (long long)p->B,
-            (long long)p->K, (long long)p->T, (long long)p->tokens_per_step);
-    fprintf(f, "           recompute %s%s\n", p->recompute ? "on" : "off",
-            p->host_boundaries ? ", layer boundaries in host memory (training.host_boundaries)" : "");
-    char dev[48];
-    ft_plan_format_bytes(p->device_bytes, dev, sizeof dev);
-    fprintf(f, "device     %s: %s, %s%s%s%s, %.3g TFLOP/s peak %s\n", p->dev.name, p->dev.desc, dev,
-            p->mem_source ? " (" : "", p->mem_source ? p->mem_source : "", p->mem_source ? ")" : "",
-            p->dev.peak_tflops, p->dev.backend == FT_BACKEND_CUDA ? "BF16" : "F32");
-    fprintf(f, "           (%s)\n", p->dev.note);
-    fprintf(f, "\nmemory (%s backend: frozen weights %s + %s, activations %s)\n",
-            p->dev.backend == FT_BACKEND_CUDA ? "cuda" : "cpu", ft_dtype_name(p->linear_dtype),
-            ft_dtype_name(p->other_dtype), ft_dtype_name(p->act_dtype));
-    for (int i = 0; i < FT_PLAN_NLINES; i++)
-        fprintf(f, "  %-28s %-50s %9.2f %s\n", p->line[i].name, p->line[i].detail, (double)p->line[i].bytes / unit,
-                gib ? "GiB" : "MiB");
-    fprintf(f, "  %-79s ---------\n", "");
-    fprintf(f, "  %-28s %-50s %9.2f %s\n", "total",
-            p->load_bytes > p->train_bytes ? "peak while loading" : "peak of a training step",
-            (double)p->total_bytes / unit, gib ? "GiB" : "MiB");
-    ft_plan_format_bytes(p->load_bytes, b1, sizeof b1);
-    fprintf(f, "  (while loading: %s, the weights and %s)\n", b1,
-            p->dev.backend == FT_BACKEND_CUDA ? "the streaming chunks" : "one linear staged for quantization");
-    if (p->pinned_bytes > 0) /* the host's share, in the same unit, beside (not in) the device total */
-        fprintf(f, "  %-28s %-50s %9.2f %s\n", "host memory",
-                p->dev.backend == FT_BACKEND_CUDA ? "layer boundaries, pinned; not in the total"
-                                                  : "layer boundaries; not in the total",
-                (double)p->pinned_bytes / unit, gib ? "GiB" : "MiB");
-    ft_plan_format_bytes(p->total_bytes, b1, sizeof b1);
-    if (p->fits) fprintf(f, "  fits (%s of %s)\n", b1, dev);
-    else fprintf(f, "  does not fit (%s of %s): %s\n", b1, dev, p->advice);
-    if (p->keep_total_bytes > 0 && p->keep_total_bytes <= p->device_bytes && !p->flat && p->keep_layers < d->L) {
-        /* the recompute's attention forward is rec of the 3.5 + rec A_fwd the attention part counts */
-        const double rec = (double)(d->L - p->keep_layers) / (double)d->L;
-        const double saved = p->time[FT_PLAN_T_ATTENTION].s * (double)p->K * rec / (3.5 + rec);
-        ft_plan_format_bytes(p->keep_total_bytes, b1, sizeof b1);
-        fprintf(f, "  training.keep_attention: true also fits (%s of %s) and skips the attention in the recompute: "
-                   "~%.0f%% faster by the time model below (not yet measured on a GPU)\n",
-                b1, dev, 100.0 * saved / (p->step_s - saved));
-    }
-    if (p->kept_max > 0) {
-        ft_plan_format_bytes(p->kept_max_bytes, b1, sizeof b1);
-        fprintf(f, "  training.keep_layers: %lld of %lld layers fit kept (%s of %s), not recomputed: %.0f tokens/s, "
-                   "~%.0f%% faster by the time model below (not yet measured on a GPU)\n",
-                (long long)p->kept_max, (long long)d->L, b1, dev, p->kept_max_tokens_per_s,
-                100.0 * (p->kept_max_tokens_per_s / p->tokens_per_s - 1.0));
-    }
-
-    if (p->max_seq_host > 0)
-        fprintf(f, "  longest data.seq_len that fits at micro_batch %lld: %lld tokens (%lld with "
-                   "training.host_boundaries: true)\n",
-                (long long)p->B, (long long)p->max_seq, (long long)p->max_seq_host);
-
-    fprintf(f, "\ncompute\n");
-    double fs = p->flops_per_token >= 1e9 ? 1e9 : p->flops_per_token >= 1e6 ? 1e6 : 1e3;
-    const char *fu = fs == 1e9 ? "GFLOP" : fs == 1e6 ? "MFLOP" : "KFLOP";
-    const double rec = p->recompute && d->L > 0 ? (double)(d->L - p->keep_layers) / (double)d->L : 0.0;
-    fprintf(f, "  %-28s %.1f %s = %.1f (%.3g N_blocks) + %.1f (4 N_head) + %.1f (%.3g A_fwd) + %.1f (LoRA)\n",
-            "FLOPs per token", p->flops_per_token / fs, fu, p->f_base / fs, 4.0 + 2.0 * rec, p->f_head / fs,
-            p->f_attn / fs, 3.5 + rec, p->f_lora / fs);
-    if (p->keep_layers > 0)
-        fprintf(f, "  %-28s %lld of %lld layers kept, not recomputed (training.keep_layers)\n", "",
-                (long long)p->keep_layers, (long long)d->L);
-    if (p->recompute && rec > 0)
-        fprintf(f, "  %-28s %.1f %s: the recompute skips down_proj's frozen product%s\n", "of which the step runs",
-                (p->w_gemm + p->w_attn) / fs, fu, p->keep_attention ? " and the kept attention" : "");
-    pl_print_time(p, f);
-    fprintf(f, "  %-28s %.0f\n", "tokens/s", p->tokens_per_s);
-    fprintf(f, "  %-28s %s\n", "time per optimizer step", pl_duration(p->step_s, b1, sizeof b1));
-    if (p->steps > 0) {
-        fprintf(f, "  %-28s %lld (%s)\n", "steps", (long long)p->steps, p->steps_from);
-        fprintf(f, "  %-28s %s\n", "total tokens", ft_plan_si((double)p->total_tokens, "", b1, sizeof b1));
-        fprintf(f, "  %-28s %s\n", "estimated time", pl_duration(p->hours * 3600.0, b1, sizeof b1));
-    } else {
-        fprintf(f, "  %-28s %s\n", "steps", p->steps_from);
-        fprintf(f, "  %-28s %s per million tokens\n", "estimated time",
-                pl_duration(1e6 / p->tokens_per_s, b1, sizeof b1));
-    }
 }
 
 /* ---- longest context, out-of-memory explanations ------------------------------------------------ */

@@ -153,10 +153,16 @@ typedef struct ft_plan {
     int64_t total_bytes;      /* max(train, load) */
     int64_t keep_total_bytes; /* total_bytes with training.keep_attention, when the run fits on a GPU with
                                * recompute and without it (0 otherwise): the plan offers it if it fits */
-    int64_t kept_max;         /* on a GPU with recompute: the most layers training.keep_layers could keep in
-                               * the device's memory, when more than the recipe keeps (0 otherwise) */
-    int64_t kept_max_bytes;   /* total_bytes with them */
-    double kept_max_tokens_per_s; /* the time model's tokens/s with them */
+    /* On a GPU with recompute, what the memory left over buys (plan.c pl_offer_kept): kept, the most
+     * layers training.keep_layers could keep at the recipe's micro-batch when more than it keeps
+     * (kept.kept 0 otherwise); kept_mb, a smaller micro-batch with the grad_accum that keeps the
+     * tokens per step and the most layers that fit then, when the time model finds it faster still
+     * (kept_mb.B 0 otherwise). */
+    struct ft_plan_offer {
+        int64_t B, K, kept;   /* micro_batch, grad_accum, training.keep_layers */
+        int64_t bytes;        /* total_bytes with them */
+        double tokens_per_s;  /* the time model's */
+    } kept, kept_mb;
     int64_t max_seq, max_seq_host; /* on a GPU with recompute: the longest data.seq_len (a multiple of 256)
                                     * that fits at this micro-batch, with the layer boundaries on the
                                     * device and in host memory (training.host_boundaries); 0 otherwise */

@@ -7,6 +7,8 @@
 #include "trainer/plan.h"
 #include "trainer/recipe.h"
 
+#define PL_GIB (1024.0 * 1024.0 * 1024.0)
+
 /* "70.55 B", "35.31 GB", "416.57 GFLOP": v with an SI prefix and unit, into buf. */
 const char *ft_plan_si(double v, const char *unit, char *buf, size_t cap);
 /* The step's time into p (time[], micro_s, step_s, tokens_per_s, tflops): the parts at the device
