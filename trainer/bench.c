@@ -178,8 +178,9 @@ static void ft_bench_plan_sets(const ft_bench_opts *o, const char *device, int64
     snprintf(buf[k], 96, "training.recompute=%s", o->recompute ? "true" : "false"), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "training.host_boundaries=%s", o->host_boundaries ? "true" : "false"), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "training.keep_attention=%s", o->keep_attention ? "true" : "false"), sets[k] = buf[k], k++;
-    snprintf(buf[k], 96, "training.keep_layers=%lld", (long long)(o->keep_layers > 0 ? o->keep_layers : 0)),
-        sets[k] = buf[k], k++;
+    if (o->keep_layers < 0) snprintf(buf[k], 96, "training.keep_layers=max");
+    else snprintf(buf[k], 96, "training.keep_layers=%lld", (long long)o->keep_layers);
+    sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "data.seq_len=%lld", (long long)T), sets[k] = buf[k], k++;
     *n = k;
 }
@@ -285,13 +286,7 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
         }
     }
     FT_CHECK_GOTO(st, ft_bench_make_plan(o, &cfg, be, T, plan), done);
-    ft_bench_opts ok = *o; /* --keep-layers max: what the plan offers (0 when it offers none) */
-    if (o->keep_layers < 0 && o->recompute) {
-        ok.keep_layers = plan->kept.kept;
-        FT_CHECK_GOTO(st, ft_bench_make_plan(&ok, &cfg, be, T, plan), done);
-    }
-    o = &ok;
-    r->keep_layers = plan->keep_layers;
+    r->keep_layers = plan->keep_layers; /* --keep-layers max: what the plan found room for */
     snprintf(r->shape, sizeof r->shape, "%s", shape->name);
     r->layers = plan->dims.L, r->T = T, r->B = o->micro_batch, r->K = o->grad_accum;
     r->lora_r = o->lora_r, r->lora_dropout = o->lora_dropout;

@@ -551,6 +551,13 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     if (threads < 1) threads = 1;
     p->threads = threads;
     pl_in in = pl_current(p);
+    if (p->keep_layers < 0) { /* training.keep_layers: max, as pl_kept_at counts them */
+        p->keep_layers_max = 1;
+        const int64_t dev = p->device_bytes;
+        p->device_bytes = (int64_t)(0.96 * (double)dev);
+        in.kl = p->keep_layers = pl_largest(p, in, PL_KNOB_KL, 1, p->dims.L, 1, threads);
+        p->device_bytes = dev;
+    }
     pl_memory(p, &in, threads);
     p->fits = p->total_bytes <= p->device_bytes;
     if (!p->fits) pl_advise(p, &in, threads);

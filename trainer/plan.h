@@ -139,6 +139,8 @@ typedef struct ft_plan {
                                * recompute, it is 0 and a warning says it is ignored) */
     int keep_attention;       /* with recompute: every layer's attention output kept (0 without) */
     int64_t keep_layers;      /* with recompute: the last layers kept, not recomputed (0 without) */
+    int keep_layers_max;      /* 1: training.keep_layers was max, and keep_layers is what fits in 96% of the
+                               * device (as the offers below count) */
     int lora_dropout;         /* 1: lora.dropout > 0 (its scratch and traffic) */
     int64_t threads;          /* CPU threads (host scratch) */
     int64_t lora_params;

@@ -140,8 +140,8 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
             "FLOPs per token", p->flops_per_token / fs, fu, p->f_base / fs, 4.0 + 2.0 * rec, p->f_head / fs,
             p->f_attn / fs, 3.5 + rec, p->f_lora / fs);
     if (p->keep_layers > 0)
-        fprintf(f, "  %-28s %lld of %lld layers kept, not recomputed (training.keep_layers)\n", "",
-                (long long)p->keep_layers, (long long)d->L);
+        fprintf(f, "  %-28s %lld of %lld layers kept, not recomputed (training.keep_layers%s)\n", "",
+                (long long)p->keep_layers, (long long)d->L, p->keep_layers_max ? ": max" : "");
     if (p->recompute && rec > 0)
         fprintf(f, "  %-28s %.1f %s: the recompute skips down_proj's frozen product%s\n", "of which the step runs",
                 (p->w_gemm + p->w_attn) / fs, fu, p->keep_attention ? " and the kept attention" : "");

@@ -69,7 +69,8 @@ typedef struct ft_recipe {
         int recompute;            /* training.recompute: gradient checkpointing per layer */
         int host_boundaries;      /* training.host_boundaries: with recompute, layer boundaries in host memory */
         int keep_attention;       /* training.keep_attention: with recompute, attention outputs kept, not recomputed */
-        int64_t keep_layers;      /* training.keep_layers: with recompute, the last N layers keep their activations */
+        int64_t keep_layers;      /* training.keep_layers: with recompute, the last N layers keep their activations
+                                   * (-1: max, as many as the plan fits) */
         double spike_zscore;      /* training.spike_zscore: skip a step whose loss is this many sd above the recent mean (0 = off) */
         int64_t max_skips;        /* training.max_skips: consecutive skipped steps before the run stops */
     } training;

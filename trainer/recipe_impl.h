@@ -26,7 +26,9 @@ typedef enum {
     RK_STRS,    /* list of strings: char *[max_items] + int count */
 } rk_type;
 
-enum { RK_GT = 1, RK_LT = 2, RK_REQUIRED = 4, RK_NONEMPTY = 8 }; /* min/max exclusive, required, non-empty list */
+/* min/max exclusive, required, non-empty list; RK_MAX: an RK_INT that also takes the word `max`, stored as
+ * -1 (the largest value the plan finds room for) */
+enum { RK_GT = 1, RK_LT = 2, RK_REQUIRED = 4, RK_NONEMPTY = 8, RK_MAX = 16 };
 
 typedef struct rk {
     const char *key;     /* dotted path: "training.lr" */

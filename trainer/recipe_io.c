@@ -70,7 +70,10 @@ static void rk_quote(FILE *f, const char *s) {
 
 static void rk_write_value(FILE *f, const ft_recipe *r, const rk *k, const char *indent) {
     switch (k->type) {
-    case RK_INT: fprintf(f, " %lld\n", (long long)*rk_int((ft_recipe *)r, k)); break;
+    case RK_INT:
+        if ((k->flags & RK_MAX) && *rk_int((ft_recipe *)r, k) == -1) fprintf(f, " max\n");
+        else fprintf(f, " %lld\n", (long long)*rk_int((ft_recipe *)r, k));
+        break;
     case RK_FLOAT: { /* the shortest text that reads back as the same double */
         double v = *rk_float((ft_recipe *)r, k);
         char buf[64];
@@ -171,8 +174,8 @@ void ft_recipe_doc(void *file) {
         else if (!k->def[0]) snprintf(def, sizeof def, "%s", rk_is_list(k) ? "`[]`" : "(none)");
         else snprintf(def, sizeof def, "`%s`", k->def);
         if (k->type == RK_INT || k->type == RK_FLOAT) {
-            snprintf(allowed, sizeof allowed, "%c%.15g, %.15g%c", (k->flags & RK_GT) ? '(' : '[', k->min, k->max,
-                     (k->flags & RK_LT) ? ')' : ']');
+            snprintf(allowed, sizeof allowed, "%c%.15g, %.15g%c%s", (k->flags & RK_GT) ? '(' : '[', k->min, k->max,
+                     (k->flags & RK_LT) ? ')' : ']', (k->flags & RK_MAX) ? ", `max`" : "");
         } else if (k->type == RK_ENUM || k->type == RK_ENUMS) {
             size_t n = 0;
             for (const char *p = k->choices;;) {

@@ -119,9 +119,10 @@ const rk ft_recipe_keys[] = {
      .help = "with training.recompute: keep each layer's attention output and log-sum-exp instead of recomputing "
              "attention in the backward; same results, one attention forward less per layer, more device memory"},
     {.key = "training.keep_layers", .type = RK_INT, .off = F(training.keep_layers), .def = "0", .min = 0, .max = 1e6,
+     .flags = RK_MAX,
      .help = "with training.recompute: the last N layers keep their activations and are not recomputed (at most the "
-             "model's layers); same results, one layer's recompute less per layer kept, more device memory "
-             "(`ftune plan` says how many fit)"},
+             "model's layers; max: as many as fit in 96% of the device's memory when the run starts); same results, "
+             "one layer's recompute less per layer kept, more device memory (`ftune plan` says how many fit)"},
     {.key = "training.spike_zscore", .type = RK_FLOAT, .off = F(training.spike_zscore), .def = "0", .min = 0,
      .max = 1000, .help = "skip a step whose loss is this many standard deviations above the recent mean (0 = off)"},
     {.key = "training.max_skips", .type = RK_INT, .off = F(training.max_skips), .def = "10", .min = 1, .max = 1e6,
@@ -377,9 +378,13 @@ ft_status ft_rk_set(ft_recipe *r, const rk *k, const rv *v, const char *base, co
     case RK_INT: {
         int64_t x;
         if (v->kind == RV_NULL) RK_FAIL(o, k, "expected an integer, got nothing");
+        if ((k->flags & RK_MAX) && strcmp(s, "max") == 0) {
+            *rk_int(r, k) = -1;
+            return FT_OK;
+        }
         if (ft_parse_int(s, &x) != FT_OK) {
             ft_error_clear();
-            RK_FAIL(o, k, "expected an integer, got '%s'", s);
+            RK_FAIL(o, k, "expected an integer%s, got '%s'", (k->flags & RK_MAX) ? " or max" : "", s);
         }
         FT_TRY(rk_check_range(o, k, (double)x, s));
         *rk_int(r, k) = x;

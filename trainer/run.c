@@ -154,7 +154,6 @@ static ft_status ft_run_build_model(ft_run_state *R) {
     lo.model.recompute = r->training.recompute;
     lo.model.host_boundaries = r->training.host_boundaries; /* (the model ignores it without recompute) */
     lo.model.keep_attention = r->training.keep_attention;   /* (likewise) */
-    lo.model.keep_layers = r->training.recompute ? r->training.keep_layers : 0;
     FT_TRY(ft_lora_parse_targets(r->lora.targets, &lc.targets));
     lc.r = r->lora.r, lc.alpha = r->lora.alpha, lc.dropout = r->lora.dropout, lc.rslora = r->lora.rslora;
     lc.seed = (uint64_t)r->training.seed;
@@ -167,6 +166,10 @@ static ft_status ft_run_build_model(ft_run_state *R) {
     FT_TRY(ft_calloc((void **)&R->plan, sizeof *R->plan, "run plan"));
     FT_TRY(ft_plan_for_backend(R->plan, NULL, r, R->be));
     ft_run_plan_note(R->plan);
+    lo.model.keep_layers = R->plan->keep_layers; /* the recipe's, or what `max` found room for */
+    if (R->plan->keep_layers_max)
+        ft_info("run: training.keep_layers: max keeps %lld of %lld layers", (long long)R->plan->keep_layers,
+                (long long)R->plan->dims.L);
     FT_TRY(ft_model_load(&R->model, R->be, r->model.path, &lo));
     const ft_model_dims *d = ft_model_get_dims(R->model);
     ft_lora_shapes shapes = ft_model_lora_shapes(d);

@@ -6,8 +6,8 @@
 # (2) `ftune train` with training.host_boundaries true gives exactly the losses, gradient norms,
 #     validation losses and adapter of a run without, with less backend memory; so does
 #     training.keep_attention true, with more (and `ftune plan --keep-attention` counts it), and
-#     training.keep_layers 2 and 5 (of the demo's 5), with more yet (`ftune plan` counts them; 6
-#     is refused, naming the key and the model's layers).
+#     training.keep_layers 2, 5 (of the demo's 5) and max (5 here), with more yet (`ftune plan`
+#     counts them; 6 is refused, naming the key and the model's layers).
 # (3) Out of memory: model.memory_gib caps the backend below the plan's total; the run fails with
 #     exit 1, no crash, and one error line naming the allocation, the plan's prediction and a knob;
 #     `ftune plan` says the same beforehand; the knob it names (micro_batch) then runs under the cap.
@@ -72,7 +72,7 @@ m2=$(grep -m1 -o '"mem_mb":[0-9.]*' "$tmp/keep/metrics.jsonl" | cut -d: -f2)
   || bad "kept attention memory $m0 -> $m2 (plan: $(grep -c keep_attention "$tmp/pk") lines)"
 
 # --- (2c) the last layers kept whole: the same run again, without their recompute ---------------
-for kl in 2 5; do
+for kl in 2 5 max; do
   "$ftune" train "$recipe" "${short[@]}" --set output_dir="$tmp/kl$kl" --set training.keep_layers=$kl >/dev/null \
     2>"$tmp/kl$kl.err" || bad "run with keep_layers $kl: exit $?: $(tail -3 "$tmp/kl$kl.err")"
   cmp -s <(strip "$tmp/dev/metrics.jsonl") <(strip "$tmp/kl$kl/metrics.jsonl") \
@@ -87,6 +87,9 @@ w0=$(plan_mib "$tmp/p0" "layer recompute working set"); w2=$(plan_mib "$tmp/pkl2
 w5=$(plan_mib "$tmp/pkl5" "layer recompute working set")
 [ -n "$m2" ] && [ -n "$m5" ] && awk "BEGIN{exit !($m0 < $m2 && $m2 < $m5 && $w0 < $w2 && $w2 < $w5)}" \
   && grep -q "+ 2 kept layers" "$tmp/pkl2" && grep -q "5 of 5 layers kept" "$tmp/pkl5" \
+  && grep -q "5 of 5 layers kept, not recomputed (training.keep_layers: max)" "$tmp/pklmax" \
+  && grep -q "training.keep_layers: max keeps 5 of 5 layers" "$tmp/klmax.err" \
+  && grep -q "^  keep_layers: max$" "$tmp/klmax/recipe.yaml" \
   && ok "keep_layers: backend memory $m0 -> $m2 -> $m5 MB, the plan's working set $w0 -> $w2 -> $w5 MiB" \
   || bad "keep_layers memory $m0 -> $m2 -> $m5 MB, plan $w0 -> $w2 -> $w5 MiB"
 "$ftune" plan "$recipe" --set training.keep_layers=6 >/dev/null 2>"$tmp/kl6.err"; rc=$?
