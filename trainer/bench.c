@@ -245,6 +245,9 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
     if (o->layers < 0 || o->layers > shape->L)
         return FT_ERR(FT_E_ARG, "bench: --layers %lld: %s has %lld layers", (long long)o->layers, shape->name,
                       (long long)shape->L);
+    if (o->keep_layers > (o->layers > 0 ? o->layers : shape->L))
+        return FT_ERR(FT_E_ARG, "bench: --keep-layers %lld: the run has %lld layers", (long long)o->keep_layers,
+                      (long long)(o->layers > 0 ? o->layers : shape->L));
     ft_model_config cfg;
     FT_TRY(ft_bench_config(shape, o->layers, o->vocab, &cfg));
 

@@ -531,8 +531,8 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     p->keep_attention = (o.keep_attention || r->training.keep_attention) && p->recompute; /* as model.c */
     p->keep_layers = p->recompute ? r->training.keep_layers : 0;
     if (p->keep_layers > p->dims.L)
-        return FT_ERR(FT_E_ARG, "%s: training.keep_layers: %lld, but %s has %lld layers", r->source,
-                      (long long)p->keep_layers, p->config_path, (long long)p->dims.L);
+        return FT_ERR(FT_E_ARG, "%s: training.keep_layers: %lld, but %s has %lld layers",
+                      r->source[0] ? r->source : "recipe", (long long)p->keep_layers, p->config_path, (long long)p->dims.L);
     if (host && !p->recompute) /* model.c ignores it too: without recompute there are no boundaries to move */
         ft_warn("training.host_boundaries ignored: layer boundaries go to host memory only with training.recompute: "
                 "true (without it every layer's activations stay on the device)");

@@ -505,7 +505,7 @@ fi
 # weight cache (FT_CUDA_WCACHE=0: 3 NF4 dequantizations per weight per step instead of 2, none
 # overlapped) and the mma.sync attention (FT_CUDA_ATTN=wmma: the WMMA kernels; =simt: no tensor cores),
 # and changes switched on: keep-attn (--keep-attention: no attention forward in the recompute), keep-layers
-# and keep-half (--keep-layers max and 4: those layers not recomputed at all, training.keep_layers) and
+# and keep-half (--keep-layers max and half of --layers: not recomputed at all, training.keep_layers) and
 # attn-cudnn (FT_CUDA_ATTN=cudnn: cuDNN's fused attention instead of ours), at seq 4096 and at the
 # dequant-bound seq 512; and the recipes' LoRA dropout 0.05 (dropout: the mask drawn inside the
 # LoRA products, kernels/cuda/lora.cu; dropout-unfused: FT_CUDA_LORA=unfused, drawn into memory),
@@ -541,13 +541,14 @@ if want ablate && have_ftune ablate; then
   : >"$OUT/ablate.log"
   # shellcheck disable=SC2206
   args=(${FT_ABLATE_ARGS:---shape llama-3-70b --layers 8 --steps 4})
+  nl=$(echo " ${args[*]} " | sed -n 's/.* --layers \([0-9]*\) .*/\1/p') # for keep-half (no --layers: tiny's 2)
   for seq in ${FT_ABLATE_SEQS:-4096 512}; do
     for v in default keep-attn keep-layers keep-half attn-cudnn dropout dropout-unfused dropout-mma r64 r64-dropout r64-dropout-unfused \
       prefetch-off wcache-off attn-wmma attn-simt; do
       env=() extra=()
       [ "$v" = keep-attn ] && extra=(--keep-attention) # one attention forward less a layer (more memory)
       [ "$v" = keep-layers ] && extra=(--keep-layers max) # no recompute in the layers that fit (all 8 here)
-      [ "$v" = keep-half ] && extra=(--keep-layers 4)     # half kept: both kinds of layer in one step
+      [ "$v" = keep-half ] && extra=(--keep-layers $((${nl:-2} / 2))) # half kept: both kinds of layer in a step
       [ "$v" = dropout ] && extra=(--dropout 0.05)
       [ "$v" = dropout-unfused ] && extra=(--dropout 0.05) env=(FT_CUDA_LORA=unfused)
       [ "$v" = dropout-mma ] && extra=(--dropout 0.05) env=(FT_CUDA_LORA=mma) # r16 on the tensor cores
