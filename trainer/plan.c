@@ -441,7 +441,7 @@ static void pl_flops(ft_plan *p, int64_t lora_io) {
     const ft_model_dims *d = &p->dims;
     const ft_lora_shapes s = ft_model_lora_shapes(d);
     const int64_t rl = p->recompute ? d->L - p->keep_layers : 0; /* layers recomputed */
-    const double rec = d->L > 0 ? (double)rl / (double)d->L : 0.0;
+    const double rec = ft_plan_recomputed(p);
     const double A = 2.0 * (double)d->L * (double)(d->H * d->D) * (double)p->T;
     const double lora = (double)p->R * (double)lora_io * (double)d->L;
     p->f_base = (4.0 + 2.0 * rec) * (double)p->n_blocks;

@@ -9,6 +9,12 @@
 
 #define PL_GIB (1024.0 * 1024.0 * 1024.0)
 
+/* The share of the layers the backward recomputes: 0 without recompute, else all but the kept
+ * ones (training.keep_layers). */
+static inline double ft_plan_recomputed(const ft_plan *p) {
+    return p->recompute && p->dims.L > 0 ? (double)(p->dims.L - p->keep_layers) / (double)p->dims.L : 0.0;
+}
+
 /* "70.55 B", "35.31 GB", "416.57 GFLOP": v with an SI prefix and unit, into buf. */
 const char *ft_plan_si(double v, const char *unit, char *buf, size_t cap);
 /* The step's time into p (time[], micro_s, step_s, tokens_per_s, tflops): the parts at the device

@@ -105,7 +105,7 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
     else fprintf(f, "  does not fit (%s of %s): %s\n", b1, dev, p->advice);
     if (p->keep_total_bytes > 0 && p->keep_total_bytes <= p->device_bytes && !p->flat && p->keep_layers < d->L) {
         /* the recompute's attention forward is rec of the 3.5 + rec A_fwd the attention part counts */
-        const double rec = (double)(d->L - p->keep_layers) / (double)d->L;
+        const double rec = ft_plan_recomputed(p);
         const double saved = p->time[FT_PLAN_T_ATTENTION].s * (double)p->K * rec / (3.5 + rec);
         ft_plan_format_bytes(p->keep_total_bytes, b1, sizeof b1);
         fprintf(f, "  training.keep_attention: true also fits (%s of %s) and skips the attention in the recompute: "
@@ -135,7 +135,7 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
     fprintf(f, "\ncompute\n");
     double fs = p->flops_per_token >= 1e9 ? 1e9 : p->flops_per_token >= 1e6 ? 1e6 : 1e3;
     const char *fu = fs == 1e9 ? "GFLOP" : fs == 1e6 ? "MFLOP" : "KFLOP";
-    const double rec = p->recompute && d->L > 0 ? (double)(d->L - p->keep_layers) / (double)d->L : 0.0;
+    const double rec = ft_plan_recomputed(p);
     fprintf(f, "  %-28s %.1f %s = %.1f (%.3g N_blocks) + %.1f (4 N_head) + %.1f (%.3g A_fwd) + %.1f (LoRA)\n",
             "FLOPs per token", p->flops_per_token / fs, fu, p->f_base / fs, 4.0 + 2.0 * rec, p->f_head / fs,
             p->f_attn / fs, 3.5 + rec, p->f_lora / fs);

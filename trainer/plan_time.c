@@ -113,7 +113,7 @@ static void pl_parts(ft_plan *p, const ft_recipe *r) {
     const double bw_el = v->elem_eff > 0 ? v->mem_gbps * v->elem_eff * 1e9 : bw;
     const double bw_lo = v->lora_eff > 0 ? v->mem_gbps * v->lora_eff * 1e9 : bw;
     /* the share of the layers the backward recomputes (the rest: training.keep_layers) */
-    const double rec = p->recompute && d->L > 0 ? (double)(d->L - p->keep_layers) / (double)d->L : 0.0;
+    const double rec = ft_plan_recomputed(p);
     const double fwd_passes = 1.0 + rec; /* forward, and the recompute */
     char b1[32], b2[32];
 
