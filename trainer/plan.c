@@ -457,19 +457,26 @@ static void pl_flops(ft_plan *p, int64_t lora_io) {
     p->w_attn = (3.5 + (p->keep_attention ? 0.0 : rec)) * A;
 }
 
-/* The run p with micro-batch B (grad_accum K: the same tokens per step) and as many layers kept
- * (training.keep_layers) as fit in 96% of the device, the 4% left for what the plan does not see
- * (the allocator's rounding, a fragmented free list, a display): its offer, kept 0 when none fits
- * or no more than p keeps at p's micro-batch. q: scratch for the plan of that run. */
+/* The most layers the run `in` keeps (training.keep_layers) within 96% of the device, the 4% left
+ * for what the plan does not see (the allocator's rounding, a fragmented free list, a display);
+ * 0 if none fits. Leaves p's lines at the last try. */
+static int64_t pl_most_kept(ft_plan *p, pl_in in) {
+    const int64_t dev = p->device_bytes;
+    p->device_bytes = (int64_t)(0.96 * (double)dev);
+    const int64_t most = pl_largest(p, in, PL_KNOB_KL, 1, p->dims.L, 1, p->threads);
+    p->device_bytes = dev;
+    return most;
+}
+
+/* The run p with micro-batch B (grad_accum K: the same tokens per step) and as many layers kept as
+ * pl_most_kept finds room for: its offer, kept 0 when none fits or no more than p keeps at p's
+ * micro-batch. q: scratch for the plan of that run. */
 static struct ft_plan_offer pl_kept_at(ft_plan *p, ft_plan *q, const ft_recipe *r, int64_t lora_io, int64_t B,
                                        int64_t K) {
     struct ft_plan_offer o = {B, K, 0, 0, 0.0};
     pl_in in = pl_current(p);
     in.B = B;
-    const int64_t dev = p->device_bytes;
-    p->device_bytes = (int64_t)(0.96 * (double)dev);
-    const int64_t most = pl_largest(p, in, PL_KNOB_KL, 1, p->dims.L, 1, p->threads);
-    p->device_bytes = dev;
+    const int64_t most = pl_most_kept(p, in);
     if (most == 0 || (B == p->B && most <= p->keep_layers)) return o;
     *q = *p;
     q->B = B, q->K = K, q->keep_layers = in.kl = most;
@@ -551,12 +558,9 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     if (threads < 1) threads = 1;
     p->threads = threads;
     pl_in in = pl_current(p);
-    if (p->keep_layers < 0) { /* training.keep_layers: max, as pl_kept_at counts them */
+    if (p->keep_layers < 0) { /* training.keep_layers: max, as the offers count them */
         p->keep_layers_max = 1;
-        const int64_t dev = p->device_bytes;
-        p->device_bytes = (int64_t)(0.96 * (double)dev);
-        in.kl = p->keep_layers = pl_largest(p, in, PL_KNOB_KL, 1, p->dims.L, 1, threads);
-        p->device_bytes = dev;
+        in.kl = p->keep_layers = pl_most_kept(p, in);
     }
     pl_memory(p, &in, threads);
     p->fits = p->total_bytes <= p->device_bytes;
