@@ -72,6 +72,16 @@ static inline int64_t ft_weight_cache_bytes(const int64_t *numel, int n) {
     for (int i = 0; i < n; i++) b += (2 * numel[i] + 255) / 256 * 256; /* entries stay 256-byte aligned */
     return b;
 }
+/* What the frozen products' BF16 weights cost since the last call (the counts then restart):
+ * dequantizations on the cache's second stream (prefetched), of those the ones whose first read came
+ * before any other frozen product ran on the compute stream (waited: nothing hid them), those on the
+ * compute stream itself (on_compute: a cache miss, or no cache), and reads served from the cache
+ * without dequantizing (reused). tests/bench/wcache_ring_sim.py predicts them for a training step.
+ * All 0 on backends without a weight cache (CPU). */
+typedef struct ft_dequant_counts {
+    int64_t prefetched, waited, on_compute, reused;
+} ft_dequant_counts;
+void ft_backend_dequant_counts(ft_backend *be, ft_dequant_counts *out);
 /* Moves paged memory to the device ahead of its use, in queue order (no-op where nothing pages). */
 ft_status ft_backend_prefetch(ft_backend *be, const void *ptr, int64_t bytes);
 int64_t ft_backend_bytes_paged(const ft_backend *be);
@@ -143,7 +153,9 @@ void ft_backend_phase_end(ft_backend *be);
  * weight in (loader, bench initialization) holds FT_LOAD_SLOTS device chunks of
  * FT_LOAD_CHUNK_BYTES (NF4 targets only) plus the f32 absmax of the largest NF4 tensor, released
  * when loading ends (the next ft_backend_sync). */
+#ifndef FT_CUDA_SCRATCH_ROUND /* a test build may set another (tests/bench/wcache_ring_sim.py --round) */
 #define FT_CUDA_SCRATCH_ROUND ((int64_t)1 << 20)
+#endif
 #define FT_LOAD_SLOTS 3
 #ifndef FT_LOAD_CHUNK_BYTES /* the CPU emulator (tests/gpu/emu) builds with small chunks */
 #define FT_LOAD_CHUNK_BYTES ((int64_t)32 << 20)

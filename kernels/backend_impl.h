@@ -40,6 +40,7 @@ typedef struct ft_backend_vtbl {
     /* ft_backend_weight_cache (generic: nothing; the backend dequantizes on every use) */
     ft_status (*weight_cache)(ft_backend *, int64_t bytes);
     ft_status (*weight_prefetch)(ft_backend *, const ft_weight *); /* generic: nothing */
+    void (*dequant_counts)(ft_backend *, ft_dequant_counts *);     /* generic: zeros */
 
     /* The ops (kernels/ops.h), from here to the end: tests/test_ops_cuda.c counts them. */
     ft_status (*embed)(ft_backend *, void *, const int32_t *, const ft_weight *, int64_t);

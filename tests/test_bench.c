@@ -86,6 +86,17 @@ static void check_tiny(void) {
     FT_CHECK_OK(ft_bench_run(&o, &h));
     FT_CHECK(h.layers == 1 && h.loss_finite, "layers %lld", (long long)h.layers);
     ft_bench_result_free(&h);
+    /* the tiny shapes may be deeper than their 2 layers (a released model's shape may not); the CPU
+     * backend has no weight cache: no dequantization counts */
+    o.layers = 5, o.steps = 1;
+    FT_CHECK_OK(ft_bench_run(&o, &h));
+    FT_CHECK(h.layers == 5 && h.loss_finite, "tiny with 5 layers: %lld", (long long)h.layers);
+    FT_CHECK(h.deq.prefetched == 0 && h.deq.on_compute == 0 && h.deq.reused == 0, "CPU dequantization counts");
+    ft_bench_result_free(&h);
+    ft_bench_opts big = o;
+    big.shape = "llama-3-8b", big.layers = 33;
+    FT_CHECK(ft_bench_run(&big, &h) == FT_E_ARG, "llama-3-8b with 33 layers should be refused");
+    ft_bench_result_free(&h);
     ft_bench_result_free(&r);
 }
 

@@ -22,7 +22,7 @@
 static const ft_opt ft_bench_cli[] = {
     {"shape", FT_OPT_STR, "NAME", "llama-3-8b",
      "llama-3-70b, llama-3-8b, qwen3-32b, qwen3-14b, mistral-small-24b, tiny or tiny-d128"},
-    {"layers", FT_OPT_INT, "N", "0", "keep the first N layers of the shape (0: all)"},
+    {"layers", FT_OPT_INT, "N", "0", "keep the first N layers of the shape (0: all; the tiny shapes: any N)"},
     {"vocab", FT_OPT_INT, "V", "0", "vocabulary size override (0: the shape's)"},
     {"seq", FT_OPT_STR, "T|max", "4096", "tokens per sequence; max: the longest the plan fits in free memory"},
     {"micro-batch", FT_OPT_INT, "B", "1", "sequences per micro-batch"},

@@ -114,7 +114,7 @@ ft_status ft_model_create(ft_model **out, ft_backend *be, const ft_model_dims *d
     if (st == FT_OK) st = ft_backend_alloc(be, (void **)&m->inv_freq, d->D / 2 * 4, "rope frequencies");
     if (st == FT_OK) st = ft_backend_upload(be, m->inv_freq, inv, d->D / 2 * 4);
     if (st == FT_OK) st = ft_backend_alloc(be, (void **)&m->scalars, ft_model_fixed_bytes(), "loss accumulators");
-    if (st == FT_OK) st = ft_backend_weight_cache(be, ft_model_weight_cache_bytes(d, linear_dtype, &m->opts));
+    if (st == FT_OK) st = ft_backend_weight_cache(be, ft_model_weight_cache_bytes(d, linear_dtype));
     ft_free(inv);
     if (st != FT_OK) goto fail;
     *out = m;
@@ -124,8 +124,8 @@ fail:
     return st;
 }
 
-int64_t ft_model_weight_cache_bytes(const ft_model_dims *d, ft_dtype linear_dtype, const ft_model_opts *o) {
-    if (!o || !o->recompute || linear_dtype == FT_BF16) return 0;
+int64_t ft_model_weight_cache_bytes(const ft_model_dims *d, ft_dtype linear_dtype) {
+    if (linear_dtype == FT_BF16) return 0;
     ft_lora_shapes s = ft_model_lora_shapes(d);
     int64_t numel[FT_MOD_COUNT];
     for (int mod = 0; mod < FT_MOD_COUNT; mod++) numel[mod] = s.out[mod] * s.in[mod];
@@ -237,6 +237,51 @@ static ft_status ft_proj(const ft_pass *p, int64_t l, int mod, ft_layer_acts *la
     return ft_op_linear(m->be, y, x, &lw->lin[mod], ft_bias_of(lw, mod), p->N, accumulate);
 }
 
+/* Layer l is kept (ft_model_opts.keep_layers): one of the last cap_kl, not recomputed. */
+static int ft_layer_kept(const ft_model *m, int64_t l) { return m->cap_recompute && l >= m->d.L - m->cap_kl; }
+static int ft_layer_recomputed(const ft_model *m, int64_t l) { return m->cap_recompute && !ft_layer_kept(m, l); }
+
+/* The order ft_layer_backward reads a layer's weights in. */
+static const int ft_bwd_order[FT_MOD_COUNT] = {FT_MOD_DOWN, FT_MOD_GATE, FT_MOD_UP, FT_MOD_O,
+                                                FT_MOD_Q,    FT_MOD_K,    FT_MOD_V};
+
+/* Where a backend's weight cache holds layer l's weights during its backward. The cache is a ring with
+ * room for one layer's seven weights (kernels/cuda/wcache.cu) that places each weight at its head in
+ * the order they are first named, so every layer filled whole from the ring's start sits at the same
+ * offsets in that order: the forward's (q first) for a layer the recompute refilled or the forward
+ * left there (the last), the backward's (down first) for one fetched for its backward
+ * (ft_layer_fetch), except layer 0, fetched in the forward's order so that the next forward finds
+ * the ring as a forward leaves it. */
+static int ft_bwd_placed(const ft_model *m, int64_t l) {
+    return !ft_layer_recomputed(m, l) && l != 0 && l != m->d.L - 1;
+}
+
+/* Before the backward of a layer that is not recomputed: its seven weights into the cache, the
+ * backward's order but for layer 0 (ft_bwd_placed). Usually all are there already (ft_bwd_next named
+ * them during the backward of the layer after; the last layer's, the forward left); the one layer
+ * fetched here whole waits for its first weight only, the rest dequantize behind its products. */
+static ft_status ft_layer_fetch(const ft_model *m, int64_t l) {
+    const ft_layer_weights *lw = &m->w.layers[l];
+    for (int i = 0; i < FT_MOD_COUNT; i++)
+        FT_TRY(ft_backend_weight_prefetch(m->be, &lw->lin[l == 0 ? i : ft_bwd_order[i]]));
+    return FT_OK;
+}
+
+/* The weight to dequantize once layer l's backward has read module mod's (its last use this pass),
+ * or NULL: the weight of layer l-1 whose place in the ring that was, so it dequantizes behind l's
+ * remaining products instead of holding up l-1's start. A kept layer l-1 (other than 0) takes over
+ * l's places module by module when l sits in the backward's order; a recomputed one takes the
+ * ring's first place with its q, the first weight its recompute reads. tests/bench/wcache_ring_sim.py
+ * replays this order: no misses, and at most ~1 layer's dequantization a step left on the path. */
+static const ft_weight *ft_bwd_next(const ft_model *m, int64_t l, int mod) {
+    if (l == 0) return NULL;
+    const ft_layer_weights *prev = &m->w.layers[l - 1];
+    const int first = ft_bwd_placed(m, l) ? FT_MOD_DOWN : FT_MOD_Q; /* what sits at the ring's start */
+    if (ft_layer_recomputed(m, l - 1)) return mod == first ? &prev->lin[FT_MOD_Q] : NULL;
+    if (l - 1 == 0 || !ft_bwd_placed(m, l)) return NULL; /* ft_layer_fetch fetches l-1 whole */
+    return &prev->lin[mod];
+}
+
 /* dx (=, or +=) = dy W (+ LoRA input gradient); LoRA dA, dB accumulate. x is the forward input.
  * As in ft_proj, the LoRA input gradient (a rank-r product, bound by memory, masked by the dropout
  * inside the op) goes into dx first and the frozen linear's backward (bound by compute) accumulates
@@ -246,18 +291,19 @@ static ft_status ft_proj_bwd(const ft_pass *p, int64_t l, int mod, ft_layer_acts
     ft_model *m = p->m;
     const ft_layer_weights *lw = &m->w.layers[l];
     const ft_lora_tensor *lt = m->lora ? ft_lora_get(m->lora, l, mod) : NULL;
-    if (!lt) return ft_op_linear_bwd_x(m->be, dx, dy, &lw->lin[mod], p->N, accumulate);
-    ft_lora *lo = m->lora;
-    FT_TRY(ft_op_lora_bwd(m->be, dx, lo->grads + lt->a_off, lo->grads + lt->b_off, dy, x, ft_lora_drop_of(p, l, mod),
-                          la->t[mod], lo->params + lt->a_off, lo->params + lt->b_off, p->N, lt->in, lt->out,
-                          lo->cfg.r, lo->scale, accumulate));
-    return ft_op_linear_bwd_x(m->be, dx, dy, &lw->lin[mod], p->N, 1);
+    if (lt) {
+        ft_lora *lo = m->lora;
+        FT_TRY(ft_op_lora_bwd(m->be, dx, lo->grads + lt->a_off, lo->grads + lt->b_off, dy, x,
+                              ft_lora_drop_of(p, l, mod), la->t[mod], lo->params + lt->a_off, lo->params + lt->b_off,
+                              p->N, lt->in, lt->out, lo->cfg.r, lo->scale, accumulate));
+        accumulate = 1;
+    }
+    FT_TRY(ft_op_linear_bwd_x(m->be, dx, dy, &lw->lin[mod], p->N, accumulate));
+    const ft_weight *next = ft_bwd_next(m, l, mod);
+    return next ? ft_backend_weight_prefetch(m->be, next) : FT_OK;
 }
 
 /* ---- one layer ---------------------------------------------------------------------------------- */
-
-/* Layer l is kept (ft_model_opts.keep_layers): one of the last cap_kl, not recomputed. */
-static int ft_layer_kept(const ft_model *m, int64_t l) { return m->cap_recompute && l >= m->d.L - m->cap_kl; }
 
 /* Layer l's working set: its own without recompute, a kept layer's, or the one every recomputed
  * layer shares. */
@@ -323,15 +369,13 @@ static ft_status ft_layer_forward(const ft_pass *p, int64_t l, ft_layer_acts *la
 
 /* Before a kept layer's backward: what it did not keep, the two RMSNorm outputs and SwiGLU's, from
  * x, x2, gate and up (the same ops on the same inputs: the same values; rstd is rewritten as it
- * was). Its weights go into the backend's cache first, in the forward's order: the cache's ring then
- * holds every layer at the same offsets as a recompute leaves them (kernels/cuda/wcache.cu). */
+ * was). Its weights are in the backend's cache or on their way (ft_layer_fetch, ft_bwd_next). */
 static ft_status ft_layer_refresh(const ft_pass *p, int64_t l, ft_layer_acts *la, const void *x) {
     ft_model *m = p->m;
     ft_backend *be = m->be;
     const ft_model_dims *d = &m->d;
     const ft_layer_weights *lw = &m->w.layers[l];
     ft_layer_bind(m, l, la);
-    for (int mod = 0; mod < FT_MOD_COUNT; mod++) FT_TRY(ft_backend_weight_prefetch(be, &lw->lin[mod]));
     FT_TRY(ft_op_rmsnorm(be, la->a, la->rstd1, x, &lw->attn_norm, p->N, d->C, d->eps));
     FT_TRY(ft_op_rmsnorm(be, la->f, la->rstd2, la->x2, &lw->ffn_norm, p->N, d->C, d->eps));
     return ft_op_swiglu(be, la->s, la->g, la->u, p->N * d->F);
@@ -484,8 +528,12 @@ ft_status ft_model_step_async(ft_model *m, const ft_batch *b, float grad_scale, 
             /* boundary l-1 goes to the slot of boundary l+1, whose last reader is already enqueued */
             if (l >= 1) FT_TRY(ft_backend_copy_async(be, ft_bdev(m, l - 1), ft_bhost(m, p.N, l - 1), bytes, &in_ticket));
         }
-        if (ft_layer_kept(m, l)) FT_TRY(ft_layer_refresh(&p, l, la, ft_bdev(m, l)));
-        else if (m->cap_recompute) FT_TRY(ft_layer_forward(&p, l, la, ft_bdev(m, l), NULL, 1));
+        if (ft_layer_recomputed(m, l)) {
+            FT_TRY(ft_layer_forward(&p, l, la, ft_bdev(m, l), NULL, 1));
+        } else {
+            FT_TRY(ft_layer_fetch(m, l));
+            if (ft_layer_kept(m, l)) FT_TRY(ft_layer_refresh(&p, l, la, ft_bdev(m, l)));
+        }
         FT_TRY(ft_layer_backward(&p, l, la, ft_bdev(m, l), dres));
     }
     return FT_OK;

@@ -110,10 +110,11 @@ ft_status ft_model_step(ft_model *m, const ft_batch *b, float grad_scale, uint64
 /* Backend bytes a model holds besides weights and activations: the loss slots. */
 int64_t ft_model_fixed_bytes(void);
 /* Bytes of the cache of dequantized weights the model asks its backend for (ft_backend_weight_cache):
- * one layer's seven linears in BF16 when they are not BF16 already and recompute is on, so each
- * layer's backward reuses what its recompute dequantized; 0 otherwise. Only the CUDA backend
- * takes it; `ftune plan` counts it from this function. */
-int64_t ft_model_weight_cache_bytes(const ft_model_dims *d, ft_dtype linear_dtype, const ft_model_opts *o);
+ * one layer's seven linears in BF16 when they are not BF16 already (0 otherwise), so that the next
+ * weights dequantize on a second stream while the current products run, and each recomputed layer's
+ * backward reuses what its recompute dequantized. Only the CUDA backend takes it; `ftune plan`
+ * counts it from this function. */
+int64_t ft_model_weight_cache_bytes(const ft_model_dims *d, ft_dtype linear_dtype);
 ft_status ft_model_step_async(ft_model *m, const ft_batch *b, float grad_scale, uint64_t dropout_seed,
                               int64_t slot);
 ft_status ft_model_read_losses(ft_model *m, int64_t n, float *out);

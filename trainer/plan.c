@@ -237,10 +237,10 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
          * products' f32 partials, or for the modules they do not serve (ft_cuda_lora_fused) the
          * [N, in] BF16 dropout(x) and input-gradient slots; plus the cuBLASLt workspace and the tables.
          * Loading (and bench's initialization) streams weights through FT_LOAD_SLOTS device chunks
-         * and the largest NF4 tensor's absmax: ft_backend_cuda_load_bytes. With recompute, the
+         * and the largest NF4 tensor's absmax: ft_backend_cuda_load_bytes. Quantized linears: the
          * model gives the backend a cache of one layer's dequantized linears instead of the
          * FT_SCR_WEIGHT slot (ft_model_weight_cache_bytes, kernels/cuda/wcache.cu). */
-        const int64_t wcache = ft_model_weight_cache_bytes(d, in->lin, &mo);
+        const int64_t wcache = ft_model_weight_cache_bytes(d, in->lin);
         int64_t max_out = 0;
         for (int m = 0; m < FT_MOD_COUNT; m++) max_out = pl_max(max_out, s.out[m]);
         int64_t chunk_rows = (64LL << 20) / (d->V > 0 ? d->V : 1);

@@ -132,11 +132,10 @@ static void pl_parts(ft_plan *p, const ft_recipe *r) {
     if (p->linear_dtype == FT_NF4) {
         const double codes = (double)p->line[FT_PLAN_LINEARS].bytes, bf16 = 2.0 * (double)p->n_blocks;
         /* the weight cache's prefetch dequantizes the next weights on a second stream while the
-         * GEMMs run: only the part it does not hide is on the step's path. A kept layer's backward
-         * (with recompute) waits for all seven of its weights, which its ring entries take over
-         * only once the layer after it has finished (ft_layer_refresh): not hidden. */
-        const double shown = (2.0 - (p->recompute ? 1.0 - rec : 0.0)) * (1.0 - v->dequant_hidden) +
-                             (p->recompute ? 1.0 - rec : 0.0);
+         * GEMMs run: only the part it does not hide is on the step's path. A kept layer's weights
+         * dequantize during the backward of the layer after it, each as its place in the ring
+         * frees (ft_bwd_next): hidden the same way. */
+        const double shown = 2.0 * (1.0 - v->dequant_hidden);
         pl_part(p, FT_PLAN_T_DEQUANT, "NF4 dequantization", (codes + bf16) / bw * shown,
                 "2 passes x (%s NF4 read + %s BF16 written), %.0f%% hidden by the prefetch",
                 ft_plan_si(codes, "B", b1, sizeof b1), ft_plan_si(bf16, "B", b2, sizeof b2),

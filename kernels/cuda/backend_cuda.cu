@@ -480,6 +480,12 @@ static ft_status ft_cuda_weight_prefetch(ft_backend *be, const ft_weight *w) {
     return ft_cuda_wcache_prefetch(ft_cu(be), w);
 }
 
+static void ft_cuda_dequant_counts(ft_backend *be, ft_dequant_counts *out) {
+    ft_cuda_wcache *c = &ft_cu(be)->wcache;
+    *out = c->n;
+    memset(&c->n, 0, sizeof c->n);
+}
+
 /* FT_CUDA_WCACHE=0 keeps the cache off, to measure what it saves. */
 static ft_status ft_cuda_weight_cache(ft_backend *be, int64_t bytes) {
     const char *e = getenv("FT_CUDA_WCACHE");
@@ -534,6 +540,7 @@ static ft_backend_vtbl ft_cuda_make_vtbl(void) {
     v.weight_init = ft_cuda_weight_init;
     v.weight_cache = ft_cuda_weight_cache;
     v.weight_prefetch = ft_cuda_weight_prefetch;
+    v.dequant_counts = ft_cuda_dequant_counts;
     return v;
 }
 static const ft_backend_vtbl ft_cuda_vtbl = ft_cuda_make_vtbl();

@@ -86,6 +86,7 @@ typedef struct ft_cuda_wcache_entry {
     int valid;
     int ready_rec;      /* written on the prefetch stream: `ready` marks the end of that write */
     int used;           /* `use` marks the main stream after the last product that read it */
+    int64_t pf_mark;    /* ft_cuda_wcache.products when it was prefetched */
 } ft_cuda_wcache_entry;
 typedef struct ft_cuda_wcache {
     char *arena; /* [cap] bytes, NULL when off */
@@ -96,6 +97,8 @@ typedef struct ft_cuda_wcache {
                  * main stream read it (that kernel may still be writing its old region); 0: none */
     cudaStream_t ws;                           /* prefetch stream (NULL: no prefetching) */
     cudaEvent_t ready[FT_WCACHE_ENTRIES], use[FT_WCACHE_ENTRIES], main_mark;
+    int64_t products;     /* products enqueued that read the cache (ft_cuda_wcache_used) */
+    ft_dequant_counts n;  /* since the last ft_backend_dequant_counts */
 } ft_cuda_wcache;
 
 typedef struct ft_gemm_key ft_gemm_key; /* matmul.cu */

@@ -272,6 +272,7 @@ ft_status ft_cuda_weight_bf16(ft_backend *be, const ft_weight *w, int slot, cons
     }
     if (!buf) FT_TRY(ft_cuda_scratch_get(be, slot, 2 * (n > 0 ? n : 1), &buf));
     if (w->dtype == FT_NF4) {
+        ft_cu(be)->wcache.n.on_compute++;
         FT_TRY(ft_cuda_nf4_dequantize(be, buf, w));
     } else if (w->dtype == FT_F32 || w->dtype == FT_F16) {
         ft_k_weight_to_bf16<<<ft_grid_1d(n, 256, 8LL * ft_cu(be)->sm_count * 8), 256, 0, ft_cu_stream(be)>>>(

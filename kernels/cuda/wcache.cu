@@ -20,6 +20,12 @@
  * read the entry); the main stream waits for `ready` before the first product that reads a
  * prefetched entry. FT_CUDA_PREFETCH=0 turns prefetching off (everything on the main stream).
  *
+ * Layers the backward does not recompute (training.keep_layers) fill the ring in the backward's order
+ * instead, each weight as the same module of the layer after frees its place (trainer/model.c
+ * ft_bwd_next). tests/bench/wcache_ring_sim.py replays the model's order against this ring; the
+ * counts (ft_backend_dequant_counts: prefetched, waited for, on the compute stream, reused) let
+ * `ftune bench` and tests/gpu/emu/ring.sh check that the two agree.
+ *
  * Entries are keyed by the weight's storage (NF4 codes or data pointer), element count and dtype.
  * Frozen weights do not change during training, but their memory can be freed and reused or
  * rewritten: release, uploads, copies and memsets into device memory, weight_set/weight_init and
@@ -149,6 +155,9 @@ ft_status ft_cuda_wcache_get(ft_backend_cuda *b, const ft_weight *w, void **out,
         if (e->ready_rec) { /* prefetched: the main stream waits for that dequantization once */
             FT_CUDA_TRY(cudaStreamWaitEvent(b->stream, c->ready[i], 0));
             e->ready_rec = 0;
+            c->n.waited += e->pf_mark == c->products; /* no product ran meanwhile to hide it */
+        } else {
+            c->n.reused++;
         }
         *filled = 1;
     } else {
@@ -167,6 +176,7 @@ ft_status ft_cuda_wcache_used(ft_backend_cuda *b) {
     if (i < 0 || !c->ws || !c->e[i].valid) return FT_OK; /* nothing else ever waits for the main stream */
     FT_CUDA_TRY(cudaEventRecord(c->use[i], b->stream));
     c->e[i].used = 1;
+    c->products++;
     return FT_OK;
 }
 
@@ -184,6 +194,8 @@ ft_status ft_cuda_wcache_prefetch(ft_backend_cuda *b, const ft_weight *w) {
     FT_TRY(ft_cuda_nf4_dequantize_on(b, c->arena + c->e[i].off, w, c->ws));
     FT_CUDA_TRY(cudaEventRecord(c->ready[i], c->ws));
     c->e[i].ready_rec = 1;
+    c->e[i].pf_mark = c->products;
+    c->n.prefetched++;
     return FT_OK;
 }
 
