@@ -468,9 +468,9 @@ for f in sys.argv[1:]:
     pp = r.get("plan_phase_ms")
     if pp:  # measured against `ftune plan`'s time model, per phase (ms per step): the model's calibration
         cmp.append("%-18s %6d  %s" % (r["shape"], r["seq"], "  ".join("%s %.4g/%.4g" % (p[:5], r["phase_ms"][p], pp[p])
-                   for p in ph if pp.get(p, 0) > 0)))
+                   for p in ph if pp.get(p, 0) > 0)) + "  cache %s" % "/".join(str(int(r.get("dequant", {}).get(k, -1))) for k in ("prefetched", "waited", "on_compute", "reused")))
 if cmp:
-    print("measured/planned ms per step, by phase (plan.h time model; device profile %s):" % r.get("plan_device", "?"))
+    print("measured/planned ms per step, by phase (plan.h time model; device profile %s); weight cache per step: prefetched/waited for/dequantized on the compute stream/reused (tests/bench/wcache_ring_sim.py predicts them):" % r.get("plan_device", "?"))
     print("\n".join(cmp))
 PYEOF
 }
