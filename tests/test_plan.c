@@ -420,6 +420,26 @@ static void check_keep_layers(void) {
              "micro-batch 4: %lld kept (%.0f t/s); offered micro-batch %lld x %lld with %lld kept (%.0f t/s)",
              (long long)q->kept.kept, q->kept.tokens_per_s, (long long)q->kept_mb.B, (long long)q->kept_mb.K,
              (long long)q->kept_mb.kept, q->kept_mb.tokens_per_s);
+    /* Llama-3.3-70B at micro-batch 1: not every layer fits kept, and the attention outputs of the
+     * recomputed ones cost a tenth of a kept layer each: the offer keeps fewer layers and the
+     * attention, the same run `keep_attention: true, keep_layers: max` plans, faster than the most
+     * layers without it (their own plan) */
+    const char *l70[] = {"data.seq_len=4096", "training.micro_batch=1", "lora.dropout=0"},
+               *l70a[] = {"data.seq_len=4096", "training.micro_batch=1", "lora.dropout=0", "training.keep_attention=true",
+                          "training.keep_layers=max"},
+               *l70k[] = {"data.seq_len=4096", "training.micro_batch=1", "lora.dropout=0", "training.keep_layers=max"};
+    ft_plan *a = calloc(1, sizeof *a);
+    plan_cfg(q, "Llama-3.3-70B-Instruct", "h100", l70, 3);
+    plan_cfg(a, "Llama-3.3-70B-Instruct", "h100", l70a, 5);
+    plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", l70k, 4);
+    FT_CHECK(q->kept.attn == 1 && q->kept.kept == a->keep_layers && q->kept.bytes == a->total_bytes &&
+                 !(fabs(q->kept.tokens_per_s - a->tokens_per_s) > 1e-9 * a->tokens_per_s) &&
+                 p->keep_layers > a->keep_layers && p->keep_layers < 80 && !p->keep_attention &&
+                 q->kept.tokens_per_s > 1.01 * p->tokens_per_s,
+             "70B offer: %lld kept, attention %d, %.1f t/s; with attention kept %lld (%.1f t/s); without %lld (%.1f t/s)",
+             (long long)q->kept.kept, q->kept.attn, q->kept.tokens_per_s, (long long)a->keep_layers, a->tokens_per_s,
+             (long long)p->keep_layers, p->tokens_per_s);
+    free(a);
     /* too many for the device: the advice keeps fewer first */
     const char *all[] = {"data.seq_len=8192", "training.micro_batch=1", "lora.dropout=0", "training.keep_layers=64"};
     plan_cfg(q, "Qwen3-32B", "h100", all, 4);

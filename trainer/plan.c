@@ -468,23 +468,34 @@ static int64_t pl_most_kept(ft_plan *p, pl_in in) {
     return most;
 }
 
-/* The run p with micro-batch B (grad_accum K: the same tokens per step) and as many layers kept as
- * pl_most_kept finds room for: its offer, kept 0 when none fits or no more than p keeps at p's
- * micro-batch. q: scratch for the plan of that run. */
+/* The run p with micro-batch B (grad_accum K: the same tokens per step), the attention outputs kept
+ * or not (attn), and as many layers kept as pl_most_kept finds room for: its offer, kept 0 when none
+ * fits or it is p's own run. q: scratch for the plan of that run. */
 static struct ft_plan_offer pl_kept_at(ft_plan *p, ft_plan *q, const ft_recipe *r, int64_t lora_io, int64_t B,
-                                       int64_t K) {
-    struct ft_plan_offer o = {B, K, 0, 0, 0.0};
+                                       int64_t K, int attn) {
+    struct ft_plan_offer o = {B, K, 0, attn, 0, 0.0};
     pl_in in = pl_current(p);
-    in.B = B;
+    in.B = B, in.keep = attn;
     const int64_t most = pl_most_kept(p, in);
-    if (most == 0 || (B == p->B && most <= p->keep_layers)) return o;
+    if (most == 0 || (B == p->B && attn == p->keep_attention && most <= p->keep_layers)) return o;
     *q = *p;
-    q->B = B, q->K = K, q->keep_layers = in.kl = most;
+    q->B = B, q->K = K, q->keep_layers = in.kl = most, q->keep_attention = attn;
     pl_memory(q, &in, q->threads);
     pl_flops(q, lora_io);
     ft_plan_time_model(q, r, 0);
     o.kept = most, o.bytes = q->total_bytes, o.tokens_per_s = q->tokens_per_s;
     return o;
+}
+
+/* pl_kept_at as the recipe keeps attention and, where it does not, with it kept too: the faster by
+ * more than 1% (attention kept is one more setting to explain), else the recipe's. */
+static struct ft_plan_offer pl_kept_best(ft_plan *p, ft_plan *q, const ft_recipe *r, int64_t lora_io, int64_t B,
+                                         int64_t K) {
+    struct ft_plan_offer o = pl_kept_at(p, q, r, lora_io, B, K, p->keep_attention);
+    if (p->keep_attention) return o;
+    struct ft_plan_offer a = pl_kept_at(p, q, r, lora_io, B, K, 1);
+    const double base = o.kept > 0 ? o.tokens_per_s : p->tokens_per_s;
+    return a.kept > 0 && a.tokens_per_s > 1.01 * base ? a : o;
 }
 
 /* With recompute on a GPU: what the memory the run leaves over buys in kept layers, at the recipe's
@@ -493,11 +504,11 @@ static struct ft_plan_offer pl_kept_at(ft_plan *p, ft_plan *q, const ft_recipe *
 static void pl_offer_kept(ft_plan *p, const ft_recipe *r, int64_t lora_io) {
     ft_plan *q = malloc(sizeof *q);
     if (!q) return; /* no offer: the plan itself stands */
-    p->kept = pl_kept_at(p, q, r, lora_io, p->B, p->K);
+    p->kept = pl_kept_best(p, q, r, lora_io, p->B, p->K);
     double best = p->kept.kept > 0 ? p->kept.tokens_per_s : p->tokens_per_s;
     for (int64_t b = 1; b < p->B; b++) {
         if ((p->B * p->K) % b != 0) continue;
-        struct ft_plan_offer o = pl_kept_at(p, q, r, lora_io, b, p->B * p->K / b);
+        struct ft_plan_offer o = pl_kept_best(p, q, r, lora_io, b, p->B * p->K / b);
         if (o.kept > 0 && o.tokens_per_s > 1.02 * best) p->kept_mb = o, best = o.tokens_per_s;
     }
     free(q);

@@ -159,9 +159,13 @@ typedef struct ft_plan {
      * layers training.keep_layers could keep at the recipe's micro-batch when more than it keeps
      * (kept.kept 0 otherwise); kept_mb, a smaller micro-batch with the grad_accum that keeps the
      * tokens per step and the most layers that fit then, when the time model finds it faster still
-     * (kept_mb.B 0 otherwise). */
+     * (kept_mb.B 0 otherwise). Either may come with training.keep_attention (attn) where the recipe
+     * does not keep attention: a recomputed layer's kept attention output costs a tenth of a kept
+     * layer's memory and saves about a third of its recompute time, so fewer kept layers and the
+     * rest's attention can beat more kept layers. */
     struct ft_plan_offer {
         int64_t B, K, kept;   /* micro_batch, grad_accum, training.keep_layers */
+        int attn;             /* with training.keep_attention: true */
         int64_t bytes;        /* total_bytes with them */
         double tokens_per_s;  /* the time model's */
     } kept, kept_mb;

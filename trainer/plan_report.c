@@ -114,16 +114,19 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
     }
     if (p->kept.kept > 0) {
         ft_plan_format_bytes(p->kept.bytes, b1, sizeof b1);
-        fprintf(f, "  training.keep_layers: %lld of %lld layers fit kept (%s of %s), not recomputed: %.0f tokens/s, "
+        fprintf(f, "  training.keep_layers: %lld of %lld layers fit kept%s (%s of %s), not recomputed: %.0f tokens/s, "
                    "~%.0f%% faster by the time model below (not yet measured on a GPU)\n",
-                (long long)p->kept.kept, (long long)d->L, b1, dev, p->kept.tokens_per_s,
+                (long long)p->kept.kept, (long long)d->L,
+                p->kept.attn && !p->keep_attention ? " with training.keep_attention: true" : "", b1, dev,
+                p->kept.tokens_per_s,
                 100.0 * (p->kept.tokens_per_s / p->tokens_per_s - 1.0));
     }
     if (p->kept_mb.B > 0) {
         ft_plan_format_bytes(p->kept_mb.bytes, b1, sizeof b1);
         fprintf(f, "  training.micro_batch: %lld with training.grad_accum: %lld (the same tokens per step) keeps %lld "
-                   "of %lld layers (%s of %s): %.0f tokens/s, ~%.0f%% faster by the time model below\n",
-                (long long)p->kept_mb.B, (long long)p->kept_mb.K, (long long)p->kept_mb.kept, (long long)d->L, b1, dev,
+                   "of %lld layers%s (%s of %s): %.0f tokens/s, ~%.0f%% faster by the time model below\n",
+                (long long)p->kept_mb.B, (long long)p->kept_mb.K, (long long)p->kept_mb.kept, (long long)d->L,
+                p->kept_mb.attn && !p->keep_attention ? " with training.keep_attention: true" : "", b1, dev,
                 p->kept_mb.tokens_per_s, 100.0 * (p->kept_mb.tokens_per_s / p->tokens_per_s - 1.0));
     }
 

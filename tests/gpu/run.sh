@@ -435,9 +435,9 @@ fi
 
 # ---- bench: random models of the real shapes --------------------------------------------------------------
 # The three shapes at seq 4096 and the 70B shape at seq 512 (issue 9: dequant-bound, >= 40% of the peak),
-# then the three again with as many layers kept, not recomputed, as the plan fits (`+keep`:
-# --keep-layers max, training.keep_layers; their MFUfull column counts F with full recompute, the issue's
-# yardstick, where MFU counts what the run's recompute needs).
+# then the three with the attention outputs kept and as many layers, not recomputed, as then fit (`+keep`:
+# --keep-attention --keep-layers max, what `ftune plan` offers; MFUfull counts F with full recompute, the
+# issue's yardstick, where MFU counts what the run's recompute needs).
 bench_shapes_default="llama-3-70b qwen3-32b mistral-small-24b llama-3-70b:512 llama-3-70b+keep qwen3-32b+keep mistral-small-24b+keep"
 # One row per run from its JSON: tokens/s, F x tokens/s and its share of the GEMM peak measured in the
 # same run, peak memory against the plan (the `mem` check: within 10%, accounted; `device`: what
@@ -483,7 +483,7 @@ if want bench && have_ftune bench; then
   for entry in ${FT_BENCH_SHAPES:-$bench_shapes_default}; do
     shape="${entry%%[:+]*}" seq="${FT_BENCH_SEQ:-4096}" keep=()
     case "$entry" in *:*) seq="${entry#*:}" seq="${seq%%+*}" ;; esac # shape:seq, e.g. llama-3-70b:512
-    case "$entry" in *+keep) keep=(--keep-layers max) ;; esac      # shape+keep: the plan's most kept layers
+    case "$entry" in *+keep) keep=(--keep-layers max --keep-attention) ;; esac # shape+keep: as ftune plan offers
     rm -f "$build/bench/$entry.json"
     # shellcheck disable=SC2086
     "$ftune" bench --device cuda --shape "$shape" --seq "$seq" --micro-batch 1 \
