@@ -75,8 +75,8 @@ typedef struct ft_model_opts {
      * RMSNorm outputs and SwiGLU's, which its backward recomputes from x, x2, gate and up: three
      * elementwise passes instead of six GEMMs and an attention forward. The memory the device has
      * left over after the one-layer working set buys back recompute FLOPs layer by layer (`ftune
-     * plan` says how many fit). Results are identical. keep_layers = L is training without
-     * recompute but with the weight cache. Ignored without recompute. */
+     * plan` says how many fit). Results are identical. keep_layers = L recomputes no layer, only
+     * those three passes. Ignored without recompute. */
     int64_t keep_layers;
 } ft_model_opts;
 

@@ -15,8 +15,9 @@
 # Timeline: a product of weight w costs gemm_ms * |w| / |layer| on the main stream (only the frozen
 # products: attention, LoRA and elementwise would hide more); a dequantization deq_ms * |w| / |layer|
 # on the prefetch stream, starting once the main stream has done all it had when it was named
-# (main_mark), or on the main stream for a miss. Keep in step with ft_wc_put (eviction, wrap to 0),
-# ft_proj, ft_layer_fetch and ft_bwd_next when any of them changes.
+# (main_mark), or on the main stream for a miss. Two checks keep it in step: tests/test_wcache_order.c
+# (CI) records the calls trainer/model.c makes in a step and compares them with `--trace`, and
+# tests/gpu/emu/ring.sh compares the CUDA ring's counts (kernels/cuda/wcache.cu) with `--counts`.
 import argparse
 
 ap = argparse.ArgumentParser()
@@ -26,6 +27,9 @@ ap.add_argument("--keep", default="0,half,all,-1", help="kept layers to try, com
 ap.add_argument("--round", type=int, default=1 << 20, help="FT_CUDA_SCRATCH_ROUND, bytes")
 ap.add_argument("--counts", action="store_true",
                 help="print only `prefetched waited on_compute reused` of the last step, a line per --keep (tests/gpu/emu/ring.sh)")
+ap.add_argument("--trace", action="store_true",
+                help="print only the calls of the last step, `p LAYER MODULE` (named: ft_backend_weight_prefetch) and "
+                     "`u LAYER MODULE` (read by a product), modules 0-6 as q k v o gate up down (tests/test_wcache_order.c)")
 ap.add_argument("--old", action="store_true", help="the call order before ft_bwd_next")
 ap.add_argument("--gemm-ms", type=float, default=9.0, help="one layer's frozen products, one pass (70B, seq 4096)")
 ap.add_argument("--deq-ms", type=float, default=0.8, help="one layer's dequantization")
@@ -55,9 +59,11 @@ class Ring:
         s.head = 0
         s.main = s.side = 0.0
         s.products = 0
+        s.trace = []
         s.zero()
 
     def zero(s):  # ft_dequant_counts: prefetched, waited, on_compute (misses), reused
+        s.trace = []
         s.deq = s.miss = 0
         s.wait = 0.0
         s.prefetched = s.waited = s.reused = 0
@@ -74,6 +80,8 @@ class Ring:
         s.head = hi
 
     def prefetch(s, key):
+        if key is not None:
+            s.trace.append("p %d %d" % key)
         if key is None or key in s.ents:
             return
         start = max(s.side, s.main)  # main_mark: after all the main stream has so far
@@ -83,6 +91,7 @@ class Ring:
         s.prefetched += 1
 
     def use(s, key):
+        s.trace.append("u %d %d" % key)
         if key in s.ents:
             e = s.ents[key]
             ready = e[2]
@@ -153,6 +162,9 @@ for keep in [{"half": L // 2, "all": L}.get(k) or int(k) for k in a.keep.split("
         step(r, keep)
     if a.counts:
         print(r.prefetched, r.waited, r.miss, r.reused)
+        continue
+    if a.trace:
+        print("\n".join(r.trace))
         continue
     name = "no recompute" if keep < 0 else "keep %d of %d" % (keep, L)
     print("%-16s dequants %5d (%.2f per weight), %4d prefetched (%3d waited for), %3d on the compute stream, %4d reused; "
