@@ -272,7 +272,8 @@ static ft_status ft_layer_fetch(const ft_model *m, int64_t l) {
  * remaining products instead of holding up l-1's start. A kept layer l-1 (other than 0) takes over
  * l's places module by module when l sits in the backward's order; a recomputed one takes the
  * ring's first place with its q, the first weight its recompute reads. tests/bench/wcache_ring_sim.py
- * replays this order: no misses, and at most ~1 layer's dequantization a step left on the path. */
+ * replays this order (tests/test_wcache_order.c holds the two equal): no misses, and at most ~1
+ * layer's dequantization a step left on the path. */
 static const ft_weight *ft_bwd_next(const ft_model *m, int64_t l, int mod) {
     if (l == 0) return NULL;
     const ft_layer_weights *prev = &m->w.layers[l - 1];
