@@ -351,11 +351,11 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
     for (int64_t s = 0; s < o->steps; s++) {
         ft_bench_step *bs = &r->steps[s];
         ft_step_info info;
-        ft_backend_dequant_counts(be, &bs->deq); /* restarts the counts */
+        ft_backend_dequant_counts(be, &r->deq); /* restarts the counts */
         FT_CHECK_GOTO(st, ft_backend_timing_start(be), done);
         FT_CHECK_GOTO(st, ft_train_step(&ctx, s, ft_bench_get, &data, NULL, NULL, &info), done);
         FT_CHECK_GOTO(st, ft_backend_timing_stop(be, bs->phase_ms), done);
-        ft_backend_dequant_counts(be, &bs->deq);
+        ft_backend_dequant_counts(be, &r->deq); /* this step's */
         bs->loss = info.loss, bs->grad_norm = info.grad_norm, bs->seconds = info.seconds;
         r->nsteps = s + 1;
         ft_bench_say(o, "  %4lld  %10.5f  %10.4f  %7.3f s  %8.1f%s\n", (long long)s + 1, bs->loss, bs->grad_norm,
@@ -381,7 +381,6 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
         for (int p = 0; p < FT_PHASE_COUNT; p++) r->phase_ms[p] += r->steps[s].phase_ms[p] / (double)nt;
     }
     r->step_s = secs / (double)nt;
-    r->deq = r->steps[r->nsteps - 1].deq;
     r->tokens_per_s = (double)(r->tokens_per_step * nt) / secs;
     r->flops_per_token = plan->flops_per_token;
     r->flops_full = plan->flops_full;

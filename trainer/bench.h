@@ -72,7 +72,6 @@ typedef struct ft_bench_opts {
 typedef struct ft_bench_step {
     double loss, grad_norm, seconds;
     double phase_ms[FT_PHASE_COUNT];
-    ft_dequant_counts deq;  /* the weight cache's dequantizations and reads (backend.h) */
 } ft_bench_step;
 
 typedef struct ft_bench_result {
@@ -87,7 +86,7 @@ typedef struct ft_bench_result {
     double tokens_per_s;    /* steps 2.. (all of them when there is one) */
     double step_s;          /* mean of the same steps */
     double phase_ms[FT_PHASE_COUNT]; /* mean per step over the same steps */
-    ft_dequant_counts deq;  /* the last step's (the same every step after the first) */
+    ft_dequant_counts deq;  /* the weight cache's, in the last step (the same every step after the first) */
     /* What `ftune plan`'s time model predicts for this run on this device (plan.h "Time"), per
      * step and phase, and its tokens/s: each measured part beside its prediction, so one run
      * checks the model and the device profile's rates (0 where the plan has no part: "other") */

@@ -9,7 +9,7 @@
 #
 # A disagreement means the model's order and the simulation's have drifted apart: the simulation's
 # figures for the real shapes (docs/perf.md) then no longer say what the GPU does. Not part of CI:
-# about 5 minutes to build and 4 a variant on two cores.
+# about 5 minutes to build and 6 a variant on two cores.
 #
 # usage: tests/gpu/emu/ring.sh [KEEP...]      (default: 0 3 6 -1; -1: no recompute)
 #   FT_EMU_BUILD   build directory (default build-emu-r256; built with -DFT_CUDA_SCRATCH_ROUND=256)
