@@ -21,7 +21,7 @@
 import argparse
 
 ap = argparse.ArgumentParser()
-ap.add_argument("--shape", default="llama-3-70b", choices=["llama-3-70b", "qwen3-32b", "mistral-small-24b", "tiny"])
+ap.add_argument("--shape", default="llama-3-70b", choices=["llama-3-70b", "qwen3-32b", "mistral-small-24b", "llama-3-8b", "qwen3-14b", "tiny"])
 ap.add_argument("--layers", type=int, default=0, help="0: the shape's")
 ap.add_argument("--keep", default="0,half,all,-1", help="kept layers to try, comma-separated (numbers, half, all; -1: no recompute)")
 ap.add_argument("--round", type=int, default=1 << 20, help="FT_CUDA_SCRATCH_ROUND, bytes")
@@ -39,6 +39,8 @@ SHAPES = {  # C, F, H, Hkv, D, layers (trainer/bench.c)
     "llama-3-70b": (8192, 28672, 64, 8, 128, 80),
     "qwen3-32b": (5120, 25600, 64, 8, 128, 64),
     "mistral-small-24b": (5120, 32768, 32, 8, 128, 40),
+    "llama-3-8b": (4096, 14336, 32, 8, 128, 32),
+    "qwen3-14b": (5120, 17408, 40, 8, 128, 40),
     "tiny": (128, 384, 4, 2, 32, 2),
 }
 C, F, H, Hkv, D, L = SHAPES[a.shape]
