@@ -444,9 +444,10 @@ bench_shapes_default="llama-3-70b qwen3-32b mistral-small-24b llama-3-70b:512 ll
 # cudaMemGetInfo says the run took, also held within 10% by bench --check), loss first -> last, and the
 # phases' share of a step.
 bench_table() {
-  python3 - "$@" <<'PYEOF'
-import json, sys
+  FT_ROOT="$root" python3 - "$@" <<'PYEOF'
+import json, os, subprocess, sys
 ph = ["dequant", "gemm", "attention", "elementwise", "lora", "xent", "optimizer", "other"]
+sim = lambda r: subprocess.run([sys.executable, os.environ["FT_ROOT"] + "/tests/bench/wcache_ring_sim.py", "--shape", r["shape"], "--layers", str(r["layers"]), "--keep", str(r.get("keep_layers", 0)), "--counts"], capture_output=True, text=True).stdout.split()  # the cache counts the simulation predicts ([]: a shape it lacks)
 print("%-18s %6s %4s %6s %9s %9s %8s %7s %6s %7s %8s %8s %6s %6s  %-17s %s" % ("shape", "layers", "kept", "seq", "tokens/s",
       "plan t/s", "TFLOP/s", "peak", "MFU", "MFUfull", "mem GiB", "plan GiB", "mem", "device", "loss",
       " ".join("%s%%" % p[:5] for p in ph)))
@@ -457,8 +458,7 @@ for f in sys.argv[1:]:
     except Exception as e:
         print("%s: %s" % (f, e)); continue
     tot = sum(r["phase_ms"].values()) or 1
-    dd = r.get("dev_delta", 0)  # what cudaMemGetInfo says the run took, against the plan
-    mt = r.get("mem_plan_train", 0)
+    dd, mt = r.get("dev_delta", 0), r.get("mem_plan_train", 0)  # what cudaMemGetInfo says the run took, against the plan
     dev = "%+5.1f%%" % (100 * (dd / mt - 1)) if dd > 0 and mt > 0 else "-"
     print("%-18s %6d %4d %6d %9.1f %9.1f %8.1f %7.1f %5.1f%% %6.1f%% %8.2f %8.2f %+5.1f%% %6s  %7.3f -> %7.3f %s" % (
         r["shape"], r["layers"], r.get("keep_layers", 0), r["seq"], r["tokens_per_s"], r.get("plan_tokens_per_s", 0),
@@ -468,7 +468,7 @@ for f in sys.argv[1:]:
     pp = r.get("plan_phase_ms")
     if pp:  # measured against `ftune plan`'s time model, per phase (ms per step): the model's calibration
         cmp.append("%-18s %6d  %s" % (r["shape"], r["seq"], "  ".join("%s %.4g/%.4g" % (p[:5], r["phase_ms"][p], pp[p])
-                   for p in ph if pp.get(p, 0) > 0)) + "  cache %s" % "/".join(str(int(r.get("dequant", {}).get(k, -1))) for k in ("prefetched", "waited", "on_compute", "reused")))
+                   for p in ph if pp.get(p, 0) > 0)) + "  cache %s (sim %s)" % ("/".join(str(int(r.get("dequant", {}).get(k, -1))) for k in ("prefetched", "waited", "on_compute", "reused")), "/".join(sim(r)) or "-"))
 if cmp:
     print("measured/planned ms per step, by phase (plan.h time model; device profile %s); weight cache per step: prefetched/waited for/dequantized on the compute stream/reused (tests/bench/wcache_ring_sim.py predicts them):" % r.get("plan_device", "?"))
     print("\n".join(cmp))
