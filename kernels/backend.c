@@ -90,6 +90,10 @@ ft_status ft_backend_weight_cache(ft_backend *be, int64_t bytes) {
 ft_status ft_backend_weight_prefetch(ft_backend *be, const ft_weight *w) {
     return be->vt->weight_prefetch ? be->vt->weight_prefetch(be, w) : FT_OK;
 }
+ft_status ft_backend_attn_workspace(ft_backend *be, int64_t bytes) {
+    return be->vt->attn_workspace ? be->vt->attn_workspace(be, bytes) : FT_OK;
+}
+
 void ft_backend_dequant_counts(ft_backend *be, ft_dequant_counts *out) {
     memset(out, 0, sizeof *out);
     if (be->vt->dequant_counts) be->vt->dequant_counts(be, out);

@@ -61,6 +61,14 @@ ft_status ft_backend_alloc_paged(ft_backend *be, void **ptr, int64_t bytes, cons
  * are backend memory, accounted like scratch. Size it with ft_weight_cache_bytes. Set
  * FT_CUDA_WCACHE=0 to measure without it. */
 ft_status ft_backend_weight_cache(ft_backend *be, int64_t bytes);
+/* Room for `bytes` of a library attention's workspace (0: none, the default). On Hopper the CUDA
+ * backend runs the attention of plain causal rows (no packed documents) through cuDNN's fused
+ * kernels when their workspace (the deterministic backward keeps dP: B x H x T^2 x 2 bytes) and the
+ * packed lse copy fit in it, and its own kernels otherwise; other backends ignore it. The trainer
+ * sets what `ftune plan` counted (ft_plan attn_workspace), so the run stays inside the plan.
+ * FT_CUDA_ATTN=mma (or simt, wmma, mma32) never uses cuDNN; FT_CUDA_ATTN=cudnn uses it wherever it
+ * serves, packed rows included, up to a sixteenth of the device whatever this says. */
+ft_status ft_backend_attn_workspace(ft_backend *be, int64_t bytes);
 /* Says that w is the next frozen weight a product will read: with a weight cache, CUDA
  * dequantizes it now on a second stream, so the work overlaps the product in flight (ordered by
  * events; FT_CUDA_PREFETCH=0 turns it off). Values are the same either way; other backends ignore it. */

@@ -39,6 +39,8 @@ typedef struct ft_backend_vtbl {
     ft_status (*weight_init)(ft_backend *, ft_weight *, uint64_t, float, float);
     /* ft_backend_weight_cache (generic: nothing; the backend dequantizes on every use) */
     ft_status (*weight_cache)(ft_backend *, int64_t bytes);
+    /* ft_backend_attn_workspace (generic: nothing) */
+    ft_status (*attn_workspace)(ft_backend *, int64_t bytes);
     ft_status (*weight_prefetch)(ft_backend *, const ft_weight *); /* generic: nothing */
     void (*dequant_counts)(ft_backend *, ft_dequant_counts *);     /* generic: zeros */
 

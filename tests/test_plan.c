@@ -473,6 +473,66 @@ static void check_max_seq(void) {
     free(q);
 }
 
+/* cuDNN's attention in the plan (trainer/plan.c pl_attn_cudnn_bytes), against what the H100 measured
+ * (tests/fixtures/cudnn, 2026-11-24): the workspace count equals every workspace cuDNN reported, to the
+ * log's one decimal; the plan of each bench run with cuDNN's attention (plain rows: data.packing none)
+ * is its accounted peak to the byte; packed rows, GB10 and a context past the cap (a sixteenth of the
+ * device) count none and keep the own kernels' rate, and cuDNN's rate makes the plain run faster. */
+static void check_cudnn_attention(void) {
+    char path[4200], row[512];
+    snprintf(path, sizeof path, "%s/tests/fixtures/cudnn/sdpa_workspace.tsv", ft_test_src_dir());
+    FILE *f = fopen(path, "r");
+    FT_CHECK(f != NULL, "%s: cannot open", path);
+    int rows = 0;
+    while (f && fgets(row, sizeof row, f)) {
+        long long B, T, H, Hkv, D;
+        double mib;
+        if (row[0] == '#' || sscanf(row, "%lld %lld %lld %lld %lld %lf", &B, &T, &H, &Hkv, &D, &mib) != 6) continue;
+        const double got = (double)ft_plan_cudnn_sdpa_workspace(B, T, H, D) / (1 << 20);
+        FT_CHECK(!(fabs(got - mib) > 0.0501), "cuDNN workspace B %lld T %lld H %lld D %lld: plan %.3f MiB, cuDNN %.1f",
+                 B, T, H, D, got, mib); /* the log prints one decimal: within half of it */
+        rows++;
+    }
+    if (f) fclose(f);
+    FT_CHECK(rows == 7, "%s: %d rows", path, rows);
+
+    snprintf(path, sizeof path, "%s/tests/fixtures/cudnn/bench_memory.tsv", ft_test_src_dir());
+    f = fopen(path, "r");
+    FT_CHECK(f != NULL, "%s: cannot open", path);
+    ft_plan *p = calloc(1, sizeof *p), *q = calloc(1, sizeof *q);
+    rows = 0;
+    while (f && fgets(row, sizeof row, f)) {
+        char cfg[256], kl[64], ka[64];
+        long long keep, attn, peak;
+        if (row[0] == '#' || sscanf(row, "%255s %lld %lld %lld", cfg, &keep, &attn, &peak) != 4) continue;
+        snprintf(kl, sizeof kl, "training.keep_layers=%lld", keep);
+        snprintf(ka, sizeof ka, "training.keep_attention=%s", attn ? "true" : "false");
+        const char *x[] = {"data.seq_len=4096", "training.micro_batch=1", "lora.dropout=0", "data.packing=none", kl, ka};
+        plan_cfg(p, cfg, "h100", x, 6);
+        FT_CHECK(p->attn_cudnn && p->backend_bytes == peak, "%s keep %lld: plan %lld bytes (cuDNN %d), H100 %lld", cfg,
+                 keep, (long long)p->backend_bytes, p->attn_cudnn, peak);
+        x[3] = "data.packing=bfd"; /* packed rows: the own kernels, no workspace */
+        plan_cfg(q, cfg, "h100", x, 6);
+        FT_CHECK(!q->attn_cudnn && p->backend_bytes - q->backend_bytes ==
+                                        (int64_t)ft_cuda_scratch_bytes(p->attn_workspace),
+                 "%s packed: %lld bytes less", cfg, (long long)(p->backend_bytes - q->backend_bytes));
+        FT_CHECK(p->tokens_per_s > q->tokens_per_s, "%s: %.1f tokens/s with cuDNN, %.1f without", cfg,
+                 p->tokens_per_s, q->tokens_per_s);
+        rows++;
+    }
+    if (f) fclose(f);
+    FT_CHECK(rows == 5, "%s: %d rows", path, rows);
+    const char *gb[] = {"data.seq_len=4096", "training.micro_batch=1", "data.packing=none"};
+    plan_cfg(p, "Llama-3.3-70B-Instruct", "gb10", gb, 3);
+    FT_CHECK(!p->attn_cudnn && p->attn_workspace == 0, "gb10: cuDNN attention %d", p->attn_cudnn);
+    /* 70B at 8192 tokens: 64 x (2 x 8192^2 + 516 x 8192) bytes = 8.3 GiB, past 78 / 16 GiB */
+    const char *lng[] = {"data.seq_len=8192", "training.micro_batch=1", "data.packing=none"};
+    plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", lng, 3);
+    FT_CHECK(!p->attn_cudnn && p->attn_workspace == 0, "8192 tokens: cuDNN attention %d", p->attn_cudnn);
+    free(p);
+    free(q);
+}
+
 int main(void) {
     static const char *const models[] = {"tests/fixtures/forward/llama_gqa4", "tests/fixtures/forward/llama_mha_tied",
                                          "tests/fixtures/forward/mistral", "tests/fixtures/forward/qwen2",
@@ -491,6 +551,7 @@ int main(void) {
     check_keep_attention();
     check_keep_layers();
     check_max_seq();
+    check_cudnn_attention();
     check_epochs();
     return ft_test_finish();
 }

@@ -172,6 +172,7 @@ static void ft_bench_plan_sets(const ft_bench_opts *o, const char *device, int64
     snprintf(buf[k], 96, "lora.r=%lld", (long long)o->lora_r), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "lora.dropout=%g", o->lora_dropout), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "lora.targets=%s", o->targets), sets[k] = buf[k], k++;
+    snprintf(buf[k], 96, "data.packing=none"), sets[k] = buf[k], k++; /* random rows, one document each */
     snprintf(buf[k], 96, "training.micro_batch=%lld", (long long)o->micro_batch), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "training.grad_accum=%lld", (long long)o->grad_accum), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "training.steps=%lld", (long long)o->steps), sets[k] = buf[k], k++;
@@ -189,8 +190,8 @@ static void ft_bench_plan_sets(const ft_bench_opts *o, const char *device, int64
  * (ft_plan_for_backend), which also installs the out-of-memory explanation. */
 static ft_status ft_bench_make_plan(const ft_bench_opts *o, const ft_model_config *cfg, ft_backend *be, int64_t T,
                                     ft_plan *p) {
-    char buf[16][96];
-    const char *sets[16];
+    char buf[24][96];
+    const char *sets[24];
     int n = 0;
     ft_recipe rec;
     memset(&rec, 0, sizeof rec);

@@ -35,34 +35,39 @@
 
 /* ---- devices ------------------------------------------------------------------------------- */
 
-/* Time-model rates. h100: measured 2026-11-23 (docs/perf.md, `tests/gpu/run.sh bench ablate`: the
- * 70B, Qwen3-32B and Mistral-Small-24B shapes at seq 4096, phase milliseconds over the FLOPs or bytes
- * plan_time.c counts). h200 and gb10 are not measured yet: their rates are the H100's, scaled where
- * said, and are predictions until a bench on them replaces them. */
+/* Time-model rates. h100: measured 2026-11-24 (docs/perf.md, `tests/gpu/run.sh bench ablate`: the
+ * 70B, Qwen3-32B and Mistral-Small-24B shapes at seq 4096, with and without kept layers, phase
+ * milliseconds over the FLOPs or bytes plan_time.c counts). h200 and gb10 are not measured yet:
+ * their rates are the H100's, scaled where said, and are predictions until a bench on them
+ * replaces them. */
 static const ft_plan_device pl_devices[] = {
     {.name = "h100", .desc = "NVIDIA H100 80GB", .backend = FT_BACKEND_CUDA, .mem_gib = 78.0, .peak_tflops = 790.0,
      .mem_gbps = 3350.0,
-     .gemm_eff = 0.99,       /* measured: the model's GEMMs at 784-791 TFLOP/s, the 8192^3 rate */
-     .attn_tflops = 113.0,   /* measured: mma.sync attention (attention_mma.cu), forward + recompute + backward */
-     .bw_eff = 0.82,         /* measured: AdamW streams 2746 GB/s */
-     .elem_eff = 0.40,       /* measured: 1307-1365 GB/s of the counted bytes (norms, RoPE, SwiGLU, adds) */
-     .lora_eff = 0.60,       /* measured: 1933-2129 GB/s of the bytes counted before the LoRA products wrote
-                              * their outputs first (plan_time.c): assumed unchanged until a bench refits it */
-     .dequant_hidden = 0.93, /* measured: 8.2 of 114 ms left on the main stream at seq 4096, 0.8 of 12 at 512 */
+     .gemm_eff = 0.92,       /* measured: the GEMM phase at 0.90-0.94 of the 8192^3 rate (784-791 TFLOP/s) in
+                              * training, the lower with cuDNN's attention (a cooler step clocks lower?) */
+     .attn_tflops = 133.0,   /* measured: mma.sync attention (attention_mma.cu), 127-139, forward + recompute +
+                              * backward */
+     .attn_cudnn_tflops = 365.0, /* measured: cuDNN 9.14's fused attention, 338-390 */
+     .bw_eff = 0.82,         /* measured 2026-11-23: AdamW streams 2746 GB/s */
+     .elem_eff = 0.71,       /* measured: 2,310-2,530 GB/s of the counted bytes (norms, RoPE, SwiGLU, adds) */
+     .lora_eff = 0.40,       /* measured: 1,290-1,610 GB/s of the bytes counted, the main stream's waits at the
+                              * first use of a prefetched weight included */
+     .dequant_hidden = 0.975, /* measured: 1.2-2.3 ms a step left on the main stream, 2-3% of the dequantization */
      .reserve_gib = 1.65,    /* cudaMemGetInfo's 79.65 GiB total, less the CUDA context and the pool's slack */
      .note = "~78 GiB usable of 80 GB; cuBLAS BF16 ~790 TFLOP/s measured (989 nominal); 3.35 TB/s"},
     {.name = "h200", .desc = "NVIDIA H200 141GB", .backend = FT_BACKEND_CUDA, .mem_gib = 139.0, .peak_tflops = 790.0,
      .mem_gbps = 4800.0,
-     .gemm_eff = 0.99, .attn_tflops = 113.0, /* prediction: the H100's (same SMs and clocks) */
-     .bw_eff = 0.82, .elem_eff = 0.40, .lora_eff = 0.60, /* prediction: the H100's shares of its bandwidth */
-     .dequant_hidden = 0.93,                              /* prediction: the H100's */
+     .gemm_eff = 0.92, .attn_tflops = 133.0, .attn_cudnn_tflops = 365.0, /* prediction: the H100's (same SMs and clocks) */
+     .bw_eff = 0.82, .elem_eff = 0.71, .lora_eff = 0.40, /* prediction: the H100's shares of its bandwidth */
+     .dequant_hidden = 0.975,                             /* prediction: the H100's */
      .reserve_gib = 1.4,  /* of the 140.4 GiB cudaMemGetInfo reports */
      .note = "~139 GiB usable of 141 GB; cuBLAS BF16 ~790 TFLOP/s measured (989 nominal); 4.8 TB/s"},
     {.name = "gb10", .desc = "NVIDIA GB10 (DGX Spark)", .backend = FT_BACKEND_CUDA, .mem_gib = 112.0,
      .peak_tflops = 62.0, .mem_gbps = 273.0,
-     .gemm_eff = 0.99,     /* prediction: the H100's share of the 8192^3 rate */
-     .attn_tflops = 8.9,   /* prediction: the H100's 113 scaled by the GEMM peaks, 62 / 790 */
-     .bw_eff = 0.73, .elem_eff = 0.36, .lora_eff = 0.53, /* prediction: the H100's shares x 0.9 (LPDDR5X shared with the CPU) */
+     .gemm_eff = 0.92,     /* prediction: the H100's share of the 8192^3 rate */
+     .attn_tflops = 10.4,  /* prediction: the H100's 133 scaled by the GEMM peaks, 62 / 790 (no cuDNN rate: the
+                            * backend keeps its own attention off Hopper) */
+     .bw_eff = 0.73, .elem_eff = 0.64, .lora_eff = 0.36, /* prediction: the H100's shares x 0.9 (LPDDR5X shared with the CPU) */
      .dequant_hidden = 0.0, /* prediction: none hidden; the prefetch competes for the same 273 GB/s */
      .reserve_gib = 7.7,  /* 119.7 GiB visible to CUDA, ~8 GiB kept for the OS and the data pipeline */
      .note = "128 GB unified, 119.7 GiB visible to CUDA, ~8 GiB kept for the OS and data pipeline; ~62 TFLOP/s BF16; "
@@ -105,7 +110,8 @@ ft_status ft_plan_device_detect(ft_backend *be, ft_plan_device *out) {
         if (strstr(gpu, pl_device_match[i][0])) profile = pl_device_match[i][1];
     FT_TRY(ft_plan_device_get(profile ? profile : "h100", out));
     if (!profile) /* rates unknown: the H100's, which the report says */
-        out->note = "a GPU without a profile: the h100 figures; --tflops to set a flat rate";
+        out->note = "a GPU without a profile: the h100 figures; --tflops to set a flat rate",
+        out->attn_cudnn_tflops = 0.0; /* the backend takes cuDNN's attention on Hopper only */
     int64_t free_b = 0, total_b = 0;
     FT_TRY(ft_backend_mem_info(be, &free_b, &total_b));
     const double total = (double)total_b / PL_GIB;
@@ -160,6 +166,24 @@ static void pl_set(ft_plan_line *l, const char *name, int64_t bytes, const char 
     vsnprintf(l->detail, sizeof l->detail, fmt, ap);
     va_end(ap);
     l->name = name, l->bytes = bytes;
+}
+
+/* The bytes cuDNN's attention takes for the run `in` (kernels/cuda/attention_cudnn.cu), 0 where the
+ * backend would not run it: packed rows, a device without its rate, head_dim not a multiple of 8 up
+ * to 128, or more than a sixteenth of the device (its cap, ft_sdpa_workspace_cap). The deterministic
+ * backward's workspace is B H (2 T^2 + (4 D + 4) T) bytes: dP in BF16, dq's f32 accumulator and a
+ * softmax statistic; that is what cuDNN 9.14 reported on the H100 for every shape tried
+ * (tests/fixtures/cudnn_sdpa_workspace.tsv, test_plan). Then lse's packed [B, H, T] f32 copy. */
+static int64_t pl_attn_cudnn_bytes(const ft_plan *p, const pl_in *in) {
+    const ft_model_dims *d = &p->dims;
+    if (p->packed || !(p->dev.attn_cudnn_tflops > 0) || d->D % 8 || d->D > 128) return 0;
+    const int64_t ws = ft_plan_cudnn_sdpa_workspace(in->B, in->T, d->H, d->D);
+    const int64_t bytes = (ws + 255) / 256 * 256 + 4 * in->B * in->T * d->H;
+    return bytes <= (int64_t)(p->dev.mem_gib * PL_GIB / 16) ? bytes : 0;
+}
+
+int64_t ft_plan_cudnn_sdpa_workspace(int64_t B, int64_t T, int64_t H, int64_t D) {
+    return B * H * (2 * T * T + (4 * D + 4) * T);
 }
 
 /* Fills p->line and the totals for the run `in`. threads: CPU threads (for host scratch). */
@@ -261,11 +285,17 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
                                 2 * N * unfused_in, 2 * N * unfused_acc_in};
         ws = FT_PLAN_CUBLAS_WORKSPACE + FT_PLAN_CUDA_TABLES + (wcache ? ft_cuda_scratch_bytes(wcache) : 0);
         for (size_t i = 0; i < sizeof slot / sizeof *slot; i++) ws += slot[i] > 0 ? ft_cuda_scratch_bytes(slot[i]) : 0;
+        p->attn_workspace = pl_attn_cudnn_bytes(p, in);
+        p->attn_cudnn = p->attn_workspace > 0;
+        if (p->attn_cudnn) ws += ft_cuda_scratch_bytes(p->attn_workspace); /* the FT_SCR_CUDNN slot */
         ws_load = FT_PLAN_CUBLAS_WORKSPACE + FT_PLAN_CUDA_TABLES +
                   ft_backend_cuda_load_bytes(in->lin == FT_NF4 ? max_lin : 0);
-        pl_set(&p->line[FT_PLAN_WORKSPACE], "workspace", ws, "bf16 dequant of %s, cuBLAS %d MiB",
-               wcache ? "one layer's linears (reused)" : "the largest linear", (int)(FT_PLAN_CUBLAS_WORKSPACE >> 20));
+        char att[64] = "";
+        if (p->attn_cudnn) snprintf(att, sizeof att, ", cuDNN attention %.0f MiB", (double)p->attn_workspace / (1 << 20));
+        pl_set(&p->line[FT_PLAN_WORKSPACE], "workspace", ws, "bf16 dequant of %s, cuBLAS %d MiB%s",
+               wcache ? "one layer's linears (reused)" : "the largest linear", (int)(FT_PLAN_CUBLAS_WORKSPACE >> 20), att);
     } else {
+        p->attn_workspace = 0, p->attn_cudnn = 0;
         /* kernels/cpu: a 256-row f32 weight tile, attention scores/accumulators per thread, LoRA dt
          * (with dropout also the f32 dropout(x) and masked input gradient [N, in]) */
         int64_t tile = 256 * pl_max(max_in, d->C) * 4;
@@ -543,6 +573,7 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     FT_TRY(ft_lora_parse_targets(r->lora.targets, &p->targets));
     p->B = r->training.micro_batch, p->T = r->data.seq_len, p->K = r->training.grad_accum, p->R = r->lora.r;
     p->lora_dropout = r->lora.dropout > 0;
+    p->packed = strcmp(r->data.packing, "none") != 0;
     p->recompute = r->training.recompute;
     const int host = o.host_boundaries || r->training.host_boundaries;
     p->host_boundaries = host && p->recompute;
@@ -628,6 +659,7 @@ ft_status ft_plan_for_backend(ft_plan *p, const ft_model_config *cfg, const ft_r
     ft_backend_set_oom_explain(be, NULL, NULL); /* p is remade: no explanation from a half-made plan */
     FT_TRY(cfg ? ft_plan_make_cfg(p, cfg, r, &po) : ft_plan_make(p, r, &po));
     if (own) p->mem_source = "free when the run started";
+    FT_TRY(ft_backend_attn_workspace(be, p->attn_workspace)); /* what the plan counted for cuDNN's attention */
     ft_backend_set_oom_explain(be, ft_plan_oom_explain, p);
     return FT_OK;
 }

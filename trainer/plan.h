@@ -51,6 +51,8 @@ typedef struct ft_plan_device {
      * docs/perf.md), or, for a device not measured yet, a prediction said to be one. */
     double gemm_eff;        /* share of peak_tflops the model's GEMMs reach at their shapes */
     double attn_tflops;     /* attention forward + backward, FLOPs of 3.5 or 4.5 A_fwd per second / 1e12 */
+    double attn_cudnn_tflops; /* the same through cuDNN's fused attention, which the CUDA backend runs for plain
+                             * (unpacked) rows on this device when its workspace fits (0: never here) */
     double bw_eff;          /* share of mem_gbps streaming kernels (dequantization, cross-entropy, AdamW) reach */
     double elem_eff;        /* share of mem_gbps at which the elementwise kernels move the bytes plan_time.c counts */
     double lora_eff;        /* the same for the LoRA products' traffic */
@@ -142,6 +144,12 @@ typedef struct ft_plan {
     int keep_layers_max;      /* 1: training.keep_layers was max, and keep_layers is what fits in 96% of the
                                * device (as the offers below count) */
     int lora_dropout;         /* 1: lora.dropout > 0 (its scratch and traffic) */
+    int packed;               /* data.packing is not none: rows may hold several documents, whose attention
+                               * runs ftune's own kernels (kernels/cuda/attention_cudnn.cu) */
+    int attn_cudnn;           /* 1: the attention runs through cuDNN (plain rows, a device with attn_cudnn_tflops,
+                               * its workspace within a sixteenth of the device) */
+    int64_t attn_workspace;   /* its workspace and lse copy, bytes (0 without): counted in the workspace line
+                               * and given to the backend (ft_backend_attn_workspace) by ft_plan_for_backend */
     int64_t threads;          /* CPU threads (host scratch) */
     int64_t lora_params;
 
@@ -218,6 +226,9 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f);
 /* The longest sequence (a multiple of `multiple`, at most max_T) with which the planned run (its
  * micro-batch, rank, recompute and host_boundaries) fits p->device_bytes; 0 if none. p's lines are
  * left as they were. */
+/* cuDNN's fused attention backward's workspace (deterministic) for B rows of T tokens, H query heads
+ * of head_dim D, in bytes, as the plan counts it (plan.c pl_attn_cudnn_bytes). */
+int64_t ft_plan_cudnn_sdpa_workspace(int64_t B, int64_t T, int64_t H, int64_t D);
 int64_t ft_plan_max_seq(ft_plan *p, int64_t multiple, int64_t max_T);
 
 /* An ft_oom_explain_fn (kernels/backend.h) over a const ft_plan *: what the plan predicted for the

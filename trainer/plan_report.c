@@ -109,13 +109,13 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
         const double saved = p->time[FT_PLAN_T_ATTENTION].s * (double)p->K * rec / (3.5 + rec);
         ft_plan_format_bytes(p->keep_total_bytes, b1, sizeof b1);
         fprintf(f, "  training.keep_attention: true also fits (%s of %s) and skips the attention in the recompute: "
-                   "~%.0f%% faster by the time model below (not yet measured on a GPU)\n",
+                   "~%.0f%% faster by the time model below\n",
                 b1, dev, 100.0 * saved / (p->step_s - saved));
     }
     if (p->kept.kept > 0) {
         ft_plan_format_bytes(p->kept.bytes, b1, sizeof b1);
         fprintf(f, "  training.keep_layers: %lld of %lld layers fit kept%s (%s of %s), not recomputed: %.0f tokens/s, "
-                   "~%.0f%% faster by the time model below (not yet measured on a GPU)\n",
+                   "~%.0f%% faster by the time model below\n",
                 (long long)p->kept.kept, (long long)d->L,
                 p->kept.attn && !p->keep_attention ? " with training.keep_attention: true" : "", b1, dev,
                 p->kept.tokens_per_s,

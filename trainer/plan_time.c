@@ -120,8 +120,9 @@ static void pl_parts(ft_plan *p, const ft_recipe *r) {
     pl_part(p, FT_PLAN_T_GEMM, "GEMMs", N * p->w_gemm / (v->gemm_eff * v->peak_tflops * 1e12),
             "%s/token at %.0f%% of %.3g TFLOP/s", ft_plan_si(p->w_gemm, "FLOP", b1, sizeof b1), 100 * v->gemm_eff,
             v->peak_tflops);
-    pl_part(p, FT_PLAN_T_ATTENTION, "attention", N * p->w_attn / (v->attn_tflops * 1e12),
-            "%s/token at %.3g TFLOP/s (forward + backward)", ft_plan_si(p->w_attn, "FLOP", b1, sizeof b1), v->attn_tflops);
+    const double at = p->attn_cudnn ? v->attn_cudnn_tflops : v->attn_tflops; /* cuDNN's for plain rows */
+    pl_part(p, FT_PLAN_T_ATTENTION, "attention", N * p->w_attn / (at * 1e12), "%s/token at %.3g TFLOP/s (forward + "
+            "backward%s)", ft_plan_si(p->w_attn, "FLOP", b1, sizeof b1), at, p->attn_cudnn ? ", cuDNN" : "");
     if (!(bw > 0)) {
         for (int i = FT_PLAN_T_DEQUANT; i < FT_PLAN_NTIMES; i++) pl_part(p, (ft_plan_time_id)i, "", 0, "%s", "");
         return;

@@ -20,7 +20,7 @@ ft_status ft_cpu_adamw(ft_backend *be, float *p, const float *g, float *m, float
     const float w1 = (float)(1.0 - (double)b1), w2 = (float)(1.0 - (double)b2);
     const float step = (float)(lr / (double)scalars[FT_ADAMW_BC1]);
     const float bc2s = (float)sqrt((double)scalars[FT_ADAMW_BC2]);
-#pragma omp parallel for num_threads(ft_cpu_threads(be)) schedule(static)
+#pragma omp parallel for num_threads(ft_cpu_threads_for(be, n)) schedule(static)
     for (int64_t i = 0; i < n; i++) {
         const float gi = g[i] * gscale;
         const float pi = p[i] * decay;

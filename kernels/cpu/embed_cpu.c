@@ -11,7 +11,7 @@ ft_status ft_cpu_embed(ft_backend *be, void *outv, const int32_t *ids, const ft_
         if (ids[n] < 0 || ids[n] >= V)
             return FT_ERR(FT_E_INTERNAL, "embed: token id %d at %lld outside the vocabulary of %lld", ids[n],
                           (long long)n, (long long)V);
-#pragma omp parallel for num_threads(ft_cpu_threads(be)) schedule(static)
+#pragma omp parallel for num_threads(ft_cpu_threads_for(be, N * C)) schedule(static)
     for (int64_t n = 0; n < N; n++) ft_cpu_weight_f32(table, (int64_t)ids[n] * C, C, out + n * C);
     return FT_OK;
 }

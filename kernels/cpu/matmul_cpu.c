@@ -20,7 +20,7 @@ enum { FT_CPU_WTILE = 256 };
 /* Rows [r0, r0 + nr) of W as f32 in tile[nr, cols]. */
 static void ft_cpu_weight_rows(const ft_weight *W, int64_t r0, int64_t nr, float *tile, int nt) {
     const int64_t cols = W->cols;
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nr * cols < FT_CPU_PAR_MIN ? 1 : nt) schedule(static)
     for (int64_t r = 0; r < nr; r++) ft_cpu_weight_f32(W, (r0 + r) * cols, cols, tile + r * cols);
 }
 
@@ -49,7 +49,7 @@ ft_status ft_cpu_linear(ft_backend *be, void *yv, const void *xv, const ft_weigh
     if (bias) {
         float *b;
         FT_TRY(ft_cpu_weight_vec(bias, &b));
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(N * out < FT_CPU_PAR_MIN ? 1 : nt) schedule(static)
         for (int64_t n = 0; n < N; n++)
             for (int64_t o = 0; o < out; o++) y[n * out + o] += b[o];
         ft_free(b);

@@ -17,7 +17,7 @@ enum { FT_SUMSQ_CHUNK = 1 << 16 };
 ft_status ft_cpu_add(ft_backend *be, void *yv, const void *xv, int64_t n) {
     float *y = yv;
     const float *x = xv;
-#pragma omp parallel for num_threads(ft_cpu_threads(be)) schedule(static)
+#pragma omp parallel for num_threads(ft_cpu_threads_for(be, n)) schedule(static)
     for (int64_t i = 0; i < n; i++) y[i] += x[i];
     return FT_OK;
 }
@@ -31,7 +31,7 @@ ft_status ft_cpu_dropout(ft_backend *be, void *outv, const void *inv, int64_t n,
     }
     const float s = 1.0f / (1.0f - p);
     const uint32_t thr = ft_dropout_threshold(p);
-#pragma omp parallel for num_threads(ft_cpu_threads(be)) schedule(static)
+#pragma omp parallel for num_threads(ft_cpu_threads_for(be, n)) schedule(static)
     for (int64_t g = 0; g < (n + 3) / 4; g++) { /* one draw per group of 4 (kernels/rng.h) */
         const uint64_t bits = ft_dropout_bits(seed, (uint64_t)g);
         for (int64_t j = 0, i = 4 * g; j < 4 && i < n; j++, i++)
@@ -44,7 +44,7 @@ ft_status ft_cpu_sumsq(ft_backend *be, float *out, const float *x, int64_t n) {
     const int64_t nc = (n + FT_SUMSQ_CHUNK - 1) / FT_SUMSQ_CHUNK;
     double *part; /* [nc] */
     FT_TRY(ft_malloc((void **)&part, (size_t)(nc > 0 ? nc : 1) * sizeof(double), "sumsq partials"));
-#pragma omp parallel for num_threads(ft_cpu_threads(be)) schedule(static)
+#pragma omp parallel for num_threads(ft_cpu_threads_for(be, n)) schedule(static)
     for (int64_t c = 0; c < nc; c++) {
         const int64_t e = (c + 1) * FT_SUMSQ_CHUNK < n ? (c + 1) * FT_SUMSQ_CHUNK : n;
         double s = 0.0;
@@ -59,7 +59,7 @@ ft_status ft_cpu_sumsq(ft_backend *be, float *out, const float *x, int64_t n) {
 }
 
 ft_status ft_cpu_scale(ft_backend *be, float *x, int64_t n, float s) {
-#pragma omp parallel for num_threads(ft_cpu_threads(be)) schedule(static)
+#pragma omp parallel for num_threads(ft_cpu_threads_for(be, n)) schedule(static)
     for (int64_t i = 0; i < n; i++) x[i] *= s;
     return FT_OK;
 }

@@ -17,7 +17,7 @@ ft_status ft_cpu_rmsnorm(ft_backend *be, void *outv, float *rstd, const void *xv
     const float *x = xv;    /* [N, C] */
     float *wf;              /* [C] */
     FT_TRY(ft_cpu_weight_vec(w, &wf));
-#pragma omp parallel for num_threads(ft_cpu_threads(be)) schedule(static)
+#pragma omp parallel for num_threads(ft_cpu_threads_for(be, N * C)) schedule(static)
     for (int64_t n = 0; n < N; n++) {
         const float *xr = x + n * C;
         double ss = 0.0;
@@ -39,7 +39,7 @@ ft_status ft_cpu_rmsnorm_bwd(ft_backend *be, void *dxv, const void *doutv, const
     const float *x = xv;        /* [N, C] */
     float *wf;                  /* [C] */
     FT_TRY(ft_cpu_weight_vec(w, &wf));
-#pragma omp parallel for num_threads(ft_cpu_threads(be)) schedule(static)
+#pragma omp parallel for num_threads(ft_cpu_threads_for(be, N * C)) schedule(static)
     for (int64_t n = 0; n < N; n++) {
         const float *xr = x + n * C, *dr = dout + n * C;
         const double r = rstd[n];

@@ -13,7 +13,7 @@ ft_status ft_cpu_rope(ft_backend *be, void *xv, const int32_t *pos, const float 
                       int64_t D, int inverse) {
     float *x = xv; /* [N, nh, D] */
     const int64_t half = D / 2;
-#pragma omp parallel for num_threads(ft_cpu_threads(be)) schedule(static)
+#pragma omp parallel for num_threads(ft_cpu_threads_for(be, N * nh * D)) schedule(static)
     for (int64_t n = 0; n < N; n++) {
         const float p = (float)pos[n];
         for (int64_t i = 0; i < half; i++) {

@@ -11,7 +11,7 @@
 ft_status ft_cpu_swiglu(ft_backend *be, void *outv, const void *gatev, const void *upv, int64_t n) {
     float *out = outv;
     const float *g = gatev, *u = upv;
-#pragma omp parallel for num_threads(ft_cpu_threads(be)) schedule(static)
+#pragma omp parallel for num_threads(ft_cpu_threads_for(be, n)) schedule(static)
     for (int64_t i = 0; i < n; i++) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
     return FT_OK;
 }
@@ -20,7 +20,7 @@ ft_status ft_cpu_swiglu_bwd(ft_backend *be, void *dgatev, void *dupv, const void
                             const void *upv, int64_t n) {
     float *dg = dgatev, *du = dupv;
     const float *dout = doutv, *g = gatev, *u = upv;
-#pragma omp parallel for num_threads(ft_cpu_threads(be)) schedule(static)
+#pragma omp parallel for num_threads(ft_cpu_threads_for(be, n)) schedule(static)
     for (int64_t i = 0; i < n; i++) {
         const double x = g[i], sig = 1.0 / (1.0 + exp(-x));
         dg[i] = (float)((double)dout[i] * u[i] * sig * (1.0 + x * (1.0 - sig)));

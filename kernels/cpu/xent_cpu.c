@@ -19,7 +19,7 @@ ft_status ft_cpu_xent(ft_backend *be, float *loss_sum, float *count, void *logit
                           (long long)r, (long long)V);
     double *loss; /* [n] */
     FT_TRY(ft_malloc((void **)&loss, (size_t)(n > 0 ? n : 1) * sizeof(double), "xent row losses"));
-#pragma omp parallel for num_threads(ft_cpu_threads(be)) schedule(static)
+#pragma omp parallel for num_threads(ft_cpu_threads_for(be, n * V)) schedule(static)
     for (int64_t r = 0; r < n; r++) {
         float *l = logits + r * V;
         const int32_t y = labels[r];

@@ -382,7 +382,7 @@ ft_status ft_cuda_attention(ft_backend *be, void *out, float *lse, const void *q
     if (B == 0 || T == 0 || H == 0) return FT_OK;
     const size_t smem = sizeof(float) * (size_t)(FT_AT_BQ * D + FT_AT_BK * (D + 1) + FT_AT_BK * D);
     FT_TRY(ft_at_check(b, "attention", B, T, H, D, smem));
-    if (b->attn_cudnn) { /* FT_CUDA_ATTN=cudnn: cuDNN where it serves, else ours */
+    if (b->attn_cudnn) { /* cuDNN where it serves (attention_cudnn.cu), else ours */
         const ft_status cs = ft_cuda_attn_cudnn_fwd(b, out, lse, q, k, v, doc_start, ndocs, B, T, H, Hkv, D, scale);
         if (cs != FT_E_UNSUPPORTED) return cs;
     }

@@ -1,8 +1,12 @@
-/* attention_cudnn.cu: the attention op through cuDNN's fused flash attention (sdpa_graph.cu), under
- * FT_CUDA_ATTN=cudnn, for the calls it serves: head_dim a multiple of 8 up to 128, 16-byte aligned
- * tensors; plain causal rows, or rows of packed documents when the caller gives their count. Every
- * other call, and every shape cuDNN offers no plan for, takes the kernels of attention_mma.cu /
- * attention.cu, which also stay the cross-check (tests/gpu/run.sh compares both with the CPU backend).
+/* attention_cudnn.cu: the attention op through cuDNN's fused flash attention (sdpa_graph.cu) for the
+ * calls it serves: head_dim a multiple of 8 up to 128, 16-byte aligned tensors. By default on
+ * Hopper (b->attn_cudnn 1): plain causal rows whose workspace fits what the trainer gave it
+ * (ft_backend_attn_workspace: the plan's count); under FT_CUDA_ATTN=cudnn (2) also rows of packed
+ * documents when the caller gives their count, up to ft_sdpa_workspace_cap. Every other call, and
+ * every shape cuDNN offers no plan for, takes the kernels of attention_mma.cu / attention.cu, which
+ * also stay the cross-check (tests/gpu/run.sh compares both with the CPU backend). Packed rows stay
+ * ours by default: on the H100 (2026-11-24) cuDNN's ragged forward ran 16 TFLOP/s against our 206 at
+ * the 70B shape's T 512, and its deterministic backward's workspace grows with slots x T^2.
  *
  * Packed documents go to cuDNN as separate causal sequences (its ragged layout): a one-block kernel
  * turns doc_start into each document's length and first-token offsets, in a number of sequence
@@ -13,7 +17,7 @@
  * Plans are built on first use per shape (cuDNN compiles the kernel at run time: ~1 s, once) and
  * kept; a shape without a plan is remembered too, with the reason logged once. So is a plan whose
  * workspace passes ft_sdpa_workspace_cap: the deterministic backward keeps dP there (slots * H *
- * T^2 * 2 bytes), which the memory plan does not count. Where cuDNN does not honour lse's strides
+ * T^2 * 2 bytes; trainer/plan.c counts it for the default path's plain rows). Where cuDNN does not honour lse's strides
  * (ft_sdpa_graph_lse_bht) lse goes through a packed [B, H, T] copy. The backward uses
  * cuDNN's deterministic graph (dq without atomics), so a resumed run stays bit-identical, as with
  * our own kernels. lse is the same log-sum-exp either way, so a forward from one path and a
@@ -46,6 +50,7 @@ struct ft_cuda_cudnn {
     void *devprop;
     int64_t ws_cap; /* ft_sdpa_workspace_cap of the device */
     int broken; /* the handle could not be made: never try again */
+    int told_ws; /* the default path's workspace allowance turned a call away (said once) */
     ft_cudnn_plan plan[FT_CUDNN_PLANS];
     int nplan, next; /* filled entries; the next one to replace when full */
 };
@@ -63,12 +68,13 @@ static ft_status ft_cudnn_ctx(ft_backend_cuda *b, struct ft_cuda_cudnn **out) {
         c->ws_cap = ft_sdpa_workspace_cap((int64_t)mem_total);
         ft_status st = e == CUDNN_STATUS_SUCCESS ? ft_sdpa_devprop_from_handle(c->h, &c->devprop) : FT_E_UNSUPPORTED;
         if (e != CUDNN_STATUS_SUCCESS || st != FT_OK) {
-            ft_warn("cuda: FT_CUDA_ATTN=cudnn, but cuDNN %zu cannot start here (%s); attention runs ftune's own "
-                    "kernels", cudnnGetVersion(), e != CUDNN_STATUS_SUCCESS ? cudnnGetErrorString(e) : ft_error_msg());
+            ft_warn("cuda: cuDNN %zu cannot start here (%s); attention runs ftune's own kernels", cudnnGetVersion(),
+                    e != CUDNN_STATUS_SUCCESS ? cudnnGetErrorString(e) : ft_error_msg());
             c->broken = 1;
         } else {
-            ft_info("cuda: attention through cuDNN %zu's fused SDPA where it serves (causal rows, packed documents "
-                    "in its ragged layout)", cudnnGetVersion());
+            ft_info("cuda: attention through cuDNN %zu's fused SDPA where it serves (%s)", cudnnGetVersion(),
+                    b->attn_cudnn == 2 ? "causal rows, packed documents in its ragged layout"
+                                       : "plain causal rows within the plan's workspace; packed rows run ours");
         }
     }
     if (b->cudnn->broken) return FT_E_UNSUPPORTED;
@@ -200,6 +206,13 @@ static ft_status ft_cudnn_run(ft_backend_cuda *b, ft_sdpa_graph *g, const ft_sdp
     const int64_t n = (s->docs + 1 + 3) / 4 * 4;
     const int64_t table = s->docs > 0 ? 4 * 4 * n : 0, table_r = (table + 255) / 256 * 256;
     const int64_t nl = s->B * s->T * s->H, bht = ft_sdpa_graph_lse_bht(g) ? 4 * nl : 0;
+    if (b->attn_cudnn == 1 && ws_r + acc_r + table_r + bht > b->attn_ws) { /* past the plan's count */
+        if (!b->cudnn->told_ws++)
+            ft_info("cuda: cuDNN attention (B %lld T %lld H %lld) needs %.1f MiB, more than the %.1f MiB the plan "
+                    "counted; ftune's own kernels run it", (long long)s->B, (long long)s->T, (long long)s->H,
+                    (double)(ws_r + acc_r + table_r + bht) / (1 << 20), (double)b->attn_ws / (1 << 20));
+        return FT_E_UNSUPPORTED;
+    }
     float *lse = p->lse;
     char *buf = NULL;
     if (ws_r + acc_r + table_r + bht > 0)
@@ -246,6 +259,7 @@ ft_status ft_cuda_attn_cudnn_fwd(ft_backend_cuda *b, void *out, float *lse, cons
                                  int64_t H, int64_t Hkv, int64_t D, float scale) {
     const void *ptrs[] = {out, lse, q, k, v};
     if (!b->attn_cudnn || D % 8 || D > 128 || !ft_cudnn_aligned(ptrs, 5)) return FT_E_UNSUPPORTED;
+    if (b->attn_cudnn == 1 && (doc_start || b->attn_ws <= 0)) return FT_E_UNSUPPORTED; /* packed: ours */
     ft_sdpa_shape s;
     FT_TRY(ft_cudnn_shape(&s, doc_start, ndocs, B, T, H, Hkv, D, scale));
     ft_sdpa_graph *g = NULL;
@@ -263,6 +277,7 @@ ft_status ft_cuda_attn_cudnn_bwd(ft_backend_cuda *b, void *dq, void *dk, void *d
                                  int64_t Hkv, int64_t D, float scale) {
     const void *ptrs[] = {dq, dk, dv, dout, q, k, v, out, lse};
     if (!b->attn_cudnn || D % 8 || D > 128 || !ft_cudnn_aligned(ptrs, 9)) return FT_E_UNSUPPORTED;
+    if (b->attn_cudnn == 1 && (doc_start || b->attn_ws <= 0)) return FT_E_UNSUPPORTED; /* packed: ours */
     ft_sdpa_shape s;
     FT_TRY(ft_cudnn_shape(&s, doc_start, ndocs, B, T, H, Hkv, D, scale));
     ft_sdpa_graph *g = NULL;

@@ -486,6 +486,11 @@ static void ft_cuda_dequant_counts(ft_backend *be, ft_dequant_counts *out) {
     memset(&c->n, 0, sizeof c->n);
 }
 
+static ft_status ft_cuda_attn_workspace(ft_backend *be, int64_t bytes) {
+    ft_cu(be)->attn_ws = bytes > 0 ? bytes : 0; /* allocated on first use, in the FT_SCR_CUDNN slot */
+    return FT_OK;
+}
+
 /* FT_CUDA_WCACHE=0 keeps the cache off, to measure what it saves. */
 static ft_status ft_cuda_weight_cache(ft_backend *be, int64_t bytes) {
     const char *e = getenv("FT_CUDA_WCACHE");
@@ -539,6 +544,7 @@ static ft_backend_vtbl ft_cuda_make_vtbl(void) {
     v.weight_set = ft_cuda_weight_set;
     v.weight_init = ft_cuda_weight_init;
     v.weight_cache = ft_cuda_weight_cache;
+    v.attn_workspace = ft_cuda_attn_workspace;
     v.weight_prefetch = ft_cuda_weight_prefetch;
     v.dequant_counts = ft_cuda_dequant_counts;
     return v;
@@ -623,7 +629,9 @@ static ft_status ft_cuda_init(ft_backend_cuda *b, int device) {
     const char *at = getenv("FT_CUDA_ATTN");
     b->attn_simt = at && strcmp(at, "simt") == 0;
     b->attn_wmma = at && strcmp(at, "wmma") == 0;
-    b->attn_cudnn = at && strcmp(at, "cudnn") == 0;
+    /* cuDNN's attention by default on Hopper only: measured there (docs/perf.md, 2026-11-24: 2.9x our
+     * kernels' attention time at seq 4096); GB10's cuDNN engines are not measured yet */
+    b->attn_cudnn = at && strcmp(at, "cudnn") == 0 ? 2 : at && *at ? 0 : prop.major == 9;
     b->attn_rows32 = at && strcmp(at, "mma32") == 0;
     const char *lo = getenv("FT_CUDA_LORA");
     b->lora_unfused = lo && strcmp(lo, "unfused") == 0;
@@ -637,8 +645,10 @@ static ft_status ft_cuda_init(ft_backend_cuda *b, int device) {
             b->integrated ? ", integrated (unified memory)" : "", b->gemm_simt ? ", FT_CUDA_GEMM=simt" : "",
             b->attn_simt    ? ", FT_CUDA_ATTN=simt"
             : b->attn_wmma  ? ", FT_CUDA_ATTN=wmma"
-            : b->attn_cudnn ? ", FT_CUDA_ATTN=cudnn"
+            : b->attn_cudnn == 2 ? ", FT_CUDA_ATTN=cudnn"
+            : at && strcmp(at, "mma") == 0 ? ", FT_CUDA_ATTN=mma"
             : b->attn_rows32 ? ", FT_CUDA_ATTN=mma32"
+            : b->attn_cudnn ? ", cuDNN attention for plain rows within the plan's workspace"
                              : "",
             b->lora_unfused ? ", FT_CUDA_LORA=unfused" : b->lora_mma ? ", FT_CUDA_LORA=mma" : "");
     return FT_OK;

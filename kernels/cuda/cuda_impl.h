@@ -127,7 +127,10 @@ typedef struct ft_backend_cuda {
     int gemm_simt;          /* FT_CUDA_GEMM=simt: our own GEMM instead of cuBLASLt (cross-check) */
     int attn_simt;          /* FT_CUDA_ATTN=simt: the SIMT attention kernels for every shape */
     int attn_wmma;          /* FT_CUDA_ATTN=wmma: the WMMA kernels (attention_tc.cu) where mma.sync would run */
-    int attn_cudnn;         /* FT_CUDA_ATTN=cudnn: cuDNN's fused attention where it serves (attention_cudnn.cu) */
+    int attn_cudnn;         /* cuDNN's fused attention (attention_cudnn.cu): 2 under FT_CUDA_ATTN=cudnn (wherever it
+                             * serves, up to a sixteenth of the device); 1 by default on Hopper (plain causal rows
+                             * whose workspace fits attn_ws); 0 elsewhere and under FT_CUDA_ATTN=mma/simt/wmma/mma32 */
+    int64_t attn_ws;        /* ft_backend_attn_workspace: the bytes the default cuDNN path may use */
     int attn_rows32;        /* FT_CUDA_ATTN=mma32: the mma backward with GB10's 32-row streamed tiles */
     int lora_unfused;       /* FT_CUDA_LORA=unfused: LoRA dropout drawn into memory, not in the products (lora.cu) */
     int lora_mma;           /* FT_CUDA_LORA=mma: ranks 16 and 32 too take the tensor-core LoRA kernels (lora_mma.cu) */

@@ -65,15 +65,13 @@
 #   FT_ABLATE_SEQS   the ablate phase's sequence lengths (default "4096 512")
 #   FT_PEFT_DEVICE   bench_peft.py's device (default cuda)
 #   FT_GPU_SANITIZER compute-sanitizer's path ("none": the phase is skipped)
-# Measured times on an H100 machine (2026-11-23, docs/perf.md; the machine's start adds ~1 min):
-# build 16-19 s, ops 190 s (26 s with FT_OPS_ARGS="--filter attention"), e2e 110 s (the old 74-token
-# batches; it now trains the demo recipe three times: cpu, cpu-bf16, cuda), sanitize 22-35 s,
-# load 46 s, resume 165-179 s, bench 103 s (three shapes), ablate 22 s (5 variants then, 13 now:
-# ~60 s predicted), peft 131 s (three shapes),
-# context not yet run. Within the device tool's 10-minute command limit, e.g.
-# `run.sh build ops e2e bench` (~7 min) then `run.sh build sanitize load resume ablate peft`
-# (~7.5 min): the build directory survives between calls only while the machine stays warm (30 s
-# after a call), and $OUT does not.
+# Measured times on an H100 machine (2026-11-23/24, docs/perf.md; the machine's start adds ~1 min):
+# build 16-21 s, ops 217 s (26 s with FT_OPS_ARGS="--filter attention"), e2e 276 s at 20 steps (the CPU
+# runs one after the other then; now side by side), sanitize 30 s, load 46 s, resume 165-179 s, bench
+# 89-100 s (three to five shapes), ablate 44 s (seq 4096 only), peft 131 s, context 203 s (without PEFT).
+# Within the device tool's 10-minute limit, e.g. `run.sh build ops` then `run.sh build e2e sanitize
+# ablate`: the build directory survives between calls only while the machine stays warm (30 s after a
+# call), and $OUT does not.
 #
 # Dependencies: if the machine lacks the libraries ftune builds against (no registry there), run
 # tests/gpu/fetch-deps.sh here first and carry build-gpudeps; this script unpacks it under
@@ -293,13 +291,15 @@ if want e2e && have_ftune e2e; then
   [ "$steps" -lt 5 ] && short=(--set training.warmup=0) # the recipe warms up over 5 steps (rehearsals run fewer)
   # cpu_bf16: the CPU storing activations in BF16 (FT_CPU_BF16=1, kernels/cpu/bf16_cpu.c): its gap to
   # the CPU is what BF16 alone does, the floor CUDA's gap is read against (reported, not a condition)
+  nth=$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 )) # the CPU runs side by side (alone on 16 cores: 6 s a step)
   for dev in cpu cpu_bf16 cuda; do
     rm -rf "$build/e2e_$dev"
     FT_CPU_BF16=$([ $dev = cpu_bf16 ] && echo 1 || echo 0) "$ftune" train "$root/recipes/demo-stories260k.yaml" \
-      --set training.steps="$steps" --set model.device="${dev%_bf16}" --set model.threads=0 \
-      --set output_dir="$build/e2e_$dev" "${short[@]}" >"$OUT/train_$dev.log" 2>&1
-    eval "rc_$dev=\$?"
+      --set training.steps="$steps" --set model.device="${dev%_bf16}" --set model.threads=$nth \
+      --set output_dir="$build/e2e_$dev" "${short[@]}" >"$OUT/train_$dev.log" 2>&1 &
+    eval "pid_$dev=\$!"
   done
+  for dev in cpu cpu_bf16 cuda; do eval "wait \$pid_$dev; rc_$dev=\$?"; done
   rc_c=$rc_cpu rc_g=$rc_cuda
   secs=$(($(date +%s) - t0))
   # every step present on both, finite, relative gap <= tol
@@ -503,10 +503,10 @@ fi
 # The same bench (70B layer shapes, fewer layers) with each optimization switched off in turn: the
 # dequantization on the second stream (FT_CUDA_PREFETCH=0: on the main stream, not overlapped), the
 # weight cache (FT_CUDA_WCACHE=0: 3 NF4 dequantizations per weight per step instead of 2, none
-# overlapped) and the mma.sync attention (FT_CUDA_ATTN=wmma: the WMMA kernels; =simt: no tensor cores),
+# overlapped) and cuDNN's attention, the default for these unpacked rows on Hopper (attn-mma,
+# FT_CUDA_ATTN=mma: our mma.sync kernels; attn-wmma: the WMMA ones; attn-simt: no tensor cores),
 # and changes switched on: keep-attn (--keep-attention: no attention forward in the recompute), keep-layers
-# and keep-half (--keep-layers max and half of --layers: not recomputed at all, training.keep_layers) and
-# attn-cudnn (FT_CUDA_ATTN=cudnn: cuDNN's fused attention instead of ours), at seq 4096 and at the
+# and keep-half (--keep-layers max and half of --layers: not recomputed at all, training.keep_layers), at seq 4096 and at the
 # dequant-bound seq 512; and the recipes' LoRA dropout 0.05 (dropout: the mask drawn inside the
 # LoRA products, kernels/cuda/lora.cu; dropout-unfused: FT_CUDA_LORA=unfused, drawn into memory),
 # whose rows against the default say what the dropout costs (dropout-mma: rank 16 through the
@@ -543,7 +543,7 @@ if want ablate && have_ftune ablate; then
   args=(${FT_ABLATE_ARGS:---shape llama-3-70b --layers 8 --steps 4})
   nl=$(echo " ${args[*]} " | sed -n 's/.* --layers \([0-9]*\) .*/\1/p') # for keep-half (no --layers: tiny's 2)
   for seq in ${FT_ABLATE_SEQS:-4096 512}; do
-    for v in default keep-attn keep-layers keep-half attn-cudnn dropout dropout-unfused dropout-mma r64 r64-dropout r64-dropout-unfused \
+    for v in default keep-attn keep-layers keep-half attn-mma dropout dropout-unfused dropout-mma r64 r64-dropout r64-dropout-unfused \
       prefetch-off wcache-off attn-wmma attn-simt; do
       env=() extra=()
       [ "$v" = keep-attn ] && extra=(--keep-attention) # one attention forward less a layer (more memory)
@@ -557,7 +557,7 @@ if want ablate && have_ftune ablate; then
       [ "$v" = r64-dropout-unfused ] && extra=(--lora-r 64 --dropout 0.05) env=(FT_CUDA_LORA=unfused)
       [ "$v" = prefetch-off ] && env=(FT_CUDA_PREFETCH=0)
       [ "$v" = wcache-off ] && env=(FT_CUDA_WCACHE=0)
-      [ "$v" = attn-cudnn ] && env=(FT_CUDA_ATTN=cudnn) # cuDNN's fused attention (bench rows are unpacked)
+      [ "$v" = attn-mma ] && env=(FT_CUDA_ATTN=mma) # our kernels instead of cuDNN's (the default here)
       [ "$v" = attn-wmma ] && env=(FT_CUDA_ATTN=wmma)
       [ "$v" = attn-simt ] && env=(FT_CUDA_ATTN=simt)
       case "$v" in attn-* | keep-attn | keep-half | r64*) [ "$seq" = 512 ] && continue ;; esac # attention is small at 512
