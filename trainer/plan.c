@@ -241,8 +241,8 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
     pl_set(&p->line[FT_PLAN_LAYER], in->recompute ? "layer recompute working set" : "saved layer activations",
            a.layer_working + a.layers_kept + a.attention_kept + a.lora_kept, "%s%s%s%s, %s",
            in->recompute ? "one layer" : "every layer (training.recompute off)", kept,
-           a.lora_kept > 0 ? " + every layer's LoRA x.A^T" : "",
-           a.attention_kept > 0 ? " + attention outputs (training.keep_attention)" : "", an);
+           a.lora_kept > 0 ? " + LoRA x.A^T of all layers" : "",
+           a.attention_kept > 0 ? " + kept attention outputs" : "", an); /* within detail[96] */
     pl_set(&p->line[FT_PLAN_BACKWARD], "backward scratch", a.backward, "one layer, %s", an);
     int64_t chunk = (64LL << 20) / (d->V > 0 ? d->V : 1);
     if (chunk < 16) chunk = 16;

@@ -633,6 +633,9 @@ static ft_status ft_cuda_init(ft_backend_cuda *b, int device) {
      * kernels' attention time at seq 4096); GB10's cuDNN engines are not measured yet */
     b->attn_cudnn = at && strcmp(at, "cudnn") == 0 ? 2 : at && *at ? 0 : prop.major == 9;
     b->attn_rows32 = at && strcmp(at, "mma32") == 0;
+    if (at && *at && !b->attn_simt && !b->attn_wmma && !b->attn_rows32 && b->attn_cudnn != 2 && strcmp(at, "mma") != 0)
+        ft_warn("cuda: FT_CUDA_ATTN=%s is not one of mma, cudnn, wmma, simt, mma32: ftune's mma kernels run the "
+                "attention", at);
     const char *lo = getenv("FT_CUDA_LORA");
     b->lora_unfused = lo && strcmp(lo, "unfused") == 0;
     b->lora_mma = lo && strcmp(lo, "mma") == 0;
