@@ -67,9 +67,9 @@ cmp -s <(strip "$tmp/dev/metrics.jsonl") <(strip "$tmp/keep/metrics.jsonl") \
   || bad "kept attention: results differ: $(diff <(strip "$tmp/dev/metrics.jsonl") <(strip "$tmp/keep/metrics.jsonl") | head -4)"
 m2=$(grep -m1 -o '"mem_mb":[0-9.]*' "$tmp/keep/metrics.jsonl" | cut -d: -f2)
 "$ftune" plan "$recipe" --keep-attention >"$tmp/pk" 2>/dev/null
-[ -n "$m0" ] && [ -n "$m2" ] && awk "BEGIN{exit !($m2 > $m0)}" && grep -q "training.keep_attention" "$tmp/pk" \
+[ -n "$m0" ] && [ -n "$m2" ] && awk "BEGIN{exit !($m2 > $m0)}" && grep -q "+ kept attention outputs" "$tmp/pk" \
   && ok "kept attention: backend memory $m0 MB -> $m2 MB, and plan --keep-attention counts it" \
-  || bad "kept attention memory $m0 -> $m2 (plan: $(grep -c keep_attention "$tmp/pk") lines)"
+  || bad "kept attention memory $m0 -> $m2 (plan: $(grep -c "kept attention outputs" "$tmp/pk") lines)"
 
 # --- (2c) the last layers kept whole: the same run again, without their recompute ---------------
 for kl in 2 5 max; do
