@@ -109,9 +109,10 @@ ft_status ft_plan_device_detect(ft_backend *be, ft_plan_device *out) {
     for (size_t i = 0; i < sizeof pl_device_match / sizeof *pl_device_match && !profile; i++)
         if (strstr(gpu, pl_device_match[i][0])) profile = pl_device_match[i][1];
     FT_TRY(ft_plan_device_get(profile ? profile : "h100", out));
-    if (!profile) /* rates unknown: the H100's, which the report says */
-        out->note = "a GPU without a profile: the h100 figures; --tflops to set a flat rate",
+    if (!profile) { /* rates unknown: the H100's, which the report says */
+        out->note = "a GPU without a profile: the h100 figures; --tflops to set a flat rate";
         out->attn_cudnn_tflops = 0.0; /* the backend takes cuDNN's attention on Hopper only */
+    }
     int64_t free_b = 0, total_b = 0;
     FT_TRY(ft_backend_mem_info(be, &free_b, &total_b));
     const double total = (double)total_b / PL_GIB;
@@ -173,7 +174,7 @@ static void pl_set(ft_plan_line *l, const char *name, int64_t bytes, const char 
  * to 128, or more than a sixteenth of the device (its cap, ft_sdpa_workspace_cap). The deterministic
  * backward's workspace is B H (2 T^2 + (4 D + 4) T) bytes: dP in BF16, dq's f32 accumulator and a
  * softmax statistic; that is what cuDNN 9.14 reported on the H100 for every shape tried
- * (tests/fixtures/cudnn_sdpa_workspace.tsv, test_plan). Then lse's packed [B, H, T] f32 copy. */
+ * (tests/fixtures/cudnn/sdpa_workspace.tsv, test_plan). Then lse's packed [B, H, T] f32 copy. */
 static int64_t pl_attn_cudnn_bytes(const ft_plan *p, const pl_in *in) {
     const ft_model_dims *d = &p->dims;
     if (p->packed || !(p->dev.attn_cudnn_tflops > 0) || d->D % 8 || d->D > 128) return 0;

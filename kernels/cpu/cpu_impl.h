@@ -23,8 +23,8 @@ static inline int ft_cpu_threads(const ft_backend *be) { return ((const ft_backe
  * team costs more than the work and its threads, spinning after the region (libgomp's default), take
  * the cores OpenBLAS's threads need. A tiny model's steps are thousands of such ops: the stories260K
  * demo ran at 333 tokens/s on a 16-core GPU machine with all threads (2026-11-24), against ~3,000 on
- * this 2-core one. Every parallel loop here splits independent items, so results do not depend on
- * the count. */
+ * a 2-core development machine. Every parallel loop here splits independent items, so results do not
+ * depend on the count. */
 enum { FT_CPU_PAR_MIN = 1 << 18 };
 static inline int ft_cpu_threads_for(const ft_backend *be, int64_t work) {
     return work < FT_CPU_PAR_MIN ? 1 : ft_cpu_threads(be);
