@@ -5,8 +5,9 @@
  * documents when the caller gives their count, up to ft_sdpa_workspace_cap. Every other call, and
  * every shape cuDNN offers no plan for, takes the kernels of attention_mma.cu / attention.cu, which
  * also stay the cross-check (tests/gpu/run.sh compares both with the CPU backend). Packed rows stay
- * ours by default: on the H100 (2026-11-24) cuDNN's ragged forward ran 16 TFLOP/s against our 206 at
- * the 70B shape's T 512, and its deterministic backward's workspace grows with slots x T^2.
+ * ours by default: every document's slot is as long as the row, so the deterministic backward's
+ * workspace grows with slots x T^2 (past the cap for 4096-token rows), and on the H100 (2026-11-24)
+ * the forward of the op table's 128 four-token documents took 12x a plain row's time.
  *
  * Packed documents go to cuDNN as separate causal sequences (its ragged layout): a one-block kernel
  * turns doc_start into each document's length and first-token offsets, in a number of sequence
