@@ -168,6 +168,10 @@ void ft_backend_phase_end(ft_backend *be);
 #ifndef FT_LOAD_CHUNK_BYTES /* the CPU emulator (tests/gpu/emu) builds with small chunks */
 #define FT_LOAD_CHUNK_BYTES ((int64_t)32 << 20)
 #endif
+/* The most a library attention's workspace may take on a device of device_bytes (cuDNN's, kernels/cuda
+ * sdpa_graph.cu ft_sdpa_workspace_cap): a plan asking more runs ftune's kernels; ftune plan counts
+ * the same (trainer/plan.c). */
+static inline int64_t ft_attn_workspace_cap(int64_t device_bytes) { return device_bytes / 16; }
 static inline int64_t ft_cuda_scratch_bytes(int64_t request) {
     return (request + FT_CUDA_SCRATCH_ROUND - 1) / FT_CUDA_SCRATCH_ROUND * FT_CUDA_SCRATCH_ROUND;
 }

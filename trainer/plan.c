@@ -171,7 +171,7 @@ static void pl_set(ft_plan_line *l, const char *name, int64_t bytes, const char 
 
 /* The bytes cuDNN's attention takes for the run `in` (kernels/cuda/attention_cudnn.cu), 0 where the
  * backend would not run it: packed rows, a device without its rate, head_dim not a multiple of 8 up
- * to 128, or more than a sixteenth of the device (its cap, ft_sdpa_workspace_cap). The deterministic
+ * to 128, or past the backend's cap (ft_attn_workspace_cap, a sixteenth of the device). The deterministic
  * backward's workspace is B H (2 T^2 + (4 D + 4) T) bytes: dP in BF16, dq's f32 accumulator and a
  * softmax statistic; that is what cuDNN 9.14 reported on the H100 for every shape tried
  * (tests/fixtures/cudnn/sdpa_workspace.tsv, test_plan). Then lse's packed [B, H, T] f32 copy. */
@@ -180,7 +180,7 @@ static int64_t pl_attn_cudnn_bytes(const ft_plan *p, const pl_in *in) {
     if (p->packed || !(p->dev.attn_cudnn_tflops > 0) || d->D % 8 || d->D > 128) return 0;
     const int64_t ws = ft_plan_cudnn_sdpa_workspace(in->B, in->T, d->H, d->D);
     const int64_t bytes = (ws + 255) / 256 * 256 + 4 * in->B * in->T * d->H;
-    return bytes <= (int64_t)(p->dev.mem_gib * PL_GIB / 16) ? bytes : 0;
+    return bytes <= ft_attn_workspace_cap((int64_t)(p->dev.mem_gib * PL_GIB)) ? bytes : 0;
 }
 
 int64_t ft_plan_cudnn_sdpa_workspace(int64_t B, int64_t T, int64_t H, int64_t D) {

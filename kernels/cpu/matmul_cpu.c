@@ -18,9 +18,9 @@
 enum { FT_CPU_WTILE = 256 };
 
 /* Rows [r0, r0 + nr) of W as f32 in tile[nr, cols]. */
-static void ft_cpu_weight_rows(const ft_weight *W, int64_t r0, int64_t nr, float *tile, int nt) {
+static void ft_cpu_weight_rows(ft_backend *be, const ft_weight *W, int64_t r0, int64_t nr, float *tile) {
     const int64_t cols = W->cols;
-#pragma omp parallel for num_threads(nr * cols < FT_CPU_PAR_MIN ? 1 : nt) schedule(static)
+#pragma omp parallel for num_threads(ft_cpu_threads_for(be, nr * cols)) schedule(static)
     for (int64_t r = 0; r < nr; r++) ft_cpu_weight_f32(W, (r0 + r) * cols, cols, tile + r * cols);
 }
 
@@ -29,7 +29,6 @@ ft_status ft_cpu_linear(ft_backend *be, void *yv, const void *xv, const ft_weigh
     float *y = yv; /* [N, out] */
     const float *x = xv; /* [N, in] */
     const int64_t out = W->rows, in = W->cols;
-    const int nt = ft_cpu_threads(be);
     if (N == 0) return FT_OK;
     if (W->dtype == FT_F32) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)out, (int)in, 1.0f, x, (int)in,
@@ -40,7 +39,7 @@ ft_status ft_cpu_linear(ft_backend *be, void *yv, const void *xv, const ft_weigh
         FT_TRY(ft_malloc((void **)&tile, (size_t)(tr * in) * sizeof(float), "linear weight tile"));
         for (int64_t r0 = 0; r0 < out; r0 += tr) {
             const int64_t nr = out - r0 < tr ? out - r0 : tr;
-            ft_cpu_weight_rows(W, r0, nr, tile, nt);
+            ft_cpu_weight_rows(be, W, r0, nr, tile);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)nr, (int)in, 1.0f, x, (int)in, tile,
                         (int)in, accumulate ? 1.0f : 0.0f, y + r0, (int)out);
         }
@@ -49,7 +48,7 @@ ft_status ft_cpu_linear(ft_backend *be, void *yv, const void *xv, const ft_weigh
     if (bias) {
         float *b;
         FT_TRY(ft_cpu_weight_vec(bias, &b));
-#pragma omp parallel for num_threads(N * out < FT_CPU_PAR_MIN ? 1 : nt) schedule(static)
+#pragma omp parallel for num_threads(ft_cpu_threads_for(be, N * out)) schedule(static)
         for (int64_t n = 0; n < N; n++)
             for (int64_t o = 0; o < out; o++) y[n * out + o] += b[o];
         ft_free(b);
@@ -74,7 +73,7 @@ ft_status ft_cpu_linear_bwd_x(ft_backend *be, void *dxv, const void *dyv, const 
     FT_TRY(ft_malloc((void **)&tile, (size_t)(tr * in) * sizeof(float), "linear_bwd_x weight tile"));
     for (int64_t r0 = 0; r0 < out; r0 += tr) {
         const int64_t nr = out - r0 < tr ? out - r0 : tr;
-        ft_cpu_weight_rows(W, r0, nr, tile, ft_cpu_threads(be));
+        ft_cpu_weight_rows(be, W, r0, nr, tile);
         const float beta = (r0 == 0 && !accumulate) ? 0.0f : 1.0f;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)in, (int)nr, 1.0f, dy + r0, (int)out,
                     tile, (int)in, beta, dx, (int)in);

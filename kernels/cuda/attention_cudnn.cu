@@ -255,12 +255,20 @@ static ft_status ft_cudnn_shape(ft_sdpa_shape *s, const int32_t *doc_start, int6
     return FT_OK;
 }
 
+/* Whether cuDNN may take this call: its head_dims, 16-byte aligned tensors, and on the default path
+ * (attn_cudnn 1) plain rows with a workspace allowance; ft_cudnn_run still holds the allowance to the
+ * plan's graph. */
+static int ft_cudnn_takes(const ft_backend_cuda *b, const int32_t *doc_start, int64_t D, const void *const *ptrs,
+                          int n) {
+    if (!b->attn_cudnn || D % 8 || D > 128 || !ft_cudnn_aligned(ptrs, n)) return 0;
+    return b->attn_cudnn == 2 || (!doc_start && b->attn_ws > 0); /* packed rows: ours by default */
+}
+
 ft_status ft_cuda_attn_cudnn_fwd(ft_backend_cuda *b, void *out, float *lse, const void *q, const void *k,
                                  const void *v, const int32_t *doc_start, int64_t ndocs, int64_t B, int64_t T,
                                  int64_t H, int64_t Hkv, int64_t D, float scale) {
     const void *ptrs[] = {out, lse, q, k, v};
-    if (!b->attn_cudnn || D % 8 || D > 128 || !ft_cudnn_aligned(ptrs, 5)) return FT_E_UNSUPPORTED;
-    if (b->attn_cudnn == 1 && (doc_start || b->attn_ws <= 0)) return FT_E_UNSUPPORTED; /* packed: ours */
+    if (!ft_cudnn_takes(b, doc_start, D, ptrs, 5)) return FT_E_UNSUPPORTED;
     ft_sdpa_shape s;
     FT_TRY(ft_cudnn_shape(&s, doc_start, ndocs, B, T, H, Hkv, D, scale));
     ft_sdpa_graph *g = NULL;
@@ -277,8 +285,7 @@ ft_status ft_cuda_attn_cudnn_bwd(ft_backend_cuda *b, void *dq, void *dk, void *d
                                  const int32_t *doc_start, int64_t ndocs, int64_t B, int64_t T, int64_t H,
                                  int64_t Hkv, int64_t D, float scale) {
     const void *ptrs[] = {dq, dk, dv, dout, q, k, v, out, lse};
-    if (!b->attn_cudnn || D % 8 || D > 128 || !ft_cudnn_aligned(ptrs, 9)) return FT_E_UNSUPPORTED;
-    if (b->attn_cudnn == 1 && (doc_start || b->attn_ws <= 0)) return FT_E_UNSUPPORTED; /* packed: ours */
+    if (!ft_cudnn_takes(b, doc_start, D, ptrs, 9)) return FT_E_UNSUPPORTED;
     ft_sdpa_shape s;
     FT_TRY(ft_cudnn_shape(&s, doc_start, ndocs, B, T, H, Hkv, D, scale));
     ft_sdpa_graph *g = NULL;

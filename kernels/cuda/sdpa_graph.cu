@@ -7,6 +7,10 @@
  * FT_CUDNN_TRY. The CUDA emulator (tests/gpu/emu) has no cuDNN, nor has a toolkit without it
  * (FT_NO_CUDNN, set by kernels/CMakeLists.txt): there every entry says so and the op entry keeps
  * our own kernels. */
+extern "C" {
+#include "kernels/backend.h" /* ft_attn_workspace_cap */
+}
+
 #if !defined(FT_CUDA_EMULATED) && !defined(FT_NO_CUDNN)
 #include <cudnn.h>
 
@@ -674,7 +678,7 @@ void ft_sdpa_devprop_free(void *devprop) {
 
 /* 1/16 of the device: the 70B layer's deterministic backward at T 4096 (2.3 GB) passes on an H100,
  * packed documents in 16-64 slots of T 4096 (36-146 GB) do not. */
-int64_t ft_sdpa_workspace_cap(int64_t device_bytes) { return device_bytes / 16; }
+int64_t ft_sdpa_workspace_cap(int64_t device_bytes) { return ft_attn_workspace_cap(device_bytes); }
 #else /* no cuDNN */
 #include <stddef.h>
 
@@ -701,7 +705,7 @@ ft_status ft_sdpa_graph_check(const ft_sdpa_shape *s, int kind, int deterministi
 }
 int64_t ft_sdpa_graph_workspace(const ft_sdpa_graph *g) { (void)g; return 0; }
 int ft_sdpa_graph_lse_bht(const ft_sdpa_graph *g) { (void)g; return 0; }
-int64_t ft_sdpa_workspace_cap(int64_t device_bytes) { return device_bytes / 16; }
+int64_t ft_sdpa_workspace_cap(int64_t device_bytes) { return ft_attn_workspace_cap(device_bytes); }
 int64_t ft_sdpa_graph_dq_accum_bytes(const ft_sdpa_graph *g) { (void)g; return 0; }
 const char *ft_sdpa_graph_desc(const ft_sdpa_graph *g) { (void)g; return ""; }
 ft_status ft_sdpa_graph_run(ft_sdpa_graph *g, void *handle, const ft_sdpa_ptrs *p) {
