@@ -26,18 +26,18 @@
 #             entries at their own seq): finite falling
 #             loss, peak memory within 10% of the plan (the `memory` column), tokens/s, F x tokens/s
 #             against the measured GEMM peak, time per phase
-#   peft      the bench phase's runs again through transformers + PEFT + bitsandbytes
-#             (tests/ref/bench_peft.py: NF4 double quant, LoRA r 16 on all seven linears, gradient
-#             checkpointing, sdpa, AdamW): same shapes, layers, seq and micro-batch (from the bench
-#             JSON in the build directory, else FT_BENCH_SEQ/FT_BENCH_ARGS), FT_PEFT_STEPS (5) steps;
-#             installs the wheels carried in build-gpudeps/whl (tests/gpu/fetch-deps.sh) under
-#             /tmp/site; a table of ftune tokens/s against PEFT's, their ratio (the issue's target:
-#             >= 2.5x, FT_PEFT_TARGET) and both peak memories. A PEFT run out of memory is a result
-#             ("OOM"), not a failure; the ratio is reported, not enforced
+#   peft      tests/gpu/peft.sh: the bench phase's runs again through transformers + PEFT +
+#             bitsandbytes and, where build-unsloth is carried, unsloth (tests/ref/bench_peft.py: NF4
+#             double quant, LoRA r 16 on all seven linears, gradient checkpointing, AdamW): same shapes,
+#             layers, seq and micro-batch (from the bench JSON in the build directory, else
+#             FT_BENCH_SEQ/FT_BENCH_ARGS); the wheels carried in build-gpudeps/whl and build-unsloth
+#             (tests/gpu/fetch-deps.sh); a table of ftune tokens/s against theirs, the ratios (the
+#             issue's targets: >= 2.5x PEFT, >= 1.3x unsloth on 70B and 32B) and the peak memories. A
+#             run out of memory is a result ("OOM"), not a failure; the ratios are reported, not enforced
 #   context   the longest sequence `ftune plan` fits for the 70B shape, with the boundaries on the
 #             device and in host memory, trained for FT_CONTEXT_STEPS (default 1) steps each; then
-#             transformers + PEFT + bitsandbytes on the same shape (bench_peft.py --seq max; skipped with
-#             FT_CONTEXT_PEFT=0; FT_CONTEXT_PEFT_TIMEOUT seconds, default 480)
+#             transformers + PEFT + bitsandbytes and, where build-unsloth is carried, unsloth on the same
+#             shape (bench_peft.py --seq max; skipped with FT_CONTEXT_PEFT=0; tests/gpu/peft.sh)
 #   profile   Nsight Compute (ncu --clock-control none, SpeedOfLight section) over one training step of
 #             our own kernels (ft_k_*; cuBLASLt's run at the GEMM peak) in `ftune bench` of the 70B shape
 #             with FT_PROFILE_ARGS (default --layers 2, seq 4096): per kernel the calls, total and mean
@@ -53,8 +53,7 @@
 #   FT_GPU_DEPS      "carried": use build-gpudeps even where the system has the libraries
 #   FT_BENCH_SHAPES, FT_BENCH_STEPS (10), FT_BENCH_SEQ (4096), FT_BENCH_ARGS (extra bench options)
 #   FT_ABLATE_ARGS   the ablate phase's bench options (default: llama-3-70b --layers 8, 4 steps)
-#   FT_PEFT_STEPS (5), FT_PEFT_TIMEOUT (seconds per shape, 300), FT_PEFT_PYTHON (python3),
-#   FT_PEFT_ARGS (extra bench_peft.py options), FT_PEFT_TARGET (2.5)
+#   FT_PEFT_*, FT_UNSLOTH*  the peft phase's settings (tests/gpu/peft.sh)
 # Rehearsal without a GPU (tests/gpu/emu/rehearse.sh sets these to run every phase's own logic on the
 # CUDA emulator at tiny shapes, so a phase's script bugs cost no device time):
 #   FT_GPU_FTUNE, FT_GPU_OPS_CUDA, FT_GPU_OPS_CPU   the binaries (default: the build's ftune, tests/test_ops_cuda,
@@ -576,129 +575,9 @@ if want ablate && have_ftune ablate; then
   [ ${#rows[@]} -gt 0 ] && ablate_table "${rows[@]}" | sed 's/^/  /' | tee -a "$summary" >&2
 fi
 
-# ---- peft: the bench runs again through transformers + PEFT + bitsandbytes ----------------------------
-# One row per shape: ftune's tokens/s (the bench phase's JSON in $build/bench) against PEFT's
-# (tests/ref/bench_peft.py's JSON in $build/peft), the ratio against the issue's target, and both peak
-# memories (ftune: its allocator's accounted peak; PEFT: torch.cuda.max_memory_allocated, and reserved).
-peft_table() {
-  python3 - "$build/bench" "$build/peft" "${FT_PEFT_TARGET:-2.5}" "$@" <<'PYEOF'
-import json, os, sys
-bench, peft, target, shapes = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4:]
-def load(d, s):
-    try:
-        return json.load(open(os.path.join(d, s + ".json")))
-    except Exception:
-        return None
-G = 2**30
-print("%-18s %6s %6s %3s %10s %10s %7s %-7s %10s %10s %10s  %s" % ("shape", "layers", "seq", "B", "ftune t/s",
-      "PEFT t/s", "ratio", "target", "ftune GiB", "PEFT GiB", "PEFT rsv", "PEFT loss"))
-for s in shapes:
-    f, p = load(bench, s), load(peft, s)
-    if p is None:
-        print("%-18s (no PEFT result: see peft.log)" % s); continue
-    ft = f["tokens_per_s"] if f else None
-    pt = p.get("tokens_per_s")
-    same = f is None or (f["seq"], f["layers"], f["micro_batch"]) == (p["seq"], p["layers"], p["micro_batch"])
-    ratio = ft / pt if ft and pt else None
-    verdict = "OOM" if p.get("oom") else "-" if ratio is None else "met" if ratio >= target else "BELOW"
-    if not same:
-        verdict = "differ"  # ftune's JSON is from another seq/layers/micro-batch: rerun bench
-    loss = "%.3f -> %.3f" % (p["losses"][0], p["losses"][-1]) if p.get("losses") else "-"
-    print("%-18s %6s %6s %3s %10s %10s %7s %-7s %10s %10s %10s  %s" % (s, p["layers"], p["seq"], p["micro_batch"],
-          "%.1f" % ft if ft else "-", "%.1f" % pt if pt else "OOM" if p.get("oom") else "-",
-          "%.2fx" % ratio if ratio else "-", verdict, "%.2f" % (f["mem_peak"] / G) if f else "-",
-          "%.2f" % (p["peak_bytes"] / G) if p.get("peak_bytes") else "-",
-          "%.2f" % (p["peak_reserved_bytes"] / G) if p.get("peak_reserved_bytes") else "-", loss))
-v = {}
-for s in shapes:
-    p = load(peft, s)
-    if p: v = p.get("versions", {}); break
-if v:
-    print("PEFT stack: " + ", ".join("%s %s" % (k, v[k]) for k in ("torch", "cuda", "transformers", "peft",
-          "bitsandbytes", "accelerate") if k in v) + "; target: ftune >= %gx PEFT tokens/s" % target)
-PYEOF
-}
-# The options of FT_BENCH_ARGS that bench_peft.py shares (the rest are ftune's own): --layers, --vocab,
-# --micro-batch, --seq, --lr, --seed as they are, --lora-r as --rank; "--opt value" or "--opt=value".
-# One argument a line.
-peft_args_from_bench() {
-  local a=() i o v
-  read -ra a <<<"${FT_BENCH_ARGS:-}"
-  for ((i = 0; i < ${#a[@]}; i++)); do
-    o="${a[i]}" v=""
-    case "$o" in
-      --*=*) v="${o#*=}" o="${o%%=*}" ;;
-      --layers | --vocab | --micro-batch | --seq | --lr | --seed | --lora-r) v="${a[i + 1]:-}" i=$((i + 1)) ;;
-    esac
-    case "$o" in
-      --layers | --vocab | --micro-batch | --seq | --lr | --seed) printf '%s\n' "$o" "$v" ;;
-      --lora-r) printf '%s\n' --rank "$v" ;;
-    esac
-  done
-}
-# Makes the PEFT stack importable (the carried wheels under /tmp/site, once a call) and checks it;
-# appends to $1 (a log); returns 1 when torch (with CUDA for FT_PEFT_DEVICE cuda), transformers, peft,
-# accelerate or bitsandbytes cannot be imported.
-py="${FT_PEFT_PYTHON:-python3}"
-pdev="${FT_PEFT_DEVICE:-cuda}"
-peft_ready_done=""
-peft_ready() {
-  local whls=("$root"/build-gpudeps/whl/*.whl)
-  if [ -z "$peft_ready_done" ] && [ -e "${whls[0]}" ]; then
-    peft_ready_done=1
-    if "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-      "${whls[@]}" >>"$1" 2>&1; then
-      export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
-      say "peft: installed ${#whls[@]} carried wheels under /tmp/site ($(cd "$root/build-gpudeps/whl" && echo *.whl))"
-    else
-      say "peft: pip install of the carried wheels failed ($(basename "$1"))"
-    fi
-  fi
-  "$py" -c "import sys, torch, transformers, peft, accelerate, bitsandbytes
-assert sys.argv[1] != 'cuda' or torch.cuda.is_available(), 'torch sees no GPU'" "$pdev" >>"$1" 2>&1
-}
-if want peft; then
-  t0=$(date +%s)
-  mkdir -p "$build/peft"
-  : >"$OUT/peft.log"
-  rc_p=0
-  if ! peft_ready "$OUT/peft.log"; then
-    mark peft FAIL
-    say "peft: $py cannot import torch (with CUDA when FT_PEFT_DEVICE is cuda), transformers, peft, accelerate and bitsandbytes:"
-    say "  run tests/gpu/fetch-deps.sh here and carry build-gpudeps; $(tail -1 "$OUT/peft.log")"
-  else
-    read -ra shapes <<<"${FT_BENCH_SHAPES:-$bench_shapes_default}"
-    mapfile -t shared < <(peft_args_from_bench)
-    for entry in "${shapes[@]}"; do
-      shape="${entry%%:*}"
-      # what ftune ran, from its JSON when the bench phase left one (this call or an earlier one on
-      # this machine); else the bench phase's settings, in its order (argparse: the last one wins)
-      run=(--seq "${FT_BENCH_SEQ:-4096}" --micro-batch 1 "${shared[@]}")
-      [ "$entry" != "$shape" ] && run+=(--seq "${entry#*:}")
-      if [ -s "$build/bench/$entry.json" ]; then
-        read -ra fromjson < <(python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))
-print("--layers %d --seq %d --micro-batch %d" % (r["layers"], r["seq"], r["micro_batch"]))' "$build/bench/$entry.json")
-        run+=("${fromjson[@]}") # last wins in argparse
-      fi
-      js="$build/peft/$entry.json" log="$build/peft/$entry.log"
-      rm -f "$js"
-      # shellcheck disable=SC2086
-      timeout "${FT_PEFT_TIMEOUT:-300}" "$py" "$root/tests/ref/bench_peft.py" --device "$pdev" --shape "$shape" \
-        "${run[@]}" --steps "${FT_PEFT_STEPS:-5}" --json "$js" ${FT_PEFT_ARGS:-} >"$log" 2>&1
-      rc=$?
-      { echo "== $entry (exit $rc): bench_peft.py --shape $shape ${run[*]}"; cat "$log"; } >>"$OUT/peft.log"
-      if [ $rc -ne 0 ]; then
-        rc_p=1
-        say "peft: $entry exit $rc$([ $rc -eq 124 ] && echo " (timed out after ${FT_PEFT_TIMEOUT:-300}s)"): $(grep -v '^ *$' "$log" | tail -2 | tr '\n' ' ')"
-      elif grep -q '"oom": true' "$js" 2>/dev/null; then
-        say "peft: $entry: out of memory ($(grep -m1 '^result' "$log"))"
-      fi
-    done
-    if [ $rc_p -eq 0 ]; then mark peft ok; else mark peft FAIL; fi
-    say "peft: ${result[peft]} in $(($(date +%s) - t0))s (peft.log: each run's report and JSON)"
-    peft_table "${shapes[@]}" | sed 's/^/  /' | tee -a "$summary" >&2
-  fi
-fi
+# ---- peft: the bench runs again through transformers + PEFT + bitsandbytes, and unsloth -----------------
+. "$root/tests/gpu/peft.sh" # also peft_ready, for context
+want peft && peft_phase
 
 # ---- context: the longest sequence of the 70B shape, boundaries on the device and on the host -------------
 if want context && have_ftune context; then
@@ -720,24 +599,8 @@ if want context && have_ftune context; then
     say "context ($where boundaries): exit $rc, $(grep -m1 -o 'seq [0-9]* (longest that fits)' "$log"), $(grep -m1 'peak memory' "$log" | sed 's/^ *//')"
     [ -s "$js" ] && jsons+=("$js")
   done
-  # and transformers + PEFT + bitsandbytes on the same shape: bench_peft.py --seq max (one model
-  # build, then one step per length tried, doubling from 4096 and bisecting to 1024 tokens)
-  if [ "${FT_CONTEXT_PEFT:-1}" != 0 ]; then
-    if peft_ready "$OUT/context.log"; then
-      log="$build/context/peft.log" js="$build/context/peft.json"
-      rm -f "$js"
-      timeout "${FT_CONTEXT_PEFT_TIMEOUT:-480}" "$py" "$root/tests/ref/bench_peft.py" --device "$pdev" \
-        --shape "${FT_CONTEXT_SHAPE:-llama-3-70b}" --seq max --micro-batch 1 --steps 1 --warmup 0 --json "$js" \
-        ${FT_CONTEXT_PEFT_ARGS:-} >"$log" 2>&1
-      rc=$?
-      { echo "== transformers + PEFT + bitsandbytes, --seq max (exit $rc)"; cat "$log"; } >>"$OUT/context.log"
-      [ $rc -eq 0 ] || rc_c=1
-      say "context (PEFT): exit $rc, $(python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))
-print("seq %s (longest that fits), peak %.2f GiB" % (r.get("seq"), r.get("peak_bytes", 0) / 2**30))' "$js" 2>/dev/null || tail -1 "$log")"
-    else
-      say "context (PEFT): skipped, the PEFT stack cannot be imported (context.log)"
-    fi
-  fi
+  # and transformers + PEFT + bitsandbytes, and unsloth, on the same shape (tests/gpu/peft.sh)
+  [ "${FT_CONTEXT_PEFT:-1}" != 0 ] && { peft_context "${FT_CONTEXT_SHAPE:-llama-3-70b}" || rc_c=1; }
   if [ $rc_c -eq 0 ]; then mark context ok; else mark context FAIL; fi
   say "context: ${result[context]} in $(($(date +%s) - t0))s"
   [ ${#jsons[@]} -gt 0 ] && bench_table "${jsons[@]}" | sed 's/^/  /' | tee -a "$summary" >&2

@@ -225,6 +225,20 @@ def peft_model(a, device):
     return get_peft_model(model, lora_config(a))
 
 
+def write_tokenizer(path):
+    """A four-word tokenizer beside the checkpoint: unsloth's from_pretrained loads the model's tokenizer
+    along with it (the runs feed random ids, so its vocabulary does not matter)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    special = ["<unk>", "<s>", "</s>", "<pad>"]
+    tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(special)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.add_special_tokens(special)
+    tok.save(os.path.join(path, "tokenizer.json"))
+    with open(os.path.join(path, "tokenizer_config.json"), "w") as f:
+        json.dump({"tokenizer_class": "PreTrainedTokenizerFast", "unk_token": "<unk>", "bos_token": "<s>",
+                   "eos_token": "</s>", "pad_token": "<pad>", "model_max_length": 131072}, f, indent=1)
+
+
 def write_prequantized(model, a, path):
     """The random NF4 model as a pre-quantized bitsandbytes checkpoint (what save_pretrained writes for
     a model loaded in 4 bit: the packed codes plus each weight's quant-state tensors), one safetensors
@@ -242,6 +256,7 @@ def write_prequantized(model, a, path):
         index.update({k: fname for k in keys})
     with open(os.path.join(path, "model.safetensors.index.json"), "w") as f:
         json.dump({"metadata": {}, "weight_map": index}, f)
+    write_tokenizer(path)
     with open(os.path.join(path, "config.json"), "w") as f:  # last: its presence marks a complete checkpoint
         json.dump(dict(config_dict(a), quantization_config=model.config.quantization_config), f, indent=1)
 
