@@ -49,7 +49,8 @@
 #   FT_GPU_BUILD     build directory (default build-gpu; kept between calls on a warm machine)
 #   FT_GPU_ARCH      CUDA architectures (default 90)
 #   FT_OPS_ARGS      extra arguments for test_ops_cuda, e.g. "--filter attention --seed 0x1234"
-#   FT_E2E_STEPS     training steps per backend (default 50); FT_E2E_TOL relative loss gap (0.02)
+#   FT_E2E_STEPS     training steps per backend (default 50); FT_E2E_TOL relative loss gap (0.02);
+#                    FT_E2E_THREADS the CPU runs' threads (2)
 #   FT_GPU_DEPS      "carried": use build-gpudeps even where the system has the libraries
 #   FT_BENCH_SHAPES, FT_BENCH_STEPS (10), FT_BENCH_SEQ (4096), FT_BENCH_ARGS (extra bench options)
 #   FT_ABLATE_ARGS   the ablate phase's bench options (default: llama-3-70b --layers 8, 4 steps)
@@ -290,7 +291,10 @@ if want e2e && have_ftune e2e; then
   [ "$steps" -lt 5 ] && short=(--set training.warmup=0) # the recipe warms up over 5 steps (rehearsals run fewer)
   # cpu_bf16: the CPU storing activations in BF16 (FT_CPU_BF16=1, kernels/cpu/bf16_cpu.c): its gap to
   # the CPU is what BF16 alone does, the floor CUDA's gap is read against (reported, not a condition)
-  nth=$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 )) # the CPU runs side by side (alone on 16 cores: 6 s a step)
+  # the CPU runs side by side on 2 threads each, the recipe's own setting: stories260K's ops are too
+  # small to share among more (alone on 16 threads it took 6 s a step on the H100's host, 2026-11-24;
+  # ~1 s on a 2-core development machine)
+  nth=${FT_E2E_THREADS:-2}
   for dev in cpu cpu_bf16 cuda; do
     rm -rf "$build/e2e_$dev"
     FT_CPU_BF16=$([ $dev = cpu_bf16 ] && echo 1 || echo 0) "$ftune" train "$root/recipes/demo-stories260k.yaml" \
