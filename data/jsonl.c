@@ -93,6 +93,40 @@ static int64_t jl_utf8_bad_at(const char *s, int64_t n) {
     return -1;
 }
 
+/* Byte offset of the first \u0000 escape in s[0, n), a text that parsed as JSON, or -1. cJSON
+ * ends its C strings at that NUL, so the text after it would be dropped silently; Python keeps it.
+ * In valid JSON a backslash only occurs in a string, always starting an escape. */
+static int64_t jl_nul_escape_at(const char *s, int64_t n) {
+    for (int64_t i = 0; i + 1 < n; i++) {
+        if (s[i] != '\\') continue;
+        if (s[i + 1] == 'u' && i + 6 <= n && memcmp(s + i + 2, "0000", 4) == 0) return i;
+        i++; /* the escaped character */
+    }
+    return -1;
+}
+
+/* The problem of a record's text that parsed as JSON but cannot be read as Python reads it (bytes
+ * that are not UTF-8, a \u0000 that cJSON would cut the string at), in err; 0 when there is none.
+ * Columns count from the start of the problem's line, found in s or, for s's first line, back in
+ * the buffer that begins at `floor`; *line_off is the line of the problem counted from s's (optional). */
+static int jl_text_problem(const char *s, int64_t n, const char *floor, char *err, size_t errlen, int64_t *line_off) {
+    int64_t at = jl_utf8_bad_at(s, n);
+    const char *what = "not valid UTF-8", *why = "";
+    if (at < 0) {
+        at = jl_nul_escape_at(s, n);
+        what = "\\u0000 (a NUL character)", why = ": not supported in a string";
+    }
+    if (at < 0) return 0;
+    int64_t lines = 0, col0 = 0;
+    for (int64_t i = 0; i < at; i++)
+        if (s[i] == '\n') lines++, col0 = i + 1;
+    if (lines == 0)
+        while (s + col0 > floor && s[col0 - 1] != '\n') col0--;
+    if (line_off) *line_off = lines;
+    snprintf(err, errlen, "%s at column %lld%s", what, (long long)(at - col0 + 1), why);
+    return 1;
+}
+
 static ft_status jl_bad(ft_jsonl *r, int64_t line, const char *problem) {
     char msg[sizeof r->st.first_error];
     snprintf(msg, sizeof msg, "%s:%lld: %s", r->path, (long long)line, problem);
@@ -425,6 +459,13 @@ static ft_status jl_next_array(ft_jsonl *r, const ft_record **rec) {
         r->array_state = 1;
         r->line_no = line;
         r->cur = v;
+        char terr[160];
+        int64_t tline = 0;
+        if (jl_text_problem(start, (int64_t)(end - start), r->buf, terr, sizeof terr, &tline)) {
+            FT_TRY(jl_bad(r, line + tline, terr));
+            jl_free_cur(r);
+            continue;
+        }
         FT_TRY(ft_json_dedupe(v, r->path)); /* a repeated key: the last wins, as json.load */
         int ready;
         ft_status st = jl_take(r, v, line, &ready);
@@ -487,6 +528,12 @@ ft_status ft_jsonl_next(ft_jsonl *r, const ft_record **rec) {
             continue;
         }
         r->cur = v;
+        char terr[160];
+        if (jl_text_problem(s, (int64_t)n, s, terr, sizeof terr, NULL)) {
+            FT_TRY(jl_bad(r, r->line_no, terr));
+            jl_free_cur(r);
+            continue;
+        }
         FT_TRY(ft_json_dedupe(v, r->path));
         int ready;
         FT_TRY(jl_take(r, v, r->line_no, &ready));

@@ -11,8 +11,9 @@
  * The format is forced by the caller or auto-detected from the first well-formed record; every
  * later record must then have that format. Extra keys are ignored.
  *
- * Contract on bad input: a malformed record (invalid JSON, not an object, missing key, wrong
- * type, unknown role, empty target text, a chat without an assistant turn) is reported as
+ * Contract on bad input: a malformed record (invalid JSON, bytes that are not UTF-8, a \u0000
+ * escape (cJSON would end the string there), not an object, missing key, wrong type, unknown
+ * role, empty target text, a chat without an assistant turn) is reported as
  * "FILE:LINE: problem". With the skip policy it is logged (the first `max_logged` of them),
  * counted, and summarized when the file ends; with the fatal policy ft_jsonl_next fails with that
  * message. A record is never dropped silently. Blank lines are ignored and counted. Later stages

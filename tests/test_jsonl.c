@@ -187,6 +187,12 @@ static void test_malformed(void) {
     expect_fatal("trail.jsonl", "{\"text\": \"fine\"}\n{\"text\": \"a\"} {\"text\": \"b\"}\n",
                  "2: invalid JSON: unexpected data after the value");
     expect_fatal("utf8.jsonl", "{\"text\": \"fine\"}\n{\"text\": \"caf\xe9\"}\n", "2: not valid UTF-8 at column 14");
+    /* a \u0000 escape: cJSON ends its C string there, so "a\u0000b" would train on "a" alone; Python
+     * keeps the NUL. A malformed record, whether in a value or a key; an escaped backslash before
+     * "u0000" is plain text and stays. */
+    expect_fatal("nul.jsonl", "{\"text\": \"a\\\\u0000 is text\"}\n{\"text\": \"a\\u0000b\"}\n",
+                 "2: \\u0000 (a NUL character) at column 12");
+    expect_fatal("nulkey.jsonl", "{\"text\\u0000x\": \"a\"}\n", "1: \\u0000 (a NUL character) at column 7");
 
     /* chat problems */
     p = write_tmp("badchat.jsonl",
@@ -284,6 +290,20 @@ static void test_json_array(void) {
     snprintf(want, sizeof want, "%s:3: missing key \"completion\"", path);
     FT_CHECK(s.skipped == 1 && strstr(s.first_error, want), "array error at line 3: %s", s.first_error);
     ft_jsonl_close(r);
+
+    /* in an array as in JSONL: bytes that are not UTF-8 and a \u0000 escape make the element
+     * malformed (skipped, named by its line and column), not text passed through or cut short */
+    p = write_tmp("arrtext.json", "[{\"text\": \"caf\xe9\"},\n {\"text\": \"ok\"},\n {\"text\":\n  \"x\\u0000y\"}]\n");
+    snprintf(path, sizeof path, "%s", p);
+    ft_log_set_level(FT_LOG_ERROR);
+    ft_status ast;
+    int64_t n_ok = read_all(path, FT_FMT_AUTO, 0, &ast, &s, NULL);
+    ft_log_set_level(FT_LOG_INFO);
+    snprintf(want, sizeof want, "%s:1: not valid UTF-8 at column 15", path);
+    FT_CHECK(ast == FT_OK && n_ok == 1 && s.skipped == 2 && strstr(s.first_error, want), "array text: %lld kept, %lld "
+             "skipped, first %s", (long long)n_ok, (long long)s.skipped, s.first_error);
+    expect_fatal("arrnul.json", "[{\"text\": \"ok\"},\n {\"text\":\n  \"x\\u0000y\"}]\n",
+                 "3: \\u0000 (a NUL character) at column 5");
 
     p = write_tmp("arrbad.json", "[\n {\"text\": \"a\"},\n {\"text\": \"b\",,}\n]");
     snprintf(path, sizeof path, "%s", p);

@@ -88,6 +88,9 @@ static const bad_case bad_cases[] = {
     {BASE "  lr: [1, 2\n", NULL, FT_E_FORMAT, "r.yaml:8:1: malformed YAML: did not find expected ',' or ']'"},
     {"model:\n\tpath: m\n", NULL, FT_E_FORMAT, "r.yaml:2:1: malformed YAML: found character that cannot start any token"},
     {BASE "? [a]\n: 1\n", NULL, FT_E_ARG, "r.yaml:7:3: keys must be plain names, got a list"},
+    /* bytes that are not UTF-8 (libyaml reports a byte offset for them, not a line): at their line */
+    {BASE "  lr: 0.1 # caf\xe9!\n", NULL, FT_E_FORMAT, "r.yaml:7:17: malformed YAML: invalid trailing UTF-8 octet"},
+    {BASE "  seed: \xff\n", NULL, FT_E_FORMAT, "r.yaml:7:9: malformed YAML: invalid leading UTF-8 octet"},
     /* cross-field */
     {"data:\n  train: t.jsonl\n", NULL, FT_E_ARG, "r.yaml: model.path: required"},
     {"model:\n  path: m\n", NULL, FT_E_ARG, "r.yaml: data.train: required"},

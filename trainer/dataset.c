@@ -206,21 +206,32 @@ static ft_status ft_load_examples(ft_dataset *ds, const ft_recipe *r, const char
     ft_examples all;
     ft_examples_init(&all);
     ft_status st = ft_tokenize(ds, r, r->data.train, r->data.n_train, &all);
+    if (st == FT_OK && all.n == 0) /* before the valid files: the first error is the train files' */
+        st = FT_ERR(FT_E_FORMAT, "data.train: no usable training examples in %s%s%s%s%s", r->data.train[0],
+                    r->data.n_train > 1 ? " and the other files" : "",
+                    ds->first_error[0] ? " (records were skipped; the first: " : "", ds->first_error,
+                    ds->first_error[0] ? ")" : "");
     if (st == FT_OK && r->data.n_valid > 0) {
         ft_examples_init(&ds->valid);
         ds->train = all;
         ft_examples_init(&all);
+        char train_first[sizeof ds->first_error];
+        snprintf(train_first, sizeof train_first, "%s", ds->first_error);
+        ds->first_error[0] = 0;
         st = ft_tokenize(ds, r, r->data.valid, r->data.n_valid, &ds->valid);
+        /* files named for validation that hold none: an error, as for data.train, not a run that
+         * quietly evaluates nothing */
+        if (st == FT_OK && ds->valid.n == 0)
+            st = FT_ERR(FT_E_FORMAT, "data.valid: no usable validation examples in %s%s%s%s%s", r->data.valid[0],
+                        r->data.n_valid > 1 ? " and the other files" : "",
+                        ds->first_error[0] ? " (records were skipped; the first: " : "", ds->first_error,
+                        ds->first_error[0] ? ")" : "");
+        if (train_first[0]) snprintf(ds->first_error, sizeof ds->first_error, "%s", train_first);
     } else if (st == FT_OK) {
         st = ft_examples_split(&all, r->data.val_fraction, (uint64_t)r->training.seed, &ds->train, &ds->valid);
     }
     ft_examples_free(&all);
     if (st != FT_OK) return st;
-    if (ds->train.n == 0)
-        return FT_ERR(FT_E_FORMAT, "data.train: no usable training examples in %s%s%s%s%s", r->data.train[0],
-                      r->data.n_train > 1 ? " and the other files" : "",
-                      ds->first_error[0] ? " (records were skipped; the first: " : "", ds->first_error,
-                      ds->first_error[0] ? ")" : "");
     FT_TRY(ft_write_shards(data_dir, tname, fps, &ds->train));
     FT_TRY(ft_write_shards(data_dir, vname, fps, &ds->valid));
     return FT_OK;
@@ -291,6 +302,13 @@ ft_status ft_dataset_open(ft_dataset **out, const ft_recipe *r, const char *outp
                                  "examples dropped as too long or without targets)",
                     (long long)r->data.seq_len,
                     (long long)(ds->train_plan.stats.dropped_long + ds->train_plan.stats.dropped_empty));
+        goto fail;
+    }
+    if (r->data.n_valid > 0 && ds->valid_plan.n_rows < 1) {
+        st = FT_ERR(FT_E_FORMAT, "data.valid: nothing left to validate on after packing into data.seq_len %lld (%lld "
+                                 "examples dropped as too long or without targets)",
+                    (long long)r->data.seq_len,
+                    (long long)(ds->valid_plan.stats.dropped_long + ds->valid_plan.stats.dropped_empty));
         goto fail;
     }
     ft_batcher_opts bo = {.batch_rows = ds->B, .mode = FT_BATCH_TRAIN, .seed = (uint64_t)r->training.seed};

@@ -324,8 +324,15 @@ ft_status ft_cfg_parse(ft_model_config *cfg, const char *json, int64_t len, cons
 ft_status ft_cfg_load(ft_model_config *cfg, const char *path) {
     char file[4096];
     struct stat sb;
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) snprintf(file, sizeof file, "%s/config.json", path);
-    else snprintf(file, sizeof file, "%s", path);
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        const char *base = strrchr(path, '/');
+        base = base ? base + 1 : path;
+        if (strcmp(base, "config.json") == 0) /* not a model directory: DIR/config.json/config.json would mislead */
+            return FT_ERR(FT_E_IO, "%s: is a directory, not a file", path);
+        snprintf(file, sizeof file, "%s/config.json", path);
+    } else {
+        snprintf(file, sizeof file, "%s", path);
+    }
     char *buf = NULL;
     int64_t got = 0;
     ft_status st = ft_read_file(file, 16 << 20, &buf, &got, NULL);

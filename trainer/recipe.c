@@ -147,8 +147,15 @@ static ft_status rk_parse_yaml(rctx *c, const char *text, size_t len) {
     if (!yaml_parser_initialize(&parser)) return FT_ERR(FT_E_OOM, "out of memory starting the YAML parser");
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     if (!yaml_parser_load(&parser, &doc)) {
-        const yaml_mark_t *m = &parser.problem_mark;
-        st = FT_ERR(FT_E_FORMAT, "%s:%d:%d: malformed YAML: %s%s%s", c->file, (int)m->line + 1, (int)m->column + 1,
+        yaml_mark_t m = parser.problem_mark;
+        if (parser.error == YAML_READER_ERROR) { /* bad encoding: libyaml gives a byte offset, not a mark */
+            m.line = m.column = 0;
+            for (size_t i = 0; i < parser.problem_offset && i < len; i++) {
+                if (text[i] == '\n') m.line++, m.column = 0;
+                else m.column++;
+            }
+        }
+        st = FT_ERR(FT_E_FORMAT, "%s:%d:%d: malformed YAML: %s%s%s", c->file, (int)m.line + 1, (int)m.column + 1,
                     parser.problem ? parser.problem : "syntax error", parser.context ? " " : "",
                     parser.context ? parser.context : "");
         yaml_parser_delete(&parser);

@@ -31,6 +31,8 @@ static ft_status rk_need(const ft_recipe *r, const char *key, const char *path, 
         snprintf(p, sizeof p, "%s/%s", path, inside);
         if (access(p, R_OK) != 0)
             return FT_ERR(FT_E_IO, "%s: %s: '%s' has no readable %s", rk_src(r), key, path, inside);
+        if (stat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) /* readable, but no file (it would be read as DIR/inside) */
+            return FT_ERR(FT_E_IO, "%s: %s: '%s' is a directory, not a file", rk_src(r), key, p);
     } else if (access(path, R_OK) != 0) {
         return FT_ERR(FT_E_IO, "%s: %s: cannot read '%s': %s", rk_src(r), key, path, strerror(errno));
     }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CLI contract: help/version, exit codes (2 for usage errors, 1 for failures), and one clear
 # line naming the file for bad model inputs (missing files, truncated or corrupt safetensors,
-# unknown architecture, a tensor whose shape disagrees with config.json). Never a crash.
+# unknown architecture, a tensor whose shape disagrees with config.json, config.json a
+# directory). Never a crash.
 # usage: basics.sh FTUNE SRC_DIR
 set -u
 ftune="$1"; src="$2"
@@ -63,6 +64,13 @@ mk; echo '{"architectures": ["LlamaForCausalLM"], "hidden_size": "big"}' > "$tmp
 expect 1 "config.json.*hidden_size" -- "$ftune" eval --model "$tmp/m" --tokens "$tmp/tok.txt"
 mk; echo 'not json' > "$tmp/m/config.json"
 expect 1 "config.json" -- "$ftune" eval --model "$tmp/m" --tokens "$tmp/tok.txt"
+# config.json a directory: named as such, not as ".../config.json/config.json" (eval, plan, data)
+mk; rm "$tmp/m/config.json"; mkdir "$tmp/m/config.json"
+expect 1 "m/config.json: is a directory, not a file" -- "$ftune" eval --model "$tmp/m" --tokens "$tmp/tok.txt"
+expect 1 "m/config.json: is a directory, not a file" -- "$ftune" plan "$src/recipes/demo-stories260k.yaml" --set model.path="$tmp/m"
+expect 1 "model.path: '.*m/config.json' is a directory, not a file" -- "$ftune" data "$src/recipes/demo-stories260k.yaml" \
+  --set model.path="$tmp/m" --set output_dir="$tmp/run"
+[ ! -e "$tmp/run" ] && ok "nothing written for a bad model.path" || bad "output_dir written: $(ls -R "$tmp/run")"
 mk; sed -i 's/"num_hidden_layers": 5/"num_hidden_layers": 6/' "$tmp/m/config.json"
 expect 1 "no tensor model.layers.5" -- "$ftune" eval --model "$tmp/m" --tokens "$tmp/tok.txt"
 

@@ -5,7 +5,8 @@
 #     an epochs-based run from the index; `ftune train` then reuses the shards (its log says so);
 #   - a messy file over several look-ahead chunks: model.threads 1 and 2 write byte-identical
 #     shards and the same log, the skipped records and the first FILE:LINE error are reported;
-#   - errors: a bad key (exit 2), a missing data file (exit 1), no recipe (exit 2), each one line.
+#   - errors: a bad key (exit 2), a missing data file (exit 1), no recipe (exit 2), each one line;
+#     data.valid that yields no example (empty, or all dropped by packing): exit 1 naming it.
 # usage: data.sh FTUNE SRC_DIR
 set -u
 ftune=$(realpath "$1"); src=$(realpath "$2")
@@ -88,6 +89,17 @@ diff <(grep -v "^  time" "$tmp/ot1" | sed "s#$tmp/t[12]#OUT#g") <(grep -v "^  ti
 "$ftune" data "$recipe" --set data.train="$tmp/missing.jsonl" --set output_dir="$tmp/m" >"$tmp/o6" 2>"$tmp/e6"; rc=$?
 [ $rc -eq 1 ] && [ "$(wc -l <"$tmp/e6")" = 1 ] && grep -q "^ftune: error: .*data.train.*missing.jsonl" "$tmp/e6" \
   && ok "missing data file: exit 1, $(cat "$tmp/e6")" || bad "missing data file: exit $rc: $(cat "$tmp/e6")"
+# data.valid named but yielding nothing (an empty file; every record too long to keep): an error
+# naming the file or key, not a run that quietly evaluates nothing
+: >"$tmp/empty.jsonl"
+"$ftune" data "$recipe" --set data.valid="$tmp/empty.jsonl" --set output_dir="$tmp/ev" >"$tmp/o9" 2>"$tmp/e9"; rc=$?
+[ $rc -eq 1 ] && [ "$(grep -c 'error:' "$tmp/e9")" = 1 ] && grep -q "^ftune: error: data.valid: no usable validation examples in $tmp/empty.jsonl" "$tmp/e9" \
+  && ok "empty data.valid: exit 1, $(grep error: "$tmp/e9")" || bad "empty data.valid: exit $rc: $(cat "$tmp/e9")"
+printf '{"text": "%s"}\n' "$(yes 'Once upon a time' | head -200 | tr '\n' ' ')" >"$tmp/long.jsonl"
+"$ftune" data "$recipe" --set data.valid="$tmp/long.jsonl" --set data.long_examples=drop --set output_dir="$tmp/lv" \
+  >"$tmp/o10" 2>"$tmp/e10"; rc=$?
+[ $rc -eq 1 ] && grep -q "^ftune: error: data.valid: nothing left to validate on after packing" "$tmp/e10" \
+  && ok "data.valid all dropped: exit 1" || bad "data.valid all dropped: exit $rc: $(cat "$tmp/e10")"
 "$ftune" data >"$tmp/o7" 2>"$tmp/e7"; rc=$?
 [ $rc -eq 2 ] && [ "$(wc -l <"$tmp/e7")" = 1 ] && ok "no recipe: exit 2, $(cat "$tmp/e7")" || bad "no recipe: exit $rc: $(cat "$tmp/e7")"
 "$ftune" --help | grep -qE "^  data +tokenize a recipe's data" && ok "--help lists data" || bad "--help: $("$ftune" --help)"
