@@ -51,6 +51,9 @@ struct ft_shard_writer {
     ft_examples buf;
     cJSON *shards;
     int64_t n_shards, n_examples, n_tokens, n_targets, bytes;
+    /* examples by length, bucket b holding lengths [2^b, 2^(b+1)): count, tokens, sum of squares */
+    int64_t len_n[FT_SHARD_LEN_BUCKETS], len_tokens[FT_SHARD_LEN_BUCKETS];
+    double len_sq[FT_SHARD_LEN_BUCKETS];
     ZSTD_CCtx *cctx;
     uint8_t *zbuf;
     size_t zcap;
@@ -163,6 +166,10 @@ ft_status ft_shard_writer_add(ft_shard_writer *w, const int32_t *tokens, const u
     for (int64_t i = 0; i < n; i++)
         if (tokens[i] < 0) return FT_ERR(FT_E_ARG, "%s: negative token id %d in example", w->name, tokens[i]);
     FT_TRY(ft_examples_add(&w->buf, tokens, mask, n));
+    if (n > 0) {
+        const int b = 63 - __builtin_clzll((unsigned long long)n);
+        w->len_n[b]++, w->len_tokens[b] += n, w->len_sq[b] += (double)n * (double)n;
+    }
     if (w->buf.n_tokens >= w->shard_tokens) FT_TRY(sh_flush(w));
     return FT_OK;
 }
@@ -188,6 +195,14 @@ ft_status ft_shard_writer_finish(ft_shard_writer *w) {
                  cJSON_AddNumberToObject(idx, "n_tokens", (double)w->n_tokens) &&
                  cJSON_AddNumberToObject(idx, "n_targets", (double)w->n_targets) &&
                  cJSON_AddNumberToObject(idx, "bytes", (double)w->bytes);
+        cJSON *lens = ok ? cJSON_AddArrayToObject(idx, "lengths") : NULL; /* before the long shard list */
+        ok = lens != NULL;
+        for (int b = 0; ok && b < FT_SHARD_LEN_BUCKETS; b++) {
+            if (!w->len_n[b]) continue;
+            const double v[4] = {(double)((int64_t)1 << b), (double)w->len_n[b], (double)w->len_tokens[b], w->len_sq[b]};
+            cJSON *e = cJSON_CreateDoubleArray(v, 4);
+            ok = e && cJSON_AddItemToArray(lens, e);
+        }
         if (ok) {
             cJSON_AddItemToObject(idx, "shards", w->shards);
             w->shards = NULL;

@@ -13,7 +13,10 @@
  * The uncompressed payload is i64 offsets[n_examples + 1] (offsets[0] = 0), i32 tokens[n_tokens],
  * u8 mask[n_tokens] (the ft_examples layout of pack.h). The index (JSON) records the format and
  * version, the fingerprint string (tokenizer + template + masking identity, chosen by the caller),
- * totals, and per shard its file, counts, size and payload checksum.
+ * totals, the examples' lengths ("lengths": [min, examples, tokens, sum of squared lengths] per
+ * power-of-two bucket [min, 2 min), the empty ones left out: what `ftune plan` reads to count the
+ * attention of packed rows without reading the shards), and per shard its file, counts, size and
+ * payload checksum.
  *
  * Every file is written to a temporary name, fsync'd and renamed (then the directory fsync'd);
  * the index is written last, so a crash never leaves an index naming a half-written shard. The
@@ -30,6 +33,7 @@
 #define FT_SHARD_MAGIC "FTSHARD1"
 #define FT_SHARD_VERSION 1
 #define FT_SHARD_HEADER_BYTES 80
+#define FT_SHARD_LEN_BUCKETS 63 /* the index's length buckets: [2^b, 2^(b+1)) for b < 63 */
 
 typedef struct ft_shard_writer_opts {
     int64_t shard_tokens;     /* start a new shard once this many tokens are buffered; 0 = 16M */

@@ -2,7 +2,7 @@
  *   - the tiny shape trains: tokens/s > 0, finite and falling loss, the phases add up to the step
  *     time, peak backend memory equals the plan's prediction (CPU: to the byte, 10% allowed);
  *   - host-kept boundaries give bit-identical losses and gradient norms, and hold the planned
- *     pinned bytes;
+ *     pinned bytes; rows packed with --doc-len train, and the plan counts their attention's S;
  *   - the shapes table: every real shape parses as a config.json would, and the plan of the 70B
  *     shape at seq 4096 gives peers.md's F (~441 GFLOP/token) and fits an H100 in NF4;
  *   - ft_op_clip_factor equals the host formula of optim/adamw.c bit for bit (NaN and clip <= 0
@@ -92,6 +92,22 @@ static void check_tiny(void) {
     FT_CHECK_OK(ft_bench_run(&o, &h));
     FT_CHECK(h.layers == 5 && h.loss_finite, "tiny with 5 layers: %lld", (long long)h.layers);
     FT_CHECK(h.deq.prefetched == 0 && h.deq.on_compute == 0 && h.deq.reused == 0, "CPU dequantization counts");
+    ft_bench_result_free(&h);
+    /* --doc-len: rows of 32 packed with documents of 10, 10, 10 and 2 tokens: the plan counts the
+     * attention of S = (3 x 10^2 + 2^2) / 32 = 9.5 tokens instead of 32 (F's other parts unchanged), and
+     * the run trains */
+    ft_bench_opts pk = tiny_opts();
+    pk.doc_len = 10, pk.steps = 3;
+    FT_CHECK_OK(ft_bench_run(&pk, &h));
+    const ft_bench_shape *ts = ft_bench_shape_find("tiny");
+    if (h.steps && ts) {
+        const double dA = 4.5 * 2.0 * (double)(ts->L * ts->H * ts->D) * (32.0 - 9.5);
+        FT_CHECK(h.doc_len == 10 && h.attn_len == 9.5, "doc_len %lld, S %g", (long long)h.doc_len, h.attn_len);
+        FT_CHECK(!(fabs(r.flops_per_token - h.flops_per_token - dA) > 1e-9 * dA), "F %g, packed %g: %g less, expected %g",
+                 r.flops_per_token, h.flops_per_token, r.flops_per_token - h.flops_per_token, dA);
+        FT_CHECK(h.loss_finite && h.loss_fell && h.mem_peak == h.mem_plan, "packed: loss %g -> %g, peak %lld, plan %lld",
+                 h.steps[0].loss, h.steps[2].loss, (long long)h.mem_peak, (long long)h.mem_plan);
+    }
     ft_bench_result_free(&h);
     ft_bench_opts big = o;
     big.shape = "llama-3-8b", big.layers = 33;
@@ -200,7 +216,7 @@ static void check_memory_limit(void) {
     FT_CHECK_OK(ft_recipe_defaults(&rec, sets, (int)(sizeof sets / sizeof *sets)));
     ft_plan *p = calloc(1, sizeof *p);
     ft_backend_set_memory_limit(be, 16 * mib);
-    FT_CHECK_OK(ft_plan_for_backend(p, &cfg, &rec, be));
+    FT_CHECK_OK(ft_plan_for_backend(p, &cfg, &rec, be, 0.0));
     FT_CHECK(p->device_bytes == 16 * mib && p->mem_source && strcmp(p->mem_source, "model.memory_gib") == 0 && !p->fits,
              "plan under model.memory_gib: device %lld, source %s, fits %d, total %lld", (long long)p->device_bytes,
              p->mem_source ? p->mem_source : "(none)", p->fits, (long long)p->total_bytes);
@@ -214,7 +230,7 @@ static void check_memory_limit(void) {
     ft_backend_set_memory_limit(be, 0);
     ft_recipe_free(&rec);
     FT_CHECK_OK(ft_recipe_defaults(&rec, sets, (int)(sizeof sets / sizeof *sets) - 1));
-    FT_CHECK_OK(ft_plan_for_backend(p, &cfg, &rec, be));
+    FT_CHECK_OK(ft_plan_for_backend(p, &cfg, &rec, be, 0.0));
     FT_CHECK(p->fits && p->mem_source && strstr(p->mem_source, "free"), "plan on free memory: fits %d, source %s", p->fits,
              p->mem_source ? p->mem_source : "(none)");
     st = ft_backend_alloc(be, &a, (int64_t)1 << 60, "LoRA weights");

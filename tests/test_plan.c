@@ -341,6 +341,32 @@ static void check_epochs(void) {
     plan_cfg(p, "Qwen3-14B", "h100", cached, 6);
     FT_CHECK(p->steps == 250, "steps from the cached index: %lld (%s)", (long long)p->steps, p->steps_from);
     FT_CHECK(p->total_tokens == 250 * 8 * 128, "total tokens %lld", (long long)p->total_tokens);
+    FT_CHECK(p->attn_len == 128.0 && strstr(p->attn_len_from, "upper bound"),
+             "packed rows, an index without lengths: S = T, an upper bound (%g: %s)", p->attn_len, p->attn_len_from);
+
+    /* packed rows' attention from the index's length buckets [min, examples, tokens, sum of squares]:
+     * 10 examples of 80 tokens, and two of 140 and 160, longer than T = 128: truncated, each attends
+     * like a 128-token document; dropped with data.long_examples: drop */
+    f = fopen(idx, "w");
+    if (f)
+        fputs("{\"format\": \"ftune-shards\", \"n_examples\": 12, \"n_tokens\": 1100, \"lengths\": [[64, 10, 800, "
+              "64000], [128, 2, 300, 45200]], \"shards\": []}\n", f), fclose(f);
+    plan_cfg(p, "Qwen3-14B", "h100", cached, 6);
+    const double S = (10.0 * 80 * 80 + 2.0 * 128 * 128) / (10.0 * 80 + 2.0 * 128);
+    FT_CHECK(!(fabs(p->attn_len - S) > 1e-9 * S), "S from the lengths: %.6f, expected %.6f (%s)", p->attn_len, S,
+             p->attn_len_from);
+    const ft_model_dims *d = &p->dims;
+    const double A = 2.0 * (double)(d->L * d->H * d->D) * S;
+    FT_CHECK(!(fabs(p->f_attn - 4.5 * A) > 1e-9 * p->f_attn) && !(fabs(p->flops_full - p->flops_per_token) > 1.0),
+             "attention FLOPs 4.5 x 2 L H D S: %.6g, expected %.6g", p->f_attn, 4.5 * A);
+    const char *dropped[] = {"training.steps=0", "training.epochs=2", "data.seq_len=128", "training.micro_batch=4",
+                             "training.grad_accum=2", s_out, "data.long_examples=drop"};
+    plan_cfg(p, "Qwen3-14B", "h100", dropped, 7);
+    FT_CHECK(!(fabs(p->attn_len - 80.0) > 1e-9), "S with the long examples dropped: %.6f, expected 80", p->attn_len);
+    const char *plain[] = {"training.steps=0", "training.epochs=2", "data.seq_len=128", "training.micro_batch=4",
+                           "training.grad_accum=2", s_out, "data.packing=none"};
+    plan_cfg(p, "Qwen3-14B", "h100", plain, 7);
+    FT_CHECK(p->attn_len == 128.0, "unpacked rows: S = T whatever the lengths (%g)", p->attn_len);
     free(p);
 }
 

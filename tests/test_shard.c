@@ -1,13 +1,15 @@
 /* test_shard.c: zstd example shards. An exact round trip of a multi-shard dataset (tokens, masks,
  * boundaries), no temporary files left behind, and clear errors naming the shard for a truncated
  * shard, a bit flip in the compressed data, a bit flip in the header, a missing shard, a shard
- * swapped between datasets, and a fingerprint mismatch. Prints read throughput (MB/s of shard
+ * swapped between datasets, and a fingerprint mismatch; the index's length buckets. Prints read throughput (MB/s of shard
  * files and of payload, tokens/s). */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <cjson/cJSON.h>
 
 #include "data/shard.h"
 #include "kernels/rng.h"
@@ -183,7 +185,52 @@ static void test_corruption(void) {
     ft_examples_free(&ex);
 }
 
+/* The index's length buckets (what `ftune plan` reads for packed rows' attention): per power-of-two
+ * bucket [min, 2 min) the examples, their tokens and squared lengths, counted here with a plain loop
+ * over lengths of 1, 2, 3, 63, 64, 65, 1000, 4096 (one each; six buckets) across shards; empty buckets left out. */
+static void test_lengths(void) {
+    static const int64_t lens[] = {1, 2, 3, 63, 64, 65, 1000, 4096};
+    const int n = (int)(sizeof lens / sizeof *lens);
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", subdir("lengths"));
+    ft_shard_writer *w;
+    ft_shard_writer_opts o = {.shard_tokens = 1000, .fingerprint = "fp"};
+    int32_t *tok = calloc(4096, sizeof *tok);
+    FT_CHECK_OK(ft_shard_writer_open(&w, dir, "ds", &o));
+    for (int i = 0; i < n; i++) FT_CHECK_OK(ft_shard_writer_add(w, tok, NULL, lens[i]));
+    FT_CHECK_OK(ft_shard_writer_finish(w));
+    free(tok);
+    double want[64][3] = {{0}};
+    for (int i = 0; i < n; i++) {
+        int b = 0;
+        while (((int64_t)2 << b) <= lens[i]) b++;
+        want[b][0] += 1, want[b][1] += (double)lens[i], want[b][2] += (double)(lens[i] * lens[i]);
+    }
+    char idx[1100], *text = NULL;
+    int64_t len = 0;
+    snprintf(idx, sizeof idx, "%s/ds.index.json", dir);
+    FT_CHECK_OK(ft_test_read_file(idx, &text, &len));
+    cJSON *j = cJSON_Parse(text);
+    const cJSON *lj = cJSON_GetObjectItemCaseSensitive(j, "lengths"), *e;
+    int rows = 0, nonempty = 0;
+    for (int b = 0; b < 64; b++) nonempty += want[b][0] > 0;
+    cJSON_ArrayForEach(e, lj) {
+        int b = 0;
+        const double lo = cJSON_GetArrayItem(e, 0) ? cJSON_GetArrayItem(e, 0)->valuedouble : -1;
+        while (b < 63 && (double)((int64_t)1 << b) < lo) b++;
+        FT_CHECK(cJSON_GetArraySize(e) == 4 && lo == (double)((int64_t)1 << b) && want[b][0] > 0, "bucket from %g", lo);
+        for (int k = 0; k < 3 && cJSON_GetArraySize(e) == 4; k++)
+            FT_CHECK(cJSON_GetArrayItem(e, k + 1)->valuedouble == want[b][k], "bucket %g field %d: %g, expected %g", lo,
+                     k + 1, cJSON_GetArrayItem(e, k + 1)->valuedouble, want[b][k]);
+        rows++;
+    }
+    FT_CHECK(rows == nonempty && nonempty == 6, "%d buckets in the index, %d non-empty counted", rows, nonempty);
+    cJSON_Delete(j);
+    free(text);
+}
+
 int main(void) {
+    test_lengths();
     test_roundtrip_and_speed();
     test_corruption();
     return ft_test_finish();

@@ -115,8 +115,10 @@ static ft_status ft_bench_init(ft_backend *be, ft_model *m, uint64_t seed) {
 
 typedef struct ft_bench_data {
     int64_t B, T, V;
+    int64_t doc_len;          /* > 0: rows packed with documents of this many tokens (the last one shorter) */
     uint64_t seed;
     int32_t *tokens, *labels; /* [B*T] of the micro-batch last made */
+    int32_t *pos, *doc_start; /* [B*T] with doc_len (the same every step), else NULL */
 } ft_bench_data;
 
 static ft_status ft_bench_get(void *user, int64_t k, ft_batch *out) {
@@ -124,10 +126,24 @@ static ft_status ft_bench_get(void *user, int64_t k, ft_batch *out) {
     const int64_t N = D->B * D->T;
     for (int64_t i = 0; i < N; i++)
         D->tokens[i] = (int32_t)(ft_mix64(D->seed ^ ft_mix64((uint64_t)(k * N + i))) % (uint64_t)D->V);
-    for (int64_t i = 0; i < N; i++) D->labels[i] = (i + 1) % D->T ? D->tokens[i + 1] : -100;
+    for (int64_t i = 0; i < N; i++) {
+        /* as the packer labels: within a document only (its last token has none) */
+        const int64_t t = i % D->T, next = D->doc_len > 0 ? (t / D->doc_len + 1) * D->doc_len : D->T;
+        const int64_t end = next < D->T ? next : D->T;
+        D->labels[i] = t + 1 < end ? D->tokens[i + 1] : -100;
+        if (D->doc_len > 0) D->doc_start[i] = (int32_t)(t / D->doc_len * D->doc_len), D->pos[i] = (int32_t)(t % D->doc_len);
+    }
     memset(out, 0, sizeof *out);
     out->B = D->B, out->T = D->T, out->tokens = D->tokens, out->labels = D->labels;
+    out->pos = D->pos, out->doc_start = D->doc_start;
     return FT_OK;
+}
+
+/* S of the attention's FLOPs (plan.h) for rows of T tokens in documents of doc_len: sum(l^2) / T. */
+static double ft_bench_attn_len(int64_t T, int64_t doc_len) {
+    if (doc_len <= 0 || doc_len >= T) return 0.0; /* the plan's own: T */
+    const double q = (double)(T / doc_len), r = (double)(T % doc_len), l = (double)doc_len;
+    return (q * l * l + r * r) / (double)T;
 }
 
 /* ---- peak GEMM ----------------------------------------------------------------------------------- */
@@ -172,7 +188,9 @@ static void ft_bench_plan_sets(const ft_bench_opts *o, const char *device, int64
     snprintf(buf[k], 96, "lora.r=%lld", (long long)o->lora_r), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "lora.dropout=%g", o->lora_dropout), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "lora.targets=%s", o->targets), sets[k] = buf[k], k++;
-    snprintf(buf[k], 96, "data.packing=none"), sets[k] = buf[k], k++; /* random rows, one document each */
+    /* random rows, one document each; or packed with --doc-len (the plan then counts their attention
+     * and no cuDNN workspace: the backend runs packed rows through its own kernels) */
+    snprintf(buf[k], 96, "data.packing=%s", o->doc_len > 0 && o->doc_len < T ? "bfd" : "none"), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "training.micro_batch=%lld", (long long)o->micro_batch), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "training.grad_accum=%lld", (long long)o->grad_accum), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "training.steps=%lld", (long long)o->steps), sets[k] = buf[k], k++;
@@ -199,7 +217,7 @@ static ft_status ft_bench_make_plan(const ft_bench_opts *o, const ft_model_confi
     FT_TRY(ft_recipe_defaults(&rec, sets, n));
     memset(p, 0, sizeof *p);
     snprintf(p->config_path, sizeof p->config_path, "(bench shape %s)", o->shape);
-    ft_status st = ft_plan_for_backend(p, cfg, &rec, be);
+    ft_status st = ft_plan_for_backend(p, cfg, &rec, be, ft_bench_attn_len(T, o->doc_len));
     ft_recipe_free(&rec);
     return st;
 }
@@ -296,6 +314,7 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
     r->keep_layers = plan->keep_layers; /* --keep-layers max: what the plan found room for */
     snprintf(r->shape, sizeof r->shape, "%s", shape->name);
     r->layers = plan->dims.L, r->T = T, r->B = o->micro_batch, r->K = o->grad_accum;
+    r->doc_len = o->doc_len > 0 && o->doc_len < T ? o->doc_len : 0, r->attn_len = plan->attn_len;
     r->lora_r = o->lora_r, r->lora_dropout = o->lora_dropout;
     r->tokens_per_step = r->B * r->K * T;
     char b1[48], b2[48];
@@ -314,6 +333,9 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
                  plan->host_boundaries ? ", boundaries in host memory"
                  : plan->keep_attention ? ", attention outputs kept" : "",
                  (long long)o->steps, ft_backend_name(be), b2);
+    if (r->doc_len > 0)
+        ft_bench_say(o, "  rows packed with %lld-token documents: attention within each (S = %.0f; on CUDA ftune's kernels)\n",
+                     (long long)r->doc_len, plan->attn_len);
     if (plan->keep_layers > 0)
         ft_bench_say(o, "  %lld of %lld layers kept, not recomputed (training.keep_layers%s)\n",
                      (long long)plan->keep_layers, (long long)plan->dims.L, o->keep_layers < 0 ? ", max" : "");
@@ -340,8 +362,13 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
     ft_step_ctx ctx = {.m = m, .lora = lora, .opt = opt, .sched = &sched, .grad_accum = o->grad_accum,
                        .seed = o->seed};
     data.B = o->micro_batch, data.T = T, data.V = plan->dims.V, data.seed = o->seed ^ 0xda7aull;
+    data.doc_len = o->doc_len > 0 && o->doc_len < T ? o->doc_len : 0;
     FT_CHECK_GOTO(st, ft_malloc((void **)&data.tokens, (size_t)(data.B * T) * 4, "bench tokens"), done);
     FT_CHECK_GOTO(st, ft_malloc((void **)&data.labels, (size_t)(data.B * T) * 4, "bench labels"), done);
+    if (data.doc_len > 0) {
+        FT_CHECK_GOTO(st, ft_malloc((void **)&data.pos, (size_t)(data.B * T) * 4, "bench positions"), done);
+        FT_CHECK_GOTO(st, ft_malloc((void **)&data.doc_start, (size_t)(data.B * T) * 4, "bench doc_start"), done);
+    }
     r->steps = calloc((size_t)o->steps, sizeof *r->steps);
     if (!r->steps) {
         st = FT_ERR(FT_E_OOM, "out of memory");
@@ -473,6 +500,8 @@ done:
     ft_backend_free(be);
     free(data.tokens);
     free(data.labels);
+    free(data.pos);
+    free(data.doc_start);
     free(plan);
     if (st != FT_OK) ft_bench_result_free(r);
     return st;
@@ -485,6 +514,8 @@ ft_status ft_bench_write_json(const ft_bench_result *r, const char *path) {
     cJSON_AddNumberToObject(j, "layers", (double)r->layers);
     cJSON_AddNumberToObject(j, "keep_layers", (double)r->keep_layers);
     cJSON_AddNumberToObject(j, "seq", (double)r->T);
+    cJSON_AddNumberToObject(j, "doc_len", (double)r->doc_len);
+    cJSON_AddNumberToObject(j, "attn_len", r->attn_len);
     cJSON_AddNumberToObject(j, "micro_batch", (double)r->B);
     cJSON_AddNumberToObject(j, "grad_accum", (double)r->K);
     cJSON_AddNumberToObject(j, "lora_r", (double)r->lora_r);

@@ -53,6 +53,8 @@ typedef struct ft_bench_opts {
     const char *device;     /* cpu, cuda, auto */
     int threads;            /* CPU threads (0: all) */
     int64_t seq;            /* tokens per row; 0: the longest that fits (plan) */
+    int64_t doc_len;        /* > 0: each row packed with documents of this many tokens (the last one shorter),
+                             * attending within their document only, as packed recipes train; 0: one a row */
     int64_t micro_batch, grad_accum, steps;
     int64_t lora_r;
     double lora_dropout;    /* lora.dropout (0, as the PEFT side runs; the recipes use 0.05) */
@@ -78,6 +80,8 @@ typedef struct ft_bench_result {
     char shape[64];
     int64_t layers, T, B, K, tokens_per_step;
     int64_t keep_layers;    /* layers kept, not recomputed (--keep-layers, max resolved) */
+    int64_t doc_len;        /* --doc-len (0: one document a row) */
+    double attn_len;        /* the plan's S in A_fwd: T, less with doc_len */
     int64_t lora_r;
     double lora_dropout;
     int64_t nsteps;

@@ -25,6 +25,8 @@ static const ft_opt ft_bench_cli[] = {
     {"layers", FT_OPT_INT, "N", "0", "keep the first N layers of the shape (0: all; the tiny shapes: any N)"},
     {"vocab", FT_OPT_INT, "V", "0", "vocabulary size override (0: the shape's)"},
     {"seq", FT_OPT_STR, "T|max", "4096", "tokens per sequence; max: the longest the plan fits in free memory"},
+    {"doc-len", FT_OPT_INT, "N", "0", "pack each row with documents of N tokens (attention within each, as packed "
+                                       "recipes train); 0: one document a row"},
     {"micro-batch", FT_OPT_INT, "B", "1", "sequences per micro-batch"},
     {"grad-accum", FT_OPT_INT, "K", "1", "micro-batches per optimizer step"},
     {"steps", FT_OPT_INT, "N", "10", "optimizer steps (the first is a warm-up, left out of tokens/s)"},
@@ -98,6 +100,7 @@ ft_status ft_cmd_bench(int argc, char **argv) {
     FT_CHECK_GOTO(st, ft_cli_int(&cli, "layers", &o.layers), done);
     FT_CHECK_GOTO(st, ft_cli_int(&cli, "vocab", &o.vocab), done);
     FT_CHECK_GOTO(st, ft_cli_str(&cli, "seq", &seq_s), done);
+    FT_CHECK_GOTO(st, ft_cli_int(&cli, "doc-len", &o.doc_len), done);
     FT_CHECK_GOTO(st, ft_cli_str(&cli, "keep-layers", &kl_s), done);
     FT_CHECK_GOTO(st, ft_cli_int(&cli, "micro-batch", &o.micro_batch), done);
     FT_CHECK_GOTO(st, ft_cli_int(&cli, "grad-accum", &o.grad_accum), done);
@@ -163,6 +166,10 @@ ft_status ft_cmd_bench(int argc, char **argv) {
             st = FT_ERR(FT_E_ARG, "bench: --seq %lld (need >= 2, or max)", (long long)o.seq);
             goto done;
         }
+    }
+    if (o.doc_len < 0) {
+        st = FT_ERR(FT_E_ARG, "bench: --doc-len %lld (need >= 0)", (long long)o.doc_len);
+        goto done;
     }
     FT_CHECK_GOTO(st, ft_bench_run(&o, &res), done);
     if (json) FT_CHECK_GOTO(st, ft_bench_write_json(&res, json), done);

@@ -9,22 +9,14 @@
  * rates (GEMM efficiency, attention rate, bandwidth efficiency) are predictions until `ftune bench`
  * measures them (see pl_devices); the time model itself is plan_time.c.
  *
- * Dataset index: an epochs-based recipe (training.steps = 0) needs the dataset's token count.
- * It is read from the tokenized dataset's index (data/shard.h: n_tokens, n_examples) a run caches
- * as <output_dir>/data/train-<fingerprint>.index.json (trainer/dataset.h; the newest one), so a
- * plan after a first run, or after `ftune train` has tokenized the data, knows the step count;
- * rows are estimated from the average example length and data.seq_len. Without an index the
- * step count is reported unknown and time is given per million tokens. */
+ * The tokenized dataset's index, when a run has cached one, gives an epochs-based recipe its step
+ * count and packed rows their attention's length (plan_data.c). */
 #include "trainer/plan.h"
 
-#include <cjson/cJSON.h>
-#include <dirent.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "kernels/log.h"
@@ -392,77 +384,6 @@ static void pl_advise(ft_plan *p, const pl_in *cur, int64_t threads) {
     pl_memory(p, cur, threads); /* restore the report's lines */
 }
 
-/* ---- dataset index ------------------------------------------------------------------------- */
-
-static int pl_read_index(const char *path, int64_t *tokens, int64_t *examples) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    cJSON *j = cJSON_Parse(buf); /* the totals come before the (possibly long, then cut) shard list */
-    if (!j) {
-        char *cut = strstr(buf, "\"shards\"");
-        if (cut) strcpy(cut, "\"x\": 0}");
-        j = cJSON_Parse(buf);
-    }
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "n_tokens"), *e = cJSON_GetObjectItemCaseSensitive(j, "n_examples");
-    int ok = cJSON_IsNumber(t) && cJSON_IsNumber(e);
-    if (ok) *tokens += (int64_t)t->valuedouble, *examples += (int64_t)e->valuedouble;
-    cJSON_Delete(j);
-    return ok;
-}
-
-/* The newest <output_dir>/data/train-<fingerprint>.index.json (trainer/dataset.c's cache). */
-static int pl_newest_index(const char *output_dir, char *out, size_t cap) {
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s/data", output_dir);
-    DIR *dp = opendir(dir);
-    if (!dp) return 0;
-    time_t best = 0;
-    int found = 0;
-    for (struct dirent *e; (e = readdir(dp));) {
-        size_t l = strlen(e->d_name);
-        if (strncmp(e->d_name, "train-", 6) != 0 || l < 17 || strcmp(e->d_name + l - 11, ".index.json") != 0) continue;
-        char p[4500];
-        struct stat sb;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        if (stat(p, &sb) == 0 && (!found || sb.st_mtime > best)) {
-            best = sb.st_mtime, found = 1;
-            snprintf(out, cap, "%s", p);
-        }
-    }
-    closedir(dp);
-    return found;
-}
-
-static void pl_steps(ft_plan *p, const ft_recipe *r) {
-    if (r->training.steps > 0) {
-        p->steps = r->training.steps;
-        snprintf(p->steps_from, sizeof p->steps_from, "training.steps");
-        return;
-    }
-    int64_t tokens = 0, examples = 0;
-    char path[4600] = "";
-    int found = pl_newest_index(r->output_dir, path, sizeof path) && pl_read_index(path, &tokens, &examples);
-    if (!found) {
-        p->steps = 0;
-        snprintf(p->steps_from, sizeof p->steps_from,
-                 "unknown: training.epochs %g and no tokenized dataset index (set training.steps)", r->training.epochs);
-        return;
-    }
-    /* packed rows, approximately: whole examples per row, and rows at least tokens / seq_len */
-    double avg = examples > 0 ? (double)tokens / (double)examples : 1.0, per_row = floor((double)p->T / avg);
-    if (per_row < 1 || strcmp(r->data.packing, "none") == 0) per_row = 1;
-    double rows = fmax(ceil((double)tokens / (double)p->T), ceil((double)examples / per_row));
-    /* (the cached index is the train split already: no val_fraction to take off) */
-    p->steps = (int64_t)ceil(r->training.epochs * rows / (double)(p->B * p->K));
-    if (p->steps < 1) p->steps = 1;
-    snprintf(p->steps_from, sizeof p->steps_from, "%g epochs of ~%.0f rows, %lld examples, %lld tokens: %s",
-             r->training.epochs, rows, (long long)examples, (long long)tokens, path);
-}
-
 /* FLOPs per token: F (plan.h) for the run's recomputation, every layer's but the kept ones', and
  * what the step runs (w_gemm, w_attn): the recompute stops before `down`'s frozen product and its
  * LoRA B product (the layer's output is the next boundary, kept), runs no LoRA A-product (their t
@@ -473,7 +394,7 @@ static void pl_flops(ft_plan *p, int64_t lora_io) {
     const ft_lora_shapes s = ft_model_lora_shapes(d);
     const int64_t rl = p->recompute ? d->L - p->keep_layers : 0; /* layers recomputed */
     const double rec = ft_plan_recomputed(p);
-    const double A = 2.0 * (double)d->L * (double)(d->H * d->D) * (double)p->T;
+    const double A = 2.0 * (double)d->L * (double)(d->H * d->D) * p->attn_len; /* A_fwd: S = T, less packed */
     const double lora = (double)p->R * (double)lora_io * (double)d->L;
     p->f_base = (4.0 + 2.0 * rec) * (double)p->n_blocks;
     p->f_head = 4.0 * (double)p->n_head;
@@ -624,11 +545,12 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
         pl_memory(p, &in, threads); /* restore the report's lines */
     }
 
+    ft_plan_data(p, r, o.attn_len);
     pl_flops(p, lora_io);
     p->tokens_per_step = p->B * p->K * p->T;
     ft_plan_time_model(p, r, o.tflops);
     if (p->fits && cuda && p->recompute && !p->flat) pl_offer_kept(p, r, lora_io);
-    pl_steps(p, r);
+    ft_plan_steps(p, r);
     p->total_tokens = p->steps * p->tokens_per_step;
     p->hours = (double)p->total_tokens / p->tokens_per_s / 3600.0;
     return FT_OK;
@@ -646,12 +568,13 @@ ft_status ft_plan_make(ft_plan *p, const ft_recipe *r, const ft_plan_opts *opts)
     return ft_plan_make_cfg(p, &cfg, r, opts);
 }
 
-ft_status ft_plan_for_backend(ft_plan *p, const ft_model_config *cfg, const ft_recipe *r, ft_backend *be) {
+ft_status ft_plan_for_backend(ft_plan *p, const ft_model_config *cfg, const ft_recipe *r, ft_backend *be,
+                              double attn_len) {
     int64_t dev_free = 0, dev_total = 0;
     FT_TRY(ft_backend_mem_info(be, &dev_free, &dev_total));
     ft_plan_device dev;
     FT_TRY(ft_plan_device_detect(be, &dev));
-    ft_plan_opts po = {.dev = &dev};
+    ft_plan_opts po = {.dev = &dev, .attn_len = attn_len};
     /* the memory the run may have: free now plus what the backend already holds, less 2% for the
      * allocator's rounding and fragmentation; model.memory_gib, when set, is the backend's limit
      * itself and ft_plan_make_cfg takes it from the recipe */

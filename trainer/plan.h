@@ -11,7 +11,8 @@
  * FLOPs per token (docs: peers.md section 3, frozen base, LoRA, full recomputation):
  *   F = 6 N_blocks + 4 N_head + 4.5 A_fwd + 8 r sum(in + out)   (recompute on)
  *   F = 4 N_blocks + 4 N_head + 3.5 A_fwd + 6 r sum(in + out)   (recompute off)
- * with N_blocks the decoder linears' parameters, N_head = V*C, A_fwd = 2 L H D S (causal).
+ * with N_blocks the decoder linears' parameters, N_head = V*C, A_fwd = 2 L H D S (causal; S = T,
+ * or for packed rows the mean length of the document a token sits in: plan_data.c).
  *
  * Time (plan.c "time"), per micro-batch of N = micro_batch x seq_len tokens, as the parts of a step
  * `ftune bench` times (its phase table): GEMMs (N (6 N_blocks + 4 N_head + LoRA) FLOPs at the
@@ -124,6 +125,8 @@ typedef struct ft_plan_opts {
                              * (`--host-boundaries`); 0: as the recipe says */
     int keep_attention;     /* 1: attention outputs kept whatever training.keep_attention says
                              * (`--keep-attention`); 0: as the recipe says */
+    double attn_len;        /* > 0: S of the attention's FLOPs, the mean length of the document a token sits
+                             * in (`ftune bench --doc-len`); 0: T, or the dataset index's for packed rows */
 } ft_plan_opts;
 
 typedef struct ft_plan {
@@ -152,6 +155,11 @@ typedef struct ft_plan {
                                * and given to the backend (ft_backend_attn_workspace) by ft_plan_for_backend */
     int64_t threads;          /* CPU threads (host scratch) */
     int64_t lora_params;
+    double attn_len;          /* S in A_fwd = 2 L H D S: T, or for packed rows the mean over tokens of the length
+                               * of the document a token sits in, from the dataset index (plan_data.c) */
+    char attn_len_from[160];  /* where attn_len came from, for the report */
+    int64_t data_tokens, data_examples; /* the newest cached dataset index's totals (0 without one) */
+    char data_index[4608];    /* its path ("" without one) */
 
     /* memory */
     ft_plan_line line[FT_PLAN_NLINES];
@@ -200,7 +208,7 @@ typedef struct ft_plan {
     double tflops;            /* sustained rate: --tflops, or F x tokens/s of the parts' sum */
     int64_t tokens_per_step;  /* micro_batch x grad_accum x seq_len */
     int64_t steps;            /* 0: unknown (epochs without a dataset index) */
-    char steps_from[4400];
+    char steps_from[4800];
     int64_t total_tokens;
     double tokens_per_s, step_s, hours; /* step_s = grad_accum x micro_s + the optimizer's part */
 } ft_plan;
@@ -216,8 +224,9 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
  * recipe's config.json as ft_plan_make reads it). Then installs ft_plan_oom_explain over p on be,
  * so an allocation that runs out of memory says what the plan predicted and which knob to turn:
  * p must stay valid while be allocates, or be removed with ft_backend_set_oom_explain(be, NULL,
- * NULL). */
-ft_status ft_plan_for_backend(ft_plan *p, const ft_model_config *cfg, const ft_recipe *r, ft_backend *be);
+ * NULL). attn_len > 0 sets the attention's S (ft_plan_opts); 0 leaves it to the plan. */
+ft_status ft_plan_for_backend(ft_plan *p, const ft_model_config *cfg, const ft_recipe *r, ft_backend *be,
+                              double attn_len);
 /* "55.9 GiB" (>= 1 GiB) or "13.2 MiB": how the report states a total. */
 void ft_plan_format_bytes(int64_t bytes, char *buf, size_t cap);
 /* The aligned report (stdout of `ftune plan`). */

@@ -1,4 +1,4 @@
-/* plan_impl.h: what plan.c and plan_time.c share; not for other modules. */
+/* plan_impl.h: what plan.c, plan_time.c and plan_data.c share; not for other modules. */
 #ifndef FT_PLAN_IMPL_H
 #define FT_PLAN_IMPL_H
 
@@ -21,5 +21,11 @@ const char *ft_plan_si(double v, const char *unit, char *buf, size_t cap);
  * profile's rates, or, with tflops > 0 (`--tflops`), a flat rate for all of it. Needs p's shapes,
  * FLOPs and memory lines filled. */
 void ft_plan_time_model(ft_plan *p, const ft_recipe *r, double tflops);
+/* plan_data.c: reads the newest cached dataset index of r's output_dir into p (data_*) and sets
+ * attn_len: attn_len when > 0 (ftune bench --doc-len), T for unpacked rows, else the index's. Needs
+ * p->T and p->packed. */
+void ft_plan_data(ft_plan *p, const ft_recipe *r, double attn_len);
+/* plan_data.c: p->steps and steps_from from training.steps, or the epochs over the index read. */
+void ft_plan_steps(ft_plan *p, const ft_recipe *r);
 
 #endif

@@ -142,6 +142,9 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
     fprintf(f, "  %-28s %.1f %s = %.1f (%.3g N_blocks) + %.1f (4 N_head) + %.1f (%.3g A_fwd) + %.1f (LoRA)\n",
             "FLOPs per token", p->flops_per_token / fs, fu, p->f_base / fs, 4.0 + 2.0 * rec, p->f_head / fs,
             p->f_attn / fs, 3.5 + rec, p->f_lora / fs);
+    if (p->packed || p->attn_len != (double)p->T) /* A_fwd's S: what a token attends to, on average x 2 */
+        fprintf(f, "  %-28s S = %.0f of seq_len %lld: %s\n", "attention's length", p->attn_len, (long long)p->T,
+                p->attn_len_from);
     if (p->keep_layers > 0)
         fprintf(f, "  %-28s %lld of %lld layers kept, not recomputed (training.keep_layers%s)\n", "",
                 (long long)p->keep_layers, (long long)d->L, p->keep_layers_max ? ": max" : "");

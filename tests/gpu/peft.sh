@@ -56,6 +56,8 @@ print("%-22s %6s %6s %2s %9s %9s %7s %-6s %9s %7s %-6s %11s %11s %11s  %s" % ("e
 versions = {}
 for e in entries:
     f, base = load(bench, e), e.split("+")[0]
+    if "@" in base:
+        continue  # packed rows: no PEFT or unsloth counterpart
     p, u = load(peft, base), load(uns, base)
     if p is None and u is None:
         print("%-22s (no PEFT or unsloth result: see peft.log)" % e); continue
@@ -191,6 +193,7 @@ peft_phase() {
   read -ra entries <<<"${FT_BENCH_SHAPES:-$bench_shapes_default}"
   for entry in "${entries[@]}"; do # X+keep is ftune's own offer: the others run X once
     base="${entry%%+*}"
+    case "$base" in *@*) continue ;; esac # packed rows (--doc-len): bench_peft.py has no packing
     case "$seen" in *" $base "*) ;; *) bases+=("$base") seen+="$base " ;; esac
   done
   mapfile -t shared < <(peft_args_from_bench)

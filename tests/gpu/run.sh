@@ -22,8 +22,9 @@
 #   resume    tests/gpu/resume.sh: exact resume on CUDA (SIGKILL and SIGTERM, byte-identical
 #             adapters) and the CUDA loss within BF16 tolerance of the CPU's
 #   bench     `ftune bench --check --peak` at seq 4096, micro-batch 1, 10 steps for the shapes in
-#             FT_BENCH_SHAPES (default llama-3-70b qwen3-32b mistral-small-24b llama-3-70b:512, shape:seq
-#             entries at their own seq): finite falling
+#             FT_BENCH_SHAPES (default: the three at 4096, llama-3-70b:512, the three +keep, llama-3-70b@1024;
+#             shape:seq entries at their own seq, shape+keep with the kept layers the plan offers,
+#             shape@N with rows packed with N-token documents): finite falling
 #             loss, peak memory within 10% of the plan (the `memory` column), tokens/s, F x tokens/s
 #             against the measured GEMM peak, time per phase
 #   peft      tests/gpu/peft.sh: the bench phase's runs again through transformers + PEFT +
@@ -441,7 +442,9 @@ fi
 # then the three with the attention outputs kept and as many layers, not recomputed, as then fit (`+keep`:
 # --keep-attention --keep-layers max, what `ftune plan` offers; MFUfull counts F with full recompute, the
 # issue's yardstick, where MFU counts what the run's recompute needs).
-bench_shapes_default="llama-3-70b qwen3-32b mistral-small-24b llama-3-70b:512 llama-3-70b+keep qwen3-32b+keep mistral-small-24b+keep"
+# And the 70B shape's rows packed with 1024-token documents (`@1024`: --doc-len, our attention kernels
+# over packed rows, as the shipped recipes train; the plan counts their attention's S).
+bench_shapes_default="llama-3-70b qwen3-32b mistral-small-24b llama-3-70b:512 llama-3-70b+keep qwen3-32b+keep mistral-small-24b+keep llama-3-70b@1024"
 # One row per run from its JSON: tokens/s, F x tokens/s and its share of the GEMM peak measured in the
 # same run, peak memory against the plan (the `mem` check: within 10%, accounted; `device`: what
 # cudaMemGetInfo says the run took, also held within 10% by bench --check), loss first -> last, and the
@@ -461,16 +464,17 @@ for f in sys.argv[1:]:
     except Exception as e:
         print("%s: %s" % (f, e)); continue
     tot = sum(r["phase_ms"].values()) or 1
+    name = r["shape"] + ("@%d" % r["doc_len"] if r.get("doc_len") else "")  # @N: rows packed with N-token documents
     dd, mt = r.get("dev_delta", 0), r.get("mem_plan_train", 0)  # what cudaMemGetInfo says the run took, against the plan
     dev = "%+5.1f%%" % (100 * (dd / mt - 1)) if dd > 0 and mt > 0 else "-"
     print("%-18s %6d %4d %6d %9.1f %9.1f %8.1f %7.1f %5.1f%% %6.1f%% %8.2f %8.2f %+5.1f%% %6s  %7.3f -> %7.3f %s" % (
-        r["shape"], r["layers"], r.get("keep_layers", 0), r["seq"], r["tokens_per_s"], r.get("plan_tokens_per_s", 0),
+        name, r["layers"], r.get("keep_layers", 0), r["seq"], r["tokens_per_s"], r.get("plan_tokens_per_s", 0),
         r["achieved_tflops"], r["peak_tflops"], 100 * r["mfu"], 100 * r.get("mfu_full", r["mfu"]), r["mem_peak"] / 2**30,
         r["mem_plan"] / 2**30, 100 * (r["mem_ratio"] - 1), dev,
         r["steps"][0]["loss"], r["steps"][-1]["loss"], " ".join("%5.1f" % (100 * r["phase_ms"][p] / tot) for p in ph)))
     pp = r.get("plan_phase_ms")
     if pp:  # measured against `ftune plan`'s time model, per phase (ms per step): the model's calibration
-        cmp.append("%-18s %6d  %s" % (r["shape"], r["seq"], "  ".join("%s %.4g/%.4g" % (p[:5], r["phase_ms"][p], pp[p])
+        cmp.append("%-18s %6d  %s" % (name, r["seq"], "  ".join("%s %.4g/%.4g" % (p[:5], r["phase_ms"][p], pp[p])
                    for p in ph if pp.get(p, 0) > 0)) + "  cache %s (sim %s)" % ("/".join(str(int(r.get("dequant", {}).get(k, -1))) for k in ("prefetched", "waited", "on_compute", "reused")), "/".join(sim(r)) or "-"))
 if cmp:
     print("measured/planned ms per step, by phase (plan.h time model; device profile %s); weight cache per step: prefetched/waited for/dequantized on the compute stream/reused (tests/bench/wcache_ring_sim.py predicts them):" % r.get("plan_device", "?"))
@@ -484,9 +488,10 @@ if want bench && have_ftune bench; then
   mkdir -p "$build/bench"
   : >"$OUT/bench.log"
   for entry in ${FT_BENCH_SHAPES:-$bench_shapes_default}; do
-    shape="${entry%%[:+]*}" seq="${FT_BENCH_SEQ:-4096}" keep=()
-    case "$entry" in *:*) seq="${entry#*:}" seq="${seq%%+*}" ;; esac # shape:seq, e.g. llama-3-70b:512
+    shape="${entry%%[:+@]*}" seq="${FT_BENCH_SEQ:-4096}" keep=()
+    case "$entry" in *:*) seq="${entry#*:}" seq="${seq%%[+@]*}" ;; esac # shape:seq, e.g. llama-3-70b:512
     case "$entry" in *+keep) keep=(--keep-layers max --keep-attention) ;; esac # shape+keep: as ftune plan offers
+    [[ "$entry" =~ @([0-9]+) ]] && keep+=(--doc-len "${BASH_REMATCH[1]}") # shape@N: rows packed with N-token documents
     rm -f "$build/bench/$entry.json"
     # shellcheck disable=SC2086
     "$ftune" bench --device cuda --shape "$shape" --seq "$seq" --micro-batch 1 \

@@ -47,7 +47,7 @@ export FT_OPS_ARGS="--small" FT_OPS_BIG="--small" FT_OPS_ATTN_TIERS="--small"
 export FT_E2E_STEPS="${FT_E2E_STEPS:-1}" FT_E2E_D128_STEPS=2
 export FT_LOAD_SHAPE=tiny FT_LOAD_LAYERS=2 FT_LOAD_SHARDS=2 FT_LOAD_DIR="$FT_EMU_BUILD/synth-ckpt"
 export FT_RESUME_STEPS=10
-export FT_BENCH_SHAPES="tiny tiny:16 tiny+keep" FT_BENCH_SEQ=32 FT_BENCH_STEPS=3 FT_BENCH_ARGS="--peak-n 64"
+export FT_BENCH_SHAPES="tiny tiny:16 tiny+keep tiny@12" FT_BENCH_SEQ=32 FT_BENCH_STEPS=3 FT_BENCH_ARGS="--peak-n 64"
 export FT_ABLATE_ARGS="--shape tiny --steps 2" FT_ABLATE_SEQS="64 32"
 export FT_PEFT_DEVICE=cpu FT_PEFT_STEPS=2 FT_UNSLOTH=0 # unsloth needs a GPU
 [ -z "${FT_PEFT_PYTHON:-}" ] && [ -x /work/venv/bin/python ] && export FT_PEFT_PYTHON=/work/venv/bin/python
