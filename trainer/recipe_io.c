@@ -26,6 +26,9 @@ static ft_status rk_need(const ft_recipe *r, const char *key, const char *path, 
     int is_dir = S_ISDIR(sb.st_mode);
     if (kind == 'd' && !is_dir) return FT_ERR(FT_E_IO, "%s: %s: '%s' is not a directory", rk_src(r), key, path);
     if (kind == 'f' && is_dir) return FT_ERR(FT_E_IO, "%s: %s: '%s' is a directory, not a file", rk_src(r), key, path);
+    if (kind == 'f' && !S_ISREG(sb.st_mode)) /* a pipe would hang the second read, or feed it nothing */
+        return FT_ERR(FT_E_IO, "%s: %s: '%s' is not a regular file (it is read twice: to fingerprint it for the "
+                               "data cache, then to tokenize it)", rk_src(r), key, path);
     if (is_dir && inside) {
         char p[8192];
         snprintf(p, sizeof p, "%s/%s", path, inside);

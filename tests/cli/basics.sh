@@ -71,6 +71,10 @@ expect 1 "m/config.json: is a directory, not a file" -- "$ftune" plan "$src/reci
 expect 1 "model.path: '.*m/config.json' is a directory, not a file" -- "$ftune" data "$src/recipes/demo-stories260k.yaml" \
   --set model.path="$tmp/m" --set output_dir="$tmp/run"
 [ ! -e "$tmp/run" ] && ok "nothing written for a bad model.path" || bad "output_dir written: $(ls -R "$tmp/run")"
+# a data file that is not a regular file (a FIFO hung the second read): refused before anything is read
+mkfifo "$tmp/fifo.jsonl"
+expect 1 "data.train: '.*fifo.jsonl' is not a regular file" -- timeout 20 "$ftune" data \
+  "$src/recipes/demo-stories260k.yaml" --set data.train="$tmp/fifo.jsonl" --set output_dir="$tmp/run"
 mk; sed -i 's/"num_hidden_layers": 5/"num_hidden_layers": 6/' "$tmp/m/config.json"
 expect 1 "no tensor model.layers.5" -- "$ftune" eval --model "$tmp/m" --tokens "$tmp/tok.txt"
 
