@@ -305,7 +305,20 @@ typedef struct {
     ft_srcs *v;
     int tied;
     int64_t i_attn_v;
+    const float *rope;  /* rope_freqs' values (llama3 rope scaling) */
 } ft_plan;
+
+/* The GGUF type of tensor `name` (n_dims, ne0 its shape; i_attn_v the attn_v tensors before it) of c
+ * under kind: ft_merge_tensor_type with llama.cpp's model size. */
+static ft_ggml_type ft_role_type(const ft_model_config *c, ft_merge_kind kind, const char *name, int nd, int64_t ne0,
+                                 int64_t i_attn_v, int64_t layer, int tied) {
+    const int64_t L = c->num_hidden_layers;
+    /* llama.cpp's LLM_TYPE_70B: 80 layers (llama: with GQA; qwen2) */
+    const int is_70b = L == 80 && ((c->arch == FT_ARCH_QWEN2) ||
+                                   ((c->arch == FT_ARCH_LLAMA || c->arch == FT_ARCH_MISTRAL) &&
+                                    c->num_attention_heads != c->num_key_value_heads));
+    return ft_merge_tensor_type(kind, name, nd, ne0, i_attn_v, L, layer, L, tied, is_70b);
+}
 
 /* Declares the GGUF tensor of (role, layer) when the model has it. */
 static ft_status ft_plan_add(ft_plan *pl, ft_tensor_role role, int64_t layer) {
@@ -338,13 +351,71 @@ static ft_status ft_plan_add(ft_plan *pl, ft_tensor_role role, int64_t layer) {
         s->nf4 = pl->o->merge_into_nf4;
     }
     int64_t ne[2] = {s->cols, s->rows};
-    int64_t L = c->num_hidden_layers;
-    /* llama.cpp's LLM_TYPE_70B: 80 layers (llama: with GQA; qwen2) */
-    int is_70b = L == 80 && ((c->arch == FT_ARCH_QWEN2) || ((c->arch == FT_ARCH_LLAMA || c->arch == FT_ARCH_MISTRAL) &&
-                                                           c->num_attention_heads != c->num_key_value_heads));
-    ft_ggml_type gt = ft_merge_tensor_type(pl->o->kind, name, nd, s->cols, pl->i_attn_v, L, layer, L, pl->tied, is_70b);
+    ft_ggml_type gt = ft_role_type(c, pl->o->kind, name, nd, s->cols, pl->i_attn_v, layer, pl->tied);
     if (role == FT_TR_ATTN_V) pl->i_attn_v++;
     return ft_ggufw_add_tensor(pl->w, name, gt, nd, ne, ft_src_rows, s);
+}
+
+/* Every tensor the GGUF of c holds, in file order (token_embd, rope_freqs, blk.0.*, ..., output_norm,
+ * output): fn(user, role, layer) with FT_TR_COUNT for rope_freqs; stops at the first failure. */
+static ft_status ft_gguf_roles(const ft_model_config *c, ft_status (*fn)(void *, int, int64_t), void *user) {
+    FT_TRY(fn(user, FT_TR_TOKEN_EMBD, -1));
+    if (c->rope.type == FT_ROPE_LLAMA3 && ft_arch_get(c->arch)->gguf_permute_qk) FT_TRY(fn(user, FT_TR_COUNT, -1));
+    for (int64_t layer = 0; layer < c->num_hidden_layers; layer++)
+        for (int r = 0; r < FT_TR_COUNT; r++)
+            if (ft_tensor_info_get((ft_tensor_role)r)->per_layer) FT_TRY(fn(user, r, layer));
+    FT_TRY(fn(user, FT_TR_OUTPUT_NORM, -1));
+    return fn(user, FT_TR_OUTPUT, -1);
+}
+
+/* ft_gguf_roles' callback for the merge: the role's tensor, or rope_freqs (FT_TR_COUNT). */
+static ft_status ft_merge_role(void *user, int role, int64_t layer) {
+    ft_plan *pl = user;
+    if (role != FT_TR_COUNT) return ft_plan_add(pl, (ft_tensor_role)role, layer);
+    ft_src *s = NULL;
+    FT_TRY(ft_srcs_new(pl->v, &s));
+    s->gen = pl->rope, s->rows = 1, s->cols = pl->c->head_dim / 2, s->one_d = 1;
+    int64_t ne[1] = {pl->c->head_dim / 2};
+    return ft_ggufw_add_tensor(pl->w, FT_GGUF_ROPE_FREQS, FT_GGML_F32, 1, ne, ft_src_rows, s);
+}
+
+typedef struct {
+    const ft_model_config *c;
+    ft_merge_kind kind;
+    int64_t i_attn_v, bytes, n;
+} ft_sizer;
+
+static ft_status ft_size_role(void *user, int role, int64_t layer) {
+    ft_sizer *z = user;
+    const ft_model_config *c = z->c;
+    int nd = 1;
+    int64_t shape[2] = {c->head_dim / 2, 1}, rows = 1, cols;
+    ft_ggml_type gt = FT_GGML_F32;
+    if (role == FT_TR_COUNT) { /* rope_freqs: head_dim / 2 f32 */
+        cols = shape[0];
+    } else {
+        if (!ft_cfg_has_tensor(c, (ft_tensor_role)role)) return FT_OK;
+        char name[128];
+        ft_arch_name(name, sizeof name, ft_tensor_info_get((ft_tensor_role)role)->gguf, layer);
+        ft_cfg_tensor_shape(c, (ft_tensor_role)role, &nd, shape);
+        rows = nd == 2 ? shape[0] : 1, cols = nd == 2 ? shape[1] : shape[0];
+        gt = ft_role_type(c, z->kind, name, nd, cols, z->i_attn_v, layer, c->tie_word_embeddings);
+        if (role == FT_TR_ATTN_V) z->i_attn_v++;
+    }
+    const int64_t b = ft_ggml_row_size(gt, cols) * rows;
+    z->bytes += (b + FT_GGUF_ALIGNMENT - 1) / FT_GGUF_ALIGNMENT * FT_GGUF_ALIGNMENT;
+    z->n++;
+    return FT_OK;
+}
+
+ft_status ft_merge_gguf_tensor_bytes(const ft_model_config *c, ft_merge_kind kind, int64_t *bytes, int64_t *count) {
+    ft_sizer z = {.c = c, .kind = kind};
+    *bytes = 0;
+    if (kind == FT_MERGE_SAFETENSORS) return FT_ERR(FT_E_ARG, "merge: safetensors output is not a GGUF");
+    FT_TRY(ft_gguf_roles(c, ft_size_role, &z));
+    *bytes = z.bytes;
+    if (count) *count = z.n;
+    return FT_OK;
 }
 
 static ft_status ft_merge_gguf(const ft_merge_opts *o, const ft_model_config *c, ft_st_model *sm, ft_vocab_info *vinfo) {
@@ -366,23 +437,12 @@ static ft_status ft_merge_gguf(const ft_merge_opts *o, const ft_model_config *c,
     int64_t bos = c->n_bos == 1 ? c->bos_token_id[0] : -1, eos = c->n_eos >= 1 ? c->eos_token_id[0] : -1;
     FT_CHECK_GOTO(st, ft_gguf_vocab_write(w, o->base_dir, c->vocab_size, bos, eos, vinfo), done);
 
-    /* tensors in layer order: token_embd, rope_freqs, blk.0.*, ..., output_norm, output */
-    ft_plan pl = {.o = o, .c = c, .ai = ai, .sm = sm, .w = w, .v = &v, .tied = c->tie_word_embeddings};
-    FT_CHECK_GOTO(st, ft_plan_add(&pl, FT_TR_TOKEN_EMBD, -1), done);
-    if (c->rope.type == FT_ROPE_LLAMA3 && ai->gguf_permute_qk) {
-        ft_src *s = NULL;
-        FT_CHECK_GOTO(st, ft_srcs_new(&v, &s), done);
-        FT_CHECK_GOTO(st, ft_malloc((void **)&rope, (size_t)(c->head_dim / 2) * 4, "rope_freqs"), done);
-        ft_rope_freqs(c, rope);
-        s->gen = rope, s->rows = 1, s->cols = c->head_dim / 2, s->one_d = 1;
-        int64_t ne[1] = {c->head_dim / 2};
-        FT_CHECK_GOTO(st, ft_ggufw_add_tensor(w, FT_GGUF_ROPE_FREQS, FT_GGML_F32, 1, ne, ft_src_rows, s), done);
-    }
-    for (int64_t layer = 0; layer < L; layer++)
-        for (int r = 0; r < FT_TR_COUNT; r++)
-            if (ft_tensor_info_get((ft_tensor_role)r)->per_layer) FT_CHECK_GOTO(st, ft_plan_add(&pl, (ft_tensor_role)r, layer), done);
-    FT_CHECK_GOTO(st, ft_plan_add(&pl, FT_TR_OUTPUT_NORM, -1), done);
-    FT_CHECK_GOTO(st, ft_plan_add(&pl, FT_TR_OUTPUT, -1), done);
+    /* tensors in file order (ft_gguf_roles, as ft_merge_gguf_tensor_bytes counts them) */
+    FT_CHECK_GOTO(st, ft_malloc((void **)&rope, (size_t)(c->head_dim / 2 > 0 ? c->head_dim / 2 : 1) * 4, "rope_freqs"),
+                  done);
+    ft_rope_freqs(c, rope);
+    ft_plan pl = {.o = o, .c = c, .ai = ai, .sm = sm, .w = w, .v = &v, .tied = c->tie_word_embeddings, .rope = rope};
+    FT_CHECK_GOTO(st, ft_gguf_roles(c, ft_merge_role, &pl), done);
     if (o->adapter) {
         for (int64_t k = 0; k < o->adapter->n; k++) {
             int used = 0;

@@ -48,6 +48,11 @@ typedef struct ft_merge_opts {
 /* Runs the merge. vinfo (may be NULL) receives the tokenizer summary of a GGUF output. */
 ft_status ft_merge(const ft_merge_opts *o, ft_vocab_info *vinfo);
 
+/* The bytes the tensors of c's merged GGUF under kind take (each padded to the file's alignment), and
+ * their count (count may be NULL): the file less its header (metadata and vocabulary), from config.json
+ * alone. `ftune plan` counts the disk an export.merged run needs with it. */
+ft_status ft_merge_gguf_tensor_bytes(const ft_model_config *c, ft_merge_kind kind, int64_t *bytes, int64_t *count);
+
 /* The GGUF type llama.cpp's quantizer gives a tensor under `kind` (formats.md 4.5).
  * name: GGUF name; n_dims, ne0: its shape; i_attn_v/n_attn_v: index/count of attn_v tensors in
  * file order; layer/n_layer: its layer (ffn_down); tied: the model has no output.weight; is_70b: llama.cpp

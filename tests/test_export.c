@@ -17,6 +17,7 @@
 #include "export/gguf.h"
 #include "export/merge.h"
 #include "tests/harness.h"
+#include "trainer/bench.h"
 #include "trainer/safetensors_read.h"
 
 static char g_model[4096], g_adapter[4096];
@@ -179,6 +180,57 @@ static void test_merged(const ft_adapter *a, const ft_model_config *cfg) {
     ft_st_close(bm);
 }
 
+/* ft_merge_gguf_tensor_bytes (what `ftune plan` counts for export.merged) against the merges
+ * themselves: the file less its header is the count to the byte, and so is the tensor count, for
+ * stories260K in every GGUF kind (the Q4_K_M mix falls back at its 64-wide rows) and for one layer
+ * of the llama-3-8b shape (llama3 RoPE: rope_freqs; 4096-wide rows: Q8_0 and the Q4_K_M mix proper
+ * would take too long here, Q8_0 does). */
+static void check_merged_bytes(const char *base, ft_merge_kind kind) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/size-%s.gguf", ft_test_tmpdir(), ft_merge_kind_name(kind));
+    ft_model_config cfg;
+    FT_CHECK_OK(ft_cfg_load(&cfg, base));
+    int64_t bytes = -1, count = -1;
+    FT_CHECK_OK(ft_merge_gguf_tensor_bytes(&cfg, kind, &bytes, &count));
+    ft_merge_opts o = {.base_dir = base, .out = path, .kind = kind};
+    FT_CHECK_OK(ft_merge(&o, NULL));
+    ft_gguf *g = NULL;
+    FT_CHECK_OK(ft_gguf_open(&g, path));
+    if (!g) return;
+    const int64_t data = ft_gguf_file_size(g) - ft_gguf_data_offset(g);
+    FT_CHECK(data == bytes && ft_gguf_tensor_count(g) == count, "%s %s: tensors %lld bytes in %lld, counted %lld in %lld",
+             base, ft_merge_kind_name(kind), (long long)data, (long long)ft_gguf_tensor_count(g), (long long)bytes,
+             (long long)count);
+    ft_gguf_close(g);
+    remove(path);
+}
+
+static void test_merged_bytes(void) {
+    static const ft_merge_kind kinds[] = {FT_MERGE_F32, FT_MERGE_F16, FT_MERGE_BF16, FT_MERGE_Q8_0, FT_MERGE_Q4_0,
+                                          FT_MERGE_Q4_K_M};
+    for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++) check_merged_bytes(g_model, kinds[i]);
+    const ft_bench_shape *s = ft_bench_shape_find("llama-3-8b");
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/l3-1layer", ft_test_tmpdir());
+    FT_CHECK_OK(ft_bench_write_checkpoint(s, 1, 512, 1, dir, 7));
+    static const char *const tok[] = {"tokenizer.json", "tokenizer_config.json"}; /* stories260K's: 512 tokens */
+    for (int i = 0; i < 2; i++) {
+        char src[4300], dst[4300], *buf = NULL;
+        int64_t len = 0;
+        snprintf(src, sizeof src, "%s/%s", g_model, tok[i]);
+        snprintf(dst, sizeof dst, "%s/%s", dir, tok[i]);
+        FT_CHECK_OK(ft_test_read_file(src, &buf, &len));
+        FILE *f = fopen(dst, "wb");
+        FT_CHECK(f && buf && fwrite(buf, 1, (size_t)len, f) == (size_t)len, "copy %s", tok[i]);
+        if (f) fclose(f);
+        free(buf);
+    }
+    check_merged_bytes(dir, FT_MERGE_Q8_0);
+    ft_model_config cfg;
+    FT_CHECK_OK(ft_cfg_load(&cfg, dir));
+    FT_CHECK(cfg.rope.type == FT_ROPE_LLAMA3, "llama-3-8b shape: llama3 RoPE (rope_freqs in the GGUF)");
+}
+
 int main(void) {
     snprintf(g_model, sizeof g_model, "%s/models/stories260K", ft_test_src_dir());
     snprintf(g_adapter, sizeof g_adapter, "%s/tests/fixtures/export/stories_adapter", ft_test_src_dir());
@@ -196,6 +248,7 @@ int main(void) {
         test_adapter_gguf(&a, &cfg);
         test_merged(&a, &cfg);
     }
+    test_merged_bytes();
     ft_adapter_free(&a);
     return ft_test_finish();
 }

@@ -53,6 +53,12 @@ int main(void) {
     for (int i = 0; i < 3 * N; i++) v[i] = (ft_rng_uniform(&rng) - 0.5f) * 1e-3f;
     v[0] = -0.0f, v[1] = 1e-42f /* denormal */, v[2] = INFINITY, v[3] = 3.4e38f;
     FT_CHECK_OK(ft_ckpt_write(path, &s, v, v + N, v + 2 * N));
+    {   /* the plan's bound holds, here for values that barely compress */
+        struct stat sb;
+        FT_CHECK(stat(path, &sb) == 0 && sb.st_size <= ft_ckpt_max_bytes(N) && sb.st_size > 8 * N,
+                 "checkpoint of %d parameters: %lld bytes, the plan's bound %lld", N, (long long)sb.st_size,
+                 (long long)ft_ckpt_max_bytes(N));
+    }
     ft_ckpt_state r;
     float *back = NULL;
     FT_CHECK_OK(ft_ckpt_read(path, &r, &back));

@@ -50,6 +50,11 @@ typedef struct ft_ckpt_state {
     int64_t tokens_seen;      /* input tokens processed so far */
 } ft_ckpt_state;
 
+/* The most bytes a checkpoint of n_params takes: the header, its JSON state (well under 64 KiB) and
+ * the payload's zstd frame, which incompressible values grow by at most 1/128 (ZSTD_compressBound:
+ * 1/256, plus its frame). `ftune plan` counts the disk with it. */
+static inline int64_t ft_ckpt_max_bytes(int64_t n_params) { return 12 * n_params + 12 * n_params / 128 + (64 << 10); }
+
 /* Writes a checkpoint: params, m and v are host f32 [s->n_params] each. */
 ft_status ft_ckpt_write(const char *path, const ft_ckpt_state *s, const float *params, const float *m,
                         const float *v);

@@ -551,6 +551,7 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     ft_plan_time_model(p, r, o.tflops);
     if (p->fits && cuda && p->recompute && !p->flat) pl_offer_kept(p, r, lora_io);
     ft_plan_steps(p, r);
+    ft_plan_disk(p, r);
     p->total_tokens = p->steps * p->tokens_per_step;
     p->hours = (double)p->total_tokens / p->tokens_per_s / 3600.0;
     return FT_OK;

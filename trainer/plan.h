@@ -159,6 +159,7 @@ typedef struct ft_plan {
                                * of the document a token sits in, from the dataset index (plan_data.c) */
     char attn_len_from[160];  /* where attn_len came from, for the report */
     int64_t data_tokens, data_examples; /* the newest cached dataset index's totals (0 without one) */
+    int64_t data_bytes;       /* its training shards' bytes on disk (0 without one) */
     char data_index[4608];    /* its path ("" without one) */
 
     /* memory */
@@ -211,6 +212,17 @@ typedef struct ft_plan {
     char steps_from[4800];
     int64_t total_tokens;
     double tokens_per_s, step_s, hours; /* step_s = grad_accum x micro_s + the optimizer's part */
+
+    /* disk: what the run writes under output_dir (plan_data.c), against what its filesystem has free */
+    int64_t disk_ckpt;        /* one checkpoint, at most: LoRA parameters and AdamW's m and v in f32 */
+    int64_t disk_ckpts;       /* checkpoints on disk at once: checkpoint.keep + 1 (the next is written before the
+                               * oldest goes) */
+    int64_t disk_adapter;     /* the final adapter: PEFT safetensors, and the GGUF one with export.formats gguf */
+    int64_t disk_merged;      /* the merged GGUF of export.merged (0 without): its tensors to the byte, its
+                               * header (metadata, vocabulary) about */
+    int64_t disk_total;       /* those, and the tokenized training data when cached */
+    int64_t disk_free;        /* free there to the run (statvfs f_bavail), -1 if unknown */
+    char disk_dir[4096];      /* where disk_free was asked: output_dir or its nearest existing parent */
 } ft_plan;
 
 /* Plans the recipe's run: reads model.config (or model.path/config.json) and, for an epochs-based

@@ -1,4 +1,5 @@
-/* plan_data.c: what `ftune plan` reads from the tokenized dataset, when a run has cached one.
+/* plan_data.c: what `ftune plan` reads from disk: the tokenized dataset, when a run has cached one,
+ * and the room output_dir's filesystem has for what the run writes.
  *
  * An epochs-based recipe (training.steps = 0) needs the dataset's token count. It is read from the
  * tokenized dataset's index (data/shard.h: n_tokens, n_examples) a run caches as
@@ -20,9 +21,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "data/shard.h"
+#include "export/merge.h"
+#include "trainer/checkpoint.h"
 #include "trainer/plan_impl.h"
 
 /* S from the "lengths" buckets [min, examples, tokens, sum of squares] for rows of T tokens; 0 when
@@ -55,10 +59,10 @@ static double pd_attn_len(const cJSON *lens, int64_t T, int drop_long) {
     return den > 0 ? fmin(num / den, (double)T) : 0.0;
 }
 
-/* Adds the index's totals to *tokens and *examples and returns 1, or 0 if it cannot be read; *attn_len
- * gets pd_attn_len's S (0 without buckets). */
+/* Adds the index's totals to *tokens and *examples and returns 1, or 0 if it cannot be read; *bytes gets
+ * its shards' size on disk, *attn_len pd_attn_len's S (0 without buckets). */
 static int pd_read_index(const char *path, int64_t T, int drop_long, int64_t *tokens, int64_t *examples,
-                         double *attn_len) {
+                         int64_t *bytes, double *attn_len) {
     FILE *f = fopen(path, "rb");
     if (!f) return 0;
     char buf[1 << 16];
@@ -72,7 +76,9 @@ static int pd_read_index(const char *path, int64_t T, int drop_long, int64_t *to
         j = cJSON_Parse(buf);
     }
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "n_tokens"), *e = cJSON_GetObjectItemCaseSensitive(j, "n_examples");
+    const cJSON *by = cJSON_GetObjectItemCaseSensitive(j, "bytes");
     int ok = cJSON_IsNumber(t) && cJSON_IsNumber(e);
+    if (ok && cJSON_IsNumber(by)) *bytes = (int64_t)by->valuedouble;
     if (ok) *tokens += (int64_t)t->valuedouble, *examples += (int64_t)e->valuedouble;
     *attn_len = ok ? pd_attn_len(cJSON_GetObjectItemCaseSensitive(j, "lengths"), T, drop_long) : 0.0;
     cJSON_Delete(j);
@@ -103,12 +109,12 @@ static int pd_newest_index(const char *output_dir, char *out, size_t cap) {
 }
 
 void ft_plan_data(ft_plan *p, const ft_recipe *r, double attn_len) {
-    p->data_tokens = p->data_examples = 0;
+    p->data_tokens = p->data_examples = p->data_bytes = 0;
     p->data_index[0] = 0;
     double S = 0.0;
     const int drop = strcmp(r->data.long_examples, "drop") == 0;
     if (!(pd_newest_index(r->output_dir, p->data_index, sizeof p->data_index) &&
-          pd_read_index(p->data_index, p->T, drop, &p->data_tokens, &p->data_examples, &S)))
+          pd_read_index(p->data_index, p->T, drop, &p->data_tokens, &p->data_examples, &p->data_bytes, &S)))
         p->data_index[0] = 0;
     p->attn_len = (double)p->T;
     if (attn_len > 0) {
@@ -147,4 +153,54 @@ void ft_plan_steps(ft_plan *p, const ft_recipe *r) {
     if (p->steps < 1) p->steps = 1;
     snprintf(p->steps_from, sizeof p->steps_from, "%g epochs of ~%.0f rows, %lld examples, %lld tokens: %s",
              r->training.epochs, rows, (long long)examples, (long long)tokens, p->data_index);
+}
+
+/* ---- disk ---------------------------------------------------------------------------------- */
+
+/* Bytes free to an unprivileged writer on the filesystem of path, or of its nearest existing parent
+ * (output_dir is made by the run); -1 when none can be asked. The directory asked goes to dir. */
+static int64_t pd_free_bytes(const char *path, char *dir, size_t cap) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s", path && path[0] ? path : ".");
+    for (;;) {
+        struct statvfs v;
+        if (statvfs(p, &v) == 0) {
+            snprintf(dir, cap, "%s", p);
+            return (int64_t)v.f_bavail * (int64_t)v.f_frsize;
+        }
+        char *slash = strrchr(p, '/');
+        if (!slash) {
+            if (strcmp(p, ".") == 0) return -1;
+            snprintf(p, sizeof p, ".");
+        } else if (slash == p) {
+            if (!p[1]) return -1;
+            p[1] = 0; /* "/" */
+        } else {
+            *slash = 0;
+        }
+    }
+}
+
+void ft_plan_disk(ft_plan *p, const ft_recipe *r) {
+    const int64_t n = p->lora_params;
+    /* checkpoints: keep of them, and the next is written before the oldest goes */
+    p->disk_ckpt = ft_ckpt_max_bytes(n);
+    p->disk_ckpts = r->checkpoint.keep + 1;
+    /* the final adapter: PEFT safetensors in f32 (always), and the llama.cpp GGUF one in f32; each
+     * tensor's (A and B of every targeted module) name, shape and offset well under 256 bytes */
+    const int gguf = r->exports.formats && strstr(r->exports.formats, "gguf") != NULL;
+    int64_t mods = 0;
+    for (int m = 0; m < FT_MOD_COUNT; m++) mods += (p->targets >> m) & 1u;
+    p->disk_adapter = (1 + gguf) * (4 * n + 256 * 2 * mods * p->dims.L + 4096);
+    p->disk_merged = 0;
+    ft_merge_kind kind;
+    int64_t tensors = 0;
+    if (r->exports.merged && r->exports.merged[0] && ft_merge_kind_parse(r->exports.merged, &kind) &&
+        ft_merge_gguf_tensor_bytes(&p->cfg, kind, &tensors, NULL) == FT_OK)
+        /* and the header: metadata and the vocabulary (tokens, scores, types, BPE merges), about */
+        p->disk_merged = tensors + p->cfg.vocab_size * 64 + (64 << 10);
+    else
+        ft_error_clear();
+    p->disk_total = p->disk_ckpts * p->disk_ckpt + p->disk_adapter + p->disk_merged + p->data_bytes;
+    p->disk_free = pd_free_bytes(r->output_dir, p->disk_dir, sizeof p->disk_dir);
 }

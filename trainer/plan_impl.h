@@ -27,5 +27,8 @@ void ft_plan_time_model(ft_plan *p, const ft_recipe *r, double tflops);
 void ft_plan_data(ft_plan *p, const ft_recipe *r, double attn_len);
 /* plan_data.c: p->steps and steps_from from training.steps, or the epochs over the index read. */
 void ft_plan_steps(ft_plan *p, const ft_recipe *r);
+/* plan_data.c: p->disk_*: what the run writes (needs lora_params, cfg and the index read) and what
+ * output_dir's filesystem has free. */
+void ft_plan_disk(ft_plan *p, const ft_recipe *r);
 
 #endif

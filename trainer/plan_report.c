@@ -58,6 +58,36 @@ static void pl_print_time(const ft_plan *p, FILE *f) {
             "sustained rate", p->tflops, 100.0 * p->tflops / p->dev.peak_tflops);
 }
 
+/* What the run writes under output_dir against what its filesystem has free. */
+static void pl_print_disk(const ft_plan *p, const ft_recipe *r, FILE *f) {
+    char b1[48], b2[48];
+    if (p->disk_free >= 0) ft_plan_format_bytes(p->disk_free, b1, sizeof b1);
+    fprintf(f, "\ndisk (%s: %s)\n", p->disk_dir[0] ? p->disk_dir : r->output_dir,
+            p->disk_free >= 0 ? strcat(b1, " free") : "free space unknown");
+    ft_plan_format_bytes(p->disk_ckpt, b2, sizeof b2);
+    fprintf(f, "  %-28s %lld x %s at most (checkpoint.keep %lld, and the next one before the oldest goes)\n",
+            "checkpoints", (long long)p->disk_ckpts, b2, (long long)r->checkpoint.keep);
+    ft_plan_format_bytes(p->disk_adapter, b2, sizeof b2);
+    fprintf(f, "  %-28s %s (PEFT%s, f32)\n", "final adapter", b2,
+            r->exports.formats && strstr(r->exports.formats, "gguf") ? " and llama.cpp GGUF" : "");
+    if (p->disk_merged > 0) {
+        ft_plan_format_bytes(p->disk_merged, b2, sizeof b2);
+        fprintf(f, "  %-28s %s (export.merged: %s GGUF)\n", "merged model", b2, r->exports.merged);
+    }
+    if (p->data_bytes > 0) {
+        ft_plan_format_bytes(p->data_bytes, b2, sizeof b2);
+        fprintf(f, "  %-28s %s (already written: %s)\n", "tokenized data", b2, p->data_index);
+    }
+    ft_plan_format_bytes(p->disk_total, b2, sizeof b2);
+    if (p->disk_free < 0)
+        fprintf(f, "  %-28s %s\n", "total", b2);
+    else if (p->disk_total <= p->disk_free)
+        fprintf(f, "  %-28s %s: fits\n", "total", b2);
+    else
+        fprintf(f, "  %-28s %s: does NOT fit in the %s free; the run stops before loading the model (free space, "
+                   "lower checkpoint.keep or change export.merged)\n", "total", b2, b1);
+}
+
 void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
     const ft_model_dims *d = &p->dims;
     const int gib = p->total_bytes >= (int64_t)1 << 30;
@@ -163,4 +193,5 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
         fprintf(f, "  %-28s %s per million tokens\n", "estimated time",
                 pl_duration(1e6 / p->tokens_per_s, b1, sizeof b1));
     }
+    pl_print_disk(p, r, f);
 }

@@ -166,6 +166,7 @@ static ft_status ft_run_build_model(ft_run_state *R) {
     FT_TRY(ft_calloc((void **)&R->plan, sizeof *R->plan, "run plan"));
     FT_TRY(ft_plan_for_backend(R->plan, NULL, r, R->be, 0.0));
     ft_run_plan_note(R->plan);
+    FT_TRY(ft_run_check_disk(R));
     lo.model.keep_layers = R->plan->keep_layers; /* the recipe's, or what `max` found room for */
     if (R->plan->keep_layers_max)
         ft_info("run: training.keep_layers: max keeps %lld of %lld layers", (long long)R->plan->keep_layers,

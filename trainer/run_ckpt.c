@@ -16,6 +16,45 @@ static const char *ft_base(const char *path) {
     return s ? s + 1 : path;
 }
 
+ft_status ft_run_check_disk(const ft_run_state *R) {
+    const ft_plan *p = R->plan;
+    int64_t free_bytes = p->disk_free;
+    /* test hook (docs/design.md): the free bytes the check sees, as a nearly full disk would show */
+    const char *hook = getenv("FT_FAULT_DISK_FREE");
+    if (hook && *hook) {
+        char *end = NULL;
+        errno = 0;
+        long long v = strtoll(hook, &end, 10);
+        if (errno != 0 || *end != '\0' || v < 0)
+            return FT_ERR(FT_E_ARG, "FT_FAULT_DISK_FREE=%s: expected bytes >= 0 (a test hook; unset it for a normal run)",
+                          hook);
+        ft_warn("FT_FAULT_DISK_FREE=%lld: test hook armed: the disk check sees %lld bytes free", v, v);
+        free_bytes = (int64_t)v;
+    }
+    if (free_bytes < 0) return FT_OK; /* the filesystem could not be asked */
+    int64_t *steps = NULL, n = 0;
+    if (ft_ckpt_list(R->ckpt_dir, &steps, &n) != FT_OK) ft_error_clear(), n = 0;
+    free(steps);
+    const int64_t more = p->disk_ckpts - n > 1 ? p->disk_ckpts - n : 1; /* a resumed run has some on disk already */
+    const int64_t need = more * p->disk_ckpt + p->disk_adapter + p->disk_merged;
+    if (need <= free_bytes) return FT_OK;
+    char b_need[48], b_free[48], b_ck[48], b_ad[48], b_mg[96] = "";
+    ft_plan_format_bytes(need, b_need, sizeof b_need);
+    ft_plan_format_bytes(free_bytes, b_free, sizeof b_free);
+    ft_plan_format_bytes(p->disk_ckpt, b_ck, sizeof b_ck);
+    ft_plan_format_bytes(p->disk_adapter, b_ad, sizeof b_ad);
+    if (p->disk_merged > 0) {
+        char m[48];
+        ft_plan_format_bytes(p->disk_merged, m, sizeof m);
+        snprintf(b_mg, sizeof b_mg, ", the merged model %s", m);
+    }
+    return FT_ERR(FT_E_IO, "%s: the run will write up to %s more (%lld checkpoints of up to %s, the final adapter %s%s) and "
+                           "its filesystem has %s free: free space, or lower checkpoint.keep%s, then start it again "
+                           "(`ftune plan` shows the disk a recipe needs)",
+                  R->dir, b_need, (long long)more, b_ck, b_ad, b_mg, b_free,
+                  p->disk_merged > 0 ? " or set export.merged: none (`ftune merge` makes it later)" : "");
+}
+
 ft_status ft_run_save_checkpoint(ft_run_state *R) {
     const double t0 = ft_run_now();
     const int64_t n = R->lora->n_params;

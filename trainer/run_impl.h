@@ -61,6 +61,10 @@ double ft_run_elapsed(const ft_run_state *R);
 
 /* run_ckpt.c */
 ft_status ft_run_save_checkpoint(ft_run_state *R);
+/* Before any weight is read: what the run will still write under its directory (the checkpoints past
+ * those on disk, the final adapter, the exports: R->plan's disk figures) against what the filesystem
+ * has free. A run whose last outputs cannot be written fails at once, not at its end. */
+ft_status ft_run_check_disk(const ft_run_state *R);
 /* Picks and loads the checkpoint named by R->o->resume; sets R->step etc. */
 ft_status ft_run_resume(ft_run_state *R);
 

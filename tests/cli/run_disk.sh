@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Unwritable output and a full disk. An output_dir that cannot be created fails at once with a
-# message naming it. A checkpoint that cannot be written (the file size limit of `ulimit -f`
+# message naming it; one whose filesystem cannot hold what the run will write, before the model loads. A checkpoint that cannot be written (the file size limit of `ulimit -f`
 # stands in for a full disk: writes fail with EFBIG as they would with ENOSPC) fails the run
 # cleanly: exit 1, a message naming the checkpoint, the reason and the intact previous one, no
 # temporary file left, and the previous checkpoint still resumes.
@@ -18,6 +18,18 @@ bad() { fail=$((fail+1)); echo "FAIL $*"; }
 touch "$tmp/afile"
 "$ftune" train "$recipe" --set output_dir="$tmp/afile" >/dev/null 2>"$tmp/file.err"; rc=$?
 [ $rc -eq 1 ] && grep -q "is not a directory" "$tmp/file.err" && ok "output_dir is a file: exit 1" || bad "output_dir file: exit $rc $(cat "$tmp/file.err")"
+
+# too little free space for what the run will write (the test hook FT_FAULT_DISK_FREE stands in for a
+# nearly full filesystem): refused before the model loads, one line naming the directory, what the
+# run writes and what is free; no checkpoint, no final adapter
+FT_FAULT_DISK_FREE=1048576 "$ftune" train "$recipe" --set output_dir="$tmp/small" >/dev/null 2>"$tmp/small.err"; rc=$?
+msg=$(grep 'error:' "$tmp/small.err")
+if [ $rc -eq 1 ] && [ "$(echo "$msg" | grep -c .)" -eq 1 ] && echo "$msg" | grep -q "small: the run will write up to .* MiB more (4 checkpoints of up to .*) and its filesystem has 1.0 MiB free" \
+   && [ -z "$(ls "$tmp/small/checkpoints")" ] && [ ! -e "$tmp/small/final" ] && ! grep -q "loading\|step 1" "$tmp/small.err"; then
+  ok "too little disk: $msg"
+else
+  bad "too little disk: exit $rc: $(tail -3 "$tmp/small.err")"
+fi
 
 # 4 steps with a checkpoint at 4, then continue to 8 under a file size limit smaller than a checkpoint
 "$ftune" train "$recipe" --set training.steps=4 --set output_dir="$tmp/r" >/dev/null 2>"$tmp/a.err" || bad "first run: $(tail -2 "$tmp/a.err")"
