@@ -166,7 +166,8 @@ static int64_t pd_free_bytes(const char *path, char *dir, size_t cap) {
         struct statvfs v;
         if (statvfs(p, &v) == 0) {
             snprintf(dir, cap, "%s", p);
-            return (int64_t)v.f_bavail * (int64_t)v.f_frsize;
+            /* a filesystem that reports no size at all (some FUSE and network ones) tells nothing */
+            return v.f_blocks > 0 ? (int64_t)v.f_bavail * (int64_t)v.f_frsize : -1;
         }
         char *slash = strrchr(p, '/');
         if (!slash) {
