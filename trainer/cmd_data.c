@@ -51,6 +51,10 @@ static void ft_data_print(const ft_recipe *r, const ft_dataset_info *di, double 
             (long long)r->data.seq_len, r->data.packing, 100.0 * di->train_efficiency, 100.0 * di->train_fill,
             (long long)di->train_rows, (long long)di->valid_rows);
     fprintf(f, "              train: %s\n", di->train_packing);
+    if (strcmp(r->data.packing, "none") != 0)
+        fprintf(f, "  attention   within each example: S = %.0f of %lld tokens, the example a token sits in on average "
+                   "(`ftune plan`'s attention length)\n",
+                di->train_attn_len, (long long)r->data.seq_len);
     fprintf(f, "  shards      %lld files, %lld bytes (index %s)\n", (long long)di->shard_files, (long long)di->shard_bytes,
             di->train_index);
     if (di->cached)

@@ -370,6 +370,12 @@ void ft_dataset_get_info(const ft_dataset *ds, ft_dataset_info *info) {
     info->train_rows = ds->train_plan.n_rows;
     info->valid_rows = ds->valid_plan.n_rows;
     info->train_targets = ds->train_plan.stats.targets;
+    double sq = 0.0, sum = 0.0;
+    for (int64_t i = 0; i < ds->train_plan.n_pieces; i++) {
+        const double l = (double)ds->train_plan.piece_len[i];
+        sq += l * l, sum += l;
+    }
+    info->train_attn_len = sum > 0 ? sq / sum : 0.0;
     info->skipped_records = ds->skipped;
     info->max_token_id = -1;
     const ft_examples *sets[2] = {&ds->train, &ds->valid};

@@ -66,6 +66,8 @@ typedef struct ft_dataset_info {
     int64_t valid_targets;      /* trainable tokens of the held-out rows */
     double train_fill;          /* packing of the training rows: real tokens / slots */
     double train_efficiency;    /* targets / slots */
+    double train_attn_len;      /* packed rows: sum(l^2) / sum(l) over the training rows' examples, the mean length of
+                                 * the example a token sits in (`ftune plan`'s S of the attention FLOPs) */
     const char *train_packing;  /* ft_pack_stats_str of the training rows */
     int64_t shard_files, shard_bytes;    /* train + valid shard files on disk (headers included) */
     const char *train_index;    /* OUTPUT_DIR/data/train-<fingerprint>.index.json */

@@ -2,7 +2,8 @@
 # `ftune data RECIPE.yaml [--set k=v]...`: the data preparation of a recipe alone.
 #   - the demo recipe: the summary (records, examples, tokens, targets, packing, shards, time) on
 #     stdout, shards + index under OUTPUT_DIR/data; a second call reuses them; `ftune plan` counts
-#     an epochs-based run from the index; `ftune train` then reuses the shards (its log says so);
+#     an epochs-based run from the index, and packed rows' attention length as `ftune data` does;
+#     `ftune train` then reuses the shards (its log says so);
 #   - a messy file over several look-ahead chunks: model.threads 1 and 2 write byte-identical
 #     shards and the same log, the skipped records and the first FILE:LINE error are reported;
 #   - errors: a bad key (exit 2), a missing data file (exit 1), no recipe (exit 2), each one line;
@@ -42,6 +43,12 @@ has "$tmp/e2" "data: reusing tokenized data train-" "again: reuse logged"
 [ "$(ls -l --time-style=+%s.%N "$out/data")" = "$before" ] && ok "again: no file rewritten" || bad "again: files changed"
 
 "$ftune" plan "$recipe" --set output_dir="$out" --set training.steps=0 --set training.epochs=2 >"$tmp/o3" 2>"$tmp/e3"
+# the attention's length of packed rows, two ways: `ftune data` from the packed rows' examples, `ftune plan`
+# from the index's length buckets (exact at seq_len 128, a power of two)
+s_data=$(grep -oE "attention +within each example: S = [0-9]+ of 128" "$tmp/o1" | grep -oE "S = [0-9]+")
+s_plan=$(grep -oE "attention's length +S = [0-9]+ of seq_len 128: packed" "$tmp/o3" | grep -oE "S = [0-9]+")
+[ -n "$s_data" ] && [ "$s_data" = "$s_plan" ] && [ "$s_data" != "S = 128" ] && ok "attention length: data and plan agree ($s_data of 128)" \
+  || bad "attention length: data '$s_data', plan '$s_plan'"
 has "$tmp/o3" "2 epochs of ~[0-9]+ rows, 200 examples, [0-9]+ tokens: $out/data/train-" "plan: steps from the index"
 
 "$ftune" train "$recipe" --set output_dir="$out" --set model.threads=1 --set training.steps=2 --set training.warmup=0 \
