@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "export/export_util.h"
 #include "export/gguf.h"
@@ -80,6 +81,40 @@ static int ft_parse_module(const char *name, int64_t *layer, ft_linear *lin) {
     return 0;
 }
 
+/* Ranks above this are refused as garbage (peft's largest useful ranks are a few thousand). */
+#define FT_ADAPTER_MAX_R 65536
+
+/* adapter_config.json's number `key` (dflt when absent); null or another type is an error. */
+static ft_status ft_cfg_number(const cJSON *j, const char *key, double dflt, const char *cfgp, double *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!v) {
+        *out = dflt;
+        return FT_OK;
+    }
+    if (!cJSON_IsNumber(v)) return FT_ERR(FT_E_FORMAT, "%s: %s must be a number", cfgp, key);
+    *out = v->valuedouble;
+    return FT_OK;
+}
+
+/* adapter_config.json's flag `key` (false when absent or null); another type is an error. */
+static ft_status ft_cfg_bool(const cJSON *j, const char *key, const char *cfgp, int *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    *out = cJSON_IsTrue(v);
+    if (v && !cJSON_IsBool(v) && !cJSON_IsNull(v)) return FT_ERR(FT_E_FORMAT, "%s: %s must be true or false", cfgp, key);
+    return FT_OK;
+}
+
+/* Whether a module listed by target_modules (a list: peft's exact or ".name" suffix rule; a string,
+ * a regular expression or "all-linear": not checked here) holds LoRA tensor module `mod`. */
+static int ft_targeted(const cJSON *targets, const char *mod) {
+    if (!cJSON_IsArray(targets)) return 1;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, targets) {
+        if (ft_pattern_match(mod, e->valuestring)) return 1;
+    }
+    return 0;
+}
+
 ft_status ft_adapter_load(ft_adapter *a, const char *path) {
     memset(a, 0, sizeof *a);
     ft_status st;
@@ -103,26 +138,40 @@ ft_status ft_adapter_load(ft_adapter *a, const char *path) {
                     cJSON_IsString(v) ? v->valuestring : "missing");
         goto fail;
     }
+    /* as peft reads them: a key of the wrong type would fail there (or, a string "true", mean true) */
     v = cJSON_GetObjectItemCaseSensitive(j, "r");
-    if (!cJSON_IsNumber(v) || v->valuedouble < 1) {
-        st = FT_ERR(FT_E_FORMAT, "%s: r must be a positive integer", cfgp);
+    if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > FT_ADAPTER_MAX_R || v->valuedouble != floor(v->valuedouble)) {
+        st = FT_ERR(FT_E_FORMAT, "%s: r must be a positive integer of at most %d", cfgp, FT_ADAPTER_MAX_R);
         goto fail;
     }
     a->r = (int64_t)v->valuedouble;
-    v = cJSON_GetObjectItemCaseSensitive(j, "lora_alpha");
-    a->alpha = cJSON_IsNumber(v) ? v->valuedouble : 8.0;
-    v = cJSON_GetObjectItemCaseSensitive(j, "lora_dropout");
-    a->dropout = cJSON_IsNumber(v) ? v->valuedouble : 0.0;
-    a->rslora = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "use_rslora"));
+    FT_CHECK_GOTO(st, ft_cfg_number(j, "lora_alpha", 8.0, cfgp, &a->alpha), fail);
+    FT_CHECK_GOTO(st, ft_cfg_number(j, "lora_dropout", 0.0, cfgp, &a->dropout), fail);
+    FT_CHECK_GOTO(st, ft_cfg_bool(j, "use_rslora", cfgp, &a->rslora), fail);
     v = cJSON_GetObjectItemCaseSensitive(j, "base_model_name_or_path");
     if (cJSON_IsString(v)) snprintf(a->base, sizeof a->base, "%s", v->valuestring);
     static const char *const unsupported[] = {"use_dora", "fan_in_fan_out", "lora_bias"};
     for (size_t k = 0; k < sizeof unsupported / sizeof *unsupported; k++) {
-        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, unsupported[k]))) {
+        int on = 0;
+        FT_CHECK_GOTO(st, ft_cfg_bool(j, unsupported[k], cfgp, &on), fail);
+        if (on) {
             st = FT_ERR(FT_E_UNSUPPORTED, "%s: %s is true; llama.cpp adapters and ftune support plain LoRA and rsLoRA only",
                         cfgp, unsupported[k]);
             goto fail;
         }
+    }
+    const cJSON *targets = cJSON_GetObjectItemCaseSensitive(j, "target_modules");
+    if (cJSON_IsArray(targets)) {
+        const cJSON *e;
+        cJSON_ArrayForEach(e, targets) {
+            if (!cJSON_IsString(e)) {
+                st = FT_ERR(FT_E_FORMAT, "%s: target_modules must be a list of module names or a string", cfgp);
+                goto fail;
+            }
+        }
+    } else if (targets && !cJSON_IsString(targets) && !cJSON_IsNull(targets)) {
+        st = FT_ERR(FT_E_FORMAT, "%s: target_modules must be a list of module names or a string", cfgp);
+        goto fail;
     }
     v = cJSON_GetObjectItemCaseSensitive(j, "bias");
     if (cJSON_IsString(v) && strcmp(v->valuestring, "none") != 0) {
@@ -136,6 +185,11 @@ ft_status ft_adapter_load(ft_adapter *a, const char *path) {
     }
     const cJSON *rp = cJSON_GetObjectItemCaseSensitive(j, "rank_pattern");
     const cJSON *ap = cJSON_GetObjectItemCaseSensitive(j, "alpha_pattern");
+    if ((rp && !cJSON_IsObject(rp) && !cJSON_IsNull(rp)) || (ap && !cJSON_IsObject(ap) && !cJSON_IsNull(ap))) {
+        st = FT_ERR(FT_E_FORMAT, "%s: %s must be an object of module names", cfgp,
+                    rp && !cJSON_IsObject(rp) && !cJSON_IsNull(rp) ? "rank_pattern" : "alpha_pattern");
+        goto fail;
+    }
     a->rank_pattern = cJSON_IsObject(rp) ? cJSON_PrintUnformatted(rp) : strdup("{}");
     a->alpha_pattern = cJSON_IsObject(ap) ? cJSON_PrintUnformatted(ap) : strdup("{}");
     if (!a->rank_pattern || !a->alpha_pattern) {
@@ -172,10 +226,19 @@ ft_status ft_adapter_load(ft_adapter *a, const char *path) {
                         "(q/k/v/o_proj, gate/up/down_proj of model.layers.N)", stp, nm, mod);
             goto fail;
         }
+        if (!ft_targeted(targets, mod)) {
+            st = FT_ERR(FT_E_FORMAT, "%s: tensor %s: module %s is not in target_modules of %s", stp, nm, mod, cfgp);
+            goto fail;
+        }
         ft_dtype dt;
         FT_CHECK_GOTO(st, ft_st_tensor_dtype(t, &dt), fail);
         if (t->ndim != 2 || !(dt == FT_F32 || dt == FT_F16 || dt == FT_BF16)) {
             st = FT_ERR(FT_E_FORMAT, "%s: tensor %s must be a 2-D F32/F16/BF16 matrix", stp, nm);
+            goto fail;
+        }
+        if (t->shape[0] < 1 || t->shape[1] < 1 || t->shape[isA ? 0 : 1] > FT_ADAPTER_MAX_R) {
+            st = FT_ERR(FT_E_FORMAT, "%s: tensor %s has shape [%lld, %lld]: not a LoRA matrix of rank 1 to %d", stp, nm,
+                        (long long)t->shape[0], (long long)t->shape[1], FT_ADAPTER_MAX_R);
             goto fail;
         }
         ft_adapter_mod *m = NULL;
@@ -196,6 +259,13 @@ ft_status ft_adapter_load(ft_adapter *a, const char *path) {
         }
         FT_CHECK_GOTO(st, ft_malloc((void **)dst, (size_t)t->numel * 4, "LoRA tensor"), fail);
         ft_to_f32(*dst, t->data, dt, t->numel);
+        for (int64_t e = 0; e < t->numel; e++) {
+            if (!isfinite((*dst)[e])) {
+                st = FT_ERR(FT_E_FORMAT, "%s: tensor %s holds %s at element %lld (a diverged adapter)", stp, nm,
+                            isnan((*dst)[e]) ? "NaN" : "Inf", (long long)e);
+                goto fail;
+            }
+        }
         if (isA) m->r = t->shape[0], m->in = t->shape[1];
         else {
             if (m->A && m->r != t->shape[1]) goto rank_mismatch;
@@ -227,6 +297,13 @@ ft_status ft_adapter_load(ft_adapter *a, const char *path) {
         if (!m->A || !m->B) {
             st = FT_ERR(FT_E_FORMAT, "%s: layer %lld %s has only lora_%s", stp, (long long)m->layer,
                         ft_linear_info_get(m->lin)->peft_name, m->A ? "A" : "B");
+            goto fail;
+        }
+        /* without a rank_pattern, peft builds every module at rank r: tensors of another rank fail to load there */
+        if (strcmp(a->rank_pattern, "{}") == 0 && m->r != a->r) {
+            st = FT_ERR(FT_E_FORMAT, "%s: layer %lld %s has rank %lld but %s says r = %lld (and no rank_pattern)", stp,
+                        (long long)m->layer, ft_linear_info_get(m->lin)->peft_name, (long long)m->r, cfgp,
+                        (long long)a->r);
             goto fail;
         }
         m->scale = a->rslora ? m->scale / sqrt((double)m->r) : m->scale / (double)m->r;
@@ -395,7 +472,8 @@ ft_status ft_adapter_write_peft(const ft_adapter *a, const char *dir, const char
     cJSON *j = NULL;
     char *txt = NULL;
     char p[4200];
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return FT_ERR(FT_E_IO, "%s: cannot create directory: %s", dir, strerror(errno));
+    int created = mkdir(dir, 0755) == 0; /* removed again, with what was written, if the export fails */
+    if (!created && errno != EEXIST) return FT_ERR(FT_E_IO, "%s: cannot create directory: %s", dir, strerror(errno));
     if (!ft_is_dir(dir)) return FT_ERR(FT_E_IO, "%s: not a directory", dir);
     /* config first is harmless; tensors are what PEFT loads. Both files are atomic. */
     j = cJSON_CreateObject();
@@ -449,6 +527,11 @@ ft_status ft_adapter_write_peft(const ft_adapter *a, const char *dir, const char
     snprintf(p, sizeof p, "%s/adapter_config.json", dir);
     st = ft_write_text(p, txt);
 done:
+    if (st != FT_OK && created) { /* a full disk at the config left the tensors alone in a new directory */
+        snprintf(p, sizeof p, "%s/adapter_model.safetensors", dir);
+        unlink(p);
+        rmdir(dir);
+    }
     ft_stw_discard(w);
     free(txt);
     cJSON_Delete(j);

@@ -6,6 +6,10 @@
  * LoRA and rsLoRA on the seven linear modules of the decoder layers (q/k/v/o/gate/up/down), per
  * module ranks (rank_pattern) and alphas (alpha_pattern). Refused with FT_E_UNSUPPORTED, naming
  * the feature: DoRA, lora_bias, fan_in_fan_out, embedding or lm_head LoRA, modules_to_save.
+ * Refused with FT_E_FORMAT, naming the file: adapter_config.json keys of another type than peft
+ * reads (r a positive integer, lora_alpha/lora_dropout numbers, flags true/false, target_modules a
+ * list or a string), tensors of a module outside a target_modules list, of another rank than r
+ * when there is no rank_pattern, of rank 0, or holding NaN/Inf.
  *
  * Each module keeps its effective PEFT scale s (alpha/r or alpha/sqrt(r)); the GGUF export writes
  * one adapter.lora.alpha = s*r of the first module and multiplies lora_b of any module whose s*r

@@ -86,6 +86,32 @@ static int ft_key_eq(const ft_rkv *kv, const char *key) {
     return (int64_t)strlen(key) == kv->key_len && memcmp(kv->key, key, (size_t)kv->key_len) == 0;
 }
 
+static int ft_cmp_kv(const void *x, const void *y) {
+    const ft_rkv *a = *(const ft_rkv *const *)x, *b = *(const ft_rkv *const *)y;
+    if (a->key_len != b->key_len) return a->key_len < b->key_len ? -1 : 1;
+    return memcmp(a->key, b->key, (size_t)a->key_len);
+}
+
+static int ft_cmp_tensor(const void *x, const void *y) {
+    return strcmp((*(const ft_gguf_tensor *const *)x)->name, (*(const ft_gguf_tensor *const *)y)->name);
+}
+
+/* *dup: an element of items[n] (each `size` bytes) equal under cmp (on pointers to element pointers) to
+ * another, or NULL. FT_E_OOM only when the pointer array cannot be allocated. */
+static ft_status ft_find_dup(const void *items, int64_t n, size_t size, int (*cmp)(const void *, const void *),
+                             const void **dup) {
+    *dup = NULL;
+    if (n < 2) return FT_OK;
+    const void **p = malloc((size_t)n * sizeof *p);
+    if (!p) return FT_ERR(FT_E_OOM, "out of memory checking %lld GGUF names", (long long)n);
+    for (int64_t i = 0; i < n; i++) p[i] = (const char *)items + (size_t)i * size;
+    qsort(p, (size_t)n, sizeof *p, cmp);
+    for (int64_t i = 1; i < n && !*dup; i++)
+        if (cmp(&p[i - 1], &p[i]) == 0) *dup = p[i];
+    free(p);
+    return FT_OK;
+}
+
 ft_status ft_gguf_open(ft_gguf **out, const char *path) {
     *out = NULL;
     ft_gguf *g = calloc(1, sizeof *g);
@@ -99,7 +125,7 @@ ft_status ft_gguf_open(ft_gguf **out, const char *path) {
         st = FT_ERR(FT_E_FORMAT, __VA_ARGS__);         \
         goto fail;                                     \
     } while (0)
-    int fd = open(path, O_RDONLY);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* a FIFO would block: refused below */
     if (fd < 0) {
         st = FT_ERR(FT_E_IO, "%s: cannot open: %s", path, strerror(errno));
         goto fail;
@@ -153,9 +179,6 @@ ft_status ft_gguf_open(ft_gguf **out, const char *path) {
             st = FT_ERR(FT_E_OOM, "%s: out of memory", path);
             goto fail;
         }
-        for (int64_t j = 0; j < i; j++)
-            if (g->kv[j].key_len == kv->key_len && memcmp(g->kv[j].key, kv->key, (size_t)kv->key_len) == 0)
-                FAIL("%s: duplicate key %.*s", path, (int)kv->key_len, kv->key);
         if (!ft_rd(&c, &type, 4)) FAIL("%s: key %.*s: truncated", path, (int)kv->key_len, kv->key);
         kv->type = type;
         kv->val = c.p;
@@ -198,6 +221,10 @@ ft_status ft_gguf_open(ft_gguf **out, const char *path) {
         }
     }
     g->nkv = nkv;
+    /* duplicates by sorting: a pairwise check took minutes on a file declaring a million keys */
+    const ft_rkv *dup_kv = NULL;
+    if ((st = ft_find_dup(g->kv, nkv, sizeof *g->kv, ft_cmp_kv, (const void **)&dup_kv)) != FT_OK) goto fail;
+    if (dup_kv) FAIL("%s: duplicate key %.*s", path, (int)dup_kv->key_len, dup_kv->key);
     int64_t expect = 0;
     for (int64_t i = 0; i < nt; i++) {
         ft_gguf_tensor *t = &g->t[i];
@@ -215,8 +242,6 @@ ft_status ft_gguf_open(ft_gguf **out, const char *path) {
         t->name = g->tnames[i];
         g->nt = i + 1;
         if (strlen(t->name) != (size_t)nl) FAIL("%s: tensor %lld: name holds a NUL byte", path, (long long)i);
-        for (int64_t j = 0; j < i; j++)
-            if (strcmp(g->t[j].name, t->name) == 0) FAIL("%s: duplicate tensor %s", path, t->name);
         if (!ft_rd(&c, &nd, 4) || nd < 1 || nd > FT_GGUF_MAX_DIMS)
             FAIL("%s: tensor %s: bad number of dimensions", path, t->name);
         t->n_dims = (int)nd;
@@ -250,6 +275,9 @@ ft_status ft_gguf_open(ft_gguf **out, const char *path) {
         expect += (t->nbytes + g->align - 1) / g->align * g->align;
     }
     g->nt = nt;
+    const ft_gguf_tensor *dup_t = NULL;
+    if ((st = ft_find_dup(g->t, nt, sizeof *g->t, ft_cmp_tensor, (const void **)&dup_t)) != FT_OK) goto fail;
+    if (dup_t) FAIL("%s: duplicate tensor %s", path, dup_t->name);
     int64_t hdr = g->size - c.left;
     g->data_off = (hdr + g->align - 1) / g->align * g->align;
     if (nt > 0) {

@@ -4,6 +4,7 @@
  * and encoded in chunks of about FT_GGUFW_CHUNK floats. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "export/gguf.h"
 #include "kernels/fileio.h"
@@ -43,6 +44,12 @@ const char *ft_gguf_vtype_name(int t) {
 }
 
 ft_status ft_ggufw_open(ft_ggufw **out, const char *path) {
+    struct stat sb;
+    *out = NULL;
+    /* refused before any work: a merge would otherwise run to the end and fail at the rename */
+    if (!path[0]) return FT_ERR(FT_E_ARG, "the GGUF output path is empty");
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return FT_ERR(FT_E_ARG, "%s: is a directory (expected the path of the .gguf file to write)", path);
     ft_ggufw *w = calloc(1, sizeof *w);
     if (!w || !(w->path = strdup(path))) {
         free(w);

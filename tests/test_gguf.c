@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "export/ggml_quants.h"
@@ -319,8 +320,54 @@ static void test_hostile_dims(void) {
     }
 }
 
+/* A header declaring 300000 empty tensors (12 MiB): the duplicate-name check was pairwise and took
+ * minutes (4.5e10 comparisons); sorted, it is immediate. A duplicate among them and a duplicate
+ * key are still refused, naming the name. A FIFO is refused without blocking in open. */
+static void test_many_tensors(void) {
+    const int64_t n = 300000;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/many.gguf", ft_test_tmpdir());
+    for (int dup = 0; dup < 3; dup++) {
+        FILE *fo = fopen(path, "wb");
+        const uint32_t version = 3, nd = 1, str_type = 8;
+        const uint64_t nkv = dup == 2 ? 2 : 0, name_len = 8, zero = 0, key_len = 3;
+        fwrite("GGUF", 1, 4, fo), fwrite(&version, 4, 1, fo), fwrite(&n, 8, 1, fo), fwrite(&nkv, 8, 1, fo);
+        for (uint64_t k = 0; k < nkv; k++) /* "a.b" = "" twice */
+            fwrite(&key_len, 8, 1, fo), fwrite("a.b", 1, 3, fo), fwrite(&str_type, 4, 1, fo), fwrite(&zero, 8, 1, fo);
+        for (int64_t i = 0; i < n; i++) {
+            char name[9];
+            snprintf(name, sizeof name, "t%07lld", (long long)(dup == 1 && i == n - 1 ? n / 2 : i));
+            fwrite(&name_len, 8, 1, fo), fwrite(name, 1, 8, fo), fwrite(&nd, 4, 1, fo);
+            fwrite(&zero, 8, 1, fo), fwrite(&zero, 4, 1, fo), fwrite(&zero, 8, 1, fo); /* ne0 = 0, F32, offset 0 */
+        }
+        static const uint8_t pad[64] = {0};
+        fwrite(pad, 1, sizeof pad, fo);
+        fclose(fo);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        ft_gguf *g = NULL;
+        ft_status st = ft_gguf_open(&g, path);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        if (dup == 0) FT_CHECK(st == FT_OK && ft_gguf_tensor_count(g) == n, "%lld tensors: %s", (long long)n, st ? ft_error_msg() : "ok");
+        else if (dup == 1) FT_CHECK(st == FT_E_FORMAT && strstr(ft_error_msg(), "duplicate tensor t0150000"), "dup tensor: %s", st ? ft_error_msg() : "accepted");
+        else FT_CHECK(st == FT_E_FORMAT && strstr(ft_error_msg(), "duplicate key a.b"), "dup key: %s", st ? ft_error_msg() : "accepted");
+        FT_CHECK(s < 10.0, "opening %lld tensor infos took %.1f s", (long long)n, s);
+        ft_gguf_close(g);
+    }
+    remove(path);
+    snprintf(path, sizeof path, "%s/fifo.gguf", ft_test_tmpdir());
+    FT_CHECK(mkfifo(path, 0600) == 0, "mkfifo");
+    ft_gguf *g = NULL;
+    ft_status st = ft_gguf_open(&g, path); /* blocked forever before the fix */
+    FT_CHECK(st != FT_OK && strstr(ft_error_msg(), "not a regular file"), "fifo: %s", st ? ft_error_msg() : "accepted");
+    ft_gguf_close(g);
+    remove(path);
+}
+
 int main(void) {
     test_hostile_dims();
+    test_many_tensors();
     test_quant_golden();
     test_roundtrip_errors();
     test_write_read();

@@ -25,6 +25,7 @@
 #include "trainer/hf_config.h"
 #include "trainer/lora.h"
 #include "trainer/model.h"
+#include "trainer/outguard.h"
 #include "trainer/recipe.h"
 
 /* The newest checkpoints/step-*.ckpt of a run directory, or "" when none. */
@@ -207,6 +208,8 @@ ft_status ft_cmd_export(int argc, char **argv) {
     ft_status st = ft_cli_parse(&cli, argc, argv);
     ft_adapter a = {0};
     ft_vocab_info vi = {0};
+    ft_outguard guard;
+    int armed = 0;
     if (st != FT_OK) goto done;
     if (cli.help) {
         ft_cli_usage(&cli);
@@ -249,6 +252,8 @@ ft_status ft_cmd_export(int argc, char **argv) {
     }
     ft_model_config cfg;
     char base_dir[4096] = "";
+    ft_outguard_arm(&guard, out); /* Ctrl-C mid-write: no temporary file left behind */
+    armed = 1;
     if (gguf || base) {
         FT_CHECK_GOTO(st, ft_adapter_base_config(&a, base, &cfg, base_dir, sizeof base_dir), done);
         FT_CHECK_GOTO(st, ft_adapter_check(&a, &cfg, base_dir), done);
@@ -280,6 +285,7 @@ ft_status ft_cmd_export(int argc, char **argv) {
         printf("wrote %s: PEFT adapter, %lld modules, rank %lld\n", out, (long long)a.n, (long long)a.r);
     }
 done:
+    if (armed) ft_outguard_disarm(&guard);
     ft_vocab_info_free(&vi);
     ft_adapter_free(&a);
     ft_cli_free(&cli);

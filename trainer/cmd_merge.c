@@ -18,6 +18,7 @@
 #include "trainer/commands.h"
 #include "trainer/hf_config.h"
 #include "trainer/loader.h"
+#include "trainer/outguard.h"
 #include "trainer/dataset.h"
 #include "trainer/recipe.h"
 #include "trainer/token_file.h"
@@ -86,7 +87,19 @@ static ft_status ft_valid_open(ft_valid *v, const char *path, const char *base, 
     memset(v, 0, sizeof *v);
     size_t n = strlen(path);
     int records = (n > 6 && strcmp(path + n - 6, ".jsonl") == 0) || (n > 5 && strcmp(path + n - 5, ".json") == 0);
-    if (!records) return ft_token_file_read(path, &v->seqs);
+    if (!records) {
+        ft_model_config c;
+        char p[4200];
+        snprintf(p, sizeof p, "%s/config.json", base);
+        FT_TRY(ft_cfg_load(&c, p));
+        FT_TRY(ft_token_file_read(path, &v->seqs));
+        for (int64_t s = 0; s < v->seqs.n; s++)
+            for (int64_t k = v->seqs.start[s]; k < v->seqs.start[s + 1]; k++)
+                if (v->seqs.ids[k] >= c.vocab_size)
+                    return FT_ERR(FT_E_FORMAT, "%s: sequence %lld: token id %d is outside the vocabulary of %s (0..%lld)",
+                                  path, (long long)s + 1, v->seqs.ids[k], base, (long long)c.vocab_size - 1);
+        return FT_OK;
+    }
     char absv[PATH_MAX], absb[PATH_MAX], recipe[4200];
     if (!realpath(path, absv)) return FT_ERR(FT_E_IO, "%s: cannot open", path);
     if (!realpath(base, absb)) return FT_ERR(FT_E_IO, "%s: cannot open", base);
@@ -253,9 +266,8 @@ static ft_status ft_lora_set_from(ft_lora *l, ft_backend *be, const ft_adapter *
     return st;
 }
 
-static ft_status ft_merge_check(const char *valid, const char *base, const ft_adapter *a, const char *adapter_path,
+static ft_status ft_merge_check(ft_valid *vd, const char *valid, const char *base, const ft_adapter *a,
                                 const char *out, ft_merge_kind kind, const char *device, int threads) {
-    ft_valid vd = {0};
     ft_backend *be = NULL;
     ft_model *m = NULL;
     ft_lora *lora = NULL;
@@ -265,12 +277,11 @@ static ft_status ft_merge_check(const char *valid, const char *base, const ft_ad
     double loss_train = NAN, loss_base = NAN, loss_merged = NAN;
     snprintf(p, sizeof p, "%s/config.json", base);
     FT_TRY(ft_cfg_load(&c, p));
-    FT_CHECK_GOTO(st, ft_valid_open(&vd, valid, base, adapter_path), done);
     FT_CHECK_GOTO(st, ft_backend_open(&be, device, threads), done);
     /* 1. the training-time model: NF4 base + adapter (or the NF4 base alone) */
     ft_load_opts lo = {.quant = FT_QUANT_NF4};
     FT_CHECK_GOTO(st, ft_model_load(&m, be, base, &lo), done);
-    FT_CHECK_GOTO(st, ft_valid_loss(&vd, m, &loss_base), done);
+    FT_CHECK_GOTO(st, ft_valid_loss(vd, m, &loss_base), done);
     if (a) {
         ft_lora_cfg lc = {.r = a->r, .alpha = a->alpha, .rslora = a->rslora};
         int uniform = 1;
@@ -283,7 +294,7 @@ static ft_status ft_merge_check(const char *valid, const char *base, const ft_ad
             FT_CHECK_GOTO(st, ft_lora_create(&lora, be, &lc, &shapes, c.num_hidden_layers), done);
             FT_CHECK_GOTO(st, ft_lora_set_from(lora, be, a), done);
             ft_model_set_lora(m, lora);
-            FT_CHECK_GOTO(st, ft_valid_loss(&vd, m, &loss_train), done);
+            FT_CHECK_GOTO(st, ft_valid_loss(vd, m, &loss_train), done);
             ft_model_set_lora(m, NULL);
         } else {
             ft_warn("--check: the adapter has per-module ranks/alphas or partial layers: training-time loss skipped");
@@ -298,7 +309,7 @@ static ft_status ft_merge_check(const char *valid, const char *base, const ft_ad
     } else {
         FT_CHECK_GOTO(st, ft_load_gguf_model(&m, be, out, &c), done);
     }
-    FT_CHECK_GOTO(st, ft_valid_loss(&vd, m, &loss_merged), done);
+    FT_CHECK_GOTO(st, ft_valid_loss(vd, m, &loss_merged), done);
     printf("check %s:\n", valid);
     printf("  base NF4 loss            %.6f\n", loss_base);
     if (a) printf("  training-time loss       %.6f   (NF4 base + adapter)\n", loss_train);
@@ -309,7 +320,6 @@ done:
     ft_lora_free(lora, be);
     ft_model_free(m);
     ft_backend_free(be);
-    ft_valid_close(&vd);
     return st;
 }
 
@@ -320,6 +330,7 @@ ft_status ft_cmd_merge(int argc, char **argv) {
                   .nopts = sizeof ft_merge_opts_tab / sizeof *ft_merge_opts_tab};
     ft_status st = ft_cli_parse(&cli, argc, argv);
     ft_adapter a = {0};
+    ft_valid vd = {0};
     int have_adapter = 0;
     if (st != FT_OK) goto done;
     if (cli.help) {
@@ -343,6 +354,12 @@ ft_status ft_cmd_merge(int argc, char **argv) {
                     type_s);
         goto done;
     }
+    char rb[PATH_MAX], ro[PATH_MAX];
+    if (o.kind == FT_MERGE_SAFETENSORS && realpath(base, rb) && realpath(out, ro) && strcmp(rb, ro) == 0) {
+        st = FT_ERR(FT_E_ARG, "merge: --out %s is the base model's directory: the merged weights would replace the "
+                    "base they are read from", out);
+        goto done;
+    }
     if (strcmp(into, "nf4") == 0) o.merge_into_nf4 = 1;
     else if (strcmp(into, "base") != 0) {
         st = FT_ERR(FT_E_ARG, "merge: unknown --merge-into '%s' (expected base or nf4)", into);
@@ -353,9 +370,15 @@ ft_status ft_cmd_merge(int argc, char **argv) {
         have_adapter = 1;
         o.adapter = &a;
     }
+    /* the validation data is read first: a bad --check file fails now, not after an hour of merging */
+    if (check) FT_CHECK_GOTO(st, ft_valid_open(&vd, check, base, adapter), done);
     signal(SIGXFSZ, SIG_IGN); /* a file size limit is a clean write error, not a kill mid-file */
     ft_vocab_info vi = {0};
-    FT_CHECK_GOTO(st, ft_merge(&o, o.kind == FT_MERGE_SAFETENSORS ? NULL : &vi), done);
+    ft_outguard guard;
+    ft_outguard_arm(&guard, out); /* Ctrl-C mid-merge: no temporary the size of the model left behind */
+    st = ft_merge(&o, o.kind == FT_MERGE_SAFETENSORS ? NULL : &vi);
+    ft_outguard_disarm(&guard);
+    if (st != FT_OK) goto done;
     if (o.kind == FT_MERGE_SAFETENSORS)
         printf("wrote %s: merged Hugging Face checkpoint%s\n", out, have_adapter ? " (base + adapter)" : "");
     else
@@ -364,10 +387,10 @@ ft_status ft_cmd_merge(int argc, char **argv) {
     ft_vocab_info_free(&vi);
     ft_info("merge: peak RSS %.1f MiB", (double)ft_peak_rss_bytes() / (1 << 20));
     if (check)
-        FT_CHECK_GOTO(st, ft_merge_check(check, base, have_adapter ? &a : NULL, adapter, out, o.kind,
-                                         device, (int)threads),
+        FT_CHECK_GOTO(st, ft_merge_check(&vd, check, base, have_adapter ? &a : NULL, out, o.kind, device, (int)threads),
                       done);
 done:
+    ft_valid_close(&vd);
     ft_adapter_free(&a);
     ft_cli_free(&cli);
     return st;

@@ -7,7 +7,10 @@
 #     reproduces the training-time loss;
 #   - merge --type safetensors loads in `ftune eval`;
 #   - bad input: wrong base (shape/architecture), missing tokenizer, unwritable output, a file size
-#     limit mid-write (full disk): one clear line, exit 1, nothing left at the output path.
+#     limit mid-write (full disk): one clear line, exit 1, nothing left at the output path;
+#   - adapter_config.json values of the wrong type or not matching the tensors (r, target_modules),
+#     NaN weights, --out naming a directory, a bad --check file (read before merging), SIGTERM
+#     mid-merge (old output intact, temporary removed: trainer/outguard.c).
 # usage: export.sh FTUNE SRC_DIR
 set -u
 ftune="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; src="$(cd "$2" && pwd)"
@@ -115,6 +118,56 @@ expect 2 "unknown --type 'q3'" -- "$ftune" merge --base "$model" --out "$tmp/q.g
 nofile "$tmp/full.gguf"
 printf 'GGUF\003\000\000\000garbage' > "$tmp/bad.gguf"
 expect 1 "bad.gguf" -- "$ftune" inspect "$tmp/bad.gguf"
+
+# --- adapter_config.json against peft's reading, and the tensors against it -----------------------
+# a wrong type was read as the default (lora_alpha "8" -> 8.0 by luck, "16" -> 8), a string
+# "true" as false (peft: true); r not an integer or not the tensors' rank, tensors outside
+# target_modules, NaN weights: all were exported without a word
+badcfg() {
+  rm -rf "$tmp/cfg" "$tmp/cfg.gguf"; mkdir -p "$tmp/cfg"; cp "$adapter/adapter_model.safetensors" "$tmp/cfg/"
+  sed "$1" "$adapter/adapter_config.json" > "$tmp/cfg/adapter_config.json"
+}
+exp_cfg() { expect 1 "$1" -- "$ftune" export "$tmp/cfg" --format gguf --base "$model" --out "$tmp/cfg.gguf"; nofile "$tmp/cfg.gguf"; }
+badcfg 's/"lora_alpha": 8/"lora_alpha": "16"/';   exp_cfg "cfg/adapter_config.json: lora_alpha must be a number"
+badcfg 's/"use_rslora": true/"use_rslora": "true"/'; exp_cfg "cfg/adapter_config.json: use_rslora must be true or false"
+badcfg 's/"r": 4/"r": 4.5/';                       exp_cfg "cfg/adapter_config.json: r must be a positive integer"
+badcfg 's/"r": 4/"r": 8/';                         exp_cfg "cfg/adapter_model.safetensors: layer 0 q_proj has rank 4 but .*adapter_config.json says r = 8"
+badcfg 's/"v_proj"/"k_proj"/';                     exp_cfg "cfg/adapter_model.safetensors: tensor .*v_proj.lora_.\.weight: module .*v_proj is not in target_modules"
+badcfg 's/"target_modules": \[/"target_modules": 7, "x": [/'; exp_cfg "target_modules must be a list of module names or a string"
+badcfg 's/x/x/'; hl=$(od -An -tu8 -N8 "$tmp/cfg/adapter_model.safetensors" | tr -d ' ')
+printf '\000\000\300\177' | dd of="$tmp/cfg/adapter_model.safetensors" bs=1 seek=$((8 + hl)) conv=notrunc 2>/dev/null
+exp_cfg "cfg/adapter_model.safetensors: tensor .* holds NaN at element 0"
+# --check data is read before the merge: a bad file failed only after the whole merge (an hour at
+# 70B), and an id past the vocabulary was reported without the file's name
+printf '1 2 99999\n' > "$tmp/oob.txt"
+expect 1 "oob.txt: sequence 1: token id 99999 is outside the vocabulary" -- \
+  "$ftune" merge --base "$model" --adapter "$adapter" --out "$tmp/chk.gguf" --type f16 --check "$tmp/oob.txt"
+nofile "$tmp/chk.gguf"
+# --type safetensors with --out the base directory replaced the base model by the merged one
+cp -r "$model" "$tmp/selfbase"
+expect 2 "selfbase/ is the base model's directory" -- "$ftune" merge --base "$tmp/selfbase" --adapter "$adapter" --out "$tmp/selfbase/" --type safetensors
+cmp -s "$model/model.safetensors" "$tmp/selfbase/model.safetensors" && ok "base left as it was" || bad "base model overwritten"
+# a full disk at adapter_config.json (after adapter_model.safetensors) left a new PEFT directory
+# with tensors and no config; a tmpfs holding exactly the tensors' pages stands in (root only)
+pages=$(( ($(stat -c %s "$adapter/adapter_model.safetensors") + 4095) / 4096 )); mkdir -p "$tmp/full"
+if mount -t tmpfs -o size=$((pages * 4096)) tmpfs "$tmp/full" 2>/dev/null; then
+  expect 1 "full/peft/adapter_config.json: write failed" -- "$ftune" export "$adapter" --format peft --out "$tmp/full/peft"
+  [ ! -e "$tmp/full/peft" ] && ok "full disk: no half-written PEFT directory" || bad "full disk left $(ls -A "$tmp/full/peft")"
+  umount "$tmp/full"
+else
+  ok "full-disk PEFT case skipped (cannot mount a tmpfs here)"
+fi
+# --out naming a directory: refused before the merge (it ran to the end, then failed at the rename)
+expect 2 "is a directory \(expected the path of the .gguf file" -- "$ftune" merge --base "$model" --out "$tmp" --type f16
+# SIGTERM mid-merge: the old output stays, and the temporary is removed (it stayed, the model's size)
+"$ftune" bench --shape tiny --layers 400 --write-checkpoint "$tmp/tiny" >/dev/null 2>&1 && cp "$model"/tokenizer*.json "$tmp/tiny/"
+echo OLD > "$tmp/sig.gguf"
+"$ftune" merge --base "$tmp/tiny" --out "$tmp/sig.gguf" --type f32 >/dev/null 2>&1 & pid=$!
+for _ in $(seq 200000); do [ -e "$tmp/sig.gguf.tmp.$pid" ] && break; done
+kill -STOP $pid; [ -e "$tmp/sig.gguf.tmp.$pid" ] && ok "merge stopped mid-write" || bad "no temporary seen mid-merge"
+kill -TERM $pid; kill -CONT $pid; wait $pid; rc=$?
+[ "$rc" -eq 143 ] && [ "$(cat "$tmp/sig.gguf")" = OLD ] && ok "SIGTERM: exit $rc, old output intact" || bad "SIGTERM: exit $rc, output $(head -c 8 "$tmp/sig.gguf")"
+[ ! -e "$tmp/sig.gguf.tmp.$pid" ] && ok "SIGTERM removed the temporary" || bad "SIGTERM left $(ls "$tmp"/sig.gguf.tmp.*)"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
