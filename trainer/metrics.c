@@ -72,18 +72,23 @@ static ft_status ft_metrics_cut(ft_metrics *m, int64_t resume_step) {
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
-    int64_t dropped = 0;
+    /* later: lines of steps past the checkpoint (the normal case after a kill); bad: lines that are
+     * torn or not a metrics record, reported apart: a torn line is not always one after the
+     * checkpoint (a truncated or damaged file), and its step's metrics are then lost */
+    int64_t later = 0, bad = 0, first_bad = 0, lineno = 0, kept_train = 0;
     while ((len = getline(&line, &cap, in)) > 0) {
-        if (line[len - 1] != '\n') { /* torn last line of a killed run */
-            dropped++;
-            continue;
-        }
+        lineno++;
         cJSON *j = NULL;
-        if (ft_json_parse(line, (int64_t)len, m->path, &j) != FT_OK) ft_error_clear(); /* dropped below */
+        if (line[len - 1] == '\n' && ft_json_parse(line, (int64_t)len, m->path, &j) != FT_OK) ft_error_clear();
         const cJSON *step = cJSON_GetObjectItemCaseSensitive(j, "step");
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "type");
-        if (!cJSON_IsNumber(step) || !cJSON_IsString(type) || (int64_t)step->valuedouble > resume_step) {
-            dropped++;
+        if (!cJSON_IsNumber(step) || !cJSON_IsString(type)) {
+            if (!bad++) first_bad = lineno;
+            cJSON_Delete(j);
+            continue;
+        }
+        if ((int64_t)step->valuedouble > resume_step) {
+            later++;
             cJSON_Delete(j);
             continue;
         }
@@ -91,6 +96,7 @@ static ft_status ft_metrics_cut(ft_metrics *m, int64_t resume_step) {
         if (strcmp(type->valuestring, "train") == 0) {
             const cJSON *loss = cJSON_GetObjectItemCaseSensitive(j, "loss");
             const cJSON *skip = cJSON_GetObjectItemCaseSensitive(j, "skipped");
+            kept_train++;
             if (cJSON_IsNumber(loss) && !cJSON_IsString(skip)) st = ft_curve_add(&m->train, s, loss->valuedouble);
         } else if (strcmp(type->valuestring, "eval") == 0) {
             const cJSON *vl = cJSON_GetObjectItemCaseSensitive(j, "val_loss");
@@ -107,8 +113,16 @@ static ft_status ft_metrics_cut(ft_metrics *m, int64_t resume_step) {
         return st;
     }
     FT_TRY(ft_afile_commit(&af));
-    if (dropped) ft_info("%s: dropped %lld lines after step %lld (written after the checkpoint)", m->path,
-                         (long long)dropped, (long long)resume_step);
+    if (later) ft_info("%s: dropped %lld lines after step %lld (written after the checkpoint)", m->path,
+                       (long long)later, (long long)resume_step);
+    if (bad || kept_train < resume_step) {
+        char why[160] = "";
+        if (bad)
+            snprintf(why, sizeof why, "; dropped %lld unreadable line%s (torn or not a metrics record), the first line %lld",
+                     (long long)bad, bad > 1 ? "s" : "", (long long)first_bad);
+        ft_warn("%s: holds the training lines of %lld of the %lld steps up to the checkpoint%s: the metrics of the "
+                "others are lost", m->path, (long long)kept_train, (long long)resume_step, why);
+    }
     return FT_OK;
 }
 

@@ -2,6 +2,7 @@
  * evaluation and the final adapter in run_eval.c. */
 #include "trainer/run.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -79,6 +80,34 @@ static ft_status ft_mkdir_p(const char *path) {
     return FT_OK;
 }
 
+/* pid of a temporary output file's writer: "<name>.tmp.<pid>" (kernels/fileio.c) or
+ * ".<name>.tmp-<pid>-<hex>" (export/safetensors_write.c); 0: not a temporary. */
+static long ft_tmp_owner(const char *name) {
+    const char *p = strstr(name, ".tmp."), *q = name[0] == '.' ? strstr(name, ".tmp-") : NULL;
+    char *end = NULL;
+    long pid = 0;
+    if (p && p[5] >= '1' && p[5] <= '9') pid = strtol(p + 5, &end, 10), pid = *end ? 0 : pid;
+    if (!pid && q && q[5] >= '1' && q[5] <= '9') pid = strtol(q + 5, &end, 10), pid = *end == '-' ? pid : 0;
+    return pid;
+}
+
+/* Removes the temporaries of dead writers in dir: a run killed (SIGKILL, a second Ctrl-C) while
+ * writing its final adapter, merged model, samples or metrics leaves them, and the merged model's
+ * is as large as the model. Those of a live process (a concurrent `ftune export`) stay. */
+static void ft_run_clean_stale(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long pid = ft_tmp_owner(e->d_name);
+        if (pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char path[FT_PATH_MAX + 512];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) == 0) ft_info("removed %s (left by an interrupted run, process %ld)", path, pid);
+    }
+    closedir(d);
+}
+
 static ft_status ft_run_dirs(ft_run_state *R) {
     const char *d = R->r->output_dir;
     if (!d || !d[0]) return FT_ERR(FT_E_ARG, "output_dir: not set");
@@ -100,6 +129,9 @@ static ft_status ft_run_dirs(ft_run_state *R) {
     FT_TRY(ft_mkdir_p(R->ckpt_dir));
     FT_TRY(ft_mkdir_p(R->samples_dir));
     ft_ckpt_clean_tmp(R->ckpt_dir);
+    ft_run_clean_stale(R->dir);
+    ft_run_clean_stale(R->samples_dir);
+    ft_run_clean_stale(R->final_dir);
     return FT_OK;
 }
 
@@ -408,7 +440,6 @@ ft_status ft_run(const ft_recipe *r, const ft_run_opts *o) {
             goto done;
         }
     }
-    FT_CHECK_GOTO(st, ft_run_write_recipe(&R), done);
     FT_CHECK_GOTO(st, ft_dataset_open(&R.ds, r, R.dir), done);
     if (ft_run_signal) {
         st = FT_ERR(FT_E_INTERRUPTED, "interrupted while preparing the data: nothing to save");
@@ -417,6 +448,9 @@ ft_status ft_run(const ft_recipe *r, const ft_run_opts *o) {
     FT_CHECK_GOTO(st, ft_run_build_model(&R), done);
     FT_CHECK_GOTO(st, ft_run_plan(&R), done);
     if (o->resume) FT_CHECK_GOTO(st, ft_run_resume(&R), done);
+    /* only now: a resume refused above must not rewrite the run's record of its recipe, which
+     * `ftune export CHECKPOINT` reads (lora.alpha, model.path) */
+    FT_CHECK_GOTO(st, ft_run_write_recipe(&R), done);
     FT_CHECK_GOTO(st, ft_metrics_open(&R.metrics, R.metrics_path, o->resume ? R.step : -1), done);
     if (R.step >= R.total)
         ft_info("the run is already complete at step %lld (training.steps %lld); writing the final adapter",

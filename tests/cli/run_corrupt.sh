@@ -65,5 +65,19 @@ truncate -s -777 "$ck/step-000012.ckpt"
 "$ftune" train "$recipe" "${run[@]}" --resume "$tmp/empty.ckpt" >/dev/null 2>"$tmp/empty.err"; rc=$?
 [ $rc -eq 1 ] && grep -q "empty.ckpt: checksum mismatch" "$tmp/empty.err" && ok "empty file: exit 1" || bad "empty file: exit $rc $(cat "$tmp/empty.err")"
 
+# a metrics.jsonl cut off mid-line before the checkpoint's step (a damaged file, not a kill after the
+# checkpoint): resume says which line was unreadable and how many steps' metrics are lost, and does
+# not call them lines "written after the checkpoint"
+m="$tmp/r/metrics.jsonl"
+n_train=$(head -4 "$m" | grep -c '"type":"train"')
+head -4 "$m" >"$tmp/m.cut"; sed -n 5p "$m" | head -c 40 >>"$tmp/m.cut"; mv "$tmp/m.cut" "$m"
+"$ftune" train "$recipe" "${run[@]}" --resume >/dev/null 2>"$tmp/met.err"; rc=$?
+if [ $rc -eq 0 ] && grep -q "metrics.jsonl: holds the training lines of $n_train of the 12 steps up to the checkpoint; dropped 1 unreadable line (torn or not a metrics record), the first line 5" "$tmp/met.err" \
+   && ! grep -q "written after the checkpoint" "$tmp/met.err" && cmp -s "$tmp/ref.safetensors" "$tmp/r/final/adapter_model.safetensors"; then
+  ok "metrics.jsonl torn at line 5: $(grep -o 'warning: .*metrics.jsonl.*' "$tmp/met.err" | head -c 200)"
+else
+  bad "metrics.jsonl torn at line 5: exit $rc: $(grep metrics.jsonl "$tmp/met.err")"
+fi
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

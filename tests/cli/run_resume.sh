@@ -45,6 +45,31 @@ rc=$?
 [ $rc -ne 0 ] && grep -q "holds checkpoints of an earlier run" "$tmp/again.err" && ok "refuses to overwrite a run: $(head -c 120 "$tmp/again.err")" \
   || bad "second run into the same dir: exit $rc $(cat "$tmp/again.err")"
 
+# a resume refused for a changed recipe leaves the run's recipe.yaml as it was (`ftune export
+# CHECKPOINT` reads lora.alpha and model.path from it)
+cp "$tmp/a/recipe.yaml" "$tmp/recipe.before"
+"$ftune" train "$recipe" "${common[@]}" --set output_dir="$tmp/a" --set lora.alpha=16 --set training.seed=8 --resume \
+  >/dev/null 2>"$tmp/refused.err"
+rc=$?
+[ $rc -ne 0 ] && grep -q "made with training.seed 7, the recipe has 8" "$tmp/refused.err" && cmp -s "$tmp/recipe.before" "$tmp/a/recipe.yaml" \
+  && ok "a refused resume leaves recipe.yaml as it was: $(tail -1 "$tmp/refused.err" | head -c 150)" \
+  || bad "refused resume: exit $rc, recipe.yaml $(cmp -s "$tmp/recipe.before" "$tmp/a/recipe.yaml" && echo kept || echo rewritten): $(tail -1 "$tmp/refused.err")"
+
+# temporaries of a run killed while writing its outputs (the merged model's is as large as the
+# model) are removed by the next run in the directory; those of a live process stay
+sleep 0 & dead=$!; wait $dead
+cp "$tmp/a/final/adapter_model.safetensors" "$tmp/a.adapter"
+for f in final/model-q8_0.gguf.tmp.$dead final/.adapter_model.safetensors.tmp-$dead-5e1f samples/step-000006.txt.tmp.$dead \
+         final/adapter.gguf.tmp.$$; do echo partial >"$tmp/a/$f"; done
+"$ftune" train "$recipe" "${common[@]}" --set output_dir="$tmp/a" --resume >/dev/null 2>"$tmp/stale.err"
+rc=$?
+left=$(cd "$tmp/a" && ls -A final samples | grep 'tmp' | tr '\n' ' ')
+[ $rc -eq 0 ] && [ "$left" = "adapter.gguf.tmp.$$ " ] && [ "$(grep -c "left by an interrupted run, process $dead" "$tmp/stale.err")" -eq 3 ] \
+  && cmp -s "$tmp/a.adapter" "$tmp/a/final/adapter_model.safetensors" \
+  && ok "a dead run's temporaries removed, a live one's kept: $(grep -m1 -o 'removed .*' "$tmp/stale.err")" \
+  || bad "stale temporaries: exit $rc, left: $left: $(grep -i 'removed\|error' "$tmp/stale.err")"
+rm -f "$tmp/a/final/adapter.gguf.tmp.$$"
+
 # --- B: SIGKILL at the end of a random step after a checkpoint, then --resume -------------------
 kill_step=$((9 + RANDOM % 8))
 { FT_FAULT_KILL_AFTER_STEP=$kill_step "$ftune" train "$recipe" "${common[@]}" --set output_dir="$tmp/b" \
