@@ -135,7 +135,60 @@ static ft_status ft_run_dirs(ft_run_state *R) {
     return FT_OK;
 }
 
-/* The resolved recipe as the run directory's record. On resume a changed recipe is reported. */
+/* The next key of a resolved recipe file (ft_recipe_write: "section:" lines, "  key: value" lines,
+ * "    - item" lines under a list key) as "section.key" and its value (a list's items joined by
+ * ", "); 0 at the end. */
+static int ft_recipe_next_key(FILE *f, char *section, char *key, size_t kcap, char *val, size_t vcap) {
+    char line[8192];
+    key[0] = val[0] = 0;
+    long back = ftell(f);
+    while (fgets(line, (int)sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        if (line[0] == '#' || !line[0]) continue;
+        if (line[0] != ' ') { /* a section */
+            if (key[0]) break;
+            snprintf(section, 128, "%.*s", (int)strcspn(line, ":"), line);
+        } else if (strncmp(line, "    - ", 6) == 0 && key[0]) { /* a list item */
+            size_t n = strlen(val);
+            snprintf(val + n, vcap - n, "%s%s", n ? ", " : "", line + 6);
+        } else { /* "  key: value" */
+            if (key[0]) break;
+            const char *k = line + strspn(line, " "), *colon = strchr(k, ':');
+            snprintf(key, kcap, "%s.%.*s", section, colon ? (int)(colon - k) : (int)strlen(k), k);
+            snprintf(val, vcap, "%s", colon && colon[1] == ' ' ? colon + 2 : "");
+        }
+        back = ftell(f);
+    }
+    if (key[0]) fseek(f, back, SEEK_SET); /* the line that ended this key starts the next */
+    return key[0] != 0;
+}
+
+/* "training.lr 0.003 -> 0.001, lora.alpha 16 -> 32" for the keys whose values differ between two
+ * resolved recipe files (both list every key in the same order), into out. */
+static void ft_recipe_changes(FILE *a, FILE *b, char *out, size_t cap) {
+    char sa[128] = "", sb[128] = "", ka[256], kb[256], va[1024], vb[1024], item[sizeof ka + 2 * sizeof va + 16];
+    size_t n = 0;
+    out[0] = 0;
+    for (;;) {
+        const int ha = ft_recipe_next_key(a, sa, ka, sizeof ka, va, sizeof va);
+        const int hb = ft_recipe_next_key(b, sb, kb, sizeof kb, vb, sizeof vb);
+        if (!ha && !hb) break;
+        const int other = ha != hb || strcmp(ka, kb) != 0; /* another build's key set: the first difference only */
+        if (other) snprintf(item, sizeof item, "%s%s", n ? ", " : "", ha ? ka : kb);
+        else if (strcmp(va, vb) != 0) snprintf(item, sizeof item, "%s%s %s -> %s", n ? ", " : "", ka, va, vb);
+        else continue;
+        const size_t k = strlen(item);
+        if (n + k + 6 > cap) { /* no room for more: say so */
+            if (n + 6 <= cap) memcpy(out + n, ", ...", 6);
+            break;
+        }
+        memcpy(out + n, item, k + 1);
+        n += k;
+        if (other) break;
+    }
+}
+
+/* The resolved recipe as the run directory's record. On resume a changed recipe is reported, key by key. */
 static ft_status ft_run_write_recipe(ft_run_state *R) {
     char path[FT_PATH_MAX + 16], tmp[FT_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/recipe.yaml", R->dir);
@@ -143,16 +196,13 @@ static ft_status ft_run_write_recipe(ft_run_state *R) {
     snprintf(tmp, sizeof tmp, "%s/recipe.resume.yaml", R->dir);
     FT_TRY(ft_recipe_write(R->r, tmp));
     FILE *a = fopen(path, "rb"), *b = fopen(tmp, "rb");
-    const int had = a != NULL;
-    int same = a && b;
-    while (same) {
-        int ca = fgetc(a), cb = fgetc(b);
-        if (ca != cb) same = 0;
-        if (ca == EOF || cb == EOF) break;
-    }
+    char changes[2048] = "";
+    if (a && b) ft_recipe_changes(a, b, changes, sizeof changes);
     if (a) fclose(a);
     if (b) fclose(b);
-    if (!same && had) ft_warn("the recipe differs from the one this run started with (%s); continuing with the new one", path);
+    if (changes[0])
+        ft_warn("the recipe differs from the one this run started with (%s): %s; continuing with the new one", path,
+                changes);
     if (rename(tmp, path) != 0) return FT_ERR(FT_E_IO, "%s: cannot rename into place: %s", path, strerror(errno));
     return FT_OK;
 }
@@ -448,6 +498,9 @@ ft_status ft_run(const ft_recipe *r, const ft_run_opts *o) {
     FT_CHECK_GOTO(st, ft_run_build_model(&R), done);
     FT_CHECK_GOTO(st, ft_run_plan(&R), done);
     if (o->resume) FT_CHECK_GOTO(st, ft_run_resume(&R), done);
+    if (r->checkpoint.every_steps == 0 && !(r->checkpoint.every_minutes > 0))
+        ft_warn("checkpoint.every_steps and checkpoint.every_minutes are both 0: no checkpoint is written while the run "
+                "trains (SIGINT/SIGTERM still save one): a crash or SIGKILL loses all of it");
     /* only now: a resume refused above must not rewrite the run's record of its recipe, which
      * `ftune export CHECKPOINT` reads (lora.alpha, model.path) */
     FT_CHECK_GOTO(st, ft_run_write_recipe(&R), done);

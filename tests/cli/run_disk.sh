@@ -31,6 +31,12 @@ else
   bad "too little disk: exit $rc: $(tail -3 "$tmp/small.err")"
 fi
 
+# checkpoints switched off altogether: the run says what a crash would cost
+"$ftune" train "$recipe" --set training.steps=4 --set checkpoint.every_steps=0 --set checkpoint.every_minutes=0 \
+  --set output_dir="$tmp/nockpt" >/dev/null 2>"$tmp/nockpt.err"; rc=$?
+[ $rc -eq 0 ] && grep -q "warning: checkpoint.every_steps and checkpoint.every_minutes are both 0: .*a crash or SIGKILL loses all of it" "$tmp/nockpt.err" \
+  && ok "checkpoints off: warned" || bad "checkpoints off: exit $rc: $(grep -i checkpoint "$tmp/nockpt.err")"
+
 # 4 steps with a checkpoint at 4, then continue to 8 under a file size limit smaller than a checkpoint
 "$ftune" train "$recipe" --set training.steps=4 --set output_dir="$tmp/r" >/dev/null 2>"$tmp/a.err" || bad "first run: $(tail -2 "$tmp/a.err")"
 ck="$tmp/r/checkpoints/step-000004.ckpt"

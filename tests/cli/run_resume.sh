@@ -55,6 +55,16 @@ rc=$?
   && ok "a refused resume leaves recipe.yaml as it was: $(tail -1 "$tmp/refused.err" | head -c 150)" \
   || bad "refused resume: exit $rc, recipe.yaml $(cmp -s "$tmp/recipe.before" "$tmp/a/recipe.yaml" && echo kept || echo rewritten): $(tail -1 "$tmp/refused.err")"
 
+# a resume the recipe allows to differ names what changed, key by key
+cp -r "$tmp/a" "$tmp/ad"
+"$ftune" train "$recipe" "${common[@]}" --set output_dir="$tmp/ad" --set lora.alpha=16 --set training.lr=0.002 --resume \
+  >/dev/null 2>"$tmp/ad.err"
+rc=$?
+w=$(grep "recipe differs" "$tmp/ad.err")
+[ $rc -eq 0 ] && echo "$w" | grep -qE "recipe.yaml\): lora.alpha [0-9.]+ -> 16, training.lr [0-9.e-]+ -> 0.002; continuing with the new one" \
+  && ok "a changed recipe on resume is named key by key: $w" || bad "changed recipe on resume: exit $rc: $w $(tail -2 "$tmp/ad.err")"
+rm -rf "$tmp/ad"
+
 # temporaries of a run killed while writing its outputs (the merged model's is as large as the
 # model) are removed by the next run in the directory; those of a live process stay
 sleep 0 & dead=$!; wait $dead
