@@ -378,19 +378,27 @@ static ft_status ft_run_interrupted(ft_run_state *R) {
  *                               exactly as a SIGTERM that arrives during step N does.
  * Unset or empty: off. Not a user setting (docs/design.md lists them as test hooks); a run that has
  * one armed says so on stderr, so that it never surprises anyone. */
-static ft_status ft_run_fault_step(const char *name, const char *sig_name, int64_t *step) {
-    *step = 0;
+ft_status ft_run_hook(const char *name, int64_t min, const char *what, int64_t *value, int *set) {
+    *set = 0;
     const char *v = getenv(name);
     if (!v || !*v) return FT_OK;
     char *end = NULL;
     errno = 0;
     long long n = strtoll(v, &end, 10);
-    if (errno != 0 || *end != '\0' || n < 1)
-        return FT_ERR(FT_E_ARG, "%s=%s: expected a step number >= 1 (a test hook; unset it for a normal run)", name,
-                      v);
-    *step = (int64_t)n;
-    ft_warn("%s=%lld: test hook armed: this run will raise %s on itself after step %lld", name, n, sig_name, n);
+    if (errno != 0 || *end != '\0' || n < min)
+        return FT_ERR(FT_E_ARG, "%s=%s: expected a number >= %lld (a test hook; unset it for a normal run)", name, v,
+                      (long long)min);
+    *value = (int64_t)n, *set = 1;
+    ft_warn("%s=%lld: test hook armed: %s", name, n, what);
     return FT_OK;
+}
+
+static ft_status ft_run_fault_step(const char *name, const char *sig_name, int64_t *step) {
+    char what[96];
+    int set;
+    *step = 0;
+    snprintf(what, sizeof what, "this run will raise %s on itself after that step", sig_name);
+    return ft_run_hook(name, 1, what, step, &set);
 }
 
 static void ft_run_fault(const ft_run_state *R) {

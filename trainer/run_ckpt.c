@@ -19,18 +19,10 @@ static const char *ft_base(const char *path) {
 ft_status ft_run_check_disk(const ft_run_state *R) {
     const ft_plan *p = R->plan;
     int64_t free_bytes = p->disk_free;
-    /* test hook (docs/design.md): the free bytes the check sees, as a nearly full disk would show */
-    const char *hook = getenv("FT_FAULT_DISK_FREE");
-    if (hook && *hook) {
-        char *end = NULL;
-        errno = 0;
-        long long v = strtoll(hook, &end, 10);
-        if (errno != 0 || *end != '\0' || v < 0)
-            return FT_ERR(FT_E_ARG, "FT_FAULT_DISK_FREE=%s: expected bytes >= 0 (a test hook; unset it for a normal run)",
-                          hook);
-        ft_warn("FT_FAULT_DISK_FREE=%lld: test hook armed: the disk check sees %lld bytes free", v, v);
-        free_bytes = (int64_t)v;
-    }
+    int64_t hooked = 0;
+    int set = 0; /* test hook (docs/design.md): the free bytes the check sees, as a nearly full disk would show */
+    FT_TRY(ft_run_hook("FT_FAULT_DISK_FREE", 0, "the disk check sees that many bytes free", &hooked, &set));
+    if (set) free_bytes = hooked;
     if (free_bytes < 0) return FT_OK; /* the filesystem could not be asked */
     int64_t *steps = NULL, n = 0;
     if (ft_ckpt_list(R->ckpt_dir, &steps, &n) != FT_OK) ft_error_clear(), n = 0;

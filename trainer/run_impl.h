@@ -61,6 +61,9 @@ double ft_run_elapsed(const ft_run_state *R);
 
 /* run_ckpt.c */
 ft_status ft_run_save_checkpoint(ft_run_state *R);
+/* A test hook (docs/design.md): the integer environment variable `name` (>= min) into *value with
+ * *set 1 and a warning that it is armed (`what` it does); unset or empty: *set 0. */
+ft_status ft_run_hook(const char *name, int64_t min, const char *what, int64_t *value, int *set);
 /* Before any weight is read: what the run will still write under its directory (the checkpoints past
  * those on disk, the final adapter, the exports: R->plan's disk figures) against what the filesystem
  * has free. A run whose last outputs cannot be written fails at once, not at its end. */
