@@ -10,6 +10,7 @@ enum { FT_ERRBUF = 1024 };
 typedef struct {
     char msg[FT_ERRBUF];
     char where[128];
+    int sig;
 } ft_errstate;
 
 static _Thread_local ft_errstate ft_err_tls;
@@ -24,6 +25,7 @@ const char *ft_status_str(ft_status s) {
     case FT_E_UNSUPPORTED: return "unsupported";
     case FT_E_CUDA: return "cuda error";
     case FT_E_INTERRUPTED: return "interrupted";
+    case FT_E_STOPPED: return "stopped by the guard";
     case FT_E_INTERNAL: return "internal error";
     }
     return "unknown status";
@@ -36,6 +38,7 @@ ft_status ft_error_set(ft_status s, const char *src_file, int src_line, const ch
     va_end(ap);
     const char *base = strrchr(src_file, '/');
     snprintf(ft_err_tls.where, sizeof ft_err_tls.where, "%s:%d", base ? base + 1 : src_file, src_line);
+    ft_err_tls.sig = 0;
     return s;
 }
 
@@ -58,9 +61,12 @@ ft_status ft_error_wrap(ft_status s, const char *fmt, ...) {
 
 const char *ft_error_msg(void) { return ft_err_tls.msg; }
 const char *ft_error_where(void) { return ft_err_tls.where; }
-void ft_error_clear(void) { ft_err_tls.msg[0] = 0; ft_err_tls.where[0] = 0; }
+void ft_error_clear(void) { ft_err_tls.msg[0] = 0, ft_err_tls.where[0] = 0, ft_err_tls.sig = 0; }
 
 void ft_assert_fail(const char *expr, const char *file, int line) {
     fprintf(stderr, "ftune: internal assertion failed: %s (%s:%d)\n", expr, file, line);
     abort();
 }
+
+void ft_error_note_signal(int sig) { ft_err_tls.sig = sig; }
+int ft_error_signal(void) { return ft_err_tls.sig; }

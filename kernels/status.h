@@ -17,7 +17,8 @@ typedef enum ft_status {
     FT_E_OOM,          /* allocation failed */
     FT_E_UNSUPPORTED,  /* valid input we do not handle: architecture, dtype, rope type */
     FT_E_CUDA,         /* CUDA / cuBLAS / cuDNN failure */
-    FT_E_INTERRUPTED,  /* SIGINT/SIGTERM honoured */
+    FT_E_INTERRUPTED,  /* SIGINT/SIGTERM honoured (ft_error_signal says which) */
+    FT_E_STOPPED,      /* training stopped by its guard: the loss diverged, too many skipped steps */
     FT_E_INTERNAL,     /* broken invariant */
 } ft_status;
 
@@ -34,6 +35,10 @@ const char *ft_error_where(void);
 /* Prefix the current message with more context: "ctx: <old message>". Returns s. */
 ft_status ft_error_wrap(ft_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ft_error_clear(void);
+/* The signal behind an FT_E_INTERRUPTED status: recorded after its FT_ERR (which resets it to 0),
+ * so that main can end the process by the same signal, as the shell and a scheduler expect. */
+void ft_error_note_signal(int sig);
+int ft_error_signal(void);
 
 #define FT_ERR(status, ...) ft_error_set((status), __FILE__, __LINE__, __VA_ARGS__)
 

@@ -85,12 +85,12 @@ static const bad_case bad_cases[] = {
     {"- model\n- data\n", NULL, FT_E_ARG, "r.yaml:1:1: expected a mapping of keys (model:, lora:, data:, ...) at the top level, got a list"},
     {"", NULL, FT_E_ARG, "r.yaml: the recipe is empty"},
     {BASE "---\nmodel: {}\n", NULL, FT_E_ARG, "r.yaml:8: a recipe is one YAML document"},
-    {BASE "  lr: [1, 2\n", NULL, FT_E_FORMAT, "r.yaml:8:1: malformed YAML: did not find expected ',' or ']'"},
-    {"model:\n\tpath: m\n", NULL, FT_E_FORMAT, "r.yaml:2:1: malformed YAML: found character that cannot start any token"},
+    {BASE "  lr: [1, 2\n", NULL, FT_E_ARG, "r.yaml:8:1: malformed YAML: did not find expected ',' or ']'"},
+    {"model:\n\tpath: m\n", NULL, FT_E_ARG, "r.yaml:2:1: malformed YAML: found character that cannot start any token"},
     {BASE "? [a]\n: 1\n", NULL, FT_E_ARG, "r.yaml:7:3: keys must be plain names, got a list"},
     /* bytes that are not UTF-8 (libyaml reports a byte offset for them, not a line): at their line */
-    {BASE "  lr: 0.1 # caf\xe9!\n", NULL, FT_E_FORMAT, "r.yaml:7:17: malformed YAML: invalid trailing UTF-8 octet"},
-    {BASE "  seed: \xff\n", NULL, FT_E_FORMAT, "r.yaml:7:9: malformed YAML: invalid leading UTF-8 octet"},
+    {BASE "  lr: 0.1 # caf\xe9!\n", NULL, FT_E_ARG, "r.yaml:7:17: malformed YAML: invalid trailing UTF-8 octet"},
+    {BASE "  seed: \xff\n", NULL, FT_E_ARG, "r.yaml:7:9: malformed YAML: invalid leading UTF-8 octet"},
     /* cross-field */
     {"data:\n  train: t.jsonl\n", NULL, FT_E_ARG, "r.yaml: model.path: required"},
     {"model:\n  path: m\n", NULL, FT_E_ARG, "r.yaml: data.train: required"},
@@ -113,6 +113,8 @@ static const bad_case bad_cases[] = {
     {BASE, "lora.r=100000", FT_E_ARG, "--set lora.r=100000: lora.r: must be <= 4096 (got 100000)"},
     {BASE, "training.warmup=11", FT_E_ARG, "--set training.warmup=11: training.warmup: must not exceed training.steps"},
     {BASE, "data.train=[a, {b: 1}]", FT_E_ARG, "data.train: item 2: expected a string"},
+    {BASE, "training.diverge_factor=0.5", FT_E_ARG,
+     "--set training.diverge_factor=0.5: training.diverge_factor: must be 0 (off) or above 1 (got 0.5)"},
     {BASE, "training.host_boundaries=2", FT_E_ARG,
      "--set training.host_boundaries=2: training.host_boundaries: expected true or false, got '2'"},
 };
@@ -145,7 +147,7 @@ static void test_deep(void) {
     write_text(g_path, y);
     ft_recipe r;
     ft_status st = ft_recipe_load(&r, g_path, NULL, 0);
-    FT_CHECK(st == FT_E_FORMAT && strstr(ft_error_msg(), "r.yaml:7:37: malformed YAML: nested more than 32 levels deep"),
+    FT_CHECK(st == FT_E_ARG && strstr(ft_error_msg(), "r.yaml:7:37: malformed YAML: nested more than 32 levels deep"),
              "deep file: %s", st ? ft_error_msg() : "accepted");
     if (st == FT_OK) ft_recipe_free(&r);
     write_text(g_path, BASE);

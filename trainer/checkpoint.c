@@ -48,7 +48,8 @@ static char *ft_meta_json(const ft_ckpt_state *s) {
              "  \"data_cursor\": {\"seed\": \"%" PRIu64 "\", \"epoch\": %" PRId64 ", \"index\": %" PRId64
              ", \"rows\": %" PRId64 ", \"plan_hash\": \"%016" PRIx64 "\"},\n"
              "  \"guard\": {\"n\": %" PRId64 ", \"mean\": \"%a\", \"var\": \"%a\", \"consecutive\": %" PRId64
-             ", \"skipped\": %" PRId64 "},\n"
+             ", \"skipped\": %" PRId64
+             ", \"best\": \"%a\", \"best_step\": %" PRId64 ", \"above\": %" PRId64 "},\n"
              "  \"elapsed_s\": \"%a\",\n"
              "  \"elapsed_readable_s\": %.3f,\n"
              "  \"tokens_seen\": %" PRId64 ",\n"
@@ -60,7 +61,8 @@ static char *ft_meta_json(const ft_ckpt_state *s) {
              "}\n",
              FT_CKPT_VERSION, s->step, s->steps_total, s->seed, s->n_params, s->lora_r, s->lora_layers, s->lora_targets,
              s->adamw_t, s->cursor.seed, s->cursor.epoch, s->cursor.index, s->cursor.rows, s->cursor.plan_hash,
-             s->guard.n, s->guard.mean, s->guard.var, s->guard.consecutive, s->guard.skipped, s->elapsed_s, s->elapsed_s,
+             s->guard.n, s->guard.mean, s->guard.var, s->guard.consecutive, s->guard.skipped,
+             s->guard.best, s->guard.best_step, s->guard.above, s->elapsed_s, s->elapsed_s,
              s->tokens_seen, ft_sections[0], n, ft_sections[1], n * 4, n, ft_sections[2], 2 * n * 4, n);
     return j;
 }
@@ -245,6 +247,11 @@ static ft_status ft_parse_meta(const char *path, const char *text, size_t len, f
         s->guard.var = js_hexf(g, "var", &ok);
         s->guard.consecutive = js_i64(g, "consecutive", &ok);
         s->guard.skipped = js_i64(g, "skipped", &ok);
+        if (cJSON_GetObjectItemCaseSensitive(g, "best")) { /* absent before the divergence guard: it starts over */
+            s->guard.best = js_hexf(g, "best", &ok);
+            s->guard.best_step = js_i64(g, "best_step", &ok);
+            s->guard.above = js_i64(g, "above", &ok);
+        }
         s->elapsed_s = js_hexf(j, "elapsed_s", &ok);
         s->tokens_seen = js_i64(j, "tokens_seen", &ok);
     }

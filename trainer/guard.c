@@ -14,7 +14,15 @@ ft_guard_verdict ft_guard_check(const ft_guard *g, double zscore, double loss, d
     return zscore > 0 && *z > zscore ? FT_GUARD_SPIKE : FT_GUARD_OK;
 }
 
-void ft_guard_record(ft_guard *g, ft_guard_verdict v, double loss) {
+double ft_guard_diverge_bound(const ft_guard *g, double factor) {
+    if (!(factor > 0) || !(g->best > 0)) return 0;
+    double b = factor * g->best, m = g->best + FT_GUARD_DIVERGE_MARGIN;
+    return b > m ? b : m;
+}
+
+int ft_guard_diverged(const ft_guard *g) { return g->above >= FT_GUARD_DIVERGE_STEPS; }
+
+void ft_guard_record(ft_guard *g, ft_guard_verdict v, double loss, int64_t step, double factor) {
     if (v != FT_GUARD_OK) {
         g->consecutive++;
         g->skipped++;
@@ -22,14 +30,18 @@ void ft_guard_record(ft_guard *g, ft_guard_verdict v, double loss) {
     }
     g->consecutive = 0;
     if (g->n++ == 0) {
-        g->mean = loss;
-        g->var = 0;
+        g->mean = loss, g->var = 0;
+        g->best = loss, g->best_step = step, g->above = 0;
         return;
     }
     /* exponentially weighted (West 1979): mean and variance in one pass */
     double diff = loss - g->mean, incr = FT_GUARD_ALPHA * diff;
     g->mean += incr;
     g->var = (1.0 - FT_GUARD_ALPHA) * (g->var + diff * incr);
+    /* the bound of the best so far, before this step may lower it: a rising loss never moves it */
+    double bound = ft_guard_diverge_bound(g, factor);
+    g->above = bound > 0 && loss > bound ? g->above + 1 : 0;
+    if (!(g->best > 0) || g->mean < g->best) g->best = g->mean, g->best_step = step; /* 0: an older checkpoint's */
 }
 
 const char *ft_guard_verdict_name(ft_guard_verdict v) {

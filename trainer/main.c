@@ -1,6 +1,13 @@
 /* main.c: ftune's entry point. Dispatches subcommands, turns a status into one line on stderr
- * and an exit code: 0 success (or a run interrupted by SIGINT/SIGTERM after saving its state),
- * 1 failure, 2 usage error (unknown command or option). */
+ * and an exit status (docs/design.md, "Exit status"):
+ *   0  success
+ *   1  failure: a file, the disk, the device
+ *   2  the command line or the recipe is wrong
+ *   3  the run's guard stopped training (the loss diverged, too many skipped steps)
+ *   killed by SIGINT/SIGTERM (the shell's 130/143): a run that saved its state after the signal
+ *      ends by that same signal, so that a script stops on Ctrl-C and a scheduler sees a
+ *      preempted job, not a finished one. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -57,10 +64,14 @@ int main(int argc, char **argv) {
         if (st == FT_OK) return 0;
         if (st == FT_E_INTERRUPTED) { /* SIGINT/SIGTERM honoured: the state is saved, not a failure */
             fprintf(stderr, "ftune: %s\n", ft_error_msg());
-            return 0;
+            int sig = ft_error_signal() ? ft_error_signal() : SIGINT;
+            fflush(NULL);
+            signal(sig, SIG_DFL);
+            raise(sig);
+            return 128 + sig; /* the signal is blocked or ignored: the shell's number for it */
         }
         fprintf(stderr, "ftune: error: %s\n", ft_error_msg());
-        return st == FT_E_ARG ? 2 : 1;
+        return st == FT_E_ARG ? 2 : st == FT_E_STOPPED ? 3 : 1;
     }
     fprintf(stderr, "ftune: error: unknown command '%s' (see 'ftune --help')\n", cmd);
     return 2;

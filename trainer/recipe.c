@@ -283,6 +283,8 @@ static ft_status rk_validate(rctx *c, int require) {
             RK_CROSS(c, "model.arch", "unknown architecture '%s' (expected one of %s, or llama, mistral, qwen2, qwen3)",
                      r->model.arch, ft_arch_supported_list());
     }
+    if (r->training.diverge_factor > 0 && !(r->training.diverge_factor > 1))
+        RK_CROSS(c, "training.diverge_factor", "must be 0 (off) or above 1 (got %g)", r->training.diverge_factor);
     if (r->training.micro_batch * r->data.seq_len > ((int64_t)1 << 31))
         RK_CROSS(c, "training.micro_batch", "micro_batch x seq_len must stay below 2^31 tokens");
     return FT_OK;
@@ -347,8 +349,8 @@ ft_status ft_recipe_load(ft_recipe *r, const char *path, const char *const *sets
     else *slash = 0;
     c.dir = abs;
     st = ft_read_file(path, 16 << 20, &text, &len, NULL);
-    if (st != FT_OK) { /* a recipe over the limit stays a bad argument (exit 2) */
-        st = ft_error_wrap(st == FT_E_FORMAT ? FT_E_ARG : st, "recipe");
+    if (st != FT_OK) {
+        st = ft_error_wrap(st, "recipe");
         goto fail;
     }
     FT_CHECK_GOTO(st, rk_parse_yaml(&c, text, (size_t)len), fail);
@@ -360,7 +362,9 @@ fail:
     free(text);
     free(abs);
     ft_recipe_free(r);
-    return st;
+    /* whatever is wrong with the recipe (unreadable, malformed YAML, a bad value, a data file that
+     * is not there) is the user's to fix: one status, exit 2; memory and broken invariants stay */
+    return st == FT_E_OOM || st == FT_E_INTERNAL ? st : FT_E_ARG;
 }
 
 ft_status ft_recipe_defaults(ft_recipe *r, const char *const *sets, int n_sets) {

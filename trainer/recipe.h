@@ -73,6 +73,7 @@ typedef struct ft_recipe {
                                    * (-1: max, as many as the plan fits) */
         double spike_zscore;      /* training.spike_zscore: skip a step whose loss is this many sd above the recent mean (0 = off) */
         int64_t max_skips;        /* training.max_skips: consecutive skipped steps before the run stops */
+        double diverge_factor;    /* training.diverge_factor: stop when the loss stays this many times its best (0 = off) */
     } training;
 
     struct {

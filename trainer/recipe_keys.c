@@ -127,6 +127,10 @@ const rk ft_recipe_keys[] = {
      .max = 1000, .help = "skip a step whose loss is this many standard deviations above the recent mean (0 = off)"},
     {.key = "training.max_skips", .type = RK_INT, .off = F(training.max_skips), .def = "10", .min = 1, .max = 1e6,
      .help = "consecutive skipped steps (spikes, non-finite gradients) before the run stops"},
+    {.key = "training.diverge_factor", .type = RK_FLOAT, .off = F(training.diverge_factor), .def = "2", .min = 0,
+     .max = 1000,
+     .help = "stop the run when 20 steps in a row have a loss above this many times the lowest recent mean (and at "
+             "least 0.5 above it): the loss diverged; 0 = off, else > 1"},
 
     {.key = "checkpoint.every_steps", .type = RK_INT, .off = F(checkpoint.every_steps), .def = "0", .min = 0,
      .max = 1e12, .help = "save a checkpoint every N optimizer steps (0 = off)"},

@@ -356,13 +356,54 @@ static ft_status ft_run_interrupted(ft_run_state *R) {
     ft_progress_clear(&R->prog);
     int sig = ft_run_signal;
     ft_info("received %s: stopping after step %lld", sig == SIGINT ? "SIGINT" : "SIGTERM", (long long)R->step);
-    if (R->step == 0) return FT_ERR(FT_E_INTERRUPTED, "interrupted before the first step: nothing to save");
-    if (R->last_ckpt_step != R->step) {
-        ft_run_plot(R);
-        FT_TRY(ft_run_save_checkpoint(R));
+    ft_status st;
+    if (R->step == 0) {
+        st = FT_ERR(FT_E_INTERRUPTED, "interrupted before the first step: nothing to save");
+    } else {
+        if (R->last_ckpt_step != R->step) {
+            ft_run_plot(R);
+            FT_TRY(ft_run_save_checkpoint(R));
+        }
+        st = FT_ERR(FT_E_INTERRUPTED,
+                    "interrupted at step %lld: checkpoint written to %s; resume with: ftune train %s --resume",
+                    (long long)R->step, R->last_ckpt_path, R->o->recipe_path ? R->o->recipe_path : "RECIPE");
     }
-    return FT_ERR(FT_E_INTERRUPTED, "interrupted at step %lld: checkpoint written to %s; resume with: ftune train %s --resume",
-                  (long long)R->step, R->last_ckpt_path, R->o->recipe_path ? R->o->recipe_path : "RECIPE");
+    ft_error_note_signal(sig);
+    return st;
+}
+
+/* The loss diverged (guard.h): nothing of the diverged state is saved. The advice names the
+ * newest checkpoint written before the rise began, if rotation kept one. */
+static ft_status ft_run_diverged(ft_run_state *R, const ft_step_info *s) {
+    const ft_recipe *r = R->r;
+    const ft_guard *g = &R->guard;
+    const char *recipe = R->o->recipe_path ? R->o->recipe_path : "RECIPE";
+    const int64_t rise = R->step - g->above + 1; /* the first step of the run of high losses */
+    ft_progress_clear(&R->prog);
+    ft_run_plot(R);
+    int64_t *steps = NULL, n = 0, before = -1;
+    if (ft_ckpt_list(R->ckpt_dir, &steps, &n) == FT_OK)
+        for (int64_t i = 0; i < n; i++)
+            if (steps[i] < rise) before = steps[i];
+    free(steps);
+    ft_error_clear();
+    char advice[FT_PATH_MAX + 200];
+    if (before >= 0) {
+        char p[FT_PATH_MAX + 32];
+        ft_ckpt_path(p, sizeof p, R->ckpt_dir, before);
+        snprintf(advice, sizeof advice, "lower training.lr, then resume from before the rise with: ftune train %s --resume %s",
+                 recipe, p);
+    } else {
+        snprintf(advice, sizeof advice, "no checkpoint is older than the rise: lower training.lr and start again in "
+                                        "another output_dir (or after deleting %s)", R->dir);
+    }
+    return FT_ERR(FT_E_STOPPED,
+                  "stopped at step %lld: the loss diverged: %d steps in a row (from step %lld) had a loss above %.4g, "
+                  "training.diverge_factor %g x its lowest recent mean (%.4g, step %lld); this step's was %.4g. No "
+                  "checkpoint was written of it (training.lr is %g); %s",
+                  (long long)R->step, FT_GUARD_DIVERGE_STEPS, (long long)rise,
+                  ft_guard_diverge_bound(g, r->training.diverge_factor), r->training.diverge_factor, g->best,
+                  (long long)g->best_step, s->loss, r->training.lr, advice);
 }
 
 /* ---- fault injection: a test hook ------------------------------------------------------------------
@@ -420,13 +461,13 @@ static ft_status ft_run_loop(ft_run_state *R) {
         FT_TRY(ft_train_step(&R->ctx, R->step, ft_run_get, R, ft_run_guard, R, &s));
         R->step++;
         R->tokens_seen += s.tokens;
-        ft_guard_record(&R->guard, R->verdict, s.loss);
+        ft_guard_record(&R->guard, R->verdict, s.loss, R->step, r->training.diverge_factor);
         if (s.skipped) ft_run_log_skip(R, &s);
         ft_run_record(R, &s);
         if (s.skipped && r->training.max_skips > 0 && R->guard.consecutive >= r->training.max_skips) {
             ft_run_plot(R);
             FT_TRY(ft_run_save_checkpoint(R));
-            return FT_ERR(FT_E_FORMAT,
+            return FT_ERR(FT_E_STOPPED,
                           "stopped at step %lld: %lld steps in a row were skipped (training.max_skips), the last for "
                           "%s; the adapter is that of the last good step, saved in %s. Lower training.lr or set "
                           "training.clip, check the data, then resume with: ftune train %s --resume",
@@ -434,6 +475,7 @@ static ft_status ft_run_loop(ft_run_state *R) {
                           R->verdict == FT_GUARD_SPIKE ? "a loss spike" : "a non-finite loss or gradient",
                           R->last_ckpt_path, R->o->recipe_path ? R->o->recipe_path : "RECIPE");
         }
+        if (!s.skipped && ft_guard_diverged(&R->guard)) return ft_run_diverged(R, &s);
         int last = R->step == R->total;
         if (last || (r->eval.every_steps > 0 && R->step % r->eval.every_steps == 0)) {
             FT_TRY(ft_run_eval(R));
@@ -501,6 +543,7 @@ ft_status ft_run(const ft_recipe *r, const ft_run_opts *o) {
     FT_CHECK_GOTO(st, ft_dataset_open(&R.ds, r, R.dir), done);
     if (ft_run_signal) {
         st = FT_ERR(FT_E_INTERRUPTED, "interrupted while preparing the data: nothing to save");
+        ft_error_note_signal(ft_run_signal);
         goto done;
     }
     FT_CHECK_GOTO(st, ft_run_build_model(&R), done);

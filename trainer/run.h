@@ -21,7 +21,8 @@
  * Interruption: SIGINT/SIGTERM set a flag (a sig_atomic_t: the one piece of process state this
  * module has, because a signal handler can reach nothing else); the loop checks it between
  * steps, writes a checkpoint and returns FT_E_INTERRUPTED with the message "interrupted at step
- * N: checkpoint written to ...; resume with: ftune train RECIPE --resume" (main exits 0). A second
+ * N: checkpoint written to ...; resume with: ftune train RECIPE --resume", noting the signal
+ * (ft_error_note_signal) so that main ends the process by it, as shells and schedulers expect. A second
  * signal terminates at once (the handler is one-shot); SIGINT stays ignored where the run was started
  * ignoring it (a background job of a script). SIGXFSZ is ignored during the run so a
  * file size limit shows up as a clean write error instead of killing the process.

@@ -4,7 +4,11 @@
 # training.spike_zscore 6 those steps are skipped, logged on stderr and marked in metrics.jsonl,
 # and the run completes. (2) Non-finite losses: an initial adapter with NaN weights makes every
 # step's loss NaN; each step is skipped, and after training.max_skips in a row the run stops with
-# a checkpoint, a clear message and exit 1.
+# a checkpoint, a clear message and exit 3. (3) Divergence: at lr 0.3 the loss climbs from ~1.4
+# to ~7 with no single spike; training.diverge_factor (default 2) stops the run 20 steps into the
+# rise with exit 3, writes no checkpoint of the diverged state, and names the newest checkpoint
+# before the rise, from which a run at a sane lr resumes and completes; killed mid-rise and
+# resumed, it stops at the same step. With the factor at 0 the same run completes.
 # usage: run_guard.sh FTUNE SRC_DIR
 set -u
 ftune=$(realpath "$1"); src=$(realpath "$2")
@@ -34,12 +38,42 @@ size=$(stat -c %s "$nan")
 head -c 4096 /dev/zero | tr '\0' '\377' | dd of="$nan" bs=1 seek=$((size - 4096)) conv=notrunc 2>/dev/null
 "$ftune" train "$recipe" --set output_dir="$tmp/n" --set lora.init="$nan" --set training.max_skips=3 >/dev/null 2>"$tmp/n.err"; rc=$?
 msg=$(grep 'error:' "$tmp/n.err")
-[ $rc -eq 1 ] && echo "$msg" | grep -q "stopped at step 3: 3 steps in a row were skipped" && ok "max_skips stops the run: $msg" \
+[ $rc -eq 3 ] && echo "$msg" | grep -q "stopped at step 3: 3 steps in a row were skipped" && ok "max_skips stops the run: $msg" \
   || bad "NaN run: exit $rc $(tail -3 "$tmp/n.err")"
 [ "$(grep -c 'skipped: non-finite loss' "$tmp/n.err")" -eq 3 ] && ok "3 non-finite steps logged" || bad "non-finite warnings: $(grep -c 'non-finite' "$tmp/n.err")"
 [ "$(grep -c '"skipped":"nonfinite"' "$tmp/n/metrics.jsonl")" -eq 3 ] && grep -q '"loss":null' "$tmp/n/metrics.jsonl" \
   && ok "metrics mark them (loss null, skipped nonfinite)" || bad "metrics: $(cat "$tmp/n/metrics.jsonl")"
 [ -e "$tmp/n/checkpoints/step-000003.ckpt" ] && ok "stop wrote checkpoints/step-000003.ckpt" || bad "no checkpoint at the stop"
+
+# divergence: warm-up 40 to lr 0.3; checkpoints every 4 steps, all kept
+div=(--set training.lr=0.3 --set training.warmup=40 --set training.steps=80 --set checkpoint.keep=30)
+"$ftune" train "$recipe" "${div[@]}" --set output_dir="$tmp/d" >/dev/null 2>"$tmp/d.err"; rc=$?
+msg=$(grep 'error:' "$tmp/d.err")
+stop=$(echo "$msg" | sed -n 's/.*stopped at step \([0-9]*\): the loss diverged: 20 steps in a row (from step \([0-9]*\)).*/\1 \2/p')
+read -r at rise <<<"$stop"
+[ $rc -eq 3 ] && [ -n "$at" ] && [ $((at - rise + 1)) -eq 20 ] && ok "diverged run stops, exit 3: $msg" \
+  || bad "divergence: exit $rc, $(tail -2 "$tmp/d.err")"
+high=$(grep -o '"loss":[0-9.]*' "$tmp/d/metrics.jsonl" | cut -d: -f2 | sed -n "${rise:-1},\$p" | sort -g | head -1)
+awk "BEGIN{exit !($high > 2.5)}" && ok "every loss from step $rise on is high (lowest $high)" || bad "losses after the rise: lowest $high"
+newest=$(ls "$tmp/d/checkpoints" | grep -o '[0-9]*' | sort -n | tail -1)
+[ -n "$newest" ] && [ $((10#$newest)) -lt "${at:-0}" ] && [ ! -e "$tmp/d/final" ] \
+  && ok "no checkpoint of the diverged state (newest step $((10#$newest)) < $at), no final/" || bad "checkpoints after the stop: $(ls "$tmp/d/checkpoints")"
+sugg=$(echo "$msg" | grep -o -- '--resume [^ ]*step-[0-9]*\.ckpt' | cut -d' ' -f2)
+s_step=$(basename "${sugg:-x}" .ckpt | grep -o '[0-9]*$')
+[ -e "$sugg" ] && [ $((10#$s_step)) -lt "${rise:-0}" ] && [ $((10#$s_step + 4)) -ge "${rise:-0}" ] \
+  && ok "advice names the newest checkpoint before the rise: $(basename "$sugg")" || bad "advice: '$sugg' (rise at $rise)"
+"$ftune" train "$recipe" "${div[@]}" --set training.lr=3e-3 --set output_dir="$tmp/d" --resume "$sugg" >/dev/null 2>"$tmp/d2.err"; rc=$?
+[ $rc -eq 0 ] && [ -e "$tmp/d/final/adapter_model.safetensors" ] && ok "resumed from it at lr 3e-3: completes" \
+  || bad "resume after divergence: exit $rc $(tail -2 "$tmp/d2.err")"
+# the guard's state is in the checkpoints: killed at step 20, 8 steps into the rise, and resumed,
+# the run stops at the same step, counting the rise from the same step
+FT_FAULT_KILL_AFTER_STEP=20 "$ftune" train "$recipe" "${div[@]}" --set output_dir="$tmp/dk" >/dev/null 2>&1
+"$ftune" train "$recipe" "${div[@]}" --set output_dir="$tmp/dk" --resume >/dev/null 2>"$tmp/dk.err"; rc=$?
+[ $rc -eq 3 ] && grep -q "stopped at step $at: the loss diverged: 20 steps in a row (from step $rise)" "$tmp/dk.err" \
+  && ok "killed at step 20 and resumed: stops at step $at, rise from step $rise, as uninterrupted" \
+  || bad "resumed divergence: exit $rc $(grep error: "$tmp/dk.err")"
+"$ftune" train "$recipe" "${div[@]}" --set training.diverge_factor=0 --set output_dir="$tmp/d0" >/dev/null 2>"$tmp/d0.err"; rc=$?
+[ $rc -eq 0 ] && ok "diverge_factor 0: the same run completes" || bad "diverge_factor 0: exit $rc $(tail -2 "$tmp/d0.err")"
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

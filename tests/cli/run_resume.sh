@@ -107,13 +107,13 @@ else
 fi
 cmp -s "$tmp/a/samples/step-000040.txt" "$tmp/b/samples/step-000040.txt" && ok "run B samples agree" || bad "run B samples differ"
 
-# --- C: SIGTERM: checkpoint, message, exit 0; then resume --------------------------------------
+# --- C: SIGTERM: checkpoint, message, ended by the signal (143); then resume --------------------------------------
 term_step=$((5 + RANDOM % 3))
 FT_FAULT_TERM_AFTER_STEP=$term_step "$ftune" train "$recipe" "${common[@]}" --set output_dir="$tmp/c" \
   >"$tmp/c1.out" 2>"$tmp/c1.err"
 rc=$?
 msg=$(grep -o 'interrupted at step [0-9]*: checkpoint written to [^;]*; resume with: ftune train .* --resume' "$tmp/c1.err")
-if [ $rc -eq 0 ] && [ -n "$msg" ]; then ok "SIGTERM: exit 0, \"$msg\""; else bad "SIGTERM: exit $rc: $(tail -3 "$tmp/c1.err")"; fi
+if [ $rc -eq 143 ] && [ -n "$msg" ]; then ok "SIGTERM: ended by it (exit 143), \"$msg\""; else bad "SIGTERM: exit $rc (want 143): $(tail -3 "$tmp/c1.err")"; fi
 stopped=$(echo "$msg" | grep -o 'step [0-9]*' | head -1 | grep -o '[0-9]*')
 [ "$stopped" = "$term_step" ] && [ -e "$tmp/c/checkpoints/step-$(printf %06d "$stopped").ckpt" ] \
   && ok "stopped at step $stopped (FT_FAULT_TERM_AFTER_STEP=$term_step) and its checkpoint exists" \

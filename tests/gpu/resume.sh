@@ -4,7 +4,7 @@
 #   A  cpu run, uninterrupted                     (the reference curve)
 #   G  cuda run, uninterrupted
 #   K  cuda run killed with SIGKILL at the end of step 10 (last checkpoint: step 8), then --resume
-#   S  cuda run stopped with SIGTERM during step 5 (finishes the step, checkpoints, exits 0), then
+#   S  cuda run stopped with SIGTERM during step 5 (finishes the step, checkpoints, ends by the signal: 143), then
 #      --resume
 # The signals come from the run itself (FT_FAULT_KILL_AFTER_STEP / FT_FAULT_TERM_AFTER_STEP, the test
 # hook of trainer/run.c), not from this script after a sleep: on an H100 the whole run ended in the
@@ -45,13 +45,13 @@ fi
   && grep -q 'resumed from [^ ]*step-000008.ckpt at step 8' "$out/resume_k2.log" \
   && ok "run K resumed: $(grep -o 'resumed from [^ ]* at step [0-9]*' "$out/resume_k2.log")" || bad "resume K (want: from step 8): $(tail -3 "$out/resume_k2.log")"
 
-# S: SIGTERM during step 5: the run finishes the step, checkpoints it (5 is not a checkpoint step) and exits 0
+# S: SIGTERM during step 5: the run finishes the step, checkpoints it (5 is not a checkpoint step) and ends by the signal
 FT_FAULT_TERM_AFTER_STEP=5 "$ftune" train "$recipe" "${common[@]}" --set model.device=cuda --set output_dir="$tmp/s" \
   >"$out/resume_s1.log" 2>&1
 rc=$?
-[ $rc -eq 0 ] && grep -q "interrupted at step 5:" "$out/resume_s1.log" && [ -e "$tmp/s/checkpoints/step-000005.ckpt" ] \
+[ $rc -eq 143 ] && grep -q "interrupted at step 5:" "$out/resume_s1.log" && [ -e "$tmp/s/checkpoints/step-000005.ckpt" ] \
   && ok "run S stopped by SIGTERM: $(grep -o 'interrupted at step [0-9]*' "$out/resume_s1.log"), checkpoint step-000005.ckpt" \
-  || bad "run S: exit $rc (want 0, interrupted at step 5 with its checkpoint): $(tail -3 "$out/resume_s1.log")"
+  || bad "run S: exit $rc (want 143, interrupted at step 5 with its checkpoint): $(tail -3 "$out/resume_s1.log")"
 "$ftune" train "$recipe" "${common[@]}" --set model.device=cuda --set output_dir="$tmp/s" --resume >"$out/resume_s2.log" 2>&1 \
   && ok "run S resumed" || bad "resume S: $(tail -3 "$out/resume_s2.log")"
 
