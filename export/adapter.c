@@ -115,18 +115,14 @@ static int ft_targeted(const cJSON *targets, const char *mod) {
     return 0;
 }
 
-ft_status ft_adapter_load(ft_adapter *a, const char *path) {
-    memset(a, 0, sizeof *a);
+/* Reads adapter_config.json's text (cfgp names it in messages) as peft reads it into a's scalars
+ * and patterns. *jout keeps the object: the tensors are checked against target_modules and
+ * alpha_pattern. On failure *jout is NULL and a keeps what was filled (the caller frees it). */
+static ft_status ft_adapter_parse_config(ft_adapter *a, const char *text, int64_t text_len, const char *cfgp,
+                                         cJSON **jout) {
     ft_status st;
-    char cfgp[4200], stp[4200];
-    char *text = NULL;
     cJSON *j = NULL;
-    ft_st_model *sm = NULL;
-    FT_TRY(ft_adapter_resolve(path, a->dir, sizeof a->dir));
-    snprintf(cfgp, sizeof cfgp, "%s/adapter_config.json", a->dir);
-    snprintf(stp, sizeof stp, "%s/adapter_model.safetensors", a->dir);
-    int64_t text_len = 0;
-    FT_CHECK_GOTO(st, ft_read_file(cfgp, 0, &text, &text_len, NULL), fail);
+    *jout = NULL;
     FT_CHECK_GOTO(st, ft_json_parse(text, text_len, cfgp, &j), fail); /* as peft reads it: last key wins */
     if (!cJSON_IsObject(j)) {
         st = FT_ERR(FT_E_FORMAT, "%s: not a JSON object", cfgp);
@@ -196,12 +192,25 @@ ft_status ft_adapter_load(ft_adapter *a, const char *path) {
         st = FT_ERR(FT_E_OOM, "out of memory");
         goto fail;
     }
+    *jout = j;
+    return FT_OK;
+fail:
+    cJSON_Delete(j);
+    return st;
+}
 
-    FT_CHECK_GOTO(st, ft_st_open(&sm, stp), fail);
-    int64_t nt = ft_st_count(sm);
+/* Adds the LoRA tensors ts[0, nt) (stp names them in messages) to a, checked against the config
+ * j of parse_config, and derives each module's scale. The one reading of PEFT tensors, whether
+ * from a file (ft_adapter_load) or from memory (ft_adapter_load_tensors). On failure the caller
+ * frees a. */
+static ft_status ft_adapter_add_tensors(ft_adapter *a, const cJSON *j, const char *cfgp, const ft_st_tensor *ts,
+                                        int64_t nt, const char *stp) {
+    ft_status st;
+    const cJSON *targets = cJSON_GetObjectItemCaseSensitive(j, "target_modules");
+    const cJSON *ap = cJSON_GetObjectItemCaseSensitive(j, "alpha_pattern");
     FT_CHECK_GOTO(st, ft_calloc((void **)&a->m, (size_t)(nt / 2 + 1) * sizeof *a->m, "adapter modules"), fail);
     for (int64_t i = 0; i < nt; i++) {
-        const ft_st_tensor *t = ft_st_at(sm, i);
+        const ft_st_tensor *t = &ts[i];
         const char *nm = t->name;
         size_t ln = strlen(nm), lp = strlen(FT_PEFT_PREFIX);
         int isA = ln > strlen(FT_PEFT_LORA_A) && strcmp(nm + ln - strlen(FT_PEFT_LORA_A), FT_PEFT_LORA_A) == 0;
@@ -309,14 +318,48 @@ ft_status ft_adapter_load(ft_adapter *a, const char *path) {
         m->scale = a->rslora ? m->scale / sqrt((double)m->r) : m->scale / (double)m->r;
     }
     qsort(a->m, (size_t)a->n, sizeof *a->m, ft_mod_cmp);
-    st = FT_OK;
-    goto done;
+    return FT_OK;
 fail:
-    ft_adapter_free(a);
+    return st;
+}
+
+ft_status ft_adapter_load(ft_adapter *a, const char *path) {
+    memset(a, 0, sizeof *a);
+    ft_status st;
+    char cfgp[4200], stp[4200];
+    char *text = NULL;
+    int64_t text_len = 0;
+    cJSON *j = NULL;
+    ft_st_model *sm = NULL;
+    ft_st_tensor *ts = NULL;
+    FT_TRY(ft_adapter_resolve(path, a->dir, sizeof a->dir));
+    snprintf(cfgp, sizeof cfgp, "%s/adapter_config.json", a->dir);
+    snprintf(stp, sizeof stp, "%s/adapter_model.safetensors", a->dir);
+    FT_CHECK_GOTO(st, ft_read_file(cfgp, 0, &text, &text_len, NULL), done);
+    FT_CHECK_GOTO(st, ft_adapter_parse_config(a, text, text_len, cfgp, &j), done);
+    FT_CHECK_GOTO(st, ft_st_open(&sm, stp), done);
+    int64_t nt = ft_st_count(sm);
+    FT_CHECK_GOTO(st, ft_malloc((void **)&ts, (size_t)(nt + 1) * sizeof *ts, "adapter tensor list"), done);
+    for (int64_t i = 0; i < nt; i++) ts[i] = *ft_st_at(sm, i);
+    st = ft_adapter_add_tensors(a, j, cfgp, ts, nt, stp);
 done:
-    ft_st_close(sm);
+    if (st != FT_OK) ft_adapter_free(a);
+    free(ts);
+    ft_st_close(sm); /* the tensors were copied out of its mapping */
     cJSON_Delete(j);
     free(text);
+    return st;
+}
+
+ft_status ft_adapter_load_tensors(ft_adapter *a, const char *src, const char *config_json,
+                                  const struct ft_st_tensor *ts, int64_t n) {
+    memset(a, 0, sizeof *a);
+    cJSON *j = NULL;
+    ft_status st = ft_copy_path(a->dir, sizeof a->dir, src);
+    if (st == FT_OK) st = ft_adapter_parse_config(a, config_json, (int64_t)strlen(config_json), src, &j);
+    if (st == FT_OK) st = ft_adapter_add_tensors(a, j, src, ts, n, src);
+    if (st != FT_OK) ft_adapter_free(a);
+    cJSON_Delete(j);
     return st;
 }
 
@@ -471,11 +514,14 @@ ft_status ft_adapter_write_peft(const ft_adapter *a, const char *dir, const char
     ft_stw *w = NULL;
     cJSON *j = NULL;
     char *txt = NULL;
-    char p[4200];
+    char p[4200], cp[4200], st_tmp[4300];
+    ft_afile cf;
+    int cf_open = 0, st_staged = 0;
     int created = mkdir(dir, 0755) == 0; /* removed again, with what was written, if the export fails */
     if (!created && errno != EEXIST) return FT_ERR(FT_E_IO, "%s: cannot create directory: %s", dir, strerror(errno));
     if (!ft_is_dir(dir)) return FT_ERR(FT_E_IO, "%s: not a directory", dir);
-    /* config first is harmless; tensors are what PEFT loads. Both files are atomic. */
+    snprintf(p, sizeof p, "%s/adapter_model.safetensors", dir);
+    snprintf(cp, sizeof cp, "%s/adapter_config.json", dir);
     j = cJSON_CreateObject();
     cJSON *tm = cJSON_CreateArray();
     unsigned seen = 0;
@@ -508,7 +554,13 @@ ft_status ft_adapter_write_peft(const ft_adapter *a, const char *dir, const char
         st = FT_ERR(FT_E_OOM, "out of memory");
         goto done;
     }
-    snprintf(p, sizeof p, "%s/adapter_model.safetensors", dir);
+    /* Both files are complete in temporaries (fsync'd) before either replaces its old version: a
+     * failure (full disk, file size limit) leaves an existing pair as it was, where replacing one
+     * file at a time left new tensors beside the old config, an adapter that loads with the old
+     * alpha. The config is renamed last because it is what makes a directory an adapter
+     * (ft_adapter_resolve). The instant between the two renames remains: a crash or a signal
+     * there (trainer/outguard.c removes the config's temporary) leaves the new tensors beside the
+     * old config. Masking signals would not close it: OpenBLAS's thread would take them. */
     FT_CHECK_GOTO(st, ft_stw_open(&w, p), done);
     FT_CHECK_GOTO(st, ft_stw_set_metadata(w, "format", "pt"), done);
     for (int64_t k = 0; k < a->n; k++) {
@@ -521,15 +573,31 @@ ft_status ft_adapter_write_peft(const ft_adapter *a, const char *dir, const char
         snprintf(name, sizeof name, FT_PEFT_PREFIX "%s" FT_PEFT_LORA_B, mod);
         FT_CHECK_GOTO(st, ft_stw_add(w, name, FT_ST_F32, 2, sb, m->B), done);
     }
-    st = ft_stw_finish(w);
+    st = ft_stw_finish_tmp(w, st_tmp, sizeof st_tmp);
     w = NULL;
     if (st != FT_OK) goto done;
-    snprintf(p, sizeof p, "%s/adapter_config.json", dir);
-    st = ft_write_text(p, txt);
+    st_staged = 1;
+    FT_CHECK_GOTO(st, ft_afile_open(&cf, cp), done);
+    cf_open = 1;
+    FT_CHECK_GOTO(st, ft_afile_write(&cf, txt, (int64_t)strlen(txt)), done);
+    st = ft_afile_sync(&cf);
+    if (st != FT_OK) {
+        cf_open = 0; /* removed by the failed sync */
+        goto done;
+    }
+    if (rename(st_tmp, p) != 0) {
+        st = FT_ERR(FT_E_IO, "%s: cannot rename %s into place: %s", p, st_tmp, strerror(errno));
+    } else {
+        st_staged = 0;
+        cf_open = 0;
+        st = ft_afile_commit(&cf); /* renames the config, then fsyncs the directory for both */
+    }
 done:
-    if (st != FT_OK && created) { /* a full disk at the config left the tensors alone in a new directory */
-        snprintf(p, sizeof p, "%s/adapter_model.safetensors", dir);
+    if (cf_open) ft_afile_abort(&cf);
+    if (st_staged) unlink(st_tmp);
+    if (st != FT_OK && created) { /* a failure left nothing worth keeping in the directory it made */
         unlink(p);
+        unlink(cp);
         rmdir(dir);
     }
     ft_stw_discard(w);

@@ -27,6 +27,8 @@
 #include "trainer/arch.h"
 #include "trainer/hf_config.h"
 
+struct ft_st_tensor; /* trainer/safetensors_read.h */
+
 typedef struct ft_adapter_mod {
     int64_t layer;
     ft_linear lin;
@@ -54,6 +56,13 @@ typedef struct ft_adapter {
  * does (a run's checkpoints/step-N.ckpt files are turned into adapters by trainer/cmd_export.c). */
 ft_status ft_adapter_resolve(const char *path, char *out, size_t cap);
 ft_status ft_adapter_load(ft_adapter *a, const char *path);
+/* The same from memory: config_json is adapter_config.json's text and ts[0, n) the LoRA tensors
+ * (trainer/safetensors_read.h descriptors with data in host memory, e.g. ft_lora_peft_tensors),
+ * read and checked exactly as ft_adapter_load reads the two files, and copied. `src` becomes a->dir
+ * and names the source in messages. `ftune export CHECKPOINT` builds its adapter this way: no
+ * PEFT directory is written anywhere. */
+ft_status ft_adapter_load_tensors(ft_adapter *a, const char *src, const char *config_json,
+                                  const struct ft_st_tensor *ts, int64_t n);
 void ft_adapter_free(ft_adapter *a);
 
 /* The base model's config: from `base_dir` when given, else from the adapter's

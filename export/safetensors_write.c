@@ -384,16 +384,15 @@ static ft_status ft_stw_write_data(const ft_stw *w, int fd) {
     return st;
 }
 
-ft_status ft_stw_finish(ft_stw *w) {
+ft_status ft_stw_finish_tmp(ft_stw *w, char *tmp, size_t cap) {
     ft_status st;
     uint8_t *header = NULL;
     int64_t header_len = 0;
-    char tmp[4200];
     int fd = -1, tmp_made = 0;
     if (!w) return FT_ERR(FT_E_ARG, "safetensors writer: finish without a writer");
     FT_CHECK_GOTO(st, ft_stw_check_duplicates(w), out);
     FT_CHECK_GOTO(st, ft_stw_header(w, &header, &header_len), out);
-    FT_CHECK_GOTO(st, ft_stw_create_tmp(w->path, tmp, sizeof tmp, &fd), out);
+    FT_CHECK_GOTO(st, ft_stw_create_tmp(w->path, tmp, cap, &fd), out);
     tmp_made = 1;
     FT_CHECK_GOTO(st, ft_stw_write_all(fd, header, header_len, w->path), out);
     FT_CHECK_GOTO(st, ft_stw_write_data(w, fd), out);
@@ -407,16 +406,30 @@ ft_status ft_stw_finish(ft_stw *w) {
         st = FT_ERR(FT_E_IO, "%s: close failed: %s", w->path, strerror(errno));
         goto out;
     }
-    if (rename(tmp, w->path) != 0) {
-        st = FT_ERR(FT_E_IO, "%s: cannot rename %s into place: %s", w->path, tmp, strerror(errno));
-        goto out;
-    }
     tmp_made = 0;
-    st = ft_stw_fsync_dir(w->path);
 out:
     if (fd >= 0) close(fd);
     if (tmp_made) unlink(tmp);
     ft_free(header);
     ft_stw_discard(w);
+    return st;
+}
+
+ft_status ft_stw_finish(ft_stw *w) {
+    char tmp[4200];
+    if (!w) return FT_ERR(FT_E_ARG, "safetensors writer: finish without a writer");
+    char *path = strdup(w->path); /* ft_stw_finish_tmp frees the writer that holds it */
+    if (!path) {
+        ft_stw_discard(w);
+        return FT_ERR(FT_E_OOM, "out of memory");
+    }
+    ft_status st = ft_stw_finish_tmp(w, tmp, sizeof tmp);
+    if (st == FT_OK && rename(tmp, path) != 0) {
+        st = FT_ERR(FT_E_IO, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
+        unlink(tmp);
+    } else if (st == FT_OK) {
+        st = ft_stw_fsync_dir(path);
+    }
+    free(path);
     return st;
 }

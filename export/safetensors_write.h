@@ -17,6 +17,7 @@
 #ifndef FT_SAFETENSORS_WRITE_H
 #define FT_SAFETENSORS_WRITE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kernels/dtype.h"
@@ -89,6 +90,12 @@ ft_status ft_stw_add_fill(ft_stw *w, const char *name, ft_st_dtype dtype, int nd
 int64_t ft_stw_count(const ft_stw *w);
 /* Writes the file atomically and frees the writer (also on failure). */
 ft_status ft_stw_finish(ft_stw *w);
+/* The first half of ft_stw_finish: writes the whole file to a fresh temporary next to the path
+ * (".<name>.tmp-<pid>-<n>", which trainer/outguard.c removes on Ctrl-C), fsync'd and closed, and
+ * puts its name in tmp[cap]; the caller renames it over the path (and fsyncs the directory) or
+ * unlinks it. For outputs that must change together (a PEFT directory's two files). Frees the
+ * writer; on failure the temporary is removed. */
+ft_status ft_stw_finish_tmp(ft_stw *w, char *tmp, size_t cap);
 /* Frees the writer without writing anything. NULL is a no-op. */
 void ft_stw_discard(ft_stw *w);
 

@@ -127,22 +127,29 @@ ft_status ft_fsync_dir_of(const char *path) {
     return FT_OK;
 }
 
-ft_status ft_afile_commit(ft_afile *af) {
+ft_status ft_afile_sync(ft_afile *af) {
+    if (!af->tmp) return FT_ERR(FT_E_ARG, "atomic file: sync after abort"); /* a caller's bug, not an I/O error */
+    if (!af->f) return FT_OK; /* synced already */
     ft_status st = FT_OK;
     if (af->failed) {
-        st = FT_E_IO;
+        st = FT_E_IO; /* ft_afile_write's message stands */
     } else if (fflush(af->f) != 0 || fsync(fileno(af->f)) != 0) {
         st = FT_ERR(FT_E_IO, "%s: write failed: %s", af->path, strerror(errno));
     }
     if (fclose(af->f) != 0 && st == FT_OK) st = FT_ERR(FT_E_IO, "%s: write failed: %s", af->path, strerror(errno));
     af->f = NULL;
-    if (st == FT_OK && rename(af->tmp, af->path) != 0)
-        st = FT_ERR(FT_E_IO, "%s: cannot rename into place: %s", af->path, strerror(errno));
-    if (st != FT_OK) {
+    if (st != FT_OK) ft_afile_abort(af);
+    return st;
+}
+
+ft_status ft_afile_commit(ft_afile *af) {
+    FT_TRY(ft_afile_sync(af));
+    if (rename(af->tmp, af->path) != 0) {
+        ft_status st = FT_ERR(FT_E_IO, "%s: cannot rename into place: %s", af->path, strerror(errno));
         ft_afile_abort(af);
         return st;
     }
-    st = ft_fsync_dir_of(af->path);
+    ft_status st = ft_fsync_dir_of(af->path);
     free(af->path);
     free(af->tmp);
     memset(af, 0, sizeof *af);

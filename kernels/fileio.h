@@ -33,7 +33,11 @@ ft_status ft_read_file(const char *path, int64_t max_bytes, char **out, int64_t 
 ft_status ft_afile_open(ft_afile *af, const char *path);
 /* fwrite that records failure (ENOSPC etc.) with the final path in the message. */
 ft_status ft_afile_write(ft_afile *af, const void *data, int64_t bytes);
-/* Flush, fsync, rename, fsync the directory. Frees af. */
+/* Flush, fsync and close the temporary file without renaming it, so that several files can be
+ * complete on disk before any replaces its old version (a PEFT directory's pair: export/adapter.c).
+ * On failure the temporary is removed and af freed. A second call does nothing. */
+ft_status ft_afile_sync(ft_afile *af);
+/* ft_afile_sync (unless done), rename, fsync the directory. Frees af. */
 ft_status ft_afile_commit(ft_afile *af);
 /* Removes the temporary file. Frees af. Safe to call after a failed commit or twice. */
 void ft_afile_abort(ft_afile *af);

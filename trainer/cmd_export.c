@@ -1,11 +1,10 @@
 /* cmd_export.c: `ftune export`: a trained adapter (a run directory, a checkpoint, or any PEFT
  * adapter directory) as a llama.cpp LoRA GGUF (with an optional Ollama Modelfile) or as a PEFT
  * directory. The conversions live in export/adapter.c; this file resolves what the user named
- * (a checkpoint file is turned into a PEFT directory with the run's recipe.yaml), parses options
+ * (a checkpoint file becomes an adapter in memory with the run's recipe.yaml), parses options
  * and reports. It also provides the run loop's end-of-run exports (ft_run_exports). */
 #include <cJSON.h>
 #include <dirent.h>
-#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +26,7 @@
 #include "trainer/model.h"
 #include "trainer/outguard.h"
 #include "trainer/recipe.h"
+#include "trainer/safetensors_read.h"
 
 /* The newest checkpoints/step-*.ckpt of a run directory, or "" when none. */
 static void ft_latest_ckpt(const char *run_dir, char *out, size_t cap) {
@@ -39,15 +39,21 @@ static void ft_latest_ckpt(const char *run_dir, char *out, size_t cap) {
     free(steps);
 }
 
-/* A checkpoint (adapter parameters) + its run's recipe.yaml (alpha, rsLoRA, base model) as a PEFT
- * directory under tmp. */
-static ft_status ft_ckpt_to_peft(const char *ckpt, const char *tmp) {
+/* A checkpoint (adapter parameters) + its run's recipe.yaml (alpha, rsLoRA, base model) as an
+ * adapter, built in memory: the PEFT config text and the parameters under PEFT names
+ * (ft_lora_peft_tensors, the mapping ft_lora_save writes final/ with) go through the same reading
+ * and checks as a PEFT directory (ft_adapter_load_tensors). Nothing is written: a PEFT directory
+ * under /tmp, as this once made, was left behind by Ctrl-C and could not be made on a read-only
+ * or full /tmp. */
+static ft_status ft_ckpt_adapter(const char *ckpt, ft_adapter *a) {
     char run_dir[4200], recipe_path[4300], p[4300];
     ft_ckpt_state cs;
     float *data = NULL;
     ft_recipe rec = {0};
     ft_backend *be = NULL;
     ft_lora *lora = NULL;
+    ft_st_tensor *ts = NULL;
+    int64_t nt = 0;
     cJSON *j = NULL;
     char *text = NULL;
     ft_status st;
@@ -79,6 +85,7 @@ static ft_status ft_ckpt_to_peft(const char *ckpt, const char *tmp) {
     ft_lora_shapes shapes = ft_model_lora_shapes(&dims);
     ft_lora_cfg lc = {.r = cs.lora_r, .alpha = rec.lora.alpha, .dropout = rec.lora.dropout, .rslora = rec.lora.rslora,
                       .targets = cs.lora_targets};
+    /* the layout only (offsets of each A and B): the values are the checkpoint's, on the host */
     FT_CHECK_GOTO(st, ft_backend_cpu_create(&be, 1), done);
     FT_CHECK_GOTO(st, ft_lora_create(&lora, be, &lc, &shapes, cfg.num_hidden_layers), done);
     if (lora->n_params != cs.n_params) {
@@ -86,9 +93,7 @@ static ft_status ft_ckpt_to_peft(const char *ckpt, const char *tmp) {
                     (long long)cs.n_params, (long long)lora->n_params);
         goto done;
     }
-    FT_CHECK_GOTO(st, ft_backend_upload(be, lora->params, data, cs.n_params * 4), done);
-    snprintf(p, sizeof p, "%s/adapter_model.safetensors", tmp);
-    FT_CHECK_GOTO(st, ft_lora_save(lora, be, p, 'p'), done);
+    FT_CHECK_GOTO(st, ft_lora_peft_tensors(lora, data, &ts, &nt), done); /* data: params, then AdamW's m, v */
     j = cJSON_CreateObject();
     cJSON *mods = cJSON_CreateArray();
     for (int m = 0; m < FT_MOD_COUNT; m++)
@@ -102,12 +107,16 @@ static ft_status ft_ckpt_to_peft(const char *ckpt, const char *tmp) {
     cJSON_AddItemToObject(j, "target_modules", mods);
     cJSON_AddBoolToObject(j, "use_rslora", lc.rslora);
     text = cJSON_Print(j);
-    snprintf(p, sizeof p, "%s/adapter_config.json", tmp);
-    st = text ? ft_write_text(p, text) : FT_ERR(FT_E_OOM, "out of memory");
-    if (st == FT_OK) ft_info("%s: step %lld of the run in %s", ckpt, (long long)cs.step, run_dir);
+    if (!text) {
+        st = FT_ERR(FT_E_OOM, "out of memory");
+        goto done;
+    }
+    FT_CHECK_GOTO(st, ft_adapter_load_tensors(a, ckpt, text, ts, nt), done);
+    ft_info("%s: step %lld of the run in %s", ckpt, (long long)cs.step, run_dir);
 done:
     free(text);
     cJSON_Delete(j);
+    free(ts);
     ft_lora_free(lora, be);
     ft_backend_free(be);
     ft_recipe_free(&rec);
@@ -115,19 +124,8 @@ done:
     return st;
 }
 
-static void ft_rm_tmpdir(char *tmp) {
-    if (!tmp[0]) return;
-    char p[4300];
-    snprintf(p, sizeof p, "%s/adapter_model.safetensors", tmp);
-    unlink(p);
-    snprintf(p, sizeof p, "%s/adapter_config.json", tmp);
-    unlink(p);
-    rmdir(tmp);
-    tmp[0] = 0;
-}
-
 ft_status ft_export_load_adapter(const char *path, ft_adapter *a) {
-    char ckpt[4200] = "", tmp[64] = "";
+    char ckpt[4200] = "";
     struct stat sb;
     if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
         snprintf(ckpt, sizeof ckpt, "%s", path);
@@ -140,15 +138,7 @@ ft_status ft_export_load_adapter(const char *path, ft_adapter *a) {
     } else {
         return FT_ERR(FT_E_ARG, "%s: no such file or directory", path);
     }
-    snprintf(tmp, sizeof tmp, "/tmp/ftune-ckpt-XXXXXX");
-    if (!mkdtemp(tmp)) return FT_ERR(FT_E_IO, "cannot create a temporary directory: %s", strerror(errno));
-    ft_status st = ft_ckpt_to_peft(ckpt, tmp);
-    if (st == FT_OK) {
-        st = ft_adapter_load(a, tmp);
-        if (st == FT_OK) snprintf(a->dir, sizeof a->dir, "%s", ckpt);
-    }
-    ft_rm_tmpdir(tmp);
-    return st;
+    return ft_ckpt_adapter(ckpt, a);
 }
 
 ft_status ft_run_exports(void *user, const ft_recipe *r, const char *final_dir) {

@@ -15,6 +15,8 @@
 
 #include "kernels/backend.h"
 
+struct ft_st_tensor; /* trainer/safetensors_read.h */
+
 typedef enum {
     FT_MOD_Q = 0, FT_MOD_K, FT_MOD_V, FT_MOD_O, FT_MOD_GATE, FT_MOD_UP, FT_MOD_DOWN, FT_MOD_COUNT
 } ft_module;
@@ -73,5 +75,11 @@ ft_status ft_lora_zero_grads(ft_lora *l, ft_backend *be);
 ft_status ft_lora_load(ft_lora *l, ft_backend *be, const char *path);
 /* Writes params (which = 'p') or grads ('g') under PEFT names to a safetensors file. */
 ft_status ft_lora_save(const ft_lora *l, ft_backend *be, const char *path, char which);
+/* The adapter's tensors over host f32 memory of l's layout ([n_params], e.g. a checkpoint's
+ * parameters) as F32 safetensors descriptors under PEFT names, layer by layer in module order: the
+ * one mapping from this layout to PEFT keys, shared by ft_lora_save, ft_lora_load and `ftune export
+ * CHECKPOINT` (which builds its adapter from them in memory). *out is one malloc'd block holding
+ * the names too (free() it once); data points into host; shard is NULL. */
+ft_status ft_lora_peft_tensors(const ft_lora *l, const float *host, struct ft_st_tensor **out, int64_t *n);
 
 #endif

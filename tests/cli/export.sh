@@ -8,6 +8,8 @@
 #   - merge --type safetensors loads in `ftune eval`;
 #   - bad input: wrong base (shape/architecture), missing tokenizer, unwritable output, a file size
 #     limit mid-write (full disk): one clear line, exit 1, nothing left at the output path;
+#   - PEFT export into an existing directory: a config write failure (file size limit) keeps the
+#     old pair, no temporary; export CHECKPOINT with a read-only /tmp (nothing written there);
 #   - adapter_config.json values of the wrong type or not matching the tensors (r, target_modules),
 #     NaN weights, --out naming a directory, a bad --check file (read before merging), SIGTERM
 #     mid-merge (old output intact, temporary removed: trainer/outguard.c).
@@ -85,6 +87,24 @@ if "$ftune" train "$tmp/recipes/demo-stories260k.yaml" --set training.steps=2 --
   run "$ftune" export "$tmp/run" --format gguf --out "$tmp/run_final.gguf"
   run "$ftune" export "$tmp/run/checkpoints/step-000002.ckpt" --format gguf --out "$tmp/run_ckpt.gguf"
   cmp -s "$tmp/run_final.gguf" "$tmp/run_ckpt.gguf" && ok "export RUN_DIR == export of its last checkpoint" || bad "run vs checkpoint"
+  # a checkpoint went through a PEFT directory made under /tmp (left there by Ctrl-C, refused when
+  # /tmp is read-only or full); it is now read straight into memory. A read-only /tmp in a private
+  # mount namespace, with this test's directory still writable, stands in (root only)
+  if unshare -m true 2>/dev/null; then
+    unshare -m sh -c 'mount --make-rprivate / && mount --bind /tmp /tmp && mount --bind "$1" "$1" &&
+                      mount -o remount,bind,ro /tmp || exit 99
+                      exec "$2" export "$3" --format gguf --out "$1/run_rotmp.gguf"' \
+      sh "$tmp" "$ftune" "$tmp/run/checkpoints/step-000002.ckpt" >"$tmp/out" 2>"$tmp/err"; rc=$?
+    if [ "$rc" -eq 99 ]; then
+      echo "skip read-only /tmp case (cannot remount /tmp here: not counted)"
+    elif [ "$rc" -eq 0 ] && cmp -s "$tmp/run_ckpt.gguf" "$tmp/run_rotmp.gguf"; then
+      ok "export CHECKPOINT with a read-only /tmp: same bytes, no temporary directory"
+    else
+      bad "export CHECKPOINT with a read-only /tmp: exit $rc $(head -c 300 "$tmp/err")"
+    fi
+  else
+    echo "skip read-only /tmp case (no mount namespace here: not counted)"
+  fi
   run "$ftune" merge --base "$tmp/models/stories260K" --adapter "$tmp/run" --out "$tmp/run_q8.gguf" --type q8_0 \
       --check "$tmp/recipes/data/stories-valid.jsonl" --threads 2
   grep -q "training-time loss" "$tmp/out" && ok "--check on JSONL through the run's recipe: $(grep 'training-time' "$tmp/out")" || bad "jsonl check"
@@ -157,6 +177,27 @@ if mount -t tmpfs -o size=$((pages * 4096)) tmpfs "$tmp/full" 2>/dev/null; then
 else
   echo "skip full-disk PEFT case (cannot mount a tmpfs here: not counted)"
 fi
+# a PEFT export into an existing directory replaced adapter_model.safetensors, then failed writing
+# adapter_config.json: new tensors beside the old config, an adapter that loads with the wrong
+# alpha. A config over the file size limit (a long alpha_pattern) while the tensors fit reproduces
+# it without root: the old pair stays as it was, and no temporary is left
+run "$ftune" export "$adapter" --format peft --out "$tmp/pair" && cp -r "$tmp/pair" "$tmp/pair.old"
+badcfg '/"alpha_pattern"/d; $d; s/"lora_alpha": 8/"lora_alpha": 16/'
+{ printf ' "alpha_pattern": {'; seq -f '"model.layers.%g.mlp.up_proj": 8' 1000 3999 | paste -sd,; printf '}\n}\n'; } >> "$tmp/cfg/adapter_config.json"
+printf '\000\000\200\077' | dd of="$tmp/cfg/adapter_model.safetensors" bs=1 seek=$((8 + hl)) conv=notrunc 2>/dev/null
+( ulimit -f 64; exec "$ftune" export "$tmp/cfg" --format peft --out "$tmp/pair" ) >"$tmp/out" 2>"$tmp/err"; rc=$?
+[ "$rc" -eq 1 ] && grep -q "pair/adapter_config.json: write failed" "$tmp/err" && ok "config over the size limit: $(head -c 160 "$tmp/err")" \
+  || bad "config write failure: exit $rc $(head -c 300 "$tmp/err")"
+cmp -s "$tmp/pair/adapter_model.safetensors" "$tmp/pair.old/adapter_model.safetensors" &&
+  cmp -s "$tmp/pair/adapter_config.json" "$tmp/pair.old/adapter_config.json" && ok "failed PEFT export: old pair intact" \
+  || bad "failed PEFT export changed the pair (new tensors with the old config?)"
+[ "$(ls -A "$tmp/pair" | wc -l)" -eq 2 ] && ok "failed PEFT export: no temporary left" || bad "left in pair/: $(ls -A "$tmp/pair")"
+( ulimit -f 64; exec "$ftune" export "$tmp/cfg" --format peft --out "$tmp/newpair" ) >/dev/null 2>&1
+[ ! -e "$tmp/newpair" ] && ok "failed PEFT export into a new directory: removed" || bad "left $tmp/newpair: $(ls -A "$tmp/newpair")"
+run "$ftune" export "$tmp/cfg" --format peft --out "$tmp/pair"
+! cmp -s "$tmp/pair/adapter_model.safetensors" "$tmp/pair.old/adapter_model.safetensors" &&
+  grep -qE '"lora_alpha":[[:space:]]*16' "$tmp/pair/adapter_config.json" && [ "$(ls -A "$tmp/pair" | wc -l)" -eq 2 ] \
+  && ok "PEFT export over an existing pair replaces both" || bad "replace: $(ls -A "$tmp/pair"); $(grep lora_alpha "$tmp/pair/adapter_config.json")"
 # --out naming a directory: refused before the merge (it ran to the end, then failed at the rename)
 expect 2 "is a directory \(expected the path of the .gguf file" -- "$ftune" merge --base "$model" --out "$tmp" --type f16
 # SIGTERM mid-merge: the old output stays, and the temporary is removed (it stayed, the model's size)
