@@ -24,16 +24,18 @@ ft_status ft_copy_path(char *dst, size_t cap, const char *src) {
     return FT_OK;
 }
 
-ft_status ft_write_text(const char *path, const char *text) {
+ft_status ft_write_bytes(const char *path, const void *data, size_t len) {
     ft_afile af;
     FT_TRY(ft_afile_open(&af, path));
-    ft_status st = ft_afile_write(&af, text, (int64_t)strlen(text));
+    ft_status st = ft_afile_write(&af, data, (int64_t)len);
     if (st != FT_OK) {
         ft_afile_abort(&af);
         return st;
     }
     return ft_afile_commit(&af);
 }
+
+ft_status ft_write_text(const char *path, const char *text) { return ft_write_bytes(path, text, strlen(text)); }
 
 ft_status ft_copy_file(const char *src, const char *dst) {
     char *buf = NULL;

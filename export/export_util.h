@@ -12,7 +12,9 @@ int ft_is_file(const char *path);
 int ft_is_dir(const char *path);
 /* Copies src into dst[cap]; FT_E_ARG when it does not fit. */
 ft_status ft_copy_path(char *dst, size_t cap, const char *src);
-/* Writes text atomically (kernels/fileio.h). */
+/* Writes len bytes atomically (kernels/fileio.h: temporary, fsync, rename). */
+ft_status ft_write_bytes(const char *path, const void *data, size_t len);
+/* ft_write_bytes of a NUL-terminated text. */
 ft_status ft_write_text(const char *path, const char *text);
 /* Copies a file atomically (dst may be a path in another directory). */
 ft_status ft_copy_file(const char *src, const char *dst);

@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -98,6 +99,35 @@ const char *ft_test_tmpdir(void) {
 
 ft_status ft_test_read_file(const char *path, char **out, int64_t *len) {
     return ft_read_file(path, 0, out, len, NULL);
+}
+
+void ft_test_doc_section(const char *doc, const char *name, const char *command, void (*gen)(void *file)) {
+    char p[4300], begin[96], end[96], *text = NULL, *table = NULL;
+    size_t tlen = 0;
+    int64_t dlen = 0;
+    snprintf(p, sizeof p, "%s/%s", ft_test_src_dir(), doc);
+    FT_CHECK_OK(ft_test_read_file(p, &text, &dlen));
+    FILE *m = open_memstream(&table, &tlen);
+    gen(m);
+    fclose(m);
+    snprintf(begin, sizeof begin, "<!-- %s:begin", name);
+    snprintf(end, sizeof end, "<!-- %s:end -->", name);
+    char *b = text ? strstr(text, begin) : NULL, *e = text ? strstr(text, end) : NULL;
+    if (b) b = strchr(b, '\n');
+    FT_CHECK(b && e && e > b, "%s has the %s markers", doc, name);
+    if (b && e && e > b) {
+        b++;
+        if (!((size_t)(e - b) == tlen && memcmp(b, table, tlen) == 0)) {
+            char fix[4300];
+            snprintf(fix, sizeof fix, "%s/%s.md", ft_test_tmpdir(), name);
+            FILE *f = fopen(fix, "wb");
+            if (f) fwrite(table, 1, tlen, f), fclose(f);
+            FT_CHECK(0, "%s is out of date: replace the lines between its %s markers with the output of `%s` "
+                        "(written to %s)", doc, name, command, fix);
+        }
+    }
+    free(text);
+    free(table);
 }
 
 int ft_test_run(const char *cmd, char **output) {

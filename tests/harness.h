@@ -50,5 +50,9 @@ ft_status ft_test_read_file(const char *path, char **out, int64_t *len);
 /* Runs a shell command, capturing stdout+stderr into *output (malloc'd). Returns the exit code
  * (or -1 if it could not run / was killed by a signal: *sig set). */
 int ft_test_run(const char *cmd, char **output);
+/* A generated part of a doc page: the text between "<!-- NAME:begin ... -->\n" and "<!-- NAME:end -->"
+ * in SRC_DIR/doc must be what gen writes, or the check fails naming `command`, which prints it (and
+ * writes the wanted text into the tmpdir). */
+void ft_test_doc_section(const char *doc, const char *name, const char *command, void (*gen)(void *file));
 
 #endif

@@ -246,6 +246,24 @@ static void check_70b(void) {
         plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", over, 2);
         FT_CHECK(!p->fits, "one more row than advised (%s) does not fit", s_b);
     }
+    /* 40 GiB: no one knob is enough but seq_len and r together are; the advice says which, and they fit
+     * (it said "use a device with more memory" while its own least case fitted) */
+    const char *g40[] = {"model.memory_gib=40", "training.keep_layers=0"};
+    plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", g40, 2);
+    const char *tog = strstr(p->advice, "together: data.seq_len ");
+    FT_CHECK(!p->fits && tog && strstr(p->advice, ", lora.r ") && !strstr(p->advice, "more memory"),
+             "70B in 40 GiB: %s", p->advice);
+    if (tog) {
+        char s_t[64], s_r[64];
+        snprintf(s_t, sizeof s_t, "data.seq_len=%d", atoi(tog + strlen("together: data.seq_len ")));
+        snprintf(s_r, sizeof s_r, "lora.r=%d", atoi(strstr(p->advice, ", lora.r ") + strlen(", lora.r ")));
+        const char *fix[] = {"model.memory_gib=40", "training.keep_layers=0", s_t, s_r};
+        plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", fix, 4);
+        FT_CHECK(p->fits, "the advised %s, %s fit in 40 GiB (%.1f GiB)", s_t, s_r, (double)p->total_bytes / GIB);
+    }
+    const char *g30[] = {"model.memory_gib=30"};
+    plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", g30, 1);
+    FT_CHECK(!p->fits && strstr(p->advice, "use a device with more memory"), "70B in 30 GiB: %s", p->advice);
     /* bf16 70B cannot fit an H100 at all: the advice says so or names nf4 */
     const char *bf[] = {"model.quant=bf16"};
     plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", bf, 1);
@@ -569,6 +587,8 @@ int main(void) {
     }
     check_run("models/stories260K", "nf4", 8, 128, 8, "all", 1);
     check_run("models/stories260K", "nf4", 4, 256, 16, "q_proj,k_proj,v_proj,o_proj", 0);
+    /* docs/recipes.md's device table is the one the plan uses */
+    ft_test_doc_section("docs/recipes.md", "devices", "ftune plan --devices", ft_plan_devices_doc);
     /* on a GPU: the bf16 checkpoint (the plan assumes 16-bit = bf16 on CUDA) */
     check_run_on(1, "tests/fixtures/forward/qwen3", "nf4", 2, 64, 8, "all", 1);
     check_run_on(1, "tests/fixtures/forward/qwen3", "bf16", 4, 128, 16, "all", 1);

@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,7 @@ static char *ft_meta_json(const ft_ckpt_state *s) {
              "  \"guard\": {\"n\": %" PRId64 ", \"mean\": \"%a\", \"var\": \"%a\", \"consecutive\": %" PRId64
              ", \"skipped\": %" PRId64
              ", \"best\": \"%a\", \"best_step\": %" PRId64 ", \"above\": %" PRId64 "},\n"
+             "  \"validation\": {\"best\": \"%a\", \"step\": %" PRId64 ", \"since\": %" PRId64 "},\n"
              "  \"elapsed_s\": \"%a\",\n"
              "  \"elapsed_readable_s\": %.3f,\n"
              "  \"tokens_seen\": %" PRId64 ",\n"
@@ -62,7 +64,8 @@ static char *ft_meta_json(const ft_ckpt_state *s) {
              FT_CKPT_VERSION, s->step, s->steps_total, s->seed, s->n_params, s->lora_r, s->lora_layers, s->lora_targets,
              s->adamw_t, s->cursor.seed, s->cursor.epoch, s->cursor.index, s->cursor.rows, s->cursor.plan_hash,
              s->guard.n, s->guard.mean, s->guard.var, s->guard.consecutive, s->guard.skipped,
-             s->guard.best, s->guard.best_step, s->guard.above, s->elapsed_s, s->elapsed_s,
+             s->guard.best, s->guard.best_step, s->guard.above, s->val.loss, s->val.step, s->val.since, s->elapsed_s,
+             s->elapsed_s,
              s->tokens_seen, ft_sections[0], n, ft_sections[1], n * 4, n, ft_sections[2], 2 * n * 4, n);
     return j;
 }
@@ -251,6 +254,13 @@ static ft_status ft_parse_meta(const char *path, const char *text, size_t len, f
             s->guard.best = js_hexf(g, "best", &ok);
             s->guard.best_step = js_i64(g, "best_step", &ok);
             s->guard.above = js_i64(g, "above", &ok);
+        }
+        const cJSON *val = cJSON_GetObjectItemCaseSensitive(j, "validation");
+        s->val = (ft_val_best){.loss = NAN, .step = -1, .since = 0}; /* absent before eval.keep_best */
+        if (val) {
+            s->val.loss = js_hexf(val, "best", &ok);
+            s->val.step = js_i64(val, "step", &ok);
+            s->val.since = js_i64(val, "since", &ok);
         }
         s->elapsed_s = js_hexf(j, "elapsed_s", &ok);
         s->tokens_seen = js_i64(j, "tokens_seen", &ok);

@@ -36,6 +36,13 @@
 #define FT_CKPT_MAGIC "FTCKPT1\n"
 #define FT_CKPT_VERSION 1
 
+/* The lowest validation loss of the run so far (eval.keep_best, eval.patience). */
+typedef struct ft_val_best {
+    double loss;              /* NAN: no evaluation yet */
+    int64_t step;             /* the step it was measured at (-1: none) */
+    int64_t since;            /* evaluations after it without a lower loss */
+} ft_val_best;
+
 typedef struct ft_ckpt_state {
     int64_t step;             /* optimizer steps completed */
     int64_t steps_total;      /* steps the run was planned for */
@@ -46,6 +53,7 @@ typedef struct ft_ckpt_state {
     int64_t adamw_t;          /* AdamW steps taken (skipped steps do not count) */
     ft_data_cursor cursor;
     ft_guard guard;
+    ft_val_best val;
     double elapsed_s;         /* training time so far, across resumes */
     int64_t tokens_seen;      /* input tokens processed so far */
 } ft_ckpt_state;

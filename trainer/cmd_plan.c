@@ -3,7 +3,7 @@
  * Without --device, a recipe that may run on a GPU (model.device auto or cuda) is planned for the
  * GPU of this machine when ftune is built with CUDA and one is present (its profile and memory),
  * else for an h100. Exits 0 when the run fits, 1 with the knob to turn when it does not. `--keys`
- * prints the recipe key table (the generated part of docs/recipes.md). */
+ * and `--devices` print the recipe key and device tables (the generated parts of docs/recipes.md). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +29,7 @@ static const ft_opt ft_plan_cli_opts[] = {
     {"keep-attention", FT_OPT_FLAG, NULL, NULL,
      "plan with every layer's attention output kept (training.keep_attention: true; needs training.recompute)"},
     {"keys", FT_OPT_FLAG, NULL, NULL, "print the table of recipe keys (markdown, as in docs/recipes.md) and exit"},
+    {"devices", FT_OPT_FLAG, NULL, NULL, "print the table of device profiles (markdown, as in docs/recipes.md) and exit"},
 };
 
 /* Splits the '\n'-joined --set values in place. */
@@ -71,6 +72,10 @@ ft_status ft_cmd_plan(int argc, char **argv) {
     }
     if (ft_cli_flag(&cli, "keys")) {
         ft_recipe_doc(stdout);
+        goto done;
+    }
+    if (ft_cli_flag(&cli, "devices")) {
+        ft_plan_devices_doc(stdout);
         goto done;
     }
     if (cli.npos != 1) {

@@ -46,14 +46,16 @@ static const ft_plan_device pl_devices[] = {
                               * first use of a prefetched weight included */
      .dequant_hidden = 0.975, /* measured: 1.2-2.3 ms a step left on the main stream, 2-3% of the dequantization */
      .reserve_gib = 1.65,    /* cudaMemGetInfo's 79.65 GiB total, less the CUDA context and the pool's slack */
-     .note = "~78 GiB usable of 80 GB; cuBLAS BF16 ~790 TFLOP/s measured (989 nominal); 3.35 TB/s"},
+     .note = "~78 GiB usable of 80 GB; cuBLAS BF16 ~790 TFLOP/s measured (989 nominal); 3.35 TB/s",
+     .rates = "measured on an H100 80GB HBM3, 2026-11-24 (docs/perf.md)"},
     {.name = "h200", .desc = "NVIDIA H200 141GB", .backend = FT_BACKEND_CUDA, .mem_gib = 139.0, .peak_tflops = 790.0,
      .mem_gbps = 4800.0,
      .gemm_eff = 0.92, .attn_tflops = 133.0, .attn_cudnn_tflops = 365.0, /* prediction: the H100's (same SMs and clocks) */
      .bw_eff = 0.82, .elem_eff = 0.71, .lora_eff = 0.40, /* prediction: the H100's shares of its bandwidth */
      .dequant_hidden = 0.975,                             /* prediction: the H100's */
      .reserve_gib = 1.4,  /* of the 140.4 GiB cudaMemGetInfo reports */
-     .note = "~139 GiB usable of 141 GB; cuBLAS BF16 ~790 TFLOP/s measured (989 nominal); 4.8 TB/s"},
+     .note = "~139 GiB usable of 141 GB; ~790 TFLOP/s BF16 as the H100 (989 nominal); 4.8 TB/s",
+     .rates = "predicted: the H100's (same SMs and clocks)"},
     {.name = "gb10", .desc = "NVIDIA GB10 (DGX Spark)", .backend = FT_BACKEND_CUDA, .mem_gib = 112.0,
      .peak_tflops = 62.0, .mem_gbps = 273.0,
      .gemm_eff = 0.92,     /* prediction: the H100's share of the 8192^3 rate */
@@ -63,7 +65,9 @@ static const ft_plan_device pl_devices[] = {
      .dequant_hidden = 0.0, /* prediction: none hidden; the prefetch competes for the same 273 GB/s */
      .reserve_gib = 7.7,  /* 119.7 GiB visible to CUDA, ~8 GiB kept for the OS and the data pipeline */
      .note = "128 GB unified, 119.7 GiB visible to CUDA, ~8 GiB kept for the OS and data pipeline; ~62 TFLOP/s BF16; "
-             "273 GB/s"},
+             "273 GB/s",
+     .rates = "predicted: the H100's scaled (attention by the GEMM peaks, bandwidth shares x 0.9, no dequantization "
+              "hidden)"},
 };
 
 /* What a CUDA device's name contains for each profile (GH200's Hopper plans as an H200). */
@@ -374,11 +378,25 @@ static void pl_advise(ft_plan *p, const pl_in *cur, int64_t threads) {
     int64_t r = !n && cur->R > 1 ? pl_largest(p, *cur, PL_KNOB_R, 1, cur->R - 1, 1, threads) : 0;
     if (r > 0) PL_ADD("reduce lora.r to %lld", (long long)r);
     if (!n) {
-        in = *cur, in.B = 1, in.T = 16, in.R = 1, in.recompute = 1;
+        in = *cur, in.B = 1, in.T = 16, in.R = 1, in.recompute = 1, in.kl = 0;
         pl_memory(p, &in, threads);
         char least[48];
         ft_plan_format_bytes(p->total_bytes, least, sizeof least);
-        PL_ADD("even micro_batch 1, seq_len 16, r 1 needs %s: use a device with more memory", least);
+        if (p->total_bytes > p->device_bytes) {
+            PL_ADD("even micro_batch 1, seq_len 16, r 1 needs %s: use a device with more memory", least);
+        } else { /* no one knob is enough, several together are: micro_batch 1 and seq_len, then r */
+            in = *cur, in.B = 1, in.recompute = 1, in.kl = 0;
+            int64_t t1 = pl_largest(p, in, PL_KNOB_T, 16, cur->T, 1, threads), r1 = cur->R;
+            if (t1 >= 128) t1 -= t1 % 64;
+            if (t1 < 16) in.T = t1 = 16, r1 = pl_largest(p, in, PL_KNOB_R, 1, cur->R, 1, threads);
+            PL_ADD("no one setting is enough; together:");
+            const char *sep = " ";
+            if (cur->B > 1) PL_ADD("%straining.micro_batch 1", sep), sep = ", ";
+            PL_ADD("%sdata.seq_len %lld", sep, (long long)t1), sep = ", ";
+            if (r1 < cur->R) PL_ADD("%slora.r %lld", sep, (long long)r1);
+            if (cur->kl > 0) PL_ADD("%straining.keep_layers 0", sep);
+            if (!cur->recompute) PL_ADD("%straining.recompute: true", sep);
+        }
     }
 #undef PL_ADD
     pl_memory(p, cur, threads); /* restore the report's lines */

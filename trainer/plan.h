@@ -61,6 +61,7 @@ typedef struct ft_plan_device {
     double reserve_gib;     /* of the total memory the GPU reports, what a run cannot have (CUDA context;
                              * on unified memory also the OS and the data pipeline) */
     const char *note;       /* where the figures come from */
+    const char *rates;      /* whether the time model's rates were measured on this device or predicted */
 } ft_plan_device;
 
 /* Figures for "cpu" (this machine), "h100", "h200" or "gb10"; FT_E_ARG for other names. */
@@ -217,7 +218,8 @@ typedef struct ft_plan {
     int64_t disk_ckpt;        /* one checkpoint, at most: LoRA parameters and AdamW's m and v in f32 */
     int64_t disk_ckpts;       /* checkpoints on disk at once: checkpoint.keep + 1 (the next is written before the
                                * oldest goes) */
-    int64_t disk_adapter;     /* the final adapter: PEFT safetensors, and the GGUF one with export.formats gguf */
+    int64_t disk_adapter;     /* the final adapter: PEFT safetensors, and the GGUF one with export.formats gguf;
+                                 best/'s PEFT adapter with eval.keep_best and validation data */
     int64_t disk_merged;      /* the merged GGUF of export.merged (0 without): its tensors to the byte, its
                                * header (metadata, vocabulary) about */
     int64_t disk_total;       /* those, and the tokenized training data when cached */
@@ -243,6 +245,9 @@ ft_status ft_plan_for_backend(ft_plan *p, const ft_model_config *cfg, const ft_r
 void ft_plan_format_bytes(int64_t bytes, char *buf, size_t cap);
 /* The aligned report (stdout of `ftune plan`). */
 void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f);
+/* The device profiles as the markdown table of docs/recipes.md ("Devices"), from pl_devices itself,
+ * so the page cannot drift from the figures the plan uses (`ftune plan --devices`; test_plan). */
+void ft_plan_devices_doc(void *file);
 
 /* The longest sequence (a multiple of `multiple`, at most max_T) with which the planned run (its
  * micro-batch, rank, recompute and host_boundaries) fits p->device_bytes; 0 if none. p's lines are

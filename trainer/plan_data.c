@@ -192,7 +192,9 @@ void ft_plan_disk(ft_plan *p, const ft_recipe *r) {
     const int gguf = r->exports.formats && strstr(r->exports.formats, "gguf") != NULL;
     int64_t mods = 0;
     for (int m = 0; m < FT_MOD_COUNT; m++) mods += (p->targets >> m) & 1u;
-    p->disk_adapter = (1 + gguf) * (4 * n + 256 * 2 * mods * p->dims.L + 4096);
+    /* and best/'s PEFT adapter, kept while validation losses come in (eval.keep_best) */
+    const int best = r->eval.keep_best && (r->data.n_valid > 0 || r->data.val_fraction > 0);
+    p->disk_adapter = (1 + gguf + best) * (4 * n + 256 * 2 * mods * p->dims.L + 4096);
     p->disk_merged = 0;
     ft_merge_kind kind;
     int64_t tensors = 0;

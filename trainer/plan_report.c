@@ -68,8 +68,10 @@ static void pl_print_disk(const ft_plan *p, const ft_recipe *r, FILE *f) {
     fprintf(f, "  %-28s %lld x %s at most (checkpoint.keep %lld, and the next one before the oldest goes)\n",
             "checkpoints", (long long)p->disk_ckpts, b2, (long long)r->checkpoint.keep);
     ft_plan_format_bytes(p->disk_adapter, b2, sizeof b2);
-    fprintf(f, "  %-28s %s (PEFT%s, f32)\n", "final adapter", b2,
-            r->exports.formats && strstr(r->exports.formats, "gguf") ? " and llama.cpp GGUF" : "");
+    const int best = r->eval.keep_best && (r->data.n_valid > 0 || r->data.val_fraction > 0);
+    fprintf(f, "  %-28s %s (PEFT%s, f32%s)\n", best ? "final and best adapters" : "final adapter", b2,
+            r->exports.formats && strstr(r->exports.formats, "gguf") ? " and llama.cpp GGUF" : "",
+            best ? "; best/: the lowest validation loss's, PEFT" : "");
     if (p->disk_merged > 0) {
         ft_plan_format_bytes(p->disk_merged, b2, sizeof b2);
         fprintf(f, "  %-28s %s (export.merged: %s GGUF)\n", "merged model", b2, r->exports.merged);
@@ -194,4 +196,25 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
                 pl_duration(1e6 / p->tokens_per_s, b1, sizeof b1));
     }
     pl_print_disk(p, r, f);
+}
+
+void ft_plan_devices_doc(void *file) {
+    FILE *f = file;
+    static const char *const names[] = {"h100", "h200", "gb10"};
+    fprintf(f, "| `--device` | memory a run may use | peak rate | bandwidth | GEMM efficiency | attention: ours / cuDNN "
+               "| streaming / elementwise / LoRA efficiency | dequantization hidden | rates | notes |\n"
+               "|---|---|---|---|---|---|---|---|---|---|\n");
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        ft_plan_device d;
+        if (ft_plan_device_get(names[i], &d) != FT_OK) continue;
+        char cudnn[32] = "n/a";
+        if (d.attn_cudnn_tflops > 0) snprintf(cudnn, sizeof cudnn, "%.0f", d.attn_cudnn_tflops);
+        fprintf(f, "| `%s` | %.1f GiB | %.0f TFLOP/s BF16 | %.3g TB/s | %.0f%% | %.3g / %s TFLOP/s | %.0f%% / %.0f%% / %.0f%% "
+                   "| %.1f%% | %s | %s: %s |\n",
+                d.name, d.mem_gib, d.peak_tflops, d.mem_gbps / 1000.0, 100.0 * d.gemm_eff, d.attn_tflops, cudnn,
+                100.0 * d.bw_eff, 100.0 * d.elem_eff, 100.0 * d.lora_eff, 100.0 * d.dequant_hidden, d.rates ? d.rates : "", d.desc, d.note);
+    }
+    fprintf(f, "| `cpu` | physical RAM | 50 GFLOP/s f32 per core | n/a | 50%% | 50%% of peak / n/a | n/a | n/a "
+               "| estimated | this machine's CPU (the reference backend): holds for GEMM-bound models; tiny ones (the demo) run "
+               "~10x slower |\n");
 }

@@ -283,6 +283,12 @@ static ft_status rk_validate(rctx *c, int require) {
             RK_CROSS(c, "model.arch", "unknown architecture '%s' (expected one of %s, or llama, mistral, qwen2, qwen3)",
                      r->model.arch, ft_arch_supported_list());
     }
+    if (strcmp(r->exports.from, "best") == 0 && (!r->eval.keep_best || (r->data.n_valid == 0 && r->data.val_fraction == 0)))
+        RK_CROSS(c, "export.from", "best needs validation data (data.valid or data.val_fraction) and eval.keep_best true");
+    if (r->eval.patience > 0 && r->data.n_valid == 0 && r->data.val_fraction == 0)
+        RK_CROSS(c, "eval.patience", "needs validation data: set data.valid or data.val_fraction");
+    if (r->eval.patience > 0 && r->eval.every_steps == 0)
+        RK_CROSS(c, "eval.patience", "needs evaluations during the run: set eval.every_steps");
     if (r->training.diverge_factor > 0 && !(r->training.diverge_factor > 1))
         RK_CROSS(c, "training.diverge_factor", "must be 0 (off) or above 1 (got %g)", r->training.diverge_factor);
     if (r->training.micro_batch * r->data.seq_len > ((int64_t)1 << 31))

@@ -88,11 +88,14 @@ typedef struct ft_recipe {
         char *prompts[FT_RECIPE_MAX_PROMPTS]; /* eval.prompts: completions written at each evaluation */
         int n_prompts;
         int64_t max_new_tokens;   /* eval.max_new_tokens */
+        int keep_best;            /* eval.keep_best: the adapter of the lowest validation loss in best/ */
+        int64_t patience;         /* eval.patience: stop after N evaluations without a new best (0 = off) */
     } eval;
 
     struct {
         char *formats;            /* export.formats: comma list of peft, gguf (adapter); "" = peft only */
         char *merged;             /* export.merged: "" | f16 | bf16 | q8_0 | q4_0 | q4_k_m (merged GGUF at the end) */
+        char *from;               /* export.from: last | best (the adapter the exports are made from) */
     } exports;
 
     char *output_dir;             /* output_dir */

@@ -147,12 +147,21 @@ const rk ft_recipe_keys[] = {
      .help = "prompts completed at each evaluation (a string or a list)"},
     {.key = "eval.max_new_tokens", .type = RK_INT, .off = F(eval.max_new_tokens), .def = "128", .min = 1,
      .max = 65536, .help = "tokens generated per prompt"},
+    {.key = "eval.keep_best", .type = RK_BOOL, .off = F(eval.keep_best), .def = "true",
+     .help = "keep the adapter of the lowest validation loss so far in OUTPUT_DIR/best/ (PEFT files and "
+             "ftune-best.json with its step and loss)"},
+    {.key = "eval.patience", .type = RK_INT, .off = F(eval.patience), .def = "0", .min = 0, .max = 1e6,
+     .help = "stop the run early after N evaluations in a row without a lower validation loss (0 = off); the run "
+             "then ends as a finished one"},
 
     {.key = "export.formats", .type = RK_ENUMS, .off = F(exports.formats), .def = "peft", .choices = "peft|gguf",
      .help = "adapter files written at the end: PEFT safetensors, llama.cpp LoRA GGUF, or both"},
     {.key = "export.merged", .type = RK_ENUM, .off = F(exports.merged), .def = "",
      .choices = "|f16|bf16|q8_0|q4_0|q4_k_m", .aliases = "none=",
      .help = "also write the base model merged with the adapter as a GGUF of this type (empty = no)"},
+    {.key = "export.from", .type = RK_ENUM, .off = F(exports.from), .def = "last", .choices = "last|best",
+     .help = "the adapter the formats and the merged model are made from: the last step's (final/) or the lowest "
+             "validation loss's (best/, needs validation data and eval.keep_best); written beside it"},
 
     {.key = "output_dir", .type = RK_PATH, .off = F(output_dir), .def = "",
      .help = "checkpoints, logs and exports (default: runs/RECIPE-NAME in the current directory, RECIPE-NAME being the recipe file name without .yaml)"},

@@ -116,6 +116,7 @@ static ft_status ft_run_dirs(ft_run_state *R) {
     snprintf(R->ckpt_dir, sizeof R->ckpt_dir, "%s/checkpoints", d);
     snprintf(R->samples_dir, sizeof R->samples_dir, "%s/samples", d);
     snprintf(R->final_dir, sizeof R->final_dir, "%s/final", d);
+    snprintf(R->best_dir, sizeof R->best_dir, "%s/best", d);
     snprintf(R->metrics_path, sizeof R->metrics_path, "%s/metrics.jsonl", d);
     snprintf(R->svg_path, sizeof R->svg_path, "%s/loss.svg", d);
     FT_TRY(ft_mkdir_p(R->dir));
@@ -132,6 +133,7 @@ static ft_status ft_run_dirs(ft_run_state *R) {
     ft_run_clean_stale(R->dir);
     ft_run_clean_stale(R->samples_dir);
     ft_run_clean_stale(R->final_dir);
+    ft_run_clean_stale(R->best_dir);
     return FT_OK;
 }
 
@@ -452,6 +454,13 @@ static ft_status ft_run_loop(ft_run_state *R) {
     ft_progress_init(&R->prog, R->total);
     R->t_start = ft_run_now();
     R->last_ckpt_time = R->t_start;
+    if (R->step < R->total && ft_run_patience_out(R)) {
+        ft_info("the run stopped early at step %lld (eval.patience %lld: no validation loss below %.4f, step %lld, "
+                "in %lld evaluations); writing the final adapter",
+                (long long)R->step, (long long)r->eval.patience, R->val.loss, (long long)R->val.step,
+                (long long)R->val.since);
+        return FT_OK;
+    }
     while (R->step < R->total) {
         if (ft_run_signal) return ft_run_interrupted(R);
         for (int64_t k = 0; k < R->K; k++) FT_TRY(ft_dataset_next(R->ds, &R->mb[k]));
@@ -481,6 +490,15 @@ static ft_status ft_run_loop(ft_run_state *R) {
             FT_TRY(ft_run_eval(R));
             ft_run_plot(R);
         }
+        const int early = !last && ft_run_patience_out(R);
+        if (early) {
+            ft_progress_clear(&R->prog);
+            ft_info("early stop at step %lld of %lld: %lld evaluations in a row without a validation loss below %.4f "
+                    "(step %lld; eval.patience %lld)",
+                    (long long)R->step, (long long)R->total, (long long)R->val.since, R->val.loss,
+                    (long long)R->val.step, (long long)r->eval.patience);
+            last = 1;
+        }
         int ckpt_on = r->checkpoint.every_steps > 0 || r->checkpoint.every_minutes > 0;
         int due = (r->checkpoint.every_steps > 0 && R->step % r->checkpoint.every_steps == 0) ||
                   (r->checkpoint.every_minutes > 0 && ft_run_now() - R->last_ckpt_time >= 60 * r->checkpoint.every_minutes);
@@ -489,6 +507,7 @@ static ft_status ft_run_loop(ft_run_state *R) {
             FT_TRY(ft_run_save_checkpoint(R));
         }
         ft_run_fault(R);
+        if (early) break;
     }
     ft_progress_clear(&R->prog);
     return FT_OK;
@@ -516,6 +535,7 @@ ft_status ft_run(const ft_recipe *r, const ft_run_opts *o) {
     ft_run_state R;
     memset(&R, 0, sizeof R);
     R.r = r, R.o = o, R.lock_fd = -1, R.last_ckpt_step = -1, R.last_eval_step = -1;
+    R.val = (ft_val_best){.loss = NAN, .step = -1, .since = 0};
     ft_sigsave save;
     ft_signals_install(&save);
     ft_status st;
@@ -549,6 +569,7 @@ ft_status ft_run(const ft_recipe *r, const ft_run_opts *o) {
     FT_CHECK_GOTO(st, ft_run_build_model(&R), done);
     FT_CHECK_GOTO(st, ft_run_plan(&R), done);
     if (o->resume) FT_CHECK_GOTO(st, ft_run_resume(&R), done);
+    ft_run_check_best(&R);
     if (r->checkpoint.every_steps == 0 && !(r->checkpoint.every_minutes > 0))
         ft_warn("checkpoint.every_steps and checkpoint.every_minutes are both 0: no checkpoint is written while the run "
                 "trains (SIGINT/SIGTERM still save one): a crash or SIGKILL loses all of it");

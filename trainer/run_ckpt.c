@@ -57,7 +57,7 @@ ft_status ft_run_save_checkpoint(ft_run_state *R) {
     FT_CHECK_GOTO(st, ft_backend_download(R->be, host + n, R->opt->m, 2 * n * 4), done); /* m then v */
     ft_ckpt_state s = {.step = R->step, .steps_total = R->total, .seed = (uint64_t)R->r->training.seed,
                        .n_params = n, .lora_r = R->lora->cfg.r, .lora_layers = R->lora->n_layers,
-                       .lora_targets = R->lora->cfg.targets, .adamw_t = R->opt->t, .guard = R->guard,
+                       .lora_targets = R->lora->cfg.targets, .adamw_t = R->opt->t, .guard = R->guard, .val = R->val,
                        .elapsed_s = ft_run_elapsed(R), .tokens_seen = R->tokens_seen};
     ft_dataset_get_cursor(R->ds, &s.cursor);
     char path[FT_PATH_MAX + 32];
@@ -171,6 +171,7 @@ ft_status ft_run_resume(ft_run_state *R) {
     FT_CHECK_GOTO(st, ft_backend_upload(R->be, R->opt->m, data + np, 2 * np * 4), done);
     R->opt->t = s.adamw_t;
     R->guard = s.guard;
+    R->val = s.val;
     R->step = s.step;
     R->elapsed_base = s.elapsed_s;
     R->tokens_seen = s.tokens_seen;

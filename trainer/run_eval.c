@@ -12,21 +12,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "export/export_util.h"
 #include "kernels/fileio.h"
 #include "kernels/log.h"
 #include "kernels/mem.h"
 #include "trainer/run_impl.h"
-
-static ft_status ft_write_text(const char *path, const char *text, size_t len) {
-    ft_afile af;
-    FT_TRY(ft_afile_open(&af, path));
-    ft_status st = ft_afile_write(&af, text, (int64_t)len);
-    if (st != FT_OK) {
-        ft_afile_abort(&af);
-        return st;
-    }
-    return ft_afile_commit(&af);
-}
 
 /* Greedy continuation of one prompt: *text (malloc'd) is the decoded new tokens. */
 static ft_status ft_complete(ft_run_state *R, const char *prompt, char **text, int64_t *n_new) {
@@ -97,7 +87,7 @@ static ft_status ft_write_samples(ft_run_state *R, double val_loss) {
     }
     char path[FT_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/step-%06lld.txt", R->samples_dir, (long long)R->step);
-    st = ft_write_text(path, out, len);
+    st = ft_write_bytes(path, out, len);
 #undef APPEND
 done:
     free(out);
@@ -128,6 +118,7 @@ ft_status ft_run_eval(ft_run_state *R) {
         if (ms != FT_OK) ft_warn("%s", ft_error_msg());
         ft_info("eval at step %lld: validation loss %.4f, perplexity %.3f (%lld tokens, %.1f s)", (long long)R->step,
                 val, exp(val), (long long)n, ft_run_now() - t0);
+        FT_CHECK_GOTO(st, ft_run_track_best(R, val), done);
     } else if (R->last_eval_step < 0) {
         ft_info("eval: no validation data (set data.val_fraction or data.valid); writing samples only");
     }
@@ -146,7 +137,7 @@ done:
 
 /* ---- final adapter ------------------------------------------------------------------------ */
 
-static ft_status ft_write_adapter_config(ft_run_state *R, const char *path) {
+ft_status ft_run_write_adapter_config(ft_run_state *R, const char *path) {
     const ft_recipe *r = R->r;
     cJSON *j = cJSON_CreateObject(), *mods = cJSON_CreateArray();
     ft_status st = FT_OK;
@@ -179,7 +170,7 @@ static ft_status ft_write_adapter_config(ft_run_state *R, const char *path) {
     }
     size_t len = strlen(text);
     text[len] = '\n'; /* the NUL becomes the final newline */
-    st = ft_write_text(path, text, len + 1);
+    st = ft_write_bytes(path, text, len + 1);
 done:
     cJSON_free(text);
     cJSON_Delete(j);
@@ -205,16 +196,22 @@ ft_status ft_run_write_final(ft_run_state *R) {
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", R->final_dir);
     FT_TRY(ft_lora_save(R->lora, R->be, path, 'p'));
     snprintf(path, sizeof path, "%s/adapter_config.json", R->final_dir);
-    FT_TRY(ft_write_adapter_config(R, path));
+    FT_TRY(ft_run_write_adapter_config(R, path));
     ft_progress_clear(&R->prog);
+    const int from_best = strcmp(R->r->exports.from, "best") == 0;
+    const char *src = from_best ? R->best_dir : R->final_dir;
+    struct stat sb;
+    if (from_best && ft_wants_more_exports(R->r) && (R->val.step < 0 || stat(src, &sb) != 0))
+        return FT_ERR(FT_E_ARG, "export.from: best: no validation loss was kept in %s (the evaluations gave none); "
+                                "export final/ with 'ftune export %s'", src, R->final_dir);
     if (ft_wants_more_exports(R->r)) {
         if (R->o->export_fn) {
-            FT_TRY(R->o->export_fn(R->o->export_user, R->r, R->final_dir));
+            FT_TRY(R->o->export_fn(R->o->export_user, R->r, src));
         } else {
             ft_info("export: formats \"%s\"%s%s are not produced by this run; the PEFT adapter is in %s",
                     R->r->exports.formats ? R->r->exports.formats : "",
                     R->r->exports.merged && R->r->exports.merged[0] ? ", merged " : "",
-                    R->r->exports.merged ? R->r->exports.merged : "", R->final_dir);
+                    R->r->exports.merged ? R->r->exports.merged : "", src);
         }
     }
     double val = ft_metrics_last_eval(R->metrics);
@@ -223,6 +220,9 @@ ft_status ft_run_write_final(ft_run_state *R) {
                (long long)R->step, val, exp(val));
     else
         printf("final adapter: %s (step %lld)\n", R->final_dir, (long long)R->step);
+    if (R->r->eval.keep_best && R->val.step >= 0)
+        printf("best adapter: %s (step %lld, validation loss %.4f, perplexity %.3f)%s\n", R->best_dir,
+               (long long)R->val.step, R->val.loss, exp(R->val.loss), from_best ? ": the exports are made from it" : "");
     fflush(stdout);
     return FT_OK;
 }

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "trainer/checkpoint.h"
 #include "trainer/dataset.h"
 #include "trainer/guard.h"
 #include "trainer/metrics.h"
@@ -21,6 +22,7 @@ typedef struct ft_run_state {
     const ft_recipe *r;
     const ft_run_opts *o;
     char dir[FT_PATH_MAX], ckpt_dir[FT_PATH_MAX], samples_dir[FT_PATH_MAX], final_dir[FT_PATH_MAX];
+    char best_dir[FT_PATH_MAX];
     char metrics_path[FT_PATH_MAX], svg_path[FT_PATH_MAX];
     int lock_fd;
 
@@ -50,6 +52,7 @@ typedef struct ft_run_state {
     int64_t last_ckpt_step;   /* -1: none written or loaded */
     double last_ckpt_time;
     int64_t last_eval_step;
+    ft_val_best val;          /* the lowest validation loss so far; best_dir holds its adapter (eval.keep_best) */
     char last_ckpt_path[FT_PATH_MAX + 32];
 
     int64_t fault_kill_step;  /* FT_FAULT_KILL_AFTER_STEP (0: off); test hook, see run.c */
@@ -71,8 +74,24 @@ ft_status ft_run_check_disk(const ft_run_state *R);
 /* Picks and loads the checkpoint named by R->o->resume; sets R->step etc. */
 ft_status ft_run_resume(ft_run_state *R);
 
+/* run_best.c */
+/* An evaluation's loss: a new lowest one is kept in best_dir (eval.keep_best), else it counts
+ * toward eval.patience. */
+ft_status ft_run_track_best(ft_run_state *R, double loss);
+/* At the start: best_dir must hold the adapter of the checkpoint's lowest loss. One written after
+ * the checkpoint (an abandoned future), half-written, or of an earlier run is moved aside, and a
+ * record it no longer matches starts over. */
+void ft_run_check_best(ft_run_state *R);
+/* eval.patience evaluations in a row without a new lowest validation loss. */
+int ft_run_patience_out(const ft_run_state *R);
+
 /* run_eval.c */
+/* best/ and final/'s adapter_config.json (PEFT). */
+ft_status ft_run_write_adapter_config(ft_run_state *R, const char *path);
+/* Validation loss and samples, and the lowest loss's tracking (run_best.c). */
 ft_status ft_run_eval(ft_run_state *R);
+/* final/: the last step's adapter; then the exports of export.formats / export.merged, made from
+ * final/ or best/ (export.from). */
 ft_status ft_run_write_final(ft_run_state *R);
 
 #endif
