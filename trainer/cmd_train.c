@@ -1,6 +1,6 @@
 /* cmd_train.c: `ftune train`, two ways.
  *
- *   ftune train RECIPE.yaml [--set key=value]... [--resume [latest|CKPT]] [--resume-fallback]
+ *   ftune train RECIPE.yaml [--set key=value]... [--resume [latest|auto|CKPT]] [--resume-fallback]
  *       a recipe run (trainer/run.h): JSONL data, checkpoints, resume, metrics, evaluation, final/.
  *   ftune train --model DIR --tokens FILE [--steps N --lr X ...]
  *       the flag mode over token-id data (tests and reference comparisons): one line per
@@ -50,7 +50,9 @@ static const ft_opt ft_train_opts[] = {
     {"device", FT_OPT_STR, "auto|cpu|cuda", "auto", "compute backend (auto: cuda when a GPU is present)"},
     {"threads", FT_OPT_INT, "N", "0", "CPU threads (0: all cores)"},
     {"set", FT_OPT_LIST, "KEY=VALUE", NULL, "with a recipe: override a recipe key (repeatable)"},
-    {"resume", FT_OPT_STR, "[latest|CKPT]", NULL, "with a recipe: continue from the newest (or the given) checkpoint"},
+    {"resume", FT_OPT_STR, "[latest|auto|CKPT]", NULL,
+     "with a recipe: continue from the newest (or the given) checkpoint; auto: the newest if there is one, else start "
+     "(one command line for a job a scheduler may requeue)"},
     {"resume-fallback", FT_OPT_FLAG, NULL, NULL, "with --resume: if the checkpoint is corrupt, use the previous one"},
 };
 

@@ -531,7 +531,9 @@ static void ft_run_free(ft_run_state *R) {
     if (R->lock_fd >= 0) close(R->lock_fd);
 }
 
-ft_status ft_run(const ft_recipe *r, const ft_run_opts *o) {
+ft_status ft_run(const ft_recipe *r, const ft_run_opts *opts) {
+    ft_run_opts eff = *opts; /* --resume auto becomes latest or nothing, once the checkpoints are listed */
+    const ft_run_opts *o = &eff;
     ft_run_state R;
     memset(&R, 0, sizeof R);
     R.r = r, R.o = o, R.lock_fd = -1, R.last_ckpt_step = -1, R.last_eval_step = -1;
@@ -547,6 +549,10 @@ ft_status ft_run(const ft_recipe *r, const ft_run_opts *o) {
         FT_CHECK_GOTO(st, ft_ckpt_list(R.ckpt_dir, &steps, &n), done);
         int64_t newest = n ? steps[n - 1] : -1;
         free(steps);
+        if (o->resume && strcmp(o->resume, "auto") == 0) {
+            eff.resume = newest >= 0 ? "latest" : NULL;
+            if (newest < 0) ft_info("--resume auto: no checkpoint in %s: starting the run", R.ckpt_dir);
+        }
         if (o->resume && newest < 0 && strcmp(o->resume, "latest") == 0) {
             st = FT_ERR(FT_E_ARG, "%s: no checkpoint to resume from (run 'ftune train %s' without --resume to start)",
                         R.ckpt_dir, o->recipe_path ? o->recipe_path : "RECIPE");

@@ -45,7 +45,7 @@ typedef ft_status (*ft_export_fn)(void *user, const ft_recipe *r, const char *fi
 
 typedef struct ft_run_opts {
     const char *recipe_path;  /* as the user typed it, for the resume hint */
-    const char *resume;       /* NULL: a new run; "latest" or a checkpoint file */
+    const char *resume;       /* NULL: a new run; "latest", "auto" (latest if any, else new) or a checkpoint file */
     int resume_fallback;      /* on a corrupt checkpoint, use the previous good one */
     ft_export_fn export_fn;
     void *export_user;

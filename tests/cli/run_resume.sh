@@ -126,5 +126,17 @@ cmp -s "$tmp/a/final/adapter_model.safetensors" "$tmp/c/final/adapter_model.safe
 diff <(strip "$tmp/a/metrics.jsonl") <(strip "$tmp/c/metrics.jsonl") >/dev/null \
   && ok "run C metrics agree with run A's" || bad "run C metrics differ"
 
+# --- D: --resume auto, one command line for a job that may be requeued: starts when there is no
+# checkpoint, resumes when there is one, and ends byte-identical to A ---------------------------
+FT_FAULT_KILL_AFTER_STEP=13 "$ftune" train "$recipe" "${common[@]}" --set output_dir="$tmp/d" --resume auto \
+  >/dev/null 2>"$tmp/d1.err"
+grep -q -- "--resume auto: no checkpoint in $tmp/d/checkpoints: starting the run" "$tmp/d1.err" \
+  && ok "--resume auto without a checkpoint starts the run" || bad "--resume auto, first launch: $(tail -2 "$tmp/d1.err")"
+"$ftune" train "$recipe" "${common[@]}" --set output_dir="$tmp/d" --resume auto >/dev/null 2>"$tmp/d2.err"; rc=$?
+[ $rc -eq 0 ] && grep -q "resumed from [^ ]*step-000012.ckpt at step 12" "$tmp/d2.err" \
+  && cmp -s "$tmp/a/final/adapter_model.safetensors" "$tmp/d/final/adapter_model.safetensors" \
+  && ok "the same command resumes from step 12 and ends byte-identical to run A" \
+  || bad "--resume auto, relaunch: exit $rc $(tail -2 "$tmp/d2.err")"
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
