@@ -295,10 +295,10 @@ ft_status ft_dataset_open(ft_dataset **out, const ft_recipe *r, const char *outp
     FT_CHECK_GOTO(st, ft_pack_build(&ds->valid, &po, &ds->valid_plan), fail);
     char line[256];
     ft_pack_stats_str(&ds->train_plan.stats, ds->train_packing, sizeof ds->train_packing);
-    ft_info("data: train %lld examples -> %s", (long long)ds->train.n, ds->train_packing);
+    ft_info("data: train %s", ds->train_packing); /* the stats start with "N examples -> ..." */
     if (ds->valid_plan.n_rows > 0) {
         ft_pack_stats_str(&ds->valid_plan.stats, line, sizeof line);
-        ft_info("data: valid %lld examples -> %s", (long long)ds->valid.n, line);
+        ft_info("data: valid %s", line);
     }
     if (ds->train_plan.n_rows < 1) {
         st = FT_ERR(FT_E_FORMAT, "data.train: nothing left to train on after packing into data.seq_len %lld (%lld "
