@@ -388,6 +388,66 @@ static void check_epochs(void) {
     free(p);
 }
 
+/* Evaluations in the estimate (plan_time.c): how many, the validation tokens each forwards (eval.max_batches,
+ * or the validation split's rows from its index), their time at the step's rates, and the hours. */
+static void check_evals(void) {
+    char out[4200], data[4300], idx[4400], s_out[4300];
+    snprintf(out, sizeof out, "%s/evals-run", ft_test_tmpdir());
+    snprintf(data, sizeof data, "%s/data", out);
+    mkdir(out, 0755);
+    mkdir(data, 0755);
+    snprintf(s_out, sizeof s_out, "output_dir=%s", out);
+    ft_plan *p = calloc(1, sizeof *p);
+    /* 100 steps, every 30: at 30, 60, 90 and the end; 5 micro-batches of 2 x 1024 tokens each */
+    const char *mb[] = {"training.steps=100", "eval.every_steps=30", "eval.max_batches=5", "data.val_fraction=0.1",
+                        "data.seq_len=1024", "training.micro_batch=2", "data.packing=none", s_out};
+    plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", mb, 8);
+    FT_CHECK(p->n_evals == 4 && p->eval_tokens == 5 * 2 * 1024, "every 30 of 100 steps: %lld evaluations of %lld tokens",
+             (long long)p->n_evals, (long long)p->eval_tokens);
+    /* a validation micro-batch: 2 (N_blocks + N_head) FLOPs a token in GEMMs and A_fwd in attention, at
+     * the training step's rates, and one dequantization pass as hidden as in training */
+    const ft_model_dims *d = &p->dims;
+    const double N = 2048, gemm = p->dev.gemm_eff * p->dev.peak_tflops * 1e12;
+    const double want = 5 * (N * 2.0 * (double)(p->n_blocks + p->n_head) / gemm +
+                             N * 2.0 * (double)(d->L * d->H * d->D) * 1024 / (p->dev.attn_tflops * 1e12) +
+                             (double)(p->line[FT_PLAN_LINEARS].bytes + 2 * p->n_blocks) /
+                                 (p->dev.mem_gbps * p->dev.bw_eff * 1e9) * (1 - p->dev.dequant_hidden));
+    FT_CHECK(!(fabs(p->eval_valid_s - want) > 1e-9 * want), "validation forward %.6f s, expected %.6f", p->eval_valid_s,
+             want);
+    FT_CHECK(p->eval_gen_s == 0 && !(fabs(p->eval_s - 4 * want) > 1e-9 * want), "no prompts: %.6f s in all",
+             p->eval_s);
+    const double train_s = (double)p->total_tokens / p->tokens_per_s;
+    FT_CHECK(!(fabs(p->hours * 3600 - (train_s + p->eval_s)) > 1e-6), "hours = steps + evaluations (%.3f h)",
+             p->hours);
+    /* decoding: one forward per new token, bound on an H100 by the weights it reads */
+    const char *gen[] = {"training.steps=100", "eval.every_steps=0", "eval.prompts=Once upon a time",
+                         "eval.max_new_tokens=10", s_out};
+    plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", gen, 5);
+    const double w = 10 * ((double)p->line[FT_PLAN_LINEARS].bytes + 4.0 * (double)p->n_blocks + 2.0 * (double)p->n_head) /
+                     (p->dev.mem_gbps * p->dev.bw_eff * 1e9);
+    FT_CHECK(p->n_evals == 1 && p->eval_tokens == 0 && !(fabs(p->eval_gen_s - w) > 1e-9 * w),
+             "one evaluation at the end, 10 tokens decoded: %.4f s, expected %.4f", p->eval_gen_s, w);
+    /* the validation rows from the split's index beside the training one: 40 examples of 100 tokens,
+     * one per 128-token row -> 40 rows, 10 micro-batches of 4 */
+    snprintf(idx, sizeof idx, "%s/train-0123456789abcdef.index.json", data);
+    FILE *f = fopen(idx, "w");
+    if (f) fputs("{\"format\": \"ftune-shards\", \"n_examples\": 1000, \"n_tokens\": 100000, \"shards\": []}\n", f), fclose(f);
+    snprintf(idx, sizeof idx, "%s/valid-0123456789abcdef.index.json", data);
+    f = fopen(idx, "w");
+    if (f) fputs("{\"format\": \"ftune-shards\", \"n_examples\": 40, \"n_tokens\": 4000, \"shards\": []}\n", f), fclose(f);
+    const char *rows[] = {"training.steps=100", "eval.every_steps=50", "data.val_fraction=0.1", "data.seq_len=128",
+                          "training.micro_batch=4", s_out};
+    plan_cfg(p, "Qwen3-14B", "h100", rows, 6);
+    FT_CHECK(p->valid_rows == 40 && p->n_evals == 2 && p->eval_tokens == 40 * 128,
+             "validation rows from the index: %.0f rows, %lld evaluations of %lld tokens", p->valid_rows,
+             (long long)p->n_evals, (long long)p->eval_tokens);
+    remove(idx);
+    plan_cfg(p, "Qwen3-14B", "h100", rows, 6);
+    FT_CHECK(p->valid_rows == 0 && p->eval_tokens == -1, "no validation index, no max_batches: unknown (%lld)",
+             (long long)p->eval_tokens);
+    free(p);
+}
+
 /* training.keep_attention: every layer keeps its attention output [N, H*D] bf16 and lse [N, H] f32
  * (the one-layer working set no longer holds its own pair: L-1 pairs more), the attention FLOPs the
  * step runs drop from 4.5 to 3.5 A_fwd (F, the issue's nominal count, stays), and a plan without it
@@ -587,6 +647,7 @@ int main(void) {
     }
     check_run("models/stories260K", "nf4", 8, 128, 8, "all", 1);
     check_run("models/stories260K", "nf4", 4, 256, 16, "q_proj,k_proj,v_proj,o_proj", 0);
+    check_evals();
     /* docs/recipes.md's device table is the one the plan uses */
     ft_test_doc_section("docs/recipes.md", "devices", "ftune plan --devices", ft_plan_devices_doc);
     /* on a GPU: the bf16 checkpoint (the plan assumes 16-bit = bf16 on CUDA) */

@@ -571,7 +571,8 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     ft_plan_steps(p, r);
     ft_plan_disk(p, r);
     p->total_tokens = p->steps * p->tokens_per_step;
-    p->hours = (double)p->total_tokens / p->tokens_per_s / 3600.0;
+    ft_plan_eval_time(p, r);
+    p->hours = ((double)p->total_tokens / p->tokens_per_s + p->eval_s) / 3600.0;
     return FT_OK;
 }
 

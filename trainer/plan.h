@@ -212,7 +212,15 @@ typedef struct ft_plan {
     int64_t steps;            /* 0: unknown (epochs without a dataset index) */
     char steps_from[4800];
     int64_t total_tokens;
-    double tokens_per_s, step_s, hours; /* step_s = grad_accum x micro_s + the optimizer's part */
+    double tokens_per_s, step_s, hours; /* step_s = grad_accum x micro_s + the optimizer's part; hours: the
+                                         * training steps and the evaluations */
+    /* evaluations (plan_time.c): every eval.every_steps and at the end, each a forward over the
+     * validation rows (eval.max_batches micro-batches at most) and greedy decoding of eval.prompts */
+    double valid_rows;        /* validation rows (the dataset index's valid split; 0: unknown) */
+    int64_t n_evals;          /* evaluations in the run (at most: eval.patience may end it sooner) */
+    int64_t eval_tokens;      /* validation tokens forwarded per evaluation (-1: unknown) */
+    double eval_valid_s, eval_gen_s; /* seconds per evaluation: the validation forward, the samples */
+    double eval_s;            /* all evaluations' seconds, in hours */
 
     /* disk: what the run writes under output_dir (plan_data.c), against what its filesystem has free */
     int64_t disk_ckpt;        /* one checkpoint, at most: LoRA parameters and AdamW's m and v in f32 */

@@ -131,7 +131,29 @@ void ft_plan_data(ft_plan *p, const ft_recipe *r, double attn_len) {
     }
 }
 
+/* Packed rows of T tokens, approximately: whole examples per row, and at least tokens / T rows. */
+static double pd_rows(const ft_plan *p, const ft_recipe *r, int64_t tokens, int64_t examples) {
+    double avg = examples > 0 ? (double)tokens / (double)examples : 1.0, per_row = floor((double)p->T / avg);
+    if (per_row < 1 || strcmp(r->data.packing, "none") == 0) per_row = 1;
+    return fmax(ceil((double)tokens / (double)p->T), ceil((double)examples / per_row));
+}
+
 void ft_plan_steps(ft_plan *p, const ft_recipe *r) {
+    /* the validation split's index beside the training one (same fingerprint): its rows */
+    p->valid_rows = 0;
+    if (p->data_index[0]) {
+        char vpath[sizeof p->data_index];
+        snprintf(vpath, sizeof vpath, "%s", p->data_index);
+        char *base = strrchr(vpath, '/');
+        base = base ? base + 1 : vpath;
+        int64_t vt = 0, ve = 0, vb = 0;
+        double vs = 0;
+        const int drop = strcmp(r->data.long_examples, "drop") == 0;
+        if (strncmp(base, "train-", 6) == 0) {
+            memcpy(base, "valid", 5); /* train-<fp>.index.json -> valid-<fp>.index.json */
+            if (pd_read_index(vpath, p->T, drop, &vt, &ve, &vb, &vs) && ve > 0) p->valid_rows = pd_rows(p, r, vt, ve);
+        }
+    }
     if (r->training.steps > 0) {
         p->steps = r->training.steps;
         snprintf(p->steps_from, sizeof p->steps_from, "training.steps");
@@ -144,10 +166,7 @@ void ft_plan_steps(ft_plan *p, const ft_recipe *r) {
         return;
     }
     const int64_t tokens = p->data_tokens, examples = p->data_examples;
-    /* packed rows, approximately: whole examples per row, and rows at least tokens / seq_len */
-    double avg = examples > 0 ? (double)tokens / (double)examples : 1.0, per_row = floor((double)p->T / avg);
-    if (per_row < 1 || strcmp(r->data.packing, "none") == 0) per_row = 1;
-    double rows = fmax(ceil((double)tokens / (double)p->T), ceil((double)examples / per_row));
+    const double rows = pd_rows(p, r, tokens, examples);
     /* (the cached index is the train split already: no val_fraction to take off) */
     p->steps = (int64_t)ceil(r->training.epochs * rows / (double)(p->B * p->K));
     if (p->steps < 1) p->steps = 1;

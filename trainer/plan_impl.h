@@ -30,5 +30,7 @@ void ft_plan_steps(ft_plan *p, const ft_recipe *r);
 /* plan_data.c: p->disk_*: what the run writes (needs lora_params, cfg and the index read) and what
  * output_dir's filesystem has free. */
 void ft_plan_disk(ft_plan *p, const ft_recipe *r);
+/* plan_time.c: n_evals, eval_tokens, eval_*_s from the steps, the validation rows and the rates. */
+void ft_plan_eval_time(ft_plan *p, const ft_recipe *r);
 
 #endif

@@ -189,7 +189,19 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
     if (p->steps > 0) {
         fprintf(f, "  %-28s %lld (%s)\n", "steps", (long long)p->steps, p->steps_from);
         fprintf(f, "  %-28s %s\n", "total tokens", ft_plan_si((double)p->total_tokens, "", b1, sizeof b1));
-        fprintf(f, "  %-28s %s\n", "estimated time", pl_duration(p->hours * 3600.0, b1, sizeof b1));
+        if (p->n_evals > 0) {
+            char b2[48], b3[48], b4[48];
+            if (p->eval_tokens >= 0)
+                snprintf(b4, sizeof b4, "%s validation tokens", ft_plan_si((double)p->eval_tokens, "", b3, sizeof b3));
+            else
+                snprintf(b4, sizeof b4, "validation rows unknown until `ftune data`");
+            fprintf(f, "  %-28s %lld x (%s: %s; %d prompt%s x %lld tokens decoded: %s) = %s\n", "evaluations",
+                    (long long)p->n_evals, b4, pl_duration(p->eval_valid_s, b1, sizeof b1), r->eval.n_prompts,
+                    r->eval.n_prompts == 1 ? "" : "s", (long long)r->eval.max_new_tokens,
+                    pl_duration(p->eval_gen_s, b2, sizeof b2), pl_duration(p->eval_s, b3, sizeof b3));
+        }
+        fprintf(f, "  %-28s %s%s\n", "estimated time", pl_duration(p->hours * 3600.0, b1, sizeof b1),
+                p->n_evals > 0 ? " (the steps and the evaluations)" : "");
     } else {
         fprintf(f, "  %-28s %s\n", "steps", p->steps_from);
         fprintf(f, "  %-28s %s per million tokens\n", "estimated time",

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "trainer/plan.h"
 #include "trainer/plan_impl.h"
@@ -183,4 +184,54 @@ void ft_plan_time_model(ft_plan *p, const ft_recipe *r, double tflops) {
     p->step_s = p->micro_s * (double)p->K + opt_s;
     p->tokens_per_s = (double)p->tokens_per_step / p->step_s;
     p->tflops = p->flat ? tflops : p->flops_per_token * p->tokens_per_s / 1e12;
+}
+
+/* ---- evaluations --------------------------------------------------------------------------------
+ * ft_run_eval (trainer/run_eval.c): a forward over the validation rows, micro-batch by micro-batch
+ * (at most eval.max_batches), then each prompt of eval.prompts decoded greedily for up to
+ * eval.max_new_tokens, one full forward per new token (no KV cache) whose logits are taken at the
+ * last position only. A validation micro-batch costs its GEMMs and attention at the step's rates
+ * and one dequantization pass, hidden as in training; a decoding forward of a few dozen tokens is
+ * bound by the weights it reads: dequantization (not hidden: the GEMMs are too short) and the BF16
+ * copies read by the GEMMs, or its FLOPs on the CPU. */
+void ft_plan_eval_time(ft_plan *p, const ft_recipe *r) {
+    const ft_model_dims *d = &p->dims;
+    const ft_plan_device *v = &p->dev;
+    const int has_valid = r->data.n_valid > 0 || r->data.val_fraction > 0;
+    p->n_evals = 0, p->eval_tokens = 0, p->eval_valid_s = p->eval_gen_s = p->eval_s = 0;
+    if (p->steps <= 0 || (!has_valid && r->eval.n_prompts == 0)) return;
+    const int64_t every = r->eval.every_steps;
+    p->n_evals = every > 0 ? p->steps / every + (p->steps % every != 0) : 1; /* and always at the end */
+    const double gemm = v->gemm_eff * v->peak_tflops * 1e12, attn = v->attn_tflops * 1e12;
+    const double bw = v->mem_gbps * v->bw_eff * 1e9;
+    const double fwd = 2.0 * (double)(p->n_blocks + p->n_head), a_fwd = 2.0 * (double)d->L * (double)(d->H * d->D);
+    const int nf4 = p->linear_dtype == FT_NF4 && bw > 0;
+    const double codes = (double)p->line[FT_PLAN_LINEARS].bytes, bf16 = 2.0 * (double)p->n_blocks;
+    if (has_valid) {
+        double batches = p->valid_rows > 0 ? ceil(p->valid_rows / (double)p->B) : 0;
+        if (r->eval.max_batches > 0 && (batches == 0 || batches > (double)r->eval.max_batches))
+            batches = (double)r->eval.max_batches; /* at most that many, whatever the split holds */
+        if (batches > 0) {
+            const double N = (double)(p->B * p->T);
+            p->eval_tokens = (int64_t)(batches * N);
+            const double mb = N * fwd / gemm + N * a_fwd * p->attn_len / attn +
+                              (nf4 ? (codes + bf16) / bw * (1.0 - v->dequant_hidden) : 0.0);
+            p->eval_valid_s = batches * mb;
+        } else {
+            p->eval_tokens = -1; /* no index of the validation split yet, and no eval.max_batches */
+        }
+    }
+    for (int i = 0; i < r->eval.n_prompts; i++) {
+        /* the prompt's tokens, about: 4 bytes a token, and a chat template's wrapping */
+        const double P = (double)strlen(r->eval.prompts[i]) / 4.0 + 16.0, G = (double)r->eval.max_new_tokens;
+        const double toks = G * P + G * (G - 1) / 2.0; /* sum of the forwards' lengths */
+        const double flops = toks * 2.0 * (double)p->n_blocks + G * 2.0 * (double)p->n_head;
+        double s = flops / gemm;
+        if (bw > 0) {
+            const double weights = G * ((nf4 ? codes + 2.0 * bf16 : bf16) + 2.0 * (double)p->n_head) / bw;
+            s = fmax(s, weights);
+        }
+        p->eval_gen_s += s;
+    }
+    p->eval_s = (double)p->n_evals * (p->eval_valid_s + p->eval_gen_s);
 }
