@@ -16,6 +16,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "data/chat_prompt.h"
 #include "data/chat_template.h"
 #include "data/jsonl.h"
 #include "data/pack.h"
@@ -86,7 +87,7 @@ static void test_goldens(void) {
     if (!root) return;
     ft_rendered r = {0};
     ft_encoded e = {0};
-    int n_text = 0, n_ids = 0, n_cases = 0;
+    int n_text = 0, n_ids = 0, n_cases = 0, n_prompt = 0;
     const cJSON *c;
     cJSON_ArrayForEach(c, cJSON_GetObjectItem(root, "cases")) {
         const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
@@ -121,8 +122,22 @@ static void test_goldens(void) {
                           (long long)e.n, (long long)nw, (long long)bad_id);
         ok &= FT_CHECK(bad_mask < 0, "%s: assistant mask (first mismatch at token %lld)", name, (long long)bad_mask);
         n_ids += ok;
+        /* a user turn for generation: what training's samples and `ftune generate --chat` encode */
+        if (strstr(name, "/user_prompt") && o.add_generation_prompt && n == 1) {
+            int32_t *pids = NULL;
+            int64_t np = 0;
+            ft_render_opts po = {.tmpl = o.tmpl};
+            FT_CHECK_OK(ft_chat_prompt_ids(tok, &po, msgs[0].content, &pids, &np));
+            int same = np == nw;
+            for (int64_t i = 0; same && i < np; i++) same = pids[i] == cJSON_GetArrayItem(ids, (int)i)->valueint;
+            FT_CHECK(same, "%s: ft_chat_prompt_ids gives the ids of apply_chat_template(add_generation_prompt=True)",
+                     name);
+            n_prompt += same;
+            free(pids);
+        }
     }
     printf("goldens: %d/%d rendered strings and %d id+mask sequences match transformers\n", n_text, n_cases, n_ids);
+    FT_CHECK(n_prompt == 4, "%d of 4 generation prompts (llama3, llama3.1, qwen2.5, qwen3) checked", n_prompt);
     ft_rendered_free(&r);
     ft_encoded_free(&e);
     cJSON_Delete(root);

@@ -1,12 +1,14 @@
-/* cmd_eval.c: `ftune eval`: mean next-token loss and perplexity of a model over token-id
- * sequences, optionally dumping the logits as raw little-endian float32 [sequences, positions, V]
- * (sequences of unequal length are written back to back). */
+/* cmd_eval.c: `ftune eval`: mean next-token loss and perplexity of a model (with a LoRA adapter
+ * applied on the fly, --adapter) over token-id sequences, optionally dumping the logits as raw
+ * little-endian float32 [sequences, positions, V] (sequences of unequal length are written back
+ * to back). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "kernels/fileio.h"
 #include "kernels/mem.h"
+#include "trainer/adapter_attach.h"
 #include "trainer/cli.h"
 #include "trainer/commands.h"
 #include "trainer/loader.h"
@@ -16,6 +18,7 @@ static const ft_opt ft_eval_opts[] = {
     {"model", FT_OPT_STR, "DIR", NULL, "Hugging Face model directory (config.json + safetensors)"},
     {"tokens", FT_OPT_STR, "FILE", NULL, "token ids, one sequence per line"},
     {"quant", FT_OPT_STR, "nf4|none", "none", "storage of the frozen linear weights"},
+    {"adapter", FT_OPT_STR, "DIR", NULL, "a LoRA adapter applied on the fly: PEFT directory, or a run's (final/; RUN/best)"},
     {"dump-logits", FT_OPT_STR, "OUT", NULL, "write logits as float32 [sequences, positions, vocab]"},
     {"device", FT_OPT_STR, "auto|cpu|cuda", "auto", "compute backend (auto: cuda when a GPU is present)"},
     {"threads", FT_OPT_INT, "N", "0", "CPU threads (0: all cores)"},
@@ -27,6 +30,7 @@ ft_status ft_cmd_eval(int argc, char **argv) {
     ft_status st = ft_cli_parse(&cli, argc, argv);
     ft_backend *be = NULL;
     ft_model *model = NULL;
+    ft_lora *lora = NULL;
     ft_token_seqs seqs = {0};
     ft_afile dump = {0};
     int32_t *labels = NULL;
@@ -36,7 +40,7 @@ ft_status ft_cmd_eval(int argc, char **argv) {
         ft_cli_usage(&cli);
         goto done;
     }
-    const char *dir, *tokens, *quant_s, *device, *dump_path;
+    const char *dir, *tokens, *quant_s, *device, *dump_path, *adapter;
     int64_t threads;
     ft_load_opts lo = {0};
     FT_CHECK_GOTO(st, ft_cli_req(&cli, "model", &dir), done);
@@ -44,12 +48,14 @@ ft_status ft_cmd_eval(int argc, char **argv) {
     FT_CHECK_GOTO(st, ft_cli_str(&cli, "quant", &quant_s), done);
     FT_CHECK_GOTO(st, ft_cli_str(&cli, "device", &device), done);
     FT_CHECK_GOTO(st, ft_cli_str(&cli, "dump-logits", &dump_path), done);
+    FT_CHECK_GOTO(st, ft_cli_str(&cli, "adapter", &adapter), done);
     FT_CHECK_GOTO(st, ft_cli_int(&cli, "threads", &threads), done);
     FT_CHECK_GOTO(st, ft_quant_parse(quant_s, &lo.quant), done);
 
     FT_CHECK_GOTO(st, ft_token_file_read(tokens, &seqs), done);
     FT_CHECK_GOTO(st, ft_backend_open(&be, device, (int)threads), done);
     FT_CHECK_GOTO(st, ft_model_load(&model, be, dir, &lo), done);
+    if (adapter) FT_CHECK_GOTO(st, ft_model_attach_adapter(model, be, adapter, &lora), done);
     const ft_model_dims *d = ft_model_get_dims(model);
     if (dump_path) FT_CHECK_GOTO(st, ft_afile_open(&dump, dump_path), done);
 
@@ -93,6 +99,8 @@ done:
     free(labels);
     free(logits);
     ft_token_seqs_free(&seqs);
+    if (model) ft_model_set_lora(model, NULL);
+    ft_lora_free(lora, be);
     ft_model_free(model);
     ft_backend_free(be);
     ft_cli_free(&cli);

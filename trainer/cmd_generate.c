@@ -1,14 +1,19 @@
 /* cmd_generate.c: `ftune generate`: greedy (temperature 0) or temperature/top-p sampling from a
- * prompt of token ids, printing the ids (prompt included) on one line. Without a KV cache each
- * step re-runs the prompt; fine for the small models this is meant for (demo, checks). */
+ * prompt of token ids or text, printing the ids (prompt included) on one line or the text; with
+ * --adapter through a LoRA adapter applied on the fly (a run's final/ or best/), and with --chat
+ * the prompt as a user turn of the chat template, stopping where the assistant's turn ends: the
+ * quick look at what an overnight run made, before exporting it. Without a KV cache each step
+ * re-runs the prompt. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/chat_prompt.h"
 #include "data/tokenizer.h"
 #include "kernels/mem.h"
 #include "kernels/rng.h"
+#include "trainer/adapter_attach.h"
 #include "trainer/cli.h"
 #include "trainer/commands.h"
 #include "trainer/loader.h"
@@ -18,7 +23,11 @@ static const ft_opt ft_gen_opts[] = {
     {"model", FT_OPT_STR, "DIR", NULL, "Hugging Face model directory"},
     {"tokens", FT_OPT_STR, "IDS", "1", "prompt token ids, e.g. \"1 403 11\""},
     {"prompt", FT_OPT_STR, "TEXT", NULL, "prompt text, encoded with the model's tokenizer.json (BOS added)"},
-    {"text", FT_OPT_FLAG, NULL, NULL, "print the decoded text instead of ids"},
+    {"text", FT_OPT_FLAG, NULL, NULL, "print the decoded text instead of ids (with --chat: the reply only)"},
+    {"chat", FT_OPT_STR, "TEMPLATE", NULL,
+     "--prompt as a user turn of this chat template (auto: the tokenizer's; llama3.1, qwen3, mistral, ...), "
+     "stopping at the end of the assistant's turn"},
+    {"adapter", FT_OPT_STR, "DIR", NULL, "a LoRA adapter applied on the fly: PEFT directory, or a run's (final/; RUN/best)"},
     {"n", FT_OPT_INT, "N", "32", "tokens to generate"},
     {"temperature", FT_OPT_FLOAT, "T", "0", "0 for greedy argmax"},
     {"top-p", FT_OPT_FLOAT, "P", "0.9", "nucleus sampling mass (with temperature > 0)"},
@@ -65,6 +74,7 @@ ft_status ft_cmd_generate(int argc, char **argv) {
     ft_status st = ft_cli_parse(&cli, argc, argv);
     ft_backend *be = NULL;
     ft_model *model = NULL;
+    ft_lora *lora = NULL;
     ft_token_seqs prompt = {0}, stop = {0};
     int32_t *ids = NULL;
     float *logits = NULL;
@@ -76,7 +86,8 @@ ft_status ft_cmd_generate(int argc, char **argv) {
         ft_cli_usage(&cli);
         goto done;
     }
-    const char *dir, *tok_s, *quant_s, *device, *stop_s, *prompt_s;
+    const char *dir, *tok_s, *quant_s, *device, *stop_s, *prompt_s, *chat_s, *adapter;
+    int32_t turn_end[2] = {-1, -1}; /* with --chat: the template's end of turn and EOS */
     int64_t n, seed, threads;
     double temp, top_p;
     ft_load_opts lo = {0};
@@ -91,6 +102,12 @@ ft_status ft_cmd_generate(int argc, char **argv) {
     FT_CHECK_GOTO(st, ft_cli_str(&cli, "quant", &quant_s), done);
     FT_CHECK_GOTO(st, ft_cli_str(&cli, "device", &device), done);
     FT_CHECK_GOTO(st, ft_cli_int(&cli, "threads", &threads), done);
+    FT_CHECK_GOTO(st, ft_cli_str(&cli, "chat", &chat_s), done);
+    FT_CHECK_GOTO(st, ft_cli_str(&cli, "adapter", &adapter), done);
+    if (chat_s && !prompt_s) {
+        st = FT_ERR(FT_E_ARG, "generate: --chat needs --prompt TEXT");
+        goto done;
+    }
     if (n < 0 || temp < 0 || !(top_p > 0 && top_p <= 1)) {
         st = FT_ERR(FT_E_ARG, "generate: need -n >= 0, --temperature >= 0 and 0 < --top-p <= 1");
         goto done;
@@ -100,7 +117,26 @@ ft_status ft_cmd_generate(int argc, char **argv) {
     if (prompt_s) {
         int32_t *pids = NULL;
         int64_t np = 0;
-        FT_CHECK_GOTO(st, ft_tok_encode(tok, prompt_s, (int64_t)strlen(prompt_s), 1, &pids, &np), done);
+        if (chat_s) {
+            ft_render_opts ro = {0};
+            ft_render_opts_from_tok(&ro, tok);
+            if (strcmp(chat_s, "auto") == 0) {
+                const char *jinja = ft_tok_chat_template(tok);
+                st = jinja ? ft_chat_template_detect(jinja, &ro.tmpl)
+                           : FT_ERR(FT_E_ARG, "%s: the tokenizer has no chat_template: name one with --chat", dir);
+                if (st != FT_OK) {
+                    st = ft_error_wrap(FT_E_ARG, "generate --chat auto");
+                    goto done;
+                }
+            } else if ((st = ft_chat_template_parse(chat_s, &ro.tmpl)) != FT_OK) {
+                st = ft_error_wrap(FT_E_ARG, "generate --chat");
+                goto done;
+            }
+            FT_CHECK_GOTO(st, ft_chat_prompt_ids(tok, &ro, prompt_s, &pids, &np), done);
+            turn_end[0] = ft_chat_turn_end_id(tok, ro.tmpl), turn_end[1] = ft_tok_eos_id(tok);
+        } else {
+            FT_CHECK_GOTO(st, ft_tok_encode(tok, prompt_s, (int64_t)strlen(prompt_s), 1, &pids, &np), done);
+        }
         prompt.ids = pids, prompt.n = 1;
         st = ft_malloc((void **)&prompt.start, 2 * sizeof *prompt.start, "prompt");
         if (st != FT_OK) goto done;
@@ -111,6 +147,7 @@ ft_status ft_cmd_generate(int argc, char **argv) {
     if (stop_s) FT_CHECK_GOTO(st, ft_token_list_parse(stop_s, "--stop", &stop), done);
     FT_CHECK_GOTO(st, ft_backend_open(&be, device, (int)threads), done);
     FT_CHECK_GOTO(st, ft_model_load(&model, be, dir, &lo), done);
+    if (adapter) FT_CHECK_GOTO(st, ft_model_attach_adapter(model, be, adapter, &lora), done);
     int64_t V = ft_model_get_dims(model)->V, len = prompt.start[1];
     FT_CHECK_GOTO(st, ft_malloc((void **)&ids, (size_t)(len + n) * 4, "ids"), done);
     FT_CHECK_GOTO(st, ft_malloc((void **)&logits, (size_t)V * 4, "logits"), done);
@@ -122,12 +159,14 @@ ft_status ft_cmd_generate(int argc, char **argv) {
         FT_CHECK_GOTO(st, ft_model_last_logits(model, &b, logits), done);
         int32_t next = ft_pick(logits, V, temp, top_p, &rng, cand);
         ids[len++] = next;
-        int stop_now = 0;
+        int stop_now = next >= 0 && (next == turn_end[0] || next == turn_end[1]);
         for (int64_t k = 0; stop.n && k < stop.start[1]; k++) stop_now |= stop.ids[k] == next;
         if (stop_now) break;
     }
     if (ft_cli_flag(&cli, "text")) {
-        FT_CHECK_GOTO(st, ft_tok_decode(tok, ids, len, 1, &text, NULL), done);
+        /* a chat prints the assistant's reply; otherwise the prompt and its continuation */
+        const int64_t from = chat_s ? prompt.start[1] : 0;
+        FT_CHECK_GOTO(st, ft_tok_decode(tok, ids + from, len - from, 1, &text, NULL), done);
         printf("%s\n", text);
     } else {
         for (int64_t i = 0; i < len; i++) printf(i ? " %d" : "%d", ids[i]);
@@ -141,6 +180,8 @@ done:
     free(cand);
     ft_token_seqs_free(&prompt);
     ft_token_seqs_free(&stop);
+    if (model) ft_model_set_lora(model, NULL);
+    ft_lora_free(lora, be);
     ft_model_free(model);
     ft_backend_free(be);
     ft_cli_free(&cli);

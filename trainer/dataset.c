@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "data/batcher.h"
+#include "data/chat_prompt.h"
 #include "data/chat_template.h"
 #include "data/jsonl.h"
 #include "data/pack.h"
@@ -281,8 +282,7 @@ ft_status ft_dataset_open(ft_dataset **out, const ft_recipe *r, const char *outp
     FT_CHECK_GOTO(st, ft_fingerprint(r, tok_dir, &fp), fail);
     FT_CHECK_GOTO(st, ft_load_examples(ds, r, data_dir, fp), fail);
     ds->eos = ft_tok_eos_id(ds->tok);
-    if (ds->ro.tmpl == FT_TMPL_LLAMA3 || ds->ro.tmpl == FT_TMPL_LLAMA31) ds->eot = ft_tok_token_to_id(ds->tok, "<|eot_id|>");
-    if (ds->ro.tmpl == FT_TMPL_QWEN25 || ds->ro.tmpl == FT_TMPL_QWEN3) ds->eot = ft_tok_token_to_id(ds->tok, "<|im_end|>");
+    ds->eot = ft_chat_turn_end_id(ds->tok, ds->ro.tmpl);
 
     ft_pack_opts po = {.seq_len = r->data.seq_len};
     po.strategy = strcmp(r->data.packing, "none") == 0         ? FT_PACK_NONE
@@ -473,40 +473,27 @@ ft_status ft_dataset_eval_next(ft_dataset *ds, ft_rows *rows) {
 /* ---- prompts ------------------------------------------------------------------------------ */
 
 ft_status ft_dataset_prompt_ids(const ft_dataset *ds, const char *prompt, int32_t **ids, int64_t *n) {
-    ft_rendered rd = {0};
-    ft_encoded enc = {0};
-    ft_status st;
     *ids = NULL, *n = 0;
-    if (ds->ro.tmpl != FT_TMPL_NONE && ds->format != FT_FMT_TEXT) {
+    if (ds->format != FT_FMT_ALPACA || ds->ro.tmpl != FT_TMPL_NONE) { /* raw text runs untemplated */
         ft_render_opts o = ds->ro;
-        o.add_generation_prompt = 1;
-        ft_chat_msg msg = {FT_ROLE_USER, prompt, NULL};
-        FT_CHECK_GOTO(st, ft_chat_render(&msg, 1, &o, &rd), done);
-        FT_CHECK_GOTO(st, ft_rendered_encode(ds->tok, &rd, &enc), done);
-    } else {
-        ft_tok_ids v = {0};
-        int32_t bos = ft_tok_bos_id(ds->tok);
-        if (bos >= 0 && ft_tok_adds_bos(ds->tok)) FT_CHECK_GOTO(st, ft_tok_ids_push(&v, bos), raw_fail);
-        if (ds->format == FT_FMT_ALPACA) {
-            FT_CHECK_GOTO(st, ft_alpaca_prompt(prompt, "", &rd), raw_fail);
-            FT_CHECK_GOTO(st, ft_tok_encode_append(ds->tok, rd.text, rd.len, 0, &v), raw_fail);
-        } else {
-            FT_CHECK_GOTO(st, ft_tok_encode_append(ds->tok, prompt, -1, 0, &v), raw_fail);
-        }
-        *ids = v.ids, *n = v.n;
-        ft_rendered_free(&rd);
-        return FT_OK;
-    raw_fail:
-        ft_tok_ids_free(&v);
-        goto done;
+        if (ds->format == FT_FMT_TEXT) o.tmpl = FT_TMPL_NONE;
+        return ft_chat_prompt_ids(ds->tok, &o, prompt, ids, n);
     }
-    *ids = enc.ids, *n = enc.n;
-    enc.ids = NULL;
-    st = FT_OK;
-done:
+    /* alpaca without a template: the Stanford prompt, as its records are rendered */
+    ft_rendered rd = {0};
+    ft_tok_ids v = {0};
+    ft_status st = FT_OK;
+    const int32_t bos = ft_tok_bos_id(ds->tok);
+    if (bos >= 0 && ft_tok_adds_bos(ds->tok)) st = ft_tok_ids_push(&v, bos);
+    if (st == FT_OK) st = ft_alpaca_prompt(prompt, "", &rd);
+    if (st == FT_OK) st = ft_tok_encode_append(ds->tok, rd.text, rd.len, 0, &v);
     ft_rendered_free(&rd);
-    ft_encoded_free(&enc);
-    return st;
+    if (st != FT_OK) {
+        ft_tok_ids_free(&v);
+        return st;
+    }
+    *ids = v.ids, *n = v.n;
+    return FT_OK;
 }
 
 ft_status ft_dataset_decode(const ft_dataset *ds, const int32_t *ids, int64_t n, char **text) {

@@ -68,21 +68,23 @@ CONVS = {
     "nl_start_content": [m(U, "List two fruits."), m(A, "\n- apple\n- pear"), m(U, "  ok"), m(A, " Done.")],
     "prompt_eval": [m(S, "You are terse."), m(U, "Name three colors.")],
     "multi_eval": [m(U, "What's the result of 5 + 5?"), m(A, "The result of 5 + 5 is 10."), m(U, "Thanks")],
+    # what training's samples and `ftune generate --chat` render: one user turn and the assistant header
+    "user_prompt": [m(U, "Name three colors.")],
 }
 
 # (template, conversation, options)
 CASES = []
 for t in ["llama3", "llama3.1", "qwen2.5", "qwen3"]:
     for c in CONVS:
-        if c in ("prompt_eval", "multi_eval"):
+        if c in ("prompt_eval", "multi_eval", "user_prompt"):
             CASES.append((t, c, {"add_generation_prompt": True}))
         else:
             CASES.append((t, c, {}))
 CASES.append(("llama3.1", "basic", {"date_string": "01 Jan 2025"}))
 CASES.append(("qwen3", "thinking", {"loss": "last"}))
 CASES.append(("llama3.1", "multi_no_system", {"loss": "last"}))
-for c in ["multi_no_system", "code", "prompt_eval", "multi_eval"]:
-    CASES.append(("mistral", c, {"add_generation_prompt": c.endswith("eval")}))
+for c in ["multi_no_system", "code", "prompt_eval", "multi_eval", "user_prompt"]:
+    CASES.append(("mistral", c, {"add_generation_prompt": c.endswith("eval") or c == "user_prompt"}))
 CASES.append(("mistral", "basic_eval", {}))
 CONVS["basic_eval"] = [m(S, "You are a helpful assistant."), m(U, "What is 2+2?"), m(A, "4."), m(U, "And 3+3?")]
 

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# `ftune eval --adapter` and `ftune generate --adapter`: a LoRA adapter applied on the fly
+# (trainer/adapter_attach.c) must give what the merged model gives (`ftune merge --type
+# safetensors`, whose weights tests/ref/make_export_golden.py checks against PEFT's
+# merge_and_unload): the same logits within f32 rounding and the same greedy ids, for a run's
+# adapter (r 4, all modules, alpha 8) and for the PEFT fixture "trained elsewhere" (rsLoRA r 4 on
+# q/v). The adapter must change the logits (the check can fail), a run directory resolves to its
+# final/, and --chat without a template, or a missing adapter, fail with one line.
+# usage: adapter_apply.sh FTUNE SRC_DIR
+set -u
+ftune=$(realpath "$1"); src=$(realpath "$2")
+model="$src/models/stories260K"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+pass=0; fail=0
+ok()  { pass=$((pass+1)); echo "ok   $*"; }
+bad() { fail=$((fail+1)); echo "FAIL $*"; }
+# max |a - b| / max |b| over two float32 files
+relerr() {
+  paste <(od -An -v -tf4 -w4 "$1") <(od -An -v -tf4 -w4 "$2") |
+    awk '{d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d; b = $2 < 0 ? -$2 : $2; if (b > s) s = b}
+         END {if (NR == 0 || s == 0) print "nan"; else printf "%.3g\n", m / s}'
+}
+le() { awk -v a="$1" -v b="$2" 'BEGIN {exit !(a + 0 <= b + 0 && a != "nan")}'; }
+
+printf '1 403 11 87 300 5 22 410 99 17 256 3\n1 60 70 80 90 100 110 120\n' >"$tmp/ids.txt"
+"$ftune" train "$src/tests/fixtures/run/tiny.yaml" --set training.steps=8 --set output_dir="$tmp/run" \
+  >/dev/null 2>&1 || bad "training the run's adapter failed"
+
+for case in run fixture; do
+  if [ $case = run ]; then adapter="$tmp/run"; else adapter="$src/tests/fixtures/export/stories_adapter"; fi
+  "$ftune" merge --base "$model" --adapter "$adapter" --out "$tmp/m_$case" --type safetensors >/dev/null 2>&1 \
+    || bad "$case: merge failed"
+  "$ftune" eval --model "$model" --adapter "$adapter" --tokens "$tmp/ids.txt" --quant none \
+    --dump-logits "$tmp/a_$case.bin" >"$tmp/a_$case.out" 2>"$tmp/a_$case.err" || bad "$case: eval --adapter: $(cat "$tmp/a_$case.err")"
+  "$ftune" eval --model "$tmp/m_$case" --tokens "$tmp/ids.txt" --quant none --dump-logits "$tmp/b_$case.bin" \
+    >"$tmp/b_$case.out" 2>/dev/null || bad "$case: eval of the merged model failed"
+  e=$(relerr "$tmp/a_$case.bin" "$tmp/b_$case.bin")
+  le "$e" 1e-5 && ok "$case: eval --adapter logits = the merged model's (rel $e)" || bad "$case: logits differ from the merged model's (rel $e)"
+  la=$(grep '^loss' "$tmp/a_$case.out" | cut -d' ' -f2); lb=$(grep '^loss' "$tmp/b_$case.out" | cut -d' ' -f2)
+  [ -n "$la" ] && awk -v a="$la" -v b="$lb" 'BEGIN {d = a - b; if (d < 0) d = -d; exit !(d <= 1e-6 * b)}' \
+    && ok "$case: loss $la / $lb (merged)" || bad "$case: loss $la vs $lb"
+  "$ftune" eval --model "$model" --tokens "$tmp/ids.txt" --quant none --dump-logits "$tmp/base.bin" >/dev/null 2>&1
+  e0=$(relerr "$tmp/base.bin" "$tmp/b_$case.bin")
+  le 1e-3 "$e0" && ok "$case: the adapter changes the logits (rel $e0 without it)" || bad "$case: the adapter changes nothing ($e0)"
+  ga=$("$ftune" generate --model "$model" --adapter "$adapter" --tokens "1 403 11" -n 24 --quant none 2>/dev/null)
+  gb=$("$ftune" generate --model "$tmp/m_$case" --tokens "1 403 11" -n 24 --quant none 2>/dev/null)
+  [ -n "$ga" ] && [ "$ga" = "$gb" ] && ok "$case: generate --adapter = the merged model: $ga" || bad "$case: generate: '$ga' vs '$gb'"
+done
+grep -q "adapter: $tmp/run/final (r 4, scale 2, 35 modules) applied" "$tmp/a_run.err" \
+  && ok "a run directory resolves to its final/" || bad "resolution: $(cat "$tmp/a_run.err")"
+
+"$ftune" generate --model "$model" --prompt "Once" --chat auto >/dev/null 2>"$tmp/c.err"; rc=$?
+[ $rc -eq 2 ] && grep -q "generate --chat auto: .*no chat_template: name one with --chat" "$tmp/c.err" \
+  && ok "--chat auto without a template: exit 2, $(cat "$tmp/c.err")" || bad "--chat auto: exit $rc $(cat "$tmp/c.err")"
+"$ftune" eval --model "$model" --adapter "$tmp/nowhere" --tokens "$tmp/ids.txt" >/dev/null 2>"$tmp/n.err"; rc=$?
+[ $rc -ne 0 ] && [ "$(wc -l <"$tmp/n.err")" -eq 1 ] && grep -q "nowhere" "$tmp/n.err" \
+  && ok "a missing adapter: exit $rc, $(cat "$tmp/n.err")" || bad "missing adapter: exit $rc $(cat "$tmp/n.err")"
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]

@@ -1,0 +1,22 @@
+/* adapter_attach.h: a LoRA adapter applied on the fly to a loaded model, for `ftune generate
+ * --adapter` and `ftune eval --adapter`: the product training runs (trainer/lora.h), dropout off,
+ * over the frozen weights as loaded (NF4 or 16-bit), so what the run evaluated is what the user
+ * tries, without merging a model first.
+ *
+ * The adapter: a PEFT directory, or a run directory's final/ (ft_adapter_resolve; `RUN/best` names
+ * the lowest validation loss's). It is read and checked as `ftune export` reads it (export/adapter.h).
+ * One rank and one scale for all its modules (ftune's own, and most PEFT adapters); per-module
+ * patterns are refused with the `ftune merge` command that applies them. */
+#ifndef FT_ADAPTER_ATTACH_H
+#define FT_ADAPTER_ATTACH_H
+
+#include "kernels/backend.h"
+#include "kernels/status.h"
+#include "trainer/lora.h"
+#include "trainer/model.h"
+
+/* Loads the adapter at path onto be and sets it on m; *out (ft_lora_free after m no longer runs)
+ * holds it. */
+ft_status ft_model_attach_adapter(ft_model *m, ft_backend *be, const char *path, ft_lora **out);
+
+#endif
