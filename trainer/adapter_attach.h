@@ -3,8 +3,9 @@
  * over the frozen weights as loaded (NF4 or 16-bit), so what the run evaluated is what the user
  * tries, without merging a model first.
  *
- * The adapter: a PEFT directory, or a run directory's final/ (ft_adapter_resolve; `RUN/best` names
- * the lowest validation loss's). It is read and checked as `ftune export` reads it (export/adapter.h).
+ * The adapter: what `ftune export` takes and checks the same way (ft_export_load_adapter): a PEFT
+ * directory (`RUN/best`: the lowest validation loss's), a run directory (its final/, else its newest
+ * checkpoint) or a checkpoint file.
  * One rank and one scale for all its modules (ftune's own, and most PEFT adapters); per-module
  * patterns are refused with the `ftune merge` command that applies them. */
 #ifndef FT_ADAPTER_ATTACH_H

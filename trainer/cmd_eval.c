@@ -18,7 +18,7 @@ static const ft_opt ft_eval_opts[] = {
     {"model", FT_OPT_STR, "DIR", NULL, "Hugging Face model directory (config.json + safetensors)"},
     {"tokens", FT_OPT_STR, "FILE", NULL, "token ids, one sequence per line"},
     {"quant", FT_OPT_STR, "nf4|none", "none", "storage of the frozen linear weights"},
-    {"adapter", FT_OPT_STR, "DIR", NULL, "a LoRA adapter applied on the fly: PEFT directory, or a run's (final/; RUN/best)"},
+    {"adapter", FT_OPT_STR, "DIR", NULL, "a LoRA adapter applied on the fly: PEFT directory (RUN/best), run directory (its final/) or checkpoint"},
     {"dump-logits", FT_OPT_STR, "OUT", NULL, "write logits as float32 [sequences, positions, vocab]"},
     {"device", FT_OPT_STR, "auto|cpu|cuda", "auto", "compute backend (auto: cuda when a GPU is present)"},
     {"threads", FT_OPT_INT, "N", "0", "CPU threads (0: all cores)"},

@@ -27,7 +27,7 @@ static const ft_opt ft_gen_opts[] = {
     {"chat", FT_OPT_STR, "TEMPLATE", NULL,
      "--prompt as a user turn of this chat template (auto: the tokenizer's; llama3.1, qwen3, mistral, ...), "
      "stopping at the end of the assistant's turn"},
-    {"adapter", FT_OPT_STR, "DIR", NULL, "a LoRA adapter applied on the fly: PEFT directory, or a run's (final/; RUN/best)"},
+    {"adapter", FT_OPT_STR, "DIR", NULL, "a LoRA adapter applied on the fly: PEFT directory (RUN/best), run directory (its final/) or checkpoint"},
     {"n", FT_OPT_INT, "N", "32", "tokens to generate"},
     {"temperature", FT_OPT_FLOAT, "T", "0", "0 for greedy argmax"},
     {"top-p", FT_OPT_FLOAT, "P", "0.9", "nucleus sampling mass (with temperature > 0)"},

@@ -5,7 +5,8 @@
 # merge_and_unload): the same logits within f32 rounding and the same greedy ids, for a run's
 # adapter (r 4, all modules, alpha 8) and for the PEFT fixture "trained elsewhere" (rsLoRA r 4 on
 # q/v). The adapter must change the logits (the check can fail), a run directory resolves to its
-# final/, and --chat without a template, or a missing adapter, fail with one line.
+# final/, a checkpoint file gives the same adapter, and --chat without a template, or a missing
+# adapter, fail with one line.
 # usage: adapter_apply.sh FTUNE SRC_DIR
 set -u
 ftune=$(realpath "$1"); src=$(realpath "$2")
@@ -48,6 +49,10 @@ for case in run fixture; do
 done
 grep -q "adapter: $tmp/run/final (r 4, scale 2, 35 modules) applied" "$tmp/a_run.err" \
   && ok "a run directory resolves to its final/" || bad "resolution: $(cat "$tmp/a_run.err")"
+"$ftune" eval --model "$model" --adapter "$tmp/run/checkpoints/step-000008.ckpt" --tokens "$tmp/ids.txt" --quant none \
+  --dump-logits "$tmp/c.bin" >/dev/null 2>&1
+cmp -s "$tmp/c.bin" "$tmp/a_run.bin" && ok "a checkpoint file (step 8) gives final/'s logits exactly" \
+  || bad "the step-8 checkpoint's logits differ from final/'s"
 
 "$ftune" generate --model "$model" --prompt "Once" --chat auto >/dev/null 2>"$tmp/c.err"; rc=$?
 [ $rc -eq 2 ] && grep -q "generate --chat auto: .*no chat_template: name one with --chat" "$tmp/c.err" \
