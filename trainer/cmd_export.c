@@ -85,8 +85,10 @@ static ft_status ft_ckpt_adapter(const char *ckpt, ft_adapter *a) {
     ft_lora_shapes shapes = ft_model_lora_shapes(&dims);
     ft_lora_cfg lc = {.r = cs.lora_r, .alpha = rec.lora.alpha, .dropout = rec.lora.dropout, .rslora = rec.lora.rslora,
                       .targets = cs.lora_targets};
-    /* the layout only (offsets of each A and B): the values are the checkpoint's, on the host */
-    FT_CHECK_GOTO(st, ft_backend_cpu_create(&be, 1), done);
+    /* the layout only (offsets of each A and B): the values are the checkpoint's, on the host. 0
+     * threads: leaves OpenBLAS's process-wide pool as it is, for the backend that `eval --adapter
+     * CKPT` or `generate` computes on (1 here made its logits differ from final/'s by an ulp) */
+    FT_CHECK_GOTO(st, ft_backend_cpu_create(&be, 0), done);
     FT_CHECK_GOTO(st, ft_lora_create(&lora, be, &lc, &shapes, cfg.num_hidden_layers), done);
     if (lora->n_params != cs.n_params) {
         st = FT_ERR(FT_E_FORMAT, "%s: %lld adapter parameters, the recipe's model implies %lld", ckpt,
