@@ -3,6 +3,8 @@
  *     f32 vectors (special values included) come back exactly;
  *   - every single-byte corruption of a checkpoint (each byte of the file XOR 0x01, in turn) and
  *     truncations to many lengths are refused with "PATH: checksum mismatch (file corrupt)";
+ *   - a checkpoint of an older version (no "validation" record, no divergence state in "guard")
+ *     reads with those fields as "none yet";
  *   - a write into a missing directory fails with FT_E_IO and leaves nothing;
  *   - listing (ascending steps, temporary and foreign names ignored), pruning to the last K, and
  *     removal of temporary files left by a killed write. */
@@ -12,7 +14,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
+#include "kernels/le.h"
 #include "kernels/rng.h"
 #include "tests/harness.h"
 #include "trainer/checkpoint.h"
@@ -46,7 +50,9 @@ int main(void) {
                        .lora_layers = 5, .lora_targets = 0x7f, .adamw_t = 118,
                        .cursor = {.seed = 18446744073709551615ull, .epoch = 3, .index = 7, .rows = 40,
                                   .plan_hash = 0x8000000000000001ull},
-                       .guard = {.n = 110, .mean = 1.0 / 3.0, .var = 1e-300, .consecutive = 2, .skipped = 5},
+                       .guard = {.n = 110, .mean = 1.0 / 3.0, .var = 1e-300, .consecutive = 2, .skipped = 5,
+                                 .best = 0.1, .best_step = 17, .above = 4, .above_from = 113},
+                       .val = {.loss = 2.0 / 3.0, .step = 96, .since = 2},
                        .elapsed_s = 12345.678901234567, .tokens_seen = 9876543210};
     float *v = malloc(3 * N * sizeof *v);
     ft_rng rng = {42};
@@ -74,6 +80,12 @@ int main(void) {
                  r.guard.consecutive == s.guard.consecutive && r.guard.skipped == s.guard.skipped &&
                  same_double(r.elapsed_s, s.elapsed_s),
              "doubles round trip bit for bit");
+    FT_CHECK(same_double(r.guard.best, s.guard.best) && r.guard.best_step == s.guard.best_step &&
+                 r.guard.above == s.guard.above && r.guard.above_from == s.guard.above_from,
+             "the divergence guard's state round trips (above %lld from step %lld)", (long long)r.guard.above,
+             (long long)r.guard.above_from);
+    FT_CHECK(same_double(r.val.loss, s.val.loss) && r.val.step == s.val.step && r.val.since == s.val.since,
+             "the validation record round trips");
     free(back);
 
     /* ---- every single-byte corruption ---- */
@@ -110,6 +122,44 @@ int main(void) {
         if (st == FT_OK || !strstr(ft_error_msg(), "checksum mismatch (file corrupt)")) undetected++;
     }
     FT_CHECK(undetected == 0, "all %lld truncations detected", (long long)tried);
+
+    /* ---- a checkpoint of the version before the divergence guard and eval.keep_best ---- */
+    {
+        const uint64_t meta_len = ft_get_u64((const uint8_t *)file + 16);
+        char *old = malloc((size_t)size), *o = old + 32;
+        memcpy(old, file, 32);
+        for (const char *l = file + 32, *end = file + 32 + meta_len; l < end;) {
+            const char *nl = memchr(l, '\n', (size_t)(end - l));
+            size_t len = nl ? (size_t)(nl - l) + 1 : (size_t)(end - l);
+            const char *cut = memmem(l, len, ", \"best\":", 9);
+            if (strncmp(l, "  \"validation\":", 15) == 0) {
+                /* dropped */
+            } else if (strncmp(l, "  \"guard\":", 10) == 0 && cut) {
+                memcpy(o, l, (size_t)(cut - l)), o += cut - l;
+                memcpy(o, "},\n", 3), o += 3;
+            } else {
+                memcpy(o, l, len), o += len;
+            }
+            l += len;
+        }
+        const int64_t rest = size - 32 - (int64_t)meta_len, old_size = (o - old) + rest;
+        ft_put_u64((uint8_t *)old + 16, (uint64_t)(o - old - 32));
+        memcpy(o, file + 32 + meta_len, (size_t)rest);
+        ft_put_u64((uint8_t *)old + old_size - 8, XXH3_64bits(old, (size_t)(old_size - 8)));
+        FILE *f = fopen(bad, "wb");
+        fwrite(old, 1, (size_t)old_size, f);
+        fclose(f);
+        free(old);
+        float *d = NULL;
+        ft_status st = ft_ckpt_read(bad, &r, &d);
+        FT_CHECK(st == FT_OK, "an older version's checkpoint reads: %s", ft_error_msg());
+        FT_CHECK(old_size < size && r.guard.n == s.guard.n && r.guard.best == 0 && r.guard.above == 0 &&
+                     r.guard.above_from == 0 && isnan(r.val.loss) && r.val.step == -1 && r.val.since == 0,
+                 "its missing fields read as none yet (guard best %g, above %lld; validation step %lld)",
+                 r.guard.best, (long long)r.guard.above, (long long)r.val.step);
+        FT_CHECK(d && memcmp(d, v, 3 * N * sizeof *v) == 0, "its tensors read as written");
+        free(d);
+    }
     free(file);
 
     /* ---- failed write leaves nothing ---- */

@@ -2,7 +2,8 @@
  * values always skip, spikes only after the warm-up and only above the z-score, the standard
  * deviation floor, a falling loss is never a spike, and the skip counters. Divergence: a steady
  * climb stops after exactly FT_GUARD_DIVERGE_STEPS steps above the bound; one huge accepted
- * spike, noise, a falling curve, a near-zero loss and factor 0 never do. */
+ * spike, noise, a falling curve, a near-zero loss and factor 0 never do; a skipped step inside the
+ * run neither counts nor breaks it, and the run's first step (above_from) is kept for the advice. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,8 +60,17 @@ static void divergence(void) {
     for (int i = 0; i < 10; i++) ft_guard_record(&k, FT_GUARD_OK, 5.0, 31 + i, 2.0);
     ft_guard_record(&k, FT_GUARD_SPIKE, 50.0, 41, 2.0);
     FT_CHECK(k.above == 10, "a skipped step neither counts nor resets the run (%lld)", (long long)k.above);
-    ft_guard_record(&k, FT_GUARD_OK, 3.9, 42, 2.0);
+    FT_CHECK(k.above_from == 31, "the run of high losses began at step 31 (%lld)", (long long)k.above_from);
+    for (int i = 0; i < 10; i++) ft_guard_record(&k, FT_GUARD_OK, 5.0, 42 + i, 2.0);
+    /* diverged at step 51 after 20 high steps around one skip: the rise began at 31, not 51 - 20 + 1 */
+    FT_CHECK(ft_guard_diverged(&k) && k.above == 20 && k.above_from == 31,
+             "diverged with a skip inside the run: above %lld from step %lld (want 20 from 31)", (long long)k.above,
+             (long long)k.above_from);
+    ft_guard_record(&k, FT_GUARD_OK, 3.9, 52, 2.0);
     FT_CHECK(k.above == 0, "a step below the bound resets it");
+    ft_guard_record(&k, FT_GUARD_OK, 5.0, 53, 2.0);
+    FT_CHECK(k.above == 1 && k.above_from == 53, "a new run of high losses starts at its own step (%lld)",
+             (long long)k.above_from);
     /* a checkpoint of an older version has no best: it restarts from the next step's mean */
     ft_guard old = {.n = 50, .mean = 2.0, .var = 0.01};
     ft_guard_record(&old, FT_GUARD_OK, 2.0, 51, 2.0);

@@ -40,7 +40,8 @@ void ft_guard_record(ft_guard *g, ft_guard_verdict v, double loss, int64_t step,
     g->var = (1.0 - FT_GUARD_ALPHA) * (g->var + diff * incr);
     /* the bound of the best so far, before this step may lower it: a rising loss never moves it */
     double bound = ft_guard_diverge_bound(g, factor);
-    g->above = bound > 0 && loss > bound ? g->above + 1 : 0;
+    if (!(bound > 0 && loss > bound)) g->above = 0;
+    else if (g->above++ == 0) g->above_from = step; /* skipped steps inside the run do not end it: count from here */
     if (!(g->best > 0) || g->mean < g->best) g->best = g->mean, g->best_step = step; /* 0: an older checkpoint's */
 }
 

@@ -40,6 +40,7 @@ typedef struct ft_guard {
     double best;          /* lowest mean of the run (0: no step yet) */
     int64_t best_step;    /* the step that reached it */
     int64_t above;        /* accepted steps in a row with a loss above the divergence bound */
+    int64_t above_from;   /* the step that began that run (0: unknown, a checkpoint older than it) */
 } ft_guard;
 
 typedef enum { FT_GUARD_OK = 0, FT_GUARD_NONFINITE, FT_GUARD_SPIKE } ft_guard_verdict;

@@ -380,7 +380,9 @@ static ft_status ft_run_diverged(ft_run_state *R, const ft_step_info *s) {
     const ft_recipe *r = R->r;
     const ft_guard *g = &R->guard;
     const char *recipe = R->o->recipe_path ? R->o->recipe_path : "RECIPE";
-    const int64_t rise = R->step - g->above + 1; /* the first step of the run of high losses */
+    /* the first step of the run of high losses; skipped steps inside it make it earlier than
+     * step - above + 1 (a checkpoint of an older version has no above_from: that estimate) */
+    const int64_t rise = g->above_from > 0 ? g->above_from : R->step - g->above + 1;
     ft_progress_clear(&R->prog);
     ft_run_plot(R);
     int64_t *steps = NULL, n = 0, before = -1;
@@ -399,13 +401,20 @@ static ft_status ft_run_diverged(ft_run_state *R, const ft_step_info *s) {
         snprintf(advice, sizeof advice, "no checkpoint is older than the rise: lower training.lr and start again in "
                                         "another output_dir (or after deleting %s)", R->dir);
     }
+    /* the bound is the larger of factor x best and best + margin: say which one it is */
+    char bound[160];
+    const double b = ft_guard_diverge_bound(g, r->training.diverge_factor);
+    if (r->training.diverge_factor * g->best >= g->best + FT_GUARD_DIVERGE_MARGIN)
+        snprintf(bound, sizeof bound, "%.4g, training.diverge_factor %g x its lowest recent mean (%.4g, step %lld)", b,
+                 r->training.diverge_factor, g->best, (long long)g->best_step);
+    else
+        snprintf(bound, sizeof bound, "%.4g, its lowest recent mean (%.4g, step %lld) + %g (more than "
+                 "training.diverge_factor %g x it)", b, g->best, (long long)g->best_step, FT_GUARD_DIVERGE_MARGIN,
+                 r->training.diverge_factor);
     return FT_ERR(FT_E_STOPPED,
-                  "stopped at step %lld: the loss diverged: %d steps in a row (from step %lld) had a loss above %.4g, "
-                  "training.diverge_factor %g x its lowest recent mean (%.4g, step %lld); this step's was %.4g. No "
-                  "checkpoint was written of it (training.lr is %g); %s",
-                  (long long)R->step, FT_GUARD_DIVERGE_STEPS, (long long)rise,
-                  ft_guard_diverge_bound(g, r->training.diverge_factor), r->training.diverge_factor, g->best,
-                  (long long)g->best_step, s->loss, r->training.lr, advice);
+                  "stopped at step %lld: the loss diverged: %d steps in a row (from step %lld) had a loss above %s; "
+                  "this step's was %.4g. No checkpoint was written of it (training.lr is %g); %s",
+                  (long long)R->step, FT_GUARD_DIVERGE_STEPS, (long long)rise, bound, s->loss, r->training.lr, advice);
 }
 
 /* ---- fault injection: a test hook ------------------------------------------------------------------
@@ -493,9 +502,10 @@ static ft_status ft_run_loop(ft_run_state *R) {
         const int early = !last && ft_run_patience_out(R);
         if (early) {
             ft_progress_clear(&R->prog);
-            ft_info("early stop at step %lld of %lld: %lld evaluations in a row without a validation loss below %.4f "
+            ft_info("early stop at step %lld of %lld: %lld evaluation%s in a row without a validation loss below %.4f "
                     "(step %lld; eval.patience %lld)",
-                    (long long)R->step, (long long)R->total, (long long)R->val.since, R->val.loss,
+                    (long long)R->step, (long long)R->total, (long long)R->val.since, R->val.since == 1 ? "" : "s",
+                    R->val.loss,
                     (long long)R->val.step, (long long)r->eval.patience);
             last = 1;
         }
@@ -549,6 +559,13 @@ ft_status ft_run(const ft_recipe *r, const ft_run_opts *opts) {
         FT_CHECK_GOTO(st, ft_ckpt_list(R.ckpt_dir, &steps, &n), done);
         int64_t newest = n ? steps[n - 1] : -1;
         free(steps);
+        struct stat sb;
+        if (o->resume && strcmp(o->resume, "auto") != 0 && strcmp(o->resume, "latest") != 0 &&
+            stat(o->resume, &sb) != 0) { /* a path the user typed: before the data and the weights, exit 2 */
+            st = FT_ERR(FT_E_ARG, "--resume %s: %s (give a checkpoint file, 'latest' or 'auto')", o->resume,
+                        strerror(errno));
+            goto done;
+        }
         if (o->resume && strcmp(o->resume, "auto") == 0) {
             eff.resume = newest >= 0 ? "latest" : NULL;
             if (newest < 0) ft_info("--resume auto: no checkpoint in %s: starting the run", R.ckpt_dir);

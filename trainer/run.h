@@ -7,6 +7,7 @@
  *   loss.svg                  training and validation loss, redrawn at each evaluation and checkpoint
  *   samples/step-000120.txt   greedy completions of eval.prompts at each evaluation
  *   checkpoints/step-000120.ckpt  the last checkpoint.keep checkpoints (checkpoint.h)
+ *   best/                     the lowest validation loss's adapter (PEFT) + ftune-best.json (eval.keep_best)
  *   final/                    adapter_config.json + adapter_model.safetensors (PEFT layout)
  *   .lock                     held (flock) while a run uses the directory
  *

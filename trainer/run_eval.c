@@ -202,8 +202,9 @@ ft_status ft_run_write_final(ft_run_state *R) {
     const char *src = from_best ? R->best_dir : R->final_dir;
     struct stat sb;
     if (from_best && ft_wants_more_exports(R->r) && (R->val.step < 0 || stat(src, &sb) != 0))
-        return FT_ERR(FT_E_ARG, "export.from: best: no validation loss was kept in %s (the evaluations gave none); "
-                                "export final/ with 'ftune export %s'", src, R->final_dir);
+        return FT_ERR(FT_E_ARG, "export.from: best: %s holds no adapter of a lowest validation loss (no evaluation "
+                                "gave a finite one since the run started, or since best/ was found missing or moved "
+                                "aside on resume); export final/ with 'ftune export %s'", src, R->final_dir);
     if (ft_wants_more_exports(R->r)) {
         if (R->o->export_fn) {
             FT_TRY(R->o->export_fn(R->o->export_user, R->r, src));
@@ -227,7 +228,7 @@ ft_status ft_run_write_final(ft_run_state *R) {
                (long long)R->step, val, exp(val));
     else
         printf("final adapter: %s (step %lld)\n", R->final_dir, (long long)R->step);
-    if (R->r->eval.keep_best && R->val.step >= 0)
+    if (R->r->eval.keep_best && R->val.step >= 0 && stat(R->best_dir, &sb) == 0) /* (gone: check_best said so) */
         printf("best adapter: %s (step %lld, validation loss %.4f, perplexity %.3f)%s\n", R->best_dir,
                (long long)R->val.step, R->val.loss, exp(R->val.loss), from_best ? ": the exports are made from it" : "");
     fflush(stdout);

@@ -79,8 +79,9 @@ ft_status ft_run_resume(ft_run_state *R);
  * toward eval.patience. */
 ft_status ft_run_track_best(ft_run_state *R, double loss);
 /* At the start: best_dir must hold the adapter of the checkpoint's lowest loss. One written after
- * the checkpoint (an abandoned future), half-written, or of an earlier run is moved aside, and a
- * record it no longer matches starts over. */
+ * the checkpoint (an abandoned future), half-written, or of an earlier run is moved aside. A
+ * missing or moved-aside one is written again when the checkpoint is the lowest loss's own step;
+ * otherwise the record (eval.keep_best) starts over, unless the run has ended (steps, patience). */
 void ft_run_check_best(ft_run_state *R);
 /* eval.patience evaluations in a row without a new lowest validation loss. */
 int ft_run_patience_out(const ft_run_state *R);

@@ -7,7 +7,9 @@
 # checkpoint), the GGUF export in best/ and not in final/. Run C is killed after step 6, whose
 # evaluation (the first) kept best/ while the newest checkpoint is step 4: the resume moves that
 # best/ aside as an abandoned future, is killed again at step 50 and resumed again, and must end
-# byte-identical to A. Also: a stale best/ of an earlier run, and the recipe checks.
+# byte-identical to A. Also: a stale best/ of an earlier run; a second best/ set aside; a missing
+# best/ written again from the checkpoint of its step; a new lowest dropping best/'s old exports;
+# and the recipe checks.
 # usage: run_best.sh FTUNE SRC_DIR
 set -u
 ftune=$(realpath "$1"); src=$(realpath "$2")
@@ -73,12 +75,60 @@ done
 [ $rc -eq 0 ] && grep -q "the run stopped early at step $want_stop (eval.patience 3" "$tmp/c4.err" \
   && ok "a resume after the early stop trains nothing more" || bad "resume after the stop: exit $rc $(tail -2 "$tmp/c4.err")"
 
+# run A's best/ deleted: the record stays, so a requeue of the early-stopped run still trains
+# nothing (exports from final/: export.from best has nothing to make them from), and names no best/
+rm -rf "$tmp/a/best"
+"$ftune" train "$recipe" "${common[@]}" --set export.from=last --set checkpoint.every_steps=2 --set output_dir="$tmp/a" \
+  --resume auto >"$tmp/a2.out" 2>"$tmp/a2.err"; rc=$?
+last=$(grep '"type":"train"' "$tmp/a/metrics.jsonl" | tail -1 | grep -o '"step":[0-9]*' | cut -d: -f2)
+[ $rc -eq 0 ] && grep -q "the run stopped early at step $want_stop (eval.patience 3" "$tmp/a2.err" && [ "$last" = "$want_stop" ] \
+  && grep -q "best is missing: the adapter of the lowest validation loss (step $want_best) is gone; the run has ended" "$tmp/a2.err" \
+  && ! grep -q "^best adapter:" "$tmp/a2.out" && ok "best/ deleted after the early stop: a requeue trains nothing" \
+  || bad "requeue without best/: exit $rc, last step $last $(grep -i 'best\|early\|error' "$tmp/a2.err" "$tmp/a2.out")"
+
 # a fresh run in a directory with another run's best/ (its checkpoints deleted): moved aside
 mkdir -p "$tmp/s/best" && echo '{"step": 99, "validation_loss": 0.1}' >"$tmp/s/best/ftune-best.json"
 "$ftune" train "$recipe" --set training.steps=6 --set output_dir="$tmp/s" >/dev/null 2>"$tmp/s.err"; rc=$?
 [ $rc -eq 0 ] && grep -q "best belongs to an earlier run in this directory (step 99): moved aside" "$tmp/s.err" \
   && [ "$(grep -o '"step": [0-9]*' "$tmp/s/best/ftune-best.json" | grep -o '[0-9]*$')" = 6 ] \
   && ok "a stale best/ is moved aside; the new run keeps its own" || bad "stale best/: exit $rc $(grep -i best "$tmp/s.err")"
+
+# T (tiny.yaml as it is: every evaluation, at 6, 12, 18, 24, is a new lowest): killed after step 6
+# (best/ at 6, newest checkpoint 4) and after step 18 (best/ at 18, newest checkpoint 16), resumed
+# each time: the second best/ set aside goes beside the first, as best.superseded.2
+bj() { grep -o '"step": [0-9]*' "$1/ftune-best.json" 2>/dev/null | grep -o '[0-9]*$'; }
+FT_FAULT_KILL_AFTER_STEP=6 "$ftune" train "$recipe" --set output_dir="$tmp/t" >/dev/null 2>&1
+FT_FAULT_KILL_AFTER_STEP=18 "$ftune" train "$recipe" --set output_dir="$tmp/t" --resume >/dev/null 2>&1
+"$ftune" train "$recipe" --set output_dir="$tmp/t" --resume >/dev/null 2>"$tmp/t.err"; rc=$?
+[ $rc -eq 0 ] && grep -q "best was kept at step 18, after the checkpoint the run resumes from (step 16): moved aside to $tmp/t/best.superseded.2" "$tmp/t.err" \
+  && [ "$(bj "$tmp/t/best.superseded")" = 6 ] && [ "$(bj "$tmp/t/best.superseded.2")" = 18 ] && [ "$(bj "$tmp/t/best")" = 24 ] \
+  && ok "a second best/ set aside goes to best.superseded.2" || bad "second set-aside: exit $rc $(grep -i best "$tmp/t.err")"
+# the finished run's exports made from best/ (a requeue: it trains nothing), then the run extended
+# to 36 steps and stopped (SIGTERM) after step 30's evaluation, a new lowest: best/'s GGUF export,
+# of step 24's adapter, is gone; the run's end makes it again
+xb=(--set export.from=best --set export.formats=peft,gguf --set output_dir="$tmp/t")
+"$ftune" train "$recipe" "${xb[@]}" --resume auto >/dev/null 2>&1
+[ -s "$tmp/t/best/adapter.gguf" ] && [ "$(bj "$tmp/t/best")" = 24 ] && ok "a requeue of the finished run exports best/ (step 24)" \
+  || bad "requeue: no best/adapter.gguf of step 24"
+FT_FAULT_TERM_AFTER_STEP=30 "$ftune" train "$recipe" "${xb[@]}" --set training.steps=36 --resume >/dev/null 2>&1
+if [ "$(bj "$tmp/t/best")" = 30 ]; then
+  [ ! -e "$tmp/t/best/adapter.gguf" ] && ok "a new lowest removes best/'s exports of the one it replaces" \
+    || bad "best/ at step 30 beside step 24's adapter.gguf"
+else
+  bad "the extended run's evaluation at step 30 is not a new lowest (best/ at $(bj "$tmp/t/best")): the test needs another step"
+fi
+"$ftune" train "$recipe" "${xb[@]}" --set training.steps=36 --resume >/dev/null 2>&1; rc=$?
+[ $rc -eq 0 ] && [ -s "$tmp/t/best/adapter.gguf" ] && ok "the run's end exports best/ again" || bad "extended run: exit $rc"
+# run S's best/ deleted: its last checkpoint (step 6) is the lowest loss's, so a resume writes it
+# again (byte-identical) and export.from best works
+cp "$tmp/s/best/adapter_model.safetensors" "$tmp/s/best/ftune-best.json" "$tmp/"
+rm -rf "$tmp/s/best"
+"$ftune" train "$recipe" --set training.steps=6 --set export.from=best --set export.formats=peft,gguf --set output_dir="$tmp/s" \
+  --resume auto >/dev/null 2>"$tmp/s2.err"; rc=$?
+[ $rc -eq 0 ] && grep -q "best was missing: written again from the checkpoint, that of the lowest validation loss (step 6)" "$tmp/s2.err" \
+  && cmp -s "$tmp/adapter_model.safetensors" "$tmp/s/best/adapter_model.safetensors" \
+  && cmp -s "$tmp/ftune-best.json" "$tmp/s/best/ftune-best.json" && [ -s "$tmp/s/best/adapter.gguf" ] \
+  && ok "a missing best/ is written again from the checkpoint of its step" || bad "missing best/: exit $rc $(grep -i 'best\|error' "$tmp/s2.err")"
 
 # recipe checks (exit 2)
 "$ftune" train "$recipe" --set data.valid= --set eval.every_steps=0 --set export.from=best --set output_dir="$tmp/e" \

@@ -79,5 +79,10 @@ else
   bad "metrics.jsonl torn at line 5: exit $rc: $(grep metrics.jsonl "$tmp/met.err")"
 fi
 
+# --resume naming a file that is not there: a bad argument (exit 2), one line
+"$ftune" train "$recipe" --set output_dir="$tmp/nf" --resume "$tmp/nf/none.ckpt" >/dev/null 2>"$tmp/nf.err"; rc=$?
+[ $rc -eq 2 ] && [ "$(wc -l <"$tmp/nf.err")" -eq 1 ] && [ ! -e "$tmp/nf/data" ] && grep -q -- "--resume $tmp/nf/none.ckpt: No such file or directory" "$tmp/nf.err" \
+  && ok "--resume of a missing file: exit 2, $(cat "$tmp/nf.err")" || bad "--resume missing file: exit $rc $(cat "$tmp/nf.err")"
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

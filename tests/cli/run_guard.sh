@@ -8,7 +8,8 @@
 # to ~7 with no single spike; training.diverge_factor (default 2) stops the run 20 steps into the
 # rise with exit 3, writes no checkpoint of the diverged state, and names the newest checkpoint
 # before the rise, from which a run at a sane lr resumes and completes; killed mid-rise and
-# resumed, it stops at the same step. With the factor at 0 the same run completes.
+# resumed, it stops at the same step. With the factor at 0 the same run completes; at 1.1 the bound
+# is the lowest mean + 0.5, and the message names it so.
 # usage: run_guard.sh FTUNE SRC_DIR
 set -u
 ftune=$(realpath "$1"); src=$(realpath "$2")
@@ -74,6 +75,12 @@ FT_FAULT_KILL_AFTER_STEP=20 "$ftune" train "$recipe" "${div[@]}" --set output_di
   || bad "resumed divergence: exit $rc $(grep error: "$tmp/dk.err")"
 "$ftune" train "$recipe" "${div[@]}" --set training.diverge_factor=0 --set output_dir="$tmp/d0" >/dev/null 2>"$tmp/d0.err"; rc=$?
 [ $rc -eq 0 ] && ok "diverge_factor 0: the same run completes" || bad "diverge_factor 0: exit $rc $(tail -2 "$tmp/d0.err")"
+# factor 1.1: the bound is the lowest mean + 0.5 (more than 1.1 x it), and the message says so
+"$ftune" train "$recipe" "${div[@]}" --set training.diverge_factor=1.1 --set output_dir="$tmp/d1" >/dev/null 2>"$tmp/d1.err"; rc=$?
+msg=$(grep 'error:' "$tmp/d1.err")
+read -r b m <<<"$(echo "$msg" | sed -n 's/.*had a loss above \([0-9.]*\), its lowest recent mean (\([0-9.]*\), step [0-9]*) + 0.5 (more than training.diverge_factor 1.1 x it).*/\1 \2/p')"
+[ $rc -eq 3 ] && [ -n "$b" ] && awk "BEGIN{d = $b - $m - 0.5; exit !(d < 0.002 && d > -0.002)}" \
+  && ok "a bound set by the 0.5 margin is named as such: $b = $m + 0.5" || bad "margin bound: exit $rc, $msg"
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
