@@ -568,7 +568,21 @@ ft_status ft_run(const ft_recipe *r, const ft_run_opts *opts) {
         }
         if (o->resume && strcmp(o->resume, "auto") == 0) {
             eff.resume = newest >= 0 ? "latest" : NULL;
-            if (newest < 0) ft_info("--resume auto: no checkpoint in %s: starting the run", R.ckpt_dir);
+            if (newest < 0) {
+                /* checkpoints set aside as corrupt by an earlier --resume-fallback: say what starting over drops */
+                int corrupt = 0;
+                DIR *dp = opendir(R.ckpt_dir);
+                for (struct dirent *e; dp && (e = readdir(dp));) {
+                    const size_t l = strlen(e->d_name);
+                    corrupt += l > 8 && strcmp(e->d_name + l - 8, ".corrupt") == 0;
+                }
+                if (dp) closedir(dp);
+                if (corrupt)
+                    ft_warn("--resume auto: %s holds only checkpoints set aside as corrupt (%d *.corrupt): starting the "
+                            "run over; its metrics.jsonl is rewritten", R.ckpt_dir, corrupt);
+                else
+                    ft_info("--resume auto: no checkpoint in %s: starting the run", R.ckpt_dir);
+            }
         }
         if (o->resume && newest < 0 && strcmp(o->resume, "latest") == 0) {
             st = FT_ERR(FT_E_ARG, "%s: no checkpoint to resume from (run 'ftune train %s' without --resume to start)",

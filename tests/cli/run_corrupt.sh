@@ -84,5 +84,11 @@ fi
 [ $rc -eq 2 ] && [ "$(wc -l <"$tmp/nf.err")" -eq 1 ] && [ ! -e "$tmp/nf/data" ] && grep -q -- "--resume $tmp/nf/none.ckpt: No such file or directory" "$tmp/nf.err" \
   && ok "--resume of a missing file: exit 2, $(cat "$tmp/nf.err")" || bad "--resume missing file: exit $rc $(cat "$tmp/nf.err")"
 
+# --resume auto where only checkpoints set aside as corrupt are left: it starts over, and says so
+mkdir -p "$tmp/ac/checkpoints" && echo junk >"$tmp/ac/checkpoints/step-000004.ckpt.corrupt"
+"$ftune" train "$recipe" --set training.steps=4 --set output_dir="$tmp/ac" --resume auto >/dev/null 2>"$tmp/ac.err"; rc=$?
+[ $rc -eq 0 ] && grep -q "holds only checkpoints set aside as corrupt (1 \*.corrupt): starting the run over" "$tmp/ac.err" \
+  && ok "--resume auto over corrupt-only checkpoints warns that it starts over" || bad "--resume auto, corrupt only: exit $rc $(grep -i 'resume auto' "$tmp/ac.err")"
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
