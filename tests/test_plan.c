@@ -405,11 +405,13 @@ static void check_evals(void) {
     FT_CHECK(p->n_evals == 4 && p->eval_tokens == 5 * 2 * 1024, "every 30 of 100 steps: %lld evaluations of %lld tokens",
              (long long)p->n_evals, (long long)p->eval_tokens);
     /* a validation micro-batch: 2 (N_blocks + N_head) FLOPs a token in GEMMs and A_fwd in attention, at
-     * the training step's rates, and one dequantization pass as hidden as in training */
+     * the training step's rates (plain rows on an H100: cuDNN's attention, as the step's), and one
+     * dequantization pass as hidden as in training */
     const ft_model_dims *d = &p->dims;
     const double N = 2048, gemm = p->dev.gemm_eff * p->dev.peak_tflops * 1e12;
+    FT_CHECK(p->attn_cudnn == 1 && p->dev.attn_cudnn_tflops > 2 * p->dev.attn_tflops, "plain rows: cuDNN attention");
     const double want = 5 * (N * 2.0 * (double)(p->n_blocks + p->n_head) / gemm +
-                             N * 2.0 * (double)(d->L * d->H * d->D) * 1024 / (p->dev.attn_tflops * 1e12) +
+                             N * 2.0 * (double)(d->L * d->H * d->D) * 1024 / (p->dev.attn_cudnn_tflops * 1e12) +
                              (double)(p->line[FT_PLAN_LINEARS].bytes + 2 * p->n_blocks) /
                                  (p->dev.mem_gbps * p->dev.bw_eff * 1e9) * (1 - p->dev.dequant_hidden));
     FT_CHECK(!(fabs(p->eval_valid_s - want) > 1e-9 * want), "validation forward %.6f s, expected %.6f", p->eval_valid_s,
@@ -419,6 +421,13 @@ static void check_evals(void) {
     const double train_s = (double)p->total_tokens / p->tokens_per_s;
     FT_CHECK(!(fabs(p->hours * 3600 - (train_s + p->eval_s)) > 1e-6), "hours = steps + evaluations (%.3f h)",
              p->hours);
+    /* --tflops: the flat rate of a step is every evaluation FLOP's rate too (it was the step's only:
+     * 1 TFLOP/s made the steps 800x slower and left the evaluations at the device's rates) */
+    const double flat_fwd = 5 * N * (2.0 * (double)(p->n_blocks + p->n_head) + 2.0 * (double)(d->L * d->H * d->D) * 1024);
+    ft_plan_opts fo = {.device = "h100", .tflops = 1.0};
+    plan_cfg_opts(p, "Llama-3.3-70B-Instruct", &fo, mb, 8);
+    FT_CHECK(p->flat && !(fabs(p->eval_valid_s - flat_fwd / 1e12) > 1e-9 * p->eval_valid_s),
+             "--tflops 1: validation forward %.3f s, expected %.3f", p->eval_valid_s, flat_fwd / 1e12);
     /* decoding: one forward per new token, bound on an H100 by the weights it reads */
     const char *gen[] = {"training.steps=100", "eval.every_steps=0", "eval.prompts=Once upon a time",
                          "eval.max_new_tokens=10", s_out};

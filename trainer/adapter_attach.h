@@ -7,17 +7,22 @@
  * directory (`RUN/best`: the lowest validation loss's), a run directory (its final/, else its newest
  * checkpoint) or a checkpoint file.
  * One rank and one scale for all its modules (ftune's own, and most PEFT adapters); per-module
- * patterns are refused with the `ftune merge` command that applies them. */
+ * patterns are refused with the `ftune merge` command that applies them. A module the adapter holds
+ * in some layers only (PEFT's layers_to_transform) is zero in the others, changing nothing there. */
 #ifndef FT_ADAPTER_ATTACH_H
 #define FT_ADAPTER_ATTACH_H
 
+#include "export/adapter.h"
 #include "kernels/backend.h"
 #include "kernels/status.h"
 #include "trainer/lora.h"
 #include "trainer/model.h"
 
-/* Loads the adapter at path onto be and sets it on m; *out (ft_lora_free after m no longer runs)
- * holds it. */
-ft_status ft_model_attach_adapter(ft_model *m, ft_backend *be, const char *path, ft_lora **out);
+/* Loads the adapter at path into *a (ft_adapter_free) and checks it against model_dir's config.json
+ * as `ftune merge` does (family, layers, shapes): before the model's weights are read. */
+ft_status ft_adapter_load_for(const char *model_dir, const char *path, ft_adapter *a);
+/* Uploads a onto be and sets it on m (loaded from that model_dir); *out (ft_lora_free after m no
+ * longer runs) holds it. */
+ft_status ft_model_attach_adapter(ft_model *m, ft_backend *be, const ft_adapter *a, ft_lora **out);
 
 #endif

@@ -31,6 +31,7 @@ ft_status ft_cmd_eval(int argc, char **argv) {
     ft_backend *be = NULL;
     ft_model *model = NULL;
     ft_lora *lora = NULL;
+    ft_adapter ad = {0};
     ft_token_seqs seqs = {0};
     ft_afile dump = {0};
     int32_t *labels = NULL;
@@ -53,9 +54,10 @@ ft_status ft_cmd_eval(int argc, char **argv) {
     FT_CHECK_GOTO(st, ft_quant_parse(quant_s, &lo.quant), done);
 
     FT_CHECK_GOTO(st, ft_token_file_read(tokens, &seqs), done);
+    if (adapter) FT_CHECK_GOTO(st, ft_adapter_load_for(dir, adapter, &ad), done); /* before the weights */
     FT_CHECK_GOTO(st, ft_backend_open(&be, device, (int)threads), done);
     FT_CHECK_GOTO(st, ft_model_load(&model, be, dir, &lo), done);
-    if (adapter) FT_CHECK_GOTO(st, ft_model_attach_adapter(model, be, adapter, &lora), done);
+    if (adapter) FT_CHECK_GOTO(st, ft_model_attach_adapter(model, be, &ad, &lora), done);
     const ft_model_dims *d = ft_model_get_dims(model);
     if (dump_path) FT_CHECK_GOTO(st, ft_afile_open(&dump, dump_path), done);
 
@@ -101,6 +103,7 @@ done:
     ft_token_seqs_free(&seqs);
     if (model) ft_model_set_lora(model, NULL);
     ft_lora_free(lora, be);
+    ft_adapter_free(&ad);
     ft_model_free(model);
     ft_backend_free(be);
     ft_cli_free(&cli);

@@ -75,6 +75,7 @@ ft_status ft_cmd_generate(int argc, char **argv) {
     ft_backend *be = NULL;
     ft_model *model = NULL;
     ft_lora *lora = NULL;
+    ft_adapter ad = {0};
     ft_token_seqs prompt = {0}, stop = {0};
     int32_t *ids = NULL;
     float *logits = NULL;
@@ -132,7 +133,11 @@ ft_status ft_cmd_generate(int argc, char **argv) {
                 st = ft_error_wrap(FT_E_ARG, "generate --chat");
                 goto done;
             }
-            FT_CHECK_GOTO(st, ft_chat_prompt_ids(tok, &ro, prompt_s, &pids, &np), done);
+            st = ft_chat_prompt_ids(tok, &ro, prompt_s, &pids, &np);
+            if (st != FT_OK) { /* e.g. a template whose special tokens this tokenizer lacks: the choice is wrong */
+                st = ft_error_wrap(st == FT_E_OOM ? st : FT_E_ARG, "generate --chat %s", chat_s);
+                goto done;
+            }
             turn_end[0] = ft_chat_turn_end_id(tok, ro.tmpl), turn_end[1] = ft_tok_eos_id(tok);
         } else {
             FT_CHECK_GOTO(st, ft_tok_encode(tok, prompt_s, (int64_t)strlen(prompt_s), 1, &pids, &np), done);
@@ -145,9 +150,10 @@ ft_status ft_cmd_generate(int argc, char **argv) {
         FT_CHECK_GOTO(st, ft_token_list_parse(tok_s, "--tokens", &prompt), done);
     }
     if (stop_s) FT_CHECK_GOTO(st, ft_token_list_parse(stop_s, "--stop", &stop), done);
+    if (adapter) FT_CHECK_GOTO(st, ft_adapter_load_for(dir, adapter, &ad), done); /* before the weights */
     FT_CHECK_GOTO(st, ft_backend_open(&be, device, (int)threads), done);
     FT_CHECK_GOTO(st, ft_model_load(&model, be, dir, &lo), done);
-    if (adapter) FT_CHECK_GOTO(st, ft_model_attach_adapter(model, be, adapter, &lora), done);
+    if (adapter) FT_CHECK_GOTO(st, ft_model_attach_adapter(model, be, &ad, &lora), done);
     int64_t V = ft_model_get_dims(model)->V, len = prompt.start[1];
     FT_CHECK_GOTO(st, ft_malloc((void **)&ids, (size_t)(len + n) * 4, "ids"), done);
     FT_CHECK_GOTO(st, ft_malloc((void **)&logits, (size_t)V * 4, "logits"), done);
@@ -182,6 +188,7 @@ done:
     ft_token_seqs_free(&stop);
     if (model) ft_model_set_lora(model, NULL);
     ft_lora_free(lora, be);
+    ft_adapter_free(&ad);
     ft_model_free(model);
     ft_backend_free(be);
     ft_cli_free(&cli);

@@ -191,7 +191,9 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
         fprintf(f, "  %-28s %s\n", "total tokens", ft_plan_si((double)p->total_tokens, "", b1, sizeof b1));
         if (p->n_evals > 0) {
             char b2[48], b3[48], b4[48];
-            if (p->eval_tokens >= 0)
+            if (!(r->data.n_valid > 0 || r->data.val_fraction > 0))
+                snprintf(b4, sizeof b4, "no validation data");
+            else if (p->eval_tokens >= 0)
                 snprintf(b4, sizeof b4, "%s validation tokens", ft_plan_si((double)p->eval_tokens, "", b3, sizeof b3));
             else
                 snprintf(b4, sizeof b4, "validation rows unknown until `ftune data`");

@@ -193,7 +193,9 @@ void ft_plan_time_model(ft_plan *p, const ft_recipe *r, double tflops) {
  * last position only. A validation micro-batch costs its GEMMs and attention at the step's rates
  * and one dequantization pass, hidden as in training; a decoding forward of a few dozen tokens is
  * bound by the weights it reads: dequantization (not hidden: the GEMMs are too short) and the BF16
- * copies read by the GEMMs, or its FLOPs on the CPU. */
+ * copies read by the GEMMs, or its FLOPs on the CPU. With a flat rate (--tflops: the sustained
+ * rate of a whole step) every evaluation FLOP runs at that rate too, the decoding no faster than
+ * its weight reads on a GPU. */
 void ft_plan_eval_time(ft_plan *p, const ft_recipe *r) {
     const ft_model_dims *d = &p->dims;
     const ft_plan_device *v = &p->dev;
@@ -202,7 +204,9 @@ void ft_plan_eval_time(ft_plan *p, const ft_recipe *r) {
     if (p->steps <= 0 || (!has_valid && r->eval.n_prompts == 0)) return;
     const int64_t every = r->eval.every_steps;
     p->n_evals = every > 0 ? p->steps / every + (p->steps % every != 0) : 1; /* and always at the end */
-    const double gemm = v->gemm_eff * v->peak_tflops * 1e12, attn = v->attn_tflops * 1e12;
+    /* the step's rates: the flat one, or the GEMMs' and the attention's (cuDNN's where the step's is) */
+    const double gemm = p->flat ? p->tflops * 1e12 : v->gemm_eff * v->peak_tflops * 1e12;
+    const double attn = p->flat ? gemm : (p->attn_cudnn ? v->attn_cudnn_tflops : v->attn_tflops) * 1e12;
     const double bw = v->mem_gbps * v->bw_eff * 1e9;
     const double fwd = 2.0 * (double)(p->n_blocks + p->n_head), a_fwd = 2.0 * (double)d->L * (double)(d->H * d->D);
     const int nf4 = p->linear_dtype == FT_NF4 && bw > 0;
@@ -215,7 +219,7 @@ void ft_plan_eval_time(ft_plan *p, const ft_recipe *r) {
             const double N = (double)(p->B * p->T);
             p->eval_tokens = (int64_t)(batches * N);
             const double mb = N * fwd / gemm + N * a_fwd * p->attn_len / attn +
-                              (nf4 ? (codes + bf16) / bw * (1.0 - v->dequant_hidden) : 0.0);
+                              (nf4 && !p->flat ? (codes + bf16) / bw * (1.0 - v->dequant_hidden) : 0.0);
             p->eval_valid_s = batches * mb;
         } else {
             p->eval_tokens = -1; /* no index of the validation split yet, and no eval.max_batches */

@@ -4,9 +4,10 @@
 # safetensors`, whose weights tests/ref/make_export_golden.py checks against PEFT's
 # merge_and_unload): the same logits within f32 rounding and the same greedy ids, for a run's
 # adapter (r 4, all modules, alpha 8) and for the PEFT fixture "trained elsewhere" (rsLoRA r 4 on
-# q/v). The adapter must change the logits (the check can fail), a run directory resolves to its
-# final/, a checkpoint file gives the same adapter, and --chat without a template, or a missing
-# adapter, fail with one line.
+# q/v), and that fixture's layers 0-1 only (PEFT's layers_to_transform, zero in the other layers).
+# The adapter must change the logits (the check can fail), a run directory resolves to its
+# final/, a checkpoint file gives the same adapter, and --chat without a template, a missing
+# adapter or one of another model (checked before the weights load), fail with one line.
 # usage: adapter_apply.sh FTUNE SRC_DIR
 set -u
 ftune=$(realpath "$1"); src=$(realpath "$2")
@@ -27,8 +28,12 @@ printf '1 403 11 87 300 5 22 410 99 17 256 3\n1 60 70 80 90 100 110 120\n' >"$tm
 "$ftune" train "$src/tests/fixtures/run/tiny.yaml" --set training.steps=8 --set output_dir="$tmp/run" \
   >/dev/null 2>&1 || bad "training the run's adapter failed"
 
-for case in run fixture; do
-  if [ $case = run ]; then adapter="$tmp/run"; else adapter="$src/tests/fixtures/export/stories_adapter"; fi
+for case in run fixture layers; do
+  case $case in
+    run) adapter="$tmp/run" ;;
+    fixture) adapter="$src/tests/fixtures/export/stories_adapter" ;;
+    layers) adapter="$src/tests/fixtures/export/stories_adapter_l01" ;; # layers_to_transform [0, 1]: zero elsewhere
+  esac
   "$ftune" merge --base "$model" --adapter "$adapter" --out "$tmp/m_$case" --type safetensors >/dev/null 2>&1 \
     || bad "$case: merge failed"
   "$ftune" eval --model "$model" --adapter "$adapter" --tokens "$tmp/ids.txt" --quant none \
@@ -57,9 +62,26 @@ cmp -s "$tmp/c.bin" "$tmp/a_run.bin" && ok "a checkpoint file (step 8) gives fin
 "$ftune" generate --model "$model" --prompt "Once" --chat auto >/dev/null 2>"$tmp/c.err"; rc=$?
 [ $rc -eq 2 ] && grep -q "generate --chat auto: .*no chat_template: name one with --chat" "$tmp/c.err" \
   && ok "--chat auto without a template: exit 2, $(cat "$tmp/c.err")" || bad "--chat auto: exit $rc $(cat "$tmp/c.err")"
+# an adapter of another model, refused as `ftune merge` refuses it (the old check named equal shapes,
+# and let a Llama adapter of the same widths run on a Qwen2 model), before the model's weights load
+l01="$src/tests/fixtures/export/stories_adapter_l01"; fwd="$src/tests/fixtures/forward"
+"$ftune" eval --model "$fwd/llama_gqa4" --adapter "$l01" --tokens "$tmp/ids.txt" >/dev/null 2>"$tmp/s.err"; rc=$?
+[ $rc -ne 0 ] && [ "$(wc -l <"$tmp/s.err")" -eq 1 ] && grep -q "layer 0 q_proj: adapter is \[64, 64\] .* has \[32, 64\]: the adapter was trained on another model" "$tmp/s.err" \
+  && ok "another model's shapes: exit $rc, $(cat "$tmp/s.err")" || bad "shape mismatch: exit $rc $(cat "$tmp/s.err")"
+"$ftune" generate --model "$fwd/qwen2" --adapter "$l01" --tokens "1 2" -n 1 >/dev/null 2>"$tmp/q.err"; rc=$?
+[ $rc -ne 0 ] && grep -q "trained on a LlamaForCausalLM model .* is Qwen2ForCausalLM" "$tmp/q.err" \
+  && ok "another family: exit $rc, $(cat "$tmp/q.err")" || bad "family: exit $rc $(cat "$tmp/q.err")"
+mkdir "$tmp/noweights" && cp "$model/config.json" "$tmp/noweights/"
+"$ftune" eval --model "$tmp/noweights" --adapter "$src/tests/fixtures/forward/qwen2" --tokens "$tmp/ids.txt" >/dev/null 2>"$tmp/w.err"
+grep -q "qwen2.*adapter_config.json" "$tmp/w.err" && ok "the adapter is checked before the weights are read: $(cat "$tmp/w.err")" \
+  || bad "the weights were read first: $(cat "$tmp/w.err")"
 "$ftune" eval --model "$model" --adapter "$tmp/nowhere" --tokens "$tmp/ids.txt" >/dev/null 2>"$tmp/n.err"; rc=$?
 [ $rc -ne 0 ] && [ "$(wc -l <"$tmp/n.err")" -eq 1 ] && grep -q "nowhere" "$tmp/n.err" \
   && ok "a missing adapter: exit $rc, $(cat "$tmp/n.err")" || bad "missing adapter: exit $rc $(cat "$tmp/n.err")"
+
+"$ftune" generate --model "$model" --prompt "Once" --chat llama3 >/dev/null 2>"$tmp/l.err"; rc=$?
+[ $rc -eq 2 ] && grep -q "generate --chat llama3: .*no token \"<|begin_of_text|>\"" "$tmp/l.err" \
+  && ok "--chat with a template the tokenizer cannot encode: exit 2, $(cat "$tmp/l.err")" || bad "--chat llama3: exit $rc $(cat "$tmp/l.err")"
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
