@@ -404,6 +404,12 @@ static void check_evals(void) {
     plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", mb, 8);
     FT_CHECK(p->n_evals == 4 && p->eval_tokens == 5 * 2 * 1024, "every 30 of 100 steps: %lld evaluations of %lld tokens",
              (long long)p->n_evals, (long long)p->eval_tokens);
+    const char *mb0[] = {"training.steps=100", "eval.every_steps=30", "eval.max_batches=5", "data.val_fraction=0.1",
+                         "data.seq_len=1024", "training.micro_batch=2", "data.packing=none", s_out, "eval.at_start=true"};
+    ft_plan *q = calloc(1, sizeof *q);
+    plan_cfg(q, "Llama-3.3-70B-Instruct", "h100", mb0, 9);
+    FT_CHECK(q->n_evals == 5, "eval.at_start adds the evaluation at step 0: %lld", (long long)q->n_evals);
+    free(q);
     /* a validation micro-batch: 2 (N_blocks + N_head) FLOPs a token in GEMMs and A_fwd in attention, at
      * the training step's rates (plain rows on an H100: cuDNN's attention, as the step's), and one
      * dequantization pass as hidden as in training */

@@ -204,6 +204,7 @@ void ft_plan_eval_time(ft_plan *p, const ft_recipe *r) {
     if (p->steps <= 0 || (!has_valid && r->eval.n_prompts == 0)) return;
     const int64_t every = r->eval.every_steps;
     p->n_evals = every > 0 ? p->steps / every + (p->steps % every != 0) : 1; /* and always at the end */
+    p->n_evals += r->eval.at_start != 0;                                     /* and one at step 0 */
     /* the step's rates: the flat one, or the GEMMs' and the attention's (cuDNN's where the step's is) */
     const double gemm = p->flat ? p->tflops * 1e12 : v->gemm_eff * v->peak_tflops * 1e12;
     const double attn = p->flat ? gemm : (p->attn_cudnn ? v->attn_cudnn_tflops : v->attn_tflops) * 1e12;

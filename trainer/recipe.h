@@ -90,6 +90,7 @@ typedef struct ft_recipe {
         int64_t max_new_tokens;   /* eval.max_new_tokens */
         int keep_best;            /* eval.keep_best: the adapter of the lowest validation loss in best/ */
         int64_t patience;         /* eval.patience: stop after N evaluations without a new best (0 = off) */
+        int at_start;             /* eval.at_start: an evaluation before the first step (step 0) */
     } eval;
 
     struct {

@@ -150,6 +150,9 @@ const rk ft_recipe_keys[] = {
     {.key = "eval.keep_best", .type = RK_BOOL, .off = F(eval.keep_best), .def = "true",
      .help = "keep the adapter of the lowest validation loss so far in OUTPUT_DIR/best/ (PEFT files and "
              "ftune-best.json with its step and loss)"},
+    {.key = "eval.at_start", .type = RK_BOOL, .off = F(eval.at_start), .def = "false",
+     .help = "evaluate before the first step too (step 0: the base model, the adapter at zero): the baseline the "
+             "validation curve and best/ are measured against"},
     {.key = "eval.patience", .type = RK_INT, .off = F(eval.patience), .def = "0", .min = 0, .max = 1e6,
      .help = "stop the run early after N evaluations in a row without a lower validation loss (0 = off); the run "
              "then ends as a finished one"},

@@ -470,6 +470,10 @@ static ft_status ft_run_loop(ft_run_state *R) {
                 (long long)R->val.since);
         return FT_OK;
     }
+    if (r->eval.at_start && R->step == 0 && R->step < R->total) { /* the base model's own, the adapter at zero */
+        FT_TRY(ft_run_eval(R));
+        ft_run_plot(R);
+    }
     while (R->step < R->total) {
         if (ft_run_signal) return ft_run_interrupted(R);
         for (int64_t k = 0; k < R->K; k++) FT_TRY(ft_dataset_next(R->ds, &R->mb[k]));

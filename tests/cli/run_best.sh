@@ -130,6 +130,21 @@ rm -rf "$tmp/s/best"
   && cmp -s "$tmp/ftune-best.json" "$tmp/s/best/ftune-best.json" && [ -s "$tmp/s/best/adapter.gguf" ] \
   && ok "a missing best/ is written again from the checkpoint of its step" || bad "missing best/: exit $rc $(grep -i 'best\|error' "$tmp/s2.err")"
 
+# eval.at_start: an evaluation at step 0 (the base model: the adapter's B is zero). A run that only
+# makes the validation loss worse (lr 1, the divergence guard off) keeps step 0's adapter as its best,
+# and that adapter gives the base model's loss
+"$ftune" train "$recipe" --set training.lr=1 --set training.diverge_factor=0 --set training.steps=12 \
+  --set eval.at_start=true --set output_dir="$tmp/z" >"$tmp/z.out" 2>"$tmp/z.err"; rc=$?
+first=$(head -1 "$tmp/z/metrics.jsonl" | grep -o '"type":"eval","step":0,')
+[ $rc -eq 0 ] && [ -n "$first" ] && [ "$(grep -o '"step": [0-9]*' "$tmp/z/best/ftune-best.json" | grep -o '[0-9]*$')" = 0 ] \
+  && grep -q "^best adapter: $tmp/z/best (step 0, " "$tmp/z.out" \
+  && ok "eval.at_start: step 0 evaluated first and kept as the best of a run that only got worse" \
+  || bad "eval.at_start: exit $rc, first line $(head -c 80 "$tmp/z/metrics.jsonl"), best $(cat "$tmp/z/best/ftune-best.json" 2>&1)"
+printf '1 403 11 87 300 5 22 410 99 17 256 3\n' >"$tmp/z.ids"
+lb=$("$ftune" eval --model "$src/models/stories260K" --tokens "$tmp/z.ids" --quant nf4 2>/dev/null | grep '^loss')
+la=$("$ftune" eval --model "$src/models/stories260K" --tokens "$tmp/z.ids" --quant nf4 --adapter "$tmp/z/best" 2>/dev/null | grep '^loss')
+[ -n "$la" ] && [ "$la" = "$lb" ] && ok "step 0's adapter is the base model: $la both ways" || bad "step 0's adapter: '$la' vs base '$lb'"
+
 # recipe checks (exit 2)
 "$ftune" train "$recipe" --set data.valid= --set eval.every_steps=0 --set export.from=best --set output_dir="$tmp/e" \
   >/dev/null 2>"$tmp/e.err"; rc=$?
