@@ -15,6 +15,7 @@ int ft_cmd_tokenize(int argc, char **argv); /* returns the exit code itself */
 ft_status ft_cmd_export(int argc, char **argv);
 ft_status ft_cmd_merge(int argc, char **argv);
 ft_status ft_cmd_inspect(int argc, char **argv);
+ft_status ft_cmd_status(int argc, char **argv);
 ft_status ft_cmd_bench(int argc, char **argv);
 
 /* cmd_export.c: the adapter a user names (PEFT directory, run directory, or checkpoint file; a

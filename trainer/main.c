@@ -29,6 +29,7 @@ static const ft_command ft_commands[] = {
     {"train", ft_cmd_train, "train LoRA/QLoRA adapters"},
     {"export", ft_cmd_export, "convert an adapter to a llama.cpp LoRA GGUF (+ Ollama Modelfile) or PEFT"},
     {"merge", ft_cmd_merge, "write a base model, or base + adapter merged, as a llama.cpp GGUF or HF checkpoint"},
+    {"status", ft_cmd_status, "where a training run stands, from its directory (while it runs, or after)"},
     {"inspect", ft_cmd_inspect, "print the metadata and tensor table of a GGUF file"},
     {"bench", ft_cmd_bench, "training throughput, memory and time per phase on a random model of a real shape"},
 };

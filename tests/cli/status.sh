@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# `ftune status RUN_DIR` (trainer/cmd_status.c): a run killed at step 10 of 24 reads as stopped
+# before its end, at step 10, with the loss, tokens and validation losses of its metrics.jsonl and
+# its newest checkpoint (8); while a process holds the directory's lock it reads as running, with
+# a time left; resumed to its end, as finished with final/. Not a run directory: exit 2.
+# usage: status.sh FTUNE SRC_DIR
+set -u
+ftune=$(realpath "$1"); src=$(realpath "$2")
+recipe="$src/tests/fixtures/run/tiny.yaml"
+tmp=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
+pass=0; fail=0
+ok()  { pass=$((pass+1)); echo "ok   $*"; }
+bad() { fail=$((fail+1)); echo "FAIL $*"; }
+run="$tmp/r"
+
+"$ftune" status "$tmp" >/dev/null 2>"$tmp/e.err"; rc=$?
+[ $rc -eq 2 ] && grep -q "not a run directory" "$tmp/e.err" && ok "not a run directory: exit 2" || bad "non-run dir: exit $rc $(cat "$tmp/e.err")"
+
+FT_FAULT_KILL_AFTER_STEP=10 "$ftune" train "$recipe" --set output_dir="$run" >/dev/null 2>&1
+"$ftune" status "$run" >"$tmp/s1" 2>&1; rc=$?
+m="$run/metrics.jsonl"
+last=$(grep '"type":"train"' "$m" | tail -1 | grep -o '"loss":[0-9.]*' | cut -d: -f2)
+tok=$(grep '"type":"train"' "$m" | grep -o '"tokens":[0-9]*' | cut -d: -f2 | awk '{s += $1} END {print s}')
+low=$(grep '"type":"eval"' "$m" | grep -o '"val_loss":[0-9.]*' | cut -d: -f2 | sort -g | head -1)
+[ $rc -eq 0 ] && grep -q "^run: .*: stopped before its end" "$tmp/s1" && grep -q "^progress:     step 10 of 24 (41.7%), $tok tokens" "$tmp/s1" \
+  && ok "killed at 10: $(grep '^progress' "$tmp/s1")" || bad "killed run: exit $rc $(cat "$tmp/s1")"
+grep -q "^loss:         $(printf '%.4f' "$last") last" "$tmp/s1" && ok "last loss $last as metrics.jsonl" || bad "loss: $(grep '^loss' "$tmp/s1"), want $last"
+grep -q "lowest $(printf '%.4f' "$low") at step 6" "$tmp/s1" && ok "validation: $(grep '^validation' "$tmp/s1")" || bad "validation (lowest $low): $(grep '^valid' "$tmp/s1")"
+grep -q "^checkpoints:  [0-9]*, the newest step 8, written .* (continue: ftune train RECIPE --resume)" "$tmp/s1" \
+  && grep -q "^final/:       not yet" "$tmp/s1" && ok "checkpoints: newest step 8; final/ not yet" || bad "checkpoints/final: $(tail -3 "$tmp/s1")"
+
+flock "$run/.lock" sleep 5 &
+sleep 0.5
+"$ftune" status "$run" >"$tmp/s2" 2>&1
+grep -q "^run: .*: running: a process holds it" "$tmp/s2" && grep -q "^time left:    ~0:00:[0-9][0-9] at the last 10 steps'" "$tmp/s2" \
+  && ok "while the lock is held: running, $(grep '^time left' "$tmp/s2")" || bad "held lock: $(head -4 "$tmp/s2")"
+wait
+
+"$ftune" train "$recipe" --set output_dir="$run" --resume >/dev/null 2>&1
+"$ftune" status "$run" >"$tmp/s3" 2>&1
+grep -q "^run: .*: finished$" "$tmp/s3" && grep -q "^progress:     step 24 of 24 (100.0%)" "$tmp/s3" && grep -q "^final/:       written" "$tmp/s3" \
+  && grep -q "^best/:        step [0-9]*, validation loss" "$tmp/s3" && ok "resumed to the end: finished, final/ and best/" || bad "finished run: $(cat "$tmp/s3")"
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]

@@ -1,0 +1,220 @@
+/* cmd_status.c: `ftune status RUN_DIR`: where a run stands, from its directory alone, while it
+ * runs (from another terminal, without touching it) or after: whether a process holds it, the
+ * step against the recipe's, the recent loss and tokens/s, the estimated time left, the
+ * validation losses and best/, the checkpoints and final/. It reads recipe.yaml, metrics.jsonl,
+ * checkpoints/, best/ftune-best.json and final/ (trainer/run.h's layout) and writes nothing. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kernels/fileio.h"
+#include "kernels/json.h"
+#include "kernels/log.h"
+#include "trainer/checkpoint.h"
+#include "trainer/cli.h"
+#include "trainer/commands.h"
+#include "trainer/recipe.h"
+
+enum { FT_ST_RECENT = 20 }; /* steps the recent loss and rate are taken over */
+
+typedef struct ft_run_view {
+    int64_t steps, last_step, skipped_spike, skipped_nonfinite, tokens, evals;
+    double elapsed_s, last_loss, recent_loss[FT_ST_RECENT], recent_step_s[FT_ST_RECENT];
+    int64_t n_recent, n_recent_s;
+    double last_val, best_val;
+    int64_t last_val_step, best_val_step;
+    int64_t bad_lines;
+} ft_run_view;
+
+/* Whether a process holds DIR/.lock (ft_run takes it for the whole run): a shared lock, tried and
+ * let go at once, fails only then. 1 running, 0 not, -1 unknown (no lock file). */
+static int ft_status_running(const char *dir) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/.lock", dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    close(fd); /* releases the shared lock, if taken */
+    return held;
+}
+
+static void ft_view_line(ft_run_view *v, const char *line) {
+    cJSON *j = cJSON_Parse(line);
+    const cJSON *type = j ? cJSON_GetObjectItemCaseSensitive(j, "type") : NULL;
+    const cJSON *step = j ? cJSON_GetObjectItemCaseSensitive(j, "step") : NULL;
+    if (!cJSON_IsString(type) || !cJSON_IsNumber(step)) {
+        v->bad_lines++; /* a torn last line of a killed run, most often */
+        cJSON_Delete(j);
+        return;
+    }
+    const int64_t s = (int64_t)step->valuedouble;
+    if (strcmp(type->valuestring, "train") == 0) {
+        const cJSON *loss = cJSON_GetObjectItemCaseSensitive(j, "loss");
+        const cJSON *skip = cJSON_GetObjectItemCaseSensitive(j, "skipped");
+        const cJSON *tok = cJSON_GetObjectItemCaseSensitive(j, "tokens");
+        const cJSON *wall = cJSON_GetObjectItemCaseSensitive(j, "wall");
+        const cJSON *el = wall ? cJSON_GetObjectItemCaseSensitive(wall, "elapsed_s") : NULL;
+        const cJSON *ss = wall ? cJSON_GetObjectItemCaseSensitive(wall, "step_s") : NULL;
+        v->steps++, v->last_step = s;
+        if (cJSON_IsNumber(tok)) v->tokens += (int64_t)tok->valuedouble;
+        if (cJSON_IsNumber(el)) v->elapsed_s = el->valuedouble;
+        if (cJSON_IsNumber(ss)) v->recent_step_s[v->n_recent_s++ % FT_ST_RECENT] = ss->valuedouble;
+        if (cJSON_IsString(skip)) {
+            if (strcmp(skip->valuestring, "spike") == 0) v->skipped_spike++;
+            else v->skipped_nonfinite++;
+        } else if (cJSON_IsNumber(loss)) {
+            v->last_loss = loss->valuedouble;
+            v->recent_loss[v->n_recent++ % FT_ST_RECENT] = loss->valuedouble;
+        }
+    } else if (strcmp(type->valuestring, "eval") == 0) {
+        const cJSON *vl = cJSON_GetObjectItemCaseSensitive(j, "val_loss");
+        if (cJSON_IsNumber(vl)) {
+            v->evals++;
+            v->last_val = vl->valuedouble, v->last_val_step = s;
+            if (!(vl->valuedouble >= v->best_val)) v->best_val = vl->valuedouble, v->best_val_step = s;
+        }
+    }
+    cJSON_Delete(j);
+}
+
+static double ft_mean(const double *x, int64_t n) {
+    if (n > FT_ST_RECENT) n = FT_ST_RECENT;
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += x[i];
+    return n > 0 ? s / (double)n : NAN;
+}
+
+static void ft_hms(double s, char *buf, size_t cap) {
+    const int64_t t = isfinite(s) && s > 0 ? (int64_t)llround(s) : 0;
+    snprintf(buf, cap, "%lld:%02lld:%02lld", (long long)(t / 3600), (long long)(t / 60 % 60), (long long)(t % 60));
+}
+
+static const char *ft_age(const char *path, char *buf, size_t cap) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) return "";
+    char t[32];
+    ft_hms(difftime(time(NULL), sb.st_mtime), t, sizeof t);
+    snprintf(buf, cap, "written %s ago", t);
+    return buf;
+}
+
+ft_status ft_cmd_status(int argc, char **argv) {
+    ft_cli cli = {.command = "status", .positional = "RUN_DIR",
+                  .summary = "Where a training run stands, from its directory (while it runs, or after)."};
+    ft_status st = ft_cli_parse(&cli, argc, argv);
+    ft_recipe r = {0};
+    FILE *f = NULL;
+    char *line = NULL;
+    int64_t *steps = NULL, n_ck = 0;
+    if (st != FT_OK) goto done;
+    if (cli.help) {
+        ft_cli_usage(&cli);
+        goto done;
+    }
+    if (cli.npos != 1) {
+        st = FT_ERR(FT_E_ARG, "status: expected one RUN_DIR (see 'ftune status --help')");
+        goto done;
+    }
+    const char *dir = cli.pos[0];
+    char path[4200], age[64];
+    snprintf(path, sizeof path, "%s/recipe.yaml", dir);
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        st = FT_ERR(FT_E_ARG, "%s: not a run directory (no recipe.yaml: `ftune train` writes one when it starts)", dir);
+        goto done;
+    }
+    FT_CHECK_GOTO(st, ft_recipe_load(&r, path, NULL, 0), done);
+
+    ft_run_view v = {.last_loss = NAN, .last_val = NAN, .best_val = NAN, .last_val_step = -1, .best_val_step = -1};
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    f = fopen(path, "rb");
+    if (f) {
+        size_t cap = 0;
+        while (getline(&line, &cap, f) > 0) ft_view_line(&v, line);
+    }
+    const int running = ft_status_running(dir);
+    const int64_t total = r.training.steps;
+    char b1[32], b2[32], fin[4200];
+    snprintf(fin, sizeof fin, "%s/final/adapter_model.safetensors", dir);
+    const int final = stat(fin, &sb) == 0;
+    const char *state = running > 0 ? "running: a process holds it"
+                        : final && total > 0 && v.last_step < total ? "finished early (eval.patience)"
+                        : final ? "finished"
+                        : v.steps > 0 ? "stopped before its end: interrupted, killed, or stopped by its guard (its log "
+                                        "says which)"
+                                      : "not running";
+    printf("run:          %s: %s\n", dir, state);
+    printf("model:        %s, LoRA r %lld on %s\n", r.model.path, (long long)r.lora.r, r.lora.targets);
+    if (v.steps == 0) {
+        printf("progress:     no step recorded yet%s\n", f ? "" : " (no metrics.jsonl)");
+    } else {
+        ft_hms(v.elapsed_s, b1, sizeof b1);
+        const double step_s = ft_mean(v.recent_step_s, v.n_recent_s);
+        if (total > 0)
+            printf("progress:     step %lld of %lld (%.1f%%), %lld tokens, %s of training\n", (long long)v.last_step,
+                   (long long)total, 100.0 * (double)v.last_step / (double)total, (long long)v.tokens, b1);
+        else
+            printf("progress:     step %lld (training.epochs %g), %lld tokens, %s of training\n", (long long)v.last_step,
+                   r.training.epochs, (long long)v.tokens, b1);
+        if (running > 0 && total > v.last_step && isfinite(step_s)) {
+            ft_hms(step_s * (double)(total - v.last_step), b2, sizeof b2);
+            printf("time left:    ~%s at the last %d steps' %.2f s a step (evaluations and checkpoints included)\n", b2,
+                   (int)(v.n_recent_s < FT_ST_RECENT ? v.n_recent_s : FT_ST_RECENT), step_s);
+        }
+        printf("loss:         %.4f last, %.4f mean of the last %d steps\n", v.last_loss,
+               ft_mean(v.recent_loss, v.n_recent), (int)(v.n_recent < FT_ST_RECENT ? v.n_recent : FT_ST_RECENT));
+        if (v.skipped_spike + v.skipped_nonfinite > 0)
+            printf("skipped:      %lld steps (%lld spikes, %lld non-finite)\n",
+                   (long long)(v.skipped_spike + v.skipped_nonfinite), (long long)v.skipped_spike,
+                   (long long)v.skipped_nonfinite);
+    }
+    if (v.evals > 0)
+        printf("validation:   %.4f at step %lld (last), lowest %.4f at step %lld, %lld evaluation%s\n", v.last_val,
+               (long long)v.last_val_step, v.best_val, (long long)v.best_val_step, (long long)v.evals,
+               v.evals == 1 ? "" : "s");
+    snprintf(path, sizeof path, "%s/best/adapter_model.safetensors", dir);
+    if (stat(path, &sb) == 0) {
+        char *js = NULL;
+        int64_t len = 0;
+        snprintf(path, sizeof path, "%s/best/ftune-best.json", dir);
+        cJSON *j = ft_read_file(path, 1 << 16, &js, &len, NULL) == FT_OK ? cJSON_Parse(js) : NULL;
+        const cJSON *s = j ? cJSON_GetObjectItemCaseSensitive(j, "step") : NULL;
+        const cJSON *l = j ? cJSON_GetObjectItemCaseSensitive(j, "validation_loss") : NULL;
+        if (cJSON_IsNumber(s) && cJSON_IsNumber(l))
+            printf("best/:        step %lld, validation loss %.4f\n", (long long)s->valuedouble, l->valuedouble);
+        else
+            printf("best/:        incomplete (no ftune-best.json: its write was cut short)\n");
+        cJSON_Delete(j);
+        free(js);
+        ft_error_clear();
+    }
+    snprintf(path, sizeof path, "%s/checkpoints", dir);
+    if (ft_ckpt_list(path, &steps, &n_ck) == FT_OK && n_ck > 0) {
+        char ck[4300];
+        ft_ckpt_path(ck, sizeof ck, path, steps[n_ck - 1]);
+        printf("checkpoints:  %lld, the newest step %lld, %s%s\n", (long long)n_ck, (long long)steps[n_ck - 1],
+               ft_age(ck, age, sizeof age), running <= 0 && !final ? " (continue: ftune train RECIPE --resume)" : "");
+    } else {
+        ft_error_clear();
+        printf("checkpoints:  none\n");
+    }
+    if (final) printf("final/:       %s\n", ft_age(fin, age, sizeof age));
+    else printf("final/:       not yet\n");
+    if (v.bad_lines > 0) printf("note:         %lld unreadable line(s) in metrics.jsonl (a torn write)\n", (long long)v.bad_lines);
+    st = FT_OK;
+done:
+    free(steps);
+    free(line);
+    if (f) fclose(f);
+    ft_recipe_free(&r);
+    ft_cli_free(&cli);
+    return st;
+}
