@@ -40,7 +40,7 @@ ft_status ft_run_check_disk(const ft_run_state *R) {
         ft_plan_format_bytes(p->disk_merged, m, sizeof m);
         snprintf(b_mg, sizeof b_mg, ", the merged model %s", m);
     }
-    return FT_ERR(FT_E_IO, "%s: the run will write up to %s more (%lld checkpoints of up to %s, the final adapter %s%s) and "
+    return FT_ERR(FT_E_IO, "%s: the run will write up to %s more (%lld checkpoints of up to %s, the adapters %s%s) and "
                            "its filesystem has %s free: free space, or lower checkpoint.keep%s, then start it again "
                            "(`ftune plan` shows the disk a recipe needs)",
                   R->dir, b_need, (long long)more, b_ck, b_ad, b_mg, b_free,
