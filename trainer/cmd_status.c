@@ -145,11 +145,23 @@ ft_status ft_cmd_status(int argc, char **argv) {
     char b1[32], b2[32], fin[4200];
     snprintf(fin, sizeof fin, "%s/final/adapter_model.safetensors", dir);
     const int final = stat(fin, &sb) == 0;
+    /* how it ended, as the run recorded it (trainer/run.c ft_run_outcome); none after a SIGKILL */
+    char said[1400] = "", *oj = NULL;
+    int64_t olen = 0;
+    snprintf(path, sizeof path, "%s/outcome.json", dir);
+    cJSON *o = running <= 0 && ft_read_file(path, 1 << 16, &oj, &olen, NULL) == FT_OK ? cJSON_Parse(oj) : NULL;
+    const cJSON *ow = o ? cJSON_GetObjectItemCaseSensitive(o, "outcome") : NULL;
+    const cJSON *om = o ? cJSON_GetObjectItemCaseSensitive(o, "message") : NULL;
+    if (cJSON_IsString(ow))
+        snprintf(said, sizeof said, "%s%s%s", ow->valuestring, cJSON_IsString(om) && om->valuestring[0] ? ": " : "",
+                 cJSON_IsString(om) ? om->valuestring : "");
+    cJSON_Delete(o);
+    free(oj);
+    ft_error_clear();
     const char *state = running > 0 ? "running: a process holds it"
-                        : final && total > 0 && v.last_step < total ? "finished early (eval.patience)"
-                        : final ? "finished"
-                        : v.steps > 0 ? "stopped before its end: interrupted, killed, or stopped by its guard (its log "
-                                        "says which)"
+                        : said[0]   ? said
+                        : final     ? "finished"
+                        : v.steps > 0 ? "stopped before its end: killed or crashed (no outcome.json recorded how)"
                                       : "not running";
     printf("run:          %s: %s\n", dir, state);
     printf("model:        %s, LoRA r %lld on %s\n", r.model.path, (long long)r.lora.r, r.lora.targets);

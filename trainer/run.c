@@ -15,6 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
+#include "export/export_util.h"
 #include "kernels/log.h"
 #include "kernels/mem.h"
 #include "trainer/checkpoint.h"
@@ -529,6 +532,33 @@ static ft_status ft_run_loop(ft_run_state *R) {
 
 /* ---- entry -------------------------------------------------------------------------------- */
 
+/* OUTPUT_DIR/outcome.json: how this process's run ended ({"outcome", "step", "message"}), for
+ * `ftune status` the morning after, when the terminal that showed the last line is gone. Removed
+ * when a run starts, so a SIGKILL (nothing written) never leaves an older run's outcome standing. */
+static void ft_run_outcome(const ft_run_state *R, ft_status st) {
+    char path[FT_PATH_MAX + 32], msg[1024];
+    snprintf(path, sizeof path, "%s/outcome.json", R->dir);
+    snprintf(msg, sizeof msg, "%s", st == FT_OK ? "" : ft_error_msg());
+    const int sig = ft_error_signal();
+    const char *what = st == FT_OK ? (R->step < R->total ? "finished early" : "finished")
+                       : st == FT_E_INTERRUPTED ? "interrupted"
+                       : st == FT_E_STOPPED     ? "stopped by its guard"
+                                                : "failed";
+    cJSON *j = cJSON_CreateObject();
+    char *text = NULL;
+    if (j && cJSON_AddStringToObject(j, "outcome", what) && cJSON_AddNumberToObject(j, "step", (double)R->step) &&
+        cJSON_AddStringToObject(j, "message", msg))
+        text = cJSON_PrintUnformatted(j);
+    if (!text || ft_write_text(path, text) != FT_OK)
+        ft_warn("%s: not written (%s)", path, text ? ft_error_msg() : "out of memory");
+    cJSON_free(text);
+    cJSON_Delete(j);
+    if (st != FT_OK) { /* the run's own status and message stay what main reports */
+        ft_error_set(st, __FILE__, __LINE__, "%s", msg);
+        if (sig) ft_error_note_signal(sig);
+    }
+}
+
 static void ft_run_free(ft_run_state *R) {
     if (R->mb)
         for (int64_t k = 0; k < R->K; k++) ft_rows_free(&R->mb[k]);
@@ -555,9 +585,16 @@ ft_status ft_run(const ft_recipe *r, const ft_run_opts *opts) {
     ft_sigsave save;
     ft_signals_install(&save);
     ft_status st;
+    int owned = 0;
     FT_CHECK_GOTO(st, ft_run_fault_step("FT_FAULT_KILL_AFTER_STEP", "SIGKILL", &R.fault_kill_step), done);
     FT_CHECK_GOTO(st, ft_run_fault_step("FT_FAULT_TERM_AFTER_STEP", "SIGTERM", &R.fault_term_step), done);
     FT_CHECK_GOTO(st, ft_run_dirs(&R), done);
+    owned = 1; /* the directory's lock is ours: its outcome.json too */
+    {
+        char outcome[FT_PATH_MAX + 32];
+        snprintf(outcome, sizeof outcome, "%s/outcome.json", R.dir);
+        unlink(outcome);
+    }
     {
         int64_t *steps, n;
         FT_CHECK_GOTO(st, ft_ckpt_list(R.ckpt_dir, &steps, &n), done);
@@ -627,6 +664,7 @@ ft_status ft_run(const ft_recipe *r, const ft_run_opts *opts) {
     st = FT_OK;
 done:
     ft_progress_clear(&R.prog);
+    if (owned) ft_run_outcome(&R, st);
     ft_run_free(&R);
     ft_signals_restore(&save);
     return st;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# `ftune status RUN_DIR` (trainer/cmd_status.c): a run killed at step 10 of 24 reads as stopped
-# before its end, at step 10, with the loss, tokens and validation losses of its metrics.jsonl and
+# `ftune status RUN_DIR` (trainer/cmd_status.c): a run killed at step 10 of 24 (SIGKILL: nothing
+# recorded) reads as stopped before its end, at step 10, with the loss, tokens and validation losses of its metrics.jsonl and
 # its newest checkpoint (8); while a process holds the directory's lock it reads as running, with
-# a time left; resumed to its end, as finished with final/. Not a run directory: exit 2.
+# a time left; resumed to its end, as finished with final/ (outcome.json says so); a diverged run
+# and a SIGTERM'd one read as the outcome they recorded. Not a run directory: exit 2.
 # usage: status.sh FTUNE SRC_DIR
 set -u
 ftune=$(realpath "$1"); src=$(realpath "$2")
@@ -38,8 +39,21 @@ wait
 
 "$ftune" train "$recipe" --set output_dir="$run" --resume >/dev/null 2>&1
 "$ftune" status "$run" >"$tmp/s3" 2>&1
-grep -q "^run: .*: finished$" "$tmp/s3" && grep -q "^progress:     step 24 of 24 (100.0%)" "$tmp/s3" && grep -q "^final/:       written" "$tmp/s3" \
+grep -q "^run: .*: finished$" "$tmp/s3" && grep -q '"outcome":"finished"' "$run/outcome.json" && grep -q "^progress:     step 24 of 24 (100.0%)" "$tmp/s3" && grep -q "^final/:       written" "$tmp/s3" \
   && grep -q "^best/:        step [0-9]*, validation loss" "$tmp/s3" && ok "resumed to the end: finished, final/ and best/" || bad "finished run: $(cat "$tmp/s3")"
+
+# a run its guard stopped: the outcome it recorded, message and all (stderr may be long gone)
+"$ftune" train "$recipe" --set training.lr=0.3 --set training.warmup=40 --set training.steps=80 \
+  --set output_dir="$tmp/d" >/dev/null 2>"$tmp/d.err"
+"$ftune" status "$tmp/d" >"$tmp/s4" 2>&1
+msg=$(grep 'error:' "$tmp/d.err" | sed 's/^ftune: error: //')
+[ -n "$msg" ] && grep -qF "run:          $tmp/d: stopped by its guard: $msg" "$tmp/s4" \
+  && ok "a diverged run: its recorded outcome, $(head -c 100 "$tmp/s4")..." || bad "diverged run: $(head -1 "$tmp/s4")"
+# SIGTERM: interrupted, with the resume line
+FT_FAULT_TERM_AFTER_STEP=5 "$ftune" train "$recipe" --set output_dir="$tmp/t" >/dev/null 2>&1
+"$ftune" status "$tmp/t" >"$tmp/s5" 2>&1
+grep -q "^run: .*: interrupted: interrupted at step 5: checkpoint written to" "$tmp/s5" \
+  && ok "SIGTERM: $(head -1 "$tmp/s5" | cut -c1-90)..." || bad "SIGTERM'd run: $(head -1 "$tmp/s5")"
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
