@@ -21,6 +21,7 @@
 #include "trainer/checkpoint.h"
 #include "trainer/cli.h"
 #include "trainer/commands.h"
+#include "trainer/progress.h"
 #include "trainer/recipe.h"
 
 enum { FT_ST_RECENT = 20 }; /* steps the recent loss and rate are taken over */
@@ -92,16 +93,11 @@ static double ft_mean(const double *x, int64_t n) {
     return n > 0 ? s / (double)n : NAN;
 }
 
-static void ft_hms(double s, char *buf, size_t cap) {
-    const int64_t t = isfinite(s) && s > 0 ? (int64_t)llround(s) : 0;
-    snprintf(buf, cap, "%lld:%02lld:%02lld", (long long)(t / 3600), (long long)(t / 60 % 60), (long long)(t % 60));
-}
-
 static const char *ft_age(const char *path, char *buf, size_t cap) {
     struct stat sb;
     if (stat(path, &sb) != 0) return "";
     char t[32];
-    ft_hms(difftime(time(NULL), sb.st_mtime), t, sizeof t);
+    ft_format_duration(t, sizeof t, difftime(time(NULL), sb.st_mtime));
     snprintf(buf, cap, "written %s ago", t);
     return buf;
 }
@@ -168,7 +164,7 @@ ft_status ft_cmd_status(int argc, char **argv) {
     if (v.steps == 0) {
         printf("progress:     no step recorded yet%s\n", f ? "" : " (no metrics.jsonl)");
     } else {
-        ft_hms(v.elapsed_s, b1, sizeof b1);
+        ft_format_duration(b1, sizeof b1, v.elapsed_s);
         const double step_s = ft_mean(v.recent_step_s, v.n_recent_s);
         if (total > 0)
             printf("progress:     step %lld of %lld (%.1f%%), %lld tokens, %s of training\n", (long long)v.last_step,
@@ -177,7 +173,7 @@ ft_status ft_cmd_status(int argc, char **argv) {
             printf("progress:     step %lld (training.epochs %g), %lld tokens, %s of training\n", (long long)v.last_step,
                    r.training.epochs, (long long)v.tokens, b1);
         if (running > 0 && total > v.last_step && isfinite(step_s)) {
-            ft_hms(step_s * (double)(total - v.last_step), b2, sizeof b2);
+            ft_format_duration(b2, sizeof b2, step_s * (double)(total - v.last_step));
             printf("time left:    ~%s at the last %d steps' %.2f s a step (evaluations and checkpoints included)\n", b2,
                    (int)(v.n_recent_s < FT_ST_RECENT ? v.n_recent_s : FT_ST_RECENT), step_s);
         }

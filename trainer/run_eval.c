@@ -217,11 +217,11 @@ ft_status ft_run_write_final(ft_run_state *R) {
     }
     /* the overnight log's last lines: what the run did, then where its adapters are */
     const double secs = ft_run_elapsed(R);
-    const int64_t hs = (int64_t)secs;
-    printf("trained: %lld steps, %lld tokens in %lld:%02lld:%02lld of training (%.0f tokens/s), %lld step%s skipped\n",
-           (long long)R->step, (long long)R->tokens_seen, (long long)(hs / 3600), (long long)(hs / 60 % 60),
-           (long long)(hs % 60), secs > 0 ? (double)R->tokens_seen / secs : 0.0, (long long)R->guard.skipped,
-           R->guard.skipped == 1 ? "" : "s");
+    char took[32];
+    ft_format_duration(took, sizeof took, secs);
+    printf("trained: %lld steps, %lld tokens in %s of training (%.0f tokens/s), %lld step%s skipped\n",
+           (long long)R->step, (long long)R->tokens_seen, took, secs > 0 ? (double)R->tokens_seen / secs : 0.0,
+           (long long)R->guard.skipped, R->guard.skipped == 1 ? "" : "s");
     double val = ft_metrics_last_eval(R->metrics);
     if (isfinite(val))
         printf("final adapter: %s (step %lld, validation loss %.4f, perplexity %.3f)\n", R->final_dir,

@@ -31,7 +31,7 @@ awk "BEGIN{exit !($t_last < $t_first / 2)}" && ok "training loss $t_first -> $t_
 grep -q "final adapter: $run/final" "$tmp/out" && ok "stdout: $(cat "$tmp/out")" || bad "stdout: $(cat "$tmp/out")"
 n_steps=$(grep -c '"type":"train"' "$run/metrics.jsonl")
 n_tok=$(grep '"type":"train"' "$run/metrics.jsonl" | grep -o '"tokens":[0-9]*' | cut -d: -f2 | awk '{s += $1} END {print s}')
-grep -qE "^trained: $n_steps steps, $n_tok tokens in [0-9]+:[0-9]{2}:[0-9]{2} of training \([0-9]+ tokens/s\), 0 steps skipped$" "$tmp/out" \
+grep -qE "^trained: $n_steps steps, $n_tok tokens in ([0-9]+:)?[0-9]+:[0-9]{2} of training \([0-9]+ tokens/s\), 0 steps skipped$" "$tmp/out" \
   && ok "summary: $(grep '^trained:' "$tmp/out")" || bad "summary line (want $n_steps steps, $n_tok tokens): $(grep '^trained' "$tmp/out")"
 best=$(grep '"type":"eval"' "$run/metrics.jsonl" | grep -o '"step":[0-9]*,"val_loss":[0-9.]*' | sort -t: -k3 -g | head -1 | cut -d, -f1 | cut -d: -f2)
 grep -q "^best adapter: $run/best (step $best, " "$tmp/out" && [ -s "$run/best/adapter_model.safetensors" ] \

@@ -33,7 +33,7 @@ grep -q "^checkpoints:  [0-9]*, the newest step 8, written .* (continue: ftune t
 flock "$run/.lock" sleep 5 &
 sleep 0.5
 "$ftune" status "$run" >"$tmp/s2" 2>&1
-grep -q "^run: .*: running: a process holds it" "$tmp/s2" && grep -q "^time left:    ~0:00:[0-9][0-9] at the last 10 steps'" "$tmp/s2" \
+grep -q "^run: .*: running: a process holds it" "$tmp/s2" && grep -q "^time left:    ~0:[0-9][0-9] at the last 10 steps'" "$tmp/s2" \
   && ok "while the lock is held: running, $(grep '^time left' "$tmp/s2")" || bad "held lock: $(head -4 "$tmp/s2")"
 wait
 
