@@ -122,7 +122,14 @@ static ft_status ft_cudnn_plan_get(ft_backend_cuda *b, int kind, const ft_sdpa_s
         p = &c->plan[c->nplan++];
     } else { /* full: replace round-robin (a run uses a handful of shapes) */
         p = &c->plan[c->next];
-        if (p->g) FT_CUDA_TRY(cudaStreamSynchronize(b->stream)); /* its kernel may still run */
+        if (p->g) { /* its kernel may still run */
+            const ft_status ss = ft_cuda_status(cudaStreamSynchronize(b->stream), "cudaStreamSynchronize", __func__,
+                                                __FILE__, __LINE__);
+            if (ss != FT_OK) {
+                ft_sdpa_graph_free(g); /* the plan just built is in no table yet */
+                return ss;
+            }
+        }
         ft_sdpa_graph_free(p->g);
         c->next = (c->next + 1) % FT_CUDNN_PLANS;
     }

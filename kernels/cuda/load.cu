@@ -114,11 +114,7 @@ static void ft_load_memcpy(char *dst, const char *src, int64_t n) {
 
 /* ---- the session --------------------------------------------------------------------------------- */
 
-static ft_status ft_load_begin(ft_backend_cuda *b) {
-    if (b->loader) return FT_OK;
-    ft_cuda_loader *L = (ft_cuda_loader *)calloc(1, sizeof *L);
-    if (!L) return FT_ERR(FT_E_OOM, "weight streaming: out of host memory");
-    b->loader = L;
+static ft_status ft_load_make(ft_cuda_loader *L) {
     for (int s = 0; s < FT_LOAD_SLOTS; s++) {
         FT_CUDA_TRY(cudaHostAlloc((void **)&L->pin[s], (size_t)FT_LOAD_CHUNK_BYTES, cudaHostAllocDefault));
         FT_CUDA_TRY(cudaEventCreateWithFlags(&L->h2d[s], cudaEventDisableTiming));
@@ -129,11 +125,23 @@ static ft_status ft_load_begin(ft_backend_cuda *b) {
     return FT_OK;
 }
 
+static ft_status ft_load_begin(ft_backend_cuda *b) {
+    if (b->loader) return FT_OK;
+    ft_cuda_loader *L = (ft_cuda_loader *)calloc(1, sizeof *L);
+    if (!L) return FT_ERR(FT_E_OOM, "weight streaming: out of host memory");
+    b->loader = L;
+    const ft_status st = ft_load_make(L);
+    /* a half-made session (pinned memory refused) must not stay: the next call would find
+     * b->loader set and copy into a NULL buffer. Ending it frees what was made. */
+    if (st != FT_OK) (void)ft_cuda_load_end(b);
+    return st;
+}
+
 /* Device chunks, once per session (only targets that are quantized or converted need them). */
 static ft_status ft_load_dev_slots(ft_backend_cuda *b) {
     ft_cuda_loader *L = b->loader;
-    if (L->dev[0]) return FT_OK;
     for (int s = 0; s < FT_LOAD_SLOTS; s++) {
+        if (L->dev[s]) continue; /* made by an earlier call (one that failed part way made only some) */
         ft_status st = ft_cuda_raw_alloc(b, &L->dev[s], FT_LOAD_CHUNK_BYTES);
         if (st != FT_OK) return ft_backend_alloc_failed(&b->base, st, FT_LOAD_CHUNK_BYTES, "weight streaming chunks");
         ft_cuda_account(b, FT_LOAD_CHUNK_BYTES);

@@ -270,16 +270,23 @@ ft_status ft_cuda_weight_bf16(ft_backend *be, const ft_weight *w, int slot, cons
             return FT_OK;
         }
     }
+    const int cached = buf != NULL; /* a cache entry claimed for this copy: valid once filled */
     if (!buf) FT_TRY(ft_cuda_scratch_get(be, slot, 2 * (n > 0 ? n : 1), &buf));
+    ft_status st = FT_OK;
     if (w->dtype == FT_NF4) {
         ft_cu(be)->wcache.n.on_compute++;
-        FT_TRY(ft_cuda_nf4_dequantize(be, buf, w));
+        st = ft_cuda_nf4_dequantize(be, buf, w);
     } else if (w->dtype == FT_F32 || w->dtype == FT_F16) {
         ft_k_weight_to_bf16<<<ft_grid_1d(n, 256, 8LL * ft_cu(be)->sm_count * 8), 256, 0, ft_cu_stream(be)>>>(
             (act_t *)buf, ft_cu_view(w, ft_cu(be)->nf4_tables), n);
-        FT_CUDA_LAUNCH_TRY("ft_k_weight_to_bf16");
+        st = ft_cuda_status(cudaGetLastError(), "launch of ft_k_weight_to_bf16", __func__, __FILE__, __LINE__);
     } else {
-        return FT_ERR(FT_E_UNSUPPORTED, "cuda: weights of dtype %s are not supported", ft_dtype_name(w->dtype));
+        st = FT_ERR(FT_E_UNSUPPORTED, "cuda: weights of dtype %s are not supported", ft_dtype_name(w->dtype));
+    }
+    if (st != FT_OK) {
+        /* the entry was claimed but never filled: drop it, or the next product would read it as cached */
+        if (cached) (void)ft_cuda_wcache_forget(ft_cu(be), ft_cuda_wcache_key(w), 1);
+        return st;
     }
     *out = buf;
     return FT_OK;

@@ -27,7 +27,9 @@ enum {
     FT_UID_DQ_ACCUM, FT_UID_SCALE, FT_UID_LOWEST, FT_UID_ONE, FT_UID_SEQ_LEN, FT_UID_OFF_Q, FT_UID_OFF_KV,
     FT_UID_OFF_LSE, FT_UID_VIRTUAL = 100
 };
-enum { FT_GB_MAX_DESC = 192, FT_GB_MAX_OPS = 48, FT_GB_MAX_BIND = 16 };
+/* FT_GB_MAX_BIND: the most tensors a run binds, 17 = q k v o stats scale lowest, dout dq dk dv one,
+ * dq_accum (a nondeterministic backward), seq_len and three offsets (packed documents) */
+enum { FT_GB_MAX_DESC = 192, FT_GB_MAX_OPS = 48, FT_GB_MAX_BIND = 17 };
 
 struct ft_sdpa_graph {
     ft_sdpa_shape s;

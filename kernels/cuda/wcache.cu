@@ -91,14 +91,18 @@ ft_status ft_cuda_wcache_set(ft_backend_cuda *b, int64_t bytes) {
     c->cap = bytes;
     const char *pf = getenv("FT_CUDA_PREFETCH");
     if (!(pf && strcmp(pf, "0") == 0)) {
-        FT_CUDA_TRY(cudaStreamCreateWithFlags(&c->ws, cudaStreamNonBlocking));
-        FT_CUDA_TRY(cudaEventCreateWithFlags(&c->main_mark, cudaEventDisableTiming));
+        /* all or nothing: with the stream but not every event, a prefetch would record a NULL event */
+        FT_CUDA_GOTO(st, cudaStreamCreateWithFlags(&c->ws, cudaStreamNonBlocking), fail);
+        FT_CUDA_GOTO(st, cudaEventCreateWithFlags(&c->main_mark, cudaEventDisableTiming), fail);
         for (int i = 0; i < FT_WCACHE_ENTRIES; i++) {
-            FT_CUDA_TRY(cudaEventCreateWithFlags(&c->ready[i], cudaEventDisableTiming));
-            FT_CUDA_TRY(cudaEventCreateWithFlags(&c->use[i], cudaEventDisableTiming));
+            FT_CUDA_GOTO(st, cudaEventCreateWithFlags(&c->ready[i], cudaEventDisableTiming), fail);
+            FT_CUDA_GOTO(st, cudaEventCreateWithFlags(&c->use[i], cudaEventDisableTiming), fail);
         }
     }
     return FT_OK;
+fail:
+    ft_cuda_wcache_free(b); /* the arena, the stream and the events made so far */
+    return st;
 }
 
 static int ft_wc_find(const ft_cuda_wcache *c, const ft_weight *w) {
@@ -191,8 +195,14 @@ ft_status ft_cuda_wcache_prefetch(ft_backend_cuda *b, const ft_weight *w) {
     int i = -1;
     FT_TRY(ft_wc_put(b, w, c->ws, &i));
     if (i < 0) return FT_OK;
-    FT_TRY(ft_cuda_nf4_dequantize_on(b, c->arena + c->e[i].off, w, c->ws));
-    FT_CUDA_TRY(cudaEventRecord(c->ready[i], c->ws));
+    ft_status st = ft_cuda_nf4_dequantize_on(b, c->arena + c->e[i].off, w, c->ws);
+    if (st == FT_OK) st = ft_cuda_status(cudaEventRecord(c->ready[i], c->ws), "cudaEventRecord(ready)", __func__,
+                                         __FILE__, __LINE__);
+    if (st != FT_OK) { /* the entry was never written (or its end is not marked): it must not be hit */
+        (void)cudaStreamSynchronize(c->ws);
+        c->e[i].valid = 0;
+        return st;
+    }
     c->e[i].ready_rec = 1;
     c->e[i].pf_mark = c->products;
     c->n.prefetched++;

@@ -1,5 +1,6 @@
 # pre.py: rewrites a .cu file for the CPU emulator (tests/gpu/emu/run.sh): kernel<<<grid, block, smem,
-# stream>>>(args) becomes ft_emu_launch(kernel, dim3(grid), dim3(block), smem, args), and
+# stream>>>(args) becomes ft_emu_launch(kernel, "kernel", dim3(grid), dim3(block), smem, args) (the name
+# for the message of a launch the limits refuse, cuda_emu.h), and
 # `extern __shared__ float x[];` becomes a pointer to the block's dynamic shared memory.
 import re, sys
 src = open(sys.argv[1]).read()
@@ -29,7 +30,7 @@ while True:
     cfg = split_top(src[j+3:e])
     while len(cfg) < 4: cfg.append('0' if len(cfg) == 2 else 'nullptr')
     assert src[e+3] == '(', src[e:e+20]
-    out += src[i:k] + 'ft_emu_launch(%s, dim3(%s), dim3(%s), (size_t)(%s), ' % (name, cfg[0], cfg[1], cfg[2])
+    out += src[i:k] + 'ft_emu_launch(%s, "%s", dim3(%s), dim3(%s), (size_t)(%s), ' % (name, name, cfg[0], cfg[1], cfg[2])
     i = e + 4
 out = re.sub(r'extern __shared__ (?:__align__\(\d+\) )?float (\w+)\[\];', r'float *\1 = (float *)ft_emu_dyn_smem();', out)
 sys.stdout.write(out)

@@ -10,6 +10,9 @@
 # GEMM that checks the layouts it is given (so the descriptors matmul.cu builds are checked too).
 # The result is tests/test_ops_cuda (with the op test table library, tests/op_table*.c) linked
 # against that emulated backend: it compares the kernels with the CPU backend exactly as on a GPU.
+# Every launch is checked against CUDA's limits first (grid and block dimensions, dynamic shared memory
+# against the kernel's cudaFuncSetAttribute value and the device's opt-in maximum, cuda_emu.h) and a
+# launch past them is refused with the runtime's error, so the op fails as it would on a GPU.
 # It proves index arithmetic, masks, synchronization structure and reduction orders; not speed,
 # coalescing, or races that only real hardware shows.
 # Emulation is slow (one OS thread per CUDA thread): the small table takes about a minute, the mid
@@ -21,6 +24,11 @@
 #            backend (build-emu/ftune_emu), e.g. `ftune bench --device cuda --shape tiny --steps 3`
 #            or `ftune train --device cuda ...`: the training loop, streaming loader, managed and
 #            host memory, side-stream copies and phase timers run through the emulated runtime
+#        tests/gpu/emu/run.sh launches                        every op at the real widths of the trained models
+#            and long token counts (T 52000, N 131072) under FT_EMU_DRY=1: each launch checked against
+#            CUDA's limits and each cuBLASLt layout, no block run (launches.c); once as an H100, once as GB10
+#   FT_EMU_DRY=1        launches are checked (cuda_emu.h) but no block runs, cuBLASLt computes nothing,
+#                       device memory is not filled: for launches.c, whose shapes are out of reach otherwise
 #   FT_EMU_NO_LT=1      cuBLASLt offers no algorithm, so every product takes the SIMT GEMM fallback
 #   FT_CUDA_GEMM=simt   the backend's own switch to the SIMT GEMM
 #   FT_EMU_CFLAGS       extra compiler flags, e.g. -DFT_LOAD_CHUNK_BYTES=65536 (weights stream in many
@@ -97,6 +105,15 @@ if [ "${1:-}" = ftune ]; then
   g++ -o "$out/ftune_emu" "${objs[@]}" "$out"/obj_ft/*.o -fopenmp -lopenblas -lm -pthread \
     $(pkg-config --libs libcjson yaml-0.1 libzstd libpcre2-8 libxxhash libutf8proc)
   exec "$out/ftune_emu" "$@"
+fi
+if [ "${1:-}" = launches ]; then # every op at the real widths and long token counts, launches checked only
+  stale "$out/obj/launches.o" "$emu/launches.c" "$newest_t" && run gcc "${cf[@]}" -Wall -Wextra -c "$emu/launches.c" -o "$out/obj/launches.o"
+  for p in "${pids[@]}"; do wait "$p"; done
+  # shellcheck disable=SC2046
+  g++ -o "$out/launches_emu" "$out"/obj/cu_*.o "$out"/obj/emu_globals.o "$out"/obj/c_*.o "$out/obj/launches.o" \
+    -fopenmp -lopenblas -lm -pthread $(pkg-config --libs libcjson)
+  FT_EMU_DRY=1 "$out/launches_emu" # H100: 227 KiB of opt-in shared memory
+  FT_EMU_DRY=1 FT_EMU_SMEM_KIB=99 exec "$out/launches_emu" # GB10 (sm_121)
 fi
 for t in test_ops_cuda test_ops_cpu; do # the drivers (test_ops_cpu's cuda-vs-cpu pass runs here too)
   stale "$out/obj/$t.o" "$root/tests/$t.c" "$newest_t" &&

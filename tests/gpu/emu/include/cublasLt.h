@@ -1,6 +1,6 @@
 // cublasLt.h (emulator): descriptors record their attributes; cublasLtMatmul checks that the layouts
 // agree with the transposes (as cuBLASLt requires) and computes D = alpha op(A) op(B) + beta C (+ bias)
-// in double, rounding once. FT_EMU_NO_LT=1 makes the heuristic offer no algorithm.
+// in double, rounding once (FT_EMU_DRY=1: checks only). FT_EMU_NO_LT=1 makes the heuristic offer no algorithm.
 #pragma once
 #include "cuda_emu.h"
 #include "cuda_bf16.h"
@@ -69,6 +69,7 @@ inline cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, c
                 (unsigned long long)ld->rows, (unsigned long long)ld->cols);
         return 7; }
     if (d->epi == CUBLASLT_EPILOGUE_BIAS && (!d->bias || d->bias_type != CUDA_R_16BF)) return 7;
+    if (ft_emu_dry()) return 0; /* FT_EMU_DRY: the layouts are checked, nothing computed */
     const float al = *(const float *)alpha, be = *(const float *)beta;
     std::vector<double> out(m * n);
     for (uint64_t j = 0; j < n; j++)

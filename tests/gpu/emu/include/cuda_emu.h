@@ -111,8 +111,43 @@ using std::max;
 // Dynamic shared memory starts 128-byte aligned, as on the GPU (mma.h checks WMMA's 32-byte rule).
 inline void *ft_emu_dyn_smem() { return (void *)(((uintptr_t)ft_emu_cur->dyn.data() + 127) & ~(uintptr_t)127); }
 
+// CUDA's launch limits, checked before every launch as the runtime does (a GPU refuses such a launch
+// synchronously, runs nothing, and cudaGetLastError reports it; the error is not sticky):
+//   grid   x in [1, 2^31 - 1], y and z in [1, 65535]             else cudaErrorInvalidConfiguration
+//   block  x, y <= 1024, z <= 64, x*y*z in [1, 1024]             else cudaErrorInvalidConfiguration
+//   dynamic shared memory <= the kernel's cudaFuncAttributeMaxDynamicSharedMemorySize (48 KiB unless
+//          raised, never past the device's opt-in maximum FT_EMU_SMEM_KIB)   else cudaErrorInvalidValue
+// Static __shared__ arrays are not counted (the emulator does not know their size) and neither are
+// __launch_bounds__ or registers. FT_EMU_DRY=1 checks every launch (and cuBLASLt's layouts) without
+// running any block (run.sh launches: the real and long shapes, whose arithmetic is out of reach).
+enum { FT_EMU_ERR_INVALID_VALUE = 1, FT_EMU_ERR_INVALID_CONFIG = 9 };
+extern int ft_emu_pending_error;                 // what cudaGetLastError returns next (and clears)
+extern std::atomic<long long> ft_emu_launches;   // launches checked (and run unless dry)
+size_t ft_emu_smem_optin();                      // bytes: FT_EMU_SMEM_KIB, default 227 KiB (H100)
+size_t ft_emu_smem_allowed(const void *kernel);  // the kernel's dynamic shared memory limit
+bool ft_emu_dry();                               // FT_EMU_DRY=1
+inline bool ft_emu_launch_ok(const char *name, dim3 g, dim3 b, size_t smem, const void *kernel) {
+    const unsigned long long nt = (unsigned long long)b.x * b.y * b.z;
+    int err = 0;
+    char why[160] = "";
+    if (g.x < 1 || g.x > 0x7fffffffu || g.y < 1 || g.y > 65535u || g.z < 1 || g.z > 65535u)
+        err = FT_EMU_ERR_INVALID_CONFIG, snprintf(why, sizeof why, "grid (%u, %u, %u) past (2^31-1, 65535, 65535) or empty", g.x, g.y, g.z);
+    else if (b.x < 1 || b.y < 1 || b.z < 1 || b.x > 1024u || b.y > 1024u || b.z > 64u || nt > 1024u)
+        err = FT_EMU_ERR_INVALID_CONFIG, snprintf(why, sizeof why, "block (%u, %u, %u): %llu threads", b.x, b.y, b.z, nt);
+    else if (smem > ft_emu_smem_allowed(kernel))
+        err = FT_EMU_ERR_INVALID_VALUE, snprintf(why, sizeof why, "%zu bytes of dynamic shared memory, %zu allowed (cudaFuncSetAttribute raises 48 KiB up to %zu)",
+                                                 smem, ft_emu_smem_allowed(kernel), ft_emu_smem_optin());
+    if (!err) return true;
+    fprintf(stderr, "emu: launch of %s refused: %s\n", name, why);
+    if (!ft_emu_pending_error) ft_emu_pending_error = err;
+    return false;
+}
+
 template <typename... P, typename... A>
-void ft_emu_launch(void (*k)(P...), dim3 g, dim3 b, size_t smem, A... args) {
+void ft_emu_launch(void (*k)(P...), const char *name, dim3 g, dim3 b, size_t smem, A... args) {
+    if (!ft_emu_launch_ok(name, g, b, smem, (const void *)k)) return;
+    ft_emu_launches++;
+    if (ft_emu_dry()) return;
     const int nt = (int)(b.x * b.y * b.z);
     if (nt % 32 != 0 && nt > 32) { fprintf(stderr, "emu: block of %d threads\n", nt); abort(); }
     for (unsigned bz = 0; bz < g.z; bz++)

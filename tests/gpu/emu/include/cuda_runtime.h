@@ -3,7 +3,8 @@
 #include "cuda_emu.h"
 #include <malloc.h>
 typedef int cudaError_t;
-enum { cudaSuccess = 0, cudaErrorMemoryAllocation = 2, cudaErrorInvalidValue = 1 };
+enum { cudaSuccess = 0, cudaErrorMemoryAllocation = 2, cudaErrorInvalidValue = FT_EMU_ERR_INVALID_VALUE,
+       cudaErrorInvalidConfiguration = FT_EMU_ERR_INVALID_CONFIG };
 typedef struct ft_emu_stream *cudaStream_t;
 typedef void *cudaMemPool_t;
 enum cudaMemcpyKind { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice, cudaMemcpyDefault };
@@ -28,7 +29,10 @@ inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) { e->t = ft_emu_
 inline cudaError_t cudaEventSynchronize(cudaEvent_t) { return 0; }
 inline cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) { *ms = (float)(1e3 * (b->t - a->t)); return 0; }
 inline cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned) { return 0; }
-inline cudaError_t cudaHostAlloc(void **p, size_t n, unsigned) { *p = aligned_alloc(256, (n + 255) / 256 * 256); return *p ? 0 : 2; }
+extern int ft_emu_host_fail_in; // > 0: the ft_emu_host_fail_in-th next cudaHostAlloc fails (error paths, launches.c)
+inline cudaError_t cudaHostAlloc(void **p, size_t n, unsigned) {
+    if (ft_emu_host_fail_in > 0 && --ft_emu_host_fail_in == 0) return cudaErrorMemoryAllocation;
+    *p = aligned_alloc(256, (n + 255) / 256 * 256); return *p ? 0 : 2; }
 inline cudaError_t cudaFreeHost(void *p) { free(p); return 0; }
 // Device memory (cudaMalloc, cudaMallocAsync, cudaMallocManaged) is counted, so cudaMemGetInfo's
 // free memory falls as the program allocates, as on a GPU; with FT_EMU_MEM_MIB set, an allocation
@@ -46,7 +50,7 @@ inline cudaError_t ft_emu_dev_alloc(void **p, size_t n) {
     *p = aligned_alloc(256, sz);
     if (!*p) return cudaErrorMemoryAllocation;
     ft_emu_dev_used += (long long)malloc_usable_size(*p);
-    memset(*p, 0xCD, n);
+    if (!ft_emu_dry()) memset(*p, 0xCD, n); /* dry: untouched pages cost nothing (the real shapes) */
     return 0;
 }
 inline void ft_emu_dev_free(void *p) {
@@ -57,18 +61,25 @@ inline cudaError_t cudaMallocManaged(void **p, size_t n, unsigned) { return ft_e
 inline cudaError_t cudaMemAdvise(const void *, size_t, cudaMemoryAdvise, cudaMemLocation loc) { return loc.type == cudaMemLocationTypeDevice ? 0 : 1; }
 inline cudaError_t cudaMemPrefetchAsync(const void *, size_t, cudaMemLocation loc, unsigned, cudaStream_t) { return loc.type == cudaMemLocationTypeDevice ? 0 : 1; }
 struct cudaFuncAttributes { int dummy; };
-inline const char *cudaGetErrorString(cudaError_t) { return "emu error"; }
-inline const char *cudaGetErrorName(cudaError_t) { return "cudaErrorEmu"; }
+inline const char *cudaGetErrorString(cudaError_t e) {
+    return e == cudaErrorInvalidValue ? "invalid argument" : e == cudaErrorInvalidConfiguration ? "invalid configuration argument"
+         : e == cudaErrorMemoryAllocation ? "out of memory" : "emu error"; }
+inline const char *cudaGetErrorName(cudaError_t e) {
+    return e == cudaErrorInvalidValue ? "cudaErrorInvalidValue" : e == cudaErrorInvalidConfiguration ? "cudaErrorInvalidConfiguration"
+         : e == cudaErrorMemoryAllocation ? "cudaErrorMemoryAllocation" : "cudaErrorEmu"; }
 inline cudaError_t cudaGetDeviceCount(int *n) { *n = 1; return 0; }
 inline cudaError_t cudaGetDevice(int *d) { *d = 0; return 0; }
 inline cudaError_t cudaSetDevice(int) { return 0; }
 inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int) {
     memset(p, 0, sizeof *p); strcpy(p->name, "emulated"); p->multiProcessorCount = 2; p->major = 9; p->minor = 0;
     // FT_EMU_SMEM_KIB: the opt-in shared memory per block (default the H100's 227 KiB; 99 for GB10)
-    const char *sk = getenv("FT_EMU_SMEM_KIB");
-    p->sharedMemPerBlockOptin = (size_t)(sk && atoi(sk) > 0 ? atoi(sk) : 227) * 1024; return 0; }
+    p->sharedMemPerBlockOptin = ft_emu_smem_optin(); return 0; }
 template <typename T> cudaError_t cudaFuncGetAttributes(cudaFuncAttributes *, T) { return 0; }
-template <typename T> cudaError_t cudaFuncSetAttribute(T, cudaFuncAttribute, int) { return 0; }
+// The dynamic shared memory a kernel may launch with (cuda_emu.h checks launches against it): up to
+// the device's opt-in maximum, else cudaErrorInvalidValue as on a GPU.
+cudaError_t ft_emu_set_smem(const void *kernel, int bytes);
+template <typename T> cudaError_t cudaFuncSetAttribute(T k, cudaFuncAttribute a, int v) {
+    return a == cudaFuncAttributeMaxDynamicSharedMemorySize ? ft_emu_set_smem((const void *)k, v) : cudaErrorInvalidValue; }
 inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { *s = (cudaStream_t)0x1; return 0; }
 inline cudaError_t cudaStreamDestroy(cudaStream_t) { return 0; }
 inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return 0; }
@@ -82,7 +93,7 @@ inline cudaError_t cudaFree(void *p) { ft_emu_dev_free(p); return 0; }
 inline cudaError_t cudaFreeAsync(void *p, cudaStream_t) { ft_emu_dev_free(p); return 0; }
 inline cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t) { memmove(d, s, n); return 0; }
 inline cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t) { memset(d, v, n); return 0; }
-inline cudaError_t cudaGetLastError() { return 0; }
+inline cudaError_t cudaGetLastError() { const int e = ft_emu_pending_error; ft_emu_pending_error = 0; return e; }
 // FT_EMU_MEM_MIB: a small device (rehearse.sh: `ftune bench --seq max` then picks a short sequence);
 // without it 32 GiB, of which at most 16 free
 inline cudaError_t cudaMemGetInfo(size_t *f, size_t *t) {
