@@ -31,6 +31,7 @@ struct ft_dataset {
     ft_examples train, valid;
     ft_pack train_plan, valid_plan;
     ft_batcher *train_b, *valid_b;
+    uint64_t train_hash;        /* the training examples' tokens and boundaries (ft_cursor_hash) */
     int64_t B, T;
     int32_t eos, eot;
     int64_t skipped;
@@ -243,6 +244,20 @@ static ft_status ft_load_examples(ft_dataset *ds, const ft_recipe *r, const char
 
 /* ---- open --------------------------------------------------------------------------------- */
 
+/* XXH3 of the examples' token ids and boundaries (not their loss masks: data.loss may change on a
+ * resume, with the recipe's warning; the examples themselves may not). */
+static uint64_t ft_examples_hash(const ft_examples *ex) {
+    XXH3_state_t *h = XXH3_createState();
+    if (!h) return 0;
+    XXH3_64bits_reset(h);
+    XXH3_64bits_update(h, &ex->n, sizeof ex->n);
+    if (ex->n) XXH3_64bits_update(h, ex->offsets, (size_t)(ex->n + 1) * sizeof *ex->offsets);
+    if (ex->n_tokens) XXH3_64bits_update(h, ex->tokens, (size_t)ex->n_tokens * sizeof *ex->tokens);
+    const uint64_t v = XXH3_64bits_digest(h);
+    XXH3_freeState(h);
+    return v;
+}
+
 /* mkdir -p: `ftune data` may be the first to write in output_dir. */
 static ft_status ft_mkdir(const char *path) {
     char p[4096];
@@ -281,6 +296,7 @@ ft_status ft_dataset_open(ft_dataset **out, const ft_recipe *r, const char *outp
     uint64_t fp = 0;
     FT_CHECK_GOTO(st, ft_fingerprint(r, tok_dir, &fp), fail);
     FT_CHECK_GOTO(st, ft_load_examples(ds, r, data_dir, fp), fail);
+    ds->train_hash = ft_examples_hash(&ds->train);
     ds->eos = ft_tok_eos_id(ds->tok);
     ds->eot = ft_chat_turn_end_id(ds->tok, ds->ro.tmpl);
 
@@ -442,15 +458,35 @@ static ft_status ft_next_from(ft_batcher *b, ft_rows *rows) {
 
 ft_status ft_dataset_next(ft_dataset *ds, ft_rows *rows) { return ft_next_from(ds->train_b, rows); }
 
+/* The identity a cursor carries (its plan_hash): the packing plan's hash, which is the rows' layout
+ * only, bound to the training tokens' hash. A data file or tokenizer edited in place so that every
+ * example keeps its length (a typo fixed, a word for a word) packs into the same layout, and a
+ * resume would otherwise train the rest of the run on other data than the checkpoint's, silently. */
+static uint64_t ft_cursor_hash(const ft_dataset *ds, uint64_t plan_hash) {
+    return XXH3_64bits_withSeed(&ds->train_hash, sizeof ds->train_hash, plan_hash);
+}
+
 void ft_dataset_get_cursor(const ft_dataset *ds, ft_data_cursor *c) {
     ft_batcher_state s;
     ft_batcher_get_state(ds->train_b, &s);
-    c->seed = s.seed, c->epoch = s.epoch, c->index = s.index, c->rows = s.rows, c->plan_hash = s.plan_hash;
+    c->seed = s.seed, c->epoch = s.epoch, c->index = s.index, c->rows = s.rows;
+    c->plan_hash = ft_cursor_hash(ds, s.plan_hash);
 }
 
 ft_status ft_dataset_set_cursor(ft_dataset *ds, const ft_data_cursor *c) {
+    ft_batcher_state now;
+    ft_batcher_get_state(ds->train_b, &now);
+    const uint64_t ours = ft_cursor_hash(ds, now.plan_hash);
+    /* a checkpoint of an earlier build holds the layout's hash alone: its tokens cannot be checked */
+    if (c->plan_hash != ours && c->plan_hash != now.plan_hash)
+        return FT_ERR(FT_E_ARG,
+                      "cannot resume the data cursor: it was saved for %lld packed rows (data %016llx), the training "
+                      "data now packs into %lld rows (data %016llx); the data files, the tokenizer or the packing "
+                      "options changed",
+                      (long long)c->rows, (unsigned long long)c->plan_hash, (long long)now.rows,
+                      (unsigned long long)ours);
     ft_batcher_state s = {.seed = c->seed, .epoch = c->epoch, .index = c->index, .rows = c->rows,
-                          .plan_hash = c->plan_hash};
+                          .plan_hash = now.plan_hash};
     return ft_batcher_set_state(ds->train_b, &s);
 }
 

@@ -36,7 +36,9 @@ typedef struct ft_data_cursor {
     int64_t epoch;        /* epoch of the next row (0-based) */
     int64_t index;        /* position of the next row in that epoch's order */
     int64_t rows;         /* packed rows per epoch of the plan it belongs to */
-    uint64_t plan_hash;   /* ft_pack_hash of that plan */
+    uint64_t plan_hash;   /* ft_pack_hash of that plan bound to the training tokens' hash (dataset.c
+                           * ft_cursor_hash): data edited in place with the same layout is refused too;
+                           * a checkpoint of an older build holds the plan's hash alone, still accepted */
 } ft_data_cursor;
 
 /* One micro-batch of B packed rows of T tokens: every array [B*T] (N = B*T, row-major). */

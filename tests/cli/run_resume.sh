@@ -138,5 +138,19 @@ grep -q -- "--resume auto: no checkpoint in $tmp/d/checkpoints: starting the run
   && ok "the same command resumes from step 12 and ends byte-identical to run A" \
   || bad "--resume auto, relaunch: exit $rc $(tail -2 "$tmp/d2.err")"
 
+# --- E: a training file edited in place between the kill and the resume, every example keeping its
+# length (" cat " -> " dog ": two tokens each for stories260K), packs into the same rows: the resume
+# must refuse it, not train the rest of the run on other data than its checkpoint's -----------------
+sed 's/ cat / dog /' "$src/tests/fixtures/run/train.jsonl" >"$tmp/e.jsonl"
+cmp -s "$tmp/e.jsonl" "$src/tests/fixtures/run/train.jsonl" && bad "the fixture has no ' cat ' to edit"
+cp "$src/tests/fixtures/run/train.jsonl" "$tmp/e.jsonl"
+ecommon=(--set training.steps=6 --set data.train="$tmp/e.jsonl" --set eval.prompts= --set output_dir="$tmp/e")
+{ FT_FAULT_KILL_AFTER_STEP=5 "$ftune" train "$recipe" "${ecommon[@]}" >/dev/null 2>&1; } 2>/dev/null
+sed -i 's/ cat / dog /' "$tmp/e.jsonl"
+"$ftune" train "$recipe" "${ecommon[@]}" --resume >/dev/null 2>"$tmp/e.err"; rc=$?
+[ $rc -eq 2 ] && grep -q "step-000004.ckpt: cannot resume the data cursor: it was saved for 40 packed rows (data [0-9a-f]*), the training data now packs into 40 rows (data [0-9a-f]*); the data files" "$tmp/e.err" \
+  && ok "a resume on training data edited in place (same rows) is refused: $(grep -o 'cannot resume.*' "$tmp/e.err" | head -c 150)" \
+  || bad "edited training data on resume: exit $rc (want 2): $(tail -2 "$tmp/e.err")"
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
