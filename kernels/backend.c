@@ -415,6 +415,15 @@ ft_status ft_op_attention(ft_backend *be, void *out, float *lse, const void *q, 
     return be->vt->attention(be, out, lse, q, k, v, doc_start, ndocs, B, T, H, Hkv, D, scale);
 }
 
+ft_status ft_op_attention_kv(ft_backend *be, void *out, const void *q, const void *k, const void *v, int64_t Tq,
+                             int64_t Tk, int64_t H, int64_t Hkv, int64_t D, float scale) {
+    FT_REQUIRE(Hkv > 0 && H % Hkv == 0, "attention_kv: %lld heads not a multiple of %lld kv heads", (long long)H,
+               (long long)Hkv);
+    FT_REQUIRE(Tq > 0 && Tq <= Tk, "attention_kv: %lld queries against %lld keys", (long long)Tq, (long long)Tk);
+    FT_PH(be, FT_PHASE_ATTENTION);
+    return be->vt->attention_kv(be, out, q, k, v, Tq, Tk, H, Hkv, D, scale);
+}
+
 ft_status ft_op_attention_bwd(ft_backend *be, void *dq, void *dk, void *dv, const void *dout, const void *q,
                               const void *k, const void *v, const void *out, const float *lse,
                               const int32_t *doc_start, int64_t ndocs, int64_t B, int64_t T, int64_t H, int64_t Hkv,

@@ -74,6 +74,11 @@ ft_status ft_backend_attn_workspace(ft_backend *be, int64_t bytes);
  * events; FT_CUDA_PREFETCH=0 turns it off). Values are the same either way; other backends ignore it. */
 struct ft_weight; /* kernels/weight.h, which includes this header */
 ft_status ft_backend_weight_prefetch(ft_backend *be, const struct ft_weight *w);
+/* A frozen linear over at most this many rows (a decoding step's tokens) is bound by reading its
+ * weight: CUDA then reads NF4 codes directly (kernels/cuda/gemv.cu) instead of a dequantized copy,
+ * so a pass that small names no weight ahead (a prefetched copy would cost a dequantization that
+ * no product reads). */
+#define FT_LINEAR_FEW_ROWS 8
 /* Bytes a weight cache needs to hold BF16 copies of n weights of numel[i] elements at once. */
 static inline int64_t ft_weight_cache_bytes(const int64_t *numel, int n) {
     int64_t b = 0;

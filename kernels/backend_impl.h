@@ -62,6 +62,8 @@ typedef struct ft_backend_vtbl {
     ft_status (*attention_bwd)(ft_backend *, void *, void *, void *, const void *, const void *, const void *,
                                const void *, const void *, const float *, const int32_t *, int64_t, int64_t,
                                int64_t, int64_t, int64_t, int64_t, float);
+    ft_status (*attention_kv)(ft_backend *, void *, const void *, const void *, const void *, int64_t, int64_t,
+                              int64_t, int64_t, int64_t, float);
     ft_status (*swiglu)(ft_backend *, void *, const void *, const void *, int64_t);
     ft_status (*swiglu_bwd)(ft_backend *, void *, void *, const void *, const void *, const void *, int64_t);
     ft_status (*add)(ft_backend *, void *, const void *, int64_t);

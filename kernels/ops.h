@@ -98,6 +98,12 @@ ft_status ft_op_attention_bwd(ft_backend *be, void *dq, void *dk, void *dv, cons
                               const void *k, const void *v, const void *out, const float *lse,
                               const int32_t *doc_start, int64_t ndocs, int64_t B, int64_t T, int64_t H,
                               int64_t Hkv, int64_t D, float scale);
+/* Attention of Tq new queries of one sequence against its cached keys and values (incremental
+ * decoding): q[Tq, H*D], k and v [Tk, Hkv*D] (the whole sequence so far, the new tokens' keys
+ * last), out[Tq, H*D] (act); query i sits at position Tk - Tq + i and attends to keys 0..Tk-Tq+i.
+ * Causal attention of a row is this with Tq = Tk. No lse, no backward: inference only. */
+ft_status ft_op_attention_kv(ft_backend *be, void *out, const void *q, const void *k, const void *v, int64_t Tq,
+                             int64_t Tk, int64_t H, int64_t Hkv, int64_t D, float scale);
 /* The documents of a host doc_start[B*T]: token t of a row starts one when t == 0 or
  * doc_start[t] == t. */
 int64_t ft_attn_doc_count(const int32_t *doc_start, int64_t B, int64_t T);

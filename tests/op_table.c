@@ -29,6 +29,7 @@ const ot_op_info ot_ops[OP_COUNT] = {
     [OP_ROPE] = {"rope", ot_run_rope, 0, {"N", "nh", "D"}, 0, {NULL}, {VT(rope)}},
     [OP_ATTN] = {"attention", ot_run_attention, 0, {"B", "T", "H", "Hkv", "D"}, 0, {"lse"}, {VT(attention)}, OP_ATTN_BWD},
     [OP_ATTN_BWD] = {"attention_bwd", ot_run_attention, 1, {"B", "T", "H", "Hkv", "D"}, 0, {NULL}, {VT(attention_bwd)}},
+    [OP_ATTN_KV] = {"attention_kv", ot_run_attention_kv, 0, {"Tq", "Tk", "H", "Hkv", "D"}, 0, {NULL}, {VT(attention_kv)}},
     [OP_SWIGLU] = {"swiglu", ot_run_swiglu, 0, {"n"}, 0, {NULL}, {VT(swiglu)}, OP_SWIGLU_BWD},
     [OP_SWIGLU_BWD] = {"swiglu_bwd", ot_run_swiglu, 1, {"n"}, 0, {NULL}, {VT(swiglu_bwd)}},
     [OP_ADD] = {"add", ot_run_add, 0, {"n"}, 0, {NULL}, {VT(add)}},

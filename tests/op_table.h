@@ -38,7 +38,7 @@
 enum {
     OP_EMBED, OP_RMSNORM, OP_RMSNORM_BWD, OP_LINEAR, OP_LINEAR_BWD_X, OP_LORA_FWD, OP_LORA_BWD, OP_DROPOUT,
     OP_ROPE, OP_ATTN, OP_ATTN_BWD, OP_SWIGLU, OP_SWIGLU_BWD, OP_ADD, OP_XENT, OP_SUMSQ, OP_SCALE, OP_ADAMW,
-    OP_NF4, OP_CLIP, OP_COUNT
+    OP_NF4, OP_CLIP, OP_ATTN_KV, OP_COUNT
 };
 /* A row of ot_rows[] whose op carries OT_AND_BWD is two cases: the op's, then its backward op's
  * (ot_ops[op].bwd_op) with the same name, shape, dtype, flag and tolerances. */
@@ -208,6 +208,7 @@ void ot_run_linear(ot_ctx *c, const ot_case *k, ot_out *o);   /* OP_LINEAR, OP_L
 void ot_run_lora(ot_ctx *c, const ot_case *k, ot_out *o);     /* OP_LORA_FWD, OP_LORA_BWD */
 void ot_run_rope(ot_ctx *c, const ot_case *k, ot_out *o);
 void ot_run_attention(ot_ctx *c, const ot_case *k, ot_out *o); /* OP_ATTN, OP_ATTN_BWD */
+void ot_run_attention_kv(ot_ctx *c, const ot_case *k, ot_out *o); /* OP_ATTN_KV */
 void ot_run_xent(ot_ctx *c, const ot_case *k, ot_out *o);
 void ot_run_reduce(ot_ctx *c, const ot_case *k, ot_out *o);   /* OP_SUMSQ, OP_SCALE */
 void ot_run_adamw(ot_ctx *c, const ot_case *k, ot_out *o);

@@ -1,6 +1,6 @@
 /* op_table_attention.c: runners of the op test table (tests/op_table.h) for positions and attention:
  * rope (default and llama3 frequencies, forward and inverse), causal GQA attention and its backward,
- * with packed documents. Each runs a case on a backend or, with c->be == NULL, computes the
+ * with packed documents, and the cached decoding's attention. Each runs a case on a backend or, with c->be == NULL, computes the
  * double-precision reference by plain loops. */
 #include <math.h>
 #include <stdint.h>
@@ -147,4 +147,42 @@ void ot_run_attention(ot_ctx *c, const ot_case *k, ot_out *o) {
         free(P), free(out), free(lse), free(gq), free(gk), free(gv), free(dP);
     }
     free(q), free(kk), free(v), free(dout), free(ds);
+}
+
+/* s = {Tq, Tk, H, Hkv, D}: the cached decoding's attention, Tq new queries of one sequence against
+ * its Tk keys so far (query i at position Tk - Tq + i). */
+void ot_run_attention_kv(ot_ctx *c, const ot_case *k, ot_out *o) {
+    const int64_t Tq = k->s[0], Tk = k->s[1], H = k->s[2], Hkv = k->s[3], D = k->s[4], grp = H / Hkv;
+    const int64_t nq = Tq * H * D, nk = Tk * Hkv * D;
+    const float scale = 1.0f / sqrtf((float)D);
+    float *q = ot_gen(c, 81, nq, 1.5f), *kk = ot_gen(c, 82, nk, 1.5f), *v = ot_gen(c, 83, nk, 1.0f);
+    if (c->be) {
+        c->bytes = 2.0 * (double)nk * ot_act_size(c); /* reading K and V once bounds it: the rate is GB/s */
+        void *dq = ot_up_act(c, q, nq), *dk = ot_up_act(c, kk, nk), *dv = ot_up_act(c, v, nk);
+        void *out = ot_poison(c, ot_act_size(c) * nq);
+        OT_RUN(c, 1, ft_op_attention_kv(c->be, out, dq, dk, dv, Tq, Tk, H, Hkv, D, scale));
+        ot_out_add(o, "out", ot_down_act(c, out, nq), nq);
+    } else {
+        double *out = ot_dzeros(nq), *p = ot_dzeros(Tk);
+        for (int64_t i = 0; i < Tq; i++)
+            for (int64_t h = 0; h < H; h++) {
+                const int64_t hi = Tk - Tq + i, kh = h / grp;
+                double m = -INFINITY, l = 0;
+                for (int64_t j = 0; j <= hi; j++) {
+                    double s = 0;
+                    for (int64_t d = 0; d < D; d++) s += (double)q[(i * H + h) * D + d] * kk[(j * Hkv + kh) * D + d];
+                    p[j] = s * scale;
+                    m = fmax(m, p[j]);
+                }
+                for (int64_t j = 0; j <= hi; j++) l += (p[j] = exp(p[j] - m));
+                for (int64_t d = 0; d < D; d++) {
+                    double s = 0;
+                    for (int64_t j = 0; j <= hi; j++) s += p[j] * v[(j * Hkv + kh) * D + d];
+                    out[(i * H + h) * D + d] = s / l;
+                }
+            }
+        ot_out_add(o, "out", ot_f32_of_double(out, nq), nq);
+        free(out), free(p);
+    }
+    free(q), free(kk), free(v);
 }

@@ -13,6 +13,10 @@ void ot_run_linear(ot_ctx *c, const ot_case *k, ot_out *o) {
     const int64_t N = k->s[0], in = k->s[1], out = k->s[2];
     const int acc = k->flag & F_ACC, bias = (k->flag & F_BIAS) && k->op == OP_LINEAR;
     c->flops = 2.0 * N * in * out;
+    if (k->wt == FT_NF4 && k->op == OP_LINEAR && N <= FT_LINEAR_FEW_ROWS) { /* decoding: bound by the weight's reads */
+        c->flops = 0;
+        c->bytes = out * in / 2.0 + out * in / 64.0 + 2.0 * N * (in + out); /* codes, absmax bytes, x and y in BF16 */
+    }
     float *x = ot_gen(c, 31, N * in, 1.0f), *W = ot_gen(c, 32, out * in, 0.2f), *b = ot_gen(c, 33, out, 0.5f);
     float *dy = ot_gen(c, 34, N * out, 1.0f), *y0 = ot_gen(c, 35, N * out, 1.0f), *dx0 = ot_gen(c, 36, N * in, 1.0f);
     if (c->be) {

@@ -434,14 +434,31 @@ static void check_evals(void) {
     plan_cfg_opts(p, "Llama-3.3-70B-Instruct", &fo, mb, 8);
     FT_CHECK(p->flat && !(fabs(p->eval_valid_s - flat_fwd / 1e12) > 1e-9 * p->eval_valid_s),
              "--tflops 1: validation forward %.3f s, expected %.3f", p->eval_valid_s, flat_fwd / 1e12);
-    /* decoding: one forward per new token, bound on an H100 by the weights it reads */
+    /* decoding: the prompt's forward, then one per new token over that token alone, each bound on an
+     * H100 by the weights it reads */
     const char *gen[] = {"training.steps=100", "eval.every_steps=0", "eval.prompts=Once upon a time",
                          "eval.max_new_tokens=10", s_out};
     plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", gen, 5);
-    const double w = 10 * ((double)p->line[FT_PLAN_LINEARS].bytes + 4.0 * (double)p->n_blocks + 2.0 * (double)p->n_head) /
-                     (p->dev.mem_gbps * p->dev.bw_eff * 1e9);
+    const double bwd = p->dev.mem_gbps * p->dev.bw_eff * 1e9, codes = (double)p->line[FT_PLAN_LINEARS].bytes;
+    /* the prompt's forward reads the codes, writes and reads BF16 copies; each later token reads the codes */
+    const double w = (codes + 4.0 * (double)p->n_blocks + 2.0 * (double)p->n_head) / bwd +
+                     9 * (codes + 2.0 * (double)p->n_head) / bwd;
     FT_CHECK(p->n_evals == 1 && p->eval_tokens == 0 && !(fabs(p->eval_gen_s - w) > 1e-9 * w),
              "one evaluation at the end, 10 tokens decoded: %.4f s, expected %.4f", p->eval_gen_s, w);
+    /* at a rate that leaves the FLOPs the bound (--tflops 1), the KV cache makes decoding linear in the
+     * tokens: the prompt (strlen / 4 + 16 = 20 tokens) once, then each of 100 new tokens alone, not a
+     * forward over the whole sequence per token (20 x 100 + 100 x 99 / 2 tokens) */
+    const char *gen100[] = {"training.steps=100", "eval.every_steps=0", "eval.prompts=Once upon a time",
+                            "eval.max_new_tokens=100", s_out};
+    ft_plan_opts go = {.device = "h100", .tflops = 1.0};
+    plan_cfg_opts(p, "Llama-3.3-70B-Instruct", &go, gen100, 5);
+    const double wp = ((double)p->line[FT_PLAN_LINEARS].bytes + 4.0 * (double)p->n_blocks + 2.0 * (double)p->n_head) /
+                      (p->dev.mem_gbps * p->dev.bw_eff * 1e9),
+                 wt = ((double)p->line[FT_PLAN_LINEARS].bytes + 2.0 * (double)p->n_head) / (p->dev.mem_gbps * p->dev.bw_eff * 1e9);
+    const double tok1 = 2.0 * (double)(p->n_blocks + p->n_head) / 1e12;
+    const double kvw = fmax((20 * 2.0 * (double)p->n_blocks + 2.0 * (double)p->n_head) / 1e12, wp) + 99 * fmax(tok1, wt);
+    FT_CHECK(!(fabs(p->eval_gen_s - kvw) > 1e-9 * kvw) && p->eval_gen_s < 0.1 * (20 * 100 + 50 * 99) * tok1,
+             "--tflops 1, 100 tokens decoded: %.1f s, expected %.1f (linear in the tokens)", p->eval_gen_s, kvw);
     /* the validation rows from the split's index beside the training one: 40 examples of 100 tokens,
      * one per 128-token row -> 40 rows, 10 micro-batches of 4 */
     snprintf(idx, sizeof idx, "%s/train-0123456789abcdef.index.json", data);

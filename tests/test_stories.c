@@ -34,6 +34,27 @@ static void ft_check_greedy(ft_model *m, const char *ids_path) {
              (long long)agree, (long long)n, (long long)agree);
     printf("ok   greedy generation reproduces %lld of %lld documented tokens (%s)\n", (long long)agree, (long long)n,
            strrchr(ids_path, '/') + 1);
+    /* the same through the KV cache (ft_model_decode: BOS, then each new token alone) */
+    ft_kv_cache *kv = NULL;
+    FT_CHECK_OK(ft_model_kv_new(m, n, &kv));
+    int64_t agree_kv = 1;
+    for (int64_t len = 1; kv && len < n; len++) {
+        FT_CHECK_OK(ft_model_decode(m, kv, ref.ids + len - 1, 1, logits));
+        int64_t best = 0;
+        for (int64_t v = 1; v < V; v++)
+            if (logits[v] > logits[best]) best = v;
+        if (best != ref.ids[len]) break;
+        agree_kv++;
+    }
+    FT_CHECK(agree_kv == n, "%s: with the KV cache, greedy ids agree for %lld of %lld tokens", ids_path,
+             (long long)agree_kv, (long long)n);
+    printf("ok   greedy generation with the KV cache reproduces %lld of %lld documented tokens\n", (long long)agree_kv,
+           (long long)n);
+    /* the last documented token fills the cache (n tokens); a full cache refuses another */
+    if (kv && agree_kv == n) FT_CHECK_OK(ft_model_decode(m, kv, ref.ids + n - 1, 1, logits));
+    FT_CHECK(kv && ft_model_decode(m, kv, ref.ids, 1, logits) == FT_E_ARG, "a full KV cache took another token");
+    ft_error_clear();
+    ft_model_kv_free(m, kv);
     free(ids);
     free(logits);
     ft_token_seqs_free(&ref);

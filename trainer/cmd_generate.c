@@ -2,8 +2,8 @@
  * prompt of token ids or text, printing the ids (prompt included) on one line or the text; with
  * --adapter through a LoRA adapter applied on the fly (a run's final/ or best/), and with --chat
  * the prompt as a user turn of the chat template, stopping where the assistant's turn ends: the
- * quick look at what an overnight run made, before exporting it. Without a KV cache each step
- * re-runs the prompt. */
+ * quick look at what an overnight run made, before exporting it. A KV cache (ft_model_decode) runs
+ * the prompt once and then each new token alone. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +74,7 @@ ft_status ft_cmd_generate(int argc, char **argv) {
     ft_status st = ft_cli_parse(&cli, argc, argv);
     ft_backend *be = NULL;
     ft_model *model = NULL;
+    ft_kv_cache *kv = NULL;
     ft_lora *lora = NULL;
     ft_adapter ad = {0};
     ft_token_seqs prompt = {0}, stop = {0};
@@ -160,9 +161,10 @@ ft_status ft_cmd_generate(int argc, char **argv) {
     FT_CHECK_GOTO(st, ft_malloc((void **)&cand, (size_t)V * sizeof *cand, "sampling"), done);
     memcpy(ids, prompt.ids, (size_t)len * 4);
     ft_rng rng = {(uint64_t)seed};
-    for (int64_t i = 0; i < n; i++) {
-        ft_batch b = {.B = 1, .T = len, .tokens = ids};
-        FT_CHECK_GOTO(st, ft_model_last_logits(model, &b, logits), done);
+    if (n > 0) FT_CHECK_GOTO(st, ft_model_kv_new(model, len + n, &kv), done);
+    for (int64_t i = 0; i < n; i++) { /* the prompt once, then each new token alone */
+        const int64_t fed = ft_model_kv_len(kv);
+        FT_CHECK_GOTO(st, ft_model_decode(model, kv, ids + fed, len - fed, logits), done);
         int32_t next = ft_pick(logits, V, temp, top_p, &rng, cand);
         ids[len++] = next;
         int stop_now = next >= 0 && (next == turn_end[0] || next == turn_end[1]);
@@ -179,6 +181,7 @@ ft_status ft_cmd_generate(int argc, char **argv) {
         printf("\n");
     }
 done:
+    ft_model_kv_free(model, kv);
     free(text);
     ft_tok_free(tok);
     free(ids);

@@ -23,7 +23,11 @@
  * copy to the host starts (side queue) and layer l waits only for boundary l-1's copy, whose slot
  * it overwrites. Backward: layer l-1's boundary is copied in while layer l recomputes (which writes
  * no boundary) and runs its backward. Boundaries L-1 (still in its slot after the forward) and L (the head
- * reads it) never leave the device. The ops and their inputs are the same, so are the results. */
+ * reads it) never leave the device. The ops and their inputs are the same, so are the results.
+ *
+ * Incremental decoding (ft_model_decode) runs the same layer forward on the new tokens alone: their
+ * keys and values go into the sequence's cache (ft_kv_cache) and their queries attend to all of it
+ * (ft_op_attention_kv); a prompt, with the cache empty, runs as one causal row. */
 #include "trainer/model_impl.h"
 
 #include <math.h>
@@ -179,7 +183,19 @@ typedef struct ft_pass {
     int train;         /* LoRA dropout is drawn only in training passes, never at inference */
     int next_layer;    /* layers run in increasing order (not the recompute): prefetch across them */
     int t_kept;        /* the recompute: each LoRA module's t is the forward's, kept (m->kt) */
+    ft_kv_cache *kv;   /* incremental decoding: the sequence's earlier keys and values (inference only) */
 } ft_pass;
+
+struct ft_kv_cache {
+    int64_t cap, len; /* tokens it holds room for, tokens in it */
+    char *mem;        /* [L][2][cap, Hkv*D] activations: layer l's keys, then its values */
+};
+
+/* Layer l's cached keys (which = 0) or values (1), from token `at` on. */
+static char *ft_kv_at(const ft_model *m, const ft_kv_cache *kv, int64_t l, int which, int64_t at) {
+    const int64_t row = m->d.Hkv * m->d.D * m->es;
+    return kv->mem + ((l * 2 + which) * kv->cap + at) * row;
+}
 
 static uint64_t ft_drop_seed(const ft_pass *p, int64_t layer, int mod) {
     return ft_mix64(p->seed ^ ft_mix64((uint64_t)(layer * FT_MOD_COUNT + mod) + 0x5eed));
@@ -209,7 +225,8 @@ static ft_lora_drop ft_lora_drop_of(const ft_pass *p, int64_t l, int mod) {
  * epilogue for next to nothing. bf16 activations then round y once, after the base product, instead
  * of after each product.
  * First names the weight the next projection reads (ft_backend_weight_prefetch), so a backend
- * with a weight cache dequantizes it while this module's products run: the layer's next module,
+ * with a weight cache dequantizes it while this module's products run (not in a pass of at most
+ * FT_LINEAR_FEW_ROWS tokens, a decoding step, whose products read the weights directly): the layer's next module,
  * or after `down` the next layer's q in the forward pass (p->next_layer); in the recompute the next
  * weights are this layer's own, already cached, for its backward.
  * In the recompute (p->t_kept) the LoRA t is the forward's: only its B product runs, with no
@@ -219,12 +236,13 @@ static ft_status ft_proj(const ft_pass *p, int64_t l, int mod, ft_layer_acts *la
                          int accumulate) {
     ft_model *m = p->m;
     const ft_layer_weights *lw = &m->w.layers[l];
-    if (mod == 0) /* a layer's first weight goes into the ring first (a no-op when prefetched): the
-                   * ring then holds every layer at the same offsets, and a recompute keeps all seven */
+    const int ahead = p->N > FT_LINEAR_FEW_ROWS; /* a decoding step's products read the weights directly */
+    if (ahead && mod == 0) /* a layer's first weight goes into the ring first (a no-op when prefetched): the
+                            * ring then holds every layer at the same offsets, and a recompute keeps all seven */
         FT_TRY(ft_backend_weight_prefetch(m->be, &lw->lin[0]));
-    if (mod + 1 < FT_MOD_COUNT)
+    if (ahead && mod + 1 < FT_MOD_COUNT)
         FT_TRY(ft_backend_weight_prefetch(m->be, &lw->lin[mod + 1]));
-    else if (p->next_layer && l + 1 < m->d.L)
+    else if (ahead && p->next_layer && l + 1 < m->d.L)
         FT_TRY(ft_backend_weight_prefetch(m->be, &m->w.layers[l + 1].lin[0]));
     const ft_lora_tensor *lt = m->lora ? ft_lora_get(m->lora, l, mod) : NULL;
     if (lt && (y || !p->t_kept)) { /* x NULL: t is the forward's */
@@ -354,7 +372,15 @@ static ft_status ft_layer_forward(const ft_pass *p, int64_t l, ft_layer_acts *la
     }
     FT_TRY(ft_op_rope(be, la->q, m->pos, m->inv_freq, N, d->H, d->D, 0));
     FT_TRY(ft_op_rope(be, la->k, m->pos, m->inv_freq, N, d->Hkv, d->D, 0));
-    if (!(recompute && m->cap_keep))
+    if (p->kv) { /* decoding: these keys and values join the sequence's, after those already cached */
+        const int64_t kvb = N * d->Hkv * d->D * m->es;
+        FT_TRY(ft_backend_copy(be, ft_kv_at(m, p->kv, l, 0, p->kv->len), la->k, kvb));
+        FT_TRY(ft_backend_copy(be, ft_kv_at(m, p->kv, l, 1, p->kv->len), la->v, kvb));
+    }
+    if (p->kv && p->kv->len > 0) /* the new queries against the whole sequence; a prompt (empty cache) is a row */
+        FT_TRY(ft_op_attention_kv(be, la->att, la->q, ft_kv_at(m, p->kv, l, 0, 0), ft_kv_at(m, p->kv, l, 1, 0), N,
+                                  p->kv->len + N, d->H, d->Hkv, d->D, 1.0f / sqrtf((float)d->D)));
+    else if (!(recompute && m->cap_keep))
         FT_TRY(ft_op_attention(be, la->att, la->lse, la->q, la->k, la->v, m->attn_docs, m->ndocs, p->B, p->T, d->H,
                                d->Hkv, d->D, 1.0f / sqrtf((float)d->D)));
     FT_TRY(ft_backend_copy(be, x2, x, N * d->C * m->es));
@@ -584,22 +610,74 @@ ft_status ft_model_logits(ft_model *m, const ft_batch *b, float *logits) {
     return FT_OK;
 }
 
-ft_status ft_model_last_logits(ft_model *m, const ft_batch *b, float *logits) {
-    ft_pass p;
-    FT_TRY(ft_prepare(m, b, &p, 0, 0));
-    FT_TRY(ft_forward_layers(&p, 0));
+/* The logits of each row's last position after a forward (the final hidden state in boundary L). */
+static ft_status ft_last_head(ft_model *m, const ft_pass *p, float *logits) {
     int64_t C = m->d.C;
     size_t row = (size_t)(C * m->es);
-    for (int64_t r = 0; r < b->B; r++) { /* gather the last position of each row into bs.df */
-        const char *src = (const char *)ft_bdev(m, m->d.L) + ((r + 1) * b->T - 1) * row;
+    for (int64_t r = 0; r < p->B; r++) { /* gather the last position of each row into bs.df */
+        const char *src = (const char *)ft_bdev(m, m->d.L) + ((r + 1) * p->T - 1) * row;
         FT_TRY(ft_backend_copy(m->be, (char *)m->bs.df + r * row, src, (int64_t)row));
     }
-    FT_TRY(ft_op_rmsnorm(m->be, m->hn, m->rstdn, m->bs.df, &m->w.final_norm, b->B, C, m->d.eps));
-    for (int64_t r0 = 0; r0 < b->B;) {
-        int64_t chunk = ft_model_logits_chunk(&m->d, p.N, m->opts.logits_chunk);
-        int64_t n = b->B - r0 < chunk ? b->B - r0 : chunk;
+    FT_TRY(ft_op_rmsnorm(m->be, m->hn, m->rstdn, m->bs.df, &m->w.final_norm, p->B, C, m->d.eps));
+    for (int64_t r0 = 0; r0 < p->B;) {
+        int64_t chunk = ft_model_logits_chunk(&m->d, p->N, m->opts.logits_chunk);
+        int64_t n = p->B - r0 < chunk ? p->B - r0 : chunk;
         FT_TRY(ft_head_rows(m, (const char *)m->hn + r0 * row, n, logits + r0 * m->d.V));
         r0 += n;
     }
     return FT_OK;
+}
+
+ft_status ft_model_last_logits(ft_model *m, const ft_batch *b, float *logits) {
+    ft_pass p;
+    FT_TRY(ft_prepare(m, b, &p, 0, 0));
+    FT_TRY(ft_forward_layers(&p, 0));
+    return ft_last_head(m, &p, logits);
+}
+
+/* ---- incremental decoding -------------------------------------------------------------------- */
+
+int64_t ft_model_kv_bytes(const ft_model_dims *d, int64_t max_tokens, ft_dtype act) {
+    return 2 * d->L * max_tokens * ft_dtype_nbytes(act, d->Hkv * d->D);
+}
+
+ft_status ft_model_kv_new(ft_model *m, int64_t max_tokens, ft_kv_cache **out) {
+    *out = NULL;
+    if (max_tokens <= 0) return FT_ERR(FT_E_ARG, "KV cache for %lld tokens", (long long)max_tokens);
+    ft_kv_cache *kv;
+    FT_TRY(ft_calloc((void **)&kv, sizeof *kv, "KV cache"));
+    ft_status st = ft_backend_alloc(m->be, (void **)&kv->mem, ft_model_kv_bytes(&m->d, max_tokens, m->act), "KV cache");
+    if (st != FT_OK) {
+        ft_free(kv);
+        return st;
+    }
+    kv->cap = max_tokens;
+    *out = kv;
+    return FT_OK;
+}
+
+void ft_model_kv_free(ft_model *m, ft_kv_cache *kv) {
+    if (!kv) return;
+    ft_backend_release(m->be, kv->mem);
+    ft_free(kv);
+}
+
+int64_t ft_model_kv_len(const ft_kv_cache *kv) { return kv->len; }
+
+ft_status ft_model_decode(ft_model *m, ft_kv_cache *kv, const int32_t *tokens, int64_t n, float *logits) {
+    if (n <= 0 || n > kv->cap - kv->len)
+        return FT_ERR(FT_E_ARG, "decode: %lld tokens after %lld in a KV cache of %lld", (long long)n, (long long)kv->len,
+                      (long long)kv->cap);
+    int32_t *pos;
+    FT_TRY(ft_malloc((void **)&pos, (size_t)n * sizeof *pos, "positions"));
+    for (int64_t i = 0; i < n; i++) pos[i] = (int32_t)(kv->len + i);
+    ft_batch b = {.B = 1, .T = n, .tokens = tokens, .pos = pos};
+    ft_pass p;
+    ft_status st = ft_prepare(m, &b, &p, 0, 0);
+    ft_free(pos);
+    FT_TRY(st);
+    p.kv = kv;
+    FT_TRY(ft_forward_layers(&p, 0));
+    kv->len += n;
+    return ft_last_head(m, &p, logits);
 }

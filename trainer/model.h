@@ -124,6 +124,22 @@ ft_status ft_model_logits(ft_model *m, const ft_batch *b, float *logits);
 /* Inference forward for the last position of each row: logits[B*V]. */
 ft_status ft_model_last_logits(ft_model *m, const ft_batch *b, float *logits);
 
+/* Incremental decoding (greedy or sampled generation): a cache of every layer's keys and values
+ * (after RoPE) for one sequence of up to max_tokens, so that each new token runs the layers on
+ * itself alone instead of re-running the sequence. One backend allocation of
+ * ft_model_kv_bytes(d, max_tokens, act dtype): 2 x L x max_tokens x Hkv x D activations. */
+typedef struct ft_kv_cache ft_kv_cache;
+int64_t ft_model_kv_bytes(const ft_model_dims *d, int64_t max_tokens, ft_dtype act);
+ft_status ft_model_kv_new(ft_model *m, int64_t max_tokens, ft_kv_cache **out);
+void ft_model_kv_free(ft_model *m, ft_kv_cache *kv);
+/* Tokens in the cache so far. */
+int64_t ft_model_kv_len(const ft_kv_cache *kv);
+/* Runs tokens[n] at the positions after those already in kv (the first call: the prompt, as one
+ * causal row; then usually one token), appends their keys and values, and writes the logits of
+ * the last of them to logits[V] (host f32): what ft_model_last_logits gives for the whole sequence,
+ * without dropout. FT_E_ARG when the cache has no room for n more. */
+ft_status ft_model_decode(ft_model *m, ft_kv_cache *kv, const int32_t *tokens, int64_t n, float *logits);
+
 /* Backend bytes of activations for a micro-batch of B x T (the size function the allocator
  * uses and `ftune plan` reports). */
 typedef struct ft_act_bytes {

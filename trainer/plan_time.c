@@ -189,11 +189,12 @@ void ft_plan_time_model(ft_plan *p, const ft_recipe *r, double tflops) {
 /* ---- evaluations --------------------------------------------------------------------------------
  * ft_run_eval (trainer/run_eval.c): a forward over the validation rows, micro-batch by micro-batch
  * (at most eval.max_batches), then each prompt of eval.prompts decoded greedily for up to
- * eval.max_new_tokens, one full forward per new token (no KV cache) whose logits are taken at the
- * last position only. A validation micro-batch costs its GEMMs and attention at the step's rates
- * and one dequantization pass, hidden as in training; a decoding forward of a few dozen tokens is
- * bound by the weights it reads: dequantization (not hidden: the GEMMs are too short) and the BF16
- * copies read by the GEMMs, or its FLOPs on the CPU. With a flat rate (--tflops: the sustained
+ * eval.max_new_tokens: the prompt as one forward, then one forward per new token over that token
+ * alone (the KV cache, ft_model_decode), logits at the last position only. A validation micro-batch
+ * costs its GEMMs and attention at the step's rates and one dequantization pass, hidden as in
+ * training; a decoding forward is bound by the weights it reads on a GPU (dequantization, not
+ * hidden: the GEMMs are too short, and the BF16 copies read by the GEMMs), or by its FLOPs on the
+ * CPU (the attention over the cache is a few MFLOP a token: left out). With a flat rate (--tflops: the sustained
  * rate of a whole step) every evaluation FLOP runs at that rate too, the decoding no faster than
  * its weight reads on a GPU. */
 void ft_plan_eval_time(ft_plan *p, const ft_recipe *r) {
@@ -226,17 +227,18 @@ void ft_plan_eval_time(ft_plan *p, const ft_recipe *r) {
             p->eval_tokens = -1; /* no index of the validation split yet, and no eval.max_batches */
         }
     }
+    /* a decoding forward reads every weight once: the prompt's, through dequantization (not hidden:
+     * the GEMMs are too short) and the BF16 copies the GEMMs read; a new token's, at most
+     * FT_LINEAR_FEW_ROWS rows, the NF4 codes directly (kernels/cuda/gemv.cu); and lm_head */
+    const double w_prompt = bw > 0 ? ((nf4 ? codes + 2.0 * bf16 : bf16) + 2.0 * (double)p->n_head) / bw : 0.0;
+    const double w_token = bw > 0 ? ((nf4 ? codes : bf16) + 2.0 * (double)p->n_head) / bw : 0.0;
     for (int i = 0; i < r->eval.n_prompts; i++) {
         /* the prompt's tokens, about: 4 bytes a token, and a chat template's wrapping */
         const double P = (double)strlen(r->eval.prompts[i]) / 4.0 + 16.0, G = (double)r->eval.max_new_tokens;
-        const double toks = G * P + G * (G - 1) / 2.0; /* sum of the forwards' lengths */
-        const double flops = toks * 2.0 * (double)p->n_blocks + G * 2.0 * (double)p->n_head;
-        double s = flops / gemm;
-        if (bw > 0) {
-            const double weights = G * ((nf4 ? codes + 2.0 * bf16 : bf16) + 2.0 * (double)p->n_head) / bw;
-            s = fmax(s, weights);
-        }
-        p->eval_gen_s += s;
+        /* the prompt as one forward, then G - 1 forwards of one token each (the KV cache) */
+        const double prompt = (P * 2.0 * (double)p->n_blocks + 2.0 * (double)p->n_head) / gemm;
+        const double token = (2.0 * (double)p->n_blocks + 2.0 * (double)p->n_head) / gemm;
+        p->eval_gen_s += fmax(prompt, w_prompt) + (G - 1.0) * fmax(token, w_token);
     }
     p->eval_s = (double)p->n_evals * (p->eval_valid_s + p->eval_gen_s);
 }

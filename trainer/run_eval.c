@@ -2,8 +2,8 @@
  * completions of eval.prompts into samples/) and its final adapter in PEFT layout.
  *
  * Evaluation and generation run without LoRA dropout (the model draws dropout only in training
- * passes). Generation has no KV cache: each new token re-runs the whole sequence (ft_model_last_logits), which costs
- * eval.max_new_tokens forwards per prompt. */
+ * passes). Generation runs the prompt once and then each new token alone against a KV cache
+ * (ft_model_decode); without memory for the cache, each new token re-runs the whole sequence. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -22,6 +22,7 @@
 static ft_status ft_complete(ft_run_state *R, const char *prompt, char **text, int64_t *n_new) {
     int32_t *ids = NULL, *buf = NULL;
     int64_t n = 0;
+    ft_kv_cache *kv = NULL;
     *text = NULL, *n_new = 0;
     FT_TRY(ft_dataset_prompt_ids(R->ds, prompt, &ids, &n));
     const int64_t max_new = R->r->eval.max_new_tokens, V = ft_model_get_dims(R->model)->V;
@@ -35,9 +36,18 @@ static ft_status ft_complete(ft_run_state *R, const char *prompt, char **text, i
     FT_CHECK_GOTO(st, ft_malloc((void **)&buf, (size_t)(n + max_new + 1) * sizeof *buf, "generation"), done);
     memcpy(buf, ids, (size_t)n * sizeof *buf);
     const int64_t n0 = n;
+    if (n > 0 && (st = ft_model_kv_new(R->model, n + max_new, &kv)) != FT_OK) {
+        if (st != FT_E_OOM) goto done;
+        /* a device full of training's memory: a run goes on without the cache rather than fail */
+        ft_warn("eval.prompts: no memory for a KV cache (%s): each new token re-runs the sequence", ft_error_msg());
+        ft_error_clear();
+        st = FT_OK;
+    }
     for (int64_t i = 0; i < max_new && n > 0; i++) {
         ft_batch b = {.B = 1, .T = n, .tokens = buf};
-        FT_CHECK_GOTO(st, ft_model_last_logits(R->model, &b, R->logits), done);
+        const int64_t fed = kv ? ft_model_kv_len(kv) : 0; /* the prompt once, then each new token alone */
+        FT_CHECK_GOTO(st, kv ? ft_model_decode(R->model, kv, buf + fed, n - fed, R->logits)
+                             : ft_model_last_logits(R->model, &b, R->logits), done);
         int32_t best = 0;
         for (int64_t v = 1; v < V; v++)
             if (R->logits[v] > R->logits[best]) best = (int32_t)v;
@@ -47,6 +57,7 @@ static ft_status ft_complete(ft_run_state *R, const char *prompt, char **text, i
     *n_new = n - n0;
     st = ft_dataset_decode(R->ds, buf + n0, n - n0, text);
 done:
+    ft_model_kv_free(R->model, kv);
     free(ids);
     ft_free(buf);
     return st;

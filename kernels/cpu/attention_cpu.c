@@ -1,5 +1,6 @@
 /* attention_cpu.c: naive causal grouped-query attention with packed-document masks, forward and
- * backward, materializing one row of scores at a time (reference only: O(T^2) per head).
+ * backward, and the cached decoding's forward (ft_op_attention_kv: new queries against a sequence's
+ * keys so far), materializing one row of scores at a time (reference only: O(T^2) per head).
  *
  * Layouts (ops.h): q[N, H*D], k and v [N, Hkv*D], out[N, H*D], N = B*T token-major; query head h reads
  * kv head h / (H/Hkv). Query i of row b sees keys j of that row with lo(i) <= j <= i, lo(i) =
@@ -34,6 +35,28 @@ static inline double ft_dot(const float *a, const float *b, int64_t D) {
     return s;
 }
 
+/* One query row: o[D] = softmax(scale * qi . k_j) v_j over keys lo <= j <= hi, whose rows start at
+ * k and v and step by ks; returns its log-sum-exp. s [hi + 1] and acc [D] are scratch. The causal
+ * forward and the cached decoding share it, so both give a query the same bits. */
+static double ft_attn_row(float *o, const float *qi, const float *k, const float *v, int64_t ks, int64_t lo,
+                          int64_t hi, int64_t D, float scale, double *s, double *acc) {
+    double m = -INFINITY;
+    for (int64_t j = lo; j <= hi; j++) {
+        s[j] = ft_dot(qi, k + j * ks, D) * scale;
+        if (s[j] > m) m = s[j];
+    }
+    double l = 0.0;
+    for (int64_t d = 0; d < D; d++) acc[d] = 0.0;
+    for (int64_t j = lo; j <= hi; j++) {
+        const double p = exp(s[j] - m);
+        const float *vj = v + j * ks;
+        l += p;
+        for (int64_t d = 0; d < D; d++) acc[d] += p * vj[d];
+    }
+    for (int64_t d = 0; d < D; d++) o[d] = (float)(acc[d] / l);
+    return m + log(l);
+}
+
 ft_status ft_cpu_attention(ft_backend *be, void *outv, float *lse, const void *qv, const void *kv, const void *vv,
                            const int32_t *doc_start, int64_t ndocs, int64_t B, int64_t T, int64_t H, int64_t Hkv,
                            int64_t D, float scale) {
@@ -53,24 +76,31 @@ ft_status ft_cpu_attention(ft_backend *be, void *outv, float *lse, const void *q
             for (int64_t i = 0; i < T; i++) {
                 const int64_t b = bh / H, h = bh % H, kh = h / grp, row = b * T + i;
                 const int64_t lo = doc_start ? doc_start[row] : 0;
-                const float *qi = q + row * qs + h * D;
-                double m = -INFINITY;
-                for (int64_t j = lo; j <= i; j++) {
-                    s[j] = ft_dot(qi, k + (b * T + j) * ks + kh * D, D) * scale;
-                    if (s[j] > m) m = s[j];
-                }
-                double l = 0.0;
-                for (int64_t d = 0; d < D; d++) acc[d] = 0.0;
-                for (int64_t j = lo; j <= i; j++) {
-                    const double p = exp(s[j] - m);
-                    const float *vj = v + (b * T + j) * ks + kh * D;
-                    l += p;
-                    for (int64_t d = 0; d < D; d++) acc[d] += p * vj[d];
-                }
-                float *o = out + row * qs + h * D;
-                for (int64_t d = 0; d < D; d++) o[d] = (float)(acc[d] / l);
-                lse[row * H + h] = (float)(m + log(l));
+                lse[row * H + h] = (float)ft_attn_row(out + row * qs + h * D, q + row * qs + h * D,
+                                                      k + b * T * ks + kh * D, v + b * T * ks + kh * D, ks, lo, i, D,
+                                                      scale, s, acc);
             }
+    }
+    ft_free(scratch);
+    return FT_OK;
+}
+
+ft_status ft_cpu_attention_kv(ft_backend *be, void *outv, const void *qv, const void *kv, const void *vv, int64_t Tq,
+                              int64_t Tk, int64_t H, int64_t Hkv, int64_t D, float scale) {
+    float *out = outv;
+    const float *q = qv, *k = kv, *v = vv;
+    const int64_t grp = H / Hkv, qs = H * D, ks = Hkv * D, past = Tk - Tq;
+    const int nt = ft_cpu_threads(be);
+    double *scratch; /* per thread: scores [Tk] + accumulator [D] */
+    FT_TRY(ft_malloc((void **)&scratch, (size_t)nt * (size_t)(Tk + D) * sizeof(double), "attention scores"));
+#pragma omp parallel num_threads(nt)
+    {
+        double *s = scratch + (int64_t)omp_get_thread_num() * (Tk + D), *acc = s + Tk;
+#pragma omp for schedule(static) collapse(2)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t i = 0; i < Tq; i++)
+                (void)ft_attn_row(out + i * qs + h * D, q + i * qs + h * D, k + (h / grp) * D, v + (h / grp) * D, ks, 0,
+                                  past + i, D, scale, s, acc);
     }
     ft_free(scratch);
     return FT_OK;

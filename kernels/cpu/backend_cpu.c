@@ -77,6 +77,7 @@ static const ft_backend_vtbl ft_cpu_vtbl = {
     .rope = ft_cpu_rope,
     .attention = ft_cpu_attention,
     .attention_bwd = ft_cpu_attention_bwd,
+    .attention_kv = ft_cpu_attention_kv,
     .swiglu = ft_cpu_swiglu,
     .swiglu_bwd = ft_cpu_swiglu_bwd,
     .add = ft_cpu_add,

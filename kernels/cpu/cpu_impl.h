@@ -57,6 +57,8 @@ ft_status ft_cpu_rope(ft_backend *be, void *x, const int32_t *pos, const float *
 ft_status ft_cpu_attention(ft_backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
                            const int32_t *doc_start, int64_t ndocs, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D,
                            float scale);
+ft_status ft_cpu_attention_kv(ft_backend *be, void *out, const void *q, const void *k, const void *v, int64_t Tq,
+                              int64_t Tk, int64_t H, int64_t Hkv, int64_t D, float scale);
 ft_status ft_cpu_attention_bwd(ft_backend *be, void *dq, void *dk, void *dv, const void *dout, const void *q,
                                const void *k, const void *v, const void *out, const float *lse,
                                const int32_t *doc_start, int64_t ndocs, int64_t B, int64_t T, int64_t H, int64_t Hkv,

@@ -522,6 +522,7 @@ static ft_backend_vtbl ft_cuda_make_vtbl(void) {
     v.rope = ft_cuda_rope;
     v.attention = ft_cuda_attention;
     v.attention_bwd = ft_cuda_attention_bwd;
+    v.attention_kv = ft_cuda_attention_kv;
     v.swiglu = ft_cuda_swiglu;
     v.swiglu_bwd = ft_cuda_swiglu_bwd;
     v.add = ft_cuda_add;
@@ -626,6 +627,8 @@ static ft_status ft_cuda_init(ft_backend_cuda *b, int device) {
     b->base.bytes_peak = b->base.bytes_in_use;
     const char *g = getenv("FT_CUDA_GEMM");
     b->gemm_simt = g && strcmp(g, "simt") == 0;
+    const char *gv = getenv("FT_CUDA_GEMV");
+    b->gemv_off = gv && strcmp(gv, "0") == 0;
     const char *at = getenv("FT_CUDA_ATTN");
     b->attn_simt = at && strcmp(at, "simt") == 0;
     b->attn_wmma = at && strcmp(at, "wmma") == 0;

@@ -125,6 +125,7 @@ typedef struct ft_backend_cuda {
     ft_gemm_cache_entry *gemm_cache; /* [FT_GEMM_CACHE] cuBLASLt algorithms by problem */
     int use_pool;           /* cudaMallocAsync (else cudaMalloc; FT_CUDA_MALLOC=sync) */
     int gemm_simt;          /* FT_CUDA_GEMM=simt: our own GEMM instead of cuBLASLt (cross-check) */
+    int gemv_off;           /* FT_CUDA_GEMV=0: NF4 products of few rows dequantize and GEMM as the others */
     int attn_simt;          /* FT_CUDA_ATTN=simt: the SIMT attention kernels for every shape */
     int attn_wmma;          /* FT_CUDA_ATTN=wmma: the WMMA kernels (attention_tc.cu) where mma.sync would run */
     int attn_cudnn;         /* cuDNN's fused attention (attention_cudnn.cu): 2 under FT_CUDA_ATTN=cudnn (wherever it
@@ -224,6 +225,10 @@ ft_status ft_cuda_rmsnorm_bwd(ft_backend *be, void *dx, const void *dout, const 
                               const float *rstd, int64_t N, int64_t C, int accumulate);
 ft_status ft_cuda_linear(ft_backend *be, void *y, const void *x, const ft_weight *W, const ft_weight *bias,
                          int64_t N, int accumulate);
+/* y[N,out] (=, or +=) x . W^T (+ bias) for an NF4 W and N <= FT_LINEAR_FEW_ROWS, reading the codes
+ * directly (gemv.cu); ft_cuda_linear's values. */
+ft_status ft_cuda_nf4_gemv(ft_backend *be, void *y, const void *x, const ft_weight *W, const ft_weight *bias,
+                           int64_t N, int accumulate);
 ft_status ft_cuda_linear_bwd_x(ft_backend *be, void *dx, const void *dy, const ft_weight *W, int64_t N,
                                int accumulate);
 ft_status ft_cuda_lora_fwd(ft_backend *be, void *y, void *t, const void *x, ft_lora_drop drop, const float *A,
@@ -247,6 +252,8 @@ ft_status ft_cuda_rope(ft_backend *be, void *x, const int32_t *pos, const float 
 ft_status ft_cuda_attention(ft_backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
                             const int32_t *doc_start, int64_t ndocs, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D,
                             float scale);
+ft_status ft_cuda_attention_kv(ft_backend *be, void *out, const void *q, const void *k, const void *v, int64_t Tq,
+                               int64_t Tk, int64_t H, int64_t Hkv, int64_t D, float scale);
 ft_status ft_cuda_attention_bwd(ft_backend *be, void *dq, void *dk, void *dv, const void *dout, const void *q,
                                 const void *k, const void *v, const void *out, const float *lse,
                                 const int32_t *doc_start, int64_t ndocs, int64_t B, int64_t T, int64_t H, int64_t Hkv,

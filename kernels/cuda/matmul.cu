@@ -6,8 +6,9 @@
  * written for the transposes, e.g. y^T[out,N] = W[out,in] . x^T[in,N] is "TN" with m=out, n=N, k=in.
  *
  * Frozen weights: a BF16 weight is used in place; NF4 is dequantized, and F32/F16 converted, into
- * one BF16 scratch buffer (FT_SCR_WEIGHT, reused by every call) right before its product. A fused
- * NF4-dequant GEMM can replace this where it measurably wins (docs/ops.md).
+ * one BF16 scratch buffer (FT_SCR_WEIGHT, reused by every call) right before its product, except
+ * for products of at most FT_LINEAR_FEW_ROWS rows (decoding), which read the codes directly
+ * (gemv.cu). A fused NF4-dequant GEMM can replace this where it measurably wins (docs/ops.md).
  * Bias: cuBLASLt's BIAS epilogue (bias converted to BF16, the dtype HF checkpoints store it in).
  * The LoRA products (lora.cu) go through ft_cuda_gemm too.
  *
@@ -306,6 +307,10 @@ ft_status ft_cuda_linear(ft_backend *be, void *y, const void *x, const ft_weight
                          int64_t N, int accumulate) {
     const int64_t out = W->rows, in = W->cols;
     if (N == 0 || out == 0) return FT_OK;
+    if (W->dtype == FT_NF4 && N <= FT_LINEAR_FEW_ROWS && !ft_cu(be)->gemv_off) { /* decoding: read the codes */
+        ft_backend_phase_note(be, FT_PHASE_GEMM);
+        return ft_cuda_nf4_gemv(be, y, x, W, bias, N, accumulate);
+    }
     const void *w16 = NULL, *b16 = NULL;
     if (W->dtype != FT_BF16) ft_backend_phase_note(be, FT_PHASE_DEQUANT); /* timed apart from the product */
     FT_TRY(ft_cuda_weight_bf16(be, W, FT_SCR_WEIGHT, &w16));

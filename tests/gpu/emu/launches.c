@@ -170,6 +170,16 @@ static void lc_model_run(const lc_model *M, int64_t B, int64_t T, int attention_
     lc_linear(M, B, T, F, C, "down_proj");
     lc_lora(M, B, T, C, F);
     lc_lora(M, B, T, F, C);
+    /* decoding: 1 and FT_LINEAR_FEW_ROWS new tokens against N cached keys (attention_kv), and the
+     * products of that few rows, which read NF4 codes directly (gemv.cu) */
+    for (int64_t nq = 1; nq <= FT_LINEAR_FEW_ROWS; nq += FT_LINEAR_FEW_ROWS - 1) {
+        const int64_t Hkv = M->Hkv;
+        void *q = lc_alloc(2 * nq * H * D), *k = lc_alloc(2 * N * Hkv * D), *v = lc_alloc(2 * N * Hkv * D);
+        void *o = lc_alloc(2 * nq * H * D);
+        LC(ft_op_attention_kv(lc_be, o, q, k, v, nq, N, H, Hkv, D, 0.088f), "attention_kv");
+        lc_linear(M, 1, nq, C, H * D, "q_proj (decoding)");
+        lc_linear(M, 1, nq, F, C, "down_proj (decoding)");
+    }
     { /* the MLP's elementwise ops over [N, F], the residual's over [N, C] */
         const int64_t n = N * F;
         void *a = lc_alloc(2 * n), *g = lc_alloc(2 * n), *u = lc_alloc(2 * n);

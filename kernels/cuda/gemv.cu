@@ -1,0 +1,102 @@
+/* gemv.cu: frozen NF4 linear layers over a few rows (decoding: one token at a time), reading the
+ * 4-bit codes directly instead of dequantizing the weight to BF16 first.
+ *
+ * Why: a decoding step's product y[N,out] = x[N,in] . W[out,in]^T with N <= FT_LINEAR_FEW_ROWS
+ * is bound by reading W. Dequantize-then-GEMM (matmul.cu) reads the codes, writes a BF16 copy
+ * and reads it again: 4.5 bits + 32 bits per weight; this reads 4.5 (the codes and one absmax byte
+ * per 64). For the 70B's 35 GB of codes that is ~10 ms a token on an H100 instead of ~95.
+ *
+ * Values are the GEMM path's: each weight is dequantized exactly as nf4.cu does (the reference's
+ * two roundings) and rounded to BF16, as the copy the GEMM would read; products accumulate in f32
+ * (in another order than cuBLAS's); the bias is rounded to BF16 as matmul.cu's epilogue bias; y is
+ * read in f32 when accumulating and rounded to BF16 once.
+ *
+ * One warp per output row, 8 warps a block. A lane takes 8 consecutive weights at a time (one
+ * 32-bit load of 4 code bytes, all in one 64-block when `in` is a multiple of 8, so one absmax),
+ * and the matching 8 elements of each of the N input rows; the warp then reduces each row's sum. */
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/cuda_impl.h"
+
+#define FT_GEMV_WARPS 8
+
+__device__ __forceinline__ float ft_bf16_round(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
+
+/* VEC8: in % 8 == 0 and codes 4-byte aligned, x rows 16-byte aligned (8 weights per load);
+ * otherwise one weight at a time through ft_weight_at. */
+template <bool VEC8>
+__global__ void __launch_bounds__(FT_GEMV_WARPS * FT_WARP)
+    ft_k_nf4_gemv(act_t *y, const act_t *x, ft_cu_wview w, ft_cu_wview bias, int has_bias, int64_t N, int64_t in,
+                  int64_t out, int accumulate) {
+    const int lane = threadIdx.x % FT_WARP;
+    const int64_t o = (int64_t)blockIdx.x * FT_GEMV_WARPS + threadIdx.x / FT_WARP;
+    if (o >= out) return; /* a whole warp leaves: no shuffle below is left half-empty */
+    float acc[FT_LINEAR_FEW_ROWS];
+#pragma unroll
+    for (int n = 0; n < FT_LINEAR_FEW_ROWS; n++) acc[n] = 0.0f;
+    const int64_t base = o * in; /* flat index of the row's first weight */
+    if (VEC8) {
+        for (int64_t i = (int64_t)lane * 8; i < in; i += FT_WARP * 8) {
+            const int64_t c = base + i;
+            const uint32_t four = *(const uint32_t *)(w.codes + (c >> 1)); /* weights c..c+7, high nibble first */
+            const float am = ft_nf4_absmax_dev(w, c / FT_NF4_BLOCK);
+            float wv[8];
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                const uint32_t byte = (four >> (8 * q)) & 0xffu;
+                wv[2 * q] = ft_bf16_round(__fmul_rn(w.tables[byte >> 4], am));
+                wv[2 * q + 1] = ft_bf16_round(__fmul_rn(w.tables[byte & 15u], am));
+            }
+#pragma unroll
+            for (int n = 0; n < FT_LINEAR_FEW_ROWS; n++) {
+                if (n < N) {
+                    float xv[8];
+                    ft_ld_vec<8>(x + n * in + i, xv);
+#pragma unroll
+                    for (int q = 0; q < 8; q++) acc[n] = fmaf(wv[q], xv[q], acc[n]);
+                }
+            }
+        }
+    } else {
+        for (int64_t i = lane; i < in; i += FT_WARP) {
+            const float wv = ft_bf16_round(ft_weight_at(w, base + i));
+#pragma unroll
+            for (int n = 0; n < FT_LINEAR_FEW_ROWS; n++)
+                if (n < N) acc[n] = fmaf(wv, ft_ld(x, n * in + i), acc[n]);
+        }
+    }
+    const float b = has_bias ? ft_bf16_round(ft_weight_at(bias, o)) : 0.0f;
+#pragma unroll
+    for (int n = 0; n < FT_LINEAR_FEW_ROWS; n++) {
+        if (n < N) {
+            const float s = ft_warp_sum(acc[n]);
+            if (lane == 0) {
+                const int64_t at = n * out + o;
+                ft_st(y, at, (accumulate ? ft_ld(y, at) : 0.0f) + s + b);
+            }
+        }
+    }
+}
+
+ft_status ft_cuda_nf4_gemv(ft_backend *be, void *y, const void *x, const ft_weight *W, const ft_weight *bias,
+                           int64_t N, int accumulate) {
+    const int64_t out = W->rows, in = W->cols;
+    if (W->dtype != FT_NF4 || N < 1 || N > FT_LINEAR_FEW_ROWS)
+        return FT_ERR(FT_E_INTERNAL, "nf4_gemv: %lld rows of a %s weight", (long long)N, ft_dtype_name(W->dtype));
+    if (out == 0) return FT_OK;
+    FT_TRY(ft_cuda_load_settle(be)); /* streamed NF4 weights get their offsets first */
+    ft_backend_cuda *b = ft_cu(be);
+    const ft_cu_wview wv = ft_cu_view(W, b->nf4_tables);
+    const ft_cu_wview bv = bias ? ft_cu_view(bias, b->nf4_tables) : wv;
+    const int vec8 = in % 8 == 0 && (uintptr_t)W->nf4.codes % 4 == 0 && (uintptr_t)x % 16 == 0;
+    const int64_t blocks = ft_cdiv(out, FT_GEMV_WARPS);
+    if (blocks > 0x7fffffff) return FT_ERR(FT_E_UNSUPPORTED, "nf4_gemv: %lld output rows", (long long)out);
+    if (vec8)
+        ft_k_nf4_gemv<true><<<(unsigned)blocks, FT_GEMV_WARPS * FT_WARP, 0, b->stream>>>(
+            (act_t *)y, (const act_t *)x, wv, bv, bias != NULL, N, in, out, accumulate);
+    else
+        ft_k_nf4_gemv<false><<<(unsigned)blocks, FT_GEMV_WARPS * FT_WARP, 0, b->stream>>>(
+            (act_t *)y, (const act_t *)x, wv, bv, bias != NULL, N, in, out, accumulate);
+    FT_CUDA_LAUNCH_TRY("ft_k_nf4_gemv");
+    return FT_OK;
+}
