@@ -2,7 +2,8 @@
  * estimated time of the recipe's run on a device, from config.json alone (trainer/plan.h).
  * Without --device, a recipe that may run on a GPU (model.device auto or cuda) is planned for the
  * GPU of this machine when ftune is built with CUDA and one is present (its profile and memory),
- * else for an h100. Exits 0 when the run fits, 1 with the knob to turn when it does not. `--keys`
+ * else for an h100. Exits 0 when the run fits, 1 with the knob to turn when it does not; `--json`
+ * prints the same plan as one JSON object (trainer/plan_json.c) for scripts. `--keys`
  * and `--devices` print the recipe key and device tables (the generated parts of docs/recipes.md). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,8 @@ static const ft_opt ft_plan_cli_opts[] = {
      "plan with the layer boundaries in host memory (training.host_boundaries: true; needs training.recompute)"},
     {"keep-attention", FT_OPT_FLAG, NULL, NULL,
      "plan with every layer's attention output kept (training.keep_attention: true; needs training.recompute)"},
+    {"json", FT_OPT_FLAG, NULL, NULL,
+     "print the plan as one JSON object (bytes and seconds; the exit status as without it) instead of the report"},
     {"keys", FT_OPT_FLAG, NULL, NULL, "print the table of recipe keys (markdown, as in docs/recipes.md) and exit"},
     {"devices", FT_OPT_FLAG, NULL, NULL, "print the table of device profiles (markdown, as in docs/recipes.md) and exit"},
 };
@@ -113,7 +116,14 @@ ft_status ft_cmd_plan(int argc, char **argv) {
     const int gpu_recipe = strcmp(r.model.device, "cpu") != 0;
     if (!po.device && gpu_recipe && ft_plan_local_gpu(&gpu)) po.dev = &gpu;
     FT_CHECK_GOTO(st, ft_plan_make(p, &r, &po), done);
-    ft_plan_print(p, &r, stdout);
+    if (ft_cli_flag(&cli, "json")) {
+        char *js = NULL;
+        FT_CHECK_GOTO(st, ft_plan_json(p, &r, &js), done);
+        printf("%s\n", js);
+        free(js);
+    } else {
+        ft_plan_print(p, &r, stdout);
+    }
     fflush(stdout);
     /* a recipe written for a Spark, planned on a laptop, must not pass for the Spark's plan */
     if (!po.device && !po.dev && gpu_recipe)

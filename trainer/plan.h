@@ -253,6 +253,9 @@ ft_status ft_plan_for_backend(ft_plan *p, const ft_model_config *cfg, const ft_r
 void ft_plan_format_bytes(int64_t bytes, char *buf, size_t cap);
 /* The aligned report (stdout of `ftune plan`). */
 void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f);
+/* The plan as one JSON object (`ftune plan --json`, trainer/plan_json.c): the report's figures in
+ * bytes and seconds, null where unknown; *out malloc'd. */
+ft_status ft_plan_json(const ft_plan *p, const ft_recipe *r, char **out);
 /* The device profiles as the markdown table of docs/recipes.md ("Devices"), from pl_devices itself,
  * so the page cannot drift from the figures the plan uses (`ftune plan --devices`; test_plan). */
 void ft_plan_devices_doc(void *file);

@@ -68,6 +68,15 @@ expect 1 "config.json" -- "$ftune" eval --model "$tmp/m" --tokens "$tmp/tok.txt"
 mk; rm "$tmp/m/config.json"; mkdir "$tmp/m/config.json"
 expect 1 "m/config.json: is a directory, not a file" -- "$ftune" eval --model "$tmp/m" --tokens "$tmp/tok.txt"
 expect 1 "m/config.json: is a directory, not a file" -- "$ftune" plan "$src/recipes/demo-stories260k.yaml" --set model.path="$tmp/m"
+
+# plan --json: one JSON object on stdout, the same exit status as the report (0 fits, 1 with the advice)
+"$ftune" plan "$src/recipes/demo-stories260k.yaml" --json >"$tmp/plan.json" 2>"$tmp/err"; rc=$?
+python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); assert j["fits"] is True and j["advice"] is None and j["memory"]["total_bytes"] > 0 and j["run"]["steps"] == 60 and j["time"]["estimated_s"] > 0, j' \
+  "$tmp/plan.json" 2>>"$tmp/err" && [ $rc -eq 0 ] && ok "plan --json: fits, 60 steps" || bad "plan --json (exit $rc): $(head -c 300 "$tmp/err")"
+"$ftune" plan "$src/recipes/demo-stories260k.yaml" --json --memory-gb 0.001 >"$tmp/plan.json" 2>"$tmp/err"; rc=$?
+python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); assert j["fits"] is False and j["advice"], j' "$tmp/plan.json" 2>/dev/null \
+  && [ $rc -eq 1 ] && [ "$(grep -c . "$tmp/err")" -eq 1 ] && ok "plan --json, 1 MiB: fits false, exit 1, $(head -c 120 "$tmp/err")" \
+  || bad "plan --json 1 MiB (exit $rc): $(head -c 300 "$tmp/err")"
 expect 1 "model.path: '.*m/config.json' is a directory, not a file" -- "$ftune" data "$src/recipes/demo-stories260k.yaml" \
   --set model.path="$tmp/m" --set output_dir="$tmp/run"
 [ ! -e "$tmp/run" ] && ok "nothing written for a bad model.path" || bad "output_dir written: $(ls -R "$tmp/run")"
