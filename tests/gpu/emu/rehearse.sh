@@ -44,7 +44,7 @@ export FT_GPU_SANITIZER=none
 # test_sdpa_graph (a CTest on the CPU build) is not rerun
 export FT_GPU_REHEARSAL=1 FT_GPU_SDPA_TEST=/bin/true
 export FT_OPS_ARGS="--small" FT_OPS_BIG="--small" FT_OPS_ATTN_TIERS="--small"
-export FT_E2E_STEPS="${FT_E2E_STEPS:-1}" FT_E2E_D128_STEPS=2
+export FT_E2E_STEPS="${FT_E2E_STEPS:-1}" FT_E2E_D128_STEPS=2 FT_E2E_GEN_N=4
 export FT_LOAD_SHAPE=tiny FT_LOAD_LAYERS=2 FT_LOAD_SHARDS=2 FT_LOAD_DIR="$FT_EMU_BUILD/synth-ckpt"
 export FT_RESUME_STEPS=10
 export FT_BENCH_SHAPES="tiny tiny:16 tiny+keep tiny@12" FT_BENCH_SEQ=32 FT_BENCH_STEPS=3 FT_BENCH_ARGS="--peak-n 64"
