@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "data/chat_prompt.h"
 #include "data/tokenizer.h"
@@ -37,6 +38,44 @@ static const ft_opt ft_gen_opts[] = {
     {"device", FT_OPT_STR, "auto|cpu|cuda", "auto", "compute backend (auto: cuda when a GPU is present)"},
     {"threads", FT_OPT_INT, "N", "0", "CPU threads (0: all cores)"},
 };
+
+/* --text on a terminal prints as it generates (a 70B on a GB10 takes a while per token): after each
+ * token, the decoded text's new bytes, held back while they end in U+FFFD (a byte-level token whose
+ * character completes later) or in whitespace (a decoder may join it with what follows). If the
+ * text stops extending what was shown (a decoder that rewrites earlier output), nothing more is
+ * shown until the end, which then prints the whole text on a line of its own. Piped, the text is
+ * printed once at the end, as before. */
+typedef struct ft_stream {
+    char *shown;     /* what was printed, malloc'd */
+    size_t n;        /* its length */
+    int broken;      /* the text no longer extends `shown` */
+} ft_stream;
+
+static ft_status ft_stream_step(ft_stream *sm, const ft_tok *tok, const int32_t *ids, int64_t n, int final) {
+    char *t = NULL;
+    FT_TRY(ft_tok_decode(tok, ids, n, 1, &t, NULL));
+    size_t tl = strlen(t), end = tl;
+    if (!sm->broken && (tl < sm->n || memcmp(t, sm->shown, sm->n) != 0)) sm->broken = 1;
+    if (sm->broken) {
+        if (final) printf("%s%s\n", sm->n ? "\n" : "", t);
+        free(t);
+        return FT_OK;
+    }
+    if (!final) {
+        while (end > sm->n && (t[end - 1] == ' ' || t[end - 1] == '\n' || t[end - 1] == '\t')) end--;
+        while (end >= sm->n + 3 && memcmp(t + end - 3, "\xEF\xBF\xBD", 3) == 0) end -= 3;
+    }
+    if (end > sm->n) {
+        fwrite(t + sm->n, 1, end - sm->n, stdout);
+        fflush(stdout);
+        t[end] = 0;
+        free(sm->shown);
+        sm->shown = t, sm->n = end, t = NULL;
+    }
+    if (final) printf("\n");
+    free(t);
+    return FT_OK;
+}
 
 typedef struct { float p; int32_t id; } ft_cand;
 static int ft_cand_cmp(const void *a, const void *b) {
@@ -75,6 +114,7 @@ ft_status ft_cmd_generate(int argc, char **argv) {
     ft_backend *be = NULL;
     ft_model *model = NULL;
     ft_kv_cache *kv = NULL;
+    ft_stream sm = {0};
     ft_lora *lora = NULL;
     ft_adapter ad = {0};
     ft_token_seqs prompt = {0}, stop = {0};
@@ -161,6 +201,9 @@ ft_status ft_cmd_generate(int argc, char **argv) {
     FT_CHECK_GOTO(st, ft_malloc((void **)&cand, (size_t)V * sizeof *cand, "sampling"), done);
     memcpy(ids, prompt.ids, (size_t)len * 4);
     ft_rng rng = {(uint64_t)seed};
+    /* a chat prints the assistant's reply; otherwise the prompt and its continuation */
+    const int64_t from = chat_s ? prompt.start[1] : 0;
+    const int as_text = ft_cli_flag(&cli, "text"), stream = as_text && isatty(STDOUT_FILENO);
     if (n > 0) FT_CHECK_GOTO(st, ft_model_kv_new(model, len + n, &kv), done);
     for (int64_t i = 0; i < n; i++) { /* the prompt once, then each new token alone */
         const int64_t fed = ft_model_kv_len(kv);
@@ -170,10 +213,11 @@ ft_status ft_cmd_generate(int argc, char **argv) {
         int stop_now = next >= 0 && (next == turn_end[0] || next == turn_end[1]);
         for (int64_t k = 0; stop.n && k < stop.start[1]; k++) stop_now |= stop.ids[k] == next;
         if (stop_now) break;
+        if (stream) FT_CHECK_GOTO(st, ft_stream_step(&sm, tok, ids + from, len - from, 0), done);
     }
-    if (ft_cli_flag(&cli, "text")) {
-        /* a chat prints the assistant's reply; otherwise the prompt and its continuation */
-        const int64_t from = chat_s ? prompt.start[1] : 0;
+    if (stream) {
+        FT_CHECK_GOTO(st, ft_stream_step(&sm, tok, ids + from, len - from, 1), done);
+    } else if (as_text) {
         FT_CHECK_GOTO(st, ft_tok_decode(tok, ids + from, len - from, 1, &text, NULL), done);
         printf("%s\n", text);
     } else {
@@ -181,6 +225,7 @@ ft_status ft_cmd_generate(int argc, char **argv) {
         printf("\n");
     }
 done:
+    free(sm.shown);
     ft_model_kv_free(model, kv);
     free(text);
     ft_tok_free(tok);

@@ -52,6 +52,13 @@ for case in run fixture layers; do
   gb=$("$ftune" generate --model "$tmp/m_$case" --tokens "1 403 11" -n 24 --quant none 2>/dev/null)
   [ -n "$ga" ] && [ "$ga" = "$gb" ] && ok "$case: generate --adapter = the merged model: $ga" || bad "$case: generate: '$ga' vs '$gb'"
 done
+# --text on a terminal streams as it generates (held back at whitespace); the text must be the piped one
+if command -v script >/dev/null 2>&1; then
+  tp=$("$ftune" generate --model "$model" --prompt "Once upon a time" -n 60 --text --quant none 2>/dev/null)
+  tt=$(script -qec "'$ftune' generate --model '$model' --prompt 'Once upon a time' -n 60 --text --quant none 2>/dev/null" /dev/null | tr -d '\r')
+  [ -n "$tp" ] && [ "$tt" = "$tp" ] && ok "generate --text streamed on a terminal = piped ($(echo "$tp" | wc -c) bytes)" \
+    || bad "generate --text on a terminal: '$tt' vs piped '$tp'"
+fi
 grep -q "adapter: $tmp/run/final (r 4, scale 2, 35 modules) applied" "$tmp/a_run.err" \
   && ok "a run directory resolves to its final/" || bad "resolution: $(cat "$tmp/a_run.err")"
 "$ftune" eval --model "$model" --adapter "$tmp/run/checkpoints/step-000008.ckpt" --tokens "$tmp/ids.txt" --quant none \
