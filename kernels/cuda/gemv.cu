@@ -11,9 +11,10 @@
  * (in another order than cuBLAS's); the bias is rounded to BF16 as matmul.cu's epilogue bias; y is
  * read in f32 when accumulating and rounded to BF16 once.
  *
- * One warp per output row, 8 warps a block. A lane takes 8 consecutive weights at a time (one
- * 32-bit load of 4 code bytes, all in one 64-block when `in` is a multiple of 8, so one absmax),
- * and the matching 8 elements of each of the N input rows; the warp then reduces each row's sum. */
+ * One warp per output row, 8 warps a block. A lane takes 32 consecutive weights at a time (one
+ * 16-byte load of code bytes, all in one 64-block, so one absmax) when `in` is a multiple of 32, 8
+ * (a 32-bit load) when it is a multiple of 8, and the matching elements of each of the N input
+ * rows; the warp then reduces each row's sum. */
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_impl.h"
@@ -22,9 +23,32 @@
 
 __device__ __forceinline__ float ft_bf16_round(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
 
-/* VEC8: in % 8 == 0 and codes 4-byte aligned, x rows 16-byte aligned (8 weights per load);
- * otherwise one weight at a time through ft_weight_at. */
-template <bool VEC8>
+/* The products of 8 weights starting at flat index c (all in one 64-block: c % 8 == 0) whose code
+ * bytes are `four`, with the N input rows at column i, into acc. */
+__device__ __forceinline__ void ft_gemv8(const ft_cu_wview &w, uint32_t four, float am, const act_t *x, int64_t i,
+                                         int64_t N, int64_t in, float *acc) {
+    float wv[8];
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        const uint32_t byte = (four >> (8 * q)) & 0xffu;
+        wv[2 * q] = ft_bf16_round(__fmul_rn(w.tables[byte >> 4], am));
+        wv[2 * q + 1] = ft_bf16_round(__fmul_rn(w.tables[byte & 15u], am));
+    }
+#pragma unroll
+    for (int n = 0; n < FT_LINEAR_FEW_ROWS; n++) {
+        if (n < N) {
+            float xv[8];
+            ft_ld_vec<8>(x + n * in + i, xv);
+#pragma unroll
+            for (int q = 0; q < 8; q++) acc[n] = fmaf(wv[q], xv[q], acc[n]);
+        }
+    }
+}
+
+/* VEC: 32 (in % 32 == 0, codes 16-byte aligned: 32 weights per 16-byte load, the real shapes, so a
+ * warp keeps 512 bytes of codes in flight a step), 8 (in % 8 == 0, codes 4-byte aligned), or 1 (one
+ * weight at a time through ft_weight_at); x rows 16-byte aligned for 32 and 8. */
+template <int VEC>
 __global__ void __launch_bounds__(FT_GEMV_WARPS * FT_WARP)
     ft_k_nf4_gemv(act_t *y, const act_t *x, ft_cu_wview w, ft_cu_wview bias, int has_bias, int64_t N, int64_t in,
                   int64_t out, int accumulate) {
@@ -35,27 +59,21 @@ __global__ void __launch_bounds__(FT_GEMV_WARPS * FT_WARP)
 #pragma unroll
     for (int n = 0; n < FT_LINEAR_FEW_ROWS; n++) acc[n] = 0.0f;
     const int64_t base = o * in; /* flat index of the row's first weight */
-    if (VEC8) {
+    if (VEC == 32) {
+        for (int64_t i = (int64_t)lane * 32; i < in; i += FT_WARP * 32) {
+            const int64_t c = base + i;
+            const uint4 codes = *(const uint4 *)(w.codes + (c >> 1)); /* weights c..c+31 */
+            const float am = ft_nf4_absmax_dev(w, c / FT_NF4_BLOCK);
+            ft_gemv8(w, codes.x, am, x, i, N, in, acc);
+            ft_gemv8(w, codes.y, am, x, i + 8, N, in, acc);
+            ft_gemv8(w, codes.z, am, x, i + 16, N, in, acc);
+            ft_gemv8(w, codes.w, am, x, i + 24, N, in, acc);
+        }
+    } else if (VEC == 8) {
         for (int64_t i = (int64_t)lane * 8; i < in; i += FT_WARP * 8) {
             const int64_t c = base + i;
             const uint32_t four = *(const uint32_t *)(w.codes + (c >> 1)); /* weights c..c+7, high nibble first */
-            const float am = ft_nf4_absmax_dev(w, c / FT_NF4_BLOCK);
-            float wv[8];
-#pragma unroll
-            for (int q = 0; q < 4; q++) {
-                const uint32_t byte = (four >> (8 * q)) & 0xffu;
-                wv[2 * q] = ft_bf16_round(__fmul_rn(w.tables[byte >> 4], am));
-                wv[2 * q + 1] = ft_bf16_round(__fmul_rn(w.tables[byte & 15u], am));
-            }
-#pragma unroll
-            for (int n = 0; n < FT_LINEAR_FEW_ROWS; n++) {
-                if (n < N) {
-                    float xv[8];
-                    ft_ld_vec<8>(x + n * in + i, xv);
-#pragma unroll
-                    for (int q = 0; q < 8; q++) acc[n] = fmaf(wv[q], xv[q], acc[n]);
-                }
-            }
+            ft_gemv8(w, four, ft_nf4_absmax_dev(w, c / FT_NF4_BLOCK), x, i, N, in, acc);
         }
     } else {
         for (int64_t i = lane; i < in; i += FT_WARP) {
@@ -88,15 +106,22 @@ ft_status ft_cuda_nf4_gemv(ft_backend *be, void *y, const void *x, const ft_weig
     ft_backend_cuda *b = ft_cu(be);
     const ft_cu_wview wv = ft_cu_view(W, b->nf4_tables);
     const ft_cu_wview bv = bias ? ft_cu_view(bias, b->nf4_tables) : wv;
-    const int vec8 = in % 8 == 0 && (uintptr_t)W->nf4.codes % 4 == 0 && (uintptr_t)x % 16 == 0;
+    const int xal = (uintptr_t)x % 16 == 0;
+    const int vec = xal && in % 32 == 0 && (uintptr_t)W->nf4.codes % 16 == 0 ? 32
+                    : xal && in % 8 == 0 && (uintptr_t)W->nf4.codes % 4 == 0 ? 8
+                                                                             : 1;
     const int64_t blocks = ft_cdiv(out, FT_GEMV_WARPS);
     if (blocks > 0x7fffffff) return FT_ERR(FT_E_UNSUPPORTED, "nf4_gemv: %lld output rows", (long long)out);
-    if (vec8)
-        ft_k_nf4_gemv<true><<<(unsigned)blocks, FT_GEMV_WARPS * FT_WARP, 0, b->stream>>>(
-            (act_t *)y, (const act_t *)x, wv, bv, bias != NULL, N, in, out, accumulate);
+    const dim3 grid((unsigned)blocks), block(FT_GEMV_WARPS * FT_WARP);
+    if (vec == 32)
+        ft_k_nf4_gemv<32><<<grid, block, 0, b->stream>>>((act_t *)y, (const act_t *)x, wv, bv, bias != NULL, N, in,
+                                                          out, accumulate);
+    else if (vec == 8)
+        ft_k_nf4_gemv<8><<<grid, block, 0, b->stream>>>((act_t *)y, (const act_t *)x, wv, bv, bias != NULL, N, in,
+                                                         out, accumulate);
     else
-        ft_k_nf4_gemv<false><<<(unsigned)blocks, FT_GEMV_WARPS * FT_WARP, 0, b->stream>>>(
-            (act_t *)y, (const act_t *)x, wv, bv, bias != NULL, N, in, out, accumulate);
+        ft_k_nf4_gemv<1><<<grid, block, 0, b->stream>>>((act_t *)y, (const act_t *)x, wv, bv, bias != NULL, N, in,
+                                                         out, accumulate);
     FT_CUDA_LAUNCH_TRY("ft_k_nf4_gemv");
     return FT_OK;
 }
