@@ -50,7 +50,8 @@ static char *ft_meta_json(const ft_ckpt_state *s) {
              ", \"rows\": %" PRId64 ", \"plan_hash\": \"%016" PRIx64 "\"},\n"
              "  \"guard\": {\"n\": %" PRId64 ", \"mean\": \"%a\", \"var\": \"%a\", \"consecutive\": %" PRId64
              ", \"skipped\": %" PRId64
-             ", \"best\": \"%a\", \"best_step\": %" PRId64 ", \"above\": %" PRId64 ", \"above_from\": %" PRId64 "},\n"
+             ", \"best\": \"%a\", \"best_step\": %" PRId64 ", \"above\": %" PRId64 ", \"above_from\": %" PRId64
+             ", \"rollbacks\": %" PRId64 "},\n"
              "  \"validation\": {\"best\": \"%a\", \"step\": %" PRId64 ", \"since\": %" PRId64 "},\n"
              "  \"elapsed_s\": \"%a\",\n"
              "  \"elapsed_readable_s\": %.3f,\n"
@@ -64,8 +65,8 @@ static char *ft_meta_json(const ft_ckpt_state *s) {
              FT_CKPT_VERSION, s->step, s->steps_total, s->seed, s->n_params, s->lora_r, s->lora_layers, s->lora_targets,
              s->adamw_t, s->cursor.seed, s->cursor.epoch, s->cursor.index, s->cursor.rows, s->cursor.plan_hash,
              s->guard.n, s->guard.mean, s->guard.var, s->guard.consecutive, s->guard.skipped,
-             s->guard.best, s->guard.best_step, s->guard.above, s->guard.above_from, s->val.loss, s->val.step,
-             s->val.since, s->elapsed_s, s->elapsed_s,
+             s->guard.best, s->guard.best_step, s->guard.above, s->guard.above_from, s->guard.rollbacks, s->val.loss,
+             s->val.step, s->val.since, s->elapsed_s, s->elapsed_s,
              s->tokens_seen, ft_sections[0], n, ft_sections[1], n * 4, n, ft_sections[2], 2 * n * 4, n);
     return j;
 }
@@ -257,6 +258,8 @@ static ft_status ft_parse_meta(const char *path, const char *text, size_t len, f
         }
         if (cJSON_GetObjectItemCaseSensitive(g, "above_from")) /* absent before it: 0, counted back from the step */
             s->guard.above_from = js_i64(g, "above_from", &ok);
+        if (cJSON_GetObjectItemCaseSensitive(g, "rollbacks")) /* absent before training.max_rollbacks: none */
+            s->guard.rollbacks = js_i64(g, "rollbacks", &ok);
         const cJSON *val = cJSON_GetObjectItemCaseSensitive(j, "validation");
         s->val = (ft_val_best){.loss = NAN, .step = -1, .since = 0}; /* absent before eval.keep_best */
         if (val) {

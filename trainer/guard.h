@@ -41,6 +41,8 @@ typedef struct ft_guard {
     int64_t best_step;    /* the step that reached it */
     int64_t above;        /* accepted steps in a row with a loss above the divergence bound */
     int64_t above_from;   /* the step that began that run (0: unknown, a checkpoint older than it) */
+    int64_t rollbacks;    /* divergences the run went back from (training.max_rollbacks): its learning rate is
+                           * training.lr x training.rollback_lr_factor^rollbacks */
 } ft_guard;
 
 typedef enum { FT_GUARD_OK = 0, FT_GUARD_NONFINITE, FT_GUARD_SPIKE } ft_guard_verdict;

@@ -74,6 +74,9 @@ typedef struct ft_recipe {
         double spike_zscore;      /* training.spike_zscore: skip a step whose loss is this many sd above the recent mean (0 = off) */
         int64_t max_skips;        /* training.max_skips: consecutive skipped steps before the run stops */
         double diverge_factor;    /* training.diverge_factor: stop when the loss stays this many times its best (0 = off) */
+        int64_t max_rollbacks;    /* training.max_rollbacks: divergences answered by going back to the checkpoint before
+                                   * the rise with a lower learning rate, before one stops the run (0: stop at the first) */
+        double rollback_lr_factor; /* training.rollback_lr_factor: what each rollback multiplies training.lr by */
     } training;
 
     struct {

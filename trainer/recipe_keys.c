@@ -131,6 +131,14 @@ const rk ft_recipe_keys[] = {
      .max = 1000,
      .help = "stop the run when 20 steps in a row have a loss above this many times the lowest recent mean (and at "
              "least 0.5 above it): the loss diverged; 0 = off, else > 1"},
+    {.key = "training.max_rollbacks", .type = RK_INT, .off = F(training.max_rollbacks), .def = "0", .min = 0,
+     .max = 100,
+     .help = "when the loss diverges (training.diverge_factor), go back to the newest checkpoint before the rise and "
+             "go on with the learning rate times training.rollback_lr_factor, up to this many times; then, or without "
+             "such a checkpoint, the run stops (0 = stop at the first divergence)"},
+    {.key = "training.rollback_lr_factor", .type = RK_FLOAT, .off = F(training.rollback_lr_factor), .def = "0.5",
+     .min = 0, .max = 1, .flags = RK_GT | RK_LT,
+     .help = "what each rollback multiplies the learning rate by (the whole schedule, warmup and floor included)"},
 
     {.key = "checkpoint.every_steps", .type = RK_INT, .off = F(checkpoint.every_steps), .def = "0", .min = 0,
      .max = 1e12, .help = "save a checkpoint every N optimizer steps (0 = off)"},

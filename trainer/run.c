@@ -394,6 +394,16 @@ static ft_status ft_run_diverged(ft_run_state *R, const ft_step_info *s) {
             if (steps[i] < rise) before = steps[i];
     free(steps);
     ft_error_clear();
+    const int64_t rb = R->guard.rollbacks, max_rb = r->training.max_rollbacks;
+    if (before >= 0 && rb < max_rb) { /* training.max_rollbacks: back to before the rise, a lower rate (ft_run) */
+        ft_warn("step %lld: the loss diverged: %d steps in a row (from step %lld) had a loss above %.4g (this step's "
+                "%.4g); going back to step %lld's checkpoint",
+                (long long)R->step, FT_GUARD_DIVERGE_STEPS, (long long)rise,
+                ft_guard_diverge_bound(g, r->training.diverge_factor), s->loss, (long long)before);
+        R->rollback_step = before;
+        return FT_ERR(FT_E_STOPPED, "diverged at step %lld: rolling back to step %lld", (long long)R->step,
+                      (long long)before);
+    }
     char advice[FT_PATH_MAX + 200];
     if (before >= 0) {
         char p[FT_PATH_MAX + 32];
@@ -414,10 +424,15 @@ static ft_status ft_run_diverged(ft_run_state *R, const ft_step_info *s) {
         snprintf(bound, sizeof bound, "%.4g, its lowest recent mean (%.4g, step %lld) + %g (more than "
                  "training.diverge_factor %g x it)", b, g->best, (long long)g->best_step, FT_GUARD_DIVERGE_MARGIN,
                  r->training.diverge_factor);
+    char rbs[160] = "";
+    if (rb > 0)
+        snprintf(rbs, sizeof rbs, " after %lld rollback%s (training.max_rollbacks %lld; the learning rate is %g)",
+                 (long long)rb, rb == 1 ? "" : "s", (long long)max_rb, R->sched.lr);
     return FT_ERR(FT_E_STOPPED,
-                  "stopped at step %lld: the loss diverged: %d steps in a row (from step %lld) had a loss above %s; "
+                  "stopped at step %lld%s: the loss diverged: %d steps in a row (from step %lld) had a loss above %s; "
                   "this step's was %.4g. No checkpoint was written of it (training.lr is %g); %s",
-                  (long long)R->step, FT_GUARD_DIVERGE_STEPS, (long long)rise, bound, s->loss, r->training.lr, advice);
+                  (long long)R->step, rbs, FT_GUARD_DIVERGE_STEPS, (long long)rise, bound, s->loss, r->training.lr,
+                  advice);
 }
 
 /* ---- fault injection: a test hook ------------------------------------------------------------------
@@ -580,7 +595,7 @@ ft_status ft_run(const ft_recipe *r, const ft_run_opts *opts) {
     const ft_run_opts *o = &eff;
     ft_run_state R;
     memset(&R, 0, sizeof R);
-    R.r = r, R.o = o, R.lock_fd = -1, R.last_ckpt_step = -1, R.last_eval_step = -1;
+    R.r = r, R.o = o, R.lock_fd = -1, R.last_ckpt_step = -1, R.last_eval_step = -1, R.rollback_step = -1;
     R.val = (ft_val_best){.loss = NAN, .step = -1, .since = 0};
     ft_sigsave save;
     ft_signals_install(&save);
@@ -658,7 +673,13 @@ ft_status ft_run(const ft_recipe *r, const ft_run_opts *opts) {
     if (R.step >= R.total)
         ft_info("the run is already complete at step %lld (training.steps %lld); writing the final adapter",
                 (long long)R.step, (long long)R.total);
-    FT_CHECK_GOTO(st, ft_run_loop(&R), done);
+    st = ft_run_loop(&R);
+    while (st == FT_E_STOPPED && R.rollback_step >= 0) { /* the loss diverged: training.max_rollbacks */
+        ft_error_clear();
+        FT_CHECK_GOTO(st, ft_run_rollback(&R), done);
+        st = ft_run_loop(&R);
+    }
+    if (st != FT_OK) goto done;
     ft_run_plot(&R);
     FT_CHECK_GOTO(st, ft_run_write_final(&R), done);
     st = FT_OK;

@@ -1,6 +1,7 @@
 /* run_ckpt.c: a run's checkpoints: the state of run_impl.h to and from checkpoint.h files,
  * choosing the checkpoint to resume from, and rotation. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +172,11 @@ ft_status ft_run_resume(ft_run_state *R) {
     FT_CHECK_GOTO(st, ft_backend_upload(R->be, R->opt->m, data + np, 2 * np * 4), done);
     R->opt->t = s.adamw_t;
     R->guard = s.guard;
+    R->sched.lr = R->r->training.lr * pow(R->r->training.rollback_lr_factor, (double)s.guard.rollbacks);
+    if (s.guard.rollbacks > 0)
+        ft_info("resume: after %lld rollback%s the learning rate is %g (training.lr %g x %g^%lld)",
+                (long long)s.guard.rollbacks, s.guard.rollbacks == 1 ? "" : "s", R->sched.lr, R->r->training.lr,
+                R->r->training.rollback_lr_factor, (long long)s.guard.rollbacks);
     R->val = s.val;
     R->step = s.step;
     R->elapsed_base = s.elapsed_s;
@@ -196,4 +202,29 @@ done:
     ft_free(cand);
     ft_free(data);
     return st;
+}
+
+ft_status ft_run_rollback(ft_run_state *R) {
+    char path[FT_PATH_MAX + 32];
+    ft_ckpt_path(path, sizeof path, R->ckpt_dir, R->rollback_step);
+    const int64_t n = R->guard.rollbacks + 1;
+    ft_run_opts ro = *R->o; /* the resume of that checkpoint, as `--resume PATH` would do it */
+    ro.resume = path, ro.resume_fallback = 0;
+    const ft_run_opts *saved = R->o;
+    R->o = &ro;
+    ft_status st = ft_run_resume(R);
+    R->o = saved;
+    FT_TRY(st);
+    R->rollback_step = -1;
+    R->guard.rollbacks = n;
+    R->sched.lr = R->r->training.lr * pow(R->r->training.rollback_lr_factor, (double)n);
+    R->last_eval_step = -1;
+    ft_run_check_best(R);
+    ft_metrics_close(R->metrics);
+    R->metrics = NULL;
+    FT_TRY(ft_metrics_open(&R->metrics, R->metrics_path, R->step));
+    ft_warn("rollback %lld of %lld: training again from step %lld with the learning rate %g (training.lr %g x %g^%lld)",
+            (long long)n, (long long)R->r->training.max_rollbacks, (long long)R->step, R->sched.lr, R->r->training.lr,
+            R->r->training.rollback_lr_factor, (long long)n);
+    return ft_run_save_checkpoint(R);
 }

@@ -230,9 +230,13 @@ ft_status ft_run_write_final(ft_run_state *R) {
     const double secs = ft_run_elapsed(R);
     char took[32];
     ft_format_duration(took, sizeof took, secs);
-    printf("trained: %lld steps, %lld tokens in %s of training (%.0f tokens/s), %lld step%s skipped\n",
+    char rbs[96] = ""; /* training.max_rollbacks: the divergences it went back from */
+    if (R->guard.rollbacks > 0)
+        snprintf(rbs, sizeof rbs, ", %lld rollback%s (learning rate %g)", (long long)R->guard.rollbacks,
+                 R->guard.rollbacks == 1 ? "" : "s", R->sched.lr);
+    printf("trained: %lld steps, %lld tokens in %s of training (%.0f tokens/s), %lld step%s skipped%s\n",
            (long long)R->step, (long long)R->tokens_seen, took, secs > 0 ? (double)R->tokens_seen / secs : 0.0,
-           (long long)R->guard.skipped, R->guard.skipped == 1 ? "" : "s");
+           (long long)R->guard.skipped, R->guard.skipped == 1 ? "" : "s", rbs);
     double val = ft_metrics_last_eval(R->metrics);
     if (isfinite(val))
         printf("final adapter: %s (step %lld, validation loss %.4f, perplexity %.3f)\n", R->final_dir,

@@ -55,6 +55,9 @@ typedef struct ft_run_state {
     ft_val_best val;          /* the lowest validation loss so far; best_dir holds its adapter (eval.keep_best) */
     char last_ckpt_path[FT_PATH_MAX + 32];
 
+    int64_t rollback_step;    /* >= 0: the loss diverged and the run goes back to this step's checkpoint
+                               * (training.max_rollbacks; ft_run_rollback) */
+
     int64_t fault_kill_step;  /* FT_FAULT_KILL_AFTER_STEP (0: off); test hook, see run.c */
     int64_t fault_term_step;  /* FT_FAULT_TERM_AFTER_STEP (0: off) */
 } ft_run_state;
@@ -71,8 +74,13 @@ ft_status ft_run_hook(const char *name, int64_t min, const char *what, int64_t *
  * those on disk, the final adapter, the exports: R->plan's disk figures) against what the filesystem
  * has free. A run whose last outputs cannot be written fails at once, not at its end. */
 ft_status ft_run_check_disk(const ft_run_state *R);
-/* Picks and loads the checkpoint named by R->o->resume; sets R->step etc. */
+/* Picks and loads the checkpoint named by R->o->resume; sets R->step etc., and the learning rate its
+ * rollbacks left (training.rollback_lr_factor^rollbacks). */
 ft_status ft_run_resume(ft_run_state *R);
+/* The loss diverged: back to R->rollback_step's checkpoint as a resume would go (later checkpoints
+ * set aside, metrics.jsonl cut there, best/ checked), one more rollback on the learning rate, and a
+ * checkpoint of that state at once, so a kill from here on resumes with it. */
+ft_status ft_run_rollback(ft_run_state *R);
 
 /* run_best.c */
 /* An evaluation's loss: a new lowest one is kept in best_dir (eval.keep_best), else it counts

@@ -82,5 +82,38 @@ read -r b m <<<"$(echo "$msg" | sed -n 's/.*had a loss above \([0-9.]*\), its lo
 [ $rc -eq 3 ] && [ -n "$b" ] && awk "BEGIN{d = $b - $m - 0.5; exit !(d < 0.002 && d > -0.002)}" \
   && ok "a bound set by the 0.5 margin is named as such: $b = $m + 0.5" || bad "margin bound: exit $rc, $msg"
 
+# training.max_rollbacks: the same divergence goes back to the newest checkpoint before the rise and
+# trains on at lr x 0.01; byte for byte what the manual recovery above gives (resume from that
+# checkpoint at 0.3 x 0.01, the same double), and a kill after the rollback resumes to the same end
+rb=(--set training.max_rollbacks=2 --set training.rollback_lr_factor=0.01)
+"$ftune" train "$recipe" "${div[@]}" "${rb[@]}" --set output_dir="$tmp/r" >"$tmp/r.out" 2>"$tmp/r.err"; rc=$?
+[ $rc -eq 0 ] && grep -q "going back to step $((10#${s_step:-0}))'s checkpoint" "$tmp/r.err" \
+  && grep -q "rollback 1 of 2: training again from step $((10#${s_step:-0})) with the learning rate 0.003" "$tmp/r.err" \
+  && grep -q "skipped, 1 rollback (learning rate 0.003)" "$tmp/r.out" \
+  && ok "max_rollbacks 2: diverged at step $at, went back to step $((10#${s_step:-0})), completed: $(grep '^trained:' "$tmp/r.out")" \
+  || bad "rollback: exit $rc $(grep -E 'warning|error' "$tmp/r.err" | tail -3)"
+lr=$(python3 -c 'print(repr(0.3 * 0.01))')
+"$ftune" train "$recipe" "${div[@]}" --set training.lr="$lr" --set output_dir="$tmp/d" --resume "$sugg" >/dev/null 2>&1
+"$ftune" train "$recipe" "${div[@]}" --set output_dir="$tmp/m" >/dev/null 2>&1
+"$ftune" train "$recipe" "${div[@]}" --set training.lr="$lr" --set output_dir="$tmp/m" --resume "$tmp/m/checkpoints/$(basename "${sugg:-x}")" \
+  >/dev/null 2>"$tmp/m.err"
+cmp -s "$tmp/r/final/adapter_model.safetensors" "$tmp/m/final/adapter_model.safetensors" \
+  && ok "the rollback's adapter = a manual resume from $(basename "${sugg:-x}") at lr $lr" || bad "rollback vs manual resume differ"
+n_lines=$(grep -c '"type":"train"' "$tmp/r/metrics.jsonl"); n_steps=$(grep -o '"step":[0-9]*,"loss"' "$tmp/r/metrics.jsonl" | sort -u | wc -l)
+[ "$n_lines" -eq 80 ] && [ "$n_steps" -eq 80 ] && ok "metrics.jsonl: 80 train lines, one per step (the diverged ones cut)" \
+  || bad "metrics after the rollback: $n_lines lines, $n_steps steps"
+FT_FAULT_KILL_AFTER_STEP=$(( ${at:-40} + 5 )) "$ftune" train "$recipe" "${div[@]}" "${rb[@]}" --set output_dir="$tmp/rk" >/dev/null 2>&1
+"$ftune" train "$recipe" "${div[@]}" "${rb[@]}" --set output_dir="$tmp/rk" --resume auto >/dev/null 2>"$tmp/rk.err"; rc=$?
+[ $rc -eq 0 ] && cmp -s "$tmp/r/final/adapter_model.safetensors" "$tmp/rk/final/adapter_model.safetensors" \
+  && grep -q "after 1 rollback the learning rate is 0.003" "$tmp/rk.err" \
+  && cmp -s <(sed 's/,"wall":{[^}]*}//' "$tmp/r/metrics.jsonl") <(sed 's/,"wall":{[^}]*}//' "$tmp/rk/metrics.jsonl") \
+  && ok "killed at step $(( ${at:-40} + 5 )), after the rollback, and resumed: the same adapter and metrics" \
+  || bad "rollback + kill + resume: exit $rc $(grep -E 'error' "$tmp/rk.err")"
+# every rollback used up: the factor 0.9 leaves the rate too high, and the run stops saying so
+"$ftune" train "$recipe" "${div[@]}" --set training.max_rollbacks=1 --set training.rollback_lr_factor=0.9 \
+  --set output_dir="$tmp/r9" >/dev/null 2>"$tmp/r9.err"; rc=$?
+[ $rc -eq 3 ] && grep -q "error: stopped at step [0-9]* after 1 rollback (training.max_rollbacks 1; the learning rate is 0.27)" "$tmp/r9.err" \
+  && ok "max_rollbacks 1 at x0.9: stops, exit 3: $(grep -o 'stopped at step [0-9]* after [^:]*' "$tmp/r9.err")" \
+  || bad "rollbacks used up: exit $rc $(grep error: "$tmp/r9.err")"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
