@@ -33,6 +33,8 @@ typedef struct ft_run_view {
     double last_val, best_val;
     int64_t last_val_step, best_val_step;
     int64_t bad_lines;
+    int64_t rollbacks, rb_step, rb_from; /* training.max_rollbacks: how many, the last one's steps and rate */
+    double rb_lr;
 } ft_run_view;
 
 /* Whether a process holds DIR/.lock (ft_run takes it for the whole run): a shared lock, tried and
@@ -75,6 +77,12 @@ static void ft_view_line(ft_run_view *v, const char *line) {
             v->last_loss = loss->valuedouble;
             v->recent_loss[v->n_recent++ % FT_ST_RECENT] = loss->valuedouble;
         }
+    } else if (strcmp(type->valuestring, "rollback") == 0) {
+        const cJSON *from = cJSON_GetObjectItemCaseSensitive(j, "diverged_at");
+        const cJSON *lr = cJSON_GetObjectItemCaseSensitive(j, "lr");
+        v->rollbacks++, v->rb_step = s;
+        v->rb_from = cJSON_IsNumber(from) ? (int64_t)from->valuedouble : -1;
+        v->rb_lr = cJSON_IsNumber(lr) ? lr->valuedouble : NAN;
     } else if (strcmp(type->valuestring, "eval") == 0) {
         const cJSON *vl = cJSON_GetObjectItemCaseSensitive(j, "val_loss");
         if (cJSON_IsNumber(vl)) {
@@ -179,6 +187,10 @@ ft_status ft_cmd_status(int argc, char **argv) {
         }
         printf("loss:         %.4f last, %.4f mean of the last %d steps\n", v.last_loss,
                ft_mean(v.recent_loss, v.n_recent), (int)(v.n_recent < FT_ST_RECENT ? v.n_recent : FT_ST_RECENT));
+        if (v.rollbacks > 0)
+            printf("rollbacks:    %lld (the last: the loss diverged at step %lld, back to step %lld; learning rate now "
+                   "%g)\n",
+                   (long long)v.rollbacks, (long long)v.rb_from, (long long)v.rb_step, v.rb_lr);
         if (v.skipped_spike + v.skipped_nonfinite > 0)
             printf("skipped:      %lld steps (%lld spikes, %lld non-finite)\n",
                    (long long)(v.skipped_spike + v.skipped_nonfinite), (long long)v.skipped_spike,

@@ -192,6 +192,12 @@ ft_status ft_metrics_eval_line(ft_metrics *m, int64_t step, double val_loss, int
     return ft_metrics_flush(m);
 }
 
+ft_status ft_metrics_rollback_line(ft_metrics *m, int64_t step, int64_t diverged_at, int64_t n, double lr) {
+    fprintf(m->f, "{\"type\":\"rollback\",\"step\":%lld,\"diverged_at\":%lld,\"rollback\":%lld,\"lr\":%.9g}\n",
+            (long long)step, (long long)diverged_at, (long long)n, lr);
+    return ft_metrics_flush(m);
+}
+
 double ft_metrics_last_eval(const ft_metrics *m) { return m->eval.n ? m->eval.y[m->eval.n - 1] : NAN; }
 
 ft_status ft_metrics_plot(const ft_metrics *m, const char *svg_path, const char *title, int64_t total_steps) {

@@ -6,6 +6,8 @@
  *    "tokens":512,"epoch":0.41,"skipped":null,
  *    "wall":{"elapsed_s":3.2,"step_s":0.11,"tok_s":4650,"mem_mb":12.5,"rss_mb":80.1}}
  *   {"type":"eval","step":20,"val_loss":2.1,"val_ppl":8.17,"val_targets":1234,"wall":{...}}
+ *   {"type":"rollback","step":8,"diverged_at":31,"rollback":1,"lr":0.003}  (training.max_rollbacks:
+ *    the run went back to step 8's checkpoint with that learning rate)
  * A skipped step has "skipped":"nonfinite" or "spike" (and "z"); a non-finite loss is null.
  * Everything outside "wall" is a deterministic function of the recipe and the data, so a run
  * resumed from a checkpoint writes the same lines (outside "wall") as an uninterrupted one: on
@@ -39,6 +41,8 @@ void ft_metrics_close(ft_metrics *m);
 /* Append a line. A write failure is returned (the caller may carry on: the file is a log). */
 ft_status ft_metrics_train_line(ft_metrics *m, const ft_metrics_train *t);
 ft_status ft_metrics_eval_line(ft_metrics *m, int64_t step, double val_loss, int64_t val_targets, double elapsed_s);
+/* A rollback to `step`'s checkpoint from a divergence detected at `diverged_at`, the n-th, at learning rate lr. */
+ft_status ft_metrics_rollback_line(ft_metrics *m, int64_t step, int64_t diverged_at, int64_t n, double lr);
 /* Last validation loss recorded (NaN if none). */
 double ft_metrics_last_eval(const ft_metrics *m);
 /* Writes the loss chart: training loss (raw and smoothed) and validation loss against step. */

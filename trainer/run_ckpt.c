@@ -207,7 +207,7 @@ done:
 ft_status ft_run_rollback(ft_run_state *R) {
     char path[FT_PATH_MAX + 32];
     ft_ckpt_path(path, sizeof path, R->ckpt_dir, R->rollback_step);
-    const int64_t n = R->guard.rollbacks + 1;
+    const int64_t n = R->guard.rollbacks + 1, diverged_at = R->step;
     ft_run_opts ro = *R->o; /* the resume of that checkpoint, as `--resume PATH` would do it */
     ro.resume = path, ro.resume_fallback = 0;
     const ft_run_opts *saved = R->o;
@@ -226,5 +226,11 @@ ft_status ft_run_rollback(ft_run_state *R) {
     ft_warn("rollback %lld of %lld: training again from step %lld with the learning rate %g (training.lr %g x %g^%lld)",
             (long long)n, (long long)R->r->training.max_rollbacks, (long long)R->step, R->sched.lr, R->r->training.lr,
             R->r->training.rollback_lr_factor, (long long)n);
-    return ft_run_save_checkpoint(R);
+    FT_TRY(ft_run_save_checkpoint(R));
+    /* after the checkpoint: a kill between the two loses this log line rather than doubling it */
+    if (ft_metrics_rollback_line(R->metrics, R->step, diverged_at, n, R->sched.lr) != FT_OK) {
+        ft_warn("%s", ft_error_msg());
+        ft_error_clear();
+    }
+    return FT_OK;
 }

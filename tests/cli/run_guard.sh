@@ -92,6 +92,9 @@ rb=(--set training.max_rollbacks=2 --set training.rollback_lr_factor=0.01)
   && grep -q "skipped, 1 rollback (learning rate 0.003)" "$tmp/r.out" \
   && ok "max_rollbacks 2: diverged at step $at, went back to step $((10#${s_step:-0})), completed: $(grep '^trained:' "$tmp/r.out")" \
   || bad "rollback: exit $rc $(grep -E 'warning|error' "$tmp/r.err" | tail -3)"
+grep -q '"type":"rollback","step":'$((10#${s_step:-0}))',"diverged_at":'"${at:-0}"',"rollback":1,"lr":0.003}' "$tmp/r/metrics.jsonl" \
+  && "$ftune" status "$tmp/r" 2>/dev/null | grep -q "rollbacks:    1 (the last: the loss diverged at step ${at:-0}, back to step $((10#${s_step:-0})); learning rate now 0.003)" \
+  && ok "metrics.jsonl records the rollback, and ftune status shows it" || bad "rollback record: $(grep rollback "$tmp/r/metrics.jsonl")"
 lr=$(python3 -c 'print(repr(0.3 * 0.01))')
 "$ftune" train "$recipe" "${div[@]}" --set training.lr="$lr" --set output_dir="$tmp/d" --resume "$sugg" >/dev/null 2>&1
 "$ftune" train "$recipe" "${div[@]}" --set output_dir="$tmp/m" >/dev/null 2>&1
