@@ -1,5 +1,5 @@
 /* jsonl.c: see jsonl.h. JSONL is read with getline (any line length, CRLF and a UTF-8 BOM
- * tolerated); a .json array is read whole and parsed one element at a time, so each element has
+ * tolerated); a .json array is mapped whole and parsed one element at a time, so each element has
  * a line number and is freed before the next. */
 #include "data/jsonl.h"
 
@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
 
@@ -32,6 +34,7 @@ struct ft_jsonl {
     int is_array;
     char *buf;
     int64_t buf_len, pos, pos_line;
+    int mapped;        /* buf is an mmap of the file (else malloc'd); never NUL-terminated then */
     int array_state;   /* 0: before first element, 1: after an element, 2: done */
     /* current record */
     cJSON *cur;
@@ -386,9 +389,20 @@ ft_status ft_jsonl_open(ft_jsonl **out, const char *path, const ft_jsonl_opts *o
     r->is_array = c == '[' || (c == EOF && jl_ends_with_json(path));
     rewind(r->f);
     if (r->is_array) { /* parsed from memory: the stream is not needed */
+        /* mapped, not read: a dataset reads each file with two readers (trainer/dataset_tokenize.c),
+         * and two malloc'd copies of a multi-GB array held 1.6x the file in anonymous memory beside
+         * the tokens; the mappings share the page cache, which the kernel can take back */
+        struct stat sb;
+        if (fstat(fileno(r->f), &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0) {
+            void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fileno(r->f), 0);
+            if (m != MAP_FAILED) {
+                madvise(m, (size_t)sb.st_size, MADV_SEQUENTIAL);
+                r->buf = m, r->buf_len = (int64_t)sb.st_size, r->mapped = 1;
+            }
+        }
         fclose(r->f);
         r->f = NULL;
-        ft_status st = ft_read_file(path, 0, &r->buf, &r->buf_len, NULL);
+        ft_status st = r->mapped ? FT_OK : ft_read_file(path, 0, &r->buf, &r->buf_len, NULL); /* a pipe, or empty */
         if (st != FT_OK) {
             ft_jsonl_close(r);
             return st;
@@ -556,7 +570,8 @@ void ft_jsonl_close(ft_jsonl *r) {
     jl_free_cur(r);
     if (r->f) fclose(r->f);
     free(r->line);
-    free(r->buf);
+    if (r->mapped) munmap(r->buf, (size_t)r->buf_len);
+    else free(r->buf);
     free(r->msgs);
     free(r->path);
     free(r);

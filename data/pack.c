@@ -97,23 +97,31 @@ static int cmp_i64(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-ft_status ft_examples_split(const ft_examples *all, double valid_fraction, uint64_t seed, ft_examples *train,
-                            ft_examples *valid) {
-    ft_examples_init(train);
-    ft_examples_init(valid);
+/* The split's permutation: perm[0..k) the validation examples, perm[k..n) the training ones, each
+ * part in ascending order (*perm malloc'd). */
+static ft_status ft_split_perm(int64_t n, double valid_fraction, uint64_t seed, int64_t **perm, int64_t *k_out) {
+    *perm = NULL;
     if (!(valid_fraction >= 0.0 && valid_fraction < 1.0))
         return FT_ERR(FT_E_ARG, "validation fraction %g is not in [0, 1)", valid_fraction);
-    int64_t n = all->n;
     int64_t k = (int64_t)(valid_fraction * (double)n + 0.5);
     if (valid_fraction > 0 && k == 0 && n >= 2) k = 1;
     if (k >= n && n > 0)
         return FT_ERR(FT_E_ARG, "validation fraction %g leaves no training examples out of %lld", valid_fraction,
                       (long long)n);
-    int64_t *perm;
-    FT_TRY(ft_malloc((void **)&perm, (size_t)(n ? n : 1) * sizeof *perm, "split permutation"));
-    ft_permutation(perm, n, seed);
-    qsort(perm, (size_t)k, sizeof *perm, cmp_i64);
-    qsort(perm + k, (size_t)(n - k), sizeof *perm, cmp_i64);
+    FT_TRY(ft_malloc((void **)perm, (size_t)(n ? n : 1) * sizeof **perm, "split permutation"));
+    ft_permutation(*perm, n, seed);
+    qsort(*perm, (size_t)k, sizeof **perm, cmp_i64);
+    qsort(*perm + k, (size_t)(n - k), sizeof **perm, cmp_i64);
+    *k_out = k;
+    return FT_OK;
+}
+
+ft_status ft_examples_split(const ft_examples *all, double valid_fraction, uint64_t seed, ft_examples *train,
+                            ft_examples *valid) {
+    ft_examples_init(train);
+    ft_examples_init(valid);
+    int64_t *perm, k = 0, n = all->n;
+    FT_TRY(ft_split_perm(n, valid_fraction, seed, &perm, &k));
     ft_status st = ft_examples_subset(all, perm, k, valid);
     if (st == FT_OK) st = ft_examples_subset(all, perm + k, n - k, train);
     free(perm);
@@ -122,6 +130,60 @@ ft_status ft_examples_split(const ft_examples *all, double valid_fraction, uint6
         ft_examples_free(valid);
     }
     return st;
+}
+
+ft_status ft_examples_split_move(ft_examples *all, double valid_fraction, uint64_t seed, ft_examples *train,
+                                 ft_examples *valid) {
+    ft_examples_init(train);
+    ft_examples_init(valid);
+    int64_t *perm, k = 0, n = all->n;
+    FT_TRY(ft_split_perm(n, valid_fraction, seed, &perm, &k));
+    ft_status st = ft_examples_subset(all, perm, k, valid);
+    if (st != FT_OK) {
+        free(perm);
+        ft_examples_free(valid);
+        return st;
+    }
+    if (k > 0) {
+        /* Compacts the training examples (those not in perm[0..k), ascending) to the front. Writes
+         * never pass reads: the j-th kept example (j <= i) moves to at most where it was, and
+         * offsets[j + 1] is written only after offsets[i + 1] was read (start carries offsets[i]
+         * past its overwrite). */
+        int64_t v = 0, j = 0, dst = 0, start = all->offsets[0];
+        for (int64_t i = 0; i < n; i++) {
+            const int64_t end = all->offsets[i + 1];
+            if (v < k && perm[v] == i) {
+                v++;
+                start = end;
+                continue;
+            }
+            const int64_t len = end - start;
+            if (dst != start) {
+                memmove(all->tokens + dst, all->tokens + start, (size_t)len * sizeof *all->tokens);
+                memmove(all->mask + dst, all->mask + start, (size_t)len);
+            }
+            dst += len;
+            all->offsets[++j] = dst;
+            start = end;
+        }
+        all->n = j;
+        all->n_tokens = dst;
+    }
+    free(perm);
+    *train = *all;
+    ft_examples_init(all);
+    /* gives back the tail the validation examples left (and the doubling's slack: untouched, but
+     * address space); a smaller realloc of a large block shrinks it in place */
+    if (train->cap_tokens > train->n_tokens && train->n_tokens > 0) {
+        int32_t *t = realloc(train->tokens, (size_t)train->n_tokens * sizeof *t);
+        if (t) { /* the capacity is the smaller of the two buffers' */
+            train->tokens = t;
+            train->cap_tokens = train->n_tokens;
+            uint8_t *m = realloc(train->mask, (size_t)train->n_tokens);
+            if (m) train->mask = m;
+        }
+    }
+    return FT_OK;
 }
 
 /* ---- packing ------------------------------------------------------------------------------ */

@@ -63,6 +63,11 @@ void ft_permutation(int64_t *perm, int64_t n, uint64_t seed);
  * keep the original relative order. valid_fraction in [0, 1). train/valid are initialized. */
 ft_status ft_examples_split(const ft_examples *all, double valid_fraction, uint64_t seed, ft_examples *train,
                             ft_examples *valid);
+/* The same split without a second copy of the training tokens: all's buffers become train's (its
+ * examples compacted in place), only the validation examples are copied, and all is left empty,
+ * so the peak is one copy of the data (ft_examples_split holds two). On failure all is unchanged. */
+ft_status ft_examples_split_move(ft_examples *all, double valid_fraction, uint64_t seed, ft_examples *train,
+                                 ft_examples *valid);
 
 /* ---- packing ------------------------------------------------------------------------------ */
 

@@ -3,12 +3,16 @@
  * validates it, and appends it to the example set. */
 #include "data/shard.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <xxhash.h>
@@ -43,21 +47,129 @@ static ft_status sh_write_atomic(const char *path, const void *const *parts, con
 
 /* ---- writer -------------------------------------------------------------------------------- */
 
+#define SH_MAX_THREADS 8 /* compressing shards: 8 x ~0.2 GB/s outruns a disk, and each holds its frame */
+
+/* One shard compressed: its header and zstd frame, ready to write. The frame buffer is
+ * ZSTD_compressBound of the payload, as it always was: zstd's output depends on the room it is
+ * given (a smaller buffer that grows gave frames 40 bytes longer), and only the pages the frame
+ * fills are touched (about a third of the payload for token ids), so a thread costs that much. */
+typedef struct sh_frame {
+    ZSTD_CCtx *cctx;
+    uint8_t hdr[FT_SHARD_HEADER_BYTES];
+    uint8_t *z;
+    size_t zlen, zcap;
+    uint64_t xx;
+    int64_t targets;
+    int64_t *offs;          /* rebased offsets of a shard taken from an example set */
+    int64_t offs_cap;
+    ft_status st;
+    char msg[512];
+} sh_frame;
+
+static void sh_frame_free(sh_frame *f) {
+    ZSTD_freeCCtx(f->cctx);
+    free(f->z);
+    free(f->offs);
+    memset(f, 0, sizeof *f);
+}
+
+/* A shard's payload: examples [0, n) given by offsets[0..n] (offsets[0] = 0), tokens and mask. */
+typedef struct sh_view {
+    const int64_t *offsets;
+    const int32_t *tokens;
+    const uint8_t *mask;
+    int64_t n, n_tokens;
+} sh_view;
+
+/* Compresses shard `number` into f (any thread: f's context and buffers are its own). The bytes
+ * are those of one zstd stream at `level` over the three arrays, whatever the frame buffer's size. */
+static ft_status sh_compress(sh_frame *f, const sh_view *v, int level, uint64_t fp_hash, int64_t number,
+                             const char *path) {
+    const void *parts[3] = {v->offsets, v->tokens, v->mask};
+    const size_t sizes[3] = {(size_t)(v->n + 1) * 8, (size_t)v->n_tokens * 4, (size_t)v->n_tokens};
+    const size_t payload = sizes[0] + sizes[1] + sizes[2];
+    XXH3_state_t *h = XXH3_createState();
+    if (!h) return FT_ERR(FT_E_OOM, "out of memory hashing %s", path);
+    XXH3_64bits_reset(h);
+    for (int i = 0; i < 3; i++) XXH3_64bits_update(h, parts[i], sizes[i]);
+    f->xx = XXH3_64bits_digest(h);
+    XXH3_freeState(h);
+    f->targets = 0;
+    for (int64_t i = 0; i < v->n; i++)
+        for (int64_t k = v->offsets[i] + 1; k < v->offsets[i + 1]; k++) f->targets += v->mask[k] != 0;
+    if (!f->cctx && !(f->cctx = ZSTD_createCCtx())) return FT_ERR(FT_E_OOM, "out of memory compressing %s", path);
+    ZSTD_CCtx_reset(f->cctx, ZSTD_reset_session_and_parameters);
+    ZSTD_CCtx_setParameter(f->cctx, ZSTD_c_compressionLevel, level);
+    ZSTD_CCtx_setPledgedSrcSize(f->cctx, payload);
+    const size_t bound = ZSTD_compressBound(payload);
+    if (bound > f->zcap) {
+        uint8_t *z = realloc(f->z, bound);
+        if (!z) return FT_ERR(FT_E_OOM, "out of memory compressing %s (%zu bytes)", path, bound);
+        f->z = z, f->zcap = bound;
+    }
+    ZSTD_outBuffer zo = {f->z, f->zcap, 0};
+    for (int i = 0; i < 3; i++) {
+        ZSTD_inBuffer zi = {parts[i], sizes[i], 0};
+        ZSTD_EndDirective end = i == 2 ? ZSTD_e_end : ZSTD_e_continue;
+        size_t rem;
+        do {
+            rem = ZSTD_compressStream2(f->cctx, &zo, &zi, end);
+            if (ZSTD_isError(rem))
+                return FT_ERR(FT_E_INTERNAL, "%s: zstd compression failed: %s", path, ZSTD_getErrorName(rem));
+        } while (end == ZSTD_e_end ? rem != 0 : zi.pos < zi.size);
+    }
+    f->zlen = zo.pos;
+    uint8_t *hdr = f->hdr;
+    memset(hdr, 0, sizeof f->hdr);
+    memcpy(hdr, FT_SHARD_MAGIC, 8);
+    ft_put_u32(hdr + 8, FT_SHARD_VERSION);
+    ft_put_u32(hdr + 12, FT_SHARD_HEADER_BYTES);
+    ft_put_u64(hdr + 16, (uint64_t)v->n);
+    ft_put_u64(hdr + 24, (uint64_t)v->n_tokens);
+    ft_put_u64(hdr + 32, payload);
+    ft_put_u64(hdr + 40, f->zlen);
+    ft_put_u64(hdr + 48, f->xx);
+    ft_put_u64(hdr + 56, fp_hash);
+    ft_put_u64(hdr + 64, (uint64_t)number);
+    ft_put_u64(hdr + 72, XXH3_64bits(hdr, 72));
+    return FT_OK;
+}
+
 struct ft_shard_writer {
     char *dir, *name, *fingerprint;
     uint64_t fp_hash;
     int64_t shard_tokens;
-    int level;
+    int level, threads;
     ft_examples buf;
     cJSON *shards;
     int64_t n_shards, n_examples, n_tokens, n_targets, bytes;
     /* examples by length, bucket b holding lengths [2^b, 2^(b+1)): count, tokens, sum of squares */
     int64_t len_n[FT_SHARD_LEN_BUCKETS], len_tokens[FT_SHARD_LEN_BUCKETS];
     double len_sq[FT_SHARD_LEN_BUCKETS];
-    ZSTD_CCtx *cctx;
-    uint8_t *zbuf;
-    size_t zcap;
+    sh_frame fr[SH_MAX_THREADS];
 };
+
+/* Removes the temporaries of this dataset that a writer killed mid-file left (ft_afile's
+ * "FILE.tmp.PID", the PID no longer running): nothing reads them, but each held up to a shard's
+ * size on the disk for good. A live writer's are left alone. */
+static void sh_remove_stale_tmp(const char *dir, const char *name) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    const size_t nl = strlen(name);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        const char *f = de->d_name, *t = strstr(f, ".tmp.");
+        if (strncmp(f, name, nl) != 0 || (f[nl] != '-' && f[nl] != '.') || !t) continue;
+        char *end;
+        const long pid = strtol(t + 5, &end, 10);
+        if (*end || pid <= 0) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* running (EPERM: someone else's) */
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s", dir, f);
+        if (unlink(path) == 0) ft_info("data: removed %s, left by a writer that was killed", path);
+    }
+    closedir(d);
+}
 
 ft_status ft_shard_writer_open(ft_shard_writer **out, const char *dir, const char *name,
                                const ft_shard_writer_opts *opts) {
@@ -66,6 +178,7 @@ ft_status ft_shard_writer_open(ft_shard_writer **out, const char *dir, const cha
     if (!name[0] || strchr(name, '/')) return FT_ERR(FT_E_ARG, "bad shard dataset name \"%s\"", name);
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) return FT_ERR(FT_E_IO, "%s: not a directory", dir);
+    sh_remove_stale_tmp(dir, name);
     ft_shard_writer *w;
     FT_TRY(ft_calloc((void **)&w, sizeof *w, "shard writer"));
     w->dir = strdup(dir);
@@ -73,10 +186,11 @@ ft_status ft_shard_writer_open(ft_shard_writer **out, const char *dir, const cha
     w->fingerprint = strdup(opts && opts->fingerprint ? opts->fingerprint : "");
     w->shard_tokens = opts && opts->shard_tokens > 0 ? opts->shard_tokens : (int64_t)16 << 20;
     w->level = opts && opts->zstd_level ? opts->zstd_level : 3;
+    w->threads = opts && opts->threads > 1 ? opts->threads : 1;
+    if (w->threads > SH_MAX_THREADS) w->threads = SH_MAX_THREADS;
     w->shards = cJSON_CreateArray();
-    w->cctx = ZSTD_createCCtx();
     ft_examples_init(&w->buf);
-    if (!w->dir || !w->name || !w->fingerprint || !w->shards || !w->cctx) {
+    if (!w->dir || !w->name || !w->fingerprint || !w->shards) {
         ft_shard_writer_abort(w);
         return FT_ERR(FT_E_OOM, "out of memory opening shard writer for %s/%s", dir, name);
     }
@@ -85,98 +199,159 @@ ft_status ft_shard_writer_open(ft_shard_writer **out, const char *dir, const cha
     return FT_OK;
 }
 
-static ft_status sh_flush(ft_shard_writer *w) {
-    ft_examples *b = &w->buf;
-    if (b->n == 0) return FT_OK;
-    char file[512], path[4096];
-    snprintf(file, sizeof file, "%s-%05lld.ftshard", w->name, (long long)w->n_shards);
-    snprintf(path, sizeof path, "%s/%s", w->dir, file);
-    const void *parts[3] = {b->offsets, b->tokens, b->mask};
-    const size_t sizes[3] = {(size_t)(b->n + 1) * 8, (size_t)b->n_tokens * 4, (size_t)b->n_tokens};
-    const size_t payload = sizes[0] + sizes[1] + sizes[2];
-    uint64_t xx;
-    {
-        XXH3_state_t *h = XXH3_createState();
-        if (!h) return FT_ERR(FT_E_OOM, "out of memory hashing %s", path);
-        XXH3_64bits_reset(h);
-        for (int i = 0; i < 3; i++) XXH3_64bits_update(h, parts[i], sizes[i]);
-        xx = XXH3_64bits_digest(h);
-        XXH3_freeState(h);
-    }
-    size_t bound = ZSTD_compressBound(payload);
-    if (bound > w->zcap) {
-        uint8_t *z = realloc(w->zbuf, bound);
-        if (!z) return FT_ERR(FT_E_OOM, "out of memory compressing %s (%zu bytes)", path, bound);
-        w->zbuf = z;
-        w->zcap = bound;
-    }
-    ZSTD_CCtx_reset(w->cctx, ZSTD_reset_session_and_parameters);
-    ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, w->level);
-    ZSTD_CCtx_setPledgedSrcSize(w->cctx, payload);
-    ZSTD_outBuffer zo = {w->zbuf, w->zcap, 0};
-    for (int i = 0; i < 3; i++) {
-        ZSTD_inBuffer zi = {parts[i], sizes[i], 0};
-        ZSTD_EndDirective end = i == 2 ? ZSTD_e_end : ZSTD_e_continue;
-        size_t rem;
-        do {
-            rem = ZSTD_compressStream2(w->cctx, &zo, &zi, end);
-            if (ZSTD_isError(rem)) return FT_ERR(FT_E_INTERNAL, "%s: zstd compression failed: %s", path, ZSTD_getErrorName(rem));
-        } while (end == ZSTD_e_end ? rem != 0 : zi.pos < zi.size);
-    }
-    uint8_t hdr[FT_SHARD_HEADER_BYTES] = {0};
-    memcpy(hdr, FT_SHARD_MAGIC, 8);
-    ft_put_u32(hdr + 8, FT_SHARD_VERSION);
-    ft_put_u32(hdr + 12, FT_SHARD_HEADER_BYTES);
-    ft_put_u64(hdr + 16, (uint64_t)b->n);
-    ft_put_u64(hdr + 24, (uint64_t)b->n_tokens);
-    ft_put_u64(hdr + 32, payload);
-    ft_put_u64(hdr + 40, zo.pos);
-    ft_put_u64(hdr + 48, xx);
-    ft_put_u64(hdr + 56, w->fp_hash);
-    ft_put_u64(hdr + 64, (uint64_t)w->n_shards);
-    ft_put_u64(hdr + 72, XXH3_64bits(hdr, 72));
-    const void *fparts[2] = {hdr, w->zbuf};
-    const size_t fsizes[2] = {sizeof hdr, zo.pos};
-    FT_TRY(sh_write_atomic(path, fparts, fsizes, 2));
+static void sh_shard_path(const ft_shard_writer *w, int64_t number, char *file, size_t flen, char *path, size_t plen) {
+    snprintf(file, flen, "%s-%05lld.ftshard", w->name, (long long)number);
+    snprintf(path, plen, "%s/%s", w->dir, file);
+}
 
-    int64_t targets = 0;
-    for (int64_t i = 0; i < b->n; i++) targets += ft_examples_targets(b, i);
+/* Writes the next shard, compressed in f, and adds it to the index (in shard order). */
+static ft_status sh_commit(ft_shard_writer *w, const sh_frame *f, const sh_view *v) {
+    char file[512], path[4096];
+    sh_shard_path(w, w->n_shards, file, sizeof file, path, sizeof path);
+    const void *fparts[2] = {f->hdr, f->z};
+    const size_t fsizes[2] = {sizeof f->hdr, f->zlen};
+    FT_TRY(sh_write_atomic(path, fparts, fsizes, 2));
     char hex[17];
-    snprintf(hex, sizeof hex, "%016" PRIx64, xx);
+    snprintf(hex, sizeof hex, "%016" PRIx64, f->xx);
     cJSON *e = cJSON_CreateObject();
-    if (!e || !cJSON_AddStringToObject(e, "file", file) || !cJSON_AddNumberToObject(e, "n_examples", (double)b->n) ||
-        !cJSON_AddNumberToObject(e, "n_tokens", (double)b->n_tokens) ||
-        !cJSON_AddNumberToObject(e, "n_targets", (double)targets) ||
-        !cJSON_AddNumberToObject(e, "bytes", (double)(sizeof hdr + zo.pos)) ||
+    if (!e || !cJSON_AddStringToObject(e, "file", file) || !cJSON_AddNumberToObject(e, "n_examples", (double)v->n) ||
+        !cJSON_AddNumberToObject(e, "n_tokens", (double)v->n_tokens) ||
+        !cJSON_AddNumberToObject(e, "n_targets", (double)f->targets) ||
+        !cJSON_AddNumberToObject(e, "bytes", (double)(sizeof f->hdr + f->zlen)) ||
         !cJSON_AddStringToObject(e, "xxh3", hex)) {
         cJSON_Delete(e);
         return FT_ERR(FT_E_OOM, "out of memory building the shard index");
     }
     cJSON_AddItemToArray(w->shards, e);
     w->n_shards++;
-    w->n_examples += b->n;
-    w->n_tokens += b->n_tokens;
-    w->n_targets += targets;
-    w->bytes += (int64_t)(sizeof hdr + zo.pos);
+    w->n_examples += v->n;
+    w->n_tokens += v->n_tokens;
+    w->n_targets += f->targets;
+    w->bytes += (int64_t)(sizeof f->hdr + f->zlen);
+    return FT_OK;
+}
+
+/* The buffered examples as the next shard. */
+static ft_status sh_flush(ft_shard_writer *w) {
+    ft_examples *b = &w->buf;
+    if (b->n == 0) return FT_OK;
+    char file[512], path[4096];
+    sh_shard_path(w, w->n_shards, file, sizeof file, path, sizeof path);
+    const sh_view v = {b->offsets, b->tokens, b->mask, b->n, b->n_tokens};
+    FT_TRY(sh_compress(&w->fr[0], &v, w->level, w->fp_hash, w->n_shards, path));
+    FT_TRY(sh_commit(w, &w->fr[0], &v));
     b->n = b->n_tokens = 0; /* keep the allocation */
     return FT_OK;
 }
 
-ft_status ft_shard_writer_add(ft_shard_writer *w, const int32_t *tokens, const uint8_t *mask, int64_t n) {
+/* Checks one example and counts it in the index's length buckets (every example, in order). */
+static ft_status sh_take(ft_shard_writer *w, const int32_t *tokens, int64_t n) {
     for (int64_t i = 0; i < n; i++)
         if (tokens[i] < 0) return FT_ERR(FT_E_ARG, "%s: negative token id %d in example", w->name, tokens[i]);
-    FT_TRY(ft_examples_add(&w->buf, tokens, mask, n));
     if (n > 0) {
         const int b = 63 - __builtin_clzll((unsigned long long)n);
         w->len_n[b]++, w->len_tokens[b] += n, w->len_sq[b] += (double)n * (double)n;
     }
+    return FT_OK;
+}
+
+ft_status ft_shard_writer_add(ft_shard_writer *w, const int32_t *tokens, const uint8_t *mask, int64_t n) {
+    FT_TRY(sh_take(w, tokens, n));
+    FT_TRY(ft_examples_add(&w->buf, tokens, mask, n));
     if (w->buf.n_tokens >= w->shard_tokens) FT_TRY(sh_flush(w));
     return FT_OK;
 }
 
+/* A batch of whole shards cut straight from an example set, compressed on several threads. */
+typedef struct sh_batch {
+    ft_shard_writer *w;
+    const ft_examples *ex;
+    int64_t first[SH_MAX_THREADS + 1]; /* shard s holds examples first[s] .. first[s + 1] - 1 */
+    int n;
+    int next;                          /* next shard to take (atomic) */
+} sh_batch;
+
+static sh_view sh_batch_view(const sh_batch *b, int s) {
+    const ft_examples *ex = b->ex;
+    const sh_frame *f = &b->w->fr[s];
+    const int64_t a = b->first[s], n = b->first[s + 1] - a, t0 = ex->offsets[a];
+    const sh_view v = {f->offs, ex->tokens + t0, ex->mask + t0, n, ex->offsets[a + n] - t0};
+    return v;
+}
+
+static void *sh_batch_worker(void *arg) {
+    sh_batch *b = arg;
+    for (int s; (s = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED)) < b->n;) {
+        ft_shard_writer *w = b->w;
+        sh_frame *f = &w->fr[s];
+        const int64_t a = b->first[s], n = b->first[s + 1] - a;
+        char file[512], path[4096];
+        sh_shard_path(w, w->n_shards + s, file, sizeof file, path, sizeof path);
+        f->st = FT_OK;
+        if (n + 1 > f->offs_cap) {
+            int64_t *o = realloc(f->offs, (size_t)(n + 1) * sizeof *o);
+            if (!o) {
+                f->st = FT_ERR(FT_E_OOM, "out of memory compressing %s", path);
+            } else {
+                f->offs = o, f->offs_cap = n + 1;
+            }
+        }
+        if (f->st == FT_OK) {
+            for (int64_t i = 0; i <= n; i++) f->offs[i] = b->ex->offsets[a + i] - b->ex->offsets[a];
+            const sh_view v = sh_batch_view(b, s);
+            f->st = sh_compress(f, &v, w->level, w->fp_hash, w->n_shards + s, path);
+        }
+        if (f->st != FT_OK) snprintf(f->msg, sizeof f->msg, "%s", ft_error_msg());
+    }
+    return NULL;
+}
+
+/* Compresses the batch's shards on up to w->threads threads (this one included), then writes them
+ * in order: the files and the index are those of adding the examples one at a time. */
+static ft_status sh_batch_run(sh_batch *b) {
+    ft_shard_writer *w = b->w;
+    pthread_t th[SH_MAX_THREADS];
+    int n_th = 0;
+    b->next = 0;
+    for (int i = 1; i < w->threads && i < b->n; i++) { /* fewer threads if refused: the same bytes */
+        if (pthread_create(&th[n_th], NULL, sh_batch_worker, b) != 0) break;
+        n_th++;
+    }
+    sh_batch_worker(b);
+    for (int i = 0; i < n_th; i++) pthread_join(th[i], NULL);
+    for (int s = 0; s < b->n; s++) {
+        if (w->fr[s].st != FT_OK) return FT_ERR(w->fr[s].st, "%s", w->fr[s].msg);
+        const sh_view v = sh_batch_view(b, s);
+        FT_TRY(sh_commit(w, &w->fr[s], &v));
+    }
+    return FT_OK;
+}
+
 ft_status ft_shard_writer_add_all(ft_shard_writer *w, const ft_examples *ex) {
-    for (int64_t i = 0; i < ex->n; i++)
+    int64_t i = 0;
+    /* one thread, or a shard already begun: example by example */
+    for (; i < ex->n && (w->threads == 1 || w->buf.n > 0); i++)
         FT_TRY(ft_shard_writer_add(w, ex->tokens + ex->offsets[i], ex->mask + ex->offsets[i], ft_examples_len(ex, i)));
+    /* then whole shards straight from ex (no copy into the buffer), where add() would cut them: after
+     * the example that brings a shard to shard_tokens */
+    for (;;) {
+        sh_batch b = {.w = w, .ex = ex, .n = 0};
+        b.first[0] = i;
+        int64_t j = i;
+        while (b.n < w->threads && j < ex->n) {
+            const int64_t t0 = ex->offsets[j];
+            for (; j < ex->n && ex->offsets[j] - t0 < w->shard_tokens; j++)
+                FT_TRY(sh_take(w, ex->tokens + ex->offsets[j], ft_examples_len(ex, j)));
+            if (ex->offsets[j] - t0 < w->shard_tokens) break; /* the rest is a partial shard: buffered below */
+            b.first[++b.n] = j;
+        }
+        if (b.n > 0) FT_TRY(sh_batch_run(&b));
+        i = b.first[b.n];
+        if (b.n < w->threads) break;
+    }
+    /* the last, partial shard: buffered (counted already), written by finish */
+    for (; i < ex->n; i++) FT_TRY(ft_examples_add(&w->buf, ex->tokens + ex->offsets[i], ex->mask + ex->offsets[i],
+                                                 ft_examples_len(ex, i)));
     return FT_OK;
 }
 
@@ -230,8 +405,7 @@ void ft_shard_writer_abort(ft_shard_writer *w) {
     free(w->fingerprint);
     ft_examples_free(&w->buf);
     cJSON_Delete(w->shards);
-    ZSTD_freeCCtx(w->cctx);
-    free(w->zbuf);
+    for (int i = 0; i < SH_MAX_THREADS; i++) sh_frame_free(&w->fr[i]);
     free(w);
 }
 

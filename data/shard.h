@@ -38,6 +38,8 @@
 typedef struct ft_shard_writer_opts {
     int64_t shard_tokens;     /* start a new shard once this many tokens are buffered; 0 = 16M */
     int zstd_level;           /* 0 = 3 */
+    int threads;              /* ft_shard_writer_add_all compresses up to this many shards at once (at most 8;
+                               * 0 or 1: one); the files are the same bytes for any count */
     const char *fingerprint;  /* identity of tokenizer + recipe (stored in the index); NULL = "" */
 } ft_shard_writer_opts;
 

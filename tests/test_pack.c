@@ -211,6 +211,42 @@ static void test_split(void) {
     ft_examples_free(&ex);
 }
 
+static int same_examples(const ft_examples *a, const ft_examples *b) {
+    return a->n == b->n && a->n_tokens == b->n_tokens &&
+           !memcmp(a->offsets, b->offsets, (size_t)(a->n + 1) * sizeof *a->offsets) &&
+           (!a->n_tokens || (!memcmp(a->tokens, b->tokens, (size_t)a->n_tokens * sizeof *a->tokens) &&
+                             !memcmp(a->mask, b->mask, (size_t)a->n_tokens)));
+}
+
+/* ft_examples_split_move gives ft_examples_split's examples without copying the training tokens:
+ * the dataset's peak memory is one copy of the data, not two (docs/perf.md, "Data pipeline at
+ * scale"). The training set keeps the input's buffers, and only the validation tokens are new. */
+static void test_split_move(void) {
+    static const double fr[] = {0.0, 0.01, 0.1, 0.37, 0.5};
+    for (size_t f = 0; f < sizeof fr / sizeof *fr; f++) {
+        for (uint64_t seed = 1; seed <= 3; seed++) {
+            ft_examples ex, tr, va, tr2, va2;
+            make_examples(&ex, 257, 40, seed);
+            FT_CHECK_OK(ft_examples_split(&ex, fr[f], seed * 77, &tr, &va));
+            const int32_t *buf = ex.tokens;
+            FT_CHECK_OK(ft_examples_split_move(&ex, fr[f], seed * 77, &tr2, &va2));
+            FT_CHECK(ex.n == 0 && !ex.tokens && !ex.offsets, "the input is moved out");
+            FT_CHECK(same_examples(&tr, &tr2) && same_examples(&va, &va2), "split_move == split (fraction %g)", fr[f]);
+            if (fr[f] == 0.0) FT_CHECK(tr2.tokens == buf, "fraction 0: the training set is the input, not a copy");
+            /* still a growable set: an append after the in-place compaction and the shrink */
+            const int32_t more[3] = {7, 8, 9};
+            FT_CHECK_OK(ft_examples_add(&tr2, more, NULL, 3));
+            FT_CHECK(tr2.n == tr.n + 1 && tr2.tokens[tr2.n_tokens - 1] == 9 && tr2.mask[tr2.n_tokens - 1] == 1,
+                     "append after split_move");
+            ft_examples_free(&tr), ft_examples_free(&va), ft_examples_free(&tr2), ft_examples_free(&va2);
+        }
+    }
+    ft_examples ex, tr, va;
+    make_examples(&ex, 5, 10, 1);
+    FT_CHECK(ft_examples_split_move(&ex, 1.0, 1, &tr, &va) == FT_E_ARG && ex.n == 5, "a refused split leaves the input");
+    ft_examples_free(&ex);
+}
+
 /* Packing efficiency on a real file, bytes standing in for tokens. */
 static void test_real_sample(void) {
     char path[1024];
@@ -370,6 +406,7 @@ int main(void) {
     test_exact();
     test_strategies();
     test_split();
+    test_split_move();
     test_real_sample();
     test_batcher();
     return ft_test_finish();

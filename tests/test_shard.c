@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -229,8 +231,94 @@ static void test_lengths(void) {
     free(text);
 }
 
+/* Writes ex as dataset "ds" in subdirectory sub: `lead` examples through ft_shard_writer_add first
+ * (a shard begun before add_all), the rest through ft_shard_writer_add_all on `threads` threads. */
+static void write_ds(const char *sub, const ft_examples *ex, int64_t lead, int threads, char *dir, size_t dlen) {
+    snprintf(dir, dlen, "%s", subdir(sub));
+    ft_shard_writer *w;
+    ft_shard_writer_opts o = {.shard_tokens = 40000, .fingerprint = "fp", .threads = threads};
+    FT_CHECK_OK(ft_shard_writer_open(&w, dir, "ds", &o));
+    for (int64_t i = 0; i < lead; i++)
+        FT_CHECK_OK(ft_shard_writer_add(w, ex->tokens + ex->offsets[i], ex->mask + ex->offsets[i], ft_examples_len(ex, i)));
+    ft_examples rest = *ex; /* a view of examples lead.. (offsets stay absolute, as add_all reads them) */
+    rest.offsets += lead, rest.n -= lead;
+    FT_CHECK_OK(ft_shard_writer_add_all(w, &rest));
+    FT_CHECK_OK(ft_shard_writer_finish(w));
+}
+
+/* Shards compressed on several threads (ft_shard_writer_add_all) are the same files, byte for byte
+ * and the index included, as those of one thread adding one example at a time. */
+static void test_threads(void) {
+    ft_examples ex;
+    make_examples(&ex, 1 << 20, 5);
+    char ref[1024], dir[1024];
+    write_ds("thr-ref", &ex, ex.n, 1, ref, sizeof ref);
+    static const struct { int threads; int64_t lead; } cases[] = {{2, 0}, {3, 0}, {8, 0}, {3, 7}, {16, 1}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        char sub[64];
+        snprintf(sub, sizeof sub, "thr-%d-%lld", cases[c].threads, (long long)cases[c].lead);
+        write_ds(sub, &ex, cases[c].lead, cases[c].threads, dir, sizeof dir);
+        int files = 0, same = 1;
+        DIR *d = opendir(ref);
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            if (de->d_name[0] == '.') continue;
+            char a[1400], b[1400], *x = NULL, *y = NULL;
+            int64_t lx = 0, ly = 0;
+            snprintf(a, sizeof a, "%s/%s", ref, de->d_name);
+            snprintf(b, sizeof b, "%s/%s", dir, de->d_name);
+            FT_CHECK_OK(ft_test_read_file(a, &x, &lx));
+            FT_CHECK_OK(ft_test_read_file(b, &y, &ly));
+            same &= lx == ly && x && y && !memcmp(x, y, (size_t)lx);
+            free(x), free(y);
+            files++;
+        }
+        closedir(d);
+        FT_CHECK(files > 20 && same, "%d threads after %lld examples: the same %d files", cases[c].threads,
+                 (long long)cases[c].lead, files);
+    }
+    ft_examples_free(&ex);
+}
+
+static int exists(const char *dir, const char *f) {
+    char p[1400];
+    snprintf(p, sizeof p, "%s/%s", dir, f);
+    FILE *fp = fopen(p, "rb");
+    if (fp) fclose(fp);
+    return fp != NULL;
+}
+
+/* A writer killed mid-file leaves its temporary (FILE.tmp.PID); the next writer of that dataset
+ * removes it once the PID is gone, and leaves a running writer's and other datasets' alone. */
+static void test_stale_tmp(void) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", subdir("stale"));
+    pid_t dead = fork();
+    if (dead == 0) _exit(0);
+    waitpid(dead, NULL, 0);
+    char f_dead[64], f_idx[64], f_live[64], f_other[64];
+    snprintf(f_dead, sizeof f_dead, "ds-00003.ftshard.tmp.%ld", (long)dead);
+    snprintf(f_idx, sizeof f_idx, "ds.index.json.tmp.%ld", (long)dead);
+    snprintf(f_live, sizeof f_live, "ds-00004.ftshard.tmp.%ld", (long)getpid());
+    snprintf(f_other, sizeof f_other, "dsx-00000.ftshard.tmp.%ld", (long)dead);
+    const char *all[4] = {f_dead, f_idx, f_live, f_other};
+    for (int i = 0; i < 4; i++) {
+        char p[1400];
+        snprintf(p, sizeof p, "%s/%s", dir, all[i]);
+        FILE *fp = fopen(p, "wb");
+        if (fp) fputs("partial", fp), fclose(fp);
+    }
+    ft_shard_writer *w;
+    FT_CHECK_OK(ft_shard_writer_open(&w, dir, "ds", NULL));
+    ft_shard_writer_abort(w);
+    FT_CHECK(!exists(dir, f_dead) && !exists(dir, f_idx), "a killed writer's temporaries are removed");
+    FT_CHECK(exists(dir, f_live) && exists(dir, f_other), "a running writer's and another dataset's are kept");
+}
+
 int main(void) {
     test_lengths();
+    test_threads();
+    test_stale_tmp();
     test_roundtrip_and_speed();
     test_corruption();
     return ft_test_finish();

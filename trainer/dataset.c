@@ -158,9 +158,12 @@ static ft_status ft_tokenize(ft_dataset *ds, const ft_recipe *r, char *const *fi
     return st;
 }
 
-static ft_status ft_write_shards(const char *dir, const char *name, const char *fp, const ft_examples *ex) {
+static ft_status ft_write_shards(const char *dir, const char *name, const char *fp, const ft_examples *ex,
+                                 int threads) {
     ft_shard_writer *w = NULL;
-    ft_shard_writer_opts o = {.fingerprint = fp};
+    /* zstd on one thread took 10 s of a 1 GB chat file's 67 s (docs/perf.md): shards are
+     * compressed in parallel, byte for byte the same */
+    ft_shard_writer_opts o = {.fingerprint = fp, .threads = threads};
     FT_TRY(ft_shard_writer_open(&w, dir, name, &o));
     ft_status st = ft_shard_writer_add_all(w, ex);
     if (st != FT_OK) {
@@ -233,12 +236,13 @@ static ft_status ft_load_examples(ft_dataset *ds, const ft_recipe *r, const char
                         ds->first_error[0] ? ")" : "");
         if (train_first[0]) snprintf(ds->first_error, sizeof ds->first_error, "%s", train_first);
     } else if (st == FT_OK) {
-        st = ft_examples_split(&all, r->data.val_fraction, (uint64_t)r->training.seed, &ds->train, &ds->valid);
+        /* moved, not copied: a second copy of every token would double the peak (10 bytes a token) */
+        st = ft_examples_split_move(&all, r->data.val_fraction, (uint64_t)r->training.seed, &ds->train, &ds->valid);
     }
     ft_examples_free(&all);
     if (st != FT_OK) return st;
-    FT_TRY(ft_write_shards(data_dir, tname, fps, &ds->train));
-    FT_TRY(ft_write_shards(data_dir, vname, fps, &ds->valid));
+    FT_TRY(ft_write_shards(data_dir, tname, fps, &ds->train, ds->threads));
+    FT_TRY(ft_write_shards(data_dir, vname, fps, &ds->valid, ds->threads));
     return FT_OK;
 }
 
