@@ -1,9 +1,12 @@
 /* export_util.c: see export_util.h. */
 #include "export/export_util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "kernels/fileio.h"
 
@@ -50,4 +53,14 @@ ft_status ft_copy_file(const char *src, const char *dst) {
     }
     free(buf);
     return st;
+}
+
+ft_status ft_reserve_file(int fd, const char *path, int64_t bytes) {
+    if (bytes <= 0 || fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)bytes) == 0) return FT_OK;
+    int err = errno;
+    if (err != ENOSPC && err != EDQUOT && err != EFBIG) return FT_OK; /* no fallocate here: writes will tell */
+    struct statvfs v;
+    double fr = fstatvfs(fd, &v) == 0 ? (double)v.f_bavail * (double)v.f_frsize : -1;
+    return FT_ERR(FT_E_IO, "%s: write failed: %s (it needs %.2f GiB, %.2f GiB free)", path, strerror(err),
+                  (double)bytes / (1 << 30), fr / (1 << 30));
 }

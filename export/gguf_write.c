@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "export/export_util.h"
 #include "export/gguf.h"
 #include "kernels/fileio.h"
 #include "kernels/mem.h"
@@ -276,6 +277,7 @@ ft_status ft_ggufw_finish(ft_ggufw *w) {
         goto done;
     }
     FT_CHECK_GOTO(st, ft_afile_open(&af, w->path), done);
+    FT_CHECK_GOTO(st, ft_reserve_file(fileno(af.f), w->path, hdr.n + w->data_size), done);
     FT_CHECK_GOTO(st, ft_afile_write(&af, hdr.p, hdr.n), done);
     for (int64_t i = 0; i < w->nt; i++) {
         const ft_ti *t = &w->t[i];

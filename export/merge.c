@@ -169,6 +169,9 @@ static ft_status ft_src_rows(void *user, int64_t row0, int64_t nrows, float *dst
         }
     } else {
         if (s->nf4 && !s->full) FT_TRY(ft_src_nf4(s));
+        /* on all cores, as the writer quantizes: one thread widening bf16 and faulting in the mmap'd
+         * base was the serial part that bounds a many-core q4_k_m merge */
+#pragma omp parallel for schedule(static) if (nrows * s->cols >= 65536)
         for (int64_t r = 0; r < nrows; r++) {
             int64_t k = s->perm_d ? ft_gguf_permuted_row(row0 + r, s->perm_d) : row0 + r;
             if (s->full) memcpy(dst + r * s->cols, s->full + k * s->cols, (size_t)s->cols * 4);
@@ -209,7 +212,9 @@ static ft_status ft_src_rows(void *user, int64_t row0, int64_t nrows, float *dst
     if (row0 + nrows >= (s->one_d ? 1 : s->rows)) {
         ft_st_release_tensor_pages(s->sm, s->t);
         free(s->full);
-        s->full = NULL;
+        free(s->bscratch);
+        s->full = s->bscratch = NULL;
+        s->bcap = 0;
     }
     return FT_OK;
 }
@@ -231,6 +236,15 @@ static ft_status ft_src_fill(void *user, void *dst, int64_t offset, int64_t nbyt
     FT_TRY(ft_src_rows(s, r0, r1 - r0, s->fscratch));
     ft_from_f32(s->bytes, s->dt, s->fscratch, n);
     memcpy(dst, s->bytes + (offset - r0 * rowb), (size_t)nbytes);
+    if (offset + nbytes >= s->t->nbytes) {
+        /* the tensor is done: its ~12 MiB of scratch would otherwise stay until the whole merge ends,
+         * one per tensor (6.5 GB for the 723 tensors of a 70B) */
+        free(s->fscratch);
+        free(s->bytes);
+        s->fscratch = NULL;
+        s->bytes = NULL;
+        s->scap = 0;
+    }
     return FT_OK;
 }
 

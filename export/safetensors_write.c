@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "export/export_util.h"
 #include "kernels/mem.h"
 
 static const struct {
@@ -394,6 +395,9 @@ ft_status ft_stw_finish_tmp(ft_stw *w, char *tmp, size_t cap) {
     FT_CHECK_GOTO(st, ft_stw_header(w, &header, &header_len), out);
     FT_CHECK_GOTO(st, ft_stw_create_tmp(w->path, tmp, cap, &fd), out);
     tmp_made = 1;
+    int64_t total = header_len;
+    for (int64_t i = 0; i < w->n; i++) total += w->e[i].nbytes;
+    FT_CHECK_GOTO(st, ft_reserve_file(fd, w->path, total), out);
     FT_CHECK_GOTO(st, ft_stw_write_all(fd, header, header_len, w->path), out);
     FT_CHECK_GOTO(st, ft_stw_write_data(w, fd), out);
     if (fsync(fd) != 0) {

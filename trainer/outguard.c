@@ -2,13 +2,19 @@
  * unlinkat, close, sigaction, raise) on state prepared by ft_outguard_arm. */
 #include "trainer/outguard.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include "kernels/log.h"
 
 #define FT_OUTGUARD_PATH 4096
 
@@ -55,6 +61,62 @@ static void ft_outguard_on_signal(int sig) {
     raise(sig); /* delivered when the handler returns: the process ends by the signal, as unguarded */
 }
 
+/* The writer's pid when `name` is a temporary of output file `target` (NULL: of any file):
+ * "<target>.tmp.<pid>" (kernels/fileio.c) or ".<target>.tmp-<pid>-<hex>" (safetensors_write.c); else 0. */
+static long ft_outguard_tmp_pid(const char *name, const char *target) {
+    size_t n = strlen(name);
+    const char *p = NULL, *end;
+    long pid;
+    /* fileio.c: the digits after the last ".tmp." end the name */
+    const char *dot = NULL;
+    for (const char *q = strstr(name, ".tmp."); q; q = strstr(q + 1, ".tmp.")) dot = q;
+    if (dot && dot > name &&
+        (!target || ((size_t)(dot - name) == strlen(target) && !strncmp(name, target, (size_t)(dot - name)))))
+        p = dot + 5;
+    if (p) {
+        pid = strtol(p, (char **)&end, 10);
+        if (end > p && !*end && pid > 0) return pid;
+    }
+    /* safetensors_write.c: "." + target + ".tmp-" + pid + "-" + hex */
+    if (name[0] != '.' || n < 2) return 0;
+    const char *dash = NULL;
+    for (const char *q = strstr(name, ".tmp-"); q; q = strstr(q + 1, ".tmp-")) dash = q;
+    if (!dash || dash == name + 1) return 0;
+    if (target && ((size_t)(dash - name - 1) != strlen(target) || strncmp(name + 1, target, dash - name - 1))) return 0;
+    pid = strtol(dash + 5, (char **)&end, 10);
+    if (end == dash + 5 || *end != '-' || !end[1] || pid <= 0) return 0;
+    for (p = end + 1; *p; p++)
+        if (!strchr("0123456789abcdef", *p)) return 0;
+    return pid;
+}
+
+/* Removes the temporaries of earlier writers of this output that no longer run (SIGKILL, the OOM
+ * killer, a power loss: nothing could remove them then), which would otherwise sit beside the
+ * output, as large as the model, until the disk fills on the rerun. In `dir` only those of file
+ * `target` (NULL: of any file, for the output's own directory). A live writer's is kept and named:
+ * two merges into one output overwrite each other's result. */
+static void ft_outguard_sweep(const char *dir, const char *target) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        long pid = ft_outguard_tmp_pid(e->d_name, target);
+        if (pid <= 0 || pid == (long)getpid()) continue;
+        char p[2 * FT_OUTGUARD_PATH];
+        struct stat sb;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (lstat(p, &sb) != 0 || !S_ISREG(sb.st_mode)) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) {
+            ft_warn("%s: a temporary of process %ld, which is running: is another merge or export writing this output?",
+                    p, pid);
+        } else if (unlink(p) == 0) {
+            ft_warn("removed %s (%.1f MiB), left by process %ld that no longer runs (killed mid-write)", p,
+                    (double)sb.st_size / (1 << 20), pid);
+        }
+    }
+    closedir(d);
+}
+
 void ft_outguard_arm(ft_outguard *g, const char *out) {
     memset(&ft_outguard_state, 0, sizeof ft_outguard_state);
     long pid = (long)getpid();
@@ -73,6 +135,16 @@ void ft_outguard_arm(ft_outguard *g, const char *out) {
         if (!slash) memcpy(p, ".", 2);
         else if (dn == 0) memcpy(p, "/", 2);
         else memcpy(p, out, dn);
+    }
+    if (ft_outguard_state.ndirs == 2) { /* the output's own directory, then its parent */
+        char base[FT_OUTGUARD_PATH];
+        size_t bn = n - (slash ? (size_t)(slash - out) + 1 : 0);
+        if (bn > 0 && bn < sizeof base) {
+            memcpy(base, out + (n - bn), bn);
+            base[bn] = 0;
+            ft_outguard_sweep(ft_outguard_state.dirs[0], NULL);
+            ft_outguard_sweep(ft_outguard_state.dirs[1], base);
+        }
     }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

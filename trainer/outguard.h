@@ -3,8 +3,10 @@
  * export/safetensors_write.c ".<name>.tmp-<pid>-<n>"), then end the process by that signal as
  * before: an interrupted merge leaves neither a half-written file under the final name (the rename
  * never happened) nor a temporary the size of the model. SIGKILL cannot be caught: its temporary
- * stays (named after the dead process's id). A signal ignored on entry (a background job of a
- * script) stays ignored. */
+ * stays (named after the dead process's id) until the next merge or export into the same output:
+ * arming removes, with a warning naming each, the temporaries of that output (in its directory,
+ * or inside it when it is a directory) whose process no longer runs, and warns about those of a
+ * process that does. A signal ignored on entry (a background job of a script) stays ignored. */
 #ifndef FT_OUTGUARD_H
 #define FT_OUTGUARD_H
 

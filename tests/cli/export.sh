@@ -12,7 +12,9 @@
 #     old pair, no temporary; export CHECKPOINT with a read-only /tmp (nothing written there);
 #   - adapter_config.json values of the wrong type or not matching the tensors (r, target_modules),
 #     NaN weights, --out naming a directory, a bad --check file (read before merging), SIGTERM
-#     mid-merge (old output intact, temporary removed: trainer/outguard.c).
+#     mid-merge (old output intact, temporary removed: trainer/outguard.c), a SIGKILLed writer's
+#     temporary removed by the next merge into that output; a safetensors merge of many tensors in
+#     the GGUF merge's memory.
 # usage: export.sh FTUNE SRC_DIR
 set -u
 ftune="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; src="$(cd "$2" && pwd)"
@@ -209,6 +211,28 @@ kill -STOP $pid; [ -e "$tmp/sig.gguf.tmp.$pid" ] && ok "merge stopped mid-write"
 kill -TERM $pid; kill -CONT $pid; wait $pid; rc=$?
 [ "$rc" -eq 143 ] && [ "$(cat "$tmp/sig.gguf")" = OLD ] && ok "SIGTERM: exit $rc, old output intact" || bad "SIGTERM: exit $rc, output $(head -c 8 "$tmp/sig.gguf")"
 [ ! -e "$tmp/sig.gguf.tmp.$pid" ] && ok "SIGTERM removed the temporary" || bad "SIGTERM left $(ls "$tmp"/sig.gguf.tmp.*)"
+# memory stays at one chunk of rows, not one per tensor: a safetensors merge kept every tensor's
+# scratch to the end (459 MiB here against the GGUF's 11; 6.5 GB for a 70B)
+rss() { sed -n 's/.*merge: peak RSS \([0-9]*\).*/\1/p' "$tmp/err"; }
+run "$ftune" merge --base "$tmp/tiny" --out "$tmp/tiny_f32.gguf" --type f32; rg=$(rss)
+run "$ftune" merge --base "$tmp/tiny" --out "$tmp/tiny_hf" --type safetensors; rs=$(rss)
+[ -n "$rg" ] && [ -n "$rs" ] && [ "$rs" -le $((rg + 32)) ] && ok "safetensors merge of 2800 tensors: peak RSS $rs MiB (GGUF $rg)" \
+  || bad "safetensors merge peak RSS ${rs:-?} MiB, GGUF ${rg:-?} MiB"
+rm -rf "$tmp/tiny_f32.gguf" "$tmp/tiny_hf"
+# SIGKILL leaves its temporary (the model's size): the next merge into that output removes it when its
+# process is gone, names a live one's, and leaves other outputs' alone
+sh -c 'exit 0' & dead=$!; wait $dead
+: > "$tmp/sig.gguf.tmp.$dead"; : > "$tmp/other.gguf.tmp.$dead"; : > "$tmp/sig.gguf.tmp.$$"
+mkdir -p "$tmp/st_out"; : > "$tmp/st_out/.model.safetensors.tmp-$dead-1f"; : > "$tmp/st_out/keep.txt"
+run "$ftune" merge --base "$model" --out "$tmp/sig.gguf" --type q8_0
+[ ! -e "$tmp/sig.gguf.tmp.$dead" ] && grep -q "removed $tmp/sig.gguf.tmp.$dead" "$tmp/err" && ok "dead writer's temporary removed" \
+  || bad "dead writer's temporary: $(ls "$tmp"/sig.gguf.tmp.* 2>&1) $(cat "$tmp/err")"
+[ -e "$tmp/sig.gguf.tmp.$$" ] && grep -q "process $$, which is running" "$tmp/err" && [ -e "$tmp/other.gguf.tmp.$dead" ] \
+  && ok "live writer's and other outputs' temporaries kept" || bad "kept: $(ls "$tmp"/*.tmp.* 2>&1)"
+run "$ftune" merge --base "$model" --out "$tmp/st_out" --type safetensors
+[ ! -e "$tmp/st_out/.model.safetensors.tmp-$dead-1f" ] && [ -e "$tmp/st_out/keep.txt" ] && [ -s "$tmp/st_out/model.safetensors" ] \
+  && ok "stale temporary inside a safetensors output removed" || bad "st_out: $(ls -A "$tmp/st_out")"
+rm -f "$tmp/sig.gguf.tmp.$$" "$tmp/other.gguf.tmp.$dead"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
