@@ -266,6 +266,27 @@ static ft_status ft_lora_set_from(ft_lora *l, ft_backend *be, const ft_adapter *
     return st;
 }
 
+/* --check on the CPU loads the merged model whole: float32 from a GGUF (4 bytes a weight), the
+ * checkpoint's 16 bits from safetensors. A 70B's 280 GB would fail after the merge's hour, or
+ * bring in the OOM killer: refused before the merge starts when it exceeds this machine's memory. */
+static ft_status ft_check_fits(const char *base, ft_merge_kind kind) {
+    ft_model_config c;
+    ft_param_counts pc;
+    char p[4200];
+    snprintf(p, sizeof p, "%s/config.json", base);
+    FT_TRY(ft_cfg_load(&c, p));
+    FT_TRY(ft_cfg_param_counts(&c, &pc));
+    const double need = (double)pc.total * (kind == FT_MERGE_SAFETENSORS ? 2.0 : 4.0);
+    const long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    const double have = pages > 0 && psize > 0 ? (double)pages * (double)psize : 0;
+    if (have > 0 && need > have)
+        return FT_ERR(FT_E_ARG,
+                      "merge --check: the check loads the merged model whole (%s, %.1f GiB), more than this "
+                      "machine's %.1f GiB of memory: merge without --check, or check on --device cuda",
+                      kind == FT_MERGE_SAFETENSORS ? "16-bit" : "float32", need / (1 << 30), have / (1 << 30));
+    return FT_OK;
+}
+
 static ft_status ft_merge_check(ft_valid *vd, const char *valid, const char *base, const ft_adapter *a,
                                 const char *out, ft_merge_kind kind, const char *device, int threads) {
     ft_backend *be = NULL;
@@ -372,6 +393,7 @@ ft_status ft_cmd_merge(int argc, char **argv) {
     }
     /* the validation data is read first: a bad --check file fails now, not after an hour of merging */
     if (check) FT_CHECK_GOTO(st, ft_valid_open(&vd, check, base, adapter), done);
+    if (check && strcmp(device, "cpu") == 0) FT_CHECK_GOTO(st, ft_check_fits(base, o.kind), done);
     signal(SIGXFSZ, SIG_IGN); /* a file size limit is a clean write error, not a kill mid-file */
     ft_vocab_info vi = {0};
     ft_outguard guard;

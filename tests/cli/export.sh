@@ -234,5 +234,16 @@ run "$ftune" merge --base "$model" --out "$tmp/st_out" --type safetensors
   && ok "stale temporary inside a safetensors output removed" || bad "st_out: $(ls -A "$tmp/st_out")"
 rm -f "$tmp/sig.gguf.tmp.$$" "$tmp/other.gguf.tmp.$dead"
 
+# merge --check of a 70B on the CPU would load 263 GiB of float32 after the merge: refused before it
+mkdir -p "$tmp/m70"
+cp "$src/tests/fixtures/configs/Llama-3.3-70B-Instruct/config.json" "$src/models/stories260K/tokenizer.json" "$tmp/m70/"
+"$ftune" merge --base "$tmp/m70" --out "$tmp/m70.gguf" --type q4_k_m --check "$src/recipes/data/stories-valid.jsonl" \
+  >/dev/null 2>"$tmp/m70.err"; rc=$?
+if [ "$(awk '/MemTotal/ {print int($2 / 1048576)}' /proc/meminfo)" -ge 263 ]; then ok "merge --check 70B: skipped (this machine has the memory)"; else
+[ $rc -eq 2 ] && grep -q "error: merge --check: the check loads the merged model whole (float32, 262.8 GiB)" "$tmp/m70.err" \
+  && [ ! -e "$tmp/m70.gguf" ] && ok "merge --check of a 70B on this CPU refused before the merge: $(grep -o 'more than[^:]*' "$tmp/m70.err")" \
+  || bad "merge --check 70B: exit $rc $(grep error "$tmp/m70.err")"
+fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
