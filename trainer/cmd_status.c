@@ -80,7 +80,11 @@ static void ft_view_line(ft_run_view *v, const char *line) {
     } else if (strcmp(type->valuestring, "rollback") == 0) {
         const cJSON *from = cJSON_GetObjectItemCaseSensitive(j, "diverged_at");
         const cJSON *lr = cJSON_GetObjectItemCaseSensitive(j, "lr");
-        v->rollbacks++, v->rb_step = s;
+        const cJSON *nth = cJSON_GetObjectItemCaseSensitive(j, "rollback");
+        /* the line's own count: a later rollback to an earlier checkpoint cut the lines of the
+         * ones before it out of metrics.jsonl, so counting lines would undercount */
+        v->rollbacks = cJSON_IsNumber(nth) && nth->valuedouble >= 1 ? (int64_t)nth->valuedouble : v->rollbacks + 1;
+        v->rb_step = s;
         v->rb_from = cJSON_IsNumber(from) ? (int64_t)from->valuedouble : -1;
         v->rb_lr = cJSON_IsNumber(lr) ? lr->valuedouble : NAN;
     } else if (strcmp(type->valuestring, "eval") == 0) {

@@ -95,6 +95,12 @@ rb=(--set training.max_rollbacks=2 --set training.rollback_lr_factor=0.01)
 grep -q '"type":"rollback","step":'$((10#${s_step:-0}))',"diverged_at":'"${at:-0}"',"rollback":1,"lr":0.003}' "$tmp/r/metrics.jsonl" \
   && "$ftune" status "$tmp/r" 2>/dev/null | grep -q "rollbacks:    1 (the last: the loss diverged at step ${at:-0}, back to step $((10#${s_step:-0})); learning rate now 0.003)" \
   && ok "metrics.jsonl records the rollback, and ftune status shows it" || bad "rollback record: $(grep rollback "$tmp/r/metrics.jsonl")"
+# a second rollback to a checkpoint before the first one's cuts the first's line: status counts
+# by the line's own "rollback", not by lines
+cp -r "$tmp/r" "$tmp/r2nd"
+sed -i 's/"rollback":1,"lr":0.003}/"rollback":2,"lr":0.003}/' "$tmp/r2nd/metrics.jsonl"
+"$ftune" status "$tmp/r2nd" 2>/dev/null | grep -q "rollbacks:    2 (the last:" \
+  && ok "status: the count is the last rollback line's own" || bad "status rollbacks: $("$ftune" status "$tmp/r2nd" 2>&1 | grep rollbacks)"
 lr=$(python3 -c 'print(repr(0.3 * 0.01))')
 "$ftune" train "$recipe" "${div[@]}" --set training.lr="$lr" --set output_dir="$tmp/d" --resume "$sugg" >/dev/null 2>&1
 "$ftune" train "$recipe" "${div[@]}" --set output_dir="$tmp/m" >/dev/null 2>&1
