@@ -53,8 +53,9 @@ static const char *ft_num(char *buf, size_t cap, const char *fmt, double v) {
     return buf;
 }
 
-/* Keeps the lines of steps <= resume_step from the existing file (rewritten atomically). */
-static ft_status ft_metrics_cut(ft_metrics *m, int64_t resume_step) {
+/* Keeps the lines of steps <= resume_step from the existing file (rewritten atomically), less the
+ * rollback lines numbered above `rollbacks`. */
+static ft_status ft_metrics_cut(ft_metrics *m, int64_t resume_step, int64_t rollbacks) {
     FILE *in = fopen(m->path, "rb");
     if (!in) {
         if (errno == ENOENT) {
@@ -87,7 +88,9 @@ static ft_status ft_metrics_cut(ft_metrics *m, int64_t resume_step) {
             cJSON_Delete(j);
             continue;
         }
-        if ((int64_t)step->valuedouble > resume_step) {
+        const cJSON *nth = strcmp(type->valuestring, "rollback") == 0 ? cJSON_GetObjectItemCaseSensitive(j, "rollback")
+                                                                       : NULL;
+        if ((int64_t)step->valuedouble > resume_step || (cJSON_IsNumber(nth) && nth->valuedouble > (double)rollbacks)) {
             later++;
             cJSON_Delete(j);
             continue;
@@ -127,6 +130,10 @@ static ft_status ft_metrics_cut(ft_metrics *m, int64_t resume_step) {
 }
 
 ft_status ft_metrics_open(ft_metrics **out, const char *path, int64_t resume_step) {
+    return ft_metrics_open_at(out, path, resume_step, INT64_MAX);
+}
+
+ft_status ft_metrics_open_at(ft_metrics **out, const char *path, int64_t resume_step, int64_t rollbacks) {
     *out = NULL;
     ft_metrics *m;
     FT_TRY(ft_calloc((void **)&m, sizeof *m, "metrics"));
@@ -136,7 +143,7 @@ ft_status ft_metrics_open(ft_metrics **out, const char *path, int64_t resume_ste
         st = FT_ERR(FT_E_OOM, "out of memory");
         goto fail;
     }
-    if (resume_step >= 0) FT_CHECK_GOTO(st, ft_metrics_cut(m, resume_step), fail);
+    if (resume_step >= 0) FT_CHECK_GOTO(st, ft_metrics_cut(m, resume_step, rollbacks), fail);
     m->f = fopen(path, resume_step >= 0 ? "ab" : "wb");
     if (!m->f) {
         st = FT_ERR(FT_E_IO, "%s: cannot open for writing: %s", path, strerror(errno));

@@ -37,6 +37,9 @@ typedef struct ft_metrics_train {
 /* resume_step < 0: a new file (an existing one is replaced). Otherwise keeps the lines of steps
  * <= resume_step and reloads their history for the chart. */
 ft_status ft_metrics_open(ft_metrics **out, const char *path, int64_t resume_step);
+/* The same for a checkpoint that counts `rollbacks` (its guard record): rollback lines numbered
+ * above it go too, a rollback's line written before a kill took its checkpoint. */
+ft_status ft_metrics_open_at(ft_metrics **out, const char *path, int64_t resume_step, int64_t rollbacks);
 void ft_metrics_close(ft_metrics *m);
 /* Append a line. A write failure is returned (the caller may carry on: the file is a log). */
 ft_status ft_metrics_train_line(ft_metrics *m, const ft_metrics_train *t);

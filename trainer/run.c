@@ -669,7 +669,7 @@ ft_status ft_run(const ft_recipe *r, const ft_run_opts *opts) {
     /* only now: a resume refused above must not rewrite the run's record of its recipe, which
      * `ftune export CHECKPOINT` reads (lora.alpha, model.path) */
     FT_CHECK_GOTO(st, ft_run_write_recipe(&R), done);
-    FT_CHECK_GOTO(st, ft_metrics_open(&R.metrics, R.metrics_path, o->resume ? R.step : -1), done);
+    FT_CHECK_GOTO(st, ft_metrics_open_at(&R.metrics, R.metrics_path, o->resume ? R.step : -1, R.guard.rollbacks), done);
     if (R.step >= R.total)
         ft_info("the run is already complete at step %lld (training.steps %lld); writing the final adapter",
                 (long long)R.step, (long long)R.total);

@@ -2,6 +2,7 @@
  * choosing the checkpoint to resume from, and rotation. */
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,15 +223,21 @@ ft_status ft_run_rollback(ft_run_state *R) {
     ft_run_check_best(R);
     ft_metrics_close(R->metrics);
     R->metrics = NULL;
-    FT_TRY(ft_metrics_open(&R->metrics, R->metrics_path, R->step));
+    FT_TRY(ft_metrics_open_at(&R->metrics, R->metrics_path, R->step, n - 1));
     ft_warn("rollback %lld of %lld: training again from step %lld with the learning rate %g (training.lr %g x %g^%lld)",
             (long long)n, (long long)R->r->training.max_rollbacks, (long long)R->step, R->sched.lr, R->r->training.lr,
             R->r->training.rollback_lr_factor, (long long)n);
-    FT_TRY(ft_run_save_checkpoint(R));
-    /* after the checkpoint: a kill between the two loses this log line rather than doubling it */
+    /* the line before the checkpoint: a kill between the two resumes from the checkpoint before the
+     * rollback, whose count drops the line (ft_metrics_open_at), and the repeated rollback writes it
+     * again, as an uninterrupted run has it once */
     if (ft_metrics_rollback_line(R->metrics, R->step, diverged_at, n, R->sched.lr) != FT_OK) {
         ft_warn("%s", ft_error_msg());
         ft_error_clear();
     }
-    return FT_OK;
+    int64_t kill_at = 0; /* test hook (run_guard.sh): a crash between the line and the checkpoint */
+    int armed = 0;
+    FT_TRY(ft_run_hook("FT_FAULT_KILL_AT_ROLLBACK", 1, "SIGKILL between that rollback's metrics line and its checkpoint",
+                       &kill_at, &armed));
+    if (armed && kill_at == n) raise(SIGKILL);
+    return ft_run_save_checkpoint(R);
 }

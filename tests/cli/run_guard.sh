@@ -118,6 +118,15 @@ FT_FAULT_KILL_AFTER_STEP=$(( ${at:-40} + 5 )) "$ftune" train "$recipe" "${div[@]
   && cmp -s <(sed 's/,"wall":{[^}]*}//' "$tmp/r/metrics.jsonl") <(sed 's/,"wall":{[^}]*}//' "$tmp/rk/metrics.jsonl") \
   && ok "killed at step $(( ${at:-40} + 5 )), after the rollback, and resumed: the same adapter and metrics" \
   || bad "rollback + kill + resume: exit $rc $(grep -E 'error' "$tmp/rk.err")"
+# killed between the rollback's metrics line and its checkpoint: the resume drops the line (the
+# checkpoint it resumes from counts no rollback), rolls back again and ends as uninterrupted
+FT_FAULT_KILL_AT_ROLLBACK=1 "$ftune" train "$recipe" "${div[@]}" "${rb[@]}" --set output_dir="$tmp/rl" >/dev/null 2>&1
+grep -q '"type":"rollback"' "$tmp/rl/metrics.jsonl"; had=$?
+"$ftune" train "$recipe" "${div[@]}" "${rb[@]}" --set output_dir="$tmp/rl" --resume auto >/dev/null 2>"$tmp/rl.err"; rc=$?
+[ $had -eq 0 ] && [ $rc -eq 0 ] && cmp -s "$tmp/r/final/adapter_model.safetensors" "$tmp/rl/final/adapter_model.safetensors" \
+  && cmp -s <(sed 's/,"wall":{[^}]*}//' "$tmp/r/metrics.jsonl") <(sed 's/,"wall":{[^}]*}//' "$tmp/rl/metrics.jsonl") \
+  && ok "killed between the rollback's line and its checkpoint, resumed: one rollback line, the same adapter and metrics" \
+  || bad "kill at the rollback: line before the kill $had, exit $rc, $(grep -c rollback "$tmp/rl/metrics.jsonl") lines"
 # every rollback used up: the factor 0.9 leaves the rate too high, and the run stops saying so
 "$ftune" train "$recipe" "${div[@]}" --set training.max_rollbacks=1 --set training.rollback_lr_factor=0.9 \
   --set output_dir="$tmp/r9" >/dev/null 2>"$tmp/r9.err"; rc=$?
