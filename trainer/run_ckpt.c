@@ -125,6 +125,11 @@ static ft_status ft_pick(ft_run_state *R, char (*cand)[FT_PATH_MAX + 32], int64_
     return FT_ERR(FT_E_FORMAT, "%s: no intact checkpoint left to resume from", R->ckpt_dir);
 }
 
+/* The learning rate the run's rollbacks left: training.lr x rollback_lr_factor^rollbacks. */
+static void ft_run_rollback_lr(ft_run_state *R) {
+    R->sched.lr = R->r->training.lr * pow(R->r->training.rollback_lr_factor, (double)R->guard.rollbacks);
+}
+
 ft_status ft_run_resume(ft_run_state *R) {
     char (*cand)[FT_PATH_MAX + 32] = NULL;
     int64_t *steps = NULL, n = 0, used = 0;
@@ -173,7 +178,7 @@ ft_status ft_run_resume(ft_run_state *R) {
     FT_CHECK_GOTO(st, ft_backend_upload(R->be, R->opt->m, data + np, 2 * np * 4), done);
     R->opt->t = s.adamw_t;
     R->guard = s.guard;
-    R->sched.lr = R->r->training.lr * pow(R->r->training.rollback_lr_factor, (double)s.guard.rollbacks);
+    ft_run_rollback_lr(R);
     if (s.guard.rollbacks > 0)
         ft_info("resume: after %lld rollback%s the learning rate is %g (training.lr %g x %g^%lld)",
                 (long long)s.guard.rollbacks, s.guard.rollbacks == 1 ? "" : "s", R->sched.lr, R->r->training.lr,
@@ -218,7 +223,7 @@ ft_status ft_run_rollback(ft_run_state *R) {
     FT_TRY(st);
     R->rollback_step = -1;
     R->guard.rollbacks = n;
-    R->sched.lr = R->r->training.lr * pow(R->r->training.rollback_lr_factor, (double)n);
+    ft_run_rollback_lr(R);
     R->last_eval_step = -1;
     ft_run_check_best(R);
     ft_metrics_close(R->metrics);
