@@ -14,6 +14,7 @@
 #include "export/export_util.h"
 #include "export/gguf.h"
 #include "export/safetensors_write.h"
+#include "export/stagedir.h"
 #include "kernels/fileio.h"
 #include "kernels/json.h"
 #include "kernels/log.h"
@@ -509,58 +510,19 @@ fail:
 
 /* ---- PEFT ----------------------------------------------------------------------------------- */
 
-ft_status ft_adapter_write_peft(const ft_adapter *a, const char *dir, const char *base_name) {
+/* Writes the pair into `dir` (which exists): both files complete in temporaries (fsync'd) before
+ * either replaces its old version, the config last because it is what makes a directory an adapter
+ * (ft_adapter_resolve). In a staging directory (export/stagedir.h) the order does not matter; in an
+ * output that cannot be staged it leaves the window of the two renames: a crash there leaves the
+ * new tensors beside the old config. */
+static ft_status ft_peft_write_pair(const ft_adapter *a, const char *dir, const char *txt) {
     ft_status st;
     ft_stw *w = NULL;
-    cJSON *j = NULL;
-    char *txt = NULL;
     char p[4200], cp[4200], st_tmp[4300];
     ft_afile cf;
     int cf_open = 0, st_staged = 0;
-    int created = mkdir(dir, 0755) == 0; /* removed again, with what was written, if the export fails */
-    if (!created && errno != EEXIST) return FT_ERR(FT_E_IO, "%s: cannot create directory: %s", dir, strerror(errno));
-    if (!ft_is_dir(dir)) return FT_ERR(FT_E_IO, "%s: not a directory", dir);
     snprintf(p, sizeof p, "%s/adapter_model.safetensors", dir);
     snprintf(cp, sizeof cp, "%s/adapter_config.json", dir);
-    j = cJSON_CreateObject();
-    cJSON *tm = cJSON_CreateArray();
-    unsigned seen = 0;
-    for (int64_t k = 0; k < a->n; k++) {
-        if (seen & (1u << a->m[k].lin)) continue;
-        seen |= 1u << a->m[k].lin;
-    }
-    for (int k = 0; k < FT_LIN_COUNT; k++)
-        if (seen & (1u << k)) cJSON_AddItemToArray(tm, cJSON_CreateString(ft_linear_info_get((ft_linear)k)->peft_name));
-    cJSON_AddStringToObject(j, "peft_type", "LORA");
-    cJSON_AddStringToObject(j, "task_type", "CAUSAL_LM");
-    const char *bn = base_name ? base_name : a->base;
-    if (bn[0]) cJSON_AddStringToObject(j, "base_model_name_or_path", bn);
-    else cJSON_AddNullToObject(j, "base_model_name_or_path");
-    cJSON_AddNumberToObject(j, "r", (double)a->r);
-    cJSON_AddNumberToObject(j, "lora_alpha", a->alpha);
-    cJSON_AddNumberToObject(j, "lora_dropout", a->dropout);
-    cJSON_AddItemToObject(j, "target_modules", tm);
-    cJSON_AddStringToObject(j, "bias", "none");
-    cJSON_AddBoolToObject(j, "use_rslora", a->rslora);
-    cJSON_AddBoolToObject(j, "use_dora", 0);
-    cJSON_AddBoolToObject(j, "fan_in_fan_out", 0);
-    cJSON_AddBoolToObject(j, "inference_mode", 1);
-    cJSON_AddBoolToObject(j, "init_lora_weights", 1);
-    cJSON_AddNullToObject(j, "modules_to_save");
-    cJSON_AddItemToObject(j, "rank_pattern", cJSON_Parse(a->rank_pattern ? a->rank_pattern : "{}"));
-    cJSON_AddItemToObject(j, "alpha_pattern", cJSON_Parse(a->alpha_pattern ? a->alpha_pattern : "{}"));
-    txt = cJSON_Print(j);
-    if (!txt) {
-        st = FT_ERR(FT_E_OOM, "out of memory");
-        goto done;
-    }
-    /* Both files are complete in temporaries (fsync'd) before either replaces its old version: a
-     * failure (full disk, file size limit) leaves an existing pair as it was, where replacing one
-     * file at a time left new tensors beside the old config, an adapter that loads with the old
-     * alpha. The config is renamed last because it is what makes a directory an adapter
-     * (ft_adapter_resolve). The instant between the two renames remains: a crash or a signal
-     * there (trainer/outguard.c removes the config's temporary) leaves the new tensors beside the
-     * old config. Masking signals would not close it: OpenBLAS's thread would take them. */
     FT_CHECK_GOTO(st, ft_stw_open(&w, p), done);
     FT_CHECK_GOTO(st, ft_stw_set_metadata(w, "format", "pt"), done);
     for (int64_t k = 0; k < a->n; k++) {
@@ -595,13 +557,52 @@ ft_status ft_adapter_write_peft(const ft_adapter *a, const char *dir, const char
 done:
     if (cf_open) ft_afile_abort(&cf);
     if (st_staged) unlink(st_tmp);
-    if (st != FT_OK && created) { /* a failure left nothing worth keeping in the directory it made */
-        unlink(p);
-        unlink(cp);
-        rmdir(dir);
-    }
     ft_stw_discard(w);
-    free(txt);
+    return st;
+}
+
+ft_status ft_adapter_write_peft(const ft_adapter *a, const char *dir, const char *base_name) {
+    ft_status st = FT_OK;
+    cJSON *j = cJSON_CreateObject();
+    char *txt = NULL;
+    ft_stagedir sd;
+    cJSON *tm = cJSON_CreateArray();
+    unsigned seen = 0;
+    for (int64_t k = 0; k < a->n; k++) {
+        if (seen & (1u << a->m[k].lin)) continue;
+        seen |= 1u << a->m[k].lin;
+    }
+    for (int k = 0; k < FT_LIN_COUNT; k++)
+        if (seen & (1u << k)) cJSON_AddItemToArray(tm, cJSON_CreateString(ft_linear_info_get((ft_linear)k)->peft_name));
+    cJSON_AddStringToObject(j, "peft_type", "LORA");
+    cJSON_AddStringToObject(j, "task_type", "CAUSAL_LM");
+    const char *bn = base_name ? base_name : a->base;
+    if (bn[0]) cJSON_AddStringToObject(j, "base_model_name_or_path", bn);
+    else cJSON_AddNullToObject(j, "base_model_name_or_path");
+    cJSON_AddNumberToObject(j, "r", (double)a->r);
+    cJSON_AddNumberToObject(j, "lora_alpha", a->alpha);
+    cJSON_AddNumberToObject(j, "lora_dropout", a->dropout);
+    cJSON_AddItemToObject(j, "target_modules", tm);
+    cJSON_AddStringToObject(j, "bias", "none");
+    cJSON_AddBoolToObject(j, "use_rslora", a->rslora);
+    cJSON_AddBoolToObject(j, "use_dora", 0);
+    cJSON_AddBoolToObject(j, "fan_in_fan_out", 0);
+    cJSON_AddBoolToObject(j, "inference_mode", 1);
+    cJSON_AddBoolToObject(j, "init_lora_weights", 1);
+    cJSON_AddNullToObject(j, "modules_to_save");
+    cJSON_AddItemToObject(j, "rank_pattern", cJSON_Parse(a->rank_pattern ? a->rank_pattern : "{}"));
+    cJSON_AddItemToObject(j, "alpha_pattern", cJSON_Parse(a->alpha_pattern ? a->alpha_pattern : "{}"));
+    txt = cJSON_Print(j);
+    if (!txt) {
+        cJSON_Delete(j);
+        return FT_ERR(FT_E_OOM, "out of memory");
+    }
     cJSON_Delete(j);
+    st = ft_stagedir_begin(&sd, dir);
+    if (st == FT_OK) {
+        st = ft_peft_write_pair(a, ft_stagedir_path(&sd), txt);
+        st = st == FT_OK ? ft_stagedir_commit(&sd, "adapter_config.json") : ft_stagedir_fail(&sd, st);
+    }
+    free(txt);
     return st;
 }

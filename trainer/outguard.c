@@ -33,6 +33,27 @@ static int ft_outguard_is_tmp(const char *name) {
     return name[0] == '.' && strstr(name, ft_outguard_state.dash) != NULL;
 }
 
+/* A staging directory (export/stagedir.h ".<name>.tmp-<pid>-d"): its files, then itself. Only
+ * async-signal-safe calls; a staging directory holds no subdirectory. */
+static void ft_outguard_rmdir_at(int parent, const char *name) {
+    int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0) {
+        _Alignas(8) char buf[4096];
+        long n;
+        while ((n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
+            for (long off = 0; off < n;) {
+                unsigned short reclen;
+                memcpy(&reclen, buf + off + 16, sizeof reclen);
+                const char *e = buf + off + 19;
+                if (strcmp(e, ".") && strcmp(e, "..")) unlinkat(fd, e, 0);
+                off += reclen;
+            }
+        }
+        close(fd);
+    }
+    unlinkat(parent, name, AT_REMOVEDIR);
+}
+
 static void ft_outguard_on_signal(int sig) {
     int saved = errno;
     for (int d = 0; d < ft_outguard_state.ndirs; d++) {
@@ -46,7 +67,8 @@ static void ft_outguard_on_signal(int sig) {
                 unsigned short reclen;
                 memcpy(&reclen, buf + off + 16, sizeof reclen);
                 const char *name = buf + off + 19;
-                if (ft_outguard_is_tmp(name)) unlinkat(fd, name, 0);
+                if (ft_outguard_is_tmp(name) && unlinkat(fd, name, 0) != 0 && errno == EISDIR)
+                    ft_outguard_rmdir_at(fd, name);
                 off += reclen;
             }
         }
@@ -105,10 +127,14 @@ static void ft_outguard_sweep(const char *dir, const char *target) {
         char p[2 * FT_OUTGUARD_PATH];
         struct stat sb;
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        if (lstat(p, &sb) != 0 || !S_ISREG(sb.st_mode)) continue;
+        if (lstat(p, &sb) != 0 || !(S_ISREG(sb.st_mode) || S_ISDIR(sb.st_mode))) continue;
         if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) {
             ft_warn("%s: a temporary of process %ld, which is running: is another merge or export writing this output?",
                     p, pid);
+        } else if (S_ISDIR(sb.st_mode)) { /* a staging directory: the new adapter, or the old one after the exchange */
+            ft_outguard_rmdir_at(dirfd(d), e->d_name);
+            if (lstat(p, &sb) != 0)
+                ft_warn("removed %s/, a staging directory left by process %ld that no longer runs (killed mid-export)", p, pid);
         } else if (unlink(p) == 0) {
             ft_warn("removed %s (%.1f MiB), left by process %ld that no longer runs (killed mid-write)", p,
                     (double)sb.st_size / (1 << 20), pid);

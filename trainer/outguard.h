@@ -1,6 +1,7 @@
 /* outguard.h: while `ftune merge` or `ftune export` writes its outputs, SIGINT and SIGTERM first
  * remove this process's temporary files next to the output (kernels/fileio.h "<name>.tmp.<pid>",
- * export/safetensors_write.c ".<name>.tmp-<pid>-<n>"), then end the process by that signal as
+ * export/safetensors_write.c ".<name>.tmp-<pid>-<n>", export/stagedir.c's staging directories
+ * ".<name>.tmp-<pid>-d" with their files), then end the process by that signal as
  * before: an interrupted merge leaves neither a half-written file under the final name (the rename
  * never happened) nor a temporary the size of the model. SIGKILL cannot be caught: its temporary
  * stays (named after the dead process's id) until the next merge or export into the same output:

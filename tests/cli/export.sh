@@ -9,7 +9,9 @@
 #   - bad input: wrong base (shape/architecture), missing tokenizer, unwritable output, a file size
 #     limit mid-write (full disk): one clear line, exit 1, nothing left at the output path;
 #   - PEFT export into an existing directory: a config write failure (file size limit) keeps the
-#     old pair, no temporary; export CHECKPOINT with a read-only /tmp (nothing written there);
+#     old pair, no temporary; SIGKILL just before or after the staged pair is exchanged with the
+#     old one leaves one whole pair (and the next export removes the staging directory); export
+#     CHECKPOINT with a read-only /tmp (nothing written there);
 #   - adapter_config.json values of the wrong type or not matching the tensors (r, target_modules),
 #     NaN weights, --out naming a directory, a bad --check file (read before merging), SIGTERM
 #     mid-merge (old output intact, temporary removed: trainer/outguard.c), a SIGKILLed writer's
@@ -200,6 +202,45 @@ run "$ftune" export "$tmp/cfg" --format peft --out "$tmp/pair"
 ! cmp -s "$tmp/pair/adapter_model.safetensors" "$tmp/pair.old/adapter_model.safetensors" &&
   grep -qE '"lora_alpha":[[:space:]]*16' "$tmp/pair/adapter_config.json" && [ "$(ls -A "$tmp/pair" | wc -l)" -eq 2 ] \
   && ok "PEFT export over an existing pair replaces both" || bad "replace: $(ls -A "$tmp/pair"); $(grep lora_alpha "$tmp/pair/adapter_config.json")"
+# The pair is staged beside the output and swapped in with renameat2(RENAME_EXCHANGE): a crash
+# at any instant leaves the whole old pair or the whole new one (replacing the files one by one
+# left, between the two renames, new tensors beside the old config: an adapter with the wrong
+# alpha). SIGKILL just before and just after the exchange (test hook), then a rerun that removes
+# the dead process's staging directory. Other files in the directory are kept.
+rm -rf "$tmp/xpair"; run "$ftune" export "$adapter" --format peft --out "$tmp/xpair"
+echo "notes" > "$tmp/xpair/README.md"; chmod 750 "$tmp/xpair"; cp -r "$tmp/xpair" "$tmp/xpair.old"
+samepair() { cmp -s "$1/adapter_model.safetensors" "$2/adapter_model.safetensors" && cmp -s "$1/adapter_config.json" "$2/adapter_config.json"; }
+for when in before after; do
+  FT_FAULT_KILL_AT_EXCHANGE=$when "$ftune" export "$tmp/cfg" --format peft --out "$tmp/xpair" >/dev/null 2>&1; rc=$?
+  left=$(ls -d "$tmp"/.xpair.tmp-*-d 2>/dev/null | head -1)
+  if [ "$when" = before ]; then samepair "$tmp/xpair" "$tmp/xpair.old" && want=old || want=mixed
+  else samepair "$tmp/xpair" "$tmp/pair" && want=new || want=mixed; fi
+  [ "$rc" -eq 137 ] && [ "$want" != mixed ] && [ -n "$left" ] && [ "$(cat "$tmp/xpair/README.md")" = notes ] \
+    && ok "SIGKILL $when the exchange: the $want pair whole, README kept, staging directory left" \
+    || bad "SIGKILL $when the exchange: exit $rc, pair $want, left '$left', $(ls -A "$tmp/xpair")"
+  run "$ftune" export "$tmp/cfg" --format peft --out "$tmp/xpair"
+  [ ! -e "$left" ] && grep -q "removed $left/, a staging directory left by process" "$tmp/err" && samepair "$tmp/xpair" "$tmp/pair" \
+    && [ "$(ls -A "$tmp/xpair" | sort | tr '\n' ' ')" = "README.md adapter_config.json adapter_model.safetensors " ] \
+    && [ "$(stat -c %a "$tmp/xpair")" = 750 ] && ok "rerun after the kill $when: staging directory removed, new pair, README and mode kept" \
+    || bad "rerun after the kill $when: $(ls -a "$tmp" | grep xpair) / $(ls -A "$tmp/xpair") / $(stat -c %a "$tmp/xpair") / $(cat "$tmp/err")"
+  cp "$tmp/xpair.old/adapter_model.safetensors" "$tmp/xpair.old/adapter_config.json" "$tmp/xpair/"
+done
+# SIGTERM there instead: trainer/outguard.c removes the staging directory with its files (old or new
+# pair) before the process ends by the signal, and the output holds one whole pair
+for when in before after; do
+  FT_FAULT_TERM_AT_EXCHANGE=$when "$ftune" export "$tmp/cfg" --format peft --out "$tmp/xpair" >/dev/null 2>&1; rc=$?
+  if [ "$when" = before ]; then samepair "$tmp/xpair" "$tmp/xpair.old" && want=old || want=mixed
+  else samepair "$tmp/xpair" "$tmp/pair" && want=new || want=mixed; fi
+  [ "$rc" -eq 143 ] && [ "$want" != mixed ] && ! ls -d "$tmp"/.xpair.tmp-* >/dev/null 2>&1 && [ -e "$tmp/xpair/README.md" ] \
+    && ok "SIGTERM $when the exchange: exit 143, the $want pair whole, no staging directory left" \
+    || bad "SIGTERM $when the exchange: exit $rc, pair $want, $(ls -a "$tmp" | grep xpair)"
+  cp "$tmp/xpair.old/adapter_model.safetensors" "$tmp/xpair.old/adapter_config.json" "$tmp/xpair/"
+done
+# an output that is a symbolic link to a directory is written through the link (no exchange of the link)
+mkdir -p "$tmp/real"; ln -s "$tmp/real" "$tmp/link"
+run "$ftune" export "$tmp/cfg" --format peft --out "$tmp/link" && run "$ftune" export "$adapter" --format peft --out "$tmp/link"
+[ -L "$tmp/link" ] && samepair "$tmp/real" "$tmp/xpair.old" && [ "$(ls -A "$tmp/real" | wc -l)" -eq 2 ] \
+  && ok "PEFT export through a symbolic link: the link kept, the pair replaced in its directory" || bad "link: $(ls -la "$tmp/link" "$tmp/real")"
 # --out naming a directory: refused before the merge (it ran to the end, then failed at the rename)
 expect 2 "is a directory \(expected the path of the .gguf file" -- "$ftune" merge --base "$model" --out "$tmp" --type f16
 # SIGTERM mid-merge: the old output stays, and the temporary is removed (it stayed, the model's size)
