@@ -33,25 +33,38 @@ static int ft_outguard_is_tmp(const char *name) {
     return name[0] == '.' && strstr(name, ft_outguard_state.dash) != NULL;
 }
 
-/* A staging directory (export/stagedir.h ".<name>.tmp-<pid>-d"): its files, then itself. Only
- * async-signal-safe calls; a staging directory holds no subdirectory. */
+/* Calls fn(fd, name) for each entry of the open directory fd, with getdents64 (async-signal-safe,
+ * where readdir is not). struct linux_dirent64: ino (8), off (8), reclen (2), type (1), name. */
+static void ft_outguard_each(int fd, void (*fn)(int fd, const char *name)) {
+    _Alignas(8) char buf[4096];
+    long n;
+    while ((n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
+        for (long off = 0; off < n;) {
+            unsigned short reclen;
+            memcpy(&reclen, buf + off + 16, sizeof reclen);
+            fn(fd, buf + off + 19);
+            off += reclen;
+        }
+    }
+}
+
+static void ft_outguard_unlink(int fd, const char *name) {
+    if (strcmp(name, ".") && strcmp(name, "..")) unlinkat(fd, name, 0);
+}
+
+/* A staging directory (export/stagedir.h ".<name>.tmp-<pid>-d"): its files, then itself (a
+ * staging directory holds no subdirectory). */
 static void ft_outguard_rmdir_at(int parent, const char *name) {
     int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd >= 0) {
-        _Alignas(8) char buf[4096];
-        long n;
-        while ((n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
-            for (long off = 0; off < n;) {
-                unsigned short reclen;
-                memcpy(&reclen, buf + off + 16, sizeof reclen);
-                const char *e = buf + off + 19;
-                if (strcmp(e, ".") && strcmp(e, "..")) unlinkat(fd, e, 0);
-                off += reclen;
-            }
-        }
+        ft_outguard_each(fd, ft_outguard_unlink);
         close(fd);
     }
     unlinkat(parent, name, AT_REMOVEDIR);
+}
+
+static void ft_outguard_remove_tmp(int fd, const char *name) {
+    if (ft_outguard_is_tmp(name) && unlinkat(fd, name, 0) != 0 && errno == EISDIR) ft_outguard_rmdir_at(fd, name);
 }
 
 static void ft_outguard_on_signal(int sig) {
@@ -59,19 +72,7 @@ static void ft_outguard_on_signal(int sig) {
     for (int d = 0; d < ft_outguard_state.ndirs; d++) {
         int fd = open(ft_outguard_state.dirs[d], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0) continue;
-        /* struct linux_dirent64: ino (8), off (8), reclen (2), type (1), name */
-        _Alignas(8) char buf[8192];
-        long n;
-        while ((n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
-            for (long off = 0; off < n;) {
-                unsigned short reclen;
-                memcpy(&reclen, buf + off + 16, sizeof reclen);
-                const char *name = buf + off + 19;
-                if (ft_outguard_is_tmp(name) && unlinkat(fd, name, 0) != 0 && errno == EISDIR)
-                    ft_outguard_rmdir_at(fd, name);
-                off += reclen;
-            }
-        }
+        ft_outguard_each(fd, ft_outguard_remove_tmp);
         close(fd);
     }
     errno = saved;
