@@ -141,6 +141,22 @@ ft_status ft_weight_init_random(ft_backend *be, ft_weight *w, uint64_t seed, flo
     return ft_upload_chunks(be, w, ft_fill_random, &is, "weight initialization");
 }
 
+ft_status ft_weight_rows_f32(ft_backend *be, const ft_weight *w, int64_t row0, int64_t nrows, float *dst) {
+    if (w->dtype == FT_NF4) return FT_ERR(FT_E_UNSUPPORTED, "reading rows of an NF4 weight");
+    if (row0 < 0 || nrows < 0 || row0 + nrows > w->rows)
+        return FT_ERR(FT_E_INTERNAL, "rows %lld..%lld of a weight of %lld", (long long)row0, (long long)(row0 + nrows),
+                      (long long)w->rows);
+    const int64_t n = nrows * w->cols, at = row0 * w->cols;
+    FT_TRY(ft_backend_sync(be));
+    if (w->dtype == FT_F32) return ft_backend_download(be, dst, (const float *)w->data + at, 4 * n);
+    uint16_t *buf; /* F16/BF16: downloaded, then widened */
+    FT_TRY(ft_malloc((void **)&buf, (size_t)(n > 0 ? n : 1) * 2, "weight rows"));
+    ft_status st = ft_backend_download(be, buf, (const uint16_t *)w->data + at, 2 * n);
+    if (st == FT_OK) ft_to_f32(dst, buf, w->dtype, n);
+    ft_free(buf);
+    return st;
+}
+
 ft_status ft_weight_get_f32(ft_backend *be, const ft_weight *w, float *dst) {
     const int64_t n = ft_weight_numel(w);
     FT_TRY(ft_backend_sync(be));

@@ -37,6 +37,9 @@ ft_status ft_weight_set(ft_backend *be, ft_weight *w, const void *host_src, ft_d
  * (no host copy of the tensor); the generic path builds BF16 on the host and calls ft_weight_set.
  * A uniform of half-width scale has standard deviation scale / sqrt(3). */
 ft_status ft_weight_init_random(ft_backend *be, ft_weight *w, uint64_t seed, float mean, float scale);
+/* Reads rows row0 .. row0 + nrows - 1 of a 16/32-bit weight back to host float32 (dst holds
+ * nrows * cols floats); FT_E_UNSUPPORTED for NF4. */
+ft_status ft_weight_rows_f32(ft_backend *be, const ft_weight *w, int64_t row0, int64_t nrows, float *dst);
 /* Reads the weight back to host float32 (dequantized for NF4). dst holds rows*cols floats. */
 ft_status ft_weight_get_f32(ft_backend *be, const ft_weight *w, float *dst);
 

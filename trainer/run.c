@@ -23,6 +23,7 @@
 #include "trainer/checkpoint.h"
 #include "trainer/loader.h"
 #include "trainer/run_impl.h"
+#include "trainer/untrained.h"
 
 /* The signal number that asked the run to stop (0: none). Process state by necessity: a signal
  * handler can reach nothing else. Written only by the handler, read and reset by ft_run. */
@@ -269,6 +270,18 @@ static ft_status ft_run_build_model(ft_run_state *R) {
     FT_TRY(ft_adamw_create(&R->opt, R->be, R->lora->n_params, &oc));
     FT_TRY(ft_malloc((void **)&R->logits, (size_t)d->V * sizeof *R->logits, "generation logits"));
     return FT_OK;
+}
+
+/* The template's tokens this base never trained (trainer/untrained.h): a warning before the
+ * night, not a stop; a check that cannot run says so and the run goes on. */
+static void ft_run_check_untrained(ft_run_state *R) {
+    const ft_recipe *r = R->r;
+    const char *tok_dir = r->data.tokenizer && r->data.tokenizer[0] ? r->data.tokenizer : r->model.path;
+    int64_t n;
+    if (ft_untrained_check(R->be, R->model, R->ds, r->model.path, tok_dir, &n) != FT_OK) {
+        ft_warn("cannot check the base for untrained template tokens: %s", ft_error_msg());
+        ft_error_clear();
+    }
 }
 
 static ft_status ft_run_plan(ft_run_state *R) {
@@ -660,6 +673,7 @@ ft_status ft_run(const ft_recipe *r, const ft_run_opts *opts) {
         goto done;
     }
     FT_CHECK_GOTO(st, ft_run_build_model(&R), done);
+    ft_run_check_untrained(&R);
     FT_CHECK_GOTO(st, ft_run_plan(&R), done);
     if (o->resume) FT_CHECK_GOTO(st, ft_run_resume(&R), done);
     ft_run_check_best(&R);
