@@ -117,24 +117,18 @@ ft_status ft_tok_load_files(ft_tok **out, const char *tokenizer_json, const char
 
 ft_status ft_tok_load(ft_tok **out, const char *dir) {
     size_t n = strlen(dir) + 64;
-    char *tj = malloc(n), *cj = malloc(n), *jj = malloc(n);
-    if (!tj || !cj || !jj) {
+    char *tj = malloc(n), *cj = malloc(n);
+    if (!tj || !cj) {
         free(tj);
         free(cj);
-        free(jj);
         return FT_ERR(FT_E_OOM, "out of memory");
     }
     snprintf(tj, n, "%s/tokenizer.json", dir);
     snprintf(cj, n, "%s/tokenizer_config.json", dir);
-    snprintf(jj, n, "%s/chat_template.jinja", dir);
     ft_status st = ft_tok_load_files(out, tj, cj);
     if (st == FT_OK && !(*out)->chat_template) {
-        /* transformers >= 4.43 may save the template beside the config. */
-        char *tx = NULL;
-        int64_t len;
-        int missing = 1;
-        st = ft_read_file(jj, 0, &tx, &len, &missing);
-        if (st == FT_OK && !missing) (*out)->chat_template = tx;
+        /* transformers >= 4.43 may save the template beside the config; a processor in chat_template.json */
+        st = ft_json_chat_template_file(dir, &(*out)->chat_template);
         if (st != FT_OK) {
             ft_tok_free(*out);
             *out = NULL;
@@ -142,7 +136,6 @@ ft_status ft_tok_load(ft_tok **out, const char *dir) {
     }
     free(tj);
     free(cj);
-    free(jj);
     return st;
 }
 

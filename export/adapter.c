@@ -64,9 +64,12 @@ static int ft_mod_cmp(const void *x, const void *y) {
     return (int)a->lin - (int)b->lin;
 }
 
-/* Parses "model.layers.N.<module path>" into (layer, linear). */
-static int ft_parse_module(const char *name, int64_t *layer, ft_linear *lin) {
+/* Parses "model.layers.N.<module path>" into (layer, linear); *vlm = 1 when the layers are
+ * "model.language_model.layers." (a vision-language checkpoint's text model, arch.h). */
+static int ft_parse_module(const char *name, int64_t *layer, ft_linear *lin, int *vlm) {
     const char *pre = "model.layers.";
+    *vlm = strncmp(name, FT_PEFT_VLM_LAYERS, strlen(FT_PEFT_VLM_LAYERS)) == 0;
+    if (*vlm) pre = FT_PEFT_VLM_LAYERS;
     if (strncmp(name, pre, strlen(pre)) != 0) return 0;
     char *end;
     long long l = strtoll(name + strlen(pre), &end, 10);
@@ -231,11 +234,18 @@ static ft_status ft_adapter_add_tensors(ft_adapter *a, const cJSON *j, const cha
         mod[lm - lp] = 0;
         int64_t layer;
         ft_linear lin;
-        if (!ft_parse_module(mod, &layer, &lin)) {
+        int vlm;
+        if (!ft_parse_module(mod, &layer, &lin, &vlm)) {
             st = FT_ERR(FT_E_UNSUPPORTED, "%s: tensor %s: module %s is not one of the decoder linears "
-                        "(q/k/v/o_proj, gate/up/down_proj of model.layers.N)", stp, nm, mod);
+                        "(q/k/v/o_proj, gate/up/down_proj of model.layers.N or " FT_PEFT_VLM_LAYERS "N)", stp, nm, mod);
             goto fail;
         }
+        if (i > 0 && vlm != a->vlm) {
+            st = FT_ERR(FT_E_FORMAT, "%s: tensor %s: modules both under model.layers. and " FT_PEFT_VLM_LAYERS
+                        " (two different base models)", stp, nm);
+            goto fail;
+        }
+        a->vlm = vlm;
         if (!ft_targeted(targets, mod)) {
             st = FT_ERR(FT_E_FORMAT, "%s: tensor %s: module %s is not in target_modules of %s", stp, nm, mod, cfgp);
             goto fail;
@@ -528,7 +538,7 @@ static ft_status ft_peft_write_pair(const ft_adapter *a, const char *dir, const 
     for (int64_t k = 0; k < a->n; k++) {
         const ft_adapter_mod *m = &a->m[k];
         char mod[128], name[192];
-        ft_arch_name(mod, sizeof mod, ft_linear_info_get(m->lin)->hf_module, m->layer);
+        ft_peft_module(mod, sizeof mod, m->lin, m->layer, a->vlm);
         int64_t sa[2] = {m->r, m->in}, sb[2] = {m->out, m->r};
         snprintf(name, sizeof name, FT_PEFT_PREFIX "%s" FT_PEFT_LORA_A, mod);
         FT_CHECK_GOTO(st, ft_stw_add(w, name, FT_ST_F32, 2, sa, m->A), done);
@@ -574,6 +584,11 @@ ft_status ft_adapter_write_peft(const ft_adapter *a, const char *dir, const char
     }
     for (int k = 0; k < FT_LIN_COUNT; k++)
         if (seen & (1u << k)) cJSON_AddItemToArray(tm, cJSON_CreateString(ft_linear_info_get((ft_linear)k)->peft_name));
+    char regex[512];
+    if (a->vlm && ft_peft_target_regex(regex, sizeof regex, seen) > 0) { /* the names would reach the vision tower */
+        cJSON_Delete(tm);
+        tm = cJSON_CreateString(regex);
+    }
     cJSON_AddStringToObject(j, "peft_type", "LORA");
     cJSON_AddStringToObject(j, "task_type", "CAUSAL_LM");
     const char *bn = base_name ? base_name : a->base;

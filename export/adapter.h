@@ -49,6 +49,7 @@ typedef struct ft_adapter {
     char *alpha_pattern;
     int64_t n;
     ft_adapter_mod *m;     /* sorted by (layer, lin) */
+    int vlm;               /* modules under model.language_model.layers. (a vision-language base, arch.h) */
 } ft_adapter;
 
 /* Finds the PEFT directory of `path`: itself when it holds adapter_config.json, else (a run

@@ -217,10 +217,7 @@ static ft_status ft_read_template(const char *dir, const cJSON *tc, char **out) 
                 *out = strdup(tp->valuestring);
         }
     } else {
-        char p[4200];
-        snprintf(p, sizeof p, "%s/chat_template.jinja", dir);
-        if (ft_is_file(p)) return ft_read_file(p, 0, out, NULL, NULL);
-        return FT_OK;
+        return ft_json_chat_template_file(dir, out); /* chat_template.jinja or a processor's .json */
     }
     return *out ? FT_OK : FT_ERR(FT_E_OOM, "out of memory");
 }

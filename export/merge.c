@@ -527,7 +527,8 @@ static ft_status ft_merge_safetensors(const ft_merge_opts *o, ft_st_model *sm) {
             s->cols = t->ndim == 2 ? t->shape[1] : t->shape[0];
             if (s->one_d) { /* 1-D: treat as one row, no permutation */
             }
-            if (t->ndim == 2 && ft_hf_linear(t->name, &layer, &lin)) {
+            char text_name[512]; /* a vision-language checkpoint keeps its layout; its text model's linears merge */
+            if (t->ndim == 2 && ft_hf_linear(ft_st_text_name(t->name, text_name, sizeof text_name), &layer, &lin)) {
                 if (o->adapter) s->mod = ft_adapter_find(o->adapter, layer, lin);
                 s->nf4 = o->merge_into_nf4;
                 /* the delta is B[out, r] @ A[r, in] added row by row: a base tensor of another shape
@@ -549,7 +550,8 @@ static ft_status ft_merge_safetensors(const ft_merge_opts *o, ft_st_model *sm) {
     if (st != FT_OK) goto done;
     static const char *const copy[] = {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                                        "special_tokens_map.json", "tokenizer.model", "chat_template.jinja",
-                                       "added_tokens.json"};
+                                       "added_tokens.json", "chat_template.json", "processor_config.json",
+                                       "preprocessor_config.json"}; /* (the last three: a vision-language checkpoint's) */
     for (size_t k = 0; k < sizeof copy / sizeof *copy; k++) {
         snprintf(p, sizeof p, "%s/%s", o->base_dir, copy[k]);
         snprintf(q, sizeof q, "%s/%s", o->out, copy[k]);

@@ -3,9 +3,11 @@
  * tokenizer.json vocabulary of 150k keys costs one sort, not a quadratic scan. */
 #include "kernels/json.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/fileio.h"
 #include "kernels/mem.h"
 
 cJSON *ft_json_parse_quiet(const char *text, int64_t len, int64_t *err_at, int *after_value) {
@@ -119,5 +121,31 @@ ft_status ft_json_parse(const char *text, int64_t len, const char *what, cJSON *
         cJSON_Delete(*out);
         *out = NULL;
     }
+    return st;
+}
+
+ft_status ft_json_chat_template_file(const char *dir, char **out) {
+    *out = NULL;
+    char path[4200];
+    char *text = NULL;
+    int64_t len = 0;
+    int missing = 1;
+    snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
+    FT_TRY(ft_read_file(path, 0, &text, &len, &missing));
+    if (!missing) {
+        *out = text;
+        return FT_OK;
+    }
+    snprintf(path, sizeof path, "%s/chat_template.json", dir);
+    FT_TRY(ft_read_file(path, 1 << 26, &text, &len, &missing));
+    if (missing) return FT_OK;
+    cJSON *j = NULL;
+    ft_status st = ft_json_parse(text, len, path, &j);
+    free(text);
+    if (st != FT_OK) return st;
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(j, "chat_template");
+    if (!cJSON_IsString(ct)) st = FT_ERR(FT_E_FORMAT, "%s: no \"chat_template\" string", path);
+    else if (!(*out = strdup(ct->valuestring))) st = FT_ERR(FT_E_OOM, "out of memory");
+    cJSON_Delete(j);
     return st;
 }

@@ -41,4 +41,11 @@ ft_status ft_json_dedupe(cJSON *node, const char *what);
  * rejects duplicates instead of resolving them (the safetensors header). */
 const cJSON *ft_json_dup_key(const cJSON *obj);
 
+/* The chat template a checkpoint keeps in a file of its own, for when tokenizer_config.json has none:
+ * DIR/chat_template.jinja (transformers >= 4.43), else the "chat_template" string of
+ * DIR/chat_template.json (a vision-language checkpoint's processor, e.g. Mistral Small 3.1).
+ * *out: malloc'd text, or NULL when neither file exists. A file that cannot be read, or a
+ * chat_template.json that is not an object with a string "chat_template", is an error naming it. */
+ft_status ft_json_chat_template_file(const char *dir, char **out);
+
 #endif

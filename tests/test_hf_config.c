@@ -249,7 +249,15 @@ static const bad_cfg bad[] = {
     {"hidden_act not a string", {{"hidden_act", "1"}}, 1, NULL, FT_E_FORMAT, "hidden_act must be a string"},
     {"unknown architecture", {{"architectures", "[\"GPT2LMHeadModel\"]"}}, 1, NULL, FT_E_UNSUPPORTED,
      "architectures[0] \"GPT2LMHeadModel\" is not supported (supported: LlamaForCausalLM, MistralForCausalLM, "
-     "Qwen2ForCausalLM, Qwen3ForCausalLM)"},
+     "Qwen2ForCausalLM, Qwen3ForCausalLM, and the text model of Mistral3ForConditionalGeneration)"},
+    {"vision-language wrapper without text_config", {{"architectures", "[\"Mistral3ForConditionalGeneration\"]"}}, 1,
+     NULL, FT_E_FORMAT, "missing required key \"text_config\""},
+    {"vision-language wrapper of another text model",
+     {{"architectures", "[\"Mistral3ForConditionalGeneration\"]"}, {"text_config", "{\"model_type\": \"ministral3\"}"}},
+     2, NULL, FT_E_UNSUPPORTED, "Mistral3ForConditionalGeneration with text_config.model_type \"ministral3\" is not "
+     "supported (only \"mistral\", Mistral Small 3.1/3.2)"},
+    {"text_config not an object", {{"architectures", "[\"Mistral3ForConditionalGeneration\"]"}, {"text_config", "[]"}},
+     2, NULL, FT_E_FORMAT, "text_config must be an object (got a list)"},
     {"architectures not a list", {{"architectures", "\"LlamaForCausalLM\""}}, 1, NULL, FT_E_FORMAT,
      "architectures must be a non-empty list of strings"},
     {"no architectures, no model_type", {{"architectures", NULL}, {"model_type", NULL}}, 2, NULL, FT_E_FORMAT,
@@ -421,11 +429,17 @@ static int check_checkpoint(const char *dir) {
             FT_CHECK(t && t->ndim == nd && t->shape[0] == s[0] && (nd == 1 || t->shape[1] == s[1]), "%s: %s", dir, name);
         }
     }
-    for (int64_t i = 0; i < ft_st_count(m); i++) numel += ft_st_at(m, i)->numel;
+    int64_t in_file = 0; /* a vision-language checkpoint: its text model's tensors (the rest is the vision tower) */
+    for (int64_t i = 0; i < ft_st_count(m); i++) {
+        const ft_st_tensor *t = ft_st_at(m, i);
+        char buf[512];
+        if (c.vlm && ft_st_text_name(t->name, buf, sizeof buf) == t->name) continue;
+        numel += t->numel, in_file++;
+    }
     ft_param_counts pc;
     FT_CHECK_OK(ft_cfg_param_counts(&c, &pc));
-    FT_CHECK(want == ft_st_count(m) && pc.total == numel, "%s: %lld tensors expected, %lld in file; %lld params vs %lld",
-             dir, (long long)want, (long long)ft_st_count(m), (long long)pc.total, (long long)numel);
+    FT_CHECK(want == in_file && pc.total == numel, "%s: %lld tensors expected, %lld in file; %lld params vs %lld",
+             dir, (long long)want, (long long)in_file, (long long)pc.total, (long long)numel);
     ft_st_close(m);
     return 1;
 }

@@ -125,8 +125,46 @@ int ft_linear_from_name(const char *peft_name, ft_linear *out) {
     return 0;
 }
 
+/* The vision-language wrappers whose text model is one of ours. */
+static const struct { const char *wrapper, *text_type, *what; } ft_arch_vlms[] = {
+    {"Mistral3ForConditionalGeneration", "mistral", "Mistral Small 3.1/3.2"},
+};
+
+int ft_arch_vlm(const char *wrapper, const char **text_type, const char **what) {
+    for (size_t i = 0; i < sizeof ft_arch_vlms / sizeof *ft_arch_vlms; i++) {
+        if (strcmp(wrapper, ft_arch_vlms[i].wrapper) != 0) continue;
+        if (text_type) *text_type = ft_arch_vlms[i].text_type;
+        if (what) *what = ft_arch_vlms[i].what;
+        return 1;
+    }
+    return 0;
+}
+
 const char *ft_arch_supported_list(void) {
-    return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM";
+    return "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, and the text model of "
+           "Mistral3ForConditionalGeneration";
+}
+
+int ft_peft_module(char *buf, size_t n, ft_linear lin, int64_t layer, int vlm) {
+    const ft_linear_info *li = ft_linear_info_get(lin);
+    if (!li) return -1;
+    const char *suffix = strstr(li->hf_module, "%d") + 2; /* ".self_attn.q_proj" */
+    int len = vlm ? snprintf(buf, n, FT_PEFT_VLM_LAYERS "%lld%s", (long long)layer, suffix)
+                  : snprintf(buf, n, "model.layers.%lld%s", (long long)layer, suffix);
+    return len < 0 || (size_t)len >= n ? -1 : len;
+}
+
+int ft_peft_target_regex(char *buf, size_t n, unsigned mask) {
+    int len = snprintf(buf, n, "model\\.language_model\\.layers\\.\\d+\\.(");
+    for (int k = 0, first = 1; k < FT_LIN_COUNT && len >= 0 && (size_t)len < n; k++) {
+        if (!(mask & (1u << k))) continue;
+        const char *path = strstr(ft_linear_info_get((ft_linear)k)->hf_module, "%d") + 3; /* "self_attn.q_proj" */
+        const char *dot = strchr(path, '.');
+        len += snprintf(buf + len, n - (size_t)len, "%s%.*s\\.%s", first ? "" : "|", (int)(dot - path), path, dot + 1);
+        first = 0;
+    }
+    if (len >= 0 && (size_t)len < n) len += snprintf(buf + len, n - (size_t)len, ")");
+    return len < 0 || (size_t)len >= n ? -1 : len;
 }
 
 int ft_arch_name(char *buf, size_t n, const char *pattern, int64_t layer) {

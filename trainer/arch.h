@@ -142,11 +142,27 @@ int ft_arch_from_hf(const char *hf_architecture, ft_arch *out);
 int ft_arch_from_model_type(const char *model_type, ft_arch *out);
 /* Linear module by its PEFT name ("q_proj"). Returns 1 when found. */
 int ft_linear_from_name(const char *peft_name, ft_linear *out);
+/* 1 when `wrapper` (config.json architectures[0]) is a vision-language checkpoint whose text model,
+ * under text_config with model_type *text_type, ftune trains (hf_config.h vlm); *what names the
+ * models for messages. Either out pointer may be NULL. */
+int ft_arch_vlm(const char *wrapper, const char **text_type, const char **what);
 /* "LlamaForCausalLM, MistralForCausalLM, ..." for messages. */
 const char *ft_arch_supported_list(void);
 
 /* Formats a name pattern for a layer (ignored by global names) into buf. Returns the length,
  * or -1 when it does not fit. */
 int ft_arch_name(char *buf, size_t n, const char *pattern, int64_t layer);
+
+/* PEFT's module path of a linear: "model.layers.N.self_attn.q_proj" (hf_module), or for the text
+ * model of a vision-language checkpoint (hf_config.h vlm) transformers 5's
+ * "model.language_model.layers.N.self_attn.q_proj". Returns the length, or -1 when it does not fit. */
+int ft_peft_module(char *buf, size_t n, ft_linear lin, int64_t layer, int vlm);
+/* adapter_config.json's target_modules of a vision-language checkpoint: a regular expression over
+ * the text model's module paths of the linears in `mask` (bit k: ft_linear k), which peft matches
+ * whole. A list of names ("q_proj") would also wrap the vision tower's modules of those names.
+ * Returns the length, or -1 when it does not fit. */
+int ft_peft_target_regex(char *buf, size_t n, unsigned mask);
+/* The layers' prefix of a vision-language checkpoint's PEFT module paths. */
+#define FT_PEFT_VLM_LAYERS "model.language_model.layers."
 
 #endif

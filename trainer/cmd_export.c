@@ -84,7 +84,7 @@ static ft_status ft_ckpt_adapter(const char *ckpt, ft_adapter *a) {
                           .V = cfg.vocab_size};
     ft_lora_shapes shapes = ft_model_lora_shapes(&dims);
     ft_lora_cfg lc = {.r = cs.lora_r, .alpha = rec.lora.alpha, .dropout = rec.lora.dropout, .rslora = rec.lora.rslora,
-                      .targets = cs.lora_targets};
+                      .targets = cs.lora_targets, .vlm = cfg.vlm};
     /* the layout only (offsets of each A and B): the values are the checkpoint's, on the host. 0
      * threads: leaves OpenBLAS's process-wide pool as it is, for the backend that `eval --adapter
      * CKPT` or `generate` computes on (1 here made its logits differ from final/'s by an ulp) */

@@ -15,6 +15,7 @@
 #include "kernels/mem.h"
 #include "trainer/cli.h"
 #include "trainer/commands.h"
+#include "trainer/hf_config.h"
 #include "trainer/loader.h"
 #include "trainer/plan.h"
 #include "trainer/recipe.h"
@@ -253,6 +254,9 @@ ft_status ft_cmd_train(int argc, char **argv) {
     plan = ft_flag_plan(be, dir, quant_s, targets_s, r, dropout, B, K, steps, threads, lo.model.recompute, max_len,
                         &seqs);
     FT_CHECK_GOTO(st, ft_model_load(&model, be, dir, &lo), done);
+    ft_model_config mc; /* read again by the load just done: --save's PEFT names follow the base's layout */
+    FT_CHECK_GOTO(st, ft_cfg_load(&mc, dir), done);
+    lc.vlm = mc.vlm;
     ft_lora_shapes shapes = ft_model_lora_shapes(ft_model_get_dims(model));
     FT_CHECK_GOTO(st, ft_lora_create(&lora, be, &lc, &shapes, ft_model_get_dims(model)->L), done);
     if (init) FT_CHECK_GOTO(st, ft_lora_load(lora, be, init), done);

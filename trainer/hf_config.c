@@ -231,8 +231,34 @@ static ft_status ft_cfg_arch(const char *path, const cJSON *root, ft_model_confi
     return FT_OK;
 }
 
-static ft_status ft_cfg_fill(const char *path, const cJSON *root, ft_model_config *cfg) {
+/* A vision-language checkpoint (Mistral3ForConditionalGeneration: Mistral Small 3.1 and 3.2) keeps
+ * its text model's config under text_config and its weights under language_model. ftune trains and
+ * exports that text model and never reads the vision tower. *text: the object to read the model
+ * from (root itself for a text-only checkpoint). */
+static ft_status ft_cfg_unwrap(const char *path, const cJSON *root, ft_model_config *cfg, const cJSON **text) {
+    *text = root;
+    const cJSON *a = ft_cfg_item(root, "architectures");
+    if (!cJSON_IsArray(a) || !a->child || !cJSON_IsString(a->child)) return FT_OK;
+    const char *text_type, *what;
+    if (!ft_arch_vlm(a->child->valuestring, &text_type, &what)) return FT_OK;
+    const cJSON *tc = ft_cfg_item(root, "text_config");
+    if (!tc) return ft_cfg_missing(path, "", "text_config");
+    if (!cJSON_IsObject(tc)) return FT_ERR(FT_E_FORMAT, "%s: text_config must be an object (got %s)", path, ft_cfg_type(tc));
+    const char *mt = NULL;
+    FT_TRY(ft_cfg_str(path, tc, "text_config.", "model_type", "", &mt));
+    if (strcmp(mt, text_type) != 0)
+        return FT_ERR(FT_E_UNSUPPORTED, "%s: %s with text_config.model_type \"%.40s\" is not supported (only \"%s\", "
+                      "%s)", path, a->child->valuestring, mt, text_type, what);
+    cfg->vlm = 1;
+    *text = tc;
+    return FT_OK;
+}
+
+static ft_status ft_cfg_fill(const char *path, const cJSON *top, ft_model_config *cfg) {
+    const cJSON *root;
+    FT_TRY(ft_cfg_unwrap(path, top, cfg, &root));
     FT_TRY(ft_cfg_arch(path, root, cfg));
+    if (cfg->vlm) snprintf(cfg->architecture, sizeof cfg->architecture, "%s", ft_cfg_item(top, "architectures")->child->valuestring);
     const ft_arch_info *ai = ft_arch_get(cfg->arch);
 
     FT_TRY(ft_cfg_dimension(path, root, "hidden_size", 1, 0, &cfg->hidden_size));
@@ -268,6 +294,9 @@ static ft_status ft_cfg_fill(const char *path, const cJSON *root, ft_model_confi
         return FT_ERR(FT_E_UNSUPPORTED, "%s: hidden_act \"%.40s\" is not supported (only silu)", path, act);
 
     FT_TRY(ft_cfg_bool(path, root, "tie_word_embeddings", 0, &cfg->tie_word_embeddings));
+    /* a wrapper's own key decides in transformers 5 (its text_config's is ignored there) */
+    if (cfg->vlm && ft_cfg_item(top, "tie_word_embeddings"))
+        FT_TRY(ft_cfg_bool(path, top, "tie_word_embeddings", 0, &cfg->tie_word_embeddings));
     int attn_bias, mlp_bias;
     FT_TRY(ft_cfg_bool(path, root, "attention_bias", 0, &attn_bias));
     FT_TRY(ft_cfg_bool(path, root, "mlp_bias", 0, &mlp_bias));
@@ -306,7 +335,10 @@ static ft_status ft_cfg_fill(const char *path, const cJSON *root, ft_model_confi
     FT_TRY(ft_cfg_ids(path, root, "eos_token_id", cfg->eos_token_id, &cfg->n_eos));
     const char *dt;
     FT_TRY(ft_cfg_str(path, root, "", "torch_dtype", NULL, &dt));
-    if (!dt) FT_TRY(ft_cfg_str(path, root, "", "dtype", "", &dt)); /* transformers v5 name */
+    if (!dt) FT_TRY(ft_cfg_str(path, root, "", "dtype", NULL, &dt)); /* transformers v5 name */
+    if (!dt && cfg->vlm) FT_TRY(ft_cfg_str(path, top, "", "torch_dtype", NULL, &dt));
+    if (!dt && cfg->vlm) FT_TRY(ft_cfg_str(path, top, "", "dtype", NULL, &dt));
+    if (!dt) dt = "";
     snprintf(cfg->torch_dtype, sizeof cfg->torch_dtype, "%s", dt);
     return FT_OK;
 }

@@ -43,6 +43,8 @@ typedef struct ft_model_config {
     int64_t bos_token_id[FT_CFG_MAX_TOKEN_IDS];
     int64_t eos_token_id[FT_CFG_MAX_TOKEN_IDS];
     char torch_dtype[24];            /* "bfloat16" ("" when absent) */
+    int vlm;                         /* the text model of a vision-language checkpoint (Mistral3ForConditionalGeneration):
+                                      * weights under language_model., PEFT modules under model.language_model. */
 } ft_model_config;
 
 /* Parameter counts (elements) of one model, from its config and the tensor table. */

@@ -150,9 +150,11 @@ ft_status ft_model_load(ft_model **out, ft_backend *be, const char *dir, const f
 
     for (int64_t i = 0; i < ft_st_count(st_m); i++) {
         const ft_st_tensor *t = ft_st_at(st_m, i);
-        ft_slot *s = ft_slot_find(&slots, t->name);
+        char text_name[512]; /* a vision-language checkpoint's text model: its names without the wrapper's */
+        const char *name = ft_st_text_name(t->name, text_name, sizeof text_name);
+        ft_slot *s = ft_slot_find(&slots, name);
         if (!s) {
-            if (!(d.tied && strcmp(t->name, "lm_head.weight") == 0))
+            if (!(d.tied && strcmp(name, "lm_head.weight") == 0))
                 ft_debug("%s: ignoring tensor %s", t->shard, t->name);
             continue;
         }

@@ -52,9 +52,9 @@ int64_t ft_lora_param_count(const ft_lora_cfg *cfg, const ft_lora_shapes *s, int
     return per_layer * n_layers;
 }
 
-void ft_lora_tensor_name(char *buf, size_t cap, int64_t layer, ft_module m, char which) {
-    snprintf(buf, cap, "base_model.model.model.layers.%lld.%s.lora_%c.weight", (long long)layer, ft_mod_paths[m],
-             which);
+void ft_lora_tensor_name(char *buf, size_t cap, int64_t layer, ft_module m, char which, int vlm) {
+    snprintf(buf, cap, "base_model.model.model.%slayers.%lld.%s.lora_%c.weight", vlm ? "language_model." : "",
+             (long long)layer, ft_mod_paths[m], which);
 }
 
 ft_status ft_lora_create(ft_lora **out, ft_backend *be, const ft_lora_cfg *cfg, const ft_lora_shapes *s,

@@ -37,6 +37,8 @@ typedef struct ft_lora_cfg {
     int rslora;       /* scale = alpha / sqrt(r) */
     unsigned targets; /* bitmask over ft_module */
     uint64_t seed;    /* initialization seed */
+    int vlm;          /* the base is a vision-language checkpoint's text model (hf_config.h): PEFT names
+                       * under model.language_model. */
 } ft_lora_cfg;
 
 typedef struct ft_lora_tensor {
@@ -67,8 +69,8 @@ static inline const ft_lora_tensor *ft_lora_get(const ft_lora *l, int64_t layer,
     const ft_lora_tensor *t = &l->t[layer * FT_MOD_COUNT + m];
     return t->in ? t : NULL;
 }
-/* PEFT name of a tensor: which = 'A' or 'B'. */
-void ft_lora_tensor_name(char *buf, size_t cap, int64_t layer, ft_module m, char which);
+/* PEFT name of a tensor: which = 'A' or 'B'; vlm: under model.language_model. (ft_lora_cfg). */
+void ft_lora_tensor_name(char *buf, size_t cap, int64_t layer, ft_module m, char which, int vlm);
 ft_status ft_lora_zero_grads(ft_lora *l, ft_backend *be);
 /* Loads A/B from a PEFT-named safetensors file (every adapter tensor must be present with its
  * shape; F32/F16/BF16). */

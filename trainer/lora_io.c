@@ -31,7 +31,7 @@ ft_status ft_lora_peft_tensors(const ft_lora *l, const float *host, ft_st_tensor
             for (int which = 0; which < 2; which++, k++) {
                 ft_st_tensor *e = &t[k];
                 char *name = names + k * FT_LORA_NAME_CAP;
-                ft_lora_tensor_name(name, FT_LORA_NAME_CAP, layer, m, which ? 'B' : 'A');
+                ft_lora_tensor_name(name, FT_LORA_NAME_CAP, layer, m, which ? 'B' : 'A', l->cfg.vlm);
                 e->name = name;
                 e->st_dtype = FT_ST_F32;
                 e->dtype = FT_F32;

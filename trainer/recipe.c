@@ -279,7 +279,8 @@ static ft_status rk_validate(rctx *c, int require) {
         RK_CROSS(c, "eval.every_steps", "nothing to evaluate: set data.valid, data.val_fraction or eval.prompts");
     if (r->model.arch[0]) {
         ft_arch a;
-        if (!ft_arch_from_hf(r->model.arch, &a) && !ft_arch_from_model_type(r->model.arch, &a))
+        if (!ft_arch_from_hf(r->model.arch, &a) && !ft_arch_from_model_type(r->model.arch, &a) &&
+            !ft_arch_vlm(r->model.arch, NULL, NULL))
             RK_CROSS(c, "model.arch", "unknown architecture '%s' (expected one of %s, or llama, mistral, qwen2, qwen3)",
                      r->model.arch, ft_arch_supported_list());
     }

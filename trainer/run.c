@@ -259,6 +259,7 @@ static ft_status ft_run_build_model(ft_run_state *R) {
     if (R->plan->keep_layers_max)
         ft_info("run: training.keep_layers: max keeps %lld of %lld layers", (long long)R->plan->keep_layers,
                 (long long)R->plan->dims.L);
+    lc.vlm = R->plan->cfg.vlm; /* PEFT names of a vision-language checkpoint's text model */
     FT_TRY(ft_model_load(&R->model, R->be, r->model.path, &lo));
     const ft_model_dims *d = ft_model_get_dims(R->model);
     ft_lora_shapes shapes = ft_model_lora_shapes(d);

@@ -160,6 +160,11 @@ ft_status ft_run_write_adapter_config(ft_run_state *R, const char *path) {
     }
     for (int m = 0; m < FT_MOD_COUNT; m++)
         if (R->lora->cfg.targets & (1u << m)) cJSON_AddItemToArray(mods, cJSON_CreateString(ft_module_name(m)));
+    char regex[512]; /* a vision-language base: the names alone would reach its vision tower (arch.h) */
+    if (R->lora->cfg.vlm && ft_peft_target_regex(regex, sizeof regex, R->lora->cfg.targets) > 0) {
+        cJSON_Delete(mods);
+        mods = cJSON_CreateString(regex);
+    }
     cJSON_AddStringToObject(j, "peft_type", "LORA");
     cJSON_AddStringToObject(j, "task_type", "CAUSAL_LM");
     cJSON_AddStringToObject(j, "base_model_name_or_path", r->model.path);

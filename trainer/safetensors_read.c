@@ -315,7 +315,7 @@ static ft_status ft_st_index_names(ft_st_model *m) {
     return FT_OK;
 }
 
-const ft_st_tensor *ft_st_lookup(const ft_st_model *m, const char *name) {
+static const ft_st_tensor *ft_st_lookup_exact(const ft_st_model *m, const char *name) {
     int64_t lo = 0, hi = m->n;
     while (lo < hi) {
         int64_t mid = lo + (hi - lo) / 2;
@@ -325,6 +325,30 @@ const ft_st_tensor *ft_st_lookup(const ft_st_model *m, const char *name) {
         else hi = mid;
     }
     return NULL;
+}
+
+const char *ft_st_text_name(const char *name, char *buf, size_t cap) {
+    const char *rest = NULL;
+    if (strncmp(name, "language_model.", 15) == 0) rest = name + 15; /* ".model.X", "lm_head.weight" */
+    else if (strncmp(name, "model.language_model.", 21) == 0) rest = name + 21; /* "X" under model. */
+    if (!rest) return name;
+    int n = rest == name + 15 ? snprintf(buf, cap, "%s", rest) : snprintf(buf, cap, "model.%s", rest);
+    return n >= 0 && (size_t)n < cap ? buf : name;
+}
+
+const ft_st_tensor *ft_st_lookup(const ft_st_model *m, const char *name) {
+    const ft_st_tensor *t = ft_st_lookup_exact(m, name);
+    if (t || (strncmp(name, "model.", 6) != 0 && strncmp(name, "lm_head.", 8) != 0)) return t;
+    /* the text model of a vision-language checkpoint (hf_config.h, vlm): "language_model.model.X"
+     * and "language_model.lm_head.weight" as the hub's Mistral Small 3.1/3.2 files hold them (and
+     * transformers 5 writes them), or "model.language_model.X" as transformers 4.52-4.57 wrote them.
+     * A text-only checkpoint has neither prefix, so its lookups are unchanged. */
+    char alt[1024];
+    if (snprintf(alt, sizeof alt, "language_model.%s", name) < (int)sizeof alt && (t = ft_st_lookup_exact(m, alt)))
+        return t;
+    if (name[0] == 'm' && snprintf(alt, sizeof alt, "model.language_model.%s", name + 6) < (int)sizeof alt)
+        t = ft_st_lookup_exact(m, alt);
+    return t;
 }
 
 static int ft_st_cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -424,7 +448,7 @@ static ft_status ft_st_open_index(ft_st_model *m, const char *ipath) {
     }
     FT_CHECK_GOTO(st, ft_st_index_names(m), out);
     for (i = 0; i < nw; i++) {
-        const ft_st_tensor *t = ft_st_lookup(m, wm[i].tensor);
+        const ft_st_tensor *t = ft_st_lookup_exact(m, wm[i].tensor);
         if (!t) {
             st = FT_ERR(FT_E_FORMAT, "%s: tensor \"%.200s\" listed in weight_map is missing from shard %.200s", ipath,
                         wm[i].tensor, wm[i].shard);

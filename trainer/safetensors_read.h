@@ -26,6 +26,7 @@
 #ifndef FT_SAFETENSORS_READ_H
 #define FT_SAFETENSORS_READ_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "export/safetensors_write.h" /* ft_st_dtype and its table */
@@ -67,6 +68,11 @@ int64_t ft_st_total_bytes(const ft_st_model *m);
 
 /* The i-th tensor in file order (0 <= i < ft_st_count); NULL when out of range. */
 const ft_st_tensor *ft_st_at(const ft_st_model *m, int64_t i);
+/* The name of a vision-language checkpoint's text-model tensor as a text-only checkpoint has it:
+ * "language_model.model.X" and "model.language_model.X" -> "model.X", "language_model.lm_head.weight"
+ * -> "lm_head.weight" (in buf); any other name is returned as it is. ft_st_lookup, ft_st_find and
+ * ft_st_has fall back to those layouts when a "model." or "lm_head." name is not in the file. */
+const char *ft_st_text_name(const char *name, char *buf, size_t cap);
 /* Looks a tensor up by exact name (binary search). FT_E_FORMAT "<path>: no tensor named ..."
  * when absent; use ft_st_has for optional tensors. info may be NULL. */
 ft_status ft_st_find(const ft_st_model *m, const char *name, ft_st_tensor *info);

@@ -73,12 +73,30 @@ CASES = {
         COMMON, intermediate_size=96, num_attention_heads=4, num_key_value_heads=2, head_dim=32,
         max_position_embeddings=512, rms_norm_eps=1e-6, tie_word_embeddings=True,
         rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}, bos_token_id=None)),
+    # Mistral Small 3.1/3.2's layout: Mistral3ForConditionalGeneration, the text model (a Mistral, untied,
+    # head_dim 16 with 4 heads != hidden 64, rope theta 1e9) under text_config and language_model.*, beside a
+    # Pixtral vision tower and projector that text-only input never runs (ftune does not load them)
+    "mistral3": dict(arch="mistral3", seed=122, cfg=dict(
+        tie_word_embeddings=False, image_token_index=10, spatial_merge_size=2,
+        text_config=dict(COMMON, model_type="mistral", intermediate_size=96, num_attention_heads=4,
+                         num_key_value_heads=2, head_dim=16, max_position_embeddings=512, rms_norm_eps=1e-5,
+                         tie_word_embeddings=False, sliding_window=None,
+                         rope_parameters={"rope_type": "default", "rope_theta": 1e9}),
+        vision_config=dict(model_type="pixtral", hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                           num_attention_heads=2, head_dim=16, image_size=32, patch_size=16))),
 }
 
 
 def config_class(arch):
-    from transformers import LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
-    return {"llama": LlamaConfig, "mistral": MistralConfig, "qwen2": Qwen2Config, "qwen3": Qwen3Config}[arch]
+    from transformers import LlamaConfig, Mistral3Config, MistralConfig, Qwen2Config, Qwen3Config
+    return {"llama": LlamaConfig, "mistral": MistralConfig, "qwen2": Qwen2Config, "qwen3": Qwen3Config,
+            "mistral3": Mistral3Config}[arch]
+
+
+def model_class(arch):
+    """The class transformers builds for the arch (a vision-language wrapper is not an AutoModelForCausalLM)."""
+    from transformers import AutoModelForCausalLM, Mistral3ForConditionalGeneration
+    return Mistral3ForConditionalGeneration if arch == "mistral3" else AutoModelForCausalLM
 
 
 def randomize(model, gen):
@@ -88,6 +106,8 @@ def randomize(model, gen):
                 v = torch.rand(p.shape, generator=gen) + 0.5
             elif name.endswith(".bias"):
                 v = torch.randn(p.shape, generator=gen) * 0.5
+            elif p.dim() == 1:   # the vision tower's other 1-D parameters (mistral3; never read by ftune)
+                v = torch.rand(p.shape, generator=gen) + 0.5
             elif "embed_tokens" in name:
                 v = torch.randn(p.shape, generator=gen) / math.sqrt(p.shape[1])
             else:
@@ -114,7 +134,7 @@ def quantize_linears(model, nearest=False):
     ndiff = 0
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if not name.endswith(QUANT_SUFFIXES):
+            if not name.endswith(QUANT_SUFFIXES) or "vision_tower" in name:   # (mistral3: text model only)
                 continue
             # Quantize the flattened weight: NF4 blocks run over the row-major flattening anyway, and bnb
             # 0.50.2's native CPU dequantize_4bit mis-assigns absmax when a 2-D weight's last dim is not a
@@ -145,13 +165,16 @@ def to_v4_config(path):
 
 
 def make_case(name, spec, versions):
-    from transformers import AutoModelForCausalLM
+    AutoModelForCausalLM = model_class(spec["arch"])
     d = os.path.join(OUT, name)
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
     gen = torch.Generator().manual_seed(spec["seed"])
     cfg = config_class(spec["arch"])(**spec["cfg"])
-    model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager", dtype=torch.float32).eval()
+    if spec["arch"] == "mistral3":
+        model = AutoModelForCausalLM._from_config(cfg, attn_implementation="eager", dtype=torch.float32).eval()
+    else:
+        model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager", dtype=torch.float32).eval()
     randomize(model, gen)
     if spec.get("bf16"):
         model = model.to(torch.bfloat16)
@@ -159,7 +182,7 @@ def make_case(name, spec, versions):
     if spec.get("v4_config"):
         shutil.copy(os.path.join(d, "config.json"), os.path.join(d, "config_v5.json"))
         to_v4_config(os.path.join(d, "config.json"))
-    V = cfg.vocab_size
+    V = cfg.get_text_config().vocab_size
     toks = torch.randint(0, V, (B, T), generator=gen).tolist()
     with open(os.path.join(d, "tokens.txt"), "w") as f:
         for row in toks:
@@ -170,7 +193,7 @@ def make_case(name, spec, versions):
     ref = model.float()
     for (n1, p1), (n2, p2) in zip(sorted(ref.state_dict().items()), sorted(m.state_dict().items())):
         assert n1 == n2 and torch.equal(p1, p2), f"{name}: reloaded weight {n1} differs"
-    rp = spec["cfg"]["rope_parameters"]
+    rp = spec["cfg"].get("rope_parameters") or spec["cfg"]["text_config"]["rope_parameters"]
     if rp["rope_type"] == "llama3":
         hd = spec["cfg"]["head_dim"]
         base = 1.0 / rp["rope_theta"] ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd)
