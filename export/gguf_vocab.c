@@ -18,6 +18,12 @@ enum { FT_TT_NORMAL = 1, FT_TT_UNKNOWN = 2, FT_TT_CONTROL = 3, FT_TT_USER = 4, F
 /* The Split regexes of formats.md 9.3. */
 static const char *const FT_RE_LLAMA3 =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+/* Mistral's Tekken (Mistral Nemo, Mistral Small 24B and 3.1/3.2), as llama.cpp quotes it for its "tekken"
+ * pre-tokenizer (src/llama-vocab.cpp, LLAMA_VOCAB_PRE_TYPE_TEKKEN: "original regex from tokenizer.json") */
+static const char *const FT_RE_TEKKEN =
+    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+|[^\\r\\n\\p{L}\\p{N}]?"
+    "[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|"
+    "\\s+(?!\\S)|\\s+";
 static const char *const FT_RE_QWEN2 =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
@@ -356,6 +362,7 @@ ft_status ft_gguf_vocab_write(ft_ggufw *w, const char *dir, int64_t V, int64_t c
         const char *re = ft_split_regex(pre_tok);
         if (re && strcmp(re, FT_RE_LLAMA3) == 0) snprintf(info.pre, sizeof info.pre, "llama-bpe");
         else if (re && strcmp(re, FT_RE_QWEN2) == 0) snprintf(info.pre, sizeof info.pre, "qwen2");
+        else if (re && strcmp(re, FT_RE_TEKKEN) == 0) snprintf(info.pre, sizeof info.pre, "tekken");
         else ft_warn("%s/tokenizer.json: unknown pre-tokenizer regex: writing tokenizer.ggml.pre = \"default\" "
                      "(llama.cpp will split text with the GPT-2 rule)", dir);
         const cJSON *mg = cJSON_GetObjectItemCaseSensitive(model, "merges");

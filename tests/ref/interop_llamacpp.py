@@ -21,6 +21,7 @@ import argparse
 import ctypes
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -89,6 +90,38 @@ def ftune_tokenize(ft, tok_dir, text, work):
     with open(f, "w", encoding="utf-8") as fh:
         json.dump([text], fh)
     return json.loads(run([ft, "tokenize", "--tokenizer", tok_dir, "--json", "--file", f]))[0]
+
+
+# Mistral's Tekken pre-tokenizer (Mistral Nemo, Small 24B, Small 3.1/3.2: tokenizer.json's Split regex, as
+# llama.cpp's src/llama-vocab.cpp quotes it for LLAMA_VOCAB_PRE_TYPE_TEKKEN). No Tekken tokenizer.json is
+# in ../shared/assets: the Llama 3 model's tokenizer with its Split regex replaced stands in, which is what
+# decides how llama.cpp splits text once our GGUF says "tekken". Case changes split words ("HelloWorld").
+TEKKEN_RE = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?"
+             r"[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|"
+             r"\s+(?!\S)|\s+")
+
+
+def tekken_check(ft, llama3_base, d):
+    shutil.rmtree(d, ignore_errors=True)
+    shutil.copytree(llama3_base, d)
+    tj = os.path.join(d, "tokenizer.json")
+    tok = json.load(open(tj, encoding="utf-8"))
+    n = 0
+    for p in tok["pre_tokenizer"]["pretokenizers"]:
+        if p["type"] == "Split":
+            p["pattern"]["Regex"] = TEKKEN_RE
+            n += 1
+    assert n == 1, "the Llama 3 tokenizer has one Split"
+    json.dump(tok, open(tj, "w", encoding="utf-8"), ensure_ascii=False)
+    out = os.path.join(d, "tekken-f16.gguf")
+    run([ft, "merge", "--base", d, "--out", out, "--type", "f16"])
+    from gguf import GGUFReader
+    f = GGUFReader(out).fields["tokenizer.ggml.pre"]
+    pre = bytes(f.parts[f.data[0]]).decode()
+    check(pre == "tekken", f"tekken: our GGUF names the Tekken Split regex tokenizer.ggml.pre = {pre!r}")
+    texts = TOKENIZE_TEXTS + ["HelloWorld CamelCaseWords XMLHttpRequest ÀÉÎôü/path/to\r\n  x"]
+    same = all(llama_tokenize(out, t) == ftune_tokenize(ft, d, t, d) for t in texts)
+    check(same, f"tekken: llama.cpp tokenizes {len(texts)} texts with our GGUF exactly as ftune (HF-exact) does")
 
 
 def llama_greedy(model, n=24):
@@ -231,6 +264,8 @@ def main():
             check(g16 == g8, f"{name}: llama.cpp greedy tokens from our Q8_0 == F16 on the demo prompt "
                              f"({len(pt)} prompt tokens, {len(g16)} generated: {g16[:8]}...)")
         print(f"     {name}: {time.time() - t1:.1f}s", flush=True)
+        if name == "llama3":
+            tekken_check(ft, os.path.join(d, "base"), os.path.join(work, "tekken"))
     print(f"interop total {time.time() - t0:.1f}s")
     print(f"{PASS} passed, {FAIL} failed")
     return 1 if FAIL else 0
