@@ -25,8 +25,11 @@ void ft_examples_free(ft_examples *ex) {
 }
 
 ft_status ft_examples_reserve(ft_examples *ex, int64_t n_tokens, int64_t n_examples) {
+    /* growing sets double; an empty set's first reserve is exact when larger than the start, since a
+     * load that knows its totals (ft_shards_load) asks once: doubling would ask up to twice its memory
+     * (untouched, but a 20 G-token set's 2x can exceed what the kernel will commit) */
     if (n_tokens > ex->cap_tokens) {
-        int64_t cap = ex->cap_tokens ? ex->cap_tokens : 4096;
+        int64_t cap = ex->cap_tokens ? ex->cap_tokens : n_tokens > 4096 ? n_tokens : 4096;
         while (cap < n_tokens) cap *= 2;
         int32_t *t = realloc(ex->tokens, (size_t)cap * sizeof *t);
         if (!t) return FT_ERR(FT_E_OOM, "out of memory growing the example tokens to %lld", (long long)cap);
@@ -37,7 +40,7 @@ ft_status ft_examples_reserve(ft_examples *ex, int64_t n_tokens, int64_t n_examp
         ex->cap_tokens = cap;
     }
     if (n_examples + 1 > ex->cap_examples || !ex->offsets) {
-        int64_t cap = ex->cap_examples ? ex->cap_examples : 256;
+        int64_t cap = ex->cap_examples ? ex->cap_examples : n_examples + 1 > 256 ? n_examples + 1 : 256;
         while (cap < n_examples + 1) cap *= 2;
         int64_t *o = realloc(ex->offsets, (size_t)cap * sizeof *o);
         if (!o) return FT_ERR(FT_E_OOM, "out of memory growing the example offsets to %lld", (long long)cap);

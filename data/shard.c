@@ -1,10 +1,11 @@
 /* shard.c: see shard.h. Shards are compressed with zstd's streaming API straight from the three
- * payload arrays (no staging copy); reading decompresses one frame into a staging buffer,
- * validates it, and appends it to the example set. */
+ * payload arrays (no staging copy); reading decompresses each frame as a stream straight into its
+ * slice of the example set, checking it on the way. */
 #include "data/shard.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -23,8 +24,6 @@
 #include "kernels/json.h"
 #include "kernels/log.h"
 #include "kernels/mem.h"
-
-/* ---- little-endian header fields ---------------------------------------------------------- */
 
 static int sh_little_endian(void) {
     const uint16_t one = 1;
@@ -155,17 +154,14 @@ struct ft_shard_writer {
 static void sh_remove_stale_tmp(const char *dir, const char *name) {
     DIR *d = opendir(dir);
     if (!d) return;
-    const size_t nl = strlen(name);
     struct dirent *de;
     while ((de = readdir(d))) {
-        const char *f = de->d_name, *t = strstr(f, ".tmp.");
-        if (strncmp(f, name, nl) != 0 || (f[nl] != '-' && f[nl] != '.') || !t) continue;
-        char *end;
-        const long pid = strtol(t + 5, &end, 10);
-        if (*end || pid <= 0) continue;
+        char ds[512];
+        long pid;
+        if (!ft_shard_file_parse(de->d_name, ds, sizeof ds, &pid) || pid == 0 || strcmp(ds, name) != 0) continue;
         if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* running (EPERM: someone else's) */
         char path[4400];
-        snprintf(path, sizeof path, "%s/%s", dir, f);
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
         if (unlink(path) == 0) ft_info("data: removed %s, left by a writer that was killed", path);
     }
     closedir(d);
@@ -411,121 +407,284 @@ void ft_shard_writer_abort(ft_shard_writer *w) {
 
 /* ---- reader -------------------------------------------------------------------------------- */
 
-typedef struct sh_header {
+/* A shard is decompressed as a stream straight into its slice of the example set, through one reused
+ * input buffer a thread, and hashed while in cache. Reading each shard into a fresh buffer, then
+ * decompressing into another and copying into a growing set, spent 19 of 29 s in the kernel on a
+ * 4 GB chat set (docs/perf.md): three passes of page faults for one of data. */
+#define SH_READ_CHUNK ((size_t)1 << 20)
+#define SH_MAX_READ_THREADS 16 /* a thread decompresses about 1 GB/s: past this the memory bus is the limit */
+
+typedef struct sh_header { /* the header's fields from byte 16 on, in their order */
     uint64_t n_examples, n_tokens, payload_bytes, compressed_bytes, xxh3, fp_hash, number;
 } sh_header;
 
-static ft_status sh_read(const char *path, ft_examples *ex, sh_header *h) {
+/* One reading thread's decompression context, hash state and input buffer, reused from shard to
+ * shard, and the shard it has open. */
+typedef struct sh_reader {
+    ZSTD_DCtx *dctx;
+    XXH3_state_t *xx;
+    uint8_t *in;
+    size_t in_len, in_pos;  /* bytes of `in` filled, consumed */
+    uint64_t left;          /* bytes of the frame not read yet */
+    int fd;
+} sh_reader;
+
+static void sh_reader_free(sh_reader *r) {
+    if (r->fd >= 0) close(r->fd);
+    ZSTD_freeDCtx(r->dctx);
+    XXH3_freeState(r->xx);
+    free(r->in);
+    *r = (sh_reader){.fd = -1};
+}
+
+static ft_status sh_reader_init(sh_reader *r) {
+    *r = (sh_reader){.dctx = ZSTD_createDCtx(), .xx = XXH3_createState(), .in = malloc(SH_READ_CHUNK), .fd = -1};
+    if (r->dctx && r->xx && r->in) return FT_OK;
+    sh_reader_free(r);
+    return FT_ERR(FT_E_OOM, "out of memory reading shards");
+}
+
+/* read(2) until len bytes or the end of the file: the bytes read, or -1 (errno). */
+static int64_t sh_read_full(int fd, void *buf, size_t len) {
+    size_t got = 0;
+    while (got < len) {
+        const ssize_t k = read(fd, (char *)buf + got, len - got);
+        if (k == 0 || (k < 0 && errno != EINTR)) return k < 0 ? -1 : (int64_t)got;
+        got += k > 0 ? (size_t)k : 0;
+    }
+    return (int64_t)got;
+}
+
+/* Opens shard `path` in r and checks its header (into h) and its size; r is left at the frame. */
+static ft_status sh_open(sh_reader *r, const char *path, sh_header *h) {
     if (!sh_little_endian()) return FT_ERR(FT_E_UNSUPPORTED, "shards are little-endian; this host is not");
-    uint8_t *buf = NULL, *payload = NULL;
-    int64_t len;
-    int missing = 0;
-    FT_TRY(ft_read_file(path, 0, (char **)&buf, &len, &missing));
-    if (missing) return FT_ERR(FT_E_IO, "%s: cannot open shard: %s", path, strerror(ENOENT));
-    ft_status st = FT_OK;
-    const uint8_t *p = buf;
-    if (len < FT_SHARD_HEADER_BYTES) {
-        st = FT_ERR(FT_E_FORMAT, "%s: truncated shard: %lld bytes, shorter than the %d-byte header", path, (long long)len,
-                    FT_SHARD_HEADER_BYTES);
-        goto done;
-    }
-    if (memcmp(p, FT_SHARD_MAGIC, 8) != 0) {
-        st = FT_ERR(FT_E_FORMAT, "%s: not an ftune shard (bad magic)", path);
-        goto done;
-    }
-    uint32_t version = ft_get_u32(p + 8), hbytes = ft_get_u32(p + 12);
-    if (version != FT_SHARD_VERSION) {
-        st = FT_ERR(FT_E_FORMAT, "%s: shard version %u is not supported (this build reads version %d)", path, version,
-                    FT_SHARD_VERSION);
-        goto done;
-    }
-    if (hbytes != FT_SHARD_HEADER_BYTES || ft_get_u64(p + 72) != XXH3_64bits(p, 72)) {
-        st = FT_ERR(FT_E_FORMAT, "%s: shard header checksum mismatch (corrupt header)", path);
-        goto done;
-    }
-    h->n_examples = ft_get_u64(p + 16);
-    h->n_tokens = ft_get_u64(p + 24);
-    h->payload_bytes = ft_get_u64(p + 32);
-    h->compressed_bytes = ft_get_u64(p + 40);
-    h->xxh3 = ft_get_u64(p + 48);
-    h->fp_hash = ft_get_u64(p + 56);
-    h->number = ft_get_u64(p + 64);
+    if (r->fd >= 0) close(r->fd);
+    r->in_len = r->in_pos = 0, r->left = 0;
+    r->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (r->fd < 0) return FT_ERR(FT_E_IO, "%s: cannot open shard: %s", path, strerror(errno));
+    struct stat sb = {0};
+    const int stat_ok = fstat(r->fd, &sb) == 0;
+    if (!stat_ok || !S_ISREG(sb.st_mode))
+        return FT_ERR(FT_E_IO, "%s: cannot open shard: %s", path, stat_ok ? "not a regular file" : strerror(errno));
+    const int64_t len = (int64_t)sb.st_size;
+    uint8_t p[FT_SHARD_HEADER_BYTES];
+    const int64_t got = len < FT_SHARD_HEADER_BYTES ? len : sh_read_full(r->fd, p, sizeof p);
+    if (got < 0) return FT_ERR(FT_E_IO, "%s: read failed: %s", path, strerror(errno));
+    if (got < FT_SHARD_HEADER_BYTES)
+        return FT_ERR(FT_E_FORMAT, "%s: truncated shard: %lld bytes, shorter than the %d-byte header", path,
+                      (long long)got, FT_SHARD_HEADER_BYTES);
+    if (memcmp(p, FT_SHARD_MAGIC, 8) != 0) return FT_ERR(FT_E_FORMAT, "%s: not an ftune shard (bad magic)", path);
+    const uint32_t version = ft_get_u32(p + 8), hbytes = ft_get_u32(p + 12);
+    if (version != FT_SHARD_VERSION)
+        return FT_ERR(FT_E_FORMAT, "%s: shard version %u is not supported (this build reads version %d)", path, version,
+                      FT_SHARD_VERSION);
+    if (hbytes != FT_SHARD_HEADER_BYTES || ft_get_u64(p + 72) != XXH3_64bits(p, 72))
+        return FT_ERR(FT_E_FORMAT, "%s: shard header checksum mismatch (corrupt header)", path);
+    *h = (sh_header){ft_get_u64(p + 16), ft_get_u64(p + 24), ft_get_u64(p + 32), ft_get_u64(p + 40),
+                     ft_get_u64(p + 48), ft_get_u64(p + 56), ft_get_u64(p + 64)};
     if (h->n_examples > ((uint64_t)1 << 40) || h->n_tokens > ((uint64_t)1 << 40) ||
-        h->payload_bytes != (h->n_examples + 1) * 8 + h->n_tokens * 5) {
-        st = FT_ERR(FT_E_FORMAT, "%s: inconsistent shard header (%llu examples, %llu tokens, %llu payload bytes)", path,
-                    (unsigned long long)h->n_examples, (unsigned long long)h->n_tokens,
-                    (unsigned long long)h->payload_bytes);
-        goto done;
-    }
-    if ((uint64_t)len != FT_SHARD_HEADER_BYTES + h->compressed_bytes) {
-        st = FT_ERR(FT_E_FORMAT, "%s: %s shard: %lld bytes, the header says %llu", path,
-                    (uint64_t)len < FT_SHARD_HEADER_BYTES + h->compressed_bytes ? "truncated" : "oversized",
-                    (long long)len, (unsigned long long)(FT_SHARD_HEADER_BYTES + h->compressed_bytes));
-        goto done;
-    }
-    const uint8_t *z = p + FT_SHARD_HEADER_BYTES;
-    unsigned long long fcs = ZSTD_getFrameContentSize(z, h->compressed_bytes);
-    if (fcs != h->payload_bytes) {
-        st = FT_ERR(FT_E_FORMAT, "%s: corrupt shard data (zstd frame size %lld, header says %llu)", path,
-                    fcs == ZSTD_CONTENTSIZE_ERROR ? -1LL : (long long)fcs, (unsigned long long)h->payload_bytes);
-        goto done;
-    }
-    FT_CHECK_GOTO(st, ft_malloc((void **)&payload, h->payload_bytes, path), done);
-    size_t got = ZSTD_decompress(payload, h->payload_bytes, z, h->compressed_bytes);
-    if (ZSTD_isError(got) || got != h->payload_bytes) {
-        st = FT_ERR(FT_E_FORMAT, "%s: corrupt shard data (zstd: %s)", path,
-                    ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short frame");
-        goto done;
-    }
-    uint64_t xx = XXH3_64bits(payload, h->payload_bytes);
-    if (xx != h->xxh3) {
-        st = FT_ERR(FT_E_FORMAT, "%s: shard payload checksum mismatch (xxh3 %016" PRIx64 ", header %016" PRIx64
-                    "): the shard is corrupt",
-                    path, xx, h->xxh3);
-        goto done;
-    }
+        h->payload_bytes != (h->n_examples + 1) * 8 + h->n_tokens * 5)
+        return FT_ERR(FT_E_FORMAT, "%s: inconsistent shard header (%llu examples, %llu tokens, %llu payload bytes)",
+                      path, (unsigned long long)h->n_examples, (unsigned long long)h->n_tokens,
+                      (unsigned long long)h->payload_bytes);
+    if ((uint64_t)len != FT_SHARD_HEADER_BYTES + h->compressed_bytes)
+        return FT_ERR(FT_E_FORMAT, "%s: %s shard: %lld bytes, the header says %llu", path,
+                      (uint64_t)len < FT_SHARD_HEADER_BYTES + h->compressed_bytes ? "truncated" : "oversized",
+                      (long long)len, (unsigned long long)(FT_SHARD_HEADER_BYTES + h->compressed_bytes));
+    r->left = h->compressed_bytes;
+    return FT_OK;
+}
+
+/* The next compressed bytes of the frame into r->in. */
+static ft_status sh_refill(sh_reader *r, const char *path) {
+    const size_t want = r->left < SH_READ_CHUNK ? (size_t)r->left : SH_READ_CHUNK;
+    const int64_t got = sh_read_full(r->fd, r->in, want);
+    if (got < 0) return FT_ERR(FT_E_IO, "%s: read failed: %s", path, strerror(errno));
+    if ((size_t)got < want) return FT_ERR(FT_E_FORMAT, "%s: truncated shard: the file ended while it was read", path);
+    r->in_len = want, r->in_pos = 0, r->left -= want;
+    return FT_OK;
+}
+
+/* One step of the stream into zo: refills the input when it is used up, hashes what came out. */
+static ft_status sh_step(sh_reader *r, const char *path, ZSTD_outBuffer *zo, size_t *rem) {
+    if (r->in_pos == r->in_len && r->left > 0) FT_TRY(sh_refill(r, path));
+    ZSTD_inBuffer zi = {r->in, r->in_len, r->in_pos};
+    const size_t pos0 = zo->pos;
+    *rem = ZSTD_decompressStream(r->dctx, zo, &zi);
+    if (ZSTD_isError(*rem)) return FT_ERR(FT_E_FORMAT, "%s: corrupt shard data (zstd: %s)", path, ZSTD_getErrorName(*rem));
+    if (zo->pos > pos0) XXH3_64bits_update(r->xx, (const uint8_t *)zo->dst + pos0, zo->pos - pos0);
+    if (zo->pos == pos0 && zi.pos == r->in_pos && *rem != 0 && zi.pos == zi.size && r->left == 0) /* stuck */
+        return FT_ERR(FT_E_FORMAT, "%s: corrupt shard data (zstd: the frame ends early)", path);
+    r->in_pos = zi.pos;
+    return FT_OK;
+}
+
+/* Decompresses the frame of the shard open in r into ends[0..n) (the payload's offsets[1..n]: the
+ * examples' ends within the shard), tok[0..nt) and mask[0..nt), checks the payload's checksum and
+ * offsets, then adds t0 to the ends (where the shard's tokens begin in the set). */
+static ft_status sh_decode(sh_reader *r, const char *path, const sh_header *h, int64_t *ends, int32_t *tok,
+                           uint8_t *mask, int64_t t0) {
     const int64_t n = (int64_t)h->n_examples, nt = (int64_t)h->n_tokens;
-    int64_t offs_first;
-    memcpy(&offs_first, payload, 8);
-    const uint8_t *tok = payload + (n + 1) * 8, *msk = tok + nt * 4;
-    int64_t prev = 0, ok = offs_first == 0;
-    for (int64_t i = 1; i <= n && ok; i++) {
-        int64_t o;
-        memcpy(&o, payload + i * 8, 8);
-        ok = o >= prev && o <= nt;
-        prev = o;
+    int64_t first = -1; /* the payload's offsets[0] */
+    void *const dst[4] = {&first, ends, tok, mask};
+    const size_t len[4] = {8, (size_t)n * 8, (size_t)nt * 4, (size_t)nt};
+    FT_TRY(sh_refill(r, path));
+    const unsigned long long fcs = ZSTD_getFrameContentSize(r->in, r->in_len);
+    if (fcs != h->payload_bytes)
+        return FT_ERR(FT_E_FORMAT, "%s: corrupt shard data (zstd frame size %lld, header says %llu)", path,
+                      fcs == ZSTD_CONTENTSIZE_ERROR ? -1LL : (long long)fcs, (unsigned long long)h->payload_bytes);
+    ZSTD_DCtx_reset(r->dctx, ZSTD_reset_session_only);
+    XXH3_64bits_reset(r->xx);
+    size_t rem = 1;
+    for (int k = 0; k < 4; k++) {
+        ZSTD_outBuffer zo = {dst[k], len[k], 0};
+        while (zo.pos < zo.size) {
+            if (rem == 0) return FT_ERR(FT_E_FORMAT, "%s: corrupt shard data (zstd: short frame)", path);
+            FT_TRY(sh_step(r, path, &zo, &rem));
+        }
     }
-    if (!ok || prev != nt) {
-        st = FT_ERR(FT_E_FORMAT, "%s: shard example offsets are not monotone from 0 to %lld", path, (long long)nt);
-        goto done;
+    while (rem != 0) { /* the payload is out: the frame must end here, with nothing more to give */
+        uint8_t extra;
+        ZSTD_outBuffer zo = {&extra, 1, 0};
+        FT_TRY(sh_step(r, path, &zo, &rem));
+        if (zo.pos) return FT_ERR(FT_E_FORMAT, "%s: corrupt shard data (more than the header's payload)", path);
     }
-    FT_CHECK_GOTO(st, ft_examples_reserve(ex, ex->n_tokens + nt, ex->n + n), done);
-    memcpy(ex->tokens + ex->n_tokens, tok, (size_t)nt * 4);
-    memcpy(ex->mask + ex->n_tokens, msk, (size_t)nt);
-    for (int64_t i = 1; i <= n; i++) {
-        int64_t o;
-        memcpy(&o, payload + i * 8, 8);
-        ex->offsets[ex->n + i] = ex->n_tokens + o;
-    }
-    ex->n += n;
-    ex->n_tokens += nt;
-done:
-    free(payload);
-    free(buf);
-    return st;
+    if (r->in_pos != r->in_len || r->left != 0)
+        return FT_ERR(FT_E_FORMAT, "%s: corrupt shard data (bytes after the zstd frame)", path);
+    const uint64_t xx = XXH3_64bits_digest(r->xx);
+    if (xx != h->xxh3)
+        return FT_ERR(FT_E_FORMAT, "%s: shard payload checksum mismatch (xxh3 %016" PRIx64 ", header %016" PRIx64
+                      "): the shard is corrupt",
+                      path, xx, h->xxh3);
+    int64_t prev = 0;
+    int ok = first == 0;
+    for (int64_t i = 0; i < n && ok; prev = ends[i++]) ok = ends[i] >= prev && ends[i] <= nt;
+    if (!ok || prev != nt)
+        return FT_ERR(FT_E_FORMAT, "%s: shard example offsets are not monotone from 0 to %lld", path, (long long)nt);
+    for (int64_t i = 0; i < n; i++) ends[i] += t0;
+    return FT_OK;
 }
 
 ft_status ft_shard_read(const char *path, ft_examples *ex) {
+    sh_reader r;
     sh_header h;
-    return sh_read(path, ex, &h);
+    FT_TRY(sh_reader_init(&r));
+    ft_status st = sh_open(&r, path, &h);
+    /* at least one token of room, so that the slices below are never taken from NULL */
+    if (st == FT_OK) st = ft_examples_reserve(ex, ex->n_tokens + (int64_t)h.n_tokens + 1, ex->n + (int64_t)h.n_examples);
+    if (st == FT_OK)
+        st = sh_decode(&r, path, &h, ex->offsets + ex->n + 1, ex->tokens + ex->n_tokens, ex->mask + ex->n_tokens,
+                       ex->n_tokens);
+    if (st == FT_OK) ex->n += (int64_t)h.n_examples, ex->n_tokens += (int64_t)h.n_tokens;
+    sh_reader_free(&r);
+    return st;
 }
 
+/* A count from the index: -1 unless a number in [0, 2^53] (a cast of anything else is undefined). */
 static int64_t js_int(const cJSON *o, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : -1;
+    return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= 9007199254740992.0 ? (int64_t)v->valuedouble
+                                                                                              : -1;
 }
 
-ft_status ft_shards_load(const char *index_path, const char *fingerprint, ft_examples *ex, ft_shard_info *info) {
+/* One shard of a load: its index entry and its slice of the example set. */
+typedef struct sh_slice {
+    const char *file, *xxh3;      /* the index entry's (owned by the parsed index) */
+    int64_t n, nt;                /* its examples and tokens, per the index */
+    int64_t e0, t0;               /* its first example and first token in the set */
+    int64_t compressed, payload;  /* bytes, from its header once read */
+} sh_slice;
+
+typedef struct sh_load {
+    const char *dir, *index_path;
+    sh_slice *sl;
+    int64_t n_sl, next;  /* next: the next shard to take (atomic) */
+    uint64_t fp_hash;
+    ft_examples *ex;
+    int stop;            /* a shard failed: take no more (atomic) */
+} sh_load;
+
+typedef struct sh_load_thread {
+    sh_load *ld;
+    sh_reader r;
+    int64_t failed_at;  /* the shard that failed (its status and message below), -1 if none */
+    ft_status st;
+    char msg[1024];
+} sh_load_thread;
+
+/* Reads shard s into its slice (any thread: the slices are disjoint, offsets[0] is the caller's). */
+static ft_status sh_load_one(sh_load *ld, sh_reader *r, int64_t s) {
+    sh_slice *e = &ld->sl[s];
+    char path[8300];
+    snprintf(path, sizeof path, "%s/%s", ld->dir, e->file);
+    sh_header h;
+    FT_TRY(sh_open(r, path, &h));
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016" PRIx64, h.xxh3);
+    /* before decoding: the slice was sized by the index */
+    if ((int64_t)h.n_examples != e->n || (int64_t)h.n_tokens != e->nt || strcmp(hex, e->xxh3) != 0 ||
+        h.number != (uint64_t)s || h.fp_hash != ld->fp_hash)
+        return FT_ERR(FT_E_FORMAT,
+                      "%s: shard does not match its index entry in %s (examples %llu vs %lld, tokens %llu vs %lld, "
+                      "xxh3 %s vs %s, number %llu vs %lld%s)",
+                      path, ld->index_path, (unsigned long long)h.n_examples, (long long)e->n,
+                      (unsigned long long)h.n_tokens, (long long)e->nt, hex, e->xxh3, (unsigned long long)h.number,
+                      (long long)s, h.fp_hash != ld->fp_hash ? ", other fingerprint" : "");
+    ft_examples *ex = ld->ex;
+    FT_TRY(sh_decode(r, path, &h, ex->offsets + e->e0 + 1, ex->tokens + e->t0, ex->mask + e->t0, e->t0));
+    e->compressed = FT_SHARD_HEADER_BYTES + (int64_t)h.compressed_bytes;
+    e->payload = (int64_t)h.payload_bytes;
+    return FT_OK;
+}
+
+/* Takes shards in order until none is left or one fails. Shards are taken in increasing order and a
+ * thread finishes the one it holds, so every shard before a failed one is read: the lowest failure
+ * over the threads is the first bad shard of the index, whatever the thread count. */
+static void *sh_load_worker(void *arg) {
+    sh_load_thread *t = arg;
+    sh_load *ld = t->ld;
+    while (!__atomic_load_n(&ld->stop, __ATOMIC_RELAXED)) {
+        const int64_t s = __atomic_fetch_add(&ld->next, 1, __ATOMIC_RELAXED);
+        if (s >= ld->n_sl) break;
+        const ft_status st = sh_load_one(ld, &t->r, s);
+        if (st != FT_OK) {
+            t->st = st, t->failed_at = s;
+            snprintf(t->msg, sizeof t->msg, "%s", ft_error_msg());
+            ft_error_clear();
+            __atomic_store_n(&ld->stop, 1, __ATOMIC_RELAXED);
+            break;
+        }
+    }
+    return NULL;
+}
+
+/* Reads every shard into its slice on up to `threads` threads (this one included). */
+static ft_status sh_load_run(sh_load *ld, int threads) {
+    threads = threads < 1 ? 1 : threads > SH_MAX_READ_THREADS ? SH_MAX_READ_THREADS : threads;
+    if (threads > ld->n_sl) threads = (int)ld->n_sl;
+    sh_load_thread *t = NULL;
+    pthread_t th[SH_MAX_READ_THREADS];
+    FT_TRY(ft_calloc((void **)&t, (size_t)threads * sizeof *t, "shard readers"));
+    ft_status st = FT_OK;
+    for (int i = 0; i < threads; i++) t[i].r.fd = -1, t[i].ld = ld, t[i].failed_at = -1;
+    for (int i = 0; i < threads && st == FT_OK; i++) st = sh_reader_init(&t[i].r);
+    int n_th = 0; /* fewer threads if refused: the same result */
+    for (int i = 1; st == FT_OK && i < threads && pthread_create(&th[n_th], NULL, sh_load_worker, &t[i]) == 0; i++)
+        n_th++;
+    if (st == FT_OK) sh_load_worker(&t[0]);
+    for (int i = 0; i < n_th; i++) pthread_join(th[i], NULL);
+    const sh_load_thread *bad = NULL;
+    for (int i = 0; i < threads; i++) {
+        if (t[i].failed_at >= 0 && (!bad || t[i].failed_at < bad->failed_at)) bad = &t[i];
+        sh_reader_free(&t[i].r);
+    }
+    if (bad) st = FT_ERR(bad->st, "%s", bad->msg);
+    ft_free(t);
+    return st;
+}
+
+ft_status ft_shards_load_threads(const char *index_path, const char *fingerprint, int threads, ft_examples *ex,
+                                 ft_shard_info *info) {
     ft_examples_init(ex);
     ft_shard_info inf;
     memset(&inf, 0, sizeof inf);
@@ -534,6 +693,7 @@ ft_status ft_shards_load(const char *index_path, const char *fingerprint, ft_exa
     FT_TRY(ft_read_file(index_path, 0, &text, &len, NULL));
     ft_status st = FT_OK;
     cJSON *idx = NULL;
+    sh_slice *sl = NULL;
     char what[4200];
     snprintf(what, sizeof what, "%s (shard index)", index_path);
     st = ft_json_parse(text, len, what, &idx);
@@ -559,52 +719,81 @@ ft_status ft_shards_load(const char *index_path, const char *fingerprint, ft_exa
         goto done;
     }
     snprintf(inf.fingerprint, sizeof inf.fingerprint, "%s", fp->valuestring);
-    const uint64_t fp_hash = XXH3_64bits(fp->valuestring, strlen(fp->valuestring));
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", index_path);
     char *slash = strrchr(dir, '/');
     if (slash) *slash = 0;
     else snprintf(dir, sizeof dir, ".");
+    /* the slices from the index's counts (each shard's header must agree before it is decoded) */
+    const int64_t n_sl = cJSON_GetArraySize(shards);
+    FT_CHECK_GOTO(st, ft_calloc((void **)&sl, (size_t)(n_sl > 0 ? n_sl : 1) * sizeof *sl, "shard list"), done);
+    int64_t n_ex = 0, n_tok = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, shards) {
         const cJSON *file = cJSON_GetObjectItemCaseSensitive(e, "file");
         const cJSON *xx = cJSON_GetObjectItemCaseSensitive(e, "xxh3");
-        if (!cJSON_IsString(file) || strchr(file->valuestring, '/') || !cJSON_IsString(xx)) {
-            st = FT_ERR(FT_E_FORMAT, "%s: shard entry %lld has no valid \"file\"/\"xxh3\"", index_path,
+        const int64_t n = js_int(e, "n_examples"), nt = js_int(e, "n_tokens");
+        if (!cJSON_IsString(file) || strchr(file->valuestring, '/') || !cJSON_IsString(xx) || n < 0 || nt < 0 ||
+            n > ((int64_t)1 << 40) || nt > ((int64_t)1 << 40)) {
+            st = FT_ERR(FT_E_FORMAT, "%s: shard entry %lld has no valid \"file\"/\"xxh3\"/counts", index_path,
                         (long long)inf.n_shards);
             goto done;
         }
-        char path[8300];
-        snprintf(path, sizeof path, "%s/%s", dir, file->valuestring);
-        sh_header h;
-        FT_CHECK_GOTO(st, sh_read(path, ex, &h), done);
-        char hex[17];
-        snprintf(hex, sizeof hex, "%016" PRIx64, h.xxh3);
-        if ((int64_t)h.n_examples != js_int(e, "n_examples") || (int64_t)h.n_tokens != js_int(e, "n_tokens") ||
-            strcmp(hex, xx->valuestring) != 0 || h.number != (uint64_t)inf.n_shards || h.fp_hash != fp_hash) {
-            st = FT_ERR(FT_E_FORMAT,
-                        "%s: shard does not match its index entry in %s (examples %llu vs %lld, tokens %llu vs %lld, "
-                        "xxh3 %s vs %s, number %llu vs %lld%s)",
-                        path, index_path, (unsigned long long)h.n_examples, (long long)js_int(e, "n_examples"),
-                        (unsigned long long)h.n_tokens, (long long)js_int(e, "n_tokens"), hex, xx->valuestring,
-                        (unsigned long long)h.number, (long long)inf.n_shards,
-                        h.fp_hash != fp_hash ? ", other fingerprint" : "");
-            goto done;
-        }
-        inf.n_shards++;
-        inf.compressed_bytes += FT_SHARD_HEADER_BYTES + (int64_t)h.compressed_bytes;
-        inf.payload_bytes += (int64_t)h.payload_bytes;
+        sl[inf.n_shards++] = (sh_slice){.file = file->valuestring, .xxh3 = xx->valuestring, .n = n, .nt = nt,
+                                        .e0 = n_ex, .t0 = n_tok};
+        n_ex += n, n_tok += nt;
     }
-    inf.n_examples = ex->n;
-    inf.n_tokens = ex->n_tokens;
-    if (inf.n_examples != js_int(idx, "n_examples") || inf.n_tokens != js_int(idx, "n_tokens")) {
+    if (n_ex != js_int(idx, "n_examples") || n_tok != js_int(idx, "n_tokens")) {
         st = FT_ERR(FT_E_FORMAT, "%s: shard totals (%lld examples, %lld tokens) differ from the index", index_path,
-                    (long long)inf.n_examples, (long long)inf.n_tokens);
+                    (long long)n_ex, (long long)n_tok);
         goto done;
     }
+    if (n_sl > 0) {
+        /* the whole set at once (exact: pack.c); a token more keeps every slice off NULL */
+        FT_CHECK_GOTO(st, ft_examples_reserve(ex, n_tok + 1, n_ex), done);
+        sh_load ld = {.dir = dir, .index_path = index_path, .sl = sl, .n_sl = n_sl, .ex = ex,
+                      .fp_hash = XXH3_64bits(fp->valuestring, strlen(fp->valuestring))};
+        FT_CHECK_GOTO(st, sh_load_run(&ld, threads), done);
+        ex->n = n_ex, ex->n_tokens = n_tok;
+    }
+    for (int64_t s = 0; s < n_sl; s++) inf.compressed_bytes += sl[s].compressed, inf.payload_bytes += sl[s].payload;
+    inf.n_examples = n_ex, inf.n_tokens = n_tok;
     if (info) *info = inf;
 done:
+    ft_free(sl);
     cJSON_Delete(idx);
     if (st != FT_OK) ft_examples_free(ex);
     return st;
+}
+
+ft_status ft_shards_load(const char *index_path, const char *fingerprint, ft_examples *ex, ft_shard_info *info) {
+    return ft_shards_load_threads(index_path, fingerprint, 1, ex, info);
+}
+
+static size_t sh_suffix(const char *s, size_t len, const char *suffix) { /* len - its length, 0 if s lacks it */
+    const size_t k = strlen(suffix);
+    return len > k && memcmp(s + len - k, suffix, k) == 0 ? len - k : 0;
+}
+
+int ft_shard_file_parse(const char *file, char *name, size_t cap, long *pid) {
+    *pid = 0;
+    size_t len = strlen(file), n;
+    const char *tmp = NULL;
+    for (const char *p = strstr(file, ".tmp."); p; p = strstr(p + 1, ".tmp.")) tmp = p; /* the last one */
+    if (tmp) { /* fileio.h's "FILE.tmp.PID" */
+        char *end = NULL;
+        errno = 0;
+        *pid = tmp[5] >= '0' && tmp[5] <= '9' ? strtol(tmp + 5, &end, 10) : 0;
+        if (*pid <= 0 || *end || errno) return 0;
+        len = (size_t)(tmp - file);
+    }
+    if (!(n = sh_suffix(file, len, ".index.json")) && (n = sh_suffix(file, len, ".ftshard"))) {
+        size_t d = n; /* back over the shard number: 5 digits or more, after a '-' */
+        while (d > 0 && file[d - 1] >= '0' && file[d - 1] <= '9') d--;
+        n = n - d >= 5 && d >= 2 && file[d - 1] == '-' ? d - 1 : 0;
+    }
+    if (n == 0 || n >= cap) return 0;
+    memcpy(name, file, n);
+    name[n] = 0;
+    return 1;
 }

@@ -25,6 +25,7 @@
 #ifndef FT_SHARD_H
 #define FT_SHARD_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "data/pack.h"
@@ -69,7 +70,17 @@ typedef struct ft_shard_info {
 ft_status ft_shard_read(const char *path, ft_examples *ex);
 /* Reads a whole dataset through its index into ex (initialized by the call). If fingerprint is
  * not NULL the index's must equal it (a dataset tokenized for another tokenizer or recipe is
- * refused). info may be NULL. */
+ * refused). info may be NULL. The set is allocated once from the index's counts and each shard is
+ * decompressed straight into its slice, on up to `threads` threads (at most 16; below 1: one):
+ * the examples are the same for any count, and so is the error, that of the index's first bad
+ * shard, naming its file. ft_shards_load reads on one thread. */
+ft_status ft_shards_load_threads(const char *index_path, const char *fingerprint, int threads, ft_examples *ex,
+                                 ft_shard_info *info);
 ft_status ft_shards_load(const char *index_path, const char *fingerprint, ft_examples *ex, ft_shard_info *info);
+
+/* The dataset a file of a shard directory belongs to, from its name alone: "<name>.index.json" or
+ * "<name>-NNNNN.ftshard", or either as a writer's temporary "FILE.tmp.PID" (*pid = PID, else 0).
+ * 0 for any other name; 1 with name (cap bytes) filled. */
+int ft_shard_file_parse(const char *file, char *name, size_t cap, long *pid);
 
 #endif

@@ -3,13 +3,22 @@
  *     tokenizer_config.json, a malformed line skipped and counted (fatal with data.on_error:
  *     fatal, naming FILE:LINE), the held-out split by data.val_fraction;
  *   - a generation prompt renders as a user turn plus the assistant header; <|im_end|> and EOS stop;
- *   - the tokenized shards are reused by a second open and not after the data file changes;
+ *   - the tokenized shards are reused by a second open and not after the data file changes; then the
+ *     earlier fingerprint's cache (train and valid, with a killed writer's temporaries) is removed and
+ *     this one's kept, as are a live writer's temporary and files not named like a cache; while
+ *     another process holds the data directory's lock (taken here) nothing is removed, and the next
+ *     open removes it;
  *   - the data cursor: restoring a saved cursor yields the same micro-batch again;
  *   - raw text with stories260K: prompts start with BOS, decode round trip. */
+#include <dirent.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "data/tokenizer.h"
 #include "tests/harness.h"
@@ -34,6 +43,29 @@ static void write_chat(const char *path, int extra) {
         if (i == 3) fprintf(f, "{\"messages\": [{\"role\": \"user\", \"content\": \"broken\"\n"); /* line 5 */
     }
     fclose(f);
+}
+
+/* Files in dir whose name contains `part` (-1: no directory). */
+static int count_files(const char *dir, const char *part) {
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.' && strstr(e->d_name, part) != NULL;
+    closedir(d);
+    return n;
+}
+
+static void touch(const char *dir, const char *file) {
+    char p[4500];
+    snprintf(p, sizeof p, "%s/%s", dir, file);
+    FILE *f = fopen(p, "wb");
+    if (f) fputs("not a shard", f), fclose(f);
+}
+
+/* The 16 hex digits of a train index path ".../train-<fp>.index.json" ("" if none). */
+static void fp_of(const ft_dataset_info *info, char out[17]) {
+    const char *b = strrchr(info->train_index ? info->train_index : "", '/');
+    snprintf(out, 17, "%s", b && strncmp(b + 1, "train-", 6) == 0 ? b + 7 : "");
 }
 
 int main(void) {
@@ -123,12 +155,62 @@ int main(void) {
     FT_CHECK_OK(open_with(&ds, &r, sets, n_sets));
     if (ds) ft_dataset_get_info(ds, &info);
     FT_CHECK(ds && info.cached && info.train_examples == 6 && info.valid_examples == 2, "second open reuses the shards");
+    char fp_a[17], fp_b[17], fp_c[17], data_dir[4300], fname[200];
+    fp_of(&info, fp_a);
     ft_dataset_free(ds);
     ft_recipe_free(&r);
+    snprintf(data_dir, sizeof data_dir, "%s/data", out);
+    FT_CHECK(strlen(fp_a) == 16 && count_files(data_dir, fp_a) == 4, "fingerprint %s: 2 indexes + 2 shards", fp_a);
+    /* beside it: a killed writer's temporary of it and a partial cache of another fingerprint (to go), a
+     * live writer's temporary of a third and files that only look like a cache (to stay) */
+    pid_t dead = fork();
+    if (dead == 0) _exit(0);
+    waitpid(dead, NULL, 0);
+    snprintf(fname, sizeof fname, "train-%s-00001.ftshard.tmp.%ld", fp_a, (long)dead);
+    touch(data_dir, fname);
+    touch(data_dir, "train-00000000000000d0-00000.ftshard");
+    snprintf(fname, sizeof fname, "valid-00000000000000e0-00000.ftshard.tmp.%ld", (long)getpid());
+    touch(data_dir, fname);
+    static const char *keep[] = {"notes.txt", "train-00000000000000f0.index.json.bak",
+                                 "train-00000000000000F0.index.json", "train-00000000000000f0-0001.ftshard",
+                                 "train-f0.index.json", "other-00000000000000f0.index.json"};
+    for (size_t i = 0; i < sizeof keep / sizeof *keep; i++) touch(data_dir, keep[i]);
     write_chat(chat, 1);
     FT_CHECK_OK(open_with(&ds, &r, sets, n_sets));
     if (ds) ft_dataset_get_info(ds, &info);
     FT_CHECK(ds && !info.cached && info.train_examples + info.valid_examples == 9, "changed data is tokenized again");
+    fp_of(&info, fp_b);
+    ft_dataset_free(ds);
+    ft_recipe_free(&r);
+    FT_CHECK(strlen(fp_b) == 16 && strcmp(fp_a, fp_b) != 0 && count_files(data_dir, fp_b) == 4,
+             "the new fingerprint %s: its 2 indexes + 2 shards", fp_b);
+    FT_CHECK(count_files(data_dir, fp_a) == 0 && count_files(data_dir, "00000000000000d0") == 0,
+             "the earlier fingerprint's cache, its dead writer's temporary and a partial cache are removed "
+             "(%d, %d left)",
+             count_files(data_dir, fp_a), count_files(data_dir, "00000000000000d0"));
+    int kept = count_files(data_dir, "00000000000000e0");
+    for (size_t i = 0; i < sizeof keep / sizeof *keep; i++) kept += count_files(data_dir, keep[i]);
+    FT_CHECK(kept == 1 + (int)(sizeof keep / sizeof *keep),
+             "a live writer's temporary and files not a cache's are kept (%d of %d)", kept,
+             1 + (int)(sizeof keep / sizeof *keep));
+    /* another process (a second open file description here) holds the directory's shared lock */
+    int lk = open(data_dir, O_RDONLY | O_DIRECTORY);
+    FT_CHECK(lk >= 0 && flock(lk, LOCK_SH) == 0, "shared lock on %s", data_dir);
+    write_chat(chat, 2);
+    FT_CHECK_OK(open_with(&ds, &r, sets, n_sets));
+    if (ds) ft_dataset_get_info(ds, &info);
+    fp_of(&info, fp_c);
+    FT_CHECK(ds && !info.cached && strcmp(fp_c, fp_b) != 0 && count_files(data_dir, fp_c) == 4 &&
+                 count_files(data_dir, fp_b) == 4,
+             "while the directory is locked by another: %s written, %s left (%d files)", fp_c, fp_b,
+             count_files(data_dir, fp_b));
+    ft_dataset_free(ds);
+    ft_recipe_free(&r);
+    if (lk >= 0) close(lk);
+    FT_CHECK_OK(open_with(&ds, &r, sets, n_sets));
+    if (ds) ft_dataset_get_info(ds, &info);
+    FT_CHECK(ds && info.cached && count_files(data_dir, fp_b) == 0 && count_files(data_dir, fp_c) == 4,
+             "lock released: the next (cached) open removes %s and keeps %s", fp_b, fp_c);
     ft_dataset_free(ds);
     ft_recipe_free(&r);
 

@@ -1,8 +1,13 @@
 /* test_shard.c: zstd example shards. An exact round trip of a multi-shard dataset (tokens, masks,
  * boundaries), no temporary files left behind, and clear errors naming the shard for a truncated
  * shard, a bit flip in the compressed data, a bit flip in the header, a missing shard, a shard
- * swapped between datasets, and a fingerprint mismatch; the index's length buckets. Prints read throughput (MB/s of shard
- * files and of payload, tokens/s). */
+ * swapped between datasets, and a fingerprint mismatch; the index's length buckets. The load on 1
+ * to 16 threads (each shard decompressed into its slice of a set reserved once) equals the
+ * examples written and the former load's result (whole file, one-shot ZSTD_decompress, copy:
+ * re-implemented here as the reference); with two bad shards the error names the first for any
+ * thread count; an index whose counts disagree with a shard is refused before decoding. Shard file
+ * names are told apart from other files. Prints read throughput (MB/s of shard files and of
+ * payload, tokens/s). */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +17,8 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <xxhash.h>
+#include <zstd.h>
 
 #include "data/shard.h"
 #include "kernels/rng.h"
@@ -315,7 +322,177 @@ static void test_stale_tmp(void) {
     FT_CHECK(exists(dir, f_live) && exists(dir, f_other), "a running writer's and another dataset's are kept");
 }
 
+/* The load as it was before the slices: each shard file read whole, decompressed one-shot into a
+ * buffer, checked, and appended example by example (the reference the new load must equal). */
+static int old_load(const char *dir, const char *name, int64_t n_shards, ft_examples *ex) {
+    ft_examples_init(ex);
+    for (int64_t s = 0; s < n_shards; s++) {
+        char path[1400], *buf = NULL;
+        int64_t len = 0;
+        snprintf(path, sizeof path, "%s/%s-%05lld.ftshard", dir, name, (long long)s);
+        if (ft_test_read_file(path, &buf, &len) != FT_OK || len < 80) return 0;
+        uint64_t n, nt, payload, xx;
+        memcpy(&n, buf + 16, 8), memcpy(&nt, buf + 24, 8), memcpy(&payload, buf + 32, 8), memcpy(&xx, buf + 48, 8);
+        uint8_t *p = malloc(payload);
+        const size_t got = ZSTD_decompress(p, payload, buf + 80, (size_t)len - 80);
+        int ok = got == payload && XXH3_64bits(p, payload) == xx;
+        const int64_t *offs = (const int64_t *)p;
+        const int32_t *tok = (const int32_t *)(p + (n + 1) * 8);
+        const uint8_t *mask = (const uint8_t *)(tok + nt);
+        for (uint64_t i = 0; ok && i < n; i++)
+            ok = ft_examples_add(ex, tok + offs[i], mask + offs[i], offs[i + 1] - offs[i]) == FT_OK;
+        free(p);
+        free(buf);
+        if (!ok) return 0;
+    }
+    return 1;
+}
+
+/* The load on 1..16 threads equals the examples written, the former load and the one-shard reader;
+ * the set is reserved once (no doubling); the first bad shard is the error whatever the threads. */
+static void test_load_threads(void) {
+    ft_examples ex, ref, back;
+    make_examples(&ex, 3 << 20, 11);
+    char dir[1024], idx[1100];
+    snprintf(dir, sizeof dir, "%s", subdir("load-threads"));
+    ft_shard_writer *w;
+    ft_shard_writer_opts o = {.shard_tokens = 150000, .fingerprint = "fp", .threads = 2};
+    FT_CHECK_OK(ft_shard_writer_open(&w, dir, "ds", &o));
+    FT_CHECK_OK(ft_shard_writer_add_all(w, &ex));
+    FT_CHECK_OK(ft_shard_writer_finish(w));
+    snprintf(idx, sizeof idx, "%s/ds.index.json", dir);
+    ft_shard_info info;
+    FT_CHECK_OK(ft_shards_load(idx, "fp", &back, &info));
+    const int64_t n_shards = info.n_shards;
+    FT_CHECK(n_shards >= 20 && old_load(dir, "ds", n_shards, &ref) && same_examples(&ref, &ex),
+             "the former load's result is the examples written (%lld shards)", (long long)n_shards);
+    ft_examples_free(&back);
+    static const int threads[] = {1, 2, 3, 7, 16, 64, 0};
+    for (size_t k = 0; k < sizeof threads / sizeof *threads; k++) {
+        ft_shard_info ti;
+        ft_status st = ft_shards_load_threads(idx, "fp", threads[k], &back, &ti);
+        FT_CHECK(st == FT_OK && same_examples(&back, &ref) && back.offsets[0] == 0,
+                 "%d threads: the same %lld examples", threads[k], (long long)back.n);
+        FT_CHECK(st == FT_OK && back.cap_tokens == back.n_tokens + 1 && back.cap_examples == back.n + 1 &&
+                     ti.n_shards == info.n_shards && ti.compressed_bytes == info.compressed_bytes &&
+                     ti.payload_bytes == info.payload_bytes && ti.n_tokens == ex.n_tokens,
+                 "%d threads: reserved exactly once (%lld tokens, capacity %lld), the same info", threads[k],
+                 (long long)back.n_tokens, (long long)back.cap_tokens);
+        if (st == FT_OK) ft_examples_free(&back);
+    }
+    /* the one-shard reader, appending shard after shard */
+    ft_examples one;
+    ft_examples_init(&one);
+    for (int64_t s = 0; s < n_shards; s++) {
+        char path[1400];
+        snprintf(path, sizeof path, "%s/ds-%05lld.ftshard", dir, (long long)s);
+        FT_CHECK_OK(ft_shard_read(path, &one));
+    }
+    FT_CHECK(same_examples(&one, &ref), "ft_shard_read shard by shard: the same examples");
+    ft_examples_free(&one);
+
+    /* shards 5 and 12 corrupt (12 first in time on some threads): shard 5 is named, for every count */
+    char s5[1100], s12[1100], k5[1200], k12[1200];
+    snprintf(s5, sizeof s5, "%s/ds-00005.ftshard", dir);
+    snprintf(s12, sizeof s12, "%s/ds-00012.ftshard", dir);
+    snprintf(k5, sizeof k5, "%s.orig", s5);
+    snprintf(k12, sizeof k12, "%s.orig", s12);
+    copy_file(s5, k5, 0, -1);
+    copy_file(s12, k12, 0, -1);
+    copy_file(k5, s5, 0, 3000);
+    copy_file(k12, s12, 50, -1);
+    for (size_t k = 0; k < 5; k++) {
+        char what[64];
+        snprintf(what, sizeof what, "two bad shards, %d threads", threads[k]);
+        ft_status st = ft_shards_load_threads(idx, "fp", threads[k], &back, NULL);
+        FT_CHECK(st == FT_E_FORMAT && strstr(ft_error_msg(), s5) && strstr(ft_error_msg(), "corrupt") &&
+                     !strstr(ft_error_msg(), "00012") && back.n == 0 && back.tokens == NULL,
+                 "%s: the first is named, the set freed: %s", what, ft_error_msg());
+        ft_error_clear();
+    }
+    copy_file(k5, s5, 0, -1);
+    for (size_t k = 0; k < 3; k++) {
+        FT_CHECK(ft_shards_load_threads(idx, "fp", threads[k], &back, NULL) == FT_E_FORMAT &&
+                     strstr(ft_error_msg(), s12) && strstr(ft_error_msg(), "truncated"),
+                 "shard 12 truncated, %d threads: %s", threads[k], ft_error_msg());
+        ft_error_clear();
+    }
+    copy_file(k12, s12, 0, -1);
+
+    /* an index that sizes a slice larger than its shard (entry and totals both raised): refused from the
+     * shard's header before anything is decoded into the set */
+    char *text = NULL;
+    int64_t len = 0;
+    FT_CHECK_OK(ft_test_read_file(idx, &text, &len));
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    cJSON *e3 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "shards"), 3);
+    const double nt3 = cJSON_GetObjectItemCaseSensitive(e3, "n_tokens")->valuedouble;
+    cJSON_SetNumberValue(cJSON_GetObjectItemCaseSensitive(e3, "n_tokens"), nt3 + 1000);
+    cJSON *tot = cJSON_GetObjectItemCaseSensitive(j, "n_tokens");
+    cJSON_SetNumberValue(tot, tot->valuedouble + 1000);
+    char idx2[1100];
+    snprintf(idx2, sizeof idx2, "%s/ds2.index.json", dir);
+    text = cJSON_Print(j);
+    FILE *f = fopen(idx2, "w");
+    fputs(text, f);
+    fclose(f);
+    cJSON_free(text);
+    FT_CHECK(ft_shards_load_threads(idx2, "fp", 4, &back, NULL) == FT_E_FORMAT &&
+                 strstr(ft_error_msg(), "ds-00003.ftshard: shard does not match its index entry"),
+             "index counts above the shard's: %s", ft_error_msg());
+    ft_error_clear();
+    cJSON_SetNumberValue(tot, -5);
+    text = cJSON_Print(j);
+    f = fopen(idx2, "w");
+    fputs(text, f);
+    fclose(f);
+    cJSON_free(text);
+    FT_CHECK(ft_shards_load_threads(idx2, "fp", 4, &back, NULL) == FT_E_FORMAT &&
+                 strstr(ft_error_msg(), "shard totals") && strstr(ft_error_msg(), "differ from the index"),
+             "totals unlike the entries': %s", ft_error_msg());
+    ft_error_clear();
+    cJSON_Delete(j);
+    ft_examples_free(&ref);
+    ft_examples_free(&ex);
+}
+
+/* Which files are a dataset's: index, shards and writers' temporaries, and nothing else. */
+static void test_file_names(void) {
+    static const struct {
+        const char *file, *name;
+        long pid;
+    } cases[] = {
+        {"train-0123456789abcdef.index.json", "train-0123456789abcdef", 0},
+        {"train-0123456789abcdef-00012.ftshard", "train-0123456789abcdef", 0},
+        {"valid-0123456789abcdef-123456.ftshard", "valid-0123456789abcdef", 0},
+        {"ds-00003.ftshard.tmp.4242", "ds", 4242},
+        {"ds.index.json.tmp.77", "ds", 77},
+        {"a.tmp.b.index.json.tmp.9", "a.tmp.b", 9},
+        {"ds-0003.ftshard", NULL, 0},        /* four digits: not ours */
+        {"ds00003.ftshard", NULL, 0},        /* no dash */
+        {"-00003.ftshard", NULL, 0},         /* no name */
+        {".index.json", NULL, 0},
+        {"ds.index.json.bak", NULL, 0},
+        {"ds.index.json.tmp.", NULL, 0},
+        {"ds.index.json.tmp.12x", NULL, 0},
+        {"ds.index.json.tmp.-3", NULL, 0},
+        {"notes.txt", NULL, 0},
+        {"ds-00003.ftshard.orig", NULL, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char name[64] = "";
+        long pid = -1;
+        const int got = ft_shard_file_parse(cases[i].file, name, sizeof name, &pid);
+        FT_CHECK(cases[i].name ? got && strcmp(name, cases[i].name) == 0 && pid == cases[i].pid : !got,
+                 "%s: %s (got %d \"%s\" pid %ld)", cases[i].file, cases[i].name ? cases[i].name : "not a dataset's",
+                 got, got ? name : "", pid);
+    }
+}
+
 int main(void) {
+    test_file_names();
+    test_load_threads();
     test_lengths();
     test_threads();
     test_stale_tmp();

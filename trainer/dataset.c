@@ -1,12 +1,17 @@
 /* dataset.c: see dataset.h. The only trainer file that includes data/batcher.h. */
 #include "trainer/dataset.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <omp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include <cjson/cJSON.h>
@@ -174,7 +179,7 @@ static ft_status ft_write_shards(const char *dir, const char *name, const char *
 }
 
 /* Examples from the cache when its index matches the fingerprint, else tokenized and cached. */
-static ft_status ft_load_examples(ft_dataset *ds, const ft_recipe *r, const char *data_dir, uint64_t fp) {
+static ft_status ft_load_or_tokenize(ft_dataset *ds, const ft_recipe *r, const char *data_dir, uint64_t fp) {
     char fps[64], tname[64], vname[64], tidx[4200], vidx[4200];
     snprintf(fps, sizeof fps, "ftune-data/1 %016llx", (unsigned long long)fp);
     snprintf(tname, sizeof tname, "train-%016llx", (unsigned long long)fp);
@@ -186,8 +191,8 @@ static ft_status ft_load_examples(ft_dataset *ds, const ft_recipe *r, const char
     struct stat sb;
     if (stat(tidx, &sb) == 0 && stat(vidx, &sb) == 0) {
         ft_shard_info ti, vi;
-        ft_status st = ft_shards_load(tidx, fps, &ds->train, &ti);
-        if (st == FT_OK) st = ft_shards_load(vidx, fps, &ds->valid, &vi);
+        ft_status st = ft_shards_load_threads(tidx, fps, ds->threads, &ds->train, &ti);
+        if (st == FT_OK) st = ft_shards_load_threads(vidx, fps, ds->threads, &ds->valid, &vi);
         if (st == FT_OK) {
             ds->cached = 1;
             ft_info("data: reusing tokenized data %s (%lld + %lld examples)", tname, (long long)ds->train.n,
@@ -244,6 +249,92 @@ static ft_status ft_load_examples(ft_dataset *ds, const ft_recipe *r, const char
     FT_TRY(ft_write_shards(data_dir, tname, fps, &ds->train, ds->threads));
     FT_TRY(ft_write_shards(data_dir, vname, fps, &ds->valid, ds->threads));
     return FT_OK;
+}
+
+/* ---- the cache directory ------------------------------------------------------------------ */
+
+/* Every edit of a data file (or of the tokenizer, template, loss masking, ...) gives a new fingerprint,
+ * and the old one's shards (540 MB per GB of JSONL) would stay in OUTPUT_DIR/data for good. No run
+ * can use them: a resume on changed data is refused anyway (ft_cursor_hash binds the training
+ * tokens). So once this run's cache is complete (written, its indexes committed, or reused), the
+ * caches of other fingerprints are removed: their indexes, shards and the temporaries of writers no
+ * longer running, and nothing else (only names of the forms shard.h writes, under
+ * "train-<16 hex digits>" and "valid-<16 hex digits>"). The validation cache is the training
+ * one's twin (same fingerprint, written and reused together, useless alone) and goes by the same
+ * rule. Another ftune process may be reading or writing another fingerprint's cache at that moment
+ * (`ftune data` on an edited recipe while `ftune train` of the same output_dir loads): each holds a
+ * shared flock(2) on the directory from before it looks at its cache until it is done with it, and
+ * the removal takes the lock exclusive without waiting, so it happens only while no other process
+ * is inside that span; else the files stay for a later run (logged). A killed process's lock goes
+ * with it. Where the directory cannot be locked (flock unsupported) nothing is removed. Builds
+ * before this one take no lock: one of them reading or writing a cache this one removes finds it
+ * unusable on its next load and tokenizes again (ft_load_or_tokenize's warning), no worse. */
+
+/* The shared lock on data_dir (a descriptor to close), or -1 where the filesystem has no flock. */
+static int ft_cache_lock(const char *data_dir) {
+    const int fd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    while (flock(fd, LOCK_SH) != 0) {
+        if (errno == EINTR) continue;
+        ft_debug("data: cannot lock %s (%s); other caches there are left alone", data_dir, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* "train-<16 hex>" / "valid-<16 hex>" (dataset name) of another fingerprint than ours */
+static int ft_cache_other(const char *name, const char *ours) {
+    if (strncmp(name, "train-", 6) != 0 && strncmp(name, "valid-", 6) != 0) return 0;
+    if (strlen(name) != 22 || strcmp(name + 6, ours) == 0) return 0;
+    for (int i = 6; i < 22; i++)
+        if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f'))) return 0;
+    return 1;
+}
+
+/* Counts (and with `remove`, removes) the files of other fingerprints' caches in data_dir. */
+static void ft_cache_scan(const char *data_dir, uint64_t fp, int remove, int64_t *files, int64_t *bytes) {
+    char ours[17];
+    snprintf(ours, sizeof ours, "%016llx", (unsigned long long)fp);
+    DIR *d = opendir(data_dir);
+    if (!d) return;
+    for (struct dirent *de; (de = readdir(d));) {
+        char name[64], path[4400];
+        long pid;
+        if (!ft_shard_file_parse(de->d_name, name, sizeof name, &pid) || !ft_cache_other(name, ours)) continue;
+        /* a live writer's temporary (of a build without the lock): kept, as shard.c keeps its own */
+        if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno != ESRCH)) continue;
+        snprintf(path, sizeof path, "%s/%s", data_dir, de->d_name);
+        struct stat sb;
+        if (lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode) || (remove && unlink(path) != 0)) continue;
+        *files += 1, *bytes += (int64_t)sb.st_size;
+    }
+    closedir(d);
+}
+
+/* Removes the other fingerprints' caches when no other process holds the lock (see above). */
+static void ft_cache_tidy(const char *data_dir, uint64_t fp, int lock_fd) {
+    /* SH -> EX on the same descriptor, without waiting: EWOULDBLOCK while another process holds SH */
+    const int alone = lock_fd >= 0 && flock(lock_fd, LOCK_EX | LOCK_NB) == 0;
+    const int busy = !alone && lock_fd >= 0 && errno == EWOULDBLOCK;
+    int64_t files = 0, bytes = 0;
+    ft_cache_scan(data_dir, fp, alone, &files, &bytes);
+    if (files > 0 && alone)
+        ft_info("data: removed %lld files (%.1f MiB) of tokenized data of earlier inputs from %s", (long long)files,
+                (double)bytes / 1048576.0, data_dir);
+    else if (files > 0)
+        ft_info("data: left %lld files (%.1f MiB) of tokenized data of earlier inputs in %s: %s", (long long)files,
+                (double)bytes / 1048576.0, data_dir,
+                busy ? "another ftune process is reading or writing data there; a later run removes them"
+                     : "the directory cannot be locked (flock) to make sure no other process is using them");
+}
+
+static ft_status ft_load_examples(ft_dataset *ds, const ft_recipe *r, const char *data_dir, uint64_t fp) {
+    const int lock_fd = ft_cache_lock(data_dir);
+    const ft_status st = ft_load_or_tokenize(ds, r, data_dir, fp);
+    if (st == FT_OK) ft_cache_tidy(data_dir, fp, lock_fd);
+    if (lock_fd >= 0) close(lock_fd);
+    return st;
 }
 
 /* ---- open --------------------------------------------------------------------------------- */

@@ -11,7 +11,10 @@
  *   -> split: data.valid when given, else a data.val_fraction held out by training.seed
  *   -> zstd shards + index under OUTPUT_DIR/data/, named by a fingerprint (XXH3 of the tokenizer
  *      files, the data files' contents and every key that changes the examples), so a resumed or
- *      re-run job with the same inputs never tokenizes again
+ *      re-run job with the same inputs never tokenizes again (the shards are read back on
+ *      model.threads threads); once this fingerprint's cache is complete, the caches of other
+ *      fingerprints (earlier inputs) are removed unless another ftune process is using the
+ *      directory (dataset.c, "the cache directory")
  *   -> packed into rows of data.seq_len (data.packing, data.long_examples)
  *   -> a resumable training batcher of training.micro_batch rows and an evaluation batcher.
  * The training position is a small ft_data_cursor a checkpoint stores; restoring it yields the
