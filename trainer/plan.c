@@ -582,7 +582,10 @@ ft_status ft_plan_make(ft_plan *p, const ft_recipe *r, const ft_plan_opts *opts)
     else if (r->model.path[0]) snprintf(p->config_path, sizeof p->config_path, "%s/config.json", r->model.path);
     else return FT_ERR(FT_E_ARG, "%s: model.path: required (or model.config for planning)", r->source);
     FT_TRY(ft_cfg_load(&cfg, p->config_path));
-    if (r->model.arch[0] && strcmp(r->model.arch, cfg.architecture) != 0 && strcmp(r->model.arch, cfg.model_type) != 0)
+    /* the family's own class names a vision-language checkpoint's text model too: a recipe for
+     * MistralForCausalLM takes Mistral Small 3.1/3.2 (Mistral3ForConditionalGeneration) as it is */
+    if (r->model.arch[0] && strcmp(r->model.arch, cfg.architecture) != 0 && strcmp(r->model.arch, cfg.model_type) != 0 &&
+        !(cfg.vlm && strcmp(r->model.arch, ft_arch_get(cfg.arch)->hf_architecture) == 0))
         return FT_ERR(FT_E_ARG, "%s: model.arch: recipe expects %s, %s is %s", r->source, r->model.arch,
                       p->config_path, cfg.architecture);
     return ft_plan_make_cfg(p, &cfg, r, opts);

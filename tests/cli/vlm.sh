@@ -66,5 +66,14 @@ mkdir -p "$tmp/other"; sed 's/"model_type": "mistral"/"model_type": "ministral3"
 [ $rc -ne 0 ] && grep -q 'Mistral3ForConditionalGeneration with text_config.model_type "ministral3" is not supported' "$tmp/err" \
   && ok "another text model in the wrapper refused: $(grep -o 'with text_config[^(]*' "$tmp/err")" || bad "exit $rc: $(cat "$tmp/err")"
 
+# a recipe's model.arch: MistralForCausalLM names the family, so it takes the wrapper's text model too
+"$ftune" plan "$src/tests/fixtures/run/tiny.yaml" --set model.config="$base/config.json" --set model.arch=MistralForCausalLM \
+  >"$tmp/plan" 2>&1 && grep -q 'model      Mistral3ForConditionalGeneration: 2 layers, hidden 64' "$tmp/plan" \
+  && ok "plan: model.arch MistralForCausalLM accepts the text model of Mistral3ForConditionalGeneration" || bad "plan: $(head -3 "$tmp/plan")"
+"$ftune" plan "$src/tests/fixtures/run/tiny.yaml" --set model.config="$base/config.json" --set model.arch=LlamaForCausalLM \
+  >/dev/null 2>"$tmp/err"; rc=$?
+[ $rc -ne 0 ] && grep -q 'model.arch: recipe expects LlamaForCausalLM, .* is Mistral3ForConditionalGeneration' "$tmp/err" \
+  && ok "plan: model.arch LlamaForCausalLM refused" || bad "plan LlamaForCausalLM: exit $rc $(cat "$tmp/err")"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
