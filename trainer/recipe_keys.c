@@ -29,7 +29,9 @@ const rk ft_recipe_keys[] = {
      .help = "storage of the frozen linear weights: nf4 (QLoRA) or the checkpoint's 16-bit width (bf16 and none "
              "are synonyms)"},
     {.key = "model.arch", .type = RK_STR, .off = F(model.arch), .def = "",
-     .help = "optional check: config.json architectures[0] (LlamaForCausalLM) or model_type (llama) must match"},
+     .help = "optional check: config.json architectures[0] (LlamaForCausalLM) or model_type (llama) must match; "
+             "`MistralForCausalLM` also matches Mistral Small 3.1/3.2 (`Mistral3ForConditionalGeneration`, whose text "
+             "model ftune trains)"},
     {.key = "model.device", .type = RK_ENUM, .off = F(model.device), .def = "auto", .choices = "auto|cpu|cuda",
      .help = "compute backend; auto = cuda when a GPU is present, else cpu"},
     {.key = "model.threads", .type = RK_INT, .off = F(model.threads), .def = "0", .min = 0, .max = 4096,
