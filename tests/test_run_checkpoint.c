@@ -7,7 +7,9 @@
  *     reads with those fields as "none yet";
  *   - a write into a missing directory fails with FT_E_IO and leaves nothing;
  *   - listing (ascending steps, temporary and foreign names ignored), pruning to the last K, and
- *     removal of temporary files left by a killed write. */
+ *     removal of temporary files left by a killed write;
+ *   - pruning also removes a rollback's set-aside "*.ckpt.superseded" files once rotation has
+ *     passed their step (before: kept for good, up to checkpoint.keep - 1 per rollback). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,6 +192,37 @@ int main(void) {
              "prune keeps the newest 2 and nothing else is touched");
     ft_ckpt_clean_tmp(dir);
     FT_CHECK(!exists(dir, "step-000007.ckpt.tmp.999") && exists(dir, "notes.txt"), "temporary file removed");
+
+    /* ---- rollbacks' set-aside checkpoints are rotated too ----
+     * each rollback renames the checkpoints after its target to step-N.ckpt.superseded; a soak of
+     * 5 rollbacks at checkpoint.keep 7 left 9 of them (4.1 MB beside 1.8 MB kept) for good. Those
+     * older than the oldest kept checkpoint go; the newer ones (the diverged state) and corrupt
+     * ones (evidence) stay. Here: a rollback from step 28 to 8, then training on to step 36 */
+    char rb[4200];
+    snprintf(rb, sizeof rb, "%s/rb", tmp);
+    mkdir(rb, 0777);
+    for (int k = 12; k <= 28; k += 4) {
+        char name[64];
+        snprintf(name, sizeof name, "step-%06d.ckpt.superseded", k);
+        touch(rb, name);
+    }
+    touch(rb, "step-000004.ckpt.corrupt");
+    for (int k = 8; k <= 36; k += 4) {
+        char name[64];
+        snprintf(name, sizeof name, "step-%06d.ckpt", k);
+        touch(rb, name);
+        FT_CHECK_OK(ft_ckpt_prune(rb, 3)); /* as ft_run_save_checkpoint does after each write */
+    }
+    int left = 0;
+    for (int k = 12; k <= 28; k += 4) {
+        char name[64];
+        snprintf(name, sizeof name, "step-%06d.ckpt.superseded", k);
+        left += exists(rb, name);
+    }
+    FT_CHECK(left == 1 && exists(rb, "step-000028.ckpt.superseded") &&
+                 exists(rb, "step-000028.ckpt") && !exists(rb, "step-000024.ckpt") && exists(rb, "step-000004.ckpt.corrupt"),
+             "prune at keep 3 up to step 36: only step 28's superseded checkpoint is left (%d of 5), those "
+             "before the oldest kept (28) are gone, the corrupt one stays", left);
     snprintf(nodir, sizeof nodir, "%s/nope", tmp);
     FT_CHECK_OK(ft_ckpt_list(nodir, &steps, &n));
     FT_CHECK(n == 0, "a missing directory lists as empty");

@@ -74,7 +74,8 @@ void ft_ckpt_path(char *buf, size_t cap, const char *dir, int64_t step);
 /* Steps of the checkpoint files in dir, ascending (temporary files ignored). *steps malloc'd;
  * a missing directory is an empty list. */
 ft_status ft_ckpt_list(const char *dir, int64_t **steps, int64_t *n);
-/* Deletes all but the newest `keep` checkpoints (keep <= 0: keeps all). */
+/* Deletes all but the newest `keep` checkpoints (keep <= 0: keeps all), and the set-aside
+ * "step-N.ckpt.superseded" files older than the oldest one kept. */
 ft_status ft_ckpt_prune(const char *dir, int64_t keep);
 /* Removes temporary files left by a write that was killed. */
 void ft_ckpt_clean_tmp(const char *dir);

@@ -13,13 +13,14 @@ typedef struct ft_progress {
     int line_open;       /* a \r line is on screen */
     int64_t total;       /* planned steps */
     double last_print;   /* monotonic seconds of the last plain line */
-    double step_s;       /* smoothed seconds per step, for the ETA */
+    double t_first;      /* monotonic seconds when step first_step ended (the ETA's origin) */
+    int64_t first_step;  /* the step before this loop's first update; -1 before it */
 } ft_progress;
 
 typedef struct ft_progress_step {
     int64_t step;        /* 1-based */
     double loss, lr, tok_s;
-    double step_s;       /* this step's seconds (eval and checkpoint time included) */
+    double step_s;       /* this step's training seconds (the ETA takes the wall clock instead) */
     int64_t mem_bytes;
     int skipped;
 } ft_progress_step;

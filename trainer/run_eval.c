@@ -66,7 +66,7 @@ done:
 static ft_status ft_write_samples(ft_run_state *R, double val_loss) {
     const ft_recipe *r = R->r;
     size_t cap = 1024, len = 0;
-    char *out = malloc(cap);
+    char *out = malloc(cap), *text = NULL; /* text: one completion, freed at done when APPEND fails on it */
     if (!out) return FT_ERR(FT_E_OOM, "out of memory writing samples");
     ft_status st = FT_OK;
 #define APPEND(...)                                                                    \
@@ -89,18 +89,19 @@ static ft_status ft_write_samples(ft_run_state *R, double val_loss) {
         APPEND("# ftune samples at step %lld of %lld\n", (long long)R->step, (long long)R->total);
     APPEND("# greedy decoding, at most %lld new tokens, LoRA dropout off\n", (long long)r->eval.max_new_tokens);
     for (int i = 0; i < r->eval.n_prompts; i++) {
-        char *text = NULL;
         int64_t n_new = 0;
         FT_CHECK_GOTO(st, ft_complete(R, r->eval.prompts[i], &text, &n_new), done);
         APPEND("\n=== prompt %d ===\n%s\n=== completion (%lld tokens) ===\n%s\n", i + 1, r->eval.prompts[i],
                (long long)n_new, text);
         free(text);
+        text = NULL;
     }
     char path[FT_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/step-%06lld.txt", R->samples_dir, (long long)R->step);
     st = ft_write_bytes(path, out, len);
 #undef APPEND
 done:
+    free(text);
     free(out);
     return st;
 }
