@@ -24,12 +24,12 @@
 #include "trainer/progress.h"
 #include "trainer/recipe.h"
 
-enum { FT_ST_RECENT = 20 }; /* steps the recent loss and rate are taken over */
+enum { FT_ST_RECENT = 20 }; /* steps the recent loss is taken over */
 
 typedef struct ft_run_view {
     int64_t steps, last_step, skipped_spike, skipped_nonfinite, tokens, evals;
-    double elapsed_s, last_loss, recent_loss[FT_ST_RECENT], recent_step_s[FT_ST_RECENT];
-    int64_t n_recent, n_recent_s;
+    double elapsed_s, last_loss, recent_loss[FT_ST_RECENT];
+    int64_t n_recent;
     double last_val, best_val;
     int64_t last_val_step, best_val_step;
     int64_t bad_lines;
@@ -65,11 +65,9 @@ static void ft_view_line(ft_run_view *v, const char *line) {
         const cJSON *tok = cJSON_GetObjectItemCaseSensitive(j, "tokens");
         const cJSON *wall = cJSON_GetObjectItemCaseSensitive(j, "wall");
         const cJSON *el = wall ? cJSON_GetObjectItemCaseSensitive(wall, "elapsed_s") : NULL;
-        const cJSON *ss = wall ? cJSON_GetObjectItemCaseSensitive(wall, "step_s") : NULL;
         v->steps++, v->last_step = s;
         if (cJSON_IsNumber(tok)) v->tokens += (int64_t)tok->valuedouble;
         if (cJSON_IsNumber(el)) v->elapsed_s = el->valuedouble;
-        if (cJSON_IsNumber(ss)) v->recent_step_s[v->n_recent_s++ % FT_ST_RECENT] = ss->valuedouble;
         if (cJSON_IsString(skip)) {
             if (strcmp(skip->valuestring, "spike") == 0) v->skipped_spike++;
             else v->skipped_nonfinite++;
@@ -177,7 +175,10 @@ ft_status ft_cmd_status(int argc, char **argv) {
         printf("progress:     no step recorded yet%s\n", f ? "" : " (no metrics.jsonl)");
     } else {
         ft_format_duration(b1, sizeof b1, v.elapsed_s);
-        const double step_s = ft_mean(v.recent_step_s, v.n_recent_s);
+        /* the run's wall clock (elapsed_s: carried across resumes, downtime left out) over its steps,
+         * so that the evaluations and checkpoints between steps count: the lines' step_s is the
+         * training step alone (half the time left, in a soak that evaluated every 10 steps) */
+        const double step_s = v.last_step > 0 && v.elapsed_s > 0 ? v.elapsed_s / (double)v.last_step : NAN;
         if (total > 0)
             printf("progress:     step %lld of %lld (%.1f%%), %lld tokens, %s of training\n", (long long)v.last_step,
                    (long long)total, 100.0 * (double)v.last_step / (double)total, (long long)v.tokens, b1);
@@ -186,8 +187,8 @@ ft_status ft_cmd_status(int argc, char **argv) {
                    r.training.epochs, (long long)v.tokens, b1);
         if (running > 0 && total > v.last_step && isfinite(step_s)) {
             ft_format_duration(b2, sizeof b2, step_s * (double)(total - v.last_step));
-            printf("time left:    ~%s at the last %d steps' %.2f s a step (evaluations and checkpoints included)\n", b2,
-                   (int)(v.n_recent_s < FT_ST_RECENT ? v.n_recent_s : FT_ST_RECENT), step_s);
+            printf("time left:    ~%s at the run's %.2f s a step so far (evaluations and checkpoints included)\n", b2,
+                   step_s);
         }
         printf("loss:         %.4f last, %.4f mean of the last %d steps\n", v.last_loss,
                ft_mean(v.recent_loss, v.n_recent), (int)(v.n_recent < FT_ST_RECENT ? v.n_recent : FT_ST_RECENT));

@@ -33,9 +33,22 @@ grep -q "^checkpoints:  [0-9]*, the newest step 8, written .* (continue: ftune t
 flock "$run/.lock" sleep 5 &
 sleep 0.5
 "$ftune" status "$run" >"$tmp/s2" 2>&1
-grep -q "^run: .*: running: a process holds it" "$tmp/s2" && grep -q "^time left:    ~0:[0-9][0-9] at the last 10 steps'" "$tmp/s2" \
+grep -q "^run: .*: running: a process holds it" "$tmp/s2" && grep -q "^time left:    ~0:[0-9][0-9] at the run's [0-9.]* s a step so far" "$tmp/s2" \
   && ok "while the lock is held: running, $(grep '^time left' "$tmp/s2")" || bad "held lock: $(head -4 "$tmp/s2")"
 wait
+# the time left counts the evaluations and checkpoints between steps: metrics.jsonl's elapsed_s (the
+# run's wall clock) at 1 s a step while each step's own step_s says 0.1 s -> 14 steps left, ~0:14
+cp "$m" "$tmp/m.keep"
+awk '/"type":"train"/ { match($0, /"step":[0-9]+/); s = substr($0, RSTART + 7, RLENGTH - 7);
+       sub(/"elapsed_s":[0-9.]+/, "\"elapsed_s\":" s ".000"); sub(/"step_s":[0-9.]+/, "\"step_s\":0.1000") } { print }' \
+  "$tmp/m.keep" >"$m"
+flock "$run/.lock" sleep 5 &
+sleep 0.5
+"$ftune" status "$run" >"$tmp/s3" 2>&1
+grep -q "^time left:    ~0:14 at the run's 1.00 s a step so far (evaluations and checkpoints included)" "$tmp/s3" \
+  && ok "time left from the run's wall clock: $(grep '^time left' "$tmp/s3")" || bad "time left: $(grep '^time left' "$tmp/s3")"
+wait
+cp "$tmp/m.keep" "$m"
 
 "$ftune" train "$recipe" --set output_dir="$run" --resume >/dev/null 2>&1
 "$ftune" status "$run" >"$tmp/s3" 2>&1
