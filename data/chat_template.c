@@ -22,7 +22,7 @@ static const struct { const char *name; ft_chat_template t; } TMPL_NAMES[] = {
     {"none", FT_TMPL_NONE},       {"llama3", FT_TMPL_LLAMA3},     {"llama3.1", FT_TMPL_LLAMA31},
     {"llama3.2", FT_TMPL_LLAMA31}, {"llama3.3", FT_TMPL_LLAMA31},  {"qwen2.5", FT_TMPL_QWEN25},
     {"qwen2", FT_TMPL_QWEN25},    {"qwen3", FT_TMPL_QWEN3},       {"mistral", FT_TMPL_MISTRAL},
-    {"mistral-v3", FT_TMPL_MISTRAL_V3},
+    {"mistral-v3", FT_TMPL_MISTRAL_V3}, {"mistral-v7", FT_TMPL_MISTRAL_V7},
 };
 
 ft_status ft_chat_template_parse(const char *name, ft_chat_template *out) {
@@ -33,7 +33,7 @@ ft_status ft_chat_template_parse(const char *name, ft_chat_template *out) {
         }
     }
     return FT_ERR(FT_E_ARG, "unknown chat template \"%s\" (expected llama3, llama3.1, qwen2.5, qwen3, mistral, "
-                            "mistral-v3 or none)", name);
+                            "mistral-v3, mistral-v7 or none)", name);
 }
 
 const char *ft_chat_template_name(ft_chat_template t) {
@@ -50,11 +50,13 @@ ft_status ft_chat_template_detect(const char *j, ft_chat_template *out) {
         else return FT_ERR(FT_E_UNSUPPORTED, "unrecognized ChatML chat_template; name one (qwen2.5 or qwen3)");
     } else if (strstr(j, "<|start_header_id|>")) {
         *out = strstr(j, "Cutting Knowledge Date") ? FT_TMPL_LLAMA31 : FT_TMPL_LLAMA3;
+    } else if (strstr(j, "[SYSTEM_PROMPT]")) { /* Mistral Small 3+: its system tokens, checked before [INST] */
+        *out = FT_TMPL_MISTRAL_V7;
     } else if (strstr(j, "[INST]")) {
         *out = strstr(j, "'[INST] '") || strstr(j, "\"[INST] \"") ? FT_TMPL_MISTRAL_V3 : FT_TMPL_MISTRAL;
     } else {
         return FT_ERR(FT_E_UNSUPPORTED, "unrecognized chat_template; name one of llama3, llama3.1, qwen2.5, qwen3, "
-                                        "mistral, mistral-v3");
+                                        "mistral, mistral-v3, mistral-v7");
     }
     return FT_OK;
 }
@@ -370,6 +372,27 @@ static ft_status render_mistral(const ft_chat_msg *m, int64_t n, const ft_render
     return FT_OK;
 }
 
+/* Mistral Small 3 / 3.1 / 3.2 (chat_template.h: mistral-v7). */
+static ft_status render_mistral_v7(const ft_chat_msg *m, int64_t n, const ft_render_opts *o, ft_rendered *r) {
+    ADD_SPECIAL("<s>", 0);
+    for (int64_t i = 0; i < n; i++) {
+        if (m[i].role == FT_ROLE_SYSTEM) {
+            ADD_SPECIAL("[SYSTEM_PROMPT]", 0);
+            ADD_TEXT(m[i].content, -1, 0);
+            ADD_SPECIAL("[/SYSTEM_PROMPT]", 0);
+        } else if (m[i].role == FT_ROLE_USER) {
+            ADD_SPECIAL("[INST]", 0);
+            ADD_TEXT(m[i].content, -1, 0);
+            ADD_SPECIAL("[/INST]", 0);
+        } else {
+            const int train = trains(o, m, n, i);
+            ADD_TEXT(m[i].content, -1, train);
+            ADD_SPECIAL("</s>", train);
+        }
+    }
+    return FT_OK;
+}
+
 /* ---- entry points ---------------------------------------------------------------------------- */
 
 static void rd_train_all(ft_rendered *r) {
@@ -387,6 +410,7 @@ ft_status ft_chat_render(const ft_chat_msg *msgs, int64_t n, const ft_render_opt
     case FT_TMPL_QWEN3: st = render_qwen3(msgs, n, o, r); break;
     case FT_TMPL_MISTRAL: st = render_mistral(msgs, n, o, r, 0); break;
     case FT_TMPL_MISTRAL_V3: st = render_mistral(msgs, n, o, r, 1); break;
+    case FT_TMPL_MISTRAL_V7: st = render_mistral_v7(msgs, n, o, r); break;
     case FT_TMPL_NONE:
     default: return FT_ERR(FT_E_ARG, "chat records need a chat template (none is set)");
     }

@@ -20,7 +20,14 @@
  *   mistral     Mistral tekken (Nemo/Small: "[INST]user[/INST]assistant</s>", no spaces)
  *   mistral-v3  Mistral v3 SentencePiece convention ("[INST] user[/INST] assistant</s>"), as
  *               mistral-common renders it (text_v3 goldens)
- * For both Mistral formats leading system messages are joined with "\n\n" and prepended (with
+ *   mistral-v7  Mistral Small 3 / 3.1 / 3.2 (V7-Tekken): each system message where it stands as
+ *               "[SYSTEM_PROMPT]system[/SYSTEM_PROMPT]", "[INST]user[/INST]", "assistant</s>", no
+ *               role order required, as the models' own template. That template also puts a
+ *               default system prompt with today's date before a conversation that has none;
+ *               ftune does not (a training set would change with the day it is tokenized on), as
+ *               llama.cpp's built-in mistral-v7-tekken does not: state a system message in the data
+ *               to train with one
+ * For mistral and mistral-v3 leading system messages are joined with "\n\n" and prepended (with
  * "\n\n") to the LAST user message, as mistral-common does; the Nemo Jinja does the same only when
  * that user message ends the conversation and otherwise drops the system prompt, which would
  * silently lose it in training data, so ftune follows mistral-common. Roles must then alternate
@@ -58,6 +65,7 @@ typedef enum ft_chat_template {
     FT_TMPL_QWEN3,
     FT_TMPL_MISTRAL,
     FT_TMPL_MISTRAL_V3,
+    FT_TMPL_MISTRAL_V7,
 } ft_chat_template;
 
 typedef enum ft_loss_mode { FT_LOSS_AUTO = 0, FT_LOSS_ASSISTANT, FT_LOSS_LAST, FT_LOSS_ALL } ft_loss_mode;
@@ -93,7 +101,7 @@ typedef struct ft_encoded {
 } ft_encoded;
 
 /* "llama3", "llama3.1" ("llama3.2"/"llama3.3" map to it), "qwen2.5" ("qwen2"), "qwen3",
- * "mistral", "mistral-v3", "none". */
+ * "mistral", "mistral-v3", "mistral-v7", "none". */
 ft_status ft_chat_template_parse(const char *name, ft_chat_template *out);
 const char *ft_chat_template_name(ft_chat_template t);
 /* Recognizes one of the templates above in a Jinja chat_template string (tokenizer_config.json);

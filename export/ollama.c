@@ -20,6 +20,9 @@ static const char FT_TMPL_CHATML[] =
 static const char *const FT_STOP_CHATML[] = {"<|im_start|>", "<|im_end|>", NULL};
 static const char FT_TMPL_MISTRAL[] = "[INST] {{ if .System }}{{ .System }} {{ end }}{{ .Prompt }} [/INST]";
 static const char *const FT_STOP_MISTRAL[] = {"[INST]", "[/INST]", NULL};
+/* Mistral Small 3+ (V7-Tekken): no spaces, the system prompt between its own tokens */
+static const char FT_TMPL_MISTRAL_V7[] =
+    "{{ if .System }}[SYSTEM_PROMPT]{{ .System }}[/SYSTEM_PROMPT]{{ end }}[INST]{{ .Prompt }}[/INST]{{ .Response }}";
 
 ft_status ft_ollama_write(const char *path, const char *from, const char *adapter, const char *chat_template,
                           const char *eos_text) {
@@ -27,6 +30,7 @@ ft_status ft_ollama_write(const char *path, const char *from, const char *adapte
     const char *const *stops = NULL;
     if (chat_template && strstr(chat_template, "<|start_header_id|>")) tmpl = FT_TMPL_LLAMA3, stops = FT_STOP_LLAMA3;
     else if (chat_template && strstr(chat_template, "<|im_start|>")) tmpl = FT_TMPL_CHATML, stops = FT_STOP_CHATML;
+    else if (chat_template && strstr(chat_template, "[SYSTEM_PROMPT]")) tmpl = FT_TMPL_MISTRAL_V7, stops = FT_STOP_MISTRAL;
     else if (chat_template && strstr(chat_template, "[INST]")) tmpl = FT_TMPL_MISTRAL, stops = FT_STOP_MISTRAL;
     size_t cap = 4096 + strlen(from) + strlen(adapter) + (tmpl ? strlen(tmpl) : 0);
     char *s = malloc(cap);

@@ -285,6 +285,17 @@ static void test_names(void) {
         free(j);
     }
     ft_chat_template t;
+    { /* Mistral Small 3's template (committed beside the goldens: not among the shared assets) */
+        char path[1024];
+        char *j;
+        int64_t len;
+        snprintf(path, sizeof path, "%s/tests/fixtures/chat/mistralai-Mistral-Small-24B-Instruct-2501.jinja",
+                 ft_test_src_dir());
+        FT_CHECK_OK(ft_test_read_file(path, &j, &len));
+        FT_CHECK(j && ft_chat_template_detect(j, &t) == FT_OK && t == FT_TMPL_MISTRAL_V7, "detect Mistral Small 3 -> %s",
+                 j ? ft_chat_template_name(t) : "?");
+        free(j);
+    }
     FT_CHECK(ft_chat_template_detect("{{ messages }}", &t) == FT_E_UNSUPPORTED, "unknown template refused");
     FT_CHECK(ft_chat_template_parse("llama3.2", &t) == FT_OK && t == FT_TMPL_LLAMA31, "llama3.2 alias");
     FT_CHECK(ft_chat_template_parse("vicuna", &t) == FT_E_ARG && strstr(ft_error_msg(), "vicuna"), "bad name");

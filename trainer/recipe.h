@@ -43,7 +43,7 @@ typedef struct ft_recipe {
         int n_valid;
         char *tokenizer;          /* data.tokenizer: dir with tokenizer.json (default: model.path) */
         char *format;             /* data.format: auto | text | alpaca | prompt-completion | chat (canonical; aliases accepted) */
-        char *template_name;      /* data.template: auto | none | llama3 | llama3.1 | qwen2.5 | qwen3 | mistral | mistral-v3 */
+        char *template_name;      /* data.template: auto | none | llama3 | llama3.1 | qwen2.5 | qwen3 | mistral | mistral-v3 | mistral-v7 */
         char *loss;               /* data.loss: auto | assistant | last | all */
         int64_t seq_len;          /* data.seq_len */
         char *packing;            /* data.packing: bfd | sequential | none */

@@ -39,6 +39,9 @@ TEMPLATES = {
     "qwen2.5": ("Qwen-Qwen2.5-7B-Instruct.jinja", "qwen3-tokenizer", "<|im_end|>"),
     "qwen3": ("Qwen-Qwen3-0.6B.jinja", "qwen3-tokenizer", "<|im_end|>"),
     "mistral": ("mistralai-Mistral-Nemo-Instruct-2407.jinja", None, "</s>"),
+    # committed beside the goldens (tests/fixtures/chat/PROVENANCE.md): not among the shared assets
+    "mistral-v7": (os.path.join(HERE, "..", "fixtures", "chat", "mistralai-Mistral-Small-24B-Instruct-2501.jinja"),
+                   None, "</s>"),
 }
 
 S, U, A = "system", "user", "assistant"
@@ -87,6 +90,12 @@ for c in ["multi_no_system", "code", "prompt_eval", "multi_eval", "user_prompt"]
     CASES.append(("mistral", c, {"add_generation_prompt": c.endswith("eval") or c == "user_prompt"}))
 CASES.append(("mistral", "basic_eval", {}))
 CONVS["basic_eval"] = [m(S, "You are a helpful assistant."), m(U, "What is 2+2?"), m(A, "4."), m(U, "And 3+3?")]
+# Mistral Small 3 (V7-Tekken): every conversation opens with a system message, since without one the
+# template inserts a default system prompt holding today's date (strftime_now), which ftune does not
+CONVS["system_twice"] = [m(S, "Be brief."), m(U, "Hello"), m(A, "Hi."), m(S, "Now answer in French."),
+                         m(U, "How are you?"), m(A, "Bien, merci.")]
+for c in ["basic", "whitespace_unicode", "system_twice", "prompt_eval", "basic_eval"]:
+    CASES.append(("mistral-v7", c, {"add_generation_prompt": c.endswith("eval")}))
 
 
 def load_tok(name, tmp):
@@ -110,7 +119,7 @@ def main():
     cases = []
     for tname, cname, opts in CASES:
         jinja_file, tokdir, end_tok = TEMPLATES[tname]
-        jinja = open(os.path.join(ASSETS, "chat-templates", jinja_file)).read()
+        jinja = open(jinja_file if os.path.isabs(jinja_file) else os.path.join(ASSETS, "chat-templates", jinja_file)).read()
         msgs = CONVS[cname]
         gen = opts.get("add_generation_prompt", False)
         kw = {}
