@@ -16,13 +16,7 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 pass=0; fail=0
 ok()  { pass=$((pass+1)); echo "ok   $*"; }
 bad() { fail=$((fail+1)); echo "FAIL $*"; }
-# max |a - b| / max |b| over two float32 files
-relerr() {
-  paste <(od -An -v -tf4 -w4 "$1") <(od -An -v -tf4 -w4 "$2") |
-    awk '{d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d; b = $2 < 0 ? -$2 : $2; if (b > s) s = b}
-         END {if (NR == 0 || s == 0) print "nan"; else printf "%.3g\n", m / s}'
-}
-le() { awk -v a="$1" -v b="$2" 'BEGIN {exit !(a + 0 <= b + 0 && a != "nan")}'; }
+source "$src/tests/cli/lib/compare.sh" # relerr, le
 
 printf '1 403 11 87 300 5 22 410 99 17 256 3\n1 60 70 80 90 100 110 120\n' >"$tmp/ids.txt"
 "$ftune" train "$src/tests/fixtures/run/tiny.yaml" --set training.steps=8 --set output_dir="$tmp/run" \

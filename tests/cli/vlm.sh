@@ -20,13 +20,7 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 pass=0; fail=0
 ok()  { pass=$((pass+1)); echo "ok   $*"; }
 bad() { fail=$((fail+1)); echo "FAIL $*"; }
-# max |a - b| / max |b| over two float32 files
-relerr() {
-  paste <(od -An -v -tf4 -w4 "$1") <(od -An -v -tf4 -w4 "$2") |
-    awk '{d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d; b = $2 < 0 ? -$2 : $2; if (b > s) s = b}
-         END {if (NR == 0 || s == 0) print "nan"; else printf "%.3g\n", m / s}'
-}
-le() { awk -v a="$1" -v b="$2" 'BEGIN {exit !(a + 0 <= b + 0 && a != "nan")}'; }
+source "$src/tests/cli/lib/compare.sh" # relerr, le
 header() { head -c $((8 + $(od -An -t u8 -N8 "$1" | tr -d ' '))) "$1" | tail -c +9; }
 
 "$ftune" eval --model "$base" --tokens "$base/tokens.txt" --adapter "$adapter" --dump-logits "$tmp/a.bin" >/dev/null 2>&1 \
