@@ -16,6 +16,9 @@
 #include "kernels/fileio.h"
 #include "kernels/log.h"
 
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0)
+#endif
 #ifndef RENAME_EXCHANGE
 #define RENAME_EXCHANGE (1 << 1)
 #endif
@@ -57,9 +60,13 @@ static int sd_only_files(const char *path) {
 
 /* Test hooks (docs/design.md): FT_FAULT_KILL_AT_EXCHANGE=before|after raises SIGKILL just before
  * or just after the exchange, where a crash is the hardest on the output; FT_FAULT_TERM_AT_EXCHANGE
- * the same with SIGTERM, which trainer/outguard.c answers (tests/cli/export.sh). */
+ * the same with SIGTERM, which trainer/outguard.c answers; FT_FAULT_STALL_AT_EXCHANGE=SECONDS waits
+ * that long just before it (and before a new output's rename), for another process to write into
+ * the output meanwhile (tests/cli/export.sh). */
 static void sd_fault(const char *when) {
-    const char *v = getenv("FT_FAULT_KILL_AT_EXCHANGE");
+    const char *v = getenv("FT_FAULT_STALL_AT_EXCHANGE");
+    if (v && !strcmp(when, "before")) sleep((unsigned)atoi(v));
+    v = getenv("FT_FAULT_KILL_AT_EXCHANGE");
     if (v && !strcmp(v, when)) raise(SIGKILL);
     v = getenv("FT_FAULT_TERM_AT_EXCHANGE");
     if (v && !strcmp(v, when)) raise(SIGTERM);
@@ -88,10 +95,14 @@ ft_status ft_stagedir_begin(ft_stagedir *sd, const char *dir) {
         if (errno != ENOENT) return FT_ERR(FT_E_IO, "%s: %s", sd->dir, strerror(errno));
         sd->mode = FT_STAGEDIR_NEW;
     } else if (S_ISDIR(sb.st_mode)) {
-        /* a mount point cannot be renamed over; a subdirectory cannot be hard-linked */
+        /* a mount point cannot be renamed over; a subdirectory cannot be hard-linked; a directory
+         * this process may not write stays refused as before (the exchange writes only the parent,
+         * so it would replace a write-protected adapter): the write in place fails, naming it */
         int same_fs = stat(parent, &pb) == 0 && pb.st_dev == sb.st_dev;
-        sd->mode = same_fs && sd_only_files(sd->dir) ? FT_STAGEDIR_EXCHANGE : FT_STAGEDIR_INPLACE;
+        int writable = faccessat(AT_FDCWD, sd->dir, W_OK | X_OK, AT_EACCESS) == 0;
+        sd->mode = same_fs && writable && sd_only_files(sd->dir) ? FT_STAGEDIR_EXCHANGE : FT_STAGEDIR_INPLACE;
         sd->mode_bits = (unsigned)(sb.st_mode & 07777);
+        sd->uid = (unsigned)sb.st_uid, sd->gid = (unsigned)sb.st_gid;
     } else if (S_ISLNK(sb.st_mode) && stat(sd->dir, &sb) == 0 && S_ISDIR(sb.st_mode)) {
         sd->mode = FT_STAGEDIR_INPLACE; /* an exchange would replace the link, not its directory */
     } else {
@@ -164,30 +175,74 @@ static int sd_link_others(ft_stagedir *sd) {
     return ok;
 }
 
+/* Gives the staging directory the old output's owner and group (a root export into a user's
+ * adapter directory must not leave it root's: its owner could no longer change it). 0: it cannot
+ * be given them, and the files are renamed into the old directory instead. */
+static int sd_own(ft_stagedir *sd) {
+    struct stat sb;
+    if (stat(sd->stage, &sb) != 0) return 0;
+    if ((unsigned)sb.st_uid == sd->uid && (unsigned)sb.st_gid == sd->gid) return 1;
+    return chown(sd->stage, (uid_t)sd->uid, (gid_t)sd->gid) == 0;
+}
+
+/* After the exchange the staging name holds the old version. A file another process created in
+ * the output after sd_link_others looked (a log, a README written meanwhile) is only there: it is
+ * moved into the new version rather than removed with the old one. */
+static void sd_keep_late_files(ft_stagedir *sd) {
+    int from = open(sd->stage, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int to = open(sd->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = from >= 0 ? fdopendir(from) : NULL;
+    if (d && to >= 0) {
+        struct dirent *e;
+        struct stat sb;
+        while ((e = readdir(d)) != NULL) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            if (fstatat(to, e->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0) continue; /* linked over, or written anew */
+            if (syscall(SYS_renameat2, from, e->d_name, to, e->d_name, RENAME_NOREPLACE) != 0)
+                ft_warn("%s/%s: written during the export, it could not be moved into the new version: %s", sd->dir,
+                        e->d_name, strerror(errno));
+        }
+    }
+    if (d) closedir(d); /* closes `from` */
+    else if (from >= 0) close(from);
+    if (to >= 0) close(to);
+}
+
 ft_status ft_stagedir_commit(ft_stagedir *sd, const char *last) {
     if (sd->mode == FT_STAGEDIR_INPLACE) return FT_OK;
     ft_status st = FT_OK;
     if (sd->mode == FT_STAGEDIR_NEW) {
         sd_fsync_dir(sd->stage);
-        if (rename(sd->stage, sd->dir) != 0) {
+        sd_fault("before");
+        if (rename(sd->stage, sd->dir) == 0) {
+            sd->staged = 0;
+            return ft_fsync_dir_of(sd->dir);
+        }
+        struct stat sb;
+        if (!((errno == ENOTEMPTY || errno == EEXIST) && lstat(sd->dir, &sb) == 0 && S_ISDIR(sb.st_mode))) {
             st = FT_ERR(FT_E_IO, "%s: cannot rename %s into place: %s", sd->dir, sd->stage, strerror(errno));
             goto done;
         }
-        sd->staged = 0;
-        return ft_fsync_dir_of(sd->dir);
+        /* another writer made the output meanwhile (two exports at once): replaced as an existing one */
+        sd->mode_bits = (unsigned)(sb.st_mode & 07777);
+        sd->uid = (unsigned)sb.st_uid, sd->gid = (unsigned)sb.st_gid;
+        sd->mode = FT_STAGEDIR_EXCHANGE;
     }
-    int linked = sd_link_others(sd);
-    if (linked) {
+    int linked = sd_link_others(sd), owned = linked && sd_own(sd);
+    if (owned) {
         chmod(sd->stage, sd->mode_bits);
         sd_fsync_dir(sd->stage);
         sd_fault("before");
         if (syscall(SYS_renameat2, AT_FDCWD, sd->stage, AT_FDCWD, sd->dir, RENAME_EXCHANGE) == 0) {
             sd_fault("after");
             ft_fsync_dir_of(sd->dir); /* both names live in the parent */
+            sd_keep_late_files(sd);
             goto done; /* the staging name now holds the old version: removed below */
         }
         /* EINVAL or ENOSYS: a file system or kernel without the exchange (NFS, old kernels) */
         ft_debug("%s: no RENAME_EXCHANGE here (%s): files renamed one by one", sd->dir, strerror(errno));
+    } else if (linked) {
+        ft_debug("%s: cannot give %s its owner: files renamed one by one", sd->dir, sd->stage);
     } else {
         ft_debug("%s: cannot hard-link its other files into %s: files renamed one by one", sd->dir, sd->stage);
     }

@@ -10,10 +10,15 @@
  *     the staging directory, and renameat2(RENAME_EXCHANGE) swaps the two; the old version, now
  *     under the staging name, is removed. A crash at any instant leaves the old pair or the new
  *     one under the output's name, never a mix.
+ *     The replacement keeps the old directory's owner, group and permissions, and a file another
+ *     process creates in the output while the export runs is moved into the new version, not
+ *     removed with the old one.
  * Where that cannot work, the files are written in the output directory itself and renamed into
  * place one by one, `last` last (the window between two renames stays): an output that is a
  * symbolic link or a mount point, holds a subdirectory, a file system without hard links or
- * without RENAME_EXCHANGE. */
+ * without RENAME_EXCHANGE, a directory this process may not write (it is refused there, as
+ * before: the exchange would replace a write-protected adapter), or one whose owner the
+ * replacement could not be given. */
 #ifndef FT_STAGEDIR_H
 #define FT_STAGEDIR_H
 
@@ -31,6 +36,7 @@ typedef struct ft_stagedir {
     ft_stagedir_mode mode;
     int staged;       /* the staging directory exists and is ours to remove */
     unsigned mode_bits; /* the old output's permissions, given to its replacement */
+    unsigned uid, gid;  /* the old output's owner and group, given to its replacement */
 } ft_stagedir;
 
 /* Decides the mode for output directory `dir` and creates the staging directory (a leftover of

@@ -258,6 +258,12 @@ static const bad_cfg bad[] = {
      "supported (only \"mistral\", Mistral Small 3.1/3.2)"},
     {"text_config not an object", {{"architectures", "[\"Mistral3ForConditionalGeneration\"]"}, {"text_config", "[]"}},
      2, NULL, FT_E_FORMAT, "text_config must be an object (got a list)"},
+    /* a text model's key is named where it is (it read "config.json: missing required key", the top level's) */
+    {"vision-language wrapper's text_config without hidden_size",
+     {{"architectures", "[\"Mistral3ForConditionalGeneration\"]"},
+      {"text_config", "{\"model_type\": \"mistral\", \"intermediate_size\": 512, \"num_hidden_layers\": 2, "
+                      "\"num_attention_heads\": 8, \"vocab_size\": 1000}"}},
+     2, NULL, FT_E_FORMAT, "config.json: text_config: missing required key \"hidden_size\""},
     {"architectures not a list", {{"architectures", "\"LlamaForCausalLM\""}}, 1, NULL, FT_E_FORMAT,
      "architectures must be a non-empty list of strings"},
     {"no architectures, no model_type", {{"architectures", NULL}, {"model_type", NULL}}, 2, NULL, FT_E_FORMAT,

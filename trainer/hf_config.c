@@ -254,9 +254,13 @@ static ft_status ft_cfg_unwrap(const char *path, const cJSON *root, ft_model_con
     return FT_OK;
 }
 
-static ft_status ft_cfg_fill(const char *path, const cJSON *top, ft_model_config *cfg) {
+static ft_status ft_cfg_fill(const char *file, const cJSON *top, ft_model_config *cfg) {
     const cJSON *root;
-    FT_TRY(ft_cfg_unwrap(path, top, cfg, &root));
+    FT_TRY(ft_cfg_unwrap(file, top, cfg, &root));
+    /* messages about the text model's keys say where they are: "config.json: text_config: ..." */
+    char text_path[4200];
+    const char *path = file;
+    if (cfg->vlm) snprintf(text_path, sizeof text_path, "%s: text_config", file), path = text_path;
     FT_TRY(ft_cfg_arch(path, root, cfg));
     if (cfg->vlm) snprintf(cfg->architecture, sizeof cfg->architecture, "%s", ft_cfg_item(top, "architectures")->child->valuestring);
     const ft_arch_info *ai = ft_arch_get(cfg->arch);
@@ -294,9 +298,12 @@ static ft_status ft_cfg_fill(const char *path, const cJSON *top, ft_model_config
         return FT_ERR(FT_E_UNSUPPORTED, "%s: hidden_act \"%.40s\" is not supported (only silu)", path, act);
 
     FT_TRY(ft_cfg_bool(path, root, "tie_word_embeddings", 0, &cfg->tie_word_embeddings));
-    /* a wrapper's own key decides in transformers 5 (its text_config's is ignored there) */
+    /* a wrapper's own key decides in transformers 5 (its text_config's is ignored there). Without one,
+     * transformers 5.23 defaults to tied but unties when the checkpoint's lm_head differs from its
+     * embeddings (checked with a checkpoint that has no wrapper key, text_config false and an
+     * lm_head of its own): text_config's value gives that same model here */
     if (cfg->vlm && ft_cfg_item(top, "tie_word_embeddings"))
-        FT_TRY(ft_cfg_bool(path, top, "tie_word_embeddings", 0, &cfg->tie_word_embeddings));
+        FT_TRY(ft_cfg_bool(file, top, "tie_word_embeddings", 0, &cfg->tie_word_embeddings));
     int attn_bias, mlp_bias;
     FT_TRY(ft_cfg_bool(path, root, "attention_bias", 0, &attn_bias));
     FT_TRY(ft_cfg_bool(path, root, "mlp_bias", 0, &mlp_bias));
@@ -336,8 +343,8 @@ static ft_status ft_cfg_fill(const char *path, const cJSON *top, ft_model_config
     const char *dt;
     FT_TRY(ft_cfg_str(path, root, "", "torch_dtype", NULL, &dt));
     if (!dt) FT_TRY(ft_cfg_str(path, root, "", "dtype", NULL, &dt)); /* transformers v5 name */
-    if (!dt && cfg->vlm) FT_TRY(ft_cfg_str(path, top, "", "torch_dtype", NULL, &dt));
-    if (!dt && cfg->vlm) FT_TRY(ft_cfg_str(path, top, "", "dtype", NULL, &dt));
+    if (!dt && cfg->vlm) FT_TRY(ft_cfg_str(file, top, "", "torch_dtype", NULL, &dt));
+    if (!dt && cfg->vlm) FT_TRY(ft_cfg_str(file, top, "", "dtype", NULL, &dt));
     if (!dt) dt = "";
     snprintf(cfg->torch_dtype, sizeof cfg->torch_dtype, "%s", dt);
     return FT_OK;

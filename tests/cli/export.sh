@@ -10,7 +10,8 @@
 #     limit mid-write (full disk): one clear line, exit 1, nothing left at the output path;
 #   - PEFT export into an existing directory: a config write failure (file size limit) keeps the
 #     old pair, no temporary; SIGKILL just before or after the staged pair is exchanged with the
-#     old one leaves one whole pair (and the next export removes the staging directory); export
+#     old one leaves one whole pair (and the next export removes the staging directory); a
+#     write-protected directory refused, the owner kept, a file written meanwhile kept; export
 #     CHECKPOINT with a read-only /tmp (nothing written there);
 #   - adapter_config.json values of the wrong type or not matching the tensors (r, target_modules),
 #     NaN weights, --out naming a directory, a bad --check file (read before merging), SIGTERM
@@ -236,6 +237,50 @@ for when in before after; do
     || bad "SIGTERM $when the exchange: exit $rc, pair $want, $(ls -a "$tmp" | grep xpair)"
   cp "$tmp/xpair.old/adapter_model.safetensors" "$tmp/xpair.old/adapter_config.json" "$tmp/xpair/"
 done
+# What the export in place kept, the exchange keeps (found by review): a write-protected output
+# directory is refused as before (the exchange writes only the parent: it replaced the directory
+# and its pair; as root, which writes anywhere, this runs as nobody); the replacement has the old
+# directory's owner and group (root exporting into a user's adapter left the user a root-owned
+# directory); a file another process writes into the output during the export is kept (it was
+# removed with the old version: FT_FAULT_STALL_AT_EXCHANGE holds the export just before the exchange).
+asuser=()
+[ "$(id -u)" = 0 ] && command -v setpriv >/dev/null && asuser=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+# (as nobody only where nobody can run this build and read the fixture)
+if [ "$(id -u)" != 0 ] || { [ ${#asuser[@]} -gt 0 ] && "${asuser[@]}" test -x "$ftune" -a -r "$adapter/adapter_config.json"; }; then
+  chmod 711 "$tmp"; mkdir -p "$tmp/ro_parent"; chmod 777 "$tmp/ro_parent"; chmod a+r "$tmp/cfg"/*
+  "${asuser[@]}" "$ftune" export "$adapter" --format peft --out "$tmp/ro_parent/ro" >/dev/null 2>&1
+  cp -r "$tmp/ro_parent/ro" "$tmp/ro.old"; chmod a-w "$tmp/ro_parent/ro"; ino=$(stat -c %i "$tmp/ro_parent/ro")
+  "${asuser[@]}" "$ftune" export "$tmp/cfg" --format peft --out "$tmp/ro_parent/ro" >/dev/null 2>"$tmp/err"; rc=$?
+  [ "$rc" -eq 1 ] && [ "$(stat -c %i "$tmp/ro_parent/ro")" = "$ino" ] && samepair "$tmp/ro_parent/ro" "$tmp/ro.old" \
+    && grep -q "ro_parent/ro/.*Permission denied" "$tmp/err" \
+    && ok "PEFT export into a write-protected directory refused, the old pair kept: $(head -c 150 "$tmp/err")" \
+    || bad "write-protected output: exit $rc, inode $ino -> $(stat -c %i "$tmp/ro_parent/ro"), $(cat "$tmp/err")"
+  chmod u+w "$tmp/ro_parent/ro"
+fi
+if [ "$(id -u)" = 0 ]; then
+  rm -rf "$tmp/own"; run "$ftune" export "$adapter" --format peft --out "$tmp/own"
+  chown -R 65534:65534 "$tmp/own"; chmod 770 "$tmp/own"
+  run "$ftune" export "$tmp/cfg" --format peft --out "$tmp/own"
+  [ "$(stat -c '%u:%g %a' "$tmp/own")" = "65534:65534 770" ] && samepair "$tmp/own" "$tmp/pair" \
+    && ok "PEFT export by root into a user's directory: new pair, owner, group and mode kept" \
+    || bad "owner after the exchange: $(stat -c '%u:%g %a' "$tmp/own")"
+fi
+rm -rf "$tmp/late"; run "$ftune" export "$adapter" --format peft --out "$tmp/late"
+FT_FAULT_STALL_AT_EXCHANGE=2 "$ftune" export "$tmp/cfg" --format peft --out "$tmp/late" >/dev/null 2>&1 & xpid=$!
+for _ in $(seq 100); do [ -e "$tmp/.late.tmp-$xpid-d/adapter_config.json" ] && break; sleep 0.05; done
+sleep 0.5; echo "written meanwhile" >"$tmp/late/notes.txt"; wait "$xpid"; rc=$?
+[ "$rc" -eq 0 ] && [ "$(cat "$tmp/late/notes.txt" 2>/dev/null)" = "written meanwhile" ] && samepair "$tmp/late" "$tmp/pair" \
+  && ! ls -d "$tmp"/.late.tmp-* >/dev/null 2>&1 && ok "a file written into the output during the export is kept beside the new pair" \
+  || bad "file written during the export: exit $rc, $(ls -A "$tmp/late"), $(ls -a "$tmp" | grep late)"
+# two exports into one new directory at once: the one whose rename finds the other's output
+# replaces it as an existing one (it failed: 'cannot rename ... into place: Directory not empty')
+rm -rf "$tmp/both"
+FT_FAULT_STALL_AT_EXCHANGE=1 "$ftune" export "$tmp/cfg" --format peft --out "$tmp/both" >/dev/null 2>"$tmp/both.err" & xpid=$!
+for _ in $(seq 100); do [ -e "$tmp/.both.tmp-$xpid-d/adapter_config.json" ] && break; sleep 0.05; done
+run "$ftune" export "$adapter" --format peft --out "$tmp/both"; wait "$xpid"; rc=$?
+[ "$rc" -eq 0 ] && samepair "$tmp/both" "$tmp/pair" && [ "$(ls -A "$tmp/both" | wc -l)" -eq 2 ] && ! ls -d "$tmp"/.both.tmp-* >/dev/null 2>&1 \
+  && ok "two exports into one new directory: both succeed, the later rename's pair in place" \
+  || bad "two exports into one new directory: exit $rc $(cat "$tmp/both.err"), $(ls -A "$tmp/both")"
 # an output that is a symbolic link to a directory is written through the link (no exchange of the link)
 mkdir -p "$tmp/real"; ln -s "$tmp/real" "$tmp/link"
 run "$ftune" export "$tmp/cfg" --format peft --out "$tmp/link" && run "$ftune" export "$adapter" --format peft --out "$tmp/link"
