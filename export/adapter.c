@@ -64,12 +64,17 @@ static int ft_mod_cmp(const void *x, const void *y) {
     return (int)a->lin - (int)b->lin;
 }
 
+/* The text model's layers of a vision-language checkpoint in PEFT keys as transformers before 4.52
+ * named its modules (language_model.model.layers.N); read like FT_PEFT_VLM_LAYERS, written as it. */
+#define FT_PEFT_VLM_LAYERS_OLD "language_model.model.layers."
+
 /* Parses "model.layers.N.<module path>" into (layer, linear); *vlm = 1 when the layers are
  * "model.language_model.layers." (a vision-language checkpoint's text model, arch.h). */
 static int ft_parse_module(const char *name, int64_t *layer, ft_linear *lin, int *vlm) {
     const char *pre = "model.layers.";
-    *vlm = strncmp(name, FT_PEFT_VLM_LAYERS, strlen(FT_PEFT_VLM_LAYERS)) == 0;
-    if (*vlm) pre = FT_PEFT_VLM_LAYERS;
+    *vlm = strncmp(name, FT_PEFT_VLM_LAYERS, strlen(FT_PEFT_VLM_LAYERS)) == 0 ||
+           strncmp(name, FT_PEFT_VLM_LAYERS_OLD, strlen(FT_PEFT_VLM_LAYERS_OLD)) == 0;
+    if (*vlm) pre = name[0] == 'm' ? FT_PEFT_VLM_LAYERS : FT_PEFT_VLM_LAYERS_OLD;
     if (strncmp(name, pre, strlen(pre)) != 0) return 0;
     char *end;
     long long l = strtoll(name + strlen(pre), &end, 10);
@@ -213,10 +218,23 @@ static ft_status ft_adapter_add_tensors(ft_adapter *a, const cJSON *j, const cha
     const cJSON *targets = cJSON_GetObjectItemCaseSensitive(j, "target_modules");
     const cJSON *ap = cJSON_GetObjectItemCaseSensitive(j, "alpha_pattern");
     FT_CHECK_GOTO(st, ft_calloc((void **)&a->m, (size_t)(nt / 2 + 1) * sizeof *a->m, "adapter modules"), fail);
+    int64_t n_vision = 0, n_text = 0;
     for (int64_t i = 0; i < nt; i++) {
         const ft_st_tensor *t = &ts[i];
         const char *nm = t->name;
         size_t ln = strlen(nm), lp = strlen(FT_PEFT_PREFIX);
+        /* PEFT's own target names ("q_proj", "all-linear") also wrap a vision-language model's vision
+         * tower and projector: ftune trains, applies and exports the text model only (llama.cpp's text
+         * GGUF has no place for them either), so those modules are left out, with a warning below */
+        static const char *const vision[] = {"model.vision_tower.", "model.multi_modal_projector.", "vision_tower.",
+                                             "multi_modal_projector."};
+        int is_vision = 0;
+        for (size_t v = 0; v < sizeof vision / sizeof *vision && strncmp(nm, FT_PEFT_PREFIX, lp) == 0; v++)
+            is_vision |= strncmp(nm + lp, vision[v], strlen(vision[v])) == 0;
+        if (is_vision) {
+            n_vision++;
+            continue;
+        }
         int isA = ln > strlen(FT_PEFT_LORA_A) && strcmp(nm + ln - strlen(FT_PEFT_LORA_A), FT_PEFT_LORA_A) == 0;
         int isB = ln > strlen(FT_PEFT_LORA_B) && strcmp(nm + ln - strlen(FT_PEFT_LORA_B), FT_PEFT_LORA_B) == 0;
         if (!isA && !isB) {
@@ -240,7 +258,7 @@ static ft_status ft_adapter_add_tensors(ft_adapter *a, const cJSON *j, const cha
                         "(q/k/v/o_proj, gate/up/down_proj of model.layers.N or " FT_PEFT_VLM_LAYERS "N)", stp, nm, mod);
             goto fail;
         }
-        if (i > 0 && vlm != a->vlm) {
+        if (n_text++ > 0 && vlm != a->vlm) {
             st = FT_ERR(FT_E_FORMAT, "%s: tensor %s: modules both under model.layers. and " FT_PEFT_VLM_LAYERS
                         " (two different base models)", stp, nm);
             goto fail;
@@ -309,9 +327,12 @@ static ft_status ft_adapter_add_tensors(ft_adapter *a, const cJSON *j, const cha
         m->scale = alpha; /* divided by r (or sqrt r) once both halves are known */
     }
     if (a->n == 0) {
-        st = FT_ERR(FT_E_FORMAT, "%s: no LoRA tensors", stp);
+        st = FT_ERR(FT_E_FORMAT, "%s: no LoRA tensors%s", stp, n_vision ? " of the text model (only the vision tower's)" : "");
         goto fail;
     }
+    if (n_vision)
+        ft_warn("%s: %lld LoRA tensors of the vision tower and projector left out: ftune applies and exports the text "
+                "model's %lld modules", stp, (long long)n_vision, (long long)a->n);
     for (int64_t k = 0; k < a->n; k++) {
         ft_adapter_mod *m = &a->m[k];
         if (!m->A || !m->B) {

@@ -3,7 +3,9 @@
 # 3.1/3.2), on the tiny fixture tests/fixtures/forward/mistral3 (its forward pass against
 # transformers: test_forward_golden) and the PEFT adapter tests/ref/make_vlm_adapter_golden.py made
 # on it with PEFT (modules under model.language_model.layers.N, a regex target_modules):
-#   - `ftune eval --adapter` gives PeftModel's logits;
+#   - `ftune eval --adapter` gives PeftModel's logits, also for an adapter with PEFT's own target names
+#     (which wrap the vision tower too: those modules are left out) and one in transformers' pre-4.52
+#     layout (language_model.model.layers.N);
 #   - `ftune export --format peft` writes the same module names and a regex target_modules (the
 #     golden script checked that PEFT loads such an export to the same logits), `--format gguf`
 #     llama.cpp's names for the text model;
@@ -27,6 +29,26 @@ header() { head -c $((8 + $(od -An -t u8 -N8 "$1" | tr -d ' '))) "$1" | tail -c 
   || bad "eval --adapter failed"
 e=$(relerr "$tmp/a.bin" "$adapter/ref_logits.bin"); le "$e" 1e-5 && ok "eval --adapter vs PeftModel: rel err $e (tol 1e-5)" || bad "eval --adapter: rel err $e"
 e0=$(relerr "$base/logits.bin" "$adapter/ref_logits.bin"); le 0.1 "$e0" && ok "the adapter changes the logits (base vs PEFT: $e0)" || bad "adapter inert: $e0"
+
+# PEFT's own target names (q_proj, v_proj) also wrap the vision tower: those modules are left out,
+# with one warning, and the text model's logits are PeftModel's
+names="$src/tests/fixtures/export/mistral3_adapter_names"
+"$ftune" eval --model "$base" --tokens "$base/tokens.txt" --adapter "$names" --dump-logits "$tmp/n.bin" >/dev/null 2>"$tmp/n.err" \
+  || bad "eval --adapter (names) failed: $(cat "$tmp/n.err")"
+e=$(relerr "$tmp/n.bin" "$names/ref_logits.bin")
+le "$e" 1e-5 && grep -q "4 LoRA tensors of the vision tower and projector left out: ftune applies and exports the text model's 4 modules" "$tmp/n.err" \
+  && ok "an adapter that also wraps the vision tower: its text modules applied (rel err $e vs PeftModel), the rest left out with a warning" \
+  || bad "vision-tower adapter: rel err $e; $(cat "$tmp/n.err")"
+# an adapter named in the layout of transformers before 4.52 (language_model.model.layers.N: the same
+# length as model.language_model.layers.N, so the header is renamed in place) reads the same
+mkdir -p "$tmp/old"; cp "$adapter/adapter_config.json" "$tmp/old/"; sed -i 's|"base_model_name_or_path": "[^"]*"|"base_model_name_or_path": null|' "$tmp/old/adapter_config.json"
+LC_ALL=C sed 's/base_model\.model\.model\.language_model\.layers/base_model.model.language_model.model.layers/g' \
+  "$adapter/adapter_model.safetensors" >"$tmp/old/adapter_model.safetensors"
+"$ftune" eval --model "$base" --tokens "$base/tokens.txt" --adapter "$tmp/old" --dump-logits "$tmp/o.bin" >/dev/null 2>"$tmp/o.err" \
+  || bad "eval --adapter (old layout) failed: $(cat "$tmp/o.err")"
+e=$(relerr "$tmp/o.bin" "$adapter/ref_logits.bin")
+grep -q '"base_model.model.language_model.model.layers.0' "$tmp/old/adapter_model.safetensors" && le "$e" 1e-5 \
+  && ok "an adapter in the pre-4.52 layout (language_model.model.layers): rel err $e" || bad "old layout: rel err $e"
 
 "$ftune" export "$adapter" --format peft --out "$tmp/peft" >/dev/null 2>&1 || bad "export peft failed"
 h=$(header "$tmp/peft/adapter_model.safetensors")

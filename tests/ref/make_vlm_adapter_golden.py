@@ -10,6 +10,8 @@ Base: tests/fixtures/forward/mistral3 (Mistral3ForConditionalGeneration, the lay
                      attention) on the base fixture's tokens.txt
   ref.json           how, versions, and with --ftune: PEFT loading `ftune export --format peft` of this
                      adapter gives the same logits (max |d| recorded), i.e. ftune writes what PEFT reads
+  mistral3_adapter_names/  the same kind of adapter with PEFT's own target names (q_proj, v_proj), which
+                     wrap the vision tower's modules too; ref_logits.bin its PeftModel logits on the same tokens
 Usage: $FT_VENV/bin/python tests/ref/make_vlm_adapter_golden.py [--ftune build/ftune]
 """
 import argparse
@@ -96,6 +98,34 @@ def main():
             assert info["ftune_peft_export"]["max_abs_diff"] < 1e-5, info
     json.dump(info, open(os.path.join(OUT, "ref.json"), "w"), indent=2)
     print(json.dumps(info, indent=1))
+    names_adapter(toks)
+
+
+def names_adapter(toks):
+    """mistral3_adapter_names/: PEFT's own target names (q_proj, v_proj), which also wrap the vision
+    tower's modules of those names: ftune leaves those out (text-only input never runs them), so its
+    logits must still equal PeftModel's (ref_logits.bin)."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+    out = OUT + "_names"
+    model = get_peft_model(load_base(), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"],
+                                                   init_lora_weights=False))
+    gen = torch.Generator().manual_seed(304)
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters()):
+            if "lora_" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+    wrapped = sorted(n for n, _ in model.named_modules() if n.endswith(".lora_A"))
+    assert any("vision_tower" in n for n in wrapped) and any("language_model" in n for n in wrapped), wrapped
+    shutil.rmtree(out, ignore_errors=True)
+    model.save_pretrained(out)
+    if os.path.exists(os.path.join(out, "README.md")):
+        os.remove(os.path.join(out, "README.md"))
+    cfg = json.load(open(os.path.join(out, "adapter_config.json")))
+    cfg["base_model_name_or_path"] = "../../forward/mistral3"
+    json.dump(cfg, open(os.path.join(out, "adapter_config.json"), "w"), indent=2, sort_keys=True)
+    ref = logits_of(PeftModel.from_pretrained(load_base(), out).eval(), toks)
+    ref.astype("<f4").tofile(os.path.join(out, "ref_logits.bin"))
+    print("names adapter:", len(wrapped), "modules wrapped,", sum("vision_tower" in n for n in wrapped), "in the vision tower")
 
 
 if __name__ == "__main__":
