@@ -141,7 +141,18 @@ static ft_status ft_resolve_template(ft_dataset *ds, const ft_recipe *r) {
         return FT_OK;
     }
     ft_status st = ft_chat_template_parse(name, &ds->ro.tmpl);
-    return st == FT_OK ? FT_OK : ft_error_wrap(st, "data.template");
+    if (st != FT_OK) return ft_error_wrap(st, "data.template");
+    /* a template named in the recipe that is not the tokenizer's own: after export, llama.cpp and
+     * Ollama prompt the model the tokenizer's way (its template goes into the GGUF), so the
+     * adapter learns one format and is used with another (a Mistral Small 3 trained as Nemo) */
+    const char *jinja = ft_tok_chat_template(ds->tok);
+    ft_chat_template own;
+    if (ds->ro.tmpl != FT_TMPL_NONE && jinja && ft_chat_template_detect(jinja, &own) == FT_OK && own != ds->ro.tmpl)
+        ft_warn("data.template: %s, but the chat template of %s is %s's: the exported model will be prompted in that "
+                "format (data.template: auto follows it)", ft_chat_template_name(ds->ro.tmpl), ft_tok_path(ds->tok),
+                ft_chat_template_name(own));
+    ft_error_clear();
+    return FT_OK;
 }
 
 /* Reads, renders and encodes every record of the files into ex (dataset_tokenize.h: on
