@@ -108,9 +108,9 @@ static ft_status ft_split_perm(int64_t n, double valid_fraction, uint64_t seed, 
         return FT_ERR(FT_E_ARG, "validation fraction %g is not in [0, 1)", valid_fraction);
     int64_t k = (int64_t)(valid_fraction * (double)n + 0.5);
     if (valid_fraction > 0 && k == 0 && n >= 2) k = 1;
-    if (k >= n && n > 0)
-        return FT_ERR(FT_E_ARG, "validation fraction %g leaves no training examples out of %lld", valid_fraction,
-                      (long long)n);
+    if (k >= n && n > 0) /* named by the recipe key, as its one caller (trainer/dataset.c) passes it */
+        return FT_ERR(FT_E_ARG, "data.val_fraction %g holds out all %lld examples: none is left to train on (add "
+                                "data, or set data.valid)", valid_fraction, (long long)n);
     FT_TRY(ft_malloc((void **)perm, (size_t)(n ? n : 1) * sizeof **perm, "split permutation"));
     ft_permutation(*perm, n, seed);
     qsort(*perm, (size_t)k, sizeof **perm, cmp_i64);

@@ -61,6 +61,9 @@ ft_status ft_reserve_file(int fd, const char *path, int64_t bytes) {
     if (err != ENOSPC && err != EDQUOT && err != EFBIG) return FT_OK; /* no fallocate here: writes will tell */
     struct statvfs v;
     double fr = fstatvfs(fd, &v) == 0 ? (double)v.f_bavail * (double)v.f_frsize : -1;
-    return FT_ERR(FT_E_IO, "%s: write failed: %s (it needs %.2f GiB, %.2f GiB free)", path, strerror(err),
-                  (double)bytes / (1 << 30), fr / (1 << 30));
+    /* MiB below a GiB: "it needs 0.00 GiB, 0.00 GiB free" said nothing for a small model */
+    const int gib = (double)bytes >= (double)(1 << 30);
+    const double unit = gib ? (double)(1 << 30) : (double)(1 << 20);
+    return FT_ERR(FT_E_IO, "%s: write failed: %s (it needs %.2f %s, %.2f %s free)", path, strerror(err),
+                  (double)bytes / unit, gib ? "GiB" : "MiB", fr / unit, gib ? "GiB" : "MiB");
 }

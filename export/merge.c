@@ -354,7 +354,8 @@ static ft_status ft_plan_add(ft_plan *pl, ft_tensor_role role, int64_t layer) {
     s->sm = pl->sm, s->t = t;
     FT_TRY(ft_st_tensor_dtype(t, &s->dt));
     if (s->dt != FT_F32 && s->dt != FT_F16 && s->dt != FT_BF16)
-        return FT_ERR(FT_E_UNSUPPORTED, "%s: tensor %s: dtype %s", t->shard, hf, ft_dtype_name(s->dt));
+        return FT_ERR(FT_E_UNSUPPORTED, "%s: tensor %s has dtype %s; ftune merges F32, F16 or BF16 weights", t->shard,
+                      hf, ft_dtype_name(s->dt)); /* as the loader says it (trainer/loader.c) */
     s->one_d = nd == 1;
     s->rows = nd == 2 ? shape[0] : 1;
     s->cols = nd == 2 ? shape[1] : shape[0];

@@ -12,9 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <cjson/cJSON.h>
 
 #include "export/adapter.h"
 #include "export/gguf.h"
+#include "export/gguf_vocab.h"
 #include "export/merge.h"
 #include "tests/harness.h"
 #include "trainer/bench.h"
@@ -231,6 +233,147 @@ static void test_merged_bytes(void) {
     FT_CHECK(cfg.rope.type == FT_ROPE_LLAMA3, "llama-3-8b shape: llama3 RoPE (rope_freqs in the GGUF)");
 }
 
+/* The elements of GGUF string array k, indexed once (ft_gguf_arr_str walks from the start: a
+ * lookup per token of a 150k vocab took minutes). Each element is a u64 length and its bytes. */
+typedef struct { const char **s; int64_t *len, n; } str_index;
+static str_index index_strs(const ft_gguf *g, int64_t k) {
+    str_index x = {0};
+    const char *p;
+    int64_t n = ft_gguf_arr_n(g, k), len;
+    if (n <= 0 || !ft_gguf_arr_str(g, k, 0, &p, &len)) return x;
+    x.s = malloc((size_t)n * sizeof *x.s), x.len = malloc((size_t)n * sizeof *x.len), x.n = n;
+    const uint8_t *q = (const uint8_t *)p - 8;
+    for (int64_t j = 0; j < n; j++) {
+        uint64_t l;
+        memcpy(&l, q, 8);
+        x.s[j] = (const char *)q + 8, x.len[j] = (int64_t)l;
+        q += 8 + l;
+    }
+    return x;
+}
+static int str_is(const str_index *x, int64_t j, const char *s) {
+    return j >= 0 && j < x->n && x->len[j] == (int64_t)strlen(s) && memcmp(x->s[j], s, (size_t)x->len[j]) == 0;
+}
+
+/* The tokenizer.* metadata of a byte-level BPE model (Llama 3, Qwen2/3: none of the stories260K
+ * cases above), against the tokenizer's own files read here and convert_hf_to_gguf.py's rules:
+ * tokenizer.ggml.model "gpt2", .pre from the Split regex, every vocab and added token at its id
+ * (added special ones CONTROL), [PADn] (UNUSED) up to config's vocab_size, every merge in the
+ * "a b" form (Llama 3 stores them as strings, Qwen as pairs), no scores, EOS and padding ids from
+ * tokenizer_config.json, add_bos_token from it (-1: absent, as convert leaves it when neither
+ * tokenizer_config.json nor a TemplateProcessing post-processor says). An added token is CONTROL
+ * when marked special or when it looks special ("<|...|>": convert's does_token_look_special, so
+ * Qwen's "<|fim_prefix|>", special false, is CONTROL), else USER_DEFINED. */
+static void test_vocab_byte_level(const char *asset, const char *want_pre, int64_t V, int want_add_bos) {
+    char dir[4200], cmd[16000], path[4300];
+    snprintf(dir, sizeof dir, "%s/vocab-%s", ft_test_tmpdir(), asset);
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p '%s' && gzip -dc '%s/assets/%s/tokenizer.json.gz' > '%s/tokenizer.json' && "
+             "cp '%s/assets/%s/tokenizer_config.json' '%s/'",
+             dir, ft_test_shared_dir(), asset, dir, ft_test_shared_dir(), asset, dir);
+    if (!FT_CHECK(ft_test_run(cmd, NULL) == 0, "%s from the shared assets", asset)) return;
+    char *text = NULL, *ctext = NULL;
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    FT_CHECK_OK(ft_test_read_file(path, &text, NULL));
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    FT_CHECK_OK(ft_test_read_file(path, &ctext, NULL));
+    cJSON *tj = text ? cJSON_Parse(text) : NULL, *tc = ctext ? cJSON_Parse(ctext) : NULL;
+    free(text);
+    free(ctext);
+    if (!FT_CHECK(tj && tc, "%s: tokenizer files parse", asset)) goto out;
+    const cJSON *vocab = cJSON_GetObjectItem(cJSON_GetObjectItem(tj, "model"), "vocab");
+    const cJSON *merges = cJSON_GetObjectItem(cJSON_GetObjectItem(tj, "model"), "merges");
+    const cJSON *added = cJSON_GetObjectItem(tj, "added_tokens");
+
+    snprintf(path, sizeof path, "%s/vocab.gguf", dir);
+    ft_ggufw *w = NULL;
+    ft_vocab_info vi = {0};
+    FT_CHECK_OK(ft_ggufw_open(&w, path));
+    FT_CHECK_OK(ft_gguf_vocab_write(w, dir, V, -1, -1, &vi));
+    FT_CHECK_OK(ft_ggufw_finish(w));
+    const int64_t n_tok = cJSON_GetArraySize(vocab) + cJSON_GetArraySize(added);
+    FT_CHECK(!strcmp(vi.model, "gpt2") && !strcmp(vi.pre, want_pre) && vi.n_tokens == n_tok,
+             "%s: info model %s pre %s, %lld tokens (want gpt2, %s, %lld)", asset, vi.model, vi.pre,
+             (long long)vi.n_tokens, want_pre, (long long)n_tok);
+    ft_vocab_info_free(&vi);
+    ft_gguf *g = NULL;
+    FT_CHECK_OK(ft_gguf_open(&g, path));
+    if (!g) goto out;
+    int64_t kt = ft_gguf_find_key(g, "tokenizer.ggml.tokens"), ky = ft_gguf_find_key(g, "tokenizer.ggml.token_type");
+    int64_t km = ft_gguf_find_key(g, "tokenizer.ggml.merges");
+    const char *sp;
+    int64_t sl;
+    FT_CHECK(ft_gguf_get_str(g, ft_gguf_find_key(g, "tokenizer.ggml.model"), &sp, &sl) && sl == 4 && !memcmp(sp, "gpt2", 4),
+             "%s: tokenizer.ggml.model gpt2", asset);
+    FT_CHECK(ft_gguf_get_str(g, ft_gguf_find_key(g, "tokenizer.ggml.pre"), &sp, &sl) &&
+                 sl == (int64_t)strlen(want_pre) && !memcmp(sp, want_pre, (size_t)sl),
+             "%s: tokenizer.ggml.pre %s", asset, want_pre);
+    FT_CHECK(ft_gguf_arr_n(g, kt) == V && ft_gguf_arr_n(g, ky) == V, "%s: %lld tokens and types", asset, (long long)V);
+    FT_CHECK(ft_gguf_find_key(g, "tokenizer.ggml.scores") < 0, "%s: no scores (byte-level BPE)", asset);
+    str_index toks = index_strs(g, kt), mrg = index_strs(g, km);
+    int64_t bad_tok = 0, checked = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, vocab) {
+        int64_t id = (int64_t)e->valuedouble;
+        double ty = 0;
+        if (!str_is(&toks, id, e->string) || !ft_gguf_arr_num(g, ky, id, &ty) || ty != 1) bad_tok++;
+        checked++;
+    }
+    cJSON_ArrayForEach(e, added) {
+        int64_t id = (int64_t)cJSON_GetObjectItem(e, "id")->valuedouble;
+        double ty = 0;
+        const char *c = cJSON_GetObjectItem(e, "content")->valuestring;
+        size_t cl = strlen(c);
+        int special = cJSON_IsTrue(cJSON_GetObjectItem(e, "special")) ||
+                      (cl >= 4 && !strncmp(c, "<|", 2) && !strcmp(c + cl - 2, "|>"));
+        if (!str_is(&toks, id, c) || !ft_gguf_arr_num(g, ky, id, &ty) || ty != (special ? 3 : 4)) bad_tok++;
+        checked++;
+    }
+    FT_CHECK(bad_tok == 0 && checked == n_tok, "%s: %lld of %lld tokens wrong (text or type)", asset, (long long)bad_tok,
+             (long long)checked);
+    char pad[32];
+    double ty = 0;
+    snprintf(pad, sizeof pad, "[PAD%lld]", (long long)(V - 1));
+    FT_CHECK(n_tok == V || (str_is(&toks, V - 1, pad) && ft_gguf_arr_num(g, ky, V - 1, &ty) && ty == 5),
+             "%s: id %lld is %s, UNUSED", asset, (long long)(V - 1), pad);
+    int64_t bad_merge = 0, j = 0;
+    FT_CHECK(ft_gguf_arr_n(g, km) == cJSON_GetArraySize(merges), "%s: %lld merges, tokenizer.json has %d", asset,
+             (long long)ft_gguf_arr_n(g, km), cJSON_GetArraySize(merges));
+    cJSON_ArrayForEach(e, merges) {
+        char m[1024];
+        if (cJSON_IsString(e)) snprintf(m, sizeof m, "%s", e->valuestring);
+        else snprintf(m, sizeof m, "%s %s", cJSON_GetArrayItem(e, 0)->valuestring, cJSON_GetArrayItem(e, 1)->valuestring);
+        bad_merge += !str_is(&mrg, j++, m);
+    }
+    FT_CHECK(bad_merge == 0, "%s: %lld merges differ from tokenizer.json's", asset, (long long)bad_merge);
+    /* special ids: EOS and padding as tokenizer_config.json names them */
+    const char *names[] = {"eos_token", "pad_token", "bos_token"};
+    const char *keys[] = {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.padding_token_id", "tokenizer.ggml.bos_token_id"};
+    for (int k = 0; k < 3; k++) {
+        const cJSON *t = cJSON_GetObjectItem(tc, names[k]);
+        int64_t want = -1;
+        if (cJSON_IsString(t)) {
+            const cJSON *v = cJSON_GetObjectItem(vocab, t->valuestring);
+            if (v) want = (int64_t)v->valuedouble;
+            cJSON_ArrayForEach(e, added) if (!strcmp(cJSON_GetObjectItem(e, "content")->valuestring, t->valuestring))
+                want = (int64_t)cJSON_GetObjectItem(e, "id")->valuedouble;
+        }
+        uint32_t got = 0;
+        int64_t kk = ft_gguf_find_key(g, keys[k]);
+        int id_ok = want < 0 ? kk < 0 : (ft_gguf_get_u32(g, kk, &got) && got == (uint32_t)want);
+        FT_CHECK(id_ok, "%s: %s %lld (got %u)", asset, keys[k], (long long)want, got);
+    }
+    int add_bos = -1;
+    int64_t kb = ft_gguf_find_key(g, "tokenizer.ggml.add_bos_token");
+    int bos_ok = want_add_bos < 0 ? kb < 0 : (ft_gguf_get_bool(g, kb, &add_bos) && add_bos == want_add_bos);
+    FT_CHECK(bos_ok, "%s: add_bos_token %d (want %d)", asset, add_bos, want_add_bos);
+    free(toks.s), free(toks.len), free(mrg.s), free(mrg.len);
+    ft_gguf_close(g);
+out:
+    cJSON_Delete(tj);
+    cJSON_Delete(tc);
+}
+
 int main(void) {
     snprintf(g_model, sizeof g_model, "%s/models/stories260K", ft_test_src_dir());
     snprintf(g_adapter, sizeof g_adapter, "%s/tests/fixtures/export/stories_adapter", ft_test_src_dir());
@@ -249,6 +392,8 @@ int main(void) {
         test_merged(&a, &cfg);
     }
     test_merged_bytes();
+    test_vocab_byte_level("qwen3-tokenizer", "qwen2", 151936, 0);
+    test_vocab_byte_level("llama3-tokenizer", "llama-bpe", 128256, -1);
     ft_adapter_free(&a);
     return ft_test_finish();
 }

@@ -320,6 +320,72 @@ static void test_hostile_dims(void) {
     }
 }
 
+/* One tensor "w" [ne0] and one key general.alignment (of type atype, value aval) as the GGUF
+ * spec lays them out; the data (ne0 float32 0, 1, 2, ...) at the aligned end of the header. */
+static void write_aligned(const char *path, uint32_t atype, uint64_t aval, int32_t ttype, int64_t ne0, uint64_t off) {
+    uint8_t b[512] = {0}, *p = b;
+    const uint32_t version = 3, nd = 1;
+    const uint64_t nt = 1, nkv = 1, klen = 17, name_len = 1;
+    memcpy(p, "GGUF", 4), p += 4;
+    memcpy(p, &version, 4), p += 4;
+    memcpy(p, &nt, 8), p += 8;
+    memcpy(p, &nkv, 8), p += 8;
+    memcpy(p, &klen, 8), p += 8;
+    memcpy(p, "general.alignment", 17), p += 17;
+    memcpy(p, &atype, 4), p += 4;
+    memcpy(p, &aval, atype == FT_GGUF_UINT64 ? 8 : 4), p += atype == FT_GGUF_UINT64 ? 8 : 4;
+    memcpy(p, &name_len, 8), p += 8;
+    *p++ = 'w';
+    memcpy(p, &nd, 4), p += 4;
+    memcpy(p, &ne0, 8), p += 8;
+    memcpy(p, &ttype, 4), p += 4;
+    memcpy(p, &off, 8), p += 8;
+    const size_t align = aval && !(aval & (aval - 1)) && aval <= 128 ? (size_t)aval : 32;
+    p = b + ((size_t)(p - b) + align - 1) / align * align;
+    for (int64_t i = 0; i < ne0 && i < 16; i++, p += 4) memcpy(p, &(float){(float)i}, 4);
+    FILE *fo = fopen(path, "wb");
+    fwrite(b, 1, (size_t)(p - b) + 64, fo);
+    fclose(fo);
+}
+
+/* general.alignment (GGUF's key for the data alignment, 32 when absent): a power of two is taken
+ * and the data read at it; 48, 0 or a UINT64 are refused, as are a tensor of an unknown ggml type,
+ * one whose row is not whole blocks, and a first tensor not at offset 0. Each one error naming the
+ * file and what is wrong. */
+static void test_header_rules(void) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/align.gguf", ft_test_tmpdir());
+    ft_gguf *g = NULL;
+    write_aligned(path, FT_GGUF_UINT32, 64, FT_GGML_F32, 8, 0);
+    ft_status st = ft_gguf_open(&g, path);
+    FT_CHECK(st == FT_OK, "alignment 64 accepted: %s", st ? ft_error_msg() : "");
+    if (st == FT_OK) {
+        const ft_gguf_tensor *t = ft_gguf_tensor_find(g, "w");
+        float got[8] = {0}, want[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+        FT_CHECK(ft_gguf_alignment(g) == 64 && t && t->ne[0] == 8, "alignment 64, tensor w [8]");
+        if (t) FT_CHECK_OK(ft_gguf_tensor_rows_f32(g, t, 0, 1, got));
+        FT_CHECK_CLOSE(got, want, 8, 0, "data read at the 64-byte boundary");
+        ft_gguf_close(g);
+        g = NULL;
+    }
+    static const struct { uint32_t atype; uint64_t aval; int32_t ttype; int64_t ne0; uint64_t off; const char *want; } bad[] = {
+        {FT_GGUF_UINT32, 48, FT_GGML_F32, 8, 0, "general.alignment 48 is not a power of two"},
+        {FT_GGUF_UINT32, 0, FT_GGML_F32, 8, 0, "general.alignment 0 is not a power of two"},
+        {FT_GGUF_UINT64, 32, FT_GGML_F32, 8, 0, "general.alignment must be UINT32"},
+        {FT_GGUF_UINT32, 32, 99, 8, 0, "tensor w: unknown ggml type 99"},
+        {FT_GGUF_UINT32, 32, FT_GGML_Q8_0, 8, 0, "tensor w: ne[0] = 8 is not a multiple of the"},
+        {FT_GGUF_UINT32, 32, FT_GGML_F32, 8, 32, "tensor w: data offset 32, expected 0"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        write_aligned(path, bad[k].atype, bad[k].aval, bad[k].ttype, bad[k].ne0, bad[k].off);
+        st = ft_gguf_open(&g, path);
+        FT_CHECK(st == FT_E_FORMAT && strstr(ft_error_msg(), path) && strstr(ft_error_msg(), bad[k].want),
+                 "want \"%s\": status %d, %s", bad[k].want, (int)st, st ? ft_error_msg() : "accepted");
+        if (st == FT_OK) ft_gguf_close(g);
+        g = NULL;
+    }
+}
+
 /* A header declaring 300000 empty tensors (12 MiB): the duplicate-name check was pairwise and took
  * minutes (4.5e10 comparisons); sorted, it is immediate. A duplicate among them and a duplicate
  * key are still refused, naming the name. A FIFO is refused without blocking in open. */
@@ -367,6 +433,7 @@ static void test_many_tensors(void) {
 
 int main(void) {
     test_hostile_dims();
+    test_header_rules();
     test_many_tensors();
     test_quant_golden();
     test_roundtrip_errors();

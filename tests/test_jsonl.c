@@ -315,6 +315,45 @@ static void test_json_array(void) {
     snprintf(path, sizeof path, "%s", p);
     read_all(path, FT_FMT_AUTO, 0, &st, &s, NULL);
     FT_CHECK(st == FT_E_FORMAT && strstr(ft_error_msg(), "unterminated"), "unterminated array: %s", ft_error_msg());
+    /* the array's syntax around its elements is the file's, not a record's: fatal under either
+     * policy, named by file:line (Python's json.load fails on each) */
+    static const struct { const char *name, *content, *want; } arr_cases[] = {
+        {"arrtail.json", "[{\"text\": \"a\"}]\n\n{\"text\": \"b\"}\n", "3: unexpected data after the JSON array"},
+        {"arrcomma.json", "[{\"text\": \"a\"}\n {\"text\": \"b\"}]\n", "2: expected ',' or ']' between array elements"},
+        {"arrempty.json", "", "1: expected a JSON array of records"},
+        {"arrblank.json", " \n\n", "1: expected a JSON array of records"},
+    };
+    for (size_t i = 0; i < sizeof arr_cases / sizeof *arr_cases; i++) {
+        char full[1200];
+        snprintf(path, sizeof path, "%s", write_tmp(arr_cases[i].name, arr_cases[i].content));
+        snprintf(full, sizeof full, "%s:%s", path, arr_cases[i].want);
+        ft_log_set_level(FT_LOG_ERROR);
+        int64_t got = read_all(path, FT_FMT_AUTO, 0, &st, &s, NULL);
+        ft_log_set_level(FT_LOG_INFO);
+        FT_CHECK(st == FT_E_FORMAT && strstr(ft_error_msg(), full), "%s (%lld records): got \"%s\" want \"%s\"",
+                 arr_cases[i].name, (long long)got, ft_error_msg(), full);
+    }
+}
+
+/* A record whose one required value is empty says which key, under the fatal policy; skipped
+ * (and counted) under the skip policy, as a wrong type is. */
+static void test_empty_values(void) {
+    static const struct { const char *name, *content, *want; } cases[] = {
+        {"emptytext.jsonl", "{\"text\": \"ok\"}\n{\"text\": \"\"}\n", "2: empty \"text\""},
+        {"emptycomp.jsonl", "{\"prompt\": \"p\", \"completion\": \"\"}\n", "1: empty \"completion\""},
+        {"emptyinstr.jsonl", "{\"instruction\": \"\", \"output\": \"o\"}\n", "1: empty \"instruction\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) expect_fatal(cases[i].name, cases[i].content, cases[i].want);
+    const char *p = write_tmp("emptyskip.jsonl", "{\"text\": \"a\"}\n{\"text\": \"\"}\n{\"text\": \"b\"}\n");
+    char path[1024];
+    snprintf(path, sizeof path, "%s", p);
+    ft_status st;
+    ft_jsonl_stats s;
+    ft_log_set_level(FT_LOG_ERROR);
+    int64_t n = read_all(path, FT_FMT_AUTO, 0, &st, &s, NULL);
+    ft_log_set_level(FT_LOG_INFO);
+    FT_CHECK(st == FT_OK && n == 2 && s.skipped == 1, "empty text skipped: %lld kept, %lld skipped", (long long)n,
+             (long long)s.skipped);
 }
 
 static void test_real_datasets(void) {
@@ -340,6 +379,7 @@ int main(void) {
     test_long_line();
     test_malformed();
     test_json_array();
+    test_empty_values();
     test_real_datasets();
     return ft_test_finish();
 }

@@ -27,6 +27,7 @@ static void write_text(const char *path, const char *text) {
 }
 
 /* The minimal valid recipe every bad case edits. */
+#define A13 "a, a, a, a, a, a, a, a, a, a, a, a, a, " /* 13 list items */
 #define BASE "model:\n  path: m\ndata:\n  train: t.jsonl\ntraining:\n  steps: 10\n"
 
 typedef struct bad_case {
@@ -105,6 +106,14 @@ static const bad_case bad_cases[] = {
     {BASE "eval:\n  every_steps: 5\n", NULL, FT_E_ARG,
      "r.yaml:8:3: eval.every_steps: nothing to evaluate: set data.valid, data.val_fraction or eval.prompts"},
     {BASE "model.arch: Gpt2LMHeadModel\n", NULL, FT_E_ARG, "model.arch: unknown architecture 'Gpt2LMHeadModel'"},
+    {BASE "eval:\n  patience: 2\n", NULL, FT_E_ARG,
+     "eval.patience: needs validation data: set data.valid or data.val_fraction"},
+    {"model: {path: m}\ndata: {train: t.jsonl, seq_len: 1048576}\ntraining: {steps: 1, micro_batch: 4096}\n", NULL,
+     FT_E_ARG, "training.micro_batch: micro_batch x seq_len must stay below 2^31 tokens"},
+    /* a list longer than the reader keeps (64 items): refused at the key's own limit, not cut short */
+    {"model: {path: m}\ndata:\n  train: [" A13 A13 A13 A13 A13 "a]\n", NULL, FT_E_ARG, "data.train: at most 16 entries"},
+    /* a second document that is not YAML: a syntax error, named by its line */
+    {BASE "---\n[a\n", NULL, FT_E_ARG, "r.yaml:9:1: malformed YAML"},
     /* --set */
     {BASE, "training.lr=fast", FT_E_ARG, "--set training.lr=fast: training.lr: expected a number, got 'fast'"},
     {BASE, "training.lrr=1", FT_E_ARG, "--set training.lrr=1: unknown key 'training.lrr' (did you mean training.lr?)"},
@@ -113,6 +122,7 @@ static const bad_case bad_cases[] = {
     {BASE, "lora.r=100000", FT_E_ARG, "--set lora.r=100000: lora.r: must be <= 4096 (got 100000)"},
     {BASE, "training.warmup=11", FT_E_ARG, "--set training.warmup=11: training.warmup: must not exceed training.steps"},
     {BASE, "data.train=[a, {b: 1}]", FT_E_ARG, "data.train: item 2: expected a string"},
+    {BASE, "data.train=[[a]", FT_E_ARG, "--set data.train=[[a]: data.train: malformed list: did not find expected ',' or ']'"},
     {BASE, "training.diverge_factor=0.5", FT_E_ARG,
      "--set training.diverge_factor=0.5: training.diverge_factor: must be 0 (off) or above 1 (got 0.5)"},
     {BASE, "training.host_boundaries=2", FT_E_ARG,

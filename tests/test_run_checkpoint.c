@@ -5,6 +5,9 @@
  *     truncations to many lengths are refused with "PATH: checksum mismatch (file corrupt)";
  *   - a checkpoint of an older version (no "validation" record, no divergence state in "guard")
  *     reads with those fields as "none yet";
+ *   - intact files (checksum redone) that are no checkpoint of this build (a newer version, other
+ *     magic, sections or payload that disagree with the header, metadata that is not JSON) are
+ *     refused, each by its own message naming the file;
  *   - a write into a missing directory fails with FT_E_IO and leaves nothing;
  *   - listing (ascending steps, temporary and foreign names ignored), pruning to the last K, and
  *     removal of temporary files left by a killed write;
@@ -161,6 +164,39 @@ int main(void) {
                  r.guard.best, (long long)r.guard.above, (long long)r.val.step);
         FT_CHECK(d && memcmp(d, v, 3 * N * sizeof *v) == 0, "its tensors read as written");
         free(d);
+    }
+
+    /* ---- intact files (their checksum redone) that are not this build's checkpoint: a newer
+     * version, another format's bytes, a header whose sections disagree with the file, a payload
+     * of the wrong size for n_params, metadata of another program: each refused by name, FT_E_FORMAT
+     * (the checksum alone let none of these through before; each was read past the checksum) ---- */
+    {
+        static const struct { int64_t off; int width; uint64_t val; int bump; const char *want; } seal[] = {
+            {8, 4, 2, 0, "bad.ckpt: checkpoint version 2 is not supported (this build reads version 1)"},
+            {0, 4, 0x46554747, 0, "bad.ckpt: not an ftune checkpoint"},
+            {16, 8, 0, 1, "bad.ckpt: checkpoint sections do not add up to the file size"},
+            {24, 8, 12, 0, "bad.ckpt: payload of 12 bytes does not hold 3 x 1000 floats"},
+            {32, 1, '[', 0, "bad.ckpt (checkpoint metadata)"},
+        };
+        for (size_t k = 0; k < sizeof seal / sizeof *seal; k++) {
+            char *c = malloc((size_t)size);
+            memcpy(c, file, (size_t)size);
+            uint8_t *at = (uint8_t *)c + seal[k].off;
+            if (seal[k].bump) ft_put_u64(at, ft_get_u64(at) + 1); /* meta_len + 1 */
+            else if (seal[k].width == 8) ft_put_u64(at, seal[k].val);
+            else if (seal[k].width == 4) ft_put_u32(at, (uint32_t)seal[k].val);
+            else *at = (uint8_t)seal[k].val;
+            ft_put_u64((uint8_t *)c + size - 8, XXH3_64bits(c, (size_t)(size - 8)));
+            FILE *f = fopen(bad, "wb");
+            fwrite(c, 1, (size_t)size, f);
+            fclose(f);
+            free(c);
+            float *d = NULL;
+            ft_status st = ft_ckpt_read(bad, &r, &d);
+            free(d);
+            FT_CHECK(st == FT_E_FORMAT && strstr(ft_error_msg(), seal[k].want), "want \"%s\": %s", seal[k].want,
+                     st ? ft_error_msg() : "read");
+        }
     }
     free(file);
 

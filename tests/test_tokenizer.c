@@ -439,6 +439,36 @@ static void test_errors(void) {
                  "%s: %s", leaky[k][1], st ? ft_error_msg() : "accepted");
         if (st == FT_OK) ft_tok_free(tok);
     }
+    /* a tokenizer.json this loader cannot follow, or a malformed one: refused with the file and the
+     * part named (the unsupported ones would tokenize differently from `tokenizers`, not fail) */
+    static const struct { const char *model, *rest, *want; ft_status st; } bad[] = {
+        {"\"merges\":[]", "\"normalizer\":{\"type\":\"Precompiled\"}", "normalizer type Precompiled is not supported",
+         FT_E_UNSUPPORTED},
+        {"\"merges\":[]", "\"pre_tokenizer\":{\"type\":\"BertPreTokenizer\"}", "pre_tokenizer type BertPreTokenizer",
+         FT_E_UNSUPPORTED},
+        {"\"merges\":[]", "\"decoder\":{\"type\":\"WordPiece\"}", "decoder type WordPiece is not supported", FT_E_UNSUPPORTED},
+        {"\"merges\":[]", "\"post_processor\":{\"type\":\"Marker\"}", "post_processor type Marker is not supported",
+         FT_E_UNSUPPORTED},
+        {"\"merges\":[]", "\"post_processor\":{\"type\":\"BertProcessing\"}", "BertProcessing without cls/sep ids",
+         FT_E_FORMAT},
+        {"\"merges\":[],\"dropout\":0.1", "\"decoder\":null", "BPE dropout 0.1 is not supported", FT_E_UNSUPPORTED},
+        {"\"merges\":[\"ab\"]", "\"decoder\":null", "merge 0 \"ab\" is not \"a b\"", FT_E_FORMAT},
+        {"\"merges\":[7]", "\"decoder\":null", "merge 0 is neither \"a b\" nor [a, b]", FT_E_FORMAT},
+        {"\"merges\":[\"a zz\"]", "\"decoder\":null", "merge 0 (a zz) uses a token that is not in the vocab", FT_E_FORMAT},
+        {"\"merges\":[]", "\"added_tokens\":[{\"id\":5}]", "added_tokens entry 0 lacks content or id", FT_E_FORMAT},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        char j[1024];
+        int n = snprintf(j, sizeof j, "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1},%s},%s}", bad[k].model,
+                         bad[k].rest);
+        snprintf(p, sizeof p, "%s/wp/tokenizer.json", dir);
+        write_file(p, j, n);
+        snprintf(p, sizeof p, "%s/wp", dir);
+        st = ft_tok_load(&tok, p);
+        FT_CHECK(st == bad[k].st && strstr(ft_error_msg(), "wp/tokenizer.json") && strstr(ft_error_msg(), bad[k].want),
+                 "want \"%s\": %s", bad[k].want, st ? ft_error_msg() : "accepted");
+        if (st == FT_OK) ft_tok_free(tok);
+    }
 }
 
 /* Runs ft_cmd_tokenize with stdin/stdout redirected to files; returns its exit code. */
@@ -488,6 +518,58 @@ static void test_cmd(void) {
     free(out);
     out = NULL;
     FT_CHECK(run_cmd(a5, 3, "x\n", &out) == 1, "bad tokenizer -> 1");
+    free(out);
+
+    /* --json --decode: arrays of ids in, one string each out; the ids of the line-mode case above
+     * give its text, with and without the special tokens */
+    char *a6[] = {"tokenize", "--tokenizer", dir, "--decode", "--json", "--skip-special", NULL};
+    out = NULL;
+    rc = run_cmd(a6, 5, "[[1, 403, 407, 261, 378], []]", &out);
+    FT_CHECK(rc == 0 && out && !strcmp(out, "[\"<s> Once upon a time\",\"\"]\n"), "--json --decode (rc %d): [%s]", rc, out);
+    free(out);
+    out = NULL;
+    rc = run_cmd(a6, 6, "[[1, 403, 407, 261, 378]]", &out);
+    FT_CHECK(rc == 0 && out && !strcmp(out, "[\"Once upon a time\"]\n"), "--json --decode --skip-special (rc %d): [%s]", rc,
+             out);
+    free(out);
+    /* JSON round trip of texts that hold a newline and a quote: encode, then decode the ids */
+    char *enc = NULL;
+    rc = run_cmd(a3, 4, "[\"Once upon\\na time\", \"the \\\"cat\\\"\"]", &enc);
+    FT_CHECK(rc == 0 && enc, "--json encode for the round trip (rc %d)", rc);
+    out = NULL;
+    rc = run_cmd(a6, 5, enc ? enc : "", &out);
+    FT_CHECK(rc == 0 && out && !strcmp(out, "[\"Once upon\\na time\",\"the \\\"cat\\\"\"]\n"), "JSON round trip (rc %d): %s -> [%s]",
+             rc, enc, out);
+    free(enc);
+    free(out);
+    /* bad input: one error naming the input, exit 1, and nothing on stdout (an error at element 2
+     * left '["...",' there: half a JSON array for the next program in a pipe) */
+    static const struct { int decode; const char *in, *want; } bad[] = {
+        {1, "[[403, 3.7]]", "<stdin>: element 0 holds a value that is not a token id"},
+        {1, "[[403], [99999]]", "<stdin>: element 1 holds a value that is not a token id"},
+        {1, "[[403], \"x\"]", "<stdin>: element 1 is not an array of ids"},
+        {0, "[\"a\", 3]", "<stdin>: element 1 is not a string"},
+        {0, "{\"a\": 1}", "<stdin>: --json input must be one JSON array"},
+        {0, "[\"a\"", "<stdin>: not valid JSON"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        out = NULL;
+        rc = run_cmd(bad[k].decode ? a6 : a3, bad[k].decode ? 5 : 4, bad[k].in, &out);
+        FT_CHECK(rc == 1 && strstr(ft_error_msg(), bad[k].want) && out && !out[0], "%s: rc %d, \"%s\", stdout [%s]",
+                 bad[k].in, rc, ft_error_msg(), out);
+        free(out);
+    }
+    /* line mode: an id past the vocabulary names the line; a directory as --file is named so */
+    out = NULL;
+    rc = run_cmd(a2, 4, "403 407\n403 99999\n", &out);
+    FT_CHECK(rc == 1 && strstr(ft_error_msg(), "<stdin>:2: '99999' is not a token id of this tokenizer"),
+             "--decode of an id past the vocabulary: rc %d, %s", rc, ft_error_msg());
+    free(out);
+    char *a7[] = {"tokenize", "--tokenizer", dir, "--file", dir, NULL};
+    out = NULL;
+    rc = run_cmd(a7, 5, "", &out);
+    FT_CHECK(rc == 1 && strstr(ft_error_msg(), "stories260K: is a directory, not a file"), "--file DIR: rc %d, %s", rc,
+             ft_error_msg());
     free(out);
 }
 

@@ -12,7 +12,9 @@
  *   (e) grad-accum 2 x micro-batch 1 over {seq 0, seq 1} gives the same first-step gradients and
  *       updated adapter as one padded micro-batch of 2;
  *   (f) LoRA dropout 0.1: gradients differ from dropout 0, and the same seed reproduces them bit
- *       for bit (a different seed does not). */
+ *       for bit (a different seed does not);
+ *   (g) llama_gqa4 through `ftune train`'s flag mode: (b)'s curve from its printed steps, (a)'s
+ *       gradients from --dump-grads, --save equal to the library's adapter; its bad input. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
@@ -368,6 +370,94 @@ static void ft_check_accum_dropout(ft_backend *be, ft_model *m, const ft_token_s
            same && vs0 > 1e-3 && vs_seed > 1e-3 ? "ok  " : "FAIL", cname, same ? "yes" : "NO", vs0, vs_seed);
 }
 
+/* (g) the flag mode of the command line, `ftune train --model DIR --tokens FILE ...` (the command the
+ * fixture's docs quote for the curve): its printed steps against PEFT's curve (same tolerances as
+ * (b)), --dump-grads against PEFT's first-step gradients (grad-accum 2 x micro-batch 1 dumps those of
+ * sequences 0 and 1, the same as one micro-batch of 2 by (e)), and --save: the trained adapter under
+ * lora_init's PEFT names, equal to the library run's. Then its bad input: one error, exit 2 or 1. */
+static void ft_check_cli(ft_backend *be, ft_model *m, const ft_token_seqs *seqs, const char *model_dir, const char *fix,
+                         const char *cname) {
+    char init[1200], dump[1200], save[1200], lib[1200], ref[1200], path[1200], what[256], cmd[8192];
+    snprintf(init, sizeof init, "%s/lora_init.safetensors", fix);
+    snprintf(ref, sizeof ref, "%s/grads.safetensors", fix);
+    snprintf(dump, sizeof dump, "%s/%s_cli_grads.safetensors", ft_test_tmpdir(), cname);
+    snprintf(save, sizeof save, "%s/%s_cli_save.safetensors", ft_test_tmpdir(), cname);
+    snprintf(lib, sizeof lib, "%s/%s_lib_save.safetensors", ft_test_tmpdir(), cname);
+    snprintf(what, sizeof what, "%s train (flag mode)", cname);
+    snprintf(cmd, sizeof cmd,
+             "('%s' train --model '%s' --tokens '%s/tokens.txt' --steps 20 --micro-batch 1 --grad-accum 2 --lr 1e-3 "
+             "--schedule cosine --warmup 3 --weight-decay 0.01 --clip 1.0 --lora-r 4 --lora-alpha 8 --lora-init '%s' "
+             "--quant none --device cpu --dump-grads '%s' --save '%s' 2>/dev/null)",
+             ft_test_binary(), model_dir, fix, init, dump, save);
+    char *out = NULL;
+    int rc = ft_test_run(cmd, &out);
+    ft_curve got = {0}, want;
+    snprintf(path, sizeof path, "%s/curve.json", fix);
+    ft_read_curve(path, &want);
+    for (const char *l = out; rc == 0 && l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+        long long step, tok;
+        double loss, lr, gn;
+        if (sscanf(l, "step %lld loss %lf lr %lf grad_norm %lf tokens %lld", &step, &loss, &lr, &gn, &tok) == 5 &&
+            got.n < 64 && step == got.n + 1)
+            got.loss[got.n] = loss, got.lr[got.n] = lr, got.grad_norm[got.n] = gn, got.targets[got.n++] = tok;
+    }
+    free(out);
+    if (!FT_CHECK(rc == 0 && got.n == FT_NSTEPS && want.n == FT_NSTEPS, "%s: exit %d, %lld step lines (want %d)", what,
+                  rc, (long long)got.n, FT_NSTEPS))
+        return;
+    int bad = 0;
+    for (int64_t s = 0; s < FT_NSTEPS; s++) {
+        double el = ft_rel(got.loss[s], want.loss[s]), er = ft_rel(got.lr[s], want.lr[s]);
+        double en = ft_rel(got.grad_norm[s], want.grad_norm[s]);
+        if (!(el <= 1e-4 && er <= 1e-6 && en <= 1e-4 && got.targets[s] == want.targets[s])) {
+            bad++;
+            printf("     %s step %lld: loss %.6f vs %.6f, lr %.6e vs %.6e, grad_norm %.6f vs %.6f, targets %lld vs %lld\n",
+                   what, (long long)s + 1, got.loss[s], want.loss[s], got.lr[s], want.lr[s], got.grad_norm[s],
+                   want.grad_norm[s], (long long)got.targets[s], (long long)want.targets[s]);
+        }
+    }
+    FT_CHECK(bad == 0, "%s: %d of %d printed steps off PEFT's curve", what, bad, FT_NSTEPS);
+    ft_compare_grads(dump, ref, what, 1e-4);
+    ft_run rc20 = {.steps = FT_NSTEPS, .B = 1, .K = 2, .sched = FT_SCHED_COSINE, .lr = 1e-3, .wd = 0.01, .seed = 42};
+    ft_lora *l = ft_train_run(be, m, seqs, init, &rc20, NULL);
+    if (l) FT_CHECK_OK(ft_lora_save(l, be, lib, 'p'));
+    ft_lora_free(l, be);
+    double vs_lib = ft_grad_files_rel(save, lib), vs_init = ft_grad_files_rel(save, init);
+    FT_CHECK(vs_lib <= 1e-6, "%s: --save vs the library's adapter rel-L2 %.3e", what, vs_lib);
+    FT_CHECK(vs_init > 1e-3 && isfinite(vs_init), "%s: --save holds lora_init's names, trained (rel %.3e from init)",
+             what, vs_init);
+    printf("%s %s: 20 printed steps on PEFT's curve, --save vs library rel %.2e, vs init %.2e\n",
+           bad || !(vs_lib <= 1e-6) ? "FAIL" : "ok  ", what, vs_lib, vs_init);
+
+    /* bad input: exit 2 for the command line, 1 for a file; one line naming what is wrong */
+    static const struct { int code; const char *args, *want; } bad_args[] = {
+        {2, "--steps 0", "train: need --steps, --micro-batch, --grad-accum, --lora-r >= 1"},
+        {2, "--schedule sawtooth", "sawtooth"},
+        {2, "--lora-targets q_proj,x_proj", "x_proj"},
+        {2, "--resume-fallback", "train: --resume-fallback works with a recipe and --resume"},
+        /* refused before the model loads: --lora-init was read after the load, and --save failed
+         * after the last step, losing the trained adapter */
+        {1, "--lora-init /nonexistent/init.safetensors", "/nonexistent/init.safetensors: cannot open"},
+        {1, "--save /nonexistent/dir/a.safetensors", "/nonexistent/dir/a.safetensors: cannot write: no directory"},
+        {1, "--dump-grads /nonexistent/dir/g.safetensors", "/nonexistent/dir/g.safetensors: cannot write: no directory"},
+        {2, "--save /tmp", "train: --save /tmp is a directory"},
+        {1, "--tokens /nonexistent/tokens.txt", "/nonexistent/tokens.txt: cannot open token file"},
+        {1, "--lora-r 4 --lora-init " FT_SOURCE_DIR "/tests/fixtures/train/llama_mha_tied/lora_init.safetensors",
+         "llama_mha_tied/lora_init.safetensors: tensor "},
+    };
+    for (size_t k = 0; k < sizeof bad_args / sizeof *bad_args; k++) {
+        snprintf(cmd, sizeof cmd, "('%s' train --model '%s' --tokens '%s/tokens.txt' --steps 1 --quant none %s 2>&1 >/dev/null)",
+                 ft_test_binary(), model_dir, fix, bad_args[k].args);
+        out = NULL;
+        rc = ft_test_run(cmd, &out);
+        int errors = 0; /* error lines; info lines (the plan's) may precede them */
+        for (const char *q = out; q && (q = strstr(q, "error:")); q++) errors++;
+        FT_CHECK(rc == bad_args[k].code && out && strstr(out, bad_args[k].want) && errors == 1,
+                 "train %s: exit %d (want %d), %d errors: %s", bad_args[k].args, rc, bad_args[k].code, errors, out);
+        free(out);
+    }
+}
+
 int main(void) {
     ft_backend *be = NULL;
     FT_CHECK_OK(ft_backend_cpu_create(&be, 0));
@@ -393,6 +483,7 @@ int main(void) {
             if (!m) continue;
             ft_check_golden(be, m, &seqs, fix, cname, qi ? "_nf4" : "", &summary[i][2 * qi], &summary[i][2 * qi + 1]);
             if (!qi) ft_check_accum_dropout(be, m, &seqs, fix, cname);
+            if (!qi && i == 0) ft_check_cli(be, m, &seqs, model_dir, fix, cname);
             ft_model_free(m);
             ft_check_recompute(be, model_dir, &seqs, fix, cname, q);
         }

@@ -54,6 +54,13 @@ ft_status ft_cmd_eval(int argc, char **argv) {
     FT_CHECK_GOTO(st, ft_quant_parse(quant_s, &lo.quant), done);
 
     FT_CHECK_GOTO(st, ft_token_file_read(tokens, &seqs), done);
+    int64_t longest = 0;
+    for (int64_t s = 0; s < seqs.n; s++)
+        if (seqs.start[s + 1] - seqs.start[s] > longest) longest = seqs.start[s + 1] - seqs.start[s];
+    if (longest < 2) { /* before the weights load (minutes for a 70B), not after them */
+        st = FT_ERR(FT_E_FORMAT, "%s: no sequence has two or more tokens, nothing to predict", tokens);
+        goto done;
+    }
     if (adapter) FT_CHECK_GOTO(st, ft_adapter_load_for(dir, adapter, &ad), done); /* before the weights */
     FT_CHECK_GOTO(st, ft_backend_open(&be, device, (int)threads), done);
     FT_CHECK_GOTO(st, ft_model_load(&model, be, dir, &lo), done);
@@ -87,10 +94,6 @@ ft_status ft_cmd_eval(int argc, char **argv) {
             FT_CHECK_GOTO(st, ft_model_logits(model, &b, logits), done);
             FT_CHECK_GOTO(st, ft_afile_write(&dump, logits, T * d->V * 4), done);
         }
-    }
-    if (count == 0) {
-        st = FT_ERR(FT_E_FORMAT, "%s: no sequence has two or more tokens, nothing to predict", tokens);
-        goto done;
     }
     if (dump_path) FT_CHECK_GOTO(st, ft_afile_commit(&dump), done);
     printf("tokens %lld\n", (long long)count);

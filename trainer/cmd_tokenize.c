@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <cjson/cJSON.h>
 
 #include "data/tokenizer.h"
@@ -118,20 +119,31 @@ static ft_status ft_tokz_json(const ft_tok *tok, FILE *in, const char *name, int
         cJSON_Delete(arr);
         return FT_ERR(FT_E_FORMAT, "%s: --json input must be one JSON array", name);
     }
+    /* the array is built in memory and printed whole: a bad element must not leave a truncated
+     * array on stdout ('["a",' then the error) for the next program in a pipe to misread */
+    char *obuf = NULL;
+    size_t olen = 0;
+    FILE *out = open_memstream(&obuf, &olen);
+    if (!out) {
+        cJSON_Delete(arr);
+        return FT_ERR(FT_E_OOM, "out of memory writing JSON");
+    }
     ft_status st = FT_OK;
     ft_tok_ids v = {0};
     int64_t i = 0;
     const cJSON *e;
-    fputc('[', stdout);
+    fputc('[', out);
     cJSON_ArrayForEach(e, arr) {
-        if (i) fputc(',', stdout);
+        if (i) fputc(',', out);
         if (decode) {
             v.n = 0;
             const cJSON *x;
             if (!cJSON_IsArray(e)) st = FT_ERR(FT_E_FORMAT, "%s: element %lld is not an array of ids", name, (long long)i);
             cJSON_ArrayForEach(x, e) {
                 if (st) break;
-                if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble >= (double)ft_tok_vocab_size(tok))
+                /* 3.7 is no id (it was decoded as 3) */
+                if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble >= (double)ft_tok_vocab_size(tok) ||
+                    x->valuedouble != (double)(int64_t)x->valuedouble)
                     st = FT_ERR(FT_E_FORMAT, "%s: element %lld holds a value that is not a token id", name, (long long)i);
                 else
                     st = ft_tok_ids_push(&v, (int32_t)x->valuedouble);
@@ -141,7 +153,7 @@ static ft_status ft_tokz_json(const ft_tok *tok, FILE *in, const char *name, int
             if (st) break;
             cJSON *s = cJSON_CreateString(text);
             char *js = s ? cJSON_PrintUnformatted(s) : NULL;
-            if (js) fputs(js, stdout);
+            if (js) fputs(js, out);
             else st = FT_ERR(FT_E_OOM, "out of memory writing JSON");
             free(js);
             cJSON_Delete(s);
@@ -154,13 +166,16 @@ static ft_status ft_tokz_json(const ft_tok *tok, FILE *in, const char *name, int
             }
             v.n = 0;
             if ((st = ft_tok_encode_append(tok, e->valuestring, -1, add_special, &v))) break;
-            fputc('[', stdout);
-            for (int64_t k = 0; k < v.n; k++) printf(k ? ",%d" : "%d", v.ids[k]);
-            fputc(']', stdout);
+            fputc('[', out);
+            for (int64_t k = 0; k < v.n; k++) fprintf(out, k ? ",%d" : "%d", v.ids[k]);
+            fputc(']', out);
         }
         i++;
     }
-    fputs("]\n", stdout);
+    fputs("]\n", out);
+    if (fclose(out) != 0 && st == FT_OK) st = FT_ERR(FT_E_OOM, "out of memory writing JSON");
+    if (st == FT_OK) fwrite(obuf, 1, olen, stdout);
+    free(obuf);
     ft_tok_ids_free(&v);
     cJSON_Delete(arr);
     return st;
@@ -188,8 +203,11 @@ int ft_cmd_tokenize(int argc, char **argv) {
     }
     st = ft_tok_load(&tok, dir);
     if (st == FT_OK && file) {
+        struct stat sb;
         in = fopen(file, "rb");
         if (!in) st = FT_ERR(FT_E_IO, "%s: cannot open: %s", file, strerror(errno));
+        else if (fstat(fileno(in), &sb) == 0 && S_ISDIR(sb.st_mode)) /* was "read error" */
+            st = FT_ERR(FT_E_IO, "%s: is a directory, not a file", file);
     }
     if (st == FT_OK) {
         int dec = ft_cli_flag(&cli, "decode"), sp = ft_cli_flag(&cli, "add-special"), sk = ft_cli_flag(&cli, "skip-special");

@@ -7,9 +7,12 @@
  *       optimizer step on stdout, optionally the first step's LoRA gradients (--dump-grads) and the
  *       trained adapter (--save), both under PEFT tensor names.
  * Both run the same optimizer step (train.h). `--resume` without a value means "latest". */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "kernels/log.h"
 #include "kernels/mem.h"
@@ -159,6 +162,35 @@ static ft_plan *ft_flag_plan(ft_backend *be, const char *dir, const char *quant,
     return p;
 }
 
+/* The flag run's files, checked before the model loads: an unwritable --save failed after the last
+ * step (the trained adapter lost), a missing --lora-init after the whole load. */
+static ft_status ft_flag_files(const char *init, const char *save, const char *dump) {
+    struct stat sb;
+    if (init) {
+        if (stat(init, &sb) != 0) return FT_ERR(FT_E_IO, "%s: cannot open: %s", init, strerror(errno));
+        if (S_ISDIR(sb.st_mode)) return FT_ERR(FT_E_IO, "%s: is a directory, not a file (--lora-init)", init);
+        if (access(init, R_OK) != 0) return FT_ERR(FT_E_IO, "%s: cannot read: %s", init, strerror(errno));
+    }
+    const char *outs[2] = {save, dump}, *names[2] = {"save", "dump-grads"};
+    for (int i = 0; i < 2; i++) {
+        if (!outs[i]) continue;
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", outs[i]);
+        char *sl = strrchr(dir, '/');
+        if (!sl) snprintf(dir, sizeof dir, ".");
+        else if (sl == dir) dir[1] = 0;
+        else *sl = 0;
+        if (stat(outs[i], &sb) == 0 && S_ISDIR(sb.st_mode))
+            return FT_ERR(FT_E_ARG, "train: --%s %s is a directory (expected the path of a .safetensors file)", names[i],
+                          outs[i]);
+        if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+            return FT_ERR(FT_E_IO, "%s: cannot write: no directory %s", outs[i], dir);
+        if (access(dir, W_OK | X_OK) != 0)
+            return FT_ERR(FT_E_IO, "%s: cannot write in %s: %s", outs[i], dir, strerror(errno));
+    }
+    return FT_OK;
+}
+
 static ft_status ft_print_step(void *user, const ft_step_info *s) {
     (void)user;
     printf("step %lld loss %.6f lr %.6e grad_norm %.6f tokens %lld time %.3fs\n", (long long)s->step, s->loss, s->lr,
@@ -249,6 +281,7 @@ ft_status ft_cmd_train(int argc, char **argv) {
     tc.opt.weight_decay = wd;
     lc.r = r, lc.alpha = alpha, lc.dropout = dropout, lc.rslora = ft_cli_flag(&cli, "rslora"), lc.seed = (uint64_t)seed;
 
+    FT_CHECK_GOTO(st, ft_flag_files(init, save, tc.dump_grads), done);
     FT_CHECK_GOTO(st, ft_token_file_read(tokens, &seqs), done);
     FT_CHECK_GOTO(st, ft_backend_open(&be, device, (int)threads), done);
     plan = ft_flag_plan(be, dir, quant_s, targets_s, r, dropout, B, K, steps, threads, lo.model.recompute, max_len,

@@ -80,6 +80,16 @@ grep -q "qwen2.*adapter_config.json" "$tmp/w.err" && ok "the adapter is checked 
 [ $rc -ne 0 ] && [ "$(wc -l <"$tmp/n.err")" -eq 1 ] && grep -q "nowhere" "$tmp/n.err" \
   && ok "a missing adapter: exit $rc, $(cat "$tmp/n.err")" || bad "missing adapter: exit $rc $(cat "$tmp/n.err")"
 
+# a PEFT adapter with a per-module alpha (alpha_pattern): not applied on the fly, and the message says
+# what does apply it (merge folds each module's own scale)
+mkdir -p "$tmp/ap" && cp "$src/tests/fixtures/export/stories_adapter"/* "$tmp/ap/"
+python3 -c 'import json, sys; p = sys.argv[1]; c = json.load(open(p)); c["alpha_pattern"] = {"model.layers.0.self_attn.q_proj": 16}
+c["base_model_name_or_path"] = sys.argv[2]; json.dump(c, open(p, "w"))' "$tmp/ap/adapter_config.json" "$model"
+"$ftune" eval --model "$model" --adapter "$tmp/ap" --tokens "$tmp/ids.txt" >"$tmp/ap.out" 2>"$tmp/ap.err"; rc=$?
+[ $rc -eq 1 ] && [ "$(wc -l <"$tmp/ap.err")" -eq 1 ] && [ ! -s "$tmp/ap.out" ] \
+  && grep -q "ap: modules of different ranks or scales (rank_pattern/alpha_pattern): apply it with 'ftune merge --base .* --adapter .*ap' instead" "$tmp/ap.err" \
+  && ok "alpha_pattern adapter: exit 1, $(cat "$tmp/ap.err")" || bad "alpha_pattern adapter: exit $rc $(cat "$tmp/ap.err")"
+
 "$ftune" generate --model "$model" --prompt "Once" --chat llama3 >/dev/null 2>"$tmp/l.err"; rc=$?
 [ $rc -eq 2 ] && grep -q "generate --chat llama3: .*no token \"<|begin_of_text|>\"" "$tmp/l.err" \
   && ok "--chat with a template the tokenizer cannot encode: exit 2, $(cat "$tmp/l.err")" || bad "--chat llama3: exit $rc $(cat "$tmp/l.err")"

@@ -107,6 +107,14 @@ printf '{"text": "%s"}\n' "$(yes 'Once upon a time' | head -200 | tr '\n' ' ')" 
   >"$tmp/o10" 2>"$tmp/e10"; rc=$?
 [ $rc -eq 1 ] && grep -q "^ftune: error: data.valid: nothing left to validate on after packing" "$tmp/e10" \
   && ok "data.valid all dropped: exit 1" || bad "data.valid all dropped: exit $rc: $(cat "$tmp/e10")"
+# data.val_fraction holding out the only example: the key named (the message was "validation
+# fraction 0.5 leaves no training examples out of 1", no key, no file), exit 2
+printf '{"text": "Once upon a time there was a cat."}\n' >"$tmp/one.jsonl"
+"$ftune" data "$recipe" --set data.train="$tmp/one.jsonl" --set 'data.valid=[]' --set data.val_fraction=0.5 \
+  --set output_dir="$tmp/vf" >"$tmp/o11" 2>"$tmp/e11"; rc=$?
+[ $rc -eq 2 ] && [ "$(grep -c 'error:' "$tmp/e11")" = 1 ] \
+  && grep -q "^ftune: error: .*data.val_fraction 0.5 holds out all 1 examples: none is left to train on" "$tmp/e11" \
+  && ok "data.val_fraction of the only example: exit 2, $(grep error: "$tmp/e11")" || bad "val_fraction: exit $rc: $(cat "$tmp/e11")"
 "$ftune" data >"$tmp/o7" 2>"$tmp/e7"; rc=$?
 [ $rc -eq 2 ] && [ "$(wc -l <"$tmp/e7")" = 1 ] && ok "no recipe: exit 2, $(cat "$tmp/e7")" || bad "no recipe: exit $rc: $(cat "$tmp/e7")"
 "$ftune" --help | grep -qE "^  data +tokenize a recipe's data" && ok "--help lists data" || bad "--help: $("$ftune" --help)"

@@ -51,6 +51,11 @@ grep -q "general.type .* adapter" "$tmp/out" && grep -q "adapter.type .* lora" "
 grep -qE "adapter.lora.alpha +FLOAT32 +16$" "$tmp/out" && ok "rsLoRA alpha rescaled to 16" || bad "alpha: $(grep alpha "$tmp/out")"
 grep -q "blk.4.attn_v.weight.lora_b .*\[4, 32\]" "$tmp/out" && ok "lora_b ne = [r, out]" || bad "lora_b shape"
 grep -q "tensors: 20" "$tmp/out" && ok "20 tensors (5 layers x q,v x a,b)" || bad "tensor count: $(grep tensors: "$tmp/out")"
+params=$(grep "^parameters:" "$tmp/out")
+run "$ftune" inspect "$tmp/a.gguf" --tensors 3
+[ "$(grep -cE '^ +[0-9]+ blk\.' "$tmp/out")" -eq 3 ] && grep -q "tensors: 20" "$tmp/out" && [ -n "$params" ] \
+  && [ "$(grep "^parameters:" "$tmp/out")" = "$params" ] && ok "inspect --tensors 3: 3 rows of 20, the same $params" \
+  || bad "inspect --tensors 3: $(grep -cE '^ +[0-9]+ blk\.' "$tmp/out") rows; $(grep -E '^(tensors|parameters):' "$tmp/out")"
 grep -q "^FROM ./base.gguf" "$tmp/Modelfile" && grep -q "^ADAPTER ./a.gguf" "$tmp/Modelfile" && ok "Modelfile" || bad "Modelfile: $(cat "$tmp/Modelfile")"
 run "$ftune" export "$adapter" --format peft --out "$tmp/peft" && ok "export peft"
 [ -s "$tmp/peft/adapter_model.safetensors" ] && grep -qE '"use_rslora":[[:space:]]*true' "$tmp/peft/adapter_config.json" && ok "PEFT files" || bad "PEFT files"
@@ -61,6 +66,24 @@ for t in f16 bf16 q8_0; do
 done
 run "$ftune" inspect "$tmp/a-q8_0.gguf"
 grep -q "attn_q.weight.lora_b .*F16" "$tmp/out" && ok "q8_0: rank 4 lora_b falls back to F16" || bad "q8_0 fallback"
+
+# no --out: the file beside the adapter, named by its type (the same bytes as --out gives); --ollama
+# without --ollama-from: a Modelfile whose FROM is ./base.gguf, and a warning saying how to write it
+mkdir -p "$tmp/ad"; cp "$adapter"/adapter_* "$tmp/ad/"
+run "$ftune" export "$tmp/ad" --format gguf --base "$model" --ollama
+cmp -s "$tmp/ad/adapter-f32.gguf" "$tmp/a.gguf" && ok "no --out: ad/adapter-f32.gguf, the bytes of --out a.gguf" || bad "default out: $(ls -A "$tmp/ad")"
+grep -q "^FROM ./base.gguf" "$tmp/ad/Modelfile" && grep -q "^ADAPTER ./adapter-f32.gguf" "$tmp/ad/Modelfile" \
+  && grep -q "Modelfile: FROM ./base.gguf: write it with 'ftune merge --base .*stories260K --out base.gguf --type f16'" "$tmp/err" \
+  && ok "--ollama without --ollama-from: FROM ./base.gguf, and how to write it" || bad "ollama default FROM: $(cat "$tmp/ad/Modelfile" "$tmp/err")"
+run "$ftune" export "$tmp/ad" --format peft --base "$model" && [ -s "$tmp/ad/peft/adapter_model.safetensors" ] \
+  && ok "no --out, --format peft: ad/peft/" || bad "default peft out: $(ls -A "$tmp/ad")"
+# the command line: one line each, exit 2, nothing written
+expect 2 "export: expected one RUN_DIR, CHECKPOINT or PEFT_DIR" -- "$ftune" export
+expect 2 "export: unknown --format 'onnx' \(expected gguf or peft\)" -- "$ftune" export "$adapter" --format onnx --out "$tmp/xo.gguf"
+expect 2 "export: unknown --type 'q4_0' \(expected f32, f16, bf16 or q8_0\)" -- "$ftune" export "$adapter" --type q4_0 --out "$tmp/xo.gguf"
+expect 2 "export: --ollama needs --format gguf" -- "$ftune" export "$adapter" --format peft --ollama --out "$tmp/xo"
+expect 2 "nothere: no such file or directory" -- "$ftune" export "$tmp/nothere" --out "$tmp/xo.gguf"
+nofile "$tmp/xo"
 
 # --- merge ---------------------------------------------------------------------------------------
 run "$ftune" merge --base "$model" --out "$tmp/base.gguf" --type f16 && ok "merge base alone"
@@ -92,6 +115,16 @@ if "$ftune" train "$tmp/recipes/demo-stories260k.yaml" --set training.steps=2 --
   run "$ftune" export "$tmp/run" --format gguf --out "$tmp/run_final.gguf"
   run "$ftune" export "$tmp/run/checkpoints/step-000002.ckpt" --format gguf --out "$tmp/run_ckpt.gguf"
   cmp -s "$tmp/run_final.gguf" "$tmp/run_ckpt.gguf" && ok "export RUN_DIR == export of its last checkpoint" || bad "run vs checkpoint"
+  # a checkpoint away from its run: no ../recipe.yaml to say alpha and the base model; then one
+  # whose recipe names a base model of another depth (2 layers, not 5)
+  mkdir -p "$tmp/lone/checkpoints"; cp "$tmp/run/checkpoints/step-000002.ckpt" "$tmp/lone/checkpoints/"
+  expect 2 "step-000002.ckpt: cannot find the run's recipe.yaml \(.*lone/recipe.yaml\)" -- \
+    "$ftune" export "$tmp/lone/checkpoints/step-000002.ckpt" --format gguf --out "$tmp/lone.gguf"
+  nofile "$tmp/lone.gguf"
+  sed "s|^  path: .*|  path: \"$src/tests/fixtures/forward/llama_gqa4\"|" "$tmp/run/recipe.yaml" > "$tmp/lone/recipe.yaml"
+  expect 1 "step-000002.ckpt: adapter has 5 layers but .*llama_gqa4 has 2" -- \
+    "$ftune" export "$tmp/lone/checkpoints/step-000002.ckpt" --format gguf --out "$tmp/lone.gguf"
+  nofile "$tmp/lone.gguf"
   # a checkpoint went through a PEFT directory made under /tmp (left there by Ctrl-C, refused when
   # /tmp is read-only or full); it is now read straight into memory. A read-only /tmp in a private
   # mount namespace, with this test's directory still writable, stands in (root only)
@@ -141,6 +174,17 @@ expect 2 "unknown --type 'q3'" -- "$ftune" merge --base "$model" --out "$tmp/q.g
 ( ulimit -f 64; "$ftune" merge --base "$model" --adapter "$adapter" --out "$tmp/full.gguf" --type f32 ) >"$tmp/out" 2>"$tmp/err"; rc=$?
 [ "$rc" -eq 1 ] && grep -q "write failed" "$tmp/err" && ok "file size limit: $(head -c 160 "$tmp/err")" || bad "full disk: exit $rc $(cat "$tmp/err")"
 nofile "$tmp/full.gguf"
+# a full disk found before the write: the space the file needs against what is free (root only: a
+# 64 KiB tmpfs stands in); in MiB for a small model (it said "0.00 GiB, 0.00 GiB free")
+mkdir -p "$tmp/tiny_fs"
+if mount -t tmpfs -o size=64k tmpfs "$tmp/tiny_fs" 2>/dev/null; then
+  expect 1 "tiny_fs/nospace.gguf: write failed: No space left on device \(it needs [0-9.]+ MiB, 0.0[0-9] MiB free\)" -- \
+    "$ftune" merge --base "$model" --out "$tmp/tiny_fs/nospace.gguf" --type f32
+  [ -z "$(ls -A "$tmp/tiny_fs")" ] && ok "full disk: nothing left on it" || bad "full disk left $(ls -A "$tmp/tiny_fs")"
+  umount "$tmp/tiny_fs"
+else
+  echo "skip the full-disk merge case (cannot mount a tmpfs here: not counted)"
+fi
 printf 'GGUF\003\000\000\000garbage' > "$tmp/bad.gguf"
 expect 1 "bad.gguf" -- "$ftune" inspect "$tmp/bad.gguf"
 
