@@ -25,6 +25,8 @@ static const struct { const char *name; ft_chat_template t; } TMPL_NAMES[] = {
     {"mistral-v3", FT_TMPL_MISTRAL_V3}, {"mistral-v7", FT_TMPL_MISTRAL_V7},
 };
 
+const char *ft_chat_template_list(void) { return "llama3, llama3.1, qwen2.5, qwen3, mistral, mistral-v3, mistral-v7"; }
+
 ft_status ft_chat_template_parse(const char *name, ft_chat_template *out) {
     for (size_t i = 0; i < sizeof TMPL_NAMES / sizeof TMPL_NAMES[0]; i++) {
         if (strcmp(name, TMPL_NAMES[i].name) == 0) {
@@ -32,8 +34,7 @@ ft_status ft_chat_template_parse(const char *name, ft_chat_template *out) {
             return FT_OK;
         }
     }
-    return FT_ERR(FT_E_ARG, "unknown chat template \"%s\" (expected llama3, llama3.1, qwen2.5, qwen3, mistral, "
-                            "mistral-v3, mistral-v7 or none)", name);
+    return FT_ERR(FT_E_ARG, "unknown chat template \"%s\" (expected %s or none)", name, ft_chat_template_list());
 }
 
 const char *ft_chat_template_name(ft_chat_template t) {
@@ -55,8 +56,7 @@ ft_status ft_chat_template_detect(const char *j, ft_chat_template *out) {
     } else if (strstr(j, "[INST]")) {
         *out = strstr(j, "'[INST] '") || strstr(j, "\"[INST] \"") ? FT_TMPL_MISTRAL_V3 : FT_TMPL_MISTRAL;
     } else {
-        return FT_ERR(FT_E_UNSUPPORTED, "unrecognized chat_template; name one of llama3, llama3.1, qwen2.5, qwen3, "
-                                        "mistral, mistral-v3, mistral-v7");
+        return FT_ERR(FT_E_UNSUPPORTED, "unrecognized chat_template; name one of %s", ft_chat_template_list());
     }
     return FT_OK;
 }

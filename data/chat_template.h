@@ -100,6 +100,8 @@ typedef struct ft_encoded {
     int64_t n, cap;
 } ft_encoded;
 
+/* "llama3, llama3.1, qwen2.5, qwen3, mistral, mistral-v3, mistral-v7": the names, for messages. */
+const char *ft_chat_template_list(void);
 /* "llama3", "llama3.1" ("llama3.2"/"llama3.3" map to it), "qwen2.5" ("qwen2"), "qwen3",
  * "mistral", "mistral-v3", "mistral-v7", "none". */
 ft_status ft_chat_template_parse(const char *name, ft_chat_template *out);

@@ -133,8 +133,9 @@ static ft_status ft_resolve_template(ft_dataset *ds, const ft_recipe *r) {
         const char *jinja = ft_tok_chat_template(ds->tok);
         ds->ro.tmpl = FT_TMPL_NONE;
         if (jinja && ft_chat_template_detect(jinja, &ds->ro.tmpl) != FT_OK) {
-            ft_warn("data.template: the chat template of %s is not one ftune knows; rendering without a template "
-                    "(set data.template to use one)", ft_tok_path(ds->tok));
+            ft_warn("data.template: the chat template beside %s (tokenizer_config.json, chat_template.jinja or .json) is "
+                    "not one ftune knows; rendering without a template (set data.template to use one: %s)",
+                    ft_tok_path(ds->tok), ft_chat_template_list());
             ft_error_clear();
             ds->ro.tmpl = FT_TMPL_NONE;
         }
@@ -148,8 +149,8 @@ static ft_status ft_resolve_template(ft_dataset *ds, const ft_recipe *r) {
     const char *jinja = ft_tok_chat_template(ds->tok);
     ft_chat_template own;
     if (ds->ro.tmpl != FT_TMPL_NONE && jinja && ft_chat_template_detect(jinja, &own) == FT_OK && own != ds->ro.tmpl)
-        ft_warn("data.template: %s, but the chat template of %s is %s's: the exported model will be prompted in that "
-                "format (data.template: auto follows it)", ft_chat_template_name(ds->ro.tmpl), ft_tok_path(ds->tok),
+        ft_warn("data.template: %s, but the chat template beside %s is %s's: the exported model will be prompted in "
+                "that format (data.template: auto follows it)", ft_chat_template_name(ds->ro.tmpl), ft_tok_path(ds->tok),
                 ft_chat_template_name(own));
     ft_error_clear();
     return FT_OK;

@@ -259,8 +259,8 @@ static ft_status ft_chunk_report(ft_reading *rd, ft_chunk *c) {
         if (rec->format == FT_FMT_CHAT && job->ro->tmpl == FT_TMPL_NONE) {
             st = FT_ERR(FT_E_ARG,
                         "%s:%lld: chat records need a chat template, and the tokenizer at %s has none ftune "
-                        "knows: set data.template (llama3, llama3.1, qwen2.5, qwen3, mistral, mistral_v3)",
-                        rec->source, (long long)rec->line, ft_tok_path(job->tok));
+                        "knows: set data.template (%s)",
+                        rec->source, (long long)rec->line, ft_tok_path(job->tok), ft_chat_template_list());
             break;
         }
         if (sl->st != FT_OK) {

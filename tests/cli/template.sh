@@ -18,7 +18,7 @@ printf '{"messages":[{"role":"user","content":"Hi"},{"role":"assistant","content
 data() { "$ftune" data "$src/tests/fixtures/run/tiny.yaml" --set output_dir="$tmp/o-$1" --set data.tokenizer="$tmp/tok" \
            --set data.train="$tmp/c.jsonl" --set data.valid=[] --set data.format=chat --set data.template="$1" >/dev/null 2>"$tmp/$1.err"; }
 data llama3.1; rc=$?
-[ $rc -eq 0 ] && grep -q "warning: data.template: llama3.1, but the chat template of .*tok/tokenizer.json is llama3's: the exported model will be prompted in that format" "$tmp/llama3.1.err" \
+[ $rc -eq 0 ] && grep -q "warning: data.template: llama3.1, but the chat template beside .*tok/tokenizer.json is llama3's: the exported model will be prompted in that format" "$tmp/llama3.1.err" \
   && ok "another template than the tokenizer's: $(grep -o 'data.template: llama3.1, but[^:]*' "$tmp/llama3.1.err")" || bad "exit $rc: $(cat "$tmp/llama3.1.err")"
 for t in llama3 auto; do
   data $t; rc=$?
