@@ -40,18 +40,7 @@ ft_status ft_grad_norm_start(ft_backend *be, float *acc, const float *grads, int
     return ft_op_sumsq(be, acc, grads, n);
 }
 
-ft_status ft_grad_norm(ft_backend *be, float *acc, const float *grads, int64_t n, double *norm) {
-    float s;
-    FT_TRY(ft_grad_norm_start(be, acc, grads, n));
-    FT_TRY(ft_backend_download(be, &s, acc, 4));
-    *norm = sqrt((double)s);
-    return FT_OK;
-}
-
-/* Uploads this step's scalars (gradient multiplier gscale) and runs the update. With dev_clip the
- * multiplier is replaced on the device by ft_op_clip_factor before the update reads it. */
-static ft_status ft_adamw_run(ft_adamw *o, ft_backend *be, float *params, const float *grads, double lr,
-                              double gscale, int dev_clip) {
+ft_status ft_adamw_step_dev(ft_adamw *o, ft_backend *be, float *params, const float *grads, double lr) {
     o->t++;
     float sc[FT_ADAMW_NSCALARS];
     sc[FT_ADAMW_LR] = (float)lr;
@@ -61,23 +50,10 @@ static ft_status ft_adamw_run(ft_adamw *o, ft_backend *be, float *params, const 
     sc[FT_ADAMW_WD] = (float)o->cfg.weight_decay;
     sc[FT_ADAMW_BC1] = (float)(1.0 - pow(o->cfg.beta1, (double)o->t));
     sc[FT_ADAMW_BC2] = (float)(1.0 - pow(o->cfg.beta2, (double)o->t));
-    sc[FT_ADAMW_GSCALE] = (float)gscale;
+    sc[FT_ADAMW_GSCALE] = 1.0f; /* with clipping, replaced on the device before the update reads it */
     FT_TRY(ft_backend_upload(be, o->scalars, sc, sizeof sc));
-    if (dev_clip) FT_TRY(ft_op_clip_factor(be, o->scalars, o->norm_acc, o->cfg.clip));
+    if (o->cfg.clip > 0) FT_TRY(ft_op_clip_factor(be, o->scalars, o->norm_acc, o->cfg.clip));
     FT_TRY(ft_backend_prefetch(be, o->m, ft_adamw_state_bytes(o->n))); /* paged: bring m, v back */
     return ft_op_adamw(be, params, grads, o->m, o->v, o->n, o->scalars);
 }
 
-ft_status ft_adamw_step(ft_adamw *o, ft_backend *be, float *params, const float *grads, double lr,
-                        double grad_norm) {
-    double gscale = 1.0;
-    if (o->cfg.clip > 0) {
-        double c = o->cfg.clip / (grad_norm + 1e-6);
-        if (c < 1.0) gscale = c;
-    }
-    return ft_adamw_run(o, be, params, grads, lr, gscale, 0);
-}
-
-ft_status ft_adamw_step_dev(ft_adamw *o, ft_backend *be, float *params, const float *grads, double lr) {
-    return ft_adamw_run(o, be, params, grads, lr, 1.0, o->cfg.clip > 0);
-}

@@ -36,20 +36,14 @@ int64_t ft_adamw_scalar_bytes(void);
 ft_status ft_adamw_create(ft_adamw **out, ft_backend *be, int64_t n, const ft_adamw_cfg *cfg);
 void ft_adamw_free(ft_adamw *o, ft_backend *be);
 
-/* Global L2 norm of grads[n] (f32 backend memory). */
-ft_status ft_grad_norm(ft_backend *be, float *acc, const float *grads, int64_t n, double *norm);
-/* The same without reading it: *acc (backend f32) = sum of squares; read it later with
- * ft_backend_download and take the square root (ft_grad_norm does exactly that). */
+/* The global gradient norm without reading it: *acc (backend f32) = sum of squares of grads[n];
+ * the caller downloads it when it needs the norm (the step's metrics) and takes the square root. */
 ft_status ft_grad_norm_start(ft_backend *be, float *acc, const float *grads, int64_t n);
 
-/* One step at learning rate lr: clips by the configured max norm (torch clip_grad_norm_:
- * factor min(1, clip / (norm + 1e-6))) and updates params. *grad_norm receives the pre-clip
- * norm. Non-finite norms are reported to the caller, which decides to skip. */
-ft_status ft_adamw_step(ft_adamw *o, ft_backend *be, float *params, const float *grads, double lr,
-                        double grad_norm);
-/* The same step with the clipping factor computed on the device from o->norm_acc, which
- * ft_grad_norm_start(be, o->norm_acc, grads, n) filled: bit-identical to ft_adamw_step given the
- * norm, and it never waits for the device. */
+/* One step at learning rate lr. With clipping, the factor of torch's clip_grad_norm_
+ * (min(1, clip / (norm + 1e-6))) is computed on the device from o->norm_acc, which
+ * ft_grad_norm_start(be, o->norm_acc, grads, n) filled, so the step never waits for the device.
+ * Non-finite norms are the caller's to detect (it skips the step). */
 ft_status ft_adamw_step_dev(ft_adamw *o, ft_backend *be, float *params, const float *grads, double lr);
 
 #endif
