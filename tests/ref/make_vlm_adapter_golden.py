@@ -46,34 +46,42 @@ def logits_of(model, toks):
         return model(torch.tensor(toks)).logits.float().numpy()
 
 
+def seeded_adapter(out, targets, seed):
+    """PEFT's save_pretrained of a LoRA (r 4, alpha 8) on the base with A and B drawn from `seed`, its
+    base_model_name_or_path relative to `out`; returns the wrapped modules' names."""
+    from peft import LoraConfig, get_peft_model
+    model = get_peft_model(load_base(), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=targets,
+                                                   init_lora_weights=False))
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters()):
+            if "lora_" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+    shutil.rmtree(out, ignore_errors=True)
+    model.save_pretrained(out)
+    if os.path.exists(os.path.join(out, "README.md")):
+        os.remove(os.path.join(out, "README.md"))
+    cfg = json.load(open(os.path.join(out, "adapter_config.json")))
+    cfg["base_model_name_or_path"] = "../../forward/mistral3"      # relative to the adapter's directory
+    json.dump(cfg, open(os.path.join(out, "adapter_config.json"), "w"), indent=2, sort_keys=True)
+    return sorted(n for n, _ in model.named_modules() if n.endswith(".lora_A"))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ftune", help="ftune binary: also check that PEFT reads ftune's PEFT export")
     a = ap.parse_args()
     import peft
     import transformers
-    from peft import LoraConfig, PeftModel, get_peft_model
+    from peft import PeftModel
     torch.manual_seed(0)
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     toks = tokens()
     base_logits = logits_of(load_base(), toks)
 
-    model = get_peft_model(load_base(), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=TARGETS,
-                                                   init_lora_weights=False))
-    gen = torch.Generator().manual_seed(303)
-    with torch.no_grad():
-        for name, p in sorted(model.named_parameters()):
-            if "lora_" in name:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
-    wrapped = sorted(n for n, _ in model.named_modules() if n.endswith(".lora_A"))
+    wrapped = seeded_adapter(OUT, TARGETS, 303)
     assert wrapped and all(".language_model.layers." in n for n in wrapped), wrapped   # never the vision tower
-    shutil.rmtree(OUT, ignore_errors=True)
-    model.save_pretrained(OUT)
-    os.remove(os.path.join(OUT, "README.md")) if os.path.exists(os.path.join(OUT, "README.md")) else None
-    cfg = json.load(open(os.path.join(OUT, "adapter_config.json")))
-    cfg["base_model_name_or_path"] = "../../forward/mistral3"      # relative to this directory
-    json.dump(cfg, open(os.path.join(OUT, "adapter_config.json"), "w"), indent=2, sort_keys=True)
 
     ref = logits_of(PeftModel.from_pretrained(load_base(), OUT).eval(), toks)
     assert np.abs(ref - base_logits).max() > 0.1, "the adapter must change the logits"
@@ -105,24 +113,10 @@ def names_adapter(toks):
     """mistral3_adapter_names/: PEFT's own target names (q_proj, v_proj), which also wrap the vision
     tower's modules of those names: ftune leaves those out (text-only input never runs them), so its
     logits must still equal PeftModel's (ref_logits.bin)."""
-    from peft import LoraConfig, PeftModel, get_peft_model
+    from peft import PeftModel
     out = OUT + "_names"
-    model = get_peft_model(load_base(), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"],
-                                                   init_lora_weights=False))
-    gen = torch.Generator().manual_seed(304)
-    with torch.no_grad():
-        for name, p in sorted(model.named_parameters()):
-            if "lora_" in name:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
-    wrapped = sorted(n for n, _ in model.named_modules() if n.endswith(".lora_A"))
+    wrapped = seeded_adapter(out, ["q_proj", "v_proj"], 304)
     assert any("vision_tower" in n for n in wrapped) and any("language_model" in n for n in wrapped), wrapped
-    shutil.rmtree(out, ignore_errors=True)
-    model.save_pretrained(out)
-    if os.path.exists(os.path.join(out, "README.md")):
-        os.remove(os.path.join(out, "README.md"))
-    cfg = json.load(open(os.path.join(out, "adapter_config.json")))
-    cfg["base_model_name_or_path"] = "../../forward/mistral3"
-    json.dump(cfg, open(os.path.join(out, "adapter_config.json"), "w"), indent=2, sort_keys=True)
     ref = logits_of(PeftModel.from_pretrained(load_base(), out).eval(), toks)
     ref.astype("<f4").tofile(os.path.join(out, "ref_logits.bin"))
     print("names adapter:", len(wrapped), "modules wrapped,", sum("vision_tower" in n for n in wrapped), "in the vision tower")
