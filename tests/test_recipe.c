@@ -123,6 +123,9 @@ static const bad_case bad_cases[] = {
     {BASE, "training.warmup=11", FT_E_ARG, "--set training.warmup=11: training.warmup: must not exceed training.steps"},
     {BASE, "data.train=[a, {b: 1}]", FT_E_ARG, "data.train: item 2: expected a string"},
     {BASE, "data.train=[[a]", FT_E_ARG, "--set data.train=[[a]: data.train: malformed list: did not find expected ',' or ']'"},
+    /* what followed the list was dropped ("[a, b]]" read as [a, b]) */
+    {BASE, "lora.targets=[q_proj, v_proj]]", FT_E_ARG,
+     "--set lora.targets=[q_proj, v_proj]]: lora.targets: malformed list: unexpected data after its closing ']'"},
     {BASE, "training.diverge_factor=0.5", FT_E_ARG,
      "--set training.diverge_factor=0.5: training.diverge_factor: must be 0 (off) or above 1 (got 0.5)"},
     {BASE, "training.host_boundaries=2", FT_E_ARG,

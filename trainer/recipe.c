@@ -234,6 +234,18 @@ static ft_status rk_apply_set(rctx *c, const char *arg, const char *cwd) {
             yaml_parser_delete(&parser);
             return st;
         }
+        /* what follows the list ("[a, b]]"): a second load fails, or finds a document; it was dropped */
+        yaml_document_t rest;
+        int clean = yaml_parser_load(&parser, &rest);
+        if (clean) {
+            clean = yaml_document_get_root_node(&rest) == NULL;
+            yaml_document_delete(&rest);
+        }
+        if (!clean) {
+            yaml_document_delete(&doc);
+            yaml_parser_delete(&parser);
+            return FT_ERR(FT_E_ARG, "--set %s: %s: malformed list: unexpected data after its closing ']'", arg, k->key);
+        }
         yaml_node_t *root = yaml_document_get_root_node(&doc);
         if (root) rv_from_node(&doc, root, &v);
         st = ft_rk_set(c->r, k, &v, cwd, &o);
