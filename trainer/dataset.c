@@ -449,6 +449,7 @@ fail_loss:
     st = ft_error_wrap(st, "data.loss");
 fail:
     ft_dataset_free(ds);
+    rmdir(data_dir); /* a failure before any cache was written leaves no empty data/ behind (a cache keeps it) */
     return st;
 }
 

@@ -114,7 +114,9 @@ printf '{"text": "Once upon a time there was a cat."}\n' >"$tmp/one.jsonl"
   --set output_dir="$tmp/vf" >"$tmp/o11" 2>"$tmp/e11"; rc=$?
 [ $rc -eq 2 ] && [ "$(grep -c 'error:' "$tmp/e11")" = 1 ] \
   && grep -q "^ftune: error: .*data.val_fraction 0.5 holds out all 1 examples: none is left to train on" "$tmp/e11" \
-  && ok "data.val_fraction of the only example: exit 2, $(grep error: "$tmp/e11")" || bad "val_fraction: exit $rc: $(cat "$tmp/e11")"
+  && [ ! -e "$tmp/vf/data" ] \
+  && ok "data.val_fraction of the only example: exit 2, no empty data/ left, $(grep error: "$tmp/e11")" \
+  || bad "val_fraction: exit $rc: $(cat "$tmp/e11"); $(ls -A "$tmp/vf" 2>&1)"
 "$ftune" data >"$tmp/o7" 2>"$tmp/e7"; rc=$?
 [ $rc -eq 2 ] && [ "$(wc -l <"$tmp/e7")" = 1 ] && ok "no recipe: exit 2, $(cat "$tmp/e7")" || bad "no recipe: exit $rc: $(cat "$tmp/e7")"
 "$ftune" --help | grep -qE "^  data +tokenize a recipe's data" && ok "--help lists data" || bad "--help: $("$ftune" --help)"
