@@ -8,6 +8,12 @@
 
 #include "kernels/mem.h"
 #include "kernels/rng.h"
+#include "trainer/arch.h"
+
+/* A module mask is also a linear mask (ft_peft_target_regex, ft_peft_module): the orders agree. */
+_Static_assert((int)FT_MOD_Q == (int)FT_LIN_Q && (int)FT_MOD_DOWN == (int)FT_LIN_DOWN &&
+                   (int)FT_MOD_COUNT == (int)FT_LIN_COUNT,
+               "ft_module and ft_linear list the seven linears in the same order");
 
 static const char *const ft_mod_names[FT_MOD_COUNT] = {"q_proj", "k_proj", "v_proj", "o_proj",
                                                         "gate_proj", "up_proj", "down_proj"};
@@ -53,8 +59,9 @@ int64_t ft_lora_param_count(const ft_lora_cfg *cfg, const ft_lora_shapes *s, int
 }
 
 void ft_lora_tensor_name(char *buf, size_t cap, int64_t layer, ft_module m, char which, int vlm) {
-    snprintf(buf, cap, "base_model.model.model.%slayers.%lld.%s.lora_%c.weight", vlm ? "language_model." : "",
-             (long long)layer, ft_mod_paths[m], which);
+    char mod[160]; /* the module path as export/adapter.c writes it: one place knows the vision-language layout */
+    ft_peft_module(mod, sizeof mod, (ft_linear)m, layer, vlm);
+    snprintf(buf, cap, FT_PEFT_PREFIX "%s.lora_%c.weight", mod, which);
 }
 
 ft_status ft_lora_create(ft_lora **out, ft_backend *be, const ft_lora_cfg *cfg, const ft_lora_shapes *s,
