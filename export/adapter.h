@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "export/ggml_quants.h"
+#include "kernels/ggml_quants.h"
 #include "kernels/status.h"
 #include "trainer/arch.h"
 #include "trainer/hf_config.h"

@@ -24,7 +24,7 @@
 
 #include <stdint.h>
 
-#include "export/ggml_quants.h"
+#include "kernels/ggml_quants.h"
 #include "kernels/status.h"
 
 /* GGUF metadata value types (gguf.h enum gguf_type). */

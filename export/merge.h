@@ -16,7 +16,7 @@
 #define FT_MERGE_H
 
 #include "export/adapter.h"
-#include "export/ggml_quants.h"
+#include "kernels/ggml_quants.h"
 #include "export/gguf_vocab.h"
 #include "kernels/status.h"
 #include "trainer/hf_config.h"

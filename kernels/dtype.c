@@ -1,6 +1,8 @@
 /* dtype.c: names, sizes and bulk conversions of element types. */
 #include "kernels/dtype.h"
 
+#include "kernels/ggml_quants.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -12,9 +14,43 @@ const char *ft_dtype_name(ft_dtype t) {
     case FT_NF4: return "NF4";
     case FT_I32: return "I32";
     case FT_U8: return "U8";
+    case FT_Q4_0: return "Q4_0";
+    case FT_Q4_1: return "Q4_1";
+    case FT_Q5_0: return "Q5_0";
+    case FT_Q5_1: return "Q5_1";
+    case FT_Q8_0: return "Q8_0";
+    case FT_Q2_K: return "Q2_K";
+    case FT_Q3_K: return "Q3_K";
+    case FT_Q4_K: return "Q4_K";
+    case FT_Q5_K: return "Q5_K";
+    case FT_Q6_K: return "Q6_K";
     default: return "?";
     }
 }
+
+/* The ggml block types as dtypes, in ft_dtype order (their geometry lives in ggml_quants.c). */
+static const int ft_ggml_of[] = {FT_GGML_Q4_0, FT_GGML_Q4_1, FT_GGML_Q5_0, FT_GGML_Q5_1, FT_GGML_Q8_0,
+                                 FT_GGML_Q2_K, FT_GGML_Q3_K, FT_GGML_Q4_K, FT_GGML_Q5_K, FT_GGML_Q6_K};
+_Static_assert(sizeof ft_ggml_of / sizeof ft_ggml_of[0] == FT_DTYPE_COUNT - FT_Q4_0, "one ggml type per dtype");
+
+int ft_dtype_is_ggml(ft_dtype t) { return ft_dtype_ggml_type(t) >= 0; }
+
+int ft_dtype_ggml_type(ft_dtype t) { return t >= FT_Q4_0 && t < FT_DTYPE_COUNT ? ft_ggml_of[t - FT_Q4_0] : -1; }
+
+int ft_dtype_from_ggml(int ggml_type, ft_dtype *out) {
+    switch (ggml_type) {
+    case FT_GGML_F32: *out = FT_F32; return 1;
+    case FT_GGML_F16: *out = FT_F16; return 1;
+    case FT_GGML_BF16: *out = FT_BF16; return 1;
+    default: break;
+    }
+    for (int t = FT_Q4_0; t < FT_DTYPE_COUNT; t++)
+        if (ft_ggml_of[t - FT_Q4_0] == ggml_type) return *out = (ft_dtype)t, 1;
+    return 0;
+}
+
+int64_t ft_dtype_block_elems(ft_dtype t) { return ft_dtype_is_ggml(t) ? ft_ggml_block_size(ft_dtype_ggml_type(t)) : 0; }
+int64_t ft_dtype_block_bytes(ft_dtype t) { return ft_dtype_is_ggml(t) ? ft_ggml_type_size(ft_dtype_ggml_type(t)) : 0; }
 
 int64_t ft_dtype_nbytes(ft_dtype t, int64_t n) {
     switch (t) {
@@ -22,7 +58,11 @@ int64_t ft_dtype_nbytes(ft_dtype t, int64_t n) {
     case FT_F16: case FT_BF16: return 2 * n;
     case FT_NF4: return (n + 1) / 2;
     case FT_U8: return n;
-    default: return 0;
+    default: {
+        const int64_t e = ft_dtype_block_elems(t);
+        if (e == 0) return 0;
+        return n % e ? -1 : n / e * ft_dtype_block_bytes(t);
+    }
     }
 }
 

@@ -13,12 +13,34 @@ typedef enum ft_dtype {
     FT_NF4,   /* bitsandbytes NF4, blocksize 64, double-quantized absmax (see kernels/nf4.h) */
     FT_I32,
     FT_U8,
+    /* ggml's block-quantized types, as a frozen weight read from a GGUF base keeps them (the bytes
+     * of kernels/ggml_quants.h, row-major, whole blocks per row; dequantized where used) */
+    FT_Q4_0,
+    FT_Q4_1,
+    FT_Q5_0,
+    FT_Q5_1,
+    FT_Q8_0,
+    FT_Q2_K,
+    FT_Q3_K,
+    FT_Q4_K,
+    FT_Q5_K,
+    FT_Q6_K,
     FT_DTYPE_COUNT
 } ft_dtype;
 
 const char *ft_dtype_name(ft_dtype t);
-/* Bytes for n elements of t (NF4: n/2 code bytes only; its constants are counted in nf4.h). */
+/* Bytes for n elements of t (NF4: n/2 code bytes only; its constants are counted in nf4.h; a ggml
+ * block type: n must be whole blocks, else -1). */
 int64_t ft_dtype_nbytes(ft_dtype t, int64_t n);
+/* 1 for the ggml block types FT_Q4_0 .. FT_Q6_K. */
+int ft_dtype_is_ggml(ft_dtype t);
+/* The ggml_type id of a ggml block type (FT_Q4_K -> 12), -1 for any other dtype. */
+int ft_dtype_ggml_type(ft_dtype t);
+/* The dtype of a ggml_type id (F32/F16/BF16 and the block types above); 0 when there is none. */
+int ft_dtype_from_ggml(int ggml_type, ft_dtype *out);
+/* Elements and bytes per block of a ggml block type (0 for other dtypes). */
+int64_t ft_dtype_block_elems(ft_dtype t);
+int64_t ft_dtype_block_bytes(ft_dtype t);
 
 static inline float ft_bf16_to_f32(uint16_t h) {
     union { uint32_t u; float f; } v = {(uint32_t)h << 16};

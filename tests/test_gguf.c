@@ -1,5 +1,5 @@
 /* test_gguf.c: the GGUF writer and reader (export/gguf.h) and ggml quantization
- * (export/ggml_quants.h).
+ * (kernels/ggml_quants.h).
  * - quantizers against the bytes ggml's own ggml_quantize_chunk gives on the same rows
  *   (tests/fixtures/export/quant, made by tests/ref/make_export_golden.py with the libggml that
  *   llama-cpp-python builds): Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K; where a block differs (fused
@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "export/ggml_quants.h"
+#include "kernels/ggml_quants.h"
 #include "export/gguf.h"
 #include "export/merge.h"
 #include "tests/harness.h"

@@ -1,6 +1,6 @@
 /* ggml_quants.c: see ggml_quants.h. Each encoder is a line-by-line port of ggml's
  * quantize_row_*_ref (ggml/src/ggml-quants.c); block layouts from ggml-common.h. */
-#include "export/ggml_quants.h"
+#include "kernels/ggml_quants.h"
 
 #include <ctype.h>
 #include <math.h>
