@@ -82,21 +82,31 @@ ft_status ft_tok_parse_config(ft_tok *t, const char *json, int64_t len, const ch
     return st;
 }
 
-ft_status ft_tok_load_files(ft_tok **out, const char *tokenizer_json, const char *config_path) {
+ft_status ft_tok_new(ft_tok **out, const char *path) {
     *out = NULL;
     ft_tok *t;
     FT_TRY(ft_calloc((void **)&t, sizeof *t, "tokenizer"));
     pthread_mutex_init(&t->pool_lock, NULL);
     t->bos_id = t->eos_id = t->pad_id = t->cfg_unk_id = t->unk_id = -1;
     t->cache_cap_log2 = 15;
+    size_t pl = strlen(path);
+    ft_status st = ft_malloc((void **)&t->path, pl + 1, "tokenizer path");
+    if (st != FT_OK) {
+        ft_tok_free(t);
+        return st;
+    }
+    memcpy(t->path, path, pl + 1);
+    *out = t;
+    return FT_OK;
+}
+
+ft_status ft_tok_load_files(ft_tok **out, const char *tokenizer_json, const char *config_path) {
+    *out = NULL;
+    ft_tok *t;
+    FT_TRY(ft_tok_new(&t, tokenizer_json));
     char *json = NULL;
     int64_t len = 0;
-    size_t pl = strlen(tokenizer_json);
-    ft_status st = ft_malloc((void **)&t->path, pl + 1, "tokenizer path");
-    if (st == FT_OK) {
-        memcpy(t->path, tokenizer_json, pl + 1);
-        st = ft_read_file(tokenizer_json, 0, &json, &len, NULL);
-    }
+    ft_status st = ft_read_file(tokenizer_json, 0, &json, &len, NULL);
     if (st == FT_OK) st = ft_tok_parse_json(t, json, len);
     free(json);
     json = NULL;

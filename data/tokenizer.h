@@ -43,6 +43,49 @@ ft_status ft_tok_load(ft_tok **out, const char *dir);
 ft_status ft_tok_load_files(ft_tok **out, const char *tokenizer_json, const char *config_path);
 void ft_tok_free(ft_tok *tok);
 
+/* A tokenizer described by llama.cpp's GGUF metadata (tokenizer.ggml.*, formats.md 3.5), as plain
+ * arrays so that data/ needs no GGUF reader (trainer/gguf_tokenizer.c fills it from a file). Token
+ * types are llama.cpp's. Everything is borrowed for the duration of ft_tok_load_vocab. */
+enum {
+    FT_TOK_TYPE_NORMAL = 1,
+    FT_TOK_TYPE_UNKNOWN = 2,
+    FT_TOK_TYPE_CONTROL = 3,
+    FT_TOK_TYPE_USER_DEFINED = 4,
+    FT_TOK_TYPE_UNUSED = 5,
+    FT_TOK_TYPE_BYTE = 6
+};
+typedef struct ft_tok_vocab {
+    const char *model;              /* tokenizer.ggml.model: "gpt2" (byte-level BPE) or "llama" (SentencePiece) */
+    const char *pre;                /* tokenizer.ggml.pre ("llama-bpe", "qwen2", "tekken", "default", ...; see
+                                       data/tokenizer_pre.h); NULL = "default". Ignored for "llama" */
+    const char *const *tokens;      /* [n_tokens] NUL-terminated token texts, id = index */
+    const int32_t *types;           /* [n_tokens] FT_TOK_TYPE_*, or NULL (all normal) */
+    const float *scores;            /* [n_tokens] or NULL (all 0) */
+    const char *const *merges;      /* [n_merges] "left right" in rank order, or NULL */
+    int64_t n_tokens, n_merges;
+    int32_t bos_id, eos_id, unk_id, pad_id; /* -1 when absent */
+    int add_bos, add_eos;           /* 1/0, or -1 when absent (llama.cpp's default for the model/pre) */
+    int add_space_prefix;           /* tokenizer.ggml.add_space_prefix ("llama" only): 1/0, or -1 (= 1) */
+    const char *chat_template;      /* or NULL */
+    const char *path;               /* the file it came from, for messages and ft_tok_path */
+} ft_tok_vocab;
+
+/* Builds the tokenizer that the model's HF tokenizer.json was before conversion to GGUF, so that it
+ * encodes and decodes as that tokenizer.json does:
+ *   gpt2   BPE over the byte-level vocab with the GGUF merges; the pre-tokenizer, normalizer and
+ *          ignore_merges of the family named by `pre` (Split regex + ByteLevel, or ByteLevel's own
+ *          GPT-2 split for "default"/"gpt-2"); ByteLevel decoder.
+ *   llama  SentencePiece BPE as transformers' LlamaConverter (legacy) writes it: normalizer Prepend("▁")
+ *          + Replace(" ", "▁") (no Prepend when add_space_prefix is 0), byte_fallback, fuse_unk,
+ *          decoder Replace("▁", " ") + ByteFallback + Fuse + Strip(1 leading space). Without merges
+ *          they are derived from the scores as transformers' generate_merges does.
+ * Types: CONTROL and UNKNOWN tokens become special added tokens and USER_DEFINED ones non-special
+ * added tokens (both matched on the raw text), as llama.cpp partitions text on them; "[PADi]"
+ * fillers that convert_hf_to_gguf.py appends up to the embedding size (type UNUSED or UNKNOWN) are
+ * left out, as the tokenizer.json had no such ids. Special ids outside the vocab are ignored with a
+ * warning. Refused (FT_E_UNSUPPORTED, naming src->path): other models, unknown `pre` names. */
+ft_status ft_tok_load_vocab(ft_tok **out, const ft_tok_vocab *src);
+
 /* Encodes text[0..len) (len < 0: NUL-terminated). add_special applies the post-processor
  * (e.g. prepends BOS). *ids is malloc'd (free with free()/ft_free), *n its length. */
 ft_status ft_tok_encode(const ft_tok *tok, const char *text, int64_t len, int add_special, int32_t **ids,

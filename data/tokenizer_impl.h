@@ -260,13 +260,17 @@ struct ft_tok {
 void ft_tok_bytes_to_unicode(uint32_t cp[256]);
 int ft_tok_unicode_to_byte(uint32_t cp);
 ft_status ft_tok_parse_json(ft_tok *t, const char *json, int64_t len);
+/* The same from a parsed document (data/tokenizer_vocab.c builds one from GGUF metadata). */
+struct cJSON;
+ft_status ft_tok_parse_root(ft_tok *t, const struct cJSON *root);
 void ft_tok_free_parts(ft_tok *t);
 ft_status ft_tok_parse_config(ft_tok *t, const char *json, int64_t len, const char *path);
 ft_status ft_tok_trie_add(ft_tok_trie *tr, const char *s, int64_t len, int32_t idx);
 void ft_tok_trie_free(ft_tok_trie *tr);
 pcre2_code *ft_tok_compile_regex(const char *pat, int64_t len, int literal, char *err, size_t errsz);
 
-/* tokenizer.c */
+/* tokenizer.c. ft_tok_new: an empty tokenizer (no ids, pool ready) remembering path for messages. */
+ft_status ft_tok_new(ft_tok **out, const char *path);
 ft_status ft_tok_state_get(const ft_tok *t, ft_tok_state **out);
 void ft_tok_state_put(const ft_tok *t, ft_tok_state *st);
 

@@ -605,6 +605,12 @@ static ft_status ft_tok_build_pieces(ft_tok *t) {
 ft_status ft_tok_parse_json(ft_tok *t, const char *json, int64_t len) {
     cJSON *root = NULL;
     FT_TRY(ft_json_parse(json, len, P, &root)); /* trailing data rejected; a repeated key: the last wins */
+    ft_status st = ft_tok_parse_root(t, root);
+    cJSON_Delete(root);
+    return st;
+}
+
+ft_status ft_tok_parse_root(ft_tok *t, const cJSON *root) {
     ft_status st = FT_OK;
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     const cJSON *trunc = cJSON_GetObjectItemCaseSensitive(root, "truncation");
@@ -621,7 +627,6 @@ ft_status ft_tok_parse_json(ft_tok *t, const char *json, int64_t len) {
     if (st == FT_OK && t->byte_level) st = ft_tok_build_byte_map(t);
     if (st == FT_OK) st = ft_tok_build_tries(t);
     if (st == FT_OK) st = ft_tok_build_pieces(t);
-    cJSON_Delete(root);
     return st;
 }
 

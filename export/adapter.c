@@ -1,6 +1,8 @@
 /* adapter.c: see adapter.h. */
 #include "export/adapter.h"
 
+#include "trainer/gguf_config.h"
+
 #include <cJSON.h>
 #include <cblas.h>
 #include <errno.h>
@@ -404,10 +406,9 @@ const ft_adapter_mod *ft_adapter_find(const ft_adapter *a, int64_t layer, ft_lin
 ft_status ft_adapter_base_config(const ft_adapter *a, const char *base_dir, ft_model_config *cfg, char *base_out,
                                  size_t cap) {
     char p[8400];
-    if (base_dir) {
+    if (base_dir) { /* a checkpoint directory, or a GGUF model file */
         FT_TRY(ft_copy_path(base_out, cap, base_dir));
-        snprintf(p, sizeof p, "%s/config.json", base_dir);
-        return ft_cfg_load(cfg, p);
+        return ft_cfg_load(cfg, base_dir);
     }
     if (a->base[0]) {
         const char *cands[2] = {a->base, NULL};
@@ -418,14 +419,15 @@ ft_status ft_adapter_base_config(const ft_adapter *a, const char *base_dir, ft_m
         }
         for (int i = 0; i < 2 && cands[i]; i++) {
             snprintf(p, sizeof p, "%s/config.json", cands[i]);
-            if (ft_is_file(p)) {
+            if (ft_is_file(p) || ft_is_gguf_file(cands[i])) {
                 FT_TRY(ft_copy_path(base_out, cap, cands[i]));
-                return ft_cfg_load(cfg, p);
+                return ft_cfg_load(cfg, ft_is_gguf_file(cands[i]) ? cands[i] : p);
             }
         }
     }
     return FT_ERR(FT_E_ARG,
-                  "%s: cannot find the base model's config.json (base_model_name_or_path is \"%s\"): pass --base DIR",
+                  "%s: cannot find the base model's config.json or GGUF file (base_model_name_or_path is \"%s\"): "
+                  "pass --base DIR|FILE.gguf",
                   a->dir, a->base);
 }
 

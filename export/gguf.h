@@ -7,7 +7,10 @@
  *   float32 rows on demand, which the writer encodes to the tensor's type in chunks. Nothing is
  *   computed or written before ft_ggufw_finish, which writes header, tensor infos (offsets laid
  *   out consecutively in declaration order, 32-byte aligned, as the ggml reader requires) and then
- *   the data tensor by tensor, so peak memory is one chunk of rows, never the model.
+ *   the data tensor by tensor, so peak memory is one chunk of rows, never the model. A tensor may
+ *   instead be declared with its encoded bytes (ft_ggufw_add_tensor_bytes), written verbatim, and
+ *   metadata copied key by key from a reader (ft_ggufw_copy_kv): a GGUF base rewritten with only
+ *   its merged tensors re-encoded.
  * - The file goes to a temporary name beside the path, is fsync'd and renamed (kernels/fileio.h):
  *   on any failure (a callback error, a full disk) nothing is left at the output path.
  * - Names are checked when declared: unique, non-empty, at most 63 bytes (GGML_MAX_NAME - 1);
@@ -54,6 +57,7 @@ const char *ft_gguf_vtype_name(int t);
 /* ---- writer --------------------------------------------------------------------------------- */
 
 typedef struct ft_ggufw ft_ggufw;
+typedef struct ft_gguf ft_gguf; /* the reader (below) */
 
 /* Produces rows [row0, row0 + nrows) of the tensor (rows = ne[1]*ne[2]*ne[3] rows of ne[0]
  * floats) into dst[nrows * ne[0]]. Called with increasing row0. A failure status aborts the file. */
@@ -75,10 +79,27 @@ ft_status ft_ggufw_set_arr_i32(ft_ggufw *w, const char *key, const int32_t *valu
 ft_status ft_ggufw_set_arr_u32(ft_ggufw *w, const char *key, const uint32_t *values, int64_t n);
 ft_status ft_ggufw_set_arr_f32(ft_ggufw *w, const char *key, const float *values, int64_t n);
 
+/* Copies key i of an open GGUF file with its type and value (arrays of any element type included),
+ * as every other setter does: a key already set is replaced in place. Exact for every type the
+ * reader has a getter for (all but scalar UINT8/INT8/UINT16/INT16/UINT64/INT64/FLOAT64, which go
+ * through the reader's display text: exact for the integers up to 2^53, 9 significant digits for a
+ * FLOAT64 scalar, with a warning naming the key when that may lose digits). */
+ft_status ft_ggufw_copy_kv(ft_ggufw *w, const ft_gguf *g, int64_t i);
+
 /* Declares a tensor of n_dims (1..4) dims ne[] (ne[0] fastest) and ggml type (one ftune can encode)
  * whose float rows come from fn(user, ...) at finish time. */
 ft_status ft_ggufw_add_tensor(ft_ggufw *w, const char *name, ft_ggml_type type, int n_dims, const int64_t *ne,
                               ft_ggufw_rows_fn fn, void *user);
+
+/* Produces bytes [offset, offset + nbytes) of a verbatim tensor's data into dst. Called with
+ * increasing offsets, chunks of a few MiB. A failure status aborts the file. */
+typedef ft_status (*ft_ggufw_bytes_fn)(void *user, void *dst, int64_t offset, int64_t nbytes);
+
+/* Declares a tensor whose data is written verbatim, already encoded: ft_ggml_row_size(type, ne[0])
+ * bytes a row, from fn(user, ...) at finish time. Any ggml type of known block geometry (including
+ * ones ftune cannot encode, e.g. Q2_K, Q3_K: a GGUF base's tensors are copied without re-encoding). */
+ft_status ft_ggufw_add_tensor_bytes(ft_ggufw *w, const char *name, int type, int n_dims, const int64_t *ne,
+                                    ft_ggufw_bytes_fn fn, void *user);
 int64_t ft_ggufw_tensor_count(const ft_ggufw *w);
 /* Bytes the file will have (known once everything is declared). */
 int64_t ft_ggufw_file_size(const ft_ggufw *w);
@@ -86,8 +107,6 @@ int64_t ft_ggufw_file_size(const ft_ggufw *w);
 ft_status ft_ggufw_finish(ft_ggufw *w);
 
 /* ---- reader --------------------------------------------------------------------------------- */
-
-typedef struct ft_gguf ft_gguf;
 
 typedef struct ft_gguf_tensor {
     const char *name;

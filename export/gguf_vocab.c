@@ -2,11 +2,14 @@
  * (_set_vocab_gpt2, _set_vocab_sentencepiece, SpecialVocab). */
 #include "export/gguf_vocab.h"
 
+#include "trainer/gguf_config.h"
+
 #include <cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/tokenizer_pre.h" /* the pre-tokenizer table, shared with the GGUF vocab loader */
 #include "export/export_util.h"
 #include "kernels/fileio.h"
 #include "kernels/json.h"
@@ -14,18 +17,6 @@
 #include "kernels/mem.h"
 
 enum { FT_TT_NORMAL = 1, FT_TT_UNKNOWN = 2, FT_TT_CONTROL = 3, FT_TT_USER = 4, FT_TT_UNUSED = 5, FT_TT_BYTE = 6 };
-
-/* The Split regexes of formats.md 9.3. */
-static const char *const FT_RE_LLAMA3 =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-/* Mistral's Tekken (Mistral Nemo, Mistral Small 24B and 3.1/3.2), as llama.cpp quotes it for its "tekken"
- * pre-tokenizer (src/llama-vocab.cpp, LLAMA_VOCAB_PRE_TYPE_TEKKEN: "original regex from tokenizer.json") */
-static const char *const FT_RE_TEKKEN =
-    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+|[^\\r\\n\\p{L}\\p{N}]?"
-    "[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|"
-    "\\s+(?!\\S)|\\s+";
-static const char *const FT_RE_QWEN2 =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 void ft_vocab_info_free(ft_vocab_info *info) {
     if (!info) return;
@@ -228,9 +219,32 @@ static ft_status ft_read_template(const char *dir, const cJSON *tc, char **out) 
     return *out ? FT_OK : FT_ERR(FT_E_OOM, "out of memory");
 }
 
+/* ft_vocab_info_read of a GGUF model file: tokenizer.chat_template and the eos token's text. */
+static ft_status ft_vocab_info_gguf(const char *path, ft_vocab_info *info) {
+    ft_gguf *g = NULL;
+    FT_TRY(ft_gguf_open(&g, path));
+    ft_status st = FT_OK;
+    const char *s;
+    int64_t len, k = ft_gguf_find_key(g, "tokenizer.chat_template");
+    if (k >= 0 && ft_gguf_get_str(g, k, &s, &len)) {
+        st = ft_malloc((void **)&info->chat_template, (size_t)len + 1, "chat template");
+        if (st == FT_OK) memcpy(info->chat_template, s, (size_t)len), info->chat_template[len] = 0;
+    }
+    uint32_t eos;
+    k = ft_gguf_find_key(g, "tokenizer.ggml.eos_token_id");
+    const int64_t toks = ft_gguf_find_key(g, "tokenizer.ggml.tokens");
+    if (st == FT_OK && k >= 0 && toks >= 0 && ft_gguf_get_u32(g, k, &eos) && ft_gguf_arr_str(g, toks, eos, &s, &len)) {
+        info->eos = eos;
+        snprintf(info->eos_text, sizeof info->eos_text, "%.*s", (int)(len < 63 ? len : 63), s);
+    }
+    ft_gguf_close(g);
+    return st;
+}
+
 ft_status ft_vocab_info_read(const char *dir, ft_vocab_info *info) {
     memset(info, 0, sizeof *info);
     info->bos = info->eos = info->eot = -1;
+    if (ft_is_gguf_file(dir)) return ft_vocab_info_gguf(dir, info);
     char p[4200];
     ft_status st = FT_OK;
     cJSON *tc = NULL;
@@ -359,10 +373,8 @@ ft_status ft_gguf_vocab_write(ft_ggufw *w, const char *dir, int64_t V, int64_t c
     snprintf(info.model, sizeof info.model, "%s", byte_level ? "gpt2" : "llama");
     snprintf(info.pre, sizeof info.pre, "default");
     if (byte_level) {
-        const char *re = ft_split_regex(pre_tok);
-        if (re && strcmp(re, FT_RE_LLAMA3) == 0) snprintf(info.pre, sizeof info.pre, "llama-bpe");
-        else if (re && strcmp(re, FT_RE_QWEN2) == 0) snprintf(info.pre, sizeof info.pre, "qwen2");
-        else if (re && strcmp(re, FT_RE_TEKKEN) == 0) snprintf(info.pre, sizeof info.pre, "tekken");
+        const char *pre_name = ft_tok_pre_name_for_regex(ft_split_regex(pre_tok));
+        if (pre_name) snprintf(info.pre, sizeof info.pre, "%s", pre_name);
         else ft_warn("%s/tokenizer.json: unknown pre-tokenizer regex: writing tokenizer.ggml.pre = \"default\" "
                      "(llama.cpp will split text with the GPT-2 rule)", dir);
         const cJSON *mg = cJSON_GetObjectItemCaseSensitive(model, "merges");

@@ -1,7 +1,10 @@
 /* gguf_write.c: the streaming GGUF writer of gguf.h. Metadata is serialized into one growing
  * buffer as it is set (a repeated key is rewritten by rebuilding that buffer); tensor infos are
  * kept as records; ft_ggufw_finish writes everything through kernels/fileio.h. Rows are produced
- * and encoded in chunks of about FT_GGUFW_CHUNK floats. */
+ * and encoded in chunks of about FT_GGUFW_CHUNK floats; verbatim tensors are copied in chunks of
+ * FT_GGUFW_BYTES bytes. */
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -9,9 +12,11 @@
 #include "export/export_util.h"
 #include "export/gguf.h"
 #include "kernels/fileio.h"
+#include "kernels/log.h"
 #include "kernels/mem.h"
 
 #define FT_GGUFW_CHUNK (4 << 20) /* floats per chunk of rows */
+#define FT_GGUFW_BYTES (16 << 20) /* bytes per chunk of a verbatim tensor */
 
 typedef struct {
     char *key;
@@ -25,7 +30,8 @@ typedef struct {
     int n_dims;
     int64_t ne[FT_GGUF_MAX_DIMS];
     int64_t nbytes, offset;
-    ft_ggufw_rows_fn fn;
+    ft_ggufw_rows_fn fn;     /* float rows, encoded here; or */
+    ft_ggufw_bytes_fn bytes; /* the encoded bytes, written as they are */
     void *user;
 } ft_ti;
 
@@ -179,17 +185,100 @@ ft_status ft_ggufw_set_arr_f32(ft_ggufw *w, const char *key, const float *v, int
     return ft_set_arr(w, key, FT_GGUF_FLOAT32, v, n, 4);
 }
 
+/* Appends value v as GGUF number type t (an element of an array, or a scalar's bytes). */
+static void ft_buf_num(ft_buf *b, int t, double v) {
+    union { uint8_t u8; int8_t i8; uint16_t u16; int16_t i16; uint32_t u32; int32_t i32; float f; uint64_t u64;
+            int64_t i64; double d; } x;
+    int n = 0;
+    switch (t) {
+    case FT_GGUF_UINT8: x.u8 = (uint8_t)v, n = 1; break;
+    case FT_GGUF_INT8: x.i8 = (int8_t)v, n = 1; break;
+    case FT_GGUF_BOOL: x.u8 = v != 0, n = 1; break;
+    case FT_GGUF_UINT16: x.u16 = (uint16_t)v, n = 2; break;
+    case FT_GGUF_INT16: x.i16 = (int16_t)v, n = 2; break;
+    case FT_GGUF_UINT32: x.u32 = (uint32_t)v, n = 4; break;
+    case FT_GGUF_INT32: x.i32 = (int32_t)v, n = 4; break;
+    case FT_GGUF_FLOAT32: x.f = (float)v, n = 4; break; /* a float widened to double and back: exact */
+    case FT_GGUF_UINT64: x.u64 = (uint64_t)v, n = 8; break;
+    case FT_GGUF_INT64: x.i64 = (int64_t)v, n = 8; break;
+    case FT_GGUF_FLOAT64: x.d = v, n = 8; break;
+    default: b->oom = 1; return; /* not a number type: the reader never yields one here */
+    }
+    ft_buf_put(b, &x, n);
+}
+
+ft_status ft_ggufw_copy_kv(ft_ggufw *w, const ft_gguf *g, int64_t i) {
+    const char *key = ft_gguf_kv_key(g, i);
+    const int t = ft_gguf_kv_type(g, i);
+    if (!key || t < 0) return FT_ERR(FT_E_ARG, "%s: no metadata key %lld to copy", w->path, (long long)i);
+    ft_buf b = {0};
+    ft_buf_u32(&b, (uint32_t)t);
+    const char *s;
+    int64_t len;
+    int lossy = 0;
+    if (t == FT_GGUF_STRING) {
+        ft_gguf_get_str(g, i, &s, &len);
+        ft_buf_str(&b, s, len);
+    } else if (t == FT_GGUF_ARRAY) {
+        const int et = ft_gguf_arr_type(g, i);
+        const int64_t n = ft_gguf_arr_n(g, i);
+        ft_buf_u32(&b, (uint32_t)et);
+        ft_buf_u64(&b, (uint64_t)n);
+        if (et == FT_GGUF_STRING && n > 0) {
+            /* the strings lie one after the other in the file as (u64 length, bytes), which the reader
+             * checked at open: walked here once (ft_gguf_arr_str walks from the start each call, and a
+             * vocabulary has 150k of them) */
+            ft_gguf_arr_str(g, i, 0, &s, &len);
+            for (int64_t j = 0; j < n; j++) {
+                ft_buf_str(&b, s, len);
+                if (j + 1 < n) {
+                    uint64_t next;
+                    memcpy(&next, s + len, 8);
+                    s = s + len + 8, len = (int64_t)next;
+                }
+            }
+        } else {
+            for (int64_t j = 0; j < n; j++) {
+                double v = 0;
+                ft_gguf_arr_num(g, i, j, &v);
+                lossy |= (et == FT_GGUF_UINT64 || et == FT_GGUF_INT64) && fabs(v) > 9007199254740992.0;
+                ft_buf_num(&b, et, v);
+            }
+        }
+    } else if (t == FT_GGUF_UINT32 || t == FT_GGUF_INT32 || t == FT_GGUF_FLOAT32 || t == FT_GGUF_BOOL) {
+        uint32_t u = 0;
+        int32_t k = 0;
+        float f = 0;
+        int v = 0;
+        if (t == FT_GGUF_UINT32) ft_gguf_get_u32(g, i, &u), ft_buf_put(&b, &u, 4);
+        else if (t == FT_GGUF_INT32) ft_gguf_get_i32(g, i, &k), ft_buf_put(&b, &k, 4);
+        else if (t == FT_GGUF_FLOAT32) ft_gguf_get_f32(g, i, &f), ft_buf_put(&b, &f, 4);
+        else ft_gguf_get_bool(g, i, &v), ft_buf_num(&b, FT_GGUF_BOOL, v);
+    } else {
+        /* no getter for these scalars: the reader's display text ("%.0f" of the value for integers,
+         * "%.9g" for FLOAT64) */
+        char text[64];
+        ft_gguf_kv_format(g, i, text, sizeof text);
+        const double v = strtod(text, NULL);
+        lossy = t == FT_GGUF_FLOAT64 || fabs(v) > 9007199254740992.0;
+        ft_buf_num(&b, t, v);
+    }
+    if (lossy) ft_warn("%s: metadata key %s (%s) copied through a double: digits past its precision may differ",
+                       w->path, key, ft_gguf_vtype_name(t == FT_GGUF_ARRAY ? ft_gguf_arr_type(g, i) : t));
+    return ft_set(w, key, &b);
+}
+
 static int64_t ft_pad(int64_t x) { return (x + FT_GGUF_ALIGNMENT - 1) / FT_GGUF_ALIGNMENT * FT_GGUF_ALIGNMENT; }
 
-ft_status ft_ggufw_add_tensor(ft_ggufw *w, const char *name, ft_ggml_type type, int n_dims, const int64_t *ne,
-                              ft_ggufw_rows_fn fn, void *user) {
+/* Records a tensor of n_dims dims ne[] and type (whose rows must be whole blocks). */
+static ft_status ft_declare(ft_ggufw *w, const char *name, int type, int n_dims, const int64_t *ne, ft_ti **out) {
     size_t len = strlen(name);
     if (len == 0 || len > FT_GGUF_MAX_NAME)
         return FT_ERR(FT_E_ARG, "%s: tensor name '%s' must have 1 to %d bytes", w->path, name, FT_GGUF_MAX_NAME);
     if (n_dims < 1 || n_dims > FT_GGUF_MAX_DIMS)
         return FT_ERR(FT_E_ARG, "%s: tensor %s: %d dimensions (1 to 4 allowed)", w->path, name, n_dims);
-    if (!ft_ggml_can_encode(type))
-        return FT_ERR(FT_E_UNSUPPORTED, "%s: tensor %s: cannot write type %s", w->path, name, ft_ggml_type_name(type));
+    if (type < 0 || type >= FT_GGML_TYPE_LIMIT || ft_ggml_block_size(type) <= 0)
+        return FT_ERR(FT_E_UNSUPPORTED, "%s: tensor %s: unknown ggml type %d", w->path, name, type);
     int64_t nel = 1;
     for (int d = 0; d < n_dims; d++) {
         if (ne[d] < 1) return FT_ERR(FT_E_ARG, "%s: tensor %s: dimension %d is %lld", w->path, name, d, (long long)ne[d]);
@@ -208,12 +297,31 @@ ft_status ft_ggufw_add_tensor(ft_ggufw *w, const char *name, ft_ggml_type type, 
     ft_ti *t = &w->t[w->nt];
     memset(t, 0, sizeof *t);
     if (!(t->name = strdup(name))) return FT_ERR(FT_E_OOM, "out of memory");
-    t->type = type, t->n_dims = n_dims, t->fn = fn, t->user = user;
+    t->type = (ft_ggml_type)type, t->n_dims = n_dims;
     for (int d = 0; d < FT_GGUF_MAX_DIMS; d++) t->ne[d] = d < n_dims ? ne[d] : 1;
     t->nbytes = row * (nel / ne[0]);
     t->offset = w->data_size;
     w->data_size += ft_pad(t->nbytes);
     w->nt++;
+    *out = t;
+    return FT_OK;
+}
+
+ft_status ft_ggufw_add_tensor(ft_ggufw *w, const char *name, ft_ggml_type type, int n_dims, const int64_t *ne,
+                              ft_ggufw_rows_fn fn, void *user) {
+    if (!ft_ggml_can_encode(type))
+        return FT_ERR(FT_E_UNSUPPORTED, "%s: tensor %s: cannot write type %s", w->path, name, ft_ggml_type_name(type));
+    ft_ti *t = NULL;
+    FT_TRY(ft_declare(w, name, type, n_dims, ne, &t));
+    t->fn = fn, t->user = user;
+    return FT_OK;
+}
+
+ft_status ft_ggufw_add_tensor_bytes(ft_ggufw *w, const char *name, int type, int n_dims, const int64_t *ne,
+                                    ft_ggufw_bytes_fn fn, void *user) {
+    ft_ti *t = NULL;
+    FT_TRY(ft_declare(w, name, type, n_dims, ne, &t));
+    t->bytes = fn, t->user = user;
     return FT_OK;
 }
 
@@ -281,6 +389,26 @@ ft_status ft_ggufw_finish(ft_ggufw *w) {
     FT_CHECK_GOTO(st, ft_afile_write(&af, hdr.p, hdr.n), done);
     for (int64_t i = 0; i < w->nt; i++) {
         const ft_ti *t = &w->t[i];
+        static const uint8_t zeros[FT_GGUF_ALIGNMENT] = {0};
+        if (t->bytes) { /* verbatim: through one buffer of at most FT_GGUFW_BYTES */
+            const int64_t chunk = t->nbytes < FT_GGUFW_BYTES ? t->nbytes : FT_GGUFW_BYTES;
+            free(enc);
+            if (!(enc = malloc((size_t)(chunk > 0 ? chunk : 1)))) {
+                st = FT_ERR(FT_E_OOM, "out of memory writing tensor %s", t->name);
+                goto done;
+            }
+            for (int64_t o = 0; o < t->nbytes; o += chunk) {
+                const int64_t n = t->nbytes - o < chunk ? t->nbytes - o : chunk;
+                st = t->bytes(t->user, enc, o, n);
+                if (st != FT_OK) {
+                    ft_error_wrap(st, "%s: tensor %s", w->path, t->name);
+                    goto done;
+                }
+                FT_CHECK_GOTO(st, ft_afile_write(&af, enc, n), done);
+            }
+            FT_CHECK_GOTO(st, ft_afile_write(&af, zeros, ft_pad(t->nbytes) - t->nbytes), done);
+            continue;
+        }
         int64_t n0 = t->ne[0], nrows = t->nbytes / ft_ggml_row_size(t->type, n0);
         int64_t chunk = FT_GGUFW_CHUNK / n0;
         if (chunk < 1) chunk = 1;
@@ -305,7 +433,6 @@ ft_status ft_ggufw_finish(ft_ggufw *w) {
             for (int64_t k = 0; k < nr; k++) ft_ggml_quantize_row(t->type, rows + k * n0, enc + k * rowb, n0);
             FT_CHECK_GOTO(st, ft_afile_write(&af, enc, nr * rowb), done);
         }
-        static const uint8_t zeros[FT_GGUF_ALIGNMENT] = {0};
         FT_CHECK_GOTO(st, ft_afile_write(&af, zeros, ft_pad(t->nbytes) - t->nbytes), done);
     }
     st = ft_afile_commit(&af);

@@ -16,6 +16,7 @@
 #include "kernels/log.h"
 #include "kernels/mem.h"
 #include "kernels/nf4.h"
+#include "trainer/gguf_config.h"
 #include "trainer/safetensors_read.h"
 
 static const struct {
@@ -23,7 +24,8 @@ static const struct {
     ft_merge_kind kind;
 } ft_kinds[] = {{"f32", FT_MERGE_F32},   {"f16", FT_MERGE_F16},       {"bf16", FT_MERGE_BF16},
                 {"q8_0", FT_MERGE_Q8_0}, {"q4_0", FT_MERGE_Q4_0},     {"q4_k_m", FT_MERGE_Q4_K_M},
-                {"safetensors", FT_MERGE_SAFETENSORS}};
+                {"safetensors", FT_MERGE_SAFETENSORS}, {"base", FT_MERGE_BASE},
+                {"base-f16", FT_MERGE_BASE_F16}};
 
 int ft_merge_kind_parse(const char *s, ft_merge_kind *out) {
     for (size_t i = 0; i < sizeof ft_kinds / sizeof *ft_kinds; i++) {
@@ -42,7 +44,7 @@ const char *ft_merge_kind_name(ft_merge_kind k) {
 }
 
 /* llama_ftype written as general.file_type. */
-static uint32_t ft_file_type(ft_merge_kind k) {
+uint32_t ft_merge_file_type(ft_merge_kind k) {
     switch (k) {
     case FT_MERGE_F32: return 0;
     case FT_MERGE_F16: return 1;
@@ -52,6 +54,15 @@ static uint32_t ft_file_type(ft_merge_kind k) {
     case FT_MERGE_Q4_K_M: return 15;
     default: return 0;
     }
+}
+
+ft_merge_kind ft_merge_kind_resolve(ft_merge_kind kind, const ft_model_config *c) {
+    if (kind == FT_MERGE_BASE_F16) return FT_MERGE_F16;
+    if (kind != FT_MERGE_BASE) return kind;
+    /* a checkpoint's own 16/32-bit type; F16 when config.json does not say (llama.cpp's default) */
+    if (strcmp(c->torch_dtype, "bfloat16") == 0) return FT_MERGE_BF16;
+    if (strcmp(c->torch_dtype, "float32") == 0) return FT_MERGE_F32;
+    return FT_MERGE_F16;
 }
 
 static int ft_ends_with(const char *s, const char *suf) {
@@ -258,7 +269,7 @@ static ft_status ft_set_hparams(ft_ggufw *w, const ft_model_config *c, const cha
     FT_TRY(ft_ggufw_set_str(w, "general.architecture", a));
     FT_TRY(ft_ggufw_set_str(w, "general.type", "model"));
     FT_TRY(ft_ggufw_set_str(w, "general.name", name));
-    FT_TRY(ft_ggufw_set_u32(w, "general.file_type", ft_file_type(kind)));
+    FT_TRY(ft_ggufw_set_u32(w, "general.file_type", ft_merge_file_type(kind)));
     FT_TRY(ft_ggufw_set_u32(w, "general.quantization_version", 2));
     FT_TRY(ft_ggufw_set_u32(w, KEY("context_length"), (uint32_t)c->max_position_embeddings));
     FT_TRY(ft_ggufw_set_u32(w, KEY("embedding_length"), (uint32_t)c->hidden_size));
@@ -324,8 +335,8 @@ typedef struct {
 
 /* The GGUF type of tensor `name` (n_dims, ne0 its shape; i_attn_v the attn_v tensors before it) of c
  * under kind: ft_merge_tensor_type with llama.cpp's model size. */
-static ft_ggml_type ft_role_type(const ft_model_config *c, ft_merge_kind kind, const char *name, int nd, int64_t ne0,
-                                 int64_t i_attn_v, int64_t layer, int tied) {
+ft_ggml_type ft_merge_role_type(const ft_model_config *c, ft_merge_kind kind, const char *name, int nd, int64_t ne0,
+                                int64_t i_attn_v, int64_t layer, int tied) {
     const int64_t L = c->num_hidden_layers;
     /* llama.cpp's LLM_TYPE_70B: 80 layers (llama: with GQA; qwen2) */
     const int is_70b = L == 80 && ((c->arch == FT_ARCH_QWEN2) ||
@@ -366,7 +377,7 @@ static ft_status ft_plan_add(ft_plan *pl, ft_tensor_role role, int64_t layer) {
         s->nf4 = pl->o->merge_into_nf4;
     }
     int64_t ne[2] = {s->cols, s->rows};
-    ft_ggml_type gt = ft_role_type(c, pl->o->kind, name, nd, s->cols, pl->i_attn_v, layer, pl->tied);
+    ft_ggml_type gt = ft_merge_role_type(c, pl->o->kind, name, nd, s->cols, pl->i_attn_v, layer, pl->tied);
     if (role == FT_TR_ATTN_V) pl->i_attn_v++;
     return ft_ggufw_add_tensor(pl->w, name, gt, nd, ne, ft_src_rows, s);
 }
@@ -414,7 +425,7 @@ static ft_status ft_size_role(void *user, int role, int64_t layer) {
         ft_arch_name(name, sizeof name, ft_tensor_info_get((ft_tensor_role)role)->gguf, layer);
         ft_cfg_tensor_shape(c, (ft_tensor_role)role, &nd, shape);
         rows = nd == 2 ? shape[0] : 1, cols = nd == 2 ? shape[1] : shape[0];
-        gt = ft_role_type(c, z->kind, name, nd, cols, z->i_attn_v, layer, c->tie_word_embeddings);
+        gt = ft_merge_role_type(c, z->kind, name, nd, cols, z->i_attn_v, layer, c->tie_word_embeddings);
         if (role == FT_TR_ATTN_V) z->i_attn_v++;
     }
     const int64_t b = ft_ggml_row_size(gt, cols) * rows;
@@ -424,7 +435,7 @@ static ft_status ft_size_role(void *user, int role, int64_t layer) {
 }
 
 ft_status ft_merge_gguf_tensor_bytes(const ft_model_config *c, ft_merge_kind kind, int64_t *bytes, int64_t *count) {
-    ft_sizer z = {.c = c, .kind = kind};
+    ft_sizer z = {.c = c, .kind = ft_merge_kind_resolve(kind, c)};
     *bytes = 0;
     if (kind == FT_MERGE_SAFETENSORS) return FT_ERR(FT_E_ARG, "merge: safetensors output is not a GGUF");
     FT_TRY(ft_gguf_roles(c, ft_size_role, &z));
@@ -572,12 +583,15 @@ ft_status ft_merge(const ft_merge_opts *o, ft_vocab_info *vinfo) {
     ft_st_model *sm = NULL;
     ft_status st;
     char p[4200];
+    if (ft_is_gguf_file(o->base_dir)) return ft_merge_from_gguf(o, vinfo);
     snprintf(p, sizeof p, "%s/config.json", o->base_dir);
     FT_TRY(ft_cfg_load(&c, p));
     if (o->adapter) FT_TRY(ft_adapter_check(o->adapter, &c, o->base_dir));
+    ft_merge_opts ro = *o; /* "base": the checkpoint's own type */
+    ro.kind = ft_merge_kind_resolve(o->kind, &c);
     FT_TRY(ft_st_open(&sm, o->base_dir));
-    if (o->kind == FT_MERGE_SAFETENSORS) st = ft_merge_safetensors(o, sm);
-    else st = ft_merge_gguf(o, &c, sm, vinfo);
+    if (ro.kind == FT_MERGE_SAFETENSORS) st = ft_merge_safetensors(&ro, sm);
+    else st = ft_merge_gguf(&ro, &c, sm, vinfo);
     ft_st_close(sm);
     return st;
 }

@@ -338,9 +338,16 @@ void ft_backend_account_release_paged(ft_backend *be, int64_t bytes) {
 static int ft_is_float_weight(const ft_weight *w) {
     return w->dtype == FT_F32 || w->dtype == FT_F16 || w->dtype == FT_BF16;
 }
+/* A weight the products and the gather can read: any dtype ft_weight_alloc makes, a ggml block
+ * type with whole blocks a row (the backends dequantize row tiles). */
+static int ft_is_frozen_weight(const ft_weight *w) {
+    if (ft_dtype_is_ggml(w->dtype)) return w->cols % ft_dtype_block_elems(w->dtype) == 0;
+    return ft_is_float_weight(w) || w->dtype == FT_NF4;
+}
 
 ft_status ft_op_embed(ft_backend *be, void *out, const int32_t *ids, const ft_weight *table, int64_t N) {
     FT_REQUIRE(N >= 0 && table->rows > 0, "embed: bad shape");
+    FT_REQUIRE(ft_is_frozen_weight(table), "embed: a table of dtype %s", ft_dtype_name(table->dtype));
     FT_PH(be, FT_PHASE_ELEMENTWISE);
     return be->vt->embed(be, out, ids, table, N);
 }
@@ -364,12 +371,15 @@ ft_status ft_op_linear(ft_backend *be, void *y, const void *x, const ft_weight *
                        int64_t N, int accumulate) {
     FT_REQUIRE(!bias || ft_weight_numel(bias) == W->rows, "linear: bias has %lld elements, want %lld",
                bias ? (long long)ft_weight_numel(bias) : 0LL, (long long)W->rows);
+    FT_REQUIRE(ft_is_frozen_weight(W) && (!bias || ft_is_frozen_weight(bias)), "linear: a weight of dtype %s",
+               ft_dtype_name(W->dtype));
     FT_PH(be, FT_PHASE_GEMM);
     return be->vt->linear(be, y, x, W, bias, N, accumulate);
 }
 
 ft_status ft_op_linear_bwd_x(ft_backend *be, void *dx, const void *dy, const ft_weight *W, int64_t N,
                              int accumulate) {
+    FT_REQUIRE(ft_is_frozen_weight(W), "linear_bwd_x: a weight of dtype %s", ft_dtype_name(W->dtype));
     FT_PH(be, FT_PHASE_GEMM);
     return be->vt->linear_bwd_x(be, dx, dy, W, N, accumulate);
 }

@@ -23,8 +23,8 @@ static const ft_ggml_traits ft_traits[] = {
     {FT_GGML_F32, "F32", 1, 4, 1, 1},     {FT_GGML_F16, "F16", 1, 2, 1, 1},
     {FT_GGML_Q4_0, "Q4_0", 32, 18, 1, 1}, {FT_GGML_Q4_1, "Q4_1", 32, 20, 0, 1},
     {FT_GGML_Q5_0, "Q5_0", 32, 22, 1, 1}, {FT_GGML_Q5_1, "Q5_1", 32, 24, 0, 1},
-    {FT_GGML_Q8_0, "Q8_0", 32, 34, 1, 1}, {FT_GGML_Q2_K, "Q2_K", 256, 84, 0, 0},
-    {FT_GGML_Q3_K, "Q3_K", 256, 110, 0, 0}, {FT_GGML_Q4_K, "Q4_K", 256, 144, 1, 1},
+    {FT_GGML_Q8_0, "Q8_0", 32, 34, 1, 1}, {FT_GGML_Q2_K, "Q2_K", 256, 84, 0, 1},
+    {FT_GGML_Q3_K, "Q3_K", 256, 110, 0, 1}, {FT_GGML_Q4_K, "Q4_K", 256, 144, 1, 1},
     {FT_GGML_Q5_K, "Q5_K", 256, 176, 1, 1}, {FT_GGML_Q6_K, "Q6_K", 256, 210, 1, 1},
     {FT_GGML_I8, "I8", 1, 1, 0, 0},       {FT_GGML_I16, "I16", 1, 2, 0, 0},
     {FT_GGML_I32, "I32", 1, 4, 0, 0},     {FT_GGML_I64, "I64", 1, 8, 0, 0},
@@ -482,6 +482,61 @@ int ft_ggml_dequantize_row(int t, const void *src, float *y, int64_t n) {
                 const int32_t x1 = ((qs[j] >> 4) | xh_1) - (one ? 0 : 16);
                 y[j] = one ? x0 * d + m : x0 * d;
                 y[j + 16] = one ? x1 * d + m : x1 * d;
+            }
+        }
+        break;
+    }
+    /* block_q2_K: scales[16] @0 (low nibble scale, high nibble min), qs[64] @16, d @80, dmin @82 */
+    case FT_GGML_Q2_K:
+        for (int64_t i = 0; i < n / FT_QK_K; i++, x += 84) {
+            const float d = ft_get16f(x + 80), min = ft_get16f(x + 82);
+            const uint8_t *q = x + 16, *sc8 = x;
+            int is = 0;
+            for (int nn = 0; nn < FT_QK_K; nn += 128) {
+                int shift = 0;
+                for (int j = 0; j < 4; ++j) {
+                    uint8_t sc = sc8[is++];
+                    float dl = d * (sc & 0xF), ml = min * (sc >> 4);
+                    for (int l = 0; l < 16; ++l) *y++ = dl * (int8_t)((q[l] >> shift) & 3) - ml;
+                    sc = sc8[is++];
+                    dl = d * (sc & 0xF), ml = min * (sc >> 4);
+                    for (int l = 0; l < 16; ++l) *y++ = dl * (int8_t)((q[l + 16] >> shift) & 3) - ml;
+                    shift += 2;
+                }
+                q += 32;
+            }
+        }
+        break;
+    /* block_q3_K: hmask[32] @0, qs[64] @32, scales[12] @96 (16 6-bit scales, biased by 32), d @108 */
+    case FT_GGML_Q3_K: {
+        const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
+        for (int64_t i = 0; i < n / FT_QK_K; i++, x += 110) {
+            const float d_all = ft_get16f(x + 108);
+            const uint8_t *q = x + 32, *hm = x;
+            uint32_t aux[4];
+            int8_t scales[16];
+            memcpy(aux, x + 96, 12);
+            const uint32_t tmp = aux[2];
+            aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
+            aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
+            aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
+            aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
+            memcpy(scales, aux, 16); /* little-endian bytes, as ggml reads them through its int8_t view */
+            uint8_t m = 1;
+            int is = 0;
+            for (int nn = 0; nn < FT_QK_K; nn += 128) {
+                int shift = 0;
+                for (int j = 0; j < 4; ++j) {
+                    float dl = d_all * (scales[is++] - 32);
+                    for (int l = 0; l < 16; ++l)
+                        *y++ = dl * ((int8_t)((q[l + 0] >> shift) & 3) - ((hm[l + 0] & m) ? 0 : 4));
+                    dl = d_all * (scales[is++] - 32);
+                    for (int l = 0; l < 16; ++l)
+                        *y++ = dl * ((int8_t)((q[l + 16] >> shift) & 3) - ((hm[l + 16] & m) ? 0 : 4));
+                    shift += 2;
+                    m = (uint8_t)(m << 1);
+                }
+                q += 32;
             }
         }
         break;

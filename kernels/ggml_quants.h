@@ -6,9 +6,11 @@
  * Q8_0 and Q4_0/Q5_0 use roundf / C truncation, the K-quants use nearest_int (round half to even)
  * with make_qkx2_quants (Q4_K, Q5_K) and make_qx_quants (Q6_K); fp16 scales are RNE
  * (docs: formats.md section 4). This file is built with -ffp-contract=off semantics (ISO C11), so a
- * ggml build that fuses multiply-adds may differ in the last bit of a rare scale; the test
- * tests/test_gguf_quants.c compares against bytes made by ggml itself.
- * Decoders are ggml's dequantize_row_* (the normative side of each format).
+ * ggml build that fuses multiply-adds may differ in the last bit of a rare scale; tests/test_gguf.c
+ * compares against bytes made by ggml itself.
+ * Decoders are ggml's dequantize_row_* (the normative side of each format), also what a GGUF base
+ * model's frozen weights are read with (kernels/weight.h); tests/test_ggml_decode.c holds every one
+ * bit-identical to gguf-py's gguf.quants.dequantize.
  *
  * A row of n values must hold whole blocks (n % ft_ggml_block_size(t) == 0). */
 #ifndef FT_GGML_QUANTS_H
@@ -52,7 +54,7 @@ int64_t ft_ggml_type_size(int t);
 int64_t ft_ggml_row_size(int t, int64_t n);
 /* Whether ftune can encode (write) rows of this type: F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K. */
 int ft_ggml_can_encode(int t);
-/* Whether ftune can decode it: the encodable types plus Q4_1 and Q5_1. */
+/* Whether ftune can decode it: the encodable types plus Q4_1, Q5_1, Q2_K and Q3_K. */
 int ft_ggml_can_decode(int t);
 
 /* Encodes x[n] into dst (ft_ggml_row_size(t, n) bytes). Returns 0, or -1 for a type it cannot

@@ -110,6 +110,7 @@ float *ot_gen(const ot_ctx *c, uint64_t seed, int64_t n, float scale) {
 }
 
 float *ot_weight_values(const float *h, int64_t n, ft_dtype t) {
+    if (ft_dtype_is_ggml(t)) return ot_ggml_values(h, n, t);
     float *v = ot_hmalloc(n);
     memcpy(v, h, (size_t)n * sizeof(float));
     if (t == FT_BF16)
@@ -181,7 +182,10 @@ float *ot_down_f32(ot_ctx *c, const void *d, int64_t n) {
 ft_weight *ot_up_weight(ot_ctx *c, const float *h, int64_t rows, int64_t cols, ft_dtype t) {
     ft_weight *w = &c->w[c->nw++];
     FT_CHECK_OK(ft_weight_alloc(c->be, w, t, rows, cols, "op test weight"));
-    FT_CHECK_OK(ft_weight_set(c->be, w, h, FT_F32));
+    if (ft_dtype_is_ggml(t))
+        ot_ggml_set(c, w, h);
+    else
+        FT_CHECK_OK(ft_weight_set(c->be, w, h, FT_F32));
     return w;
 }
 

@@ -161,8 +161,16 @@ float *ot_f32_of_double(const double *d, int64_t n);
 /* Deterministic inputs: uniform in [-scale, scale) from (seed ^ salt, element index). */
 float *ot_gen(const ot_ctx *c, uint64_t seed, int64_t n, float scale);
 /* The values a weight of dtype t holds after being set from h (host, independent of backends
- * except NF4, whose reference quantizer is checked against bitsandbytes by test_nf4). */
+ * except NF4, whose reference quantizer is checked against bitsandbytes by test_nf4, and the ggml
+ * block types, below). */
 float *ot_weight_values(const float *h, int64_t n, ft_dtype t);
+/* ggml block weights (tests/op_table_ggml.c): the blocks a case's weight of dtype t holds for the
+ * generated floats h[n] (n whole blocks; malloc'd): h quantized for the types ftune encodes, random
+ * valid blocks drawn from h for the others (Q4_1, Q5_1, Q2_K, Q3_K); their decoded values
+ * (ot_weight_values' answer); and filling a backend weight with those blocks (ot_up_weight's). */
+uint8_t *ot_ggml_blocks(const float *h, int64_t n, ft_dtype t);
+float *ot_ggml_values(const float *h, int64_t n, ft_dtype t);
+void ot_ggml_set(ot_ctx *c, ft_weight *w, const float *h);
 
 /* Backend buffers, released with the context. */
 void *ot_dev_alloc(ot_ctx *c, int64_t bytes);

@@ -12,7 +12,10 @@
 /* s = {V, C, N} */
 void ot_run_embed(ot_ctx *c, const ot_case *k, ot_out *o) {
     const int64_t V = k->s[0], C = k->s[1], N = k->s[2];
-    c->bytes = (double)N * C * (2 + (k->wt == FT_NF4 ? 0.5 + 1.0 / 64 : (double)ft_dtype_nbytes(k->wt, 1)));
+    const double wbytes = k->wt == FT_NF4          ? 0.5 + 1.0 / 64
+                          : ft_dtype_is_ggml(k->wt) ? (double)ft_dtype_block_bytes(k->wt) / ft_dtype_block_elems(k->wt)
+                                                    : (double)ft_dtype_nbytes(k->wt, 1); /* a weight element */
+    c->bytes = (double)N * C * (2 + wbytes);
     float *tab = ot_gen(c, 11, V * C, 1.0f);
     int32_t *ids = malloc((size_t)N * sizeof(int32_t));
     for (int64_t n = 0; n < N; n++) ids[n] = (int32_t)(n == 0 ? 0 : n == 1 ? V - 1 : (n * 7919) % V);

@@ -1,5 +1,5 @@
 /* op_table_linear.c: runners of the op test table (tests/op_table.h) for the products: linear and
- * linear_bwd_x over F32/F16/BF16/NF4 weights, lora_fwd and lora_bwd. Each runs a case on a backend
+ * linear_bwd_x over F32/F16/BF16/NF4 and ggml block weights, lora_fwd and lora_bwd. Each runs a case on a backend
  * or, with c->be == NULL, computes the double-precision reference by plain loops. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -16,6 +16,10 @@ void ot_run_linear(ot_ctx *c, const ot_case *k, ot_out *o) {
     if (k->wt == FT_NF4 && k->op == OP_LINEAR && N <= FT_LINEAR_FEW_ROWS) { /* decoding: bound by the weight's reads */
         c->flops = 0;
         c->bytes = out * in / 2.0 + out * in / 64.0 + 2.0 * N * (in + out); /* codes, absmax bytes, x and y in BF16 */
+    }
+    if (ft_dtype_is_ggml(k->wt) && k->op == OP_LINEAR && N <= FT_LINEAR_FEW_ROWS) { /* the same for ggml blocks */
+        c->flops = 0;
+        c->bytes = (double)ft_weight_nbytes(k->wt, out, in) + 2.0 * N * (in + out);
     }
     float *x = ot_gen(c, 31, N * in, 1.0f), *W = ot_gen(c, 32, out * in, 0.2f), *b = ot_gen(c, 33, out, 0.5f);
     float *dy = ot_gen(c, 34, N * out, 1.0f), *y0 = ot_gen(c, 35, N * out, 1.0f), *dx0 = ot_gen(c, 36, N * in, 1.0f);

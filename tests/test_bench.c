@@ -216,7 +216,7 @@ static void check_memory_limit(void) {
     FT_CHECK_OK(ft_recipe_defaults(&rec, sets, (int)(sizeof sets / sizeof *sets)));
     ft_plan *p = calloc(1, sizeof *p);
     ft_backend_set_memory_limit(be, 16 * mib);
-    FT_CHECK_OK(ft_plan_for_backend(p, &cfg, &rec, be, 0.0));
+    FT_CHECK_OK(ft_plan_for_backend(p, &cfg, &rec, be, NULL));
     FT_CHECK(p->device_bytes == 16 * mib && p->mem_source && strcmp(p->mem_source, "model.memory_gib") == 0 && !p->fits,
              "plan under model.memory_gib: device %lld, source %s, fits %d, total %lld", (long long)p->device_bytes,
              p->mem_source ? p->mem_source : "(none)", p->fits, (long long)p->total_bytes);
@@ -230,7 +230,7 @@ static void check_memory_limit(void) {
     ft_backend_set_memory_limit(be, 0);
     ft_recipe_free(&rec);
     FT_CHECK_OK(ft_recipe_defaults(&rec, sets, (int)(sizeof sets / sizeof *sets) - 1));
-    FT_CHECK_OK(ft_plan_for_backend(p, &cfg, &rec, be, 0.0));
+    FT_CHECK_OK(ft_plan_for_backend(p, &cfg, &rec, be, NULL));
     FT_CHECK(p->fits && p->mem_source && strstr(p->mem_source, "free"), "plan on free memory: fits %d, source %s", p->fits,
              p->mem_source ? p->mem_source : "(none)");
     st = ft_backend_alloc(be, &a, (int64_t)1 << 60, "LoRA weights");

@@ -1,7 +1,9 @@
 /* test_forward_golden.c: the CPU forward pass against transformers on tiny random models of
  * every supported architecture (fixtures by tests/ref/make_forward_golden.py): logits and loss
  * with the weights as stored, and with the linear weights quantized to NF4 (compared with
- * transformers run on bitsandbytes' dequantization of the same NF4 codes). */
+ * transformers run on bitsandbytes' dequantization of the same NF4 codes). Then GGUF bases
+ * quantized by llama.cpp (tests/fixtures/gguf_base, tests/ref/make_gguf_base_golden.py): their
+ * logits against transformers on gguf-py's decoding of the same blocks. */
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <math.h>
@@ -24,8 +26,10 @@ static double ft_json_number(const char *path, const char *key) {
     return r;
 }
 
-/* Runs one case with the given quantization against logits file `lname` and loss file. */
-static void ft_check_case(ft_backend *be, const char *dir, ft_quant q, const char *lname, const char *jname) {
+/* Runs one case with the given quantization against logits file `lname` and loss file; the model is
+ * `model` (a checkpoint directory or a GGUF file), the fixture files are in dir. */
+static void ft_check_case(ft_backend *be, const char *dir, const char *model, ft_quant q, const char *lname,
+                          const char *jname) {
     char path[1024], what[256];
     snprintf(path, sizeof path, "%s/%s", dir, lname);
     if (access(path, R_OK) != 0) return;
@@ -35,7 +39,7 @@ static void ft_check_case(ft_backend *be, const char *dir, ft_quant q, const cha
     char tok_path[1024];
     snprintf(tok_path, sizeof tok_path, "%s/tokens.txt", dir);
     FT_CHECK_OK(ft_token_file_read(tok_path, &seqs));
-    FT_CHECK_OK(ft_model_load(&m, be, dir, &lo));
+    FT_CHECK_OK(ft_model_load(&m, be, model, &lo));
     if (!m || !seqs.n) return;
     int64_t V = ft_model_get_dims(m)->V, total_tok = seqs.start[seqs.n];
     float *ours = calloc((size_t)(total_tok * V), 4), *ref = NULL;
@@ -54,7 +58,8 @@ static void ft_check_case(ft_backend *be, const char *dir, ft_quant q, const cha
         free(labels);
     }
     FT_CHECK_OK(ft_test_read_file(path, &raw, &len));
-    snprintf(what, sizeof what, "%s %s logits", strrchr(dir, '/') + 1, q == FT_QUANT_NF4 ? "nf4" : "f32");
+    snprintf(what, sizeof what, "%s %s logits", strrchr(dir, '/') + 1,
+             model != dir ? "gguf" : q == FT_QUANT_NF4 ? "nf4" : "f32");
     if (FT_CHECK(len == total_tok * V * 4, "%s: %s has %lld bytes, want %lld", what, path, (long long)len,
                  (long long)(total_tok * V * 4))) {
         ref = (float *)raw;
@@ -98,29 +103,44 @@ static void ft_check_case(ft_backend *be, const char *dir, ft_quant q, const cha
     ft_token_seqs_free(&seqs);
 }
 
-int main(void) {
-    char root[1024];
-    snprintf(root, sizeof root, "%s/tests/fixtures/forward", ft_test_src_dir());
-    ft_backend *be = NULL;
-    FT_CHECK_OK(ft_backend_cpu_create(&be, 0));
+/* The case directories under root, sorted; returns their count. */
+static int ft_cases(const char *root, char names[32][256]) {
     DIR *dp = opendir(root);
     FT_CHECK(dp != NULL, "cannot open %s", root);
     int cases = 0;
     struct dirent *e;
-    char names[32][256];
     while (dp && (e = readdir(dp)) && cases < 32) {
         if (e->d_name[0] == '.') continue;
         snprintf(names[cases++], 256, "%s", e->d_name);
     }
     if (dp) closedir(dp);
     qsort(names, (size_t)cases, 256, (int (*)(const void *, const void *))strcmp);
+    return cases;
+}
+
+int main(void) {
+    char root[1024], names[32][256];
+    ft_backend *be = NULL;
+    FT_CHECK_OK(ft_backend_cpu_create(&be, 0));
+    snprintf(root, sizeof root, "%s/tests/fixtures/forward", ft_test_src_dir());
+    int cases = ft_cases(root, names);
     for (int i = 0; i < cases; i++) {
         char dir[1300];
         snprintf(dir, sizeof dir, "%s/%s", root, names[i]);
-        ft_check_case(be, dir, FT_QUANT_NONE, "logits.bin", "loss.json");
-        ft_check_case(be, dir, FT_QUANT_NF4, "logits_nf4.bin", "loss_nf4.json");
+        ft_check_case(be, dir, dir, FT_QUANT_NONE, "logits.bin", "loss.json");
+        ft_check_case(be, dir, dir, FT_QUANT_NF4, "logits_nf4.bin", "loss_nf4.json");
     }
     FT_CHECK(cases >= 5, "expected at least 5 architecture cases, found %d", cases);
+    /* GGUF bases: model.quant nf4 must not touch their quantized linears */
+    snprintf(root, sizeof root, "%s/tests/fixtures/gguf_base", ft_test_src_dir());
+    cases = ft_cases(root, names);
+    for (int i = 0; i < cases; i++) {
+        char dir[1300], model[1400];
+        snprintf(dir, sizeof dir, "%s/%s", root, names[i]);
+        snprintf(model, sizeof model, "%s/model.gguf", dir);
+        ft_check_case(be, dir, model, FT_QUANT_NF4, "logits.bin", "loss.json");
+    }
+    FT_CHECK(cases >= 5, "expected at least 5 GGUF base cases, found %d", cases);
     ft_backend_free(be);
     return ft_test_finish();
 }

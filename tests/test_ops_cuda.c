@@ -20,7 +20,9 @@
  * Tolerances on ||cuda - cpu|| / ||cpu||: the case's tol_act for the small tier; for the mid
  * and real tiers 1e-2 for BF16 results and 1e-5 for f32 results (rstd, lse, loss sums, sums of squares,
  * AdamW, scale); NF4 codes exact. NaN or Inf fails. GPU memory must return to its level after
- * each case (a second run tells a leak from grow-only scratch).
+ * each case (a second run tells a leak from grow-only scratch). Before the table: the weight cache
+ * against uncached products, and every ggml block type's device decoding (random blocks) against the
+ * host decoder bit for bit on each path that reads a ggml weight (check_ggml_weights).
  *
  * Usage: test_ops_cuda [--mode test|grad|perf|all] [--filter a,b] [--small] [--mid] [--big]
  *                      [--seed S] [--reps R] [--summary FILE]
@@ -42,6 +44,7 @@
 #include "kernels/backend_impl.h" /* only for check_coverage: the vtable's op slots */
 #include "kernels/cuda/nf4_mean.h"
 #include "kernels/dtype.h"
+#include "kernels/ggml_quants.h"
 #include "kernels/nf4.h"
 #include "kernels/ops.h"
 #include "kernels/weight.h"
@@ -289,6 +292,138 @@ static void check_weight_cache_ring(ft_backend *gpu, uint64_t seed) {
     free(y), free(src), free(xh);
 }
 
+/* ggml block weights (FT_Q4_0 .. FT_Q6_K, a GGUF base's bytes) on the device against the host
+ * decoder (kernels/ggml_quants.c), bit for bit: each element must be the BF16 rounding of ggml's
+ * dequantize_row_* f32. The blocks are random bytes (every quant bit pattern, every scale byte)
+ * with random finite fp16 scales, subnormals included, so no value distribution hides an index or
+ * rounding slip. Products with one-hot inputs make every path's copy of the weight visible exactly
+ * (one nonzero term per sum): the dequantize + GEMM path (x = identity, N > FT_LINEAR_FEW_ROWS), the
+ * backward (dy = identity), the few-row path that reads the blocks (gemv.cu: 8 one-hot rows per call),
+ * the weight cache's prefetch, and the embedding gather. */
+static void ggml_fill_blocks(uint8_t *b, ft_dtype t, int64_t nblocks, uint64_t seed) {
+    static const struct { ft_dtype t; int f16[2]; } f16at[] = {
+        {FT_Q4_0, {0, -1}}, {FT_Q4_1, {0, 2}},   {FT_Q5_0, {0, -1}}, {FT_Q5_1, {0, 2}},  {FT_Q8_0, {0, -1}},
+        {FT_Q2_K, {80, 82}}, {FT_Q3_K, {108, -1}}, {FT_Q4_K, {0, 2}}, {FT_Q5_K, {0, 2}}, {FT_Q6_K, {208, -1}},
+    };
+    const int64_t bb = ft_dtype_block_bytes(t);
+    for (int64_t i = 0; i < nblocks * bb; i++) b[i] = (uint8_t)(ft_mix64(seed + (uint64_t)i) >> 24);
+    for (size_t k = 0; k < sizeof f16at / sizeof *f16at; k++) {
+        if (f16at[k].t != t) continue;
+        for (int64_t blk = 0; blk < nblocks; blk++)
+            for (int f = 0; f < 2 && f16at[k].f16[f] >= 0; f++) {
+                const uint64_t r = ft_mix64(seed ^ (0x5eedull + (uint64_t)(blk * 2 + f)));
+                /* sign and mantissa random, exponent 0..30: finite, subnormals included */
+                const uint16_t h = (uint16_t)((r & 0x83ffu) | ((r >> 32) % 31) << 10);
+                memcpy(b + blk * bb + f16at[k].f16[f], &h, 2);
+            }
+    }
+}
+
+static int64_t ggml_count_diff(const float *got, const float *want, int64_t n) {
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; i++) bad += !(got[i] == want[i]); /* +0 == -0: a sum of +0 terms is +0 */
+    return bad;
+}
+
+static void check_ggml_weights(ft_backend *gpu, uint64_t seed) {
+    for (int t = FT_Q4_0; t <= FT_Q6_K; t++) {
+        const ft_dtype dt = (ft_dtype)t;
+        const int64_t B = ft_dtype_block_elems(dt), rows = 6, cols = B == 32 ? 96 : 256, n = rows * cols;
+        const int64_t nbytes = ft_dtype_nbytes(dt, n);
+        uint8_t *blocks = malloc((size_t)nbytes);
+        float *ref = ot_hmalloc(n), *got = ot_hmalloc(cols * (cols > rows ? cols : rows));
+        if (!blocks) abort();
+        ggml_fill_blocks(blocks, dt, n / B, seed + (uint64_t)t);
+        int decodes = 1;
+        const int gt = ft_dtype_ggml_type(dt);
+        for (int64_t r = 0; r < rows; r++)
+            decodes &= ft_ggml_dequantize_row(gt, blocks + r * (nbytes / rows), ref + r * cols, cols) == 0;
+        if (!FT_CHECK(decodes, "%s: the host decoder refuses it", ft_dtype_name(dt))) {
+            free(blocks), free(ref), free(got);
+            continue;
+        }
+        for (int64_t i = 0; i < n; i++) ref[i] = ft_bf16_to_f32(ft_f32_to_bf16(ref[i]));
+        ft_weight W;
+        memset(&W, 0, sizeof W);
+        FT_CHECK_OK(ft_weight_alloc(gpu, &W, dt, rows, cols, "ggml W"));
+        /* weight.c uploads a ggml weight's bytes itself; the CUDA backend's streaming setter (load.cu)
+         * takes them as they are too (every other type through it), and refuses values to quantize */
+        if (gpu->vt->weight_set && t % 2) {
+            FT_CHECK(gpu->vt->weight_set(gpu, &W, ref, FT_F32) == FT_E_UNSUPPORTED,
+                     "%s: the CUDA weight setter accepted F32 values", ft_dtype_name(dt));
+            FT_CHECK_OK(gpu->vt->weight_set(gpu, &W, blocks, dt));
+        } else {
+            FT_CHECK_OK(ft_weight_set(gpu, &W, blocks, dt));
+        }
+        int64_t bad_fwd = 0, bad_bwd = 0, bad_gemv = 0, bad_pf = 0, bad_emb = 0;
+        void *x = NULL, *y = NULL;
+        uint16_t *h = calloc((size_t)(cols * cols), 2), *yh = calloc((size_t)(cols * cols), 2);
+        if (!h || !yh) abort();
+        FT_CHECK_OK(ft_backend_alloc(gpu, &x, 2 * cols * cols, "x"));
+        FT_CHECK_OK(ft_backend_alloc(gpu, &y, 2 * cols * cols, "y"));
+        /* forward, dequantize + GEMM: x = I[cols] gives y[c][o] = W[o][c]; then through the weight
+         * cache: a miss (dequantized into the ring), a hit, and a fresh ring filled by a prefetch */
+        for (int64_t i = 0; i < cols; i++) h[i * cols + i] = 0x3f80; /* BF16 1.0 */
+        FT_CHECK_OK(ft_backend_upload(gpu, x, h, 2 * cols * cols));
+        const int64_t numel[1] = {n};
+        for (int pass = 0; pass < 4; pass++) {
+            if (pass == 3) FT_CHECK_OK(ft_backend_weight_cache(gpu, 0));
+            if (pass == 1 || pass == 3) FT_CHECK_OK(ft_backend_weight_cache(gpu, ft_weight_cache_bytes(numel, 1)));
+            if (pass == 3) FT_CHECK_OK(ft_backend_weight_prefetch(gpu, &W));
+            FT_CHECK_OK(ft_backend_memset(gpu, y, 0xFF, 2 * cols * rows));
+            FT_CHECK_OK(ft_op_linear(gpu, y, x, &W, NULL, cols, 0));
+            FT_CHECK_OK(ft_backend_download(gpu, yh, y, 2 * cols * rows));
+            for (int64_t c = 0; c < cols; c++)
+                for (int64_t o = 0; o < rows; o++) got[o * cols + c] = ft_bf16_to_f32(yh[c * rows + o]);
+            *(pass == 0 ? &bad_fwd : &bad_pf) += ggml_count_diff(got, ref, n);
+        }
+        FT_CHECK_OK(ft_backend_weight_cache(gpu, 0));
+        /* backward: dy = I[rows] gives dx[r][c] = W[r][c] */
+        memset(h, 0, (size_t)(rows * rows) * 2);
+        for (int64_t i = 0; i < rows; i++) h[i * rows + i] = 0x3f80;
+        FT_CHECK_OK(ft_backend_upload(gpu, y, h, 2 * rows * rows));
+        FT_CHECK_OK(ft_backend_memset(gpu, x, 0xFF, 2 * rows * cols));
+        FT_CHECK_OK(ft_op_linear_bwd_x(gpu, x, y, &W, rows, 0));
+        FT_CHECK_OK(ft_backend_download(gpu, yh, x, 2 * rows * cols));
+        for (int64_t i = 0; i < n; i++) got[i] = ft_bf16_to_f32(yh[i]);
+        bad_bwd = ggml_count_diff(got, ref, n);
+        /* few rows (the blocks read directly): 8 one-hot rows at columns c0 .. c0 + 7 per call */
+        for (int64_t c0 = 0; c0 < cols; c0 += FT_LINEAR_FEW_ROWS) {
+            memset(h, 0, (size_t)(FT_LINEAR_FEW_ROWS * cols) * 2);
+            for (int64_t r = 0; r < FT_LINEAR_FEW_ROWS; r++) h[r * cols + c0 + r] = 0x3f80;
+            FT_CHECK_OK(ft_backend_upload(gpu, x, h, 2 * FT_LINEAR_FEW_ROWS * cols));
+            FT_CHECK_OK(ft_backend_memset(gpu, y, 0xFF, 2 * FT_LINEAR_FEW_ROWS * rows));
+            FT_CHECK_OK(ft_op_linear(gpu, y, x, &W, NULL, FT_LINEAR_FEW_ROWS, 0));
+            FT_CHECK_OK(ft_backend_download(gpu, yh, y, 2 * FT_LINEAR_FEW_ROWS * rows));
+            for (int64_t r = 0; r < FT_LINEAR_FEW_ROWS; r++)
+                for (int64_t o = 0; o < rows; o++)
+                    bad_gemv += !(ft_bf16_to_f32(yh[r * rows + o]) == ref[o * cols + c0 + r]);
+        }
+        /* the embedding gather of every row, in reverse */
+        int32_t ids[6];
+        for (int64_t r = 0; r < rows; r++) ids[r] = (int32_t)(rows - 1 - r);
+        FT_CHECK_OK(ft_backend_upload(gpu, y, ids, sizeof ids));
+        FT_CHECK_OK(ft_backend_memset(gpu, x, 0xFF, 2 * n));
+        FT_CHECK_OK(ft_op_embed(gpu, x, (const int32_t *)y, &W, rows));
+        FT_CHECK_OK(ft_backend_download(gpu, yh, x, 2 * n));
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < cols; c++) bad_emb += !(ft_bf16_to_f32(yh[r * cols + c]) == ref[ids[r] * cols + c]);
+        FT_CHECK(bad_fwd + bad_bwd + bad_gemv + bad_pf + bad_emb == 0,
+                 "%s weight %lldx%lld: elements off the host decoder's BF16: linear %lld, cached/prefetched %lld, "
+                 "linear_bwd_x %lld, few-row linear %lld, embed %lld", ft_dtype_name(dt), (long long)rows,
+                 (long long)cols, (long long)bad_fwd, (long long)bad_pf, (long long)bad_bwd, (long long)bad_gemv,
+                 (long long)bad_emb);
+        if (bad_fwd + bad_bwd + bad_gemv + bad_pf + bad_emb == 0)
+            printf("ok   %-4s weight %lldx%lld (random blocks): linear, cached + prefetched, linear_bwd_x, few-row "
+                   "linear and embed equal the host decoder's BF16 bit for bit\n", ft_dtype_name(dt), (long long)rows,
+                   (long long)cols);
+        ft_backend_release(gpu, x);
+        ft_backend_release(gpu, y);
+        ft_weight_release(gpu, &W);
+        free(blocks), free(ref), free(got), free(h), free(yh);
+    }
+}
+
 static void print_row(FILE *f, const char *table, const ot_case *k, const ot_result *r, int tsv) {
     char shape[96], err[32] = "-", tol[32] = "-", ms[32] = "-";
     ot_case_shape(k, shape, sizeof shape);
@@ -361,6 +496,7 @@ int main(int argc, char **argv) {
     ot_test_memory(gpu);
     check_weight_cache(gpu, seed);
     check_weight_cache_ring(gpu, seed);
+    check_ggml_weights(gpu, seed);
 
     FILE *sum = summary ? fopen(summary, "w") : NULL;
     if (summary) FT_CHECK(sum != NULL, "cannot write %s", summary);

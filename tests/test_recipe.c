@@ -56,7 +56,7 @@ static const bad_case bad_cases[] = {
      "down_proj)"},
     {BASE "lora:\n  targets: all,q_proj\n", NULL, FT_E_ARG, "lora.targets: 'all' cannot be combined with module names"},
     {BASE "lora:\n  targets: []\n", NULL, FT_E_ARG, "lora.targets: expected at least one value"},
-    {BASE "export:\n  merged: q5_k\n", NULL, FT_E_ARG, "export.merged: expected \"\", f16, bf16, q8_0, q4_0 or q4_k_m, got 'q5_k'"},
+    {BASE "export:\n  merged: q5_k\n", NULL, FT_E_ARG, "export.merged: expected \"\", base, base-f16, f16, bf16, q8_0, q4_0 or q4_k_m, got 'q5_k'"},
     {BASE "data:\n  format: csv\n", NULL, FT_E_ARG, "r.yaml:7:1: data: duplicate section (first at line 3)"},
     {"model: {path: m}\ndata: {train: t.jsonl, format: csv}\n", NULL, FT_E_ARG,
      "data.format: expected auto, text, alpaca, prompt-completion or chat, got 'csv'"},
@@ -285,7 +285,9 @@ static void test_files(void) {
     mkdir(model, 0755);
     snprintf(p, sizeof p, "%s/f.yaml", dir);
     struct { const char *yaml; const char *msg; } cases[] = {
-        {"model: {path: nope}\ndata: {train: t.jsonl}\n", "model.path: directory '%s/nope' not found"},
+        {"model: {path: nope}\ndata: {train: t.jsonl}\n", "model.path: '%s/nope' not found (a model directory or a GGUF file)"},
+        {"model: {path: ok.jsonl}\ndata: {train: t.jsonl}\n", "model.path: '%s/ok.jsonl' is neither a directory nor a GGUF file"},
+        {"model: {path: model2}\ndata: {train: ok.jsonl, tokenizer: ok.jsonl}\n", "data.tokenizer: '%s/ok.jsonl' is neither a directory nor a GGUF file"},
         {"model: {path: model}\ndata: {train: t.jsonl}\n", "model.path: '%s/model' has no readable config.json"},
         {"model: {path: model2}\ndata: {train: t.jsonl}\n", "data.train: file '%s/t.jsonl' not found"},
         {"model: {path: model2}\ndata: {train: [ok.jsonl, model2]}\n", "data.train: '%s/model2' is a directory, not a file"},

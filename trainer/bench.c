@@ -182,7 +182,7 @@ static void ft_bench_plan_sets(const ft_bench_opts *o, const char *device, int64
                                int *n) {
     int k = 0;
     snprintf(buf[k], 96, "model.path=/nonexistent/ftune-bench"), sets[k] = buf[k], k++;
-    snprintf(buf[k], 96, "model.quant=%s", o->quant), sets[k] = buf[k], k++;
+    snprintf(buf[k], 96, "model.quant=%s", strcmp(o->quant, "none") == 0 ? "none" : "nf4"), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "model.device=%s", device), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "model.threads=%d", o->threads), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "lora.r=%lld", (long long)o->lora_r), sets[k] = buf[k], k++;
@@ -217,7 +217,9 @@ static ft_status ft_bench_make_plan(const ft_bench_opts *o, const ft_model_confi
     FT_TRY(ft_recipe_defaults(&rec, sets, n));
     memset(p, 0, sizeof *p);
     snprintf(p->config_path, sizeof p->config_path, "(bench shape %s)", o->shape);
-    ft_status st = ft_plan_for_backend(p, cfg, &rec, be, ft_bench_attn_len(T, o->doc_len));
+    const int ggml = strcmp(o->quant, "nf4") != 0 && strcmp(o->quant, "none") != 0; /* a GGUF base's block type */
+    ft_plan_opts more = {.attn_len = ft_bench_attn_len(T, o->doc_len), .linear_type = ggml ? o->quant : NULL};
+    ft_status st = ft_plan_for_backend(p, cfg, &rec, be, &more);
     ft_recipe_free(&rec);
     return st;
 }
@@ -313,6 +315,7 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
     FT_CHECK_GOTO(st, ft_bench_make_plan(o, &cfg, be, T, plan), done);
     r->keep_layers = plan->keep_layers; /* --keep-layers max: what the plan found room for */
     snprintf(r->shape, sizeof r->shape, "%s", shape->name);
+    snprintf(r->linear_dtype, sizeof r->linear_dtype, "%s", ft_dtype_name(plan->linear_dtype));
     r->layers = plan->dims.L, r->T = T, r->B = o->micro_batch, r->K = o->grad_accum;
     r->doc_len = o->doc_len > 0 && o->doc_len < T ? o->doc_len : 0, r->attn_len = plan->attn_len;
     r->lora_r = o->lora_r, r->lora_dropout = o->lora_dropout;
@@ -511,6 +514,7 @@ ft_status ft_bench_write_json(const ft_bench_result *r, const char *path) {
     cJSON *j = cJSON_CreateObject();
     if (!j) return FT_ERR(FT_E_OOM, "out of memory");
     cJSON_AddStringToObject(j, "shape", r->shape);
+    cJSON_AddStringToObject(j, "linear_dtype", r->linear_dtype);
     cJSON_AddNumberToObject(j, "layers", (double)r->layers);
     cJSON_AddNumberToObject(j, "keep_layers", (double)r->keep_layers);
     cJSON_AddNumberToObject(j, "seq", (double)r->T);

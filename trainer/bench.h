@@ -78,6 +78,7 @@ typedef struct ft_bench_step {
 
 typedef struct ft_bench_result {
     char shape[64];
+    char linear_dtype[16];  /* "NF4", "Q4_K", ... (--quant) */
     int64_t layers, T, B, K, tokens_per_step;
     int64_t keep_layers;    /* layers kept, not recomputed (--keep-layers, max resolved) */
     int64_t doc_len;        /* --doc-len (0: one document a row) */

@@ -15,7 +15,7 @@
 #include "trainer/token_file.h"
 
 static const ft_opt ft_eval_opts[] = {
-    {"model", FT_OPT_STR, "DIR", NULL, "Hugging Face model directory (config.json + safetensors)"},
+    {"model", FT_OPT_STR, "DIR|GGUF", NULL, "Hugging Face model directory (config.json + safetensors) or GGUF model file"},
     {"tokens", FT_OPT_STR, "FILE", NULL, "token ids, one sequence per line"},
     {"quant", FT_OPT_STR, "nf4|none", "none", "storage of the frozen linear weights"},
     {"adapter", FT_OPT_STR, "DIR", NULL, "a LoRA adapter applied on the fly: PEFT directory (RUN/best), run directory (its final/) or checkpoint"},

@@ -17,6 +17,7 @@
 #include "export/gguf_vocab.h"
 #include "export/merge.h"
 #include "export/ollama.h"
+#include "trainer/gguf_config.h"
 #include "kernels/log.h"
 #include "trainer/checkpoint.h"
 #include "trainer/cli.h"
@@ -46,7 +47,7 @@ static void ft_latest_ckpt(const char *run_dir, char *out, size_t cap) {
  * under /tmp, as this once made, was left behind by Ctrl-C and could not be made on a read-only
  * or full /tmp. */
 static ft_status ft_ckpt_adapter(const char *ckpt, ft_adapter *a) {
-    char run_dir[4200], recipe_path[4300], p[4300];
+    char run_dir[4200], recipe_path[4300];
     ft_ckpt_state cs;
     float *data = NULL;
     ft_recipe rec = {0};
@@ -72,8 +73,7 @@ static ft_status ft_ckpt_adapter(const char *ckpt, ft_adapter *a) {
     FT_TRY(ft_ckpt_read(ckpt, &cs, &data));
     FT_CHECK_GOTO(st, ft_recipe_load(&rec, recipe_path, NULL, 0), done);
     ft_model_config cfg;
-    snprintf(p, sizeof p, "%s/config.json", rec.model.path);
-    FT_CHECK_GOTO(st, ft_cfg_load(&cfg, p), done);
+    FT_CHECK_GOTO(st, ft_cfg_load(&cfg, rec.model.path), done); /* a checkpoint directory or a GGUF file */
     if (cs.lora_layers != cfg.num_hidden_layers) {
         st = FT_ERR(FT_E_FORMAT, "%s: adapter has %lld layers but %s has %lld", ckpt, (long long)cs.lora_layers,
                     rec.model.path, (long long)cfg.num_hidden_layers);
@@ -173,9 +173,13 @@ ft_status ft_run_exports(void *user, const ft_recipe *r, const char *final_dir) 
             st = FT_ERR(FT_E_ARG, "export.merged: unknown type '%s'", r->exports.merged);
             goto done;
         }
+        /* model.path may be a GGUF file: "base" keeps its tensors (merged ones in their own types) */
         snprintf(out, sizeof out, "%s/model-%s.gguf", final_dir, r->exports.merged);
         FT_CHECK_GOTO(st, ft_merge(&o, NULL), done);
-        printf("export: %s (merged model, %s)\n", out, r->exports.merged);
+        printf("export: %s (merged model, %s)\n", out,
+               o.kind == FT_MERGE_BASE       ? "in the base's types"
+               : o.kind == FT_MERGE_BASE_F16 ? "in the base's types, the merged tensors F16"
+                                             : r->exports.merged);
     }
 done:
     ft_adapter_free(&a);
@@ -186,7 +190,7 @@ static const ft_opt ft_export_opts[] = {
     {"format", FT_OPT_STR, "gguf|peft", "gguf", "llama.cpp LoRA GGUF or PEFT directory"},
     {"out", FT_OPT_STR, "PATH", NULL, "output file (gguf) or directory (peft); default: beside the adapter"},
     {"type", FT_OPT_STR, "f32|f16|bf16|q8_0", "f32", "tensor type of the GGUF adapter"},
-    {"base", FT_OPT_STR, "DIR", NULL, "base model directory (default: the adapter's base_model_name_or_path)"},
+    {"base", FT_OPT_STR, "DIR|GGUF", NULL, "base model directory or GGUF file (default: the adapter's base_model_name_or_path)"},
     {"ollama", FT_OPT_FLAG, NULL, NULL, "also write an Ollama Modelfile beside the GGUF"},
     {"ollama-from", FT_OPT_STR, "GGUF|NAME", NULL, "FROM of the Modelfile (default: base.gguf beside the adapter)"},
 };
@@ -262,6 +266,10 @@ ft_status ft_cmd_export(int argc, char **argv) {
             snprintf(adapter_ref, sizeof adapter_ref, "./%s", fname);
             if (slash) snprintf(slash + 1, sizeof mf - (size_t)(slash + 1 - mf), "Modelfile");
             else snprintf(mf, sizeof mf, "Modelfile");
+            if (!from && ft_is_gguf_file(base_dir)) { /* the GGUF the adapter was trained on is the FROM */
+                if (!realpath(base_dir, dflt)) snprintf(dflt, sizeof dflt, "%s", base_dir);
+                from = dflt;
+            }
             if (!from) {
                 snprintf(dflt, sizeof dflt, "./base.gguf");
                 from = dflt;

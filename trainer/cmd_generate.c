@@ -21,7 +21,7 @@
 #include "trainer/token_file.h"
 
 static const ft_opt ft_gen_opts[] = {
-    {"model", FT_OPT_STR, "DIR", NULL, "Hugging Face model directory"},
+    {"model", FT_OPT_STR, "DIR|GGUF", NULL, "Hugging Face model directory or GGUF model file"},
     {"tokens", FT_OPT_STR, "IDS", "1", "prompt token ids, e.g. \"1 403 11\""},
     {"prompt", FT_OPT_STR, "TEXT", NULL, "prompt text, encoded with the model's tokenizer.json (BOS added)"},
     {"text", FT_OPT_FLAG, NULL, NULL, "print the decoded text instead of ids (with --chat: the reply only)"},
@@ -155,7 +155,7 @@ ft_status ft_cmd_generate(int argc, char **argv) {
         goto done;
     }
     FT_CHECK_GOTO(st, ft_quant_parse(quant_s, &lo.quant), done);
-    if (prompt_s || ft_cli_flag(&cli, "text")) FT_CHECK_GOTO(st, ft_tok_load(&tok, dir), done);
+    if (prompt_s || ft_cli_flag(&cli, "text")) FT_CHECK_GOTO(st, ft_model_tokenizer(&tok, dir), done);
     if (prompt_s) {
         int32_t *pids = NULL;
         int64_t np = 0;

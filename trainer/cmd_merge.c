@@ -2,7 +2,10 @@
  * (export/merge.c), and with --check the validation loss of the training-time model (NF4 base +
  * adapter, as trained) beside the loss of exactly what was written (the merged file read back:
  * the GGUF's tensors dequantized and un-permuted into the one model of trainer/model.c, or the
- * merged safetensors loaded as they are), so the cost of merging and quantizing is a number. */
+ * merged safetensors loaded as they are), so the cost of merging and quantizing is a number.
+ * A GGUF base (a llama.cpp model file, export/merge_gguf.c) merges into a GGUF in its own types by
+ * default (--type base); its check's training-time model is the GGUF as a run loads it
+ * (ft_model_load: the blocks as stored) + adapter, and the merged file is loaded back the same way. */
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +23,7 @@
 #include "trainer/loader.h"
 #include "trainer/outguard.h"
 #include "trainer/dataset.h"
+#include "trainer/gguf_config.h"
 #include "trainer/recipe.h"
 #include "trainer/token_file.h"
 
@@ -28,12 +32,16 @@
 #include <unistd.h>
 
 static const ft_opt ft_merge_opts_tab[] = {
-    {"base", FT_OPT_STR, "DIR", NULL, "base Hugging Face model (config.json, safetensors, tokenizer)"},
+    {"base", FT_OPT_STR, "DIR|FILE.gguf", NULL,
+     "base model: Hugging Face directory (config.json, safetensors, tokenizer) or llama.cpp GGUF file"},
     {"adapter", FT_OPT_STR, "DIR", NULL, "run directory, checkpoint or PEFT adapter to merge (none: base alone)"},
     {"out", FT_OPT_STR, "PATH", NULL, "output .gguf file (or directory with --type safetensors)"},
-    {"type", FT_OPT_STR, "TYPE", "f16", "f32, f16, bf16, q8_0, q4_0, q4_k_m or safetensors"},
+    {"type", FT_OPT_STR, "TYPE", NULL,
+     "base (as the base: a GGUF base's own tensor types, the default for one; a Hugging Face base's dtype), "
+     "base-f16 (a GGUF base's tensors as they are, the merged ones F16, as llama-export-lora), f32, f16 (the "
+     "default for a Hugging Face base), bf16, q8_0, q4_0, q4_k_m or safetensors"},
     {"merge-into", FT_OPT_STR, "base|nf4", "base", "merge into the original weights or their NF4 round trip"},
-    {"name", FT_OPT_STR, "NAME", NULL, "general.name of the GGUF (default: base directory name)"},
+    {"name", FT_OPT_STR, "NAME", NULL, "general.name of the GGUF (default: base directory name; a GGUF base's own)"},
     {"check", FT_OPT_STR, "VALID", NULL,
      "validation data (.jsonl/.json rendered as in training, or a token-id file): loss before and after merging"},
     {"device", FT_OPT_STR, "cpu|cuda|auto", "cpu", "compute backend of --check"},
@@ -89,9 +97,7 @@ static ft_status ft_valid_open(ft_valid *v, const char *path, const char *base, 
     int records = (n > 6 && strcmp(path + n - 6, ".jsonl") == 0) || (n > 5 && strcmp(path + n - 5, ".json") == 0);
     if (!records) {
         ft_model_config c;
-        char p[4200];
-        snprintf(p, sizeof p, "%s/config.json", base);
-        FT_TRY(ft_cfg_load(&c, p));
+        FT_TRY(ft_cfg_load(&c, base)); /* a checkpoint directory or a GGUF file */
         FT_TRY(ft_token_file_read(path, &v->seqs));
         for (int64_t s = 0; s < v->seqs.n; s++)
             for (int64_t k = v->seqs.start[s]; k < v->seqs.start[s + 1]; k++)
@@ -272,18 +278,24 @@ static ft_status ft_lora_set_from(ft_lora *l, ft_backend *be, const ft_adapter *
 static ft_status ft_check_fits(const char *base, ft_merge_kind kind) {
     ft_model_config c;
     ft_param_counts pc;
-    char p[4200];
-    snprintf(p, sizeof p, "%s/config.json", base);
-    FT_TRY(ft_cfg_load(&c, p));
+    FT_TRY(ft_cfg_load(&c, base));
     FT_TRY(ft_cfg_param_counts(&c, &pc));
-    const double need = (double)pc.total * (kind == FT_MERGE_SAFETENSORS ? 2.0 : 4.0);
+    double need = (double)pc.total * (kind == FT_MERGE_SAFETENSORS ? 2.0 : 4.0);
+    if (ft_is_gguf_file(base)) {
+        /* loaded as a run loads a GGUF (the linears' blocks as written, the rest BF16): about the
+         * merged file's tensors, plus the 16-bit embeddings and lm_head a quantized file holds smaller */
+        int64_t bytes = 0;
+        FT_TRY(ft_merge_output_tensor_bytes(base, &c, kind, &bytes, NULL));
+        need = (double)bytes + 2.0 * (double)(pc.embedding + pc.lm_head);
+    }
     const long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
     const double have = pages > 0 && psize > 0 ? (double)pages * (double)psize : 0;
     if (have > 0 && need > have)
         return FT_ERR(FT_E_ARG,
                       "merge --check: the check loads the merged model whole (%s, %.1f GiB), more than this "
                       "machine's %.1f GiB of memory: merge without --check, or check on --device cuda",
-                      kind == FT_MERGE_SAFETENSORS ? "16-bit" : "float32", need / (1 << 30), have / (1 << 30));
+                      ft_is_gguf_file(base) ? "as stored" : kind == FT_MERGE_SAFETENSORS ? "16-bit" : "float32",
+                      need / (1 << 30), have / (1 << 30));
     return FT_OK;
 }
 
@@ -294,12 +306,12 @@ static ft_status ft_merge_check(ft_valid *vd, const char *valid, const char *bas
     ft_lora *lora = NULL;
     ft_status st;
     ft_model_config c;
-    char p[4200];
     double loss_train = NAN, loss_base = NAN, loss_merged = NAN;
-    snprintf(p, sizeof p, "%s/config.json", base);
-    FT_TRY(ft_cfg_load(&c, p));
+    const int gguf = ft_is_gguf_file(base);
+    FT_TRY(ft_cfg_load(&c, base));
     FT_CHECK_GOTO(st, ft_backend_open(&be, device, threads), done);
-    /* 1. the training-time model: NF4 base + adapter (or the NF4 base alone) */
+    /* 1. the training-time model: NF4 base + adapter (or the NF4 base alone); a GGUF base as a run
+     * loads it (its quantized linears as stored, 16-bit ones NF4 as model.quant's default) */
     ft_load_opts lo = {.quant = FT_QUANT_NF4};
     FT_CHECK_GOTO(st, ft_model_load(&m, be, base, &lo), done);
     FT_CHECK_GOTO(st, ft_valid_loss(vd, m, &loss_base), done);
@@ -323,8 +335,9 @@ static ft_status ft_merge_check(ft_valid *vd, const char *valid, const char *bas
     }
     ft_model_free(m);
     m = NULL;
-    /* 2. the merged file as written */
-    if (kind == FT_MERGE_SAFETENSORS) {
+    /* 2. the merged file as written (from a GGUF base: loaded as a GGUF base is, each tensor in the
+     * type the merge wrote, 16-bit ones kept 16-bit) */
+    if (kind == FT_MERGE_SAFETENSORS || gguf) {
         ft_load_opts lm = {.quant = FT_QUANT_NONE};
         FT_CHECK_GOTO(st, ft_model_load(&m, be, out, &lm), done);
     } else {
@@ -332,8 +345,8 @@ static ft_status ft_merge_check(ft_valid *vd, const char *valid, const char *bas
     }
     FT_CHECK_GOTO(st, ft_valid_loss(vd, m, &loss_merged), done);
     printf("check %s:\n", valid);
-    printf("  base NF4 loss            %.6f\n", loss_base);
-    if (a) printf("  training-time loss       %.6f   (NF4 base + adapter)\n", loss_train);
+    printf(gguf ? "  base GGUF loss           %.6f\n" : "  base NF4 loss            %.6f\n", loss_base);
+    if (a) printf("  training-time loss       %.6f   (%s base + adapter)\n", loss_train, gguf ? "GGUF" : "NF4");
     printf("  merged %-8s loss      %.6f   (%s)\n", ft_merge_kind_name(kind), loss_merged, out);
     if (a && !isnan(loss_train)) printf("  merge cost               %+.6f\n", loss_merged - loss_train);
 done:
@@ -370,15 +383,24 @@ ft_status ft_cmd_merge(int argc, char **argv) {
     FT_CHECK_GOTO(st, ft_cli_str(&cli, "device", &device), done);
     FT_CHECK_GOTO(st, ft_cli_int(&cli, "threads", &threads), done);
     ft_merge_opts o = {.base_dir = base, .out = out, .name = name};
+    const int gguf_base = ft_is_gguf_file(base);
+    if (!type_s) type_s = gguf_base ? "base" : "f16";
     if (!ft_merge_kind_parse(type_s, &o.kind)) {
-        st = FT_ERR(FT_E_ARG, "merge: unknown --type '%s' (expected f32, f16, bf16, q8_0, q4_0, q4_k_m or safetensors)",
+        st = FT_ERR(FT_E_ARG,
+                    "merge: unknown --type '%s' (expected base, base-f16, f32, f16, bf16, q8_0, q4_0, q4_k_m or "
+                    "safetensors)",
                     type_s);
         goto done;
     }
+    if (gguf_base && o.kind == FT_MERGE_SAFETENSORS) { /* before the adapter is read: one line, at once */
+        st = FT_ERR(FT_E_ARG, "merge: --type safetensors needs a Hugging Face base; %s is a GGUF file (its merge is a "
+                    "GGUF: --type base, f16, q8_0, ...)", base);
+        goto done;
+    }
     char rb[PATH_MAX], ro[PATH_MAX];
-    if (o.kind == FT_MERGE_SAFETENSORS && realpath(base, rb) && realpath(out, ro) && strcmp(rb, ro) == 0) {
-        st = FT_ERR(FT_E_ARG, "merge: --out %s is the base model's directory: the merged weights would replace the "
-                    "base they are read from", out);
+    if ((o.kind == FT_MERGE_SAFETENSORS || gguf_base) && realpath(base, rb) && realpath(out, ro) && strcmp(rb, ro) == 0) {
+        st = FT_ERR(FT_E_ARG, "merge: --out %s is the base model's %s: the merged weights would replace the base they "
+                    "are read from", out, gguf_base ? "file" : "directory");
         goto done;
     }
     if (strcmp(into, "nf4") == 0) o.merge_into_nf4 = 1;
@@ -404,7 +426,8 @@ ft_status ft_cmd_merge(int argc, char **argv) {
     if (o.kind == FT_MERGE_SAFETENSORS)
         printf("wrote %s: merged Hugging Face checkpoint%s\n", out, have_adapter ? " (base + adapter)" : "");
     else
-        printf("wrote %s: %s GGUF%s, tokenizer %s/%s with %lld tokens\n", out, ft_merge_kind_name(o.kind),
+        printf("wrote %s: %s GGUF%s, tokenizer %s/%s with %lld tokens\n", out,
+               o.kind == FT_MERGE_BASE ? "as-the-base" : ft_merge_kind_name(o.kind),
                have_adapter ? " (base + adapter merged)" : " (base)", vi.model, vi.pre, (long long)vi.n_tokens);
     ft_vocab_info_free(&vi);
     ft_info("merge: peak RSS %.1f MiB", (double)ft_peak_rss_bytes() / (1 << 20));

@@ -19,9 +19,10 @@
 #include "kernels/mem.h"
 #include "trainer/cli.h"
 #include "trainer/commands.h"
+#include "trainer/loader.h"
 
 static const ft_opt ft_tokenize_opts[] = {
-    {"tokenizer", FT_OPT_STR, "DIR", NULL, "directory with tokenizer.json (and tokenizer_config.json)"},
+    {"tokenizer", FT_OPT_STR, "DIR|GGUF", NULL, "directory with tokenizer.json (and tokenizer_config.json), or a GGUF model file"},
     {"file", FT_OPT_STR, "FILE", NULL, "read input from FILE instead of stdin"},
     {"decode", FT_OPT_FLAG, NULL, NULL, "ids -> text instead of text -> ids"},
     {"add-special", FT_OPT_FLAG, NULL, NULL, "add the post-processor's special tokens (e.g. BOS) when encoding"},
@@ -201,7 +202,7 @@ int ft_cmd_tokenize(int argc, char **argv) {
         ft_cli_free(&cli);
         return 2;
     }
-    st = ft_tok_load(&tok, dir);
+    st = ft_model_tokenizer(&tok, dir);
     if (st == FT_OK && file) {
         struct stat sb;
         in = fopen(file, "rb");

@@ -143,7 +143,7 @@ static ft_plan *ft_flag_plan(ft_backend *be, const char *dir, const char *quant,
     ft_status st = ft_calloc((void **)&p, sizeof *p, "plan");
     if (st == FT_OK) st = ft_recipe_defaults(&rec, sets, (int)(sizeof sets / sizeof *sets));
     if (st == FT_OK) {
-        st = ft_plan_for_backend(p, NULL, &rec, be, 0.0);
+        st = ft_plan_for_backend(p, NULL, &rec, be, NULL);
         ft_recipe_free(&rec);
     }
     if (st != FT_OK) {

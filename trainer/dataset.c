@@ -28,6 +28,8 @@
 #include "kernels/log.h"
 #include "kernels/mem.h"
 #include "trainer/dataset_tokenize.h"
+#include "trainer/gguf_config.h"
+#include "trainer/loader.h"
 
 struct ft_dataset {
     ft_tok *tok;
@@ -58,7 +60,8 @@ static void ft_dash(char *dst, size_t cap, const char *src) {
 
 /* ---- fingerprint -------------------------------------------------------------------------- */
 
-static ft_status ft_hash_file(XXH3_state_t *h, const char *path, int required) {
+/* Hashes the file, or its first `limit` bytes (limit >= 0). */
+static ft_status ft_hash_file_upto(XXH3_state_t *h, const char *path, int required, int64_t limit) {
     FILE *f = fopen(path, "rb");
     if (!f) {
         if (!required && errno == ENOENT) return FT_OK;
@@ -72,7 +75,8 @@ static ft_status ft_hash_file(XXH3_state_t *h, const char *path, int required) {
     }
     size_t n;
     uint64_t len = 0;
-    while ((n = fread(buf, 1, cap, f)) > 0) {
+    while ((n = fread(buf, 1, limit >= 0 && limit - (int64_t)len < (int64_t)cap ? (size_t)(limit - (int64_t)len) : cap,
+                      f)) > 0) {
         XXH3_64bits_update(h, buf, n);
         len += n;
     }
@@ -82,6 +86,10 @@ static ft_status ft_hash_file(XXH3_state_t *h, const char *path, int required) {
     if (err) return FT_ERR(FT_E_IO, "%s: read failed", path);
     XXH3_64bits_update(h, &len, sizeof len); /* separates one file from the next */
     return FT_OK;
+}
+
+static ft_status ft_hash_file(XXH3_state_t *h, const char *path, int required) {
+    return ft_hash_file_upto(h, path, required, -1);
 }
 
 static void ft_hash_str(XXH3_state_t *h, const char *s) { XXH3_64bits_update(h, s ? s : "", strlen(s ? s : "") + 1); }
@@ -97,10 +105,18 @@ static ft_status ft_fingerprint(const ft_recipe *r, const char *tok_dir, uint64_
      * index, so that a cache from an older build is made again (2: a \u0000 in a record's strings is
      * malformed; the index records example lengths) */
     ft_hash_str(h, "ftune-data/2");
-    snprintf(path, sizeof path, "%s/tokenizer.json", tok_dir);
-    FT_CHECK_GOTO(st, ft_hash_file(h, path, 1), done);
-    snprintf(path, sizeof path, "%s/tokenizer_config.json", tok_dir);
-    FT_CHECK_GOTO(st, ft_hash_file(h, path, 0), done);
+    if (ft_is_gguf_file(tok_dir)) { /* a GGUF model: its header (the tokenizer's keys among it), not 40 GB of weights */
+        ft_gguf *g = NULL;
+        FT_CHECK_GOTO(st, ft_gguf_open(&g, tok_dir), done);
+        const int64_t header = ft_gguf_data_offset(g);
+        ft_gguf_close(g);
+        FT_CHECK_GOTO(st, ft_hash_file_upto(h, tok_dir, 1, header), done);
+    } else {
+        snprintf(path, sizeof path, "%s/tokenizer.json", tok_dir);
+        FT_CHECK_GOTO(st, ft_hash_file(h, path, 1), done);
+        snprintf(path, sizeof path, "%s/tokenizer_config.json", tok_dir);
+        FT_CHECK_GOTO(st, ft_hash_file(h, path, 0), done);
+    }
     for (int i = 0; i < r->data.n_train; i++) {
         ft_hash_str(h, "train");
         FT_CHECK_GOTO(st, ft_hash_file(h, r->data.train[i], 1), done);
@@ -396,7 +412,7 @@ ft_status ft_dataset_open(ft_dataset **out, const ft_recipe *r, const char *outp
     char data_dir[4096];
     snprintf(data_dir, sizeof data_dir, "%s/data", output_dir);
     FT_CHECK_GOTO(st, ft_mkdir(data_dir), fail);
-    FT_CHECK_GOTO(st, ft_tok_load(&ds->tok, tok_dir), fail);
+    FT_CHECK_GOTO(st, ft_model_tokenizer(&ds->tok, tok_dir), fail);
     ft_render_opts_from_tok(&ds->ro, ds->tok);
     FT_CHECK_GOTO(st, ft_loss_mode_parse(r->data.loss, &ds->ro.loss), fail_loss);
     FT_CHECK_GOTO(st, ft_resolve_template(ds, r), fail);

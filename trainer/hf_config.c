@@ -4,6 +4,8 @@
  * (GGUF stores them as UINT32; layer indices are formatted with %d). */
 #include "trainer/hf_config.h"
 
+#include "trainer/gguf_config.h"
+
 #include <cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -371,6 +373,13 @@ ft_status ft_cfg_load(ft_model_config *cfg, const char *path) {
         snprintf(file, sizeof file, "%s/config.json", path);
     } else {
         snprintf(file, sizeof file, "%s", path);
+    }
+    if (ft_is_gguf_file(file)) { /* a GGUF model: its metadata is the config */
+        ft_gguf *g = NULL;
+        FT_TRY(ft_gguf_open(&g, file));
+        ft_status st = ft_cfg_from_gguf(cfg, g, file);
+        ft_gguf_close(g);
+        return st;
     }
     char *buf = NULL;
     int64_t got = 0;

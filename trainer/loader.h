@@ -24,8 +24,17 @@ ft_status ft_quant_parse(const char *s, ft_quant *out);
 typedef struct ft_model_config ft_model_config;
 void ft_model_dims_from_config(const ft_model_config *c, ft_model_dims *d);
 
-/* Loads DIR (config.json + safetensors). Errors name the file and the problem. */
+/* Loads DIR (config.json + safetensors), or a GGUF model file (ft_model_load_gguf). Errors name the
+ * file and the problem. */
 ft_status ft_model_load(ft_model **out, ft_backend *be, const char *dir, const ft_load_opts *opts);
+/* A GGUF model file (gguf_load.c): its quantized linears kept as stored (ggml block dtypes), 16/32-bit
+ * ones as opts->quant says, the rest in BF16. */
+ft_status ft_model_load_gguf(ft_model **out, ft_backend *be, const char *path, const ft_load_opts *opts);
+
+/* The tokenizer of a model: DIR/tokenizer.json (+ tokenizer_config.json), or a GGUF model file's
+ * tokenizer.ggml.* vocabulary (trainer/gguf_tokenizer.h). */
+typedef struct ft_tok ft_tok;
+ft_status ft_model_tokenizer(ft_tok **out, const char *path);
 
 /* "cpu", "cuda" or "auto" (cuda when a GPU is present, else cpu). threads <= 0: all cores. */
 ft_status ft_backend_open(ft_backend **out, const char *device, int threads);

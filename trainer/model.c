@@ -64,6 +64,11 @@ static ft_status ft_walloc(ft_model *m, ft_weight *w, ft_dtype t, int64_t rows, 
 
 ft_status ft_model_create(ft_model **out, ft_backend *be, const ft_model_dims *d, ft_dtype linear_dtype,
                           ft_dtype other_dtype, const ft_model_opts *opts) {
+    return ft_model_create_typed(out, be, d, linear_dtype, NULL, other_dtype, opts);
+}
+
+ft_status ft_model_create_typed(ft_model **out, ft_backend *be, const ft_model_dims *d, ft_dtype linear_dtype,
+                                const ft_dtype *lin_types, ft_dtype other_dtype, const ft_model_opts *opts) {
     ft_status st;
     ft_model *m = NULL;
     *out = NULL;
@@ -96,8 +101,8 @@ ft_status ft_model_create(ft_model **out, ft_backend *be, const ft_model_dims *d
         FT_CHECK_GOTO(st, ft_walloc(m, &lw->attn_norm, other_dtype, 1, d->C, "input_layernorm"), fail);
         FT_CHECK_GOTO(st, ft_walloc(m, &lw->ffn_norm, other_dtype, 1, d->C, "post_attention_layernorm"), fail);
         for (int mod = 0; mod < FT_MOD_COUNT; mod++) {
-            FT_CHECK_GOTO(st, ft_walloc(m, &lw->lin[mod], linear_dtype, s.out[mod], s.in[mod], ft_module_name(mod)),
-                          fail);
+            const ft_dtype t = lin_types ? lin_types[l * FT_MOD_COUNT + mod] : linear_dtype;
+            FT_CHECK_GOTO(st, ft_walloc(m, &lw->lin[mod], t, s.out[mod], s.in[mod], ft_module_name(mod)), fail);
         }
         if (d->qkv_bias) {
             FT_CHECK_GOTO(st, ft_walloc(m, &lw->q_bias, other_dtype, 1, hd, "q_proj.bias"), fail);

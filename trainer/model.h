@@ -85,6 +85,11 @@ typedef struct ft_model_opts {
  * other_dtype that of embeddings, norms, biases and lm_head. */
 ft_status ft_model_create(ft_model **out, ft_backend *be, const ft_model_dims *dims, ft_dtype linear_dtype,
                           ft_dtype other_dtype, const ft_model_opts *opts);
+/* The same with each linear's own storage, lin_types[layer * FT_MOD_COUNT + module] (a GGUF base
+ * keeps each tensor's ggml type, and llama-quantize mixes them); linear_dtype then only sizes the
+ * cache of dequantized weights (any type but FT_BF16 asks for one). NULL: linear_dtype for all. */
+ft_status ft_model_create_typed(ft_model **out, ft_backend *be, const ft_model_dims *dims, ft_dtype linear_dtype,
+                                const ft_dtype *lin_types, ft_dtype other_dtype, const ft_model_opts *opts);
 void ft_model_free(ft_model *m);
 ft_model_weights *ft_model_get_weights(ft_model *m);
 const ft_model_dims *ft_model_get_dims(const ft_model *m);

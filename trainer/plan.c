@@ -19,8 +19,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "export/export_util.h"
+#include "kernels/ggml_quants.h"
+#include "kernels/fileio.h"
 #include "kernels/log.h"
+#include "kernels/mem.h"
 #include "optim/adamw.h"
+#include "trainer/gguf_config.h"
 #include "trainer/loader.h"
 #include "trainer/plan_impl.h"
 
@@ -183,6 +188,33 @@ int64_t ft_plan_cudnn_sdpa_workspace(int64_t B, int64_t T, int64_t H, int64_t D)
     return B * H * (2 * T * T + (4 * D + 4) * T);
 }
 
+/* A GGUF base's frozen linears as ft_model_load_gguf stores them (ft_gguf_linear_dtypes), everything
+ * else in BF16 on every backend. */
+static ft_status pl_gguf_linears(ft_plan *p, const ft_recipe *r) {
+    ft_gguf *g = NULL;
+    ft_dtype *types = NULL;
+    const ft_model_dims *d = &p->dims;
+    FT_TRY(ft_gguf_open(&g, p->config_path));
+    ft_status st = ft_malloc((void **)&types, (size_t)(d->L * FT_MOD_COUNT) * sizeof *types, "linear types");
+    if (st == FT_OK) st = ft_gguf_linear_dtypes(g, p->config_path, d->L, strcmp(r->model.quant, "nf4") == 0, types);
+    if (st == FT_OK) {
+        ft_lora_shapes s = ft_model_lora_shapes(d);
+        int64_t count[FT_DTYPE_COUNT] = {0}, bytes = 0;
+        for (int64_t i = 0; i < d->L * FT_MOD_COUNT; i++) {
+            const int m = (int)(i % FT_MOD_COUNT);
+            bytes += ft_weight_nbytes(types[i], s.out[m], s.in[m]);
+            count[types[i]]++;
+        }
+        ft_dtype most = types[0];
+        for (int t = 0; t < FT_DTYPE_COUNT; t++)
+            if (count[t] > count[most]) most = (ft_dtype)t;
+        p->linear_dtype = most, p->gguf_linear_bytes = bytes, p->other_dtype = FT_BF16;
+    }
+    ft_free(types);
+    ft_gguf_close(g);
+    return st;
+}
+
 /* Fills p->line and the totals for the run `in`. threads: CPU threads (for host scratch). */
 static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
     const ft_model_dims *d = &p->dims;
@@ -196,10 +228,11 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
         max_in = pl_max(max_in, s.in[m]);
     }
     lin *= d->L;
+    if (p->gguf_linear_bytes > 0) lin = p->gguf_linear_bytes;
     double bits = 8.0 * (double)lin / (double)(p->n_blocks > 0 ? p->n_blocks : 1);
     char num[48];
-    pl_set(&p->line[FT_PLAN_LINEARS], "frozen linear weights", lin, "%s, %.3f bits/param, %s params",
-           ft_dtype_name(in->lin), bits, ft_plan_si((double)p->n_blocks, "", num, sizeof num));
+    pl_set(&p->line[FT_PLAN_LINEARS], "frozen linear weights", lin, "%s%s, %.3f bits/param, %s params",
+           ft_dtype_name(in->lin), p->gguf_linear_bytes > 0 ? " mostly (GGUF, as stored)" : "", bits, ft_plan_si((double)p->n_blocks, "", num, sizeof num));
 
     int64_t emb = ft_weight_nbytes(o, d->V, d->C) * (d->tied ? 1 : 2);
     pl_set(&p->line[FT_PLAN_EMBED], "embeddings + lm_head", emb, "%s, %s%lld x %lld", ft_dtype_name(o),
@@ -510,6 +543,14 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     p->act_dtype = cuda ? FT_BF16 : FT_F32;
     p->other_dtype = cuda ? FT_BF16 : pl_ckpt_dtype(cfg);
     p->linear_dtype = strcmp(r->model.quant, "nf4") == 0 ? FT_NF4 : p->other_dtype;
+    if (ft_is_gguf_file(p->config_path)) FT_TRY(pl_gguf_linears(p, r));
+    if (o.linear_type) {
+        ft_ggml_type gt;
+        ft_dtype dt;
+        if (!ft_ggml_type_from_name(o.linear_type, &gt) || !ft_dtype_from_ggml((int)gt, &dt) || !ft_dtype_is_ggml(dt))
+            return FT_ERR(FT_E_ARG, "unknown ggml block type '%s' for the frozen linears", o.linear_type);
+        p->linear_dtype = dt, p->other_dtype = FT_BF16; /* as a GGUF base loads */
+    }
     FT_TRY(ft_lora_parse_targets(r->lora.targets, &p->targets));
     p->B = r->training.micro_batch, p->T = r->data.seq_len, p->K = r->training.grad_accum, p->R = r->lora.r;
     p->lora_dropout = r->lora.dropout > 0;
@@ -579,6 +620,9 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
 ft_status ft_plan_make(ft_plan *p, const ft_recipe *r, const ft_plan_opts *opts) {
     ft_model_config cfg;
     if (r->model.config[0]) snprintf(p->config_path, sizeof p->config_path, "%s", r->model.config);
+    else if (r->model.path[0] && ft_is_gguf_file(r->model.path)) snprintf(p->config_path, sizeof p->config_path, "%s", r->model.path);
+    else if (r->model.path[0] && ft_is_file(r->model.path))
+        return FT_ERR(FT_E_ARG, "%s: model.path: '%s' is neither a directory nor a GGUF file", r->source, r->model.path);
     else if (r->model.path[0]) snprintf(p->config_path, sizeof p->config_path, "%s/config.json", r->model.path);
     else return FT_ERR(FT_E_ARG, "%s: model.path: required (or model.config for planning)", r->source);
     FT_TRY(ft_cfg_load(&cfg, p->config_path));
@@ -592,12 +636,12 @@ ft_status ft_plan_make(ft_plan *p, const ft_recipe *r, const ft_plan_opts *opts)
 }
 
 ft_status ft_plan_for_backend(ft_plan *p, const ft_model_config *cfg, const ft_recipe *r, ft_backend *be,
-                              double attn_len) {
+                              const ft_plan_opts *more) {
     int64_t dev_free = 0, dev_total = 0;
     FT_TRY(ft_backend_mem_info(be, &dev_free, &dev_total));
     ft_plan_device dev;
     FT_TRY(ft_plan_device_detect(be, &dev));
-    ft_plan_opts po = {.dev = &dev, .attn_len = attn_len};
+    ft_plan_opts po = {.dev = &dev, .attn_len = more ? more->attn_len : 0, .linear_type = more ? more->linear_type : NULL};
     /* the memory the run may have: free now plus what the backend already holds, less 2% for the
      * allocator's rounding and fragmentation; model.memory_gib, when set, is the backend's limit
      * itself and ft_plan_make_cfg takes it from the recipe */

@@ -128,6 +128,8 @@ typedef struct ft_plan_opts {
                              * (`--keep-attention`); 0: as the recipe says */
     double attn_len;        /* > 0: S of the attention's FLOPs, the mean length of the document a token sits
                              * in (`ftune bench --doc-len`); 0: T, or the dataset index's for packed rows */
+    const char *linear_type; /* a ggml block type ("q4_k") for every frozen linear, as a GGUF base keeps
+                              * them (`ftune bench --quant q4_k`); NULL: model.quant's */
 } ft_plan_opts;
 
 typedef struct ft_plan {
@@ -136,6 +138,8 @@ typedef struct ft_plan {
     ft_model_dims dims;
     ft_plan_device dev;
     ft_dtype linear_dtype, other_dtype, act_dtype;
+    int64_t gguf_linear_bytes; /* > 0: a GGUF base (config_path is the .gguf): its linears' bytes as
+                                * stored, whose types llama-quantize mixes; linear_dtype the commonest */
 
     /* the run */
     int64_t B, T, K, R;       /* micro_batch, seq_len, grad_accum, lora.r */
@@ -246,9 +250,9 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
  * recipe's config.json as ft_plan_make reads it). Then installs ft_plan_oom_explain over p on be,
  * so an allocation that runs out of memory says what the plan predicted and which knob to turn:
  * p must stay valid while be allocates, or be removed with ft_backend_set_oom_explain(be, NULL,
- * NULL). attn_len > 0 sets the attention's S (ft_plan_opts); 0 leaves it to the plan. */
+ * NULL). more (may be NULL): its attn_len and linear_type (ft_plan_opts); the rest is set here. */
 ft_status ft_plan_for_backend(ft_plan *p, const ft_model_config *cfg, const ft_recipe *r, ft_backend *be,
-                              double attn_len);
+                              const ft_plan_opts *more);
 /* "55.9 GiB" (>= 1 GiB) or "13.2 MiB": how the report states a total. */
 void ft_plan_format_bytes(int64_t bytes, char *buf, size_t cap);
 /* The aligned report (stdout of `ftune plan`). */

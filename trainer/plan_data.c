@@ -218,7 +218,7 @@ void ft_plan_disk(ft_plan *p, const ft_recipe *r) {
     ft_merge_kind kind;
     int64_t tensors = 0;
     if (r->exports.merged && r->exports.merged[0] && ft_merge_kind_parse(r->exports.merged, &kind) &&
-        ft_merge_gguf_tensor_bytes(&p->cfg, kind, &tensors, NULL) == FT_OK)
+        ft_merge_output_tensor_bytes(r->model.path, &p->cfg, kind, &tensors, NULL) == FT_OK)
         /* and the header: metadata and the vocabulary (tokens, scores, types, BPE merges), about */
         p->disk_merged = tensors + p->cfg.vocab_size * 64 + (64 << 10);
     else

@@ -131,16 +131,16 @@ static void pl_parts(ft_plan *p, const ft_recipe *r) {
     /* the forward and the recompute dequantize every linear (read the codes and constants, write
      * bf16); the backward reuses the recompute's copies from the weight cache (kernels/cuda/wcache.cu).
      * Without recompute the forward and the backward dequantize; so does a kept layer's backward. */
-    if (p->linear_dtype == FT_NF4) {
+    if (p->linear_dtype == FT_NF4 || ft_dtype_is_ggml(p->linear_dtype)) { /* a GGUF base's blocks: the same passes */
         const double codes = (double)p->line[FT_PLAN_LINEARS].bytes, bf16 = 2.0 * (double)p->n_blocks;
         /* the weight cache's prefetch dequantizes the next weights on a second stream while the
          * GEMMs run: only the part it does not hide is on the step's path. A kept layer's weights
          * dequantize during the backward of the layer after it, each as its place in the ring
          * frees (ft_bwd_next): hidden the same way. */
         const double shown = 2.0 * (1.0 - v->dequant_hidden);
-        pl_part(p, FT_PLAN_T_DEQUANT, "NF4 dequantization", (codes + bf16) / bw * shown,
-                "2 passes x (%s NF4 read + %s BF16 written), %.0f%% hidden by the prefetch",
-                ft_plan_si(codes, "B", b1, sizeof b1), ft_plan_si(bf16, "B", b2, sizeof b2),
+        pl_part(p, FT_PLAN_T_DEQUANT, p->linear_dtype == FT_NF4 ? "NF4 dequantization" : "dequantization",
+                (codes + bf16) / bw * shown, "2 passes x (%s %s read + %s BF16 written), %.0f%% hidden by the prefetch",
+                ft_plan_si(codes, "B", b1, sizeof b1), ft_dtype_name(p->linear_dtype), ft_plan_si(bf16, "B", b2, sizeof b2),
                 100 * (1.0 - shown / 2.0));
     } else {
         pl_part(p, FT_PLAN_T_DEQUANT, "", 0, "%s", "");
@@ -211,7 +211,7 @@ void ft_plan_eval_time(ft_plan *p, const ft_recipe *r) {
     const double attn = p->flat ? gemm : (p->attn_cudnn ? v->attn_cudnn_tflops : v->attn_tflops) * 1e12;
     const double bw = v->mem_gbps * v->bw_eff * 1e9;
     const double fwd = 2.0 * (double)(p->n_blocks + p->n_head), a_fwd = 2.0 * (double)d->L * (double)(d->H * d->D);
-    const int nf4 = p->linear_dtype == FT_NF4 && bw > 0;
+    const int nf4 = (p->linear_dtype == FT_NF4 || ft_dtype_is_ggml(p->linear_dtype)) && bw > 0;
     const double codes = (double)p->line[FT_PLAN_LINEARS].bytes, bf16 = 2.0 * (double)p->n_blocks;
     if (has_valid) {
         double batches = p->valid_rows > 0 ? ceil(p->valid_rows / (double)p->B) : 0;

@@ -11,19 +11,31 @@
 #include <unistd.h>
 
 #include "kernels/fileio.h"
+#include "trainer/gguf_config.h"
 #include "trainer/recipe_impl.h"
 
 /* ---- files ------------------------------------------------------------------------------------ */
 
 static const char *rk_src(const ft_recipe *r) { return r->source && r->source[0] ? r->source : "recipe"; }
 
-/* kind: 'f' a readable file, 'd' a directory, 'c' config.json or a directory holding it. inside:
- * a file that must exist in the directory. */
+/* kind: 'f' a readable file, 'd' a directory, 'c' config.json or a directory holding it, 'm' a
+ * directory or a GGUF model file (which holds the config and the tokenizer). inside: a file that must
+ * exist in the directory. */
 static ft_status rk_need(const ft_recipe *r, const char *key, const char *path, int kind, const char *inside) {
     struct stat sb;
+    if (stat(path, &sb) != 0 && kind == 'm')
+        return FT_ERR(FT_E_IO, "%s: %s: '%s' not found (a model directory or a GGUF file)", rk_src(r), key, path);
     if (stat(path, &sb) != 0)
         return FT_ERR(FT_E_IO, "%s: %s: %s '%s' not found", rk_src(r), key, kind == 'd' ? "directory" : "file", path);
     int is_dir = S_ISDIR(sb.st_mode);
+    if (kind == 'm' && !is_dir) {
+        if (access(path, R_OK) != 0)
+            return FT_ERR(FT_E_IO, "%s: %s: cannot read '%s': %s", rk_src(r), key, path, strerror(errno));
+        if (!ft_is_gguf_file(path))
+            return FT_ERR(FT_E_IO, "%s: %s: '%s' is neither a directory nor a GGUF file", rk_src(r), key, path);
+        return FT_OK;
+    }
+    if (kind == 'm') kind = 'd';
     if (kind == 'd' && !is_dir) return FT_ERR(FT_E_IO, "%s: %s: '%s' is not a directory", rk_src(r), key, path);
     if (kind == 'f' && is_dir) return FT_ERR(FT_E_IO, "%s: %s: '%s' is a directory, not a file", rk_src(r), key, path);
     if (kind == 'f' && !S_ISREG(sb.st_mode)) /* a pipe would hang the second read, or feed it nothing */
@@ -44,13 +56,13 @@ static ft_status rk_need(const ft_recipe *r, const char *key, const char *path, 
 
 ft_status ft_recipe_check_files(const ft_recipe *r) {
     if (!r->model.path[0]) return FT_ERR(FT_E_ARG, "%s: model.path: required (the Hugging Face model directory)", rk_src(r));
-    FT_TRY(rk_need(r, "model.path", r->model.path, 'd', "config.json"));
+    FT_TRY(rk_need(r, "model.path", r->model.path, 'm', "config.json"));
     if (r->model.config[0]) FT_TRY(rk_need(r, "model.config", r->model.config, 'c', "config.json"));
     if (r->data.n_train == 0) return FT_ERR(FT_E_ARG, "%s: data.train: required (a JSONL file or a list of them)", rk_src(r));
     for (int i = 0; i < r->data.n_train; i++) FT_TRY(rk_need(r, "data.train", r->data.train[i], 'f', NULL));
     for (int i = 0; i < r->data.n_valid; i++) FT_TRY(rk_need(r, "data.valid", r->data.valid[i], 'f', NULL));
-    if (r->data.tokenizer[0]) FT_TRY(rk_need(r, "data.tokenizer", r->data.tokenizer, 'd', "tokenizer.json"));
-    else FT_TRY(rk_need(r, "model.path (the tokenizer; or set data.tokenizer)", r->model.path, 'd', "tokenizer.json"));
+    if (r->data.tokenizer[0]) FT_TRY(rk_need(r, "data.tokenizer", r->data.tokenizer, 'm', "tokenizer.json"));
+    else FT_TRY(rk_need(r, "model.path (the tokenizer; or set data.tokenizer)", r->model.path, 'm', "tokenizer.json"));
     if (r->lora.init[0]) FT_TRY(rk_need(r, "lora.init", r->lora.init, 'f', NULL));
     struct stat sb;
     if (stat(r->output_dir, &sb) == 0 && !S_ISDIR(sb.st_mode))

@@ -21,13 +21,14 @@
 
 const rk ft_recipe_keys[] = {
     {.key = "model.path", .type = RK_PATH, .off = F(model.path), .def = "", .flags = RK_REQUIRED,
-     .help = "Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json)"},
+     .help = "Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json), or a llama.cpp GGUF model "
+             "file (llama, qwen2, qwen3): its quantized linears are trained on as stored, never requantized"},
     {.key = "model.config", .type = RK_PATH, .off = F(model.config), .def = "",
      .help = "config.json (or a directory holding one) for `ftune plan` when model.path is not on this machine; "
              "default: model.path/config.json"},
     {.key = "model.quant", .type = RK_ENUM, .off = F(model.quant), .def = "nf4", .choices = "nf4|bf16|none",
      .help = "storage of the frozen linear weights: nf4 (QLoRA) or the checkpoint's 16-bit width (bf16 and none "
-             "are synonyms)"},
+             "are synonyms); a GGUF base's quantized linears keep their own type either way"},
     {.key = "model.arch", .type = RK_STR, .off = F(model.arch), .def = "",
      .help = "optional check: config.json architectures[0] (LlamaForCausalLM) or model_type (llama) must match; "
              "`MistralForCausalLM` also matches Mistral Small 3.1/3.2 (`Mistral3ForConditionalGeneration`, whose text "
@@ -59,7 +60,7 @@ const rk ft_recipe_keys[] = {
     {.key = "data.valid", .type = RK_PATHS, LIST(data.valid, data.n_valid, FT_RECIPE_MAX_FILES), .def = "",
      .help = "validation files (default: none, or data.val_fraction of data.train)"},
     {.key = "data.tokenizer", .type = RK_PATH, .off = F(data.tokenizer), .def = "",
-     .help = "directory holding tokenizer.json (default: model.path)"},
+     .help = "directory holding tokenizer.json, or a GGUF model file (default: model.path)"},
     {.key = "data.format", .type = RK_ENUM, .off = F(data.format), .def = "auto",
      .choices = "auto|text|alpaca|prompt-completion|chat",
      .aliases = "prompt_completion=prompt-completion|completion=prompt-completion|messages=chat|sharegpt=chat",
@@ -172,8 +173,11 @@ const rk ft_recipe_keys[] = {
     {.key = "export.formats", .type = RK_ENUMS, .off = F(exports.formats), .def = "peft", .choices = "peft|gguf",
      .help = "adapter files written at the end: PEFT safetensors, llama.cpp LoRA GGUF, or both"},
     {.key = "export.merged", .type = RK_ENUM, .off = F(exports.merged), .def = "",
-     .choices = "|f16|bf16|q8_0|q4_0|q4_k_m", .aliases = "none=",
-     .help = "also write the base model merged with the adapter as a GGUF of this type (empty = no)"},
+     .choices = "|base|base-f16|f16|bf16|q8_0|q4_0|q4_k_m", .aliases = "none=",
+     .help = "also write the base model merged with the adapter as a GGUF of this type (empty = no); base: as the "
+             "base (a GGUF base's tensors copied in their own types, the merged ones re-encoded to theirs; a Hugging "
+             "Face base's own 16-bit type), base-f16: a GGUF base's tensors as they are with the merged ones F16 "
+             "(llama-export-lora's output: no requantization loss)"},
     {.key = "export.from", .type = RK_ENUM, .off = F(exports.from), .def = "last", .choices = "last|best",
      .help = "the adapter the formats and the merged model are made from: the last step's (final/) or the lowest "
              "validation loss's (best/, needs validation data and eval.keep_best); written beside it"},

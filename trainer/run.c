@@ -252,7 +252,7 @@ static ft_status ft_run_build_model(ft_run_state *R) {
      * out of memory anywhere (loading, LoRA, optimizer state, the first step's activations) says
      * what the plan predicted and which knob to turn. */
     FT_TRY(ft_calloc((void **)&R->plan, sizeof *R->plan, "run plan"));
-    FT_TRY(ft_plan_for_backend(R->plan, NULL, r, R->be, 0.0));
+    FT_TRY(ft_plan_for_backend(R->plan, NULL, r, R->be, NULL));
     ft_run_plan_note(R->plan);
     FT_TRY(ft_run_check_disk(R));
     lo.model.keep_layers = R->plan->keep_layers; /* the recipe's, or what `max` found room for */

@@ -12,6 +12,7 @@
 #include "kernels/mem.h"
 #include "kernels/weight.h"
 #include "trainer/dataset.h"
+#include "trainer/loader.h"
 
 #define FT_UNTRAINED_EPS 1e-16f /* Unsloth's: the largest element, not the largest magnitude */
 
@@ -134,7 +135,7 @@ ft_status ft_untrained_check(ft_backend *be, ft_model *m, const ft_dataset *ds, 
     for (int64_t v = 0; v < V && ns < 64; v++)
         if ((flags[v] & FT_UNTRAINED_LM_HEAD) && ft_dataset_is_stop(ds, (int32_t)v)) ft_untrained_add(stop, &ns, (int32_t)v);
     if (nr + ns == 0) goto done;
-    if (ft_tok_load(&tok, tok_dir) != FT_OK) { /* the names are a courtesy: the ids still say it */
+    if (ft_model_tokenizer(&tok, tok_dir) != FT_OK) { /* the names are a courtesy: the ids still say it */
         ft_error_clear();
         tok = NULL;
     }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/ggml_quants.h"
 #include "kernels/mem.h"
 
 enum { FT_CPU_ALIGN = 64 };
@@ -110,7 +111,16 @@ void ft_cpu_weight_f32(const ft_weight *w, int64_t start, int64_t count, float *
     case FT_F16:
     case FT_BF16: ft_to_f32(dst, (const uint16_t *)w->data + start, w->dtype, count); break;
     case FT_NF4: ft_nf4_dequantize_range(&w->nf4, start, count, dst); break;
-    default: FT_ASSERT(0 && "weight dtype");
+    default: {
+        /* a ggml block weight: the ops ask for whole rows (a row is whole blocks, ft_weight_alloc),
+         * so the range starts and ends on block boundaries */
+        FT_ASSERT(ft_dtype_is_ggml(w->dtype) && "weight dtype");
+        const int64_t blk = ft_dtype_block_elems(w->dtype);
+        FT_ASSERT(start % blk == 0 && count % blk == 0);
+        const int rc = ft_ggml_dequantize_row(ft_dtype_ggml_type(w->dtype),
+                                              (const uint8_t *)w->data + ft_dtype_nbytes(w->dtype, start), dst, count);
+        FT_ASSERT(rc == 0);
+    }
     }
 }
 

@@ -30,7 +30,8 @@ static inline int ft_cpu_threads_for(const ft_backend *be, int64_t work) {
     return work < FT_CPU_PAR_MIN ? 1 : ft_cpu_threads(be);
 }
 
-/* Elements [start, start + count) of a weight of any dtype (NF4 dequantized) as f32 in dst[count]. */
+/* Elements [start, start + count) of a weight of any dtype (NF4 and ggml blocks dequantized) as f32 in
+ * dst[count]; for a ggml block weight start and count are whole blocks (whole rows, as the ops ask). */
 void ft_cpu_weight_f32(const ft_weight *w, int64_t start, int64_t count, float *dst);
 /* A whole 1-D weight (norm weight, bias) as a malloc'd f32 copy (ft_free it). */
 ft_status ft_cpu_weight_vec(const ft_weight *w, float **out);

@@ -122,7 +122,10 @@ __device__ __forceinline__ float ft_block_max(float v, float *sh) {
 
 /* ---- frozen weights ------------------------------------------------------------------------ */
 /* A weight as kernels read it. For NF4, `tables` is the backend's device copy of
- * ft_nf4_levels[16] followed by ft_nf4_dynmap[256]. */
+ * ft_nf4_levels[16] followed by ft_nf4_dynmap[256]. The ggml block types (a GGUF base) are never
+ * read through a view element by element: ft_weight_at would take them for NF4; their kernels
+ * decode whole groups of their bytes (ggml_dequant.cuh), and every op entry that builds a view
+ * either routes them there or refuses them. */
 typedef struct ft_cu_wview {
     int dtype;               /* ft_dtype: FT_F32, FT_F16, FT_BF16 or FT_NF4 */
     const void *data;        /* F32/F16/BF16 elements */

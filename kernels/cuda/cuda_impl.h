@@ -35,7 +35,7 @@ extern "C" {
 
 /* Scratch slots: an op may hold several slots at once, never the same slot twice. */
 enum {
-    FT_SCR_WEIGHT = 0, /* BF16 copy of a frozen weight (dequantized NF4 / converted F32, F16) */
+    FT_SCR_WEIGHT = 0, /* BF16 copy of a frozen weight (dequantized NF4 or ggml blocks / converted F32, F16) */
     FT_SCR_BIAS,       /* BF16 bias */
     FT_SCR_LORA_A,     /* BF16 copy of A [R,in] */
     FT_SCR_LORA_B,     /* BF16 copy of B [out,R] */
@@ -190,7 +190,8 @@ const void *ft_cuda_wcache_key(const ft_weight *w);
  * cache is off or too small. Call ft_cuda_wcache_used after the product is enqueued. */
 ft_status ft_cuda_wcache_get(ft_backend_cuda *b, const ft_weight *w, void **out, int *filled);
 ft_status ft_cuda_wcache_used(ft_backend_cuda *b);
-/* Dequantizes NF4 weight w into the ring on the prefetch stream (no-op when cached or off). */
+/* Dequantizes NF4 or ggml weight w into the ring on the prefetch stream (no-op when cached, off, or
+ * w is not quantized). */
 ft_status ft_cuda_wcache_prefetch(ft_backend_cuda *b, const ft_weight *w);
 /* Drops the entries whose weight data lies in [ptr, ptr + bytes) (memory written or freed). */
 ft_status ft_cuda_wcache_forget(ft_backend_cuda *b, const void *ptr, int64_t bytes);
@@ -205,7 +206,7 @@ ft_status ft_cuda_nf4_finish(ft_backend *be, ft_weight *w, const float *absmax, 
 
 /* ---- shared by several op files -------------------------------------------------------------- */
 /* A BF16 copy of any float weight, or the weight itself when it is BF16 already (no copy).
- * NF4 is dequantized. Uses `slot`. out[numel] BF16 in device memory. */
+ * NF4 and the ggml block types are dequantized. Uses `slot`. out[numel] BF16 in device memory. */
 ft_status ft_cuda_weight_bf16(ft_backend *be, const ft_weight *w, int slot, const void **out);
 /* dst[n] (BF16) = src[n] (F32), for the LoRA casts. */
 ft_status ft_cuda_f32_to_bf16(ft_backend *be, void *dst, const float *src, int64_t n);
@@ -229,6 +230,9 @@ ft_status ft_cuda_linear(ft_backend *be, void *y, const void *x, const ft_weight
  * directly (gemv.cu); ft_cuda_linear's values. */
 ft_status ft_cuda_nf4_gemv(ft_backend *be, void *y, const void *x, const ft_weight *W, const ft_weight *bias,
                            int64_t N, int accumulate);
+/* The same for a ggml block-quantized W, reading its blocks directly (gemv.cu). */
+ft_status ft_cuda_ggml_gemv(ft_backend *be, void *y, const void *x, const ft_weight *W, const ft_weight *bias,
+                            int64_t N, int accumulate);
 ft_status ft_cuda_linear_bwd_x(ft_backend *be, void *dx, const void *dy, const ft_weight *W, int64_t N,
                                int accumulate);
 ft_status ft_cuda_lora_fwd(ft_backend *be, void *y, void *t, const void *x, ft_lora_drop drop, const float *A,
@@ -284,6 +288,11 @@ ft_status ft_cuda_nf4_quantize(ft_backend *be, ft_weight *w, const void *src, ft
 ft_status ft_cuda_nf4_dequantize(ft_backend *be, void *out, const ft_weight *w);
 /* The same on stream s (the weight cache's prefetch). */
 ft_status ft_cuda_nf4_dequantize_on(ft_backend_cuda *b, void *out, const ft_weight *w, cudaStream_t s);
+/* out[numel] (BF16) = a ggml block-quantized weight (FT_Q4_0 .. FT_Q6_K) decoded as ggml's
+ * dequantize_row_* on stream s (ggml_dequant.cu). */
+ft_status ft_cuda_ggml_dequantize_on(ft_backend_cuda *b, void *out, const ft_weight *w, cudaStream_t s);
+/* Either of the two above by w's dtype: every quantized frozen weight's BF16 copy goes through it. */
+ft_status ft_cuda_frozen_dequantize_on(ft_backend_cuda *b, void *out, const ft_weight *w, cudaStream_t s);
 ft_status ft_cuda_clip_factor(ft_backend *be, float *scalars, const float *sumsq, double max_norm);
 
 #endif

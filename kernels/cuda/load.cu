@@ -17,7 +17,10 @@
  * its absmax (the offset) and the nested quantization on the compute stream; the offset, a host
  * field of ft_nf4, is copied into a pinned array and written into the weight when the session ends
  * (ft_cuda_load_end: the next ft_backend_sync, or before any op dequantizes a weight). A weight
- * whose source already has its dtype is copied from the pinned buffers straight to its storage.
+ * whose source already has its dtype is copied from the pinned buffers straight to its storage; so is
+ * a ggml block-quantized weight (FT_Q4_0 .. FT_Q6_K: a GGUF base's bytes, chunked by bytes, since a
+ * block type has no element size), which can only be set from its own bytes: nothing quantizes to
+ * ggml's formats on the device.
  *
  * ft_cuda_weight_init generates mean + scale * (2u - 1), u = ft_uniform(seed, i), rounded to BF16
  * (kernels/weight.h; the same two float roundings as weight.c) into a device chunk and quantizes
@@ -238,6 +241,35 @@ static ft_status ft_load_chunk(ft_backend_cuda *b, const char *src, int64_t nbyt
     return FT_OK;
 }
 
+/* A ggml weight from its own bytes (src holds ft_dtype_nbytes(dtype, numel) of them): chunks of
+ * FT_LOAD_CHUNK_BYTES straight into its storage, as any same-dtype source. */
+static ft_status ft_load_ggml(ft_backend_cuda *b, ft_weight *w, const void *src, ft_dtype src_dtype) {
+    if (src_dtype != w->dtype)
+        return FT_ERR(FT_E_UNSUPPORTED,
+                      "cuda: a %s weight can only be set from %s blocks (got %s values): GGUF bytes are uploaded "
+                      "as they are, nothing quantizes to ggml's formats on the device", ft_dtype_name(w->dtype),
+                      ft_dtype_name(w->dtype), ft_dtype_name(src_dtype));
+    const int64_t total = ft_dtype_nbytes(w->dtype, ft_weight_numel(w));
+    if (total < 0 || w->cols % ft_dtype_block_elems(w->dtype) != 0)
+        return FT_ERR(FT_E_INTERNAL, "cuda: a %s weight of %lld x %lld: rows are not whole %lld-element blocks",
+                      ft_dtype_name(w->dtype), (long long)w->rows, (long long)w->cols,
+                      (long long)ft_dtype_block_elems(w->dtype));
+    FT_TRY(ft_load_begin(b));
+    ft_cuda_loader *L = b->loader;
+    L->tensors++;
+    /* the side stream writes memory the compute stream allocated (stream-ordered): after it */
+    FT_CUDA_TRY(cudaEventRecord(L->start, b->stream));
+    FT_CUDA_TRY(cudaStreamWaitEvent(b->side, L->start, 0));
+    const char *s8 = (const char *)src;
+    int slot = 0;
+    for (int64_t o = 0; o < total; o += FT_LOAD_CHUNK_BYTES) {
+        const int64_t len = total - o < FT_LOAD_CHUNK_BYTES ? total - o : FT_LOAD_CHUNK_BYTES;
+        FT_TRY(ft_load_chunk(b, s8 + o, len, (char *)w->data + o, &slot));
+    }
+    FT_CUDA_TRY(cudaStreamWaitEvent(b->stream, L->h2d[slot], 0)); /* the side stream is in order */
+    return FT_OK;
+}
+
 ft_status ft_cuda_weight_set(ft_backend *be, ft_weight *w, const void *src, ft_dtype src_dtype) {
     ft_backend_cuda *b = ft_cu(be);
     FT_TRY(ft_cuda_wcache_forget(b, ft_cuda_wcache_key(w), 1)); /* the weight's values change */
@@ -246,6 +278,7 @@ ft_status ft_cuda_weight_set(ft_backend *be, ft_weight *w, const void *src, ft_d
         w->nf4.offset = 0.0f;
         return FT_OK;
     }
+    if (ft_dtype_is_ggml(w->dtype)) return ft_load_ggml(b, w, src, src_dtype);
     if (w->dtype != FT_NF4 && w->dtype != FT_F32 && w->dtype != FT_F16 && w->dtype != FT_BF16)
         return FT_ERR(FT_E_UNSUPPORTED, "cuda: weights of dtype %s are not supported", ft_dtype_name(w->dtype));
     FT_TRY(ft_load_begin(b));
@@ -303,6 +336,9 @@ ft_status ft_cuda_weight_init(ft_backend *be, ft_weight *w, uint64_t seed, float
         w->nf4.offset = 0.0f;
         return FT_OK;
     }
+    if (ft_dtype_is_ggml(w->dtype))
+        return FT_ERR(FT_E_UNSUPPORTED, "cuda: random initialization of a %s weight: ggml blocks come from a GGUF "
+                      "file, they are never generated", ft_dtype_name(w->dtype));
     const unsigned cap = (unsigned)(64LL * b->sm_count);
     if (w->dtype == FT_F32 || w->dtype == FT_F16 || w->dtype == FT_BF16) {
         ft_k_init_uniform<<<ft_grid_1d(n, 256, cap), 256, 0, b->stream>>>(w->data, (int)w->dtype, n, 0, seed, mean,

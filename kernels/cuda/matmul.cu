@@ -5,10 +5,12 @@
  * is column-major, so a row-major [r,c] matrix is a column-major [c,r] one and every product is
  * written for the transposes, e.g. y^T[out,N] = W[out,in] . x^T[in,N] is "TN" with m=out, n=N, k=in.
  *
- * Frozen weights: a BF16 weight is used in place; NF4 is dequantized, and F32/F16 converted, into
- * one BF16 scratch buffer (FT_SCR_WEIGHT, reused by every call) right before its product, except
- * for products of at most FT_LINEAR_FEW_ROWS rows (decoding), which read the codes directly
- * (gemv.cu). A fused NF4-dequant GEMM can replace this where it measurably wins (docs/ops.md).
+ * Frozen weights: a BF16 weight is used in place; NF4 and the ggml block types of a GGUF base
+ * (FT_Q4_0 .. FT_Q6_K, ggml_dequant.cu) are dequantized, and F32/F16 converted, into one BF16
+ * scratch buffer (FT_SCR_WEIGHT, reused by every call) or the weight cache's ring right before
+ * their product, except for products of at most FT_LINEAR_FEW_ROWS rows (decoding), which read the
+ * codes or blocks directly (gemv.cu). A fused dequant GEMM can replace this where it measurably wins
+ * (docs/ops.md).
  * Bias: cuBLASLt's BIAS epilogue (bias converted to BF16, the dtype HF checkpoints store it in).
  * The LoRA products (lora.cu) go through ft_cuda_gemm too.
  *
@@ -274,9 +276,9 @@ ft_status ft_cuda_weight_bf16(ft_backend *be, const ft_weight *w, int slot, cons
     const int cached = buf != NULL; /* a cache entry claimed for this copy: valid once filled */
     if (!buf) FT_TRY(ft_cuda_scratch_get(be, slot, 2 * (n > 0 ? n : 1), &buf));
     ft_status st = FT_OK;
-    if (w->dtype == FT_NF4) {
+    if (w->dtype == FT_NF4 || ft_dtype_is_ggml(w->dtype)) {
         ft_cu(be)->wcache.n.on_compute++;
-        st = ft_cuda_nf4_dequantize(be, buf, w);
+        st = ft_cuda_frozen_dequantize_on(ft_cu(be), buf, w, ft_cu_stream(be));
     } else if (w->dtype == FT_F32 || w->dtype == FT_F16) {
         ft_k_weight_to_bf16<<<ft_grid_1d(n, 256, 8LL * ft_cu(be)->sm_count * 8), 256, 0, ft_cu_stream(be)>>>(
             (act_t *)buf, ft_cu_view(w, ft_cu(be)->nf4_tables), n);
@@ -307,9 +309,16 @@ ft_status ft_cuda_linear(ft_backend *be, void *y, const void *x, const ft_weight
                          int64_t N, int accumulate) {
     const int64_t out = W->rows, in = W->cols;
     if (N == 0 || out == 0) return FT_OK;
-    if (W->dtype == FT_NF4 && N <= FT_LINEAR_FEW_ROWS && !ft_cu(be)->gemv_off) { /* decoding: read the codes */
-        ft_backend_phase_note(be, FT_PHASE_GEMM);
-        return ft_cuda_nf4_gemv(be, y, x, W, bias, N, accumulate);
+    if (N <= FT_LINEAR_FEW_ROWS && !ft_cu(be)->gemv_off) { /* decoding: read the codes or blocks */
+        if (W->dtype == FT_NF4) {
+            ft_backend_phase_note(be, FT_PHASE_GEMM);
+            return ft_cuda_nf4_gemv(be, y, x, W, bias, N, accumulate);
+        }
+        /* a bias is read element by element there (ft_weight_at): a float one; GGUF biases are F32 */
+        if (ft_dtype_is_ggml(W->dtype) && (!bias || !ft_dtype_is_ggml(bias->dtype))) {
+            ft_backend_phase_note(be, FT_PHASE_GEMM);
+            return ft_cuda_ggml_gemv(be, y, x, W, bias, N, accumulate);
+        }
     }
     const void *w16 = NULL, *b16 = NULL;
     if (W->dtype != FT_BF16) ft_backend_phase_note(be, FT_PHASE_DEQUANT); /* timed apart from the product */

@@ -26,6 +26,12 @@
  * counts (ft_backend_dequant_counts: prefetched, waited for, on the compute stream, reused) let
  * `ftune bench` and tests/gpu/emu/ring.sh check that the two agree.
  *
+ * Weights quantized either way are cached alike: NF4 and the ggml block types of a GGUF base
+ * (ggml_dequant.cu) both become BF16 copies of numel * 2 bytes, whatever their stored size, so the
+ * ring's room (ft_weight_cache_bytes: numel * 2 per linear) and each entry's size depend on the
+ * element count only; the stored bytes matter only to ft_cuda_wcache_forget's ranges, which take
+ * the allocation's own size (release) or the written range (uploads, copies).
+ *
  * Entries are keyed by the weight's storage (NF4 codes or data pointer), element count and dtype.
  * Frozen weights do not change during training, but their memory can be freed and reused or
  * rewritten: release, uploads, copies and memsets into device memory, weight_set/weight_init and
@@ -186,8 +192,9 @@ ft_status ft_cuda_wcache_used(ft_backend_cuda *b) {
 
 ft_status ft_cuda_wcache_prefetch(ft_backend_cuda *b, const ft_weight *w) {
     ft_cuda_wcache *c = &b->wcache;
-    if (!c->ws || w->dtype != FT_NF4 || ft_weight_numel(w) == 0 || ft_wc_find(c, w) >= 0) return FT_OK;
-    FT_TRY(ft_cuda_load_settle(&b->base)); /* its codes and offset are complete */
+    const int quantized = w->dtype == FT_NF4 || ft_dtype_is_ggml(w->dtype); /* float weights: no copy worth it */
+    if (!c->ws || !quantized || ft_weight_numel(w) == 0 || ft_wc_find(c, w) >= 0) return FT_OK;
+    FT_TRY(ft_cuda_load_settle(&b->base)); /* its codes and offset (or blocks) are complete */
     /* the codes were written on the main stream (loading, quantization): the prefetch stream
      * reads them only after everything enqueued there so far */
     FT_CUDA_TRY(cudaEventRecord(c->main_mark, b->stream));
@@ -195,7 +202,7 @@ ft_status ft_cuda_wcache_prefetch(ft_backend_cuda *b, const ft_weight *w) {
     int i = -1;
     FT_TRY(ft_wc_put(b, w, c->ws, &i));
     if (i < 0) return FT_OK;
-    ft_status st = ft_cuda_nf4_dequantize_on(b, c->arena + c->e[i].off, w, c->ws);
+    ft_status st = ft_cuda_frozen_dequantize_on(b, c->arena + c->e[i].off, w, c->ws);
     if (st == FT_OK) st = ft_cuda_status(cudaEventRecord(c->ready[i], c->ws), "cudaEventRecord(ready)", __func__,
                                          __FILE__, __LINE__);
     if (st != FT_OK) { /* the entry was never written (or its end is not marked): it must not be hit */

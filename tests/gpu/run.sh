@@ -24,7 +24,8 @@
 #   bench     `ftune bench --check --peak` at seq 4096, micro-batch 1, 10 steps for the shapes in
 #             FT_BENCH_SHAPES (default: the three at 4096, llama-3-70b:512, the three +keep, llama-3-70b@1024;
 #             shape:seq entries at their own seq, shape+keep with the kept layers the plan offers,
-#             shape@N with rows packed with N-token documents): finite falling
+#             shape@N with rows packed with N-token documents, shape=q4_k with the linears in a ggml
+#             block type as a GGUF base keeps them): finite falling
 #             loss, peak memory within 10% of the plan (the `memory` column), tokens/s, F x tokens/s
 #             against the measured GEMM peak, time per phase
 #   peft      tests/gpu/peft.sh: the bench phase's runs again through transformers + PEFT +
@@ -484,6 +485,7 @@ for f in sys.argv[1:]:
         print("%s: %s" % (f, e)); continue
     tot = sum(r["phase_ms"].values()) or 1
     name = r["shape"] + ("@%d" % r["doc_len"] if r.get("doc_len") else "")  # @N: rows packed with N-token documents
+    name += "=" + r["linear_dtype"].lower() if r.get("linear_dtype", "NF4") != "NF4" else ""  # =q4_k: a GGUF base's linears
     dd, mt = r.get("dev_delta", 0), r.get("mem_plan_train", 0)  # what cudaMemGetInfo says the run took, against the plan
     dev = "%+5.1f%%" % (100 * (dd / mt - 1)) if dd > 0 and mt > 0 else "-"
     print("%-18s %6d %4d %6d %9.1f %9.1f %8.1f %7.1f %5.1f%% %6.1f%% %8.2f %8.2f %+5.1f%% %6s  %7.3f -> %7.3f %s" % (
@@ -507,10 +509,11 @@ if want bench && have_ftune bench; then
   mkdir -p "$build/bench"
   : >"$OUT/bench.log"
   for entry in ${FT_BENCH_SHAPES:-$bench_shapes_default}; do
-    shape="${entry%%[:+@]*}" seq="${FT_BENCH_SEQ:-4096}" keep=()
-    case "$entry" in *:*) seq="${entry#*:}" seq="${seq%%[+@]*}" ;; esac # shape:seq, e.g. llama-3-70b:512
+    shape="${entry%%[:+@=]*}" seq="${FT_BENCH_SEQ:-4096}" keep=()
+    case "$entry" in *:*) seq="${entry#*:}" seq="${seq%%[+@=]*}" ;; esac # shape:seq, e.g. llama-3-70b:512
     case "$entry" in *+keep) keep=(--keep-layers max --keep-attention) ;; esac # shape+keep: as ftune plan offers
     [[ "$entry" =~ @([0-9]+) ]] && keep+=(--doc-len "${BASH_REMATCH[1]}") # shape@N: rows packed with N-token documents
+    [[ "$entry" =~ =([a-z0-9_]+) ]] && keep+=(--quant "${BASH_REMATCH[1]}") # shape=q4_k: a GGUF base's block type
     rm -f "$build/bench/$entry.json"
     # shellcheck disable=SC2086
     "$ftune" bench --device cuda --shape "$shape" --seq "$seq" --micro-batch 1 \

@@ -14,6 +14,14 @@ by make_export_golden.py, each with a real tokenizer whose vocabulary matches):
      the type llama.cpp chose and an error (vs the F16 values) no worse than 1.05x of llama.cpp's;
   4. stories: llama.cpp's greedy tokens from our Q8_0 file equal those from the F16 file on the
      demo prompt.
+  5. GGUF bases (tests/fixtures/gguf_base: tiny models llama.cpp itself quantized, --gguf-bases): an
+     adapter trained by ftune on the base's own blocks, exported as a llama.cpp LoRA GGUF, and the
+     base merged with it (`ftune merge`, export/merge_gguf.c) --type f32, base-f16 and base. The
+     reference is llama.cpp running the base GGUF with --lora adapter.gguf; every tolerance comes from
+     a measured error (gguf_base_case): llama.cpp's own activation quantization on that base
+     (loss.json llamacpp_logits_rel_l2, committed) for the F32/F16 merges and for ftune's logits of
+     base + adapter, and llama.cpp's own quantizer re-encoding the very same merged weights to the
+     base's types (llama_model_quantize of our F32 merge) for --type base.
 Prints each comparison and ends with "N passed, N failed" (exit 1 on any failure).
 Needs: numpy, gguf, llama-cpp-python (scripts/setup-interop-venv.sh). No torch.
 """
@@ -183,11 +191,90 @@ def compare_quant(name, ours_path, f16_path, llama_path, label):
                          f"{worst:.4f} over {n} quantized tensors (<= 1.05)")
 
 
+GGUF_BASES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "gguf_base")
+LINEAR_RE = ("attn_q.weight", "attn_k.weight", "attn_v.weight", "attn_output.weight", "ffn_gate.weight",
+             "ffn_up.weight", "ffn_down.weight")
+FTYPES = {"LLAMA_FTYPE_MOSTLY_Q4_K_M": 15, "LLAMA_FTYPE_MOSTLY_Q3_K_M": 12, "LLAMA_FTYPE_MOSTLY_Q2_K": 10,
+          "LLAMA_FTYPE_MOSTLY_Q8_0": 7, "LLAMA_FTYPE_MOSTLY_Q4_0": 2}
+
+
+def rel_l2(x, ref):
+    return float(np.linalg.norm(x - ref) / np.linalg.norm(ref))
+
+
+def gguf_base_case(ft, case, work):
+    """Merging into a GGUF base, against llama.cpp's runtime LoRA on that base (see the module doc, 5)."""
+    from gguf import GGMLQuantizationType as Q
+    fx = os.path.join(GGUF_BASES, case)
+    base = os.path.join(fx, "model.gguf")
+    meta = json.load(open(os.path.join(fx, "loss.json")))
+    noise = meta["llamacpp_logits_rel_l2"]  # llama.cpp vs float math on this very base (8-bit activations)
+    seqs = [[int(t) for t in line.split()] for line in open(os.path.join(fx, "tokens.txt")) if line.strip()]
+    d = os.path.join(work, "gguf-" + case)
+    ad = os.path.join(d, "adapter")
+    os.makedirs(ad, exist_ok=True)
+    p = lambda s: os.path.join(d, s)  # noqa: E731
+    # an adapter trained on the base's own blocks: 5 steps at a high rate, so that the delta is large
+    # (the loss falls from ~6.3 to ~2.4) and a wrong q/k row order or scale could not hide
+    run([ft, "train", "--model", base, "--tokens", os.path.join(fx, "tokens.txt"), "--steps", "5", "--lr", "1e-2",
+         "--lora-r", "8", "--lora-alpha", "16", "--save", os.path.join(ad, "adapter_model.safetensors"),
+         "--device", "cpu", "--threads", "2"])
+    with open(os.path.join(ad, "adapter_config.json"), "w") as f:
+        json.dump({"peft_type": "LORA", "r": 8, "lora_alpha": 16, "base_model_name_or_path": base,
+                   "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}, f)
+    run([ft, "export", ad, "--format", "gguf", "--type", "f32", "--base", base, "--out", p("adapter.gguf")])
+    for k in ("f32", "base-f16", "base"):
+        run([ft, "merge", "--base", base, "--adapter", ad, "--out", p(f"merged-{k}.gguf"), "--type", k])
+    # llama.cpp's own re-encoding of the same merged weights: its quantizer on our F32 merge with the
+    # base's ftype (the fixture's mix came from that quantizer, so it picks the base's types wherever
+    # ftune can encode them; where it cannot (Q2_K/Q3_K), ours has more bits)
+    llama_quantize(p("merged-f32.gguf"), p("llama-requant.gguf"), FTYPES[meta["ftype"]])
+
+    def logits(model, lora=None):
+        return np.stack([llama_logits(model, s, lora=lora) for s in seqs])
+
+    ref = logits(base, lora=p("adapter.gguf"))
+    lb = logits(base)
+    moved = rel_l2(lb, ref)
+    r = {k: rel_l2(logits(p(f"merged-{k}.gguf")), ref) for k in ("f32", "base-f16", "base")}
+    r_llama = rel_l2(logits(p("llama-requant.gguf")), ref)
+    tol = 1.5 * noise
+    check(r["f32"] <= tol, f"{case}: llama.cpp on our F32 merge vs llama.cpp on the base + --lora adapter.gguf: rel "
+                           f"{r['f32']:.3e} (<= 1.5 x {noise:.3e}, llama.cpp's 8-bit activation error on this base, "
+                           f"loss.json; the adapter moves the logits by {moved:.3e})")
+    check(r["base-f16"] <= tol, f"{case}: --type base-f16 merge (untouched tensors copied, merged ones F16) vs base + "
+                                f"--lora: rel {r['base-f16']:.3e} (<= {tol:.3e})")
+    check(r["base"] <= 1.25 * r_llama, f"{case}: --type base merge (merged tensors re-encoded to the base's types) vs "
+                                       f"base + --lora: rel {r['base']:.3e}; llama.cpp's quantizer re-encoding the same "
+                                       f"merged weights: {r_llama:.3e} (ours <= 1.25x)")
+    # the same in weight space: each merged tensor's error against the exact merged values (our F32 merge)
+    exact, ours, theirs = read_tensors(p("merged-f32.gguf")), read_tensors(p("merged-base.gguf")), \
+        read_tensors(p("llama-requant.gguf"))
+    worst, n, base_t = 0.0, 0, read_tensors(base)
+    for name, (_, ev) in exact.items():
+        if not name.endswith(LINEAR_RE):
+            continue
+        eo, el = np.linalg.norm(ours[name][1] - ev), np.linalg.norm(theirs[name][1] - ev)
+        worst, n = max(worst, eo / el if el > 0 else (0.0 if eo == 0 else float("inf"))), n + 1
+    kinds = sorted({f"{Q(base_t[k][0]).name}->{Q(ours[k][0]).name}" for k in exact if k.endswith(LINEAR_RE)})
+    check(worst <= 1.05, f"{case}: per merged tensor, error of our re-encoding / llama.cpp's quantizer's on the same "
+                         f"merged values: worst {worst:.4f} over {n} tensors ({', '.join(kinds)}) (<= 1.05)")
+    # ftune's own logits of the base + adapter (the model as trained) against llama.cpp's with the adapter
+    run([ft, "eval", "--model", base, "--adapter", ad, "--tokens", os.path.join(fx, "tokens.txt"), "--dump-logits",
+         p("ftune.bin"), "--device", "cpu"])
+    ours_l = np.fromfile(p("ftune.bin"), np.float32).reshape(ref.shape)
+    rf = rel_l2(ours_l, ref)
+    check(rf <= tol, f"{case}: ftune eval --model base.gguf --adapter vs llama.cpp base + --lora adapter.gguf: rel "
+                     f"{rf:.3e} (<= {tol:.3e})")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ftune", required=True)
     ap.add_argument("--work", default=None)
     ap.add_argument("--models", default="stories,llama3,mistral,qwen2,qwen3")
+    ap.add_argument("--gguf-bases", default="llama_q4_k_m,qwen3_q3_k_m",
+                    help="tests/fixtures/gguf_base cases merged into their own types (empty: none)")
     a = ap.parse_args()
     import llama_cpp
     print("llama-cpp-python", llama_cpp.__version__, flush=True)
@@ -209,7 +296,7 @@ def main():
     work = a.work or tempfile.mkdtemp(prefix="ftune-interop-")
     ft = a.ftune
     t0 = time.time()
-    for name in a.models.split(","):
+    for name in [m for m in a.models.split(",") if m]:
         t1 = time.time()
         d = os.path.join(work, name)
         os.makedirs(d, exist_ok=True)
@@ -266,6 +353,10 @@ def main():
         print(f"     {name}: {time.time() - t1:.1f}s", flush=True)
         if name == "llama3":
             tekken_check(ft, os.path.join(d, "base"), os.path.join(work, "tekken"))
+    for case in [c for c in a.gguf_bases.split(",") if c]:
+        t1 = time.time()
+        gguf_base_case(ft, case, work)
+        print(f"     gguf base {case}: {time.time() - t1:.1f}s", flush=True)
     print(f"interop total {time.time() - t0:.1f}s")
     print(f"{PASS} passed, {FAIL} failed")
     return 1 if FAIL else 0

@@ -8,9 +8,12 @@
  *
  * Models: Llama-3-70B, Qwen3-32B, Mistral-Small-24B (C, F, H, Hkv, D 128, V). Token counts:
  * B 1 x T 52000 (the longest sequence trained), B 16 x T 4096 and B 32 x T 4096 (N = 131072).
- * LoRA ranks 8..256 with and without dropout; attention plain and packed, through every kernel
- * family the backend picks from (FT_CUDA_ATTN = default mma, wmma, simt, mma32) and FT_CUDA_LORA /
- * FT_CUDA_GEMM variants; run once with FT_EMU_SMEM_KIB=99 for GB10 (run.sh does both).
+ * Llama-3-70B's down_proj (28672 x 8192) also as a GGUF base stores it, Q4_K and Q6_K (dequantized
+ * for the products and into the weight cache's ring, read directly by the decoding products), and
+ * each model's token embedding as Q6_K. LoRA ranks 8..256 with and without dropout; attention plain
+ * and packed, through every kernel family the backend picks from (FT_CUDA_ATTN = default mma, wmma,
+ * simt, mma32) and FT_CUDA_LORA / FT_CUDA_GEMM variants; run once with FT_EMU_SMEM_KIB=99 for GB10
+ * (run.sh does both).
  * Exit 0 when every op returned FT_OK (a refused launch makes its op fail with the CUDA error). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,11 +67,14 @@ static void lc_check(ft_status st, const char *what, const char *m, int64_t B, i
 }
 #define LC(call, what) lc_check((call), what, M->name, B, T)
 
-static void lc_linear(const lc_model *M, int64_t B, int64_t T, int64_t in, int64_t out, const char *what) {
+/* The product and its backward with a frozen weight of dtype dt (NF4, or a GGUF base's ggml blocks);
+ * with `ring`, once more through the weight cache with the weight prefetched into it (wcache.cu). */
+static void lc_linear_dt(const lc_model *M, int64_t B, int64_t T, int64_t in, int64_t out, const char *what,
+                         ft_dtype dt, int ring) {
     const int64_t N = B * T;
     ft_weight W;
     memset(&W, 0, sizeof W);
-    if (ft_weight_alloc(lc_be, &W, FT_NF4, out, in, what) != FT_OK) {
+    if (ft_weight_alloc(lc_be, &W, dt, out, in, what) != FT_OK) {
         printf("FAIL %s %s: weight: %s\n", M->name, what, ft_error_msg());
         lc_fail++;
         return;
@@ -77,7 +83,18 @@ static void lc_linear(const lc_model *M, int64_t B, int64_t T, int64_t in, int64
     LC(ft_op_linear(lc_be, y, x, &W, NULL, N, 1), what);
     x = lc_alloc(2 * N * in), y = lc_alloc(2 * N * out);
     LC(ft_op_linear_bwd_x(lc_be, x, y, &W, N, 1), what);
+    if (ring) {
+        const int64_t numel[1] = {in * out};
+        LC(ft_backend_weight_cache(lc_be, ft_weight_cache_bytes(numel, 1)), "weight cache");
+        LC(ft_backend_weight_prefetch(lc_be, &W), "weight prefetch");
+        x = lc_alloc(2 * N * in), y = lc_alloc(2 * N * out);
+        LC(ft_op_linear(lc_be, y, x, &W, NULL, N, 1), what);
+        LC(ft_backend_weight_cache(lc_be, 0), "weight cache");
+    }
     ft_weight_release(lc_be, &W);
+}
+static void lc_linear(const lc_model *M, int64_t B, int64_t T, int64_t in, int64_t out, const char *what) {
+    lc_linear_dt(M, B, T, in, out, what, FT_NF4, 0);
 }
 
 static void lc_lora(const lc_model *M, int64_t B, int64_t T, int64_t in, int64_t out) {
@@ -119,11 +136,11 @@ static void lc_model_run(const lc_model *M, int64_t B, int64_t T, int attention_
     const int64_t N = B * T, C = M->C, F = M->F, H = M->H, D = M->D, V = M->V;
     lc_attention(M, B, T);
     if (attention_only) return;
-    { /* embedding: the whole table, BF16 and NF4 */
-        for (int nf4 = 0; nf4 < 2; nf4++) {
+    { /* embedding: the whole table, BF16, NF4 and (a GGUF base's token_embd) Q6_K */
+        for (int nf4 = 0; nf4 < 3; nf4++) {
             ft_weight E;
             memset(&E, 0, sizeof E);
-            if (ft_weight_alloc(lc_be, &E, nf4 ? FT_NF4 : FT_BF16, V, C, "embed") != FT_OK) {
+            if (ft_weight_alloc(lc_be, &E, nf4 == 2 ? FT_Q6_K : nf4 ? FT_NF4 : FT_BF16, V, C, "embed") != FT_OK) {
                 printf("FAIL %s embed table: %s\n", M->name, ft_error_msg());
                 lc_fail++;
                 continue;
@@ -131,7 +148,7 @@ static void lc_model_run(const lc_model *M, int64_t B, int64_t T, int attention_
             void *out = lc_alloc(2 * N * C);
             int32_t *ids = lc_alloc(4 * N);
             LC(ft_op_embed(lc_be, out, ids, &E, N), "embed");
-            if (nf4) { /* the largest NF4 tensors: quantize from BF16, dequantize */
+            if (nf4 == 1) { /* the largest NF4 tensors: quantize from BF16, dequantize */
                 void *src = lc_alloc(2 * V * C);
                 LC(ft_op_nf4_quantize(lc_be, &E, src, FT_BF16), "nf4_quantize");
                 src = lc_alloc(2 * V * C);
@@ -168,6 +185,10 @@ static void lc_model_run(const lc_model *M, int64_t B, int64_t T, int attention_
     lc_linear(M, B, T, C, M->Hkv * D, "k_proj");
     lc_linear(M, B, T, C, F, "gate_proj");
     lc_linear(M, B, T, F, C, "down_proj");
+    if (M == &lc_models[0]) { /* a GGUF base: Llama-3-70B's down_proj as Q4_K_M files store it (Q4_K, Q6_K) */
+        lc_linear_dt(M, B, T, F, C, "down_proj Q4_K", FT_Q4_K, 1);
+        lc_linear_dt(M, B, T, F, C, "down_proj Q6_K", FT_Q6_K, 1);
+    }
     lc_lora(M, B, T, C, F);
     lc_lora(M, B, T, F, C);
     /* decoding: 1 and FT_LINEAR_FEW_ROWS new tokens against N cached keys (attention_kv), and the
@@ -179,6 +200,10 @@ static void lc_model_run(const lc_model *M, int64_t B, int64_t T, int attention_
         LC(ft_op_attention_kv(lc_be, o, q, k, v, nq, N, H, Hkv, D, 0.088f), "attention_kv");
         lc_linear(M, 1, nq, C, H * D, "q_proj (decoding)");
         lc_linear(M, 1, nq, F, C, "down_proj (decoding)");
+        if (M == &lc_models[0]) { /* the ggml blocks read directly (gemv.cu) */
+            lc_linear_dt(M, 1, nq, F, C, "down_proj Q4_K (decoding)", FT_Q4_K, 0);
+            lc_linear_dt(M, 1, nq, F, C, "down_proj Q6_K (decoding)", FT_Q6_K, 0);
+        }
     }
     { /* the MLP's elementwise ops over [N, F], the residual's over [N, C] */
         const int64_t n = N * F;

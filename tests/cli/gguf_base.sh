@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# A GGUF model file as the base of every command (model.path / --model / --tokenizer: FILE.gguf), on
+# the tiny bases llama.cpp quantized in tests/fixtures/gguf_base (tests/ref/make_gguf_base_golden.py):
+#   - `ftune eval --model X.gguf` gives transformers' logits on gguf-py's decoding of the same blocks;
+#   - the GGUF's vocabulary tokenizes as the tokenizer.json it was made from (`tokenize --tokenizer`);
+#   - `ftune plan` counts the linears as stored (mixed Q4_K/Q6_K bytes, not NF4's);
+#   - a recipe run trains on it (loss falls), keeps the linears' types, exports the adapter (llama.cpp
+#     GGUF + PEFT naming the .gguf as its base), and `eval --adapter` / `generate` use it;
+#   - bad GGUF files get one line naming the file, never a crash.
+# usage: gguf_base.sh FTUNE SRC_DIR
+set -u
+ftune=$(realpath "$1"); src=$(realpath "$2")
+fx="$src/tests/fixtures/gguf_base"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+pass=0; fail=0
+ok()  { pass=$((pass+1)); echo "ok   $*"; }
+bad() { fail=$((fail+1)); echo "FAIL $*"; }
+source "$src/tests/cli/lib/compare.sh" # relerr, le
+
+for c in llama_q4_k_m qwen3_q3_k_m; do
+  "$ftune" eval --model "$fx/$c/model.gguf" --tokens "$fx/$c/tokens.txt" --dump-logits "$tmp/$c.bin" --device cpu \
+    >/dev/null 2>"$tmp/$c.err" || bad "$c: eval failed: $(cat "$tmp/$c.err")"
+  e=$(relerr "$tmp/$c.bin" "$fx/$c/logits.bin")
+  le "$e" 1e-5 && ok "$c: eval --model X.gguf vs transformers on gguf-py's decoding: rel err $e" || bad "$c: rel err $e"
+done
+
+# the vocabulary in the GGUF tokenizes as the tokenizer.json it came from
+text='Once upon a time, 42 robots sang to the gulls!  The end.'
+a=$(printf '%s' "$text" | "$ftune" tokenize --tokenizer "$fx/llama_q4_k_m" 2>&1)
+b=$(printf '%s' "$text" | "$ftune" tokenize --tokenizer "$fx/llama_q4_k_m/model.gguf" 2>&1)
+[ -n "$a" ] && [ "$a" = "$b" ] && ok "tokenize --tokenizer X.gguf equals tokenizer.json: $b" || bad "tokenize: json '$a' vs gguf '$b'"
+d=$(printf '%s' "$b" | "$ftune" tokenize --tokenizer "$fx/llama_q4_k_m/model.gguf" --decode 2>&1)
+[ "$d" = "$text" ] && ok "decode round trip" || bad "decode: '$d'"
+
+# a recipe on the Q4_K_M base
+cat >"$tmp/r.yaml" <<EOF
+model: {path: $fx/llama_q4_k_m/model.gguf, quant: nf4, device: cpu, threads: 2}
+lora: {r: 8, alpha: 16, targets: all}
+data: {train: $src/recipes/data/stories-train.jsonl, valid: $src/recipes/data/stories-valid.jsonl, format: text, seq_len: 64}
+training: {micro_batch: 4, grad_accum: 1, steps: 12, lr: 3e-3, warmup: 0}
+eval: {every_steps: 12, max_batches: 2, prompts: ["Once upon a time"], max_new_tokens: 8}
+checkpoint: {every_steps: 6}
+export: {formats: [peft, gguf]}
+output_dir: $tmp/run
+EOF
+"$ftune" plan "$tmp/r.yaml" >"$tmp/plan.txt" 2>&1 || bad "plan failed: $(cat "$tmp/plan.txt")"
+grep -q 'frozen linear weights *Q4_K mostly (GGUF, as stored), 4\.[0-9]* bits/param' "$tmp/plan.txt" \
+  && ok "plan: the linears as stored ($(grep 'frozen linear' "$tmp/plan.txt" | tr -s ' '))" \
+  || bad "plan: $(grep 'frozen linear' "$tmp/plan.txt")"
+"$ftune" train "$tmp/r.yaml" >"$tmp/train.out" 2>"$tmp/train.err" || bad "train failed: $(tail -3 "$tmp/train.err")"
+grep -q 'frozen linears: Q4_K x 12, Q6_K x 2' "$tmp/train.err" && ok "the linears keep their types: Q4_K x 12, Q6_K x 2" \
+  || bad "linear types: $(grep 'frozen linears' "$tmp/train.err")"
+l1=$(grep -o 'step 1/12  loss [0-9.]*' "$tmp/train.err" | awk '{print $4}')
+l12=$(grep -o 'step 12/12  loss [0-9.]*' "$tmp/train.err" | awk '{print $4}')
+[ -n "$l1" ] && [ -n "$l12" ] && le "$l12" "$(awk -v a="$l1" 'BEGIN{print a - 0.5}')" \
+  && ok "loss falls on the GGUF base: $l1 -> $l12" || bad "loss $l1 -> $l12"
+[ -s "$tmp/run/final/adapter.gguf" ] && [ -s "$tmp/run/final/adapter_model.safetensors" ] \
+  && grep -q "\"base_model_name_or_path\":[[:space:]]*\"$fx/llama_q4_k_m/model.gguf\"" "$tmp/run/final/adapter_config.json" \
+  && ok "exports: adapter.gguf, PEFT naming the .gguf as its base" || bad "exports: $(ls "$tmp/run/final"); $(grep base_model "$tmp/run/final/adapter_config.json")"
+"$ftune" eval --model "$fx/llama_q4_k_m/model.gguf" --tokens "$fx/llama_q4_k_m/tokens.txt" --adapter "$tmp/run/final" \
+  --dump-logits "$tmp/ad.bin" --device cpu >/dev/null 2>"$tmp/ad.err" || bad "eval --adapter failed: $(cat "$tmp/ad.err")"
+e=$(relerr "$tmp/ad.bin" "$fx/llama_q4_k_m/logits.bin")
+le 1e-3 "$e" && ok "eval --adapter on the GGUF base moves the logits (rel $e from the base's)" || bad "adapter inert: $e"
+mkdir -p "$tmp/ol"; "$ftune" export "$tmp/run" --format gguf --ollama --out "$tmp/ol/adapter.gguf" >"$tmp/ol.out" 2>&1 || bad "export --ollama: $(cat "$tmp/ol.out")"
+grep -qx "FROM $fx/llama_q4_k_m/model.gguf" "$tmp/ol/Modelfile" && grep -qx 'PARAMETER stop "<|end_of_text|>"' "$tmp/ol/Modelfile" \
+  && ! grep -q warning "$tmp/ol.out" && ok "export --ollama: FROM the GGUF base itself, its eos as the stop" \
+  || bad "Modelfile: $(cat "$tmp/ol/Modelfile" "$tmp/ol.out")"
+g=$("$ftune" generate --model "$fx/llama_q4_k_m/model.gguf" --adapter "$tmp/run/final" --prompt "Once upon" -n 6 --text \
+  --device cpu 2>"$tmp/gen.err")
+[ $? -eq 0 ] && [ -n "$g" ] && ok "generate --model X.gguf --adapter: '$g'" || bad "generate: $(cat "$tmp/gen.err")"
+
+# bench on a random model with a GGUF base's block types: memory as planned, loss falling (--check)
+for q in q8_0 q4_k; do
+  sh=tiny; [ $q = q4_k ] && sh=tiny-d128 # K-quants need rows of 256
+  "$ftune" bench --shape $sh --steps 3 --seq 128 --quant $q --device cpu --threads 2 --check >"$tmp/bench.out" 2>&1 \
+    && grep -q "${q^^} linears" "$tmp/bench.out" && ok "bench --quant $q: $(grep -o 'peak memory.*' "$tmp/bench.out")" \
+    || bad "bench --quant $q: $(tail -3 "$tmp/bench.out")"
+done
+"$ftune" bench --shape tiny --steps 2 --quant q4_k --device cpu >/dev/null 2>"$tmp/bq.err"
+[ $? -eq 1 ] && grep -q 'not whole Q4_K blocks' "$tmp/bq.err" && ok "bench --quant q4_k on 128-wide rows: $(cat "$tmp/bq.err")" \
+  || bad "q4_k tiny: $(cat "$tmp/bq.err")"
+"$ftune" bench --quant iq4_xs --device cpu >/dev/null 2>"$tmp/bq.err"
+rc=$?; [ $rc -eq 2 ] && grep -q 'expected nf4, none' "$tmp/bq.err" && ok "bench --quant iq4_xs refused" || bad "iq4_xs: rc $rc, $(cat "$tmp/bq.err")"
+
+# bad files: one line naming the file, a non-zero exit, no crash
+head -c 4000 "$fx/llama_q4_k_m/model.gguf" >"$tmp/cut.gguf"
+"$ftune" eval --model "$tmp/cut.gguf" --tokens "$fx/llama_q4_k_m/tokens.txt" --device cpu >/dev/null 2>"$tmp/cut.err"
+rc=$?; [ $rc -eq 1 ] && grep -q "cut.gguf" "$tmp/cut.err" && [ "$(wc -l <"$tmp/cut.err")" -le 2 ] \
+  && ok "a truncated GGUF: $(head -1 "$tmp/cut.err")" || bad "truncated: rc $rc, $(cat "$tmp/cut.err")"
+LC_ALL=C sed 's/llama/gemma/g' "$fx/llama_q4_0/model.gguf" >"$tmp/gemma.gguf"
+"$ftune" plan "$tmp/r.yaml" --set model.path="$tmp/gemma.gguf" >/dev/null 2>"$tmp/gemma.err"
+rc=$?; [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q 'general.architecture "gemma" is not supported' "$tmp/gemma.err" \
+  && ok "another architecture: $(grep -o 'general.architecture.*' "$tmp/gemma.err")" || bad "gemma: rc $rc, $(cat "$tmp/gemma.err")"
+printf 'not a model' >"$tmp/x.bin"
+"$ftune" plan "$tmp/r.yaml" --set model.path="$tmp/x.bin" >/dev/null 2>"$tmp/x.err"
+rc=$?; [ $rc -ne 0 ] && grep -q "x.bin' is neither a directory nor a GGUF file" "$tmp/x.err" \
+  && ok "a file that is no GGUF: refused" || bad "x.bin: rc $rc, $(cat "$tmp/x.err")"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
