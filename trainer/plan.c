@@ -628,8 +628,14 @@ ft_status ft_plan_make(ft_plan *p, const ft_recipe *r, const ft_plan_opts *opts)
     FT_TRY(ft_cfg_load(&cfg, p->config_path));
     /* the family's own class names a vision-language checkpoint's text model too: a recipe for
      * MistralForCausalLM takes Mistral Small 3.1/3.2 (Mistral3ForConditionalGeneration) as it is */
+    /* and a GGUF file names only llama.cpp's architecture, "llama" for Mistral too: a recipe for
+     * MistralForCausalLM takes a Mistral GGUF */
+    ft_arch want;
+    const int gguf_same = ft_is_gguf_file(p->config_path) &&
+                          (ft_arch_from_hf(r->model.arch, &want) || ft_arch_from_model_type(r->model.arch, &want)) &&
+                          strcmp(ft_arch_get(want)->gguf_arch, ft_arch_get(cfg.arch)->gguf_arch) == 0;
     if (r->model.arch[0] && strcmp(r->model.arch, cfg.architecture) != 0 && strcmp(r->model.arch, cfg.model_type) != 0 &&
-        !(cfg.vlm && strcmp(r->model.arch, ft_arch_get(cfg.arch)->hf_architecture) == 0))
+        !(cfg.vlm && strcmp(r->model.arch, ft_arch_get(cfg.arch)->hf_architecture) == 0) && !gguf_same)
         return FT_ERR(FT_E_ARG, "%s: model.arch: recipe expects %s, %s is %s", r->source, r->model.arch,
                       p->config_path, cfg.architecture);
     return ft_plan_make_cfg(p, &cfg, r, opts);

@@ -69,6 +69,13 @@ g=$("$ftune" generate --model "$fx/llama_q4_k_m/model.gguf" --adapter "$tmp/run/
   --device cpu 2>"$tmp/gen.err")
 [ $? -eq 0 ] && [ -n "$g" ] && ok "generate --model X.gguf --adapter: '$g'" || bad "generate: $(cat "$tmp/gen.err")"
 
+# model.arch: a GGUF names llama.cpp's architecture only ("llama" for Mistral too)
+"$ftune" plan "$tmp/r.yaml" --set model.arch=MistralForCausalLM >/dev/null 2>&1 && ok "model.arch MistralForCausalLM takes a llama GGUF" \
+  || bad "model.arch Mistral on a llama GGUF refused"
+"$ftune" plan "$tmp/r.yaml" --set model.arch=Qwen3ForCausalLM >/dev/null 2>"$tmp/arch.err"
+[ $? -ne 0 ] && grep -q 'model.arch: recipe expects Qwen3ForCausalLM' "$tmp/arch.err" && ok "model.arch Qwen3 on a llama GGUF: refused" \
+  || bad "model.arch qwen3: $(cat "$tmp/arch.err")"
+
 # bench on a random model with a GGUF base's block types: memory as planned, loss falling (--check)
 for q in q8_0 q4_k; do
   sh=tiny; [ $q = q4_k ] && sh=tiny-d128 # K-quants need rows of 256
