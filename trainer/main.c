@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kernels/log.h"
 #include "kernels/status.h"
@@ -24,7 +25,7 @@ typedef struct {
 static const ft_command ft_commands[] = {
     {"eval", ft_cmd_eval, "loss and perplexity of a model on token-id sequences"},
     {"generate", ft_cmd_generate, "greedy or top-p sampling from a model"},
-    {"plan", ft_cmd_plan, "memory and time a recipe's run needs on a device (reads config.json only)"},
+    {"plan", ft_cmd_plan, "memory and time a recipe's run needs on a device (reads config.json or a GGUF's header only)"},
     {"data", ft_cmd_data, "tokenize a recipe's data into the shards a run reuses, with a summary"},
     {"train", ft_cmd_train, "train LoRA/QLoRA adapters"},
     {"export", ft_cmd_export, "convert an adapter to a llama.cpp LoRA GGUF (+ Ollama Modelfile) or PEFT"},
@@ -40,11 +41,34 @@ static void ft_usage(FILE *f) {
                "commands:\n");
     for (size_t i = 0; i < sizeof ft_commands / sizeof *ft_commands; i++)
         fprintf(f, "  %-10s %s\n", ft_commands[i].name, ft_commands[i].summary);
-    fprintf(f, "  %-10s %s\n", "tokenize", "encode or decode text with a tokenizer.json");
+    fprintf(f, "  %-10s %s\n", "tokenize", "encode or decode text with a tokenizer.json or a GGUF's vocabulary");
     fprintf(f, "\nRun 'ftune <command> --help' for the options of a command. 'ftune --version' prints the version.\n");
 }
 
+/* A file ftune maps (a safetensors shard, a GGUF model, a JSON-array dataset) that shrinks while it
+ * is read faults with SIGBUS (BUS_ADRERR) at the first page past its new end: one line and exit 1,
+ * as for any file failure, instead of a core dump. What a run has written stays whole (checkpoints
+ * and exports go to temporary names first). Any other SIGBUS ends the process as it would have. */
+static void ft_on_sigbus(int sig, siginfo_t *si, void *ctx) {
+    (void)ctx;
+    if (si && si->si_code == BUS_ADRERR) {
+        static const char msg[] = "ftune: error: a file ftune had mapped (a safetensors shard, a GGUF model or a JSON "
+                                  "dataset) shrank while it was being read (SIGBUS): was it replaced or truncated "
+                                  "meanwhile? Checkpoints are written whole: resume once the file is back\n";
+        ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+        (void)w;
+        _exit(1);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 int main(int argc, char **argv) {
+    struct sigaction bus;
+    memset(&bus, 0, sizeof bus);
+    bus.sa_sigaction = ft_on_sigbus;
+    bus.sa_flags = SA_SIGINFO;
+    sigaction(SIGBUS, &bus, NULL);
     if (argc < 2) {
         ft_usage(stderr);
         return 2;
