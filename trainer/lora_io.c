@@ -6,6 +6,7 @@
 
 #include "export/safetensors_write.h"
 #include "kernels/mem.h"
+#include "trainer/arch.h"
 #include "trainer/lora.h"
 #include "trainer/safetensors_read.h"
 
@@ -63,7 +64,18 @@ ft_status ft_lora_load(ft_lora *l, ft_backend *be, const char *path) {
         int64_t rows = want->shape[0], cols = want->shape[1];
         ft_st_tensor info;
         ft_dtype dt;
-        FT_CHECK_GOTO(st, ft_st_find(st_m, want->name, &info), done);
+        st = ft_st_find(st_m, want->name, &info);
+        if (st != FT_OK && l->cfg.vlm) { /* a vision-language text model's adapter as transformers < 4.52 named it */
+            static const char now[] = FT_PEFT_PREFIX "model.language_model.layers.",
+                              old[] = FT_PEFT_PREFIX "language_model.model.layers.";
+            char alt[FT_LORA_NAME_CAP];
+            _Static_assert(sizeof now == sizeof old, "the two layouts' prefixes have one length");
+            if (strncmp(want->name, now, sizeof now - 1) == 0) {
+                snprintf(alt, sizeof alt, "%s%s", old, want->name + sizeof now - 1);
+                if (ft_st_find(st_m, alt, &info) == FT_OK) ft_error_clear(), st = FT_OK;
+            }
+        }
+        if (st != FT_OK) goto done;
         FT_CHECK_GOTO(st, ft_st_tensor_dtype(&info, &dt), done);
         if (info.ndim != 2 || info.shape[0] != rows || info.shape[1] != cols ||
             !(dt == FT_F32 || dt == FT_F16 || dt == FT_BF16)) {

@@ -77,6 +77,14 @@ hs=$(header "$tmp/s.safetensors")
 grep -q '"base_model.model.model.language_model.layers.1.mlp.down_proj.lora_B.weight"' <<<"$hs" && ! grep -q '"base_model.model.model.layers' <<<"$hs" \
   && ok "train --save: PEFT names under model.language_model" || bad "train --save names: $(grep -o '"base_model[^"]*"' <<<"$hs" | head -2)"
 
+# lora.init / --lora-init of an adapter in the pre-4.52 layout: read as the current one
+LC_ALL=C sed 's/base_model\.model\.model\.language_model\.layers/base_model.model.language_model.model.layers/g' \
+  "$tmp/s.safetensors" >"$tmp/s_old.safetensors"
+"$ftune" train --model "$base" --tokens "$base/tokens.txt" --steps 1 --lr 0 --lora-r 4 --lora-init "$tmp/s_old.safetensors" \
+  --save "$tmp/s2.safetensors" >/dev/null 2>"$tmp/init.err" || bad "train --lora-init (old layout) failed: $(cat "$tmp/init.err")"
+grep -q '"base_model.model.language_model.model.layers.1' "$tmp/s_old.safetensors" && cmp -s "$tmp/s.safetensors" "$tmp/s2.safetensors" \
+  && ok "--lora-init reads an adapter in the pre-4.52 layout (lr 0: saved back byte for byte)" || bad "--lora-init old layout"
+
 mkdir -p "$tmp/other"; sed 's/"model_type": "mistral"/"model_type": "ministral3"/' "$base/config.json" >"$tmp/other/config.json"
 "$ftune" eval --model "$tmp/other" --tokens "$base/tokens.txt" >/dev/null 2>"$tmp/err"; rc=$?
 [ $rc -ne 0 ] && grep -q 'Mistral3ForConditionalGeneration with text_config.model_type "ministral3" is not supported' "$tmp/err" \
