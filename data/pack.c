@@ -63,12 +63,6 @@ ft_status ft_examples_add(ft_examples *ex, const int32_t *tokens, const uint8_t 
     return FT_OK;
 }
 
-int64_t ft_examples_targets(const ft_examples *ex, int64_t i) {
-    int64_t c = 0;
-    for (int64_t k = ex->offsets[i] + 1; k < ex->offsets[i + 1]; k++) c += ex->mask[k] != 0;
-    return c;
-}
-
 ft_status ft_examples_subset(const ft_examples *src, const int64_t *idx, int64_t n, ft_examples *dst) {
     ft_examples_init(dst);
     int64_t tot = 0;

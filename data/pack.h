@@ -52,8 +52,6 @@ ft_status ft_examples_reserve(ft_examples *ex, int64_t n_tokens, int64_t n_examp
 /* Appends one example of n tokens (mask may be NULL: every token trainable). */
 ft_status ft_examples_add(ft_examples *ex, const int32_t *tokens, const uint8_t *mask, int64_t n);
 static inline int64_t ft_examples_len(const ft_examples *ex, int64_t i) { return ex->offsets[i + 1] - ex->offsets[i]; }
-/* Number of trainable targets of example i (mask over tokens 1..len-1). */
-int64_t ft_examples_targets(const ft_examples *ex, int64_t i);
 /* dst (initialized by the call) = src's examples idx[0..n) in that order. */
 ft_status ft_examples_subset(const ft_examples *src, const int64_t *idx, int64_t n, ft_examples *dst);
 /* perm[0..n) = a permutation of 0..n-1 determined by seed alone (Fisher-Yates over SplitMix64). */

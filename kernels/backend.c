@@ -324,7 +324,6 @@ ft_status ft_backend_memset(ft_backend *be, void *dst, int value, int64_t bytes)
 ft_status ft_backend_sync(ft_backend *be) { return be->vt->sync(be); }
 int64_t ft_backend_bytes_in_use(const ft_backend *be) { return be->bytes_in_use; }
 int64_t ft_backend_bytes_peak(const ft_backend *be) { return be->bytes_peak; }
-void ft_backend_reset_peak(ft_backend *be) { be->bytes_peak = be->bytes_in_use; }
 
 void ft_backend_account_release(ft_backend *be, int64_t bytes) { be->bytes_in_use -= bytes; }
 void ft_backend_account_release_paged(ft_backend *be, int64_t bytes) {

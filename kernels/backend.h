@@ -46,7 +46,6 @@ ft_status ft_backend_sync(ft_backend *be);
  * high-water mark. */
 int64_t ft_backend_bytes_in_use(const ft_backend *be);
 int64_t ft_backend_bytes_peak(const ft_backend *be);
-void ft_backend_reset_peak(ft_backend *be);
 
 /* ---- paged and host memory ------------------------------------------------------------------
  * Paged memory may move out of the device under memory pressure instead of failing an allocation

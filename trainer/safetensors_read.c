@@ -547,7 +547,6 @@ void ft_st_close(ft_st_model *m) {
     ft_free(m);
 }
 
-const char *ft_st_path(const ft_st_model *m) { return m->path; }
 int64_t ft_st_count(const ft_st_model *m) { return m->n; }
 int32_t ft_st_shard_count(const ft_st_model *m) { return m->n_shards; }
 int64_t ft_st_total_bytes(const ft_st_model *m) { return m->total_bytes; }

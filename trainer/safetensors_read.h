@@ -57,8 +57,6 @@ ft_status ft_st_open(ft_st_model **out, const char *path);
 /* Unmaps everything. NULL is a no-op. */
 void ft_st_close(ft_st_model *m);
 
-/* The path given to ft_st_open. */
-const char *ft_st_path(const ft_st_model *m);
 int64_t ft_st_count(const ft_st_model *m);
 int32_t ft_st_shard_count(const ft_st_model *m);
 /* Path of shard i (0-based, name order); NULL when out of range. */
