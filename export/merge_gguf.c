@@ -4,7 +4,9 @@
  * again that need not be: the output copies the base's metadata key by key and, in the base's order,
  * every tensor the adapter does not touch byte for byte (ft_ggufw_add_tensor_bytes). A tensor with an
  * adapter module is decoded a chunk of rows at a time (ft_gguf_tensor_rows_f32), gets scale * B A, and
- * is encoded by the writer. The adapter lives in the HF layout (q/k rows un-permuted when the base
+ * is encoded: in its own type (--type base, a type ftune encodes) against the base's blocks
+ * (ft_ggml_requantize_row: a block the delta left unchanged keeps its bytes, a moved one takes ggml's
+ * fresh encoding); in another type by the writer (ft_ggufw_add_tensor), as llama.cpp's quantizer would. The adapter lives in the HF layout (q/k rows un-permuted when the base
  * was loaded, trainer/gguf_load.c), so for a llama-arch q/k weight GGUF row r takes delta row
  * ft_gguf_permuted_row(r, D), as the LoRA GGUF export permutes lora_B (export/adapter.c).
  *
@@ -86,6 +88,10 @@ typedef struct {
     float *bscratch;           /* lora_B rows gathered in GGUF order */
     int64_t bcap;
     int64_t dropped;           /* bytes of t's data whose pages were dropped */
+    float *rows;               /* requantized tensors: a chunk of target rows [nrows, ne0] ... */
+    uint8_t *enc;              /* ... and their encoding */
+    int64_t rcap;              /* rows both hold */
+    int64_t blocks, fresh;     /* blocks written, and those that took ggml's fresh encoding */
 } ft_gsrc;
 
 /* Drops the pages of t's data before byte `upto` from this process: the reader maps the file
@@ -107,10 +113,10 @@ static ft_status ft_gsrc_bytes(void *user, void *dst, int64_t offset, int64_t nb
     return FT_OK;
 }
 
-static ft_status ft_gsrc_rows(void *user, int64_t row0, int64_t nrows, float *dst) {
-    ft_gsrc *s = user;
+/* Rows [row0, row0 + nrows) of the target: the base's decoded rows + the module's delta. */
+static ft_status ft_gsrc_fill(ft_gsrc *s, int64_t row0, int64_t nrows, float *dst) {
     const ft_gguf_tensor *t = s->t;
-    const int64_t n0 = t->ne[0], rows = t->nelem / n0, rowb = ft_ggml_row_size(t->type, n0);
+    const int64_t n0 = t->ne[0], rows = t->nelem / n0;
     ft_status st = FT_OK;
     /* decoding on all cores, as the writer encodes: blocks of 16 rows */
 #pragma omp parallel for schedule(static) if (nrows * n0 >= 65536)
@@ -140,11 +146,64 @@ static ft_status ft_gsrc_rows(void *user, int64_t row0, int64_t nrows, float *ds
             ft_adapter_add_delta(m, row0, nrows, dst);
         }
     }
-    ft_drop_pages(s, (row0 + nrows) * rowb);
     if (row0 + nrows >= rows) {
         free(s->bscratch);
         s->bscratch = NULL;
         s->bcap = 0;
+    }
+    return FT_OK;
+}
+
+static ft_status ft_gsrc_rows(void *user, int64_t row0, int64_t nrows, float *dst) {
+    ft_gsrc *s = user;
+    FT_TRY(ft_gsrc_fill(s, row0, nrows, dst));
+    ft_drop_pages(s, (row0 + nrows) * ft_ggml_row_size(s->t->type, s->t->ne[0]));
+    return FT_OK;
+}
+
+/* A merged tensor written in its own type (--type base): the target rows re-encoded against the
+ * base's blocks (ft_ggml_requantize_row), so that a block the delta does not move keeps the base's
+ * bytes instead of paying the encoder's fresh rounding. The writer asks for
+ * byte ranges of a few MiB that need not start or end on a row: the rows overlapping one are made
+ * in chunks of about FT_REQUANT_CHUNK floats (a row cut by a range boundary is made twice, once
+ * for each side; the result is the same), and each block is counted once, in the range its row
+ * starts in. */
+#define FT_REQUANT_CHUNK (4 << 20)
+static ft_status ft_gsrc_requant(void *user, void *dst, int64_t offset, int64_t nbytes) {
+    ft_gsrc *s = user;
+    const ft_gguf_tensor *t = s->t;
+    const int64_t n0 = t->ne[0], rowb = ft_ggml_row_size(t->type, n0), total = rowb * (t->nelem / n0);
+    const int64_t end = offset + nbytes, bpr = n0 / ft_ggml_block_size(t->type);
+    const uint8_t *base = t->data;
+    int64_t chunk = FT_REQUANT_CHUNK / n0;
+    if (chunk < 1) chunk = 1;
+    for (int64_t r = offset / rowb; r * rowb < end;) {
+        int64_t nr = (end + rowb - 1) / rowb - r;
+        if (nr > chunk) nr = chunk;
+        if (nr > s->rcap) {
+            free(s->rows), free(s->enc);
+            s->rows = NULL, s->enc = NULL, s->rcap = 0;
+            FT_TRY(ft_malloc((void **)&s->rows, (size_t)(nr * n0) * 4, "merge rows"));
+            FT_TRY(ft_malloc((void **)&s->enc, (size_t)(nr * rowb), "merge rows"));
+            s->rcap = nr;
+        }
+        FT_TRY(ft_gsrc_fill(s, r, nr, s->rows));
+        int64_t fresh = 0, blocks = 0;
+#pragma omp parallel for schedule(static) reduction(+ : fresh, blocks) if (nr * n0 >= 65536)
+        for (int64_t k = 0; k < nr; k++) {
+            int64_t f = 0;
+            (void)ft_ggml_requantize_row(t->type, base + (r + k) * rowb, s->rows + k * n0, s->enc + k * rowb, n0, &f);
+            if ((r + k) * rowb >= offset) fresh += f, blocks += bpr; /* the type was checked encodable */
+        }
+        s->fresh += fresh, s->blocks += blocks;
+        const int64_t lo = r * rowb > offset ? r * rowb : offset, hi = (r + nr) * rowb < end ? (r + nr) * rowb : end;
+        memcpy((uint8_t *)dst + (lo - offset), s->enc + (lo - r * rowb), (size_t)(hi - lo));
+        ft_drop_pages(s, hi);
+        r += nr;
+    }
+    if (end >= total) { /* the tensor is done: one chunk in flight per tensor, not one per tensor */
+        free(s->rows), free(s->enc);
+        s->rows = NULL, s->enc = NULL, s->rcap = 0;
     }
     return FT_OK;
 }
@@ -307,6 +366,10 @@ ft_status ft_merge_from_gguf(const ft_merge_opts *o, ft_vocab_info *vinfo) {
         }
         if (s->mod && (int)gt != t->type && o->kind == FT_MERGE_BASE) changed[i] = gt;
         n_merged += s->mod != NULL, n_coded += s->mod == NULL;
+        if (s->mod && o->kind == FT_MERGE_BASE && (int)gt == t->type) { /* its own type: against its blocks */
+            FT_CHECK_GOTO(st, ft_ggufw_add_tensor_bytes(w, t->name, t->type, t->n_dims, t->ne, ft_gsrc_requant, s), done);
+            continue;
+        }
         FT_CHECK_GOTO(st, ft_ggufw_add_tensor(w, t->name, gt, t->n_dims, t->ne, ft_gsrc_rows, s), done);
     }
     for (int64_t k = 0; a && k < a->n; k++) {
@@ -325,9 +388,17 @@ ft_status ft_merge_from_gguf(const ft_merge_opts *o, ft_vocab_info *vinfo) {
             (double)ft_ggufw_file_size(w) / (1 << 20));
     st = ft_ggufw_finish(w);
     w = NULL;
+    if (st == FT_OK) {
+        int64_t blocks = 0, fresh = 0;
+        for (int64_t i = 0; i < nt; i++) blocks += src[i].blocks, fresh += src[i].fresh;
+        if (blocks)
+            ft_info("%s: merged tensors in their own types: %lld of %lld blocks (%.1f%%) unchanged by the delta kept "
+                    "the base's bytes, %lld were re-encoded", o->out, (long long)(blocks - fresh), (long long)blocks,
+                    100.0 * (double)(blocks - fresh) / (double)blocks, (long long)fresh);
+    }
 done:
     ft_ggufw_discard(w);
-    for (int64_t i = 0; src && i < nt; i++) free(src[i].bscratch);
+    for (int64_t i = 0; src && i < nt; i++) free(src[i].bscratch), free(src[i].rows), free(src[i].enc);
     free(src);
     free(changed);
     free(used);

@@ -60,6 +60,12 @@ int ft_ggml_can_decode(int t);
 /* Encodes x[n] into dst (ft_ggml_row_size(t, n) bytes). Returns 0, or -1 for a type it cannot
  * encode or a length that is not whole blocks. */
 int ft_ggml_quantize_row(int t, const float *x, void *dst, int64_t n);
+/* Re-encodes x[n], the values of base (n values of type t: a GGUF base's blocks) after a merge moved
+ * some of them, into dst (ft_ggml_row_size(t, n) bytes; neither may overlap x or base): a block whose
+ * decoded values equal x's (as floats: -0 == +0) keeps the base's bytes, any other takes ft_ggml_quantize_row's
+ * fresh encoding (kernels/ggml_requant.c says why not its old scales). *n_fresh (may be NULL): blocks
+ * re-encoded. Returns 0, or -1 for a type ft_ggml_quantize_row refuses or a partial block. */
+int ft_ggml_requantize_row(int t, const void *base, const float *x, void *dst, int64_t n, int64_t *n_fresh);
 /* Decodes n values of type t from src into y[n]. Returns 0 or -1 (unknown type / partial block). */
 int ft_ggml_dequantize_row(int t, const void *src, float *y, int64_t n);
 

@@ -21,7 +21,8 @@ by make_export_golden.py, each with a real tokenizer whose vocabulary matches):
      a measured error (gguf_base_case): llama.cpp's own activation quantization on that base
      (loss.json llamacpp_logits_rel_l2, committed) for the F32/F16 merges and for ftune's logits of
      base + adapter, and llama.cpp's own quantizer re-encoding the very same merged weights to the
-     base's types (llama_model_quantize of our F32 merge) for --type base.
+     base's types (llama_model_quantize of our F32 merge) for --type base (whose moved blocks are
+     ggml's fresh encoding, its unchanged blocks the base's bytes).
 Prints each comparison and ends with "N passed, N failed" (exit 1 on any failure).
 Needs: numpy, gguf, llama-cpp-python (scripts/setup-interop-venv.sh). No torch.
 """
@@ -244,6 +245,10 @@ def gguf_base_case(ft, case, work):
                            f"loss.json; the adapter moves the logits by {moved:.3e})")
     check(r["base-f16"] <= tol, f"{case}: --type base-f16 merge (untouched tensors copied, merged ones F16) vs base + "
                                 f"--lora: rel {r['base-f16']:.3e} (<= {tol:.3e})")
+    # measured 2.856e-01 (llama.cpp's re-encoding: 2.856e-01) on llama_q4_k_m, 1.677e-01 (3.954e-01:
+    # llama.cpp keeps Q3_K where ours writes Q4_K) on qwen3_q3_k_m; keeping a moved block's scales
+    # (tried in session 16) gave 3.070e-01 and 1.718e-01: it rounds away the part of the delta below
+    # half a step, an error along the direction training moved
     check(r["base"] <= 1.25 * r_llama, f"{case}: --type base merge (merged tensors re-encoded to the base's types) vs "
                                        f"base + --lora: rel {r['base']:.3e}; llama.cpp's quantizer re-encoding the same "
                                        f"merged weights: {r_llama:.3e} (ours <= 1.25x)")
@@ -257,8 +262,11 @@ def gguf_base_case(ft, case, work):
         eo, el = np.linalg.norm(ours[name][1] - ev), np.linalg.norm(theirs[name][1] - ev)
         worst, n = max(worst, eo / el if el > 0 else (0.0 if eo == 0 else float("inf"))), n + 1
     kinds = sorted({f"{Q(base_t[k][0]).name}->{Q(ours[k][0]).name}" for k in exact if k.endswith(LINEAR_RE)})
-    check(worst <= 1.05, f"{case}: per merged tensor, error of our re-encoding / llama.cpp's quantizer's on the same "
-                         f"merged values: worst {worst:.4f} over {n} tensors ({', '.join(kinds)}) (<= 1.05)")
+    # ours is ggml's fresh encoding for every moved block (what llama.cpp's quantizer writes, up to the
+    # last bit of a rare scale where its build fuses multiply-adds) and the base's bytes for unchanged
+    # ones; Q3_K->Q4_K measured ~0.88 (a finer type than llama.cpp's Q3_K)
+    check(worst <= 1.05, f"{case}: per merged tensor, error of our re-encoding / llama.cpp's quantizer's on the "
+                         f"same merged values: worst {worst:.4f} over {n} tensors ({', '.join(kinds)}) (<= 1.05)")
     # ftune's own logits of the base + adapter (the model as trained) against llama.cpp's with the adapter
     run([ft, "eval", "--model", base, "--adapter", ad, "--tokens", os.path.join(fx, "tokens.txt"), "--dump-logits",
          p("ftune.bin"), "--device", "cpu"])
