@@ -158,8 +158,10 @@ ft_status ft_gguf_open(ft_gguf **out, const char *path) {
     int64_t nt = 0, nkv = 0;
     ft_rd(&c, &nt, 8);
     ft_rd(&c, &nkv, 8);
-    if (nt < 0 || nkv < 0 || nt > c.left / 8 || nkv > c.left / 8)
-        FAIL("%s: bad tensor count %lld or key count %lld", path, (long long)nt, (long long)nkv);
+    if (nt < 0 || nkv < 0) FAIL("%s: bad tensor count %lld or key count %lld", path, (long long)nt, (long long)nkv);
+    if (nt > c.left / 8 || nkv > c.left / 8)
+        FAIL("%s: the header declares %lld tensors and %lld keys, more than the file's remaining %lld bytes can "
+             "hold (truncated?)", path, (long long)nt, (long long)nkv, (long long)c.left);
     g->kv = calloc((size_t)nkv + 1, sizeof *g->kv);
     g->t = calloc((size_t)nt + 1, sizeof *g->t);
     g->tnames = calloc((size_t)nt + 1, sizeof *g->tnames);

@@ -583,7 +583,7 @@ ft_status ft_merge(const ft_merge_opts *o, ft_vocab_info *vinfo) {
     ft_st_model *sm = NULL;
     ft_status st;
     char p[4200];
-    if (ft_is_gguf_file(o->base_dir)) return ft_merge_from_gguf(o, vinfo);
+    if (ft_is_gguf_path(o->base_dir)) return ft_merge_from_gguf(o, vinfo);
     snprintf(p, sizeof p, "%s/config.json", o->base_dir);
     FT_TRY(ft_cfg_load(&c, p));
     if (o->adapter) FT_TRY(ft_adapter_check(o->adapter, &c, o->base_dir));

@@ -29,6 +29,12 @@ static const ft_ggml_traits ft_traits[] = {
     {FT_GGML_I8, "I8", 1, 1, 0, 0},       {FT_GGML_I16, "I16", 1, 2, 0, 0},
     {FT_GGML_I32, "I32", 1, 4, 0, 0},     {FT_GGML_I64, "I64", 1, 8, 0, 0},
     {FT_GGML_F64, "F64", 1, 8, 0, 0},     {FT_GGML_BF16, "BF16", 1, 2, 1, 1},
+    /* types ftune neither encodes nor decodes, known by their geometry (ggml-common.h) so that a file
+     * holding them opens: a base names them when it refuses them, merge --type base copies them */
+    {16, "IQ2_XXS", 256, 66, 0, 0}, {17, "IQ2_XS", 256, 74, 0, 0}, {18, "IQ3_XXS", 256, 98, 0, 0},
+    {19, "IQ1_S", 256, 50, 0, 0},   {20, "IQ4_NL", 32, 18, 0, 0},  {21, "IQ3_S", 256, 110, 0, 0},
+    {22, "IQ2_S", 256, 82, 0, 0},   {23, "IQ4_XS", 256, 136, 0, 0}, {29, "IQ1_M", 256, 56, 0, 0},
+    {34, "TQ1_0", 256, 54, 0, 0},   {35, "TQ2_0", 256, 66, 0, 0},  {39, "MXFP4", 32, 17, 0, 0},
 };
 #define FT_NTRAITS ((int)(sizeof ft_traits / sizeof *ft_traits))
 

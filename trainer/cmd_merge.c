@@ -281,7 +281,7 @@ static ft_status ft_check_fits(const char *base, ft_merge_kind kind) {
     FT_TRY(ft_cfg_load(&c, base));
     FT_TRY(ft_cfg_param_counts(&c, &pc));
     double need = (double)pc.total * (kind == FT_MERGE_SAFETENSORS ? 2.0 : 4.0);
-    if (ft_is_gguf_file(base)) {
+    if (ft_is_gguf_path(base)) {
         /* loaded as a run loads a GGUF (the linears' blocks as written, the rest BF16): about the
          * merged file's tensors, plus the 16-bit embeddings and lm_head a quantized file holds smaller */
         int64_t bytes = 0;
@@ -294,7 +294,7 @@ static ft_status ft_check_fits(const char *base, ft_merge_kind kind) {
         return FT_ERR(FT_E_ARG,
                       "merge --check: the check loads the merged model whole (%s, %.1f GiB), more than this "
                       "machine's %.1f GiB of memory: merge without --check, or check on --device cuda",
-                      ft_is_gguf_file(base) ? "as stored" : kind == FT_MERGE_SAFETENSORS ? "16-bit" : "float32",
+                      ft_is_gguf_path(base) ? "as stored" : kind == FT_MERGE_SAFETENSORS ? "16-bit" : "float32",
                       need / (1 << 30), have / (1 << 30));
     return FT_OK;
 }
@@ -307,7 +307,7 @@ static ft_status ft_merge_check(ft_valid *vd, const char *valid, const char *bas
     ft_status st;
     ft_model_config c;
     double loss_train = NAN, loss_base = NAN, loss_merged = NAN;
-    const int gguf = ft_is_gguf_file(base);
+    const int gguf = ft_is_gguf_path(base);
     FT_TRY(ft_cfg_load(&c, base));
     FT_CHECK_GOTO(st, ft_backend_open(&be, device, threads), done);
     /* 1. the training-time model: NF4 base + adapter (or the NF4 base alone); a GGUF base as a run
@@ -383,7 +383,7 @@ ft_status ft_cmd_merge(int argc, char **argv) {
     FT_CHECK_GOTO(st, ft_cli_str(&cli, "device", &device), done);
     FT_CHECK_GOTO(st, ft_cli_int(&cli, "threads", &threads), done);
     ft_merge_opts o = {.base_dir = base, .out = out, .name = name};
-    const int gguf_base = ft_is_gguf_file(base);
+    const int gguf_base = ft_is_gguf_path(base);
     if (!type_s) type_s = gguf_base ? "base" : "f16";
     if (!ft_merge_kind_parse(type_s, &o.kind)) {
         st = FT_ERR(FT_E_ARG,

@@ -21,6 +21,13 @@ int ft_is_gguf_file(const char *path) {
     return n == 4 && memcmp(magic, "GGUF", 4) == 0;
 }
 
+int ft_is_gguf_path(const char *path) {
+    const size_t n = strlen(path);
+    struct stat sb;
+    if (ft_is_gguf_file(path)) return 1;
+    return n > 5 && strcmp(path + n - 5, ".gguf") == 0 && !(stat(path, &sb) == 0 && S_ISDIR(sb.st_mode));
+}
+
 /* An integer hyperparameter "<arch>.<key>": any integer type (llama.cpp's converters write UINT32,
  * other writers INT32 or UINT64). *found = 0 when absent; an array (per-layer values) is refused. */
 static ft_status ft_gk_int(const ft_gguf *g, const char *path, const char *arch, const char *key, int required,
@@ -128,13 +135,16 @@ static ft_status ft_gguf_llama3(const ft_gguf *g, const char *path, const ft_ggu
     plain.type = FT_ROPE_DEFAULT;
     FT_TRY(ft_rope_inv_freq(&plain, base));
     for (int64_t i = 0; i < half; i++) want[i] = base[i] / f[i];
-    for (int attempt = 0; attempt < 64; attempt++) {
-        if (attempt == 0) {
+    for (int attempt = -1; attempt < 64; attempt++) {
+        if (attempt <= 0) {
+            /* the fit is exact to float rounding only (high 4.0000002 for Llama 3.1's 4, a few inv_freq an
+             * ulp off the model's): first the fit rounded to 3 decimals, which config files hold, then as is */
             const double den = n * suu - su * su;
             if (n < 2 || !(fabs(den) > 0)) continue;
             const double a = (n * sus - su * ss) / den, b = (ss - a * su) / n;
             if (!(b < 0)) continue;
             c.high_freq_factor = 1 - 1 / b, c.original_max_pos = (int64_t)llround(-a / b);
+            if (attempt < 0) c.high_freq_factor = nearbyint(c.high_freq_factor * 1000) / 1000;
         } else {
             c.high_freq_factor = 4, c.original_max_pos = (int64_t)1 << attempt;
             if (attempt > 40) break;
@@ -168,6 +178,49 @@ ft_status ft_gguf_linear_dtypes(const ft_gguf *g, const char *path, int64_t laye
             types[l * FT_LIN_COUNT + k] = dt;
         }
     }
+    /* token_embd and output are decoded to BF16 when loaded (gguf_load.c) */
+    static const char *const kept[] = {"token_embd.weight", "output.weight"};
+    for (int k = 0; k < 2; k++) {
+        const ft_gguf_tensor *t = ft_gguf_tensor_find(g, kept[k]);
+        if (t && !ft_ggml_can_decode(t->type))
+            return FT_ERR(FT_E_UNSUPPORTED, "%s: tensor %s has type %s, which ftune does not read", path, kept[k],
+                          ft_ggml_type_name(t->type));
+    }
+    return FT_OK;
+}
+
+/* Every tensor the config says the model reads is present with the shape the keys imply. Checked with
+ * the config, before anything is sized from the keys: a wrong block_count or feed_forward_length must
+ * be a line naming the file and the tensor, not an allocation of terabytes (or a plan that "does not
+ * fit") before the first tensor is compared. */
+static ft_status ft_gguf_check_tensors(const ft_gguf *g, const char *path, const char *arch, const ft_model_config *cfg) {
+    const int64_t L = cfg->num_hidden_layers;
+    if (L > ft_gguf_tensor_count(g))
+        return FT_ERR(FT_E_FORMAT, "%s: %s.block_count is %lld, more layers than the file has tensors (%lld)", path,
+                      arch, (long long)L, (long long)ft_gguf_tensor_count(g));
+    for (int r = 0; r < FT_TR_COUNT; r++) {
+        const ft_tensor_info *ti = ft_tensor_info_get((ft_tensor_role)r);
+        if (!ft_cfg_has_tensor(cfg, (ft_tensor_role)r)) continue;
+        int nd;
+        int64_t s[2];
+        ft_cfg_tensor_shape(cfg, (ft_tensor_role)r, &nd, s);
+        const int64_t ne0 = nd == 2 ? s[1] : s[0], ne1 = nd == 2 ? s[0] : 1; /* GGUF order: [in, out] */
+        for (int64_t l = 0; l < (ti->per_layer ? L : 1); l++) {
+            char name[96];
+            ft_arch_name(name, sizeof name, ti->gguf, l);
+            const ft_gguf_tensor *t = ft_gguf_tensor_find(g, name);
+            if (!t)
+                return ti->per_layer ? FT_ERR(FT_E_FORMAT, "%s: no tensor %s (%s.block_count is %lld)", path, name, arch,
+                                              (long long)L)
+                                     : FT_ERR(FT_E_FORMAT, "%s: no tensor %s", path, name);
+            if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->n_dims > 2 || (nd == 2 && t->n_dims != 2))
+                return FT_ERR(FT_E_FORMAT, "%s: tensor %s has ne [%lld, %lld], the model's metadata implies [%lld, %lld]",
+                              path, name, (long long)t->ne[0], (long long)t->ne[1], (long long)ne0, (long long)ne1);
+        }
+    }
+    if (ft_gt(g, "blk.%d.attn_norm.weight", L))
+        return FT_ERR(FT_E_FORMAT, "%s: %s.block_count is %lld but the file has tensors of layer %lld "
+                      "(blk.%lld.attn_norm.weight)", path, arch, (long long)L, (long long)L, (long long)L);
     return FT_OK;
 }
 
@@ -215,12 +268,17 @@ ft_status ft_cfg_from_gguf(ft_model_config *cfg, const ft_gguf *g, const char *p
     if (cfg->head_dim <= 0 || cfg->head_dim % 2 != 0)
         return FT_ERR(FT_E_FORMAT, "%s: head_dim %lld must be even and positive (RoPE rotates pairs)", path,
                       (long long)cfg->head_dim);
+    if (H > (1 << 20) || cfg->head_dim > (1 << 20)) /* their products (q rows) must not overflow */
+        return FT_ERR(FT_E_FORMAT, "%s: %s.attention.head_count %lld or head_dim %lld is out of range", path, arch,
+                      (long long)H, (long long)cfg->head_dim);
     FT_TRY(ft_gk_int(g, path, arch, "rope.dimension_count", 0, &v, &found));
     if (found && v != cfg->head_dim)
         return FT_ERR(FT_E_UNSUPPORTED, "%s: %s.rope.dimension_count %lld is not head_dim %lld (partial rotary "
                       "embeddings are not supported)", path, arch, (long long)v, (long long)cfg->head_dim);
     FT_TRY(ft_gk_int(g, path, arch, "context_length", 0, &cfg->max_position_embeddings, &found));
     if (!found) cfg->max_position_embeddings = ai->default_max_pos;
+    if (cfg->max_position_embeddings <= 0)
+        return FT_ERR(FT_E_FORMAT, "%s: %s.context_length must be positive (got 0)", path, arch);
     FT_TRY(ft_gk_num(g, path, arch, "attention.layer_norm_rms_epsilon", ai->default_rms_eps, &cfg->rms_norm_eps));
 
     /* rope: the base frequency, then linear or llama3 scaling */
@@ -269,5 +327,5 @@ ft_status ft_cfg_from_gguf(ft_model_config *cfg, const ft_gguf *g, const char *p
     if (found) cfg->eos_token_id[cfg->n_eos++] = id;
     FT_TRY(ft_gk_int(g, path, NULL, "tokenizer.ggml.eot_token_id", 0, &id, &found));
     if (found && !(cfg->n_eos && cfg->eos_token_id[0] == id)) cfg->eos_token_id[cfg->n_eos++] = id;
-    return FT_OK;
+    return ft_gguf_check_tensors(g, path, arch, cfg);
 }

@@ -8,7 +8,10 @@
  * rope.freq_base (defaults as llama.cpp's), the vocabulary size from token_embd.weight, tied embeddings
  * from the absence of output.weight, biases and q/k norms from the tensors of layer 0. Llama 3 rope
  * scaling, which GGUF stores only as the divisors rope_freqs.weight, is recovered as the llama3
- * parameters that reproduce those divisors (checked to 1e-5). Every failure is one message naming the
+ * parameters that reproduce those divisors (checked to 1e-5; the fit rounded to 3 decimals first, so
+ * Llama 3.1's high_freq_factor comes back as 4, not 4.0000002). Every tensor the config implies is
+ * checked present with the shape the keys give (before anything is sized from the keys: a wrong
+ * block_count or feed_forward_length names the tensor). Every failure is one message naming the
  * file and the key or tensor: FT_E_FORMAT for missing or mistyped keys, FT_E_UNSUPPORTED for models
  * ftune does not train (other architectures, per-layer head counts, partial rotary, yarn scaling). */
 #ifndef FT_GGUF_CONFIG_H
@@ -20,6 +23,10 @@
 
 /* 1 when path is a regular file that starts with the GGUF magic. */
 int ft_is_gguf_file(const char *path);
+/* 1 for a GGUF file, or a path named *.gguf that is not a directory: what commands read as GGUF, so
+ * that a missing or broken X.gguf is "X.gguf: cannot open" / "not a GGUF file", not
+ * "X.gguf/config.json: cannot open". */
+int ft_is_gguf_path(const char *path);
 /* The config of an open GGUF file; path names it in messages. */
 ft_status ft_cfg_from_gguf(ft_model_config *cfg, const ft_gguf *g, const char *path);
 

@@ -68,7 +68,7 @@ static ft_status ft_fill(ft_backend *be, const ft_gguf *g, const char *path, con
         }
     } else {
         /* a quantized tensor kept at 16 bits (embeddings, lm_head): decoded, rounded to BF16 */
-        if (perm_D > 0 || w->dtype != FT_BF16)
+        if (perm_D > 0 || w->dtype != FT_BF16 || !ft_ggml_can_decode(t->type))
             return FT_ERR(FT_E_UNSUPPORTED, "%s: tensor %s has type %s, which ftune does not read", path, t->name,
                           ft_ggml_type_name(t->type));
         const int64_t chunk = 256, n = w->rows * w->cols;

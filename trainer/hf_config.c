@@ -374,7 +374,7 @@ ft_status ft_cfg_load(ft_model_config *cfg, const char *path) {
     } else {
         snprintf(file, sizeof file, "%s", path);
     }
-    if (ft_is_gguf_file(file)) { /* a GGUF model: its metadata is the config */
+    if (ft_is_gguf_path(file)) { /* a GGUF model: its metadata is the config */
         ft_gguf *g = NULL;
         FT_TRY(ft_gguf_open(&g, file));
         ft_status st = ft_cfg_from_gguf(cfg, g, file);

@@ -137,7 +137,7 @@ ft_status ft_model_load(ft_model **out, ft_backend *be, const char *dir, const f
     ft_slots slots = {0};
     ft_status st;
     *out = NULL;
-    if (ft_is_gguf_file(dir)) return ft_model_load_gguf(out, be, dir, opts);
+    if (ft_is_gguf_path(dir)) return ft_model_load_gguf(out, be, dir, opts);
     snprintf(path, sizeof path, "%s/config.json", dir);
     FT_TRY(ft_cfg_load(&cfg, path));
     ft_model_dims_from_config(&cfg, &d);
@@ -208,7 +208,7 @@ done:
 }
 
 ft_status ft_model_tokenizer(ft_tok **out, const char *path) {
-    if (!ft_is_gguf_file(path)) return ft_tok_load(out, path);
+    if (!ft_is_gguf_path(path)) return ft_tok_load(out, path);
     ft_gguf *g = NULL;
     FT_TRY(ft_gguf_open(&g, path));
     ft_status st = ft_gguf_tok_load(out, g, path);

@@ -620,7 +620,7 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
 ft_status ft_plan_make(ft_plan *p, const ft_recipe *r, const ft_plan_opts *opts) {
     ft_model_config cfg;
     if (r->model.config[0]) snprintf(p->config_path, sizeof p->config_path, "%s", r->model.config);
-    else if (r->model.path[0] && ft_is_gguf_file(r->model.path)) snprintf(p->config_path, sizeof p->config_path, "%s", r->model.path);
+    else if (r->model.path[0] && ft_is_gguf_path(r->model.path)) snprintf(p->config_path, sizeof p->config_path, "%s", r->model.path);
     else if (r->model.path[0] && ft_is_file(r->model.path))
         return FT_ERR(FT_E_ARG, "%s: model.path: '%s' is neither a directory nor a GGUF file", r->source, r->model.path);
     else if (r->model.path[0]) snprintf(p->config_path, sizeof p->config_path, "%s/config.json", r->model.path);

@@ -5,8 +5,11 @@
 #   - the GGUF's vocabulary tokenizes as the tokenizer.json it was made from (`tokenize --tokenizer`);
 #   - `ftune plan` counts the linears as stored (mixed Q4_K/Q6_K bytes, not NF4's);
 #   - a recipe run trains on it (loss falls), keeps the linears' types, exports the adapter (llama.cpp
-#     GGUF + PEFT naming the .gguf as its base), and `eval --adapter` / `generate` use it;
-#   - bad GGUF files get one line naming the file, never a crash.
+#     GGUF + PEFT naming the .gguf as its base), and `eval --adapter` / `generate` use it; killed
+#     (SIGKILL) and resumed it ends with the same adapter byte for byte;
+#   - bad GGUF files get one line naming the file, never a crash: keys the tensors contradict
+#     (block_count, feed_forward_length) before anything is sized from them, IQ types by name
+#     (lib/gguf_edit.py edits the fixtures' headers in place).
 # usage: gguf_base.sh FTUNE SRC_DIR
 set -u
 ftune=$(realpath "$1"); src=$(realpath "$2")
@@ -61,6 +64,14 @@ l12=$(grep -o 'step 12/12  loss [0-9.]*' "$tmp/train.err" | awk '{print $4}')
   --dump-logits "$tmp/ad.bin" --device cpu >/dev/null 2>"$tmp/ad.err" || bad "eval --adapter failed: $(cat "$tmp/ad.err")"
 e=$(relerr "$tmp/ad.bin" "$fx/llama_q4_k_m/logits.bin")
 le 1e-3 "$e" && ok "eval --adapter on the GGUF base moves the logits (rel $e from the base's)" || bad "adapter inert: $e"
+# killed after step 9 (checkpoint at 6) and resumed: the adapter of the uninterrupted run, byte for byte
+{ FT_FAULT_KILL_AFTER_STEP=9 "$ftune" train "$tmp/r.yaml" --set output_dir="$tmp/runk" >/dev/null 2>"$tmp/k1.err"; } 2>/dev/null
+rc=$?
+"$ftune" train "$tmp/r.yaml" --set output_dir="$tmp/runk" --resume >/dev/null 2>"$tmp/k2.err" \
+  && [ $rc -eq 137 ] && grep -q 'resumed from [^ ]*step-000006.ckpt at step 6' "$tmp/k2.err" \
+  && cmp -s "$tmp/run/final/adapter_model.safetensors" "$tmp/runk/final/adapter_model.safetensors" \
+  && ok "SIGKILL after step 9, --resume from step 6: the final adapter is byte-identical to the uninterrupted run's" \
+  || bad "resume on the GGUF base: kill rc $rc, $(tail -2 "$tmp/k2.err")"
 mkdir -p "$tmp/ol"; "$ftune" export "$tmp/run" --format gguf --ollama --out "$tmp/ol/adapter.gguf" >"$tmp/ol.out" 2>&1 || bad "export --ollama: $(cat "$tmp/ol.out")"
 grep -qx "FROM $fx/llama_q4_k_m/model.gguf" "$tmp/ol/Modelfile" && grep -qx 'PARAMETER stop "<|end_of_text|>"' "$tmp/ol/Modelfile" \
   && ! grep -q warning "$tmp/ol.out" && ok "export --ollama: FROM the GGUF base itself, its eos as the stop" \
@@ -102,6 +113,57 @@ printf 'not a model' >"$tmp/x.bin"
 "$ftune" plan "$tmp/r.yaml" --set model.path="$tmp/x.bin" >/dev/null 2>"$tmp/x.err"
 rc=$?; [ $rc -ne 0 ] && grep -q "x.bin' is neither a directory nor a GGUF file" "$tmp/x.err" \
   && ok "a file that is no GGUF: refused" || bad "x.bin: rc $rc, $(cat "$tmp/x.err")"
+
+# keys that disagree with the tensors, and ggml types ftune does not decode: one line naming the file
+# and the key or tensor, from every command that reads the base, before anything is sized from the keys
+edit="$src/tests/cli/lib/gguf_edit.py"
+# one_line NAME PATTERN -- command...: exit 1 and exactly one line on stderr, matching PATTERN
+one_line() {
+  local name="$1" pat="$2"; shift 3
+  "$@" >/dev/null 2>"$tmp/one.err"; local rc=$?
+  if [ $rc -eq 1 ] && [ "$(wc -l <"$tmp/one.err")" -eq 1 ] && grep -qE -e "$pat" "$tmp/one.err"; then ok "$name: $(cat "$tmp/one.err")"
+  else bad "$name: rc $rc (want 1 and one line /$pat/): $(head -c 400 "$tmp/one.err")"; fi
+}
+q4=$fx/llama_q4_k_m/model.gguf
+python3 "$edit" "$q4" "$tmp/layers.gguf" --u32 llama.block_count=1000000 \
+  && one_line "block_count 1000000 (eval)" "layers.gguf: llama.block_count is 1000000, more layers than the file has tensors \(22\)" \
+       -- "$ftune" eval --model "$tmp/layers.gguf" --tokens "$fx/llama_q4_k_m/tokens.txt" --device cpu \
+  && one_line "block_count 1000000 (plan)" "more layers than the file has tensors" -- "$ftune" plan "$tmp/r.yaml" --set model.path="$tmp/layers.gguf"
+python3 "$edit" "$q4" "$tmp/layers3.gguf" --u32 llama.block_count=3
+one_line "block_count 3 of 2 layers (merge)" "layers3.gguf: no tensor blk.2.attn_norm.weight \(llama.block_count is 3\)" \
+  -- "$ftune" merge --base "$tmp/layers3.gguf" --out "$tmp/layers3-out.gguf"
+[ ! -e "$tmp/layers3-out.gguf" ] && ok "no output left by the refused merge" || bad "merge left $tmp/layers3-out.gguf"
+python3 "$edit" "$q4" "$tmp/ffn.gguf" --u32 llama.feed_forward_length=4000000000
+one_line "feed_forward_length 4e9 (eval: not an allocation of 4e9 x 256 first)" \
+  "ffn.gguf: tensor blk.0.ffn_gate.weight has ne \[256, 512\], the model's metadata implies \[256, 4000000000\]" \
+  -- "$ftune" eval --model "$tmp/ffn.gguf" --tokens "$fx/llama_q4_k_m/tokens.txt" --device cpu
+one_line "feed_forward_length 4e9 (plan: not 'does not fit')" "ffn.gguf: tensor blk.0.ffn_gate.weight has ne" \
+  -- "$ftune" plan "$tmp/r.yaml" --set model.path="$tmp/ffn.gguf"
+# IQ4_NL has Q4_0's geometry (32 values in 18 bytes): a Q4_0 base with one linear marked IQ4_NL is a
+# well-formed file of types ftune does not decode; it is named, not "unknown ggml type 20"
+python3 "$edit" "$fx/llama_q4_0/model.gguf" "$tmp/iq.gguf" --type blk.0.attn_v.weight=20
+one_line "an IQ4_NL linear (plan)" "iq.gguf: tensor blk.0.attn_v.weight has type IQ4_NL; ftune trains on .*\(not the IQ types\)" \
+  -- "$ftune" plan "$tmp/r.yaml" --set model.path="$tmp/iq.gguf"
+one_line "an IQ4_NL linear (eval)" "tensor blk.0.attn_v.weight has type IQ4_NL" \
+  -- "$ftune" eval --model "$tmp/iq.gguf" --tokens "$fx/llama_q4_0/tokens.txt" --device cpu
+a=$(printf 'Once upon a time' | "$ftune" tokenize --tokenizer "$tmp/iq.gguf" 2>&1)
+b=$(printf 'Once upon a time' | "$ftune" tokenize --tokenizer "$fx/llama_q4_0/model.gguf" 2>&1)
+[ -n "$b" ] && [ "$a" = "$b" ] && ok "tokenize --tokenizer of a base holding IQ4_NL: $a" || bad "tokenize IQ base: '$a' vs '$b'"
+"$ftune" merge --base "$tmp/iq.gguf" --out "$tmp/iq-out.gguf" >/dev/null 2>"$tmp/iqm.err" && cmp -s "$tmp/iq.gguf" "$tmp/iq-out.gguf" \
+  && ok "merge --type base of a base holding IQ4_NL, no adapter: the file byte for byte" || bad "IQ merge: $(cat "$tmp/iqm.err")"
+# IQ3_S has Q3_K's geometry (256 values in 110 bytes): qwen3_q3_k_m's Q3_K token_embd marked IQ3_S
+python3 "$edit" "$fx/qwen3_q3_k_m/model.gguf" "$tmp/iqe.gguf" --type token_embd.weight=21
+one_line "an IQ3_S token_embd (plan)" "iqe.gguf: tensor token_embd.weight has type IQ3_S, which ftune does not read" \
+  -- "$ftune" plan "$tmp/r.yaml" --set model.path="$tmp/iqe.gguf"
+one_line "an IQ3_S token_embd (generate)" "iqe.gguf: tensor token_embd.weight has type IQ3_S, which ftune does not read" \
+  -- "$ftune" generate --model "$tmp/iqe.gguf" --prompt "Once" -n 2 --device cpu
+
+# a mistyped or broken X.gguf is named as the file it is, not as a directory missing config.json
+one_line "eval --model of a missing .gguf" "nope.gguf: cannot open: No such file or directory" \
+  -- "$ftune" eval --model "$tmp/nope.gguf" --tokens "$fx/llama_q4_0/tokens.txt" --device cpu
+printf 'junk' >"$tmp/junk.gguf"
+one_line "tokenize --tokenizer of a .gguf that is no GGUF" "junk.gguf: not a GGUF file" \
+  -- "$ftune" tokenize --tokenizer "$tmp/junk.gguf" --file "$tmp/junk.gguf"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
