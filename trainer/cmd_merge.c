@@ -168,91 +168,6 @@ done:
     return st;
 }
 
-/* The weight of the model that GGUF tensor (role, layer) fills. */
-static ft_weight *ft_weight_of(ft_model_weights *w, ft_tensor_role r, int64_t l) {
-    ft_layer_weights *lw = l >= 0 ? &w->layers[l] : NULL;
-    switch (r) {
-    case FT_TR_TOKEN_EMBD: return &w->embed;
-    case FT_TR_OUTPUT_NORM: return &w->final_norm;
-    case FT_TR_OUTPUT: return &w->lm_head;
-    case FT_TR_ATTN_NORM: return &lw->attn_norm;
-    case FT_TR_FFN_NORM: return &lw->ffn_norm;
-    case FT_TR_ATTN_Q: return &lw->lin[FT_MOD_Q];
-    case FT_TR_ATTN_K: return &lw->lin[FT_MOD_K];
-    case FT_TR_ATTN_V: return &lw->lin[FT_MOD_V];
-    case FT_TR_ATTN_O: return &lw->lin[FT_MOD_O];
-    case FT_TR_FFN_GATE: return &lw->lin[FT_MOD_GATE];
-    case FT_TR_FFN_UP: return &lw->lin[FT_MOD_UP];
-    case FT_TR_FFN_DOWN: return &lw->lin[FT_MOD_DOWN];
-    case FT_TR_ATTN_Q_BIAS: return &lw->q_bias;
-    case FT_TR_ATTN_K_BIAS: return &lw->k_bias;
-    case FT_TR_ATTN_V_BIAS: return &lw->v_bias;
-    case FT_TR_ATTN_O_BIAS: return &lw->o_bias;
-    case FT_TR_ATTN_Q_NORM: return &lw->q_norm;
-    case FT_TR_ATTN_K_NORM: return &lw->k_norm;
-    default: return NULL;
-    }
-}
-
-/* A model with float32 weights read back from our GGUF (dequantized, q/k un-permuted). */
-static ft_status ft_load_gguf_model(ft_model **out, ft_backend *be, const char *gguf_path, const ft_model_config *c) {
-    ft_gguf *g = NULL;
-    ft_model *m = NULL;
-    float *x = NULL, *y = NULL;
-    ft_status st;
-    ft_model_dims d = {.C = c->hidden_size, .F = c->intermediate_size, .L = c->num_hidden_layers,
-                       .H = c->num_attention_heads, .Hkv = c->num_key_value_heads, .D = c->head_dim,
-                       .V = c->vocab_size, .eps = (float)c->rms_norm_eps, .rope = c->rope, .qkv_bias = c->qkv_bias,
-                       .o_bias = c->o_bias, .qk_norm = c->qk_norm, .tied = c->tie_word_embeddings};
-    ft_model_opts mo = {0};
-    FT_TRY(ft_gguf_open(&g, gguf_path));
-    FT_CHECK_GOTO(st, ft_model_create(&m, be, &d, FT_F32, FT_F32, &mo), done);
-    ft_model_weights *w = ft_model_get_weights(m);
-    int permute = ft_arch_get(c->arch)->gguf_permute_qk;
-    for (int64_t l = -1; l < d.L; l++) {
-        for (int r = 0; r < FT_TR_COUNT; r++) {
-            const ft_tensor_info *ti = ft_tensor_info_get((ft_tensor_role)r);
-            if ((l >= 0) != ti->per_layer || !ft_cfg_has_tensor(c, ti->role)) continue;
-            char name[128];
-            ft_arch_name(name, sizeof name, ti->gguf, l);
-            const ft_gguf_tensor *t = ft_gguf_tensor_find(g, name);
-            if (!t) {
-                st = FT_ERR(FT_E_FORMAT, "%s: no tensor %s", gguf_path, name);
-                goto done;
-            }
-            int64_t n = t->nelem, rows = t->nelem / t->ne[0];
-            free(x), free(y);
-            x = y = NULL;
-            FT_CHECK_GOTO(st, ft_malloc((void **)&x, (size_t)n * 4, "check weights"), done);
-            FT_CHECK_GOTO(st, ft_malloc((void **)&y, (size_t)n * 4, "check weights"), done);
-            FT_CHECK_GOTO(st, ft_gguf_tensor_rows_f32(g, t, 0, rows, x), done);
-            const float *src = x;
-            if (permute && (ti->linear == FT_LIN_Q || ti->linear == FT_LIN_K)) {
-                /* GGUF row k holds HF row perm(k): undo it (1-D biases: elements) */
-                int64_t nr = ti->ndim == 2 ? rows : n, nc = ti->ndim == 2 ? t->ne[0] : 1;
-                for (int64_t k = 0; k < nr; k++)
-                    memcpy(y + ft_gguf_permuted_row(k, c->head_dim) * nc, x + k * nc, (size_t)nc * 4);
-                src = y;
-            }
-            ft_weight *wt = ft_weight_of(w, ti->role, l);
-            if (ft_weight_numel(wt) != n) {
-                st = FT_ERR(FT_E_FORMAT, "%s: tensor %s has %lld values, the model %lld", gguf_path, name,
-                            (long long)n, (long long)ft_weight_numel(wt));
-                goto done;
-            }
-            FT_CHECK_GOTO(st, ft_weight_set(be, wt, src, FT_F32), done);
-        }
-    }
-    *out = m;
-    m = NULL;
-done:
-    free(x);
-    free(y);
-    ft_model_free(m);
-    ft_gguf_close(g);
-    return st;
-}
-
 /* Copies the adapter's A/B into the trainer's LoRA layout (same rank everywhere). */
 static ft_status ft_lora_set_from(ft_lora *l, ft_backend *be, const ft_adapter *a) {
     float *host = NULL;
@@ -335,14 +250,11 @@ static ft_status ft_merge_check(ft_valid *vd, const char *valid, const char *bas
     }
     ft_model_free(m);
     m = NULL;
-    /* 2. the merged file as written (from a GGUF base: loaded as a GGUF base is, each tensor in the
-     * type the merge wrote, 16-bit ones kept 16-bit) */
-    if (kind == FT_MERGE_SAFETENSORS || gguf) {
-        ft_load_opts lm = {.quant = FT_QUANT_NONE};
-        FT_CHECK_GOTO(st, ft_model_load(&m, be, out, &lm), done);
-    } else {
-        FT_CHECK_GOTO(st, ft_load_gguf_model(&m, be, out, &c), done);
-    }
+    /* 2. the merged file as written: from a GGUF base, loaded as a GGUF base is (each tensor in the
+     * type the merge wrote, 16-bit ones kept 16-bit); from a checkpoint, its GGUF decoded to float32
+     * throughout (its exact values) */
+    ft_load_opts lm = {.quant = FT_QUANT_NONE, .gguf_f32 = kind != FT_MERGE_SAFETENSORS && !gguf};
+    FT_CHECK_GOTO(st, ft_model_load(&m, be, out, &lm), done);
     FT_CHECK_GOTO(st, ft_valid_loss(vd, m, &loss_merged), done);
     printf("check %s:\n", valid);
     printf(gguf ? "  base GGUF loss           %.6f\n" : "  base NF4 loss            %.6f\n", loss_base);

@@ -67,21 +67,36 @@ static ft_status ft_fill(ft_backend *be, const ft_gguf *g, const char *path, con
             data = tmp;
         }
     } else {
-        /* a quantized tensor kept at 16 bits (embeddings, lm_head): decoded, rounded to BF16 */
-        if (perm_D > 0 || w->dtype != FT_BF16 || !ft_ggml_can_decode(t->type))
+        /* a quantized tensor kept at 16/32 bits (embeddings, lm_head; everything with gguf_f32): decoded */
+        if (!ft_ggml_can_decode(t->type) || (w->dtype != FT_BF16 && w->dtype != FT_F32))
             return FT_ERR(FT_E_UNSUPPORTED, "%s: tensor %s has type %s, which ftune does not read", path, t->name,
                           ft_ggml_type_name(t->type));
-        const int64_t chunk = 256, n = w->rows * w->cols;
-        float *rows = NULL;
-        FT_TRY(ft_malloc(&tmp, (size_t)n * 2, "decoded tensor"));
-        st = ft_malloc((void **)&rows, (size_t)(chunk * w->cols) * 4, "decoded rows");
-        for (int64_t r0 = 0; st == FT_OK && r0 < w->rows; r0 += chunk) {
-            const int64_t nr = w->rows - r0 < chunk ? w->rows - r0 : chunk;
-            st = ft_gguf_tensor_rows_f32(g, t, r0, nr, rows);
-            if (st == FT_OK) ft_from_f32((uint16_t *)tmp + r0 * w->cols, FT_BF16, rows, nr * w->cols);
+        const int64_t n = w->rows * w->cols, units = two_d ? w->rows : w->cols, uc = n / units;
+        float *vals = NULL;
+        if (w->dtype == FT_BF16 && perm_D == 0) { /* rows decoded in chunks into the BF16 copy: 2 bytes a value */
+            const int64_t chunk = 256;
+            FT_TRY(ft_malloc(&tmp, (size_t)n * 2, "decoded tensor"));
+            st = ft_malloc((void **)&vals, (size_t)(chunk * w->cols) * 4, "decoded rows");
+            for (int64_t r0 = 0; st == FT_OK && r0 < w->rows; r0 += chunk) {
+                const int64_t nr = w->rows - r0 < chunk ? w->rows - r0 : chunk;
+                st = ft_gguf_tensor_rows_f32(g, t, r0, nr, vals);
+                if (st == FT_OK) ft_from_f32((uint16_t *)tmp + r0 * w->cols, FT_BF16, vals, nr * w->cols);
+            }
+            ft_free(vals);
+            if (st == FT_OK) st = ft_weight_set(be, w, tmp, FT_BF16);
+            if (st != FT_OK) ft_error_wrap(st, "%s: tensor %s", path, t->name);
+            ft_free(tmp);
+            return st;
         }
-        ft_free(rows);
-        data = tmp, src = FT_BF16;
+        FT_TRY(ft_malloc(&tmp, (size_t)n * 4, "decoded tensor"));
+        st = ft_gguf_tensor_rows_f32(g, t, 0, t->nelem / t->ne[0], tmp);
+        if (st == FT_OK && perm_D > 0) { /* q/k rows (bias elements) back to the HF order */
+            st = ft_malloc((void **)&vals, (size_t)n * 4, "q/k rows");
+            for (int64_t r = 0; st == FT_OK && r < units; r++)
+                memcpy(vals + r * uc, (const float *)tmp + ft_gguf_unpermuted_row(r, perm_D) * uc, (size_t)uc * 4);
+            if (st == FT_OK) ft_free(tmp), tmp = vals;
+        }
+        data = tmp, src = FT_F32; /* ft_weight_set rounds to the weight's BF16 where it is one */
     }
     if (st == FT_OK) st = ft_weight_set(be, w, data, src);
     if (st != FT_OK) ft_error_wrap(st, "%s: tensor %s", path, t->name);
@@ -118,10 +133,13 @@ ft_status ft_model_load_gguf(ft_model **out, ft_backend *be, const char *path, c
     ft_model_dims_from_config(&cfg, &d);
     FT_CHECK_GOTO(st, ft_malloc((void **)&types, (size_t)(d.L * FT_MOD_COUNT) * sizeof *types, "linear types"), done);
     FT_CHECK_GOTO(st, ft_linear_types(g, path, &d, opts, types), done);
+    if (opts->gguf_f32)
+        for (int64_t i = 0; i < d.L * FT_MOD_COUNT; i++) types[i] = FT_F32;
     ft_dtype cache = FT_BF16; /* any linear that is not BF16 already is dequantized through the cache */
     for (int64_t i = 0; i < d.L * FT_MOD_COUNT; i++)
         if (types[i] != FT_BF16) cache = types[i];
-    FT_CHECK_GOTO(st, ft_model_create_typed(&m, be, &d, cache, types, FT_BF16, &opts->model), done);
+    FT_CHECK_GOTO(st, ft_model_create_typed(&m, be, &d, cache, types, opts->gguf_f32 ? FT_F32 : FT_BF16, &opts->model),
+                  done);
 
     ft_model_weights *w = ft_model_get_weights(m);
     const int perm = ft_arch_get(cfg.arch)->gguf_permute_qk;

@@ -16,6 +16,8 @@ typedef enum { FT_QUANT_NONE = 0, FT_QUANT_NF4 } ft_quant;
 typedef struct ft_load_opts {
     ft_quant quant;
     ft_model_opts model;
+    int gguf_f32;       /* a GGUF file decoded to float32 throughout, quantized linears included (what
+                         * `merge --check` reads a merged model back as: its exact values); 0: as stored */
 } ft_load_opts;
 
 ft_status ft_quant_parse(const char *s, ft_quant *out);
