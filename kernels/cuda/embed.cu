@@ -12,16 +12,20 @@
 #include "kernels/cuda/cuda_impl.h"
 #include "kernels/cuda/ggml_dequant.cuh"
 
+/* An id outside [0, V): flagged in err, its output row NaN (so nothing downstream reads a stale row). */
+__device__ __forceinline__ bool ft_embed_bad_id(int32_t id, int64_t V, act_t *o, int64_t C, unsigned *err) {
+    if (id >= 0 && id < V) return false;
+    if (threadIdx.x == 0) atomicOr(err, (unsigned)FT_CUERR_EMBED_ID);
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) ft_st(o, c, __int_as_float(0x7fc00000));
+    return true;
+}
+
 __global__ void ft_k_embed(act_t *out, const int32_t *ids, ft_cu_wview w, int64_t N, int64_t V, int64_t C,
                            unsigned *err) {
     for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
         const int32_t id = ids[n];
         act_t *o = out + n * C;
-        if (id < 0 || id >= V) {
-            if (threadIdx.x == 0) atomicOr(err, (unsigned)FT_CUERR_EMBED_ID);
-            for (int64_t c = threadIdx.x; c < C; c += blockDim.x) ft_st(o, c, __int_as_float(0x7fc00000));
-            continue;
-        }
+        if (ft_embed_bad_id(id, V, o, C, err)) continue;
         const int64_t base = (int64_t)id * C;
         if (w.dtype == FT_BF16) { /* the common case: a straight copy */
             const act_t *row = (const act_t *)w.data + base;
@@ -39,11 +43,7 @@ __global__ void ft_k_embed_ggml(act_t *out, const int32_t *ids, const uint8_t *w
     for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
         const int32_t id = ids[n];
         act_t *o = out + n * C;
-        if (id < 0 || id >= V) {
-            if (threadIdx.x == 0) atomicOr(err, (unsigned)FT_CUERR_EMBED_ID);
-            for (int64_t c = threadIdx.x; c < C; c += blockDim.x) ft_st(o, c, __int_as_float(0x7fc00000));
-            continue;
-        }
+        if (ft_embed_bad_id(id, V, o, C, err)) continue;
         const uint8_t *row = w + (int64_t)id * row_bytes;
         for (int64_t c = 8 * (int64_t)threadIdx.x; c < C; c += 8 * (int64_t)blockDim.x) {
             float v[8];

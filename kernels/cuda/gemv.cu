@@ -53,6 +53,22 @@ __device__ __forceinline__ void ft_gemv8(const ft_cu_wview &w, uint32_t four, fl
     }
 }
 
+/* The end of both few-row kernels: each row's warp sum (+ the bias) into y[n, o], = or +=. */
+__device__ __forceinline__ void ft_gemv_store(act_t *y, const float *acc, ft_cu_wview bias, int has_bias, int64_t N,
+                                              int64_t out, int64_t o, int lane, int accumulate) {
+    const float b = has_bias ? ft_bf16_round(ft_weight_at(bias, o)) : 0.0f;
+#pragma unroll
+    for (int n = 0; n < FT_LINEAR_FEW_ROWS; n++) {
+        if (n < N) {
+            const float s = ft_warp_sum(acc[n]);
+            if (lane == 0) {
+                const int64_t at = n * out + o;
+                ft_st(y, at, (accumulate ? ft_ld(y, at) : 0.0f) + s + b);
+            }
+        }
+    }
+}
+
 /* VEC: 32 (in % 32 == 0, codes 16-byte aligned: 32 weights per 16-byte load, the real shapes, so a
  * warp keeps 512 bytes of codes in flight a step), 8 (in % 8 == 0, codes 4-byte aligned), or 1 (one
  * weight at a time through ft_weight_at); x rows 16-byte aligned for 32 and 8. */
@@ -91,17 +107,7 @@ __global__ void __launch_bounds__(FT_GEMV_WARPS * FT_WARP)
                 if (n < N) acc[n] = fmaf(wv, ft_ld(x, n * in + i), acc[n]);
         }
     }
-    const float b = has_bias ? ft_bf16_round(ft_weight_at(bias, o)) : 0.0f;
-#pragma unroll
-    for (int n = 0; n < FT_LINEAR_FEW_ROWS; n++) {
-        if (n < N) {
-            const float s = ft_warp_sum(acc[n]);
-            if (lane == 0) {
-                const int64_t at = n * out + o;
-                ft_st(y, at, (accumulate ? ft_ld(y, at) : 0.0f) + s + b);
-            }
-        }
-    }
+    ft_gemv_store(y, acc, bias, has_bias, N, out, o, lane, accumulate);
 }
 
 ft_status ft_cuda_nf4_gemv(ft_backend *be, void *y, const void *x, const ft_weight *W, const ft_weight *bias,
@@ -168,17 +174,7 @@ __global__ void __launch_bounds__(FT_GEMV_WARPS * FT_WARP)
             }
         }
     }
-    const float b = has_bias ? ft_bf16_round(ft_weight_at(bias, o)) : 0.0f;
-#pragma unroll
-    for (int n = 0; n < FT_LINEAR_FEW_ROWS; n++) {
-        if (n < N) {
-            const float s = ft_warp_sum(acc[n]);
-            if (lane == 0) {
-                const int64_t at = n * out + o;
-                ft_st(y, at, (accumulate ? ft_ld(y, at) : 0.0f) + s + b);
-            }
-        }
-    }
+    ft_gemv_store(y, acc, bias, has_bias, N, out, o, lane, accumulate);
 }
 
 struct ft_ggml_gemv_launch {
