@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "export/adapter_tokens.h"
 #include "export/export_util.h"
 #include "export/gguf.h"
 #include "export/safetensors_write.h"
@@ -50,6 +51,7 @@ void ft_adapter_free(ft_adapter *a) {
     free(a->m);
     free(a->rank_pattern);
     free(a->alpha_pattern);
+    ft_adapter_tokens_free(a);
     memset(a, 0, sizeof *a);
 }
 
@@ -197,6 +199,7 @@ static ft_status ft_adapter_parse_config(ft_adapter *a, const char *text, int64_
                     rp && !cJSON_IsObject(rp) && !cJSON_IsNull(rp) ? "rank_pattern" : "alpha_pattern");
         goto fail;
     }
+    FT_CHECK_GOTO(st, ft_adapter_tokens_config(a, j, cfgp), fail);
     a->rank_pattern = cJSON_IsObject(rp) ? cJSON_PrintUnformatted(rp) : strdup("{}");
     a->alpha_pattern = cJSON_IsObject(ap) ? cJSON_PrintUnformatted(ap) : strdup("{}");
     if (!a->rank_pattern || !a->alpha_pattern) {
@@ -221,6 +224,7 @@ static ft_status ft_adapter_add_tensors(ft_adapter *a, const cJSON *j, const cha
     const cJSON *ap = cJSON_GetObjectItemCaseSensitive(j, "alpha_pattern");
     FT_CHECK_GOTO(st, ft_calloc((void **)&a->m, (size_t)(nt / 2 + 1) * sizeof *a->m, "adapter modules"), fail);
     int64_t n_vision = 0, n_text = 0;
+    int tok_vlm = -1; /* the trainable-token rows' names: a vision-language text model's (1) or not (0) */
     for (int64_t i = 0; i < nt; i++) {
         const ft_st_tensor *t = &ts[i];
         const char *nm = t->name;
@@ -237,11 +241,17 @@ static ft_status ft_adapter_add_tensors(ft_adapter *a, const cJSON *j, const cha
             n_vision++;
             continue;
         }
+        int tok_head, tvlm;
+        if (ft_adapter_tokens_match(nm, &tok_head, &tvlm)) {
+            FT_CHECK_GOTO(st, ft_adapter_tokens_add(a, t, tok_head, cfgp, stp), fail);
+            if (tvlm >= 0) tok_vlm = tvlm;
+            continue;
+        }
         int isA = ln > strlen(FT_PEFT_LORA_A) && strcmp(nm + ln - strlen(FT_PEFT_LORA_A), FT_PEFT_LORA_A) == 0;
         int isB = ln > strlen(FT_PEFT_LORA_B) && strcmp(nm + ln - strlen(FT_PEFT_LORA_B), FT_PEFT_LORA_B) == 0;
         if (!isA && !isB) {
             st = FT_ERR(FT_E_UNSUPPORTED, "%s: tensor %s is not a LoRA A/B weight of a linear layer (embedding/lm_head "
-                        "LoRA, DoRA magnitudes and saved modules are not supported)", stp, nm);
+                        "LoRA, DoRA magnitudes, saved modules and other modules' trainable tokens are not supported)", stp, nm);
             goto fail;
         }
         char mod[512];
@@ -330,6 +340,12 @@ static ft_status ft_adapter_add_tensors(ft_adapter *a, const cJSON *j, const cha
     }
     if (a->n == 0) {
         st = FT_ERR(FT_E_FORMAT, "%s: no LoRA tensors%s", stp, n_vision ? " of the text model (only the vision tower's)" : "");
+        goto fail;
+    }
+    FT_CHECK_GOTO(st, ft_adapter_tokens_finish(a, cfgp, stp), fail);
+    if (tok_vlm >= 0 && tok_vlm != a->vlm) {
+        st = FT_ERR(FT_E_FORMAT, "%s: trainable-token rows under %s but LoRA modules under %s (two different base "
+                    "models)", stp, tok_vlm ? "model.language_model." : "model.", a->vlm ? FT_PEFT_VLM_LAYERS : "model.layers.");
         goto fail;
     }
     if (n_vision)
@@ -456,7 +472,7 @@ ft_status ft_adapter_check(const ft_adapter *a, const ft_model_config *cfg, cons
                           a->dir, (long long)m->layer, li->peft_name, (long long)m->out, (long long)m->in, base_dir,
                           (long long)out, (long long)in);
     }
-    return FT_OK;
+    return ft_adapter_tokens_check(a, cfg, base_dir);
 }
 
 void ft_adapter_add_delta(const ft_adapter_mod *m, int64_t row0, int64_t nrows, float *dst) {
@@ -533,7 +549,7 @@ ft_status ft_adapter_write_gguf(const ft_adapter *a, const ft_model_config *cfg,
     }
     if (n_folded)
         ft_info("%s: %d modules have their own scale (rank/alpha patterns): folded into their lora_b", path, n_folded);
-    st = ft_ggufw_finish(w);
+    st = ft_adapter_gguf_finish_tokens(a, cfg, w, alpha_w, type); /* + trainable tokens (adapter_tokens_out.c); finishes w */
     w = NULL;
 fail:
     ft_ggufw_discard(w);
@@ -568,6 +584,7 @@ static ft_status ft_peft_write_pair(const ft_adapter *a, const char *dir, const 
         snprintf(name, sizeof name, FT_PEFT_PREFIX "%s" FT_PEFT_LORA_B, mod);
         FT_CHECK_GOTO(st, ft_stw_add(w, name, FT_ST_F32, 2, sb, m->B), done);
     }
+    FT_CHECK_GOTO(st, ft_adapter_tokens_write(a, w), done);
     st = ft_stw_finish_tmp(w, st_tmp, sizeof st_tmp);
     w = NULL;
     if (st != FT_OK) goto done;
@@ -630,6 +647,7 @@ ft_status ft_adapter_write_peft(const ft_adapter *a, const char *dir, const char
     cJSON_AddNullToObject(j, "modules_to_save");
     cJSON_AddItemToObject(j, "rank_pattern", cJSON_Parse(a->rank_pattern ? a->rank_pattern : "{}"));
     cJSON_AddItemToObject(j, "alpha_pattern", cJSON_Parse(a->alpha_pattern ? a->alpha_pattern : "{}"));
+    ft_adapter_tokens_json(j, a->embed_ids, a->n_embed_tokens, a->head_ids, a->n_head_tokens);
     txt = cJSON_Print(j);
     if (!txt) {
         cJSON_Delete(j);

@@ -123,6 +123,7 @@ typedef struct {
     int one_d;
     int64_t perm_d;           /* >0: llama-arch q/k permutation with heads of perm_d rows (or elements) */
     const ft_adapter_mod *mod;
+    ft_token_rows tok;        /* trainable-token rows replacing the base's (embedding, lm_head) */
     int nf4;
     float *full;              /* NF4 round trip of the whole tensor (nf4 only) */
     float *bscratch;          /* gathered lora_B rows for permuted tensors */
@@ -206,6 +207,7 @@ static ft_status ft_src_rows(void *user, int64_t row0, int64_t nrows, float *dst
                 ft_adapter_add_delta(s->mod, row0, nrows, dst);
             }
         }
+        ft_token_rows_apply(&s->tok, row0, nrows, dst);
     }
     if (!s->one_d && !s->full) {
         /* drop the pages of rows consumed so far (a permuted tensor reads whole heads) */
@@ -376,6 +378,10 @@ static ft_status ft_plan_add(ft_plan *pl, ft_tensor_role role, int64_t layer) {
         if (pl->o->adapter) s->mod = ft_adapter_find(pl->o->adapter, layer, ti->linear);
         s->nf4 = pl->o->merge_into_nf4;
     }
+    if (role == FT_TR_TOKEN_EMBD || role == FT_TR_OUTPUT) { /* (a tied model has no output here) */
+        s->tok = ft_adapter_token_rows(pl->o->adapter, role == FT_TR_OUTPUT, pl->tied);
+        FT_TRY(ft_token_rows_fit(&s->tok, pl->o->base_dir, hf, s->rows, s->cols));
+    }
     int64_t ne[2] = {s->cols, s->rows};
     ft_ggml_type gt = ft_merge_role_type(c, pl->o->kind, name, nd, s->cols, pl->i_attn_v, layer, pl->tied);
     if (role == FT_TR_ATTN_V) pl->i_attn_v++;
@@ -511,7 +517,7 @@ static int ft_hf_linear(const char *name, int64_t *layer, ft_linear *lin) {
     return 0;
 }
 
-static ft_status ft_merge_safetensors(const ft_merge_opts *o, ft_st_model *sm) {
+static ft_status ft_merge_safetensors(const ft_merge_opts *o, const ft_model_config *c, ft_st_model *sm) {
     ft_status st;
     ft_stw *w = NULL;
     ft_src *srcs = NULL;
@@ -540,7 +546,14 @@ static ft_status ft_merge_safetensors(const ft_merge_opts *o, ft_st_model *sm) {
             if (s->one_d) { /* 1-D: treat as one row, no permutation */
             }
             char text_name[512]; /* a vision-language checkpoint keeps its layout; its text model's linears merge */
-            if (t->ndim == 2 && ft_hf_linear(ft_st_text_name(t->name, text_name, sizeof text_name), &layer, &lin)) {
+            const char *tn = ft_st_text_name(t->name, text_name, sizeof text_name);
+            const int embd = strcmp(tn, ft_tensor_info_get(FT_TR_TOKEN_EMBD)->hf) == 0,
+                      head = strcmp(tn, ft_tensor_info_get(FT_TR_OUTPUT)->hf) == 0;
+            if (t->ndim == 2 && (embd || head)) { /* trainable tokens: a tied checkpoint's stored lm_head is the embedding */
+                s->tok = ft_adapter_token_rows(o->adapter, head, c->tie_word_embeddings);
+                FT_CHECK_GOTO(st, ft_token_rows_fit(&s->tok, o->base_dir, t->name, s->rows, s->cols), done);
+            }
+            if (t->ndim == 2 && ft_hf_linear(tn, &layer, &lin)) {
                 if (o->adapter) s->mod = ft_adapter_find(o->adapter, layer, lin);
                 s->nf4 = o->merge_into_nf4;
                 /* the delta is B[out, r] @ A[r, in] added row by row: a base tensor of another shape
@@ -587,10 +600,11 @@ ft_status ft_merge(const ft_merge_opts *o, ft_vocab_info *vinfo) {
     snprintf(p, sizeof p, "%s/config.json", o->base_dir);
     FT_TRY(ft_cfg_load(&c, p));
     if (o->adapter) FT_TRY(ft_adapter_check(o->adapter, &c, o->base_dir));
+    if (o->adapter) FT_TRY(ft_adapter_token_rows_check(o->adapter, &c, o->base_dir));
     ft_merge_opts ro = *o; /* "base": the checkpoint's own type */
     ro.kind = ft_merge_kind_resolve(o->kind, &c);
     FT_TRY(ft_st_open(&sm, o->base_dir));
-    if (ro.kind == FT_MERGE_SAFETENSORS) st = ft_merge_safetensors(&ro, sm);
+    if (ro.kind == FT_MERGE_SAFETENSORS) st = ft_merge_safetensors(&ro, &c, sm);
     else st = ft_merge_gguf(&ro, &c, sm, vinfo);
     ft_st_close(sm);
     return st;

@@ -14,6 +14,12 @@
  * for that ftype (ft_merge_tensor_type). Metadata: architecture hparams from config.json, the
  * tokenizer (export/gguf_vocab.h), general.file_type, rope_freqs.weight for llama3 rope scaling.
  *
+ * Trainable tokens (struct ft_adapter's embed/head rows, export/adapter_tokens_out.c): the rows of
+ * their ids in the embedding (token_embd) and a separate lm_head (output) are the adapter's, as PEFT's
+ * merge writes them, in every output; a tied model's lm_head is its embedding (a checkpoint that stores
+ * lm_head anyway gets the embedding's rows there too). Under FT_MERGE_BASE a GGUF base's token_embd /
+ * output keeps its type and every other row's bytes; only the replaced rows are re-encoded.
+ *
  * GGUF base (merge_gguf.c; the adapter was trained on the base's own blocks, trainer/gguf_load.c):
  * the output has the base's metadata, every key copied with its type (tokenizer and chat template
  * included; general.alignment aside: the writer aligns to 32), and the base's tensors in the base's

@@ -9,6 +9,8 @@
  * fresh encoding); in another type by the writer (ft_ggufw_add_tensor), as llama.cpp's quantizer would. The adapter lives in the HF layout (q/k rows un-permuted when the base
  * was loaded, trainer/gguf_load.c), so for a llama-arch q/k weight GGUF row r takes delta row
  * ft_gguf_permuted_row(r, D), as the LoRA GGUF export permutes lora_B (export/adapter.c).
+ * Trainable tokens: token_embd / output take the adapter's rows (export/adapter_tokens_out.c) and count
+ * as merged; in their own type every other row keeps the base's bytes (ft_gsrc_tokbytes).
  *
  * Memory: one chunk of rows per tensor in flight; the pages of the base's mapping that were consumed
  * are dropped behind the writer, so RSS stays near a chunk, not the model. */
@@ -84,6 +86,7 @@ typedef struct {
     const ft_gguf *g;
     const ft_gguf_tensor *t;
     const ft_adapter_mod *mod; /* NULL: the decoded rows as they are */
+    ft_token_rows tok;         /* trainable-token rows replacing the base's (token_embd, output) */
     int64_t perm_d;            /* >0: llama-arch q/k with heads of perm_d rows */
     float *bscratch;           /* lora_B rows gathered in GGUF order */
     int64_t bcap;
@@ -146,6 +149,7 @@ static ft_status ft_gsrc_fill(ft_gsrc *s, int64_t row0, int64_t nrows, float *ds
             ft_adapter_add_delta(m, row0, nrows, dst);
         }
     }
+    ft_token_rows_apply(&s->tok, row0, nrows, dst);
     if (row0 + nrows >= rows) {
         free(s->bscratch);
         s->bscratch = NULL;
@@ -202,6 +206,40 @@ static ft_status ft_gsrc_requant(void *user, void *dst, int64_t offset, int64_t 
         r += nr;
     }
     if (end >= total) { /* the tensor is done: one chunk in flight per tensor, not one per tensor */
+        free(s->rows), free(s->enc);
+        s->rows = NULL, s->enc = NULL, s->rcap = 0;
+    }
+    return FT_OK;
+}
+
+/* A tensor whose only change is trainable-token rows, in its own type (--type base): the base's bytes,
+ * with the rows of the adapter's ids re-encoded against the base's blocks as ft_gsrc_requant does
+ * (a block the new row leaves equal keeps its bytes). Blocks are counted in the range a row starts in. */
+static ft_status ft_gsrc_tokbytes(void *user, void *dst, int64_t offset, int64_t nbytes) {
+    ft_gsrc *s = user;
+    const ft_gguf_tensor *t = s->t;
+    const int64_t n0 = t->ne[0], rowb = ft_ggml_row_size(t->type, n0), total = rowb * (t->nelem / n0);
+    const int64_t end = offset + nbytes, bpr = n0 / ft_ggml_block_size(t->type);
+    const uint8_t *base = t->data;
+    memcpy(dst, base + offset, (size_t)nbytes);
+    if (!s->rcap) {
+        FT_TRY(ft_malloc((void **)&s->rows, (size_t)n0 * 4, "merge rows"));
+        FT_TRY(ft_malloc((void **)&s->enc, (size_t)rowb, "merge rows"));
+        s->rcap = 1;
+    }
+    s->blocks += ((end + rowb - 1) / rowb - (offset + rowb - 1) / rowb) * bpr;
+    for (int64_t j = 0; j < s->tok.n; j++) {
+        const int64_t lo = (int64_t)s->tok.ids[j] * rowb, hi = lo + rowb;
+        if (hi <= offset || lo >= end) continue;
+        int64_t f = 0;
+        memcpy(s->rows, s->tok.rows + j * n0, (size_t)n0 * 4);
+        (void)ft_ggml_requantize_row(t->type, base + lo, s->rows, s->enc, n0, &f); /* the type was checked encodable */
+        if (lo >= offset) s->fresh += f;
+        const int64_t a = lo > offset ? lo : offset, b = hi < end ? hi : end;
+        memcpy((uint8_t *)dst + (a - offset), s->enc + (a - lo), (size_t)(b - a));
+    }
+    ft_drop_pages(s, end);
+    if (end >= total) {
         free(s->rows), free(s->enc);
         s->rows = NULL, s->enc = NULL, s->rcap = 0;
     }
@@ -314,6 +352,7 @@ ft_status ft_merge_from_gguf(const ft_merge_opts *o, ft_vocab_info *vinfo) {
     FT_CHECK_GOTO(st, ft_check_gguf_merge(o, g), done);
     FT_CHECK_GOTO(st, ft_cfg_from_gguf(&c, g, o->base_dir), done);
     if (a) FT_CHECK_GOTO(st, ft_adapter_check(a, &c, o->base_dir), done);
+    if (a) FT_CHECK_GOTO(st, ft_adapter_token_rows_check(a, &c, o->base_dir), done);
     nt = ft_gguf_tensor_count(g);
     FT_CHECK_GOTO(st, ft_calloc((void **)&src, (size_t)(nt > 0 ? nt : 1) * sizeof *src, "merge plan"), done);
     FT_CHECK_GOTO(st, ft_malloc((void **)&changed, (size_t)(nt > 0 ? nt : 1) * sizeof *changed, "merge plan"), done);
@@ -333,7 +372,7 @@ ft_status ft_merge_from_gguf(const ft_merge_opts *o, ft_vocab_info *vinfo) {
 
     /* tensors in the base's order */
     const int perm = ft_arch_get(c.arch)->gguf_permute_qk;
-    int64_t i_attn_v = 0, n_copied = 0, n_merged = 0, n_coded = 0;
+    int64_t i_attn_v = 0, n_copied = 0, n_merged = 0, n_coded = 0, tok_used[2] = {0, 0};
     for (int64_t i = 0; i < nt; i++) {
         const ft_gguf_tensor *t = ft_gguf_tensor_at(g, i);
         ft_gsrc *s = &src[i];
@@ -352,22 +391,34 @@ ft_status ft_merge_from_gguf(const ft_merge_opts *o, ft_vocab_info *vinfo) {
             goto done;
         }
         if (s->mod && perm && (lin == FT_LIN_Q || lin == FT_LIN_K)) s->perm_d = c.head_dim;
-        const ft_ggml_type gt = ft_out_type(&c, o->kind, t, s->mod != NULL, layer, &i_attn_v);
-        if (!s->mod && (int)gt == t->type) { /* untouched and already in its type: the base's bytes */
+        const int head = strcmp(t->name, "output.weight") == 0;
+        if (a && (head || strcmp(t->name, "token_embd.weight") == 0)) { /* trainable tokens (a tied base: no output) */
+            s->tok = ft_adapter_token_rows(a, head, 0);
+            if (s->tok.n && t->n_dims != 2) {
+                st = FT_ERR(FT_E_FORMAT, "%s: tensor %s is not 2-D", o->base_dir, t->name);
+                goto done;
+            }
+            FT_CHECK_GOTO(st, ft_token_rows_fit(&s->tok, o->base_dir, t->name, t->ne[1], t->ne[0]), done);
+            tok_used[head] = 1;
+        }
+        const int merged = s->mod != NULL || s->tok.n > 0;
+        const ft_ggml_type gt = ft_out_type(&c, o->kind, t, merged, layer, &i_attn_v);
+        if (!merged && (int)gt == t->type) { /* untouched and already in its type: the base's bytes */
             FT_CHECK_GOTO(st, ft_ggufw_add_tensor_bytes(w, t->name, t->type, t->n_dims, t->ne, ft_gsrc_bytes, s), done);
             n_copied++;
             continue;
         }
         if (!ft_ggml_can_decode(t->type)) {
             st = FT_ERR(FT_E_UNSUPPORTED, "%s: tensor %s has type %s, which ftune cannot decode to %s it%s", o->base_dir,
-                        t->name, ft_ggml_type_name(t->type), s->mod ? "merge into" : "re-encode",
-                        s->mod ? "" : " (--type base copies it as it is)");
+                        t->name, ft_ggml_type_name(t->type), merged ? "merge into" : "re-encode",
+                        merged ? "" : " (--type base copies it as it is)");
             goto done;
         }
-        if (s->mod && (int)gt != t->type && o->kind == FT_MERGE_BASE) changed[i] = gt;
-        n_merged += s->mod != NULL, n_coded += s->mod == NULL;
-        if (s->mod && o->kind == FT_MERGE_BASE && (int)gt == t->type) { /* its own type: against its blocks */
-            FT_CHECK_GOTO(st, ft_ggufw_add_tensor_bytes(w, t->name, t->type, t->n_dims, t->ne, ft_gsrc_requant, s), done);
+        if (merged && (int)gt != t->type && o->kind == FT_MERGE_BASE) changed[i] = gt;
+        n_merged += merged, n_coded += !merged;
+        if (merged && o->kind == FT_MERGE_BASE && (int)gt == t->type) { /* its own type: against its blocks */
+            FT_CHECK_GOTO(st, ft_ggufw_add_tensor_bytes(w, t->name, t->type, t->n_dims, t->ne,
+                                                        s->mod ? ft_gsrc_requant : ft_gsrc_tokbytes, s), done);
             continue;
         }
         FT_CHECK_GOTO(st, ft_ggufw_add_tensor(w, t->name, gt, t->n_dims, t->ne, ft_gsrc_rows, s), done);
@@ -378,6 +429,13 @@ ft_status ft_merge_from_gguf(const ft_merge_opts *o, ft_vocab_info *vinfo) {
             ft_arch_name(name, sizeof name, ft_linear_info_get(a->m[k].lin)->gguf_base, a->m[k].layer);
             st = FT_ERR(FT_E_FORMAT, "%s: the adapter has module %s.weight, which the base has no tensor for",
                         o->base_dir, name);
+            goto done;
+        }
+    }
+    for (int head = 0; a && head < 2; head++) {
+        if (!tok_used[head] && ft_adapter_token_rows(a, head, 0).n) {
+            st = FT_ERR(FT_E_FORMAT, "%s: the adapter has trainable-token rows of %s, which the base has no tensor for",
+                        o->base_dir, head ? "output.weight (an untied lm_head)" : "token_embd.weight");
             goto done;
         }
     }

@@ -469,6 +469,38 @@ ft_status ft_op_xent(ft_backend *be, float *loss_sum, float *count, void *logits
     return be->vt->xent(be, loss_sum, count, logits, labels, n, V, grad_scale);
 }
 
+/* Trainable token rows: elementwise copies and gathers around the embedding and the lm_head. */
+ft_status ft_op_rows_set(ft_backend *be, void *x, const float *rows, const int32_t *pos, int64_t k, int64_t C) {
+    FT_REQUIRE(k >= 0 && C >= 0 && (k == 0 || pos), "rows_set: bad shape (k %lld, C %lld)", (long long)k,
+               (long long)C);
+    if (k == 0 || C == 0) return FT_OK;
+    FT_PH(be, FT_PHASE_ELEMENTWISE);
+    return be->vt->rows_set(be, x, rows, pos, k, C);
+}
+ft_status ft_op_rows_sum(ft_backend *be, float *drows, const void *dx, const int32_t *pos, int64_t k, int64_t C) {
+    FT_REQUIRE(k >= 0 && C >= 0 && (k == 0 || pos), "rows_sum: bad shape (k %lld, C %lld)", (long long)k,
+               (long long)C);
+    if (k == 0 || C == 0) return FT_OK;
+    FT_PH(be, FT_PHASE_ELEMENTWISE);
+    return be->vt->rows_sum(be, drows, dx, pos, k, C);
+}
+ft_status ft_op_cols_set(ft_backend *be, void *logits, const void *t, const int32_t *cols, int64_t n, int64_t V,
+                         int64_t k) {
+    FT_REQUIRE(n >= 0 && k >= 0 && k <= V, "cols_set: bad shape (n %lld, V %lld, k %lld)", (long long)n, (long long)V,
+               (long long)k);
+    if (n == 0 || k == 0) return FT_OK;
+    FT_PH(be, FT_PHASE_XENT);
+    return be->vt->cols_set(be, logits, t, cols, n, V, k);
+}
+ft_status ft_op_cols_take(ft_backend *be, void *g, void *logits, const int32_t *cols, int64_t n, int64_t V,
+                          int64_t k) {
+    FT_REQUIRE(n >= 0 && k >= 0 && k <= V, "cols_take: bad shape (n %lld, V %lld, k %lld)", (long long)n,
+               (long long)V, (long long)k);
+    if (n == 0 || k == 0) return FT_OK;
+    FT_PH(be, FT_PHASE_XENT);
+    return be->vt->cols_take(be, g, logits, cols, n, V, k);
+}
+
 ft_status ft_op_sumsq(ft_backend *be, float *out, const float *x, int64_t n) {
     FT_PH(be, FT_PHASE_OPTIMIZER);
     return be->vt->sumsq(be, out, x, n);

@@ -74,6 +74,10 @@ typedef struct ft_backend_vtbl {
     ft_status (*nf4_quantize)(ft_backend *, ft_weight *, const void *, ft_dtype);
     ft_status (*nf4_dequantize)(ft_backend *, void *, const ft_weight *);
     ft_status (*clip_factor)(ft_backend *, float *, const float *, double);
+    ft_status (*rows_set)(ft_backend *, void *, const float *, const int32_t *, int64_t, int64_t);
+    ft_status (*rows_sum)(ft_backend *, float *, const void *, const int32_t *, int64_t, int64_t);
+    ft_status (*cols_set)(ft_backend *, void *, const void *, const int32_t *, int64_t, int64_t, int64_t);
+    ft_status (*cols_take)(ft_backend *, void *, void *, const int32_t *, int64_t, int64_t, int64_t);
 
 } ft_backend_vtbl;
 

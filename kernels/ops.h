@@ -128,6 +128,29 @@ ft_status ft_op_add(ft_backend *be, void *y, const void *x, int64_t n);
 ft_status ft_op_xent(ft_backend *be, float *loss_sum, float *count, void *logits, const int32_t *labels,
                      int64_t n, int64_t V, float grad_scale);
 
+/* ---- trainable token rows (PEFT trainable_token_indices) ------------------------------------ */
+/* pos: backend i32 [k + 1 + M], CSR form: pos[0..k] are offsets (pos[0] = 0, pos[k] = M) into the
+ * M row indices that follow; token j's rows of x are pos[k+1+pos[j]] .. pos[k+1+pos[j+1]-1], each
+ * in 0..N-1, and each row appears in at most one list. */
+/* x[p, :] = rows[j, :] (f32 -> act, round to nearest even on BF16) for every row p of every token j.
+ * x [N,C] act; rows f32 [k,C]. Other rows untouched. */
+ft_status ft_op_rows_set(ft_backend *be, void *x, const float *rows, const int32_t *pos, int64_t k, int64_t C);
+/* drows[j, :] += sum over token j's rows p, in list order, of dx[p, :] (act, summed in f32).
+ * drows f32 [k,C], dx [N,C] act. Deterministic (no atomics): the same inputs give the same bits. */
+ft_status ft_op_rows_sum(ft_backend *be, float *drows, const void *dx, const int32_t *pos, int64_t k, int64_t C);
+/* logits[i, cols[j]] = t[i, j] for i < n, j < k. logits [n,V] act; t [n,k] act (row stride k);
+ * cols backend i32 [k], distinct, each in 0..V-1. */
+ft_status ft_op_cols_set(ft_backend *be, void *logits, const void *t, const int32_t *cols, int64_t n, int64_t V,
+                         int64_t k);
+/* g[i, j] = logits[i, cols[j]], then logits[i, cols[j]] = 0, for i < n, j < k. g [n,k] act. */
+ft_status ft_op_cols_take(ft_backend *be, void *g, void *logits, const int32_t *cols, int64_t n, int64_t V,
+                          int64_t k);
+/* k == 0, M == 0 or n == 0: nothing to do, FT_OK. rows_sum's sum is, per element, s = 0; s += dx[p, c]
+ * for p in list order; drows[j, c] += s, on every backend (so CUDA and CPU agree bit for bit on the
+ * same inputs). Indices are the caller's invariants (N is not passed, so a row past N goes unchecked):
+ * the CPU backend checks the offsets, the rows' signs and the columns' range (FT_E_INTERNAL); CUDA
+ * skips a negative row or an out-of-range column and the next ft_backend_sync fails (FT_E_INTERNAL). */
+
 /* ---- f32 vector ops for gradients and the optimizer ----------------------------------------- */
 /* *out += sum(x[i]^2) (out f32 scalar, backend memory). */
 ft_status ft_op_sumsq(ft_backend *be, float *out, const float *x, int64_t n);

@@ -39,6 +39,10 @@ const ot_op_info ot_ops[OP_COUNT] = {
     [OP_ADAMW] = {"adamw", ot_run_adamw, 0, {"n"}, 0, {"*"}, {VT(adamw)}},
     [OP_NF4] = {"nf4", ot_run_nf4, 0, {"rows", "cols"}, 1, {NULL}, {VT(nf4_quantize), VT(nf4_dequantize)}},
     [OP_CLIP] = {"clip_factor", ot_run_clip, 0, {"n"}, 0, {"*"}, {VT(clip_factor)}},
+    [OP_ROWS_SET] = {"rows_set", ot_run_rows, 0, {"N", "C", "k", "M"}, 0, {NULL}, {VT(rows_set)}, OP_ROWS_SUM},
+    [OP_ROWS_SUM] = {"rows_sum", ot_run_rows, 1, {"N", "C", "k", "M"}, 0, {"drows"}, {VT(rows_sum)}},
+    [OP_COLS_SET] = {"cols_set", ot_run_cols, 0, {"n", "V", "k"}, 0, {NULL}, {VT(cols_set)}, OP_COLS_TAKE},
+    [OP_COLS_TAKE] = {"cols_take", ot_run_cols, 1, {"n", "V", "k"}, 0, {NULL}, {VT(cols_take)}},
 };
 
 static int row_cases(const ot_case *row) { return row->op & OT_AND_BWD ? 2 : 1; }

@@ -238,6 +238,31 @@ const ot_case ot_rows[] = {
     {OP_CLIP,            OT_MID,   "m clip_factor",                  {40},                   FT_F32,  0,               0,    0},
     {OP_CLIP,            OT_REAL,  "grad-norm clip factor",          {16},                   FT_F32,  0,               0,    0},
 
+    /* trainable tokens (s = N, C, k, M): rows_set copies (the BF16 rounding of the f32 rows is the only
+     * difference between backends), rows_sum adds in f32 in the same order on every backend (bit-equal
+     * to the CPU on BF16 inputs); F_EMPTY gives token k/2 no rows; M = 0 and every row of x are edges */
+    {OP_ROWS_SET,        OT_SMALL, "rows_set k=1 C=5",               {20, 5, 1, 3},          FT_F32,  0,               0,    8e-3},
+    {OP_ROWS_SET,        OT_SMALL, "rows_set empty token",           {30, 24, 4, 10},        FT_F32,  F_EMPTY,         0,    8e-3},
+    {OP_ROWS_SET,        OT_SMALL, "rows_set every row C=5",         {16, 5, 3, 16},         FT_F32,  0,               0,    8e-3},
+    {OP_ROWS_SET,        OT_SMALL, "rows_set M=0",                   {12, 8, 1, 0},          FT_F32,  F_EMPTY,         0,    0},
+    {OP_ROWS_AND_SUM,    OT_MID,   "m rows C=77 empty token",        {300, 77, 5, 120},      FT_F32,  F_EMPTY,         0,    BT},
+    {OP_ROWS_AND_SUM,    OT_MID,   "m rows every row",               {64, 264, 3, 64},       FT_F32,  0,               0,    BT},
+    {OP_ROWS_AND_SUM,    OT_REAL,  "L70 trainable token rows",       {4096, 8192, 8, 512},   FT_F32,  0,               0,    BT},
+    {OP_ROWS_SUM,        OT_SMALL, "rows_sum k=1 C=5",               {20, 5, 1, 3},          FT_F32,  0,               1e-6, 1e-6},
+    {OP_ROWS_SUM,        OT_SMALL, "rows_sum empty token",           {30, 24, 4, 10},        FT_F32,  F_EMPTY,         1e-6, 1e-6},
+    {OP_ROWS_SUM,        OT_SMALL, "rows_sum every row C=5",         {16, 5, 3, 16},         FT_F32,  0,               1e-6, 1e-6},
+    {OP_ROWS_SUM,        OT_SMALL, "rows_sum M=0",                   {12, 8, 1, 0},          FT_F32,  F_EMPTY,         0,    0},
+    /* (s = n, V, k): bit copies of activations, so exact on every backend; the columns include 0 and V - 1 */
+    {OP_COLS_SET,        OT_SMALL, "cols_set k=1",                   {7, 50, 1},             FT_F32,  0,               0,    0},
+    {OP_COLS_SET,        OT_SMALL, "cols_set",                       {9, 300, 5},            FT_F32,  0,               0,    0},
+    {OP_COLS_SET,        OT_SMALL, "cols_set every column",          {3, 20, 20},            FT_F32,  0,               0,    0},
+    {OP_COLS_AND_TAKE,   OT_MID,   "m cols",                         {37, 5000, 7},          FT_F32,  0,               0,    0},
+    {OP_COLS_AND_TAKE,   OT_MID,   "m cols k=1 odd V",               {5, 301, 1},            FT_F32,  0,               0,    0},
+    {OP_COLS_AND_TAKE,   OT_REAL,  "L70 lm_head trainable columns",  {1024, 128256, 8},      FT_F32,  0,               0,    0},
+    {OP_COLS_TAKE,       OT_SMALL, "cols_take k=1",                  {7, 50, 1},             FT_F32,  0,               0,    0},
+    {OP_COLS_TAKE,       OT_SMALL, "cols_take",                      {9, 300, 5},            FT_F32,  0,               0,    0},
+    {OP_COLS_TAKE,       OT_SMALL, "cols_take every column",         {3, 20, 20},            FT_F32,  0,               0,    0},
+
     {OP_NF4,             OT_SMALL, "nf4 from f32",                   {33, 200},              FT_F32,  0,               0,    0},
     {OP_NF4,             OT_SMALL, "nf4 from bf16 (odd n)",          {17, 129},              FT_BF16, 0,               0,    0},
     {OP_NF4,             OT_MID,   "m nf4 f32 (17 256-blocks)",      {64, 4100},             FT_F32,  0,               0,    0},

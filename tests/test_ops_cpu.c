@@ -145,11 +145,18 @@ static void test_bf16_storage(ft_backend *cpu) {
     }
     check_rounded("xent gradient", lg0, lg1, N * V);
     FT_CHECK(s0[0] == s1[0] && s0[1] == s1[1], "bf16 storage: xent's f32 loss changed");
+    /* rows_set: the f32 rows rounded into x (x's other rows, BF16 values already, untouched) */
+    const int32_t pos[2 + 3] = {0, 3, 5, 0, N - 1};
+    for (int b = 0; b < 2; b++) {
+        for (int i = 0; i < N * C; i++) y[b][i] = ft_bf16_to_f32(ft_f32_to_bf16(u[i]));
+        FT_CHECK_OK(ft_op_rows_set(be[b], y[b], A, pos, 1, C));
+    }
+    check_rounded("rows_set", y0, y1, N * C);
     ft_weight_release(cpu, &w);
     ft_weight_release(cpu, &g);
     ft_backend_free(bf);
-    printf("ok   cpu-bf16 storage: rmsnorm, linear (BF16 weight), lora, swiglu, add and xent write the reference "
-           "rounded\n");
+    printf("ok   cpu-bf16 storage: rmsnorm, linear (BF16 weight), lora, swiglu, add, xent and rows_set write the "
+           "reference rounded\n");
 }
 
 int main(void) {

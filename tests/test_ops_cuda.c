@@ -325,6 +325,49 @@ static int64_t ggml_count_diff(const float *got, const float *want, int64_t n) {
     return bad;
 }
 
+/* Trainable token indices are the caller's invariants: a negative row (rows_set, rows_sum) or a column
+ * outside [0, V) (cols_set, cols_take) is skipped, cols_take writes NaN into g there, and the next sync
+ * fails with FT_E_INTERNAL, once (the flag is cleared). */
+static void check_token_indices(ft_backend *gpu) {
+    enum { N = 4, C = 8, V = 16, K = 2 };
+    const int32_t pos[K + 1 + 2] = {0, 1, 2, 3, -1}, cols[K] = {5, V};
+    void *x, *dp, *dc, *g;
+    float *r;
+    FT_CHECK_OK(ft_backend_alloc(gpu, &x, 2 * N * V, "x"));
+    FT_CHECK_OK(ft_backend_alloc(gpu, (void **)&r, 4 * K * C, "rows"));
+    FT_CHECK_OK(ft_backend_alloc(gpu, &dp, sizeof pos, "pos"));
+    FT_CHECK_OK(ft_backend_alloc(gpu, &dc, sizeof cols, "cols"));
+    FT_CHECK_OK(ft_backend_alloc(gpu, &g, 2 * N * K, "g"));
+    FT_CHECK_OK(ft_backend_memset(gpu, x, 0, 2 * N * V));
+    FT_CHECK_OK(ft_backend_memset(gpu, r, 0, 4 * K * C));
+    FT_CHECK_OK(ft_backend_memset(gpu, g, 0, 2 * N * K));
+    FT_CHECK_OK(ft_backend_upload(gpu, dp, pos, sizeof pos));
+    FT_CHECK_OK(ft_backend_upload(gpu, dc, cols, sizeof cols));
+    int flagged = 0;
+    FT_CHECK_OK(ft_op_rows_set(gpu, x, r, dp, K, C));
+    flagged += ft_backend_sync(gpu) == FT_E_INTERNAL;
+    FT_CHECK_OK(ft_op_rows_sum(gpu, r, x, dp, K, C));
+    flagged += ft_backend_sync(gpu) == FT_E_INTERNAL;
+    FT_CHECK_OK(ft_op_cols_set(gpu, x, g, dc, N, V, K));
+    flagged += ft_backend_sync(gpu) == FT_E_INTERNAL;
+    FT_CHECK_OK(ft_op_cols_take(gpu, g, x, dc, N, V, K));
+    flagged += ft_backend_sync(gpu) == FT_E_INTERNAL;
+    uint16_t gh[N * K];
+    FT_CHECK_OK(ft_backend_download(gpu, gh, g, sizeof gh));
+    int nan_ok = 1;
+    for (int i = 0; i < N; i++) {
+        const float a = ft_bf16_to_f32(gh[i * K]), b = ft_bf16_to_f32(gh[i * K + 1]);
+        nan_ok &= a == 0.0f && b != b;
+    }
+    const ft_status after = ft_backend_sync(gpu);
+    if (FT_CHECK(flagged == 4 && nan_ok && after == FT_OK,
+                 "trainable token indices: %d of 4 bad-index calls failed their sync, g's bad column NaN %d, "
+                 "next sync %s", flagged, nan_ok, ft_status_str(after)))
+        printf("ok   trainable token ops: a negative row or a column outside [0, V) fails the next sync\n");
+    ft_backend_release(gpu, x), ft_backend_release(gpu, r), ft_backend_release(gpu, dp);
+    ft_backend_release(gpu, dc), ft_backend_release(gpu, g);
+}
+
 static void check_ggml_weights(ft_backend *gpu, uint64_t seed) {
     for (int t = FT_Q4_0; t <= FT_Q6_K; t++) {
         const ft_dtype dt = (ft_dtype)t;
@@ -497,6 +540,7 @@ int main(int argc, char **argv) {
     check_weight_cache(gpu, seed);
     check_weight_cache_ring(gpu, seed);
     check_ggml_weights(gpu, seed);
+    check_token_indices(gpu);
 
     FILE *sum = summary ? fopen(summary, "w") : NULL;
     if (summary) FT_CHECK(sum != NULL, "cannot write %s", summary);

@@ -374,6 +374,48 @@ static void check_dropout_mask(void) {
     free(x), free(a), free(b);
 }
 
+/* ---- trainable tokens: rows_sum is rows_set's backward, cols_take cols_set's ------------------- */
+typedef struct { float *x, *x0, *rows, *wout; int32_t *pos; int64_t N, C, k; } rows_ctx;
+static double rows_loss(void *p) {
+    rows_ctx *c = p;
+    memcpy(c->x, c->x0, (size_t)(c->N * c->C) * sizeof(float));
+    FT_CHECK_OK(ft_op_rows_set(be, c->x, c->rows, c->pos, c->k, c->C));
+    return wsum(c->wout, c->x, c->N * c->C);
+}
+/* L(rows) = sum(w * rows_set(x, rows)): drows = rows_sum(w) (from zero), token 1 with no rows */
+static void grad_rows(void) {
+    enum { N = 11, C = 7, K = 3, M = 6 };
+    int32_t pos[K + 1 + M] = {0, 4, 4, 6, 9, 0, 3, 10, 5, 7};
+    rows_ctx c = {zeros(N * C), arr(N * C, 41, 1.0f), arr(K * C, 42, 1.0f), arr(N * C, 43, 1.0f), pos, N, C, K};
+    float *g = zeros(K * C), *g2 = zeros(K * C);
+    FT_CHECK_OK(ft_op_rows_sum(be, g, c.wout, pos, K, C));
+    FT_CHECK_OK(ft_op_rows_sum(be, g2, c.wout, pos, K, C));
+    check_same("rows_sum", g, g2, K * C);
+    fd_check("rows_set drows (rows_sum)", c.rows, K * C, g, rows_loss, &c);
+    free(c.x), free(c.x0), free(c.rows), free(c.wout), free(g), free(g2);
+}
+
+typedef struct { float *l, *l0, *t, *wout; int32_t *cols; int64_t n, V, k; } cols_ctx;
+static double cols_loss(void *p) {
+    cols_ctx *c = p;
+    memcpy(c->l, c->l0, (size_t)(c->n * c->V) * sizeof(float));
+    FT_CHECK_OK(ft_op_cols_set(be, c->l, c->t, c->cols, c->n, c->V, c->k));
+    return wsum(c->wout, c->l, c->n * c->V);
+}
+/* L(logits, t) = sum(w * cols_set(logits, t)): cols_take(w) gives dt and leaves dlogits (w with the
+ * replaced columns zeroed) */
+static void grad_cols(void) {
+    enum { n = 5, V = 13, K = 4 };
+    int32_t cols[K] = {12, 0, 7, 3};
+    cols_ctx c = {zeros(n * V), arr(n * V, 44, 2.0f), arr(n * K, 45, 2.0f), arr(n * V, 46, 1.0f), cols, n, V, K};
+    float *dl = zeros(n * V), *dt = zeros(n * K);
+    memcpy(dl, c.wout, sizeof(float) * n * V);
+    FT_CHECK_OK(ft_op_cols_take(be, dt, dl, cols, n, V, K));
+    fd_check("cols_set dt (cols_take)", c.t, n * K, dt, cols_loss, &c);
+    fd_check("cols_set dlogits (cols_take)", c.l0, n * V, dl, cols_loss, &c);
+    free(c.l), free(c.l0), free(c.t), free(c.wout), free(dl), free(dt);
+}
+
 /* ---- embedding (forward only: the table is frozen) ------------------------------------------- */
 static void check_embed(void) {
     const int64_t V = 20, C = 12, N = 9;
@@ -415,6 +457,8 @@ int main(void) {
     grad_xent("xent grad_scale 0.5", 0.5f);
     grad_dropout();
     check_dropout_mask();
+    grad_rows();
+    grad_cols();
     check_embed();
     FT_CHECK(ft_backend_bytes_in_use(be) == 0, "leak: %lld bytes", (long long)ft_backend_bytes_in_use(be));
     ft_backend_free(be);

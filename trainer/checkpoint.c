@@ -32,9 +32,17 @@ static const char *const ft_sections[3] = {"lora.params", "adamw.m", "adamw.v"};
 /* ---- write -------------------------------------------------------------------------------- */
 
 static char *ft_meta_json(const ft_ckpt_state *s) {
-    size_t cap = 4096;
+    char *toks = malloc((size_t)s->n_tokens * 12 + 1); /* ", " and up to 10 digits each */
+    if (!toks) return NULL;
+    size_t tl = 0;
+    toks[0] = 0;
+    for (int64_t i = 0; i < s->n_tokens; i++) tl += (size_t)sprintf(toks + tl, "%s%d", i ? ", " : "", s->tokens[i]);
+    size_t cap = 4096 + tl;
     char *j = malloc(cap);
-    if (!j) return NULL;
+    if (!j) {
+        free(toks);
+        return NULL;
+    }
     int64_t n = s->n_params;
     snprintf(j, cap,
              "{\n"
@@ -44,7 +52,7 @@ static char *ft_meta_json(const ft_ckpt_state *s) {
              "  \"steps_total\": %" PRId64 ",\n"
              "  \"seed\": \"%" PRIu64 "\",\n"
              "  \"lora\": {\"n_params\": %" PRId64 ", \"r\": %" PRId64 ", \"layers\": %" PRId64
-             ", \"targets\": %" PRIu32 "},\n"
+             ", \"targets\": %" PRIu32 ", \"tokens\": [%s]},\n"
              "  \"adamw_t\": %" PRId64 ",\n"
              "  \"data_cursor\": {\"seed\": \"%" PRIu64 "\", \"epoch\": %" PRId64 ", \"index\": %" PRId64
              ", \"rows\": %" PRId64 ", \"plan_hash\": \"%016" PRIx64 "\"},\n"
@@ -63,11 +71,12 @@ static char *ft_meta_json(const ft_ckpt_state *s) {
              "  ]\n"
              "}\n",
              FT_CKPT_VERSION, s->step, s->steps_total, s->seed, s->n_params, s->lora_r, s->lora_layers, s->lora_targets,
-             s->adamw_t, s->cursor.seed, s->cursor.epoch, s->cursor.index, s->cursor.rows, s->cursor.plan_hash,
+             toks, s->adamw_t, s->cursor.seed, s->cursor.epoch, s->cursor.index, s->cursor.rows, s->cursor.plan_hash,
              s->guard.n, s->guard.mean, s->guard.var, s->guard.consecutive, s->guard.skipped,
              s->guard.best, s->guard.best_step, s->guard.above, s->guard.above_from, s->guard.rollbacks, s->val.loss,
              s->val.step, s->val.since, s->elapsed_s, s->elapsed_s,
              s->tokens_seen, ft_sections[0], n, ft_sections[1], n * 4, n, ft_sections[2], 2 * n * 4, n);
+    free(toks);
     return j;
 }
 
@@ -240,6 +249,17 @@ static ft_status ft_parse_meta(const char *path, const char *text, size_t len, f
         s->lora_r = js_i64(lora, "r", &ok);
         s->lora_layers = js_i64(lora, "layers", &ok);
         s->lora_targets = (uint32_t)js_i64(lora, "targets", &ok);
+        const cJSON *toks = cJSON_GetObjectItemCaseSensitive(lora, "tokens"); /* absent before trainable tokens */
+        if (toks && (!cJSON_IsArray(toks) || cJSON_GetArraySize(toks) > FT_CKPT_MAX_TOKENS)) ok = 0;
+        const cJSON *t, *list = ok ? toks : NULL;
+        cJSON_ArrayForEach(t, list) {
+            if (!cJSON_IsNumber(t) || !(t->valuedouble >= 0 && t->valuedouble < 2147483647.0) ||
+                t->valuedouble != (double)(int32_t)t->valuedouble) {
+                ok = 0;
+                break;
+            }
+            s->tokens[s->n_tokens++] = (int32_t)t->valuedouble;
+        }
         s->adamw_t = js_i64(j, "adamw_t", &ok);
         s->cursor.seed = js_u64(cur, "seed", 10, &ok);
         s->cursor.epoch = js_i64(cur, "epoch", &ok);

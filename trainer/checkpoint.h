@@ -35,6 +35,7 @@
 
 #define FT_CKPT_MAGIC "FTCKPT1\n"
 #define FT_CKPT_VERSION 1
+#define FT_CKPT_MAX_TOKENS 1024 /* trainable tokens a checkpoint records (lora.h FT_LORA_MAX_TOKENS) */
 
 /* The lowest validation loss of the run so far (eval.keep_best, eval.patience). */
 typedef struct ft_val_best {
@@ -50,6 +51,8 @@ typedef struct ft_ckpt_state {
     int64_t n_params;         /* adapter layout: a checkpoint restores only into the same one */
     int64_t lora_r, lora_layers;
     uint32_t lora_targets;    /* ft_module bitmask */
+    int64_t n_tokens;         /* the adapter's trainable tokens (lora.h ft_lora_tokens), ascending */
+    int32_t tokens[FT_CKPT_MAX_TOKENS];
     int64_t adamw_t;          /* AdamW steps taken (skipped steps do not count) */
     ft_data_cursor cursor;
     ft_guard guard;

@@ -83,13 +83,19 @@ static ft_status ft_ckpt_adapter(const char *ckpt, ft_adapter *a) {
                           .H = cfg.num_attention_heads, .Hkv = cfg.num_key_value_heads, .D = cfg.head_dim,
                           .V = cfg.vocab_size};
     ft_lora_shapes shapes = ft_model_lora_shapes(&dims);
+    /* the trainable tokens the checkpoint records, whose rows follow the LoRA tensors (trainer/lora.h) */
     ft_lora_cfg lc = {.r = cs.lora_r, .alpha = rec.lora.alpha, .dropout = rec.lora.dropout, .rslora = rec.lora.rslora,
-                      .targets = cs.lora_targets, .vlm = cfg.vlm};
+                      .targets = cs.lora_targets, .vlm = cfg.vlm, .tokens = cs.tokens, .n_tokens = cs.n_tokens,
+                      .tied = cfg.tie_word_embeddings};
     /* the layout only (offsets of each A and B): the values are the checkpoint's, on the host. 0
      * threads: leaves OpenBLAS's process-wide pool as it is, for the backend that `eval --adapter
      * CKPT` or `generate` computes on (1 here made its logits differ from final/'s by an ulp) */
     FT_CHECK_GOTO(st, ft_backend_cpu_create(&be, 0), done);
-    FT_CHECK_GOTO(st, ft_lora_create(&lora, be, &lc, &shapes, cfg.num_hidden_layers), done);
+    st = ft_lora_create(&lora, be, &lc, &shapes, cfg.num_hidden_layers);
+    if (st != FT_OK) { /* e.g. the trainable tokens it records */
+        ft_error_wrap(st, "%s", ckpt);
+        goto done;
+    }
     if (lora->n_params != cs.n_params) {
         st = FT_ERR(FT_E_FORMAT, "%s: %lld adapter parameters, the recipe's model implies %lld", ckpt,
                     (long long)cs.n_params, (long long)lora->n_params);
@@ -108,6 +114,7 @@ static ft_status ft_ckpt_adapter(const char *ckpt, ft_adapter *a) {
     cJSON_AddNumberToObject(j, "lora_dropout", lc.dropout);
     cJSON_AddItemToObject(j, "target_modules", mods);
     cJSON_AddBoolToObject(j, "use_rslora", lc.rslora);
+    ft_adapter_tokens_json(j, lora->tok.ids, lora->tok.k, lora->tok.ids, lc.tied ? 0 : lora->tok.k);
     text = cJSON_Print(j);
     if (!text) {
         st = FT_ERR(FT_E_OOM, "out of memory");
@@ -153,6 +160,7 @@ ft_status ft_run_exports(void *user, const ft_recipe *r, const char *final_dir) 
     FT_TRY(ft_adapter_load(&a, final_dir));
     FT_CHECK_GOTO(st, ft_adapter_base_config(&a, r->model.path, &cfg, base_dir, sizeof base_dir), done);
     FT_CHECK_GOTO(st, ft_adapter_check(&a, &cfg, base_dir), done);
+    snprintf(a.base, sizeof a.base, "%s", base_dir); /* the run's base: trainable tokens' base rows */
     const char *f = r->exports.formats ? r->exports.formats : "";
     while (*f) {
         size_t len = strcspn(f, ", ");
@@ -253,6 +261,9 @@ ft_status ft_cmd_export(int argc, char **argv) {
     if (gguf || base) {
         FT_CHECK_GOTO(st, ft_adapter_base_config(&a, base, &cfg, base_dir, sizeof base_dir), done);
         FT_CHECK_GOTO(st, ft_adapter_check(&a, &cfg, base_dir), done);
+        /* the base the user named is where a trainable token's base row is read from (the GGUF pairs
+         * hold new - base rows), not base_model_name_or_path */
+        if (base) snprintf(a.base, sizeof a.base, "%s", base_dir);
     }
     if (gguf) {
         FT_CHECK_GOTO(st, ft_adapter_write_gguf(&a, &cfg, out, gt), done);

@@ -17,6 +17,7 @@
 #include "export/merge.h"
 #include "kernels/log.h"
 #include "kernels/mem.h"
+#include "trainer/adapter_attach.h"
 #include "trainer/cli.h"
 #include "trainer/commands.h"
 #include "trainer/hf_config.h"
@@ -168,25 +169,6 @@ done:
     return st;
 }
 
-/* Copies the adapter's A/B into the trainer's LoRA layout (same rank everywhere). */
-static ft_status ft_lora_set_from(ft_lora *l, ft_backend *be, const ft_adapter *a) {
-    float *host = NULL;
-    FT_TRY(ft_calloc((void **)&host, (size_t)l->n_params * 4, "LoRA weights"));
-    for (int64_t k = 0; k < a->n; k++) {
-        const ft_adapter_mod *m = &a->m[k];
-        const ft_lora_tensor *t = ft_lora_get(l, m->layer, (ft_module)m->lin);
-        if (!t || t->in != m->in || t->out != m->out) {
-            free(host);
-            return FT_ERR(FT_E_INTERNAL, "adapter layout mismatch at layer %lld", (long long)m->layer);
-        }
-        memcpy(host + t->a_off, m->A, (size_t)(m->r * m->in) * 4);
-        memcpy(host + t->b_off, m->B, (size_t)(m->out * m->r) * 4);
-    }
-    ft_status st = ft_backend_upload(be, l->params, host, l->n_params * 4);
-    free(host);
-    return st;
-}
-
 /* --check on the CPU loads the merged model whole: float32 from a GGUF (4 bytes a weight), the
  * checkpoint's 16 bits from safetensors. A 70B's 280 GB would fail after the merge's hour, or
  * bring in the OOM killer: refused before the merge starts when it exceeds this machine's memory. */
@@ -231,21 +213,23 @@ static ft_status ft_merge_check(ft_valid *vd, const char *valid, const char *bas
     FT_CHECK_GOTO(st, ft_model_load(&m, be, base, &lo), done);
     FT_CHECK_GOTO(st, ft_valid_loss(vd, m, &loss_base), done);
     if (a) {
-        ft_lora_cfg lc = {.r = a->r, .alpha = a->alpha, .rslora = a->rslora};
-        int uniform = 1;
-        for (int64_t k = 0; k < a->n; k++) {
-            lc.targets |= 1u << a->m[k].lin;
-            uniform &= a->m[k].r == a->r && fabs(a->m[k].scale * (a->rslora ? sqrt((double)a->r) : (double)a->r) - a->alpha) < 1e-9 * fabs(a->alpha);
-        }
-        if (uniform && a->n == c.num_hidden_layers * __builtin_popcount(lc.targets)) {
-            ft_lora_shapes shapes = ft_model_lora_shapes(ft_model_get_dims(m));
-            FT_CHECK_GOTO(st, ft_lora_create(&lora, be, &lc, &shapes, c.num_hidden_layers), done);
-            FT_CHECK_GOTO(st, ft_lora_set_from(lora, be, a), done);
-            ft_model_set_lora(m, lora);
+        /* the adapter as `ftune eval --adapter` applies it (trainer/adapter_attach.h: its trainable
+         * tokens' rows too); one rank and scale only: per-module patterns are the merge's alone */
+        int uniform = a->n > 0;
+        for (int64_t k = 0; k < a->n; k++)
+            uniform &= a->m[k].r == a->m[0].r && fabs(a->m[k].scale - a->m[0].scale) <= 1e-12 * fabs(a->m[0].scale);
+        ft_status at = uniform ? ft_model_attach_adapter(m, be, a, &lora) : FT_E_UNSUPPORTED;
+        if (at == FT_OK) {
             FT_CHECK_GOTO(st, ft_valid_loss(vd, m, &loss_train), done);
             ft_model_set_lora(m, NULL);
+        } else if (at == FT_E_UNSUPPORTED) { /* what the merge applies and ft_lora cannot hold */
+            ft_warn("--check: %s: training-time loss skipped", uniform  ? ft_error_msg()
+                                                               : a->n ? "the adapter has per-module ranks/alphas"
+                                                                      : "the adapter has no LoRA module");
+            ft_error_clear();
         } else {
-            ft_warn("--check: the adapter has per-module ranks/alphas or partial layers: training-time loss skipped");
+            st = at;
+            goto done;
         }
     }
     ft_model_free(m);

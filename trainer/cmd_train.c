@@ -24,6 +24,7 @@
 #include "trainer/recipe.h"
 #include "trainer/run.h"
 #include "trainer/train.h"
+#include "trainer/untrained.h"
 
 static const ft_opt ft_train_opts[] = {
     {"model", FT_OPT_STR, "DIR", NULL, "Hugging Face model directory"},
@@ -44,6 +45,8 @@ static const ft_opt ft_train_opts[] = {
     {"lora-targets", FT_OPT_STR, "LIST", "all", "comma list of q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"},
     {"rslora", FT_OPT_FLAG, NULL, NULL, "scale by alpha/sqrt(r) instead of alpha/r"},
     {"lora-init", FT_OPT_STR, "FILE", NULL, "initial A/B from a safetensors file under PEFT names"},
+    {"trainable-tokens", FT_OPT_STR, "LIST", NULL,
+     "comma list of token ids (or token strings) whose embedding and lm_head rows are trained whole"},
     {"micro-batch", FT_OPT_INT, "B", "1", "sequences per micro-batch"},
     {"grad-accum", FT_OPT_INT, "K", "1", "micro-batches per optimizer step"},
     {"max-len", FT_OPT_INT, "T", "0", "truncate sequences to T tokens (0: no limit)"},
@@ -63,7 +66,7 @@ static const ft_opt ft_train_opts[] = {
 /* Options that belong to one mode only. */
 static const char *const ft_flag_only[] = {"model", "tokens", "quant", "steps", "lr", "schedule", "warmup",
                                            "weight-decay", "beta1", "beta2", "eps", "clip", "lora-r", "lora-alpha",
-                                           "lora-dropout", "lora-targets", "rslora", "lora-init", "micro-batch",
+                                           "lora-dropout", "lora-targets", "rslora", "lora-init", "trainable-tokens", "micro-batch",
                                            "grad-accum", "max-len", "seed", "no-recompute", "dump-grads", "save",
                                            "device", "threads"};
 
@@ -223,6 +226,8 @@ ft_status ft_cmd_train(int argc, char **argv) {
     ft_lora *lora = NULL;
     ft_token_seqs seqs = {0};
     ft_plan *plan = NULL;
+    char *tt_buf = NULL;    /* --trainable-tokens, split */
+    int32_t *tt_ids = NULL; /* and resolved */
     if (st != FT_OK) goto done;
     if (cli.help) {
         ft_cli_usage(&cli);
@@ -236,7 +241,9 @@ ft_status ft_cmd_train(int argc, char **argv) {
         st = FT_ERR(FT_E_ARG, "train: --resume-fallback works with a recipe and --resume");
         goto done;
     }
-    const char *dir, *tokens, *quant_s, *sched_s, *targets_s, *init, *save, *device;
+    const char *dir, *tokens, *quant_s, *sched_s, *targets_s, *init, *save, *device, *tt_s;
+    char *tt_items[FT_LORA_MAX_TOKENS];
+    int tt_n = 0;
     int64_t r, B, K, seed, threads, warmup, steps, max_len;
     double lr, wd, alpha, dropout;
     ft_train_cfg tc = {0};
@@ -248,6 +255,7 @@ ft_status ft_cmd_train(int argc, char **argv) {
     FT_CHECK_GOTO(st, ft_cli_str(&cli, "schedule", &sched_s), done);
     FT_CHECK_GOTO(st, ft_cli_str(&cli, "lora-targets", &targets_s), done);
     FT_CHECK_GOTO(st, ft_cli_str(&cli, "lora-init", &init), done);
+    FT_CHECK_GOTO(st, ft_cli_str(&cli, "trainable-tokens", &tt_s), done);
     FT_CHECK_GOTO(st, ft_cli_str(&cli, "save", &save), done);
     FT_CHECK_GOTO(st, ft_cli_str(&cli, "dump-grads", &tc.dump_grads), done);
     FT_CHECK_GOTO(st, ft_cli_str(&cli, "device", &device), done);
@@ -291,7 +299,20 @@ ft_status ft_cmd_train(int argc, char **argv) {
     FT_CHECK_GOTO(st, ft_cfg_load(&mc, dir), done);
     lc.vlm = mc.vlm;
     ft_lora_shapes shapes = ft_model_lora_shapes(ft_model_get_dims(model));
+    if (tt_s) { /* "3,17,<|eot_id|>": split at commas */
+        tt_buf = strdup(tt_s);
+        if (!tt_buf) FT_CHECK_GOTO(st, FT_ERR(FT_E_OOM, "out of memory"), done);
+        for (char *p = tt_buf, *e; p && *p && tt_n < FT_LORA_MAX_TOKENS; p = e ? e + 1 : NULL) {
+            e = strchr(p, ',');
+            if (e) *e = 0;
+            tt_items[tt_n++] = p;
+        }
+        FT_CHECK_GOTO(st, ft_trainable_tokens_pick(tt_items, tt_n, be, model, NULL, dir, &tt_ids, &lc.n_tokens), done);
+        lc.tokens = tt_ids, lc.tied = ft_model_get_dims(model)->tied;
+    }
     FT_CHECK_GOTO(st, ft_lora_create(&lora, be, &lc, &shapes, ft_model_get_dims(model)->L), done);
+    FT_CHECK_GOTO(st, ft_lora_init_tokens(lora, be, &ft_model_get_weights(model)->embed,
+                                          &ft_model_get_weights(model)->lm_head), done);
     if (init) FT_CHECK_GOTO(st, ft_lora_load(lora, be, init), done);
     ft_info("training %lld LoRA parameters (r=%lld, alpha=%g, scale %.4g) on %s", (long long)lora->n_params,
             (long long)r, alpha, lora->scale, ft_backend_name(be));
@@ -306,5 +327,7 @@ done:
     ft_token_seqs_free(&seqs);
     ft_cli_free(&cli);
     free(args);
+    free(tt_buf);
+    ft_free(tt_ids);
     return st;
 }

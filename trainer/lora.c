@@ -3,6 +3,7 @@
 #include "trainer/lora.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -55,13 +56,76 @@ int64_t ft_lora_param_count(const ft_lora_cfg *cfg, const ft_lora_shapes *s, int
     int64_t per_layer = 0;
     for (int m = 0; m < FT_MOD_COUNT; m++)
         if (cfg->targets & (1u << m)) per_layer += cfg->r * (s->in[m] + s->out[m]);
-    return per_layer * n_layers;
+    return per_layer * n_layers + cfg->n_tokens * s->in[FT_MOD_Q] * (cfg->tied ? 1 : 2);
 }
 
 void ft_lora_tensor_name(char *buf, size_t cap, int64_t layer, ft_module m, char which, int vlm) {
     char mod[160]; /* the module path as export/adapter.c writes it: one place knows the vision-language layout */
     ft_peft_module(mod, sizeof mod, (ft_linear)m, layer, vlm);
     snprintf(buf, cap, FT_PEFT_PREFIX "%s.lora_%c.weight", mod, which);
+}
+
+void ft_lora_tokens_name(char *buf, size_t cap, int head, int vlm) {
+    snprintf(buf, cap, FT_PEFT_PREFIX "%s.token_adapter.trainable_tokens_delta",
+             head ? "lm_head" : vlm ? "model.language_model.embed_tokens" : "model.embed_tokens");
+}
+
+static int ft_id_cmp(const void *x, const void *y) {
+    int32_t a = *(const int32_t *)x, b = *(const int32_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* The trainable tokens' ids, sorted and checked, and their rows' place after the LoRA tensors. */
+static ft_status ft_lora_tokens_setup(ft_lora *l, const ft_lora_cfg *cfg, int64_t C, int64_t *off) {
+    ft_lora_tokens *tk = &l->tok;
+    l->cfg.tokens = NULL;
+    if (cfg->n_tokens <= 0) return FT_OK;
+    if (!cfg->tokens) return FT_ERR(FT_E_INTERNAL, "trainable tokens: %lld ids, no list", (long long)cfg->n_tokens);
+    if (cfg->n_tokens > FT_LORA_MAX_TOKENS)
+        return FT_ERR(FT_E_ARG, "%lld trainable tokens: at most %d", (long long)cfg->n_tokens, FT_LORA_MAX_TOKENS);
+    FT_TRY(ft_malloc((void **)&tk->ids, (size_t)cfg->n_tokens * sizeof *tk->ids, "trainable tokens"));
+    memcpy(tk->ids, cfg->tokens, (size_t)cfg->n_tokens * sizeof *tk->ids);
+    qsort(tk->ids, (size_t)cfg->n_tokens, sizeof *tk->ids, ft_id_cmp);
+    for (int64_t i = 0; i < cfg->n_tokens; i++) {
+        if (tk->ids[i] < 0) return FT_ERR(FT_E_ARG, "trainable token id %d is negative", tk->ids[i]);
+        if (i > 0 && tk->ids[i] == tk->ids[i - 1])
+            return FT_ERR(FT_E_ARG, "trainable token id %d is listed twice", tk->ids[i]);
+    }
+    tk->k = cfg->n_tokens;
+    tk->C = C;
+    tk->embed_off = *off, *off += tk->k * C;
+    tk->head_off = cfg->tied ? tk->embed_off : *off;
+    if (!cfg->tied) *off += tk->k * C;
+    l->cfg.tokens = tk->ids;
+    return FT_OK;
+}
+
+ft_status ft_lora_init_tokens(ft_lora *l, ft_backend *be, const ft_weight *embed, const ft_weight *lm_head) {
+    const ft_lora_tokens *tk = &l->tok;
+    if (tk->k == 0) return FT_OK;
+    const ft_weight *w[2] = {embed, lm_head};
+    float *rows = NULL;
+    ft_status st = FT_OK;
+    FT_TRY(ft_malloc((void **)&rows, (size_t)(tk->k * tk->C) * sizeof *rows, "trainable token rows"));
+    for (int head = 0; head < (l->cfg.tied ? 1 : 2) && st == FT_OK; head++) {
+        if (w[head]->cols != tk->C) {
+            st = FT_ERR(FT_E_INTERNAL, "trainable tokens: rows of %lld, the %s's are %lld", (long long)tk->C,
+                        head ? "lm_head" : "embedding", (long long)w[head]->cols);
+            break;
+        }
+        for (int64_t j = 0; j < tk->k && st == FT_OK; j++) {
+            if (tk->ids[j] >= w[head]->rows)
+                st = FT_ERR(FT_E_ARG, "trainable token id %d is outside the vocabulary (0..%lld)", tk->ids[j],
+                            (long long)w[head]->rows - 1);
+            else
+                st = ft_weight_rows_f32(be, w[head], tk->ids[j], 1, rows + j * tk->C);
+        }
+        if (st == FT_OK)
+            st = ft_backend_upload(be, l->params + (head ? tk->head_off : tk->embed_off), rows,
+                                   tk->k * tk->C * (int64_t)sizeof *rows);
+    }
+    ft_free(rows);
+    return st;
 }
 
 ft_status ft_lora_create(ft_lora **out, ft_backend *be, const ft_lora_cfg *cfg, const ft_lora_shapes *s,
@@ -89,6 +153,7 @@ ft_status ft_lora_create(ft_lora **out, ft_backend *be, const ft_lora_cfg *cfg, 
             t->b_off = off, off += t->out * cfg->r;
         }
     }
+    FT_CHECK_GOTO(st, ft_lora_tokens_setup(l, cfg, s->in[FT_MOD_Q], &off), fail);
     l->n_params = off;
     /* the f32 master weights page under memory pressure (CUDA managed memory), like the moments */
     FT_CHECK_GOTO(st, ft_backend_alloc_paged(be, (void **)&l->params, off * 4, "LoRA weights"), fail);
@@ -122,6 +187,7 @@ void ft_lora_free(ft_lora *l, ft_backend *be) {
     if (!l) return;
     ft_backend_release(be, l->params);
     ft_backend_release(be, l->grads);
+    ft_free(l->tok.ids);
     ft_free(l->t);
     ft_free(l);
 }

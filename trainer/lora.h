@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "kernels/backend.h"
+#include "kernels/weight.h"
 
 struct ft_st_tensor; /* trainer/safetensors_read.h */
 
@@ -39,6 +40,10 @@ typedef struct ft_lora_cfg {
     uint64_t seed;    /* initialization seed */
     int vlm;          /* the base is a vision-language checkpoint's text model (hf_config.h): PEFT names
                        * under model.language_model. */
+    const int32_t *tokens; /* trainable tokens (PEFT's trainable_token_indices): n_tokens distinct ids in
+                            * any order, copied by ft_lora_create; NULL/0: none */
+    int64_t n_tokens;
+    int tied;         /* the model ties lm_head to the embeddings: one set of token rows serves both */
 } ft_lora_cfg;
 
 typedef struct ft_lora_tensor {
@@ -46,8 +51,23 @@ typedef struct ft_lora_tensor {
     int64_t in, out;
 } ft_lora_tensor;
 
+/* Trainable tokens: for each id, its embedding row and its lm_head row are trained as whole f32
+ * rows that replace the base's (PEFT's TrainableTokensLayer: trainable_tokens_delta holds the rows'
+ * values, not a difference, initialized from the base's rows, applied with index_copy). A tied
+ * model has one set of rows for both uses, so both gradients add into it. The rows sit after the
+ * LoRA tensors in params/grads: the optimizer, clipping and checkpoints cover them unchanged. */
+#define FT_LORA_MAX_TOKENS 1024 /* trainable tokens of one adapter (a checkpoint records them) */
+typedef struct ft_lora_tokens {
+    int64_t k;          /* trainable tokens; 0: none */
+    int32_t *ids;       /* host [k], ascending */
+    int64_t C;          /* row width: the hidden size */
+    int64_t embed_off;  /* offset (floats) of the embedding rows [k,C] in params/grads */
+    int64_t head_off;   /* of the lm_head rows [k,C]; embed_off when tied */
+} ft_lora_tokens;
+
 typedef struct ft_lora {
-    ft_lora_cfg cfg;
+    ft_lora_cfg cfg;    /* cfg.tokens points at tok.ids */
+    ft_lora_tokens tok;
     float scale;
     int64_t n_layers;
     ft_lora_tensor *t;     /* [n_layers * FT_MOD_COUNT]; in == 0 where not targeted */
@@ -71,9 +91,16 @@ static inline const ft_lora_tensor *ft_lora_get(const ft_lora *l, int64_t layer,
 }
 /* PEFT name of a tensor: which = 'A' or 'B'; vlm: under model.language_model. (ft_lora_cfg). */
 void ft_lora_tensor_name(char *buf, size_t cap, int64_t layer, ft_module m, char which, int vlm);
+/* PEFT name of the trainable-token rows of the embedding (head 0) or of lm_head (head 1):
+ * base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta. */
+void ft_lora_tokens_name(char *buf, size_t cap, int head, int vlm);
+/* The trainable-token rows from the base's embedding and lm_head (PEFT's initialization: the
+ * base's own rows), into params. embed, lm_head [V,C] (the same weight when tied). */
+ft_status ft_lora_init_tokens(ft_lora *l, ft_backend *be, const ft_weight *embed, const ft_weight *lm_head);
 ft_status ft_lora_zero_grads(ft_lora *l, ft_backend *be);
 /* Loads A/B from a PEFT-named safetensors file (every adapter tensor must be present with its
- * shape; F32/F16/BF16). */
+ * shape; F32/F16/BF16). Trainable-token rows are loaded when the file has them and otherwise keep
+ * their values (an init file made without them). */
 ft_status ft_lora_load(ft_lora *l, ft_backend *be, const char *path);
 /* Writes params (which = 'p') or grads ('g') under PEFT names to a safetensors file. */
 ft_status ft_lora_save(const ft_lora *l, ft_backend *be, const char *path, char which);

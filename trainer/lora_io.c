@@ -20,6 +20,8 @@ ft_status ft_lora_peft_tensors(const ft_lora *l, const float *host, ft_st_tensor
     int64_t cap = 0;
     for (int64_t layer = 0; layer < l->n_layers; layer++)
         for (int m = 0; m < FT_MOD_COUNT; m++) cap += ft_lora_get(l, layer, m) ? 2 : 0;
+    const int64_t ntok = l->tok.k ? (l->cfg.tied ? 1 : 2) : 0; /* trainable-token rows, after the pairs */
+    cap += ntok;
     ft_st_tensor *t = NULL;
     /* one block, descriptors then names, so the caller frees it once */
     FT_TRY(ft_calloc((void **)&t, (size_t)cap * (sizeof *t + FT_LORA_NAME_CAP), "LoRA tensor list"));
@@ -45,6 +47,19 @@ ft_status ft_lora_peft_tensors(const ft_lora *l, const float *host, ft_st_tensor
             }
         }
     }
+    for (int head = 0; head < ntok; head++, k++) {
+        ft_st_tensor *e = &t[k];
+        char *name = names + k * FT_LORA_NAME_CAP;
+        ft_lora_tokens_name(name, FT_LORA_NAME_CAP, head, l->cfg.vlm);
+        e->name = name;
+        e->st_dtype = FT_ST_F32;
+        e->dtype = FT_F32;
+        e->ndim = 2;
+        e->shape[0] = l->tok.k, e->shape[1] = l->tok.C; /* [k, C] */
+        e->numel = e->shape[0] * e->shape[1];
+        e->nbytes = e->numel * 4;
+        e->data = host + (head ? l->tok.head_off : l->tok.embed_off);
+    }
     *out = t;
     *n = k;
     return FT_OK;
@@ -58,12 +73,15 @@ ft_status ft_lora_load(ft_lora *l, ft_backend *be, const char *path) {
     ft_status st;
     FT_TRY(ft_st_open(&st_m, path));
     FT_CHECK_GOTO(st, ft_malloc((void **)&host, (size_t)l->n_params * 4, "LoRA weights"), done);
+    /* what the file does not hold keeps its value: the trainable-token rows of an init file made without them */
+    FT_CHECK_GOTO(st, ft_backend_download(be, host, l->params, l->n_params * 4), done);
     FT_CHECK_GOTO(st, ft_lora_peft_tensors(l, host, &ts, &nt), done);
     for (int64_t i = 0; i < nt; i++) {
         const ft_st_tensor *want = &ts[i];
         int64_t rows = want->shape[0], cols = want->shape[1];
         ft_st_tensor info;
         ft_dtype dt;
+        if (strstr(want->name, ".token_adapter.") && !ft_st_has(st_m, want->name)) continue;
         st = ft_st_find(st_m, want->name, &info);
         if (st != FT_OK && l->cfg.vlm) { /* a vision-language text model's adapter as transformers < 4.52 named it */
             static const char now[] = FT_PEFT_PREFIX "model.language_model.layers.",

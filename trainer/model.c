@@ -159,6 +159,7 @@ void ft_model_free(ft_model *m) {
     ft_backend_release(m->be, m->scalars);
     (void)ft_backend_weight_cache(m->be, 0); /* frees the cache; cannot fail */
     ft_model_unreserve(m);
+    ft_tt_release(m);
     ft_free(m->w.layers);
     ft_free(m->bound);
     ft_free(m->katt);
@@ -175,6 +176,7 @@ void ft_model_set_lora(ft_model *m, ft_lora *lora) {
     if (lora != m->lora) {
         /* LoRA changes the activation layout (t buffers): re-carve on next use */
         ft_model_unreserve(m);
+        ft_tt_release(m);
     }
     m->lora = lora;
 }
@@ -462,6 +464,7 @@ static ft_status ft_upload_batch(ft_model *m, const ft_batch *b) {
     }
     ft_backend *be = m->be;
     FT_TRY(ft_backend_upload(be, m->tokens, b->tokens, N * 4));
+    FT_TRY(ft_tt_batch(m, b->tokens, N));
     int32_t *tmp = NULL;
     FT_TRY(ft_malloc((void **)&tmp, (size_t)N * 4, "batch positions"));
     ft_status st = FT_OK;
@@ -499,6 +502,7 @@ static ft_status ft_forward_layers(const ft_pass *pass, int offload) {
     const int64_t L = m->d.L, bytes = p->N * m->d.C * m->es;
     int64_t out_ticket[2] = {0, 0}; /* copy to the host pending on each slot */
     FT_TRY(ft_op_embed(be, ft_bdev(m, 0), m->tokens, &m->w.embed, p->N));
+    FT_TRY(ft_tt_embed(m, ft_bdev(m, 0)));
     for (int64_t l = 0; l < L; l++) {
         ft_layer_acts *la = ft_acts_of(m, l);
         if (m->cap_host) {
@@ -541,9 +545,14 @@ ft_status ft_model_step_async(ft_model *m, const ft_batch *b, float grad_scale, 
     for (int64_t r0 = 0; r0 < N; r0 += chunk) {
         int64_t n = N - r0 < chunk ? N - r0 : chunk;
         const char *hrow = (const char *)m->hn + r0 * C * m->es;
+        char *dhrow = (char *)m->dhn + r0 * C * m->es;
         FT_TRY(ft_op_linear(be, m->logits, hrow, &m->w.lm_head, NULL, n, 0));
+        FT_TRY(ft_tt_head(m, hrow, n));
         FT_TRY(ft_op_xent(be, &sc[0], &sc[1], m->logits, m->labels + r0, n, d->V, grad_scale));
-        if (grad) FT_TRY(ft_op_linear_bwd_x(be, (char *)m->dhn + r0 * C * m->es, m->logits, &m->w.lm_head, n, 0));
+        if (!grad) continue;
+        FT_TRY(ft_tt_head_take(m, n));
+        FT_TRY(ft_op_linear_bwd_x(be, dhrow, m->logits, &m->w.lm_head, n, 0));
+        FT_TRY(ft_tt_head_bwd(m, dhrow, hrow, n));
     }
     if (!grad) return FT_OK;
 
@@ -568,7 +577,7 @@ ft_status ft_model_step_async(ft_model *m, const ft_batch *b, float grad_scale, 
         }
         FT_TRY(ft_layer_backward(&p, l, la, ft_bdev(m, l), dres));
     }
-    return FT_OK;
+    return ft_tt_embed_bwd(m, dres); /* dres: the gradient at the embedding output now */
 }
 
 ft_status ft_model_read_losses(ft_model *m, int64_t n, float *out) {
@@ -590,6 +599,7 @@ ft_status ft_model_step(ft_model *m, const ft_batch *b, float grad_scale, uint64
 static ft_status ft_head_rows(ft_model *m, const void *h, int64_t n, float *host_out) {
     ft_backend *be = m->be;
     FT_TRY(ft_op_linear(be, m->logits, h, &m->w.lm_head, NULL, n, 0));
+    FT_TRY(ft_tt_head(m, h, n));
     int64_t cnt = n * m->d.V;
     if (m->act == FT_F32) return ft_backend_download(be, host_out, m->logits, cnt * 4);
     /* non-f32 activations: download then widen in place from the back */

@@ -61,6 +61,14 @@ struct ft_model {
     const int32_t *attn_docs; /* doc_start when the batch packs documents in a row, else NULL: plain
                                * causal attention, which a backend may serve faster (cuDNN's) */
     int64_t ndocs;            /* the batch's documents (ft_attn_doc_count), for attn_docs */
+    /* the adapter's trainable tokens (model_tokens.c), when it has some */
+    int tt_ready;            /* tt_cols, tt_eye, tt_db made for m->lora */
+    void *tt_pos;            /* i32 [k+1+M] CSR: the batch's M rows that hold each trainable token (ops.h) */
+    int64_t tt_pos_cap, tt_m;/* ints tt_pos holds room for; M */
+    int32_t *tt_cols;        /* i32 [k] the ids: lm_head's columns */
+    float *tt_eye, *tt_db;   /* f32 [k,k] the head product's B (identity) and its discarded gradient */
+    void *tt_t, *tt_g;       /* [chunk,k] act: the rows' logits, then their gradient */
+    int64_t tt_tcap, tt_gcap;/* elements tt_t, tt_g hold room for */
     float *scalars;          /* [FT_MODEL_LOSS_SLOTS][2] loss sum, target count per micro-batch: its own
                               * allocation, so a re-carved activation block keeps a step's losses */
 };
@@ -71,5 +79,19 @@ int64_t ft_model_logits_chunk(const ft_model_dims *d, int64_t N, int64_t chunk);
  * one already serves them); ft_model_unreserve frees it. */
 ft_status ft_model_reserve(ft_model *m, int64_t B, int64_t T);
 void ft_model_unreserve(ft_model *m);
+
+/* Trainable tokens (model_tokens.c; each a no-op without them). ft_tt_batch: which rows of the
+ * batch's N tokens hold one, uploaded. ft_tt_embed: their rows over the embedding output x[N,C];
+ * ft_tt_embed_bwd: its gradient dx[N,C] into the rows'. ft_tt_head: their logits over m->logits'
+ * columns for h[n,C]; after the cross-entropy, ft_tt_head_take takes their gradient out of the
+ * logits (zeroing it there) before the frozen lm_head's backward, and ft_tt_head_bwd adds the rows'
+ * part of dh and accumulates their gradient. ft_tt_release frees the device state. */
+ft_status ft_tt_batch(ft_model *m, const int32_t *tokens, int64_t N);
+ft_status ft_tt_embed(ft_model *m, void *x);
+ft_status ft_tt_embed_bwd(ft_model *m, const void *dx);
+ft_status ft_tt_head(ft_model *m, const void *h, int64_t n);
+ft_status ft_tt_head_take(ft_model *m, int64_t n);
+ft_status ft_tt_head_bwd(ft_model *m, void *dh, const void *h, int64_t n);
+void ft_tt_release(ft_model *m);
 
 #endif

@@ -13,6 +13,7 @@
 
 #define FT_RECIPE_MAX_FILES 16
 #define FT_RECIPE_MAX_PROMPTS 8
+#define FT_RECIPE_MAX_TOKENS 64
 
 typedef struct ft_recipe {
     char *source;                 /* path of the YAML file ("" for a recipe built from flags) */
@@ -34,6 +35,8 @@ typedef struct ft_recipe {
         char *targets;            /* lora.targets: "all" or comma list / YAML list joined by commas */
         int rslora;               /* lora.rslora */
         char *init;               /* lora.init: optional PEFT-named safetensors with initial A/B */
+        char *tokens[FT_RECIPE_MAX_TOKENS]; /* lora.trainable_tokens: ids, token strings, or `auto` */
+        int n_tokens;
     } lora;
 
     struct {

@@ -54,6 +54,10 @@ const rk ft_recipe_keys[] = {
      .help = "rank-stabilized scaling alpha / sqrt(r)"},
     {.key = "lora.init", .type = RK_PATH, .off = F(lora.init), .def = "",
      .help = "initial A/B from a safetensors file under PEFT names (default: PEFT's random A, zero B)"},
+    {.key = "lora.trainable_tokens", .type = RK_STRS, LIST(lora.tokens, lora.n_tokens, FT_RECIPE_MAX_TOKENS),
+     .def = "",
+     .help = "tokens whose embedding and lm_head rows are trained whole (PEFT's trainable_token_indices): ids, "
+             "token strings as the tokenizer spells them, or `auto`: the template's tokens this base never trained"},
 
     {.key = "data.train", .type = RK_PATHS, LIST(data.train, data.n_train, FT_RECIPE_MAX_FILES), .def = "",
      .flags = RK_REQUIRED, .help = "training files: JSONL/JSON (a path or a list of paths)"},

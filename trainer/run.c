@@ -17,6 +17,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "data/tokenizer.h"
 #include "export/export_util.h"
 #include "kernels/log.h"
 #include "kernels/mem.h"
@@ -233,6 +234,30 @@ static void ft_run_plan_note(const ft_plan *p) {
                 p->dev.name, src, p->advice);
 }
 
+/* The tokenizer the run's data is made with: data.tokenizer, else the model's. */
+static const char *ft_run_tok_dir(const ft_recipe *r) {
+    return r->data.tokenizer && r->data.tokenizer[0] ? r->data.tokenizer : r->model.path;
+}
+
+/* "run: training the rows of <|eot_id|> (128009), ..." */
+static void ft_run_note_tokens(const ft_run_state *R) {
+    const ft_lora_tokens *tk = &R->lora->tok;
+    ft_tok *tok = NULL;
+    if (ft_model_tokenizer(&tok, ft_run_tok_dir(R->r)) != FT_OK) ft_error_clear(), tok = NULL;
+    char names[1024];
+    size_t o = 0;
+    names[0] = 0;
+    for (int64_t j = 0; j < tk->k && j < 8 && o + 1 < sizeof names; j++) {
+        const char *p = tok ? ft_tok_id_to_piece(tok, tk->ids[j]) : NULL;
+        int n = snprintf(names + o, sizeof names - o, "%s%s (%d)", j ? ", " : "", p ? p : "?", tk->ids[j]);
+        o += n > 0 ? (size_t)n : 0;
+    }
+    ft_info("run: lora.trainable_tokens: the embedding%s rows of %lld token%s are trained whole: %s%s",
+            R->lora->cfg.tied ? " (tied lm_head)" : " and lm_head", (long long)tk->k, tk->k > 1 ? "s" : "", names,
+            tk->k > 8 ? ", ..." : "");
+    ft_tok_free(tok);
+}
+
 static ft_status ft_run_build_model(ft_run_state *R) {
     const ft_recipe *r = R->r;
     ft_load_opts lo = {0};
@@ -263,7 +288,21 @@ static ft_status ft_run_build_model(ft_run_state *R) {
     FT_TRY(ft_model_load(&R->model, R->be, r->model.path, &lo));
     const ft_model_dims *d = ft_model_get_dims(R->model);
     ft_lora_shapes shapes = ft_model_lora_shapes(d);
-    FT_TRY(ft_lora_create(&R->lora, R->be, &lc, &shapes, d->L));
+    int32_t *tokens = NULL;
+    FT_TRY(ft_trainable_tokens_pick(r->lora.tokens, r->lora.n_tokens, R->be, R->model, R->ds, ft_run_tok_dir(r),
+                                    &tokens, &lc.n_tokens));
+    lc.tokens = tokens, lc.tied = d->tied;
+    ft_status st = ft_lora_create(&R->lora, R->be, &lc, &shapes, d->L);
+    ft_free(tokens);
+    FT_TRY(st);
+    FT_TRY(ft_lora_init_tokens(R->lora, R->be, &ft_model_get_weights(R->model)->embed,
+                               &ft_model_get_weights(R->model)->lm_head));
+    if (R->lora->tok.k) ft_run_note_tokens(R);
+    if (R->lora->tok.k && d->tied && r->exports.formats && strstr(r->exports.formats, "gguf"))
+        return FT_ERR(FT_E_ARG, "export.formats: gguf: %s ties lm_head to its embeddings, and llama.cpp cannot apply "
+                                "trainable-token rows to such a model as an adapter (it would apply the embedding's "
+                                "pair to the output too): drop gguf from export.formats and set export.merged, or "
+                                "`ftune merge` the adapter after the run", r->model.path);
     if (r->lora.init && r->lora.init[0]) FT_TRY(ft_lora_load(R->lora, R->be, r->lora.init));
     ft_model_set_lora(R->model, R->lora);
     oc.beta1 = r->training.beta1, oc.beta2 = r->training.beta2, oc.eps = r->training.eps;
@@ -277,9 +316,9 @@ static ft_status ft_run_build_model(ft_run_state *R) {
  * night, not a stop; a check that cannot run says so and the run goes on. */
 static void ft_run_check_untrained(ft_run_state *R) {
     const ft_recipe *r = R->r;
-    const char *tok_dir = r->data.tokenizer && r->data.tokenizer[0] ? r->data.tokenizer : r->model.path;
     int64_t n;
-    if (ft_untrained_check(R->be, R->model, R->ds, r->model.path, tok_dir, &n) != FT_OK) {
+    if (ft_untrained_check(R->be, R->model, R->ds, r->model.path, ft_run_tok_dir(r), R->lora->tok.ids, R->lora->tok.k,
+                           &n) != FT_OK) {
         ft_warn("cannot check the base for untrained template tokens: %s", ft_error_msg());
         ft_error_clear();
     }

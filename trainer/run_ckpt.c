@@ -62,6 +62,8 @@ ft_status ft_run_save_checkpoint(ft_run_state *R) {
                        .lora_targets = R->lora->cfg.targets, .adamw_t = R->opt->t, .guard = R->guard, .val = R->val,
                        .elapsed_s = ft_run_elapsed(R), .tokens_seen = R->tokens_seen};
     ft_dataset_get_cursor(R->ds, &s.cursor);
+    s.n_tokens = R->lora->tok.k; /* ft_lora_create keeps it within FT_CKPT_MAX_TOKENS */
+    if (s.n_tokens) memcpy(s.tokens, R->lora->tok.ids, (size_t)s.n_tokens * sizeof *s.tokens);
     char path[FT_PATH_MAX + 32];
     ft_ckpt_path(path, sizeof path, R->ckpt_dir, R->step);
     st = ft_ckpt_write(path, &s, host, host + n, host + 2 * n);
@@ -154,6 +156,13 @@ ft_status ft_run_resume(ft_run_state *R) {
     }
     const char *path = cand[used];
     const ft_lora *l = R->lora;
+    if (s.n_tokens != l->tok.k ||
+        (s.n_tokens && memcmp(s.tokens, l->tok.ids, (size_t)s.n_tokens * sizeof *s.tokens) != 0)) {
+        st = FT_ERR(FT_E_ARG, "%s: the checkpoint trains the rows of %lld tokens (lora.trainable_tokens), this recipe "
+                              "those of %lld%s: resume with the recipe the run was started with",
+                    path, (long long)s.n_tokens, (long long)l->tok.k, s.n_tokens == l->tok.k ? ", other ids" : "");
+        goto done;
+    }
     if (s.n_params != l->n_params || s.lora_r != l->cfg.r || s.lora_layers != l->n_layers ||
         s.lora_targets != l->cfg.targets) {
         st = FT_ERR(FT_E_ARG,
@@ -246,3 +255,5 @@ ft_status ft_run_rollback(ft_run_state *R) {
     if (armed && kill_at == n) raise(SIGKILL);
     return ft_run_save_checkpoint(R);
 }
+
+_Static_assert(FT_LORA_MAX_TOKENS <= FT_CKPT_MAX_TOKENS, "a checkpoint records every trainable token of an adapter");

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "export/adapter.h"
 #include "export/export_util.h"
 #include "kernels/fileio.h"
 #include "kernels/log.h"
@@ -180,6 +181,9 @@ ft_status ft_run_write_adapter_config(ft_run_state *R, const char *path) {
     cJSON_AddBoolToObject(j, "init_lora_weights", 1);
     cJSON_AddNullToObject(j, "modules_to_save");
     cJSON_AddNullToObject(j, "revision");
+    /* PEFT's form (export/adapter.h): the list when lm_head is the embedding, else both modules */
+    const ft_lora_tokens *tk = &R->lora->tok;
+    ft_adapter_tokens_json(j, tk->ids, tk->k, tk->ids, R->lora->cfg.tied ? 0 : tk->k);
     text = cJSON_Print(j);
     if (!text) {
         st = FT_ERR(FT_E_OOM, "out of memory");

@@ -89,6 +89,10 @@ static const ft_backend_vtbl ft_cpu_vtbl = {
     .nf4_quantize = ft_cpu_nf4_quantize,
     .nf4_dequantize = ft_cpu_nf4_dequantize,
     .clip_factor = ft_cpu_clip_factor,
+    .rows_set = ft_cpu_rows_set,
+    .rows_sum = ft_cpu_rows_sum,
+    .cols_set = ft_cpu_cols_set,
+    .cols_take = ft_cpu_cols_take,
 };
 
 ft_status ft_backend_cpu_create(ft_backend **out, int nthreads) {

@@ -126,6 +126,19 @@ static ft_status bf_xent(ft_backend *be, float *loss_sum, float *count, void *lo
     FT_THEN_ROUND(ft_cpu_xent(be, loss_sum, count, logits, labels, n, V, grad_scale), ft_bf16_round(logits, n * V));
 }
 
+/* The rows as CUDA writes them: rounded to BF16 (a copy; rows are f32 parameters, never rounded in
+ * place). N is not passed, so rounding x afterwards is not possible; the column ops and rows_sum
+ * only copy activations or write f32, so they need nothing. */
+static ft_status bf_rows_set(ft_backend *be, void *x, const float *rows, const int32_t *pos, int64_t k, int64_t C) {
+    float *r;
+    FT_TRY(ft_malloc((void **)&r, (size_t)(k * C) * sizeof(float), "bf16 rows copy"));
+    for (int64_t i = 0; i < k * C; i++) r[i] = rows[i];
+    ft_bf16_round(r, k * C);
+    const ft_status st = ft_cpu_rows_set(be, x, r, pos, k, C);
+    ft_free(r);
+    return st;
+}
+
 ft_status ft_backend_cpu_bf16(ft_backend *be) {
     if (ft_backend_kind_of(be) != FT_BACKEND_CPU)
         return FT_ERR(FT_E_ARG, "BF16 storage is a mode of the cpu backend, not of %s", ft_backend_name(be));
@@ -138,6 +151,7 @@ ft_status ft_backend_cpu_bf16(ft_backend *be) {
     vt->lora_fwd = bf_lora_fwd, vt->lora_bwd = bf_lora_bwd, vt->dropout = bf_dropout;
     vt->rope = bf_rope, vt->attention = bf_attention, vt->attention_bwd = bf_attention_bwd;
     vt->swiglu = bf_swiglu, vt->swiglu_bwd = bf_swiglu_bwd, vt->add = bf_add, vt->xent = bf_xent;
+    vt->rows_set = bf_rows_set;
     be->vt = vt;
     return FT_OK;
 }

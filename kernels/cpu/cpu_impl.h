@@ -75,6 +75,12 @@ ft_status ft_cpu_scale(ft_backend *be, float *x, int64_t n, float s);
 ft_status ft_cpu_adamw(ft_backend *be, float *p, const float *g, float *m, float *v, int64_t n,
                        const float *scalars);
 ft_status ft_cpu_clip_factor(ft_backend *be, float *scalars, const float *sumsq, double max_norm);
+ft_status ft_cpu_rows_set(ft_backend *be, void *x, const float *rows, const int32_t *pos, int64_t k, int64_t C);
+ft_status ft_cpu_rows_sum(ft_backend *be, float *drows, const void *dx, const int32_t *pos, int64_t k, int64_t C);
+ft_status ft_cpu_cols_set(ft_backend *be, void *logits, const void *t, const int32_t *cols, int64_t n, int64_t V,
+                          int64_t k);
+ft_status ft_cpu_cols_take(ft_backend *be, void *g, void *logits, const int32_t *cols, int64_t n, int64_t V,
+                           int64_t k);
 ft_status ft_cpu_nf4_quantize(ft_backend *be, ft_weight *w, const void *src, ft_dtype src_dtype);
 ft_status ft_cpu_nf4_dequantize(ft_backend *be, void *out, const ft_weight *w);
 

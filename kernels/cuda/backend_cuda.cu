@@ -432,10 +432,11 @@ static ft_status ft_cuda_sync(ft_backend *be) {
     FT_CUDA_TRY(cudaStreamSynchronize(b->stream));
     if (!flags) return FT_OK;
     FT_CUDA_TRY(cudaMemsetAsync(b->err, 0, sizeof(unsigned), b->stream));
-    return FT_ERR(FT_E_INTERNAL, "cuda ops reported bad indices:%s%s%s",
+    return FT_ERR(FT_E_INTERNAL, "cuda ops reported bad indices:%s%s%s%s",
                   flags & FT_CUERR_EMBED_ID ? " embed token id outside the vocabulary;" : "",
                   flags & FT_CUERR_XENT_LABEL ? " xent label outside the vocabulary;" : "",
-                  flags & FT_CUERR_DOC_START ? " attention doc_start[i] outside [0, i];" : "");
+                  flags & FT_CUERR_DOC_START ? " attention doc_start[i] outside [0, i];" : "",
+                  flags & FT_CUERR_TOKEN_INDEX ? " trainable token row or column out of range;" : "");
 }
 
 static void ft_cuda_destroy(ft_backend *be) {
@@ -533,6 +534,10 @@ static ft_backend_vtbl ft_cuda_make_vtbl(void) {
     v.nf4_quantize = ft_cuda_nf4_quantize;
     v.nf4_dequantize = ft_cuda_nf4_dequantize;
     v.clip_factor = ft_cuda_clip_factor;
+    v.rows_set = ft_cuda_rows_set;
+    v.rows_sum = ft_cuda_rows_sum;
+    v.cols_set = ft_cuda_cols_set;
+    v.cols_take = ft_cuda_cols_take;
     v.alloc_paged = ft_cuda_alloc_paged;
     v.prefetch = ft_cuda_prefetch;
     v.alloc_host = ft_cuda_alloc_host;

@@ -55,6 +55,7 @@ enum {
     FT_CUERR_EMBED_ID = 1,   /* token id outside [0, V) */
     FT_CUERR_XENT_LABEL = 2, /* label >= V */
     FT_CUERR_DOC_START = 4,  /* doc_start[i] outside [0, i] */
+    FT_CUERR_TOKEN_INDEX = 8, /* trainable token row < 0 or column outside [0, V) (rows.cu) */
 };
 
 typedef struct ft_cuda_scratch {
@@ -293,6 +294,12 @@ ft_status ft_cuda_nf4_dequantize_on(ft_backend_cuda *b, void *out, const ft_weig
 ft_status ft_cuda_ggml_dequantize_on(ft_backend_cuda *b, void *out, const ft_weight *w, cudaStream_t s);
 /* Either of the two above by w's dtype: every quantized frozen weight's BF16 copy goes through it. */
 ft_status ft_cuda_frozen_dequantize_on(ft_backend_cuda *b, void *out, const ft_weight *w, cudaStream_t s);
+ft_status ft_cuda_rows_set(ft_backend *be, void *x, const float *rows, const int32_t *pos, int64_t k, int64_t C);
+ft_status ft_cuda_rows_sum(ft_backend *be, float *drows, const void *dx, const int32_t *pos, int64_t k, int64_t C);
+ft_status ft_cuda_cols_set(ft_backend *be, void *logits, const void *t, const int32_t *cols, int64_t n, int64_t V,
+                           int64_t k);
+ft_status ft_cuda_cols_take(ft_backend *be, void *g, void *logits, const int32_t *cols, int64_t n, int64_t V,
+                            int64_t k);
 ft_status ft_cuda_clip_factor(ft_backend *be, float *scalars, const float *sumsq, double max_norm);
 
 #endif

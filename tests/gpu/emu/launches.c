@@ -224,6 +224,21 @@ static void lc_model_run(const lc_model *M, int64_t B, int64_t T, int attention_
         float *sums = lc_alloc(8);
         LC(ft_op_xent(lc_be, sums, sums + 1, logits, labels, rows, V, 1.0f), "xent");
     }
+    { /* trainable tokens (k 8): their rows of the whole micro-batch's embedding, their logits columns
+       * of a cross-entropy chunk */
+        const int64_t k = 8, rows = N < 8192 ? N : 8192;
+        void *x = lc_alloc(2 * N * C);
+        float *r = lc_alloc(4 * k * C);
+        int32_t *pos = lc_alloc(4 * (k + 1 + N));
+        LC(ft_op_rows_set(lc_be, x, r, pos, k, C), "rows_set");
+        x = lc_alloc(2 * N * C), r = lc_alloc(4 * k * C), pos = lc_alloc(4 * (k + 1 + N));
+        LC(ft_op_rows_sum(lc_be, r, x, pos, k, C), "rows_sum");
+        void *logits = lc_alloc(2 * rows * V), *t = lc_alloc(2 * rows * k);
+        int32_t *cols = lc_alloc(4 * k);
+        LC(ft_op_cols_set(lc_be, logits, t, cols, rows, V, k), "cols_set");
+        logits = lc_alloc(2 * rows * V), t = lc_alloc(2 * rows * k), cols = lc_alloc(4 * k);
+        LC(ft_op_cols_take(lc_be, t, logits, cols, rows, V, k), "cols_take");
+    }
 }
 
 /* The optimizer over every LoRA parameter of rank 256 on all seven linears of every layer (L70: 80
