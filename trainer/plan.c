@@ -245,7 +245,7 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
     int64_t small = d->L * per_layer + ft_weight_nbytes(o, 1, d->C) + d->D / 2 * 4 + ft_model_fixed_bytes();
     pl_set(&p->line[FT_PLAN_SMALL], "norms, biases, RoPE", small, "%s (and the loss slots)", ft_dtype_name(o));
 
-    ft_lora_cfg lc = {.r = in->R, .targets = p->targets};
+    ft_lora_cfg lc = {.r = in->R, .targets = p->targets, .n_tokens = p->n_tokens, .tied = d->tied};
     int64_t n = ft_lora_param_count(&lc, &s, d->L);
     p->lora_params = n;
     pl_set(&p->line[FT_PLAN_LORA], "LoRA weights", n * 4, "F32, %s params%s", ft_plan_si((double)n, "", num, sizeof num),
@@ -553,6 +553,7 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     }
     FT_TRY(ft_lora_parse_targets(r->lora.targets, &p->targets));
     p->B = r->training.micro_batch, p->T = r->data.seq_len, p->K = r->training.grad_accum, p->R = r->lora.r;
+    for (int i = 0; i < r->lora.n_tokens; i++) p->n_tokens += strcmp(r->lora.tokens[i], "auto") != 0;
     p->lora_dropout = r->lora.dropout > 0;
     p->packed = strcmp(r->data.packing, "none") != 0;
     p->recompute = r->training.recompute;

@@ -143,6 +143,7 @@ typedef struct ft_plan {
 
     /* the run */
     int64_t B, T, K, R;       /* micro_batch, seq_len, grad_accum, lora.r */
+    int64_t n_tokens;         /* lora.trainable_tokens given as ids or strings (`auto`'s are found at load) */
     unsigned targets;         /* LoRA module mask */
     int recompute;
     int host_boundaries;      /* with recompute: boundaries in pinned host memory (asked for without

@@ -102,8 +102,17 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
             p->cfg.architecture, (long long)d->L, (long long)d->C, (long long)d->F, (long long)d->H, (long long)d->Hkv,
             (long long)d->D, (long long)d->V, d->tied ? " (tied)" : "");
     fprintf(f, "           %s parameters, from %s\n", ft_plan_si((double)pc.total, "", b1, sizeof b1), p->config_path);
-    fprintf(f, "lora       r %lld on %s: %s trainable parameters\n", (long long)p->R, r->lora.targets,
+    int tt_auto = 0;
+    for (int i = 0; i < r->lora.n_tokens; i++) tt_auto |= strcmp(r->lora.tokens[i], "auto") == 0;
+    fprintf(f, "lora       r %lld on %s: %s trainable parameters", (long long)p->R, r->lora.targets,
             ft_plan_si((double)p->lora_params, "", b1, sizeof b1));
+    const char *rows = d->tied ? "embedding" : "embedding and lm_head";
+    if (p->n_tokens)
+        fprintf(f, ", with the %s rows of %lld token%s%s", rows, (long long)p->n_tokens, p->n_tokens == 1 ? "" : "s",
+                tt_auto ? " and auto's (found at load)" : "");
+    else if (tt_auto)
+        fprintf(f, ", with the %s rows of the template's untrained tokens (auto: found at load)", rows);
+    fprintf(f, "\n");
     fprintf(f, "run        micro_batch %lld x grad_accum %lld x seq_len %lld = %lld tokens per step\n", (long long)p->B,
             (long long)p->K, (long long)p->T, (long long)p->tokens_per_step);
     fprintf(f, "           recompute %s%s\n", p->recompute ? "on" : "off",
