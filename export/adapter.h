@@ -41,6 +41,9 @@ typedef struct ft_adapter_mod {
     float *B;       /* [out, r] */
 } ft_adapter_mod;
 
+/* Trainable tokens an adapter may list (trainer/lora.h FT_LORA_MAX_TOKENS: what ftune trains). */
+#define FT_ADAPTER_MAX_TOKENS 1024
+
 typedef struct ft_adapter {
     char dir[4096];        /* directory holding adapter_config.json */
     char base[4096];       /* base_model_name_or_path ("" when absent) */

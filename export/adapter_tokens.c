@@ -49,6 +49,9 @@ static ft_status ft_tt_ids(const cJSON *list, const char *what, const char *cfgp
         return FT_ERR(FT_E_FORMAT, "%s: trainable_token_indices%s must be a list of token ids", cfgp, what);
     int64_t k = cJSON_GetArraySize(list);
     if (k == 0) return FT_OK;
+    if (k > FT_ADAPTER_MAX_TOKENS)
+        return FT_ERR(FT_E_FORMAT, "%s: trainable_token_indices%s lists %lld tokens; ftune reads at most %d", cfgp, what,
+                      (long long)k, FT_ADAPTER_MAX_TOKENS);
     FT_TRY(ft_malloc((void **)ids, (size_t)k * sizeof **ids, "trainable token ids"));
     const cJSON *e;
     int64_t i = 0;

@@ -18,7 +18,9 @@
  * their ids in the embedding (token_embd) and a separate lm_head (output) are the adapter's, as PEFT's
  * merge writes them, in every output; a tied model's lm_head is its embedding (a checkpoint that stores
  * lm_head anyway gets the embedding's rows there too). Under FT_MERGE_BASE a GGUF base's token_embd /
- * output keeps its type and every other row's bytes; only the replaced rows are re-encoded.
+ * output keeps its type and every other row's bytes, only the replaced rows re-encoded, where ftune
+ * encodes that type; otherwise (Q2_K, Q3_K) the whole tensor becomes Q4_K, as every merged tensor of
+ * such a type does.
  *
  * GGUF base (merge_gguf.c; the adapter was trained on the base's own blocks, trainer/gguf_load.c):
  * the output has the base's metadata, every key copied with its type (tokenizer and chat template

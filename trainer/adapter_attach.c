@@ -159,3 +159,5 @@ done:
     ft_free(tok_ids);
     return st;
 }
+
+_Static_assert(FT_ADAPTER_MAX_TOKENS == FT_LORA_MAX_TOKENS, "an adapter lists at most the tokens an ft_lora trains");

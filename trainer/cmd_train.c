@@ -302,12 +302,17 @@ ft_status ft_cmd_train(int argc, char **argv) {
     if (tt_s) { /* "3,17,<|eot_id|>": split at commas */
         tt_buf = strdup(tt_s);
         if (!tt_buf) FT_CHECK_GOTO(st, FT_ERR(FT_E_OOM, "out of memory"), done);
-        for (char *p = tt_buf, *e; p && *p && tt_n < FT_LORA_MAX_TOKENS; p = e ? e + 1 : NULL) {
+        for (char *p = tt_buf, *e; p && *p; p = e ? e + 1 : NULL) {
+            if (tt_n == FT_LORA_MAX_TOKENS) {
+                st = FT_ERR(FT_E_ARG, "--trainable-tokens: more than %d tokens", FT_LORA_MAX_TOKENS);
+                goto done;
+            }
             e = strchr(p, ',');
             if (e) *e = 0;
             tt_items[tt_n++] = p;
         }
-        FT_CHECK_GOTO(st, ft_trainable_tokens_pick(tt_items, tt_n, be, model, NULL, dir, &tt_ids, &lc.n_tokens), done);
+        FT_CHECK_GOTO(st, ft_trainable_tokens_pick(tt_items, tt_n, "--trainable-tokens", be, model, NULL, dir, &tt_ids,
+                                                   &lc.n_tokens), done);
         lc.tokens = tt_ids, lc.tied = ft_model_get_dims(model)->tied;
     }
     FT_CHECK_GOTO(st, ft_lora_create(&lora, be, &lc, &shapes, ft_model_get_dims(model)->L), done);

@@ -4,7 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "export/adapter.h"
 #include "export/safetensors_write.h"
+#include "kernels/fileio.h"
+#include "kernels/log.h"
 #include "kernels/mem.h"
 #include "trainer/arch.h"
 #include "trainer/lora.h"
@@ -65,6 +68,90 @@ ft_status ft_lora_peft_tensors(const ft_lora *l, const float *host, ft_st_tensor
     return FT_OK;
 }
 
+/* "3, 7, 14" (the first 8) of ids[n]. */
+static void ft_id_list(char *out, size_t cap, const int32_t *ids, int64_t n) {
+    size_t o = 0;
+    out[0] = 0;
+    for (int64_t i = 0; i < n && i < 8 && o + 1 < cap; i++) {
+        int w = snprintf(out + o, cap - o, "%s%d", i ? ", " : "", ids[i]);
+        o += w > 0 ? (size_t)w : 0;
+    }
+    if (n > 8 && o + 1 < cap) snprintf(out + o, cap - o, ", ...");
+}
+
+static int64_t ft_id_find(const int32_t *ids, int64_t n, int32_t id) {
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] == id) return i;
+    return -1;
+}
+
+/* The trainable-token rows of an init file, by id. The rows of a PEFT file are in its
+ * adapter_config.json's order, which names the tokens: without it, or with other ids, a row copied
+ * by position would land on another token. Each of l's tokens the file has takes its row (the
+ * embedding's; lm_head's where both are untied and the file has them); the others keep theirs
+ * (the base's); the file's rows of tokens l does not train are left out, with a warning. */
+static ft_status ft_lora_load_token_rows(ft_lora *l, float *host, const char *path, const ft_st_model *st_m) {
+    int64_t n = ft_st_count(st_m), has = 0;
+    for (int64_t i = 0; i < n; i++) has += strstr(ft_st_at(st_m, i)->name, ".token_adapter.") != NULL;
+    if (!has) return FT_OK;
+    char dir[4096], cfgp[4200];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *sl = strrchr(dir, '/');
+    if (sl) *sl = 0;
+    else snprintf(dir, sizeof dir, ".");
+    snprintf(cfgp, sizeof cfgp, "%s/adapter_config.json", dir);
+    char *text = NULL;
+    int64_t len = 0;
+    ft_st_tensor *ts = NULL;
+    ft_adapter a;
+    memset(&a, 0, sizeof a);
+    int missing = 0;
+    FT_TRY(ft_read_file(cfgp, 1 << 24, &text, &len, &missing));
+    if (missing)
+        return FT_ERR(FT_E_FORMAT, "%s holds trainable-token rows, but no adapter_config.json beside it says which "
+                                   "tokens they belong to (%s)", path, cfgp);
+    ft_status st;
+    FT_CHECK_GOTO(st, ft_malloc((void **)&ts, (size_t)n * sizeof *ts, "LoRA init tensors"), done);
+    for (int64_t i = 0; i < n; i++) ts[i] = *ft_st_at(st_m, i);
+    FT_CHECK_GOTO(st, ft_adapter_load_tensors(&a, path, text, ts, n), done); /* PEFT's reading and checks */
+    const ft_lora_tokens *tk = &l->tok;
+    if (a.tokens_C && tk->k && a.tokens_C != tk->C) {
+        st = FT_ERR(FT_E_FORMAT, "%s: trainable-token rows of %lld values, this model's hidden size is %lld", path,
+                    (long long)a.tokens_C, (long long)tk->C);
+        goto done;
+    }
+    int64_t got = 0;
+    for (int64_t j = 0; j < tk->k; j++) {
+        int64_t e = ft_id_find(a.embed_ids, a.n_embed_tokens, tk->ids[j]);
+        int64_t h = ft_id_find(a.head_ids, a.n_head_tokens, tk->ids[j]);
+        if (e >= 0) memcpy(host + tk->embed_off + j * tk->C, a.embed_rows + e * tk->C, (size_t)tk->C * 4);
+        if (h >= 0 && !l->cfg.tied) memcpy(host + tk->head_off + j * tk->C, a.head_rows + h * tk->C, (size_t)tk->C * 4);
+        got += e >= 0 || (h >= 0 && !l->cfg.tied);
+    }
+    int32_t *left = NULL;
+    int64_t nl = 0;
+    FT_CHECK_GOTO(st, ft_malloc((void **)&left, (size_t)(a.n_embed_tokens + a.n_head_tokens + 1) * 4, "ids"), done);
+    for (int64_t i = 0; i < a.n_embed_tokens + a.n_head_tokens; i++) {
+        int32_t id = i < a.n_embed_tokens ? a.embed_ids[i] : a.head_ids[i - a.n_embed_tokens];
+        if (ft_id_find(tk->ids, tk->k, id) < 0 && ft_id_find(left, nl, id) < 0) left[nl++] = id;
+    }
+    char list[256];
+    if (nl) {
+        ft_id_list(list, sizeof list, left, nl);
+        ft_warn("%s: the rows of %lld token%s (%s) are left out: lora.trainable_tokens does not train %s", path,
+                (long long)nl, nl > 1 ? "s" : "", list, nl > 1 ? "them" : "it");
+    }
+    if (tk->k)
+        ft_info("%s: %lld of the %lld trainable tokens start from its rows%s", path, (long long)got, (long long)tk->k,
+                got < tk->k ? ", the others from the base's" : "");
+    ft_free(left);
+done:
+    ft_adapter_free(&a);
+    ft_free(ts);
+    free(text);
+    return st;
+}
+
 ft_status ft_lora_load(ft_lora *l, ft_backend *be, const char *path) {
     ft_st_model *st_m = NULL;
     float *host = NULL;
@@ -81,7 +168,7 @@ ft_status ft_lora_load(ft_lora *l, ft_backend *be, const char *path) {
         int64_t rows = want->shape[0], cols = want->shape[1];
         ft_st_tensor info;
         ft_dtype dt;
-        if (strstr(want->name, ".token_adapter.") && !ft_st_has(st_m, want->name)) continue;
+        if (strstr(want->name, ".token_adapter.")) continue; /* by id, below */
         st = ft_st_find(st_m, want->name, &info);
         if (st != FT_OK && l->cfg.vlm) { /* a vision-language text model's adapter as transformers < 4.52 named it */
             static const char now[] = FT_PEFT_PREFIX "model.language_model.layers.",
@@ -104,6 +191,7 @@ ft_status ft_lora_load(ft_lora *l, ft_backend *be, const char *path) {
         }
         ft_to_f32(host + ((const float *)want->data - host), info.data, dt, rows * cols);
     }
+    FT_CHECK_GOTO(st, ft_lora_load_token_rows(l, host, path, st_m), done);
     st = ft_backend_upload(be, l->params, host, l->n_params * 4);
 done:
     free(ts);

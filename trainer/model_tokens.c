@@ -45,17 +45,21 @@ static ft_status ft_tt_setup(ft_model *m, const ft_lora_tokens *tk) {
     ft_backend *be = m->be;
     const int64_t k = tk->k;
     float *eye = NULL;
-    FT_TRY(ft_backend_alloc(be, (void **)&m->tt_cols, k * 4, "trainable tokens"));
-    FT_TRY(ft_backend_upload(be, m->tt_cols, tk->ids, k * 4));
-    FT_TRY(ft_backend_alloc(be, (void **)&m->tt_eye, k * k * 4, "trainable tokens"));
-    FT_TRY(ft_backend_alloc(be, (void **)&m->tt_db, k * k * 4, "trainable tokens"));
-    FT_TRY(ft_calloc((void **)&eye, (size_t)(k * k) * 4, "trainable tokens"));
+    ft_status st;
+    FT_CHECK_GOTO(st, ft_backend_alloc(be, (void **)&m->tt_cols, k * 4, "trainable tokens"), fail);
+    FT_CHECK_GOTO(st, ft_backend_upload(be, m->tt_cols, tk->ids, k * 4), fail);
+    FT_CHECK_GOTO(st, ft_backend_alloc(be, (void **)&m->tt_eye, k * k * 4, "trainable tokens"), fail);
+    FT_CHECK_GOTO(st, ft_backend_alloc(be, (void **)&m->tt_db, k * k * 4, "trainable tokens"), fail);
+    FT_CHECK_GOTO(st, ft_calloc((void **)&eye, (size_t)(k * k) * 4, "trainable tokens"), fail);
     for (int64_t j = 0; j < k; j++) eye[j * k + j] = 1.0f;
-    ft_status st = ft_backend_upload(be, m->tt_eye, eye, k * k * 4);
+    FT_CHECK_GOTO(st, ft_backend_upload(be, m->tt_eye, eye, k * k * 4), fail);
     ft_free(eye);
-    FT_TRY(st);
     m->tt_ready = 1;
     return FT_OK;
+fail:
+    ft_free(eye);
+    ft_tt_release(m); /* nothing half made is kept, so the next call starts over without leaking */
+    return st;
 }
 
 /* Grows a backend buffer to hold `need` bytes (its contents are not kept). */

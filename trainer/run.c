@@ -289,7 +289,7 @@ static ft_status ft_run_build_model(ft_run_state *R) {
     const ft_model_dims *d = ft_model_get_dims(R->model);
     ft_lora_shapes shapes = ft_model_lora_shapes(d);
     int32_t *tokens = NULL;
-    FT_TRY(ft_trainable_tokens_pick(r->lora.tokens, r->lora.n_tokens, R->be, R->model, R->ds, ft_run_tok_dir(r),
+    FT_TRY(ft_trainable_tokens_pick(r->lora.tokens, r->lora.n_tokens, "lora.trainable_tokens", R->be, R->model, R->ds, ft_run_tok_dir(r),
                                     &tokens, &lc.n_tokens));
     lc.tokens = tokens, lc.tied = d->tied;
     ft_status st = ft_lora_create(&R->lora, R->be, &lc, &shapes, d->L);

@@ -158,9 +158,18 @@ ft_status ft_run_resume(ft_run_state *R) {
     const ft_lora *l = R->lora;
     if (s.n_tokens != l->tok.k ||
         (s.n_tokens && memcmp(s.tokens, l->tok.ids, (size_t)s.n_tokens * sizeof *s.tokens) != 0)) {
-        st = FT_ERR(FT_E_ARG, "%s: the checkpoint trains the rows of %lld tokens (lora.trainable_tokens), this recipe "
-                              "those of %lld%s: resume with the recipe the run was started with",
-                    path, (long long)s.n_tokens, (long long)l->tok.k, s.n_tokens == l->tok.k ? ", other ids" : "");
+        char had[160], has[160];
+        size_t o = 0;
+        had[0] = has[0] = 0;
+        for (int64_t i = 0; i < s.n_tokens && i < 8 && o + 12 < sizeof had; i++)
+            o += (size_t)snprintf(had + o, sizeof had - o, "%s%d", i ? ", " : "", s.tokens[i]);
+        o = 0;
+        for (int64_t i = 0; i < l->tok.k && i < 8 && o + 12 < sizeof has; i++)
+            o += (size_t)snprintf(has + o, sizeof has - o, "%s%d", i ? ", " : "", l->tok.ids[i]);
+        st = FT_ERR(FT_E_ARG, "%s: the checkpoint trains the rows of %lld tokens (lora.trainable_tokens: %s%s), this "
+                              "recipe those of %lld (%s%s): resume with the recipe the run was started with",
+                    path, (long long)s.n_tokens, had, s.n_tokens > 8 ? ", ..." : "", (long long)l->tok.k, has,
+                    l->tok.k > 8 ? ", ..." : "");
         goto done;
     }
     if (s.n_params != l->n_params || s.lora_r != l->cfg.r || s.lora_layers != l->n_layers ||

@@ -211,8 +211,8 @@ done:
     return st;
 }
 
-ft_status ft_trainable_tokens_pick(char *const *items, int n, ft_backend *be, ft_model *m, const ft_dataset *ds,
-                                   const char *tok_dir, int32_t **ids, int64_t *k) {
+ft_status ft_trainable_tokens_pick(char *const *items, int n, const char *what, ft_backend *be, ft_model *m,
+                                   const ft_dataset *ds, const char *tok_dir, int32_t **ids, int64_t *k) {
     const int64_t V = ft_model_get_dims(m)->V;
     int32_t *list = NULL, *untrained = NULL;
     int64_t nl = 0, nu = 0;
@@ -223,10 +223,10 @@ ft_status ft_trainable_tokens_pick(char *const *items, int n, ft_backend *be, ft
     if (n <= 0) return FT_OK;
     for (int i = 0; i < n && st == FT_OK; i++) {
         if (strcmp(items[i], "auto") == 0 && !untrained) {
-            if (!ds) st = FT_ERR(FT_E_ARG, "lora.trainable_tokens: auto needs the run's data and template");
+            if (!ds) st = FT_ERR(FT_E_ARG, "%s: auto needs the run's data and template", what);
             else st = ft_untrained_ids(be, m, ds, &untrained, &nu);
-            if (st == FT_OK && nu == 0) ft_info("lora.trainable_tokens: auto: this base has trained every token of the "
-                                                "template: none to train");
+            if (st == FT_OK && nu == 0) ft_info("%s: auto: this base has trained every token of the template: none to "
+                                                "train", what);
         }
     }
     if (st == FT_OK) st = ft_malloc((void **)&list, (size_t)(n + nu + 1) * 4, "trainable tokens");
@@ -239,8 +239,7 @@ ft_status ft_trainable_tokens_pick(char *const *items, int n, ft_backend *be, ft
         int32_t id = -1;
         if (*s && end && *end == 0) {
             if (v < 0 || v >= V) {
-                st = FT_ERR(FT_E_ARG, "lora.trainable_tokens: id %s is outside the vocabulary (0..%lld)", s,
-                            (long long)V - 1);
+                st = FT_ERR(FT_E_ARG, "%s: id %s is outside the vocabulary (0..%lld)", what, s, (long long)V - 1);
                 break;
             }
             id = (int32_t)v;
@@ -249,9 +248,9 @@ ft_status ft_trainable_tokens_pick(char *const *items, int n, ft_backend *be, ft
             if (st != FT_OK) break;
             id = ft_tok_token_to_id(tok, s);
             if (id < 0 || id >= V) {
-                st = FT_ERR(FT_E_ARG, "lora.trainable_tokens: '%s' is not a token of %s's tokenizer (a token string "
-                                      "must be spelled as the tokenizer's added tokens or vocabulary spell it; or "
-                                      "give its id)", s, tok_dir);
+                st = FT_ERR(FT_E_ARG, "%s: '%s' is not a token of %s's tokenizer (a token string must be spelled as "
+                                      "the tokenizer's added tokens or vocabulary spell it; or give its id)", what, s,
+                            tok_dir);
                 break;
             }
         }

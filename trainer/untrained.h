@@ -42,8 +42,9 @@ ft_status ft_untrained_check(ft_backend *be, ft_model *m, const ft_dataset *ds, 
 ft_status ft_untrained_ids(ft_backend *be, ft_model *m, const ft_dataset *ds, int32_t **ids, int64_t *n);
 /* lora.trainable_tokens' items[n] to ascending distinct ids (malloc'd, ft_free): each a decimal id,
  * a token string (the tokenizer in tok_dir: its added tokens, then its vocabulary), or `auto`
- * (ft_untrained_ids; needs ds). An id outside the vocabulary or an unknown string is an error. */
-ft_status ft_trainable_tokens_pick(char *const *items, int n, ft_backend *be, ft_model *m, const ft_dataset *ds,
-                                   const char *tok_dir, int32_t **ids, int64_t *k);
+ * (ft_untrained_ids; needs ds). An id outside the vocabulary or an unknown string is an error, named
+ * after `what` (the key or option the list came from). */
+ft_status ft_trainable_tokens_pick(char *const *items, int n, const char *what, ft_backend *be, ft_model *m,
+                                   const ft_dataset *ds, const char *tok_dir, int32_t **ids, int64_t *k);
 
 #endif

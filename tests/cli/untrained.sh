@@ -72,9 +72,21 @@ cmp -s "$tmp/t/final/adapter_model.safetensors" "$tmp/k/final/adapter_model.safe
   || bad "resume: exits $rc/$rc2, adapters differ: $(tail -3 "$tmp/k.err")"
 "$ftune" train "$fx/tiny.yaml" --resume --set output_dir="$tmp/k" --set model.path="$tmp/m" --set training.steps=8 \
   --set training.warmup=1 --set eval.every_steps=0 --set lora.trainable_tokens=1 >/dev/null 2>"$tmp/k2.err"; rc=$?
-[ $rc -ne 0 ] && grep -q "trains the rows of 2 tokens (lora.trainable_tokens), this recipe those of 1" "$tmp/k2.err" \
+[ $rc -ne 0 ] && grep -q "trains the rows of 2 tokens (lora.trainable_tokens: 1, 2), this recipe those of 1 (1)" "$tmp/k2.err" \
   && ok "resume with another token list refused: $(grep -o 'the checkpoint trains[^:]*' "$tmp/k2.err")" \
   || bad "resume with another list: exit $rc $(tail -2 "$tmp/k2.err")"
+
+# ---- lora.init with token rows: by id, from the adapter_config.json beside the file
+init="$tmp/t/final/adapter_model.safetensors" # rows of ids 1 and 2, trained
+run i1 "$tmp/m" --set lora.init="$init" --set 'lora.trainable_tokens=[2, 5]'; rc=$?
+[ $rc -eq 0 ] && grep -q "1 of the 2 trainable tokens start from its rows, the others from the base's" "$tmp/i1.err" \
+  && grep -q "the rows of 1 token (1) are left out: lora.trainable_tokens does not train it" "$tmp/i1.err" \
+  && ok "lora.init by id: token 2 takes its row, 5 the base's, 1 left out with a warning" \
+  || bad "lora.init by id: exit $rc $(grep -i 'rows\|error' "$tmp/i1.err")"
+cp "$init" "$tmp/bare.safetensors"
+run i2 "$tmp/m" --set lora.init="$tmp/bare.safetensors" --set 'lora.trainable_tokens=[1, 2]'; rc=$?
+[ $rc -ne 0 ] && grep -q "holds trainable-token rows, but no adapter_config.json beside it says which tokens" "$tmp/i2.err" \
+  && ok "rows without their adapter_config.json: exit $rc, refused" || bad "bare init: exit $rc $(tail -2 "$tmp/i2.err")"
 
 # ---- token strings, and bad lists
 run s "$tmp/m" --set 'lora.trainable_tokens=</s>'; rc=$?
