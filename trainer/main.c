@@ -9,6 +9,7 @@
  *      preempted job, not a finished one. */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -69,6 +70,16 @@ int main(int argc, char **argv) {
     bus.sa_sigaction = ft_on_sigbus;
     bus.sa_flags = SA_SIGINFO;
     sigaction(SIGBUS, &bus, NULL);
+    /* FTUNE_LOG=debug|info|warn|error: how much ftune says on stderr (default info); debug adds
+     * backend choices (a GEMM's fallback, the attention path) and where an error was raised */
+    const char *lv = getenv("FTUNE_LOG");
+    if (lv && *lv) {
+        static const char *const names[] = {"error", "warn", "info", "debug"};
+        int found = 0;
+        for (int i = 0; i < 4; i++)
+            if (strcmp(lv, names[i]) == 0) ft_log_set_level((ft_log_level)i), found = 1;
+        if (!found) fprintf(stderr, "ftune: warning: FTUNE_LOG=%s is not one of debug, info, warn, error: ignored\n", lv);
+    }
     if (argc < 2) {
         ft_usage(stderr);
         return 2;
@@ -96,6 +107,7 @@ int main(int argc, char **argv) {
             return 128 + sig; /* the signal is blocked or ignored: the shell's number for it */
         }
         fprintf(stderr, "ftune: error: %s\n", ft_error_msg());
+        ft_debug("the error was raised at %s", ft_error_where()); /* FT_LOG=debug: for a bug report */
         return st == FT_E_ARG ? 2 : st == FT_E_STOPPED ? 3 : 1;
     }
     fprintf(stderr, "ftune: error: unknown command '%s' (see 'ftune --help')\n", cmd);

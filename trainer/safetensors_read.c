@@ -582,13 +582,6 @@ const char *ft_st_get_metadata(const ft_st_model *m, const char *key) {
 
 int64_t ft_st_metadata_count(const ft_st_model *m) { return m->n_meta; }
 
-int ft_st_metadata_at(const ft_st_model *m, int64_t i, const char **key, const char **value) {
-    if (i < 0 || i >= m->n_meta) return 0;
-    if (key) *key = m->meta[i].key;
-    if (value) *value = m->meta[i].value;
-    return 1;
-}
-
 void ft_st_release_tensor_pages(const ft_st_model *m, const ft_st_tensor *t) {
     if (!t || t->shard_index < 0 || t->shard_index >= m->n_shards || t->nbytes <= 0) return;
     const ft_st_shard *sh = &m->shards[t->shard_index];

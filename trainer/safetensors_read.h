@@ -85,8 +85,6 @@ ft_status ft_st_tensor_dtype(const ft_st_tensor *t, ft_dtype *out);
 const char *ft_st_get_metadata(const ft_st_model *m, const char *key);
 /* Metadata entries of all shards, in shard then file order (duplicates across shards included). */
 int64_t ft_st_metadata_count(const ft_st_model *m);
-/* Entry i; returns 0 when out of range. */
-int ft_st_metadata_at(const ft_st_model *m, int64_t i, const char **key, const char **value);
 
 /* Drops the pages of a consumed tensor from this process and the page cache (see contract).
  * The range is widened to whole pages; neighbouring tensors sharing a page stay readable. */

@@ -215,5 +215,17 @@ else
   echo "skip the no-GPU plan warning (a GPU may be present: not counted)"
 fi
 
+# FTUNE_LOG: debug names where an error was raised; error keeps the info lines out; a bad value is said
+dbg=$(FTUNE_LOG=debug "$ftune" eval --model /nonexistent 2>&1)
+echo "$dbg" | grep -q "^ftune: debug: the error was raised at cli.c:[0-9]*" && ok "FTUNE_LOG=debug: $(echo "$dbg" | tail -1)" \
+  || bad "FTUNE_LOG=debug: $dbg"
+lt=$(mktemp -d)
+q=$(FTUNE_LOG=error "$ftune" data "$src/tests/fixtures/run/tiny.yaml" --set output_dir="$lt/a" 2>&1 >/dev/null)
+n=$("$ftune" data "$src/tests/fixtures/run/tiny.yaml" --set output_dir="$lt/b" 2>&1 >/dev/null | grep -c "^ftune: ")
+rm -rf "$lt"
+[ -z "$q" ] && [ "$n" -gt 0 ] && ok "FTUNE_LOG=error: no info lines (info shows $n)" || bad "FTUNE_LOG=error: '$q' (info: $n lines)"
+FTUNE_LOG=loud "$ftune" --version 2>&1 | grep -q "FTUNE_LOG=loud is not one of debug, info, warn, error: ignored" \
+  && ok "FTUNE_LOG=loud: said and ignored" || bad "FTUNE_LOG=loud: $(FTUNE_LOG=loud "$ftune" --version 2>&1)"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
