@@ -47,6 +47,19 @@ const char *ft_test_tmpdir(void);
 
 /* Reads a whole file: ft_read_file (kernels/fileio.h) with no size limit. len may be NULL. */
 ft_status ft_test_read_file(const char *path, char **out, int64_t *len);
+/* 1 when the two files hold the same bytes. */
+int ft_test_files_equal(const char *a, const char *b);
+/* Every tensor of the F32 safetensors file `ref` against the tensor of that name in `ours` (the
+ * same count; each present, F32, of the same shape; rel-L2 <= tol, NaN failing), each mismatch a
+ * failed check with its line printed. Tensors whose name contains `show` (may be NULL) have their
+ * error printed too. `what` starts each line. */
+typedef struct ft_st_cmp {
+    double worst;        /* worst rel-L2 (-1: nothing compared) */
+    double max_abs;      /* max |a - b| of that tensor */
+    int bad, n, shown;   /* tensors over tol, compared, shown */
+    char name[256];      /* the worst tensor's name */
+} ft_st_cmp;
+ft_st_cmp ft_test_st_compare(const char *ours, const char *ref, const char *what, double tol, const char *show);
 /* Runs a shell command, capturing stdout+stderr into *output (malloc'd). Returns the exit code
  * (or -1 if it could not run / was killed by a signal: *sig set). */
 int ft_test_run(const char *cmd, char **output);

@@ -128,55 +128,10 @@ static ft_lora *ft_train_run(ft_backend *be, ft_model *m, const ft_token_seqs *s
 
 /* Compares every tensor of a gradient file with the golden; returns the worst rel-L2. */
 static double ft_compare_grads(const char *ours_path, const char *ref_path, const char *what, double tol) {
-    ft_st_model *a = NULL, *b = NULL;
-    double worst = -1;
-    FT_CHECK_OK(ft_st_open(&a, ours_path));
-    FT_CHECK_OK(ft_st_open(&b, ref_path));
-    if (!a || !b) goto done;
-    FT_CHECK(ft_st_count(a) == ft_st_count(b), "%s: %lld tensors, golden has %lld", what, (long long)ft_st_count(a),
-             (long long)ft_st_count(b));
-    const char *worst_name = "";
-    ft_cmp worst_cmp = {0};
-    int bad = 0;
-    for (int64_t i = 0; i < ft_st_count(b); i++) {
-        const ft_st_tensor *rt = ft_st_at(b, i), *ot = ft_st_lookup(a, rt->name);
-        if (!FT_CHECK(ot != NULL, "%s: no tensor %s in %s", what, rt->name, ours_path)) continue;
-        if (!FT_CHECK(ot->st_dtype == FT_ST_F32 && rt->st_dtype == FT_ST_F32 && ot->numel == rt->numel &&
-                          ot->ndim == 2 && ot->shape[0] == rt->shape[0] && ot->shape[1] == rt->shape[1],
-                      "%s: %s shape/dtype differs", what, rt->name))
-            continue;
-        float *x = malloc((size_t)rt->numel * 4), *y = malloc((size_t)rt->numel * 4);
-        memcpy(x, ot->data, (size_t)rt->numel * 4);
-        memcpy(y, rt->data, (size_t)rt->numel * 4);
-        ft_cmp c = ft_compare_f32(x, y, rt->numel);
-        double rel = c.n_nonfinite ? INFINITY : c.rel_l2;
-        if (!(rel <= tol)) {
-            bad++;
-            printf("     %s: %s rel_l2 %.3e max_abs %.3e at %lld (%g vs %g)\n", what, rt->name, rel, c.max_abs,
-                   (long long)c.worst, c.worst >= 0 ? x[c.worst] : 0.0, c.worst >= 0 ? y[c.worst] : 0.0);
-        }
-        if (!(rel <= worst)) worst = rel, worst_name = rt->name, worst_cmp = c;
-        free(x);
-        free(y);
-    }
-    FT_CHECK(bad == 0 && worst >= 0, "%s: %d of %lld gradient tensors over rel-L2 %.0e (worst %.3e, %s)", what, bad,
-             (long long)ft_st_count(b), tol, worst, worst_name);
-    printf("%s %s: worst gradient rel_l2 %.3e (%s, max_abs %.2e) over %lld tensors\n", bad ? "FAIL" : "ok  ", what,
-           worst, worst_name, worst_cmp.max_abs, (long long)ft_st_count(b));
-done:
-    ft_st_close(a);
-    ft_st_close(b);
-    return worst;
-}
-
-static int ft_files_equal(const char *p1, const char *p2) {
-    char *a = NULL, *b = NULL;
-    int64_t la = -1, lb = -2;
-    int eq = ft_test_read_file(p1, &a, &la) == FT_OK && ft_test_read_file(p2, &b, &lb) == FT_OK && la == lb &&
-             memcmp(a, b, (size_t)la) == 0;
-    free(a);
-    free(b);
-    return eq;
+    ft_st_cmp c = ft_test_st_compare(ours_path, ref_path, what, tol, NULL);
+    printf("%s %s: worst gradient rel_l2 %.3e (%s, max_abs %.2e) over %d tensors\n", c.bad ? "FAIL" : "ok  ", what,
+           c.worst, c.name, c.max_abs, c.n);
+    return c.worst;
 }
 
 /* rel-L2 between two gradient files over all tensors together. */
@@ -283,7 +238,7 @@ static void ft_check_recompute(ft_backend *be, const char *model_dir, const ft_t
     ft_run r = {.steps = 1, .B = 2, .K = 1, .sched = FT_SCHED_COSINE, .lr = 0, .dump = off};
     ft_lora_free(ft_train_run(be, m, seqs, init, &r, NULL), be);
     ft_model_free(m);
-    int eq = ft_files_equal(on, off);
+    int eq = ft_test_files_equal(on, off);
     FT_CHECK(eq, "%s %s: gradients with recompute off differ from recompute on (rel %.3e)", cname,
              *sfx ? "nf4" : "f32", ft_grad_files_rel(off, on));
     if (eq) printf("ok   %s %s: recompute on/off gradients bit-identical\n", cname, *sfx ? "nf4" : "f32");
@@ -356,7 +311,7 @@ static void ft_check_accum_dropout(ft_backend *be, ft_model *m, const ft_token_s
     ft_lora_free(ft_train_run(be, m, seqs, init, &rd, NULL), be);
     rd.dump = g4;
     ft_lora_free(ft_train_run(be, m, seqs, init, &rd, NULL), be);
-    int same = ft_files_equal(g3, g4);
+    int same = ft_test_files_equal(g3, g4);
     double vs0 = ft_grad_files_rel(g3, g0);
     FT_CHECK(same, "%s dropout: same seed gives different gradients (rel %.3e)", cname, ft_grad_files_rel(g3, g4));
     FT_CHECK(vs0 > 1e-3 && isfinite(vs0), "%s dropout: gradients with dropout 0.1 vs 0 rel-L2 %.3e (want > 1e-3)",

@@ -94,53 +94,12 @@ static int ft_train_run(ft_backend *be, ft_model *m, const ft_token_seqs *seqs, 
     return st == FT_OK;
 }
 
-/* Every tensor of `ref` against the same name in `ours`: rel-L2 <= tol. Returns the worst (-1: none). */
-static double ft_compare_files(const char *ours, const char *ref, const char *what, double tol) {
-    ft_st_model *a = NULL, *b = NULL;
-    double worst = -1;
-    int bad = 0, rows = 0;
-    FT_CHECK_OK(ft_st_open(&a, ours));
-    FT_CHECK_OK(ft_st_open(&b, ref));
-    if (!a || !b) goto done;
-    FT_CHECK(ft_st_count(a) == ft_st_count(b), "%s: %lld tensors, PEFT's has %lld", what, (long long)ft_st_count(a),
-             (long long)ft_st_count(b));
-    for (int64_t i = 0; i < ft_st_count(b); i++) {
-        const ft_st_tensor *rt = ft_st_at(b, i), *ot = ft_st_lookup(a, rt->name);
-        if (!FT_CHECK(ot != NULL, "%s: no tensor %s in %s", what, rt->name, ours)) continue;
-        if (!FT_CHECK(ot->st_dtype == FT_ST_F32 && rt->st_dtype == FT_ST_F32 && ot->numel == rt->numel,
-                      "%s: %s shape/dtype differs", what, rt->name))
-            continue;
-        float *x = malloc((size_t)rt->numel * 4), *y = malloc((size_t)rt->numel * 4);
-        memcpy(x, ot->data, (size_t)rt->numel * 4);
-        memcpy(y, rt->data, (size_t)rt->numel * 4);
-        ft_cmp c = ft_compare_f32(x, y, rt->numel);
-        double rel = c.n_nonfinite ? INFINITY : c.rel_l2;
-        if (strstr(rt->name, ".token_adapter.")) {
-            rows++;
-            printf("     %s: %s rel_l2 %.3e\n", what, rt->name, rel);
-        }
-        if (!(rel <= tol)) bad++, printf("     %s: %s rel_l2 %.3e over %.0e\n", what, rt->name, rel, tol);
-        if (!(rel <= worst)) worst = rel;
-        free(x);
-        free(y);
-    }
-    FT_CHECK(bad == 0 && rows > 0, "%s: %d tensors over rel-L2 %.0e, %d token-row tensors", what, bad, tol, rows);
-    printf("%s %s: worst rel_l2 %.3e over %lld tensors (%d of token rows)\n", bad ? "FAIL" : "ok  ", what, worst,
-           (long long)ft_st_count(b), rows);
-done:
-    ft_st_close(a);
-    ft_st_close(b);
-    return worst;
-}
-
-static int ft_files_equal(const char *p1, const char *p2) {
-    char *a = NULL, *b = NULL;
-    int64_t la = -1, lb = -2;
-    int eq = ft_test_read_file(p1, &a, &la) == FT_OK && ft_test_read_file(p2, &b, &lb) == FT_OK && la == lb &&
-             memcmp(a, b, (size_t)la) == 0;
-    free(a);
-    free(b);
-    return eq;
+/* Every tensor of `ref` against the same name in `ours`: rel-L2 <= tol, the token rows among them. */
+static void ft_compare_files(const char *ours, const char *ref, const char *what, double tol) {
+    ft_st_cmp c = ft_test_st_compare(ours, ref, what, tol, ".token_adapter.");
+    FT_CHECK(c.shown > 0, "%s: no token-row tensor in %s", what, ref);
+    printf("%s %s: worst rel_l2 %.3e over %d tensors (%d of token rows)\n", c.bad ? "FAIL" : "ok  ", what, c.worst, c.n,
+           c.shown);
 }
 
 static void ft_check_case(ft_backend *be, const char *root, const ft_tcase *tc) {
@@ -231,7 +190,7 @@ static void ft_check_case(ft_backend *be, const char *root, const ft_tcase *tc) 
     ft_run rn = r1;
     rn.dump = off;
     if (ft_train_run(be, m, &seqs, init, tc, &rn, NULL)) {
-        int eq = ft_files_equal(dump, off);
+        int eq = ft_test_files_equal(dump, off);
         FT_CHECK(eq, "%s: gradients with recompute off differ from recompute on", tc->name);
         if (eq) printf("ok   %s: recompute on/off gradients bit-identical\n", tc->name);
     }
