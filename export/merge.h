@@ -19,8 +19,8 @@
  * merge writes them, in every output; a tied model's lm_head is its embedding (a checkpoint that stores
  * lm_head anyway gets the embedding's rows there too). Under FT_MERGE_BASE a GGUF base's token_embd /
  * output keeps its type and every other row's bytes, only the replaced rows re-encoded, where ftune
- * encodes that type; otherwise (Q2_K, Q3_K) the whole tensor becomes Q4_K, as every merged tensor of
- * such a type does.
+ * encodes that type; otherwise (Q2_K, Q3_K, the IQ4 types) the whole tensor becomes the type every
+ * merged tensor of such a type becomes (below).
  *
  * GGUF base (merge_gguf.c; the adapter was trained on the base's own blocks, trainer/gguf_load.c):
  * the output has the base's metadata, every key copied with its type (tokenizer and chat template
@@ -29,7 +29,8 @@
  * type; a tensor with one is decoded, gets scale * B A (GGUF row r of a llama-arch q/k weight takes
  * HF row ft_gguf_permuted_row(r, D)) and is encoded to its own type when ftune encodes it, else to
  * ft_merge_base_type's (the encodable type with the fewest bits per weight not below its own:
- * Q2_K, Q3_K -> Q4_K; Q4_1 -> Q5_0; Q5_1 -> Q6_K, or Q8_0 for rows of partial 256-blocks);
+ * Q2_K, Q3_K, IQ4_XS -> Q4_K; IQ4_NL -> Q4_0; Q4_1 -> Q5_0; Q5_1 -> Q6_K, or Q8_0 for rows of
+ * partial 256-blocks);
  * general.file_type stays the base's. This is llama.cpp's llama-export-lora, which copies untouched
  * tensors and the metadata alike, except that it writes every merged tensor as F16 (F32 kept F32)
  * and sets general.file_type to MOSTLY_F16 whatever the base: FT_MERGE_BASE_F16 writes that (the

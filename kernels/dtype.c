@@ -24,13 +24,16 @@ const char *ft_dtype_name(ft_dtype t) {
     case FT_Q4_K: return "Q4_K";
     case FT_Q5_K: return "Q5_K";
     case FT_Q6_K: return "Q6_K";
+    case FT_IQ4_NL: return "IQ4_NL";
+    case FT_IQ4_XS: return "IQ4_XS";
     default: return "?";
     }
 }
 
 /* The ggml block types as dtypes, in ft_dtype order (their geometry lives in ggml_quants.c). */
 static const int ft_ggml_of[] = {FT_GGML_Q4_0, FT_GGML_Q4_1, FT_GGML_Q5_0, FT_GGML_Q5_1, FT_GGML_Q8_0,
-                                 FT_GGML_Q2_K, FT_GGML_Q3_K, FT_GGML_Q4_K, FT_GGML_Q5_K, FT_GGML_Q6_K};
+                                 FT_GGML_Q2_K, FT_GGML_Q3_K, FT_GGML_Q4_K, FT_GGML_Q5_K, FT_GGML_Q6_K,
+                                 FT_GGML_IQ4_NL, FT_GGML_IQ4_XS};
 _Static_assert(sizeof ft_ggml_of / sizeof ft_ggml_of[0] == FT_DTYPE_COUNT - FT_Q4_0, "one ggml type per dtype");
 
 int ft_dtype_is_ggml(ft_dtype t) { return ft_dtype_ggml_type(t) >= 0; }

@@ -25,6 +25,8 @@ typedef enum ft_dtype {
     FT_Q4_K,
     FT_Q5_K,
     FT_Q6_K,
+    FT_IQ4_NL, /* 16 non-linear levels (ggml's kvalues_iq4nl): decoded, never encoded by ftune */
+    FT_IQ4_XS,
     FT_DTYPE_COUNT
 } ft_dtype;
 
@@ -32,7 +34,7 @@ const char *ft_dtype_name(ft_dtype t);
 /* Bytes for n elements of t (NF4: n/2 code bytes only; its constants are counted in nf4.h; a ggml
  * block type: n must be whole blocks, else -1). */
 int64_t ft_dtype_nbytes(ft_dtype t, int64_t n);
-/* 1 for the ggml block types FT_Q4_0 .. FT_Q6_K. */
+/* 1 for the ggml block types FT_Q4_0 .. FT_IQ4_XS. */
 int ft_dtype_is_ggml(ft_dtype t);
 /* The ggml_type id of a ggml block type (FT_Q4_K -> 12), -1 for any other dtype. */
 int ft_dtype_ggml_type(ft_dtype t);

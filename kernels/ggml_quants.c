@@ -29,11 +29,13 @@ static const ft_ggml_traits ft_traits[] = {
     {FT_GGML_I8, "I8", 1, 1, 0, 0},       {FT_GGML_I16, "I16", 1, 2, 0, 0},
     {FT_GGML_I32, "I32", 1, 4, 0, 0},     {FT_GGML_I64, "I64", 1, 8, 0, 0},
     {FT_GGML_F64, "F64", 1, 8, 0, 0},     {FT_GGML_BF16, "BF16", 1, 2, 1, 1},
-    /* types ftune neither encodes nor decodes, known by their geometry (ggml-common.h) so that a file
-     * holding them opens: a base names them when it refuses them, merge --type base copies them */
+    /* the IQ types: IQ4_NL and IQ4_XS are decoded (a GGUF base's frozen weights), never encoded; the
+     * others are known by their geometry (ggml-common.h) only, so that a file holding them opens: a base
+     * names them when it refuses them, merge --type base copies them */
     {16, "IQ2_XXS", 256, 66, 0, 0}, {17, "IQ2_XS", 256, 74, 0, 0}, {18, "IQ3_XXS", 256, 98, 0, 0},
-    {19, "IQ1_S", 256, 50, 0, 0},   {20, "IQ4_NL", 32, 18, 0, 0},  {21, "IQ3_S", 256, 110, 0, 0},
-    {22, "IQ2_S", 256, 82, 0, 0},   {23, "IQ4_XS", 256, 136, 0, 0}, {29, "IQ1_M", 256, 56, 0, 0},
+    {FT_GGML_IQ4_NL, "IQ4_NL", 32, 18, 0, 1}, {FT_GGML_IQ4_XS, "IQ4_XS", 256, 136, 0, 1},
+    {19, "IQ1_S", 256, 50, 0, 0},   {21, "IQ3_S", 256, 110, 0, 0}, {22, "IQ2_S", 256, 82, 0, 0},
+    {29, "IQ1_M", 256, 56, 0, 0},
     {34, "TQ1_0", 256, 54, 0, 0},   {35, "TQ2_0", 256, 66, 0, 0},  {39, "MXFP4", 32, 17, 0, 0},
 };
 #define FT_NTRAITS ((int)(sizeof ft_traits / sizeof *ft_traits))
@@ -92,6 +94,9 @@ static float ft_get16f(const uint8_t *p) {
     memcpy(&v, p, 2);
     return ft_f16_to_f32(v);
 }
+
+/* ggml's kvalues_iq4nl (ggml-common.h): IQ4_NL's and IQ4_XS's 16 non-uniform levels. */
+static const int8_t ft_kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
 /* ggml's nearest_int: round half to even through the 1.5*2^23 trick. */
 static inline int ft_nearest_int(float fval) {
@@ -606,6 +611,35 @@ int ft_ggml_dequantize_row(int t, const void *src, float *y, int64_t n) {
                 ql += 64;
                 qh += 32;
                 sc += 8;
+            }
+        }
+        break;
+    /* block_iq4_nl: d @0, qs[16] @2; element j < 16 the low nibble of qs[j], j + 16 its high nibble,
+     * each an index into ggml's non-linear grid kvalues_iq4nl: y = d * kv */
+    case FT_GGML_IQ4_NL:
+        for (int64_t i = 0; i < n / 32; i++, x += 18, y += 32) {
+            const float d = ft_get16f(x);
+            for (int j = 0; j < 16; j++) {
+                y[j] = d * ft_kvalues_iq4nl[x[2 + j] & 0xF];
+                y[j + 16] = d * ft_kvalues_iq4nl[x[2 + j] >> 4];
+            }
+        }
+        break;
+    /* block_iq4_xs: d @0, scales_h u16 @2, scales_l[4] @4, qs[128] @8; sub-block ib (32 values, the
+     * IQ4_NL layout over qs[16 ib ..]) has the 6-bit scale (nibble ib % 2 of scales_l[ib / 2]) | (bits
+     * 2 ib of scales_h) << 4, biased by 32: y = (d * (ls - 32)) * kv */
+    case FT_GGML_IQ4_XS:
+        for (int64_t i = 0; i < n / FT_QK_K; i++, x += 136) {
+            const float d = ft_get16f(x);
+            const unsigned sh = (unsigned)x[2] | (unsigned)x[3] << 8;
+            const uint8_t *qs = x + 8;
+            for (int ib = 0; ib < FT_QK_K / 32; ++ib, y += 32, qs += 16) {
+                const int ls = ((x[4 + ib / 2] >> 4 * (ib % 2)) & 0xF) | (int)(((sh >> 2 * ib) & 3) << 4);
+                const float dl = d * (ls - 32);
+                for (int j = 0; j < 16; ++j) {
+                    y[j] = dl * ft_kvalues_iq4nl[qs[j] & 0xF];
+                    y[j + 16] = dl * ft_kvalues_iq4nl[qs[j] >> 4];
+                }
             }
         }
         break;

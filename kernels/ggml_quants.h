@@ -32,6 +32,8 @@ typedef enum ft_ggml_type {
     FT_GGML_Q4_K = 12,
     FT_GGML_Q5_K = 13,
     FT_GGML_Q6_K = 14,
+    FT_GGML_IQ4_NL = 20,
+    FT_GGML_IQ4_XS = 23,
     FT_GGML_I8 = 24,
     FT_GGML_I16 = 25,
     FT_GGML_I32 = 26,
@@ -54,7 +56,8 @@ int64_t ft_ggml_type_size(int t);
 int64_t ft_ggml_row_size(int t, int64_t n);
 /* Whether ftune can encode (write) rows of this type: F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K. */
 int ft_ggml_can_encode(int t);
-/* Whether ftune can decode it: the encodable types plus Q4_1, Q5_1, Q2_K and Q3_K. */
+/* Whether ftune can decode it: the encodable types plus Q4_1, Q5_1, Q2_K, Q3_K, IQ4_NL and IQ4_XS (the
+ * other IQ types, lattice codebooks, are known by their geometry only). */
 int ft_ggml_can_decode(int t);
 
 /* Encodes x[n] into dst (ft_ggml_row_size(t, n) bytes). Returns 0, or -1 for a type it cannot

@@ -7,7 +7,7 @@
  * weight back downloads its three arrays and dequantizes on the host with the reference code, so
  * the result is exact f32 on every backend (the backend's own dequantize writes act, BF16 on CUDA).
  *
- * A ggml block weight (FT_Q4_0 .. FT_Q6_K, a GGUF base's frozen linears) is one allocation of its
+ * A ggml block weight (FT_Q4_0 .. FT_IQ4_XS, a GGUF base's frozen linears) is one allocation of its
  * blocks, whole blocks per row. Its blocks from a GGUF file are uploaded as they are: by the
  * backend's weight_set hook where it has one (CUDA streams them through pinned chunks, as any
  * same-dtype source; the hook is only ever given a ggml weight's own blocks), else by

@@ -1,10 +1,10 @@
-/* op_table_ggml.c: ggml block weights (FT_Q4_0 .. FT_Q6_K, a GGUF base's frozen linears) for the op
+/* op_table_ggml.c: ggml block weights (FT_Q4_0 .. FT_IQ4_XS, a GGUF base's frozen linears) for the op
  * test table (tests/op_table.h): the bytes a case's weight holds and the values they decode to.
  *
  * For the types ftune encodes (Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K) the weight is the case's generated
  * floats quantized by ggml's reference encoder (kernels/ggml_quants.h, checked against ggml's own
  * bytes by test_gguf), and the backend gets the floats (ft_weight_set quantizes them on the host).
- * The others (Q4_1, Q5_1, Q2_K, Q3_K) are read from GGUF files, never written: their blocks are
+ * The others (Q4_1, Q5_1, Q2_K, Q3_K, IQ4_NL, IQ4_XS) are read from GGUF files, never written: their blocks are
  * random bytes drawn from the generated floats (so a fresh salt gives fresh blocks) with the fp16
  * scale fields overwritten by finite values of a size that keeps the decoded weight near the other
  * types', and the backend gets the blocks themselves. Either way the reference values are the
@@ -26,6 +26,8 @@ static const ot_fp16_fields ot_fields[] = {
     {FT_GGML_Q5_1, {0, 2}, 2, 0.01f},   /* d, m, qh[4], qs[16]: q in 0..31 */
     {FT_GGML_Q2_K, {80, 82}, 2, 0.006f}, /* scales[16], qs[64], d, dmin: 4-bit scale and min, q in 0..3 */
     {FT_GGML_Q3_K, {108, 0}, 1, 0.002f}, /* hmask[32], qs[64], scales[12], d: scale -32..31, q -4..3 */
+    {FT_GGML_IQ4_NL, {0, 0}, 1, 0.0025f}, /* d, qs[16]: levels -127..113 */
+    {FT_GGML_IQ4_XS, {0, 0}, 1, 1e-4f},   /* d, scales_h, scales_l[4], qs[128]: scale -32..31, levels -127..113 */
 };
 
 static const ot_fp16_fields *ot_fields_of(int t) {

@@ -1,16 +1,16 @@
 /* test_ggml_decode.c: ggml's block formats as frozen weights.
  * - ft_ggml_dequantize_row of every type ftune decodes (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
- *   Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) against gguf-py's gguf.quants.dequantize on seeded random blocks
+ *   Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS) against gguf-py's gguf.quants.dequantize on seeded random blocks
  *   (tests/fixtures/ggml, made by tests/ref/make_ggml_decode_golden.py): bit for bit, a NaN failing;
- *   and what ft_ggml_can_decode / can_encode report;
+ *   and what ft_ggml_can_decode / can_encode report (the other IQ types: neither);
  * - a ggml block weight on the CPU backend (kernels/weight.h): its size (ft_weight_nbytes, accounted
  *   bytes), the refusal of columns that are not whole blocks, the raw upload of its own blocks, host
  *   quantization of F32/BF16 sources for the encodable types (the bytes ft_ggml_quantize_row gives)
  *   and FT_E_UNSUPPORTED for the others, ft_weight_init_random (the quantized BF16 values of the
  *   generic path), and reading back by ft_weight_get_f32 / ft_weight_rows_f32 (the fixture's floats);
  *   the same on the CUDA backend where a device is present (the ops there: the op table);
- * - ft_op_embed and ft_op_linear over a Q2_K weight made of the fixture's blocks against the
- *   gguf-py values (the op table covers every type in tests/op_table_ggml.c). */
+ * - ft_op_embed and ft_op_linear over a Q2_K and an IQ4_XS weight made of the fixture's blocks against
+ *   the gguf-py values (the op table covers every type in tests/op_table_ggml.c). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +35,8 @@ static const ggml_case cases[] = {
     {"q4_0", FT_GGML_Q4_0, FT_Q4_0, 1},  {"q4_1", FT_GGML_Q4_1, FT_Q4_1, 0},  {"q5_0", FT_GGML_Q5_0, FT_Q5_0, 1},
     {"q5_1", FT_GGML_Q5_1, FT_Q5_1, 0},  {"q8_0", FT_GGML_Q8_0, FT_Q8_0, 1},  {"q2_k", FT_GGML_Q2_K, FT_Q2_K, 0},
     {"q3_k", FT_GGML_Q3_K, FT_Q3_K, 0},  {"q4_k", FT_GGML_Q4_K, FT_Q4_K, 1},  {"q5_k", FT_GGML_Q5_K, FT_Q5_K, 1},
-    {"q6_k", FT_GGML_Q6_K, FT_Q6_K, 1},
+    {"q6_k", FT_GGML_Q6_K, FT_Q6_K, 1},  {"iq4_nl", FT_GGML_IQ4_NL, FT_IQ4_NL, 0},
+    {"iq4_xs", FT_GGML_IQ4_XS, FT_IQ4_XS, 0},
 };
 enum { NCASES = sizeof cases / sizeof cases[0] };
 
@@ -104,6 +105,22 @@ static void test_decoders(void) {
         total += n;
         free(got), free(bytes), free(want);
     }
+    /* the IQ types that need an importance matrix are known by name and geometry only */
+    static const char *const iq[] = {"IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ3_S", "IQ2_S", "IQ1_M"};
+    for (size_t k = 0; k < sizeof iq / sizeof *iq; k++) {
+        ft_ggml_type t;
+        float y[256];
+        static const uint8_t zero[256];
+        FT_CHECK(ft_ggml_type_from_name(iq[k], &t) && ft_ggml_block_size(t) == 256 && !ft_ggml_can_decode(t) &&
+                     !ft_ggml_can_encode(t) && ft_ggml_dequantize_row(t, zero, y, 256) == -1,
+                 "%s: known, neither decoded nor encoded", iq[k]);
+        ft_dtype dt;
+        FT_CHECK(!ft_dtype_from_ggml(t, &dt), "%s: no dtype", iq[k]);
+    }
+    FT_CHECK(ft_dtype_ggml_type(FT_IQ4_NL) == 20 && ft_dtype_ggml_type(FT_IQ4_XS) == 23 &&
+                 ft_dtype_block_bytes(FT_IQ4_XS) == 136 && ft_dtype_nbytes(FT_IQ4_NL, 64) == 36 &&
+                 strcmp(ft_dtype_name(FT_IQ4_XS), "IQ4_XS") == 0,
+             "IQ4 dtypes");
     printf("ok   decoders: %lld values of %d types bit-identical to gguf-py\n", (long long)total, NCASES);
 }
 
@@ -210,17 +227,21 @@ static void test_weight_refusals(ft_backend *be) {
     printf("ok   weights: columns that are not whole blocks refused (%s)\n", ft_error_msg());
 }
 
-/* The ops read a Q2_K weight (a type ftune only decodes) as the values gguf-py gives for its blocks. */
-static void test_ops(ft_backend *be) {
-    const ggml_case *c = &cases[8];
+/* The ops read a Q2_K or IQ4_XS weight (types ftune only decodes) as the values gguf-py gives for its
+ * blocks. */
+static void test_ops(ft_backend *be, ft_dtype dt) {
+    const ggml_case *c = NULL;
+    for (int k = 0; k < NCASES; k++)
+        if (cases[k].dtype == dt) c = &cases[k];
     char *bytes;
     float *wv;
     int64_t n;
-    if (!FT_CHECK(c->dtype == FT_Q2_K, "case order") || !load_case(c, &bytes, &wv, &n)) return;
+    if (!FT_CHECK(c != NULL, "no case of %s", ft_dtype_name(dt)) || !load_case(c, &bytes, &wv, &n)) return;
     const int64_t in = 512, out = n / in, N = 3; /* [2, 512] */
     ft_weight w;
-    FT_CHECK_OK(ft_weight_alloc(be, &w, FT_Q2_K, out, in, "q2_k"));
-    FT_CHECK_OK(ft_weight_set(be, &w, bytes, FT_Q2_K));
+    char what[64];
+    FT_CHECK_OK(ft_weight_alloc(be, &w, dt, out, in, c->file));
+    FT_CHECK_OK(ft_weight_set(be, &w, bytes, dt));
     int32_t ids[3] = {1, 0, 1};
     float *x = malloc((size_t)(N * in) * 4), *y = malloc((size_t)(N * out) * 4), *e = malloc((size_t)(N * in) * 4);
     for (int64_t i = 0; i < N * in; i++) x[i] = 2.0f * ft_uniform(5, (uint64_t)i) - 1.0f;
@@ -243,8 +264,9 @@ static void test_ops(ft_backend *be) {
             for (int64_t i = 0; i < in; i++) s += (double)x[t * in + i] * wv[o * in + i];
             num += (y[t * out + o] - s) * (y[t * out + o] - s), den += s * s;
         }
-    FT_CHECK(sqrt(num / den) <= 1e-6, "linear over Q2_K: rel_l2 %.3g", sqrt(num / den));
-    for (int64_t t = 0; t < N; t++) check_exact(e + t * in, wv + ids[t] * in, in, "embed over Q2_K");
+    FT_CHECK(sqrt(num / den) <= 1e-6, "linear over %s: rel_l2 %.3g", c->file, sqrt(num / den));
+    snprintf(what, sizeof what, "embed over %s", c->file);
+    for (int64_t t = 0; t < N; t++) check_exact(e + t * in, wv + ids[t] * in, in, what);
     ft_backend_release(be, dx), ft_backend_release(be, dy), ft_backend_release(be, de), ft_backend_release(be, dids);
     ft_weight_release(be, &w);
     free(x), free(y), free(e), free(bytes), free(wv);
@@ -267,7 +289,8 @@ int main(void) {
     FT_CHECK_OK(ft_backend_cpu_create(&be, 2));
     if (be) {
         test_weights(be);
-        test_ops(be);
+        test_ops(be, FT_Q2_K);
+        test_ops(be, FT_IQ4_XS);
         FT_CHECK(ft_backend_bytes_in_use(be) == 0, "leak: %lld bytes", (long long)ft_backend_bytes_in_use(be));
     }
     ft_backend_free(be);

@@ -292,7 +292,7 @@ static void check_weight_cache_ring(ft_backend *gpu, uint64_t seed) {
     free(y), free(src), free(xh);
 }
 
-/* ggml block weights (FT_Q4_0 .. FT_Q6_K, a GGUF base's bytes) on the device against the host
+/* ggml block weights (FT_Q4_0 .. FT_IQ4_XS, a GGUF base's bytes) on the device against the host
  * decoder (kernels/ggml_quants.c), bit for bit: each element must be the BF16 rounding of ggml's
  * dequantize_row_* f32. The blocks are random bytes (every quant bit pattern, every scale byte)
  * with random finite fp16 scales, subnormals included, so no value distribution hides an index or
@@ -304,6 +304,7 @@ static void ggml_fill_blocks(uint8_t *b, ft_dtype t, int64_t nblocks, uint64_t s
     static const struct { ft_dtype t; int f16[2]; } f16at[] = {
         {FT_Q4_0, {0, -1}}, {FT_Q4_1, {0, 2}},   {FT_Q5_0, {0, -1}}, {FT_Q5_1, {0, 2}},  {FT_Q8_0, {0, -1}},
         {FT_Q2_K, {80, 82}}, {FT_Q3_K, {108, -1}}, {FT_Q4_K, {0, 2}}, {FT_Q5_K, {0, 2}}, {FT_Q6_K, {208, -1}},
+        {FT_IQ4_NL, {0, -1}}, {FT_IQ4_XS, {0, -1}},
     };
     const int64_t bb = ft_dtype_block_bytes(t);
     for (int64_t i = 0; i < nblocks * bb; i++) b[i] = (uint8_t)(ft_mix64(seed + (uint64_t)i) >> 24);
@@ -369,7 +370,7 @@ static void check_token_indices(ft_backend *gpu) {
 }
 
 static void check_ggml_weights(ft_backend *gpu, uint64_t seed) {
-    for (int t = FT_Q4_0; t <= FT_Q6_K; t++) {
+    for (int t = FT_Q4_0; t < FT_DTYPE_COUNT; t++) { /* every ggml dtype: they close the enum */
         const ft_dtype dt = (ft_dtype)t;
         const int64_t B = ft_dtype_block_elems(dt), rows = 6, cols = B == 32 ? 96 : 256, n = rows * cols;
         const int64_t nbytes = ft_dtype_nbytes(dt, n);

@@ -83,6 +83,25 @@ static double ft_bench_now(void) {
 
 /* ---- the random model -------------------------------------------------------------------------- */
 
+/* An IQ4_NL / IQ4_XS linear, which ftune decodes but cannot encode (ft_weight_init_random refuses it):
+ * random blocks, every level index and IQ4_XS sub-block scale drawn uniformly, with the fp16 d that
+ * gives the values a standard deviation of about 0.02 (the levels' rms is 67.4; a uniform 6-bit scale
+ * less 32 has rms 18.5). Blocks are drawn 8 bytes at a time and uploaded as a GGUF file's are. */
+static ft_status ft_bench_iq4(ft_backend *be, ft_weight *w, uint64_t seed) {
+    const int64_t nbytes = ft_dtype_nbytes(w->dtype, ft_weight_numel(w)), bb = ft_dtype_block_bytes(w->dtype);
+    const uint16_t d = ft_f32_to_f16(w->dtype == FT_IQ4_XS ? 0.02f / (67.4f * 18.5f) : 0.02f / 67.4f);
+    uint8_t *b = NULL;
+    FT_TRY(ft_malloc((void **)&b, (size_t)(nbytes > 0 ? nbytes : 1), "random IQ4 blocks"));
+    for (int64_t i = 0; i < nbytes; i += 8) {
+        const uint64_t r = ft_mix64(seed ^ ft_mix64((uint64_t)i));
+        memcpy(b + i, &r, (size_t)(nbytes - i < 8 ? nbytes - i : 8));
+    }
+    for (int64_t i = 0; i < nbytes; i += bb) memcpy(b + i, &d, 2);
+    const ft_status st = ft_weight_set(be, w, b, w->dtype);
+    ft_free(b);
+    return st;
+}
+
 /* Every frozen weight at random: linears, embeddings and lm_head uniform with standard deviation
  * 0.02 (transformers' initializer_range), norms 1. Each tensor its own seed. */
 static ft_status ft_bench_init(ft_backend *be, ft_model *m, uint64_t seed) {
@@ -99,7 +118,13 @@ static ft_status ft_bench_init(ft_backend *be, ft_model *m, uint64_t seed) {
         ft_layer_weights *lw = &w->layers[l];
         FT_INIT(&lw->attn_norm, 1.0f, 0.0f);
         FT_INIT(&lw->ffn_norm, 1.0f, 0.0f);
-        for (int mod = 0; mod < FT_MOD_COUNT; mod++) FT_INIT(&lw->lin[mod], 0.0f, s);
+        for (int mod = 0; mod < FT_MOD_COUNT; mod++) {
+            ft_weight *lin = &lw->lin[mod];
+            if (lin->rows && (lin->dtype == FT_IQ4_NL || lin->dtype == FT_IQ4_XS))
+                FT_TRY(ft_bench_iq4(be, lin, ft_mix64(seed ^ ft_mix64(++k))));
+            else
+                FT_INIT(lin, 0.0f, s);
+        }
         FT_INIT(&lw->q_bias, 0.0f, s);
         FT_INIT(&lw->k_bias, 0.0f, s);
         FT_INIT(&lw->v_bias, 0.0f, s);

@@ -34,7 +34,7 @@ static const ft_opt ft_bench_cli[] = {
     {"lora-r", FT_OPT_INT, "R", "16", "LoRA rank"},
     {"dropout", FT_OPT_FLOAT, "P", "0", "LoRA dropout (the recipes use 0.05; the PEFT comparison runs 0)"},
     {"lora-targets", FT_OPT_STR, "LIST", "all", "LoRA target modules"},
-    {"quant", FT_OPT_STR, "nf4|none|q4_k|...", "nf4", "storage of the frozen linear weights: NF4, 16-bit, or a ggml block type as a GGUF base keeps them (q4_0, q5_0, q8_0, q4_k, q5_k, q6_k)"},
+    {"quant", FT_OPT_STR, "nf4|none|q4_k|...", "nf4", "storage of the frozen linear weights: NF4, 16-bit, or a ggml block type as a GGUF base keeps them (q4_0, q5_0, q8_0, q4_k, q5_k, q6_k, iq4_nl, iq4_xs)"},
     {"lr", FT_OPT_FLOAT, "X", "1e-3", "learning rate (constant)"},
     {"no-recompute", FT_OPT_FLAG, NULL, NULL, "keep every layer's activations instead of recomputing"},
     {"host-boundaries", FT_OPT_FLAG, NULL, NULL, "keep the layer boundaries in pinned host memory (long context)"},
@@ -127,9 +127,10 @@ ft_status ft_cmd_bench(int argc, char **argv) {
     ft_ggml_type gq;
     ft_dtype dq;
     if (strcmp(o.quant, "nf4") != 0 && strcmp(o.quant, "none") != 0 &&
-        !(ft_ggml_type_from_name(o.quant, &gq) && ft_ggml_can_encode((int)gq) && ft_dtype_from_ggml((int)gq, &dq) &&
-          ft_dtype_is_ggml(dq))) {
-        st = FT_ERR(FT_E_ARG, "bench: --quant %s (expected nf4, none, q4_0, q5_0, q8_0, q4_k, q5_k or q6_k)", o.quant);
+        !(ft_ggml_type_from_name(o.quant, &gq) && ft_dtype_from_ggml((int)gq, &dq) && ft_dtype_is_ggml(dq) &&
+          (ft_ggml_can_encode((int)gq) || dq == FT_IQ4_NL || dq == FT_IQ4_XS))) { /* bench.c draws IQ4 blocks */
+        st = FT_ERR(FT_E_ARG, "bench: --quant %s (expected nf4, none, q4_0, q5_0, q8_0, q4_k, q5_k, q6_k, iq4_nl or "
+                    "iq4_xs)", o.quant);
         goto done;
     }
     if (wckpt) {

@@ -32,7 +32,7 @@ ft_status ft_cfg_from_gguf(ft_model_config *cfg, const ft_gguf *g, const char *p
 
 /* Each frozen linear's storage when loaded: its ggml block dtype as stored (never requantized), else
  * FT_NF4 when nf4, else the tensor's own F32/F16/BF16; types[layer * FT_LIN_COUNT + linear].
- * FT_E_FORMAT for a missing tensor, FT_E_UNSUPPORTED for a type ftune does not read (IQ types). */
+ * FT_E_FORMAT for a missing tensor, FT_E_UNSUPPORTED for a type ftune does not read (the IQ types but IQ4_NL and IQ4_XS). */
 ft_status ft_gguf_linear_dtypes(const ft_gguf *g, const char *path, int64_t layers, int nf4, ft_dtype *types);
 
 /* The GGUF row of HF row `row` of a llama-arch q/k weight with heads of D rows: the inverse of

@@ -1,6 +1,6 @@
 /* embed.cu: token embedding gather, out[n, :] = table[ids[n], :] rounded to BF16, for tables of any
  * frozen dtype (F32/F16/BF16, NF4 dequantized element by element exactly as the reference, or a
- * GGUF base's ggml blocks, FT_Q4_0 .. FT_Q6_K, decoded 8 at a time as ggml's dequantize_row_*:
+ * GGUF base's ggml blocks, FT_Q4_0 .. FT_IQ4_XS, decoded 8 at a time as ggml's dequantize_row_*:
  * ggml_dequant.cuh; a row is C / B whole blocks, row v's bytes start at v * row_bytes).
  *
  * One block per token (grid-stride over tokens), threads over the C columns. An id outside

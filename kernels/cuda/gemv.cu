@@ -17,7 +17,7 @@
  * (a 32-bit load) when it is a multiple of 8, and the matching elements of each of the N input
  * rows; the warp then reduces each row's sum.
  *
- * ggml weights (FT_Q4_0 .. FT_Q6_K, a GGUF base): the same warp per output row; a lane decodes 8
+ * ggml weights (FT_Q4_0 .. FT_IQ4_XS, a GGUF base): the same warp per output row; a lane decodes 8
  * consecutive weights at a time with ggml_dequant.cuh (the f32 of ggml's dequantize_row_*, then
  * BF16, the copy ggml_dequant.cu would give the GEMM), lanes taking consecutive groups so a warp
  * reads 256 consecutive weights (one K-quant block, eight 32-blocks) a step. A row is cols / B whole

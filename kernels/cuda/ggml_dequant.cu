@@ -1,4 +1,4 @@
-/* ggml_dequant.cu: ggml block-quantized frozen weights (FT_Q4_0 .. FT_Q6_K, a GGUF base's bytes) to
+/* ggml_dequant.cu: ggml block-quantized frozen weights (FT_Q4_0 .. FT_IQ4_XS, a GGUF base's bytes) to
  * BF16 on the device, feeding the GEMMs of matmul.cu and the weight cache's ring (wcache.cu) exactly
  * as nf4.cu's dequantization does for NF4.
  *

@@ -1,4 +1,4 @@
-/* ggml_dequant.cuh: device decoding of ggml's block-quantized weights (FT_Q4_0 .. FT_Q6_K), eight
+/* ggml_dequant.cuh: device decoding of ggml's block-quantized weights (FT_Q4_0 .. FT_IQ4_XS), eight
  * consecutive elements at a time, shared by the dequantization kernel (ggml_dequant.cu), the
  * few-row products that read blocks directly (gemv.cu) and the embedding gather (embed.cu).
  *
@@ -16,7 +16,7 @@
  * Why groups of 8: in every format, 8 consecutive elements starting at a multiple of 8 share their
  * scale (and min), take their quant bits from consecutive bytes, and the same nibble or bit plane;
  * a thread decodes one group and writes it as one 16-byte store. The bytes are read one at a time:
- * blocks of 18, 22, 34, 110 or 210 bytes leave most fields only 2-byte aligned. */
+ * blocks of 18, 22, 34, 110, 136 or 210 bytes leave most fields only 2-byte aligned. */
 #ifndef FT_CUDA_GGML_DEQUANT_CUH
 #define FT_CUDA_GGML_DEQUANT_CUH
 
@@ -35,6 +35,8 @@ template <> struct ft_ggml_blk<FT_Q3_K> { enum { E = 256, BYTES = 110 }; };
 template <> struct ft_ggml_blk<FT_Q4_K> { enum { E = 256, BYTES = 144 }; };
 template <> struct ft_ggml_blk<FT_Q5_K> { enum { E = 256, BYTES = 176 }; };
 template <> struct ft_ggml_blk<FT_Q6_K> { enum { E = 256, BYTES = 210 }; };
+template <> struct ft_ggml_blk<FT_IQ4_NL> { enum { E = 32, BYTES = 18 }; };
+template <> struct ft_ggml_blk<FT_IQ4_XS> { enum { E = 256, BYTES = 136 }; };
 
 /* The fp16 at p (2-byte aligned: every fp16 field of every format is), exactly as float. */
 __device__ __forceinline__ float ft_gg_f16(const uint8_t *p) {
@@ -50,6 +52,14 @@ __device__ __forceinline__ void ft_gg_scale_min_k4(int j, const uint8_t *q, int 
         *d = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
         *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
     }
+}
+
+/* ggml's kvalues_iq4nl[q] (q 0..15: -127, -104, ..., 113), the levels of IQ4_NL and IQ4_XS, read from
+ * two 64-bit immediates (eight int8 levels each, little-endian) rather than a table: no __constant__
+ * array for each translation unit that includes this header, no memory load per element. */
+__device__ __forceinline__ int ft_gg_kv_iq4(int q) {
+    const unsigned long long lo = 0xF6EADDCFBFAD9881ull, hi = 0x7159453526190D01ull;
+    return (int8_t)(((q & 8) ? hi : lo) >> (8 * (q & 7)));
 }
 
 /* v[0..8) = elements e .. e+7 of the block at blk (e % 8 == 0, e < ft_ggml_blk<DT>::E). */
@@ -127,6 +137,26 @@ __device__ __forceinline__ void ft_ggml_dq8(const uint8_t *blk, int e, float *v)
             const int q = ((qs[i] >> (4 * s)) & 0xF) + (five && ((qh[i] >> (2 * g + s)) & 1) ? 16 : 0);
             v[i] = __fsub_rn(__fmul_rn(d1, (float)q), m1);
         }
+    } else if (DT == FT_IQ4_NL) {
+        /* d @0, qs[16] @2, Q4_0's layout: element j < 16 the low nibble of qs[j], j + 16 its high
+         * nibble, an index into kvalues_iq4nl: y = d * kv */
+        const float d = ft_gg_f16(blk);
+        const uint8_t *qs = blk + 2 + (e & 15);
+        const int sh = e >= 16 ? 4 : 0;
+#pragma unroll
+        for (int i = 0; i < 8; i++) v[i] = __fmul_rn(d, (float)ft_gg_kv_iq4((qs[i] >> sh) & 0xF));
+    } else if (DT == FT_IQ4_XS) {
+        /* d @0, scales_h u16 @2, scales_l[4] @4, qs[128] @8. Sub-block ib = e / 32 is IQ4_NL's layout
+         * over qs[16 ib ..]; its 6-bit scale is nibble ib % 2 of scales_l[ib / 2] with bits 2 ib of
+         * scales_h above, biased by 32: y = (d * (ls - 32)) * kv */
+        const int ib = e >> 5, l = e & 31;
+        const int sh2 = blk[2] | blk[3] << 8;
+        const int ls = ((blk[4 + (ib >> 1)] >> (4 * (ib & 1))) & 0xF) | (((sh2 >> (2 * ib)) & 3) << 4);
+        const float dl = __fmul_rn(ft_gg_f16(blk), (float)(ls - 32));
+        const uint8_t *qs = blk + 8 + 16 * ib + (l & 15);
+        const int sh = l >= 16 ? 4 : 0;
+#pragma unroll
+        for (int i = 0; i < 8; i++) v[i] = __fmul_rn(dl, (float)ft_gg_kv_iq4((qs[i] >> sh) & 0xF));
     } else { /* FT_Q6_K */
         /* ql[128] @0, qh[64] @128, scales[16] int8 @192, d @208. Element e = 128 h + 32 u + l: low
          * nibble (u < 2) or high nibble of ql[64 h + 32 (u & 1) + l], bits 2u of qh[32 h + l], minus 32;
@@ -150,7 +180,7 @@ __device__ __forceinline__ void ft_ggml_dq8_at(const uint8_t *base, int64_t c, f
 }
 
 /* Calls F::template run<DT>(args...) for the ggml dtype dt (a runtime ft_dtype): one switch, so each
- * user instantiates its kernel for the ten formats in one place. Returns 0 for any other dtype. */
+ * user instantiates its kernel for the twelve formats in one place. Returns 0 for any other dtype. */
 template <typename F, typename... A>
 static inline int ft_ggml_dispatch(int dt, A... a) {
     switch (dt) {
@@ -164,6 +194,8 @@ static inline int ft_ggml_dispatch(int dt, A... a) {
     case FT_Q4_K: F::template run<FT_Q4_K>(a...); return 1;
     case FT_Q5_K: F::template run<FT_Q5_K>(a...); return 1;
     case FT_Q6_K: F::template run<FT_Q6_K>(a...); return 1;
+    case FT_IQ4_NL: F::template run<FT_IQ4_NL>(a...); return 1;
+    case FT_IQ4_XS: F::template run<FT_IQ4_XS>(a...); return 1;
     default: return 0;
     }
 }

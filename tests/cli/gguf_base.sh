@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # A GGUF model file as the base of every command (model.path / --model / --tokenizer: FILE.gguf), on
 # the tiny bases llama.cpp quantized in tests/fixtures/gguf_base (tests/ref/make_gguf_base_golden.py):
-#   - `ftune eval --model X.gguf` gives transformers' logits on gguf-py's decoding of the same blocks;
+#   - `ftune eval --model X.gguf` gives transformers' logits on gguf-py's decoding of the same blocks
+#     (Q4_K_M, Q3_K_M, IQ4_XS, IQ4_NL);
 #   - the GGUF's vocabulary tokenizes as the tokenizer.json it was made from (`tokenize --tokenizer`);
-#   - `ftune plan` counts the linears as stored (mixed Q4_K/Q6_K bytes, not NF4's);
+#   - `ftune plan` counts the linears as stored (mixed Q4_K/Q6_K bytes, not NF4's; IQ4_XS 4.25 and
+#     IQ4_NL 4.5 bits a weight);
 #   - a recipe run trains on it (loss falls), keeps the linears' types, exports the adapter (llama.cpp
 #     GGUF + PEFT naming the .gguf as its base), and `eval --adapter` / `generate` use it; killed
 #     (SIGKILL) and resumed it ends with the same adapter byte for byte;
 #   - bad GGUF files get one line naming the file, never a crash: keys the tensors contradict
-#     (block_count, feed_forward_length) before anything is sized from them, IQ types by name
-#     (lib/gguf_edit.py edits the fixtures' headers in place).
+#     (block_count, feed_forward_length) before anything is sized from them, IQ types other than
+#     IQ4_NL / IQ4_XS by name (lib/gguf_edit.py edits the fixtures' headers in place).
 # usage: gguf_base.sh FTUNE SRC_DIR
 set -u
 ftune=$(realpath "$1"); src=$(realpath "$2")
@@ -20,7 +22,7 @@ ok()  { pass=$((pass+1)); echo "ok   $*"; }
 bad() { fail=$((fail+1)); echo "FAIL $*"; }
 source "$src/tests/cli/lib/compare.sh" # relerr, le
 
-for c in llama_q4_k_m qwen3_q3_k_m; do
+for c in llama_q4_k_m qwen3_q3_k_m llama_iq4_xs qwen3_iq4_nl; do
   "$ftune" eval --model "$fx/$c/model.gguf" --tokens "$fx/$c/tokens.txt" --dump-logits "$tmp/$c.bin" --device cpu \
     >/dev/null 2>"$tmp/$c.err" || bad "$c: eval failed: $(cat "$tmp/$c.err")"
   e=$(relerr "$tmp/$c.bin" "$fx/$c/logits.bin")
@@ -50,6 +52,14 @@ EOF
 grep -q 'frozen linear weights *Q4_K mostly (GGUF, as stored), 4\.[0-9]* bits/param' "$tmp/plan.txt" \
   && ok "plan: the linears as stored ($(grep 'frozen linear' "$tmp/plan.txt" | tr -s ' '))" \
   || bad "plan: $(grep 'frozen linear' "$tmp/plan.txt")"
+# the IQ bases: IQ4_XS 136 bytes per 256 weights, IQ4_NL 18 per 32
+for c in llama_iq4_xs:IQ4_XS:4.250 qwen3_iq4_nl:IQ4_NL:4.500; do
+  IFS=: read -r cc ty bits <<<"$c"
+  "$ftune" plan "$tmp/r.yaml" --set model.path="$fx/$cc/model.gguf" >"$tmp/plan_iq.txt" 2>&1
+  grep -q "frozen linear weights *$ty mostly (GGUF, as stored), $bits bits/param" "$tmp/plan_iq.txt" \
+    && ok "plan: $cc's linears as stored ($(grep 'frozen linear' "$tmp/plan_iq.txt" | tr -s ' '))" \
+    || bad "plan $cc: $(grep 'frozen linear' "$tmp/plan_iq.txt" || tail -2 "$tmp/plan_iq.txt")"
+done
 "$ftune" train "$tmp/r.yaml" >"$tmp/train.out" 2>"$tmp/train.err" || bad "train failed: $(tail -3 "$tmp/train.err")"
 grep -q 'frozen linears: Q4_K x 12, Q6_K x 2' "$tmp/train.err" && ok "the linears keep their types: Q4_K x 12, Q6_K x 2" \
   || bad "linear types: $(grep 'frozen linears' "$tmp/train.err")"
@@ -88,8 +98,8 @@ g=$("$ftune" generate --model "$fx/llama_q4_k_m/model.gguf" --adapter "$tmp/run/
   || bad "model.arch qwen3: $(cat "$tmp/arch.err")"
 
 # bench on a random model with a GGUF base's block types: memory as planned, loss falling (--check)
-for q in q8_0 q4_k; do
-  sh=tiny; [ $q = q4_k ] && sh=tiny-d128 # K-quants need rows of 256
+for q in q8_0 q4_k iq4_xs iq4_nl; do
+  sh=tiny; case $q in q4_k|iq4_xs) sh=tiny-d128 ;; esac # K-quants and IQ4_XS need rows of 256
   "$ftune" bench --shape $sh --steps 3 --seq 128 --quant $q --device cpu --threads 2 --check >"$tmp/bench.out" 2>&1 \
     && grep -q "${q^^} linears" "$tmp/bench.out" && ok "bench --quant $q: $(grep -o 'peak memory.*' "$tmp/bench.out")" \
     || bad "bench --quant $q: $(tail -3 "$tmp/bench.out")"
@@ -97,8 +107,8 @@ done
 "$ftune" bench --shape tiny --steps 2 --quant q4_k --device cpu >/dev/null 2>"$tmp/bq.err"
 [ $? -eq 1 ] && grep -q 'not whole Q4_K blocks' "$tmp/bq.err" && ok "bench --quant q4_k on 128-wide rows: $(cat "$tmp/bq.err")" \
   || bad "q4_k tiny: $(cat "$tmp/bq.err")"
-"$ftune" bench --quant iq4_xs --device cpu >/dev/null 2>"$tmp/bq.err"
-rc=$?; [ $rc -eq 2 ] && grep -q 'expected nf4, none' "$tmp/bq.err" && ok "bench --quant iq4_xs refused" || bad "iq4_xs: rc $rc, $(cat "$tmp/bq.err")"
+"$ftune" bench --quant q2_k --device cpu >/dev/null 2>"$tmp/bq.err" # decoded, never encoded: no random weights
+rc=$?; [ $rc -eq 2 ] && grep -q 'expected nf4, none, .*iq4_xs' "$tmp/bq.err" && ok "bench --quant q2_k refused" || bad "q2_k: rc $rc, $(cat "$tmp/bq.err")"
 
 # bad files: one line naming the file, a non-zero exit, no crash
 head -c 4000 "$fx/llama_q4_k_m/model.gguf" >"$tmp/cut.gguf"
@@ -139,18 +149,24 @@ one_line "feed_forward_length 4e9 (eval: not an allocation of 4e9 x 256 first)" 
   -- "$ftune" eval --model "$tmp/ffn.gguf" --tokens "$fx/llama_q4_k_m/tokens.txt" --device cpu
 one_line "feed_forward_length 4e9 (plan: not 'does not fit')" "ffn.gguf: tensor blk.0.ffn_gate.weight has ne" \
   -- "$ftune" plan "$tmp/r.yaml" --set model.path="$tmp/ffn.gguf"
-# IQ4_NL has Q4_0's geometry (32 values in 18 bytes): a Q4_0 base with one linear marked IQ4_NL is a
-# well-formed file of types ftune does not decode; it is named, not "unknown ggml type 20"
-python3 "$edit" "$fx/llama_q4_0/model.gguf" "$tmp/iq.gguf" --type blk.0.attn_v.weight=20
-one_line "an IQ4_NL linear (plan)" "iq.gguf: tensor blk.0.attn_v.weight has type IQ4_NL; ftune trains on .*\(not the IQ types\)" \
+# IQ4_NL has Q4_0's geometry (32 values in 18 bytes): a Q4_0 base with one linear's blocks read as IQ4_NL
+# is a base of mixed types ftune decodes
+python3 "$edit" "$fx/llama_q4_0/model.gguf" "$tmp/nl.gguf" --type blk.0.attn_v.weight=20
+"$ftune" eval --model "$tmp/nl.gguf" --tokens "$fx/llama_q4_0/tokens.txt" --device cpu >/dev/null 2>"$tmp/nl.err" \
+  && grep -q 'frozen linears: Q4_0 x 6, IQ4_NL x 1' "$tmp/nl.err" && ok "a Q4_0 base with an IQ4_NL attn_v: $(grep -o 'frozen linears.*' "$tmp/nl.err")" \
+  || bad "IQ4_NL attn_v: $(tail -2 "$tmp/nl.err")"
+# IQ3_S has Q3_K's geometry (256 values in 110 bytes): qwen3_q3_k_m's Q3_K attn_q marked IQ3_S is a
+# well-formed file of a type ftune does not decode; it is named, not "unknown ggml type 21"
+python3 "$edit" "$fx/qwen3_q3_k_m/model.gguf" "$tmp/iq.gguf" --type blk.0.attn_q.weight=21
+one_line "an IQ3_S linear (plan)" "iq.gguf: tensor blk.0.attn_q.weight has type IQ3_S; ftune trains on .*IQ4_NL and IQ4_XS weights \(not the other IQ types\)" \
   -- "$ftune" plan "$tmp/r.yaml" --set model.path="$tmp/iq.gguf"
-one_line "an IQ4_NL linear (eval)" "tensor blk.0.attn_v.weight has type IQ4_NL" \
-  -- "$ftune" eval --model "$tmp/iq.gguf" --tokens "$fx/llama_q4_0/tokens.txt" --device cpu
+one_line "an IQ3_S linear (eval)" "tensor blk.0.attn_q.weight has type IQ3_S" \
+  -- "$ftune" eval --model "$tmp/iq.gguf" --tokens "$fx/qwen3_q3_k_m/tokens.txt" --device cpu
 a=$(printf 'Once upon a time' | "$ftune" tokenize --tokenizer "$tmp/iq.gguf" 2>&1)
-b=$(printf 'Once upon a time' | "$ftune" tokenize --tokenizer "$fx/llama_q4_0/model.gguf" 2>&1)
-[ -n "$b" ] && [ "$a" = "$b" ] && ok "tokenize --tokenizer of a base holding IQ4_NL: $a" || bad "tokenize IQ base: '$a' vs '$b'"
+b=$(printf 'Once upon a time' | "$ftune" tokenize --tokenizer "$fx/qwen3_q3_k_m/model.gguf" 2>&1)
+[ -n "$b" ] && [ "$a" = "$b" ] && ok "tokenize --tokenizer of a base holding IQ3_S: $a" || bad "tokenize IQ base: '$a' vs '$b'"
 "$ftune" merge --base "$tmp/iq.gguf" --out "$tmp/iq-out.gguf" >/dev/null 2>"$tmp/iqm.err" && cmp -s "$tmp/iq.gguf" "$tmp/iq-out.gguf" \
-  && ok "merge --type base of a base holding IQ4_NL, no adapter: the file byte for byte" || bad "IQ merge: $(cat "$tmp/iqm.err")"
+  && ok "merge --type base of a base holding IQ3_S, no adapter: the file byte for byte" || bad "IQ merge: $(cat "$tmp/iqm.err")"
 # IQ3_S has Q3_K's geometry (256 values in 110 bytes): qwen3_q3_k_m's Q3_K token_embd marked IQ3_S
 python3 "$edit" "$fx/qwen3_q3_k_m/model.gguf" "$tmp/iqe.gguf" --type token_embd.weight=21
 one_line "an IQ3_S token_embd (plan)" "iqe.gguf: tensor token_embd.weight has type IQ3_S, which ftune does not read" \

@@ -2,13 +2,15 @@
 # `ftune merge` and a run's export.merged on a GGUF base (export/merge_gguf.c), on the tiny bases that
 # llama.cpp itself quantized (tests/fixtures/gguf_base, tests/ref/make_gguf_base_golden.py):
 #   - no adapter, --type base (the default for a GGUF base): the output is the base file byte for byte,
-#     for all five mixes (Q4_K_M, Q8_0, Q3_K_M, Q2_K, Q4_0); keys of every GGUF value type (scalars and
+#     for all seven mixes (Q4_K_M, Q8_0, Q3_K_M, Q2_K, Q4_0, IQ4_XS, IQ4_NL); keys of every GGUF value type (scalars and
 #     arrays) added to a base come out byte for byte (ft_ggufw_copy_kv);
 #   - an adapter trained 5 steps (flag mode, all seven linears, r 8) on llama_q4_k_m (llama: q/k rows
 #     permuted) and on llama_q2_k (Q2_K/Q3_K linears ftune does not encode), merged with --type base,
 #     base-f16 and q8_0: lib/gguf_diff.py checks the tensors are the base's in its order, the metadata
 #     the base's byte for byte (q8_0: but general.file_type 7), every tensor without a module
 #     byte-identical, each merged one of the expected type (Q2_K, Q3_K -> Q4_K);
+#   - adapters on llama_iq4_xs and qwen3_iq4_nl merged with --type base --check: IQ4_XS -> Q4_K,
+#     IQ4_NL -> Q4_0 (no IQ encoder), the rest byte for byte, the merge keeping the gain;
 #   - adapters with lora_B zeroed, --type base: every merged tensor kept in its type (Q4_K, Q6_K, Q4_0,
 #     Q8_0, Q5_K) comes back byte for byte (ft_ggml_requantize_row starts from the base's blocks), so
 #     the llama_q4_k_m, llama_q4_0 and qwen2_q8_0 merges are their base files;
@@ -44,7 +46,7 @@ expect_err() {
 }
 
 # --- no adapter: the base file itself --------------------------------------------------------------
-for c in llama_q4_k_m qwen2_q8_0 qwen3_q3_k_m llama_q2_k llama_q4_0; do
+for c in llama_q4_k_m qwen2_q8_0 qwen3_q3_k_m llama_q2_k llama_q4_0 llama_iq4_xs qwen3_iq4_nl; do
   "$ftune" merge --base "$fx/$c/model.gguf" --out "$tmp/$c-plain.gguf" >"$tmp/out" 2>"$tmp/err" \
     && cmp -s "$fx/$c/model.gguf" "$tmp/$c-plain.gguf" \
     && ok "$c: merge without an adapter (--type base by default) writes the base byte for byte ($(stat -c %s "$tmp/$c-plain.gguf") bytes)" \
@@ -136,6 +138,23 @@ done
 n=$(grep -c "merged tensors written in another type than the base's" "$tmp/err")
 [ "$n" -eq 1 ] && grep -qE "Q[23]_K -> Q4_K x [0-9]+" "$tmp/err" && ok "one line names the type changes: $(grep -o 'Q[23]_K -> Q4_K x [0-9]*' "$tmp/err" | tr '\n' ' ')" \
   || bad "type change line: $(cat "$tmp/err")"
+
+# the IQ bases (ftune decodes IQ4_XS / IQ4_NL, has no encoder for them): merged IQ4_XS linears become
+# Q4_K, IQ4_NL ones Q4_0 (export/merge_gguf.c ft_merge_base_type says why), every other tensor the
+# base's bytes; the merged file keeps at least half of what training gained (measured: llama_iq4_xs
+# base 6.47, training-time 2.38, merged 2.49; qwen3_iq4_nl 6.23, 2.91, 2.95)
+for c in llama_iq4_xs:IQ4_XS:Q4_K qwen3_iq4_nl:IQ4_NL:Q4_0; do
+  IFS=: read -r cc from to <<<"$c"
+  adapter $cc "$tmp/$cc-ad" 16 || continue
+  "$ftune" merge --base "$fx/$cc/model.gguf" --adapter "$tmp/$cc-ad" --out "$tmp/$cc-base.gguf" --check "$fx/$cc/tokens.txt" \
+    --threads 2 >"$tmp/check.out" 2>"$tmp/check.err" || { bad "$cc --type base: $(tail -2 "$tmp/check.err")"; continue; }
+  gdiff "$fx/$cc/model.gguf" "$tmp/$cc-base.gguf" base
+  b=$(val "base GGUF loss"); t=$(val "training-time loss"); m=$(val "merged [a-z0-9_-]* *loss")
+  grep -qE "merged tensors written in another type than the base's .*: $from -> $to x [0-9]+ " "$tmp/check.err" \
+    && awk -v b="$b" -v t="$t" -v m="$m" 'BEGIN { exit !(b != "" && t != "" && m != "" && t < b && b - m >= (b - t) / 2) }' \
+    && ok "$cc --type base --check: $from -> $to; base $b, training-time $t, merged $m" \
+    || bad "$cc base: base '$b' training-time '$t' merged '$m'; $(grep -o "another type.*" "$tmp/check.err")"
+done
 
 # an exactly zero delta (lora_B zeroed): re-encoding a merged tensor to its own type starts from the
 # base's blocks (ft_ggml_requantize_row: per block the better of the base's scales with the codes

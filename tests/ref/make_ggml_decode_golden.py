@@ -48,6 +48,9 @@ FP16_FIELDS = {
     Q.Q4_K: [0, 2],       # d, dmin, scales[12], qs[128]
     Q.Q5_K: [0, 2],       # d, dmin, scales[12], qh[32], qs[128]
     Q.Q6_K: [208],        # ql[128], qh[64], scales[16], d
+    # appended, so the types above keep their bytes (one rng stream, drawn in this order)
+    Q.IQ4_NL: [0],        # d, qs[16]: indices into kvalues_iq4nl
+    Q.IQ4_XS: [0],        # d, scales_h, scales_l[4], qs[128]
 }
 BLOCKS = {t: (6 if GGML_QUANT_SIZES[t][0] == 32 else 4) for t in FP16_FIELDS}
 PLAIN = {Q.F32: 64, Q.F16: 64, Q.BF16: 64}  # elements

@@ -20,7 +20,8 @@ Makes tests/fixtures/gguf_base/<case>/ for the cases in CASES:
                  file's order, llama_q4_0 gives 0.66)
   tokenizer.json the vocabulary as `tokenizers` saved it (the GGUF's tokens and merges came from it)
 
-Re-run (CPU, ~20 s): ~/.cache/ftune-venv/bin/python tests/ref/make_gguf_base_golden.py
+Re-run (CPU, ~20 s): ~/.cache/ftune-venv/bin/python tests/ref/make_gguf_base_golden.py [CASE...]
+(no CASE: every case; naming some remakes only those, leaving the others' files as they are)
 It runs llama.cpp's steps with ~/.cache/ftune-interop-venv/bin/python (llama-cpp-python; FT_INTEROP_PY).
 """
 import importlib.metadata
@@ -66,6 +67,14 @@ CASES = {
     "llama_q4_0": dict(arch="llama", seed=205, ftype="LLAMA_FTYPE_MOSTLY_Q4_0", layers=1, pre="llama-bpe",
                        cfg=dict(COMMON, tie_word_embeddings=True,
                                 rope_parameters={"rope_type": "default", "rope_theta": 500000.0})),
+    # the IQ types that need no importance matrix (llama.cpp refuses IQ1/IQ2 without one, not these):
+    # IQ4_XS (256-blocks, 6-bit sub-block scales) on an untied Llama, IQ4_NL (32-blocks) on a Qwen3
+    "llama_iq4_xs": dict(arch="llama", seed=206, ftype="LLAMA_FTYPE_MOSTLY_IQ4_XS", layers=2, pre="llama-bpe",
+                         cfg=dict(COMMON, tie_word_embeddings=False,
+                                  rope_parameters={"rope_type": "default", "rope_theta": 500000.0})),
+    "qwen3_iq4_nl": dict(arch="qwen3", seed=207, ftype="LLAMA_FTYPE_MOSTLY_IQ4_NL", layers=1, pre="qwen2",
+                         cfg=dict(COMMON, tie_word_embeddings=False,
+                                  rope_parameters={"rope_type": "default", "rope_theta": 1000000.0})),
 }
 
 CORPUS = ("Once upon a time there was a little robot who loved to read books about the sea. "
@@ -297,7 +306,7 @@ def llamacpp(args):
     print(json.dumps({"logits": out}))
 
 
-def main():
+def main(only):
     import gguf
     import tokenizers
     import torch
@@ -308,7 +317,7 @@ def main():
         vocab_path = os.path.join(tmp, "tokenizer.json")
         vocab = train_vocab(vocab_path)
         assert len(vocab[0]) == 320, len(vocab[0])
-        for case in CASES:
+        for case in only or CASES:
             d = os.path.join(OUT, case)
             os.makedirs(d, exist_ok=True)
             model, config = hf_model(case)
@@ -348,4 +357,6 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--llamacpp":
         llamacpp(sys.argv[2])
     else:
-        main()
+        unknown = [c for c in sys.argv[1:] if c not in CASES]
+        assert not unknown, f"unknown cases {unknown} (known: {list(CASES)})"
+        main(sys.argv[1:])

@@ -11,7 +11,8 @@ every layer. Checks, printing one line each ("ok ..." / "FAIL ...") and exiting 
   - every tensor without an adapter module whose type stays is byte-identical to the base's (base,
     base-f16: all of them; q8_0: the F32 ones and any already Q8_0);
   - each merged tensor has the expected type (base: its own, Q2_K/Q3_K -> Q4_K, Q4_1 -> Q5_0,
-    Q5_1 -> Q6_K; base-f16: F16; q8_0: Q8_0, 1-D tensors F32) and bytes that differ from the base's.
+    Q5_1 -> Q6_K, IQ4_NL -> Q4_0, IQ4_XS -> Q4_K; base-f16: F16;
+    q8_0: Q8_0, 1-D tensors F32) and bytes that differ from the base's.
 """
 import re
 import struct
@@ -19,9 +20,9 @@ import sys
 
 # ggml type id -> (block elements, block bytes)
 GEOM = {0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34), 10: (256, 84),
-        11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 30: (1, 2)}
+        11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 20: (32, 18), 23: (256, 136), 30: (1, 2)}
 NAMES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 10: "Q2_K", 11: "Q3_K",
-         12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 30: "BF16"}
+         12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 20: "IQ4_NL", 23: "IQ4_XS", 30: "BF16"}
 VSIZE = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 LINEAR = re.compile(r"^blk\.\d+\.(attn_q|attn_k|attn_v|attn_output|ffn_gate|ffn_up|ffn_down)\.weight$")
 
@@ -90,7 +91,7 @@ def expected_type(kind, t, ne, name, merged):
         return t
     if kind == "base-f16":
         return 0 if t == 0 else 1
-    return {10: 12, 11: 12, 3: 6, 7: 14 if ne[0] % 256 == 0 else 8}.get(t, t)
+    return {10: 12, 11: 12, 3: 6, 7: 14 if ne[0] % 256 == 0 else 8, 20: 2, 23: 12}.get(t, t)
 
 
 def main():

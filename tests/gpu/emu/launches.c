@@ -136,11 +136,12 @@ static void lc_model_run(const lc_model *M, int64_t B, int64_t T, int attention_
     const int64_t N = B * T, C = M->C, F = M->F, H = M->H, D = M->D, V = M->V;
     lc_attention(M, B, T);
     if (attention_only) return;
-    { /* embedding: the whole table, BF16, NF4 and (a GGUF base's token_embd) Q6_K */
-        for (int nf4 = 0; nf4 < 3; nf4++) {
+    { /* embedding: the whole table, BF16, NF4 and (a GGUF base's token_embd) Q6_K and IQ4_XS */
+        static const ft_dtype et[] = {FT_BF16, FT_NF4, FT_Q6_K, FT_IQ4_XS};
+        for (int k = 0; k < 4; k++) {
             ft_weight E;
             memset(&E, 0, sizeof E);
-            if (ft_weight_alloc(lc_be, &E, nf4 == 2 ? FT_Q6_K : nf4 ? FT_NF4 : FT_BF16, V, C, "embed") != FT_OK) {
+            if (ft_weight_alloc(lc_be, &E, et[k], V, C, "embed") != FT_OK) {
                 printf("FAIL %s embed table: %s\n", M->name, ft_error_msg());
                 lc_fail++;
                 continue;
@@ -148,7 +149,7 @@ static void lc_model_run(const lc_model *M, int64_t B, int64_t T, int attention_
             void *out = lc_alloc(2 * N * C);
             int32_t *ids = lc_alloc(4 * N);
             LC(ft_op_embed(lc_be, out, ids, &E, N), "embed");
-            if (nf4 == 1) { /* the largest NF4 tensors: quantize from BF16, dequantize */
+            if (et[k] == FT_NF4) { /* the largest NF4 tensors: quantize from BF16, dequantize */
                 void *src = lc_alloc(2 * V * C);
                 LC(ft_op_nf4_quantize(lc_be, &E, src, FT_BF16), "nf4_quantize");
                 src = lc_alloc(2 * V * C);
@@ -188,6 +189,8 @@ static void lc_model_run(const lc_model *M, int64_t B, int64_t T, int attention_
     if (M == &lc_models[0]) { /* a GGUF base: Llama-3-70B's down_proj as Q4_K_M files store it (Q4_K, Q6_K) */
         lc_linear_dt(M, B, T, F, C, "down_proj Q4_K", FT_Q4_K, 1);
         lc_linear_dt(M, B, T, F, C, "down_proj Q6_K", FT_Q6_K, 1);
+        lc_linear_dt(M, B, T, F, C, "down_proj IQ4_XS", FT_IQ4_XS, 1); /* an IQ4_XS file */
+        lc_linear_dt(M, B, T, C, F, "gate_proj IQ4_NL", FT_IQ4_NL, 1);
     }
     lc_lora(M, B, T, C, F);
     lc_lora(M, B, T, F, C);
@@ -203,6 +206,8 @@ static void lc_model_run(const lc_model *M, int64_t B, int64_t T, int attention_
         if (M == &lc_models[0]) { /* the ggml blocks read directly (gemv.cu) */
             lc_linear_dt(M, 1, nq, F, C, "down_proj Q4_K (decoding)", FT_Q4_K, 0);
             lc_linear_dt(M, 1, nq, F, C, "down_proj Q6_K (decoding)", FT_Q6_K, 0);
+            lc_linear_dt(M, 1, nq, F, C, "down_proj IQ4_XS (decoding)", FT_IQ4_XS, 0);
+            lc_linear_dt(M, 1, nq, C, F, "gate_proj IQ4_NL (decoding)", FT_IQ4_NL, 0);
         }
     }
     { /* the MLP's elementwise ops over [N, F], the residual's over [N, C] */
