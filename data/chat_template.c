@@ -21,7 +21,7 @@ static const char *const QWEN25_DEFAULT_SYSTEM = "You are Qwen, created by Aliba
 static const struct { const char *name; ft_chat_template t; } TMPL_NAMES[] = {
     {"none", FT_TMPL_NONE},       {"llama3", FT_TMPL_LLAMA3},     {"llama3.1", FT_TMPL_LLAMA31},
     {"llama3.2", FT_TMPL_LLAMA31}, {"llama3.3", FT_TMPL_LLAMA31},  {"qwen2.5", FT_TMPL_QWEN25},
-    {"qwen2", FT_TMPL_QWEN25},    {"qwen3", FT_TMPL_QWEN3},       {"mistral", FT_TMPL_MISTRAL},
+    {"qwen3", FT_TMPL_QWEN3},     {"mistral", FT_TMPL_MISTRAL},
     {"mistral-v3", FT_TMPL_MISTRAL_V3}, {"mistral-v7", FT_TMPL_MISTRAL_V7},
 };
 
@@ -48,7 +48,10 @@ ft_status ft_chat_template_detect(const char *j, ft_chat_template *out) {
     if (strstr(j, "<|im_start|>")) {
         if (strstr(j, "<think>") || strstr(j, "reasoning_content")) *out = FT_TMPL_QWEN3;
         else if (strstr(j, "You are Qwen, created by Alibaba Cloud")) *out = FT_TMPL_QWEN25;
-        else return FT_ERR(FT_E_UNSUPPORTED, "unrecognized ChatML chat_template; name one (qwen2.5 or qwen3)");
+        /* Qwen2's and Qwen1.5's ChatML default to another system prompt ("You are a helpful assistant."):
+         * rendering them as Qwen2.5 would put Alibaba's into every example without a system turn */
+        else return FT_ERR(FT_E_UNSUPPORTED, "unrecognized ChatML chat_template (Qwen2's and Qwen1.5's are not among "
+                                             "ftune's); name one (qwen2.5 or qwen3) only if it is that model's");
     } else if (strstr(j, "<|start_header_id|>")) {
         *out = strstr(j, "Cutting Knowledge Date") ? FT_TMPL_LLAMA31 : FT_TMPL_LLAMA3;
     } else if (strstr(j, "[SYSTEM_PROMPT]")) { /* Mistral Small 3+: its system tokens, checked before [INST] */
@@ -499,8 +502,9 @@ static ft_status enc_run(const ft_tok *tok, const ft_rendered *r, int64_t a, int
                          ft_tok_ids *full, ft_tok_ids *pre) {
     const int64_t run_off = r->segs[a].off, run_len = r->segs[b - 1].off + r->segs[b - 1].len - run_off;
     const char *run = r->text + run_off;
+    const int at_start = run_off == 0; /* a run after a special token is not the text's start */
     full->n = 0;
-    FT_TRY(ft_tok_encode_append(tok, run, run_len, 0, full));
+    FT_TRY(ft_tok_encode_run(tok, run, run_len, at_start, full));
     FT_TRY(enc_reserve(e, e->n + full->n));
     memcpy(e->ids + e->n, full->ids, (size_t)full->n * sizeof *full->ids);
     uint8_t *mask = e->mask + e->n;
@@ -510,7 +514,7 @@ static ft_status enc_run(const ft_tok *tok, const ft_rendered *r, int64_t a, int
         if (r->segs[k].train == cur) continue;
         /* a mask boundary inside the run: where does the prefix's tokenization leave off? */
         pre->n = 0;
-        FT_TRY(ft_tok_encode_append(tok, run, r->segs[k].off - run_off, 0, pre));
+        FT_TRY(ft_tok_encode_run(tok, run, r->segs[k].off - run_off, at_start, pre));
         int64_t lcp = 0;
         while (lcp < pre->n && lcp < full->n && pre->ids[lcp] == full->ids[lcp]) lcp++;
         int64_t idx = lcp;

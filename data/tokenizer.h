@@ -92,6 +92,11 @@ ft_status ft_tok_encode(const ft_tok *tok, const char *text, int64_t len, int ad
                         int64_t *n);
 /* Same, appending to v. */
 ft_status ft_tok_encode_append(const ft_tok *tok, const char *text, int64_t len, int add_special, ft_tok_ids *v);
+/* A piece of a longer text (a chat template's run between its special tokens), appending to v, no
+ * post-processor: at_start 0 when the piece does not begin the text, so a SentencePiece
+ * pre-tokenizer that prepends its space to the first split only (Metaspace prepend_scheme "first")
+ * leaves it out, as HF tokenizing the whole rendered string does. */
+ft_status ft_tok_encode_run(const ft_tok *tok, const char *text, int64_t len, int at_start, ft_tok_ids *v);
 ft_status ft_tok_ids_push(ft_tok_ids *v, int32_t id);
 void ft_tok_ids_free(ft_tok_ids *v);
 

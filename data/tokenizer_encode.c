@@ -221,18 +221,18 @@ static ft_status ft_encode_section(const ft_tok *t, ft_tok_state *st, const char
 }
 
 static ft_status ft_encode_with(const ft_tok *t, ft_tok_state *st, const char *text, int64_t len, int add_special,
-                                ft_tok_ids *v) {
+                                int at_start, ft_tok_ids *v) {
     if (add_special)
         for (int i = 0; i < t->n_prefix; i++) FT_TRY(ft_tok_ids_push(v, t->tmpl_prefix[i]));
     if (t->trie_raw.n_patterns == 0) {
-        FT_TRY(ft_encode_section(t, st, text, len, 1, v));
+        FT_TRY(ft_encode_section(t, st, text, len, at_start, v));
     } else {
         FT_TRY(ft_added_split(t, &t->trie_raw, text, len, &st->sect));
         /* sect is not touched below (normalized matches use sect2). */
         for (int64_t i = 0; i < st->sect.n; i++) {
             const ft_tok_span sp = st->sect.v[i];
             if (sp.first >= 0) FT_TRY(ft_tok_ids_push(v, t->added[sp.first].id));
-            else FT_TRY(ft_encode_section(t, st, text + sp.off, sp.len, sp.off == 0, v));
+            else FT_TRY(ft_encode_section(t, st, text + sp.off, sp.len, at_start && sp.off == 0, v));
         }
     }
     if (add_special)
@@ -240,7 +240,8 @@ static ft_status ft_encode_with(const ft_tok *t, ft_tok_state *st, const char *t
     return FT_OK;
 }
 
-ft_status ft_tok_encode_append(const ft_tok *t, const char *text, int64_t len, int add_special, ft_tok_ids *v) {
+static ft_status ft_encode_append(const ft_tok *t, const char *text, int64_t len, int add_special, int at_start,
+                                  ft_tok_ids *v) {
     if (len < 0) len = (int64_t)strlen(text);
     char *fixed = NULL;
     if (!ft_utf8_valid(text, len)) {
@@ -253,12 +254,20 @@ ft_status ft_tok_encode_append(const ft_tok *t, const char *text, int64_t len, i
     ft_status s = ft_tok_state_get(t, &st);
     if (s == FT_OK) {
         int64_t n0 = v->n;
-        s = ft_encode_with(t, st, text, len, add_special, v);
+        s = ft_encode_with(t, st, text, len, add_special, at_start, v);
         if (s != FT_OK) v->n = n0;
         ft_tok_state_put(t, st);
     }
     free(fixed);
     return s;
+}
+
+ft_status ft_tok_encode_append(const ft_tok *t, const char *text, int64_t len, int add_special, ft_tok_ids *v) {
+    return ft_encode_append(t, text, len, add_special, 1, v);
+}
+
+ft_status ft_tok_encode_run(const ft_tok *t, const char *text, int64_t len, int at_start, ft_tok_ids *v) {
+    return ft_encode_append(t, text, len, 0, at_start, v);
 }
 
 ft_status ft_tok_encode(const ft_tok *t, const char *text, int64_t len, int add_special, int32_t **ids, int64_t *n) {

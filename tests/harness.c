@@ -10,6 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <zstd.h>
+
 #include "kernels/fileio.h"
 #include "trainer/safetensors_read.h"
 
@@ -96,6 +98,38 @@ const char *ft_test_tmpdir(void) {
         }
     }
     return ft_ts.tmp;
+}
+
+int ft_test_unzstd(const char *src, const char *dst) {
+    char *z = NULL;
+    int64_t zn = 0;
+    if (ft_test_read_file(src, &z, &zn) != FT_OK) return 0;
+    ZSTD_DStream *ds = ZSTD_createDStream();
+    size_t cap = 1 << 22, have = 0;
+    char *raw = malloc(cap);
+    int ok = ds && raw;
+    ZSTD_inBuffer zi = {z, (size_t)zn, 0};
+    while (ok && zi.pos < zi.size) {
+        if (cap - have < (1 << 20)) {
+            char *r2 = realloc(raw, cap *= 2);
+            if (!r2) {
+                ok = 0;
+                break;
+            }
+            raw = r2;
+        }
+        ZSTD_outBuffer zo = {raw + have, cap - have, 0};
+        size_t r = ZSTD_decompressStream(ds, &zo, &zi);
+        if (ZSTD_isError(r)) ok = 0;
+        have += zo.pos;
+    }
+    FILE *f = ok ? fopen(dst, "wb") : NULL;
+    ok = f && fwrite(raw, 1, have, f) == have;
+    if (f && fclose(f) != 0) ok = 0;
+    free(raw);
+    ZSTD_freeDStream(ds);
+    free(z);
+    return ok;
 }
 
 int ft_test_files_equal(const char *p1, const char *p2) {

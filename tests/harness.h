@@ -47,6 +47,8 @@ const char *ft_test_tmpdir(void);
 
 /* Reads a whole file: ft_read_file (kernels/fileio.h) with no size limit. len may be NULL. */
 ft_status ft_test_read_file(const char *path, char **out, int64_t *len);
+/* Decompresses the zstd file src (a frame that need not record its size) into dst; 1 on success. */
+int ft_test_unzstd(const char *src, const char *dst);
 /* 1 when the two files hold the same bytes. */
 int ft_test_files_equal(const char *a, const char *b);
 /* Every tensor of the F32 safetensors file `ref` against the tensor of that name in `ours` (the

@@ -42,11 +42,27 @@ static ft_tok *load_tok(const char *name) {
     return tok;
 }
 
-static ft_tok *TOK_LLAMA3, *TOK_QWEN3;
+/* The Mistral v3 SentencePiece tokenizer committed with the tokenizer goldens (zstd). */
+static ft_tok *load_fixture_tok(const char *name) {
+    char dir[1024], src[1024], cmd[4096];
+    snprintf(src, sizeof src, "%s/tests/fixtures/tokenizer/%s", ft_test_src_dir(), name);
+    snprintf(dir, sizeof dir, "%s/%s", ft_test_tmpdir(), name);
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s/tokenizer_config.json' '%s/'", dir, src, dir);
+    char zst[1100], tj[1100];
+    snprintf(zst, sizeof zst, "%s/tokenizer.json.zst", src);
+    snprintf(tj, sizeof tj, "%s/tokenizer.json", dir);
+    if (!FT_CHECK(system(cmd) == 0 && ft_test_unzstd(zst, tj), "unpack %s", zst)) return NULL;
+    ft_tok *tok = NULL;
+    FT_CHECK_OK(ft_tok_load(&tok, dir));
+    return tok;
+}
+
+static ft_tok *TOK_LLAMA3, *TOK_QWEN3, *TOK_MISTRAL_SPM;
 static ft_tok *tok_for(const char *name) {
     if (!name) return NULL;
     if (!strcmp(name, "llama3-tokenizer")) return TOK_LLAMA3;
     if (!strcmp(name, "qwen3-tokenizer")) return TOK_QWEN3;
+    if (!strcmp(name, "mistral-spm")) return TOK_MISTRAL_SPM;
     return NULL;
 }
 
@@ -94,7 +110,9 @@ static void test_goldens(void) {
         ft_chat_msg msgs[32];
         int n = msgs_from_json(cJSON_GetObjectItem(c, "messages"), msgs);
         ft_render_opts o = {0};
-        FT_CHECK_OK(ft_chat_template_parse(cJSON_GetObjectItem(c, "template")->valuestring, &o.tmpl));
+        const char *tname = cJSON_GetObjectItem(c, "template")->valuestring;
+        /* mistral-spm: the mistral template over a SentencePiece tokenizer (make_chat_golden.py) */
+        FT_CHECK_OK(ft_chat_template_parse(strcmp(tname, "mistral-spm") == 0 ? "mistral" : tname, &o.tmpl));
         FT_CHECK_OK(ft_loss_mode_parse(cJSON_GetObjectItem(c, "loss")->valuestring, &o.loss));
         o.add_generation_prompt = cJSON_IsTrue(cJSON_GetObjectItem(c, "add_generation_prompt"));
         const cJSON *ds = cJSON_GetObjectItem(c, "date_string");
@@ -137,7 +155,7 @@ static void test_goldens(void) {
         }
     }
     printf("goldens: %d/%d rendered strings and %d id+mask sequences match transformers\n", n_text, n_cases, n_ids);
-    FT_CHECK(n_prompt == 4, "%d of 4 generation prompts (llama3, llama3.1, qwen2.5, qwen3) checked", n_prompt);
+    FT_CHECK(n_prompt == 5, "%d of 5 generation prompts (llama3, llama3.1, qwen2.5, qwen3, mistral-spm) checked", n_prompt);
     ft_rendered_free(&r);
     ft_encoded_free(&e);
     cJSON_Delete(root);
@@ -299,6 +317,13 @@ static void test_names(void) {
     FT_CHECK(ft_chat_template_detect("{{ messages }}", &t) == FT_E_UNSUPPORTED, "unknown template refused");
     FT_CHECK(ft_chat_template_parse("llama3.2", &t) == FT_OK && t == FT_TMPL_LLAMA31, "llama3.2 alias");
     FT_CHECK(ft_chat_template_parse("vicuna", &t) == FT_E_ARG && strstr(ft_error_msg(), "vicuna"), "bad name");
+    /* Qwen2's ChatML (default system "You are a helpful assistant.") is not Qwen2.5's, which puts Alibaba's
+     * system prompt into every example without one: neither the name nor the detection may map it there */
+    FT_CHECK(ft_chat_template_parse("qwen2", &t) == FT_E_ARG, "qwen2 is not an alias of qwen2.5");
+    FT_CHECK(ft_chat_template_detect("{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou "
+                                     "are a helpful assistant.<|im_end|>\\n' }}{% endif %}", &t) == FT_E_UNSUPPORTED,
+             "a ChatML template that is neither Qwen2.5's nor Qwen3's is refused");
+    ft_error_clear();
     if (TOK_QWEN3) {
         FT_CHECK(ft_chat_template_detect(ft_tok_chat_template(TOK_QWEN3), &t) == FT_OK && t == FT_TMPL_QWEN3,
                  "detect from the Qwen3 tokenizer_config");
@@ -403,6 +428,7 @@ static void test_pipeline(void) {
 int main(void) {
     TOK_LLAMA3 = load_tok("llama3-tokenizer");
     TOK_QWEN3 = load_tok("qwen3-tokenizer");
+    TOK_MISTRAL_SPM = load_fixture_tok("mistral-spm");
     test_goldens();
     test_mistral_v3();
     test_raw_formats();
@@ -410,6 +436,7 @@ int main(void) {
     test_whole_vs_segments();
     test_pipeline();
     ft_tok_free(TOK_LLAMA3);
+    ft_tok_free(TOK_MISTRAL_SPM);
     ft_tok_free(TOK_QWEN3);
     return ft_test_finish();
 }

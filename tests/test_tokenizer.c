@@ -12,7 +12,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cjson/cJSON.h>
-#include <zstd.h>
 
 #include "data/tokenizer.h"
 #include "data/unicode.h"
@@ -66,27 +65,7 @@ static int prepare(const char *name, char *dir, size_t dsz) {
         return 1;
     }
     /* zstd-compressed fixtures */
-    char *z;
-    int64_t zn;
-    if (ft_test_read_file(pathf("%s/tests/fixtures/tokenizer/%s/tokenizer.json.zst", src, name), &z, &zn) != FT_OK)
-        return 0;
-    /* streaming: the frame need not record its content size */
-    ZSTD_DStream *ds = ZSTD_createDStream();
-    size_t cap = 1 << 22, have = 0;
-    char *raw = malloc(cap);
-    int ok = ds && raw;
-    ZSTD_inBuffer zi = {z, (size_t)zn, 0};
-    while (ok && zi.pos < zi.size) {
-        if (cap - have < (1 << 20)) raw = realloc(raw, cap *= 2);
-        ZSTD_outBuffer zo = {raw + have, cap - have, 0};
-        size_t r = ZSTD_decompressStream(ds, &zo, &zi);
-        if (ZSTD_isError(r)) ok = 0;
-        have += zo.pos;
-    }
-    ok = ok && write_file(tj, raw, (int64_t)have);
-    free(raw);
-    ZSTD_freeDStream(ds);
-    free(z);
+    int ok = ft_test_unzstd(pathf("%s/tests/fixtures/tokenizer/%s/tokenizer.json.zst", src, name), tj);
     char from[4200];
     snprintf(from, sizeof from, "%s/tests/fixtures/tokenizer/%s/tokenizer_config.json", src, name);
     return ok && copy_file(from, pathf("%s/%s", dir, "tokenizer_config.json"));

@@ -95,7 +95,7 @@ static ft_status ft_hash_file(XXH3_state_t *h, const char *path, int required) {
 static void ft_hash_str(XXH3_state_t *h, const char *s) { XXH3_64bits_update(h, s ? s : "", strlen(s ? s : "") + 1); }
 
 /* Identity of everything that decides the tokenized examples and the split. */
-static ft_status ft_fingerprint(const ft_recipe *r, const char *tok_dir, uint64_t *out) {
+static ft_status ft_fingerprint(const ft_recipe *r, const ft_dataset *ds, const char *tok_dir, uint64_t *out) {
     XXH3_state_t *h = XXH3_createState();
     if (!h) return FT_ERR(FT_E_OOM, "out of memory");
     XXH3_64bits_reset(h);
@@ -103,8 +103,11 @@ static ft_status ft_fingerprint(const ft_recipe *r, const char *tok_dir, uint64_
     char path[4096];
     /* the pipeline's version: raised when the same inputs would now give other examples or another
      * index, so that a cache from an older build is made again (2: a \u0000 in a record's strings is
-     * malformed; the index records example lengths) */
-    ft_hash_str(h, "ftune-data/2");
+     * malformed; the index records example lengths; 3: the template as resolved and its text, which
+     * may come from chat_template.jinja or .json beside the tokenizer, not only tokenizer_config.json) */
+    ft_hash_str(h, "ftune-data/3");
+    ft_hash_str(h, ft_chat_template_name(ds->ro.tmpl));
+    ft_hash_str(h, ft_tok_chat_template(ds->tok));
     if (ft_is_gguf_file(tok_dir)) { /* a GGUF model: its header (the tokenizer's keys among it), not 40 GB of weights */
         ft_gguf *g = NULL;
         FT_CHECK_GOTO(st, ft_gguf_open(&g, tok_dir), done);
@@ -417,7 +420,7 @@ ft_status ft_dataset_open(ft_dataset **out, const ft_recipe *r, const char *outp
     FT_CHECK_GOTO(st, ft_loss_mode_parse(r->data.loss, &ds->ro.loss), fail_loss);
     FT_CHECK_GOTO(st, ft_resolve_template(ds, r), fail);
     uint64_t fp = 0;
-    FT_CHECK_GOTO(st, ft_fingerprint(r, tok_dir, &fp), fail);
+    FT_CHECK_GOTO(st, ft_fingerprint(r, ds, tok_dir, &fp), fail);
     FT_CHECK_GOTO(st, ft_load_examples(ds, r, data_dir, fp), fail);
     ds->train_hash = ft_examples_hash(&ds->train);
     ds->eos = ft_tok_eos_id(ds->tok);

@@ -122,5 +122,27 @@ printf '{"text": "Once upon a time there was a cat."}\n' >"$tmp/one.jsonl"
 "$ftune" --help | grep -qE "^  data +tokenize a recipe's data" && ok "--help lists data" || bad "--help: $("$ftune" --help)"
 "$ftune" data --help >"$tmp/o8" 2>&1 && grep -q -- "--set" "$tmp/o8" && ok "data --help" || bad "data --help: $(cat "$tmp/o8")"
 
+# ---- the cache follows the chat template, wherever it comes from: chat_template.jinja replaced
+# (tokenizer_config.json without one) must tokenize again, with the new template's rendering
+tk="$tmp/l3tok"; mkdir -p "$tk"
+gzip -dc "$src/../shared/assets/llama3-tokenizer/tokenizer.json.gz" > "$tk/tokenizer.json"
+python3 - "$src/../shared/assets/llama3-tokenizer/tokenizer_config.json" "$tk/tokenizer_config.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1])); d.pop("chat_template", None); json.dump(d, open(sys.argv[2], "w"))
+PY
+cp "$src/../shared/assets/chat-templates/meta-llama-Meta-Llama-3-8B-Instruct.jinja" "$tk/chat_template.jinja"
+printf '%s\n' '{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}]}' \
+  '{"messages":[{"role":"user","content":"2+2?"},{"role":"assistant","content":"4"}]}' > "$tmp/chat.jsonl"
+cj=(--set output_dir="$tmp/cj" --set data.train="$tmp/chat.jsonl" --set data.valid= --set data.val_fraction=0
+    --set data.tokenizer="$tk" --set data.template=auto --set data.format=chat)
+"$ftune" data "$recipe" "${cj[@]}" >"$tmp/o9" 2>"$tmp/e9"; rc=$?
+[ $rc -eq 0 ] && grep -q "template llama3)" "$tmp/o9" && ok "chat_template.jinja (Llama 3's): template llama3" \
+  || bad "jinja llama3: exit $rc $(cat "$tmp/o9" "$tmp/e9" | tail -4)"
+cp "$src/../shared/assets/chat-templates/meta-llama-Llama-3.1-8B-Instruct.jinja" "$tk/chat_template.jinja"
+"$ftune" data "$recipe" "${cj[@]}" >"$tmp/o10" 2>"$tmp/e10"; rc=$?
+[ $rc -eq 0 ] && grep -q "template llama3.1)" "$tmp/o10" && ! grep -q "reusing tokenized data" "$tmp/e10" \
+  && ok "chat_template.jinja replaced by Llama 3.1's: tokenized again, template llama3.1" \
+  || bad "jinja swap: exit $rc $(cat "$tmp/o10" "$tmp/e10" | grep -i "templ\|reus")"
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -21,6 +21,7 @@ import gzip
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -39,6 +40,9 @@ TEMPLATES = {
     "qwen2.5": ("Qwen-Qwen2.5-7B-Instruct.jinja", "qwen3-tokenizer", "<|im_end|>"),
     "qwen3": ("Qwen-Qwen3-0.6B.jinja", "qwen3-tokenizer", "<|im_end|>"),
     "mistral": ("mistralai-Mistral-Nemo-Instruct-2407.jinja", None, "</s>"),
+    # the same template over a SentencePiece tokenizer (Metaspace prepend_scheme "first": HF prepends its "▁"
+    # only where the whole rendered string starts, not to the text after [INST]): ids and masks
+    "mistral-spm": ("mistralai-Mistral-Nemo-Instruct-2407.jinja", "mistral-spm", "</s>"),
     # committed beside the goldens (tests/fixtures/chat/PROVENANCE.md): not among the shared assets
     "mistral-v7": (os.path.join(HERE, "..", "fixtures", "chat", "mistralai-Mistral-Small-24B-Instruct-2501.jinja"),
                    None, "</s>"),
@@ -89,6 +93,8 @@ CASES.append(("llama3.1", "multi_no_system", {"loss": "last"}))
 for c in ["multi_no_system", "code", "prompt_eval", "multi_eval", "user_prompt"]:
     CASES.append(("mistral", c, {"add_generation_prompt": c.endswith("eval") or c == "user_prompt"}))
 CASES.append(("mistral", "basic_eval", {}))
+for c in ["multi_no_system", "code", "nl_start_content", "user_prompt"]:
+    CASES.append(("mistral-spm", c, {"add_generation_prompt": c == "user_prompt"}))
 CONVS["basic_eval"] = [m(S, "You are a helpful assistant."), m(U, "What is 2+2?"), m(A, "4."), m(U, "And 3+3?")]
 # Mistral Small 3 (V7-Tekken): every conversation opens with a system message, since without one the
 # template inserts a default system prompt holding today's date (strftime_now), which ftune does not
@@ -101,6 +107,12 @@ for c in ["basic", "whitespace_unicode", "system_twice", "prompt_eval", "basic_e
 def load_tok(name, tmp):
     d = os.path.join(tmp, name)
     os.makedirs(d, exist_ok=True)
+    if name == "mistral-spm":  # committed with the tokenizer goldens (tests/fixtures/tokenizer/PROVENANCE)
+        src = os.path.join(HERE, "..", "fixtures", "tokenizer", name)
+        with open(os.path.join(d, "tokenizer.json"), "wb") as g:
+            subprocess.run(["zstd", "-dc", os.path.join(src, "tokenizer.json.zst")], stdout=g, check=True)
+        shutil.copy(os.path.join(src, "tokenizer_config.json"), d)
+        return AutoTokenizer.from_pretrained(d)
     with gzip.open(os.path.join(ASSETS, name, "tokenizer.json.gz")) as f, open(os.path.join(d, "tokenizer.json"), "wb") as g:
         shutil.copyfileobj(f, g)
     shutil.copy(os.path.join(ASSETS, name, "tokenizer_config.json"), d)
