@@ -547,7 +547,6 @@ void ft_dataset_get_info(const ft_dataset *ds, ft_dataset_info *info) {
     }
 }
 
-int64_t ft_dataset_batches_per_epoch(const ft_dataset *ds) { return ft_batcher_batches_per_epoch(ds->train_b); }
 double ft_dataset_epoch(const ft_dataset *ds) { return ft_batcher_progress(ds->train_b); }
 
 /* ---- batches ------------------------------------------------------------------------------ */

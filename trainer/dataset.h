@@ -85,8 +85,6 @@ typedef struct ft_dataset_info {
 ft_status ft_dataset_open(ft_dataset **out, const ft_recipe *r, const char *output_dir);
 void ft_dataset_free(ft_dataset *ds);
 void ft_dataset_get_info(const ft_dataset *ds, ft_dataset_info *info);
-/* ceil(train_rows / micro_batch): micro-batches per epoch. */
-int64_t ft_dataset_batches_per_epoch(const ft_dataset *ds);
 /* Epochs done, fractional. */
 double ft_dataset_epoch(const ft_dataset *ds);
 

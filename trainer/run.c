@@ -327,11 +327,15 @@ static void ft_run_check_untrained(ft_run_state *R) {
 static ft_status ft_run_plan(ft_run_state *R) {
     const ft_recipe *r = R->r;
     R->K = r->training.grad_accum;
-    int64_t bpe = ft_dataset_batches_per_epoch(R->ds);
+    ft_dataset_info di;
+    ft_dataset_get_info(R->ds, &di);
+    /* rows per step: an epoch's rows in whole steps, as `ftune plan` counts them (a step that crosses
+     * the end of an epoch takes its last rows from the next one) */
+    const double rows_per_step = (double)r->training.micro_batch * (double)R->K;
     if (r->training.steps > 0) {
         R->total = r->training.steps;
     } else {
-        R->total = (int64_t)ceil(r->training.epochs * (double)bpe / (double)R->K - 1e-9);
+        R->total = (int64_t)ceil(r->training.epochs * (double)di.train_rows / rows_per_step - 1e-9);
         if (R->total < 1) R->total = 1;
     }
     FT_TRY(ft_sched_parse(r->training.schedule, &R->sched.type));
@@ -341,8 +345,6 @@ static ft_status ft_run_plan(ft_run_state *R) {
     R->sched.min_lr_ratio = r->training.min_lr_ratio;
     R->ctx = (ft_step_ctx){.m = R->model, .lora = R->lora, .opt = R->opt, .sched = &R->sched, .grad_accum = R->K,
                            .seed = (uint64_t)r->training.seed};
-    ft_dataset_info di;
-    ft_dataset_get_info(R->ds, &di);
     const int64_t V = ft_model_get_dims(R->model)->V;
     if (di.max_token_id >= V)
         return FT_ERR(FT_E_ARG, "data.tokenizer: the data has token id %d but %s has a vocabulary of %lld: the "
@@ -350,11 +352,11 @@ static ft_status ft_run_plan(ft_run_state *R) {
                       di.max_token_id, r->model.path, (long long)V);
     FT_TRY(ft_calloc((void **)&R->mb, (size_t)R->K * sizeof *R->mb, "micro-batches"));
     for (int64_t k = 0; k < R->K; k++) FT_TRY(ft_rows_alloc(R->ds, &R->mb[k]));
-    ft_info("run: %s: %lld steps of %lld x %lld rows x %lld tokens (%.2f epochs of %lld micro-batches), "
+    ft_info("run: %s: %lld steps of %lld x %lld rows x %lld tokens (%.2f epochs of %lld rows), "
             "warmup %lld, %s lr %g",
             R->dir, (long long)R->total, (long long)R->K, (long long)r->training.micro_batch,
-            (long long)r->data.seq_len, (double)(R->total * R->K) / (double)bpe, (long long)bpe,
-            (long long)R->sched.warmup, ft_sched_name(R->sched.type), r->training.lr);
+            (long long)r->data.seq_len, (double)R->total * rows_per_step / (double)(di.train_rows > 0 ? di.train_rows : 1),
+            (long long)di.train_rows, (long long)R->sched.warmup, ft_sched_name(R->sched.type), r->training.lr);
     ft_info("run: %lld LoRA parameters (r=%lld, alpha=%g, targets %s) on %s", (long long)R->lora->n_params,
             (long long)r->lora.r, r->lora.alpha, r->lora.targets, ft_backend_name(R->be));
     return FT_OK;

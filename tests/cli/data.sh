@@ -50,6 +50,14 @@ s_plan=$(grep -oE "attention's length +S = [0-9]+ of seq_len 128: packed" "$tmp/
 [ -n "$s_data" ] && [ "$s_data" = "$s_plan" ] && [ "$s_data" != "S = 128" ] && ok "attention length: data and plan agree ($s_data of 128)" \
   || bad "attention length: data '$s_data', plan '$s_plan'"
 has "$tmp/o3" "2 epochs of ~[0-9]+ rows, 200 examples, [0-9]+ tokens: $out/data/train-" "plan: steps from the index"
+# the run counts an epochs-based run's steps as the plan does (whole steps of micro_batch x grad_accum rows)
+plan_steps=$(grep -oE "^  steps +[0-9]+ \(2 epochs" "$tmp/o3" | grep -oE "[0-9]+ \(" | tr -dc 0-9)
+( FT_FAULT_KILL_AFTER_STEP=1 "$ftune" train "$recipe" --set output_dir="$tmp/ep" --set training.steps=0 \
+    --set training.epochs=2 --set training.warmup=0 >/dev/null 2>"$tmp/e3b" ) 2>/dev/null
+run_steps=$(grep -oE "run: [^:]+: [0-9]+ steps of" "$tmp/e3b" | grep -oE "[0-9]+ steps" | tr -dc 0-9)
+[ -n "$plan_steps" ] && [ "$plan_steps" = "$run_steps" ] && grep -qE "\(2\.[0-9]+ epochs of [0-9]+ rows\)" "$tmp/e3b" \
+  && ok "epochs 2: the run's $run_steps steps are the plan's ($(grep -oE "[0-9.]+ epochs of [0-9]+ rows" "$tmp/e3b"))" \
+  || bad "epochs 2: plan '$plan_steps' steps, run '$run_steps': $(grep "steps of" "$tmp/e3b")"
 
 "$ftune" train "$recipe" --set output_dir="$out" --set model.threads=1 --set training.steps=2 --set training.warmup=0 \
   --set eval.prompts= --set export.formats=peft --set export.merged= --set checkpoint.every_steps=0 \
