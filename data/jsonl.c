@@ -96,18 +96,6 @@ static int64_t jl_utf8_bad_at(const char *s, int64_t n) {
     return -1;
 }
 
-/* Byte offset of the first \u0000 escape in s[0, n), a text that parsed as JSON, or -1. cJSON
- * ends its C strings at that NUL, so the text after it would be dropped silently; Python keeps it.
- * In valid JSON a backslash only occurs in a string, always starting an escape. */
-static int64_t jl_nul_escape_at(const char *s, int64_t n) {
-    for (int64_t i = 0; i + 1 < n; i++) {
-        if (s[i] != '\\') continue;
-        if (s[i + 1] == 'u' && i + 6 <= n && memcmp(s + i + 2, "0000", 4) == 0) return i;
-        i++; /* the escaped character */
-    }
-    return -1;
-}
-
 /* The problem of a record's text that parsed as JSON but cannot be read as Python reads it (bytes
  * that are not UTF-8, a \u0000 that cJSON would cut the string at), in err; 0 when there is none.
  * Columns count from the start of the problem's line, found in s or, for s's first line, back in
@@ -116,7 +104,7 @@ static int jl_text_problem(const char *s, int64_t n, const char *floor, char *er
     int64_t at = jl_utf8_bad_at(s, n);
     const char *what = "not valid UTF-8", *why = "";
     if (at < 0) {
-        at = jl_nul_escape_at(s, n);
+        at = ft_json_nul_escape_at(s, n);
         what = "\\u0000 (a NUL character)", why = ": not supported in a string";
     }
     if (at < 0) return 0;

@@ -149,3 +149,12 @@ ft_status ft_json_chat_template_file(const char *dir, char **out) {
     cJSON_Delete(j);
     return st;
 }
+
+int64_t ft_json_nul_escape_at(const char *s, int64_t n) {
+    for (int64_t i = 0; i + 1 < n; i++) {
+        if (s[i] != '\\') continue;
+        if (s[i + 1] == 'u' && i + 6 <= n && memcmp(s + i + 2, "0000", 4) == 0) return i;
+        i++; /* the escaped character */
+    }
+    return -1;
+}

@@ -48,4 +48,9 @@ const cJSON *ft_json_dup_key(const cJSON *obj);
  * chat_template.json that is not an object with a string "chat_template", is an error naming it. */
 ft_status ft_json_chat_template_file(const char *dir, char **out);
 
+/* Byte offset of the first \u0000 escape in s[0, n), a text that parsed as JSON, or -1. cJSON
+ * ends its C strings at that NUL, so the text after it would be dropped silently; Python keeps it.
+ * In valid JSON a backslash only occurs in a string, always starting an escape. */
+int64_t ft_json_nul_escape_at(const char *s, int64_t n);
+
 #endif

@@ -114,8 +114,14 @@ static ft_status ft_tokz_json(const ft_tok *tok, FILE *in, const char *name, int
     FT_TRY(ft_tokz_read_all(in, name, &buf, &len));
     cJSON *arr = NULL;
     ft_status pst = ft_json_parse(buf, len, name, &arr);
+    const int64_t nul = pst == FT_OK ? ft_json_nul_escape_at(buf, len) : -1;
     free(buf);
     FT_TRY(pst);
+    if (nul >= 0) { /* cJSON's strings end at it: the text after it would be dropped */
+        cJSON_Delete(arr);
+        return FT_ERR(FT_E_FORMAT, "%s: a \\u0000 (a NUL character) at byte %lld: not supported in a string", name,
+                      (long long)nul);
+    }
     if (!cJSON_IsArray(arr)) {
         cJSON_Delete(arr);
         return FT_ERR(FT_E_FORMAT, "%s: --json input must be one JSON array", name);
@@ -150,8 +156,15 @@ static ft_status ft_tokz_json(const ft_tok *tok, FILE *in, const char *name, int
                     st = ft_tok_ids_push(&v, (int32_t)x->valuedouble);
             }
             char *text = NULL;
-            if (st == FT_OK) st = ft_tok_decode(tok, v.ids, v.n, skip, &text, NULL);
+            int64_t tlen = 0;
+            if (st == FT_OK) st = ft_tok_decode(tok, v.ids, v.n, skip, &text, &tlen);
             if (st) break;
+            if ((int64_t)strlen(text) != tlen) { /* a JSON string from cJSON would end at the NUL */
+                st = FT_ERR(FT_E_FORMAT, "%s: element %lld decodes to text holding a NUL character, which --json "
+                                         "cannot write (decode it without --json)", name, (long long)i);
+                free(text);
+                break;
+            }
             cJSON *s = cJSON_CreateString(text);
             char *js = s ? cJSON_PrintUnformatted(s) : NULL;
             if (js) fputs(js, out);

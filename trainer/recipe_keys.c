@@ -68,7 +68,7 @@ const rk ft_recipe_keys[] = {
     {.key = "data.format", .type = RK_ENUM, .off = F(data.format), .def = "auto",
      .choices = "auto|text|alpaca|prompt-completion|chat",
      .aliases = "prompt_completion=prompt-completion|completion=prompt-completion|messages=chat|sharegpt=chat",
-     .help = "record format; auto detects it per record"},
+     .help = "record format; auto takes each file's from its first well-formed record"},
     {.key = "data.template", .type = RK_ENUM, .off = F(data.template_name), .def = "auto",
      .choices = "auto|none|llama3|llama3.1|qwen2.5|qwen3|mistral|mistral-v3|mistral-v7",
      .aliases = "llama3.2=llama3.1|llama3.3=llama3.1|mistral_v3=mistral-v3|mistral_v7=mistral-v7|"

@@ -133,7 +133,11 @@ ft_status ft_run_eval(ft_run_state *R) {
                 val, exp(val), (long long)n, ft_run_now() - t0);
         FT_CHECK_GOTO(st, ft_run_track_best(R, val), done);
     } else if (R->last_eval_step < 0) {
-        ft_info("eval: no validation data (set data.val_fraction or data.valid); writing samples only");
+        if (r->data.n_valid > 0 || r->data.val_fraction > 0)
+            ft_warn("eval: the validation data packed into no row (data's summary says what was dropped, e.g. "
+                    "examples longer than data.seq_len); writing samples only");
+        else
+            ft_info("eval: no validation data (set data.val_fraction or data.valid); writing samples only");
     }
     if (r->eval.n_prompts > 0) {
         st = ft_write_samples(R, val);

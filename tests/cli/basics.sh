@@ -170,6 +170,13 @@ printf '403 407\n403 x\n' | "$ftune" tokenize --tokenizer "$model" --decode >"$t
 [ $rc -eq 1 ] && grep -q "<stdin>:2: 'x' is not a token id" "$tmp/err" && [ "$(grep -c . "$tmp/err")" -eq 1 ] \
   && ok "tokenize --decode: $(cat "$tmp/err")" || bad "tokenize --decode of 'x': exit $rc $(cat "$tmp/err")"
 expect 2 "tokenize: missing required option --tokenizer" -- "$ftune" tokenize --decode
+# --json and NUL: cJSON's strings end at it, so the text after it would be dropped silently: refused both ways
+printf '["a\\u0000b"]' >"$tmp/nul.json"
+expect 1 "nul.json: a .u0000 \(a NUL character\) at byte 3: not supported in a string" -- \
+  "$ftune" tokenize --tokenizer "$model" --json --file "$tmp/nul.json"
+printf '[[3]]' >"$tmp/nulid.json"
+expect 1 "element 0 decodes to text holding a NUL character, which --json cannot write" -- \
+  "$ftune" tokenize --tokenizer "$model" --json --decode --file "$tmp/nulid.json"
 expect 1 "nope/tokenizer.json: cannot open" -- "$ftune" tokenize --tokenizer "$tmp/nope"
 
 # no command: the usage on stderr, exit 2; bench and plan options out of range, before any work;
