@@ -96,6 +96,67 @@ static int64_t jl_utf8_bad_at(const char *s, int64_t n) {
     return -1;
 }
 
+/* Byte offset of the first \\uD800-\\uDFFF escape not in a high-low pair in s[0, n), or -1: cJSON
+ * refuses such a lone surrogate, Python's json accepts it and the tokenizer then cannot (it is not
+ * Unicode text), so it is a malformed record named as such rather than "invalid JSON". */
+/* The 4 hex digits at s as a number, or -1 when they are not 4 hex digits. */
+static long jl_hex4(const char *s) {
+    long v = 0;
+    for (int k = 0; k < 4; k++) {
+        int c = (unsigned char)s[k], d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                                                : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+static int64_t jl_lone_surrogate_at(const char *s, int64_t n) {
+    for (int64_t i = 0; i + 5 < n; i++) {
+        if (s[i] != '\\') continue;
+        if (s[i + 1] != 'u') {
+            i++;
+            continue;
+        }
+        long v = jl_hex4(s + i + 2);
+        if (v < 0) continue;
+        if (v >= 0xD800 && v <= 0xDBFF) { /* high: a low one must follow */
+            long w = i + 11 < n && s[i + 6] == '\\' && s[i + 7] == 'u' ? jl_hex4(s + i + 8) : -1;
+            if (w >= 0xDC00 && w <= 0xDFFF) {
+                i += 11;
+                continue;
+            }
+            return i;
+        }
+        if (v >= 0xDC00 && v <= 0xDFFF) return i;
+        i += 5;
+    }
+    return -1;
+}
+
+/* Where the JSON value starting at s[0, n) ends, by brackets and strings alone (not validating it),
+ * so that an array element cJSON cannot parse can be skipped; -1 when it does not end. */
+static int64_t jl_value_end(const char *s, int64_t n) {
+    int64_t depth = 0;
+    for (int64_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '"') {
+            for (i++; i < n && s[i] != '"'; i++)
+                if (s[i] == '\\') i++;
+            if (i >= n) return -1;
+            if (depth == 0) return i + 1;
+        } else if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            if (depth == 0) return i; /* a scalar element ended by the array's ']' */
+            if (--depth == 0) return i + 1;
+        } else if (c == ',' && depth == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
 /* The problem of a record's text that parsed as JSON but cannot be read as Python reads it (bytes
  * that are not UTF-8, a \u0000 that cJSON would cut the string at), in err; 0 when there is none.
  * Columns count from the start of the problem's line, found in s or, for s's first line, back in
@@ -451,6 +512,21 @@ static ft_status jl_next_array(ft_jsonl *r, const ft_record **rec) {
         const char *start = r->buf + r->pos, *end = NULL;
         cJSON *v = cJSON_ParseWithLengthOpts(start, (size_t)(r->buf_len - r->pos), &end, 0);
         if (!v) {
+            /* an element that ends where its brackets say and holds a lone surrogate is one malformed
+             * record (skipped under data.on_error: skip); anything else leaves no way to find the next */
+            int64_t ve = jl_value_end(start, r->buf_len - r->pos);
+            int64_t sur = ve > 0 ? jl_lone_surrogate_at(start, ve) : -1;
+            if (sur >= 0) {
+                int64_t sl = 0;
+                for (const char *p = start; p < start + sur; p++) sl += *p == '\n';
+                char err[160];
+                snprintf(err, sizeof err, "a lone UTF-16 surrogate %.6s (not Unicode text)", start + sur);
+                for (const char *p = start; p < start + ve; p++) r->pos_line += *p == '\n';
+                r->pos += ve;
+                r->array_state = 1;
+                FT_TRY(jl_bad(r, line + sl, err));
+                continue;
+            }
             int64_t el = line;
             for (const char *p = start; end && p < end; p++) el += *p == '\n';
             return FT_ERR(FT_E_FORMAT, "%s:%lld: invalid JSON in array element starting at line %lld", r->path,
@@ -523,7 +599,11 @@ ft_status ft_jsonl_next(ft_jsonl *r, const ft_record **rec) {
         cJSON *v = ft_json_parse_quiet(s, (int64_t)n, &at, &after);
         if (!v) {
             char err[128];
+            int64_t sur = jl_lone_surrogate_at(s, (int64_t)n);
             if (memchr(s, 0, (size_t)n)) snprintf(err, sizeof err, "NUL byte in line");
+            else if (sur >= 0)
+                snprintf(err, sizeof err, "a lone UTF-16 surrogate %.6s at column %lld (not Unicode text)", s + sur,
+                         (long long)sur + 1);
             else if (after) snprintf(err, sizeof err, "invalid JSON: unexpected data after the value at column %lld", (long long)at + 1);
             else snprintf(err, sizeof err, "invalid JSON near column %lld", (long long)at + 1);
             FT_TRY(jl_bad(r, r->line_no, err));

@@ -374,7 +374,30 @@ static void test_real_datasets(void) {
     }
 }
 
+/* A lone UTF-16 surrogate: Python's json reads it, but it is not Unicode text (the tokenizer cannot
+ * take it), and cJSON refuses it: one malformed record, named as such, skipped under the skip policy
+ * in a JSON array as in JSONL; a surrogate pair is a character like any other. */
+static void test_lone_surrogate(void) {
+    const char *arr = "[{\"text\": \"ok\"},\n {\"text\": [\"x\", \"\\ud800\"]},\n {\"text\": \"ok2 \\ud83d\\ude00\"}]";
+    char path[1024];
+    snprintf(path, sizeof path, "%s", write_tmp("sur.json", arr));
+    ft_status st;
+    ft_jsonl_stats s;
+    ft_log_set_level(FT_LOG_ERROR); /* the skip warning is expected */
+    int64_t n = read_all(path, FT_FMT_AUTO, 0, &st, &s, NULL);
+    FT_CHECK(st == FT_OK && n == 2 && s.skipped == 1 && strstr(s.first_error, ":2: a lone UTF-16 surrogate \\ud800"),
+             "JSON array: %lld records, %lld skipped, first error '%s'", (long long)n, (long long)s.skipped,
+             s.first_error);
+    expect_fatal("sur2.json", arr, "2: a lone UTF-16 surrogate \\ud800 (not Unicode text)");
+    snprintf(path, sizeof path, "%s", write_tmp("sur.jsonl", "{\"text\": \"a\"}\n{\"text\": \"b \\udc00\"}\n"));
+    n = read_all(path, FT_FMT_AUTO, 0, &st, &s, NULL);
+    FT_CHECK(st == FT_OK && n == 1 && s.skipped == 1 && strstr(s.first_error, ":2: a lone UTF-16 surrogate \\udc00 at column 13"),
+             "JSONL: %lld records, first error '%s'", (long long)n, s.first_error);
+    ft_log_set_level(FT_LOG_INFO);
+}
+
 int main(void) {
+    test_lone_surrogate();
     test_formats();
     test_long_line();
     test_malformed();
