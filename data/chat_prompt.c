@@ -34,6 +34,6 @@ ft_status ft_chat_prompt_ids(const ft_tok *tok, const ft_render_opts *o, const c
 
 int32_t ft_chat_turn_end_id(const ft_tok *tok, ft_chat_template t) {
     if (t == FT_TMPL_LLAMA3 || t == FT_TMPL_LLAMA31) return ft_tok_token_to_id(tok, "<|eot_id|>");
-    if (t == FT_TMPL_QWEN25 || t == FT_TMPL_QWEN3) return ft_tok_token_to_id(tok, "<|im_end|>");
+    if (t == FT_TMPL_QWEN2 || t == FT_TMPL_QWEN25 || t == FT_TMPL_QWEN3) return ft_tok_token_to_id(tok, "<|im_end|>");
     return -1;
 }

@@ -15,17 +15,22 @@ static const char *const ALPACA_INTRO_INPUT =
 static const char *const ALPACA_INTRO =
     "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n";
 static const char *const QWEN25_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
+/* Qwen2-Instruct's and Qwen1.5-Chat's (LLaMA-Factory's tests/data/test_template.py checks the same
+ * rendering of Qwen/Qwen2-7B-Instruct against transformers) */
+static const char *const QWEN2_DEFAULT_SYSTEM = "You are a helpful assistant.";
 
 /* ---- names ------------------------------------------------------------------------------- */
 
 static const struct { const char *name; ft_chat_template t; } TMPL_NAMES[] = {
     {"none", FT_TMPL_NONE},       {"llama3", FT_TMPL_LLAMA3},     {"llama3.1", FT_TMPL_LLAMA31},
     {"llama3.2", FT_TMPL_LLAMA31}, {"llama3.3", FT_TMPL_LLAMA31},  {"qwen2.5", FT_TMPL_QWEN25},
-    {"qwen3", FT_TMPL_QWEN3},     {"mistral", FT_TMPL_MISTRAL},
+    {"qwen2", FT_TMPL_QWEN2},     {"qwen3", FT_TMPL_QWEN3},       {"mistral", FT_TMPL_MISTRAL},
     {"mistral-v3", FT_TMPL_MISTRAL_V3}, {"mistral-v7", FT_TMPL_MISTRAL_V7},
 };
 
-const char *ft_chat_template_list(void) { return "llama3, llama3.1, qwen2.5, qwen3, mistral, mistral-v3, mistral-v7"; }
+const char *ft_chat_template_list(void) {
+    return "llama3, llama3.1, qwen2, qwen2.5, qwen3, mistral, mistral-v3, mistral-v7";
+}
 
 ft_status ft_chat_template_parse(const char *name, ft_chat_template *out) {
     for (size_t i = 0; i < sizeof TMPL_NAMES / sizeof TMPL_NAMES[0]; i++) {
@@ -48,10 +53,10 @@ ft_status ft_chat_template_detect(const char *j, ft_chat_template *out) {
     if (strstr(j, "<|im_start|>")) {
         if (strstr(j, "<think>") || strstr(j, "reasoning_content")) *out = FT_TMPL_QWEN3;
         else if (strstr(j, "You are Qwen, created by Alibaba Cloud")) *out = FT_TMPL_QWEN25;
-        /* Qwen2's and Qwen1.5's ChatML default to another system prompt ("You are a helpful assistant."):
-         * rendering them as Qwen2.5 would put Alibaba's into every example without a system turn */
-        else return FT_ERR(FT_E_UNSUPPORTED, "unrecognized ChatML chat_template (Qwen2's and Qwen1.5's are not among "
-                                             "ftune's); name one (qwen2.5 or qwen3) only if it is that model's");
+        /* Qwen2's and Qwen1.5's: the same ChatML, their own default system prompt, no tools */
+        else if (strstr(j, "You are a helpful assistant.") && !strstr(j, "tool")) *out = FT_TMPL_QWEN2;
+        else return FT_ERR(FT_E_UNSUPPORTED, "unrecognized ChatML chat_template; name one (qwen2, qwen2.5 or qwen3) "
+                                             "only if it is that model's");
     } else if (strstr(j, "<|start_header_id|>")) {
         *out = strstr(j, "Cutting Knowledge Date") ? FT_TMPL_LLAMA31 : FT_TMPL_LLAMA3;
     } else if (strstr(j, "[SYSTEM_PROMPT]")) { /* Mistral Small 3+: its system tokens, checked before [INST] */
@@ -261,9 +266,12 @@ static ft_status chatml_message(ft_rendered *r, const char *role, const char *co
     return FT_OK;
 }
 
-static ft_status render_qwen25(const ft_chat_msg *m, int64_t n, const ft_render_opts *o, ft_rendered *r) {
+/* Qwen2.5's template for conversations without tools, and Qwen2's, which differs only in the
+ * system prompt it puts first when the conversation has none */
+static ft_status render_qwen25(const ft_chat_msg *m, int64_t n, const ft_render_opts *o, const char *dflt,
+                               ft_rendered *r) {
     if (m[0].role == FT_ROLE_SYSTEM) FT_TRY(chatml_message(r, "system", m[0].content, 0));
-    else FT_TRY(chatml_message(r, "system", QWEN25_DEFAULT_SYSTEM, 0));
+    else FT_TRY(chatml_message(r, "system", dflt, 0));
     for (int64_t i = 0; i < n; i++) {
         if (i == 0 && m[i].role == FT_ROLE_SYSTEM) continue; /* (message.role == "system" and not loop.first) */
         FT_TRY(chatml_message(r, ft_role_name(m[i].role), m[i].content, trains(o, m, n, i)));
@@ -409,7 +417,8 @@ ft_status ft_chat_render(const ft_chat_msg *msgs, int64_t n, const ft_render_opt
     switch (o->tmpl) {
     case FT_TMPL_LLAMA3: st = render_llama3(msgs, n, o, r); break;
     case FT_TMPL_LLAMA31: st = render_llama31(msgs, n, o, r); break;
-    case FT_TMPL_QWEN25: st = render_qwen25(msgs, n, o, r); break;
+    case FT_TMPL_QWEN25: st = render_qwen25(msgs, n, o, QWEN25_DEFAULT_SYSTEM, r); break;
+    case FT_TMPL_QWEN2: st = render_qwen25(msgs, n, o, QWEN2_DEFAULT_SYSTEM, r); break;
     case FT_TMPL_QWEN3: st = render_qwen3(msgs, n, o, r); break;
     case FT_TMPL_MISTRAL: st = render_mistral(msgs, n, o, r, 0); break;
     case FT_TMPL_MISTRAL_V3: st = render_mistral(msgs, n, o, r, 1); break;

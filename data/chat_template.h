@@ -66,6 +66,7 @@ typedef enum ft_chat_template {
     FT_TMPL_MISTRAL,
     FT_TMPL_MISTRAL_V3,
     FT_TMPL_MISTRAL_V7,
+    FT_TMPL_QWEN2,      /* Qwen2 and Qwen1.5: Qwen2.5's ChatML with another default system prompt */
 } ft_chat_template;
 
 typedef enum ft_loss_mode { FT_LOSS_AUTO = 0, FT_LOSS_ASSISTANT, FT_LOSS_LAST, FT_LOSS_ALL } ft_loss_mode;

@@ -317,13 +317,32 @@ static void test_names(void) {
     FT_CHECK(ft_chat_template_detect("{{ messages }}", &t) == FT_E_UNSUPPORTED, "unknown template refused");
     FT_CHECK(ft_chat_template_parse("llama3.2", &t) == FT_OK && t == FT_TMPL_LLAMA31, "llama3.2 alias");
     FT_CHECK(ft_chat_template_parse("vicuna", &t) == FT_E_ARG && strstr(ft_error_msg(), "vicuna"), "bad name");
-    /* Qwen2's ChatML (default system "You are a helpful assistant.") is not Qwen2.5's, which puts Alibaba's
-     * system prompt into every example without one: neither the name nor the detection may map it there */
-    FT_CHECK(ft_chat_template_parse("qwen2", &t) == FT_E_ARG, "qwen2 is not an alias of qwen2.5");
+    /* Qwen2's ChatML (default system "You are a helpful assistant.") is its own, not Qwen2.5's, which puts
+     * Alibaba's system prompt into every example without one */
+    FT_CHECK(ft_chat_template_parse("qwen2", &t) == FT_OK && t == FT_TMPL_QWEN2, "qwen2 is its own template");
     FT_CHECK(ft_chat_template_detect("{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou "
-                                     "are a helpful assistant.<|im_end|>\\n' }}{% endif %}", &t) == FT_E_UNSUPPORTED,
-             "a ChatML template that is neither Qwen2.5's nor Qwen3's is refused");
+                                     "are a helpful assistant.<|im_end|>\\n' }}{% endif %}", &t) == FT_OK &&
+                 t == FT_TMPL_QWEN2,
+             "Qwen2's ChatML (its default system prompt) detected as qwen2");
+    FT_CHECK(ft_chat_template_detect("<|im_start|>{{ message.role }}", &t) == FT_E_UNSUPPORTED,
+             "a ChatML template that is none of Qwen2's, Qwen2.5's, Qwen3's is refused");
     ft_error_clear();
+    { /* LLaMA-Factory's tests/data/test_template.py (test_qwen_template) asserts this rendering of
+       * Qwen/Qwen2-7B-Instruct's own template (transformers' apply_chat_template) */
+        const ft_chat_msg m[3] = {{FT_ROLE_USER, "How are you", NULL}, {FT_ROLE_ASSISTANT, "I am fine!", NULL},
+                                  {FT_ROLE_USER, "\u4f60\u597d", NULL}};
+        ft_render_opts o = {.tmpl = FT_TMPL_QWEN2, .add_generation_prompt = 1};
+        ft_rendered r = {0};
+        FT_CHECK_OK(ft_chat_render(m, 3, &o, &r));
+        const char *want = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+                           "<|im_start|>user\nHow are you<|im_end|>\n"
+                           "<|im_start|>assistant\nI am fine!<|im_end|>\n"
+                           "<|im_start|>user\n\u4f60\u597d<|im_end|>\n"
+                           "<|im_start|>assistant\n";
+        FT_CHECK(r.text && strcmp(r.text, want) == 0, "qwen2 renders as Qwen2-7B-Instruct's template: %s",
+                 r.text ? r.text : "(none)");
+        ft_rendered_free(&r);
+    }
     if (TOK_QWEN3) {
         FT_CHECK(ft_chat_template_detect(ft_tok_chat_template(TOK_QWEN3), &t) == FT_OK && t == FT_TMPL_QWEN3,
                  "detect from the Qwen3 tokenizer_config");

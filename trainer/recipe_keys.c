@@ -70,7 +70,7 @@ const rk ft_recipe_keys[] = {
      .aliases = "prompt_completion=prompt-completion|completion=prompt-completion|messages=chat|sharegpt=chat",
      .help = "record format; auto takes each file's from its first well-formed record"},
     {.key = "data.template", .type = RK_ENUM, .off = F(data.template_name), .def = "auto",
-     .choices = "auto|none|llama3|llama3.1|qwen2.5|qwen3|mistral|mistral-v3|mistral-v7",
+     .choices = "auto|none|llama3|llama3.1|qwen2|qwen2.5|qwen3|mistral|mistral-v3|mistral-v7",
      .aliases = "llama3.2=llama3.1|llama3.3=llama3.1|mistral_v3=mistral-v3|mistral_v7=mistral-v7|"
                 "mistral-small=mistral-v7",
      .help = "chat template; auto recognizes the tokenizer's (tokenizer_config.json, else chat_template.jinja or "
