@@ -17,27 +17,8 @@ ok()  { pass=$((pass+1)); echo "ok   $*"; }
 bad() { fail=$((fail+1)); echo "FAIL $*"; }
 near() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && b != "" && d <= t) }'; }
 
-# GPT-2's byte-to-unicode map: 254 of the 256 byte symbols, then 2 merges' results (ids 254, 255)
-python3 - "$tmp/tokenizer.json" <<'EOF'
-import json, sys
-bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
-cs, n = bs[:], 0
-for b in range(256):
-    if b not in bs:
-        bs.append(b); cs.append(256 + n); n += 1
-vocab = {chr(c): i for i, c in enumerate(cs[:254])}
-vocab["\u0120t"], vocab["he"] = 254, 255
-bl = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}
-regex = ("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
-         "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+")
-json.dump({"version": "1.0", "added_tokens": [], "normalizer": None,
-           "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-               {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": False}, bl]},
-           "post_processor": bl, "decoder": bl,
-           "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
-                     "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
-                     "vocab": vocab, "merges": ["\u0120 t", "h e"]}}, open(sys.argv[1], "w"))
-EOF
+# a 256-token byte-level BPE tokenizer for the tiny models (tests/cli/lib/tiny_bpe.py)
+python3 "$src/tests/cli/lib/tiny_bpe.py" "$tmp/tokenizer.json" --split-regex
 
 jloss() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["loss"])' "$1"; }
 for c in llama_gqa4 llama_mha_tied mistral qwen2 qwen3; do

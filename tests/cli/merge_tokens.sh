@@ -21,22 +21,7 @@ bad() { fail=$((fail+1)); echo "FAIL $*"; }
 near() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && b != "" && d <= t) }'; }
 . "$src/tests/cli/lib/compare.sh"
 
-python3 - "$tmp/tokenizer.json" <<'EOF'
-import json, sys
-bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
-cs, n = bs[:], 0
-for b in range(256):
-    if b not in bs:
-        bs.append(b); cs.append(256 + n); n += 1
-vocab = {chr(c): i for i, c in enumerate(cs[:254])}
-vocab["\u0120t"], vocab["he"] = 254, 255
-bl = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": True}
-json.dump({"version": "1.0", "added_tokens": [], "normalizer": None, "pre_tokenizer": bl, "post_processor": bl,
-           "decoder": bl, "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
-                                    "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
-                                    "ignore_merges": False, "vocab": vocab, "merges": ["\u0120 t", "h e"]}},
-          open(sys.argv[1], "w"))
-EOF
+python3 "$src/tests/cli/lib/tiny_bpe.py" "$tmp/tokenizer.json"
 
 for c in llama_gqa4 llama_mha_tied; do
   fx="$src/tests/fixtures/forward/$c"; tc="$src/tests/fixtures/train_tokens/$c"; ad="$tc/peft_adapter"; m="$tmp/$c"
