@@ -286,22 +286,10 @@ FORWARD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtur
 
 
 def byte_bpe_tokenizer(path):
-    """A byte-level BPE of exactly 256 ids for the forward fixtures, which have none (as merge_arch.sh)."""
-    bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
-    cs, n = bs[:], 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    vocab = {chr(c): i for i, c in enumerate(cs[:254])}
-    vocab["\u0120t"], vocab["he"] = 254, 255
-    bl = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": True}
-    json.dump({"version": "1.0", "added_tokens": [], "normalizer": None, "pre_tokenizer": bl, "post_processor": bl,
-               "decoder": bl, "model": {"type": "BPE", "dropout": None, "unk_token": None,
-                                        "continuing_subword_prefix": None, "end_of_word_suffix": None, "fuse_unk": False,
-                                        "byte_fallback": False, "ignore_merges": False, "vocab": vocab,
-                                        "merges": ["\u0120 t", "h e"]}}, open(path, "w"))
+    """A byte-level BPE of exactly 256 ids for the forward fixtures, which have none (tests/cli/lib/tiny_bpe.py,
+    as merge_arch.sh and merge_tokens.sh make it)."""
+    lib = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cli", "lib", "tiny_bpe.py")
+    subprocess.run([sys.executable, lib, path], check=True)
 
 
 # A rank-3 token_embd pair (ids 3, 15, 60) on the tied model given as argv[1], written to argv[2], then one
