@@ -289,7 +289,7 @@ ft_status ft_cuda_nf4_quantize(ft_backend *be, ft_weight *w, const void *src, ft
 ft_status ft_cuda_nf4_dequantize(ft_backend *be, void *out, const ft_weight *w);
 /* The same on stream s (the weight cache's prefetch). */
 ft_status ft_cuda_nf4_dequantize_on(ft_backend_cuda *b, void *out, const ft_weight *w, cudaStream_t s);
-/* out[numel] (BF16) = a ggml block-quantized weight (FT_Q4_0 .. FT_Q6_K) decoded as ggml's
+/* out[numel] (BF16) = a ggml block-quantized weight (FT_Q4_0 .. FT_Q6_K, FT_IQ4_NL, FT_IQ4_XS) decoded as ggml's
  * dequantize_row_* on stream s (ggml_dequant.cu). */
 ft_status ft_cuda_ggml_dequantize_on(ft_backend_cuda *b, void *out, const ft_weight *w, cudaStream_t s);
 /* Either of the two above by w's dtype: every quantized frozen weight's BF16 copy goes through it. */

@@ -18,9 +18,9 @@
  * field of ft_nf4, is copied into a pinned array and written into the weight when the session ends
  * (ft_cuda_load_end: the next ft_backend_sync, or before any op dequantizes a weight). A weight
  * whose source already has its dtype is copied from the pinned buffers straight to its storage; so is
- * a ggml block-quantized weight (FT_Q4_0 .. FT_Q6_K: a GGUF base's bytes, chunked by bytes, since a
- * block type has no element size), which can only be set from its own bytes: nothing quantizes to
- * ggml's formats on the device.
+ * a ggml block-quantized weight (FT_Q4_0 .. FT_Q6_K, FT_IQ4_NL, FT_IQ4_XS: a GGUF base's bytes,
+ * chunked by bytes, since a block type has no element size), which can only be set from its own
+ * bytes: nothing quantizes to ggml's formats on the device.
  *
  * ft_cuda_weight_init generates mean + scale * (2u - 1), u = ft_uniform(seed, i), rounded to BF16
  * (kernels/weight.h; the same two float roundings as weight.c) into a device chunk and quantizes

@@ -6,7 +6,7 @@
  * written for the transposes, e.g. y^T[out,N] = W[out,in] . x^T[in,N] is "TN" with m=out, n=N, k=in.
  *
  * Frozen weights: a BF16 weight is used in place; NF4 and the ggml block types of a GGUF base
- * (FT_Q4_0 .. FT_Q6_K, ggml_dequant.cu) are dequantized, and F32/F16 converted, into one BF16
+ * (FT_Q4_0 .. FT_Q6_K, FT_IQ4_NL, FT_IQ4_XS, ggml_dequant.cu) are dequantized, and F32/F16 converted, into one BF16
  * scratch buffer (FT_SCR_WEIGHT, reused by every call) or the weight cache's ring right before
  * their product, except for products of at most FT_LINEAR_FEW_ROWS rows (decoding), which read the
  * codes or blocks directly (gemv.cu). A fused dequant GEMM can replace this where it measurably wins
@@ -244,10 +244,19 @@ ft_status ft_cuda_gemm(ft_backend *be, int transa, int transb, int64_t m, int64_
                      key.align_d);
         }
     }
-    if (st == FT_OK && e->state == 1)
-        st = ft_cublas_status(cublasLtMatmul(b->lt, d.op, &alpha, A, d.a, B, d.b, &beta, D, d.d, D, d.d, &e->algo,
-                                             b->lt_ws, b->lt_ws_bytes, b->stream),
-                              "cublasLtMatmul", __func__, __FILE__, __LINE__);
+    if (st == FT_OK && e->state == 1) {
+        cublasStatus_t ms = cublasLtMatmul(b->lt, d.op, &alpha, A, d.a, B, d.b, &beta, D, d.d, D, d.d, &e->algo,
+                                           b->lt_ws, b->lt_ws_bytes, b->stream);
+        if (ms == CUBLAS_STATUS_NOT_SUPPORTED) {
+            /* an algorithm the heuristic offered but the matmul refuses (a layout as odd as the trainable
+             * tokens' rank-k head, ld 3): the simt gemm from now on for this key, as for no algorithm */
+            e->state = 2;
+            ft_debug("cublasLtMatmul refused m=%lld n=%lld k=%lld (lda %lld ldb %lld ldd %lld): using the simt gemm",
+                     (long long)m, (long long)n, (long long)k, (long long)lda, (long long)ldb, (long long)ldd);
+        } else {
+            st = ft_cublas_status(ms, "cublasLtMatmul", __func__, __FILE__, __LINE__);
+        }
+    }
     const int fallback = st == FT_OK && e->state == 2;
     ft_lt_desc_free(&d);
     FT_TRY(st);

@@ -189,7 +189,9 @@ ft_status ft_cuda_nf4_dequantize_on(ft_backend_cuda *b, void *out, const ft_weig
     const int64_t n = ft_weight_numel(w);
     if (n == 0) return FT_OK;
     FT_TRY(ft_cuda_load_settle(&b->base)); /* streamed weights get their offsets first */
-    const int aligned16 = ((uintptr_t)out % 16) == 0;
+    /* the vector path stores 16 bytes and loads the codes as 4-byte words: both must be aligned (codes
+     * are their own allocation today, a view into a larger buffer need not be) */
+    const int aligned16 = ((uintptr_t)out % 16) == 0 && ((uintptr_t)w->nf4.codes % 4) == 0;
     ft_k_nf4_dequant<<<ft_grid_1d(ft_cdiv(n, 8), 256, 32LL * b->sm_count * 8), 256, 0, s>>>(
         (act_t *)out, ft_cu_view(w, b->nf4_tables), n, aligned16);
     FT_CUDA_LAUNCH_TRY("ft_k_nf4_dequant");
