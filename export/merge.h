@@ -19,8 +19,9 @@
  * merge writes them, in every output; a tied model's lm_head is its embedding (a checkpoint that stores
  * lm_head anyway gets the embedding's rows there too). Under FT_MERGE_BASE a GGUF base's token_embd /
  * output keeps its type and every other row's bytes, only the replaced rows re-encoded, where ftune
- * encodes that type; otherwise (Q2_K, Q3_K, the IQ4 types) the whole tensor becomes the type every
- * merged tensor of such a type becomes (below).
+ * encodes that type; otherwise (Q2_K, Q3_K, the IQ4 types) the whole tensor becomes Q8_0 (F16 for
+ * rows that are not whole 32-blocks): its other rows are not merged weights, and Q8_0 keeps them within
+ * its rounding, where a 4-bit re-encoding would move every row.
  *
  * GGUF base (merge_gguf.c; the adapter was trained on the base's own blocks, trainer/gguf_load.c):
  * the output has the base's metadata, every key copied with its type (tokenizer and chat template

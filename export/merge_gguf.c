@@ -406,7 +406,12 @@ ft_status ft_merge_from_gguf(const ft_merge_opts *o, ft_vocab_info *vinfo) {
             tok_used[head] = 1;
         }
         const int merged = s->mod != NULL || s->tok.n > 0;
-        const ft_ggml_type gt = ft_out_type(&c, o->kind, t, merged, layer, &i_attn_v);
+        ft_ggml_type gt = ft_out_type(&c, o->kind, t, merged, layer, &i_attn_v);
+        if (o->kind == FT_MERGE_BASE && !s->mod && s->tok.n > 0 && !ft_ggml_can_encode(t->type))
+            /* an embedding or lm_head in a type ftune cannot encode, changed only in a few token rows: the
+             * others are not merged weights, and a 4-bit re-encoding would move them all (6-9% on the IQ4
+             * fixtures); Q8_0 keeps them within its rounding */
+            gt = t->ne[0] % 32 == 0 ? FT_GGML_Q8_0 : FT_GGML_F16;
         if (!merged && (int)gt == t->type) { /* untouched and already in its type: the base's bytes */
             FT_CHECK_GOTO(st, ft_ggufw_add_tensor_bytes(w, t->name, t->type, t->n_dims, t->ne, ft_gsrc_bytes, s), done);
             n_copied++;

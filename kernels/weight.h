@@ -1,6 +1,6 @@
 /* weight.h: a frozen (non-trainable) parameter as the ops consume it: 16/32-bit elements, NF4, or
- * ggml's block-quantized bytes (FT_Q4_0 .. FT_Q6_K: a GGUF base's linears, kept as the file has them
- * and dequantized where used, as NF4 is).
+ * ggml's block-quantized bytes (FT_Q4_0 .. FT_Q6_K, FT_IQ4_NL, FT_IQ4_XS: a GGUF base's linears, kept
+ * as the file has them and dequantized where used, as NF4 is).
  * Shapes are PyTorch's: [rows, cols] row-major, a linear layer's weight is [out, in];
  * a 1-D tensor (norm weight, bias) has rows = 1. All pointers are backend memory. */
 #ifndef FT_WEIGHT_H

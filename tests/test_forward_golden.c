@@ -140,7 +140,7 @@ int main(void) {
         snprintf(model, sizeof model, "%s/model.gguf", dir);
         ft_check_case(be, dir, model, FT_QUANT_NF4, "logits.bin", "loss.json");
     }
-    FT_CHECK(cases >= 5, "expected at least 5 GGUF base cases, found %d", cases);
+    FT_CHECK(cases >= 7, "expected at least 7 GGUF base cases, found %d", cases);
     ft_backend_free(be);
     return ft_test_finish();
 }

@@ -172,8 +172,8 @@ ft_status ft_gguf_linear_dtypes(const ft_gguf *g, const char *path, int64_t laye
             ft_dtype dt;
             if (!ft_dtype_from_ggml(t->type, &dt))
                 return FT_ERR(FT_E_UNSUPPORTED, "%s: tensor %s has type %s; ftune trains on F32, F16, BF16, Q4_0, "
-                              "Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, IQ4_NL and IQ4_XS weights (not the other IQ types)",
-                              path, name, ft_ggml_type_name(t->type));
+                              "Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, IQ4_NL and IQ4_XS weights (not the other IQ, TQ "
+                              "or MXFP4 types)", path, name, ft_ggml_type_name(t->type));
             if (!ft_dtype_is_ggml(dt) && nf4) dt = FT_NF4;
             types[l * FT_LIN_COUNT + k] = dt;
         }

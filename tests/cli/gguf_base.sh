@@ -158,7 +158,7 @@ python3 "$edit" "$fx/llama_q4_0/model.gguf" "$tmp/nl.gguf" --type blk.0.attn_v.w
 # IQ3_S has Q3_K's geometry (256 values in 110 bytes): qwen3_q3_k_m's Q3_K attn_q marked IQ3_S is a
 # well-formed file of a type ftune does not decode; it is named, not "unknown ggml type 21"
 python3 "$edit" "$fx/qwen3_q3_k_m/model.gguf" "$tmp/iq.gguf" --type blk.0.attn_q.weight=21
-one_line "an IQ3_S linear (plan)" "iq.gguf: tensor blk.0.attn_q.weight has type IQ3_S; ftune trains on .*IQ4_NL and IQ4_XS weights \(not the other IQ types\)" \
+one_line "an IQ3_S linear (plan)" "iq.gguf: tensor blk.0.attn_q.weight has type IQ3_S; ftune trains on .*IQ4_NL and IQ4_XS weights \(not the other IQ, TQ or MXFP4 types\)" \
   -- "$ftune" plan "$tmp/r.yaml" --set model.path="$tmp/iq.gguf"
 one_line "an IQ3_S linear (eval)" "tensor blk.0.attn_q.weight has type IQ3_S" \
   -- "$ftune" eval --model "$tmp/iq.gguf" --tokens "$fx/qwen3_q3_k_m/tokens.txt" --device cpu

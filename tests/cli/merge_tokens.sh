@@ -69,5 +69,70 @@ for c in llama_gqa4 llama_mha_tied; do
   fi
 done
 
+# ---- a GGUF base whose token_embd ftune cannot encode (IQ4_XS), merged with --type base: only the rows of
+# tokens 5 and 7 change, so the tensor becomes Q8_0, its other rows within Q8_0's rounding (half a step:
+# 1/254 of a block's largest value) of the base's, compared with the base-f16 merge, whose F16 token_embd
+# holds the base's rows decoded (a 4-bit re-encoding moved them all by 6-9%); output (Q6_K) keeps its type
+gb="$src/tests/fixtures/gguf_base/llama_iq4_xs"; ga="$tmp/iq4_adapter"; mkdir -p "$ga"
+"$ftune" train --model "$gb/model.gguf" --tokens "$gb/tokens.txt" --steps 3 --lr 1e-2 --lora-r 4 --lora-alpha 8 \
+  --trainable-tokens 5,7 --device cpu --threads 2 --save "$ga/adapter_model.safetensors" >/dev/null 2>"$tmp/gtrain.err"
+printf '{"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], "trainable_token_indices": {"embed_tokens": [5, 7], "lm_head": [5, 7]}}' \
+  > "$ga/adapter_config.json"
+"$ftune" merge --base "$gb/model.gguf" --adapter "$ga" --out "$tmp/iq4m.gguf" --type base >/dev/null 2>"$tmp/gm.err"; rc=$?
+"$ftune" merge --base "$gb/model.gguf" --adapter "$ga" --out "$tmp/iq4f.gguf" --type base-f16 >/dev/null 2>>"$tmp/gm.err"; rc2=$?
+"$ftune" inspect "$tmp/iq4m.gguf" >"$tmp/gm.insp" 2>&1
+res=$(python3 - "$tmp/iq4m.gguf" "$tmp/iq4f.gguf" <<'PY'
+import struct, sys
+def tensor(path, want):
+    b = open(path, "rb").read(); o = 8; nt, nkv = struct.unpack_from("<QQ", b, o); o += 16
+    def s(o):
+        n = struct.unpack_from("<Q", b, o)[0]; return b[o + 8:o + 8 + n].decode(), o + 8 + n
+    VS = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+    def skip(t, o):
+        if t == 8: return s(o)[1]
+        if t == 9:
+            at, n = struct.unpack_from("<IQ", b, o); o += 12
+            for _ in range(n): o = skip(at, o)
+            return o
+        return o + VS[t]
+    for _ in range(nkv):
+        _, o = s(o); t = struct.unpack_from("<I", b, o)[0]; o = skip(t, o + 4)
+    info = []
+    for _ in range(nt):
+        name, o = s(o); nd = struct.unpack_from("<I", b, o)[0]; o += 4
+        ne = struct.unpack_from("<%dQ" % nd, b, o); o += 8 * nd
+        ty, off = struct.unpack_from("<IQ", b, o); o += 12
+        info.append((name, ne, ty, off))
+    data = (o + 31) // 32 * 32
+    for name, ne, ty, off in info:
+        if name != want: continue
+        n0, rows, p, out = ne[0], ne[1], data + off, []
+        for r in range(rows):
+            row = []
+            if ty == 1:
+                row = list(struct.unpack_from("<%de" % n0, b, p)); p += 2 * n0
+            elif ty == 8:
+                for _ in range(n0 // 32):
+                    d = struct.unpack_from("<e", b, p)[0]; q = struct.unpack_from("<32b", b, p + 2); p += 34
+                    row += [d * x for x in q]
+            else:
+                raise SystemExit("type %d" % ty)
+            out.append(row)
+        return out
+q, f = tensor(sys.argv[1], "token_embd.weight"), tensor(sys.argv[2], "token_embd.weight")
+worst = 0.0
+for r in range(len(f)):
+    if r in (5, 7): continue
+    scale = max(abs(x) for x in f[r]) or 1.0
+    worst = max(worst, max(abs(a - c) for a, c in zip(q[r], f[r])) / scale)
+print("%.3e" % worst)
+PY
+)
+worst=$res
+[ $rc -eq 0 ] && [ $rc2 -eq 0 ] && grep -qE "token_embd.weight +Q8_0" "$tmp/gm.insp" && grep -qE "output.weight +Q6_K" "$tmp/gm.insp" \
+  && near "$worst" 0 0.005 \
+  && ok "IQ4_XS base, tokens 5 and 7: token_embd Q8_0, its other rows within $worst of the base's (max |d| / row max), output kept Q6_K" \
+  || bad "IQ4_XS base: exits $rc/$rc2, rows off by '$worst': $(grep -E "token_embd|output.weight" "$tmp/gm.insp") $(tail -3 "$tmp/gm.err")"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

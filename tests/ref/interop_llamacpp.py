@@ -201,7 +201,8 @@ GGUF_BASES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fix
 LINEAR_RE = ("attn_q.weight", "attn_k.weight", "attn_v.weight", "attn_output.weight", "ffn_gate.weight",
              "ffn_up.weight", "ffn_down.weight")
 FTYPES = {"LLAMA_FTYPE_MOSTLY_Q4_K_M": 15, "LLAMA_FTYPE_MOSTLY_Q3_K_M": 12, "LLAMA_FTYPE_MOSTLY_Q2_K": 10,
-          "LLAMA_FTYPE_MOSTLY_Q8_0": 7, "LLAMA_FTYPE_MOSTLY_Q4_0": 2}
+          "LLAMA_FTYPE_MOSTLY_Q8_0": 7, "LLAMA_FTYPE_MOSTLY_Q4_0": 2, "LLAMA_FTYPE_MOSTLY_IQ4_XS": 30,
+          "LLAMA_FTYPE_MOSTLY_IQ4_NL": 25}
 
 
 def rel_l2(x, ref):
@@ -260,9 +261,14 @@ def gguf_base_case(ft, case, work):
     # the same in weight space: each merged tensor's error against the exact merged values (our F32 merge)
     exact, ours, theirs = read_tensors(p("merged-f32.gguf")), read_tensors(p("merged-base.gguf")), \
         read_tensors(p("llama-requant.gguf"))
-    worst, n, base_t = 0.0, 0, read_tensors(base)
+    worst, n, base_t, other = 0.0, 0, read_tensors(base), 0
     for name, (_, ev) in exact.items():
         if not name.endswith(LINEAR_RE):
+            continue
+        if Q(base_t[name][0]).name.startswith("IQ"):
+            # ftune has no IQ encoder: its Q4_K / Q4_0 against llama.cpp's IQ4 re-encoding compares two
+            # types (IQ4's non-linear levels fit better per bit); such a merge is judged by its logits above
+            other += 1
             continue
         eo, el = np.linalg.norm(ours[name][1] - ev), np.linalg.norm(theirs[name][1] - ev)
         worst, n = max(worst, eo / el if el > 0 else (0.0 if eo == 0 else float("inf"))), n + 1
@@ -270,8 +276,11 @@ def gguf_base_case(ft, case, work):
     # ours is ggml's fresh encoding for every moved block (what llama.cpp's quantizer writes, up to the
     # last bit of a rare scale where its build fuses multiply-adds) and the base's bytes for unchanged
     # ones; Q3_K->Q4_K measured ~0.88 (a finer type than llama.cpp's Q3_K)
-    check(worst <= 1.05, f"{case}: per merged tensor, error of our re-encoding / llama.cpp's quantizer's on the "
-                         f"same merged values: worst {worst:.4f} over {n} tensors ({', '.join(kinds)}) (<= 1.05)")
+    if n:
+        check(worst <= 1.05, f"{case}: per merged tensor, error of our re-encoding / llama.cpp's quantizer's on the "
+                             f"same merged values: worst {worst:.4f} over {n} tensors ({', '.join(kinds)}) (<= 1.05)")
+    if other:
+        print(f"note {case}: {other} IQ-typed tensors re-encoded to another type ({', '.join(kinds)}): by logits only")
     # ftune's own logits of the base + adapter (the model as trained) against llama.cpp's with the adapter
     run([ft, "eval", "--model", base, "--adapter", ad, "--tokens", os.path.join(fx, "tokens.txt"), "--dump-logits",
          p("ftune.bin"), "--device", "cpu"])
@@ -370,7 +379,7 @@ def main():
     ap.add_argument("--ftune", required=True)
     ap.add_argument("--work", default=None)
     ap.add_argument("--models", default="stories,llama3,mistral,qwen2,qwen3")
-    ap.add_argument("--gguf-bases", default="llama_q4_k_m,qwen3_q3_k_m",
+    ap.add_argument("--gguf-bases", default="llama_q4_k_m,qwen3_q3_k_m,llama_iq4_xs,qwen3_iq4_nl",
                     help="tests/fixtures/gguf_base cases merged into their own types (empty: none)")
     ap.add_argument("--train-tokens", default="llama_gqa4,llama_mha_tied",
                     help="tests/fixtures/train_tokens cases: trainable tokens merged and as an adapter (empty: none)")
