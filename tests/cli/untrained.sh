@@ -78,11 +78,24 @@ cmp -s "$tmp/t/final/adapter_model.safetensors" "$tmp/k/final/adapter_model.safe
 
 # ---- lora.init with token rows: by id, from the adapter_config.json beside the file
 init="$tmp/t/final/adapter_model.safetensors" # rows of ids 1 and 2, trained
-run i1 "$tmp/m" --set lora.init="$init" --set 'lora.trainable_tokens=[2, 5]'; rc=$?
-[ $rc -eq 0 ] && grep -q "1 of the 2 trainable tokens start from its rows, the others from the base's" "$tmp/i1.err" \
+# lr 1e-30, no weight decay: the run's final rows are where they started (an update below f32's resolution)
+run i1 "$tmp/m" --set lora.init="$init" --set 'lora.trainable_tokens=[2, 5]' --set training.lr=1e-30 --set training.weight_decay=0; rc=$?
+rowchk=$(python3 - "$init" "$tmp/i1/final/adapter_model.safetensors" <<'PY'
+import json, struct, sys
+def rows(path):
+    b = open(path, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
+    t = h["base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta"]
+    k, c = t["shape"]; o0 = 8 + n + t["data_offsets"][0]
+    return [list(struct.unpack_from("<%df" % c, b, o0 + 4 * c * r)) for r in range(k)]
+src, got = rows(sys.argv[1]), rows(sys.argv[2])   # src: ids 1, 2; got: ids 2, 5
+print("ok" if got[0] == src[1] and got[1] != src[0] and got[1] != src[1] else "differ")
+PY
+)
+[ $rc -eq 0 ] && [ "$rowchk" = ok ] \
+  && grep -q "1 of the 2 trainable tokens start from its rows, the others from the base's" "$tmp/i1.err" \
   && grep -q "the rows of 1 token (1) are left out: lora.trainable_tokens does not train it" "$tmp/i1.err" \
   && ok "lora.init by id: token 2 takes its row, 5 the base's, 1 left out with a warning" \
-  || bad "lora.init by id: exit $rc $(grep -i 'rows\|error' "$tmp/i1.err")"
+  || bad "lora.init by id: exit $rc, rows $rowchk: $(grep -i 'rows\|error' "$tmp/i1.err")"
 cp "$init" "$tmp/bare.safetensors"
 run i2 "$tmp/m" --set lora.init="$tmp/bare.safetensors" --set 'lora.trainable_tokens=[1, 2]'; rc=$?
 [ $rc -ne 0 ] && grep -q "holds trainable-token rows, but no adapter_config.json beside it says which tokens" "$tmp/i2.err" \
