@@ -47,7 +47,7 @@ ft_status ft_adapter_resolve(const char *path, char *out, size_t cap) {
 
 void ft_adapter_free(ft_adapter *a) {
     if (!a) return;
-    for (int64_t i = 0; i < a->n; i++) free(a->m[i].A), free(a->m[i].B);
+    for (int64_t i = 0; i < a->n; i++) free(a->m[i].A), free(a->m[i].B), free(a->m[i].mag);
     free(a->m);
     free(a->rank_pattern);
     free(a->alpha_pattern);
@@ -157,14 +157,15 @@ static ft_status ft_adapter_parse_config(ft_adapter *a, const char *text, int64_
     FT_CHECK_GOTO(st, ft_cfg_number(j, "lora_alpha", 8.0, cfgp, &a->alpha), fail);
     FT_CHECK_GOTO(st, ft_cfg_number(j, "lora_dropout", 0.0, cfgp, &a->dropout), fail);
     FT_CHECK_GOTO(st, ft_cfg_bool(j, "use_rslora", cfgp, &a->rslora), fail);
+    FT_CHECK_GOTO(st, ft_cfg_bool(j, "use_dora", cfgp, &a->dora), fail);
     v = cJSON_GetObjectItemCaseSensitive(j, "base_model_name_or_path");
     if (cJSON_IsString(v)) snprintf(a->base, sizeof a->base, "%s", v->valuestring);
-    static const char *const unsupported[] = {"use_dora", "fan_in_fan_out", "lora_bias"};
+    static const char *const unsupported[] = {"fan_in_fan_out", "lora_bias"};
     for (size_t k = 0; k < sizeof unsupported / sizeof *unsupported; k++) {
         int on = 0;
         FT_CHECK_GOTO(st, ft_cfg_bool(j, unsupported[k], cfgp, &on), fail);
         if (on) {
-            st = FT_ERR(FT_E_UNSUPPORTED, "%s: %s is true; llama.cpp adapters and ftune support plain LoRA and rsLoRA only",
+            st = FT_ERR(FT_E_UNSUPPORTED, "%s: %s is true; ftune supports plain LoRA, rsLoRA and DoRA only",
                         cfgp, unsupported[k]);
             goto fail;
         }
@@ -249,13 +250,21 @@ static ft_status ft_adapter_add_tensors(ft_adapter *a, const cJSON *j, const cha
         }
         int isA = ln > strlen(FT_PEFT_LORA_A) && strcmp(nm + ln - strlen(FT_PEFT_LORA_A), FT_PEFT_LORA_A) == 0;
         int isB = ln > strlen(FT_PEFT_LORA_B) && strcmp(nm + ln - strlen(FT_PEFT_LORA_B), FT_PEFT_LORA_B) == 0;
-        if (!isA && !isB) {
-            st = FT_ERR(FT_E_UNSUPPORTED, "%s: tensor %s is not a LoRA A/B weight of a linear layer (embedding/lm_head "
-                        "LoRA, DoRA magnitudes, saved modules and other modules' trainable tokens are not supported)", stp, nm);
+        size_t lsuf = strlen(FT_PEFT_LORA_A);
+        int isM = !isA && !isB && ft_adapter_dora_match(nm, &lsuf); /* DoRA's lora_magnitude_vector */
+        if (!isA && !isB && !isM) {
+            st = FT_ERR(FT_E_UNSUPPORTED, "%s: tensor %s is not a LoRA A/B weight or DoRA magnitude of a linear layer "
+                        "(embedding/lm_head LoRA, saved modules and other modules' trainable tokens are not supported)",
+                        stp, nm);
+            goto fail;
+        }
+        if (isM && !a->dora) {
+            st = FT_ERR(FT_E_FORMAT, "%s: tensor %s is a DoRA magnitude but %s does not set use_dora: true", stp, nm,
+                        cfgp);
             goto fail;
         }
         char mod[512];
-        size_t lm = ln - strlen(FT_PEFT_LORA_A);
+        size_t lm = ln - lsuf;
         if (strncmp(nm, FT_PEFT_PREFIX, lp) != 0 || lm - lp >= sizeof mod) {
             st = FT_ERR(FT_E_FORMAT, "%s: tensor %s does not start with %s", stp, nm, FT_PEFT_PREFIX);
             goto fail;
@@ -280,17 +289,6 @@ static ft_status ft_adapter_add_tensors(ft_adapter *a, const cJSON *j, const cha
             st = FT_ERR(FT_E_FORMAT, "%s: tensor %s: module %s is not in target_modules of %s", stp, nm, mod, cfgp);
             goto fail;
         }
-        ft_dtype dt;
-        FT_CHECK_GOTO(st, ft_st_tensor_dtype(t, &dt), fail);
-        if (t->ndim != 2 || !(dt == FT_F32 || dt == FT_F16 || dt == FT_BF16)) {
-            st = FT_ERR(FT_E_FORMAT, "%s: tensor %s must be a 2-D F32/F16/BF16 matrix", stp, nm);
-            goto fail;
-        }
-        if (t->shape[0] < 1 || t->shape[1] < 1 || t->shape[isA ? 0 : 1] > FT_ADAPTER_MAX_R) {
-            st = FT_ERR(FT_E_FORMAT, "%s: tensor %s has shape [%lld, %lld]: not a LoRA matrix of rank 1 to %d", stp, nm,
-                        (long long)t->shape[0], (long long)t->shape[1], FT_ADAPTER_MAX_R);
-            goto fail;
-        }
         ft_adapter_mod *m = NULL;
         for (int64_t k = 0; k < a->n; k++)
             if (a->m[k].layer == layer && a->m[k].lin == lin) m = &a->m[k];
@@ -301,6 +299,21 @@ static ft_status ft_adapter_add_tensors(ft_adapter *a, const cJSON *j, const cha
             }
             m = &a->m[a->n++];
             m->layer = layer, m->lin = lin;
+        }
+        if (isM) {
+            FT_CHECK_GOTO(st, ft_adapter_dora_read(m, t, nm, stp), fail);
+            continue;
+        }
+        ft_dtype dt;
+        FT_CHECK_GOTO(st, ft_st_tensor_dtype(t, &dt), fail);
+        if (t->ndim != 2 || !(dt == FT_F32 || dt == FT_F16 || dt == FT_BF16)) {
+            st = FT_ERR(FT_E_FORMAT, "%s: tensor %s must be a 2-D F32/F16/BF16 matrix", stp, nm);
+            goto fail;
+        }
+        if (t->shape[0] < 1 || t->shape[1] < 1 || t->shape[isA ? 0 : 1] > FT_ADAPTER_MAX_R) {
+            st = FT_ERR(FT_E_FORMAT, "%s: tensor %s has shape [%lld, %lld]: not a LoRA matrix of rank 1 to %d", stp, nm,
+                        (long long)t->shape[0], (long long)t->shape[1], FT_ADAPTER_MAX_R);
+            goto fail;
         }
         float **dst = isA ? &m->A : &m->B;
         if (*dst) {
@@ -319,6 +332,11 @@ static ft_status ft_adapter_add_tensors(ft_adapter *a, const cJSON *j, const cha
         if (isA) m->r = t->shape[0], m->in = t->shape[1];
         else {
             if (m->A && m->r != t->shape[1]) goto rank_mismatch;
+            if (m->mag && m->out != t->shape[0]) {
+                st = FT_ERR(FT_E_FORMAT, "%s: module %s: lora_B has %lld rows but its lora_magnitude_vector %lld values",
+                            stp, mod, (long long)t->shape[0], (long long)m->out);
+                goto fail;
+            }
             m->out = t->shape[0];
             if (!m->A) m->r = t->shape[1];
         }
@@ -354,8 +372,9 @@ static ft_status ft_adapter_add_tensors(ft_adapter *a, const cJSON *j, const cha
     for (int64_t k = 0; k < a->n; k++) {
         ft_adapter_mod *m = &a->m[k];
         if (!m->A || !m->B) {
-            st = FT_ERR(FT_E_FORMAT, "%s: layer %lld %s has only lora_%s", stp, (long long)m->layer,
-                        ft_linear_info_get(m->lin)->peft_name, m->A ? "A" : "B");
+            st = FT_ERR(FT_E_FORMAT, "%s: layer %lld %s has only %s", stp, (long long)m->layer,
+                        ft_linear_info_get(m->lin)->peft_name,
+                        m->A ? "lora_A" : m->B ? "lora_B" : "a lora_magnitude_vector");
             goto fail;
         }
         /* without a rank_pattern, peft builds every module at rank r: tensors of another rank fail to load there */
@@ -368,7 +387,7 @@ static ft_status ft_adapter_add_tensors(ft_adapter *a, const cJSON *j, const cha
         m->scale = a->rslora ? m->scale / sqrt((double)m->r) : m->scale / (double)m->r;
     }
     qsort(a->m, (size_t)a->n, sizeof *a->m, ft_mod_cmp);
-    return FT_OK;
+    return ft_adapter_dora_finish(a, cfgp, stp);
 fail:
     return st;
 }
@@ -464,6 +483,7 @@ ft_status ft_adapter_check(const ft_adapter *a, const ft_model_config *cfg, cons
         if (m->layer >= cfg->num_hidden_layers)
             return FT_ERR(FT_E_FORMAT, "%s: adapter has layer %lld but the base model %s has %lld layers", a->dir,
                           (long long)m->layer, base_dir, (long long)cfg->num_hidden_layers);
+        /* (a DoRA magnitude holds m->out values, ft_adapter_dora_read: checked with lora_B here) */
         int64_t out = ft_cfg_dim(cfg, li->out_dim), in = ft_cfg_dim(cfg, li->in_dim);
         if (m->out != out || m->in != in)
             return FT_ERR(FT_E_FORMAT,
@@ -507,6 +527,7 @@ static ft_status ft_lora_rows(void *user, int64_t row0, int64_t nrows, float *ds
 ft_status ft_adapter_write_gguf(const ft_adapter *a, const ft_model_config *cfg, const char *path, ft_ggml_type type) {
     if (type != FT_GGML_F32 && type != FT_GGML_F16 && type != FT_GGML_BF16 && type != FT_GGML_Q8_0)
         return FT_ERR(FT_E_ARG, "adapter GGUF type must be f32, f16, bf16 or q8_0 (got %s)", ft_ggml_type_name(type));
+    FT_TRY(ft_adapter_dora_gguf_refuse(a)); /* before anything is opened: nothing written */
     const ft_arch_info *ai = ft_arch_get(cfg->arch);
     ft_ggufw *w = NULL;
     ft_lora_src *src = NULL;
@@ -583,6 +604,10 @@ static ft_status ft_peft_write_pair(const ft_adapter *a, const char *dir, const 
         FT_CHECK_GOTO(st, ft_stw_add(w, name, FT_ST_F32, 2, sa, m->A), done);
         snprintf(name, sizeof name, FT_PEFT_PREFIX "%s" FT_PEFT_LORA_B, mod);
         FT_CHECK_GOTO(st, ft_stw_add(w, name, FT_ST_F32, 2, sb, m->B), done);
+        if (m->mag) { /* DoRA: PEFT's key, without the DoraLinearLayer's ".weight" */
+            snprintf(name, sizeof name, FT_PEFT_PREFIX "%s.lora_magnitude_vector", mod);
+            FT_CHECK_GOTO(st, ft_stw_add(w, name, FT_ST_F32, 1, &m->out, m->mag), done);
+        }
     }
     FT_CHECK_GOTO(st, ft_adapter_tokens_write(a, w), done);
     st = ft_stw_finish_tmp(w, st_tmp, sizeof st_tmp);
@@ -640,7 +665,7 @@ ft_status ft_adapter_write_peft(const ft_adapter *a, const char *dir, const char
     cJSON_AddItemToObject(j, "target_modules", tm);
     cJSON_AddStringToObject(j, "bias", "none");
     cJSON_AddBoolToObject(j, "use_rslora", a->rslora);
-    cJSON_AddBoolToObject(j, "use_dora", 0);
+    cJSON_AddBoolToObject(j, "use_dora", a->dora);
     cJSON_AddBoolToObject(j, "fan_in_fan_out", 0);
     cJSON_AddBoolToObject(j, "inference_mode", 1);
     cJSON_AddBoolToObject(j, "init_lora_weights", 1);

@@ -189,24 +189,8 @@ static ft_status ft_src_rows(void *user, int64_t row0, int64_t nrows, float *dst
             if (s->full) memcpy(dst + r * s->cols, s->full + k * s->cols, (size_t)s->cols * 4);
             else ft_to_f32(dst + r * s->cols, data + k * s->cols * esz, s->dt, s->cols);
         }
-        if (s->mod) {
-            if (s->perm_d) {
-                const ft_adapter_mod *m = s->mod;
-                if (nrows * m->r > s->bcap) {
-                    free(s->bscratch);
-                    s->bcap = nrows * m->r;
-                    FT_TRY(ft_malloc((void **)&s->bscratch, (size_t)s->bcap * 4, "lora_B rows"));
-                }
-                for (int64_t r = 0; r < nrows; r++)
-                    memcpy(s->bscratch + r * m->r, m->B + ft_gguf_permuted_row(row0 + r, s->perm_d) * m->r,
-                           (size_t)m->r * 4);
-                ft_adapter_mod g = *m;
-                g.B = s->bscratch;
-                ft_adapter_add_delta(&g, 0, nrows, dst);
-            } else {
-                ft_adapter_add_delta(s->mod, row0, nrows, dst);
-            }
-        }
+        /* + scale B A (DoRA: then each row times mag / its norm): whole rows, as the writer asks for them */
+        if (s->mod) FT_TRY(ft_adapter_apply_rows(s->mod, row0, nrows, s->perm_d, &s->bscratch, &s->bcap, dst));
         ft_token_rows_apply(&s->tok, row0, nrows, dst);
     }
     if (!s->one_d && !s->full) {

@@ -5,7 +5,8 @@
  * Hugging Face base: streamed tensor by tensor from its mmap'd safetensors; each output tensor's rows
  * are produced on demand: base rows in float32 (by default the checkpoint's own 16/32-bit values;
  * with merge_into_nf4 the NF4 round trip the adapter was trained against, bitsandbytes-exact), plus
- * scale * B A rows of the adapter module, then (llama-arch GGUF only) the q/k row permutation, then
+ * scale * B A rows of the adapter module (DoRA: each row then times mag / its norm, from those very
+ * base rows: ft_adapter_apply_rows), then (llama-arch GGUF only) the q/k row permutation, then
  * encoded to the tensor's type. Pages of consumed base tensors are dropped, so peak memory stays
  * near one chunk of rows (one tensor in float32 with merge_into_nf4).
  *

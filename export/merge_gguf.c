@@ -3,8 +3,9 @@
  * The point of training on an already-quantized GGUF is that nothing is dequantized and quantized
  * again that need not be: the output copies the base's metadata key by key and, in the base's order,
  * every tensor the adapter does not touch byte for byte (ft_ggufw_add_tensor_bytes). A tensor with an
- * adapter module is decoded a chunk of rows at a time (ft_gguf_tensor_rows_f32), gets scale * B A, and
- * is encoded: in its own type (--type base, a type ftune encodes) against the base's blocks
+ * adapter module is decoded a chunk of rows at a time (ft_gguf_tensor_rows_f32), gets scale * B A (DoRA:
+ * and each row's mag / norm of the decoded row + delta, ft_adapter_apply_rows), and is encoded: in
+ * its own type (--type base, a type ftune encodes) against the base's blocks
  * (ft_ggml_requantize_row: a block the delta left unchanged keeps its bytes, a moved one takes ggml's
  * fresh encoding); in another type by the writer (ft_ggufw_add_tensor), as llama.cpp's quantizer would. The adapter lives in the HF layout (q/k rows un-permuted when the base
  * was loaded, trainer/gguf_load.c), so for a llama-arch q/k weight GGUF row r takes delta row
@@ -135,24 +136,9 @@ static ft_status ft_gsrc_fill(ft_gsrc *s, int64_t row0, int64_t nrows, float *ds
         }
     }
     if (st != FT_OK) return FT_ERR(st, "cannot decode tensor %s", t->name);
-    if (s->mod) {
-        const ft_adapter_mod *m = s->mod;
-        if (s->perm_d) {
-            if (nrows * m->r > s->bcap) {
-                free(s->bscratch);
-                s->bscratch = NULL;
-                s->bcap = nrows * m->r;
-                FT_TRY(ft_malloc((void **)&s->bscratch, (size_t)s->bcap * 4, "lora_B rows"));
-            }
-            for (int64_t r = 0; r < nrows; r++)
-                memcpy(s->bscratch + r * m->r, m->B + ft_gguf_permuted_row(row0 + r, s->perm_d) * m->r, (size_t)m->r * 4);
-            ft_adapter_mod gm = *m;
-            gm.B = s->bscratch;
-            ft_adapter_add_delta(&gm, 0, nrows, dst);
-        } else {
-            ft_adapter_add_delta(m, row0, nrows, dst);
-        }
-    }
+    /* + scale B A (DoRA: then each row times mag / the norm of the decoded row + delta: the weights the
+     * adapter was trained against, trainer/gguf_load.c) */
+    if (s->mod) FT_TRY(ft_adapter_apply_rows(s->mod, row0, nrows, s->perm_d, &s->bscratch, &s->bcap, dst));
     ft_token_rows_apply(&s->tok, row0, nrows, dst);
     if (row0 + nrows >= rows) {
         free(s->bscratch);

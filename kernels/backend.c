@@ -501,6 +501,34 @@ ft_status ft_op_cols_take(ft_backend *be, void *g, void *logits, const int32_t *
     return be->vt->cols_take(be, g, logits, cols, n, V, k);
 }
 
+/* DoRA: the weight norm runs with the LoRA products (one per module per forward pass); the row scale
+ * and the magnitude's gradient are elementwise passes over a module's output. */
+ft_status ft_op_dora_norm(ft_backend *be, float *wn, const ft_weight *W, const float *A, const float *B, int64_t R,
+                          float scale) {
+    FT_REQUIRE(W && R > 0 && A && B && wn, "dora_norm: bad arguments (R %lld)", (long long)R);
+    if (W->rows == 0) return FT_OK;
+    if (W->cols == 0) return ft_backend_memset(be, wn, 0, W->rows * 4); /* empty rows: norm 0 */
+    FT_PH(be, FT_PHASE_LORA);
+    return be->vt->dora_norm(be, wn, W, A, B, R, scale);
+}
+ft_status ft_op_dora_scale(ft_backend *be, void *y, const void *z, const float *mag, const float *wn,
+                           const ft_weight *bias, int64_t N, int64_t out, int accumulate) {
+    FT_REQUIRE(N >= 0 && out >= 0 && !(accumulate && y == z), "dora_scale: bad shape (N %lld, out %lld%s)",
+               (long long)N, (long long)out, accumulate && y == z ? ", y aliases z with accumulate" : "");
+    FT_REQUIRE(!bias || bias->rows * bias->cols == out, "dora_scale: bias of %lld values for %lld outputs",
+               (long long)(bias ? bias->rows * bias->cols : 0), (long long)out);
+    if (N == 0 || out == 0) return FT_OK;
+    FT_PH(be, FT_PHASE_LORA);
+    return be->vt->dora_scale(be, y, z, mag, wn, bias, N, out, accumulate);
+}
+ft_status ft_op_dora_mag_grad(ft_backend *be, float *dmag, const void *dy, const void *z, const float *wn, int64_t N,
+                              int64_t out) {
+    FT_REQUIRE(N >= 0 && out >= 0, "dora_mag_grad: bad shape (N %lld, out %lld)", (long long)N, (long long)out);
+    if (N == 0 || out == 0) return FT_OK;
+    FT_PH(be, FT_PHASE_LORA);
+    return be->vt->dora_mag_grad(be, dmag, dy, z, wn, N, out);
+}
+
 ft_status ft_op_sumsq(ft_backend *be, float *out, const float *x, int64_t n) {
     FT_PH(be, FT_PHASE_OPTIMIZER);
     return be->vt->sumsq(be, out, x, n);

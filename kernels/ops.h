@@ -151,6 +151,28 @@ ft_status ft_op_cols_take(ft_backend *be, void *g, void *logits, const int32_t *
  * the CPU backend checks the offsets, the rows' signs and the columns' range (FT_E_INTERNAL); CUDA
  * skips a negative row or an out-of-range column and the next ft_backend_sync fails (FT_E_INTERNAL). */
 
+/* ---- DoRA (PEFT use_dora): weight-decomposed LoRA ------------------------------------------ */
+/* A DoRA module with frozen W[out,in] (bias b), LoRA A[R,in], B[out,R], scale s and a trained
+ * magnitude mag[out] computes
+ *   y = (mag / wn) * (x W^T + s (x A^T) B^T) + b,   wn[o] = || W[o,:] + s (B A)[o,:] ||_2,
+ * wn a constant of the step (no gradient flows through it: PEFT detaches it, DoRA paper sec. 4.3).
+ * The model builds it from these three ops around the LoRA and linear ones. */
+/* wn[o] (f32 [W->rows], overwrite) = sqrt(sum_i (W[o,i] + scale * sum_r B[o,r] A[r,i])^2), sums in
+ * f32 (or wider), W's values as the backend's ft_op_linear multiplies with them (any weight type
+ * it takes; CUDA: the BF16 of the decode, the GEMM's operand). A f32 [R, W->cols], B f32 [W->rows, R]. */
+ft_status ft_op_dora_norm(ft_backend *be, float *wn, const ft_weight *W, const float *A, const float *B, int64_t R,
+                          float scale);
+/* y[n,o] (=, or += if accumulate) z[n,o] * (mag[o] / wn[o]) + (bias ? bias[o] : 0), in f32, rounded once.
+ * y, z act [N,out]; y may alias z (not with accumulate). mag, wn f32 [out]; bias a frozen weight of
+ * out elements (F32/F16/BF16, as ft_op_linear's) or NULL. */
+ft_status ft_op_dora_scale(ft_backend *be, void *y, const void *z, const float *mag, const float *wn,
+                           const ft_weight *bias, int64_t N, int64_t out, int accumulate);
+/* dmag[o] += (sum_n dy[n,o] * z[n,o]) / wn[o]; dy, z act [N,out]; dmag, wn f32 [out]. The sum over n
+ * in f32, in an order fixed by (N, out) alone: the same inputs give the same bits (no atomics
+ * across blocks whose order varies). */
+ft_status ft_op_dora_mag_grad(ft_backend *be, float *dmag, const void *dy, const void *z, const float *wn, int64_t N,
+                              int64_t out);
+
 /* ---- f32 vector ops for gradients and the optimizer ----------------------------------------- */
 /* *out += sum(x[i]^2) (out f32 scalar, backend memory). */
 ft_status ft_op_sumsq(ft_backend *be, float *out, const float *x, int64_t n);

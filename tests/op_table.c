@@ -43,6 +43,11 @@ const ot_op_info ot_ops[OP_COUNT] = {
     [OP_ROWS_SUM] = {"rows_sum", ot_run_rows, 1, {"N", "C", "k", "M"}, 0, {"drows"}, {VT(rows_sum)}},
     [OP_COLS_SET] = {"cols_set", ot_run_cols, 0, {"n", "V", "k"}, 0, {NULL}, {VT(cols_set)}, OP_COLS_TAKE},
     [OP_COLS_TAKE] = {"cols_take", ot_run_cols, 1, {"n", "V", "k"}, 0, {NULL}, {VT(cols_take)}},
+    /* dora_norm's wn is f32 but not held to the f32 rule: a BF16 backend's W is the BF16 rounding of the
+     * CPU's (ops.h), so its rows set tol_act by the weight's dtype (op_table_dora.c) */
+    [OP_DORA_NORM] = {"dora_norm", ot_run_dora_norm, 0, {"in", "out", "R"}, 1, {NULL}, {VT(dora_norm)}},
+    [OP_DORA_SCALE] = {"dora_scale", ot_run_dora, 0, {"N", "out"}, 0, {NULL}, {VT(dora_scale)}, OP_DORA_MAG_GRAD},
+    [OP_DORA_MAG_GRAD] = {"dora_mag_grad", ot_run_dora, 1, {"N", "out"}, 0, {"*"}, {VT(dora_mag_grad)}},
 };
 
 static int row_cases(const ot_case *row) { return row->op & OT_AND_BWD ? 2 : 1; }

@@ -38,7 +38,8 @@
 enum {
     OP_EMBED, OP_RMSNORM, OP_RMSNORM_BWD, OP_LINEAR, OP_LINEAR_BWD_X, OP_LORA_FWD, OP_LORA_BWD, OP_DROPOUT,
     OP_ROPE, OP_ATTN, OP_ATTN_BWD, OP_SWIGLU, OP_SWIGLU_BWD, OP_ADD, OP_XENT, OP_SUMSQ, OP_SCALE, OP_ADAMW,
-    OP_NF4, OP_CLIP, OP_ATTN_KV, OP_ROWS_SET, OP_ROWS_SUM, OP_COLS_SET, OP_COLS_TAKE, OP_COUNT
+    OP_NF4, OP_CLIP, OP_ATTN_KV, OP_ROWS_SET, OP_ROWS_SUM, OP_COLS_SET, OP_COLS_TAKE, OP_DORA_NORM, OP_DORA_SCALE,
+    OP_DORA_MAG_GRAD, OP_COUNT
 };
 /* A row of ot_rows[] whose op carries OT_AND_BWD is two cases: the op's, then its backward op's
  * (ot_ops[op].bwd_op) with the same name, shape, dtype, flag and tolerances. */
@@ -47,15 +48,15 @@ enum {
     OP_RMSNORM_AND_BWD = OP_RMSNORM | OT_AND_BWD, OP_LINEAR_AND_BWD = OP_LINEAR | OT_AND_BWD,
     OP_LORA_AND_BWD = OP_LORA_FWD | OT_AND_BWD, OP_ATTN_AND_BWD = OP_ATTN | OT_AND_BWD,
     OP_SWIGLU_AND_BWD = OP_SWIGLU | OT_AND_BWD, OP_ROWS_AND_SUM = OP_ROWS_SET | OT_AND_BWD,
-    OP_COLS_AND_TAKE = OP_COLS_SET | OT_AND_BWD
+    OP_COLS_AND_TAKE = OP_COLS_SET | OT_AND_BWD, OP_DORA_SCALE_AND_GRAD = OP_DORA_SCALE | OT_AND_BWD
 };
 /* Flags, per op (see its runner): linear F_ACC, F_BIAS; lora F_ACC, F_TONLY (lora_fwd without y),
  * F_TGIVEN (lora_fwd: t alone, then y from the given t), F_DROP (dropout 0.1 on the input);
  * rmsnorm_bwd F_ACC; attention F_PACK; rope F_INV, F_LLAMA3;
  * dropout p in 1/1000 in the low 16 bits, F_INPLACE << 16; xent 0 loss only, 1 grad_scale 1, 2 0.25;
- * rows_set/rows_sum F_EMPTY (one token with no rows). */
+ * rows_set/rows_sum F_EMPTY (one token with no rows); dora_scale F_ACC, F_BIAS (of dtype wt), F_ALIAS (y is z). */
 enum { F_ACC = 1, F_BIAS = 2, F_TONLY = 2, F_TGIVEN = 4, F_DROP = 8, F_PACK = 1, F_INV = 1, F_LLAMA3 = 2, F_INPLACE = 2,
-       F_EMPTY = 1 };
+       F_EMPTY = 1, F_ALIAS = 4 };
 
 typedef enum { OT_SMALL, OT_MID, OT_REAL, OT_NTIERS } ot_tier;
 
@@ -209,7 +210,8 @@ double ot_now(void);
     } while (0)
 
 /* The runners, by family: op_table_elementwise.c, op_table_linear.c, op_table_attention.c,
- * op_table_optim.c, op_table_nf4.c, op_table_rows.c. Each also sets c->flops or c->bytes for the perf rate. */
+ * op_table_optim.c, op_table_nf4.c, op_table_rows.c, op_table_dora.c. Each also sets c->flops or c->bytes
+ * for the perf rate. */
 void ot_run_embed(ot_ctx *c, const ot_case *k, ot_out *o);
 void ot_run_rmsnorm(ot_ctx *c, const ot_case *k, ot_out *o);  /* OP_RMSNORM, OP_RMSNORM_BWD */
 void ot_run_dropout(ot_ctx *c, const ot_case *k, ot_out *o);
@@ -227,5 +229,7 @@ void ot_run_clip(ot_ctx *c, const ot_case *k, ot_out *o);
 void ot_run_nf4(ot_ctx *c, const ot_case *k, ot_out *o);
 void ot_run_rows(ot_ctx *c, const ot_case *k, ot_out *o);     /* OP_ROWS_SET, OP_ROWS_SUM */
 void ot_run_cols(ot_ctx *c, const ot_case *k, ot_out *o);     /* OP_COLS_SET, OP_COLS_TAKE */
+void ot_run_dora_norm(ot_ctx *c, const ot_case *k, ot_out *o); /* OP_DORA_NORM */
+void ot_run_dora(ot_ctx *c, const ot_case *k, ot_out *o);     /* OP_DORA_SCALE, OP_DORA_MAG_GRAD */
 
 #endif

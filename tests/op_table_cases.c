@@ -277,6 +277,44 @@ const ot_case ot_rows[] = {
     {OP_COLS_TAKE,       OT_SMALL, "cols_take",                      {9, 300, 5},            FT_F32,  0,               0,    0},
     {OP_COLS_TAKE,       OT_SMALL, "cols_take every column",         {3, 20, 20},            FT_F32,  0,               0,    0},
 
+    /* DoRA (s = in, out, R for the norm; N, out for the scale and the magnitude's gradient). dora_norm: an f32
+     * result whose W a BF16 backend rounds to BF16 (the GEMM's operand, ops.h) where the CPU multiplies the
+     * weight's own values: 1e-5 for BF16 weights (the same values on both), 1e-3 (small, mid) and 1e-4 (real)
+     * for the others, whose BF16 rounding moves the norm by ~1.5e-3 / sqrt(in) RMS (docs/ops.md). Odd widths
+     * read W an element at a time (CUDA), R > 16 stages the rank in two steps; ggml rows are whole blocks */
+    {OP_DORA_NORM,       OT_SMALL, "dora_norm bf16",                 {72, 40, 8},            FT_BF16, 0,               1e-6, 1e-5},
+    {OP_DORA_NORM,       OT_SMALL, "dora_norm bf16 r20",             {264, 33, 20},          FT_BF16, 0,               1e-6, 1e-5},
+    {OP_DORA_NORM,       OT_SMALL, "dora_norm f32 odd in",           {70, 33, 4},            FT_F32,  0,               1e-6, 1e-3},
+    {OP_DORA_NORM,       OT_SMALL, "dora_norm f16 r3",               {64, 20, 3},            FT_F16,  0,               1e-6, 1e-3},
+    {OP_DORA_NORM,       OT_SMALL, "dora_norm nf4",                  {136, 40, 16},          FT_NF4,  0,               1e-6, 1e-3},
+    {OP_DORA_NORM,       OT_SMALL, "dora_norm nf4 odd in",           {70, 9, 8},             FT_NF4,  0,               1e-6, 1e-3},
+    {OP_DORA_NORM,       OT_SMALL, "dora_norm q4_k",                 {512, 24, 8},           FT_Q4_K, 0,               1e-6, 1e-3},
+    {OP_DORA_NORM,       OT_SMALL, "dora_norm q6_k",                 {256, 17, 16},          FT_Q6_K, 0,               1e-6, 1e-3},
+    {OP_DORA_NORM,       OT_SMALL, "dora_norm q4_0",                 {96, 20, 8},            FT_Q4_0, 0,               1e-6, 1e-3},
+    {OP_DORA_NORM,       OT_SMALL, "dora_norm iq4_xs",               {256, 12, 8},           FT_IQ4_XS, 0,             1e-6, 1e-3},
+    {OP_DORA_NORM,       OT_MID,   "m dora_norm nf4 r16",            {520, 100, 16},         FT_NF4,  0,               0,    1e-3},
+    {OP_DORA_NORM,       OT_MID,   "m dora_norm q4_k r32",           {1024, 70, 32},         FT_Q4_K, 0,               0,    1e-3},
+    {OP_DORA_NORM,       OT_MID,   "m dora_norm bf16 r12 odd in",    {300, 65, 12},          FT_BF16, 0,               0,    1e-5},
+    {OP_DORA_NORM,       OT_REAL,  "L70 q_proj nf4 r16",             {8192, 8192, 16},       FT_NF4,  0,               0,    1e-4},
+    {OP_DORA_NORM,       OT_REAL,  "L70 gate_proj nf4 r16",          {8192, 28672, 16},      FT_NF4,  0,               0,    1e-4},
+    {OP_DORA_NORM,       OT_REAL,  "L70 down_proj q4_k r16",         {28672, 8192, 16},      FT_Q4_K, 0,               0,    1e-4},
+    {OP_DORA_NORM,       OT_REAL,  "L70 k_proj bf16 r16",            {8192, 1024, 16},       FT_BF16, 0,               0,    1e-5},
+    /* dora_scale rounds an f32 result once (8e-3 small, like add); F_ALIAS writes y over z; dora_mag_grad sums
+     * BF16 inputs in f32 (f32 rule: 1e-5), in row chunks fixed by (N, out) (several from N 130 on) */
+    {OP_DORA_SCALE,      OT_SMALL, "dora_scale",                     {9, 40},                FT_F32,  0,               1e-6, 8e-3},
+    {OP_DORA_SCALE,      OT_SMALL, "dora_scale bf16 bias +acc",      {9, 40},                FT_BF16, F_BIAS | F_ACC,  1e-6, 8e-3},
+    {OP_DORA_SCALE,      OT_SMALL, "dora_scale f16 bias in place",   {7, 33},                FT_F16,  F_BIAS | F_ALIAS, 1e-6, 8e-3},
+    {OP_DORA_SCALE,      OT_SMALL, "dora_scale f32 bias",            {5, 24},                FT_F32,  F_BIAS,          1e-6, 8e-3},
+    {OP_DORA_SCALE_AND_GRAD, OT_MID, "m dora vec8 bf16 bias",        {37, 264},              FT_BF16, F_BIAS,          0,    BT},
+    {OP_DORA_SCALE_AND_GRAD, OT_MID, "m dora odd out +acc",          {133, 100},             FT_F32,  F_ACC,           0,    BT},
+    {OP_DORA_SCALE,      OT_MID,   "m dora_scale in place",          {40, 136},              FT_F32,  F_ALIAS,         0,    BT},
+    {OP_DORA_SCALE_AND_GRAD, OT_REAL, "L70 gate_proj N=128",         {128, 28672},           FT_F32,  0,               0,    BT},
+    {OP_DORA_SCALE_AND_GRAD, OT_REAL, "L70 q_proj bias +acc N=256",  {256, 8192},            FT_BF16, F_BIAS | F_ACC,  0,    BT},
+    {OP_DORA_MAG_GRAD,   OT_SMALL, "dora_mag_grad",                  {9, 40},                FT_F32,  0,               1e-6, 1e-5},
+    {OP_DORA_MAG_GRAD,   OT_SMALL, "dora_mag_grad chunks vec8",      {130, 16},              FT_F32,  0,               1e-6, 1e-5},
+    {OP_DORA_MAG_GRAD,   OT_SMALL, "dora_mag_grad chunks odd out",   {70, 33},               FT_F32,  0,               1e-6, 1e-5},
+    {OP_DORA_MAG_GRAD,   OT_REAL,  "L70 k_proj N=4096",              {4096, 1024},           FT_F32,  0,               0,    BT},
+
     {OP_NF4,             OT_SMALL, "nf4 from f32",                   {33, 200},              FT_F32,  0,               0,    0},
     {OP_NF4,             OT_SMALL, "nf4 from bf16 (odd n)",          {17, 129},              FT_BF16, 0,               0,    0},
     {OP_NF4,             OT_MID,   "m nf4 f32 (17 256-blocks)",      {64, 4100},             FT_F32,  0,               0,    0},

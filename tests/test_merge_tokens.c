@@ -12,6 +12,13 @@
  *   - llama.cpp LoRA GGUF: the pairs of token_embd / output, applied as llama.cpp does
  *     (base row + alpha/k * b a), give the adapter's rows exactly and leave other rows alone; a tied
  *     model is refused and nothing is written.
+ * DoRA (PEFT's use_dora; tests/fixtures/train_dora/<case>, tests/ref/make_dora_golden.py: llama_gqa4,
+ * whose q/k rows a llama-arch GGUF permutes, and qwen2, tied, with q/k/v biases), through
+ * export/adapter_dora.c's ft_adapter_apply_rows in both merges and trainer/adapter_attach.c:
+ *   - merged safetensors, merged F32 GGUF, and a merge into an F32 GGUF base (--type base): logits on
+ *     tokens0.txt = PEFT's merge_and_unload() model's (merged_logits.bin), rel-L2 <= 1e-5;
+ *   - the adapter applied on the fly (`ftune eval --adapter`): PEFT's PeftModel logits (logits.bin), 1e-5;
+ *     its layer 0 alone (layers_to_transform) refused there, pointing at `ftune merge`.
  * The forward fixtures have no tokenizer; a GGUF needs one: a byte-level BPE of exactly 256 ids is
  * written beside a copy of the checkpoint (as tests/cli/merge_arch.sh makes it). */
 #include <math.h>
@@ -26,6 +33,7 @@
 #include "export/merge.h"
 #include "kernels/ggml_quants.h"
 #include "tests/harness.h"
+#include "trainer/adapter_attach.h"
 #include "trainer/loader.h"
 #include "trainer/safetensors_read.h"
 #include "trainer/token_file.h"
@@ -72,29 +80,35 @@ static void ft_make_base(const char *fx, const char *dir) {
     ft_write_tokenizer(b);
 }
 
-/* Logits [T, V] of the model at `path` on the case's tokens0.txt against logits_merged.bin. */
-static void ft_check_logits(ft_backend *be, const char *tc, const char *path, int gguf_f32, double tol, const char *what) {
+/* Logits [T, V] of the model at `path` (with adapter `a` applied on the fly as `ftune eval --adapter`
+ * does when not NULL) on the case's tokens0.txt against the case's file `ref`. */
+static void ft_check_logits(ft_backend *be, const char *tc, const char *ref, const char *path, const ft_adapter *a,
+                            int gguf_f32, double tol, const char *what) {
     char p[1400];
     ft_token_seqs seqs = {0};
     ft_model *m = NULL;
+    ft_lora *lora = NULL;
     char *raw = NULL;
     int64_t len = 0;
     snprintf(p, sizeof p, "%s/tokens0.txt", tc);
     FT_CHECK_OK(ft_token_file_read(p, &seqs));
     ft_load_opts lo = {.quant = FT_QUANT_NONE, .gguf_f32 = gguf_f32};
     FT_CHECK_OK(ft_model_load(&m, be, path, &lo));
-    if (!m || seqs.n < 1) return;
+    if (m && a) FT_CHECK_OK(ft_model_attach_adapter(m, be, a, &lora));
+    if (!m || seqs.n < 1 || (a && !lora)) goto done;
     const int64_t T = seqs.start[1], V = ft_model_get_dims(m)->V;
     float *out = calloc((size_t)(T * V), 4);
     ft_batch bt = {.B = 1, .T = T, .tokens = seqs.ids};
     FT_CHECK_OK(ft_model_logits(m, &bt, out));
-    snprintf(p, sizeof p, "%s/logits_merged.bin", tc);
+    snprintf(p, sizeof p, "%s/%s", tc, ref);
     FT_CHECK_OK(ft_test_read_file(p, &raw, &len));
     if (FT_CHECK(len == T * V * 4, "%s: %s has %lld bytes, want %lld", what, p, (long long)len, (long long)(T * V * 4)))
         FT_CHECK_CLOSE(out, (const float *)raw, T * V, tol, what);
     free(raw);
     free(out);
+done:
     ft_model_free(m);
+    ft_lora_free(lora, be);
     ft_token_seqs_free(&seqs);
 }
 
@@ -217,12 +231,12 @@ static void ft_case(ft_backend *be, const char *name, int tied) {
     ft_merge_opts o = {.base_dir = base, .adapter = &a, .out = p, .kind = FT_MERGE_SAFETENSORS};
     FT_CHECK_OK(ft_merge(&o, NULL));
     snprintf(what, sizeof what, "%s: merged safetensors vs PEFT merge_and_unload logits", name);
-    ft_check_logits(be, tc, p, 0, 1e-5, what);
+    ft_check_logits(be, tc, "logits_merged.bin", p, NULL, 0, 1e-5, what);
     snprintf(p, sizeof p, "%s/%s-merged-f32.gguf", tmp, name);
     o.out = p, o.kind = FT_MERGE_F32;
     FT_CHECK_OK(ft_merge(&o, NULL));
     snprintf(what, sizeof what, "%s: merged F32 GGUF vs PEFT merge_and_unload logits", name);
-    ft_check_logits(be, tc, p, 1, 1e-5, what);
+    ft_check_logits(be, tc, "logits_merged.bin", p, NULL, 1, 1e-5, what);
 
     /* Q4_K_M, Q8_0: the ids' rows encoded from the adapter's, the others the base-alone merge's bytes
      * (Q8_0 last: its base-alone file is the GGUF base below) */
@@ -247,7 +261,8 @@ static void ft_case(ft_backend *be, const char *name, int tied) {
     ft_merge_opts og = {.base_dir = q, .adapter = &a, .out = p, .kind = FT_MERGE_BASE};
     FT_CHECK_OK(ft_merge(&og, NULL));
     snprintf(what, sizeof what, "%s: F32 GGUF base + adapter merged (--type base) vs PEFT logits", name);
-    ft_check_logits(be, tc, p, 1, 1e-5, what); /* float32 throughout (as stored, a GGUF base's embeddings are BF16) */
+    /* float32 throughout (as stored, a GGUF base's embeddings are BF16) */
+    ft_check_logits(be, tc, "logits_merged.bin", p, NULL, 1, 1e-5, what);
     snprintf(q, sizeof q, "%s/%s-alone-q8_0.gguf", tmp, name);
     snprintf(p, sizeof p, "%s/%s-into-q8_0.gguf", tmp, name);
     og.base_dir = q, og.out = p;
@@ -295,11 +310,66 @@ static void ft_case(ft_backend *be, const char *name, int tied) {
     ft_adapter_free(&a);
 }
 
+/* A DoRA adapter merged three ways and applied on the fly, against PEFT (see the top). */
+static void ft_case_dora(ft_backend *be, const char *name) {
+    char fx[1024], tc[1024], ad[1200], base[1200], p[1400], q[1400], what[256];
+    const char *tmp = ft_test_tmpdir();
+    snprintf(fx, sizeof fx, "%s/tests/fixtures/forward/%s", ft_test_src_dir(), name);
+    snprintf(tc, sizeof tc, "%s/tests/fixtures/train_dora/%s", ft_test_src_dir(), name);
+    snprintf(ad, sizeof ad, "%s/peft_adapter", tc);
+    snprintf(base, sizeof base, "%s/%s-dora-base", tmp, name);
+    ft_make_base(fx, base);
+    ft_adapter a = {0};
+    FT_CHECK_OK(ft_adapter_load(&a, ad));
+    if (!FT_CHECK(a.dora && a.n == 14, "%s: DoRA %d, %lld modules", name, a.dora, (long long)a.n)) goto done;
+    snprintf(p, sizeof p, "%s/%s-dora-merged", tmp, name);
+    ft_merge_opts o = {.base_dir = base, .adapter = &a, .out = p, .kind = FT_MERGE_SAFETENSORS};
+    FT_CHECK_OK(ft_merge(&o, NULL));
+    snprintf(what, sizeof what, "%s DoRA: merged safetensors vs PEFT merge_and_unload logits", name);
+    ft_check_logits(be, tc, "merged_logits.bin", p, NULL, 0, 1e-5, what);
+    snprintf(p, sizeof p, "%s/%s-dora-merged-f32.gguf", tmp, name);
+    o.kind = FT_MERGE_F32;
+    FT_CHECK_OK(ft_merge(&o, NULL));
+    snprintf(what, sizeof what, "%s DoRA: merged F32 GGUF vs PEFT merge_and_unload logits", name);
+    ft_check_logits(be, tc, "merged_logits.bin", p, NULL, 1, 1e-5, what);
+    /* into a GGUF base: the norms from its decoded rows (float32 here, so PEFT's) */
+    snprintf(q, sizeof q, "%s/%s-dora-alone-f32.gguf", tmp, name);
+    ft_merge_opts ob = {.base_dir = base, .out = q, .kind = FT_MERGE_F32};
+    FT_CHECK_OK(ft_merge(&ob, NULL));
+    snprintf(p, sizeof p, "%s/%s-dora-into-f32.gguf", tmp, name);
+    ft_merge_opts og = {.base_dir = q, .adapter = &a, .out = p, .kind = FT_MERGE_BASE};
+    FT_CHECK_OK(ft_merge(&og, NULL));
+    snprintf(what, sizeof what, "%s DoRA: F32 GGUF base + adapter merged (--type base) vs PEFT logits", name);
+    ft_check_logits(be, tc, "merged_logits.bin", p, NULL, 1, 1e-5, what);
+    /* on the fly: the unmerged PeftModel's logits */
+    snprintf(what, sizeof what, "%s DoRA: base + adapter applied on the fly vs PeftModel logits", name);
+    ft_check_logits(be, tc, "logits.bin", base, &a, 0, 1e-5, what);
+    /* layer 0 only (PEFT's layers_to_transform): on the fly the other layer's magnitudes would have to be
+     * ||W||, which only a merge applies: refused, pointing at `ftune merge` */
+    ft_model *m = NULL;
+    ft_lora *lora = NULL;
+    ft_load_opts lo = {.quant = FT_QUANT_NONE};
+    FT_CHECK_OK(ft_model_load(&m, be, base, &lo));
+    const int64_t n = a.n;
+    a.n = 7; /* modules sorted by (layer, module): layer 0's seven */
+    ft_status st = m ? ft_model_attach_adapter(m, be, &a, &lora) : FT_E_INTERNAL;
+    FT_CHECK(st == FT_E_UNSUPPORTED && strstr(ft_error_msg(), "layer 1") && strstr(ft_error_msg(), "ftune merge") && !lora,
+             "%s DoRA of layer 0 only, on the fly: status %d '%s'", name, (int)st, ft_error_msg());
+    ft_error_clear();
+    a.n = n;
+    ft_lora_free(lora, be);
+    ft_model_free(m);
+done:
+    ft_adapter_free(&a);
+}
+
 int main(void) {
     ft_backend *be = NULL;
     FT_CHECK_OK(ft_backend_cpu_create(&be, 0));
     ft_case(be, "llama_gqa4", 0);
     ft_case(be, "llama_mha_tied", 1);
+    ft_case_dora(be, "llama_gqa4");
+    ft_case_dora(be, "qwen2");
     ft_backend_free(be);
     return ft_test_finish();
 }

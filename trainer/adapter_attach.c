@@ -104,7 +104,7 @@ ft_status ft_model_attach_adapter(ft_model *m, ft_backend *be, const ft_adapter 
     const int64_t r = a->m[0].r;
     /* alpha from the effective scale, so that ft_lora's alpha/r (or alpha/sqrt(r)) reproduces it */
     ft_lora_cfg cfg = {.r = r, .alpha = a->m[0].scale * (a->rslora ? sqrt((double)r) : (double)r), .dropout = 0.0,
-                       .rslora = a->rslora, .targets = targets, .vlm = a->vlm, .tied = d->tied};
+                       .rslora = a->rslora, .targets = targets, .vlm = a->vlm, .tied = d->tied, .dora = a->dora};
     const ft_lora_shapes shapes = ft_model_lora_shapes(d);
     FT_CHECK_GOTO(st, ft_attach_tokens(a, d, &tok_ids, &cfg.n_tokens), done);
     cfg.tokens = tok_ids;
@@ -133,6 +133,12 @@ ft_status ft_model_attach_adapter(ft_model *m, ft_backend *be, const ft_adapter 
             /* a layer the adapter leaves alone (PEFT's layers_to_transform) keeps A = B = 0: its
              * product adds nothing, as `ftune merge` leaves that layer's weight as it is */
             const ft_adapter_mod *md = ft_adapter_find(a, layer, (ft_linear)mod);
+            if (!md && a->dora) { /* its magnitude would have to be ||W||: only a merge applies such an adapter */
+                st = FT_ERR(FT_E_UNSUPPORTED,
+                            "%s: a DoRA adapter that leaves layer %lld %s alone (layers_to_transform): apply it with "
+                            "'ftune merge' instead", a->dir, (long long)layer, ft_module_name((ft_module)mod));
+                goto done;
+            }
             if (!md) continue;
             if (md->r != r || md->in != t->in || md->out != t->out) { /* ft_adapter_load_for checked them */
                 st = FT_ERR(FT_E_FORMAT, "%s: layer %lld: a module of [%lld, %lld] where the model's is [%lld, %lld]",
@@ -142,16 +148,18 @@ ft_status ft_model_attach_adapter(ft_model *m, ft_backend *be, const ft_adapter 
             }
             memcpy(host + t->a_off, md->A, (size_t)(r * t->in) * sizeof *host);
             memcpy(host + t->b_off, md->B, (size_t)(t->out * r) * sizeof *host);
+            if (a->dora) memcpy(host + t->m_off, md->mag, (size_t)t->out * sizeof *host); /* DoRA (lora.h) */
             placed++;
         }
     FT_CHECK_GOTO(st, ft_backend_upload(be, l->params, host, l->n_params * 4), done);
+    l->mag_set = a->dora; /* the magnitudes are the file's: the model's first pass keeps them */
     ft_model_set_lora(m, l);
     if (l->tok.k)
         ft_info("adapter: %s (r %lld, scale %g, %lld modules, %lld trainable tokens) applied to the model", a->dir,
                 (long long)r, a->m[0].scale, (long long)placed, (long long)l->tok.k);
     else
-        ft_info("adapter: %s (r %lld, scale %g, %lld modules) applied to the model", a->dir, (long long)r,
-                a->m[0].scale, (long long)placed);
+        ft_info("adapter: %s (r %lld, scale %g, %lld modules%s) applied to the model", a->dir, (long long)r,
+                a->m[0].scale, (long long)placed, a->dora ? ", DoRA" : "");
     *out = l, l = NULL;
 done:
     if (l) ft_lora_free(l, be);

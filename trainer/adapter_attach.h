@@ -8,7 +8,9 @@
  * checkpoint) or a checkpoint file.
  * One rank and one scale for all its modules (ftune's own, and most PEFT adapters); per-module
  * patterns are refused with the `ftune merge` command that applies them. A module the adapter holds
- * in some layers only (PEFT's layers_to_transform) is zero in the others, changing nothing there.
+ * in some layers only (PEFT's layers_to_transform) is zero in the others, changing nothing there
+ * (not so under DoRA, whose magnitude there would be ||W||: refused, pointing at `ftune merge`). A DoRA
+ * adapter's magnitudes are the file's (lora.h mag_set).
  * Trainable-token rows (PEFT's trainable_token_indices) replace the base's rows as in training;
  * an embedding-only list on an untied model keeps lm_head's rows as the base has them. */
 #ifndef FT_ADAPTER_ATTACH_H

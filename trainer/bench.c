@@ -212,6 +212,7 @@ static void ft_bench_plan_sets(const ft_bench_opts *o, const char *device, int64
     snprintf(buf[k], 96, "model.threads=%d", o->threads), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "lora.r=%lld", (long long)o->lora_r), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "lora.dropout=%g", o->lora_dropout), sets[k] = buf[k], k++;
+    snprintf(buf[k], 96, "lora.dora=%s", o->dora ? "true" : "false"), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "lora.targets=%s", o->targets), sets[k] = buf[k], k++;
     /* random rows, one document each; or packed with --doc-len (the plan then counts their attention
      * and no cuDNN workspace: the backend runs packed rows through its own kernels) */
@@ -343,17 +344,17 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
     snprintf(r->linear_dtype, sizeof r->linear_dtype, "%s", ft_dtype_name(plan->linear_dtype));
     r->layers = plan->dims.L, r->T = T, r->B = o->micro_batch, r->K = o->grad_accum;
     r->doc_len = o->doc_len > 0 && o->doc_len < T ? o->doc_len : 0, r->attn_len = plan->attn_len;
-    r->lora_r = o->lora_r, r->lora_dropout = o->lora_dropout;
+    r->lora_r = o->lora_r, r->lora_dropout = o->lora_dropout, r->dora = o->dora;
     r->tokens_per_step = r->B * r->K * T;
     char b1[48], b2[48];
     ft_plan_format_bytes(plan->backend_bytes, b1, sizeof b1);
     ft_plan_format_bytes(dev_total, b2, sizeof b2);
     ft_bench_say(o, "bench %s: %lld %s %lld layers, C %lld, F %lld, H %lld/%lld x %lld, V %lld, %s linears, LoRA r %lld on "
-                    "%s, dropout %g\n", shape->name, (long long)plan->dims.L, plan->dims.L <= shape->L ? "of" : "instead of",
+                    "%s%s, dropout %g\n", shape->name, (long long)plan->dims.L, plan->dims.L <= shape->L ? "of" : "instead of",
                  (long long)shape->L, (long long)plan->dims.C,
                  (long long)plan->dims.F, (long long)plan->dims.H, (long long)plan->dims.Hkv, (long long)plan->dims.D,
                  (long long)plan->dims.V, ft_dtype_name(plan->linear_dtype), (long long)o->lora_r, o->targets,
-                 o->lora_dropout);
+                 o->dora ? " (DoRA)" : "", o->lora_dropout);
     ft_bench_say(o, "  seq %lld%s x micro-batch %lld x grad-accum %lld = %lld tokens per step, recompute %s%s, %lld steps, "
                     "device %s (%s total)\n", (long long)T, o->seq == 0 ? " (longest that fits)" : "",
                  (long long)o->micro_batch, (long long)o->grad_accum, (long long)r->tokens_per_step,
@@ -379,7 +380,8 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
     ft_bench_say(o, "  random model made on %s in %.2f s (%.2f GiB of weights)\n", ft_backend_name(be), r->init_s,
                  (double)ft_backend_bytes_in_use(be) / GIB);
 
-    ft_lora_cfg lc = {.r = o->lora_r, .alpha = 2.0 * (double)o->lora_r, .dropout = o->lora_dropout, .seed = o->seed};
+    ft_lora_cfg lc = {.r = o->lora_r, .alpha = 2.0 * (double)o->lora_r, .dropout = o->lora_dropout, .seed = o->seed,
+                      .dora = o->dora};
     FT_CHECK_GOTO(st, ft_lora_parse_targets(o->targets, &lc.targets), done);
     ft_lora_shapes shapes = ft_model_lora_shapes(&plan->dims);
     FT_CHECK_GOTO(st, ft_lora_create(&lora, be, &lc, &shapes, plan->dims.L), done);
@@ -465,8 +467,10 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
                  r->plan_tokens_per_s, r->plan_device);
     const double fu = r->flops_per_token >= 1e9 ? 1e9 : 1e6;
     const char *fn = fu == 1e9 ? "GFLOP" : "MFLOP";
-    ft_bench_say(o, "  F per token            %.3f %s (ftune plan: %.3f base + %.3f head + %.3f attention + %.3f LoRA)\n",
+    ft_bench_say(o, "  F per token            %.3f %s (ftune plan: %.3f base + %.3f head + %.3f attention + %.3f LoRA",
                  r->flops_per_token / fu, fn, plan->f_base / fu, plan->f_head / fu, plan->f_attn / fu, plan->f_lora / fu);
+    if (plan->dora) ft_bench_say(o, " + %.3f DoRA", plan->f_dora / fu);
+    ft_bench_say(o, ")\n");
     ft_bench_say(o, "  F x tokens/s           %.2f TFLOP/s", r->achieved_tflops);
     if (r->peak_tflops > 0) ft_bench_say(o, " = %.1f%% of the measured GEMM peak %.1f TFLOP/s", 100.0 * r->mfu, r->peak_tflops);
     ft_bench_say(o, "\n");
@@ -549,6 +553,7 @@ ft_status ft_bench_write_json(const ft_bench_result *r, const char *path) {
     cJSON_AddNumberToObject(j, "grad_accum", (double)r->K);
     cJSON_AddNumberToObject(j, "lora_r", (double)r->lora_r);
     cJSON_AddNumberToObject(j, "lora_dropout", r->lora_dropout);
+    cJSON_AddBoolToObject(j, "dora", r->dora);
     cJSON_AddNumberToObject(j, "tokens_per_step", (double)r->tokens_per_step);
     cJSON_AddNumberToObject(j, "init_s", r->init_s);
     cJSON_AddNumberToObject(j, "tokens_per_s", r->tokens_per_s);

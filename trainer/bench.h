@@ -58,6 +58,7 @@ typedef struct ft_bench_opts {
     int64_t micro_batch, grad_accum, steps;
     int64_t lora_r;
     double lora_dropout;    /* lora.dropout (0, as the PEFT side runs; the recipes use 0.05) */
+    int dora;               /* lora.dora (DoRA: magnitudes, a second frozen product in the backward) */
     const char *targets;    /* "all" or a module list */
     const char *quant;      /* "nf4" or "none" (bf16 linears) */
     double lr;
@@ -85,6 +86,7 @@ typedef struct ft_bench_result {
     double attn_len;        /* the plan's S in A_fwd: T, less with doc_len */
     int64_t lora_r;
     double lora_dropout;
+    int dora;
     int64_t nsteps;
     ft_bench_step *steps;   /* [nsteps] */
     double init_s;          /* making the random model, to the last byte on the device */

@@ -52,7 +52,7 @@ static char *ft_meta_json(const ft_ckpt_state *s) {
              "  \"steps_total\": %" PRId64 ",\n"
              "  \"seed\": \"%" PRIu64 "\",\n"
              "  \"lora\": {\"n_params\": %" PRId64 ", \"r\": %" PRId64 ", \"layers\": %" PRId64
-             ", \"targets\": %" PRIu32 ", \"tokens\": [%s]},\n"
+             ", \"targets\": %" PRIu32 ", \"tokens\": [%s], \"dora\": %s},\n"
              "  \"adamw_t\": %" PRId64 ",\n"
              "  \"data_cursor\": {\"seed\": \"%" PRIu64 "\", \"epoch\": %" PRId64 ", \"index\": %" PRId64
              ", \"rows\": %" PRId64 ", \"plan_hash\": \"%016" PRIx64 "\"},\n"
@@ -71,7 +71,7 @@ static char *ft_meta_json(const ft_ckpt_state *s) {
              "  ]\n"
              "}\n",
              FT_CKPT_VERSION, s->step, s->steps_total, s->seed, s->n_params, s->lora_r, s->lora_layers, s->lora_targets,
-             toks, s->adamw_t, s->cursor.seed, s->cursor.epoch, s->cursor.index, s->cursor.rows, s->cursor.plan_hash,
+             toks, s->dora ? "true" : "false", s->adamw_t, s->cursor.seed, s->cursor.epoch, s->cursor.index, s->cursor.rows, s->cursor.plan_hash,
              s->guard.n, s->guard.mean, s->guard.var, s->guard.consecutive, s->guard.skipped,
              s->guard.best, s->guard.best_step, s->guard.above, s->guard.above_from, s->guard.rollbacks, s->val.loss,
              s->val.step, s->val.since, s->elapsed_s, s->elapsed_s,
@@ -260,6 +260,9 @@ static ft_status ft_parse_meta(const char *path, const char *text, size_t len, f
             }
             s->tokens[s->n_tokens++] = (int32_t)t->valuedouble;
         }
+        const cJSON *dora = cJSON_GetObjectItemCaseSensitive(lora, "dora"); /* absent before DoRA */
+        if (dora && !cJSON_IsBool(dora)) ok = 0;
+        s->dora = cJSON_IsTrue(dora);
         s->adamw_t = js_i64(j, "adamw_t", &ok);
         s->cursor.seed = js_u64(cur, "seed", 10, &ok);
         s->cursor.epoch = js_i64(cur, "epoch", &ok);

@@ -53,6 +53,7 @@ typedef struct ft_ckpt_state {
     uint32_t lora_targets;    /* ft_module bitmask */
     int64_t n_tokens;         /* the adapter's trainable tokens (lora.h ft_lora_tokens), ascending */
     int32_t tokens[FT_CKPT_MAX_TOKENS];
+    int dora;                 /* the adapter is DoRA (lora.h): its magnitudes follow the rest in the parameters */
     int64_t adamw_t;          /* AdamW steps taken (skipped steps do not count) */
     ft_data_cursor cursor;
     ft_guard guard;

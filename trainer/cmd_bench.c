@@ -34,6 +34,7 @@ static const ft_opt ft_bench_cli[] = {
     {"lora-r", FT_OPT_INT, "R", "16", "LoRA rank"},
     {"dropout", FT_OPT_FLOAT, "P", "0", "LoRA dropout (the recipes use 0.05; the PEFT comparison runs 0)"},
     {"lora-targets", FT_OPT_STR, "LIST", "all", "LoRA target modules"},
+    {"dora", FT_OPT_FLAG, NULL, NULL, "DoRA (needs --dropout 0): magnitudes and the backward's second frozen product"},
     {"quant", FT_OPT_STR, "nf4|none|q4_k|...", "nf4", "storage of the frozen linear weights: NF4, 16-bit, or a ggml block type as a GGUF base keeps them (q4_0, q5_0, q8_0, q4_k, q5_k, q6_k, iq4_nl, iq4_xs)"},
     {"lr", FT_OPT_FLOAT, "X", "1e-3", "learning rate (constant)"},
     {"no-recompute", FT_OPT_FLAG, NULL, NULL, "keep every layer's activations instead of recomputing"},
@@ -109,6 +110,7 @@ ft_status ft_cmd_bench(int argc, char **argv) {
     FT_CHECK_GOTO(st, ft_cli_int(&cli, "lora-r", &o.lora_r), done);
     FT_CHECK_GOTO(st, ft_cli_float(&cli, "dropout", &o.lora_dropout), done);
     FT_CHECK_GOTO(st, ft_cli_str(&cli, "lora-targets", &o.targets), done);
+    o.dora = ft_cli_flag(&cli, "dora");
     FT_CHECK_GOTO(st, ft_cli_str(&cli, "quant", &o.quant), done);
     FT_CHECK_GOTO(st, ft_cli_float(&cli, "lr", &o.lr), done);
     FT_CHECK_GOTO(st, ft_cli_int(&cli, "peak-n", &o.peak_n), done);

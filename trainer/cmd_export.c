@@ -83,10 +83,11 @@ static ft_status ft_ckpt_adapter(const char *ckpt, ft_adapter *a) {
                           .H = cfg.num_attention_heads, .Hkv = cfg.num_key_value_heads, .D = cfg.head_dim,
                           .V = cfg.vocab_size};
     ft_lora_shapes shapes = ft_model_lora_shapes(&dims);
-    /* the trainable tokens the checkpoint records, whose rows follow the LoRA tensors (trainer/lora.h) */
+    /* the trainable tokens the checkpoint records, whose rows follow the LoRA tensors, and DoRA's
+     * magnitudes after them (trainer/lora.h) */
     ft_lora_cfg lc = {.r = cs.lora_r, .alpha = rec.lora.alpha, .dropout = rec.lora.dropout, .rslora = rec.lora.rslora,
                       .targets = cs.lora_targets, .vlm = cfg.vlm, .tokens = cs.tokens, .n_tokens = cs.n_tokens,
-                      .tied = cfg.tie_word_embeddings};
+                      .tied = cfg.tie_word_embeddings, .dora = cs.dora};
     /* the layout only (offsets of each A and B): the values are the checkpoint's, on the host. 0
      * threads: leaves OpenBLAS's process-wide pool as it is, for the backend that `eval --adapter
      * CKPT` or `generate` computes on (1 here made its logits differ from final/'s by an ulp) */
@@ -114,6 +115,7 @@ static ft_status ft_ckpt_adapter(const char *ckpt, ft_adapter *a) {
     cJSON_AddNumberToObject(j, "lora_dropout", lc.dropout);
     cJSON_AddItemToObject(j, "target_modules", mods);
     cJSON_AddBoolToObject(j, "use_rslora", lc.rslora);
+    cJSON_AddBoolToObject(j, "use_dora", lc.dora);
     ft_adapter_tokens_json(j, lora->tok.ids, lora->tok.k, lora->tok.ids, lc.tied ? 0 : lora->tok.k);
     text = cJSON_Print(j);
     if (!text) {
@@ -246,6 +248,7 @@ ft_status ft_cmd_export(int argc, char **argv) {
     }
     signal(SIGXFSZ, SIG_IGN); /* a file size limit is a clean write error, not a kill mid-file */
     FT_CHECK_GOTO(st, ft_export_load_adapter(cli.pos[0], &a), done);
+    if (gguf) FT_CHECK_GOTO(st, ft_adapter_dora_gguf_refuse(&a), done); /* at once, before the base is read */
     char outbuf[4300];
     if (!out) {
         struct stat sb;

@@ -44,6 +44,7 @@ static const ft_opt ft_train_opts[] = {
     {"lora-dropout", FT_OPT_FLOAT, "P", "0", "LoRA dropout"},
     {"lora-targets", FT_OPT_STR, "LIST", "all", "comma list of q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"},
     {"rslora", FT_OPT_FLAG, NULL, NULL, "scale by alpha/sqrt(r) instead of alpha/r"},
+    {"dora", FT_OPT_FLAG, NULL, NULL, "DoRA: also train a magnitude per output row of each module (PEFT use_dora)"},
     {"lora-init", FT_OPT_STR, "FILE", NULL, "initial A/B from a safetensors file under PEFT names"},
     {"trainable-tokens", FT_OPT_STR, "LIST", NULL,
      "comma list of token ids (or token strings) whose embedding and lm_head rows are trained whole"},
@@ -66,7 +67,7 @@ static const ft_opt ft_train_opts[] = {
 /* Options that belong to one mode only. */
 static const char *const ft_flag_only[] = {"model", "tokens", "quant", "steps", "lr", "schedule", "warmup",
                                            "weight-decay", "beta1", "beta2", "eps", "clip", "lora-r", "lora-alpha",
-                                           "lora-dropout", "lora-targets", "rslora", "lora-init", "trainable-tokens", "micro-batch",
+                                           "lora-dropout", "lora-targets", "rslora", "dora", "lora-init", "trainable-tokens", "micro-batch",
                                            "grad-accum", "max-len", "seed", "no-recompute", "dump-grads", "save",
                                            "device", "threads"};
 
@@ -288,6 +289,7 @@ ft_status ft_cmd_train(int argc, char **argv) {
     tc.sched.lr = lr, tc.sched.warmup = warmup, tc.sched.total = steps;
     tc.opt.weight_decay = wd;
     lc.r = r, lc.alpha = alpha, lc.dropout = dropout, lc.rslora = ft_cli_flag(&cli, "rslora"), lc.seed = (uint64_t)seed;
+    lc.dora = ft_cli_flag(&cli, "dora");
 
     FT_CHECK_GOTO(st, ft_flag_files(init, save, tc.dump_grads), done);
     FT_CHECK_GOTO(st, ft_token_file_read(tokens, &seqs), done);

@@ -55,7 +55,7 @@ ft_status ft_lora_parse_targets(const char *list, unsigned *mask) {
 int64_t ft_lora_param_count(const ft_lora_cfg *cfg, const ft_lora_shapes *s, int64_t n_layers) {
     int64_t per_layer = 0;
     for (int m = 0; m < FT_MOD_COUNT; m++)
-        if (cfg->targets & (1u << m)) per_layer += cfg->r * (s->in[m] + s->out[m]);
+        if (cfg->targets & (1u << m)) per_layer += cfg->r * (s->in[m] + s->out[m]) + (cfg->dora ? s->out[m] : 0);
     return per_layer * n_layers + cfg->n_tokens * s->in[FT_MOD_Q] * (cfg->tied ? 1 : 2);
 }
 
@@ -63,6 +63,12 @@ void ft_lora_tensor_name(char *buf, size_t cap, int64_t layer, ft_module m, char
     char mod[160]; /* the module path as export/adapter.c writes it: one place knows the vision-language layout */
     ft_peft_module(mod, sizeof mod, (ft_linear)m, layer, vlm);
     snprintf(buf, cap, FT_PEFT_PREFIX "%s.lora_%c.weight", mod, which);
+}
+
+void ft_lora_mag_name(char *buf, size_t cap, int64_t layer, ft_module m, int vlm) {
+    char mod[160];
+    ft_peft_module(mod, sizeof mod, (ft_linear)m, layer, vlm);
+    snprintf(buf, cap, FT_PEFT_PREFIX "%s.lora_magnitude_vector", mod);
 }
 
 void ft_lora_tokens_name(char *buf, size_t cap, int head, int vlm) {
@@ -135,6 +141,10 @@ ft_status ft_lora_create(ft_lora **out, ft_backend *be, const ft_lora_cfg *cfg, 
     if (!(cfg->dropout >= 0.0 && cfg->dropout < 1.0))
         return FT_ERR(FT_E_ARG, "LoRA dropout must be in [0, 1) (got %g)", cfg->dropout);
     if (!cfg->targets) return FT_ERR(FT_E_ARG, "no LoRA target modules");
+    if (cfg->dora && cfg->dropout > 0.0)
+        return FT_ERR(FT_E_UNSUPPORTED, "DoRA with lora.dropout %g: not supported (PEFT then runs each module's frozen "
+                                        "product a second time, on the dropped-out input); set lora.dropout: 0",
+                      cfg->dropout);
     ft_lora *l = NULL;
     ft_status st;
     FT_TRY(ft_calloc((void **)&l, sizeof *l, "lora"));
@@ -151,9 +161,19 @@ ft_status ft_lora_create(ft_lora **out, ft_backend *be, const ft_lora_cfg *cfg, 
             t->in = s->in[m], t->out = s->out[m];
             t->a_off = off, off += cfg->r * t->in;
             t->b_off = off, off += t->out * cfg->r;
+            t->m_off = t->wn_off = -1;
         }
     }
     FT_CHECK_GOTO(st, ft_lora_tokens_setup(l, cfg, s->in[FT_MOD_Q], &off), fail);
+    if (cfg->dora) { /* the magnitudes last: A's initial draws (by offset, below) are plain LoRA's */
+        for (int64_t i = 0; i < n_layers * FT_MOD_COUNT; i++) {
+            ft_lora_tensor *t = &l->t[i];
+            if (!t->in) continue;
+            t->m_off = off, off += t->out;
+            t->wn_off = l->n_wn, l->n_wn += t->out;
+        }
+        FT_CHECK_GOTO(st, ft_backend_alloc(be, (void **)&l->wn, l->n_wn * 4, "DoRA weight norms"), fail);
+    }
     l->n_params = off;
     /* the f32 master weights page under memory pressure (CUDA managed memory), like the moments */
     FT_CHECK_GOTO(st, ft_backend_alloc_paged(be, (void **)&l->params, off * 4, "LoRA weights"), fail);
@@ -187,6 +207,7 @@ void ft_lora_free(ft_lora *l, ft_backend *be) {
     if (!l) return;
     ft_backend_release(be, l->params);
     ft_backend_release(be, l->grads);
+    ft_backend_release(be, l->wn);
     ft_free(l->tok.ids);
     ft_free(l->t);
     ft_free(l);

@@ -44,12 +44,22 @@ typedef struct ft_lora_cfg {
                             * any order, copied by ft_lora_create; NULL/0: none */
     int64_t n_tokens;
     int tied;         /* the model ties lm_head to the embeddings: one set of token rows serves both */
+    int dora;         /* DoRA (PEFT use_dora): every targeted module also trains a magnitude per output row */
 } ft_lora_cfg;
 
 typedef struct ft_lora_tensor {
     int64_t a_off, b_off;  /* offsets (floats) of A[R,in] and B[out,R] in params/grads */
+    int64_t m_off;         /* DoRA: offset of the magnitude [out] in params/grads; -1 without DoRA */
+    int64_t wn_off;        /* DoRA: offset of the weight norm [out] in wn; -1 without DoRA */
     int64_t in, out;
 } ft_lora_tensor;
+
+/* DoRA (Liu et al. 2024; PEFT's LoraConfig(use_dora=True), peft/tuners/lora/dora.py): a targeted
+ * module computes y = (mag / wn) * (x W^T + scale * x A^T B^T) + bias, mag[out] trained (PEFT's
+ * lora_magnitude_vector, initialized to wn), wn[o] = ||W[o,:] + scale (B A)[o,:]|| recomputed from
+ * the current A, B in every forward pass and treated as a constant (no gradient; DoRA sec. 4.3).
+ * The magnitudes sit after the LoRA tensors and the token rows in params/grads (so a DoRA run's A
+ * draws the same initial values as plain LoRA's); the norms are not parameters (wn, below). */
 
 /* Trainable tokens: for each id, its embedding row and its lm_head row are trained as whole f32
  * rows that replace the base's (PEFT's TrainableTokensLayer: trainable_tokens_delta holds the rows'
@@ -74,6 +84,11 @@ typedef struct ft_lora {
     int64_t n_params;      /* floats in params (and grads) */
     float *params;         /* backend f32 [n_params] */
     float *grads;          /* backend f32 [n_params] */
+    float *wn;             /* DoRA: backend f32 [n_wn] each module's weight norm (ft_lora_tensor.wn_off), set by
+                            * the model's forward passes; NULL without DoRA */
+    int64_t n_wn;
+    int mag_set;           /* DoRA: the magnitudes hold values (from a file, a checkpoint, or set to the norms by
+                            * the model's first pass: ft_model_dora_init); 0 after ft_lora_create */
 } ft_lora;
 
 /* Module shapes [out, in] per module for one layer, from the model dims. */
@@ -91,6 +106,8 @@ static inline const ft_lora_tensor *ft_lora_get(const ft_lora *l, int64_t layer,
 }
 /* PEFT name of a tensor: which = 'A' or 'B'; vlm: under model.language_model. (ft_lora_cfg). */
 void ft_lora_tensor_name(char *buf, size_t cap, int64_t layer, ft_module m, char which, int vlm);
+/* PEFT name of a DoRA module's magnitude: base_model.model.model.layers.L.self_attn.q_proj.lora_magnitude_vector. */
+void ft_lora_mag_name(char *buf, size_t cap, int64_t layer, ft_module m, int vlm);
 /* PEFT name of the trainable-token rows of the embedding (head 0) or of lm_head (head 1):
  * base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta. */
 void ft_lora_tokens_name(char *buf, size_t cap, int head, int vlm);
@@ -100,7 +117,10 @@ ft_status ft_lora_init_tokens(ft_lora *l, ft_backend *be, const ft_weight *embed
 ft_status ft_lora_zero_grads(ft_lora *l, ft_backend *be);
 /* Loads A/B from a PEFT-named safetensors file (every adapter tensor must be present with its
  * shape; F32/F16/BF16). Trainable-token rows are loaded when the file has them and otherwise keep
- * their values (an init file made without them). */
+ * their values (an init file made without them). DoRA magnitudes likewise: all or none; with them
+ * l->mag_set becomes 1, without them it stays as it was (a fresh adapter's are then set from the
+ * weights and the loaded A, B by the model's first pass). A file with magnitudes for an adapter
+ * without DoRA is refused. */
 ft_status ft_lora_load(ft_lora *l, ft_backend *be, const char *path);
 /* Writes params (which = 'p') or grads ('g') under PEFT names to a safetensors file. */
 ft_status ft_lora_save(const ft_lora *l, ft_backend *be, const char *path, char which);

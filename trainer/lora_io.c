@@ -24,7 +24,8 @@ ft_status ft_lora_peft_tensors(const ft_lora *l, const float *host, ft_st_tensor
     for (int64_t layer = 0; layer < l->n_layers; layer++)
         for (int m = 0; m < FT_MOD_COUNT; m++) cap += ft_lora_get(l, layer, m) ? 2 : 0;
     const int64_t ntok = l->tok.k ? (l->cfg.tied ? 1 : 2) : 0; /* trainable-token rows, after the pairs */
-    cap += ntok;
+    const int64_t nmag = l->cfg.dora ? cap / 2 : 0;               /* DoRA magnitudes, one after each pair */
+    cap += ntok + nmag;
     ft_st_tensor *t = NULL;
     /* one block, descriptors then names, so the caller frees it once */
     FT_TRY(ft_calloc((void **)&t, (size_t)cap * (sizeof *t + FT_LORA_NAME_CAP), "LoRA tensor list"));
@@ -47,6 +48,21 @@ ft_status ft_lora_peft_tensors(const ft_lora *l, const float *host, ft_st_tensor
                 e->numel = e->shape[0] * e->shape[1];
                 e->nbytes = e->numel * 4;
                 e->data = host + (which ? lt->b_off : lt->a_off);
+            }
+            if (nmag) { /* DoRA: the module's magnitude right after its pair, where ft_adapter_write_peft puts it,
+                         * so that `ftune export CHECKPOINT --format peft` writes final/'s bytes */
+                ft_st_tensor *e = &t[k];
+                char *name = names + k * FT_LORA_NAME_CAP;
+                ft_lora_mag_name(name, FT_LORA_NAME_CAP, layer, m, l->cfg.vlm);
+                e->name = name;
+                e->st_dtype = FT_ST_F32;
+                e->dtype = FT_F32;
+                e->ndim = 1;
+                e->shape[0] = lt->out; /* [out] */
+                e->numel = lt->out;
+                e->nbytes = e->numel * 4;
+                e->data = host + lt->m_off;
+                k++;
             }
         }
     }
@@ -152,6 +168,27 @@ done:
     return st;
 }
 
+/* Tensor `name` of the file, or NULL (no error set): as named, or as a vision-language text model's
+ * adapter was named before transformers 4.52 (model.language_model.layers. -> language_model.model.layers.);
+ * a DoRA magnitude also with the DoraLinearLayer's ".weight", which PEFT's loader takes too
+ * (export/adapter_dora.c ft_adapter_dora_match). */
+static const ft_st_tensor *ft_lora_lookup(const ft_st_model *st_m, const char *name, int vlm) {
+    static const char now[] = FT_PEFT_PREFIX "model.language_model.layers.",
+                      old[] = FT_PEFT_PREFIX "language_model.model.layers.";
+    _Static_assert(sizeof now == sizeof old, "the two layouts' prefixes have one length");
+    const int mag = strstr(name, ".lora_magnitude_vector") != NULL;
+    char alt[FT_LORA_NAME_CAP + 16];
+    for (int v = 0; v < (vlm ? 2 : 1); v++) {
+        if (v && strncmp(name, now, sizeof now - 1) != 0) break;
+        for (int w = 0; w < (mag ? 2 : 1); w++) {
+            snprintf(alt, sizeof alt, "%s%s%s", v ? old : "", v ? name + sizeof now - 1 : name, w ? ".weight" : "");
+            const ft_st_tensor *t = ft_st_lookup(st_m, alt);
+            if (t) return t;
+        }
+    }
+    return NULL;
+}
+
 ft_status ft_lora_load(ft_lora *l, ft_backend *be, const char *path) {
     ft_st_model *st_m = NULL;
     float *host = NULL;
@@ -163,27 +200,45 @@ ft_status ft_lora_load(ft_lora *l, ft_backend *be, const char *path) {
     /* what the file does not hold keeps its value: the trainable-token rows of an init file made without them */
     FT_CHECK_GOTO(st, ft_backend_download(be, host, l->params, l->n_params * 4), done);
     FT_CHECK_GOTO(st, ft_lora_peft_tensors(l, host, &ts, &nt), done);
+    /* DoRA magnitudes: the file has one for each of this adapter's modules or none at all (those of
+     * modules this adapter does not target are left out, as their A and B are) */
+    int64_t in_file = 0, mags = 0, mag_want = 0;
+    for (int64_t i = 0; i < ft_st_count(st_m); i++) in_file += strstr(ft_st_at(st_m, i)->name, ".lora_magnitude_vector") != NULL;
+    for (int64_t i = 0; i < nt; i++)
+        if (ts[i].ndim == 1) mag_want++, mags += ft_lora_lookup(st_m, ts[i].name, l->cfg.vlm) != NULL;
+    if (in_file && !l->cfg.dora) {
+        st = FT_ERR(FT_E_FORMAT, "%s is a DoRA adapter (it has lora_magnitude_vector tensors): set lora.dora: true "
+                                 "(--dora) to use it", path);
+        goto done;
+    }
+    if (in_file && mags != mag_want) {
+        st = FT_ERR(FT_E_FORMAT, "%s has DoRA magnitude vectors for %lld of this adapter's %lld modules: all or none",
+                    path, (long long)mags, (long long)mag_want);
+        goto done;
+    }
     for (int64_t i = 0; i < nt; i++) {
         const ft_st_tensor *want = &ts[i];
-        int64_t rows = want->shape[0], cols = want->shape[1];
+        int64_t rows = want->shape[0], cols = want->ndim > 1 ? want->shape[1] : 1;
         ft_st_tensor info;
         ft_dtype dt;
         if (strstr(want->name, ".token_adapter.")) continue; /* by id, below */
-        st = ft_st_find(st_m, want->name, &info);
-        if (st != FT_OK && l->cfg.vlm) { /* a vision-language text model's adapter as transformers < 4.52 named it */
-            static const char now[] = FT_PEFT_PREFIX "model.language_model.layers.",
-                              old[] = FT_PEFT_PREFIX "language_model.model.layers.";
-            char alt[FT_LORA_NAME_CAP];
-            _Static_assert(sizeof now == sizeof old, "the two layouts' prefixes have one length");
-            if (strncmp(want->name, now, sizeof now - 1) == 0) {
-                snprintf(alt, sizeof alt, "%s%s", old, want->name + sizeof now - 1);
-                if (ft_st_find(st_m, alt, &info) == FT_OK) ft_error_clear(), st = FT_OK;
-            }
+        if (want->ndim == 1 && !mags) continue;              /* a LoRA file as a DoRA run's start: set from the norms */
+        const ft_st_tensor *found = ft_lora_lookup(st_m, want->name, l->cfg.vlm);
+        if (!found) {
+            st = ft_st_find(st_m, want->name, &info); /* its message: no tensor of that name */
+            if (st == FT_OK) st = FT_ERR(FT_E_INTERNAL, "%s: lookup of %s", path, want->name);
+            goto done;
         }
-        if (st != FT_OK) goto done;
+        info = *found;
         FT_CHECK_GOTO(st, ft_st_tensor_dtype(&info, &dt), done);
-        if (info.ndim != 2 || info.shape[0] != rows || info.shape[1] != cols ||
-            !(dt == FT_F32 || dt == FT_F16 || dt == FT_BF16)) {
+        if (want->ndim == 1 && (info.ndim != 1 || info.shape[0] != rows || !(dt == FT_F32 || dt == FT_F16 || dt == FT_BF16))) {
+            st = FT_ERR(FT_E_FORMAT, "%s: tensor %s has %lld dimension%s [%lld%s] %s, expected [%lld] float (DoRA's magnitude "
+                        "per output row)", path, found->name, (long long)info.ndim, info.ndim == 1 ? "" : "s",
+                        (long long)info.shape[0], info.ndim > 1 ? ", ..." : "", ft_dtype_name(dt), (long long)rows);
+            goto done;
+        }
+        if (want->ndim == 2 && (info.ndim != 2 || info.shape[0] != rows || info.shape[1] != cols ||
+                                !(dt == FT_F32 || dt == FT_F16 || dt == FT_BF16))) {
             st = FT_ERR(FT_E_FORMAT, "%s: tensor %s has shape [%lld, %lld] %s, expected [%lld, %lld] float", path,
                         want->name, (long long)info.shape[0], (long long)(info.ndim > 1 ? info.shape[1] : 0),
                         ft_dtype_name(dt), (long long)rows, (long long)cols);
@@ -193,6 +248,7 @@ ft_status ft_lora_load(ft_lora *l, ft_backend *be, const char *path) {
     }
     FT_CHECK_GOTO(st, ft_lora_load_token_rows(l, host, path, st_m), done);
     st = ft_backend_upload(be, l->params, host, l->n_params * 4);
+    if (st == FT_OK && mags) l->mag_set = 1;
 done:
     free(ts);
     ft_free(host);
@@ -212,7 +268,7 @@ ft_status ft_lora_save(const ft_lora *l, ft_backend *be, const char *path, char 
     FT_CHECK_GOTO(st, ft_stw_open(&w, path), fail);
     FT_CHECK_GOTO(st, ft_stw_set_metadata(w, "format", "pt"), fail);
     for (int64_t i = 0; i < nt; i++)
-        FT_CHECK_GOTO(st, ft_stw_add(w, ts[i].name, FT_ST_F32, 2, ts[i].shape, ts[i].data), fail);
+        FT_CHECK_GOTO(st, ft_stw_add(w, ts[i].name, FT_ST_F32, ts[i].ndim, ts[i].shape, ts[i].data), fail);
     st = ft_stw_finish(w);
     w = NULL;
 fail:

@@ -225,6 +225,65 @@ static ft_lora_drop ft_lora_drop_of(const ft_pass *p, int64_t l, int mod) {
     return dr;
 }
 
+/* DoRA (lora.h): module mod's weight norm wn, from the current A and B. Every pass computes it but
+ * the recompute (which runs after its forward with the same adapter) and a decoding step after the
+ * prompt (the prompt's pass did), so an optimizer step, a loaded adapter or a restored checkpoint
+ * never leaves a stale one behind. */
+static ft_status ft_dora_norm_of(ft_model *m, int64_t l, int mod) {
+    const ft_lora *lo = m->lora;
+    const ft_lora_tensor *lt = ft_lora_get(lo, l, mod);
+    return ft_op_dora_norm(m->be, lo->wn + lt->wn_off, &m->w.layers[l].lin[mod], lo->params + lt->a_off,
+                           lo->params + lt->b_off, lo->cfg.r, lo->scale);
+}
+
+/* A DoRA module's forward: z = scale t B^T + x W^T (no bias), then y (=, or +=) z * mag / wn + bias.
+ * Without accumulate z is y itself; with it (o and down, which add onto the residual) z is bs.da,
+ * [N,C], which no forward or recompute uses. */
+static ft_status ft_proj_dora(const ft_pass *p, int64_t l, int mod, ft_layer_acts *la, void *y, const void *x,
+                              int accumulate) {
+    ft_model *m = p->m;
+    const ft_lora *lo = m->lora;
+    const ft_lora_tensor *lt = ft_lora_get(lo, l, mod);
+    const ft_layer_weights *lw = &m->w.layers[l];
+    if (!p->t_kept && !(p->kv && p->kv->len > 0)) FT_TRY(ft_dora_norm_of(m, l, mod));
+    void *z = y;
+    if (accumulate) {
+        if (lt->out != m->d.C) return FT_ERR(FT_E_INTERNAL, "DoRA: a module of %lld outputs adds onto the residual",
+                                             (long long)lt->out);
+        z = m->bs.da;
+    }
+    FT_TRY(ft_op_lora_fwd(m->be, z, la->t[mod], p->t_kept ? NULL : x, ft_lora_drop_of(p, l, mod), lo->params + lt->a_off,
+                          lo->params + lt->b_off, p->N, lt->in, lt->out, lo->cfg.r, lo->scale, 0));
+    FT_TRY(ft_op_linear(m->be, z, x, &lw->lin[mod], NULL, p->N, 1));
+    return ft_op_dora_scale(m->be, y, z, lo->params + lt->m_off, lo->wn + lt->wn_off, ft_bias_of(lw, mod), p->N,
+                            lt->out, accumulate);
+}
+
+/* A DoRA module's backward. The magnitude's gradient needs the unscaled output z (PEFT's autograd
+ * keeps it; the recompute does not), so z is computed again here from the kept t and x: one more
+ * frozen product per module, about 2 N_params FLOPs a token on top of LoRA's 6. Then dz = dy * mag /
+ * wn goes through the LoRA and frozen backward as dy does without DoRA (wn is a constant: no
+ * gradient through it). z and dz share bs.dz. */
+static ft_status ft_proj_bwd_dora(const ft_pass *p, int64_t l, int mod, ft_layer_acts *la, void *dx, const void *dy,
+                                  const void *x, int accumulate) {
+    ft_model *m = p->m;
+    ft_lora *lo = m->lora;
+    const ft_lora_tensor *lt = ft_lora_get(lo, l, mod);
+    const ft_layer_weights *lw = &m->w.layers[l];
+    void *z = m->bs.dz;
+    const ft_lora_drop none = {0.0f, 0};
+    const float *mag = lo->params + lt->m_off, *wn = lo->wn + lt->wn_off;
+    FT_TRY(ft_op_lora_fwd(m->be, z, la->t[mod], NULL, none, lo->params + lt->a_off, lo->params + lt->b_off, p->N,
+                          lt->in, lt->out, lo->cfg.r, lo->scale, 0));
+    FT_TRY(ft_op_linear(m->be, z, x, &lw->lin[mod], NULL, p->N, 1));
+    FT_TRY(ft_op_dora_mag_grad(m->be, lo->grads + lt->m_off, dy, z, wn, p->N, lt->out));
+    FT_TRY(ft_op_dora_scale(m->be, z, dy, mag, wn, NULL, p->N, lt->out, 0));
+    FT_TRY(ft_op_lora_bwd(m->be, dx, lo->grads + lt->a_off, lo->grads + lt->b_off, z, x, ft_lora_drop_of(p, l, mod),
+                          la->t[mod], lo->params + lt->a_off, lo->params + lt->b_off, p->N, lt->in, lt->out, lo->cfg.r,
+                          lo->scale, accumulate));
+    return ft_op_linear_bwd_x(m->be, dx, z, &lw->lin[mod], p->N, 1);
+}
+
 /* y (=, or += with accumulate) = x W^T (+ bias) (+ scale B A dropout(x)); t saved for backward.
  * The LoRA product goes first, writing (or adding into) y, and the frozen linear accumulates on
  * top: the rank-r product is bound by memory, and overwriting y spares it the read of y[N,out] that
@@ -252,6 +311,7 @@ static ft_status ft_proj(const ft_pass *p, int64_t l, int mod, ft_layer_acts *la
     else if (ahead && p->next_layer && l + 1 < m->d.L)
         FT_TRY(ft_backend_weight_prefetch(m->be, &m->w.layers[l + 1].lin[0]));
     const ft_lora_tensor *lt = m->lora ? ft_lora_get(m->lora, l, mod) : NULL;
+    if (lt && y && m->lora->cfg.dora) return ft_proj_dora(p, l, mod, la, y, x, accumulate);
     if (lt && (y || !p->t_kept)) { /* x NULL: t is the forward's */
         FT_TRY(ft_op_lora_fwd(m->be, y, la->t[mod], p->t_kept ? NULL : x, ft_lora_drop_of(p, l, mod),
                               m->lora->params + lt->a_off, m->lora->params + lt->b_off, p->N, lt->in, lt->out,
@@ -317,14 +377,16 @@ static ft_status ft_proj_bwd(const ft_pass *p, int64_t l, int mod, ft_layer_acts
     ft_model *m = p->m;
     const ft_layer_weights *lw = &m->w.layers[l];
     const ft_lora_tensor *lt = m->lora ? ft_lora_get(m->lora, l, mod) : NULL;
-    if (lt) {
+    if (lt && m->lora->cfg.dora) {
+        FT_TRY(ft_proj_bwd_dora(p, l, mod, la, dx, dy, x, accumulate));
+    } else if (lt) {
         ft_lora *lo = m->lora;
         FT_TRY(ft_op_lora_bwd(m->be, dx, lo->grads + lt->a_off, lo->grads + lt->b_off, dy, x,
                               ft_lora_drop_of(p, l, mod), la->t[mod], lo->params + lt->a_off, lo->params + lt->b_off,
                               p->N, lt->in, lt->out, lo->cfg.r, lo->scale, accumulate));
         accumulate = 1;
     }
-    FT_TRY(ft_op_linear_bwd_x(m->be, dx, dy, &lw->lin[mod], p->N, accumulate));
+    if (!(lt && m->lora->cfg.dora)) FT_TRY(ft_op_linear_bwd_x(m->be, dx, dy, &lw->lin[mod], p->N, accumulate));
     const ft_weight *next = ft_bwd_next(m, l, mod);
     return next ? ft_backend_weight_prefetch(m->be, next) : FT_OK;
 }
@@ -490,6 +552,24 @@ static ft_status ft_upload_batch(ft_model *m, const ft_batch *b) {
     return st;
 }
 
+/* DoRA's magnitudes start as the norms of the weights they scale (PEFT's initialization: with B = 0
+ * that is ||W||; after a plain LoRA init file, ||W + scale B A||, so the module's output starts as
+ * LoRA's), once, before the first pass of an adapter whose magnitudes were not loaded
+ * (lora.h mag_set). */
+static ft_status ft_dora_init(ft_model *m) {
+    ft_lora *lo = m->lora;
+    if (!lo || !lo->cfg.dora || lo->mag_set) return FT_OK;
+    for (int64_t l = 0; l < m->d.L; l++)
+        for (int mod = 0; mod < FT_MOD_COUNT; mod++) {
+            const ft_lora_tensor *lt = ft_lora_get(lo, l, mod);
+            if (!lt) continue;
+            FT_TRY(ft_dora_norm_of(m, l, mod));
+            FT_TRY(ft_backend_copy(m->be, lo->params + lt->m_off, lo->wn + lt->wn_off, lt->out * 4));
+        }
+    lo->mag_set = 1;
+    return FT_OK;
+}
+
 /* Forward through every layer, leaving the final hidden state in boundary L (ft_bdev) and,
  * without recomputation, every layer's working set in acts[l]. offload: host boundaries are
  * copied out for a backward pass. */
@@ -501,6 +581,7 @@ static ft_status ft_forward_layers(const ft_pass *pass, int offload) {
     ft_backend *be = m->be;
     const int64_t L = m->d.L, bytes = p->N * m->d.C * m->es;
     int64_t out_ticket[2] = {0, 0}; /* copy to the host pending on each slot */
+    FT_TRY(ft_dora_init(m));
     FT_TRY(ft_op_embed(be, ft_bdev(m, 0), m->tokens, &m->w.embed, p->N));
     FT_TRY(ft_tt_embed(m, ft_bdev(m, 0)));
     for (int64_t l = 0; l < L; l++) {

@@ -78,6 +78,9 @@ typedef struct ft_model_opts {
      * plan` says how many fit). Results are identical. keep_layers = L recomputes no layer, only
      * those three passes. Ignored without recompute. */
     int64_t keep_layers;
+    /* Sizing only (ft_model_act_bytes_opts, for `ftune plan`): count DoRA's backward scratch. The
+     * model itself lays out what its adapter needs (ft_model_set_lora). */
+    int dora;
 } ft_model_opts;
 
 /* Creates a model with allocated (unfilled) weights on `be`. linear_dtype is the storage of the
@@ -150,7 +153,7 @@ ft_status ft_model_decode(ft_model *m, ft_kv_cache *kv, const int32_t *tokens, i
 typedef struct ft_act_bytes {
     int64_t boundaries;    /* (L+1) x N x C layer inputs (host_boundaries: 2 x N x C device slots) */
     int64_t layer_working; /* one layer's forward working set (x L when recompute is off) */
-    int64_t backward;      /* backward scratch of one layer */
+    int64_t backward;      /* backward scratch of one layer (DoRA: and a module's output [N, max(F, H*D, C)]) */
     int64_t logits;        /* one logits chunk and its head scratch (and the loss slots) */
     int64_t attention_kept; /* keep_attention: L x N x (H*D activations + H f32) */
     int64_t lora_kept;     /* recompute with LoRA: L x 7 x N x r, each layer's A-products t */

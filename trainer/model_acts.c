@@ -72,7 +72,8 @@ static ft_layer_acts ft_carve_set(ft_carver *c, const ft_model_dims *d, int64_t 
 
 /* Lays out every activation buffer for N = B*T tokens; returns the per-part byte counts. */
 static ft_act_bytes ft_layout(ft_model *m, const ft_model_dims *d, ft_carver *c, int64_t B, int64_t T,
-                              int64_t R, int recompute, int host, int keep, int64_t kl, int64_t chunk, int64_t es) {
+                              int64_t R, int recompute, int host, int keep, int64_t kl, int64_t chunk, int64_t es,
+                              int dora) {
     ft_act_bytes r = {0};
     int64_t N = B * T, hd = d->H * d->D, kvd = d->Hkv * d->D;
     int64_t n_sets = recompute ? 1 : d->L, start;
@@ -144,6 +145,10 @@ static ft_act_bytes ft_layout(ft_model *m, const ft_model_dims *d, ft_carver *c,
         bs.dqp = ft_carve(c, N * hd * es);
         bs.dkp = ft_carve(c, N * kvd * es);
     }
+    if (dora) { /* DoRA's module output before its row scale, then its gradient (model.c ft_proj_bwd) */
+        int64_t w = d->F > hd ? d->F : hd;
+        bs.dz = ft_carve(c, N * (w > d->C ? w : d->C) * es);
+    }
     void *dres = ft_carve(c, N * d->C * es);
     void *dhn = ft_carve(c, N * d->C * es);
     r.backward = c->off - start;
@@ -170,7 +175,8 @@ ft_act_bytes ft_model_act_bytes_opts(const ft_model_dims *d, int64_t B, int64_t 
                                      const ft_model_opts *o, ft_dtype act) {
     ft_carver c = {NULL, 0};
     return ft_layout(NULL, d, &c, B, T, lora_r, o->recompute, o->recompute && o->host_boundaries,
-                     o->recompute && o->keep_attention, o->keep_layers, o->logits_chunk, ft_dtype_nbytes(act, 1));
+                     o->recompute && o->keep_attention, o->keep_layers, o->logits_chunk, ft_dtype_nbytes(act, 1),
+                     lora_r > 0 && o->dora);
 }
 
 ft_act_bytes ft_model_act_bytes(const ft_model_dims *d, int64_t B, int64_t T, int64_t lora_r, int recompute,
@@ -190,11 +196,14 @@ ft_status ft_model_reserve(ft_model *m, int64_t B, int64_t T) {
     int rc = m->opts.recompute, host = rc && m->opts.host_boundaries, keep = rc && m->opts.keep_attention;
     const int64_t kl = rc ? m->opts.keep_layers : 0; /* in [0, L]: ft_model_create checked */
     int64_t R = m->lora ? m->lora->cfg.r : 0; /* the LoRA t buffers' width: adapters attached later re-lay out */
+    const int dora = m->lora && m->lora->cfg.dora;
     if (m->block && B * T <= m->capN && rc == m->cap_recompute && host == m->cap_host && keep == m->cap_keep &&
-        R == m->cap_r && kl == m->cap_kl)
+        R == m->cap_r && kl == m->cap_kl && dora == m->cap_dora)
         return FT_OK;
     ft_model_unreserve(m);
-    ft_act_bytes sz = ft_model_act_bytes_opts(&m->d, B, T, R, &m->opts, m->act);
+    ft_model_opts o = m->opts;
+    o.dora = dora;
+    ft_act_bytes sz = ft_model_act_bytes_opts(&m->d, B, T, R, &o, m->act);
     void *blk;
     FT_TRY(ft_backend_alloc(m->be, &blk, sz.total + 256, "activations"));
     if (host && sz.boundaries_host > 0) {
@@ -205,8 +214,8 @@ ft_status ft_model_reserve(ft_model *m, int64_t B, int64_t T) {
         }
     }
     ft_carver c = {(char *)(((uintptr_t)blk + 255) & ~(uintptr_t)255), 0};
-    ft_layout(m, &m->d, &c, B, T, R, rc, host, keep, kl, m->opts.logits_chunk, m->es);
+    ft_layout(m, &m->d, &c, B, T, R, rc, host, keep, kl, m->opts.logits_chunk, m->es, dora);
     m->block = blk, m->capN = B * T, m->cap_recompute = rc, m->cap_host = host, m->cap_keep = keep, m->cap_r = R;
-    m->cap_kl = kl;
+    m->cap_kl = kl, m->cap_dora = dora;
     return FT_OK;
 }

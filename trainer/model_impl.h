@@ -27,6 +27,7 @@ typedef struct ft_bwd_scratch {
     void *df, *da;           /* [N,C] */
     void *datt, *dq, *dqp;   /* [N,H*D] */
     void *dk, *dkp, *dv;     /* [N,Hkv*D] */
+    void *dz;                /* DoRA: [N, max(F, H*D, C)] a module's unscaled output, then its gradient */
 } ft_bwd_scratch;
 
 struct ft_model {
@@ -41,9 +42,9 @@ struct ft_model {
 
     /* activation block: layout depends on N = B*T only */
     void *block;
-    int64_t capN, cap_recompute, cap_host, cap_keep, cap_r, cap_kl; /* sized for capN tokens, recompute mode,
-                                                              * host boundaries, kept attention, LoRA rank,
-                                                              * kept layers */
+    int64_t capN, cap_recompute, cap_host, cap_keep, cap_r, cap_kl, cap_dora; /* sized for capN tokens,
+                                                              * recompute mode, host boundaries, kept attention,
+                                                              * LoRA rank, kept layers, DoRA */
     void **bound;            /* [L+1] boundaries [N,C] (host boundaries: unused) */
     void **katt;             /* keep_attention: [L] attention outputs [N,H*D] */
     float **klse;            /* keep_attention: [L] log-sum-exp [N,H] */

@@ -245,7 +245,7 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
     int64_t small = d->L * per_layer + ft_weight_nbytes(o, 1, d->C) + d->D / 2 * 4 + ft_model_fixed_bytes();
     pl_set(&p->line[FT_PLAN_SMALL], "norms, biases, RoPE", small, "%s (and the loss slots)", ft_dtype_name(o));
 
-    ft_lora_cfg lc = {.r = in->R, .targets = p->targets, .n_tokens = p->n_tokens, .tied = d->tied};
+    ft_lora_cfg lc = {.r = in->R, .targets = p->targets, .n_tokens = p->n_tokens, .tied = d->tied, .dora = p->dora};
     int64_t n = ft_lora_param_count(&lc, &s, d->L);
     p->lora_params = n;
     pl_set(&p->line[FT_PLAN_LORA], "LoRA weights", n * 4, "F32, %s params%s", ft_plan_si((double)n, "", num, sizeof num),
@@ -255,7 +255,7 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
            "AdamW m + v, F32%s", cuda ? ", paged (managed memory)" : "");
 
     ft_model_opts mo = {.recompute = in->recompute, .host_boundaries = in->host, .keep_attention = in->keep,
-                        .keep_layers = in->recompute ? in->kl : 0};
+                        .keep_layers = in->recompute ? in->kl : 0, .dora = p->dora};
     ft_act_bytes a = ft_model_act_bytes_opts(d, in->B, in->T, in->R, &mo, p->act_dtype);
     int64_t N = in->B * in->T;
     const char *an = ft_dtype_name(p->act_dtype);
@@ -451,9 +451,14 @@ static void pl_flops(ft_plan *p, int64_t lora_io) {
     p->f_head = 4.0 * (double)p->n_head;
     p->f_attn = (3.5 + rec) * A; /* the recompute's attention forward */
     p->f_lora = (6.0 + 2.0 * rec) * lora;
-    p->flops_per_token = p->f_base + p->f_head + p->f_attn + p->f_lora;
-    p->flops_full = 6.0 * (double)p->n_blocks + p->f_head + 4.5 * A + 8.0 * lora;
-    p->w_gemm = p->f_base + p->f_head + p->f_lora - 2.0 * (double)(d->C * d->F * rl);
+    p->f_dora = 0;
+    for (int m = 0; p->dora && m < FT_MOD_COUNT; m++) /* model.c ft_proj_bwd_dora, ft_dora_norm_of */
+        if (p->targets & (1u << m))
+            p->f_dora += (double)d->L * 2.0 * (double)s.out[m] *
+                         ((double)s.in[m] + (double)p->R + (double)p->R * (double)s.in[m] / (double)(p->B * p->T));
+    p->flops_per_token = p->f_base + p->f_head + p->f_attn + p->f_lora + p->f_dora;
+    p->flops_full = 6.0 * (double)p->n_blocks + p->f_head + 4.5 * A + 8.0 * lora + p->f_dora;
+    p->w_gemm = p->f_base + p->f_head + p->f_lora + p->f_dora - 2.0 * (double)(d->C * d->F * rl);
     for (int m = 0; m < FT_MOD_COUNT; m++)
         if (p->targets & (1u << m))
             p->w_gemm -= 2.0 * (double)(p->R * rl) * (double)(s.in[m] + (m == FT_MOD_DOWN ? s.out[m] : 0));
@@ -555,6 +560,7 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     p->B = r->training.micro_batch, p->T = r->data.seq_len, p->K = r->training.grad_accum, p->R = r->lora.r;
     for (int i = 0; i < r->lora.n_tokens; i++) p->n_tokens += strcmp(r->lora.tokens[i], "auto") != 0;
     p->lora_dropout = r->lora.dropout > 0;
+    p->dora = r->lora.dora;
     p->packed = strcmp(r->data.packing, "none") != 0;
     p->recompute = r->training.recompute;
     const int host = o.host_boundaries || r->training.host_boundaries;

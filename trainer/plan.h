@@ -153,6 +153,7 @@ typedef struct ft_plan {
     int keep_layers_max;      /* 1: training.keep_layers was max, and keep_layers is what fits in 96% of the
                                * device (as the offers below count) */
     int lora_dropout;         /* 1: lora.dropout > 0 (its scratch and traffic) */
+    int dora;                 /* 1: lora.dora (its magnitudes, its backward scratch, its second frozen product) */
     int packed;               /* data.packing is not none: rows may hold several documents, whose attention
                                * runs ftune's own kernels (kernels/cuda/attention_cudnn.cu) */
     int attn_cudnn;           /* 1: the attention runs through cuDNN (plain rows, a device with attn_cudnn_tflops,
@@ -205,6 +206,9 @@ typedef struct ft_plan {
     /* compute */
     int64_t n_blocks, n_head; /* parameters of the decoder linears, of lm_head */
     double f_base, f_head, f_attn, f_lora, flops_per_token; /* F as defined above */
+    double f_dora;            /* lora.dora: its backward's second frozen product and LoRA B product per
+                               * targeted module (2 (in + R) out a token), and the weight norms (2 R in out
+                               * per module and pass, spread over the micro-batch's tokens); in F */
     double flops_full;        /* F with full recomputation (6 N_blocks + 4 N_head + 4.5 A_fwd + 8 r sum(in + out)),
                                * whatever the run recomputes: the one yardstick of tokens/s across settings */
     double w_gemm, w_attn;    /* FLOPs per token the step runs in GEMMs (base, head, LoRA) and attention:

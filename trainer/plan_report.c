@@ -104,8 +104,8 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
     fprintf(f, "           %s parameters, from %s\n", ft_plan_si((double)pc.total, "", b1, sizeof b1), p->config_path);
     int tt_auto = 0;
     for (int i = 0; i < r->lora.n_tokens; i++) tt_auto |= strcmp(r->lora.tokens[i], "auto") == 0;
-    fprintf(f, "lora       r %lld on %s: %s trainable parameters", (long long)p->R, r->lora.targets,
-            ft_plan_si((double)p->lora_params, "", b1, sizeof b1));
+    fprintf(f, "lora       r %lld on %s%s: %s trainable parameters", (long long)p->R, r->lora.targets,
+            p->dora ? " (DoRA: and a magnitude per output row)" : "", ft_plan_si((double)p->lora_params, "", b1, sizeof b1));
     const char *rows = d->tied ? "embedding" : "embedding and lm_head";
     if (p->n_tokens)
         fprintf(f, ", with the %s rows of %lld token%s%s", rows, (long long)p->n_tokens, p->n_tokens == 1 ? "" : "s",
@@ -180,9 +180,11 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
     double fs = p->flops_per_token >= 1e9 ? 1e9 : p->flops_per_token >= 1e6 ? 1e6 : 1e3;
     const char *fu = fs == 1e9 ? "GFLOP" : fs == 1e6 ? "MFLOP" : "KFLOP";
     const double rec = ft_plan_recomputed(p);
-    fprintf(f, "  %-28s %.1f %s = %.1f (%.3g N_blocks) + %.1f (4 N_head) + %.1f (%.3g A_fwd) + %.1f (LoRA)\n",
+    fprintf(f, "  %-28s %.1f %s = %.1f (%.3g N_blocks) + %.1f (4 N_head) + %.1f (%.3g A_fwd) + %.1f (LoRA)",
             "FLOPs per token", p->flops_per_token / fs, fu, p->f_base / fs, 4.0 + 2.0 * rec, p->f_head / fs,
             p->f_attn / fs, 3.5 + rec, p->f_lora / fs);
+    if (p->dora) fprintf(f, " + %.1f (DoRA)", p->f_dora / fs);
+    fprintf(f, "\n");
     if (p->packed || p->attn_len != (double)p->T) /* A_fwd's S: what a token attends to, on average x 2 */
         fprintf(f, "  %-28s S = %.0f of seq_len %lld: %s\n", "attention's length", p->attn_len, (long long)p->T,
                 p->attn_len_from);

@@ -34,6 +34,7 @@ typedef struct ft_recipe {
         double dropout;           /* lora.dropout */
         char *targets;            /* lora.targets: "all" or comma list / YAML list joined by commas */
         int rslora;               /* lora.rslora */
+        int dora;                 /* lora.dora */
         char *init;               /* lora.init: optional PEFT-named safetensors with initial A/B */
         char *tokens[FT_RECIPE_MAX_TOKENS]; /* lora.trainable_tokens: ids, token strings, or `auto` */
         int n_tokens;

@@ -269,6 +269,7 @@ static ft_status ft_run_build_model(ft_run_state *R) {
     lo.model.keep_attention = r->training.keep_attention;   /* (likewise) */
     FT_TRY(ft_lora_parse_targets(r->lora.targets, &lc.targets));
     lc.r = r->lora.r, lc.alpha = r->lora.alpha, lc.dropout = r->lora.dropout, lc.rslora = r->lora.rslora;
+    lc.dora = r->lora.dora;
     lc.seed = (uint64_t)r->training.seed;
     FT_TRY(ft_backend_open(&R->be, r->model.device, (int)r->model.threads));
     if (r->model.memory_gib > 0)

@@ -63,6 +63,7 @@ ft_status ft_run_save_checkpoint(ft_run_state *R) {
                        .elapsed_s = ft_run_elapsed(R), .tokens_seen = R->tokens_seen};
     ft_dataset_get_cursor(R->ds, &s.cursor);
     s.n_tokens = R->lora->tok.k; /* ft_lora_create keeps it within FT_CKPT_MAX_TOKENS */
+    s.dora = R->lora->cfg.dora;
     if (s.n_tokens) memcpy(s.tokens, R->lora->tok.ids, (size_t)s.n_tokens * sizeof *s.tokens);
     char path[FT_PATH_MAX + 32];
     ft_ckpt_path(path, sizeof path, R->ckpt_dir, R->step);
@@ -172,6 +173,12 @@ ft_status ft_run_resume(ft_run_state *R) {
                     l->tok.k > 8 ? ", ..." : "");
         goto done;
     }
+    if (s.dora != l->cfg.dora) {
+        st = FT_ERR(FT_E_ARG, "%s: the checkpoint's adapter is %s, this recipe's is %s (lora.dora): resume with the "
+                              "recipe the run was started with", path, s.dora ? "DoRA" : "plain LoRA",
+                    l->cfg.dora ? "DoRA" : "plain LoRA");
+        goto done;
+    }
     if (s.n_params != l->n_params || s.lora_r != l->cfg.r || s.lora_layers != l->n_layers ||
         s.lora_targets != l->cfg.targets) {
         st = FT_ERR(FT_E_ARG,
@@ -193,6 +200,7 @@ ft_status ft_run_resume(ft_run_state *R) {
     }
     const int64_t np = l->n_params;
     FT_CHECK_GOTO(st, ft_backend_upload(R->be, R->lora->params, data, np * 4), done);
+    R->lora->mag_set = 1; /* DoRA: the checkpoint's magnitudes, not the norms a fresh adapter starts from */
     FT_CHECK_GOTO(st, ft_backend_upload(R->be, R->opt->m, data + np, 2 * np * 4), done);
     R->opt->t = s.adamw_t;
     R->guard = s.guard;

@@ -180,6 +180,7 @@ ft_status ft_run_write_adapter_config(ft_run_state *R, const char *path) {
     cJSON_AddItemToObject(j, "target_modules", mods);
     cJSON_AddStringToObject(j, "bias", "none");
     cJSON_AddBoolToObject(j, "use_rslora", r->lora.rslora);
+    cJSON_AddBoolToObject(j, "use_dora", r->lora.dora);
     cJSON_AddBoolToObject(j, "fan_in_fan_out", 0);
     cJSON_AddBoolToObject(j, "inference_mode", 1);
     cJSON_AddBoolToObject(j, "init_lora_weights", 1);

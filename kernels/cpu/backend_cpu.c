@@ -93,6 +93,9 @@ static const ft_backend_vtbl ft_cpu_vtbl = {
     .rows_sum = ft_cpu_rows_sum,
     .cols_set = ft_cpu_cols_set,
     .cols_take = ft_cpu_cols_take,
+    .dora_norm = ft_cpu_dora_norm,
+    .dora_scale = ft_cpu_dora_scale,
+    .dora_mag_grad = ft_cpu_dora_mag_grad,
 };
 
 ft_status ft_backend_cpu_create(ft_backend **out, int nthreads) {

@@ -81,6 +81,12 @@ ft_status ft_cpu_cols_set(ft_backend *be, void *logits, const void *t, const int
                           int64_t k);
 ft_status ft_cpu_cols_take(ft_backend *be, void *g, void *logits, const int32_t *cols, int64_t n, int64_t V,
                            int64_t k);
+ft_status ft_cpu_dora_norm(ft_backend *be, float *wn, const ft_weight *W, const float *A, const float *B, int64_t R,
+                           float scale);
+ft_status ft_cpu_dora_scale(ft_backend *be, void *y, const void *z, const float *mag, const float *wn,
+                            const ft_weight *bias, int64_t N, int64_t out, int accumulate);
+ft_status ft_cpu_dora_mag_grad(ft_backend *be, float *dmag, const void *dy, const void *z, const float *wn,
+                               int64_t N, int64_t out);
 ft_status ft_cpu_nf4_quantize(ft_backend *be, ft_weight *w, const void *src, ft_dtype src_dtype);
 ft_status ft_cpu_nf4_dequantize(ft_backend *be, void *out, const ft_weight *w);
 

@@ -538,6 +538,9 @@ static ft_backend_vtbl ft_cuda_make_vtbl(void) {
     v.rows_sum = ft_cuda_rows_sum;
     v.cols_set = ft_cuda_cols_set;
     v.cols_take = ft_cuda_cols_take;
+    v.dora_norm = ft_cuda_dora_norm;
+    v.dora_scale = ft_cuda_dora_scale;
+    v.dora_mag_grad = ft_cuda_dora_mag_grad;
     v.alloc_paged = ft_cuda_alloc_paged;
     v.prefetch = ft_cuda_prefetch;
     v.alloc_host = ft_cuda_alloc_host;

@@ -13,6 +13,7 @@
 #     old one leaves one whole pair (and the next export removes the staging directory); a
 #     write-protected directory refused, the owner kept, a file written meanwhile kept; export
 #     CHECKPOINT with a read-only /tmp (nothing written there);
+#   - a DoRA run (lora.dora): its checkpoint's PEFT export is final/'s byte for byte, gguf refused;
 #   - adapter_config.json values of the wrong type or not matching the tensors (r, target_modules),
 #     NaN weights, --out naming a directory, a bad --check file (read before merging), SIGTERM
 #     mid-merge (old output intact, temporary removed: trainer/outguard.c), a SIGKILLed writer's
@@ -148,6 +149,25 @@ if "$ftune" train "$tmp/recipes/demo-stories260k.yaml" --set training.steps=2 --
   grep -q "training-time loss" "$tmp/out" && ok "--check on JSONL through the run's recipe: $(grep 'training-time' "$tmp/out")" || bad "jsonl check"
 else
   bad "demo recipe training failed: $(tail -2 "$tmp/err")"
+fi
+# the same for a DoRA run (lora.dora; dropout 0, export.formats peft: a llama.cpp adapter cannot hold DoRA):
+# the checkpoint carries the magnitudes, and its PEFT export is final/'s byte for byte; gguf refused
+if "$ftune" train "$tmp/recipes/demo-stories260k.yaml" --set training.steps=2 --set training.warmup=0 \
+     --set checkpoint.every_steps=1 --set lora.dora=true --set lora.dropout=0 --set export.formats=peft \
+     --set output_dir="$tmp/drun" >"$tmp/out" 2>"$tmp/err"; then
+  run "$ftune" export "$tmp/drun" --format peft --out "$tmp/drun_final"
+  run "$ftune" export "$tmp/drun/checkpoints/step-000002.ckpt" --format peft --out "$tmp/drun_ckpt"
+  cmp -s "$tmp/drun_final/adapter_model.safetensors" "$tmp/drun_ckpt/adapter_model.safetensors" &&
+    cmp -s "$tmp/drun_final/adapter_config.json" "$tmp/drun_ckpt/adapter_config.json" &&
+    grep -q '"use_dora":.*true' "$tmp/drun_ckpt/adapter_config.json" &&
+    grep -q 'lora_magnitude_vector' "$tmp/drun_ckpt/adapter_model.safetensors" &&
+    ok "DoRA: export --format peft of RUN_DIR == of its last checkpoint (magnitudes, use_dora true)" ||
+    bad "DoRA run vs checkpoint PEFT exports differ"
+  expect 1 "step-000002.ckpt: a DoRA adapter \(use_dora\) cannot go into a llama.cpp adapter.*ftune merge" -- \
+    "$ftune" export "$tmp/drun/checkpoints/step-000002.ckpt" --format gguf --out "$tmp/drun.gguf"
+  nofile "$tmp/drun.gguf"
+else
+  bad "demo recipe training with lora.dora failed: $(tail -2 "$tmp/err")"
 fi
 
 # --- bad input -----------------------------------------------------------------------------------

@@ -25,7 +25,7 @@
 #             FT_BENCH_SHAPES (default: the three at 4096, llama-3-70b:512, the three +keep, llama-3-70b@1024;
 #             shape:seq entries at their own seq, shape+keep with the kept layers the plan offers,
 #             shape@N with rows packed with N-token documents, shape=q4_k with the linears in a ggml
-#             block type as a GGUF base keeps them): finite falling
+#             block type as a GGUF base keeps them, shape+dora with DoRA adapters): finite falling
 #             loss, peak memory within 10% of the plan (the `memory` column), tokens/s, F x tokens/s
 #             against the measured GEMM peak, time per phase
 #   peft      tests/gpu/peft.sh: the bench phase's runs again through transformers + PEFT +
@@ -403,36 +403,8 @@ PYEOF
       --steps 1 --micro-batch 2 --grad-accum 1 --lora-r 4 --lora-alpha 8 --lr 0 --quant none --device cuda \
       --lora-init "$root/tests/fixtures/train/$tcase/lora_init.safetensors" --trainable-tokens "${tc#*:}" \
       --dump-grads "$build/tt_$tcase.safetensors" >>"$OUT/train_cuda.log" 2>&1
-    tt=$(python3 - "$build/tt_$tcase.safetensors" "$root/tests/fixtures/train_tokens/$tcase/grads.safetensors" <<'PYEOF'
-import json, math, struct, sys
-def load(f):
-    try:
-        b = open(f, "rb").read()
-    except OSError:
-        return None
-    n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n]); out = {}
-    for k, t in h.items():
-        if k == "__metadata__": continue
-        o0, o1 = t["data_offsets"]
-        out[k] = struct.unpack("<%df" % ((o1 - o0) // 4), b[8 + n + o0:8 + n + o1])
-    return out
-got, ref = load(sys.argv[1]), load(sys.argv[2])
-if got is None:
-    print("FAIL no gradients written"); sys.exit()
-worst, wk, rows, bad = 0.0, "", 0.0, 0
-for k, r in ref.items():
-    g = got.get(k)
-    if g is None or len(g) != len(r):
-        bad += 1; continue
-    num = sum((a - b) ** 2 for a, b in zip(g, r)); den = sum(b * b for b in r)
-    e = math.sqrt(num / den) if den > 0 else math.sqrt(num)
-    if not (e <= 5e-2): bad += 1
-    if not (e <= worst): worst, wk = e, k
-    if "token_adapter" in k: rows = max(rows, e)
-print("%s %d tensors, worst rel-L2 %.2e (%s), token rows %.2e" % ("ok" if bad == 0 and len(got) == len(ref) else "FAIL",
-      len(ref), worst, wk.replace("base_model.model.", ""), rows))
-PYEOF
-)
+    tt=$(python3 "$root/tests/gpu/compare.py" grads "$build/tt_$tcase.safetensors" \
+      "$root/tests/fixtures/train_tokens/$tcase/grads.safetensors" 5e-2 token_adapter)
     case "$tt" in ok*) ;; *) mark e2e FAIL ;; esac
     say "e2e: trainable tokens on cuda vs PEFT ($tcase): $tt"
     # the forward's replaced rows (at the first step they equal the base's, so the gradients above
@@ -442,19 +414,32 @@ PYEOF
       --adapter "$root/tests/fixtures/train_tokens/$tcase/peft_adapter" \
       --tokens "$root/tests/fixtures/train_tokens/$tcase/tokens0.txt" --dump-logits "$build/tt_$tcase.bin" \
       >>"$OUT/train_cuda.log" 2>&1
-    ttl=$(python3 - "$build/tt_$tcase.bin" "$root/tests/fixtures/train_tokens/$tcase/logits.bin" <<'PYEOF'
-import math, struct, sys
-try:
-    g, r = (open(f, "rb").read() for f in sys.argv[1:3])
-except OSError:
-    print("FAIL no logits written"); sys.exit()
-g, r = (struct.unpack("<%df" % (len(x) // 4), x) for x in (g, r))
-e = max(abs(a - b) for a, b in zip(g, r)) / max(abs(b) for b in r) if len(g) == len(r) else float("inf")
-print("%s logits of PEFT's trained adapter: max |d| / max |ref| %.2e" % ("ok" if e <= 4e-2 else "FAIL", e))
-PYEOF
-)
+    ttl=$(python3 "$root/tests/gpu/compare.py" logits "$build/tt_$tcase.bin" \
+      "$root/tests/fixtures/train_tokens/$tcase/logits.bin" 4e-2 "logits of PEFT's trained adapter")
     case "$ttl" in ok*) ;; *) mark e2e FAIL ;; esac
     say "e2e: trainable tokens on cuda vs PEFT ($tcase): $ttl"
+  done
+  # DoRA (trainer/model.c ft_proj_dora, kernels/cuda/dora.cu) against PEFT: the first step's
+  # gradients of every A, B and magnitude from tests/fixtures/train_dora's init (magnitudes 10% off
+  # the norms), and the logits of PEFT's 20-step trained DoRA adapter; qwen2 has q/k/v biases, which
+  # DoRA does not scale. Tolerances as for the trainable tokens (BF16 activations on hidden 64).
+  for dcase in llama_gqa4 qwen2; do
+    "$ftune" train --model "$root/tests/fixtures/forward/$dcase" --tokens "$root/tests/fixtures/train/$dcase/tokens.txt" \
+      --steps 1 --micro-batch 2 --grad-accum 1 --lora-r 4 --lora-alpha 8 --lr 0 --quant none --device cuda --dora \
+      --lora-init "$root/tests/fixtures/train_dora/$dcase/lora_init_dora.safetensors" \
+      --dump-grads "$build/dora_$dcase.safetensors" >>"$OUT/train_cuda.log" 2>&1
+    dg=$(python3 "$root/tests/gpu/compare.py" grads "$build/dora_$dcase.safetensors" \
+      "$root/tests/fixtures/train_dora/$dcase/grads.safetensors" 5e-2 lora_magnitude_vector)
+    case "$dg" in ok*) ;; *) mark e2e FAIL ;; esac
+    say "e2e: DoRA on cuda vs PEFT ($dcase): $dg"
+    "$ftune" eval --model "$root/tests/fixtures/forward/$dcase" --device cuda --quant none \
+      --adapter "$root/tests/fixtures/train_dora/$dcase/peft_adapter" \
+      --tokens "$root/tests/fixtures/train_dora/$dcase/tokens0.txt" --dump-logits "$build/dora_$dcase.bin" \
+      >>"$OUT/train_cuda.log" 2>&1
+    dl=$(python3 "$root/tests/gpu/compare.py" logits "$build/dora_$dcase.bin" \
+      "$root/tests/fixtures/train_dora/$dcase/logits.bin" 4e-2 "logits of PEFT's trained DoRA adapter")
+    case "$dl" in ok*) ;; *) mark e2e FAIL ;; esac
+    say "e2e: DoRA on cuda vs PEFT ($dcase): $dl"
   done
 fi
 
@@ -578,6 +563,7 @@ if want bench && have_ftune bench; then
     case "$entry" in *+keep) keep=(--keep-layers max --keep-attention) ;; esac # shape+keep: as ftune plan offers
     [[ "$entry" =~ @([0-9]+) ]] && keep+=(--doc-len "${BASH_REMATCH[1]}") # shape@N: rows packed with N-token documents
     [[ "$entry" =~ =([a-z0-9_]+) ]] && keep+=(--quant "${BASH_REMATCH[1]}") # shape=q4_k: a GGUF base's block type
+    [[ "$entry" == *+dora* ]] && keep+=(--dora) # shape+dora: DoRA adapters (no dropout, as the bench runs)
     rm -f "$build/bench/$entry.json"
     # shellcheck disable=SC2086
     "$ftune" bench --device cuda --shape "$shape" --seq "$seq" --micro-batch 1 \

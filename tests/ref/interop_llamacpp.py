@@ -28,6 +28,10 @@ by make_export_golden.py, each with a real tokenizer whose vocabulary matches):
      must give PEFT's merge_and_unload() logits (logits_merged.bin, 1e-5); for the untied model, llama.cpp
      on the base F32 / F16 GGUF + our adapter GGUF (the rows as rank-k token_embd / output LoRA pairs,
      export/adapter_tokens_out.c) too (1e-5 / 1e-3); for the tied one `ftune export --format gguf` refuses.
+  7. DoRA (tests/fixtures/train_dora, --dora): PEFT's DoRA adapters (use_dora) on the tiny forward models. llama.cpp
+     on our merged F32 GGUF (each row times mag / norm, export/adapter_dora.c; llama's q/k rows permuted with their
+     magnitudes) must give PEFT's merge_and_unload() logits (merged_logits.bin, 1e-5); `ftune export --format
+     gguf` refuses (llama.cpp has no per-row magnitude).
 Prints each comparison and ends with "N passed, N failed" (exit 1 on any failure).
 Needs: numpy, gguf, llama-cpp-python (scripts/setup-interop-venv.sh). No torch.
 """
@@ -291,6 +295,7 @@ def gguf_base_case(ft, case, work):
 
 
 TRAIN_TOKENS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "train_tokens")
+TRAIN_DORA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "train_dora")
 FORWARD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "forward")
 
 
@@ -320,16 +325,22 @@ Llama(model_path=sys.argv[1], lora_path=sys.argv[2], n_ctx=64, logits_all=True, 
 """
 
 
-def train_tokens_case(ft, case, work):
-    """Trainable tokens merged, and as a llama.cpp adapter, against PEFT (see the module doc, 6)."""
-    tc = os.path.join(TRAIN_TOKENS, case)
-    ad = os.path.join(tc, "peft_adapter")
-    d = os.path.join(work, "tokens-" + case)
+def forward_base(case, d):
+    """d/base: the forward fixture `case` with the 256-id byte-level tokenizer a GGUF needs."""
     base = os.path.join(d, "base")
     os.makedirs(base, exist_ok=True)
     for f in ("config.json", "model.safetensors"):
         shutil.copy(os.path.join(FORWARD, case, f), base)
     byte_bpe_tokenizer(os.path.join(base, "tokenizer.json"))
+    return base
+
+
+def train_tokens_case(ft, case, work):
+    """Trainable tokens merged, and as a llama.cpp adapter, against PEFT (see the module doc, 6)."""
+    tc = os.path.join(TRAIN_TOKENS, case)
+    ad = os.path.join(tc, "peft_adapter")
+    d = os.path.join(work, "tokens-" + case)
+    base = forward_base(case, d)
     tied = json.load(open(os.path.join(base, "config.json"))).get("tie_word_embeddings", False)
     toks = [int(t) for t in open(os.path.join(tc, "tokens0.txt")).read().split()]
     ref = np.fromfile(os.path.join(tc, "logits_merged.bin"), np.float32).reshape(len(toks), -1)
@@ -374,6 +385,28 @@ def train_tokens_case(ft, case, work):
                         f"pairs) vs PEFT merge_and_unload: rel {r:.3e} (<= {why}; base alone vs PEFT: {moved:.3e})")
 
 
+def dora_case(ft, case, work):
+    """A DoRA adapter merged (llama.cpp runs it) and refused as a llama.cpp adapter (see the module doc, 7)."""
+    tc = os.path.join(TRAIN_DORA, case)
+    ad = os.path.join(tc, "peft_adapter")
+    d = os.path.join(work, "dora-" + case)
+    base = forward_base(case, d)
+    toks = [int(t) for t in open(os.path.join(tc, "tokens0.txt")).read().split()]
+    ref = np.fromfile(os.path.join(tc, "merged_logits.bin"), np.float32).reshape(len(toks), -1)
+    p = lambda s: os.path.join(d, s)  # noqa: E731
+    run([ft, "merge", "--base", base, "--out", p("base-f32.gguf"), "--type", "f32"])
+    moved = rel_l2(llama_logits(p("base-f32.gguf"), toks, kv_f32=True), ref)
+    run([ft, "merge", "--base", base, "--adapter", ad, "--out", p("merged-f32.gguf"), "--type", "f32"])
+    r = rel_l2(llama_logits(p("merged-f32.gguf"), toks, kv_f32=True), ref)
+    check(r <= 1e-5, f"dora {case}: llama.cpp on our merged F32 GGUF vs PEFT merge_and_unload: rel {r:.3e} (<= 1e-5; "
+                     f"base alone vs PEFT: {moved:.3e})")
+    out = p("adapter.gguf")
+    e = subprocess.run([ft, "export", ad, "--format", "gguf", "--base", base, "--out", out],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    check(e.returncode == 1 and "DoRA adapter" in e.stdout and "ftune merge" in e.stdout and not os.path.exists(out),
+          f"dora {case}: export --format gguf refused (exit {e.returncode}), nothing written")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ftune", required=True)
@@ -383,6 +416,8 @@ def main():
                     help="tests/fixtures/gguf_base cases merged into their own types (empty: none)")
     ap.add_argument("--train-tokens", default="llama_gqa4,llama_mha_tied",
                     help="tests/fixtures/train_tokens cases: trainable tokens merged and as an adapter (empty: none)")
+    ap.add_argument("--dora", default="llama_gqa4,qwen2",
+                    help="tests/fixtures/train_dora cases: DoRA adapters merged (empty: none)")
     a = ap.parse_args()
     import llama_cpp
     print("llama-cpp-python", llama_cpp.__version__, flush=True)
@@ -469,6 +504,10 @@ def main():
         t1 = time.time()
         train_tokens_case(ft, case, work)
         print(f"     trainable tokens {case}: {time.time() - t1:.1f}s", flush=True)
+    for case in [c for c in a.dora.split(",") if c]:
+        t1 = time.time()
+        dora_case(ft, case, work)
+        print(f"     dora {case}: {time.time() - t1:.1f}s", flush=True)
     print(f"interop total {time.time() - t0:.1f}s")
     print(f"{PASS} passed, {FAIL} failed")
     return 1 if FAIL else 0

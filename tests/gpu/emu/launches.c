@@ -115,6 +115,50 @@ static void lc_lora(const lc_model *M, int64_t B, int64_t T, int64_t in, int64_t
         }
 }
 
+/* DoRA: the weight norm of each projection shape at ranks 8..256 (NF4; Llama-3-70B's down_proj also as
+ * Q4_K and BF16), the row scale (= and +=, with a BF16 bias) and the magnitude's gradient over the whole
+ * micro-batch at each output width */
+static void lc_dora(const lc_model *M, int64_t B, int64_t T) {
+    static const int64_t ranks[] = {8, 16, 64, 256};
+    const int64_t N = B * T, C = M->C, F = M->F, qd = M->H * M->D, kv = M->Hkv * M->D;
+    const int64_t shapes[][2] = {{C, qd}, {C, kv}, {qd, C}, {C, F}, {F, C}}; /* {in, out} */
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        const int64_t in = shapes[s][0], out = shapes[s][1];
+        static const ft_dtype dts[] = {FT_NF4, FT_Q4_K, FT_BF16};
+        for (int d = 0; d < (M == &lc_models[0] && s == 4 ? 3 : 1); d++) {
+            ft_weight W;
+            memset(&W, 0, sizeof W);
+            if (ft_weight_alloc(lc_be, &W, dts[d], out, in, "dora W") != FT_OK) {
+                printf("FAIL %s dora W: %s\n", M->name, ft_error_msg());
+                lc_fail++;
+                continue;
+            }
+            for (size_t r = 0; r < sizeof ranks / sizeof *ranks; r++) {
+                const int64_t R = ranks[r];
+                float *wn = lc_alloc(4 * out), *A = lc_alloc(4 * R * in), *Bm = lc_alloc(4 * out * R);
+                LC(ft_op_dora_norm(lc_be, wn, &W, A, Bm, R, 2.0f), "dora_norm");
+            }
+            ft_weight_release(lc_be, &W);
+        }
+        ft_weight bias;
+        memset(&bias, 0, sizeof bias);
+        if (ft_weight_alloc(lc_be, &bias, FT_BF16, 1, out, "dora bias") != FT_OK) {
+            printf("FAIL %s dora bias: %s\n", M->name, ft_error_msg());
+            lc_fail++;
+            continue;
+        }
+        for (int acc = 0; acc < 2; acc++) {
+            void *y = lc_alloc(2 * N * out), *z = lc_alloc(2 * N * out);
+            float *mag = lc_alloc(4 * out), *wn = lc_alloc(4 * out);
+            LC(ft_op_dora_scale(lc_be, y, acc ? z : y, mag, wn, acc ? &bias : NULL, N, out, acc), "dora_scale");
+        }
+        ft_weight_release(lc_be, &bias);
+        void *dy = lc_alloc(2 * N * out), *z = lc_alloc(2 * N * out);
+        float *dmag = lc_alloc(4 * out), *wn = lc_alloc(4 * out);
+        LC(ft_op_dora_mag_grad(lc_be, dmag, dy, z, wn, N, out), "dora_mag_grad");
+    }
+}
+
 static void lc_attention(const lc_model *M, int64_t B, int64_t T) {
     const int64_t N = B * T, H = M->H, Hkv = M->Hkv, D = M->D, qb = 2 * N * H * D, kb = 2 * N * Hkv * D;
     for (int packed = 0; packed < 2; packed++) {
@@ -194,6 +238,7 @@ static void lc_model_run(const lc_model *M, int64_t B, int64_t T, int attention_
     }
     lc_lora(M, B, T, C, F);
     lc_lora(M, B, T, F, C);
+    lc_dora(M, B, T);
     /* decoding: 1 and FT_LINEAR_FEW_ROWS new tokens against N cached keys (attention_kv), and the
      * products of that few rows, which read NF4 codes directly (gemv.cu) */
     for (int64_t nq = 1; nq <= FT_LINEAR_FEW_ROWS; nq += FT_LINEAR_FEW_ROWS - 1) {
