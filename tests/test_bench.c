@@ -109,6 +109,34 @@ static void check_tiny(void) {
                  h.steps[0].loss, h.steps[2].loss, (long long)h.mem_peak, (long long)h.mem_plan);
     }
     ft_bench_result_free(&h);
+    /* --dora: the run trains, its peak memory is the plan's to the byte (the magnitudes and their state,
+     * the backward's scratch of one module's output), and F grows by exactly DoRA's work, counted here
+     * from the shape (tiny: C 128, F 384, H 4 / Hkv 2 x 32, 2 layers, no bias, no q/k-norm): a second
+     * frozen product and LoRA B product, 2 out (in + r) a token, for q, k (rotated in place), o and
+     * down (added into the residual), none for v, gate and up, whose outputs the backward holds; and
+     * every module's weight norm, 2 r in out per micro-batch of N = 64 tokens */
+    ft_bench_opts dr = tiny_opts();
+    dr.dora = 1, dr.steps = 3;
+    FT_CHECK_OK(ft_bench_run(&dr, &h));
+    if (h.steps) {
+        const double R = 8, N = 64, io[7][2] = {{128, 128}, {128, 64}, {128, 64}, {128, 128}, {128, 384}, {128, 384},
+                                                 {384, 128}}; /* {in, out}: q k v o gate up down */
+        double dF = 0;
+        for (int m = 0; m < 7; m++) {
+            const int second = m == 0 || m == 1 || m == 3 || m == 6;
+            dF += 2.0 * io[m][1] * ((second ? io[m][0] + R : 0.0) + R * io[m][0] / N);
+        }
+        dF *= 2; /* layers */
+        const double got = h.flops_per_token - r.flops_per_token;
+        FT_CHECK(!(fabs(got - dF) > 1e-9 * dF), "DoRA F %g, LoRA %g: %g more, expected %g", h.flops_per_token,
+                 r.flops_per_token, got, dF);
+        FT_CHECK(h.loss_finite && h.loss_fell && h.mem_peak == h.mem_plan && h.mem_peak > r.mem_peak,
+                 "DoRA: loss %g -> %g, peak %lld, plan %lld (LoRA's %lld)", h.steps[0].loss, h.steps[2].loss,
+                 (long long)h.mem_peak, (long long)h.mem_plan, (long long)r.mem_peak);
+        printf("ok   --dora: F +%.0f FLOP/token as counted, peak %lld bytes = plan (LoRA's %lld)\n", got,
+               (long long)h.mem_peak, (long long)r.mem_peak);
+    }
+    ft_bench_result_free(&h);
     ft_bench_opts big = o;
     big.shape = "llama-3-8b", big.layers = 33;
     FT_CHECK(ft_bench_run(&big, &h) == FT_E_ARG, "llama-3-8b with 33 layers should be refused");

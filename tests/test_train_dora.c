@@ -8,7 +8,9 @@
  * lora_init_dora.safetensors holds train/<case>/lora_init.safetensors' A/B and magnitudes set 10% off
  * the norms (m = wn (1 + 0.1 u), u in [-1, 1]), so m / wn != 1 and every term of the gradient shows.
  *
- * Cases: llama_gqa4 (untied, no biases) and qwen2 (q/k/v biases, which DoRA must not scale).
+ * Cases: llama_gqa4 (untied, no biases), qwen2 (q/k/v biases, which DoRA must not scale) and qwen3
+ * (q/k-norm: the backward takes every module's magnitude gradient but o's and down's from the
+ * module's kept output, model.h ft_dora_output_kept).
  * Per case, through the library:
  *   (a) first-step gradients of every A, B and magnitude (micro-batch 2 of unequal rows, dumped)
  *       against PEFT's: every tensor rel-L2 <= 1e-4 (PEFT's own float32 vs float64 headroom is
@@ -48,7 +50,7 @@ typedef struct ft_dcase {
     int biases;  /* q/k/v biases */
 } ft_dcase;
 
-static const ft_dcase ft_dcases[] = {{"llama_gqa4", 1, 0}, {"qwen2", 0, 1}};
+static const ft_dcase ft_dcases[] = {{"llama_gqa4", 1, 0}, {"qwen2", 0, 1}, {"qwen3", 0, 0}};
 
 typedef struct ft_curve {
     int64_t n;

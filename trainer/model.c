@@ -260,12 +260,13 @@ static ft_status ft_proj_dora(const ft_pass *p, int64_t l, int mod, ft_layer_act
 }
 
 /* A DoRA module's backward. The magnitude's gradient needs the unscaled output z (PEFT's autograd
- * keeps it; the recompute does not), so z is computed again here from the kept t and x: one more
- * frozen product per module, about 2 N_params FLOPs a token on top of LoRA's 6. Then dz = dy * mag /
+ * keeps it). y, the module's output where the backward still holds it (ft_dora_output_kept), gives
+ * sum_n dy z / wn as sum_n dy y / mag; otherwise z is computed again here from the kept t and x: one
+ * more frozen product for that module, 2 in out FLOPs a token on top of LoRA's 6. Then dz = dy * mag /
  * wn goes through the LoRA and frozen backward as dy does without DoRA (wn is a constant: no
  * gradient through it). z and dz share bs.dz. */
 static ft_status ft_proj_bwd_dora(const ft_pass *p, int64_t l, int mod, ft_layer_acts *la, void *dx, const void *dy,
-                                  const void *x, int accumulate) {
+                                  const void *x, const void *y, int accumulate) {
     ft_model *m = p->m;
     ft_lora *lo = m->lora;
     const ft_lora_tensor *lt = ft_lora_get(lo, l, mod);
@@ -273,10 +274,14 @@ static ft_status ft_proj_bwd_dora(const ft_pass *p, int64_t l, int mod, ft_layer
     void *z = m->bs.dz;
     const ft_lora_drop none = {0.0f, 0};
     const float *mag = lo->params + lt->m_off, *wn = lo->wn + lt->wn_off;
-    FT_TRY(ft_op_lora_fwd(m->be, z, la->t[mod], NULL, none, lo->params + lt->a_off, lo->params + lt->b_off, p->N,
-                          lt->in, lt->out, lo->cfg.r, lo->scale, 0));
-    FT_TRY(ft_op_linear(m->be, z, x, &lw->lin[mod], NULL, p->N, 1));
-    FT_TRY(ft_op_dora_mag_grad(m->be, lo->grads + lt->m_off, dy, z, wn, p->N, lt->out));
+    if (y) {
+        FT_TRY(ft_op_dora_mag_grad(m->be, lo->grads + lt->m_off, dy, y, mag, p->N, lt->out));
+    } else {
+        FT_TRY(ft_op_lora_fwd(m->be, z, la->t[mod], NULL, none, lo->params + lt->a_off, lo->params + lt->b_off, p->N,
+                              lt->in, lt->out, lo->cfg.r, lo->scale, 0));
+        FT_TRY(ft_op_linear(m->be, z, x, &lw->lin[mod], NULL, p->N, 1));
+        FT_TRY(ft_op_dora_mag_grad(m->be, lo->grads + lt->m_off, dy, z, wn, p->N, lt->out));
+    }
     FT_TRY(ft_op_dora_scale(m->be, z, dy, mag, wn, NULL, p->N, lt->out, 0));
     FT_TRY(ft_op_lora_bwd(m->be, dx, lo->grads + lt->a_off, lo->grads + lt->b_off, z, x, ft_lora_drop_of(p, l, mod),
                           la->t[mod], lo->params + lt->a_off, lo->params + lt->b_off, p->N, lt->in, lt->out, lo->cfg.r,
@@ -378,7 +383,14 @@ static ft_status ft_proj_bwd(const ft_pass *p, int64_t l, int mod, ft_layer_acts
     const ft_layer_weights *lw = &m->w.layers[l];
     const ft_lora_tensor *lt = m->lora ? ft_lora_get(m->lora, l, mod) : NULL;
     if (lt && m->lora->cfg.dora) {
-        FT_TRY(ft_proj_bwd_dora(p, l, mod, la, dx, dy, x, accumulate));
+        /* the module's own output, where the forward's buffers still hold it (model.h ft_dora_output_kept) */
+        const void *y = !ft_dora_output_kept(&m->d, (ft_module)mod) ? NULL
+                        : mod == FT_MOD_GATE                         ? la->g
+                        : mod == FT_MOD_UP                           ? la->u
+                        : mod == FT_MOD_V                            ? la->v
+                        : mod == FT_MOD_Q                            ? la->q_pre
+                                                                     : la->k_pre;
+        FT_TRY(ft_proj_bwd_dora(p, l, mod, la, dx, dy, x, y, accumulate));
     } else if (lt) {
         ft_lora *lo = m->lora;
         FT_TRY(ft_op_lora_bwd(m->be, dx, lo->grads + lt->a_off, lo->grads + lt->b_off, dy, x,

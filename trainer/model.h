@@ -43,6 +43,18 @@ typedef struct ft_model_weights {
 
 typedef struct ft_model ft_model;
 
+/* DoRA's backward (trainer/model.c ft_proj_bwd_dora) needs a module's output before the row scale,
+ * z = (y - bias) wn / mag. Where the backward still holds the module's own output y and the module
+ * has no bias, z's use there (the magnitude's gradient sum_n dy z / wn = sum_n dy y / mag) needs no
+ * second frozen product: gate and up (SwiGLU's inputs), v (the attention's), and q and k before
+ * Qwen3's q/k-norm (its input). Elsewhere (q and k rotated in place, o and down added into the
+ * residual, or a bias that y - bias would cancel in BF16) z is computed again. */
+static inline int ft_dora_output_kept(const ft_model_dims *d, ft_module mod) {
+    if (mod == FT_MOD_GATE || mod == FT_MOD_UP) return 1;
+    if (d->qkv_bias) return 0;
+    return mod == FT_MOD_V || ((mod == FT_MOD_Q || mod == FT_MOD_K) && d->qk_norm);
+}
+
 /* One micro-batch on the host: B rows of T tokens. labels < 0 are ignored; pos are the RoPE
  * positions; doc_start (may be NULL) marks packed-example starts (see ft_op_attention). */
 typedef struct ft_batch {

@@ -248,8 +248,11 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
     ft_lora_cfg lc = {.r = in->R, .targets = p->targets, .n_tokens = p->n_tokens, .tied = d->tied, .dora = p->dora};
     int64_t n = ft_lora_param_count(&lc, &s, d->L);
     p->lora_params = n;
-    pl_set(&p->line[FT_PLAN_LORA], "LoRA weights", n * 4, "F32, %s params%s", ft_plan_si((double)n, "", num, sizeof num),
-           cuda ? ", paged" : "");
+    int64_t n_wn = 0; /* DoRA: a weight norm per magnitude (lora.h ft_lora.wn) */
+    for (int m = 0; p->dora && m < FT_MOD_COUNT; m++)
+        if (p->targets & (1u << m)) n_wn += s.out[m] * d->L;
+    pl_set(&p->line[FT_PLAN_LORA], "LoRA weights", (n + n_wn) * 4, "F32, %s params%s%s",
+           ft_plan_si((double)n, "", num, sizeof num), n_wn ? " (and DoRA's weight norms)" : "", cuda ? ", paged" : "");
     pl_set(&p->line[FT_PLAN_GRADS], "LoRA gradients", n * 4, "F32");
     pl_set(&p->line[FT_PLAN_OPTIM], "optimizer state", ft_adamw_state_bytes(n) + ft_adamw_scalar_bytes(),
            "AdamW m + v, F32%s", cuda ? ", paged (managed memory)" : "");
@@ -455,7 +458,8 @@ static void pl_flops(ft_plan *p, int64_t lora_io) {
     for (int m = 0; p->dora && m < FT_MOD_COUNT; m++) /* model.c ft_proj_bwd_dora, ft_dora_norm_of */
         if (p->targets & (1u << m))
             p->f_dora += (double)d->L * 2.0 * (double)s.out[m] *
-                         ((double)s.in[m] + (double)p->R + (double)p->R * (double)s.in[m] / (double)(p->B * p->T));
+                         ((ft_dora_output_kept(d, (ft_module)m) ? 0.0 : (double)s.in[m] + (double)p->R) +
+                          (double)p->R * (double)s.in[m] / (double)(p->B * p->T));
     p->flops_per_token = p->f_base + p->f_head + p->f_attn + p->f_lora + p->f_dora;
     p->flops_full = 6.0 * (double)p->n_blocks + p->f_head + 4.5 * A + 8.0 * lora + p->f_dora;
     p->w_gemm = p->f_base + p->f_head + p->f_lora + p->f_dora - 2.0 * (double)(d->C * d->F * rl);

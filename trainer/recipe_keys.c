@@ -53,9 +53,9 @@ const rk ft_recipe_keys[] = {
     {.key = "lora.rslora", .type = RK_BOOL, .off = F(lora.rslora), .def = "false",
      .help = "rank-stabilized scaling alpha / sqrt(r)"},
     {.key = "lora.dora", .type = RK_BOOL, .off = F(lora.dora), .def = "false",
-     .help = "DoRA (PEFT's use_dora): each adapted module also trains a magnitude per output row; costs one more "
-             "frozen product per module in the backward (about +30% a step); needs lora.dropout 0; merges and PEFT "
-             "exports carry it, a llama.cpp adapter cannot"},
+     .help = "DoRA (PEFT's use_dora): each adapted module also trains a magnitude per output row; the backward "
+             "runs some frozen products twice (about 10% slower; `ftune plan` counts it); needs lora.dropout 0; merges "
+             "and PEFT exports carry it, a llama.cpp adapter cannot"},
     {.key = "lora.init", .type = RK_PATH, .off = F(lora.init), .def = "",
      .help = "initial A/B from a safetensors file under PEFT names (default: PEFT's random A, zero B)"},
     {.key = "lora.trainable_tokens", .type = RK_STRS, LIST(lora.tokens, lora.n_tokens, FT_RECIPE_MAX_TOKENS),

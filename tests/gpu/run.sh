@@ -422,8 +422,9 @@ PYEOF
   # DoRA (trainer/model.c ft_proj_dora, kernels/cuda/dora.cu) against PEFT: the first step's
   # gradients of every A, B and magnitude from tests/fixtures/train_dora's init (magnitudes 10% off
   # the norms), and the logits of PEFT's 20-step trained DoRA adapter; qwen2 has q/k/v biases, which
-  # DoRA does not scale. Tolerances as for the trainable tokens (BF16 activations on hidden 64).
-  for dcase in llama_gqa4 qwen2; do
+  # DoRA does not scale; qwen3's q/k-norm lets the backward take q's and k's magnitude gradients from
+  # their kept outputs (trainer/model.h ft_dora_output_kept). Tolerances as for the trainable tokens (BF16 activations on hidden 64).
+  for dcase in llama_gqa4 qwen2 qwen3; do
     "$ftune" train --model "$root/tests/fixtures/forward/$dcase" --tokens "$root/tests/fixtures/train/$dcase/tokens.txt" \
       --steps 1 --micro-batch 2 --grad-accum 1 --lora-r 4 --lora-alpha 8 --lr 0 --quant none --device cuda --dora \
       --lora-init "$root/tests/fixtures/train_dora/$dcase/lora_init_dora.safetensors" \

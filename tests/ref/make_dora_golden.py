@@ -15,7 +15,8 @@ DoraLinearLayer, variants.py DoraLinearVariant) computes, per targeted linear W 
 The bias is NOT scaled by m / wn (PEFT subtracts it from the base result before scaling; asserted below against a
 hand-written formula on every module of layer 0 in float64).
 
-Cases: llama_gqa4 (untied lm_head, no biases), qwen2 (q/k/v biases, tied embeddings; DoRA touches only the linears).
+Cases: llama_gqa4 (untied lm_head, no biases), qwen2 (q/k/v biases, tied embeddings; DoRA touches only the linears),
+qwen3 (q/k-norm: ftune's backward takes q's and k's magnitude gradient from their outputs before the norm).
 
 Magnitudes.  PEFT sets lora_magnitude_vector = ||W + s B A|| row-wise when the adapter is created (B = 0 then, so
 = ||W||), and loading A/B afterwards does not recompute it.  To make the goldens unambiguous and sensitive to m / wn,
@@ -82,9 +83,9 @@ import make_train_golden as mtg  # noqa: E402  (same models, batching, loss, gra
 REPO = mtg.REPO
 TRAIN = os.path.join(REPO, "tests", "fixtures", "train")
 OUT = os.path.join(REPO, "tests", "fixtures", "train_dora")
-CASES = ["llama_gqa4", "qwen2"]
+CASES = ["llama_gqa4", "qwen2", "qwen3"]
 NF4_CASES = ["llama_gqa4"]
-MAG_SEED = {"llama_gqa4": 3102, "qwen2": 3112}
+MAG_SEED = {"llama_gqa4": 3102, "qwen2": 3112, "qwen3": 3122}
 MAG_SPREAD = 0.1
 MERGE_TOL = 1e-4
 INVARIANT_TOL = 1e-6
