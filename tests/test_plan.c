@@ -39,10 +39,10 @@ static void check_close(const char *what, const char *tag, int64_t got, int64_t 
  * every line matches to the byte (1% slack); on CUDA the grow-only scratch makes the workspace an
  * upper bound, so lines that are single allocations are held to 1% and the total to 10%. */
 static void check_run_on(int cuda, const char *model_dir, const char *quant, int64_t B, int64_t T, int64_t r,
-                         const char *targets, int recompute) {
+                         const char *targets, int recompute, int dora) {
     char tag[512], s_path[4200], s_quant[64], s_r[64], s_b[64], s_t[64], s_tg[128], s_rc[64];
-    snprintf(tag, sizeof tag, "[%s %s quant=%s B=%lld T=%lld r=%lld targets=%s recompute=%d]", cuda ? "cuda" : "cpu",
-             model_dir, quant, (long long)B, (long long)T, (long long)r, targets, recompute);
+    snprintf(tag, sizeof tag, "[%s %s quant=%s B=%lld T=%lld r=%lld targets=%s recompute=%d%s]", cuda ? "cuda" : "cpu",
+             model_dir, quant, (long long)B, (long long)T, (long long)r, targets, recompute, dora ? " dora" : "");
     ft_backend *be = NULL;
     ft_status bst = cuda ? ft_backend_cuda_create(&be, 0) : ft_backend_cpu_create(&be, 2);
     if (cuda && bst != FT_OK) {
@@ -58,7 +58,8 @@ static void check_run_on(int cuda, const char *model_dir, const char *quant, int
     snprintf(s_t, sizeof s_t, "data.seq_len=%lld", (long long)T);
     snprintf(s_tg, sizeof s_tg, "lora.targets=%s", targets);
     snprintf(s_rc, sizeof s_rc, "training.recompute=%s", recompute ? "true" : "false");
-    const char *sets[] = {s_path, s_quant, s_r, s_b, s_t, s_tg, s_rc, "model.device=cpu", "model.threads=2"};
+    const char *sets[] = {s_path, s_quant, s_r, s_b, s_t, s_tg, s_rc, "model.device=cpu", "model.threads=2",
+                          dora ? "lora.dora=true" : "lora.dora=false", dora ? "lora.dropout=0" : "lora.dropout=0.1"};
     ft_recipe rec;
     ft_plan *plan = calloc(1, sizeof *plan);
     FT_CHECK_OK(ft_recipe_defaults(&rec, sets, (int)(sizeof sets / sizeof *sets)));
@@ -79,7 +80,7 @@ static void check_run_on(int cuda, const char *model_dir, const char *quant, int
                 line(plan, FT_PLAN_LINEARS) + line(plan, FT_PLAN_EMBED) + line(plan, FT_PLAN_SMALL), 0.01);
     check_close("backend peak while loading", tag, load_peak, plan->load_bytes, tol_load);
 
-    ft_lora_cfg lc = {.r = r, .alpha = 16, .dropout = 0.1, .seed = 1};
+    ft_lora_cfg lc = {.r = r, .alpha = 16, .dropout = dora ? 0.0 : 0.1, .seed = 1, .dora = dora};
     FT_CHECK_OK(ft_lora_parse_targets(targets, &lc.targets));
     ft_lora_shapes shapes = ft_model_lora_shapes(ft_model_get_dims(m));
     FT_CHECK_OK(ft_lora_create(&lora, be, &lc, &shapes, ft_model_get_dims(m)->L));
@@ -132,7 +133,7 @@ done:
 
 static void check_run(const char *model_dir, const char *quant, int64_t B, int64_t T, int64_t r, const char *targets,
                       int recompute) {
-    check_run_on(0, model_dir, quant, B, T, r, targets, recompute);
+    check_run_on(0, model_dir, quant, B, T, r, targets, recompute, 0);
 }
 
 /* A plan from a committed config.json (no weights needed), with options. */
@@ -735,12 +736,16 @@ int main(void) {
     }
     check_run("models/stories260K", "nf4", 8, 128, 8, "all", 1);
     check_run("models/stories260K", "nf4", 4, 256, 16, "q_proj,k_proj,v_proj,o_proj", 0);
+    /* DoRA: the magnitudes (and their gradients, moments), the weight norms, the backward's dz scratch */
+    check_run_on(0, "models/stories260K", "nf4", 2, 128, 8, "all", 1, 1);
+    check_run_on(0, "tests/fixtures/forward/qwen2", "none", 1, 64, 4, "q_proj,v_proj,down_proj", 0, 1);
     check_evals();
     /* docs/recipes.md's device table is the one the plan uses */
     ft_test_doc_section("docs/recipes.md", "devices", "ftune plan --devices", ft_plan_devices_doc);
     /* on a GPU: the bf16 checkpoint (the plan assumes 16-bit = bf16 on CUDA) */
-    check_run_on(1, "tests/fixtures/forward/qwen3", "nf4", 2, 64, 8, "all", 1);
-    check_run_on(1, "tests/fixtures/forward/qwen3", "bf16", 4, 128, 16, "all", 1);
+    check_run_on(1, "tests/fixtures/forward/qwen3", "nf4", 2, 64, 8, "all", 1, 0);
+    check_run_on(1, "tests/fixtures/forward/qwen3", "bf16", 4, 128, 16, "all", 1, 0);
+    check_run_on(1, "tests/fixtures/forward/qwen3", "nf4", 2, 64, 8, "all", 1, 1); /* DoRA */
     check_70b();
     check_time();
     check_keep_attention();

@@ -120,8 +120,8 @@ static ft_status ft_cmd_train_recipe(ft_cli *cli) {
  * recipe keys cannot express (a sequence under 16 tokens) is planned at their bound; one that
  * cannot be planned at all runs without the explanation. NULL: no plan. */
 static ft_plan *ft_flag_plan(ft_backend *be, const char *dir, const char *quant, const char *targets, int64_t r,
-                             double dropout, int64_t B, int64_t K, int64_t steps, int64_t threads, int recompute,
-                             int64_t max_len, const ft_token_seqs *seqs) {
+                             double dropout, int dora, int64_t B, int64_t K, int64_t steps, int64_t threads,
+                             int recompute, int64_t max_len, const ft_token_seqs *seqs) {
     int64_t T = 16;
     for (int64_t i = 0; i < seqs->n; i++) {
         int64_t len = seqs->start[i + 1] - seqs->start[i];
@@ -141,7 +141,8 @@ static ft_plan *ft_flag_plan(ft_backend *be, const char *dir, const char *quant,
     snprintf(k[9], sizeof k[9], "training.recompute=%s", recompute ? "true" : "false");
     char th[64];
     snprintf(th, sizeof th, "model.threads=%lld", (long long)threads);
-    const char *sets[] = {k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], th};
+    const char *sets[] = {k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], th,
+                          dora ? "lora.dora=true" : "lora.dora=false"};
     ft_recipe rec;
     ft_plan *p = NULL;
     ft_status st = ft_calloc((void **)&p, sizeof *p, "plan");
@@ -294,7 +295,7 @@ ft_status ft_cmd_train(int argc, char **argv) {
     FT_CHECK_GOTO(st, ft_flag_files(init, save, tc.dump_grads), done);
     FT_CHECK_GOTO(st, ft_token_file_read(tokens, &seqs), done);
     FT_CHECK_GOTO(st, ft_backend_open(&be, device, (int)threads), done);
-    plan = ft_flag_plan(be, dir, quant_s, targets_s, r, dropout, B, K, steps, threads, lo.model.recompute, max_len,
+    plan = ft_flag_plan(be, dir, quant_s, targets_s, r, dropout, lc.dora, B, K, steps, threads, lo.model.recompute, max_len,
                         &seqs);
     FT_CHECK_GOTO(st, ft_model_load(&model, be, dir, &lo), done);
     ft_model_config mc; /* read again by the load just done: --save's PEFT names follow the base's layout */

@@ -117,10 +117,11 @@ ft_status ft_lora_init_tokens(ft_lora *l, ft_backend *be, const ft_weight *embed
 ft_status ft_lora_zero_grads(ft_lora *l, ft_backend *be);
 /* Loads A/B from a PEFT-named safetensors file (every adapter tensor must be present with its
  * shape; F32/F16/BF16). Trainable-token rows are loaded when the file has them and otherwise keep
- * their values (an init file made without them). DoRA magnitudes likewise: all or none; with them
+ * their values (an init file made without them). DoRA magnitudes likewise, for all of this adapter's
+ * modules or none (under PEFT's key or with `.weight` appended; each finite and not 0): with them
  * l->mag_set becomes 1, without them it stays as it was (a fresh adapter's are then set from the
- * weights and the loaded A, B by the model's first pass). A file with magnitudes for an adapter
- * without DoRA is refused. */
+ * weights and the loaded A, B by the model's first pass: ||W + s B A||, where PEFT keeps the ||W|| it
+ * set before loading A and B). A file with magnitudes for an adapter without DoRA is refused. */
 ft_status ft_lora_load(ft_lora *l, ft_backend *be, const char *path);
 /* Writes params (which = 'p') or grads ('g') under PEFT names to a safetensors file. */
 ft_status ft_lora_save(const ft_lora *l, ft_backend *be, const char *path, char which);

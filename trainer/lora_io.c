@@ -1,5 +1,6 @@
 /* lora_io.c: adapter tensors to and from safetensors under PEFT names
  * (base_model.model.model.layers.L.self_attn.q_proj.lora_A.weight, A [R,in], B [out,R]). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -244,7 +245,14 @@ ft_status ft_lora_load(ft_lora *l, ft_backend *be, const char *path) {
                         ft_dtype_name(dt), (long long)rows, (long long)cols);
             goto done;
         }
-        ft_to_f32(host + ((const float *)want->data - host), info.data, dt, rows * cols);
+        float *dst = host + ((const float *)want->data - host);
+        ft_to_f32(dst, info.data, dt, rows * cols);
+        for (int64_t o = 0; want->ndim == 1 && o < rows; o++)
+            if (!(dst[o] != 0.0f && isfinite(dst[o]))) { /* the backward divides by it (model.h ft_dora_output_kept) */
+                st = FT_ERR(FT_E_FORMAT, "%s: %s[%lld] is %g: a DoRA magnitude must be finite and not 0", path,
+                            found->name, (long long)o, (double)dst[o]);
+                goto done;
+            }
     }
     FT_CHECK_GOTO(st, ft_lora_load_token_rows(l, host, path, st_m), done);
     st = ft_backend_upload(be, l->params, host, l->n_params * 4);

@@ -139,6 +139,22 @@ static ft_status bf_rows_set(ft_backend *be, void *x, const float *rows, const i
     return st;
 }
 
+/* DoRA: the norm over the weights as the GEMM sees them (BF16), the row scale's output rounded;
+ * the magnitude's gradient writes f32 only. */
+static ft_status bf_dora_norm(ft_backend *be, float *wn, const ft_weight *W, const float *A, const float *B, int64_t R,
+                              float scale) {
+    ft_weight v;
+    float *buf;
+    FT_TRY(bf_weight(W, &v, &buf));
+    ft_status st = ft_cpu_dora_norm(be, wn, &v, A, B, R, scale);
+    ft_free(buf);
+    return st;
+}
+static ft_status bf_dora_scale(ft_backend *be, void *y, const void *z, const float *mag, const float *wn,
+                               const ft_weight *bias, int64_t N, int64_t out, int acc) {
+    FT_THEN_ROUND(ft_cpu_dora_scale(be, y, z, mag, wn, bias, N, out, acc), ft_bf16_round(y, N * out));
+}
+
 ft_status ft_backend_cpu_bf16(ft_backend *be) {
     if (ft_backend_kind_of(be) != FT_BACKEND_CPU)
         return FT_ERR(FT_E_ARG, "BF16 storage is a mode of the cpu backend, not of %s", ft_backend_name(be));
@@ -152,6 +168,7 @@ ft_status ft_backend_cpu_bf16(ft_backend *be) {
     vt->rope = bf_rope, vt->attention = bf_attention, vt->attention_bwd = bf_attention_bwd;
     vt->swiglu = bf_swiglu, vt->swiglu_bwd = bf_swiglu_bwd, vt->add = bf_add, vt->xent = bf_xent;
     vt->rows_set = bf_rows_set;
+    vt->dora_norm = bf_dora_norm, vt->dora_scale = bf_dora_scale;
     be->vt = vt;
     return FT_OK;
 }

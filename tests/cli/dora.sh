@@ -88,5 +88,20 @@ PY
 [ $rc -eq 0 ] && ok "a 7-module DoRA adapter as a q_proj,v_proj DoRA run's lora.init (exit 0)" \
   || bad "subset lora.init: exit $rc $(tail -1 "$tmp/iq.err")"
 
+# a magnitude of 0 (the backward divides by the magnitudes where it takes y for z) is refused by name
+"$py" - "$tmp/d/final/adapter_model.safetensors" "$tmp/zero.safetensors" <<'PY'
+import json, struct, sys
+b = bytearray(open(sys.argv[1], "rb").read()); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
+k = "base_model.model.model.layers.1.mlp.gate_proj.lora_magnitude_vector"
+o = 8 + n + h[k]["data_offsets"][0] + 4 * 3
+b[o:o + 4] = struct.pack("<f", 0.0)
+open(sys.argv[2], "wb").write(b)
+PY
+"$ftune" train "$fx/tiny.yaml" --set output_dir="$tmp/z" "${common[@]}" --set training.steps=2 \
+  --set lora.init="$tmp/zero.safetensors" --set eval.every_steps=0 >/dev/null 2>"$tmp/z.err"; rc=$?
+[ $rc -ne 0 ] && grep -q "layers.1.mlp.gate_proj.lora_magnitude_vector\[3\] is 0: a DoRA magnitude must be finite and not 0" "$tmp/z.err" \
+  && ok "a zero magnitude in lora.init refused: $(grep -o 'gate_proj.lora_magnitude_vector.*' "$tmp/z.err")" \
+  || bad "zero magnitude: exit $rc $(tail -2 "$tmp/z.err")"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
