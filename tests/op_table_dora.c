@@ -13,10 +13,12 @@
  * overwrites start poisoned; accumulated ones (dora_scale F_ACC, dmag) start from random values. */
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "kernels/ops.h"
 #include "kernels/rng.h"
+#include "tests/harness.h"
 #include "tests/op_table.h"
 
 /* f32 parameters: uniform in [center - scale, center + scale), never rounded to BF16 */
@@ -31,14 +33,43 @@ void ot_run_dora_norm(ot_ctx *c, const ot_case *k, ot_out *o) {
     const int64_t in = k->s[0], out = k->s[1], R = k->s[2];
     const float scale = 1.5f;
     c->flops = 2.0 * out * in * (double)R;
-    float *W = ot_gen(c, 501, out * in, 0.2f), *A = gen_f32(c, 502, R * in, 0.0f, 0.3f);
-    float *B = gen_f32(c, 503, out * R, 0.0f, 0.3f);
+    /* F32/F16 weights get values off the BF16 grid, so a BF16 backend's rounding of them is exercised */
+    const int wide = k->wt == FT_F32 || k->wt == FT_F16;
+    float *W = wide ? gen_f32(c, 501, out * in, 0.0f, 0.2f) : ot_gen(c, 501, out * in, 0.2f);
+    float *A = gen_f32(c, 502, R * in, 0.0f, 0.3f), *B = gen_f32(c, 503, out * R, 0.0f, 0.3f);
     if (c->be) {
         ft_weight *dw = ot_up_weight(c, W, out, in, k->wt);
         float *dA = ot_up_raw(c, A, 4 * R * in), *dB = ot_up_raw(c, B, 4 * out * R);
         float *wn = ot_poison(c, 4 * out);
         OT_RUN(c, 1, ft_op_dora_norm(c->be, wn, dw, dA, dB, R, scale));
-        ot_out_add(o, "wn", ot_down_f32(c, wn, out), out);
+        float *got = ot_down_f32(c, wn, out);
+        if (in <= 2048 && c->reps == 0) {
+            /* ops.h: W's values as this backend's ft_op_linear multiplies with them. The linear of the
+             * identity [in, in] returns them exactly (one product by 1 each, in any act dtype: a BF16
+             * backend's operand is BF16 already), so the norm of those values + s B A, in double, is
+             * what wn must be on every backend, to f32 summation error. */
+            float *eye = ot_hmalloc(in * in);
+            for (int64_t i = 0; i < in * in; i++) eye[i] = i % (in + 1) == 0 ? 1.0f : 0.0f;
+            void *x = ot_up_act(c, eye, in * in), *y = ot_poison(c, ot_act_size(c) * in * out);
+            FT_CHECK_OK(ft_op_linear(c->be, y, x, dw, NULL, in, 0));
+            float *wt = ot_down_act(c, y, in * out); /* [in, out]: W^T as the product read it */
+            float *want = ot_hmalloc(out);
+            for (int64_t j = 0; j < out; j++) {
+                double ss = 0.0;
+                for (int64_t i = 0; i < in; i++) {
+                    double ba = 0.0;
+                    for (int64_t r = 0; r < R; r++) ba += (double)B[j * R + r] * A[r * in + i];
+                    const double v = wt[i * out + j] + (double)scale * ba;
+                    ss += v * v;
+                }
+                want[j] = (float)sqrt(ss);
+            }
+            char what[160];
+            snprintf(what, sizeof what, "dora_norm %s: wn against the norm of the linear's own operand", k->name);
+            FT_CHECK_CLOSE(got, want, out, 1e-5, what);
+            free(eye), free(wt), free(want);
+        }
+        ot_out_add(o, "wn", got, out);
     } else {
         float *wv = ot_weight_values(W, out * in, k->wt);
         double *wn = ot_dzeros(out);
