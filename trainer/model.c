@@ -190,6 +190,7 @@ typedef struct ft_pass {
     int train;         /* LoRA dropout is drawn only in training passes, never at inference */
     int next_layer;    /* layers run in increasing order (not the recompute): prefetch across them */
     int t_kept;        /* the recompute: each LoRA module's t is the forward's, kept (m->kt) */
+    int norms_kept;    /* DoRA: the weight norms are the previous pass's (ft_model_reuse_dora_norms) */
     ft_kv_cache *kv;   /* incremental decoding: the sequence's earlier keys and values (inference only) */
 } ft_pass;
 
@@ -226,9 +227,10 @@ static ft_lora_drop ft_lora_drop_of(const ft_pass *p, int64_t l, int mod) {
 }
 
 /* DoRA (lora.h): module mod's weight norm wn, from the current A and B. Every pass computes it but
- * the recompute (which runs after its forward with the same adapter) and a decoding step after the
- * prompt (the prompt's pass did), so an optimizer step, a loaded adapter or a restored checkpoint
- * never leaves a stale one behind. */
+ * the recompute (which runs after its forward with the same adapter), a decoding step after the
+ * prompt (the prompt's pass did) and a pass its caller vouched for (ft_model_reuse_dora_norms: a
+ * step's micro-batches after the first), so an optimizer step, a loaded adapter or a restored
+ * checkpoint never leaves a stale one behind. */
 static ft_status ft_dora_norm_of(ft_model *m, int64_t l, int mod) {
     const ft_lora *lo = m->lora;
     const ft_lora_tensor *lt = ft_lora_get(lo, l, mod);
@@ -245,7 +247,7 @@ static ft_status ft_proj_dora(const ft_pass *p, int64_t l, int mod, ft_layer_act
     const ft_lora *lo = m->lora;
     const ft_lora_tensor *lt = ft_lora_get(lo, l, mod);
     const ft_layer_weights *lw = &m->w.layers[l];
-    if (!p->t_kept && !(p->kv && p->kv->len > 0)) FT_TRY(ft_dora_norm_of(m, l, mod));
+    if (!p->t_kept && !p->norms_kept && !(p->kv && p->kv->len > 0)) FT_TRY(ft_dora_norm_of(m, l, mod));
     void *z = y;
     if (accumulate) {
         if (lt->out != m->d.C) return FT_ERR(FT_E_INTERNAL, "DoRA: a module of %lld outputs adds onto the residual",
@@ -614,7 +616,9 @@ static ft_status ft_prepare(ft_model *m, const ft_batch *b, ft_pass *p, uint64_t
     if (b->B <= 0 || b->T <= 0) return FT_ERR(FT_E_ARG, "empty batch");
     FT_TRY(ft_model_reserve(m, b->B, b->T));
     FT_TRY(ft_upload_batch(m, b));
-    *p = (ft_pass){.m = m, .B = b->B, .T = b->T, .N = b->B * b->T, .seed = seed, .train = train};
+    *p = (ft_pass){.m = m, .B = b->B, .T = b->T, .N = b->B * b->T, .seed = seed, .train = train,
+                   .norms_kept = m->dora_reuse};
+    m->dora_reuse = 0; /* one pass only */
     return FT_OK;
 }
 
@@ -672,6 +676,8 @@ ft_status ft_model_step_async(ft_model *m, const ft_batch *b, float grad_scale, 
     }
     return ft_tt_embed_bwd(m, dres); /* dres: the gradient at the embedding output now */
 }
+
+void ft_model_reuse_dora_norms(ft_model *m) { m->dora_reuse = m->lora && m->lora->cfg.dora && m->lora->mag_set; }
 
 ft_status ft_model_read_losses(ft_model *m, int64_t n, float *out) {
     if (n < 0 || n > FT_MODEL_LOSS_SLOTS || !m->scalars) return FT_ERR(FT_E_INTERNAL, "read_losses(%lld)", (long long)n);

@@ -138,6 +138,10 @@ int64_t ft_model_weight_cache_bytes(const ft_model_dims *d, ft_dtype linear_dtyp
 ft_status ft_model_step_async(ft_model *m, const ft_batch *b, float grad_scale, uint64_t dropout_seed,
                               int64_t slot);
 ft_status ft_model_read_losses(ft_model *m, int64_t n, float *out);
+/* DoRA: the next pass (one only) keeps the weight norms the previous pass computed instead of
+ * computing them again (2 r in out FLOPs a module): for a caller that knows the adapter has not
+ * changed since, i.e. ft_train_step's micro-batches after a step's first. A no-op without DoRA. */
+void ft_model_reuse_dora_norms(ft_model *m);
 
 /* Inference forward: logits of every position to host memory, logits[B*T*V] (float32). */
 ft_status ft_model_logits(ft_model *m, const ft_batch *b, float *logits);

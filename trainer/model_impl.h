@@ -70,6 +70,7 @@ struct ft_model {
     float *tt_eye, *tt_db;   /* f32 [k,k] the head product's B (identity) and its discarded gradient */
     void *tt_t, *tt_g;       /* [chunk,k] act: the rows' logits, then their gradient */
     int64_t tt_tcap, tt_gcap;/* elements tt_t, tt_g hold room for */
+    int dora_reuse;          /* the next pass keeps DoRA's weight norms (ft_model_reuse_dora_norms) */
     float *scalars;          /* [FT_MODEL_LOSS_SLOTS][2] loss sum, target count per micro-batch: its own
                               * allocation, so a re-carved activation block keeps a step's losses */
 };

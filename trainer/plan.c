@@ -459,7 +459,7 @@ static void pl_flops(ft_plan *p, int64_t lora_io) {
         if (p->targets & (1u << m))
             p->f_dora += (double)d->L * 2.0 * (double)s.out[m] *
                          ((ft_dora_output_kept(d, (ft_module)m) ? 0.0 : (double)s.in[m] + (double)p->R) +
-                          (double)p->R * (double)s.in[m] / (double)(p->B * p->T));
+                          (double)p->R * (double)s.in[m] / (double)(p->B * p->T * p->K));
     p->flops_per_token = p->f_base + p->f_head + p->f_attn + p->f_lora + p->f_dora;
     p->flops_full = 6.0 * (double)p->n_blocks + p->f_head + 4.5 * A + 8.0 * lora + p->f_dora;
     p->w_gemm = p->f_base + p->f_head + p->f_lora + p->f_dora - 2.0 * (double)(d->C * d->F * rl);

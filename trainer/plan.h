@@ -209,7 +209,7 @@ typedef struct ft_plan {
     double f_dora;            /* lora.dora: its backward's second frozen product and LoRA B product for each
                                * targeted module whose output it does not hold (2 (in + R) out a token;
                                * model.h ft_dora_output_kept), and the weight norms (2 R in out per module and
-                               * pass, spread over the micro-batch's tokens); in F */
+                               * optimizer step, spread over the step's tokens); in F */
     double flops_full;        /* F with full recomputation (6 N_blocks + 4 N_head + 4.5 A_fwd + 8 r sum(in + out)),
                                * whatever the run recomputes: the one yardstick of tokens/s across settings */
     double w_gemm, w_attn;    /* FLOPs per token the step runs in GEMMs (base, head, LoRA) and attention:

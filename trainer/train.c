@@ -101,6 +101,7 @@ ft_status ft_train_step(const ft_step_ctx *c, int64_t step, ft_microbatch_fn get
             pending = 0;
         }
         uint64_t seed = ft_mix64(c->seed ^ ft_mix64((uint64_t)(step * K + k)));
+        if (k > 0) ft_model_reuse_dora_norms(c->m); /* DoRA: the adapter is the first micro-batch's */
         FT_TRY(ft_model_step_async(c->m, &b, (float)(1.0 / (double)total), seed, pending++));
     }
     if (step == 0 && c->dump_grads) FT_TRY(ft_lora_save(c->lora, be, c->dump_grads, 'g'));
