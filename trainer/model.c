@@ -183,22 +183,6 @@ void ft_model_set_lora(ft_model *m, ft_lora *lora) {
 
 /* ---- projections with LoRA -------------------------------------------------------------------- */
 
-typedef struct ft_pass {
-    ft_model *m;
-    int64_t B, T, N;
-    uint64_t seed;     /* dropout seed of this micro-batch */
-    int train;         /* LoRA dropout is drawn only in training passes, never at inference */
-    int next_layer;    /* layers run in increasing order (not the recompute): prefetch across them */
-    int t_kept;        /* the recompute: each LoRA module's t is the forward's, kept (m->kt) */
-    int norms_kept;    /* DoRA: the weight norms are the previous pass's (ft_model_reuse_dora_norms) */
-    ft_kv_cache *kv;   /* incremental decoding: the sequence's earlier keys and values (inference only) */
-} ft_pass;
-
-struct ft_kv_cache {
-    int64_t cap, len; /* tokens it holds room for, tokens in it */
-    char *mem;        /* [L][2][cap, Hkv*D] activations: layer l's keys, then its values */
-};
-
 /* Layer l's cached keys (which = 0) or values (1), from token `at` on. */
 static char *ft_kv_at(const ft_model *m, const ft_kv_cache *kv, int64_t l, int which, int64_t at) {
     const int64_t row = m->d.Hkv * m->d.D * m->es;
@@ -209,7 +193,7 @@ static uint64_t ft_drop_seed(const ft_pass *p, int64_t layer, int mod) {
     return ft_mix64(p->seed ^ ft_mix64((uint64_t)(layer * FT_MOD_COUNT + mod) + 0x5eed));
 }
 
-static const ft_weight *ft_bias_of(const ft_layer_weights *lw, int mod) {
+const ft_weight *ft_bias_of(const ft_layer_weights *lw, int mod) {
     const ft_weight *b = NULL;
     if (mod == FT_MOD_Q) b = &lw->q_bias;
     if (mod == FT_MOD_K) b = &lw->k_bias;
@@ -220,75 +204,10 @@ static const ft_weight *ft_bias_of(const ft_layer_weights *lw, int mod) {
 
 /* The dropout on module mod's LoRA input: drawn only in training passes, never at inference; the
  * ops apply it (ops.h), the recompute needs none (the kept t). */
-static ft_lora_drop ft_lora_drop_of(const ft_pass *p, int64_t l, int mod) {
+ft_lora_drop ft_lora_drop_of(const ft_pass *p, int64_t l, int mod) {
     ft_lora_drop dr = {p->train ? (float)p->m->lora->cfg.dropout : 0.0f, 0};
     if (dr.p > 0.0f) dr.seed = ft_drop_seed(p, l, mod);
     return dr;
-}
-
-/* DoRA (lora.h): module mod's weight norm wn, from the current A and B. Every pass computes it but
- * the recompute (which runs after its forward with the same adapter), a decoding step after the
- * prompt (the prompt's pass did) and a pass its caller vouched for (ft_model_reuse_dora_norms: a
- * step's micro-batches after the first), so an optimizer step, a loaded adapter or a restored
- * checkpoint never leaves a stale one behind. */
-static ft_status ft_dora_norm_of(ft_model *m, int64_t l, int mod) {
-    const ft_lora *lo = m->lora;
-    const ft_lora_tensor *lt = ft_lora_get(lo, l, mod);
-    return ft_op_dora_norm(m->be, lo->wn + lt->wn_off, &m->w.layers[l].lin[mod], lo->params + lt->a_off,
-                           lo->params + lt->b_off, lo->cfg.r, lo->scale);
-}
-
-/* A DoRA module's forward: z = scale t B^T + x W^T (no bias), then y (=, or +=) z * mag / wn + bias.
- * Without accumulate z is y itself; with it (o and down, which add onto the residual) z is bs.da,
- * [N,C], which no forward or recompute uses. */
-static ft_status ft_proj_dora(const ft_pass *p, int64_t l, int mod, ft_layer_acts *la, void *y, const void *x,
-                              int accumulate) {
-    ft_model *m = p->m;
-    const ft_lora *lo = m->lora;
-    const ft_lora_tensor *lt = ft_lora_get(lo, l, mod);
-    const ft_layer_weights *lw = &m->w.layers[l];
-    if (!p->t_kept && !p->norms_kept && !(p->kv && p->kv->len > 0)) FT_TRY(ft_dora_norm_of(m, l, mod));
-    void *z = y;
-    if (accumulate) {
-        if (lt->out != m->d.C) return FT_ERR(FT_E_INTERNAL, "DoRA: a module of %lld outputs adds onto the residual",
-                                             (long long)lt->out);
-        z = m->bs.da;
-    }
-    FT_TRY(ft_op_lora_fwd(m->be, z, la->t[mod], p->t_kept ? NULL : x, ft_lora_drop_of(p, l, mod), lo->params + lt->a_off,
-                          lo->params + lt->b_off, p->N, lt->in, lt->out, lo->cfg.r, lo->scale, 0));
-    FT_TRY(ft_op_linear(m->be, z, x, &lw->lin[mod], NULL, p->N, 1));
-    return ft_op_dora_scale(m->be, y, z, lo->params + lt->m_off, lo->wn + lt->wn_off, ft_bias_of(lw, mod), p->N,
-                            lt->out, accumulate);
-}
-
-/* A DoRA module's backward. The magnitude's gradient needs the unscaled output z (PEFT's autograd
- * keeps it). y, the module's output where the backward still holds it (ft_dora_output_kept), gives
- * sum_n dy z / wn as sum_n dy y / mag; otherwise z is computed again here from the kept t and x: one
- * more frozen product for that module, 2 in out FLOPs a token on top of LoRA's 6. Then dz = dy * mag /
- * wn goes through the LoRA and frozen backward as dy does without DoRA (wn is a constant: no
- * gradient through it). z and dz share bs.dz. */
-static ft_status ft_proj_bwd_dora(const ft_pass *p, int64_t l, int mod, ft_layer_acts *la, void *dx, const void *dy,
-                                  const void *x, const void *y, int accumulate) {
-    ft_model *m = p->m;
-    ft_lora *lo = m->lora;
-    const ft_lora_tensor *lt = ft_lora_get(lo, l, mod);
-    const ft_layer_weights *lw = &m->w.layers[l];
-    void *z = m->bs.dz;
-    const ft_lora_drop none = {0.0f, 0};
-    const float *mag = lo->params + lt->m_off, *wn = lo->wn + lt->wn_off;
-    if (y) {
-        FT_TRY(ft_op_dora_mag_grad(m->be, lo->grads + lt->m_off, dy, y, mag, p->N, lt->out));
-    } else {
-        FT_TRY(ft_op_lora_fwd(m->be, z, la->t[mod], NULL, none, lo->params + lt->a_off, lo->params + lt->b_off, p->N,
-                              lt->in, lt->out, lo->cfg.r, lo->scale, 0));
-        FT_TRY(ft_op_linear(m->be, z, x, &lw->lin[mod], NULL, p->N, 1));
-        FT_TRY(ft_op_dora_mag_grad(m->be, lo->grads + lt->m_off, dy, z, wn, p->N, lt->out));
-    }
-    FT_TRY(ft_op_dora_scale(m->be, z, dy, mag, wn, NULL, p->N, lt->out, 0));
-    FT_TRY(ft_op_lora_bwd(m->be, dx, lo->grads + lt->a_off, lo->grads + lt->b_off, z, x, ft_lora_drop_of(p, l, mod),
-                          la->t[mod], lo->params + lt->a_off, lo->params + lt->b_off, p->N, lt->in, lt->out, lo->cfg.r,
-                          lo->scale, accumulate));
-    return ft_op_linear_bwd_x(m->be, dx, z, &lw->lin[mod], p->N, 1);
 }
 
 /* y (=, or += with accumulate) = x W^T (+ bias) (+ scale B A dropout(x)); t saved for backward.
@@ -566,24 +485,6 @@ static ft_status ft_upload_batch(ft_model *m, const ft_batch *b) {
     return st;
 }
 
-/* DoRA's magnitudes start as the norms of the weights they scale (PEFT's initialization: with B = 0
- * that is ||W||; after a plain LoRA init file, ||W + scale B A||, so the module's output starts as
- * LoRA's), once, before the first pass of an adapter whose magnitudes were not loaded
- * (lora.h mag_set). */
-static ft_status ft_dora_init(ft_model *m) {
-    ft_lora *lo = m->lora;
-    if (!lo || !lo->cfg.dora || lo->mag_set) return FT_OK;
-    for (int64_t l = 0; l < m->d.L; l++)
-        for (int mod = 0; mod < FT_MOD_COUNT; mod++) {
-            const ft_lora_tensor *lt = ft_lora_get(lo, l, mod);
-            if (!lt) continue;
-            FT_TRY(ft_dora_norm_of(m, l, mod));
-            FT_TRY(ft_backend_copy(m->be, lo->params + lt->m_off, lo->wn + lt->wn_off, lt->out * 4));
-        }
-    lo->mag_set = 1;
-    return FT_OK;
-}
-
 /* Forward through every layer, leaving the final hidden state in boundary L (ft_bdev) and,
  * without recomputation, every layer's working set in acts[l]. offload: host boundaries are
  * copied out for a backward pass. */
@@ -676,8 +577,6 @@ ft_status ft_model_step_async(ft_model *m, const ft_batch *b, float grad_scale, 
     }
     return ft_tt_embed_bwd(m, dres); /* dres: the gradient at the embedding output now */
 }
-
-void ft_model_reuse_dora_norms(ft_model *m) { m->dora_reuse = m->lora && m->lora->cfg.dora && m->lora->mag_set; }
 
 ft_status ft_model_read_losses(ft_model *m, int64_t n, float *out) {
     if (n < 0 || n > FT_MODEL_LOSS_SLOTS || !m->scalars) return FT_ERR(FT_E_INTERNAL, "read_losses(%lld)", (long long)n);

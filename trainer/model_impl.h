@@ -3,6 +3,7 @@
 #ifndef FT_MODEL_IMPL_H
 #define FT_MODEL_IMPL_H
 
+#include "kernels/ops.h"
 #include "trainer/model.h"
 
 /* One layer's forward working set; pointers into the activation block. */
@@ -74,6 +75,37 @@ struct ft_model {
     float *scalars;          /* [FT_MODEL_LOSS_SLOTS][2] loss sum, target count per micro-batch: its own
                               * allocation, so a re-carved activation block keeps a step's losses */
 };
+
+/* One pass over the layers (trainer/model.c), and the KV cache incremental decoding extends. */
+typedef struct ft_pass {
+    ft_model *m;
+    int64_t B, T, N;
+    uint64_t seed;     /* dropout seed of this micro-batch */
+    int train;         /* LoRA dropout is drawn only in training passes, never at inference */
+    int next_layer;    /* layers run in increasing order (not the recompute): prefetch across them */
+    int t_kept;        /* the recompute: each LoRA module's t is the forward's, kept (m->kt) */
+    int norms_kept;    /* DoRA: the weight norms are the previous pass's (ft_model_reuse_dora_norms) */
+    ft_kv_cache *kv;   /* incremental decoding: the sequence's earlier keys and values (inference only) */
+} ft_pass;
+
+struct ft_kv_cache {
+    int64_t cap, len; /* tokens it holds room for, tokens in it */
+    char *mem;        /* [L][2][cap, Hkv*D] activations: layer l's keys, then its values */
+};
+
+/* The projections' shared helpers (model.c): module mod's bias or NULL; the dropout of its LoRA input. */
+const ft_weight *ft_bias_of(const ft_layer_weights *lw, int mod);
+ft_lora_drop ft_lora_drop_of(const ft_pass *p, int64_t l, int mod);
+
+/* DoRA (model_dora.c; each only for a DoRA adapter's targeted module): ft_proj_dora is ft_proj's
+ * forward of module mod into y (=, or += with accumulate) from x; ft_proj_bwd_dora its backward,
+ * dx (=, or +=) from dy, with y the module's own output where the backward holds it
+ * (model.h ft_dora_output_kept) or NULL; ft_dora_init sets a fresh adapter's magnitudes to the norms
+ * before its first pass (lora.h mag_set). */
+ft_status ft_proj_dora(const ft_pass *p, int64_t l, int mod, ft_layer_acts *la, void *y, const void *x, int accumulate);
+ft_status ft_proj_bwd_dora(const ft_pass *p, int64_t l, int mod, ft_layer_acts *la, void *dx, const void *dy,
+                           const void *x, const void *y, int accumulate);
+ft_status ft_dora_init(ft_model *m);
 
 /* Rows of logits materialized at once for N tokens (chunk <= 0: about 64 Mi elements). */
 int64_t ft_model_logits_chunk(const ft_model_dims *d, int64_t N, int64_t chunk);
