@@ -322,8 +322,8 @@ ft_status ft_cmd_train(int argc, char **argv) {
     FT_CHECK_GOTO(st, ft_lora_init_tokens(lora, be, &ft_model_get_weights(model)->embed,
                                           &ft_model_get_weights(model)->lm_head), done);
     if (init) FT_CHECK_GOTO(st, ft_lora_load(lora, be, init), done);
-    ft_info("training %lld LoRA parameters (r=%lld, alpha=%g, scale %.4g) on %s", (long long)lora->n_params,
-            (long long)r, alpha, lora->scale, ft_backend_name(be));
+    ft_info("training %lld %s parameters (r=%lld, alpha=%g, scale %.4g) on %s", (long long)lora->n_params,
+            lc.dora ? "DoRA" : "LoRA", (long long)r, alpha, lora->scale, ft_backend_name(be));
     FT_CHECK_GOTO(st, ft_train_tokens(model, lora, &seqs, &tc, ft_print_step, NULL), done);
     if (save) FT_CHECK_GOTO(st, ft_lora_save(lora, be, save, 'p'), done);
 done:

@@ -358,8 +358,8 @@ static ft_status ft_run_plan(ft_run_state *R) {
             R->dir, (long long)R->total, (long long)R->K, (long long)r->training.micro_batch,
             (long long)r->data.seq_len, (double)R->total * rows_per_step / (double)(di.train_rows > 0 ? di.train_rows : 1),
             (long long)di.train_rows, (long long)R->sched.warmup, ft_sched_name(R->sched.type), r->training.lr);
-    ft_info("run: %lld LoRA parameters (r=%lld, alpha=%g, targets %s) on %s", (long long)R->lora->n_params,
-            (long long)r->lora.r, r->lora.alpha, r->lora.targets, ft_backend_name(R->be));
+    ft_info("run: %lld %s parameters (r=%lld, alpha=%g, targets %s) on %s", (long long)R->lora->n_params,
+            r->lora.dora ? "DoRA" : "LoRA", (long long)r->lora.r, r->lora.alpha, r->lora.targets, ft_backend_name(R->be));
     return FT_OK;
 }
 
