@@ -170,7 +170,8 @@ ft_status ft_cmd_status(int argc, char **argv) {
                         : v.steps > 0 ? "stopped before its end: killed or crashed (no outcome.json recorded how)"
                                       : "not running";
     printf("run:          %s: %s\n", dir, state);
-    printf("model:        %s, LoRA r %lld on %s", r.model.path, (long long)r.lora.r, r.lora.targets);
+    printf("model:        %s, %s r %lld on %s", r.model.path, r.lora.dora ? "DoRA" : "LoRA", (long long)r.lora.r,
+           r.lora.targets);
     for (int i = 0; i < r.lora.n_tokens; i++) /* lora.trainable_tokens as the recipe gives them */
         printf("%s%s", i ? ", " : ", trainable tokens ", r.lora.tokens[i]);
     printf("\n");

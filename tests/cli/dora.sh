@@ -35,6 +35,9 @@ PY
   && ok "final adapter: 35 F32 1-D lora_magnitude_vector tensors beside the 35 pairs (5 layers x 7), use_dora true" \
   || bad "final adapter: $mags"
 
+"$ftune" status "$tmp/d" >"$tmp/st.out" 2>&1 && grep -q "DoRA r 4 on all" "$tmp/st.out" \
+  && ok "ftune status names the adapter: $(grep -o 'DoRA r 4 on all' "$tmp/st.out")" || bad "status: $(head -3 "$tmp/st.out")"
+
 # killed after step 6 (checkpoint at 4), resumed: the uninterrupted run's adapter, byte for byte
 ( FT_FAULT_KILL_AFTER_STEP=6 "$ftune" train "$fx/tiny.yaml" --set output_dir="$tmp/k" "${common[@]}" \
   >/dev/null 2>"$tmp/k.err" ) 2>/dev/null; rc=$?
