@@ -592,7 +592,8 @@ fi
 # LoRA products, kernels/cuda/lora.cu; dropout-unfused: FT_CUDA_LORA=unfused, drawn into memory),
 # whose rows against the default say what the dropout costs (dropout-mma: rank 16 through the
 # tensor-core kernels of lora_mma.cu instead of lora.cu's CUDA-core ones, FT_CUDA_LORA=mma); the same
-# at rank 64 (the QLoRA paper's rank; lora_mma.cu), against r64 without dropout, at seq 4096. One row
+# at rank 64 (the QLoRA paper's rank; lora_mma.cu), against r64 without dropout, at seq 4096; DoRA
+# (--dora) against default at both seqs, and at rank 64 against r64 at seq 4096. One row
 # per variant: tokens/s, its ratio to the default, and the phases' mean milliseconds per timed step (docs/perf.md
 # records the predicted gain of each change beside these).
 ablate_table() {
@@ -625,7 +626,7 @@ if want ablate && have_ftune ablate; then
   nl=$(echo " ${args[*]} " | sed -n 's/.* --layers \([0-9]*\) .*/\1/p') # for keep-half (no --layers: tiny's 2)
   for seq in ${FT_ABLATE_SEQS:-4096 512}; do
     for v in default keep-attn keep-layers keep-half attn-mma dropout dropout-unfused dropout-mma r64 r64-dropout r64-dropout-unfused \
-      prefetch-off wcache-off attn-wmma attn-simt; do
+      dora r64-dora prefetch-off wcache-off attn-wmma attn-simt; do
       env=() extra=()
       [ "$v" = keep-attn ] && extra=(--keep-attention) # one attention forward less a layer (more memory)
       [ "$v" = keep-layers ] && extra=(--keep-layers max) # no recompute in the layers that fit (all 8 here)
@@ -636,6 +637,8 @@ if want ablate && have_ftune ablate; then
       [ "$v" = r64 ] && extra=(--lora-r 64)
       [ "$v" = r64-dropout ] && extra=(--lora-r 64 --dropout 0.05)
       [ "$v" = r64-dropout-unfused ] && extra=(--lora-r 64 --dropout 0.05) env=(FT_CUDA_LORA=unfused)
+      [ "$v" = dora ] && extra=(--dora) # DoRA against default (neither has dropout): what ftune plan's DoRA term says
+      [ "$v" = r64-dora ] && extra=(--lora-r 64 --dora) # against r64: the weight norms grow with r
       [ "$v" = prefetch-off ] && env=(FT_CUDA_PREFETCH=0)
       [ "$v" = wcache-off ] && env=(FT_CUDA_WCACHE=0)
       [ "$v" = attn-mma ] && env=(FT_CUDA_ATTN=mma) # our kernels instead of cuDNN's (the default here)
