@@ -330,6 +330,13 @@ ft_status ft_pack_build(const ft_examples *ex, const ft_pack_opts *opts, ft_pack
         for (int64_t k = ex->offsets[i] + 1; k < ex->offsets[i] + len; k++) tg += ex->mask[k] != 0;
         if (tg == 0) {
             s->dropped_empty++;
+            int64_t cut = 0; /* targets the truncation removed: the example had some */
+            for (int64_t k = ex->offsets[i] + len; k < ex->offsets[i] + ft_examples_len(ex, i) && !cut; k++)
+                cut = ex->mask[k] != 0;
+            if (cut) {
+                s->dropped_cut++;
+                if (ft_examples_len(ex, i) > s->cut_longest) s->cut_longest = ft_examples_len(ex, i);
+            }
             continue;
         }
         if (len < ft_examples_len(ex, i)) s->truncated++;
@@ -472,9 +479,12 @@ void ft_pack_free(ft_pack *p) {
 }
 
 void ft_pack_stats_str(const ft_pack_stats *s, char *buf, int64_t buflen) {
+    char cut[96] = "";
+    if (s->dropped_cut > 0)
+        snprintf(cut, sizeof cut, " (%lld of them had targets only past seq_len)", (long long)s->dropped_cut);
     snprintf(buf, (size_t)buflen,
              "%lld examples -> %lld rows, fill %.1f%%, efficiency %.1f%% (targets/slots), truncated %lld, "
-             "dropped %lld too long + %lld without targets",
+             "dropped %lld too long + %lld without targets%s",
              (long long)s->examples_packed, (long long)s->rows, 100.0 * s->fill, 100.0 * s->efficiency,
-             (long long)s->truncated, (long long)s->dropped_long, (long long)s->dropped_empty);
+             (long long)s->truncated, (long long)s->dropped_long, (long long)s->dropped_empty, cut);
 }

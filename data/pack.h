@@ -85,6 +85,9 @@ typedef struct ft_pack_stats {
     int64_t truncated;       /* placed after truncation to seq_len */
     int64_t dropped_long;    /* longer than seq_len under FT_LONG_DROP */
     int64_t dropped_empty;   /* no target left (too short, all masked, or truncated away) */
+    int64_t dropped_cut;     /* of dropped_empty: targets only past seq_len, truncated away (a longer
+                              * data.seq_len would keep them) */
+    int64_t cut_longest;     /* the longest of those, tokens */
     int64_t rows;
     int64_t slots;           /* rows * seq_len */
     int64_t tokens;          /* real tokens placed (slots - padding) */

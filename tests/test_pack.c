@@ -95,14 +95,17 @@ static void test_strategies(void) {
     make_examples(&ex, 3000, 700, 42);
     /* expected counts, computed directly */
     const int64_t T = 512;
-    int64_t n_long = 0, empty_trunc = 0, empty_drop = 0;
+    int64_t n_long = 0, empty_trunc = 0, empty_drop = 0, cut = 0, cut_longest = 0;
     for (int64_t e = 0; e < ex.n; e++) {
-        int64_t len = ft_examples_len(&ex, e), tg = 0;
+        int64_t len = ft_examples_len(&ex, e), tg = 0, all = 0;
         for (int64_t k = 1; k < (len < T ? len : T); k++) tg += ex.mask[ex.offsets[e] + k];
+        for (int64_t k = 1; k < len; k++) all += ex.mask[ex.offsets[e] + k];
         if (len > T) n_long++;
         if (tg == 0) empty_trunc++;
         if (len <= T && tg == 0) empty_drop++;
+        if (len > T && tg == 0 && all > 0) cut++, cut_longest = len > cut_longest ? len : cut_longest;
     }
+    FT_CHECK(cut > 0, "the examples include some whose targets all lie past seq_len (%lld)", (long long)cut);
     static const char *names[] = {"bfd", "sequential", "none"};
     for (int strat = 0; strat < 3; strat++) {
         for (int pol = 0; pol < 2; pol++) {
@@ -125,7 +128,12 @@ static void test_strategies(void) {
                 FT_CHECK(s->truncated == trunc_kept && s->dropped_long == 0 && s->dropped_empty == empty_trunc,
                          "%s: truncated %lld (want %lld) dropped_empty %lld (want %lld)", what, (long long)s->truncated,
                          (long long)trunc_kept, (long long)s->dropped_empty, (long long)empty_trunc);
+                /* of those, the ones truncation emptied: named apart (a longer seq_len keeps them) */
+                FT_CHECK(s->dropped_cut == cut && s->cut_longest == cut_longest, "%s: dropped_cut %lld (want %lld), longest %lld (want %lld)",
+                         what, (long long)s->dropped_cut, (long long)cut, (long long)s->cut_longest, (long long)cut_longest);
             } else {
+                FT_CHECK(s->dropped_cut == 0, "%s: dropped_cut %lld under drop (long ones count as too long)", what,
+                         (long long)s->dropped_cut);
                 FT_CHECK(s->truncated == 0 && s->dropped_long == n_long && s->dropped_empty == empty_drop,
                          "%s: dropped_long %lld (want %lld) dropped_empty %lld (want %lld)", what,
                          (long long)s->dropped_long, (long long)n_long, (long long)s->dropped_empty,

@@ -442,6 +442,15 @@ ft_status ft_dataset_open(ft_dataset **out, const ft_recipe *r, const char *outp
         ft_pack_stats_str(&ds->valid_plan.stats, line, sizeof line);
         ft_info("data: valid %s", line);
     }
+    for (int v = 0; v < 2; v++) { /* truncation that removed every target: a short seq_len, not a data problem */
+        const ft_pack_stats *ps = v ? &ds->valid_plan.stats : &ds->train_plan.stats;
+        if (ps->dropped_cut > 0)
+            ft_warn("data.%s: %lld example%s dropped: %s targets (the answers) begin after the first %lld tokens, "
+                    "which is all data.seq_len keeps (the longest is %lld tokens): raise data.seq_len to train on %s",
+                    v ? "valid" : "train", (long long)ps->dropped_cut, ps->dropped_cut == 1 ? "" : "s",
+                    ps->dropped_cut == 1 ? "its" : "their", (long long)r->data.seq_len, (long long)ps->cut_longest,
+                    ps->dropped_cut == 1 ? "it" : "them");
+    }
     if (ds->train_plan.n_rows < 1) {
         st = FT_ERR(FT_E_FORMAT, "data.train: nothing left to train on after packing into data.seq_len %lld (%lld "
                                  "examples dropped as too long or without targets)",

@@ -7,7 +7,8 @@
 #   - a messy file over several look-ahead chunks: model.threads 1 and 2 write byte-identical
 #     shards and the same log, the skipped records and the first FILE:LINE error are reported;
 #   - errors: a bad key (exit 2), a missing data file (exit 1), no recipe (exit 2), each one line;
-#     data.valid that yields no example (empty, or all dropped by packing): exit 1 naming it.
+#     data.valid that yields no example (empty, or all dropped by packing): exit 1 naming it;
+#   - an example whose answer starts past seq_len: a warning naming it and the seq_len that keeps it.
 # usage: data.sh FTUNE SRC_DIR
 set -u
 ftune=$(realpath "$1"); src=$(realpath "$2")
@@ -115,6 +116,17 @@ printf '{"text": "%s"}\n' "$(yes 'Once upon a time' | head -200 | tr '\n' ' ')" 
   >"$tmp/o10" 2>"$tmp/e10"; rc=$?
 [ $rc -eq 1 ] && grep -q "^ftune: error: data.valid: nothing left to validate on after packing" "$tmp/e10" \
   && ok "data.valid all dropped: exit 1" || bad "data.valid all dropped: exit $rc: $(cat "$tmp/e10")"
+# an answer that starts past seq_len: the example is dropped like any without targets, but named
+# apart, with the seq_len that would keep it (a data problem it is not)
+{ printf '{"prompt": "Once upon a time", "completion": " there was a cat."}\n'
+  printf '{"prompt": "%s", "completion": " The end."}\n' "$(yes 'Once upon a time' | head -60 | tr '\n' ' ')"
+  printf '{"prompt": "Lily had a dog", "completion": " named Max."}\n'; } >"$tmp/pc.jsonl"
+"$ftune" data "$recipe" --set data.train="$tmp/pc.jsonl" --set 'data.valid=[]' --set data.format=prompt-completion \
+  --set output_dir="$tmp/pc" >"$tmp/o12" 2>"$tmp/e12"; rc=$?
+[ $rc -eq 0 ] && grep -q "warning: data.train: 1 example dropped: its targets (the answers) begin after the first 128 tokens, which is all data.seq_len keeps (the longest is [0-9]* tokens): raise data.seq_len to train on it" "$tmp/e12" \
+  && grep -q "dropped 0 too long + 1 without targets (1 of them had targets only past seq_len)" "$tmp/e12" \
+  && ok "answers past seq_len named: $(grep -o 'data.train: 1 example dropped[^:]*' "$tmp/e12")" \
+  || bad "answers past seq_len: exit $rc: $(cat "$tmp/e12")"
 # data.val_fraction holding out the only example: the key named (the message was "validation
 # fraction 0.5 leaves no training examples out of 1", no key, no file), exit 2
 printf '{"text": "Once upon a time there was a cat."}\n' >"$tmp/one.jsonl"
