@@ -56,6 +56,11 @@ PY
 [ $rc -eq 2 ] && [ "$(wc -l <"$tmp/x.err")" -eq 1 ] && grep -q "lora.dora: needs lora.dropout: 0" "$tmp/x.err" \
   && ok "DoRA with lora.dropout 0.1 refused (exit 2): $(cat "$tmp/x.err")" || bad "dropout: exit $rc $(cat "$tmp/x.err")"
 
+"$ftune" train --model "$src/models/stories260K" --tokens "$src/tests/fixtures/stories260K/greedy_ids.txt" --steps 1 \
+  --dora --lora-dropout 0.1 >/dev/null 2>"$tmp/f.err"; rc=$?
+[ $rc -eq 2 ] && [ "$(wc -l <"$tmp/f.err")" -eq 1 ] && grep -q "train: --dora needs --lora-dropout 0" "$tmp/f.err" \
+  && ok "flag mode: --dora with --lora-dropout 0.1 refused in one line (exit 2)" || bad "flag dropout: exit $rc $(cat "$tmp/f.err")"
+
 "$ftune" train "$fx/tiny.yaml" --set output_dir="$tmp/p" --set training.steps=2 --set training.warmup=1 --set lora.dropout=0 \
   --set lora.init="$tmp/d/final/adapter_model.safetensors" >/dev/null 2>"$tmp/p.err"; rc=$?
 [ $rc -ne 0 ] && grep -q "is a DoRA adapter (it has lora_magnitude_vector tensors): set lora.dora: true" "$tmp/p.err" \
