@@ -62,6 +62,22 @@ typedef struct ft_st_cmp {
     char name[256];      /* the worst tensor's name */
 } ft_st_cmp;
 ft_st_cmp ft_test_st_compare(const char *ours, const char *ref, const char *what, double tol, const char *show);
+/* Training goldens (harness_train.c). A run's curve as ft_train_tokens reports it step by step
+ * (ft_test_capture is its callback, user an ft_test_curve), at most FT_TEST_CURVE_MAX steps; a
+ * reference curve JSON file (arrays loss, lr, grad_norm, targets: make_train_golden.py's) read into
+ * one (the step count; 0: unreadable); a JSON file's number array `key` (at most cap; the count, -1:
+ * unreadable); |a - ref| / |ref| (|a - ref| when ref is 0). */
+#define FT_TEST_CURVE_MAX 64
+typedef struct ft_test_curve {
+    int64_t n;
+    double loss[FT_TEST_CURVE_MAX], lr[FT_TEST_CURVE_MAX], grad_norm[FT_TEST_CURVE_MAX];
+    int64_t targets[FT_TEST_CURVE_MAX];
+} ft_test_curve;
+struct ft_step_info;
+ft_status ft_test_capture(void *user, const struct ft_step_info *s);
+int64_t ft_test_read_curve(const char *path, ft_test_curve *c);
+int64_t ft_test_json_array(const char *path, const char *key, double *out, int64_t cap);
+double ft_test_rel(double a, double ref);
 /* Runs a shell command, capturing stdout+stderr into *output (malloc'd). Returns the exit code
  * (or -1 if it could not run / was killed by a signal: *sig set). */
 int ft_test_run(const char *cmd, char **output);

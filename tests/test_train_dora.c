@@ -52,32 +52,6 @@ typedef struct ft_dcase {
 
 static const ft_dcase ft_dcases[] = {{"llama_gqa4", 1, 0}, {"qwen2", 0, 1}, {"qwen3", 0, 0}};
 
-typedef struct ft_curve {
-    int64_t n;
-    double loss[64], grad_norm[64];
-} ft_curve;
-
-static ft_status ft_capture(void *user, const ft_step_info *s) {
-    ft_curve *c = user;
-    if (c->n < 64) c->loss[c->n] = s->loss, c->grad_norm[c->n] = s->grad_norm, c->n++;
-    return FT_OK;
-}
-
-static double ft_rel(double a, double ref) { return ref != 0 ? fabs(a - ref) / fabs(ref) : fabs(a - ref); }
-
-/* A JSON file's array `key` into out (at most cap numbers); returns the count (-1: unreadable). */
-static int64_t ft_json_array(const char *path, const char *key, double *out, int64_t cap) {
-    char *txt = NULL;
-    if (ft_test_read_file(path, &txt, NULL) != FT_OK) return -1;
-    cJSON *j = cJSON_Parse(txt);
-    free(txt);
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, key);
-    int64_t n = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : -1;
-    for (int64_t i = 0; i < n && i < cap; i++) out[i] = cJSON_GetArrayItem(a, (int)i)->valuedouble;
-    cJSON_Delete(j);
-    return n;
-}
-
 typedef struct ft_run {
     int64_t steps, B, K;
     double lr, wd;
@@ -87,7 +61,7 @@ typedef struct ft_run {
 } ft_run;
 
 /* Trains one adapter; returns 1 when it ran. */
-static int ft_train_run(ft_backend *be, ft_model *m, const ft_token_seqs *seqs, const ft_run *r, ft_curve *curve) {
+static int ft_train_run(ft_backend *be, ft_model *m, const ft_token_seqs *seqs, const ft_run *r, ft_test_curve *curve) {
     ft_lora_cfg lc = {.r = 4, .alpha = 8.0, .targets = FT_MOD_ALL, .seed = 42, .tied = ft_model_get_dims(m)->tied,
                       .dora = r->dora};
     ft_lora_shapes shapes = ft_model_lora_shapes(ft_model_get_dims(m));
@@ -97,10 +71,10 @@ static int ft_train_run(ft_backend *be, ft_model *m, const ft_token_seqs *seqs, 
     ft_train_cfg cfg = {.steps = r->steps, .micro_batch = r->B, .grad_accum = r->K, .dump_grads = r->dump};
     cfg.sched = (ft_schedule){.type = FT_SCHED_COSINE, .lr = r->lr, .warmup = 3, .total = r->steps};
     cfg.opt = (ft_adamw_cfg){.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = r->wd, .clip = 1.0};
-    ft_curve local;
+    ft_test_curve local;
     if (!curve) curve = &local;
     memset(curve, 0, sizeof *curve);
-    if (st == FT_OK) st = ft_train_tokens(m, lora, seqs, &cfg, ft_capture, curve);
+    if (st == FT_OK) st = ft_train_tokens(m, lora, seqs, &cfg, ft_test_capture, curve);
     if (st == FT_OK && r->save) st = ft_lora_save(lora, be, r->save, 'p');
     FT_CHECK_OK(st);
     ft_model_set_lora(m, NULL);
@@ -178,11 +152,11 @@ static ft_model *ft_load(ft_backend *be, const char *dir, ft_quant q, int recomp
 /* (e): the one-step loss of DoRA with m / wn = 1 against plain LoRA's, both from `init` (NULL: fresh). */
 static void ft_check_invariant(ft_backend *be, ft_model *m, const ft_token_seqs *seqs, const char *init,
                                const char *cname, const char *what) {
-    ft_curve cd, cl;
+    ft_test_curve cd, cl;
     ft_run rd = {.steps = 1, .B = 2, .K = 1, .lr = 0, .init = init, .dora = 1}, rl = rd;
     rl.dora = 0;
     if (!ft_train_run(be, m, seqs, &rd, &cd) || !ft_train_run(be, m, seqs, &rl, &cl)) return;
-    double e = ft_rel(cd.loss[0], cl.loss[0]);
+    double e = ft_test_rel(cd.loss[0], cl.loss[0]);
     FT_CHECK(cd.n == 1 && cl.n == 1 && e <= 1e-6, "%s: %s: DoRA loss %.9g, plain LoRA %.9g (rel %.2e > 1e-6)", cname,
              what, cd.loss[0], cl.loss[0], e);
     printf("%s %s: %s: DoRA %.9g vs plain LoRA %.9g, rel %.2e%s\n", e <= 1e-6 ? "ok  " : "FAIL", cname, what,
@@ -244,10 +218,10 @@ static void ft_check_case(ft_backend *be, const char *root, const ft_dcase *tc) 
     }
 
     /* (b) + (c) */
-    ft_curve got;
+    ft_test_curve got;
     double want_loss[64], want_norm[64];
     snprintf(path, sizeof path, "%s/curve.json", fix);
-    int64_t nl = ft_json_array(path, "loss", want_loss, 64), nn = ft_json_array(path, "grad_norm", want_norm, 64);
+    int64_t nl = ft_test_json_array(path, "loss", want_loss, 64), nn = ft_test_json_array(path, "grad_norm", want_norm, 64);
     FT_CHECK(nl == FT_NSTEPS && nn == FT_NSTEPS, "%s: %s has %lld/%lld steps", tc->name, path, (long long)nl,
              (long long)nn);
     snprintf(saved, sizeof saved, "%s/%s_dora_trained.safetensors", tmp, tc->name);
@@ -256,7 +230,7 @@ static void ft_check_case(ft_backend *be, const char *root, const ft_dcase *tc) 
         double wl = 0, wn = 0;
         int bad = 0;
         for (int64_t s = 0; s < FT_NSTEPS; s++) {
-            double el = ft_rel(got.loss[s], want_loss[s]), en = ft_rel(got.grad_norm[s], want_norm[s]);
+            double el = ft_test_rel(got.loss[s], want_loss[s]), en = ft_test_rel(got.grad_norm[s], want_norm[s]);
             if (!(el <= 1e-4 && en <= 1e-4)) {
                 bad++;
                 printf("     %s step %lld: loss %.7f (PEFT %.7f, rel %.2e) grad_norm %.7f (PEFT %.7f, rel %.2e)\n",

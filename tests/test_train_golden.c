@@ -30,49 +30,6 @@
 
 static const char *const ft_cases[] = {"llama_gqa4", "llama_mha_tied", "mistral", "qwen2", "qwen3"};
 
-typedef struct ft_curve {
-    int64_t n;
-    double loss[64], lr[64], grad_norm[64];
-    int64_t targets[64];
-} ft_curve;
-
-static ft_status ft_capture(void *user, const ft_step_info *s) {
-    ft_curve *c = user;
-    if (c->n < 64) {
-        c->loss[c->n] = s->loss, c->lr[c->n] = s->lr, c->grad_norm[c->n] = s->grad_norm;
-        c->targets[c->n] = s->targets;
-        c->n++;
-    }
-    return FT_OK;
-}
-
-/* Reads the arrays of a curve JSON file; returns the step count (0 on failure). */
-static int64_t ft_read_curve(const char *path, ft_curve *c) {
-    char *txt = NULL;
-    memset(c, 0, sizeof *c);
-    if (ft_test_read_file(path, &txt, NULL) != FT_OK) return 0;
-    cJSON *j = cJSON_Parse(txt);
-    free(txt);
-    const char *keys[4] = {"loss", "lr", "grad_norm", "targets"};
-    int64_t n = -1;
-    for (int k = 0; k < 4; k++) {
-        const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, keys[k]);
-        int64_t len = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : 0;
-        if (len > 64) len = 64;
-        if (n < 0 || len < n) n = len;
-        for (int64_t i = 0; i < len; i++) {
-            double v = cJSON_GetArrayItem(a, (int)i)->valuedouble;
-            if (k == 0) c->loss[i] = v;
-            if (k == 1) c->lr[i] = v;
-            if (k == 2) c->grad_norm[i] = v;
-            if (k == 3) c->targets[i] = (int64_t)v;
-        }
-    }
-    cJSON_Delete(j);
-    c->n = n < 0 ? 0 : n;
-    return c->n;
-}
-
 static double ft_json_sub_number(const char *path, const char *obj, const char *key) {
     char *txt = NULL;
     if (ft_test_read_file(path, &txt, NULL) != FT_OK) return NAN;
@@ -85,7 +42,6 @@ static double ft_json_sub_number(const char *path, const char *obj, const char *
     return r;
 }
 
-static double ft_rel(double a, double ref) { return ref != 0 ? fabs(a - ref) / fabs(ref) : fabs(a - ref); }
 
 /* One training run from the fixture's initial adapter. Returns the adapter (caller frees) or NULL. */
 typedef struct ft_run {
@@ -98,7 +54,7 @@ typedef struct ft_run {
 } ft_run;
 
 static ft_lora *ft_train_run(ft_backend *be, ft_model *m, const ft_token_seqs *seqs, const char *init,
-                             const ft_run *r, ft_curve *curve) {
+                             const ft_run *r, ft_test_curve *curve) {
     ft_lora_cfg lc = {.r = 4, .alpha = 8.0, .dropout = r->dropout, .targets = FT_MOD_ALL, .seed = 42};
     ft_lora_shapes shapes = ft_model_lora_shapes(ft_model_get_dims(m));
     ft_lora *lora = NULL;
@@ -113,10 +69,10 @@ static ft_lora *ft_train_run(ft_backend *be, ft_model *m, const ft_token_seqs *s
                              .total = r->steps};
     tc.opt = (ft_adamw_cfg){.beta1 = 0.9, .beta2 = 0.999, .eps = r->eps > 0 ? r->eps : 1e-8,
                             .weight_decay = r->wd, .clip = 1.0};
-    ft_curve local;
+    ft_test_curve local;
     if (!curve) curve = &local;
     memset(curve, 0, sizeof *curve);
-    if (st == FT_OK) st = ft_train_tokens(m, lora, seqs, &tc, ft_capture, curve);
+    if (st == FT_OK) st = ft_train_tokens(m, lora, seqs, &tc, ft_test_capture, curve);
     FT_CHECK_OK(st);
     ft_model_set_lora(m, NULL);
     if (st != FT_OK) {
@@ -171,7 +127,7 @@ static void ft_check_golden(ft_backend *be, ft_model *m, const ft_token_seqs *se
 
     /* (a) one step, micro-batch 2 = sequences 0 and 1 (padded), lr 0: the gradients as dumped */
     ft_run r = {.steps = 1, .B = 2, .K = 1, .sched = FT_SCHED_COSINE, .lr = 0, .dump = dump};
-    ft_curve c1;
+    ft_test_curve c1;
     ft_lora *l = ft_train_run(be, m, seqs, init, &r, &c1);
     ft_lora_free(l, be);
     if (!l) return;
@@ -180,19 +136,19 @@ static void ft_check_golden(ft_backend *be, ft_model *m, const ft_token_seqs *se
     snprintf(key, sizeof key, "grads%s", sfx);
     double ref_loss = ft_json_sub_number(path, key, "loss"), ref_norm = ft_json_sub_number(path, key, "grad_norm");
     FT_CHECK(c1.n == 1 && c1.targets[0] == 42, "%s: step targets %lld, want 42", what, (long long)c1.targets[0]);
-    FT_CHECK(ft_rel(c1.loss[0], ref_loss) <= 1e-5, "%s: first-step loss %.8f vs PEFT %.8f (rel %.2e)", what,
-             c1.loss[0], ref_loss, ft_rel(c1.loss[0], ref_loss));
-    FT_CHECK(ft_rel(c1.grad_norm[0], ref_norm) <= 1e-4, "%s: first-step grad norm %.8f vs PEFT %.8f (rel %.2e)",
-             what, c1.grad_norm[0], ref_norm, ft_rel(c1.grad_norm[0], ref_norm));
+    FT_CHECK(ft_test_rel(c1.loss[0], ref_loss) <= 1e-5, "%s: first-step loss %.8f vs PEFT %.8f (rel %.2e)", what,
+             c1.loss[0], ref_loss, ft_test_rel(c1.loss[0], ref_loss));
+    FT_CHECK(ft_test_rel(c1.grad_norm[0], ref_norm) <= 1e-4, "%s: first-step grad norm %.8f vs PEFT %.8f (rel %.2e)",
+             what, c1.grad_norm[0], ref_norm, ft_test_rel(c1.grad_norm[0], ref_norm));
     printf("     %s: micro-batch 2 loss %.8f vs PEFT %.8f (rel %.2e), grad norm rel %.2e\n", what, c1.loss[0], ref_loss,
-           ft_rel(c1.loss[0], ref_loss), ft_rel(c1.grad_norm[0], ref_norm));
+           ft_test_rel(c1.loss[0], ref_loss), ft_test_rel(c1.grad_norm[0], ref_norm));
     double wg = ft_compare_grads(dump, ref, what, 1e-4);
     if (wg > *worst_grad) *worst_grad = wg;
 
     /* (b) 20 steps, grad-accum 2 x micro-batch 1, cosine with warmup 3, wd 0.01, clip 1 */
-    ft_curve want, got;
+    ft_test_curve want, got;
     snprintf(path, sizeof path, "%s/curve%s.json", fix, sfx);
-    int64_t nwant = ft_read_curve(path, &want);
+    int64_t nwant = ft_test_read_curve(path, &want);
     FT_CHECK(nwant == FT_NSTEPS, "%s: %s has %lld steps", what, path, (long long)nwant);
     ft_run rc = {.steps = FT_NSTEPS, .B = 1, .K = 2, .sched = FT_SCHED_COSINE, .lr = 1e-3, .wd = 0.01};
     l = ft_train_run(be, m, seqs, init, &rc, &got);
@@ -201,8 +157,8 @@ static void ft_check_golden(ft_backend *be, ft_model *m, const ft_token_seqs *se
     double wl = 0, wlr = 0, wn = 0;
     int bad = 0;
     for (int64_t s = 0; s < FT_NSTEPS; s++) {
-        double el = ft_rel(got.loss[s], want.loss[s]), er = ft_rel(got.lr[s], want.lr[s]);
-        double en = ft_rel(got.grad_norm[s], want.grad_norm[s]);
+        double el = ft_test_rel(got.loss[s], want.loss[s]), er = ft_test_rel(got.lr[s], want.lr[s]);
+        double en = ft_test_rel(got.grad_norm[s], want.grad_norm[s]);
         int ok = el <= 1e-4 && er <= 1e-6 && en <= 1e-4 && got.targets[s] == want.targets[s];
         if (!ok) {
             bad++;
@@ -263,7 +219,7 @@ static void ft_check_accum_dropout(ft_backend *be, ft_model *m, const ft_token_s
                  .dump = g1};
     ft_run rb = ra;
     rb.B = 2, rb.K = 1, rb.dump = g2;
-    ft_curve ca, cb;
+    ft_test_curve ca, cb;
     ft_lora *la = ft_train_run(be, m, seqs, init, &ra, &ca);
     ft_lora *lb = ft_train_run(be, m, seqs, init, &rb, &cb);
     if (la && lb) {
@@ -287,14 +243,14 @@ static void ft_check_accum_dropout(ft_backend *be, ft_model *m, const ft_token_s
         double urel = uden > 0 ? sqrt(unum / uden) : NAN;
         FT_CHECK(ca.targets[0] == 42 && cb.targets[0] == 42, "%s accum: targets %lld / %lld, want 42", cname,
                  (long long)ca.targets[0], (long long)cb.targets[0]);
-        FT_CHECK(ft_rel(ca.loss[0], cb.loss[0]) <= 1e-6, "%s accum: loss %.8f (K=2,B=1) vs %.8f (K=1,B=2)", cname,
+        FT_CHECK(ft_test_rel(ca.loss[0], cb.loss[0]) <= 1e-6, "%s accum: loss %.8f (K=2,B=1) vs %.8f (K=1,B=2)", cname,
                  ca.loss[0], cb.loss[0]);
         FT_CHECK(grel <= 1e-5, "%s accum: gradients K=2,B=1 vs K=1,B=2 rel-L2 %.3e", cname, grel);
         FT_CHECK(c.n_nonfinite == 0 && c.rel_l2 <= 1e-6, "%s accum: adapter after one step rel-L2 %.3e", cname,
                  c.rel_l2);
         FT_CHECK(urel <= 1e-4, "%s accum: update rel-L2 %.3e", cname, urel);
         printf("ok   %s accum (K=2,B=1 vs K=1,B=2): loss rel %.2e, grads rel %.2e, params rel %.2e, update rel %.2e\n",
-               cname, ft_rel(ca.loss[0], cb.loss[0]), grel, c.rel_l2, urel);
+               cname, ft_test_rel(ca.loss[0], cb.loss[0]), grel, c.rel_l2, urel);
         free(pa);
         free(pb);
         free(p0);
@@ -346,9 +302,9 @@ static void ft_check_cli(ft_backend *be, ft_model *m, const ft_token_seqs *seqs,
              ft_test_binary(), model_dir, fix, init, dump, save);
     char *out = NULL;
     int rc = ft_test_run(cmd, &out);
-    ft_curve got = {0}, want;
+    ft_test_curve got = {0}, want;
     snprintf(path, sizeof path, "%s/curve.json", fix);
-    ft_read_curve(path, &want);
+    ft_test_read_curve(path, &want);
     for (const char *l = out; rc == 0 && l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
         long long step, tok;
         double loss, lr, gn;
@@ -362,8 +318,8 @@ static void ft_check_cli(ft_backend *be, ft_model *m, const ft_token_seqs *seqs,
         return;
     int bad = 0;
     for (int64_t s = 0; s < FT_NSTEPS; s++) {
-        double el = ft_rel(got.loss[s], want.loss[s]), er = ft_rel(got.lr[s], want.lr[s]);
-        double en = ft_rel(got.grad_norm[s], want.grad_norm[s]);
+        double el = ft_test_rel(got.loss[s], want.loss[s]), er = ft_test_rel(got.lr[s], want.lr[s]);
+        double en = ft_test_rel(got.grad_norm[s], want.grad_norm[s]);
         if (!(el <= 1e-4 && er <= 1e-6 && en <= 1e-4 && got.targets[s] == want.targets[s])) {
             bad++;
             printf("     %s step %lld: loss %.6f vs %.6f, lr %.6e vs %.6e, grad_norm %.6f vs %.6f, targets %lld vs %lld\n",

@@ -37,32 +37,6 @@ typedef struct ft_tcase {
 /* the ids make_trainable_tokens_golden.py picked (meta.json "trainable_tokens"; checked below) */
 static const ft_tcase ft_tcases[] = {{"llama_gqa4", {3, 7, 14}}, {"llama_mha_tied", {3, 15, 60}}};
 
-typedef struct ft_curve {
-    int64_t n;
-    double loss[64], grad_norm[64];
-} ft_curve;
-
-static ft_status ft_capture(void *user, const ft_step_info *s) {
-    ft_curve *c = user;
-    if (c->n < 64) c->loss[c->n] = s->loss, c->grad_norm[c->n] = s->grad_norm, c->n++;
-    return FT_OK;
-}
-
-static double ft_rel(double a, double ref) { return ref != 0 ? fabs(a - ref) / fabs(ref) : fabs(a - ref); }
-
-/* A JSON file's array `key` into out (at most cap numbers); returns the count (-1: unreadable). */
-static int64_t ft_json_array(const char *path, const char *key, double *out, int64_t cap) {
-    char *txt = NULL;
-    if (ft_test_read_file(path, &txt, NULL) != FT_OK) return -1;
-    cJSON *j = cJSON_Parse(txt);
-    free(txt);
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, key);
-    int64_t n = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : -1;
-    for (int64_t i = 0; i < n && i < cap; i++) out[i] = cJSON_GetArrayItem(a, (int)i)->valuedouble;
-    cJSON_Delete(j);
-    return n;
-}
-
 typedef struct ft_run {
     int64_t steps, B, K;
     double lr, wd;
@@ -72,7 +46,7 @@ typedef struct ft_run {
 
 /* Trains from the fixture's initial A/B with the case's tokens; returns 1 when it ran. */
 static int ft_train_run(ft_backend *be, ft_model *m, const ft_token_seqs *seqs, const char *init, const ft_tcase *tc,
-                        const ft_run *r, ft_curve *curve) {
+                        const ft_run *r, ft_test_curve *curve) {
     ft_lora_cfg lc = {.r = 4, .alpha = 8.0, .targets = FT_MOD_ALL, .seed = 42, .tokens = tc->ids,
                       .n_tokens = r->n_tokens, .tied = ft_model_get_dims(m)->tied};
     ft_lora_shapes shapes = ft_model_lora_shapes(ft_model_get_dims(m));
@@ -83,10 +57,10 @@ static int ft_train_run(ft_backend *be, ft_model *m, const ft_token_seqs *seqs, 
     ft_train_cfg cfg = {.steps = r->steps, .micro_batch = r->B, .grad_accum = r->K, .dump_grads = r->dump};
     cfg.sched = (ft_schedule){.type = FT_SCHED_COSINE, .lr = r->lr, .warmup = 3, .total = r->steps};
     cfg.opt = (ft_adamw_cfg){.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = r->wd, .clip = 1.0};
-    ft_curve local;
+    ft_test_curve local;
     if (!curve) curve = &local;
     memset(curve, 0, sizeof *curve);
-    if (st == FT_OK) st = ft_train_tokens(m, lora, seqs, &cfg, ft_capture, curve);
+    if (st == FT_OK) st = ft_train_tokens(m, lora, seqs, &cfg, ft_test_capture, curve);
     if (st == FT_OK && r->save) st = ft_lora_save(lora, be, r->save, 'p');
     FT_CHECK_OK(st);
     ft_model_set_lora(m, NULL);
@@ -114,7 +88,7 @@ static void ft_check_case(ft_backend *be, const char *root, const ft_tcase *tc) 
 
     double ids[8];
     snprintf(path, sizeof path, "%s/meta.json", fix);
-    int64_t nids = ft_json_array(path, "trainable_tokens", ids, 8);
+    int64_t nids = ft_test_json_array(path, "trainable_tokens", ids, 8);
     FT_CHECK(nids == 3 && ids[0] == tc->ids[0] && ids[1] == tc->ids[1] && ids[2] == tc->ids[2],
              "%s: meta.json ids are not {%d, %d, %d}", tc->name, tc->ids[0], tc->ids[1], tc->ids[2]);
 
@@ -128,7 +102,7 @@ static void ft_check_case(ft_backend *be, const char *root, const ft_tcase *tc) 
              ft_model_get_dims(m)->tied);
 
     /* (a) + (e) */
-    ft_curve c1, c0;
+    ft_test_curve c1, c0;
     ft_run r1 = {.steps = 1, .B = 2, .K = 1, .lr = 0, .dump = dump, .n_tokens = 3};
     if (!ft_train_run(be, m, &seqs, init, tc, &r1, &c1)) goto done;
     ft_run r0 = {.steps = 1, .B = 2, .K = 1, .lr = 0, .n_tokens = 0};
@@ -152,10 +126,10 @@ static void ft_check_case(ft_backend *be, const char *root, const ft_tcase *tc) 
     }
 
     /* (b) + (c) */
-    ft_curve got;
+    ft_test_curve got;
     double want_loss[64], want_norm[64];
     snprintf(path, sizeof path, "%s/curve.json", fix);
-    int64_t nl = ft_json_array(path, "loss", want_loss, 64), nn = ft_json_array(path, "grad_norm", want_norm, 64);
+    int64_t nl = ft_test_json_array(path, "loss", want_loss, 64), nn = ft_test_json_array(path, "grad_norm", want_norm, 64);
     FT_CHECK(nl == FT_NSTEPS && nn == FT_NSTEPS, "%s: %s has %lld/%lld steps", tc->name, path, (long long)nl,
              (long long)nn);
     snprintf(saved, sizeof saved, "%s/%s_tt_trained.safetensors", tmp, tc->name);
@@ -164,7 +138,7 @@ static void ft_check_case(ft_backend *be, const char *root, const ft_tcase *tc) 
         double wl = 0, wn = 0;
         int bad = 0;
         for (int64_t s = 0; s < FT_NSTEPS; s++) {
-            double el = ft_rel(got.loss[s], want_loss[s]), en = ft_rel(got.grad_norm[s], want_norm[s]);
+            double el = ft_test_rel(got.loss[s], want_loss[s]), en = ft_test_rel(got.grad_norm[s], want_norm[s]);
             if (!(el <= 1e-4 && en <= 1e-4)) bad++;
             if (!(el <= wl)) wl = el;
             if (!(en <= wn)) wn = en;
