@@ -390,8 +390,8 @@ void ft_gguf_kv_format(const ft_gguf *g, int64_t i, char *buf, int64_t cap) {
         return;
     }
     if (t == FT_GGUF_STRING) {
-        const char *s;
-        int64_t n;
+        const char *s = "";
+        int64_t n = 0; /* both set by ft_gguf_get_str for a string key */
         ft_gguf_get_str(g, i, &s, &n);
         int64_t show = n > cap - 8 ? cap - 8 : n;
         int64_t o = 0;
