@@ -78,6 +78,15 @@ ft_status ft_test_capture(void *user, const struct ft_step_info *s);
 int64_t ft_test_read_curve(const char *path, ft_test_curve *c);
 int64_t ft_test_json_array(const char *path, const char *key, double *out, int64_t cap);
 double ft_test_rel(double a, double ref);
+/* make_train_golden.py's run, as the scripts built on it replay it: `steps` AdamW steps (0.9, 0.999,
+ * eps 1e-8, weight decay wd, clip 1.0) at lr, cosine with 3 warmup steps, micro-batch B x K, the
+ * first step's gradients written to dump (NULL: not), the curve into *curve (NULL: not kept). */
+struct ft_model;
+struct ft_lora;
+struct ft_token_seqs;
+ft_status ft_test_train_golden(struct ft_model *m, struct ft_lora *lora, const struct ft_token_seqs *seqs,
+                               int64_t steps, int64_t B, int64_t K, double lr, double wd, const char *dump,
+                               ft_test_curve *curve);
 /* Runs a shell command, capturing stdout+stderr into *output (malloc'd). Returns the exit code
  * (or -1 if it could not run / was killed by a signal: *sig set). */
 int ft_test_run(const char *cmd, char **output);

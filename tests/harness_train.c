@@ -33,6 +33,17 @@ int64_t ft_test_json_array(const char *path, const char *key, double *out, int64
     return n;
 }
 
+ft_status ft_test_train_golden(ft_model *m, ft_lora *lora, const ft_token_seqs *seqs, int64_t steps, int64_t B,
+                               int64_t K, double lr, double wd, const char *dump, ft_test_curve *curve) {
+    ft_train_cfg cfg = {.steps = steps, .micro_batch = B, .grad_accum = K, .dump_grads = dump};
+    cfg.sched = (ft_schedule){.type = FT_SCHED_COSINE, .lr = lr, .warmup = 3, .total = steps};
+    cfg.opt = (ft_adamw_cfg){.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = wd, .clip = 1.0};
+    ft_test_curve local;
+    if (!curve) curve = &local;
+    memset(curve, 0, sizeof *curve);
+    return ft_train_tokens(m, lora, seqs, &cfg, ft_test_capture, curve);
+}
+
 int64_t ft_test_read_curve(const char *path, ft_test_curve *c) {
     memset(c, 0, sizeof *c);
     double v[4][FT_TEST_CURVE_MAX];

@@ -54,13 +54,7 @@ static int ft_train_run(ft_backend *be, ft_model *m, const ft_token_seqs *seqs, 
     ft_status st = ft_lora_create(&lora, be, &lc, &shapes, ft_model_get_dims(m)->L);
     if (st == FT_OK) st = ft_lora_init_tokens(lora, be, &ft_model_get_weights(m)->embed, &ft_model_get_weights(m)->lm_head);
     if (st == FT_OK) st = ft_lora_load(lora, be, init);
-    ft_train_cfg cfg = {.steps = r->steps, .micro_batch = r->B, .grad_accum = r->K, .dump_grads = r->dump};
-    cfg.sched = (ft_schedule){.type = FT_SCHED_COSINE, .lr = r->lr, .warmup = 3, .total = r->steps};
-    cfg.opt = (ft_adamw_cfg){.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = r->wd, .clip = 1.0};
-    ft_test_curve local;
-    if (!curve) curve = &local;
-    memset(curve, 0, sizeof *curve);
-    if (st == FT_OK) st = ft_train_tokens(m, lora, seqs, &cfg, ft_test_capture, curve);
+    if (st == FT_OK) st = ft_test_train_golden(m, lora, seqs, r->steps, r->B, r->K, r->lr, r->wd, r->dump, curve);
     if (st == FT_OK && r->save) st = ft_lora_save(lora, be, r->save, 'p');
     FT_CHECK_OK(st);
     ft_model_set_lora(m, NULL);
