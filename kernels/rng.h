@@ -35,6 +35,11 @@ static inline FT_HD uint32_t ft_dropout_threshold(float p) {
 static inline FT_HD uint64_t ft_dropout_bits(uint64_t seed, uint64_t group) {
     return ft_mix64(seed + group * 0x9e3779b97f4a7c15ull);
 }
+/* The seed whose element i is element i0 + i of `seed`'s stream (i0 a multiple of 4: whole groups),
+ * so a kernel over a slice of a tensor draws the slice's part of the whole tensor's mask. */
+static inline FT_HD uint64_t ft_dropout_seed_at(uint64_t seed, uint64_t i0) {
+    return seed + (i0 >> 2) * 0x9e3779b97f4a7c15ull;
+}
 /* The keep decision of element j (0..3) of a group, from its bits. */
 static inline FT_HD int ft_dropout_keep_in(uint64_t bits, int j, uint32_t thr) {
     return (uint32_t)((bits >> (16 * j)) & 0xffffu) >= thr;

@@ -39,10 +39,11 @@ static void check_close(const char *what, const char *tag, int64_t got, int64_t 
  * every line matches to the byte (1% slack); on CUDA the grow-only scratch makes the workspace an
  * upper bound, so lines that are single allocations are held to 1% and the total to 10%. */
 static void check_run_on(int cuda, const char *model_dir, const char *quant, int64_t B, int64_t T, int64_t r,
-                         const char *targets, int recompute, int dora) {
-    char tag[512], s_path[4200], s_quant[64], s_r[64], s_b[64], s_t[64], s_tg[128], s_rc[64];
-    snprintf(tag, sizeof tag, "[%s %s quant=%s B=%lld T=%lld r=%lld targets=%s recompute=%d%s]", cuda ? "cuda" : "cpu",
-             model_dir, quant, (long long)B, (long long)T, (long long)r, targets, recompute, dora ? " dora" : "");
+                         const char *targets, int recompute, int dora, int64_t mlp) {
+    char tag[512], s_path[4200], s_quant[64], s_r[64], s_b[64], s_t[64], s_tg[128], s_rc[64], s_mc[64];
+    snprintf(tag, sizeof tag, "[%s %s quant=%s B=%lld T=%lld r=%lld targets=%s recompute=%d%s mlp_chunk=%lld]",
+             cuda ? "cuda" : "cpu", model_dir, quant, (long long)B, (long long)T, (long long)r, targets, recompute,
+             dora ? " dora" : "", (long long)mlp);
     ft_backend *be = NULL;
     ft_status bst = cuda ? ft_backend_cuda_create(&be, 0) : ft_backend_cpu_create(&be, 2);
     if (cuda && bst != FT_OK) {
@@ -58,7 +59,8 @@ static void check_run_on(int cuda, const char *model_dir, const char *quant, int
     snprintf(s_t, sizeof s_t, "data.seq_len=%lld", (long long)T);
     snprintf(s_tg, sizeof s_tg, "lora.targets=%s", targets);
     snprintf(s_rc, sizeof s_rc, "training.recompute=%s", recompute ? "true" : "false");
-    const char *sets[] = {s_path, s_quant, s_r, s_b, s_t, s_tg, s_rc, "model.device=cpu", "model.threads=2",
+    snprintf(s_mc, sizeof s_mc, "training.mlp_chunk=%lld", (long long)mlp);
+    const char *sets[] = {s_path, s_quant, s_r, s_b, s_t, s_tg, s_rc, s_mc, "model.device=cpu", "model.threads=2",
                           dora ? "lora.dora=true" : "lora.dora=false", dora ? "lora.dropout=0" : "lora.dropout=0.1"};
     ft_recipe rec;
     ft_plan *plan = calloc(1, sizeof *plan);
@@ -71,7 +73,7 @@ static void check_run_on(int cuda, const char *model_dir, const char *quant, int
     ft_lora *lora = NULL;
     ft_adamw *opt = NULL;
     int64_t base = be ? ft_backend_bytes_in_use(be) : 0; /* CUDA: tables and workspace of the backend */
-    ft_load_opts lo = {.model = {.recompute = recompute}};
+    ft_load_opts lo = {.model = {.recompute = recompute, .mlp_chunk = mlp}};
     FT_CHECK_OK(ft_quant_parse(quant, &lo.quant));
     if (be) FT_CHECK_OK(ft_model_load(&m, be, rec.model.path, &lo));
     if (!m) goto done;
@@ -133,7 +135,7 @@ done:
 
 static void check_run(const char *model_dir, const char *quant, int64_t B, int64_t T, int64_t r, const char *targets,
                       int recompute) {
-    check_run_on(0, model_dir, quant, B, T, r, targets, recompute, 0);
+    check_run_on(0, model_dir, quant, B, T, r, targets, recompute, 0, 0);
 }
 
 /* A plan from a committed config.json (no weights needed), with options. */
@@ -596,17 +598,34 @@ static void check_max_seq(void) {
     FT_CHECK(p->max_seq >= 4096 && p->max_seq_host > p->max_seq && p->max_seq % 256 == 0,
              "70B h100 micro-batch 2: longest %lld tokens, %lld with host boundaries", (long long)p->max_seq,
              (long long)p->max_seq_host);
-    for (int host = 0; host < 2; host++)
+    /* and with the MLP in slices too: what bounds the context then is attention's [N, H*D] buffers,
+     * q/k/v and the norms' outputs, not gate, up and SwiGLU's [N, F] */
+    FT_CHECK(p->max_seq_mlp > 2 * p->max_seq_host && p->max_seq_mlp % 256 == 0,
+             "70B h100 micro-batch 2: longest %lld tokens with host boundaries and training.mlp_chunk %d (%lld without)",
+             (long long)p->max_seq_mlp, FT_PLAN_MLP_CHUNK, (long long)p->max_seq_host);
+    for (int host = 0; host < 3; host++)
         for (int more = 0; more < 2; more++) {
-            char seq[64], hb[64];
+            char seq[64], hb[64], mc[64];
             snprintf(seq, sizeof seq, "data.seq_len=%lld",
-                     (long long)((host ? p->max_seq_host : p->max_seq) + 256 * more));
+                     (long long)((host == 2 ? p->max_seq_mlp : host ? p->max_seq_host : p->max_seq) + 256 * more));
             snprintf(hb, sizeof hb, "training.host_boundaries=%s", host ? "true" : "false");
-            const char *x[] = {seq, "training.micro_batch=2", hb};
-            plan_cfg(q, "Llama-3.3-70B-Instruct", "h100", x, 3);
-            FT_CHECK(q->fits == !more, "%s %s: fits %d", seq, hb, q->fits);
+            snprintf(mc, sizeof mc, "training.mlp_chunk=%d", host == 2 ? FT_PLAN_MLP_CHUNK : 0);
+            const char *x[] = {seq, "training.micro_batch=2", hb, mc};
+            plan_cfg(q, "Llama-3.3-70B-Instruct", "h100", x, 4);
+            FT_CHECK(q->fits == !more, "%s %s %s: fits %d", seq, hb, mc, q->fits);
+            /* a run past what host boundaries alone fit is told of the slices */
+            if (host == 1 && more)
+                FT_CHECK(strstr(q->advice, "set training.mlp_chunk: 4096 (the MLP over 4096 tokens at a time)") != NULL,
+                         "%s with host boundaries, not fitting: advice '%s'", seq, q->advice);
+            if (host == 2 && !more)
+                FT_CHECK(q->max_seq_mlp == 0 && q->mlp_chunk == FT_PLAN_MLP_CHUNK, "%s %s: max_seq_mlp %lld", seq, mc,
+                         (long long)q->max_seq_mlp);
         }
-    FT_CHECK(p->T == 4096 && p->fits && p->host_boundaries == 0, "the report's own run is unchanged");
+    FT_CHECK(p->T == 4096 && p->fits && p->host_boundaries == 0 && p->mlp_chunk == 0,
+             "the report's own run is unchanged");
+    printf("ok   70B h100 micro-batch 2: longest context %lld tokens, %lld with host boundaries, %lld with them and "
+           "training.mlp_chunk %d\n",
+           (long long)p->max_seq, (long long)p->max_seq_host, (long long)p->max_seq_mlp, FT_PLAN_MLP_CHUNK);
     free(p);
     free(q);
 }
@@ -737,15 +756,21 @@ int main(void) {
     check_run("models/stories260K", "nf4", 8, 128, 8, "all", 1);
     check_run("models/stories260K", "nf4", 4, 256, 16, "q_proj,k_proj,v_proj,o_proj", 0);
     /* DoRA: the magnitudes (and their gradients, moments), the weight norms, the backward's dz scratch */
-    check_run_on(0, "models/stories260K", "nf4", 2, 128, 8, "all", 1, 1);
-    check_run_on(0, "tests/fixtures/forward/qwen2", "none", 1, 64, 4, "q_proj,v_proj,down_proj", 0, 1);
+    check_run_on(0, "models/stories260K", "nf4", 2, 128, 8, "all", 1, 1, 0);
+    check_run_on(0, "tests/fixtures/forward/qwen2", "none", 1, 64, 4, "q_proj,v_proj,down_proj", 0, 1, 0);
+    /* training.mlp_chunk: gate, up, SwiGLU and their gradients [slice, F]; with DoRA its dz too (62 rounds
+     * up to 64); without recompute ignored */
+    check_run_on(0, "models/stories260K", "nf4", 4, 128, 8, "all", 1, 0, 96);
+    check_run_on(0, "models/stories260K", "nf4", 2, 128, 8, "all", 1, 1, 62);
+    check_run_on(0, "tests/fixtures/forward/qwen3", "none", 2, 64, 4, "all", 0, 0, 16);
     check_evals();
     /* docs/recipes.md's device table is the one the plan uses */
     ft_test_doc_section("docs/recipes.md", "devices", "ftune plan --devices", ft_plan_devices_doc);
     /* on a GPU: the bf16 checkpoint (the plan assumes 16-bit = bf16 on CUDA) */
-    check_run_on(1, "tests/fixtures/forward/qwen3", "nf4", 2, 64, 8, "all", 1, 0);
-    check_run_on(1, "tests/fixtures/forward/qwen3", "bf16", 4, 128, 16, "all", 1, 0);
-    check_run_on(1, "tests/fixtures/forward/qwen3", "nf4", 2, 64, 8, "all", 1, 1); /* DoRA */
+    check_run_on(1, "tests/fixtures/forward/qwen3", "nf4", 2, 64, 8, "all", 1, 0, 0);
+    check_run_on(1, "tests/fixtures/forward/qwen3", "bf16", 4, 128, 16, "all", 1, 0, 0);
+    check_run_on(1, "tests/fixtures/forward/qwen3", "nf4", 2, 64, 8, "all", 1, 1, 0); /* DoRA */
+    check_run_on(1, "tests/fixtures/forward/qwen3", "nf4", 2, 64, 8, "all", 1, 1, 48); /* DoRA, the MLP in slices */
     check_70b();
     check_time();
     check_keep_attention();

@@ -157,6 +157,27 @@ static void ft_check_invariant(ft_backend *be, ft_model *m, const ft_token_seqs 
            cd.loss[0], cl.loss[0], e, cd.loss[0] == cl.loss[0] ? " (bit-identical)" : "");
 }
 
+/* (b): the 20-step curve against PEFT's, loss and grad norm within 1e-4 at every step. */
+static void ft_check_curve(const ft_test_curve *got, const double *want_loss, const double *want_norm,
+                           const char *what) {
+    double wl = 0, wn = 0;
+    int bad = 0;
+    for (int64_t s = 0; s < FT_NSTEPS; s++) {
+        double el = ft_test_rel(got->loss[s], want_loss[s]), en = ft_test_rel(got->grad_norm[s], want_norm[s]);
+        if (!(el <= 1e-4 && en <= 1e-4)) {
+            bad++;
+            printf("     %s step %lld: loss %.7f (PEFT %.7f, rel %.2e) grad_norm %.7f (PEFT %.7f, rel %.2e)\n",
+                   what, (long long)s + 1, got->loss[s], want_loss[s], el, got->grad_norm[s], want_norm[s], en);
+        }
+        if (!(el <= wl)) wl = el;
+        if (!(en <= wn)) wn = en;
+    }
+    FT_CHECK(got->n == FT_NSTEPS && bad == 0, "%s: %d of %d curve steps outside 1e-4 (worst loss %.2e, norm %.2e)",
+             what, bad, FT_NSTEPS, wl, wn);
+    printf("%s %s: 20-step curve worst rel: loss %.2e, grad_norm %.2e (loss %.5f -> %.5f)\n",
+           bad ? "FAIL" : "ok  ", what, wl, wn, got->loss[0], got->loss[FT_NSTEPS - 1]);
+}
+
 static void ft_check_case(ft_backend *be, const char *root, const ft_dcase *tc) {
     char model_dir[1024], fix[1200], init[1300], plain[1300], ref[1300], dump[1300], path[1300], saved[1300],
         tokp[1300], what[160];
@@ -221,22 +242,7 @@ static void ft_check_case(ft_backend *be, const char *root, const ft_dcase *tc) 
     snprintf(saved, sizeof saved, "%s/%s_dora_trained.safetensors", tmp, tc->name);
     ft_run rc = {.steps = FT_NSTEPS, .B = 1, .K = 2, .lr = 1e-3, .wd = 0.01, .init = init, .save = saved, .dora = 1};
     if (ft_train_run(be, m, &seqs, &rc, &got) && nl == FT_NSTEPS && nn == FT_NSTEPS) {
-        double wl = 0, wn = 0;
-        int bad = 0;
-        for (int64_t s = 0; s < FT_NSTEPS; s++) {
-            double el = ft_test_rel(got.loss[s], want_loss[s]), en = ft_test_rel(got.grad_norm[s], want_norm[s]);
-            if (!(el <= 1e-4 && en <= 1e-4)) {
-                bad++;
-                printf("     %s step %lld: loss %.7f (PEFT %.7f, rel %.2e) grad_norm %.7f (PEFT %.7f, rel %.2e)\n",
-                       tc->name, (long long)s + 1, got.loss[s], want_loss[s], el, got.grad_norm[s], want_norm[s], en);
-            }
-            if (!(el <= wl)) wl = el;
-            if (!(en <= wn)) wn = en;
-        }
-        FT_CHECK(got.n == FT_NSTEPS && bad == 0, "%s: %d of %d curve steps outside 1e-4 (worst loss %.2e, norm %.2e)",
-                 tc->name, bad, FT_NSTEPS, wl, wn);
-        printf("%s %s: 20-step curve worst rel: loss %.2e, grad_norm %.2e (loss %.5f -> %.5f)\n",
-               bad ? "FAIL" : "ok  ", tc->name, wl, wn, got.loss[0], got.loss[FT_NSTEPS - 1]);
+        ft_check_curve(&got, want_loss, want_norm, tc->name);
         snprintf(path, sizeof path, "%s/peft_adapter/adapter_model.safetensors", fix);
         snprintf(what, sizeof what, "%s trained adapter", tc->name);
         ft_compare_files(saved, path, what, 1e-4);
@@ -258,6 +264,30 @@ static void ft_check_case(ft_backend *be, const char *root, const ft_dcase *tc) 
     }
     ft_model_free(m);
     m = NULL;
+
+    /* (g) the MLP in slices of 20 rows (training.mlp_chunk): (a) and (b) again. The magnitudes' gradient
+     * adds up slice by slice, the first slice's forward computes the norms, gate's and up's kept
+     * outputs are the slice's */
+    {
+        ft_load_opts lo = {.quant = FT_QUANT_NONE, .model = {.recompute = 1, .mlp_chunk = 20}};
+        FT_CHECK_OK(ft_model_load(&m, be, model_dir, &lo));
+        if (!m) goto done;
+        char sliced[1300];
+        snprintf(sliced, sizeof sliced, "%s/%s_dora_grads_sliced.safetensors", tmp, tc->name);
+        ft_run rs = r1;
+        rs.dump = sliced;
+        if (ft_train_run(be, m, &seqs, &rs, NULL)) {
+            snprintf(what, sizeof what, "%s mlp_chunk 20 first-step grads", tc->name);
+            ft_compare_files(sliced, ref, what, 1e-4);
+        }
+        ft_run rcs = rc;
+        rcs.save = NULL;
+        snprintf(what, sizeof what, "%s mlp_chunk 20", tc->name);
+        if (ft_train_run(be, m, &seqs, &rcs, &got) && nl == FT_NSTEPS && nn == FT_NSTEPS)
+            ft_check_curve(&got, want_loss, want_norm, what);
+        ft_model_free(m);
+        m = NULL;
+    }
 
     /* (a) over the NF4 base */
     if (tc->nf4) {

@@ -14,7 +14,8 @@
  *   (f) LoRA dropout 0.1: gradients differ from dropout 0, and the same seed reproduces them bit
  *       for bit (a different seed does not);
  *   (g) llama_gqa4 through `ftune train`'s flag mode: (b)'s curve from its printed steps, (a)'s
- *       gradients from --dump-grads, --save equal to the library's adapter; its bad input. */
+ *       gradients from --dump-grads, --save equal to the library's adapter; its bad input;
+ *   (h) the MLP in slices (training.mlp_chunk): (a) to (c) again, and (f)'s gradients unchanged. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
@@ -118,12 +119,13 @@ static double ft_grad_files_rel(const char *p1, const char *ref) {
 
 /* (a)/(c): first-step gradients; (b)/(c): the curve. Raises *worst_grad / *worst_curve. */
 static void ft_check_golden(ft_backend *be, ft_model *m, const ft_token_seqs *seqs, const char *fix,
-                            const char *cname, const char *sfx, double *worst_grad, double *worst_curve) {
+                            const char *cname, const char *sfx, const char *tag, double *worst_grad,
+                            double *worst_curve) {
     char init[1200], ref[1200], dump[1200], what[256], path[1200];
     snprintf(init, sizeof init, "%s/lora_init.safetensors", fix);
     snprintf(ref, sizeof ref, "%s/grads%s.safetensors", fix, sfx);
-    snprintf(dump, sizeof dump, "%s/%s_grads%s.safetensors", ft_test_tmpdir(), cname, sfx);
-    snprintf(what, sizeof what, "%s %s", cname, *sfx ? "nf4" : "f32");
+    snprintf(dump, sizeof dump, "%s/%s_grads%s%s.safetensors", ft_test_tmpdir(), cname, sfx, *tag ? "_tag" : "");
+    snprintf(what, sizeof what, "%s %s%s", cname, *sfx ? "nf4" : "f32", tag);
 
     /* (a) one step, micro-batch 2 = sequences 0 and 1 (padded), lr 0: the gradients as dumped */
     ft_run r = {.steps = 1, .B = 2, .K = 1, .sched = FT_SCHED_COSINE, .lr = 0, .dump = dump};
@@ -281,6 +283,33 @@ static void ft_check_accum_dropout(ft_backend *be, ft_model *m, const ft_token_s
            same && vs0 > 1e-3 && vs_seed > 1e-3 ? "ok  " : "FAIL", cname, same ? "yes" : "NO", vs0, vs_seed);
 }
 
+/* (h) the MLP in slices of 20 rows (training.mlp_chunk): (a)'s micro-batch of 2 x 24 rows runs as slices
+ * of 20, 20 and 8, (b)'s micro-batches of 1 as one of 20 and a shorter one (or one, for the 13-token
+ * sequence): (a) and (b) against PEFT with the same tolerances, and
+ * (f)'s dropout gradients within 1e-6 of those without slices (the same masks: ft_dropout_seed_at). */
+static void ft_check_mlp_chunk(ft_backend *be, const char *model_dir, const ft_token_seqs *seqs, const char *fix,
+                               const char *cname, ft_quant q, double *worst_grad, double *worst_curve) {
+    ft_load_opts lo = {.quant = q, .model = {.recompute = 1, .mlp_chunk = 20}};
+    ft_model *m = NULL;
+    FT_CHECK_OK(ft_model_load(&m, be, model_dir, &lo));
+    if (!m) return;
+    ft_check_golden(be, m, seqs, fix, cname, q == FT_QUANT_NF4 ? "_nf4" : "", " mlp_chunk 20", worst_grad, worst_curve);
+    if (q == FT_QUANT_NONE) {
+        char init[1200], whole[1200], sliced[1200];
+        snprintf(init, sizeof init, "%s/lora_init.safetensors", fix);
+        snprintf(whole, sizeof whole, "%s/%s_drop_a.safetensors", ft_test_tmpdir(), cname); /* (f), seed 7 */
+        snprintf(sliced, sizeof sliced, "%s/%s_drop_sliced.safetensors", ft_test_tmpdir(), cname);
+        ft_run rd = {.steps = 1, .B = 2, .K = 1, .sched = FT_SCHED_COSINE, .lr = 0, .dropout = 0.1, .seed = 7,
+                     .dump = sliced};
+        ft_lora_free(ft_train_run(be, m, seqs, init, &rd, NULL), be);
+        double rel = ft_grad_files_rel(sliced, whole);
+        FT_CHECK(rel <= 1e-6, "%s mlp_chunk 20: dropout 0.1 gradients vs the MLP whole rel-L2 %.3e (want <= 1e-6)", cname,
+                 rel);
+        if (rel <= 1e-6) printf("ok   %s mlp_chunk 20: dropout 0.1 gradients vs the MLP whole rel %.2e\n", cname, rel);
+    }
+    ft_model_free(m);
+}
+
 /* (g) the flag mode of the command line, `ftune train --model DIR --tokens FILE ...` (the command the
  * fixture's docs quote for the curve): its printed steps against PEFT's curve (same tolerances as
  * (b)), --dump-grads against PEFT's first-step gradients (grad-accum 2 x micro-batch 1 dumps those of
@@ -392,11 +421,13 @@ int main(void) {
             ft_model *m = NULL;
             FT_CHECK_OK(ft_model_load(&m, be, model_dir, &lo));
             if (!m) continue;
-            ft_check_golden(be, m, &seqs, fix, cname, qi ? "_nf4" : "", &summary[i][2 * qi], &summary[i][2 * qi + 1]);
+            ft_check_golden(be, m, &seqs, fix, cname, qi ? "_nf4" : "", "", &summary[i][2 * qi],
+                            &summary[i][2 * qi + 1]);
             if (!qi) ft_check_accum_dropout(be, m, &seqs, fix, cname);
             if (!qi && i == 0) ft_check_cli(be, m, &seqs, model_dir, fix, cname);
             ft_model_free(m);
             ft_check_recompute(be, model_dir, &seqs, fix, cname, q);
+            ft_check_mlp_chunk(be, model_dir, &seqs, fix, cname, q, &summary[i][2 * qi], &summary[i][2 * qi + 1]);
         }
         ft_token_seqs_free(&seqs);
     }

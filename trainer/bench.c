@@ -226,6 +226,7 @@ static void ft_bench_plan_sets(const ft_bench_opts *o, const char *device, int64
     if (o->keep_layers < 0) snprintf(buf[k], 96, "training.keep_layers=max");
     else snprintf(buf[k], 96, "training.keep_layers=%lld", (long long)o->keep_layers);
     sets[k] = buf[k], k++;
+    snprintf(buf[k], 96, "training.mlp_chunk=%lld", (long long)o->mlp_chunk), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "data.seq_len=%lld", (long long)T), sets[k] = buf[k], k++;
     *n = k;
 }
@@ -340,6 +341,7 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
     }
     FT_CHECK_GOTO(st, ft_bench_make_plan(o, &cfg, be, T, plan), done);
     r->keep_layers = plan->keep_layers; /* --keep-layers max: what the plan found room for */
+    r->mlp_chunk = plan->mlp_chunk;
     snprintf(r->shape, sizeof r->shape, "%s", shape->name);
     snprintf(r->linear_dtype, sizeof r->linear_dtype, "%s", ft_dtype_name(plan->linear_dtype));
     r->layers = plan->dims.L, r->T = T, r->B = o->micro_batch, r->K = o->grad_accum;
@@ -368,12 +370,17 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
     if (plan->keep_layers > 0)
         ft_bench_say(o, "  %lld of %lld layers kept, not recomputed (training.keep_layers%s)\n",
                      (long long)plan->keep_layers, (long long)plan->dims.L, o->keep_layers < 0 ? ", max" : "");
+    if (plan->mlp_chunk > 0)
+        ft_bench_say(o, "  the MLP over %lld tokens at a time (training.mlp_chunk)\n",
+                     (long long)ft_model_mlp_rows(&(ft_model_opts){.recompute = 1, .mlp_chunk = plan->mlp_chunk},
+                                                  o->micro_batch * T));
     ft_bench_say(o, "  plan: %s of backend memory, F %.4g GFLOP per token\n", b1, plan->flops_per_token / 1e9);
 
     /* the model, at random, directly in its storage dtype */
     double t0 = ft_bench_now();
     ft_model_opts mo = {.recompute = o->recompute, .host_boundaries = o->host_boundaries,
-                        .keep_attention = o->keep_attention, .keep_layers = plan->keep_layers};
+                        .keep_attention = o->keep_attention, .keep_layers = plan->keep_layers,
+                        .mlp_chunk = plan->mlp_chunk};
     FT_CHECK_GOTO(st, ft_model_create(&m, be, &plan->dims, plan->linear_dtype, plan->other_dtype, &mo), done);
     FT_CHECK_GOTO(st, ft_bench_init(be, m, o->seed), done);
     r->init_s = ft_bench_now() - t0;
@@ -546,6 +553,7 @@ ft_status ft_bench_write_json(const ft_bench_result *r, const char *path) {
     cJSON_AddStringToObject(j, "linear_dtype", r->linear_dtype);
     cJSON_AddNumberToObject(j, "layers", (double)r->layers);
     cJSON_AddNumberToObject(j, "keep_layers", (double)r->keep_layers);
+    cJSON_AddNumberToObject(j, "mlp_chunk", (double)r->mlp_chunk);
     cJSON_AddNumberToObject(j, "seq", (double)r->T);
     cJSON_AddNumberToObject(j, "doc_len", (double)r->doc_len);
     cJSON_AddNumberToObject(j, "attn_len", r->attn_len);

@@ -44,6 +44,9 @@ static const ft_opt ft_bench_cli[] = {
     {"keep-layers", FT_OPT_STR, "N|max", "0",
      "keep the last N layers' activations instead of recomputing them (training.keep_layers); max: as many as "
      "the plan fits"},
+    {"mlp-chunk", FT_OPT_INT, "N", "0",
+     "run each layer's MLP over N tokens at a time (training.mlp_chunk; 0: all); with --seq max the longest context "
+     "then fits"},
     {"peak", FT_OPT_FLAG, NULL, NULL, "measure the BF16 GEMM rate in the same run and report F x tokens/s against it"},
     {"peak-n", FT_OPT_INT, "N", "0", "GEMM size for --peak (0: 8192 on CUDA, 1024 on CPU)"},
     {"seed", FT_OPT_INT, "S", "1", "seed of the random model, data and LoRA"},
@@ -114,6 +117,11 @@ ft_status ft_cmd_bench(int argc, char **argv) {
     FT_CHECK_GOTO(st, ft_cli_str(&cli, "quant", &o.quant), done);
     FT_CHECK_GOTO(st, ft_cli_float(&cli, "lr", &o.lr), done);
     FT_CHECK_GOTO(st, ft_cli_int(&cli, "peak-n", &o.peak_n), done);
+    FT_CHECK_GOTO(st, ft_cli_int(&cli, "mlp-chunk", &o.mlp_chunk), done);
+    if (o.mlp_chunk < 0) {
+        st = FT_ERR(FT_E_ARG, "bench: --mlp-chunk %lld (need >= 0)", (long long)o.mlp_chunk);
+        goto done;
+    }
     FT_CHECK_GOTO(st, ft_cli_int(&cli, "seed", &seed), done);
     FT_CHECK_GOTO(st, ft_cli_str(&cli, "device", &o.device), done);
     FT_CHECK_GOTO(st, ft_cli_int(&cli, "threads", &threads), done);

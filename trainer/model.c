@@ -207,6 +207,8 @@ const ft_weight *ft_bias_of(const ft_layer_weights *lw, int mod) {
 ft_lora_drop ft_lora_drop_of(const ft_pass *p, int64_t l, int mod) {
     ft_lora_drop dr = {p->train ? (float)p->m->lora->cfg.dropout : 0.0f, 0};
     if (dr.p > 0.0f) dr.seed = ft_drop_seed(p, l, mod);
+    if (dr.p > 0.0f && p->row0 > 0) /* a slice of the MLP's rows: its part of the whole pass's mask */
+        dr.seed = ft_dropout_seed_at(dr.seed, (uint64_t)(p->row0 * ft_lora_get(p->m->lora, l, mod)->in));
     return dr;
 }
 
@@ -320,11 +322,34 @@ static ft_status ft_proj_bwd(const ft_pass *p, int64_t l, int mod, ft_layer_acts
         accumulate = 1;
     }
     if (!(lt && m->lora->cfg.dora)) FT_TRY(ft_op_linear_bwd_x(m->be, dx, dy, &lw->lin[mod], p->N, accumulate));
+    if (p->partial) return FT_OK; /* the MLP's later slices read this weight again */
     const ft_weight *next = ft_bwd_next(m, l, mod);
     return next ? ft_backend_weight_prefetch(m->be, next) : FT_OK;
 }
 
 /* ---- one layer ---------------------------------------------------------------------------------- */
+
+/* The MLP runs over the pass's rows in slices of ft_model_mlp_rows (ft_model_opts.mlp_chunk; one
+ * slice without). Slice [r0, r0+n)'s pass and working set: the rows' part of f and of the LoRA
+ * A-products t, and of gate and up where the layer holds them for every row (a kept layer, or no
+ * recompute); the set the recomputed layers share holds gate, up and SwiGLU's output for one slice,
+ * from its start. Its dropout masks are the rows' part of the pass's (ft_lora_drop_of). */
+static void ft_mlp_slice(const ft_pass *p, int64_t l, const ft_layer_acts *la, int64_t r0, int64_t n, ft_pass *sp,
+                         ft_layer_acts *sa) {
+    const ft_model *m = p->m;
+    const int64_t es = m->es, F = m->d.F, R = m->cap_r;
+    *sp = *p, *sa = *la;
+    sp->N = n, sp->row0 = r0, sp->partial = r0 + n < p->N;
+    if (r0 > 0) sp->norms_kept = 1; /* DoRA: the first slice's forward computed the norms */
+    sa->f = (char *)la->f + r0 * m->d.C * es;
+    for (int mod = 0; mod < FT_MOD_COUNT; mod++)
+        if (la->t[mod]) sa->t[mod] = (char *)la->t[mod] + r0 * R * es;
+    if (!m->cap_recompute || ft_layer_kept(m, l)) {
+        sa->g = (char *)la->g + r0 * F * es;
+        sa->u = (char *)la->u + r0 * F * es;
+    }
+    if (!m->cap_recompute) sa->s = (char *)la->s + r0 * F * es; /* one slice: r0 is 0 */
+}
 
 /* Layer l's working set: its own without recompute, a kept layer's, or the one every recomputed
  * layer shares. */
@@ -388,12 +413,23 @@ static ft_status ft_layer_forward(const ft_pass *p, int64_t l, ft_layer_acts *la
     FT_TRY(ft_backend_copy(be, x2, x, N * d->C * m->es));
     FT_TRY(ft_proj(p, l, FT_MOD_O, la, x2, la->att, 1));
     FT_TRY(ft_op_rmsnorm(be, la->f, la->rstd2, x2, &lw->ffn_norm, N, d->C, d->eps));
-    FT_TRY(ft_proj(p, l, FT_MOD_GATE, la, la->g, la->f, 0));
-    FT_TRY(ft_proj(p, l, FT_MOD_UP, la, la->u, la->f, 0));
-    FT_TRY(ft_op_swiglu(be, la->s, la->g, la->u, N * d->F));
-    if (recompute) return ft_proj(p, l, FT_MOD_DOWN, la, NULL, la->s, 0);
-    if (!x2_in_out) FT_TRY(ft_backend_copy(be, out, x2, N * d->C * m->es));
-    return ft_proj(p, l, FT_MOD_DOWN, la, out, la->s, 1);
+    const int64_t Nm = ft_model_mlp_rows(&m->opts, N);
+    if (recompute && Nm < N) { /* the backward redoes gate and up slice by slice: only name the weights */
+        FT_TRY(ft_proj(p, l, FT_MOD_GATE, la, NULL, la->f, 0));
+        FT_TRY(ft_proj(p, l, FT_MOD_UP, la, NULL, la->f, 0));
+        return ft_proj(p, l, FT_MOD_DOWN, la, NULL, la->s, 0);
+    }
+    if (!recompute && !x2_in_out) FT_TRY(ft_backend_copy(be, out, x2, N * d->C * m->es));
+    for (int64_t r0 = 0; r0 < N; r0 += Nm) {
+        ft_pass sp;
+        ft_layer_acts sa;
+        ft_mlp_slice(p, l, la, r0, N - r0 < Nm ? N - r0 : Nm, &sp, &sa);
+        FT_TRY(ft_proj(&sp, l, FT_MOD_GATE, &sa, sa.g, sa.f, 0));
+        FT_TRY(ft_proj(&sp, l, FT_MOD_UP, &sa, sa.u, sa.f, 0));
+        FT_TRY(ft_op_swiglu(be, sa.s, sa.g, sa.u, sp.N * d->F));
+        FT_TRY(ft_proj(&sp, l, FT_MOD_DOWN, &sa, recompute ? NULL : (char *)out + r0 * d->C * m->es, sa.s, 1));
+    }
+    return FT_OK;
 }
 
 /* Before a kept layer's backward: what it did not keep, the two RMSNorm outputs and SwiGLU's, from
@@ -407,6 +443,7 @@ static ft_status ft_layer_refresh(const ft_pass *p, int64_t l, ft_layer_acts *la
     ft_layer_bind(m, l, la);
     FT_TRY(ft_op_rmsnorm(be, la->a, la->rstd1, x, &lw->attn_norm, p->N, d->C, d->eps));
     FT_TRY(ft_op_rmsnorm(be, la->f, la->rstd2, la->x2, &lw->ffn_norm, p->N, d->C, d->eps));
+    if (ft_model_mlp_rows(&m->opts, p->N) < p->N) return FT_OK; /* SwiGLU's output: slice by slice in the backward */
     return ft_op_swiglu(be, la->s, la->g, la->u, p->N * d->F);
 }
 
@@ -421,11 +458,26 @@ static ft_status ft_layer_backward(const ft_pass *p, int64_t l, ft_layer_acts *l
     const ft_bwd_scratch *s = &m->bs;
     int64_t N = p->N;
 
-    /* MLP branch: out = x2 + down(silu(gate f) * up f) */
-    FT_TRY(ft_proj_bwd(p, l, FT_MOD_DOWN, la, s->ds, dres, la->s, 0));
-    FT_TRY(ft_op_swiglu_bwd(be, s->dg, s->du, s->ds, la->g, la->u, N * d->F));
-    FT_TRY(ft_proj_bwd(p, l, FT_MOD_GATE, la, s->df, s->dg, la->f, 0));
-    FT_TRY(ft_proj_bwd(p, l, FT_MOD_UP, la, s->df, s->du, la->f, 1));
+    /* MLP branch: out = x2 + down(silu(gate f) * up f), slice by slice (ft_mlp_slice). Sliced, a
+     * recomputed layer's gate and up are redone here from the kept t, and every layer's SwiGLU output */
+    const int64_t Nm = ft_model_mlp_rows(&m->opts, N), es = m->es;
+    for (int64_t r0 = 0; r0 < N; r0 += Nm) {
+        ft_pass sp;
+        ft_layer_acts sa;
+        ft_mlp_slice(p, l, la, r0, N - r0 < Nm ? N - r0 : Nm, &sp, &sa);
+        if (Nm < N && ft_layer_recomputed(m, l)) {
+            ft_pass rp = sp;
+            rp.t_kept = 1;
+            FT_TRY(ft_proj(&rp, l, FT_MOD_GATE, &sa, sa.g, sa.f, 0));
+            FT_TRY(ft_proj(&rp, l, FT_MOD_UP, &sa, sa.u, sa.f, 0));
+        }
+        if (Nm < N) FT_TRY(ft_op_swiglu(be, sa.s, sa.g, sa.u, sp.N * d->F));
+        void *df = (char *)s->df + r0 * d->C * es;
+        FT_TRY(ft_proj_bwd(&sp, l, FT_MOD_DOWN, &sa, s->ds, (char *)dres + r0 * d->C * es, sa.s, 0));
+        FT_TRY(ft_op_swiglu_bwd(be, s->dg, s->du, s->ds, sa.g, sa.u, sp.N * d->F));
+        FT_TRY(ft_proj_bwd(&sp, l, FT_MOD_GATE, &sa, df, s->dg, sa.f, 0));
+        FT_TRY(ft_proj_bwd(&sp, l, FT_MOD_UP, &sa, df, s->du, sa.f, 1));
+    }
     FT_TRY(ft_op_rmsnorm_bwd(be, dres, s->df, la->x2, &lw->ffn_norm, la->rstd2, N, d->C, 1)); /* now d/d(x2) */
 
     /* attention branch: x2 = x + o(attention(rope(q), rope(k), v)) */

@@ -90,6 +90,16 @@ typedef struct ft_model_opts {
      * plan` says how many fit). Results are identical. keep_layers = L recomputes no layer, only
      * those three passes. Ignored without recompute. */
     int64_t keep_layers;
+    /* With recompute: the MLP (gate, up, SwiGLU, down) of every layer runs over the tokens in slices
+     * of mlp_chunk rows (rounded up to a multiple of 4; 0 or >= N: one slice), in the forward and in
+     * the backward, where a recomputed layer's gate and up products are redone slice by slice instead
+     * of in its recompute. The one-layer working set and the backward scratch then hold [mlp_chunk, F]
+     * for gate, up and SwiGLU's output and their gradients instead of [N, F]: for a 70B layer (F 28672)
+     * 336 of the 536 KB a token they hold, what bounds the longest context. The same FLOPs (each
+     * product runs once over each row, only in smaller pieces); LoRA's gradients then add per slice,
+     * so results equal those without to rounding, not bit for bit; the dropout masks are the same
+     * (ft_dropout_seed_at). Ignored without recompute. */
+    int64_t mlp_chunk;
     /* Sizing only (ft_model_act_bytes_opts, for `ftune plan`): count DoRA's backward scratch. The
      * model itself lays out what its adapter needs (ft_model_set_lora). */
     int dora;
@@ -182,5 +192,7 @@ ft_act_bytes ft_model_act_bytes(const ft_model_dims *d, int64_t B, int64_t T, in
 /* The same for any options (recompute, logits_chunk, host_boundaries, keep_attention, keep_layers). */
 ft_act_bytes ft_model_act_bytes_opts(const ft_model_dims *d, int64_t B, int64_t T, int64_t lora_r,
                                      const ft_model_opts *o, ft_dtype act);
+/* Rows of the MLP's slices for N tokens under o (ft_model_opts.mlp_chunk): N when it is not sliced. */
+int64_t ft_model_mlp_rows(const ft_model_opts *o, int64_t N);
 
 #endif

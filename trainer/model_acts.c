@@ -24,6 +24,12 @@ static void *ft_carve(ft_carver *c, int64_t bytes) {
     return c->base ? c->base + at : NULL;
 }
 
+int64_t ft_model_mlp_rows(const ft_model_opts *o, int64_t N) {
+    if (!o->recompute || o->mlp_chunk <= 0) return N;
+    const int64_t c = (o->mlp_chunk + 3) & ~(int64_t)3; /* whole dropout groups (ft_dropout_seed_at) */
+    return c < N ? c : N;
+}
+
 int64_t ft_model_logits_chunk(const ft_model_dims *d, int64_t N, int64_t chunk) {
     if (chunk <= 0) {
         /* bound the logits buffer near 64 Mi elements (256 MiB f32), at least 16 rows */
@@ -36,16 +42,17 @@ int64_t ft_model_logits_chunk(const ft_model_dims *d, int64_t N, int64_t chunk) 
 /* A layer's working set, or the parts of it named: FT_SET_AFS the two RMSNorm outputs and SwiGLU's
  * (recomputable from the rest), FT_SET_OWN everything else the backward reads; att: the attention
  * output and lse too (not with keep_attention: each layer's own, carved apart); R > 0: the LoRA
- * A-products (not with recompute: each layer's own, carved apart). */
+ * A-products (not with recompute: each layer's own, carved apart). Gate, up and SwiGLU's output hold
+ * Nm rows: N, or the MLP's slice (ft_model_mlp_rows) in the set the recomputed layers share. */
 enum { FT_SET_AFS = 1, FT_SET_OWN = 2 };
-static ft_layer_acts ft_carve_set(ft_carver *c, const ft_model_dims *d, int64_t N, int64_t es, int64_t R, int parts,
-                                  int att) {
+static ft_layer_acts ft_carve_set(ft_carver *c, const ft_model_dims *d, int64_t N, int64_t Nm, int64_t es, int64_t R,
+                                  int parts, int att) {
     ft_layer_acts la = {0};
     const int64_t hd = d->H * d->D, kvd = d->Hkv * d->D;
     if (parts & FT_SET_AFS) {
         la.a = ft_carve(c, N * d->C * es);
         la.f = ft_carve(c, N * d->C * es);
-        la.s = ft_carve(c, N * d->F * es);
+        la.s = ft_carve(c, Nm * d->F * es);
     }
     if (!(parts & FT_SET_OWN)) return la;
     la.rstd1 = ft_carve(c, N * 4);
@@ -64,8 +71,8 @@ static ft_layer_acts ft_carve_set(ft_carver *c, const ft_model_dims *d, int64_t 
     }
     la.x2 = ft_carve(c, N * d->C * es);
     la.rstd2 = ft_carve(c, N * 4);
-    la.g = ft_carve(c, N * d->F * es);
-    la.u = ft_carve(c, N * d->F * es);
+    la.g = ft_carve(c, Nm * d->F * es);
+    la.u = ft_carve(c, Nm * d->F * es);
     for (int mod = 0; R > 0 && mod < FT_MOD_COUNT; mod++) la.t[mod] = ft_carve(c, N * R * es);
     return la;
 }
@@ -73,7 +80,7 @@ static ft_layer_acts ft_carve_set(ft_carver *c, const ft_model_dims *d, int64_t 
 /* Lays out every activation buffer for N = B*T tokens; returns the per-part byte counts. */
 static ft_act_bytes ft_layout(ft_model *m, const ft_model_dims *d, ft_carver *c, int64_t B, int64_t T,
                               int64_t R, int recompute, int host, int keep, int64_t kl, int64_t chunk, int64_t es,
-                              int dora) {
+                              int dora, int64_t Nm) {
     ft_act_bytes r = {0};
     int64_t N = B * T, hd = d->H * d->D, kvd = d->Hkv * d->D;
     int64_t n_sets = recompute ? 1 : d->L, start;
@@ -101,7 +108,7 @@ static ft_act_bytes ft_layout(ft_model *m, const ft_model_dims *d, ft_carver *c,
     ft_layer_acts shared = {0};
     for (int64_t i = 0; i < n_sets; i++) {
         const int parts = !recompute || kl < d->L ? FT_SET_AFS | FT_SET_OWN : FT_SET_AFS;
-        ft_layer_acts la = ft_carve_set(c, d, N, es, recompute ? 0 : R, parts, !keep);
+        ft_layer_acts la = ft_carve_set(c, d, N, recompute ? Nm : N, es, recompute ? 0 : R, parts, !keep);
         if (i == 0) shared = la;
         if (m) m->acts[i] = la;
     }
@@ -109,7 +116,7 @@ static ft_act_bytes ft_layout(ft_model *m, const ft_model_dims *d, ft_carver *c,
 
     start = c->off;
     for (int64_t i = 0; i < kl; i++) {
-        ft_layer_acts la = ft_carve_set(c, d, N, es, 0, FT_SET_OWN, !keep);
+        ft_layer_acts la = ft_carve_set(c, d, N, N, es, 0, FT_SET_OWN, !keep);
         la.a = shared.a, la.f = shared.f, la.s = shared.s;
         if (m) m->acts[1 + i] = la;
     }
@@ -132,9 +139,9 @@ static ft_act_bytes ft_layout(ft_model *m, const ft_model_dims *d, ft_carver *c,
 
     start = c->off;
     ft_bwd_scratch bs = {0};
-    bs.ds = ft_carve(c, N * d->F * es);
-    bs.dg = ft_carve(c, N * d->F * es);
-    bs.du = ft_carve(c, N * d->F * es);
+    bs.ds = ft_carve(c, Nm * d->F * es);
+    bs.dg = ft_carve(c, Nm * d->F * es);
+    bs.du = ft_carve(c, Nm * d->F * es);
     bs.df = ft_carve(c, N * d->C * es);
     bs.da = ft_carve(c, N * d->C * es);
     bs.datt = ft_carve(c, N * hd * es);
@@ -145,9 +152,10 @@ static ft_act_bytes ft_layout(ft_model *m, const ft_model_dims *d, ft_carver *c,
         bs.dqp = ft_carve(c, N * hd * es);
         bs.dkp = ft_carve(c, N * kvd * es);
     }
-    if (dora) { /* DoRA's module output before its row scale, then its gradient (model.c ft_proj_bwd) */
-        int64_t w = d->F > hd ? d->F : hd;
-        bs.dz = ft_carve(c, N * (w > d->C ? w : d->C) * es);
+    if (dora) { /* DoRA's module output before its row scale, then its gradient (model.c ft_proj_bwd): an
+                 * attention module's over N rows, an MLP module's over the MLP's slice */
+        const int64_t attn = N * (hd > d->C ? hd : d->C), mlp = Nm * (d->F > d->C ? d->F : d->C);
+        bs.dz = ft_carve(c, (attn > mlp ? attn : mlp) * es);
     }
     void *dres = ft_carve(c, N * d->C * es);
     void *dhn = ft_carve(c, N * d->C * es);
@@ -176,7 +184,7 @@ ft_act_bytes ft_model_act_bytes_opts(const ft_model_dims *d, int64_t B, int64_t 
     ft_carver c = {NULL, 0};
     return ft_layout(NULL, d, &c, B, T, lora_r, o->recompute, o->recompute && o->host_boundaries,
                      o->recompute && o->keep_attention, o->keep_layers, o->logits_chunk, ft_dtype_nbytes(act, 1),
-                     lora_r > 0 && o->dora);
+                     lora_r > 0 && o->dora, ft_model_mlp_rows(o, B * T));
 }
 
 ft_act_bytes ft_model_act_bytes(const ft_model_dims *d, int64_t B, int64_t T, int64_t lora_r, int recompute,
@@ -197,6 +205,7 @@ ft_status ft_model_reserve(ft_model *m, int64_t B, int64_t T) {
     const int64_t kl = rc ? m->opts.keep_layers : 0; /* in [0, L]: ft_model_create checked */
     int64_t R = m->lora ? m->lora->cfg.r : 0; /* the LoRA t buffers' width: adapters attached later re-lay out */
     const int dora = m->lora && m->lora->cfg.dora;
+    /* a block for more tokens serves fewer: its MLP slices too (ft_model_mlp_rows grows with N) */
     if (m->block && B * T <= m->capN && rc == m->cap_recompute && host == m->cap_host && keep == m->cap_keep &&
         R == m->cap_r && kl == m->cap_kl && dora == m->cap_dora)
         return FT_OK;
@@ -214,7 +223,8 @@ ft_status ft_model_reserve(ft_model *m, int64_t B, int64_t T) {
         }
     }
     ft_carver c = {(char *)(((uintptr_t)blk + 255) & ~(uintptr_t)255), 0};
-    ft_layout(m, &m->d, &c, B, T, R, rc, host, keep, kl, m->opts.logits_chunk, m->es, dora);
+    ft_layout(m, &m->d, &c, B, T, R, rc, host, keep, kl, m->opts.logits_chunk, m->es, dora,
+              ft_model_mlp_rows(&m->opts, B * T));
     m->block = blk, m->capN = B * T, m->cap_recompute = rc, m->cap_host = host, m->cap_keep = keep, m->cap_r = R;
     m->cap_kl = kl, m->cap_dora = dora;
     return FT_OK;

@@ -18,13 +18,13 @@ typedef struct ft_layer_acts {
     void *x2;                /* [N,C] */
     void *f;                 /* [N,C] */
     float *rstd2;            /* [N] */
-    void *g, *u, *s;         /* [N,F] */
+    void *g, *u, *s;         /* [N,F]; [mlp rows,F] in the set recomputed layers share (ft_model_mlp_rows) */
     void *t[FT_MOD_COUNT];   /* [N,R] LoRA A-products (targeted modules only) */
 } ft_layer_acts;
 
 /* Backward scratch of one layer. */
 typedef struct ft_bwd_scratch {
-    void *ds, *dg, *du;      /* [N,F] */
+    void *ds, *dg, *du;      /* [mlp rows,F] (ft_model_mlp_rows) */
     void *df, *da;           /* [N,C] */
     void *datt, *dq, *dqp;   /* [N,H*D] */
     void *dk, *dkp, *dv;     /* [N,Hkv*D] */
@@ -85,6 +85,10 @@ typedef struct ft_pass {
     int next_layer;    /* layers run in increasing order (not the recompute): prefetch across them */
     int t_kept;        /* the recompute: each LoRA module's t is the forward's, kept (m->kt) */
     int norms_kept;    /* DoRA: the weight norms are the previous pass's (ft_model_reuse_dora_norms) */
+    int64_t row0;      /* a slice of the MLP's rows (ft_model_opts.mlp_chunk): the rows before it, for
+                        * the dropout masks (ft_lora_drop_of) */
+    int partial;       /* a slice before the last: the backward leaves the weight cache alone
+                        * (ft_bwd_next) until the last slice has read the weights */
     ft_kv_cache *kv;   /* incremental decoding: the sequence's earlier keys and values (inference only) */
 } ft_pass;
 

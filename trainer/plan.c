@@ -152,12 +152,14 @@ typedef struct pl_in {
     int keep; /* with recompute: attention outputs kept (training.keep_attention) */
     int drop; /* lora.dropout > 0 */
     int64_t kl; /* with recompute: layers kept, not recomputed (training.keep_layers) */
+    int64_t mc; /* with recompute: the MLP's slice of tokens (training.mlp_chunk; 0: all) */
 } pl_in;
 
 /* The run p plans, as pl_memory takes it. */
 static pl_in pl_current(const ft_plan *p) {
     return (pl_in){.B = p->B, .T = p->T, .R = p->R, .recompute = p->recompute, .host = p->host_boundaries,
-                   .lin = p->linear_dtype, .keep = p->keep_attention, .drop = p->lora_dropout, .kl = p->keep_layers};
+                   .lin = p->linear_dtype, .keep = p->keep_attention, .drop = p->lora_dropout, .kl = p->keep_layers,
+                   .mc = p->mlp_chunk};
 }
 
 static void pl_set(ft_plan_line *l, const char *name, int64_t bytes, const char *fmt, ...)
@@ -258,7 +260,8 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
            "AdamW m + v, F32%s", cuda ? ", paged (managed memory)" : "");
 
     ft_model_opts mo = {.recompute = in->recompute, .host_boundaries = in->host, .keep_attention = in->keep,
-                        .keep_layers = in->recompute ? in->kl : 0, .dora = p->dora};
+                        .keep_layers = in->recompute ? in->kl : 0, .mlp_chunk = in->recompute ? in->mc : 0,
+                        .dora = p->dora};
     ft_act_bytes a = ft_model_act_bytes_opts(d, in->B, in->T, in->R, &mo, p->act_dtype);
     int64_t N = in->B * in->T;
     const char *an = ft_dtype_name(p->act_dtype);
@@ -276,7 +279,10 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
            in->recompute ? "one layer" : "every layer (training.recompute off)", kept,
            a.lora_kept > 0 ? " + LoRA x.A^T of all layers" : "",
            a.attention_kept > 0 ? " + kept attention outputs" : "", an); /* within detail[96] */
-    pl_set(&p->line[FT_PLAN_BACKWARD], "backward scratch", a.backward, "one layer, %s", an);
+    char slices[64] = "";
+    const int64_t Nm = ft_model_mlp_rows(&mo, N);
+    if (Nm < N) snprintf(slices, sizeof slices, ", the MLP %lld tokens at a time", (long long)Nm);
+    pl_set(&p->line[FT_PLAN_BACKWARD], "backward scratch", a.backward, "one layer%s, %s", slices, an);
     int64_t chunk = (64LL << 20) / (d->V > 0 ? d->V : 1);
     if (chunk < 16) chunk = 16;
     if (chunk > N) chunk = N;
@@ -395,6 +401,21 @@ static void pl_advise(ft_plan *p, const pl_in *cur, int64_t threads) {
             ft_plan_format_bytes(p->pinned_bytes, pinned, sizeof pinned);
             PL_ADD("%sset training.host_boundaries: true (layer boundaries in host memory, %s pinned)", n ? ", or " : "",
                    pinned);
+        }
+    }
+    /* the MLP in slices: the same FLOPs, so before anything that trains on less per step */
+    if (cur->recompute && (cur->mc == 0 || cur->mc > FT_PLAN_MLP_CHUNK) && cur->B * cur->T > FT_PLAN_MLP_CHUNK) {
+        in = *cur, in.mc = FT_PLAN_MLP_CHUNK;
+        pl_memory(p, &in, threads);
+        if (p->total_bytes <= p->device_bytes)
+            PL_ADD("%sset training.mlp_chunk: %d (the MLP over %d tokens at a time)", n ? ", or " : "",
+                   FT_PLAN_MLP_CHUNK, FT_PLAN_MLP_CHUNK);
+        else if (!cur->host && p->dev.backend == FT_BACKEND_CUDA) {
+            in.host = 1;
+            pl_memory(p, &in, threads);
+            if (p->total_bytes <= p->device_bytes)
+                PL_ADD("%sset training.mlp_chunk: %d and training.host_boundaries: true", n ? ", or " : "",
+                       FT_PLAN_MLP_CHUNK);
         }
     }
     int64_t b = cur->B > 1 ? pl_largest(p, *cur, PL_KNOB_B, 1, cur->B - 1, 1, threads) : 0;
@@ -571,6 +592,10 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     p->host_boundaries = host && p->recompute;
     p->keep_attention = (o.keep_attention || r->training.keep_attention) && p->recompute; /* as model.c */
     p->keep_layers = p->recompute ? r->training.keep_layers : 0;
+    p->mlp_chunk = p->recompute ? r->training.mlp_chunk : 0;
+    if (r->training.mlp_chunk > 0 && !p->recompute) /* model.c ignores it too */
+        ft_warn("training.mlp_chunk ignored: the MLP runs in slices only with training.recompute: true (without it "
+                "every layer keeps its whole MLP activations)");
     if (p->keep_layers > p->dims.L)
         return FT_ERR(FT_E_ARG, "%s: training.keep_layers: %lld, but %s has %lld layers",
                       r->source[0] ? r->source : "recipe", (long long)p->keep_layers, p->config_path, (long long)p->dims.L);
@@ -612,6 +637,10 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
         p->max_seq = pl_largest(p, h, PL_KNOB_T, 1, ((int64_t)1 << 20) / 256, 256, threads);
         h.host = 1;
         p->max_seq_host = pl_largest(p, h, PL_KNOB_T, 1, ((int64_t)1 << 20) / 256, 256, threads);
+        if (in.mc == 0 || in.mc > FT_PLAN_MLP_CHUNK) { /* and with the MLP in slices (training.mlp_chunk) */
+            h.mc = FT_PLAN_MLP_CHUNK;
+            p->max_seq_mlp = pl_largest(p, h, PL_KNOB_T, 1, ((int64_t)1 << 20) / 256, 256, threads);
+        }
         pl_memory(p, &in, threads); /* restore the report's lines */
     }
 

@@ -115,6 +115,10 @@ typedef struct ft_plan_time {
     double s;             /* seconds per micro-batch (FT_PLAN_T_OPTIM: per optimizer step); 0: not modelled */
 } ft_plan_time;
 
+/* The MLP slice `ftune plan` offers (training.mlp_chunk) for contexts that do not fit otherwise: long
+ * enough that the slice's products still run at the GEMMs' full rate. */
+#define FT_PLAN_MLP_CHUNK 4096
+
 typedef struct ft_plan_opts {
     const char *device;     /* NULL: dev when given, else "cpu" when model.device is cpu, else "h100" */
     const ft_plan_device *dev; /* figures of a device found on this machine (ft_plan_device_detect),
@@ -152,6 +156,7 @@ typedef struct ft_plan {
     int64_t keep_layers;      /* with recompute: the last layers kept, not recomputed (0 without) */
     int keep_layers_max;      /* 1: training.keep_layers was max, and keep_layers is what fits in 96% of the
                                * device (as the offers below count) */
+    int64_t mlp_chunk;        /* with recompute: training.mlp_chunk, the MLP's slice of tokens (0: all, and without) */
     int lora_dropout;         /* 1: lora.dropout > 0 (its scratch and traffic) */
     int dora;                 /* 1: lora.dora (its magnitudes, its backward scratch, its second frozen product) */
     int packed;               /* data.packing is not none: rows may hold several documents, whose attention
@@ -196,6 +201,8 @@ typedef struct ft_plan {
     int64_t max_seq, max_seq_host; /* on a GPU with recompute: the longest data.seq_len (a multiple of 256)
                                     * that fits at this micro-batch, with the layer boundaries on the
                                     * device and in host memory (training.host_boundaries); 0 otherwise */
+    int64_t max_seq_mlp;      /* the same with host boundaries and the MLP in slices of FT_PLAN_MLP_CHUNK
+                               * tokens, when the recipe does not slice it already (0 otherwise) */
     int64_t device_bytes;
     const char *mem_source;   /* where device_bytes came from when not the device's figure:
                                * "--memory-gb", "model.memory_gib", "free when the run started",

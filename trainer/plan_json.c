@@ -52,6 +52,7 @@ ft_status ft_plan_json(const ft_plan *p, const ft_recipe *r, char **out) {
     pj_num(run, "lora_parameters", (double)p->lora_params);
     cJSON_AddBoolToObject(run, "recompute", p->recompute);
     pj_num(run, "keep_layers", (double)p->keep_layers);
+    pj_num(run, "mlp_chunk", (double)p->mlp_chunk);
     cJSON_AddBoolToObject(run, "keep_attention", p->keep_attention);
     cJSON_AddBoolToObject(run, "host_boundaries", p->host_boundaries);
     pj_opt(run, "steps", (double)p->steps, 1); /* null: epochs without a dataset index */
@@ -77,6 +78,7 @@ ft_status ft_plan_json(const ft_plan *p, const ft_recipe *r, char **out) {
     if (p->kept_mb.B > 0) cJSON_AddItemToArray(offers, pj_offer(&p->kept_mb, p->B, p->K));
     pj_opt(mem, "longest_seq_len", (double)p->max_seq, 1);
     pj_opt(mem, "longest_seq_len_host_boundaries", (double)p->max_seq_host, 1);
+    pj_opt(mem, "longest_seq_len_mlp_chunk", (double)p->max_seq_mlp, 1);
 
     cJSON *t = cJSON_AddObjectToObject(j, "time");
     pj_num(t, "flops_per_token", p->flops_per_token);

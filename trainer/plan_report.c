@@ -171,7 +171,12 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
                 p->kept_mb.tokens_per_s, 100.0 * (p->kept_mb.tokens_per_s / p->tokens_per_s - 1.0));
     }
 
-    if (p->max_seq_host > 0)
+    if (p->max_seq_host > 0 && p->max_seq_mlp > 0)
+        fprintf(f, "  longest data.seq_len that fits at micro_batch %lld: %lld tokens (%lld with "
+                   "training.host_boundaries: true, %lld with it and training.mlp_chunk: %d)\n",
+                (long long)p->B, (long long)p->max_seq, (long long)p->max_seq_host, (long long)p->max_seq_mlp,
+                FT_PLAN_MLP_CHUNK);
+    else if (p->max_seq_host > 0)
         fprintf(f, "  longest data.seq_len that fits at micro_batch %lld: %lld tokens (%lld with "
                    "training.host_boundaries: true)\n",
                 (long long)p->B, (long long)p->max_seq, (long long)p->max_seq_host);

@@ -136,6 +136,11 @@ const rk ft_recipe_keys[] = {
      .help = "with training.recompute: the last N layers keep their activations and are not recomputed (at most the "
              "model's layers; max: as many as fit in 96% of the device's memory when the run starts); same results, "
              "one layer's recompute less per layer kept, more device memory (`ftune plan` says how many fit)"},
+    {.key = "training.mlp_chunk", .type = RK_INT, .off = F(training.mlp_chunk), .def = "0", .min = 0, .max = 1e9,
+     .help = "with training.recompute: run each layer's MLP over this many tokens at a time (rounded up to a "
+             "multiple of 4; 0: all at once): its [tokens, intermediate] activations shrink to [mlp_chunk, "
+             "intermediate], the most of a layer's working set, for the longest contexts (`ftune plan` offers it); "
+             "the same FLOPs, results equal to rounding"},
     {.key = "training.spike_zscore", .type = RK_FLOAT, .off = F(training.spike_zscore), .def = "0", .min = 0,
      .max = 1000, .help = "skip a step whose loss is this many standard deviations above the recent mean (0 = off)"},
     {.key = "training.max_skips", .type = RK_INT, .off = F(training.max_skips), .def = "10", .min = 1, .max = 1e6,
