@@ -53,6 +53,7 @@ static const ft_opt ft_train_opts[] = {
     {"max-len", FT_OPT_INT, "T", "0", "truncate sequences to T tokens (0: no limit)"},
     {"seed", FT_OPT_INT, "S", "42", "seed for LoRA initialization and dropout"},
     {"no-recompute", FT_OPT_FLAG, NULL, NULL, "keep every layer's activations instead of recomputing"},
+    {"mlp-chunk", FT_OPT_INT, "N", "0", "run each layer's MLP over N tokens at a time (training.mlp_chunk; 0: all)"},
     {"dump-grads", FT_OPT_STR, "OUT", NULL, "write the first step's LoRA gradients (safetensors)"},
     {"save", FT_OPT_STR, "OUT", NULL, "write the trained adapter weights (safetensors, PEFT names)"},
     {"device", FT_OPT_STR, "auto|cpu|cuda", "auto", "compute backend (auto: cuda when a GPU is present)"},
@@ -68,7 +69,7 @@ static const ft_opt ft_train_opts[] = {
 static const char *const ft_flag_only[] = {"model", "tokens", "quant", "steps", "lr", "schedule", "warmup",
                                            "weight-decay", "beta1", "beta2", "eps", "clip", "lora-r", "lora-alpha",
                                            "lora-dropout", "lora-targets", "rslora", "dora", "lora-init", "trainable-tokens", "micro-batch",
-                                           "grad-accum", "max-len", "seed", "no-recompute", "dump-grads", "save",
+                                           "grad-accum", "max-len", "seed", "no-recompute", "mlp-chunk", "dump-grads", "save",
                                            "device", "threads"};
 
 static int ft_is_recipe_arg(const char *a) {
@@ -121,14 +122,14 @@ static ft_status ft_cmd_train_recipe(ft_cli *cli) {
  * cannot be planned at all runs without the explanation. NULL: no plan. */
 static ft_plan *ft_flag_plan(ft_backend *be, const char *dir, const char *quant, const char *targets, int64_t r,
                              double dropout, int dora, int64_t B, int64_t K, int64_t steps, int64_t threads,
-                             int recompute, int64_t max_len, const ft_token_seqs *seqs) {
+                             int recompute, int64_t mlp_chunk, int64_t max_len, const ft_token_seqs *seqs) {
     int64_t T = 16;
     for (int64_t i = 0; i < seqs->n; i++) {
         int64_t len = seqs->start[i + 1] - seqs->start[i];
         if (max_len > 0 && len > max_len) len = max_len;
         if (len > T) T = len;
     }
-    char k[10][4200];
+    char k[11][4200];
     snprintf(k[0], sizeof k[0], "model.path=%s", dir);
     snprintf(k[1], sizeof k[1], "model.quant=%s", quant);
     snprintf(k[2], sizeof k[2], "lora.targets=%s", targets);
@@ -139,9 +140,10 @@ static ft_plan *ft_flag_plan(ft_backend *be, const char *dir, const char *quant,
     snprintf(k[7], sizeof k[7], "training.steps=%lld", (long long)steps);
     snprintf(k[8], sizeof k[8], "data.seq_len=%lld", (long long)T);
     snprintf(k[9], sizeof k[9], "training.recompute=%s", recompute ? "true" : "false");
+    snprintf(k[10], sizeof k[10], "training.mlp_chunk=%lld", (long long)mlp_chunk);
     char th[64];
     snprintf(th, sizeof th, "model.threads=%lld", (long long)threads);
-    const char *sets[] = {k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], th,
+    const char *sets[] = {k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10], th,
                           dora ? "lora.dora=true" : "lora.dora=false"};
     ft_recipe rec;
     ft_plan *p = NULL;
@@ -286,6 +288,11 @@ ft_status ft_cmd_train(int argc, char **argv) {
     FT_CHECK_GOTO(st, ft_sched_parse(sched_s, &tc.sched.type), done);
     FT_CHECK_GOTO(st, ft_lora_parse_targets(targets_s, &lc.targets), done);
     lo.model.recompute = !ft_cli_flag(&cli, "no-recompute");
+    FT_CHECK_GOTO(st, ft_cli_int(&cli, "mlp-chunk", &lo.model.mlp_chunk), done);
+    if (lo.model.mlp_chunk < 0) {
+        st = FT_ERR(FT_E_ARG, "train: --mlp-chunk %lld (need >= 0)", (long long)lo.model.mlp_chunk);
+        goto done;
+    }
     tc.steps = steps, tc.micro_batch = B, tc.grad_accum = K, tc.max_len = max_len, tc.seed = (uint64_t)seed;
     tc.sched.lr = lr, tc.sched.warmup = warmup, tc.sched.total = steps;
     tc.opt.weight_decay = wd;
@@ -300,8 +307,8 @@ ft_status ft_cmd_train(int argc, char **argv) {
     FT_CHECK_GOTO(st, ft_flag_files(init, save, tc.dump_grads), done);
     FT_CHECK_GOTO(st, ft_token_file_read(tokens, &seqs), done);
     FT_CHECK_GOTO(st, ft_backend_open(&be, device, (int)threads), done);
-    plan = ft_flag_plan(be, dir, quant_s, targets_s, r, dropout, lc.dora, B, K, steps, threads, lo.model.recompute, max_len,
-                        &seqs);
+    plan = ft_flag_plan(be, dir, quant_s, targets_s, r, dropout, lc.dora, B, K, steps, threads, lo.model.recompute,
+                        lo.model.mlp_chunk, max_len, &seqs);
     FT_CHECK_GOTO(st, ft_model_load(&model, be, dir, &lo), done);
     ft_model_config mc; /* read again by the load just done: --save's PEFT names follow the base's layout */
     FT_CHECK_GOTO(st, ft_cfg_load(&mc, dir), done);

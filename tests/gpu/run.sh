@@ -25,7 +25,8 @@
 #             FT_BENCH_SHAPES (default: the three at 4096, llama-3-70b:512, the three +keep, llama-3-70b@1024;
 #             shape:seq entries at their own seq, shape+keep with the kept layers the plan offers,
 #             shape@N with rows packed with N-token documents, shape=q4_k with the linears in a ggml
-#             block type as a GGUF base keeps them, shape+dora with DoRA adapters): finite falling
+#             block type as a GGUF base keeps them, shape+dora with DoRA adapters, shape+mlpN with
+#             the MLP over N tokens at a time, training.mlp_chunk: what the slices cost): finite falling
 #             loss, peak memory within 10% of the plan (the `memory` column), tokens/s, F x tokens/s
 #             against the measured GEMM peak, time per phase
 #   peft      tests/gpu/peft.sh: the bench phase's runs again through transformers + PEFT +
@@ -37,7 +38,8 @@
 #             issue's targets: >= 2.5x PEFT, >= 1.3x unsloth on 70B and 32B) and the peak memories. A
 #             run out of memory is a result ("OOM"), not a failure; the ratios are reported, not enforced
 #   context   the longest sequence `ftune plan` fits for the 70B shape, with the boundaries on the
-#             device and in host memory, trained for FT_CONTEXT_STEPS (default 1) steps each; then
+#             device, in host memory, and in host memory with the MLP in slices of FT_CONTEXT_MLP
+#             (default 4096) tokens, trained for FT_CONTEXT_STEPS (default 1) steps each; then
 #             transformers + PEFT + bitsandbytes and, where build-unsloth is carried, unsloth on the same
 #             shape (bench_peft.py --seq max; skipped with FT_CONTEXT_PEFT=0; tests/gpu/peft.sh)
 #   profile   Nsight Compute (ncu --clock-control none, SpeedOfLight section) over one training step of
@@ -296,15 +298,19 @@ if want e2e && have_ftune e2e; then
   # the CPU runs side by side on 2 threads each, the recipe's own setting: stories260K's ops are too
   # small to share among more (alone on 16 threads it took 6 s a step on the H100's host, 2026-11-24;
   # ~1 s on a 2-core development machine)
+  # cuda_mlp: CUDA with the MLP over 200 of the 1024 rows at a time (training.mlp_chunk), held to the
+  # same tolerance against the CPU
   nth=${FT_E2E_THREADS:-2}
-  for dev in cpu cpu_bf16 cuda; do
+  for dev in cpu cpu_bf16 cuda cuda_mlp; do
     rm -rf "$build/e2e_$dev"
+    mc=0
+    [ $dev = cuda_mlp ] && mc=200
     FT_CPU_BF16=$([ $dev = cpu_bf16 ] && echo 1 || echo 0) "$ftune" train "$root/recipes/demo-stories260k.yaml" \
-      --set training.steps="$steps" --set model.device="${dev%_bf16}" --set model.threads=$nth \
-      --set output_dir="$build/e2e_$dev" "${short[@]}" >"$OUT/train_$dev.log" 2>&1 &
+      --set training.steps="$steps" --set model.device="${dev%_*}" --set model.threads=$nth \
+      --set training.mlp_chunk=$mc --set output_dir="$build/e2e_$dev" "${short[@]}" >"$OUT/train_$dev.log" 2>&1 &
     eval "pid_$dev=\$!"
   done
-  for dev in cpu cpu_bf16 cuda; do eval "wait \$pid_$dev; rc_$dev=\$?"; done
+  for dev in cpu cpu_bf16 cuda cuda_mlp; do eval "wait \$pid_$dev; rc_$dev=\$?"; done
   rc_c=$rc_cpu rc_g=$rc_cuda
   secs=$(($(date +%s) - t0))
   # every step present on both, finite, relative gap <= tol
@@ -345,6 +351,11 @@ PYEOF
   say "e2e: ${result[e2e]} in ${secs}s: demo recipe (stories260K nf4), $steps steps, cpu rc $rc_c, cuda rc $rc_g," \
     "worst loss gap $worst (tol $e2e_tol); BF16 storage alone (cpu-bf16 vs cpu, rc $rc_cpu_bf16): ${floor:-none}"
   echo "$cmp" | grep -v '^RESULT' | tee -a "$summary" >&2
+  cmp_m=$(e2e_cmp "$build/e2e_cpu/metrics.jsonl" "$build/e2e_cuda_mlp/metrics.jsonl" "$e2e_tol" "$steps")
+  bad_m=$(echo "$cmp_m" | awk '/^RESULT/ {print $2}')
+  [ "$rc_cuda_mlp" -eq 0 ] && [ "${bad_m:-1}" = 0 ] || { mark e2e FAIL; echo "$cmp_m" | grep -v '^RESULT' | tee -a "$summary" >&2; }
+  say "e2e: demo recipe on cuda with training.mlp_chunk 200 (rc $rc_cuda_mlp): worst loss gap to the cpu" \
+    "$(echo "$cmp_m" | awk '/^RESULT/ {print $3" at step "$4}') (tol $e2e_tol)"
   [ $rc_c -eq 0 ] || tail -5 "$OUT/train_cpu.log" | sed 's/^/  /' | tee -a "$summary" >&2
   [ $rc_g -eq 0 ] || tail -5 "$OUT/train_cuda.log" | sed 's/^/  /' | tee -a "$summary" >&2
   # stories260K has head_dim 8 (the SIMT attention): the tensor-core attention (head_dim 128) and
@@ -433,6 +444,15 @@ PYEOF
       "$root/tests/fixtures/train_dora/$dcase/grads.safetensors" 5e-2 lora_magnitude_vector)
     case "$dg" in ok*) ;; *) mark e2e FAIL ;; esac
     say "e2e: DoRA on cuda vs PEFT ($dcase): $dg"
+    # the same with the MLP in slices of 20 of the 2 x 24 rows (training.mlp_chunk): 20, 20 and 8
+    "$ftune" train --model "$root/tests/fixtures/forward/$dcase" --tokens "$root/tests/fixtures/train/$dcase/tokens.txt" \
+      --steps 1 --micro-batch 2 --grad-accum 1 --lora-r 4 --lora-alpha 8 --lr 0 --quant none --device cuda --dora \
+      --mlp-chunk 20 --lora-init "$root/tests/fixtures/train_dora/$dcase/lora_init_dora.safetensors" \
+      --dump-grads "$build/dora_mc_$dcase.safetensors" >>"$OUT/train_cuda.log" 2>&1
+    dgm=$(python3 "$root/tests/gpu/compare.py" grads "$build/dora_mc_$dcase.safetensors" \
+      "$root/tests/fixtures/train_dora/$dcase/grads.safetensors" 5e-2 lora_magnitude_vector)
+    case "$dgm" in ok*) ;; *) mark e2e FAIL ;; esac
+    say "e2e: DoRA on cuda with --mlp-chunk 20 vs PEFT ($dcase): $dgm"
     "$ftune" eval --model "$root/tests/fixtures/forward/$dcase" --device cuda --quant none \
       --adapter "$root/tests/fixtures/train_dora/$dcase/peft_adapter" \
       --tokens "$root/tests/fixtures/train_dora/$dcase/tokens0.txt" --dump-logits "$build/dora_$dcase.bin" \
@@ -565,6 +585,7 @@ if want bench && have_ftune bench; then
     [[ "$entry" =~ @([0-9]+) ]] && keep+=(--doc-len "${BASH_REMATCH[1]}") # shape@N: rows packed with N-token documents
     [[ "$entry" =~ =([a-z0-9_]+) ]] && keep+=(--quant "${BASH_REMATCH[1]}") # shape=q4_k: a GGUF base's block type
     [[ "$entry" == *+dora* ]] && keep+=(--dora) # shape+dora: DoRA adapters (no dropout, as the bench runs)
+    [[ "$entry" =~ \+mlp([0-9]+) ]] && keep+=(--mlp-chunk "${BASH_REMATCH[1]}") # shape+mlp1024: the MLP in slices
     rm -f "$build/bench/$entry.json"
     # shellcheck disable=SC2086
     "$ftune" bench --device cuda --shape "$shape" --seq "$seq" --micro-batch 1 \
@@ -671,9 +692,13 @@ if want context && have_ftune context; then
   jsons=()
   mkdir -p "$build/context"
   : >"$OUT/context.log"
-  for where in device host; do
+  for where in device host host+mlp; do
     extra=()
     [ $where = host ] && extra=(--host-boundaries)
+    # the MLP in slices (training.mlp_chunk): the plan's longest context grows ~2.3x; on a machine
+    # whose RAM holds fewer pinned boundaries (bench caps them at half of it) the same length as
+    # `host`, in less device memory
+    [ $where = host+mlp ] && extra=(--host-boundaries --mlp-chunk "${FT_CONTEXT_MLP:-4096}")
     log="$build/context/$where.log" js="$build/context/$where.json"
     rm -f "$js"
     "$ftune" bench --device cuda --shape "${FT_CONTEXT_SHAPE:-llama-3-70b}" --seq max --micro-batch 1 \
