@@ -95,7 +95,7 @@ typedef struct ft_model_opts {
      * the backward, where a recomputed layer's gate and up products are redone slice by slice instead
      * of in its recompute. The one-layer working set and the backward scratch then hold [mlp_chunk, F]
      * for gate, up and SwiGLU's output and their gradients instead of [N, F]: for a 70B layer (F 28672)
-     * 336 of the 536 KB a token they hold, what bounds the longest context. The same FLOPs (each
+     * 336 of the 522 KiB a token they hold, what bounds the longest context. The same FLOPs (each
      * product runs once over each row, only in smaller pieces); LoRA's gradients then add per slice,
      * so results equal those without to rounding, not bit for bit; the dropout masks are the same
      * (ft_dropout_seed_at). Ignored without recompute. */

@@ -158,11 +158,16 @@ static ft_act_bytes ft_layout(ft_model *m, const ft_model_dims *d, ft_carver *c,
         bs.dz = ft_carve(c, (attn > mlp ? attn : mlp) * es);
     }
     void *dres = ft_carve(c, N * d->C * es);
-    void *dhn = ft_carve(c, N * d->C * es);
+    /* the head's gradient at the final norm's output: df's room, which no layer uses until the head's
+     * backward has consumed it (ft_model_step_async) */
+    void *dhn = bs.df;
     r.backward = c->off - start;
 
+    /* the final norm's output: with recompute the shared working set's attention-norm output, dead
+     * between the last layer's forward and the first recompute (or kept layer's refresh), which
+     * runs after the head; without, every layer's set is its own backward's, so a buffer of its own */
     start = c->off;
-    void *hn = ft_carve(c, N * d->C * es);
+    void *hn = recompute ? shared.a : ft_carve(c, N * d->C * es);
     float *rstdn = ft_carve(c, N * 4);
     void *logits = ft_carve(c, ft_model_logits_chunk(d, N, chunk) * d->V * es);
     int32_t *tok = ft_carve(c, N * 4), *lab = ft_carve(c, N * 4), *pos = ft_carve(c, N * 4),

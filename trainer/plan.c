@@ -69,6 +69,7 @@ static const ft_plan_device pl_devices[] = {
      .bw_eff = 0.73, .elem_eff = 0.64, .lora_eff = 0.36, /* prediction: the H100's shares x 0.9 (LPDDR5X shared with the CPU) */
      .dequant_hidden = 0.0, /* prediction: none hidden; the prefetch competes for the same 273 GB/s */
      .reserve_gib = 7.7,  /* 119.7 GiB visible to CUDA, ~8 GiB kept for the OS and the data pipeline */
+     .unified = 1,        /* LPDDR5X shared with the CPU: training.host_boundaries moves nothing off it */
      .note = "128 GB unified, 119.7 GiB visible to CUDA, ~8 GiB kept for the OS and data pipeline; ~62 TFLOP/s BF16; "
              "273 GB/s",
      .rates = "predicted: the H100's scaled (attention by the GEMM peaks, bandwidth shares x 0.9, no dequantization "
@@ -345,6 +346,7 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
 
     p->train_bytes = 0;
     for (int i = 0; i < FT_PLAN_NLINES; i++) p->train_bytes += p->line[i].bytes;
+    if (p->dev.unified) p->train_bytes += p->pinned_bytes; /* host boundaries in the same memory */
     p->host_bytes = cuda ? 0 : ws;
     /* CPU: ft_weight_set uploads a whole linear before quantizing it; CUDA streams it (ws_load) */
     int64_t src_es = ft_dtype_nbytes(pl_ckpt_dtype(&p->cfg), 1);
@@ -392,8 +394,9 @@ static void pl_advise(ft_plan *p, const pl_in *cur, int64_t threads) {
         pl_memory(p, &in, threads);
         if (p->total_bytes <= p->device_bytes) PL_ADD("set training.recompute: true");
     }
-    /* (CUDA only: on the CPU backend host memory is the same RAM) */
-    if (cur->recompute && !cur->host && p->dev.backend == FT_BACKEND_CUDA) {
+    /* (a discrete GPU only: on the CPU backend and unified memory host memory is the same RAM) */
+    const int host_room = p->dev.backend == FT_BACKEND_CUDA && !p->dev.unified;
+    if (cur->recompute && !cur->host && host_room) {
         in = *cur, in.host = 1;
         pl_memory(p, &in, threads);
         if (p->total_bytes <= p->device_bytes) {
@@ -410,7 +413,7 @@ static void pl_advise(ft_plan *p, const pl_in *cur, int64_t threads) {
         if (p->total_bytes <= p->device_bytes)
             PL_ADD("%sset training.mlp_chunk: %d (the MLP over %d tokens at a time)", n ? ", or " : "",
                    FT_PLAN_MLP_CHUNK, FT_PLAN_MLP_CHUNK);
-        else if (!cur->host && p->dev.backend == FT_BACKEND_CUDA) {
+        else if (!cur->host && host_room) {
             in.host = 1;
             pl_memory(p, &in, threads);
             if (p->total_bytes <= p->device_bytes)
@@ -602,6 +605,10 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     if (host && !p->recompute) /* model.c ignores it too: without recompute there are no boundaries to move */
         ft_warn("training.host_boundaries ignored: layer boundaries go to host memory only with training.recompute: "
                 "true (without it every layer's activations stay on the device)");
+    if (p->host_boundaries && p->dev.unified) /* the run does as asked; the plan says what it buys */
+        ft_warn("training.host_boundaries on %s: its GPU memory is the host's, so the layer boundaries in pinned host "
+                "memory take the same room (counted in the total); training.mlp_chunk is what lengthens the context "
+                "here", p->dev.name);
 
     const ft_model_dims *d = &p->dims;
     ft_lora_shapes s = ft_model_lora_shapes(d);
@@ -635,8 +642,8 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
         pl_in h = in;
         h.host = 0;
         p->max_seq = pl_largest(p, h, PL_KNOB_T, 1, ((int64_t)1 << 20) / 256, 256, threads);
-        h.host = 1;
-        p->max_seq_host = pl_largest(p, h, PL_KNOB_T, 1, ((int64_t)1 << 20) / 256, 256, threads);
+        h.host = !p->dev.unified; /* unified memory: host boundaries are no more room */
+        p->max_seq_host = h.host ? pl_largest(p, h, PL_KNOB_T, 1, ((int64_t)1 << 20) / 256, 256, threads) : 0;
         if (in.mc == 0 || in.mc > FT_PLAN_MLP_CHUNK) { /* and with the MLP in slices (training.mlp_chunk) */
             h.mc = FT_PLAN_MLP_CHUNK;
             p->max_seq_mlp = pl_largest(p, h, PL_KNOB_T, 1, ((int64_t)1 << 20) / 256, 256, threads);

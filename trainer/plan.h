@@ -60,6 +60,7 @@ typedef struct ft_plan_device {
     double dequant_hidden;  /* share of the NF4 dequantization the weight cache's prefetch hides behind the GEMMs */
     double reserve_gib;     /* of the total memory the GPU reports, what a run cannot have (CUDA context;
                              * on unified memory also the OS and the data pipeline) */
+    int unified;            /* 1: the GPU's memory is the host's (GB10): pinned host memory is no more room */
     const char *note;       /* where the figures come from */
     const char *rates;      /* whether the time model's rates were measured on this device or predicted */
 } ft_plan_device;
@@ -201,8 +202,9 @@ typedef struct ft_plan {
     int64_t max_seq, max_seq_host; /* on a GPU with recompute: the longest data.seq_len (a multiple of 256)
                                     * that fits at this micro-batch, with the layer boundaries on the
                                     * device and in host memory (training.host_boundaries); 0 otherwise */
-    int64_t max_seq_mlp;      /* the same with host boundaries and the MLP in slices of FT_PLAN_MLP_CHUNK
-                               * tokens, when the recipe does not slice it already (0 otherwise) */
+    int64_t max_seq_mlp;      /* the same with host boundaries (not on unified memory, where they are no more
+                               * room: max_seq_host 0) and the MLP in slices of FT_PLAN_MLP_CHUNK tokens, when
+                               * the recipe does not slice it already (0 otherwise) */
     int64_t device_bytes;
     const char *mem_source;   /* where device_bytes came from when not the device's figure:
                                * "--memory-gb", "model.memory_gib", "free when the run started",

@@ -138,8 +138,9 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
             p->dev.backend == FT_BACKEND_CUDA ? "the streaming chunks" : "one linear staged for quantization");
     if (p->pinned_bytes > 0) /* the host's share, in the same unit, beside (not in) the device total */
         fprintf(f, "  %-28s %-50s %9.2f %s\n", "host memory",
-                p->dev.backend == FT_BACKEND_CUDA ? "layer boundaries, pinned; not in the total"
-                                                  : "layer boundaries; not in the total",
+                p->dev.unified                     ? "layer boundaries, pinned; unified: in the total"
+                : p->dev.backend == FT_BACKEND_CUDA ? "layer boundaries, pinned; not in the total"
+                                                    : "layer boundaries; not in the total",
                 (double)p->pinned_bytes / unit, gib ? "GiB" : "MiB");
     ft_plan_format_bytes(p->total_bytes, b1, sizeof b1);
     if (p->fits) fprintf(f, "  fits (%s of %s)\n", b1, dev);
@@ -176,6 +177,10 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
                    "training.host_boundaries: true, %lld with it and training.mlp_chunk: %d)\n",
                 (long long)p->B, (long long)p->max_seq, (long long)p->max_seq_host, (long long)p->max_seq_mlp,
                 FT_PLAN_MLP_CHUNK);
+    else if (p->max_seq > 0 && p->max_seq_mlp > 0) /* unified memory: no host boundaries to offer */
+        fprintf(f, "  longest data.seq_len that fits at micro_batch %lld: %lld tokens (%lld with training.mlp_chunk: "
+                   "%d)\n",
+                (long long)p->B, (long long)p->max_seq, (long long)p->max_seq_mlp, FT_PLAN_MLP_CHUNK);
     else if (p->max_seq_host > 0)
         fprintf(f, "  longest data.seq_len that fits at micro_batch %lld: %lld tokens (%lld with "
                    "training.host_boundaries: true)\n",
