@@ -120,19 +120,19 @@ grep -q "warning: training.mlp_chunk ignored" "$tmp/pmc2.err" && ok "mlp_chunk w
   || bad "mlp_chunk without recompute: $(cat "$tmp/pmc2.err")"
 
 # --- (3) out of memory under model.memory_gib ---------------------------------------------------
-cap=(--set model.memory_gib=0.008)   # 8.2 MiB; the demo plans 14.5 MiB
+cap=(--set model.memory_gib=0.008)   # 8.2 MiB; the demo plans 14.0 MiB
 "$ftune" plan "$recipe" "${cap[@]}" >"$tmp/pc" 2>"$tmp/pc.err"; rc=$?
-[ $rc -eq 1 ] && grep -q "does not fit (14.5 MiB of 8.2 MiB)" "$tmp/pc" && ok "plan under the cap: exit 1, $(grep 'does not fit' "$tmp/pc" | cut -c1-60)..." \
+[ $rc -eq 1 ] && grep -q "does not fit (14.0 MiB of 8.2 MiB)" "$tmp/pc" && ok "plan under the cap: exit 1, $(grep 'does not fit' "$tmp/pc" | cut -c1-60)..." \
   || bad "plan under the cap: exit $rc $(grep 'fit' "$tmp/pc")"
 "$ftune" train "$recipe" "${short[@]}" "${cap[@]}" --set output_dir="$tmp/oom" >"$tmp/oom.out" 2>"$tmp/oom.err"; rc=$?
 err=$(grep 'error:' "$tmp/oom.err")
 [ $rc -eq 1 ] && ok "out of memory: exit 1" || bad "out of memory: exit $rc (want 1): $(tail -3 "$tmp/oom.err")"
 [ "$(grep -c 'error:' "$tmp/oom.err")" = 1 ] && echo "$err" | grep -q "allocating .* for activations" \
   && echo "$err" | grep -q "over this backend's memory limit of 8.2 MiB" \
-  && echo "$err" | grep -q "ftune plan predicted 12.2 MiB for activations and 14.5 MiB in all" \
+  && echo "$err" | grep -q "ftune plan predicted 11.7 MiB for activations and 14.0 MiB in all" \
   && echo "$err" | grep -q "reduce training.micro_batch to [0-9]" && echo "$err" | grep -q "raise model.memory_gib" \
   && ok "one error line names the allocation, the plan and the knobs: $err" || bad "error line: $(cat "$tmp/oom.err")"
-grep -q "warning: run: the plan predicts 14.5 MiB of memory, more than the 8.2 MiB" "$tmp/oom.err" \
+grep -q "warning: run: the plan predicts 14.0 MiB of memory, more than the 8.2 MiB" "$tmp/oom.err" \
   && ok "the run warned before loading" || bad "no warning before loading: $(cat "$tmp/oom.err")"
 # the knob it named, under the same cap
 b=$(echo "$err" | sed -n 's/.*reduce training.micro_batch to \([0-9]*\) (training.grad_accum \([0-9]*\).*/\1/p')
