@@ -13,6 +13,7 @@
 #include "kernels/log.h"
 #include "kernels/mem.h"
 #include "trainer/svg.h"
+#include "trainer/tboard.h"
 
 typedef struct ft_curve {
     double *x, *y;
@@ -23,7 +24,52 @@ struct ft_metrics {
     char *path;
     FILE *f;
     ft_curve train, eval;
+    ft_tb *tb;        /* NULL: no TensorBoard events (not asked for, or stopped by a failure) */
+    double *walls;    /* [resume_step + 1] while the cut rewrites the events: the old files' times */
+    int64_t n_walls;
 };
+
+/* Events are a log: a failure is said once, and the events stop for this process. */
+static void ft_metrics_tb(ft_metrics *m, int64_t step, double wall, const ft_tb_scalar *v, int n) {
+    if (!m->tb) return;
+    if (ft_tb_write(m->tb, step, wall, v, n) == FT_OK) return;
+    ft_warn("%s; no more TensorBoard events from this process (metrics.jsonl goes on)", ft_error_msg());
+    ft_error_clear();
+    ft_tb_close(m->tb);
+    m->tb = NULL;
+}
+
+static void ft_metrics_tb_train(ft_metrics *m, int64_t step, double wall, double loss, double lr, double grad_norm,
+                                double tok_s, double mem_mb) {
+    const ft_tb_scalar v[5] = {{"train/loss", loss}, {"train/lr", lr}, {"train/grad_norm", grad_norm},
+                               {"train/tokens_per_s", tok_s}, {"train/mem_mb", mem_mb}};
+    ft_metrics_tb(m, step, wall, v, 5);
+}
+
+static void ft_metrics_tb_eval(ft_metrics *m, int64_t step, double wall, double val_loss) {
+    const ft_tb_scalar v[2] = {{"eval/loss", val_loss}, {"eval/ppl", exp(val_loss)}};
+    ft_metrics_tb(m, step, wall, v, 2);
+}
+
+/* A number of a kept line's object (NAN: null or missing). */
+static double ft_jnum(const cJSON *o, const char *key) {
+    const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+/* A kept line into the rewritten event file, at the time the old files gave its step (else now). */
+static void ft_metrics_tb_kept(ft_metrics *m, const cJSON *j, const char *type, int64_t step) {
+    if (!m->tb || step < 0) return;
+    double wall = step < m->n_walls ? m->walls[step] : NAN;
+    if (!isfinite(wall)) wall = ft_tb_now();
+    if (strcmp(type, "train") == 0) {
+        const cJSON *w = cJSON_GetObjectItemCaseSensitive(j, "wall");
+        ft_metrics_tb_train(m, step, wall, ft_jnum(j, "loss"), ft_jnum(j, "lr"), ft_jnum(j, "grad_norm"),
+                            ft_jnum(w, "tok_s"), ft_jnum(w, "mem_mb"));
+    } else if (strcmp(type, "eval") == 0) {
+        ft_metrics_tb_eval(m, step, wall, ft_jnum(j, "val_loss"));
+    }
+}
 
 static ft_status ft_curve_add(ft_curve *c, double x, double y) {
     if (c->n == c->cap) {
@@ -96,6 +142,7 @@ static ft_status ft_metrics_cut(ft_metrics *m, int64_t resume_step, int64_t roll
             continue;
         }
         double s = step->valuedouble;
+        ft_metrics_tb_kept(m, j, type->valuestring, (int64_t)s);
         if (strcmp(type->valuestring, "train") == 0) {
             const cJSON *loss = cJSON_GetObjectItemCaseSensitive(j, "loss");
             const cJSON *skip = cJSON_GetObjectItemCaseSensitive(j, "skipped");
@@ -134,6 +181,39 @@ ft_status ft_metrics_open(ft_metrics **out, const char *path, int64_t resume_ste
 }
 
 ft_status ft_metrics_open_at(ft_metrics **out, const char *path, int64_t resume_step, int64_t rollbacks) {
+    return ft_metrics_open_tb(out, path, NULL, resume_step, rollbacks);
+}
+
+/* Opens a new event file in tb_dir before the cut, which writes the kept lines into it; the
+ * older files' wall times are read first, for the rewritten records. A failure is a warning. */
+static void ft_metrics_tb_open(ft_metrics *m, const char *tb_dir, int64_t resume_step) {
+    /* a step count past any real run's: a damaged checkpoint's step must not size an allocation */
+    if (resume_step >= 0 && resume_step < (int64_t)1 << 26) {
+        if (ft_malloc((void **)&m->walls, (size_t)(resume_step + 1) * sizeof *m->walls, "tensorboard") != FT_OK)
+            ft_error_clear(); /* the rewritten records then carry the time of the rewrite */
+        else if (ft_tb_walls(tb_dir, resume_step, m->walls) != FT_OK)
+            ft_error_clear();
+        else
+            m->n_walls = resume_step + 1;
+    }
+    if (ft_tb_open(&m->tb, tb_dir) != FT_OK) {
+        ft_warn("%s: no TensorBoard events this run (metrics.jsonl is written)", ft_error_msg());
+        ft_error_clear();
+    }
+}
+
+/* After the cut: the new file holds the whole history; the older ones go. */
+static void ft_metrics_tb_done(ft_metrics *m) {
+    ft_free(m->walls);
+    m->walls = NULL, m->n_walls = 0;
+    if (m->tb && ft_tb_prune(m->tb) != FT_OK) {
+        ft_warn("%s: TensorBoard may show some steps twice", ft_error_msg());
+        ft_error_clear();
+    }
+}
+
+ft_status ft_metrics_open_tb(ft_metrics **out, const char *path, const char *tb_dir, int64_t resume_step,
+                             int64_t rollbacks) {
     *out = NULL;
     ft_metrics *m;
     FT_TRY(ft_calloc((void **)&m, sizeof *m, "metrics"));
@@ -143,7 +223,9 @@ ft_status ft_metrics_open_at(ft_metrics **out, const char *path, int64_t resume_
         st = FT_ERR(FT_E_OOM, "out of memory");
         goto fail;
     }
+    if (tb_dir) ft_metrics_tb_open(m, tb_dir, resume_step);
     if (resume_step >= 0) FT_CHECK_GOTO(st, ft_metrics_cut(m, resume_step, rollbacks), fail);
+    if (tb_dir) ft_metrics_tb_done(m);
     m->f = fopen(path, resume_step >= 0 ? "ab" : "wb");
     if (!m->f) {
         st = FT_ERR(FT_E_IO, "%s: cannot open for writing: %s", path, strerror(errno));
@@ -159,6 +241,8 @@ fail:
 void ft_metrics_close(ft_metrics *m) {
     if (!m) return;
     if (m->f) fclose(m->f);
+    ft_tb_close(m->tb);
+    ft_free(m->walls);
     ft_curve_free(&m->train);
     ft_curve_free(&m->eval);
     free(m->path);
@@ -184,6 +268,9 @@ ft_status ft_metrics_train_line(ft_metrics *m, const ft_metrics_train *t) {
             t->skipped ? "\"" : "", t->skipped ? t->skipped : "null", t->skipped ? "\"" : "", z);
     fprintf(m->f, ",\"wall\":{\"elapsed_s\":%.3f,\"step_s\":%.4f,\"tok_s\":%.1f,\"mem_mb\":%.1f,\"rss_mb\":%.1f}}\n",
             t->elapsed_s, t->step_s, t->tok_s, (double)t->mem_bytes / 1048576.0, (double)t->rss_bytes / 1048576.0);
+    /* before the flush: a warning of the events must not clear the error the caller reports */
+    ft_metrics_tb_train(m, t->step, ft_tb_now(), t->loss, t->lr, t->grad_norm, t->tok_s,
+                        (double)t->mem_bytes / 1048576.0);
     if (!t->skipped && isfinite(t->loss)) FT_TRY(ft_curve_add(&m->train, (double)t->step, t->loss));
     return ft_metrics_flush(m);
 }
@@ -195,6 +282,7 @@ ft_status ft_metrics_eval_line(ft_metrics *m, int64_t step, double val_loss, int
             "\"wall\":{\"elapsed_s\":%.3f}}\n",
             (long long)step, ft_num(a, sizeof a, "%.9g", val_loss), ft_num(b, sizeof b, "%.9g", exp(val_loss)),
             (long long)val_targets, elapsed_s);
+    ft_metrics_tb_eval(m, step, ft_tb_now(), val_loss);
     if (isfinite(val_loss)) FT_TRY(ft_curve_add(&m->eval, (double)step, val_loss));
     return ft_metrics_flush(m);
 }

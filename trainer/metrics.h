@@ -12,7 +12,14 @@
  * Everything outside "wall" is a deterministic function of the recipe and the data, so a run
  * resumed from a checkpoint writes the same lines (outside "wall") as an uninterrupted one: on
  * resume the file is cut back to the checkpoint's step (lines of later steps, and a torn last
- * line, are dropped) before appending. */
+ * line, are dropped) before appending.
+ *
+ * With a TensorBoard directory (training.tensorboard), the same train and eval lines also go to an
+ * event file there (trainer/tboard.h): train/loss, train/lr, train/grad_norm, train/tokens_per_s,
+ * train/mem_mb and eval/loss, eval/ppl at the optimizer step. On resume the event file is written
+ * anew from the kept lines and the older ones removed (why: trainer/tboard.c), so TensorBoard shows
+ * every step once with the values metrics.jsonl has. It is a log: a failure to write it is a
+ * warning, and the events stop for the rest of the process; metrics.jsonl goes on. */
 #ifndef FT_METRICS_H
 #define FT_METRICS_H
 
@@ -40,6 +47,9 @@ ft_status ft_metrics_open(ft_metrics **out, const char *path, int64_t resume_ste
 /* The same for a checkpoint that counts `rollbacks` (its guard record): rollback lines numbered
  * above it go too, a rollback's line written before a kill took its checkpoint. */
 ft_status ft_metrics_open_at(ft_metrics **out, const char *path, int64_t resume_step, int64_t rollbacks);
+/* ft_metrics_open_at with TensorBoard events in tb_dir (NULL: none). */
+ft_status ft_metrics_open_tb(ft_metrics **out, const char *path, const char *tb_dir, int64_t resume_step,
+                             int64_t rollbacks);
 void ft_metrics_close(ft_metrics *m);
 /* Append a line. A write failure is returned (the caller may carry on: the file is a log). */
 ft_status ft_metrics_train_line(ft_metrics *m, const ft_metrics_train *t);

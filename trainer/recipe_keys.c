@@ -138,7 +138,7 @@ const rk ft_recipe_keys[] = {
              "one layer's recompute less per layer kept, more device memory (`ftune plan` says how many fit)"},
     {.key = "training.mlp_chunk", .type = RK_INT, .off = F(training.mlp_chunk), .def = "0", .min = 0, .max = 1e9,
      .help = "with training.recompute: run each layer's MLP over this many tokens at a time (rounded up to a "
-             "multiple of 4; 0: all at once): its [tokens, intermediate] activations shrink to [mlp_chunk, "
+             "multiple of 4, at least 16; 0: all at once): its [tokens, intermediate] activations shrink to [mlp_chunk, "
              "intermediate], the most of a layer's working set, for the longest contexts (`ftune plan` offers it); "
              "the same FLOPs, results equal to rounding"},
     {.key = "training.spike_zscore", .type = RK_FLOAT, .off = F(training.spike_zscore), .def = "0", .min = 0,
@@ -157,6 +157,11 @@ const rk ft_recipe_keys[] = {
     {.key = "training.rollback_lr_factor", .type = RK_FLOAT, .off = F(training.rollback_lr_factor), .def = "0.5",
      .min = 0, .max = 1, .flags = RK_GT | RK_LT,
      .help = "what each rollback multiplies the learning rate by (the whole schedule, warmup and floor included)"},
+    {.key = "training.tensorboard", .type = RK_BOOL, .off = F(training.tensorboard), .def = "false",
+     .help = "also write metrics.jsonl's scalars as a TensorBoard event file, OUTPUT_DIR/tensorboard/"
+             "events.out.tfevents.* (train/loss, train/lr, train/grad_norm, train/tokens_per_s, train/mem_mb, "
+             "eval/loss, eval/ppl at the optimizer step; `tensorboard --logdir OUTPUT_DIR`); a resume rewrites it "
+             "from metrics.jsonl's kept lines"},
 
     {.key = "checkpoint.every_steps", .type = RK_INT, .off = F(checkpoint.every_steps), .def = "0", .min = 0,
      .max = 1e12, .help = "save a checkpoint every N optimizer steps (0 = off)"},

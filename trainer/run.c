@@ -124,6 +124,7 @@ static ft_status ft_run_dirs(ft_run_state *R) {
     snprintf(R->best_dir, sizeof R->best_dir, "%s/best", d);
     snprintf(R->metrics_path, sizeof R->metrics_path, "%s/metrics.jsonl", d);
     snprintf(R->svg_path, sizeof R->svg_path, "%s/loss.svg", d);
+    snprintf(R->tb_dir, sizeof R->tb_dir, "%s/tensorboard", d);
     FT_TRY(ft_mkdir_p(R->dir));
     /* one run per directory at a time */
     char lock[FT_PATH_MAX + 8];
@@ -727,7 +728,8 @@ ft_status ft_run(const ft_recipe *r, const ft_run_opts *opts) {
     /* only now: a resume refused above must not rewrite the run's record of its recipe, which
      * `ftune export CHECKPOINT` reads (lora.alpha, model.path) */
     FT_CHECK_GOTO(st, ft_run_write_recipe(&R), done);
-    FT_CHECK_GOTO(st, ft_metrics_open_at(&R.metrics, R.metrics_path, o->resume ? R.step : -1, R.guard.rollbacks), done);
+    FT_CHECK_GOTO(st, ft_metrics_open_tb(&R.metrics, R.metrics_path, ft_run_tb_dir(&R), o->resume ? R.step : -1,
+                                         R.guard.rollbacks), done);
     if (R.step >= R.total)
         ft_info("the run is already complete at step %lld (training.steps %lld); writing the final adapter",
                 (long long)R.step, (long long)R.total);

@@ -254,7 +254,7 @@ ft_status ft_run_rollback(ft_run_state *R) {
     ft_run_check_best(R);
     ft_metrics_close(R->metrics);
     R->metrics = NULL;
-    FT_TRY(ft_metrics_open_at(&R->metrics, R->metrics_path, R->step, n - 1));
+    FT_TRY(ft_metrics_open_tb(&R->metrics, R->metrics_path, ft_run_tb_dir(R), R->step, n - 1));
     ft_warn("rollback %lld of %lld: training again from step %lld with the learning rate %g (training.lr %g x %g^%lld)",
             (long long)n, (long long)R->r->training.max_rollbacks, (long long)R->step, R->sched.lr, R->r->training.lr,
             R->r->training.rollback_lr_factor, (long long)n);

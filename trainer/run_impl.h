@@ -24,6 +24,7 @@ typedef struct ft_run_state {
     char dir[FT_PATH_MAX], ckpt_dir[FT_PATH_MAX], samples_dir[FT_PATH_MAX], final_dir[FT_PATH_MAX];
     char best_dir[FT_PATH_MAX];
     char metrics_path[FT_PATH_MAX], svg_path[FT_PATH_MAX];
+    char tb_dir[FT_PATH_MAX]; /* OUTPUT_DIR/tensorboard (training.tensorboard) */
     int lock_fd;
 
     ft_dataset *ds;
@@ -64,6 +65,8 @@ typedef struct ft_run_state {
 
 double ft_run_now(void);
 double ft_run_elapsed(const ft_run_state *R);
+/* The directory of the run's TensorBoard events, NULL when training.tensorboard is off. */
+static inline const char *ft_run_tb_dir(const ft_run_state *R) { return R->r->training.tensorboard ? R->tb_dir : NULL; }
 
 /* run_ckpt.c */
 ft_status ft_run_save_checkpoint(ft_run_state *R);
