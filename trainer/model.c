@@ -230,7 +230,9 @@ static ft_status ft_proj(const ft_pass *p, int64_t l, int mod, ft_layer_acts *la
                          int accumulate) {
     ft_model *m = p->m;
     const ft_layer_weights *lw = &m->w.layers[l];
-    const int ahead = p->N > FT_LINEAR_FEW_ROWS; /* a decoding step's products read the weights directly */
+    /* a decoding step's products read the weights directly; an MLP slice names them as its pass would
+     * (a short last slice must still prefetch the next layer's q) */
+    const int ahead = (p->row0 > 0 || p->partial ? p->pass_N : p->N) > FT_LINEAR_FEW_ROWS;
     if (ahead && mod == 0) /* a layer's first weight goes into the ring first (a no-op when prefetched): the
                             * ring then holds every layer at the same offsets, and a recompute keeps all seven */
         FT_TRY(ft_backend_weight_prefetch(m->be, &lw->lin[0]));
@@ -339,7 +341,7 @@ static void ft_mlp_slice(const ft_pass *p, int64_t l, const ft_layer_acts *la, i
     const ft_model *m = p->m;
     const int64_t es = m->es, F = m->d.F, R = m->cap_r;
     *sp = *p, *sa = *la;
-    sp->N = n, sp->row0 = r0, sp->partial = r0 + n < p->N;
+    sp->N = n, sp->row0 = r0, sp->partial = r0 + n < p->N, sp->pass_N = p->N;
     if (r0 > 0) sp->norms_kept = 1; /* DoRA: the first slice's forward computed the norms */
     sa->f = (char *)la->f + r0 * m->d.C * es;
     for (int mod = 0; mod < FT_MOD_COUNT; mod++)

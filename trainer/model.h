@@ -91,7 +91,7 @@ typedef struct ft_model_opts {
      * those three passes. Ignored without recompute. */
     int64_t keep_layers;
     /* With recompute: the MLP (gate, up, SwiGLU, down) of every layer runs over the tokens in slices
-     * of mlp_chunk rows (rounded up to a multiple of 4; 0 or >= N: one slice), in the forward and in
+     * of mlp_chunk rows (rounded up to a multiple of 4, at least 16; 0 or >= N: one slice), in the forward and in
      * the backward, where a recomputed layer's gate and up products are redone slice by slice instead
      * of in its recompute. The one-layer working set and the backward scratch then hold [mlp_chunk, F]
      * for gate, up and SwiGLU's output and their gradients instead of [N, F]: for a 70B layer (F 28672)

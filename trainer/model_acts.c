@@ -26,7 +26,11 @@ static void *ft_carve(ft_carver *c, int64_t bytes) {
 
 int64_t ft_model_mlp_rows(const ft_model_opts *o, int64_t N) {
     if (!o->recompute || o->mlp_chunk <= 0) return N;
-    const int64_t c = (o->mlp_chunk + 3) & ~(int64_t)3; /* whole dropout groups (ft_dropout_seed_at) */
+    /* whole dropout groups (ft_dropout_seed_at), and at least 16 rows: a slice of at most
+     * FT_LINEAR_FEW_ROWS would take the decoding path's products, which read the weights past the
+     * cache its pass keeps filled */
+    int64_t c = (o->mlp_chunk + 3) & ~(int64_t)3;
+    if (c < 16) c = 16;
     return c < N ? c : N;
 }
 

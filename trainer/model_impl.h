@@ -89,6 +89,7 @@ typedef struct ft_pass {
                         * the dropout masks (ft_lora_drop_of) */
     int partial;       /* a slice before the last: the backward leaves the weight cache alone
                         * (ft_bwd_next) until the last slice has read the weights */
+    int64_t pass_N;    /* a slice: the rows of the whole pass (whether its products prefetch, ft_proj) */
     ft_kv_cache *kv;   /* incremental decoding: the sequence's earlier keys and values (inference only) */
 } ft_pass;
 
