@@ -25,7 +25,7 @@ static void *ft_carve(ft_carver *c, int64_t bytes) {
 }
 
 int64_t ft_model_mlp_rows(const ft_model_opts *o, int64_t N) {
-    if (!o->recompute || o->mlp_chunk <= 0) return N;
+    if (!o->recompute || o->mlp_chunk <= 0 || o->mlp_chunk >= N) return N; /* (and no overflow below) */
     /* whole dropout groups (ft_dropout_seed_at), and at least 16 rows: a slice of at most
      * FT_LINEAR_FEW_ROWS would take the decoding path's products, which read the weights past the
      * cache its pass keeps filled */

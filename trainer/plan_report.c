@@ -185,6 +185,9 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
         fprintf(f, "  longest data.seq_len that fits at micro_batch %lld: %lld tokens (%lld with "
                    "training.host_boundaries: true)\n",
                 (long long)p->B, (long long)p->max_seq, (long long)p->max_seq_host);
+    else if (p->max_seq > 0) /* unified memory, the recipe's MLP already in slices: nothing more to offer */
+        fprintf(f, "  longest data.seq_len that fits at micro_batch %lld: %lld tokens\n", (long long)p->B,
+                (long long)p->max_seq);
 
     fprintf(f, "\ncompute\n");
     double fs = p->flops_per_token >= 1e9 ? 1e9 : p->flops_per_token >= 1e6 ? 1e6 : 1e3;

@@ -153,10 +153,18 @@ ft_status ft_tb_open(ft_tb **out, const char *dir) {
         st = FT_ERR(FT_E_OOM, "out of memory");
         goto fail;
     }
-    /* a name of its own, later than the old file's: a rollback (or a resume) within the same second
-     * would otherwise rewrite that file in place under a TensorBoard reading it */
+    /* a name of its own that sorts after every older file's (TensorBoard's directory watcher moves on
+     * only to a later name): a rollback or resume within the same second would otherwise rewrite a
+     * file in place under a TensorBoard reading it, and a clock set back would name an earlier one */
+    long long t0 = (long long)time(NULL);
+    DIR *dd = opendir(dir);
+    for (struct dirent *e; dd && (e = readdir(dd)) != NULL;) {
+        long long t;
+        if (sscanf(e->d_name, "events.out.tfevents.%lld.", &t) == 1 && t >= t0) t0 = t + 1;
+    }
+    if (dd) closedir(dd);
     struct stat sb;
-    for (long long t = (long long)time(NULL);; t++) {
+    for (long long t = t0;; t++) {
         snprintf(tb->path, cap, "%s/events.out.tfevents.%lld.%s.%ld" FT_TB_SUFFIX, dir, t, host, (long)getpid());
         if (stat(tb->path, &sb) != 0) break;
     }
