@@ -95,4 +95,13 @@ int ft_test_run(const char *cmd, char **output);
  * writes the wanted text into the tmpdir). */
 void ft_test_doc_section(const char *doc, const char *name, const char *command, void (*gen)(void *file));
 
+/* Plans (harness_plan.c) of tests/fixtures/configs/CONFIG_DIR/config.json with the recipe keys
+ * extra[n_extra] (KEY=VALUE, at most 14), on `device` or with the options po. */
+struct ft_plan;
+struct ft_plan_opts;
+void ft_test_plan_cfg_opts(struct ft_plan *p, const char *config_dir, const struct ft_plan_opts *po,
+                           const char *const *extra, int n_extra);
+void ft_test_plan_cfg(struct ft_plan *p, const char *config_dir, const char *device, const char *const *extra,
+                      int n_extra);
+
 #endif

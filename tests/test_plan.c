@@ -138,26 +138,6 @@ static void check_run(const char *model_dir, const char *quant, int64_t B, int64
     check_run_on(0, model_dir, quant, B, T, r, targets, recompute, 0, 0);
 }
 
-/* A plan from a committed config.json (no weights needed), with options. */
-static void plan_cfg_opts(ft_plan *p, const char *config_dir, const ft_plan_opts *po, const char *const *extra,
-                          int n_extra) {
-    char s_cfg[4200];
-    snprintf(s_cfg, sizeof s_cfg, "model.config=%s/tests/fixtures/configs/%s/config.json", ft_test_src_dir(),
-             config_dir);
-    const char *sets[16] = {s_cfg, "model.path=/models/none"};
-    int n = 2;
-    for (int i = 0; i < n_extra && n < 16; i++) sets[n++] = extra[i];
-    ft_recipe rec;
-    FT_CHECK_OK(ft_recipe_defaults(&rec, sets, n));
-    FT_CHECK_OK(ft_plan_make(p, &rec, po));
-    ft_recipe_free(&rec);
-}
-
-static void plan_cfg(ft_plan *p, const char *config_dir, const char *device, const char *const *extra, int n_extra) {
-    ft_plan_opts po = {.device = device};
-    plan_cfg_opts(p, config_dir, &po, extra, n_extra);
-}
-
 /* The time parts add up to the optimizer step: grad_accum micro-batches and one optimizer update. */
 static void check_time_parts(const ft_plan *p, const char *tag) {
     double micro = 0;
@@ -200,7 +180,7 @@ static void check_70b(void) {
     ft_plan *p = calloc(1, sizeof *p);
     const char *x[] = {"data.seq_len=4096", "lora.r=16", "lora.targets=all", "training.micro_batch=1",
                        "training.steps=100"};
-    plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", x, 5);
+    ft_test_plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", x, 5);
     /* 68.45 B linear params at 4.127 bits (4 + 8/64 + 32/(64*256)) = 35.3 GB */
     double lin_gb = (double)line(p, FT_PLAN_LINEARS) / 1e9;
     FT_CHECK(fabs(lin_gb - 35.3) / 35.3 <= 0.02, "70B NF4 linears %.2f GB, expected ~35.3", lin_gb);
@@ -222,18 +202,18 @@ static void check_70b(void) {
 
     /* peers.md 3.3 table: F(2048) = 428.6, F(8192) = 464.9 (r = 16, all linears) */
     const char *x2[] = {"data.seq_len=2048"}, *x8[] = {"data.seq_len=8192"};
-    plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", x2, 1);
+    ft_test_plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", x2, 1);
     FT_CHECK(fabs(p->flops_per_token / 1e9 - 428.6) <= 0.5, "70B F(2048) = %.1f", p->flops_per_token / 1e9);
-    plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", x8, 1);
+    ft_test_plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", x8, 1);
     FT_CHECK(fabs(p->flops_per_token / 1e9 - 464.9) <= 0.5, "70B F(8192) = %.1f", p->flops_per_token / 1e9);
-    plan_cfg(p, "Qwen3-32B", "h100", x2, 1);
+    ft_test_plan_cfg(p, "Qwen3-32B", "h100", x2, 1);
     FT_CHECK(fabs(p->flops_per_token / 1e9 - 201.1) <= 0.5, "Qwen3-32B F(2048) = %.1f", p->flops_per_token / 1e9);
-    plan_cfg(p, "Mistral-Small-24B-Base-2501", "h100", x8, 1);
+    ft_test_plan_cfg(p, "Mistral-Small-24B-Base-2501", "h100", x8, 1);
     FT_CHECK(fabs(p->flops_per_token / 1e9 - 148.9) <= 0.5, "Mistral-24B F(8192) = %.1f", p->flops_per_token / 1e9);
 
     /* a run that does not fit, and the advice's micro_batch really fits */
     const char *big[] = {"data.seq_len=8192", "training.micro_batch=8", "training.grad_accum=2"};
-    plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", big, 3);
+    ft_test_plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", big, 3);
     FT_CHECK(!p->fits, "70B B8 x 8192 should not fit an H100");
     const char *adv = strstr(p->advice, "reduce training.micro_batch to ");
     FT_CHECK(adv != NULL, "advice names training.micro_batch: %s", p->advice);
@@ -243,17 +223,17 @@ static void check_70b(void) {
         int advised = atoi(adv + strlen("reduce training.micro_batch to "));
         snprintf(s_b, sizeof s_b, "training.micro_batch=%d", advised);
         const char *fix[] = {"data.seq_len=8192", s_b};
-        plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", fix, 2);
+        ft_test_plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", fix, 2);
         FT_CHECK(p->fits, "the advised %s fits (%.1f GiB)", s_b, (double)p->total_bytes / GIB);
         snprintf(s_b, sizeof s_b, "training.micro_batch=%d", advised + 1);
         const char *over[] = {"data.seq_len=8192", s_b};
-        plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", over, 2);
+        ft_test_plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", over, 2);
         FT_CHECK(!p->fits, "one more row than advised (%s) does not fit", s_b);
     }
     /* 40 GiB: no one knob is enough but seq_len and r together are; the advice says which, and they fit
      * (it said "use a device with more memory" while its own least case fitted) */
     const char *g40[] = {"model.memory_gib=40", "training.keep_layers=0"};
-    plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", g40, 2);
+    ft_test_plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", g40, 2);
     const char *tog = strstr(p->advice, "together: data.seq_len ");
     FT_CHECK(!p->fits && tog && strstr(p->advice, ", lora.r ") && !strstr(p->advice, "more memory"),
              "70B in 40 GiB: %s", p->advice);
@@ -262,15 +242,15 @@ static void check_70b(void) {
         snprintf(s_t, sizeof s_t, "data.seq_len=%d", atoi(tog + strlen("together: data.seq_len ")));
         snprintf(s_r, sizeof s_r, "lora.r=%d", atoi(strstr(p->advice, ", lora.r ") + strlen(", lora.r ")));
         const char *fix[] = {"model.memory_gib=40", "training.keep_layers=0", s_t, s_r};
-        plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", fix, 4);
+        ft_test_plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", fix, 4);
         FT_CHECK(p->fits, "the advised %s, %s fit in 40 GiB (%.1f GiB)", s_t, s_r, (double)p->total_bytes / GIB);
     }
     const char *g30[] = {"model.memory_gib=30"};
-    plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", g30, 1);
+    ft_test_plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", g30, 1);
     FT_CHECK(!p->fits && strstr(p->advice, "use a device with more memory"), "70B in 30 GiB: %s", p->advice);
     /* bf16 70B cannot fit an H100 at all: the advice says so or names nf4 */
     const char *bf[] = {"model.quant=bf16"};
-    plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", bf, 1);
+    ft_test_plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", bf, 1);
     FT_CHECK(!p->fits && strstr(p->advice, "model.quant: nf4"), "bf16 70B advice: %s", p->advice);
     free(p);
 }
@@ -282,8 +262,8 @@ static void check_time(void) {
     ft_plan *p = calloc(1, sizeof *p), *q = calloc(1, sizeof *q);
     const char *big[] = {"data.seq_len=4096", "training.micro_batch=2"}, *small[] = {"data.seq_len=512",
                                                                                       "training.micro_batch=1"};
-    plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", big, 2);
-    plan_cfg(q, "Llama-3.3-70B-Instruct", "h100", small, 2);
+    ft_test_plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", big, 2);
+    ft_test_plan_cfg(q, "Llama-3.3-70B-Instruct", "h100", small, 2);
     check_time_parts(p, "70B h100 seq 4096 B2");
     check_time_parts(q, "70B h100 seq 512 B1");
     check_gemm_time(q, "70B h100 seq 512 B1");
@@ -298,7 +278,7 @@ static void check_time(void) {
              p->time[FT_PLAN_T_DEQUANT].s, q->time[FT_PLAN_T_DEQUANT].s);
 
     /* GB10: a slower device, the same parts */
-    plan_cfg(q, "Llama-3.3-70B-Instruct", "gb10", big, 2);
+    ft_test_plan_cfg(q, "Llama-3.3-70B-Instruct", "gb10", big, 2);
     check_time_parts(q, "70B gb10 seq 4096 B2");
     check_gemm_time(q, "70B gb10 seq 4096 B2");
     FT_CHECK(q->tokens_per_s < p->tokens_per_s / 5, "gb10 %.1f tokens/s vs h100 %.1f", q->tokens_per_s,
@@ -306,7 +286,7 @@ static void check_time(void) {
 
     /* --tflops: the whole step at that rate */
     ft_plan_opts po = {.device = "h100", .tflops = 200.0};
-    plan_cfg_opts(q, "Llama-3.3-70B-Instruct", &po, big, 2);
+    ft_test_plan_cfg_opts(q, "Llama-3.3-70B-Instruct", &po, big, 2);
     const double want = 200e12 / q->flops_per_token;
     FT_CHECK(q->flat && fabs(q->tokens_per_s / want - 1.0) < 1e-12 && q->tflops == 200.0,
              "--tflops 200: %.3f tokens/s, want %.3f", q->tokens_per_s, want);
@@ -326,7 +306,7 @@ static void check_time(void) {
     /* CPU: every FLOP the step runs (F less the recompute's down product) at half the estimated peak,
      * nothing else */
     const char *cpu[] = {"data.seq_len=256", "training.micro_batch=2", "training.grad_accum=3"};
-    plan_cfg(q, "Qwen3-14B", "cpu", cpu, 3);
+    ft_test_plan_cfg(q, "Qwen3-14B", "cpu", cpu, 3);
     check_time_parts(q, "Qwen3-14B cpu");
     const ft_model_dims *qd = &q->dims;
     const double lora_in = (double)(5 * qd->C + qd->H * qd->D + qd->F);
@@ -351,7 +331,7 @@ static void check_epochs(void) {
     ft_plan *p = calloc(1, sizeof *p);
     const char *none[] = {"training.steps=0", "training.epochs=2", "data.seq_len=128", "training.micro_batch=4",
                           "training.grad_accum=2", "output_dir=/nonexistent/ftune"};
-    plan_cfg(p, "Qwen3-14B", "h100", none, 6);
+    ft_test_plan_cfg(p, "Qwen3-14B", "h100", none, 6);
     FT_CHECK(p->steps == 0 && strstr(p->steps_from, "unknown"), "no index: steps unknown (%s)", p->steps_from);
     /* a run's cache: 1000 examples of ~100 tokens: one per 128-token row -> 1000 rows, 2 epochs / 8 rows */
     snprintf(idx, sizeof idx, "%s/train-0123456789abcdef.index.json", data);
@@ -360,7 +340,7 @@ static void check_epochs(void) {
     snprintf(s_out, sizeof s_out, "output_dir=%s", out);
     const char *cached[] = {"training.steps=0", "training.epochs=2", "data.seq_len=128", "training.micro_batch=4",
                             "training.grad_accum=2", s_out};
-    plan_cfg(p, "Qwen3-14B", "h100", cached, 6);
+    ft_test_plan_cfg(p, "Qwen3-14B", "h100", cached, 6);
     FT_CHECK(p->steps == 250, "steps from the cached index: %lld (%s)", (long long)p->steps, p->steps_from);
     FT_CHECK(p->total_tokens == 250 * 8 * 128, "total tokens %lld", (long long)p->total_tokens);
     FT_CHECK(p->attn_len == 128.0 && strstr(p->attn_len_from, "upper bound"),
@@ -373,7 +353,7 @@ static void check_epochs(void) {
     if (f)
         fputs("{\"format\": \"ftune-shards\", \"n_examples\": 12, \"n_tokens\": 1100, \"lengths\": [[64, 10, 800, "
               "64000], [128, 2, 300, 45200]], \"shards\": []}\n", f), fclose(f);
-    plan_cfg(p, "Qwen3-14B", "h100", cached, 6);
+    ft_test_plan_cfg(p, "Qwen3-14B", "h100", cached, 6);
     const double S = (10.0 * 80 * 80 + 2.0 * 128 * 128) / (10.0 * 80 + 2.0 * 128);
     FT_CHECK(!(fabs(p->attn_len - S) > 1e-9 * S), "S from the lengths: %.6f, expected %.6f (%s)", p->attn_len, S,
              p->attn_len_from);
@@ -383,11 +363,11 @@ static void check_epochs(void) {
              "attention FLOPs 4.5 x 2 L H D S: %.6g, expected %.6g", p->f_attn, 4.5 * A);
     const char *dropped[] = {"training.steps=0", "training.epochs=2", "data.seq_len=128", "training.micro_batch=4",
                              "training.grad_accum=2", s_out, "data.long_examples=drop"};
-    plan_cfg(p, "Qwen3-14B", "h100", dropped, 7);
+    ft_test_plan_cfg(p, "Qwen3-14B", "h100", dropped, 7);
     FT_CHECK(!(fabs(p->attn_len - 80.0) > 1e-9), "S with the long examples dropped: %.6f, expected 80", p->attn_len);
     const char *plain[] = {"training.steps=0", "training.epochs=2", "data.seq_len=128", "training.micro_batch=4",
                            "training.grad_accum=2", s_out, "data.packing=none"};
-    plan_cfg(p, "Qwen3-14B", "h100", plain, 7);
+    ft_test_plan_cfg(p, "Qwen3-14B", "h100", plain, 7);
     FT_CHECK(p->attn_len == 128.0, "unpacked rows: S = T whatever the lengths (%g)", p->attn_len);
     free(p);
 }
@@ -405,13 +385,13 @@ static void check_evals(void) {
     /* 100 steps, every 30: at 30, 60, 90 and the end; 5 micro-batches of 2 x 1024 tokens each */
     const char *mb[] = {"training.steps=100", "eval.every_steps=30", "eval.max_batches=5", "data.val_fraction=0.1",
                         "data.seq_len=1024", "training.micro_batch=2", "data.packing=none", s_out};
-    plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", mb, 8);
+    ft_test_plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", mb, 8);
     FT_CHECK(p->n_evals == 4 && p->eval_tokens == 5 * 2 * 1024, "every 30 of 100 steps: %lld evaluations of %lld tokens",
              (long long)p->n_evals, (long long)p->eval_tokens);
     const char *mb0[] = {"training.steps=100", "eval.every_steps=30", "eval.max_batches=5", "data.val_fraction=0.1",
                          "data.seq_len=1024", "training.micro_batch=2", "data.packing=none", s_out, "eval.at_start=true"};
     ft_plan *q = calloc(1, sizeof *q);
-    plan_cfg(q, "Llama-3.3-70B-Instruct", "h100", mb0, 9);
+    ft_test_plan_cfg(q, "Llama-3.3-70B-Instruct", "h100", mb0, 9);
     FT_CHECK(q->n_evals == 5, "eval.at_start adds the evaluation at step 0: %lld", (long long)q->n_evals);
     free(q);
     /* a validation micro-batch: 2 (N_blocks + N_head) FLOPs a token in GEMMs and A_fwd in attention, at
@@ -435,14 +415,14 @@ static void check_evals(void) {
      * 1 TFLOP/s made the steps 800x slower and left the evaluations at the device's rates) */
     const double flat_fwd = 5 * N * (2.0 * (double)(p->n_blocks + p->n_head) + 2.0 * (double)(d->L * d->H * d->D) * 1024);
     ft_plan_opts fo = {.device = "h100", .tflops = 1.0};
-    plan_cfg_opts(p, "Llama-3.3-70B-Instruct", &fo, mb, 8);
+    ft_test_plan_cfg_opts(p, "Llama-3.3-70B-Instruct", &fo, mb, 8);
     FT_CHECK(p->flat && !(fabs(p->eval_valid_s - flat_fwd / 1e12) > 1e-9 * p->eval_valid_s),
              "--tflops 1: validation forward %.3f s, expected %.3f", p->eval_valid_s, flat_fwd / 1e12);
     /* decoding: the prompt's forward, then one per new token over that token alone, each bound on an
      * H100 by the weights it reads */
     const char *gen[] = {"training.steps=100", "eval.every_steps=0", "eval.prompts=Once upon a time",
                          "eval.max_new_tokens=10", s_out};
-    plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", gen, 5);
+    ft_test_plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", gen, 5);
     const double bwd = p->dev.mem_gbps * p->dev.bw_eff * 1e9, codes = (double)p->line[FT_PLAN_LINEARS].bytes;
     /* the prompt's forward reads the codes, writes and reads BF16 copies; each later token reads the codes */
     const double w = (codes + 4.0 * (double)p->n_blocks + 2.0 * (double)p->n_head) / bwd +
@@ -455,7 +435,7 @@ static void check_evals(void) {
     const char *gen100[] = {"training.steps=100", "eval.every_steps=0", "eval.prompts=Once upon a time",
                             "eval.max_new_tokens=100", s_out};
     ft_plan_opts go = {.device = "h100", .tflops = 1.0};
-    plan_cfg_opts(p, "Llama-3.3-70B-Instruct", &go, gen100, 5);
+    ft_test_plan_cfg_opts(p, "Llama-3.3-70B-Instruct", &go, gen100, 5);
     const double wp = ((double)p->line[FT_PLAN_LINEARS].bytes + 4.0 * (double)p->n_blocks + 2.0 * (double)p->n_head) /
                       (p->dev.mem_gbps * p->dev.bw_eff * 1e9),
                  wt = ((double)p->line[FT_PLAN_LINEARS].bytes + 2.0 * (double)p->n_head) / (p->dev.mem_gbps * p->dev.bw_eff * 1e9);
@@ -473,12 +453,12 @@ static void check_evals(void) {
     if (f) fputs("{\"format\": \"ftune-shards\", \"n_examples\": 40, \"n_tokens\": 4000, \"shards\": []}\n", f), fclose(f);
     const char *rows[] = {"training.steps=100", "eval.every_steps=50", "data.val_fraction=0.1", "data.seq_len=128",
                           "training.micro_batch=4", s_out};
-    plan_cfg(p, "Qwen3-14B", "h100", rows, 6);
+    ft_test_plan_cfg(p, "Qwen3-14B", "h100", rows, 6);
     FT_CHECK(p->valid_rows == 40 && p->n_evals == 2 && p->eval_tokens == 40 * 128,
              "validation rows from the index: %.0f rows, %lld evaluations of %lld tokens", p->valid_rows,
              (long long)p->n_evals, (long long)p->eval_tokens);
     remove(idx);
-    plan_cfg(p, "Qwen3-14B", "h100", rows, 6);
+    ft_test_plan_cfg(p, "Qwen3-14B", "h100", rows, 6);
     FT_CHECK(p->valid_rows == 0 && p->eval_tokens == -1, "no validation index, no max_batches: unknown (%lld)",
              (long long)p->eval_tokens);
     free(p);
@@ -492,8 +472,8 @@ static void check_keep_attention(void) {
     ft_plan *p = calloc(1, sizeof *p), *q = calloc(1, sizeof *q);
     const char *base[] = {"data.seq_len=4096", "training.micro_batch=2"},
                *keep[] = {"data.seq_len=4096", "training.micro_batch=2", "training.keep_attention=true"};
-    plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", base, 2);
-    plan_cfg(q, "Llama-3.3-70B-Instruct", "h100", keep, 3);
+    ft_test_plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", base, 2);
+    ft_test_plan_cfg(q, "Llama-3.3-70B-Instruct", "h100", keep, 3);
     const int64_t N = 2 * 4096, want = (80 - 1) * N * (64 * 128 * 2 + 64 * 4);
     FT_CHECK(q->keep_attention == 1 && q->train_bytes - p->train_bytes == want, "kept attention: %lld more bytes, want %lld",
              (long long)(q->train_bytes - p->train_bytes), (long long)want);
@@ -519,8 +499,8 @@ static void check_keep_layers(void) {
     ft_plan *p = calloc(1, sizeof *p), *q = calloc(1, sizeof *q);
     const char *base[] = {"data.seq_len=4096", "training.micro_batch=1", "lora.dropout=0"},
                *k16[] = {"data.seq_len=4096", "training.micro_batch=1", "lora.dropout=0", "training.keep_layers=16"};
-    plan_cfg(p, "Qwen3-32B", "h100", base, 3);
-    plan_cfg(q, "Qwen3-32B", "h100", k16, 4);
+    ft_test_plan_cfg(p, "Qwen3-32B", "h100", base, 3);
+    ft_test_plan_cfg(q, "Qwen3-32B", "h100", k16, 4);
     const int64_t N = 4096, C = 5120, F = 25600, hd = 64 * 128, kvd = 8 * 128, L = 64, R = 16;
     const int64_t per = N * (2 * (hd + kvd) + 2 * (hd + 2 * kvd) + 2 * hd + 2 * C + 2 * 2 * F) +
                         N * 4 * (1 + 64 + 8 + 64 + 1);
@@ -545,14 +525,14 @@ static void check_keep_layers(void) {
         char kl[64];
         snprintf(kl, sizeof kl, "training.keep_layers=%lld", (long long)p->kept.kept + 1);
         const char *more[] = {"data.seq_len=4096", "training.micro_batch=1", "lora.dropout=0", kl};
-        plan_cfg(q, "Qwen3-32B", "h100", more, 4);
+        ft_test_plan_cfg(q, "Qwen3-32B", "h100", more, 4);
         FT_CHECK(q->total_bytes > (int64_t)(0.96 * (double)q->device_bytes), "%s: %lld bytes of %lld", kl,
                  (long long)q->total_bytes, (long long)q->device_bytes);
     }
     /* at micro-batch 4 x 4: fewer layers fit; a smaller micro-batch with the same tokens per step
      * keeps more and is offered when the time model finds it faster */
     const char *mb4[] = {"data.seq_len=4096", "training.micro_batch=4", "training.grad_accum=4", "lora.dropout=0"};
-    plan_cfg(q, "Qwen3-32B", "h100", mb4, 4);
+    ft_test_plan_cfg(q, "Qwen3-32B", "h100", mb4, 4);
     FT_CHECK(q->kept.kept > 0 && q->kept.kept < p->kept.kept && q->kept_mb.B >= 1 && q->kept_mb.B < 4 &&
                  q->kept_mb.B * q->kept_mb.K == 16 && q->kept_mb.kept > q->kept.kept &&
                  q->kept_mb.bytes <= (int64_t)(0.96 * (double)q->device_bytes) &&
@@ -569,9 +549,9 @@ static void check_keep_layers(void) {
                           "training.keep_layers=max"},
                *l70k[] = {"data.seq_len=4096", "training.micro_batch=1", "lora.dropout=0", "training.keep_layers=max"};
     ft_plan *a = calloc(1, sizeof *a);
-    plan_cfg(q, "Llama-3.3-70B-Instruct", "h100", l70, 3);
-    plan_cfg(a, "Llama-3.3-70B-Instruct", "h100", l70a, 5);
-    plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", l70k, 4);
+    ft_test_plan_cfg(q, "Llama-3.3-70B-Instruct", "h100", l70, 3);
+    ft_test_plan_cfg(a, "Llama-3.3-70B-Instruct", "h100", l70a, 5);
+    ft_test_plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", l70k, 4);
     FT_CHECK(q->kept.attn == 1 && q->kept.kept == a->keep_layers && q->kept.bytes == a->total_bytes &&
                  !(fabs(q->kept.tokens_per_s - a->tokens_per_s) > 1e-9 * a->tokens_per_s) &&
                  p->keep_layers > a->keep_layers && p->keep_layers < 80 && !p->keep_attention &&
@@ -582,82 +562,11 @@ static void check_keep_layers(void) {
     free(a);
     /* too many for the device: the advice keeps fewer first */
     const char *all[] = {"data.seq_len=8192", "training.micro_batch=1", "lora.dropout=0", "training.keep_layers=64"};
-    plan_cfg(q, "Qwen3-32B", "h100", all, 4);
+    ft_test_plan_cfg(q, "Qwen3-32B", "h100", all, 4);
     FT_CHECK(!q->fits && strncmp(q->advice, "reduce training.keep_layers to ", 31) == 0, "64 kept at 8192 tokens: %s",
              q->advice);
     free(p);
     free(q);
-}
-
-/* The longest context the report offers: it fits, 256 tokens more does not (the plan of that run,
- * made as `ftune plan --set data.seq_len=...` would); host-kept boundaries reach further. */
-static void check_max_seq(void) {
-    ft_plan *p = calloc(1, sizeof *p), *q = calloc(1, sizeof *q);
-    const char *base[] = {"data.seq_len=4096", "training.micro_batch=2"};
-    plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", base, 2);
-    FT_CHECK(p->max_seq >= 4096 && p->max_seq_host > p->max_seq && p->max_seq % 256 == 0,
-             "70B h100 micro-batch 2: longest %lld tokens, %lld with host boundaries", (long long)p->max_seq,
-             (long long)p->max_seq_host);
-    /* and with the MLP in slices too: what bounds the context then is attention's [N, H*D] buffers,
-     * q/k/v and the norms' outputs, not gate, up and SwiGLU's [N, F] */
-    FT_CHECK(p->max_seq_mlp > 2 * p->max_seq_host && p->max_seq_mlp % 256 == 0,
-             "70B h100 micro-batch 2: longest %lld tokens with host boundaries and training.mlp_chunk %d (%lld without)",
-             (long long)p->max_seq_mlp, FT_PLAN_MLP_CHUNK, (long long)p->max_seq_host);
-    for (int host = 0; host < 3; host++)
-        for (int more = 0; more < 2; more++) {
-            char seq[64], hb[64], mc[64];
-            snprintf(seq, sizeof seq, "data.seq_len=%lld",
-                     (long long)((host == 2 ? p->max_seq_mlp : host ? p->max_seq_host : p->max_seq) + 256 * more));
-            snprintf(hb, sizeof hb, "training.host_boundaries=%s", host ? "true" : "false");
-            snprintf(mc, sizeof mc, "training.mlp_chunk=%d", host == 2 ? FT_PLAN_MLP_CHUNK : 0);
-            const char *x[] = {seq, "training.micro_batch=2", hb, mc};
-            plan_cfg(q, "Llama-3.3-70B-Instruct", "h100", x, 4);
-            FT_CHECK(q->fits == !more, "%s %s %s: fits %d", seq, hb, mc, q->fits);
-            /* a run past what host boundaries alone fit is told of the slices */
-            if (host == 1 && more)
-                FT_CHECK(strstr(q->advice, "set training.mlp_chunk: 4096 (the MLP over 4096 tokens at a time)") != NULL,
-                         "%s with host boundaries, not fitting: advice '%s'", seq, q->advice);
-            if (host == 2 && !more)
-                FT_CHECK(q->max_seq_mlp == 0 && q->mlp_chunk == FT_PLAN_MLP_CHUNK, "%s %s: max_seq_mlp %lld", seq, mc,
-                         (long long)q->max_seq_mlp);
-        }
-    FT_CHECK(p->T == 4096 && p->fits && p->host_boundaries == 0 && p->mlp_chunk == 0,
-             "the report's own run is unchanged");
-    printf("ok   70B h100 micro-batch 2: longest context %lld tokens, %lld with host boundaries, %lld with them and "
-           "training.mlp_chunk %d\n",
-           (long long)p->max_seq, (long long)p->max_seq_host, (long long)p->max_seq_mlp, FT_PLAN_MLP_CHUNK);
-    free(p);
-    free(q);
-}
-
-/* The GB10's memory is the host's (ft_plan_device.unified): host boundaries are no more room there. Its
- * plan neither offers them nor reports a longest context with them; a recipe that asks for them has
- * them in its total (the pinned bytes on top of what the same run plans with the boundaries on the
- * device, less those, plus the two slots); the MLP in slices still lengthens the context. */
-static void check_unified(void) {
-    ft_plan *p = calloc(1, sizeof *p), *q = calloc(1, sizeof *q), *h = calloc(1, sizeof *h);
-    const char *x[] = {"data.seq_len=65536", "training.micro_batch=1", "training.keep_layers=0"};
-    plan_cfg(p, "Llama-3.3-70B-Instruct", "gb10", x, 3);
-    FT_CHECK(!p->fits && !strstr(p->advice, "host_boundaries") && p->max_seq_host == 0 && p->max_seq > 0 &&
-                 p->max_seq_mlp > p->max_seq,
-             "gb10 65536 tokens: fits %d, advice '%s', longest %lld / host %lld / slices %lld", p->fits, p->advice,
-             (long long)p->max_seq, (long long)p->max_seq_host, (long long)p->max_seq_mlp);
-    plan_cfg(q, "Llama-3.3-70B-Instruct", "h100", x, 3);
-    FT_CHECK(strstr(q->advice, "host_boundaries") && q->max_seq_host > q->max_seq,
-             "h100 65536 tokens: advice '%s', host %lld", q->advice, (long long)q->max_seq_host);
-    const char *xh[] = {"data.seq_len=65536", "training.micro_batch=1", "training.keep_layers=0",
-                        "training.host_boundaries=true"};
-    plan_cfg(h, "Llama-3.3-70B-Instruct", "gb10", xh, 4);
-    const int64_t slots = 2 * 65536LL * 8192 * 2, all = 81 * 65536LL * 8192 * 2;
-    FT_CHECK(h->pinned_bytes == 79 * 65536LL * 8192 * 2 && h->train_bytes == p->train_bytes - all + slots + h->pinned_bytes,
-             "gb10 with host boundaries: train %lld, without %lld, pinned %lld", (long long)h->train_bytes,
-             (long long)p->train_bytes, (long long)h->pinned_bytes);
-    printf("ok   gb10 (unified): no host boundaries offered, longest context %lld tokens, %lld with training.mlp_chunk; "
-           "asked for, they count in the total (%.1f GiB)\n",
-           (long long)p->max_seq, (long long)p->max_seq_mlp, (double)h->train_bytes / (1 << 30));
-    free(p);
-    free(q);
-    free(h);
 }
 
 /* cuDNN's attention in the plan (trainer/plan.c pl_attn_cudnn_bytes), against what the H100 measured
@@ -695,7 +604,7 @@ static void check_cudnn_attention(void) {
         snprintf(kl, sizeof kl, "training.keep_layers=%lld", keep);
         snprintf(ka, sizeof ka, "training.keep_attention=%s", attn ? "true" : "false");
         const char *x[] = {"data.seq_len=4096", "training.micro_batch=1", "lora.dropout=0", "data.packing=none", kl, ka};
-        plan_cfg(p, cfg, "h100", x, 6);
+        ft_test_plan_cfg(p, cfg, "h100", x, 6);
         /* measured before the final norm's output and its gradient (two [N, C] BF16 buffers) took
          * the rooms of the working set's attention-norm output and the backward's df (session 19,
          * trainer/model_acts.c): the same runs now hold exactly that much less */
@@ -704,7 +613,7 @@ static void check_cudnn_attention(void) {
                  "%s keep %lld: plan %lld bytes (cuDNN %d), H100 %lld less %lld", cfg, keep, (long long)p->backend_bytes,
                  p->attn_cudnn, peak, since);
         x[3] = "data.packing=bfd"; /* packed rows: the own kernels, no workspace */
-        plan_cfg(q, cfg, "h100", x, 6);
+        ft_test_plan_cfg(q, cfg, "h100", x, 6);
         FT_CHECK(!q->attn_cudnn && p->backend_bytes - q->backend_bytes ==
                                         (int64_t)ft_cuda_scratch_bytes(p->attn_workspace),
                  "%s packed: %lld bytes less", cfg, (long long)(p->backend_bytes - q->backend_bytes));
@@ -715,11 +624,11 @@ static void check_cudnn_attention(void) {
     if (f) fclose(f);
     FT_CHECK(rows == 5, "%s: %d rows", path, rows);
     const char *gb[] = {"data.seq_len=4096", "training.micro_batch=1", "data.packing=none"};
-    plan_cfg(p, "Llama-3.3-70B-Instruct", "gb10", gb, 3);
+    ft_test_plan_cfg(p, "Llama-3.3-70B-Instruct", "gb10", gb, 3);
     FT_CHECK(!p->attn_cudnn && p->attn_workspace == 0, "gb10: cuDNN attention %d", p->attn_cudnn);
     /* 70B at 8192 tokens: 64 x (2 x 8192^2 + 516 x 8192) bytes = 8.3 GiB, past 78 / 16 GiB */
     const char *lng[] = {"data.seq_len=8192", "training.micro_batch=1", "data.packing=none"};
-    plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", lng, 3);
+    ft_test_plan_cfg(p, "Llama-3.3-70B-Instruct", "h100", lng, 3);
     FT_CHECK(!p->attn_cudnn && p->attn_workspace == 0, "8192 tokens: cuDNN attention %d", p->attn_cudnn);
     free(p);
     free(q);
@@ -810,8 +719,6 @@ int main(void) {
     check_time();
     check_keep_attention();
     check_keep_layers();
-    check_max_seq();
-    check_unified();
     check_cudnn_attention();
     check_epochs();
     check_json();
