@@ -26,6 +26,7 @@ const char *ft_status_str(ft_status s) {
     case FT_E_CUDA: return "cuda error";
     case FT_E_INTERRUPTED: return "interrupted";
     case FT_E_STOPPED: return "stopped by the guard";
+    case FT_E_TIMEUP: return "stopped at the time limit";
     case FT_E_INTERNAL: return "internal error";
     }
     return "unknown status";

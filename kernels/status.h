@@ -19,6 +19,7 @@ typedef enum ft_status {
     FT_E_CUDA,         /* CUDA / cuBLAS / cuDNN failure */
     FT_E_INTERRUPTED,  /* SIGINT/SIGTERM honoured (ft_error_signal says which) */
     FT_E_STOPPED,      /* training stopped by its guard: the loss diverged, too many skipped steps */
+    FT_E_TIMEUP,       /* training stopped at its time limit (training.max_hours), a checkpoint written */
     FT_E_INTERNAL,     /* broken invariant */
 } ft_status;
 

@@ -106,9 +106,11 @@ int main(int argc, char **argv) {
             raise(sig);
             return 128 + sig; /* the signal is blocked or ignored: the shell's number for it */
         }
-        fprintf(stderr, "ftune: error: %s\n", ft_error_msg());
+        /* a stop at training.max_hours is the job's planned end, its checkpoint written: not an error */
+        fprintf(stderr, "ftune: %s%s\n", st == FT_E_TIMEUP ? "" : "error: ", ft_error_msg());
         ft_debug("the error was raised at %s", ft_error_where()); /* FT_LOG=debug: for a bug report */
-        return st == FT_E_ARG ? 2 : st == FT_E_STOPPED ? 3 : 1;
+        /* 75: sysexits' EX_TEMPFAIL, "try again later": the same line with --resume auto goes on */
+        return st == FT_E_ARG ? 2 : st == FT_E_STOPPED ? 3 : st == FT_E_TIMEUP ? 75 : 1;
     }
     fprintf(stderr, "ftune: error: unknown command '%s' (see 'ftune --help')\n", cmd);
     return 2;

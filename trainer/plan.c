@@ -661,6 +661,7 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     p->total_tokens = p->steps * p->tokens_per_step;
     ft_plan_eval_time(p, r);
     p->hours = ((double)p->total_tokens / p->tokens_per_s + p->eval_s) / 3600.0;
+    ft_plan_jobs(p, r);
     return FT_OK;
 }
 

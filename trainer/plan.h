@@ -240,6 +240,10 @@ typedef struct ft_plan {
     int64_t eval_tokens;      /* validation tokens forwarded per evaluation (-1: unknown) */
     double eval_valid_s, eval_gen_s; /* seconds per evaluation: the validation forward, the samples */
     double eval_s;            /* all evaluations' seconds, in hours */
+    /* training.max_hours (plan_time.c): the steps a job trains before the limit stops it, by the mean
+     * time a step (the evaluations spread over the steps; loading not counted), and the jobs the run
+     * then takes; both 0 without a limit or a step count */
+    int64_t job_steps, jobs;
 
     /* disk: what the run writes under output_dir (plan_data.c), against what its filesystem has free */
     int64_t disk_ckpt;        /* one checkpoint, at most: LoRA parameters and AdamW's m and v in f32 */

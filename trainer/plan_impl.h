@@ -32,5 +32,7 @@ void ft_plan_steps(ft_plan *p, const ft_recipe *r);
 void ft_plan_disk(ft_plan *p, const ft_recipe *r);
 /* plan_time.c: n_evals, eval_tokens, eval_*_s from the steps, the validation rows and the rates. */
 void ft_plan_eval_time(ft_plan *p, const ft_recipe *r);
+/* plan_time.c: job_steps and jobs under training.max_hours, from hours (needs steps, disk_ckpt). */
+void ft_plan_jobs(ft_plan *p, const ft_recipe *r);
 
 #endif

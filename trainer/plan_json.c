@@ -103,6 +103,14 @@ ft_status ft_plan_json(const ft_plan *p, const ft_recipe *r, char **out) {
     pj_num(ev, "total_s", p->eval_s);
     /* null without a step count: the report then gives a time per million tokens */
     pj_opt(t, "estimated_s", p->steps > 0 ? p->hours * 3600.0 : -1, 0);
+    if (r->training.max_hours > 0 && p->steps > 0) { /* training.max_hours; else null */
+        cJSON *lim = cJSON_AddObjectToObject(t, "time_limit");
+        pj_num(lim, "max_hours", r->training.max_hours);
+        pj_num(lim, "steps_per_job", (double)p->job_steps);
+        pj_num(lim, "jobs", (double)p->jobs);
+    } else {
+        cJSON_AddNullToObject(t, "time_limit");
+    }
 
     cJSON *disk = cJSON_AddObjectToObject(j, "disk");
     cJSON_AddStringToObject(disk, "dir", p->disk_dir);

@@ -242,3 +242,16 @@ void ft_plan_eval_time(ft_plan *p, const ft_recipe *r) {
     }
     p->eval_s = (double)p->n_evals * (p->eval_valid_s + p->eval_gen_s);
 }
+
+/* The run stops (trainer/run_limit.c) before a step that would end past the limit with the
+ * checkpoint it writes then: that checkpoint at 200 MB/s, as the run assumes before it has timed
+ * one. Loading the weights counts against a job's limit too, but the plan has no figure for it. */
+void ft_plan_jobs(ft_plan *p, const ft_recipe *r) {
+    p->job_steps = p->jobs = 0;
+    const double limit = r->training.max_hours * 3600.0;
+    if (!(limit > 0) || p->steps <= 0 || !(p->hours > 0)) return;
+    const double per = p->hours * 3600.0 / (double)p->steps, ckpt = (double)p->disk_ckpt / 200e6;
+    const double k = floor((limit - ckpt) / per);
+    p->job_steps = k <= 0 ? 0 : k >= (double)p->steps ? p->steps : (int64_t)k;
+    p->jobs = p->job_steps > 0 ? (p->steps + p->job_steps - 1) / p->job_steps : 0;
+}

@@ -82,6 +82,8 @@ typedef struct ft_recipe {
         int64_t max_rollbacks;    /* training.max_rollbacks: divergences answered by going back to the checkpoint before
                                    * the rise with a lower learning rate, before one stops the run (0: stop at the first) */
         double rollback_lr_factor; /* training.rollback_lr_factor: what each rollback multiplies training.lr by */
+        double max_hours;         /* training.max_hours: this process stops, with a checkpoint, before it has run
+                                   * this long (0 = no limit; trainer/run_limit.c) */
         int tensorboard;          /* training.tensorboard: OUTPUT_DIR/tensorboard/ event file of metrics.jsonl's scalars */
     } training;
 

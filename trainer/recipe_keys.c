@@ -157,6 +157,11 @@ const rk ft_recipe_keys[] = {
     {.key = "training.rollback_lr_factor", .type = RK_FLOAT, .off = F(training.rollback_lr_factor), .def = "0.5",
      .min = 0, .max = 1, .flags = RK_GT | RK_LT,
      .help = "what each rollback multiplies the learning rate by (the whole schedule, warmup and floor included)"},
+    {.key = "training.max_hours", .type = RK_FLOAT, .off = F(training.max_hours), .def = "0", .min = 0, .max = 1e6,
+     .help = "stop this job before it has run this many hours (from the start of `ftune train`, loading included): "
+             "before a step whose end, with its evaluation and a checkpoint, the run's slowest so far predict past the "
+             "limit, it writes a checkpoint and exits 75; the same command line with `--resume auto` goes on (a "
+             "scheduler's time limit, a morning deadline; `ftune plan` says where it stops); 0 = no limit"},
     {.key = "training.tensorboard", .type = RK_BOOL, .off = F(training.tensorboard), .def = "false",
      .help = "also write metrics.jsonl's scalars as a TensorBoard event file, OUTPUT_DIR/tensorboard/"
              "events.out.tfevents.* (train/loss, train/lr, train/grad_norm, train/tokens_per_s, train/mem_mb, "

@@ -406,7 +406,7 @@ static void ft_run_record(ft_run_state *R, const ft_step_info *s) {
     ft_progress_update(&R->prog, &p);
 }
 
-static void ft_run_plot(ft_run_state *R) {
+void ft_run_plot(ft_run_state *R) {
     char title[FT_PATH_MAX + 32];
     snprintf(title, sizeof title, "ftune: %s", R->dir);
     if (ft_metrics_plot(R->metrics, R->svg_path, title, R->total) != FT_OK) {
@@ -552,6 +552,7 @@ static ft_status ft_run_loop(ft_run_state *R) {
     }
     while (R->step < R->total) {
         if (ft_run_signal) return ft_run_interrupted(R);
+        if (ft_run_limit_reached(R)) return ft_run_limit_stop(R);
         for (int64_t k = 0; k < R->K; k++) FT_TRY(ft_dataset_next(R->ds, &R->mb[k]));
         ft_step_info s;
         R->verdict = FT_GUARD_OK;
@@ -559,6 +560,7 @@ static ft_status ft_run_loop(ft_run_state *R) {
         FT_TRY(ft_train_step(&R->ctx, R->step, ft_run_get, R, ft_run_guard, R, &s));
         R->step++;
         R->tokens_seen += s.tokens;
+        ft_run_limit_step(R, s.seconds);
         ft_guard_record(&R->guard, R->verdict, s.loss, R->step, r->training.diverge_factor);
         if (s.skipped) ft_run_log_skip(R, &s);
         ft_run_record(R, &s);
@@ -616,6 +618,7 @@ static void ft_run_outcome(const ft_run_state *R, ft_status st) {
     const char *what = st == FT_OK ? (R->step < R->total ? "finished early" : "finished")
                        : st == FT_E_INTERRUPTED ? "interrupted"
                        : st == FT_E_STOPPED     ? "stopped by its guard"
+                       : st == FT_E_TIMEUP      ? "stopped at its time limit"
                                                 : "failed";
     cJSON *j = cJSON_CreateObject();
     char *text = NULL;
@@ -659,6 +662,7 @@ ft_status ft_run(const ft_recipe *r, const ft_run_opts *opts) {
     ft_signals_install(&save);
     ft_status st;
     int owned = 0;
+    FT_CHECK_GOTO(st, ft_run_limit_init(&R), done);
     FT_CHECK_GOTO(st, ft_run_fault_step("FT_FAULT_KILL_AFTER_STEP", "SIGKILL", &R.fault_kill_step), done);
     FT_CHECK_GOTO(st, ft_run_fault_step("FT_FAULT_TERM_AFTER_STEP", "SIGTERM", &R.fault_term_step), done);
     FT_CHECK_GOTO(st, ft_run_dirs(&R), done);

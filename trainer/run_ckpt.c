@@ -88,8 +88,10 @@ ft_status ft_run_save_checkpoint(ft_run_state *R) {
     FT_CHECK_GOTO(st, ft_ckpt_prune(R->ckpt_dir, R->r->checkpoint.keep), done);
     ft_progress_clear(&R->prog);
     struct stat sb;
+    const double secs = ft_run_now() - t0;
+    if (secs > R->ckpt_s_max) R->ckpt_s_max = secs; /* training.max_hours: the stop's own checkpoint */
     ft_info("checkpoint: %s (%.1f MB, %.2f s)", path, stat(path, &sb) == 0 ? (double)sb.st_size / 1048576.0 : 0.0,
-            ft_run_now() - t0);
+            secs);
 done:
     ft_free(host);
     return st;

@@ -59,6 +59,13 @@ typedef struct ft_run_state {
     int64_t rollback_step;    /* >= 0: the loss diverged and the run goes back to this step's checkpoint
                                * (training.max_rollbacks; ft_run_rollback) */
 
+    /* training.max_hours (run_limit.c): this process's clock and the slowest of what it timed */
+    double t_proc;            /* monotonic time ft_run began */
+    double limit_fake_s;      /* FT_FAULT_STEP_SECONDS: seconds each step adds to the limit's clock (test hook) */
+    double limit_fake_total;  /* those added so far */
+    int64_t steps_timed;      /* steps this process ran */
+    double step_s_max, eval_s_max, ckpt_s_max; /* the slowest step, evaluation and checkpoint it timed */
+
     int64_t fault_kill_step;  /* FT_FAULT_KILL_AFTER_STEP (0: off); test hook, see run.c */
     int64_t fault_term_step;  /* FT_FAULT_TERM_AFTER_STEP (0: off) */
 } ft_run_state;
@@ -67,6 +74,21 @@ double ft_run_now(void);
 double ft_run_elapsed(const ft_run_state *R);
 /* The directory of the run's TensorBoard events, NULL when training.tensorboard is off. */
 static inline const char *ft_run_tb_dir(const ft_run_state *R) { return R->r->training.tensorboard ? R->tb_dir : NULL; }
+
+/* The loss chart (loss.svg) from metrics.jsonl; a failure is a warning. */
+void ft_run_plot(ft_run_state *R);
+
+/* run_limit.c: training.max_hours */
+/* Reads the FT_FAULT_STEP_SECONDS test hook; starts the limit's clock at ft_run's start. */
+ft_status ft_run_limit_init(ft_run_state *R);
+/* A step of s seconds (the step's own) ran: its time on the limit's clock. */
+void ft_run_limit_step(ft_run_state *R, double s);
+/* 1: the next step, with its evaluation if one is due and the checkpoint the stop writes, would end
+ * past training.max_hours. */
+int ft_run_limit_reached(const ft_run_state *R);
+/* Stops at the limit: a checkpoint of the current step (unless there is one), and FT_E_TIMEUP
+ * with the line that says how to go on. */
+ft_status ft_run_limit_stop(ft_run_state *R);
 
 /* run_ckpt.c */
 ft_status ft_run_save_checkpoint(ft_run_state *R);
