@@ -11,8 +11,9 @@
  *   (d) recompute on and off give bit-identical gradient files (f32 and nf4);
  *   (e) grad-accum 2 x micro-batch 1 over {seq 0, seq 1} gives the same first-step gradients and
  *       updated adapter as one padded micro-batch of 2;
- *   (f) LoRA dropout 0.1: gradients differ from dropout 0, and the same seed reproduces them bit
- *       for bit (a different seed does not);
+ *   (f) LoRA dropout 0.1: first-step gradients against PEFT's with ftune's masks in its dropout
+ *       modules (rel-L2 <= 1e-4, tests/ref/make_dropout_golden.py); they differ from dropout 0, and
+ *       the same seed reproduces them bit for bit (a different seed does not);
  *   (g) llama_gqa4 through `ftune train`'s flag mode: (b)'s curve from its printed steps, (a)'s
  *       gradients from --dump-grads, --save equal to the library's adapter; its bad input;
  *   (h) the MLP in slices (training.mlp_chunk): (a) to (c) again, and (f)'s gradients unchanged. */
@@ -271,6 +272,12 @@ static void ft_check_accum_dropout(ft_backend *be, ft_model *m, const ft_token_s
     ft_lora_free(ft_train_run(be, m, seqs, init, &rd, NULL), be);
     int same = ft_test_files_equal(g3, g4);
     double vs0 = ft_grad_files_rel(g3, g0);
+    /* against PEFT with ftune's masks in its lora_dropout modules (tests/ref/make_dropout_golden.py):
+     * where the dropout acts, its 1/(1-p), the masks' seeds per layer, module and pass */
+    char gd[1200], what[160];
+    snprintf(gd, sizeof gd, "%s/grads_drop.safetensors", fix);
+    snprintf(what, sizeof what, "%s f32 dropout 0.1 (PEFT, ftune's masks)", cname);
+    ft_compare_grads(g3, gd, what, 1e-4);
     FT_CHECK(same, "%s dropout: same seed gives different gradients (rel %.3e)", cname, ft_grad_files_rel(g3, g4));
     FT_CHECK(vs0 > 1e-3 && isfinite(vs0), "%s dropout: gradients with dropout 0.1 vs 0 rel-L2 %.3e (want > 1e-3)",
              cname, vs0);
