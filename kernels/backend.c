@@ -511,7 +511,7 @@ ft_status ft_op_dora_norm(ft_backend *be, float *wn, const ft_weight *W, const f
     FT_PH(be, FT_PHASE_LORA);
     return be->vt->dora_norm(be, wn, W, A, B, R, scale);
 }
-ft_status ft_op_dora_scale(ft_backend *be, void *y, const void *z, const float *mag, const float *wn,
+ft_status ft_op_dora_scale(ft_backend *be, void *y, const void *z, const float *mag, const float *wn, float shift,
                            const ft_weight *bias, int64_t N, int64_t out, int accumulate) {
     FT_REQUIRE(N >= 0 && out >= 0 && !(accumulate && y == z), "dora_scale: bad shape (N %lld, out %lld%s)",
                (long long)N, (long long)out, accumulate && y == z ? ", y aliases z with accumulate" : "");
@@ -519,7 +519,7 @@ ft_status ft_op_dora_scale(ft_backend *be, void *y, const void *z, const float *
                (long long)(bias ? bias->rows * bias->cols : 0), (long long)out);
     if (N == 0 || out == 0) return FT_OK;
     FT_PH(be, FT_PHASE_LORA);
-    return be->vt->dora_scale(be, y, z, mag, wn, bias, N, out, accumulate);
+    return be->vt->dora_scale(be, y, z, mag, wn, shift, bias, N, out, accumulate);
 }
 ft_status ft_op_dora_mag_grad(ft_backend *be, float *dmag, const void *dy, const void *z, const float *wn, int64_t N,
                               int64_t out) {

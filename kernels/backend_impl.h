@@ -79,8 +79,8 @@ typedef struct ft_backend_vtbl {
     ft_status (*cols_set)(ft_backend *, void *, const void *, const int32_t *, int64_t, int64_t, int64_t);
     ft_status (*cols_take)(ft_backend *, void *, void *, const int32_t *, int64_t, int64_t, int64_t);
     ft_status (*dora_norm)(ft_backend *, float *, const ft_weight *, const float *, const float *, int64_t, float);
-    ft_status (*dora_scale)(ft_backend *, void *, const void *, const float *, const float *, const ft_weight *,
-                            int64_t, int64_t, int);
+    ft_status (*dora_scale)(ft_backend *, void *, const void *, const float *, const float *, float,
+                            const ft_weight *, int64_t, int64_t, int);
     ft_status (*dora_mag_grad)(ft_backend *, float *, const void *, const void *, const float *, int64_t, int64_t);
 
 } ft_backend_vtbl;

@@ -69,9 +69,8 @@ ft_status ft_op_lora_bwd(ft_backend *be, void *dx, float *dA, float *dB, const v
 
 /* out[n] = in[n] * keep(seed, i) / (1 - p), keep(seed, i) a counter-based Bernoulli(1-p) draw
  * (ft_dropout_keep in kernels/rng.h), so a recomputation or another backend draws the same mask.
- * out may alias in. p == 0 copies. The mask the LoRA ops apply; the model itself no longer calls
- * it (nor `add`): both stay ops so the op table tests the backends' kernels that the LoRA ops'
- * unfused paths are built from. */
+ * out may alias in. p == 0 copies. The mask the LoRA ops apply; the model calls it (and `add`) for
+ * DoRA with dropout, whose second frozen product needs the dropped input itself (model_dora.c). */
 ft_status ft_op_dropout(ft_backend *be, void *out, const void *in, int64_t n, float p, uint64_t seed);
 
 /* ---- rotary embedding ------------------------------------------------------------------- */
@@ -162,10 +161,11 @@ ft_status ft_op_cols_take(ft_backend *be, void *g, void *logits, const int32_t *
  * it takes; CUDA: the BF16 of the decode, the GEMM's operand). A f32 [R, W->cols], B f32 [W->rows, R]. */
 ft_status ft_op_dora_norm(ft_backend *be, float *wn, const ft_weight *W, const float *A, const float *B, int64_t R,
                           float scale);
-/* y[n,o] (=, or += if accumulate) z[n,o] * (mag[o] / wn[o]) + (bias ? bias[o] : 0), in f32, rounded once.
- * y, z act [N,out]; y may alias z (not with accumulate). mag, wn f32 [out]; bias a frozen weight of
- * out elements (F32/F16/BF16, as ft_op_linear's) or NULL. */
-ft_status ft_op_dora_scale(ft_backend *be, void *y, const void *z, const float *mag, const float *wn,
+/* y[n,o] (=, or += if accumulate) z[n,o] * (mag[o] / wn[o] - shift) + (bias ? bias[o] : 0), in f32,
+ * rounded once. y, z act [N,out]; y may alias z (not with accumulate). mag, wn f32 [out]; bias a frozen
+ * weight of out elements (F32/F16/BF16, as ft_op_linear's) or NULL. shift 1: PEFT's (m / wn - 1) x W^T,
+ * the term of DoRA with dropout (model_dora.c); 0 otherwise. */
+ft_status ft_op_dora_scale(ft_backend *be, void *y, const void *z, const float *mag, const float *wn, float shift,
                            const ft_weight *bias, int64_t N, int64_t out, int accumulate);
 /* dmag[o] += (sum_n dy[n,o] * z[n,o]) / wn[o]; dy, z act [N,out]; dmag, wn f32 [out]. The sum over n
  * in f32, in an order fixed by (N, out) alone: the same inputs give the same bits (no atomics

@@ -54,9 +54,9 @@ enum {
  * F_TGIVEN (lora_fwd: t alone, then y from the given t), F_DROP (dropout 0.1 on the input);
  * rmsnorm_bwd F_ACC; attention F_PACK; rope F_INV, F_LLAMA3;
  * dropout p in 1/1000 in the low 16 bits, F_INPLACE << 16; xent 0 loss only, 1 grad_scale 1, 2 0.25;
- * rows_set/rows_sum F_EMPTY (one token with no rows); dora_scale F_ACC, F_BIAS (of dtype wt), F_ALIAS (y is z). */
+ * rows_set/rows_sum F_EMPTY (one token with no rows); dora_scale F_ACC, F_BIAS (of dtype wt), F_ALIAS (y is z), F_SHIFT (mag / wn - 1). */
 enum { F_ACC = 1, F_BIAS = 2, F_TONLY = 2, F_TGIVEN = 4, F_DROP = 8, F_PACK = 1, F_INV = 1, F_LLAMA3 = 2, F_INPLACE = 2,
-       F_EMPTY = 1, F_ALIAS = 4 };
+       F_EMPTY = 1, F_ALIAS = 4, F_SHIFT = 8 };
 
 typedef enum { OT_SMALL, OT_MID, OT_REAL, OT_NTIERS } ot_tier;
 

@@ -322,6 +322,8 @@ const ot_case ot_rows[] = {
     {OP_DORA_SCALE,      OT_SMALL, "dora_scale bf16 bias +acc",      {9, 40},                FT_BF16, F_BIAS | F_ACC,  1e-6, 8e-3},
     {OP_DORA_SCALE,      OT_SMALL, "dora_scale f16 bias in place",   {7, 33},                FT_F16,  F_BIAS | F_ALIAS, 1e-6, 8e-3},
     {OP_DORA_SCALE,      OT_SMALL, "dora_scale f32 bias",            {5, 24},                FT_F32,  F_BIAS,          1e-6, 8e-3},
+    {OP_DORA_SCALE,      OT_SMALL, "dora_scale shift +acc",          {9, 40},                FT_F32,  F_SHIFT | F_ACC, 1e-6, 8e-3},
+    {OP_DORA_SCALE,      OT_SMALL, "dora_scale shift in place",      {6, 17},                FT_F32,  F_SHIFT | F_ALIAS, 1e-6, 8e-3},
     {OP_DORA_SCALE_AND_GRAD, OT_MID, "m dora vec8 bf16 bias",        {37, 264},              FT_BF16, F_BIAS,          0,    BT},
     {OP_DORA_SCALE_AND_GRAD, OT_MID, "m dora odd out +acc",          {133, 100},             FT_F32,  F_ACC,           0,    BT},
     {OP_DORA_SCALE,      OT_MID,   "m dora_scale in place",          {40, 136},              FT_F32,  F_ALIAS,         0,    BT},

@@ -90,11 +90,12 @@ void ot_run_dora_norm(ot_ctx *c, const ot_case *k, ot_out *o) {
 }
 
 /* s = {N, out}. dora_scale: flag F_ACC (y += ...), F_BIAS (a bias of dtype wt), F_ALIAS (y is z, in
- * place). dora_mag_grad: dmag += (sum_n dy z) / wn, dmag from random values. */
+ * place), F_SHIFT (the factor mag / wn - 1: DoRA with dropout). dora_mag_grad: dmag += (sum_n dy z) / wn, dmag from random values. */
 void ot_run_dora(ot_ctx *c, const ot_case *k, ot_out *o) {
     const int64_t N = k->s[0], out = k->s[1];
     const int scale_op = k->op == OP_DORA_SCALE, acc = scale_op && (k->flag & F_ACC);
     const int bias = scale_op && (k->flag & F_BIAS), alias = scale_op && !acc && (k->flag & F_ALIAS);
+    const float shift = scale_op && (k->flag & F_SHIFT) ? 1.0f : 0.0f;
     c->bytes = (double)N * out * (scale_op ? (acc ? 3 : 2) : 2) * (c->be ? (double)ot_act_size(c) : 4.0);
     float *z = ot_gen(c, 511, N * out, 1.0f), *y0 = ot_gen(c, 512, N * out, 1.0f), *dy = ot_gen(c, 513, N * out, 1.0f);
     float *mag = gen_f32(c, 514, out, 1.0f, 0.5f), *wn = gen_f32(c, 515, out, 1.0f, 0.5f);
@@ -106,7 +107,7 @@ void ot_run_dora(ot_ctx *c, const ot_case *k, ot_out *o) {
             float *dmag = ot_up_raw(c, mag, 4 * out);
             ft_weight *db = bias ? ot_up_weight(c, b, 1, out, k->wt) : NULL;
             void *y = alias ? dz : acc ? ot_up_act(c, y0, N * out) : ot_poison(c, ot_act_size(c) * N * out);
-            OT_RUN(c, 1, ft_op_dora_scale(c->be, y, dz, dmag, dwn, db, N, out, acc));
+            OT_RUN(c, 1, ft_op_dora_scale(c->be, y, dz, dmag, dwn, shift, db, N, out, acc));
             ot_out_add(o, "y", ot_down_act(c, y, N * out), N * out);
         } else {
             void *ddy = ot_up_act(c, dy, N * out);
@@ -119,7 +120,7 @@ void ot_run_dora(ot_ctx *c, const ot_case *k, ot_out *o) {
         double *y = ot_dzeros(N * out);
         for (int64_t n = 0; n < N; n++)
             for (int64_t j = 0; j < out; j++)
-                y[n * out + j] = (acc ? y0[n * out + j] : 0.0) + (double)z[n * out + j] * mag[j] / wn[j] +
+                y[n * out + j] = (acc ? y0[n * out + j] : 0.0) + (double)z[n * out + j] * ((double)mag[j] / wn[j] - shift) +
                                  (bias ? bv[j] : 0.0);
         ot_out_add(o, "y", ot_f32_of_double(y, N * out), N * out);
         free(bv), free(y);

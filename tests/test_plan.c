@@ -43,7 +43,7 @@ static void check_run_on(int cuda, const char *model_dir, const char *quant, int
     char tag[512], s_path[4200], s_quant[64], s_r[64], s_b[64], s_t[64], s_tg[128], s_rc[64], s_mc[64];
     snprintf(tag, sizeof tag, "[%s %s quant=%s B=%lld T=%lld r=%lld targets=%s recompute=%d%s mlp_chunk=%lld]",
              cuda ? "cuda" : "cpu", model_dir, quant, (long long)B, (long long)T, (long long)r, targets, recompute,
-             dora ? " dora" : "", (long long)mlp);
+             dora == 2 ? " dora+dropout" : dora ? " dora" : "", (long long)mlp);
     ft_backend *be = NULL;
     ft_status bst = cuda ? ft_backend_cuda_create(&be, 0) : ft_backend_cpu_create(&be, 2);
     if (cuda && bst != FT_OK) {
@@ -61,7 +61,7 @@ static void check_run_on(int cuda, const char *model_dir, const char *quant, int
     snprintf(s_rc, sizeof s_rc, "training.recompute=%s", recompute ? "true" : "false");
     snprintf(s_mc, sizeof s_mc, "training.mlp_chunk=%lld", (long long)mlp);
     const char *sets[] = {s_path, s_quant, s_r, s_b, s_t, s_tg, s_rc, s_mc, "model.device=cpu", "model.threads=2",
-                          dora ? "lora.dora=true" : "lora.dora=false", dora ? "lora.dropout=0" : "lora.dropout=0.1"};
+                          dora ? "lora.dora=true" : "lora.dora=false", dora == 1 ? "lora.dropout=0" : "lora.dropout=0.1"};
     ft_recipe rec;
     ft_plan *plan = calloc(1, sizeof *plan);
     FT_CHECK_OK(ft_recipe_defaults(&rec, sets, (int)(sizeof sets / sizeof *sets)));
@@ -82,7 +82,7 @@ static void check_run_on(int cuda, const char *model_dir, const char *quant, int
                 line(plan, FT_PLAN_LINEARS) + line(plan, FT_PLAN_EMBED) + line(plan, FT_PLAN_SMALL), 0.01);
     check_close("backend peak while loading", tag, load_peak, plan->load_bytes, tol_load);
 
-    ft_lora_cfg lc = {.r = r, .alpha = 16, .dropout = dora ? 0.0 : 0.1, .seed = 1, .dora = dora};
+    ft_lora_cfg lc = {.r = r, .alpha = 16, .dropout = dora == 1 ? 0.0 : 0.1, .seed = 1, .dora = dora != 0};
     FT_CHECK_OK(ft_lora_parse_targets(targets, &lc.targets));
     ft_lora_shapes shapes = ft_model_lora_shapes(ft_model_get_dims(m));
     FT_CHECK_OK(ft_lora_create(&lora, be, &lc, &shapes, ft_model_get_dims(m)->L));
@@ -763,6 +763,9 @@ int main(void) {
     check_run_on(0, "models/stories260K", "nf4", 4, 128, 8, "all", 1, 0, 96);
     check_run_on(0, "models/stories260K", "nf4", 2, 128, 8, "all", 1, 1, 62);
     check_run_on(0, "tests/fixtures/forward/qwen3", "none", 2, 64, 4, "all", 0, 0, 16);
+    /* DoRA with LoRA dropout (2): its dropped-input scratch beside dz, with and without slices */
+    check_run_on(0, "models/stories260K", "nf4", 2, 128, 8, "all", 1, 2, 0);
+    check_run_on(0, "tests/fixtures/forward/qwen2", "none", 2, 64, 4, "all", 1, 2, 24);
     check_evals();
     /* docs/recipes.md's device table is the one the plan uses */
     ft_test_doc_section("docs/recipes.md", "devices", "ftune plan --devices", ft_plan_devices_doc);
@@ -771,6 +774,7 @@ int main(void) {
     check_run_on(1, "tests/fixtures/forward/qwen3", "bf16", 4, 128, 16, "all", 1, 0, 0);
     check_run_on(1, "tests/fixtures/forward/qwen3", "nf4", 2, 64, 8, "all", 1, 1, 0); /* DoRA */
     check_run_on(1, "tests/fixtures/forward/qwen3", "nf4", 2, 64, 8, "all", 1, 1, 48); /* DoRA, the MLP in slices */
+    check_run_on(1, "tests/fixtures/forward/qwen3", "nf4", 2, 64, 8, "all", 1, 2, 0);  /* DoRA with dropout */
     check_70b();
     check_time();
     check_time_limit();

@@ -30,8 +30,12 @@
  *       1e-6 relative, not bit for bit: the DoRA path multiplies by m / wn computed in f32 and may
  *       sum W + s B A and x W^T + s x A^T B^T in another order than plain LoRA's (PEFT itself
  *       gives 0 here; make_dora_golden.py meta.json checks.invariants);
- *   (f) the DoRA init file into an adapter without DoRA is refused, naming DoRA; so is DoRA with
- *       dropout > 0 (not supported yet). */
+ *   (f) the DoRA init file into an adapter without DoRA is refused, naming DoRA;
+ *   (g) (a) and (b) with the MLP in slices of 20 rows;
+ *   (h) DoRA with LoRA dropout 0.1 (seed 7): first-step gradients against PEFT's dropout path (its
+ *       second frozen product over the dropped input) with ftune's masks in its dropout modules
+ *       (tests/ref/make_dropout_golden.py, grads_drop.safetensors): rel-L2 <= 1e-4 with recompute,
+ *       without, and with the MLP in slices of 20. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
@@ -136,6 +140,26 @@ static void ft_check_mag_moves(const char *ours, const char *peft, const char *i
     ft_st_close(fo), ft_st_close(fp), ft_st_close(fi);
 }
 
+/* (h): one step of DoRA with LoRA dropout 0.1 at seed 7 from the init file, gradients dumped. */
+static int ft_dropout_run(ft_backend *be, ft_model *m, const ft_token_seqs *seqs, const char *init, const char *dump) {
+    ft_lora_cfg lc = {.r = 4, .alpha = 8.0, .dropout = 0.1, .targets = FT_MOD_ALL, .seed = 42,
+                      .tied = ft_model_get_dims(m)->tied, .dora = 1};
+    ft_lora_shapes shapes = ft_model_lora_shapes(ft_model_get_dims(m));
+    ft_lora *lora = NULL;
+    ft_status st = ft_lora_create(&lora, be, &lc, &shapes, ft_model_get_dims(m)->L);
+    if (st == FT_OK) st = ft_lora_load(lora, be, init);
+    ft_train_cfg cfg = {.steps = 1, .micro_batch = 2, .grad_accum = 1, .seed = 7, .dump_grads = dump};
+    cfg.sched = (ft_schedule){.type = FT_SCHED_COSINE, .lr = 0, .warmup = 3, .total = 1};
+    cfg.opt = (ft_adamw_cfg){.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .clip = 1.0};
+    ft_test_curve curve;
+    memset(&curve, 0, sizeof curve);
+    if (st == FT_OK) st = ft_train_tokens(m, lora, seqs, &cfg, ft_test_capture, &curve);
+    FT_CHECK_OK(st);
+    ft_model_set_lora(m, NULL);
+    ft_lora_free(lora, be);
+    return st == FT_OK;
+}
+
 static ft_model *ft_load(ft_backend *be, const char *dir, ft_quant q, int recompute) {
     ft_model *m = NULL;
     ft_load_opts lo = {.quant = q, .model = {.recompute = recompute}};
@@ -222,14 +246,6 @@ static void ft_check_case(ft_backend *be, const char *root, const ft_dcase *tc) 
             ft_error_clear();
             ft_lora_free(l, be);
         }
-        /* DoRA with dropout: refused for now (PEFT then runs the frozen W on the dropped-out x as well) */
-        l = NULL;
-        lc.dora = 1, lc.dropout = 0.1;
-        ft_status st = ft_lora_create(&l, be, &lc, &shapes, ft_model_get_dims(m)->L);
-        FT_CHECK(st != FT_OK && !l && strstr(ft_error_msg(), "DoRA"), "%s: DoRA with dropout 0.1 gave %d (%s)",
-                 tc->name, (int)st, ft_error_msg());
-        ft_error_clear();
-        ft_lora_free(l, be);
     }
 
     /* (b) + (c) */
@@ -285,6 +301,20 @@ static void ft_check_case(ft_backend *be, const char *root, const ft_dcase *tc) 
         snprintf(what, sizeof what, "%s mlp_chunk 20", tc->name);
         if (ft_train_run(be, m, &seqs, &rcs, &got) && nl == FT_NSTEPS && nn == FT_NSTEPS)
             ft_check_curve(&got, want_loss, want_norm, what);
+        ft_model_free(m);
+        m = NULL;
+    }
+
+    /* (h) DoRA with LoRA dropout: recompute on, off, and the MLP in slices of 20 */
+    snprintf(ref, sizeof ref, "%s/grads_drop.safetensors", fix);
+    for (int v = 0; v < 3; v++) {
+        ft_load_opts lo = {.quant = FT_QUANT_NONE, .model = {.recompute = v != 1, .mlp_chunk = v == 2 ? 20 : 0}};
+        FT_CHECK_OK(ft_model_load(&m, be, model_dir, &lo));
+        if (!m) goto done;
+        snprintf(dump, sizeof dump, "%s/%s_dora_drop_%d.safetensors", tmp, tc->name, v);
+        snprintf(what, sizeof what, "%s dropout 0.1 first-step grads (%s; PEFT, ftune's masks)", tc->name,
+                 v == 0 ? "recompute" : v == 1 ? "no recompute" : "mlp_chunk 20");
+        if (ft_dropout_run(be, m, &seqs, init, dump)) ft_compare_files(dump, ref, what, 1e-4);
         ft_model_free(m);
         m = NULL;
     }

@@ -34,7 +34,7 @@ static const ft_opt ft_bench_cli[] = {
     {"lora-r", FT_OPT_INT, "R", "16", "LoRA rank"},
     {"dropout", FT_OPT_FLOAT, "P", "0", "LoRA dropout (the recipes use 0.05; the PEFT comparison runs 0)"},
     {"lora-targets", FT_OPT_STR, "LIST", "all", "LoRA target modules"},
-    {"dora", FT_OPT_FLAG, NULL, NULL, "DoRA (needs --dropout 0): magnitudes and the backward's second frozen product"},
+    {"dora", FT_OPT_FLAG, NULL, NULL, "DoRA: magnitudes and the backward's second frozen product (with --dropout: PEFT's frozen products over the dropped input too)"},
     {"quant", FT_OPT_STR, "nf4|none|q4_k|...", "nf4", "storage of the frozen linear weights: NF4, 16-bit, or a ggml block type as a GGUF base keeps them (q4_0, q5_0, q8_0, q4_k, q5_k, q6_k, iq4_nl, iq4_xs)"},
     {"lr", FT_OPT_FLOAT, "X", "1e-3", "learning rate (constant)"},
     {"no-recompute", FT_OPT_FLAG, NULL, NULL, "keep every layer's activations instead of recomputing"},

@@ -298,11 +298,6 @@ ft_status ft_cmd_train(int argc, char **argv) {
     tc.opt.weight_decay = wd;
     lc.r = r, lc.alpha = alpha, lc.dropout = dropout, lc.rslora = ft_cli_flag(&cli, "rslora"), lc.seed = (uint64_t)seed;
     lc.dora = ft_cli_flag(&cli, "dora");
-    if (lc.dora && dropout > 0) {
-        st = FT_ERR(FT_E_ARG, "train: --dora needs --lora-dropout 0 (PEFT's DoRA with dropout runs every frozen product "
-                              "a second time, on the dropped-out input; ftune does not)");
-        goto done;
-    }
 
     FT_CHECK_GOTO(st, ft_flag_files(init, save, tc.dump_grads), done);
     FT_CHECK_GOTO(st, ft_token_file_read(tokens, &seqs), done);

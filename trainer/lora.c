@@ -141,10 +141,6 @@ ft_status ft_lora_create(ft_lora **out, ft_backend *be, const ft_lora_cfg *cfg, 
     if (!(cfg->dropout >= 0.0 && cfg->dropout < 1.0))
         return FT_ERR(FT_E_ARG, "LoRA dropout must be in [0, 1) (got %g)", cfg->dropout);
     if (!cfg->targets) return FT_ERR(FT_E_ARG, "no LoRA target modules");
-    if (cfg->dora && cfg->dropout > 0.0)
-        return FT_ERR(FT_E_UNSUPPORTED, "DoRA with LoRA dropout %g: not supported (PEFT then runs each module's frozen "
-                                        "product a second time, on the dropped-out input); set the dropout to 0 "
-                                        "(lora.dropout, --lora-dropout)", cfg->dropout);
     ft_lora *l = NULL;
     ft_status st;
     FT_TRY(ft_calloc((void **)&l, sizeof *l, "lora"));

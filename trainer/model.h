@@ -100,8 +100,9 @@ typedef struct ft_model_opts {
      * so results equal those without to rounding, not bit for bit; the dropout masks are the same
      * (ft_dropout_seed_at). Ignored without recompute. */
     int64_t mlp_chunk;
-    /* Sizing only (ft_model_act_bytes_opts, for `ftune plan`): count DoRA's backward scratch. The
-     * model itself lays out what its adapter needs (ft_model_set_lora). */
+    /* Sizing only (ft_model_act_bytes_opts, for `ftune plan`): count DoRA's backward scratch (1), and
+     * with LoRA dropout its dropped-input scratch too (2). The model itself lays out what its adapter
+     * needs (ft_model_set_lora). */
     int dora;
 } ft_model_opts;
 

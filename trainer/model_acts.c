@@ -160,6 +160,7 @@ static ft_act_bytes ft_layout(ft_model *m, const ft_model_dims *d, ft_carver *c,
                  * attention module's over N rows, an MLP module's over the MLP's slice */
         const int64_t attn = N * (hd > d->C ? hd : d->C), mlp = Nm * (d->F > d->C ? d->F : d->C);
         bs.dz = ft_carve(c, (attn > mlp ? attn : mlp) * es);
+        if (dora >= 2) bs.xd = ft_carve(c, (attn > mlp ? attn : mlp) * es); /* with dropout: an input, as wide */
     }
     void *dres = ft_carve(c, N * d->C * es);
     /* the head's gradient at the final norm's output: df's room, which no layer uses until the head's
@@ -193,7 +194,7 @@ ft_act_bytes ft_model_act_bytes_opts(const ft_model_dims *d, int64_t B, int64_t 
     ft_carver c = {NULL, 0};
     return ft_layout(NULL, d, &c, B, T, lora_r, o->recompute, o->recompute && o->host_boundaries,
                      o->recompute && o->keep_attention, o->keep_layers, o->logits_chunk, ft_dtype_nbytes(act, 1),
-                     lora_r > 0 && o->dora, ft_model_mlp_rows(o, B * T));
+                     lora_r > 0 ? o->dora : 0, ft_model_mlp_rows(o, B * T));
 }
 
 ft_act_bytes ft_model_act_bytes(const ft_model_dims *d, int64_t B, int64_t T, int64_t lora_r, int recompute,
@@ -213,7 +214,7 @@ ft_status ft_model_reserve(ft_model *m, int64_t B, int64_t T) {
     int rc = m->opts.recompute, host = rc && m->opts.host_boundaries, keep = rc && m->opts.keep_attention;
     const int64_t kl = rc ? m->opts.keep_layers : 0; /* in [0, L]: ft_model_create checked */
     int64_t R = m->lora ? m->lora->cfg.r : 0; /* the LoRA t buffers' width: adapters attached later re-lay out */
-    const int dora = m->lora && m->lora->cfg.dora;
+    const int dora = m->lora && m->lora->cfg.dora ? 1 + (m->lora->cfg.dropout > 0) : 0; /* ft_model_opts.dora */
     /* a block for more tokens serves fewer: its MLP slices too (ft_model_mlp_rows grows with N) */
     if (m->block && B * T <= m->capN && rc == m->cap_recompute && host == m->cap_host && keep == m->cap_keep &&
         R == m->cap_r && kl == m->cap_kl && dora == m->cap_dora)

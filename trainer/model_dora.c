@@ -18,9 +18,33 @@ static ft_status ft_dora_norm_of(ft_model *m, int64_t l, int mod) {
                            lo->params + lt->b_off, lo->cfg.r, lo->scale);
 }
 
+/* DoRA with LoRA dropout, as PEFT computes it in training (peft/tuners/lora/layer.py Linear.forward,
+ * dora.py): the dropped input xd = dropout(x) feeds the LoRA product AND a second frozen product,
+ *   y = x W^T + b + (mag / wn - 1) (xd W^T) + (mag / wn) scale (xd A^T) B^T,
+ * so dropout reaches the base term of the rescaling too. Every targeted module runs the frozen
+ * product twice in the forward (and the recompute): xd W^T beside x W^T. The LoRA product draws the
+ * mask itself (ops.h ft_lora_drop); ft_op_dropout writes xd for the frozen one into bs.xd with the
+ * same (p, seed), and z (bs.dz) takes first the LoRA product, then xd W^T. */
+static ft_status ft_proj_dora_drop(const ft_pass *p, int64_t l, int mod, ft_layer_acts *la, void *y, const void *x,
+                                   int accumulate, ft_lora_drop dr) {
+    ft_model *m = p->m;
+    const ft_lora *lo = m->lora;
+    const ft_lora_tensor *lt = ft_lora_get(lo, l, mod);
+    const ft_weight *W = &m->w.layers[l].lin[mod];
+    const float *mag = lo->params + lt->m_off, *wn = lo->wn + lt->wn_off;
+    void *z = m->bs.dz, *xd = m->bs.xd;
+    FT_TRY(ft_op_lora_fwd(m->be, z, la->t[mod], p->t_kept ? NULL : x, dr, lo->params + lt->a_off,
+                          lo->params + lt->b_off, p->N, lt->in, lt->out, lo->cfg.r, lo->scale, 0));
+    FT_TRY(ft_op_dora_scale(m->be, y, z, mag, wn, 0.0f, ft_bias_of(&m->w.layers[l], mod), p->N, lt->out, accumulate));
+    FT_TRY(ft_op_dropout(m->be, xd, x, p->N * lt->in, dr.p, dr.seed));
+    FT_TRY(ft_op_linear(m->be, z, xd, W, NULL, p->N, 0));
+    FT_TRY(ft_op_dora_scale(m->be, y, z, mag, wn, 1.0f, NULL, p->N, lt->out, 1));
+    return ft_op_linear(m->be, y, x, W, NULL, p->N, 1);
+}
+
 /* A DoRA module's forward: z = scale t B^T + x W^T (no bias), then y (=, or +=) z * mag / wn + bias.
  * Without accumulate z is y itself; with it (o and down, which add onto the residual) z is bs.da,
- * [N,C], which no forward or recompute uses. */
+ * [N,C], which no forward or recompute uses. With LoRA dropout in training: ft_proj_dora_drop. */
 ft_status ft_proj_dora(const ft_pass *p, int64_t l, int mod, ft_layer_acts *la, void *y, const void *x,
                               int accumulate) {
     ft_model *m = p->m;
@@ -28,17 +52,52 @@ ft_status ft_proj_dora(const ft_pass *p, int64_t l, int mod, ft_layer_acts *la, 
     const ft_lora_tensor *lt = ft_lora_get(lo, l, mod);
     const ft_layer_weights *lw = &m->w.layers[l];
     if (!p->t_kept && !p->norms_kept && !(p->kv && p->kv->len > 0)) FT_TRY(ft_dora_norm_of(m, l, mod));
+    const ft_lora_drop dr = ft_lora_drop_of(p, l, mod);
+    if (dr.p > 0.0f) return ft_proj_dora_drop(p, l, mod, la, y, x, accumulate, dr);
     void *z = y;
     if (accumulate) {
         if (lt->out != m->d.C) return FT_ERR(FT_E_INTERNAL, "DoRA: a module of %lld outputs adds onto the residual",
                                              (long long)lt->out);
         z = m->bs.da;
     }
-    FT_TRY(ft_op_lora_fwd(m->be, z, la->t[mod], p->t_kept ? NULL : x, ft_lora_drop_of(p, l, mod), lo->params + lt->a_off,
+    FT_TRY(ft_op_lora_fwd(m->be, z, la->t[mod], p->t_kept ? NULL : x, dr, lo->params + lt->a_off,
                           lo->params + lt->b_off, p->N, lt->in, lt->out, lo->cfg.r, lo->scale, 0));
     FT_TRY(ft_op_linear(m->be, z, x, &lw->lin[mod], NULL, p->N, 1));
-    return ft_op_dora_scale(m->be, y, z, lo->params + lt->m_off, lo->wn + lt->wn_off, ft_bias_of(lw, mod), p->N,
-                            lt->out, accumulate);
+    return ft_op_dora_scale(m->be, y, z, lo->params + lt->m_off, lo->wn + lt->wn_off, 0.0f, ft_bias_of(lw, mod),
+                            p->N, lt->out, accumulate);
+}
+
+/* ft_proj_dora_drop's backward. g = mag / wn; the magnitude's gradient is sum_n dy zd / wn with
+ * zd = xd W^T + scale t B^T (PEFT's autograd: through mag / wn times the LoRA term and the base
+ * term over xd), zd computed again here (the module's output is not g zd: it holds x W^T too);
+ *   dx = dy W + mask / (1 - p) * ((g - 1) dy W + (LoRA's input gradient of g dy)),
+ * the first from x W^T, the mask's part from the two products over xd. bs.xd takes xd, then the
+ * masked (g - 1) dy W; bs.dz takes zd, then (g - 1) dy, then g dy for the LoRA backward, which applies
+ * the mask to its own input gradient and to xd for dA (ft_op_lora_bwd). Three frozen products: zd's,
+ * (g - 1) dy W and dy W (against DoRA's one or two without dropout). */
+static ft_status ft_proj_bwd_dora_drop(const ft_pass *p, int64_t l, int mod, ft_layer_acts *la, void *dx,
+                                       const void *dy, const void *x, int accumulate, ft_lora_drop dr) {
+    ft_model *m = p->m;
+    ft_lora *lo = m->lora;
+    const ft_lora_tensor *lt = ft_lora_get(lo, l, mod);
+    const ft_weight *W = &m->w.layers[l].lin[mod];
+    const ft_lora_drop none = {0.0f, 0};
+    const float *mag = lo->params + lt->m_off, *wn = lo->wn + lt->wn_off;
+    const float *A = lo->params + lt->a_off, *B = lo->params + lt->b_off;
+    void *z = m->bs.dz, *xd = m->bs.xd;
+    const int64_t N = p->N, in = lt->in, out = lt->out;
+    FT_TRY(ft_op_dropout(m->be, xd, x, N * in, dr.p, dr.seed));
+    FT_TRY(ft_op_lora_fwd(m->be, z, la->t[mod], NULL, none, A, B, N, in, out, lo->cfg.r, lo->scale, 0));
+    FT_TRY(ft_op_linear(m->be, z, xd, W, NULL, N, 1));
+    FT_TRY(ft_op_dora_mag_grad(m->be, lo->grads + lt->m_off, dy, z, wn, N, out));
+    FT_TRY(ft_op_dora_scale(m->be, z, dy, mag, wn, 1.0f, NULL, N, out, 0));
+    FT_TRY(ft_op_linear_bwd_x(m->be, xd, z, W, N, 0));
+    FT_TRY(ft_op_dropout(m->be, xd, xd, N * in, dr.p, dr.seed));
+    FT_TRY(ft_op_dora_scale(m->be, z, dy, mag, wn, 0.0f, NULL, N, out, 0));
+    FT_TRY(ft_op_lora_bwd(m->be, dx, lo->grads + lt->a_off, lo->grads + lt->b_off, z, x, dr, la->t[mod], A, B, N, in,
+                          out, lo->cfg.r, lo->scale, accumulate));
+    FT_TRY(ft_op_linear_bwd_x(m->be, dx, dy, W, N, 1));
+    return ft_op_add(m->be, dx, xd, N * in);
 }
 
 /* A DoRA module's backward. The magnitude's gradient needs the unscaled output z (PEFT's autograd
@@ -53,6 +112,8 @@ ft_status ft_proj_bwd_dora(const ft_pass *p, int64_t l, int mod, ft_layer_acts *
     ft_lora *lo = m->lora;
     const ft_lora_tensor *lt = ft_lora_get(lo, l, mod);
     const ft_layer_weights *lw = &m->w.layers[l];
+    const ft_lora_drop dr = ft_lora_drop_of(p, l, mod);
+    if (dr.p > 0.0f) return ft_proj_bwd_dora_drop(p, l, mod, la, dx, dy, x, accumulate, dr); /* y is not g zd */
     void *z = m->bs.dz;
     const ft_lora_drop none = {0.0f, 0};
     const float *mag = lo->params + lt->m_off, *wn = lo->wn + lt->wn_off;
@@ -64,8 +125,8 @@ ft_status ft_proj_bwd_dora(const ft_pass *p, int64_t l, int mod, ft_layer_acts *
         FT_TRY(ft_op_linear(m->be, z, x, &lw->lin[mod], NULL, p->N, 1));
         FT_TRY(ft_op_dora_mag_grad(m->be, lo->grads + lt->m_off, dy, z, wn, p->N, lt->out));
     }
-    FT_TRY(ft_op_dora_scale(m->be, z, dy, mag, wn, NULL, p->N, lt->out, 0));
-    FT_TRY(ft_op_lora_bwd(m->be, dx, lo->grads + lt->a_off, lo->grads + lt->b_off, z, x, ft_lora_drop_of(p, l, mod),
+    FT_TRY(ft_op_dora_scale(m->be, z, dy, mag, wn, 0.0f, NULL, p->N, lt->out, 0));
+    FT_TRY(ft_op_lora_bwd(m->be, dx, lo->grads + lt->a_off, lo->grads + lt->b_off, z, x, none,
                           la->t[mod], lo->params + lt->a_off, lo->params + lt->b_off, p->N, lt->in, lt->out, lo->cfg.r,
                           lo->scale, accumulate));
     return ft_op_linear_bwd_x(m->be, dx, z, &lw->lin[mod], p->N, 1);

@@ -29,6 +29,8 @@ typedef struct ft_bwd_scratch {
     void *datt, *dq, *dqp;   /* [N,H*D] */
     void *dk, *dkp, *dv;     /* [N,Hkv*D] */
     void *dz;                /* DoRA: [N, max(F, H*D, C)] a module's unscaled output, then its gradient */
+    void *xd;                /* DoRA with LoRA dropout: [N, max(F, H*D, C)] a module's dropped input, then the
+                              * masked gradient of its second frozen product (model_dora.c) */
 } ft_bwd_scratch;
 
 struct ft_model {

@@ -262,7 +262,7 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
 
     ft_model_opts mo = {.recompute = in->recompute, .host_boundaries = in->host, .keep_attention = in->keep,
                         .keep_layers = in->recompute ? in->kl : 0, .mlp_chunk = in->recompute ? in->mc : 0,
-                        .dora = p->dora};
+                        .dora = p->dora ? 1 + p->lora_dropout : 0};
     ft_act_bytes a = ft_model_act_bytes_opts(d, in->B, in->T, in->R, &mo, p->act_dtype);
     int64_t N = in->B * in->T;
     const char *an = ft_dtype_name(p->act_dtype);
@@ -479,11 +479,17 @@ static void pl_flops(ft_plan *p, int64_t lora_io) {
     p->f_attn = (3.5 + rec) * A; /* the recompute's attention forward */
     p->f_lora = (6.0 + 2.0 * rec) * lora;
     p->f_dora = 0;
-    for (int m = 0; p->dora && m < FT_MOD_COUNT; m++) /* model.c ft_proj_bwd_dora, ft_dora_norm_of */
-        if (p->targets & (1u << m))
-            p->f_dora += (double)d->L * 2.0 * (double)s.out[m] *
-                         ((ft_dora_output_kept(d, (ft_module)m) ? 0.0 : (double)s.in[m] + (double)p->R) +
-                          (double)p->R * (double)s.in[m] / (double)(p->B * p->T * p->K));
+    /* model_dora.c: without dropout the backward's zd (frozen and B products) where the output is not
+     * kept; with LoRA dropout xd W^T in the forward and the recompute (down_proj has none there), zd,
+     * and (g - 1) dy W in the backward; and the weight norms once a step */
+    for (int m = 0; p->dora && m < FT_MOD_COUNT; m++)
+        if (p->targets & (1u << m)) {
+            const double in = (double)s.in[m], R = (double)p->R;
+            const double extra = p->lora_dropout ? in * (3.0 + (m == FT_MOD_DOWN ? 0.0 : rec)) + R
+                                 : ft_dora_output_kept(d, (ft_module)m) ? 0.0
+                                                                        : in + R;
+            p->f_dora += (double)d->L * 2.0 * (double)s.out[m] * (extra + R * in / (double)(p->B * p->T * p->K));
+        }
     p->flops_per_token = p->f_base + p->f_head + p->f_attn + p->f_lora + p->f_dora;
     p->flops_full = 6.0 * (double)p->n_blocks + p->f_head + 4.5 * A + 8.0 * lora + p->f_dora;
     p->w_gemm = p->f_base + p->f_head + p->f_lora + p->f_dora - 2.0 * (double)(d->C * d->F * rl);

@@ -304,9 +304,6 @@ static ft_status rk_validate(rctx *c, int require) {
         RK_CROSS(c, "eval.patience", "needs evaluations during the run: set eval.every_steps");
     if (r->training.diverge_factor > 0 && !(r->training.diverge_factor > 1))
         RK_CROSS(c, "training.diverge_factor", "must be 0 (off) or above 1 (got %g)", r->training.diverge_factor);
-    if (r->lora.dora && r->lora.dropout > 0)
-        RK_CROSS(c, "lora.dora", "needs lora.dropout: 0 (PEFT's DoRA with dropout runs every frozen product a second "
-                                 "time, on the dropped-out input; ftune does not)");
     if (r->training.micro_batch * r->data.seq_len > ((int64_t)1 << 31))
         RK_CROSS(c, "training.micro_batch", "micro_batch x seq_len must stay below 2^31 tokens");
     /* before training, not at the end of the run: a llama.cpp adapter has no per-row magnitude (export/adapter_dora.c) */

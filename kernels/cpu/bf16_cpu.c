@@ -150,9 +150,9 @@ static ft_status bf_dora_norm(ft_backend *be, float *wn, const ft_weight *W, con
     ft_free(buf);
     return st;
 }
-static ft_status bf_dora_scale(ft_backend *be, void *y, const void *z, const float *mag, const float *wn,
+static ft_status bf_dora_scale(ft_backend *be, void *y, const void *z, const float *mag, const float *wn, float shift,
                                const ft_weight *bias, int64_t N, int64_t out, int acc) {
-    FT_THEN_ROUND(ft_cpu_dora_scale(be, y, z, mag, wn, bias, N, out, acc), ft_bf16_round(y, N * out));
+    FT_THEN_ROUND(ft_cpu_dora_scale(be, y, z, mag, wn, shift, bias, N, out, acc), ft_bf16_round(y, N * out));
 }
 
 ft_status ft_backend_cpu_bf16(ft_backend *be) {

@@ -83,7 +83,7 @@ ft_status ft_cpu_cols_take(ft_backend *be, void *g, void *logits, const int32_t 
                            int64_t k);
 ft_status ft_cpu_dora_norm(ft_backend *be, float *wn, const ft_weight *W, const float *A, const float *B, int64_t R,
                            float scale);
-ft_status ft_cpu_dora_scale(ft_backend *be, void *y, const void *z, const float *mag, const float *wn,
+ft_status ft_cpu_dora_scale(ft_backend *be, void *y, const void *z, const float *mag, const float *wn, float shift,
                             const ft_weight *bias, int64_t N, int64_t out, int accumulate);
 ft_status ft_cpu_dora_mag_grad(ft_backend *be, float *dmag, const void *dy, const void *z, const float *wn,
                                int64_t N, int64_t out);

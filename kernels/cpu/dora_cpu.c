@@ -33,7 +33,7 @@ ft_status ft_cpu_dora_norm(ft_backend *be, float *wn, const ft_weight *W, const 
     return FT_OK;
 }
 
-ft_status ft_cpu_dora_scale(ft_backend *be, void *yv, const void *zv, const float *mag, const float *wn,
+ft_status ft_cpu_dora_scale(ft_backend *be, void *yv, const void *zv, const float *mag, const float *wn, float shift,
                             const ft_weight *bias, int64_t N, int64_t out, int accumulate) {
     float *y = yv; /* [N, out] */
     const float *z = zv;
@@ -42,7 +42,7 @@ ft_status ft_cpu_dora_scale(ft_backend *be, void *yv, const void *zv, const floa
 #pragma omp parallel for num_threads(ft_cpu_threads_for(be, N * out)) schedule(static)
     for (int64_t n = 0; n < N; n++)
         for (int64_t o = 0; o < out; o++) {
-            const float v = z[n * out + o] * (mag[o] / wn[o]) + (b ? b[o] : 0.0f);
+            const float v = z[n * out + o] * (mag[o] / wn[o] - shift) + (b ? b[o] : 0.0f);
             y[n * out + o] = accumulate ? y[n * out + o] + v : v;
         }
     ft_free(b);

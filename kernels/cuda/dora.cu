@@ -14,8 +14,8 @@
  * slot ftune plan already counts), fixed by the shape. Odd widths (in % 8 != 0, F32/F16/BF16/NF4 only:
  * ggml rows are whole blocks) read W one element at a time.
  *
- * dora_scale: elementwise, 16-byte accesses when out % 8 == 0; y = z * (mag / wn) + bias with the
- * reference's roundings (a quotient, a product, a sum, and for accumulate one more sum, each an _rn
+ * dora_scale: elementwise, 16-byte accesses when out % 8 == 0; y = z * (mag / wn - shift) + bias with the
+ * reference's roundings (a quotient, a difference, a product, a sum, and for accumulate one more sum, each an _rn
  * intrinsic so nvcc fuses none into an FMA), rounded to BF16 once. The bias is read at its own value
  * (F32/F16/BF16), as the CPU adds it, not the BF16 copy matmul.cu's epilogue uses.
  *
@@ -231,12 +231,12 @@ ft_status ft_cuda_dora_norm(ft_backend *be, float *wn, const ft_weight *W, const
     return FT_OK;
 }
 
-/* ---- y = z * (mag / wn) + bias -------------------------------------------------------------------- */
+/* ---- y = z * (mag / wn - shift) + bias -------------------------------------------------------------------- */
 
 /* VEC 8: out % 8 == 0 and y, z 16-byte aligned, so 8 consecutive elements share a row */
 template <int VEC>
-__global__ void ft_k_dora_scale(act_t *y, const act_t *z, const float *mag, const float *wn, ft_cu_wview bias,
-                                int has_bias, int64_t n, int64_t out, int accumulate) {
+__global__ void ft_k_dora_scale(act_t *y, const act_t *z, const float *mag, const float *wn, float shift,
+                                ft_cu_wview bias, int has_bias, int64_t n, int64_t out, int accumulate) {
     for (int64_t i = ft_gtid() * VEC; i < n; i += ft_gstride() * VEC) {
         float zv[VEC], yv[VEC];
         ft_ld_vec<VEC>(z + i, zv);
@@ -244,7 +244,7 @@ __global__ void ft_k_dora_scale(act_t *y, const act_t *z, const float *mag, cons
         const int64_t o = i % out;
 #pragma unroll
         for (int q = 0; q < VEC; q++) {
-            float v = __fmul_rn(zv[q], __fdiv_rn(mag[o + q], wn[o + q]));
+            float v = __fmul_rn(zv[q], __fsub_rn(__fdiv_rn(mag[o + q], wn[o + q]), shift));
             v = __fadd_rn(v, has_bias ? ft_weight_at(bias, o + q) : 0.0f);
             zv[q] = accumulate ? __fadd_rn(yv[q], v) : v;
         }
@@ -252,7 +252,7 @@ __global__ void ft_k_dora_scale(act_t *y, const act_t *z, const float *mag, cons
     }
 }
 
-ft_status ft_cuda_dora_scale(ft_backend *be, void *y, const void *z, const float *mag, const float *wn,
+ft_status ft_cuda_dora_scale(ft_backend *be, void *y, const void *z, const float *mag, const float *wn, float shift,
                              const ft_weight *bias, int64_t N, int64_t out, int accumulate) {
     if (bias && ((bias->dtype != FT_F32 && bias->dtype != FT_F16 && bias->dtype != FT_BF16) ||
                  ft_weight_numel(bias) != out))
@@ -265,10 +265,10 @@ ft_status ft_cuda_dora_scale(ft_backend *be, void *y, const void *z, const float
     const int64_t cap = 64LL * b->sm_count;
     if (ft_vec8_ok(out, y, z))
         ft_k_dora_scale<8><<<ft_grid_1d(n / 8, 256, cap), 256, 0, b->stream>>>(
-            (act_t *)y, (const act_t *)z, mag, wn, bv, bias != NULL, n, out, accumulate);
+            (act_t *)y, (const act_t *)z, mag, wn, shift, bv, bias != NULL, n, out, accumulate);
     else
-        ft_k_dora_scale<1><<<ft_grid_1d(n, 256, cap), 256, 0, b->stream>>>((act_t *)y, (const act_t *)z, mag, wn, bv,
-                                                                           bias != NULL, n, out, accumulate);
+        ft_k_dora_scale<1><<<ft_grid_1d(n, 256, cap), 256, 0, b->stream>>>(
+            (act_t *)y, (const act_t *)z, mag, wn, shift, bv, bias != NULL, n, out, accumulate);
     FT_CUDA_LAUNCH_TRY("ft_k_dora_scale");
     return FT_OK;
 }

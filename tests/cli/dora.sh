@@ -3,8 +3,8 @@
 # stories260K NF4 (tests/fixtures/run/tiny.yaml, evaluations and prompts on): the run trains and
 # writes its magnitudes as PEFT names them, beside "use_dora": true; a run killed after a checkpoint resumes to the uninterrupted run's adapter byte
 # for byte (the checkpoint restores the magnitudes, not the norms a fresh adapter starts from); a
-# resume with lora.dora flipped, DoRA with dropout, and a DoRA adapter given to a plain LoRA run
-# are refused with one line each; `ftune export CHECKPOINT --format peft` writes final/'s bytes; lora.init
+# resume with lora.dora flipped and a DoRA adapter given to a plain LoRA run are refused with one
+# line each; DoRA with dropout resumes byte for byte; `ftune export CHECKPOINT --format peft` writes final/'s bytes; lora.init
 # takes magnitudes keyed with ".weight" too, and a DoRA file of more modules than the run targets.
 # The numbers themselves are tests/test_train_dora.c's (PEFT goldens).
 # usage: dora.sh FTUNE SRC_DIR
@@ -52,14 +52,23 @@ PY
   && ok "resume without lora.dora refused: $(grep -o "the checkpoint's adapter[^:]*" "$tmp/k2.err")" \
   || bad "resume without DoRA: exit $rc $(tail -2 "$tmp/k2.err")"
 
-"$ftune" train "$fx/tiny.yaml" --set output_dir="$tmp/x" --set lora.dora=true >/dev/null 2>"$tmp/x.err"; rc=$?
-[ $rc -eq 2 ] && [ "$(wc -l <"$tmp/x.err")" -eq 1 ] && grep -q "lora.dora: needs lora.dropout: 0" "$tmp/x.err" \
-  && ok "DoRA with lora.dropout 0.1 refused (exit 2): $(cat "$tmp/x.err")" || bad "dropout: exit $rc $(cat "$tmp/x.err")"
+# DoRA with LoRA dropout (tiny.yaml's 0.1; PEFT's dropout path, model_dora.c): a run killed after
+# step 5 resumes from step 4's checkpoint to the uninterrupted run's adapter byte for byte (the masks
+# are drawn again, the same), and differs from the run without dropout
+dd=(--set training.steps=8 --set training.warmup=1 --set eval.every_steps=4 --set checkpoint.every_steps=4
+    --set lora.dora=true)
+"$ftune" train "$fx/tiny.yaml" --set output_dir="$tmp/x" "${dd[@]}" >/dev/null 2>"$tmp/x.err"; rc=$?
+{ FT_FAULT_KILL_AFTER_STEP=5 "$ftune" train "$fx/tiny.yaml" --set output_dir="$tmp/y" "${dd[@]}" >/dev/null 2>&1; } 2>/dev/null
+"$ftune" train "$fx/tiny.yaml" --set output_dir="$tmp/y" "${dd[@]}" --resume >/dev/null 2>"$tmp/y.err"; rc2=$?
+[ $rc -eq 0 ] && [ $rc2 -eq 0 ] && grep -q "resumed from [^ ]*step-000004.ckpt" "$tmp/y.err" \
+  && cmp -s "$tmp/x/final/adapter_model.safetensors" "$tmp/y/final/adapter_model.safetensors" \
+  && ! cmp -s "$tmp/x/final/adapter_model.safetensors" "$tmp/d/final/adapter_model.safetensors" \
+  && ok "DoRA with lora.dropout 0.1: trains, and killed after step 5 resumes to the same adapter byte for byte" \
+  || bad "DoRA with dropout: exit $rc/$rc2: $(tail -2 "$tmp/x.err") $(tail -2 "$tmp/y.err")"
 
 "$ftune" train --model "$src/models/stories260K" --tokens "$src/tests/fixtures/stories260K/greedy_ids.txt" --steps 1 \
   --dora --lora-dropout 0.1 >/dev/null 2>"$tmp/f.err"; rc=$?
-[ $rc -eq 2 ] && [ "$(wc -l <"$tmp/f.err")" -eq 1 ] && grep -q "train: --dora needs --lora-dropout 0" "$tmp/f.err" \
-  && ok "flag mode: --dora with --lora-dropout 0.1 refused in one line (exit 2)" || bad "flag dropout: exit $rc $(cat "$tmp/f.err")"
+[ $rc -eq 0 ] && ok "flag mode: --dora with --lora-dropout 0.1 trains (exit 0)" || bad "flag dropout: exit $rc $(tail -2 "$tmp/f.err")"
 
 "$ftune" train "$fx/tiny.yaml" --set output_dir="$tmp/p" --set training.steps=2 --set training.warmup=1 --set lora.dropout=0 \
   --set lora.init="$tmp/d/final/adapter_model.safetensors" >/dev/null 2>"$tmp/p.err"; rc=$?

@@ -436,16 +436,21 @@ PYEOF
   # DoRA does not scale; qwen3's q/k-norm lets the backward take q's and k's magnitude gradients from
   # their kept outputs (trainer/model.h ft_dora_output_kept). Tolerances as for the trainable tokens (BF16 activations on hidden 64).
   for dcase in llama_gqa4 qwen2 qwen3; do
-    # mc 20: the same with the MLP in slices of 20 of the 2 x 24 rows (training.mlp_chunk): 20, 20 and 8
-    for mc in 0 20; do
+    # mc 20: the same with the MLP in slices of 20 of the 2 x 24 rows (training.mlp_chunk): 20, 20 and 8;
+    # drop: LoRA dropout 0.1 at seed 7, PEFT's dropout path with ftune's masks (grads_drop.safetensors,
+    # tests/ref/make_dropout_golden.py: model_dora.c's second frozen product over the dropped input)
+    for mc in 0 20 drop; do
+      dx=(--mlp-chunk "$mc") ref=grads.safetensors what=""
+      [ "$mc" = 20 ] && what=" with --mlp-chunk 20"
+      [ "$mc" = drop ] && dx=(--lora-dropout 0.1 --seed 7) ref=grads_drop.safetensors what=" with --lora-dropout 0.1"
       "$ftune" train --model "$root/tests/fixtures/forward/$dcase" --tokens "$root/tests/fixtures/train/$dcase/tokens.txt" \
         --steps 1 --micro-batch 2 --grad-accum 1 --lora-r 4 --lora-alpha 8 --lr 0 --quant none --device cuda --dora \
-        --mlp-chunk $mc --lora-init "$root/tests/fixtures/train_dora/$dcase/lora_init_dora.safetensors" \
+        "${dx[@]}" --lora-init "$root/tests/fixtures/train_dora/$dcase/lora_init_dora.safetensors" \
         --dump-grads "$build/dora_${mc}_$dcase.safetensors" >>"$OUT/train_cuda.log" 2>&1
       dg=$(python3 "$root/tests/gpu/compare.py" grads "$build/dora_${mc}_$dcase.safetensors" \
-        "$root/tests/fixtures/train_dora/$dcase/grads.safetensors" 5e-2 lora_magnitude_vector)
+        "$root/tests/fixtures/train_dora/$dcase/$ref" 5e-2 lora_magnitude_vector)
       case "$dg" in ok*) ;; *) mark e2e FAIL ;; esac
-      say "e2e: DoRA on cuda$([ $mc = 0 ] || echo " with --mlp-chunk $mc") vs PEFT ($dcase): $dg"
+      say "e2e: DoRA on cuda$what vs PEFT ($dcase): $dg"
     done
     "$ftune" eval --model "$root/tests/fixtures/forward/$dcase" --device cuda --quant none \
       --adapter "$root/tests/fixtures/train_dora/$dcase/peft_adapter" \

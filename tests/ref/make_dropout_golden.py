@@ -24,6 +24,12 @@ Writes, for the cases of tests/fixtures/train (its tokens.txt and lora_init.safe
       grad_accum 1: the setting of test_train_golden's (f) (= `ftune train --lora-dropout 0.1 --seed 7
       --steps 1 --micro-batch 2 --grad-accum 1 ... --dump-grads`)
   tests/fixtures/train/<case>/drop_meta.json   loss, kept fractions, versions
+  tests/fixtures/train_dora/<case>/grads_drop.safetensors, drop_meta.json (the DoRA cases of
+      make_dora_golden.py: llama_gqa4, qwen2, qwen3; its lora_init_dora.safetensors, magnitudes included)
+      the same with use_dora=True. PEFT's DoRA then takes its dropout path (peft/tuners/lora/variants.py
+      DoraLinearVariant.forward: training and a dropout that is not Identity -> x = dropout(x),
+      base_result=None; dora.py: (m / wn - 1) (xd W^T) + (m / wn) s (xd A^T) B^T added to x W^T + b)
+      = `... --dora --lora-init lora_init_dora.safetensors --lora-dropout 0.1 --seed 7 --dump-grads`
 
 Deterministic; re-run: ~/.cache/ftune-venv/bin/python tests/ref/make_dropout_golden.py [case ...]  (CPU, ~20 s)
 """
@@ -94,16 +100,27 @@ def install(pm, p, state):
     return n
 
 
+def param_key(n):
+    """named_parameters name -> get_peft_model_state_dict key (make_dora_golden.param_key)."""
+    if n.endswith(".lora_magnitude_vector.default.weight"):
+        return n[:-len(".default.weight")]
+    return n.replace(".default.weight", ".weight")
+
+
 def make_peft_dropout(case, init, p, dora=False):
-    """make_train_golden.make_peft with lora_dropout p (and use_dora)."""
+    """make_train_golden.make_peft with lora_dropout p (and use_dora); init asserted loaded exactly."""
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
     cfg = LoraConfig(r=T.R, lora_alpha=T.ALPHA, lora_dropout=p, target_modules=list(T.TARGETS), bias="none",
                      task_type="CAUSAL_LM", use_rslora=False, use_dora=dora)
+    from peft import get_peft_model_state_dict
     pm = get_peft_model(T.load_base(case, False, torch.float32), cfg)
     res = set_peft_model_state_dict(pm, {k: v.float() for k, v in init.items()})
     assert not res.unexpected_keys, res.unexpected_keys
-    params = {n.replace(".default.weight", ".weight").replace(".default", ""): q
-              for n, q in pm.named_parameters() if q.requires_grad}
+    sd = get_peft_model_state_dict(pm)
+    assert set(sd) == set(init), sorted(set(sd) ^ set(init))[:4]
+    for k, v in init.items():
+        assert torch.equal(sd[k], v.float()), f"{case}: {k} not loaded"
+    params = {param_key(n): q for n, q in pm.named_parameters() if q.requires_grad}
     pm.train()
     return pm, params
 
@@ -120,13 +137,17 @@ def first_grads_dropout(pm, params, seqs, state):
     return {k: q.grad.detach().clone() for k, q in params.items()}, loss.item(), n
 
 
-def make_case(case, versions):
+DORA = os.path.join(T.REPO, "tests", "fixtures", "train_dora")
+DORA_CASES = ["llama_gqa4", "qwen2", "qwen3"]
+
+
+def make_case(case, versions, dora=False):
     from safetensors.torch import load_file
-    d = os.path.join(T.OUT, case)
-    seqs = [list(map(int, line.split())) for line in open(os.path.join(d, "tokens.txt"))]
-    init = load_file(os.path.join(d, "lora_init.safetensors"))
+    d = os.path.join(DORA if dora else T.OUT, case)
+    seqs = [list(map(int, line.split())) for line in open(os.path.join(T.OUT, case, "tokens.txt"))]
+    init = load_file(os.path.join(d, "lora_init_dora.safetensors" if dora else "lora_init.safetensors"))
     state = {}
-    pm, params = make_peft_dropout(case, init, P)
+    pm, params = make_peft_dropout(case, init, P, dora)
     nmod = install(pm, P, state)
     assert set(params) == set(init), sorted(set(params) ^ set(init))[:4]
     grads, loss, n = first_grads_dropout(pm, params, seqs, state)
@@ -141,11 +162,11 @@ def make_case(case, versions):
                   torch.sqrt(sum((g0[k].double() ** 2).sum() for k in g0)))
     assert moved > 1e-3, f"{case}: dropout moved the gradients by only {moved}"
     T.save_st(os.path.join(d, "grads_drop.safetensors"), grads)
-    json.dump({"case": case, "dropout": P, "seed": SEED, "loss": loss, "targets": n, "modules": nmod,
+    json.dump({"case": case, "dora": dora, "dropout": P, "seed": SEED, "loss": loss, "targets": n, "modules": nmod,
                "kept_fraction": {"min": min(kept), "max": max(kept), "mean": sum(kept) / len(kept)},
                "rel_l2_vs_no_dropout": moved, "masks": "ftune's (kernels/rng.h), see make_dropout_golden.py",
                "versions": versions}, open(os.path.join(d, "drop_meta.json"), "w"), indent=2)
-    print(f"{case}: loss {loss:.6f}, kept {min(kept):.4f}..{max(kept):.4f}, vs no dropout rel {moved:.3e}")
+    print(f"{case}{' dora' if dora else ''}: loss {loss:.6f}, kept {min(kept):.4f}..{max(kept):.4f}, vs no dropout rel {moved:.3e}")
 
 
 def main():
@@ -158,6 +179,8 @@ def main():
                 "numpy": np.__version__}
     for case in sys.argv[1:] or T.CASES:
         make_case(case, versions)
+    for case in [c for c in sys.argv[1:] or DORA_CASES if c in DORA_CASES]:
+        make_case(case, versions, dora=True)
 
 
 if __name__ == "__main__":

@@ -150,7 +150,7 @@ static void lc_dora(const lc_model *M, int64_t B, int64_t T) {
         for (int acc = 0; acc < 2; acc++) {
             void *y = lc_alloc(2 * N * out), *z = lc_alloc(2 * N * out);
             float *mag = lc_alloc(4 * out), *wn = lc_alloc(4 * out);
-            LC(ft_op_dora_scale(lc_be, y, acc ? z : y, mag, wn, acc ? &bias : NULL, N, out, acc), "dora_scale");
+            LC(ft_op_dora_scale(lc_be, y, acc ? z : y, mag, wn, (float)acc, acc ? &bias : NULL, N, out, acc), "dora_scale");
         }
         ft_weight_release(lc_be, &bias);
         void *dy = lc_alloc(2 * N * out), *z = lc_alloc(2 * N * out);
