@@ -24,6 +24,7 @@ static const struct {
     ft_merge_kind kind;
 } ft_kinds[] = {{"f32", FT_MERGE_F32},   {"f16", FT_MERGE_F16},       {"bf16", FT_MERGE_BF16},
                 {"q8_0", FT_MERGE_Q8_0}, {"q4_0", FT_MERGE_Q4_0},     {"q4_k_m", FT_MERGE_Q4_K_M},
+                {"q5_k_m", FT_MERGE_Q5_K_M}, {"q6_k", FT_MERGE_Q6_K},
                 {"safetensors", FT_MERGE_SAFETENSORS}, {"base", FT_MERGE_BASE},
                 {"base-f16", FT_MERGE_BASE_F16}};
 
@@ -52,6 +53,8 @@ uint32_t ft_merge_file_type(ft_merge_kind k) {
     case FT_MERGE_Q8_0: return 7;
     case FT_MERGE_Q4_0: return 2;
     case FT_MERGE_Q4_K_M: return 15;
+    case FT_MERGE_Q5_K_M: return 17;
+    case FT_MERGE_Q6_K: return 18;
     default: return 0;
     }
 }
@@ -97,12 +100,22 @@ ft_ggml_type ft_merge_tensor_type(ft_merge_kind kind, const char *name, int n_di
     case FT_MERGE_BF16: return FT_GGML_BF16;
     default: break;
     }
-    ft_ggml_type t = kind == FT_MERGE_Q8_0 ? FT_GGML_Q8_0 : kind == FT_MERGE_Q4_0 ? FT_GGML_Q4_0 : FT_GGML_Q4_K;
+    /* the ftype's default type (llama.cpp's llama_model_quantize_impl) */
+    ft_ggml_type t = FT_GGML_Q4_K;
+    switch (kind) {
+    case FT_MERGE_Q8_0: t = FT_GGML_Q8_0; break;
+    case FT_MERGE_Q4_0: t = FT_GGML_Q4_0; break;
+    case FT_MERGE_Q5_K_M: t = FT_GGML_Q5_K; break;
+    case FT_MERGE_Q6_K: t = FT_GGML_Q6_K; break;
+    default: break;
+    }
     int is_output = strcmp(name, "output.weight") == 0 || (tied && strcmp(name, "token_embd.weight") == 0);
     if (is_output) {
         if (ne0 % ft_ggml_block_size(t) != 0) t = FT_GGML_Q8_0;
         else if (t != FT_GGML_Q8_0) t = FT_GGML_Q6_K;
-    } else if (kind == FT_MERGE_Q4_K_M) {
+    } else if (kind == FT_MERGE_Q4_K_M || kind == FT_MERGE_Q5_K_M) {
+        /* the two _M mixes give the same layers Q6_K; only the 70B lift of a Q3_K/Q4_K attn_v to
+         * Q5_K differs, and a Q5_K_M attn_v is never below Q5_K */
         if (strstr(name, "attn_v.weight")) {
             if (ft_use_more_bits(i_attn_v, n_attn_v)) t = FT_GGML_Q6_K;
             if (is_70b && t == FT_GGML_Q4_K) t = FT_GGML_Q5_K;

@@ -10,10 +10,11 @@
  * encoded to the tensor's type. Pages of consumed base tensors are dropped, so peak memory stays
  * near one chunk of rows (one tensor in float32 with merge_into_nf4).
  *
- * GGUF types (formats.md 3, 4): F32, F16, BF16, Q8_0, Q4_0 and the Q4_K_M mix; norms, biases and
- * 1-D tensors stay F32; the per-tensor choices and fallbacks are llama.cpp's llama_tensor_get_type
- * for that ftype (ft_merge_tensor_type). Metadata: architecture hparams from config.json, the
- * tokenizer (export/gguf_vocab.h), general.file_type, rope_freqs.weight for llama3 rope scaling.
+ * GGUF types (formats.md 3, 4): F32, F16, BF16, Q8_0, Q4_0, the Q4_K_M and Q5_K_M mixes and Q6_K;
+ * norms, biases and 1-D tensors stay F32; the per-tensor choices and fallbacks are llama.cpp's
+ * llama_tensor_get_type for that ftype (ft_merge_tensor_type). Metadata: architecture hparams from
+ * config.json, the tokenizer (export/gguf_vocab.h), general.file_type, rope_freqs.weight for llama3
+ * rope scaling.
  *
  * Trainable tokens (struct ft_adapter's embed/head rows, export/adapter_tokens_out.c): the rows of
  * their ids in the embedding (token_embd) and a separate lm_head (output) are the adapter's, as PEFT's
@@ -31,8 +32,7 @@
  * type; a tensor with one is decoded, gets scale * B A (GGUF row r of a llama-arch q/k weight takes
  * HF row ft_gguf_permuted_row(r, D)) and is encoded to its own type when ftune encodes it, else to
  * ft_merge_base_type's (the encodable type with the fewest bits per weight not below its own:
- * Q2_K, Q3_K, IQ4_XS -> Q4_K; IQ4_NL -> Q4_0; Q4_1 -> Q5_0; Q5_1 -> Q6_K, or Q8_0 for rows of
- * partial 256-blocks);
+ * Q2_K, Q3_K, IQ4_XS -> Q4_K; IQ4_NL -> Q4_0; Q4_1 and Q5_1 are encoded, so they keep their type);
  * general.file_type stays the base's. This is llama.cpp's llama-export-lora, which copies untouched
  * tensors and the metadata alike, except that it writes every merged tensor as F16 (F32 kept F32)
  * and sets general.file_type to MOSTLY_F16 whatever the base: FT_MERGE_BASE_F16 writes that (the
@@ -50,8 +50,8 @@
 #include "kernels/status.h"
 #include "trainer/hf_config.h"
 
-/* Output kinds: a ggml type for the "mostly" type, or the Q4_K_M mix, or safetensors, or "as the base":
- * a GGUF base's own tensor types (above), for a Hugging Face base its own 16/32-bit type
+/* Output kinds: a ggml type for the "mostly" type, or the Q4_K_M / Q5_K_M mix, or safetensors, or "as the
+ * base": a GGUF base's own tensor types (above), for a Hugging Face base its own 16/32-bit type
  * (config.json torch_dtype: bfloat16 -> BF16, float32 -> F32, otherwise F16); or "base-f16": a GGUF
  * base's tensors as they are with the merged ones F16 (F32 kept F32), llama-export-lora's output
  * (f16 for a Hugging Face base). */
@@ -62,6 +62,8 @@ typedef enum ft_merge_kind {
     FT_MERGE_Q8_0,
     FT_MERGE_Q4_0,
     FT_MERGE_Q4_K_M,
+    FT_MERGE_Q5_K_M,
+    FT_MERGE_Q6_K, /* llama.cpp's MOSTLY_Q6_K: every quantized tensor Q6_K (Q8_0 / F16 fallbacks) */
     FT_MERGE_SAFETENSORS,
     FT_MERGE_BASE,
     FT_MERGE_BASE_F16,
@@ -105,7 +107,8 @@ ft_ggml_type ft_merge_base_type(int type, int64_t ne0);
 /* The GGUF type llama.cpp's quantizer gives a tensor under `kind` (formats.md 4.5).
  * name: GGUF name; n_dims, ne0: its shape; i_attn_v/n_attn_v: index/count of attn_v tensors in
  * file order; layer/n_layer: its layer (ffn_down); tied: the model has no output.weight; is_70b: llama.cpp
- * types the model LLM_TYPE_70B (80 layers: llama with GQA, qwen2), which moves Q4_K attn_v to Q5_K. */
+ * types the model LLM_TYPE_70B (80 layers: llama with GQA, qwen2), which moves Q4_K attn_v to Q5_K
+ * (Q4_K_M only: the rule lifts Q3_K/Q4_K, and no other kind has them). */
 ft_ggml_type ft_merge_tensor_type(ft_merge_kind kind, const char *name, int n_dims, int64_t ne0, int64_t i_attn_v,
                                   int64_t n_attn_v, int64_t layer, int64_t n_layer, int tied, int is_70b);
 

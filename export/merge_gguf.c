@@ -34,11 +34,12 @@ static double ft_bpw(int t) { return (double)ft_ggml_type_size(t) * 8.0 / (doubl
 ft_ggml_type ft_merge_base_type(int type, int64_t ne0) {
     if (ft_ggml_can_encode(type)) return (ft_ggml_type)type;
     /* never fewer bits than the base had: merging must not lower the precision of a weight, and among
-     * equal sizes the same block size keeps the layout's family (Q4_1 -> Q5_0 rather than Q5_K). The IQ
-     * types ftune decodes but cannot encode so go IQ4_NL -> Q4_0, IQ4_XS -> Q4_K. For IQ4_NL, Q4_K would
-     * fit the merged weights closer (rel l2 0.062 vs 0.088) but the merged loss was lower with Q4_0 for
-     * two of three adapters on qwen3_iq4_nl (+0.041 / -0.082 / +0.034 over the training-time loss, Q4_K
-     * +0.152 / +0.502 / +0.020; docs/recipes.md "Merging into a GGUF base") */
+     * equal sizes the same block size keeps the layout's family (IQ4_NL -> Q4_0 rather than Q4_K). The
+     * types ftune decodes but cannot encode so go Q2_K, Q3_K, IQ4_XS -> Q4_K, IQ4_NL -> Q4_0 (Q4_1 and
+     * Q5_1, encoded since llama.cpp's Q5_K_M fallback needs Q5_1, keep their own type above). For
+     * IQ4_NL, Q4_K would fit the merged weights closer (rel l2 0.062 vs 0.088) but the merged loss was
+     * lower with Q4_0 for two of three adapters on qwen3_iq4_nl (+0.041 / -0.082 / +0.034 over the
+     * training-time loss, Q4_K +0.152 / +0.502 / +0.020; docs/recipes.md "Merging into a GGUF base") */
     static const ft_ggml_type enc[] = {FT_GGML_Q4_0, FT_GGML_Q4_K, FT_GGML_Q5_0, FT_GGML_Q5_K, FT_GGML_Q6_K,
                                        FT_GGML_Q8_0, FT_GGML_F16,  FT_GGML_BF16, FT_GGML_F32};
     const double need = ft_bpw(type);

@@ -3,6 +3,7 @@
 #include "kernels/ggml_quants.h"
 
 #include <ctype.h>
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -21,8 +22,8 @@ typedef struct {
 
 static const ft_ggml_traits ft_traits[] = {
     {FT_GGML_F32, "F32", 1, 4, 1, 1},     {FT_GGML_F16, "F16", 1, 2, 1, 1},
-    {FT_GGML_Q4_0, "Q4_0", 32, 18, 1, 1}, {FT_GGML_Q4_1, "Q4_1", 32, 20, 0, 1},
-    {FT_GGML_Q5_0, "Q5_0", 32, 22, 1, 1}, {FT_GGML_Q5_1, "Q5_1", 32, 24, 0, 1},
+    {FT_GGML_Q4_0, "Q4_0", 32, 18, 1, 1}, {FT_GGML_Q4_1, "Q4_1", 32, 20, 1, 1},
+    {FT_GGML_Q5_0, "Q5_0", 32, 22, 1, 1}, {FT_GGML_Q5_1, "Q5_1", 32, 24, 1, 1},
     {FT_GGML_Q8_0, "Q8_0", 32, 34, 1, 1}, {FT_GGML_Q2_K, "Q2_K", 256, 84, 0, 1},
     {FT_GGML_Q3_K, "Q3_K", 256, 110, 0, 1}, {FT_GGML_Q4_K, "Q4_K", 256, 144, 1, 1},
     {FT_GGML_Q5_K, "Q5_K", 256, 176, 1, 1}, {FT_GGML_Q6_K, "Q6_K", 256, 210, 1, 1},
@@ -163,6 +164,46 @@ static void ft_q5_0(const float *x, uint8_t *y, int64_t k) {
             qh |= ((xi1 & 0x10u) >> 4) << (j + 16);
         }
         memcpy(y + 2, &qh, 4);
+    }
+}
+
+/* Q4_1 and Q5_1: an affine block, x ~ q * d + m with m the block's minimum and d its range over
+ * 15 (31) steps. The codes are (x - min) / d + 0.5 truncated, as ggml's reference does (not roundf
+ * like Q8_0): the same bytes llama-quantize writes. Q4_1 clamps the code to 15 (int8 truncation,
+ * then MIN); Q5_1 does not, as its reference does not ((x - min) * id is 31 up to a rounding at the
+ * block's maximum, so the truncated code stays <= 31).
+ * block_q4_1: d @0, m @2, qs[16] @4 (20 bytes); block_q5_1: d @0, m @2, qh u32 @4, qs[16] @8 (24 bytes) */
+static void ft_qx_1(const float *x, uint8_t *y, int64_t k, int five) {
+    const int64_t bs = five ? 24 : 20;
+    const int nmax = five ? 31 : 15;
+    for (int64_t i = 0; i < k / 32; i++, x += 32, y += bs) {
+        float min = FLT_MAX, max = -FLT_MAX;
+        for (int j = 0; j < 32; j++) {
+            if (x[j] < min) min = x[j];
+            if (x[j] > max) max = x[j];
+        }
+        const float d = (max - min) / nmax;
+        const float id = d ? 1.0f / d : 0.0f;
+        ft_put16(y, ft_f32_to_f16(d));
+        ft_put16(y + 2, ft_f32_to_f16(min));
+        uint8_t *qs = y + (five ? 8 : 4);
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; ++j) {
+            const float x0 = (x[j] - min) * id;
+            const float x1 = (x[16 + j] - min) * id;
+            uint8_t xi0, xi1;
+            if (five) {
+                xi0 = (uint8_t)(x0 + 0.5f);
+                xi1 = (uint8_t)(x1 + 0.5f);
+                qh |= ((xi0 & 0x10u) >> 4) << (j + 0);
+                qh |= ((xi1 & 0x10u) >> 4) << (j + 16);
+            } else {
+                xi0 = (uint8_t)FT_MIN(15, (int8_t)(x0 + 0.5f));
+                xi1 = (uint8_t)FT_MIN(15, (int8_t)(x1 + 0.5f));
+            }
+            qs[j] = (uint8_t)((xi0 & 0x0F) | ((xi1 & 0x0F) << 4));
+        }
+        if (five) memcpy(y + 4, &qh, 4);
     }
 }
 
@@ -430,6 +471,8 @@ int ft_ggml_quantize_row(int t, const float *x, void *dst, int64_t n) {
     case FT_GGML_Q8_0: ft_q8_0(x, y, n); break;
     case FT_GGML_Q4_0: ft_q4_0(x, y, n); break;
     case FT_GGML_Q5_0: ft_q5_0(x, y, n); break;
+    case FT_GGML_Q4_1: ft_qx_1(x, y, n, 0); break;
+    case FT_GGML_Q5_1: ft_qx_1(x, y, n, 1); break;
     case FT_GGML_Q4_K: ft_qk_k(x, y, n, 0); break;
     case FT_GGML_Q5_K: ft_qk_k(x, y, n, 1); break;
     case FT_GGML_Q6_K: ft_q6_k(x, y, n); break;

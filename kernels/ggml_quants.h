@@ -3,7 +3,8 @@
  *
  * Encoders follow ggml's reference (no-imatrix) quantizers, quantize_row_*_ref in
  * ggml/src/ggml-quants.c, which is what llama-quantize runs without an importance matrix:
- * Q8_0 and Q4_0/Q5_0 use roundf / C truncation, the K-quants use nearest_int (round half to even)
+ * Q8_0 and Q4_0/Q5_0 use roundf / C truncation, Q4_1/Q5_1 (block min and range) C truncation of
+ * code + 0.5, the K-quants use nearest_int (round half to even)
  * with make_qkx2_quants (Q4_K, Q5_K) and make_qx_quants (Q6_K); fp16 scales are RNE
  * (docs: formats.md section 4). This file is built with -ffp-contract=off semantics (ISO C11), so a
  * ggml build that fuses multiply-adds may differ in the last bit of a rare scale; tests/test_gguf.c
@@ -54,10 +55,11 @@ int64_t ft_ggml_block_size(int t);
 int64_t ft_ggml_type_size(int t);
 /* Bytes of a row of n elements (n a multiple of the block size), -1 if not. */
 int64_t ft_ggml_row_size(int t, int64_t n);
-/* Whether ftune can encode (write) rows of this type: F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K. */
+/* Whether ftune can encode (write) rows of this type: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K,
+ * Q5_K, Q6_K (Q5_1 is llama.cpp's fallback for a Q5_K tensor whose rows are not whole 256-blocks). */
 int ft_ggml_can_encode(int t);
-/* Whether ftune can decode it: the encodable types plus Q4_1, Q5_1, Q2_K, Q3_K, IQ4_NL and IQ4_XS (the
- * other IQ types, lattice codebooks, are known by their geometry only). */
+/* Whether ftune can decode it: the encodable types plus Q2_K, Q3_K, IQ4_NL and IQ4_XS (the other IQ
+ * types, lattice codebooks, are known by their geometry only). */
 int ft_ggml_can_decode(int t);
 
 /* Encodes x[n] into dst (ft_ggml_row_size(t, n) bytes). Returns 0, or -1 for a type it cannot

@@ -32,8 +32,8 @@ typedef struct {
 
 static const ggml_case cases[] = {
     {"f32", FT_GGML_F32, FT_F32, 1},     {"f16", FT_GGML_F16, FT_F16, 1},     {"bf16", FT_GGML_BF16, FT_BF16, 1},
-    {"q4_0", FT_GGML_Q4_0, FT_Q4_0, 1},  {"q4_1", FT_GGML_Q4_1, FT_Q4_1, 0},  {"q5_0", FT_GGML_Q5_0, FT_Q5_0, 1},
-    {"q5_1", FT_GGML_Q5_1, FT_Q5_1, 0},  {"q8_0", FT_GGML_Q8_0, FT_Q8_0, 1},  {"q2_k", FT_GGML_Q2_K, FT_Q2_K, 0},
+    {"q4_0", FT_GGML_Q4_0, FT_Q4_0, 1},  {"q4_1", FT_GGML_Q4_1, FT_Q4_1, 1},  {"q5_0", FT_GGML_Q5_0, FT_Q5_0, 1},
+    {"q5_1", FT_GGML_Q5_1, FT_Q5_1, 1},  {"q8_0", FT_GGML_Q8_0, FT_Q8_0, 1},  {"q2_k", FT_GGML_Q2_K, FT_Q2_K, 0},
     {"q3_k", FT_GGML_Q3_K, FT_Q3_K, 0},  {"q4_k", FT_GGML_Q4_K, FT_Q4_K, 1},  {"q5_k", FT_GGML_Q5_K, FT_Q5_K, 1},
     {"q6_k", FT_GGML_Q6_K, FT_Q6_K, 1},  {"iq4_nl", FT_GGML_IQ4_NL, FT_IQ4_NL, 0},
     {"iq4_xs", FT_GGML_IQ4_XS, FT_IQ4_XS, 0},
@@ -276,8 +276,8 @@ static void test_ops(ft_backend *be, ft_dtype dt) {
  * ft_backend_upload / ft_backend_download. */
 static void test_weights(ft_backend *be) {
     for (int k = 3; k < NCASES; k++) test_weight_raw(be, &cases[k]);
-    const ft_dtype enc[] = {FT_Q4_0, FT_Q5_0, FT_Q8_0, FT_Q4_K, FT_Q5_K, FT_Q6_K};
-    for (int k = 0; k < 6; k++) test_weight_quantized(be, enc[k]);
+    const ft_dtype enc[] = {FT_Q4_0, FT_Q4_1, FT_Q5_0, FT_Q5_1, FT_Q8_0, FT_Q4_K, FT_Q5_K, FT_Q6_K};
+    for (size_t k = 0; k < sizeof enc / sizeof *enc; k++) test_weight_quantized(be, enc[k]);
     printf("ok   weights on %s: raw blocks, F32/BF16 sources and init_random of every block type\n",
            ft_backend_name(be));
     test_weight_refusals(be);

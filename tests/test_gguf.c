@@ -2,14 +2,16 @@
  * (kernels/ggml_quants.h).
  * - quantizers against the bytes ggml's own ggml_quantize_chunk gives on the same rows
  *   (tests/fixtures/export/quant, made by tests/ref/make_export_golden.py with the libggml that
- *   llama-cpp-python builds): Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K; where a block differs (fused
+ *   llama-cpp-python builds): Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, Q4_1, Q5_1; where a block differs (fused
  *   multiply-add in a ggml build can move a rounding), our row error must be no worse than ggml's;
  * - decoders: round trip error bounds per type;
  * - writer -> reader round trip: metadata of every type, tensors of every writable type, offsets,
  *   alignment; declared file size equals the written size;
  * - reader rejects garbage (truncations at every length, bad magic/version, nested arrays)
  *   without crashing, and the writer leaves nothing at the output path on failure;
- * - the Q4_K_M / Q4_0 / Q8_0 tensor-type rules of llama.cpp's llama_tensor_get_type. */
+ * - the Q4_K_M / Q5_K_M / Q6_K / Q4_0 / Q8_0 tensor-type rules of llama.cpp's llama_tensor_get_type
+ *   (src/llama-quant.cpp: llama_tensor_get_type_impl, then tensor_type_fallback), the kinds' names and
+ *   general.file_type (llama_ftype), and ft_merge_base_type keeping Q4_1/Q5_1 now that they encode. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,8 +25,10 @@
 #include "export/merge.h"
 #include "tests/harness.h"
 
-static const char *const qnames[] = {"q8_0", "q4_0", "q5_0", "q4_k", "q5_k", "q6_k"};
-static const ft_ggml_type qtypes[] = {FT_GGML_Q8_0, FT_GGML_Q4_0, FT_GGML_Q5_0, FT_GGML_Q4_K, FT_GGML_Q5_K, FT_GGML_Q6_K};
+static const char *const qnames[] = {"q8_0", "q4_0", "q5_0", "q4_k", "q5_k", "q6_k", "q4_1", "q5_1"};
+static const ft_ggml_type qtypes[] = {FT_GGML_Q8_0, FT_GGML_Q4_0, FT_GGML_Q5_0, FT_GGML_Q4_K,
+                                      FT_GGML_Q5_K, FT_GGML_Q6_K, FT_GGML_Q4_1, FT_GGML_Q5_1};
+enum { NQ = sizeof qtypes / sizeof *qtypes };
 
 static double row_err(int type, const void *q, const float *x, int64_t n) {
     float *y = malloc((size_t)n * 4);
@@ -45,7 +49,7 @@ static void test_quant_golden(void) {
     const int64_t rows = 16, cols = 1024;
     FT_CHECK(len == rows * cols * 4, "input size %lld", (long long)len);
     const float *x = (const float *)buf;
-    for (int k = 0; k < 6; k++) {
+    for (int k = 0; k < NQ; k++) {
         char *gold = NULL;
         int64_t glen = 0;
         snprintf(p, sizeof p, "%s/tests/fixtures/export/quant/%s.bin", ft_test_src_dir(), qnames[k]);
@@ -81,7 +85,10 @@ static void test_roundtrip_errors(void) {
     for (int64_t i = 0; i < n; i++) x[i] = sinf((float)i * 0.37f) * (1.0f + (float)(i % 7));
     struct { ft_ggml_type t; double tol; } cases[] = {{FT_GGML_F32, 0}, {FT_GGML_F16, 1e-3}, {FT_GGML_BF16, 8e-3},
                                                      {FT_GGML_Q8_0, 1.0 / 127}, {FT_GGML_Q4_0, 1.0 / 8},
-                                                     {FT_GGML_Q5_0, 1.0 / 16}, {FT_GGML_Q4_K, 0.15}, {FT_GGML_Q5_K, 0.08}, {FT_GGML_Q6_K, 0.04}};
+                                                     {FT_GGML_Q5_0, 1.0 / 16}, {FT_GGML_Q4_K, 0.15}, {FT_GGML_Q5_K, 0.08}, {FT_GGML_Q6_K, 0.04},
+                                                     /* half a step of a block's range (<= 14) over 15 / 31 steps,
+                                                      * plus the F16 rounding of d and m */
+                                                     {FT_GGML_Q4_1, 1.0 / 15 + 1e-3}, {FT_GGML_Q5_1, 1.0 / 31 + 1e-3}};
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         FT_CHECK(ft_ggml_quantize_row(cases[c].t, x, q, n) == 0, "encode %s", ft_ggml_type_name(cases[c].t));
         FT_CHECK(ft_ggml_dequantize_row(cases[c].t, q, y, n) == 0, "decode %s", ft_ggml_type_name(cases[c].t));
@@ -281,6 +288,92 @@ static void test_mix_rules(void) {
     FT_CHECK(ft_merge_tensor_type(FT_MERGE_BF16, "blk.0.attn_q.weight", 2, 64, 0, 5, 0, 5, 0, 0) == FT_GGML_BF16, "bf16");
 }
 
+/* Q5_K_M and Q6_K (llama.cpp's LLAMA_FTYPE_MOSTLY_Q5_K_M = 17, MOSTLY_Q6_K = 18): default types Q5_K and
+ * Q6_K; Q5_K_M gives Q6_K to the layers use_more_bits picks (the Q4_K_M ones) and to the output,
+ * falls back Q5_K -> Q5_1, Q6_K -> Q8_0, then F16 for rows that are not whole 32-blocks. */
+static void test_mix_rules_k56(void) {
+    int q6[32] = {0}, v6[32] = {0}, n6 = 0, nv6 = 0;
+    for (int i = 0; i < 32; i++) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "blk.%d.ffn_down.weight", i);
+        const ft_ggml_type t = ft_merge_tensor_type(FT_MERGE_Q5_K_M, nm, 2, 14336, 0, 32, i, 32, 0, 0);
+        FT_CHECK(t == FT_GGML_Q6_K || t == FT_GGML_Q5_K, "q5_k_m ffn_down %d: %s", i, ft_ggml_type_name(t));
+        q6[i] = t == FT_GGML_Q6_K, n6 += q6[i];
+        snprintf(nm, sizeof nm, "blk.%d.attn_v.weight", i);
+        const ft_ggml_type tv = ft_merge_tensor_type(FT_MERGE_Q5_K_M, nm, 2, 4096, i, 32, i, 32, 0, 0);
+        FT_CHECK(tv == FT_GGML_Q6_K || tv == FT_GGML_Q5_K, "q5_k_m attn_v %d: %s", i, ft_ggml_type_name(tv));
+        v6[i] = tv == FT_GGML_Q6_K, nv6 += v6[i];
+        snprintf(nm, sizeof nm, "blk.%d.ffn_up.weight", i);
+        FT_CHECK(ft_merge_tensor_type(FT_MERGE_Q5_K_M, nm, 2, 4096, 0, 32, i, 32, 0, 0) == FT_GGML_Q5_K, "ffn_up %d", i);
+        snprintf(nm, sizeof nm, "blk.%d.ffn_down.weight", i);
+        FT_CHECK(ft_merge_tensor_type(FT_MERGE_Q6_K, nm, 2, 14336, 0, 32, i, 32, 0, 0) == FT_GGML_Q6_K, "q6_k %s", nm);
+    }
+    /* use_more_bits(i, 32): i < 4, i >= 28, (i - 4) % 3 == 2 */
+    const int want[] = {0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31};
+    FT_CHECK(n6 == 16 && nv6 == 16, "q5_k_m: 16 Q6_K ffn_down and attn_v layers, got %d and %d", n6, nv6);
+    for (size_t k = 0; k < sizeof want / sizeof *want; k++)
+        FT_CHECK(q6[want[k]] && v6[want[k]], "q5_k_m: layer %d's ffn_down and attn_v are Q6_K", want[k]);
+    for (int i = 0; i < 32; i++) FT_CHECK(q6[i] == v6[i], "layer %d: ffn_down and attn_v differ", i);
+    static const struct {
+        ft_merge_kind kind;
+        const char *name;
+        int nd;
+        int64_t ne0, layer;
+        int tied, is_70b;
+        ft_ggml_type want;
+    } c[] = {
+        {FT_MERGE_Q5_K_M, "blk.3.attn_q.weight", 2, 4096, 3, 0, 0, FT_GGML_Q5_K},
+        {FT_MERGE_Q5_K_M, "blk.3.attn_output.weight", 2, 4096, 3, 0, 0, FT_GGML_Q5_K},
+        {FT_MERGE_Q5_K_M, "output.weight", 2, 4096, -1, 0, 0, FT_GGML_Q6_K},
+        {FT_MERGE_Q5_K_M, "output.weight", 2, 896, -1, 0, 0, FT_GGML_Q8_0},      /* ne0 % 256: Q8_0 */
+        {FT_MERGE_Q5_K_M, "token_embd.weight", 2, 4096, -1, 0, 0, FT_GGML_Q5_K},  /* untied: the default */
+        {FT_MERGE_Q5_K_M, "token_embd.weight", 2, 4096, -1, 1, 0, FT_GGML_Q6_K},  /* tied: the output's */
+        {FT_MERGE_Q5_K_M, "token_embd.weight", 2, 896, -1, 1, 0, FT_GGML_Q8_0},
+        {FT_MERGE_Q5_K_M, "token_embd.weight", 2, 896, -1, 0, 0, FT_GGML_Q5_1},   /* untied: Q5_K's fallback */
+        {FT_MERGE_Q5_K_M, "blk.3.attn_q.weight", 2, 896, 3, 1, 0, FT_GGML_Q5_1},  /* Q5_K -> Q5_1 */
+        {FT_MERGE_Q5_K_M, "blk.0.ffn_down.weight", 2, 96, 0, 0, 0, FT_GGML_Q8_0}, /* Q6_K -> Q8_0 */
+        {FT_MERGE_Q5_K_M, "blk.4.ffn_down.weight", 2, 96, 4, 0, 0, FT_GGML_Q5_1},
+        {FT_MERGE_Q5_K_M, "blk.0.ffn_down.weight", 2, 172, 0, 0, 0, FT_GGML_F16}, /* no 32-block: F16 */
+        {FT_MERGE_Q5_K_M, "blk.4.ffn_down.weight", 2, 172, 4, 0, 0, FT_GGML_F16},
+        {FT_MERGE_Q5_K_M, "blk.3.attn_norm.weight", 1, 4096, 3, 0, 0, FT_GGML_F32},
+        /* the 70B rule lifts Q3_K/Q4_K attn_v only: a Q5_K one stays */
+        {FT_MERGE_Q5_K_M, "blk.20.attn_v.weight", 2, 8192, 20, 0, 1, FT_GGML_Q5_K},
+        {FT_MERGE_Q5_K_M, "blk.0.attn_v.weight", 2, 8192, 0, 0, 1, FT_GGML_Q6_K},
+        {FT_MERGE_Q6_K, "blk.3.attn_q.weight", 2, 4096, 3, 0, 0, FT_GGML_Q6_K},
+        {FT_MERGE_Q6_K, "blk.20.attn_v.weight", 2, 8192, 20, 0, 1, FT_GGML_Q6_K},
+        {FT_MERGE_Q6_K, "output.weight", 2, 4096, -1, 0, 0, FT_GGML_Q6_K},
+        {FT_MERGE_Q6_K, "output.weight", 2, 896, -1, 0, 0, FT_GGML_Q8_0},
+        {FT_MERGE_Q6_K, "token_embd.weight", 2, 4096, -1, 0, 0, FT_GGML_Q6_K},
+        {FT_MERGE_Q6_K, "token_embd.weight", 2, 896, -1, 1, 0, FT_GGML_Q8_0},
+        {FT_MERGE_Q6_K, "blk.3.attn_q.weight", 2, 896, 3, 1, 0, FT_GGML_Q8_0},     /* Q6_K -> Q8_0 */
+        {FT_MERGE_Q6_K, "blk.3.ffn_down.weight", 2, 172, 3, 0, 0, FT_GGML_F16},
+        {FT_MERGE_Q6_K, "blk.3.attn_q_norm.weight", 1, 128, 3, 0, 0, FT_GGML_F32},
+        {FT_MERGE_Q6_K, "blk.0.attn_q.bias", 1, 4096, 0, 0, 0, FT_GGML_F32},
+    };
+    for (size_t k = 0; k < sizeof c / sizeof *c; k++) {
+        const int64_t L = c[k].is_70b ? 80 : 32, iv = c[k].layer < 0 ? 0 : c[k].layer;
+        const ft_ggml_type t =
+            ft_merge_tensor_type(c[k].kind, c[k].name, c[k].nd, c[k].ne0, iv, L, c[k].layer, L, c[k].tied, c[k].is_70b);
+        FT_CHECK(t == c[k].want, "%s %s ne0 %lld%s: %s, want %s", ft_merge_kind_name(c[k].kind), c[k].name,
+                 (long long)c[k].ne0, c[k].tied ? " tied" : "", ft_ggml_type_name(t), ft_ggml_type_name(c[k].want));
+    }
+    /* names and general.file_type (llama.h's llama_ftype) */
+    ft_merge_kind k5 = FT_MERGE_F32, k6 = FT_MERGE_F32;
+    FT_CHECK(ft_merge_kind_parse("q5_k_m", &k5) && k5 == FT_MERGE_Q5_K_M && ft_merge_kind_parse("Q6_K", &k6) &&
+                 k6 == FT_MERGE_Q6_K && strcmp(ft_merge_kind_name(FT_MERGE_Q5_K_M), "q5_k_m") == 0 &&
+                 strcmp(ft_merge_kind_name(FT_MERGE_Q6_K), "q6_k") == 0 && !ft_merge_kind_parse("q5_k", &k5),
+             "q5_k_m / q6_k names");
+    FT_CHECK(ft_merge_file_type(FT_MERGE_Q5_K_M) == 17 && ft_merge_file_type(FT_MERGE_Q6_K) == 18 &&
+                 ft_merge_file_type(FT_MERGE_Q4_K_M) == 15,
+             "file types 17 / 18 / 15");
+    /* a GGUF base's merged Q4_1 / Q5_1 tensors keep their type (ftune encodes them); Q2_K still Q4_K */
+    FT_CHECK(ft_merge_base_type(FT_GGML_Q4_1, 64) == FT_GGML_Q4_1 &&
+                 ft_merge_base_type(FT_GGML_Q5_1, 96) == FT_GGML_Q5_1 &&
+                 ft_merge_base_type(FT_GGML_Q2_K, 256) == FT_GGML_Q4_K &&
+                 ft_merge_base_type(FT_GGML_IQ4_NL, 64) == FT_GGML_Q4_0,
+             "ft_merge_base_type");
+}
+
 /* Hand-built headers with hostile tensor dimensions (found by the fuzz sweep): one tensor "x",
  * no metadata, 32 bytes of data. Each must be a clean FT_E_FORMAT, not a signed overflow in the
  * row size or in the running data offset. */
@@ -439,5 +532,6 @@ int main(void) {
     test_roundtrip_errors();
     test_write_read();
     test_mix_rules();
+    test_mix_rules_k56();
     return ft_test_finish();
 }

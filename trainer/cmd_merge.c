@@ -40,7 +40,8 @@ static const ft_opt ft_merge_opts_tab[] = {
     {"type", FT_OPT_STR, "TYPE", NULL,
      "base (as the base: a GGUF base's own tensor types, the default for one; a Hugging Face base's dtype), "
      "base-f16 (a GGUF base's tensors as they are, the merged ones F16, as llama-export-lora), f32, f16 (the "
-     "default for a Hugging Face base), bf16, q8_0, q4_0, q4_k_m or safetensors"},
+     "default for a Hugging Face base), bf16, q8_0, q4_0, q4_k_m, q5_k_m, q6_k (llama-quantize's per-tensor "
+     "types) or safetensors"},
     {"merge-into", FT_OPT_STR, "base|nf4", "base", "merge into the original weights or their NF4 round trip"},
     {"name", FT_OPT_STR, "NAME", NULL, "general.name of the GGUF (default: base directory name; a GGUF base's own)"},
     {"check", FT_OPT_STR, "VALID", NULL,
@@ -283,8 +284,8 @@ ft_status ft_cmd_merge(int argc, char **argv) {
     if (!type_s) type_s = gguf_base ? "base" : "f16";
     if (!ft_merge_kind_parse(type_s, &o.kind)) {
         st = FT_ERR(FT_E_ARG,
-                    "merge: unknown --type '%s' (expected base, base-f16, f32, f16, bf16, q8_0, q4_0, q4_k_m or "
-                    "safetensors)",
+                    "merge: unknown --type '%s' (expected base, base-f16, f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m, "
+                    "q6_k or safetensors)",
                     type_s);
         goto done;
     }

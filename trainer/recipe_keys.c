@@ -196,7 +196,7 @@ const rk ft_recipe_keys[] = {
     {.key = "export.formats", .type = RK_ENUMS, .off = F(exports.formats), .def = "peft", .choices = "peft|gguf",
      .help = "adapter files written at the end: PEFT safetensors, llama.cpp LoRA GGUF, or both"},
     {.key = "export.merged", .type = RK_ENUM, .off = F(exports.merged), .def = "",
-     .choices = "|base|base-f16|f16|bf16|q8_0|q4_0|q4_k_m", .aliases = "none=",
+     .choices = "|base|base-f16|f16|bf16|q8_0|q4_0|q4_k_m|q5_k_m|q6_k", .aliases = "none=",
      .help = "also write the base model merged with the adapter as a GGUF of this type (empty = no); base: as the "
              "base (a GGUF base's tensors copied in their own types, the merged ones re-encoded to theirs; a Hugging "
              "Face base's own 16-bit type), base-f16: a GGUF base's tensors as they are with the merged ones F16 "

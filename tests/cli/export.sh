@@ -2,7 +2,8 @@
 # export / merge / inspect end to end on stories260K with a PEFT adapter "trained elsewhere"
 # (tests/fixtures/export/stories_adapter: rsLoRA r=4 on q/v, base given as a relative path):
 #   - export --format gguf (+ --ollama) and --format peft; the PEFT round trip gives the same GGUF;
-#   - merge of the base alone and base + adapter at every type; inspect shows what was written;
+#   - merge of the base alone and base + adapter at every type (q5_k_m / q6_k included); inspect shows
+#     what was written;
 #   - merge --check: NF4 training-time loss beside the merged file's loss; --merge-into nf4 at F32
 #     reproduces the training-time loss;
 #   - merge --type safetensors loads in `ftune eval`;
@@ -90,13 +91,19 @@ nofile "$tmp/xo"
 run "$ftune" merge --base "$model" --out "$tmp/base.gguf" --type f16 && ok "merge base alone"
 run "$ftune" inspect "$tmp/base.gguf"
 grep -q "tokenizer.ggml.tokens .*\[512 x STRING\]" "$tmp/out" && grep -q "llama.block_count .* 5" "$tmp/out" && ok "inspect: base metadata + tokenizer" || bad "base inspect"
-for t in f32 f16 bf16 q8_0 q4_0 q4_k_m; do
+for t in f32 f16 bf16 q8_0 q4_0 q4_k_m q5_k_m q6_k; do
   run "$ftune" merge --base "$model" --adapter "$adapter" --out "$tmp/m-$t.gguf" --type $t && ok "merge --type $t"
 done
 run "$ftune" inspect "$tmp/m-q8_0.gguf"
 grep -qE "general.file_type +UINT32 +7" "$tmp/out" && grep -q "blk.0.attn_q.weight .*Q8_0" "$tmp/out" && grep -q "blk.0.ffn_down.weight .*F16" "$tmp/out" && ok "inspect: Q8_0 (ffn_down 172 cols -> F16)" || bad "q8_0 inspect"
 run "$ftune" inspect "$tmp/m-q4_k_m.gguf"
 grep -qE "general.file_type +UINT32 +15" "$tmp/out" && grep -q "blk.0.attn_q.weight .*Q5_0" "$tmp/out" && grep -q "token_embd.weight .*Q8_0" "$tmp/out" && ok "inspect: Q4_K_M mix with llama.cpp's fallbacks for 64-wide rows" || bad "q4_k_m inspect"
+# Q5_K_M / Q6_K (llama_ftype 17 / 18): 64-wide rows fall back Q5_K -> Q5_1 (ftune's Q5_1 encoder) and
+# Q6_K -> Q8_0, the 172-wide ffn_down rows to F16 under both
+run "$ftune" inspect "$tmp/m-q5_k_m.gguf"
+grep -qE "general.file_type +UINT32 +17" "$tmp/out" && grep -q "blk.0.attn_q.weight .*Q5_1" "$tmp/out" && grep -q "blk.1.attn_v.weight .*Q5_1" "$tmp/out" && grep -q "blk.2.attn_v.weight .*Q8_0" "$tmp/out" && grep -q "blk.0.ffn_down.weight .*F16" "$tmp/out" && grep -q "token_embd.weight .*Q8_0" "$tmp/out" && ok "inspect: Q5_K_M mix with llama.cpp's fallbacks (Q5_1; use_more_bits(2, 5): attn_v Q6_K -> Q8_0; F16)" || bad "q5_k_m inspect"
+run "$ftune" inspect "$tmp/m-q6_k.gguf"
+grep -qE "general.file_type +UINT32 +18" "$tmp/out" && grep -q "blk.0.attn_q.weight .*Q8_0" "$tmp/out" && grep -q "blk.0.ffn_down.weight .*F16" "$tmp/out" && ok "inspect: Q6_K with llama.cpp's fallbacks (Q8_0, F16)" || bad "q6_k inspect"
 
 # --check: the merge costs (almost) nothing at F32; merging into the NF4 round trip reproduces
 # the training-time model exactly

@@ -5,13 +5,16 @@ For each family's tiny model (llama = the trained stories260K with its SentenceP
 llama3 = Llama 3 byte-level BPE + llama3 rope scaling; mistral, qwen2, qwen3: generated from a seed
 by make_export_golden.py, each with a real tokenizer whose vocabulary matches):
   1. ftune writes: the base F16 GGUF (`merge` without --adapter), the LoRA adapter GGUF (`export`,
-     plus its Ollama Modelfile), and the merged GGUF at F16, Q8_0 and Q4_K_M;
+     plus its Ollama Modelfile), and the merged GGUF at F16, Q8_0, Q4_K_M, Q5_K_M and Q6_K;
   2. llama.cpp loads (a) the merged F16 GGUF and (b) the base F16 GGUF with our adapter applied
      (--lora), and its logits on fixed tokens must match PEFT's merged model in transformers
      (tests/fixtures/export/<name>/ref_logits.bin, FP32): ||d|| / ||ref|| <= 1e-3;
-  3. llama.cpp's own quantizer (llama_model_quantize) quantizes our merged F16 file to Q8_0 and
-     Q4_K_M; read back with gguf's dequantizers, every tensor of our Q8_0/Q4_K_M files must have
-     the type llama.cpp chose and an error (vs the F16 values) no worse than 1.05x of llama.cpp's;
+  3. llama.cpp's own quantizer (llama_model_quantize) quantizes our merged F16 file to Q8_0,
+     Q4_K_M, Q5_K_M and Q6_K (llama_ftype 7, 15, 17, 18); read back with gguf's dequantizers, every
+     tensor of our files of those types must have the type llama.cpp chose and an error (vs the F16
+     values) no worse than 1.05x of llama.cpp's. The tiny models' rows are not whole 256-blocks, so
+     the K types' fallbacks are what most tensors get (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0,
+     F16 for rows that are not whole 32-blocks);
   4. stories: llama.cpp's greedy tokens from our Q8_0 file equal those from the F16 file on the
      demo prompt.
   5. GGUF bases (tests/fixtures/gguf_base: tiny models llama.cpp itself quantized, --gguf-bases): an
@@ -196,7 +199,11 @@ def compare_quant(name, ours_path, f16_path, llama_path, label):
         ratio = eo / el
         n += 1
         worst = max(worst, ratio)
-    check(types_ok, f"{name} {label}: every tensor has the type llama.cpp's quantizer chose ({len(lc)} tensors)")
+    counts = {}
+    for lt, _ in lc.values():
+        counts[Q(lt).name] = counts.get(Q(lt).name, 0) + 1
+    mix = ", ".join(f"{c} {t}" for t, c in sorted(counts.items()))
+    check(types_ok, f"{name} {label}: every tensor has the type llama.cpp's quantizer chose ({len(lc)} tensors: {mix})")
     check(worst <= 1.05, f"{name} {label}: per-tensor error vs F16, ours / llama.cpp's quantizer: worst ratio "
                          f"{worst:.4f} over {n} quantized tensors (<= 1.05)")
 
@@ -455,7 +462,7 @@ def main():
         run([ft, "export", adapter, "--format", "gguf", "--type", "f32", "--out", p("adapter.gguf"), "--ollama",
              "--ollama-from", "./base-f16.gguf"])
         run([ft, "merge", "--base", base, "--out", p("base-f16.gguf"), "--type", "f16"])
-        for t in ("f32", "f16", "q8_0", "q4_k_m"):
+        for t in ("f32", "f16", "q8_0", "q4_k_m", "q5_k_m", "q6_k"):
             run([ft, "merge", "--base", base, "--adapter", adapter, "--out", p(f"merged-{t}.gguf"), "--type", t])
 
         def rel(x):
@@ -481,13 +488,15 @@ def main():
                 r = rel(llama_logits(p("base-f16.gguf"), toks, lora=p(f"adapter-{t}.gguf")))
                 check(r <= tol, f"{name}: base F16 + adapter GGUF at {t.upper()}: rel {r:.3e} (<= {tol:g})")
         # llama.cpp's quantizer on our merged F16 file
-        llama_quantize(p("merged-f16.gguf"), p("llama-q8_0.gguf"), 7)
-        llama_quantize(p("merged-f16.gguf"), p("llama-q4_k_m.gguf"), 15)
-        compare_quant(name, p("merged-q8_0.gguf"), p("merged-f16.gguf"), p("llama-q8_0.gguf"), "Q8_0")
-        compare_quant(name, p("merged-q4_k_m.gguf"), p("merged-f16.gguf"), p("llama-q4_k_m.gguf"), "Q4_K_M")
-        r8 = rel(llama_logits(p("merged-q8_0.gguf"), toks))
-        r4 = rel(llama_logits(p("merged-q4_k_m.gguf"), toks))
-        print(f"note {name}: llama.cpp logits of our Q8_0 / Q4_K_M merged GGUF vs PEFT (FP32): rel {r8:.3e} / {r4:.3e}")
+        # (llama_ftype: MOSTLY_Q8_0 7, Q4_K_M 15, Q5_K_M 17, Q6_K 18)
+        quants = (("q8_0", 7), ("q4_k_m", 15), ("q5_k_m", 17), ("q6_k", 18))
+        rels = []
+        for t, ftype in quants:
+            llama_quantize(p("merged-f16.gguf"), p(f"llama-{t}.gguf"), ftype)
+            compare_quant(name, p(f"merged-{t}.gguf"), p("merged-f16.gguf"), p(f"llama-{t}.gguf"), t.upper())
+            rels.append(rel(llama_logits(p(f"merged-{t}.gguf"), toks)))
+        print(f"note {name}: llama.cpp logits of our {' / '.join(t.upper() for t, _ in quants)} merged GGUF vs PEFT "
+              f"(FP32): rel {' / '.join(f'{r:.3e}' for r in rels)}")
         if name == "stories":
             pt, g16 = llama_greedy(p("merged-f16.gguf"))
             _, g8 = llama_greedy(p("merged-q8_0.gguf"))

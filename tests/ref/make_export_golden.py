@@ -15,7 +15,9 @@ write tests/fixtures/export/:
                                      for the 32k/152k vocabularies), what llama.cpp must reproduce
   quant/                             rows of float32 and the bytes ggml's own quantizer
                                      (ggml_quantize_chunk of the libggml that llama-cpp-python
-                                     builds) gives for Q8_0, Q4_0, Q5_0, Q4_K, Q6_K
+                                     builds) gives for Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K,
+                                     Q4_1, Q5_1 (write_quant_golden(interop_venv) alone: numpy
+                                     and the interop venv's llama_cpp, no torch)
   peft_check.json                    PEFT loading our `ftune export --format peft` output: logits
                                      vs ftune's own forward on the merged checkpoint (FP32)
 Usage:
@@ -259,8 +261,11 @@ def fixed_tokens(name, base_dir):
 
 # ---- ggml quantizer goldens --------------------------------------------------------------------
 
-QUANT_TYPES = {"Q8_0": 8, "Q4_0": 2, "Q5_0": 6, "Q4_K": 12, "Q5_K": 13, "Q6_K": 14}
-QUANT_BYTES = {"Q8_0": (32, 34), "Q4_0": (32, 18), "Q5_0": (32, 22), "Q4_K": (256, 144), "Q5_K": (256, 176), "Q6_K": (256, 210)}
+# ggml type ids (ggml.h) and (block elements, block bytes) (ggml-common.h). Q4_1 / Q5_1: llama.cpp's
+# fallback for a Q5_K tensor whose rows are not whole 256-blocks (Q5_K_M) is Q5_1.
+QUANT_TYPES = {"Q8_0": 8, "Q4_0": 2, "Q5_0": 6, "Q4_K": 12, "Q5_K": 13, "Q6_K": 14, "Q4_1": 3, "Q5_1": 7}
+QUANT_BYTES = {"Q8_0": (32, 34), "Q4_0": (32, 18), "Q5_0": (32, 22), "Q4_K": (256, 144), "Q5_K": (256, 176),
+               "Q6_K": (256, 210), "Q4_1": (32, 20), "Q5_1": (32, 24)}
 
 
 def quant_rows():
