@@ -39,11 +39,11 @@ static void check_close(const char *what, const char *tag, int64_t got, int64_t 
  * every line matches to the byte (1% slack); on CUDA the grow-only scratch makes the workspace an
  * upper bound, so lines that are single allocations are held to 1% and the total to 10%. */
 static void check_run_on(int cuda, const char *model_dir, const char *quant, int64_t B, int64_t T, int64_t r,
-                         const char *targets, int recompute, int dora, int64_t mlp) {
-    char tag[512], s_path[4200], s_quant[64], s_r[64], s_b[64], s_t[64], s_tg[128], s_rc[64], s_mc[64];
-    snprintf(tag, sizeof tag, "[%s %s quant=%s B=%lld T=%lld r=%lld targets=%s recompute=%d%s mlp_chunk=%lld]",
-             cuda ? "cuda" : "cpu", model_dir, quant, (long long)B, (long long)T, (long long)r, targets, recompute,
-             dora == 2 ? " dora+dropout" : dora ? " dora" : "", (long long)mlp);
+                         const char *targets, int recompute, int dora, int64_t mlp, int64_t bevery) {
+    char tag[512], s_path[4200], s_quant[64], s_r[64], s_b[64], s_t[64], s_tg[128], s_rc[64], s_mc[64], s_be[64];
+    snprintf(tag, sizeof tag, "[%s %s quant=%s B=%lld T=%lld r=%lld targets=%s recompute=%d%s mlp_chunk=%lld "
+             "boundary_every=%lld]", cuda ? "cuda" : "cpu", model_dir, quant, (long long)B, (long long)T, (long long)r,
+             targets, recompute, dora == 2 ? " dora+dropout" : dora ? " dora" : "", (long long)mlp, (long long)bevery);
     ft_backend *be = NULL;
     ft_status bst = cuda ? ft_backend_cuda_create(&be, 0) : ft_backend_cpu_create(&be, 2);
     if (cuda && bst != FT_OK) {
@@ -60,7 +60,8 @@ static void check_run_on(int cuda, const char *model_dir, const char *quant, int
     snprintf(s_tg, sizeof s_tg, "lora.targets=%s", targets);
     snprintf(s_rc, sizeof s_rc, "training.recompute=%s", recompute ? "true" : "false");
     snprintf(s_mc, sizeof s_mc, "training.mlp_chunk=%lld", (long long)mlp);
-    const char *sets[] = {s_path, s_quant, s_r, s_b, s_t, s_tg, s_rc, s_mc, "model.device=cpu", "model.threads=2",
+    snprintf(s_be, sizeof s_be, "training.boundary_every=%lld", (long long)bevery);
+    const char *sets[] = {s_path, s_quant, s_r, s_b, s_t, s_tg, s_rc, s_mc, s_be, "model.device=cpu", "model.threads=2",
                           dora ? "lora.dora=true" : "lora.dora=false", dora == 1 ? "lora.dropout=0" : "lora.dropout=0.1"};
     ft_recipe rec;
     ft_plan *plan = calloc(1, sizeof *plan);
@@ -73,7 +74,7 @@ static void check_run_on(int cuda, const char *model_dir, const char *quant, int
     ft_lora *lora = NULL;
     ft_adamw *opt = NULL;
     int64_t base = be ? ft_backend_bytes_in_use(be) : 0; /* CUDA: tables and workspace of the backend */
-    ft_load_opts lo = {.model = {.recompute = recompute, .mlp_chunk = mlp}};
+    ft_load_opts lo = {.model = {.recompute = recompute, .mlp_chunk = mlp, .boundary_every = bevery}};
     FT_CHECK_OK(ft_quant_parse(quant, &lo.quant));
     if (be) FT_CHECK_OK(ft_model_load(&m, be, rec.model.path, &lo));
     if (!m) goto done;
@@ -135,7 +136,7 @@ done:
 
 static void check_run(const char *model_dir, const char *quant, int64_t B, int64_t T, int64_t r, const char *targets,
                       int recompute) {
-    check_run_on(0, model_dir, quant, B, T, r, targets, recompute, 0, 0);
+    check_run_on(0, model_dir, quant, B, T, r, targets, recompute, 0, 0, 0);
 }
 
 /* The time parts add up to the optimizer step: grad_accum micro-batches and one optimizer update. */
@@ -689,62 +690,6 @@ static void check_json(void) {
     }
 }
 
-/* training.max_hours: the steps a job trains are the most whose mean time (evaluations spread over
- * the steps) and the stop's checkpoint (at 200 MB/s) fit the limit; the jobs cover the steps; the
- * JSON says the same. 6.5 h of the 70B H100 recipe's 500 steps in 3 h jobs, one 100 h job, and a
- * limit shorter than a step (each job then trains one: trainer/run_limit.c). */
-static void check_time_limit(void) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/recipes/llama-3.3-70b-h100.yaml", ft_test_src_dir());
-    const double hours[] = {3, 100, 0.001};
-    for (int i = 0; i < 3; i++) {
-        char set[64];
-        snprintf(set, sizeof set, "training.max_hours=%g", hours[i]);
-        const char *sets[] = {set};
-        ft_recipe rec;
-        ft_plan *p = calloc(1, sizeof *p);
-        ft_plan_opts po = {.device = "h100"};
-        char *js = NULL;
-        FT_CHECK_OK(ft_recipe_load(&rec, path, sets, 1));
-        FT_CHECK_OK(ft_plan_make(p, &rec, &po));
-        FT_CHECK_OK(ft_plan_json(p, &rec, &js));
-        const double per = p->hours * 3600.0 / (double)p->steps, ck = (double)p->disk_ckpt / 200e6;
-        const double lim = hours[i] * 3600.0, k = (double)p->job_steps;
-        const int most = (k == 0 || k * per + ck <= lim) && (k == (double)p->steps || (k + 1) * per + ck > lim);
-        const int cover = p->job_steps == 0 ? p->jobs == 0
-                                             : p->jobs * p->job_steps >= p->steps && (p->jobs - 1) * p->job_steps < p->steps;
-        const int want = i == 0 ? p->jobs == 3 : i == 1 ? p->jobs == 1 && p->job_steps == 500 : p->job_steps == 0;
-        cJSON *j = cJSON_Parse(js ? js : "");
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "time");
-        FT_CHECK(p->steps == 500 && most && cover && want && js_num(t, "time_limit", "steps_per_job") == k &&
-                     js_num(t, "time_limit", "jobs") == (double)p->jobs && js_num(t, "time_limit", "max_hours") == hours[i],
-                 "training.max_hours %g: %lld steps a job, %lld jobs (%.1f s a step, checkpoint %.1f s, %lld steps)",
-                 hours[i], (long long)p->job_steps, (long long)p->jobs, per, ck, (long long)p->steps);
-        printf("ok   training.max_hours %g: %lld of %lld steps a job, %lld jobs (%.1f h planned)\n", hours[i],
-               (long long)p->job_steps, (long long)p->steps, (long long)p->jobs, p->hours);
-        cJSON_Delete(j);
-        free(js);
-        free(p);
-        ft_recipe_free(&rec);
-    }
-    /* no limit: null */
-    ft_recipe rec;
-    ft_plan *p = calloc(1, sizeof *p);
-    ft_plan_opts po = {.device = "h100"};
-    char *js = NULL;
-    FT_CHECK_OK(ft_recipe_load(&rec, path, NULL, 0));
-    FT_CHECK_OK(ft_plan_make(p, &rec, &po));
-    FT_CHECK_OK(ft_plan_json(p, &rec, &js));
-    cJSON *j = cJSON_Parse(js ? js : "");
-    FT_CHECK(p->jobs == 0 && cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "time"),
-                                                                             "time_limit")),
-             "no training.max_hours: jobs %lld, time_limit not null", (long long)p->jobs);
-    cJSON_Delete(j);
-    free(js);
-    free(p);
-    ft_recipe_free(&rec);
-}
-
 int main(void) {
     static const char *const models[] = {"tests/fixtures/forward/llama_gqa4", "tests/fixtures/forward/llama_mha_tied",
                                          "tests/fixtures/forward/mistral", "tests/fixtures/forward/qwen2",
@@ -756,28 +701,33 @@ int main(void) {
     check_run("models/stories260K", "nf4", 8, 128, 8, "all", 1);
     check_run("models/stories260K", "nf4", 4, 256, 16, "q_proj,k_proj,v_proj,o_proj", 0);
     /* DoRA: the magnitudes (and their gradients, moments), the weight norms, the backward's dz scratch */
-    check_run_on(0, "models/stories260K", "nf4", 2, 128, 8, "all", 1, 1, 0);
-    check_run_on(0, "tests/fixtures/forward/qwen2", "none", 1, 64, 4, "q_proj,v_proj,down_proj", 0, 1, 0);
+    check_run_on(0, "models/stories260K", "nf4", 2, 128, 8, "all", 1, 1, 0, 0);
+    check_run_on(0, "tests/fixtures/forward/qwen2", "none", 1, 64, 4, "q_proj,v_proj,down_proj", 0, 1, 0, 0);
     /* training.mlp_chunk: gate, up, SwiGLU and their gradients [slice, F]; with DoRA its dz too (62 rounds
      * up to 64); without recompute ignored */
-    check_run_on(0, "models/stories260K", "nf4", 4, 128, 8, "all", 1, 0, 96);
-    check_run_on(0, "models/stories260K", "nf4", 2, 128, 8, "all", 1, 1, 62);
-    check_run_on(0, "tests/fixtures/forward/qwen3", "none", 2, 64, 4, "all", 0, 0, 16);
+    check_run_on(0, "models/stories260K", "nf4", 4, 128, 8, "all", 1, 0, 96, 0);
+    check_run_on(0, "models/stories260K", "nf4", 2, 128, 8, "all", 1, 1, 62, 0);
+    check_run_on(0, "tests/fixtures/forward/qwen3", "none", 2, 64, 4, "all", 0, 0, 16, 0);
     /* DoRA with LoRA dropout (2): its dropped-input scratch beside dz, with and without slices */
-    check_run_on(0, "models/stories260K", "nf4", 2, 128, 8, "all", 1, 2, 0);
-    check_run_on(0, "tests/fixtures/forward/qwen2", "none", 2, 64, 4, "all", 1, 2, 24);
+    check_run_on(0, "models/stories260K", "nf4", 2, 128, 8, "all", 1, 2, 0, 0);
+    check_run_on(0, "tests/fixtures/forward/qwen2", "none", 2, 64, 4, "all", 1, 2, 24, 0);
+    /* training.boundary_every: segments of 2 and 3 of stories260K's 5 layers (the inner inputs in shared
+     * slots), with the MLP in slices and DoRA with dropout too; 2 of qwen3's 2 layers: one segment */
+    check_run_on(0, "models/stories260K", "nf4", 2, 128, 8, "all", 1, 0, 0, 2);
+    check_run_on(0, "models/stories260K", "nf4", 2, 128, 8, "all", 1, 2, 96, 3);
+    check_run_on(0, "tests/fixtures/forward/qwen3", "none", 2, 64, 4, "all", 1, 0, 0, 2);
     check_evals();
     /* docs/recipes.md's device table is the one the plan uses */
     ft_test_doc_section("docs/recipes.md", "devices", "ftune plan --devices", ft_plan_devices_doc);
     /* on a GPU: the bf16 checkpoint (the plan assumes 16-bit = bf16 on CUDA) */
-    check_run_on(1, "tests/fixtures/forward/qwen3", "nf4", 2, 64, 8, "all", 1, 0, 0);
-    check_run_on(1, "tests/fixtures/forward/qwen3", "bf16", 4, 128, 16, "all", 1, 0, 0);
-    check_run_on(1, "tests/fixtures/forward/qwen3", "nf4", 2, 64, 8, "all", 1, 1, 0); /* DoRA */
-    check_run_on(1, "tests/fixtures/forward/qwen3", "nf4", 2, 64, 8, "all", 1, 1, 48); /* DoRA, the MLP in slices */
-    check_run_on(1, "tests/fixtures/forward/qwen3", "nf4", 2, 64, 8, "all", 1, 2, 0);  /* DoRA with dropout */
+    check_run_on(1, "tests/fixtures/forward/qwen3", "nf4", 2, 64, 8, "all", 1, 0, 0, 0);
+    check_run_on(1, "tests/fixtures/forward/qwen3", "bf16", 4, 128, 16, "all", 1, 0, 0, 0);
+    check_run_on(1, "tests/fixtures/forward/qwen3", "nf4", 2, 64, 8, "all", 1, 1, 0, 0); /* DoRA */
+    check_run_on(1, "tests/fixtures/forward/qwen3", "nf4", 2, 64, 8, "all", 1, 1, 48, 0); /* DoRA, the MLP in slices */
+    check_run_on(1, "tests/fixtures/forward/qwen3", "nf4", 2, 64, 8, "all", 1, 2, 0, 0);  /* DoRA with dropout */
+    check_run_on(1, "models/stories260K", "nf4", 2, 128, 8, "all", 1, 0, 0, 2);           /* boundary_every */
     check_70b();
     check_time();
-    check_time_limit();
     check_keep_attention();
     check_keep_layers();
     check_cudnn_attention();

@@ -3,6 +3,7 @@
  * on the device, in host memory, and in host memory with the MLP in slices (training.mlp_chunk);
  * the advice names the slices where host boundaries alone are not enough; on the GB10's unified
  * memory host boundaries are neither offered nor room. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,8 +82,38 @@ static void check_unified(void) {
     free(h);
 }
 
+/* Two-level recomputation (training.boundary_every) on the GB10, where host boundaries are no room:
+ * the plan offers one layer's input in 9 of the 70B's 80 (ft_plan_segment), 18 boundaries instead of
+ * 81 (inputs 0, 9, ..., 72, the top, and 8 slots), in its advice and in the longest context, which
+ * then fits and 256 tokens more does not. */
+static void check_segments(void) {
+    ft_plan *p = calloc(1, sizeof *p), *q = calloc(1, sizeof *q);
+    const char *x[] = {"data.seq_len=65536", "training.micro_batch=1", "training.keep_layers=0"};
+    ft_test_plan_cfg(p, "Llama-3.3-70B-Instruct", "gb10", x, 3);
+    FT_CHECK(p->seg_offer == 9 && p->max_seq_seg > p->max_seq_mlp && p->max_seq_seg % 256 == 0 &&
+                 strstr(p->advice, "set training.boundary_every: 9 (the input of one layer in 9 kept"),
+             "gb10 65536 tokens: offer %lld, longest %lld with it (%lld sliced alone), advice '%s'",
+             (long long)p->seg_offer, (long long)p->max_seq_seg, (long long)p->max_seq_mlp, p->advice);
+    for (int more = 0; more < 2; more++) {
+        char seq[64];
+        snprintf(seq, sizeof seq, "data.seq_len=%lld", (long long)(p->max_seq_seg + 256 * more));
+        const char *y[] = {seq, "training.micro_batch=1", "training.keep_layers=0", "training.boundary_every=9",
+                           "training.mlp_chunk=4096"};
+        ft_test_plan_cfg(q, "Llama-3.3-70B-Instruct", "gb10", y, 5);
+        FT_CHECK(q->fits == !more && q->line[FT_PLAN_BOUNDARIES].bytes == 18 * (p->max_seq_seg + 256 * more) * 8192 * 2 &&
+                     q->boundary_every == 9 && q->max_seq_seg == 0 && !(fabs(q->seg_forward - 64.0 / 80.0) > 1e-12),
+                 "gb10 %s boundary_every 9: fits %d, boundaries %lld bytes, forward again %.3f", seq, q->fits,
+                 (long long)q->line[FT_PLAN_BOUNDARIES].bytes, q->seg_forward);
+    }
+    printf("ok   gb10 70B: training.boundary_every %lld offered, longest context %lld tokens with it (%lld without)\n",
+           (long long)p->seg_offer, (long long)p->max_seq_seg, (long long)p->max_seq_mlp);
+    free(p);
+    free(q);
+}
+
 int main(void) {
     check_max_seq();
     check_unified();
+    check_segments();
     return ft_test_finish();
 }

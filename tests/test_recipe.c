@@ -56,7 +56,7 @@ static const bad_case bad_cases[] = {
      "down_proj)"},
     {BASE "lora:\n  targets: all,q_proj\n", NULL, FT_E_ARG, "lora.targets: 'all' cannot be combined with module names"},
     {BASE "lora:\n  targets: []\n", NULL, FT_E_ARG, "lora.targets: expected at least one value"},
-    {BASE "export:\n  merged: q5_k\n", NULL, FT_E_ARG, "export.merged: expected \"\", base, base-f16, f16, bf16, q8_0, q4_0 or q4_k_m, got 'q5_k'"},
+    {BASE "export:\n  merged: q5_k\n", NULL, FT_E_ARG, "export.merged: expected \"\", base, base-f16, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m or q6_k, got 'q5_k'"},
     {BASE "data:\n  format: csv\n", NULL, FT_E_ARG, "r.yaml:7:1: data: duplicate section (first at line 3)"},
     {"model: {path: m}\ndata: {train: t.jsonl, format: csv}\n", NULL, FT_E_ARG,
      "data.format: expected auto, text, alpaca, prompt-completion or chat, got 'csv'"},

@@ -227,6 +227,7 @@ static void ft_bench_plan_sets(const ft_bench_opts *o, const char *device, int64
     else snprintf(buf[k], 96, "training.keep_layers=%lld", (long long)o->keep_layers);
     sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "training.mlp_chunk=%lld", (long long)o->mlp_chunk), sets[k] = buf[k], k++;
+    snprintf(buf[k], 96, "training.boundary_every=%lld", (long long)o->boundary_every), sets[k] = buf[k], k++;
     snprintf(buf[k], 96, "data.seq_len=%lld", (long long)T), sets[k] = buf[k], k++;
     *n = k;
 }
@@ -342,6 +343,7 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
     FT_CHECK_GOTO(st, ft_bench_make_plan(o, &cfg, be, T, plan), done);
     r->keep_layers = plan->keep_layers; /* --keep-layers max: what the plan found room for */
     r->mlp_chunk = plan->mlp_chunk;
+    r->boundary_every = plan->boundary_every;
     snprintf(r->shape, sizeof r->shape, "%s", shape->name);
     snprintf(r->linear_dtype, sizeof r->linear_dtype, "%s", ft_dtype_name(plan->linear_dtype));
     r->layers = plan->dims.L, r->T = T, r->B = o->micro_batch, r->K = o->grad_accum;
@@ -374,13 +376,16 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
         ft_bench_say(o, "  the MLP over %lld tokens at a time (training.mlp_chunk)\n",
                      (long long)ft_model_mlp_rows(&(ft_model_opts){.recompute = 1, .mlp_chunk = plan->mlp_chunk},
                                                   o->micro_batch * T));
+    if (plan->boundary_every > 1)
+        ft_bench_say(o, "  every %lld-th layer's input kept, the others recomputed per segment (training.boundary_every)\n",
+                     (long long)plan->boundary_every);
     ft_bench_say(o, "  plan: %s of backend memory, F %.4g GFLOP per token\n", b1, plan->flops_per_token / 1e9);
 
     /* the model, at random, directly in its storage dtype */
     double t0 = ft_bench_now();
     ft_model_opts mo = {.recompute = o->recompute, .host_boundaries = o->host_boundaries,
                         .keep_attention = o->keep_attention, .keep_layers = plan->keep_layers,
-                        .mlp_chunk = plan->mlp_chunk};
+                        .mlp_chunk = plan->mlp_chunk, .boundary_every = plan->boundary_every};
     FT_CHECK_GOTO(st, ft_model_create(&m, be, &plan->dims, plan->linear_dtype, plan->other_dtype, &mo), done);
     FT_CHECK_GOTO(st, ft_bench_init(be, m, o->seed), done);
     r->init_s = ft_bench_now() - t0;
@@ -554,6 +559,7 @@ ft_status ft_bench_write_json(const ft_bench_result *r, const char *path) {
     cJSON_AddNumberToObject(j, "layers", (double)r->layers);
     cJSON_AddNumberToObject(j, "keep_layers", (double)r->keep_layers);
     cJSON_AddNumberToObject(j, "mlp_chunk", (double)r->mlp_chunk);
+    cJSON_AddNumberToObject(j, "boundary_every", (double)r->boundary_every);
     cJSON_AddNumberToObject(j, "seq", (double)r->T);
     cJSON_AddNumberToObject(j, "doc_len", (double)r->doc_len);
     cJSON_AddNumberToObject(j, "attn_len", r->attn_len);

@@ -67,6 +67,7 @@ typedef struct ft_bench_opts {
     int64_t keep_layers;    /* with recompute: the last layers kept, not recomputed (training.keep_layers);
                              * -1: as many as the plan offers in the memory the run finds */
     int64_t mlp_chunk;      /* with recompute: the MLP over this many tokens at a time (training.mlp_chunk; 0: all) */
+    int64_t boundary_every; /* with recompute: every Nth layer's input kept (training.boundary_every; 0/1: all) */
     int peak;               /* time an n x n x n GEMM */
     int64_t peak_n, peak_reps; /* 0: 8192 and 10 on CUDA, 1024 and 3 on CPU */
     uint64_t seed;
@@ -84,6 +85,7 @@ typedef struct ft_bench_result {
     int64_t layers, T, B, K, tokens_per_step;
     int64_t keep_layers;    /* layers kept, not recomputed (--keep-layers, max resolved) */
     int64_t mlp_chunk;      /* --mlp-chunk (0: the MLP over all tokens at once) */
+    int64_t boundary_every; /* --boundary-every (0: every layer's input kept) */
     int64_t doc_len;        /* --doc-len (0: one document a row) */
     double attn_len;        /* the plan's S in A_fwd: T, less with doc_len */
     int64_t lora_r;

@@ -47,6 +47,8 @@ static const ft_opt ft_bench_cli[] = {
     {"mlp-chunk", FT_OPT_INT, "N", "0",
      "run each layer's MLP over N tokens at a time (training.mlp_chunk; 0: all); with --seq max the longest context "
      "then fits"},
+    {"boundary-every", FT_OPT_INT, "N", "0",
+     "keep every Nth layer's input only, the others recomputed per segment (training.boundary_every; 0: all)"},
     {"peak", FT_OPT_FLAG, NULL, NULL, "measure the BF16 GEMM rate in the same run and report F x tokens/s against it"},
     {"peak-n", FT_OPT_INT, "N", "0", "GEMM size for --peak (0: 8192 on CUDA, 1024 on CPU)"},
     {"seed", FT_OPT_INT, "S", "1", "seed of the random model, data and LoRA"},
@@ -118,6 +120,7 @@ ft_status ft_cmd_bench(int argc, char **argv) {
     FT_CHECK_GOTO(st, ft_cli_float(&cli, "lr", &o.lr), done);
     FT_CHECK_GOTO(st, ft_cli_int(&cli, "peak-n", &o.peak_n), done);
     FT_CHECK_GOTO(st, ft_cli_int(&cli, "mlp-chunk", &o.mlp_chunk), done);
+    FT_CHECK_GOTO(st, ft_cli_int(&cli, "boundary-every", &o.boundary_every), done);
     if (o.mlp_chunk < 0) {
         st = FT_ERR(FT_E_ARG, "bench: --mlp-chunk %lld (need >= 0)", (long long)o.mlp_chunk);
         goto done;

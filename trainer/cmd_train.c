@@ -54,6 +54,8 @@ static const ft_opt ft_train_opts[] = {
     {"seed", FT_OPT_INT, "S", "42", "seed for LoRA initialization and dropout"},
     {"no-recompute", FT_OPT_FLAG, NULL, NULL, "keep every layer's activations instead of recomputing"},
     {"mlp-chunk", FT_OPT_INT, "N", "0", "run each layer's MLP over N tokens at a time (training.mlp_chunk; 0: all)"},
+    {"boundary-every", FT_OPT_INT, "N", "0",
+     "keep every Nth layer's input only, the rest recomputed per segment (training.boundary_every; 0: every layer's)"},
     {"dump-grads", FT_OPT_STR, "OUT", NULL, "write the first step's LoRA gradients (safetensors)"},
     {"save", FT_OPT_STR, "OUT", NULL, "write the trained adapter weights (safetensors, PEFT names)"},
     {"device", FT_OPT_STR, "auto|cpu|cuda", "auto", "compute backend (auto: cuda when a GPU is present)"},
@@ -69,7 +71,7 @@ static const ft_opt ft_train_opts[] = {
 static const char *const ft_flag_only[] = {"model", "tokens", "quant", "steps", "lr", "schedule", "warmup",
                                            "weight-decay", "beta1", "beta2", "eps", "clip", "lora-r", "lora-alpha",
                                            "lora-dropout", "lora-targets", "rslora", "dora", "lora-init", "trainable-tokens", "micro-batch",
-                                           "grad-accum", "max-len", "seed", "no-recompute", "mlp-chunk", "dump-grads", "save",
+                                           "grad-accum", "max-len", "seed", "no-recompute", "mlp-chunk", "boundary-every", "dump-grads", "save",
                                            "device", "threads"};
 
 static int ft_is_recipe_arg(const char *a) {
@@ -122,14 +124,14 @@ static ft_status ft_cmd_train_recipe(ft_cli *cli) {
  * cannot be planned at all runs without the explanation. NULL: no plan. */
 static ft_plan *ft_flag_plan(ft_backend *be, const char *dir, const char *quant, const char *targets, int64_t r,
                              double dropout, int dora, int64_t B, int64_t K, int64_t steps, int64_t threads,
-                             int recompute, int64_t mlp_chunk, int64_t max_len, const ft_token_seqs *seqs) {
+                             const ft_model_opts *mo, int64_t max_len, const ft_token_seqs *seqs) {
     int64_t T = 16;
     for (int64_t i = 0; i < seqs->n; i++) {
         int64_t len = seqs->start[i + 1] - seqs->start[i];
         if (max_len > 0 && len > max_len) len = max_len;
         if (len > T) T = len;
     }
-    char k[11][4200];
+    char k[12][4200];
     snprintf(k[0], sizeof k[0], "model.path=%s", dir);
     snprintf(k[1], sizeof k[1], "model.quant=%s", quant);
     snprintf(k[2], sizeof k[2], "lora.targets=%s", targets);
@@ -139,11 +141,12 @@ static ft_plan *ft_flag_plan(ft_backend *be, const char *dir, const char *quant,
     snprintf(k[6], sizeof k[6], "training.grad_accum=%lld", (long long)K);
     snprintf(k[7], sizeof k[7], "training.steps=%lld", (long long)steps);
     snprintf(k[8], sizeof k[8], "data.seq_len=%lld", (long long)T);
-    snprintf(k[9], sizeof k[9], "training.recompute=%s", recompute ? "true" : "false");
-    snprintf(k[10], sizeof k[10], "training.mlp_chunk=%lld", (long long)mlp_chunk);
+    snprintf(k[9], sizeof k[9], "training.recompute=%s", mo->recompute ? "true" : "false");
+    snprintf(k[10], sizeof k[10], "training.mlp_chunk=%lld", (long long)mo->mlp_chunk);
+    snprintf(k[11], sizeof k[11], "training.boundary_every=%lld", (long long)mo->boundary_every);
     char th[64];
     snprintf(th, sizeof th, "model.threads=%lld", (long long)threads);
-    const char *sets[] = {k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10], th,
+    const char *sets[] = {k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10], k[11], th,
                           dora ? "lora.dora=true" : "lora.dora=false"};
     ft_recipe rec;
     ft_plan *p = NULL;
@@ -289,8 +292,10 @@ ft_status ft_cmd_train(int argc, char **argv) {
     FT_CHECK_GOTO(st, ft_lora_parse_targets(targets_s, &lc.targets), done);
     lo.model.recompute = !ft_cli_flag(&cli, "no-recompute");
     FT_CHECK_GOTO(st, ft_cli_int(&cli, "mlp-chunk", &lo.model.mlp_chunk), done);
-    if (lo.model.mlp_chunk < 0) {
-        st = FT_ERR(FT_E_ARG, "train: --mlp-chunk %lld (need >= 0)", (long long)lo.model.mlp_chunk);
+    FT_CHECK_GOTO(st, ft_cli_int(&cli, "boundary-every", &lo.model.boundary_every), done);
+    if (lo.model.mlp_chunk < 0 || lo.model.boundary_every < 0 || lo.model.boundary_every > FT_MODEL_MAX_SEGMENT) {
+        st = FT_ERR(FT_E_ARG, "train: --mlp-chunk %lld (need >= 0), --boundary-every %lld (need 0..%d)",
+                    (long long)lo.model.mlp_chunk, (long long)lo.model.boundary_every, FT_MODEL_MAX_SEGMENT);
         goto done;
     }
     tc.steps = steps, tc.micro_batch = B, tc.grad_accum = K, tc.max_len = max_len, tc.seed = (uint64_t)seed;
@@ -302,8 +307,8 @@ ft_status ft_cmd_train(int argc, char **argv) {
     FT_CHECK_GOTO(st, ft_flag_files(init, save, tc.dump_grads), done);
     FT_CHECK_GOTO(st, ft_token_file_read(tokens, &seqs), done);
     FT_CHECK_GOTO(st, ft_backend_open(&be, device, (int)threads), done);
-    plan = ft_flag_plan(be, dir, quant_s, targets_s, r, dropout, lc.dora, B, K, steps, threads, lo.model.recompute,
-                        lo.model.mlp_chunk, max_len, &seqs);
+    plan = ft_flag_plan(be, dir, quant_s, targets_s, r, dropout, lc.dora, B, K, steps, threads, &lo.model, max_len,
+                        &seqs);
     FT_CHECK_GOTO(st, ft_model_load(&model, be, dir, &lo), done);
     ft_model_config mc; /* read again by the load just done: --save's PEFT names follow the base's layout */
     FT_CHECK_GOTO(st, ft_cfg_load(&mc, dir), done);

@@ -293,6 +293,9 @@ static const ft_weight *ft_bwd_next(const ft_model *m, int64_t l, int mod) {
     if (l == 0) return NULL;
     const ft_layer_weights *prev = &m->w.layers[l - 1];
     const int first = ft_bwd_placed(m, l) ? FT_MOD_DOWN : FT_MOD_Q; /* what sits at the ring's start */
+    const int64_t K = ft_model_boundary_every(&m->opts, m->d.L);
+    if (K > 1 && l % K == 0) /* the segment below runs forward next (ft_segment_refill), from its first layer */
+        return mod == first ? &m->w.layers[l - K].lin[FT_MOD_Q] : NULL;
     if (ft_layer_recomputed(m, l - 1)) return mod == first ? &prev->lin[FT_MOD_Q] : NULL;
     if (l - 1 == 0 || !ft_bwd_placed(m, l)) return NULL; /* ft_layer_fetch fetches l-1 whole */
     return &prev->lin[mod];
@@ -567,6 +570,22 @@ static ft_status ft_forward_layers(const ft_pass *pass, int offload) {
     return FT_OK;
 }
 
+/* Two-level recomputation (ft_model_opts.boundary_every = K): before the backward of layer l, the
+ * top layer of its segment [sK, sK + K), the segment's inner boundaries sK+1 .. l into their shared
+ * slots by running layers sK .. l-1 forward again from the kept input sK: the forward's computation
+ * on the forward's inputs (its dropout masks, its LoRA A-products and DoRA norms, which the step has
+ * not changed), so the same values. The last segment's the forward itself left in the slots. */
+static ft_status ft_segment_refill(const ft_pass *p, int64_t l, int64_t K) {
+    ft_model *m = p->m;
+    const int64_t L = m->d.L, s = l / K;
+    if (K <= 1 || l % K == 0 || l != (s + 1) * K - 1 || s == (L - 1) / K) return FT_OK;
+    ft_pass fp = *p;
+    fp.next_layer = 1, fp.norms_kept = 1;
+    for (int64_t j = s * K; j < l; j++)
+        FT_TRY(ft_layer_forward(&fp, j, ft_acts_of(m, j), ft_bdev(m, j), ft_bdev(m, j + 1), 0));
+    return FT_OK;
+}
+
 static ft_status ft_prepare(ft_model *m, const ft_batch *b, ft_pass *p, uint64_t seed, int train) {
     if (b->B <= 0 || b->T <= 0) return FT_ERR(FT_E_ARG, "empty batch");
     FT_TRY(ft_model_reserve(m, b->B, b->T));
@@ -612,6 +631,7 @@ ft_status ft_model_step_async(ft_model *m, const ft_batch *b, float grad_scale, 
     void *dres = m->dres;
     const int64_t bytes = N * C * m->es;
     int64_t in_ticket = 0; /* host boundaries: boundary l's copy in */
+    const int64_t K = ft_model_boundary_every(&m->opts, d->L);
     FT_TRY(ft_op_rmsnorm_bwd(be, dres, m->dhn, top, &m->w.final_norm, m->rstdn, N, C, 0));
     for (int64_t l = d->L - 1; l >= 0; l--) {
         ft_layer_acts *la = ft_acts_of(m, l);
@@ -621,6 +641,7 @@ ft_status ft_model_step_async(ft_model *m, const ft_batch *b, float grad_scale, 
             /* boundary l-1 goes to the slot of boundary l+1, whose last reader is already enqueued */
             if (l >= 1) FT_TRY(ft_backend_copy_async(be, ft_bdev(m, l - 1), ft_bhost(m, p.N, l - 1), bytes, &in_ticket));
         }
+        FT_TRY(ft_segment_refill(&p, l, K));
         if (ft_layer_recomputed(m, l)) {
             FT_TRY(ft_layer_forward(&p, l, la, ft_bdev(m, l), NULL, 1));
         } else {

@@ -100,11 +100,31 @@ typedef struct ft_model_opts {
      * so results equal those without to rounding, not bit for bit; the dropout masks are the same
      * (ft_dropout_seed_at). Ignored without recompute. */
     int64_t mlp_chunk;
+    /* With recompute, boundaries on the device: keep the input of every boundary_every-th layer only
+     * (two-level recomputation). The layers between two kept inputs form a segment; their inputs
+     * share boundary_every - 1 slots. Before the backward reaches a segment (but the last, whose
+     * inputs the forward left in the slots), it runs the segment's layers forward once more from the
+     * kept input to refill the slots: one more forward for (boundary_every - 1) of every
+     * boundary_every layers, for (L + 1) / boundary_every + boundary_every - 1 boundaries instead of
+     * L + 1 (sqrt(L) minimizes them: 9 for 80 layers, 18 boundaries instead of 81). The forward is the
+     * same computation on the same inputs: results are bit-identical. For the longest contexts where
+     * host memory cannot take the boundaries (unified memory: a DGX Spark). 0 or 1: every layer's;
+     * ignored without recompute and with host_boundaries. */
+    int64_t boundary_every;
     /* Sizing only (ft_model_act_bytes_opts, for `ftune plan`): count DoRA's backward scratch (1), and
      * with LoRA dropout its dropped-input scratch too (2). The model itself lays out what its adapter
      * needs (ft_model_set_lora). */
     int dora;
 } ft_model_opts;
+
+/* The segment length ft_model_opts.boundary_every takes effect with for L layers: 1 (every layer's
+ * input kept) without recompute, with host boundaries, or for 0/1; at most L and FT_MODEL_MAX_SEGMENT. */
+#define FT_MODEL_MAX_SEGMENT 64
+static inline int64_t ft_model_boundary_every(const ft_model_opts *o, int64_t L) {
+    if (!o->recompute || o->host_boundaries || o->boundary_every <= 1) return 1;
+    int64_t k = o->boundary_every < L ? o->boundary_every : L;
+    return k > FT_MODEL_MAX_SEGMENT ? FT_MODEL_MAX_SEGMENT : k < 1 ? 1 : k;
+}
 
 /* Creates a model with allocated (unfilled) weights on `be`. linear_dtype is the storage of the
  * seven frozen linear weights (FT_NF4, or FT_F32/FT_BF16/FT_F16 to keep 16/32-bit);

@@ -84,7 +84,7 @@ static ft_layer_acts ft_carve_set(ft_carver *c, const ft_model_dims *d, int64_t 
 /* Lays out every activation buffer for N = B*T tokens; returns the per-part byte counts. */
 static ft_act_bytes ft_layout(ft_model *m, const ft_model_dims *d, ft_carver *c, int64_t B, int64_t T,
                               int64_t R, int recompute, int host, int keep, int64_t kl, int64_t chunk, int64_t es,
-                              int dora, int64_t Nm) {
+                              int dora, int64_t Nm, int64_t K) {
     ft_act_bytes r = {0};
     int64_t N = B * T, hd = d->H * d->D, kvd = d->Hkv * d->D;
     int64_t n_sets = recompute ? 1 : d->L, start;
@@ -98,8 +98,12 @@ static ft_act_bytes ft_layout(ft_model *m, const ft_model_dims *d, ft_carver *c,
         }
         r.boundaries_host = (d->L > 1 ? d->L - 1 : 0) * N * d->C * es;
     } else {
+        /* K > 1 (ft_model_opts.boundary_every): boundary l is its own where l % K == 0 and at the top;
+         * a segment's inner ones share K - 1 slots, the first inner one in slot 0 */
+        void *slots[FT_MODEL_MAX_SEGMENT] = {0};
+        for (int64_t j = 0; j + 1 < K && j < FT_MODEL_MAX_SEGMENT; j++) slots[j] = ft_carve(c, N * d->C * es);
         for (int64_t l = 0; l <= d->L; l++) {
-            void *p = ft_carve(c, N * d->C * es);
+            void *p = l % K == 0 || l == d->L ? ft_carve(c, N * d->C * es) : slots[l % K - 1];
             if (m) m->bound[l] = p;
         }
     }
@@ -194,7 +198,7 @@ ft_act_bytes ft_model_act_bytes_opts(const ft_model_dims *d, int64_t B, int64_t 
     ft_carver c = {NULL, 0};
     return ft_layout(NULL, d, &c, B, T, lora_r, o->recompute, o->recompute && o->host_boundaries,
                      o->recompute && o->keep_attention, o->keep_layers, o->logits_chunk, ft_dtype_nbytes(act, 1),
-                     lora_r > 0 ? o->dora : 0, ft_model_mlp_rows(o, B * T));
+                     lora_r > 0 ? o->dora : 0, ft_model_mlp_rows(o, B * T), ft_model_boundary_every(o, d->L));
 }
 
 ft_act_bytes ft_model_act_bytes(const ft_model_dims *d, int64_t B, int64_t T, int64_t lora_r, int recompute,
@@ -234,7 +238,7 @@ ft_status ft_model_reserve(ft_model *m, int64_t B, int64_t T) {
     }
     ft_carver c = {(char *)(((uintptr_t)blk + 255) & ~(uintptr_t)255), 0};
     ft_layout(m, &m->d, &c, B, T, R, rc, host, keep, kl, m->opts.logits_chunk, m->es, dora,
-              ft_model_mlp_rows(&m->opts, B * T));
+              ft_model_mlp_rows(&m->opts, B * T), ft_model_boundary_every(&m->opts, m->d.L));
     m->block = blk, m->capN = B * T, m->cap_recompute = rc, m->cap_host = host, m->cap_keep = keep, m->cap_r = R;
     m->cap_kl = kl, m->cap_dora = dora;
     return FT_OK;

@@ -2,12 +2,7 @@
  * given micro-batch, sequence length, rank, recompute flag and linear dtype; the report and the
  * "which knob gets it under" search both call it, so the advice is computed, not guessed.
  *
- * Device figures (docs/recipes.md "Devices"): peak is the dense BF16 GEMM rate cuBLAS reaches
- * (H100/H200 ~790 TFLOP/s measured of 989 nominal; GB10 ~62), memory what a run may use (H100
- * 80 GB: ~78 GiB after the CUDA context; H200 141 GB: ~139 GiB; GB10: 119.7 GiB visible to CUDA
- * of 128 GB unified, less ~8 GiB for the OS, the data pipeline and page cache). The time model's
- * rates (GEMM efficiency, attention rate, bandwidth efficiency) are predictions until `ftune bench`
- * measures them (see pl_devices); the time model itself is plan_time.c.
+ * The devices' figures are plan_device.c's; the time model is plan_time.c.
  *
  * The tokenized dataset's index, when a run has cached one, gives an epochs-based recipe its step
  * count and packed rows their attention's length (plan_data.c). */
@@ -29,100 +24,6 @@
 #include "trainer/loader.h"
 #include "trainer/plan_impl.h"
 
-
-/* ---- devices ------------------------------------------------------------------------------- */
-
-/* Time-model rates. h100: measured 2026-11-24 (docs/perf.md, `tests/gpu/run.sh bench ablate`: the
- * 70B, Qwen3-32B and Mistral-Small-24B shapes at seq 4096, with and without kept layers, phase
- * milliseconds over the FLOPs or bytes plan_time.c counts). h200 and gb10 are not measured yet:
- * their rates are the H100's, scaled where said, and are predictions until a bench on them
- * replaces them. */
-static const ft_plan_device pl_devices[] = {
-    {.name = "h100", .desc = "NVIDIA H100 80GB", .backend = FT_BACKEND_CUDA, .mem_gib = 78.0, .peak_tflops = 790.0,
-     .mem_gbps = 3350.0,
-     .gemm_eff = 0.92,       /* measured: the GEMM phase at 0.90-0.94 of the 8192^3 rate (784-791 TFLOP/s) in
-                              * training, the lower with cuDNN's attention (a cooler step clocks lower?) */
-     .attn_tflops = 133.0,   /* measured: mma.sync attention (attention_mma.cu), 127-139, forward + recompute +
-                              * backward */
-     .attn_cudnn_tflops = 365.0, /* measured: cuDNN 9.14's fused attention, 338-390 */
-     .bw_eff = 0.82,         /* measured 2026-11-23: AdamW streams 2746 GB/s */
-     .elem_eff = 0.71,       /* measured: 2,310-2,530 GB/s of the counted bytes (norms, RoPE, SwiGLU, adds) */
-     .lora_eff = 0.40,       /* measured: 1,290-1,610 GB/s of the bytes counted, the main stream's waits at the
-                              * first use of a prefetched weight included */
-     .dequant_hidden = 0.975, /* measured: 1.2-2.3 ms a step left on the main stream, 2-3% of the dequantization */
-     .reserve_gib = 1.65,    /* cudaMemGetInfo's 79.65 GiB total, less the CUDA context and the pool's slack */
-     .note = "~78 GiB usable of 80 GB; cuBLAS BF16 ~790 TFLOP/s measured (989 nominal); 3.35 TB/s",
-     .rates = "measured on an H100 80GB HBM3, 2026-11-24 (docs/perf.md)"},
-    {.name = "h200", .desc = "NVIDIA H200 141GB", .backend = FT_BACKEND_CUDA, .mem_gib = 139.0, .peak_tflops = 790.0,
-     .mem_gbps = 4800.0,
-     .gemm_eff = 0.92, .attn_tflops = 133.0, .attn_cudnn_tflops = 365.0, /* prediction: the H100's (same SMs and clocks) */
-     .bw_eff = 0.82, .elem_eff = 0.71, .lora_eff = 0.40, /* prediction: the H100's shares of its bandwidth */
-     .dequant_hidden = 0.975,                             /* prediction: the H100's */
-     .reserve_gib = 1.4,  /* of the 140.4 GiB cudaMemGetInfo reports */
-     .note = "~139 GiB usable of 141 GB; ~790 TFLOP/s BF16 as the H100 (989 nominal); 4.8 TB/s",
-     .rates = "predicted: the H100's (same SMs and clocks)"},
-    {.name = "gb10", .desc = "NVIDIA GB10 (DGX Spark)", .backend = FT_BACKEND_CUDA, .mem_gib = 112.0,
-     .peak_tflops = 62.0, .mem_gbps = 273.0,
-     .gemm_eff = 0.92,     /* prediction: the H100's share of the 8192^3 rate */
-     .attn_tflops = 10.4,  /* prediction: the H100's 133 scaled by the GEMM peaks, 62 / 790 (no cuDNN rate: the
-                            * backend keeps its own attention off Hopper) */
-     .bw_eff = 0.73, .elem_eff = 0.64, .lora_eff = 0.36, /* prediction: the H100's shares x 0.9 (LPDDR5X shared with the CPU) */
-     .dequant_hidden = 0.0, /* prediction: none hidden; the prefetch competes for the same 273 GB/s */
-     .reserve_gib = 7.7,  /* 119.7 GiB visible to CUDA, ~8 GiB kept for the OS and the data pipeline */
-     .unified = 1,        /* LPDDR5X shared with the CPU: training.host_boundaries moves nothing off it */
-     .note = "128 GB unified, 119.7 GiB visible to CUDA, ~8 GiB kept for the OS and data pipeline; ~62 TFLOP/s BF16; "
-             "273 GB/s",
-     .rates = "predicted: the H100's scaled (attention by the GEMM peaks, bandwidth shares x 0.9, no dequantization "
-              "hidden)"},
-};
-
-/* What a CUDA device's name contains for each profile (GH200's Hopper plans as an H200). */
-static const char *const pl_device_match[][2] = {{"GB10", "gb10"}, {"H200", "h200"}, {"H100", "h100"}};
-
-const char *ft_plan_device_list(void) { return "cpu, h100, h200, gb10"; }
-
-ft_status ft_plan_device_get(const char *name, ft_plan_device *out) {
-    for (size_t i = 0; i < sizeof pl_devices / sizeof *pl_devices; i++) {
-        if (strcmp(pl_devices[i].name, name) == 0) {
-            *out = pl_devices[i];
-            return FT_OK;
-        }
-    }
-    if (strcmp(name, "cpu") == 0) {
-        long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE), ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-        if (ncpu < 1) ncpu = 1;
-        const double peak = 0.05 * (double)ncpu;
-        *out = (ft_plan_device){
-            .name = "cpu", .desc = "this machine's CPU (reference backend)", .backend = FT_BACKEND_CPU,
-            .mem_gib = pages > 0 && psize > 0 ? (double)pages * (double)psize / PL_GIB : 0.0, .peak_tflops = peak,
-            .mem_gbps = 0.0, /* the reference kernels are compute-bound at the shapes that take time */
-            .gemm_eff = 0.5, /* estimate: OpenBLAS sgemm at half the f32 FMA peak */
-            .attn_tflops = 0.5 * peak, .bw_eff = 0.0,
-            .note = "physical RAM; ~50 GFLOP/s f32 per core (AVX2 FMA): holds for GEMM-bound models, tiny ones run "
-                    "~10x slower"};
-        return FT_OK;
-    }
-    return FT_ERR(FT_E_ARG, "unknown device '%s' (expected %s)", name, ft_plan_device_list());
-}
-
-ft_status ft_plan_device_detect(ft_backend *be, ft_plan_device *out) {
-    if (ft_backend_kind_of(be) != FT_BACKEND_CUDA) return ft_plan_device_get("cpu", out);
-    const char *gpu = ft_backend_device_name(be), *profile = NULL;
-    for (size_t i = 0; i < sizeof pl_device_match / sizeof *pl_device_match && !profile; i++)
-        if (strstr(gpu, pl_device_match[i][0])) profile = pl_device_match[i][1];
-    FT_TRY(ft_plan_device_get(profile ? profile : "h100", out));
-    if (!profile) { /* rates unknown: the H100's, which the report says */
-        out->note = "a GPU without a profile: the h100 figures; --tflops to set a flat rate";
-        out->attn_cudnn_tflops = 0.0; /* the backend takes cuDNN's attention on Hopper only */
-    }
-    int64_t free_b = 0, total_b = 0;
-    FT_TRY(ft_backend_mem_info(be, &free_b, &total_b));
-    const double total = (double)total_b / PL_GIB;
-    out->mem_gib = profile ? total - out->reserve_gib : 0.98 * total;
-    if (out->mem_gib <= 0) out->mem_gib = 0.98 * total;
-    snprintf(out->desc, sizeof out->desc, "%s", gpu);
-    return FT_OK;
-}
 
 /* ---- shapes ---------------------------------------------------------------------------------- */
 
@@ -154,13 +55,14 @@ typedef struct pl_in {
     int drop; /* lora.dropout > 0 */
     int64_t kl; /* with recompute: layers kept, not recomputed (training.keep_layers) */
     int64_t mc; /* with recompute: the MLP's slice of tokens (training.mlp_chunk; 0: all) */
+    int64_t be; /* with recompute: every be-th layer's input kept (training.boundary_every; 0/1: all) */
 } pl_in;
 
 /* The run p plans, as pl_memory takes it. */
 static pl_in pl_current(const ft_plan *p) {
     return (pl_in){.B = p->B, .T = p->T, .R = p->R, .recompute = p->recompute, .host = p->host_boundaries,
                    .lin = p->linear_dtype, .keep = p->keep_attention, .drop = p->lora_dropout, .kl = p->keep_layers,
-                   .mc = p->mlp_chunk};
+                   .mc = p->mlp_chunk, .be = p->boundary_every};
 }
 
 static void pl_set(ft_plan_line *l, const char *name, int64_t bytes, const char *fmt, ...)
@@ -262,7 +164,7 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
 
     ft_model_opts mo = {.recompute = in->recompute, .host_boundaries = in->host, .keep_attention = in->keep,
                         .keep_layers = in->recompute ? in->kl : 0, .mlp_chunk = in->recompute ? in->mc : 0,
-                        .dora = p->dora ? 1 + p->lora_dropout : 0};
+                        .dora = p->dora ? 1 + p->lora_dropout : 0, .boundary_every = in->be};
     ft_act_bytes a = ft_model_act_bytes_opts(d, in->B, in->T, in->R, &mo, p->act_dtype);
     int64_t N = in->B * in->T;
     const char *an = ft_dtype_name(p->act_dtype);
@@ -271,8 +173,9 @@ static void pl_memory(ft_plan *p, const pl_in *in, int64_t threads) {
         pl_set(&p->line[FT_PLAN_BOUNDARIES], "activation checkpoints", a.boundaries,
                "2 x %lld tokens x %lld, %s (the rest on host)", (long long)N, (long long)d->C, an);
     else
-        pl_set(&p->line[FT_PLAN_BOUNDARIES], "activation checkpoints", a.boundaries, "%lld x %lld tokens x %lld, %s",
-               (long long)(d->L + 1), (long long)N, (long long)d->C, an);
+        pl_set(&p->line[FT_PLAN_BOUNDARIES], "activation checkpoints", a.boundaries, "%lld x %lld tokens x %lld, %s%s",
+               (long long)(a.boundaries / (N * d->C * ft_dtype_nbytes(p->act_dtype, 1))), (long long)N,
+               (long long)d->C, an, ft_model_boundary_every(&mo, d->L) > 1 ? " (every few layers')" : "");
     char kept[64] = "";
     if (a.layers_kept > 0) snprintf(kept, sizeof kept, " + %lld kept layers", (long long)mo.keep_layers);
     pl_set(&p->line[FT_PLAN_LAYER], in->recompute ? "layer recompute working set" : "saved layer activations",
@@ -421,6 +324,20 @@ static void pl_advise(ft_plan *p, const pl_in *cur, int64_t threads) {
                        FT_PLAN_MLP_CHUNK);
         }
     }
+    /* two-level recomputation (training.boundary_every): the boundaries stay on the device, fewer */
+    const int64_t K = ft_plan_segment(p->dims.L);
+    if (cur->recompute && !cur->host && cur->be <= 1 && K > 1) {
+        in = *cur, in.be = K;
+        pl_memory(p, &in, threads);
+        int mlp = 0;
+        if (p->total_bytes > p->device_bytes && (cur->mc == 0 || cur->mc > FT_PLAN_MLP_CHUNK) &&
+            cur->B * cur->T > FT_PLAN_MLP_CHUNK)
+            in.mc = FT_PLAN_MLP_CHUNK, mlp = 1, pl_memory(p, &in, threads);
+        if (p->total_bytes <= p->device_bytes)
+            PL_ADD("%sset training.boundary_every: %lld%s (the input of one layer in %lld kept, the rest recomputed: "
+                   "one more forward of most layers)", n ? ", or " : "", (long long)K,
+                   mlp ? " and training.mlp_chunk: 4096" : "", (long long)K);
+    }
     int64_t b = cur->B > 1 ? pl_largest(p, *cur, PL_KNOB_B, 1, cur->B - 1, 1, threads) : 0;
     if (b > 0) {
         int64_t k = (cur->B * p->K + b - 1) / b;
@@ -474,10 +391,11 @@ static void pl_flops(ft_plan *p, int64_t lora_io) {
     const double rec = ft_plan_recomputed(p);
     const double A = 2.0 * (double)d->L * (double)(d->H * d->D) * p->attn_len; /* A_fwd: S = T, less packed */
     const double lora = (double)p->R * (double)lora_io * (double)d->L;
-    p->f_base = (4.0 + 2.0 * rec) * (double)p->n_blocks;
+    const double seg = p->seg_forward; /* training.boundary_every: a second forward of that share */
+    p->f_base = (4.0 + 2.0 * rec + 2.0 * seg) * (double)p->n_blocks;
     p->f_head = 4.0 * (double)p->n_head;
-    p->f_attn = (3.5 + rec) * A; /* the recompute's attention forward */
-    p->f_lora = (6.0 + 2.0 * rec) * lora;
+    p->f_attn = (3.5 + rec + seg) * A; /* the recompute's attention forward */
+    p->f_lora = (6.0 + 2.0 * rec + 2.0 * seg) * lora;
     p->f_dora = 0;
     /* model_dora.c: without dropout the backward's zd (frozen and B products) where the output is not
      * kept; with LoRA dropout xd W^T in the forward and the recompute (down_proj has none there), zd,
@@ -496,7 +414,7 @@ static void pl_flops(ft_plan *p, int64_t lora_io) {
     for (int m = 0; m < FT_MOD_COUNT; m++)
         if (p->targets & (1u << m))
             p->w_gemm -= 2.0 * (double)(p->R * rl) * (double)(s.in[m] + (m == FT_MOD_DOWN ? s.out[m] : 0));
-    p->w_attn = (3.5 + (p->keep_attention ? 0.0 : rec)) * A;
+    p->w_attn = (3.5 + (p->keep_attention ? 0.0 : rec) + seg) * A;
 }
 
 /* The most layers the run `in` keeps (training.keep_layers) within 96% of the device, the 4% left
@@ -602,6 +520,13 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
     p->keep_attention = (o.keep_attention || r->training.keep_attention) && p->recompute; /* as model.c */
     p->keep_layers = p->recompute ? r->training.keep_layers : 0;
     p->mlp_chunk = p->recompute ? r->training.mlp_chunk : 0;
+    {   /* the segments of training.boundary_every: all but the last run their K - 1 first layers again */
+        const ft_model_opts bo = {.recompute = p->recompute, .host_boundaries = p->host_boundaries,
+                                  .boundary_every = r->training.boundary_every};
+        const int64_t K = ft_model_boundary_every(&bo, p->dims.L), nseg = (p->dims.L + K - 1) / K;
+        p->boundary_every = K;
+        p->seg_forward = p->dims.L > 0 ? (double)((nseg - 1) * (K - 1)) / (double)p->dims.L : 0.0;
+    }
     if (r->training.mlp_chunk > 0 && !p->recompute) /* model.c ignores it too */
         ft_warn("training.mlp_chunk ignored: the MLP runs in slices only with training.recompute: true (without it "
                 "every layer keeps its whole MLP activations)");
@@ -653,6 +578,12 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
         if (in.mc == 0 || in.mc > FT_PLAN_MLP_CHUNK) { /* and with the MLP in slices (training.mlp_chunk) */
             h.mc = FT_PLAN_MLP_CHUNK;
             p->max_seq_mlp = pl_largest(p, h, PL_KNOB_T, 1, ((int64_t)1 << 20) / 256, 256, threads);
+        }
+        p->seg_offer = ft_plan_segment(d->L);
+        if (p->seg_offer > 1 && p->boundary_every <= 1) { /* two-level: the boundaries on the device, fewer */
+            h.host = 0, h.be = p->seg_offer;
+            if (h.mc == 0 || h.mc > FT_PLAN_MLP_CHUNK) h.mc = FT_PLAN_MLP_CHUNK;
+            p->max_seq_seg = pl_largest(p, h, PL_KNOB_T, 1, ((int64_t)1 << 20) / 256, 256, threads);
         }
         pl_memory(p, &in, threads); /* restore the report's lines */
     }

@@ -119,6 +119,15 @@ typedef struct ft_plan_time {
 /* The MLP slice `ftune plan` offers (training.mlp_chunk) for contexts that do not fit otherwise: long
  * enough that the slice's products still run at the GEMMs' full rate. */
 #define FT_PLAN_MLP_CHUNK 4096
+/* The training.boundary_every the plan offers for L layers: about sqrt(L), which makes the kept
+ * inputs (L / K) and the segment's slots (K - 1) fewest: 9 for 80 layers, 18 boundaries instead of 81;
+ * 0 where it would keep no fewer (under 5 layers). */
+static inline int64_t ft_plan_segment(int64_t L) {
+    if (L < 5) return 0;
+    int64_t k = 2;
+    while ((k + 1) * (k + 1) <= L && k < 64) k++;
+    return (k + 1) * (k + 1) - L < L - k * k ? k + 1 : k; /* the nearer square */
+}
 
 typedef struct ft_plan_opts {
     const char *device;     /* NULL: dev when given, else "cpu" when model.device is cpu, else "h100" */
@@ -158,6 +167,9 @@ typedef struct ft_plan {
     int keep_layers_max;      /* 1: training.keep_layers was max, and keep_layers is what fits in 96% of the
                                * device (as the offers below count) */
     int64_t mlp_chunk;        /* with recompute: training.mlp_chunk, the MLP's slice of tokens (0: all, and without) */
+    int64_t boundary_every;   /* training.boundary_every as the model takes it (ft_model_boundary_every; 1: every
+                               * layer's input kept) */
+    double seg_forward;       /* boundary_every > 1: the share of the layers the backward runs forward again */
     int lora_dropout;         /* 1: lora.dropout > 0 (its scratch and traffic) */
     int dora;                 /* 1: lora.dora (its magnitudes, its backward scratch, its second frozen product) */
     int packed;               /* data.packing is not none: rows may hold several documents, whose attention
@@ -205,6 +217,10 @@ typedef struct ft_plan {
     int64_t max_seq_mlp;      /* the same with host boundaries (not on unified memory, where they are no more
                                * room: max_seq_host 0) and the MLP in slices of FT_PLAN_MLP_CHUNK tokens, when
                                * the recipe does not slice it already (0 otherwise) */
+    int64_t seg_offer;        /* the training.boundary_every the plan offers: ft_plan_segment of the layers */
+    int64_t max_seq_seg;      /* the longest data.seq_len with the boundaries on the device, the input of one layer
+                               * in seg_offer kept and the MLP in slices (as max_seq_mlp, when the recipe does
+                               * neither already; 0 otherwise) */
     int64_t device_bytes;
     const char *mem_source;   /* where device_bytes came from when not the device's figure:
                                * "--memory-gb", "model.memory_gib", "free when the run started",

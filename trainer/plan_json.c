@@ -79,6 +79,8 @@ ft_status ft_plan_json(const ft_plan *p, const ft_recipe *r, char **out) {
     pj_opt(mem, "longest_seq_len", (double)p->max_seq, 1);
     pj_opt(mem, "longest_seq_len_host_boundaries", (double)p->max_seq_host, 1);
     pj_opt(mem, "longest_seq_len_mlp_chunk", (double)p->max_seq_mlp, 1);
+    pj_opt(mem, "longest_seq_len_boundary_every", (double)p->max_seq_seg, 1); /* at boundary_every_offered, sliced */
+    pj_opt(mem, "boundary_every_offered", (double)p->seg_offer, 1);
 
     cJSON *t = cJSON_AddObjectToObject(j, "time");
     pj_num(t, "flops_per_token", p->flops_per_token);

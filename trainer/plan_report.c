@@ -172,35 +172,37 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
                 p->kept_mb.tokens_per_s, 100.0 * (p->kept_mb.tokens_per_s / p->tokens_per_s - 1.0));
     }
 
-    if (p->max_seq_host > 0 && p->max_seq_mlp > 0)
-        fprintf(f, "  longest data.seq_len that fits at micro_batch %lld: %lld tokens (%lld with "
-                   "training.host_boundaries: true, %lld with it and training.mlp_chunk: %d)\n",
-                (long long)p->B, (long long)p->max_seq, (long long)p->max_seq_host, (long long)p->max_seq_mlp,
-                FT_PLAN_MLP_CHUNK);
-    else if (p->max_seq > 0 && p->max_seq_mlp > 0) /* unified memory: no host boundaries to offer */
-        fprintf(f, "  longest data.seq_len that fits at micro_batch %lld: %lld tokens (%lld with training.mlp_chunk: "
-                   "%d)\n",
-                (long long)p->B, (long long)p->max_seq, (long long)p->max_seq_mlp, FT_PLAN_MLP_CHUNK);
-    else if (p->max_seq_host > 0)
-        fprintf(f, "  longest data.seq_len that fits at micro_batch %lld: %lld tokens (%lld with "
-                   "training.host_boundaries: true)\n",
-                (long long)p->B, (long long)p->max_seq, (long long)p->max_seq_host);
-    else if (p->max_seq > 0) /* unified memory, the recipe's MLP already in slices: nothing more to offer */
-        fprintf(f, "  longest data.seq_len that fits at micro_batch %lld: %lld tokens\n", (long long)p->B,
-                (long long)p->max_seq);
+    if (p->max_seq > 0) { /* the longest context, and which knobs reach further */
+        char more[512] = "";
+        size_t o = 0;
+#define PL_MORE(...) o += (size_t)snprintf(more + o, o < sizeof more ? sizeof more - o : 0, __VA_ARGS__)
+        if (p->max_seq_host > 0) PL_MORE("%lld with training.host_boundaries: true", (long long)p->max_seq_host);
+        if (p->max_seq_mlp > 0)
+            PL_MORE("%s%lld with %straining.mlp_chunk: %d", o ? ", " : "", (long long)p->max_seq_mlp,
+                    p->max_seq_host > 0 ? "it and " : "", FT_PLAN_MLP_CHUNK);
+        if (p->max_seq_seg > 0)
+            PL_MORE("%s%lld with training.boundary_every: %lld%s", o ? "; " : "", (long long)p->max_seq_seg,
+                    (long long)p->seg_offer, p->mlp_chunk > 0 && p->mlp_chunk <= FT_PLAN_MLP_CHUNK ? "" : " and the MLP sliced");
+#undef PL_MORE
+        fprintf(f, "  longest data.seq_len that fits at micro_batch %lld: %lld tokens%s%s%s\n", (long long)p->B,
+                (long long)p->max_seq, o ? " (" : "", more, o ? ")" : "");
+    }
 
     fprintf(f, "\ncompute\n");
     double fs = p->flops_per_token >= 1e9 ? 1e9 : p->flops_per_token >= 1e6 ? 1e6 : 1e3;
     const char *fu = fs == 1e9 ? "GFLOP" : fs == 1e6 ? "MFLOP" : "KFLOP";
     const double rec = ft_plan_recomputed(p);
     fprintf(f, "  %-28s %.1f %s = %.1f (%.3g N_blocks) + %.1f (4 N_head) + %.1f (%.3g A_fwd) + %.1f (LoRA)",
-            "FLOPs per token", p->flops_per_token / fs, fu, p->f_base / fs, 4.0 + 2.0 * rec, p->f_head / fs,
-            p->f_attn / fs, 3.5 + rec, p->f_lora / fs);
+            "FLOPs per token", p->flops_per_token / fs, fu, p->f_base / fs, 4.0 + 2.0 * (rec + p->seg_forward),
+            p->f_head / fs, p->f_attn / fs, 3.5 + rec + p->seg_forward, p->f_lora / fs);
     if (p->dora) fprintf(f, " + %.1f (DoRA)", p->f_dora / fs);
     fprintf(f, "\n");
     if (p->packed || p->attn_len != (double)p->T) /* A_fwd's S: what a token attends to, on average x 2 */
         fprintf(f, "  %-28s S = %.0f of seq_len %lld: %s\n", "attention's length", p->attn_len, (long long)p->T,
                 p->attn_len_from);
+    if (p->boundary_every > 1)
+        fprintf(f, "  %-28s the input of one layer in %lld kept: %.0f%% of the layers run forward once more "
+                   "(training.boundary_every)\n", "", (long long)p->boundary_every, 100.0 * p->seg_forward);
     if (p->keep_layers > 0)
         fprintf(f, "  %-28s %lld of %lld layers kept, not recomputed (training.keep_layers%s)\n", "",
                 (long long)p->keep_layers, (long long)d->L, p->keep_layers_max ? ": max" : "");

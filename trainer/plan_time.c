@@ -137,16 +137,16 @@ static void pl_parts(ft_plan *p, const ft_recipe *r) {
          * GEMMs run: only the part it does not hide is on the step's path. A kept layer's weights
          * dequantize during the backward of the layer after it, each as its place in the ring
          * frees (ft_bwd_next): hidden the same way. */
-        const double shown = 2.0 * (1.0 - v->dequant_hidden);
+        const double shown = (2.0 + p->seg_forward) * (1.0 - v->dequant_hidden); /* and boundary_every's */
         pl_part(p, FT_PLAN_T_DEQUANT, p->linear_dtype == FT_NF4 ? "NF4 dequantization" : "dequantization",
-                (codes + bf16) / bw * shown, "2 passes x (%s %s read + %s BF16 written), %.0f%% hidden by the prefetch",
-                ft_plan_si(codes, "B", b1, sizeof b1), ft_dtype_name(p->linear_dtype), ft_plan_si(bf16, "B", b2, sizeof b2),
-                100 * (1.0 - shown / 2.0));
+                (codes + bf16) / bw * shown, "%.3g passes x (%s %s read + %s BF16 written), %.0f%% hidden by the prefetch",
+                2.0 + p->seg_forward, ft_plan_si(codes, "B", b1, sizeof b1), ft_dtype_name(p->linear_dtype),
+                ft_plan_si(bf16, "B", b2, sizeof b2), 100 * v->dequant_hidden);
     } else {
         pl_part(p, FT_PLAN_T_DEQUANT, "", 0, "%s", "");
     }
     pl_traffic el = pl_elementwise_elems(d, p->recompute, rec);
-    const double el_layer = (el.fwd + el.bwd) * e;
+    const double el_layer = ((1.0 + p->seg_forward) * el.fwd + el.bwd) * e; /* boundary_every: a forward more */
     const double el_final = 5.0 * (double)d->C * e; /* final norm */
     pl_part(p, FT_PLAN_T_ELEMENTWISE, "elementwise", N * ((double)d->L * el_layer + el_final) / bw_el,
             "%.2f MB/token/layer over %.3g passes: norms, RoPE, SwiGLU, adds", el_layer / 1e6, fwd_passes + 1);

@@ -304,6 +304,9 @@ static ft_status rk_validate(rctx *c, int require) {
         RK_CROSS(c, "eval.patience", "needs evaluations during the run: set eval.every_steps");
     if (r->training.diverge_factor > 0 && !(r->training.diverge_factor > 1))
         RK_CROSS(c, "training.diverge_factor", "must be 0 (off) or above 1 (got %g)", r->training.diverge_factor);
+    if (r->training.boundary_every > 1 && r->training.host_boundaries)
+        RK_CROSS(c, "training.boundary_every", "not with training.host_boundaries: true (the layer inputs are in host "
+                                               "memory already; keep one of the two)");
     if (r->training.micro_batch * r->data.seq_len > ((int64_t)1 << 31))
         RK_CROSS(c, "training.micro_batch", "micro_batch x seq_len must stay below 2^31 tokens");
     /* before training, not at the end of the run: a llama.cpp adapter has no per-row magnitude (export/adapter_dora.c) */

@@ -76,6 +76,8 @@ typedef struct ft_recipe {
         int64_t keep_layers;      /* training.keep_layers: with recompute, the last N layers keep their activations
                                    * (-1: max, as many as the plan fits) */
         int64_t mlp_chunk;        /* training.mlp_chunk: with recompute, the MLP over this many tokens at a time (0: all) */
+        int64_t boundary_every;   /* training.boundary_every: with recompute, the input of every Nth layer kept (two-level
+                                   * recomputation; 0/1: every layer's) */
         double spike_zscore;      /* training.spike_zscore: skip a step whose loss is this many sd above the recent mean (0 = off) */
         int64_t max_skips;        /* training.max_skips: consecutive skipped steps before the run stops */
         double diverge_factor;    /* training.diverge_factor: stop when the loss stays this many times its best (0 = off) */

@@ -46,7 +46,7 @@ typedef struct rk {
 
 /* The number of keys in ft_recipe_keys: a constant because rctx (recipe.c) sizes arrays by it;
  * recipe_keys.c refuses to compile when it and the table disagree. */
-enum { RK_COUNT = 67 };
+enum { RK_COUNT = 68 };
 extern const rk ft_recipe_keys[RK_COUNT];
 
 /* ---- typed accessors: key k's field in r ------------------------------------------------------ */

@@ -54,8 +54,8 @@ const rk ft_recipe_keys[] = {
      .help = "rank-stabilized scaling alpha / sqrt(r)"},
     {.key = "lora.dora", .type = RK_BOOL, .off = F(lora.dora), .def = "false",
      .help = "DoRA (PEFT's use_dora): each adapted module also trains a magnitude per output row; the backward "
-             "runs some frozen products twice (about 10% slower; `ftune plan` counts it); needs lora.dropout 0; merges "
-             "and PEFT exports carry it, a llama.cpp adapter cannot"},
+             "runs some frozen products twice (about 10% slower; with lora.dropout, as PEFT, every one about twice "
+             "more: ~2x slower; `ftune plan` counts it); merges and PEFT exports carry it, a llama.cpp adapter cannot"},
     {.key = "lora.init", .type = RK_PATH, .off = F(lora.init), .def = "",
      .help = "initial A/B from a safetensors file under PEFT names (default: PEFT's random A, zero B)"},
     {.key = "lora.trainable_tokens", .type = RK_STRS, LIST(lora.tokens, lora.n_tokens, FT_RECIPE_MAX_TOKENS),
@@ -141,6 +141,14 @@ const rk ft_recipe_keys[] = {
              "multiple of 4, at least 16; 0: all at once): its [tokens, intermediate] activations shrink to [mlp_chunk, "
              "intermediate], the most of a layer's working set, for the longest contexts (`ftune plan` offers it); "
              "the same FLOPs, results equal to rounding"},
+    {.key = "training.boundary_every", .type = RK_INT, .off = F(training.boundary_every), .def = "0", .min = 0,
+     .max = 64,
+     .help = "with training.recompute (boundaries on the device): keep the input of every Nth layer only; the "
+             "backward runs each segment of N layers forward once more to get the others back (two-level "
+             "recomputation): about L/N + N layer inputs instead of L + 1 (N near sqrt(L): 9 for 80 layers, 18 instead "
+             "of 81), for one more forward of (N-1)/N of the layers; results bit-identical; for the longest contexts "
+             "where host memory cannot take the inputs (a DGX Spark's unified memory; `ftune plan` offers it); "
+             "0/1: every layer's"},
     {.key = "training.spike_zscore", .type = RK_FLOAT, .off = F(training.spike_zscore), .def = "0", .min = 0,
      .max = 1000, .help = "skip a step whose loss is this many standard deviations above the recent mean (0 = off)"},
     {.key = "training.max_skips", .type = RK_INT, .off = F(training.max_skips), .def = "10", .min = 1, .max = 1e6,

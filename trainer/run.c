@@ -269,6 +269,7 @@ static ft_status ft_run_build_model(ft_run_state *R) {
     lo.model.host_boundaries = r->training.host_boundaries; /* (the model ignores it without recompute) */
     lo.model.keep_attention = r->training.keep_attention;   /* (likewise) */
     lo.model.mlp_chunk = r->training.mlp_chunk;             /* (likewise) */
+    lo.model.boundary_every = r->training.boundary_every;   /* (likewise) */
     FT_TRY(ft_lora_parse_targets(r->lora.targets, &lc.targets));
     lc.r = r->lora.r, lc.alpha = r->lora.alpha, lc.dropout = r->lora.dropout, lc.rslora = r->lora.rslora;
     lc.dora = r->lora.dora;

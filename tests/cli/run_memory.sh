@@ -8,7 +8,8 @@
 #     training.keep_attention true, with more (and `ftune plan --keep-attention` counts it), and
 #     training.keep_layers 2, 5 (of the demo's 5) and max (5 here), with more yet (`ftune plan`
 #     counts them; 6 is refused, naming the key and the model's layers); training.mlp_chunk gives
-#     the same figures to float rounding with less memory (`ftune plan` counts it).
+#     the same figures to float rounding with less memory (`ftune plan` counts it); training.boundary_every
+#     the same figures exactly, with less memory (alone, with kept layers, with the MLP in slices).
 # (3) Out of memory: model.memory_gib caps the backend below the plan's total; the run fails with
 #     exit 1, no crash, and one error line naming the allocation, the plan's prediction and a knob;
 #     `ftune plan` says the same beforehand; the knob it names (micro_batch) then runs under the cap.
@@ -118,6 +119,37 @@ m3=$(grep -m1 -o '"mem_mb":[0-9.]*' "$tmp/mc/metrics.jsonl" | cut -d: -f2)
 "$ftune" plan "$recipe" --set training.recompute=false --set training.mlp_chunk=200 >/dev/null 2>"$tmp/pmc2.err"
 grep -q "warning: training.mlp_chunk ignored" "$tmp/pmc2.err" && ok "mlp_chunk without recompute: one warning" \
   || bad "mlp_chunk without recompute: $(cat "$tmp/pmc2.err")"
+
+# --- (2e) two-level recomputation: every Nth layer's input kept, the segments run forward again ---
+# training.boundary_every 2 of the demo's 5 layers keeps inputs 0, 2, 4 and the top, the inner ones
+# in one slot (segments [0,1] [2,3] [4]: layers 0 and 2 run forward again): bit-identical figures and
+# adapter (the same computation on the same inputs), less memory. With keep_layers 2 and with the MLP
+# in slices (3: segments [0,1,2] [3,4]) likewise against the runs with those alone.
+"$ftune" train "$recipe" "${short[@]}" --set output_dir="$tmp/be2" --set training.boundary_every=2 >/dev/null \
+  2>"$tmp/be2.err" || bad "run with boundary_every 2: exit $?: $(tail -3 "$tmp/be2.err")"
+"$ftune" train "$recipe" "${short[@]}" --set output_dir="$tmp/be2k" --set training.boundary_every=2 \
+  --set training.keep_layers=2 >/dev/null 2>&1 || bad "run with boundary_every 2 and keep_layers 2: exit $?"
+"$ftune" train "$recipe" "${short[@]}" --set output_dir="$tmp/be3m" --set training.boundary_every=3 \
+  --set training.mlp_chunk=200 >/dev/null 2>&1 || bad "run with boundary_every 3 and mlp_chunk 200: exit $?"
+same=1
+for pair in "dev be2" "kl2 be2k" "mc be3m"; do
+  set -- $pair
+  cmp -s <(strip "$tmp/$1/metrics.jsonl" | sed 's/"mem_mb":[0-9.]*//') <(strip "$tmp/$2/metrics.jsonl" | sed 's/"mem_mb":[0-9.]*//') \
+    && cmp -s "$tmp/$1/final/adapter_model.safetensors" "$tmp/$2/final/adapter_model.safetensors" || same=0
+done
+mb=$(grep -m1 -o '"mem_mb":[0-9.]*' "$tmp/be2/metrics.jsonl" | cut -d: -f2)
+"$ftune" plan "$recipe" --set training.boundary_every=2 >"$tmp/pbe" 2>/dev/null
+tb=$(plan_mib "$tmp/pbe" total)
+[ $same = 1 ] && ok "boundary_every 2, with keep_layers 2, and 3 with mlp_chunk 200: metrics.jsonl and adapters identical" \
+  || bad "boundary_every: results differ: $(diff <(strip "$tmp/dev/metrics.jsonl") <(strip "$tmp/be2/metrics.jsonl") | head -4)"
+[ -n "$m0" ] && [ -n "$mb" ] && awk "BEGIN{exit !($mb < $m0 && $tb < $t0)}" \
+  && grep -q "activation checkpoints *5 x 1024 tokens" "$tmp/pbe" && grep -q "40% of the layers run forward once more" "$tmp/pbe" \
+  && ok "boundary_every 2: backend memory $m0 MB -> $mb MB, plan $t0 -> $tb MiB: $(grep 'activation checkpoints' "$tmp/pbe" | tr -s ' ')" \
+  || bad "boundary_every memory $m0 -> $mb MB, plan $t0 -> $tb: $(grep -A0 'activation checkpoints' "$tmp/pbe")"
+"$ftune" train "$recipe" "${short[@]}" --set output_dir="$tmp/beh" --set training.boundary_every=2 \
+  --set training.host_boundaries=true >/dev/null 2>"$tmp/beh.err"; rc=$?
+[ $rc -eq 2 ] && [ "$(wc -l <"$tmp/beh.err")" = 1 ] && grep -q "training.boundary_every: not with training.host_boundaries" "$tmp/beh.err" \
+  && ok "boundary_every with host boundaries refused: $(cat "$tmp/beh.err")" || bad "boundary_every + host: exit $rc $(cat "$tmp/beh.err")"
 
 # --- (3) out of memory under model.memory_gib ---------------------------------------------------
 cap=(--set model.memory_gib=0.008)   # 8.2 MiB; the demo plans 14.0 MiB

@@ -26,7 +26,8 @@
 #             shape:seq entries at their own seq, shape+keep with the kept layers the plan offers,
 #             shape@N with rows packed with N-token documents, shape=q4_k with the linears in a ggml
 #             block type as a GGUF base keeps them, shape+dora with DoRA adapters, shape+mlpN with
-#             the MLP over N tokens at a time, training.mlp_chunk: what the slices cost): finite falling
+#             the MLP over N tokens at a time, training.mlp_chunk: what the slices cost; shape+beN with
+#             every Nth layer's input kept, training.boundary_every: what the segments' forward costs): finite falling
 #             loss, peak memory within 10% of the plan (the `memory` column), tokens/s, F x tokens/s
 #             against the measured GEMM peak, time per phase
 #   peft      tests/gpu/peft.sh: the bench phase's runs again through transformers + PEFT +
@@ -299,18 +300,21 @@ if want e2e && have_ftune e2e; then
   # small to share among more (alone on 16 threads it took 6 s a step on the H100's host, 2026-11-24;
   # ~1 s on a 2-core development machine)
   # cuda_mlp: CUDA with the MLP over 200 of the 1024 rows at a time (training.mlp_chunk), held to the
-  # same tolerance against the CPU
+  # same tolerance against the CPU; cuda_seg: CUDA with two-level recomputation (training.boundary_every
+  # 2 of the 5 layers: layers 0 and 2 run forward again), whose losses must equal cuda's exactly
   nth=${FT_E2E_THREADS:-2}
-  for dev in cpu cpu_bf16 cuda cuda_mlp; do
+  for dev in cpu cpu_bf16 cuda cuda_mlp cuda_seg; do
     rm -rf "$build/e2e_$dev"
-    mc=0
+    mc=0 be=0
     [ $dev = cuda_mlp ] && mc=200
+    [ $dev = cuda_seg ] && be=2
     FT_CPU_BF16=$([ $dev = cpu_bf16 ] && echo 1 || echo 0) "$ftune" train "$root/recipes/demo-stories260k.yaml" \
       --set training.steps="$steps" --set model.device="${dev%_*}" --set model.threads=$nth \
-      --set training.mlp_chunk=$mc --set output_dir="$build/e2e_$dev" "${short[@]}" >"$OUT/train_$dev.log" 2>&1 &
+      --set training.mlp_chunk=$mc --set training.boundary_every=$be --set output_dir="$build/e2e_$dev" "${short[@]}" \
+      >"$OUT/train_$dev.log" 2>&1 &
     eval "pid_$dev=\$!"
   done
-  for dev in cpu cpu_bf16 cuda cuda_mlp; do eval "wait \$pid_$dev; rc_$dev=\$?"; done
+  for dev in cpu cpu_bf16 cuda cuda_mlp cuda_seg; do eval "wait \$pid_$dev; rc_$dev=\$?"; done
   rc_c=$rc_cpu rc_g=$rc_cuda
   secs=$(($(date +%s) - t0))
   # every step present on both, finite, relative gap <= tol
@@ -356,6 +360,11 @@ PYEOF
   [ "$rc_cuda_mlp" -eq 0 ] && [ "${bad_m:-1}" = 0 ] || { mark e2e FAIL; echo "$cmp_m" | grep -v '^RESULT' | tee -a "$summary" >&2; }
   say "e2e: demo recipe on cuda with training.mlp_chunk 200 (rc $rc_cuda_mlp): worst loss gap to the cpu" \
     "$(echo "$cmp_m" | awk '/^RESULT/ {print $3" at step "$4}') (tol $e2e_tol)"
+  cmp_s=$(e2e_cmp "$build/e2e_cuda/metrics.jsonl" "$build/e2e_cuda_seg/metrics.jsonl" 0 "$steps")
+  bad_s=$(echo "$cmp_s" | awk '/^RESULT/ {print $2}')
+  [ "$rc_cuda_seg" -eq 0 ] && [ "${bad_s:-1}" = 0 ] || { mark e2e FAIL; echo "$cmp_s" | grep -v '^RESULT' | tee -a "$summary" >&2; }
+  say "e2e: demo recipe on cuda with training.boundary_every 2 (rc $rc_cuda_seg): losses equal to cuda's:" \
+    "$([ "${bad_s:-1}" = 0 ] && echo yes || echo NO), worst $(echo "$cmp_s" | awk '/^RESULT/ {print $3}')"
   [ $rc_c -eq 0 ] || tail -5 "$OUT/train_cpu.log" | sed 's/^/  /' | tee -a "$summary" >&2
   [ $rc_g -eq 0 ] || tail -5 "$OUT/train_cuda.log" | sed 's/^/  /' | tee -a "$summary" >&2
   # stories260K has head_dim 8 (the SIMT attention): the tensor-core attention (head_dim 128) and
@@ -585,6 +594,7 @@ if want bench && have_ftune bench; then
     [[ "$entry" =~ =([a-z0-9_]+) ]] && keep+=(--quant "${BASH_REMATCH[1]}") # shape=q4_k: a GGUF base's block type
     [[ "$entry" == *+dora* ]] && keep+=(--dora) # shape+dora: DoRA adapters (no dropout, as the bench runs)
     [[ "$entry" =~ \+mlp([0-9]+) ]] && keep+=(--mlp-chunk "${BASH_REMATCH[1]}") # shape+mlp1024: the MLP in slices
+    [[ "$entry" =~ \+be([0-9]+) ]] && keep+=(--boundary-every "${BASH_REMATCH[1]}") # shape+be9: two-level recompute
     rm -f "$build/bench/$entry.json"
     # shellcheck disable=SC2086
     "$ftune" bench --device cuda --shape "$shape" --seq "$seq" --micro-batch 1 \
