@@ -377,7 +377,7 @@ ft_status ft_bench_run(const ft_bench_opts *o, ft_bench_result *r) {
                      (long long)ft_model_mlp_rows(&(ft_model_opts){.recompute = 1, .mlp_chunk = plan->mlp_chunk},
                                                   o->micro_batch * T));
     if (plan->boundary_every > 1)
-        ft_bench_say(o, "  every %lld-th layer's input kept, the others recomputed per segment (training.boundary_every)\n",
+        ft_bench_say(o, "  the input of one layer in %lld kept, the others recomputed per segment (training.boundary_every)\n",
                      (long long)plan->boundary_every);
     ft_bench_say(o, "  plan: %s of backend memory, F %.4g GFLOP per token\n", b1, plan->flops_per_token / 1e9);
 
