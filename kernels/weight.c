@@ -138,7 +138,7 @@ static void ft_fill_from_host(const void *user, float *f32, int64_t i, int64_t m
 static ft_status ft_ggml_encodable(const ft_weight *w, const char *what) {
     if (ft_ggml_can_encode(ft_dtype_ggml_type(w->dtype))) return FT_OK;
     return FT_ERR(FT_E_UNSUPPORTED,
-                  "%s: ftune cannot quantize into %s (it encodes Q4_0, Q5_0, Q8_0, Q4_K, Q5_K and Q6_K); "
+                  "%s: ftune cannot quantize into %s (it encodes Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K); "
                   "a %s weight can only be filled with its blocks as they are",
                   what, ft_dtype_name(w->dtype), ft_dtype_name(w->dtype));
 }

@@ -35,8 +35,8 @@ void ft_weight_release(ft_backend *be, ft_weight *w);
  * For an NF4 weight this quantizes (ft_op_nf4_quantize); otherwise it converts and uploads.
  * A ggml block weight takes its own blocks (src_dtype == w->dtype: uploaded as they are, the GGUF
  * loader's path) or F32/F16/BF16 values, quantized on the host with ggml's reference encoders
- * (kernels/ggml_quants.h) for Q4_0, Q5_0, Q8_0, Q4_K, Q5_K and Q6_K; FT_E_UNSUPPORTED for the
- * others (Q4_1, Q5_1, Q2_K, Q3_K: decoded, never encoded). Quantized blocks go up through
+ * (kernels/ggml_quants.h) for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K; FT_E_UNSUPPORTED
+ * for the others (Q2_K, Q3_K, the IQ types: decoded, never encoded). Quantized blocks go up through
  * ft_backend_upload; a weight's own blocks through the backend's streamed path (CUDA) or the same.
  * The CUDA backend streams the source through pinned staging buffers and quantizes on the device
  * while the next chunk is copied; it returns once it has read host_src (so the caller may drop

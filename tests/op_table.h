@@ -170,7 +170,7 @@ float *ot_gen(const ot_ctx *c, uint64_t seed, int64_t n, float scale);
 float *ot_weight_values(const float *h, int64_t n, ft_dtype t);
 /* ggml block weights (tests/op_table_ggml.c): the blocks a case's weight of dtype t holds for the
  * generated floats h[n] (n whole blocks; malloc'd): h quantized for the types ftune encodes, random
- * valid blocks drawn from h for the others (Q4_1, Q5_1, Q2_K, Q3_K); their decoded values
+ * valid blocks drawn from h for the others (Q2_K, Q3_K, the IQ4 types); their decoded values
  * (ot_weight_values' answer); and filling a backend weight with those blocks (ot_up_weight's). */
 uint8_t *ot_ggml_blocks(const float *h, int64_t n, ft_dtype t);
 float *ot_ggml_values(const float *h, int64_t n, ft_dtype t);

@@ -1,10 +1,10 @@
 /* op_table_ggml.c: ggml block weights (FT_Q4_0 .. FT_IQ4_XS, a GGUF base's frozen linears) for the op
  * test table (tests/op_table.h): the bytes a case's weight holds and the values they decode to.
  *
- * For the types ftune encodes (Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K) the weight is the case's generated
+ * For the types ftune encodes (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K) the weight is the case's generated
  * floats quantized by ggml's reference encoder (kernels/ggml_quants.h, checked against ggml's own
  * bytes by test_gguf), and the backend gets the floats (ft_weight_set quantizes them on the host).
- * The others (Q4_1, Q5_1, Q2_K, Q3_K, IQ4_NL, IQ4_XS) are read from GGUF files, never written: their blocks are
+ * The others (Q2_K, Q3_K, IQ4_NL, IQ4_XS) are read from GGUF files, never written: their blocks are
  * random bytes drawn from the generated floats (so a fresh salt gives fresh blocks) with the fp16
  * scale fields overwritten by finite values of a size that keeps the decoded weight near the other
  * types', and the backend gets the blocks themselves. Either way the reference values are the

@@ -208,8 +208,8 @@ static void check_merged_bytes(const char *base, ft_merge_kind kind) {
 }
 
 static void test_merged_bytes(void) {
-    static const ft_merge_kind kinds[] = {FT_MERGE_F32, FT_MERGE_F16, FT_MERGE_BF16, FT_MERGE_Q8_0, FT_MERGE_Q4_0,
-                                          FT_MERGE_Q4_K_M};
+    static const ft_merge_kind kinds[] = {FT_MERGE_F32,  FT_MERGE_F16,    FT_MERGE_BF16,   FT_MERGE_Q8_0,
+                                          FT_MERGE_Q4_0, FT_MERGE_Q4_K_M, FT_MERGE_Q5_K_M, FT_MERGE_Q6_K};
     for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++) check_merged_bytes(g_model, kinds[i]);
     const ft_bench_shape *s = ft_bench_shape_find("llama-3-8b");
     char dir[4200];

@@ -142,8 +142,8 @@ ft_status ft_cmd_bench(int argc, char **argv) {
     if (strcmp(o.quant, "nf4") != 0 && strcmp(o.quant, "none") != 0 &&
         !(ft_ggml_type_from_name(o.quant, &gq) && ft_dtype_from_ggml((int)gq, &dq) && ft_dtype_is_ggml(dq) &&
           (ft_ggml_can_encode((int)gq) || dq == FT_IQ4_NL || dq == FT_IQ4_XS))) { /* bench.c draws IQ4 blocks */
-        st = FT_ERR(FT_E_ARG, "bench: --quant %s (expected nf4, none, q4_0, q5_0, q8_0, q4_k, q5_k, q6_k, iq4_nl or "
-                    "iq4_xs)", o.quant);
+        st = FT_ERR(FT_E_ARG, "bench: --quant %s (expected nf4, none, q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k, q6_k, "
+                    "iq4_nl or iq4_xs)", o.quant);
         goto done;
     }
     if (wckpt) {

@@ -10,8 +10,8 @@ every layer. Checks, printing one line each ("ok ..." / "FAIL ...") and exiting 
     base's with its type and bytes, but general.file_type = 7 (LLAMA_FTYPE_MOSTLY_Q8_0);
   - every tensor without an adapter module whose type stays is byte-identical to the base's (base,
     base-f16: all of them; q8_0: the F32 ones and any already Q8_0);
-  - each merged tensor has the expected type (base: its own, Q2_K/Q3_K -> Q4_K, Q4_1 -> Q5_0,
-    Q5_1 -> Q6_K, IQ4_NL -> Q4_0, IQ4_XS -> Q4_K; base-f16: F16;
+  - each merged tensor has the expected type (base: its own, Q4_1 and Q5_1 included, Q2_K/Q3_K ->
+    Q4_K, IQ4_NL -> Q4_0, IQ4_XS -> Q4_K; base-f16: F16;
     q8_0: Q8_0, 1-D tensors F32) and bytes that differ from the base's.
 """
 import re
@@ -91,7 +91,7 @@ def expected_type(kind, t, ne, name, merged):
         return t
     if kind == "base-f16":
         return 0 if t == 0 else 1
-    return {10: 12, 11: 12, 3: 6, 7: 14 if ne[0] % 256 == 0 else 8, 20: 2, 23: 12}.get(t, t)
+    return {10: 12, 11: 12, 20: 2, 23: 12}.get(t, t)
 
 
 def main():
