@@ -19,6 +19,7 @@
 #include "trainer/bench.h"
 #include "trainer/cli.h"
 #include "trainer/commands.h"
+#include "trainer/model.h"
 
 static const ft_opt ft_bench_cli[] = {
     {"shape", FT_OPT_STR, "NAME", "llama-3-8b",
@@ -121,8 +122,9 @@ ft_status ft_cmd_bench(int argc, char **argv) {
     FT_CHECK_GOTO(st, ft_cli_int(&cli, "peak-n", &o.peak_n), done);
     FT_CHECK_GOTO(st, ft_cli_int(&cli, "mlp-chunk", &o.mlp_chunk), done);
     FT_CHECK_GOTO(st, ft_cli_int(&cli, "boundary-every", &o.boundary_every), done);
-    if (o.mlp_chunk < 0) {
-        st = FT_ERR(FT_E_ARG, "bench: --mlp-chunk %lld (need >= 0)", (long long)o.mlp_chunk);
+    if (o.mlp_chunk < 0 || o.boundary_every < 0 || o.boundary_every > FT_MODEL_MAX_SEGMENT) {
+        st = FT_ERR(FT_E_ARG, "bench: --mlp-chunk %lld (need >= 0), --boundary-every %lld (need 0..%d)",
+                    (long long)o.mlp_chunk, (long long)o.boundary_every, FT_MODEL_MAX_SEGMENT);
         goto done;
     }
     FT_CHECK_GOTO(st, ft_cli_int(&cli, "seed", &seed), done);

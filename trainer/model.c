@@ -580,9 +580,13 @@ static ft_status ft_segment_refill(const ft_pass *p, int64_t l, int64_t K) {
     const int64_t L = m->d.L, s = l / K;
     if (K <= 1 || l % K == 0 || l != (s + 1) * K - 1 || s == (L - 1) / K) return FT_OK;
     ft_pass fp = *p;
-    fp.next_layer = 1, fp.norms_kept = 1;
-    for (int64_t j = s * K; j < l; j++)
+    fp.norms_kept = 1;
+    for (int64_t j = s * K; j < l; j++) {
+        /* the last one names layer l's q only when l is recomputed (q first); a kept layer l is fetched
+         * in the backward's order (ft_layer_fetch), where its q at the ring's head would be misplaced */
+        fp.next_layer = j + 1 < l || ft_layer_recomputed(m, l);
         FT_TRY(ft_layer_forward(&fp, j, ft_acts_of(m, j), ft_bdev(m, j), ft_bdev(m, j + 1), 0));
+    }
     return FT_OK;
 }
 

@@ -105,8 +105,8 @@ typedef struct ft_model_opts {
      * share boundary_every - 1 slots. Before the backward reaches a segment (but the last, whose
      * inputs the forward left in the slots), it runs the segment's layers forward once more from the
      * kept input to refill the slots: one more forward for (boundary_every - 1) of every
-     * boundary_every layers, for (L + 1) / boundary_every + boundary_every - 1 boundaries instead of
-     * L + 1 (sqrt(L) minimizes them: 9 for 80 layers, 18 boundaries instead of 81). The forward is the
+     * boundary_every layers, for ceil(L / boundary_every) + boundary_every boundaries (K = 1: L + 1;
+     * K near sqrt(L) makes them fewest: 9 for 80 layers, 18 instead of 81). The forward is the
      * same computation on the same inputs: results are bit-identical. For the longest contexts where
      * host memory cannot take the boundaries (unified memory: a DGX Spark). 0 or 1: every layer's;
      * ignored without recompute and with host_boundaries. */

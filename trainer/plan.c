@@ -398,12 +398,13 @@ static void pl_flops(ft_plan *p, int64_t lora_io) {
     p->f_lora = (6.0 + 2.0 * rec + 2.0 * seg) * lora;
     p->f_dora = 0;
     /* model_dora.c: without dropout the backward's zd (frozen and B products) where the output is not
-     * kept; with LoRA dropout xd W^T in the forward and the recompute (down_proj has none there), zd,
-     * and (g - 1) dy W in the backward; and the weight norms once a step */
+     * kept; with LoRA dropout xd W^T in the forward, the recompute (down_proj has none there) and the
+     * segments' second forward (training.boundary_every), zd, and (g - 1) dy W in the backward; and the
+     * weight norms once a step */
     for (int m = 0; p->dora && m < FT_MOD_COUNT; m++)
         if (p->targets & (1u << m)) {
             const double in = (double)s.in[m], R = (double)p->R;
-            const double extra = p->lora_dropout ? in * (3.0 + (m == FT_MOD_DOWN ? 0.0 : rec)) + R
+            const double extra = p->lora_dropout ? in * (3.0 + (m == FT_MOD_DOWN ? 0.0 : rec) + seg) + R
                                  : ft_dora_output_kept(d, (ft_module)m) ? 0.0
                                                                         : in + R;
             p->f_dora += (double)d->L * 2.0 * (double)s.out[m] * (extra + R * in / (double)(p->B * p->T * p->K));
@@ -527,6 +528,9 @@ ft_status ft_plan_make_cfg(ft_plan *p, const ft_model_config *cfg, const ft_reci
         p->boundary_every = K;
         p->seg_forward = p->dims.L > 0 ? (double)((nseg - 1) * (K - 1)) / (double)p->dims.L : 0.0;
     }
+    if (r->training.boundary_every > 1 && !p->recompute) /* model.c ignores it too */
+        ft_warn("training.boundary_every ignored: layer inputs are kept (every one or a few) only with "
+                "training.recompute: true (without it every layer keeps its whole activations)");
     if (r->training.mlp_chunk > 0 && !p->recompute) /* model.c ignores it too */
         ft_warn("training.mlp_chunk ignored: the MLP runs in slices only with training.recompute: true (without it "
                 "every layer keeps its whole MLP activations)");

@@ -126,7 +126,8 @@ static inline int64_t ft_plan_segment(int64_t L) {
     if (L < 5) return 0;
     int64_t k = 2;
     while ((k + 1) * (k + 1) <= L && k < 64) k++;
-    return (k + 1) * (k + 1) - L < L - k * k ? k + 1 : k; /* the nearer square */
+    k = (k + 1) * (k + 1) - L < L - k * k ? k + 1 : k; /* the nearer square */
+    return k < 64 ? k : 64;                            /* FT_MODEL_MAX_SEGMENT */
 }
 
 typedef struct ft_plan_opts {
@@ -260,6 +261,7 @@ typedef struct ft_plan {
      * time a step (the evaluations spread over the steps; loading not counted), and the jobs the run
      * then takes; both 0 without a limit or a step count */
     int64_t job_steps, jobs;
+    int job_short;            /* the limit is shorter than a step and a checkpoint: no job trains (0, 0) */
 
     /* disk: what the run writes under output_dir (plan_data.c), against what its filesystem has free */
     int64_t disk_ckpt;        /* one checkpoint, at most: LoRA parameters and AdamW's m and v in f32 */

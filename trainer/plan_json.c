@@ -110,6 +110,7 @@ ft_status ft_plan_json(const ft_plan *p, const ft_recipe *r, char **out) {
         pj_num(lim, "max_hours", r->training.max_hours);
         pj_num(lim, "steps_per_job", (double)p->job_steps);
         pj_num(lim, "jobs", (double)p->jobs);
+        cJSON_AddBoolToObject(lim, "shorter_than_a_step", p->job_short);
     } else {
         cJSON_AddNullToObject(t, "time_limit");
     }

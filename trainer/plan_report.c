@@ -231,16 +231,17 @@ void ft_plan_print(const ft_plan *p, const ft_recipe *r, FILE *f) {
         fprintf(f, "  %-28s %s%s\n", "estimated time", pl_duration(p->hours * 3600.0, b1, sizeof b1),
                 p->n_evals > 0 ? " (the steps and the evaluations)" : "");
         if (r->training.max_hours > 0) {
-            if (p->jobs == 1)
+            if (p->job_short)
+                fprintf(f, "  %-28s training.max_hours %g: shorter than a step and its checkpoint: a job would train "
+                           "nothing (it stops before its first step, exit 2); raise it\n", "time limit",
+                        r->training.max_hours);
+            else if (p->jobs == 1)
                 fprintf(f, "  %-28s training.max_hours %g: the run fits in one job\n", "time limit", r->training.max_hours);
             else if (p->jobs > 1)
                 fprintf(f, "  %-28s training.max_hours %g: a job trains about %lld of the %lld steps (loading not "
                            "counted), then checkpoints and exits 75: %lld jobs of `ftune train RECIPE --resume auto`\n",
                         "time limit", r->training.max_hours, (long long)p->job_steps, (long long)p->steps,
                         (long long)p->jobs);
-            else
-                fprintf(f, "  %-28s training.max_hours %g: shorter than a step and a checkpoint: each job trains one "
-                           "step\n", "time limit", r->training.max_hours);
         }
     } else {
         fprintf(f, "  %-28s %s\n", "steps", p->steps_from);

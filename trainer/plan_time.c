@@ -149,12 +149,13 @@ static void pl_parts(ft_plan *p, const ft_recipe *r) {
     const double el_layer = ((1.0 + p->seg_forward) * el.fwd + el.bwd) * e; /* boundary_every: a forward more */
     const double el_final = 5.0 * (double)d->C * e; /* final norm */
     pl_part(p, FT_PLAN_T_ELEMENTWISE, "elementwise", N * ((double)d->L * el_layer + el_final) / bw_el,
-            "%.2f MB/token/layer over %.3g passes: norms, RoPE, SwiGLU, adds", el_layer / 1e6, fwd_passes + 1);
+            "%.2f MB/token/layer over %.3g passes: norms, RoPE, SwiGLU, adds", el_layer / 1e6,
+            fwd_passes + p->seg_forward + 1);
     pl_lora_traffic lo = pl_lora_elems(d, p->targets, r->lora.dropout > 0, p->R, N, e);
-    const double lo_layer = (lo.fwd + rec * lo.rec + lo.bwd) * e;
+    const double lo_layer = ((1.0 + p->seg_forward) * lo.fwd + rec * lo.rec + lo.bwd) * e; /* and the segments' */
     /* every pass casts the f32 masters to bf16 (read 4 B, write 2, the product reads 2); the
      * backward reads and writes the f32 gradients */
-    const double lo_weights = (double)p->lora_params * (8.0 * (fwd_passes + 1) + 8.0);
+    const double lo_weights = (double)p->lora_params * (8.0 * (fwd_passes + p->seg_forward + 1) + 8.0);
     pl_part(p, FT_PLAN_T_LORA, "LoRA products", (N * (double)d->L * lo_layer + lo_weights) / bw_lo,
             "%.2f MB/token/layer (inputs, outputs%s", lo_layer / 1e6,
             !(r->lora.dropout > 0) ? "; FLOPs in GEMMs)"
@@ -252,6 +253,9 @@ void ft_plan_jobs(ft_plan *p, const ft_recipe *r) {
     if (!(limit > 0) || p->steps <= 0 || !(p->hours > 0)) return;
     const double per = p->hours * 3600.0 / (double)p->steps, ckpt = (double)p->disk_ckpt / 200e6;
     const double k = floor((limit - ckpt) / per);
-    p->job_steps = k <= 0 ? 0 : k >= (double)p->steps ? p->steps : (int64_t)k;
+    /* shorter than a step and a checkpoint: a job trains nothing (run_limit.c stops it before its first
+     * step, exit 2): 0 and 0, and job_short says why */
+    p->job_short = k < 1;
+    p->job_steps = k < 1 ? 0 : k >= (double)p->steps ? p->steps : (int64_t)k;
     p->jobs = p->job_steps > 0 ? (p->steps + p->job_steps - 1) / p->job_steps : 0;
 }

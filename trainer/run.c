@@ -554,6 +554,7 @@ static ft_status ft_run_loop(ft_run_state *R) {
     while (R->step < R->total) {
         if (ft_run_signal) return ft_run_interrupted(R);
         if (ft_run_limit_reached(R)) return ft_run_limit_stop(R);
+        const double t_it = ft_run_now(); /* training.max_hours: the data, the step and its record */
         for (int64_t k = 0; k < R->K; k++) FT_TRY(ft_dataset_next(R->ds, &R->mb[k]));
         ft_step_info s;
         R->verdict = FT_GUARD_OK;
@@ -561,10 +562,10 @@ static ft_status ft_run_loop(ft_run_state *R) {
         FT_TRY(ft_train_step(&R->ctx, R->step, ft_run_get, R, ft_run_guard, R, &s));
         R->step++;
         R->tokens_seen += s.tokens;
-        ft_run_limit_step(R, s.seconds);
         ft_guard_record(&R->guard, R->verdict, s.loss, R->step, r->training.diverge_factor);
         if (s.skipped) ft_run_log_skip(R, &s);
         ft_run_record(R, &s);
+        ft_run_limit_step(R, ft_run_now() - t_it);
         if (s.skipped && r->training.max_skips > 0 && R->guard.consecutive >= r->training.max_skips) {
             ft_run_plot(R);
             FT_TRY(ft_run_save_checkpoint(R));

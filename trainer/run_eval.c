@@ -147,7 +147,8 @@ ft_status ft_run_eval(ft_run_state *R) {
         }
     }
     R->last_eval_step = R->step;
-    if (ft_run_now() - t0 > R->eval_s_max) R->eval_s_max = ft_run_now() - t0; /* training.max_hours */
+    const double secs = ft_run_now() - t0;
+    if (secs > R->eval_s_max) R->eval_s_max = secs; /* training.max_hours */
     st = FT_OK;
 done:
     return st;

@@ -81,7 +81,7 @@ void ft_run_plot(ft_run_state *R);
 /* run_limit.c: training.max_hours */
 /* Reads the FT_FAULT_STEP_SECONDS test hook; starts the limit's clock at ft_run's start. */
 ft_status ft_run_limit_init(ft_run_state *R);
-/* A step of s seconds (the step's own) ran: its time on the limit's clock. */
+/* A step ran in s seconds (its data, the step, its metrics line): its time on the limit's clock. */
 void ft_run_limit_step(ft_run_state *R, double s);
 /* 1: the next step, with its evaluation if one is due and the checkpoint the stop writes, would end
  * past training.max_hours. */

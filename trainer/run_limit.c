@@ -8,6 +8,10 @@
  * come in time, and a step that ran slower once may again). Then it writes the checkpoint and ends
  * with FT_E_TIMEUP (exit 75); `--resume auto` goes on from there, bit for bit as any resume.
  *
+ * Before the first step it has timed, the step is the plan's (ft_plan step_s), so a job whose
+ * loading left too little time stops before it (exit 2: a retry would never train) instead of being
+ * killed in its first step or evaluation.
+ *
  * The clock starts at ft_run's start, so that preparing the data and loading the weights count, as
  * they do against a scheduler's limit. The final exports (export.merged: minutes for a 70B) are
  * not predicted: a job killed while writing them leaves nothing half-written, and a requeue with
@@ -62,12 +66,17 @@ static double ft_limit_eval_s(const ft_run_state *R, int64_t next) {
     return R->plan ? R->plan->eval_valid_s + R->plan->eval_gen_s : 0.0;
 }
 
+/* The next step: the slowest this process timed, else the plan's time of an optimizer step (within a
+ * few percent on a GPU it has rates for). */
+static double ft_limit_step_s(const ft_run_state *R) {
+    if (R->steps_timed > 0) return R->step_s_max;
+    return (R->plan && R->plan->step_s > 0 ? R->plan->step_s : 0.0) + R->limit_fake_s;
+}
+
 int ft_run_limit_reached(const ft_run_state *R) {
     const double limit = R->r->training.max_hours * 3600.0;
     if (!(limit > 0)) return 0;
-    const double used = ft_limit_used(R);
-    if (R->steps_timed == 0) return used >= limit; /* nothing timed to predict from: one step at least */
-    return used + R->step_s_max + ft_limit_eval_s(R, R->step + 1) + ft_limit_ckpt_s(R) > limit;
+    return ft_limit_used(R) + ft_limit_step_s(R) + ft_limit_eval_s(R, R->step + 1) + ft_limit_ckpt_s(R) > limit;
 }
 
 ft_status ft_run_limit_stop(ft_run_state *R) {
@@ -76,18 +85,19 @@ ft_status ft_run_limit_stop(ft_run_state *R) {
     char used[32], step[32], rest[128] = "";
     ft_limit_fmt(used, sizeof used, ft_limit_used(R));
     ft_progress_clear(&R->prog);
+    ft_limit_fmt(step, sizeof step, ft_limit_step_s(R));
     if (R->steps_timed == 0) /* exit 2, not 75: a requeue loop would start it again and again for nothing */
-        return FT_ERR(FT_E_ARG, "training.max_hours %g: %s had passed before this job's first step (preparing the data "
-                                "and loading the weights): nothing trained%s; raise training.max_hours",
-                      r->training.max_hours, used, R->step > 0 ? " since the checkpoint it resumed from" : "");
-    ft_limit_fmt(step, sizeof step, R->step_s_max);
+        return FT_ERR(FT_E_ARG, "training.max_hours %g: %s used before this job's first step (preparing the data and "
+                                "loading the weights), and the step (%s by the plan) with its checkpoint would end past "
+                                "it: nothing trained%s; raise training.max_hours",
+                      r->training.max_hours, used, step, R->step > 0 ? " since the checkpoint it resumed from" : "");
     const double ev = ft_limit_eval_s(R, R->step + 1), ck = ft_limit_ckpt_s(R);
     if (ev > 0 || ck > 0) {
         char b1[32], b2[32];
         ft_limit_fmt(b1, sizeof b1, ev);
         ft_limit_fmt(b2, sizeof b2, ck);
-        snprintf(rest, sizeof rest, "%s%s%s and a checkpoint %s", ev > 0 ? ", an evaluation " : "", ev > 0 ? b1 : "",
-                 ev > 0 ? "," : "", b2);
+        snprintf(rest, sizeof rest, "%s%s%s%s%s", ev > 0 ? ", an evaluation " : "", ev > 0 ? b1 : "",
+                 ev > 0 && ck > 0 ? "," : "", ck > 0 ? " and a checkpoint " : "", ck > 0 ? b2 : "");
     }
     if (R->last_ckpt_step != R->step) {
         ft_run_plot(R);

@@ -184,7 +184,7 @@ expect 1 "nope/tokenizer.json: cannot open" -- "$ftune" tokenize --tokenizer "$t
 "$ftune" >"$tmp/out" 2>"$tmp/err"; rc=$?
 [ $rc -eq 2 ] && grep -q "^usage: ftune <command>" "$tmp/err" && [ ! -s "$tmp/out" ] && ok "no command: usage on stderr, exit 2" \
   || bad "no command: exit $rc, $(head -2 "$tmp/err")"
-expect 2 "bench: --quant int3 \(expected nf4, none, q4_0, q5_0, q8_0, q4_k, q5_k, q6_k, iq4_nl or iq4_xs\)" -- "$ftune" bench --quant int3
+expect 2 "bench: --quant int3 \(expected nf4, none, q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k, q6_k, iq4_nl or iq4_xs\)" -- "$ftune" bench --quant int3
 expect 2 "bench: --keep-layers -2 \(need >= 0, or max\)" -- "$ftune" bench --keep-layers -2
 expect 2 "bench: --seq 1 \(need >= 2, or max\)" -- "$ftune" bench --seq 1
 expect 2 "bench: --doc-len -1 \(need >= 0\)" -- "$ftune" bench --doc-len -1

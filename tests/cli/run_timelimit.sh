@@ -57,7 +57,7 @@ diff <(strip "$tmp/a/metrics.jsonl") <(strip "$tmp/b/metrics.jsonl") >"$tmp/b.di
 # the limit passes while loading: nothing trained, exit 2, no checkpoint
 "$ftune" train "$recipe" "${common[@]}" --set output_dir="$tmp/c" --set training.max_hours=1e-9 >/dev/null 2>"$tmp/c.err"
 rc=$?
-[ $rc -eq 2 ] && grep -q "training.max_hours 1e-09: .* had passed before this job's first step" "$tmp/c.err" \
+[ $rc -eq 2 ] && grep -q "training.max_hours 1e-09: .* used before this job's first step (preparing the data and loading the weights), and the step (.* by the plan) with its checkpoint would end past it: nothing trained" "$tmp/c.err" \
   && [ -z "$(ls "$tmp/c/checkpoints" 2>/dev/null)" ] \
   && ok "a limit shorter than the loading: exit 2, $(tail -1 "$tmp/c.err" | head -c 160)" \
   || bad "limit before the first step: exit $rc: $(tail -1 "$tmp/c.err")"
