@@ -5,7 +5,8 @@
  * counts against it, hold only while the two orders are the same; no CPU result shows the order
  * otherwise (it changes no value). A 6-layer tiny model trains two steps on the CPU backend, whose
  * vtable is wrapped to record each call of the second step; the record must equal the simulation's
- * `--trace` for keep_layers 0, 3 and 6 and for training without recompute. */
+ * `--trace` for keep_layers 0, 3 and 6 and for training without recompute, and with boundary_every 2
+ * and 4 (keep_layers 0) and 2 (keep_layers 3). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,10 +67,11 @@ static ft_status rec_linear_bwd_x(ft_backend *be, void *dx, const void *dy, cons
 }
 
 /* The simulation's trace of a step for keep (-1: no recompute), or NULL when it cannot run. */
-static char *sim_trace(int keep) {
+static char *sim_trace(int keep, int every) {
     char cmd[4400], *out = NULL;
-    snprintf(cmd, sizeof cmd, "python3 '%s/tests/bench/wcache_ring_sim.py' --shape tiny --layers %d --trace --keep %d",
-             ft_test_src_dir(), NL, keep);
+    snprintf(cmd, sizeof cmd,
+             "python3 '%s/tests/bench/wcache_ring_sim.py' --shape tiny --layers %d --trace --keep %d --every %d",
+             ft_test_src_dir(), NL, keep, every);
     if (ft_test_run(cmd, &out) == 0) return out;
     if (out) printf("%s", out);
     free(out);
@@ -85,7 +87,7 @@ static void first_diff(const char *a, const char *b, char *out, size_t cap) {
     snprintf(out, cap, "line %d: the model's '%.*s', the simulation's '%.*s'", line, na, a, nb, b);
 }
 
-static void check_order(int keep) {
+static void check_order(int keep, int every) {
     ft_model_config cfg;
     FT_CHECK_OK(ft_bench_config(ft_bench_shape_find("tiny"), NL, 0, &cfg));
     ft_model_dims d;
@@ -95,7 +97,7 @@ static void check_order(int keep) {
     ft_lora *lora = NULL;
     rec_vt r = {0};
     FT_CHECK_OK(ft_backend_cpu_create(&be, 1));
-    ft_model_opts mo = {.recompute = keep >= 0, .keep_layers = keep > 0 ? keep : 0};
+    ft_model_opts mo = {.recompute = keep >= 0, .keep_layers = keep > 0 ? keep : 0, .boundary_every = every};
     FT_CHECK_OK(ft_model_create(&m, be, &d, FT_NF4, FT_F32, &mo));
     if (!m) goto done;
     ft_model_weights *w = ft_model_get_weights(m);
@@ -134,18 +136,19 @@ static void check_order(int keep) {
     r.on = 0;
     be->vt = r.orig;
 
-    char *want = sim_trace(keep);
+    char *want = sim_trace(keep, every);
     FT_CHECK(want != NULL, "keep %d: running tests/bench/wcache_ring_sim.py (python3) failed", keep);
     if (want && r.text) {
-        char msg[160], label[32];
+        char msg[160], label[48];
         first_diff(r.text, want, msg, sizeof msg);
         const int same = strcmp(r.text, want) == 0;
-        FT_CHECK(same, "keep %d: the model's order differs from the simulation's, %s", keep, msg);
+        FT_CHECK(same, "keep %d, boundary_every %d: the model's order differs from the simulation's, %s", keep, every,
+                 msg);
         if (same) {
             int calls = 0;
             for (const char *c = r.text; *c; c++) calls += *c == '\n';
             if (keep < 0) snprintf(label, sizeof label, "no recompute");
-            else snprintf(label, sizeof label, "keep_layers %d", keep);
+            else snprintf(label, sizeof label, "keep_layers %d%s", keep, every > 1 ? ", boundary_every" : "");
             printf("ok   %s: %d calls of a step (names and reads) as tests/bench/wcache_ring_sim.py replays them\n",
                    label, calls);
         }
@@ -162,6 +165,10 @@ done:
 
 int main(void) {
     const int keeps[] = {0, 3, NL, -1};
-    for (size_t i = 0; i < sizeof keeps / sizeof *keeps; i++) check_order(keeps[i]);
+    for (size_t i = 0; i < sizeof keeps / sizeof *keeps; i++) check_order(keeps[i], 1);
+    /* training.boundary_every: segments of 2 (a kept layer 3 atop a refilled one) and of 4 of the 6 */
+    check_order(0, 2);
+    check_order(0, 4);
+    check_order(3, 2);
     return ft_test_finish();
 }

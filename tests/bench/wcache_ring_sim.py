@@ -10,7 +10,9 @@
 # or fetches a kept layer's seven weights (ft_layer_fetch: the backward's order, the forward's for
 # layer 0), then reads them in the backward's order (down gate up o q k v), naming after each the
 # weight layer l-1 takes its place with (ft_bwd_next). --old replays the order before ft_bwd_next
-# (a kept layer fetched in the forward's order, nothing named during the backward).
+# (a kept layer fetched in the forward's order, nothing named during the backward). --every K: the
+# segments' second forward (training.boundary_every), at a segment's first layer ft_bwd_next naming
+# the first q of the segment below.
 #
 # Timeline: a product of weight w costs gemm_ms * |w| / |layer| on the main stream (only the frozen
 # products: attention, LoRA and elementwise would hide more); a dequantization deq_ms * |w| / |layer|
@@ -31,6 +33,9 @@ ap.add_argument("--trace", action="store_true",
                 help="print only the calls of the last step, `p LAYER MODULE` (named: ft_backend_weight_prefetch) and "
                      "`u LAYER MODULE` (read by a product), modules 0-6 as q k v o gate up down (tests/test_wcache_order.c)")
 ap.add_argument("--old", action="store_true", help="the call order before ft_bwd_next")
+ap.add_argument("--every", type=int, default=1,
+                help="training.boundary_every K: before the backward reaches a segment of K layers (but the last), its "
+                     "first K-1 layers run forward again (ft_segment_refill)")
 ap.add_argument("--gemm-ms", type=float, default=9.0, help="one layer's frozen products, one pass (70B, seq 4096)")
 ap.add_argument("--deq-ms", type=float, default=0.8, help="one layer's dequantization")
 a = ap.parse_args()
@@ -120,6 +125,7 @@ def step(r, keep):
     kl = L if keep < 0 else keep
     recomputed = lambda l: recompute and l < L - kl
     bwd_placed = lambda l: not recomputed(l) and l != 0 and l != L - 1
+    K = min(a.every, L) if recompute and a.every > 1 else 1  # ft_model_boundary_every
 
     def proj(l, m, next_layer, read=True):
         if m == Q:
@@ -135,6 +141,8 @@ def step(r, keep):
     def bwd_next(l, m):  # ft_bwd_next
         if a.old or l == 0:
             return None
+        if K > 1 and l % K == 0:  # the segment below runs forward next, from its first layer
+            return (l - K, Q) if m == (DN if bwd_placed(l) else Q) else None
         if recomputed(l - 1):
             return (l - 1, Q) if m == (DN if bwd_placed(l) else Q) else None
         if l - 1 == 0 or not bwd_placed(l):
@@ -145,6 +153,11 @@ def step(r, keep):
         for m in FWD:
             proj(l, m, True)
     for l in reversed(range(L)):
+        s_ = l // K
+        if K > 1 and l % K != 0 and l == (s_ + 1) * K - 1 and s_ != (L - 1) // K:  # ft_segment_refill
+            for j in range(s_ * K, l):
+                for m in FWD:
+                    proj(j, m, j + 1 < l or recomputed(l))
         if recomputed(l):
             for m in FWD:
                 proj(l, m, False, read=(m != DN or not recompute))
