@@ -39,6 +39,35 @@ typedef struct ft_run_view {
 
 /* Whether a process holds DIR/.lock (ft_run takes it for the whole run): a shared lock, tried and
  * let go at once, fails only then. 1 running, 0 not, -1 unknown (no lock file). */
+/* While the run runs under training.max_hours (trainer/run_limit.c's job.json): by when this job
+ * stops, and whether that is before the run's end (time_left seconds from now; 0: unknown). */
+static void ft_status_job(const char *dir, double time_left) {
+    char path[4200], *text = NULL;
+    int64_t len = 0;
+    snprintf(path, sizeof path, "%s/job.json", dir);
+    if (ft_read_file(path, 1 << 12, &text, &len, NULL) != FT_OK) {
+        ft_error_clear();
+        return;
+    }
+    cJSON *j = cJSON_Parse(text);
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "started"), *mh = cJSON_GetObjectItemCaseSensitive(j, "max_hours");
+    if (cJSON_IsNumber(st) && cJSON_IsNumber(mh) && mh->valuedouble > 0) {
+        const time_t start = (time_t)st->valuedouble, end = start + (time_t)(mh->valuedouble * 3600.0);
+        struct tm a, b;
+        char s1[32], s2[32];
+        localtime_r(&start, &a), localtime_r(&end, &b);
+        strftime(s1, sizeof s1, "%a %H:%M", &a);
+        strftime(s2, sizeof s2, "%a %H:%M", &b);
+        const double left = difftime(end, time(NULL));
+        printf("job limit:    this job (started %s) stops with a checkpoint by %s, training.max_hours %g%s\n", s1, s2,
+               mh->valuedouble,
+               time_left > 0 && left < time_left ? ": before the run's end (`ftune train RECIPE --resume auto` goes on)"
+                                                 : "");
+    }
+    cJSON_Delete(j);
+    free(text);
+}
+
 static int ft_status_running(const char *dir) {
     char path[4200];
     snprintf(path, sizeof path, "%s/.lock", dir);
@@ -194,6 +223,8 @@ ft_status ft_cmd_status(int argc, char **argv) {
             printf("time left:    ~%s at the run's %.2f s a step so far (evaluations and checkpoints included)\n", b2,
                    step_s);
         }
+        if (running > 0) ft_status_job(dir, total > v.last_step && isfinite(step_s) ? step_s * (double)(total - v.last_step)
+                                                                                     : 0.0);
         printf("loss:         %.4f last, %.4f mean of the last %d steps\n", v.last_loss,
                ft_mean(v.recent_loss, v.n_recent), (int)(v.n_recent < FT_ST_RECENT ? v.n_recent : FT_ST_RECENT));
         if (v.rollbacks > 0)

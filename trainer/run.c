@@ -669,6 +669,7 @@ ft_status ft_run(const ft_recipe *r, const ft_run_opts *opts) {
     FT_CHECK_GOTO(st, ft_run_fault_step("FT_FAULT_TERM_AFTER_STEP", "SIGTERM", &R.fault_term_step), done);
     FT_CHECK_GOTO(st, ft_run_dirs(&R), done);
     owned = 1; /* the directory's lock is ours: its outcome.json too */
+    ft_run_limit_note(&R);
     {
         char outcome[FT_PATH_MAX + 32];
         snprintf(outcome, sizeof outcome, "%s/outcome.json", R.dir);

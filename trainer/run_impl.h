@@ -61,6 +61,7 @@ typedef struct ft_run_state {
 
     /* training.max_hours (run_limit.c): this process's clock and the slowest of what it timed */
     double t_proc;            /* monotonic time ft_run began */
+    long long t_wall;         /* and the wall clock's, seconds since the epoch (job.json) */
     double limit_fake_s;      /* FT_FAULT_STEP_SECONDS: seconds each step adds to the limit's clock (test hook) */
     double limit_fake_total;  /* those added so far */
     int64_t steps_timed;      /* steps this process ran */
@@ -81,6 +82,9 @@ void ft_run_plot(ft_run_state *R);
 /* run_limit.c: training.max_hours */
 /* Reads the FT_FAULT_STEP_SECONDS test hook; starts the limit's clock at ft_run's start. */
 ft_status ft_run_limit_init(ft_run_state *R);
+/* OUTPUT_DIR/job.json: when this job started and its training.max_hours, for `ftune status` while it
+ * runs (removed without a limit, so an older job's never stands); a failure is a warning. */
+void ft_run_limit_note(const ft_run_state *R);
 /* A step ran in s seconds (its data, the step, its metrics line): its time on the limit's clock. */
 void ft_run_limit_step(ft_run_state *R, double s);
 /* 1: the next step, with its evaluation if one is due and the checkpoint the stop writes, would end

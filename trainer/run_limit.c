@@ -22,17 +22,36 @@
 #include "trainer/run_impl.h"
 
 #include <stdio.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "export/export_util.h"
 #include "kernels/log.h"
 
 ft_status ft_run_limit_init(ft_run_state *R) {
     R->t_proc = ft_run_now();
+    R->t_wall = (long long)time(NULL);
     int64_t s = 0;
     int set = 0;
     FT_TRY(ft_run_hook("FT_FAULT_STEP_SECONDS", 1, "each step counts that many seconds more against training.max_hours",
                        &s, &set));
     R->limit_fake_s = set ? (double)s : 0.0;
     return FT_OK;
+}
+
+void ft_run_limit_note(const ft_run_state *R) {
+    char path[FT_PATH_MAX + 16], text[160];
+    snprintf(path, sizeof path, "%s/job.json", R->dir);
+    if (!(R->r->training.max_hours > 0)) {
+        unlink(path);
+        return;
+    }
+    snprintf(text, sizeof text, "{\"started\": %lld, \"max_hours\": %.17g, \"pid\": %lld}\n", R->t_wall,
+             R->r->training.max_hours, (long long)getpid());
+    if (ft_write_text(path, text) != FT_OK) {
+        ft_warn("%s: not written (%s)", path, ft_error_msg());
+        ft_error_clear();
+    }
 }
 
 void ft_run_limit_step(ft_run_state *R, double s) {

@@ -42,6 +42,10 @@ for job in 1 2 3 4; do
   if [ "$job" -eq 1 ]; then
     grep -q "FT_FAULT_STEP_SECONDS=100: test hook armed" "$tmp/b1.err" && ok "the armed hook is announced" \
       || bad "hook not announced"
+    st=$(grep -o '"started": [0-9]*' "$tmp/b/job.json" | grep -o '[0-9]*$')
+    [ -n "$st" ] && [ $(( $(date +%s) - st )) -lt 120 ] && grep -q '"max_hours": 0.10000000000000001' "$tmp/b/job.json" \
+      && [ ! -e "$tmp/a/job.json" ] && ok "job.json: when the job started and its limit (none without one)" \
+      || bad "job.json: $(cat "$tmp/b/job.json" 2>&1); run A's: $(ls "$tmp/a/job.json" 2>&1)"
     grep -q '"outcome":"stopped at its time limit","step":3,' "$tmp/b/outcome.json" \
       && "$ftune" status "$tmp/b" | grep -q "^run: .*: stopped at its time limit: stopped at step 3 of 12" \
       && ok "outcome.json and ftune status: stopped at its time limit" \

@@ -47,7 +47,26 @@ sleep 0.5
 "$ftune" status "$run" >"$tmp/s3" 2>&1
 grep -q "^time left:    ~0:14 at the run's 1.00 s a step so far (evaluations and checkpoints included)" "$tmp/s3" \
   && ok "time left from the run's wall clock: $(grep '^time left' "$tmp/s3")" || bad "time left: $(grep '^time left' "$tmp/s3")"
+! grep -q "^job limit" "$tmp/s3" && ok "no training.max_hours: no job limit line" || bad "job limit without a limit: $(grep '^job' "$tmp/s3")"
 wait
+# under training.max_hours the job's job.json (trainer/run_limit.c) says by when it stops: 2 h from
+# an hour ago is an hour after the 14 s the run has left; 0.001 h from now is before them
+now=$(date +%s)
+echo "{\"started\": $((now - 3600)), \"max_hours\": 2, \"pid\": 1}" >"$run/job.json"
+flock "$run/.lock" sleep 5 &
+sleep 0.5
+"$ftune" status "$run" >"$tmp/s4" 2>&1
+wait
+grep -q "^job limit:    this job (started $(date -d @$((now - 3600)) '+%a %H:%M')) stops with a checkpoint by $(date -d @$((now + 3600)) '+%a %H:%M'), training.max_hours 2$" "$tmp/s4" \
+  && ok "$(grep '^job limit' "$tmp/s4")" || bad "job limit: $(grep '^job' "$tmp/s4") (now $now)"
+echo "{\"started\": $now, \"max_hours\": 0.001, \"pid\": 1}" >"$run/job.json"
+flock "$run/.lock" sleep 5 &
+sleep 0.5
+"$ftune" status "$run" >"$tmp/s5" 2>&1
+wait
+grep -q "^job limit:    .*training.max_hours 0.001: before the run's end (\`ftune train RECIPE --resume auto\` goes on)$" "$tmp/s5" \
+  && ok "a limit before the run's end says so" || bad "job limit before the end: $(grep '^job' "$tmp/s5")"
+rm -f "$run/job.json"
 cp "$tmp/m.keep" "$m"
 
 "$ftune" train "$recipe" --set output_dir="$run" --resume >/dev/null 2>&1
