@@ -103,5 +103,8 @@ void ft_test_plan_cfg_opts(struct ft_plan *p, const char *config_dir, const stru
                            const char *const *extra, int n_extra);
 void ft_test_plan_cfg(struct ft_plan *p, const char *config_dir, const char *device, const char *const *extra,
                       int n_extra);
+/* The number at j.a.b of a plan's JSON (`ftune plan --json`; b NULL: j.a), NAN where there is none. */
+struct cJSON;
+double ft_test_json_num(const struct cJSON *j, const char *a, const char *b);
 
 #endif

@@ -1,6 +1,9 @@
 /* harness_plan.c: plans of the real models' committed config.json files (tests/fixtures/configs),
  * for the plan tests (test_plan, test_plan_context). */
+#include <math.h>
 #include <stdio.h>
+
+#include <cjson/cJSON.h>
 
 #include "tests/harness.h"
 #include "trainer/plan.h"
@@ -24,4 +27,10 @@ void ft_test_plan_cfg_opts(ft_plan *p, const char *config_dir, const ft_plan_opt
 void ft_test_plan_cfg(ft_plan *p, const char *config_dir, const char *device, const char *const *extra, int n_extra) {
     ft_plan_opts po = {.device = device};
     ft_test_plan_cfg_opts(p, config_dir, &po, extra, n_extra);
+}
+
+double ft_test_json_num(const cJSON *j, const char *a, const char *b) {
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(j, a);
+    o = b ? cJSON_GetObjectItemCaseSensitive(o, b) : o;
+    return cJSON_IsNumber(o) ? o->valuedouble : NAN;
 }

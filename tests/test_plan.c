@@ -637,11 +637,6 @@ static void check_cudnn_attention(void) {
 
 /* `ftune plan --json`: the report's figures, one JSON object. The shipped 70B H100 recipe fits and
  * keeps layers; with micro_batch 64 it does not, and the advice is the report's. */
-static double js_num(const cJSON *j, const char *a, const char *b) {
-    const cJSON *o = cJSON_GetObjectItemCaseSensitive(j, a);
-    o = b ? cJSON_GetObjectItemCaseSensitive(o, b) : o;
-    return cJSON_IsNumber(o) ? o->valuedouble : NAN;
-}
 static void check_json(void) {
     char path[4200];
     snprintf(path, sizeof path, "%s/recipes/llama-3.3-70b-h100.yaml", ft_test_src_dir());
@@ -661,27 +656,27 @@ static void check_json(void) {
                  "plan --json (micro_batch %s): fits %d", big ? "64" : "1", p->fits);
         FT_CHECK(big ? cJSON_IsString(adv) && strcmp(adv->valuestring, p->advice) == 0 : cJSON_IsNull(adv),
                  "plan --json: advice");
-        FT_CHECK(js_num(j, "memory", "total_bytes") == (double)p->total_bytes &&
-                     js_num(j, "device", "memory_bytes") == (double)p->device_bytes &&
+        FT_CHECK(ft_test_json_num(j, "memory", "total_bytes") == (double)p->total_bytes &&
+                     ft_test_json_num(j, "device", "memory_bytes") == (double)p->device_bytes &&
                      /* cJSON prints 15 significant digits when they read back within an ulp or two */
-                     !(fabs(js_num(j, "time", "tokens_per_s") - p->tokens_per_s) > 1e-12 * p->tokens_per_s) &&
-                     !(fabs(js_num(j, "time", "estimated_s") - p->hours * 3600.0) > 1e-12 * p->hours * 3600.0) &&
-                     js_num(j, "run", "steps") == 500 &&
+                     !(fabs(ft_test_json_num(j, "time", "tokens_per_s") - p->tokens_per_s) > 1e-12 * p->tokens_per_s) &&
+                     !(fabs(ft_test_json_num(j, "time", "estimated_s") - p->hours * 3600.0) > 1e-12 * p->hours * 3600.0) &&
+                     ft_test_json_num(j, "run", "steps") == 500 &&
                      cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "memory"),
                                                                           "lines")) == FT_PLAN_NLINES,
                  "plan --json: the figures are the plan's (total %.0f/%lld, device %.0f/%lld, t/s %.17g/%.17g, s %.17g/%.17g, steps %.0f)",
-                 js_num(j, "memory", "total_bytes"), (long long)p->total_bytes, js_num(j, "device", "memory_bytes"),
-                 (long long)p->device_bytes, js_num(j, "time", "tokens_per_s"), p->tokens_per_s,
-                 js_num(j, "time", "estimated_s"), p->hours * 3600.0, js_num(j, "run", "steps"));
+                 ft_test_json_num(j, "memory", "total_bytes"), (long long)p->total_bytes, ft_test_json_num(j, "device", "memory_bytes"),
+                 (long long)p->device_bytes, ft_test_json_num(j, "time", "tokens_per_s"), p->tokens_per_s,
+                 ft_test_json_num(j, "time", "estimated_s"), p->hours * 3600.0, ft_test_json_num(j, "run", "steps"));
         if (!big) {
             const cJSON *of = cJSON_GetArrayItem(
                 cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "memory"), "offers"), 0);
-            FT_CHECK(p->keep_layers == 36 && js_num(j, "run", "keep_layers") == 36 &&
+            FT_CHECK(p->keep_layers == 36 && ft_test_json_num(j, "run", "keep_layers") == 36 &&
                          (p->kept.kept == 0) == (of == NULL),
                      "plan --json: kept layers %lld and the offers", (long long)p->keep_layers);
             printf("ok   plan --json: fits, %.0f bytes, %.0f tokens/s, %.1f h, kept layers %lld\n",
-                   js_num(j, "memory", "total_bytes"), js_num(j, "time", "tokens_per_s"),
-                   js_num(j, "time", "estimated_s") / 3600, (long long)p->keep_layers);
+                   ft_test_json_num(j, "memory", "total_bytes"), ft_test_json_num(j, "time", "tokens_per_s"),
+                   ft_test_json_num(j, "time", "estimated_s") / 3600, (long long)p->keep_layers);
         }
         cJSON_Delete(j);
         free(js);
